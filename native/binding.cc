@@ -1,0 +1,144 @@
+// The only file that sees N-API. JS packs each kernel's arguments into one shared
+// Float64Array (no per-call allocation or array unwrapping) and calls call(id, count).
+#include <napi.h>
+
+#include <cstring>
+#include <vector>
+
+#include "kernel_api.h"
+
+using namespace kestrel;
+
+namespace {
+
+constexpr size_t kArgSlots = 4096;
+
+class Addon : public Napi::Addon<Addon> {
+ public:
+  Addon(Napi::Env env, Napi::Object exports) {
+    auto buffer = Napi::ArrayBuffer::New(env, kArgSlots * sizeof(double));
+    args_ = static_cast<double*>(buffer.Data());
+    args_ref_ = Napi::Persistent(buffer);
+    size_t count = 0;
+    const KernelEntry* table = kernel_table(&count);
+    kernels_.assign(table, table + count);
+    Napi::Array names = Napi::Array::New(env, count);
+    for (size_t i = 0; i < count; i++) names.Set(uint32_t(i), Napi::String::New(env, table[i].name));
+
+    DefineAddon(exports, {
+        InstanceMethod("alloc", &Addon::Alloc),
+        InstanceMethod("free", &Addon::Free),
+        InstanceMethod("write", &Addon::Write),
+        InstanceMethod("read", &Addon::Read),
+        InstanceMethod("call", &Addon::Call),
+        InstanceMethod("info", &Addon::Info),
+        InstanceMethod("setThreads", &Addon::SetThreads),
+        InstanceMethod("liveBytes", &Addon::LiveBytes),
+    });
+    exports.Set("args", Napi::Float64Array::New(env, kArgSlots, buffer, 0));
+    exports.Set("kernels", names);
+  }
+
+ private:
+  template <class F>
+  static auto guard(Napi::Env env, const char* what, F f) -> decltype(f()) {
+    try {
+      return f();
+    } catch (const Napi::Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Napi::Error::New(env, std::string("kestrel native ") + what + ": " + e.what());
+    }
+  }
+
+  static double number(const Napi::CallbackInfo& info, size_t i, const char* fn) {
+    if (i >= info.Length() || !info[i].IsNumber())
+      throw Napi::TypeError::New(info.Env(), std::string("kestrel native ") + fn + ": argument " + std::to_string(i) + " must be a number");
+    return info[i].As<Napi::Number>().DoubleValue();
+  }
+
+  // alloc(bytes, zero) -> handle
+  Napi::Value Alloc(const Napi::CallbackInfo& info) {
+    double bytes = number(info, 0, "alloc");
+    bool zero = info.Length() > 1 && info[1].ToBoolean();
+    if (!(bytes >= 0) || bytes > 1e15) throw Napi::RangeError::New(info.Env(), "kestrel native alloc: bad byte count");
+    return Napi::Number::New(info.Env(), guard(info.Env(), "alloc", [&] { return storage_alloc(size_t(bytes), zero); }));
+  }
+
+  Napi::Value Free(const Napi::CallbackInfo& info) {
+    double h = number(info, 0, "free");
+    guard(info.Env(), "free", [&] { storage_free(h); return 0; });
+    return info.Env().Undefined();
+  }
+
+  // write(handle, byteOffset, typedArray) / read(handle, byteOffset, typedArray): copy bytes
+  // between a storage block and a JS typed array, bounds-checked on both sides.
+  Napi::Value Write(const Napi::CallbackInfo& info) { return transfer(info, true); }
+  Napi::Value Read(const Napi::CallbackInfo& info) { return transfer(info, false); }
+
+  Napi::Value transfer(const Napi::CallbackInfo& info, bool to_native) {
+    const char* fn = to_native ? "write" : "read";
+    double h = number(info, 0, fn), off = number(info, 1, fn);
+    if (info.Length() < 3 || !info[2].IsTypedArray())
+      throw Napi::TypeError::New(info.Env(), std::string("kestrel native ") + fn + ": argument 2 must be a typed array");
+    auto ta = info[2].As<Napi::TypedArray>();
+    char* js = static_cast<char*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
+    size_t n = ta.ByteLength();
+    guard(info.Env(), fn, [&] {
+      size_t bytes = 0;
+      char* base = storage_lookup(h, &bytes);
+      if (!(off >= 0) || size_t(off) + n > bytes)
+        throw KernelError("range [" + std::to_string(size_t(off)) + ", +" + std::to_string(n) + ") outside storage of " + std::to_string(bytes) + " bytes");
+      if (n) {
+        if (to_native) std::memcpy(base + size_t(off), js, n);
+        else std::memcpy(js, base + size_t(off), n);
+      }
+      return 0;
+    });
+    return info.Env().Undefined();
+  }
+
+  // call(kernelId, argCount): runs a registered kernel over the packed arguments.
+  Napi::Value Call(const Napi::CallbackInfo& info) {
+    double id = number(info, 0, "call"), count = number(info, 1, "call");
+    if (!(id >= 0) || size_t(id) >= kernels_.size())
+      throw Napi::RangeError::New(info.Env(), "kestrel native call: unknown kernel id");
+    if (!(count >= 0) || size_t(count) > kArgSlots)
+      throw Napi::RangeError::New(info.Env(), "kestrel native call: bad argument count");
+    const KernelEntry& k = kernels_[size_t(id)];
+    guard(info.Env(), k.name, [&] {
+      Args a(args_, size_t(count));
+      k.fn(a);
+      return 0;
+    });
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Info(const Napi::CallbackInfo& info) {
+    const CpuFeatures& f = cpu_features();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("avx2", f.avx2);
+    o.Set("fma", f.fma);
+    o.Set("avx512f", f.avx512f);
+    o.Set("f16c", f.f16c);
+    o.Set("threads", num_threads());
+    return o;
+  }
+
+  Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+    set_num_threads(int(number(info, 0, "setThreads")));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value LiveBytes(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(storage_live_bytes()));
+  }
+
+  double* args_ = nullptr;
+  Napi::Reference<Napi::ArrayBuffer> args_ref_;
+  std::vector<KernelEntry> kernels_;
+};
+
+}  // namespace
+
+NODE_API_ADDON(Addon)

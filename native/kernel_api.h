@@ -1,0 +1,116 @@
+// The contract between binding.cc (the only file that sees N-API) and the kernel files:
+// strided views over native storage, a reader for a kernel's packed arguments, registration
+// by name, and the thread pool. Kernels are plain C++ over pointers and sizes (llm.c style).
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <stdexcept>
+#include <string>
+
+namespace kestrel {
+
+// Codes shared with src/backend/cpu/native.ts (DTYPE_CODE); keep them in step.
+enum DType : int { F32 = 0, F64 = 1, F16 = 2, BF16 = 3, I32 = 4, I64 = 5, I8 = 6, U8 = 7, BOOL = 8 };
+size_t dtype_size(int dtype);
+const char* dtype_name(int dtype);
+
+constexpr int kMaxDims = 8;
+
+// A strided window onto one storage block. Strides and offset count elements, never bytes.
+// Args::view() has already checked that every element it can address lies inside the block.
+struct View {
+  char* data = nullptr;  // start of the storage block
+  int dtype = F32;
+  int64_t offset = 0;
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {0};
+  int64_t stride[kMaxDims] = {0};
+
+  int64_t numel() const {
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    return n;
+  }
+  bool contiguous() const {
+    int64_t s = 1;
+    for (int i = ndim - 1; i >= 0; i--) {
+      if (shape[i] != 1 && stride[i] != s) return false;
+      s *= shape[i];
+    }
+    return true;
+  }
+  int64_t size(int d) const { return shape[d < 0 ? d + ndim : d]; }
+  template <class T> T* ptr() const { return reinterpret_cast<T*>(data) + offset; }
+};
+
+// Thrown for bad input; binding.cc turns it into a JS Error prefixed with the kernel name.
+struct KernelError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string shape_str(const View& v);
+
+// Reads a kernel's arguments in the order src/backend/cpu/native.ts packed them.
+class Args {
+ public:
+  Args(const double* buf, size_t n) : buf_(buf), n_(n) {}
+  View view();           // handle, dtype, offset, ndim, shape..., strides... (validated)
+  bool has_view();       // false when the packer wrote a null view (handle 0)
+  double num();          // a plain number
+  int64_t i64();         // an integral number (checked)
+  bool flag() { return num() != 0; }
+  void done() const;     // throws if arguments are left over (packer/kernel mismatch)
+
+ private:
+  double next();
+  const double* buf_;
+  size_t n_;
+  size_t pos_ = 0;
+};
+
+using KernelFn = void (*)(Args&);
+struct KernelRegistration {
+  KernelRegistration(const char* name, KernelFn fn);
+};
+struct KernelEntry {
+  const char* name;
+  KernelFn fn;
+};
+const KernelEntry* kernel_table(size_t* count);
+
+#define KESTREL_KERNEL(NAME)                                                        \
+  static void kernel_##NAME(::kestrel::Args& args);                                 \
+  static ::kestrel::KernelRegistration registration_##NAME(#NAME, kernel_##NAME); \
+  static void kernel_##NAME(::kestrel::Args& args)
+
+// Storage blocks: 64-byte aligned, addressed from JS by a handle (slot + generation), so a
+// stale handle is an error instead of a use-after-free.
+double storage_alloc(size_t bytes, bool zero);
+void storage_free(double handle);
+char* storage_lookup(double handle, size_t* bytes);  // throws KernelError on a bad handle
+size_t storage_live_bytes();
+size_t storage_live_blocks();
+
+// Thread pool: f(begin, end) over [0, n) split into chunks of at least `grain` items.
+int num_threads();
+void set_num_threads(int n);
+void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f);
+
+struct CpuFeatures {
+  bool avx2, fma, avx512f, f16c;
+};
+const CpuFeatures& cpu_features();
+
+// Conversions between float and the 16-bit storage formats (round to nearest even).
+uint16_t f32_to_f16(float f);
+float f16_to_f32(uint16_t h);
+uint16_t f32_to_bf16(float f);
+inline float bf16_to_f32(uint16_t h) {
+  uint32_t u = uint32_t(h) << 16;
+  float f;
+  __builtin_memcpy(&f, &u, 4);
+  return f;
+}
+
+}  // namespace kestrel
