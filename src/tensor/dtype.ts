@@ -50,3 +50,12 @@ export function promoteTypes(a: DType, b: DType): DType {
 
 /** The dtype kernels compute in: half types upcast to float32. */
 export const computeDType = (d: DType): DType => (isHalf(d) ? 'float32' : d);
+
+/** Throws unless data is the typed array that stores dtype (e.g. Uint16Array for bfloat16). */
+export function assertArrayType(dtype: DType, data: TypedArray): void {
+  const want = INFO[dtype].make(0).constructor;
+  if (data.constructor !== want)
+    throw new Error(`${dtype} data must be a ${want.name}, got ${data.constructor.name}`);
+}
+
+export const isDType = (s: string): s is DType => s in INFO;

@@ -1,0 +1,253 @@
+// SGEMM benchmark: the native `matmul` kernel (native/gemm.cc) on square and LLM-layer shapes,
+// on 1 and 2 threads, side by side with OpenBLAS through numpy (bench/peers/numpy_sgemm.py).
+// Each shape is validated against float64 dot products before it is timed (llm.c's rule), then
+// warmed up and timed as the median of several runs. Writes bench/results/sgemm.json.
+// Run: node --import tsx bench/sgemm.ts [--threads 1,2] [--shapes sq512,qkv] [--no-peer]
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { loadNative, nativeLoadError, Packer, type NativeAddon, type NativeView } from '../src/backend/cpu/native.js';
+
+export interface SgemmShape {
+  name: string;
+  M: number;
+  K: number;
+  N: number;
+  /** B stored [N, K] and passed as a transposed view (how a Linear weight is used). */
+  transB: boolean;
+}
+
+export interface SgemmResult {
+  shape: SgemmShape;
+  threads: number;
+  kestrel: { medianMs: number; gflops: number; runs: number };
+  /** OpenBLAS through numpy with its own core-type detection (OPENBLAS_CORETYPE unset). */
+  numpy?: { medianMs: number; gflops: number };
+  /** OpenBLAS with the core type forced to the best one this CPU runs (see peerCoretype). */
+  numpyForced?: { medianMs: number; gflops: number };
+  /** kestrel / best numpy figure. */
+  ratio?: number;
+}
+
+const sq = (n: number): SgemmShape => ({ name: `sq${n}`, M: n, K: n, N: n, transB: false });
+const llm = (name: string, M: number, K: number, N: number, transB = false): SgemmShape => ({ name, M, K, N, transB });
+
+/** Square sizes and the smol135m / qwen05b layer shapes (M = 256 tokens; M x K x N). */
+export const SHAPES: SgemmShape[] = [
+  sq(256), sq(512), sq(1024), sq(2048), sq(4096),
+  llm('smol_up', 256, 576, 1536), llm('smol_down', 256, 1536, 576), llm('smol_lmhead', 256, 576, 49152),
+  llm('qwen_up', 256, 896, 4864), llm('qwen_down', 256, 4864, 896), llm('smol_decode', 1, 576, 1536),
+  // The same layers with the weight stored [N, K] (nn.Linear layout, a transposed view here).
+  llm('smol_up_bT', 256, 576, 1536, true), llm('smol_lmhead_bT', 256, 576, 49152, true),
+  llm('qwen_down_bT', 256, 4864, 896, true), llm('smol_decode_bT', 1, 576, 1536, true),
+];
+
+const here = dirname(fileURLToPath(import.meta.url));
+const flops = (s: SgemmShape): number => 2 * s.M * s.N * s.K;
+
+function rng(seed: number): () => number {
+  let x = seed >>> 0;
+  return () => {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    return x / 4294967296;
+  };
+}
+
+interface Operands { a: NativeView; b: NativeView; c: NativeView; ha: Float32Array; hb: Float32Array; free(): void }
+
+function operands(addon: NativeAddon, s: SgemmShape): Operands {
+  const r = rng(s.M * 31 + s.K * 7 + s.N);
+  const ha = Float32Array.from({ length: s.M * s.K }, () => 2 * r() - 1);
+  const hb = Float32Array.from({ length: s.K * s.N }, () => 2 * r() - 1);
+  const handles = [ha, hb, null].map((h) => {
+    const bytes = h ? h.byteLength : s.M * s.N * 4;
+    const handle = addon.alloc(bytes, true);
+    if (h) addon.write(handle, 0, h);
+    return handle;
+  });
+  const view = (handle: number, shape: number[], strides: number[]): NativeView => ({ handle, dtype: 'float32', offset: 0, shape, strides });
+  return {
+    a: view(handles[0], [s.M, s.K], [s.K, 1]),
+    // transB: hb holds B^T as [N, K] row-major; the view presents it as [K, N] with strides (1, K).
+    b: s.transB ? view(handles[1], [s.K, s.N], [1, s.K]) : view(handles[1], [s.K, s.N], [s.N, 1]),
+    c: view(handles[2], [s.M, s.N], [s.N, 1]),
+    ha, hb,
+    free: () => handles.forEach((h) => addon.free(h)),
+  };
+}
+
+/** Checks 64 sampled entries of C against float64 dot products (tolerance as in the tests). */
+function validate(addon: NativeAddon, s: SgemmShape, o: Operands): void {
+  const c = new Float32Array(s.M * s.N);
+  addon.read(o.c.handle, 0, c);
+  const r = rng(7);
+  for (let t = 0; t < 64; t++) {
+    const i = Math.floor(r() * s.M), j = Math.floor(r() * s.N);
+    let ref = 0, mag = 0;
+    for (let k = 0; k < s.K; k++) {
+      const p = o.ha[i * s.K + k] * (s.transB ? o.hb[j * s.K + k] : o.hb[k * s.N + j]);
+      ref += p;
+      mag += Math.abs(p);
+    }
+    const tol = 4 * (Math.sqrt(s.K) + 1) * 2 ** -24 * mag;
+    if (!(Math.abs(c[i * s.N + j] - ref) <= tol))
+      throw new Error(`sgemm bench: ${s.name} C[${i},${j}] = ${c[i * s.N + j]}, float64 reference ${ref}`);
+  }
+}
+
+function median(xs: number[]): number {
+  const v = [...xs].sort((x, y) => x - y);
+  return v.length % 2 ? v[(v.length - 1) / 2] : (v[v.length / 2 - 1] + v[v.length / 2]) / 2;
+}
+
+/** Median ms over >= 5 runs and about `minMs` of runs, after validation and a warm-up. */
+function timeKestrel(addon: NativeAddon, s: SgemmShape, minMs: number): SgemmResult['kestrel'] {
+  const pack = new Packer(addon);
+  const o = operands(addon, s);
+  try {
+    const call = () => pack.view(o.a).view(o.b).view(o.c).num(0).call('matmul');
+    call();
+    validate(addon, s, o);
+    call();
+    const times: number[] = [];
+    const start = performance.now();
+    while (times.length < 5 || (performance.now() - start < minMs && times.length < 200)) {
+      const t0 = performance.now();
+      call();
+      times.push(performance.now() - t0);
+    }
+    const med = median(times);
+    return { medianMs: med, gflops: flops(s) / med / 1e6, runs: times.length };
+  } finally {
+    o.free();
+  }
+}
+
+// ---------------------------------------------------------------- the peer
+
+const PYTHON = '/usr/bin/python3';
+type PeerRow = { name: string; threads: number; median_s: number; gflops: number };
+interface PeerRun { rows: PeerRow[]; blas: unknown; error?: string }
+
+function runPeer(shapes: SgemmShape[], threads: number[], coretype?: string): PeerRun {
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE; // let OpenBLAS detect the CPU, as the design notes ask
+  delete env.OPENBLAS_L2_SIZE;
+  if (coretype) env.OPENBLAS_CORETYPE = coretype;
+  const cfg = JSON.stringify({ threads, shapes, min_time: 1.0 });
+  const r = spawnSync(PYTHON, [join(here, 'peers', 'numpy_sgemm.py'), cfg], { env, encoding: 'utf8', maxBuffer: 1 << 24 });
+  if (r.status !== 0) return { rows: [], blas: null, error: (r.stderr || r.error?.message || 'failed').trim().split('\n').pop() };
+  const out = JSON.parse(r.stdout) as { results: PeerRow[]; blas: unknown };
+  return { rows: out.results, blas: out.blas };
+}
+
+function peerAvailable(): string | null {
+  if (!existsSync(PYTHON)) return `${PYTHON} not found`;
+  const r = spawnSync(PYTHON, ['-c', 'import numpy, threadpoolctl'], { encoding: 'utf8' });
+  return r.status === 0 ? null : 'numpy/threadpoolctl not installed (apt-get install -y python3-numpy libopenblas0-pthread python3-threadpoolctl)';
+}
+
+/**
+ * OpenBLAS 0.3.21 (Debian 12) does not recognise newer Intel models and falls back to its
+ * generic SSE3 "Prescott" kernels, several times slower than its AVX-512 ones. The forced run
+ * gives the peer the kernels this CPU can run, so that ratio is the honest one.
+ */
+function peerCoretype(addon: NativeAddon): string {
+  const f = addon.info();
+  return f.avx512f ? 'SkylakeX' : f.avx2 ? 'Haswell' : 'Prescott';
+}
+
+// ---------------------------------------------------------------- driver
+
+export async function benchSgemm(opts: { threads: number[]; shapes?: SgemmShape[]; peer?: boolean; minMs?: number }): Promise<SgemmResult[]> {
+  const addon = loadNative();
+  if (!addon) throw new Error(`sgemm bench: native addon not built: ${nativeLoadError()}`);
+  const shapes = opts.shapes ?? SHAPES;
+  const before = addon.info().threads;
+  const results: SgemmResult[] = [];
+  try {
+    for (const threads of opts.threads) {
+      addon.setThreads(threads);
+      for (const shape of shapes) results.push({ shape, threads, kestrel: timeKestrel(addon, shape, opts.minMs ?? 1000) });
+    }
+  } finally {
+    addon.setThreads(before);
+  }
+  lastPeer = { note: 'not run', auto: null, forced: null, coretype: peerCoretype(addon) };
+  if (opts.peer === false) return results;
+  const missing = peerAvailable();
+  if (missing) {
+    lastPeer.note = `peer unavailable: ${missing}`;
+    return results;
+  }
+  const auto = runPeer(shapes, opts.threads);
+  const forced = runPeer(shapes, opts.threads, lastPeer.coretype);
+  lastPeer = { ...lastPeer, note: auto.error ?? forced.error ?? 'ok', auto: auto.blas, forced: forced.blas };
+  for (const r of results) {
+    const pick = (run: PeerRun) => run.rows.find((p) => p.name === r.shape.name && p.threads === r.threads);
+    const a = pick(auto), f = pick(forced);
+    if (a) r.numpy = { medianMs: a.median_s * 1e3, gflops: a.gflops };
+    if (f) r.numpyForced = { medianMs: f.median_s * 1e3, gflops: f.gflops };
+    const best = Math.max(a?.gflops ?? 0, f?.gflops ?? 0);
+    if (best > 0) r.ratio = r.kestrel.gflops / best;
+  }
+  return results;
+}
+
+let lastPeer: { note: string; auto: unknown; forced: unknown; coretype: string } = { note: 'not run', auto: null, forced: null, coretype: '' };
+
+function table(results: SgemmResult[]): string {
+  const f = (x: number | undefined, d = 1) => (x === undefined ? '-' : x.toFixed(d));
+  const head = ['shape', 'M x K x N', 'thr', 'kestrel GF/s', 'numpy GF/s', `numpy ${lastPeer.coretype} GF/s`, 'kestrel/best'];
+  const rows = results.map((r) => [
+    r.shape.name, `${r.shape.M}x${r.shape.K}x${r.shape.N}`, String(r.threads), f(r.kestrel.gflops), f(r.numpy?.gflops),
+    f(r.numpyForced?.gflops), r.ratio === undefined ? '-' : `${(100 * r.ratio).toFixed(0)}%`,
+  ]);
+  const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
+  const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+function machine(): string {
+  try {
+    const m = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
+    return m ? m[1].trim() : 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+function commit(): string {
+  try {
+    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: here, encoding: 'utf8' }).trim();
+  } catch {
+    return 'unknown';
+  }
+}
+
+async function main(): Promise<void> {
+  const arg = (name: string) => {
+    const i = process.argv.indexOf(name);
+    return i > 0 ? process.argv[i + 1] : undefined;
+  };
+  const threads = (arg('--threads') ?? '1,2').split(',').map(Number);
+  const only = arg('--shapes')?.split(',');
+  const shapes = only ? SHAPES.filter((s) => only.includes(s.name)) : SHAPES;
+  const results = await benchSgemm({ threads, shapes, peer: !process.argv.includes('--no-peer') });
+  console.log(table(results));
+  if (lastPeer.note !== 'ok') console.log(`numpy peer: ${lastPeer.note}; Kestrel figures only.`);
+  const info = loadNative()!.info();
+  const out = {
+    bench: 'sgemm', date: new Date().toISOString(), commit: commit(), machine: machine(), cpu: info, threads,
+    shapes, peer: lastPeer, results,
+  };
+  const dir = join(here, 'results');
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'sgemm.json'), JSON.stringify(out, null, 2) + '\n');
+  console.log(`wrote ${join(dir, 'sgemm.json')}`);
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) await main();

@@ -1,0 +1,327 @@
+// sgemm (gemm.h) and the registered `matmul` kernel: the GotoBLAS/BLIS loop nest over packed
+// panels (Goto & van de Geijn, "Anatomy of High-Performance Matrix Multiplication", 2008; BLIS's
+// five loops around a micro-kernel), written for row-major C, so the roles of A and B are those
+// of BLIS computing C^T = B^T A^T:
+//   for ic (mc rows of A, the block lives in L3)  for pc (kc)  pack A block
+//     for jc (nc columns of B)  pack B block (kc x nc, lives in L2)
+//       for ir (one MR-row A micro-panel, stays in L1)  for jr (NR-column B micro-panels stream from L2)
+//         micro-kernel (MR x NR tile of C in registers)
+// The micro-kernels and ISA-specific packing live in gemm_avx512.cc / gemm_avx2.cc; this file has
+// the scalar fallback, the driver, the thread partition and the batched matmul kernel.
+#include "gemm.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "kernel_api.h"
+
+namespace kestrel {
+namespace gemm_detail {
+namespace {
+
+// ---------------------------------------------------------------- scalar fallback
+
+constexpr int kScalarMR = 4, kScalarNR = 8;
+
+// Plain C++; the compiler vectorizes the j loops with the baseline SSE2.
+void scalar_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta, int mr,
+                   int nr) {
+  float acc[kScalarMR][kScalarNR] = {};
+  for (int64_t k = 0; k < kc; k++, a += kScalarMR, b += kScalarNR)
+    for (int i = 0; i < kScalarMR; i++)
+      for (int j = 0; j < kScalarNR; j++) acc[i][j] += a[i] * b[j];
+  for (int i = 0; i < mr; i++)
+    for (int j = 0; j < nr; j++) {
+      float* p = c + i * ldc + j;
+      *p = beta == 0.0f ? alpha * acc[i][j] : alpha * acc[i][j] + beta * *p;
+    }
+}
+
+// See PackFn in gemm.h.
+void generic_pack(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int mr, float* dst) {
+  for (int64_t p = 0; p < rows; p += mr, dst += mr * kc, src += mr * rs) {
+    int n = int(std::min<int64_t>(mr, rows - p));
+    if (ks == 1) {  // walk each source row contiguously
+      for (int r = 0; r < n; r++)
+        for (int64_t k = 0; k < kc; k++) dst[k * mr + r] = src[r * rs + k];
+      for (int r = n; r < mr; r++)
+        for (int64_t k = 0; k < kc; k++) dst[k * mr + r] = 0.0f;
+    } else {
+      for (int64_t k = 0; k < kc; k++)
+        for (int r = 0; r < mr; r++) dst[k * mr + r] = r < n ? src[r * rs + k * ks] : 0.0f;
+    }
+  }
+}
+
+const KernelSet kScalar = {"scalar", kScalarMR, kScalarNR, 2048, 256, 512, scalar_kernel, nullptr, nullptr, 0};
+
+// ---------------------------------------------------------------- per-thread packing buffers
+
+// Grown on first use to the largest size this thread needed and then reused, so the loops
+// below never allocate.
+struct Buffer {
+  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
+  size_t floats = 0;
+  float* get(size_t n) {
+    if (n > floats) {
+      size_t bytes = (n * sizeof(float) + 63) & ~size_t(63);
+      data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!data) throw KernelError("sgemm: out of memory for a " + std::to_string(bytes) + "-byte packing buffer");
+      floats = n;
+    }
+    return data.get();
+  }
+};
+thread_local Buffer a_buffer, b_buffer;
+
+// ---------------------------------------------------------------- the blocked product
+
+struct Gemm {
+  const KernelSet* ks;
+  int64_t K;
+  float alpha, beta;
+  // Element (i, k) of op(A) is A[i*a_rs + k*a_ks]; element (j, k) of op(B)^T is B[j*b_rs + k*b_ks].
+  const float* A;
+  int64_t a_rs, a_ks;
+  const float* B;
+  int64_t b_rs, b_ks;
+  float* C;
+  int64_t ldc;
+};
+
+// C[i0:i1, j0:j1] on the calling thread.
+void gemm_block(const Gemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  const KernelSet& ks = *g.ks;
+  PackFn pack = ks.pack ? ks.pack : generic_pack;
+  // Blocks are whole micro-panels, so a packed block never outgrows its buffer.
+  int64_t mc_block = std::max<int64_t>(ks.mc / ks.mr, 1) * ks.mr, nc_block = std::max<int64_t>(ks.nc / ks.nr, 1) * ks.nr;
+  int64_t mc_max = std::min(mc_block, (i1 - i0 + ks.mr - 1) / ks.mr * ks.mr);
+  int64_t nc_max = std::min(nc_block, (j1 - j0 + ks.nr - 1) / ks.nr * ks.nr);
+  int64_t kc_max = std::min(ks.kc, g.K);
+  float* ap = a_buffer.get(size_t(mc_max * kc_max));
+  float* bp = b_buffer.get(size_t(nc_max * kc_max));
+  for (int64_t ic = i0; ic < i1; ic += mc_block) {
+    int64_t mc = std::min(mc_block, i1 - ic);
+    for (int64_t pc = 0; pc < g.K; pc += ks.kc) {
+      int64_t kc = std::min(ks.kc, g.K - pc);
+      float beta = pc == 0 ? g.beta : 1.0f;  // later k blocks add to what the first one stored
+      pack(g.A + ic * g.a_rs + pc * g.a_ks, g.a_rs, g.a_ks, mc, kc, ks.mr, ap);
+      for (int64_t jc = j0; jc < j1; jc += nc_block) {
+        int64_t nc = std::min(nc_block, j1 - jc);
+        pack(g.B + jc * g.b_rs + pc * g.b_ks, g.b_rs, g.b_ks, nc, kc, ks.nr, bp);
+        for (int64_t ir = 0; ir < mc; ir += ks.mr) {
+          int mr = int(std::min<int64_t>(ks.mr, mc - ir));
+          for (int64_t jr = 0; jr < nc; jr += ks.nr) {
+            int nr = int(std::min<int64_t>(ks.nr, nc - jr));
+            ks.kernel(kc, ap + ir * kc, bp + jr * kc, g.C + (ic + ir) * g.ldc + jc + jr, g.ldc, g.alpha, beta, mr, nr);
+          }
+        }
+      }
+    }
+  }
+}
+
+// Splits C into tm x tn rectangles, one per thread, each packing its own panels. Splitting
+// columns makes every thread pack all of A, splitting rows all of B, so pick the grid with the
+// least estimated time per thread: padded multiply-adds (at ~32 per cycle) plus packed elements.
+void choose_grid(const KernelSet& ks, int64_t M, int64_t N, int64_t K, int threads, int* tm, int* tn) {
+  int64_t pm = (M + ks.mr - 1) / ks.mr, pn = (N + ks.nr - 1) / ks.nr;
+  double best = 0;
+  for (int a = 1; a <= threads; a++) {
+    if (threads % a) continue;
+    int b = threads / a;
+    if (a > pm || b > pn) continue;
+    double rows = double((pm + a - 1) / a * ks.mr), cols = double((pn + b - 1) / b * ks.nr);
+    double packs_b = std::ceil(rows / double(ks.mc));
+    double cost = rows * cols * double(K) / 32.0 + (rows + cols * packs_b) * double(K);
+    if (best == 0 || cost < best) { best = cost; *tm = a; *tn = b; }
+  }
+  if (best == 0) { *tm = 1; *tn = 1; }
+}
+
+void gemm_threaded(const Gemm& g, int64_t M, int64_t N, int threads) {
+  int tm = 1, tn = 1;
+  if (threads > 1) choose_grid(*g.ks, M, N, g.K, threads, &tm, &tn);
+  int parts = tm * tn;
+  if (parts == 1) return gemm_block(g, 0, M, 0, N);
+  int64_t pm = (M + g.ks->mr - 1) / g.ks->mr, pn = (N + g.ks->nr - 1) / g.ks->nr;
+  parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
+    // Inside another parallel region parallel_for hands us every part: do it as one block.
+    if (end - begin == parts) return gemm_block(g, 0, M, 0, N);
+    for (int64_t p = begin; p < end; p++) {
+      int64_t a = p / tn, b = p % tn;
+      int64_t i0 = pm * a / tm * g.ks->mr, i1 = std::min(M, pm * (a + 1) / tm * g.ks->mr);
+      int64_t j0 = pn * b / tn * g.ks->nr, j1 = std::min(N, pn * (b + 1) / tn * g.ks->nr);
+      if (i0 < i1 && j0 < j1) gemm_block(g, i0, i1, j0, j1);
+    }
+  });
+}
+
+// Few rows: stream B once without packing; threads split the columns (in 64-column units).
+void gemm_small_m(const Gemm& g, bool transB, int64_t M, int64_t N, int threads) {
+  // The small-M kernels take A as a contiguous [M, K] block.
+  const float* a = g.A;
+  if (g.a_ks != 1 || g.a_rs != g.K) {
+    float* buf = a_buffer.get(size_t(M * g.K));
+    for (int64_t i = 0; i < M; i++)
+      for (int64_t k = 0; k < g.K; k++) buf[i * g.K + k] = g.A[i * g.a_rs + k * g.a_ks];
+    a = buf;
+  }
+  int64_t ldb = transB ? g.b_rs : g.b_ks;
+  auto cols = [&](int64_t begin, int64_t end) {
+    int64_t j0 = begin * 64, j1 = std::min(N, end * 64);
+    g.ks->small_m(transB, M, j1 - j0, g.K, g.alpha, a, g.B + j0 * g.b_rs, ldb, g.beta, g.C + j0, g.ldc);
+  };
+  int64_t units = (N + 63) / 64;
+  if (threads > 1) parallel_for(units, 1, cols);
+  else cols(0, units);
+}
+
+void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
+  for (int64_t i = 0; i < M; i++) {
+    float* c = C + i * ldc;
+    if (beta == 0.0f) std::fill(c, c + N, 0.0f);
+    else if (beta != 1.0f) for (int64_t j = 0; j < N; j++) c[j] *= beta;
+  }
+}
+
+}  // namespace
+
+const KernelSet& select_kernels() {
+  const CpuFeatures& f = cpu_features();
+  if (f.avx512f) return *avx512_kernels();
+  if (f.avx2 && f.fma) return *avx2_kernels();
+  return kScalar;
+}
+
+// See gemm.h.
+void sgemm_on(int threads, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  if (M < 0 || N < 0 || K < 0)
+    throw KernelError("sgemm: negative size M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
+  if (M == 0 || N == 0) return;
+  if (K == 0 || alpha == 0.0f) return scale_c(M, N, beta, C, ldc);
+  Gemm g{&select_kernels(), K, alpha, beta, A, 0, 0, B, 0, 0, C, ldc};
+  g.a_rs = transA ? 1 : lda;
+  g.a_ks = transA ? lda : 1;
+  g.b_rs = transB ? ldb : 1;
+  g.b_ks = transB ? 1 : ldb;
+  // Tiny products are not worth waking the pool for.
+  if (double(M) * double(N) * double(K) < 262144.0) threads = 1;
+  if (g.ks->small_m && M <= g.ks->small_m_max) return gemm_small_m(g, transB, M, N, threads);
+  gemm_threaded(g, M, N, threads);
+}
+
+}  // namespace gemm_detail
+
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A, int64_t lda,
+           const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+  gemm_detail::sgemm_on(num_threads(), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+// ---------------------------------------------------------------- the matmul kernel
+
+namespace {
+
+// The inner matrix of a [..., R, S] view as sgemm sees it: row-major with leading dimension
+// ld, or the transpose of a row-major [S, R] matrix. Size-1 dims may carry any stride.
+struct Inner {
+  bool trans;
+  int64_t ld;
+};
+
+Inner inner_layout(const View& v, const char* name) {
+  int64_t rows = v.size(-2), cols = v.size(-1), rs = v.stride[v.ndim - 2], cs = v.stride[v.ndim - 1];
+  if (cs == 1 || cols == 1) return {false, rows == 1 ? std::max<int64_t>(cols, 1) : rs};
+  if (rs == 1 || rows == 1) return {true, cols == 1 ? std::max<int64_t>(rows, 1) : cs};
+  throw KernelError(std::string("matmul: ") + name + " " + shape_str(v) + " has strides (" + std::to_string(rs) + ", " +
+                    std::to_string(cs) + ") in its last two dims; need one of them to be 1 (row-major or transposed)");
+}
+
+std::string strides_str(const View& v) {
+  std::string s = "(";
+  for (int i = 0; i < v.ndim; i++) s += (i ? "," : "") + std::to_string(v.stride[i]);
+  return s + ")";
+}
+
+void check_shapes(const View& a, const View& b, const View& out) {
+  if (a.dtype != F32 || b.dtype != F32 || out.dtype != F32)
+    throw KernelError(std::string("matmul: dtype a=") + dtype_name(a.dtype) + " b=" + dtype_name(b.dtype) +
+                      " out=" + dtype_name(out.dtype) + "; only float32 is supported");
+  std::string shapes = "a " + shape_str(a) + ", b " + shape_str(b) + ", out " + shape_str(out);
+  if (a.ndim < 2 || a.ndim != b.ndim || a.ndim != out.ndim)
+    throw KernelError("matmul: need equal ranks >= 2, got " + shapes);
+  for (int d = 0; d < a.ndim - 2; d++)
+    if (a.shape[d] != out.shape[d] || b.shape[d] != out.shape[d])
+      throw KernelError("matmul: batch dims differ (broadcast before calling): " + shapes);
+  if (a.size(-1) != b.size(-2)) throw KernelError("matmul: inner sizes differ (K): " + shapes);
+  if (a.size(-2) != out.size(-2) || b.size(-1) != out.size(-1))
+    throw KernelError("matmul: out shape does not match [..., M, N]: " + shapes);
+  if (!out.contiguous()) throw KernelError("matmul: out must be contiguous, got " + shape_str(out) + " strides " + strides_str(out));
+}
+
+// When b is the same matrix for every batch (strides 0) and a's batch and row dims step
+// through memory evenly, the batch folds into M: one [batch*M, K] x [K, N] product (a Linear).
+bool fold_rows(const View& a, const View& b, int64_t* lda) {
+  int nb = a.ndim - 2;
+  for (int d = 0; d < nb; d++)
+    if (b.shape[d] != 1 && b.stride[d] != 0) return false;
+  if (a.size(-1) != 1 && a.stride[a.ndim - 1] != 1) return false;
+  int64_t row = -1, span = 1;  // stride of one folded row, rows covered so far
+  for (int d = a.ndim - 2; d >= 0; d--) {
+    if (a.shape[d] == 1) continue;
+    if (row < 0) row = a.stride[d];
+    else if (a.stride[d] != row * span) return false;
+    span *= a.shape[d];
+  }
+  *lda = row < 0 ? std::max<int64_t>(a.size(-1), 1) : row;
+  return true;
+}
+
+}  // namespace
+
+KESTREL_KERNEL(matmul) {
+  View a = args.view(), b = args.view(), out = args.view();
+  bool accumulate = args.flag();
+  args.done();
+  check_shapes(a, b, out);
+  Inner ia = inner_layout(a, "a"), ib = inner_layout(b, "b");
+  int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1), batch = out.numel() / std::max<int64_t>(M * N, 1);
+  if (out.numel() == 0) return;
+  float beta = accumulate ? 1.0f : 0.0f;
+  int64_t lda = 0;
+  if (!ia.trans && fold_rows(a, b, &lda))
+    return sgemm(false, ib.trans, batch * M, N, K, 1.0f, a.ptr<float>(), lda, b.ptr<float>(), ib.ld, beta,
+                 out.ptr<float>(), N);
+  // Batch offsets of a and b by walking the batch index like an odometer.
+  int nb = a.ndim - 2;
+  auto offsets = [&](int64_t t, int64_t* oa, int64_t* ob) {
+    *oa = *ob = 0;
+    for (int d = nb - 1; d >= 0; d--) {
+      int64_t i = t % a.shape[d];
+      t /= a.shape[d];
+      *oa += i * a.stride[d];
+      *ob += i * b.stride[d];
+    }
+  };
+  auto one = [&](int64_t t, int threads) {
+    int64_t oa, ob;
+    offsets(t, &oa, &ob);
+    gemm_detail::sgemm_on(threads, ia.trans, ib.trans, M, N, K, 1.0f, a.ptr<float>() + oa, ia.ld, b.ptr<float>() + ob,
+                          ib.ld, beta, out.ptr<float>() + t * M * N, N);
+  };
+  // Many small products (attention heads): one product per thread; otherwise thread each one.
+  if (batch >= num_threads() && double(M) * double(N) * double(K) < 4.0e6) {
+    parallel_for(batch, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; t++) one(t, 1);
+    });
+  } else {
+    for (int64_t t = 0; t < batch; t++) one(t, num_threads());
+  }
+}
+
+}  // namespace kestrel

@@ -1,0 +1,58 @@
+// Single-precision GEMM for the CPU backend: C = alpha * op(A) op(B) + beta * C, row-major.
+// Other kernels (attention, quantized matmul) call sgemm() directly; the registered `matmul`
+// kernel in gemm.cc is a thin batched wrapper over it. The implementation follows the
+// GotoBLAS/BLIS scheme (packed panels, cache blocking, a register-blocked micro-kernel per ISA);
+// see gemm.cc for the loop nest and the choice of block sizes.
+#pragma once
+#include <cstdint>
+
+namespace kestrel {
+
+// C[M,N] = alpha * op(A) op(B) + beta * C. All matrices are row-major with leading dimensions
+// lda/ldb/ldc (elements). op(A) is A[M,K], or with transA the transpose of A stored [K,M];
+// likewise op(B) is B[K,N], or with transB B stored [N,K]. beta == 0 never reads C (it may hold
+// NaN garbage). Runs on the thread pool unless called from inside a parallel region.
+void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha,
+           const float* A, int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+namespace gemm_detail {
+
+// A micro-kernel computes one MR x NR tile from packed panels:
+//   acc[i][j] = sum_k a[k*MR + i] * b[k*NR + j]          (0 <= k < kc)
+//   C[i*ldc + j] = alpha * acc[i][j] + beta * C[i*ldc + j] for i < mr, j < nr
+// with beta == 0 meaning "store, never read C". Panels are zero-padded to MR / NR.
+using MicroKernel = void (*)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc,
+                             float alpha, float beta, int mr, int nr);
+
+// Packs the k-range [0, kc) of `rows` rows of a matrix into MR-tall micro-panels (element (r, k)
+// at panel*MR*kc + k*MR + r, zero-padded to a multiple of MR). `src` points at element (0, 0) of
+// the block; element (r, k) lives at src[r*rs + k*ks]. One routine packs both A (r = row of C)
+// and B^T (r = column of C), so each ISA provides a fast path for the two memory orders.
+using PackFn = void (*)(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int mr, float* dst);
+
+// Products with few rows of C (decode steps): C = alpha * A B + beta * C with A row-major
+// contiguous [m, K] (m small), B as in sgemm, no packing (B is streamed once).
+using SmallMFn = void (*)(bool transB, int64_t m, int64_t n, int64_t K, float alpha, const float* A,
+                          const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+struct KernelSet {
+  const char* name;
+  int mr, nr;              // micro-tile: mr rows of C (broadcast from A) x nr columns (vectors of B)
+  int64_t mc, kc, nc;      // cache blocks: A block mc x kc (L3), B block kc x nc (L2), see gemm.cc
+  MicroKernel kernel;
+  PackFn pack;             // generic packing when null
+  SmallMFn small_m;        // null: small M goes through the packed path
+  int64_t small_m_max;     // use small_m for M <= this
+};
+
+// sgemm on at most `threads` threads (1: the calling thread only, for callers that already run
+// one product per pool thread).
+void sgemm_on(int threads, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
+              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+const KernelSet* avx512_kernels();  // gemm_avx512.cc
+const KernelSet* avx2_kernels();    // gemm_avx2.cc
+const KernelSet& select_kernels();  // by cpu_features() (KESTREL_SIMD forces a lower level)
+
+}  // namespace gemm_detail
+}  // namespace kestrel

@@ -1,0 +1,169 @@
+// Reverse-mode engine. Walks the tape from the roots in reverse creation order (a node runs once
+// every consumer has sent its gradient), frees each node's saved tensors right after it runs,
+// accumulates into leaves' .grad and fires their hooks once a leaf's gradient is final.
+import { backendOf } from '../backend/index.js';
+import { ones } from '../ops/creation.js';
+import { add } from '../ops/elementwise.js';
+import { clone } from '../ops/view.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { sameShape, shapeStr } from '../tensor/layout.js';
+import { keep, tidy } from '../tensor/scope.js';
+import type { GradFn, Tensor } from '../tensor/tensor.js';
+
+export interface BackwardOptions {
+  /** keep saved tensors so backward can run through the graph again */
+  retainGraph?: boolean;
+}
+
+/** Counts, for every node and leaf reachable from the roots, how many gradients it will receive. */
+function dependencies(roots: GradFn[]): { nodes: Map<GradFn, number>; leaves: Map<Tensor, number> } {
+  const nodes = new Map<GradFn, number>();
+  const leaves = new Map<Tensor, number>();
+  const stack = [...roots];
+  const seen = new Set<GradFn>(roots);
+  while (stack.length) {
+    const fn = stack.pop()!;
+    for (const e of fn.next) {
+      if (!e) continue;
+      if (e.kind === 'leaf') leaves.set(e.leaf, (leaves.get(e.leaf) ?? 0) + 1);
+      else {
+        nodes.set(e.fn, (nodes.get(e.fn) ?? 0) + 1);
+        if (!seen.has(e.fn)) {
+          seen.add(e.fn);
+          stack.push(e.fn);
+        }
+      }
+    }
+  }
+  return { nodes, leaves };
+}
+
+/** Sums two gradients we own into one (disposing both). */
+function sumGrads(a: Tensor | undefined, b: Tensor): Tensor {
+  if (!a) return b;
+  const s = add(a, b);
+  a.dispose();
+  b.dispose();
+  return s;
+}
+
+/** Moves a finished gradient into leaf.grad, in place when a .grad already exists. */
+function accumulateLeaf(leaf: Tensor, g: Tensor): void {
+  if (!sameShape(g.shape, leaf.shape))
+    throw new Error(`backward: gradient ${shapeStr(g.shape)} does not match tensor ${shapeStr(leaf.shape)}${leaf.name ? ` '${leaf.name}'` : ''}`);
+  const grad = leaf.grad;
+  if (grad && !grad.isDisposed) {
+    backendOf(grad).kernels.binary('add', grad, g, grad); // elementwise in place is safe: same index in and out
+    g.dispose();
+  } else {
+    // own a fresh contiguous buffer: g may be a view of something shared (an expand of a scalar)
+    const owned = g.isContiguous() && g.storage.refCount === 1 && g.layout.offset === 0 && g.numel === g.storage.numel && g.dtype === leaf.dtype;
+    leaf.grad = owned ? g : clone(g);
+    if (!owned) g.dispose();
+    leaf.grad.storage.tag = 'grad';
+    keep(leaf.grad);
+  }
+  for (const hook of leaf.hooks) hook(leaf.grad!);
+}
+
+/** A max-heap by seq: later nodes first, so every consumer runs before its producer. */
+class ReadyQueue {
+  private items: GradFn[] = [];
+  push(fn: GradFn): void {
+    this.items.push(fn);
+    let i = this.items.length - 1;
+    while (i > 0) {
+      const p = (i - 1) >> 1;
+      if (this.items[p].seq >= this.items[i].seq) break;
+      [this.items[p], this.items[i]] = [this.items[i], this.items[p]];
+      i = p;
+    }
+  }
+  pop(): GradFn | undefined {
+    const top = this.items[0];
+    const last = this.items.pop();
+    if (this.items.length && last) {
+      this.items[0] = last;
+      let i = 0;
+      for (;;) {
+        const [l, r] = [2 * i + 1, 2 * i + 2];
+        let m = i;
+        if (l < this.items.length && this.items[l].seq > this.items[m].seq) m = l;
+        if (r < this.items.length && this.items[r].seq > this.items[m].seq) m = r;
+        if (m === i) break;
+        [this.items[m], this.items[i]] = [this.items[i], this.items[m]];
+        i = m;
+      }
+    }
+    return top;
+  }
+}
+
+/**
+ * Backpropagates grads (one per root; ones for scalar roots when omitted) into every leaf that
+ * requires grad. The grads passed in are not consumed.
+ */
+export function runBackward(roots: readonly Tensor[], grads: readonly (Tensor | undefined)[], opts: BackwardOptions = {}): void {
+  noGrad(() => {
+    const pending = new Map<GradFn, Tensor>();
+    const leafGrads = new Map<Tensor, Tensor>();
+    const rootFns: GradFn[] = [];
+    const { nodes, leaves } = dependencies(roots.flatMap((r) => (r.gradFn ? [r.gradFn] : [])));
+    roots.forEach((root, i) => {
+      root.assertLive('backward');
+      if (!root.requiresGrad) throw new Error(`backward: tensor of shape ${shapeStr(root.shape)} does not require grad (nothing to differentiate)`);
+      let g = grads[i];
+      if (!g && root.numel !== 1)
+        throw new Error(`backward: a gradient is needed for a non-scalar output of shape ${shapeStr(root.shape)} (call backward(grad))`);
+      if (g && !sameShape(g.shape, root.shape))
+        throw new Error(`backward: gradient ${shapeStr(g.shape)} does not match output ${shapeStr(root.shape)}`);
+      g = g ? g.alias({ untracked: true }) : keep(ones(root.shape, { dtype: root.dtype, backend: root.backendName }));
+      if (root.gradFn) {
+        if (root.gradFn.released && !pending.has(root.gradFn))
+          throw new Error(`backward: the graph of this ${shapeStr(root.shape)} tensor was already freed by an earlier backward() (pass { retainGraph: true } to call it twice)`);
+        pending.set(root.gradFn, sumGrads(pending.get(root.gradFn), g));
+        if (!rootFns.includes(root.gradFn)) rootFns.push(root.gradFn);
+      } else {
+        leaves.set(root, (leaves.get(root) ?? 0) + 1);
+        leafGrads.set(root, g);
+      }
+    });
+    const sendToLeaf = (leaf: Tensor, g: Tensor): void => {
+      leafGrads.set(leaf, sumGrads(leafGrads.get(leaf), g));
+      const left = leaves.get(leaf)! - 1;
+      leaves.set(leaf, left);
+      if (left === 0) {
+        accumulateLeaf(leaf, leafGrads.get(leaf)!);
+        leafGrads.delete(leaf);
+      }
+    };
+    for (const [leaf, g] of [...leafGrads]) {
+      leafGrads.delete(leaf);
+      sendToLeaf(leaf, g);
+    }
+    const ready = new ReadyQueue();
+    for (const fn of rootFns) if (!nodes.has(fn)) ready.push(fn);
+    for (let fn = ready.pop(); fn; fn = ready.pop()) {
+      const g = pending.get(fn)!;
+      pending.delete(fn);
+      const outs = tidy(() => fn.backward(g));
+      if (!opts.retainGraph) fn.release();
+      fn.next.forEach((edge, i) => {
+        let gi = outs[i];
+        if (!edge || !gi) {
+          if (gi && gi !== g) gi.dispose();
+          return;
+        }
+        if (gi === g) gi = g.alias({ untracked: true });
+        keep(gi);
+        if (edge.kind === 'leaf') return sendToLeaf(edge.leaf, gi);
+        pending.set(edge.fn, sumGrads(pending.get(edge.fn), gi));
+        const left = nodes.get(edge.fn)! - 1;
+        nodes.set(edge.fn, left);
+        if (left === 0) ready.push(edge.fn);
+      });
+      g.dispose();
+    }
+    for (const g of pending.values()) g.dispose();
+  });
+}

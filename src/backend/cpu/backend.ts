@@ -1,0 +1,113 @@
+// The native CPU backend: storage blocks live in C++ (64-byte aligned, freed on release),
+// and each kernel is one packed call into the addon. The only TypeScript that loads it.
+import { type DType, type TypedArray, assertArrayType, dtypeBytes, makeArray } from '../../tensor/dtype.js';
+import type { MemoryTag } from '../../tensor/memory.js';
+import { TWO_POW_32 } from '../../tensor/rng.js';
+import { Storage } from '../../tensor/storage.js';
+import {
+  ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, type Kernels, REDUCE_OPS, UNARY_OPS, type View,
+} from '../kernels.js';
+import { type NativeAddon, type NativeView, Packer, loadNative } from './native.js';
+
+class CpuStorage extends Storage {
+  readonly backendName = 'cpu';
+  constructor(
+    private readonly addon: NativeAddon,
+    readonly handle: number,
+    dtype: DType,
+    numel: number,
+    tag: MemoryTag,
+  ) {
+    super(dtype, numel, tag);
+  }
+  protected freeBlock(): void {
+    this.addon.free(this.handle);
+  }
+}
+
+function nativeView(v: View): NativeView {
+  if (!(v.storage instanceof CpuStorage)) throw new Error(`cpu kernel got a tensor on backend '${v.storage.backendName}'`);
+  const { layout } = v;
+  return { handle: v.storage.handle, dtype: v.dtype, offset: layout.offset, shape: layout.shape, strides: layout.strides };
+}
+
+const BINARY_OPS = [...ARITH_OPS, ...COMPARE_OPS];
+const code = <T extends string>(list: readonly T[], op: T): number => list.indexOf(op);
+
+function makeKernels(p: Packer): Kernels {
+  const v = (x: View | null): NativeView | null => (x === null ? null : nativeView(x));
+  const attnOpts = (o: AttentionOpts): Packer =>
+    p.num(o.scale).num(o.causal ? 1 : 0).num(o.window).num(o.softcap).num(o.dropout)
+      .num(o.seed % TWO_POW_32).num(Math.floor(o.seed / TWO_POW_32)).num(o.counter);
+  return {
+    fill: (out, value) => p.view(v(out)).num(value).call('fill'),
+    arange: (out, start, step) => p.view(v(out)).num(start).num(step).call('arange'),
+    random: (out, dist, seed, counter) =>
+      p.view(v(out)).num(dist === 'normal' ? 1 : 0).num(seed % TWO_POW_32).num(Math.floor(seed / TWO_POW_32)).num(counter).call('random'),
+    copy: (src, dst) => p.view(v(src)).view(v(dst)).call('copy'),
+    unary: (op, x, out, p0, p1) => p.num(code(UNARY_OPS, op)).view(v(x)).view(v(out)).num(p0).num(p1).call('unary'),
+    unaryGrad: (op, x, dy, dx, p0, p1) =>
+      p.num(code(UNARY_OPS, op)).view(v(x)).view(v(dy)).view(v(dx)).num(p0).num(p1).call('unary_grad'),
+    binary: (op, a, b, out) => p.num(code(BINARY_OPS, op)).view(v(a)).view(v(b)).view(v(out)).call('binary'),
+    where: (cond, a, b, out) => p.view(v(cond)).view(v(a)).view(v(b)).view(v(out)).call('where'),
+    reduce: (op, x, out) => p.num(code(REDUCE_OPS, op)).view(v(x)).view(v(out)).call('reduce'),
+    argReduce: (op, x, dim, out) => p.num(op === 'argmax' ? 0 : 1).view(v(x)).num(dim).view(v(out)).call('arg_reduce'),
+    matmul: (a, b, out, acc) => p.view(v(a)).view(v(b)).view(v(out)).num(acc ? 1 : 0).call('matmul'),
+    gather: (x, dim, index, out) => p.view(v(x)).num(dim).view(v(index)).view(v(out)).call('gather'),
+    scatterAdd: (out, dim, index, src) => p.view(v(out)).num(dim).view(v(index)).view(v(src)).call('scatter_add'),
+    indexSelect: (x, dim, index, out) => p.view(v(x)).num(dim).view(v(index)).view(v(out)).call('index_select'),
+    indexAdd: (out, dim, index, src) => p.view(v(out)).num(dim).view(v(index)).view(v(src)).call('index_add'),
+    softmax: (x, out, log) => p.view(v(x)).view(v(out)).num(log ? 1 : 0).call('softmax'),
+    softmaxBackward: (y, dy, dx, log) => p.view(v(y)).view(v(dy)).view(v(dx)).num(log ? 1 : 0).call('softmax_backward'),
+    rmsNorm: (x, w, eps, offset, out, rstd) =>
+      p.view(v(x)).view(v(w)).num(eps).num(offset).view(v(out)).view(v(rstd)).call('rms_norm'),
+    rmsNormBackward: (x, w, offset, rstd, dy, dx, dw) =>
+      p.view(v(x)).view(v(w)).num(offset).view(v(rstd)).view(v(dy)).view(v(dx)).view(v(dw)).call('rms_norm_backward'),
+    layerNorm: (x, w, b, eps, out, mean, rstd) =>
+      p.view(v(x)).view(v(w)).view(v(b)).num(eps).view(v(out)).view(v(mean)).view(v(rstd)).call('layer_norm'),
+    layerNormBackward: (x, w, mean, rstd, dy, dx, dw, db) =>
+      p.view(v(x)).view(v(w)).view(v(mean)).view(v(rstd)).view(v(dy)).view(v(dx)).view(v(dw)).view(v(db)).call('layer_norm_backward'),
+    crossEntropy: (logits, target, o, loss, lse) =>
+      p.view(v(logits)).view(v(target)).num(o.ignoreIndex).num(o.labelSmoothing).view(v(loss)).view(v(lse)).call('cross_entropy'),
+    crossEntropyBackward: (logits, target, lse, dloss, o, dlogits) =>
+      p.view(v(logits)).view(v(target)).view(v(lse)).view(v(dloss)).num(o.ignoreIndex).num(o.labelSmoothing)
+        .view(v(dlogits)).call('cross_entropy_backward'),
+    rope: (x, cos, sin, out, o) =>
+      p.view(v(x)).view(v(cos)).view(v(sin)).view(v(out)).num(o.interleaved ? 1 : 0).num(o.inverse ? 1 : 0).call('rope'),
+    attention: (q, k, vv, mask, o, out, lse) => {
+      p.view(v(q)).view(v(k)).view(v(vv)).view(v(mask));
+      attnOpts(o).view(v(out)).view(v(lse)).call('attention');
+    },
+    attentionBackward: (q, k, vv, mask, out, lse, dout, o, dq, dk, dv) => {
+      p.view(v(q)).view(v(k)).view(v(vv)).view(v(mask)).view(v(out)).view(v(lse)).view(v(dout));
+      attnOpts(o).view(v(dq)).view(v(dk)).view(v(dv)).call('attention_backward');
+    },
+  };
+}
+
+/** The CPU backend, or null when the addon is not built. */
+export function createCpuBackend(): Backend | null {
+  const addon = loadNative();
+  if (!addon) return null;
+  const packer = new Packer(addon);
+  return {
+    name: 'cpu',
+    alloc(dtype: DType, numel: number, tag: MemoryTag, zero: boolean): Storage {
+      return new CpuStorage(addon, addon.alloc(numel * dtypeBytes(dtype), zero), dtype, numel, tag);
+    },
+    fromArray(dtype: DType, data: TypedArray, tag: MemoryTag): Storage {
+      assertArrayType(dtype, data);
+      const s = new CpuStorage(addon, addon.alloc(data.byteLength, false), dtype, data.length, tag);
+      addon.write(s.handle, 0, data);
+      return s;
+    },
+    read(storage: Storage, offset: number, count: number): TypedArray {
+      if (!(storage instanceof CpuStorage)) throw new Error(`cpu backend cannot read a '${storage.backendName}' storage`);
+      if (storage.released) throw new Error('cpu backend: read of a disposed storage');
+      const out = makeArray(storage.dtype, count);
+      addon.read(storage.handle, offset * dtypeBytes(storage.dtype), out);
+      return out;
+    },
+    kernels: makeKernels(packer),
+  };
+}

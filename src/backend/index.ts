@@ -1,0 +1,54 @@
+// Backend registry: 'cpu' (native addon) when it is built, else 'ref'. KESTREL_BACKEND=ref|cpu
+// picks the default; tensors remember the backend of their storage.
+import type { Tensor } from '../tensor/tensor.js';
+import { createCpuBackend } from './cpu/backend.js';
+import { nativeLoadError } from './cpu/native.js';
+import type { Backend, BackendName } from './kernels.js';
+import { refBackend } from './ref/backend.js';
+
+export type { Backend, BackendName, Kernels, View } from './kernels.js';
+
+const backends = new Map<string, Backend>([['ref', refBackend]]);
+let cpuTried = false;
+
+export function getBackend(name: string): Backend {
+  if (name === 'cpu' && !cpuTried) {
+    cpuTried = true;
+    const cpu = createCpuBackend();
+    if (cpu) backends.set('cpu', cpu);
+  }
+  const b = backends.get(name);
+  if (!b) {
+    if (name === 'cpu') throw new Error(`backend 'cpu' is unavailable: ${nativeLoadError()}`);
+    throw new Error(`unknown backend '${name}' (expected 'cpu' or 'ref')`);
+  }
+  return b;
+}
+
+export function hasBackend(name: BackendName): boolean {
+  try {
+    getBackend(name);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function initialDefault(): Backend {
+  const env = process.env.KESTREL_BACKEND;
+  if (env) return getBackend(env);
+  return hasBackend('cpu') ? getBackend('cpu') : refBackend;
+}
+
+let current: Backend | null = null;
+
+export function defaultBackend(): Backend {
+  return (current ??= initialDefault());
+}
+
+/** Sets the backend new tensors are created on. */
+export function setDefaultBackend(name: BackendName): void {
+  current = getBackend(name);
+}
+
+export const backendOf = (t: Tensor): Backend => getBackend(t.backendName);

@@ -1,0 +1,130 @@
+// The kernel table every backend implements. The op-kind lists below are the single source:
+// adding a unary op name makes the compiler ask every backend (and the op layer's derivative
+// table) for it. Kernels write into preallocated outputs; accumulation into .grad is autograd's.
+import type { DType, TypedArray } from '../tensor/dtype.js';
+import type { MemoryTag } from '../tensor/memory.js';
+import type { Layout } from '../tensor/layout.js';
+import type { RandomDist } from '../tensor/rng.js';
+import type { Storage } from '../tensor/storage.js';
+
+/** What a kernel sees of a tensor: its storage and layout (a Tensor is one). */
+export interface View {
+  readonly storage: Storage;
+  readonly layout: Layout;
+  readonly dtype: DType;
+}
+
+/** Elementwise functions of one input; p0/p1 are the scalar parameters of pow/clamp. */
+export const UNARY_OPS = [
+  'neg', 'exp', 'log', 'sqrt', 'rsqrt', 'abs', 'tanh', 'sigmoid', 'relu', 'silu',
+  'gelu_tanh', 'gelu_erf', 'sin', 'cos', 'floor', 'sign', 'reciprocal', 'pow_scalar', 'clamp',
+] as const;
+export type UnaryOp = (typeof UNARY_OPS)[number];
+
+export const ARITH_OPS = ['add', 'sub', 'mul', 'div', 'pow', 'maximum', 'minimum'] as const;
+export const COMPARE_OPS = ['eq', 'ne', 'lt', 'le', 'gt', 'ge'] as const;
+export type ArithOp = (typeof ARITH_OPS)[number];
+export type CompareOp = (typeof COMPARE_OPS)[number];
+export type BinaryOp = ArithOp | CompareOp;
+
+export const REDUCE_OPS = ['sum', 'max', 'min'] as const;
+export type ReduceOp = (typeof REDUCE_OPS)[number];
+export type ArgReduceOp = 'argmax' | 'argmin';
+
+export interface CrossEntropyOpts {
+  ignoreIndex: number;
+  labelSmoothing: number;
+}
+
+export interface RopeOpts {
+  /** pairs (2i, 2i+1) instead of HF's halves (i, i + hd/2) */
+  interleaved: boolean;
+  /** rotate by -theta (the backward pass) */
+  inverse: boolean;
+}
+
+export interface AttentionOpts {
+  scale: number;
+  causal: boolean;
+  /** keys j with j <= i' - window are masked (i' = i + Tk - Tq); 0 = no window */
+  window: number;
+  /** tanh soft-capping of the scores (Gemma 2); 0 = off */
+  softcap: number;
+  /** dropout probability on the attention weights; 0 = off */
+  dropout: number;
+  /** Philox seed and counter for the dropout mask (element (b,h,i,j) uses uniform index ((b*H+h)*Tq+i)*Tk+j) */
+  seed: number;
+  counter: number;
+}
+
+export interface Kernels {
+  fill(out: View, value: number): void;
+  /** out[i] = start + i * step over contiguous out */
+  arange(out: View, start: number, step: number): void;
+  /** contiguous out, element i = draw i of (seed, counter) as tensor/rng.ts defines */
+  random(out: View, dist: RandomDist, seed: number, counter: number): void;
+  /** dst[...] = src[...] elementwise with dtype conversion; both strided, same shape */
+  copy(src: View, dst: View): void;
+
+  /** out = f(x); x strided (f32/f64), out contiguous of the same shape and dtype */
+  unary(op: UnaryOp, x: View, out: View, p0: number, p1: number): void;
+  /** dx = dy * f'(x); all the same shape; dx contiguous */
+  unaryGrad(op: UnaryOp, x: View, dy: View, dx: View, p0: number, p1: number): void;
+  /** out = a op b; a and b are already expanded to out's shape (stride 0 broadcast); out contiguous */
+  binary(op: BinaryOp, a: View, b: View, out: View): void;
+  /** out = cond ? a : b, all expanded to out's shape */
+  where(cond: View, a: View, b: View, out: View): void;
+  /** out has x's ndim with size 1 on the reduced dims (keepdim form), contiguous */
+  reduce(op: ReduceOp, x: View, out: View): void;
+  /** index of the max/min along dim (first on ties); out int64 in keepdim form */
+  argReduce(op: ArgReduceOp, x: View, dim: number, out: View): void;
+
+  /** out = a @ b (+ out when accumulate); see native/gemm.h for the layout rules */
+  matmul(a: View, b: View, out: View, accumulate: boolean): void;
+
+  /** out[..i..] = x[..index[..i..]..] along dim (torch.gather); out contiguous */
+  gather(x: View, dim: number, index: View, out: View): void;
+  /** out[..index[..i..]..] += src[..i..] along dim (torch.scatter_add_), in place */
+  scatterAdd(out: View, dim: number, index: View, src: View): void;
+  /** out = x selected at index (1-d int) along dim */
+  indexSelect(x: View, dim: number, index: View, out: View): void;
+  /** out[index[i]] += src[i] along dim (torch.index_add_), in place */
+  indexAdd(out: View, dim: number, index: View, src: View): void;
+
+  // Fused kernels (src/ops/fused/): each equals a composite of the primitives above.
+  /** softmax or log-softmax over the last dim of contiguous x */
+  softmax(x: View, out: View, log: boolean): void;
+  softmaxBackward(y: View, dy: View, dx: View, log: boolean): void;
+  /** y = x * rstd * (offset + w), rstd = 1/sqrt(mean(x^2) + eps) over the last dim; rstd [rows] f32 */
+  rmsNorm(x: View, weight: View | null, eps: number, offset: number, out: View, rstd: View): void;
+  rmsNormBackward(x: View, weight: View | null, offset: number, rstd: View, dy: View, dx: View, dweight: View | null): void;
+  layerNorm(x: View, weight: View | null, bias: View | null, eps: number, out: View, mean: View, rstd: View): void;
+  layerNormBackward(
+    x: View, weight: View | null, mean: View, rstd: View, dy: View, dx: View, dweight: View | null, dbias: View | null,
+  ): void;
+  /** per-row loss [N] and logsumexp [N] of logits [N, V] (f32) against int64 targets [N] */
+  crossEntropy(logits: View, target: View, opts: CrossEntropyOpts, loss: View, lse: View): void;
+  /** dlogits [N, V] given dloss [N] */
+  crossEntropyBackward(logits: View, target: View, lse: View, dloss: View, opts: CrossEntropyOpts, dlogits: View): void;
+  /** rotary embedding of x [B, H, T, hd] with cos/sin [B, T, hd/2] */
+  rope(x: View, cos: View, sin: View, out: View, opts: RopeOpts): void;
+  /** flash-style attention: q [B,H,Tq,hd], k/v [B,Hkv,Tk,hd], additive mask broadcastable to [B,H,Tq,Tk] */
+  attention(q: View, k: View, v: View, mask: View | null, opts: AttentionOpts, out: View, lse: View): void;
+  attentionBackward(
+    q: View, k: View, v: View, mask: View | null, out: View, lse: View, dout: View, opts: AttentionOpts,
+    dq: View, dk: View, dv: View,
+  ): void;
+}
+
+export type BackendName = 'ref' | 'cpu';
+
+export interface Backend {
+  readonly name: BackendName;
+  /** a new block of numel elements (zeroed when zero is true; otherwise contents undefined) */
+  alloc(dtype: DType, numel: number, tag: MemoryTag, zero: boolean): Storage;
+  /** a new block holding a copy of data (in dtype's storage representation: makeArray(dtype)) */
+  fromArray(dtype: DType, data: TypedArray, tag: MemoryTag): Storage;
+  /** a copy of count elements starting at element offset, in dtype's storage representation */
+  read(storage: Storage, offset: number, count: number): TypedArray;
+  readonly kernels: Kernels;
+}

@@ -1,0 +1,40 @@
+// Kestrel's public API: `import * as k from 'kestrel'`.
+import './ops/methods.js';
+import './autograd/index.js';
+
+export { Tensor, type GradFn, type GradHook } from './tensor/tensor.js';
+export { type DType, DTYPES } from './tensor/dtype.js';
+export { memory, type MemoryStats, type MemoryTag } from './tensor/memory.js';
+export { Generator, manualSeed, defaultGenerator } from './tensor/rng.js';
+export { tidy, keep } from './tensor/scope.js';
+export { f32ToBf16, bf16ToF32, f32ToF16, f16ToF32 } from './tensor/half.js';
+export { getBackend, setDefaultBackend, defaultBackend, hasBackend, type Backend, type BackendName } from './backend/index.js';
+
+export { tensor, zeros, ones, full, zerosLike, onesLike, fullLike, scalar, arange, eye, rand, randn, randint } from './ops/creation.js';
+export { empty } from './ops/dispatch.js';
+export {
+  add, sub, mul, div, pow, maximum, minimum, neg, clamp, where, maskedFill, compare, unary, to,
+  logicalAnd, logicalOr, logicalNot,
+} from './ops/elementwise.js';
+export { sum, mean, max, min, argmax, argmin, variance, logsumexp } from './ops/reduce.js';
+export { matmul, linear } from './ops/matmul.js';
+export { gather, scatterAdd, indexSelect, indexAdd, embedding, cat, stack, split, chunk, tril, triu } from './ops/indexing.js';
+export { reshape, view, permute, transpose, narrow, slice, select, expand, squeeze, unsqueeze, flatten, contiguous, clone } from './ops/view.js';
+export { softmax, logSoftmax, softmaxComposite, logSoftmaxComposite } from './ops/softmax.js';
+export { rmsNorm, layerNorm, rmsNormComposite, layerNormComposite } from './ops/norm.js';
+export { crossEntropy, crossEntropyComposite, type CrossEntropyOptions } from './ops/loss.js';
+export { rope, ropeComposite, rotaryTables } from './ops/rope.js';
+export { scaledDotProductAttention, attentionComposite, dropout, type AttentionOptions } from './ops/attention.js';
+export { toArray, toFloat32Array, toTypedArray, item } from './ops/transfer.js';
+export { checkpoint, noGrad, withGradMode, isGradEnabled, runBackward } from './autograd/index.js';
+
+import { unary } from './ops/elementwise.js';
+import type { Tensor as T } from './tensor/tensor.js';
+export const relu = (x: T): T => unary('relu', x);
+export const silu = (x: T): T => unary('silu', x);
+export const sigmoid = (x: T): T => unary('sigmoid', x);
+export const tanh = (x: T): T => unary('tanh', x);
+export const exp = (x: T): T => unary('exp', x);
+export const log = (x: T): T => unary('log', x);
+export const sqrt = (x: T): T => unary('sqrt', x);
+export const gelu = (x: T, approximate: 'none' | 'tanh' = 'none'): T => unary(approximate === 'tanh' ? 'gelu_tanh' : 'gelu_erf', x);

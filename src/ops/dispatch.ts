@@ -1,0 +1,115 @@
+// What every op needs: output allocation on the inputs' backend, input checks, and recording
+// a node on the autograd tape with the tensors its backward will read.
+import { type Backend, backendOf, defaultBackend, getBackend } from '../backend/index.js';
+import type { DType } from '../tensor/dtype.js';
+import { isGradEnabled } from '../tensor/grad_mode.js';
+import { Layout, type Shape, numel, shapeStr } from '../tensor/layout.js';
+import { currentTag, type MemoryTag } from '../tensor/memory.js';
+import { type Edge, type GradFn, Tensor } from '../tensor/tensor.js';
+
+export interface EmptyOpts {
+  backend?: Backend | string;
+  tag?: MemoryTag;
+  zero?: boolean;
+}
+
+export function resolveBackend(b: Backend | string | undefined): Backend {
+  if (b === undefined) return defaultBackend();
+  return typeof b === 'string' ? getBackend(b) : b;
+}
+
+/** A new contiguous tensor (contents undefined unless zero). */
+export function empty(shape: Shape, dtype: DType, opts: EmptyOpts = {}): Tensor {
+  for (const s of shape)
+    if (!Number.isInteger(s) || s < 0) throw new Error(`empty: invalid shape ${shapeStr(shape)}`);
+  const backend = resolveBackend(opts.backend);
+  const storage = backend.alloc(dtype, numel(shape), opts.tag ?? currentTag('other'), opts.zero ?? false);
+  return new Tensor(storage, new Layout([...shape]));
+}
+
+/** An output for an op on `like`'s backend. */
+export const emptyLike = (like: Tensor, shape: Shape = like.shape, dtype: DType = like.dtype): Tensor =>
+  empty(shape, dtype, { backend: backendOf(like) });
+
+/** Checks inputs are live and on one backend; returns that backend. */
+export function inputs(op: string, ...ts: (Tensor | null | undefined)[]): Backend {
+  let name: string | null = null;
+  for (const t of ts) {
+    if (!t) continue;
+    t.assertLive(op);
+    if (name === null) name = t.backendName;
+    else if (t.backendName !== name)
+      throw new Error(`${op}: tensors are on different backends ('${name}' and '${t.backendName}'); move one with .to()`);
+  }
+  return name === null ? defaultBackend() : getBackend(name);
+}
+
+let seq = 0;
+
+/** True when an op on these inputs must record a tape node. */
+export const needsGrad = (...ts: (Tensor | null | undefined)[]): boolean =>
+  isGradEnabled() && ts.some((t) => t?.requiresGrad);
+
+/** A saved-for-backward handle: shares storage, outlives the caller's scope, counted as activation. */
+export function save(t: Tensor): Tensor {
+  const s = t.alias({ untracked: true });
+  if (s.storage.tag === 'other') s.storage.tag = 'activation';
+  return s;
+}
+
+function edgeOf(t: Tensor | null | undefined): Edge | null {
+  if (!t || !t.requiresGrad) return null;
+  if (t.gradFn) return { kind: 'fn', fn: t.gradFn };
+  return { kind: 'leaf', leaf: t };
+}
+
+/**
+ * Records out = op(ins) on the tape when any input requires grad. `backward` maps d(out) to one
+ * gradient per input (null = none). `saved` are the handles backward reads; they are disposed
+ * once it has run. Returns out.
+ */
+export function record(
+  name: string,
+  out: Tensor,
+  ins: readonly (Tensor | null | undefined)[],
+  backward: (g: Tensor) => (Tensor | null)[],
+  saved: Tensor[] = [],
+): Tensor {
+  if (!needsGrad(...ins)) {
+    for (const s of saved) s.dispose();
+    return out;
+  }
+  let released = false;
+  let refs = 0;
+  const next = ins.map(edgeOf);
+  for (const e of next) if (e?.kind === 'fn') e.fn.retain();
+  const fn: GradFn = {
+    name,
+    seq: seq++,
+    next,
+    backward(g) {
+      if (released)
+        throw new Error(`${name} backward: its saved tensors were freed by an earlier backward() (pass retainGraph to backward twice)`);
+      return backward(g);
+    },
+    release() {
+      if (released) return;
+      released = true;
+      for (const s of saved) s.dispose();
+      saved.length = 0;
+    },
+    get released() {
+      return released;
+    },
+    retain() {
+      refs++;
+    },
+    unref() {
+      if (--refs > 0) return;
+      fn.release();
+      for (const e of next) if (e?.kind === 'fn') e.fn.unref();
+    },
+  };
+  out.setGradFn(fn);
+  return out;
+}

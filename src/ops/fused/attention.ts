@@ -1,0 +1,59 @@
+// Tiled (flash-style) attention: equals attentionComposite, but never materialises the
+// [Tq, Tk] probabilities. Forward keeps the output and the per-row logsumexp; backward
+// recomputes p = exp(s - lse) tile by tile (FlashAttention-2, Dao 2023):
+//   dv_j += p~_ij do_i,  dp_ij = keep_ij/(1-drop) do_i.v_j,  D_i = do_i.o_i,
+//   ds_ij = p_ij (dp_ij - D_i) [* (1 - (s_ij/cap)^2) under soft-capping],
+//   dq_i += scale sum_j ds_ij k_j,  dk_j += scale sum_i ds_ij q_i
+// The dropout mask is regenerated from the Philox counter saved at forward time.
+import { backendOf } from '../../backend/index.js';
+import type { AttentionOpts } from '../../backend/kernels.js';
+import type { Generator } from '../../tensor/rng.js';
+import { tidy } from '../../tensor/scope.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { emptyLike, inputs, needsGrad, record, save } from '../dispatch.js';
+import { to, where } from '../elementwise.js';
+import type { ResolvedAttention } from '../attention.js';
+import { contiguous, expand, reshape } from '../view.js';
+import { isHalf } from '../../tensor/dtype.js';
+
+/** The additive float32 mask as a 4-d view [B|1, H|1, Tq, Tk] (stride 0 where broadcast). */
+function maskView(mask: Tensor, B: number, H: number, Tq: number, Tk: number): Tensor {
+  return tidy(() => {
+    const add = mask.dtype === 'bool' ? where(mask, 0, -Infinity) : mask.dtype === 'float32' ? mask : to(mask, 'float32');
+    const m4 = add.ndim < 4 ? reshape(add, [...Array(4 - add.ndim).fill(1), ...add.shape]) : add;
+    return expand(m4, [m4.shape[0] === 1 ? 1 : B, m4.shape[1] === 1 ? 1 : H, Tq, Tk]);
+  });
+}
+
+export function attentionFused(q: Tensor, k: Tensor, v: Tensor, r: ResolvedAttention, gen: Generator): Tensor {
+  inputs('scaledDotProductAttention', q, k, v, r.mask);
+  if (q.dtype !== k.dtype || q.dtype !== v.dtype) throw new Error(`scaledDotProductAttention: q, k, v dtypes differ (${q.dtype}, ${k.dtype}, ${v.dtype})`);
+  if (isHalf(q.dtype))
+    return tidy(() => to(attentionFused(to(q, 'float32'), to(k, 'float32'), to(v, 'float32'), r, gen), q.dtype));
+  const [B, H, Tq] = q.shape;
+  const Tk = k.shape[2];
+  const [qc, kc, vc] = [contiguous(q), contiguous(k), contiguous(v)];
+  const mask = r.mask ? maskView(r.mask, B, H, Tq, Tk) : null;
+  const opts: AttentionOpts = {
+    scale: r.scale, causal: r.causal, window: r.window, softcap: r.softcap, dropout: r.dropout,
+    seed: gen.seed, counter: r.dropout > 0 ? gen.next('uniform', B * H * Tq * Tk) : 0,
+  };
+  const out = emptyLike(qc, [B, H, Tq, v.shape[3]]);
+  const lse = emptyLike(qc, [B, H, Tq], 'float32');
+  const kern = backendOf(qc).kernels;
+  kern.attention(qc, kc, vc, mask, opts, out, lse);
+  const temps = [qc, kc, vc, mask, lse];
+  if (!needsGrad(q, k, v)) {
+    for (const t of temps) t?.dispose();
+    return out;
+  }
+  const saved = [save(qc), save(kc), save(vc), save(out), save(lse), ...(mask ? [save(mask)] : [])];
+  const [qs, ks, vs, os, ls, ms] = saved;
+  for (const t of temps) t?.dispose();
+  return record('scaledDotProductAttention', out, [q, k, v], (g) => {
+    const gc = contiguous(g);
+    const [dq, dk, dv] = [emptyLike(qs), emptyLike(ks), emptyLike(vs)];
+    kern.attentionBackward(qs, ks, vs, ms ?? null, os, ls, gc, opts, dq, dk, dv);
+    return [dq, dk, dv];
+  }, saved);
+}

@@ -1,0 +1,100 @@
+// Matrix products. matmul follows torch.matmul's broadcasting; a transposed operand reaches the
+// kernel as a strided view (no copy). linear = x Wᵀ + b with W in PyTorch's [out, in] layout.
+import { backendOf } from '../backend/index.js';
+import { isFloat } from '../tensor/dtype.js';
+import { Layout, broadcastShapes, shapeStr } from '../tensor/layout.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { emptyLike, inputs, needsGrad, record, save } from './dispatch.js';
+import { add, to } from './elementwise.js';
+import { sumToShape } from './reduce.js';
+import { contiguous, reshape, squeeze, transpose, unsqueeze } from './view.js';
+
+/** True when the last two dims can be read by the GEMM directly (row-major or transposed). */
+function gemmReadable(t: Tensor): boolean {
+  const n = t.ndim;
+  return t.strides[n - 1] === 1 || t.strides[n - 2] === 1 || t.shape[n - 1] === 1 || t.shape[n - 2] === 1;
+}
+
+/** The batched kernel call on operands that are at least 2-d. */
+function matmulKernel(a: Tensor, b: Tensor): Tensor {
+  const [M, K] = a.shape.slice(-2);
+  const [K2, N] = b.shape.slice(-2);
+  if (K !== K2) throw new Error(`matmul: shapes ${shapeStr(a.shape)} and ${shapeStr(b.shape)} do not align (${K} != ${K2})`);
+  const batch = broadcastShapes(a.shape.slice(0, -2), b.shape.slice(0, -2), 'matmul');
+  const la = a.layout.expand([...batch, M, K]);
+  const lb = b.layout.expand([...batch, K, N]);
+  const out = emptyLike(a, [...batch, M, N]);
+  backendOf(a).kernels.matmul(fix(a, la), fix(b, lb), out, false);
+  return out;
+}
+
+/** A view whose size-1 inner dims get the strides the kernel expects (any stride is valid there). */
+function fix(t: Tensor, l: Layout) {
+  const n = l.ndim;
+  const strides = [...l.strides];
+  if (l.shape[n - 1] === 1 && strides[n - 2] !== 1) strides[n - 1] = 1;
+  else if (l.shape[n - 2] === 1 && strides[n - 1] !== 1) strides[n - 2] = 1;
+  return { storage: t.storage, layout: new Layout(l.shape, strides, l.offset), dtype: t.dtype };
+}
+
+/**
+ * Matrix product with torch.matmul semantics (1-d operands, broadcast batch dims).
+ * @example k.matmul(x, w.t())  // [B, T, D] @ [D, N] -> [B, T, N]
+ */
+export function matmul(a: Tensor, b: Tensor): Tensor {
+  inputs('matmul', a, b);
+  if (a.ndim === 0 || b.ndim === 0) throw new Error('matmul: both operands need at least 1 dim');
+  if (!isFloat(a.dtype) || a.dtype !== b.dtype)
+    throw new Error(`matmul: operands must share a float dtype, got ${a.dtype} and ${b.dtype}`);
+  if (a.dtype === 'float16' || a.dtype === 'bfloat16') {
+    return tidy(() => to(matmul(to(a, 'float32'), to(b, 'float32')), a.dtype));
+  }
+  if (a.ndim === 1 || b.ndim === 1) {
+    return tidy(() => {
+      const a2 = a.ndim === 1 ? unsqueeze(a, 0) : a;
+      const b2 = b.ndim === 1 ? unsqueeze(b, -1) : b;
+      let out = matmul(a2, b2);
+      if (b.ndim === 1) out = squeeze(out, -1);
+      if (a.ndim === 1) out = squeeze(out, -2);
+      return out;
+    });
+  }
+  const ca = gemmReadable(a) ? a : contiguous(a);
+  const cb = gemmReadable(b) ? b : contiguous(b);
+  let out = matmulKernel(ca, cb);
+  if (needsGrad(ca, cb)) {
+    const [sa, sb] = [save(ca), save(cb)];
+    out = record('matmul', out, [ca, cb], (g) => [
+      ca.requiresGrad ? sumToShape(matmul(g, transpose(sb)), sa.shape) : null,
+      cb.requiresGrad ? weightGrad(sa, g, sb.shape) : null,
+    ], [sa, sb]);
+  }
+  if (ca !== a) ca.dispose();
+  if (cb !== b) cb.dispose();
+  return out;
+}
+
+/** d(b) = aᵀ g, folding the batch into one GEMM when b was shared across it (a linear layer). */
+function weightGrad(a: Tensor, g: Tensor, bShape: readonly number[]): Tensor {
+  if (bShape.length === 2 && a.ndim > 2) {
+    const K = a.shape[a.ndim - 1];
+    const N = g.shape[g.ndim - 1];
+    return matmul(transpose(reshape(a, [-1, K])), reshape(g, [-1, N]));
+  }
+  return sumToShape(matmul(transpose(a), g), bShape);
+}
+
+/**
+ * y = x Wᵀ + b (torch.nn.functional.linear); weight is [out, in].
+ * @example k.linear(x, w, b)  // [B, T, in] -> [B, T, out]
+ */
+export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
+  if (weight.ndim !== 2) throw new Error(`linear: weight must be 2-d [out, in], got ${shapeStr(weight.shape)}`);
+  if (x.shape[x.ndim - 1] !== weight.shape[1])
+    throw new Error(`linear: input ${shapeStr(x.shape)} does not match weight ${shapeStr(weight.shape)} (in features ${weight.shape[1]})`);
+  return tidy(() => {
+    const y = matmul(x, transpose(weight));
+    return bias ? add(y, bias) : y;
+  });
+}

@@ -1,0 +1,145 @@
+// The Tensor handle: a layout over a reference-counted storage, plus autograd state. It holds
+// no op code (ops attach the user-facing methods in src/ops/methods.ts), so no import cycle forms.
+import type { DType } from './dtype.js';
+import { Layout, type Shape } from './layout.js';
+import { track, type Disposable } from './scope.js';
+import type { Storage } from './storage.js';
+
+/** One recorded op on the tape: how to turn d(out) into d(inputs). */
+export interface GradFn {
+  readonly name: string;
+  /** creation order; backward runs later nodes first */
+  readonly seq: number;
+  /** where each input's gradient goes: another node, a leaf's .grad, or nowhere */
+  readonly next: readonly (Edge | null)[];
+  /** d(out) -> d(input) for each input (null where none is needed) */
+  backward(gradOut: Tensor): (Tensor | null)[];
+  /** frees the tensors saved for backward (idempotent) */
+  release(): void;
+  readonly released: boolean;
+  /** reference counting by tensors and downstream nodes: the last unref releases the subgraph */
+  retain(): void;
+  unref(): void;
+}
+
+export type Edge = { readonly kind: 'fn'; readonly fn: GradFn } | { readonly kind: 'leaf'; readonly leaf: Tensor };
+
+export type GradHook = (grad: Tensor) => void;
+
+let nextId = 1;
+
+export class Tensor implements Disposable {
+  readonly id = nextId++;
+  readonly storage: Storage;
+  readonly layout: Layout;
+  /** for leaves: whether backward() fills .grad */
+  requiresGrad = false;
+  grad: Tensor | null = null;
+  gradFn: GradFn | null = null;
+  /** called once per backward() with the final accumulated gradient of this leaf */
+  readonly hooks: GradHook[] = [];
+  /** an optional name used in error messages and state dicts */
+  name = '';
+  private disposed = false;
+
+  /** Takes over one reference to storage. `untracked` skips the enclosing tidy() scope. */
+  constructor(storage: Storage, layout: Layout, opts: { untracked?: boolean } = {}) {
+    if (layout.extent() > storage.numel)
+      throw new Error(`Tensor: layout [${layout.shape.join(', ')}] reaches element ${layout.extent()} of a ${storage.numel}-element storage`);
+    this.storage = storage;
+    this.layout = layout;
+    if (!opts.untracked) track(this);
+  }
+
+  get shape(): Shape {
+    return this.layout.shape;
+  }
+  get dtype(): DType {
+    return this.storage.dtype;
+  }
+  get ndim(): number {
+    return this.layout.shape.length;
+  }
+  get numel(): number {
+    return this.layout.numel;
+  }
+  get strides(): readonly number[] {
+    return this.layout.strides;
+  }
+  get backendName(): string {
+    return this.storage.backendName;
+  }
+  get isLeaf(): boolean {
+    return this.gradFn === null;
+  }
+  get isDisposed(): boolean {
+    return this.disposed;
+  }
+
+  size(dim?: number): number {
+    if (dim === undefined) return this.numel;
+    const d = dim < 0 ? dim + this.ndim : dim;
+    if (d < 0 || d >= this.ndim) throw new Error(`size: dim ${dim} out of range for shape [${this.shape.join(', ')}]`);
+    return this.shape[d];
+  }
+
+  isContiguous(): boolean {
+    return this.layout.isContiguous();
+  }
+
+  /** Throws if this tensor was disposed; every op calls it on its inputs. */
+  assertLive(op: string): this {
+    if (this.disposed || this.storage.released)
+      throw new Error(`${op}: tensor${this.name ? ` '${this.name}'` : ''} of shape [${this.shape.join(', ')}] was disposed`);
+    return this;
+  }
+
+  /** A second handle to the same elements (shares storage; no copy, no autograd link). */
+  alias(opts: { untracked?: boolean } = {}): Tensor {
+    this.assertLive('alias');
+    return new Tensor(this.storage.retain(), this.layout, opts);
+  }
+
+  /** Sets the node that produced this tensor (ops call it once, via record()). */
+  setGradFn(fn: GradFn): void {
+    fn.retain();
+    this.gradFn?.unref();
+    this.gradFn = fn;
+    this.requiresGrad = true;
+  }
+
+  /** Marks this leaf as trainable; returns this. */
+  requiresGrad_(on = true): this {
+    if (this.gradFn) throw new Error('requiresGrad_: only leaf tensors can change requiresGrad (use detach())');
+    this.requiresGrad = on;
+    return this;
+  }
+
+  /** Registers a hook called with this leaf's gradient once backward() has finished accumulating it. */
+  registerHook(hook: GradHook): () => void {
+    this.hooks.push(hook);
+    return () => {
+      const i = this.hooks.indexOf(hook);
+      if (i >= 0) this.hooks.splice(i, 1);
+    };
+  }
+
+  /** Drops this handle's storage reference (and its .grad). Safe to call twice. */
+  dispose(): void {
+    if (this.disposed) return;
+    this.disposed = true;
+    this.storage.release();
+    this.grad?.dispose();
+    this.grad = null;
+    this.gradFn?.unref();
+    this.gradFn = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return `Tensor(shape=[${this.shape.join(', ')}], dtype=${this.dtype}, backend=${this.backendName}${this.requiresGrad ? ', requiresGrad' : ''})`;
+  }
+}
