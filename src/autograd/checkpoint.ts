@@ -40,5 +40,5 @@ export function checkpoint(fn: (...inputs: Tensor[]) => Tensor, ...inputs: Tenso
       d.dispose();
       return grad;
     });
-  }, held);
+  }, held, { always: true });
 }

@@ -95,7 +95,7 @@ export interface Kernels {
   /** softmax or log-softmax over the last dim of contiguous x */
   softmax(x: View, out: View, log: boolean): void;
   softmaxBackward(y: View, dy: View, dx: View, log: boolean): void;
-  /** y = x * rstd * (offset + w), rstd = 1/sqrt(mean(x^2) + eps) over the last dim; rstd [rows] f32 */
+  /** y = x * rstd * (offset + w), rstd = 1/sqrt(mean(x^2) + eps) over the last dim; rstd [rows]; all one dtype */
   rmsNorm(x: View, weight: View | null, eps: number, offset: number, out: View, rstd: View): void;
   rmsNormBackward(x: View, weight: View | null, offset: number, rstd: View, dy: View, dx: View, dweight: View | null): void;
   layerNorm(x: View, weight: View | null, bias: View | null, eps: number, out: View, mean: View, rstd: View): void;

@@ -50,12 +50,8 @@ let seq = 0;
 export const needsGrad = (...ts: (Tensor | null | undefined)[]): boolean =>
   isGradEnabled() && ts.some((t) => t?.requiresGrad);
 
-/** A saved-for-backward handle: shares storage, outlives the caller's scope, counted as activation. */
-export function save(t: Tensor): Tensor {
-  const s = t.alias({ untracked: true });
-  if (s.storage.tag === 'other') s.storage.tag = 'activation';
-  return s;
-}
+/** A saved-for-backward handle: shares storage and outlives the caller's scope. */
+export const save = (t: Tensor): Tensor => t.alias({ untracked: true });
 
 function edgeOf(t: Tensor | null | undefined): Edge | null {
   if (!t || !t.requiresGrad) return null;
@@ -66,7 +62,8 @@ function edgeOf(t: Tensor | null | undefined): Edge | null {
 /**
  * Records out = op(ins) on the tape when any input requires grad. `backward` maps d(out) to one
  * gradient per input (null = none). `saved` are the handles backward reads; they are disposed
- * once it has run. Returns out.
+ * once it has run. `always` records even when no input requires grad (checkpoint regions whose
+ * parameters are captured by closure). Returns out.
  */
 export function record(
   name: string,
@@ -74,8 +71,9 @@ export function record(
   ins: readonly (Tensor | null | undefined)[],
   backward: (g: Tensor) => (Tensor | null)[],
   saved: Tensor[] = [],
+  opts: { always?: boolean } = {},
 ): Tensor {
-  if (!needsGrad(...ins)) {
+  if (!(opts.always ? isGradEnabled() : needsGrad(...ins))) {
     for (const s of saved) s.dispose();
     return out;
   }
@@ -111,5 +109,7 @@ export function record(
     },
   };
   out.setGradFn(fn);
+  // what the tape produces is activation memory (inputs keep their own tags: param, other, ...)
+  if (out.storage.tag === 'other') out.storage.tag = 'activation';
   return out;
 }

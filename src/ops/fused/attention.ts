@@ -14,12 +14,12 @@ import { emptyLike, inputs, needsGrad, record, save } from '../dispatch.js';
 import { to, where } from '../elementwise.js';
 import type { ResolvedAttention } from '../attention.js';
 import { contiguous, expand, reshape } from '../view.js';
-import { isHalf } from '../../tensor/dtype.js';
+import { type DType, isHalf } from '../../tensor/dtype.js';
 
 /** The additive float32 mask as a 4-d view [B|1, H|1, Tq, Tk] (stride 0 where broadcast). */
-function maskView(mask: Tensor, B: number, H: number, Tq: number, Tk: number): Tensor {
+function maskView(mask: Tensor, dtype: DType, B: number, H: number, Tq: number, Tk: number): Tensor {
   return tidy(() => {
-    const add = mask.dtype === 'bool' ? where(mask, 0, -Infinity) : mask.dtype === 'float32' ? mask : to(mask, 'float32');
+    const add = mask.dtype === 'bool' ? where(mask, 0, -Infinity) : mask.dtype === dtype ? mask : to(mask, dtype);
     const m4 = add.ndim < 4 ? reshape(add, [...Array(4 - add.ndim).fill(1), ...add.shape]) : add;
     return expand(m4, [m4.shape[0] === 1 ? 1 : B, m4.shape[1] === 1 ? 1 : H, Tq, Tk]);
   });
@@ -33,13 +33,13 @@ export function attentionFused(q: Tensor, k: Tensor, v: Tensor, r: ResolvedAtten
   const [B, H, Tq] = q.shape;
   const Tk = k.shape[2];
   const [qc, kc, vc] = [contiguous(q), contiguous(k), contiguous(v)];
-  const mask = r.mask ? maskView(r.mask, B, H, Tq, Tk) : null;
+  const mask = r.mask ? maskView(r.mask, qc.dtype, B, H, Tq, Tk) : null;
   const opts: AttentionOpts = {
     scale: r.scale, causal: r.causal, window: r.window, softcap: r.softcap, dropout: r.dropout,
     seed: gen.seed, counter: r.dropout > 0 ? gen.next('uniform', B * H * Tq * Tk) : 0,
   };
   const out = emptyLike(qc, [B, H, Tq, v.shape[3]]);
-  const lse = emptyLike(qc, [B, H, Tq], 'float32');
+  const lse = emptyLike(qc, [B, H, Tq]);
   const kern = backendOf(qc).kernels;
   kern.attention(qc, kc, vc, mask, opts, out, lse);
   const temps = [qc, kc, vc, mask, lse];

@@ -16,8 +16,8 @@ function checkParam(op: string, x: Tensor, p: Tensor | null, what: string): void
     throw new Error(`${op}: ${what} ${shapeStr(p.shape)} does not match the last dim of input ${shapeStr(x.shape)}`);
 }
 
-/** A float32 contiguous version of an optional parameter. */
-const f32 = (p: Tensor | null): Tensor | null => (p ? contiguous(p.dtype === 'float32' ? p : to(p, 'float32')) : null);
+/** An optional parameter, contiguous and in the input's compute dtype. */
+const asInput = (p: Tensor | null, x: Tensor): Tensor | null => (p ? contiguous(p.dtype === x.dtype ? p : to(p, x.dtype)) : null);
 
 export function rmsNormFused(x: Tensor, weight: Tensor | null, eps: number, offset: number): Tensor {
   inputs('rmsNorm', x, weight);
@@ -25,9 +25,9 @@ export function rmsNormFused(x: Tensor, weight: Tensor | null, eps: number, offs
   checkParam('rmsNorm', x, weight, 'weight');
   return inCompute(x, (xf) => {
     const xc = contiguous(xf);
-    const w = f32(weight);
+    const w = asInput(weight, xc);
     const out = emptyLike(xc);
-    const rstd = emptyLike(xc, xc.shape.slice(0, -1), 'float32');
+    const rstd = emptyLike(xc, xc.shape.slice(0, -1));
     const k = backendOf(xc).kernels;
     k.rmsNorm(xc, w, eps, offset, out, rstd);
     if (!needsGrad(xf, w)) {
@@ -55,10 +55,10 @@ export function layerNormFused(x: Tensor, weight: Tensor | null, bias: Tensor | 
   checkParam('layerNorm', x, bias, 'bias');
   return inCompute(x, (xf) => {
     const xc = contiguous(xf);
-    const [w, b] = [f32(weight), f32(bias)];
+    const [w, b] = [asInput(weight, xc), asInput(bias, xc)];
     const out = emptyLike(xc);
     const rows = xc.shape.slice(0, -1);
-    const [mean, rstd] = [emptyLike(xc, rows, 'float32'), emptyLike(xc, rows, 'float32')];
+    const [mean, rstd] = [emptyLike(xc, rows), emptyLike(xc, rows)];
     const k = backendOf(xc).kernels;
     k.layerNorm(xc, w, b, eps, out, mean, rstd);
     if (!needsGrad(xf, w, b)) {

@@ -16,8 +16,8 @@ export function ropeFused(x: Tensor, cos: Tensor, sin: Tensor, interleaved: bool
     throw new Error(`rope: x ${shapeStr(x.shape)} must be [B, H, T, hd] with cos/sin [B|1, T, hd/2], got cos ${shapeStr(cos.shape)}, sin ${shapeStr(sin.shape)}`);
   return inCompute(x, (xf) => {
     const xc = contiguous(xf);
-    const c = contiguous(cos.dtype === 'float32' ? cos : to(cos, 'float32'));
-    const s = contiguous(sin.dtype === 'float32' ? sin : to(sin, 'float32'));
+    const c = contiguous(cos.dtype === xc.dtype ? cos : to(cos, xc.dtype));
+    const s = contiguous(sin.dtype === xc.dtype ? sin : to(sin, xc.dtype));
     const out = emptyLike(xc);
     const k = backendOf(xc).kernels;
     k.rope(xc, c, s, out, { interleaved, inverse: false });

@@ -1,0 +1,59 @@
+// `kestrel doctor`: what this installation can do, measured rather than assumed.
+import { readFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
+import { loadNative, nativeLoadError } from '../backend/cpu/native.js';
+import * as k from '../index.js';
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  return pkg.version;
+}
+
+/** Median GFLOP/s of an n×n×n matmul on the default backend. */
+function matmulGflops(n: number, runs: number): number {
+  const times: number[] = [];
+  k.tidy(() => {
+    const a = k.randn([n, n]);
+    const b = k.randn([n, n]);
+    k.matmul(a, b).dispose(); // warm-up
+    for (let i = 0; i < runs; i++) {
+      const t0 = performance.now();
+      k.matmul(a, b).dispose();
+      times.push(performance.now() - t0);
+    }
+  });
+  times.sort((x, y) => x - y);
+  return (2 * n ** 3) / (times[Math.floor(times.length / 2)] / 1e3) / 1e9;
+}
+
+export async function doctor(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } } });
+  const addon = loadNative();
+  const info = addon?.info();
+  const backend = k.defaultBackend().name;
+  const n = backend === 'cpu' ? 1024 : 96;
+  const report = {
+    version: version(),
+    node: process.version,
+    backend,
+    native: addon ? 'loaded' : `not available (${nativeLoadError()})`,
+    cpu: info ? { avx2: info.avx2, fma: info.fma, avx512f: info.avx512f, f16c: info.f16c } : null,
+    threads: info?.threads ?? 1,
+    matmul: { n, gflops: Number(matmulGflops(n, backend === 'cpu' ? 5 : 1).toFixed(1)) },
+  };
+  if (values.json) {
+    process.stdout.write(JSON.stringify(report) + '\n');
+    return 0;
+  }
+  const features = report.cpu ? Object.entries(report.cpu).filter(([, on]) => on).map(([f]) => f).join(' ') || 'none' : 'unknown';
+  process.stdout.write(
+    [
+      `kestrel ${report.version} (node ${report.node})`,
+      `backend      ${report.backend}${addon ? '' : `  [${report.native}]`}`,
+      `cpu features ${features}`,
+      `threads      ${report.threads}  (KESTREL_NUM_THREADS overrides)`,
+      `matmul       ${report.matmul.gflops} GFLOP/s  (${n}x${n}x${n} float32, median)`,
+    ].join('\n') + '\n',
+  );
+  return 0;
+}

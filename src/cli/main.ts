@@ -1,0 +1,30 @@
+// `kestrel <command>`: one file per subcommand, each a thin call into the library.
+import { doctor } from './doctor.js';
+
+const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise<number> }> = {
+  doctor: { about: 'version, backend, CPU features, threads and a measured matmul GFLOP/s', run: doctor },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.about}`);
+  return `usage: kestrel <command> [options]\n\ncommands:\n${lines.join('\n')}\n`;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(usage());
+    return name ? 0 : 1;
+  }
+  const cmd = COMMANDS[name];
+  if (!cmd) {
+    process.stderr.write(`kestrel: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    return await cmd.run(rest);
+  } catch (e) {
+    process.stderr.write(`kestrel ${name}: ${(e as Error).message}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,100 @@
+// Shared test helpers: elementwise two-sided tolerances with a readable failure report,
+// central-difference gradcheck in float64 on the reference backend, and a seeded data source.
+import assert from 'node:assert/strict';
+import * as k from '../src/index.js';
+
+export type Arrayish = k.Tensor | ArrayLike<number>;
+
+function values(x: Arrayish): Float64Array {
+  if (!(x instanceof k.Tensor)) return Float64Array.from(x);
+  const raw = x.toTypedArray();
+  return raw instanceof Float64Array ? raw : Float64Array.from(x.toFloat32Array());
+}
+
+/**
+ * Asserts |got - want| <= atol + rtol |want| elementwise (NaN only matches NaN); on failure
+ * reports the first mismatches, the max error and its index.
+ */
+export function assertClose(got: Arrayish, want: Arrayish, opts: { atol?: number; rtol?: number; what?: string } = {}): void {
+  const { atol = 1e-5, rtol = 1e-4, what = 'tensor' } = opts;
+  if (got instanceof k.Tensor && want instanceof k.Tensor)
+    assert.deepEqual([...got.shape], [...want.shape], `${what}: shape [${got.shape}] != [${want.shape}]`);
+  const g = values(got);
+  const w = values(want);
+  assert.equal(g.length, w.length, `${what}: ${g.length} elements vs ${w.length}`);
+  const bad: string[] = [];
+  let maxErr = 0;
+  let maxAt = -1;
+  for (let i = 0; i < g.length; i++) {
+    const err = Math.abs(g[i] - w[i]);
+    const ok = (Number.isNaN(g[i]) && Number.isNaN(w[i])) || g[i] === w[i] || err <= atol + rtol * Math.abs(w[i]);
+    if (!ok) {
+      if (bad.length < 5) bad.push(`[${i}] got ${g[i]} want ${w[i]}`);
+      if (!(err <= maxErr)) {
+        maxErr = err;
+        maxAt = i;
+      }
+    }
+  }
+  if (bad.length) assert.fail(`${what}: mismatches (atol ${atol}, rtol ${rtol}): ${bad.join('; ')}; max error ${maxErr} at ${maxAt}`);
+}
+
+/** Deterministic float64 data in [lo, hi) from a tiny LCG (independent of the library's RNG). */
+export function seeded(n: number, seed = 1, lo = -1, hi = 1): Float64Array {
+  let s = seed >>> 0 || 1;
+  const out = new Float64Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    out[i] = lo + ((s >>> 8) / 16777216) * (hi - lo);
+  }
+  return out;
+}
+
+/** A float64 reference-backend leaf with seeded values. */
+export function refLeaf(shape: number[], seed = 1, lo = -1, hi = 1): k.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  return k.tensor(seeded(n, seed, lo, hi), { shape, dtype: 'float64', backend: 'ref', requiresGrad: true });
+}
+
+/**
+ * Checks the analytic gradient of sum(f(inputs) * w) (w a fixed random weighting, so every
+ * output element matters) against central differences, eps 1e-6, atol 1e-5, rtol 1e-3.
+ */
+export function gradcheck(f: (...xs: k.Tensor[]) => k.Tensor, inputs: k.Tensor[], opts: { eps?: number; atol?: number; rtol?: number; what?: string } = {}): void {
+  const { eps = 1e-6, atol = 1e-5, rtol = 1e-3, what = 'gradcheck' } = opts;
+  const out0 = k.noGrad(() => f(...inputs));
+  const w = k.tensor(seeded(out0.numel, 99), { shape: [...out0.shape], dtype: 'float64', backend: 'ref' });
+  out0.dispose();
+  const objective = (xs: k.Tensor[]): number => k.tidy(() => k.noGrad(() => f(...xs).mul(w).sum().item()));
+  for (const x of inputs) x.zeroGrad();
+  k.tidy(() => f(...inputs).mul(w).sum().backward());
+  inputs.forEach((x, xi) => {
+    if (!x.requiresGrad) return;
+    const data = x.toTypedArray() as Float64Array;
+    const numeric = new Float64Array(data.length);
+    const at = (i: number, v: number): number =>
+      k.tidy(() => {
+        const d = data.slice();
+        d[i] = v;
+        const moved = k.tensor(d, { shape: [...x.shape], dtype: 'float64', backend: 'ref' });
+        return objective(inputs.map((t, j) => (j === xi ? moved : t)));
+      });
+    for (let i = 0; i < data.length; i++) numeric[i] = (at(i, data[i] + eps) - at(i, data[i] - eps)) / (2 * eps);
+    assert.ok(x.grad, `${what}: input ${xi} got no gradient`);
+    assert.deepEqual([...x.grad.shape], [...x.shape], `${what}: grad shape of input ${xi}`);
+    assertClose(x.grad, numeric, { atol, rtol, what: `${what} d/dinput${xi}` });
+  });
+  w.dispose();
+}
+
+/** The same values on another backend and dtype, as a fresh leaf. */
+export function like(x: k.Tensor, backend: 'cpu' | 'ref', dtype: k.DType = x.dtype): k.Tensor {
+  return k.noGrad(() => {
+    const moved = x.to(backend);
+    const cast = moved.to(dtype);
+    if (cast !== moved) moved.dispose();
+    return cast;
+  });
+}
+
+export const hasCpu = (): boolean => k.hasBackend('cpu');
