@@ -39,7 +39,7 @@ export function inCompute(x: Tensor, fn: (x: Tensor) => Tensor): Tensor {
 export function unary(op: UnaryOp, x: Tensor, p0 = 0, p1 = 0): Tensor {
   inputs(op, x);
   if (!isFloat(x.dtype) && op !== 'neg' && op !== 'abs' && op !== 'sign' && op !== 'clamp')
-    return unary(op, to(x, 'float32'), p0, p1);
+    return tidy(() => unary(op, to(x, 'float32'), p0, p1));
   return inCompute(x, (xc) => {
     const out = emptyLike(xc);
     const k = backendOf(xc).kernels;
