@@ -1,0 +1,253 @@
+// safetensors (huggingface/safetensors): an 8-byte little-endian header length, a JSON header
+// {name: {dtype, shape, data_offsets}, __metadata__?}, then the data. Read lazily by name with
+// ranged reads; validated strictly (the buffer must be indexed entirely, without holes or
+// overlaps); written to a temporary name and renamed, so a crash never leaves a torn file.
+import { closeSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
+import { type DType, type TypedArray, makeArray } from '../tensor/dtype.js';
+import type { MemoryTag } from '../tensor/memory.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { tensor } from '../ops/creation.js';
+import { toTypedArray } from '../ops/transfer.js';
+
+/** safetensors dtype -> (bytes, the Kestrel dtype it loads as). I16 and F8 are upcast on read. */
+const ST_DTYPES: Record<string, { bytes: number; dtype: DType }> = {
+  F64: { bytes: 8, dtype: 'float64' }, F32: { bytes: 4, dtype: 'float32' }, F16: { bytes: 2, dtype: 'float16' },
+  BF16: { bytes: 2, dtype: 'bfloat16' }, I64: { bytes: 8, dtype: 'int64' }, I32: { bytes: 4, dtype: 'int32' },
+  I16: { bytes: 2, dtype: 'int32' }, I8: { bytes: 1, dtype: 'int8' }, U8: { bytes: 1, dtype: 'uint8' },
+  BOOL: { bytes: 1, dtype: 'bool' }, F8_E4M3: { bytes: 1, dtype: 'float32' }, F8_E5M2: { bytes: 1, dtype: 'float32' },
+};
+const TO_ST: Record<DType, string> = {
+  float64: 'F64', float32: 'F32', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int8: 'I8', uint8: 'U8', bool: 'BOOL',
+};
+/** Header size cap (the reference implementation's limit). */
+const MAX_HEADER = 100_000_000;
+
+export interface TensorInfo {
+  readonly name: string;
+  /** the dtype as stored in the file (F32, BF16, ...) */
+  readonly fileDtype: string;
+  /** the dtype it loads as */
+  readonly dtype: DType;
+  readonly shape: readonly number[];
+  /** absolute byte range in the file */
+  readonly begin: number;
+  readonly end: number;
+}
+
+/** An open safetensors file: the header is parsed and checked; tensors are read on demand. */
+export class SafetensorsFile {
+  readonly metadata: Record<string, string>;
+  private readonly infos = new Map<string, TensorInfo>();
+  private fd: number | null;
+
+  constructor(readonly path: string) {
+    this.fd = openSync(path, 'r');
+    try {
+      const { metadata, infos } = parseHeader(path, this.fd, statSync(path).size);
+      this.metadata = metadata;
+      for (const i of infos) this.infos.set(i.name, i);
+    } catch (e) {
+      this.close();
+      throw e;
+    }
+  }
+
+  get names(): string[] {
+    return [...this.infos.keys()];
+  }
+
+  info(name: string): TensorInfo {
+    const i = this.infos.get(name);
+    if (!i) throw new Error(`${this.path}: no tensor named '${name}'`);
+    return i;
+  }
+
+  has(name: string): boolean {
+    return this.infos.has(name);
+  }
+
+  /** The raw bytes of one tensor (a ranged read; nothing else is loaded). */
+  readBytes(name: string): Uint8Array {
+    if (this.fd === null) throw new Error(`${this.path}: file is closed`);
+    const { begin, end } = this.info(name);
+    const buf = new Uint8Array(end - begin);
+    let done = 0;
+    while (done < buf.length) {
+      const n = readSync(this.fd, buf, done, buf.length - done, begin + done);
+      if (n === 0) throw new Error(`${this.path}: unexpected end of file reading '${name}'`);
+      done += n;
+    }
+    return buf;
+  }
+
+  /** One tensor's elements in the storage representation of the dtype it loads as. */
+  readArray(name: string): TypedArray {
+    const info = this.info(name);
+    return decode(info.fileDtype, this.readBytes(name), info.dtype);
+  }
+
+  /** Loads one tensor onto a backend. */
+  tensor(name: string, opts: { backend?: string; tag?: MemoryTag } = {}): Tensor {
+    const info = this.info(name);
+    return tensor(this.readArray(name), { dtype: info.dtype, shape: [...info.shape], backend: opts.backend, tag: opts.tag });
+  }
+
+  close(): void {
+    if (this.fd !== null) closeSync(this.fd);
+    this.fd = null;
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}
+
+function readExactly(fd: number, length: number, position: number): Buffer {
+  const buf = Buffer.alloc(length);
+  let done = 0;
+  while (done < length) {
+    const n = readSync(fd, buf, done, length - done, position + done);
+    if (n === 0) break;
+    done += n;
+  }
+  return buf.subarray(0, done);
+}
+
+function parseHeader(path: string, fd: number, size: number): { metadata: Record<string, string>; infos: TensorInfo[] } {
+  const bad = (why: string): never => {
+    throw new Error(`${path}: invalid safetensors file: ${why}`);
+  };
+  if (size < 8) bad(`file is ${size} bytes, shorter than the 8-byte header length`);
+  const n = Number(readExactly(fd, 8, 0).readBigUInt64LE(0));
+  if (n > MAX_HEADER) bad(`header length ${n} exceeds the ${MAX_HEADER}-byte cap`);
+  if (8 + n > size) bad(`header length ${n} runs past the end of the ${size}-byte file`);
+  let header: unknown;
+  try {
+    header = JSON.parse(readExactly(fd, n, 8).toString('utf8'));
+  } catch (e) {
+    bad(`header is not valid JSON (${(e as Error).message})`);
+  }
+  if (typeof header !== 'object' || header === null || Array.isArray(header)) bad('header is not a JSON object');
+  const dataStart = 8 + n;
+  const dataLength = size - dataStart;
+  const metadata: Record<string, string> = {};
+  const infos: TensorInfo[] = [];
+  for (const [name, entry] of Object.entries(header as Record<string, unknown>)) {
+    if (name === '__metadata__') {
+      if (typeof entry !== 'object' || entry === null) bad('__metadata__ must be an object of strings');
+      for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
+        if (typeof v !== 'string') bad(`__metadata__.${k} must be a string`);
+        metadata[k] = v as string;
+      }
+      continue;
+    }
+    const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
+    const where = `tensor '${name}'`;
+    if (typeof e !== 'object' || e === null) bad(`${where}: entry is not an object`);
+    const st = typeof e.dtype === 'string' ? ST_DTYPES[e.dtype] : undefined;
+    if (!st) bad(`${where}: unsupported dtype ${JSON.stringify(e.dtype)}`);
+    if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`${where}: shape must be a list of non-negative integers`);
+    const offs = e.data_offsets;
+    if (!Array.isArray(offs) || offs.length !== 2 || !offs.every((o) => Number.isSafeInteger(o) && o >= 0) || offs[0] > offs[1])
+      bad(`${where}: data_offsets must be [begin, end] with 0 <= begin <= end`);
+    const [b, en] = offs as number[];
+    const shape = e.shape as number[];
+    const want = shape.reduce((a, d) => a * d, 1) * st!.bytes;
+    if (en - b !== want) bad(`${where}: ${e.dtype} ${JSON.stringify(shape)} needs ${want} bytes, data_offsets give ${en - b}`);
+    if (en > dataLength) bad(`${where}: data_offsets [${b}, ${en}] run past the ${dataLength}-byte data section`);
+    infos.push({ name, fileDtype: e.dtype as string, dtype: st!.dtype, shape, begin: dataStart + b, end: dataStart + en });
+  }
+  // the data section must be indexed entirely, with no overlap and no hole
+  const sorted = [...infos].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = dataStart;
+  for (const i of sorted) {
+    if (i.begin < at) bad(`tensor '${i.name}' overlaps the tensor before it`);
+    if (i.begin > at) bad(`bytes ${at - dataStart}..${i.begin - dataStart} of the data section belong to no tensor`);
+    at = i.end;
+  }
+  if (at !== size) bad(`the data section has ${size - at} trailing bytes that belong to no tensor`);
+  return { metadata, infos };
+}
+
+/** Bytes as stored -> a typed array of the load dtype (copies; little-endian as the format says). */
+function decode(fileDtype: string, bytes: Uint8Array, dtype: DType): TypedArray {
+  const st = ST_DTYPES[fileDtype];
+  const n = bytes.length / st.bytes;
+  const aligned = new Uint8Array(bytes); // a fresh, aligned copy
+  switch (fileDtype) {
+    case 'I16':
+      return Int32Array.from(new Int16Array(aligned.buffer, 0, n));
+    case 'F8_E4M3':
+      return Float32Array.from(aligned, fp8e4m3);
+    case 'F8_E5M2':
+      return Float32Array.from(aligned, fp8e5m2);
+    default: {
+      const out = makeArray(dtype, n);
+      new Uint8Array(out.buffer).set(aligned);
+      return out;
+    }
+  }
+}
+
+/** OCP FP8 E4M3 (no infinities; S.1111.111 is NaN). */
+function fp8e4m3(b: number): number {
+  const s = b & 0x80 ? -1 : 1;
+  const e = (b >> 3) & 0xf;
+  const m = b & 7;
+  if (e === 15 && m === 7) return NaN;
+  return s * (e === 0 ? m * 2 ** -9 : (1 + m / 8) * 2 ** (e - 7));
+}
+
+/** OCP FP8 E5M2 (IEEE-like: inf and NaN at exponent 31). */
+function fp8e5m2(b: number): number {
+  const s = b & 0x80 ? -1 : 1;
+  const e = (b >> 2) & 0x1f;
+  const m = b & 3;
+  if (e === 31) return m ? NaN : s * Infinity;
+  return s * (e === 0 ? m * 2 ** -16 : (1 + m / 4) * 2 ** (e - 15));
+}
+
+// the reference serializer's order: dtype descending (I64 > F64 > F32 > I32 > BF16 > F16 > ... > BOOL), then name
+const DTYPE_ORDER = ['I64', 'F64', 'F32', 'I32', 'BF16', 'F16', 'I16', 'I8', 'U8', 'BOOL'];
+
+/**
+ * Writes tensors (and string metadata) as one safetensors file, atomically: the bytes go to
+ * `path.tmp-<pid>`, are fsynced, then renamed over path.
+ * @example saveSafetensors('model.safetensors', model.stateDict(), { format: 'pt' })
+ */
+export function saveSafetensors(path: string, tensors: Record<string, Tensor>, metadata: Record<string, string> = {}): void {
+  const names = Object.keys(tensors).sort((a, b) => {
+    const [da, db] = [TO_ST[tensors[a].dtype], TO_ST[tensors[b].dtype]];
+    return DTYPE_ORDER.indexOf(da) - DTYPE_ORDER.indexOf(db) || (a < b ? -1 : a > b ? 1 : 0);
+  });
+  const header: Record<string, unknown> = {};
+  if (Object.keys(metadata).length) header.__metadata__ = metadata;
+  let offset = 0;
+  const blobs: Uint8Array[] = [];
+  for (const name of names) {
+    const t = tensors[name];
+    const data = toTypedArray(t);
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    header[name] = { dtype: TO_ST[t.dtype], shape: [...t.shape], data_offsets: [offset, offset + bytes.length] };
+    offset += bytes.length;
+    blobs.push(bytes);
+  }
+  let json = Buffer.from(JSON.stringify(header), 'utf8');
+  const pad = (8 - (json.length % 8)) % 8;
+  if (pad) json = Buffer.concat([json, Buffer.alloc(pad, 0x20)]);
+  const len = Buffer.alloc(8);
+  len.writeBigUInt64LE(BigInt(json.length));
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w');
+  try {
+    for (const part of [len, json, ...blobs]) {
+      let done = 0;
+      while (done < part.length) done += writeSync(fd, part, done, part.length - done);
+    }
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
