@@ -38,3 +38,6 @@ export const exp = (x: T): T => unary('exp', x);
 export const log = (x: T): T => unary('log', x);
 export const sqrt = (x: T): T => unary('sqrt', x);
 export const gelu = (x: T, approximate: 'none' | 'tanh' = 'none'): T => unary(approximate === 'tanh' ? 'gelu_tanh' : 'gelu_erf', x);
+
+export * as nn from './nn/index.js';
+export { SafetensorsFile, saveSafetensors, type TensorInfo } from './io/safetensors.js';

@@ -1,0 +1,27 @@
+// Parameter initialisers drawn from the seeded generator (PyTorch's defaults by name).
+import { rand, randn, zeros, ones } from '../ops/creation.js';
+import { add, mul } from '../ops/elementwise.js';
+import type { DType } from '../tensor/dtype.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { type Generator, defaultGenerator } from '../tensor/rng.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+export interface InitOpts {
+  dtype?: DType;
+  backend?: string;
+  generator?: Generator;
+}
+
+/** U(-bound, bound): nn.Linear's default with bound = 1/sqrt(fan_in) (kaiming_uniform, a = sqrt(5)). */
+export function uniform(shape: number[], bound: number, o: InitOpts = {}): Tensor {
+  return tidy(() => noGrad(() => add(mul(rand(shape, { ...o, generator: o.generator ?? defaultGenerator }), 2 * bound), -bound)));
+}
+
+/** N(0, std^2): nn.Embedding's default (std 1) and HF's initializer_range. */
+export function normal(shape: number[], std: number, o: InitOpts = {}): Tensor {
+  return tidy(() => noGrad(() => mul(randn(shape, { ...o, generator: o.generator ?? defaultGenerator }), std)));
+}
+
+export const zerosInit = (shape: number[], o: InitOpts = {}): Tensor => zeros(shape, o);
+export const onesInit = (shape: number[], o: InitOpts = {}): Tensor => ones(shape, o);

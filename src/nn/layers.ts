@@ -1,0 +1,60 @@
+// The basic layers, each a thin Module over an op: Linear, Embedding, RMSNorm, LayerNorm.
+import { linear } from '../ops/matmul.js';
+import { embedding } from '../ops/indexing.js';
+import { layerNorm, rmsNorm } from '../ops/norm.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { type InitOpts, normal, onesInit, uniform, zerosInit } from './init.js';
+import { Module, Parameter } from './module.js';
+
+/** y = x Wᵀ + b with weight [out, in] (torch.nn.Linear). */
+export class Linear extends Module {
+  weight: Tensor;
+  bias: Tensor | null;
+  constructor(readonly inFeatures: number, readonly outFeatures: number, opts: InitOpts & { bias?: boolean } = {}) {
+    super();
+    const bound = 1 / Math.sqrt(inFeatures);
+    this.weight = Parameter(uniform([outFeatures, inFeatures], bound, opts));
+    this.bias = opts.bias === false ? null : Parameter(uniform([outFeatures], bound, opts));
+  }
+  forward(x: Tensor): Tensor {
+    return linear(x, this.weight, this.bias);
+  }
+}
+
+/** Rows of a [num, dim] table looked up by integer ids (torch.nn.Embedding). */
+export class Embedding extends Module {
+  weight: Tensor;
+  constructor(readonly num: number, readonly dim: number, opts: InitOpts = {}) {
+    super();
+    this.weight = Parameter(normal([num, dim], 1, opts));
+  }
+  forward(ids: Tensor): Tensor {
+    return embedding(ids, this.weight);
+  }
+}
+
+/** x / rms(x) * (offset + weight) (LlamaRMSNorm; Gemma uses offset 1 with weights stored minus one). */
+export class RMSNorm extends Module {
+  weight: Tensor;
+  constructor(readonly dim: number, readonly eps = 1e-6, readonly offset = 0, opts: InitOpts = {}) {
+    super();
+    this.weight = Parameter(offset ? zerosInit([dim], opts) : onesInit([dim], opts));
+  }
+  forward(x: Tensor): Tensor {
+    return rmsNorm(x, this.weight, { eps: this.eps, offset: this.offset });
+  }
+}
+
+/** (x - mean) / std * weight + bias over the last dim (torch.nn.LayerNorm). */
+export class LayerNorm extends Module {
+  weight: Tensor;
+  bias: Tensor;
+  constructor(readonly dim: number, readonly eps = 1e-5, opts: InitOpts = {}) {
+    super();
+    this.weight = Parameter(onesInit([dim], opts));
+    this.bias = Parameter(zerosInit([dim], opts));
+  }
+  forward(x: Tensor): Tensor {
+    return layerNorm(x, this.weight, this.bias, this.eps);
+  }
+}

@@ -1,0 +1,156 @@
+// Module: a tree of parameters, buffers and child modules found from its own properties, so a
+// model's property names are its state-dict keys (HF names: `self_attn.q_proj.weight`).
+import { backendOf } from '../backend/index.js';
+import { clone } from '../ops/view.js';
+import { to as cast } from '../ops/elementwise.js';
+import { toBackend } from '../ops/transfer.js';
+import type { BackendName } from '../backend/kernels.js';
+import { type DType, isFloat } from '../tensor/dtype.js';
+import { shapeStr } from '../tensor/layout.js';
+import { keep } from '../tensor/scope.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { Tensor } from '../tensor/tensor.js';
+
+const parameters = new WeakSet<Tensor>();
+
+/** Marks t as a trainable parameter: requiresGrad, counted under the 'param' memory tag. */
+export function Parameter(t: Tensor, requiresGrad = true): Tensor {
+  parameters.add(t);
+  t.storage.tag = 'param';
+  t.requiresGrad = requiresGrad;
+  keep(t);
+  return t;
+}
+
+export const isParameter = (t: unknown): t is Tensor => t instanceof Tensor && parameters.has(t);
+
+export interface LoadResult {
+  missing: string[];
+  unexpected: string[];
+}
+
+export class Module {
+  training = true;
+  private readonly bufferNames = new Map<string, boolean>(); // name -> persistent
+
+  /** Registers a non-trainable tensor (e.g. rotary frequencies); persistent ones are in the state dict. */
+  registerBuffer(name: string, t: Tensor, persistent = true): Tensor {
+    this.bufferNames.set(name, persistent);
+    keep(t);
+    Reflect.set(this, name, t);
+    return t;
+  }
+
+  /** Direct children by property name (arrays of modules count as name.0, name.1, ...). */
+  namedChildren(): [string, Module][] {
+    const out: [string, Module][] = [];
+    for (const [key, v] of Object.entries(this)) {
+      if (v instanceof Module) out.push([key, v]);
+      else if (Array.isArray(v)) v.forEach((m, i) => m instanceof Module && out.push([`${key}.${i}`, m]));
+    }
+    return out;
+  }
+
+  namedModules(prefix = ''): [string, Module][] {
+    return [[prefix, this], ...this.namedChildren().flatMap(([n, m]) => m.namedModules(prefix ? `${prefix}.${n}` : n))];
+  }
+
+  /** Every parameter with its dotted path; a parameter shared by two modules is listed once. */
+  namedParameters(): [string, Tensor][] {
+    const seen = new Set<Tensor>();
+    const out: [string, Tensor][] = [];
+    for (const [path, m] of this.namedModules())
+      for (const [key, v] of Object.entries(m))
+        if (isParameter(v) && !seen.has(v)) {
+          seen.add(v);
+          out.push([path ? `${path}.${key}` : key, v]);
+        }
+    return out;
+  }
+
+  parameters(): Tensor[] {
+    return this.namedParameters().map(([, p]) => p);
+  }
+
+  namedBuffers(persistentOnly = false): [string, Tensor][] {
+    const out: [string, Tensor][] = [];
+    for (const [path, m] of this.namedModules())
+      for (const [name, persistent] of m.bufferNames) {
+        const t: unknown = Reflect.get(m, name);
+        if (t instanceof Tensor && (persistent || !persistentOnly)) out.push([path ? `${path}.${name}` : name, t]);
+      }
+    return out;
+  }
+
+  /** Parameters and persistent buffers by name (the tensors themselves, not copies). */
+  stateDict(): Record<string, Tensor> {
+    return Object.fromEntries([...this.namedParameters(), ...this.namedBuffers(true)]);
+  }
+
+  /**
+   * Copies values into this module's tensors (casting dtype, moving backend). Strict by default:
+   * missing or unexpected keys and shape mismatches throw, naming them.
+   */
+  loadStateDict(sd: Record<string, Tensor>, opts: { strict?: boolean } = {}): LoadResult {
+    const own = this.stateDict();
+    const missing = Object.keys(own).filter((k) => !(k in sd));
+    const unexpected = Object.keys(sd).filter((k) => !(k in own));
+    if ((opts.strict ?? true) && (missing.length || unexpected.length))
+      throw new Error(`loadStateDict: missing keys [${missing.join(', ')}], unexpected keys [${unexpected.join(', ')}]`);
+    for (const [name, dst] of Object.entries(own)) {
+      const src = sd[name];
+      if (!src) continue;
+      if (src.shape.length !== dst.shape.length || src.shape.some((s, i) => s !== dst.shape[i]))
+        throw new Error(`loadStateDict: '${name}' has shape ${shapeStr(src.shape)} in the state dict but ${shapeStr(dst.shape)} in the model`);
+      const moved = src.backendName === dst.backendName ? src : toBackend(src, dst.backendName as BackendName);
+      backendOf(dst).kernels.copy(moved, dst);
+      if (moved !== src) moved.dispose();
+    }
+    return { missing, unexpected };
+  }
+
+  train(on = true): this {
+    for (const [, m] of this.namedModules()) m.training = on;
+    return this;
+  }
+
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Freezes (false) or unfreezes (true) every parameter. */
+  requiresGrad_(on = true): this {
+    for (const p of this.parameters()) p.requiresGrad = on;
+    return this;
+  }
+
+  zeroGrad(): void {
+    for (const p of this.parameters()) p.zeroGrad();
+  }
+
+  /** Converts floating-point parameters and buffers to dtype, or moves everything to a backend. */
+  to(target: DType | BackendName): this {
+    const convert = (t: Tensor): Tensor =>
+      target === 'cpu' || target === 'ref' ? toBackend(t, target) : isFloat(t.dtype) ? cast(t, target) : clone(t);
+    const done = new Map<Tensor, Tensor>();
+    for (const [, m] of this.namedModules()) {
+      for (const [key, v] of Object.entries(m)) {
+        if (!(v instanceof Tensor) || !(isParameter(v) || m.bufferNames.has(key))) continue;
+        let next = done.get(v);
+        if (!next) {
+          next = keep(noGrad(() => convert(v)));
+          if (isParameter(v)) Parameter(next, v.requiresGrad);
+          done.set(v, next);
+        }
+        Reflect.set(m, key, next);
+      }
+    }
+    for (const [old, next] of done) if (old !== next) old.dispose();
+    return this;
+  }
+
+  /** Frees every parameter and buffer. */
+  dispose(): void {
+    for (const t of [...this.parameters(), ...this.namedBuffers().map(([, b]) => b)]) t.dispose();
+  }
+}
