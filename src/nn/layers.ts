@@ -24,12 +24,15 @@ export class Linear extends Module {
 /** Rows of a [num, dim] table looked up by integer ids (torch.nn.Embedding). */
 export class Embedding extends Module {
   weight: Tensor;
-  constructor(readonly num: number, readonly dim: number, opts: InitOpts = {}) {
+  constructor(readonly num: number, readonly dim: number, opts: InitOpts & { paddingIdx?: number | null } = {}) {
     super();
+    this.paddingIdx = opts.paddingIdx ?? null;
     this.weight = Parameter(normal([num, dim], 1, opts));
   }
+  /** the row that gets no gradient (nn.Embedding's padding_idx) */
+  readonly paddingIdx: number | null;
   forward(ids: Tensor): Tensor {
-    return embedding(ids, this.weight);
+    return embedding(ids, this.weight, this.paddingIdx);
   }
 }
 

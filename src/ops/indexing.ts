@@ -7,7 +7,8 @@ import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { arange } from './creation.js';
 import { emptyLike, inputs, needsGrad, record, save } from './dispatch.js';
-import { compare, sub, where } from './elementwise.js';
+import { compare, mul, sub, to, where } from './elementwise.js';
+import { noGrad } from '../tensor/grad_mode.js';
 import { clone, narrow, reshape, unsqueeze } from './view.js';
 
 function checkIndex(op: string, index: Tensor): void {
@@ -89,10 +90,19 @@ export function indexAdd(base: Tensor, dim: number, index: Tensor, src: Tensor):
 
 /**
  * Rows of weight [V, D] at integer ids of any shape -> [...ids.shape, D] (torch.nn.functional.embedding).
+ * The row at paddingIdx gets no gradient (nn.Embedding's padding_idx).
  */
-export function embedding(ids: Tensor, weight: Tensor): Tensor {
+export function embedding(ids: Tensor, weight: Tensor, paddingIdx: number | null = null): Tensor {
   if (weight.ndim !== 2) throw new Error(`embedding: weight must be [num_embeddings, dim], got ${shapeStr(weight.shape)}`);
-  return tidy(() => reshape(indexSelect(weight, 0, reshape(ids, [-1])), [...ids.shape, weight.shape[1]]));
+  const shape = [...ids.shape, weight.shape[1]];
+  return tidy(() => {
+    const flat = reshape(ids, [-1]);
+    if (paddingIdx === null || !needsGrad(weight)) return reshape(indexSelect(weight, 0, flat), shape);
+    const out = noGrad(() => indexSelect(weight, 0, flat));
+    const [is, keepRows] = [save(flat), save(noGrad(() => unsqueeze(to(compare('ne', flat, paddingIdx), weight.dtype), 1)))];
+    const wshape = weight.shape;
+    return reshape(record('embedding', out, [weight], (g) => [indexAdd(zerosOf(g, wshape), 0, is, mul(g, keepRows))], [is, keepRows]), shape);
+  });
 }
 
 /** Concatenation along dim (torch.cat). */

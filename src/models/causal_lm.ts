@@ -1,0 +1,108 @@
+// The decoder with its LM head: HF's *ForCausalLM forward (labels shifted inside, -100
+// ignored, logits in float32), hidden states, router logits and the MoE auxiliary loss.
+import { arange } from '../ops/creation.js';
+import { compare, mul, add, to, where } from '../ops/elementwise.js';
+import { crossEntropy } from '../ops/loss.js';
+import { rotaryTables } from '../ops/rope.js';
+import { expand, narrow, reshape, unsqueeze, contiguous } from '../ops/view.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { shapeStr } from '../tensor/layout.js';
+import { Linear } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import type { InitOpts } from '../nn/init.js';
+import type { DecoderConfig } from './config.js';
+import { DecoderModel, type LayerContext, lmHead } from './decoder.js';
+import type { KVCache } from './kv_cache.js';
+import { loadBalancingLoss } from './moe.js';
+import { rotaryFrequencies } from './rope_scaling.js';
+
+/** float32's most negative finite value: HF's additive mask entry (not -inf). */
+export const MASK_MIN = -3.4028234663852886e38;
+
+export interface CausalLMInput {
+  /** int64 [B, T] */
+  inputIds: Tensor;
+  /** [B, past + T], 1 = attend, 0 = padding */
+  attentionMask?: Tensor | null;
+  /** int64 [B, T]; default past .. past + T - 1 */
+  positionIds?: Tensor | null;
+  /** int64 [B, T]; shifted inside (logits[:, t] predicts labels[:, t + 1]); -100 is ignored */
+  labels?: Tensor | null;
+  cache?: KVCache | null;
+  outputHiddenStates?: boolean;
+  /** add moe.auxLossCoef * auxLoss to the loss (HF's output_router_logits) */
+  routerAuxLoss?: boolean;
+}
+
+export interface CausalLMOutput {
+  /** float32 [B, T, V] */
+  logits: Tensor;
+  loss: Tensor | null;
+  hiddenStates: Tensor[];
+  routerLogits: Tensor[];
+  auxLoss: Tensor | null;
+}
+
+export class CausalLM extends Module {
+  model: DecoderModel;
+  lm_head?: Linear;
+
+  constructor(readonly config: DecoderConfig, init: InitOpts = {}) {
+    super();
+    if (config.partialRotaryFactor !== 1) throw new Error(`partial rotary embeddings (factor ${config.partialRotaryFactor}) are not supported yet`);
+    this.model = new DecoderModel(config, init);
+    if (!config.tieWordEmbeddings) this.lm_head = new Linear(config.hiddenSize, config.vocabSize, { ...init, bias: false });
+  }
+
+  /** cos/sin tables [B, T, hd/2] for the given positions. */
+  private rotary(positions: Tensor, seqLen: number): { cos: Tensor; sin: Tensor } {
+    const c = this.config;
+    const { invFreq, attentionFactor } = rotaryFrequencies(c, seqLen);
+    const { cos, sin } = rotaryTables(positions, Math.floor(c.headDim * c.partialRotaryFactor), c.ropeTheta, invFreq);
+    return attentionFactor === 1 ? { cos, sin } : { cos: mul(cos, attentionFactor), sin: mul(sin, attentionFactor) };
+  }
+
+  forward(input: CausalLMInput): CausalLMOutput {
+    const c = this.config;
+    const ids = input.inputIds;
+    if (ids.ndim !== 2) throw new Error(`forward: inputIds must be [batch, seq], got ${shapeStr(ids.shape)}`);
+    const [B, T] = ids.shape;
+    const past = input.cache?.length ?? 0;
+    return tidy(() => {
+      const positions = input.positionIds ?? expand(unsqueeze(arange(past, past + T, 1, { backend: ids.backendName }), 0), [B, T]);
+      const { cos, sin } = this.rotary(positions, past + T);
+      let mask: Tensor | null = null;
+      if (input.attentionMask) {
+        const am = input.attentionMask;
+        if (am.ndim !== 2 || am.shape[0] !== B || am.shape[1] !== past + T)
+          throw new Error(`forward: attentionMask must be [${B}, ${past + T}] (batch, cached + new tokens), got ${shapeStr(am.shape)}`);
+        mask = reshape(where(compare('eq', am, 0), MASK_MIN, 0), [B, 1, 1, past + T]);
+      }
+      const ctx: LayerContext = { cos, sin, mask, cache: input.cache ?? null };
+      let h = this.model.embed(ids);
+      const hiddenStates: Tensor[] = [];
+      const routerLogits: Tensor[] = [];
+      for (const layer of this.model.layers) {
+        if (input.outputHiddenStates) hiddenStates.push(h);
+        const out = layer.forward(h, ctx);
+        h = out.hidden;
+        if (out.routerLogits) routerLogits.push(out.routerLogits);
+      }
+      input.cache?.advance(T);
+      h = this.model.norm.forward(h);
+      if (input.outputHiddenStates) hiddenStates.push(h);
+      const logits = to(lmHead(this.model, this.lm_head, h, c.finalSoftcap), 'float32');
+      const auxLoss = c.moe && routerLogits.length ? loadBalancingLoss(routerLogits, c.moe.numExperts, c.moe.topK, input.attentionMask ?? null) : null;
+      let loss: Tensor | null = null;
+      if (input.labels) {
+        if (input.labels.shape[0] !== B || input.labels.shape[1] !== T)
+          throw new Error(`forward: labels must be [${B}, ${T}] like inputIds, got ${shapeStr(input.labels.shape)}`);
+        loss = crossEntropy(contiguous(narrow(logits, 1, 0, T - 1)), contiguous(narrow(input.labels, 1, 1, T - 1)));
+        if (input.routerAuxLoss && auxLoss && c.moe) loss = add(loss, mul(auxLoss, c.moe.auxLossCoef));
+      }
+      return { logits, loss, hiddenStates, routerLogits, auxLoss };
+    });
+  }
+}
+

@@ -1,0 +1,95 @@
+// The typed configuration of the Llama-family decoder. Each family file maps its HF
+// config.json onto it; the decoder reads only these fields, never a model_type.
+
+export interface RopeScaling {
+  type: 'default' | 'linear' | 'dynamic' | 'yarn' | 'llama3' | 'longrope';
+  factor: number;
+  /** llama3 */
+  lowFreqFactor?: number;
+  highFreqFactor?: number;
+  originalMaxPositionEmbeddings?: number;
+  /** yarn */
+  betaFast?: number;
+  betaSlow?: number;
+  attentionFactor?: number;
+  /** longrope (Phi-3) */
+  shortFactor?: number[];
+  longFactor?: number[];
+}
+
+export interface MoeConfig {
+  numExperts: number;
+  topK: number;
+  /** weight of the load-balancing loss added to the LM loss (Mixtral's router_aux_loss_coef) */
+  auxLossCoef: number;
+}
+
+export interface DecoderConfig {
+  modelType: string;
+  vocabSize: number;
+  hiddenSize: number;
+  intermediateSize: number;
+  numLayers: number;
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+  ropeTheta: number;
+  ropeScaling: RopeScaling | null;
+  /** fraction of head_dim that is rotated (1 for every family here) */
+  partialRotaryFactor: number;
+  maxPositionEmbeddings: number;
+  tieWordEmbeddings: boolean;
+  /** bias on q/k/v projections (Qwen2) */
+  qkvBias: boolean;
+  /** bias on o_proj */
+  oBias: boolean;
+  mlpBias: boolean;
+  activation: 'silu' | 'gelu_tanh' | 'gelu';
+  /** RMSNorm scales by (offset + weight): 1 for Gemma */
+  normOffset: number;
+  /** multiply embeddings by sqrt(hidden_size) (Gemma) */
+  scaleEmbeddings: boolean;
+  /** per layer: sliding window length, 0 = global attention */
+  slidingWindows: number[];
+  /** scores scale; default 1/sqrt(headDim) (Gemma 2: query_pre_attn_scalar^-0.5) */
+  attentionScale: number;
+  attnSoftcap: number;
+  finalSoftcap: number;
+  /** RMSNorm on q and k per head before RoPE (Qwen3) */
+  qkNorm: boolean;
+  /** post-attention and pre/post feed-forward norms around each sublayer (Gemma 2) */
+  sandwichNorms: boolean;
+  /** fused qkv_proj and gate_up_proj weights (Phi-3) */
+  fusedQkv: boolean;
+  fusedGateUp: boolean;
+  moe: MoeConfig | null;
+  bosTokenId: number | null;
+  eosTokenIds: number[];
+  padTokenId: number | null;
+}
+
+export const DEFAULT_CONFIG: Omit<DecoderConfig, 'modelType' | 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'slidingWindows' | 'attentionScale'> = {
+  rmsNormEps: 1e-6,
+  ropeTheta: 10000,
+  ropeScaling: null,
+  partialRotaryFactor: 1,
+  maxPositionEmbeddings: 2048,
+  tieWordEmbeddings: false,
+  qkvBias: false,
+  oBias: false,
+  mlpBias: false,
+  activation: 'silu',
+  normOffset: 0,
+  scaleEmbeddings: false,
+  attnSoftcap: 0,
+  finalSoftcap: 0,
+  qkNorm: false,
+  sandwichNorms: false,
+  fusedQkv: false,
+  fusedGateUp: false,
+  moe: null,
+  bosTokenId: null,
+  eosTokenIds: [],
+  padTokenId: null,
+};

@@ -1,0 +1,187 @@
+// The Llama-family decoder (HF modeling_llama.py and its relatives, transformers 4.44): one
+// implementation driven by DecoderConfig flags (qkv bias, GQA, sliding windows, soft-capping,
+// Gemma's norms and embedding scale, fused Phi-3 projections, Mixtral's sparse MoE).
+// Property names are HF's, so the state dict keys are the checkpoint keys.
+import { scaledDotProductAttention } from '../ops/attention.js';
+import { add, div, mul, unary } from '../ops/elementwise.js';
+import { linear } from '../ops/matmul.js';
+import { rope } from '../ops/rope.js';
+import { narrow, reshape, transpose } from '../ops/view.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { tidy } from '../tensor/scope.js';
+import { Embedding, Linear, RMSNorm } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import type { InitOpts } from '../nn/init.js';
+import type { DecoderConfig } from './config.js';
+import type { KVCache } from './kv_cache.js';
+import { SparseMoe } from './moe.js';
+import { activate } from './activation.js';
+
+/** What every layer needs for one forward call. */
+export interface LayerContext {
+  cos: Tensor;
+  sin: Tensor;
+  /** additive padding mask [B, 1, 1, Tk] (0 or float32 min), or null */
+  mask: Tensor | null;
+  cache: KVCache | null;
+}
+
+export class Attention extends Module {
+  q_proj?: Linear;
+  k_proj?: Linear;
+  v_proj?: Linear;
+  qkv_proj?: Linear;
+  o_proj: Linear;
+  q_norm?: RMSNorm;
+  k_norm?: RMSNorm;
+
+  constructor(readonly c: DecoderConfig, readonly layerIdx: number, init: InitOpts) {
+    super();
+    const { hiddenSize: D, numHeads: H, numKvHeads: Hkv, headDim: hd } = c;
+    if (c.fusedQkv) this.qkv_proj = new Linear(D, (H + 2 * Hkv) * hd, { ...init, bias: c.qkvBias });
+    else {
+      this.q_proj = new Linear(D, H * hd, { ...init, bias: c.qkvBias });
+      this.k_proj = new Linear(D, Hkv * hd, { ...init, bias: c.qkvBias });
+      this.v_proj = new Linear(D, Hkv * hd, { ...init, bias: c.qkvBias });
+    }
+    this.o_proj = new Linear(H * hd, D, { ...init, bias: c.oBias });
+    if (c.qkNorm) {
+      this.q_norm = new RMSNorm(hd, c.rmsNormEps, c.normOffset, init);
+      this.k_norm = new RMSNorm(hd, c.rmsNormEps, c.normOffset, init);
+    }
+  }
+
+  /** x [B, T, D] -> q [B, H, T, hd], k/v [B, Hkv, T, hd] */
+  private project(x: Tensor): [Tensor, Tensor, Tensor] {
+    const { numHeads: H, numKvHeads: Hkv, headDim: hd } = this.c;
+    const [B, T] = x.shape;
+    const heads = (t: Tensor, n: number): Tensor => transpose(reshape(t, [B, T, n, hd]), 1, 2);
+    if (this.qkv_proj) {
+      const qkv = this.qkv_proj.forward(x); // rows: q (H hd), k (Hkv hd), v (Hkv hd)
+      return [heads(narrow(qkv, 2, 0, H * hd), H), heads(narrow(qkv, 2, H * hd, Hkv * hd), Hkv), heads(narrow(qkv, 2, (H + Hkv) * hd, Hkv * hd), Hkv)];
+    }
+    return [heads(this.q_proj!.forward(x), H), heads(this.k_proj!.forward(x), Hkv), heads(this.v_proj!.forward(x), Hkv)];
+  }
+
+  forward(x: Tensor, ctx: LayerContext): Tensor {
+    const c = this.c;
+    const [B, T] = x.shape;
+    let [q, k, v] = this.project(x);
+    if (this.q_norm && this.k_norm) [q, k] = [this.q_norm.forward(q), this.k_norm.forward(k)];
+    q = rope(q, ctx.cos, ctx.sin);
+    k = rope(k, ctx.cos, ctx.sin);
+    if (ctx.cache) ({ k, v } = ctx.cache.update(this.layerIdx, k, v));
+    const o = scaledDotProductAttention(q, k, v, {
+      causal: true,
+      mask: ctx.mask,
+      window: c.slidingWindows[this.layerIdx],
+      softcap: c.attnSoftcap,
+      scale: c.attentionScale,
+    }); // [B, H, T, hd]
+    return this.o_proj.forward(reshape(transpose(o, 1, 2), [B, T, c.numHeads * c.headDim]));
+  }
+}
+
+export class Mlp extends Module {
+  gate_proj?: Linear;
+  up_proj?: Linear;
+  gate_up_proj?: Linear;
+  down_proj: Linear;
+
+  constructor(readonly c: DecoderConfig, init: InitOpts) {
+    super();
+    const { hiddenSize: D, intermediateSize: F } = c;
+    if (c.fusedGateUp) this.gate_up_proj = new Linear(D, 2 * F, { ...init, bias: c.mlpBias });
+    else {
+      this.gate_proj = new Linear(D, F, { ...init, bias: c.mlpBias });
+      this.up_proj = new Linear(D, F, { ...init, bias: c.mlpBias });
+    }
+    this.down_proj = new Linear(F, D, { ...init, bias: c.mlpBias });
+  }
+
+  /** down(act(gate(x)) * up(x)) */
+  forward(x: Tensor): Tensor {
+    const F = this.c.intermediateSize;
+    let gate: Tensor;
+    let up: Tensor;
+    if (this.gate_up_proj) {
+      const gu = this.gate_up_proj.forward(x);
+      [gate, up] = [narrow(gu, -1, 0, F), narrow(gu, -1, F, F)];
+    } else [gate, up] = [this.gate_proj!.forward(x), this.up_proj!.forward(x)];
+    return this.down_proj.forward(mul(activate(gate, this.c.activation), up));
+  }
+}
+
+export class DecoderLayer extends Module {
+  self_attn: Attention;
+  mlp?: Mlp;
+  block_sparse_moe?: SparseMoe;
+  input_layernorm: RMSNorm;
+  post_attention_layernorm: RMSNorm;
+  pre_feedforward_layernorm?: RMSNorm;
+  post_feedforward_layernorm?: RMSNorm;
+
+  constructor(readonly c: DecoderConfig, layerIdx: number, init: InitOpts) {
+    super();
+    const norm = (): RMSNorm => new RMSNorm(c.hiddenSize, c.rmsNormEps, c.normOffset, init);
+    this.self_attn = new Attention(c, layerIdx, init);
+    if (c.moe) this.block_sparse_moe = new SparseMoe(c, init);
+    else this.mlp = new Mlp(c, init);
+    this.input_layernorm = norm();
+    this.post_attention_layernorm = norm();
+    if (c.sandwichNorms) {
+      this.pre_feedforward_layernorm = norm();
+      this.post_feedforward_layernorm = norm();
+    }
+  }
+
+  /** Returns the new hidden state and, for MoE layers, the router logits [B*T, E]. */
+  forward(x: Tensor, ctx: LayerContext): { hidden: Tensor; routerLogits: Tensor | null } {
+    return tidy(() => {
+      const attn = this.self_attn.forward(this.input_layernorm.forward(x), ctx);
+      let h: Tensor;
+      let ffIn: Tensor;
+      if (this.pre_feedforward_layernorm) {
+        // Gemma 2: x + norm(attn(norm(x))); h + norm(mlp(norm(h)))
+        h = add(x, this.post_attention_layernorm.forward(attn));
+        ffIn = this.pre_feedforward_layernorm.forward(h);
+      } else {
+        h = add(x, attn);
+        ffIn = this.post_attention_layernorm.forward(h);
+      }
+      let ff: Tensor;
+      let routerLogits: Tensor | null = null;
+      if (this.block_sparse_moe) ({ out: ff, routerLogits } = this.block_sparse_moe.forward(ffIn));
+      else ff = this.mlp!.forward(ffIn);
+      if (this.post_feedforward_layernorm) ff = this.post_feedforward_layernorm.forward(ff);
+      return { hidden: add(h, ff), routerLogits };
+    });
+  }
+}
+
+export class DecoderModel extends Module {
+  embed_tokens: Embedding;
+  layers: DecoderLayer[];
+  norm: RMSNorm;
+
+  constructor(readonly c: DecoderConfig, init: InitOpts) {
+    super();
+    this.embed_tokens = new Embedding(c.vocabSize, c.hiddenSize, { ...init, paddingIdx: c.padTokenId });
+    this.layers = Array.from({ length: c.numLayers }, (_, i) => new DecoderLayer(c, i, init));
+    this.norm = new RMSNorm(c.hiddenSize, c.rmsNormEps, c.normOffset, init);
+  }
+
+  /** Embeddings, scaled by sqrt(hidden) for Gemma (the constant rounded to the activation dtype, as HF does). */
+  embed(ids: Tensor): Tensor {
+    const e = this.embed_tokens.forward(ids);
+    if (!this.c.scaleEmbeddings) return e;
+    return mul(e, Math.sqrt(this.c.hiddenSize)); // the scalar takes e's dtype, as HF's normalizer does
+  }
+}
+
+/** lm_head as a Linear, or the embedding matrix when tied. */
+export function lmHead(model: DecoderModel, head: Linear | undefined, h: Tensor, softcap: number): Tensor {
+  let logits = head ? head.forward(h) : linear(h, model.embed_tokens.weight);
+  if (softcap > 0) logits = mul(unary('tanh', div(logits, softcap)), softcap);
+  return logits;
+}

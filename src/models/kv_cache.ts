@@ -1,0 +1,63 @@
+// A preallocated per-layer key/value cache [B, Hkv, maxLen, hd]: passed explicitly into the
+// model's forward, never hidden module state. New keys are copied in place; attention reads
+// the filled prefix as a view.
+import { backendOf } from '../backend/index.js';
+import { empty } from '../ops/dispatch.js';
+import { narrow } from '../ops/view.js';
+import type { DType } from '../tensor/dtype.js';
+import { shapeStr } from '../tensor/layout.js';
+import { keep } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+export class KVCache {
+  readonly keys: Tensor[];
+  readonly values: Tensor[];
+  /** tokens already stored (the position the next token is written at) */
+  length = 0;
+
+  constructor(
+    readonly numLayers: number,
+    readonly batch: number,
+    readonly numKvHeads: number,
+    readonly maxLength: number,
+    readonly headDim: number,
+    opts: { dtype?: DType; backend?: string } = {},
+  ) {
+    const make = (): Tensor => {
+      const t = empty([batch, numKvHeads, maxLength, headDim], opts.dtype ?? 'float32', { backend: opts.backend, tag: 'activation' });
+      return keep(t);
+    };
+    this.keys = Array.from({ length: numLayers }, make);
+    this.values = Array.from({ length: numLayers }, make);
+  }
+
+  /**
+   * Writes k/v [B, Hkv, T, hd] of one layer after the stored tokens and returns views of
+   * everything stored so far ([B, Hkv, length + T, hd]). Call advance(T) after the last layer.
+   */
+  update(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor } {
+    const T = k.shape[2];
+    if (this.length + T > this.maxLength)
+      throw new Error(`KVCache: ${this.length} cached + ${T} new tokens exceed the cache length ${this.maxLength}`);
+    const want = [this.batch, this.numKvHeads, T, this.headDim];
+    if (k.ndim !== 4 || k.shape.some((s, i) => s !== want[i]))
+      throw new Error(`KVCache: keys ${shapeStr(k.shape)} do not match the cache layout ${shapeStr(want)}`);
+    const kern = backendOf(k).kernels;
+    const dst = (t: Tensor) => ({ storage: t.storage, layout: t.layout.narrow(2, this.length, T), dtype: t.dtype });
+    kern.copy(k, dst(this.keys[layer]));
+    kern.copy(v, dst(this.values[layer]));
+    return { k: narrow(this.keys[layer], 2, 0, this.length + T), v: narrow(this.values[layer], 2, 0, this.length + T) };
+  }
+
+  advance(tokens: number): void {
+    this.length += tokens;
+  }
+
+  reset(): void {
+    this.length = 0;
+  }
+
+  dispose(): void {
+    for (const t of [...this.keys, ...this.values]) t.dispose();
+  }
+}

@@ -1,0 +1,78 @@
+// loadPretrained / savePretrained: an HF folder in, an HF folder out (config.json,
+// generation_config.json, model.safetensors). Loading is strict: every model tensor must be in
+// the checkpoint with its shape, and every checkpoint tensor must belong to the model.
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { backendOf } from '../backend/index.js';
+import { CheckpointFolder, type Json, readJson, saveCheckpointFolder } from '../io/hf_folder.js';
+import { toBackend } from '../ops/transfer.js';
+import type { BackendName } from '../backend/kernels.js';
+import type { DType } from '../tensor/dtype.js';
+import { shapeStr } from '../tensor/layout.js';
+import type { Module } from '../nn/module.js';
+import { CausalLM } from './causal_lm.js';
+import type { DecoderConfig } from './config.js';
+import { decoderConfig } from './registry.js';
+
+export interface LoadOptions {
+  /** parameter dtype; 'auto' keeps the checkpoint's (default float32, as transformers does) */
+  dtype?: DType | 'auto';
+  backend?: BackendName;
+}
+
+/** Tensors HF checkpoints may carry that are derived state, not weights. */
+const DERIVED = /(^|\.)rotary_emb\.inv_freq$|\.attn\.bias$|\.attn\.masked_bias$/;
+
+/** Copies every checkpoint tensor into the module's matching parameter (strict). */
+export function loadWeights(model: Module, folder: CheckpointFolder, dtype: DType | 'auto'): void {
+  const own = model.stateDict();
+  const missing = Object.keys(own).filter((n) => !folder.has(n));
+  const unexpected = folder.names.filter((n) => !(n in own) && !DERIVED.test(n));
+  if (missing.length || unexpected.length)
+    throw new Error(`${folder.dir}: checkpoint does not match the model: missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
+  for (const [name, dst] of Object.entries(own)) {
+    const info = folder.info(name);
+    if (info.shape.length !== dst.shape.length || info.shape.some((s, i) => s !== dst.shape[i]))
+      throw new Error(`${folder.dir}: '${name}' is ${shapeStr(info.shape)} in the checkpoint but the config implies ${shapeStr(dst.shape)}`);
+    const src = folder.tensor(name);
+    const moved = src.backendName === dst.backendName ? src : toBackend(src, dst.backendName as BackendName);
+    backendOf(dst).kernels.copy(moved, dst);
+    if (moved !== src) moved.dispose();
+    src.dispose();
+  }
+  if (dtype === 'auto') {
+    const first = folder.names.find((n) => n in own);
+    if (first) model.to(folder.info(first).dtype);
+  } else if (dtype !== 'float32') model.to(dtype);
+}
+
+export interface Pretrained {
+  model: CausalLM;
+  config: DecoderConfig;
+  /** the folder's config.json and generation_config.json as read */
+  hfConfig: Json;
+  generationConfig: Json | null;
+}
+
+/**
+ * Loads an HF model folder.
+ * @example const { model } = await k.loadPretrained('./SmolLM2-135M')
+ */
+export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promise<Pretrained> {
+  const folder = new CheckpointFolder(dir);
+  try {
+    const config = decoderConfig(folder.config, join(dir, 'config.json'));
+    const model = new CausalLM(config, { backend: opts.backend });
+    loadWeights(model, folder, opts.dtype ?? 'float32');
+    model.eval();
+    const gen = join(dir, 'generation_config.json');
+    return { model, config, hfConfig: folder.config, generationConfig: existsSync(gen) ? readJson(gen) : null };
+  } finally {
+    folder.close();
+  }
+}
+
+/** Writes an HF folder that transformers (and loadPretrained) loads. */
+export function savePretrained(dir: string, p: { model: Module; hfConfig: Json; generationConfig?: Json | null }): void {
+  saveCheckpointFolder(dir, { config: p.hfConfig, generationConfig: p.generationConfig, tensors: p.model.stateDict() });
+}

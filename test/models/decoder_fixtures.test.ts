@@ -1,0 +1,73 @@
+// Every Llama-family fixture made by transformers 4.44.2 (../shared/fixtures/models): logits,
+// loss (with and without ignored pads), every hidden state and every parameter's gradient;
+// Mixtral's router logits and load-balancing loss; save -> load round trip bit-exact.
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import * as k from '../../src/index.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { loadPretrained, savePretrained } from '../../src/models/load.js';
+import { assertClose } from '../helpers.js';
+import { fixture } from '../fixtures.js';
+
+export const DECODER_FIXTURES = ['llama', 'llama-tied-rope-llama3', 'mistral-sliding-window', 'qwen2', 'gemma', 'gemma2', 'phi3', 'mixtral'];
+
+/** |got - want| <= rel * max|want|: relative to the tensor's scale (STYLE.md's two-sided form). */
+function closeRel(got: k.Tensor, want: k.Tensor, rel: number, what: string): void {
+  const w = want.toFloat32Array();
+  const scale = w.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+  assertClose(got, want, { atol: rel * scale, rtol: rel, what });
+}
+
+for (const name of DECODER_FIXTURES) {
+  const fx = fixture('models', name);
+  describe(`${name} matches transformers`, { skip: fx.skip }, () => {
+    test('logits, loss, hidden states and every gradient', async () => {
+      const { model, config } = await loadPretrained(fx.path);
+      using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
+      const t = (n: string): k.Tensor => g.tensor(n);
+      k.tidy(() => {
+        const out = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels'), outputHiddenStates: true });
+        closeRel(out.logits, t('logits'), 1e-4, 'logits');
+        assertClose([out.loss!.item()], [t('loss').item()], { atol: 0, rtol: 1e-5, what: 'loss' });
+        out.hiddenStates.forEach((h, i) => closeRel(h, t(`hidden_states.${i}`), 1e-4, `hidden_states.${i}`));
+        assert.equal(out.hiddenStates.length, config.numLayers + 1);
+        if (config.moe) {
+          out.routerLogits.forEach((r, i) => closeRel(r, t(`router_logits.${i}`), 1e-4, `router_logits.${i}`));
+          assertClose([out.auxLoss!.item()], [t('aux_loss').item()], { atol: 0, rtol: 1e-5, what: 'aux_loss' });
+        }
+        out.loss!.backward();
+        for (const [pname, p] of model.namedParameters()) closeRel(p.grad!, t(`grad.${pname}`), 1e-3, `grad.${pname}`);
+        const ignore = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels_ignore_pad'), routerAuxLoss: false });
+        assertClose([ignore.loss!.item()], [t('loss_ignore_pad').item()], { atol: 0, rtol: 1e-5, what: 'loss_ignore_pad' });
+        if (config.moe) {
+          const withAux = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels'), routerAuxLoss: true });
+          assertClose([withAux.loss!.item()], [t('loss_with_aux').item()], { atol: 0, rtol: 1e-5, what: 'loss_with_aux' });
+        }
+      });
+      model.dispose();
+    });
+
+    test('savePretrained -> loadPretrained is bit-exact', async () => {
+      const p = await loadPretrained(fx.path);
+      const dir = mkdtempSync(join(tmpdir(), `kestrel-${name}-`));
+      savePretrained(dir, p);
+      const back = await loadPretrained(dir);
+      const a = p.model.stateDict();
+      for (const [n, t] of Object.entries(back.model.stateDict())) assert.deepEqual(t.toTypedArray(), a[n].toTypedArray(), n);
+      assert.deepEqual(back.hfConfig, p.hfConfig);
+      p.model.dispose();
+      back.model.dispose();
+    });
+  });
+}
+
+test('an unknown model_type lists the supported ones', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kestrel-bad-'));
+  const { writeFileSync } = await import('node:fs');
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'rwkv' }));
+  writeFileSync(join(dir, 'model.safetensors'), Buffer.from([2, 0, 0, 0, 0, 0, 0, 0, 123, 125]));
+  await assert.rejects(loadPretrained(dir), /model_type "rwkv" is not supported \(supported: llama, mistral, qwen2, qwen3, mixtral, gemma, gemma2, phi3/);
+});
