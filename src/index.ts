@@ -41,3 +41,8 @@ export const gelu = (x: T, approximate: 'none' | 'tanh' = 'none'): T => unary(ap
 
 export * as nn from './nn/index.js';
 export { SafetensorsFile, saveSafetensors, type TensorInfo } from './io/safetensors.js';
+export { CausalLM, type CausalLMInput, type CausalLMOutput } from './models/causal_lm.js';
+export { KVCache } from './models/kv_cache.js';
+export { type DecoderConfig } from './models/config.js';
+export { loadPretrained, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';
+export { generate, generateStream, type GenerateOptions } from './infer/index.js';

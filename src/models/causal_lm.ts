@@ -93,7 +93,8 @@ export class CausalLM extends Module {
       h = this.model.norm.forward(h);
       if (input.outputHiddenStates) hiddenStates.push(h);
       const logits = to(lmHead(this.model, this.lm_head, h, c.finalSoftcap), 'float32');
-      const auxLoss = c.moe && routerLogits.length ? loadBalancingLoss(routerLogits, c.moe.numExperts, c.moe.topK, input.attentionMask ?? null) : null;
+      // the balancing loss is a training quantity over whole sequences: not computed on cached steps
+      const auxLoss = c.moe && routerLogits.length && !input.cache ? loadBalancingLoss(routerLogits, c.moe.numExperts, c.moe.topK, input.attentionMask ?? null) : null;
       let loss: Tensor | null = null;
       if (input.labels) {
         if (input.labels.shape[0] !== B || input.labels.shape[1] !== T)

@@ -1,0 +1,137 @@
+// Autoregressive generation with a preallocated KV cache, as transformers' generate() does it:
+// left-padded batches with position ids = cumsum(mask) - 1 (1 at pads), greedy or sampled
+// tokens, eos lists and stop strings; finished rows are padded. Tokens stream via an async iterator.
+import { rand, tensor } from '../ops/creation.js';
+import { select } from '../ops/view.js';
+import { toArray, toFloat32Array } from '../ops/transfer.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { Generator } from '../tensor/rng.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { shapeStr } from '../tensor/layout.js';
+import type { CausalLM } from '../models/causal_lm.js';
+import { KVCache } from '../models/kv_cache.js';
+import { type SamplingOptions, applyRepetitionPenalty, argmax, drawFrom, samplingProbs } from './sampling.js';
+
+export interface GenerateOptions extends SamplingOptions {
+  maxNewTokens?: number;
+  /** [B, T] 1 = token, 0 = left padding */
+  attentionMask?: Tensor | null;
+  /** sample (default when temperature > 0 and not 0) */
+  doSample?: boolean;
+  seed?: number;
+  eosTokenId?: number | number[];
+  padTokenId?: number;
+  /** generation stops for a row once its decoded new text contains one of these */
+  stopStrings?: string[];
+  /** needed for stop strings */
+  decode?: (ids: number[]) => string;
+  /** defaults (HF generation_config.json) under the explicit options */
+  generationConfig?: Record<string, unknown> | null;
+  /** collect the processed logits of each step ([B, V] float32 arrays) */
+  onScores?: (step: number, scores: Float32Array[]) => void;
+}
+
+export interface GenerationStep {
+  /** the token chosen for each row (pad for finished rows) */
+  tokens: number[];
+  step: number;
+}
+
+function resolve(model: CausalLM, o: GenerateOptions) {
+  const gc = o.generationConfig ?? {};
+  const num = (k: string): number | undefined => (typeof gc[k] === 'number' ? (gc[k] as number) : undefined);
+  const eosRaw = o.eosTokenId ?? (gc.eos_token_id as number | number[] | undefined) ?? model.config.eosTokenIds;
+  const eos = Array.isArray(eosRaw) ? eosRaw : eosRaw === undefined || eosRaw === null ? [] : [eosRaw];
+  const temperature = o.temperature ?? num('temperature') ?? 1;
+  const doSample = o.doSample ?? (o.temperature !== undefined ? o.temperature > 0 : gc.do_sample === true);
+  return {
+    maxNewTokens: o.maxNewTokens ?? num('max_new_tokens') ?? 20,
+    eos,
+    pad: o.padTokenId ?? num('pad_token_id') ?? model.config.padTokenId ?? eos[0] ?? 0,
+    doSample,
+    sampling: {
+      temperature,
+      topK: o.topK ?? num('top_k') ?? 50,
+      topP: o.topP ?? num('top_p') ?? 1,
+      minP: o.minP ?? num('min_p'),
+      repetitionPenalty: o.repetitionPenalty ?? num('repetition_penalty') ?? 1,
+    },
+  };
+}
+
+/**
+ * Yields one step at a time: the next token of every row. The cache and all per-step tensors
+ * are freed when the iterator finishes (or is abandoned with return()).
+ * @example for await (const { tokens } of generateStream(model, ids, { maxNewTokens: 20 })) ...
+ */
+export async function* generateStream(model: CausalLM, inputIds: Tensor, opts: GenerateOptions = {}): AsyncGenerator<GenerationStep> {
+  if (inputIds.ndim !== 2 || (inputIds.dtype !== 'int64' && inputIds.dtype !== 'int32'))
+    throw new Error(`generate: inputIds must be an int64 [batch, seq] tensor, got ${inputIds.dtype} ${shapeStr(inputIds.shape)}`);
+  const r = resolve(model, opts);
+  const [B, T0] = inputIds.shape;
+  const backend = inputIds.backendName;
+  const c = model.config;
+  const mask: number[][] = opts.attentionMask ? (toArray(opts.attentionMask) as number[][]) : Array.from({ length: B }, () => new Array(T0).fill(1));
+  const seqs = toArray(inputIds) as number[][];
+  const cache = new KVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend });
+  const gen = new Generator(opts.seed ?? 0);
+  const finished = new Array<boolean>(B).fill(false);
+  const newText = Array.from({ length: B }, () => [] as number[]);
+  try {
+    let stepIds = seqs.map((row) => row.slice());
+    for (let step = 0; step < r.maxNewTokens && !finished.every(Boolean); step++) {
+      // positions: cumsum(mask) - 1 over the whole sequence so far, 1 at pads (HF)
+      const positions = mask.map((m) => {
+        let c2 = 0;
+        return m.map((x) => (x ? c2++ : 1)).slice(cache.length);
+      });
+      const logits = noGrad(() => tidy(() => {
+        const ids = tensor(stepIds, { dtype: 'int64', backend });
+        const out = model.forward({
+          inputIds: ids,
+          attentionMask: tensor(mask, { dtype: 'int64', backend }),
+          positionIds: tensor(positions, { dtype: 'int64', backend }),
+          cache,
+        });
+        return select(out.logits, 1, ids.shape[1] - 1); // [B, V]
+      }));
+      const flat = toFloat32Array(logits);
+      logits.dispose();
+      const V = flat.length / B;
+      const scores = Array.from({ length: B }, (_, b) => flat.slice(b * V, (b + 1) * V));
+      const us = r.doSample ? noGrad(() => tidy(() => toFloat32Array(rand([B], { generator: gen, backend })))) : null;
+      const tokens = scores.map((s, b) => {
+        applyRepetitionPenalty(s, seqs[b], r.sampling.repetitionPenalty);
+        if (finished[b]) return r.pad;
+        return r.doSample ? drawFrom(samplingProbs(s, r.sampling), us![b]) : argmax(s);
+      });
+      opts.onScores?.(step, scores);
+      tokens.forEach((t, b) => {
+        seqs[b].push(t);
+        mask[b].push(1);
+        if (finished[b]) return;
+        newText[b].push(t);
+        if (r.eos.includes(t)) finished[b] = true;
+        else if (opts.stopStrings?.length && opts.decode) {
+          const text = opts.decode(newText[b]);
+          if (opts.stopStrings.some((s) => text.includes(s))) finished[b] = true;
+        }
+      });
+      stepIds = tokens.map((t) => [t]);
+      yield { tokens, step };
+    }
+  } finally {
+    cache.dispose();
+  }
+}
+
+/**
+ * Full sequences (prompt + new tokens) as int64 [B, T0 + n], as transformers returns them.
+ * @example const out = await generate(model, ids, { maxNewTokens: 12 })  // greedy
+ */
+export async function generate(model: CausalLM, inputIds: Tensor, opts: GenerateOptions = {}): Promise<Tensor> {
+  const rows = toArray(inputIds) as number[][];
+  for await (const { tokens } of generateStream(model, inputIds, opts)) tokens.forEach((t, b) => rows[b].push(t));
+  return tensor(rows, { dtype: 'int64', backend: inputIds.backendName });
+}
