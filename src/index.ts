@@ -41,8 +41,11 @@ export const gelu = (x: T, approximate: 'none' | 'tanh' = 'none'): T => unary(ap
 
 export * as nn from './nn/index.js';
 export { SafetensorsFile, saveSafetensors, type TensorInfo } from './io/safetensors.js';
-export { CausalLM, type CausalLMInput, type CausalLMOutput } from './models/causal_lm.js';
+export { CausalLM, type CausalLMInput, type CausalLMOutput, type LanguageModel } from './models/causal_lm.js';
 export { KVCache } from './models/kv_cache.js';
 export { type DecoderConfig } from './models/config.js';
-export { loadPretrained, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';
+export { loadPretrained, loadCausalLM, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';
+export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';
+export { BertModel, type BertConfig, type BertOutput } from './models/bert.js';
+export { type AnyModel, SUPPORTED_MODEL_TYPES } from './models/registry.js';
 export { generate, generateStream, type GenerateOptions } from './infer/index.js';

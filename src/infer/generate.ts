@@ -9,7 +9,7 @@ import { Generator } from '../tensor/rng.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/layout.js';
-import type { CausalLM } from '../models/causal_lm.js';
+import type { LanguageModel } from '../models/causal_lm.js';
 import { KVCache } from '../models/kv_cache.js';
 import { type SamplingOptions, applyRepetitionPenalty, argmax, drawFrom, samplingProbs } from './sampling.js';
 
@@ -38,7 +38,7 @@ export interface GenerationStep {
   step: number;
 }
 
-function resolve(model: CausalLM, o: GenerateOptions) {
+function resolve(model: LanguageModel, o: GenerateOptions) {
   const gc = o.generationConfig ?? {};
   const num = (k: string): number | undefined => (typeof gc[k] === 'number' ? (gc[k] as number) : undefined);
   const eosRaw = o.eosTokenId ?? (gc.eos_token_id as number | number[] | undefined) ?? model.config.eosTokenIds;
@@ -65,7 +65,7 @@ function resolve(model: CausalLM, o: GenerateOptions) {
  * are freed when the iterator finishes (or is abandoned with return()).
  * @example for await (const { tokens } of generateStream(model, ids, { maxNewTokens: 20 })) ...
  */
-export async function* generateStream(model: CausalLM, inputIds: Tensor, opts: GenerateOptions = {}): AsyncGenerator<GenerationStep> {
+export async function* generateStream(model: LanguageModel, inputIds: Tensor, opts: GenerateOptions = {}): AsyncGenerator<GenerationStep> {
   if (inputIds.ndim !== 2 || (inputIds.dtype !== 'int64' && inputIds.dtype !== 'int32'))
     throw new Error(`generate: inputIds must be an int64 [batch, seq] tensor, got ${inputIds.dtype} ${shapeStr(inputIds.shape)}`);
   const r = resolve(model, opts);
@@ -130,7 +130,7 @@ export async function* generateStream(model: CausalLM, inputIds: Tensor, opts: G
  * Full sequences (prompt + new tokens) as int64 [B, T0 + n], as transformers returns them.
  * @example const out = await generate(model, ids, { maxNewTokens: 12 })  // greedy
  */
-export async function generate(model: CausalLM, inputIds: Tensor, opts: GenerateOptions = {}): Promise<Tensor> {
+export async function generate(model: LanguageModel, inputIds: Tensor, opts: GenerateOptions = {}): Promise<Tensor> {
   const rows = toArray(inputIds) as number[][];
   for await (const { tokens } of generateStream(model, inputIds, opts)) tokens.forEach((t, b) => rows[b].push(t));
   return tensor(rows, { dtype: 'int64', backend: inputIds.backendName });

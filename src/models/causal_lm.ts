@@ -44,7 +44,20 @@ export interface CausalLMOutput {
   auxLoss: Tensor | null;
 }
 
-export class CausalLM extends Module {
+/** What generation needs of a model: a causal forward with a KV cache, and the cache's shape. */
+export interface LanguageModel extends Module {
+  readonly config: {
+    readonly modelType: string;
+    readonly numLayers: number;
+    readonly numKvHeads: number;
+    readonly headDim: number;
+    readonly eosTokenIds: number[];
+    readonly padTokenId: number | null;
+  };
+  forward(input: CausalLMInput): CausalLMOutput;
+}
+
+export class CausalLM extends Module implements LanguageModel {
   model: DecoderModel;
   lm_head?: Linear;
 

@@ -10,9 +10,9 @@ import type { BackendName } from '../backend/kernels.js';
 import type { DType } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/layout.js';
 import type { Module } from '../nn/module.js';
+import { type AnyModel, buildModel } from './registry.js';
 import { CausalLM } from './causal_lm.js';
-import type { DecoderConfig } from './config.js';
-import { decoderConfig } from './registry.js';
+import { Gpt2LMHeadModel } from './gpt2.js';
 
 export interface LoadOptions {
   /** parameter dtype; 'auto' keeps the checkpoint's (default float32, as transformers does) */
@@ -46,9 +46,8 @@ export function loadWeights(model: Module, folder: CheckpointFolder, dtype: DTyp
   } else if (dtype !== 'float32') model.to(dtype);
 }
 
-export interface Pretrained {
-  model: CausalLM;
-  config: DecoderConfig;
+export interface Pretrained<M extends AnyModel = AnyModel> {
+  model: M;
   /** the folder's config.json and generation_config.json as read */
   hfConfig: Json;
   generationConfig: Json | null;
@@ -61,15 +60,25 @@ export interface Pretrained {
 export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promise<Pretrained> {
   const folder = new CheckpointFolder(dir);
   try {
-    const config = decoderConfig(folder.config, join(dir, 'config.json'));
-    const model = new CausalLM(config, { backend: opts.backend });
+    const model = buildModel(folder.config, join(dir, 'config.json'), { backend: opts.backend });
     loadWeights(model, folder, opts.dtype ?? 'float32');
     model.eval();
     const gen = join(dir, 'generation_config.json');
-    return { model, config, hfConfig: folder.config, generationConfig: existsSync(gen) ? readJson(gen) : null };
+    return { model, hfConfig: folder.config, generationConfig: existsSync(gen) ? readJson(gen) : null };
   } finally {
     folder.close();
   }
+}
+
+/** A causal LM (decoder family or GPT-2): loadPretrained, refusing encoder-only checkpoints. */
+export async function loadCausalLM(dir: string, opts: LoadOptions = {}): Promise<Pretrained<CausalLM | Gpt2LMHeadModel>> {
+  const p = await loadPretrained(dir, opts);
+  const { model } = p;
+  if (!(model instanceof CausalLM || model instanceof Gpt2LMHeadModel)) {
+    model.dispose();
+    throw new Error(`${dir}: model_type '${model.config.modelType}' is an encoder, not a causal LM`);
+  }
+  return { ...p, model };
 }
 
 /** Writes an HF folder that transformers (and loadPretrained) loads. */

@@ -4,15 +4,32 @@ import { gemma, gemma2 } from './families/gemma.js';
 import type { Json } from './families/hf_config.js';
 import { llama, mistral, mixtral, qwen2, qwen3 } from './families/llama.js';
 import { phi3 } from './families/phi3.js';
+import { BertModel, bertConfig } from './bert.js';
+import { CausalLM } from './causal_lm.js';
+import { Gpt2LMHeadModel, gpt2Config } from './gpt2.js';
+import type { InitOpts } from '../nn/init.js';
 
 export const DECODER_FAMILIES: Record<string, (raw: Json, file: string) => DecoderConfig> = {
   llama, mistral, qwen2, qwen3, mixtral, gemma, gemma2, phi3,
 };
 
+export const SUPPORTED_MODEL_TYPES = [...Object.keys(DECODER_FAMILIES), 'gpt2', 'bert'];
+
+function unsupported(raw: Json, file: string): never {
+  throw new Error(`${file}: model_type ${JSON.stringify(raw.model_type)} is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`);
+}
+
 export function decoderConfig(raw: Json, file: string): DecoderConfig {
   const type = raw.model_type;
   const family = typeof type === 'string' ? DECODER_FAMILIES[type] : undefined;
-  if (!family)
-    throw new Error(`${file}: model_type ${JSON.stringify(type)} is not supported (supported: ${Object.keys(DECODER_FAMILIES).join(', ')})`);
-  return family(raw, file);
+  return family ? family(raw, file) : unsupported(raw, file);
+}
+
+export type AnyModel = CausalLM | Gpt2LMHeadModel | BertModel;
+
+/** The architecture config.json names, with random (or, when loading, soon overwritten) weights. */
+export function buildModel(raw: Json, file: string, init: InitOpts = {}): AnyModel {
+  if (raw.model_type === 'gpt2') return new Gpt2LMHeadModel(gpt2Config(raw, file), init);
+  if (raw.model_type === 'bert') return new BertModel(bertConfig(raw, file), init);
+  return new CausalLM(decoderConfig(raw, file), init);
 }

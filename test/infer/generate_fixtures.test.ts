@@ -9,9 +9,9 @@ import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { assertClose } from '../helpers.js';
 import { fixture } from '../fixtures.js';
 
-const FIXTURES = ['llama', 'llama-tied-rope-llama3', 'mistral-sliding-window', 'qwen2', 'gemma', 'gemma2', 'phi3', 'mixtral'];
+const FIXTURES = ['llama', 'llama-tied-rope-llama3', 'mistral-sliding-window', 'qwen2', 'gemma', 'gemma2', 'phi3', 'mixtral', 'gpt2'];
 
-async function check(model: k.CausalLM, g: SafetensorsFile, prefix: string, extra: k.GenerateOptions = {}, promptFrom = prefix): Promise<void> {
+async function check(model: k.CausalLM | k.Gpt2LMHeadModel, g: SafetensorsFile, prefix: string, extra: k.GenerateOptions = {}, promptFrom = prefix): Promise<void> {
   const t = (n: string): k.Tensor => g.tensor(`${prefix}.${n}`);
   const p = (n: string): string => `${promptFrom}.${n}`;
   const ids = g.has(p('input_ids')) ? g.tensor(p('input_ids')) : g.tensor(p('prompt_ids'));
@@ -32,7 +32,7 @@ for (const name of FIXTURES) {
   const fx = fixture('models', name);
   describe(`${name} generate() matches transformers`, { skip: fx.skip }, () => {
     test('greedy: single prompt and left-padded batch', async () => {
-      const { model, generationConfig } = await k.loadPretrained(fx.path);
+      const { model, generationConfig } = await k.loadCausalLM(fx.path);
       using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
       // Gemma 2's reference ran without a cache; its sliding-window layer still applies per step
       await check(model, g, 'gen', { generationConfig });

@@ -1,4 +1,4 @@
-// Every Llama-family fixture made by transformers 4.44.2 (../shared/fixtures/models): logits,
+// Every causal-LM fixture (Llama family and GPT-2) made by transformers 4.44.2 (../shared/fixtures/models): logits,
 // loss (with and without ignored pads), every hidden state and every parameter's gradient;
 // Mixtral's router logits and load-balancing loss; save -> load round trip bit-exact.
 import assert from 'node:assert/strict';
@@ -8,11 +8,11 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { loadPretrained, savePretrained } from '../../src/models/load.js';
+import { loadCausalLM, loadPretrained, savePretrained } from '../../src/models/load.js';
 import { assertClose } from '../helpers.js';
 import { fixture } from '../fixtures.js';
 
-export const DECODER_FIXTURES = ['llama', 'llama-tied-rope-llama3', 'mistral-sliding-window', 'qwen2', 'gemma', 'gemma2', 'phi3', 'mixtral'];
+export const DECODER_FIXTURES = ['llama', 'llama-tied-rope-llama3', 'mistral-sliding-window', 'qwen2', 'gemma', 'gemma2', 'phi3', 'mixtral', 'gpt2'];
 
 /** |got - want| <= rel * max|want|: relative to the tensor's scale (STYLE.md's two-sided form). */
 function closeRel(got: k.Tensor, want: k.Tensor, rel: number, what: string): void {
@@ -25,7 +25,8 @@ for (const name of DECODER_FIXTURES) {
   const fx = fixture('models', name);
   describe(`${name} matches transformers`, { skip: fx.skip }, () => {
     test('logits, loss, hidden states and every gradient', async () => {
-      const { model, config } = await loadPretrained(fx.path);
+      const { model } = await loadCausalLM(fx.path);
+      const moe = model instanceof k.CausalLM ? model.config.moe : null;
       using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
       const t = (n: string): k.Tensor => g.tensor(n);
       k.tidy(() => {
@@ -33,8 +34,8 @@ for (const name of DECODER_FIXTURES) {
         closeRel(out.logits, t('logits'), 1e-4, 'logits');
         assertClose([out.loss!.item()], [t('loss').item()], { atol: 0, rtol: 1e-5, what: 'loss' });
         out.hiddenStates.forEach((h, i) => closeRel(h, t(`hidden_states.${i}`), 1e-4, `hidden_states.${i}`));
-        assert.equal(out.hiddenStates.length, config.numLayers + 1);
-        if (config.moe) {
+        assert.equal(out.hiddenStates.length, model.config.numLayers + 1);
+        if (moe) {
           out.routerLogits.forEach((r, i) => closeRel(r, t(`router_logits.${i}`), 1e-4, `router_logits.${i}`));
           assertClose([out.auxLoss!.item()], [t('aux_loss').item()], { atol: 0, rtol: 1e-5, what: 'aux_loss' });
         }
@@ -42,7 +43,7 @@ for (const name of DECODER_FIXTURES) {
         for (const [pname, p] of model.namedParameters()) closeRel(p.grad!, t(`grad.${pname}`), 1e-3, `grad.${pname}`);
         const ignore = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels_ignore_pad'), routerAuxLoss: false });
         assertClose([ignore.loss!.item()], [t('loss_ignore_pad').item()], { atol: 0, rtol: 1e-5, what: 'loss_ignore_pad' });
-        if (config.moe) {
+        if (moe) {
           const withAux = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels'), routerAuxLoss: true });
           assertClose([withAux.loss!.item()], [t('loss_with_aux').item()], { atol: 0, rtol: 1e-5, what: 'loss_with_aux' });
         }

@@ -1,0 +1,193 @@
+// BERT encoder (HF modeling_bert.py BertModel): word + position + token-type embeddings with
+// LayerNorm, post-LayerNorm encoder layers with bidirectional attention over a padding mask,
+// and the tanh pooler on the first token. Used for embeddings and classification heads.
+import { scaledDotProductAttention } from '../ops/attention.js';
+import { arange, zeros } from '../ops/creation.js';
+import { add, compare, unary, where } from '../ops/elementwise.js';
+import { expand, reshape, select, transpose, unsqueeze } from '../ops/view.js';
+import { shapeStr } from '../tensor/layout.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { InitOpts } from '../nn/init.js';
+import { Embedding, LayerNorm, Linear } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import { MASK_MIN } from './causal_lm.js';
+import { ConfigReader, type Json } from './families/hf_config.js';
+
+export interface BertConfig {
+  modelType: 'bert';
+  vocabSize: number;
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  intermediateSize: number;
+  maxPositions: number;
+  typeVocabSize: number;
+  layerNormEps: number;
+  activation: 'gelu_erf' | 'gelu_tanh' | 'relu';
+  padTokenId: number | null;
+}
+
+export function bertConfig(raw: Json, file: string): BertConfig {
+  const r = new ConfigReader(raw, file);
+  const pos = r.str('position_embedding_type', 'absolute');
+  if (pos !== 'absolute') throw new Error(`${file}: position_embedding_type '${pos}' is not supported (absolute)`);
+  const act = r.str('hidden_act', 'gelu');
+  const activation = act === 'gelu' ? 'gelu_erf' : act === 'gelu_new' ? 'gelu_tanh' : act === 'relu' ? 'relu' : null;
+  if (!activation) throw new Error(`${file}: hidden_act '${act}' is not supported for bert (gelu, gelu_new, relu)`);
+  return {
+    modelType: 'bert', vocabSize: r.int('vocab_size'), hiddenSize: r.int('hidden_size'), numLayers: r.int('num_hidden_layers'),
+    numHeads: r.int('num_attention_heads'), intermediateSize: r.int('intermediate_size'), maxPositions: r.int('max_position_embeddings'),
+    typeVocabSize: r.int('type_vocab_size', 2), layerNormEps: r.num('layer_norm_eps', 1e-12), activation,
+    padTokenId: r.ids('pad_token_id')[0] ?? null,
+  };
+}
+
+class BertEmbeddings extends Module {
+  word_embeddings: Embedding;
+  position_embeddings: Embedding;
+  token_type_embeddings: Embedding;
+  LayerNorm: LayerNorm;
+  constructor(c: BertConfig, init: InitOpts) {
+    super();
+    this.word_embeddings = new Embedding(c.vocabSize, c.hiddenSize, { ...init, paddingIdx: c.padTokenId });
+    this.position_embeddings = new Embedding(c.maxPositions, c.hiddenSize, init);
+    this.token_type_embeddings = new Embedding(c.typeVocabSize, c.hiddenSize, init);
+    this.LayerNorm = new LayerNorm(c.hiddenSize, c.layerNormEps, init);
+  }
+}
+
+class SelfAttention extends Module {
+  query: Linear;
+  key: Linear;
+  value: Linear;
+  constructor(readonly c: BertConfig, init: InitOpts) {
+    super();
+    this.query = new Linear(c.hiddenSize, c.hiddenSize, init);
+    this.key = new Linear(c.hiddenSize, c.hiddenSize, init);
+    this.value = new Linear(c.hiddenSize, c.hiddenSize, init);
+  }
+  forward(x: Tensor, mask: Tensor | null): Tensor {
+    const [B, T, D] = x.shape;
+    const H = this.c.numHeads;
+    const heads = (t: Tensor): Tensor => transpose(reshape(t, [B, T, H, D / H]), 1, 2);
+    const o = scaledDotProductAttention(heads(this.query.forward(x)), heads(this.key.forward(x)), heads(this.value.forward(x)), { mask });
+    return reshape(transpose(o, 1, 2), [B, T, D]);
+  }
+}
+
+/** dense -> residual add -> LayerNorm (BertSelfOutput / BertOutput). */
+class AddNorm extends Module {
+  dense: Linear;
+  LayerNorm: LayerNorm;
+  constructor(nIn: number, c: BertConfig, init: InitOpts) {
+    super();
+    this.dense = new Linear(nIn, c.hiddenSize, init);
+    this.LayerNorm = new LayerNorm(c.hiddenSize, c.layerNormEps, init);
+  }
+  forward(x: Tensor, residual: Tensor): Tensor {
+    return this.LayerNorm.forward(add(this.dense.forward(x), residual));
+  }
+}
+
+class BertAttention extends Module {
+  self: SelfAttention;
+  output: AddNorm;
+  constructor(c: BertConfig, init: InitOpts) {
+    super();
+    this.self = new SelfAttention(c, init);
+    this.output = new AddNorm(c.hiddenSize, c, init);
+  }
+}
+
+class Intermediate extends Module {
+  dense: Linear;
+  constructor(readonly c: BertConfig, init: InitOpts) {
+    super();
+    this.dense = new Linear(c.hiddenSize, c.intermediateSize, init);
+  }
+  forward(x: Tensor): Tensor {
+    return unary(this.c.activation, this.dense.forward(x));
+  }
+}
+
+class BertLayer extends Module {
+  attention: BertAttention;
+  intermediate: Intermediate;
+  output: AddNorm;
+  constructor(c: BertConfig, init: InitOpts) {
+    super();
+    this.attention = new BertAttention(c, init);
+    this.intermediate = new Intermediate(c, init);
+    this.output = new AddNorm(c.intermediateSize, c, init);
+  }
+  forward(x: Tensor, mask: Tensor | null): Tensor {
+    return tidy(() => {
+      const a = this.attention.output.forward(this.attention.self.forward(x, mask), x);
+      return this.output.forward(this.intermediate.forward(a), a);
+    });
+  }
+}
+
+class BertEncoder extends Module {
+  layer: BertLayer[];
+  constructor(c: BertConfig, init: InitOpts) {
+    super();
+    this.layer = Array.from({ length: c.numLayers }, () => new BertLayer(c, init));
+  }
+}
+
+class Pooler extends Module {
+  dense: Linear;
+  constructor(c: BertConfig, init: InitOpts) {
+    super();
+    this.dense = new Linear(c.hiddenSize, c.hiddenSize, init);
+  }
+  forward(h: Tensor): Tensor {
+    return unary('tanh', this.dense.forward(select(h, 1, 0)));
+  }
+}
+
+export interface BertInput {
+  inputIds: Tensor;
+  attentionMask?: Tensor | null;
+  tokenTypeIds?: Tensor | null;
+  outputHiddenStates?: boolean;
+}
+
+export interface BertOutput {
+  lastHiddenState: Tensor;
+  poolerOutput: Tensor;
+  hiddenStates: Tensor[];
+}
+
+export class BertModel extends Module {
+  embeddings: BertEmbeddings;
+  encoder: BertEncoder;
+  pooler: Pooler;
+  constructor(readonly config: BertConfig, init: InitOpts = {}) {
+    super();
+    this.embeddings = new BertEmbeddings(config, init);
+    this.encoder = new BertEncoder(config, init);
+    this.pooler = new Pooler(config, init);
+  }
+
+  forward(input: BertInput): BertOutput {
+    const ids = input.inputIds;
+    if (ids.ndim !== 2) throw new Error(`forward: inputIds must be [batch, seq], got ${shapeStr(ids.shape)}`);
+    const [B, T] = ids.shape;
+    return tidy(() => {
+      const e = this.embeddings;
+      const positions = expand(unsqueeze(arange(T, undefined, 1, { backend: ids.backendName }), 0), [B, T]);
+      const types = input.tokenTypeIds ?? zeros([B, T], { dtype: 'int64', backend: ids.backendName });
+      let h = e.LayerNorm.forward(add(add(e.word_embeddings.forward(ids), e.token_type_embeddings.forward(types)), e.position_embeddings.forward(positions)));
+      const mask = input.attentionMask ? reshape(where(compare('eq', input.attentionMask, 0), MASK_MIN, 0), [B, 1, 1, T]) : null;
+      const hiddenStates = input.outputHiddenStates ? [h] : [];
+      for (const layer of this.encoder.layer) {
+        h = layer.forward(h, mask);
+        if (input.outputHiddenStates) hiddenStates.push(h);
+      }
+      return { lastHiddenState: h, poolerOutput: this.pooler.forward(h), hiddenStates };
+    });
+  }
+}
