@@ -108,7 +108,7 @@ void reduce_typed(const Reducer<T, A>& R, const View& x, const View& out) {
   const int64_t nR = RD.numel, groups = K.numel * ((J + kCols - 1) / kCols);
   const int threads = num_threads();
   int64_t splits = 1;
-  if (groups < 2 * threads && nR * std::min(J, kCols) >= 4 * kGrain)
+  if (groups < 2 * threads && nR * std::min(J, kCols) >= 2 * kGrain)
     splits = std::min<int64_t>(nR, 2 * threads);
   // Reduced positions [r0, r1) into acc (case A: one output; case B: kCols outputs from column j0).
   auto accumulate = [&](int64_t xoff, int64_t j0, int64_t nj, int64_t r0, int64_t r1, A* acc) {
