@@ -49,3 +49,7 @@ export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';
 export { BertModel, type BertConfig, type BertOutput } from './models/bert.js';
 export { type AnyModel, SUPPORTED_MODEL_TYPES } from './models/registry.js';
 export { generate, generateStream, type GenerateOptions } from './infer/index.js';
+export {
+  Tokenizer, loadTokenizer, applyChatTemplate, renderChatTemplate, TemplateError, detectChatTemplate, BUILTIN_TEMPLATES,
+  type LoadTokenizerOptions, type ChatMessage, type ChatTemplateOptions, type BuiltinTemplateName,
+} from './tokenizer/index.js';

@@ -1,8 +1,12 @@
 // `kestrel <command>`: one file per subcommand, each a thin call into the library.
+import { chatCommand } from './chat.js';
 import { doctor } from './doctor.js';
+import { generateCommand } from './generate.js';
 
 const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise<number> }> = {
   doctor: { about: 'version, backend, CPU features, threads and a measured matmul GFLOP/s', run: doctor },
+  generate: { about: 'continue a prompt: --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--json]', run: generateCommand },
+  chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
 };
 
 function usage(): string {

@@ -11,6 +11,7 @@ import type { DType } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/layout.js';
 import type { Module } from '../nn/module.js';
 import { type AnyModel, buildModel } from './registry.js';
+import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { CausalLM } from './causal_lm.js';
 import { Gpt2LMHeadModel } from './gpt2.js';
 
@@ -18,7 +19,11 @@ export interface LoadOptions {
   /** parameter dtype; 'auto' keeps the checkpoint's (default float32, as transformers does) */
   dtype?: DType | 'auto';
   backend?: BackendName;
+  /** a folder to take the tokenizer from (default: the model folder) */
+  tokenizer?: string;
 }
+
+const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'tokenizer.model', 'vocab.txt'];
 
 /** Tensors HF checkpoints may carry that are derived state, not weights. */
 const DERIVED = /(^|\.)rotary_emb\.inv_freq$|\.attn\.bias$|\.attn\.masked_bias$/;
@@ -48,6 +53,10 @@ export function loadWeights(model: Module, folder: CheckpointFolder, dtype: DTyp
 
 export interface Pretrained<M extends AnyModel = AnyModel> {
   model: M;
+  /** the model's typed config (model.config) */
+  config: M['config'];
+  /** the folder's tokenizer, or null when it ships none */
+  tokenizer: Tokenizer | null;
   /** the folder's config.json and generation_config.json as read */
   hfConfig: Json;
   generationConfig: Json | null;
@@ -64,7 +73,9 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
     loadWeights(model, folder, opts.dtype ?? 'float32');
     model.eval();
     const gen = join(dir, 'generation_config.json');
-    return { model, hfConfig: folder.config, generationConfig: existsSync(gen) ? readJson(gen) : null };
+    const tokenizerDir = opts.tokenizer ?? dir;
+    const tokenizer = TOKENIZER_FILES.some((f) => existsSync(join(tokenizerDir, f))) ? await loadTokenizer(tokenizerDir) : null;
+    return { model, config: model.config, tokenizer, hfConfig: folder.config, generationConfig: existsSync(gen) ? readJson(gen) : null };
   } finally {
     folder.close();
   }
@@ -78,7 +89,7 @@ export async function loadCausalLM(dir: string, opts: LoadOptions = {}): Promise
     model.dispose();
     throw new Error(`${dir}: model_type '${model.config.modelType}' is an encoder, not a causal LM`);
   }
-  return { ...p, model };
+  return { ...p, model, config: model.config };
 }
 
 /** Writes an HF folder that transformers (and loadPretrained) loads. */
