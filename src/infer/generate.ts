@@ -93,8 +93,9 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
           attentionMask: tensor(mask, { dtype: 'int64', backend }),
           positionIds: tensor(positions, { dtype: 'int64', backend }),
           cache,
+          lastLogitsOnly: true,
         });
-        return select(out.logits, 1, ids.shape[1] - 1); // [B, V]
+        return select(out.logits, 1, 0); // [B, V]
       }));
       const flat = toFloat32Array(logits);
       logits.dispose();

@@ -31,6 +31,8 @@ export interface CausalLMInput {
   labels?: Tensor | null;
   cache?: KVCache | null;
   outputHiddenStates?: boolean;
+  /** compute logits for the last position only (generation: skips the [T, V] head matmul) */
+  lastLogitsOnly?: boolean;
   /** add moe.auxLossCoef * auxLoss to the loss (HF's output_router_logits) */
   routerAuxLoss?: boolean;
 }
@@ -82,6 +84,7 @@ export class CausalLM extends Module implements LanguageModel {
     if (ids.ndim !== 2) throw new Error(`forward: inputIds must be [batch, seq], got ${shapeStr(ids.shape)}`);
     const [B, T] = ids.shape;
     const past = input.cache?.length ?? 0;
+    if (input.lastLogitsOnly && input.labels) throw new Error('forward: lastLogitsOnly cannot be combined with labels (the loss needs every position)');
     return tidy(() => {
       const positions = input.positionIds ?? expand(unsqueeze(arange(past, past + T, 1, { backend: ids.backendName }), 0), [B, T]);
       const { cos, sin } = this.rotary(positions, past + T);
@@ -105,7 +108,8 @@ export class CausalLM extends Module implements LanguageModel {
       input.cache?.advance(T);
       h = this.model.norm.forward(h);
       if (input.outputHiddenStates) hiddenStates.push(h);
-      const logits = to(lmHead(this.model, this.lm_head, h, c.finalSoftcap), 'float32');
+      const head = input.lastLogitsOnly ? narrow(h, 1, T - 1, 1) : h;
+      const logits = to(lmHead(this.model, this.lm_head, head, c.finalSoftcap), 'float32');
       // the balancing loss is a training quantity over whole sequences: not computed on cached steps
       const auxLoss = c.moe && routerLogits.length && !input.cache ? loadBalancingLoss(routerLogits, c.moe.numExperts, c.moe.topK, input.attentionMask ?? null) : null;
       let loss: Tensor | null = null;

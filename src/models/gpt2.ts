@@ -154,7 +154,8 @@ export class Gpt2LMHeadModel extends Module {
       input.cache?.advance(T);
       h = this.transformer.ln_f.forward(h);
       if (input.outputHiddenStates) hiddenStates.push(h);
-      const logits = to(linear(h, this.transformer.wte.weight), 'float32'); // tied head
+      const head = input.lastLogitsOnly ? narrow(h, 1, T - 1, 1) : h;
+      const logits = to(linear(head, this.transformer.wte.weight), 'float32'); // tied head
       const loss = input.labels
         ? crossEntropy(contiguous(narrow(logits, 1, 0, T - 1)), contiguous(narrow(input.labels, 1, 1, T - 1)))
         : null;
