@@ -1,0 +1,44 @@
+// Shared benchmark plumbing: machine facts, the commit, medians, peers run through Debian's
+// python3 with OpenBLAS's core-type overrides unset, and the results file.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
+export const SHARED_BENCH = join(BENCH_DIR, '..', '..', 'shared', 'bench');
+
+export function machine(): { commit: string; cpu: string; cores: number; node: string } {
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: BENCH_DIR, encoding: 'utf8' }).trim();
+  } catch {
+    /* not a checkout */
+  }
+  const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
+  const cores = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
+  return { commit, cpu, cores, node: process.version };
+}
+
+export function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/** Runs a peer script with /usr/bin/python3; returns stdout, or null (with the reason) when it cannot run. */
+export function runPeer(script: string, args: string[], timeoutMs = 1_800_000): { out: string | null; why: string } {
+  const env = { ...process.env };
+  delete env.OPENBLAS_CORETYPE;
+  delete env.OPENBLAS_L2_SIZE;
+  const r = spawnSync('/usr/bin/python3', [script, ...args], { env, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
+  if (r.error) return { out: null, why: r.error.message };
+  if (r.status !== 0) return { out: null, why: (r.stderr || '').trim().split('\n').slice(-3).join(' | ') };
+  return { out: r.stdout, why: '' };
+}
+
+export function writeResult(name: string, body: object): string {
+  const path = join(BENCH_DIR, 'results', `${name}.json`);
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, JSON.stringify({ ...machine(), date: new Date().toISOString(), ...body }, null, 2) + '\n');
+  return path;
+}
