@@ -2,8 +2,8 @@
 // on 1 and 2 threads, side by side with OpenBLAS through numpy (bench/peers/numpy_sgemm.py).
 // Each shape is validated against float64 dot products before it is timed (llm.c's rule), then
 // warmed up and timed as the median of several runs. Writes bench/results/sgemm.json.
-// Run: node --import tsx bench/sgemm.ts [--threads 1,2] [--shapes sq512,qkv] [--no-peer]
-import { execFileSync, spawnSync } from 'node:child_process';
+// Run: node --import tsx bench/sgemm.ts [--threads 1,2] [--shapes sq512,smol_up] [--rounds 2] [--no-peer]
+import { execFileSync, spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -129,22 +129,65 @@ function timeKestrel(addon: NativeAddon, s: SgemmShape, minMs: number): SgemmRes
 // ---------------------------------------------------------------- the peer
 
 const PYTHON = '/usr/bin/python3';
-type PeerRow = { name: string; threads: number; median_s: number; gflops: number };
-interface PeerRun { rows: PeerRow[]; blas: unknown; error?: string }
+type PeerTiming = { median_s: number; gflops: number; runs: number };
 
-function runPeer(shapes: SgemmShape[], threads: number[], coretype?: string): PeerRun {
-  const env = { ...process.env };
-  delete env.OPENBLAS_CORETYPE; // let OpenBLAS detect the CPU, as the design notes ask
-  delete env.OPENBLAS_L2_SIZE;
-  if (coretype) env.OPENBLAS_CORETYPE = coretype;
-  const cfg = JSON.stringify({ threads, shapes, min_time: 1.0 });
-  const r = spawnSync(PYTHON, [join(here, 'peers', 'numpy_sgemm.py'), cfg], { env, encoding: 'utf8', maxBuffer: 1 << 24 });
-  if (r.status !== 0) return { rows: [], blas: null, error: (r.stderr || r.error?.message || 'failed').trim().split('\n').pop() };
-  const out = JSON.parse(r.stdout) as { results: PeerRow[]; blas: unknown };
-  return { rows: out.results, blas: out.blas };
+/** A numpy process answering one timing request per line (see bench/peers/numpy_sgemm.py). */
+class Peer {
+  private lines: string[] = [];
+  private waiting: ((line: string) => void) | null = null;
+  private exited = '';
+  readonly hello: Promise<unknown>;
+  private readonly proc: ChildProcessWithoutNullStreams;
+
+  constructor(coretype?: string) {
+    const env = { ...process.env };
+    delete env.OPENBLAS_CORETYPE; // let OpenBLAS detect the CPU, as the design notes ask
+    delete env.OPENBLAS_L2_SIZE;
+    if (coretype) env.OPENBLAS_CORETYPE = coretype;
+    this.proc = spawn(PYTHON, [join(here, 'peers', 'numpy_sgemm.py')], { env });
+    let buf = '', err = '';
+    this.proc.stdout.on('data', (d: Buffer) => {
+      buf += d.toString();
+      for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+        this.push(buf.slice(0, i));
+        buf = buf.slice(i + 1);
+      }
+    });
+    this.proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    this.proc.on('exit', (code) => {
+      this.exited = `numpy peer exited (${code}): ${err.trim().split('\n').pop() ?? ''}`;
+      this.push('');
+    });
+    this.hello = this.next().then((l) => JSON.parse(l));
+  }
+
+  private push(line: string): void {
+    if (this.waiting) {
+      const w = this.waiting;
+      this.waiting = null;
+      w(line);
+    } else this.lines.push(line);
+  }
+
+  private next(): Promise<string> {
+    if (this.lines.length) return Promise.resolve(this.lines.shift()!);
+    if (this.exited) return Promise.reject(new Error(this.exited));
+    return new Promise((res, rej) => {
+      this.waiting = (l) => (l || !this.exited ? res(l) : rej(new Error(this.exited)));
+    });
+  }
+
+  async time(threads: number, shape: SgemmShape, minTime: number): Promise<PeerTiming> {
+    this.proc.stdin.write(JSON.stringify({ threads, shape, min_time: minTime }) + '\n');
+    return JSON.parse(await this.next()) as PeerTiming;
+  }
+
+  close(): void {
+    this.proc.stdin.end();
+  }
 }
 
-function peerAvailable(): string | null {
+function peerMissing(): string | null {
   if (!existsSync(PYTHON)) return `${PYTHON} not found`;
   const r = spawnSync(PYTHON, ['-c', 'import numpy, threadpoolctl'], { encoding: 'utf8' });
   return r.status === 0 ? null : 'numpy/threadpoolctl not installed (apt-get install -y python3-numpy libopenblas0-pthread python3-threadpoolctl)';
@@ -160,39 +203,71 @@ function peerCoretype(addon: NativeAddon): string {
   return f.avx512f ? 'SkylakeX' : f.avx2 ? 'Haswell' : 'Prescott';
 }
 
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
 // ---------------------------------------------------------------- driver
 
-export async function benchSgemm(opts: { threads: number[]; shapes?: SgemmShape[]; peer?: boolean; minMs?: number }): Promise<SgemmResult[]> {
+export interface SgemmOptions {
+  threads: number[];
+  shapes?: SgemmShape[];
+  /** false: Kestrel only. */
+  peer?: boolean;
+  /** Seconds of timed runs per measurement (at least 5 runs for Kestrel, 3 for numpy). */
+  minTime?: number;
+  /** Interleaved rounds (Kestrel, numpy, numpy forced); each reports its best round's median. */
+  rounds?: number;
+}
+
+/**
+ * Times every shape on every thread count, interleaving Kestrel and the numpy peers shape by
+ * shape so that drift on this shared machine hits both sides alike.
+ * @example const rows = await benchSgemm({ threads: [1, 2] });
+ */
+export async function benchSgemm(opts: SgemmOptions): Promise<SgemmResult[]> {
   const addon = loadNative();
   if (!addon) throw new Error(`sgemm bench: native addon not built: ${nativeLoadError()}`);
-  const shapes = opts.shapes ?? SHAPES;
+  const shapes = opts.shapes ?? SHAPES, minTime = opts.minTime ?? 0.5, rounds = opts.rounds ?? 2;
+  const coretype = peerCoretype(addon);
+  const missing = opts.peer === false ? 'not requested' : peerMissing();
+  let peers = missing ? null : [new Peer(), new Peer(coretype)];
+  lastPeer = { note: missing ? `peer not run: ${missing}` : 'ok', auto: null, forced: null, coretype };
   const before = addon.info().threads;
   const results: SgemmResult[] = [];
   try {
+    if (peers) [lastPeer.auto, lastPeer.forced] = await Promise.all(peers.map((p) => p.hello));
+  } catch (e) {
+    lastPeer.note = `peer failed to start: ${(e as Error).message}`;
+    peers?.forEach((p) => p.close());
+    peers = null;
+  }
+  try {
     for (const threads of opts.threads) {
       addon.setThreads(threads);
-      for (const shape of shapes) results.push({ shape, threads, kestrel: timeKestrel(addon, shape, opts.minMs ?? 1000) });
+      for (const shape of shapes) {
+        const r: SgemmResult = { shape, threads, kestrel: { medianMs: Infinity, gflops: 0, runs: 0 } };
+        const best = (old: { gflops: number } | undefined, t: { gflops: number }) => (!old || t.gflops > old.gflops ? t : old);
+        for (let round = 0; round < rounds; round++) {
+          r.kestrel = best(r.kestrel, timeKestrel(addon, shape, minTime * 1000)) as SgemmResult['kestrel'];
+          if (!peers) continue;
+          try {
+            await sleep(50);
+            const [a, f] = [await peers[0].time(threads, shape, minTime), await peers[1].time(threads, shape, minTime)];
+            r.numpy = best(r.numpy, { medianMs: a.median_s * 1e3, gflops: a.gflops }) as SgemmResult['numpy'];
+            r.numpyForced = best(r.numpyForced, { medianMs: f.median_s * 1e3, gflops: f.gflops }) as SgemmResult['numpy'];
+            await sleep(300); // OpenBLAS threads spin for a while after a call; let them go idle
+          } catch (e) {
+            lastPeer.note = `peer failed: ${(e as Error).message}`;
+            peers.forEach((p) => p.close());
+            peers = null;
+          }
+        }
+        if (r.numpy && r.numpyForced) r.ratio = r.kestrel.gflops / Math.max(r.numpy.gflops, r.numpyForced.gflops);
+        results.push(r);
+      }
     }
   } finally {
     addon.setThreads(before);
-  }
-  lastPeer = { note: 'not run', auto: null, forced: null, coretype: peerCoretype(addon) };
-  if (opts.peer === false) return results;
-  const missing = peerAvailable();
-  if (missing) {
-    lastPeer.note = `peer unavailable: ${missing}`;
-    return results;
-  }
-  const auto = runPeer(shapes, opts.threads);
-  const forced = runPeer(shapes, opts.threads, lastPeer.coretype);
-  lastPeer = { ...lastPeer, note: auto.error ?? forced.error ?? 'ok', auto: auto.blas, forced: forced.blas };
-  for (const r of results) {
-    const pick = (run: PeerRun) => run.rows.find((p) => p.name === r.shape.name && p.threads === r.threads);
-    const a = pick(auto), f = pick(forced);
-    if (a) r.numpy = { medianMs: a.median_s * 1e3, gflops: a.gflops };
-    if (f) r.numpyForced = { medianMs: f.median_s * 1e3, gflops: f.gflops };
-    const best = Math.max(a?.gflops ?? 0, f?.gflops ?? 0);
-    if (best > 0) r.ratio = r.kestrel.gflops / best;
+    peers?.forEach((p) => p.close());
   }
   return results;
 }
@@ -236,9 +311,10 @@ async function main(): Promise<void> {
   const threads = (arg('--threads') ?? '1,2').split(',').map(Number);
   const only = arg('--shapes')?.split(',');
   const shapes = only ? SHAPES.filter((s) => only.includes(s.name)) : SHAPES;
-  const results = await benchSgemm({ threads, shapes, peer: !process.argv.includes('--no-peer') });
+  const rounds = Number(arg('--rounds') ?? 2), minTime = Number(arg('--min-time') ?? 0.5);
+  const results = await benchSgemm({ threads, shapes, rounds, minTime, peer: !process.argv.includes('--no-peer') });
   console.log(table(results));
-  if (lastPeer.note !== 'ok') console.log(`numpy peer: ${lastPeer.note}; Kestrel figures only.`);
+  if (lastPeer.note !== 'ok') console.log(`numpy: ${lastPeer.note}; Kestrel figures only.`);
   const info = loadNative()!.info();
   const out = {
     bench: 'sgemm', date: new Date().toISOString(), commit: commit(), machine: machine(), cpu: info, threads,

@@ -93,21 +93,26 @@ struct Gemm {
   int64_t ldc;
 };
 
+// The block size for n items: at most `max` (at least one unit), split into equal blocks so
+// that no sliver block is left over, in whole units (micro-panels, so packing fits the buffer).
+int64_t even_block(int64_t n, int64_t max, int64_t unit) {
+  int64_t units = (n + unit - 1) / unit, max_units = std::max<int64_t>(max / unit, 1);
+  int64_t blocks = (units + max_units - 1) / max_units;
+  return (units + blocks - 1) / blocks * unit;
+}
+
 // C[i0:i1, j0:j1] on the calling thread.
 void gemm_block(const Gemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   const KernelSet& ks = *g.ks;
   PackFn pack = ks.pack ? ks.pack : generic_pack;
-  // Blocks are whole micro-panels, so a packed block never outgrows its buffer.
-  int64_t mc_block = std::max<int64_t>(ks.mc / ks.mr, 1) * ks.mr, nc_block = std::max<int64_t>(ks.nc / ks.nr, 1) * ks.nr;
-  int64_t mc_max = std::min(mc_block, (i1 - i0 + ks.mr - 1) / ks.mr * ks.mr);
-  int64_t nc_max = std::min(nc_block, (j1 - j0 + ks.nr - 1) / ks.nr * ks.nr);
-  int64_t kc_max = std::min(ks.kc, g.K);
-  float* ap = a_buffer.get(size_t(mc_max * kc_max));
-  float* bp = b_buffer.get(size_t(nc_max * kc_max));
+  int64_t mc_block = even_block(i1 - i0, ks.mc, ks.mr), nc_block = even_block(j1 - j0, ks.nc, ks.nr);
+  int64_t kc_block = even_block(g.K, ks.kc, 1);
+  float* ap = a_buffer.get(size_t(mc_block * kc_block));
+  float* bp = b_buffer.get(size_t(nc_block * kc_block));
   for (int64_t ic = i0; ic < i1; ic += mc_block) {
     int64_t mc = std::min(mc_block, i1 - ic);
-    for (int64_t pc = 0; pc < g.K; pc += ks.kc) {
-      int64_t kc = std::min(ks.kc, g.K - pc);
+    for (int64_t pc = 0; pc < g.K; pc += kc_block) {
+      int64_t kc = std::min(kc_block, g.K - pc);
       float beta = pc == 0 ? g.beta : 1.0f;  // later k blocks add to what the first one stored
       pack(g.A + ic * g.a_rs + pc * g.a_ks, g.a_rs, g.a_ks, mc, kc, ks.mr, ap);
       for (int64_t jc = j0; jc < j1; jc += nc_block) {
@@ -248,6 +253,18 @@ std::string strides_str(const View& v) {
   return s + ")";
 }
 
+// Whether the element ranges two non-empty views can address intersect (same storage only;
+// views into one arena that do not overlap are fine).
+bool overlaps(const View& x, const View& y) {
+  if (x.data != y.data || x.numel() == 0 || y.numel() == 0) return false;
+  auto last = [](const View& v) {
+    int64_t e = v.offset;
+    for (int i = 0; i < v.ndim; i++) e += (v.shape[i] - 1) * v.stride[i];
+    return e;
+  };
+  return x.offset <= last(y) && y.offset <= last(x);
+}
+
 void check_shapes(const View& a, const View& b, const View& out) {
   if (a.dtype != F32 || b.dtype != F32 || out.dtype != F32)
     throw KernelError(std::string("matmul: dtype a=") + dtype_name(a.dtype) + " b=" + dtype_name(b.dtype) +
@@ -262,6 +279,8 @@ void check_shapes(const View& a, const View& b, const View& out) {
   if (a.size(-2) != out.size(-2) || b.size(-1) != out.size(-1))
     throw KernelError("matmul: out shape does not match [..., M, N]: " + shapes);
   if (!out.contiguous()) throw KernelError("matmul: out must be contiguous, got " + shape_str(out) + " strides " + strides_str(out));
+  if (overlaps(out, a) || overlaps(out, b))
+    throw KernelError("matmul: out " + shape_str(out) + " overlaps an input in memory; write to a fresh tensor");
 }
 
 // When b is the same matrix for every batch (strides 0) and a's batch and row dims step

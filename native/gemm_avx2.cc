@@ -58,8 +58,8 @@ KESTREL_AVX2 void kernel(int64_t kc, const float* a, const float* b, float* c, i
 }  // namespace
 
 const KernelSet* avx2_kernels() {
-  // kc: the 6 x kc A micro-panel and a 16 x kc B micro-panel share L1 (12 KB + 32 KB at 512);
-  // nc: the kc x nc B block (2 MB... capped at 1 MB) stays in L2; mc as for AVX-512.
+  // kc = 256: the 6 x kc A micro-panel (6 KB) stays in L1 beside the streaming 16 x kc B
+  // micro-panel (16 KB); nc = 1024: the kc x nc B block (1 MB) stays in L2; mc as for AVX-512.
   static const KernelSet set = {"avx2", kMR, kNR, 2048, 256, 1024, kernel, nullptr, nullptr, 0};
   return &set;
 }

@@ -1,10 +1,12 @@
 """SGEMM peer for bench/sgemm.ts: float32 matmul through numpy's BLAS (OpenBLAS on Debian).
 
-Usage: python3 numpy_sgemm.py '{"threads": [1, 2], "shapes": [{"name": "sq512", "M": 512, "K": 512,
-"N": 512, "transB": false}], "min_time": 1.0}'. Prints one JSON object: the BLAS library as
-threadpoolctl reports it (including the core type OpenBLAS picked) and, per thread count and shape,
-the median seconds and GFLOP/s. Timing mirrors the Kestrel side: validate, warm up, then the
-median of at least 3 runs and about `min_time` seconds of runs.
+A line protocol, so the benchmark can interleave peer and Kestrel timings of each shape (this
+machine is shared and its speed drifts): every stdin line is a JSON request
+  {"threads": 2, "shape": {"name": "sq512", "M": 512, "K": 512, "N": 512, "transB": false}, "min_time": 0.5}
+and gets one JSON line back with the median seconds and GFLOP/s. The first line written is a
+hello with the numpy version and the BLAS as threadpoolctl reports it (including the core type
+OpenBLAS picked). Timing mirrors the Kestrel side: validate, warm up, then the median of at
+least 3 runs and about `min_time` seconds of runs.
 """
 import json
 import statistics
@@ -34,27 +36,24 @@ def time_one(shape, min_time, rng):
     times = []
     out = np.empty_like(c)
     start = time.perf_counter()
-    while len(times) < 3 or (time.perf_counter() - start < min_time and len(times) < 50):
+    while len(times) < 3 or (time.perf_counter() - start < min_time and len(times) < 200):
         t0 = time.perf_counter()
         np.matmul(a, b, out=out)
         times.append(time.perf_counter() - t0)
     med = statistics.median(times)
     flops = 2.0 * shape["M"] * shape["N"] * shape["K"]
-    return {"name": shape["name"], "threads": None, "median_s": med, "gflops": flops / med / 1e9, "runs": len(times)}
+    return {"median_s": med, "gflops": flops / med / 1e9, "runs": len(times)}
 
 
 def main():
-    cfg = json.loads(sys.argv[1])
     rng = np.random.default_rng(0)
-    results = []
-    for threads in cfg["threads"]:
-        with threadpool_limits(limits=threads, user_api="blas"):
-            for shape in cfg["shapes"]:
-                r = time_one(shape, cfg.get("min_time", 1.0), rng)
-                r["threads"] = threads
-                results.append(r)
     blas = [i for i in threadpool_info() if i.get("user_api") == "blas"]
-    print(json.dumps({"numpy": np.__version__, "blas": blas, "results": results}))
+    print(json.dumps({"numpy": np.__version__, "blas": blas}), flush=True)
+    for line in sys.stdin:
+        req = json.loads(line)
+        with threadpool_limits(limits=req["threads"], user_api="blas"):
+            r = time_one(req["shape"], req.get("min_time", 0.5), rng)
+        print(json.dumps(r), flush=True)
 
 
 if __name__ == "__main__":

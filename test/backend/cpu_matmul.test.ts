@@ -274,6 +274,8 @@ function errorCases(): void {
   throwsWith(() => matmul(a, mk([1, 5, 3]), out), /equal ranks/);
   const wide = makeOut([], 4, 6, false, 1);
   throwsWith(() => matmul(a, b, { ...wide, shape: [4, 3], strides: [6, 1] }), /out must be contiguous/);
+  // out sharing memory with an input would be read while it is written.
+  throwsWith(() => matmul(a, mk([5, 5]), { ...a, strides: [5, 1] }), /overlaps an input/);
   // A view that claims more than its storage holds is rejected when the arguments are read.
   throwsWith(() => matmul({ ...a, shape: [40, 5] }, b, makeOut([], 40, 3, false, 1)), /reaches past its storage/);
   throwsWith(() => matmul({ ...a, offset: 1 }, b, out), /reaches past its storage/);
