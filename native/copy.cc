@@ -40,7 +40,7 @@ ew::ConvertFn fast_converter() {
 // along the last dim, src along dim k, so row-by-row either side would miss the cache.
 template <class S, class D>
 void copy_tiled(const Strided<2>& s, int k, const S* src, D* dst) {
-  constexpr int64_t kTile = 32;
+  constexpr int64_t kTile = 64;
   const int nd = s.ndim, last = nd - 1;
   const int64_t n0 = s.shape[k], n1 = s.shape[last];
   const int64_t t0 = (n0 + kTile - 1) / kTile, t1 = (n1 + kTile - 1) / kTile;
@@ -60,6 +60,12 @@ void copy_tiled(const Strided<2>& s, int k, const S* src, D* dst) {
         os += id * s.stride[1][d];
       }
       const int64_t i1 = std::min(n0, i0 + kTile), j1 = std::min(n1, j0 + kTile);
+      if constexpr (std::is_same<S, D>::value && sizeof(S) == 4) {
+        if (sd1 == 1 && ss0 == 1) {  // the common case: registers do the transpose
+          ew::isa().transpose32(src + os + i0 + j0 * ss1, ss1, dst + od + i0 * sd0 + j0, sd0, i1 - i0, j1 - j0);
+          continue;
+        }
+      }
       for (int64_t i = i0; i < i1; i++) {
         D* dp = dst + od + i * sd0;
         const S* sp = src + os + i * ss0;

@@ -76,21 +76,22 @@ KESTREL_KERNEL(unary) {
   const View* vs[2] = {&out, &x};
   Strided<2> s = make_strided(vs);
   const int64_t sx = s.inner_stride(1);
+  const bool big = s.numel * int64_t(es) >= kStreamBytes;
   parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
     alignas(64) char buf[kChunk * 8];
     walk(s, begin, end, [&](const int64_t* off, int64_t n) {
       char* o = at(out, off[0]);
       const char* xp = at(x, off[1]);
       if (sx == 1) {
-        fn(xp, o, n, p0, p1);
+        fn(xp, o, n, p0, p1, big && n >= kStreamMinRun);
       } else if (sx == 0) {
-        fn(xp, o, 1, p0, p1);
+        fn(xp, o, 1, p0, p1, false);
         replicate(o, n, es);
       } else {
         for (int64_t i = 0; i < n; i += kChunk) {
           int64_t m = std::min(kChunk, n - i);
           gather(xp + i * sx * es, sx, buf, m, es);
-          fn(buf, o + i * es, m, p0, p1);
+          fn(buf, o + i * es, m, p0, p1, false);
         }
       }
     });
@@ -116,18 +117,19 @@ KESTREL_KERNEL(unary_grad) {
   const View* vs[3] = {&dx, &x, &dy};
   Strided<3> s = make_strided(vs);
   const int64_t sx = s.inner_stride(1), sg = s.inner_stride(2);
+  const bool big = s.numel * int64_t(es) >= kStreamBytes;
   parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
     alignas(64) char bx[kChunk * 8], bg[kChunk * 8];
     walk(s, begin, end, [&](const int64_t* off, int64_t n) {
       char* o = at(dx, off[0]);
       const char* xp = at(x, off[1]);
       const char* gp = at(dy, off[2]);
-      if (sx == 1 && sg == 1) { fn(xp, gp, o, n, p0, p1); return; }
+      if (sx == 1 && sg == 1) { fn(xp, gp, o, n, p0, p1, big && n >= kStreamMinRun); return; }
       for (int64_t i = 0; i < n; i += kChunk) {
         int64_t m = std::min(kChunk, n - i);
         gather(xp + i * sx * es, sx, bx, m, es);
         gather(gp + i * sg * es, sg, bg, m, es);
-        fn(bx, bg, o + i * es, m, p0, p1);
+        fn(bx, bg, o + i * es, m, p0, p1, false);
       }
     });
   });
@@ -154,23 +156,25 @@ KESTREL_KERNEL(binary) {
   const View* vs[3] = {&out, &a, &b};
   Strided<3> s = make_strided(vs);
   const int64_t sa = s.inner_stride(1), sb = s.inner_stride(2);
+  const bool big = s.numel * int64_t(os) >= kStreamBytes;
   parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
     alignas(64) char ba[kChunk * 8], bb[kChunk * 8];
     walk(s, begin, end, [&](const int64_t* off, int64_t n) {
       char* o = at(out, off[0]);
       const char* ap = at(a, off[1]);
       const char* bp = at(b, off[2]);
-      if (sa == 1 && sb == 1) { fns[0](ap, bp, o, n); return; }
-      if (sa == 1 && sb == 0) { fns[1](ap, bp, o, n); return; }
-      if (sa == 0 && sb == 1) { fns[2](ap, bp, o, n); return; }
-      if (sa == 0 && sb == 0) { fns[0](ap, bp, o, 1); replicate(o, n, os); return; }
+      const bool stream = big && n >= kStreamMinRun;
+      if (sa == 1 && sb == 1) { fns[0](ap, bp, o, n, stream); return; }
+      if (sa == 1 && sb == 0) { fns[1](ap, bp, o, n, stream); return; }
+      if (sa == 0 && sb == 1) { fns[2](ap, bp, o, n, stream); return; }
+      if (sa == 0 && sb == 0) { fns[0](ap, bp, o, 1, false); replicate(o, n, os); return; }
       for (int64_t i = 0; i < n; i += kChunk) {
         int64_t m = std::min(kChunk, n - i);
         const char* pa = ap;
         const char* pb = bp;
         if (sa != 0) { gather(ap + i * sa * es, sa, ba, m, es); pa = ba; }
         if (sb != 0) { gather(bp + i * sb * es, sb, bb, m, es); pb = bb; }
-        fns[sa == 0 ? 2 : sb == 0 ? 1 : 0](pa, pb, o + i * os, m);
+        fns[sa == 0 ? 2 : sb == 0 ? 1 : 0](pa, pb, o + i * os, m, false);
       }
     });
   });

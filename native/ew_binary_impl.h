@@ -50,11 +50,43 @@ struct OpLe { template <class T> static uint8_t f(T a, T b) { return a <= b; } }
 struct OpGt { template <class T> static uint8_t f(T a, T b) { return a > b; } };
 struct OpGe { template <class T> static uint8_t f(T a, T b) { return a >= b; } };
 
+// Vector forms of the float ops, for the streaming path (same IEEE results as Op::f).
+template <class T> struct VecOf;
+template <> struct VecOf<float> { using V = vf; };
+template <> struct VecOf<double> { using V = vd; };
+template <class V> inline V vop(OpAdd, V a, V b) { return a + b; }
+template <class V> inline V vop(OpSub, V a, V b) { return a - b; }
+template <class V> inline V vop(OpMul, V a, V b) { return a * b; }
+template <class V> inline V vop(OpDiv, V a, V b) { return a / b; }
+template <class V> inline V vop(OpMax, V a, V b) { V m = a > b ? a : b; m = a != a ? a : m; return b != b ? (a != a ? a : b) : m; }
+template <class V> inline V vop(OpMin, V a, V b) { V m = a < b ? a : b; m = a != a ? a : m; return b != b ? (a != a ? a : b) : m; }
+template <class Op> constexpr bool kVecOp =
+    std::is_same<Op, OpAdd>::value || std::is_same<Op, OpSub>::value || std::is_same<Op, OpMul>::value ||
+    std::is_same<Op, OpDiv>::value || std::is_same<Op, OpMax>::value || std::is_same<Op, OpMin>::value;
+
+// Float arithmetic with non-temporal stores from the first aligned element of o.
+template <class T, class Op, int Var>
+static void bin_stream(const T* a, const T* b, T* o, int64_t n) {
+  using V = typename VecOf<T>::V;
+  constexpr int W = KESTREL_VBYTES / sizeof(T);
+  auto at = [&](int64_t i) { return Op::f(Var == 2 ? *a : a[i], Var == 1 ? *b : b[i]); };
+  int64_t i = head_count(o, n);
+  for (int64_t j = 0; j < i; j++) o[j] = at(j);
+  const V sa = V{} + *a, sb = V{} + *b;
+  for (; i + W <= n; i += W)
+    vput<true>(o + i, vop(Op{}, Var == 2 ? sa : vload<V>(a + i), Var == 1 ? sb : vload<V>(b + i)));
+  for (; i < n; i++) o[i] = at(i);
+  _mm_sfence();
+}
+
 template <class T, class R, class Op, int V>
-static void bin_span(const void* ap, const void* bp, void* op, int64_t n) {
+static void bin_span(const void* ap, const void* bp, void* op, int64_t n, bool stream) {
   const T* a = static_cast<const T*>(ap);
   const T* b = static_cast<const T*>(bp);
   R* o = static_cast<R*>(op);
+  if constexpr (!kIsInt<T> && std::is_same<T, R>::value && kVecOp<Op>) {
+    if (stream) return bin_stream<T, Op, V>(a, b, o, n);
+  }
   if (V == 0) {
     for (int64_t i = 0; i < n; i++) o[i] = R(Op::f(a[i], b[i]));
   } else if (V == 1) {
@@ -248,6 +280,54 @@ static void cvt_bf16_f32(const void* s, void* d, int64_t n) {
   from_half_span(static_cast<const uint16_t*>(s), static_cast<float*>(d), n, [&](vu h) { return (vf)(h << 16); });
 }
 
+// ---------------------------------------------------------------- transpose of 4-byte elements
+
+// dst[i * ds + j] = src[j * ss + i] for i < ni, j < nj: 8x8 (AVX) or 4x4 (SSE) blocks in
+// registers, the ragged edges element by element.
+static void transpose32(const void* sp, int64_t ss, void* dp, int64_t ds, int64_t ni, int64_t nj) {
+  const float* src = static_cast<const float*>(sp);
+  float* dst = static_cast<float*>(dp);
+#if KESTREL_VBYTES >= 32
+  constexpr int B = 8;
+#else
+  constexpr int B = 4;
+#endif
+  int64_t i0 = 0, j0 = 0;
+  for (j0 = 0; j0 + B <= nj; j0 += B)
+    for (i0 = 0; i0 + B <= ni; i0 += B) {
+      const float* s = src + j0 * ss + i0;
+      float* d = dst + i0 * ds + j0;
+#if KESTREL_VBYTES >= 32
+      __m256 r[8], t[8];
+      for (int q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(s + q * ss);
+      for (int q = 0; q < 8; q += 2) {
+        t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
+        t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
+      }
+      for (int q = 0; q < 8; q += 4) {
+        r[q] = _mm256_shuffle_ps(t[q], t[q + 2], 0x44);
+        r[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], 0xee);
+        r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44);
+        r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xee);
+      }
+      for (int q = 0; q < 4; q++) {
+        _mm256_storeu_ps(d + q * ds, _mm256_permute2f128_ps(r[q], r[q + 4], 0x20));
+        _mm256_storeu_ps(d + (q + 4) * ds, _mm256_permute2f128_ps(r[q], r[q + 4], 0x31));
+      }
+#else
+      __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + ss), r2 = _mm_loadu_ps(s + 2 * ss), r3 = _mm_loadu_ps(s + 3 * ss);
+      _MM_TRANSPOSE4_PS(r0, r1, r2, r3);
+      _mm_storeu_ps(d, r0);
+      _mm_storeu_ps(d + ds, r1);
+      _mm_storeu_ps(d + 2 * ds, r2);
+      _mm_storeu_ps(d + 3 * ds, r3);
+#endif
+    }
+  const int64_t bi = ni / B * B, bj = nj / B * B;
+  for (int64_t i = 0; i < ni; i++)
+    for (int64_t j = (i < bi ? bj : 0); j < nj; j++) dst[i * ds + j] = src[j * ss + i];
+}
+
 // ---------------------------------------------------------------- the table
 
 static IsaTable build_table(const char* name) {
@@ -289,5 +369,6 @@ static IsaTable build_table(const char* name) {
   t.f16_to_f32 = cvt_f16_f32;
   t.f32_to_bf16 = cvt_f32_bf16;
   t.bf16_to_f32 = cvt_bf16_f32;
+  t.transpose32 = transpose32;
   return t;
 }

@@ -35,17 +35,26 @@ inline int slot_of(int dtype) {
   return -1;
 }
 
+// `stream`: the output is large (kStreamBytes), so float spans store it non-temporally.
 // y[i] = f(x[i]) for i < n, contiguous.
-using UnaryFn = void (*)(const void* x, void* y, int64_t n, double p0, double p1);
+using UnaryFn = void (*)(const void* x, void* y, int64_t n, double p0, double p1, bool stream);
 // dx[i] = dy[i] * f'(x[i]), contiguous.
-using UnaryGradFn = void (*)(const void* x, const void* dy, void* dx, int64_t n, double p0, double p1);
+using UnaryGradFn = void (*)(const void* x, const void* dy, void* dx, int64_t n, double p0, double p1, bool stream);
 // out[i] = a[i] op b[i]; variant 0: both contiguous, 1: b is one scalar, 2: a is one scalar.
-using BinaryFn = void (*)(const void* a, const void* b, void* out, int64_t n);
+using BinaryFn = void (*)(const void* a, const void* b, void* out, int64_t n, bool stream);
+
+// Outputs of at least this many bytes are written with non-temporal stores: they cannot stay in
+// the 2 x 4 MB of L2 anyway, and streaming saves the read-for-ownership of every line.
+constexpr int64_t kStreamBytes = int64_t(16) << 20;
+// Runs shorter than this never stream (their partial lines would cost more than they save).
+constexpr int64_t kStreamMinRun = 4096;
 // Reduction accumulators: sum of f32/f64 in double, of i64 in int64; max/min in the element
 // type (NaN, once seen, stays). row: *acc = acc op x[0..n); cols: acc[j] = acc[j] op x[j].
 using ReduceFn = void (*)(const void* x, int64_t n, void* acc);
 // Contiguous conversion of n elements.
 using ConvertFn = void (*)(const void* src, void* dst, int64_t n);
+// dst[i * ds + j] = src[j * ss + i] for i < ni, j < nj, 4-byte elements (a transposed copy).
+using TransposeFn = void (*)(const void* src, int64_t ss, void* dst, int64_t ds, int64_t ni, int64_t nj);
 
 struct IsaTable {
   const char* name;
@@ -55,6 +64,7 @@ struct IsaTable {
   ReduceFn reduce_row[kNumSlots][kNumReduce];  // null: sum of i32 (the op layer sums ints as i64)
   ReduceFn reduce_cols[kNumSlots][kNumReduce];
   ConvertFn f32_to_f16, f16_to_f32, f32_to_bf16, bf16_to_f32;
+  TransposeFn transpose32;
 };
 
 const IsaTable& isa_sse2();

@@ -35,16 +35,22 @@ inline vf vfma(vf a, vf b, vf c) { return (vf)_mm512_fmadd_ps((__m512)a, (__m512
 // The masked forms: GCC 12 warns that the unmasked ones read an uninitialized register.
 inline vf vsqrt(vf a) { return (vf)_mm512_mask_sqrt_ps((__m512)a, (__mmask16)0xffff, (__m512)a); }
 inline vd vsqrtd(vd a) { return (vd)_mm512_mask_sqrt_pd((__m512d)a, (__mmask8)0xff, (__m512d)a); }
+inline void vstream(float* p, vf v) { _mm512_stream_ps(p, (__m512)v); }
+inline void vstream(double* p, vd v) { _mm512_stream_pd(p, (__m512d)v); }
 constexpr bool kHasFma = true;
 #elif KESTREL_VBYTES == 32
 inline vf vfma(vf a, vf b, vf c) { return (vf)_mm256_fmadd_ps((__m256)a, (__m256)b, (__m256)c); }
 inline vf vsqrt(vf a) { return (vf)_mm256_sqrt_ps((__m256)a); }
 inline vd vsqrtd(vd a) { return (vd)_mm256_sqrt_pd((__m256d)a); }
+inline void vstream(float* p, vf v) { _mm256_stream_ps(p, (__m256)v); }
+inline void vstream(double* p, vd v) { _mm256_stream_pd(p, (__m256d)v); }
 constexpr bool kHasFma = true;
 #else
 inline vf vfma(vf a, vf b, vf c) { return a * b + c; }
 inline vf vsqrt(vf a) { return (vf)_mm_sqrt_ps((__m128)a); }
 inline vd vsqrtd(vd a) { return (vd)_mm_sqrt_pd((__m128d)a); }
+inline void vstream(float* p, vf v) { _mm_stream_ps(p, (__m128)v); }
+inline void vstream(double* p, vd v) { _mm_stream_pd(p, (__m128d)v); }
 constexpr bool kHasFma = false;
 #endif
 

@@ -332,6 +332,36 @@ function halfGroup(): void {
   }
 }
 
+/**
+ * Outputs of 16 MB and more are written with non-temporal stores (native/ew_isa.h kStreamBytes):
+ * the same values as the cached path, which pieces below the threshold take.
+ */
+function streamingGroup(): void {
+  const n = (17 << 20) / 4 + 5;
+  const pieces = (t: k.Tensor, f: (p: k.Tensor) => k.Tensor): Float32Array | Float64Array => {
+    const m = t.shape[0];
+    const at = (i: number) => Math.floor((i * m) / 4);
+    return k.cat([0, 1, 2, 3].map((i) => f(t.narrow(0, at(i), at(i + 1) - at(i)))), 0).toTypedArray() as Float32Array;
+  };
+  const x = k.randn([n], { backend: 'cpu', generator: new k.Generator(1) });
+  const y = k.randn([n], { backend: 'cpu', generator: new k.Generator(2) }).narrow(0, 0, n); // same size
+  const xs = x.narrow(0, 1, n - 1); // a misaligned input
+  for (const op of ['exp', 'silu', 'gelu_tanh', 'neg'] as const) {
+    assert.deepEqual(k.unary(op, x).toTypedArray(), pieces(x, (p) => k.unary(op, p)), `${op} streamed`);
+    assert.deepEqual(k.unary(op, xs).toTypedArray(), pieces(xs, (p) => k.unary(op, p)), `${op} streamed, misaligned input`);
+  }
+  const dx = k.empty([n], 'float32', { backend: 'cpu' });
+  k.getBackend('cpu').kernels.unaryGrad('tanh', x, y, dx, 0, 0);
+  const dxs = pieces(x, (p) => { const o = k.empty(p.shape, 'float32', { backend: 'cpu' }); k.getBackend('cpu').kernels.unaryGrad('tanh', p, y.narrow(0, p.layout.offset, p.shape[0]), o, 0, 0); return o; });
+  assert.deepEqual(dx.toTypedArray(), dxs, 'tanh grad streamed');
+  for (const [name, f] of [['add', k.add], ['maximum', k.maximum], ['div', k.div]] as const) {
+    assert.deepEqual(f(x, y).toTypedArray(), pieces(x, (p) => f(p, y.narrow(0, p.layout.offset, p.shape[0]))), `${name} streamed`);
+    assert.deepEqual(f(xs, 2.5).toTypedArray(), pieces(xs, (p) => f(p, 2.5)), `${name} scalar streamed`);
+  }
+  const x64 = x.to('float64');
+  assert.deepEqual(k.mul(x64, x64).toTypedArray(), pieces(x64, (p) => k.mul(p, p)), 'float64 mul streamed');
+}
+
 // ---------------------------------------------------------------- errors
 
 function errorGroup(): void {
@@ -354,7 +384,8 @@ function errorGroup(): void {
 
 const GROUPS: Record<string, () => void> = {
   unary: unaryGroup, special: specialGroup, grad: gradGroup, binary: binaryGroup, where: whereGroup,
-  creation: creationGroup, random: randomGroup, cast: castGroup, half: halfGroup, errors: errorGroup,
+  creation: creationGroup, random: randomGroup, cast: castGroup, half: halfGroup, streaming: streamingGroup,
+  errors: errorGroup,
 };
 
 // ---------------------------------------------------------------- entry points
