@@ -56,11 +56,19 @@ export function getter(dtype: DType, a: TypedArray): (i: number) => number {
   }
 }
 
+/** float64 -> int64 as the native cast does: trunc, NaN -> 0, saturating (BigInt(NaN) would throw). */
+function toInt64(x: number): bigint {
+  if (Number.isNaN(x)) return 0n;
+  if (x >= 9223372036854775807) return 9223372036854775807n;
+  if (x <= -9223372036854775808) return -9223372036854775808n;
+  return BigInt(Math.trunc(x));
+}
+
 export function setter(dtype: DType, a: TypedArray): (i: number, x: number) => void {
   switch (dtype) {
     case 'float16': return (i, x) => { a[i] = f32ToF16(x); };
     case 'bfloat16': return (i, x) => { a[i] = f32ToBf16(x); };
-    case 'int64': return (i, x) => { (a as BigInt64Array)[i] = BigInt(Math.trunc(x)); };
+    case 'int64': return (i, x) => { (a as BigInt64Array)[i] = toInt64(x); };
     case 'bool': return (i, x) => { a[i] = x !== 0 ? 1 : 0; };
     case 'float32': case 'float64': return (i, x) => { a[i] = x; };
     default: return (i, x) => { a[i] = Math.trunc(x); };
