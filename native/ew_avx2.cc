@@ -20,6 +20,9 @@ namespace avx2 {
 #include "simd_math.h"
 #include "ew_unary_impl.h"
 #include "ew_binary_impl.h"
+#include "ew_reduce_impl.h"
+#include "ew_convert_impl.h"
+#include "ew_table_impl.h"
 }  // namespace avx2
 
 const IsaTable& isa_avx2() {
