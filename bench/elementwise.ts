@@ -7,6 +7,7 @@
 // Run: node --import tsx bench/elementwise.ts [--threads 1,2] [--mb 64] [--runs 9]
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k from '../src/index.js';
@@ -132,7 +133,7 @@ function cpuModel(): string {
 
 function commit(): string {
   try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8' }).trim();
+    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
   } catch {
     return 'unknown';
   }
@@ -154,7 +155,9 @@ export async function benchElementwise(opts: BenchOptions = {}): Promise<Element
   }
   const results: ElementwiseResult[] = [];
   const memcpyGbps: Record<number, number> = {};
-  console.log(`elementwise bandwidth, ${(n * 4 / 2 ** 20).toFixed(0)} MB float32 tensors, ${cpuModel()}, ${JSON.stringify(addon.info())}`);
+  // The machine is shared: the load average says whether the second core was free.
+  const load = loadavg()[0];
+  console.log(`elementwise bandwidth, ${(n * 4 / 2 ** 20).toFixed(0)} MB float32 tensors, ${cpuModel()}, ${JSON.stringify(addon.info())}, load ${load.toFixed(2)}`);
   console.log(`${'case'.padEnd(30)} thr  ${'ms'.padStart(8)}  ${'GB/s'.padStart(6)}  memcpy GB/s  % memcpy`);
   for (const t of threads) {
     addon.setThreads(t);
@@ -173,7 +176,7 @@ export async function benchElementwise(opts: BenchOptions = {}): Promise<Element
     mkdirSync(join(here, 'results'), { recursive: true });
     const out = {
       bench: 'elementwise', commit: commit(), date: new Date().toISOString(), cpu: cpuModel(), native: addon.info(),
-      threads, tensorBytes: n * 4, runs,
+      threads, tensorBytes: n * 4, runs, loadAverage: load,
       memcpy: 'memcpy_bench kernel: std::memcpy of one tensor, one chunk per thread; GB/s counts read + written bytes',
       results,
     };
