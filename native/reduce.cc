@@ -216,6 +216,7 @@ namespace {
 // argmax/argmin of T along one dim: index of the first extreme, or of the first NaN.
 template <class T, bool Max>
 void arg_typed(const View& x, int dim, const View& out) {
+  const ew::ReduceFn row = ew::isa().reduce_row[ew::slot_of(x.dtype)][Max ? MAX : MIN];
   View xk = x, ok = out;  // x and out without `dim`
   xk.ndim = ok.ndim = 0;
   for (int d = 0; d < x.ndim; d++) {
@@ -236,6 +237,20 @@ void arg_typed(const View& x, int dim, const View& out) {
   parallel_for(K.numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(size, 1)), [&](int64_t begin, int64_t end) {
     walk(K, begin, end, [&](const int64_t* off, int64_t n) {
       const int64_t sx = K.inner_stride(0), so = K.inner_stride(1);
+      if (rows && sd == 1) {
+        // Two passes over a contiguous row: the extreme by the vectorized reduction, then the
+        // first index holding it (or the first NaN), with no data-dependent branch per element.
+        for (int64_t t = 0; t < n; t++) {
+          const T* p = xp + off[0] + t * sx;
+          T m = p[0];
+          row(p, size, &m);
+          int64_t k = 0;
+          if (m != m) while (p[k] == p[k]) k++;
+          else while (p[k] != m) k++;
+          op[off[1] + t * so] = k;
+        }
+        return;
+      }
       if (rows) {
         for (int64_t t = 0; t < n; t++) {
           const T* p = xp + off[0] + t * sx;
