@@ -28,6 +28,8 @@ export interface SgemmResult {
   numpyForced?: { medianMs: number; gflops: number };
   /** kestrel / best numpy figure. */
   ratio?: number;
+  /** Some measurement of this row ran while other jobs kept the CPUs busy. */
+  contended?: boolean;
 }
 
 const sq = (n: number): SgemmShape => ({ name: `sq${n}`, M: n, K: n, N: n, transB: false });
@@ -205,6 +207,33 @@ function peerCoretype(addon: NativeAddon): string {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** Idle fraction of all CPUs over `ms` (from /proc/stat; 1 where it cannot be read). */
+async function idleFraction(ms: number): Promise<number> {
+  const read = () => {
+    try {
+      const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+      return { idle: f[3] + f[4], total: f.slice(0, 8).reduce((x, y) => x + y, 0) };
+    } catch {
+      return null;
+    }
+  };
+  const a = read();
+  await sleep(ms);
+  const b = read();
+  return a && b && b.total > a.total ? (b.idle - a.idle) / (b.total - a.total) : 1;
+}
+
+/**
+ * This machine is shared: other jobs come and go and halve a 2-thread figure while they run.
+ * Before each measurement wait (up to `maxMs`) for the CPUs to be idle, so both sides of a
+ * ratio are timed on a quiet machine; returns false when it never got quiet.
+ */
+async function waitForQuiet(maxMs: number): Promise<boolean> {
+  const start = performance.now();
+  while (performance.now() - start < maxMs) if ((await idleFraction(250)) >= 0.9) return true;
+  return false;
+}
+
 // ---------------------------------------------------------------- driver
 
 export interface SgemmOptions {
@@ -216,6 +245,8 @@ export interface SgemmOptions {
   minTime?: number;
   /** Interleaved rounds (Kestrel, numpy, numpy forced); each reports its best round's median. */
   rounds?: number;
+  /** Longest wait for an idle machine before each measurement (ms). */
+  quietMs?: number;
 }
 
 /**
@@ -244,17 +275,19 @@ export async function benchSgemm(opts: SgemmOptions): Promise<SgemmResult[]> {
     for (const threads of opts.threads) {
       addon.setThreads(threads);
       for (const shape of shapes) {
-        const r: SgemmResult = { shape, threads, kestrel: { medianMs: Infinity, gflops: 0, runs: 0 } };
+        const r: SgemmResult = { shape, threads, kestrel: { medianMs: Infinity, gflops: 0, runs: 0 }, contended: false };
         const best = (old: { gflops: number } | undefined, t: { gflops: number }) => (!old || t.gflops > old.gflops ? t : old);
         for (let round = 0; round < rounds; round++) {
+          if (!(await waitForQuiet(opts.quietMs ?? 20_000))) r.contended = true;
           r.kestrel = best(r.kestrel, timeKestrel(addon, shape, minTime * 1000)) as SgemmResult['kestrel'];
           if (!peers) continue;
           try {
-            await sleep(50);
-            const [a, f] = [await peers[0].time(threads, shape, minTime), await peers[1].time(threads, shape, minTime)];
+            if (!(await waitForQuiet(opts.quietMs ?? 20_000))) r.contended = true;
+            const a = await peers[0].time(threads, shape, minTime);
+            if (!(await waitForQuiet(opts.quietMs ?? 20_000))) r.contended = true;
+            const f = await peers[1].time(threads, shape, minTime);
             r.numpy = best(r.numpy, { medianMs: a.median_s * 1e3, gflops: a.gflops }) as SgemmResult['numpy'];
             r.numpyForced = best(r.numpyForced, { medianMs: f.median_s * 1e3, gflops: f.gflops }) as SgemmResult['numpy'];
-            await sleep(300); // OpenBLAS threads spin for a while after a call; let them go idle
           } catch (e) {
             lastPeer.note = `peer failed: ${(e as Error).message}`;
             peers.forEach((p) => p.close());
@@ -279,7 +312,7 @@ function table(results: SgemmResult[]): string {
   const head = ['shape', 'M x K x N', 'thr', 'kestrel GF/s', 'numpy GF/s', `numpy ${lastPeer.coretype} GF/s`, 'kestrel/best'];
   const rows = results.map((r) => [
     r.shape.name, `${r.shape.M}x${r.shape.K}x${r.shape.N}`, String(r.threads), f(r.kestrel.gflops), f(r.numpy?.gflops),
-    f(r.numpyForced?.gflops), r.ratio === undefined ? '-' : `${(100 * r.ratio).toFixed(0)}%`,
+    f(r.numpyForced?.gflops), (r.ratio === undefined ? '-' : `${(100 * r.ratio).toFixed(0)}%`) + (r.contended ? ' *' : ''),
   ]);
   const w = head.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));
   const line = (cells: string[]) => cells.map((c, i) => (i < 2 ? c.padEnd(w[i]) : c.padStart(w[i]))).join('  ');
@@ -315,6 +348,7 @@ async function main(): Promise<void> {
   const results = await benchSgemm({ threads, shapes, rounds, minTime, peer: !process.argv.includes('--no-peer') });
   console.log(table(results));
   if (lastPeer.note !== 'ok') console.log(`numpy: ${lastPeer.note}; Kestrel figures only.`);
+  if (results.some((r) => r.contended)) console.log('* measured while other jobs kept the CPUs busy (never idle for 20 s)');
   const info = loadNative()!.info();
   const out = {
     bench: 'sgemm', date: new Date().toISOString(), commit: commit(), machine: machine(), cpu: info, threads,

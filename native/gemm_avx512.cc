@@ -119,26 +119,33 @@ KESTREL_AVX512 void pack_rows_transposed(const float* src, int64_t rs, int n, in
   }
 }
 
+// Sources contiguous along the rows (rs == 1: B row-major, A transposed): walk each source row
+// k across all panels, so reads stream through memory; each panel takes an mr-wide slice per k.
+KESTREL_AVX512 void pack_rows_contiguous(const float* src, int64_t ks, int64_t rows, int64_t kc, int mr, float* dst) {
+  int64_t panels = (rows + mr - 1) / mr;
+  for (int64_t k = 0; k < kc; k++) {
+    const float* s = src + k * ks;
+    for (int64_t p = 0; p < panels; p++) {
+      float* d = dst + p * mr * kc + k * mr;
+      int64_t n = rows - p * mr;
+      for (int c0 = 0; c0 < mr; c0 += 16) {
+        __mmask16 lm = tail_mask(n - c0 < 0 ? 0 : n - c0), sm = tail_mask(mr - c0);
+        _mm512_mask_storeu_ps(d + c0, sm, _mm512_maskz_loadu_ps(lm, s + p * mr + c0));
+      }
+    }
+  }
+}
+
 // See PackFn in gemm.h. Contiguous-along-k sources (A row-major, B transposed) are transposed
 // 16 rows at a time; contiguous-along-rows sources are copied one k at a time.
 KESTREL_AVX512 void pack(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int mr, float* dst) {
+  if (rs == 1 && ks != 1) return pack_rows_contiguous(src, ks, rows, kc, mr, dst);
   for (int64_t p = 0; p < rows; p += mr, dst += mr * kc, src += mr * rs) {
     int n = rows - p < mr ? int(rows - p) : mr;
     if (ks == 1) {
       if (n < mr) std::memset(dst, 0, sizeof(float) * mr * kc);
       for (int c0 = 0; c0 < n; c0 += 16)
         pack_rows_transposed(src + c0 * rs, rs, n - c0 < 16 ? n - c0 : 16, kc, mr, dst + c0);
-    } else if (rs == 1 && n == 32 && mr == 32) {  // full B panels: two plain copies per k
-      for (int64_t k = 0; k < kc; k++) {
-        _mm512_store_ps(dst + k * 32, _mm512_loadu_ps(src + k * ks));
-        _mm512_store_ps(dst + k * 32 + 16, _mm512_loadu_ps(src + k * ks + 16));
-      }
-    } else if (rs == 1) {
-      for (int64_t k = 0; k < kc; k++)
-        for (int c0 = 0; c0 < mr; c0 += 16) {
-          __mmask16 lm = tail_mask(n - c0 < 0 ? 0 : n - c0), sm = tail_mask(mr - c0);
-          _mm512_mask_storeu_ps(dst + k * mr + c0, sm, _mm512_maskz_loadu_ps(lm, src + k * ks + c0));
-        }
     } else {
       for (int64_t k = 0; k < kc; k++)
         for (int r = 0; r < mr; r++) dst[k * mr + r] = r < n ? src[r * rs + k * ks] : 0.0f;
