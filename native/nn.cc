@@ -88,7 +88,8 @@ void rows_of(const char* kernel, const View& x, int min_ndim, int64_t* rows, int
   need_f32(kernel, "input", x);
   if (x.ndim < min_ndim) fail(kernel, "input " + shape_str(x) + " needs at least " + std::to_string(min_ndim) + " dim(s)");
   *D = last_dim(x);
-  *rows = *D == 0 ? 0 : x.numel() / *D;
+  *rows = 1;
+  for (int i = 0; i + 1 < x.ndim; i++) *rows *= x.shape[i];
 }
 
 }  // namespace
