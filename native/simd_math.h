@@ -82,27 +82,32 @@ inline vf vfloor(vf x) {
   return vselect(safe, x, t);
 }
 
-// e^x (Cephes expf): x = n ln2 + r, |r| <= ln2/2, e^r by a degree-6 polynomial, 2^n built in
-// two halves so that results in the subnormal range are scaled correctly.
+// e^x (Cephes expf): x = n ln2 + r, |r| <= ln2/2, e^r = 1 + r + r^2 Q(r) with Cephes' degree-5
+// Q evaluated by Estrin's scheme (short dependency chains: the loop is latency-bound), then 2^n:
+// AVX-512 scales with vscalefps, narrower vectors build 2^n in two halves so that results in
+// the subnormal range come out right. Out-of-range and NaN lanes are fixed up at the end, off
+// the critical path (x > 88.8 overflows to inf, x < -104 underflows to 0).
 inline vf vexp(vf x) {
   const vf magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
-  vf xc = vselect(x > 88.8f, splat(88.8f), x);
-  xc = vselect(xc < -104.0f, splat(-104.0f), xc);
-  xc = vselect(visnan(xc), splat(0.0f), xc);
-  vf t = vfma(xc, splat(1.44269504088896341f), magic);
+  vf t = vfma(x, splat(1.44269504088896341f), magic);
   vf n = t - magic;
-  vi ni = (vi)t - (vi)magic;
-  vf r = vfma(n, splat(-0.693359375f), xc);
+  vf r = vfma(n, splat(-0.693359375f), x);
   r = vfma(n, splat(2.12194440e-4f), r);
-  vf y = splat(1.9875691500e-4f);
-  y = vfma(y, r, splat(1.3981999507e-3f));
-  y = vfma(y, r, splat(8.3334519073e-3f));
-  y = vfma(y, r, splat(4.1665795894e-2f));
-  y = vfma(y, r, splat(1.6666665459e-1f));
-  y = vfma(y, r, splat(5.0000001201e-1f));
-  y = vfma(y, r * r, r) + 1.0f;
+  vf r2 = r * r;
+  vf a = vfma(r, splat(1.6666665459e-1f), splat(5.0000001201e-1f));
+  vf b = vfma(r, splat(8.3334519073e-3f), splat(4.1665795894e-2f));
+  vf c = vfma(r, splat(1.9875691500e-4f), splat(1.3981999507e-3f));
+  vf q = vfma(r2 * r2, c, vfma(r2, b, a));
+  vf y = vfma(r2, q, r) + 1.0f;
+#if KESTREL_VBYTES == 64
+  y = (vf)_mm512_mask_scalef_ps((__m512)y, (__mmask16)0xffff, (__m512)y, (__m512)n);
+#else
+  vi ni = (vi)t - (vi)magic;
   vi n1 = ni >> 1, n2 = ni - n1;
   y = y * (vf)((n1 + 127) << 23) * (vf)((n2 + 127) << 23);
+#endif
+  y = vselect(x > 88.8f, splat(__builtin_inff()), y);
+  y = vselect(x < -104.0f, splat(0.0f), y);
   return vselect(visnan(x), x, y);
 }
 
@@ -167,10 +172,11 @@ constexpr float kGeluK = 0.044715f;
 // gelu_tanh(x) = 0.5 x (1 + tanh(u)) = x sigmoid(2u), u = sqrt(2/pi) (x + 0.044715 x^3).
 inline vf vgelu_tanh(vf x, vf* grad) {
   vf x2 = x * x;
-  vf u = kSqrt2OverPi * x * vfma(splat(kGeluK), x2, splat(1.0f));
+  vf u = x * vfma(splat(kSqrt2OverPi * kGeluK), x2, splat(kSqrt2OverPi));
   vf oms;
-  vf s = vsigmoid(2.0f * u, grad ? &oms : nullptr);
-  if (grad) {  // d/dx = s + 2 x s (1-s) sqrt(2/pi) (1 + 3k x^2)  (0.5 (1 - t^2) = 2 s (1-s))
+  if (!grad) return x / (1.0f + vexp(-2.0f * u));
+  vf s = vsigmoid(2.0f * u, &oms);
+  {  // d/dx = s + 2 x s (1-s) sqrt(2/pi) (1 + 3k x^2)  (0.5 (1 - t^2) = 2 s (1-s))
     vf xc = vselect(vabs(x) > 20.0f, splat(0.0f), x);  // the second term is 0 out there
     vf du = kSqrt2OverPi * vfma(splat(3.0f * kGeluK), xc * xc, splat(1.0f));
     *grad = vfma(2.0f * xc * s * oms, du, s);
@@ -190,16 +196,12 @@ inline vf vnormal_cdf(vf x, vf* pdf) {
   vf g = vexp(-0.5f * hi) * (1.0f - 0.5f * lo);  // exp(-x^2/2)
   vf z = vabs(x) * 0.70710678118654752f;
   vf t = 1.0f / vfma(z, splat(0.5f), splat(1.0f));
-  vf p = splat(0.17087277f);
-  p = vfma(p, t, splat(-0.82215223f));
-  p = vfma(p, t, splat(1.48851587f));
-  p = vfma(p, t, splat(-1.13520398f));
-  p = vfma(p, t, splat(0.27886807f));
-  p = vfma(p, t, splat(-0.18628806f));
-  p = vfma(p, t, splat(0.09678418f));
-  p = vfma(p, t, splat(0.37409196f));
-  p = vfma(p, t, splat(1.00002368f));
-  p = vfma(p, t, splat(-1.26551223f));
+  // P(t) = sum c_i t^i, i <= 9, by Estrin's scheme (depth 4 instead of Horner's 9).
+  vf t2 = t * t, t4 = t2 * t2, t8 = t4 * t4;
+  vf p01 = vfma(t, splat(1.00002368f), splat(-1.26551223f)), p23 = vfma(t, splat(0.09678418f), splat(0.37409196f));
+  vf p45 = vfma(t, splat(0.27886807f), splat(-0.18628806f)), p67 = vfma(t, splat(1.48851587f), splat(-1.13520398f));
+  vf p89 = vfma(t, splat(0.17087277f), splat(-0.82215223f));
+  vf p = vfma(t8, p89, vfma(t4, vfma(t2, p67, p45), vfma(t2, p23, p01)));
   vf q = 0.5f * t * g * vexp(p);  // 0.5 erfc(|x|/sqrt2)
   if (pdf) *pdf = g * 0.3989422804014327f;
   vf r = vselect(x >= 0.0f, 1.0f - q, q);
