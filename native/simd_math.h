@@ -82,11 +82,23 @@ inline vf vfloor(vf x) {
   return vselect(safe, x, t);
 }
 
+// True when every lane of a is below c (NaN lanes are not).
+inline bool all_below(vf a, float c) {
+#if KESTREL_VBYTES == 64
+  return _mm512_cmp_ps_mask((__m512)a, _mm512_set1_ps(c), _CMP_LT_OQ) == 0xffff;
+#elif KESTREL_VBYTES == 32
+  return _mm256_movemask_ps(_mm256_cmp_ps((__m256)a, _mm256_set1_ps(c), _CMP_LT_OQ)) == 0xff;
+#else
+  return _mm_movemask_ps(_mm_cmplt_ps((__m128)a, _mm_set1_ps(c))) == 0xf;
+#endif
+}
+
 // e^x (Cephes expf): x = n ln2 + r, |r| <= ln2/2, e^r = 1 + r + r^2 Q(r) with Cephes' degree-5
-// Q evaluated by Estrin's scheme (short dependency chains: the loop is latency-bound), then 2^n:
-// AVX-512 scales with vscalefps, narrower vectors build 2^n in two halves so that results in
-// the subnormal range come out right. Out-of-range and NaN lanes are fixed up at the end, off
-// the critical path (x > 88.8 overflows to inf, x < -104 underflows to 0).
+// Q evaluated by Estrin's scheme, then 2^n. These loops are bound by how many instructions of
+// their long dependency chains the scheduler holds, so the common case (|x| < 87: a normal
+// result) takes the shortest path: one 2^n, or vscalefps on AVX-512. A vector with a lane
+// outside it (overflow to inf above 88.8, subnormal results, 0 below -104, inf, NaN) is redone
+// with 2^n built in two halves and explicit fix-ups.
 inline vf vexp(vf x) {
   const vf magic = splat(12582912.0f);  // 1.5 * 2^23: adding it rounds to an integer
   vf t = vfma(x, splat(1.44269504088896341f), magic);
@@ -101,8 +113,10 @@ inline vf vexp(vf x) {
   vf y = vfma(r2, q, r) + 1.0f;
 #if KESTREL_VBYTES == 64
   y = (vf)_mm512_mask_scalef_ps((__m512)y, (__mmask16)0xffff, (__m512)y, (__m512)n);
+  if (__builtin_expect(all_below(vabs(x), 87.0f), 1)) return y;
 #else
   vi ni = (vi)t - (vi)magic;
+  if (__builtin_expect(all_below(vabs(x), 87.0f), 1)) return y * (vf)((ni + 127) << 23);
   vi n1 = ni >> 1, n2 = ni - n1;
   y = y * (vf)((n1 + 127) << 23) * (vf)((n2 + 127) << 23);
 #endif
