@@ -2,6 +2,7 @@
 // collapsing (strided.h) and threading here; the math runs on contiguous runs through the
 // per-ISA spans of ew_isa.h. A run whose operand is strided is gathered into a small stack
 // buffer first; a broadcast operand (stride 0) is passed as one scalar.
+#include <cmath>
 #include <cstring>
 #include <string>
 
@@ -53,6 +54,37 @@ int64_t check_op(const char* what, int64_t op, int64_t count) {
 
 inline char* at(const View& v, int64_t off) { return v.data + (v.offset + off) * int64_t(dtype_size(v.dtype)); }
 
+// neg / abs / sign / clamp of int8, uint8 and bool, which the op layer passes through: computed
+// in int64 (clamp in double) and stored as the reference stores them: wrapping, bool as x != 0.
+template <class T, int Op, bool Bool>
+void small_int_unary(const void* xp, void* yp, int64_t n, double lo, double hi, bool) {
+  const T* x = static_cast<const T*>(xp);
+  T* y = static_cast<T*>(yp);
+  for (int64_t i = 0; i < n; i++) {
+    int64_t v = x[i], r;
+    if (Op == NEG) r = -v;
+    else if (Op == ABS) r = v < 0 ? -v : v;
+    else if (Op == SIGN) r = (v > 0) - (v < 0);
+    else {
+      double d = double(v) < lo ? lo : double(v);
+      d = d > hi ? hi : d;
+      r = std::isfinite(d) && std::fabs(d) < 9e18 ? int64_t(d) : 0;  // ToInt8 / ToUint8 of inf is 0
+    }
+    y[i] = Bool ? T(r != 0) : T(r);
+  }
+}
+
+template <class T, bool Bool = false>
+UnaryFn small_int_fn(int64_t op) {
+  switch (op) {
+    case NEG: return small_int_unary<T, NEG, Bool>;
+    case ABS: return small_int_unary<T, ABS, Bool>;
+    case SIGN: return small_int_unary<T, SIGN, Bool>;
+    case CLAMP: return small_int_unary<T, CLAMP, Bool>;
+  }
+  return nullptr;
+}
+
 }  // namespace
 
 }  // namespace ew
@@ -67,6 +99,9 @@ KESTREL_KERNEL(unary) {
   args.done();
   int slot = slot_of(x.dtype);
   UnaryFn fn = slot >= 0 ? isa().unary[slot][op] : nullptr;
+  if (x.dtype == I8) fn = small_int_fn<int8_t>(op);
+  if (x.dtype == U8) fn = small_int_fn<uint8_t>(op);
+  if (x.dtype == BOOL) fn = small_int_fn<uint8_t, true>(op);
   if (!fn) throw KernelError(std::string("unary: ") + kUnaryNames[op] + " does not support dtype " + dtype_name(x.dtype));
   if (out.dtype != x.dtype)
     throw KernelError(std::string("unary: out dtype ") + dtype_name(out.dtype) + " differs from x dtype " + dtype_name(x.dtype));

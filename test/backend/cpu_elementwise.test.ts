@@ -88,6 +88,11 @@ function unaryGroup(): void {
     for (const [op, p0, p1] of [['neg', 0, 0], ['abs', 0, 0], ['sign', 0, 0], ['clamp', -20.5, 30.5], ['clamp', -Infinity, 7]] as const)
       for (const c of cases())
         compareBoth(`${op} ${dtype} ${c.name}`, (b) => k.unary(op, c.view(base(c.shape, dtype, b, 4, -100, 100)), p0, p1), { atol: 0, rtol: 0 });
+  // int8 / uint8 / bool go through the op layer as they are (wrapping; bool stays x != 0).
+  for (const dtype of ['int8', 'uint8', 'bool'] as const)
+    for (const [op, p0, p1] of [['neg', 0, 0], ['abs', 0, 0], ['sign', 0, 0], ['clamp', -20.5, 30.5], ['clamp', 2, 1]] as const)
+      for (const c of cases().slice(0, 8))
+        compareBoth(`${op} ${dtype} ${c.name}`, (b) => k.unary(op, c.view(base(c.shape, dtype, b, 4, dtype === 'int8' ? -128 : 0, dtype === 'int8' ? 127 : 255)), p0, p1), { atol: 0, rtol: 0 });
   const minI32 = k.tensor([-2147483648, 2147483647, 0], { dtype: 'int32', backend: 'cpu' });
   assert.deepEqual(k.neg(minI32).toArray(), [-2147483648, -2147483647, 0]);
   assert.deepEqual(k.unary('abs', minI32).toArray(), [-2147483648, 2147483647, 0]);
