@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <cstring>
 #include <string>
+#include <type_traits>
+#include <vector>
 
+#include "cast.h"
 #include "strided.h"
 
 namespace kestrel {
@@ -81,6 +84,67 @@ void with_elem(size_t es, F&& f) {
   }
 }
 
+// o += v: float types add, integers wrap, a 16-bit float source adds into a float32 scratch.
+template <class T, class S>
+inline void acc_add(T& o, S v) {
+  if constexpr (std::is_integral<T>::value) {
+    using U = typename std::make_unsigned<T>::type;
+    o = T(U(o) + U(v));
+  } else if constexpr (std::is_same<T, S>::value) {
+    o += v;
+  } else {
+    o += float(to_double(v));
+  }
+}
+
+// Runs run(T{}, S{}, target) for the adds' dtypes: float32/float64 and the integers in place;
+// float16/bfloat16 accumulate into a float32 copy of out that is rounded back once at the end
+// (the reference sums in float64 and rounds once too). bool is rejected.
+template <class Run>
+void with_add_types(const char* what, const View& out, Run run) {
+  switch (out.dtype) {
+    case F32: return run(float{}, float{}, out);
+    case F64: return run(double{}, double{}, out);
+    case I32: return run(int32_t{}, int32_t{}, out);
+    case I64: return run(int64_t{}, int64_t{}, out);
+    case I8: return run(int8_t{}, int8_t{}, out);
+    case U8: return run(uint8_t{}, uint8_t{}, out);
+    case F16: case BF16: break;
+    default: throw KernelError(std::string(what) + ": out has dtype " + dtype_name(out.dtype) + " (expected a float or integer dtype)");
+  }
+  std::vector<float> buf(size_t(out.numel()));
+  View scratch = out;
+  scratch.data = reinterpret_cast<char*>(buf.data());
+  scratch.dtype = F32;
+  scratch.offset = 0;
+  for (int64_t d = out.ndim - 1, st = 1; d >= 0; d--) { scratch.stride[d] = st; st *= out.shape[d]; }
+  const View* vs[2] = {&scratch, &out};
+  Strided<2> s = make_strided(vs);
+  auto each = [&](auto h, bool back) {
+    using H = decltype(h);
+    H* hp = reinterpret_cast<H*>(out.data) + out.offset;
+    parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
+      walk(s, begin, end, [&](const int64_t* off, int64_t n) {
+        for (int64_t t = 0; t < n; t++) {
+          float& f = buf[size_t(off[0] + t * s.inner_stride(0))];
+          H& v = hp[off[1] + t * s.inner_stride(1)];
+          if (back) v = from_double<H>(f);
+          else f = float(to_double(v));
+        }
+      });
+    });
+  };
+  if (out.dtype == F16) {
+    each(f16_t{}, false);
+    run(float{}, f16_t{}, scratch);
+    each(f16_t{}, true);
+  } else {
+    each(bf16_t{}, false);
+    run(float{}, bf16_t{}, scratch);
+    each(bf16_t{}, true);
+  }
+}
+
 }  // namespace
 
 // out[p] = x[p with p[dim] = index[p]]; index and out one shape, index.shape[d] <= x.shape[d]
@@ -123,14 +187,14 @@ KESTREL_KERNEL(gather) {
 }
 
 namespace {
-template <class T>
+template <class T, class S>
 void scatter_add_typed(const View& out, int dim, const View& index, const View& src) {
   const int64_t size = out.shape[dim], od = out.stride[dim], id = index.stride[dim], sdim = src.stride[dim], K = index.shape[dim];
   View o = drop_dim(with_shape(out, index, dim), dim), i = drop_dim(index, dim), s = drop_dim(src, dim);
   const View* vs[3] = {&o, &i, &s};
   Strided<3> it = make_strided(vs);
   T* op = out.ptr<T>();
-  const T* sp = src.ptr<T>();
+  const S* sp = src.ptr<S>();
   constexpr int64_t kBlock = 256;
   parallel_for(it.numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
     walk(it, begin, end, [&](const int64_t* off, int64_t n) {
@@ -140,7 +204,7 @@ void scatter_add_typed(const View& out, int dim, const View& index, const View& 
         for (int64_t k = 0; k < K; k++)
           for (int64_t j = j0; j < j0 + nj; j++) {
             int64_t v = wrap(index_at(index, off[1] + j * si + k * id), size);
-            op[off[0] + j * so + v * od] += sp[off[2] + j * ss + k * sdim];
+            acc_add(op[off[0] + j * so + v * od], sp[off[2] + j * ss + k * sdim]);
           }
       }
     });
@@ -148,7 +212,8 @@ void scatter_add_typed(const View& out, int dim, const View& index, const View& 
 }
 }  // namespace
 
-// out[p with p[dim] = index[p]] += src[p] for p over index's shape; out may be strided (f32/f64).
+// out[p with p[dim] = index[p]] += src[p] for p over index's shape; out may be strided (float
+// and integer dtypes).
 KESTREL_KERNEL(scatter_add) {
   View out = args.view();
   int64_t dim = args.i64();
@@ -156,7 +221,6 @@ KESTREL_KERNEL(scatter_add) {
   args.done();
   check_index_dtype("scatter_add", index);
   check_dim("scatter_add", dim, out);
-  require_dtype("scatter_add", out, "out", out.dtype == F32 || out.dtype == F64, "float32 or float64");
   if (src.dtype != out.dtype) throw KernelError(std::string("scatter_add: src dtype ") + dtype_name(src.dtype) + " differs from out " + dtype_name(out.dtype));
   if (index.ndim != out.ndim || !same_shape(index, src))
     throw KernelError("scatter_add: index " + shape_str(index) + ", src " + shape_str(src) + " and out " + shape_str(out) +
@@ -168,8 +232,9 @@ KESTREL_KERNEL(scatter_add) {
   if (index.numel() == 0) return;
   if (out.ndim == 0) throw KernelError("scatter_add: out must have at least one dim");
   check_indices("scatter_add", index, out.shape[dim]);
-  if (out.dtype == F32) scatter_add_typed<float>(out, int(dim), index, src);
-  else scatter_add_typed<double>(out, int(dim), index, src);
+  with_add_types("scatter_add", out, [&](auto t, auto s, const View& target) {
+    scatter_add_typed<decltype(t), decltype(s)>(target, int(dim), index, src);
+  });
 }
 
 namespace {
@@ -251,7 +316,7 @@ KESTREL_KERNEL(index_select) {
 }
 
 namespace {
-template <class T>
+template <class T, class S>
 void index_add_typed(const View& out, int d, const View& index, const View& src) {
   const int64_t n = index.shape[0], size = out.shape[d], is = index.stride[0];
   int64_t outer = 1;
@@ -260,7 +325,7 @@ void index_add_typed(const View& out, int d, const View& index, const View& src)
   constexpr int64_t kBlock = 1024;
   const int64_t blocks = (in.numel + kBlock - 1) / kBlock;
   T* op = out.ptr<T>();
-  const T* sp = src.ptr<T>();
+  const S* sp = src.ptr<S>();
   // Tasks: (outer position, block of inner positions); each loops over the index in order.
   parallel_for(outer * blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(n * std::min(in.numel, kBlock), 1)),
                [&](int64_t begin, int64_t end) {
@@ -270,11 +335,11 @@ void index_add_typed(const View& out, int d, const View& index, const View& src)
       const int64_t c0 = (t % blocks) * kBlock, c1 = std::min(in.numel, c0 + kBlock);
       for (int64_t i = 0; i < n; i++) {
         T* dst = op + oo + wrap(index_at(index, i * is), size) * out.stride[d];
-        const T* s = sp + os + i * src.stride[d];
+        const S* s = sp + os + i * src.stride[d];
         walk(in, c0, c1, [&](const int64_t* off, int64_t m) {
           const int64_t so = in.inner_stride(0), ss = in.inner_stride(1);
-          if (so == 1 && ss == 1) for (int64_t c = 0; c < m; c++) dst[off[0] + c] += s[off[1] + c];
-          else for (int64_t c = 0; c < m; c++) dst[off[0] + c * so] += s[off[1] + c * ss];
+          if (so == 1 && ss == 1) for (int64_t c = 0; c < m; c++) acc_add(dst[off[0] + c], s[off[1] + c]);
+          else for (int64_t c = 0; c < m; c++) acc_add(dst[off[0] + c * so], s[off[1] + c * ss]);
         });
       }
     }
@@ -282,18 +347,19 @@ void index_add_typed(const View& out, int d, const View& index, const View& src)
 }
 }  // namespace
 
-// out[..., index[i], ...] += src[..., i, ...] along dim, in place; out may be strided (f32/f64).
+// out[..., index[i], ...] += src[..., i, ...] along dim, in place; out may be strided (float and
+// integer dtypes).
 KESTREL_KERNEL(index_add) {
   View out = args.view();
   int64_t dim = args.i64();
   View index = args.view(), src = args.view();
   args.done();
-  require_dtype("index_add", out, "out", out.dtype == F32 || out.dtype == F64, "float32 or float64");
   check_select("index_add", dim, index, out, "out", src, "src");
   check_no_overlap("index_add", out);
   if (src.numel() == 0) return;
-  if (out.dtype == F32) index_add_typed<float>(out, int(dim), index, src);
-  else index_add_typed<double>(out, int(dim), index, src);
+  with_add_types("index_add", out, [&](auto t, auto s, const View& target) {
+    index_add_typed<decltype(t), decltype(s)>(target, int(dim), index, src);
+  });
 }
 
 }  // namespace kestrel

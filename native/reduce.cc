@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "cast.h"
 #include "ew_isa.h"
 #include "strided.h"
 
@@ -27,6 +28,34 @@ using ew::SUM;
 
 constexpr int64_t kCols = 4096;  // outputs per column block (case B): rows are read in 16 KB runs
 
+// The value a stored element compares as: itself, or float for float16 / bfloat16 (whose
+// extremes then convert back exactly).
+template <class T>
+inline auto value_of(T v) {
+  if constexpr (std::is_arithmetic<T>::value) return v;
+  else return float(to_double(v));
+}
+template <class T, class A>
+inline T store_as(A a) {
+  if constexpr (std::is_arithmetic<T>::value) return T(a);
+  else return from_double<T>(double(a));
+}
+
+// max/min runs for the dtypes without vector spans (float16, bfloat16, int8, uint8, bool).
+template <class T, class A, bool Max>
+void generic_row(const void* xp, int64_t n, void* accp) {
+  const T* x = static_cast<const T*>(xp);
+  A* acc = static_cast<A*>(accp);
+  for (int64_t i = 0; i < n; i++) {
+    A v = A(value_of(x[i]));
+    if ((Max ? v > *acc : v < *acc) || v != v) *acc = v;
+  }
+}
+template <class T, class A, bool Max>
+void generic_cols(const void* xp, int64_t n, void* accp) {
+  for (int64_t j = 0; j < n; j++) generic_row<T, A, Max>(static_cast<const T*>(xp) + j, 1, static_cast<A*>(accp) + j);
+}
+
 template <class T, class A>
 struct Reducer {
   int op;
@@ -34,10 +63,10 @@ struct Reducer {
 
   A init() const {
     if (op == SUM) return A(0);
-    if constexpr (std::numeric_limits<T>::has_infinity)
-      return op == MAX ? -std::numeric_limits<T>::infinity() : std::numeric_limits<T>::infinity();
+    if constexpr (std::numeric_limits<A>::has_infinity)
+      return op == MAX ? -std::numeric_limits<A>::infinity() : std::numeric_limits<A>::infinity();
     else
-      return op == MAX ? std::numeric_limits<T>::min() : std::numeric_limits<T>::max();
+      return op == MAX ? std::numeric_limits<A>::min() : std::numeric_limits<A>::max();
   }
   A combine(A acc, A x) const {
     if (op == SUM) return A(acc + x);
@@ -48,13 +77,13 @@ struct Reducer {
   void run(const T* x, int64_t stride, int64_t n, A* acc) const {
     if (stride == 1) return row(x, n, acc);
     A a = *acc;
-    for (int64_t i = 0; i < n; i++) a = combine(a, A(x[i * stride]));
+    for (int64_t i = 0; i < n; i++) a = combine(a, A(value_of(x[i * stride])));
     *acc = a;
   }
   // acc[j] op= x[j * stride] for j < n
   void run_cols(const T* x, int64_t stride, int64_t n, A* acc) const {
     if (stride == 1) return cols(x, n, acc);
-    for (int64_t j = 0; j < n; j++) acc[j] = combine(acc[j], A(x[j * stride]));
+    for (int64_t j = 0; j < n; j++) acc[j] = combine(acc[j], A(value_of(x[j * stride])));
   }
 };
 
@@ -137,7 +166,7 @@ void reduce_typed(const Reducer<T, A>& R, const View& x, const View& out) {
     if (splits > 1) {
       for (int64_t j = 0; j < nj; j++) partial[size_t((s * K.numel + q) * J + j0 + j)] = acc[j];
     } else {
-      for (int64_t j = 0; j < nj; j++) op[ooff + (j0 + j) * soj] = T(acc[j]);
+      for (int64_t j = 0; j < nj; j++) op[ooff + (j0 + j) * soj] = store_as<T>(acc[j]);
     }
   };
   if (splits == 1 && !inner_kept) {
@@ -147,7 +176,7 @@ void reduce_typed(const Reducer<T, A>& R, const View& x, const View& out) {
         for (int64_t t = 0; t < n; t++) {
           A acc = R.init();
           accumulate(off[0] + t * K.inner_stride(0), 0, 1, 0, nR, &acc);
-          op[off[1] + t * K.inner_stride(1)] = T(acc);
+          op[off[1] + t * K.inner_stride(1)] = store_as<T>(acc);
         }
       });
     });
@@ -168,7 +197,7 @@ void reduce_typed(const Reducer<T, A>& R, const View& x, const View& out) {
         ooff += (rem % K.shape[d]) * K.stride[1][d];
         rem /= K.shape[d];
       }
-      op[ooff + j * soj] = T(acc);
+      op[ooff + j * soj] = store_as<T>(acc);
     }
   });
 }
@@ -190,13 +219,29 @@ KESTREL_KERNEL(reduce) {
       throw KernelError("reduce: out " + shape_str(out) + " is not a keepdim reduction of x " + shape_str(x));
   require_contiguous("reduce", out, "out");
   int slot = ew::slot_of(x.dtype);
+  const bool generic = slot < 0 && op != SUM &&
+                       (x.dtype == F16 || x.dtype == BF16 || x.dtype == I8 || x.dtype == U8 || x.dtype == BOOL);
   ew::ReduceFn row = slot >= 0 ? ew::isa().reduce_row[slot][op] : nullptr;
-  if (!row) throw KernelError(std::string("reduce: ") + name + " does not support dtype " + dtype_name(x.dtype));
+  if (!row && !generic) throw KernelError(std::string("reduce: ") + name + " does not support dtype " + dtype_name(x.dtype));
   if (out.numel() == 0) return;
   if (x.numel() == 0 && op != SUM)
     throw KernelError(std::string("reduce: ") + name + " of an empty dim of " + shape_str(x));
+  const int o = int(op);
+  if (generic) {  // max / min of the 16-bit floats (compared as float) and the byte types
+    auto run = [&](auto t, auto a) {
+      using T = decltype(t);
+      using A = decltype(a);
+      Reducer<T, A> R = op == MAX ? Reducer<T, A>{o, generic_row<T, A, true>, generic_cols<T, A, true>}
+                                  : Reducer<T, A>{o, generic_row<T, A, false>, generic_cols<T, A, false>};
+      reduce_typed(R, x, out);
+    };
+    if (x.dtype == F16) run(f16_t{}, 0.0f);
+    else if (x.dtype == BF16) run(bf16_t{}, 0.0f);
+    else if (x.dtype == I8) run(int8_t{}, int8_t{});
+    else run(uint8_t{}, uint8_t{});  // uint8, and bool as its bytes
+    return;
+  }
   ew::ReduceFn cols = ew::isa().reduce_cols[slot][op];
-  int o = int(op);
   switch (x.dtype) {
     case F32:
       if (op == SUM) reduce_typed<float, double>({o, row, cols}, x, out);
@@ -216,7 +261,9 @@ namespace {
 // argmax/argmin of T along one dim: index of the first extreme, or of the first NaN.
 template <class T, bool Max>
 void arg_typed(const View& x, int dim, const View& out) {
-  const ew::ReduceFn row = ew::isa().reduce_row[ew::slot_of(x.dtype)][Max ? MAX : MIN];
+  const int slot = ew::slot_of(x.dtype);
+  const ew::ReduceFn row = slot >= 0 ? ew::isa().reduce_row[slot][Max ? MAX : MIN] : nullptr;
+  using V = decltype(value_of(T{}));
   View xk = x, ok = out;  // x and out without `dim`
   xk.ndim = ok.ndim = 0;
   for (int d = 0; d < x.ndim; d++) {
@@ -231,46 +278,48 @@ void arg_typed(const View& x, int dim, const View& out) {
   const int64_t size = x.shape[dim], sd = x.stride[dim];
   const T* xp = x.ptr<T>();
   int64_t* op = out.ptr<int64_t>();
-  auto better = [](T v, T best) { return (Max ? v > best : v < best) || (v != v && best == best); };
+  auto better = [](V v, V best) { return (Max ? v > best : v < best) || (v != v && best == best); };
   // Scan along dim per output when dim is the most contiguous; else blocks of outputs per step.
   const bool rows = K.ndim == 0 || sd <= K.inner_stride(0);
   parallel_for(K.numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(size, 1)), [&](int64_t begin, int64_t end) {
     walk(K, begin, end, [&](const int64_t* off, int64_t n) {
       const int64_t sx = K.inner_stride(0), so = K.inner_stride(1);
-      if (rows && sd == 1) {
+      if (rows && sd == 1 && row) {
         // Two passes over a contiguous row: the extreme by the vectorized reduction, then the
         // first index holding it (or the first NaN), with no data-dependent branch per element.
-        for (int64_t t = 0; t < n; t++) {
-          const T* p = xp + off[0] + t * sx;
-          T m = p[0];
-          row(p, size, &m);
-          int64_t k = 0;
-          if (m != m) while (p[k] == p[k]) k++;
-          else while (p[k] != m) k++;
-          op[off[1] + t * so] = k;
+        if constexpr (std::is_arithmetic<T>::value) {  // row is set for the vector dtypes only
+          for (int64_t t = 0; t < n; t++) {
+            const T* p = xp + off[0] + t * sx;
+            T m = p[0];
+            row(p, size, &m);
+            int64_t k = 0;
+            if (m != m) while (p[k] == p[k]) k++;
+            else while (p[k] != m) k++;
+            op[off[1] + t * so] = k;
+          }
+          return;
         }
-        return;
       }
       if (rows) {
         for (int64_t t = 0; t < n; t++) {
           const T* p = xp + off[0] + t * sx;
-          T best = p[0];
+          V best = value_of(p[0]);
           int64_t arg = 0;
           for (int64_t k = 1; k < size; k++)
-            if (better(p[k * sd], best)) { best = p[k * sd]; arg = k; }
+            if (better(value_of(p[k * sd]), best)) { best = value_of(p[k * sd]); arg = k; }
           op[off[1] + t * so] = arg;
         }
         return;
       }
-      T best[kCols];
+      V best[kCols];
       int64_t arg[kCols];
       for (int64_t j0 = 0; j0 < n; j0 += kCols) {
         const int64_t nj = std::min(kCols, n - j0);
         const T* p = xp + off[0] + j0 * sx;
-        for (int64_t j = 0; j < nj; j++) { best[j] = p[j * sx]; arg[j] = 0; }
+        for (int64_t j = 0; j < nj; j++) { best[j] = value_of(p[j * sx]); arg[j] = 0; }
         for (int64_t k = 1; k < size; k++)
           for (int64_t j = 0; j < nj; j++) {
-            T v = p[k * sd + j * sx];
+            V v = value_of(p[k * sd + j * sx]);
             if (better(v, best[j])) { best[j] = v; arg[j] = k; }
           }
         for (int64_t j = 0; j < nj; j++) op[off[1] + (j0 + j) * so] = arg[j];
@@ -306,6 +355,10 @@ KESTREL_KERNEL(arg_reduce) {
     case F64: op == 0 ? arg_typed<double, true>(x, d, out) : arg_typed<double, false>(x, d, out); break;
     case I32: op == 0 ? arg_typed<int32_t, true>(x, d, out) : arg_typed<int32_t, false>(x, d, out); break;
     case I64: op == 0 ? arg_typed<int64_t, true>(x, d, out) : arg_typed<int64_t, false>(x, d, out); break;
+    case F16: op == 0 ? arg_typed<f16_t, true>(x, d, out) : arg_typed<f16_t, false>(x, d, out); break;
+    case BF16: op == 0 ? arg_typed<bf16_t, true>(x, d, out) : arg_typed<bf16_t, false>(x, d, out); break;
+    case I8: op == 0 ? arg_typed<int8_t, true>(x, d, out) : arg_typed<int8_t, false>(x, d, out); break;
+    case U8: case BOOL: op == 0 ? arg_typed<uint8_t, true>(x, d, out) : arg_typed<uint8_t, false>(x, d, out); break;
     default:
       throw KernelError(std::string("arg_reduce: ") + name + " does not support dtype " + dtype_name(x.dtype));
   }

@@ -2,7 +2,7 @@
 // against the float64 reference: every dim of 1-3-d inputs with sizes 1, 7, 33, 257, int64 and
 // int32 indices with negatives (they wrap), index smaller than the input off dim, transposed and
 // step-sliced inputs, strided outs, duplicate indices (the adds accumulate in index order), every
-// dtype for the selects; and errors: an out-of-range index anywhere throws an Error naming the
+// dtype for the selects and the float / integer dtypes for the adds; and errors: an out-of-range index anywhere throws an Error naming the
 // op and the value before anything is written. The AVX2 and baseline builds run in child processes.
 //
 // Tolerances: selects move bits (exact). The adds accumulate in the out's dtype in the
@@ -105,6 +105,15 @@ function addGroup(): void {
     return out;
   };
   compareBoth('adds into strided outs', strided, addTol('float32'));
+  // Other dtypes: the integers wrap exactly as the reference's stores do; float16 / bfloat16
+  // accumulate in float32 and round once (the reference: float64, once), so they may differ by
+  // one rounding of the result.
+  for (const dtype of ['float16', 'bfloat16', 'int32', 'int64', 'int8'] as const) {
+    const tol = dtype === 'float16' ? { atol: 1e-3, rtol: 1e-3 } : dtype === 'bfloat16' ? { atol: 1e-2, rtol: 8e-3 } : EXACT;
+    const [lo, hi] = dtype.startsWith('int') ? [-9, 9] : [-1, 1];
+    compareBoth(`indexAdd ${dtype}`, (b) => k.indexAdd(base([9, 33], dtype, b, 30, lo, hi).t(), 1, indices([40], 9, 'int64', b, 31), base([33, 40], dtype, b, 32, lo, hi)), tol);
+    compareBoth(`scatterAdd ${dtype}`, (b) => k.scatterAdd(base([7, 5], dtype, b, 33, lo, hi), 0, indices([30, 5], 7, 'int32', b, 34), base([30, 6], dtype, b, 35, lo, hi)), tol);
+  }
   bigAdds();
 }
 
@@ -139,7 +148,8 @@ function errorGroup(): void {
   throwsWith(() => kern.gather(t([3, 4]), 0, idx([0, 0, 0, 0, 0]).reshape([1, 5]), t([1, 5])), /gather: index \[1,5\] does not fit x \[3,4\]/);
   throwsWith(() => kern.indexSelect(t([3, 4]), 0, idx([0, 1]), t([3, 4])), /index_select: out \[3,4\] must be x \[3,4\] with dim 0 of size 2/);
   throwsWith(() => kern.indexSelect(t([3, 4]), 0, idx([0, 1]).reshape([1, 2]), t([2, 4])), /index_select: index must be 1-d/);
-  throwsWith(() => kern.indexAdd(t([3, 4], 'int32'), 0, idx([0]), t([1, 4], 'int32')), /index_add: out has dtype int32/);
+  throwsWith(() => kern.indexAdd(t([3, 4], 'bool'), 0, idx([0]), t([1, 4], 'bool')), /index_add: out has dtype bool/);
+  throwsWith(() => kern.scatterAdd(t([3, 4], 'bool'), 0, idx([0]).reshape([1, 1]), t([1, 1], 'bool')), /scatter_add: out has dtype bool/);
   throwsWith(() => kern.indexAdd(t([3, 1]).expand([3, 4]), 0, idx([0]), t([1, 4])), /index_add: out \[3,4\] has overlapping elements/);
   throwsWith(() => kern.scatterAdd(t([3, 4]), 0, idx([0, 1]).reshape([1, 2]), t([1, 3])), /scatter_add: index \[1,2\], src \[1,3\]/);
 }

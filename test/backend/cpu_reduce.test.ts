@@ -77,6 +77,20 @@ function reduceGroup(): void {
           compareBoth(`${op} ${dtype} ${L.name} dims ${dims}`, f, { atol: 0, rtol: 0 });
         }
     }
+  // max / min / argmax / argmin of the storage-only dtypes (the op layer passes them through).
+  for (const L of layouts().slice(0, 15))
+    for (const dtype of ['float16', 'bfloat16', 'int8', 'uint8', 'bool'] as const) {
+      const nd = L.view(base(L.shape, 'float32', 'ref')).ndim;
+      for (const dims of [undefined, ...[...Array(nd).keys()].map((d) => [d])]) {
+        const x = (b: Backend) => L.view(base(L.shape, dtype, b, 15, dtype === 'uint8' ? 0 : -9, 9));
+        compareBoth(`max ${dtype} ${L.name} dims ${dims}`, (b) => k.max(x(b), dims, true), { atol: 0, rtol: 0 });
+        compareBoth(`min ${dtype} ${L.name} dims ${dims}`, (b) => k.min(x(b), dims, true), { atol: 0, rtol: 0 });
+        if (dims) {
+          compareBoth(`argmax ${dtype} ${L.name} dim ${dims}`, (b) => k.argmax(x(b), dims[0], true), {});
+          compareBoth(`argmin ${dtype} ${L.name} dim ${dims}`, (b) => k.argmin(x(b), dims[0], true), {});
+        }
+      }
+    }
   // Empty: sum over an empty dim is 0; max over one throws.
   compareBoth('sum over empty dim', (b) => k.sum(base([3, 0], 'float32', b), 1, true), sumTol('float32'));
   compareBoth('sum keeping an empty dim', (b) => k.sum(base([0, 4], 'float32', b), 1, true), sumTol('float32'));
