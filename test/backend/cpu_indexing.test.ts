@@ -3,20 +3,17 @@
 // int32 indices with negatives (they wrap), index smaller than the input off dim, transposed and
 // step-sliced inputs, strided outs, duplicate indices (the adds accumulate in index order), every
 // dtype for the selects and the float / integer dtypes for the adds; and errors: an out-of-range index anywhere throws an Error naming the
-// op and the value before anything is written. The AVX2 and baseline builds run in child processes.
+// op and the value before anything is written. (No per-ISA code here, so no KESTREL_SIMD runs.)
 //
 // Tolerances: selects move bits (exact). The adds accumulate in the out's dtype in the
 // reference's order while the reference accumulates in float64 and rounds once: float32 rtol
 // 1e-6 with atol 1e-6 (a few roundings of O(1) values), float64 rtol 1e-14.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
 import { assertClose, seeded } from '../helpers.js';
 
 const HAS_CPU = k.hasBackend('cpu');
-const CHILD = process.env.KESTREL_INDEX_CHILD === '1';
 type Backend = 'cpu' | 'ref';
 
 function base(shape: number[], dtype: k.DType, where: Backend, seed = 1, lo = -1, hi = 1): k.Tensor {
@@ -156,32 +153,14 @@ function errorGroup(): void {
 
 const GROUPS: Record<string, () => void> = { select: selectGroup, add: addGroup, errors: errorGroup };
 
-if (CHILD) {
+const skip = HAS_CPU ? false : 'cpu backend unavailable (native addon not built: run npm run build)';
+for (const [name, f] of Object.entries(GROUPS)) test(`cpu indexing: ${name}`, { skip }, () => k.tidy(() => f()));
+test('cpu indexing: adds on 1 thread', { skip }, async () => {
   const addon = (await import('../../src/backend/cpu/native.js')).loadNative()!;
-  for (const f of Object.values(GROUPS)) k.tidy(() => f());
-  console.log(`ok ${JSON.stringify(addon.info())}`);
-} else {
-  const skip = HAS_CPU ? false : 'cpu backend unavailable (native addon not built: run npm run build)';
-  for (const [name, f] of Object.entries(GROUPS)) test(`cpu indexing: ${name}`, { skip }, () => k.tidy(() => f()));
-  test('cpu indexing: adds on 1 thread', { skip }, async () => {
-    const addon = (await import('../../src/backend/cpu/native.js')).loadNative()!;
-    addon.setThreads(1);
-    try {
-      k.tidy(() => bigAdds());
-    } finally {
-      addon.setThreads(2);
-    }
-  });
-  for (const simd of ['avx2', 'scalar'])
-    test(`cpu indexing: every group under KESTREL_SIMD=${simd} (child process)`, { skip }, () => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
-        env: { ...process.env, KESTREL_SIMD: simd, KESTREL_INDEX_CHILD: '1' },
-        encoding: 'utf8',
-        timeout: 120_000,
-      });
-      assert.equal(r.status, 0, `child failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
-      const info = JSON.parse(r.stdout.trim().split('\n').pop()!.replace(/^ok /, '')) as { avx2: boolean; avx512f: boolean };
-      assert.equal(info.avx512f, false);
-      if (simd === 'scalar') assert.equal(info.avx2, false);
-    });
-}
+  addon.setThreads(1);
+  try {
+    k.tidy(() => bigAdds());
+  } finally {
+    addon.setThreads(2);
+  }
+});
