@@ -50,7 +50,7 @@ void copy_tiled(const Strided<2>& s, int k, const S* src, D* dst) {
   for (int d = 0; d < nd; d++)
     if (d != k && d != last) outer *= s.shape[d];
   const int64_t sd0 = s.stride[0][k], sd1 = s.stride[0][last], ss0 = s.stride[1][k], ss1 = s.stride[1][last];
-  parallel_for(outer * t0 * t1, 16, [&](int64_t begin, int64_t end) {
+  parallel_run(outer * t0 * t1, 16, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; task++) {
       int64_t j0 = (task % t1) * kTj, i0 = (task / t1 % t0) * kTi, o = task / (t1 * t0);
       int64_t od = 0, os = 0;
@@ -89,7 +89,7 @@ void copy_typed(const View& src, const View& dst) {
       if (s.stride[1][k] == 1 && s.shape[k] >= 8) return copy_tiled<S, D>(s, k, sp, dp);
   }
   ew::ConvertFn fast = fast_converter<S, D>();
-  parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
+  parallel_run(s.numel, kGrain, [&](int64_t begin, int64_t end) {
     walk(s, begin, end, [&](const int64_t* off, int64_t n) {
       if (fast && ss == 1 && sd == 1) fast(sp + off[1], dp + off[0], n);
       else convert_run(sp + off[1], ss, dp + off[0], sd, n);
@@ -101,7 +101,7 @@ void copy_typed(const View& src, const View& dst) {
 void parallel_memcpy(char* dst, const char* src, int64_t n) {
   constexpr int64_t kBlock = 1 << 16;
   int64_t blocks = (n + kBlock - 1) / kBlock;
-  parallel_for(blocks, 4, [&](int64_t b0, int64_t b1) {
+  parallel_run(blocks, 4, [&](int64_t b0, int64_t b1) {
     int64_t lo = b0 * kBlock, hi = std::min(n, b1 * kBlock);
     std::memcpy(dst + lo, src + lo, size_t(hi - lo));
   });

@@ -19,7 +19,7 @@ void fill_runs(const View& out, U pattern) {
   Strided<1> s = make_strided(vs);
   const int64_t so = s.inner_stride(0);
   U* base = reinterpret_cast<U*>(out.data) + out.offset;
-  parallel_for(s.numel, kGrain * 4, [&](int64_t begin, int64_t end) {
+  parallel_run(s.numel, kGrain * 4, [&](int64_t begin, int64_t end) {
     walk(s, begin, end, [&](const int64_t* off, int64_t n) {
       U* p = base + off[0];
       if (so == 1) {
@@ -59,7 +59,7 @@ KESTREL_KERNEL(arange) {
   with_storage_type(out.dtype, [&](auto t) {
     using T = decltype(t);
     T* p = out.ptr<T>();
-    parallel_for(out.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    parallel_run(out.numel(), kGrain, [&](int64_t begin, int64_t end) {
       for (int64_t i = begin; i < end; i++) p[i] = from_double<T>(start + double(i) * step);
     });
   });
@@ -73,7 +73,7 @@ template <class T>
 void draw(T* out, int64_t n, bool normal, PhiloxKey key, uint64_t counter) {
   const int per = normal ? 2 : 4;
   const int64_t blocks = (n + per - 1) / per;
-  parallel_for(blocks, kGrain / 4, [&](int64_t b0, int64_t b1) {
+  parallel_run(blocks, kGrain / 4, [&](int64_t b0, int64_t b1) {
     uint32_t w[4];
     for (int64_t b = b0; b < b1; b++) {
       philox4x32_10(key, counter + uint64_t(b), w);

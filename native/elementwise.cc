@@ -112,7 +112,7 @@ KESTREL_KERNEL(unary) {
   Strided<2> s = make_strided(vs);
   const int64_t sx = s.inner_stride(1);
   const bool big = s.numel * int64_t(es) >= kStreamBytes;
-  parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
+  parallel_run(s.numel, kGrain, [&](int64_t begin, int64_t end) {
     alignas(64) char buf[kChunk * 8];
     walk(s, begin, end, [&](const int64_t* off, int64_t n) {
       char* o = at(out, off[0]);
@@ -153,7 +153,7 @@ KESTREL_KERNEL(unary_grad) {
   Strided<3> s = make_strided(vs);
   const int64_t sx = s.inner_stride(1), sg = s.inner_stride(2);
   const bool big = s.numel * int64_t(es) >= kStreamBytes;
-  parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
+  parallel_run(s.numel, kGrain, [&](int64_t begin, int64_t end) {
     alignas(64) char bx[kChunk * 8], bg[kChunk * 8];
     walk(s, begin, end, [&](const int64_t* off, int64_t n) {
       char* o = at(dx, off[0]);
@@ -192,7 +192,7 @@ KESTREL_KERNEL(binary) {
   Strided<3> s = make_strided(vs);
   const int64_t sa = s.inner_stride(1), sb = s.inner_stride(2);
   const bool big = s.numel * int64_t(os) >= kStreamBytes;
-  parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
+  parallel_run(s.numel, kGrain, [&](int64_t begin, int64_t end) {
     alignas(64) char ba[kChunk * 8], bb[kChunk * 8];
     walk(s, begin, end, [&](const int64_t* off, int64_t n) {
       char* o = at(out, off[0]);
@@ -242,7 +242,7 @@ KESTREL_KERNEL(where) {
   const View* vs[4] = {&out, &c, &a, &b};
   Strided<4> s = make_strided(vs);
   const int64_t sc = s.inner_stride(1), sa = s.inner_stride(2), sb = s.inner_stride(3);
-  parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
+  parallel_run(s.numel, kGrain, [&](int64_t begin, int64_t end) {
     walk(s, begin, end, [&](const int64_t* off, int64_t n) {
       const uint8_t* cp = reinterpret_cast<const uint8_t*>(at(c, off[1]));
       const char *ap = at(a, off[2]), *bp = at(b, off[3]);

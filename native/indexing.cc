@@ -123,7 +123,7 @@ void with_add_types(const char* what, const View& out, Run run) {
   auto each = [&](auto h, bool back) {
     using H = decltype(h);
     H* hp = reinterpret_cast<H*>(out.data) + out.offset;
-    parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
+    parallel_run(s.numel, kGrain, [&](int64_t begin, int64_t end) {
       walk(s, begin, end, [&](const int64_t* off, int64_t n) {
         for (int64_t t = 0; t < n; t++) {
           float& f = buf[size_t(off[0] + t * s.inner_stride(0))];
@@ -175,7 +175,7 @@ KESTREL_KERNEL(gather) {
     using E = decltype(e);
     const E* xp = reinterpret_cast<const E*>(x.data) + x.offset;
     E* op = reinterpret_cast<E*>(out.data) + out.offset;
-    parallel_for(s.numel, kGrain, [&](int64_t begin, int64_t end) {
+    parallel_run(s.numel, kGrain, [&](int64_t begin, int64_t end) {
       walk(s, begin, end, [&](const int64_t* off, int64_t n) {
         for (int64_t t = 0; t < n; t++) {
           int64_t i = wrap(index_at(index, off[1] + t * s.inner_stride(1)), size);
@@ -196,7 +196,7 @@ void scatter_add_typed(const View& out, int dim, const View& index, const View& 
   T* op = out.ptr<T>();
   const S* sp = src.ptr<S>();
   constexpr int64_t kBlock = 256;
-  parallel_for(it.numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
+  parallel_run(it.numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(K, 1)), [&](int64_t begin, int64_t end) {
     walk(it, begin, end, [&](const int64_t* off, int64_t n) {
       const int64_t so = it.inner_stride(0), si = it.inner_stride(1), ss = it.inner_stride(2);
       for (int64_t j0 = 0; j0 < n; j0 += kBlock) {  // k outer, a block of positions inner
@@ -299,7 +299,7 @@ KESTREL_KERNEL(index_select) {
     using E = decltype(e);
     const E* xp = reinterpret_cast<const E*>(x.data) + x.offset;
     E* op = reinterpret_cast<E*>(out.data) + out.offset;
-    parallel_for(outer * n, std::max<int64_t>(1, kGrain / std::max<int64_t>(in.numel, 1)), [&](int64_t begin, int64_t end) {
+    parallel_run(outer * n, std::max<int64_t>(1, kGrain / std::max<int64_t>(in.numel, 1)), [&](int64_t begin, int64_t end) {
       for (int64_t t = begin; t < end; t++) {
         int64_t oo, ox;
         outer_offsets(out, x, d, t / n, &oo, &ox);
@@ -327,7 +327,7 @@ void index_add_typed(const View& out, int d, const View& index, const View& src)
   T* op = out.ptr<T>();
   const S* sp = src.ptr<S>();
   // Tasks: (outer position, block of inner positions); each loops over the index in order.
-  parallel_for(outer * blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(n * std::min(in.numel, kBlock), 1)),
+  parallel_run(outer * blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(n * std::min(in.numel, kBlock), 1)),
                [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; t++) {
       int64_t oo, os;

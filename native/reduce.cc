@@ -101,7 +101,7 @@ void reduce_typed(const Reducer<T, A>& R, const View& x, const View& out) {
   int nd = 0;
   for (int d = 0; d < x.ndim; d++)
     if (x.shape[d] != 1) dims[nd++] = {x.shape[d], x.stride[d], out.shape[d] == 1 ? 0 : ostr[d], out.shape[d] == 1};
-  std::stable_sort(dims, dims + nd, [](const Dim& a, const Dim& b) { return a.sx > b.sx; });
+  small_stable_sort(dims, nd, [](const Dim& a, const Dim& b) { return a.sx > b.sx; });
   int m = 0;
   for (int i = 0; i < nd; i++) {
     Dim& p = dims[m > 0 ? m - 1 : 0];
@@ -171,7 +171,7 @@ void reduce_typed(const Reducer<T, A>& R, const View& x, const View& out) {
   };
   if (splits == 1 && !inner_kept) {
     // Many outputs, each a reduction over RD: walk the kept positions with a counter.
-    parallel_for(K.numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(nR, 1)), [&](int64_t begin, int64_t end) {
+    parallel_run(K.numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(nR, 1)), [&](int64_t begin, int64_t end) {
       walk(K, begin, end, [&](const int64_t* off, int64_t n) {
         for (int64_t t = 0; t < n; t++) {
           A acc = R.init();
@@ -183,12 +183,12 @@ void reduce_typed(const Reducer<T, A>& R, const View& x, const View& out) {
     return;
   }
   const int64_t per_task = std::max<int64_t>(1, nR / splits * std::min(J, kCols));
-  parallel_for(groups * splits, std::max<int64_t>(1, kGrain / per_task), [&](int64_t begin, int64_t end) {
+  parallel_run(groups * splits, std::max<int64_t>(1, kGrain / per_task), [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; t++) task(t / splits, t % splits);
   });
   if (splits == 1) return;
   // Combine the partials in split order (deterministic for a given thread count).
-  parallel_for(K.numel * J, kGrain, [&](int64_t begin, int64_t end) {
+  parallel_run(K.numel * J, kGrain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; i++) {
       A acc = partial[size_t(i)];
       for (int64_t s = 1; s < splits; s++) acc = R.combine(acc, partial[size_t(s * K.numel * J + i)]);
@@ -281,7 +281,7 @@ void arg_typed(const View& x, int dim, const View& out) {
   auto better = [](V v, V best) { return (Max ? v > best : v < best) || (v != v && best == best); };
   // Scan along dim per output when dim is the most contiguous; else blocks of outputs per step.
   const bool rows = K.ndim == 0 || sd <= K.inner_stride(0);
-  parallel_for(K.numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(size, 1)), [&](int64_t begin, int64_t end) {
+  parallel_run(K.numel, std::max<int64_t>(1, kGrain / std::max<int64_t>(size, 1)), [&](int64_t begin, int64_t end) {
     walk(K, begin, end, [&](const int64_t* off, int64_t n) {
       const int64_t sx = K.inner_stride(0), so = K.inner_stride(1);
       if (rows && sd == 1 && row) {

@@ -13,6 +13,17 @@
 
 namespace kestrel {
 
+// Stable insertion sort of a few items (dims): no allocation, unlike std::stable_sort.
+template <class T, class Less>
+inline void small_stable_sort(T* a, int n, Less less) {
+  for (int i = 1; i < n; i++) {
+    T v = a[i];
+    int j = i;
+    for (; j > 0 && less(v, a[j - 1]); j--) a[j] = a[j - 1];
+    a[j] = v;
+  }
+}
+
 template <int N>
 struct Strided {
   int ndim = 0;
@@ -39,7 +50,7 @@ Strided<N> make_strided(const View* const (&views)[N], int sort_by = -1) {
   }
   if (s.numel == 0) { s.ndim = 0; return s; }
   if (sort_by >= 0)
-    std::stable_sort(order, order + nd, [&](int a, int b) { return views[sort_by]->stride[a] > views[sort_by]->stride[b]; });
+    small_stable_sort(order, nd, [&](int a, int b) { return views[sort_by]->stride[a] > views[sort_by]->stride[b]; });
   int out = -1;
   for (int i = 0; i < nd; i++) {
     int d = order[i];
@@ -120,5 +131,12 @@ inline void require_dtype(const char* what, const View& v, const char* name, boo
 
 // Elements per parallel task: small tensors stay on the calling thread.
 constexpr int64_t kGrain = 32768;
+
+// parallel_for for a lambda of any size: the std::function it builds holds one reference, which
+// fits its small-object buffer, so a kernel call does not allocate.
+template <class F>
+inline void parallel_run(int64_t n, int64_t grain, const F& f) {
+  parallel_for(n, grain, [&f](int64_t begin, int64_t end) { f(begin, end); });
+}
 
 }  // namespace kestrel
