@@ -53,3 +53,4 @@ export {
   Tokenizer, loadTokenizer, applyChatTemplate, renderChatTemplate, TemplateError, detectChatTemplate, BUILTIN_TEMPLATES,
   type LoadTokenizerOptions, type ChatMessage, type ChatTemplateOptions, type BuiltinTemplateName,
 } from './tokenizer/index.js';
+export * as optim from './optim/index.js';

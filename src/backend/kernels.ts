@@ -114,6 +114,20 @@ export interface Kernels {
     q: View, k: View, v: View, mask: View | null, out: View, lse: View, dout: View, opts: AttentionOpts,
     dq: View, dk: View, dv: View,
   ): void;
+
+  /** fused AdamW update of param, exp_avg and exp_avg_sq in place (all contiguous float32, one shape) */
+  adamw(param: View, grad: View, expAvg: View, expAvgSq: View, step: AdamWStep): void;
+}
+
+/** One AdamW step's hyper-parameters; bc1/bc2 are the bias corrections 1 - beta^t. */
+export interface AdamWStep {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  bc1: number;
+  bc2: number;
 }
 
 export type BackendName = 'ref' | 'cpu';

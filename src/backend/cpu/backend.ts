@@ -82,6 +82,9 @@ function makeKernels(p: Packer): Kernels {
       p.view(v(q)).view(v(k)).view(v(vv)).view(v(mask)).view(v(out)).view(v(lse)).view(v(dout));
       attnOpts(o).view(v(dq)).view(v(dk)).view(v(dv)).call('attention_backward');
     },
+    adamw: (param, grad, m, vv, s) =>
+      p.view(v(param)).view(v(grad)).view(v(m)).view(v(vv)).num(s.lr).num(s.beta1).num(s.beta2).num(s.eps)
+        .num(s.weightDecay).num(s.bc1).num(s.bc2).call('adamw'),
   };
 }
 

@@ -9,6 +9,7 @@ import { arange, binary, copy, fill, random, unary, unaryGrad, where } from './e
 import { gather, indexAdd, indexSelect, matmul, scatterAdd } from './linalg.js';
 import * as nn from './nn.js';
 import { argReduce, reduce } from './reduce.js';
+import { adamw } from './optim.js';
 import { RefStorage } from './storage.js';
 
 const kernels: Kernels = {
@@ -18,7 +19,7 @@ const kernels: Kernels = {
   rmsNorm: nn.rmsNorm, rmsNormBackward: nn.rmsNormBackward,
   layerNorm: nn.layerNorm, layerNormBackward: nn.layerNormBackward,
   crossEntropy: nn.crossEntropy, crossEntropyBackward: nn.crossEntropyBackward,
-  rope: nn.rope, attention, attentionBackward,
+  rope: nn.rope, attention, attentionBackward, adamw,
 };
 
 export const refBackend: Backend = {

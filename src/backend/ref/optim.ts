@@ -1,0 +1,16 @@
+// Reference optimizer step, the formula written out (PyTorch's AdamW, decoupled weight decay).
+import type { Kernels } from '../kernels.js';
+import { load, store } from './storage.js';
+
+export const adamw: Kernels['adamw'] = (param, grad, expAvg, expAvgSq, s) => {
+  const [p, g, m, v] = [load(param), load(grad), load(expAvg), load(expAvgSq)];
+  for (let i = 0; i < p.length; i++) {
+    p[i] *= 1 - s.lr * s.weightDecay;
+    m[i] = s.beta1 * m[i] + (1 - s.beta1) * g[i];
+    v[i] = s.beta2 * v[i] + (1 - s.beta2) * g[i] * g[i];
+    p[i] -= (s.lr / s.bc1) * (m[i] / (Math.sqrt(v[i]) / Math.sqrt(s.bc2) + s.eps));
+  }
+  store(param, p);
+  store(expAvg, m);
+  store(expAvgSq, v);
+};

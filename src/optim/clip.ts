@@ -1,0 +1,34 @@
+// Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_): all gradients are scaled
+// by max_norm / (total_norm + 1e-6) when the total L2 norm exceeds max_norm.
+import { backendOf } from '../backend/index.js';
+import { full } from '../ops/creation.js';
+import { mul, to } from '../ops/elementwise.js';
+import { sum } from '../ops/reduce.js';
+import { item } from '../ops/transfer.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+/** The global L2 norm of the gradients (NaN or Infinity when any gradient is not finite). */
+export function gradNorm(params: Tensor[]): number {
+  return Math.sqrt(params.reduce((s, p) => (p.grad ? s + noGrad(() => tidy(() => { const g = to(p.grad!, 'float32'); return item(sum(mul(g, g))); })) : s), 0));
+}
+
+/** Clips in place; returns the norm before clipping. */
+export function clipGradNorm(params: Tensor[], maxNorm: number): number {
+  const total = gradNorm(params);
+  const scale = maxNorm / (total + 1e-6);
+  if (scale < 1) scaleGrads(params, scale);
+  return total;
+}
+
+/** grad *= factor for every parameter with a gradient, in place. */
+export function scaleGrads(params: Tensor[], factor: number): void {
+  for (const p of params) {
+    if (!p.grad) continue;
+    const g = p.grad;
+    const f = full([], factor, { dtype: g.dtype, backend: g.backendName });
+    backendOf(g).kernels.binary('mul', g, { storage: f.storage, layout: f.layout.expand(g.shape), dtype: f.dtype }, g);
+    f.dispose();
+  }
+}

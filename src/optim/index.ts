@@ -1,0 +1,7 @@
+// Optimizers, schedules, clipping and loss scaling.
+export { Optimizer, type ParamGroup } from './optimizer.js';
+export { AdamW, type AdamWOptions } from './adamw.js';
+export { SGD, Lion, type SgdOptions, type LionOptions } from './sgd.js';
+export * as schedules from './schedules.js';
+export { clipGradNorm, gradNorm, scaleGrads } from './clip.js';
+export { LossScaler, type LossScalerOptions } from './loss_scaler.js';
