@@ -41,7 +41,7 @@ export const gelu = (x: T, approximate: 'none' | 'tanh' = 'none'): T => unary(ap
 
 export * as nn from './nn/index.js';
 export { SafetensorsFile, saveSafetensors, type TensorInfo } from './io/safetensors.js';
-export { CausalLM, type CausalLMInput, type CausalLMOutput, type LanguageModel } from './models/causal_lm.js';
+export { CausalLM, type CausalLMInput, type CausalLMOutput, type LanguageModel, type Checkpointing } from './models/causal_lm.js';
 export { KVCache } from './models/kv_cache.js';
 export { type DecoderConfig } from './models/config.js';
 export { loadPretrained, loadCausalLM, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';

@@ -6,13 +6,14 @@ import { crossEntropy } from '../ops/loss.js';
 import { rotaryTables } from '../ops/rope.js';
 import { expand, narrow, reshape, unsqueeze, contiguous } from '../ops/view.js';
 import { tidy } from '../tensor/scope.js';
+import { isGradEnabled } from '../tensor/grad_mode.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/layout.js';
 import { Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
-import { DecoderModel, type LayerContext, lmHead } from './decoder.js';
+import { DecoderModel, type LayerContext, checkpointWithContext, lmHead } from './decoder.js';
 import type { KVCache } from './kv_cache.js';
 import { loadBalancingLoss } from './moe.js';
 import { rotaryFrequencies } from './rope_scaling.js';
@@ -59,9 +60,14 @@ export interface LanguageModel extends Module {
   forward(input: CausalLMInput): CausalLMOutput;
 }
 
+/** Activation checkpointing: none, every block recomputed (full), or attention/MLP insides only (selective). */
+export type Checkpointing = 'none' | 'full' | 'selective';
+
 export class CausalLM extends Module implements LanguageModel {
   model: DecoderModel;
   lm_head?: Linear;
+  /** applies to training forwards (grad enabled, no KV cache); MoE router logits are not kept under 'full' */
+  checkpointing: Checkpointing = 'none';
 
   constructor(readonly config: DecoderConfig, init: InitOpts = {}) {
     super();
@@ -101,7 +107,11 @@ export class CausalLM extends Module implements LanguageModel {
       const routerLogits: Tensor[] = [];
       for (const layer of this.model.layers) {
         if (input.outputHiddenStates) hiddenStates.push(h);
-        const out = layer.forward(h, ctx);
+        if (this.checkpointing === 'full' && !ctx.cache && isGradEnabled()) {
+          h = checkpointWithContext((x, c) => layer.forward(x, c).hidden, h, ctx);
+          continue;
+        }
+        const out = layer.forward(h, ctx, this.checkpointing === 'selective' ? 'selective' : 'none');
         h = out.hidden;
         if (out.routerLogits) routerLogits.push(out.routerLogits);
       }

@@ -9,6 +9,7 @@ import { rope } from '../ops/rope.js';
 import { narrow, reshape, transpose } from '../ops/view.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { tidy } from '../tensor/scope.js';
+import { checkpoint } from '../autograd/checkpoint.js';
 import { Embedding, Linear, RMSNorm } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
@@ -24,6 +25,15 @@ export interface LayerContext {
   /** additive padding mask [B, 1, 1, Tk] (0 or float32 min), or null */
   mask: Tensor | null;
   cache: KVCache | null;
+}
+
+/**
+ * checkpoint(fn, x) with the context's tensors passed as inputs too, so the recomputation in
+ * backward still holds them after the forward's scope has freed its own handles.
+ */
+export function checkpointWithContext(fn: (x: Tensor, ctx: LayerContext) => Tensor, x: Tensor, ctx: LayerContext): Tensor {
+  const extra = ctx.mask ? [ctx.cos, ctx.sin, ctx.mask] : [ctx.cos, ctx.sin];
+  return checkpoint((y, cos, sin, mask) => fn(y, { ...ctx, cos, sin, mask: mask ?? null }), x, ...extra);
 }
 
 export class Attention extends Module {
@@ -136,9 +146,15 @@ export class DecoderLayer extends Module {
   }
 
   /** Returns the new hidden state and, for MoE layers, the router logits [B*T, E]. */
-  forward(x: Tensor, ctx: LayerContext): { hidden: Tensor; routerLogits: Tensor | null } {
+  /**
+   * `selective` recomputes the attention and MLP insides in backward (checkpoint()), keeping the
+   * norms and residual sums; training only (never with a KV cache).
+   */
+  forward(x: Tensor, ctx: LayerContext, recompute: 'none' | 'selective' = 'none'): { hidden: Tensor; routerLogits: Tensor | null } {
+    const sel = recompute === 'selective' && !ctx.cache;
     return tidy(() => {
-      const attn = this.self_attn.forward(this.input_layernorm.forward(x), ctx);
+      const normed = this.input_layernorm.forward(x);
+      const attn = sel ? checkpointWithContext((y, c) => this.self_attn.forward(y, c), normed, ctx) : this.self_attn.forward(normed, ctx);
       let h: Tensor;
       let ffIn: Tensor;
       if (this.pre_feedforward_layernorm) {
@@ -152,7 +168,7 @@ export class DecoderLayer extends Module {
       let ff: Tensor;
       let routerLogits: Tensor | null = null;
       if (this.block_sparse_moe) ({ out: ff, routerLogits } = this.block_sparse_moe.forward(ffIn));
-      else ff = this.mlp!.forward(ffIn);
+      else ff = sel ? checkpoint((y) => this.mlp!.forward(y), ffIn) : this.mlp!.forward(ffIn);
       if (this.post_feedforward_layernorm) ff = this.post_feedforward_layernorm.forward(ff);
       return { hidden: add(h, ff), routerLogits };
     });
