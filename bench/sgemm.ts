@@ -276,18 +276,18 @@ export async function benchSgemm(opts: SgemmOptions): Promise<SgemmResult[]> {
       addon.setThreads(threads);
       for (const shape of shapes) {
         const r: SgemmResult = { shape, threads, kestrel: { medianMs: Infinity, gflops: 0, runs: 0 }, contended: false };
-        const best = (old: { gflops: number } | undefined, t: { gflops: number }) => (!old || t.gflops > old.gflops ? t : old);
+        const best = <T extends { gflops: number }>(old: T | undefined, t: T): T => (!old || t.gflops > old.gflops ? t : old);
         for (let round = 0; round < rounds; round++) {
           if (!(await waitForQuiet(opts.quietMs ?? 20_000))) r.contended = true;
-          r.kestrel = best(r.kestrel, timeKestrel(addon, shape, minTime * 1000)) as SgemmResult['kestrel'];
+          r.kestrel = best(r.kestrel, timeKestrel(addon, shape, minTime * 1000));
           if (!peers) continue;
           try {
             if (!(await waitForQuiet(opts.quietMs ?? 20_000))) r.contended = true;
             const a = await peers[0].time(threads, shape, minTime);
             if (!(await waitForQuiet(opts.quietMs ?? 20_000))) r.contended = true;
             const f = await peers[1].time(threads, shape, minTime);
-            r.numpy = best(r.numpy, { medianMs: a.median_s * 1e3, gflops: a.gflops }) as SgemmResult['numpy'];
-            r.numpyForced = best(r.numpyForced, { medianMs: f.median_s * 1e3, gflops: f.gflops }) as SgemmResult['numpy'];
+            r.numpy = best(r.numpy, { medianMs: a.median_s * 1e3, gflops: a.gflops });
+            r.numpyForced = best(r.numpyForced, { medianMs: f.median_s * 1e3, gflops: f.gflops });
           } catch (e) {
             lastPeer.note = `peer failed: ${(e as Error).message}`;
             peers.forEach((p) => p.close());
