@@ -216,10 +216,24 @@ KESTREL_KERNEL(binary) {
 }
 
 namespace {
+// A contiguous cond with a and b each contiguous (1) or one broadcast scalar (0): loops the
+// compiler vectorizes.
+template <class T, int SA, int SB>
+void where_fast(const uint8_t* c, const T* a, const T* b, T* o, int64_t n) {
+  const T as = *a, bs = *b;
+  for (int64_t i = 0; i < n; i++) {  // both sides loaded, then selected: no branch to vectorize around
+    const T x = SA ? a[i] : as, y = SB ? b[i] : bs;
+    o[i] = c[i] ? x : y;
+  }
+}
+
 template <class T>
 void where_run(const uint8_t* c, int64_t sc, const T* a, int64_t sa, const T* b, int64_t sb, T* o, int64_t n) {
-  if (sc == 1 && sa == 1 && sb == 1) {
-    for (int64_t i = 0; i < n; i++) o[i] = c[i] ? a[i] : b[i];
+  if (sc == 1 && (sa == 0 || sa == 1) && (sb == 0 || sb == 1)) {
+    if (sa == 1 && sb == 1) where_fast<T, 1, 1>(c, a, b, o, n);
+    else if (sa == 1) where_fast<T, 1, 0>(c, a, b, o, n);
+    else if (sb == 1) where_fast<T, 0, 1>(c, a, b, o, n);
+    else where_fast<T, 0, 0>(c, a, b, o, n);
   } else {
     for (int64_t i = 0; i < n; i++) o[i] = c[i * sc] ? a[i * sa] : b[i * sb];
   }
