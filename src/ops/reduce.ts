@@ -93,6 +93,7 @@ function argExtreme(op: 'argmax' | 'argmin', x: Tensor, dim: number | undefined,
     return out;
   }
   const d = normDim(dim, x.ndim, op);
+  if (x.shape[d] === 0) throw new Error(`${op}: cannot reduce an empty dim of ${shapeStr(x.shape)}`);
   const out = emptyLike(x, keepShape(x, [d]), 'int64');
   backendOf(x).kernels.argReduce(op, x, d, out);
   return dropDims(out, [d], keepdim);

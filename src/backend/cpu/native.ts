@@ -91,10 +91,10 @@ export class Packer {
   }
 
   call(kernel: string): void {
+    const n = this.n;
+    this.n = 0; // cleared first: a failed call must not leave arguments behind for the next one
     const id = this.ids.get(kernel);
     if (id === undefined) throw new Error(`native kernel '${kernel}' is not in the addon (rebuild with npm run build)`);
-    const n = this.n;
-    this.n = 0;
     this.addon.call(id, n);
   }
 
