@@ -54,3 +54,4 @@ export {
   type LoadTokenizerOptions, type ChatMessage, type ChatTemplateOptions, type BuiltinTemplateName,
 } from './tokenizer/index.js';
 export * as optim from './optim/index.js';
+export * as data from './data/index.js';
