@@ -197,7 +197,12 @@ class ThreadPool {
       generation_++;
     }
     cv_.notify_all();
+    // the caller works on chunks too: mark it, so a parallel_for nested in a chunk runs inline
+    // instead of re-entering the pool and overwriting the job in flight
+    bool was = in_worker;
+    in_worker = true;
     work();
+    in_worker = was;
     while (pending_.load(std::memory_order_acquire) > 0) std::this_thread::yield();
     std::lock_guard<std::mutex> lock(m_);
     job_ = nullptr;
