@@ -1,7 +1,8 @@
 // Inference benchmark (issue 3): prefill of a 128-token prompt and greedy KV-cache decode
 // (batch 1 and 8) on random models with DESIGN.md's smol135m and qwen05b shapes, next to
 // PyTorch CPU running the same shapes (../shared/bench/torch_llama_bench.py, mode infer) and the
-// bandwidth bound of batch-1 decode (every float32 weight read once per token).
+// bandwidth bound of batch-1 decode (every float32 weight read once per token, at the streaming
+// read bandwidth measured in the same run).
 // Run: node --import tsx bench/infer.ts [--configs smol135m,qwen05b] [--no-peer] [--decode 128]
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -24,6 +25,19 @@ function build(name: string): k.CausalLM {
   }, `${name} (bench)`);
   k.manualSeed(0);
   return new k.CausalLM(config, {}).eval();
+}
+
+/** GB/s of a streaming read on this machine, now: the bound of batch-1 decode, which reads every weight once. */
+function readBandwidth(): number {
+  const x = k.ones([256 * 1024 * 1024]);
+  const times: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const t0 = performance.now();
+    k.sum(x).dispose();
+    if (i) times.push(performance.now() - t0);
+  }
+  x.dispose();
+  return x.numel * 4 / (median(times) / 1e3) / 1e9;
 }
 
 /** Times prefill (first step) and decode (the rest) of greedy generation; medians over reps. */
@@ -52,7 +66,8 @@ async function main(): Promise<void> {
   const names = values.configs!.split(',');
   const decode = Number(values.decode);
   const reps = Number(values.reps);
-  const bandwidth = Number(process.env.KESTREL_BANDWIDTH_GBS ?? 18); // GB/s, DESIGN.md's measured streaming bandwidth
+  const bandwidth = Number(process.env.KESTREL_BANDWIDTH_GBS ?? readBandwidth());
+  console.log(`streaming read bandwidth: ${bandwidth.toFixed(1)} GB/s (a sum over 1 GiB of float32, median of 5)`);
   const rows: Record<string, unknown>[] = [];
   for (const name of names) {
     const model = build(name);
