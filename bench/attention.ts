@@ -6,11 +6,11 @@
 // this shared machine hits both alike; times are medians after warmup; peak memory comes from
 // k.memory (bytes above the live inputs). Writes bench/results/attention.json.
 // Run: node --import tsx bench/attention.ts [--seqs 256,1024] [--runs 5]
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k from '../src/index.js';
+import { commitHash, cpuModel } from './lib/report.js';
 import { loadNative, nativeLoadError } from '../src/backend/cpu/native.js';
 
 export interface AttentionBenchConfig {
@@ -187,22 +187,7 @@ export function table(rows: AttentionBenchRow[]): string {
   return [line(head), ...cells.map(line)].join('\n');
 }
 
-function machine(): string {
-  try {
-    const m = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    return m ? m[1].trim() : 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
-function commit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: here, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
 
 async function main(): Promise<void> {
   const arg = (name: string) => {
@@ -218,7 +203,7 @@ async function main(): Promise<void> {
   console.log(table(rows));
   for (const r of rows) if (r.compositeError) console.log(`seq ${r.T}: composite not run: ${r.compositeError}`);
   const out = {
-    bench: 'attention', date: new Date().toISOString(), commit: commit(), machine: machine(), cpu: loadNative()!.info(),
+    bench: 'attention', date: new Date().toISOString(), commit: commitHash(), machine: cpuModel(), cpu: loadNative()!.info(),
     config: { B, H, Hkv, hd, causal, seqs, dtype: 'float32', timing: 'median of alternating fused/composite runs after one warmup each' },
     results: rows,
   };

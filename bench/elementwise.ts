@@ -7,12 +7,12 @@
 // outputs of 16 MB and more (native/ew_isa.h): ratios above 100% are possible. Each case is first validated
 // against the reference backend on a small shape, then warmed up and timed as a median.
 // Run: node --import tsx bench/elementwise.ts [--threads 1,2] [--mb 64] [--runs 9]
-import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k from '../src/index.js';
+import { commitHash, cpuModel } from './lib/report.js';
 import { loadNative, nativeLoadError, Packer, type NativeAddon, type NativeView } from '../src/backend/cpu/native.js';
 import { UNARY_OPS, ARITH_OPS, type UnaryOp } from '../src/backend/kernels.js';
 
@@ -131,21 +131,7 @@ function pairedMedians(f: () => void, base: () => void, runs: number): [number, 
   return [med(tf), med(tb)];
 }
 
-function cpuModel(): string {
-  try {
-    return /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
-function commit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: here, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
 
 export interface BenchOptions { threads?: number[]; mb?: number; runs?: number; write?: boolean }
 
@@ -181,7 +167,7 @@ export async function benchElementwise(opts: BenchOptions = {}): Promise<Element
   if (write) {
     mkdirSync(join(here, 'results'), { recursive: true });
     const out = {
-      bench: 'elementwise', commit: commit(), date: new Date().toISOString(), cpu: cpuModel(), native: addon.info(),
+      bench: 'elementwise', commit: commitHash(), date: new Date().toISOString(), cpu: cpuModel(), native: addon.info(),
       threads, tensorBytes: n * 4, runs, loadAverage: load,
       memcpy: 'memcpy_bench kernel: std::memcpy of one tensor, one chunk per thread; GB/s counts read + written bytes',
       results,

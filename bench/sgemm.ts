@@ -3,10 +3,11 @@
 // Each shape is validated against float64 dot products before it is timed (llm.c's rule), then
 // warmed up and timed as the median of several runs. Writes bench/results/sgemm.json.
 // Run: node --import tsx bench/sgemm.ts [--threads 1,2] [--shapes sq512,smol_up] [--rounds 2] [--no-peer]
-import { execFileSync, spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { commitHash, cpuModel } from './lib/report.js';
 import { loadNative, nativeLoadError, Packer, type NativeAddon, type NativeView } from '../src/backend/cpu/native.js';
 
 export interface SgemmShape {
@@ -319,22 +320,7 @@ function table(results: SgemmResult[]): string {
   return [line(head), ...rows.map(line)].join('\n');
 }
 
-function machine(): string {
-  try {
-    const m = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'));
-    return m ? m[1].trim() : 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
 
-function commit(): string {
-  try {
-    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: here, encoding: 'utf8' }).trim();
-  } catch {
-    return 'unknown';
-  }
-}
 
 async function main(): Promise<void> {
   const arg = (name: string) => {
@@ -351,7 +337,7 @@ async function main(): Promise<void> {
   if (results.some((r) => r.contended)) console.log('* measured while other jobs kept the CPUs busy (never idle for 20 s)');
   const info = loadNative()!.info();
   const out = {
-    bench: 'sgemm', date: new Date().toISOString(), commit: commit(), machine: machine(), cpu: info, threads,
+    bench: 'sgemm', date: new Date().toISOString(), commit: commitHash(), machine: cpuModel(), cpu: info, threads,
     shapes, peer: lastPeer, results,
   };
   const dir = join(here, 'results');

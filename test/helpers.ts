@@ -98,3 +98,10 @@ export function like(x: k.Tensor, backend: 'cpu' | 'ref', dtype: k.DType = x.dty
 }
 
 export const hasCpu = (): boolean => k.hasBackend('cpu');
+
+/** Seeded values in [lo, hi), rounded to dtype on the reference backend, then placed on `backend`. */
+export function seededTensor(shape: number[], dtype: k.DType, backend: 'cpu' | 'ref', seed = 1, lo = -1, hi = 1): k.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const r = k.tensor(seeded(n, seed, lo, hi), { shape, dtype: 'float64', backend: 'ref' }).to(dtype);
+  return backend === 'ref' ? r : r.to('cpu');
+}

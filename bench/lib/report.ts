@@ -8,16 +8,32 @@ import { fileURLToPath } from 'node:url';
 export const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const SHARED_BENCH = join(BENCH_DIR, '..', '..', 'shared', 'bench');
 
-export function machine(): { commit: string; cpu: string; cores: number; node: string } {
-  let commit = 'unknown';
+/** The checked-out commit, or 'unknown' outside a git checkout. */
+export function commitHash(): string {
   try {
-    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: BENCH_DIR, encoding: 'utf8' }).trim();
+    return execFileSync('git', ['rev-parse', 'HEAD'], { cwd: BENCH_DIR, encoding: 'utf8' }).trim();
   } catch {
-    /* not a checkout */
+    return 'unknown';
   }
-  const cpu = /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? 'unknown';
-  const cores = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
-  return { commit, cpu, cores, node: process.version };
+}
+
+/** The CPU model name from /proc/cpuinfo. */
+export function cpuModel(): string {
+  try {
+    return /model name\s*:\s*(.*)/.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1].trim() ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+export function machine(): { commit: string; cpu: string; cores: number; node: string } {
+  let cores = 0;
+  try {
+    cores = readFileSync('/proc/cpuinfo', 'utf8').split('\n').filter((l) => l.startsWith('processor')).length;
+  } catch {
+    /* not Linux */
+  }
+  return { commit: commitHash(), cpu: cpuModel(), cores, node: process.version };
 }
 
 export function median(xs: number[]): number {

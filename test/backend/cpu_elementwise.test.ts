@@ -19,7 +19,7 @@ import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
 import { UNARY_OPS, type UnaryOp, ARITH_OPS, COMPARE_OPS } from '../../src/backend/kernels.js';
-import { assertClose, seeded } from '../helpers.js';
+import { assertClose, seeded, seededTensor } from '../helpers.js';
 
 const HAS_CPU = k.hasBackend('cpu');
 const CHILD = process.env.KESTREL_EW_CHILD === '1';
@@ -27,12 +27,7 @@ type Backend = 'cpu' | 'ref';
 
 // ---------------------------------------------------------------- inputs and views
 
-/** A base tensor with seeded values in [lo, hi), cast to dtype on ref, then moved to `where`. */
-function base(shape: number[], dtype: k.DType, where: Backend, seed = 1, lo = -1, hi = 1): k.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const r = k.tensor(seeded(n, seed, lo, hi), { shape, dtype: 'float64', backend: 'ref' }).to(dtype);
-  return where === 'ref' ? r : r.to('cpu');
-}
+const base = seededTensor;
 
 interface Case { name: string; shape: number[]; view: (t: k.Tensor) => k.Tensor }
 

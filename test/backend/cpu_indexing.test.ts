@@ -11,16 +11,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as k from '../../src/index.js';
-import { assertClose, seeded } from '../helpers.js';
+import { assertClose, seeded, seededTensor } from '../helpers.js';
 
 const HAS_CPU = k.hasBackend('cpu');
 type Backend = 'cpu' | 'ref';
 
-function base(shape: number[], dtype: k.DType, where: Backend, seed = 1, lo = -1, hi = 1): k.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const r = k.tensor(seeded(n, seed, lo, hi), { shape, dtype: 'float64', backend: 'ref' }).to(dtype);
-  return where === 'ref' ? r : r.to('cpu');
-}
+const base = seededTensor;
 
 /** Integer indices in [-size, size) (negatives wrap), as int64 or int32. */
 function indices(shape: number[], size: number, dtype: 'int64' | 'int32', where: Backend, seed: number): k.Tensor {

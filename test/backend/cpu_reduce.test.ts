@@ -12,17 +12,13 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
-import { assertClose, seeded } from '../helpers.js';
+import { assertClose, seeded, seededTensor } from '../helpers.js';
 
 const HAS_CPU = k.hasBackend('cpu');
 const CHILD = process.env.KESTREL_REDUCE_CHILD === '1';
 type Backend = 'cpu' | 'ref';
 
-function base(shape: number[], dtype: k.DType, where: Backend, seed = 1, lo = -1, hi = 1): k.Tensor {
-  const n = shape.reduce((a, b) => a * b, 1);
-  const r = k.tensor(seeded(n, seed, lo, hi), { shape, dtype: 'float64', backend: 'ref' }).to(dtype);
-  return where === 'ref' ? r : r.to('cpu');
-}
+const base = seededTensor;
 
 function compareBoth(what: string, f: (b: Backend) => k.Tensor, tol: { atol?: number; rtol?: number }): void {
   const got = f('cpu');
