@@ -55,3 +55,4 @@ export {
 } from './tokenizer/index.js';
 export * as optim from './optim/index.js';
 export * as data from './data/index.js';
+export * as train from './train/index.js';

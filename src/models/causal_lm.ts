@@ -32,6 +32,8 @@ export interface CausalLMInput {
   labels?: Tensor | null;
   cache?: KVCache | null;
   outputHiddenStates?: boolean;
+  /** 'sum' returns the summed token losses (the trainer divides by the tokens of the whole accumulated batch) */
+  lossReduction?: 'mean' | 'sum';
   /** compute logits for the last position only (generation: skips the [T, V] head matmul) */
   lastLogitsOnly?: boolean;
   /** add moe.auxLossCoef * auxLoss to the loss (HF's output_router_logits) */
@@ -126,7 +128,7 @@ export class CausalLM extends Module implements LanguageModel {
       if (input.labels) {
         if (input.labels.shape[0] !== B || input.labels.shape[1] !== T)
           throw new Error(`forward: labels must be [${B}, ${T}] like inputIds, got ${shapeStr(input.labels.shape)}`);
-        loss = crossEntropy(contiguous(narrow(logits, 1, 0, T - 1)), contiguous(narrow(input.labels, 1, 1, T - 1)));
+        loss = crossEntropy(contiguous(narrow(logits, 1, 0, T - 1)), contiguous(narrow(input.labels, 1, 1, T - 1)), { reduction: input.lossReduction ?? 'mean' });
         if (input.routerAuxLoss && auxLoss && c.moe) loss = add(loss, mul(auxLoss, c.moe.auxLossCoef));
       }
       return { logits, loss, hiddenStates, routerLogits, auxLoss };

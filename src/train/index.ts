@@ -1,0 +1,2 @@
+// Training: the gradient-accumulation step (the Trainer builds on it).
+export { accumulateGradients, targetTokens } from './step.js';

@@ -1,0 +1,44 @@
+// One optimizer step's gradients over several micro-batches, normalised by the target tokens of
+// the whole accumulated batch (not averaged per micro-batch), so N micro-batches of B rows give
+// the gradient of one batch of N*B rows even when their token counts differ.
+import type { Batch } from '../data/index.js';
+import { tensor } from '../ops/creation.js';
+import { div } from '../ops/elementwise.js';
+import { item } from '../ops/transfer.js';
+import { tidy } from '../tensor/scope.js';
+import type { CausalLM } from '../models/causal_lm.js';
+
+export const IGNORE = -100;
+
+/** Targets that take loss: labels[:, 1:] that are not -100 (the model shifts inside). */
+export function targetTokens(batch: Pick<Batch, 'labels'>): number {
+  let n = 0;
+  for (const row of batch.labels) for (let t = 1; t < row.length; t++) if (row[t] !== IGNORE) n++;
+  return n;
+}
+
+/**
+ * Runs forward and backward on every micro-batch, accumulating into .grad; returns the mean
+ * loss per target token over all of them.
+ * @example const { loss } = accumulateGradients(model, [b1, b2]); optimizer.step()
+ */
+export function accumulateGradients(model: CausalLM, micro: Batch[], backend?: string): { loss: number; tokens: number } {
+  const tokens = micro.reduce((n, b) => n + targetTokens(b), 0);
+  if (tokens === 0) throw new Error('accumulateGradients: the batch has no target tokens (every label is -100)');
+  let total = 0;
+  for (const b of micro) {
+    total += tidy(() => {
+      const ids = (rows: number[][]) => tensor(rows, { dtype: 'int64', backend });
+      const out = model.forward({
+        inputIds: ids(b.inputIds),
+        labels: ids(b.labels),
+        attentionMask: ids(b.attentionMask),
+        positionIds: b.positionIds ? ids(b.positionIds) : null,
+        lossReduction: 'sum',
+      });
+      div(out.loss!, tokens).backward();
+      return item(out.loss!);
+    });
+  }
+  return { loss: total / tokens, tokens };
+}
