@@ -2,7 +2,9 @@
 // under the 'optimizer' memory tag, zeroGrad, and a state dict for checkpoints.
 import { zerosLike } from '../ops/creation.js';
 import { memory } from '../tensor/memory.js';
-import { keep } from '../tensor/scope.js';
+import { keep, tidy } from '../tensor/scope.js';
+import { to } from '../ops/elementwise.js';
+import { clone, reshape } from '../ops/view.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export interface ParamGroup<H> {
@@ -74,7 +76,7 @@ export abstract class Optimizer<H extends { lr: number }> {
       for (const [n, t] of entries) {
         if (t.numel !== p.numel) throw new Error(`optimizer loadStateDict: state '${n}' of parameter ${i} has ${t.numel} elements, the parameter ${p.numel}`);
         s[n].dispose();
-        s[n] = memory.withTag('optimizer', () => keep(t.reshape([...p.shape]).to('float32').contiguous()));
+        s[n] = memory.withTag('optimizer', () => keep(tidy(() => clone(to(reshape(t, [...p.shape]), 'float32')))));
         s[n].storage.tag = 'optimizer';
       }
     });

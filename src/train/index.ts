@@ -1,2 +1,4 @@
-// Training: the gradient-accumulation step (the Trainer builds on it).
+// Training: the Trainer loop, its checkpoints, and the gradient-accumulation step it runs.
 export { accumulateGradients, targetTokens } from './step.js';
+export { Trainer, type TrainerOptions, type StepMetrics } from './trainer.js';
+export { saveCheckpoint, loadCheckpoint, listCheckpoints, type TrainerState } from './checkpoint.js';

@@ -1,0 +1,212 @@
+// The training loop: micro-batches with token-normalised gradient accumulation, a schedule,
+// clipping, periodic eval and checkpoints, exact resume, one metrics.jsonl line per optimizer
+// step, a progress line with rate and ETA, and callbacks for the strategies built on it.
+import { appendFileSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Dataset, Batch } from '../data/index.js';
+import type { CausalLM } from '../models/causal_lm.js';
+import { tensor } from '../ops/creation.js';
+import { AdamW } from '../optim/adamw.js';
+import { clipGradNorm, gradNorm } from '../optim/clip.js';
+import type { Optimizer } from '../optim/optimizer.js';
+import type { Schedule } from '../optim/schedules.js';
+import { constant } from '../optim/schedules.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { memory } from '../tensor/memory.js';
+import { defaultGenerator } from '../tensor/rng.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { item } from '../ops/transfer.js';
+import { type TrainerState, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { accumulateGradients, targetTokens } from './step.js';
+
+export interface StepMetrics {
+  step: number;
+  loss: number;
+  lr: number;
+  grad_norm: number;
+  loss_scale: number | null;
+  tokens_per_sec: number;
+  mem_peak: { total: number; param: number; grad: number; optimizer: number; activation: number; other: number };
+}
+
+export interface TrainerOptions {
+  model: CausalLM;
+  data: Dataset;
+  evalData?: Dataset | null;
+  optimizer?: Optimizer<{ lr: number }>;
+  /** learning rate by step (default: constant lr) */
+  schedule?: Schedule;
+  lr?: number;
+  batchSize: number;
+  gradAccum?: number;
+  maxSteps: number;
+  /** clip the global gradient norm (0 = off) */
+  clip?: number;
+  outputDir?: string;
+  saveEvery?: number;
+  keepLast?: number;
+  evalEvery?: number;
+  evalBatches?: number;
+  /** a checkpoint folder to continue from exactly */
+  resumeFrom?: string;
+  progress?: boolean;
+  backend?: string;
+  onStep?: (m: StepMetrics) => void;
+  onEval?: (r: { step: number; loss: number }) => void;
+  onSave?: (dir: string) => void;
+}
+
+export class Trainer {
+  readonly optimizer: Optimizer<{ lr: number }>;
+  readonly schedule: Schedule;
+  step = 0;
+  private epoch = 0;
+  private epochStep = 0;
+  private stopping = false;
+
+  constructor(readonly o: TrainerOptions) {
+    this.optimizer = o.optimizer ?? new AdamW(o.model.parameters().filter((p) => p.requiresGrad), { lr: o.lr ?? 1e-3 });
+    this.schedule = o.schedule ?? constant(o.lr ?? 1e-3);
+    if (o.resumeFrom) this.resume(o.resumeFrom);
+  }
+
+  /** Asks the loop to save a checkpoint and stop after the current step (Ctrl-C does this). */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  /** The next micro-batch, moving to the next epoch when one is exhausted. */
+  private *microBatches(): Generator<Batch> {
+    const { data, batchSize } = this.o;
+    for (;;) {
+      for (const b of data.batches({ batchSize, epoch: this.epoch, startStep: this.epochStep })) {
+        this.epochStep++;
+        yield b;
+      }
+      this.epoch++;
+      this.epochStep = 0;
+    }
+  }
+
+  train(): StepMetrics[] {
+    const { model, maxSteps, gradAccum = 1 } = this.o;
+    model.train();
+    const metrics: StepMetrics[] = [];
+    const batches = this.microBatches();
+    const onSigint = (): void => this.stop();
+    process.once('SIGINT', onSigint);
+    const t0 = performance.now();
+    const startStep = this.step;
+    try {
+      while (this.step < maxSteps && !this.stopping) {
+        const lr = this.schedule(this.step);
+        this.optimizer.setLr(lr);
+        memory.resetPeak();
+        const tStep = performance.now();
+        const micro = Array.from({ length: gradAccum }, () => batches.next().value as Batch);
+        const { loss } = accumulateGradients(model, micro, this.o.backend);
+        const params = model.parameters().filter((p) => p.requiresGrad);
+        const norm = this.o.clip ? clipGradNorm(params, this.o.clip) : gradNorm(params);
+        this.optimizer.step();
+        this.optimizer.zeroGrad();
+        this.step++;
+        const tokens = micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
+        const m: StepMetrics = {
+          step: this.step, loss, lr, grad_norm: norm, loss_scale: null,
+          tokens_per_sec: tokens / ((performance.now() - tStep) / 1e3),
+          mem_peak: memory.stats().peak,
+        };
+        metrics.push(m);
+        this.log(m);
+        this.o.onStep?.(m);
+        this.progress(startStep, t0, m);
+        if (this.o.evalData && this.o.evalEvery && this.step % this.o.evalEvery === 0) this.evaluate();
+        if (this.o.outputDir && this.o.saveEvery && this.step % this.o.saveEvery === 0) this.save();
+      }
+      if (this.stopping && this.o.outputDir) this.save();
+    } finally {
+      process.removeListener('SIGINT', onSigint);
+      if (this.o.progress) process.stderr.write('\n');
+    }
+    return metrics;
+  }
+
+  /** Mean loss per target token over (up to evalBatches) eval batches. */
+  evaluate(): number {
+    const ds = this.o.evalData;
+    if (!ds) throw new Error('evaluate: no evalData');
+    const { model } = this.o;
+    model.eval();
+    let sum = 0;
+    let tokens = 0;
+    let n = 0;
+    for (const b of ds.batches({ batchSize: this.o.batchSize, shuffle: false })) {
+      if (this.o.evalBatches && n++ >= this.o.evalBatches) break;
+      tokens += targetTokens(b);
+      sum += noGrad(() => tidy(() => {
+        const ids = (rows: number[][]): Tensor => tensor(rows, { dtype: 'int64', backend: this.o.backend });
+        return item(model.forward({ inputIds: ids(b.inputIds), labels: ids(b.labels), attentionMask: ids(b.attentionMask), lossReduction: 'sum' }).loss!);
+      }));
+    }
+    model.train();
+    const loss = sum / Math.max(tokens, 1);
+    this.o.onEval?.({ step: this.step, loss });
+    if (this.o.outputDir) appendFileSync(join(this.o.outputDir, 'eval.jsonl'), JSON.stringify({ step: this.step, eval_loss: loss }) + '\n');
+    return loss;
+  }
+
+  private log(m: StepMetrics): void {
+    if (!this.o.outputDir) return;
+    mkdirSync(this.o.outputDir, { recursive: true });
+    appendFileSync(join(this.o.outputDir, 'metrics.jsonl'), JSON.stringify(m) + '\n');
+  }
+
+  private progress(start: number, t0: number, m: StepMetrics): void {
+    if (!this.o.progress) return;
+    const done = this.step - start;
+    const rate = done / ((performance.now() - t0) / 1e3);
+    const left = (this.o.maxSteps - this.step) / Math.max(rate, 1e-9);
+    const width = 24;
+    const filled = Math.round((width * this.step) / this.o.maxSteps);
+    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${this.step}/${this.o.maxSteps} loss ${m.loss.toFixed(4)} ${rate.toFixed(2)} it/s ${Math.round(m.tokens_per_sec)} tok/s ETA ${Math.round(left)}s `);
+  }
+
+  /** Writes checkpoint-<step> (model, optimizer, trainer state) atomically. */
+  save(): string {
+    const dir = this.o.outputDir;
+    if (!dir) throw new Error('save: no outputDir');
+    const opt = this.optimizer.stateDict();
+    const optTensors: Record<string, Tensor> = {};
+    opt.state.forEach((s, i) => Object.entries(s).forEach(([n, t]) => (optTensors[`${i}.${n}`] = t)));
+    const state: TrainerState = {
+      step: this.step, epoch: this.epoch, epochStep: this.epochStep, rng: defaultGenerator.getState(), lossScaler: null, optimizerStep: opt.step,
+    };
+    const path = saveCheckpoint(dir, { model: this.o.model.stateDict(), optimizer: optTensors, state }, this.o.keepLast ?? 0);
+    this.o.onSave?.(path);
+    return path;
+  }
+
+  private resume(dir: string): void {
+    const ck = loadCheckpoint(dir);
+    try {
+      const sd = Object.fromEntries(ck.model.names.map((n) => [n, ck.model.tensor(n, { backend: this.o.backend })]));
+      this.o.model.loadStateDict(sd);
+      for (const t of Object.values(sd)) t.dispose();
+      const n = this.optimizer.groups.reduce((c, g) => c + g.params.length, 0);
+      const state: Record<string, Tensor>[] = Array.from({ length: n }, () => ({}));
+      for (const name of ck.optimizer.names) {
+        const [i, key] = [Number(name.split('.')[0]), name.slice(name.indexOf('.') + 1)];
+        if (!(i >= 0 && i < n)) throw new Error(`${dir}: optimizer state '${name}' names parameter ${i} of ${n}`);
+        state[i][key] = ck.optimizer.tensor(name, { backend: this.o.backend });
+      }
+      this.optimizer.loadStateDict({ step: ck.state.optimizerStep, state });
+      for (const s of state) for (const t of Object.values(s)) t.dispose();
+      Object.assign(this, { step: ck.state.step, epoch: ck.state.epoch, epochStep: ck.state.epochStep });
+      defaultGenerator.setState(ck.state.rng);
+    } finally {
+      ck.model.close();
+      ck.optimizer.close();
+    }
+  }
+}
