@@ -26,6 +26,8 @@ export interface CausalLMInput {
   inputIds: Tensor;
   /** [B, past + T], 1 = attend, 0 = padding */
   attentionMask?: Tensor | null;
+  /** int64 [B, T]: packed rows' document of each token; attention stays inside a document (block-diagonal causal) */
+  documentIds?: Tensor | null;
   /** int64 [B, T]; default past .. past + T - 1 */
   positionIds?: Tensor | null;
   /** int64 [B, T]; shifted inside (logits[:, t] predicts labels[:, t + 1]); -100 is ignored */
@@ -65,6 +67,11 @@ export interface LanguageModel extends Module {
 /** Activation checkpointing: none, every block recomputed (full), or attention/MLP insides only (selective). */
 export type Checkpointing = 'none' | 'full' | 'selective';
 
+/** Combines two additive masks so that a position masked by either stays at MASK_MIN (never -inf). */
+function eitherMask(a: Tensor, b: Tensor): Tensor {
+  return where(compare('lt', add(a, b), 0), MASK_MIN, 0);
+}
+
 export class CausalLM extends Module implements LanguageModel {
   model: DecoderModel;
   lm_head?: Linear;
@@ -102,6 +109,14 @@ export class CausalLM extends Module implements LanguageModel {
         if (am.ndim !== 2 || am.shape[0] !== B || am.shape[1] !== past + T)
           throw new Error(`forward: attentionMask must be [${B}, ${past + T}] (batch, cached + new tokens), got ${shapeStr(am.shape)}`);
         mask = reshape(where(compare('eq', am, 0), MASK_MIN, 0), [B, 1, 1, past + T]);
+      }
+      if (input.documentIds) {
+        const d = input.documentIds;
+        if (input.cache || d.ndim !== 2 || d.shape[0] !== B || d.shape[1] !== T)
+          throw new Error(`forward: documentIds must be [${B}, ${T}] and cannot be combined with a KV cache, got ${shapeStr(d.shape)}`);
+        const across = where(compare('ne', unsqueeze(d, 2), unsqueeze(d, 1)), MASK_MIN, 0); // [B, T, T]
+        const docMask = unsqueeze(across, 1); // [B, 1, T, T]
+        mask = mask ? eitherMask(mask, docMask) : docMask;
       }
       const ctx: LayerContext = { cos, sin, mask, cache: input.cache ?? null };
       let h = this.model.embed(ids);

@@ -34,6 +34,7 @@ export function accumulateGradients(model: CausalLM, micro: Batch[], backend?: s
         labels: ids(b.labels),
         attentionMask: ids(b.attentionMask),
         positionIds: b.positionIds ? ids(b.positionIds) : null,
+        documentIds: b.documentIds ? ids(b.documentIds) : null,
         lossReduction: 'sum',
       });
       div(out.loss!, tokens).backward();

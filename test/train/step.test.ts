@@ -61,3 +61,20 @@ test('loss falls on a learnable task (AdamW, cosine schedule, clipping)', () => 
   opt.dispose();
   model.dispose();
 });
+
+test('packed rows: with documentIds and restarted positions, each document is computed as if alone', () => {
+  k.manualSeed(4);
+  const model = new k.CausalLM(config).eval();
+  const docA = [3, 5, 7, 9];
+  const docB = [2, 4, 6];
+  const logitsOf = (ids: number[], pos: number[], docs?: number[]) =>
+    k.tidy(() => model.forward({
+      inputIds: k.tensor([ids], { dtype: 'int64' }),
+      positionIds: k.tensor([pos], { dtype: 'int64' }),
+      documentIds: docs ? k.tensor([docs], { dtype: 'int64' }) : null,
+    }).logits.toFloat32Array());
+  const packed = logitsOf([...docA, ...docB], [0, 1, 2, 3, 0, 1, 2], [0, 0, 0, 0, 1, 1, 1]);
+  const alone = logitsOf(docB, [0, 1, 2]);
+  assertClose(packed.subarray(4 * 16), alone, { atol: 1e-5, rtol: 1e-5, what: 'second document' });
+  model.dispose();
+});
