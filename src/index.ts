@@ -56,3 +56,4 @@ export {
 export * as optim from './optim/index.js';
 export * as data from './data/index.js';
 export * as train from './train/index.js';
+export { autocast, autocastDtype } from './tensor/autocast.js';

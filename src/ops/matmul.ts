@@ -1,9 +1,11 @@
 // Matrix products. matmul follows torch.matmul's broadcasting; a transposed operand reaches the
 // kernel as a strided view (no copy). linear = x Wᵀ + b with W in PyTorch's [out, in] layout.
 import { backendOf } from '../backend/index.js';
-import { isFloat } from '../tensor/dtype.js';
+import { isFloat, isHalf } from '../tensor/dtype.js';
+import { noGrad } from '../tensor/grad_mode.js';
 import { Layout, broadcastShapes, shapeStr } from '../tensor/layout.js';
 import { tidy } from '../tensor/scope.js';
+import { autocast, autocastDtype } from '../tensor/autocast.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { emptyLike, inputs, needsGrad, record, save } from './dispatch.js';
 import { add, to } from './elementwise.js';
@@ -45,11 +47,11 @@ function fix(t: Tensor, l: Layout) {
 export function matmul(a: Tensor, b: Tensor): Tensor {
   inputs('matmul', a, b);
   if (a.ndim === 0 || b.ndim === 0) throw new Error('matmul: both operands need at least 1 dim');
+  const ac = autocastDtype();
+  if (ac && isFloat(a.dtype) && isFloat(b.dtype) && (a.dtype !== ac || b.dtype !== ac))
+    return tidy(() => matmul(a.dtype === ac ? a : to(a, ac), b.dtype === ac ? b : to(b, ac)));
   if (!isFloat(a.dtype) || a.dtype !== b.dtype)
     throw new Error(`matmul: operands must share a float dtype, got ${a.dtype} and ${b.dtype}`);
-  if (a.dtype === 'float16' || a.dtype === 'bfloat16') {
-    return tidy(() => to(matmul(to(a, 'float32'), to(b, 'float32')), a.dtype));
-  }
   if (a.ndim === 1 || b.ndim === 1) {
     return tidy(() => {
       const a2 = a.ndim === 1 ? unsqueeze(a, 0) : a;
@@ -60,6 +62,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       return out;
     });
   }
+  if (isHalf(a.dtype)) return halfMatmul(a, b);
   const ca = gemmReadable(a) ? a : contiguous(a);
   const cb = gemmReadable(b) ? b : contiguous(b);
   let out = matmulKernel(ca, cb);
@@ -73,6 +76,20 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
   if (ca !== a) ca.dispose();
   if (cb !== b) cb.dispose();
   return out;
+}
+
+/**
+ * float16/bfloat16 operands: a float32 GEMM on upcast copies (float32 accumulation), rounded back;
+ * backward keeps only the half-precision operands, so saved activations stay half-size.
+ */
+function halfMatmul(a: Tensor, b: Tensor): Tensor {
+  const out = autocast(null, () => noGrad(() => tidy(() => to(matmul(to(a, 'float32'), to(b, 'float32')), a.dtype))));
+  if (!needsGrad(a, b)) return out;
+  const [sa, sb] = [save(a), save(b)];
+  return record('matmul', out, [a, b], (g) => autocast(null, () => [
+    a.requiresGrad ? sumToShape(matmul(g, transpose(sb)), sa.shape) : null,
+    b.requiresGrad ? weightGrad(sa, g, sb.shape) : null,
+  ]), [sa, sb]);
 }
 
 /** d(b) = aᵀ g, folding the batch into one GEMM when b was shared across it (a linear layer). */

@@ -6,6 +6,7 @@ import { tensor } from '../ops/creation.js';
 import { div } from '../ops/elementwise.js';
 import { item } from '../ops/transfer.js';
 import { tidy } from '../tensor/scope.js';
+import { autocast } from '../tensor/autocast.js';
 import type { CausalLM } from '../models/causal_lm.js';
 
 export const IGNORE = -100;
@@ -22,12 +23,15 @@ export function targetTokens(batch: Pick<Batch, 'labels'>): number {
  * loss per target token over all of them.
  * @example const { loss } = accumulateGradients(model, [b1, b2]); optimizer.step()
  */
-export function accumulateGradients(model: CausalLM, micro: Batch[], backend?: string): { loss: number; tokens: number } {
+export function accumulateGradients(
+  model: CausalLM, micro: Batch[], opts: { backend?: string; autocast?: 'bfloat16' | 'float16' | null; lossScale?: number } = {},
+): { loss: number; tokens: number } {
+  const { backend, lossScale = 1 } = opts;
   const tokens = micro.reduce((n, b) => n + targetTokens(b), 0);
   if (tokens === 0) throw new Error('accumulateGradients: the batch has no target tokens (every label is -100)');
   let total = 0;
   for (const b of micro) {
-    total += tidy(() => {
+    total += autocast(opts.autocast ?? null, () => tidy(() => {
       const ids = (rows: number[][]) => tensor(rows, { dtype: 'int64', backend });
       const out = model.forward({
         inputIds: ids(b.inputIds),
@@ -37,9 +41,10 @@ export function accumulateGradients(model: CausalLM, micro: Batch[], backend?: s
         documentIds: b.documentIds ? ids(b.documentIds) : null,
         lossReduction: 'sum',
       });
-      div(out.loss!, tokens).backward();
+      // the fp16 loss scale multiplies here and is divided out of the gradients before the step
+      div(out.loss!, tokens / lossScale).backward();
       return item(out.loss!);
-    });
+    }));
   }
   return { loss: total / tokens, tokens };
 }

@@ -7,7 +7,8 @@ import type { Dataset, Batch } from '../data/index.js';
 import type { CausalLM } from '../models/causal_lm.js';
 import { tensor } from '../ops/creation.js';
 import { AdamW } from '../optim/adamw.js';
-import { clipGradNorm, gradNorm } from '../optim/clip.js';
+import { gradNorm, scaleGrads } from '../optim/clip.js';
+import { LossScaler, type LossScalerOptions } from '../optim/loss_scaler.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import type { Schedule } from '../optim/schedules.js';
 import { constant } from '../optim/schedules.js';
@@ -52,6 +53,10 @@ export interface TrainerOptions {
   resumeFrom?: string;
   progress?: boolean;
   backend?: string;
+  /** compute precision: bf16/fp16 matmuls with float32 master weights and optimizer state */
+  dtype?: 'fp32' | 'bf16' | 'fp16';
+  /** fp16 loss scaling (DeepSpeed's fp16 section); dynamic by default */
+  lossScaler?: LossScalerOptions;
   onStep?: (m: StepMetrics) => void;
   onEval?: (r: { step: number; loss: number }) => void;
   onSave?: (dir: string) => void;
@@ -64,10 +69,13 @@ export class Trainer {
   private epoch = 0;
   private epochStep = 0;
   private stopping = false;
+  /** fp16 only */
+  readonly scaler: LossScaler | null;
 
   constructor(readonly o: TrainerOptions) {
     this.optimizer = o.optimizer ?? new AdamW(o.model.parameters().filter((p) => p.requiresGrad), { lr: o.lr ?? 1e-3 });
     this.schedule = o.schedule ?? constant(o.lr ?? 1e-3);
+    this.scaler = o.dtype === 'fp16' ? new LossScaler(o.lossScaler) : null;
     if (o.resumeFrom) this.resume(o.resumeFrom);
   }
 
@@ -105,15 +113,26 @@ export class Trainer {
         memory.resetPeak();
         const tStep = performance.now();
         const micro = Array.from({ length: gradAccum }, () => batches.next().value as Batch);
-        const { loss } = accumulateGradients(model, micro, this.o.backend);
+        const scale = this.scaler?.scale ?? 1;
+        const autocastTo = this.o.dtype === 'bf16' ? 'bfloat16' : this.o.dtype === 'fp16' ? 'float16' : null;
+        const { loss } = accumulateGradients(model, micro, { backend: this.o.backend, autocast: autocastTo, lossScale: scale });
         const params = model.parameters().filter((p) => p.requiresGrad);
-        const norm = this.o.clip ? clipGradNorm(params, this.o.clip) : gradNorm(params);
-        this.optimizer.step();
+        let norm = gradNorm(params);
+        const overflow = !Number.isFinite(norm);
+        const skip = this.scaler ? this.scaler.update(overflow) : false;
+        if (!skip) {
+          if (scale !== 1) {
+            scaleGrads(params, 1 / scale);
+            norm /= scale;
+          }
+          if (this.o.clip && norm > this.o.clip) scaleGrads(params, this.o.clip / (norm + 1e-6));
+          this.optimizer.step();
+        }
         this.optimizer.zeroGrad();
         this.step++;
         const tokens = micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
         const m: StepMetrics = {
-          step: this.step, loss, lr, grad_norm: norm, loss_scale: null,
+          step: this.step, loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
           tokens_per_sec: tokens / ((performance.now() - tStep) / 1e3),
           mem_peak: memory.stats().peak,
         };
@@ -180,7 +199,7 @@ export class Trainer {
     const optTensors: Record<string, Tensor> = {};
     opt.state.forEach((s, i) => Object.entries(s).forEach(([n, t]) => (optTensors[`${i}.${n}`] = t)));
     const state: TrainerState = {
-      step: this.step, epoch: this.epoch, epochStep: this.epochStep, rng: defaultGenerator.getState(), lossScaler: null, optimizerStep: opt.step,
+      step: this.step, epoch: this.epoch, epochStep: this.epochStep, rng: defaultGenerator.getState(), lossScaler: this.scaler?.stateDict() ?? null, optimizerStep: opt.step,
     };
     const path = saveCheckpoint(dir, { model: this.o.model.stateDict(), optimizer: optTensors, state }, this.o.keepLast ?? 0);
     this.o.onSave?.(path);
@@ -204,6 +223,7 @@ export class Trainer {
       for (const s of state) for (const t of Object.values(s)) t.dispose();
       Object.assign(this, { step: ck.state.step, epoch: ck.state.epoch, epochStep: ck.state.epochStep });
       defaultGenerator.setState(ck.state.rng);
+      if (this.scaler && ck.state.lossScaler) this.scaler.loadStateDict(ck.state.lossScaler);
     } finally {
       ck.model.close();
       ck.optimizer.close();

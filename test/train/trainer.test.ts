@@ -49,3 +49,37 @@ test('metrics.jsonl, checkpoints and an exact resume', async () => {
   const rest = resumed.train().map((m) => m.loss);
   assert.deepEqual([...first, ...rest], full, 'resumed loss curve equals the uninterrupted one');
 });
+
+test('bf16 and fp16 runs track the fp32 loss curve', async () => {
+  const data = await dataset();
+  const run = (dtype: 'fp32' | 'bf16' | 'fp16') => trainer(data, mkdtempSync(join(tmpdir(), `kestrel-${dtype}-`)), { dtype, saveEvery: 0 }).train().map((m) => m.loss);
+  const fp32 = run('fp32');
+  for (const dtype of ['bf16', 'fp16'] as const) {
+    const half = run(dtype);
+    half.forEach((l, i) => assert.ok(Math.abs(l - fp32[i]) < 0.03 * fp32[i], `${dtype} step ${i + 1}: ${l} vs ${fp32[i]}`));
+  }
+});
+
+test('fp16: an injected overflow skips the step and backs the scale off (DeepSpeed rules)', async () => {
+  const data = await dataset();
+  const t = trainer(data, mkdtempSync(join(tmpdir(), 'kestrel-overflow-')), { dtype: 'fp16', saveEvery: 0, maxSteps: 4, lossScaler: { initialScalePower: 8, hysteresis: 1, lossScaleWindow: 2 } });
+  const [first] = t.o.model.parameters();
+  let inject = false;
+  first.registerHook((g) => {
+    if (inject) k.getBackend(g.backendName).kernels.fill(g, Infinity);
+  });
+  const scales: (number | null)[] = [];
+  const before: number[][] = [];
+  t.o.onStep = (m) => scales.push(m.loss_scale);
+  for (let s = 0; s < 4; s++) {
+    inject = s === 1;
+    before.push(Array.from(first.toFloat32Array()));
+    t.o.maxSteps = s + 1;
+    t.train();
+  }
+  // steps 1..4 report the scale they ran with: 256, 256 (overflow -> halved), 128, 128 (2 clean -> doubled next)
+  assert.deepEqual(scales, [256, 256, 128, 128]);
+  assert.equal(t.scaler!.scale, 256);
+  assert.deepEqual(before[2], before[1], 'the overflowing step 2 left the weights unchanged');
+  assert.notDeepEqual(before[1], before[0], 'step 1 did update them');
+});
