@@ -1,0 +1,134 @@
+// `kestrel train --model DIR|config.json --data FILE --output DIR [...]`: settings from
+// defaults < --config run.yaml|json < --deepspeed ds_config.json < flags; writes metrics.jsonl,
+// checkpoints, and the final model as an HF folder in --output.
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadDataset } from '../data/index.js';
+import { readJson } from '../io/hf_folder.js';
+import { CausalLM } from '../models/causal_lm.js';
+import { loadCausalLM, savePretrained } from '../models/load.js';
+import { decoderConfig } from '../models/registry.js';
+import { AdamW } from '../optim/adamw.js';
+import * as S from '../optim/schedules.js';
+import { Lion, SGD } from '../optim/sgd.js';
+import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
+import { listCheckpoints } from '../train/checkpoint.js';
+import { DEFAULT_SETTINGS, type RunSettings, fromDeepSpeed, readRunFile } from '../train/run_config.js';
+import { Trainer } from '../train/trainer.js';
+import { numberFlag } from './model_args.js';
+
+const FLAGS = {
+  model: { type: 'string' }, data: { type: 'string', multiple: true }, output: { type: 'string' }, tokenizer: { type: 'string' },
+  format: { type: 'string' }, 'max-steps': { type: 'string' }, 'seq-len': { type: 'string' }, 'batch-size': { type: 'string' },
+  'grad-accum': { type: 'string' }, lr: { type: 'string' }, 'weight-decay': { type: 'string' }, warmup: { type: 'string' },
+  schedule: { type: 'string' }, clip: { type: 'string' }, dtype: { type: 'string' }, checkpointing: { type: 'string' },
+  'eval-fraction': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'keep-last': { type: 'string' },
+  seed: { type: 'string' }, 'skip-bad-lines': { type: 'boolean' }, resume: { type: 'string' }, config: { type: 'string' },
+  deepspeed: { type: 'string' }, quiet: { type: 'boolean', default: false },
+} as const;
+
+function oneOf<T extends string>(v: unknown, allowed: readonly T[], what: string): T {
+  if (!allowed.includes(v as T)) throw new Error(`${what} must be one of ${allowed.join(', ')}, got '${String(v)}'`);
+  return v as T;
+}
+
+/** Merges defaults, the run file, the DeepSpeed config and the flags. */
+export function resolveSettings(argv: string[]): { settings: RunSettings; warnings: string[] } {
+  const { values } = parseArgs({ args: argv, options: FLAGS, strict: true });
+  const file = values.config ? readRunFile(values.config) : {};
+  const ds = values.deepspeed ? fromDeepSpeed(readJson(values.deepspeed), values.deepspeed) : { settings: {}, warnings: [] };
+  const flags: Partial<RunSettings> = {};
+  const n = (name: string): number | undefined => numberFlag(values, name);
+  const set = <K extends keyof RunSettings>(k: K, v: RunSettings[K] | undefined): void => {
+    if (v !== undefined) flags[k] = v;
+  };
+  set('model', values.model);
+  set('data', values.data);
+  set('output', values.output);
+  set('tokenizer', values.tokenizer);
+  set('format', values.format as RunSettings['format'] | undefined);
+  set('maxSteps', n('max-steps'));
+  set('seqLen', n('seq-len'));
+  set('batchSize', n('batch-size'));
+  set('gradAccum', n('grad-accum'));
+  set('lr', n('lr'));
+  set('weightDecay', n('weight-decay'));
+  set('clip', n('clip'));
+  set('dtype', values.dtype as RunSettings['dtype'] | undefined);
+  set('checkpointing', values.checkpointing as RunSettings['checkpointing'] | undefined);
+  set('evalFraction', n('eval-fraction'));
+  set('evalEvery', n('eval-every'));
+  set('saveEvery', n('save-every'));
+  set('keepLast', n('keep-last'));
+  set('seed', n('seed'));
+  set('skipBadLines', values['skip-bad-lines']);
+  set('resume', values.resume);
+  const merged = { ...DEFAULT_SETTINGS, ...file, ...ds.settings, ...flags } as RunSettings;
+  if (values.schedule || values.warmup) merged.schedule = { type: (values.schedule ?? merged.schedule.type) as RunSettings['schedule']['type'], warmup: n('warmup') ?? merged.schedule.warmup, params: merged.schedule.params };
+  if (typeof merged.data === 'string') merged.data = [merged.data];
+  for (const k of ['model', 'output'] as const) if (!merged[k]) throw new Error(`--${k} is required`);
+  if (!merged.data?.length) throw new Error('--data is required');
+  oneOf(merged.dtype, ['fp32', 'bf16', 'fp16'] as const, '--dtype');
+  oneOf(merged.checkpointing, ['none', 'full', 'selective'] as const, '--checkpointing');
+  oneOf(merged.format, ['auto', 'text', 'pretokenized', 'alpaca', 'chat', 'sharegpt'] as const, '--format');
+  oneOf(merged.schedule.type, ['constant', 'linear', 'cosine', 'WarmupLR', 'WarmupDecayLR', 'WarmupCosineLR'] as const, '--schedule');
+  for (const k of ['maxSteps', 'seqLen', 'batchSize', 'gradAccum'] as const)
+    if (!Number.isInteger(merged[k]) || merged[k] < 1) throw new Error(`${k} must be a positive integer, got ${merged[k]}`);
+  return { settings: merged, warnings: ds.warnings };
+}
+
+function schedule(s: RunSettings): S.Schedule {
+  const { lr, maxSteps: total } = s;
+  const w = s.schedule.warmup;
+  const p = s.schedule.params as Record<string, number>;
+  switch (s.schedule.type) {
+    case 'constant': return S.constant(lr, w);
+    case 'linear': return S.linear(lr, w, total);
+    case 'cosine': return S.cosine(lr, w, total);
+    case 'WarmupLR': return S.warmupLR(p);
+    case 'WarmupDecayLR': return S.warmupDecayLR({ total_num_steps: total, ...p });
+    case 'WarmupCosineLR': return S.warmupCosineLR(lr, { total_num_steps: total, ...p });
+  }
+}
+
+async function loadModel(s: RunSettings): Promise<{ model: CausalLM; hfConfig: Record<string, unknown>; tokenizer: Tokenizer | null }> {
+  if (existsSync(s.model) && statSync(s.model).isFile()) {
+    const hfConfig = readJson(s.model); // a config.json alone: random initialisation
+    const tokDir = s.tokenizer ?? dirname(s.model);
+    const tokenizer = s.tokenizer || existsSync(join(tokDir, 'tokenizer.json')) ? await loadTokenizer(tokDir) : null;
+    return { model: new CausalLM(decoderConfig(hfConfig, s.model)), hfConfig, tokenizer };
+  }
+  const p = await loadCausalLM(s.model, { tokenizer: s.tokenizer });
+  if (!(p.model instanceof CausalLM)) throw new Error(`${s.model}: training supports the Llama-family decoders for now`);
+  return { model: p.model, hfConfig: p.hfConfig, tokenizer: p.tokenizer };
+}
+
+export async function trainCommand(argv: string[]): Promise<number> {
+  const { settings: s, warnings } = resolveSettings(argv);
+  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+  const { model, hfConfig, tokenizer } = await loadModel(s);
+  model.checkpointing = s.checkpointing;
+  const { train, eval: evalData, stats } = await loadDataset(s.data, {
+    format: s.format, tokenizer: tokenizer ?? undefined, seqLen: s.seqLen, seed: s.seed, evalFraction: s.evalFraction,
+    skipBadLines: s.skipBadLines, cacheDir: join(s.output, '.data-cache'),
+  });
+  if (stats.badLines) process.stderr.write(`skipped ${stats.badLines} bad lines (first: ${stats.badLineMessages[0]})\n`);
+  const params = model.parameters().filter((p) => p.requiresGrad);
+  const opt = s.optimizer === 'sgd' ? new SGD(params, { lr: s.lr, weightDecay: s.weightDecay })
+    : s.optimizer === 'lion' ? new Lion(params, { lr: s.lr, weightDecay: s.weightDecay })
+    : new AdamW(params, { lr: s.lr, betas: s.betas, eps: s.eps, weightDecay: s.weightDecay });
+  const resume = s.resume === 'latest' ? listCheckpoints(s.output).at(-1)?.path : s.resume;
+  const trainer = new Trainer({
+    model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,
+    maxSteps: s.maxSteps, clip: s.clip, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, evalEvery: s.evalEvery,
+    evalBatches: 8, resumeFrom: resume, dtype: s.dtype, lossScaler: s.lossScaler, progress: !argv.includes('--quiet') && process.stderr.isTTY,
+  });
+  const metrics = trainer.train();
+  savePretrained(s.output, { model, hfConfig });
+  const last = metrics.at(-1);
+  process.stdout.write(`trained to step ${trainer.step}${last ? `, loss ${last.loss.toFixed(4)}` : ''}; model saved to ${s.output}\n`);
+  model.dispose();
+  opt.dispose();
+  return 0;
+}

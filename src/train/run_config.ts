@@ -1,0 +1,137 @@
+// Run settings for `kestrel train`: defaults, then a run.yaml / run.json, then a DeepSpeed
+// ds_config.json, then command-line flags. DeepSpeed keys map onto the same settings; unknown keys
+// are warned about by name; zero_optimization is refused until sharded training exists.
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import type { LossScalerOptions } from '../optim/loss_scaler.js';
+
+export interface RunSettings {
+  model: string;
+  data: string[];
+  output: string;
+  tokenizer?: string;
+  format: 'auto' | 'text' | 'pretokenized' | 'alpaca' | 'chat' | 'sharegpt';
+  maxSteps: number;
+  seqLen: number;
+  batchSize: number;
+  gradAccum: number;
+  lr: number;
+  weightDecay: number;
+  betas: [number, number];
+  eps: number;
+  optimizer: 'adamw' | 'sgd' | 'lion';
+  schedule: { type: 'constant' | 'linear' | 'cosine' | 'WarmupLR' | 'WarmupDecayLR' | 'WarmupCosineLR'; warmup: number; params: Record<string, number | string> };
+  clip: number;
+  dtype: 'fp32' | 'bf16' | 'fp16';
+  lossScaler: LossScalerOptions;
+  checkpointing: 'none' | 'full' | 'selective';
+  evalFraction: number;
+  evalEvery: number;
+  saveEvery: number;
+  keepLast: number;
+  seed: number;
+  skipBadLines: boolean;
+  resume?: string;
+  logEvery: number;
+}
+
+export const DEFAULT_SETTINGS: Omit<RunSettings, 'model' | 'data' | 'output'> = {
+  format: 'auto', maxSteps: 100, seqLen: 512, batchSize: 4, gradAccum: 1, lr: 1e-4, weightDecay: 0.01, betas: [0.9, 0.999],
+  eps: 1e-8, optimizer: 'adamw', schedule: { type: 'cosine', warmup: 0, params: {} }, clip: 1, dtype: 'fp32', lossScaler: {},
+  checkpointing: 'none', evalFraction: 0, evalEvery: 0, saveEvery: 0, keepLast: 2, seed: 42, skipBadLines: false, logEvery: 1,
+};
+
+/** Reads run.yaml / run.json (keys in camelCase or snake_case, as the flags without dashes). */
+export function readRunFile(path: string): Record<string, unknown> {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new Error(`${path}: cannot read (${(e as NodeJS.ErrnoException).code})`);
+  }
+  let v: unknown;
+  try {
+    v = path.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
+  } catch (e) {
+    throw new Error(`${path}: invalid ${path.endsWith('.json') ? 'JSON' : 'YAML'} (${(e as Error).message})`);
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${path}: expected a mapping of settings`);
+  const out: Record<string, unknown> = {};
+  for (const [k, val] of Object.entries(v)) out[k.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase())] = val;
+  return out;
+}
+
+const DS_KNOWN = new Set([
+  'train_batch_size', 'train_micro_batch_size_per_gpu', 'gradient_accumulation_steps', 'gradient_clipping', 'fp16', 'bf16',
+  'optimizer', 'scheduler', 'activation_checkpointing', 'steps_per_print', 'wall_clock_breakdown', 'zero_optimization',
+]);
+
+/** Maps a DeepSpeed config onto settings; warnings name the keys Kestrel ignores. */
+export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world = 1): { settings: Partial<RunSettings>; warnings: string[] } {
+  const warnings: string[] = [];
+  const s: Partial<RunSettings> = {};
+  for (const key of Object.keys(ds)) if (!DS_KNOWN.has(key)) warnings.push(`${file}: unknown key '${key}' ignored`);
+  const num = (v: unknown, field: string): number => {
+    if (typeof v !== 'number' || !Number.isFinite(v)) throw new Error(`${file}: '${field}' must be a number, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const obj = (v: unknown, field: string): Record<string, unknown> => {
+    if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${file}: '${field}' must be an object`);
+    return v as Record<string, unknown>;
+  };
+  if (ds.zero_optimization !== undefined) {
+    const stage = obj(ds.zero_optimization, 'zero_optimization').stage ?? 0;
+    if (stage !== 0) throw new Error(`${file}: zero_optimization stage ${JSON.stringify(stage)} needs sharded (multi-process) training, which Kestrel does not have yet; remove zero_optimization or set stage 0`);
+  }
+  if (ds.train_micro_batch_size_per_gpu !== undefined) s.batchSize = num(ds.train_micro_batch_size_per_gpu, 'train_micro_batch_size_per_gpu');
+  if (ds.gradient_accumulation_steps !== undefined) s.gradAccum = num(ds.gradient_accumulation_steps, 'gradient_accumulation_steps');
+  if (ds.train_batch_size !== undefined) {
+    const total = num(ds.train_batch_size, 'train_batch_size');
+    if (s.batchSize && s.gradAccum && s.batchSize * s.gradAccum * world !== total)
+      throw new Error(`${file}: train_batch_size ${total} != train_micro_batch_size_per_gpu ${s.batchSize} x gradient_accumulation_steps ${s.gradAccum} x ${world} process(es)`);
+    if (s.batchSize && !s.gradAccum) s.gradAccum = total / (s.batchSize * world);
+    else if (!s.batchSize) s.batchSize = total / ((s.gradAccum ?? 1) * world);
+  }
+  if (ds.gradient_clipping !== undefined) s.clip = num(ds.gradient_clipping, 'gradient_clipping');
+  const fp16 = ds.fp16 === undefined ? null : obj(ds.fp16, 'fp16');
+  const bf16 = ds.bf16 === undefined ? null : obj(ds.bf16, 'bf16');
+  if (fp16?.enabled === true && bf16?.enabled === true) throw new Error(`${file}: fp16 and bf16 cannot both be enabled`);
+  if (fp16?.enabled === true) {
+    s.dtype = 'fp16';
+    s.lossScaler = {
+      lossScale: fp16.loss_scale === undefined ? 0 : num(fp16.loss_scale, 'fp16.loss_scale'),
+      initialScalePower: fp16.initial_scale_power === undefined ? 16 : num(fp16.initial_scale_power, 'fp16.initial_scale_power'),
+      lossScaleWindow: fp16.loss_scale_window === undefined ? 1000 : num(fp16.loss_scale_window, 'fp16.loss_scale_window'),
+      hysteresis: fp16.hysteresis === undefined ? 2 : num(fp16.hysteresis, 'fp16.hysteresis'),
+      minLossScale: fp16.min_loss_scale === undefined ? 1 : num(fp16.min_loss_scale, 'fp16.min_loss_scale'),
+      consecutiveHysteresis: fp16.consecutive_hysteresis === true,
+    };
+  }
+  if (bf16?.enabled === true) s.dtype = 'bf16';
+  if (ds.optimizer !== undefined) {
+    const o = obj(ds.optimizer, 'optimizer');
+    const type = String(o.type ?? '').toLowerCase();
+    const map: Record<string, RunSettings['optimizer']> = { adamw: 'adamw', adam: 'adamw', sgd: 'sgd', lion: 'lion' };
+    if (!map[type]) throw new Error(`${file}: optimizer type '${String(o.type)}' is not supported (AdamW, Adam, SGD, Lion)`);
+    if (type === 'adam') warnings.push(`${file}: optimizer Adam runs as AdamW (decoupled weight decay)`);
+    s.optimizer = map[type];
+    const p = o.params === undefined ? {} : obj(o.params, 'optimizer.params');
+    if (p.lr !== undefined) s.lr = num(p.lr, 'optimizer.params.lr');
+    if (p.weight_decay !== undefined) s.weightDecay = num(p.weight_decay, 'optimizer.params.weight_decay');
+    if (p.eps !== undefined) s.eps = num(p.eps, 'optimizer.params.eps');
+    if (p.betas !== undefined) {
+      const b = p.betas;
+      if (!Array.isArray(b) || b.length !== 2) throw new Error(`${file}: 'optimizer.params.betas' must be [beta1, beta2]`);
+      s.betas = [num(b[0], 'optimizer.params.betas[0]'), num(b[1], 'optimizer.params.betas[1]')];
+    }
+  }
+  if (ds.scheduler !== undefined) {
+    const o = obj(ds.scheduler, 'scheduler');
+    const type = o.type;
+    if (type !== 'WarmupLR' && type !== 'WarmupDecayLR' && type !== 'WarmupCosineLR')
+      throw new Error(`${file}: scheduler type '${String(type)}' is not supported (WarmupLR, WarmupDecayLR, WarmupCosineLR)`);
+    s.schedule = { type, warmup: 0, params: (o.params === undefined ? {} : obj(o.params, 'scheduler.params')) as Record<string, number | string> };
+  }
+  if (ds.activation_checkpointing !== undefined) s.checkpointing = 'full';
+  return { settings: s, warnings };
+}

@@ -1,0 +1,64 @@
+// `kestrel train` end to end on a random model from a config.json and pre-tokenized data:
+// DeepSpeed config mapping (and its refusals), metrics.jsonl, checkpoints, resume, the final HF
+// folder, and a bad JSONL line reported as file:line before training starts.
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { fromDeepSpeed } from '../../src/train/run_config.js';
+
+const cli = (args: string[]) => {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('./src/cli/main.ts').then(async (m) => { process.exitCode = await m.run(${JSON.stringify(args)}); })`], { encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+};
+
+function setup() {
+  const dir = mkdtempSync(join(tmpdir(), 'kestrel-cli-train-'));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({
+    model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1,
+    num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64,
+  }));
+  const lines = Array.from({ length: 16 }, (_, i) => JSON.stringify({ input_ids: Array.from({ length: 10 }, (_, t) => (i + t) % 32) }));
+  writeFileSync(join(dir, 'train.jsonl'), lines.join('\n') + '\n');
+  writeFileSync(join(dir, 'ds.json'), JSON.stringify({
+    train_micro_batch_size_per_gpu: 4, gradient_accumulation_steps: 2, gradient_clipping: 1.0,
+    optimizer: { type: 'AdamW', params: { lr: 0.003, weight_decay: 0 } }, scheduler: { type: 'WarmupLR', params: { warmup_min_lr: 0, warmup_max_lr: 0.003, warmup_num_steps: 2 } },
+    fp16: { enabled: true, initial_scale_power: 10 }, steps_per_print: 10, mystery_knob: 3,
+  }));
+  return dir;
+}
+
+test('train, checkpoint, resume and save an HF folder', () => {
+  const dir = setup();
+  const out = join(dir, 'out');
+  const args = ['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', out, '--seq-len', '10', '--deepspeed', join(dir, 'ds.json'), '--save-every', '2', '--quiet'];
+  let r = cli([...args, '--max-steps', '2']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /unknown key 'mystery_knob' ignored/);
+  const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+  assert.equal(lines.length, 2);
+  assert.equal(lines[0].loss_scale, 1024, 'fp16 from the DeepSpeed config, initial_scale_power 10');
+  r = cli([...args, '--max-steps', '4', '--resume', 'latest']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /trained to step 4/);
+  assert.ok(existsSync(join(out, 'checkpoint-4')) && existsSync(join(out, 'model.safetensors')) && existsSync(join(out, 'config.json')));
+  assert.equal(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 4);
+});
+
+test('a bad JSONL line stops the run before training with file:line', () => {
+  const dir = setup();
+  writeFileSync(join(dir, 'train.jsonl'), '{"input_ids": [1, 2, 3]}\n{"input_ids": [1, 2,\n');
+  const r = cli(['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, 'o'), '--max-steps', '1', '--seq-len', '8']);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /train\.jsonl:2/);
+  assert.ok(!existsSync(join(dir, 'o', 'metrics.jsonl')));
+});
+
+test('DeepSpeed config: ZeRO refused clearly, batch sizes checked', () => {
+  assert.throws(() => fromDeepSpeed({ zero_optimization: { stage: 2 } }, 'ds.json'), /zero_optimization stage 2 needs sharded/);
+  assert.throws(() => fromDeepSpeed({ train_batch_size: 10, train_micro_batch_size_per_gpu: 4, gradient_accumulation_steps: 2 }, 'ds.json'), /train_batch_size 10 != /);
+  const { settings } = fromDeepSpeed({ train_batch_size: 16, train_micro_batch_size_per_gpu: 4, bf16: { enabled: true } }, 'ds.json');
+  assert.deepEqual([settings.batchSize, settings.gradAccum, settings.dtype], [4, 4, 'bf16']);
+});
