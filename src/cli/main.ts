@@ -3,8 +3,10 @@ import { chatCommand } from './chat.js';
 import { doctor } from './doctor.js';
 import { generateCommand } from './generate.js';
 import { trainCommand } from './train.js';
+import { demoCommand } from './demo.js';
 
 const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise<number> }> = {
+  demo: { about: 'the embedded end-to-end run: synthetic data, pretrain, fine-tune, accuracy before/after [--json]', run: demoCommand },
   doctor: { about: 'version, backend, CPU features, threads and a measured matmul GFLOP/s', run: doctor },
   generate: { about: 'continue a prompt: --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--json]', run: generateCommand },
   train: { about: 'train or fine-tune: --model DIR|config.json --data FILE --output DIR [--deepspeed ds.json]', run: trainCommand },

@@ -10,6 +10,8 @@ import { isGradEnabled } from '../tensor/grad_mode.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/layout.js';
 import { Linear } from '../nn/layers.js';
+import { normal_ } from '../nn/init.js';
+import { backendOf } from '../backend/index.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
@@ -83,6 +85,11 @@ export class CausalLM extends Module implements LanguageModel {
     if (config.partialRotaryFactor !== 1) throw new Error(`partial rotary embeddings (factor ${config.partialRotaryFactor}) are not supported yet`);
     this.model = new DecoderModel(config, init);
     if (!config.tieWordEmbeddings) this.lm_head = new Linear(config.hiddenSize, config.vocabSize, { ...init, bias: false });
+    // HF's _init_weights: every Linear and Embedding weight ~ N(0, initializer_range^2), biases 0
+    for (const [name, p] of this.namedParameters()) {
+      if (p.ndim === 2) normal_(p, config.initializerRange, init.generator);
+      else if (name.endsWith('.bias')) backendOf(p).kernels.fill(p, 0);
+    }
   }
 
   /** cos/sin tables [B, T, hd/2] for the given positions. */

@@ -67,6 +67,8 @@ export interface DecoderConfig {
   bosTokenId: number | null;
   eosTokenIds: number[];
   padTokenId: number | null;
+  /** std of the normal initialisation of Linear and Embedding weights (HF's initializer_range) */
+  initializerRange: number;
 }
 
 export const DEFAULT_CONFIG: Omit<DecoderConfig, 'modelType' | 'vocabSize' | 'hiddenSize' | 'intermediateSize' | 'numLayers' | 'numHeads' | 'numKvHeads' | 'headDim' | 'slidingWindows' | 'attentionScale'> = {
@@ -92,4 +94,5 @@ export const DEFAULT_CONFIG: Omit<DecoderConfig, 'modelType' | 'vocabSize' | 'hi
   bosTokenId: null,
   eosTokenIds: [],
   padTokenId: null,
+  initializerRange: 0.02,
 };

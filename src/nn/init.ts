@@ -1,5 +1,6 @@
 // Parameter initialisers drawn from the seeded generator (PyTorch's defaults by name).
-import { rand, randn, zeros, ones } from '../ops/creation.js';
+import { full, rand, randn, zeros, ones } from '../ops/creation.js';
+import { backendOf } from '../backend/index.js';
 import { add, mul } from '../ops/elementwise.js';
 import type { DType } from '../tensor/dtype.js';
 import { noGrad } from '../tensor/grad_mode.js';
@@ -25,3 +26,13 @@ export function normal(shape: number[], std: number, o: InitOpts = {}): Tensor {
 
 export const zerosInit = (shape: number[], o: InitOpts = {}): Tensor => zeros(shape, o);
 export const onesInit = (shape: number[], o: InitOpts = {}): Tensor => ones(shape, o);
+
+/** Refills t in place with N(0, std^2) draws from the generator (HF's _init_weights for Linear/Embedding). */
+export function normal_(t: Tensor, std: number, generator: Generator = defaultGenerator): Tensor {
+  const k = backendOf(t).kernels;
+  k.random(t, 'normal', generator.seed, generator.next('normal', t.numel));
+  const s = full([], std, { dtype: t.dtype, backend: t.backendName });
+  k.binary('mul', t, { storage: s.storage, layout: s.layout.expand(t.shape), dtype: s.dtype }, t);
+  s.dispose();
+  return t;
+}

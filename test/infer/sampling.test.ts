@@ -51,7 +51,7 @@ describe('generate on a random model', () => {
     rmsNormEps: 1e-6, ropeTheta: 10000, ropeScaling: null, partialRotaryFactor: 1, maxPositionEmbeddings: 64, tieWordEmbeddings: false,
     qkvBias: false, oBias: false, mlpBias: false, activation: 'silu', normOffset: 0, scaleEmbeddings: false, slidingWindows: [0, 0],
     attentionScale: 1 / Math.sqrt(8), attnSoftcap: 0, finalSoftcap: 0, qkNorm: false, sandwichNorms: false, fusedQkv: false,
-    fusedGateUp: false, moe: null, bosTokenId: null, eosTokenIds: [], padTokenId: null,
+    fusedGateUp: false, moe: null, bosTokenId: null, eosTokenIds: [], padTokenId: null, initializerRange: 0.02,
   };
   k.manualSeed(1);
   const model = new k.CausalLM(config);

@@ -69,6 +69,7 @@ export function baseConfig(raw: Json, file: string): DecoderConfig {
     bosTokenId: r.ids('bos_token_id')[0] ?? null,
     eosTokenIds: r.ids('eos_token_id'),
     padTokenId: r.ids('pad_token_id')[0] ?? null,
+    initializerRange: r.num('initializer_range', 0.02),
   };
 }
 

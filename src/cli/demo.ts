@@ -1,0 +1,101 @@
+// `kestrel demo` (= npm start): the whole path with nothing downloaded. Writes a byte-level
+// tokenizer and a tiny Llama config, generates synthetic tasks, pretrains on their text,
+// fine-tunes on them as chat (loss on the assistant's tokens only), measures exact-match
+// accuracy on held-out questions before and after, and saves an HF folder that `kestrel chat`
+// and `kestrel generate` load.
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { loadDataset } from '../data/index.js';
+import { BYTE_VOCAB, writeByteTokenizer } from '../demo/byte_tokenizer.js';
+import { type Task, makeTasks } from '../demo/tasks.js';
+import { CausalLM } from '../models/causal_lm.js';
+import { savePretrained } from '../models/load.js';
+import { decoderConfig } from '../models/registry.js';
+import { tensor } from '../ops/creation.js';
+import { AdamW } from '../optim/adamw.js';
+import { cosine } from '../optim/schedules.js';
+import { manualSeed } from '../tensor/rng.js';
+import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
+import { Trainer } from '../train/trainer.js';
+import '../infer/index.js';
+
+const HF_CONFIG = {
+  architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: BYTE_VOCAB, hidden_size: 128, intermediate_size: 344,
+  num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, rms_norm_eps: 1e-5,
+  rope_theta: 10000, tie_word_embeddings: true, bos_token_id: null, eos_token_id: 258, pad_token_id: 256, torch_dtype: 'float32',
+};
+
+/** Exact-match accuracy of greedy answers to the held-out questions. */
+async function accuracy(model: CausalLM, tok: Tokenizer, tasks: Task[]): Promise<number> {
+  let right = 0;
+  model.eval();
+  for (const t of tasks) {
+    const prompt = tok.applyChatTemplate([{ role: 'user', content: t.question }], { addGenerationPrompt: true });
+    const ids = tensor([tok.encode(prompt, { addSpecialTokens: false })], { dtype: 'int64' });
+    const out = (await model.generate(ids, { maxNewTokens: 10, temperature: 0, eosTokenId: [tok.eosTokenId!] })).toArray() as number[][];
+    ids.dispose();
+    const answer = tok.decode(out[0].slice(ids.shape[1]), { skipSpecialTokens: true }).trim();
+    if (answer === t.answer) right++;
+  }
+  model.train();
+  return right / tasks.length;
+}
+
+export async function demoCommand(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false }, output: { type: 'string' }, steps: { type: 'string', default: '600' } } });
+  const t0 = performance.now();
+  const say = (s: string): void => {
+    if (!values.json) process.stdout.write(s + '\n');
+  };
+  const work = mkdtempSync(join(tmpdir(), 'kestrel-demo-'));
+  const modelDir = resolve(values.output ?? join(work, 'model'));
+  mkdirSync(modelDir, { recursive: true });
+  writeByteTokenizer(modelDir);
+  writeFileSync(join(modelDir, 'config.json'), JSON.stringify(HF_CONFIG, null, 2));
+  const tok = await loadTokenizer(modelDir);
+  const train = makeTasks(4000, 1);
+  const seen = new Set(train.filter((_, i) => i % 4 !== 3).map((t) => t.question));
+  const heldOut = makeTasks(400, 2).filter((t) => !seen.has(t.question)).slice(0, 60);
+  writeFileSync(join(work, 'pretrain.jsonl'), train.map((t) => JSON.stringify({ text: t.text })).join('\n') + '\n');
+  writeFileSync(join(work, 'chat.jsonl'), train.map((t) => JSON.stringify({ messages: [{ role: 'user', content: t.question }, { role: 'assistant', content: t.answer }] })).join('\n') + '\n');
+  say(`kestrel demo: ${train.length} synthetic tasks (addition, reversal, sorting, lookup), ${heldOut.length} held out; work dir ${work}`);
+
+  manualSeed(0);
+  const model = new CausalLM(decoderConfig(HF_CONFIG, 'demo config'));
+  const params = model.parameters().reduce((n, p) => n + p.numel, 0);
+  say(`model: tiny Llama, ${params.toLocaleString()} parameters, byte-level tokenizer (${BYTE_VOCAB} tokens)`);
+  const before = await accuracy(model, tok, heldOut);
+  const steps = Number(values.steps);
+  const phase = async (name: string, file: string, pack: boolean, lr: number): Promise<number> => {
+    const { train: data } = await loadDataset(join(work, file), { tokenizer: tok, seqLen: pack ? 96 : 48, pack, seed: 1, eosId: tok.eosTokenId!, padId: tok.padTokenId! });
+    const opt = new AdamW(model.parameters(), { lr, weightDecay: 0.01 });
+    const trainer = new Trainer({ model, data, optimizer: opt, schedule: cosine(lr, 20, steps, lr / 10), batchSize: 16, maxSteps: steps, clip: 1, outputDir: join(work, name), progress: !values.json && process.stderr.isTTY });
+    const m = trainer.train();
+    opt.dispose();
+    const loss = m.at(-1)!.loss;
+    say(`${name}: ${steps} steps, loss ${m[0].loss.toFixed(3)} -> ${loss.toFixed(3)}`);
+    return loss;
+  };
+  const pretrainLoss = await phase('pretrain', 'pretrain.jsonl', true, 3e-3);
+  const finetuneLoss = await phase('finetune', 'chat.jsonl', false, 2e-3);
+  const after = await accuracy(model, tok, heldOut);
+  savePretrained(modelDir, { model, hfConfig: HF_CONFIG, generationConfig: { eos_token_id: 258, pad_token_id: 256 } });
+  model.dispose();
+  const seconds = (performance.now() - t0) / 1e3;
+  const summary = { accuracy_before: before, accuracy_after: after, model_dir: modelDir, seconds: Math.round(seconds * 10) / 10 };
+  if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');
+  else {
+    say('');
+    say('| stage          | value |');
+    say('|----------------|-------|');
+    say(`| pretrain loss  | ${pretrainLoss.toFixed(3)} |`);
+    say(`| finetune loss  | ${finetuneLoss.toFixed(3)} |`);
+    say(`| accuracy before| ${(100 * before).toFixed(1)}% |`);
+    say(`| accuracy after | ${(100 * after).toFixed(1)}% |`);
+    say(`| seconds        | ${seconds.toFixed(1)} |`);
+    say(`\nsaved to ${modelDir}; try: kestrel chat --model ${modelDir}`);
+  }
+  return 0;
+}
