@@ -83,3 +83,13 @@ test('fp16: an injected overflow skips the step and backs the scale off (DeepSpe
   assert.deepEqual(before[2], before[1], 'the overflowing step 2 left the weights unchanged');
   assert.notDeepEqual(before[3], before[2], 'step 3 did update them (step 1 ran at warmup lr 0)');
 });
+
+test('stop() (what Ctrl-C calls) saves a checkpoint and ends the loop after the current step', async () => {
+  const data = await dataset();
+  const out = mkdtempSync(join(tmpdir(), 'kestrel-stop-'));
+  const t = trainer(data, out, { saveEvery: 0 });
+  t.o.onStep = (m) => m.step === 2 && t.stop();
+  const m = t.train();
+  assert.equal(m.length, 2);
+  assert.ok(existsSync(join(out, 'checkpoint-2', 'model.safetensors')));
+});
