@@ -57,3 +57,4 @@ export * as optim from './optim/index.js';
 export * as data from './data/index.js';
 export * as train from './train/index.js';
 export { autocast, autocastDtype } from './tensor/autocast.js';
+export { Trainer, type TrainerOptions } from './train/trainer.js';

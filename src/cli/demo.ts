@@ -19,6 +19,7 @@ import { cosine } from '../optim/schedules.js';
 import { manualSeed } from '../tensor/rng.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { Trainer } from '../train/trainer.js';
+import { decayParamGroups } from '../train/param_groups.js';
 import '../infer/index.js';
 
 const HF_CONFIG = {
@@ -70,7 +71,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const steps = Number(values.steps);
   const phase = async (name: string, file: string, pack: boolean, lr: number): Promise<number> => {
     const { train: data } = await loadDataset(join(work, file), { tokenizer: tok, seqLen: pack ? 96 : 48, pack, seed: 1, eosId: tok.eosTokenId!, padId: tok.padTokenId! });
-    const opt = new AdamW(model.parameters(), { lr, weightDecay: 0.01 });
+    const opt = new AdamW(decayParamGroups(model, 0.01), { lr });
     const trainer = new Trainer({ model, data, optimizer: opt, schedule: cosine(lr, 20, steps, lr / 10), batchSize: 16, maxSteps: steps, clip: 1, outputDir: join(work, name), progress: !values.json && process.stderr.isTTY });
     const m = trainer.train();
     opt.dispose();

@@ -16,6 +16,7 @@ import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { listCheckpoints } from '../train/checkpoint.js';
 import { DEFAULT_SETTINGS, type RunSettings, fromDeepSpeed, readRunFile } from '../train/run_config.js';
 import { Trainer } from '../train/trainer.js';
+import { decayParamGroups } from '../train/param_groups.js';
 import { numberFlag } from './model_args.js';
 
 const FLAGS = {
@@ -114,10 +115,10 @@ export async function trainCommand(argv: string[]): Promise<number> {
     skipBadLines: s.skipBadLines, cacheDir: join(s.output, '.data-cache'),
   });
   if (stats.badLines) process.stderr.write(`skipped ${stats.badLines} bad lines (first: ${stats.badLineMessages[0]})\n`);
-  const params = model.parameters().filter((p) => p.requiresGrad);
-  const opt = s.optimizer === 'sgd' ? new SGD(params, { lr: s.lr, weightDecay: s.weightDecay })
-    : s.optimizer === 'lion' ? new Lion(params, { lr: s.lr, weightDecay: s.weightDecay })
-    : new AdamW(params, { lr: s.lr, betas: s.betas, eps: s.eps, weightDecay: s.weightDecay });
+  const groups = decayParamGroups(model, s.weightDecay);
+  const opt = s.optimizer === 'sgd' ? new SGD(groups, { lr: s.lr })
+    : s.optimizer === 'lion' ? new Lion(groups, { lr: s.lr })
+    : new AdamW(groups, { lr: s.lr, betas: s.betas, eps: s.eps });
   const resume = s.resume === 'latest' ? listCheckpoints(s.output).at(-1)?.path : s.resume;
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,

@@ -20,6 +20,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { item } from '../ops/transfer.js';
 import { type TrainerState, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
 import { accumulateGradients, targetTokens } from './step.js';
+import { decayParamGroups } from './param_groups.js';
 
 export interface StepMetrics {
   step: number;
@@ -73,7 +74,7 @@ export class Trainer {
   readonly scaler: LossScaler | null;
 
   constructor(readonly o: TrainerOptions) {
-    this.optimizer = o.optimizer ?? new AdamW(o.model.parameters().filter((p) => p.requiresGrad), { lr: o.lr ?? 1e-3 });
+    this.optimizer = o.optimizer ?? new AdamW(decayParamGroups(o.model, 0.01), { lr: o.lr ?? 1e-3 });
     this.schedule = o.schedule ?? constant(o.lr ?? 1e-3);
     this.scaler = o.dtype === 'fp16' ? new LossScaler(o.lossScaler) : null;
     if (o.resumeFrom) this.resume(o.resumeFrom);

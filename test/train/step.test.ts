@@ -78,3 +78,14 @@ test('packed rows: with documentIds and restarted positions, each document is co
   assertClose(packed.subarray(4 * 16), alone, { atol: 1e-5, rtol: 1e-5, what: 'second document' });
   model.dispose();
 });
+
+test('decay groups: matrices decay; norms, biases and embeddings do not', () => {
+  const model = new k.CausalLM(config);
+  const [decay, none] = k.train.decayParamGroups<{ weightDecay: number }>(model, 0.1);
+  const names = new Map(model.namedParameters().map(([n, p]) => [p, n]));
+  assert.ok(decay.params.every((p) => p.ndim === 2 && !names.get(p)!.includes('embed')));
+  assert.ok(none.params.some((p) => names.get(p) === 'model.embed_tokens.weight') && none.params.some((p) => names.get(p)!.endsWith('norm.weight')));
+  assert.equal(decay.params.length + none.params.length, model.parameters().length);
+  assert.deepEqual([decay.options?.weightDecay, none.options?.weightDecay], [0.1, 0]);
+  model.dispose();
+});
