@@ -58,3 +58,4 @@ export * as data from './data/index.js';
 export * as train from './train/index.js';
 export { autocast, autocastDtype } from './tensor/autocast.js';
 export { Trainer, type TrainerOptions } from './train/trainer.js';
+export * as lora from './lora/index.js';

@@ -11,6 +11,7 @@ import type { DType } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/layout.js';
 import type { Module } from '../nn/module.js';
 import { type AnyModel, buildModel } from './registry.js';
+import { loadAdapter } from '../lora/peft.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { CausalLM } from './causal_lm.js';
 import { Gpt2LMHeadModel } from './gpt2.js';
@@ -21,6 +22,8 @@ export interface LoadOptions {
   backend?: BackendName;
   /** a folder to take the tokenizer from (default: the model folder) */
   tokenizer?: string;
+  /** a PEFT LoRA adapter folder to apply after loading */
+  adapter?: string;
 }
 
 const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'tokenizer.model', 'vocab.txt'];
@@ -71,6 +74,7 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
   try {
     const model = buildModel(folder.config, join(dir, 'config.json'), { backend: opts.backend });
     loadWeights(model, folder, opts.dtype ?? 'float32');
+    if (opts.adapter) loadAdapter(model, opts.adapter);
     model.eval();
     const gen = join(dir, 'generation_config.json');
     const tokenizerDir = opts.tokenizer ?? dir;
