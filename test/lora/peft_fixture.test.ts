@@ -46,10 +46,11 @@ test('PEFT adapter: logits, loss, LoRA gradients, generation, merge', { skip: ad
   const dir = mkdtempSync(join(tmpdir(), 'kestrel-adapter-'));
   k.lora.saveAdapter(model, dir, config, base.path);
   const again = (await k.loadCausalLM(base.path, { adapter: dir })).model;
-  for (const [p, l] of k.lora.loraLayers(again)) {
-    const o = k.lora.loraLayers(model).get(p)!;
-    assert.deepEqual(l.lora_A.weight.toTypedArray(), o.lora_A.weight.toTypedArray(), p);
-    assert.deepEqual(l.lora_B.weight.toTypedArray(), o.lora_B.weight.toTypedArray(), p);
+  const original = k.lora.loraLayers(model);
+  for (const [path, l] of k.lora.loraLayers(again)) {
+    const o: k.lora.LoraLinear = original.get(path)!;
+    assert.deepEqual(l.lora_A.weight.toTypedArray(), o.lora_A.weight.toTypedArray(), path);
+    assert.deepEqual(l.lora_B.weight.toTypedArray(), o.lora_B.weight.toTypedArray(), path);
   }
   again.dispose();
 
