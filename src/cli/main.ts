@@ -4,12 +4,14 @@ import { doctor } from './doctor.js';
 import { generateCommand } from './generate.js';
 import { trainCommand } from './train.js';
 import { demoCommand } from './demo.js';
+import { mergeCommand } from './merge.js';
 
 const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise<number> }> = {
   demo: { about: 'the embedded end-to-end run: synthetic data, pretrain, fine-tune, accuracy before/after [--json]', run: demoCommand },
   doctor: { about: 'version, backend, CPU features, threads and a measured matmul GFLOP/s', run: doctor },
   generate: { about: 'continue a prompt: --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--json]', run: generateCommand },
   train: { about: 'train or fine-tune: --model DIR|config.json --data FILE --output DIR [--deepspeed ds.json]', run: trainCommand },
+  merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
 };
 

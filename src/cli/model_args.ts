@@ -8,6 +8,7 @@ import type { Gpt2LMHeadModel } from '../models/gpt2.js';
 export const MODEL_OPTIONS = {
   model: { type: 'string' },
   tokenizer: { type: 'string' },
+  adapter: { type: 'string' },
   'max-new-tokens': { type: 'string' },
   temperature: { type: 'string' },
   'top-p': { type: 'string' },
@@ -30,7 +31,7 @@ export function numberFlag(values: Record<string, unknown>, name: string): numbe
 
 export async function loadFromFlags(values: Values): Promise<Pretrained<CausalLM | Gpt2LMHeadModel>> {
   if (!values.model) throw new Error('--model DIR is required');
-  return loadCausalLM(values.model, { tokenizer: values.tokenizer });
+  return loadCausalLM(values.model, { tokenizer: values.tokenizer, adapter: values.adapter });
 }
 
 /** Sampling flags over the model's generation_config.json (temperature 0 = greedy). */
