@@ -3,7 +3,7 @@
 // and the tanh pooler on the first token. Used for embeddings and classification heads.
 import { scaledDotProductAttention } from '../ops/attention.js';
 import { arange, zeros } from '../ops/creation.js';
-import { add, compare, unary, where } from '../ops/elementwise.js';
+import { add, unary } from '../ops/elementwise.js';
 import { expand, reshape, select, transpose, unsqueeze } from '../ops/view.js';
 import { shapeStr } from '../tensor/layout.js';
 import { tidy } from '../tensor/scope.js';
@@ -11,7 +11,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { InitOpts } from '../nn/init.js';
 import { Embedding, LayerNorm, Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
-import { MASK_MIN } from './causal_lm.js';
+import { paddingMask } from './causal_lm.js';
 import { ConfigReader, type Json } from './families/hf_config.js';
 
 export interface BertConfig {
@@ -181,7 +181,7 @@ export class BertModel extends Module {
       const positions = expand(unsqueeze(arange(T, undefined, 1, { backend: ids.backendName }), 0), [B, T]);
       const types = input.tokenTypeIds ?? zeros([B, T], { dtype: 'int64', backend: ids.backendName });
       let h = e.LayerNorm.forward(add(add(e.word_embeddings.forward(ids), e.token_type_embeddings.forward(types)), e.position_embeddings.forward(positions)));
-      const mask = input.attentionMask ? reshape(where(compare('eq', input.attentionMask, 0), MASK_MIN, 0), [B, 1, 1, T]) : null;
+      const mask = input.attentionMask ? paddingMask(input.attentionMask) : null;
       const hiddenStates = input.outputHiddenStates ? [h] : [];
       for (const layer of this.encoder.layer) {
         h = layer.forward(h, mask);

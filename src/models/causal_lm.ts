@@ -69,6 +69,11 @@ export interface LanguageModel extends Module {
 /** Activation checkpointing: none, every block recomputed (full), or attention/MLP insides only (selective). */
 export type Checkpointing = 'none' | 'full' | 'selective';
 
+/** [B, Tk] attention mask (1 attend, 0 pad) -> additive [B, 1, 1, Tk] mask (0 or MASK_MIN), as HF builds it. */
+export function paddingMask(am: Tensor): Tensor {
+  return reshape(where(compare('eq', am, 0), MASK_MIN, 0), [am.shape[0], 1, 1, am.shape[1]]);
+}
+
 /** Combines two additive masks so that a position masked by either stays at MASK_MIN (never -inf). */
 function eitherMask(a: Tensor, b: Tensor): Tensor {
   return where(compare('lt', add(a, b), 0), MASK_MIN, 0);
@@ -115,7 +120,7 @@ export class CausalLM extends Module implements LanguageModel {
         const am = input.attentionMask;
         if (am.ndim !== 2 || am.shape[0] !== B || am.shape[1] !== past + T)
           throw new Error(`forward: attentionMask must be [${B}, ${past + T}] (batch, cached + new tokens), got ${shapeStr(am.shape)}`);
-        mask = reshape(where(compare('eq', am, 0), MASK_MIN, 0), [B, 1, 1, past + T]);
+        mask = paddingMask(am);
       }
       if (input.documentIds) {
         const d = input.documentIds;

@@ -2,7 +2,7 @@
 // gelu_new MLP, tied LM head. Conv1D stores weights [in, out], so y = x W + b (no transpose).
 import { scaledDotProductAttention } from '../ops/attention.js';
 import { arange } from '../ops/creation.js';
-import { add, compare, to, unary, where } from '../ops/elementwise.js';
+import { add, to, unary } from '../ops/elementwise.js';
 import { crossEntropy } from '../ops/loss.js';
 import { linear, matmul } from '../ops/matmul.js';
 import { contiguous, expand, narrow, reshape, transpose, unsqueeze } from '../ops/view.js';
@@ -13,7 +13,7 @@ import { type InitOpts, normal, zerosInit } from '../nn/init.js';
 import { Embedding, LayerNorm } from '../nn/layers.js';
 import { Module, Parameter } from '../nn/module.js';
 import { ConfigReader, type Json } from './families/hf_config.js';
-import { MASK_MIN, type CausalLMInput, type CausalLMOutput } from './causal_lm.js';
+import { type CausalLMInput, type CausalLMOutput, paddingMask } from './causal_lm.js';
 import type { KVCache } from './kv_cache.js';
 
 export interface Gpt2Config {
@@ -142,9 +142,7 @@ export class Gpt2LMHeadModel extends Module {
     if (past + T > this.config.maxPositions) throw new Error(`forward: ${past + T} positions exceed n_positions ${this.config.maxPositions}`);
     return tidy(() => {
       const positions = input.positionIds ?? expand(unsqueeze(arange(past, past + T, 1, { backend: ids.backendName }), 0), [B, T]);
-      const mask = input.attentionMask
-        ? reshape(where(compare('eq', input.attentionMask, 0), MASK_MIN, 0), [B, 1, 1, past + T])
-        : null;
+      const mask = input.attentionMask ? paddingMask(input.attentionMask) : null;
       let h = add(this.transformer.wte.forward(ids), this.transformer.wpe.forward(positions));
       const hiddenStates: Tensor[] = [];
       for (const block of this.transformer.h) {
