@@ -1,6 +1,7 @@
 // Shared test helpers: elementwise two-sided tolerances with a readable failure report,
 // central-difference gradcheck in float64 on the reference backend, and a seeded data source.
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import * as k from '../src/index.js';
 
 export type Arrayish = k.Tensor | ArrayLike<number>;
@@ -104,4 +105,21 @@ export function seededTensor(shape: number[], dtype: k.DType, backend: 'cpu' | '
   const n = shape.reduce((a, b) => a * b, 1);
   const r = k.tensor(seeded(n, seed, lo, hi), { shape, dtype: 'float64', backend: 'ref' }).to(dtype);
   return backend === 'ref' ? r : r.to('cpu');
+}
+
+/**
+ * Re-runs a test file in a child process with extra environment (the native SIMD level is read
+ * once per process, so KESTREL_SIMD needs a fresh one); asserts it passed and returns its stdout.
+ */
+export function runChild(file: string, env: Record<string, string>, timeoutMs = 120_000): string {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', file], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: timeoutMs });
+  assert.equal(r.status, 0, `child failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
+  return r.stdout;
+}
+
+/** Runs `kestrel <args>` from the sources (no build needed), with optional standard input. */
+export function runCli(args: string[], input = ''): { status: number | null; stdout: string; stderr: string } {
+  const code = `import('./src/cli/main.ts').then(async (m) => { process.exitCode = await m.run(${JSON.stringify(args)}); })`;
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { input, encoding: 'utf8' });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }

@@ -9,11 +9,10 @@
 // The AVX2 and scalar bodies run in child processes with KESTREL_SIMD set.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
 import { loadNative, nativeLoadError } from '../../src/backend/cpu/native.js';
-import { assertClose, seeded } from '../helpers.js';
+import { assertClose, seeded, runChild } from '../helpers.js';
 
 const HAS_CPU = k.hasBackend('cpu');
 const skip = HAS_CPU ? false : `cpu backend not built (${nativeLoadError()})`;
@@ -328,11 +327,6 @@ if (CHILD) {
 
   for (const simd of ['avx2', 'scalar'])
     test(`attention groups under KESTREL_SIMD=${simd}, 1 and 2 threads (child process)`, { skip }, () => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
-        env: { ...process.env, KESTREL_SIMD: simd, KESTREL_ATTN_CHILD: '1' },
-        encoding: 'utf8',
-        timeout: 120_000,
-      });
-      assert.equal(r.status, 0, `child failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
+      runChild(fileURLToPath(import.meta.url), { KESTREL_SIMD: simd, KESTREL_ATTN_CHILD: '1' });
     });
 }

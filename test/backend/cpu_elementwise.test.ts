@@ -15,11 +15,10 @@
 //   reference's own erf series; gelu's 1 + erf cancels in both); integers: exact.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
 import { UNARY_OPS, type UnaryOp, ARITH_OPS, COMPARE_OPS } from '../../src/backend/kernels.js';
-import { assertClose, seeded, seededTensor } from '../helpers.js';
+import { assertClose, seeded, seededTensor, runChild } from '../helpers.js';
 
 const HAS_CPU = k.hasBackend('cpu');
 const CHILD = process.env.KESTREL_EW_CHILD === '1';
@@ -415,13 +414,8 @@ if (CHILD) {
   });
   for (const simd of ['avx2', 'scalar'])
     test(`cpu elementwise: per-ISA groups under KESTREL_SIMD=${simd} (child process)`, { skip }, () => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
-        env: { ...process.env, KESTREL_SIMD: simd, KESTREL_EW_CHILD: '1' },
-        encoding: 'utf8',
-        timeout: 120_000,
-      });
-      assert.equal(r.status, 0, `child failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
-      const info = JSON.parse(r.stdout.trim().split('\n').pop()!.replace(/^ok /, '')) as { avx2: boolean; avx512f: boolean };
+      const stdout = runChild(fileURLToPath(import.meta.url), { KESTREL_SIMD: simd, KESTREL_EW_CHILD: '1' });
+      const info = JSON.parse(stdout.trim().split('\n').pop()!.replace(/^ok /, '')) as { avx2: boolean; avx512f: boolean };
       assert.equal(info.avx512f, false);
       if (simd === 'scalar') assert.equal(info.avx2, false);
     });

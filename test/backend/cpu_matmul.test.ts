@@ -5,10 +5,10 @@
 // reads the CPU features once per process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { loadNative, nativeLoadError, Packer, type NativeAddon, type NativeView } from '../../src/backend/cpu/native.js';
 import type { DType } from '../../src/tensor/dtype.js';
+import { runChild } from '../helpers.js';
 
 const addon = loadNative();
 const CHILD = process.env.KESTREL_MATMUL_CHILD === '1';
@@ -314,13 +314,8 @@ if (CHILD) {
   });
   for (const simd of ['avx2', 'scalar']) {
     test(`matmul all groups under KESTREL_SIMD=${simd} (child process)`, { skip }, () => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', fileURLToPath(import.meta.url)], {
-        env: { ...process.env, KESTREL_SIMD: simd, KESTREL_MATMUL_CHILD: '1' },
-        encoding: 'utf8',
-        timeout: 60_000,
-      });
-      assert.equal(r.status, 0, `child failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
-      const info = JSON.parse(r.stdout.trim().split('\n').pop()!.replace(/^ok /, '')) as ReturnType<NativeAddon['info']>;
+      const stdout = runChild(fileURLToPath(import.meta.url), { KESTREL_SIMD: simd, KESTREL_MATMUL_CHILD: '1' }, 60_000);
+      const info = JSON.parse(stdout.trim().split('\n').pop()!.replace(/^ok /, '')) as ReturnType<NativeAddon['info']>;
       assert.equal(info.avx512f, false);
       if (simd === 'scalar') assert.equal(info.avx2, false);
     });

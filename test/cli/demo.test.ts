@@ -2,19 +2,16 @@
 // the held-out tasks (exact-match accuracy rises from zero), and the saved folder loads in
 // `kestrel generate`.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-
-const cli = (args: string[]) =>
-  spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('./src/cli/main.ts').then(async (m) => { process.exitCode = await m.run(${JSON.stringify(args)}); })`], { encoding: 'utf8' });
+import { runCli } from '../helpers.js';
 
 test('demo: accuracy rises and the saved model generates', () => {
-  const r = cli(['demo', '--steps', '150', '--json']);
+  const r = runCli(['demo', '--steps', '150', '--json']);
   assert.equal(r.status, 0, r.stderr);
   const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
   for (const f of ['accuracy_before', 'accuracy_after', 'model_dir', 'seconds']) assert.ok(f in s, f);
   assert.ok(s.accuracy_after >= s.accuracy_before + 0.1, `accuracy ${s.accuracy_before} -> ${s.accuracy_after}`);
-  const g = cli(['generate', '--model', s.model_dir, '--prompt', 'What is 2+2?', '--max-new-tokens', '4', '--json']);
+  const g = runCli(['generate', '--model', s.model_dir, '--prompt', 'What is 2+2?', '--max-new-tokens', '4', '--json']);
   assert.equal(g.status, 0, g.stderr);
   assert.equal(JSON.parse(g.stdout.trim()).generated_ids.length > 0, true);
 });

@@ -2,19 +2,14 @@
 // --json fields, a text prompt through a tokenizer, and a scripted chat session with
 // /system, /reset and /exit on a random model that shares the GPT-2 tokenizer's vocabulary.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import { decoderConfig } from '../../src/models/registry.js';
+import { runCli } from '../helpers.js';
 import { fixture } from '../fixtures.js';
-
-const cli = (args: string[], input = ''): { status: number | null; stdout: string; stderr: string } => {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('./src/cli/main.ts').then(async (m) => { process.exitCode = await m.run(${JSON.stringify(args)}); })`], { input, encoding: 'utf8' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-};
 
 const llama = fixture('models', 'llama');
 const gpt2tok = fixture('tokenizers', 'gpt2');
@@ -22,7 +17,7 @@ const gpt2tok = fixture('tokenizers', 'gpt2');
 describe('kestrel generate', () => {
   test('--prompt-ids --json reproduces transformers greedy ids', { skip: llama.skip }, () => {
     const golden = JSON.parse(readFileSync(join(llama.path, 'golden.json'), 'utf8')) as { gen: { prompt_ids: number[][]; new_ids: number[][] } };
-    const r = cli(['generate', '--model', llama.path, '--prompt-ids', golden.gen.prompt_ids[0].join(','), '--max-new-tokens', '12', '--json']);
+    const r = runCli(['generate', '--model', llama.path, '--prompt-ids', golden.gen.prompt_ids[0].join(','), '--max-new-tokens', '12', '--json']);
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
     assert.deepEqual(out.prompt_ids, golden.gen.prompt_ids[0]);
@@ -32,12 +27,12 @@ describe('kestrel generate', () => {
   });
 
   test('bad flags are clear errors', { skip: llama.skip }, () => {
-    const r = cli(['generate', '--model', llama.path, '--prompt-ids', '1,x']);
+    const r = runCli(['generate', '--model', llama.path, '--prompt-ids', '1,x']);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /--prompt-ids: 'x' is not a token id/);
-    assert.match(cli(['generate', '--model', llama.path, '--prompt', 'hi']).stderr, /has no tokenizer/);
-    assert.match(cli(['generate', '--model', llama.path]).stderr, /exactly one of --prompt TEXT or --prompt-ids/);
-    assert.match(cli(['generate', '--model', llama.path, '--prompt-ids', '1', '--temperature', 'hot']).stderr, /--temperature must be a number/);
+    assert.match(runCli(['generate', '--model', llama.path, '--prompt', 'hi']).stderr, /has no tokenizer/);
+    assert.match(runCli(['generate', '--model', llama.path]).stderr, /exactly one of --prompt TEXT or --prompt-ids/);
+    assert.match(runCli(['generate', '--model', llama.path, '--prompt-ids', '1', '--temperature', 'hot']).stderr, /--temperature must be a number/);
   });
 });
 
@@ -54,7 +49,7 @@ describe('kestrel chat and generate --prompt with a tokenizer', { skip: gpt2tok.
   for (const f of ['tokenizer.json', 'tokenizer_config.json', 'vocab.json', 'merges.txt']) copyFileSync(join(gpt2tok.path, f), join(dir, f));
 
   test('generate --prompt streams decoded text', () => {
-    const r = cli(['generate', '--model', dir, '--prompt', 'Hello', '--max-new-tokens', '5', '--json']);
+    const r = runCli(['generate', '--model', dir, '--prompt', 'Hello', '--max-new-tokens', '5', '--json']);
     assert.equal(r.status, 0, r.stderr);
     const out = JSON.parse(r.stdout.trim());
     assert.deepEqual(out.prompt_ids, [15496]);
@@ -63,7 +58,7 @@ describe('kestrel chat and generate --prompt with a tokenizer', { skip: gpt2tok.
   });
 
   test('a scripted chat session', () => {
-    const r = cli(['chat', '--model', dir, '--max-new-tokens', '3', '--seed', '1'], 'Hi there\n/system Be brief.\nAnd now?\n/reset\n/exit\n');
+    const r = runCli(['chat', '--model', dir, '--max-new-tokens', '3', '--seed', '1'], 'Hi there\n/system Be brief.\nAnd now?\n/reset\n/exit\n');
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /system prompt set; conversation cleared/);
     assert.match(r.stdout, /conversation cleared/);

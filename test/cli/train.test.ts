@@ -2,17 +2,12 @@
 // DeepSpeed config mapping (and its refusals), metrics.jsonl, checkpoints, resume, the final HF
 // folder, and a bad JSONL line reported as file:line before training starts.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fromDeepSpeed } from '../../src/train/run_config.js';
-
-const cli = (args: string[]) => {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('./src/cli/main.ts').then(async (m) => { process.exitCode = await m.run(${JSON.stringify(args)}); })`], { encoding: 'utf8' });
-  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
-};
+import { runCli } from '../helpers.js';
 
 function setup() {
   const dir = mkdtempSync(join(tmpdir(), 'kestrel-cli-train-'));
@@ -34,13 +29,13 @@ test('train, checkpoint, resume and save an HF folder', () => {
   const dir = setup();
   const out = join(dir, 'out');
   const args = ['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', out, '--seq-len', '10', '--deepspeed', join(dir, 'ds.json'), '--save-every', '2', '--quiet'];
-  let r = cli([...args, '--max-steps', '2']);
+  let r = runCli([...args, '--max-steps', '2']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /unknown key 'mystery_knob' ignored/);
   const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, 2);
   assert.equal(lines[0].loss_scale, 1024, 'fp16 from the DeepSpeed config, initial_scale_power 10');
-  r = cli([...args, '--max-steps', '4', '--resume', 'latest']);
+  r = runCli([...args, '--max-steps', '4', '--resume', 'latest']);
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stdout, /trained to step 4/);
   assert.ok(existsSync(join(out, 'checkpoint-4')) && existsSync(join(out, 'model.safetensors')) && existsSync(join(out, 'config.json')));
@@ -50,7 +45,7 @@ test('train, checkpoint, resume and save an HF folder', () => {
 test('a bad JSONL line stops the run before training with file:line', () => {
   const dir = setup();
   writeFileSync(join(dir, 'train.jsonl'), '{"input_ids": [1, 2, 3]}\n{"input_ids": [1, 2,\n');
-  const r = cli(['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, 'o'), '--max-steps', '1', '--seq-len', '8']);
+  const r = runCli(['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, 'o'), '--max-steps', '1', '--seq-len', '8']);
   assert.equal(r.status, 1);
   assert.match(r.stderr, /train\.jsonl:2/);
   assert.ok(!existsSync(join(dir, 'o', 'metrics.jsonl')));

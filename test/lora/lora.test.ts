@@ -2,13 +2,12 @@
 // gets no gradient and no optimizer state, rsLoRA scaling, merge equals the adapter, and the
 // merge / generate --adapter commands.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
-import { assertClose, gradcheck, refLeaf } from '../helpers.js';
+import { assertClose, gradcheck, refLeaf, runCli } from '../helpers.js';
 import { fixture } from '../fixtures.js';
 
 test('LoRA gradients match finite differences (dx, dA, dB)', () => {
@@ -46,14 +45,13 @@ test('rsLoRA scaling, frozen base without optimizer state, merge equals the adap
 const llama = fixture('models', 'llama');
 const adapter = fixture('lora', 'llama-lora-q-v');
 test('kestrel merge and generate --adapter', { skip: llama.skip || adapter.skip }, () => {
-  const cli = (args: string[]) => spawnSync(process.execPath, ['--import', 'tsx', '-e', `import('./src/cli/main.ts').then(async (m) => { process.exitCode = await m.run(${JSON.stringify(args)}); })`], { encoding: 'utf8' });
   const out = join(mkdtempSync(join(tmpdir(), 'kestrel-merge-')), 'merged');
-  const m = cli(['merge', '--model', llama.path, '--adapter', adapter.path, '--out', out]);
+  const m = runCli(['merge', '--model', llama.path, '--adapter', adapter.path, '--out', out]);
   assert.equal(m.status, 0, m.stderr);
   assert.ok(existsSync(join(out, 'model.safetensors')));
   const ids = '1,222,154,173,160,118';
-  const viaAdapter = cli(['generate', '--model', llama.path, '--adapter', adapter.path, '--prompt-ids', ids, '--max-new-tokens', '12', '--json']);
-  const viaMerged = cli(['generate', '--model', out, '--prompt-ids', ids, '--max-new-tokens', '12', '--json']);
+  const viaAdapter = runCli(['generate', '--model', llama.path, '--adapter', adapter.path, '--prompt-ids', ids, '--max-new-tokens', '12', '--json']);
+  const viaMerged = runCli(['generate', '--model', out, '--prompt-ids', ids, '--max-new-tokens', '12', '--json']);
   assert.equal(viaAdapter.status, 0, viaAdapter.stderr);
   const a = JSON.parse(viaAdapter.stdout.trim()).generated_ids;
   assert.deepEqual(a, JSON.parse(viaMerged.stdout.trim()).generated_ids);
