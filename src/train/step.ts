@@ -7,7 +7,8 @@ import { div } from '../ops/elementwise.js';
 import { item } from '../ops/transfer.js';
 import { tidy } from '../tensor/scope.js';
 import { autocast } from '../tensor/autocast.js';
-import type { CausalLM } from '../models/causal_lm.js';
+import type { CausalLM, CausalLMInput } from '../models/causal_lm.js';
+import type { Tensor } from '../tensor/tensor.js';
 
 export const IGNORE = -100;
 
@@ -16,6 +17,18 @@ export function targetTokens(batch: Pick<Batch, 'labels'>): number {
   let n = 0;
   for (const row of batch.labels) for (let t = 1; t < row.length; t++) if (row[t] !== IGNORE) n++;
   return n;
+}
+
+/** A batch's arrays as the model's int64 inputs (labels included). */
+export function batchInputs(b: Batch, backend?: string): CausalLMInput {
+  const ids = (rows: number[][]): Tensor => tensor(rows, { dtype: 'int64', backend });
+  return {
+    inputIds: ids(b.inputIds),
+    labels: ids(b.labels),
+    attentionMask: ids(b.attentionMask),
+    positionIds: b.positionIds ? ids(b.positionIds) : null,
+    documentIds: b.documentIds ? ids(b.documentIds) : null,
+  };
 }
 
 /**
@@ -32,15 +45,7 @@ export function accumulateGradients(
   let total = 0;
   for (const b of micro) {
     total += autocast(opts.autocast ?? null, () => tidy(() => {
-      const ids = (rows: number[][]) => tensor(rows, { dtype: 'int64', backend });
-      const out = model.forward({
-        inputIds: ids(b.inputIds),
-        labels: ids(b.labels),
-        attentionMask: ids(b.attentionMask),
-        positionIds: b.positionIds ? ids(b.positionIds) : null,
-        documentIds: b.documentIds ? ids(b.documentIds) : null,
-        lossReduction: 'sum',
-      });
+      const out = model.forward({ ...batchInputs(b, backend), lossReduction: 'sum' });
       // the fp16 loss scale multiplies here and is divided out of the gradients before the step
       div(out.loss!, tokens / lossScale).backward();
       return item(out.loss!);

@@ -5,7 +5,6 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Dataset, Batch } from '../data/index.js';
 import type { CausalLM } from '../models/causal_lm.js';
-import { tensor } from '../ops/creation.js';
 import { AdamW } from '../optim/adamw.js';
 import { gradNorm, scaleGrads } from '../optim/clip.js';
 import { LossScaler, type LossScalerOptions } from '../optim/loss_scaler.js';
@@ -19,7 +18,7 @@ import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { item } from '../ops/transfer.js';
 import { type TrainerState, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
-import { accumulateGradients, targetTokens } from './step.js';
+import { accumulateGradients, batchInputs, targetTokens } from './step.js';
 import { decayParamGroups } from './param_groups.js';
 
 export interface StepMetrics {
@@ -164,10 +163,7 @@ export class Trainer {
     for (const b of ds.batches({ batchSize: this.o.batchSize, shuffle: false })) {
       if (this.o.evalBatches && n++ >= this.o.evalBatches) break;
       tokens += targetTokens(b);
-      sum += noGrad(() => tidy(() => {
-        const ids = (rows: number[][]): Tensor => tensor(rows, { dtype: 'int64', backend: this.o.backend });
-        return item(model.forward({ inputIds: ids(b.inputIds), labels: ids(b.labels), attentionMask: ids(b.attentionMask), lossReduction: 'sum' }).loss!);
-      }));
+      sum += noGrad(() => tidy(() => item(model.forward({ ...batchInputs(b, this.o.backend), lossReduction: 'sum' }).loss!)));
     }
     model.train();
     const loss = sum / Math.max(tokens, 1);
