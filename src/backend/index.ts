@@ -7,6 +7,7 @@ import type { Backend, BackendName } from './kernels.js';
 import { refBackend } from './ref/backend.js';
 
 export type { Backend, BackendName, Kernels, View } from './kernels.js';
+export { withLayout } from './kernels.js';
 
 const backends = new Map<string, Backend>([['ref', refBackend]]);
 let cpuTried = false;

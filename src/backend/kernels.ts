@@ -14,6 +14,9 @@ export interface View {
   readonly dtype: DType;
 }
 
+/** The same storage seen through another layout (a kernel argument; no autograd, no refcount). */
+export const withLayout = (t: View, layout: Layout): View => ({ storage: t.storage, layout, dtype: t.dtype });
+
 /** Elementwise functions of one input; p0/p1 are the scalar parameters of pow/clamp. */
 export const UNARY_OPS = [
   'neg', 'exp', 'log', 'sqrt', 'rsqrt', 'abs', 'tanh', 'sigmoid', 'relu', 'silu',

@@ -70,14 +70,7 @@ export class SafetensorsFile {
   readBytes(name: string): Uint8Array {
     if (this.fd === null) throw new Error(`${this.path}: file is closed`);
     const { begin, end } = this.info(name);
-    const buf = new Uint8Array(end - begin);
-    let done = 0;
-    while (done < buf.length) {
-      const n = readSync(this.fd, buf, done, buf.length - done, begin + done);
-      if (n === 0) throw new Error(`${this.path}: unexpected end of file reading '${name}'`);
-      done += n;
-    }
-    return buf;
+    return readExactly(this.fd, end - begin, begin, `${this.path}: reading '${name}'`);
   }
 
   /** One tensor's elements in the storage representation of the dtype it loads as. */
@@ -102,15 +95,16 @@ export class SafetensorsFile {
   }
 }
 
-function readExactly(fd: number, length: number, position: number): Buffer {
+/** length bytes at position; a short file is an error naming what was being read. */
+function readExactly(fd: number, length: number, position: number, what: string): Buffer {
   const buf = Buffer.alloc(length);
   let done = 0;
   while (done < length) {
     const n = readSync(fd, buf, done, length - done, position + done);
-    if (n === 0) break;
+    if (n === 0) throw new Error(`${what}: unexpected end of file`);
     done += n;
   }
-  return buf.subarray(0, done);
+  return buf;
 }
 
 function parseHeader(path: string, fd: number, size: number): { metadata: Record<string, string>; infos: TensorInfo[] } {
@@ -118,12 +112,12 @@ function parseHeader(path: string, fd: number, size: number): { metadata: Record
     throw new Error(`${path}: invalid safetensors file: ${why}`);
   };
   if (size < 8) bad(`file is ${size} bytes, shorter than the 8-byte header length`);
-  const n = Number(readExactly(fd, 8, 0).readBigUInt64LE(0));
+  const n = Number(readExactly(fd, 8, 0, path).readBigUInt64LE(0));
   if (n > MAX_HEADER) bad(`header length ${n} exceeds the ${MAX_HEADER}-byte cap`);
   if (8 + n > size) bad(`header length ${n} runs past the end of the ${size}-byte file`);
   let header: unknown;
   try {
-    header = JSON.parse(readExactly(fd, n, 8).toString('utf8'));
+    header = JSON.parse(readExactly(fd, n, 8, path).toString('utf8'));
   } catch (e) {
     bad(`header is not valid JSON (${(e as Error).message})`);
   }

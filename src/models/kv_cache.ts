@@ -1,7 +1,7 @@
 // A preallocated per-layer key/value cache [B, Hkv, maxLen, hd]: passed explicitly into the
 // model's forward, never hidden module state. New keys are copied in place; attention reads
 // the filled prefix as a view.
-import { backendOf } from '../backend/index.js';
+import { backendOf, withLayout } from '../backend/index.js';
 import { empty } from '../ops/dispatch.js';
 import { narrow } from '../ops/view.js';
 import type { DType } from '../tensor/dtype.js';
@@ -43,7 +43,7 @@ export class KVCache {
     if (k.ndim !== 4 || k.shape.some((s, i) => s !== want[i]))
       throw new Error(`KVCache: keys ${shapeStr(k.shape)} do not match the cache layout ${shapeStr(want)}`);
     const kern = backendOf(k).kernels;
-    const dst = (t: Tensor) => ({ storage: t.storage, layout: t.layout.narrow(2, this.length, T), dtype: t.dtype });
+    const dst = (t: Tensor) => withLayout(t, t.layout.narrow(2, this.length, T));
     kern.copy(k, dst(this.keys[layer]));
     kern.copy(v, dst(this.values[layer]));
     return { k: narrow(this.keys[layer], 2, 0, this.length + T), v: narrow(this.values[layer], 2, 0, this.length + T) };

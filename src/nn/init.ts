@@ -1,6 +1,6 @@
 // Parameter initialisers drawn from the seeded generator (PyTorch's defaults by name).
 import { full, rand, randn, zeros, ones } from '../ops/creation.js';
-import { backendOf } from '../backend/index.js';
+import { backendOf, withLayout } from '../backend/index.js';
 import { add, mul } from '../ops/elementwise.js';
 import type { DType } from '../tensor/dtype.js';
 import { noGrad } from '../tensor/grad_mode.js';
@@ -32,7 +32,7 @@ export function normal_(t: Tensor, std: number, generator: Generator = defaultGe
   const k = backendOf(t).kernels;
   k.random(t, 'normal', generator.seed, generator.next('normal', t.numel));
   const s = full([], std, { dtype: t.dtype, backend: t.backendName });
-  k.binary('mul', t, { storage: s.storage, layout: s.layout.expand(t.shape), dtype: s.dtype }, t);
+  k.binary('mul', t, withLayout(s, s.layout.expand(t.shape)), t);
   s.dispose();
   return t;
 }

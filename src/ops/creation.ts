@@ -6,7 +6,7 @@ import { type Generator, defaultGenerator } from '../tensor/rng.js';
 import { Layout } from '../tensor/layout.js';
 import { currentTag } from '../tensor/memory.js';
 import { Tensor } from '../tensor/tensor.js';
-import { backendOf } from '../backend/index.js';
+import { backendOf, withLayout } from '../backend/index.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { tidy } from '../tensor/scope.js';
 import { type EmptyOpts, empty, resolveBackend } from './dispatch.js';
@@ -133,7 +133,7 @@ export function arange(start: number, end?: number, step = 1, opts: CreateOpts =
 export function eye(n: number, m = n, opts: CreateOpts = {}): Tensor {
   const t = zeros([n, m], opts);
   const diag = new Layout([Math.min(n, m)], [m + 1], 0);
-  backendOf(t).kernels.fill({ storage: t.storage, layout: diag, dtype: t.dtype }, 1);
+  backendOf(t).kernels.fill(withLayout(t, diag), 1);
   return t;
 }
 

@@ -1,6 +1,6 @@
 // Elementwise primitives: unary functions, broadcasting binary arithmetic and comparisons,
 // where, and casts. Half-precision inputs compute in float32 (computeDType) and cast back.
-import { backendOf } from '../backend/index.js';
+import { backendOf, withLayout } from '../backend/index.js';
 import type { ArithOp, CompareOp, UnaryOp } from '../backend/kernels.js';
 import { type DType, computeDType, isFloat, isHalf, promoteTypes } from '../tensor/dtype.js';
 import { broadcastShapes } from '../tensor/layout.js';
@@ -85,11 +85,10 @@ function binaryKernel(op: ArithOp | CompareOp, a: Tensor, b: Tensor, shape: numb
   const ea = a.layout.expand(shape);
   const eb = b.layout.expand(shape);
   const out = emptyLike(a, shape, dtype);
-  backendOf(a).kernels.binary(op, { ...viewOfLayout(a, ea) }, { ...viewOfLayout(b, eb) }, out);
+  backendOf(a).kernels.binary(op, withLayout(a, ea), withLayout(b, eb), out);
   return out;
 }
 
-const viewOfLayout = (t: Tensor, layout: import('../tensor/layout.js').Layout) => ({ storage: t.storage, layout, dtype: t.dtype });
 
 type Vjp = (g: Tensor, a: Tensor, b: Tensor, out: Tensor) => [Tensor | null, Tensor | null];
 
@@ -173,8 +172,8 @@ export function where(cond: Tensor, a: Operand, b: Operand): Tensor {
   const shape = broadcastShapes(broadcastShapes(cond.shape, ca.shape, 'where'), cb.shape, 'where');
   const out = emptyLike(ca, shape, dtype);
   backendOf(cond).kernels.where(
-    viewOfLayout(cond, cond.layout.expand(shape)), viewOfLayout(ca, ca.layout.expand(shape)),
-    viewOfLayout(cb, cb.layout.expand(shape)), out,
+    withLayout(cond, cond.layout.expand(shape)), withLayout(ca, ca.layout.expand(shape)),
+    withLayout(cb, cb.layout.expand(shape)), out,
   );
   let result = out;
   if (isFloat(dtype) && needsGrad(ca, cb)) {

@@ -1,6 +1,6 @@
 // Indexing primitives (gather / scatterAdd, indexSelect / indexAdd: each the other's VJP) and
 // the ops built on them: embedding, cat, stack, split, chunk, tril/triu.
-import { type View, backendOf } from '../backend/index.js';
+import { type View, backendOf, withLayout } from '../backend/index.js';
 import { isFloat } from '../tensor/dtype.js';
 import { normDim, shapeStr } from '../tensor/layout.js';
 import { tidy } from '../tensor/scope.js';
@@ -55,7 +55,7 @@ export function scatterAdd(base: Tensor, dim: number, index: Tensor, src: Tensor
 function corner(t: Tensor, shape: readonly number[]): View {
   let l = t.layout;
   shape.forEach((s, i) => (l = l.narrow(i, 0, s)));
-  return { storage: t.storage, layout: l, dtype: t.dtype };
+  return withLayout(t, l);
 }
 
 /** Rows of x at the 1-d index along dim (torch.index_select). */
@@ -121,7 +121,7 @@ export function cat(tensors: readonly Tensor[], dim = 0): Tensor {
   const k = backendOf(first).kernels;
   let offset = 0;
   for (const t of tensors) {
-    k.copy(t, { storage: out.storage, layout: out.layout.narrow(d, offset, t.shape[d]), dtype: out.dtype });
+    k.copy(t, withLayout(out, out.layout.narrow(d, offset, t.shape[d])));
     offset += t.shape[d];
   }
   if (!isFloat(first.dtype)) return out;

@@ -1,6 +1,6 @@
 // Matrix products. matmul follows torch.matmul's broadcasting; a transposed operand reaches the
 // kernel as a strided view (no copy). linear = x Wᵀ + b with W in PyTorch's [out, in] layout.
-import { backendOf } from '../backend/index.js';
+import { backendOf, withLayout } from '../backend/index.js';
 import { isFloat, isHalf } from '../tensor/dtype.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { Layout, broadcastShapes, shapeStr } from '../tensor/layout.js';
@@ -37,7 +37,7 @@ function fix(t: Tensor, l: Layout) {
   const strides = [...l.strides];
   if (l.shape[n - 1] === 1 && strides[n - 2] !== 1) strides[n - 1] = 1;
   else if (l.shape[n - 2] === 1 && strides[n - 1] !== 1) strides[n - 2] = 1;
-  return { storage: t.storage, layout: new Layout(l.shape, strides, l.offset), dtype: t.dtype };
+  return withLayout(t, new Layout(l.shape, strides, l.offset));
 }
 
 /**

@@ -1,6 +1,6 @@
 // View ops: new layouts over the same storage (no copy), each with its backward. contiguous()
 // and clone() are the copies.
-import { backendOf } from '../backend/index.js';
+import { backendOf, withLayout } from '../backend/index.js';
 import { Layout, type Shape, normDim, numel, shapeStr } from '../tensor/layout.js';
 import { Tensor } from '../tensor/tensor.js';
 import { empty, emptyLike, inputs, record } from './dispatch.js';
@@ -65,7 +65,7 @@ export function transpose(x: Tensor, dim0 = -2, dim1 = -1): Tensor {
 /** Writes g into a zero tensor of `shape` through the view `place` makes of it (the VJP of slicing). */
 function embed(g: Tensor, shape: Shape, place: (l: Layout) => Layout): Tensor {
   const out = empty(shape, g.dtype, { backend: backendOf(g), zero: true });
-  const dst = { storage: out.storage, layout: place(out.layout), dtype: out.dtype };
+  const dst = withLayout(out, place(out.layout));
   backendOf(g).kernels.copy(g, dst);
   return out;
 }

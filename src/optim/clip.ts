@@ -1,6 +1,6 @@
 // Gradient clipping by global norm (torch.nn.utils.clip_grad_norm_): all gradients are scaled
 // by max_norm / (total_norm + 1e-6) when the total L2 norm exceeds max_norm.
-import { backendOf } from '../backend/index.js';
+import { backendOf, withLayout } from '../backend/index.js';
 import { full } from '../ops/creation.js';
 import { mul, to } from '../ops/elementwise.js';
 import { sum } from '../ops/reduce.js';
@@ -28,7 +28,7 @@ export function scaleGrads(params: Tensor[], factor: number): void {
     if (!p.grad) continue;
     const g = p.grad;
     const f = full([], factor, { dtype: g.dtype, backend: g.backendName });
-    backendOf(g).kernels.binary('mul', g, { storage: f.storage, layout: f.layout.expand(g.shape), dtype: f.dtype }, g);
+    backendOf(g).kernels.binary('mul', g, withLayout(f, f.layout.expand(g.shape)), g);
     f.dispose();
   }
 }
