@@ -3,13 +3,12 @@
 // Merging folds every adapter into its base Linear.
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { backendOf } from '../backend/index.js';
 import { readJson, writeJsonAtomic } from '../io/hf_folder.js';
 import { SafetensorsFile, saveSafetensors } from '../io/safetensors.js';
 import { shapeStr } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Linear } from '../nn/layers.js';
-import type { Module } from '../nn/module.js';
+import { type Module, assignValues } from '../nn/module.js';
 import { LoraLinear, type LoraOptions } from './lora_linear.js';
 
 export interface LoraConfig extends LoraOptions {
@@ -90,7 +89,7 @@ export function loadAdapter(model: Module, dir: string): LoraConfig {
     if (info.shape.length !== 2 || info.shape[0] !== dst.shape[0] || info.shape[1] !== dst.shape[1])
       throw new Error(`${path}: '${k}' is ${shapeStr(info.shape)} but the model's layer needs ${shapeStr(dst.shape)}`);
     const src = f.tensor(k, { backend: dst.backendName });
-    backendOf(dst).kernels.copy(src, dst);
+    assignValues(dst, src);
     src.dispose();
   }
   return config;

@@ -3,13 +3,11 @@
 // the checkpoint with its shape, and every checkpoint tensor must belong to the model.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { backendOf } from '../backend/index.js';
 import { CheckpointFolder, type Json, readJson, saveCheckpointFolder } from '../io/hf_folder.js';
-import { toBackend } from '../ops/transfer.js';
-import type { BackendName } from '../backend/kernels.js';
 import type { DType } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/layout.js';
-import type { Module } from '../nn/module.js';
+import type { BackendName } from '../backend/kernels.js';
+import { type Module, assignValues } from '../nn/module.js';
 import { type AnyModel, buildModel } from './registry.js';
 import { loadAdapter } from '../lora/peft.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
@@ -43,9 +41,7 @@ export function loadWeights(model: Module, folder: CheckpointFolder, dtype: DTyp
     if (info.shape.length !== dst.shape.length || info.shape.some((s, i) => s !== dst.shape[i]))
       throw new Error(`${folder.dir}: '${name}' is ${shapeStr(info.shape)} in the checkpoint but the config implies ${shapeStr(dst.shape)}`);
     const src = folder.tensor(name);
-    const moved = src.backendName === dst.backendName ? src : toBackend(src, dst.backendName as BackendName);
-    backendOf(dst).kernels.copy(moved, dst);
-    if (moved !== src) moved.dispose();
+    assignValues(dst, src);
     src.dispose();
   }
   if (dtype === 'auto') {

@@ -24,6 +24,13 @@ export function Parameter(t: Tensor, requiresGrad = true): Tensor {
 
 export const isParameter = (t: unknown): t is Tensor => t instanceof Tensor && parameters.has(t);
 
+/** Copies src's values into dst in place (same shape; dtype cast and backend move as needed). */
+export function assignValues(dst: Tensor, src: Tensor): void {
+  const moved = src.backendName === dst.backendName ? src : toBackend(src, dst.backendName as BackendName);
+  backendOf(dst).kernels.copy(moved, dst);
+  if (moved !== src) moved.dispose();
+}
+
 export interface LoadResult {
   missing: string[];
   unexpected: string[];
@@ -102,9 +109,7 @@ export class Module {
       if (!src) continue;
       if (src.shape.length !== dst.shape.length || src.shape.some((s, i) => s !== dst.shape[i]))
         throw new Error(`loadStateDict: '${name}' has shape ${shapeStr(src.shape)} in the state dict but ${shapeStr(dst.shape)} in the model`);
-      const moved = src.backendName === dst.backendName ? src : toBackend(src, dst.backendName as BackendName);
-      backendOf(dst).kernels.copy(moved, dst);
-      if (moved !== src) moved.dispose();
+      assignValues(dst, src);
     }
     return { missing, unexpected };
   }
