@@ -34,9 +34,14 @@ function oneOf<T extends string>(v: unknown, allowed: readonly T[], what: string
   return v as T;
 }
 
-/** Merges defaults, the run file, the DeepSpeed config and the flags. */
-export function resolveSettings(argv: string[]): { settings: RunSettings; warnings: string[] } {
-  const { values } = parseArgs({ args: argv, options: FLAGS, strict: true });
+type Flags = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; default?: string | boolean }>;
+
+/**
+ * Merges defaults, the run file, the DeepSpeed config and the flags. A command built on train
+ * (finetune) passes its own extra flags and defaults; its flag values come back in `values`.
+ */
+export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults?: Partial<RunSettings> } = {}): { settings: RunSettings; warnings: string[]; values: Record<string, unknown> } {
+  const { values } = parseArgs({ args: argv, options: { ...FLAGS, ...extra.flags } as typeof FLAGS, strict: true });
   const file = values.config ? readRunFile(values.config) : {};
   const ds = values.deepspeed ? fromDeepSpeed(readJson(values.deepspeed), values.deepspeed) : { settings: {}, warnings: [] };
   const flags: Partial<RunSettings> = {};
@@ -65,7 +70,7 @@ export function resolveSettings(argv: string[]): { settings: RunSettings; warnin
   set('seed', n('seed'));
   set('skipBadLines', values['skip-bad-lines']);
   set('resume', values.resume);
-  const merged = { ...DEFAULT_SETTINGS, ...file, ...ds.settings, ...flags } as RunSettings;
+  const merged = { ...DEFAULT_SETTINGS, ...extra.defaults, ...file, ...ds.settings, ...flags } as RunSettings;
   if (values.schedule || values.warmup) merged.schedule = { type: (values.schedule ?? merged.schedule.type) as RunSettings['schedule']['type'], warmup: n('warmup') ?? merged.schedule.warmup, params: merged.schedule.params };
   if (typeof merged.data === 'string') merged.data = [merged.data];
   for (const k of ['model', 'output'] as const) if (!merged[k]) throw new Error(`--${k} is required`);
@@ -76,7 +81,7 @@ export function resolveSettings(argv: string[]): { settings: RunSettings; warnin
   oneOf(merged.schedule.type, ['constant', 'linear', 'cosine', 'WarmupLR', 'WarmupDecayLR', 'WarmupCosineLR'] as const, '--schedule');
   for (const k of ['maxSteps', 'seqLen', 'batchSize', 'gradAccum'] as const)
     if (!Number.isInteger(merged[k]) || merged[k] < 1) throw new Error(`${k} must be a positive integer, got ${merged[k]}`);
-  return { settings: merged, warnings: ds.warnings };
+  return { settings: merged, warnings: ds.warnings, values };
 }
 
 function schedule(s: RunSettings): S.Schedule {
@@ -105,11 +110,25 @@ async function loadModel(s: RunSettings): Promise<{ model: CausalLM; hfConfig: R
   return { model: p.model, hfConfig: p.hfConfig, tokenizer: p.tokenizer };
 }
 
+/** What a command built on train does to the model before training and how it saves the result. */
+export interface TrainingPlan {
+  /** called on the loaded model before the optimizer sees it (inject adapters, quantize, freeze) */
+  prepare?: (model: CausalLM) => void;
+  /** writes the result to the output folder; default: the whole model as an HF folder */
+  save?: (model: CausalLM, hfConfig: Record<string, unknown>, output: string) => string;
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
-  const { settings: s, warnings } = resolveSettings(argv);
+  const { settings, warnings } = resolveSettings(argv);
+  return runTraining(settings, warnings, argv.includes('--quiet'));
+}
+
+/** Loads the model and the data, trains, saves; shared by `kestrel train` and `kestrel finetune`. */
+export async function runTraining(s: RunSettings, warnings: string[], quiet: boolean, plan: TrainingPlan = {}): Promise<number> {
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   const { model, hfConfig, tokenizer } = await loadModel(s);
   model.checkpointing = s.checkpointing;
+  plan.prepare?.(model);
   const { train, eval: evalData, stats } = await loadDataset(s.data, {
     format: s.format, tokenizer: tokenizer ?? undefined, seqLen: s.seqLen, seed: s.seed, evalFraction: s.evalFraction,
     skipBadLines: s.skipBadLines, cacheDir: join(s.output, '.data-cache'),
@@ -123,12 +142,12 @@ export async function trainCommand(argv: string[]): Promise<number> {
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,
     maxSteps: s.maxSteps, clip: s.clip, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, evalEvery: s.evalEvery,
-    evalBatches: 8, resumeFrom: resume, dtype: s.dtype, lossScaler: s.lossScaler, progress: !argv.includes('--quiet') && process.stderr.isTTY,
+    evalBatches: 8, resumeFrom: resume, dtype: s.dtype, lossScaler: s.lossScaler, progress: !quiet && process.stderr.isTTY,
   });
   const metrics = trainer.train();
-  savePretrained(s.output, { model, hfConfig });
+  const what = plan.save ? plan.save(model, hfConfig, s.output) : (savePretrained(s.output, { model, hfConfig }), 'model');
   const last = metrics.at(-1);
-  process.stdout.write(`trained to step ${trainer.step}${last ? `, loss ${last.loss.toFixed(4)}` : ''}; model saved to ${s.output}\n`);
+  process.stdout.write(`trained to step ${trainer.step}${last ? `, loss ${last.loss.toFixed(4)}` : ''}; ${what} saved to ${s.output}\n`);
   model.dispose();
   opt.dispose();
   return 0;

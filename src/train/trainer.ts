@@ -5,6 +5,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Dataset, Batch } from '../data/index.js';
 import type { CausalLM } from '../models/causal_lm.js';
+import type { Module } from '../nn/module.js';
 import { AdamW } from '../optim/adamw.js';
 import { gradNorm, scaleGrads } from '../optim/clip.js';
 import { LossScaler, type LossScalerOptions } from '../optim/loss_scaler.js';
@@ -198,7 +199,7 @@ export class Trainer {
     const state: TrainerState = {
       step: this.step, epoch: this.epoch, epochStep: this.epochStep, rng: defaultGenerator.getState(), lossScaler: this.scaler?.stateDict() ?? null, optimizerStep: opt.step,
     };
-    const path = saveCheckpoint(dir, { model: this.o.model.stateDict(), optimizer: optTensors, state }, this.o.keepLast ?? 0);
+    const path = saveCheckpoint(dir, { model: checkpointedState(this.o.model), optimizer: optTensors, state }, this.o.keepLast ?? 0);
     this.o.onSave?.(path);
     return path;
   }
@@ -206,8 +207,13 @@ export class Trainer {
   private resume(dir: string): void {
     const ck = loadCheckpoint(dir);
     try {
+      const own = checkpointedState(this.o.model);
+      const missing = Object.keys(own).filter((n) => !ck.model.has(n));
+      const unexpected = ck.model.names.filter((n) => !(n in own));
+      if (missing.length || unexpected.length)
+        throw new Error(`${dir}: the checkpoint's model does not match the one being trained: missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
       const sd = Object.fromEntries(ck.model.names.map((n) => [n, ck.model.tensor(n, { backend: this.o.backend })]));
-      this.o.model.loadStateDict(sd);
+      this.o.model.loadStateDict(sd, { strict: false });
       for (const t of Object.values(sd)) t.dispose();
       const n = this.optimizer.groups.reduce((c, g) => c + g.params.length, 0);
       const state: Record<string, Tensor>[] = Array.from({ length: n }, () => ({}));
@@ -226,4 +232,15 @@ export class Trainer {
       ck.optimizer.close();
     }
   }
+}
+
+/**
+ * What a checkpoint keeps of the model: everything for full training, only the trainable
+ * parameters when part of it is frozen (LoRA, QLoRA), so checkpoints stay adapter-sized and a
+ * resume restores exactly what the optimizer changed.
+ */
+function checkpointedState(model: Module): Record<string, Tensor> {
+  const params = model.namedParameters();
+  const trainable = params.filter(([, p]) => p.requiresGrad);
+  return trainable.length < params.length ? Object.fromEntries(trainable) : model.stateDict();
 }

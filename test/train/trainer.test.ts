@@ -21,9 +21,10 @@ async function dataset(): Promise<k.data.Dataset> {
   return train;
 }
 
-function trainer(data: k.data.Dataset, out: string, extra: Partial<k.train.TrainerOptions> = {}): k.train.Trainer {
+function trainer(data: k.data.Dataset, out: string, extra: Partial<k.train.TrainerOptions> = {}, lora = false): k.train.Trainer {
   k.manualSeed(11);
   const model = new k.CausalLM(config);
+  if (lora) k.lora.injectLora(model, { r: 4, alpha: 8, targetModules: 'all-linear', init: 'gaussian' });
   return new k.train.Trainer({
     model, data, batchSize: 4, gradAccum: 2, maxSteps: 6, lr: 3e-3, schedule: k.optim.schedules.cosine(3e-3, 2, 6), clip: 1,
     outputDir: out, saveEvery: 3, keepLast: 1, ...extra,
@@ -48,6 +49,20 @@ test('metrics.jsonl, checkpoints and an exact resume', async () => {
   assert.equal(resumed.step, 3);
   const rest = resumed.train().map((m) => m.loss);
   assert.deepEqual([...first, ...rest], full, 'resumed loss curve equals the uninterrupted one');
+});
+
+test('LoRA checkpoints hold only the trainable tensors and resume exactly', async () => {
+  const data = await dataset();
+  const full = trainer(data, mkdtempSync(join(tmpdir(), 'kestrel-lora-a-')), {}, true).train().map((m) => m.loss);
+  const b = mkdtempSync(join(tmpdir(), 'kestrel-lora-b-'));
+  const first = trainer(data, b, { maxSteps: 3 }, true).train().map((m) => m.loss);
+  const saved = new k.SafetensorsFile(join(b, 'checkpoint-3', 'model.safetensors'));
+  assert.ok(saved.names.length > 0 && saved.names.every((n) => /lora_[AB]/.test(n)), `only adapter tensors: ${saved.names.slice(0, 3).join(', ')}...`);
+  saved.close();
+  const resumed = trainer(data, b, { resumeFrom: join(b, 'checkpoint-3') }, true);
+  const rest = resumed.train().map((m) => m.loss);
+  assert.deepEqual([...first, ...rest], full, 'the frozen base comes from the model, the adapters from the checkpoint');
+  assert.throws(() => trainer(data, b, { resumeFrom: join(b, 'checkpoint-6') }), /does not match the one being trained: missing \[/);
 });
 
 test('bf16 and fp16 runs track the fp32 loss curve', async () => {

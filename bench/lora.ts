@@ -1,0 +1,140 @@
+// Fine-tuning benchmark (issue 5): one training step (forward, loss, backward, AdamW) of full
+// fine-tuning, LoRA (r 16, every linear layer but the head) and QLoRA (the same adapters on an NF4
+// base) on random models with DESIGN.md's smol135m and qwen05b shapes, batch 1 x 256 tokens, next
+// to PyTorch CPU running the same model with a plain LoRA (../shared/bench/torch_llama_bench.py,
+// modes train and lora: frozen base, two extra matmuls per linear, no fusion).
+// Each (config, mode) runs in a fresh process so its peak memory (by tag, and RSS) is its own.
+// Run: node --import tsx bench/lora.ts [--configs smol135m,qwen05b] [--modes full,lora,qlora] [--no-peer]
+import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as k from '../src/index.js';
+import { decoderConfig } from '../src/models/registry.js';
+import { accumulateGradients } from '../src/train/step.js';
+import { decayParamGroups } from '../src/train/param_groups.js';
+import { SHARED_BENCH, median, runPeer, writeResult } from './lib/report.js';
+
+const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: number; ffn: number; vocab: number; torch: string }> = {
+  smol135m: { dim: 576, layers: 30, heads: 9, kv: 3, ffn: 1536, vocab: 49152, torch: 'smollm135m' },
+  qwen05b: { dim: 896, layers: 24, heads: 14, kv: 2, ffn: 4864, vocab: 151936, torch: 'qwen05b' },
+};
+const SEQ = 256;
+const BATCH = 1;
+// PyTorch's lora mode uses r 16, alpha 32; the scale does not change the work.
+const LORA = { r: 16, alpha: 32, targetModules: 'all-linear' as const };
+type Mode = 'full' | 'lora' | 'qlora';
+
+interface WorkerResult {
+  config: string;
+  mode: Mode;
+  trainable: number;
+  stepMs: number;
+  tokPerSec: number;
+  peakMB: Record<string, number>;
+  maxRssMB: number;
+}
+
+/** One (config, mode): builds the model, runs warm-up + timed steps, reports medians and peaks. */
+function worker(config: string, mode: Mode, steps: number, checkpointing: 'none' | 'full'): WorkerResult {
+  const s = SHAPES[config];
+  k.manualSeed(0);
+  const model = new k.CausalLM(decoderConfig({
+    model_type: 'llama', vocab_size: s.vocab, hidden_size: s.dim, intermediate_size: s.ffn, num_hidden_layers: s.layers,
+    num_attention_heads: s.heads, num_key_value_heads: s.kv, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
+    max_position_embeddings: 4096,
+  }, `${config} (bench)`), {});
+  model.checkpointing = checkpointing;
+  if (mode === 'qlora') k.quant.quantizeModel(model, { type: 'nf4' });
+  if (mode !== 'full') k.lora.injectLora(model, LORA);
+  const trainable = model.parameters().filter((p) => p.requiresGrad).reduce((n, p) => n + p.numel, 0);
+  const opt = new k.optim.AdamW(decayParamGroups(model, 0.01), { lr: 1e-4 });
+  model.train();
+  const gen = new k.Generator(1);
+  const times: number[] = [];
+  k.memory.resetPeak();
+  for (let i = 0; i < steps + 2; i++) {
+    const ids = (k.randint(0, s.vocab, [BATCH, SEQ + 1], { generator: gen }).toArray() as number[][]);
+    const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
+    const t0 = performance.now();
+    accumulateGradients(model, [batch]);
+    opt.step();
+    opt.zeroGrad();
+    if (i >= 2) times.push(performance.now() - t0);
+  }
+  const peak = k.memory.stats().peak;
+  const mb = (b: number): number => Math.round(b / 2 ** 20);
+  const stepMs = median(times);
+  return {
+    config, mode, trainable, stepMs, tokPerSec: (BATCH * SEQ) / (stepMs / 1e3),
+    peakMB: Object.fromEntries(Object.entries(peak).map(([t, b]) => [t, mb(b)])), maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+  };
+}
+
+function runWorker(config: string, mode: Mode, steps: number, checkpointing: string): WorkerResult {
+  const self = fileURLToPath(import.meta.url);
+  const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--worker', '--configs', config, '--modes', mode, '--steps', String(steps), '--checkpointing', checkpointing], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  if (r.status !== 0) throw new Error(`${config} ${mode} failed: ${r.stderr}`);
+  return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as WorkerResult;
+}
+
+interface PeerRow { config: string; mode: string; tokens_per_s: number; step_s_median?: number; peak_rss_mib?: number; [k: string]: unknown }
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: {
+    configs: { type: 'string', default: 'smol135m,qwen05b' }, modes: { type: 'string', default: 'full,lora,qlora' },
+    steps: { type: 'string', default: '4' }, checkpointing: { type: 'string', default: 'none' },
+    'no-peer': { type: 'boolean', default: false }, worker: { type: 'boolean', default: false },
+  } });
+  const names = values.configs!.split(',');
+  const modes = values.modes!.split(',') as Mode[];
+  const steps = Number(values.steps);
+  const ckpt = values.checkpointing as 'none' | 'full';
+  if (values.worker) {
+    process.stdout.write(JSON.stringify(worker(names[0], modes[0], steps, ckpt)) + '\n');
+    return;
+  }
+  const rows: WorkerResult[] = [];
+  for (const name of names)
+    for (const mode of modes) {
+      const r = runWorker(name, mode, steps, ckpt);
+      rows.push(r);
+      console.log(`${name} ${mode.padEnd(5)}: ${r.stepMs.toFixed(0)} ms/step, ${r.tokPerSec.toFixed(1)} tok/s, peak ${r.peakMB.total} MB (param ${r.peakMB.param}, grad ${r.peakMB.grad}, optimizer ${r.peakMB.optimizer}, activation ${r.peakMB.activation}), max RSS ${r.maxRssMB} MB`);
+    }
+  let peer: PeerRow[] | string = 'not run (--no-peer)';
+  if (!values['no-peer']) {
+    const tmp = join(process.env.TMPDIR ?? '/tmp', `torch-lora-${process.pid}.json`);
+    const r = runPeer(join(SHARED_BENCH, 'torch_llama_bench.py'), ['--configs', names.map((n) => SHAPES[n].torch).join(','), '--modes', 'train,lora', '--runs', '1', '--steps', String(steps), '--json', tmp]);
+    peer = r.out === null ? `PyTorch peer unavailable: ${r.why}` : (JSON.parse(readFileSync(tmp, 'utf8')) as { results: PeerRow[] }).results;
+  }
+  const summary: Record<string, unknown>[] = [];
+  for (const name of names) {
+    const by = (m: Mode): WorkerResult | undefined => rows.find((r) => r.config === name && r.mode === m);
+    const torch = (m: string): PeerRow | undefined => (typeof peer === 'string' ? undefined : peer.find((p) => p.config === SHAPES[name].torch && p.mode === m));
+    const [full, lora, qlora] = [by('full'), by('lora'), by('qlora')];
+    const tl = torch('lora');
+    const tf = torch('train');
+    const s = {
+      config: name,
+      loraVsTorchLoraTokPerSec: lora && tl ? lora.tokPerSec / tl.tokens_per_s : null,
+      fullVsTorchTrainTokPerSec: full && tf ? full.tokPerSec / tf.tokens_per_s : null,
+      loraPeakOfFull: lora && full ? lora.peakMB.total / full.peakMB.total : null,
+      qloraPeakOfFull: qlora && full ? qlora.peakMB.total / full.peakMB.total : null,
+      qloraStepOfLora: qlora && lora ? qlora.stepMs / lora.stepMs : null,
+      torch: { lora: tl ?? null, train: tf ?? null },
+    };
+    summary.push(s);
+    const f = (x: number | null, pct = false): string => (x === null ? '-' : pct ? `${(100 * x).toFixed(0)}%` : `${x.toFixed(2)}x`);
+    console.log(`\n${name}: LoRA vs PyTorch LoRA tok/s ${f(s.loraVsTorchLoraTokPerSec)} (target >= 2x); full vs PyTorch full ${f(s.fullVsTorchTrainTokPerSec)}`);
+    console.log(`  LoRA peak ${f(s.loraPeakOfFull, true)} of full (target <= 40%); QLoRA peak ${f(s.qloraPeakOfFull, true)} of full (target <= 25%) at ${f(s.qloraStepOfLora)} LoRA's step time (target <= 1.3x)`);
+  }
+  if (typeof peer === 'string') console.log(peer);
+  const path = writeResult('lora', {
+    threads: 'all cores (KESTREL_NUM_THREADS unset)', batch: BATCH, seq: SEQ, lora: LORA, checkpointing: ckpt, steps,
+    rows, summary, peer: typeof peer === 'string' ? peer : 'torch_llama_bench.py --modes train,lora (r 16, alpha 32, fp32, 2 threads)',
+  });
+  console.log(`wrote ${path}`);
+}
+
+await main();
