@@ -41,11 +41,15 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 }
 
-/** Runs a peer script with /usr/bin/python3; returns stdout, or null (with the reason) when it cannot run. */
-export function runPeer(script: string, args: string[], timeoutMs = 1_800_000): { out: string | null; why: string } {
+/**
+ * Runs a peer script with /usr/bin/python3 (OpenBLAS left to detect the CPU unless `coretype`
+ * names its kernels); returns stdout, or null (with the reason) when it cannot run.
+ */
+export function runPeer(script: string, args: string[], timeoutMs = 1_800_000, coretype?: string): { out: string | null; why: string } {
   const env = { ...process.env };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
+  if (coretype) env.OPENBLAS_CORETYPE = coretype;
   const r = spawnSync('/usr/bin/python3', [script, ...args], { env, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20 });
   if (r.error) return { out: null, why: r.error.message };
   if (r.status !== 0) return { out: null, why: (r.stderr || '').trim().split('\n').slice(-3).join(' | ') };
