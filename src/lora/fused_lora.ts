@@ -31,9 +31,12 @@ import { contiguous, expand, narrow, reshape, transpose } from '../ops/view.js';
 import { type FrozenLinear, Linear } from '../nn/layers.js';
 import { recordMulti } from './multi_output.js';
 
+/** A frozen base: the two products for the fused op, forward (with autograd for x) for the composite. */
+export type FrozenBase = FrozenLinear & { forward(x: Tensor): Tensor };
+
 /** One LoRA projection: its frozen base and one adapter. */
 export interface LoraProjection {
-  base: FrozenLinear;
+  base: FrozenBase;
   /** lora_A [r, in] */
   A: Tensor;
   /** lora_B [out, r] */
@@ -54,13 +57,11 @@ export interface LoraCallOptions {
  */
 export function loraComposite(x: Tensor, p: LoraProjection, opts: LoraCallOptions = {}): Tensor {
   return tidy(() => {
-    const base = p.base instanceof Linear ? p.base.forward(x) : addBias(p.base.applyWeight(x), p.base.bias);
+    const base = p.base.forward(x);
     const h = p.dropout > 0 ? dropout(x, p.dropout, opts.training ?? true, opts.generator) : x;
     return add(base, mul(linear(linear(h, p.A), p.B), p.scaling));
   });
 }
-
-const addBias = (y: Tensor, b: Tensor | null): Tensor => (b ? add(y, b) : y);
 
 /**
  * y = base(x) + s (drop(x) Aᵀ) Bᵀ as one node (see the file comment for the backward).
@@ -167,7 +168,7 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
     const N = xc.shape[0];
     const k = backendOf(xc).kernels;
     const stacks = segs.map((s) => {
-      const A = s.members.length === 1 ? contiguous(cast(ps[s.members[0]].A, cd)) : cat(s.members.map((m) => cast(ps[m].A, cd)), 0);
+      const A = stackA(s, ps.map((p) => p.A), cd);
       const X = s.p > 0 ? dropped(xc, s.p, seed, s.counter) : xc;
       const xa = emptyLike(xc, [N, A.shape[0]]);
       k.matmul(X, transpose(A), xa, false);
@@ -175,7 +176,7 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
       const xs = s.members.every((m) => ps[m].scaling === ps[s.members[0]].scaling)
         ? mul(xa, scales[0])
         : mul(xa, tensor(scales, { dtype: cd, backend: xc.backendName }));
-      return { A, xs, svec: scales };
+      return { xs, svec: scales };
     });
     const ys = ps.map((p, i) => {
       const y = baseForward(p.base, xc);
@@ -184,18 +185,17 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
       k.matmul(xsP, transpose(cast(p.B, cd)), y, true);
       return reshape(cast(y, x.dtype), [...lead, p.base.outFeatures]);
     });
-    return { ys, stacks: stacks.map((s) => ({ A: s.A, xs: s.xs, svec: s.svec })) };
+    return { ys, stacks };
   })));
 
+  // saved: x, xs per segment, and handles on the adapter weights (no new memory)
   const ins = ps.flatMap((p) => [p.A, p.B, p.base.bias]);
-  const saved = [save(x), ...fwd.stacks.flatMap((s) => [save(s.A), save(s.xs)]), ...ps.map((p) => save(p.B))];
-  const xS = saved[0];
-  const stS = fwd.stacks.map((s, j) => ({ A: saved[1 + 2 * j], xs: saved[2 + 2 * j], svec: s.svec }));
-  const bS = saved.slice(1 + 2 * fwd.stacks.length);
-  for (const s of fwd.stacks) {
-    s.A.dispose();
-    s.xs.dispose();
-  }
+  const xS = save(x);
+  const stS = fwd.stacks.map((s) => ({ xs: save(s.xs), svec: s.svec }));
+  const aS = ps.map((p) => save(p.A));
+  const bS = ps.map((p) => save(p.B));
+  const saved = [xS, ...stS.map((s) => s.xs), ...aS, ...bS];
+  for (const s of fwd.stacks) s.xs.dispose();
 
   /** The gradients of [x, A_1, B_1, b_1, A_2, ...] from the outputs' gradients (undefined: output unused). */
   const backward = (gs: (Tensor | undefined)[]): (Tensor | null)[] => autocast(null, () => {
@@ -207,8 +207,8 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
     let dx: Tensor | null = null;
     if (x.requiresGrad) for (const [i, g] of g2.entries()) if (g) dx = baseBackward(ps[i].base, g, dx);
     segs.forEach((s, j) => {
-      const { A, xs, svec } = stS[j];
-      const R = A.shape[0];
+      const { xs, svec } = stS[j];
+      const R = xs.shape[1];
       const gBT = emptyLike(xc, [R, N]); // rows of projection m: s_m (g_m B_m)ᵀ
       for (const m of s.members) {
         const rows = narrow(gBT, 0, offsetIn(s, m), ranks[m]);
@@ -233,6 +233,7 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
       }
       if (!x.requiresGrad) return;
       dx ??= tensorZeros(xc, [N, inF]);
+      const A = stackA(s, aS, cd);
       if (s.p === 0) k.matmul(transpose(gBs), A, dx, true);
       else {
         const t = emptyLike(xc, [N, inF]);
@@ -249,6 +250,11 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
   const outs = fwd.ys;
   if (outs.length === 1) return [record('loraLinear', outs[0], [x, ...ins], (g) => backward([g]), saved)];
   return recordMulti('loraLinearGroup', outs, [x, ...ins], backward, saved);
+}
+
+/** [A_m; ...] over a segment's members, contiguous [Σr, in] in the compute dtype. */
+function stackA(s: Segment, As: readonly Tensor[], cd: DType): Tensor {
+  return s.members.length === 1 ? contiguous(cast(As[s.members[0]], cd)) : cat(s.members.map((m) => cast(As[m], cd)), 0);
 }
 
 /** gᵀ xs: [out, N] x [N, r] -> [out, r] */
