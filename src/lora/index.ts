@@ -6,6 +6,6 @@ export { sharedInputProjections } from './shared_input.js';
 export { ModulesToSaveWrapper } from './modules_to_save.js';
 export { ModuleDict } from './module_dict.js';
 export {
-  injectLora, loraLayers, loadAdapter, saveAdapter, mergeLora, readAdapterConfig, setAdapter, deleteAdapter, adapterNames, adapterTensors,
+  injectLora, loraLayers, loadAdapter, saveAdapter, mergeLora, readAdapterConfig, setAdapter, activeAdapter, deleteAdapter, adapterNames, adapterTensors,
   type LoraConfig, type LoadAdapterOptions,
 } from './peft.js';

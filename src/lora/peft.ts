@@ -81,6 +81,7 @@ export function injectLora(model: Module, config: LoraConfig, name = 'default'):
   for (const { path, layer } of targets)
     if (!Number.isInteger(config.r) || config.r <= 0 || config.r > Math.min(layer.inFeatures, layer.outFeatures))
       throw new Error(`injectLora: rank ${config.r} must be a positive integer no larger than the layer ${path} (${layer.outFeatures} x ${layer.inFeatures})`);
+  const before = activeAdapter(model);
   model.requiresGrad_(false);
   for (const { parent, key, layer } of targets) {
     if (layer instanceof LoraLinear) layer.addAdapter(name, config);
@@ -94,7 +95,17 @@ export function injectLora(model: Module, config: LoraConfig, name = 'default'):
       process.emitWarning(`modules_to_save '${path}' is tied to the LM head: as in peft, the head keeps the frozen original weight and only the input embedding trains`, 'KestrelWarning');
   }
   for (const t of adapterTensors(model, name).values()) t.requiresGrad = true;
+  added.set(model, [...(added.get(model) ?? []), name]);
+  // one model-wide active adapter, as in peft: adding one does not switch to it
+  setAdapter(model, before === undefined ? name : before);
   return targets.map((t) => t.path);
+}
+
+/** The adapter the model runs (null: adapters disabled; undefined: the model has none). */
+export function activeAdapter(model: Module): string | null | undefined {
+  const layers = sites(model, isWrapper).map((s) => s.layer);
+  if (!layers.length) return undefined;
+  return layers.find((l) => l.active !== null)?.active ?? null;
 }
 
 /** The model's LoRA layers by path. */
@@ -102,9 +113,14 @@ export function loraLayers(model: Module): Map<string, LoraLinear> {
   return new Map(sites(model, (v): v is LoraLinear => v instanceof LoraLinear).map(({ path, layer }) => [path, layer]));
 }
 
+/** Adapter names per model in the order injectLora added them (peft's peft_config order). */
+const added = new WeakMap<Module, string[]>();
+
 /** Every adapter name the model holds (LoRA layers and modules_to_save), in the order added. */
 export function adapterNames(model: Module): string[] {
-  return [...new Set(sites(model, isWrapper).flatMap(({ layer }) => layer.adapters))];
+  const present = new Set(sites(model, isWrapper).flatMap(({ layer }) => layer.adapters));
+  const order = (added.get(model) ?? []).filter((n) => present.has(n));
+  return [...new Set([...order, ...present])];
 }
 
 /** The tensors of adapter `name` under their adapter-file keys (peft's names without the adapter name). */
@@ -139,12 +155,15 @@ export function setAdapter(model: Module, name: string | null): void {
 export function deleteAdapter(model: Module, name: string): void {
   const names = adapterNames(model);
   if (!names.includes(name)) throw new Error(`deleteAdapter: no adapter named '${name}' (the model has ${names.map((n) => `'${n}'`).join(', ') || 'none'})`);
+  const before = activeAdapter(model);
   for (const { parent, key, layer } of sites(model, isWrapper)) {
     if (!layer.adapters.includes(name)) continue;
     layer.deleteAdapter(name);
     if (layer.adapters.length) continue;
     Reflect.set(parent, key, layer instanceof LoraLinear ? layer.base_layer : layer.original_module);
   }
+  const left = adapterNames(model);
+  if (left.length) setAdapter(model, before === name ? left[0] : (before ?? null));
 }
 
 /** Reads adapter_config.json (PEFT) into a LoraConfig; unsupported features are errors. */
