@@ -133,7 +133,7 @@ export class LoraLinear extends Module {
       backendOf(out.weight).kernels.copy(delta ? add(w, delta) : w, out.weight);
       if (base.bias && out.bias) backendOf(out.bias).kernels.copy(base.bias, out.bias);
     }));
-    if (base instanceof Linear) out.to(base.weight.dtype);
+    if (base instanceof Linear && base.weight.dtype !== 'float32') out.to(base.weight.dtype);
     out.requiresGrad_(false);
     return out;
   }
