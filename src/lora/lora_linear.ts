@@ -1,18 +1,20 @@
-// LoRA (Hu et al. 2021) around any Linear: y = base(x) + s * B(A(dropout(x))), with s = alpha / r
-// (or alpha / sqrt(r) for rsLoRA). The base stays frozen; property names follow PEFT
-// (base_layer, lora_A, lora_B) so adapter keys map one to one.
+// LoRA (Hu et al. 2021) around any frozen Linear-shaped layer (a Linear, or a 4-bit QuantLinear for
+// QLoRA): y = base(x) + s B(A(dropout(x))), s = alpha / r (alpha / sqrt(r) for rsLoRA), computed by the
+// fused op in fused_lora.ts. Adapters are held by name like PEFT's LoraLayer (lora_A.<name>,
+// lora_B.<name>, 'default' first), one of them active, or none (base only).
+import { matmul } from '../ops/matmul.js';
 import { add, mul } from '../ops/elementwise.js';
-import { dropout } from '../ops/attention.js';
-import { linear } from '../ops/matmul.js';
+import { eye, zeros } from '../ops/creation.js';
+import { transpose } from '../ops/view.js';
+import { backendOf } from '../backend/index.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { tidy } from '../tensor/scope.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import { normal_, uniform } from '../nn/init.js';
-import { Linear } from '../nn/layers.js';
+import { type FrozenLinear, Linear } from '../nn/layers.js';
 import { Module, Parameter } from '../nn/module.js';
-import { backendOf } from '../backend/index.js';
-import { zeros } from '../ops/creation.js';
-import { matmul } from '../ops/matmul.js';
+import { type LoraProjection, loraLinear } from './fused_lora.js';
+import { ModuleDict } from './module_dict.js';
 
 export interface LoraOptions {
   r: number;
@@ -23,8 +25,11 @@ export interface LoraOptions {
   init?: 'default' | 'gaussian';
 }
 
+/** What LoRA can wrap: a frozen module with the two weight products (Linear, QuantLinear). */
+export type LoraBase = Module & FrozenLinear & { forward(x: Tensor): Tensor };
+
 /** A Linear-shaped weight holder: lora_A [r, in] and lora_B [out, r] are plain matrices. */
-class Matrix extends Module {
+export class Matrix extends Module {
   weight: Tensor;
   constructor(w: Tensor) {
     super();
@@ -33,27 +38,18 @@ class Matrix extends Module {
 }
 
 export class LoraLinear extends Module {
-  base_layer: Linear;
-  lora_A: Matrix;
-  lora_B: Matrix;
-  readonly scaling: number;
-  readonly dropoutP: number;
+  base_layer: LoraBase;
+  lora_A = new ModuleDict<Matrix>();
+  lora_B = new ModuleDict<Matrix>();
+  /** the adapter forward uses; null = adapters disabled (base only) */
+  active: string | null = null;
+  private readonly options = new Map<string, LoraOptions>();
 
-  constructor(base: Linear, readonly opts: LoraOptions) {
+  constructor(base: LoraBase, opts: LoraOptions, name = 'default') {
     super();
-    const { r, alpha } = opts;
-    if (!Number.isInteger(r) || r <= 0 || r > Math.min(base.inFeatures, base.outFeatures))
-      throw new Error(`LoRA: rank ${r} must be a positive integer no larger than the layer (${base.outFeatures} x ${base.inFeatures})`);
     this.base_layer = base;
     base.requiresGrad_(false);
-    this.scaling = opts.useRslora ? alpha / Math.sqrt(r) : alpha / r;
-    this.dropoutP = opts.dropout ?? 0;
-    const backend = base.weight.backendName;
-    // PEFT: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0; gaussian: A ~ N(0, 1/r^2)
-    const a = uniform([r, base.inFeatures], 1 / Math.sqrt(base.inFeatures), { backend });
-    if (opts.init === 'gaussian') normal_(a, 1 / r);
-    this.lora_A = new Matrix(a);
-    this.lora_B = new Matrix(zeros([base.outFeatures, r], { backend }));
+    this.addAdapter(name, opts);
   }
 
   get inFeatures(): number {
@@ -62,26 +58,89 @@ export class LoraLinear extends Module {
   get outFeatures(): number {
     return this.base_layer.outFeatures;
   }
+  /** adapter names in the order they were added */
+  get adapters(): string[] {
+    return [...this.options.keys()];
+  }
+
+  /** Adds a freshly initialised adapter (it becomes active only if none was). */
+  addAdapter(name: string, opts: LoraOptions): void {
+    const base = this.base_layer;
+    const { r } = opts;
+    if (this.options.has(name)) throw new Error(`LoRA: adapter '${name}' already exists on this layer`);
+    if (!Number.isInteger(r) || r <= 0 || r > Math.min(base.inFeatures, base.outFeatures))
+      throw new Error(`LoRA: rank ${r} must be a positive integer no larger than the layer (${base.outFeatures} x ${base.inFeatures})`);
+    if (!(typeof opts.alpha === 'number' && Number.isFinite(opts.alpha))) throw new Error(`LoRA: lora_alpha must be a finite number, got ${opts.alpha}`);
+    const p = opts.dropout ?? 0;
+    if (!(p >= 0 && p < 1)) throw new Error(`LoRA: dropout must be in [0, 1), got ${p}`);
+    const backend = this.backendName();
+    // PEFT: A ~ kaiming_uniform(a = sqrt(5)) = U(-1/sqrt(in), 1/sqrt(in)), B = 0; gaussian: A ~ N(0, 1/r^2)
+    const a = uniform([r, base.inFeatures], 1 / Math.sqrt(base.inFeatures), { backend });
+    if (opts.init === 'gaussian') normal_(a, 1 / r);
+    this.lora_A.set(name, new Matrix(a));
+    this.lora_B.set(name, new Matrix(zeros([base.outFeatures, r], { backend })));
+    this.options.set(name, opts);
+    this.active ??= name;
+  }
+
+  /** Removes an adapter and frees its weights; the layer falls back to its first remaining one. */
+  deleteAdapter(name: string): void {
+    this.adapterOptions(name);
+    this.lora_A.delete(name).dispose();
+    this.lora_B.delete(name).dispose();
+    this.options.delete(name);
+    if (this.active === name) this.active = this.adapters[0] ?? null;
+  }
+
+  /** The options an adapter was made with. */
+  adapterOptions(name: string): LoraOptions {
+    const o = this.options.get(name);
+    if (!o) throw new Error(`LoRA: no adapter '${name}' (this layer has ${this.adapters.map((a) => `'${a}'`).join(', ') || 'none'})`);
+    return o;
+  }
+
+  scaling(name = this.active ?? 'default'): number {
+    const { r, alpha, useRslora } = this.adapterOptions(name);
+    return useRslora ? alpha / Math.sqrt(r) : alpha / r;
+  }
+
+  /**
+   * The active adapter as the fused op's projection (its dropout only in training mode), or null
+   * when adapters are disabled.
+   */
+  projection(): LoraProjection | null {
+    const n = this.active;
+    if (n === null) return null;
+    const o = this.adapterOptions(n);
+    const dropout = this.training ? (o.dropout ?? 0) : 0;
+    return { base: this.base_layer, A: this.lora_A.get(n).weight, B: this.lora_B.get(n).weight, scaling: this.scaling(n), dropout };
+  }
 
   forward(x: Tensor): Tensor {
-    return tidy(() => {
-      const y = this.base_layer.forward(x);
-      const h = this.dropoutP > 0 ? dropout(x, this.dropoutP, this.training) : x;
-      return add(y, mul(linear(linear(h, this.lora_A.weight), this.lora_B.weight), this.scaling));
-    });
+    const p = this.projection();
+    return p ? loraLinear(x, p) : this.base_layer.forward(x);
   }
 
-  /** W + s B A as a new plain Linear (the adapter folded into the base). */
+  /** W + s B A of the active adapter as a new plain Linear (the adapter folded into the base). */
   merged(): Linear {
     const base = this.base_layer;
-    const out = new Linear(base.inFeatures, base.outFeatures, { bias: base.bias !== null, backend: base.weight.backendName });
+    const n = this.active;
+    const out = new Linear(base.inFeatures, base.outFeatures, { bias: base.bias !== null, backend: this.backendName() });
     noGrad(() => tidy(() => {
-      const delta = mul(matmul(this.lora_B.weight, this.lora_A.weight), this.scaling);
-      backendOf(out.weight).kernels.copy(add(base.weight, delta), out.weight);
+      // a plain Linear's weight as is; any other base (4-bit) through its own product: I Wᵀ = Wᵀ
+      const w = base instanceof Linear ? base.weight : transpose(base.applyWeight(eye(base.inFeatures, base.inFeatures, { backend: this.backendName() })));
+      const delta = n === null ? null : mul(matmul(this.lora_B.get(n).weight, this.lora_A.get(n).weight), this.scaling(n));
+      backendOf(out.weight).kernels.copy(delta ? add(w, delta) : w, out.weight);
       if (base.bias && out.bias) backendOf(out.bias).kernels.copy(base.bias, out.bias);
     }));
-    out.weight.requiresGrad = base.weight.requiresGrad;
+    if (base instanceof Linear && base.weight.dtype !== 'float32') out.to(base.weight.dtype);
+    out.requiresGrad_(false);
     return out;
   }
-}
 
+  private backendName(): string {
+    const t = Object.values(this.base_layer).find((v): v is Tensor => v instanceof Tensor);
+    if (!t) throw new Error('LoRA: the base layer holds no tensor to take a backend from');
+    return t.backendName;
+  }
+}

@@ -17,6 +17,7 @@ import type { DecoderConfig } from './config.js';
 import type { KVCache } from './kv_cache.js';
 import { SparseMoe } from './moe.js';
 import { activate } from './activation.js';
+import { sharedInputProjections } from '../lora/shared_input.js';
 
 /** What every layer needs for one forward call. */
 export interface LayerContext {
@@ -70,7 +71,8 @@ export class Attention extends Module {
       const qkv = this.qkv_proj.forward(x); // rows: q (H hd), k (Hkv hd), v (Hkv hd)
       return [heads(narrow(qkv, 2, 0, H * hd), H), heads(narrow(qkv, 2, H * hd, Hkv * hd), Hkv), heads(narrow(qkv, 2, (H + Hkv) * hd, Hkv * hd), Hkv)];
     }
-    return [heads(this.q_proj!.forward(x), H), heads(this.k_proj!.forward(x), Hkv), heads(this.v_proj!.forward(x), Hkv)];
+    const [q, k, v] = sharedInputProjections(x, [this.q_proj!, this.k_proj!, this.v_proj!]); // LoRA layers fused in one pass
+    return [heads(q, H), heads(k, Hkv), heads(v, Hkv)];
   }
 
   forward(x: Tensor, ctx: LayerContext): Tensor {
@@ -117,7 +119,7 @@ export class Mlp extends Module {
     if (this.gate_up_proj) {
       const gu = this.gate_up_proj.forward(x);
       [gate, up] = [narrow(gu, -1, 0, F), narrow(gu, -1, F, F)];
-    } else [gate, up] = [this.gate_proj!.forward(x), this.up_proj!.forward(x)];
+    } else [gate, up] = sharedInputProjections(x, [this.gate_proj!, this.up_proj!]);
     return this.down_proj.forward(mul(activate(gate, this.c.activation), up));
   }
 }

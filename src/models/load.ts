@@ -70,7 +70,7 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
   try {
     const model = buildModel(folder.config, join(dir, 'config.json'), { backend: opts.backend });
     loadWeights(model, folder, opts.dtype ?? 'float32');
-    if (opts.adapter) loadAdapter(model, opts.adapter);
+    if (opts.adapter) loadAdapter(model, opts.adapter, { baseModel: dir });
     model.eval();
     const gen = join(dir, 'generation_config.json');
     const tokenizerDir = opts.tokenizer ?? dir;

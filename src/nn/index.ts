@@ -1,4 +1,4 @@
 // nn: modules, parameters and layers.
 export { Module, Parameter, isParameter, type LoadResult } from './module.js';
-export { Linear, Embedding, RMSNorm, LayerNorm } from './layers.js';
+export { Linear, Embedding, RMSNorm, LayerNorm, type FrozenLinear } from './layers.js';
 export * as init from './init.js';

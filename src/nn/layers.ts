@@ -1,13 +1,33 @@
 // The basic layers, each a thin Module over an op: Linear, Embedding, RMSNorm, LayerNorm.
-import { linear } from '../ops/matmul.js';
+import { linear, matmul } from '../ops/matmul.js';
+import { to } from '../ops/elementwise.js';
+import { transpose } from '../ops/view.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { tidy } from '../tensor/scope.js';
 import { embedding } from '../ops/indexing.js';
 import { layerNorm, rmsNorm } from '../ops/norm.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { type InitOpts, normal, onesInit, uniform, zerosInit } from './init.js';
 import { Module, Parameter } from './module.js';
 
+/**
+ * A frozen base layer LoRA can wrap (a plain Linear, or a QuantLinear whose weight is 4-bit):
+ * the two products with its weight, without bias and without autograd, so a fused op can call
+ * them from its own forward and backward. Neither keeps a full-precision copy of a quantized
+ * weight alive after it returns.
+ */
+export interface FrozenLinear {
+  /** x Wᵀ over the last dim ([..., in] -> [..., out]); no bias, records no autograd (frozen weight). */
+  applyWeight(x: Tensor): Tensor;
+  /** g W over the last dim ([..., out] -> [..., in]), the input gradient of applyWeight; no autograd. */
+  applyWeightTransposed(g: Tensor): Tensor;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  bias: Tensor | null;
+}
+
 /** y = x Wᵀ + b with weight [out, in] (torch.nn.Linear). */
-export class Linear extends Module {
+export class Linear extends Module implements FrozenLinear {
   weight: Tensor;
   bias: Tensor | null;
   constructor(readonly inFeatures: number, readonly outFeatures: number, opts: InitOpts & { bias?: boolean } = {}) {
@@ -18,6 +38,16 @@ export class Linear extends Module {
   }
   forward(x: Tensor): Tensor {
     return linear(x, this.weight, this.bias);
+  }
+  applyWeight(x: Tensor): Tensor {
+    return noGrad(() => tidy(() => matmul(x, transpose(this.weightAs(x)))));
+  }
+  applyWeightTransposed(g: Tensor): Tensor {
+    return noGrad(() => tidy(() => matmul(g, this.weightAs(g))));
+  }
+  /** the weight in x's dtype (a bfloat16 model called with float32 compute, or the reverse) */
+  private weightAs(x: Tensor): Tensor {
+    return this.weight.dtype === x.dtype ? this.weight : to(this.weight, x.dtype);
   }
 }
 

@@ -17,8 +17,8 @@ test('LoRA gradients match finite differences (dx, dA, dB)', () => {
     const x = refLeaf([3, 5], 1);
     const [A, B] = [refLeaf([2, 5], 2), refLeaf([4, 2], 3)];
     gradcheck((xx, a, b) => {
-      l.lora_A.weight = a;
-      l.lora_B.weight = b;
+      l.lora_A.get('default').weight = a;
+      l.lora_B.get('default').weight = b;
       return l.forward(xx);
     }, [x, A, B], { what: 'lora' });
     assert.equal(base.weight.grad, null, 'frozen base weight gets no gradient');
@@ -29,8 +29,8 @@ test('rsLoRA scaling, frozen base without optimizer state, merge equals the adap
   k.manualSeed(1);
   const lin = new k.nn.Linear(8, 6);
   const l = new k.lora.LoraLinear(lin, { r: 4, alpha: 8, useRslora: true });
-  assert.equal(l.scaling, 8 / 2);
-  k.nn.init.normal_(l.lora_B.weight, 0.1);
+  assert.equal(l.scaling(), 8 / 2);
+  k.nn.init.normal_(l.lora_B.get('default').weight, 0.1);
   const opt = new k.optim.AdamW(l.parameters().filter((p) => p.requiresGrad));
   k.tidy(() => l.forward(k.randn([2, 8])).sum().backward());
   opt.step();
