@@ -71,7 +71,8 @@ export interface Bnb8bitWeight {
 
 const FLOATS = ['float32', 'float16', 'bfloat16'] as const;
 const codeBook = (t: FourBitType): Float32Array => (t === 'nf4' ? NF4_CODE : FP4_CODE);
-const isInt = (v: unknown, min: number): v is number => typeof v === 'number' && Number.isInteger(v) && v >= min;
+/** bitsandbytes' block sizes are powers of two (64 by default, 256 for the nested scales) */
+const isPow2 = (v: unknown): v is number => typeof v === 'number' && v >= 2 && Number.isInteger(Math.log2(v));
 
 /**
  * Reads config.json's quantization_config; null when the checkpoint is not quantized.
@@ -161,7 +162,7 @@ function read4bit(r: Reader, dir: string, path: string, out: number, inF: number
   const bad = (field: string, msg: string): Error => new Error(`${dir}: '${stateKey}' ${field} ${msg}`);
   const type = stateKey.endsWith('nf4') ? 'nf4' : 'fp4';
   if (s.quant_type !== type) throw bad('quant_type', `${JSON.stringify(s.quant_type)} does not match its key (${type})`);
-  if (!isInt(s.blocksize, 1) || s.blocksize % 2) throw bad('blocksize', `${JSON.stringify(s.blocksize)} must be an even positive integer`);
+  if (!isPow2(s.blocksize)) throw bad('blocksize', `${JSON.stringify(s.blocksize)} must be a power of two >= 2`);
   const shape = s.shape;
   if (!Array.isArray(shape) || shape.length !== 2 || shape[0] !== out || shape[1] !== inF)
     throw bad('shape', `${JSON.stringify(shape)} does not match [${out}, ${inF}] implied by the config`);
@@ -179,7 +180,7 @@ function read4bit(r: Reader, dir: string, path: string, out: number, inF: number
     weight.absmax = r.floats(`${w}.absmax`, blocks, `one scale per ${s.blocksize} values`);
     return weight;
   }
-  if (!isInt(s.nested_blocksize, 1)) throw bad('nested_blocksize', `${JSON.stringify(s.nested_blocksize)} must be a positive integer`);
+  if (!isPow2(s.nested_blocksize)) throw bad('nested_blocksize', `${JSON.stringify(s.nested_blocksize)} must be a power of two >= 2`);
   if (typeof s.nested_offset !== 'number' || !Number.isFinite(s.nested_offset)) throw bad('nested_offset', 'must be a finite number');
   weight.nested = {
     codes: r.bytes(`${w}.absmax`, 'uint8', blocks, `double-quantized scales, one per ${s.blocksize} values`) as Uint8Array,

@@ -150,6 +150,14 @@ test('8-bit (LLM.int8 SCB, threshold 6): weight-only int8 equals q · SCB / 127'
   }
   assertClose(logits(model), logits(await floatTwin(sd, weights)), { atol: 1e-5, rtol: 1e-5, what: 'logits' });
 
+  const saved = join(mkdtempSync(join(tmpdir(), 'kestrel-bnb-')), 'int8');
+  k.savePretrained(saved, { model, hfConfig: TINY });
+  const f = new k.SafetensorsFile(join(saved, 'model.safetensors'));
+  assert.deepEqual([f.info(`${PATHS[0]}.weight`).fileDtype, f.info(`${PATHS[0]}.SCB`).fileDtype, f.info(`${PATHS[0]}.weight_format`).fileDtype], ['I8', 'F32', 'U8']);
+  f.close();
+  const re = await k.loadCausalLM(saved);
+  for (const [p, w] of weights) assertClose((layer(re.model, p) as Int8Linear).dequantize(), w, { atol: 0, rtol: 0, what: `${p} after save and reload` });
+
   tensors[`${PATHS[0]}.weight_format`] = k.tensor(new Uint8Array([2]), { dtype: 'uint8', shape: [] });
   await assert.rejects(k.loadCausalLM(writeFolder({ ...TINY, quantization_config: config }, tensors)), /q_proj\.weight_format' is 2, a GPU tile layout/);
 });
@@ -177,7 +185,18 @@ test('a quantized llama saved and reloaded: bit-identical logits, packed bytes r
   // float llama minus its float Linear weights (lm_head excepted), plus half a byte per value and one float32 scale per 64
   assert.equal(paramBytes() - before, floatBytes - 4 * linearValues + linearValues / 2 + (linearValues / 64) * 4);
   assert.deepEqual(logits(re.model).toFloat32Array(), want.toFloat32Array(), 'logits bit-identical after save and reload');
-  assert.equal((re.hfConfig.quantization_config as Record<string, unknown>).quant_method, 'bitsandbytes');
+  // the documented layout, read back without the loader
+  const q = re.hfConfig.quantization_config as Record<string, unknown>;
+  assert.deepEqual([q.quant_method, q.load_in_4bit, q.bnb_4bit_quant_storage, q.llm_int8_skip_modules], ['bitsandbytes', true, 'uint8', ['lm_head']]);
+  const f = new k.SafetensorsFile(join(dir, 'model.safetensors'));
+  const w = 'model.layers.1.mlp.down_proj.weight'; // [64, 128], fp4
+  assert.deepEqual([f.info(w).fileDtype, [...f.info(w).shape]], ['U8', [64 * 64, 1]]);
+  assert.deepEqual([...f.info(`${w}.absmax`).shape], [128]);
+  assert.deepEqual([...f.readArray(`${w}.quant_map`)], [...k.quant.FP4_CODE]);
+  const state = JSON.parse(new TextDecoder().decode(f.readBytes(`${w}.quant_state.bitsandbytes__fp4`)));
+  assert.deepEqual(state, { quant_type: 'fp4', blocksize: 64, dtype: 'float32', shape: [64, 128] });
+  assert.ok(f.has('model.layers.0.self_attn.q_proj.weight.quant_state.bitsandbytes__nf4'));
+  f.close();
 });
 
 test('bad checkpoints: clear errors naming the field or tensor', async () => {
