@@ -32,9 +32,9 @@ import { shapeStr } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Linear } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
-import { type FourBitType, FP4_CODE, NF4_CODE } from './four_bit.js';
-import { Int8Linear } from './int8_linear.js';
-import { QuantLinear } from './quant_linear.js';
+import { type FourBitType, codeOf } from './four_bit.js';
+import { type QuantizedStats } from './double_quant.js';
+import { QuantLinear, type QuantLinearState } from './quant_linear.js';
 
 /** quantization_config as Kestrel reads it (transformers' BitsAndBytesConfig). */
 export interface BnbConfig {
@@ -48,29 +48,7 @@ export interface BnbConfig {
   threshold: number;
 }
 
-/** One 4-bit weight as stored: packed codes and either float32 scales or double-quantized ones. */
-export interface Bnb4bitWeight {
-  type: FourBitType;
-  blockSize: number;
-  /** [out, in] */
-  shape: [number, number];
-  /** the original float type recorded by bitsandbytes */
-  dtype: string;
-  packed: Uint8Array;
-  /** float32 scales (absent with double quantization) */
-  absmax: Float32Array | null;
-  nested: { codes: Uint8Array; absmax: Float32Array; code: Float32Array; blockSize: number; offset: number } | null;
-}
-
-/** One LLM.int8() weight: int8 rows and each row's absmax. */
-export interface Bnb8bitWeight {
-  shape: [number, number];
-  weight: Int8Array;
-  scb: Float32Array;
-}
-
 const FLOATS = ['float32', 'float16', 'bfloat16'] as const;
-const codeBook = (t: FourBitType): Float32Array => (t === 'nf4' ? NF4_CODE : FP4_CODE);
 /** bitsandbytes' block sizes are powers of two (64 by default, 256 for the nested scales) */
 const isPow2 = (v: unknown): v is number => typeof v === 'number' && v >= 2 && Number.isInteger(Math.log2(v));
 
@@ -154,13 +132,13 @@ class Reader {
 }
 
 /** Reads the 4-bit weight of the Linear at path ([out, in] from the model config). */
-function read4bit(r: Reader, dir: string, path: string, out: number, inF: number): Bnb4bitWeight {
+function read4bit(r: Reader, dir: string, path: string, out: number, inF: number): QuantLinearState {
   const w = `${path}.weight`;
   const stateKey = (['nf4', 'fp4'] as const).map((t) => `${w}.quant_state.bitsandbytes__${t}`).find((k) => r.has(k));
   if (!stateKey) throw new Error(`${dir}: '${w}' is packed 4-bit but '${w}.quant_state.bitsandbytes__nf4' (or __fp4) is missing`);
   const s = r.json(stateKey);
   const bad = (field: string, msg: string): Error => new Error(`${dir}: '${stateKey}' ${field} ${msg}`);
-  const type = stateKey.endsWith('nf4') ? 'nf4' : 'fp4';
+  const type: FourBitType = stateKey.endsWith('nf4') ? 'nf4' : 'fp4';
   if (s.quant_type !== type) throw bad('quant_type', `${JSON.stringify(s.quant_type)} does not match its key (${type})`);
   if (!isPow2(s.blocksize)) throw bad('blocksize', `${JSON.stringify(s.blocksize)} must be a power of two >= 2`);
   const shape = s.shape;
@@ -169,48 +147,38 @@ function read4bit(r: Reader, dir: string, path: string, out: number, inF: number
   if (typeof s.dtype !== 'string') throw bad('dtype', 'must be a string');
   const n = out * inF;
   const blocks = Math.ceil(n / s.blocksize);
-  const packed = r.bytes(w, 'uint8', Math.ceil(n / 2), `packed codes of [${out}, ${inF}], stored as [${Math.ceil(n / 2)}, 1]`) as Uint8Array;
+  const data = r.bytes(w, 'uint8', Math.ceil(n / 2), `packed codes of [${out}, ${inF}], stored as [${Math.ceil(n / 2)}, 1]`) as Uint8Array;
   if (r.has(`${w}.quant_map`)) {
+    // bitsandbytes' 4-bit kernels decode with the table of quant_type and ignore this copy; a different one is a format we do not know
     const map = r.floats(`${w}.quant_map`, 16, `${type} code book`);
-    const want = codeBook(type);
+    const want = codeOf(type);
     if (map.some((v, i) => Math.abs(v - want[i]) > 1e-6)) throw new Error(`${dir}: '${w}.quant_map' is not bitsandbytes' ${type} code book`);
   }
-  const weight: Bnb4bitWeight = { type, blockSize: s.blocksize, shape: [out, inF], dtype: s.dtype, packed, absmax: null, nested: null };
-  if (!r.has(`${w}.nested_absmax`)) {
-    weight.absmax = r.floats(`${w}.absmax`, blocks, `one scale per ${s.blocksize} values`);
-    return weight;
-  }
+  const base = { type, inFeatures: inF, outFeatures: out, data, blockSize: s.blocksize };
+  if (!r.has(`${w}.nested_absmax`)) return { ...base, scales: r.floats(`${w}.absmax`, blocks, `one scale per ${s.blocksize} values`) };
   if (!isPow2(s.nested_blocksize)) throw bad('nested_blocksize', `${JSON.stringify(s.nested_blocksize)} must be a power of two >= 2`);
   if (typeof s.nested_offset !== 'number' || !Number.isFinite(s.nested_offset)) throw bad('nested_offset', 'must be a finite number');
-  weight.nested = {
+  const scales: QuantizedStats = {
     codes: r.bytes(`${w}.absmax`, 'uint8', blocks, `double-quantized scales, one per ${s.blocksize} values`) as Uint8Array,
-    absmax: r.floats(`${w}.nested_absmax`, Math.ceil(blocks / s.nested_blocksize), `one per ${s.nested_blocksize} scales`),
+    nestedAbsmax: r.floats(`${w}.nested_absmax`, Math.ceil(blocks / s.nested_blocksize), `one per ${s.nested_blocksize} scales`),
     code: r.floats(`${w}.nested_quant_map`, 256, '8-bit code book of the scales'),
     blockSize: s.nested_blocksize,
-    offset: s.nested_offset,
+    offset: Math.fround(s.nested_offset),
   };
-  return weight;
-}
-
-/** The float32 block scales of a 4-bit weight (undoing double quantization as bitsandbytes does, in float32). */
-export function blockScales(w: Bnb4bitWeight): Float32Array {
-  if (w.absmax) return w.absmax;
-  const q = w.nested!;
-  const off = Math.fround(q.offset);
-  return Float32Array.from(q.codes, (c, i) => Math.fround(q.code[c] * q.absmax[Math.floor(i / q.blockSize)]) + off);
+  return { ...base, scales };
 }
 
 /** Reads the LLM.int8() weight of the Linear at path. */
-function read8bit(r: Reader, dir: string, path: string, out: number, inF: number): Bnb8bitWeight {
+function read8bit(r: Reader, dir: string, path: string, out: number, inF: number): QuantLinearState {
   const w = `${path}.weight`;
-  const weight = r.bytes(w, 'int8', out * inF, `int8 [${out}, ${inF}]`) as Int8Array;
-  const scb = r.floats(`${path}.SCB`, out, `one absmax per output row of '${w}'`);
+  const data = r.bytes(w, 'int8', out * inF, `int8 [${out}, ${inF}]`) as Int8Array;
+  const scales = r.floats(`${path}.SCB`, out, `one absmax per output row of '${w}'`);
   const fmt = `${path}.weight_format`;
   if (r.has(fmt)) {
     const code = r.bytes(fmt, 'uint8', 1, 'weight layout code')[0];
     if (code !== 0) throw new Error(`${dir}: '${fmt}' is ${code}, a GPU tile layout; Kestrel reads row-major int8 weights (0)`);
   }
-  return { shape: [out, inF], weight, scb };
+  return { type: 'int8', inFeatures: inF, outFeatures: out, data, scales };
 }
 
 /** Every (parent, key, path) whose child is a float Linear. */
@@ -219,11 +187,6 @@ function linears(model: Module): { parent: Module; key: string; path: string; la
   for (const [path, m] of model.namedModules())
     for (const [key, v] of Object.entries(m)) if (v instanceof Linear) out.push({ parent: m, key, path: path ? `${path}.${key}` : key, layer: v });
   return out;
-}
-
-/** A QuantLinear over the stored bytes; the Linear's bias parameter moves over (loadWeights fills it). */
-function quantLinear4(w: Bnb4bitWeight, layer: Linear): QuantLinear {
-  return new QuantLinear(layer.inFeatures, layer.outFeatures, w.type, w.blockSize, { packed: w.packed, absmax: blockScales(w) }, layer.bias, layer.weight.backendName);
 }
 
 /**
@@ -244,10 +207,10 @@ export function loadBnbLinears(model: Module, folder: CheckpointFolder, file: st
     if ((FLOATS as readonly string[]).includes(stored) || stored === 'float64') continue;
     const want = cfg.bits === 4 ? 'uint8' : 'int8';
     if (stored !== want) throw new Error(`${folder.dir}: '${name}' is ${stored} but quantization_config says load_in_${cfg.bits}bit (${want} weights)`);
-    const q = cfg.bits === 4
-      ? quantLinear4(read4bit(r, folder.dir, path, layer.outFeatures, layer.inFeatures), layer)
-      : int8Linear(read8bit(r, folder.dir, path, layer.outFeatures, layer.inFeatures), layer);
-    Reflect.set(parent, key, q);
+    const read = cfg.bits === 4 ? read4bit : read8bit;
+    const state = read(r, folder.dir, path, layer.outFeatures, layer.inFeatures);
+    // the Linear's bias parameter moves over; loadWeights fills it from `<path>.bias`
+    Reflect.set(parent, key, new QuantLinear(state, { bias: layer.bias, backend: layer.weight.backendName }));
     layer.weight.dispose();
     n++;
   }
@@ -255,33 +218,43 @@ export function loadBnbLinears(model: Module, folder: CheckpointFolder, file: st
   return r.used;
 }
 
-function int8Linear(w: Bnb8bitWeight, layer: Linear): Int8Linear {
-  return new Int8Linear(layer.inFeatures, layer.outFeatures, w, layer.bias, layer.weight.backendName);
-}
-
-/** The 4-bit tensors of one QuantLinear under its path, in bitsandbytes' packed layout. */
-function save4bit(path: string, l: QuantLinear, out: Record<string, Tensor>): void {
+/** A QuantLinear's tensors under its path, in bitsandbytes' layout (new tensors: the caller frees them). */
+function saveLayer(path: string, l: QuantLinear, out: Record<string, Tensor>): void {
   const w = `${path}.weight`;
-  const packed = toTypedArray(l.packed) as Uint8Array;
-  const n = l.outFeatures * l.inFeatures;
-  const state = { quant_type: l.type, blocksize: l.blockSize, dtype: 'float32', shape: [l.outFeatures, l.inFeatures] };
-  out[w] = tensor(packed.slice(), { dtype: 'uint8', shape: [Math.ceil(n / 2), 1] });
-  out[`${w}.absmax`] = tensor(l.absmax.toFloat32Array());
-  out[`${w}.quant_map`] = tensor(codeBook(l.type).slice());
+  const copy = (t: Tensor): Tensor => tensor(toTypedArray(t).slice(), { dtype: t.dtype, shape: [...t.shape] });
+  const [N, K] = [l.outFeatures, l.inFeatures];
+  if (l.type === 'int8') {
+    out[w] = tensor((toTypedArray(l.qweight) as Int8Array).slice(), { dtype: 'int8', shape: [N, K] });
+    out[`${path}.SCB`] = copy(l.scales);
+    out[`${path}.weight_format`] = tensor(new Uint8Array([0]), { dtype: 'uint8', shape: [] });
+    return;
+  }
+  out[w] = tensor((toTypedArray(l.qweight) as Uint8Array).slice(), { dtype: 'uint8', shape: [Math.ceil((N * K) / 2), 1] });
+  out[`${w}.absmax`] = copy(l.scales);
+  out[`${w}.quant_map`] = copy(l.code!);
+  const state: Json = { quant_type: l.type, blocksize: l.blockSize, dtype: 'float32', shape: [N, K] };
+  if (l.nested_code && l.nested_absmax) {
+    const nested = nestedParams(l);
+    out[`${w}.nested_absmax`] = copy(l.nested_absmax);
+    out[`${w}.nested_quant_map`] = copy(l.nested_code);
+    Object.assign(state, { nested_blocksize: nested.blockSize, nested_dtype: 'float32', nested_offset: nested.offset });
+  }
   out[`${w}.quant_state.bitsandbytes__${l.type}`] = tensor(new TextEncoder().encode(JSON.stringify(state)), { dtype: 'uint8' });
 }
 
-function save8bit(path: string, l: Int8Linear, out: Record<string, Tensor>): void {
-  out[`${path}.weight`] = tensor((toTypedArray(l.weightInt8) as Int8Array).slice(), { dtype: 'int8', shape: [l.outFeatures, l.inFeatures] });
-  out[`${path}.SCB`] = tensor(l.scb.toFloat32Array());
-  out[`${path}.weight_format`] = tensor(new Uint8Array([0]), { dtype: 'uint8', shape: [] });
+/** The double-quantization offset and block size, which QuantLinear keeps private (TODO: a public accessor). */
+function nestedParams(l: QuantLinear): { offset: number; blockSize: number } {
+  const offset: unknown = Reflect.get(l, 'nestedOffset');
+  const blockSize: unknown = Reflect.get(l, 'nestedBlockSize');
+  if (typeof offset !== 'number' || typeof blockSize !== 'number') throw new Error('savePretrained: QuantLinear no longer exposes its nested offset / block size');
+  return { offset, blockSize };
 }
 
 /** quantization_config (BitsAndBytesConfig.to_dict's keys) for a model with these layers. */
-function quantizationConfig(bits: 4 | 8, quantType: FourBitType, floatLinears: string[]): Json {
+function quantizationConfig(bits: 4 | 8, quantType: FourBitType, doubleQuant: boolean, floatLinears: string[]): Json {
   return {
     quant_method: 'bitsandbytes', _load_in_4bit: bits === 4, _load_in_8bit: bits === 8, load_in_4bit: bits === 4, load_in_8bit: bits === 8,
-    bnb_4bit_quant_type: quantType, bnb_4bit_use_double_quant: false, bnb_4bit_compute_dtype: 'float32', bnb_4bit_quant_storage: 'uint8',
+    bnb_4bit_quant_type: quantType, bnb_4bit_use_double_quant: doubleQuant, bnb_4bit_compute_dtype: 'float32', bnb_4bit_quant_storage: 'uint8',
     llm_int8_threshold: 6.0, llm_int8_skip_modules: floatLinears, llm_int8_has_fp16_weight: false, llm_int8_enable_fp32_cpu_offload: false,
   };
 }
@@ -298,13 +271,13 @@ export function bnbCheckpoint(model: Module, hfConfig: Json): { config: Json; te
   const kinds = new Set<string>();
   const floatLinears: string[] = [];
   for (const [path, m] of model.namedModules()) {
-    if (m instanceof QuantLinear) save4bit(path, m, added);
-    else if (m instanceof Int8Linear) save8bit(path, m, added);
-    else {
+    if (!(m instanceof QuantLinear)) {
       if (m instanceof Linear) floatLinears.push(path);
       continue;
     }
-    kinds.add(m instanceof QuantLinear ? `4bit ${m.type}` : '8bit');
+    saveLayer(path, m, added);
+    kinds.add(m.type);
+    if (m.doubleQuant) kinds.add('double');
     if (m.bias && !(`${path}.bias` in own)) added[`${path}.bias`] = m.bias;
   }
   const { quantization_config: _, ...config } = hfConfig;
@@ -312,11 +285,13 @@ export function bnbCheckpoint(model: Module, hfConfig: Json): { config: Json; te
     for (const [name, t] of Object.entries(added)) if (!name.endsWith('.bias')) t.dispose();
   };
   if (!kinds.size) return { config, tensors: own, dispose };
-  const is8 = kinds.has('8bit');
+  const is8 = kinds.has('int8');
   if (is8 && kinds.size > 1) {
     dispose();
-    throw new Error(`savePretrained: the model mixes 4-bit and 8-bit layers (${[...kinds].join(', ')}); a bitsandbytes checkpoint holds one kind`);
+    throw new Error(`savePretrained: the model mixes int8 and 4-bit layers (${[...kinds].join(', ')}); a bitsandbytes checkpoint holds one kind`);
   }
-  const type = kinds.has('4bit fp4') && !kinds.has('4bit nf4') ? 'fp4' : 'nf4';
-  return { config: { ...config, quantization_config: quantizationConfig(is8 ? 8 : 4, type, floatLinears) }, tensors: { ...own, ...added }, dispose };
+  // each layer's quant_state names its own type; the config's is the one most layers use
+  const type = kinds.has('fp4') && !kinds.has('nf4') ? 'fp4' : 'nf4';
+  const config2 = quantizationConfig(is8 ? 8 : 4, type, kinds.has('double'), floatLinears);
+  return { config: { ...config, quantization_config: config2 }, tensors: { ...own, ...added }, dispose };
 }

@@ -9,7 +9,6 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { buildModel } from '../../src/models/registry.js';
-import { Int8Linear } from '../../src/quant/int8_linear.js';
 import { assertClose } from '../helpers.js';
 import { fixture } from '../fixtures.js';
 
@@ -145,7 +144,7 @@ test('8-bit (LLM.int8 SCB, threshold 6): weight-only int8 equals q · SCB / 127'
   const { model } = await k.loadCausalLM(writeFolder({ ...TINY, quantization_config: config }, tensors));
   for (const [p, w] of weights) {
     const l = layer(model, p);
-    assert.ok(l instanceof Int8Linear, `${p} is an Int8Linear`);
+    assert.ok(l instanceof k.quant.QuantLinear && l.type === 'int8', `${p} is an int8 QuantLinear`);
     assertClose(l.dequantize(), w, { atol: 0, rtol: 0, what: p });
   }
   assertClose(logits(model), logits(await floatTwin(sd, weights)), { atol: 1e-5, rtol: 1e-5, what: 'logits' });
@@ -156,7 +155,7 @@ test('8-bit (LLM.int8 SCB, threshold 6): weight-only int8 equals q · SCB / 127'
   assert.deepEqual([f.info(`${PATHS[0]}.weight`).fileDtype, f.info(`${PATHS[0]}.SCB`).fileDtype, f.info(`${PATHS[0]}.weight_format`).fileDtype], ['I8', 'F32', 'U8']);
   f.close();
   const re = await k.loadCausalLM(saved);
-  for (const [p, w] of weights) assertClose((layer(re.model, p) as Int8Linear).dequantize(), w, { atol: 0, rtol: 0, what: `${p} after save and reload` });
+  for (const [p, w] of weights) assertClose((layer(re.model, p) as k.quant.QuantLinear).dequantize(), w, { atol: 0, rtol: 0, what: `${p} after save and reload` });
 
   tensors[`${PATHS[0]}.weight_format`] = k.tensor(new Uint8Array([2]), { dtype: 'uint8', shape: [] });
   await assert.rejects(k.loadCausalLM(writeFolder({ ...TINY, quantization_config: config }, tensors)), /q_proj\.weight_format' is 2, a GPU tile layout/);
@@ -168,26 +167,31 @@ test('a quantized llama saved and reloaded: bit-identical logits, packed bytes r
   const base = paramBytes();
   const { model, hfConfig } = await k.loadCausalLM(llama.path);
   const floatBytes = paramBytes() - base;
-  let linearValues = 0;
-  for (const [path, m] of model.namedModules()) {
-    if (!(m instanceof k.nn.Linear) || path === 'lm_head') continue;
-    const [parent, key] = [layer(model, path.slice(0, path.lastIndexOf('.'))), path.slice(path.lastIndexOf('.') + 1)];
-    Reflect.set(parent, key, k.quant.QuantLinear.fromLinear(m, { type: path.includes('mlp') ? 'fp4' : 'nf4' }));
-    m.weight.dispose();
-    linearValues += m.inFeatures * m.outFeatures;
+  const linears = model.namedModules().filter(([p, m]) => m instanceof k.nn.Linear && p !== 'lm_head').map(([p, m]) => [p, m as k.nn.Linear] as const);
+  // attention in nf4 with double quantization, the MLP in fp4 with plain float32 scales
+  k.quant.quantizeModel(model, { type: 'nf4', doubleQuant: true, skip: ['gate_proj', 'up_proj', 'down_proj'] });
+  k.quant.quantizeModel(model, { type: 'fp4' });
+  // resident bytes per layer: half a byte per value, the 16-entry code table, and per block of 64 either a
+  // float32 scale or (double quant) a uint8 code plus a float32 per 256 codes and the 256-entry nested map
+  let quantBytes = 0;
+  for (const [p, l] of linears) {
+    const n = l.inFeatures * l.outFeatures;
+    const blocks = n / 64;
+    quantBytes += n / 2 + 16 * 4 + (p.includes('mlp') ? blocks * 4 : blocks + Math.ceil(blocks / 256) * 4 + 256 * 4);
+    assert.ok(layer(model, p) instanceof k.quant.QuantLinear);
   }
+  const linearValues = linears.reduce((a, [, l]) => a + l.inFeatures * l.outFeatures, 0);
   const want = logits(model);
   const dir = join(mkdtempSync(join(tmpdir(), 'kestrel-bnb-')), 'q');
   k.savePretrained(dir, { model, hfConfig });
   model.dispose();
   const before = paramBytes();
   const re = await k.loadCausalLM(dir);
-  // float llama minus its float Linear weights (lm_head excepted), plus half a byte per value and one float32 scale per 64
-  assert.equal(paramBytes() - before, floatBytes - 4 * linearValues + linearValues / 2 + (linearValues / 64) * 4);
+  assert.equal(paramBytes() - before, floatBytes - 4 * linearValues + quantBytes, 'the float llama with its Linear weights (lm_head excepted) replaced by the packed bytes');
   assert.deepEqual(logits(re.model).toFloat32Array(), want.toFloat32Array(), 'logits bit-identical after save and reload');
   // the documented layout, read back without the loader
   const q = re.hfConfig.quantization_config as Record<string, unknown>;
-  assert.deepEqual([q.quant_method, q.load_in_4bit, q.bnb_4bit_quant_storage, q.llm_int8_skip_modules], ['bitsandbytes', true, 'uint8', ['lm_head']]);
+  assert.deepEqual([q.quant_method, q.load_in_4bit, q.bnb_4bit_quant_storage, q.bnb_4bit_use_double_quant, q.llm_int8_skip_modules], ['bitsandbytes', true, 'uint8', true, ['lm_head']]);
   const f = new k.SafetensorsFile(join(dir, 'model.safetensors'));
   const w = 'model.layers.1.mlp.down_proj.weight'; // [64, 128], fp4
   assert.deepEqual([f.info(w).fileDtype, [...f.info(w).shape]], ['U8', [64 * 64, 1]]);
@@ -195,7 +199,10 @@ test('a quantized llama saved and reloaded: bit-identical logits, packed bytes r
   assert.deepEqual([...f.readArray(`${w}.quant_map`)], [...k.quant.FP4_CODE]);
   const state = JSON.parse(new TextDecoder().decode(f.readBytes(`${w}.quant_state.bitsandbytes__fp4`)));
   assert.deepEqual(state, { quant_type: 'fp4', blocksize: 64, dtype: 'float32', shape: [64, 128] });
-  assert.ok(f.has('model.layers.0.self_attn.q_proj.weight.quant_state.bitsandbytes__nf4'));
+  const qw = 'model.layers.0.self_attn.q_proj.weight'; // [64, 64], nf4, double-quantized
+  assert.deepEqual([f.info(`${qw}.absmax`).fileDtype, [...f.info(`${qw}.nested_absmax`).shape], [...f.info(`${qw}.nested_quant_map`).shape]], ['U8', [1], [256]]);
+  const qs = JSON.parse(new TextDecoder().decode(f.readBytes(`${qw}.quant_state.bitsandbytes__nf4`)));
+  assert.deepEqual([qs.quant_type, qs.blocksize, qs.shape, qs.nested_blocksize, typeof qs.nested_offset], ['nf4', 64, [64, 64], 256, 'number']);
   f.close();
 });
 
