@@ -27,6 +27,8 @@
 // threshold is read, kept in the config, and has nothing left to decide.
 import { tensor } from '../ops/creation.js';
 import { toTypedArray } from '../ops/transfer.js';
+import { reshape } from '../ops/view.js';
+import { noGrad } from '../tensor/grad_mode.js';
 import type { CheckpointFolder, Json } from '../io/hf_folder.js';
 import { shapeStr } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -218,28 +220,31 @@ export function loadBnbLinears(model: Module, folder: CheckpointFolder, file: st
   return r.used;
 }
 
-/** A QuantLinear's tensors under its path, in bitsandbytes' layout (new tensors: the caller frees them). */
-function saveLayer(path: string, l: QuantLinear, out: Record<string, Tensor>): void {
+/**
+ * A QuantLinear's tensors under its path, in bitsandbytes' layout: its own buffers (or views of them);
+ * the few new tensors (views, the quant_state JSON) go to `made` for the caller to free.
+ */
+function saveLayer(path: string, l: QuantLinear, out: Record<string, Tensor>, made: Tensor[]): void {
   const w = `${path}.weight`;
-  const copy = (t: Tensor): Tensor => tensor(toTypedArray(t).slice(), { dtype: t.dtype, shape: [...t.shape] });
   const [N, K] = [l.outFeatures, l.inFeatures];
+  const fresh = (t: Tensor): Tensor => (made.push(t), t);
   if (l.type === 'int8') {
-    out[w] = tensor((toTypedArray(l.qweight) as Int8Array).slice(), { dtype: 'int8', shape: [N, K] });
-    out[`${path}.SCB`] = copy(l.scales);
-    out[`${path}.weight_format`] = tensor(new Uint8Array([0]), { dtype: 'uint8', shape: [] });
+    out[w] = fresh(noGrad(() => reshape(l.qweight, [N, K])));
+    out[`${path}.SCB`] = l.scales;
+    out[`${path}.weight_format`] = fresh(tensor(new Uint8Array([0]), { dtype: 'uint8', shape: [] }));
     return;
   }
-  out[w] = tensor((toTypedArray(l.qweight) as Uint8Array).slice(), { dtype: 'uint8', shape: [Math.ceil((N * K) / 2), 1] });
-  out[`${w}.absmax`] = copy(l.scales);
-  out[`${w}.quant_map`] = copy(l.code!);
+  out[w] = fresh(noGrad(() => reshape(l.qweight, [Math.ceil((N * K) / 2), 1])));
+  out[`${w}.absmax`] = l.scales;
+  out[`${w}.quant_map`] = l.code!;
   const state: Json = { quant_type: l.type, blocksize: l.blockSize, dtype: 'float32', shape: [N, K] };
   if (l.nested_code && l.nested_absmax) {
     const nested = nestedParams(l);
-    out[`${w}.nested_absmax`] = copy(l.nested_absmax);
-    out[`${w}.nested_quant_map`] = copy(l.nested_code);
+    out[`${w}.nested_absmax`] = l.nested_absmax;
+    out[`${w}.nested_quant_map`] = l.nested_code;
     Object.assign(state, { nested_blocksize: nested.blockSize, nested_dtype: 'float32', nested_offset: nested.offset });
   }
-  out[`${w}.quant_state.bitsandbytes__${l.type}`] = tensor(new TextEncoder().encode(JSON.stringify(state)), { dtype: 'uint8' });
+  out[`${w}.quant_state.bitsandbytes__${l.type}`] = fresh(tensor(new TextEncoder().encode(JSON.stringify(state)), { dtype: 'uint8' }));
 }
 
 /** The double-quantization offset and block size, which QuantLinear keeps private (TODO: a public accessor). */
@@ -262,12 +267,13 @@ function quantizationConfig(bits: 4 | 8, quantType: FourBitType, doubleQuant: bo
 /**
  * What savePretrained writes: the model's state dict plus every quantized layer in bitsandbytes'
  * layout, and hfConfig with the matching quantization_config (removed when nothing is quantized).
- * Call dispose() once written (it frees the serialised copies, not the model).
+ * Call dispose() once written (it frees the few tensors made for writing, not the model's).
  * @example const c = bnbCheckpoint(model, hfConfig); saveCheckpointFolder(dir, { config: c.config, tensors: c.tensors }); c.dispose()
  */
 export function bnbCheckpoint(model: Module, hfConfig: Json): { config: Json; tensors: Record<string, Tensor>; dispose(): void } {
   const own = model.stateDict();
   const added: Record<string, Tensor> = {};
+  const made: Tensor[] = [];
   const kinds = new Set<string>();
   const floatLinears: string[] = [];
   for (const [path, m] of model.namedModules()) {
@@ -275,15 +281,12 @@ export function bnbCheckpoint(model: Module, hfConfig: Json): { config: Json; te
       if (m instanceof Linear) floatLinears.push(path);
       continue;
     }
-    saveLayer(path, m, added);
+    saveLayer(path, m, added, made);
     kinds.add(m.type);
     if (m.doubleQuant) kinds.add('double');
-    if (m.bias && !(`${path}.bias` in own)) added[`${path}.bias`] = m.bias;
   }
   const { quantization_config: _, ...config } = hfConfig;
-  const dispose = (): void => {
-    for (const [name, t] of Object.entries(added)) if (!name.endsWith('.bias')) t.dispose();
-  };
+  const dispose = (): void => made.forEach((t) => t.dispose());
   if (!kinds.size) return { config, tensors: own, dispose };
   const is8 = kinds.has('int8');
   if (is8 && kinds.size > 1) {

@@ -183,7 +183,9 @@ test('a quantized llama saved and reloaded: bit-identical logits, packed bytes r
   const linearValues = linears.reduce((a, [, l]) => a + l.inFeatures * l.outFeatures, 0);
   const want = logits(model);
   const dir = join(mkdtempSync(join(tmpdir(), 'kestrel-bnb-')), 'q');
+  const live = k.memory.stats().current.total;
   k.savePretrained(dir, { model, hfConfig });
+  assert.equal(k.memory.stats().current.total, live, 'saving frees the views and JSON tensors it made');
   model.dispose();
   const before = paramBytes();
   const re = await k.loadCausalLM(dir);
