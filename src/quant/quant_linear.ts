@@ -58,8 +58,9 @@ export class QuantLinear extends Module {
   code: Tensor | null;
   nested_code: Tensor | null;
   nested_absmax: Tensor | null;
-  private readonly nestedOffset: number;
-  private readonly nestedBlockSize: number;
+  /** double quantization: the mean subtracted from the absmax and the nested block size (0 / 1 without) */
+  readonly nestedOffset: number;
+  readonly nestedBlockSize: number;
 
   /**
    * From raw quantized arrays (copied to the backend); `bias` (float [out]) becomes a frozen parameter.
