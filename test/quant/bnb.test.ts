@@ -220,5 +220,8 @@ test('bad checkpoints: clear errors naming the field or tensor', async () => {
   await assert.rejects(k.loadCausalLM(fourBitFolder({ edit: wrongShape }).dir), /bitsandbytes__nf4' shape \[4,16\] does not match \[8, 8\] implied by the config/);
   await assert.rejects(k.loadCausalLM(fourBitFolder({ config: { ...BNB4, bnb_4bit_quant_storage: 'float32' } }).dir), /bnb_4bit_quant_storage "float32" is not supported/);
   await assert.rejects(k.loadCausalLM(fourBitFolder({ config: { ...BNB4, load_in_8bit: true } }).dir), /exactly one of load_in_4bit and load_in_8bit/);
+  const as8bit = { ...BNB4, load_in_4bit: false, load_in_8bit: true };
+  await assert.rejects(k.loadCausalLM(fourBitFolder({ config: as8bit }).dir), new RegExp(`'${q}' is uint8 but quantization_config says load_in_8bit`));
+  await assert.rejects(k.loadCausalLM(fourBitFolder({ config: { ...as8bit, llm_int8_has_fp16_weight: true } }).dir), /llm_int8_has_fp16_weight true .* is not supported/);
   await assert.rejects(k.loadCausalLM(fourBitFolder({ edit: (t) => (t[`${q}.absmax`] = k.tensor(new Float32Array(1))) }).dir), /\.absmax' has 1 elements \[1\], expected 2/);
 });
