@@ -239,20 +239,11 @@ function saveLayer(path: string, l: QuantLinear, out: Record<string, Tensor>, ma
   out[`${w}.quant_map`] = l.code!;
   const state: Json = { quant_type: l.type, blocksize: l.blockSize, dtype: 'float32', shape: [N, K] };
   if (l.nested_code && l.nested_absmax) {
-    const nested = nestedParams(l);
     out[`${w}.nested_absmax`] = l.nested_absmax;
     out[`${w}.nested_quant_map`] = l.nested_code;
-    Object.assign(state, { nested_blocksize: nested.blockSize, nested_dtype: 'float32', nested_offset: nested.offset });
+    Object.assign(state, { nested_blocksize: l.nestedBlockSize, nested_dtype: 'float32', nested_offset: l.nestedOffset });
   }
   out[`${w}.quant_state.bitsandbytes__${l.type}`] = fresh(tensor(new TextEncoder().encode(JSON.stringify(state)), { dtype: 'uint8' }));
-}
-
-/** The double-quantization offset and block size, which QuantLinear keeps private (TODO: a public accessor). */
-function nestedParams(l: QuantLinear): { offset: number; blockSize: number } {
-  const offset: unknown = Reflect.get(l, 'nestedOffset');
-  const blockSize: unknown = Reflect.get(l, 'nestedBlockSize');
-  if (typeof offset !== 'number' || typeof blockSize !== 'number') throw new Error('savePretrained: QuantLinear no longer exposes its nested offset / block size');
-  return { offset, blockSize };
 }
 
 /** quantization_config (BitsAndBytesConfig.to_dict's keys) for a model with these layers. */
