@@ -107,33 +107,62 @@ Mat read_matrix(const char* k, const char* what, const View& v, bool out) {
 
 // ---------------------------------------------------------------- decoding (one body per ISA)
 
-// out[i - e0] for flat weight elements e0 <= i < e1 of one block, with t = code * absmax.
-void decode4_scalar(const uint8_t* data, int64_t e0, int64_t e1, const float* t, float* out) {
+// Each decode4_* writes flat weight elements [e0, e1) of a 4-bit weight to out, block by block:
+// the block's 16 code values scaled by its absmax form the lookup table.
+
+// Elements [e0, e1) of one block with the scaled table t.
+void decode4_block(const uint8_t* data, int64_t e0, int64_t e1, const float* t, float* out) {
   for (int64_t i = e0; i < e1; i++) {
     uint8_t byte = data[i >> 1];
     *out++ = t[(i & 1) ? byte & 15 : byte >> 4];
   }
 }
 
-// Eight bytes -> sixteen nibble indices in memory order (high nibble first), as bytes.
+void decode4_scalar(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
+  for (int64_t e = e0; e < e1;) {
+    int64_t end = std::min(e1, (e / w.block + 1) * w.block);
+    float s = w.block_scale(e / w.block), t[16];
+    for (int c = 0; c < 16; c++) t[c] = w.code[c] * s;
+    decode4_block(w.data, e, end, t, out + (e - e0));
+    e = end;
+  }
+}
+
+// The block loop shared by the SIMD bodies, a macro because GCC does not carry a function's
+// target("avx512f") into templates or lambdas it calls. LOAD_TABLE loads the code table,
+// SCALE multiplies it by the block's absmax into registers, STORE_TABLE spills it to t[] for the
+// scalar edges (an odd first element, a tail under 16), LOOKUP16 decodes the 8 bytes at i / 2.
+#define KESTREL_DECODE4_BODY(LOAD_TABLE, SCALE, STORE_TABLE, LOOKUP16)                      \
+  const LOAD_TABLE;                                                                        \
+  for (int64_t e = e0; e < e1;) {                                                          \
+    int64_t end = std::min(e1, (e / w.block + 1) * w.block);                               \
+    float s = w.block_scale(e / w.block);                                                  \
+    SCALE;                                                                                 \
+    float* o = out + (e - e0);                                                             \
+    int64_t i = e;                                                                         \
+    bool odd = i & 1, tail = ((end - i - odd) & 15) != 0;                                  \
+    alignas(64) float t[16];                                                               \
+    if (odd || tail) STORE_TABLE;                                                          \
+    if (odd) *o++ = t[w.data[i++ >> 1] & 15];                                              \
+    for (; i + 16 <= end; i += 16, o += 16) LOOKUP16;                                      \
+    if (i < end) decode4_block(w.data, i, end, t, o);                                      \
+    e = end;                                                                               \
+  }
+
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx2,fma,sse4.1")
+// Eight bytes -> sixteen nibble indices in memory order (high nibble first), as bytes.
 inline __m128i nibbles(const uint8_t* p) {
   __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
   __m128i hi = _mm_srli_epi16(w, 4), lo = _mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(15)), 8);
   return _mm_or_si128(hi, lo);  // little-endian u16 lanes: byte 2j = high nibble, 2j+1 = low
 }
 
-void decode4_avx512(const uint8_t* data, int64_t e0, int64_t e1, const float* t, float* out) {
-  int64_t i = e0;
-  if (i & 1) {
-    *out++ = t[data[i >> 1] & 15];
-    i++;
-  }
-  __m512 table = _mm512_loadu_ps(t);
-  for (; i + 16 <= e1; i += 16, out += 16)
-    _mm512_storeu_ps(out, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(nibbles(data + (i >> 1))), table));
-  decode4_scalar(data, i, e1, t, out);
+void decode4_avx512(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
+  // all 16 entries fit one register: one permute per 16 values
+  KESTREL_DECODE4_BODY(__m512 code = _mm512_loadu_ps(w.code), __m512 table = _mm512_mul_ps(code, _mm512_set1_ps(s)),
+                       _mm512_store_ps(t, table),
+                       _mm512_storeu_ps(o, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(nibbles(w.data + (i >> 1))), table)))
 }
 
 void decode8_avx512(const int8_t* q, int64_t n, float s, float* out) {
@@ -148,25 +177,25 @@ void decode8_avx512(const int8_t* q, int64_t n, float s, float* out) {
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma,sse4.1")
-void decode4_avx2(const uint8_t* data, int64_t e0, int64_t e1, const float* t, float* out) {
-  int64_t i = e0;
-  if (i & 1) {
-    *out++ = t[data[i >> 1] & 15];
-    i++;
-  }
-  __m256 lo_t = _mm256_loadu_ps(t), hi_t = _mm256_loadu_ps(t + 8);
-  // entries 0-7 and 8-15 looked up separately, chosen by bit 3 (moved to the sign bit for blendv)
-  auto lookup = [&](__m256i idx) {
-    __m256 a = _mm256_permutevar8x32_ps(lo_t, idx), b = _mm256_permutevar8x32_ps(hi_t, idx);
-    return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
-  };
-  for (; i + 16 <= e1; i += 16, out += 16) {
-    __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(data + (i >> 1))));
-    __m128i idx = _mm_or_si128(_mm_srli_epi16(w, 4), _mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(15)), 8));
-    _mm256_storeu_ps(out, lookup(_mm256_cvtepu8_epi32(idx)));
-    _mm256_storeu_ps(out + 8, lookup(_mm256_cvtepu8_epi32(_mm_srli_si128(idx, 8))));
-  }
-  decode4_scalar(data, i, e1, t, out);
+// Entries 0-7 and 8-15 looked up separately, chosen by bit 3 (moved to the sign bit for blendv).
+inline __m256 lookup8(__m256 lo_t, __m256 hi_t, __m256i idx) {
+  __m256 a = _mm256_permutevar8x32_ps(lo_t, idx), b = _mm256_permutevar8x32_ps(hi_t, idx);
+  return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+inline void lookup16_avx2(const uint8_t* p, __m256 lo_t, __m256 hi_t, float* o) {
+  __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  __m128i idx = _mm_or_si128(_mm_srli_epi16(w, 4), _mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(15)), 8));
+  _mm256_storeu_ps(o, lookup8(lo_t, hi_t, _mm256_cvtepu8_epi32(idx)));
+  _mm256_storeu_ps(o + 8, lookup8(lo_t, hi_t, _mm256_cvtepu8_epi32(_mm_srli_si128(idx, 8))));
+}
+
+void decode4_avx2(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
+  KESTREL_DECODE4_BODY(__m256 code_lo = _mm256_loadu_ps(w.code); const __m256 code_hi = _mm256_loadu_ps(w.code + 8),
+                       __m256 vs = _mm256_set1_ps(s); __m256 lo_t = _mm256_mul_ps(code_lo, vs);
+                       __m256 hi_t = _mm256_mul_ps(code_hi, vs),
+                       (_mm256_store_ps(t, lo_t), _mm256_store_ps(t + 8, hi_t)),
+                       lookup16_avx2(w.data + (i >> 1), lo_t, hi_t, o))
 }
 
 void decode8_avx2(const int8_t* q, int64_t n, float s, float* out) {
@@ -178,23 +207,18 @@ void decode8_avx2(const int8_t* q, int64_t n, float s, float* out) {
   for (; i < n; i++) out[i] = float(q[i]) * s;
 }
 #pragma GCC pop_options
+#undef KESTREL_DECODE4_BODY
 
 void decode8_scalar(const int8_t* q, int64_t n, float s, float* out) {
   for (int64_t i = 0; i < n; i++) out[i] = float(q[i]) * s;
 }
 
-// Flat elements [e0, e1) of a 4-bit weight into out, block by block.
+// Flat elements [e0, e1) of a 4-bit weight into out.
 void decode4_range(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
-  int level = simd::level();
-  for (int64_t e = e0; e < e1;) {
-    int64_t b = e / w.block, end = std::min(e1, (b + 1) * w.block);
-    float s = w.block_scale(b), t[16];
-    for (int c = 0; c < 16; c++) t[c] = w.code[c] * s;
-    float* o = out + (e - e0);
-    if (level == 2) decode4_avx512(w.data, e, end, t, o);
-    else if (level == 1) decode4_avx2(w.data, e, end, t, o);
-    else decode4_scalar(w.data, e, end, t, o);
-    e = end;
+  switch (simd::level()) {
+    case 2: return decode4_avx512(w, e0, e1, out);
+    case 1: return decode4_avx2(w, e0, e1, out);
+    default: return decode4_scalar(w, e0, e1, out);
   }
 }
 
