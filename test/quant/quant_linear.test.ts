@@ -89,3 +89,19 @@ test('a model cast after quantizing is an error naming the cause', () => {
   assert.throws(() => k.quant.QuantLinear.fromLinear(new k.nn.Linear(32, 16), { type: 'int8', doubleQuant: true }), /doubleQuant applies to nf4\/fp4/);
   assert.throws(() => k.quant.QuantLinear.fromLinear(new k.nn.Linear(32, 16), { type: 'q4_0' as 'nf4' }), /unsupported type "q4_0"/);
 });
+
+test('under autocast the product returns the autocast dtype, as linear does, and x still gets a float32 gradient', () => {
+  k.manualSeed(7);
+  const lin = new k.nn.Linear(64, 24, { bias: false });
+  const q = k.quant.QuantLinear.fromLinear(lin, { type: 'nf4', blockSize: 32 });
+  const x = k.randn([4, 64]).requiresGrad_();
+  const y = k.autocast('bfloat16', () => k.tidy(() => q.forward(x)));
+  assert.equal(y.dtype, 'bfloat16');
+  const w = q.dequantize();
+  // linear rounds W to bfloat16 as well, the quantized path keeps its float32 decode: bf16 tolerance
+  const ref = k.autocast('bfloat16', () => k.tidy(() => k.linear(x, w)));
+  assert.equal(ref.dtype, 'bfloat16');
+  assertClose(y, ref, { atol: 2e-2, rtol: 2e-2 });
+  k.tidy(() => y.to('float32').sum().backward());
+  assert.equal(x.grad!.dtype, 'float32');
+});

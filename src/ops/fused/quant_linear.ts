@@ -4,10 +4,13 @@
 //   dx = dy W      (dW is never formed: QLoRA trains adapters beside the quantized weight)
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { QuantWeight } from '../../backend/kernels.js';
+import { autocastDtype } from '../../tensor/autocast.js';
+import { isFloat } from '../../tensor/dtype.js';
 import { Layout, shapeStr } from '../../tensor/layout.js';
+import { tidy } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { emptyLike, inputs, needsGrad, record, save } from '../dispatch.js';
-import { inCompute } from '../elementwise.js';
+import { inCompute, to } from '../elementwise.js';
 import { contiguous } from '../view.js';
 
 /** A QuantWeight whose views are tensors (a QuantLinear's buffers). */
@@ -37,6 +40,9 @@ export function quantLinear(x: Tensor, w: QuantTensors): Tensor {
   inputs('quantLinear', x, w.data, w.scales, w.code, w.nested?.code, w.nested?.absmax);
   if (x.ndim === 0 || x.shape[x.ndim - 1] !== w.K)
     throw new Error(`quantLinear: input ${shapeStr(x.shape)} must end in the weight's in_features ${w.K} (weight [${w.N}, ${w.K}])`);
+  // under autocast the product runs (and returns) in the autocast dtype, as linear() does
+  const ac = autocastDtype();
+  if (ac && isFloat(x.dtype) && x.dtype !== ac) return tidy(() => quantLinear(to(x, ac), w));
   return inCompute(x, (xf) => {
     const k = backendOf(xf).kernels;
     const out = emptyLike(xf, [...xf.shape.slice(0, -1), w.N]);
