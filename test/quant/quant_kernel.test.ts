@@ -57,7 +57,7 @@ const SHAPES: [number, number][] = [[33, 77], [1, 7], [257, 7], [40, 300]];
 test('quantized matmul matches the reference on odd shapes, every format', { skip }, () => {
   for (const f of FORMATS)
     for (const M of [1, 7, 33, 257])
-      for (const [N, K] of SHAPES) if (M * N * K <= 257 * 40 * 300 / 4 || M < 257) vsRef(f, M, N, K);
+      for (const [N, K] of SHAPES) if (M < 257 || K < 300) vsRef(f, M, N, K); // 257 x 40 x 300 is slow on the reference
 });
 
 test('every block size from 32 to 4096, with and without double quantization', { skip }, () => {
