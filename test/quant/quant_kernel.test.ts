@@ -119,6 +119,11 @@ if (!CHILD) {
       assert.throws(() => quantLinear(k.zeros([3, 32]), w), /quant_linear: blockSize 48 must be a power of two/);
       assert.throws(() => quantLinear(k.zeros([3, 32]), { ...w, blockSize: 64, N: 9 }), /packed weight \[128\] must have 144 elements/);
       assert.throws(() => quantLinear(k.zeros([3, 32]), { ...w, blockSize: 64, code: q.scales }), /code table \[4\] must have 16 elements/);
+      assert.throws(() => quantLinear(k.zeros([3, 32]), { ...w, kind: 'int8', code: null }), /int8 weight must be int8, got uint8/);
+      const kernels = k.getBackend('cpu').kernels;
+      assert.throws(() => kernels.quantLinear(k.zeros([2, 3, 32]), { ...w, blockSize: 64 }, k.zeros([6, 8])), /x \[2,3,32\] must be 2-d/);
+      assert.throws(() => kernels.quantLinear(k.zeros([3, 32]), { ...w, blockSize: 64 }, k.zeros([3, 9])), /out \[3,9\] must be \[3, 8\]/);
+      assert.throws(() => kernels.quantLinearBackward(k.zeros([3, 8], { dtype: 'float64' }), { ...w, blockSize: 64 }, k.zeros([3, 32])), /dy must be float32, got float64/);
     });
     assert.throws(() => new k.quant.QuantLinear({ ...s, type: 'int4' as 'nf4' }), /unsupported type "int4"/);
     assert.throws(() => new k.quant.QuantLinear({ ...s, blockSize: 48 }), /blockSize must be a power of two in \[16, 4096\], got 48/);
