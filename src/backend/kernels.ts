@@ -60,6 +60,27 @@ export interface AttentionOpts {
   counter: number;
 }
 
+/**
+ * A quantized weight W [N, K] (PyTorch's [out, in]) as the quantized matmul kernels read it;
+ * src/quant/ builds these (four_bit.ts, int8.ts, double_quant.ts document the formats).
+ */
+export interface QuantWeight {
+  /** '4bit': codes into a 16-entry table (NF4/FP4); 'int8': W[n,k] = q[n,k] * scales[n] / 127 (LLM.int8's SCB) */
+  kind: '4bit' | 'int8';
+  N: number;
+  K: number;
+  /** 4-bit: uint8 [ceil(N*K/2)], two codes per byte, the first in the high nibble; int8: int8 [N*K] */
+  data: View;
+  /** 4-bit: the float32 code table [16]; null for int8 */
+  code: View | null;
+  /** 4-bit: elements of the flattened weight per absmax (a power of two); unused for int8 */
+  blockSize: number;
+  /** 4-bit: float32 absmax per block (uint8 codes when nested); int8: float32 SCB per row [N] */
+  scales: View;
+  /** double quantization: absmax[b] = code[scales[b]] * absmax[floor(b / blockSize)] + offset */
+  nested: { code: View; absmax: View; offset: number; blockSize: number } | null;
+}
+
 export interface Kernels {
   fill(out: View, value: number): void;
   /** out[i] = start + i * step over contiguous out */
@@ -117,6 +138,11 @@ export interface Kernels {
     q: View, k: View, v: View, mask: View | null, out: View, lse: View, dout: View, opts: AttentionOpts,
     dq: View, dk: View, dv: View,
   ): void;
+
+  /** y [M, N] = x [M, K] Wᵀ; x has unit stride in its last dim (rows may be strided), y contiguous */
+  quantLinear(x: View, w: QuantWeight, y: View): void;
+  /** dx [M, K] = dy [M, N] W (the input gradient of quantLinear; W gets none); dx contiguous */
+  quantLinearBackward(dy: View, w: QuantWeight, dx: View): void;
 
   /** fused AdamW update of param, exp_avg and exp_avg_sq in place (all contiguous float32, one shape) */
   adamw(param: View, grad: View, expAvg: View, expAvgSq: View, step: AdamWStep): void;

@@ -10,6 +10,7 @@ import type { BackendName } from '../backend/kernels.js';
 import { type Module, assignValues } from '../nn/module.js';
 import { type AnyModel, buildModel } from './registry.js';
 import { loadAdapter } from '../lora/peft.js';
+import { bnbCheckpoint, loadBnbLinears } from '../quant/bnb.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { CausalLM } from './causal_lm.js';
 import { Gpt2LMHeadModel } from './gpt2.js';
@@ -29,11 +30,14 @@ const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'tokenizer.model', 'voc
 /** Tensors HF checkpoints may carry that are derived state, not weights. */
 const DERIVED = /(^|\.)rotary_emb\.inv_freq$|\.attn\.bias$|\.attn\.masked_bias$/;
 
-/** Copies every checkpoint tensor into the module's matching parameter (strict). */
-export function loadWeights(model: Module, folder: CheckpointFolder, dtype: DType | 'auto'): void {
+/**
+ * Copies every checkpoint tensor into the module's matching parameter (strict); `used` names tensors
+ * already consumed elsewhere (the bitsandbytes layers).
+ */
+export function loadWeights(model: Module, folder: CheckpointFolder, dtype: DType | 'auto', used: ReadonlySet<string> = new Set()): void {
   const own = model.stateDict();
   const missing = Object.keys(own).filter((n) => !folder.has(n));
-  const unexpected = folder.names.filter((n) => !(n in own) && !DERIVED.test(n));
+  const unexpected = folder.names.filter((n) => !(n in own) && !used.has(n) && !DERIVED.test(n));
   if (missing.length || unexpected.length)
     throw new Error(`${folder.dir}: checkpoint does not match the model: missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
   for (const [name, dst] of Object.entries(own)) {
@@ -69,7 +73,7 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
   const folder = new CheckpointFolder(dir);
   try {
     const model = buildModel(folder.config, join(dir, 'config.json'), { backend: opts.backend });
-    loadWeights(model, folder, opts.dtype ?? 'float32');
+    loadWeights(model, folder, opts.dtype ?? 'float32', loadBnbLinears(model, folder, join(dir, 'config.json')));
     if (opts.adapter) loadAdapter(model, opts.adapter, { baseModel: dir });
     model.eval();
     const gen = join(dir, 'generation_config.json');
@@ -92,7 +96,12 @@ export async function loadCausalLM(dir: string, opts: LoadOptions = {}): Promise
   return { ...p, model, config: model.config };
 }
 
-/** Writes an HF folder that transformers (and loadPretrained) loads. */
+/** Writes an HF folder that transformers (and loadPretrained) loads; quantized layers in bitsandbytes' layout. */
 export function savePretrained(dir: string, p: { model: Module; hfConfig: Json; generationConfig?: Json | null }): void {
-  saveCheckpointFolder(dir, { config: p.hfConfig, generationConfig: p.generationConfig, tensors: p.model.stateDict() });
+  const c = bnbCheckpoint(p.model, p.hfConfig);
+  try {
+    saveCheckpointFolder(dir, { config: c.config, generationConfig: p.generationConfig, tensors: c.tensors });
+  } finally {
+    c.dispose();
+  }
 }

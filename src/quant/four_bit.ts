@@ -1,7 +1,9 @@
 // Block-wise 4-bit weight formats of QLoRA (Dettmers et al. 2023) with bitsandbytes' layout:
 // each block of `blockSize` values is scaled by its absmax to [-1, 1] and every value becomes the
 // index of the nearest code-book entry; two codes share a byte, the first in the high nibble.
-// NF4's code book holds the quantiles of N(0, 1); FP4 is bitsandbytes' e2m1 table.
+// NF4's code book holds the quantiles of N(0, 1); FP4 is bitsandbytes' e2m1 table. With
+// doubleQuant the absmax vector itself is stored in 8 bits (double_quant.ts).
+import { type QuantizedStats, dequantizeStats, quantizeStats } from './double_quant.js';
 
 /** NF4 code book (bitsandbytes' values, from the QLoRA paper). */
 export const NF4_CODE = Float32Array.from([
@@ -22,11 +24,20 @@ export interface FourBitTensor {
   blockSize: number;
   /** ceil(n / 2) bytes, two codes each (high nibble first) */
   packed: Uint8Array;
-  /** one float32 scale per block */
-  absmax: Float32Array;
+  /** one float32 scale per block, or (doubleQuant) those scales stored in 8 bits */
+  absmax: Float32Array | QuantizedStats;
 }
 
-const codeOf = (t: FourBitType): Float32Array => (t === 'nf4' ? NF4_CODE : FP4_CODE);
+export const codeOf = (t: FourBitType): Float32Array => (t === 'nf4' ? NF4_CODE : FP4_CODE);
+
+/** The float32 absmax of every block (decoding double-quantized statistics). */
+export const blockAbsmax = (q: FourBitTensor): Float32Array => (q.absmax instanceof Float32Array ? q.absmax : dequantizeStats(q.absmax));
+
+/** Throws unless blockSize is a power of two in [16, 4096] (bitsandbytes' range, and 16). */
+export function checkBlockSize(op: string, blockSize: number): void {
+  if (!Number.isInteger(blockSize) || blockSize < 16 || blockSize > 4096 || (blockSize & (blockSize - 1)) !== 0)
+    throw new Error(`${op}: blockSize must be a power of two in [16, 4096], got ${blockSize}`);
+}
 
 /** Index of the code-book entry nearest to x (ties to the lower index). */
 function nearest(code: Float32Array, x: number): number {
@@ -42,14 +53,24 @@ function nearest(code: Float32Array, x: number): number {
   return best;
 }
 
+export interface FourBitOptions {
+  type?: FourBitType;
+  /** values per absmax (default 64) */
+  blockSize?: number;
+  /** store the absmax values in 8 bits too (QLoRA's double quantization) */
+  doubleQuant?: boolean;
+}
+
 /**
- * Quantizes float32 values block by block.
+ * Quantizes float32 values block by block (the absmax are exact; doubleQuant then compresses them,
+ * as bitsandbytes does).
  * @example const q = quantize4bit(weights, [out, in], { type: 'nf4' }); const w = dequantize4bit(q)
  */
-export function quantize4bit(data: Float32Array, shape: number[], opts: { type?: FourBitType; blockSize?: number } = {}): FourBitTensor {
+export function quantize4bit(data: Float32Array, shape: number[], opts: FourBitOptions = {}): FourBitTensor {
   const type = opts.type ?? 'nf4';
+  if (type !== 'nf4' && type !== 'fp4') throw new Error(`quantize4bit: type must be 'nf4' or 'fp4', got ${JSON.stringify(type)}`);
   const blockSize = opts.blockSize ?? 64;
-  if (!Number.isInteger(blockSize) || blockSize < 2 || blockSize % 2) throw new Error(`quantize4bit: blockSize must be an even integer >= 2, got ${blockSize}`);
+  checkBlockSize('quantize4bit', blockSize);
   const n = data.length;
   if (shape.reduce((a, b) => a * b, 1) !== n) throw new Error(`quantize4bit: shape [${shape}] does not hold ${n} values`);
   const code = codeOf(type);
@@ -69,18 +90,18 @@ export function quantize4bit(data: Float32Array, shape: number[], opts: { type?:
       packed[i >> 1] |= i % 2 === 0 ? q << 4 : q;
     }
   }
-  return { type, shape: [...shape], blockSize, packed, absmax };
+  return { type, shape: [...shape], blockSize, packed, absmax: opts.doubleQuant ? quantizeStats(absmax) : absmax };
 }
 
 /** The float32 values a 4-bit tensor stands for: code[q] * absmax of its block. */
-export function dequantize4bit(q: FourBitTensor): Float32Array {
-  const code = codeOf(q.type);
+export function dequantize4bit(q: FourBitTensor, code: Float32Array = codeOf(q.type)): Float32Array {
   const n = q.shape.reduce((a, b) => a * b, 1);
+  const absmax = blockAbsmax(q);
   const out = new Float32Array(n);
   for (let i = 0; i < n; i++) {
     const byte = q.packed[i >> 1];
     const c = i % 2 === 0 ? byte >> 4 : byte & 15;
-    out[i] = code[c] * q.absmax[Math.floor(i / q.blockSize)];
+    out[i] = code[c] * absmax[Math.floor(i / q.blockSize)];
   }
   return out;
 }

@@ -1,57 +1,173 @@
-// A Linear whose weight is stored in 4 bits (NF4/FP4): forward and backward dequantize the weight
-// into a temporary that is freed right after use, so no full-precision copy of the layer stays
-// resident. The quantized weight is frozen (QLoRA trains adapters on top of it).
-//   y = x Wᵀ + b,  dx = g W  (W = dequantize(q) each time), no gradient for W.
-import { tensor } from '../ops/creation.js';
-import { inputs, record } from '../ops/dispatch.js';
-import { add } from '../ops/elementwise.js';
-import { matmul } from '../ops/matmul.js';
-import { transpose } from '../ops/view.js';
-import { toTypedArray } from '../ops/transfer.js';
-import { noGrad } from '../tensor/grad_mode.js';
-import { tidy, keep } from '../tensor/scope.js';
+// A Linear whose weight is stored quantized (NF4 / FP4 4-bit with optional double quantization,
+// or LLM.int8's row-scaled int8) and frozen: forward and backward run the quantized matmul
+// (src/ops/fused/quant_linear.ts), which dequantizes tile by tile inside the kernel, so no
+// float copy of the weight is ever resident. Bias stays float.
+//   y = x Wᵀ + b,  dx = g W,  no gradient for W (QLoRA trains adapters on top of it).
 import type { Tensor } from '../tensor/tensor.js';
-import { Module } from '../nn/module.js';
+import { tensor } from '../ops/creation.js';
+import { add } from '../ops/elementwise.js';
+import { clone } from '../ops/view.js';
+import { toTypedArray } from '../ops/transfer.js';
+import { type QuantTensors, quantLinear, quantLinearTransposed } from '../ops/fused/quant_linear.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { keep, tidy } from '../tensor/scope.js';
+import { Module, Parameter } from '../nn/module.js';
 import type { Linear } from '../nn/layers.js';
-import { type FourBitTensor, type FourBitType, dequantize4bit, quantize4bit } from './four_bit.js';
+import { type QuantizedStats, dequantizeStats } from './double_quant.js';
+import { type FourBitType, checkBlockSize, codeOf, dequantize4bit, quantize4bit } from './four_bit.js';
+import { dequantizeInt8, quantizeInt8 } from './int8.js';
+
+export type QuantType = FourBitType | 'int8';
+export const QUANT_TYPES: readonly QuantType[] = ['nf4', 'fp4', 'int8'];
+
+export interface QuantOptions {
+  type: QuantType;
+  /** 4-bit: values per absmax (default 64) */
+  blockSize?: number;
+  /** 4-bit: store the absmax in 8 bits too (QLoRA's double quantization) */
+  doubleQuant?: boolean;
+}
+
+/** A quantized weight as raw arrays (what a bitsandbytes checkpoint holds). */
+export interface QuantLinearState {
+  type: QuantType;
+  inFeatures: number;
+  outFeatures: number;
+  /** nf4/fp4: ceil(out*in/2) bytes, two codes each, high nibble first; int8: out*in values */
+  data: Uint8Array | Int8Array;
+  /** nf4/fp4: absmax per block (or its double-quantized form); int8: SCB, the absmax per row */
+  scales: Float32Array | QuantizedStats;
+  /** nf4/fp4: values per absmax (default 64) */
+  blockSize?: number;
+  /** nf4/fp4: the 16-entry code table (a checkpoint's quant_map; default the type's own) */
+  code?: Float32Array;
+}
 
 export class QuantLinear extends Module {
-  /** the packed codes and the per-block scales, counted as parameter memory */
-  readonly packed: Tensor;
-  readonly absmax: Tensor;
+  readonly type: QuantType;
+  readonly inFeatures: number;
+  readonly outFeatures: number;
+  /** 4-bit: values per absmax; int8: in_features (one SCB per row) */
+  readonly blockSize: number;
   bias: Tensor | null;
+  // Buffers (not parameters: frozen, and not in the state dict), counted as 'param' memory.
+  /** packed 4-bit codes (uint8) or int8 values */
+  qweight: Tensor;
+  /** float32 absmax per block / SCB per row, or uint8 codes of them with double quantization */
+  scales: Tensor;
+  code: Tensor | null;
+  nested_code: Tensor | null;
+  nested_absmax: Tensor | null;
+  /** double quantization: the mean subtracted from the absmax and the nested block size (0 / 1 without) */
+  readonly nestedOffset: number;
+  readonly nestedBlockSize: number;
 
-  constructor(readonly inFeatures: number, readonly outFeatures: number, readonly type: FourBitType, readonly blockSize: number, q: { packed: Uint8Array; absmax: Float32Array }, bias: Tensor | null, backend?: string) {
+  /**
+   * From raw quantized arrays (copied to the backend); `bias` (float [out]) becomes a frozen parameter.
+   * @example new QuantLinear({ type: 'nf4', inFeatures: 576, outFeatures: 1536, data: packed, scales: absmax })
+   */
+  constructor(state: QuantLinearState, opts: { bias?: Tensor | null; backend?: string } = {}) {
     super();
-    this.packed = keep(tensor(q.packed, { dtype: 'uint8', backend, tag: 'param' }));
-    this.absmax = keep(tensor(q.absmax, { backend, tag: 'param' }));
-    this.bias = bias;
+    const { type, inFeatures: K, outFeatures: N, data, scales } = state;
+    if (!QUANT_TYPES.includes(type)) throw new Error(`QuantLinear: unsupported type ${JSON.stringify(type)} (expected nf4, fp4 or int8)`);
+    const where = `QuantLinear [${N}, ${K}] (${type})`;
+    if (!(Number.isInteger(N) && Number.isInteger(K) && N > 0 && K > 0)) throw new Error(`${where}: in/out features must be positive integers`);
+    const four = type !== 'int8';
+    [this.type, this.inFeatures, this.outFeatures] = [type, K, N];
+    this.blockSize = four ? state.blockSize ?? 64 : K;
+    if (four) checkBlockSize(where, this.blockSize);
+    const wantData = four ? Math.ceil((N * K) / 2) : N * K;
+    if (data.length !== wantData || !(four ? data instanceof Uint8Array : data instanceof Int8Array))
+      throw new Error(`${where}: data must be ${four ? 'a Uint8Array' : 'an Int8Array'} of ${wantData} values, got ${data.constructor.name}(${data.length})`);
+    const nScales = four ? Math.ceil((N * K) / this.blockSize) : N;
+    const stats = scales instanceof Float32Array ? null : scales;
+    if (stats && !four) throw new Error(`${where}: int8 weights have no double-quantized statistics`);
+    const count = stats ? stats.codes.length : (scales as Float32Array).length;
+    if (count !== nScales) throw new Error(`${where}: expected ${nScales} ${four ? 'absmax' : 'SCB'} values, got ${count}`);
+    const code = four ? state.code ?? codeOf(type as FourBitType) : null;
+    if (code && code.length !== 16) throw new Error(`${where}: the code table must have 16 entries, got ${code.length}`);
+    if (stats && stats.code.length !== 256) throw new Error(`${where}: the nested code must have 256 entries, got ${stats.code.length}`);
+    if (stats && stats.nestedAbsmax.length !== Math.ceil(nScales / stats.blockSize))
+      throw new Error(`${where}: expected ${Math.ceil(nScales / stats.blockSize)} nested absmax values, got ${stats.nestedAbsmax.length}`);
+    const buffer = (name: string, values: Float32Array | Uint8Array | Int8Array, dtype: 'float32' | 'uint8' | 'int8') =>
+      this.registerBuffer(name, tensor(values, { dtype, backend: opts.backend, tag: 'param' }), false);
+    this.qweight = buffer('qweight', data, four ? 'uint8' : 'int8');
+    this.scales = stats ? buffer('scales', stats.codes, 'uint8') : buffer('scales', scales as Float32Array, 'float32');
+    this.code = code && buffer('code', code, 'float32');
+    this.nested_code = stats && buffer('nested_code', stats.code, 'float32');
+    this.nested_absmax = stats && buffer('nested_absmax', stats.nestedAbsmax, 'float32');
+    this.nestedOffset = stats?.offset ?? 0;
+    this.nestedBlockSize = stats?.blockSize ?? 1;
+    const bias = opts.bias ?? null;
+    if (bias && (bias.ndim !== 1 || bias.shape[0] !== N)) throw new Error(`${where}: bias must be [${N}], got [${bias.shape}]`);
+    this.bias = bias && Parameter(bias, false);
   }
 
-  /** Quantizes a Linear's weight (its bias stays float). */
-  static fromLinear(l: Linear, opts: { type?: FourBitType; blockSize?: number } = {}): QuantLinear {
-    const q = quantize4bit(l.weight.toFloat32Array(), [l.outFeatures, l.inFeatures], opts);
-    const bias = l.bias ? keep(noGrad(() => l.bias!.clone())) : null;
-    return new QuantLinear(l.inFeatures, l.outFeatures, q.type, q.blockSize, q, bias, l.weight.backendName);
+  get doubleQuant(): boolean {
+    return this.nested_absmax !== null;
   }
 
-  private fourBit(): FourBitTensor {
+  /**
+   * Quantizes a Linear's weight (its bias is copied and stays float).
+   * @example const q = QuantLinear.fromLinear(linear, { type: 'nf4', doubleQuant: true })
+   */
+  static fromLinear(l: Linear, opts: QuantOptions): QuantLinear {
+    const { type } = opts;
+    const [N, K] = [l.outFeatures, l.inFeatures];
+    if (!QUANT_TYPES.includes(type)) throw new Error(`QuantLinear.fromLinear: unsupported type ${JSON.stringify(type)} (expected nf4, fp4 or int8)`);
+    const w = l.weight.toFloat32Array();
+    const bias = l.bias ? keep(noGrad(() => clone(l.bias!))) : null;
+    const backend = l.weight.backendName;
+    if (type === 'int8') {
+      if (opts.doubleQuant) throw new Error('QuantLinear.fromLinear: doubleQuant applies to nf4/fp4, not int8');
+      const q = quantizeInt8(w, [N, K]);
+      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.data, scales: q.scb }, { bias, backend });
+    }
+    const q = quantize4bit(w, [N, K], { type, blockSize: opts.blockSize, doubleQuant: opts.doubleQuant });
+    return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.packed, scales: q.absmax, blockSize: q.blockSize }, { bias, backend });
+  }
+
+  /** The kernel's view of the weight (the buffers themselves). */
+  private weight(): QuantTensors {
+    for (const t of [this.code, this.scales, this.nested_code, this.nested_absmax])
+      if (t && t.dtype !== 'float32' && t.dtype !== 'uint8')
+        throw new Error(`QuantLinear: its float32 statistics were cast to ${t.dtype} (model.to(dtype) after quantizing?); quantize after casting`);
+    const nested = this.nested_code && this.nested_absmax
+      ? { code: this.nested_code, absmax: this.nested_absmax, offset: this.nestedOffset, blockSize: this.nestedBlockSize }
+      : null;
     return {
-      type: this.type, shape: [this.outFeatures, this.inFeatures], blockSize: this.blockSize,
-      packed: toTypedArray(this.packed) as Uint8Array, absmax: toTypedArray(this.absmax) as Float32Array,
+      kind: this.type === 'int8' ? 'int8' : '4bit', N: this.outFeatures, K: this.inFeatures, data: this.qweight,
+      code: this.code, blockSize: this.type === 'int8' ? 0 : this.blockSize, scales: this.scales, nested,
     };
+  }
+
+  /** x Wᵀ over the last dim ([..., in] -> [..., out]); no bias, records no autograd (FrozenLinear). */
+  applyWeight(x: Tensor): Tensor {
+    return noGrad(() => quantLinear(x, this.weight()));
+  }
+
+  /** g W over the last dim ([..., out] -> [..., in]), the input gradient of applyWeight (FrozenLinear). */
+  applyWeightTransposed(g: Tensor): Tensor {
+    return noGrad(() => quantLinearTransposed(g, this.weight()));
+  }
+
+  forward(x: Tensor): Tensor {
+    const bias = this.bias;
+    return bias ? tidy(() => add(quantLinear(x, this.weight()), bias)) : quantLinear(x, this.weight());
   }
 
   /** The dequantized weight [out, in] (a new float32 tensor; the caller frees it). */
   dequantize(): Tensor {
-    return tensor(dequantize4bit(this.fourBit()), { shape: [this.outFeatures, this.inFeatures], backend: this.packed.backendName });
-  }
-
-  forward(x: Tensor): Tensor {
-    inputs('QuantLinear', x);
-    const out = noGrad(() => tidy(() => matmul(x, transpose(this.dequantize()))));
-    const y = record('QuantLinear', out, [x], (g) => [tidy(() => matmul(g, this.dequantize()))], []);
-    return this.bias ? add(y, this.bias) : y;
+    const [N, K] = [this.outFeatures, this.inFeatures];
+    const read = <T>(t: Tensor): T => toTypedArray(t) as T;
+    let values: Float32Array;
+    if (this.type === 'int8') values = dequantizeInt8({ shape: [N, K], data: read<Int8Array>(this.qweight), scb: read<Float32Array>(this.scales) });
+    else {
+      const absmax = this.nested_absmax
+        ? dequantizeStats({ codes: read<Uint8Array>(this.scales), nestedAbsmax: read<Float32Array>(this.nested_absmax), offset: this.nestedOffset, blockSize: this.nestedBlockSize, code: read<Float32Array>(this.nested_code!) })
+        : read<Float32Array>(this.scales);
+      values = dequantize4bit({ type: this.type, shape: [N, K], blockSize: this.blockSize, packed: read<Uint8Array>(this.qweight), absmax }, read<Float32Array>(this.code!));
+    }
+    return tensor(values, { shape: [N, K], backend: this.qweight.backendName });
   }
 }
-

@@ -1,15 +1,20 @@
-// QuantLinear: the dequantize-inside-the-matmul forward and backward equal dequantize-then-linear,
-// the layer keeps only the packed weight (about 1/8 of float32 plus scales) between calls.
+// QuantLinear: forward and input gradient equal dequantize-then-linear (the same float32
+// products), the input gradient passes gradcheck in float64 on the reference backend, the layer
+// keeps only the quantized bytes (about 1/8 of float32 for 4-bit) and allocates no float copy
+// of the weight in a call, and the FrozenLinear methods record nothing.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
-import { assertClose } from '../helpers.js';
+import { assertClose, gradcheck, refLeaf } from '../helpers.js';
 
-for (const type of ['nf4', 'fp4'] as const)
-  test(`${type}: forward and input gradient equal the dequantized composite`, () => {
+const FORMATS: k.quant.QuantOptions[] = [{ type: 'nf4' }, { type: 'fp4' }, { type: 'nf4', doubleQuant: true }, { type: 'int8' }];
+const label = (o: k.quant.QuantOptions) => `${o.type}${o.doubleQuant ? '+dq' : ''}`;
+
+for (const opts of FORMATS)
+  test(`${label(opts)}: forward and input gradient equal the dequantized composite`, () => {
     k.manualSeed(3);
     const lin = new k.nn.Linear(128, 33);
-    const q = k.quant.QuantLinear.fromLinear(lin, { type });
+    const q = k.quant.QuantLinear.fromLinear(lin, opts);
     const x = k.randn([5, 128]).requiresGrad_();
     const y = k.tidy(() => q.forward(x));
     y.sum().backward();
@@ -21,16 +26,82 @@ for (const type of ['nf4', 'fp4'] as const)
     assertClose(y, ref, { atol: 1e-5, rtol: 1e-5 });
     assertClose(gq, x.grad!, { atol: 1e-5, rtol: 1e-5 });
     assert.equal(lin.weight.grad, null);
+    assert.equal(q.bias!.requiresGrad, false, 'the bias is frozen with the weight');
+    assert.equal(q.bias!.grad, null);
   });
 
-test('resident weight memory is the packed codes and scales only', () => {
-  const lin = new k.nn.Linear(256, 64, { bias: false });
-  const before = k.memory.stats().current.param;
-  const q = k.quant.QuantLinear.fromLinear(lin);
-  const added = k.memory.stats().current.param - before;
-  assert.equal(added, (256 * 64) / 2 + ((256 * 64) / 64) * 4, 'packed bytes + one float32 absmax per 64 values');
-  const x = k.randn([2, 256]);
-  const base = k.memory.stats().current.total;
-  k.tidy(() => q.forward(x)).dispose();
-  assert.equal(k.memory.stats().current.total, base, 'the dequantized temporary is freed');
+for (const opts of FORMATS)
+  test(`${label(opts)}: input gradient passes gradcheck in float64 (reference backend)`, () => {
+    k.manualSeed(4);
+    const lin = new k.nn.Linear(40, 7, { backend: 'ref' });
+    const q = k.quant.QuantLinear.fromLinear(lin, { ...opts, blockSize: opts.type === 'int8' ? undefined : 32 });
+    gradcheck((x) => q.forward(x), [refLeaf([3, 2, 40], 5)], { what: label(opts) });
+  });
+
+test('resident weight memory is the quantized bytes only; a call allocates no float weight', () => {
+  const [N, K] = [128, 512];
+  const lin = new k.nn.Linear(K, N, { bias: false });
+  for (const opts of FORMATS) {
+    const before = k.memory.stats().current.param;
+    const q = k.quant.QuantLinear.fromLinear(lin, opts);
+    const added = k.memory.stats().current.param - before;
+    const blocks = (N * K) / 64;
+    const want = opts.type === 'int8'
+      ? N * K + N * 4 // int8 values + one float32 SCB per row
+      : (N * K) / 2 + 16 * 4 + (opts.doubleQuant ? blocks + Math.ceil(blocks / 256) * 4 + 256 * 4 : blocks * 4); // nibbles, code table, absmax (8-bit + nested)
+    assert.equal(added, want, label(opts));
+    if (opts.type !== 'int8') assert.ok(added < (N * K * 4) / 7, `${label(opts)}: ${added} bytes vs ${N * K * 4} in float32`);
+    const x = k.randn([2, K]);
+    const base = k.memory.stats().current.total;
+    k.memory.resetPeak();
+    const y = q.forward(x);
+    assert.equal(k.memory.stats().peak.total - base, 2 * N * 4, `${label(opts)}: only the output is allocated`);
+    y.dispose();
+    x.dispose();
+    q.dispose();
+    assert.equal(k.memory.stats().current.param, before, `${label(opts)}: dispose frees the quantized buffers`);
+  }
+});
+
+test('FrozenLinear: applyWeight / applyWeightTransposed record no autograd and take no bias', () => {
+  k.manualSeed(6);
+  const lin = new k.nn.Linear(48, 20);
+  const q = k.quant.QuantLinear.fromLinear(lin, { type: 'nf4', blockSize: 32 });
+  assert.deepEqual([q.inFeatures, q.outFeatures], [48, 20]);
+  const x = k.randn([3, 48]).requiresGrad_();
+  k.tidy(() => {
+    const y = q.applyWeight(x);
+    assert.equal(y.requiresGrad, false);
+    const w = q.dequantize();
+    assertClose(y, k.noGrad(() => k.matmul(x, w.t())), { atol: 1e-6, rtol: 1e-5 });
+    const g = k.randn([3, 20]);
+    const dx = q.applyWeightTransposed(g);
+    assert.equal(dx.requiresGrad, false);
+    assertClose(dx, k.matmul(g, w), { atol: 1e-6, rtol: 1e-5 });
+  });
+  assert.deepEqual(Object.keys(q.stateDict()), ['bias'], 'quantized buffers are not state-dict entries');
+});
+
+test('a model cast after quantizing is an error naming the cause', () => {
+  const q = k.quant.QuantLinear.fromLinear(new k.nn.Linear(32, 16), { type: 'nf4', blockSize: 32 });
+  q.to('bfloat16');
+  assert.throws(() => q.forward(k.zeros([1, 32])), /float32 statistics were cast to bfloat16/);
+  assert.throws(() => k.quant.QuantLinear.fromLinear(new k.nn.Linear(32, 16), { type: 'int8', doubleQuant: true }), /doubleQuant applies to nf4\/fp4/);
+  assert.throws(() => k.quant.QuantLinear.fromLinear(new k.nn.Linear(32, 16), { type: 'q4_0' as 'nf4' }), /unsupported type "q4_0"/);
+});
+
+test('under autocast the product returns the autocast dtype, as linear does, and x still gets a float32 gradient', () => {
+  k.manualSeed(7);
+  const lin = new k.nn.Linear(64, 24, { bias: false });
+  const q = k.quant.QuantLinear.fromLinear(lin, { type: 'nf4', blockSize: 32 });
+  const x = k.randn([4, 64]).requiresGrad_();
+  const y = k.autocast('bfloat16', () => k.tidy(() => q.forward(x)));
+  assert.equal(y.dtype, 'bfloat16');
+  const w = q.dequantize();
+  // linear rounds W to bfloat16 as well, the quantized path keeps its float32 decode: bf16 tolerance
+  const ref = k.autocast('bfloat16', () => k.tidy(() => k.linear(x, w)));
+  assert.equal(ref.dtype, 'bfloat16');
+  assertClose(y, ref, { atol: 2e-2, rtol: 2e-2 });
+  k.tidy(() => y.to('float32').sum().backward());
+  assert.equal(x.grad!.dtype, 'float32');
 });

@@ -5,7 +5,8 @@ import type { MemoryTag } from '../../tensor/memory.js';
 import { TWO_POW_32 } from '../../tensor/rng.js';
 import { Storage } from '../../tensor/storage.js';
 import {
-  ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, type Kernels, REDUCE_OPS, UNARY_OPS, type View,
+  ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, type Kernels, type QuantWeight, REDUCE_OPS, UNARY_OPS,
+  type View,
 } from '../kernels.js';
 import { type NativeAddon, type NativeView, Packer, loadNative } from './native.js';
 
@@ -39,6 +40,13 @@ function makeKernels(p: Packer): Kernels {
   const attnOpts = (o: AttentionOpts): Packer =>
     p.num(o.scale).num(o.causal ? 1 : 0).num(o.window).num(o.softcap).num(o.dropout)
       .num(o.seed % TWO_POW_32).num(Math.floor(o.seed / TWO_POW_32)).num(o.counter);
+  // the order native/quant.cc's read_weight() reads
+  const quantWeight = (w: QuantWeight): Packer => {
+    p.num(w.kind === '4bit' ? 0 : 1).num(w.N).num(w.K).view(v(w.data)).view(v(w.code)).num(w.blockSize).view(v(w.scales));
+    return w.nested
+      ? p.view(v(w.nested.code)).view(v(w.nested.absmax)).num(w.nested.offset).num(w.nested.blockSize)
+      : p.view(null);
+  };
   return {
     fill: (out, value) => p.view(v(out)).num(value).call('fill'),
     arange: (out, start, step) => p.view(v(out)).num(start).num(step).call('arange'),
@@ -82,6 +90,8 @@ function makeKernels(p: Packer): Kernels {
       p.view(v(q)).view(v(k)).view(v(vv)).view(v(mask)).view(v(out)).view(v(lse)).view(v(dout));
       attnOpts(o).view(v(dq)).view(v(dk)).view(v(dv)).call('attention_backward');
     },
+    quantLinear: (x, w, y) => quantWeight(w).view(v(x)).view(v(y)).call('quant_linear'),
+    quantLinearBackward: (dy, w, dx) => quantWeight(w).view(v(dy)).view(v(dx)).call('quant_linear_backward'),
     adamw: (param, grad, m, vv, s) =>
       p.view(v(param)).view(v(grad)).view(v(m)).view(v(vv)).num(s.lr).num(s.beta1).num(s.beta2).num(s.eps)
         .num(s.weightDecay).num(s.bc1).num(s.bc2).call('adamw'),

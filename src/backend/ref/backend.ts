@@ -10,6 +10,7 @@ import { gather, indexAdd, indexSelect, matmul, scatterAdd } from './linalg.js';
 import * as nn from './nn.js';
 import { argReduce, reduce } from './reduce.js';
 import { adamw } from './optim.js';
+import { quantLinear, quantLinearBackward } from './quant.js';
 import { RefStorage } from './storage.js';
 
 const kernels: Kernels = {
@@ -19,7 +20,7 @@ const kernels: Kernels = {
   rmsNorm: nn.rmsNorm, rmsNormBackward: nn.rmsNormBackward,
   layerNorm: nn.layerNorm, layerNormBackward: nn.layerNormBackward,
   crossEntropy: nn.crossEntropy, crossEntropyBackward: nn.crossEntropyBackward,
-  rope: nn.rope, attention, attentionBackward, adamw,
+  rope: nn.rope, attention, attentionBackward, quantLinear, quantLinearBackward, adamw,
 };
 
 export const refBackend: Backend = {

@@ -1,0 +1,347 @@
+// Matmul with a quantized weight W [N, K] (PyTorch's [out, in]), dequantized tile by tile inside
+// the product so the float weight never exists whole (QLoRA, Dettmers et al. 2023; bitsandbytes'
+// layouts, src/quant/ documents them):
+//   quant_linear:          y [M, N] = x [M, K] Wᵀ     (threads split W's rows; tiles go to sgemm)
+//   quant_linear_backward: dx [M, K] = dy [M, N] W   (threads split K; tiles accumulate, beta 1)
+// A tile of rows of W is decoded into a per-thread scratch buffer (a 16-entry code table scaled
+// by the block's absmax, looked up with one permute per 16 values) and handed to kestrel::sgemm.
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <memory>
+#include <string>
+
+#include "gemm.h"
+#include "kernel_api.h"
+#include "simd.h"
+
+namespace kestrel {
+namespace {
+
+[[noreturn]] void fail(const char* kernel, const std::string& why) { throw KernelError(std::string(kernel) + ": " + why); }
+
+// The quantized weight as src/backend/cpu/backend.ts packs it (QuantWeight in kernels.ts).
+struct QuantWeight {
+  bool four_bit = true;
+  int64_t N = 0, K = 0, block = 0;
+  const uint8_t* data = nullptr;  // 4-bit: two codes per byte, high nibble first; int8: int8_t values
+  const float* code = nullptr;    // 4-bit: 16 entries
+  const float* scales = nullptr;  // float32 absmax per block (4-bit) or SCB per row (int8)
+  const uint8_t* scale_codes = nullptr;  // double quantization: codes of the absmax values
+  const float* nested_absmax = nullptr;
+  const float* nested_code = nullptr;
+  float nested_offset = 0;
+  int64_t nested_block = 1;
+
+  float block_scale(int64_t b) const {
+    if (scale_codes) return nested_code[scale_codes[b]] * nested_absmax[b / nested_block] + nested_offset;
+    return scales[b];
+  }
+};
+
+bool pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
+
+// A float32/uint8/int8 contiguous vector of exactly n elements.
+const void* need_vec(const char* k, const char* what, const View& v, int dtype, int64_t n) {
+  if (v.dtype != dtype) fail(k, std::string(what) + " must be " + dtype_name(dtype) + ", got " + dtype_name(v.dtype));
+  if (!v.contiguous()) fail(k, std::string(what) + " " + shape_str(v) + " must be contiguous");
+  if (v.numel() != n) fail(k, std::string(what) + " " + shape_str(v) + " must have " + std::to_string(n) + " elements");
+  return v.data + v.offset * int64_t(dtype_size(dtype));
+}
+
+QuantWeight read_weight(Args& args, const char* k) {
+  QuantWeight w;
+  w.four_bit = args.i64() == 0;
+  w.N = args.i64();
+  w.K = args.i64();
+  if (w.N < 0 || w.K < 0) fail(k, "negative weight size N=" + std::to_string(w.N) + " K=" + std::to_string(w.K));
+  View data = args.view();
+  bool has_code = args.has_view();
+  View code = has_code ? args.view() : View{};
+  w.block = args.i64();
+  View scales = args.view();
+  bool nested = args.has_view();
+  int64_t numel = w.N * w.K;
+  if (w.four_bit) {
+    if (!pow2(w.block) || w.block < 2 || w.block > 65536) fail(k, "blockSize " + std::to_string(w.block) + " must be a power of two");
+    w.data = static_cast<const uint8_t*>(need_vec(k, "packed weight", data, U8, (numel + 1) / 2));
+    if (!has_code) fail(k, "a 4-bit weight needs its 16-entry code table");
+    w.code = static_cast<const float*>(need_vec(k, "code table", code, F32, 16));
+  } else {
+    if (has_code) fail(k, "an int8 weight takes no code table");
+    if (nested) fail(k, "an int8 weight has no double-quantized statistics");
+    w.data = static_cast<const uint8_t*>(need_vec(k, "int8 weight", data, I8, numel));
+  }
+  int64_t nscales = w.four_bit ? (numel + w.block - 1) / w.block : w.N;
+  if (!nested) {
+    w.scales = static_cast<const float*>(need_vec(k, w.four_bit ? "absmax" : "SCB", scales, F32, nscales));
+    return w;
+  }
+  View ncode = args.view(), nabs = args.view();
+  w.nested_offset = float(args.num());
+  w.nested_block = args.i64();
+  if (!pow2(w.nested_block)) fail(k, "nested blockSize " + std::to_string(w.nested_block) + " must be a power of two");
+  w.scale_codes = static_cast<const uint8_t*>(need_vec(k, "absmax codes", scales, U8, nscales));
+  w.nested_code = static_cast<const float*>(need_vec(k, "nested code", ncode, F32, 256));
+  w.nested_absmax = static_cast<const float*>(
+      need_vec(k, "nested absmax", nabs, F32, (nscales + w.nested_block - 1) / w.nested_block));
+  return w;
+}
+
+// Rows x cols of a 2-d float32 matrix with unit column stride: element (i, j) at p[i*ld + j].
+struct Mat {
+  float* p;
+  int64_t rows, cols, ld;
+};
+
+Mat read_matrix(const char* k, const char* what, const View& v, bool out) {
+  if (v.dtype != F32) fail(k, std::string(what) + " must be float32, got " + dtype_name(v.dtype) + " " + shape_str(v));
+  if (v.ndim != 2) fail(k, std::string(what) + " " + shape_str(v) + " must be 2-d [rows, features]");
+  int64_t rows = v.shape[0], cols = v.shape[1];
+  if (out ? !v.contiguous() : (cols > 1 && v.stride[1] != 1) || v.stride[0] < 0)
+    fail(k, std::string(what) + " " + shape_str(v) + (out ? " must be contiguous" : " needs unit stride in its last dim"));
+  int64_t ld = rows > 1 ? v.stride[0] : std::max<int64_t>(cols, 1);
+  return {v.ptr<float>(), rows, cols, ld};
+}
+
+// ---------------------------------------------------------------- decoding (one body per ISA)
+
+// Each decode4_* writes flat weight elements [e0, e1) of a 4-bit weight to out, block by block:
+// the block's 16 code values scaled by its absmax form the lookup table.
+
+// Elements [e0, e1) of one block with the scaled table t.
+void decode4_block(const uint8_t* data, int64_t e0, int64_t e1, const float* t, float* out) {
+  for (int64_t i = e0; i < e1; i++) {
+    uint8_t byte = data[i >> 1];
+    *out++ = t[(i & 1) ? byte & 15 : byte >> 4];
+  }
+}
+
+void decode4_scalar(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
+  for (int64_t e = e0; e < e1;) {
+    int64_t end = std::min(e1, (e / w.block + 1) * w.block);
+    float s = w.block_scale(e / w.block), t[16];
+    for (int c = 0; c < 16; c++) t[c] = w.code[c] * s;
+    decode4_block(w.data, e, end, t, out + (e - e0));
+    e = end;
+  }
+}
+
+// The block loop shared by the SIMD bodies, a macro because GCC does not carry a function's
+// target("avx512f") into templates or lambdas it calls. LOAD_TABLE loads the code table,
+// SCALE multiplies it by the block's absmax into registers, STORE_TABLE spills it to t[] for the
+// scalar edges (an odd first element, a tail under 16), LOOKUP16 decodes the 8 bytes at i / 2.
+#define KESTREL_DECODE4_BODY(LOAD_TABLE, SCALE, STORE_TABLE, LOOKUP16)                      \
+  const LOAD_TABLE;                                                                        \
+  for (int64_t e = e0; e < e1;) {                                                          \
+    int64_t end = std::min(e1, (e / w.block + 1) * w.block);                               \
+    float s = w.block_scale(e / w.block);                                                  \
+    SCALE;                                                                                 \
+    float* o = out + (e - e0);                                                             \
+    int64_t i = e;                                                                         \
+    bool odd = i & 1, tail = ((end - i - odd) & 15) != 0;                                  \
+    alignas(64) float t[16];                                                               \
+    if (odd || tail) STORE_TABLE;                                                          \
+    if (odd) *o++ = t[w.data[i++ >> 1] & 15];                                              \
+    for (; i + 16 <= end; i += 16, o += 16) LOOKUP16;                                      \
+    if (i < end) decode4_block(w.data, i, end, t, o);                                      \
+    e = end;                                                                               \
+  }
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma,sse4.1")
+// Eight bytes -> sixteen nibble indices in memory order (high nibble first), as bytes.
+inline __m128i nibbles(const uint8_t* p) {
+  __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  __m128i hi = _mm_srli_epi16(w, 4), lo = _mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(15)), 8);
+  return _mm_or_si128(hi, lo);  // little-endian u16 lanes: byte 2j = high nibble, 2j+1 = low
+}
+
+void decode4_avx512(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
+  // all 16 entries fit one register: one permute per 16 values
+  KESTREL_DECODE4_BODY(__m512 code = _mm512_loadu_ps(w.code), __m512 table = _mm512_mul_ps(code, _mm512_set1_ps(s)),
+                       _mm512_store_ps(t, table),
+                       _mm512_storeu_ps(o, _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(nibbles(w.data + (i >> 1))), table)))
+}
+
+void decode8_avx512(const int8_t* q, int64_t n, float s, float* out) {
+  __m512 vs = _mm512_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16)
+    _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(
+                                                reinterpret_cast<const __m128i*>(q + i)))), vs));
+  for (; i < n; i++) out[i] = float(q[i]) * s;
+}
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma,sse4.1")
+// Entries 0-7 and 8-15 looked up separately, chosen by bit 3 (moved to the sign bit for blendv).
+inline __m256 lookup8(__m256 lo_t, __m256 hi_t, __m256i idx) {
+  __m256 a = _mm256_permutevar8x32_ps(lo_t, idx), b = _mm256_permutevar8x32_ps(hi_t, idx);
+  return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28)));
+}
+
+inline void lookup16_avx2(const uint8_t* p, __m256 lo_t, __m256 hi_t, float* o) {
+  __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  __m128i idx = _mm_or_si128(_mm_srli_epi16(w, 4), _mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(15)), 8));
+  _mm256_storeu_ps(o, lookup8(lo_t, hi_t, _mm256_cvtepu8_epi32(idx)));
+  _mm256_storeu_ps(o + 8, lookup8(lo_t, hi_t, _mm256_cvtepu8_epi32(_mm_srli_si128(idx, 8))));
+}
+
+void decode4_avx2(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
+  KESTREL_DECODE4_BODY(__m256 code_lo = _mm256_loadu_ps(w.code); const __m256 code_hi = _mm256_loadu_ps(w.code + 8),
+                       __m256 vs = _mm256_set1_ps(s); __m256 lo_t = _mm256_mul_ps(code_lo, vs);
+                       __m256 hi_t = _mm256_mul_ps(code_hi, vs),
+                       (_mm256_store_ps(t, lo_t), _mm256_store_ps(t + 8, hi_t)),
+                       lookup16_avx2(w.data + (i >> 1), lo_t, hi_t, o))
+}
+
+void decode8_avx2(const int8_t* q, int64_t n, float s, float* out) {
+  __m256 vs = _mm256_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                                reinterpret_cast<const __m128i*>(q + i)))), vs));
+  for (; i < n; i++) out[i] = float(q[i]) * s;
+}
+#pragma GCC pop_options
+#undef KESTREL_DECODE4_BODY
+
+void decode8_scalar(const int8_t* q, int64_t n, float s, float* out) {
+  for (int64_t i = 0; i < n; i++) out[i] = float(q[i]) * s;
+}
+
+// Flat elements [e0, e1) of a 4-bit weight into out.
+void decode4_range(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
+  switch (simd::level()) {
+    case 2: return decode4_avx512(w, e0, e1, out);
+    case 1: return decode4_avx2(w, e0, e1, out);
+    default: return decode4_scalar(w, e0, e1, out);
+  }
+}
+
+// W[n0:n1, k0:k1] into dst (row stride ld).
+void decode_tile(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1, float* dst, int64_t ld) {
+  if (w.four_bit && k0 == 0 && k1 == w.K && ld == w.K) return decode4_range(w, n0 * w.K, n1 * w.K, dst);
+  int level = simd::level();
+  for (int64_t n = n0; n < n1; n++, dst += ld) {
+    int64_t e = n * w.K + k0;
+    if (w.four_bit) {
+      decode4_range(w, e, e + (k1 - k0), dst);
+      continue;
+    }
+    const int8_t* q = reinterpret_cast<const int8_t*>(w.data) + e;
+    float s = w.scales[n] / 127.0f;
+    if (level == 2) decode8_avx512(q, k1 - k0, s, dst);
+    else if (level == 1) decode8_avx2(q, k1 - k0, s, dst);
+    else decode8_scalar(q, k1 - k0, s, dst);
+  }
+}
+
+// ---------------------------------------------------------------- tiling
+
+// One scratch tile per thread, grown to the largest size needed and then reused.
+struct Scratch {
+  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
+  size_t floats = 0;
+  float* get(size_t n) {
+    if (n > floats) {
+      size_t bytes = (n * sizeof(float) + 63) & ~size_t(63);
+      data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!data) throw KernelError("quant_linear: out of memory for a " + std::to_string(bytes) + "-byte tile");
+      floats = n;
+    }
+    return data.get();
+  }
+};
+thread_local Scratch scratch;
+
+constexpr int64_t kTileFloats = 262144;  // ~1 MiB: a tile stays in L2 between decoding and packing
+
+int64_t round_up(int64_t v, int64_t unit) { return (v + unit - 1) / unit * unit; }
+
+// Rows per tile: enough that sgemm's packing of the other operand is amortized (>= 64 rows),
+// small enough to stay near L2, and an even share per thread when there are several tiles.
+int64_t tile_rows(int64_t rows, int64_t cols, int threads) {
+  int64_t t = std::clamp<int64_t>(kTileFloats / std::max<int64_t>(cols, 1) / 16 * 16, 64, 256);
+  int64_t tiles = round_up((rows + t - 1) / t, threads);
+  return std::max<int64_t>(round_up((rows + tiles - 1) / tiles, 16), 16);
+}
+
+void forward(const QuantWeight& w, const Mat& x, const Mat& y) {
+  int64_t M = x.rows, N = w.N, K = w.K;
+  int threads = num_threads();
+  int64_t T = tile_rows(N, K, threads), tiles = (N + T - 1) / T;
+  auto tile = [&](int64_t t, int gemm_threads) {
+    int64_t n0 = t * T, n1 = std::min(N, n0 + T);
+    float* buf = scratch.get(size_t(T * K));
+    decode_tile(w, n0, n1, 0, K, buf, K);
+    gemm_detail::sgemm_on(gemm_threads, false, true, M, n1 - n0, K, 1.0f, x.p, x.ld, buf, K, 0.0f, y.p + n0, y.ld);
+  };
+  // One tile: let sgemm thread it; several: one tile per thread at a time (disjoint columns of y).
+  if (tiles == 1) return tile(0, threads);
+  parallel_for(tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; t++) tile(t, 1);
+  });
+}
+
+void backward(const QuantWeight& w, const Mat& dy, const Mat& dx) {
+  int64_t M = dy.rows, N = w.N, K = w.K;
+  int threads = num_threads();
+  // Threads own disjoint column ranges of dx (multiples of 16 floats) and walk all of W's rows.
+  int64_t parts = std::min<int64_t>(threads, std::max<int64_t>(K / 32, 1));
+  auto columns = [&](int64_t k0, int64_t k1, int gemm_threads) {
+    int64_t kw = k1 - k0, T = tile_rows(N, kw, 1);
+    float* buf = scratch.get(size_t(T * kw));
+    for (int64_t n0 = 0; n0 < N; n0 += T) {
+      int64_t n1 = std::min(N, n0 + T);
+      decode_tile(w, n0, n1, k0, k1, buf, kw);
+      gemm_detail::sgemm_on(gemm_threads, false, false, M, kw, n1 - n0, 1.0f, dy.p + n0, dy.ld, buf, kw,
+                            n0 == 0 ? 0.0f : 1.0f, dx.p + k0, dx.ld);
+    }
+  };
+  if (N == 0) {  // dx = dy W with an empty inner dim is zero
+    for (int64_t m = 0; m < M; m++) std::fill(dx.p + m * dx.ld, dx.p + m * dx.ld + K, 0.0f);
+    return;
+  }
+  if (parts == 1) return columns(0, K, threads);
+  int64_t chunk = round_up((K + parts - 1) / parts, 16);
+  parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; p++) {
+      int64_t k0 = std::min(K, p * chunk), k1 = std::min(K, (p + 1) * chunk);
+      if (k0 < k1) columns(k0, k1, 1);
+    }
+  });
+}
+
+}  // namespace
+
+KESTREL_KERNEL(quant_linear) {
+  const char* k = "quant_linear";
+  QuantWeight w = read_weight(args, k);
+  View xv = args.view(), yv = args.view();
+  args.done();
+  Mat x = read_matrix(k, "x", xv, false), y = read_matrix(k, "out", yv, true);
+  if (x.cols != w.K) fail(k, "x " + shape_str(xv) + " has " + std::to_string(x.cols) + " features, the weight takes K=" + std::to_string(w.K));
+  if (y.rows != x.rows || y.cols != w.N)
+    fail(k, "out " + shape_str(yv) + " must be [" + std::to_string(x.rows) + ", " + std::to_string(w.N) + "]");
+  if (x.rows == 0 || w.N == 0) return;
+  forward(w, x, y);
+}
+
+KESTREL_KERNEL(quant_linear_backward) {
+  const char* k = "quant_linear_backward";
+  QuantWeight w = read_weight(args, k);
+  View gv = args.view(), dxv = args.view();
+  args.done();
+  Mat dy = read_matrix(k, "dy", gv, false), dx = read_matrix(k, "dx", dxv, true);
+  if (dy.cols != w.N) fail(k, "dy " + shape_str(gv) + " has " + std::to_string(dy.cols) + " features, the weight gives N=" + std::to_string(w.N));
+  if (dx.rows != dy.rows || dx.cols != w.K)
+    fail(k, "dx " + shape_str(dxv) + " must be [" + std::to_string(dy.rows) + ", " + std::to_string(w.K) + "]");
+  if (dy.rows == 0 || w.K == 0) return;
+  backward(w, dy, dx);
+}
+
+}  // namespace kestrel

@@ -1,0 +1,75 @@
+// y = x Wᵀ with W [N, K] stored quantized (4-bit NF4/FP4 or int8), dequantized tile by tile
+// inside the kernel (native/quant.cc), so no float copy of W outlives (or even fills) a call.
+// Equals linear(x, dequantize(W)). W is frozen, so backward gives only the input gradient:
+//   dx = dy W      (dW is never formed: QLoRA trains adapters beside the quantized weight)
+import { backendOf, withLayout } from '../../backend/index.js';
+import type { QuantWeight } from '../../backend/kernels.js';
+import { autocastDtype } from '../../tensor/autocast.js';
+import { isFloat } from '../../tensor/dtype.js';
+import { Layout, shapeStr } from '../../tensor/layout.js';
+import { tidy } from '../../tensor/scope.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { emptyLike, inputs, needsGrad, record, save } from '../dispatch.js';
+import { inCompute, to } from '../elementwise.js';
+import { contiguous } from '../view.js';
+
+/** A QuantWeight whose views are tensors (a QuantLinear's buffers). */
+export interface QuantTensors extends QuantWeight {
+  data: Tensor;
+  code: Tensor | null;
+  scales: Tensor;
+  nested: { code: Tensor; absmax: Tensor; offset: number; blockSize: number } | null;
+}
+
+/** Aliases of every tensor of w, kept for backward (freed with the tape node). */
+function saveWeight(w: QuantTensors): { w: QuantTensors; handles: Tensor[] } {
+  const nested = w.nested && { ...w.nested, code: save(w.nested.code), absmax: save(w.nested.absmax) };
+  const s: QuantTensors = { ...w, data: save(w.data), code: w.code && save(w.code), scales: save(w.scales), nested };
+  const handles = [s.data, s.scales, ...(s.code ? [s.code] : []), ...(nested ? [nested.code, nested.absmax] : [])];
+  return { w: s, handles };
+}
+
+/** A contiguous tensor seen as the 2-d [rows, cols] matrix the kernels take. */
+const matrix = (t: Tensor, cols: number) => withLayout(t, new Layout([t.numel / cols || 0, cols], undefined, t.layout.offset));
+
+/**
+ * x [..., K] -> [..., N] through a quantized weight (no bias).
+ * @example const y = quantLinear(x, { kind: '4bit', N, K, data: packed, code, blockSize: 64, scales: absmax, nested: null })
+ */
+export function quantLinear(x: Tensor, w: QuantTensors): Tensor {
+  inputs('quantLinear', x, w.data, w.scales, w.code, w.nested?.code, w.nested?.absmax);
+  if (x.ndim === 0 || x.shape[x.ndim - 1] !== w.K)
+    throw new Error(`quantLinear: input ${shapeStr(x.shape)} must end in the weight's in_features ${w.K} (weight [${w.N}, ${w.K}])`);
+  // under autocast the product runs (and returns) in the autocast dtype, as linear() does
+  const ac = autocastDtype();
+  if (ac && isFloat(x.dtype) && x.dtype !== ac) return tidy(() => quantLinear(to(x, ac), w));
+  return inCompute(x, (xf) => {
+    const k = backendOf(xf).kernels;
+    const out = emptyLike(xf, [...xf.shape.slice(0, -1), w.N]);
+    // a 2-d input with strided rows goes in as is; anything else is made contiguous first
+    const direct = xf.ndim === 2 && (xf.strides[1] === 1 || w.K === 1);
+    const xc = direct ? xf : contiguous(xf);
+    k.quantLinear(direct ? xf : matrix(xc, w.K), w, matrix(out, w.N));
+    if (xc !== xf) xc.dispose();
+    if (!needsGrad(xf)) return out;
+    const saved = saveWeight(w);
+    return record('quantLinear', out, [xf], (g) => [quantLinearTransposed(g, saved.w)], saved.handles);
+  });
+}
+
+/**
+ * g [..., N] -> g W [..., K]: the input gradient of quantLinear, as a plain function (records
+ * nothing; for fused ops that write their own backward, e.g. LoRA over a quantized base).
+ */
+export function quantLinearTransposed(g: Tensor, w: QuantTensors): Tensor {
+  inputs('quantLinearTransposed', g, w.data, w.scales, w.code, w.nested?.code, w.nested?.absmax);
+  if (g.ndim === 0 || g.shape[g.ndim - 1] !== w.N)
+    throw new Error(`quantLinearTransposed: gradient ${shapeStr(g.shape)} must end in the weight's out_features ${w.N} (weight [${w.N}, ${w.K}])`);
+  return inCompute(g, (gf) => {
+    const gc = contiguous(gf);
+    const dx = emptyLike(gc, [...gc.shape.slice(0, -1), w.K]);
+    backendOf(gc).kernels.quantLinearBackward(matrix(gc, w.N), w, matrix(dx, w.K));
+    gc.dispose();
+    return dx;
+  });
+}
