@@ -24,6 +24,7 @@ export { softmax, logSoftmax, softmaxComposite, logSoftmaxComposite } from './op
 export { rmsNorm, layerNorm, rmsNormComposite, layerNormComposite } from './ops/norm.js';
 export { crossEntropy, crossEntropyComposite, type CrossEntropyOptions } from './ops/loss.js';
 export { rope, ropeComposite, rotaryTables } from './ops/rope.js';
+export { glu, gluComposite, type GluActivationName } from './ops/glu.js';
 export { scaledDotProductAttention, attentionComposite, dropout, type AttentionOptions } from './ops/attention.js';
 export { toArray, toFloat32Array, toTypedArray, item } from './ops/transfer.js';
 export { checkpoint, noGrad, withGradMode, isGradEnabled, runBackward } from './autograd/index.js';

@@ -16,7 +16,7 @@ import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
 import type { KVCache } from './kv_cache.js';
 import { SparseMoe } from './moe.js';
-import { activate } from './activation.js';
+import { glu } from '../ops/glu.js';
 
 /** What every layer needs for one forward call. */
 export interface LayerContext {
@@ -118,7 +118,7 @@ export class Mlp extends Module {
       const gu = this.gate_up_proj.forward(x);
       [gate, up] = [narrow(gu, -1, 0, F), narrow(gu, -1, F, F)];
     } else [gate, up] = [this.gate_proj!.forward(x), this.up_proj!.forward(x)];
-    return this.down_proj.forward(mul(activate(gate, this.c.activation), up));
+    return this.down_proj.forward(glu(gate, up, this.c.activation));
   }
 }
 
