@@ -86,6 +86,18 @@ export const cases: Case[] = [
     shapes: [[3, 5]],
   },
   {
+    name: 'linearCrossEntropy chunked, smoothing, ignore',
+    f: (h, w) => k.linearCrossEntropy(h, w, ids([1, -100, 4, 0, 2], [5], h), { labelSmoothing: 0.1, chunkSize: 2 }),
+    shapes: [[5, 3], [6, 3]],
+  },
+  {
+    name: 'linearCrossEntropy softcap, sum',
+    f: (h, w) => k.linearCrossEntropy(h, w, ids([3, 0, 5], [3], h), { softcap: 2, reduction: 'sum', chunkSize: 2 }),
+    shapes: [[3, 4], [6, 4]],
+    lo: -2,
+    hi: 2,
+  },
+  {
     name: 'rope',
     f: (x) => {
       const { cos, sin } = k.rotaryTables(ids([0, 1, 2, 5, 3, 4, 7, 9], [2, 4], x), 6, 100);
