@@ -148,21 +148,27 @@ export function runBackward(roots: readonly Tensor[], grads: readonly (Tensor | 
       pending.delete(fn);
       const outs = tidy(() => fn.backward(g));
       if (!opts.retainGraph) fn.release();
-      fn.next.forEach((edge, i) => {
-        let gi = outs[i];
+      const sends = fn.next.map((edge, i) => {
+        const gi = outs[i];
         if (!edge || !gi) {
           if (gi && gi !== g) gi.dispose();
-          return;
+          return null;
         }
-        if (gi === g) gi = g.alias({ untracked: true });
-        keep(gi);
+        return keep(gi === g ? g.alias({ untracked: true }) : gi);
+      });
+      // g's own handle goes before the gradients are sent: a gradient passed through (or written
+      // in place into g's buffer) is then solely owned by its one receiver and can become a leaf's
+      // .grad without a copy
+      g.dispose();
+      fn.next.forEach((edge, i) => {
+        const gi = sends[i];
+        if (!edge || !gi) return;
         if (edge.kind === 'leaf') return sendToLeaf(edge.leaf, gi);
         pending.set(edge.fn, sumGrads(pending.get(edge.fn), gi));
         const left = nodes.get(edge.fn)! - 1;
         nodes.set(edge.fn, left);
         if (left === 0) ready.push(edge.fn);
       });
-      g.dispose();
     }
     for (const g of pending.values()) g.dispose();
   });
