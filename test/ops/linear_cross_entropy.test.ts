@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import { assertClose, hasCpu, seededTensor } from '../helpers.js';
+import { CHUNK_BYTES, defaultChunkRows } from '../../src/ops/fused/linear_cross_entropy.js';
 
 type Opts = k.LinearCrossEntropyOptions;
 
@@ -136,6 +137,17 @@ describe('linearCrossEntropy autograd', () => {
       assert.ok(fused < V * D * 4 + logits / 2, `fused peak ${fused} bytes, logits ${logits}`);
       assert.ok(unfused >= 2 * logits, `unfused peak ${unfused} bytes`);
     });
+  });
+
+  test('default chunks: equal pieces of about CHUNK_BYTES of logits, at least 8 rows', () => {
+    for (const [N, V] of [[256, 49152], [4096, 151936], [64, 4096], [1000, 32000], [3, 7]]) {
+      const rows = defaultChunkRows(N, V);
+      const chunks = Math.ceil(N / rows);
+      assert.ok(rows >= 8, `N=${N} V=${V}: ${rows} rows`);
+      // within one row of the budget, and no chunk much smaller than the others
+      assert.ok(rows === 8 || (rows - 1) * V * 4 <= CHUNK_BYTES, `N=${N} V=${V}: ${rows} rows x ${V} floats`);
+      assert.ok(N - (chunks - 1) * rows >= rows - chunks, `N=${N} V=${V}: last chunk ${N - (chunks - 1) * rows} of ${rows}`);
+    }
   });
 
   test('bad input names the op and the shapes', () => {
