@@ -5,6 +5,7 @@ import { backendOf } from '../backend/index.js';
 import { ones } from '../ops/creation.js';
 import { add } from '../ops/elementwise.js';
 import { clone } from '../ops/view.js';
+import { ownsStorage } from '../ops/dispatch.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { sameShape, shapeStr } from '../tensor/layout.js';
 import { keep, tidy } from '../tensor/scope.js';
@@ -38,9 +39,14 @@ function dependencies(roots: GradFn[]): { nodes: Map<GradFn, number>; leaves: Ma
   return { nodes, leaves };
 }
 
-/** Sums two gradients we own into one (disposing both). */
+/** Sums two gradients we own into one (disposing both); into a's buffer when nothing else holds it. */
 function sumGrads(a: Tensor | undefined, b: Tensor): Tensor {
   if (!a) return b;
+  if (ownsStorage(a) && a.dtype === b.dtype && sameShape(a.shape, b.shape)) {
+    backendOf(a).kernels.binary('add', a, b, a); // elementwise in place is safe: same index in and out
+    b.dispose();
+    return a;
+  }
   const s = add(a, b);
   a.dispose();
   b.dispose();

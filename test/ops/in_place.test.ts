@@ -134,3 +134,35 @@ for (const backend of BACKENDS)
       wt.zeroGrad();
     });
   });
+
+describe('autograd buffers', () => {
+  test('two gradients for one tensor are summed into the first one\'s buffer', () => {
+    k.tidy(() => {
+      const n = 1000;
+      const x = seededTensor([n], 'float64', 'ref', 30).requiresGrad_();
+      const y = x.tanh().add(x.sigmoid()).sum();
+      const p = peakOf(() => y.backward());
+      // d/dx = tanh'(x) + sigmoid'(x), computed by hand
+      const xs = x.toFloat32Array();
+      const want = Array.from(x.toTypedArray() as Float64Array, (v) => 1 - Math.tanh(v) ** 2 + Math.exp(-v) / (1 + Math.exp(-v)) ** 2);
+      const got = x.grad!.toTypedArray() as Float64Array;
+      want.forEach((w, i) => assert.ok(Math.abs(got[i] - w) < 1e-12, `grad[${i}] of x=${xs[i]}`));
+      // the two [n] gradients and nothing else of that size (a third would be their sum's buffer)
+      assert.ok(p <= 2 * n * 8 + 64, `backward peak ${p} bytes`);
+    });
+  });
+
+  test('an embedding\'s gradient is one [V, D] buffer', () => {
+    k.tidy(() => {
+      const [V, D] = [500, 16];
+      const w = seededTensor([V, D], 'float64', 'ref', 31).requiresGrad_();
+      const ids = k.tensor([3, 7, 3, 499], { dtype: 'int64', backend: 'ref' });
+      const y = k.embedding(ids, w).sum();
+      const p = peakOf(() => y.backward());
+      assert.ok(p < 2 * V * D * 8, `backward peak ${p} bytes for a ${V * D * 8}-byte gradient`);
+      const g = w.grad!.toTypedArray() as Float64Array;
+      // row 3 was looked up twice, rows 7 and 499 once, the rest never
+      assert.deepEqual([g[3 * D], g[7 * D], g[499 * D], g[0]], [2, 1, 1, 0]);
+    });
+  });
+});
