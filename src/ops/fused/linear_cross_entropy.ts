@@ -63,7 +63,9 @@ export function linearCrossEntropyFused(hidden: Tensor, weight: Tensor, target: 
   const [wantH, wantW] = [needsGrad(hidden), needsGrad(weight)];
   const { loss, dh, dw } = noGrad(() => chunkedPass(hidden, weight, target, o, wantH, wantW));
   if (!dh && !dw) return loss;
-  for (const g of [dh, dw]) if (g) g.storage.tag = 'activation';
+  // held from forward to backward: dh counts as activation memory, dW as the weight's gradient it becomes
+  if (dh) dh.storage.tag = 'activation';
+  if (dw) dw.storage.tag = 'grad';
   const saved = [dh, dw].filter((t): t is Tensor => t !== null).map(save);
   dh?.dispose();
   dw?.dispose();
