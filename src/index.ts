@@ -22,8 +22,11 @@ export { gather, scatterAdd, indexSelect, indexAdd, embedding, cat, stack, split
 export { reshape, view, permute, transpose, narrow, slice, select, expand, squeeze, unsqueeze, flatten, contiguous, clone } from './ops/view.js';
 export { softmax, logSoftmax, softmaxComposite, logSoftmaxComposite } from './ops/softmax.js';
 export { rmsNorm, layerNorm, rmsNormComposite, layerNormComposite } from './ops/norm.js';
-export { crossEntropy, crossEntropyComposite, type CrossEntropyOptions } from './ops/loss.js';
+export {
+  crossEntropy, crossEntropyComposite, linearCrossEntropy, linearCrossEntropyComposite, type CrossEntropyOptions, type LinearCrossEntropyOptions,
+} from './ops/loss.js';
 export { rope, ropeComposite, rotaryTables } from './ops/rope.js';
+export { glu, gluComposite, type GluActivationName } from './ops/glu.js';
 export { scaledDotProductAttention, attentionComposite, dropout, type AttentionOptions } from './ops/attention.js';
 export { toArray, toFloat32Array, toTypedArray, item } from './ops/transfer.js';
 export { checkpoint, noGrad, withGradMode, isGradEnabled, runBackward } from './autograd/index.js';

@@ -5,6 +5,7 @@ import { backendOf } from '../backend/index.js';
 import { ones } from '../ops/creation.js';
 import { add } from '../ops/elementwise.js';
 import { clone } from '../ops/view.js';
+import { ownsStorage } from '../ops/dispatch.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { sameShape, shapeStr } from '../tensor/layout.js';
 import { keep, tidy } from '../tensor/scope.js';
@@ -38,9 +39,14 @@ function dependencies(roots: GradFn[]): { nodes: Map<GradFn, number>; leaves: Ma
   return { nodes, leaves };
 }
 
-/** Sums two gradients we own into one (disposing both). */
+/** Sums two gradients we own into one (disposing both); into a's buffer when nothing else holds it. */
 function sumGrads(a: Tensor | undefined, b: Tensor): Tensor {
   if (!a) return b;
+  if (ownsStorage(a) && a.dtype === b.dtype && sameShape(a.shape, b.shape)) {
+    backendOf(a).kernels.binary('add', a, b, a); // elementwise in place is safe: same index in and out
+    b.dispose();
+    return a;
+  }
   const s = add(a, b);
   a.dispose();
   b.dispose();
@@ -148,21 +154,27 @@ export function runBackward(roots: readonly Tensor[], grads: readonly (Tensor | 
       pending.delete(fn);
       const outs = tidy(() => fn.backward(g));
       if (!opts.retainGraph) fn.release();
-      fn.next.forEach((edge, i) => {
-        let gi = outs[i];
+      const sends = fn.next.map((edge, i) => {
+        const gi = outs[i];
         if (!edge || !gi) {
           if (gi && gi !== g) gi.dispose();
-          return;
+          return null;
         }
-        if (gi === g) gi = g.alias({ untracked: true });
-        keep(gi);
+        return keep(gi === g ? g.alias({ untracked: true }) : gi);
+      });
+      // g's own handle goes before the gradients are sent: a gradient passed through (or written
+      // in place into g's buffer) is then solely owned by its one receiver and can become a leaf's
+      // .grad without a copy
+      g.dispose();
+      fn.next.forEach((edge, i) => {
+        const gi = sends[i];
+        if (!edge || !gi) return;
         if (edge.kind === 'leaf') return sendToLeaf(edge.leaf, gi);
         pending.set(edge.fn, sumGrads(pending.get(edge.fn), gi));
         const left = nodes.get(edge.fn)! - 1;
         nodes.set(edge.fn, left);
         if (left === 0) ready.push(edge.fn);
       });
-      g.dispose();
     }
     for (const g of pending.values()) g.dispose();
   });

@@ -34,6 +34,10 @@ export const REDUCE_OPS = ['sum', 'max', 'min'] as const;
 export type ReduceOp = (typeof REDUCE_OPS)[number];
 export type ArgReduceOp = 'argmax' | 'argmin';
 
+/** The gated-MLP activations (DecoderConfig.activation as unary op names). */
+export const GLU_ACTIVATIONS = ['silu', 'gelu_tanh', 'gelu_erf'] as const;
+export type GluActivation = (typeof GLU_ACTIVATIONS)[number];
+
 export interface CrossEntropyOpts {
   ignoreIndex: number;
   labelSmoothing: number;
@@ -119,8 +123,16 @@ export interface Kernels {
   /** softmax or log-softmax over the last dim of contiguous x */
   softmax(x: View, out: View, log: boolean): void;
   softmaxBackward(y: View, dy: View, dx: View, log: boolean): void;
+  /** out = act(gate) * up; gate/up strided (f32), same shape; out contiguous */
+  glu(act: GluActivation, gate: View, up: View, out: View): void;
+  /**
+   * dgate = dy * up * act'(gate), dup = dy * act(gate), act recomputed from gate; gate, up, dy strided,
+   * dgate/dup contiguous (null = not needed)
+   */
+  gluBackward(act: GluActivation, gate: View, up: View, dy: View, dgate: View | null, dup: View | null): void;
   /** y = x * rstd * (offset + w), rstd = 1/sqrt(mean(x^2) + eps) over the last dim; rstd [rows]; all one dtype */
   rmsNorm(x: View, weight: View | null, eps: number, offset: number, out: View, rstd: View): void;
+  /** dx may be dy itself (each element of dy is read before dx overwrites it) */
   rmsNormBackward(x: View, weight: View | null, offset: number, rstd: View, dy: View, dx: View, dweight: View | null): void;
   layerNorm(x: View, weight: View | null, bias: View | null, eps: number, out: View, mean: View, rstd: View): void;
   layerNormBackward(
@@ -130,7 +142,7 @@ export interface Kernels {
   crossEntropy(logits: View, target: View, opts: CrossEntropyOpts, loss: View, lse: View): void;
   /** dlogits [N, V] given dloss [N] */
   crossEntropyBackward(logits: View, target: View, lse: View, dloss: View, opts: CrossEntropyOpts, dlogits: View): void;
-  /** rotary embedding of x [B, H, T, hd] with cos/sin [B, T, hd/2] */
+  /** rotary embedding of x [B, H, T, hd] with cos/sin [B, T, hd/2]; out may be x itself (each pair is read before it is written) */
   rope(x: View, cos: View, sin: View, out: View, opts: RopeOpts): void;
   /** flash-style attention: q [B,H,Tq,hd], k/v [B,Hkv,Tk,hd], additive mask broadcastable to [B,H,Tq,Tk] */
   attention(q: View, k: View, v: View, mask: View | null, opts: AttentionOpts, out: View, lse: View): void;

@@ -95,7 +95,7 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
           cache,
           lastLogitsOnly: true,
         });
-        return select(out.logits, 1, 0); // [B, V]
+        return select(out.logits!, 1, 0); // [B, V]
       }));
       const flat = toFloat32Array(logits);
       logits.dispose();

@@ -1,8 +1,9 @@
 // The decoder with its LM head: HF's *ForCausalLM forward (labels shifted inside, -100
 // ignored, logits in float32), hidden states, router logits and the MoE auxiliary loss.
-import { arange } from '../ops/creation.js';
 import { compare, mul, add, to, where } from '../ops/elementwise.js';
-import { crossEntropy } from '../ops/loss.js';
+import { crossEntropy, linearCrossEntropy } from '../ops/loss.js';
+import { cat } from '../ops/indexing.js';
+import { arange, full } from '../ops/creation.js';
 import { rotaryTables } from '../ops/rope.js';
 import { expand, narrow, reshape, unsqueeze, contiguous } from '../ops/view.js';
 import { tidy } from '../tensor/scope.js';
@@ -40,13 +41,19 @@ export interface CausalLMInput {
   lossReduction?: 'mean' | 'sum';
   /** compute logits for the last position only (generation: skips the [T, V] head matmul) */
   lastLogitsOnly?: boolean;
+  /**
+   * false: no logits are returned (null). With labels and a plain lm_head (or tied embeddings), the
+   * loss then runs through linearCrossEntropy, which never holds the [B, T, V] logits or their
+   * gradient (training). Default true.
+   */
+  returnLogits?: boolean;
   /** add moe.auxLossCoef * auxLoss to the loss (HF's output_router_logits) */
   routerAuxLoss?: boolean;
 }
 
 export interface CausalLMOutput {
-  /** float32 [B, T, V] */
-  logits: Tensor;
+  /** float32 [B, T, V]; null when the input asked for returnLogits: false */
+  logits: Tensor | null;
   loss: Tensor | null;
   hiddenStates: Tensor[];
   routerLogits: Tensor[];
@@ -105,6 +112,12 @@ export class CausalLM extends Module implements LanguageModel {
     return attentionFactor === 1 ? { cos, sin } : { cos: mul(cos, attentionFactor), sin: mul(sin, attentionFactor) };
   }
 
+  /** The head's [V, D] weight when the head is a plain bias-free Linear or the tied embedding (not LoRA-wrapped or quantized). */
+  private plainHeadWeight(): Tensor | null {
+    if (!this.lm_head) return this.model.embed_tokens.weight;
+    return this.lm_head instanceof Linear && !this.lm_head.bias ? this.lm_head.weight : null;
+  }
+
   forward(input: CausalLMInput): CausalLMOutput {
     const c = this.config;
     const ids = input.inputIds;
@@ -147,17 +160,26 @@ export class CausalLM extends Module implements LanguageModel {
       input.cache?.advance(T);
       h = this.model.norm.forward(h);
       if (input.outputHiddenStates) hiddenStates.push(h);
-      const head = input.lastLogitsOnly ? narrow(h, 1, T - 1, 1) : h;
-      const logits = to(lmHead(this.model, this.lm_head, head, c.finalSoftcap), 'float32');
+      if (input.labels && (input.labels.shape[0] !== B || input.labels.shape[1] !== T))
+        throw new Error(`forward: labels must be [${B}, ${T}] like inputIds, got ${shapeStr(input.labels.shape)}`);
+      const reduction = input.lossReduction ?? 'mean';
+      const headWeight = this.plainHeadWeight();
+      let logits: Tensor | null = null;
+      let loss: Tensor | null = null;
+      if (input.returnLogits === false && input.labels && headWeight) {
+        // logits[:, t] predicts labels[:, t + 1]; the last position gets the ignored label instead of a narrowed copy of h
+        const ignored = full([B, 1], -100, { dtype: 'int64', backend: ids.backendName });
+        const shifted = cat([narrow(to(input.labels, 'int64'), 1, 1, T - 1), ignored], 1);
+        loss = linearCrossEntropy(reshape(h, [B * T, c.hiddenSize]), headWeight, reshape(shifted, [B * T]), { reduction, softcap: c.finalSoftcap });
+      } else if (input.returnLogits !== false || input.labels) {
+        const head = input.lastLogitsOnly ? narrow(h, 1, T - 1, 1) : h;
+        const all = to(lmHead(this.model, this.lm_head, head, c.finalSoftcap), 'float32');
+        if (input.labels) loss = crossEntropy(contiguous(narrow(all, 1, 0, T - 1)), contiguous(narrow(input.labels, 1, 1, T - 1)), { reduction });
+        if (input.returnLogits !== false) logits = all;
+      }
       // the balancing loss is a training quantity over whole sequences: not computed on cached steps
       const auxLoss = c.moe && routerLogits.length && !input.cache ? loadBalancingLoss(routerLogits, c.moe.numExperts, c.moe.topK, input.attentionMask ?? null) : null;
-      let loss: Tensor | null = null;
-      if (input.labels) {
-        if (input.labels.shape[0] !== B || input.labels.shape[1] !== T)
-          throw new Error(`forward: labels must be [${B}, ${T}] like inputIds, got ${shapeStr(input.labels.shape)}`);
-        loss = crossEntropy(contiguous(narrow(logits, 1, 0, T - 1)), contiguous(narrow(input.labels, 1, 1, T - 1)), { reduction: input.lossReduction ?? 'mean' });
-        if (input.routerAuxLoss && auxLoss && c.moe) loss = add(loss, mul(auxLoss, c.moe.auxLossCoef));
-      }
+      if (loss && input.routerAuxLoss && auxLoss && c.moe) loss = add(loss, mul(auxLoss, c.moe.auxLossCoef));
       return { logits, loss, hiddenStates, routerLogits, auxLoss };
     });
   }

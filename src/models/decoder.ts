@@ -16,7 +16,7 @@ import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
 import type { KVCache } from './kv_cache.js';
 import { SparseMoe } from './moe.js';
-import { activate } from './activation.js';
+import { glu } from '../ops/glu.js';
 import { sharedInputProjections } from '../lora/shared_input.js';
 
 /** What every layer needs for one forward call. */
@@ -120,7 +120,7 @@ export class Mlp extends Module {
       const gu = this.gate_up_proj.forward(x);
       [gate, up] = [narrow(gu, -1, 0, F), narrow(gu, -1, F, F)];
     } else [gate, up] = sharedInputProjections(x, [this.gate_proj!, this.up_proj!]);
-    return this.down_proj.forward(mul(activate(gate, this.c.activation), up));
+    return this.down_proj.forward(glu(gate, up, this.c.activation));
   }
 }
 

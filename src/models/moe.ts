@@ -14,7 +14,7 @@ import { Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
-import { activate } from './activation.js';
+import { glu } from '../ops/glu.js';
 import { toArray } from '../ops/transfer.js';
 
 export class Expert extends Module {
@@ -28,7 +28,7 @@ export class Expert extends Module {
     this.w3 = new Linear(c.hiddenSize, c.intermediateSize, { ...init, bias: false });
   }
   forward(x: Tensor): Tensor {
-    return this.w2.forward(mul(activate(this.w1.forward(x), this.c.activation), this.w3.forward(x)));
+    return this.w2.forward(glu(this.w1.forward(x), this.w3.forward(x), this.c.activation));
   }
 }
 

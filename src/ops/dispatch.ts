@@ -53,6 +53,20 @@ export const needsGrad = (...ts: (Tensor | null | undefined)[]): boolean =>
 /** A saved-for-backward handle: shares storage and outlives the caller's scope. */
 export const save = (t: Tensor): Tensor => t.alias({ untracked: true });
 
+/**
+ * True when t is the only handle on its whole storage, contiguous: a buffer nothing else can
+ * read, so an op may overwrite it (a gradient autograd handed to backward, an op's own copy).
+ * Saved tensors, aliases, views and user-held tensors all add a reference, so they never qualify.
+ */
+export const ownsStorage = (t: Tensor): boolean =>
+  t.storage.refCount === 1 && t.layout.offset === 0 && t.numel === t.storage.numel && t.isContiguous();
+
+/** Fused ops with in-place paths take this; inPlace false is the out-of-place reference tests compare with. */
+export interface InPlaceOpts {
+  /** default true */
+  inPlace?: boolean;
+}
+
 function edgeOf(t: Tensor | null | undefined): Edge | null {
   if (!t || !t.requiresGrad) return null;
   if (t.gradFn) return { kind: 'fn', fn: t.gradFn };

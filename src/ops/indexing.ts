@@ -71,7 +71,14 @@ export function indexSelect(x: Tensor, dim: number, index: Tensor): Tensor {
   if (!isFloat(x.dtype)) return out;
   const is = save(index);
   const xshape = x.shape;
-  return record('indexSelect', out, [x], (g) => [indexAdd(zerosOf(g, xshape), d, is, g)], [is]);
+  return record('indexSelect', out, [x], (g) => [scatterRows(g, xshape, d, is, g)], [is]);
+}
+
+/** zeros(shape) with src added at index along dim: one buffer (an embedding's [V, D] gradient), not indexAdd's zeros + copy. */
+function scatterRows(like: Tensor, shape: readonly number[], dim: number, index: Tensor, src: Tensor): Tensor {
+  const out = zerosOf(like, shape);
+  backendOf(out).kernels.indexAdd(out, dim, index, src);
+  return out;
 }
 
 /** base with src[i] added at row index[i] along dim (out-of-place torch.index_add). */
@@ -101,7 +108,7 @@ export function embedding(ids: Tensor, weight: Tensor, paddingIdx: number | null
     const out = noGrad(() => indexSelect(weight, 0, flat));
     const [is, keepRows] = [save(flat), save(noGrad(() => unsqueeze(to(compare('ne', flat, paddingIdx), weight.dtype), 1)))];
     const wshape = weight.shape;
-    return reshape(record('embedding', out, [weight], (g) => [indexAdd(zerosOf(g, wshape), 0, is, mul(g, keepRows))], [is, keepRows]), shape);
+    return reshape(record('embedding', out, [weight], (g) => [scatterRows(g, wshape, 0, is, mul(g, keepRows))], [is, keepRows]), shape);
   });
 }
 

@@ -2,8 +2,10 @@
 // crossEntropyComposite defines it from logSoftmax and gather.
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { add, compare, div, mul, neg, to, where } from './elementwise.js';
+import { add, compare, div, mul, neg, to, unary, where } from './elementwise.js';
 import { crossEntropyRows } from './fused/cross_entropy.js';
+import { linearCrossEntropyFused } from './fused/linear_cross_entropy.js';
+import { linear } from './matmul.js';
 import { gather } from './indexing.js';
 import { mean, sum } from './reduce.js';
 import { logSoftmaxComposite } from './softmax.js';
@@ -65,3 +67,48 @@ export function crossEntropyComposite(logits: Tensor, target: Tensor, opts: Cros
   });
 }
 
+
+export interface LinearCrossEntropyOptions extends Omit<CrossEntropyOptions, 'reduction'> {
+  /** 'none' is not offered: the chunks' gradients are computed in forward for a scalar loss */
+  reduction?: 'mean' | 'sum';
+  /** rows per chunk (default: a few MB of logits per chunk) */
+  chunkSize?: number;
+  /** logits become c tanh(logits / c) before the loss (Gemma 2's final_logit_softcapping); 0 = off */
+  softcap?: number;
+}
+
+function flatRows(hidden: Tensor, weight: Tensor, target: Tensor): [Tensor, Tensor] {
+  const D = hidden.shape[hidden.ndim - 1];
+  if (hidden.ndim < 1 || target.ndim !== hidden.ndim - 1 || target.numel * D !== hidden.numel)
+    throw new Error(`linearCrossEntropy: hidden ${shapeStr(hidden.shape)} and target ${shapeStr(target.shape)} do not match ([..., D] and [...])`);
+  if (weight.ndim !== 2 || weight.shape[1] !== D)
+    throw new Error(`linearCrossEntropy: weight ${shapeStr(weight.shape)} must be [V, ${D}] for hidden ${shapeStr(hidden.shape)}`);
+  if (target.dtype !== 'int64' && target.dtype !== 'int32') throw new Error(`linearCrossEntropy: target must be int64, got ${target.dtype}`);
+  return [reshape(hidden, [-1, D]), reshape(target.dtype === 'int64' ? target : to(target, 'int64'), [-1])];
+}
+
+/**
+ * crossEntropy(linear(hidden, weight), target) without ever holding the [N, V] logits or their
+ * gradient (src/ops/fused/linear_cross_entropy.ts): the LM-head loss of a training step.
+ * @example const loss = k.linearCrossEntropy(h, lmHead.weight, labels, { ignoreIndex: -100 })
+ */
+export function linearCrossEntropy(hidden: Tensor, weight: Tensor, target: Tensor, opts: LinearCrossEntropyOptions = {}): Tensor {
+  const { ignoreIndex = -100, labelSmoothing = 0, reduction = 'mean', chunkSize, softcap = 0 } = opts;
+  if (!(labelSmoothing >= 0 && labelSmoothing <= 1)) throw new Error(`linearCrossEntropy: labelSmoothing must be in [0, 1], got ${labelSmoothing}`);
+  if (reduction !== 'mean' && reduction !== 'sum')
+    throw new Error(`linearCrossEntropy: reduction must be 'mean' or 'sum', got '${reduction as string}' (use linear + crossEntropy for per-token losses)`);
+  return tidy(() => {
+    const [h2, t1] = flatRows(hidden, weight, target);
+    return linearCrossEntropyFused(h2, weight, t1, { ignoreIndex, labelSmoothing, reduction, chunkSize, softcap });
+  });
+}
+
+/** The same loss from linear, the soft-cap and crossEntropy (the definition the fused op is tested against). */
+export function linearCrossEntropyComposite(hidden: Tensor, weight: Tensor, target: Tensor, opts: LinearCrossEntropyOptions = {}): Tensor {
+  const { softcap = 0, chunkSize: _chunk, ...ce } = opts;
+  return tidy(() => {
+    let logits = linear(hidden, weight);
+    if (softcap > 0) logits = mul(unary('tanh', div(logits, softcap)), softcap);
+    return crossEntropy(logits, target, ce);
+  });
+}

@@ -45,7 +45,7 @@ export function accumulateGradients(
   let total = 0;
   for (const b of micro) {
     total += autocast(opts.autocast ?? null, () => tidy(() => {
-      const out = model.forward({ ...batchInputs(b, backend), lossReduction: 'sum' });
+      const out = model.forward({ ...batchInputs(b, backend), lossReduction: 'sum', returnLogits: false });
       // the fp16 loss scale multiplies here and is divided out of the gradients before the step
       div(out.loss!, tokens / lossScale).backward();
       return item(out.loss!);

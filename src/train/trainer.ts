@@ -164,7 +164,7 @@ export class Trainer {
     for (const b of ds.batches({ batchSize: this.o.batchSize, shuffle: false })) {
       if (this.o.evalBatches && n++ >= this.o.evalBatches) break;
       tokens += targetTokens(b);
-      sum += noGrad(() => tidy(() => item(model.forward({ ...batchInputs(b, this.o.backend), lossReduction: 'sum' }).loss!)));
+      sum += noGrad(() => tidy(() => item(model.forward({ ...batchInputs(b, this.o.backend), lossReduction: 'sum', returnLogits: false }).loss!)));
     }
     model.train();
     const loss = sum / Math.max(tokens, 1);

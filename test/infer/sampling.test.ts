@@ -69,7 +69,7 @@ describe('generate on a random model', () => {
     const out = (await model.generate(prompt(), { maxNewTokens: 5, temperature: 0 })).toArray() as number[][];
     for (let t = 3; t < 8; t++) {
       const next = k.tidy(() => {
-        const logits = model.forward({ inputIds: k.tensor([out[0].slice(0, t)], { dtype: 'int64' }) }).logits;
+        const logits = model.forward({ inputIds: k.tensor([out[0].slice(0, t)], { dtype: 'int64' }) }).logits!;
         return logits.select(1, t - 1).argmax(-1).item();
       });
       assert.equal(out[0][t], next, `step ${t}`);

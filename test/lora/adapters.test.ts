@@ -28,7 +28,7 @@ async function load(dir: string, opts: k.LoadOptions = {}): Promise<k.CausalLM> 
 }
 
 function logits(model: k.CausalLM, ids = IDS): Float32Array {
-  return k.tidy(() => k.noGrad(() => model.forward({ inputIds: k.tensor(ids, { dtype: 'int64' }) }).logits.toFloat32Array()));
+  return k.tidy(() => k.noGrad(() => model.forward({ inputIds: k.tensor(ids, { dtype: 'int64' }) }).logits!.toFloat32Array()));
 }
 
 /** Makes every adapter matrix and saved copy of `name` non-trivial (B starts at zero). */

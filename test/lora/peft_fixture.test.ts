@@ -29,7 +29,7 @@ test('PEFT adapter: logits, loss, LoRA gradients, generation, merge', { skip: ad
   k.tidy(() => {
     model.train();
     const out = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels') });
-    near(out.logits, t('logits'), 1e-4, 'logits');
+    near(out.logits!, t('logits'), 1e-4, 'logits');
     assertClose([out.loss!.item()], [t('loss').item()], { atol: 0, rtol: 1e-5, what: 'loss' });
     out.loss!.backward();
   });
@@ -57,7 +57,7 @@ test('PEFT adapter: logits, loss, LoRA gradients, generation, merge', { skip: ad
   assert.equal(k.lora.mergeLora(model), 4);
   const sd = model.stateDict();
   for (const n of ['model.layers.0.self_attn.q_proj.weight', 'model.layers.1.self_attn.v_proj.weight']) near(sd[n], t(`merged.${n}`), 1e-5, `merged ${n}`);
-  k.tidy(() => near(model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask') }).logits, t('logits_merged'), 1e-4, 'merged logits'));
+  k.tidy(() => near(model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask') }).logits!, t('logits_merged'), 1e-4, 'merged logits'));
   model.dispose();
 });
 

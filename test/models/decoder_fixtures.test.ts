@@ -31,7 +31,7 @@ for (const name of DECODER_FIXTURES) {
       const t = (n: string): k.Tensor => g.tensor(n);
       k.tidy(() => {
         const out = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels'), outputHiddenStates: true });
-        closeRel(out.logits, t('logits'), 1e-4, 'logits');
+        closeRel(out.logits!, t('logits'), 1e-4, 'logits');
         assertClose([out.loss!.item()], [t('loss').item()], { atol: 0, rtol: 1e-5, what: 'loss' });
         out.hiddenStates.forEach((h, i) => closeRel(h, t(`hidden_states.${i}`), 1e-4, `hidden_states.${i}`));
         assert.equal(out.hiddenStates.length, model.config.numLayers + 1);
@@ -47,6 +47,22 @@ for (const name of DECODER_FIXTURES) {
           const withAux = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels'), routerAuxLoss: true });
           assertClose([withAux.loss!.item()], [t('loss_with_aux').item()], { atol: 0, rtol: 1e-5, what: 'loss_with_aux' });
         }
+      });
+      model.dispose();
+    });
+
+    test('the training loss path (returnLogits: false, chunked linear + cross-entropy): loss and every gradient', async () => {
+      const { model } = await loadCausalLM(fx.path);
+      using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
+      const t = (n: string): k.Tensor => g.tensor(n);
+      k.tidy(() => {
+        const out = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels'), returnLogits: false });
+        if (model instanceof k.CausalLM) assert.equal(out.logits, null);
+        assertClose([out.loss!.item()], [t('loss').item()], { atol: 0, rtol: 1e-5, what: 'loss' });
+        out.loss!.backward();
+        for (const [pname, p] of model.namedParameters()) closeRel(p.grad!, t(`grad.${pname}`), 1e-3, `grad.${pname}`);
+        const ignore = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels_ignore_pad'), routerAuxLoss: false, returnLogits: false });
+        assertClose([ignore.loss!.item()], [t('loss_ignore_pad').item()], { atol: 0, rtol: 1e-5, what: 'loss_ignore_pad' });
       });
       model.dispose();
     });

@@ -86,6 +86,18 @@ export const cases: Case[] = [
     shapes: [[3, 5]],
   },
   {
+    name: 'linearCrossEntropy chunked, smoothing, ignore',
+    f: (h, w) => k.linearCrossEntropy(h, w, ids([1, -100, 4, 0, 2], [5], h), { labelSmoothing: 0.1, chunkSize: 2 }),
+    shapes: [[5, 3], [6, 3]],
+  },
+  {
+    name: 'linearCrossEntropy softcap, sum',
+    f: (h, w) => k.linearCrossEntropy(h, w, ids([3, 0, 5], [3], h), { softcap: 2, reduction: 'sum', chunkSize: 2 }),
+    shapes: [[3, 4], [6, 4]],
+    lo: -2,
+    hi: 2,
+  },
+  {
     name: 'rope',
     f: (x) => {
       const { cos, sin } = k.rotaryTables(ids([0, 1, 2, 5, 3, 4, 7, 9], [2, 4], x), 6, 100);
@@ -101,6 +113,9 @@ export const cases: Case[] = [
     },
     shapes: [[1, 2, 3, 4]],
   },
+  ...(['silu', 'gelu_tanh', 'gelu'] as const).map((act) => ({ name: `glu ${act}`, f: (g: k.Tensor, u: k.Tensor) => k.glu(g, u, act), shapes: [[3, 5], [3, 5]], lo: -3, hi: 3 })),
+  // the halves of one fused gate_up buffer (strided gate and up, both gradients land in one input)
+  { name: 'glu of gate_up halves', f: (gu) => k.glu(k.narrow(gu, -1, 0, 4), k.narrow(gu, -1, 4, 4), 'silu'), shapes: [[2, 3, 8]], lo: -3, hi: 3 },
   { name: 'attention causal GQA', f: (q, kk, v) => k.scaledDotProductAttention(q, kk, v, { causal: true }), shapes: [[1, 4, 5, 3], [1, 2, 5, 3], [1, 2, 5, 3]] },
   {
     name: 'attention window + softcap',

@@ -39,6 +39,8 @@ describe('fused = composite (float64)', () => {
         const o = { labelSmoothing, reduction };
         sameAs((x) => k.crossEntropy(x, t, o), (x) => k.crossEntropyComposite(x, t, o), [[2, 3, 7]], 'crossEntropy');
       });
+  for (const act of ['silu', 'gelu_tanh', 'gelu'] as const)
+    test(`glu ${act}`, () => sameAs((g, u) => k.glu(g, u, act), (g, u) => k.gluComposite(g, u, act), [[3, 7], [3, 7]], `glu ${act}`));
   for (const interleaved of [false, true])
     test(`rope ${interleaved ? 'interleaved' : 'half'}`, () => {
       const { cos, sin } = k.rotaryTables(ids([0, 3, 1, 7, 2, 9], [2, 3]), 8, 500);

@@ -108,7 +108,7 @@ async function floatTwin(sd: Record<string, k.Tensor>, weights: Map<string, Floa
 }
 
 const IDS = k.tensor([[1, 5, 9, 3, 14, 2]], { dtype: 'int64' });
-const logits = (m: k.LanguageModel | k.CausalLM): k.Tensor => k.noGrad(() => (m as k.CausalLM).forward({ inputIds: IDS }).logits);
+const logits = (m: k.LanguageModel | k.CausalLM): k.Tensor => k.noGrad(() => (m as k.CausalLM).forward({ inputIds: IDS }).logits!);
 
 for (const nested of [false, true])
   test(`4-bit nf4${nested ? ' with double quantization' : ''}: every layer loads packed and dequantizes to the hand-worked weight`, async () => {

@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { decoderConfig } from '../../src/models/registry.js';
 import { assertClose } from '../helpers.js';
+import { batchInputs } from '../../src/train/step.js';
 
 const config = decoderConfig({
   model_type: 'llama', vocab_size: 16, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
@@ -72,7 +73,7 @@ test('packed rows: with documentIds and restarted positions, each document is co
       inputIds: k.tensor([ids], { dtype: 'int64' }),
       positionIds: k.tensor([pos], { dtype: 'int64' }),
       documentIds: docs ? k.tensor([docs], { dtype: 'int64' }) : null,
-    }).logits.toFloat32Array());
+    }).logits!.toFloat32Array());
   const packed = logitsOf([...docA, ...docB], [0, 1, 2, 3, 0, 1, 2], [0, 0, 0, 0, 1, 1, 1]);
   const alone = logitsOf(docB, [0, 1, 2]);
   assertClose(packed.subarray(4 * 16), alone, { atol: 1e-5, rtol: 1e-5, what: 'second document' });
@@ -88,4 +89,37 @@ test('decay groups: matrices decay; norms, biases and embeddings do not', () => 
   assert.equal(decay.params.length + none.params.length, model.parameters().length);
   assert.deepEqual([decay.options?.weightDecay, none.options?.weightDecay], [0.1, 0]);
   model.dispose();
+});
+
+test('the step loss (returnLogits: false) equals the logits path: untied, tied, frozen head, LoRA-wrapped head', () => {
+  const rows = Array.from({ length: 3 }, (_, i) => Array.from({ length: 9 }, (_, t) => (i * 5 + t * 3) % 16));
+  const inputs = batchInputs(batch(rows, [0, 3, 1]));
+  // a LoRA head must not take the fused path: its lora_B would get no gradient there (and lora_A none either way)
+  const variants: [string, (m: k.CausalLM) => void][] = [
+    ['untied', () => {}],
+    ['tied', () => {}],
+    ['frozen head (QLoRA-style: only the body trains)', (m) => m.lm_head!.weight.requiresGrad_(false)],
+    ['LoRA on lm_head (falls back to the logits path)', (m) => k.lora.injectLora(m, { targetModules: ['lm_head', 'q_proj'], r: 2, alpha: 4 })],
+  ];
+  for (const [name, prepare] of variants) {
+    const run = (returnLogits: boolean) => {
+      k.manualSeed(4);
+      const model = new k.CausalLM(name === 'tied' ? { ...config, tieWordEmbeddings: true } : config);
+      prepare(model);
+      const res = k.tidy(() => {
+        const out = model.forward({ ...inputs, lossReduction: 'sum', returnLogits });
+        out.loss!.div(7).backward();
+        return { loss: out.loss!.item(), logits: out.logits === null };
+      });
+      const g = model.parameters().filter((p) => p.requiresGrad).map((p) => p.grad!.toFloat32Array());
+      model.dispose();
+      return { ...res, g };
+    };
+    const plain = run(true);
+    const chunked = run(false);
+    assert.ok(chunked.logits && !plain.logits, `${name}: logits returned only when asked for`);
+    assertClose([chunked.loss], [plain.loss], { atol: 1e-6, rtol: 1e-6, what: `${name} loss` });
+    assert.equal(chunked.g.length, plain.g.length);
+    chunked.g.forEach((g, i) => assertClose(g, plain.g[i], { atol: 1e-6, rtol: 1e-5, what: `${name} grad ${i}` }));
+  }
 });

@@ -5,7 +5,7 @@ import type { MemoryTag } from '../../tensor/memory.js';
 import { TWO_POW_32 } from '../../tensor/rng.js';
 import { Storage } from '../../tensor/storage.js';
 import {
-  ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, type Kernels, type QuantWeight, REDUCE_OPS, UNARY_OPS,
+  ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, GLU_ACTIVATIONS, type Kernels, type QuantWeight, REDUCE_OPS, UNARY_OPS,
   type View,
 } from '../kernels.js';
 import { type NativeAddon, type NativeView, Packer, loadNative } from './native.js';
@@ -67,6 +67,9 @@ function makeKernels(p: Packer): Kernels {
     indexAdd: (out, dim, index, src) => p.view(v(out)).num(dim).view(v(index)).view(v(src)).call('index_add'),
     softmax: (x, out, log) => p.view(v(x)).view(v(out)).num(log ? 1 : 0).call('softmax'),
     softmaxBackward: (y, dy, dx, log) => p.view(v(y)).view(v(dy)).view(v(dx)).num(log ? 1 : 0).call('softmax_backward'),
+    glu: (act, gate, up, out) => p.num(code(GLU_ACTIVATIONS, act)).view(v(gate)).view(v(up)).view(v(out)).call('glu'),
+    gluBackward: (act, gate, up, dy, dgate, dup) =>
+      p.num(code(GLU_ACTIVATIONS, act)).view(v(gate)).view(v(up)).view(v(dy)).view(v(dgate)).view(v(dup)).call('glu_backward'),
     rmsNorm: (x, w, eps, offset, out, rstd) =>
       p.view(v(x)).view(v(w)).num(eps).num(offset).view(v(out)).view(v(rstd)).call('rms_norm'),
     rmsNormBackward: (x, w, offset, rstd, dy, dx, dw) =>

@@ -17,6 +17,7 @@ const kernels: Kernels = {
   fill, arange, random, copy, unary, unaryGrad, binary, where, reduce, argReduce, matmul,
   gather, scatterAdd, indexSelect, indexAdd,
   softmax: nn.softmax, softmaxBackward: nn.softmaxBackward,
+  glu: nn.glu, gluBackward: nn.gluBackward,
   rmsNorm: nn.rmsNorm, rmsNormBackward: nn.rmsNormBackward,
   layerNorm: nn.layerNorm, layerNormBackward: nn.layerNormBackward,
   crossEntropy: nn.crossEntropy, crossEntropyBackward: nn.crossEntropyBackward,

@@ -1,6 +1,7 @@
-// Reference fused kernels (softmax, norms, cross-entropy, rotary), row by row in float64.
+// Reference fused kernels (softmax, norms, gated activations, cross-entropy, rotary), row by row in float64.
 // The formulas here are the ones src/ops/fused/*.ts document; native kernels must match them.
 import type { Kernels } from '../kernels.js';
+import { UNARY_MATH } from './math.js';
 import { load, store } from './storage.js';
 
 const lastDim = (shape: readonly number[]): number => shape[shape.length - 1] ?? 1;
@@ -190,4 +191,18 @@ export const rope: Kernels['rope'] = (x, cos, sin, out, opts) => {
           res[i2] = v[i2] * ct + v[i1] * st;
         }
   store(out, res);
+};
+
+// out = act(gate) up; dgate = dy up act'(gate), dup = dy act(gate)
+export const glu: Kernels['glu'] = (act, gate, up, out) => {
+  const [g, u] = [load(gate), load(up)];
+  const { f } = UNARY_MATH[act];
+  store(out, g.map((x, i) => f(x, 0, 0) * u[i]));
+};
+
+export const gluBackward: Kernels['gluBackward'] = (act, gate, up, dy, dgate, dup) => {
+  const [g, u, d] = [load(gate), load(up), load(dy)];
+  const { f, df } = UNARY_MATH[act];
+  if (dgate) store(dgate, g.map((x, i) => d[i] * u[i] * df(x, 0, 0)));
+  if (dup) store(dup, g.map((x, i) => d[i] * f(x, 0, 0)));
 };

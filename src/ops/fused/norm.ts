@@ -4,10 +4,12 @@
 //   dx = rstd (gw - xhat mean(gw xhat)),   dw = sum_rows g xhat
 // LayerNorm, with xhat = (x - mean) rstd and gw = g w:
 //   dx = rstd (gw - mean(gw) - xhat mean(gw xhat)),   dw = sum_rows g xhat,   db = sum_rows g
+// RMSNorm's backward writes dx into the incoming gradient's buffer when nothing else holds it
+// (ownsStorage): the kernel reads each element of dy before it overwrites it.
 import { backendOf } from '../../backend/index.js';
 import { shapeStr } from '../../tensor/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { emptyLike, inputs, needsGrad, record, save } from '../dispatch.js';
+import { type InPlaceOpts, emptyLike, inputs, needsGrad, ownsStorage, record, save } from '../dispatch.js';
 import { inCompute, to } from '../elementwise.js';
 import { contiguous } from '../view.js';
 
@@ -19,7 +21,7 @@ function checkParam(op: string, x: Tensor, p: Tensor | null, what: string): void
 /** An optional parameter, contiguous and in the input's compute dtype. */
 const asInput = (p: Tensor | null, x: Tensor): Tensor | null => (p ? contiguous(p.dtype === x.dtype ? p : to(p, x.dtype)) : null);
 
-export function rmsNormFused(x: Tensor, weight: Tensor | null, eps: number, offset: number): Tensor {
+export function rmsNormFused(x: Tensor, weight: Tensor | null, eps: number, offset: number, opts: InPlaceOpts = {}): Tensor {
   inputs('rmsNorm', x, weight);
   if (x.ndim === 0) throw new Error('rmsNorm: input must have at least 1 dim');
   checkParam('rmsNorm', x, weight, 'weight');
@@ -37,8 +39,9 @@ export function rmsNormFused(x: Tensor, weight: Tensor | null, eps: number, offs
     const [xs, ws, rs] = [save(xc), w && save(w), save(rstd)];
     for (const t of [xc, rstd]) t.dispose();
     const res = record('rmsNorm', out, [xf, w], (g) => {
-      const gc = contiguous(g);
-      const dx = emptyLike(gc);
+      const mine = (opts.inPlace ?? true) && ownsStorage(g) && g.dtype === xs.dtype;
+      const gc = mine ? g : contiguous(g);
+      const dx = mine ? g : emptyLike(gc);
       const dw = ws && w?.requiresGrad ? emptyLike(ws) : null;
       k.rmsNormBackward(xs, ws, offset, rs, gc, dx, dw);
       return [dx, dw];

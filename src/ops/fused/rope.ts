@@ -1,27 +1,36 @@
 // Fused rotary embedding (equals ropeComposite). A rotation is orthogonal, so the backward
 // is the same kernel rotating the gradient by -theta: dx = rope(g, cos, -sin).
+// In place where autograd allows it (the kernel reads each pair before writing it): forward
+// rotates the contiguous copy it had to make of a strided input (q/k heads are transposed views)
+// instead of allocating a second buffer, and backward rotates the incoming gradient in its own
+// buffer when nothing else holds it (ownsStorage). The input itself, a saved tensor or a shared
+// gradient is never written.
 import { backendOf } from '../../backend/index.js';
+import { noGrad } from '../../tensor/grad_mode.js';
 import { shapeStr } from '../../tensor/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { emptyLike, inputs, needsGrad, record, save } from '../dispatch.js';
+import { type InPlaceOpts, emptyLike, inputs, needsGrad, ownsStorage, record, save } from '../dispatch.js';
 import { inCompute, to } from '../elementwise.js';
 import { contiguous } from '../view.js';
 
-export function ropeFused(x: Tensor, cos: Tensor, sin: Tensor, interleaved: boolean): Tensor {
+export function ropeFused(x: Tensor, cos: Tensor, sin: Tensor, interleaved: boolean, opts: InPlaceOpts = {}): Tensor {
   inputs('rope', x, cos, sin);
+  const inPlace = opts.inPlace ?? true;
   const [B, , T, hd] = x.shape;
   const ok = x.ndim === 4 && hd % 2 === 0 && cos.ndim === 3 && (cos.shape[0] === B || cos.shape[0] === 1) &&
     cos.shape[1] === T && cos.shape[2] === hd / 2 && sin.shape.every((s, i) => s === cos.shape[i]);
   if (!ok)
     throw new Error(`rope: x ${shapeStr(x.shape)} must be [B, H, T, hd] with cos/sin [B|1, T, hd/2], got cos ${shapeStr(cos.shape)}, sin ${shapeStr(sin.shape)}`);
   return inCompute(x, (xf) => {
-    const xc = contiguous(xf);
+    // the copy needs no tape node: rope's backward does not read x
+    const xc = noGrad(() => contiguous(xf));
     const c = contiguous(cos.dtype === xc.dtype ? cos : to(cos, xc.dtype));
     const s = contiguous(sin.dtype === xc.dtype ? sin : to(sin, xc.dtype));
-    const out = emptyLike(xc);
+    const own = inPlace && xc.storage !== xf.storage && ownsStorage(xc);
+    const out = own ? xc : emptyLike(xc);
     const k = backendOf(xc).kernels;
     k.rope(xc, c, s, out, { interleaved, inverse: false });
-    xc.dispose();
+    if (!own) xc.dispose();
     if (!needsGrad(xf)) {
       c.dispose();
       s.dispose();
@@ -31,8 +40,9 @@ export function ropeFused(x: Tensor, cos: Tensor, sin: Tensor, interleaved: bool
     c.dispose();
     s.dispose();
     return record('rope', out, [xf], (g) => {
-      const gc = contiguous(g);
-      const dx = emptyLike(gc);
+      const mine = inPlace && ownsStorage(g);
+      const gc = mine ? g : contiguous(g);
+      const dx = mine ? g : emptyLike(gc);
       k.rope(gc, cs, ss, dx, { interleaved, inverse: true });
       return [dx];
     }, [cs, ss]);

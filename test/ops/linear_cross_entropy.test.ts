@@ -1,0 +1,166 @@
+// linearCrossEntropy (src/ops/fused/linear_cross_entropy.ts) against the unfused linear +
+// crossEntropy it equals: in float64 on the reference backend (the same maths, so 1e-12), and
+// in float32 on the cpu backend within 1e-5 on odd shapes, with chunk boundaries inside and at
+// the end of N, ignored rows, label smoothing, soft-capping and both reductions; frozen weights
+// get no dW; retained graphs rescale correctly; memory stats show that neither the [N, V] logits
+// nor their gradient is ever held. gradcheck (float64 finite differences) runs from cases.ts.
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import * as k from '../../src/index.js';
+import { assertClose, hasCpu, seededTensor } from '../helpers.js';
+import { CHUNK_BYTES, defaultChunkRows } from '../../src/ops/fused/linear_cross_entropy.js';
+
+type Opts = k.LinearCrossEntropyOptions;
+
+/** Targets in [0, V) with every 4th row ignored (-100). */
+const targets = (N: number, V: number, backend: 'cpu' | 'ref'): k.Tensor =>
+  k.tensor(Array.from({ length: N }, (_, i) => (i % 4 === 2 ? -100 : (i * 7 + 3) % V)), { dtype: 'int64', backend });
+
+/** loss, dhidden and dweight of f for the upstream gradient 0.7 (so the scaling path is exercised). */
+function lossAndGrads(f: typeof k.linearCrossEntropy, h: k.Tensor, w: k.Tensor, t: k.Tensor, o: Opts): k.Tensor[] {
+  const [hl, wl] = [h.detach().requiresGrad_(), w.detach().requiresGrad_()];
+  return k.tidy(() => {
+    const loss = f(hl, wl, t, o);
+    loss.backward(k.full([], 0.7, { dtype: loss.dtype, backend: loss.backendName }));
+    return [loss, hl.grad!, wl.grad!];
+  });
+}
+
+function compare(what: string, backend: 'cpu' | 'ref', N: number, D: number, V: number, o: Opts, tol: { atol: number; rtol: number }): void {
+  k.tidy(() => {
+    const dtype = backend === 'ref' ? 'float64' : 'float32';
+    const h = seededTensor([N, D], dtype, backend, N + D, -2, 2);
+    const w = seededTensor([V, D], dtype, backend, V, -1, 1);
+    const t = targets(N, V, backend);
+    const got = lossAndGrads(k.linearCrossEntropy, h, w, t, o);
+    const want = lossAndGrads(k.linearCrossEntropyComposite, h, w, t, o);
+    ['loss', 'dhidden', 'dweight'].forEach((part, i) => assertClose(got[i], want[i], { ...tol, what: `${what} ${part}` }));
+  });
+}
+
+const VARIANTS: [string, Opts][] = [
+  ['mean', {}],
+  ['sum', { reduction: 'sum' }],
+  ['smoothing 0.1', { labelSmoothing: 0.1 }],
+  ['softcap 3', { softcap: 3, reduction: 'sum' }],
+];
+
+describe('linearCrossEntropy = linear + crossEntropy', () => {
+  test('float64 reference backend, chunks of 2 and 3 over 7 rows', () => {
+    for (const [name, o] of VARIANTS)
+      for (const chunkSize of [2, 3, undefined])
+        compare(`ref ${name} chunk ${chunkSize}`, 'ref', 7, 5, 11, { ...o, chunkSize }, { atol: 1e-12, rtol: 1e-10 });
+  });
+
+  test('float32 cpu backend, odd shapes and chunk boundaries', { skip: !hasCpu() && 'cpu backend not built' }, () => {
+    for (const [N, D, V] of [[1, 7, 33], [7, 33, 257], [33, 7, 257], [40, 33, 1000]])
+      for (const [name, o] of VARIANTS)
+        for (const chunkSize of [1, 8, undefined])
+          compare(`cpu [${N},${D}]x[${V},${D}] ${name} chunk ${chunkSize}`, 'cpu', N, D, V, { ...o, chunkSize }, { atol: 1e-5, rtol: 1e-5 });
+  });
+
+  test('leading dims are flattened; int32 targets are accepted', () => {
+    k.tidy(() => {
+      const h = seededTensor([2, 3, 4], 'float64', 'ref', 1);
+      const w = seededTensor([6, 4], 'float64', 'ref', 2);
+      const t = k.tensor([[1, 5, -100], [0, 2, 3]], { dtype: 'int32', backend: 'ref' });
+      assertClose(k.linearCrossEntropy(h, w, t), k.linearCrossEntropyComposite(h, w, t), { atol: 1e-12, rtol: 1e-12, what: 'loss' });
+    });
+  });
+
+  test('every target ignored: mean is NaN (0/0, as in PyTorch), gradients are 0', () => {
+    k.tidy(() => {
+      const h = seededTensor([3, 4], 'float64', 'ref', 1).requiresGrad_();
+      const w = seededTensor([5, 4], 'float64', 'ref', 2);
+      const loss = k.linearCrossEntropy(h, w, k.tensor([-100, -100, -100], { dtype: 'int64', backend: 'ref' }));
+      assert.ok(Number.isNaN(loss.item()));
+      loss.backward();
+      assert.deepEqual([...h.grad!.toFloat32Array()], new Array(12).fill(0));
+    });
+  });
+});
+
+describe('linearCrossEntropy autograd', () => {
+  test('a frozen weight gets no gradient and costs no [V, D] buffer', { skip: !hasCpu() && 'cpu backend not built' }, () => {
+    k.tidy(() => {
+      const [N, D, V] = [16, 8, 4096];
+      const h = seededTensor([N, D], 'float32', 'cpu', 1).requiresGrad_();
+      const w = seededTensor([V, D], 'float32', 'cpu', 2);
+      const t = targets(N, V, 'cpu');
+      const base = k.memory.stats().current.total;
+      k.memory.resetPeak();
+      const loss = k.linearCrossEntropy(h, w, t, { chunkSize: 4 });
+      const peak = k.memory.stats().peak.total - base;
+      // logits and dlogits chunks (2 x 4 x V floats) and dh (N x D) at most; a dW would add V*D*4
+      assert.ok(peak <= 2 * 4 * V * 4 + N * D * 4 + 4096, `peak ${peak} bytes`);
+      loss.backward();
+      assert.equal(w.grad, null);
+      const hr = h.detach().requiresGrad_();
+      k.linearCrossEntropyComposite(hr, w, t).backward();
+      assertClose(h.grad!, hr.grad!, { atol: 1e-6, rtol: 1e-5, what: 'dhidden with frozen weight' });
+    });
+  });
+
+  test('retainGraph: a second backward adds the same gradient again', () => {
+    k.tidy(() => {
+      const h = seededTensor([5, 3], 'float64', 'ref', 1).requiresGrad_();
+      const w = seededTensor([7, 3], 'float64', 'ref', 2).requiresGrad_();
+      const t = targets(5, 7, 'ref');
+      const loss = k.linearCrossEntropy(h, w, t, { chunkSize: 2 });
+      loss.mul(3).backward(undefined, { retainGraph: true });
+      loss.mul(0.5).backward();
+      const [hr, wr] = [h.detach().requiresGrad_(), w.detach().requiresGrad_()];
+      k.linearCrossEntropyComposite(hr, wr, t).mul(3.5).backward();
+      assertClose(h.grad!, hr.grad!, { atol: 1e-12, rtol: 1e-10, what: 'dh after two backwards' });
+      assertClose(w.grad!, wr.grad!, { atol: 1e-12, rtol: 1e-10, what: 'dW after two backwards' });
+    });
+  });
+
+  test('peak memory stays far below N x V x 4 bytes (N=64, V=4096)', { skip: !hasCpu() && 'cpu backend not built' }, () => {
+    k.tidy(() => {
+      const [N, D, V] = [64, 8, 4096];
+      const h = seededTensor([N, D], 'float32', 'cpu', 1).requiresGrad_();
+      const w = seededTensor([V, D], 'float32', 'cpu', 2).requiresGrad_();
+      const t = targets(N, V, 'cpu');
+      const peakOf = (f: () => void): number => {
+        const base = k.memory.stats().current.total;
+        k.memory.resetPeak();
+        k.tidy(f);
+        h.zeroGrad();
+        w.zeroGrad();
+        return k.memory.stats().peak.total - base;
+      };
+      const fused = peakOf(() => k.linearCrossEntropy(h, w, t, { chunkSize: 8 }).backward());
+      const unfused = peakOf(() => k.crossEntropy(k.linear(h, w), t).backward());
+      const logits = N * V * 4;
+      // fused: dW (V*D*4, needed by any method) plus two 8-row chunks; unfused holds logits and dlogits
+      assert.ok(fused < V * D * 4 + logits / 2, `fused peak ${fused} bytes, logits ${logits}`);
+      assert.ok(unfused >= 2 * logits, `unfused peak ${unfused} bytes`);
+    });
+  });
+
+  test('default chunks: equal pieces of about CHUNK_BYTES of logits, at least 8 rows (or all N)', () => {
+    for (const [N, V] of [[256, 49152], [4096, 151936], [64, 4096], [1000, 32000], [3, 7]]) {
+      const rows = defaultChunkRows(N, V);
+      const chunks = Math.ceil(N / rows);
+      assert.ok(rows >= Math.min(8, N) && rows <= N, `N=${N} V=${V}: ${rows} rows`);
+      // within one row of the budget, and no chunk much smaller than the others
+      assert.ok(rows <= 8 || (rows - 1) * V * 4 <= CHUNK_BYTES, `N=${N} V=${V}: ${rows} rows x ${V} floats`);
+      assert.ok(N - (chunks - 1) * rows >= rows - chunks, `N=${N} V=${V}: last chunk ${N - (chunks - 1) * rows} of ${rows}`);
+    }
+  });
+
+  test('bad input names the op and the shapes', () => {
+    k.tidy(() => {
+      const h = k.zeros([3, 4], { backend: 'ref' });
+      const w = k.zeros([5, 4], { backend: 'ref' });
+      const t = k.tensor([0, 1, 2], { dtype: 'int64', backend: 'ref' });
+      assert.throws(() => k.linearCrossEntropy(h, k.zeros([5, 3], { backend: 'ref' }), t), /linearCrossEntropy: weight \[5, 3\] must be \[V, 4\]/);
+      assert.throws(() => k.linearCrossEntropy(h, w, k.tensor([0, 1], { dtype: 'int64', backend: 'ref' })), /linearCrossEntropy: hidden \[3, 4\] and target \[2\]/);
+      assert.throws(() => k.linearCrossEntropy(h, w, t, { reduction: 'none' as 'sum' }), /reduction must be 'mean' or 'sum'/);
+      assert.throws(() => k.linearCrossEntropy(h, w, t, { chunkSize: 0 }), /chunkSize must be a positive integer/);
+      assert.throws(() => k.linearCrossEntropy(h, w, k.tensor([0, 9, 1], { dtype: 'int64', backend: 'ref' })), /target 9 out of range/);
+    });
+  });
+});
+
