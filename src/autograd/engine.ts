@@ -39,10 +39,13 @@ function dependencies(roots: GradFn[]): { nodes: Map<GradFn, number>; leaves: Ma
   return { nodes, leaves };
 }
 
-/** Sums two gradients we own into one (disposing both); into a's buffer when nothing else holds it. */
+/**
+ * Sums two gradients we own into one (disposing both); into a's buffer when nothing else holds it
+ * and the kernel can add it directly (half-precision adds go through the op, which upcasts).
+ */
 function sumGrads(a: Tensor | undefined, b: Tensor): Tensor {
   if (!a) return b;
-  if (ownsStorage(a) && a.dtype === b.dtype && sameShape(a.shape, b.shape)) {
+  if (ownsStorage(a) && a.dtype === b.dtype && (a.dtype === 'float32' || a.dtype === 'float64') && sameShape(a.shape, b.shape)) {
     backendOf(a).kernels.binary('add', a, b, a); // elementwise in place is safe: same index in and out
     b.dispose();
     return a;

@@ -31,7 +31,7 @@ for (const [type, maxErr, ratio] of [['nf4', 0.15, 0.145], ['fp4', 0.25, 0.145],
     k.manualSeed(9);
     const model = new k.CausalLM(config);
     const ids = k.randint(0, 64, [2, 12], { generator: new k.Generator(2) });
-    const ref = k.noGrad(() => k.tidy(() => model.forward({ inputIds: ids }).logits));
+    const ref = k.noGrad(() => k.tidy(() => model.forward({ inputIds: ids }).logits!));
     const linears = model.namedModules().filter(([, m]) => m instanceof k.nn.Linear);
     const replaced = linears.filter(([p]) => p !== 'lm_head').map(([, m]) => m as k.nn.Linear);
     const floatBytes = replaced.reduce((s, l) => s + l.weight.numel * 4, 0);
@@ -45,7 +45,7 @@ for (const [type, maxErr, ratio] of [['nf4', 0.15, 0.145], ['fp4', 0.25, 0.145],
     const quantBytes = floatBytes - (before - after);
     assert.equal(quantBytes, wantBytes, 'the old float weights are freed; only the quantized bytes remain');
     assert.ok(quantBytes / floatBytes < ratio, `${quantBytes} of ${floatBytes} bytes (${quantBytes / floatBytes})`);
-    const got = k.noGrad(() => k.tidy(() => model.forward({ inputIds: ids }).logits));
+    const got = k.noGrad(() => k.tidy(() => model.forward({ inputIds: ids }).logits!));
     const err = relRms(got, ref);
     assert.ok(err < maxErr && err > 0, `relative logits error ${err}`);
     for (const t of [got, ref, ids]) t.dispose();
