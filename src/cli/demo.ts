@@ -2,7 +2,8 @@
 // tokenizer and a tiny Llama config, generates synthetic tasks, pretrains on their text,
 // fine-tunes on them as chat (loss on the assistant's tokens only), measures exact-match
 // accuracy on held-out questions before and after, and saves an HF folder that `kestrel chat`
-// and `kestrel generate` load.
+// and `kestrel generate` load. `--finetune lora|qlora` runs the fine-tune phase as LoRA on the
+// frozen pretrained model (QLoRA: on its NF4-quantized copy) and saves the adapter beside it.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -20,6 +21,8 @@ import { manualSeed } from '../tensor/rng.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { Trainer } from '../train/trainer.js';
 import { decayParamGroups } from '../train/param_groups.js';
+import { injectLora, saveAdapter } from '../lora/peft.js';
+import { quantizeModel } from '../quant/quantize_model.js';
 import '../infer/index.js';
 
 const HF_CONFIG = {
@@ -27,6 +30,9 @@ const HF_CONFIG = {
   num_hidden_layers: 3, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128, rms_norm_eps: 1e-5,
   rope_theta: 10000, tie_word_embeddings: true, bos_token_id: null, eos_token_id: 258, pad_token_id: 256, torch_dtype: 'float32',
 };
+
+/** The fine-tune phase's adapters for --finetune lora|qlora: Unsloth's r 16 on every linear layer. */
+const LORA = { r: 16, alpha: 16, targetModules: 'all-linear' as const };
 
 /** Exact-match accuracy of greedy answers to the held-out questions. */
 async function accuracy(model: CausalLM, tok: Tokenizer, tasks: Task[]): Promise<number> {
@@ -45,7 +51,11 @@ async function accuracy(model: CausalLM, tok: Tokenizer, tasks: Task[]): Promise
 }
 
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false }, output: { type: 'string' }, steps: { type: 'string', default: '600' } } });
+  const { values } = parseArgs({ args: argv, options: {
+    json: { type: 'boolean', default: false }, output: { type: 'string' }, steps: { type: 'string', default: '600' }, finetune: { type: 'string', default: 'full' },
+  } });
+  const mode = values.finetune as 'full' | 'lora' | 'qlora';
+  if (!['full', 'lora', 'qlora'].includes(mode)) throw new Error(`--finetune must be full, lora or qlora, got '${values.finetune}'`);
   const t0 = performance.now();
   const say = (s: string): void => {
     if (!values.json) process.stdout.write(s + '\n');
@@ -80,12 +90,21 @@ export async function demoCommand(argv: string[]): Promise<number> {
     return loss;
   };
   const pretrainLoss = await phase('pretrain', 'pretrain.jsonl', true, 3e-3);
-  const finetuneLoss = await phase('finetune', 'chat.jsonl', false, 2e-3);
+  const pretrained = await accuracy(model, tok, heldOut);
+  const generationConfig = { eos_token_id: 258, pad_token_id: 256 };
+  let adapterDir: string | null = null;
+  if (mode !== 'full') {
+    savePretrained(modelDir, { model, hfConfig: HF_CONFIG, generationConfig }); // the base the adapter belongs to
+    if (mode === 'qlora') quantizeModel(model, { type: 'nf4', doubleQuant: true });
+    injectLora(model, LORA);
+  }
+  const finetuneLoss = await phase('finetune', 'chat.jsonl', false, mode === 'full' ? 2e-3 : 1e-2);
   const after = await accuracy(model, tok, heldOut);
-  savePretrained(modelDir, { model, hfConfig: HF_CONFIG, generationConfig: { eos_token_id: 258, pad_token_id: 256 } });
+  if (mode === 'full') savePretrained(modelDir, { model, hfConfig: HF_CONFIG, generationConfig });
+  else saveAdapter(model, (adapterDir = join(modelDir, 'adapter')), LORA, { baseModel: modelDir });
   model.dispose();
   const seconds = (performance.now() - t0) / 1e3;
-  const summary = { accuracy_before: before, accuracy_after: after, model_dir: modelDir, seconds: Math.round(seconds * 10) / 10 };
+  const summary = { finetune: mode, accuracy_before: before, accuracy_pretrained: pretrained, accuracy_after: after, model_dir: modelDir, adapter_dir: adapterDir, seconds: Math.round(seconds * 10) / 10 };
   if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else {
     say('');
@@ -94,9 +113,10 @@ export async function demoCommand(argv: string[]): Promise<number> {
     say(`| pretrain loss  | ${pretrainLoss.toFixed(3)} |`);
     say(`| finetune loss  | ${finetuneLoss.toFixed(3)} |`);
     say(`| accuracy before| ${(100 * before).toFixed(1)}% |`);
+    say(`| after pretrain | ${(100 * pretrained).toFixed(1)}% |`);
     say(`| accuracy after | ${(100 * after).toFixed(1)}% |`);
     say(`| seconds        | ${seconds.toFixed(1)} |`);
-    say(`\nsaved to ${modelDir}; try: kestrel chat --model ${modelDir}`);
+    say(`\nsaved to ${modelDir}; try: kestrel chat --model ${modelDir}${adapterDir ? ` --adapter ${adapterDir}` : ''}`);
   }
   return 0;
 }

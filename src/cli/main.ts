@@ -3,6 +3,7 @@ import { chatCommand } from './chat.js';
 import { doctor } from './doctor.js';
 import { generateCommand } from './generate.js';
 import { trainCommand } from './train.js';
+import { finetuneCommand } from './finetune.js';
 import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
 
@@ -11,6 +12,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   doctor: { about: 'version, backend, CPU features, threads and a measured matmul GFLOP/s', run: doctor },
   generate: { about: 'continue a prompt: --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--json]', run: generateCommand },
   train: { about: 'train or fine-tune: --model DIR|config.json --data FILE --output DIR [--deepspeed ds.json]', run: trainCommand },
+  finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', run: finetuneCommand },
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
 };

@@ -15,3 +15,14 @@ test('demo: accuracy rises and the saved model generates', () => {
   assert.equal(g.status, 0, g.stderr);
   assert.equal(JSON.parse(g.stdout.trim()).generated_ids.length > 0, true);
 });
+
+test('demo --finetune qlora: adapters on the NF4-quantized pretrained model learn the chat task', () => {
+  const r = runCli(['demo', '--steps', '150', '--finetune', 'qlora', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const s = JSON.parse(r.stdout.trim().split('\n').at(-1)!);
+  assert.equal(s.finetune, 'qlora');
+  // the base is frozen in 4 bits: every gain over the pretrained model is the adapters' doing
+  assert.ok(s.accuracy_after >= s.accuracy_pretrained + 0.1, `accuracy ${s.accuracy_pretrained} -> ${s.accuracy_after}`);
+  const g = runCli(['generate', '--model', s.model_dir, '--adapter', s.adapter_dir, '--prompt', 'What is 2+2?', '--max-new-tokens', '4', '--json']);
+  assert.equal(g.status, 0, g.stderr);
+});

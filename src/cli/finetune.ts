@@ -1,0 +1,58 @@
+// `kestrel finetune --model DIR|config.json --data FILE --output DIR [--lora-r 16 --lora-alpha 16
+// --target all-linear] [--qlora] [--full]`: `kestrel train` with Unsloth's defaults for adapting a
+// pretrained model (LoRA r 16 alpha 16 on every linear layer but the head, lr 2e-4, linear decay
+// after 5 warm-up steps, activation checkpointing on; chat data trains on assistant tokens only,
+// as the data pipeline always does). Takes every `kestrel train` flag and writes the same
+// metrics.jsonl; saves a PEFT adapter (or, with --full, the whole model).
+import { join } from 'node:path';
+import { injectLora, saveAdapter, type LoraConfig } from '../lora/peft.js';
+import { quantizeModel } from '../quant/quantize_model.js';
+import type { RunSettings } from '../train/run_config.js';
+import { numberFlag } from './model_args.js';
+import { type TrainingPlan, resolveSettings, runTraining } from './train.js';
+
+const FLAGS = {
+  'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-dropout': { type: 'string' }, target: { type: 'string' },
+  rslora: { type: 'boolean' }, qlora: { type: 'boolean' }, 'quant-type': { type: 'string' }, 'double-quant': { type: 'boolean' },
+  full: { type: 'boolean' },
+} as const;
+
+/** Unsloth's fine-tuning recipe, under the run file, the DeepSpeed config and the flags. */
+export const FINETUNE_DEFAULTS: Partial<RunSettings> = {
+  lr: 2e-4, checkpointing: 'full', schedule: { type: 'linear', warmup: 5, params: {} },
+};
+
+/** The LoRA settings from the flags (r 16, alpha 16, all linear layers by default). */
+export function loraFromFlags(values: Record<string, unknown>): LoraConfig {
+  const r = numberFlag(values, 'lora-r') ?? 16;
+  const target = (values.target as string | undefined) ?? 'all-linear';
+  return {
+    r, alpha: numberFlag(values, 'lora-alpha') ?? r, dropout: numberFlag(values, 'lora-dropout') ?? 0, useRslora: values.rslora === true,
+    targetModules: target === 'all-linear' ? 'all-linear' : target.split(',').map((t) => t.trim()).filter(Boolean),
+  };
+}
+
+export async function finetuneCommand(argv: string[]): Promise<number> {
+  const { settings, warnings, values } = resolveSettings(argv, { flags: FLAGS, defaults: FINETUNE_DEFAULTS });
+  if (values.full && values.qlora) throw new Error('--full and --qlora exclude each other (QLoRA trains adapters on a frozen 4-bit base)');
+  const quiet = values.quiet === true;
+  if (values.full) return runTraining(settings, warnings, quiet);
+  const lora = loraFromFlags(values);
+  const quantType = (values['quant-type'] as string | undefined) ?? 'nf4';
+  if (!['nf4', 'fp4'].includes(quantType)) throw new Error(`--quant-type must be nf4 or fp4, got '${quantType}'`);
+  const plan: TrainingPlan = {
+    prepare: (model) => {
+      // quantize first: the adapters then wrap the 4-bit layers, and the head stays float
+      if (values.qlora) quantizeModel(model, { type: quantType as 'nf4' | 'fp4', doubleQuant: values['double-quant'] === true });
+      const layers = injectLora(model, lora);
+      const trainable = model.parameters().filter((p) => p.requiresGrad).reduce((n, p) => n + p.numel, 0);
+      const total = model.parameters().reduce((n, p) => n + p.numel, 0);
+      if (!quiet) process.stderr.write(`${values.qlora ? 'QLoRA' : 'LoRA'} r ${lora.r} alpha ${lora.alpha} on ${layers.length} layers: ${trainable.toLocaleString()} trainable of ${total.toLocaleString()} parameters\n`);
+    },
+    save: (model, _hf, output) => {
+      saveAdapter(model, output, lora, { baseModel: settings.model });
+      return `adapter (${join(output, 'adapter_model.safetensors')})`;
+    },
+  };
+  return runTraining(settings, warnings, quiet, plan);
+}
