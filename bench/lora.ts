@@ -5,6 +5,7 @@
 // modes train and lora: frozen base, two extra matmuls per linear, no fusion).
 // Each (config, mode) runs in a fresh process so its peak memory (by tag, and RSS) is its own.
 // Run: node --import tsx bench/lora.ts [--configs smol135m,qwen05b] [--modes full,lora,qlora] [--no-peer]
+//      [--checkpointing full] (kestrel finetune's default; results to lora_checkpointing_full.json)
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -56,7 +57,7 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
   const times: number[] = [];
   k.memory.resetPeak();
   for (let i = 0; i < steps + 2; i++) {
-    const ids = (k.randint(0, s.vocab, [BATCH, SEQ + 1], { generator: gen }).toArray() as number[][]);
+    const ids = (k.randint(0, s.vocab, [BATCH, SEQ], { generator: gen }).toArray() as number[][]);
     const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
     const t0 = performance.now();
     accumulateGradients(model, [batch]);
@@ -144,7 +145,8 @@ async function main(): Promise<void> {
     console.log(`  LoRA peak ${f(s.loraPeakOfFull, true)} of full (target <= 40%); QLoRA peak ${f(s.qloraPeakOfFull, true)} of full (target <= 25%) at ${f(s.qloraStepOfLora)} LoRA's step time (target <= 1.3x)`);
   }
   if (typeof peer === 'string') console.log(peer);
-  const path = writeResult('lora', {
+  // the headline run matches PyTorch's (no checkpointing); the finetune default goes to its own file
+  const path = writeResult(ckpt === 'none' ? 'lora' : `lora_checkpointing_${ckpt}`, {
     threads: 'all cores (KESTREL_NUM_THREADS unset)', batch: BATCH, seq: SEQ, lora: LORA, checkpointing: ckpt, steps,
     rows, summary, peer: typeof peer === 'string' ? peer : 'torch_llama_bench.py --modes train,lora (r 16, alpha 32, fp32, 2 threads), the faster of OpenBLAS auto and forced core type per row',
   });

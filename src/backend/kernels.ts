@@ -140,7 +140,7 @@ export interface Kernels {
   ): void;
   /** per-row loss [N] and logsumexp [N] of logits [N, V] (f32) against int64 targets [N] */
   crossEntropy(logits: View, target: View, opts: CrossEntropyOpts, loss: View, lse: View): void;
-  /** dlogits [N, V] given dloss [N] */
+  /** dlogits [N, V] given dloss [N]; dlogits may be logits itself (each logit is read before its gradient is written) */
   crossEntropyBackward(logits: View, target: View, lse: View, dloss: View, opts: CrossEntropyOpts, dlogits: View): void;
   /** rotary embedding of x [B, H, T, hd] with cos/sin [B, T, hd/2]; out may be x itself (each pair is read before it is written) */
   rope(x: View, cos: View, sin: View, out: View, opts: RopeOpts): void;

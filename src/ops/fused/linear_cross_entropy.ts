@@ -20,11 +20,13 @@ import { full } from '../creation.js';
 import { item } from '../transfer.js';
 
 /**
- * Logits bytes per chunk when no chunkSize is given. Every chunk streams W through three GEMMs
- * and its dW update has only `chunk` rows of depth, so smaller chunks cost time: with N=256,
- * D=576, V=49152 on 2 cores, 37-row chunks (8 MiB) run within ~15% of the unfused loss.
+ * Logits bytes per chunk when no chunkSize is given. Every chunk streams (and the GEMM packs) all
+ * of W in each of its products, so small chunks are slow: on the smol135m shape (N=256, D=576,
+ * V=49152) on 2 cores the head's GEMMs took ~250 ms with 37-row chunks (8 MiB) and ~160 ms with
+ * 24 MiB ones, about the unfused time. The logit gradient overwrites the logits, so one buffer
+ * of this size is all the loss holds.
  */
-export const CHUNK_BYTES = 8 << 20;
+export const CHUNK_BYTES = 24 << 20;
 
 /** Rows per chunk: as many equal chunks as CHUNK_BYTES of float32 logits require, at least 8 rows (or N). */
 export function defaultChunkRows(N: number, V: number): number {
@@ -99,7 +101,7 @@ function chunkedPass(
   const rows = emptyLike(h, [N]);
   const dh = wantH ? emptyLike(h, [N, D]) : null;
   const dw = wantW ? emptyLike(w, [V, D]) : null;
-  const [zBuf, dzBuf] = [emptyLike(h, [chunk, V]), wantH || wantW ? emptyLike(h, [chunk, V]) : null];
+  const zBuf = emptyLike(h, [chunk, V]);
   const [lse, dloss] = [emptyLike(h, [chunk]), full([chunk], 1 / count, { dtype: h.dtype, backend: h.backendName })];
   for (let r0 = 0; r0 < N; r0 += chunk) {
     tidy(() => {
@@ -111,8 +113,10 @@ function chunkedPass(
       const logits = th ? mul(th, o.softcap) : z;
       const [l, ls] = [narrow(lse, 0, 0, n), narrow(dloss, 0, 0, n)];
       k.crossEntropy(logits, tc, ce, narrow(rows, 0, r0, n), l);
-      if (!dzBuf) return;
-      let dz = narrow(dzBuf, 0, 0, n);
+      if (!wantH && !wantW) return;
+      // the gradient overwrites z (the kernel reads each logit before writing its gradient); with
+      // soft-capping z is dead once th holds tanh(z / c)
+      let dz = z;
       k.crossEntropyBackward(logits, tc, l, ls, ce, dz);
       if (th) dz = mul(dz, sub(1, mul(th, th)));
       if (dh) k.matmul(dz, w, narrow(dh, 0, r0, n), false); // [n, V] @ [V, D]
@@ -121,6 +125,6 @@ function chunkedPass(
   }
   if (dw && N === 0) k.fill(dw, 0);
   const loss = tidy(() => (o.reduction === 'mean' ? div(sum(rows), count) : sum(rows)));
-  for (const x of [h, w, t, wt, rows, zBuf, dzBuf, lse, dloss]) x?.dispose();
+  for (const x of [h, w, t, wt, rows, zBuf, lse, dloss]) x?.dispose();
   return { loss, dh, dw };
 }
