@@ -39,10 +39,16 @@ export interface LoadResult {
 export class Module {
   training = true;
   private readonly bufferNames = new Map<string, boolean>(); // name -> persistent
+  /** buffers whose dtype is part of a storage format (quantization statistics): to(dtype) leaves them */
+  private readonly formatBuffers = new Set<string>();
 
-  /** Registers a non-trainable tensor (e.g. rotary frequencies); persistent ones are in the state dict. */
-  registerBuffer(name: string, t: Tensor, persistent = true): Tensor {
+  /**
+   * Registers a non-trainable tensor (e.g. rotary frequencies); persistent ones are in the state
+   * dict. A `format` buffer keeps its dtype when the model is cast (it still moves backends).
+   */
+  registerBuffer(name: string, t: Tensor, persistent = true, opts: { format?: boolean } = {}): Tensor {
     this.bufferNames.set(name, persistent);
+    if (opts.format) this.formatBuffers.add(name);
     keep(t);
     Reflect.set(this, name, t);
     return t;
@@ -141,6 +147,7 @@ export class Module {
     for (const [, m] of this.namedModules()) {
       for (const [key, v] of Object.entries(m)) {
         if (!(v instanceof Tensor) || !(isParameter(v) || m.bufferNames.has(key))) continue;
+        if (m.formatBuffers.has(key) && target !== 'cpu' && target !== 'ref') continue;
         let next = done.get(v);
         if (!next) {
           next = keep(noGrad(() => convert(v)));

@@ -90,7 +90,7 @@ export class QuantLinear extends Module {
     if (stats && stats.nestedAbsmax.length !== Math.ceil(nScales / stats.blockSize))
       throw new Error(`${where}: expected ${Math.ceil(nScales / stats.blockSize)} nested absmax values, got ${stats.nestedAbsmax.length}`);
     const buffer = (name: string, values: Float32Array | Uint8Array | Int8Array, dtype: 'float32' | 'uint8' | 'int8') =>
-      this.registerBuffer(name, tensor(values, { dtype, backend: opts.backend, tag: 'param' }), false);
+      this.registerBuffer(name, tensor(values, { dtype, backend: opts.backend, tag: 'param' }), false, { format: true });
     this.qweight = buffer('qweight', data, four ? 'uint8' : 'int8');
     this.scales = stats ? buffer('scales', stats.codes, 'uint8') : buffer('scales', scales as Float32Array, 'float32');
     this.code = code && buffer('code', code, 'float32');
@@ -129,9 +129,6 @@ export class QuantLinear extends Module {
 
   /** The kernel's view of the weight (the buffers themselves). */
   private weight(): QuantTensors {
-    for (const t of [this.code, this.scales, this.nested_code, this.nested_absmax])
-      if (t && t.dtype !== 'float32' && t.dtype !== 'uint8')
-        throw new Error(`QuantLinear: its float32 statistics were cast to ${t.dtype} (model.to(dtype) after quantizing?); quantize after casting`);
     const nested = this.nested_code && this.nested_absmax
       ? { code: this.nested_code, absmax: this.nested_absmax, offset: this.nestedOffset, blockSize: this.nestedBlockSize }
       : null;

@@ -82,10 +82,15 @@ test('FrozenLinear: applyWeight / applyWeightTransposed record no autograd and t
   assert.deepEqual(Object.keys(q.stateDict()), ['bias'], 'quantized buffers are not state-dict entries');
 });
 
-test('a model cast after quantizing is an error naming the cause', () => {
-  const q = k.quant.QuantLinear.fromLinear(new k.nn.Linear(32, 16), { type: 'nf4', blockSize: 32 });
+test('casting a quantized layer leaves its storage format alone; bf16 inputs give the float32 product rounded', () => {
+  const q = k.quant.QuantLinear.fromLinear(new k.nn.Linear(32, 16, { bias: false }), { type: 'nf4', blockSize: 32, doubleQuant: true }); // a cast bias would round differently
+  const x = k.randn([3, 32], { generator: new k.Generator(4) }).to('bfloat16');
+  const want = k.noGrad(() => q.forward(x.to('float32')).to('bfloat16').toFloat32Array());
   q.to('bfloat16');
-  assert.throws(() => q.forward(k.zeros([1, 32])), /float32 statistics were cast to bfloat16/);
+  for (const [name, b] of q.namedBuffers()) assert.notEqual(b.dtype, 'bfloat16', `${name} keeps its format dtype`);
+  const got = k.noGrad(() => q.forward(x));
+  assert.equal(got.dtype, 'bfloat16');
+  assert.deepEqual(got.toFloat32Array(), want);
   assert.throws(() => k.quant.QuantLinear.fromLinear(new k.nn.Linear(32, 16), { type: 'int8', doubleQuant: true }), /doubleQuant applies to nf4\/fp4/);
   assert.throws(() => k.quant.QuantLinear.fromLinear(new k.nn.Linear(32, 16), { type: 'q4_0' as 'nf4' }), /unsupported type "q4_0"/);
 });
