@@ -49,6 +49,12 @@ export interface LoraProjection {
 export interface LoraCallOptions {
   training?: boolean;
   generator?: Generator;
+  /**
+   * x can be rebuilt from `from` (tensors some other op saves anyway, e.g. the gate and up a
+   * SwiGLU keeps): backward holds those and calls fn for x instead of keeping x alive, as
+   * Unsloth does for down_proj's input. fn runs without autograd and must return x exactly.
+   */
+  recompute?: { from: Tensor[]; fn: (from: Tensor[]) => Tensor };
 }
 
 /**
@@ -190,16 +196,18 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
 
   // saved: x, xs per segment, and handles on the adapter weights (no new memory)
   const ins = ps.flatMap((p) => [p.A, p.B, p.base.bias]);
-  const xS = save(x);
+  const rebuild = opts.recompute ? { from: opts.recompute.from.map(save), fn: opts.recompute.fn } : null;
+  const xS = rebuild ? null : save(x);
   const stS = fwd.stacks.map((s) => ({ xs: save(s.xs), svec: s.svec }));
   const aS = ps.map((p) => save(p.A));
   const bS = ps.map((p) => save(p.B));
-  const saved = [xS, ...stS.map((s) => s.xs), ...aS, ...bS];
+  const saved = [...(xS ? [xS] : rebuild!.from), ...stS.map((s) => s.xs), ...aS, ...bS];
   for (const s of fwd.stacks) s.xs.dispose();
 
   /** The gradients of [x, A_1, B_1, b_1, A_2, ...] from the outputs' gradients (undefined: output unused). */
   const backward = (gs: (Tensor | undefined)[]): (Tensor | null)[] => autocast(null, () => {
-    const xc = cast(reshape(contiguous(xS), [-1, inF]), cd);
+    const xr = xS ?? noGrad(() => rebuild!.fn(rebuild!.from));
+    const xc = cast(reshape(contiguous(xr), [-1, inF]), cd);
     const N = xc.shape[0];
     const k = backendOf(xc).kernels;
     const g2 = gs.map((g, i) => (g ? cast(reshape(contiguous(g), [N, ps[i].base.outFeatures]), cd) : null));

@@ -13,7 +13,7 @@ import { Tensor } from '../tensor/tensor.js';
 import { normal_, uniform } from '../nn/init.js';
 import { type FrozenLinear, Linear } from '../nn/layers.js';
 import { Module, Parameter } from '../nn/module.js';
-import { type LoraProjection, loraLinear } from './fused_lora.js';
+import { type LoraCallOptions, type LoraProjection, loraLinear } from './fused_lora.js';
 import { ModuleDict } from './module_dict.js';
 
 export interface LoraOptions {
@@ -116,9 +116,10 @@ export class LoraLinear extends Module {
     return { base: this.base_layer, A: this.lora_A.get(n).weight, B: this.lora_B.get(n).weight, scaling: this.scaling(n), dropout };
   }
 
-  forward(x: Tensor): Tensor {
+  /** `recompute` (see LoraCallOptions) lets backward rebuild x instead of keeping it. */
+  forward(x: Tensor, opts: Pick<LoraCallOptions, 'recompute'> = {}): Tensor {
     const p = this.projection();
-    return p ? loraLinear(x, p) : this.base_layer.forward(x);
+    return p ? loraLinear(x, p, opts) : this.base_layer.forward(x);
   }
 
   /** W + s B A of the active adapter as a new plain Linear (the adapter folded into the base). */

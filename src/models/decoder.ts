@@ -18,6 +18,7 @@ import type { KVCache } from './kv_cache.js';
 import { SparseMoe } from './moe.js';
 import { glu } from '../ops/glu.js';
 import { sharedInputProjections } from '../lora/shared_input.js';
+import { LoraLinear } from '../lora/lora_linear.js';
 
 /** What every layer needs for one forward call. */
 export interface LayerContext {
@@ -120,7 +121,12 @@ export class Mlp extends Module {
       const gu = this.gate_up_proj.forward(x);
       [gate, up] = [narrow(gu, -1, 0, F), narrow(gu, -1, F, F)];
     } else [gate, up] = sharedInputProjections(x, [this.gate_proj!, this.up_proj!]);
-    return this.down_proj.forward(glu(gate, up, this.c.activation));
+    const act = this.c.activation;
+    const h = glu(gate, up, act);
+    // a LoRA down_proj rebuilds its input from the gate and up that glu keeps for its own backward,
+    // instead of holding the [tokens, intermediate] product too
+    const down: Linear | LoraLinear = this.down_proj;
+    return down instanceof LoraLinear ? down.forward(h, { recompute: { from: [gate, up], fn: ([g, u]) => glu(g, u, act) } }) : down.forward(h);
   }
 }
 

@@ -217,3 +217,29 @@ test('forward saves only x and x Aᵀ: memory returns to its baseline after back
   for (const t of [x, ...ps.flatMap((p) => [p.A, p.B])]) t.zeroGrad();
   assert.equal(k.memory.stats().current.total, before, 'every saved tensor was freed');
 });
+
+test('recompute: x rebuilt from the gate and up glu keeps gives identical gradients and holds no copy of x', () => {
+  const p = projection({ inF: 33, outF: 7, r: 5, bias: true }, 71);
+  const gate = k.keep(seededTensor([2, 7, 33], 'float32', backend, 72, -1, 1)).requiresGrad_();
+  const up = k.keep(seededTensor([2, 7, 33], 'float32', backend, 73, -1, 1)).requiresGrad_();
+  const rebuild = { from: [gate, up], fn: ([g, u]: k.Tensor[]) => k.glu(g, u, 'silu') };
+  const grads = (recompute: boolean): k.Tensor[] => {
+    for (const t of [gate, up, p.A, p.B, p.base.bias]) t?.zeroGrad();
+    k.tidy(() => {
+      const y = loraLinear(k.glu(gate, up, 'silu'), p, recompute ? { recompute: rebuild } : {});
+      y.mul(k.tensor(seeded(y.numel, 74), { shape: [...y.shape], backend })).sum().backward();
+    });
+    return [gate.grad!, up.grad!, p.A.grad!, p.B.grad!].map((g) => k.noGrad(() => g.clone()));
+  };
+  const [want, got] = [grads(false), grads(true)];
+  got.forEach((g, i) => assert.deepEqual(g.toFloat32Array(), want[i].toFloat32Array(), `gradient #${i} bit-identical`));
+  // what stays alive between forward and backward: with recompute, glu's output is freed at once
+  const live = (recompute: boolean): number => {
+    const before = k.memory.stats().current.total;
+    const y = k.tidy(() => loraLinear(k.glu(gate, up, 'silu'), p, recompute ? { recompute: rebuild } : {}));
+    const held = k.memory.stats().current.total - before;
+    y.dispose();
+    return held;
+  };
+  assert.equal(live(false) - live(true), 2 * 7 * 33 * 4, 'exactly the [14, 33] float32 input less');
+});
