@@ -61,22 +61,7 @@ const KernelSet kScalar = {"scalar", kScalarMR, kScalarNR, 2048, 256, 512, scala
 
 // ---------------------------------------------------------------- per-thread packing buffers
 
-// Grown on first use to the largest size this thread needed and then reused, so the loops
-// below never allocate.
-struct Buffer {
-  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
-  size_t floats = 0;
-  float* get(size_t n) {
-    if (n > floats) {
-      size_t bytes = (n * sizeof(float) + 63) & ~size_t(63);
-      data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-      if (!data) throw KernelError("sgemm: out of memory for a " + std::to_string(bytes) + "-byte packing buffer");
-      floats = n;
-    }
-    return data.get();
-  }
-};
-thread_local Buffer a_buffer, b_buffer;
+thread_local ScratchBuffer a_buffer{"sgemm packing"}, b_buffer{"sgemm packing"};
 
 // ---------------------------------------------------------------- the blocked product
 

@@ -4,6 +4,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -47,6 +49,24 @@ struct View {
 // Thrown for bad input; binding.cc turns it into a JS Error prefixed with the kernel name.
 struct KernelError : std::runtime_error {
   using std::runtime_error::runtime_error;
+};
+
+// A per-thread float buffer (packing panels, decoded weight tiles) grown on first use to the
+// largest size that thread needed and then reused, so hot loops never allocate. 64-byte aligned.
+struct ScratchBuffer {
+  const char* owner;  // named in the out-of-memory error
+  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
+  size_t floats = 0;
+  explicit ScratchBuffer(const char* owner) : owner(owner) {}
+  float* get(size_t n) {
+    if (n > floats) {
+      size_t bytes = (n * sizeof(float) + 63) & ~size_t(63);
+      data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
+      if (!data) throw KernelError(std::string(owner) + ": out of memory for a " + std::to_string(bytes) + "-byte buffer");
+      floats = n;
+    }
+    return data.get();
+  }
 };
 
 std::string shape_str(const View& v);

@@ -242,21 +242,7 @@ void decode_tile(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64
 
 // ---------------------------------------------------------------- tiling
 
-// One scratch tile per thread, grown to the largest size needed and then reused.
-struct Scratch {
-  std::unique_ptr<float, decltype(&std::free)> data{nullptr, &std::free};
-  size_t floats = 0;
-  float* get(size_t n) {
-    if (n > floats) {
-      size_t bytes = (n * sizeof(float) + 63) & ~size_t(63);
-      data.reset(static_cast<float*>(std::aligned_alloc(64, bytes)));
-      if (!data) throw KernelError("quant_linear: out of memory for a " + std::to_string(bytes) + "-byte tile");
-      floats = n;
-    }
-    return data.get();
-  }
-};
-thread_local Scratch scratch;
+thread_local ScratchBuffer scratch{"quant_linear tile"};
 
 constexpr int64_t kTileFloats = 262144;  // ~1 MiB: a tile stays in L2 between decoding and packing
 
