@@ -39,11 +39,11 @@ export async function finetuneCommand(argv: string[]): Promise<number> {
   if (values.full) return runTraining(settings, warnings, quiet);
   const lora = loraFromFlags(values);
   const quantType = (values['quant-type'] as string | undefined) ?? 'nf4';
-  if (!['nf4', 'fp4'].includes(quantType)) throw new Error(`--quant-type must be nf4 or fp4, got '${quantType}'`);
+  if (!['nf4', 'fp4', 'int8'].includes(quantType)) throw new Error(`--quant-type must be nf4, fp4 or int8, got '${quantType}'`);
   const plan: TrainingPlan = {
     prepare: (model) => {
       // quantize first: the adapters then wrap the 4-bit layers, and the head stays float
-      if (values.qlora) quantizeModel(model, { type: quantType as 'nf4' | 'fp4', doubleQuant: values['double-quant'] === true });
+      if (values.qlora) quantizeModel(model, { type: quantType as 'nf4' | 'fp4' | 'int8', doubleQuant: values['double-quant'] === true });
       const layers = injectLora(model, lora);
       const trainable = model.parameters().filter((p) => p.requiresGrad).reduce((n, p) => n + p.numel, 0);
       const total = model.parameters().reduce((n, p) => n + p.numel, 0);

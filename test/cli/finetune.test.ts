@@ -92,5 +92,5 @@ test('--full saves the whole model; bad settings are errors', () => {
   assert.equal(rank.status, 1);
   assert.match(rank.stderr, /rank 0/);
   const qt = runCli([...base, '--output', join(dir, 'z'), '--qlora', '--quant-type', 'int3']);
-  assert.match(qt.stderr, /--quant-type must be nf4 or fp4/);
+  assert.match(qt.stderr, /--quant-type must be nf4, fp4 or int8/);
 });
