@@ -12,11 +12,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
-import { loadNative } from '../src/backend/cpu/native.js';
 import { decoderConfig } from '../src/models/registry.js';
 import { accumulateGradients } from '../src/train/step.js';
 import { decayParamGroups } from '../src/train/param_groups.js';
-import { SHARED_BENCH, median, runPeer, writeResult } from './lib/report.js';
+import { SHARED_BENCH, median, peerCoretype, runPeer, writeResult } from './lib/report.js';
 
 const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: number; ffn: number; vocab: number; torch: string }> = {
   smol135m: { dim: 576, layers: 30, heads: 9, kv: 3, ffn: 1536, vocab: 49152, torch: 'smollm135m' },
@@ -82,12 +81,6 @@ function runWorker(config: string, mode: Mode, steps: number, checkpointing: str
 }
 
 interface PeerRow { config: string; mode: string; tokens_per_s: number; step_s_median?: number; peak_rss_mib?: number; [k: string]: unknown }
-
-/** The OpenBLAS kernels this CPU can run (see bench/sgemm.ts). */
-function peerCoretype(): string {
-  const f = loadNative()?.info();
-  return !f ? 'Prescott' : f.avx512f ? 'SkylakeX' : f.avx2 ? 'Haswell' : 'Prescott';
-}
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {

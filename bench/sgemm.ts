@@ -7,7 +7,7 @@ import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:chil
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { commitHash, cpuModel } from './lib/report.js';
+import { commitHash, cpuModel, peerCoretype } from './lib/report.js';
 import { loadNative, nativeLoadError, Packer, type NativeAddon, type NativeView } from '../src/backend/cpu/native.js';
 
 export interface SgemmShape {
@@ -196,16 +196,6 @@ function peerMissing(): string | null {
   return r.status === 0 ? null : 'numpy/threadpoolctl not installed (apt-get install -y python3-numpy libopenblas0-pthread python3-threadpoolctl)';
 }
 
-/**
- * OpenBLAS 0.3.21 (Debian 12) does not recognise newer Intel models and falls back to its
- * generic SSE3 "Prescott" kernels, several times slower than its AVX-512 ones. The forced run
- * gives the peer the kernels this CPU can run, so that ratio is the honest one.
- */
-function peerCoretype(addon: NativeAddon): string {
-  const f = addon.info();
-  return f.avx512f ? 'SkylakeX' : f.avx2 ? 'Haswell' : 'Prescott';
-}
-
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Idle fraction of all CPUs over `ms` (from /proc/stat; 1 where it cannot be read). */
@@ -259,7 +249,7 @@ export async function benchSgemm(opts: SgemmOptions): Promise<SgemmResult[]> {
   const addon = loadNative();
   if (!addon) throw new Error(`sgemm bench: native addon not built: ${nativeLoadError()}`);
   const shapes = opts.shapes ?? SHAPES, minTime = opts.minTime ?? 0.5, rounds = opts.rounds ?? 2;
-  const coretype = peerCoretype(addon);
+  const coretype = peerCoretype();
   const missing = opts.peer === false ? 'not requested' : peerMissing();
   let peers = missing ? null : [new Peer(), new Peer(coretype)];
   lastPeer = { note: missing ? `peer not run: ${missing}` : 'ok', auto: null, forced: null, coretype };

@@ -4,6 +4,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { loadNative } from '../../src/backend/cpu/native.js';
 
 export const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const SHARED_BENCH = join(BENCH_DIR, '..', '..', 'shared', 'bench');
@@ -39,6 +40,16 @@ export function machine(): { commit: string; cpu: string; cores: number; node: s
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+}
+
+/**
+ * The OpenBLAS core type for the kernels this CPU can run. OpenBLAS 0.3.21 (Debian 12) does not
+ * recognise newer Intel models and falls back to its generic SSE3 "Prescott" kernels, several
+ * times slower than its AVX-512 ones; a peer run forced to this type is the honest comparison.
+ */
+export function peerCoretype(): string {
+  const f = loadNative()?.info();
+  return !f ? 'Prescott' : f.avx512f ? 'SkylakeX' : f.avx2 ? 'Haswell' : 'Prescott';
 }
 
 /**

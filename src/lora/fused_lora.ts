@@ -25,7 +25,7 @@ import { add, compare, mul, to, where } from '../ops/elementwise.js';
 import { cat } from '../ops/indexing.js';
 import { linear } from '../ops/matmul.js';
 import { sumToShape } from '../ops/reduce.js';
-import { tensor } from '../ops/creation.js';
+import { tensor, zeros } from '../ops/creation.js';
 import { dropout } from '../ops/attention.js';
 import { contiguous, expand, narrow, reshape, transpose } from '../ops/view.js';
 import { type FrozenLinear, Linear } from '../nn/layers.js';
@@ -240,7 +240,7 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
           if (g2[m] && ps[m].A.requiresGrad) grads[1 + 3 * m] = cast(contiguous(narrow(dA, 0, offsetIn(s, m), ranks[m])), ps[m].A.dtype);
       }
       if (!x.requiresGrad) return;
-      dx ??= tensorZeros(xc, [N, inF]);
+      dx ??= zeros([N, inF], { dtype: xc.dtype, backend: xc.backendName });
       const A = stackA(s, aS, cd);
       if (s.p === 0) k.matmul(transpose(gBs), A, dx, true);
       else {
@@ -270,10 +270,4 @@ function linearGrad(k: ReturnType<typeof backendOf>['kernels'], g: Tensor, xs: T
   const out = emptyLike(g, [g.shape[1], xs.shape[1]]);
   k.matmul(transpose(g), xs, out, false);
   return out;
-}
-
-function tensorZeros(like: Tensor, shape: number[]): Tensor {
-  const t = emptyLike(like, shape);
-  backendOf(like).kernels.fill(t, 0);
-  return t;
 }
