@@ -11,7 +11,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k from '../src/index.js';
 import { commitHash, cpuModel } from './lib/report.js';
-import { loadNative, nativeLoadError } from '../src/backend/cpu/native.js';
+import { loadNative, nativeLoadError } from '../src/backend/addon.js';
 
 export interface AttentionBenchConfig {
   B: number;

@@ -13,7 +13,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as k from '../src/index.js';
 import { commitHash, cpuModel } from './lib/report.js';
-import { loadNative, nativeLoadError, Packer, type NativeAddon, type NativeView } from '../src/backend/cpu/native.js';
+import { loadNative, nativeLoadError, type NativeAddon } from '../src/backend/addon.js';
+import { Packer, type NativeView } from '../src/backend/cpu/native.js';
 import { UNARY_OPS, ARITH_OPS, type UnaryOp } from '../src/backend/kernels.js';
 
 export interface ElementwiseResult {

@@ -8,7 +8,8 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { commitHash, cpuModel, peerCoretype } from './lib/report.js';
-import { loadNative, nativeLoadError, Packer, type NativeAddon, type NativeView } from '../src/backend/cpu/native.js';
+import { loadNative, nativeLoadError, type NativeAddon } from '../src/backend/addon.js';
+import { Packer, type NativeView } from '../src/backend/cpu/native.js';
 
 export interface SgemmShape {
   name: string;

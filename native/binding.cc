@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "cuda/runtime.h"
 #include "kernel_api.h"
 
 using namespace kestrel;
@@ -12,6 +13,7 @@ using namespace kestrel;
 namespace {
 
 constexpr size_t kArgSlots = 4096;
+constexpr size_t kCudaArgBytes = 4096;  // CUDA's limit on a kernel's parameters (before Volta's 32 KB)
 
 class Addon : public Napi::Addon<Addon> {
  public:
@@ -34,7 +36,31 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("info", &Addon::Info),
         InstanceMethod("setThreads", &Addon::SetThreads),
         InstanceMethod("liveBytes", &Addon::LiveBytes),
+        InstanceMethod("cudaLoad", &Addon::CudaLoad),
+        InstanceMethod("cudaInit", &Addon::CudaInit),
+        InstanceMethod("cudaAlloc", &Addon::CudaAlloc),
+        InstanceMethod("cudaFree", &Addon::CudaFree),
+        InstanceMethod("cudaWrite", &Addon::CudaWrite),
+        InstanceMethod("cudaRead", &Addon::CudaRead),
+        InstanceMethod("cudaCopy", &Addon::CudaCopy),
+        InstanceMethod("cudaCompile", &Addon::CudaCompile),
+        InstanceMethod("cudaModule", &Addon::CudaModule),
+        InstanceMethod("cudaFunction", &Addon::CudaFunction),
+        InstanceMethod("cudaSetSmem", &Addon::CudaSetSmem),
+        InstanceMethod("cudaLaunch", &Addon::CudaLaunch),
+        InstanceMethod("cudaGemm", &Addon::CudaGemm),
+        InstanceMethod("cudaSync", &Addon::CudaSync),
+        InstanceMethod("cudaMemStats", &Addon::CudaMemStats),
+        InstanceMethod("cudaResetPeak", &Addon::CudaResetPeak),
+        InstanceMethod("cudaEmptyCache", &Addon::CudaEmptyCache),
+        InstanceMethod("cudaCapture", &Addon::CudaCapture),
+        InstanceMethod("cudaGraph", &Addon::CudaGraph),
+        InstanceMethod("cudaEvent", &Addon::CudaEvent),
     });
+    auto cuda_args = Napi::ArrayBuffer::New(env, kCudaArgBytes);
+    cuda_args_ = static_cast<char*>(cuda_args.Data());
+    cuda_args_ref_ = Napi::Persistent(cuda_args);
+    exports.Set("cudaArgs", Napi::Uint8Array::New(env, kCudaArgBytes, cuda_args, 0));
     exports.Set("args", Napi::Float64Array::New(env, kArgSlots, buffer, 0));
     exports.Set("kernels", names);
   }
@@ -134,8 +160,12 @@ class Addon : public Napi::Addon<Addon> {
     return Napi::Number::New(info.Env(), double(storage_live_bytes()));
   }
 
+#include "binding_cuda.inc"
+
   double* args_ = nullptr;
   Napi::Reference<Napi::ArrayBuffer> args_ref_;
+  char* cuda_args_ = nullptr;
+  Napi::Reference<Napi::ArrayBuffer> cuda_args_ref_;
   std::vector<KernelEntry> kernels_;
 };
 

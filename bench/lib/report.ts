@@ -4,7 +4,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadNative } from '../../src/backend/cpu/native.js';
+import { loadNative } from '../../src/backend/addon.js';
 
 export const BENCH_DIR = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const SHARED_BENCH = join(BENCH_DIR, '..', '..', 'shared', 'bench');

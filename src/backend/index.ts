@@ -2,7 +2,7 @@
 // picks the default; tensors remember the backend of their storage.
 import type { Tensor } from '../tensor/tensor.js';
 import { createCpuBackend } from './cpu/backend.js';
-import { nativeLoadError } from './cpu/native.js';
+import { nativeLoadError } from './addon.js';
 import type { Backend, BackendName } from './kernels.js';
 import { refBackend } from './ref/backend.js';
 

@@ -1,7 +1,7 @@
 // `kestrel doctor`: what this installation can do, measured rather than assumed.
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { loadNative, nativeLoadError } from '../backend/cpu/native.js';
+import { loadNative, nativeLoadError } from '../backend/addon.js';
 import * as k from '../index.js';
 
 function version(): string {

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
-import { loadNative, nativeLoadError } from '../../src/backend/cpu/native.js';
+import { loadNative, nativeLoadError } from '../../src/backend/addon.js';
 import { assertClose, seeded, runChild } from '../helpers.js';
 
 const HAS_CPU = k.hasBackend('cpu');

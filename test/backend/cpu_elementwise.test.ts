@@ -397,14 +397,14 @@ const GROUPS: Record<string, () => void> = {
 const SIMD_GROUPS = ['unary', 'special', 'grad', 'binary', 'cast', 'half', 'streaming'];
 
 if (CHILD) {
-  const addon = (await import('../../src/backend/cpu/native.js')).loadNative()!;
+  const addon = (await import('../../src/backend/addon.js')).loadNative()!;
   for (const name of SIMD_GROUPS) k.tidy(() => GROUPS[name]());
   console.log(`ok ${JSON.stringify(addon.info())}`);
 } else {
   const skip = HAS_CPU ? false : 'cpu backend unavailable (native addon not built: run npm run build)';
   for (const [name, f] of Object.entries(GROUPS)) test(`cpu elementwise: ${name}`, { skip }, () => k.tidy(() => f()));
   test('cpu elementwise: 1 thread', { skip }, async () => {
-    const addon = (await import('../../src/backend/cpu/native.js')).loadNative()!;
+    const addon = (await import('../../src/backend/addon.js')).loadNative()!;
     addon.setThreads(1);
     try {
       k.tidy(() => { binaryGroup(); castGroup(); });

@@ -9,7 +9,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
-import { loadNative, nativeLoadError } from '../../src/backend/cpu/native.js';
+import { loadNative, nativeLoadError } from '../../src/backend/addon.js';
 import { assertClose, like, runChild, seededTensor } from '../helpers.js';
 
 const skip = k.hasBackend('cpu') ? false : `cpu backend not built (${nativeLoadError()})`;

@@ -152,7 +152,7 @@ const GROUPS: Record<string, () => void> = { select: selectGroup, add: addGroup,
 const skip = HAS_CPU ? false : 'cpu backend unavailable (native addon not built: run npm run build)';
 for (const [name, f] of Object.entries(GROUPS)) test(`cpu indexing: ${name}`, { skip }, () => k.tidy(() => f()));
 test('cpu indexing: adds on 1 thread', { skip }, async () => {
-  const addon = (await import('../../src/backend/cpu/native.js')).loadNative()!;
+  const addon = (await import('../../src/backend/addon.js')).loadNative()!;
   addon.setThreads(1);
   try {
     k.tidy(() => bigAdds());

@@ -6,7 +6,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
-import { loadNative, nativeLoadError, Packer, type NativeAddon, type NativeView } from '../../src/backend/cpu/native.js';
+import { loadNative, nativeLoadError, type NativeAddon } from '../../src/backend/addon.js';
+import { Packer, type NativeView } from '../../src/backend/cpu/native.js';
 import type { DType } from '../../src/tensor/dtype.js';
 import { runChild } from '../helpers.js';
 

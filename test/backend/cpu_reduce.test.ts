@@ -170,14 +170,14 @@ const GROUPS: Record<string, () => void> = {
 };
 
 if (CHILD) {
-  const addon = (await import('../../src/backend/cpu/native.js')).loadNative()!;
+  const addon = (await import('../../src/backend/addon.js')).loadNative()!;
   for (const f of Object.values(GROUPS)) k.tidy(() => f());
   console.log(`ok ${JSON.stringify(addon.info())}`);
 } else {
   const skip = HAS_CPU ? false : 'cpu backend unavailable (native addon not built: run npm run build)';
   for (const [name, f] of Object.entries(GROUPS)) test(`cpu reduce: ${name}`, { skip }, () => k.tidy(() => f()));
   test('cpu reduce: large on 1 thread', { skip }, async () => {
-    const addon = (await import('../../src/backend/cpu/native.js')).loadNative()!;
+    const addon = (await import('../../src/backend/addon.js')).loadNative()!;
     addon.setThreads(1);
     try {
       k.tidy(() => largeGroup());

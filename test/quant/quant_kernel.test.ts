@@ -10,7 +10,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
-import { nativeLoadError } from '../../src/backend/cpu/native.js';
+import { nativeLoadError } from '../../src/backend/addon.js';
 import { quantLinear } from '../../src/ops/fused/quant_linear.js';
 import type { QuantLinearState } from '../../src/quant/quant_linear.js';
 import { assertClose, runChild, seeded, seededTensor } from '../helpers.js';

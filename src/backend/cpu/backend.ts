@@ -1,5 +1,5 @@
 // The native CPU backend: storage blocks live in C++ (64-byte aligned, freed on release),
-// and each kernel is one packed call into the addon. The only TypeScript that loads it.
+// and each kernel is one packed call into the addon (../addon.ts loads it).
 import { type DType, type TypedArray, assertArrayType, dtypeBytes, makeArray } from '../../tensor/dtype.js';
 import type { MemoryTag } from '../../tensor/memory.js';
 import { TWO_POW_32 } from '../../tensor/rng.js';
@@ -8,7 +8,8 @@ import {
   ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, GLU_ACTIVATIONS, type Kernels, type QuantWeight, REDUCE_OPS, UNARY_OPS,
   type View,
 } from '../kernels.js';
-import { type NativeAddon, type NativeView, Packer, loadNative } from './native.js';
+import { type NativeAddon, loadNative } from '../addon.js';
+import { type NativeView, Packer } from './native.js';
 
 class CpuStorage extends Storage {
   readonly backendName = 'cpu';

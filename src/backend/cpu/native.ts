@@ -1,49 +1,13 @@
-// Loads the C++ addon (build/Release/kestrel.node) and packs kernel arguments into its shared
-// Float64Array, the one calling convention every native kernel uses (native/kernel_api.h).
-import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
-import { dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+// Packs kernel arguments into the addon's shared Float64Array, the one calling convention every
+// native CPU kernel uses (native/kernel_api.h). The addon itself is loaded by ../addon.ts.
 import type { DType } from '../../tensor/dtype.js';
+import type { NativeAddon } from '../addon.js';
 
-export interface NativeAddon {
-  alloc(bytes: number, zero: boolean): number;
-  free(handle: number): void;
-  write(handle: number, byteOffset: number, src: ArrayBufferView): void;
-  read(handle: number, byteOffset: number, dst: ArrayBufferView): void;
-  call(kernelId: number, argCount: number): void;
-  info(): { avx2: boolean; fma: boolean; avx512f: boolean; f16c: boolean; threads: number };
-  setThreads(n: number): void;
-  liveBytes(): number;
-  args: Float64Array;
-  kernels: string[];
-}
 
 /** Codes shared with native/kernel_api.h (enum DType). */
 export const DTYPE_CODE: Record<DType, number> = {
   float32: 0, float64: 1, float16: 2, bfloat16: 3, int32: 4, int64: 5, int8: 6, uint8: 7, bool: 8,
 };
-
-let cached: NativeAddon | null | undefined;
-let loadError = '';
-
-/** The addon, or null when it was not built (the reference backend still works). */
-export function loadNative(): NativeAddon | null {
-  if (cached !== undefined) return cached;
-  // src/backend/cpu and dist/backend/cpu both sit three levels below the package root.
-  const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
-  const path = join(root, 'build', 'Release', 'kestrel.node');
-  try {
-    if (!existsSync(path)) throw new Error(`${path} not found (run npm ci or npm run build)`);
-    cached = createRequire(import.meta.url)(path) as NativeAddon;
-  } catch (e) {
-    loadError = (e as Error).message;
-    cached = null;
-  }
-  return cached;
-}
-
-export const nativeLoadError = (): string => loadError;
 
 /** A strided view as the native side decodes it (Args::view). */
 export interface NativeView {

@@ -1,0 +1,266 @@
+// What every kernel file shares: fixed-width types, the KERNEL declaration, strided layouts,
+// 16-bit float conversions (the CPU backend's rounding, bit for bit), warp/block reductions,
+// atomics for every dtype, and Philox (src/tensor/rng.ts). Kernels use CUDA's intrinsics only
+// through the wrappers here, so that the same file compiles three ways: NVRTC at run time (the
+// GPU), clang to PTX in CI (clang_prelude.h) and host C++ for the emulator (emu/prelude.h).
+#pragma once
+
+typedef long long i64;
+typedef unsigned long long u64;
+typedef int i32;
+typedef unsigned int u32;
+typedef unsigned short u16;
+typedef signed char i8;
+typedef unsigned char u8;
+
+#ifndef KESTREL_EMU
+#define KERNEL(name, params) extern "C" __global__ void name params
+#endif
+
+#define KFN __device__ __forceinline__
+
+namespace kst {
+
+// ---------------------------------------------------------------- intrinsics
+
+#ifdef KESTREL_EMU
+KFN void sync() { ::kestrel::cuda::emu::sync_block(); }
+template <class T> KFN T shfl_xor(T v, int mask) { return ::kestrel::cuda::emu::shuffle(v, ::kestrel::cuda::emu::lane_id() ^ mask); }
+template <class T> KFN T shfl(T v, int lane) { return ::kestrel::cuda::emu::shuffle(v, lane); }
+KFN u32 atomic_cas(u32* p, u32 expect, u32 value) { u32 old = *p; if (old == expect) *p = value; return old; }
+KFN u64 atomic_cas(u64* p, u64 expect, u64 value) { u64 old = *p; if (old == expect) *p = value; return old; }
+KFN float atomic_add(float* p, float v) { float old = *p; *p = old + v; return old; }
+KFN double atomic_add(double* p, double v) { double old = *p; *p = old + v; return old; }
+KFN u32 atomic_add(u32* p, u32 v) { u32 old = *p; *p = old + v; return old; }
+KFN u64 atomic_add(u64* p, u64 v) { u64 old = *p; *p = old + v; return old; }
+KFN float bits_to_float(u32 u) { float f; std::memcpy(&f, &u, 4); return f; }
+KFN u32 float_to_bits(float f) { u32 u; std::memcpy(&u, &f, 4); return u; }
+KFN double bits_to_double(u64 u) { double f; std::memcpy(&f, &u, 8); return f; }
+KFN u64 double_to_bits(double f) { u64 u; std::memcpy(&u, &f, 8); return u; }
+KFN u32 mulhi(u32 a, u32 b) { return u32((u64(a) * b) >> 32); }
+#else
+KFN void sync() { __syncthreads(); }
+template <class T> KFN T shfl_xor(T v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
+template <class T> KFN T shfl(T v, int lane) { return __shfl_sync(0xffffffffu, v, lane); }
+KFN u32 atomic_cas(u32* p, u32 expect, u32 value) { return atomicCAS(p, expect, value); }
+KFN u64 atomic_cas(u64* p, u64 expect, u64 value) { return atomicCAS(p, expect, value); }
+KFN float atomic_add(float* p, float v) { return atomicAdd(p, v); }
+KFN double atomic_add(double* p, double v) { return atomicAdd(p, v); }
+KFN u32 atomic_add(u32* p, u32 v) { return atomicAdd(p, v); }
+KFN u64 atomic_add(u64* p, u64 v) { return atomicAdd(p, v); }
+KFN float bits_to_float(u32 u) { return __uint_as_float(u); }
+KFN u32 float_to_bits(float f) { return __float_as_uint(f); }
+KFN double bits_to_double(u64 u) { return __longlong_as_double((long long)u); }
+KFN u64 double_to_bits(double f) { return (u64)__double_as_longlong(f); }
+KFN u32 mulhi(u32 a, u32 b) { return __umulhi(a, b); }
+#endif
+
+// ---------------------------------------------------------------- 16-bit floats (native/runtime.cc's rounding)
+
+KFN float bf16_to_f32(u16 h) { return bits_to_float(u32(h) << 16); }
+KFN u16 f32_to_bf16(float f) {
+  u32 u = float_to_bits(f);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return u16((u >> 16) | 0x40u);  // quiet NaN, sign kept
+  u += 0x7fffu + ((u >> 16) & 1u);                                      // round to nearest even
+  return u16(u >> 16);
+}
+KFN float f16_to_f32(u16 h) {
+  u32 sign = u32(h & 0x8000u) << 16, e = (h >> 10) & 0x1fu, m = h & 0x3ffu, u;
+  if (e == 0x1f) u = sign | 0x7f800000u | (m << 13);
+  else if (e != 0) u = sign | ((e + 112) << 23) | (m << 13);
+  else if (m == 0) u = sign;
+  else {
+    int sh = 0;
+    while (!(m & 0x400u)) { m <<= 1; sh++; }
+    u = sign | (u32(113 - sh) << 23) | ((m & 0x3ffu) << 13);
+  }
+  return bits_to_float(u);
+}
+KFN u16 f32_to_f16(float f) {
+  u32 u = float_to_bits(f);
+  u32 sign = (u >> 16) & 0x8000u, a = u & 0x7fffffffu;
+  if (a > 0x7f800000u) return u16(sign | 0x7e00u | ((a >> 13) & 0x3ffu));
+  if (a >= 0x477ff000u) return u16(sign | 0x7c00u);
+  if (a < 0x38800000u) {
+    if (a < 0x33000000u) return u16(sign);
+    int e = int(a >> 23);
+    u32 m = (a & 0x7fffffu) | 0x800000u;
+    int shift = 126 - e;
+    u32 q = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (q & 1u))) q++;
+    return u16(sign | q);
+  }
+  u32 r = a + 0xfffu + ((a >> 13) & 1u) - 0x38000000u;
+  return u16(sign | (r >> 13));
+}
+
+// Storage types: bf16/f16 are raw bits in distinct wrappers so that overloads can tell them apart.
+struct bf16 { u16 bits; };
+struct f16 { u16 bits; };
+struct boolean { u8 v; };
+
+// Element <-> double, with the CPU backend's cast rules (native/cast.h): float to integer
+// truncates toward zero, NaN -> 0, saturating; anything to bool is x != 0.
+KFN double to_double(float v) { return v; }
+KFN double to_double(double v) { return v; }
+KFN double to_double(bf16 v) { return bf16_to_f32(v.bits); }
+KFN double to_double(f16 v) { return f16_to_f32(v.bits); }
+KFN double to_double(i32 v) { return v; }
+KFN double to_double(i64 v) { return double(v); }
+KFN double to_double(i8 v) { return v; }
+KFN double to_double(u8 v) { return v; }
+KFN double to_double(boolean v) { return v.v; }
+
+template <class T> struct Limits;
+template <> struct Limits<i32> { static KFN double lo() { return -2147483648.0; } static KFN double hi() { return 2147483647.0; } static KFN i32 max() { return 2147483647; } };
+template <> struct Limits<i64> { static KFN double lo() { return -9223372036854775808.0; } static KFN double hi() { return 9223372036854775807.0; } static KFN i64 max() { return 0x7fffffffffffffffLL; } };
+template <> struct Limits<i8> { static KFN double lo() { return -128.0; } static KFN double hi() { return 127.0; } static KFN i8 max() { return 127; } };
+template <> struct Limits<u8> { static KFN double lo() { return 0.0; } static KFN double hi() { return 255.0; } static KFN u8 max() { return 255; } };
+
+template <class T> KFN T from_double(double v) {
+  if (!(v == v)) return T(0);
+  if (v <= Limits<T>::lo()) return T(Limits<T>::lo());
+  if (v >= Limits<T>::hi()) return Limits<T>::max();  // 2^63 itself does not convert to i64
+  return T(v);
+}
+template <> KFN float from_double<float>(double v) { return float(v); }
+template <> KFN double from_double<double>(double v) { return v; }
+template <> KFN bf16 from_double<bf16>(double v) { bf16 r; r.bits = f32_to_bf16(float(v)); return r; }
+template <> KFN f16 from_double<f16>(double v) { f16 r; r.bits = f32_to_f16(float(v)); return r; }
+template <> KFN boolean from_double<boolean>(double v) { boolean r; r.v = v != 0 ? 1 : 0; return r; }
+
+// Element to float (the compute type of half storage).
+KFN float to_float(float v) { return v; }
+KFN float to_float(bf16 v) { return bf16_to_f32(v.bits); }
+KFN float to_float(f16 v) { return f16_to_f32(v.bits); }
+template <class T> KFN T from_float(float v) { return from_double<T>(v); }
+template <> KFN float from_float<float>(float v) { return v; }
+
+// ---------------------------------------------------------------- layouts
+
+// A strided view as the TypeScript side packs it (src/backend/cuda/launch.ts): element offsets
+// relative to the data pointer (the view's own offset is already added to it), dims collapsed.
+#define KST_MAX_DIMS 8
+struct Strided {
+  i64 shape[KST_MAX_DIMS];
+  i64 stride[KST_MAX_DIMS];
+  i32 ndim;
+  i32 contiguous;  // 1 when offset(i) == i
+};
+
+KFN i64 offset_of(const Strided& s, i64 i) {
+  if (s.contiguous) return i;
+  i64 off = 0;
+  for (int d = s.ndim - 1; d >= 0; d--) {
+    i64 n = s.shape[d];
+    off += (i % n) * s.stride[d];
+    i /= n;
+  }
+  return off;
+}
+
+// Grid-stride loop over [0, n).
+#define KST_FOR(i, n) for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += i64(gridDim.x) * blockDim.x)
+
+// ---------------------------------------------------------------- reductions
+
+template <class T> KFN T warp_sum(T v) {
+  for (int m = 16; m > 0; m >>= 1) v += shfl_xor(v, m);
+  return v;
+}
+template <class T> KFN T warp_max(T v) {
+  for (int m = 16; m > 0; m >>= 1) {
+    T o = shfl_xor(v, m);
+    v = o > v || o != o ? o : v;  // NaN wins, as in the reference
+  }
+  return v;
+}
+
+// The sum over the block, returned to every thread. Every thread of the block must call it; the
+// block has at most 1024 threads. `scratch` is 32 elements of shared memory.
+template <class T> KFN T block_sum(T v, T* scratch) {
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  v = warp_sum(v);
+  sync();  // scratch may still be read by a previous call
+  if (lane == 0) scratch[w] = v;
+  sync();
+  v = lane < nw ? scratch[lane] : T(0);
+  return warp_sum(v);
+}
+template <class T> KFN T block_max(T v, T* scratch, T lowest) {
+  int lane = threadIdx.x & 31, w = threadIdx.x >> 5, nw = (blockDim.x + 31) >> 5;
+  v = warp_max(v);
+  sync();
+  if (lane == 0) scratch[w] = v;
+  sync();
+  v = lane < nw ? scratch[lane] : lowest;
+  return warp_max(v);
+}
+
+// ---------------------------------------------------------------- atomics for every storage type
+
+// Applies f to the 16-bit element at p with a compare-and-swap on its aligned 32-bit word
+// (allocations are rounded to 512 bytes, so the word never leaves the block).
+template <class F> KFN void atomic_update16(u16* p, F f) {
+  u32* w = (u32*)((u64)p & ~u64(3));
+  u32 shift = u32((u64)p & 2) * 8;
+  u32 old = *w, assumed;
+  do {
+    assumed = old;
+    u16 cur = u16((assumed >> shift) & 0xffffu);
+    u32 repl = (assumed & ~(0xffffu << shift)) | (u32(f(cur)) << shift);
+    old = atomic_cas(w, assumed, repl);
+  } while (assumed != old);
+}
+template <class F> KFN void atomic_update8(u8* p, F f) {
+  u32* w = (u32*)((u64)p & ~u64(3));
+  u32 shift = u32((u64)p & 3) * 8;
+  u32 old = *w, assumed;
+  do {
+    assumed = old;
+    u8 cur = u8((assumed >> shift) & 0xffu);
+    u32 repl = (assumed & ~(0xffu << shift)) | (u32(f(cur)) << shift);
+    old = atomic_cas(w, assumed, repl);
+  } while (assumed != old);
+}
+
+struct AddBf16 { float v; KFN u16 operator()(u16 cur) const { return f32_to_bf16(bf16_to_f32(cur) + v); } };
+struct AddF16 { float v; KFN u16 operator()(u16 cur) const { return f32_to_f16(f16_to_f32(cur) + v); } };
+struct AddI8 { int v; KFN u8 operator()(u8 cur) const { return u8(int(i8(cur)) + v); } };
+struct AddU8 { int v; KFN u8 operator()(u8 cur) const { return u8(int(cur) + v); } };
+
+KFN void atomic_accumulate(float* p, double v) { atomic_add(p, float(v)); }
+KFN void atomic_accumulate(double* p, double v) { atomic_add(p, v); }
+KFN void atomic_accumulate(i32* p, double v) { atomic_add((u32*)p, u32(i32(i64(v)))); }
+KFN void atomic_accumulate(i64* p, double v) { atomic_add((u64*)p, u64(i64(v))); }
+KFN void atomic_accumulate(bf16* p, double v) { AddBf16 f; f.v = float(v); atomic_update16(&p->bits, f); }
+KFN void atomic_accumulate(f16* p, double v) { AddF16 f; f.v = float(v); atomic_update16(&p->bits, f); }
+KFN void atomic_accumulate(i8* p, double v) { AddI8 f; f.v = int(v); atomic_update8((u8*)p, f); }
+KFN void atomic_accumulate(u8* p, double v) { AddU8 f; f.v = int(v); atomic_update8(p, f); }
+
+// ---------------------------------------------------------------- Philox4x32-10 (src/tensor/rng.ts)
+
+struct Philox4 { u32 w[4]; };
+KFN Philox4 philox(u32 k0, u32 k1, u64 counter) {
+  const u32 M0 = 0xd2511f53u, M1 = 0xcd9e8d57u, W0 = 0x9e3779b9u, W1 = 0xbb67ae85u;
+  u32 c0 = u32(counter), c1 = u32(counter >> 32), c2 = 0, c3 = 0;
+  for (int r = 0; r < 10; r++) {
+    u32 hi0 = mulhi(M0, c0), lo0 = M0 * c0, hi1 = mulhi(M1, c2), lo1 = M1 * c2;
+    c0 = hi1 ^ c1 ^ k0;
+    c1 = lo1;
+    c2 = hi0 ^ c3 ^ k1;
+    c3 = lo0;
+    k0 += W0;
+    k1 += W1;
+  }
+  Philox4 out;
+  out.w[0] = c0; out.w[1] = c1; out.w[2] = c2; out.w[3] = c3;
+  return out;
+}
+// Uniform element i of the draw (seed k0/k1, counter base): word i%4 of block base + i/4.
+KFN float philox_uniform(u32 k0, u32 k1, u64 base, u64 i) {
+  Philox4 b = philox(k0, k1, base + i / 4);
+  return float(double(b.w[i % 4] >> 8) * (1.0 / 16777216.0));
+}
+
+}  // namespace kst

@@ -1,0 +1,96 @@
+// Loads the C++ addon (build/Release/kestrel.node) once for the backends that use it: the CPU
+// kernels (cpu/) and the CUDA runtime (cuda/). Its JavaScript surface is declared here.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** What the loader found of one CUDA library (native/cuda/api.h LibraryStatus). */
+export interface CudaLibraryStatus {
+  found: boolean;
+  path: string;
+  version: string;
+  error: string;
+}
+
+export interface CudaDeviceInfo {
+  name: string;
+  ccMajor: number;
+  ccMinor: number;
+  smCount: number;
+  totalMemory: number;
+  l2Bytes: number;
+  smemOptin: number;
+  emulated: boolean;
+}
+
+export interface CudaMemStats {
+  allocated: number;
+  reserved: number;
+  peakAllocated: number;
+  peakReserved: number;
+  blocks: number;
+  driverAllocs: number;
+  free: number;
+  total: number;
+}
+
+export interface NativeAddon {
+  alloc(bytes: number, zero: boolean): number;
+  free(handle: number): void;
+  write(handle: number, byteOffset: number, src: ArrayBufferView): void;
+  read(handle: number, byteOffset: number, dst: ArrayBufferView): void;
+  call(kernelId: number, argCount: number): void;
+  info(): { avx2: boolean; fma: boolean; avx512f: boolean; f16c: boolean; threads: number };
+  setThreads(n: number): void;
+  liveBytes(): number;
+  args: Float64Array;
+  kernels: string[];
+
+  // CUDA (native/binding_cuda.inc)
+  cudaLoad(driver: string[], nvrtc: string[], cublasLt: string[]): { driver: CudaLibraryStatus; nvrtc: CudaLibraryStatus; cublasLt: CudaLibraryStatus };
+  cudaInit(emulate: boolean, ordinal: number): CudaDeviceInfo;
+  cudaAlloc(bytes: number, zero: boolean): number;
+  cudaFree(ptr: number): void;
+  cudaWrite(ptr: number, byteOffset: number, src: ArrayBufferView): void;
+  cudaRead(ptr: number, byteOffset: number, dst: ArrayBufferView): void;
+  cudaCopy(dst: number, dstOffset: number, src: number, srcOffset: number, bytes: number): void;
+  cudaCompile(name: string, source: string, headerNames: string[], headerSources: string[], options: string[]): { ok: boolean; image: Uint8Array; log: string };
+  cudaModule(name: string, image: Uint8Array): number;
+  cudaFunction(module: number, name: string): { handle: number; paramSizes: number[] };
+  cudaSetSmem(fn: number, bytes: number): void;
+  cudaLaunch(fn: number, gx: number, gy: number, gz: number, bx: number, by: number, bz: number, smem: number, argBytes: number): void;
+  cudaGemm(): void;
+  cudaSync(): void;
+  cudaMemStats(): CudaMemStats;
+  cudaResetPeak(): void;
+  cudaEmptyCache(): void;
+  cudaCapture(begin: boolean): number;
+  cudaGraph(id: number, launch: boolean): void;
+  cudaEvent(start?: number, end?: number): number;
+  cudaArgs: Uint8Array;
+}
+
+/** The package root (where native/ and build/ live): src/backend and dist/backend sit two levels below it. */
+export const packageRoot = (): string => join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+
+let cached: NativeAddon | null | undefined;
+let loadError = '';
+
+/** The addon, or null when it was not built (the reference backend still works). */
+export function loadNative(): NativeAddon | null {
+  if (cached !== undefined) return cached;
+  const path = join(packageRoot(), 'build', 'Release', 'kestrel.node');
+  try {
+    if (!existsSync(path)) throw new Error(`${path} not found (run npm ci or npm run build)`);
+    cached = createRequire(import.meta.url)(path) as NativeAddon;
+  } catch (e) {
+    loadError = (e as Error).message;
+    cached = null;
+  }
+  return cached;
+}
+
+export const nativeLoadError = (): string => loadError;
+
+
