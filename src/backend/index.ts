@@ -1,7 +1,9 @@
-// Backend registry: 'cpu' (native addon) when it is built, else 'ref'. KESTREL_BACKEND=ref|cpu
-// picks the default; tensors remember the backend of their storage.
+// Backend registry: 'cpu' (native addon) when it is built, else 'ref'; 'cuda' when a GPU (or the
+// emulator, KESTREL_CUDA_EMULATE=1) is usable. KESTREL_BACKEND=ref|cpu|cuda picks the default;
+// tensors remember the backend of their storage.
 import type { Tensor } from '../tensor/tensor.js';
 import { createCpuBackend } from './cpu/backend.js';
+import { createCudaBackend } from './cuda/backend.js';
 import { nativeLoadError } from './addon.js';
 import type { Backend, BackendName } from './kernels.js';
 import { refBackend } from './ref/backend.js';
@@ -11,6 +13,7 @@ export { withLayout } from './kernels.js';
 
 const backends = new Map<string, Backend>([['ref', refBackend]]);
 let cpuTried = false;
+let cudaError: string | null = null;
 
 export function getBackend(name: string): Backend {
   if (name === 'cpu' && !cpuTried) {
@@ -18,10 +21,18 @@ export function getBackend(name: string): Backend {
     const cpu = createCpuBackend();
     if (cpu) backends.set('cpu', cpu);
   }
+  if (name === 'cuda' && !backends.has('cuda') && cudaError === null) {
+    try {
+      backends.set('cuda', createCudaBackend());
+    } catch (e) {
+      cudaError = (e as Error).message;
+    }
+  }
   const b = backends.get(name);
   if (!b) {
     if (name === 'cpu') throw new Error(`backend 'cpu' is unavailable: ${nativeLoadError()}`);
-    throw new Error(`unknown backend '${name}' (expected 'cpu' or 'ref')`);
+    if (name === 'cuda') throw new Error(`backend 'cuda' is unavailable: ${cudaError}`);
+    throw new Error(`unknown backend '${name}' (expected 'cpu', 'cuda' or 'ref')`);
   }
   return b;
 }

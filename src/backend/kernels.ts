@@ -171,7 +171,9 @@ export interface AdamWStep {
   bc2: number;
 }
 
-export type BackendName = 'ref' | 'cpu';
+export const BACKEND_NAMES = ['ref', 'cpu', 'cuda'] as const;
+export type BackendName = (typeof BACKEND_NAMES)[number];
+export const isBackendName = (s: string): s is BackendName => (BACKEND_NAMES as readonly string[]).includes(s);
 
 export interface Backend {
   readonly name: BackendName;

@@ -4,7 +4,7 @@ import { backendOf } from '../backend/index.js';
 import { clone } from '../ops/view.js';
 import { to as cast } from '../ops/elementwise.js';
 import { toBackend } from '../ops/transfer.js';
-import type { BackendName } from '../backend/kernels.js';
+import { type BackendName, isBackendName } from '../backend/kernels.js';
 import { type DType, isFloat } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/layout.js';
 import { keep } from '../tensor/scope.js';
@@ -141,13 +141,13 @@ export class Module {
 
   /** Converts floating-point parameters and buffers to dtype, or moves everything to a backend. */
   to(target: DType | BackendName): this {
-    const convert = (t: Tensor): Tensor =>
-      target === 'cpu' || target === 'ref' ? toBackend(t, target) : isFloat(t.dtype) ? cast(t, target) : clone(t);
+    const move = isBackendName(target);
+    const convert = (t: Tensor): Tensor => (isBackendName(target) ? toBackend(t, target) : isFloat(t.dtype) ? cast(t, target) : clone(t));
     const done = new Map<Tensor, Tensor>();
     for (const [, m] of this.namedModules()) {
       for (const [key, v] of Object.entries(m)) {
         if (!(v instanceof Tensor) || !(isParameter(v) || m.bufferNames.has(key))) continue;
-        if (m.formatBuffers.has(key) && target !== 'cpu' && target !== 'ref') continue;
+        if (m.formatBuffers.has(key) && !move) continue;
         let next = done.get(v);
         if (!next) {
           next = keep(noGrad(() => convert(v)));

@@ -1,7 +1,7 @@
 // Storage = one reference-counted block of elements owned by a backend. Tensors are views of
 // it; the last release frees the block at once (deterministic, never left to the GC).
 import { type DType, dtypeBytes } from './dtype.js';
-import { countAlloc, countFree, countRetag, type MemoryTag } from './memory.js';
+import { countAlloc, countFree, countRetag, type MemoryDevice, type MemoryTag } from './memory.js';
 
 export abstract class Storage {
   private refs = 1;
@@ -11,9 +11,11 @@ export abstract class Storage {
     readonly dtype: DType,
     readonly numel: number,
     private tagValue: MemoryTag,
+    /** where the bytes live, for memory.stats(device) */
+    readonly device: MemoryDevice = 'cpu',
   ) {
     this.bytes = numel * dtypeBytes(dtype);
-    countAlloc(this.bytes, tagValue);
+    countAlloc(this.bytes, tagValue, device);
   }
 
   /** Name of the backend that owns the block. */
@@ -26,7 +28,7 @@ export abstract class Storage {
   }
   set tag(t: MemoryTag) {
     if (t === this.tagValue || this.released) return;
-    countRetag(this.bytes, this.tagValue, t);
+    countRetag(this.bytes, this.tagValue, t, this.device);
     this.tagValue = t;
   }
 
@@ -46,7 +48,7 @@ export abstract class Storage {
   release(): void {
     if (this.refs === 0) return;
     if (--this.refs === 0) {
-      countFree(this.bytes, this.tagValue);
+      countFree(this.bytes, this.tagValue, this.device);
       this.freeBlock();
     }
   }

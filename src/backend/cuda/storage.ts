@@ -1,0 +1,22 @@
+// CUDA storage: one block of the addon's caching allocator, addressed by its device pointer.
+import type { NativeAddon } from '../addon.js';
+import type { DType } from '../../tensor/dtype.js';
+import type { MemoryTag } from '../../tensor/memory.js';
+import { Storage } from '../../tensor/storage.js';
+
+export class CudaStorage extends Storage {
+  readonly backendName = 'cuda';
+  constructor(
+    private readonly addon: NativeAddon,
+    /** device address of element 0 */
+    readonly ptr: number,
+    dtype: DType,
+    numel: number,
+    tag: MemoryTag,
+  ) {
+    super(dtype, numel, tag, 'cuda');
+  }
+  protected freeBlock(): void {
+    this.addon.cudaFree(this.ptr);
+  }
+}
