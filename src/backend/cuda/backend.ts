@@ -6,21 +6,29 @@ import { type MemoryTag, memory } from '../../tensor/memory.js';
 import type { Storage } from '../../tensor/storage.js';
 import type { Backend, Kernels } from '../kernels.js';
 import { type CudaContext, cudaContext } from './context.js';
+import { attentionKernels } from './kernels/attention.js';
 import { copyKernels } from './kernels/copy.js';
 import { creationKernels } from './kernels/creation.js';
+import { elementwiseKernels } from './kernels/elementwise.js';
+import { indexingKernels } from './kernels/indexing.js';
+import { matmulKernels } from './kernels/matmul.js';
+import { nnKernels } from './kernels/nn.js';
+import { optimKernels } from './kernels/optim.js';
+import { quantKernels } from './kernels/quant.js';
+import { reduceKernels } from './kernels/reduce.js';
 import { CudaStorage } from './storage.js';
 
-const pending = (...names: (keyof Kernels)[]): Partial<Kernels> =>
-  Object.fromEntries(names.map((n) => [n, () => { throw new Error(`cuda backend: kernel '${n}' is not implemented yet`); }]));
-
 const kernels: Kernels = {
-  ...(pending(
-    'unary', 'unaryGrad', 'binary', 'where', 'reduce', 'argReduce', 'matmul', 'gather', 'scatterAdd', 'indexSelect', 'indexAdd',
-    'softmax', 'softmaxBackward', 'glu', 'gluBackward', 'rmsNorm', 'rmsNormBackward', 'layerNorm', 'layerNormBackward',
-    'crossEntropy', 'crossEntropyBackward', 'rope', 'attention', 'attentionBackward', 'quantLinear', 'quantLinearBackward', 'adamw',
-  ) as Kernels),
   ...creationKernels,
   ...copyKernels,
+  ...elementwiseKernels,
+  ...reduceKernels,
+  ...matmulKernels,
+  ...indexingKernels,
+  ...nnKernels,
+  ...attentionKernels,
+  ...quantKernels,
+  ...optimKernels,
 };
 
 const mib = (b: number): string => `${(b / 2 ** 20).toFixed(1)} MiB`;

@@ -1,6 +1,6 @@
 // CUDA storage: one block of the addon's caching allocator, addressed by its device pointer.
 import type { NativeAddon } from '../addon.js';
-import type { DType } from '../../tensor/dtype.js';
+import { type DType, dtypeBytes } from '../../tensor/dtype.js';
 import type { MemoryTag } from '../../tensor/memory.js';
 import { Storage } from '../../tensor/storage.js';
 
@@ -19,4 +19,9 @@ export class CudaStorage extends Storage {
   protected freeBlock(): void {
     this.addon.cudaFree(this.ptr);
   }
+}
+
+/** A temporary device buffer for a kernel's partial results (counted as 'other'); release() it after the launch. */
+export function scratchStorage(addon: NativeAddon, dtype: DType, numel: number): CudaStorage {
+  return new CudaStorage(addon, addon.cudaAlloc(numel * dtypeBytes(dtype), false), dtype, numel, 'other');
 }

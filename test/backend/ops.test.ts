@@ -1,12 +1,12 @@
-// The shared op suite on the native backend: every op of the table (cases.ts) in float32 on
-// 'cpu', forward and gradients, against the float64 reference, with contiguous and
-// non-contiguous inputs. Tolerance: float32 rounding over short reductions (rtol 1e-4, atol 1e-5).
+// The shared op suite on every native backend (cpu, and cuda on a GPU or the emulator): every op
+// of the table (cases.ts) in float32, forward and gradients, against the float64 reference, with
+// contiguous and non-contiguous inputs. Tolerance: float32 rounding over short reductions
+// (rtol 1e-4, atol 1e-5).
+import { ALL_DEVICES, skipUnless } from '../devices.js';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import { assertClose, seeded } from '../helpers.js';
 import { cases } from '../ops/cases.js';
-
-const cpu = k.hasBackend('cpu');
 
 /** A float leaf with seeded values; `strided` stores it transposed and views it back. */
 function leafOn(backend: string, dtype: k.DType, shape: number[], seed: number, lo: number, hi: number, strided: boolean): k.Tensor {
@@ -32,12 +32,13 @@ function run(c: (typeof cases)[number], backend: string, dtype: k.DType, strided
   });
 }
 
-describe('op table on cpu vs the float64 reference', { skip: cpu ? false : 'cpu backend not built' }, () => {
+for (const device of ALL_DEVICES)
+  describe(`op table on ${device} vs the float64 reference`, { skip: skipUnless(device) }, () => {
   for (const c of cases)
     for (const strided of [false, true])
       test(`${c.name}${strided ? ' (non-contiguous inputs)' : ''}`, () => {
         const want = run(c, 'ref', 'float64', false);
-        const got = run(c, 'cpu', 'float32', strided);
+        const got = run(c, device, 'float32', strided);
         const tol = { atol: 1e-5, rtol: 1e-4 };
         assertClose(got.y, want.y, { ...tol, what: `${c.name} forward` });
         want.grads.forEach((g, i) => assertClose(got.grads[i] ?? [], g ?? [], { ...tol, what: `${c.name} grad ${i}` }));

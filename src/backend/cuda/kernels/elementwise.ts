@@ -1,0 +1,77 @@
+// unary, unaryGrad, binary and where on the GPU (native/cuda/kernels/elementwise.cu).
+import type { DType } from '../../../tensor/dtype.js';
+import { dtypeBytes } from '../../../tensor/dtype.js';
+import { shapeStr } from '../../../tensor/layout.js';
+import { ARITH_OPS, COMPARE_OPS, type CompareOp, type Kernels, UNARY_OPS, type View } from '../../kernels.js';
+import { SUFFIX, requireDType } from '../dtypes.js';
+import { collapse, gridFor, launch, newParams } from '../launch.js';
+import { cudaKernel } from '../modules.js';
+
+const BINARY_OPS = [...ARITH_OPS, ...COMPARE_OPS];
+const FLOATS: DType[] = ['float32', 'float64'];
+const INT_UNARY = new Set(['neg', 'abs', 'sign', 'clamp']);
+
+function sameShape(kernel: string, a: View, b: View, an: string, bn: string): void {
+  if (shapeStr(a.layout.shape) !== shapeStr(b.layout.shape))
+    throw new Error(`cuda ${kernel}: ${an} ${shapeStr(a.layout.shape)} and ${bn} ${shapeStr(b.layout.shape)} differ in shape`);
+}
+
+function contiguousOut(kernel: string, out: View): void {
+  if (!out.layout.isContiguous()) throw new Error(`cuda ${kernel}: out must be contiguous, got a strided view of ${shapeStr(out.layout.shape)}`);
+}
+
+export const elementwiseKernels: Pick<Kernels, 'unary' | 'unaryGrad' | 'binary' | 'where'> = {
+  unary(op, x, out, p0, p1) {
+    const float = FLOATS.includes(x.dtype);
+    if (!float && !(INT_UNARY.has(op) && x.dtype !== 'float16' && x.dtype !== 'bfloat16'))
+      throw new Error(`cuda unary: ${op} does not support dtype ${x.dtype}`);
+    if (out.dtype !== x.dtype) throw new Error(`cuda unary: out dtype ${out.dtype} differs from x dtype ${x.dtype}`);
+    sameShape('unary', x, out, 'x', 'out');
+    contiguousOut('unary', out);
+    const n = out.layout.numel;
+    if (n === 0) return;
+    const c = collapse(x.layout.shape, [x.layout.strides]);
+    const p = newParams().i32(UNARY_OPS.indexOf(op)).view_(x, 'x').strided(c.shape, c.strides[0]).view_(out, 'out').i64(n).f64(p0).f64(p1);
+    launch(cudaKernel('elementwise', `unary_${SUFFIX[x.dtype]}`), p, { grid: gridFor(n), block: 256 });
+  },
+  unaryGrad(op, x, dy, dx, p0, p1) {
+    requireDType('unaryGrad', 'x', x.dtype, FLOATS);
+    if (dy.dtype !== x.dtype || dx.dtype !== x.dtype) throw new Error(`cuda unaryGrad: dtypes x=${x.dtype} dy=${dy.dtype} dx=${dx.dtype} must agree`);
+    sameShape('unaryGrad', x, dy, 'x', 'dy');
+    sameShape('unaryGrad', x, dx, 'x', 'dx');
+    contiguousOut('unaryGrad', dx);
+    const n = dx.layout.numel;
+    if (n === 0) return;
+    const c = collapse(x.layout.shape, [x.layout.strides, dy.layout.strides]);
+    const p = newParams().i32(UNARY_OPS.indexOf(op)).view_(x, 'x').strided(c.shape, c.strides[0]).view_(dy, 'dy').strided(c.shape, c.strides[1])
+      .view_(dx, 'dx').i64(n).f64(p0).f64(p1);
+    launch(cudaKernel('elementwise', `unary_grad_${SUFFIX[x.dtype]}`), p, { grid: gridFor(n), block: 256 });
+  },
+  binary(op, a, b, out) {
+    const cmp = (COMPARE_OPS as readonly string[]).includes(op as CompareOp);
+    if (a.dtype !== b.dtype || !['float32', 'float64', 'int32', 'int64'].includes(a.dtype))
+      throw new Error(`cuda binary: ${op} needs a and b of one dtype among float32, float64, int32, int64; got ${a.dtype} and ${b.dtype}`);
+    if (out.dtype !== (cmp ? 'bool' : a.dtype)) throw new Error(`cuda binary: ${op} writes ${cmp ? 'bool' : a.dtype}, out is ${out.dtype}`);
+    sameShape('binary', a, out, 'a', 'out');
+    sameShape('binary', b, out, 'b', 'out');
+    contiguousOut('binary', out);
+    const n = out.layout.numel;
+    if (n === 0) return;
+    const c = collapse(out.layout.shape, [a.layout.strides, b.layout.strides]);
+    const p = newParams().i32(BINARY_OPS.indexOf(op)).view_(a, 'a').strided(c.shape, c.strides[0]).view_(b, 'b').strided(c.shape, c.strides[1])
+      .view_(out, 'out').i64(n);
+    launch(cudaKernel('elementwise', `${cmp ? 'compare' : 'binary'}_${SUFFIX[a.dtype]}`), p, { grid: gridFor(n), block: 256 });
+  },
+  where(cond, a, b, out) {
+    if (cond.dtype !== 'bool' && cond.dtype !== 'uint8') throw new Error(`cuda where: cond must be bool or uint8, got ${cond.dtype}`);
+    if (a.dtype !== out.dtype || b.dtype !== out.dtype) throw new Error(`cuda where: a, b and out dtypes differ (${a.dtype}, ${b.dtype}, ${out.dtype})`);
+    for (const [v, name] of [[cond, 'cond'], [a, 'a'], [b, 'b']] as const) sameShape('where', v, out, name, 'out');
+    contiguousOut('where', out);
+    const n = out.layout.numel;
+    if (n === 0) return;
+    const c = collapse(out.layout.shape, [cond.layout.strides, a.layout.strides, b.layout.strides]);
+    const p = newParams().view_(cond, 'cond').strided(c.shape, c.strides[0]).view_(a, 'a').strided(c.shape, c.strides[1])
+      .view_(b, 'b').strided(c.shape, c.strides[2]).view_(out, 'out').i64(n);
+    launch(cudaKernel('elementwise', `where_b${dtypeBytes(out.dtype)}`), p, { grid: gridFor(n), block: 256 });
+  },
+};

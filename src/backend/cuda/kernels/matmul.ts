@@ -1,0 +1,95 @@
+// matmul through cuBLASLt (native/cuda/device_gpu.cc): row-major operands read in place when
+// their last two dims are row-major or transposed (other layouts are copied first), batch dims
+// collapsed to one strided batch with a loop over any outer dims that do not collapse. float32
+// accumulates in float32 with TF32 off unless KESTREL_CUDA_TF32=1; bfloat16/float16 operands
+// accumulate in float32.
+import { type DType, dtypeBytes } from '../../../tensor/dtype.js';
+import { Layout, shapeStr } from '../../../tensor/layout.js';
+import type { Kernels, View } from '../../kernels.js';
+import { DTYPE_CODE } from '../../cpu/native.js';
+import { cudaContext } from '../context.js';
+import { collapse, devicePointer } from '../launch.js';
+import { scratchStorage } from '../storage.js';
+import { copyKernels } from './copy.js';
+import { creationKernels } from './creation.js';
+
+const GEMM_DTYPES = new Set<DType>(['float32', 'float64', 'float16', 'bfloat16']);
+
+interface Operand {
+  trans: boolean;
+  ld: number;
+}
+
+/** How cuBLASLt can read a [rows, cols] operand in place (row-major or transposed), or null. */
+function readable(v: View, rows: number, cols: number): Operand | null {
+  const s = v.layout.strides;
+  const [rs, cs] = [s[s.length - 2], s[s.length - 1]];
+  if ((cs === 1 || cols === 1) && (rows === 1 || rs >= cols)) return { trans: false, ld: rows === 1 ? cols : rs };
+  if ((rs === 1 || rows === 1) && (cols === 1 || cs >= rows)) return { trans: true, ld: cols === 1 ? rows : cs };
+  return null;
+}
+
+/** The operand itself, or a contiguous copy of it when cuBLASLt cannot read it in place. */
+function prepare(v: View, rows: number, cols: number, temps: { release(): void }[]): { view: View; op: Operand } {
+  const op = readable(v, rows, cols);
+  if (op) return { view: v, op };
+  const copy = scratchStorage(cudaContext().addon, v.dtype, v.layout.numel);
+  temps.push(copy);
+  const view: View = { storage: copy, layout: new Layout([...v.layout.shape]), dtype: v.dtype };
+  copyKernels.copy(v, view);
+  return { view, op: { trans: false, ld: cols } };
+}
+
+export const matmulKernels: Pick<Kernels, 'matmul'> = {
+  matmul(a, b, out, accumulate) {
+    if (a.dtype !== b.dtype || a.dtype !== out.dtype || !GEMM_DTYPES.has(a.dtype))
+      throw new Error(`cuda matmul: dtypes a=${a.dtype} b=${b.dtype} out=${out.dtype}; need one of float32, bfloat16, float16, float64`);
+    const [as, bs, os] = [a.layout.shape, b.layout.shape, out.layout.shape];
+    const nd = os.length;
+    const shapes = `a ${shapeStr(as)}, b ${shapeStr(bs)}, out ${shapeStr(os)}`;
+    if (nd < 2 || as.length !== nd || bs.length !== nd) throw new Error(`cuda matmul: need equal ranks >= 2, got ${shapes}`);
+    for (let d = 0; d < nd - 2; d++)
+      if (as[d] !== os[d] || bs[d] !== os[d]) throw new Error(`cuda matmul: batch dims differ (broadcast before calling): ${shapes}`);
+    const [M, N, K] = [os[nd - 2], os[nd - 1], as[nd - 1]];
+    if (as[nd - 2] !== M || bs[nd - 2] !== K || bs[nd - 1] !== N) throw new Error(`cuda matmul: shapes do not align: ${shapes}`);
+    if (!out.layout.isContiguous()) throw new Error(`cuda matmul: out must be contiguous, got ${shapeStr(os)}`);
+    if (out.layout.numel === 0) return;
+    if (K === 0) {
+      if (!accumulate) creationKernels.fill(out, 0);
+      return;
+    }
+    const temps: { release(): void }[] = [];
+    try {
+      const A = prepare(a, M, K, temps);
+      const B = prepare(b, K, N, temps);
+      const batch = os.slice(0, nd - 2);
+      const bc = collapse(batch, [A.view.layout.strides.slice(0, nd - 2), B.view.layout.strides.slice(0, nd - 2), out.layout.strides.slice(0, nd - 2)]);
+      const last = bc.shape.length - 1;
+      const inner = last >= 0 ? bc.shape[last] : 1;
+      const stride = (k: number): number => (last >= 0 ? bc.strides[k][last] : 0);
+      const outer = bc.shape.slice(0, Math.max(last, 0));
+      const count = outer.reduce((p, x) => p * x, 1);
+      const bytes = dtypeBytes(a.dtype);
+      const base = [devicePointer(A.view, 'a'), devicePointer(B.view, 'b'), devicePointer(out, 'out')];
+      const { addon } = cudaContext();
+      const tf32 = process.env.KESTREL_CUDA_TF32 === '1' ? 1 : 0;
+      for (let i = 0; i < count; i++) {
+        const off = [0, 0, 0];
+        for (let d = outer.length - 1, rem = i; d >= 0; d--) {
+          const idx = rem % outer[d];
+          rem = Math.floor(rem / outer[d]);
+          for (let k = 0; k < 3; k++) off[k] += idx * bc.strides[k][d];
+        }
+        addon.args.set([
+          DTYPE_CODE[a.dtype], A.op.trans ? 1 : 0, B.op.trans ? 1 : 0, M, N, K, inner,
+          base[0] + off[0] * bytes, base[1] + off[1] * bytes, base[2] + off[2] * bytes,
+          A.op.ld, B.op.ld, N, stride(0), stride(1), inner > 1 ? stride(2) : M * N,
+          1, accumulate ? 1 : 0, tf32,
+        ]);
+        addon.cudaGemm();
+      }
+    } finally {
+      for (const t of temps) t.release();
+    }
+  },
+};

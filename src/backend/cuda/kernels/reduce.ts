@@ -1,0 +1,80 @@
+// reduce and argReduce on the GPU (native/cuda/kernels/reduce.cu): x's dims are split into the
+// kept group (outputs) and the reduced group, each collapsed to as few dims as possible.
+import type { DType } from '../../../tensor/dtype.js';
+import { shapeStr } from '../../../tensor/layout.js';
+import type { Kernels, View } from '../../kernels.js';
+import { cudaContext } from '../context.js';
+import { SUFFIX } from '../dtypes.js';
+import { collapse, launch, newParams } from '../launch.js';
+import { cudaKernel } from '../modules.js';
+import { scratchStorage } from '../storage.js';
+
+const OPS = { sum: 0, max: 1, min: 2 } as const;
+const INT_ACC = new Set<DType>(['int32', 'int64', 'int8', 'uint8', 'bool']);
+const suffix = (d: DType): string => (d === 'bool' ? 'u8' : SUFFIX[d]);
+
+function split(x: View, reduced: (d: number) => boolean) {
+  const { shape, strides } = x.layout;
+  const dims = shape.map((_, d) => d);
+  const kd = dims.filter((d) => !reduced(d));
+  const rd = dims.filter((d) => reduced(d));
+  const kept = collapse(kd.map((d) => shape[d]), [kd.map((d) => strides[d])]);
+  const red = collapse(rd.map((d) => shape[d]), [rd.map((d) => strides[d])]);
+  return {
+    kept: { shape: kept.shape, strides: kept.strides[0] },
+    red: { shape: red.shape, strides: red.strides[0] },
+    R: rd.reduce((p, d) => p * shape[d], 1),
+  };
+}
+
+export const reduceKernels: Pick<Kernels, 'reduce' | 'argReduce'> = {
+  reduce(op, x, out) {
+    if (out.dtype !== x.dtype) throw new Error(`cuda reduce: out dtype ${out.dtype} differs from x dtype ${x.dtype}`);
+    const xs = x.layout.shape;
+    const os = out.layout.shape;
+    if (os.length !== xs.length || os.some((s, d) => s !== 1 && s !== xs[d]))
+      throw new Error(`cuda reduce: out ${shapeStr(os)} is not a keepdim reduction of x ${shapeStr(xs)}`);
+    if (!out.layout.isContiguous()) throw new Error('cuda reduce: out must be contiguous');
+    const nout = out.layout.numel;
+    if (nout === 0) return;
+    const { kept, red, R } = split(x, (d) => os[d] === 1 && xs[d] !== 1);
+    const ctx = cudaContext();
+    const sfx = suffix(x.dtype);
+    const innerReduced = red.strides.length > 0 && red.strides[red.strides.length - 1] === 1;
+    const fewOutputs = nout < ctx.device.smCount * 2;
+    if (!innerReduced && !fewOutputs) {
+      const p = newParams().i32(OPS[op]).view_(x, 'x').strided(kept.shape, kept.strides).strided(red.shape, red.strides)
+        .i64(R).i64(nout).view_(out, 'out');
+      launch(cudaKernel('reduce', `reduce_cols_${sfx}`), p, { grid: Math.min(Math.ceil(nout / 256), ctx.device.smCount * 16), block: 256 });
+      return;
+    }
+    const splits = fewOutputs && R > 8192 ? Math.min(1024, Math.ceil(R / 4096), Math.ceil((ctx.device.smCount * 8) / nout)) : 1;
+    const partial = splits > 1 ? scratchStorage(ctx.addon, INT_ACC.has(x.dtype) ? 'int64' : 'float64', nout * splits) : null;
+    try {
+      const ptr = partial?.ptr ?? 0;
+      const p = newParams().i32(OPS[op]).view_(x, 'x').strided(kept.shape, kept.strides).strided(red.shape, red.strides)
+        .i64(R).i64(nout).i32(splits).view_(out, 'out').ptr(ptr);
+      launch(cudaKernel('reduce', `reduce_rows_${sfx}`), p, { grid: [Math.min(nout, 65535), splits, 1], block: 256 });
+      if (partial) {
+        const q = newParams().i32(OPS[op]).ptr(ptr).i32(splits).view_(out, 'out').i64(nout);
+        launch(cudaKernel('reduce', `reduce_finish_${sfx}`), q, { grid: Math.min(Math.ceil(nout / 256), 1024), block: 256 });
+      }
+    } finally {
+      partial?.release();
+    }
+  },
+  argReduce(op, x, dim, out) {
+    if (out.dtype !== 'int64') throw new Error(`cuda argReduce: out must be int64, got ${out.dtype}`);
+    if (dim < 0 || dim >= x.layout.ndim) throw new Error(`cuda argReduce: dim ${dim} out of range for x ${shapeStr(x.layout.shape)}`);
+    if (!out.layout.isContiguous()) throw new Error('cuda argReduce: out must be contiguous');
+    const nout = out.layout.numel;
+    const R = x.layout.shape[dim];
+    if (nout === 0) return;
+    if (R === 0) throw new Error(`cuda argReduce: cannot reduce an empty dim of ${shapeStr(x.layout.shape)}`);
+    const { kept } = split(x, (d) => d === dim);
+    const threads = Math.min(256, Math.ceil(R / 32) * 32);
+    const p = newParams().i32(op === 'argmin' ? 1 : 0).view_(x, 'x').strided(kept.shape, kept.strides).i64(x.layout.strides[dim])
+      .i64(R).i64(nout).view_(out, 'out');
+    launch(cudaKernel('reduce', `arg_reduce_${suffix(x.dtype)}`), p, { grid: Math.min(nout, 65535), block: threads });
+  },
+};

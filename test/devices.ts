@@ -1,0 +1,28 @@
+// The native backends the kernel and model tests run on: 'cpu' when the addon is built, and
+// 'cuda' on a GPU when KESTREL_TEST_GPU=1 (bench/gpu/run.sh) or else on the CUDA emulator
+// (KESTREL_CUDA_EMULATE=1: the same kernel sources run on the host), so CI checks the CUDA
+// backend without a GPU. Import this module before any test opens the 'cuda' backend.
+import * as k from '../src/index.js';
+
+if (process.env.KESTREL_TEST_GPU !== '1' && process.env.KESTREL_CUDA_EMULATE === undefined) process.env.KESTREL_CUDA_EMULATE = '1';
+
+export type Device = 'cpu' | 'cuda';
+
+/** The native backends available here (cuda: a GPU, or the emulator). */
+export function devices(): Device[] {
+  return (['cpu', 'cuda'] as const).filter((d) => k.hasBackend(d));
+}
+
+/** false when the device can run, else why not (a describe()'s skip option). */
+export function skipUnless(device: Device): string | false {
+  if (k.hasBackend(device)) return false;
+  try {
+    k.getBackend(device);
+    return false;
+  } catch (e) {
+    return device === 'cuda' ? `no CUDA device (${(e as Error).message})` : (e as Error).message;
+  }
+}
+
+/** Every native device, whether usable here or not (tests skip the unusable ones with the reason). */
+export const ALL_DEVICES: readonly Device[] = ['cpu', 'cuda'];
