@@ -3,5 +3,7 @@
 import type { Kernels } from '../../kernels.js';
 
 export function pending<K extends keyof Kernels>(...names: K[]): Pick<Kernels, K> {
-  return Object.fromEntries(names.map((n) => [n, () => { throw new Error(`cuda backend: kernel '${n}' is not implemented yet`); }])) as Pick<Kernels, K>;
+  const out: Partial<Record<keyof Kernels, () => never>> = {};
+  for (const n of names) out[n] = () => { throw new Error(`cuda backend: kernel '${n}' is not implemented yet`); };
+  return out as Pick<Kernels, K>;
 }
