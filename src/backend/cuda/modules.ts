@@ -29,7 +29,8 @@ export const compileOptions = (arch: string): string[] => [`--gpu-architecture=$
 
 const MAGIC = 'KESTREL-CUBIN-1\n';
 
-function readCached(path: string): Uint8Array | null {
+/** A cached image, or null when absent, truncated or corrupt (its hash does not match). */
+export function readCachedImage(path: string): Uint8Array | null {
   let bytes: Buffer;
   try {
     bytes = readFileSync(path);
@@ -43,7 +44,8 @@ function readCached(path: string): Uint8Array | null {
   return createHash('sha256').update(image).digest('hex') === digest ? image : null;
 }
 
-function writeCached(path: string, image: Uint8Array): void {
+/** Writes an image with its hash, atomically (temporary name, then rename). */
+export function writeCachedImage(path: string, image: Uint8Array): void {
   try {
     mkdirSync(join(path, '..'), { recursive: true });
     const tmp = `${path}.tmp-${process.pid}`;
@@ -80,7 +82,7 @@ function loadModule(ctx: CudaContext, name: string): number {
     .update(JSON.stringify([src.text, src.headerNames, src.headerSources, options, ctx.arch, ctx.libraries.nvrtc.version]))
     .digest('hex');
   const path = join(cacheDir(), `${name}-${ctx.arch}-${key.slice(0, 24)}.cubin`);
-  const cached = readCached(path);
+  const cached = readCachedImage(path);
   if (cached) {
     try {
       return ctx.addon.cudaModule(name, cached);
@@ -92,7 +94,7 @@ function loadModule(ctx: CudaContext, name: string): number {
   const r = ctx.addon.cudaCompile(`${name}.cu`, src.text, src.headerNames, src.headerSources, options);
   if (!r.ok) throw new Error(`NVRTC could not compile native/cuda/kernels/${name}.cu for ${ctx.arch}:\n${r.log}`);
   if (process.env.KESTREL_CUDA_VERBOSE) process.stderr.write(`kestrel: compiled ${name}.cu for ${ctx.arch} in ${(performance.now() - t0).toFixed(0)} ms\n`);
-  writeCached(path, r.image);
+  writeCachedImage(path, r.image);
   return ctx.addon.cudaModule(name, r.image);
 }
 
