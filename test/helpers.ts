@@ -89,7 +89,7 @@ export function gradcheck(f: (...xs: k.Tensor[]) => k.Tensor, inputs: k.Tensor[]
 }
 
 /** The same values on another backend and dtype, as a fresh leaf. */
-export function like(x: k.Tensor, backend: 'cpu' | 'ref', dtype: k.DType = x.dtype): k.Tensor {
+export function like(x: k.Tensor, backend: k.BackendName, dtype: k.DType = x.dtype): k.Tensor {
   return k.noGrad(() => {
     const moved = x.to(backend);
     const cast = moved.to(dtype);
@@ -101,10 +101,10 @@ export function like(x: k.Tensor, backend: 'cpu' | 'ref', dtype: k.DType = x.dty
 export const hasCpu = (): boolean => k.hasBackend('cpu');
 
 /** Seeded values in [lo, hi), rounded to dtype on the reference backend, then placed on `backend`. */
-export function seededTensor(shape: number[], dtype: k.DType, backend: 'cpu' | 'ref', seed = 1, lo = -1, hi = 1): k.Tensor {
+export function seededTensor(shape: number[], dtype: k.DType, backend: k.BackendName, seed = 1, lo = -1, hi = 1): k.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const r = k.tensor(seeded(n, seed, lo, hi), { shape, dtype: 'float64', backend: 'ref' }).to(dtype);
-  return backend === 'ref' ? r : r.to('cpu');
+  return backend === 'ref' ? r : r.to(backend);
 }
 
 /**

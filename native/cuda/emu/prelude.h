@@ -29,6 +29,7 @@ inline float __logf(float x) { return std::log(x); }
 inline float __fdividef(float a, float b) { return a / b; }
 inline float __saturatef(float x) { return x < 0.f ? 0.f : x > 1.f ? 1.f : x; }
 using std::erf;
+using std::erfc;
 using std::exp;
 using std::log;
 using std::sqrt;

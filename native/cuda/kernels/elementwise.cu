@@ -20,8 +20,8 @@ KFN float math_sqrt(float x) { return sqrtf(x); }
 KFN double math_sqrt(double x) { return sqrt(x); }
 KFN float math_tanh(float x) { return tanhf(x); }
 KFN double math_tanh(double x) { return tanh(x); }
-KFN float math_erf(float x) { return erff(x); }
-KFN double math_erf(double x) { return erf(x); }
+KFN float math_erfc(float x) { return erfcf(x); }
+KFN double math_erfc(double x) { return erfc(x); }
 KFN float math_sin(float x) { return sinf(x); }
 KFN double math_sin(double x) { return sin(x); }
 KFN float math_cos(float x) { return cosf(x); }
@@ -53,8 +53,9 @@ template <class T> KFN T unary_f(int op, T x, double p0, double p1) {
     case SIGMOID: return sigmoid_of(x);
     case RELU: return x > T(0) ? x : T(0);
     case SILU: return x * sigmoid_of(x);
-    case GELU_TANH: return T(0.5) * x * (T(1) + math_tanh(k * (x + T(0.044715) * x * x * x)));
-    case GELU_ERF: return T(0.5) * x * (T(1) + math_erf(x * T(0.7071067811865476)));
+    // 0.5 (1 + tanh(u)) = sigmoid(2u) and 1 + erf(z) = erfc(-z): no cancellation for x < 0
+    case GELU_TANH: return x * sigmoid_of(T(2) * k * (x + T(0.044715) * x * x * x));
+    case GELU_ERF: return T(0.5) * x * math_erfc(x * T(-0.7071067811865476));
     case SIN: return math_sin(x);
     case COS: return math_cos(x);
     case FLOOR: return math_floor(x);
@@ -83,12 +84,12 @@ template <class T> KFN T unary_df(int op, T x, double p0, double p1) {
     case SIGMOID: { T s = sigmoid_of(x); return s * (T(1) - s); }
     case RELU: return x > T(0) ? T(1) : T(0);
     case SILU: { T s = sigmoid_of(x); return s * (T(1) + x * (T(1) - s)); }
-    case GELU_TANH: {
-      T t = math_tanh(k * (x + T(0.044715) * x * x * x));
-      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * k * (T(1) + T(3 * 0.044715) * x * x);
+    case GELU_TANH: {  // with s = sigmoid(2u) = 0.5 (1 + tanh u): 0.5 (1 - tanh^2 u) = 2 s (1 - s)
+      T s = sigmoid_of(T(2) * k * (x + T(0.044715) * x * x * x));
+      return s + T(2) * x * s * (T(1) - s) * k * (T(1) + T(3 * 0.044715) * x * x);
     }
     case GELU_ERF:
-      return T(0.5) * (T(1) + math_erf(x * T(0.7071067811865476))) + x * math_exp(T(-0.5) * x * x) * T(0.3989422804014327);
+      return T(0.5) * math_erfc(x * T(-0.7071067811865476)) + x * math_exp(T(-0.5) * x * x) * T(0.3989422804014327);
     case SIN: return math_cos(x);
     case COS: return -math_sin(x);
     case FLOOR: case SIGN: return T(0);

@@ -1,9 +1,9 @@
 // copy with dtype conversion between strided views (native/cuda/kernels/copy.cu); contiguous
 // same-dtype copies are one device memcpy.
 import { type DType, dtypeBytes } from '../../../tensor/dtype.js';
-import { shapeStr } from '../../../tensor/layout.js';
 import type { Kernels } from '../../kernels.js';
 import { DTYPE_CODE } from '../../cpu/native.js';
+import { requireSameShape } from '../checks.js';
 import { cudaContext } from '../context.js';
 import { collapse, devicePointer, gridFor, launch, newParams } from '../launch.js';
 import { cudaKernel } from '../modules.js';
@@ -15,8 +15,7 @@ const SHORT: Partial<Record<DType, string>> = { float32: 'f32', bfloat16: 'bf16'
 export const copyKernels: Pick<Kernels, 'copy'> = {
   copy(src, dst) {
     const shape = dst.layout.shape;
-    if (shapeStr(src.layout.shape) !== shapeStr(shape))
-      throw new Error(`cuda copy: src ${shapeStr(src.layout.shape)} and dst ${shapeStr(shape)} differ in shape`);
+    requireSameShape('copy', src, 'src', dst, 'dst');
     const n = dst.layout.numel;
     if (n === 0) return;
     const sp = devicePointer(src, 'src');

@@ -2,13 +2,10 @@
 import { isFloat } from '../../../tensor/dtype.js';
 import { TWO_POW_32 } from '../../../tensor/rng.js';
 import type { Kernels } from '../../kernels.js';
+import { requireContiguous } from '../checks.js';
 import { SUFFIX } from '../dtypes.js';
 import { collapse, gridFor, launch, newParams } from '../launch.js';
 import { cudaKernel } from '../modules.js';
-
-function requireContiguous(kernel: string, v: { layout: { isContiguous(): boolean; shape: readonly number[] } }): void {
-  if (!v.layout.isContiguous()) throw new Error(`cuda ${kernel}: out must be contiguous, got a strided view of [${v.layout.shape.join(', ')}]`);
-}
 
 export const creationKernels: Pick<Kernels, 'fill' | 'arange' | 'random'> = {
   fill(out, value) {
@@ -19,14 +16,14 @@ export const creationKernels: Pick<Kernels, 'fill' | 'arange' | 'random'> = {
     launch(cudaKernel('creation', `fill_${SUFFIX[out.dtype]}`), p, { grid: gridFor(n), block: 256 });
   },
   arange(out, start, step) {
-    requireContiguous('arange', out);
+    requireContiguous('arange', out, 'out');
     const n = out.layout.numel;
     if (n === 0) return;
     const p = newParams().view_(out, 'out').i64(n).f64(start).f64(step);
     launch(cudaKernel('creation', `arange_${SUFFIX[out.dtype]}`), p, { grid: gridFor(n), block: 256 });
   },
   random(out, dist, seed, counter) {
-    requireContiguous('random', out);
+    requireContiguous('random', out, 'out');
     if (!isFloat(out.dtype)) throw new Error(`cuda random: out has dtype ${out.dtype} (expected a float dtype)`);
     const n = out.layout.numel;
     if (n === 0) return;

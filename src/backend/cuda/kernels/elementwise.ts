@@ -1,8 +1,8 @@
 // unary, unaryGrad, binary and where on the GPU (native/cuda/kernels/elementwise.cu).
 import type { DType } from '../../../tensor/dtype.js';
 import { dtypeBytes } from '../../../tensor/dtype.js';
-import { shapeStr } from '../../../tensor/layout.js';
 import { ARITH_OPS, COMPARE_OPS, type CompareOp, type Kernels, UNARY_OPS, type View } from '../../kernels.js';
+import { requireContiguous, requireSameShape } from '../checks.js';
 import { SUFFIX, requireDType } from '../dtypes.js';
 import { collapse, gridFor, launch, newParams } from '../launch.js';
 import { cudaKernel } from '../modules.js';
@@ -11,23 +11,14 @@ const BINARY_OPS = [...ARITH_OPS, ...COMPARE_OPS];
 const FLOATS: DType[] = ['float32', 'float64'];
 const INT_UNARY = new Set(['neg', 'abs', 'sign', 'clamp']);
 
-function sameShape(kernel: string, a: View, b: View, an: string, bn: string): void {
-  if (shapeStr(a.layout.shape) !== shapeStr(b.layout.shape))
-    throw new Error(`cuda ${kernel}: ${an} ${shapeStr(a.layout.shape)} and ${bn} ${shapeStr(b.layout.shape)} differ in shape`);
-}
-
-function contiguousOut(kernel: string, out: View): void {
-  if (!out.layout.isContiguous()) throw new Error(`cuda ${kernel}: out must be contiguous, got a strided view of ${shapeStr(out.layout.shape)}`);
-}
-
 export const elementwiseKernels: Pick<Kernels, 'unary' | 'unaryGrad' | 'binary' | 'where'> = {
   unary(op, x, out, p0, p1) {
     const float = FLOATS.includes(x.dtype);
     if (!float && !(INT_UNARY.has(op) && x.dtype !== 'float16' && x.dtype !== 'bfloat16'))
       throw new Error(`cuda unary: ${op} does not support dtype ${x.dtype}`);
     if (out.dtype !== x.dtype) throw new Error(`cuda unary: out dtype ${out.dtype} differs from x dtype ${x.dtype}`);
-    sameShape('unary', x, out, 'x', 'out');
-    contiguousOut('unary', out);
+    requireSameShape('unary', x, 'x', out, 'out');
+    requireContiguous('unary', out, 'out');
     const n = out.layout.numel;
     if (n === 0) return;
     const c = collapse(x.layout.shape, [x.layout.strides]);
@@ -35,11 +26,11 @@ export const elementwiseKernels: Pick<Kernels, 'unary' | 'unaryGrad' | 'binary' 
     launch(cudaKernel('elementwise', `unary_${SUFFIX[x.dtype]}`), p, { grid: gridFor(n), block: 256 });
   },
   unaryGrad(op, x, dy, dx, p0, p1) {
-    requireDType('unaryGrad', 'x', x.dtype, FLOATS);
-    if (dy.dtype !== x.dtype || dx.dtype !== x.dtype) throw new Error(`cuda unaryGrad: dtypes x=${x.dtype} dy=${dy.dtype} dx=${dx.dtype} must agree`);
-    sameShape('unaryGrad', x, dy, 'x', 'dy');
-    sameShape('unaryGrad', x, dx, 'x', 'dx');
-    contiguousOut('unaryGrad', dx);
+    requireDType('unary_grad', 'x', x.dtype, FLOATS);
+    if (dy.dtype !== x.dtype || dx.dtype !== x.dtype) throw new Error(`cuda unary_grad: dtypes x=${x.dtype} dy=${dy.dtype} dx=${dx.dtype} must agree`);
+    requireSameShape('unary_grad', x, 'x', dy, 'dy');
+    requireSameShape('unary_grad', x, 'x', dx, 'dx');
+    requireContiguous('unary_grad', dx, 'dx');
     const n = dx.layout.numel;
     if (n === 0) return;
     const c = collapse(x.layout.shape, [x.layout.strides, dy.layout.strides]);
@@ -52,9 +43,9 @@ export const elementwiseKernels: Pick<Kernels, 'unary' | 'unaryGrad' | 'binary' 
     if (a.dtype !== b.dtype || !['float32', 'float64', 'int32', 'int64'].includes(a.dtype))
       throw new Error(`cuda binary: ${op} needs a and b of one dtype among float32, float64, int32, int64; got ${a.dtype} and ${b.dtype}`);
     if (out.dtype !== (cmp ? 'bool' : a.dtype)) throw new Error(`cuda binary: ${op} writes ${cmp ? 'bool' : a.dtype}, out is ${out.dtype}`);
-    sameShape('binary', a, out, 'a', 'out');
-    sameShape('binary', b, out, 'b', 'out');
-    contiguousOut('binary', out);
+    requireSameShape('binary', a, 'a', out, 'out');
+    requireSameShape('binary', b, 'b', out, 'out');
+    requireContiguous('binary', out, 'out');
     const n = out.layout.numel;
     if (n === 0) return;
     const c = collapse(out.layout.shape, [a.layout.strides, b.layout.strides]);
@@ -63,10 +54,10 @@ export const elementwiseKernels: Pick<Kernels, 'unary' | 'unaryGrad' | 'binary' 
     launch(cudaKernel('elementwise', `${cmp ? 'compare' : 'binary'}_${SUFFIX[a.dtype]}`), p, { grid: gridFor(n), block: 256 });
   },
   where(cond, a, b, out) {
-    if (cond.dtype !== 'bool' && cond.dtype !== 'uint8') throw new Error(`cuda where: cond must be bool or uint8, got ${cond.dtype}`);
+    if (cond.dtype !== 'bool' && cond.dtype !== 'uint8') throw new Error(`cuda where: cond has dtype ${cond.dtype} (expected bool or uint8)`);
     if (a.dtype !== out.dtype || b.dtype !== out.dtype) throw new Error(`cuda where: a, b and out dtypes differ (${a.dtype}, ${b.dtype}, ${out.dtype})`);
-    for (const [v, name] of [[cond, 'cond'], [a, 'a'], [b, 'b']] as const) sameShape('where', v, out, name, 'out');
-    contiguousOut('where', out);
+    for (const [v, name] of [[cond, 'cond'], [a, 'a'], [b, 'b']] as const) requireSameShape('where', v, name, out, 'out');
+    requireContiguous('where', out, 'out');
     const n = out.layout.numel;
     if (n === 0) return;
     const c = collapse(out.layout.shape, [cond.layout.strides, a.layout.strides, b.layout.strides]);

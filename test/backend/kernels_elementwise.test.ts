@@ -1,5 +1,6 @@
-// The native creation, copy/cast, unary, unary_grad, binary and where kernels (native/creation.cc,
-// copy.cc, elementwise.cc and the per-ISA spans ew_*.cc) against the float64 reference backend:
+// The creation, copy/cast, unary, unary_grad, binary and where kernels of every native device
+// (cpu: native/creation.cc, copy.cc, elementwise.cc and the per-ISA spans ew_*.cc; cuda:
+// native/cuda/kernels/creation.cu, copy.cu, elementwise.cu) against the float64 reference backend:
 // sizes 1, 7, 33, 257, scalars and empty tensors, broadcast, transposed, step-sliced and expanded
 // inputs, every supported dtype; special values; float16/bfloat16 rounding on bit patterns;
 // Philox draws; and bad arguments (a thrown Error, never a crash). The AVX2 and baseline (SSE2)
@@ -13,6 +14,9 @@
 //   u = sqrt(2/pi)(x + 0.044715x^3), is rounded to float32 and then amplified by |du/dx|).
 // - float64: rtol 1e-13, atol 1e-14 (libm against V8's Math functions, ~1 ulp, and the
 //   reference's own erf series; gelu's 1 + erf cancels in both); integers: exact.
+// - cuda float32: CUDA's expf/logf/tanhf/erff/sinf are within 2 ulp (CUDA C Programming Guide,
+//   Mathematical Functions), so the transcendental tolerances are those of the CPU's vector code.
+import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +26,9 @@ import { assertClose, seeded, seededTensor, runChild } from '../helpers.js';
 
 const HAS_CPU = k.hasBackend('cpu');
 const CHILD = process.env.KESTREL_EW_CHILD === '1';
-type Backend = 'cpu' | 'ref';
+type Backend = Device | 'ref';
+/** The device the groups below run on (set by each test before it runs them). */
+let DEV: Device = 'cpu';
 
 // ---------------------------------------------------------------- inputs and views
 
@@ -44,7 +50,7 @@ function cases(): Case[] {
 }
 
 function compareBoth(what: string, f: (b: Backend) => k.Tensor, tol: { atol?: number; rtol?: number }): void {
-  const got = f('cpu');
+  const got = f(DEV);
   const want = f('ref');
   assert.equal(got.dtype, want.dtype, `${what}: dtype`);
   assertClose(got, want, { ...tol, what });
@@ -87,7 +93,7 @@ function unaryGroup(): void {
     for (const [op, p0, p1] of [['neg', 0, 0], ['abs', 0, 0], ['sign', 0, 0], ['clamp', -20.5, 30.5], ['clamp', 2, 1]] as const)
       for (const c of cases().slice(0, 8))
         compareBoth(`${op} ${dtype} ${c.name}`, (b) => k.unary(op, c.view(base(c.shape, dtype, b, 4, dtype === 'int8' ? -128 : 0, dtype === 'int8' ? 127 : 255)), p0, p1), { atol: 0, rtol: 0 });
-  const minI32 = k.tensor([-2147483648, 2147483647, 0], { dtype: 'int32', backend: 'cpu' });
+  const minI32 = k.tensor([-2147483648, 2147483647, 0], { dtype: 'int32', backend: DEV });
   assert.deepEqual(k.neg(minI32).toArray(), [-2147483648, -2147483647, 0]);
   assert.deepEqual(k.unary('abs', minI32).toArray(), [-2147483648, 2147483647, 0]);
 }
@@ -168,18 +174,18 @@ function binaryGroup(): void {
         compareBoth(`${op} ${dtype} ties`, (b) => { const x = base([5, 33], dtype, b, 7, -3, 3); return k.compare(cmp, x, x.t().t()); }, tol);
       }
       if (ints && op === 'div') {
-        const q = k.div(k.tensor([7, -7, 5, -2147483648], { dtype, backend: 'cpu' }), k.tensor([0, 2, -1, -1], { dtype, backend: 'cpu' }));
+        const q = k.div(k.tensor([7, -7, 5, -2147483648], { dtype, backend: DEV }), k.tensor([0, 2, -1, -1], { dtype, backend: DEV }));
         assert.equal(q.dtype, 'float32'); // true division: ints go through float32
       }
     }
   }
   // Integer kernel edge cases called directly: division by zero gives 0, MIN / -1 wraps, pow wraps.
-  const kern = k.getBackend('cpu').kernels;
+  const kern = k.getBackend(DEV).kernels;
   for (const dtype of ['int32', 'int64'] as const) {
     const min = dtype === 'int32' ? -2147483648 : -9223372036854775808;
-    const a = k.tensor([7, -7, 0, min, 3, -1, 2], { dtype, backend: 'cpu' });
-    const b = k.tensor([0, 2, 0, -1, 64, -3, -2], { dtype, backend: 'cpu' });
-    const out = k.empty([7], dtype, { backend: 'cpu' });
+    const a = k.tensor([7, -7, 0, min, 3, -1, 2], { dtype, backend: DEV });
+    const b = k.tensor([0, 2, 0, -1, 64, -3, -2], { dtype, backend: DEV });
+    const out = k.empty([7], dtype, { backend: DEV });
     kern.binary('div', a, b, out);
     assert.deepEqual(out.toArray(), [0, -3, 0, min, 0, 0, -1]);
     kern.binary('pow', a, b, out);
@@ -236,8 +242,8 @@ function creationGroup(): void {
     }
   }
   // Strided fill into a step-sliced view.
-  const cpu = k.zeros([4, 9], { backend: 'cpu' });
-  k.getBackend('cpu').kernels.fill(cpu.slice(1, 1, undefined, 3), 2);
+  const cpu = k.zeros([4, 9], { backend: DEV });
+  k.getBackend(DEV).kernels.fill(cpu.slice(1, 1, undefined, 3), 2);
   assert.deepEqual(cpu.toArray(), Array.from({ length: 4 }, () => [0, 2, 0, 0, 2, 0, 0, 2, 0]));
 }
 
@@ -250,7 +256,7 @@ function randomGroup(): void {
           g.next('uniform', 13); // a non-zero counter
           return dist === 'rand' ? k.rand([n], { dtype, backend: b, generator: g }) : k.randn([n], { dtype, backend: b, generator: g });
         };
-        const u = draw('cpu', 'rand').toTypedArray();
+        const u = draw(DEV, 'rand').toTypedArray();
         const ur = draw('ref', 'rand').toTypedArray();
         assert.deepEqual(u, ur, `uniform seed ${seed} n ${n} ${dtype}: not bit-identical`);
         compareBoth(`normal seed ${seed} n ${n} ${dtype}`, (b) => draw(b, 'randn'), { atol: dtype === 'float32' ? 1e-6 : 1e-12, rtol: 0 });
@@ -281,20 +287,20 @@ function castGroup(): void {
   // Into a strided destination (cat writes into narrowed views).
   compareBoth('cat', (b) => k.cat([base([3, 5], 'float32', b, 16), base([3, 7], 'float32', b, 17).t().t()], 1), { atol: 0, rtol: 0 });
   // float -> int: trunc toward zero, NaN -> 0, saturation at the type's range.
-  const f = k.tensor([2.9, -2.9, NaN, Infinity, -Infinity, 1e10, -1e10, 300, -300, 0.5], { backend: 'cpu' });
+  const f = k.tensor([2.9, -2.9, NaN, Infinity, -Infinity, 1e10, -1e10, 300, -300, 0.5], { backend: DEV });
   assert.deepEqual(k.to(f, 'int32').toArray(), [2, -2, 0, 2147483647, -2147483648, 2147483647, -2147483648, 300, -300, 0]);
   assert.deepEqual(k.to(f, 'int8').toArray(), [2, -2, 0, 127, -128, 127, -128, 127, -128, 0]);
   assert.deepEqual(k.to(f, 'uint8').toArray(), [2, 0, 0, 255, 0, 255, 0, 255, 0, 0]);
   assert.deepEqual(k.to(f, 'bool').toArray(), [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]);
-  const big = k.to(k.tensor([1e30, -1e30], { dtype: 'float64', backend: 'cpu' }), 'int64').toTypedArray() as BigInt64Array;
+  const big = k.to(k.tensor([1e30, -1e30], { dtype: 'float64', backend: DEV }), 'int64').toTypedArray() as BigInt64Array;
   assert.deepEqual([...big], [9223372036854775807n, -9223372036854775808n]);
   // The reference agrees for int64 (its other integer types wrap out-of-range values instead).
   const odd = (b: Backend) => k.to(k.tensor([NaN, Infinity, -Infinity, 1e30, -1e30, -2.5], { dtype: 'float64', backend: b }), 'int64');
-  assert.deepEqual(odd('cpu').toTypedArray(), odd('ref').toTypedArray());
+  assert.deepEqual(odd(DEV).toTypedArray(), odd('ref').toTypedArray());
   // int -> int wraps; int64 -> float rounds through double as the reference does.
-  assert.deepEqual(k.to(k.tensor([300, -1, 256], { dtype: 'int32', backend: 'cpu' }), 'uint8').toArray(), [44, 255, 0]);
-  const i64 = k.tensor([2n ** 60n + 2n ** 36n + 1n, -(2n ** 53n) - 1n], { dtype: 'int64', backend: 'cpu' });
-  compareBoth('int64 -> float32 double rounding', (b) => k.to(b === 'cpu' ? i64 : i64.to('ref'), 'float32'), { atol: 0, rtol: 0 });
+  assert.deepEqual(k.to(k.tensor([300, -1, 256], { dtype: 'int32', backend: DEV }), 'uint8').toArray(), [44, 255, 0]);
+  const i64 = k.tensor([2n ** 60n + 2n ** 36n + 1n, -(2n ** 53n) - 1n], { dtype: 'int64', backend: DEV });
+  compareBoth('int64 -> float32 double rounding', (b) => k.to(b === DEV ? i64 : i64.to('ref'), 'float32'), { atol: 0, rtol: 0 });
 }
 
 /** float16 / bfloat16 rounding against src/tensor/half.ts on bit patterns: ties, subnormals, overflow, NaN. */
@@ -313,7 +319,7 @@ function halfGroup(): void {
   ];
   const all = Uint32Array.from([...special, ...bits]);
   const f32 = new Float32Array(all.buffer);
-  const x = k.tensor(f32, { backend: 'cpu' });
+  const x = k.tensor(f32, { backend: DEV });
   const h = k.to(x, 'float16').toTypedArray() as Uint16Array;
   const bf = k.to(x, 'bfloat16').toTypedArray() as Uint16Array;
   for (let i = 0; i < f32.length; i++) {
@@ -322,13 +328,13 @@ function halfGroup(): void {
   }
   // f64 -> f16 rounds through float32 first (as the reference does).
   const d = Float64Array.from([1 + 2 ** -11 + 2 ** -40, 65519.99, 2 ** -25 + 2 ** -60, 1e-300]);
-  const hd = k.to(k.tensor(d, { dtype: 'float64', backend: 'cpu' }), 'float16').toTypedArray() as Uint16Array;
+  const hd = k.to(k.tensor(d, { dtype: 'float64', backend: DEV }), 'float16').toTypedArray() as Uint16Array;
   assert.deepEqual([...hd], [...d].map((v) => k.f32ToF16(v)));
   // Every 16-bit pattern back to float32, bit for bit (NaN payloads included; JS quiets a
   // signalling NaN when it reads one out of a Float32Array, so the quiet bit is not compared).
   const every = Uint16Array.from({ length: 65536 }, (_, i) => i);
   for (const [dtype, dec] of [['float16', k.f16ToF32], ['bfloat16', k.bf16ToF32]] as const) {
-    const back = new Uint32Array((k.to(k.tensor(every, { dtype, backend: 'cpu' }), 'float32').toTypedArray() as Float32Array).buffer);
+    const back = new Uint32Array((k.to(k.tensor(every, { dtype, backend: DEV }), 'float32').toTypedArray() as Float32Array).buffer);
     const want = new Uint32Array(Float32Array.from(every, (v) => dec(v)).buffer);
     for (let i = 0; i < 65536; i++)
       if (back[i] !== want[i] && !(Number.isNaN(dec(i)) && ((back[i] | 0x400000) >>> 0) === want[i])) assert.fail(`${dtype} 0x${i.toString(16)} -> f32 0x${back[i].toString(16)}, want 0x${want[i].toString(16)}`);
@@ -346,16 +352,16 @@ function streamingGroup(): void {
     const at = (i: number) => Math.floor((i * m) / 4);
     return k.cat([0, 1, 2, 3].map((i) => f(t.narrow(0, at(i), at(i + 1) - at(i)))), 0).toTypedArray() as Float32Array;
   };
-  const x = k.randn([n], { backend: 'cpu', generator: new k.Generator(1) });
-  const y = k.randn([n], { backend: 'cpu', generator: new k.Generator(2) }).narrow(0, 0, n); // same size
+  const x = k.randn([n], { backend: DEV, generator: new k.Generator(1) });
+  const y = k.randn([n], { backend: DEV, generator: new k.Generator(2) }).narrow(0, 0, n); // same size
   const xs = x.narrow(0, 1, n - 1); // a misaligned input
   for (const op of ['exp', 'silu', 'gelu_tanh', 'neg'] as const) {
     assert.deepEqual(k.unary(op, x).toTypedArray(), pieces(x, (p) => k.unary(op, p)), `${op} streamed`);
     assert.deepEqual(k.unary(op, xs).toTypedArray(), pieces(xs, (p) => k.unary(op, p)), `${op} streamed, misaligned input`);
   }
-  const dx = k.empty([n], 'float32', { backend: 'cpu' });
-  k.getBackend('cpu').kernels.unaryGrad('tanh', x, y, dx, 0, 0);
-  const dxs = pieces(x, (p) => { const o = k.empty(p.shape, 'float32', { backend: 'cpu' }); k.getBackend('cpu').kernels.unaryGrad('tanh', p, y.narrow(0, p.layout.offset, p.shape[0]), o, 0, 0); return o; });
+  const dx = k.empty([n], 'float32', { backend: DEV });
+  k.getBackend(DEV).kernels.unaryGrad('tanh', x, y, dx, 0, 0);
+  const dxs = pieces(x, (p) => { const o = k.empty(p.shape, 'float32', { backend: DEV }); k.getBackend(DEV).kernels.unaryGrad('tanh', p, y.narrow(0, p.layout.offset, p.shape[0]), o, 0, 0); return o; });
   assert.deepEqual(dx.toTypedArray(), dxs, 'tanh grad streamed');
   for (const [name, f] of [['add', k.add], ['maximum', k.maximum], ['div', k.div]] as const) {
     assert.deepEqual(f(x, y).toTypedArray(), pieces(x, (p) => f(p, y.narrow(0, p.layout.offset, p.shape[0]))), `${name} streamed`);
@@ -368,8 +374,8 @@ function streamingGroup(): void {
 // ---------------------------------------------------------------- errors
 
 function errorGroup(): void {
-  const kern = k.getBackend('cpu').kernels;
-  const t = (shape: number[], dtype: k.DType = 'float32') => k.zeros(shape, { dtype, backend: 'cpu' });
+  const kern = k.getBackend(DEV).kernels;
+  const t = (shape: number[], dtype: k.DType = 'float32') => k.zeros(shape, { dtype, backend: DEV });
   const throwsWith = (f: () => void, re: RegExp) => assert.throws(f, (e: Error) => e instanceof Error && re.test(e.message), `expected ${re}`);
   throwsWith(() => kern.unary('exp', t([3]), t([4]), 0, 0), /unary: x \[3\] and out \[4\]/);
   throwsWith(() => kern.unary('exp', t([3], 'int32'), t([3], 'int32'), 0, 0), /unary: exp does not support dtype int32/);
@@ -401,8 +407,13 @@ if (CHILD) {
   for (const name of SIMD_GROUPS) k.tidy(() => GROUPS[name]());
   console.log(`ok ${JSON.stringify(addon.info())}`);
 } else {
+  for (const device of ALL_DEVICES)
+    for (const [name, f] of Object.entries(GROUPS))
+      test(`${device} elementwise: ${name}`, { skip: skipUnless(device) }, () => {
+        DEV = device;
+        k.tidy(() => f());
+      });
   const skip = HAS_CPU ? false : 'cpu backend unavailable (native addon not built: run npm run build)';
-  for (const [name, f] of Object.entries(GROUPS)) test(`cpu elementwise: ${name}`, { skip }, () => k.tidy(() => f()));
   test('cpu elementwise: 1 thread', { skip }, async () => {
     const addon = (await import('../../src/backend/addon.js')).loadNative()!;
     addon.setThreads(1);
