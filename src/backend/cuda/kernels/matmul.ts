@@ -43,7 +43,7 @@ function prepare(v: View, rows: number, cols: number, temps: { release(): void }
 export const matmulKernels: Pick<Kernels, 'matmul'> = {
   matmul(a, b, out, accumulate) {
     if (a.dtype !== b.dtype || a.dtype !== out.dtype || !GEMM_DTYPES.has(a.dtype))
-      throw new Error(`cuda matmul: dtypes a=${a.dtype} b=${b.dtype} out=${out.dtype}; need one of float32, bfloat16, float16, float64`);
+      throw new Error(`cuda matmul: dtype a=${a.dtype} b=${b.dtype} out=${out.dtype}; need one of float32, bfloat16, float16, float64 for all three`);
     const [as, bs, os] = [a.layout.shape, b.layout.shape, out.layout.shape];
     const nd = os.length;
     const shapes = `a ${shapeStr(as)}, b ${shapeStr(bs)}, out ${shapeStr(os)}`;

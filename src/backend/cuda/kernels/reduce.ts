@@ -1,8 +1,8 @@
 // reduce and argReduce on the GPU (native/cuda/kernels/reduce.cu): x's dims are split into the
 // kept group (outputs) and the reduced group, each collapsed to as few dims as possible.
 import type { DType } from '../../../tensor/dtype.js';
-import { shapeStr } from '../../../tensor/layout.js';
 import type { Kernels, View } from '../../kernels.js';
+import { dims, requireContiguous } from '../checks.js';
 import { cudaContext } from '../context.js';
 import { SUFFIX } from '../dtypes.js';
 import { collapse, launch, newParams } from '../launch.js';
@@ -11,6 +11,9 @@ import { scratchStorage } from '../storage.js';
 
 const OPS = { sum: 0, max: 1, min: 2 } as const;
 const INT_ACC = new Set<DType>(['int32', 'int64', 'int8', 'uint8', 'bool']);
+// as the CPU kernel: sums of float32, float64 and int64 (the op layer sums integers as int64); max/min of any dtype
+const SUM_DTYPES = new Set<DType>(['float32', 'float64', 'int64']);
+const EXTREME_DTYPES = new Set<DType>(['float32', 'float64', 'float16', 'bfloat16', 'int32', 'int64', 'int8', 'uint8', 'bool']);
 const suffix = (d: DType): string => (d === 'bool' ? 'u8' : SUFFIX[d]);
 
 function split(x: View, reduced: (d: number) => boolean) {
@@ -32,11 +35,13 @@ export const reduceKernels: Pick<Kernels, 'reduce' | 'argReduce'> = {
     if (out.dtype !== x.dtype) throw new Error(`cuda reduce: out dtype ${out.dtype} differs from x dtype ${x.dtype}`);
     const xs = x.layout.shape;
     const os = out.layout.shape;
-    if (os.length !== xs.length || os.some((s, d) => s !== 1 && s !== xs[d]))
-      throw new Error(`cuda reduce: out ${shapeStr(os)} is not a keepdim reduction of x ${shapeStr(xs)}`);
-    if (!out.layout.isContiguous()) throw new Error('cuda reduce: out must be contiguous');
+    if (os.length !== xs.length) throw new Error(`cuda reduce: out ${dims(os)} must have the rank of x ${dims(xs)}`);
+    if (os.some((s, d) => s !== 1 && s !== xs[d])) throw new Error(`cuda reduce: out ${dims(os)} is not a keepdim reduction of x ${dims(xs)}`);
+    requireContiguous('reduce', out, 'out');
+    if (!(op === 'sum' ? SUM_DTYPES : EXTREME_DTYPES).has(x.dtype)) throw new Error(`cuda reduce: ${op} does not support dtype ${x.dtype}`);
     const nout = out.layout.numel;
     if (nout === 0) return;
+    if (x.layout.numel === 0 && op !== 'sum') throw new Error(`cuda reduce: ${op} of an empty dim of ${dims(xs)}`);
     const { kept, red, R } = split(x, (d) => os[d] === 1 && xs[d] !== 1);
     const ctx = cudaContext();
     const sfx = suffix(x.dtype);
@@ -64,13 +69,17 @@ export const reduceKernels: Pick<Kernels, 'reduce' | 'argReduce'> = {
     }
   },
   argReduce(op, x, dim, out) {
-    if (out.dtype !== 'int64') throw new Error(`cuda argReduce: out must be int64, got ${out.dtype}`);
-    if (dim < 0 || dim >= x.layout.ndim) throw new Error(`cuda argReduce: dim ${dim} out of range for x ${shapeStr(x.layout.shape)}`);
-    if (!out.layout.isContiguous()) throw new Error('cuda argReduce: out must be contiguous');
+    const xs = x.layout.shape;
+    if (dim < 0 || dim >= xs.length) throw new Error(`cuda arg_reduce: ${op} dim ${dim} out of range for x ${dims(xs)}`);
+    if (out.dtype !== 'int64') throw new Error(`cuda arg_reduce: out has dtype ${out.dtype} (expected int64)`);
+    requireContiguous('arg_reduce', out, 'out');
+    const os = out.layout.shape;
+    if (os.length !== xs.length || os.some((s, d) => s !== (d === dim ? 1 : xs[d])))
+      throw new Error(`cuda arg_reduce: ${op} out ${dims(os)} does not match x ${dims(xs)} with dim ${dim} reduced`);
     const nout = out.layout.numel;
-    const R = x.layout.shape[dim];
+    const R = xs[dim];
     if (nout === 0) return;
-    if (R === 0) throw new Error(`cuda argReduce: cannot reduce an empty dim of ${shapeStr(x.layout.shape)}`);
+    if (R === 0) throw new Error(`cuda arg_reduce: ${op} over an empty dim of ${dims(xs)}`);
     const { kept } = split(x, (d) => d === dim);
     const threads = Math.min(256, Math.ceil(R / 32) * 32);
     const p = newParams().i32(op === 'argmin' ? 1 : 0).view_(x, 'x').strided(kept.shape, kept.strides).i64(x.layout.strides[dim])

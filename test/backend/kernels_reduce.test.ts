@@ -7,6 +7,7 @@
 // Tolerances: float32 sums accumulate in double, so they match the reference's float64 sum
 // rounded to float32 up to the summation order (rtol 2.4e-7, 2 ulp); float64 sums rtol 1e-13;
 // max/min/argmax/argmin and integer sums are exact.
+import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
@@ -15,12 +16,14 @@ import { assertClose, seeded, seededTensor, runChild } from '../helpers.js';
 
 const HAS_CPU = k.hasBackend('cpu');
 const CHILD = process.env.KESTREL_REDUCE_CHILD === '1';
-type Backend = 'cpu' | 'ref';
+type Backend = Device | 'ref';
+/** The device the groups below run on (set by each test before it runs them). */
+let DEV: Device = 'cpu';
 
 const base = seededTensor;
 
 function compareBoth(what: string, f: (b: Backend) => k.Tensor, tol: { atol?: number; rtol?: number }): void {
-  const got = f('cpu');
+  const got = f(DEV);
   const want = f('ref');
   assert.equal(got.dtype, want.dtype, `${what}: dtype`);
   assert.deepEqual([...got.shape], [...want.shape], `${what}: shape`);
@@ -89,7 +92,7 @@ function reduceGroup(): void {
   // Empty: sum over an empty dim is 0; max over one throws.
   compareBoth('sum over empty dim', (b) => k.sum(base([3, 0], 'float32', b), 1, true), sumTol('float32'));
   compareBoth('sum keeping an empty dim', (b) => k.sum(base([0, 4], 'float32', b), 1, true), sumTol('float32'));
-  assert.throws(() => k.max(base([3, 0], 'float32', 'cpu'), 1), /max/);
+  assert.throws(() => k.max(base([3, 0], 'float32', DEV), 1), /max/);
 }
 
 /** Shapes big enough for the split-across-threads and column-block paths. */
@@ -150,8 +153,8 @@ function argGroup(): void {
 }
 
 function errorGroup(): void {
-  const kern = k.getBackend('cpu').kernels;
-  const t = (shape: number[], dtype: k.DType = 'float32') => k.zeros(shape, { dtype, backend: 'cpu' });
+  const kern = k.getBackend(DEV).kernels;
+  const t = (shape: number[], dtype: k.DType = 'float32') => k.zeros(shape, { dtype, backend: DEV });
   const throwsWith = (f: () => void, re: RegExp) => assert.throws(f, (e: Error) => e instanceof Error && re.test(e.message), `expected ${re}`);
   throwsWith(() => kern.reduce('sum', t([3, 4]), t([3, 2])), /reduce: out \[3,2\] is not a keepdim reduction of x \[3,4\]/);
   throwsWith(() => kern.reduce('sum', t([3, 4]), t([3])), /reduce: out \[3\] must have the rank of x \[3,4\]/);
@@ -175,7 +178,12 @@ if (CHILD) {
   console.log(`ok ${JSON.stringify(addon.info())}`);
 } else {
   const skip = HAS_CPU ? false : 'cpu backend unavailable (native addon not built: run npm run build)';
-  for (const [name, f] of Object.entries(GROUPS)) test(`cpu reduce: ${name}`, { skip }, () => k.tidy(() => f()));
+  for (const device of ALL_DEVICES)
+    for (const [name, f] of Object.entries(GROUPS))
+      test(`${device} reduce: ${name}`, { skip: skipUnless(device) }, () => {
+        DEV = device;
+        k.tidy(() => f());
+      });
   test('cpu reduce: large on 1 thread', { skip }, async () => {
     const addon = (await import('../../src/backend/addon.js')).loadNative()!;
     addon.setThreads(1);

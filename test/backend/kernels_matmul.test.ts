@@ -1,0 +1,95 @@
+// The matmul kernel of every native device through the kernel table (cpu: native/gemm.cc, cuda:
+// cuBLASLt or the emulator's host GEMM) against the float64 reference on the same float32 values:
+// M, N, K in {1, 7, 33, 257} with transposed operands, broadcast batches (stride 0), batches with
+// gaps and batch dims that do not collapse, accumulation, half-precision operands where the
+// device takes them, and bad arguments. (test/backend/cpu_matmul.test.ts covers the CPU GEMM's
+// packing paths and SIMD levels through the raw addon.)
+//
+// Tolerance: float32 accumulation over K terms of size <= 1: |err| <= K * 2^-24 * sum|a||b|,
+// bounded here by atol 1e-5 * K plus rtol 1e-5; bfloat16 inputs round to 8 bits (rtol 1e-2).
+import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as k from '../../src/index.js';
+import { assertClose, seeded } from '../helpers.js';
+
+const SIZES = [1, 7, 33, 257];
+
+/** A [..., r, c] float32 operand on `device` (stored transposed when `trans`), and the same values in float64 on ref. */
+function operand(device: Device, batch: number[], r: number, c: number, trans: boolean, seed: number, dtype: k.DType = 'float32') {
+  const n = [...batch, r, c].reduce((p, x) => p * x, 1);
+  const vals = seeded(n, seed);
+  const ref = k.tensor(vals, { shape: [...batch, r, c], dtype: 'float64', backend: 'ref' }).to(dtype).to('float64');
+  const stored = trans ? ref.transpose(-1, -2).contiguous() : ref;
+  const dev = stored.to(dtype).to(device);
+  return { dev: trans ? dev.transpose(-1, -2) : dev, ref };
+}
+
+function gemm(device: Device, a: k.Tensor, b: k.Tensor, out: k.Tensor, accumulate = false): k.Tensor {
+  k.getBackend(device).kernels.matmul(a, b, out, accumulate);
+  return out;
+}
+
+function check(device: Device, M: number, N: number, K: number, ta: boolean, tb: boolean, dtype: k.DType = 'float32'): void {
+  k.tidy(() => {
+    const A = operand(device, [], M, K, ta, 1 + M, dtype);
+    const B = operand(device, [], K, N, tb, 2 + N, dtype);
+    const got = gemm(device, A.dev, B.dev, k.empty([M, N], dtype, { backend: device }));
+    const want = k.matmul(A.ref, B.ref);
+    const tol = dtype === 'float32' ? { atol: 1e-5 * K, rtol: 1e-5 } : { atol: 1e-2 * Math.sqrt(K), rtol: 1e-2 };
+    assertClose(got, want, { ...tol, what: `${device} ${dtype} M${M} N${N} K${K}${ta ? ' Aᵀ' : ''}${tb ? ' Bᵀ' : ''}` });
+  });
+}
+
+for (const device of ALL_DEVICES)
+  describe(`${device} matmul kernel`, { skip: skipUnless(device) }, () => {
+    test('every M, N, K in {1, 7, 33, 257} (at most two of them 257)', () => {
+      for (const M of SIZES)
+        for (const N of SIZES)
+          for (const K of SIZES)
+            if ([M, N, K].filter((x) => x === 257).length <= 2) check(device, M, N, K, false, false);
+    });
+    test('transposed operands', () => {
+      for (const [M, N, K] of [[7, 33, 257], [257, 1, 33], [1, 7, 7], [33, 257, 1]])
+        for (const ta of [false, true]) for (const tb of [false, true]) check(device, M, N, K, ta, tb);
+    });
+    test('batches: broadcast (stride 0), gaps, and batch dims that do not collapse', () => {
+      k.tidy(() => {
+        const A = operand(device, [2, 3], 7, 5, false, 3);
+        const B = operand(device, [1, 3], 5, 4, true, 4);
+        // B broadcast over the first batch dim with stride 0
+        const bd = B.dev.expand([2, 3, 5, 4]);
+        const got = gemm(device, A.dev, bd, k.empty([2, 3, 7, 4], 'float32', { backend: device }));
+        assertClose(got, k.matmul(A.ref, B.ref.expand([2, 3, 5, 4])), { atol: 1e-5, rtol: 1e-5, what: 'broadcast batch' });
+        // a batch with gaps (narrowed) and permuted batch dims
+        const C = operand(device, [4, 3], 6, 5, false, 5);
+        const cd = C.dev.narrow(0, 1, 2).permute([1, 0, 2, 3]);
+        const D = operand(device, [3, 2], 5, 3, false, 6);
+        const out = gemm(device, cd, D.dev, k.empty([3, 2, 6, 3], 'float32', { backend: device }));
+        assertClose(out, k.matmul(C.ref.narrow(0, 1, 2).permute([1, 0, 2, 3]), D.ref), { atol: 1e-5, rtol: 1e-5, what: 'gaps + permuted batch' });
+      });
+    });
+    test('accumulate adds into out', () => {
+      k.tidy(() => {
+        const A = operand(device, [], 33, 7, false, 7);
+        const B = operand(device, [], 7, 9, true, 8);
+        const C = operand(device, [], 33, 9, false, 9);
+        const out = gemm(device, A.dev, B.dev, C.dev.contiguous(), true);
+        assertClose(out, k.add(k.matmul(A.ref, B.ref), C.ref), { atol: 1e-5, rtol: 1e-5, what: 'accumulate' });
+        const empty = gemm(device, k.zeros([3, 0], { backend: device }), k.zeros([0, 4], { backend: device }), k.full([3, 4], 5, { backend: device }));
+        assert.deepEqual(empty.toArray(), Array.from({ length: 3 }, () => [0, 0, 0, 0]), 'K = 0 writes zeros');
+      });
+    });
+    test('bfloat16 and float16 operands (float32 accumulation)', { skip: device === 'cpu' ? 'the cpu kernel takes float32 (half operands are upcast by the op)' : false }, () => {
+      for (const dtype of ['bfloat16', 'float16'] as const)
+        for (const [M, N, K] of [[7, 33, 257], [33, 1, 7], [257, 7, 33]]) for (const tb of [false, true]) check(device, M, N, K, false, tb, dtype);
+    });
+    test('bad arguments are errors', () => {
+      const t = (shape: number[], dtype: k.DType = 'float32') => k.zeros(shape, { dtype, backend: device });
+      const kern = k.getBackend(device).kernels;
+      assert.throws(() => kern.matmul(t([2, 3]), t([4, 5]), t([2, 5]), false), /matmul/);
+      assert.throws(() => kern.matmul(t([2, 3]), t([3, 5], 'float64'), t([2, 5]), false), /matmul: dtype/);
+      assert.throws(() => kern.matmul(t([2, 3]), t([3, 5]), t([5, 2]).t(), false), /matmul: out/);
+      assert.throws(() => kern.matmul(t([2, 2, 3]), t([3, 3, 5]), t([2, 2, 5]), false), /matmul: batch dims differ/);
+    });
+  });
