@@ -9,6 +9,7 @@ export { Generator, manualSeed, defaultGenerator } from './tensor/rng.js';
 export { tidy, keep } from './tensor/scope.js';
 export { f32ToBf16, bf16ToF32, f32ToF16, f16ToF32 } from './tensor/half.js';
 export { getBackend, setDefaultBackend, defaultBackend, hasBackend, type Backend, type BackendName } from './backend/index.js';
+export { cuda } from './backend/cuda/public.js';
 
 export { tensor, zeros, ones, full, zerosLike, onesLike, fullLike, scalar, arange, eye, rand, randn, randint } from './ops/creation.js';
 export { empty } from './ops/dispatch.js';

@@ -184,4 +184,6 @@ export interface Backend {
   /** a copy of count elements starting at element offset, in dtype's storage representation */
   read(storage: Storage, offset: number, count: number): TypedArray;
   readonly kernels: Kernels;
+  /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
+  readonly halfMatmul: boolean;
 }

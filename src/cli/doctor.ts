@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { loadNative, nativeLoadError } from '../backend/addon.js';
+import { type CudaStatus, cudaStatus } from '../backend/cuda/context.js';
 import * as k from '../index.js';
 
 function version(): string {
@@ -32,6 +33,7 @@ export async function doctor(argv: string[]): Promise<number> {
   const info = addon?.info();
   const backend = k.defaultBackend().name;
   const n = backend === 'cpu' ? 1024 : 96;
+  const cuda = cudaStatus();
   const report = {
     version: version(),
     node: process.version,
@@ -40,6 +42,7 @@ export async function doctor(argv: string[]): Promise<number> {
     cpu: info ? { avx2: info.avx2, fma: info.fma, avx512f: info.avx512f, f16c: info.f16c } : null,
     threads: info?.threads ?? 1,
     matmul: { n, gflops: Number(matmulGflops(n, backend === 'cpu' ? 5 : 1).toFixed(1)) },
+    cuda: cudaReport(cuda),
   };
   if (values.json) {
     process.stdout.write(JSON.stringify(report) + '\n');
@@ -53,7 +56,34 @@ export async function doctor(argv: string[]): Promise<number> {
       `cpu features ${features}`,
       `threads      ${report.threads}  (KESTREL_NUM_THREADS overrides)`,
       `matmul       ${report.matmul.gflops} GFLOP/s  (${n}x${n}x${n} float32, median)`,
+      ...cudaLines(cuda),
     ].join('\n') + '\n',
   );
   return 0;
+}
+
+function cudaReport(s: CudaStatus) {
+  return {
+    usable: s.usable,
+    emulated: s.emulated,
+    reason: s.reason || null,
+    device: s.device && { name: s.device.name, computeCapability: `${s.device.ccMajor}.${s.device.ccMinor}`, memoryGiB: Number((s.device.totalMemory / 2 ** 30).toFixed(1)), sms: s.device.smCount },
+    libraries: s.libraries,
+  };
+}
+
+/** The GPU, the driver, each CUDA library found (path, version) and, where one is missing, what to install. */
+function cudaLines(s: CudaStatus): string[] {
+  const lines: string[] = [];
+  if (s.device) {
+    const d = s.device;
+    lines.push(`gpu          ${d.name}, compute capability ${d.ccMajor}.${d.ccMinor}, ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB, ${d.smCount} SMs${s.emulated ? ' (KESTREL_CUDA_EMULATE=1)' : ''}`);
+  } else {
+    lines.push(`gpu          none usable${s.libraries && [s.libraries.driver, s.libraries.nvrtc, s.libraries.cublasLt].some((l) => !l.found) ? ' (what is missing is below)' : `: ${s.reason}`}`);
+  }
+  const libs = s.libraries;
+  if (libs)
+    for (const [label, l] of [['cuda driver', libs.driver], ['nvrtc', libs.nvrtc], ['cublasLt', libs.cublasLt]] as const)
+      lines.push(`${label.padEnd(12)} ${l.found ? `${l.version}  ${l.path}` : `missing: ${l.error}`}`);
+  return lines;
 }

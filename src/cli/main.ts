@@ -6,6 +6,7 @@ import { trainCommand } from './train.js';
 import { finetuneCommand } from './finetune.js';
 import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
+import { selectDevice, takeDeviceFlag } from './device.js';
 
 const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise<number> }> = {
   demo: { about: 'the embedded end-to-end run: synthetic data, pretrain, fine-tune, accuracy before/after [--json]', run: demoCommand },
@@ -19,7 +20,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.about}`);
-  return `usage: kestrel <command> [options]\n\ncommands:\n${lines.join('\n')}\n`;
+  return `usage: kestrel <command> [--device auto|cuda|cpu] [options]\n\ncommands:\n${lines.join('\n')}\n\n--device: where tensors live (auto, the default: the GPU when one is usable, else the CPU; KESTREL_BACKEND=cpu|cuda|ref also sets it)\n`;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -34,7 +35,9 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   try {
-    return await cmd.run(rest);
+    const { rest: args, device } = takeDeviceFlag(rest);
+    if (name !== 'doctor') selectDevice(device, (line) => process.stderr.write(line + '\n'));
+    return await cmd.run(args);
   } catch (e) {
     process.stderr.write(`kestrel ${name}: ${(e as Error).message}\n`);
     return 1;

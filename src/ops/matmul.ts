@@ -62,7 +62,7 @@ export function matmul(a: Tensor, b: Tensor): Tensor {
       return out;
     });
   }
-  if (isHalf(a.dtype)) return halfMatmul(a, b);
+  if (isHalf(a.dtype) && !backendOf(a).halfMatmul) return halfMatmul(a, b);
   const ca = gemmReadable(a) ? a : contiguous(a);
   const cb = gemmReadable(b) ? b : contiguous(b);
   let out = matmulKernel(ca, cb);

@@ -126,5 +126,6 @@ export function createCpuBackend(): Backend | null {
       return out;
     },
     kernels: makeKernels(packer),
+    halfMatmul: false,
   };
 }

@@ -67,5 +67,6 @@ export function createCudaBackend(): Backend {
       return out;
     },
     kernels,
+    halfMatmul: true,
   };
 }

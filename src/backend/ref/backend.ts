@@ -38,4 +38,5 @@ export const refBackend: Backend = {
     return storage.array.slice(offset, offset + count);
   },
   kernels,
+  halfMatmul: false,
 };

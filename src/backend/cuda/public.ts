@@ -1,0 +1,29 @@
+// `k.cuda`: the user-facing CUDA helpers, named as torch.cuda names them.
+import type { CudaMemStats } from '../addon.js';
+import { cudaContext, cudaStatus } from './context.js';
+
+export const cuda = {
+  /** True when a GPU (or, with KESTREL_CUDA_EMULATE=1, the emulator) can run the 'cuda' backend. */
+  isAvailable(): boolean {
+    return cudaStatus().usable;
+  },
+  /** The device's name, e.g. 'NVIDIA H200'. */
+  deviceName(): string {
+    return cudaContext().device.name;
+  },
+  /** Waits until all queued GPU work has finished (for timing; reads wait by themselves). */
+  synchronize(): void {
+    cudaContext().addon.cudaSync();
+  },
+  /** The caching allocator's view: bytes allocated to tensors, reserved from the driver, and their peaks. */
+  memoryStats(): CudaMemStats {
+    return cudaContext().addon.cudaMemStats();
+  },
+  resetPeakMemoryStats(): void {
+    cudaContext().addon.cudaResetPeak();
+  },
+  /** Returns cached, unused blocks to the driver. */
+  emptyCache(): void {
+    cudaContext().addon.cudaEmptyCache();
+  },
+};
