@@ -24,5 +24,10 @@ export function skipUnless(device: Device): string | false {
   }
 }
 
-/** Every native device, whether usable here or not (tests skip the unusable ones with the reason). */
-export const ALL_DEVICES: readonly Device[] = ['cpu', 'cuda'];
+/**
+ * Every native device, whether usable here or not (tests skip the unusable ones with the reason);
+ * KESTREL_TEST_DEVICES=cuda narrows it (bench/gpu/run.sh: the CPU was tested by CI already).
+ */
+export const ALL_DEVICES: readonly Device[] = (['cpu', 'cuda'] as const).filter(
+  (d) => !process.env.KESTREL_TEST_DEVICES || process.env.KESTREL_TEST_DEVICES.split(',').includes(d),
+);

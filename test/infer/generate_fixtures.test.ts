@@ -1,6 +1,8 @@
 // Greedy generation against transformers' generate() on every decoder fixture: the single
 // prompt and the left-padded batch give exactly the same ids, and every step's scores (the
-// KV-cache path) are within 1e-4 of the reference; Llama's eos case pads finished rows.
+// KV-cache path) are within 1e-4 of the reference; Llama's eos case pads finished rows. Runs on
+// every native device (cpu, and cuda on a GPU or the emulator).
+import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -11,11 +13,12 @@ import { fixture } from '../fixtures.js';
 
 const FIXTURES = ['llama', 'llama-tied-rope-llama3', 'mistral-sliding-window', 'qwen2', 'gemma', 'gemma2', 'phi3', 'mixtral', 'gpt2'];
 
-async function check(model: k.CausalLM | k.Gpt2LMHeadModel, g: SafetensorsFile, prefix: string, extra: k.GenerateOptions = {}, promptFrom = prefix): Promise<void> {
+async function check(device: Device, model: k.CausalLM | k.Gpt2LMHeadModel, g: SafetensorsFile, prefix: string, extra: k.GenerateOptions = {}, promptFrom = prefix): Promise<void> {
   const t = (n: string): k.Tensor => g.tensor(`${prefix}.${n}`);
   const p = (n: string): string => `${promptFrom}.${n}`;
-  const ids = g.has(p('input_ids')) ? g.tensor(p('input_ids')) : g.tensor(p('prompt_ids'));
-  const mask = g.has(p('attention_mask')) ? g.tensor(p('attention_mask')) : null;
+  const on = (x: k.Tensor): k.Tensor => k.tidy(() => x.to(device));
+  const ids = on(g.has(p('input_ids')) ? g.tensor(p('input_ids')) : g.tensor(p('prompt_ids')));
+  const mask = g.has(p('attention_mask')) ? on(g.tensor(p('attention_mask'))) : null;
   const want = t('output_ids');
   const scores = t('scores'); // [steps, B, V]
   const steps: Float32Array[][] = [];
@@ -28,16 +31,17 @@ async function check(model: k.CausalLM | k.Gpt2LMHeadModel, g: SafetensorsFile, 
   for (const x of [ids, mask, want, scores, out]) x?.dispose();
 }
 
-for (const name of FIXTURES) {
+for (const name of FIXTURES)
+  for (const device of ALL_DEVICES) {
   const fx = fixture('models', name);
-  describe(`${name} generate() matches transformers`, { skip: fx.skip }, () => {
+  describe(`${name} generate() on ${device} matches transformers`, { skip: fx.skip || skipUnless(device) }, () => {
     test('greedy: single prompt and left-padded batch', async () => {
-      const { model, generationConfig } = await k.loadCausalLM(fx.path);
+      const { model, generationConfig } = await k.loadCausalLM(fx.path, { backend: device });
       using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
       // Gemma 2's reference ran without a cache; its sliding-window layer still applies per step
-      await check(model, g, 'gen', { generationConfig });
-      await check(model, g, 'genb', { generationConfig });
-      if (g.has('genb_eos.output_ids')) await check(model, g, 'genb_eos', { eosTokenId: 60, padTokenId: 0 }, 'genb');
+      await check(device, model, g, 'gen', { generationConfig });
+      await check(device, model, g, 'genb', { generationConfig });
+      if (g.has('genb_eos.output_ids')) await check(device, model, g, 'genb_eos', { eosTokenId: 60, padTokenId: 0 }, 'genb');
       model.dispose();
     });
   });

@@ -1,6 +1,8 @@
 // Every causal-LM fixture (Llama family and GPT-2) made by transformers 4.44.2 (../shared/fixtures/models): logits,
 // loss (with and without ignored pads), every hidden state and every parameter's gradient;
-// Mixtral's router logits and load-balancing loss; save -> load round trip bit-exact.
+// Mixtral's router logits and load-balancing loss; save -> load round trip bit-exact. Forward and
+// backward run on every native device (cpu, and cuda on a GPU or the emulator), same tolerances.
+import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
 import assert from 'node:assert/strict';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -21,14 +23,20 @@ function closeRel(got: k.Tensor, want: k.Tensor, rel: number, what: string): voi
   assertClose(got, want, { atol: rel * scale, rtol: rel, what });
 }
 
-for (const name of DECODER_FIXTURES) {
+/** A golden tensor, on `device` (inputs) or as stored (expected values; comparisons read both back). */
+function golden(g: SafetensorsFile, device: Device): (n: string) => k.Tensor {
+  return (n: string): k.Tensor => k.tidy(() => g.tensor(n).to(device));
+}
+
+for (const name of DECODER_FIXTURES)
+  for (const device of ALL_DEVICES) {
   const fx = fixture('models', name);
-  describe(`${name} matches transformers`, { skip: fx.skip }, () => {
+  describe(`${name} on ${device} matches transformers`, { skip: fx.skip || skipUnless(device) }, () => {
     test('logits, loss, hidden states and every gradient', async () => {
-      const { model } = await loadCausalLM(fx.path);
+      const { model } = await loadCausalLM(fx.path, { backend: device });
       const moe = model instanceof k.CausalLM ? model.config.moe : null;
       using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
-      const t = (n: string): k.Tensor => g.tensor(n);
+      const t = golden(g, device);
       k.tidy(() => {
         const out = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels'), outputHiddenStates: true });
         closeRel(out.logits!, t('logits'), 1e-4, 'logits');
@@ -52,9 +60,9 @@ for (const name of DECODER_FIXTURES) {
     });
 
     test('the training loss path (returnLogits: false, chunked linear + cross-entropy): loss and every gradient', async () => {
-      const { model } = await loadCausalLM(fx.path);
+      const { model } = await loadCausalLM(fx.path, { backend: device });
       using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
-      const t = (n: string): k.Tensor => g.tensor(n);
+      const t = golden(g, device);
       k.tidy(() => {
         const out = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels'), returnLogits: false });
         if (model instanceof k.CausalLM) assert.equal(out.logits, null);
@@ -68,7 +76,7 @@ for (const name of DECODER_FIXTURES) {
     });
 
     test('savePretrained -> loadPretrained is bit-exact', async () => {
-      const p = await loadPretrained(fx.path);
+      const p = await loadPretrained(fx.path, { backend: device });
       const dir = mkdtempSync(join(tmpdir(), `kestrel-${name}-`));
       savePretrained(dir, p);
       const back = await loadPretrained(dir);

@@ -1,0 +1,179 @@
+// GPU benchmarks of the CUDA backend (issue 18), each next to this machine's PyTorch running the
+// same workload in the same run (bench/gpu/torch_peer.py): bf16 GEMM 8192^3, SmolLM-135M-shaped
+// full fine-tuning and LoRA r16 (batch 16 x 1024, bf16 autocast), Llama-1B-shaped full
+// fine-tuning (batch 8 x 2048) and batch-1 greedy decode. Each Kestrel workload runs in a fresh
+// process so its peak memory is its own. Prints one table; writes bench/results/gpu-bench.json.
+// Run: node --import tsx bench/gpu/bench.ts [--only gemm,smol-train,...] [--no-peer] [--steps 4]
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import * as k from '../../src/index.js';
+import { decoderConfig } from '../../src/models/registry.js';
+import { accumulateGradients } from '../../src/train/step.js';
+import { decayParamGroups } from '../../src/train/param_groups.js';
+import { median, writeResult } from '../lib/report.js';
+
+const SHAPES = {
+  smol135m: { hidden_size: 576, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3, intermediate_size: 1536, vocab_size: 49152, rope_theta: 10000 },
+  llama1b: { hidden_size: 2048, num_hidden_layers: 16, num_attention_heads: 32, num_key_value_heads: 8, intermediate_size: 8192, vocab_size: 128256, rope_theta: 500000 },
+} as const;
+type Shape = keyof typeof SHAPES;
+
+interface Workload {
+  name: string;
+  what: string;
+  shape?: Shape;
+  mode: 'gemm' | 'train' | 'lora' | 'decode';
+  batch?: number;
+  seq?: number;
+  /** PyTorch 2.11 eager on an H200, from issue 18 (the goal is relative to the peer run here) */
+  issue: string;
+  goal: string;
+}
+
+const WORKLOADS: Workload[] = [
+  { name: 'gemm', what: 'bf16 GEMM 8192^3 (TFLOP/s)', mode: 'gemm', issue: '775 TFLOP/s', goal: '>= 0.95x' },
+  { name: 'smol-train', what: 'SmolLM-135M full FT 16x1024', shape: 'smol135m', mode: 'train', batch: 16, seq: 1024, issue: '119,442 tok/s, 24.9 GiB', goal: '>= 1.0x, <= 1.0x memory' },
+  { name: 'smol-lora', what: 'SmolLM-135M LoRA r16 16x1024', shape: 'smol135m', mode: 'lora', batch: 16, seq: 1024, issue: '72,172 tok/s (PEFT)', goal: '>= 2x' },
+  { name: 'llama1b-train', what: 'Llama-1B full FT 8x2048', shape: 'llama1b', mode: 'train', batch: 8, seq: 2048, issue: '46,119 tok/s, 71.5 GiB', goal: '>= 1.0x, <= 1.0x memory' },
+  { name: 'llama1b-decode', what: 'Llama-1B batch-1 greedy decode', shape: 'llama1b', mode: 'decode', issue: '19.6 tok/s (HF generate)', goal: '>= 700 tok/s (40% of bound)' },
+];
+
+interface Result {
+  value: number;
+  unit: string;
+  peakGiB?: number;
+  reservedGiB?: number;
+  stepMs?: number;
+  error?: string;
+}
+
+function model(shape: Shape): k.CausalLM {
+  k.manualSeed(0);
+  return new k.CausalLM(decoderConfig({ model_type: 'llama', ...SHAPES[shape], rms_norm_eps: 1e-5, tie_word_embeddings: true, max_position_embeddings: 4096 }, `${shape} (bench)`), {});
+}
+
+const gib = (b: number): number => b / 2 ** 30;
+
+function runGemm(): Result {
+  const n = 8192;
+  const a = k.randn([n, n], { backend: 'cuda' }).to('bfloat16');
+  const b = k.randn([n, n], { backend: 'cuda' }).to('bfloat16');
+  for (let i = 0; i < 3; i++) k.matmul(a, b).dispose();
+  k.cuda.synchronize();
+  const runs = 10;
+  const t0 = performance.now();
+  for (let i = 0; i < runs; i++) k.matmul(a, b).dispose();
+  k.cuda.synchronize();
+  const s = (performance.now() - t0) / 1e3 / runs;
+  return { value: (2 * n ** 3) / s / 1e12, unit: 'TFLOP/s' };
+}
+
+function runTrain(w: Workload, steps: number): Result {
+  const m = model(w.shape!);
+  if (w.mode === 'lora') k.lora.injectLora(m, { r: 16, alpha: 16, targetModules: 'all-linear' });
+  m.train();
+  const opt = new k.optim.AdamW(decayParamGroups(m, 0.01), { lr: 1e-4 });
+  const gen = new k.Generator(1);
+  const ids = k.randint(0, SHAPES[w.shape!].vocab_size, [w.batch!, w.seq!], { generator: gen, backend: 'cpu' }).toArray() as number[][];
+  const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
+  const times: number[] = [];
+  for (let i = 0; i < steps + 2; i++) {
+    if (i === 2) {
+      k.memory.resetPeak();
+      k.cuda.resetPeakMemoryStats();
+    }
+    const t0 = performance.now();
+    accumulateGradients(m, [batch], { autocast: 'bfloat16' });
+    opt.step();
+    opt.zeroGrad();
+    k.cuda.synchronize();
+    if (i >= 2) times.push(performance.now() - t0);
+  }
+  const stepMs = median(times);
+  return {
+    value: (w.batch! * w.seq!) / (stepMs / 1e3), unit: 'tok/s', stepMs,
+    peakGiB: gib(k.memory.stats('cuda').peak.total), reservedGiB: gib(k.cuda.memoryStats().peakReserved),
+  };
+}
+
+async function runDecode(w: Workload): Promise<Result> {
+  const m = model(w.shape!).to('bfloat16');
+  m.eval();
+  const prompt = k.randint(0, SHAPES[w.shape!].vocab_size, [1, 32], { backend: 'cuda' });
+  await k.generate(m, prompt, { maxNewTokens: 8, temperature: 0, eosTokenId: [] });
+  const n = 128;
+  const t0 = performance.now();
+  const out = await k.generate(m, prompt, { maxNewTokens: n, temperature: 0, eosTokenId: [] });
+  const s = (performance.now() - t0) / 1e3;
+  return { value: (out.shape[1] - 32) / s, unit: 'tok/s' };
+}
+
+async function worker(name: string, steps: number): Promise<Result> {
+  k.setDefaultBackend('cuda');
+  const w = WORKLOADS.find((x) => x.name === name)!;
+  if (w.mode === 'gemm') return runGemm();
+  if (w.mode === 'decode') return runDecode(w);
+  return runTrain(w, steps);
+}
+
+function spawnJson(cmd: string, args: string[], timeoutMs: number): { out: Record<string, unknown> | null; err: string } {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', timeout: timeoutMs, maxBuffer: 64 << 20, env: process.env });
+  const last = (r.stdout ?? '').trim().split('\n').pop() ?? '';
+  try {
+    if (r.status === 0) return { out: JSON.parse(last) as Record<string, unknown>, err: '' };
+  } catch {
+    /* fall through */
+  }
+  return { out: null, err: (r.error?.message ?? (r.stderr || '').trim().split('\n').slice(-4).join(' | ')) || `exit ${r.status}` };
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: {
+    only: { type: 'string' }, steps: { type: 'string', default: '4' }, 'no-peer': { type: 'boolean', default: false }, worker: { type: 'string' },
+  } });
+  const steps = Number(values.steps);
+  if (values.worker) {
+    process.stdout.write(JSON.stringify(await worker(values.worker, steps)) + '\n');
+    return;
+  }
+  const self = fileURLToPath(import.meta.url);
+  const peer = join(self, '..', 'torch_peer.py');
+  const chosen = values.only ? WORKLOADS.filter((w) => values.only!.split(',').includes(w.name)) : WORKLOADS;
+  const rows: Record<string, unknown>[] = [];
+  for (const w of chosen) {
+    const ours = spawnJson(process.execPath, ['--import', 'tsx', self, '--worker', w.name, '--steps', String(steps)], 600_000);
+    const args = w.mode === 'gemm' ? ['--mode', 'gemm'] : ['--shape', w.shape!, '--mode', w.mode, '--batch', String(w.batch ?? 1), '--seq', String(w.seq ?? 1), '--steps', String(steps)];
+    const torch = values['no-peer'] ? { out: null, err: 'not run (--no-peer)' } : spawnJson('python3', [peer, ...args], 600_000);
+    const kv = ours.out as Result | null;
+    const tv = torch.out;
+    const peerValue = tv ? Number(w.mode === 'gemm' ? tv.tflops : tv.tokens_per_s) : null;
+    const row = {
+      workload: w.name, what: w.what, kestrel: kv ?? { error: ours.err }, torch: tv ?? { error: torch.err },
+      ratio: kv && peerValue ? kv.value / peerValue : null,
+      memoryRatio: kv?.peakGiB && tv?.peak_gib ? kv.peakGiB / Number(tv.peak_gib) : null,
+      issueFigure: w.issue, goal: w.goal,
+    };
+    rows.push(row);
+    process.stderr.write(`${w.name}: ${JSON.stringify(row)}\n`);
+  }
+  const path = writeResult('gpu-bench', { gpu: k.cuda.isAvailable() ? k.cuda.deviceName() : 'none', steps, rows });
+  const f = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
+  const lines = [
+    '| workload | Kestrel | PyTorch (this run) | ratio | Kestrel / PyTorch memory | goal |',
+    '|---|---|---|---|---|---|',
+    ...rows.map((r) => {
+      const kv = r.kestrel as Result & { error?: string };
+      const tv = r.torch as Record<string, number> & { error?: string };
+      const unit = kv.unit ?? (r.workload === 'gemm' ? 'TFLOP/s' : 'tok/s');
+      const ours = kv.error ? `error: ${kv.error.slice(0, 80)}` : `${f(kv.value, 1)} ${unit}${kv.peakGiB ? `, ${f(kv.peakGiB, 1)} GiB` : ''}`;
+      const theirs = tv.error ? `error: ${String(tv.error).slice(0, 80)}` : `${f(r.workload === 'gemm' ? tv.tflops : tv.tokens_per_s, 1)} ${unit}${tv.peak_gib ? `, ${f(tv.peak_gib, 1)} GiB` : ''}`;
+      return `| ${r.what} | ${ours} | ${theirs} | ${f(r.ratio as number, 2)}x | ${f(r.memoryRatio as number, 2)} | ${r.goal} |`;
+    }),
+  ];
+  console.log(lines.join('\n'));
+  console.log(`wrote ${path}`);
+}
+
+await main();
