@@ -146,10 +146,21 @@ struct Strided {
   i64 stride[KST_MAX_DIMS];
   i32 ndim;
   i32 contiguous;  // 1 when offset(i) == i
+  i32 small;       // 1 when every index and offset fits in 31 bits (32-bit division is ~4x cheaper)
+  i32 unused;
 };
 
 KFN i64 offset_of(const Strided& s, i64 i) {
   if (s.contiguous) return i;
+  if (s.small) {
+    u32 j = u32(i), off = 0;
+    for (int d = s.ndim - 1; d >= 0; d--) {
+      u32 n = u32(s.shape[d]);
+      off += (j % n) * u32(s.stride[d]);
+      j /= n;
+    }
+    return i64(off);
+  }
   i64 off = 0;
   for (int d = s.ndim - 1; d >= 0; d--) {
     i64 n = s.shape[d];

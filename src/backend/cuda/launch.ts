@@ -11,7 +11,7 @@ import type { CudaFunction } from './modules.js';
 import { CudaStorage } from './storage.js';
 
 export const MAX_DIMS = 8;
-const STRIDED_BYTES = MAX_DIMS * 16 + 8;
+const STRIDED_BYTES = MAX_DIMS * 16 + 16;
 
 /** Shapes and strides after merging dims that are contiguous in every operand (and dropping size-1 dims). */
 export interface Collapsed {
@@ -107,20 +107,26 @@ export class Params {
   view_(v: View | null, what?: string): this {
     return this.ptr(v === null ? 0 : devicePointer(v, what));
   }
-  /** A Strided struct: shape and strides (elements), ndim, and whether offset(i) == i. */
+  /** A Strided struct: shape and strides (elements), ndim, whether offset(i) == i, and whether 32-bit math suffices. */
   strided(shape: readonly number[], strides: readonly number[]): this {
     const o = this.at(STRIDED_BYTES, 8);
     let contiguous = 1;
-    for (let d = shape.length - 1, expect = 1; d >= 0; d--) {
-      if (strides[d] !== expect) contiguous = 0;
-      expect *= shape[d];
+    let numel = 1;
+    let last = 0;
+    for (let d = shape.length - 1; d >= 0; d--) {
+      if (strides[d] !== numel) contiguous = 0;
+      numel *= shape[d];
+      last += (shape[d] - 1) * strides[d];
     }
+    const small = numel < 2 ** 31 && last < 2 ** 31 ? 1 : 0;
     for (let d = 0; d < MAX_DIMS; d++) {
       this.int64At(o + 8 * d, d < shape.length ? shape[d] : 1);
       this.int64At(o + 8 * (MAX_DIMS + d), d < shape.length ? strides[d] : 0);
     }
     this.view.setInt32(o + 16 * MAX_DIMS, shape.length, true);
     this.view.setInt32(o + 16 * MAX_DIMS + 4, contiguous, true);
+    this.view.setInt32(o + 16 * MAX_DIMS + 8, small, true);
+    this.view.setInt32(o + 16 * MAX_DIMS + 12, 0, true);
     return this;
   }
 }
