@@ -1,12 +1,13 @@
-// Optimizers against steps computed by hand from PyTorch's formulas, schedule values at chosen
-// steps, global-norm clipping, and the loss scaler's skip / back-off / growth sequence under
-// DeepSpeed's documented rules.
+// Optimizers (on ref and every native device) against steps computed by hand from PyTorch's
+// formulas, schedule values at chosen steps, global-norm clipping, and the loss scaler's skip /
+// back-off / growth sequence under DeepSpeed's documented rules.
+import { ALL_DEVICES, skipUnless } from '../devices.js';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import { assertClose } from '../helpers.js';
 
-const backends = ['ref', ...(k.hasBackend('cpu') ? ['cpu'] : [])];
+const backends = ['ref', ...ALL_DEVICES] as const;
 const { AdamW, SGD, Lion, LossScaler, clipGradNorm, schedules: S } = k.optim;
 
 function param(backend: string, values: number[], grad: number[]): k.Tensor {
@@ -16,7 +17,7 @@ function param(backend: string, values: number[], grad: number[]): k.Tensor {
 }
 
 for (const backend of backends) {
-  describe(`optimizers (${backend})`, () => {
+  describe(`optimizers (${backend})`, { skip: backend === 'ref' ? false : skipUnless(backend) }, () => {
     test('AdamW: two steps by hand', () => {
       const p = param(backend, [1, -2], [0.5, -1]);
       const opt = new AdamW([p], { lr: 0.1, betas: [0.9, 0.99], eps: 1e-8, weightDecay: 0.1 });

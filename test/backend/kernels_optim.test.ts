@@ -1,0 +1,48 @@
+// The fused AdamW kernel of every native device (cpu: native/optim.cc; cuda: native/cuda/kernels/
+// optim.cu) against the float64 reference kernel over three steps, on sizes that break vector
+// tails and grid strides (1, 7, 33, 257, 100003), with and without weight decay, including a
+// view at an element offset (a slice of a flat parameter arena); and the argument checks.
+// Tolerance: rtol 1e-5 / atol 1e-6: float32 rounding of a few operations on values of size ~1
+// (an ulp is 1.2e-7), which a parameter that steps towards 0 keeps as absolute error.
+import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as k from '../../src/index.js';
+import { assertClose, seeded } from '../helpers.js';
+
+/** param, grad, exp_avg, exp_avg_sq with seeded values (exp_avg_sq >= 0), on a backend. */
+function state(backend: string, dtype: k.DType, n: number, seed: number): k.Tensor[] {
+  const vals = [seeded(n, seed), seeded(n, seed + 1, -0.1, 0.1), seeded(n, seed + 2, -0.01, 0.01), seeded(n, seed + 3, 0, 1e-3)];
+  return vals.map((v) => k.tensor(dtype === 'float32' ? Float32Array.from(v) : Float64Array.from(Float32Array.from(v)), { backend, dtype }));
+}
+
+function adamwSteps(d: Device, n: number, weightDecay: number, view: boolean): void {
+  const [got, want] = [state(d, 'float32', n + (view ? 3 : 0), n), state('ref', 'float64', n + (view ? 3 : 0), n)];
+  const pick = (ts: k.Tensor[]) => (view ? ts.map((t) => k.narrow(t, 0, 3, n)) : ts);
+  const [g, w] = [pick(got), pick(want)];
+  for (let t = 1; t <= 3; t++) {
+    const s = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay, bc1: 1 - 0.9 ** t, bc2: 1 - 0.999 ** t };
+    k.getBackend(d).kernels.adamw(g[0], g[1], g[2], g[3], s);
+    k.getBackend('ref').kernels.adamw(w[0], w[1], w[2], w[3], s);
+  }
+  ['param', 'grad', 'exp_avg', 'exp_avg_sq'].forEach((what, i) =>
+    assertClose(got[i], want[i], { atol: 1e-6, rtol: 1e-5, what: `${d} adamw n=${n} wd=${weightDecay}${view ? ' (view)' : ''} ${what}` }));
+  for (const t of [...got, ...want]) t.dispose();
+}
+
+for (const device of ALL_DEVICES)
+  describe(`adamw kernel on ${device}`, { skip: skipUnless(device) }, () => {
+    test('three steps vs the float64 reference', () => {
+      for (const n of [1, 7, 33, 257, 100003]) for (const wd of [0, 0.1]) adamwSteps(device, n, wd, false);
+      adamwSteps(device, 257, 0.1, true);
+    });
+
+    test('bad arguments throw an Error naming the kernel and operand', () => {
+      const kern = k.getBackend(device).kernels;
+      const f32 = (n: number) => k.zeros([n], { backend: device });
+      const s = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, bc1: 0.1, bc2: 0.001 };
+      assert.throws(() => kern.adamw(f32(4), f32(5), f32(4), f32(4), s), /adamw: grad must be a contiguous float32 tensor of 4 elements/);
+      assert.throws(() => kern.adamw(f32(4), f32(4), k.zeros([4], { backend: device, dtype: 'float64' }), f32(4), s), /adamw: exp_avg must be/);
+      assert.throws(() => kern.adamw(f32(4), f32(4), f32(4), k.transpose(k.zeros([2, 2], { backend: device }), 0, 1), s), /adamw: exp_avg_sq must be/);
+    });
+  });
