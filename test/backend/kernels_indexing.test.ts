@@ -19,9 +19,7 @@ import { assertClose, seededTensor } from '../helpers.js';
 
 type Where = Device | 'ref';
 
-/** Seeded values made on the reference backend, then moved. */
-const base = (shape: number[], dtype: k.DType, where: Where, seed = 1, lo = -1, hi = 1): k.Tensor =>
-  seededTensor(shape, dtype, 'ref', seed, lo, hi).to(where);
+const base = seededTensor;
 
 /** Integer indices in [-size, size) (negatives wrap), as int64 or int32. */
 const indices = (shape: number[], size: number, dtype: 'int64' | 'int32', where: Where, seed: number): k.Tensor =>

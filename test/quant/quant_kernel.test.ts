@@ -35,7 +35,7 @@ function state(N: number, K: number, f: Format, seed = 7): QuantLinearState {
 }
 
 const name = (f: Format) => `${f.type}${f.doubleQuant ? '+dq' : ''}${f.blockSize ? `/${f.blockSize}` : ''}`;
-const data = (shape: number[], where: Device | 'ref', seed: number) => seededTensor(shape, 'float32', 'ref', seed).to(where);
+const data = (shape: number[], where: Device | 'ref', seed: number) => seededTensor(shape, 'float32', where, seed);
 
 const FORMATS: Format[] = [{ type: 'nf4' }, { type: 'fp4' }, { type: 'nf4', doubleQuant: true }, { type: 'int8' }];
 // N * K = 2541 (odd: the last byte holds one code; 2541 % 64 = 45: a partial last block); K = 77

@@ -1,8 +1,9 @@
 // Out-of-range indices found on the device. The indexing kernels (native/cuda/kernels/indexing.cu)
 // never follow a bad index; the first one is recorded in a small device buffer that is read back
-// after every host read (which waits for the queued work anyway), so an embedding lookup or its
-// gradient costs no extra round trip per step. The Error names the op, the position, the value
-// and the dim size, as the CPU's does; KESTREL_CUDA_SYNC=1 checks right after each launch instead.
+// after every host read and k.cuda.synchronize() (both wait for the queue anyway), so an
+// embedding lookup or its gradient costs no extra round trip per step. The Error names the op,
+// the position, the value and the dim size, as the CPU's does; KESTREL_CUDA_SYNC=1 checks right
+// after each launch instead.
 import { cudaContext } from './context.js';
 
 const OPS = ['gather', 'scatter_add', 'index_select', 'index_add'] as const;

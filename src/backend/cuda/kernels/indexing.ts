@@ -7,6 +7,7 @@ import { type DType, dtypeBytes } from '../../../tensor/dtype.js';
 import { Layout } from '../../../tensor/layout.js';
 import type { Kernels, View } from '../../kernels.js';
 import { cudaContext } from '../context.js';
+import { dims } from '../checks.js';
 import { SUFFIX } from '../dtypes.js';
 import { type IndexOp, afterIndexLaunch, indexErrorSlot, indexOpCode } from '../index_errors.js';
 import { type Params, collapse, devicePointer, gridFor, launch, newParams } from '../launch.js';
@@ -14,7 +15,6 @@ import { cudaKernel } from '../modules.js';
 import { scratchStorage } from '../storage.js';
 import { copyKernels } from './copy.js';
 
-const dims = (s: readonly number[]): string => `[${s.join(',')}]`;
 const prod = (s: readonly number[]): number => s.reduce((p, x) => p * x, 1);
 const sameShape = (a: readonly number[], b: readonly number[]): boolean => a.length === b.length && a.every((s, i) => s === b[i]);
 

@@ -7,6 +7,7 @@ import { dtypeBytes } from '../../../tensor/dtype.js';
 import type { DType } from '../../../tensor/dtype.js';
 import { Layout } from '../../../tensor/layout.js';
 import type { Kernels, QuantWeight, View } from '../../kernels.js';
+import { dims } from '../checks.js';
 import { cudaContext } from '../context.js';
 import { devicePointer, gridFor, launch, newParams } from '../launch.js';
 import { cudaKernel } from '../modules.js';
@@ -23,7 +24,6 @@ export const quantTuning = {
 };
 const GEMV_MAX_ROWS = 8;
 
-const dims = (s: readonly number[]): string => `[${s.join(',')}]`;
 const pow2 = (v: number): boolean => Number.isInteger(v) && v > 0 && (v & (v - 1)) === 0;
 
 function fail(k: string, why: string): never {
