@@ -24,6 +24,9 @@ KFN bool bad_index(i64* err, i32 op, i64 id, i64 pos, i64 v, i64 size) {
 
 KFN i64 wrap(i64 v, i64 size) { return v < 0 ? v + size : v; }
 
+// Index element off of an int64 (wide) or int32 index: one kernel for both halves the module.
+KFN i64 index_at(const void* index, i32 wide, i64 off) { return wide ? ((const i64*)index)[off] : i64(((const i32*)index)[off]); }
+
 // Exact adds for every target type: float32/float64 atomics, integers wrap (two's complement),
 // a 16-bit float source adds into a float32 target (the TypeScript side's scratch copy of out).
 KFN void add_to(float* p, float v) { atomic_add(p, v); }
@@ -47,10 +50,11 @@ enum { GATHER = 0, SCATTER_ADD = 1, INDEX_SELECT = 2, INDEX_ADD = 3 };
 
 // out[i] = x[xs(i) + wrap(index[is(i)]) * xdim]: i runs over index's shape (out contiguous), xs is
 // x seen with index's shape and stride 0 at dim.
-template <class I, class E>
-KFN void gather_impl(const E* x, const Strided& xs, i64 xdim, i64 size, const I* index, const Strided& is, E* out, i64 n, i64* err, i64 id) {
+template <class E>
+KFN void gather_impl(const E* x, const Strided& xs, i64 xdim, i64 size, const void* index, i32 wide, const Strided& is, E* out,
+                     i64 n, i64* err, i64 id) {
   KST_FOR(i, n) {
-    i64 v = index[offset_of(is, i)];
+    i64 v = index_at(index, wide, offset_of(is, i));
     if (bad_index(err, GATHER, id, i, v, size)) {
       out[i] = E();
     } else {
@@ -60,11 +64,11 @@ KFN void gather_impl(const E* x, const Strided& xs, i64 xdim, i64 size, const I*
 }
 
 // out[os(i) + wrap(index[is(i)]) * odim] += src[ss(i)] over index's shape.
-template <class I, class T, class S>
-KFN void scatter_add_impl(T* out, const Strided& os, i64 odim, i64 size, const I* index, const Strided& is, const S* src, const Strided& ss, i64 n,
-                          i64* err, i64 id) {
+template <class T, class S>
+KFN void scatter_add_impl(T* out, const Strided& os, i64 odim, i64 size, const void* index, i32 wide, const Strided& is,
+                          const S* src, const Strided& ss, i64 n, i64* err, i64 id) {
   KST_FOR(i, n) {
-    i64 v = index[offset_of(is, i)];
+    i64 v = index_at(index, wide, offset_of(is, i));
     if (!bad_index(err, SCATTER_ADD, id, i, v, size)) add_to(out + offset_of(os, i) + wrap(v, size) * odim, src[offset_of(ss, i)]);
   }
 }
@@ -80,12 +84,12 @@ KFN void scatter_add_impl(T* out, const Strided& os, i64 odim, i64 size, const I
   for (i64 r = i64(blockIdx.x) * rows_per_block + threadIdx.x / (tpr); r < (rows); r += i64(gridDim.x) * rows_per_block)
 
 // out [outer, n, inner] (contiguous) = x at (xo(o), wrap(index[j]), xi(c)).
-template <class I, class E>
-KFN void index_select_impl(const E* x, const Strided& xo, i64 xdim, const Strided& xi, i64 size, const I* index, i64 istride, i64 n, E* out,
-                           i64 rows, i64 inner, i32 tpr, i64* err, i64 id) {
+template <class E>
+KFN void index_select_impl(const E* x, const Strided& xo, i64 xdim, const Strided& xi, i64 size, const void* index,
+                           i32 wide, i64 istride, i64 n, E* out, i64 rows, i64 inner, i32 tpr, i64* err, i64 id) {
   KST_ROWS(r, c0, tpr, rows) {
     i64 j = r % n;
-    i64 v = index[j * istride];
+    i64 v = index_at(index, wide, j * istride);
     E* dst = out + r * inner;
     if (bad_index(err, INDEX_SELECT, id, j, v, size)) {
       for (i64 c = c0; c < inner; c += tpr) dst[c] = E();
@@ -100,12 +104,13 @@ KFN void index_select_impl(const E* x, const Strided& xo, i64 xdim, const Stride
 }
 
 // out at (oo(o), wrap(index[j]), oi(c)) += src at (so(o), j, si(c)).
-template <class I, class T, class S>
-KFN void index_add_impl(T* out, const Strided& oo, i64 odim, const Strided& oi, i64 size, const I* index, i64 istride, i64 n, const S* src,
-                        const Strided& so, i64 sdim, const Strided& si, i64 rows, i64 inner, i32 tpr, i64* err, i64 id) {
+template <class T, class S>
+KFN void index_add_impl(T* out, const Strided& oo, i64 odim, const Strided& oi, i64 size, const void* index, i32 wide,
+                        i64 istride, i64 n, const S* src, const Strided& so, i64 sdim, const Strided& si, i64 rows,
+                        i64 inner, i32 tpr, i64* err, i64 id) {
   KST_ROWS(r, c0, tpr, rows) {
     i64 j = r % n, o = r / n;
-    i64 v = index[j * istride];
+    i64 v = index_at(index, wide, j * istride);
     if (bad_index(err, INDEX_ADD, id, j, v, size)) continue;
     T* dst = out + offset_of(oo, o) + wrap(v, size) * odim;
     const S* row = src + offset_of(so, o) + j * sdim;
@@ -117,56 +122,47 @@ KFN void index_add_impl(T* out, const Strided& oo, i64 odim, const Strided& oi, 
 }
 
 // Only checks the indices (for calls whose other operands are empty, so no row reads them).
-template <class I> KFN void index_check_impl(const I* index, const Strided& is, i64 n, i64 size, i32 op, i64* err, i64 id) {
-  KST_FOR(i, n) bad_index(err, op, id, i, index[offset_of(is, i)], size);
+KFN void index_check_impl(const void* index, i32 wide, const Strided& is, i64 n, i64 size, i32 op, i64* err, i64 id) {
+  KST_FOR(i, n) bad_index(err, op, id, i, index_at(index, wide, offset_of(is, i)), size);
 }
 
 // ---------------------------------------------------------------- instantiations
 
-#define KST_GATHER(isfx, I, bsfx, E)                                                                                       \
-  KERNEL(gather_##isfx##_##bsfx, (const E* x, Strided xs, i64 xdim, i64 size, const I* index, Strided is, E* out, i64 n,    \
-                                  i64* err, i64 id)) {                                                                      \
-    gather_impl<I, E>(x, xs, xdim, size, index, is, out, n, err, id);                                                       \
-  }
-
-#define KST_SELECT(isfx, I, bsfx, E)                                                                                       \
-  KERNEL(index_select_##isfx##_##bsfx, (const E* x, Strided xo, i64 xdim, Strided xi, i64 size, const I* index, i64 istride, \
-                                        i64 n, E* out, i64 rows, i64 inner, i32 tpr, i64* err, i64 id)) {                   \
-    index_select_impl<I, E>(x, xo, xdim, xi, size, index, istride, n, out, rows, inner, tpr, err, id);                      \
-  }
-
-#define KST_ADD(isfx, I, tsfx, T, S)                                                                                         \
-  KERNEL(scatter_add_##isfx##_##tsfx, (T* out, Strided os, i64 odim, i64 size, const I* index, Strided is, const S* src,     \
-                                       Strided ss, i64 n, i64* err, i64 id)) {                                               \
-    scatter_add_impl<I, T, S>(out, os, odim, size, index, is, src, ss, n, err, id);                                          \
+#define KST_MOVE(bsfx, E)                                                                                                  \
+  KERNEL(gather_##bsfx, (const E* x, Strided xs, i64 xdim, i64 size, const void* index, i32 wide, Strided is, E* out, i64 n,  \
+                         i64* err, i64 id)) {                                                                                \
+    gather_impl<E>(x, xs, xdim, size, index, wide, is, out, n, err, id);                                                     \
   }                                                                                                                          \
-  KERNEL(index_add_##isfx##_##tsfx, (T* out, Strided oo, i64 odim, Strided oi, i64 size, const I* index, i64 istride, i64 n, \
-                                     const S* src, Strided so, i64 sdim, Strided si, i64 rows, i64 inner, i32 tpr, i64* err,  \
-                                     i64 id)) {                                                                              \
-    index_add_impl<I, T, S>(out, oo, odim, oi, size, index, istride, n, src, so, sdim, si, rows, inner, tpr, err, id);       \
+  KERNEL(index_select_##bsfx, (const E* x, Strided xo, i64 xdim, Strided xi, i64 size, const void* index, i32 wide,         \
+                               i64 istride, i64 n, E* out, i64 rows, i64 inner, i32 tpr, i64* err, i64 id)) {                \
+    index_select_impl<E>(x, xo, xdim, xi, size, index, wide, istride, n, out, rows, inner, tpr, err, id);                    \
   }
 
-#define KST_INDEX(isfx, I)                                                                                     \
-  KST_GATHER(isfx, I, b1, B1)                                                                                  \
-  KST_GATHER(isfx, I, b2, B2)                                                                                  \
-  KST_GATHER(isfx, I, b4, B4)                                                                                  \
-  KST_GATHER(isfx, I, b8, B8)                                                                                  \
-  KST_SELECT(isfx, I, b1, B1)                                                                                  \
-  KST_SELECT(isfx, I, b2, B2)                                                                                  \
-  KST_SELECT(isfx, I, b4, B4)                                                                                  \
-  KST_SELECT(isfx, I, b8, B8)                                                                                  \
-  KST_SELECT(isfx, I, b16, B16)                                                                                \
-  KST_ADD(isfx, I, f32, float, float)                                                                          \
-  KST_ADD(isfx, I, f64, double, double)                                                                        \
-  KST_ADD(isfx, I, i32, i32, i32)                                                                              \
-  KST_ADD(isfx, I, i64, i64, i64)                                                                              \
-  KST_ADD(isfx, I, i8, i8, i8)                                                                                 \
-  KST_ADD(isfx, I, u8, u8, u8)                                                                                 \
-  KST_ADD(isfx, I, f32_from_f16, float, f16)                                                                   \
-  KST_ADD(isfx, I, f32_from_bf16, float, bf16)                                                                 \
-  KERNEL(index_check_##isfx, (const I* index, Strided is, i64 n, i64 size, i32 op, i64* err, i64 id)) {         \
-    index_check_impl<I>(index, is, n, size, op, err, id);                                                      \
+#define KST_ADD(tsfx, T, S)                                                                                                  \
+  KERNEL(scatter_add_##tsfx, (T* out, Strided os, i64 odim, i64 size, const void* index, i32 wide, Strided is, const S* src,  \
+                              Strided ss, i64 n, i64* err, i64 id)) {                                                        \
+    scatter_add_impl<T, S>(out, os, odim, size, index, wide, is, src, ss, n, err, id);                                       \
+  }                                                                                                                          \
+  KERNEL(index_add_##tsfx, (T* out, Strided oo, i64 odim, Strided oi, i64 size, const void* index, i32 wide, i64 istride,    \
+                            i64 n, const S* src, Strided so, i64 sdim, Strided si, i64 rows, i64 inner, i32 tpr, i64* err,   \
+                            i64 id)) {                                                                                       \
+    index_add_impl<T, S>(out, oo, odim, oi, size, index, wide, istride, n, src, so, sdim, si, rows, inner, tpr, err, id);    \
   }
 
-KST_INDEX(i32, i32)
-KST_INDEX(i64, i64)
+KST_MOVE(b1, B1)
+KST_MOVE(b2, B2)
+KST_MOVE(b4, B4)
+KST_MOVE(b8, B8)
+KST_MOVE(b16, B16)
+KST_ADD(f32, float, float)
+KST_ADD(f64, double, double)
+KST_ADD(i32, i32, i32)
+KST_ADD(i64, i64, i64)
+KST_ADD(i8, i8, i8)
+KST_ADD(u8, u8, u8)
+KST_ADD(f32_from_f16, float, f16)
+KST_ADD(f32_from_bf16, float, bf16)
+
+KERNEL(index_check, (const void* index, i32 wide, Strided is, i64 n, i64 size, i32 op, i64* err, i64 id)) {
+  index_check_impl(index, wide, is, n, size, op, err, id);
+}

@@ -77,6 +77,9 @@ function withAddTarget(op: IndexOp, out: View, run: (target: View, suffix: strin
   }
 }
 
+/** 1 for an int64 index, 0 for int32 (the kernels read either). */
+const wide = (index: View): number => (index.dtype === 'int64' ? 1 : 0);
+
 /** Appends the device error record and this launch's id, launches, and reports in sync mode. */
 function launchIndexed(fn: string, p: Params, index: View, grid: number, block: number): void {
   const slot = indexErrorSlot(index.layout.shape);
@@ -90,8 +93,8 @@ function checkOnly(op: IndexOp, index: View, size: number): void {
   const n = index.layout.numel;
   if (n === 0) return;
   const c = collapse(index.layout.shape, [index.layout.strides]);
-  const p = newParams().view_(index, 'index').strided(c.shape, c.strides[0]).i64(n).i64(size).i32(indexOpCode(op));
-  launchIndexed(`index_check_${SUFFIX[index.dtype]}`, p, index, gridFor(n), 256);
+  const p = newParams().view_(index, 'index').i32(wide(index)).strided(c.shape, c.strides[0]).i64(n).i64(size).i32(indexOpCode(op));
+  launchIndexed('index_check', p, index, gridFor(n), 256);
 }
 
 /** The widest unit (16, 8 or 4 bytes, else the element) dividing a row's bytes, the addresses and the row strides (bytes). */
@@ -132,8 +135,8 @@ export const indexingKernels: Pick<Kernels, 'gather' | 'scatterAdd' | 'indexSele
     const xg = x.layout.strides.map((s, d) => (d === dim ? 0 : s));
     const c = collapse(is, [index.layout.strides, xg]);
     const p = newParams().view_(x, 'x').strided(c.shape, c.strides[1]).i64(xdim).i64(size)
-      .view_(index, 'index').strided(c.shape, c.strides[0]).view_(out, 'out').i64(n);
-    launchIndexed(`gather_${SUFFIX[index.dtype]}_b${dtypeBytes(x.dtype)}`, p, index, gridFor(n), 256);
+      .view_(index, 'index').i32(wide(index)).strided(c.shape, c.strides[0]).view_(out, 'out').i64(n);
+    launchIndexed(`gather_b${dtypeBytes(x.dtype)}`, p, index, gridFor(n), 256);
   },
 
   scatterAdd(out, dim, index, src) {
@@ -152,8 +155,8 @@ export const indexingKernels: Pick<Kernels, 'gather' | 'scatterAdd' | 'indexSele
       const og = target.layout.strides.map((s, d) => (d === dim ? 0 : s));
       const c = collapse(is, [index.layout.strides, og, src.layout.strides]);
       const p = newParams().view_(target, 'out').strided(c.shape, c.strides[1]).i64(target.layout.strides[dim]).i64(os[dim])
-        .view_(index, 'index').strided(c.shape, c.strides[0]).view_(src, 'src').strided(c.shape, c.strides[2]).i64(n);
-      launchIndexed(`scatter_add_${SUFFIX[index.dtype]}_${sfx}`, p, index, gridFor(n), 256);
+        .view_(index, 'index').i32(wide(index)).strided(c.shape, c.strides[0]).view_(src, 'src').strided(c.shape, c.strides[2]).i64(n);
+      launchIndexed(`scatter_add_${sfx}`, p, index, gridFor(n), 256);
     });
   },
 
@@ -174,9 +177,9 @@ export const indexingKernels: Pick<Kernels, 'gather' | 'scatterAdd' | 'indexSele
     const rows = outerN * n;
     const p = newParams().view_(x, 'x').strided(outer.shape, outer.strides[0].map((s) => s * scale)).i64(x.layout.strides[dim] * scale)
       .strided(unit === es ? inner.shape : [w], unit === es ? inner.strides[0] : [1]).i64(size)
-      .view_(index, 'index').i64(index.layout.strides[0]).i64(n)
+      .view_(index, 'index').i32(wide(index)).i64(index.layout.strides[0]).i64(n)
       .view_(out, 'out').i64(rows).i64(w).i32(tpr);
-    launchIndexed(`index_select_${SUFFIX[index.dtype]}_b${unit}`, p, index, gridFor(rows * tpr), 256);
+    launchIndexed(`index_select_b${unit}`, p, index, gridFor(rows * tpr), 256);
   },
 
   indexAdd(out, dim, index, src) {
@@ -190,10 +193,10 @@ export const indexingKernels: Pick<Kernels, 'gather' | 'scatterAdd' | 'indexSele
       const tpr = threadsPerRow(innerN);
       const rows = outerN * n;
       const p = newParams().view_(target, 'out').strided(outer.shape, outer.strides[0]).i64(target.layout.strides[dim])
-        .strided(inner.shape, inner.strides[0]).i64(size).view_(index, 'index').i64(index.layout.strides[0]).i64(n)
+        .strided(inner.shape, inner.strides[0]).i64(size).view_(index, 'index').i32(wide(index)).i64(index.layout.strides[0]).i64(n)
         .view_(src, 'src').strided(outer.shape, outer.strides[1]).i64(src.layout.strides[dim]).strided(inner.shape, inner.strides[1])
         .i64(rows).i64(innerN).i32(tpr);
-      launchIndexed(`index_add_${SUFFIX[index.dtype]}_${sfx}`, p, index, gridFor(rows * tpr), 256);
+      launchIndexed(`index_add_${sfx}`, p, index, gridFor(rows * tpr), 256);
     });
   },
 };

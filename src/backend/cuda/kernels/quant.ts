@@ -23,6 +23,8 @@ export const quantTuning = {
   gemvRows: 8,
 };
 const GEMV_MAX_ROWS = 8;
+/** Blocks of 8 warps for the GEMV, a warp per 4 rows of W (KST_GEMV_R in quant.cu). */
+const gemvGrid = (N: number): number => gridFor(Math.ceil(N / 4) * 32, 256);
 
 const pow2 = (v: number): boolean => Number.isInteger(v) && v > 0 && (v & (v - 1)) === 0;
 
@@ -70,7 +72,7 @@ function decoder(k: string, w: QuantWeight): Decoder {
       gemv(x, y) {
         const p = newParams().ptr(q).ptr(scb).ptr(x.ptr).i64(x.ld).i32(x.rows).i64(N).i64(K).i32(K % 4 === 0 && q % 4 === 0 ? 1 : 0)
           .view_(y, 'out');
-        launch(cudaKernel('quant', 'gemv8_f32'), p, { grid: gridFor(N * 32), block: 256 });
+        launch(cudaKernel('quant', 'gemv8_f32'), p, { grid: gemvGrid(N), block: 256 });
       },
     };
   }
@@ -104,7 +106,7 @@ function decoder(k: string, w: QuantWeight): Decoder {
     gemv(x, y) {
       const aligned = K % 8 === 0 && bs >= 8 && data % 4 === 0 ? 1 : 0;
       const p = weightParams().ptr(x.ptr).i64(x.ld).i32(x.rows).i64(N).i64(K).i32(aligned).view_(y, 'out');
-      launch(cudaKernel('quant', 'gemv4_f32'), p, { grid: gridFor(N * 32), block: 256 });
+      launch(cudaKernel('quant', 'gemv4_f32'), p, { grid: gemvGrid(N), block: 256 });
     },
   };
 }
