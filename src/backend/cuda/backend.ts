@@ -6,6 +6,7 @@ import { type MemoryTag, memory } from '../../tensor/memory.js';
 import type { Storage } from '../../tensor/storage.js';
 import type { Backend, Kernels } from '../kernels.js';
 import { type CudaContext, cudaContext } from './context.js';
+import { raiseIndexErrors } from './index_errors.js';
 import { attentionKernels } from './kernels/attention.js';
 import { copyKernels } from './kernels/copy.js';
 import { creationKernels } from './kernels/creation.js';
@@ -64,6 +65,7 @@ export function createCudaBackend(): Backend {
       if (storage.released) throw new Error('cuda backend: read of a disposed storage');
       const out = makeArray(storage.dtype, count);
       addon.cudaRead(storage.ptr, offset * dtypeBytes(storage.dtype), out);
+      raiseIndexErrors(); // the read waited for the queue: report a bad index an indexing kernel met
       return out;
     },
     kernels,

@@ -1,6 +1,7 @@
 // `k.cuda`: the user-facing CUDA helpers, named as torch.cuda names them.
 import type { CudaMemStats } from '../addon.js';
 import { cudaContext, cudaStatus } from './context.js';
+import { raiseIndexErrors } from './index_errors.js';
 
 export const cuda = {
   /** True when a GPU (or, with KESTREL_CUDA_EMULATE=1, the emulator) can run the 'cuda' backend. */
@@ -11,9 +12,10 @@ export const cuda = {
   deviceName(): string {
     return cudaContext().device.name;
   },
-  /** Waits until all queued GPU work has finished (for timing; reads wait by themselves). */
+  /** Waits until all queued GPU work has finished (for timing; reads wait by themselves); reports a bad index met meanwhile. */
   synchronize(): void {
     cudaContext().addon.cudaSync();
+    raiseIndexErrors();
   },
   /** The caching allocator's view: bytes allocated to tensors, reserved from the driver, and their peaks. */
   memoryStats(): CudaMemStats {
