@@ -197,6 +197,9 @@ const GROUPS: Record<string, Case[]> = {
     { Tq: 20, Tk: 41, hd: 128, causal: true, dropout: 0.1, H: 4, Hkv: 1, B: 1 },
     { Tq: 17, hd: 256, B: 1, mask: 'pad', softcap: 2, scale: 0.1 },
     { Tq: 9, Tk: 12, hd: 200, hdv: 130, B: 1 },
+    { Tq: 65, Tk: 257, hd: 256, B: 1, H: 2, Hkv: 1, causal: true, window: 150, mask: 'head', dropout: 0.1 },
+    { Tq: 257, hd: 128, B: 1, causal: true },
+    { Tq: 40, hd: 96, hdv: 64, softcap: 1, scale: 0.3 },
   ],
 };
 
