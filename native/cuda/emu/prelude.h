@@ -40,3 +40,5 @@ using std::tanh;
   extern "C" void name params;                                                      \
   static ::kestrel::cuda::emu::Registrar kestrel_emu_registrar_##name(#name, &name); \
   extern "C" void name params
+#define KERNEL_BOUNDS(name, threads, min_blocks, params) KERNEL(name, params)
+#define KST_UNROLL

@@ -15,6 +15,12 @@ typedef unsigned char u8;
 
 #ifndef KESTREL_EMU
 #define KERNEL(name, params) extern "C" __global__ void name params
+// A kernel launched with at most `threads` threads per block that needs `min_blocks` resident per
+// SM: the compiler caps its registers to fit (__launch_bounds__; the emulator ignores it).
+#define KERNEL_BOUNDS(name, threads, min_blocks, params) \
+  extern "C" __global__ void __launch_bounds__(threads, min_blocks) name params
+// Unroll the next loop fully (register arrays indexed by its variable stay in registers).
+#define KST_UNROLL _Pragma("unroll")
 #endif
 
 #define KFN __device__ __forceinline__

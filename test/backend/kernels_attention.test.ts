@@ -1,0 +1,361 @@
+// The native attention kernels (cpu: native/attention.cc; cuda: native/cuda/kernels/attention*.cu,
+// on a GPU or the emulator) in float32 against the float64 reference backend
+// (src/backend/ref/attention.ts, the naive formula), forward and backward through the public op
+// (out.backward(g) runs attention_backward): T of 1, 7, 33, 257 with hd 1 to 256, GQA and MQA,
+// padding / full / per-head masks (additive and bool), causal, sliding window, soft-capping, dropout
+// (the same Philox mask as the reference), Tq != Tk (decode, chunked prefill, rows with no visible
+// key), hdv != hd, non-contiguous q/k/v; the logsumexp; every gradient element written; bad
+// arguments; and the O(T) memory of forward + backward. Tolerance: rtol 1e-4, atol 1e-5.
+// CPU only: the AVX2 and scalar bodies (child processes with KESTREL_SIMD set) and the backward's
+// task shapes (KESTREL_ATTN_BACKWARD); cuda only: the split GQA dk/dv pass (KESTREL_CUDA_ATTN_SPLIT).
+import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
+import { describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { fileURLToPath } from 'node:url';
+import * as k from '../../src/index.js';
+import { loadNative, nativeLoadError } from '../../src/backend/addon.js';
+import { assertClose, seeded, runChild } from '../helpers.js';
+
+const CHILD = process.env.KESTREL_ATTN_CHILD === '1';
+const TOL = { atol: 1e-5, rtol: 1e-4 };
+
+/** Whether the device has every kernel a test needs beyond attention (the cpu addon may be partial). */
+const hasKernels = (device: Device, ...names: string[]): boolean =>
+  device !== 'cpu' || names.every((n) => loadNative()?.kernels.includes(n) ?? false);
+
+interface Pair {
+  c: k.Tensor;
+  r: k.Tensor;
+}
+
+/** The same float32-rounded values as a float32 leaf on the device and a float64 leaf on ref. */
+function pair(device: Device, shape: number[], seed: number, lo = -1, hi = 1, grad = true): Pair {
+  const f32 = Float32Array.from(seeded(shape.reduce((a, b) => a * b, 1), seed, lo, hi));
+  return {
+    c: k.tensor(f32, { shape, backend: device, requiresGrad: grad }),
+    r: k.tensor(Float64Array.from(f32), { shape, dtype: 'float64', backend: 'ref', requiresGrad: grad }),
+  };
+}
+
+const dispose = (...ps: (Pair | null | undefined)[]): void => {
+  for (const p of ps) {
+    if (!p) continue;
+    for (const t of [p.c, p.r]) {
+      t.zeroGrad();
+      t.dispose();
+    }
+  }
+};
+
+interface Case {
+  B?: number;
+  H?: number;
+  Hkv?: number;
+  Tq: number;
+  Tk?: number;
+  hd: number;
+  hdv?: number;
+  causal?: boolean;
+  window?: number;
+  softcap?: number;
+  scale?: number;
+  dropout?: number;
+  /** mask kind: additive padding [B,1,1,Tk], full additive [B,H,Tq,Tk] (or a transposed view of one),
+   * per-head [1,H,Tq,Tk], bool padding */
+  mask?: 'pad' | 'full' | 'fullT' | 'head' | 'bool';
+  /** q/k/v given as transposed views of [B, T, H, hd] storage */
+  strided?: boolean;
+}
+
+const label = (c: Case): string => JSON.stringify(c).replace(/"/g, '');
+
+function makeMask(c: Case, B: number, H: number, Tk: number, backend: Device | 'ref'): k.Tensor | undefined {
+  const Tq = c.Tq;
+  const dtype = backend === 'ref' ? 'float64' : 'float32';
+  const arr = (n: number, f: (i: number) => number) => {
+    const a = Float32Array.from({ length: n }, (_, i) => f(i));
+    return backend === 'ref' ? Float64Array.from(a) : a;
+  };
+  // batch b keeps the first Tk - b keys (at least one)
+  const keepPad = (i: number) => i % Tk < Math.max(1, Tk - Math.floor(i / Tk));
+  switch (c.mask) {
+    case 'pad':
+      return k.tensor(arr(B * Tk, (i) => (keepPad(i) ? 0 : -Infinity)), { shape: [B, 1, 1, Tk], dtype, backend });
+    case 'bool':
+      return k.tensor(Array.from({ length: B * Tk }, (_, i) => keepPad(i)), { shape: [B, 1, 1, Tk], backend });
+    case 'full': {
+      const s = seeded(B * H * Tq * Tk, 21, -2, 2);
+      return k.tensor(arr(s.length, (i) => (i % 11 === 5 ? -Infinity : s[i])), { shape: [B, H, Tq, Tk], dtype, backend });
+    }
+    case 'fullT': {
+      // a transposed view: the kernel reads the mask through its strides
+      const s = seeded(B * H * Tq * Tk, 23, -2, 2);
+      const base = k.tensor(arr(s.length, (i) => s[i]), { shape: [B, H, Tk, Tq], dtype, backend });
+      return base.transpose(2, 3);
+    }
+    case 'head': {
+      const s = seeded(H * Tq * Tk, 22, -1, 1);
+      return k.tensor(arr(s.length, (i) => s[i]), { shape: [1, H, Tq, Tk], dtype, backend });
+    }
+    default:
+      return undefined;
+  }
+}
+
+/** q, k, v as leaves; with `strided`, transposed views of [B, T, H, hd] storage. */
+function qkv(device: Device, c: Case): Pair[] {
+  const { B = 2, H = 2, Hkv = H, Tq, Tk = Tq, hd, hdv = hd } = c;
+  const shapes: number[][] = [[B, H, Tq, hd], [B, Hkv, Tk, hd], [B, Hkv, Tk, hdv]];
+  return shapes.map((s, i) => {
+    if (!c.strided) return pair(device, s, 31 * i + s[2] + s[3], -1.5, 1.5);
+    const p = pair(device, [s[0], s[2], s[1], s[3]], 31 * i + 7, -1.5, 1.5, false);
+    const view = (t: k.Tensor): k.Tensor => k.noGrad(() => t.transpose(1, 2)).detach().requiresGrad_();
+    const res = { c: view(p.c), r: view(p.r) };
+    dispose(p); // the views keep the storage
+    return res;
+  });
+}
+
+/** out and the gradients of q, k, v on one backend. */
+function run(c: Case, ins: k.Tensor[], g: k.Tensor, backend: Device | 'ref'): Float64Array[] {
+  const { B = 2, H = 2, Tk = c.Tq } = c;
+  return k.tidy(() => {
+    const mask = makeMask(c, B, H, Tk, backend);
+    const opts: k.AttentionOptions = {
+      causal: c.causal, window: c.window, softcap: c.softcap, scale: c.scale, dropout: c.dropout, mask,
+      generator: new k.Generator(4242),
+    };
+    const out = k.scaledDotProductAttention(ins[0], ins[1], ins[2], opts);
+    out.backward(g);
+    return [out, ...ins.map((t) => t.grad!)].map((t) => Float64Array.from(t.toFloat32Array()));
+  });
+}
+
+/** Reference results by case (the SIMD children compare against each one twice). */
+const refCache = new Map<string, Float64Array[]>();
+
+function compare(device: Device, c: Case): void {
+  const ins = qkv(device, c);
+  const { B = 2, H = 2, Tq, hd, hdv = hd } = c;
+  const g = pair(device, [B, H, Tq, hdv], 5, -1, 1, false);
+  const got = run(c, ins.map((p) => p.c), g.c, device);
+  let want = refCache.get(label(c));
+  if (!want) refCache.set(label(c), (want = run(c, ins.map((p) => p.r), g.r, 'ref')));
+  ['out', 'dq', 'dk', 'dv'].forEach((what, i) => assertClose(got[i], want[i], { ...TOL, what: `${device} ${label(c)} ${what}` }));
+  dispose(...ins, g);
+}
+
+// ---------------------------------------------------------------- groups (also run by the SIMD children)
+
+const SIZES = [1, 7, 33, 257];
+
+const GROUPS: Record<string, Case[]> = {
+  sizes: SIZES.flatMap((T) => [8, 16, 64].flatMap((hd) => [{ Tq: T, hd }, { Tq: T, hd, causal: true }])),
+  heads: [
+    { H: 4, Hkv: 2, Tq: 33, hd: 16, causal: true },
+    { H: 4, Hkv: 1, Tq: 33, hd: 16 },
+    { H: 8, Hkv: 2, B: 1, Tq: 257, hd: 64, causal: true },
+    { H: 72, Hkv: 1, B: 1, Tq: 3, hd: 8, causal: true }, // more query heads than a row block
+  ],
+  masks: [
+    { Tq: 33, hd: 16, mask: 'pad' },
+    { Tq: 33, hd: 16, mask: 'pad', causal: true },
+    { Tq: 7, hd: 8, mask: 'full' },
+    { Tq: 9, Tk: 20, hd: 8, mask: 'fullT', causal: true },
+    { Tq: 33, Tk: 70, hd: 16, mask: 'head', H: 4, Hkv: 2 },
+    { Tq: 257, hd: 16, B: 1, mask: 'pad', causal: true },
+  ],
+  windows: [
+    { Tq: 33, hd: 16, causal: true, window: 5 },
+    { Tq: 257, hd: 16, B: 1, causal: true, window: 70 },
+    { Tq: 33, hd: 8, window: 4 },
+    { Tq: 7, Tk: 257, hd: 16, causal: true, window: 100 },
+  ],
+  softcap: [
+    { Tq: 33, hd: 16, softcap: 0.5, scale: 1 },
+    { Tq: 257, hd: 64, B: 1, softcap: 3, scale: 1, causal: true, mask: 'pad' },
+  ],
+  dropout: [
+    { Tq: 33, hd: 16, dropout: 0.2 },
+    { Tq: 257, hd: 16, B: 1, dropout: 0.5, causal: true, H: 4, Hkv: 2 },
+    { Tq: 7, Tk: 33, hd: 8, dropout: 0.1, mask: 'full' },
+  ],
+  lengths: [
+    { Tq: 1, Tk: 257, hd: 64, causal: true }, // decode
+    { Tq: 1, Tk: 257, hd: 64, H: 8, Hkv: 2, B: 1 },
+    { Tq: 7, Tk: 33, hd: 16, causal: true }, // chunked prefill
+    { Tq: 33, Tk: 7, hd: 16, causal: true }, // queries 0..25 see no key
+    { Tq: 33, Tk: 7, hd: 16 },
+    { Tq: 33, hd: 16, hdv: 8, causal: true }, // hdv != hd
+    { Tq: 7, hd: 7, hdv: 33 },
+  ],
+  // head dims that are no multiple of anything, and the largest tiles (hd up to 256: Gemma)
+  headDims: [
+    { Tq: 7, hd: 1, causal: true },
+    { Tq: 33, hd: 7, H: 4, Hkv: 2, causal: true, window: 9 },
+    { Tq: 33, Tk: 40, hd: 33, hdv: 17, mask: 'full' },
+    { Tq: 20, Tk: 41, hd: 128, causal: true, dropout: 0.1, H: 4, Hkv: 1, B: 1 },
+    { Tq: 17, hd: 256, B: 1, mask: 'pad', softcap: 2, scale: 0.1 },
+    { Tq: 9, Tk: 12, hd: 200, hdv: 130, B: 1 },
+    { Tq: 65, Tk: 257, hd: 256, B: 1, H: 2, Hkv: 1, causal: true, window: 150, mask: 'head', dropout: 0.1 },
+    { Tq: 257, hd: 128, B: 1, causal: true },
+    { Tq: 40, hd: 96, hdv: 64, softcap: 1, scale: 0.3 },
+  ],
+};
+
+/** Runs f with environment variable `name` set to `value` (unset for undefined); the kernels read it per call. */
+function withEnv(name: string, value: string | undefined, f: () => void): void {
+  const old = process.env[name];
+  if (value === undefined) delete process.env[name];
+  else process.env[name] = value;
+  try {
+    f();
+  } finally {
+    if (old === undefined) delete process.env[name];
+    else process.env[name] = old;
+  }
+}
+
+if (CHILD) {
+  const addon = loadNative();
+  if (!addon) throw new Error(nativeLoadError());
+  for (const threads of [1, 2]) {
+    addon.setThreads(threads);
+    // one thread: the grouped backward; two: split where B Hkv cannot keep both threads busy
+    withEnv('KESTREL_ATTN_BACKWARD', threads === 2 ? 'split' : undefined, () => {
+      for (const cases of Object.values(GROUPS)) for (const c of cases) compare('cpu', c);
+    });
+  }
+  console.log('ok');
+} else {
+  for (const device of ALL_DEVICES)
+    describe(`attention on ${device} vs the float64 reference`, { skip: skipUnless(device) }, () => {
+      for (const [name, cases] of Object.entries(GROUPS))
+        test(name, () => {
+          for (const c of cases) compare(device, c);
+        });
+      if (device === 'cpu')
+        // The backward has two task shapes (grouped: one task per (b, kv head) also owning dq; split:
+        // per key block plus a dq pass); the default picks by thread count, the others force one.
+        for (const mode of ['split', 'grouped'])
+          for (const [name, cases] of Object.entries(GROUPS))
+            test(`${name} (${mode} backward)`, () => withEnv('KESTREL_ATTN_BACKWARD', mode, () => cases.forEach((c) => compare(device, c))));
+      if (device === 'cuda')
+        // GQA's dk/dv pass with a block per share of each group's query heads, summed after
+        for (const split of ['2', '4'])
+          test(`GQA with the dk/dv pass split ${split} ways over each group's query heads`, () =>
+            withEnv('KESTREL_CUDA_ATTN_SPLIT', split, () => {
+              for (const c of [...GROUPS.heads, ...GROUPS.dropout, GROUPS.masks[4]]) compare(device, c);
+            }));
+
+      test('a bool padding mask', { skip: !hasKernels(device, 'where', 'fill') && 'needs the where and fill kernels' }, () => {
+        compare(device, { Tq: 33, hd: 16, mask: 'bool', causal: true });
+      });
+
+      test('non-contiguous q, k, v (transposed [B, T, H, hd] views)', { skip: !hasKernels(device, 'copy') && 'needs the copy kernel' }, () => {
+        compare(device, { Tq: 33, hd: 16, strided: true, causal: true });
+        compare(device, { Tq: 7, hd: 8, H: 4, Hkv: 2, strided: true });
+      });
+
+      test('logsumexp rows, including -inf for rows with no visible key', () => {
+        const dev = k.getBackend(device);
+        const ref = k.getBackend('ref');
+        const [B, H, Tq, Tk, hd] = [1, 2, 40, 9, 16];
+        const [q, kk, v] = [pair(device, [B, H, Tq, hd], 1), pair(device, [B, H, Tk, hd], 2), pair(device, [B, H, Tk, hd], 3)];
+        const opts = { scale: 0.25, causal: true, window: 0, softcap: 0, dropout: 0, seed: 0, counter: 0 };
+        const lc = k.empty([B, H, Tq], 'float32', { backend: device });
+        const lr = k.empty([B, H, Tq], 'float64', { backend: 'ref' });
+        dev.kernels.attention(q.c, kk.c, v.c, null, opts, k.empty([B, H, Tq, hd], 'float32', { backend: device }), lc);
+        ref.kernels.attention(q.r, kk.r, v.r, null, opts, k.empty([B, H, Tq, hd], 'float64', { backend: 'ref' }), lr);
+        const got = lc.toFloat32Array();
+        assertClose(got, lr.toTypedArray() as Float64Array, { ...TOL, what: 'lse' });
+        assert.equal(got[0], -Infinity); // shift = -31: query 0 sees nothing
+        assert.ok(Number.isFinite(got[Tq - 1]));
+        dispose(q, kk, v);
+      });
+
+      test('backward writes every element of dq, dk, dv (keys no query sees get 0)', () => {
+        const dev = k.getBackend(device);
+        // Tq = 4 queries at the end of Tk = 150 keys with a window of 3: keys 0..145 are invisible
+        const [B, H, Hkv, Tq, Tk, hd] = [2, 4, 2, 4, 150, 16];
+        const [q, kk, v] = [pair(device, [B, H, Tq, hd], 1), pair(device, [B, Hkv, Tk, hd], 2), pair(device, [B, Hkv, Tk, hd], 3)];
+        const g = pair(device, [B, H, Tq, hd], 4);
+        const opts = { scale: 0.25, causal: true, window: 3, softcap: 0, dropout: 0, seed: 0, counter: 0 };
+        const out = k.empty([B, H, Tq, hd], 'float32', { backend: device });
+        const lse = k.empty([B, H, Tq], 'float32', { backend: device });
+        dev.kernels.attention(q.c, kk.c, v.c, null, opts, out, lse);
+        const nan = (shape: number[]) => k.tensor(new Float32Array(shape.reduce((a, b) => a * b, 1)).fill(NaN), { shape, backend: device });
+        const [dq, dk, dv] = [nan([B, H, Tq, hd]), nan([B, Hkv, Tk, hd]), nan([B, Hkv, Tk, hd])];
+        dev.kernels.attentionBackward(q.c, kk.c, v.c, null, out, lse, g.c, opts, dq, dk, dv);
+        for (const [name, t] of [['dq', dq], ['dk', dk], ['dv', dv]] as const) {
+          const a = t.toFloat32Array();
+          assert.ok(a.every(Number.isFinite), `${name} has unwritten (NaN) elements`);
+        }
+        const dka = dk.toFloat32Array();
+        for (let b = 0; b < B * Hkv; b++)
+          for (let j = 0; j < Tk - Tq - 2; j++) assert.equal(dka[(b * Tk + j) * hd], 0, `dk of invisible key ${j}`);
+        k.tidy(() => [out, lse, dq, dk, dv].forEach((t) => t.dispose()));
+        dispose(q, kk, v, g);
+      });
+
+      test('bad arguments throw an Error naming the kernel, never crash', () => {
+        const dev = k.getBackend(device);
+        const f32 = (shape: number[]) => k.zeros(shape, { backend: device });
+        const o = { scale: 1, causal: false, window: 0, softcap: 0, dropout: 0, seed: 0, counter: 0 };
+        const [q, kv] = [f32([1, 2, 3, 4]), f32([1, 2, 5, 4])];
+        const bad: [RegExp, () => void][] = [
+          [/attention: lse/, () => dev.kernels.attention(q, kv, kv, null, o, f32([1, 2, 3, 4]), f32([1, 2, 4]))],
+          [/attention: out/, () => dev.kernels.attention(q, kv, kv, null, o, f32([1, 2, 3, 5]), f32([1, 2, 3]))],
+          [/attention: q and k head dims differ/, () => dev.kernels.attention(q, f32([1, 2, 5, 3]), kv, null, o, f32([1, 2, 3, 4]), f32([1, 2, 3]))],
+          [/attention: query heads must be a multiple/, () => dev.kernels.attention(f32([1, 3, 3, 4]), kv, kv, null, o, f32([1, 3, 3, 4]), f32([1, 3, 3]))],
+          [/attention: k and v must agree/, () => dev.kernels.attention(q, kv, f32([1, 2, 4, 4]), null, o, f32([1, 2, 3, 4]), f32([1, 2, 3]))],
+          [/attention: mask/, () => dev.kernels.attention(q, kv, kv, f32([1, 1, 3, 4]), o, f32([1, 2, 3, 4]), f32([1, 2, 3]))],
+          [/attention: q must be float32/, () => dev.kernels.attention(k.zeros([1, 2, 3, 4], { backend: device, dtype: 'float64' }), kv, kv, null, o, f32([1, 2, 3, 4]), f32([1, 2, 3]))],
+          [/attention: k .* must be contiguous/, () => dev.kernels.attention(q, f32([1, 2, 4, 5]).transpose(2, 3), kv, null, o, f32([1, 2, 3, 4]), f32([1, 2, 3]))],
+          [/attention: dropout must be in/, () => dev.kernels.attention(q, kv, kv, null, { ...o, dropout: 1 }, f32([1, 2, 3, 4]), f32([1, 2, 3]))],
+          [/attention: window must be >= 0/, () => dev.kernels.attention(q, kv, kv, null, { ...o, window: -2 }, f32([1, 2, 3, 4]), f32([1, 2, 3]))],
+          [/attention_backward: dk/, () => dev.kernels.attentionBackward(q, kv, kv, null, f32([1, 2, 3, 4]), f32([1, 2, 3]), f32([1, 2, 3, 4]), o, f32([1, 2, 3, 4]), f32([1, 2, 3, 4]), kv)],
+          [/attention_backward: dout/, () => dev.kernels.attentionBackward(q, kv, kv, null, f32([1, 2, 3, 4]), f32([1, 2, 3]), f32([1, 2, 4, 4]), o, f32([1, 2, 3, 4]), kv, kv)],
+        ];
+        if (device === 'cuda')
+          bad.push([/attention: head dims above 256/, () => dev.kernels.attention(f32([1, 1, 2, 300]), f32([1, 1, 2, 300]), f32([1, 1, 2, 300]), null, o, f32([1, 1, 2, 300]), f32([1, 1, 2]))]);
+        for (const [re, f] of bad) assert.throws(f, re);
+      });
+
+      test('forward + backward memory is O(T): far below the composite at T = 512', (t) => {
+        const T = 512;
+        const peak = (f: typeof k.scaledDotProductAttention): number => {
+          const [q, kk, v] = [pair(device, [1, 4, T, 32], 1).c, pair(device, [1, 2, T, 32], 2).c, pair(device, [1, 2, T, 32], 3).c];
+          const g = pair(device, [1, 4, T, 32], 4, -1, 1, false).c;
+          const base = k.memory.stats(device).current.total;
+          k.memory.resetPeak();
+          k.tidy(() => f(q, kk, v, { causal: true }).backward(g));
+          const bytes = k.memory.stats(device).peak.total - base;
+          for (const x of [q, kk, v, g]) {
+            x.zeroGrad();
+            x.dispose();
+          }
+          return bytes;
+        };
+        const fused = peak(k.scaledDotProductAttention);
+        const scores = 4 * T * T * 4; // one [1, 4, T, T] float32 tensor
+        // out, lse, dq, dk, dv (and on a GPU with few blocks, per-share partial dk/dv): all O(T)
+        assert.ok(fused < scores / 2, `fused peak ${fused} B vs one score matrix ${scores} B`);
+        let composite: number;
+        try {
+          composite = peak(k.attentionComposite);
+        } catch (e) {
+          if (/not in the addon|not implemented/.test((e as Error).message)) return t.skip(`composite needs a kernel not built yet: ${(e as Error).message}`);
+          throw e;
+        }
+        assert.ok(composite >= scores, `composite peak ${composite} B holds a score matrix`);
+        assert.ok(fused * 10 < composite, `fused ${fused} B vs composite ${composite} B`);
+      });
+
+      if (device === 'cpu')
+        for (const simd of ['avx2', 'scalar'])
+          test(`groups under KESTREL_SIMD=${simd}, 1 and 2 threads (child process)`, () => {
+            runChild(fileURLToPath(import.meta.url), { KESTREL_SIMD: simd, KESTREL_ATTN_CHILD: '1' });
+          });
+    });
+}
