@@ -39,7 +39,9 @@ export function batchInputs(b: Batch, backend?: string): CausalLMInput {
 export function accumulateGradients(
   model: CausalLM, micro: Batch[], opts: { backend?: string; autocast?: 'bfloat16' | 'float16' | null; lossScale?: number } = {},
 ): { loss: number; tokens: number } {
-  const { backend, lossScale = 1 } = opts;
+  const { lossScale = 1 } = opts;
+  // the inputs go where the model is (a model moved with .to('cuda') needs no default-backend change)
+  const backend = opts.backend ?? model.parameters()[0]?.backendName;
   const tokens = micro.reduce((n, b) => n + targetTokens(b), 0);
   if (tokens === 0) throw new Error('accumulateGradients: the batch has no target tokens (every label is -100)');
   let total = 0;
