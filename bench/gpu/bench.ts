@@ -4,6 +4,8 @@
 // fine-tuning (batch 8 x 2048) and batch-1 greedy decode. Each Kestrel workload runs in a fresh
 // process so its peak memory is its own. Prints one table; writes bench/results/gpu-bench.json.
 // Run: node --import tsx bench/gpu/bench.ts [--only gemm,smol-train,...] [--no-peer] [--steps 4]
+//      --smoke: every workload at toy sizes, to check the script itself (e.g. on the CUDA emulator:
+//      KESTREL_CUDA_EMULATE=1 node --import tsx bench/gpu/bench.ts --smoke --no-peer)
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
@@ -49,15 +51,20 @@ interface Result {
   error?: string;
 }
 
+const SMOKE = process.argv.includes('--smoke');
+const TOY = { hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 128, vocab_size: 256, rope_theta: 10000 };
+const dims = (shape: Shape) => (SMOKE ? TOY : SHAPES[shape]);
+const sized = (w: Workload): { batch: number; seq: number } => (SMOKE ? { batch: 2, seq: 32 } : { batch: w.batch!, seq: w.seq! });
+
 function model(shape: Shape): k.CausalLM {
   k.manualSeed(0);
-  return new k.CausalLM(decoderConfig({ model_type: 'llama', ...SHAPES[shape], rms_norm_eps: 1e-5, tie_word_embeddings: true, max_position_embeddings: 4096 }, `${shape} (bench)`), {});
+  return new k.CausalLM(decoderConfig({ model_type: 'llama', ...dims(shape), rms_norm_eps: 1e-5, tie_word_embeddings: true, max_position_embeddings: 4096 }, `${shape} (bench)`), {});
 }
 
 const gib = (b: number): number => b / 2 ** 30;
 
 function runGemm(): Result {
-  const n = 8192;
+  const n = SMOKE ? 128 : 8192;
   const a = k.randn([n, n], { backend: 'cuda' }).to('bfloat16');
   const b = k.randn([n, n], { backend: 'cuda' }).to('bfloat16');
   for (let i = 0; i < 3; i++) k.matmul(a, b).dispose();
@@ -76,7 +83,8 @@ function runTrain(w: Workload, steps: number): Result {
   m.train();
   const opt = new k.optim.AdamW(decayParamGroups(m, 0.01), { lr: 1e-4 });
   const gen = new k.Generator(1);
-  const ids = k.randint(0, SHAPES[w.shape!].vocab_size, [w.batch!, w.seq!], { generator: gen, backend: 'cpu' }).toArray() as number[][];
+  const { batch: B, seq: T } = sized(w);
+  const ids = k.randint(0, dims(w.shape!).vocab_size, [B, T], { generator: gen, backend: 'cpu' }).toArray() as number[][];
   const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
   const times: number[] = [];
   for (let i = 0; i < steps + 2; i++) {
@@ -93,7 +101,7 @@ function runTrain(w: Workload, steps: number): Result {
   }
   const stepMs = median(times);
   return {
-    value: (w.batch! * w.seq!) / (stepMs / 1e3), unit: 'tok/s', stepMs,
+    value: (B * T) / (stepMs / 1e3), unit: 'tok/s', stepMs,
     peakGiB: gib(k.memory.stats('cuda').peak.total), reservedGiB: gib(k.cuda.memoryStats().peakReserved),
   };
 }
@@ -101,9 +109,9 @@ function runTrain(w: Workload, steps: number): Result {
 async function runDecode(w: Workload): Promise<Result> {
   const m = model(w.shape!).to('bfloat16');
   m.eval();
-  const prompt = k.randint(0, SHAPES[w.shape!].vocab_size, [1, 32], { backend: 'cuda' });
+  const prompt = k.randint(0, dims(w.shape!).vocab_size, [1, 32], { backend: 'cuda' });
   await k.generate(m, prompt, { maxNewTokens: 8, temperature: 0, eosTokenId: [] });
-  const n = 128;
+  const n = SMOKE ? 8 : 128;
   const t0 = performance.now();
   const out = await k.generate(m, prompt, { maxNewTokens: n, temperature: 0, eosTokenId: [] });
   const s = (performance.now() - t0) / 1e3;
@@ -132,6 +140,7 @@ function spawnJson(cmd: string, args: string[], timeoutMs: number): { out: Recor
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     only: { type: 'string' }, steps: { type: 'string', default: '4' }, 'no-peer': { type: 'boolean', default: false }, worker: { type: 'string' },
+    smoke: { type: 'boolean', default: false },
   } });
   const steps = Number(values.steps);
   if (values.worker) {
@@ -143,7 +152,7 @@ async function main(): Promise<void> {
   const chosen = values.only ? WORKLOADS.filter((w) => values.only!.split(',').includes(w.name)) : WORKLOADS;
   const rows: Record<string, unknown>[] = [];
   for (const w of chosen) {
-    const ours = spawnJson(process.execPath, ['--import', 'tsx', self, '--worker', w.name, '--steps', String(steps)], 600_000);
+    const ours = spawnJson(process.execPath, ['--import', 'tsx', self, '--worker', w.name, '--steps', String(steps), ...(SMOKE ? ['--smoke'] : [])], 600_000);
     const args = w.mode === 'gemm' ? ['--mode', 'gemm'] : ['--shape', w.shape!, '--mode', w.mode, '--batch', String(w.batch ?? 1), '--seq', String(w.seq ?? 1), '--steps', String(steps)];
     const torch = values['no-peer'] ? { out: null, err: 'not run (--no-peer)' } : spawnJson('python3', [peer, ...args], 600_000);
     const kv = ours.out as Result | null;
@@ -158,7 +167,7 @@ async function main(): Promise<void> {
     rows.push(row);
     process.stderr.write(`${w.name}: ${JSON.stringify(row)}\n`);
   }
-  const path = writeResult('gpu-bench', { gpu: k.cuda.isAvailable() ? k.cuda.deviceName() : 'none', steps, rows });
+  const path = writeResult(SMOKE ? 'gpu-bench-smoke' : 'gpu-bench', { gpu: k.cuda.isAvailable() ? k.cuda.deviceName() : 'none', steps, rows });
   const f = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));
   const lines = [
     '| workload | Kestrel | PyTorch (this run) | ratio | Kestrel / PyTorch memory | goal |',

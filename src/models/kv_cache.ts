@@ -1,6 +1,7 @@
 // A preallocated per-layer key/value cache [B, Hkv, maxLen, hd]: passed explicitly into the
 // model's forward, never hidden module state. New keys are copied in place; attention reads
-// the filled prefix as a view.
+// the filled prefix as a view. Without an explicit dtype each layer's buffers are made at its
+// first update in the dtype of its keys (a bf16 model, or autocast, caches bf16).
 import { backendOf, withLayout } from '../backend/index.js';
 import { empty } from '../ops/dispatch.js';
 import { narrow } from '../ops/view.js';
@@ -10,8 +11,8 @@ import { keep } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export class KVCache {
-  readonly keys: Tensor[];
-  readonly values: Tensor[];
+  readonly keys: (Tensor | null)[];
+  readonly values: (Tensor | null)[];
   /** tokens already stored (the position the next token is written at) */
   length = 0;
 
@@ -23,12 +24,13 @@ export class KVCache {
     readonly headDim: number,
     opts: { dtype?: DType; backend?: string } = {},
   ) {
-    const make = (): Tensor => {
-      const t = empty([batch, numKvHeads, maxLength, headDim], opts.dtype ?? 'float32', { backend: opts.backend, tag: 'activation' });
-      return keep(t);
-    };
-    this.keys = Array.from({ length: numLayers }, make);
-    this.values = Array.from({ length: numLayers }, make);
+    const dtype = opts.dtype;
+    this.keys = Array.from({ length: numLayers }, () => (dtype ? this.make(dtype, opts.backend) : null));
+    this.values = Array.from({ length: numLayers }, () => (dtype ? this.make(dtype, opts.backend) : null));
+  }
+
+  private make(dtype: DType, backend: string | undefined): Tensor {
+    return keep(empty([this.batch, this.numKvHeads, this.maxLength, this.headDim], dtype, { backend, tag: 'activation' }));
   }
 
   /**
@@ -42,11 +44,13 @@ export class KVCache {
     const want = [this.batch, this.numKvHeads, T, this.headDim];
     if (k.ndim !== 4 || k.shape.some((s, i) => s !== want[i]))
       throw new Error(`KVCache: keys ${shapeStr(k.shape)} do not match the cache layout ${shapeStr(want)}`);
+    const keys = (this.keys[layer] ??= this.make(k.dtype, k.backendName));
+    const values = (this.values[layer] ??= this.make(v.dtype, v.backendName));
     const kern = backendOf(k).kernels;
     const dst = (t: Tensor) => withLayout(t, t.layout.narrow(2, this.length, T));
-    kern.copy(k, dst(this.keys[layer]));
-    kern.copy(v, dst(this.values[layer]));
-    return { k: narrow(this.keys[layer], 2, 0, this.length + T), v: narrow(this.values[layer], 2, 0, this.length + T) };
+    kern.copy(k, dst(keys));
+    kern.copy(v, dst(values));
+    return { k: narrow(keys, 2, 0, this.length + T), v: narrow(values, 2, 0, this.length + T) };
   }
 
   advance(tokens: number): void {
@@ -58,6 +62,6 @@ export class KVCache {
   }
 
   dispose(): void {
-    for (const t of [...this.keys, ...this.values]) t.dispose();
+    for (const t of [...this.keys, ...this.values]) t?.dispose();
   }
 }

@@ -46,3 +46,16 @@ for (const name of FIXTURES)
     });
   });
 }
+
+for (const device of ALL_DEVICES)
+  test(`a bfloat16 model generates on ${device} (the KV cache takes its keys' dtype)`, { skip: fixture('models', 'llama').skip || skipUnless(device) }, async () => {
+    const { model } = await k.loadCausalLM(fixture('models', 'llama').path, { backend: device });
+    model.to('bfloat16');
+    const cache = new k.KVCache(model.config.numLayers, 1, model.config.numKvHeads, 8, model.config.headDim, { backend: device });
+    k.noGrad(() => k.tidy(() => model.forward({ inputIds: k.tensor([[1, 2, 3]], { dtype: 'int64', backend: device }), cache })));
+    assert.equal(cache.keys[0]?.dtype, 'bfloat16');
+    cache.dispose();
+    const out = await model.generate(k.tensor([[1, 2, 3]], { dtype: 'int64', backend: device }), { maxNewTokens: 4, temperature: 0 });
+    assert.deepEqual(out.shape, [1, 7]);
+    model.dispose();
+  });
