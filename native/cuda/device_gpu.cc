@@ -145,7 +145,8 @@ class GpuDevice final : public Device {
 
   void synchronize() override { check(a_.cuStreamSynchronize(stream_), "cuStreamSynchronize (an earlier kernel failed)"); }
 
-  void capture_begin() override { check(a_.cuStreamBeginCapture(stream_, CU_STREAM_CAPTURE_MODE_THREAD_LOCAL), "cuStreamBeginCapture"); }
+  // Relaxed mode: the caching allocator may still call cuMemAlloc while a graph is captured.
+  void capture_begin() override { check(a_.cuStreamBeginCapture(stream_, CU_STREAM_CAPTURE_MODE_RELAXED), "cuStreamBeginCapture"); }
   uint64_t capture_end() override {
     CUgraph graph = nullptr;
     check(a_.cuStreamEndCapture(stream_, &graph), "cuStreamEndCapture");

@@ -35,6 +35,18 @@ void empty_cache();
 AllocatorStats allocator_stats();
 void reset_peak();
 
+// ---------------------------------------------------------------- CUDA graphs
+// While a graph is captured, every block allocated belongs to that graph's private pool: freed
+// inside the capture it may be reused only by later allocations of the same capture (replay
+// order equals capture order), and after the capture it is never handed to other work, because
+// replays write into it. Freeing the graph returns its pool to the general cache.
+void graph_capture_begin();
+uint64_t graph_capture_end();     // -> graph id
+void graph_capture_abort();       // ends a failed capture, discarding the graph
+bool capturing();
+void graph_launch(uint64_t graph);
+void graph_free(uint64_t graph);
+
 // ---------------------------------------------------------------- compilation and kernels
 struct CompileResult {
   bool ok = false;

@@ -65,7 +65,7 @@ export interface NativeAddon {
   cudaMemStats(): CudaMemStats;
   cudaResetPeak(): void;
   cudaEmptyCache(): void;
-  cudaCapture(begin: boolean): number;
+  cudaCapture(what: 'begin' | 'end' | 'abort'): number;
   cudaGraph(id: number, launch: boolean): void;
   cudaEvent(start?: number, end?: number): number;
   cudaArgs: Uint8Array;

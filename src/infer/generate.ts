@@ -10,7 +10,11 @@ import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/layout.js';
 import type { LanguageModel } from '../models/causal_lm.js';
+import { CausalLM } from '../models/causal_lm.js';
 import { KVCache } from '../models/kv_cache.js';
+import { StaticKVCache } from '../models/static_kv_cache.js';
+import { item } from '../ops/transfer.js';
+import { GraphDecoder, graphDecodeBlocker } from './graph_decode.js';
 import { type SamplingOptions, applyRepetitionPenalty, argmax, drawFrom, samplingProbs } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -74,35 +78,51 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
   const c = model.config;
   const mask: number[][] = opts.attentionMask ? (toArray(opts.attentionMask) as number[][]) : Array.from({ length: B }, () => new Array(T0).fill(1));
   const seqs = toArray(inputIds) as number[][];
-  const cache = new KVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend });
+  // on a GPU, batch-1 steps after the prompt replay one recorded CUDA graph (graph_decode.ts)
+  const padded = mask.some((row) => row.some((x) => !x));
+  const graphs = graphDecodeBlocker(model, backend, B, padded) === null && model instanceof CausalLM;
+  const cache = graphs
+    ? new StaticKVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend })
+    : new KVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend });
+  const decoder = graphs && cache instanceof StaticKVCache ? new GraphDecoder(model, cache) : null;
+  // a greedy pick with nothing else to see the scores needs only the argmax back from the device
+  const argmaxOnly = !r.doSample && r.sampling.repetitionPenalty === 1 && !opts.onScores;
   const gen = new Generator(opts.seed ?? 0);
   const finished = new Array<boolean>(B).fill(false);
   const newText = Array.from({ length: B }, () => [] as number[]);
   try {
     let stepIds = seqs.map((row) => row.slice());
     for (let step = 0; step < r.maxNewTokens && !finished.every(Boolean); step++) {
-      // positions: cumsum(mask) - 1 over the whole sequence so far, 1 at pads (HF)
-      const positions = mask.map((m) => {
-        let c2 = 0;
-        return m.map((x) => (x ? c2++ : 1)).slice(cache.length);
-      });
-      const logits = noGrad(() => tidy(() => {
-        const ids = tensor(stepIds, { dtype: 'int64', backend });
-        const out = model.forward({
-          inputIds: ids,
-          attentionMask: tensor(mask, { dtype: 'int64', backend }),
-          positionIds: tensor(positions, { dtype: 'int64', backend }),
-          cache,
-          lastLogitsOnly: true,
+      let flat: Float32Array | null = null;
+      let picked: number | null = null;
+      if (decoder && step > 0) {
+        const out = decoder.step(stepIds[0][0], cache.length);
+        if (argmaxOnly) picked = item(out.argmax);
+        else flat = toFloat32Array(out.logits);
+      } else {
+        // positions: cumsum(mask) - 1 over the whole sequence so far, 1 at pads (HF)
+        const positions = mask.map((m) => {
+          let c2 = 0;
+          return m.map((x) => (x ? c2++ : 1)).slice(cache.length);
         });
-        return select(out.logits!, 1, 0); // [B, V]
-      }));
-      const flat = toFloat32Array(logits);
-      logits.dispose();
-      const V = flat.length / B;
-      const scores = Array.from({ length: B }, (_, b) => flat.slice(b * V, (b + 1) * V));
+        const logits = noGrad(() => tidy(() => {
+          const ids = tensor(stepIds, { dtype: 'int64', backend });
+          const out = model.forward({
+            inputIds: ids,
+            attentionMask: decoder ? null : tensor(mask, { dtype: 'int64', backend }),
+            positionIds: tensor(positions, { dtype: 'int64', backend }),
+            cache,
+            lastLogitsOnly: true,
+          });
+          return select(out.logits!, 1, 0); // [B, V]
+        }));
+        flat = toFloat32Array(logits);
+        logits.dispose();
+      }
+      const V = flat ? flat.length / B : 0;
+      const scores = flat ? Array.from({ length: B }, (_, b) => flat!.slice(b * V, (b + 1) * V)) : [];
       const us = r.doSample ? noGrad(() => tidy(() => toFloat32Array(rand([B], { generator: gen, backend })))) : null;
-      const tokens = scores.map((s, b) => {
+      const tokens = picked !== null ? [finished[0] ? r.pad : picked] : scores.map((s, b) => {
         applyRepetitionPenalty(s, seqs[b], r.sampling.repetitionPenalty);
         if (finished[b]) return r.pad;
         return r.doSample ? drawFrom(samplingProbs(s, r.sampling), us![b]) : argmax(s);
@@ -123,6 +143,7 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
       yield { tokens, step };
     }
   } finally {
+    decoder?.dispose();
     cache.dispose();
   }
 }

@@ -3,10 +3,10 @@
 import { compare, mul, add, to, where } from '../ops/elementwise.js';
 import { crossEntropy, linearCrossEntropy } from '../ops/loss.js';
 import { cat } from '../ops/indexing.js';
-import { arange, full } from '../ops/creation.js';
+import { arange, full, tensor } from '../ops/creation.js';
 import { rotaryTables } from '../ops/rope.js';
 import { expand, narrow, reshape, unsqueeze, contiguous } from '../ops/view.js';
-import { tidy } from '../tensor/scope.js';
+import { keep, tidy } from '../tensor/scope.js';
 import { isGradEnabled } from '../tensor/grad_mode.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/layout.js';
@@ -104,12 +104,26 @@ export class CausalLM extends Module implements LanguageModel {
     }
   }
 
+  /** The inverse frequencies on the positions' device, uploaded once per distinct table. */
+  private invFreqCache: { key: string; t: Tensor } | null = null;
+
   /** cos/sin tables [B, T, hd/2] for the given positions. */
   private rotary(positions: Tensor, seqLen: number): { cos: Tensor; sin: Tensor } {
     const c = this.config;
     const { invFreq, attentionFactor } = rotaryFrequencies(c, seqLen);
-    const { cos, sin } = rotaryTables(positions, Math.floor(c.headDim * c.partialRotaryFactor), c.ropeTheta, invFreq);
+    const key = `${positions.backendName}:${invFreq.join(',')}`;
+    if (this.invFreqCache?.key !== key) {
+      this.invFreqCache?.t.dispose();
+      this.invFreqCache = { key, t: keep(tensor(invFreq, { backend: positions.backendName })) };
+    }
+    const { cos, sin } = rotaryTables(positions, Math.floor(c.headDim * c.partialRotaryFactor), c.ropeTheta, this.invFreqCache.t);
     return attentionFactor === 1 ? { cos, sin } : { cos: mul(cos, attentionFactor), sin: mul(sin, attentionFactor) };
+  }
+
+  override dispose(): void {
+    this.invFreqCache?.t.dispose();
+    this.invFreqCache = null;
+    super.dispose();
   }
 
   /** The head's [V, D] weight when the head is a plain bias-free Linear or the tied embedding (not LoRA-wrapped or quantized). */

@@ -83,11 +83,15 @@ export class Attention extends Module {
     if (this.q_norm && this.k_norm) [q, k] = [this.q_norm.forward(q), this.k_norm.forward(k)];
     q = rope(q, ctx.cos, ctx.sin);
     k = rope(k, ctx.cos, ctx.sin);
-    if (ctx.cache) ({ k, v } = ctx.cache.update(this.layerIdx, k, v));
+    const window = c.slidingWindows[this.layerIdx];
+    // a static cache (CUDA-graph decoding) returns its whole buffer and the mask of what is visible
+    let cacheMask: Tensor | undefined;
+    if (ctx.cache) ({ k, v, mask: cacheMask } = ctx.cache.update(this.layerIdx, k, v, window));
+    if (cacheMask && ctx.mask) throw new Error('attention: a static KV cache decodes without a padding mask (batch 1, no pads)');
     const o = scaledDotProductAttention(q, k, v, {
-      causal: true,
-      mask: ctx.mask,
-      window: c.slidingWindows[this.layerIdx],
+      causal: !cacheMask,
+      mask: cacheMask ?? ctx.mask,
+      window: cacheMask ? 0 : window,
       softcap: c.attnSoftcap,
       scale: c.attentionScale,
     }); // [B, H, T, hd]

@@ -29,15 +29,18 @@ export class KVCache {
     this.values = Array.from({ length: numLayers }, () => (dtype ? this.make(dtype, opts.backend) : null));
   }
 
-  private make(dtype: DType, backend: string | undefined): Tensor {
-    return keep(empty([this.batch, this.numKvHeads, this.maxLength, this.headDim], dtype, { backend, tag: 'activation' }));
+  /** A layer's buffer; `zero` for caches whose unwritten slots are read (masked), where garbage could be NaN. */
+  protected make(dtype: DType, backend: string | undefined, zero = false): Tensor {
+    return keep(empty([this.batch, this.numKvHeads, this.maxLength, this.headDim], dtype, { backend, tag: 'activation', zero }));
   }
 
   /**
    * Writes k/v [B, Hkv, T, hd] of one layer after the stored tokens and returns views of
    * everything stored so far ([B, Hkv, length + T, hd]). Call advance(T) after the last layer.
+   * A cache that returns `mask` (StaticKVCache) hands back the whole buffer instead, with the
+   * additive mask [1, 1, 1, maxLength] of the keys the new token may see (window applied).
    */
-  update(layer: number, k: Tensor, v: Tensor): { k: Tensor; v: Tensor } {
+  update(layer: number, k: Tensor, v: Tensor, _window = 0): { k: Tensor; v: Tensor; mask?: Tensor } {
     const T = k.shape[2];
     if (this.length + T > this.maxLength)
       throw new Error(`KVCache: ${this.length} cached + ${T} new tokens exceed the cache length ${this.maxLength}`);

@@ -1,7 +1,7 @@
 // Rotary position embedding (Su et al. 2021) in HF's half-rotation layout or the interleaved
 // (GPT-J / Meta) layout. cos/sin tables are [B|1, T, hd/2], one angle per rotated pair.
 import { tidy } from '../tensor/scope.js';
-import type { Tensor } from '../tensor/tensor.js';
+import { Tensor } from '../tensor/tensor.js';
 import { tensor } from './creation.js';
 import { add, mul, neg, sub, to, unary } from './elementwise.js';
 import { ropeFused } from './fused/rope.js';
@@ -45,12 +45,13 @@ export function ropeComposite(x: Tensor, cos: Tensor, sin: Tensor, opts: RopeOpt
  * cos/sin tables [B, T, hd/2] for integer positions [B, T]: angle = position * theta^(-2i/hd),
  * computed in float32 like HF's rotary embedding. `invFreq` overrides the frequencies (rope scaling).
  */
-export function rotaryTables(positions: Tensor, headDim: number, theta = 10000, invFreq?: Float32Array): { cos: Tensor; sin: Tensor } {
+export function rotaryTables(positions: Tensor, headDim: number, theta = 10000, invFreq?: Float32Array | Tensor): { cos: Tensor; sin: Tensor } {
   const half = headDim / 2;
-  const freqs = invFreq ?? Float32Array.from({ length: half }, (_, i) => 1 / theta ** ((2 * i) / headDim));
   return tidy(() => {
     const pos = unsqueeze(to(positions, 'float32'), -1); // [B, T, 1]
-    const f = tensor(freqs, { backend: positions.backendName, shape: [1, half] });
+    // a Tensor of frequencies avoids an upload per call (a captured CUDA graph cannot upload)
+    const f = invFreq instanceof Tensor ? reshape(invFreq, [1, half])
+      : tensor(invFreq ?? Float32Array.from({ length: half }, (_, i) => 1 / theta ** ((2 * i) / headDim)), { backend: positions.backendName, shape: [1, half] });
     const angles = matmul(pos, f); // [B, T, hd/2]
     return { cos: unary('cos', angles), sin: unary('sin', angles) };
   });

@@ -1,6 +1,7 @@
 // `k.cuda`: the user-facing CUDA helpers, named as torch.cuda names them.
 import type { CudaMemStats } from '../addon.js';
 import { cudaContext, cudaStatus } from './context.js';
+import { captureGraph } from './graph.js';
 import { raiseIndexErrors } from './index_errors.js';
 
 export const cuda = {
@@ -24,6 +25,8 @@ export const cuda = {
   resetPeakMemoryStats(): void {
     cudaContext().addon.cudaResetPeak();
   },
+  /** Records the kernels fn queues into a replayable CUDA graph (see graph.ts). */
+  captureGraph,
   /** Returns cached, unused blocks to the driver. */
   emptyCache(): void {
     cudaContext().addon.cudaEmptyCache();

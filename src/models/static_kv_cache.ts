@@ -1,0 +1,69 @@
+// A KV cache whose decode steps have fixed shapes and addresses, so one step can be recorded as a
+// CUDA graph and replayed per token (src/infer/graph_decode.ts): the write position lives in a
+// device tensor (set before each step), a new token's keys/values are written where the slot
+// index equals it (an elementwise select over the whole buffer, no host offset), and attention
+// reads the whole buffer through an additive mask built from the same position
+// (0 for slots <= position and inside the sliding window, MASK_MIN elsewhere). Prompts (T > 1)
+// are written and read as by KVCache.
+import { backendOf, withLayout } from '../backend/index.js';
+import { arange, full, tensor } from '../ops/creation.js';
+import { compare, logicalAnd, sub, where } from '../ops/elementwise.js';
+import { reshape } from '../ops/view.js';
+import type { DType } from '../tensor/dtype.js';
+import { keep, tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { KVCache } from './kv_cache.js';
+
+/** The additive mask value (as the decoder's padding masks use it). */
+const MASK_MIN = -3.4028234663852886e38;
+
+export class StaticKVCache extends KVCache {
+  /** the slot the next token is written to: int64 [1] on the cache's device */
+  readonly position: Tensor;
+  /** 0 .. maxLength-1 (int64), compared against `position` */
+  private readonly slots: Tensor;
+  /** true: single-token updates use the device position (the graph's path); false: like KVCache */
+  devicePositions = false;
+
+  constructor(numLayers: number, batch: number, numKvHeads: number, maxLength: number, headDim: number, opts: { dtype?: DType; backend?: string } = {}) {
+    super(numLayers, batch, numKvHeads, maxLength, headDim, opts);
+    this.position = keep(full([1], 0, { dtype: 'int64', backend: opts.backend }));
+    this.slots = keep(arange(0, maxLength, 1, { dtype: 'int64', backend: opts.backend }));
+  }
+
+  /** Sets where the next token goes (an upload: do it before a capture or a replay, never inside one). */
+  setPosition(p: number): void {
+    if (!Number.isInteger(p) || p < 0 || p >= this.maxLength) throw new Error(`StaticKVCache: position ${p} outside [0, ${this.maxLength})`);
+    tidy(() => backendOf(this.position).kernels.copy(tensor([p], { dtype: 'int64', backend: this.position.backendName }), this.position));
+    this.length = p;
+  }
+
+  /** Zeroed: attention reads every slot, and 0 * NaN garbage in a masked slot would still be NaN. */
+  protected override make(dtype: DType, backend: string | undefined): Tensor {
+    return super.make(dtype, backend, true);
+  }
+
+  override update(layer: number, k: Tensor, v: Tensor, window = 0): { k: Tensor; v: Tensor; mask?: Tensor } {
+    if (!this.devicePositions || k.shape[2] !== 1) return super.update(layer, k, v, window);
+    const [B, Hkv, L, hd] = [this.batch, this.numKvHeads, this.maxLength, this.headDim];
+    const keys = (this.keys[layer] ??= this.make(k.dtype, k.backendName));
+    const values = (this.values[layer] ??= this.make(v.dtype, v.backendName));
+    const kern = backendOf(k).kernels;
+    const shape = [B, Hkv, L, hd];
+    const slot = reshape(compare('eq', this.slots, this.position), [1, 1, L, 1]);
+    const cond = withLayout(slot, slot.layout.expand(shape));
+    // in place: each element of the buffer is read before it is written
+    kern.where(cond, withLayout(k, k.layout.expand(shape)), keys, keys);
+    kern.where(cond, withLayout(v, v.layout.expand(shape)), values, values);
+    let visible = compare('le', this.slots, this.position);
+    if (window > 0) visible = logicalAnd(visible, compare('gt', this.slots, sub(this.position, window)));
+    const mask = reshape(where(visible, 0, MASK_MIN), [1, 1, 1, L]);
+    return { k: keys, v: values, mask };
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.position.dispose();
+    this.slots.dispose();
+  }
+}
