@@ -152,9 +152,9 @@ async function main(): Promise<void> {
   const chosen = values.only ? WORKLOADS.filter((w) => values.only!.split(',').includes(w.name)) : WORKLOADS;
   const rows: Record<string, unknown>[] = [];
   for (const w of chosen) {
-    const ours = spawnJson(process.execPath, ['--import', 'tsx', self, '--worker', w.name, '--steps', String(steps), ...(SMOKE ? ['--smoke'] : [])], 600_000);
+    const ours = spawnJson(process.execPath, ['--import', 'tsx', self, '--worker', w.name, '--steps', String(steps), ...(SMOKE ? ['--smoke'] : [])], 120_000);
     const args = w.mode === 'gemm' ? ['--mode', 'gemm'] : ['--shape', w.shape!, '--mode', w.mode, '--batch', String(w.batch ?? 1), '--seq', String(w.seq ?? 1), '--steps', String(steps)];
-    const torch = values['no-peer'] ? { out: null, err: 'not run (--no-peer)' } : spawnJson('python3', [peer, ...args], 600_000);
+    const torch = values['no-peer'] ? { out: null, err: 'not run (--no-peer)' } : spawnJson('python3', [peer, ...args], 120_000);
     const kv = ours.out as Result | null;
     const tv = torch.out;
     const peerValue = tv ? Number(w.mode === 'gemm' ? tv.tflops : tv.tokens_per_s) : null;

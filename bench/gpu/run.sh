@@ -19,11 +19,18 @@ echo "== doctor"
 node --import tsx src/cli/main.ts doctor 2>&1 | tee "$RESULTS/gpu-doctor.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$RESULTS/gpu-doctor.txt"
 
+echo "== kernel modules (NVRTC, one process per module, into $XDG_CACHE_HOME)"
+for m in native/cuda/kernels/*.cu; do
+  node --import tsx bench/gpu/precompile.ts "$(basename "$m" .cu)" &
+done
+wait
+
 echo "== tests on the GPU"
-TESTS=(test/backend/kernels_*.test.ts test/backend/ops.test.ts test/backend/cuda_sources.test.ts test/quant/quant_kernel.test.ts
-       test/models/decoder_fixtures.test.ts test/infer/generate_fixtures.test.ts test/train/devices.test.ts)
+TESTS=(test/backend/kernels_*.test.ts test/backend/ops.test.ts test/backend/cuda_*.test.ts test/quant/quant_kernel.test.ts
+       test/quant/quant_linear.test.ts test/optim/optim.test.ts test/models/decoder_fixtures.test.ts test/infer/generate_fixtures.test.ts
+       test/infer/graph_decode.test.ts test/train/devices.test.ts test/cli/device.test.ts)
 start=$(date +%s)
-node --import tsx --test --test-concurrency="${GPU_TEST_CONCURRENCY:-6}" --test-reporter=tap "${TESTS[@]}" > "$RESULTS/gpu-tests.log" 2>&1
+timeout "${GPU_TEST_SECONDS:-240}" node --import tsx --test --test-concurrency="${GPU_TEST_CONCURRENCY:-8}" --test-reporter=tap "${TESTS[@]}" > "$RESULTS/gpu-tests.log" 2>&1
 status=$?
 secs=$(( $(date +%s) - start ))
 node -e '
@@ -38,5 +45,5 @@ node -e '
 ' "$RESULTS/gpu-tests.log" "$status" "$secs" "$RESULTS/gpu-tests.json"
 
 echo "== benchmarks (Kestrel vs this machine's PyTorch)"
-node --import tsx bench/gpu/bench.ts ${GPU_BENCH_ARGS:-} 2> "$RESULTS/gpu-bench.log"
+timeout "${GPU_BENCH_SECONDS:-300}" node --import tsx bench/gpu/bench.ts ${GPU_BENCH_ARGS:-} 2> "$RESULTS/gpu-bench.log"
 echo "(bench details: $RESULTS/gpu-bench.log)"

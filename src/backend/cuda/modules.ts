@@ -98,6 +98,16 @@ function loadModule(ctx: CudaContext, name: string): number {
   return ctx.addon.cudaModule(name, r.image);
 }
 
+/** The kernel modules (native/cuda/kernels/*.cu), by name. */
+export const kernelModules = (): string[] => readdirSync(kernelDir()).filter((f) => f.endsWith('.cu')).map((f) => f.slice(0, -3)).sort();
+
+/** Compiles (into the disk cache) and loads one module ahead of first use; returns milliseconds taken. */
+export function precompile(module: string): number {
+  const t0 = performance.now();
+  if (!modules.has(module)) modules.set(module, loadModule(cudaContext(), module));
+  return performance.now() - t0;
+}
+
 const modules = new Map<string, number>();
 const functions = new Map<string, CudaFunction>();
 
