@@ -1,15 +1,16 @@
 // Cross-entropy of logits [N, V] (float32) against int64 targets [N], forward and backward, as
 // native/nn_rows.inc computes it (src/ops/fused/cross_entropy.ts has the maths); a row per warp
-// or per block (rows.cuh). check_targets finds the first target outside [0, V) that is not
-// ignoreIndex, so that the TypeScript side can throw before anything is written; the loss kernels
-// never index memory with a target either way (an out-of-range target gives a NaN loss).
+// or per block (rows.cuh). check_targets records the first target outside [0, V) that is not
+// ignoreIndex for the next host read to report; the loss kernels never index memory with a
+// target (an out-of-range target gives a NaN loss for its row).
 #include "rows.cuh"
 
 using namespace kst;
 
-// bad[0] = the first row whose target is out of range (-1: none), bad[1] = that target. One block:
-// the targets are N int64 (8 N bytes), a small read next to the N V logits the loss reads.
-KERNEL(check_targets_i64, (const i64* target, i64 N, i64 V, i64 ignore, i64* bad)) {
+// Records the first row whose target is out of range in the device error record `err` (flag, op,
+// row, target, V, launch id: src/backend/cuda/index_errors.ts reads it at the next host read).
+// One block: the targets are N int64 (8 N bytes), a small read next to the N V logits the loss reads.
+KERNEL(check_targets_i64, (const i64* target, i64 N, i64 V, i64 ignore, i64* err, i64 op, i64 id)) {
   __shared__ i64 first[32];
   const i64 none = 0x7fffffffffffffffLL;
   i64 row = none;
@@ -26,8 +27,13 @@ KERNEL(check_targets_i64, (const i64* target, i64 N, i64 V, i64 ignore, i64* bad
   sync();
   if (threadIdx.x == 0) {
     for (int k = 1; k < nw; k++) row = first[k] < row ? first[k] : row;
-    bad[0] = row == none ? -1 : row;
-    bad[1] = row == none ? 0 : target[row];
+    if (row != none && atomic_cas((u64*)err, 0ull, 1ull) == 0ull) {
+      err[1] = op;
+      err[2] = row;
+      err[3] = target[row];
+      err[4] = V;
+      err[5] = id;
+    }
   }
 }
 

@@ -6,7 +6,7 @@
 // after each launch instead.
 import { cudaContext } from './context.js';
 
-const OPS = ['gather', 'scatter_add', 'index_select', 'index_add'] as const;
+const OPS = ['gather', 'scatter_add', 'index_select', 'index_add', 'cross_entropy', 'cross_entropy_backward'] as const;
 export type IndexOp = (typeof OPS)[number];
 export const indexOpCode = (op: IndexOp): number => OPS.indexOf(op);
 
@@ -42,10 +42,9 @@ export function raiseIndexErrors(): void {
   addon.cudaWrite(record, 0, new BigInt64Array(RECORD_WORDS));
   const [op, pos, value, size, id] = [r[1], r[2], r[3], r[4], r[5]].map(Number);
   const shape = ringIds[id % RING] === id ? ` of index ${ringShapes[id % RING]}` : '';
-  throw new Error(
-    `${OPS[op] ?? 'indexing'}: index ${value} at position ${pos}${shape} is out of range for a dimension of size ${size} ` +
-      '(found on the cuda device by a kernel queued before this point; KESTREL_CUDA_SYNC=1 reports it at the launch)',
-  );
+  const where = '(found on the cuda device by a kernel queued before this point; KESTREL_CUDA_SYNC=1 reports it at the launch)';
+  if (OPS[op]?.startsWith('cross_entropy')) throw new Error(`${OPS[op]}: target ${value} at row ${pos} is out of range for ${size} classes ${where}`);
+  throw new Error(`${OPS[op] ?? 'indexing'}: index ${value} at position ${pos}${shape} is out of range for a dimension of size ${size} ${where}`);
 }
 
 /** After an indexing launch: in synchronous mode, report a bad index right away. */

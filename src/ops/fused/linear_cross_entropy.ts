@@ -28,9 +28,16 @@ import { item } from '../transfer.js';
  */
 export const CHUNK_BYTES = 24 << 20;
 
-/** Rows per chunk: as many equal chunks as CHUNK_BYTES of float32 logits require, at least 8 rows (or N). */
-export function defaultChunkRows(N: number, V: number): number {
-  const count = Math.max(1, Math.ceil((N * V * 4) / CHUNK_BYTES));
+/**
+ * On a GPU the chunk is sized for the device instead: a GEMM of a few dozen rows leaves most of
+ * the SMs idle, and every chunk costs launches. 512 MiB of logits is 2,700 rows at V = 49k and
+ * still far below the [N, V] float32 logits (plus their gradient) that an unfused head holds.
+ */
+export const GPU_CHUNK_BYTES = 512 << 20;
+
+/** Rows per chunk: as many equal chunks as `chunkBytes` of float32 logits require, at least 8 rows (or N). */
+export function defaultChunkRows(N: number, V: number, chunkBytes = CHUNK_BYTES): number {
+  const count = Math.max(1, Math.ceil((N * V * 4) / chunkBytes));
   return Math.min(Math.max(N, 1), Math.max(8, Math.ceil(N / count)));
 }
 
@@ -94,7 +101,7 @@ function chunkedPass(
   const V = weight.shape[0];
   const k = backendOf(hidden).kernels;
   const ce: CrossEntropyOpts = { ignoreIndex: o.ignoreIndex, labelSmoothing: o.labelSmoothing };
-  const chunk = o.chunkSize ? Math.min(Math.max(N, 1), o.chunkSize) : defaultChunkRows(N, V);
+  const chunk = o.chunkSize ? Math.min(Math.max(N, 1), o.chunkSize) : defaultChunkRows(N, V, hidden.backendName === 'cuda' ? GPU_CHUNK_BYTES : CHUNK_BYTES);
   const count = o.reduction === 'mean' ? tidy(() => item(sum(to(compare('ne', target, o.ignoreIndex), 'float32')))) : 1;
   const [h, w, t] = [contiguous(hidden), contiguous(weight), contiguous(target)];
   const wt = transpose(w, 0, 1); // [D, V], read transposed by the GEMM

@@ -1,14 +1,13 @@
 // Cross-entropy on the GPU (native/cuda/kernels/loss.cu), checked as native/nn.cc checks it. The
-// targets live on the device, so their range check is a small kernel whose verdict (the first bad
-// row and its target, 16 bytes) is read back before the loss kernel is launched: an out-of-range
-// target is the CPU backend's error, thrown before anything is written. The read waits for the
-// stream; the loss kernels themselves never index memory with a target.
+// targets live on the device, so their range check is a small kernel that records the first bad
+// one in the device error record (index_errors.ts): it is reported, with the CPU's wording, at the
+// next host read, so a training step never waits for the GPU here. The loss kernels never index
+// memory with a target.
 import type { CrossEntropyOpts, Kernels, View } from '../../kernels.js';
 import { dims } from '../checks.js';
-import { cudaContext } from '../context.js';
+import { afterIndexLaunch, indexErrorSlot, indexOpCode } from '../index_errors.js';
 import { launch, newParams } from '../launch.js';
 import { cudaKernel } from '../modules.js';
-import { scratchStorage } from '../storage.js';
 import { needF32, needSame, needVec, rowLaunch } from './rows.js';
 
 interface Checked {
@@ -17,7 +16,7 @@ interface Checked {
 }
 
 /** logits [N, V] float32 and contiguous int64 targets [N] (their values: checkTargets). */
-function check(k: string, logits: View, target: View, o: CrossEntropyOpts): Checked {
+function check(k: 'cross_entropy' | 'cross_entropy_backward', logits: View, target: View, o: CrossEntropyOpts): Checked {
   needF32(k, 'logits', logits);
   const ls = logits.layout.shape;
   if (ls.length !== 2) throw new Error(`cuda ${k}: logits ${dims(ls)} must be [N, V]`);
@@ -30,20 +29,12 @@ function check(k: string, logits: View, target: View, o: CrossEntropyOpts): Chec
   return { N, V };
 }
 
-/** Throws unless every target is in [0, V) or ignoreIndex, naming the first bad one and its row (as the CPU does). */
-function checkTargets(k: string, target: View, N: number, V: number, ignore: number): void {
-  const addon = cudaContext().addon;
-  const bad = scratchStorage(addon, 'int64', 2);
-  try {
-    const p = newParams().view_(target, 'target').i64(N).i64(V).i64(ignore).ptr(bad.ptr);
-    launch(cudaKernel('loss', 'check_targets_i64'), p, { grid: 1, block: Math.min(1024, Math.ceil(N / 32) * 32) });
-    const verdict = new BigInt64Array(2);
-    addon.cudaRead(bad.ptr, 0, verdict);
-    if (verdict[0] >= 0n)
-      throw new Error(`cuda ${k}: target ${verdict[1]} at row ${verdict[0]} is out of range for ${V} classes (and is not ignoreIndex ${ignore})`);
-  } finally {
-    bad.release();
-  }
+/** Queues the range check of the targets (reported at the next read when one is outside [0, V) and not ignoreIndex). */
+function checkTargets(k: 'cross_entropy' | 'cross_entropy_backward', target: View, N: number, V: number, ignore: number): void {
+  const slot = indexErrorSlot(target.layout.shape);
+  const p = newParams().view_(target, 'target').i64(N).i64(V).i64(ignore).ptr(slot.ptr).i64(indexOpCode(k)).i64(slot.id);
+  launch(cudaKernel('loss', 'check_targets_i64'), p, { grid: 1, block: Math.min(1024, Math.ceil(N / 32) * 32) });
+  afterIndexLaunch();
 }
 
 export const lossKernels: Pick<Kernels, 'crossEntropy' | 'crossEntropyBackward'> = {
