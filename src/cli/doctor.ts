@@ -43,6 +43,7 @@ export async function doctor(argv: string[]): Promise<number> {
     threads: info?.threads ?? 1,
     matmul: { n, gflops: Number(matmulGflops(n, backend === 'cpu' ? 5 : 1).toFixed(1)) },
     cuda: cudaReport(cuda),
+    cudaMatmul: cuda.usable && !cuda.emulated ? gpuMatmulTflops() : null,
   };
   if (values.json) {
     process.stdout.write(JSON.stringify(report) + '\n');
@@ -57,6 +58,7 @@ export async function doctor(argv: string[]): Promise<number> {
       `threads      ${report.threads}  (KESTREL_NUM_THREADS overrides)`,
       `matmul       ${report.matmul.gflops} GFLOP/s  (${n}x${n}x${n} float32, median)`,
       ...cudaLines(cuda),
+      ...(report.cudaMatmul ? [`gpu matmul   ${report.cudaMatmul.bf16} TFLOP/s bf16, ${report.cudaMatmul.fp32} TFLOP/s fp32 (4096^3, cuBLASLt, TF32 off)`] : []),
     ].join('\n') + '\n',
   );
   return 0;
@@ -86,4 +88,25 @@ function cudaLines(s: CudaStatus): string[] {
     for (const [label, l] of [['cuda driver', libs.driver], ['nvrtc', libs.nvrtc], ['cublasLt', libs.cublasLt]] as const)
       lines.push(`${label.padEnd(12)} ${l.found ? `${l.version}  ${l.path}` : `missing: ${l.error}`}`);
   return lines;
+}
+
+/** bf16 and fp32 4096^3 matmuls on the GPU (median of 5 after a warm-up), in TFLOP/s. */
+function gpuMatmulTflops(): { bf16: number; fp32: number } {
+  const n = 4096;
+  const rate = (dtype: k.DType): number => k.tidy(() => {
+    const a = k.randn([n, n], { backend: 'cuda' }).to(dtype);
+    const b = k.randn([n, n], { backend: 'cuda' }).to(dtype);
+    k.matmul(a, b).dispose();
+    const times: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      k.cuda.synchronize();
+      const t0 = performance.now();
+      k.matmul(a, b).dispose();
+      k.cuda.synchronize();
+      times.push(performance.now() - t0);
+    }
+    times.sort((x, y) => x - y);
+    return Number(((2 * n ** 3) / (times[2] / 1e3) / 1e12).toFixed(1));
+  });
+  return { bf16: rate('bfloat16'), fp32: rate('float32') };
 }
