@@ -103,7 +103,6 @@ class EmuDevice final : public Device {
     for (auto& op : it->second) op();
   }
   void graph_free(uint64_t g) override { graphs_.erase(g); }
-  bool capturing() const { return capturing_; }
 
   uint64_t event_record() override {
     auto t = std::chrono::steady_clock::now().time_since_epoch();

@@ -12,7 +12,6 @@ namespace kestrel::cuda {
 namespace {
 
 std::unique_ptr<Device> g_device;
-std::string g_init_error;
 
 std::multimap<size_t, uint64_t> g_cached;          // size -> free block
 std::unordered_map<uint64_t, size_t> g_live;       // block -> size

@@ -5,7 +5,7 @@ import { loadNative, nativeLoadError } from '../backend/addon.js';
 import { type CudaStatus, cudaStatus } from '../backend/cuda/context.js';
 import * as k from '../index.js';
 
-function version(): string {
+export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
   return pkg.version;
 }

@@ -7,6 +7,8 @@ import { finetuneCommand } from './finetune.js';
 import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
+import { commandHelp } from './help.js';
+import { version } from './doctor.js';
 
 const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise<number> }> = {
   demo: { about: 'the embedded end-to-end run: synthetic data, pretrain, fine-tune, accuracy before/after [--json]', run: demoCommand },
@@ -20,7 +22,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.about}`);
-  return `usage: kestrel <command> [--device auto|cuda|cpu] [options]\n\ncommands:\n${lines.join('\n')}\n\n--device: where tensors live (auto, the default: the GPU when one is usable, else the CPU; KESTREL_BACKEND=cpu|cuda|ref also sets it)\n`;
+  return `usage: kestrel <command> [--device auto|cuda|cpu] [options]   (kestrel <command> --help for its flags; kestrel --version)\n\ncommands:\n${lines.join('\n')}\n\n--device: where tensors live (auto, the default: the GPU when one is usable, else the CPU; KESTREL_BACKEND=cpu|cuda|ref also sets it)\n`;
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -29,10 +31,18 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(usage());
     return name ? 0 : 1;
   }
+  if (name === '--version' || name === '-v') {
+    process.stdout.write(`kestrel ${version()}\n`);
+    return 0;
+  }
   const cmd = COMMANDS[name];
   if (!cmd) {
     process.stderr.write(`kestrel: unknown command '${name}'\n\n${usage()}`);
     return 2;
+  }
+  if (rest.includes('--help') || rest.includes('-h')) {
+    process.stdout.write(commandHelp(name));
+    return 0;
   }
   try {
     const { rest: args, device } = takeDeviceFlag(rest);

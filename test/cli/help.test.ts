@@ -1,0 +1,32 @@
+// Every kestrel command answers --help (usage, each flag with its default, an example) and
+// `kestrel --version` prints the package version.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import { HELP } from '../../src/cli/help.js';
+import { runCli } from '../helpers.js';
+
+const COMMANDS = ['demo', 'doctor', 'generate', 'chat', 'train', 'finetune', 'merge'];
+
+test('every command answers --help with its flags and an example', () => {
+  assert.deepEqual(Object.keys(HELP).sort(), [...COMMANDS].sort());
+  for (const name of COMMANDS) {
+    const r = runCli([name, '--help']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^usage: kestrel ${name}`));
+    assert.match(r.stdout, /\nflags:\n/);
+    assert.match(r.stdout, new RegExp(`\\nexample:\\n  kestrel ${name}`));
+    if (name !== 'doctor') assert.match(r.stdout, /--device auto\|cuda\|cpu/);
+  }
+  const train = runCli(['train', '-h']).stdout;
+  for (const flag of ['--max-steps', '--seq-len', '--batch-size', '--grad-accum', '--lr', '--dtype', '--checkpointing', '--resume', '--deepspeed'])
+    assert.ok(train.includes(flag), `train --help lists ${flag}`);
+  assert.match(train, /--max-steps N\s+optimizer steps \(default 100\)/);
+});
+
+test('kestrel --version prints the version', () => {
+  const { version } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
+  const r = runCli(['--version']);
+  assert.equal(r.status, 0);
+  assert.equal(r.stdout.trim(), `kestrel ${version}`);
+});
