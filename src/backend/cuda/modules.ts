@@ -91,6 +91,8 @@ function loadModule(ctx: CudaContext, name: string): number {
     }
   }
   const t0 = performance.now();
+  // the first run on a machine compiles each module once (seconds each); say so on a terminal
+  if (process.stderr.isTTY && !process.env.KESTREL_CUDA_VERBOSE) process.stderr.write(`kestrel: compiling CUDA kernels ${name}.cu for ${ctx.arch} (cached in ${cacheDir()})\n`);
   const r = ctx.addon.cudaCompile(`${name}.cu`, src.text, src.headerNames, src.headerSources, options);
   if (!r.ok) throw new Error(`NVRTC could not compile native/cuda/kernels/${name}.cu for ${ctx.arch}:\n${r.log}`);
   if (process.env.KESTREL_CUDA_VERBOSE) process.stderr.write(`kestrel: compiled ${name}.cu for ${ctx.arch} in ${(performance.now() - t0).toFixed(0)} ms\n`);
