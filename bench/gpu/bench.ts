@@ -4,6 +4,8 @@
 // fine-tuning (batch 8 x 2048) and batch-1 greedy decode. Each Kestrel workload runs in a fresh
 // process so its peak memory is its own. Prints one table; writes bench/results/gpu-bench.json.
 // Run: node --import tsx bench/gpu/bench.ts [--only gemm,smol-train,...] [--no-peer] [--steps 4]
+//      --profile: one step (or 16 tokens) per workload with KESTREL_CUDA_PROFILE=1, device time per
+//      kernel to bench/results/gpu-profile.json (no peer, no throughput)
 //      --smoke: every workload at toy sizes, to check the script itself (e.g. on the CUDA emulator:
 //      KESTREL_CUDA_EMULATE=1 node --import tsx bench/gpu/bench.ts --smoke --no-peer)
 import { spawnSync } from 'node:child_process';
@@ -43,6 +45,8 @@ const WORKLOADS: Workload[] = [
 ];
 
 interface Result {
+  /** with --profile: device ms per kernel for one step */
+  profile?: { name: string; calls: number; ms: number }[];
   value: number;
   unit: string;
   peakGiB?: number;
@@ -52,6 +56,20 @@ interface Result {
 }
 
 const SMOKE = process.argv.includes('--smoke');
+const PROFILE = process.argv.includes('--profile');
+
+/** Runs fn with per-kernel device timing on; returns the table. */
+function profiled(fn: () => void): { name: string; calls: number; ms: number }[] {
+  k.cuda.synchronize();
+  k.cuda.profile();
+  process.env.KESTREL_CUDA_PROFILE = '1';
+  try {
+    fn();
+  } finally {
+    delete process.env.KESTREL_CUDA_PROFILE;
+  }
+  return k.cuda.profile().map((r) => ({ ...r, ms: Number(r.ms.toFixed(3)) }));
+}
 const TOY = { hidden_size: 64, num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 128, vocab_size: 256, rope_theta: 10000 };
 const dims = (shape: Shape) => (SMOKE ? TOY : SHAPES[shape]);
 const sized = (w: Workload): { batch: number; seq: number } => (SMOKE ? { batch: 2, seq: 32 } : { batch: w.batch!, seq: w.seq! });
@@ -87,6 +105,15 @@ function runTrain(w: Workload, steps: number): Result {
   const ids = k.randint(0, dims(w.shape!).vocab_size, [B, T], { generator: gen, backend: 'cpu' }).toArray() as number[][];
   const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
   const times: number[] = [];
+  const step = (): void => {
+    accumulateGradients(m, [batch], { autocast: 'bfloat16' });
+    opt.step();
+    opt.zeroGrad();
+  };
+  if (PROFILE) {
+    for (let i = 0; i < 2; i++) step();
+    return { value: 0, unit: 'tok/s', profile: profiled(step) };
+  }
   for (let i = 0; i < steps + 2; i++) {
     if (i === 2) {
       k.memory.resetPeak();
@@ -111,6 +138,16 @@ async function runDecode(w: Workload): Promise<Result> {
   m.eval();
   const prompt = k.randint(0, dims(w.shape!).vocab_size, [1, 32], { backend: 'cuda' });
   await k.generate(m, prompt, { maxNewTokens: 8, temperature: 0, eosTokenId: [] });
+  if (PROFILE) {
+    // per-kernel times need the step-by-step path (a graph replay is one launch)
+    process.env.KESTREL_CUDA_GRAPHS = '0';
+    k.cuda.synchronize();
+    k.cuda.profile();
+    process.env.KESTREL_CUDA_PROFILE = '1';
+    await k.generate(m, prompt, { maxNewTokens: 16, temperature: 0, eosTokenId: [] });
+    delete process.env.KESTREL_CUDA_PROFILE;
+    return { value: 0, unit: 'tok/s', profile: k.cuda.profile().map((r) => ({ ...r, ms: Number(r.ms.toFixed(3)) })) };
+  }
   const n = SMOKE ? 8 : 128;
   const t0 = performance.now();
   const out = await k.generate(m, prompt, { maxNewTokens: n, temperature: 0, eosTokenId: [] });
@@ -140,7 +177,7 @@ function spawnJson(cmd: string, args: string[], timeoutMs: number): { out: Recor
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     only: { type: 'string' }, steps: { type: 'string', default: '4' }, 'no-peer': { type: 'boolean', default: false }, worker: { type: 'string' },
-    smoke: { type: 'boolean', default: false },
+    smoke: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false },
   } });
   const steps = Number(values.steps);
   if (values.worker) {
@@ -152,7 +189,11 @@ async function main(): Promise<void> {
   const chosen = values.only ? WORKLOADS.filter((w) => values.only!.split(',').includes(w.name)) : WORKLOADS;
   const rows: Record<string, unknown>[] = [];
   for (const w of chosen) {
-    const ours = spawnJson(process.execPath, ['--import', 'tsx', self, '--worker', w.name, '--steps', String(steps), ...(SMOKE ? ['--smoke'] : [])], 120_000);
+    const ours = spawnJson(process.execPath, ['--import', 'tsx', self, '--worker', w.name, '--steps', String(steps), ...(SMOKE ? ['--smoke'] : []), ...(PROFILE ? ['--profile'] : [])], 120_000);
+    if (PROFILE) {
+      rows.push({ workload: w.name, what: w.what, profile: (ours.out as Result | null)?.profile ?? { error: ours.err } });
+      continue;
+    }
     const args = w.mode === 'gemm' ? ['--mode', 'gemm'] : ['--shape', w.shape!, '--mode', w.mode, '--batch', String(w.batch ?? 1), '--seq', String(w.seq ?? 1), '--steps', String(steps)];
     const torch = values['no-peer'] ? { out: null, err: 'not run (--no-peer)' } : spawnJson('python3', [peer, ...args], 120_000);
     const kv = ours.out as Result | null;
@@ -166,6 +207,17 @@ async function main(): Promise<void> {
     };
     rows.push(row);
     process.stderr.write(`${w.name}: ${JSON.stringify(row)}\n`);
+  }
+  if (PROFILE) {
+    console.log(`wrote ${writeResult(SMOKE ? 'gpu-profile-smoke' : 'gpu-profile', { gpu: k.cuda.isAvailable() ? k.cuda.deviceName() : 'none', rows })}`);
+    for (const r of rows) {
+      const prof = r.profile as { name: string; calls: number; ms: number }[] | { error: string };
+      if (!Array.isArray(prof)) { console.log(`${r.workload}: ${prof.error}`); continue; }
+      const total = prof.reduce((s, x) => s + x.ms, 0);
+      console.log(`${r.workload}: ${total.toFixed(1)} ms of device time in ${prof.reduce((s, x) => s + x.calls, 0)} launches; top:`);
+      for (const x of prof.slice(0, 12)) console.log(`  ${x.name.padEnd(40)} ${String(x.calls).padStart(6)} calls ${x.ms.toFixed(2).padStart(10)} ms ${(100 * x.ms / total).toFixed(1).padStart(5)}%`);
+    }
+    return;
   }
   const path = writeResult(SMOKE ? 'gpu-bench-smoke' : 'gpu-bench', { gpu: k.cuda.isAvailable() ? k.cuda.deviceName() : 'none', steps, rows });
   const f = (x: number | null | undefined, d = 0): string => (x === null || x === undefined || Number.isNaN(x) ? '-' : x.toFixed(d));

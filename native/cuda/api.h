@@ -112,6 +112,7 @@ struct CudaApi {
   CUresult (*cuEventRecord)(CUevent, CUstream) = nullptr;
   CUresult (*cuEventSynchronize)(CUevent) = nullptr;
   CUresult (*cuEventElapsedTime)(float*, CUevent, CUevent) = nullptr;
+  CUresult (*cuEventDestroy)(CUevent) = nullptr;                                  // _v2
   CUresult (*cuStreamBeginCapture)(CUstream, int) = nullptr;                      // _v2
   CUresult (*cuStreamEndCapture)(CUstream, CUgraph*) = nullptr;
   CUresult (*cuGraphInstantiateWithFlags)(CUgraphExec*, CUgraph, unsigned long long) = nullptr;

@@ -68,6 +68,7 @@ class Device {
   // Milliseconds of device time for the work queued between two markers (events).
   virtual uint64_t event_record() = 0;
   virtual float event_elapsed_ms(uint64_t start, uint64_t end) = 0;
+  virtual void event_free(uint64_t event) = 0;
 };
 
 std::unique_ptr<Device> make_gpu_device(int ordinal);  // throws CudaError naming what is missing

@@ -109,6 +109,7 @@ class EmuDevice final : public Device {
     return uint64_t(std::chrono::duration_cast<std::chrono::nanoseconds>(t).count());
   }
   float event_elapsed_ms(uint64_t start, uint64_t end) override { return float(double(end - start) / 1e6); }
+  void event_free(uint64_t) override {}
 
  private:
   // Runs an operation now, or records it while a graph is being captured.

@@ -165,6 +165,7 @@ class GpuDevice final : public Device {
     check(a_.cuEventRecord(e, stream_), "cuEventRecord");
     return reinterpret_cast<uint64_t>(e);
   }
+  void event_free(uint64_t e) override { check(a_.cuEventDestroy(reinterpret_cast<CUevent>(e)), "cuEventDestroy"); }
   float event_elapsed_ms(uint64_t start, uint64_t end) override {
     check(a_.cuEventSynchronize(reinterpret_cast<CUevent>(end)), "cuEventSynchronize");
     float ms = 0;

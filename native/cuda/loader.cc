@@ -83,6 +83,7 @@ void load_driver(const std::vector<std::string>& cands) {
   bind(h, "cuEventRecord", a.cuEventRecord, &missing);
   bind(h, "cuEventSynchronize", a.cuEventSynchronize, &missing);
   bind(h, "cuEventElapsedTime", a.cuEventElapsedTime, &missing);
+  bind(h, "cuEventDestroy_v2", a.cuEventDestroy, &missing);
   bind(h, "cuStreamBeginCapture_v2", a.cuStreamBeginCapture, &missing);
   bind(h, "cuStreamEndCapture", a.cuStreamEndCapture, &missing);
   bind(h, "cuGraphInstantiateWithFlags", a.cuGraphInstantiateWithFlags, &missing);

@@ -67,6 +67,7 @@ export interface NativeAddon {
   cudaEmptyCache(): void;
   cudaCapture(what: 'begin' | 'end' | 'abort'): number;
   cudaGraph(id: number, launch: boolean): void;
+  /** () records a marker -> id; (start, end) -> milliseconds between them; (id, -1) frees a marker */
   cudaEvent(start?: number, end?: number): number;
   cudaArgs: Uint8Array;
 }

@@ -8,6 +8,7 @@ import { shapeStr } from '../../tensor/layout.js';
 import type { View } from '../kernels.js';
 import { cudaContext } from './context.js';
 import type { CudaFunction } from './modules.js';
+import { timed } from './profile.js';
 import { CudaStorage } from './storage.js';
 
 export const MAX_DIMS = 8;
@@ -158,7 +159,7 @@ export function launch(fn: CudaFunction, p: Params, cfg: LaunchConfig): void {
   const [bx, by, bz] = dims3(cfg.block);
   if (gx === 0 || gy === 0 || gz === 0) return;
   const addon = cudaContext().addon;
-  addon.cudaLaunch(fn.handle, gx, gy, gz, bx, by, bz, cfg.smem ?? 0, p.bytes);
+  timed(fn.name, () => addon.cudaLaunch(fn.handle, gx, gy, gz, bx, by, bz, cfg.smem ?? 0, p.bytes));
   if (process.env.KESTREL_CUDA_SYNC === '1') addon.cudaSync();
 }
 

@@ -2,6 +2,7 @@
 import type { CudaMemStats } from '../addon.js';
 import { cudaContext, cudaStatus } from './context.js';
 import { captureGraph } from './graph.js';
+import { profileReport } from './profile.js';
 import { raiseIndexErrors } from './index_errors.js';
 
 export const cuda = {
@@ -25,6 +26,8 @@ export const cuda = {
   resetPeakMemoryStats(): void {
     cudaContext().addon.cudaResetPeak();
   },
+  /** With KESTREL_CUDA_PROFILE=1: device milliseconds per kernel since the last call (see profile.ts). */
+  profile: profileReport,
   /** Records the kernels fn queues into a replayable CUDA graph (see graph.ts). */
   captureGraph,
   /** Returns cached, unused blocks to the driver. */

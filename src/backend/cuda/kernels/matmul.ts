@@ -9,6 +9,7 @@ import type { Kernels, View } from '../../kernels.js';
 import { DTYPE_CODE } from '../../cpu/native.js';
 import { cudaContext } from '../context.js';
 import { collapse, devicePointer } from '../launch.js';
+import { timed } from '../profile.js';
 import { scratchStorage } from '../storage.js';
 import { copyKernels } from './copy.js';
 import { creationKernels } from './creation.js';
@@ -86,7 +87,7 @@ export const matmulKernels: Pick<Kernels, 'matmul'> = {
           A.op.ld, B.op.ld, N, stride(0), stride(1), inner > 1 ? stride(2) : M * N,
           1, accumulate ? 1 : 0, tf32,
         ]);
-        addon.cudaGemm();
+        timed(`gemm ${a.dtype} ${A.op.trans ? 'T' : 'N'}${B.op.trans ? 'T' : 'N'}`, () => addon.cudaGemm());
       }
     } finally {
       for (const t of temps) t.release();
