@@ -29,7 +29,7 @@ wait
 echo "== tests on the GPU"
 TESTS=(test/backend/kernels_*.test.ts test/backend/ops.test.ts test/backend/cuda_*.test.ts test/quant/quant_kernel.test.ts
        test/quant/quant_linear.test.ts test/optim/optim.test.ts test/models/decoder_fixtures.test.ts test/infer/generate_fixtures.test.ts
-       test/infer/graph_decode.test.ts test/train/devices.test.ts test/cli/device.test.ts)
+       test/infer/graph_decode.test.ts test/train/devices.test.ts test/cli/device.test.ts test/ops/half_compute.test.ts)
 start=$(date +%s)
 timeout "${GPU_TEST_SECONDS:-240}" node --import tsx --test --test-concurrency="${GPU_TEST_CONCURRENCY:-8}" --test-reporter=tap "${TESTS[@]}" > "$RESULTS/gpu-tests.log" 2>&1
 status=$?

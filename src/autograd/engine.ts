@@ -3,7 +3,7 @@
 // accumulates into leaves' .grad and fires their hooks once a leaf's gradient is final.
 import { backendOf } from '../backend/index.js';
 import { ones } from '../ops/creation.js';
-import { add } from '../ops/elementwise.js';
+import { add, halfDirect } from '../ops/elementwise.js';
 import { clone } from '../ops/view.js';
 import { ownsStorage } from '../ops/dispatch.js';
 import { noGrad } from '../tensor/grad_mode.js';
@@ -41,11 +41,13 @@ function dependencies(roots: GradFn[]): { nodes: Map<GradFn, number>; leaves: Ma
 
 /**
  * Sums two gradients we own into one (disposing both); into a's buffer when nothing else holds it
- * and the kernel can add it directly (half-precision adds go through the op, which upcasts).
+ * and the kernel can add it directly (half-precision adds go through the op, which upcasts, unless
+ * the backend's kernels take half operands).
  */
 function sumGrads(a: Tensor | undefined, b: Tensor): Tensor {
   if (!a) return b;
-  if (ownsStorage(a) && a.dtype === b.dtype && (a.dtype === 'float32' || a.dtype === 'float64') && sameShape(a.shape, b.shape)) {
+  const direct = a.dtype === 'float32' || a.dtype === 'float64' || halfDirect(a);
+  if (ownsStorage(a) && a.dtype === b.dtype && direct && sameShape(a.shape, b.shape)) {
     backendOf(a).kernels.binary('add', a, b, a); // elementwise in place is safe: same index in and out
     b.dispose();
     return a;

@@ -94,15 +94,24 @@ export interface Kernels {
   /** dst[...] = src[...] elementwise with dtype conversion; both strided, same shape */
   copy(src: View, dst: View): void;
 
-  /** out = f(x); x strided (f32/f64), out contiguous of the same shape and dtype */
+  /**
+   * out = f(x); x strided (f32/f64; f16/bf16 on a halfElementwise backend), out contiguous of the
+   * same shape and dtype
+   */
   unary(op: UnaryOp, x: View, out: View, p0: number, p1: number): void;
-  /** dx = dy * f'(x); all the same shape; dx contiguous */
+  /** dx = dy * f'(x); all the same shape and dtype (half ones on a halfElementwise backend); dx contiguous */
   unaryGrad(op: UnaryOp, x: View, dy: View, dx: View, p0: number, p1: number): void;
-  /** out = a op b; a and b are already expanded to out's shape (stride 0 broadcast); out contiguous */
+  /**
+   * out = a op b; a and b of one dtype, already expanded to out's shape (stride 0 broadcast); out
+   * contiguous (bool for comparisons); f16/bf16 arithmetic and comparisons on a halfElementwise backend
+   */
   binary(op: BinaryOp, a: View, b: View, out: View): void;
-  /** out = cond ? a : b, all expanded to out's shape */
+  /** out = cond ? a : b, all expanded to out's shape; any dtype */
   where(cond: View, a: View, b: View, out: View): void;
-  /** out has x's ndim with size 1 on the reduced dims (keepdim form), contiguous */
+  /**
+   * out has x's ndim with size 1 on the reduced dims (keepdim form), contiguous, x's dtype; a
+   * halfElementwise backend also sums f16/bf16 (accumulating in float/double, rounded once)
+   */
   reduce(op: ReduceOp, x: View, out: View): void;
   /** index of the max/min along dim (first on ties); out int64 in keepdim form */
   argReduce(op: ArgReduceOp, x: View, dim: number, out: View): void;
@@ -120,19 +129,32 @@ export interface Kernels {
   indexAdd(out: View, dim: number, index: View, src: View): void;
 
   // Fused kernels (src/ops/fused/): each equals a composite of the primitives above.
-  /** softmax or log-softmax over the last dim of contiguous x */
+  // On a halfElementwise backend, the ones marked "half" also take f16/bf16 operands: loaded into
+  // float32, computed as the float32 kernel computes, each stored value rounded once (= the float32
+  // kernel on upcast inputs, cast back). Statistics (rstd, lse, mean) stay float32.
+  /**
+   * softmax or log-softmax over the last dim of contiguous x; out x's dtype (f32). Half: x f16/bf16
+   * with out of x's dtype, or float32 (the probabilities a half backward recomputes)
+   */
   softmax(x: View, out: View, log: boolean): void;
+  /** dy/dx one dtype (f32); half: dy/dx f16/bf16 with y of their dtype or float32 */
   softmaxBackward(y: View, dy: View, dx: View, log: boolean): void;
-  /** out = act(gate) * up; gate/up strided (f32), same shape; out contiguous */
+  /** out = act(gate) * up; gate/up strided, same shape; out contiguous; all f32 (half: all one f16/bf16 dtype) */
   glu(act: GluActivation, gate: View, up: View, out: View): void;
   /**
    * dgate = dy * up * act'(gate), dup = dy * act(gate), act recomputed from gate; gate, up, dy strided,
-   * dgate/dup contiguous (null = not needed)
+   * dgate/dup contiguous (null = not needed); dtypes as glu's
    */
   gluBackward(act: GluActivation, gate: View, up: View, dy: View, dgate: View | null, dup: View | null): void;
-  /** y = x * rstd * (offset + w), rstd = 1/sqrt(mean(x^2) + eps) over the last dim; rstd [rows]; all one dtype */
+  /**
+   * y = x * rstd * (offset + w), rstd = 1/sqrt(mean(x^2) + eps) over the last dim; rstd [rows] float32;
+   * x, weight, out one dtype (f32). Half: x/out f16/bf16 with the weight of x's dtype or float32
+   */
   rmsNorm(x: View, weight: View | null, eps: number, offset: number, out: View, rstd: View): void;
-  /** dx may be dy itself (each element of dy is read before dx overwrites it) */
+  /**
+   * dx may be dy itself (each element of dy is read before dx overwrites it); x, dy, dx one dtype,
+   * weight and dweight another (half: as rmsNorm's x and weight), rstd float32
+   */
   rmsNormBackward(x: View, weight: View | null, offset: number, rstd: View, dy: View, dx: View, dweight: View | null): void;
   layerNorm(x: View, weight: View | null, bias: View | null, eps: number, out: View, mean: View, rstd: View): void;
   layerNormBackward(
@@ -142,7 +164,10 @@ export interface Kernels {
   crossEntropy(logits: View, target: View, opts: CrossEntropyOpts, loss: View, lse: View): void;
   /** dlogits [N, V] given dloss [N]; dlogits may be logits itself (each logit is read before its gradient is written) */
   crossEntropyBackward(logits: View, target: View, lse: View, dloss: View, opts: CrossEntropyOpts, dlogits: View): void;
-  /** rotary embedding of x [B, H, T, hd] with cos/sin [B, T, hd/2]; out may be x itself (each pair is read before it is written) */
+  /**
+   * rotary embedding of x [B, H, T, hd] with cos/sin [B, T, hd/2]; out may be x itself (each pair is
+   * read before it is written); all f32 (half: x/out f16/bf16, cos/sin float32)
+   */
   rope(x: View, cos: View, sin: View, out: View, opts: RopeOpts): void;
   /** flash-style attention: q [B,H,Tq,hd], k/v [B,Hkv,Tk,hd], additive mask broadcastable to [B,H,Tq,Tk] */
   attention(q: View, k: View, v: View, mask: View | null, opts: AttentionOpts, out: View, lse: View): void;
@@ -186,4 +211,10 @@ export interface Backend {
   readonly kernels: Kernels;
   /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
   readonly halfMatmul: boolean;
+  /**
+   * unary/unaryGrad, binary, reduce sum, glu/gluBackward, rmsNorm/rmsNormBackward, rope and
+   * softmax/softmaxBackward take float16/bfloat16 operands themselves (computed in float32, rounded
+   * once: the values the op's upcast path gives, bit for bit); else the op upcasts them
+   */
+  readonly halfElementwise: boolean;
 }

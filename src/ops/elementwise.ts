@@ -1,5 +1,7 @@
 // Elementwise primitives: unary functions, broadcasting binary arithmetic and comparisons,
-// where, and casts. Half-precision inputs compute in float32 (computeDType) and cast back.
+// where, and casts. Half-precision inputs compute in float32 (computeDType) and cast back; on a
+// backend whose kernels take half operands (halfElementwise) the kernels do that themselves, with
+// the same values and no float32 copies (saved tensors stay half).
 import { backendOf, withLayout } from '../backend/index.js';
 import type { ArithOp, CompareOp, UnaryOp } from '../backend/kernels.js';
 import { type DType, computeDType, isFloat, isHalf, promoteTypes } from '../tensor/dtype.js';
@@ -35,12 +37,21 @@ export function inCompute(x: Tensor, fn: (x: Tensor) => Tensor): Tensor {
   return out;
 }
 
+/** True when x is float16/bfloat16 on a backend whose kernels take it as it is (Backend.halfElementwise). */
+export const halfDirect = (x: Tensor): boolean => isHalf(x.dtype) && backendOf(x).halfElementwise;
+
+/**
+ * inCompute, except that x is passed as it is where the backend's kernels take half operands
+ * (they load into float32 and round once: the same values as the upcast, cast back).
+ */
+export const inKernelCompute = (x: Tensor, fn: (x: Tensor) => Tensor): Tensor => (halfDirect(x) ? fn(x) : inCompute(x, fn));
+
 /** y = f(x) for one of the unary ops; p0/p1 parameterise pow_scalar and clamp. */
 export function unary(op: UnaryOp, x: Tensor, p0 = 0, p1 = 0): Tensor {
   inputs(op, x);
   if (!isFloat(x.dtype) && op !== 'neg' && op !== 'abs' && op !== 'sign' && op !== 'clamp')
     return tidy(() => unary(op, to(x, 'float32'), p0, p1));
-  return inCompute(x, (xc) => {
+  return inKernelCompute(x, (xc) => {
     const out = emptyLike(xc);
     const k = backendOf(xc).kernels;
     k.unary(op, xc, out, p0, p1);
@@ -65,10 +76,13 @@ function prepare(op: string, a: Operand, b: Operand, trueDivide: boolean) {
   if (typeof a === 'number' && typeof b === 'number') throw new Error(`${op}: at least one operand must be a tensor`);
   const ta = asTensor(a, typeof b === 'number' ? (a as Tensor) : b);
   const tb = asTensor(b, ta);
-  inputs(op, ta, tb);
+  const backend = inputs(op, ta, tb);
   let dtype = promoteTypes(ta.dtype, tb.dtype);
   if (trueDivide && !isFloat(dtype)) dtype = 'float32';
-  const compute = computeDType(dtype === 'bool' || dtype === 'int8' || dtype === 'uint8' ? 'int32' : dtype);
+  // two operands of one half dtype go to a halfElementwise backend's kernel as they are; an
+  // integer or bool operand beside a half one is still upcast to float32 (exact there, not in half)
+  const direct = isHalf(dtype) && backend.halfElementwise && ta.dtype === dtype && tb.dtype === dtype;
+  const compute = direct ? dtype : computeDType(dtype === 'bool' || dtype === 'int8' || dtype === 'uint8' ? 'int32' : dtype);
   const shape = broadcastShapes(ta.shape, tb.shape, op);
   const temps = [ta !== a ? ta : null, tb !== b ? tb : null];
   const ca = ta.dtype === compute ? ta : to(ta, compute);
@@ -90,15 +104,16 @@ function binaryKernel(op: ArithOp | CompareOp, a: Tensor, b: Tensor, shape: numb
 }
 
 
-type Vjp = (g: Tensor, a: Tensor, b: Tensor, out: Tensor) => [Tensor | null, Tensor | null];
+/** out: the forward's result (div and pow read it; a call fetches or recomputes it). */
+type Vjp = (g: Tensor, a: Tensor, b: Tensor, out: () => Tensor) => [Tensor | null, Tensor | null];
 
 // d(a op b): gradients before reduction to each operand's shape.
 const ARITH_VJP: Record<ArithOp, Vjp> = {
   add: (g) => [g, g],
   sub: (g) => [g, neg(g)],
   mul: (g, a, b) => [mul(g, b), mul(g, a)],
-  div: (g, a, b, out) => [div(g, b), neg(div(mul(g, out), b))],
-  pow: (g, a, b, out) => [mul(mul(g, b), pow(a, sub(b, 1))), mul(mul(g, out), unary('log', a))],
+  div: (g, a, b, out) => [div(g, b), neg(div(mul(g, out()), b))],
+  pow: (g, a, b, out) => [mul(mul(g, b), pow(a, sub(b, 1))), mul(mul(g, out()), unary('log', a))],
   maximum: (g, a, b) => minmaxVjp(g, a, b, 'gt'),
   minimum: (g, a, b) => minmaxVjp(g, a, b, 'lt'),
 };
@@ -113,18 +128,38 @@ function minmaxVjp(g: Tensor, a: Tensor, b: Tensor, wins: 'gt' | 'lt'): [Tensor,
   return [ga, gb];
 }
 
+/**
+ * The VJP of a op b on half operands, equal bit for bit to the upcast path's (float32 operands,
+ * gradients summed to shape in float32, then rounded): add/sub pass g on (negation is exact; the
+ * half sum accumulates in float and rounds once), the others run in float32 on upcast copies, with
+ * out recomputed in float32 rather than saved (the rounded half out would change the result).
+ */
+function halfArithVjp(op: ArithOp, g: Tensor, a: Tensor, b: Tensor, shape: number[]): (Tensor | null)[] {
+  if (op === 'add' || op === 'sub') return [sumToShape(g, a.shape), sumToShape(op === 'add' ? g : neg(g), b.shape)];
+  return tidy(() => {
+    const [fg, fa, fb] = [to(g, 'float32'), to(a, 'float32'), to(b, 'float32')];
+    const [ga, gb] = ARITH_VJP[op](fg, fa, fb, () => binaryKernel(op, fa, fb, shape, 'float32'));
+    return [ga && to(sumToShape(ga, a.shape), a.dtype), gb && to(sumToShape(gb, b.shape), b.dtype)];
+  });
+}
+
 /** a op b with broadcasting and type promotion. */
 export function arith(op: ArithOp, a: Operand, b: Operand): Tensor {
   const { ca, cb, dtype, shape, temps } = prepare(op, a, b, op === 'div');
   const compute = ca.dtype;
   let out = binaryKernel(op, ca, cb, shape, compute);
   if (isFloat(compute) && needsGrad(ca, cb)) {
-    const [sa, sb, so] = [save(ca), save(cb), save(out)];
+    const [sa, sb] = [save(ca), save(cb)];
     const [shapeA, shapeB] = [ca.shape, cb.shape];
-    out = record(op, out, [ca, cb], (g) => {
-      const [ga, gb] = ARITH_VJP[op](g, sa, sb, so);
-      return [ga && sumToShape(ga, shapeA), gb && sumToShape(gb, shapeB)];
-    }, [sa, sb, so]);
+    if (isHalf(compute)) {
+      out = record(op, out, [ca, cb], (g) => halfArithVjp(op, g, sa, sb, shape), [sa, sb]);
+    } else {
+      const so = save(out);
+      out = record(op, out, [ca, cb], (g) => {
+        const [ga, gb] = ARITH_VJP[op](g, sa, sb, () => so);
+        return [ga && sumToShape(ga, shapeA), gb && sumToShape(gb, shapeB)];
+      }, [sa, sb, so]);
+    }
   }
   if (dtype !== compute) {
     const cast = to(out, dtype);

@@ -5,7 +5,7 @@ import { computeDType, isFloat } from '../tensor/dtype.js';
 import { type Shape, normDim, sameShape, shapeStr } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { emptyLike, inputs, needsGrad, record, save } from './dispatch.js';
-import { compare, div, mul, sub, to, unary, where, add } from './elementwise.js';
+import { compare, div, halfDirect, mul, sub, to, unary, where, add } from './elementwise.js';
 import { expand, reshape } from './view.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { tidy } from '../tensor/scope.js';
@@ -42,7 +42,8 @@ function reduceKernel(op: ReduceOp, x: Tensor, dims: number[]): Tensor {
 export function sum(x: Tensor, dims?: Dims, keepdim = false): Tensor {
   inputs('sum', x);
   const d = normDims(x, dims, 'sum');
-  const dtype = isFloat(x.dtype) ? computeDType(x.dtype) : 'int64';
+  // half inputs sum in float32 and round back; a halfElementwise backend's kernel does that itself
+  const dtype = isFloat(x.dtype) ? (halfDirect(x) ? x.dtype : computeDType(x.dtype)) : 'int64';
   const xc = x.dtype === dtype ? x : to(x, dtype);
   let out = reduceKernel('sum', xc, d);
   if (needsGrad(xc)) {

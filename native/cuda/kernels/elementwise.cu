@@ -1,6 +1,8 @@
 // unary, unary_grad, binary and where: the formulas of src/backend/ref/math.ts, float32 computed
-// in float and float64 in double; integers wrap (two's complement) as typed arrays do. Inputs are
-// strided (broadcast operands have stride 0), outputs contiguous; one grid-stride loop each.
+// in float and float64 in double, bfloat16/float16 loaded into float and rounded once when stored
+// (= the float32 kernel on upcast inputs, cast back); integers wrap (two's complement) as typed
+// arrays do. Inputs are strided (broadcast operands have stride 0), outputs contiguous; one
+// grid-stride loop each.
 #include "common.cuh"
 
 using namespace kst;
@@ -123,6 +125,18 @@ template <class T> KFN T unary_int(int op, T xv, double lo, double hi, bool is_b
 KST_UNARY_FLOAT(f32, float)
 KST_UNARY_FLOAT(f64, double)
 
+// Half storage: the float32 formulas above on the upcast values, rounded once when stored, so the
+// result is the float32 kernel's result cast to the half type (bit for bit).
+#define KST_UNARY_HALF(sfx, T)                                                                             \
+  KERNEL(unary_##sfx, (i32 op, const T* x, Strided xs, T* out, i64 n, double p0, double p1)) {              \
+    KST_FOR(i, n) out[i] = from_float<T>(unary_f<float>(op, to_float(x[offset_of(xs, i)]), p0, p1));         \
+  }                                                                                                       \
+  KERNEL(unary_grad_##sfx, (i32 op, const T* x, Strided xs, const T* dy, Strided gs, T* dx, i64 n, double p0, double p1)) { \
+    KST_FOR(i, n) dx[i] = from_float<T>(to_float(dy[offset_of(gs, i)]) * unary_df<float>(op, to_float(x[offset_of(xs, i)]), p0, p1)); \
+  }
+KST_UNARY_HALF(bf16, bf16)
+KST_UNARY_HALF(f16, f16)
+
 #define KST_UNARY_INT(sfx, T, B)                                                                  \
   KERNEL(unary_##sfx, (i32 op, const T* x, Strided xs, T* out, i64 n, double p0, double p1)) {     \
     KST_FOR(i, n) out[i] = unary_int<T>(op, x[offset_of(xs, i)], p0, p1, B);                      \
@@ -200,6 +214,17 @@ KST_BINARY(f32, float, arith_float)
 KST_BINARY(f64, double, arith_float)
 KST_BINARY(i32, i32, arith_int)
 KST_BINARY(i64, i64, arith_int)
+
+// Half storage: float32 arithmetic and comparisons on the upcast values, the result rounded once.
+#define KST_BINARY_HALF(sfx, T)                                                                              \
+  KERNEL(binary_##sfx, (i32 op, const T* a, Strided as, const T* b, Strided bs, T* out, i64 n)) {             \
+    KST_FOR(i, n) out[i] = from_float<T>(arith_float<float>(op, to_float(a[offset_of(as, i)]), to_float(b[offset_of(bs, i)]))); \
+  }                                                                                                          \
+  KERNEL(compare_##sfx, (i32 op, const T* a, Strided as, const T* b, Strided bs, u8* out, i64 n)) {           \
+    KST_FOR(i, n) out[i] = compare<float>(op, to_float(a[offset_of(as, i)]), to_float(b[offset_of(bs, i)])) ? 1 : 0; \
+  }
+KST_BINARY_HALF(bf16, bf16)
+KST_BINARY_HALF(f16, f16)
 
 // ---------------------------------------------------------------- where (any dtype: moved by element size)
 

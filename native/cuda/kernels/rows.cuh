@@ -1,8 +1,9 @@
-// What the row kernels (softmax, norms, cross-entropy) share: a contiguous [rows, D] float32
-// matrix is handed out a row per warp (short rows, D <= 1024: blockDim/32 rows per block) or a
-// row per block (long rows), striding over the rows so that any grid covers them. Row<WARP>
-// gives a thread its first row, the step, its lane in the row's group and the group's reductions;
-// MaxSum is the running (max, sum of exp(x - max)) of an online softmax (Milakov & Gimelshein 2018).
+// What the row kernels (softmax, norms, cross-entropy) share: a contiguous [rows, D] matrix
+// (float32, or half storage loaded into float32) is handed out a row per warp (short rows,
+// D <= 1024: blockDim/32 rows per block) or a row per block (long rows), striding over the rows
+// so that any grid covers them. Row<WARP> gives a thread its first row, the step, its lane in
+// the row's group and the group's reductions; MaxSum is the running (max, sum of exp(x - max))
+// of an online softmax (Milakov & Gimelshein 2018).
 #pragma once
 #include "common.cuh"
 

@@ -9,3 +9,6 @@ export const SUFFIX: Record<DType, string> = {
 export function requireDType(kernel: string, what: string, dtype: DType, allowed: readonly DType[]): void {
   if (!allowed.includes(dtype)) throw new Error(`cuda ${kernel}: ${what} has dtype ${dtype} (supported: ${allowed.join(', ')})`);
 }
+
+/** The suffix of a kernel instantiated for two storage types: one suffix when they agree (`bf16`), else both (`bf16_f32`). */
+export const pairSuffix = (a: DType, b: DType): string => (a === b ? SUFFIX[a] : `${SUFFIX[a]}_${SUFFIX[b]}`);

@@ -5,12 +5,15 @@
 // LayerNorm, with xhat = (x - mean) rstd and gw = g w:
 //   dx = rstd (gw - mean(gw) - xhat mean(gw xhat)),   dw = sum_rows g xhat,   db = sum_rows g
 // RMSNorm's backward writes dx into the incoming gradient's buffer when nothing else holds it
-// (ownsStorage): the kernel reads each element of dy before it overwrites it.
+// (ownsStorage): the kernel reads each element of dy before it overwrites it. A half x is upcast
+// unless the backend's kernels take it (halfElementwise): then x, out, dx and the saved x stay
+// half, the weight and its gradient keep their dtype (half or float32), rstd is float32.
 import { backendOf } from '../../backend/index.js';
+import { isHalf } from '../../tensor/dtype.js';
 import { shapeStr } from '../../tensor/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { type InPlaceOpts, emptyLike, inputs, needsGrad, ownsStorage, record, save } from '../dispatch.js';
-import { inCompute, to } from '../elementwise.js';
+import { inCompute, inKernelCompute, to } from '../elementwise.js';
 import { contiguous } from '../view.js';
 
 function checkParam(op: string, x: Tensor, p: Tensor | null, what: string): void {
@@ -18,18 +21,25 @@ function checkParam(op: string, x: Tensor, p: Tensor | null, what: string): void
     throw new Error(`${op}: ${what} ${shapeStr(p.shape)} does not match the last dim of input ${shapeStr(x.shape)}`);
 }
 
-/** An optional parameter, contiguous and in the input's compute dtype. */
-const asInput = (p: Tensor | null, x: Tensor): Tensor | null => (p ? contiguous(p.dtype === x.dtype ? p : to(p, x.dtype)) : null);
+/**
+ * An optional parameter, contiguous and in the input's compute dtype; beside a half x (the kernel
+ * takes it: halfElementwise) in x's dtype or float32, as the upcast path would compute with it.
+ */
+function asInput(p: Tensor | null, x: Tensor): Tensor | null {
+  if (!p) return null;
+  const ok = p.dtype === x.dtype || (isHalf(x.dtype) && p.dtype === 'float32');
+  return contiguous(ok ? p : to(p, isHalf(x.dtype) ? 'float32' : x.dtype));
+}
 
 export function rmsNormFused(x: Tensor, weight: Tensor | null, eps: number, offset: number, opts: InPlaceOpts = {}): Tensor {
   inputs('rmsNorm', x, weight);
   if (x.ndim === 0) throw new Error('rmsNorm: input must have at least 1 dim');
   checkParam('rmsNorm', x, weight, 'weight');
-  return inCompute(x, (xf) => {
+  return inKernelCompute(x, (xf) => {
     const xc = contiguous(xf);
     const w = asInput(weight, xc);
     const out = emptyLike(xc);
-    const rstd = emptyLike(xc, xc.shape.slice(0, -1));
+    const rstd = emptyLike(xc, xc.shape.slice(0, -1), isHalf(xc.dtype) ? 'float32' : xc.dtype);
     const k = backendOf(xc).kernels;
     k.rmsNorm(xc, w, eps, offset, out, rstd);
     if (!needsGrad(xf, w)) {

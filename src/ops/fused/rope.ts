@@ -4,13 +4,15 @@
 // rotates the contiguous copy it had to make of a strided input (q/k heads are transposed views)
 // instead of allocating a second buffer, and backward rotates the incoming gradient in its own
 // buffer when nothing else holds it (ownsStorage). The input itself, a saved tensor or a shared
-// gradient is never written.
+// gradient is never written. Half x computes in float32: upcast here, or in the kernel on a
+// halfElementwise backend (x and the gradients stay half, the cos/sin tables float32).
 import { backendOf } from '../../backend/index.js';
+import { isHalf } from '../../tensor/dtype.js';
 import { noGrad } from '../../tensor/grad_mode.js';
 import { shapeStr } from '../../tensor/layout.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { type InPlaceOpts, emptyLike, inputs, needsGrad, ownsStorage, record, save } from '../dispatch.js';
-import { inCompute, to } from '../elementwise.js';
+import { inKernelCompute, to } from '../elementwise.js';
 import { contiguous } from '../view.js';
 
 export function ropeFused(x: Tensor, cos: Tensor, sin: Tensor, interleaved: boolean, opts: InPlaceOpts = {}): Tensor {
@@ -21,11 +23,13 @@ export function ropeFused(x: Tensor, cos: Tensor, sin: Tensor, interleaved: bool
     cos.shape[1] === T && cos.shape[2] === hd / 2 && sin.shape.every((s, i) => s === cos.shape[i]);
   if (!ok)
     throw new Error(`rope: x ${shapeStr(x.shape)} must be [B, H, T, hd] with cos/sin [B|1, T, hd/2], got cos ${shapeStr(cos.shape)}, sin ${shapeStr(sin.shape)}`);
-  return inCompute(x, (xf) => {
+  return inKernelCompute(x, (xf) => {
     // the copy needs no tape node: rope's backward does not read x
     const xc = noGrad(() => contiguous(xf));
-    const c = contiguous(cos.dtype === xc.dtype ? cos : to(cos, xc.dtype));
-    const s = contiguous(sin.dtype === xc.dtype ? sin : to(sin, xc.dtype));
+    // the tables in x's compute dtype (float32 beside a half x the kernel takes: halfElementwise)
+    const td = isHalf(xc.dtype) ? 'float32' : xc.dtype;
+    const c = contiguous(cos.dtype === td ? cos : to(cos, td));
+    const s = contiguous(sin.dtype === td ? sin : to(sin, td));
     const own = inPlace && xc.storage !== xf.storage && ownsStorage(xc);
     const out = own ? xc : emptyLike(xc);
     const k = backendOf(xc).kernels;

@@ -1,4 +1,5 @@
-// unary, unaryGrad, binary and where on the GPU (native/cuda/kernels/elementwise.cu).
+// unary, unaryGrad, binary and where on the GPU (native/cuda/kernels/elementwise.cu); float
+// operands may be bfloat16/float16 (loaded into float32, the result rounded once).
 import type { DType } from '../../../tensor/dtype.js';
 import { dtypeBytes } from '../../../tensor/dtype.js';
 import { ARITH_OPS, COMPARE_OPS, type CompareOp, type Kernels, UNARY_OPS, type View } from '../../kernels.js';
@@ -8,13 +9,15 @@ import { collapse, gridFor, launch, newParams } from '../launch.js';
 import { cudaKernel } from '../modules.js';
 
 const BINARY_OPS = [...ARITH_OPS, ...COMPARE_OPS];
-const FLOATS: DType[] = ['float32', 'float64'];
+// bfloat16/float16 compute in float32 and round once (Backend.halfElementwise)
+const FLOATS: DType[] = ['float32', 'float64', 'bfloat16', 'float16'];
+const BINARY_DTYPES: DType[] = [...FLOATS, 'int32', 'int64'];
 const INT_UNARY = new Set(['neg', 'abs', 'sign', 'clamp']);
 
 export const elementwiseKernels: Pick<Kernels, 'unary' | 'unaryGrad' | 'binary' | 'where'> = {
   unary(op, x, out, p0, p1) {
     const float = FLOATS.includes(x.dtype);
-    if (!float && !(INT_UNARY.has(op) && x.dtype !== 'float16' && x.dtype !== 'bfloat16'))
+    if (!float && !INT_UNARY.has(op))
       throw new Error(`cuda unary: ${op} does not support dtype ${x.dtype}`);
     if (out.dtype !== x.dtype) throw new Error(`cuda unary: out dtype ${out.dtype} differs from x dtype ${x.dtype}`);
     requireSameShape('unary', x, 'x', out, 'out');
@@ -40,8 +43,8 @@ export const elementwiseKernels: Pick<Kernels, 'unary' | 'unaryGrad' | 'binary' 
   },
   binary(op, a, b, out) {
     const cmp = (COMPARE_OPS as readonly string[]).includes(op as CompareOp);
-    if (a.dtype !== b.dtype || !['float32', 'float64', 'int32', 'int64'].includes(a.dtype))
-      throw new Error(`cuda binary: ${op} needs a and b of one dtype among float32, float64, int32, int64; got ${a.dtype} and ${b.dtype}`);
+    if (a.dtype !== b.dtype || !BINARY_DTYPES.includes(a.dtype))
+      throw new Error(`cuda binary: ${op} needs a and b of one dtype among ${BINARY_DTYPES.join(', ')}; got ${a.dtype} and ${b.dtype}`);
     if (out.dtype !== (cmp ? 'bool' : a.dtype)) throw new Error(`cuda binary: ${op} writes ${cmp ? 'bool' : a.dtype}, out is ${out.dtype}`);
     requireSameShape('binary', a, 'a', out, 'out');
     requireSameShape('binary', b, 'b', out, 'out');

@@ -11,8 +11,10 @@ import { scratchStorage } from '../storage.js';
 
 const OPS = { sum: 0, max: 1, min: 2 } as const;
 const INT_ACC = new Set<DType>(['int32', 'int64', 'int8', 'uint8', 'bool']);
-// as the CPU kernel: sums of float32, float64 and int64 (the op layer sums integers as int64); max/min of any dtype
-const SUM_DTYPES = new Set<DType>(['float32', 'float64', 'int64']);
+// sums of float32, float64 and int64 as the CPU kernel (the op layer sums integers as int64), and of
+// bfloat16/float16 (Backend.halfElementwise): accumulated in double, rounded to float and then to the
+// half type, as the float32 sum of the upcast input cast back; max/min of any dtype
+const SUM_DTYPES = new Set<DType>(['float32', 'float64', 'int64', 'bfloat16', 'float16']);
 const EXTREME_DTYPES = new Set<DType>(['float32', 'float64', 'float16', 'bfloat16', 'int32', 'int64', 'int8', 'uint8', 'bool']);
 const suffix = (d: DType): string => (d === 'bool' ? 'u8' : SUFFIX[d]);
 
