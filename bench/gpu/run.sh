@@ -4,7 +4,8 @@
 #  2. every CUDA kernel against the reference backend on odd shapes and strided inputs, the model
 #     fixtures of ../shared/fixtures on the GPU against transformers' goldens, generation, and a few
 #     training steps on CPU and GPU from the same seed (the test files, with KESTREL_TEST_GPU=1);
-#  3. the benchmarks side by side with this machine's PyTorch (bench/gpu/bench.ts), table last.
+#  3. the benchmarks side by side with this machine's PyTorch (bench/gpu/bench.ts), then attention
+#     alone (bench/gpu/attention.ts: bf16 / float32 flash attention vs PyTorch SDPA).
 # Needs node (20+), `npm ci` done (the addon built), python3 with torch/transformers/peft for the peer.
 # Results: bench/results/gpu-doctor.txt, gpu-tests.json (+ .log), gpu-bench.json.
 set -uo pipefail
@@ -40,3 +41,6 @@ node -e '
 echo "== benchmarks (Kestrel vs this machine's PyTorch)"
 node --import tsx bench/gpu/bench.ts ${GPU_BENCH_ARGS:-} 2> "$RESULTS/gpu-bench.log"
 echo "(bench details: $RESULTS/gpu-bench.log)"
+
+echo "== attention (bf16 tensor cores and float32 vs PyTorch SDPA)"
+node --import tsx bench/gpu/attention.ts 2> "$RESULTS/gpu-attention.log"

@@ -144,7 +144,11 @@ export interface Kernels {
   crossEntropyBackward(logits: View, target: View, lse: View, dloss: View, opts: CrossEntropyOpts, dlogits: View): void;
   /** rotary embedding of x [B, H, T, hd] with cos/sin [B, T, hd/2]; out may be x itself (each pair is read before it is written) */
   rope(x: View, cos: View, sin: View, out: View, opts: RopeOpts): void;
-  /** flash-style attention: q [B,H,Tq,hd], k/v [B,Hkv,Tk,hd], additive mask broadcastable to [B,H,Tq,Tk] */
+  /**
+   * flash-style attention: q [B,H,Tq,hd], k/v [B,Hkv,Tk,hd], additive mask broadcastable to [B,H,Tq,Tk].
+   * On a backend that declares halfAttention, q/k/v may also be float16 or bfloat16 (all one dtype):
+   * out, dout, dq, dk, dv then have that dtype while lse and the mask stay float32 (accumulation is float32).
+   */
   attention(q: View, k: View, v: View, mask: View | null, opts: AttentionOpts, out: View, lse: View): void;
   attentionBackward(
     q: View, k: View, v: View, mask: View | null, out: View, lse: View, dout: View, opts: AttentionOpts,
@@ -186,4 +190,6 @@ export interface Backend {
   readonly kernels: Kernels;
   /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
   readonly halfMatmul: boolean;
+  /** attention/attentionBackward take float16/bfloat16 q, k, v themselves (float32 lse and mask); else the op upcasts them */
+  readonly halfAttention: boolean;
 }

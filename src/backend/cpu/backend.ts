@@ -127,5 +127,6 @@ export function createCpuBackend(): Backend | null {
     },
     kernels: makeKernels(packer),
     halfMatmul: false,
+    halfAttention: false,
   };
 }

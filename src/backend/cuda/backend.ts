@@ -70,5 +70,6 @@ export function createCudaBackend(): Backend {
     },
     kernels,
     halfMatmul: true,
+    halfAttention: true,
   };
 }

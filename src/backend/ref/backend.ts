@@ -39,4 +39,5 @@ export const refBackend: Backend = {
   },
   kernels,
   halfMatmul: false,
+  halfAttention: false,
 };
