@@ -4,7 +4,8 @@
 #  2. every CUDA kernel against the reference backend on odd shapes and strided inputs, the model
 #     fixtures of ../shared/fixtures on the GPU against transformers' goldens, generation, and a few
 #     training steps on CPU and GPU from the same seed (the test files, with KESTREL_TEST_GPU=1);
-#  3. device time per kernel of a training step and of decoding (where the time goes);
+#  3. attention alone (bench/gpu/attention.ts: bf16 / float32 flash attention vs PyTorch SDPA) and
+#     device time per kernel of a training step and of decoding (where the time goes);
 #  4. the benchmarks side by side with this machine's PyTorch (bench/gpu/bench.ts), table last.
 # Needs node (20+), `npm ci` done (the addon built), python3 with torch/transformers/peft for the peer.
 # Results: bench/results/gpu-doctor.txt, gpu-tests.json (+ .log), gpu-profile.json, gpu-bench.json.
@@ -45,9 +46,11 @@ node -e '
   for (const f of failed.slice(0, 40)) console.log("  FAILED " + f);
 ' "$RESULTS/gpu-tests.log" "$status" "$secs" "$RESULTS/gpu-tests.json"
 
-echo "== device time per kernel (one training step, 16 decode tokens; KESTREL_CUDA_PROFILE)"
-timeout "${GPU_PROFILE_SECONDS:-120}" node --import tsx bench/gpu/bench.ts --profile --only smol-train,llama1b-decode 2>> "$RESULTS/gpu-bench.log"
+echo "== attention (bf16 tensor cores and float32 vs PyTorch SDPA)"
+timeout "${GPU_ATTENTION_SECONDS:-120}" node --import tsx bench/gpu/attention.ts 2> "$RESULTS/gpu-attention.log"
 
-echo "== benchmarks (Kestrel vs this machine's PyTorch)"
+echo "== device time per kernel (one training step, 16 decode tokens; KESTREL_CUDA_PROFILE)"
+timeout "${GPU_PROFILE_SECONDS:-120}" node --import tsx bench/gpu/bench.ts --profile --only smol-train,llama1b-decode 2> "$RESULTS/gpu-profile.log"
+
+echo "== benchmarks (Kestrel vs this machine's PyTorch; the table is the last thing printed)"
 timeout "${GPU_BENCH_SECONDS:-300}" node --import tsx bench/gpu/bench.ts ${GPU_BENCH_ARGS:-} 2> "$RESULTS/gpu-bench.log"
-echo "(bench details: $RESULTS/gpu-bench.log)"

@@ -46,6 +46,7 @@ __device__ float __fdividef(float, float);
   __device__ float name##f(float); \
   __device__ double name(double);
 KST_DECLARE_MATH(exp)
+KST_DECLARE_MATH(exp2)
 KST_DECLARE_MATH(log)
 KST_DECLARE_MATH(sqrt)
 KST_DECLARE_MATH(rsqrt)

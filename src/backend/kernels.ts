@@ -169,7 +169,11 @@ export interface Kernels {
    * read before it is written); all f32 (half: x/out f16/bf16, cos/sin float32)
    */
   rope(x: View, cos: View, sin: View, out: View, opts: RopeOpts): void;
-  /** flash-style attention: q [B,H,Tq,hd], k/v [B,Hkv,Tk,hd], additive mask broadcastable to [B,H,Tq,Tk] */
+  /**
+   * flash-style attention: q [B,H,Tq,hd], k/v [B,Hkv,Tk,hd], additive mask broadcastable to [B,H,Tq,Tk].
+   * On a backend that declares halfAttention, q/k/v may also be float16 or bfloat16 (all one dtype):
+   * out, dout, dq, dk, dv then have that dtype while lse and the mask stay float32 (accumulation is float32).
+   */
   attention(q: View, k: View, v: View, mask: View | null, opts: AttentionOpts, out: View, lse: View): void;
   attentionBackward(
     q: View, k: View, v: View, mask: View | null, out: View, lse: View, dout: View, opts: AttentionOpts,
@@ -217,4 +221,6 @@ export interface Backend {
    * once: the values the op's upcast path gives, bit for bit); else the op upcasts them
    */
   readonly halfElementwise: boolean;
+  /** attention/attentionBackward take float16/bfloat16 q, k, v themselves (float32 lse and mask); else the op upcasts them */
+  readonly halfAttention: boolean;
 }

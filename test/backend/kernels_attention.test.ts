@@ -8,13 +8,15 @@
 // arguments; and the O(T) memory of forward + backward. Tolerance: rtol 1e-4, atol 1e-5.
 // CPU only: the AVX2 and scalar bodies (child processes with KESTREL_SIMD set) and the backward's
 // task shapes (KESTREL_ATTN_BACKWARD); cuda only: the split GQA dk/dv pass (KESTREL_CUDA_ATTN_SPLIT).
+// bfloat16 / float16 inputs: kernels_attention_half.test.ts.
 import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
 import { loadNative, nativeLoadError } from '../../src/backend/addon.js';
-import { assertClose, seeded, runChild } from '../helpers.js';
+import { assertClose, runChild } from '../helpers.js';
+import { type Case, compare as compareAt, dispose, pair } from './attention_cases.js';
 
 const CHILD = process.env.KESTREL_ATTN_CHILD === '1';
 const TOL = { atol: 1e-5, rtol: 1e-4 };
@@ -23,127 +25,7 @@ const TOL = { atol: 1e-5, rtol: 1e-4 };
 const hasKernels = (device: Device, ...names: string[]): boolean =>
   device !== 'cpu' || names.every((n) => loadNative()?.kernels.includes(n) ?? false);
 
-interface Pair {
-  c: k.Tensor;
-  r: k.Tensor;
-}
-
-/** The same float32-rounded values as a float32 leaf on the device and a float64 leaf on ref. */
-function pair(device: Device, shape: number[], seed: number, lo = -1, hi = 1, grad = true): Pair {
-  const f32 = Float32Array.from(seeded(shape.reduce((a, b) => a * b, 1), seed, lo, hi));
-  return {
-    c: k.tensor(f32, { shape, backend: device, requiresGrad: grad }),
-    r: k.tensor(Float64Array.from(f32), { shape, dtype: 'float64', backend: 'ref', requiresGrad: grad }),
-  };
-}
-
-const dispose = (...ps: (Pair | null | undefined)[]): void => {
-  for (const p of ps) {
-    if (!p) continue;
-    for (const t of [p.c, p.r]) {
-      t.zeroGrad();
-      t.dispose();
-    }
-  }
-};
-
-interface Case {
-  B?: number;
-  H?: number;
-  Hkv?: number;
-  Tq: number;
-  Tk?: number;
-  hd: number;
-  hdv?: number;
-  causal?: boolean;
-  window?: number;
-  softcap?: number;
-  scale?: number;
-  dropout?: number;
-  /** mask kind: additive padding [B,1,1,Tk], full additive [B,H,Tq,Tk] (or a transposed view of one),
-   * per-head [1,H,Tq,Tk], bool padding */
-  mask?: 'pad' | 'full' | 'fullT' | 'head' | 'bool';
-  /** q/k/v given as transposed views of [B, T, H, hd] storage */
-  strided?: boolean;
-}
-
-const label = (c: Case): string => JSON.stringify(c).replace(/"/g, '');
-
-function makeMask(c: Case, B: number, H: number, Tk: number, backend: Device | 'ref'): k.Tensor | undefined {
-  const Tq = c.Tq;
-  const dtype = backend === 'ref' ? 'float64' : 'float32';
-  const arr = (n: number, f: (i: number) => number) => {
-    const a = Float32Array.from({ length: n }, (_, i) => f(i));
-    return backend === 'ref' ? Float64Array.from(a) : a;
-  };
-  // batch b keeps the first Tk - b keys (at least one)
-  const keepPad = (i: number) => i % Tk < Math.max(1, Tk - Math.floor(i / Tk));
-  switch (c.mask) {
-    case 'pad':
-      return k.tensor(arr(B * Tk, (i) => (keepPad(i) ? 0 : -Infinity)), { shape: [B, 1, 1, Tk], dtype, backend });
-    case 'bool':
-      return k.tensor(Array.from({ length: B * Tk }, (_, i) => keepPad(i)), { shape: [B, 1, 1, Tk], backend });
-    case 'full': {
-      const s = seeded(B * H * Tq * Tk, 21, -2, 2);
-      return k.tensor(arr(s.length, (i) => (i % 11 === 5 ? -Infinity : s[i])), { shape: [B, H, Tq, Tk], dtype, backend });
-    }
-    case 'fullT': {
-      // a transposed view: the kernel reads the mask through its strides
-      const s = seeded(B * H * Tq * Tk, 23, -2, 2);
-      const base = k.tensor(arr(s.length, (i) => s[i]), { shape: [B, H, Tk, Tq], dtype, backend });
-      return base.transpose(2, 3);
-    }
-    case 'head': {
-      const s = seeded(H * Tq * Tk, 22, -1, 1);
-      return k.tensor(arr(s.length, (i) => s[i]), { shape: [1, H, Tq, Tk], dtype, backend });
-    }
-    default:
-      return undefined;
-  }
-}
-
-/** q, k, v as leaves; with `strided`, transposed views of [B, T, H, hd] storage. */
-function qkv(device: Device, c: Case): Pair[] {
-  const { B = 2, H = 2, Hkv = H, Tq, Tk = Tq, hd, hdv = hd } = c;
-  const shapes: number[][] = [[B, H, Tq, hd], [B, Hkv, Tk, hd], [B, Hkv, Tk, hdv]];
-  return shapes.map((s, i) => {
-    if (!c.strided) return pair(device, s, 31 * i + s[2] + s[3], -1.5, 1.5);
-    const p = pair(device, [s[0], s[2], s[1], s[3]], 31 * i + 7, -1.5, 1.5, false);
-    const view = (t: k.Tensor): k.Tensor => k.noGrad(() => t.transpose(1, 2)).detach().requiresGrad_();
-    const res = { c: view(p.c), r: view(p.r) };
-    dispose(p); // the views keep the storage
-    return res;
-  });
-}
-
-/** out and the gradients of q, k, v on one backend. */
-function run(c: Case, ins: k.Tensor[], g: k.Tensor, backend: Device | 'ref'): Float64Array[] {
-  const { B = 2, H = 2, Tk = c.Tq } = c;
-  return k.tidy(() => {
-    const mask = makeMask(c, B, H, Tk, backend);
-    const opts: k.AttentionOptions = {
-      causal: c.causal, window: c.window, softcap: c.softcap, scale: c.scale, dropout: c.dropout, mask,
-      generator: new k.Generator(4242),
-    };
-    const out = k.scaledDotProductAttention(ins[0], ins[1], ins[2], opts);
-    out.backward(g);
-    return [out, ...ins.map((t) => t.grad!)].map((t) => Float64Array.from(t.toFloat32Array()));
-  });
-}
-
-/** Reference results by case (the SIMD children compare against each one twice). */
-const refCache = new Map<string, Float64Array[]>();
-
-function compare(device: Device, c: Case): void {
-  const ins = qkv(device, c);
-  const { B = 2, H = 2, Tq, hd, hdv = hd } = c;
-  const g = pair(device, [B, H, Tq, hdv], 5, -1, 1, false);
-  const got = run(c, ins.map((p) => p.c), g.c, device);
-  let want = refCache.get(label(c));
-  if (!want) refCache.set(label(c), (want = run(c, ins.map((p) => p.r), g.r, 'ref')));
-  ['out', 'dq', 'dk', 'dv'].forEach((what, i) => assertClose(got[i], want[i], { ...TOL, what: `${device} ${label(c)} ${what}` }));
-  dispose(...ins, g);
-}
+const compare = (device: Device, c: Case): void => compareAt(device, c, TOL);
 
 // ---------------------------------------------------------------- groups (also run by the SIMD children)
 

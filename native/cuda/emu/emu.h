@@ -49,6 +49,9 @@ void sync_warp();   // __syncwarp and the halves of a shuffle
 // The exchange slot of the current thread and of lane `lane` of its warp (8 bytes each).
 uint64_t* shuffle_slot(int lane);
 int lane_id();
+// Warp-collective: every lane's `bytes` (at most 64) from `mine`, lane by lane, into `all`
+// (the emulated tensor-core instructions of common.cuh gather their fragments with it).
+void warp_exchange(const void* mine, void* all, unsigned bytes);
 [[noreturn]] void trap(const char* why);
 
 template <class T>

@@ -27,6 +27,7 @@ std::map<std::string, KernelEntry>& registry() {
 }
 
 constexpr size_t kStackBytes = 64 * 1024;
+constexpr size_t kExchangeBytes = 64;
 
 #if defined(__x86_64__)
 // switch_context(save, next): saves the callee-saved registers and the SSE/x87 control words on
@@ -81,6 +82,7 @@ struct Fiber {
 struct BlockState {
   std::vector<Fiber> fibers;
   std::vector<uint64_t> slots;  // one shuffle slot per thread
+  std::vector<char> exchange;   // kExchangeBytes per thread for warp_exchange
   std::vector<unsigned> warp_gen, warp_arrived, warp_live;
   unsigned block_gen = 0, block_arrived = 0, live = 0;
   int current = -1;
@@ -165,6 +167,7 @@ void run_block(unsigned nthreads) {
   unsigned nwarps = (nthreads + 31) / 32;
   if (g.fibers.size() < nthreads) g.fibers.resize(nthreads);
   g.slots.assign(nthreads, 0);
+  g.exchange.assign(size_t(nthreads) * kExchangeBytes, 0);
   g.warp_gen.assign(nwarps, 0);
   g.warp_arrived.assign(nwarps, 0);
   g.warp_live.assign(nwarps, 0);
@@ -253,6 +256,18 @@ uint64_t* shuffle_slot(int lane) {
   size_t i = base + size_t(lane & 31);
   if (i >= g.slots.size()) i = size_t(g.current);  // a lane past the block's end reads its own value, as on a GPU
   return &g.slots[i];
+}
+
+void warp_exchange(const void* mine, void* all, unsigned bytes) {
+  if (bytes > kExchangeBytes) trap("warp_exchange of more than 64 bytes per lane");
+  const size_t base = size_t(g.current) / 32 * 32;
+  std::memcpy(&g.exchange[size_t(g.current) * kExchangeBytes], mine, bytes);
+  sync_warp();
+  for (size_t lane = 0; lane < 32; lane++) {
+    const size_t i = base + lane < g.slots.size() ? base + lane : size_t(g.current);  // past the block's end: its own
+    std::memcpy(static_cast<char*>(all) + lane * bytes, &g.exchange[i * kExchangeBytes], bytes);
+  }
+  sync_warp();
 }
 
 void trap(const char* why) {

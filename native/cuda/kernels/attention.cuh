@@ -8,13 +8,16 @@
 namespace kst {
 namespace attn {
 
-// The launch parameters every attention kernel starts with, in this order.
-#define KST_ATTN_PARAMS                                                                                        \
-  const float *q, const float *k, const float *v, const float *mask, i64 ms0, i64 ms1, i64 ms2, i64 ms3, i32 B, \
-      i32 H, i32 Hkv, i32 Tq, i32 Tk, i32 hd, i32 hdv, float scale, i32 causal, i64 window, float softcap,        \
-      u32 seed_lo, u32 seed_hi, u64 counter, u32 threshold, float keep_scale
-#define KST_ATTN_ARGS \
-  q, k, v, mask, ms0, ms1, ms2, ms3, B, H, Hkv, Tq, Tk, hd, hdv, scale, causal, window, softcap, seed_lo, seed_hi, counter, threshold, keep_scale
+// The launch parameters every attention kernel starts with, in this order: q, k, v (float32 here,
+// 16-bit in attention_tc*.cu), then the rest.
+#define KST_ATTN_REST_PARAMS                                                                                    \
+  const float *mask, i64 ms0, i64 ms1, i64 ms2, i64 ms3, i32 B, i32 H, i32 Hkv, i32 Tq, i32 Tk, i32 hd, i32 hdv, \
+      float scale, i32 causal, i64 window, float softcap, u32 seed_lo, u32 seed_hi, u64 counter, u32 threshold,  \
+      float keep_scale
+#define KST_ATTN_REST_ARGS \
+  mask, ms0, ms1, ms2, ms3, B, H, Hkv, Tq, Tk, hd, hdv, scale, causal, window, softcap, seed_lo, seed_hi, counter, threshold, keep_scale
+#define KST_ATTN_PARAMS const float *q, const float *k, const float *v, KST_ATTN_REST_PARAMS
+#define KST_ATTN_ARGS q, k, v, KST_ATTN_REST_ARGS
 
 KFN float neg_inf() { return bits_to_float(0xff800000u); }
 KFN float pos_inf() { return bits_to_float(0x7f800000u); }

@@ -142,6 +142,116 @@ KFN float to_float(f16 v) { return f16_to_f32(v.bits); }
 template <class T> KFN T from_float(float v) { return from_double<T>(v); }
 template <> KFN float from_float<float>(float v) { return v; }
 
+// ---------------------------------------------------------------- tensor cores (sm_80+)
+
+// Shared memory sized at launch (cuFuncSetAttribute above 48 KB): `type* name` at its start, 16-byte aligned.
+#ifdef KESTREL_EMU
+#define KST_DYNAMIC_SMEM(type, name) type* name = reinterpret_cast<type*>(::kestrel::cuda::emu::g_dynamic_smem)
+#else
+#define KST_DYNAMIC_SMEM(type, name)                                         \
+  extern __shared__ __attribute__((aligned(16))) u8 kst_dynamic_smem_[]; \
+  type* name = reinterpret_cast<type*>(kst_dynamic_smem_)
+#endif
+
+// Two floats as one register of 16-bit values (round to nearest even; lo in the low half).
+template <class T> KFN u32 pack2(float lo, float hi);
+// The 16-bit value h of type T as a float.
+template <class T> KFN float half_bits_to_f32(u16 h);
+template <> KFN float half_bits_to_f32<bf16>(u16 h) { return bf16_to_f32(h); }
+template <> KFN float half_bits_to_f32<f16>(u16 h) { return f16_to_f32(h); }
+
+// Warp-collective tensor-core primitives: all 32 lanes of a warp call them together, each with
+// its own registers. Fragments of mma.m16n8k16 (PTX ISA "Matrix Fragments for mma.m16n8k16"),
+// g = lane / 4, t = lane % 4, the lower column (or k) in the low 16 bits of a register:
+//   A 16x16 row-major: a0 (row g, cols 2t, 2t+1), a1 (row g+8, same cols), a2 (row g, cols 2t+8, 2t+9), a3 (row g+8, same)
+//   B 16x8 (k x n):    b0 (k 2t, 2t+1 of col g), b1 (k 2t+8, 2t+9 of col g)
+//   C/D 16x8 float:    d0, d1 (row g, cols 2t, 2t+1), d2, d3 (row g+8, cols 2t, 2t+1)
+// mma_16816<T>(d, a, b): d += A B with T = bf16 or f16 operands, float accumulation.
+// ldmatrix_x4(r, row) / ldmatrix_x4_trans: four 8x8 matrices of 16-bit values from shared memory;
+// lane l gives the 16-byte aligned address of row l % 8 of matrix l / 8, and register i gets
+// matrix i's (row g, cols 2t, 2t+1) (trans: (rows 2t, 2t+1, col g)), i.e. an A or B fragment.
+// cp_async16(dst, src): 16 bytes global -> shared without registers; visible after cp_async_wait_all() and a barrier.
+#ifdef KESTREL_EMU
+template <> KFN u32 pack2<bf16>(float lo, float hi) { return u32(f32_to_bf16(lo)) | (u32(f32_to_bf16(hi)) << 16); }
+template <> KFN u32 pack2<f16>(float lo, float hi) { return u32(f32_to_f16(lo)) | (u32(f32_to_f16(hi)) << 16); }
+// The emulator gathers the whole warp's fragments (emu/scheduler.cc warp_exchange), then each
+// lane computes its own outputs from the full matrices.
+template <class T> KFN void mma_16816(float* d, const u32* a, const u32* b) {
+  struct Frag { u32 a[4], b[2]; };
+  Frag mine, all[32];
+  for (int i = 0; i < 4; i++) mine.a[i] = a[i];
+  mine.b[0] = b[0], mine.b[1] = b[1];
+  ::kestrel::cuda::emu::warp_exchange(&mine, all, sizeof(Frag));
+  auto half = [](u32 w, int c) { return half_bits_to_f32<T>(u16(w >> (16 * (c & 1)))); };
+  const int lane = ::kestrel::cuda::emu::lane_id(), g = lane >> 2, t = lane & 3;
+  for (int e = 0; e < 4; e++) {
+    const int r = g + 8 * (e >> 1), n = 2 * t + (e & 1);
+    float s = d[e];
+    for (int c = 0; c < 16; c++) {
+      const float x = half(all[4 * (r % 8) + (c % 8) / 2].a[r / 8 + 2 * (c / 8)], c);  // A[r][c]
+      const float y = half(all[4 * n + (c % 8) / 2].b[c / 8], c);                      // B[c][n]
+      s += x * y;
+    }
+    d[e] = s;
+  }
+}
+template <bool TRANS> KFN void ldmatrix_x4_emu(u32* r, const void* row) {
+  if (reinterpret_cast<u64>(row) & 15) ::kestrel::cuda::emu::trap("ldmatrix: row address not 16-byte aligned");
+  const void* all[32];
+  ::kestrel::cuda::emu::warp_exchange(&row, all, sizeof(row));
+  const int lane = ::kestrel::cuda::emu::lane_id(), g = lane >> 2, t = lane & 3;
+  for (int i = 0; i < 4; i++) {
+    u16 lo, hi;
+    if (TRANS) {
+      lo = static_cast<const u16*>(all[8 * i + 2 * t])[g];
+      hi = static_cast<const u16*>(all[8 * i + 2 * t + 1])[g];
+    } else {
+      lo = static_cast<const u16*>(all[8 * i + g])[2 * t];
+      hi = static_cast<const u16*>(all[8 * i + g])[2 * t + 1];
+    }
+    r[i] = u32(lo) | (u32(hi) << 16);
+  }
+}
+KFN void ldmatrix_x4(u32* r, const void* row) { ldmatrix_x4_emu<false>(r, row); }
+KFN void ldmatrix_x4_trans(u32* r, const void* row) { ldmatrix_x4_emu<true>(r, row); }
+KFN void cp_async16(void* dst, const void* src) {
+  if ((reinterpret_cast<u64>(dst) | reinterpret_cast<u64>(src)) & 15) ::kestrel::cuda::emu::trap("cp.async: address not 16-byte aligned");
+  std::memcpy(dst, src, 16);
+}
+KFN void cp_async_wait_all() {}
+#else
+template <> KFN u32 pack2<bf16>(float lo, float hi) { u32 r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r; }
+template <> KFN u32 pack2<f16>(float lo, float hi) { u32 r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r; }
+template <class T> KFN void mma_16816(float* d, const u32* a, const u32* b);
+#define KST_MMA_16816(T, PTX_TYPE)                                                                                          \
+  template <> KFN void mma_16816<T>(float* d, const u32* a, const u32* b) {                                                \
+    asm("mma.sync.aligned.m16n8k16.row.col.f32." PTX_TYPE "." PTX_TYPE ".f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};" \
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])                                                                 \
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));                                            \
+  }
+KST_MMA_16816(bf16, "bf16")
+KST_MMA_16816(f16, "f16")
+#undef KST_MMA_16816
+// A generic pointer into shared memory as a .shared address.
+KFN u32 smem_address(const void* p) {
+  u32 r;
+  asm("{ .reg .u64 t; cvta.to.shared.u64 t, %1; cvt.u32.u64 %0, t; }" : "=r"(r) : "l"(p));
+  return r;
+}
+KFN void ldmatrix_x4(u32* r, const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_address(row)));
+}
+KFN void ldmatrix_x4_trans(u32* r, const void* row) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3]) : "r"(smem_address(row)));
+}
+KFN void cp_async16(void* dst, const void* src) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(smem_address(dst)), "l"(src) : "memory");
+}
+KFN void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
+#endif
+
 // ---------------------------------------------------------------- layouts
 
 // A strided view as the TypeScript side packs it (src/backend/cuda/launch.ts): element offsets

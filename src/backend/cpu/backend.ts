@@ -128,5 +128,6 @@ export function createCpuBackend(): Backend | null {
     kernels: makeKernels(packer),
     halfMatmul: false,
     halfElementwise: false,
+    halfAttention: false,
   };
 }

@@ -71,5 +71,6 @@ export function createCudaBackend(): Backend {
     kernels,
     halfMatmul: true,
     halfElementwise: true,
+    halfAttention: true,
   };
 }

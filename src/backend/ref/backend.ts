@@ -40,4 +40,5 @@ export const refBackend: Backend = {
   kernels,
   halfMatmul: false,
   halfElementwise: false,
+  halfAttention: false,
 };

@@ -5,6 +5,8 @@
 //   ds_ij = p_ij (dp_ij - D_i) [* (1 - (s_ij/cap)^2) under soft-capping],
 //   dq_i += scale sum_j ds_ij k_j,  dk_j += scale sum_i ds_ij q_i
 // The dropout mask is regenerated from the Philox counter saved at forward time.
+// float16/bfloat16 q, k, v go to the kernels as they are where the backend declares halfAttention
+// (float32 lse and mask); elsewhere they run as float32 copies.
 import { backendOf } from '../../backend/index.js';
 import type { AttentionOpts } from '../../backend/kernels.js';
 import type { Generator } from '../../tensor/rng.js';
@@ -28,18 +30,21 @@ function maskView(mask: Tensor, dtype: DType, B: number, H: number, Tq: number, 
 export function attentionFused(q: Tensor, k: Tensor, v: Tensor, r: ResolvedAttention, gen: Generator): Tensor {
   inputs('scaledDotProductAttention', q, k, v, r.mask);
   if (q.dtype !== k.dtype || q.dtype !== v.dtype) throw new Error(`scaledDotProductAttention: q, k, v dtypes differ (${q.dtype}, ${k.dtype}, ${v.dtype})`);
-  if (isHalf(q.dtype))
+  const half = isHalf(q.dtype);
+  if (half && !backendOf(q).halfAttention)
     return tidy(() => to(attentionFused(to(q, 'float32'), to(k, 'float32'), to(v, 'float32'), r, gen), q.dtype));
+  // 16-bit q, k, v go to the kernel as they are; its statistics and the mask stay float32
+  const stats: DType = half ? 'float32' : q.dtype;
   const [B, H, Tq] = q.shape;
   const Tk = k.shape[2];
   const [qc, kc, vc] = [contiguous(q), contiguous(k), contiguous(v)];
-  const mask = r.mask ? maskView(r.mask, qc.dtype, B, H, Tq, Tk) : null;
+  const mask = r.mask ? maskView(r.mask, stats, B, H, Tq, Tk) : null;
   const opts: AttentionOpts = {
     scale: r.scale, causal: r.causal, window: r.window, softcap: r.softcap, dropout: r.dropout,
     seed: gen.seed, counter: r.dropout > 0 ? gen.next('uniform', B * H * Tq * Tk) : 0,
   };
   const out = emptyLike(qc, [B, H, Tq, v.shape[3]]);
-  const lse = emptyLike(qc, [B, H, Tq]);
+  const lse = emptyLike(qc, [B, H, Tq], stats);
   const kern = backendOf(qc).kernels;
   kern.attention(qc, kc, vc, mask, opts, out, lse);
   const temps = [qc, kc, vc, mask, lse];
