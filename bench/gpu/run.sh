@@ -7,7 +7,9 @@
 #  3. attention alone (bench/gpu/attention.ts: bf16 / float32 flash attention vs PyTorch SDPA) and
 #     device time per kernel of a training step and of decoding (where the time goes);
 #  4. the benchmarks side by side with this machine's PyTorch (bench/gpu/bench.ts), table last.
-# Needs node (20+), `npm ci` done (the addon built), python3 with torch/transformers/peft for the peer.
+# Needs node (20+), `npm ci` done (the addon built), python3 with torch/transformers/peft for the peer
+# (bench/gpu/pack.sh and unpack.sh carry node and the dependencies to a machine without them).
+# Each section has a time limit (GPU_*_SECONDS) so that the whole run fits in under 10 minutes.
 # Results: bench/results/gpu-doctor.txt, gpu-tests.json (+ .log), gpu-profile.json, gpu-bench.json.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -32,7 +34,7 @@ TESTS=(test/backend/kernels_*.test.ts test/backend/ops.test.ts test/backend/cuda
        test/quant/quant_linear.test.ts test/optim/optim.test.ts test/models/decoder_fixtures.test.ts test/infer/generate_fixtures.test.ts
        test/infer/graph_decode.test.ts test/train/devices.test.ts test/cli/device.test.ts test/ops/half_compute.test.ts)
 start=$(date +%s)
-timeout "${GPU_TEST_SECONDS:-240}" node --import tsx --test --test-concurrency="${GPU_TEST_CONCURRENCY:-8}" --test-reporter=tap "${TESTS[@]}" > "$RESULTS/gpu-tests.log" 2>&1
+timeout "${GPU_TEST_SECONDS:-180}" node --import tsx --test --test-concurrency="${GPU_TEST_CONCURRENCY:-8}" --test-reporter=tap "${TESTS[@]}" > "$RESULTS/gpu-tests.log" 2>&1
 status=$?
 secs=$(( $(date +%s) - start ))
 node -e '
@@ -47,10 +49,10 @@ node -e '
 ' "$RESULTS/gpu-tests.log" "$status" "$secs" "$RESULTS/gpu-tests.json"
 
 echo "== attention (bf16 tensor cores and float32 vs PyTorch SDPA)"
-timeout "${GPU_ATTENTION_SECONDS:-120}" node --import tsx bench/gpu/attention.ts 2> "$RESULTS/gpu-attention.log"
+timeout "${GPU_ATTENTION_SECONDS:-60}" node --import tsx bench/gpu/attention.ts 2> "$RESULTS/gpu-attention.log"
 
 echo "== device time per kernel (one training step, 16 decode tokens; KESTREL_CUDA_PROFILE)"
-timeout "${GPU_PROFILE_SECONDS:-120}" node --import tsx bench/gpu/bench.ts --profile --only smol-train,llama1b-decode 2> "$RESULTS/gpu-profile.log"
+timeout "${GPU_PROFILE_SECONDS:-60}" node --import tsx bench/gpu/bench.ts --profile --only smol-train,llama1b-decode 2> "$RESULTS/gpu-profile.log"
 
 echo "== benchmarks (Kestrel vs this machine's PyTorch; the table is the last thing printed)"
-timeout "${GPU_BENCH_SECONDS:-300}" node --import tsx bench/gpu/bench.ts ${GPU_BENCH_ARGS:-} 2> "$RESULTS/gpu-bench.log"
+timeout "${GPU_BENCH_SECONDS:-240}" node --import tsx bench/gpu/bench.ts ${GPU_BENCH_ARGS:-} 2> "$RESULTS/gpu-bench.log"
