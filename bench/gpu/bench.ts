@@ -178,6 +178,7 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     only: { type: 'string' }, steps: { type: 'string', default: '4' }, 'no-peer': { type: 'boolean', default: false }, worker: { type: 'string' },
     smoke: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false },
+    seconds: { type: 'string' },
   } });
   const steps = Number(values.steps);
   if (values.worker) {
@@ -188,14 +189,21 @@ async function main(): Promise<void> {
   const peer = join(self, '..', 'torch_peer.py');
   const chosen = values.only ? WORKLOADS.filter((w) => values.only!.split(',').includes(w.name)) : WORKLOADS;
   const rows: Record<string, unknown>[] = [];
+  // a time budget for the whole run (run.sh's): later workloads are skipped, and the table still printed
+  const deadline = values.seconds ? performance.now() + Number(values.seconds) * 1e3 : Infinity;
+  const left = (): number => Math.min(120_000, deadline - performance.now());
   for (const w of chosen) {
-    const ours = spawnJson(process.execPath, ['--import', 'tsx', self, '--worker', w.name, '--steps', String(steps), ...(SMOKE ? ['--smoke'] : []), ...(PROFILE ? ['--profile'] : [])], 120_000);
+    if (left() < 15_000) {
+      rows.push({ workload: w.name, what: w.what, kestrel: { error: 'skipped: out of time' }, torch: { error: 'skipped' }, ratio: null, memoryRatio: null, issueFigure: w.issue, goal: w.goal });
+      continue;
+    }
+    const ours = spawnJson(process.execPath, ['--import', 'tsx', self, '--worker', w.name, '--steps', String(steps), ...(SMOKE ? ['--smoke'] : []), ...(PROFILE ? ['--profile'] : [])], left());
     if (PROFILE) {
       rows.push({ workload: w.name, what: w.what, profile: (ours.out as Result | null)?.profile ?? { error: ours.err } });
       continue;
     }
     const args = w.mode === 'gemm' ? ['--mode', 'gemm'] : ['--shape', w.shape!, '--mode', w.mode, '--batch', String(w.batch ?? 1), '--seq', String(w.seq ?? 1), '--steps', String(steps)];
-    const torch = values['no-peer'] ? { out: null, err: 'not run (--no-peer)' } : spawnJson('python3', [peer, ...args], 120_000);
+    const torch = values['no-peer'] ? { out: null, err: 'not run (--no-peer)' } : left() < 10_000 ? { out: null, err: 'skipped: out of time' } : spawnJson('python3', [peer, ...args], left());
     const kv = ours.out as Result | null;
     const tv = torch.out;
     const peerValue = tv ? Number(w.mode === 'gemm' ? tv.tflops : tv.tokens_per_s) : null;

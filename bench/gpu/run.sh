@@ -52,7 +52,7 @@ echo "== attention (bf16 tensor cores and float32 vs PyTorch SDPA)"
 timeout "${GPU_ATTENTION_SECONDS:-60}" node --import tsx bench/gpu/attention.ts 2> "$RESULTS/gpu-attention.log"
 
 echo "== device time per kernel (one training step, 16 decode tokens; KESTREL_CUDA_PROFILE)"
-timeout "${GPU_PROFILE_SECONDS:-60}" node --import tsx bench/gpu/bench.ts --profile --only smol-train,llama1b-decode 2> "$RESULTS/gpu-profile.log"
+timeout "${GPU_PROFILE_SECONDS:-70}" node --import tsx bench/gpu/bench.ts --profile --seconds 60 --only smol-train,llama1b-decode 2> "$RESULTS/gpu-profile.log"
 
 echo "== benchmarks (Kestrel vs this machine's PyTorch; the table is the last thing printed)"
-timeout "${GPU_BENCH_SECONDS:-240}" node --import tsx bench/gpu/bench.ts ${GPU_BENCH_ARGS:-} 2> "$RESULTS/gpu-bench.log"
+timeout "${GPU_BENCH_SECONDS:-250}" node --import tsx bench/gpu/bench.ts --seconds "${GPU_BENCH_BUDGET:-235}" ${GPU_BENCH_ARGS:-} 2> "$RESULTS/gpu-bench.log"
