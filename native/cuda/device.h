@@ -17,10 +17,11 @@ struct Dim3 {
 
 // Row-major C[b] (ldc) = alpha op(A[b]) op(B[b]) + beta C[b], b < batch, with element strides
 // between batch entries; op(A) is A [M, K] or, transposed, A stored [K, M]. dtype is the
-// storage type of A, B and C (float32, bfloat16 or float16; float64 on the emulator), always
-// accumulated in float32 (tf32 only when allowed).
+// storage type of A and B (float32, bfloat16, float16 or float64), out_dtype that of C (dtype, or
+// float32 for half A and B), always accumulated in float32 (tf32 only when allowed).
 struct GemmArgs {
   int dtype = 0;
+  int out_dtype = 0;
   bool transA = false, transB = false;
   int64_t M = 0, N = 0, K = 0, batch = 1;
   uint64_t A = 0, B = 0, C = 0;

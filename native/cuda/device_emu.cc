@@ -118,11 +118,11 @@ class EmuDevice final : public Device {
     else op();
   }
 
-  template <class T, class Load, class Store>
-  static void gemm_typed(const GemmArgs& g, Load load, Store store) {
+  template <class T, class Load, class U, class LoadOut, class Store>
+  static void gemm_typed(const GemmArgs& g, Load load, LoadOut load_out, Store store) {
     const T* A = reinterpret_cast<const T*>(g.A);
     const T* B = reinterpret_cast<const T*>(g.B);
-    T* C = reinterpret_cast<T*>(g.C);
+    U* C = reinterpret_cast<U*>(g.C);
     std::vector<double> row(size_t(g.N));
     for (int64_t b = 0; b < g.batch; b++)
       for (int64_t i = 0; i < g.M; i++) {
@@ -132,21 +132,36 @@ class EmuDevice final : public Device {
           for (int64_t j = 0; j < g.N; j++) row[size_t(j)] += a * load(B[b * g.strideB + (g.transB ? j * g.ldb + k : k * g.ldb + j)]);
         }
         for (int64_t j = 0; j < g.N; j++) {
-          T& c = C[b * g.strideC + i * g.ldc + j];
-          double v = g.alpha * row[size_t(j)] + (g.beta != 0 ? g.beta * load(c) : 0.0);
+          U& c = C[b * g.strideC + i * g.ldc + j];
+          double v = g.alpha * row[size_t(j)] + (g.beta != 0 ? g.beta * load_out(c) : 0.0);
           c = store(v);
         }
       }
   }
 
+  // Inputs of type T (read through `load`), output of type U (float32 when out_dtype is 0).
+  template <class T, class Load>
+  static void gemm_in(const GemmArgs& g, Load load, double (*load_half)(uint16_t), uint16_t (*store_half)(double)) {
+    if (g.out_dtype == 0)
+      return gemm_typed<T, Load, float>(g, load, [](float v) { return double(v); }, [](double v) { return float(v); });
+    if (g.out_dtype == 1)
+      return gemm_typed<T, Load, double>(g, load, [](double v) { return v; }, [](double v) { return v; });
+    return gemm_typed<T, Load, uint16_t>(g, load, load_half, store_half);
+  }
+
+  static double f16_load(uint16_t v) { return double(f16_to_f32(v)); }
+  static uint16_t f16_store(double v) { return f32_to_f16(float(v)); }
+  static double bf16_load(uint16_t v) { return double(bf16_to_f32(v)); }
+  static uint16_t bf16_store(double v) { return f32_to_bf16(float(v)); }
+
   static void host_gemm(const GemmArgs& g) {
+    if (g.out_dtype != g.dtype && !(g.out_dtype == 0 && (g.dtype == 2 || g.dtype == 3)))
+      throw CudaError("emulator gemm: output dtype code " + std::to_string(g.out_dtype) + " with inputs " + std::to_string(g.dtype));
     switch (g.dtype) {
-      case 0: return gemm_typed<float>(g, [](float v) { return double(v); }, [](double v) { return float(v); });
-      case 1: return gemm_typed<double>(g, [](double v) { return v; }, [](double v) { return v; });
-      case 2:
-        return gemm_typed<uint16_t>(g, [](uint16_t v) { return double(f16_to_f32(v)); }, [](double v) { return f32_to_f16(float(v)); });
-      case 3:
-        return gemm_typed<uint16_t>(g, [](uint16_t v) { return double(bf16_to_f32(v)); }, [](double v) { return f32_to_bf16(float(v)); });
+      case 0: return gemm_in<float>(g, [](float v) { return double(v); }, nullptr, nullptr);
+      case 1: return gemm_in<double>(g, [](double v) { return v; }, nullptr, nullptr);
+      case 2: return gemm_in<uint16_t>(g, f16_load, f16_load, f16_store);
+      case 3: return gemm_in<uint16_t>(g, bf16_load, bf16_load, bf16_store);
     }
     throw CudaError("emulator gemm: unsupported dtype code " + std::to_string(g.dtype));
   }

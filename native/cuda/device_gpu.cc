@@ -43,7 +43,7 @@ struct GemmPlan {
   size_t workspace = 0;
 };
 
-using PlanKey = std::tuple<int, bool, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+using PlanKey = std::tuple<int, int, bool, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
                            int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
 
 class GpuDevice final : public Device {
@@ -206,7 +206,7 @@ cublasLtMatrixLayout_t make_layout(const CudaApi& a, int type, int64_t rows, int
 // transposed when B was stored [K, N]... see below) and its "B" is our A; m = N, n = M.
 const GemmPlan& GpuDevice::plan(const GemmArgs& g) {
   uint32_t alA = alignment_of(g.A), alB = alignment_of(g.B), alC = alignment_of(g.C);
-  PlanKey key{g.dtype, g.transA, g.transB, g.tf32, g.M, g.N, g.K, g.batch, g.lda, g.ldb, g.ldc, g.strideA, g.strideB, g.strideC, alA, alB, alC};
+  PlanKey key{g.dtype, g.out_dtype, g.transA, g.transB, g.tf32, g.M, g.N, g.K, g.batch, g.lda, g.ldb, g.ldc, g.strideA, g.strideB, g.strideC, alA, alB, alC};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
   const int type = cuda_dtype(g.dtype);
@@ -221,7 +221,7 @@ const GemmPlan& GpuDevice::plan(const GemmArgs& g) {
   check_blas(a_.cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof(opB)), "transb");
   p.a = g.transB ? make_layout(a_, type, g.K, g.N, g.ldb, g.batch, g.strideB) : make_layout(a_, type, g.N, g.K, g.ldb, g.batch, g.strideB);
   p.b = g.transA ? make_layout(a_, type, g.M, g.K, g.lda, g.batch, g.strideA) : make_layout(a_, type, g.K, g.M, g.lda, g.batch, g.strideA);
-  p.c = make_layout(a_, type, g.N, g.M, g.ldc, g.batch, g.strideC);
+  p.c = make_layout(a_, cuda_dtype(g.out_dtype), g.N, g.M, g.ldc, g.batch, g.strideC);
   cublasLtMatmulPreference_t pref = nullptr;
   check_blas(a_.cublasLtMatmulPreferenceCreate(&pref), "preference");
   uint64_t ws = kWorkspaceBytes;

@@ -116,7 +116,10 @@ export interface Kernels {
   /** index of the max/min along dim (first on ties); out int64 in keepdim form */
   argReduce(op: ArgReduceOp, x: View, dim: number, out: View): void;
 
-  /** out = a @ b (+ out when accumulate); see native/gemm.h for the layout rules */
+  /**
+   * out = a @ b (+ out when accumulate); see native/gemm.h for the layout rules. On a backend with
+   * halfMatmul, float16/bfloat16 a and b may write a float32 out (accumulated in float32 throughout).
+   */
   matmul(a: View, b: View, out: View, accumulate: boolean): void;
 
   /** out[..i..] = x[..index[..i..]..] along dim (torch.gather); out contiguous */

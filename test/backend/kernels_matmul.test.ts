@@ -81,11 +81,24 @@ for (const device of ALL_DEVICES)
       });
     });
     // only where the kernel takes half operands itself (Backend.halfMatmul); elsewhere the op upcasts them
-    if (device === 'cuda')
+    if (device === 'cuda') {
       test('bfloat16 and float16 operands (float32 accumulation)', () => {
         for (const dtype of ['bfloat16', 'float16'] as const)
           for (const [M, N, K] of [[7, 33, 257], [33, 1, 7], [257, 7, 33]]) for (const tb of [false, true]) check(device, M, N, K, false, tb, dtype);
       });
+      test('half operands into a float32 out, also accumulating (never rounded to half)', () => {
+        for (const dtype of ['bfloat16', 'float16'] as const)
+          k.tidy(() => {
+            const A = operand(device, [], 33, 257, false, 11, dtype);
+            const B = operand(device, [], 257, 7, true, 12, dtype);
+            const C = operand(device, [], 33, 7, false, 13);
+            const got = gemm(device, A.dev, B.dev, C.dev.contiguous(), true);
+            assert.equal(got.dtype, 'float32');
+            // float32 accumulation of exactly representable products: float32 tolerances
+            assertClose(got, k.add(k.matmul(A.ref, B.ref), C.ref), { atol: 1e-5 * 257, rtol: 1e-5, what: `${dtype} -> float32 accumulate` });
+          });
+      });
+    }
     test('bad arguments are errors', () => {
       const t = (shape: number[], dtype: k.DType = 'float32') => k.zeros(shape, { dtype, backend: device });
       const kern = k.getBackend(device).kernels;

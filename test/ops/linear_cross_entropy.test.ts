@@ -4,6 +4,7 @@
 // the end of N, ignored rows, label smoothing, soft-capping and both reductions; frozen weights
 // get no dW; retained graphs rescale correctly; memory stats show that neither the [N, V] logits
 // nor their gradient is ever held. gradcheck (float64 finite differences) runs from cases.ts.
+import { skipUnless } from '../devices.js';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -13,7 +14,7 @@ import { CHUNK_BYTES, defaultChunkRows } from '../../src/ops/fused/linear_cross_
 type Opts = k.LinearCrossEntropyOptions;
 
 /** Targets in [0, V) with every 4th row ignored (-100). */
-const targets = (N: number, V: number, backend: 'cpu' | 'ref'): k.Tensor =>
+const targets = (N: number, V: number, backend: k.BackendName): k.Tensor =>
   k.tensor(Array.from({ length: N }, (_, i) => (i % 4 === 2 ? -100 : (i * 7 + 3) % V)), { dtype: 'int64', backend });
 
 /** loss, dhidden and dweight of f for the upstream gradient 0.7 (so the scaling path is exercised). */
@@ -164,3 +165,26 @@ describe('linearCrossEntropy autograd', () => {
   });
 });
 
+
+// On a GPU (Backend.halfMatmul) under bf16/fp16 autocast, or with half inputs, the head's products
+// take half operands with float32 results: the loss equals the float64 composite of the
+// half-rounded h and W (within float32 accumulation, 1e-5), and the gradients equal it within
+// the one rounding of dz to half before its two products (2e-2 for bf16's 8 bits, 4e-3 for fp16).
+for (const dtype of ['bfloat16', 'float16'] as const)
+  test(`cuda: the head in ${dtype} (autocast, and half inputs) equals the composite of the rounded operands`, { skip: skipUnless('cuda') }, () => {
+    const [N, D, V] = [37, 24, 53];
+    const tol = dtype === 'bfloat16' ? 2e-2 : 4e-3;
+    const rounded = (t: k.Tensor): k.Tensor => t.to(dtype).to('float64');
+    const h = seededTensor([N, D], 'float32', 'cuda', 5, -2, 2);
+    const w = seededTensor([V, D], 'float32', 'cuda', 6, -1, 1);
+    const want = lossAndGrads(k.linearCrossEntropyComposite, rounded(h.to('ref')), rounded(w.to('ref')), targets(N, V, 'ref'), { chunkSize: 16 });
+    const t = k.tidy(() => targets(N, V, 'ref').to('cuda'));
+    const auto = k.autocast(dtype, () => lossAndGrads(k.linearCrossEntropy, h, w, t, { chunkSize: 16 }));
+    const half = lossAndGrads(k.linearCrossEntropy, h.to(dtype), w.to(dtype), t, { chunkSize: 16 });
+    assert.deepEqual([auto[1].dtype, half[1].dtype, half[2].dtype], ['float32', dtype, dtype], 'gradients come back in the inputs\' dtypes');
+    assertClose(auto[0], want[0], { atol: 1e-5, rtol: 1e-5, what: 'autocast loss' });
+    for (const [i, part] of [[1, 'dhidden'], [2, 'dweight']] as const) {
+      assertClose(auto[i], want[i], { atol: tol * 0.1, rtol: tol, what: `autocast ${part}` });
+      assertClose(half[i], want[i], { atol: tol * 0.1, rtol: tol, what: `${dtype} inputs ${part}` });
+    }
+  });

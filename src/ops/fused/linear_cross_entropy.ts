@@ -5,8 +5,13 @@
 //   loss rows and lse from the crossEntropy kernel, dz = s (softmax(z) - onehot_smoothed) [x (1 - tanh²)]
 //   dh_chunk = dz W,   dW += dzᵀ h_chunk   (dW only when the weight requires grad)
 // where s = 1 / (non-ignored targets) for 'mean' and 1 for 'sum'. The gradients are computed in
-// the forward pass; backward only scales them by the incoming scalar gradient, in place.
+// the forward pass; backward only scales them by the incoming scalar gradient, in place. On a
+// backend whose GEMM takes half operands (Backend.halfMatmul), under bf16/fp16 autocast or with
+// half inputs, the three products run on half copies of h, W and dz with float32 results (the
+// logits, dh and dW are never rounded to half), as transformers computes a bf16 head.
 import { backendOf } from '../../backend/index.js';
+import { autocastDtype } from '../../tensor/autocast.js';
+import { type DType, isHalf } from '../../tensor/dtype.js';
 import type { CrossEntropyOpts } from '../../backend/kernels.js';
 import { noGrad } from '../../tensor/grad_mode.js';
 import { shapeStr } from '../../tensor/layout.js';
@@ -61,16 +66,29 @@ function check(hidden: Tensor, weight: Tensor, target: Tensor, o: LinearCrossEnt
   if (!(o.softcap >= 0)) throw new Error(`${op}: softcap must be >= 0, got ${o.softcap}`);
 }
 
+/** The dtype of the head's GEMM operands: half on a backend that takes them (under autocast, or half inputs), else none. */
+function halfGemm(hidden: Tensor, weight: Tensor): DType | null {
+  if (!backendOf(hidden).halfMatmul) return null;
+  const ac = autocastDtype();
+  if (ac && isHalf(ac) && (hidden.dtype === 'float32' || isHalf(hidden.dtype))) return ac;
+  return isHalf(hidden.dtype) && hidden.dtype === weight.dtype ? hidden.dtype : null;
+}
+
 export function linearCrossEntropyFused(hidden: Tensor, weight: Tensor, target: Tensor, o: LinearCrossEntropyOpts): Tensor {
   inputs('linearCrossEntropy', hidden, weight, target);
   check(hidden, weight, target, o);
-  if (hidden.dtype !== weight.dtype || (hidden.dtype !== 'float32' && hidden.dtype !== 'float64')) {
+  const gemm = halfGemm(hidden, weight);
+  if (!gemm && (hidden.dtype !== weight.dtype || (hidden.dtype !== 'float32' && hidden.dtype !== 'float64'))) {
     // half precision (or mixed) inputs: compute in float32; the casts carry the gradient back
     const f = (t: Tensor): Tensor => (t.dtype === 'float32' ? t : to(t, 'float32'));
     return tidy(() => linearCrossEntropyFused(f(hidden), f(weight), target, o));
   }
   const [wantH, wantW] = [needsGrad(hidden), needsGrad(weight)];
-  const { loss, dh, dw } = noGrad(() => chunkedPass(hidden, weight, target, o, wantH, wantW));
+  const { loss, dh, dw } = noGrad(() => tidy(() => {
+    const r = chunkedPass(hidden, weight, target, o, wantH, wantW, gemm);
+    // the gradients go back in their inputs' dtypes (float32 results of half GEMMs are rounded once here)
+    return { loss: r.loss, dh: r.dh && r.dh.dtype !== hidden.dtype ? to(r.dh, hidden.dtype) : r.dh, dw: r.dw && r.dw.dtype !== weight.dtype ? to(r.dw, weight.dtype) : r.dw };
+  }));
   if (!dh && !dw) return loss;
   // held from forward to backward: dh counts as activation memory, dW as the weight's gradient it becomes
   if (dh) dh.storage.tag = 'activation';
@@ -95,21 +113,25 @@ export function linearCrossEntropyFused(hidden: Tensor, weight: Tensor, target: 
 
 /** One pass over the row chunks: the reduced loss and, where wanted, dloss/dhidden and dloss/dweight. */
 function chunkedPass(
-  hidden: Tensor, weight: Tensor, target: Tensor, o: LinearCrossEntropyOpts, wantH: boolean, wantW: boolean,
+  hidden: Tensor, weight: Tensor, target: Tensor, o: LinearCrossEntropyOpts, wantH: boolean, wantW: boolean, gemm: DType | null,
 ): { loss: Tensor; dh: Tensor | null; dw: Tensor | null } {
   const [N, D] = hidden.shape;
   const V = weight.shape[0];
   const k = backendOf(hidden).kernels;
+  const f32 = 'float32' as const;
   const ce: CrossEntropyOpts = { ignoreIndex: o.ignoreIndex, labelSmoothing: o.labelSmoothing };
   const chunk = o.chunkSize ? Math.min(Math.max(N, 1), o.chunkSize) : defaultChunkRows(N, V, hidden.backendName === 'cuda' ? GPU_CHUNK_BYTES : CHUNK_BYTES);
   const count = o.reduction === 'mean' ? tidy(() => item(sum(to(compare('ne', target, o.ignoreIndex), 'float32')))) : 1;
-  const [h, w, t] = [contiguous(hidden), contiguous(weight), contiguous(target)];
+  // the GEMM operands (half copies under a half gemm); logits, losses and gradients in float32 then
+  const cast = (x: Tensor): Tensor => (gemm && x.dtype !== gemm ? to(x, gemm) : contiguous(x));
+  const [h, w, t] = [cast(hidden), cast(weight), contiguous(target)];
+  const acc: DType = gemm ? f32 : h.dtype;
   const wt = transpose(w, 0, 1); // [D, V], read transposed by the GEMM
-  const rows = emptyLike(h, [N]);
-  const dh = wantH ? emptyLike(h, [N, D]) : null;
-  const dw = wantW ? emptyLike(w, [V, D]) : null;
-  const zBuf = emptyLike(h, [chunk, V]);
-  const [lse, dloss] = [emptyLike(h, [chunk]), full([chunk], 1 / count, { dtype: h.dtype, backend: h.backendName })];
+  const rows = emptyLike(h, [N], acc);
+  const dh = wantH ? emptyLike(h, [N, D], acc) : null;
+  const dw = wantW ? emptyLike(w, [V, D], acc) : null;
+  const zBuf = emptyLike(h, [chunk, V], acc);
+  const [lse, dloss] = [emptyLike(h, [chunk], acc), full([chunk], 1 / count, { dtype: acc, backend: h.backendName })];
   for (let r0 = 0; r0 < N; r0 += chunk) {
     tidy(() => {
       const n = Math.min(chunk, N - r0);
@@ -126,6 +148,7 @@ function chunkedPass(
       let dz = z;
       k.crossEntropyBackward(logits, tc, l, ls, ce, dz);
       if (th) dz = mul(dz, sub(1, mul(th, th)));
+      if (gemm) dz = to(dz, gemm);
       if (dh) k.matmul(dz, w, narrow(dh, 0, r0, n), false); // [n, V] @ [V, D]
       if (dw) k.matmul(transpose(dz, 0, 1), hc, dw, r0 > 0); // [V, n] @ [n, D], accumulated over chunks
     });

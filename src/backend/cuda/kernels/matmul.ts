@@ -2,7 +2,7 @@
 // their last two dims are row-major or transposed (other layouts are copied first), batch dims
 // collapsed to one strided batch with a loop over any outer dims that do not collapse. float32
 // accumulates in float32 with TF32 off unless KESTREL_CUDA_TF32=1; bfloat16/float16 operands
-// accumulate in float32.
+// accumulate in float32 and may write a float32 out (never rounded to half).
 import { type DType, dtypeBytes } from '../../../tensor/dtype.js';
 import { Layout, shapeStr } from '../../../tensor/layout.js';
 import type { Kernels, View } from '../../kernels.js';
@@ -43,8 +43,9 @@ function prepare(v: View, rows: number, cols: number, temps: { release(): void }
 
 export const matmulKernels: Pick<Kernels, 'matmul'> = {
   matmul(a, b, out, accumulate) {
-    if (a.dtype !== b.dtype || a.dtype !== out.dtype || !GEMM_DTYPES.has(a.dtype))
-      throw new Error(`cuda matmul: dtype a=${a.dtype} b=${b.dtype} out=${out.dtype}; need one of float32, bfloat16, float16, float64 for all three`);
+    const halfIn = a.dtype === 'bfloat16' || a.dtype === 'float16';
+    if (a.dtype !== b.dtype || !GEMM_DTYPES.has(a.dtype) || (out.dtype !== a.dtype && !(halfIn && out.dtype === 'float32')))
+      throw new Error(`cuda matmul: dtype a=${a.dtype} b=${b.dtype} out=${out.dtype}; need a and b of one of float32, bfloat16, float16, float64, and out of theirs (or float32 for half a and b)`);
     const [as, bs, os] = [a.layout.shape, b.layout.shape, out.layout.shape];
     const nd = os.length;
     const shapes = `a ${shapeStr(as)}, b ${shapeStr(bs)}, out ${shapeStr(os)}`;
@@ -70,7 +71,7 @@ export const matmulKernels: Pick<Kernels, 'matmul'> = {
       const stride = (k: number): number => (last >= 0 ? bc.strides[k][last] : 0);
       const outer = bc.shape.slice(0, Math.max(last, 0));
       const count = outer.reduce((p, x) => p * x, 1);
-      const bytes = dtypeBytes(a.dtype);
+      const bytes = [dtypeBytes(a.dtype), dtypeBytes(a.dtype), dtypeBytes(out.dtype)];
       const base = [devicePointer(A.view, 'a'), devicePointer(B.view, 'b'), devicePointer(out, 'out')];
       const { addon } = cudaContext();
       const tf32 = process.env.KESTREL_CUDA_TF32 === '1' ? 1 : 0;
@@ -83,9 +84,9 @@ export const matmulKernels: Pick<Kernels, 'matmul'> = {
         }
         addon.args.set([
           DTYPE_CODE[a.dtype], A.op.trans ? 1 : 0, B.op.trans ? 1 : 0, M, N, K, inner,
-          base[0] + off[0] * bytes, base[1] + off[1] * bytes, base[2] + off[2] * bytes,
+          base[0] + off[0] * bytes[0], base[1] + off[1] * bytes[1], base[2] + off[2] * bytes[2],
           A.op.ld, B.op.ld, N, stride(0), stride(1), inner > 1 ? stride(2) : M * N,
-          1, accumulate ? 1 : 0, tf32,
+          1, accumulate ? 1 : 0, tf32, DTYPE_CODE[out.dtype],
         ]);
         timed(`gemm ${a.dtype} ${A.op.trans ? 'T' : 'N'}${B.op.trans ? 'T' : 'N'}`, () => addon.cudaGemm());
       }
