@@ -16,6 +16,39 @@ import { creationKernels } from './creation.js';
 
 const GEMM_DTYPES = new Set<DType>(['float32', 'float64', 'float16', 'bfloat16']);
 
+/** One cuBLASLt call: native/cuda/device.h GemmArgs (row-major, element strides and leading dims, device addresses). */
+export interface GemmCall {
+  dtype: DType;
+  outDtype?: DType;
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  batch?: number;
+  A: number;
+  B: number;
+  C: number;
+  lda: number;
+  ldb: number;
+  ldc: number;
+  strideA?: number;
+  strideB?: number;
+  strideC?: number;
+  beta: 0 | 1;
+}
+
+/** Queues one GEMM (the only place that packs cudaGemm's arguments). */
+export function gemmCall(g: GemmCall): void {
+  const { addon } = cudaContext();
+  const tf32 = process.env.KESTREL_CUDA_TF32 === '1' ? 1 : 0;
+  addon.args.set([
+    DTYPE_CODE[g.dtype], g.transA ? 1 : 0, g.transB ? 1 : 0, g.M, g.N, g.K, g.batch ?? 1, g.A, g.B, g.C, g.lda, g.ldb, g.ldc,
+    g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? g.M * g.N, 1, g.beta, tf32, DTYPE_CODE[g.outDtype ?? g.dtype],
+  ]);
+  timed(`gemm ${g.dtype}${g.outDtype && g.outDtype !== g.dtype ? `->${g.outDtype}` : ''} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'}`, () => addon.cudaGemm());
+}
+
 interface Operand {
   trans: boolean;
   ld: number;
@@ -73,8 +106,6 @@ export const matmulKernels: Pick<Kernels, 'matmul'> = {
       const count = outer.reduce((p, x) => p * x, 1);
       const bytes = [dtypeBytes(a.dtype), dtypeBytes(a.dtype), dtypeBytes(out.dtype)];
       const base = [devicePointer(A.view, 'a'), devicePointer(B.view, 'b'), devicePointer(out, 'out')];
-      const { addon } = cudaContext();
-      const tf32 = process.env.KESTREL_CUDA_TF32 === '1' ? 1 : 0;
       for (let i = 0; i < count; i++) {
         const off = [0, 0, 0];
         for (let d = outer.length - 1, rem = i; d >= 0; d--) {
@@ -82,13 +113,12 @@ export const matmulKernels: Pick<Kernels, 'matmul'> = {
           rem = Math.floor(rem / outer[d]);
           for (let k = 0; k < 3; k++) off[k] += idx * bc.strides[k][d];
         }
-        addon.args.set([
-          DTYPE_CODE[a.dtype], A.op.trans ? 1 : 0, B.op.trans ? 1 : 0, M, N, K, inner,
-          base[0] + off[0] * bytes[0], base[1] + off[1] * bytes[1], base[2] + off[2] * bytes[2],
-          A.op.ld, B.op.ld, N, stride(0), stride(1), inner > 1 ? stride(2) : M * N,
-          1, accumulate ? 1 : 0, tf32, DTYPE_CODE[out.dtype],
-        ]);
-        timed(`gemm ${a.dtype} ${A.op.trans ? 'T' : 'N'}${B.op.trans ? 'T' : 'N'}`, () => addon.cudaGemm());
+        gemmCall({
+          dtype: a.dtype, outDtype: out.dtype, transA: A.op.trans, transB: B.op.trans, M, N, K, batch: inner,
+          A: base[0] + off[0] * bytes[0], B: base[1] + off[1] * bytes[1], C: base[2] + off[2] * bytes[2],
+          lda: A.op.ld, ldb: B.op.ld, ldc: N, strideA: stride(0), strideB: stride(1), strideC: inner > 1 ? stride(2) : M * N,
+          beta: accumulate ? 1 : 0,
+        });
       }
     } finally {
       for (const t of temps) t.release();

@@ -14,6 +14,7 @@ import { cudaKernel } from '../modules.js';
 import { type CudaStorage, scratchStorage } from '../storage.js';
 import { copyKernels } from './copy.js';
 import { creationKernels } from './creation.js';
+import { gemmCall } from './matmul.js';
 
 /** Tile and path sizes (the tests shrink them to run every path on small shapes). */
 export const quantTuning = {
@@ -134,11 +135,8 @@ function gemmReadable(m: Matrix, temps: CudaStorage[]): Matrix {
 }
 
 /** Row-major C [M, N] (ldc) = A [M, K] (lda) op(B) + beta C, B stored [K, N] or (transB) [N, K]. */
-function gemm(g: { transB: boolean; M: number; N: number; K: number; A: number; lda: number; B: number; ldb: number; C: number; ldc: number; beta: number }): void {
-  const { addon } = cudaContext();
-  const tf32 = process.env.KESTREL_CUDA_TF32 === '1' ? 1 : 0;
-  addon.args.set([0, 0, g.transB ? 1 : 0, g.M, g.N, g.K, 1, g.A, g.B, g.C, g.lda, g.ldb, g.ldc, 0, 0, 0, 1, g.beta, tf32]);
-  addon.cudaGemm();
+function gemm(g: { transB: boolean; M: number; N: number; K: number; A: number; lda: number; B: number; ldb: number; C: number; ldc: number; beta: 0 | 1 }): void {
+  gemmCall({ ...g, dtype: 'float32', transA: false });
 }
 
 /** Runs body(n0, n1, tile) over tiles of W's rows decoded into one float32 scratch. */
