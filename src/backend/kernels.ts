@@ -183,7 +183,10 @@ export interface Kernels {
     dq: View, dk: View, dv: View,
   ): void;
 
-  /** y [M, N] = x [M, K] Wᵀ; x has unit stride in its last dim (rows may be strided), y contiguous */
+  /**
+   * y [M, N] = x [M, K] Wᵀ; x has unit stride in its last dim (rows may be strided), y contiguous.
+   * float32, or (halfMatmul backends) bf16/fp16 x and y with W decoded to their dtype.
+   */
   quantLinear(x: View, w: QuantWeight, y: View): void;
   /** dx [M, K] = dy [M, N] W (the input gradient of quantLinear; W gets none); dx contiguous */
   quantLinearBackward(dy: View, w: QuantWeight, dx: View): void;

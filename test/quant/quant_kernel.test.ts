@@ -93,6 +93,33 @@ function suite(device: Device, tuning: (typeof TUNINGS)[number]): void {
       }
   });
 
+  // Where the GEMM takes half operands (cuda), bf16/fp16 inputs multiply W decoded to their dtype
+  // (bitsandbytes' GPU path): y equals the float64 product of the rounded x and the rounded W,
+  // within float32 accumulation plus the one rounding of y (and, over several tiles, of dx). The
+  // GEMV of a few rows (decoding) keeps W in float32: its reference is the unrounded W.
+  if (device === 'cuda')
+    test('bf16 and fp16 inputs: products of W decoded to their dtype, forward and dx, GEMV and tiles', () => {
+      for (const dtype of ['bfloat16', 'float16'] as const)
+        for (const f of FORMATS)
+          for (const [M, N, K] of [[1, 33, 77], [7, 40, 300], [33, 97, 65]]) {
+            const q = new k.quant.QuantLinear(state(N, K, f), { backend: device });
+            k.tidy(() => {
+              const r = (t: k.Tensor): k.Tensor => t.to(dtype).to('ref').to('float64');
+              const gemv = M <= Math.min(tuning.gemvRows, 8);
+              const wr = gemv ? q.dequantize().to('ref').to('float64') : r(q.dequantize());
+              const x = data([M, K], device, 21).to(dtype);
+              const g = data([M, N], device, 22).to(dtype);
+              const [y, dx] = [q.applyWeight(x), q.applyWeightTransposed(g)];
+              assert.deepEqual([y.dtype, dx.dtype], [dtype, dtype]);
+              const tol = { atol: 1e-3, rtol: dtype === 'bfloat16' ? 8e-3 : 1e-3 };
+              const what = `${device}${tuning.label} ${dtype} ${name(f)} [${M}, ${N}, ${K}]`;
+              assertClose(y, k.matmul(r(x), wr.t()), { ...tol, what: `${what} forward` });
+              assertClose(dx, k.matmul(r(g), r(q.dequantize())), { ...tol, what: `${what} dx` });
+            });
+            q.dispose();
+          }
+    });
+
   test('non-contiguous inputs: strided rows go in directly, other layouts are made contiguous', () => {
     const N = 33;
     const K = 77;
@@ -139,7 +166,7 @@ function suite(device: Device, tuning: (typeof TUNINGS)[number]): void {
       const kernels = k.getBackend(device).kernels;
       assert.throws(() => kernels.quantLinear(z([2, 3, 32]), { ...w, blockSize: 64 }, z([6, 8])), /x \[2,3,32\] must be 2-d/);
       assert.throws(() => kernels.quantLinear(z([3, 32]), { ...w, blockSize: 64 }, z([3, 9])), /out \[3,9\] must be \[3, 8\]/);
-      assert.throws(() => kernels.quantLinearBackward(z([3, 8], 'float64'), { ...w, blockSize: 64 }, z([3, 32])), /dy must be float32, got float64/);
+      assert.throws(() => kernels.quantLinearBackward(z([3, 8], 'float64'), { ...w, blockSize: 64 }, z([3, 32])), /dy must be float32(, bfloat16 or float16)?, got float64/);
     });
     q.dispose();
   });

@@ -1,8 +1,9 @@
 // Quantized weights W [N, K] (QuantWeight in src/backend/kernels.ts; QLoRA's NF4/FP4 with optional
 // double quantization, LLM.int8's row-scaled int8), decoded as native/quant.cc decodes them
 // (code[c] * absmax in float32; q * (SCB / 127)):
-//   dequant4_f32 / dequant8_f32: flat elements [e0, e0 + count) of W into a float32 buffer (the
-//     batched path: src/backend/cuda/kernels/quant.ts multiplies the tile with cuBLASLt);
+//   dequant4_* / dequant8_*: flat elements [e0, e0 + count) of W into a float32 (or bf16/f16, for
+//     half inputs) buffer (the batched path: src/backend/cuda/kernels/quant.ts multiplies the tile
+//     with cuBLASLt);
 //   gemv4_f32 / gemv8_f32: y [M, N] = x [M, K] Wᵀ for M <= 8 (decoding), a warp per four rows of
 //     W reading their packed bytes once, a 32-bit word per lane and row, for all M rows of x.
 #include "common.cuh"
@@ -49,17 +50,24 @@ KFN Weight4 weight4(const u8* data, const float* code, const float* absmax, cons
       float noffset, i32 nshift, i32 shift
 #define KST_W4_ARGS data, code, absmax, qabsmax, ncode, nabsmax, noffset, nshift, shift
 
-KERNEL(dequant4_f32, (KST_W4_PARAMS, i64 e0, i64 count, float* out)) {
-  Weight4 w = weight4(KST_W4_ARGS);
-  KST_FOR(i, count) out[i] = w.at(e0 + i);
+// The decoded values in the GEMM's operand type: float32, or bfloat16/float16 (rounded once from
+// the float32 value, for the half-precision GEMM of half inputs).
+template <class T> KFN void dequant4_impl(const Weight4& w, i64 e0, i64 count, T* out) {
+  KST_FOR(i, count) out[i] = from_float<T>(w.at(e0 + i));
 }
-
-KERNEL(dequant8_f32, (const i8* q, const float* scb, i64 K, i64 e0, i64 count, float* out)) {
+template <class T> KFN void dequant8_impl(const i8* q, const float* scb, i64 K, i64 e0, i64 count, T* out) {
   KST_FOR(i, count) {
     i64 e = e0 + i;
-    out[i] = float(q[e]) * (scb[e / K] / 127.0f);
+    out[i] = from_float<T>(float(q[e]) * (scb[e / K] / 127.0f));
   }
 }
+
+#define KST_DEQUANT(sfx, T)                                                                                    \
+  KERNEL(dequant4_##sfx, (KST_W4_PARAMS, i64 e0, i64 count, T* out)) { dequant4_impl(weight4(KST_W4_ARGS), e0, count, out); } \
+  KERNEL(dequant8_##sfx, (const i8* q, const float* scb, i64 K, i64 e0, i64 count, T* out)) { dequant8_impl(q, scb, K, e0, count, out); }
+KST_DEQUANT(f32, float)
+KST_DEQUANT(bf16, bf16)
+KST_DEQUANT(f16, f16)
 
 // ---------------------------------------------------------------- GEMV (M <= 8)
 

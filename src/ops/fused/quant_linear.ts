@@ -2,10 +2,12 @@
 // inside the kernel (native/quant.cc), so no float copy of W outlives (or even fills) a call.
 // Equals linear(x, dequantize(W)). W is frozen, so backward gives only the input gradient:
 //   dx = dy W      (dW is never formed: QLoRA trains adapters beside the quantized weight)
+// On a backend whose GEMM takes half operands (Backend.halfMatmul) a bf16/fp16 input multiplies
+// W decoded to its dtype, as bitsandbytes does on GPUs; elsewhere half inputs compute in float32.
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { QuantWeight } from '../../backend/kernels.js';
 import { autocastDtype } from '../../tensor/autocast.js';
-import { isFloat } from '../../tensor/dtype.js';
+import { isFloat, isHalf } from '../../tensor/dtype.js';
 import { Layout, shapeStr } from '../../tensor/layout.js';
 import { tidy } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -29,6 +31,10 @@ function saveWeight(w: QuantTensors): { w: QuantTensors; handles: Tensor[] } {
   return { w: s, handles };
 }
 
+/** fn(x) in x's dtype where the backend multiplies half operands itself, else in float32 (inCompute). */
+const inGemmCompute = (x: Tensor, fn: (x: Tensor) => Tensor): Tensor =>
+  isHalf(x.dtype) && backendOf(x).halfMatmul ? fn(x) : inCompute(x, fn);
+
 /** A contiguous tensor seen as the 2-d [rows, cols] matrix the kernels take. */
 const matrix = (t: Tensor, cols: number) => withLayout(t, new Layout([t.numel / cols || 0, cols], undefined, t.layout.offset));
 
@@ -43,7 +49,7 @@ export function quantLinear(x: Tensor, w: QuantTensors): Tensor {
   // under autocast the product runs (and returns) in the autocast dtype, as linear() does
   const ac = autocastDtype();
   if (ac && isFloat(x.dtype) && x.dtype !== ac) return tidy(() => quantLinear(to(x, ac), w));
-  return inCompute(x, (xf) => {
+  return inGemmCompute(x, (xf) => {
     const k = backendOf(xf).kernels;
     const out = emptyLike(xf, [...xf.shape.slice(0, -1), w.N]);
     // a 2-d input with strided rows goes in as is; anything else is made contiguous first
@@ -65,7 +71,7 @@ export function quantLinearTransposed(g: Tensor, w: QuantTensors): Tensor {
   inputs('quantLinearTransposed', g, w.data, w.scales, w.code, w.nested?.code, w.nested?.absmax);
   if (g.ndim === 0 || g.shape[g.ndim - 1] !== w.N)
     throw new Error(`quantLinearTransposed: gradient ${shapeStr(g.shape)} must end in the weight's out_features ${w.N} (weight [${w.N}, ${w.K}])`);
-  return inCompute(g, (gf) => {
+  return inGemmCompute(g, (gf) => {
     const gc = contiguous(gf);
     const dx = emptyLike(gc, [...gc.shape.slice(0, -1), w.K]);
     backendOf(gc).kernels.quantLinearBackward(matrix(gc, w.N), w, matrix(dx, w.K));
