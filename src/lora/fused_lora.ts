@@ -156,7 +156,11 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
   const training = opts.training ?? true;
   const lead = x.shape.slice(0, -1);
   const inF = x.shape[x.ndim - 1];
-  const cd: DType = isHalf(x.dtype) ? 'float32' : x.dtype; // compute dtype
+  // compute dtype: half inputs compute in float32, except where the GEMM takes half operands itself
+  // (a GPU), which runs the products in the half dtype and writes the adapters' gradients in float32
+  const gpuHalf = isHalf(x.dtype) && backendOf(x).halfMatmul;
+  const cd: DType = isHalf(x.dtype) && !gpuHalf ? 'float32' : x.dtype;
+  const gradDtype: DType = gpuHalf ? 'float32' : cd;
   // segments: the undropped projections share x; each dropped one draws its own mask, in projection order
   const shared: Segment = { members: [], p: 0, counter: 0 };
   const segs: Segment[] = [shared];
@@ -227,14 +231,14 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
         }
         k.matmul(transpose(cast(bS[m], cd)), transpose(g), rows, false);
         const xsP = narrow(xs, 1, offsetIn(s, m), ranks[m]);
-        if (ps[m].B.requiresGrad) grads[2 + 3 * m] = cast(linearGrad(k, g, xsP), ps[m].B.dtype);
+        if (ps[m].B.requiresGrad) grads[2 + 3 * m] = cast(linearGrad(k, g, xsP, gradDtype), ps[m].B.dtype);
         const b = ps[m].base.bias;
         if (b?.requiresGrad) grads[3 + 3 * m] = cast(sumToShape(g, b.shape), b.dtype);
       }
       const gBs = svec.every((v) => v === svec[0]) ? mul(gBT, svec[0]) : mul(gBT, reshape(tensor(svec, { dtype: cd, backend: xc.backendName }), [R, 1]));
       const X = s.p > 0 ? dropped(xc, s.p, seed, s.counter) : xc;
       if (s.members.some((m) => ps[m].A.requiresGrad)) {
-        const dA = emptyLike(xc, [R, inF]);
+        const dA = emptyLike(xc, [R, inF], gradDtype);
         k.matmul(gBs, X, dA, false);
         for (const m of s.members)
           if (g2[m] && ps[m].A.requiresGrad) grads[1 + 3 * m] = cast(contiguous(narrow(dA, 0, offsetIn(s, m), ranks[m])), ps[m].A.dtype);
@@ -265,9 +269,9 @@ function stackA(s: Segment, As: readonly Tensor[], cd: DType): Tensor {
   return s.members.length === 1 ? contiguous(cast(As[s.members[0]], cd)) : cat(s.members.map((m) => cast(As[m], cd)), 0);
 }
 
-/** gᵀ xs: [out, N] x [N, r] -> [out, r] */
-function linearGrad(k: ReturnType<typeof backendOf>['kernels'], g: Tensor, xs: Tensor): Tensor {
-  const out = emptyLike(g, [g.shape[1], xs.shape[1]]);
+/** gᵀ xs: [out, N] x [N, r] -> [out, r] (in dtype: float32 from half operands where the GEMM can) */
+function linearGrad(k: ReturnType<typeof backendOf>['kernels'], g: Tensor, xs: Tensor, dtype: DType): Tensor {
+  const out = emptyLike(g, [g.shape[1], xs.shape[1]], dtype);
   k.matmul(transpose(g), xs, out, false);
   return out;
 }

@@ -1,6 +1,7 @@
 // The fused LoRA op and its shared-input groups against the composite they equal (forward and every
 // gradient, float32, odd shapes, non-contiguous x, bias, dropout with one seed both ways, autocast),
 // finite differences in float64 on the reference backend, a non-Linear frozen base, and memory.
+import { skipUnless } from '../devices.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -20,7 +21,7 @@ interface Spec {
 }
 
 /** A frozen seeded Linear with trainable seeded A and B (B non-zero, so every gradient is exercised). */
-function projection(s: Spec, seed: number, be: Backend = backend, dtype: k.DType = 'float32'): LoraProjection {
+function projection(s: Spec, seed: number, be: Backend | 'cuda' = backend, dtype: k.DType = 'float32'): LoraProjection {
   const base = new k.nn.Linear(s.inF, s.outF, { backend: be, bias: s.bias ?? false });
   if (dtype !== 'float32') base.to(dtype);
   k.nn.init.normal_(base.weight, 0.2);
@@ -198,6 +199,22 @@ test('autocast bf16: half outputs, float32 master gradients, close to the compos
   const composite = run(xLeaf, xLeaf, ps, (x) => k.autocast('bfloat16', () => ps.map((p) => loraComposite(x, p))));
   for (const p of ps) assert.equal(p.A.grad!.dtype, 'float32');
   compare(fused, composite, 3e-2, 'autocast');
+});
+
+// On the GPU under autocast the fused op multiplies in bf16 (cuBLASLt), writing the adapters'
+// gradients in float32: the same values as the cpu's float32 compute of the bf16 inputs within
+// bf16 rounding of the intermediate products (3e-2, as above).
+test('autocast bf16 on cuda: bf16 products, float32 adapter gradients, equal to the cpu within bf16 rounding', { skip: skipUnless('cuda') || skipUnless('cpu') }, () => {
+  const s: Spec = { inF: 33, outF: 7, r: 4, bias: true };
+  const results = (['cpu', 'cuda'] as const).map((be) => {
+    k.manualSeed(123); // the same base weights on both devices
+    const ps = [projection(s, 70, be), projection({ ...s, outF: 9 }, 80, be)];
+    const xLeaf = k.keep(seededTensor([7, 33], 'float32', be, 8)).requiresGrad_();
+    const r = run(xLeaf, xLeaf, ps, (x) => k.autocast('bfloat16', () => loraLinearGroup(x, ps)));
+    if (be === 'cuda') for (const p of ps) assert.equal(p.A.grad!.dtype, 'float32');
+    return r.map((t) => t.to('cpu'));
+  });
+  compare(results[1], results[0], 3e-2, 'autocast on cuda vs cpu');
 });
 
 test('forward saves only x and x Aᵀ: memory returns to its baseline after backward', () => {
