@@ -191,7 +191,7 @@ async function main(): Promise<void> {
   const rows: Record<string, unknown>[] = [];
   // a time budget for the whole run (run.sh's): later workloads are skipped, and the table still printed
   const deadline = values.seconds ? performance.now() + Number(values.seconds) * 1e3 : Infinity;
-  const left = (): number => Math.min(120_000, deadline - performance.now());
+  const left = (): number => Math.floor(Math.min(120_000, deadline - performance.now()));
   for (const w of chosen) {
     if (left() < 15_000) {
       rows.push({ workload: w.name, what: w.what, kestrel: { error: 'skipped: out of time' }, torch: { error: 'skipped' }, ratio: null, memoryRatio: null, issueFigure: w.issue, goal: w.goal });

@@ -20,7 +20,7 @@ unset KESTREL_CUDA_EMULATE
 export XDG_CACHE_HOME=${XDG_CACHE_HOME:-$PWD/.cache}
 
 echo "== doctor"
-node --import tsx src/cli/main.ts doctor 2>&1 | tee "$RESULTS/gpu-doctor.txt"
+node --import tsx -e "import('./src/cli/main.ts').then(async (m) => { process.exitCode = await m.run(['doctor']); })" 2>&1 | tee "$RESULTS/gpu-doctor.txt"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv 2>&1 | tee -a "$RESULTS/gpu-doctor.txt"
 
 echo "== kernel modules (NVRTC, one process per module, into $XDG_CACHE_HOME)"
@@ -50,7 +50,7 @@ node -e '
 ' "$RESULTS/gpu-tests.log" "$status" "$secs" "$RESULTS/gpu-tests.json"
 
 echo "== attention (bf16 tensor cores and float32 vs PyTorch SDPA)"
-timeout "${GPU_ATTENTION_SECONDS:-60}" node --import tsx bench/gpu/attention.ts 2> "$RESULTS/gpu-attention.log"
+[ "${GPU_ATTENTION_SECONDS:-60}" = 0 ] || timeout "${GPU_ATTENTION_SECONDS:-60}" node --import tsx bench/gpu/attention.ts 2> "$RESULTS/gpu-attention.log"
 
 echo "== device time per kernel (one training step, 16 decode tokens; KESTREL_CUDA_PROFILE)"
 timeout "${GPU_PROFILE_SECONDS:-70}" node --import tsx bench/gpu/bench.ts --profile --seconds 60 --only smol-train,llama1b-decode 2> "$RESULTS/gpu-profile.log"

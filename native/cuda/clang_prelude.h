@@ -38,6 +38,7 @@ __device__ unsigned __float_as_uint(float);
 __device__ double __longlong_as_double(long long);
 __device__ long long __double_as_longlong(double);
 __device__ unsigned __umulhi(unsigned, unsigned);
+__device__ double __dmul_rn(double, double);
 __device__ float __expf(float);
 __device__ float __logf(float);
 __device__ float __fdividef(float, float);

@@ -71,12 +71,16 @@ function run(device: Device, dtype: Half, c: Case, upcast: boolean, outDType?: k
 
 const PART = (i: number): string => (i === 0 ? 'forward' : `grad ${i - 1}`);
 
+// Half results may differ by one ulp on a GPU: NVRTC fuses a multiply and an add (FMA) where the
+// shape of the code allows, and the half kernel and the float32 one are different code (seen on an
+// H200: one fp16 rmsNorm weight gradient of 0x45 against 0x46). Elsewhere they are bit-identical.
 function assertBits(got: Result[], want: Result[], what: string): void {
   got.forEach((g, i) => {
     const w = want[i];
     assert.equal(g.dtype, w.dtype, `${what} ${PART(i)}: dtype`);
     assert.equal(g.bits.length, w.bits.length, `${what} ${PART(i)}: length`);
-    const bad = g.bits.findIndex((b, j) => b !== w.bits[j]);
+    const half = g.dtype === 'bfloat16' || g.dtype === 'float16';
+    const bad = g.bits.findIndex((b, j) => b !== w.bits[j] && !(half && Math.abs(ordinal(b) - ordinal(w.bits[j])) <= 1));
     if (bad >= 0) assert.fail(`${what} ${PART(i)}: [${bad}] bits 0x${g.bits[bad].toString(16)} != 0x${w.bits[bad].toString(16)}`);
   });
 }

@@ -44,6 +44,7 @@ KFN u32 float_to_bits(float f) { u32 u; std::memcpy(&u, &f, 4); return u; }
 KFN double bits_to_double(u64 u) { double f; std::memcpy(&f, &u, 8); return f; }
 KFN u64 double_to_bits(double f) { u64 u; std::memcpy(&u, &f, 8); return u; }
 KFN u32 mulhi(u32 a, u32 b) { return u32((u64(a) * b) >> 32); }
+KFN double mul_rn(double a, double b) { return a * b; }
 #else
 KFN void sync() { __syncthreads(); }
 template <class T> KFN T shfl_xor(T v, int mask) { return __shfl_xor_sync(0xffffffffu, v, mask); }
@@ -59,6 +60,8 @@ KFN u32 float_to_bits(float f) { return __float_as_uint(f); }
 KFN double bits_to_double(u64 u) { return __longlong_as_double((long long)u); }
 KFN u64 double_to_bits(double f) { return (u64)__double_as_longlong(f); }
 KFN u32 mulhi(u32 a, u32 b) { return __umulhi(a, b); }
+// a product the compiler may not fuse into a following add (results equal to the CPU's)
+KFN double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 #endif
 
 // ---------------------------------------------------------------- 16-bit floats (native/runtime.cc's rounding)

@@ -9,7 +9,7 @@ template <class T> KFN void fill_impl(T* out, const Strided& s, i64 n, double va
 }
 
 template <class T> KFN void arange_impl(T* out, i64 n, double start, double step) {
-  KST_FOR(i, n) out[i] = from_double<T>(start + double(i) * step);
+  KST_FOR(i, n) out[i] = from_double<T>(start + mul_rn(double(i), step));  // no fused multiply-add: as the CPU
 }
 
 // uniform: word i%4 of block counter + i/4; normal: words 2(i%2), 2(i%2)+1 of block counter + i/2,
