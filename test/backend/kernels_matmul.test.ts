@@ -53,6 +53,27 @@ for (const device of ALL_DEVICES)
       for (const [M, N, K] of [[7, 33, 257], [257, 1, 33], [1, 7, 7], [33, 257, 1]])
         for (const ta of [false, true]) for (const tb of [false, true]) check(device, M, N, K, ta, tb);
     });
+    // x of a few rows times a Linear's weight read transposed: cuda's GEMV kernel (gemv.cu) for
+    // M <= 4, with 16-byte loads when x, W and their rows are aligned and scalar loads otherwise
+    test('few rows times a transposed weight (decoding shapes): aligned, unaligned, accumulating', () => {
+      const dtypes: k.DType[] = device === 'cuda' ? ['float32', 'bfloat16', 'float16'] : ['float32'];
+      for (const dtype of dtypes)
+        for (const M of [1, 2, 3, 4])
+          for (const K of [1, 7, 8, 64, 264, 1000])
+            for (const N of [1, 33, 257]) check(device, M, N, K, false, true, dtype);
+      k.tidy(() => {
+        // unaligned: x starts one element into its storage, W's rows are 9 elements apart
+        const xs = operand(device, [], 3, 65, false, 31);
+        const ws = operand(device, [], 40, 9 * 8, false, 32);
+        const x = xs.dev.narrow(1, 1, 64);
+        const w = ws.dev.narrow(1, 0, 64).t(); // [64, 40] read transposed, row stride 72
+        const got = gemm(device, x, w, k.empty([3, 40], 'float32', { backend: device }));
+        assertClose(got, k.matmul(xs.ref.narrow(1, 1, 64), ws.ref.narrow(1, 0, 64).t()), { atol: 1e-4, rtol: 1e-5, what: 'unaligned gemv' });
+        const acc = gemm(device, x, w, got.clone(), true);
+        assertClose(acc, k.mul(k.matmul(xs.ref.narrow(1, 1, 64), ws.ref.narrow(1, 0, 64).t()), 2), { atol: 2e-4, rtol: 1e-5, what: 'accumulating gemv' });
+      });
+    });
+
     test('batches: broadcast (stride 0), gaps, and batch dims that do not collapse', () => {
       k.tidy(() => {
         const A = operand(device, [2, 3], 7, 5, false, 3);
@@ -88,10 +109,11 @@ for (const device of ALL_DEVICES)
       });
       test('half operands into a float32 out, also accumulating (never rounded to half)', () => {
         for (const dtype of ['bfloat16', 'float16'] as const)
+          for (const M of [33, 2]) // 2 rows: the GEMV kernel's half -> float32 variant
           k.tidy(() => {
-            const A = operand(device, [], 33, 257, false, 11, dtype);
+            const A = operand(device, [], M, 257, false, 11, dtype);
             const B = operand(device, [], 257, 7, true, 12, dtype);
-            const C = operand(device, [], 33, 7, false, 13);
+            const C = operand(device, [], M, 7, false, 13);
             const got = gemm(device, A.dev, B.dev, C.dev.contiguous(), true);
             assert.equal(got.dtype, 'float32');
             // float32 accumulation of exactly representable products: float32 tolerances

@@ -64,6 +64,27 @@ KFN u32 mulhi(u32 a, u32 b) { return __umulhi(a, b); }
 KFN double mul_rn(double a, double b) { return __dmul_rn(a, b); }
 #endif
 
+// ---------------------------------------------------------------- 16-byte loads
+
+// Four 32-bit words read from global memory in one 128-bit load (p 16-byte aligned), through the
+// read-only path: for streaming weights that no kernel writes while it runs.
+struct alignas(16) Vec16 {
+  u32 w[4];
+};
+#ifdef KESTREL_EMU
+KFN Vec16 load16(const void* p) {
+  Vec16 v;
+  std::memcpy(&v, p, 16);
+  return v;
+}
+#else
+KFN Vec16 load16(const void* p) {
+  Vec16 v;
+  asm volatile("ld.global.nc.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.w[0]), "=r"(v.w[1]), "=r"(v.w[2]), "=r"(v.w[3]) : "l"(p));
+  return v;
+}
+#endif
+
 // ---------------------------------------------------------------- 16-bit floats (native/runtime.cc's rounding)
 
 KFN float bf16_to_f32(u16 h) { return bits_to_float(u32(h) << 16); }

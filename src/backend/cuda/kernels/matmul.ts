@@ -2,13 +2,15 @@
 // their last two dims are row-major or transposed (other layouts are copied first), batch dims
 // collapsed to one strided batch with a loop over any outer dims that do not collapse. float32
 // accumulates in float32 with TF32 off unless KESTREL_CUDA_TF32=1; bfloat16/float16 operands
-// accumulate in float32 and may write a float32 out (never rounded to half).
+// accumulate in float32 and may write a float32 out (never rounded to half). A product of a few
+// rows with a Linear's weight (decoding) takes a GEMV kernel that streams W once (gemv.cu).
 import { type DType, dtypeBytes } from '../../../tensor/dtype.js';
 import { Layout, shapeStr } from '../../../tensor/layout.js';
 import type { Kernels, View } from '../../kernels.js';
 import { DTYPE_CODE } from '../../cpu/native.js';
 import { cudaContext } from '../context.js';
-import { collapse, devicePointer } from '../launch.js';
+import { collapse, devicePointer, launch, newParams } from '../launch.js';
+import { cudaKernel } from '../modules.js';
 import { timed } from '../profile.js';
 import { scratchStorage } from '../storage.js';
 import { copyKernels } from './copy.js';
@@ -36,6 +38,25 @@ export interface GemmCall {
   strideB?: number;
   strideC?: number;
   beta: 0 | 1;
+}
+
+/** Rows of x up to which y = x Wᵀ takes the GEMV kernel (native/cuda/kernels/gemv.cu) instead of cuBLASLt. */
+export const GEMV_MAX_ROWS = 4;
+
+/** x [M, K] row-major times W stored row-major [N, K] (a Linear's weight, read transposed), few rows. */
+function gemvFits(M: number, a: Operand, b: Operand, dtype: DType): boolean {
+  return process.env.KESTREL_CUDA_GEMV !== '0' && M <= GEMV_MAX_ROWS && !a.trans && b.trans && dtype !== 'float64';
+}
+
+const GEMV_SUFFIX: Partial<Record<DType, string>> = { float32: 'f32', bfloat16: 'bf16', float16: 'f16' };
+
+/** y [M, N] (+)= x [M, K] Wᵀ, W stored [N, K]: a warp per row of W, 16-byte loads when everything is aligned. */
+function gemv(g: { dtype: DType; outDtype: DType; M: number; N: number; K: number; x: number; ldx: number; w: number; ldw: number; y: number; accumulate: boolean }): void {
+  const es = dtypeBytes(g.dtype);
+  const vec = [g.x, g.w].every((p) => p % 16 === 0) && [g.ldx, g.ldw].every((ld) => (ld * es) % 16 === 0) && (g.K * es) % 16 === 0 ? 1 : 0;
+  const sfx = `${GEMV_SUFFIX[g.dtype]}${g.outDtype !== g.dtype ? '_f32' : ''}`;
+  const p = newParams().ptr(g.x).i64(g.ldx).i32(g.M).ptr(g.w).i64(g.ldw).i64(g.N).i64(g.K).ptr(g.y).i64(g.N).i32(g.accumulate ? 1 : 0).i32(vec);
+  launch(cudaKernel('gemv', `gemv_${sfx}`), p, { grid: Math.max(1, Math.min(Math.ceil(g.N / 8), cudaContext().device.smCount * 32)), block: 256 });
 }
 
 /** Queues one GEMM (the only place that packs cudaGemm's arguments). */
@@ -106,6 +127,10 @@ export const matmulKernels: Pick<Kernels, 'matmul'> = {
       const count = outer.reduce((p, x) => p * x, 1);
       const bytes = [dtypeBytes(a.dtype), dtypeBytes(a.dtype), dtypeBytes(out.dtype)];
       const base = [devicePointer(A.view, 'a'), devicePointer(B.view, 'b'), devicePointer(out, 'out')];
+      if (count === 1 && inner === 1 && gemvFits(M, A.op, B.op, a.dtype)) {
+        gemv({ dtype: a.dtype, outDtype: out.dtype, M, N, K, x: base[0], ldx: A.op.ld, w: base[1], ldw: B.op.ld, y: base[2], accumulate });
+        return;
+      }
       for (let i = 0; i < count; i++) {
         const off = [0, 0, 0];
         for (let d = outer.length - 1, rem = i; d >= 0; d--) {
