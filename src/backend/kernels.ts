@@ -191,8 +191,20 @@ export interface Kernels {
   /** dx [M, K] = dy [M, N] W (the input gradient of quantLinear; W gets none); dx contiguous */
   quantLinearBackward(dy: View, w: QuantWeight, dx: View): void;
 
-  /** fused AdamW update of param, exp_avg and exp_avg_sq in place (all contiguous float32, one shape) */
-  adamw(param: View, grad: View, expAvg: View, expAvgSq: View, step: AdamWStep): void;
+  /**
+   * fused AdamW update of every param, exp_avg and exp_avg_sq in place (each set contiguous float32
+   * of one shape): one step of a parameter group, which a backend may run as one launch (cuda's
+   * multi-tensor kernel) or one call per tensor
+   */
+  adamw(tensors: readonly AdamWTensors[], step: AdamWStep): void;
+}
+
+/** One parameter's tensors for the AdamW kernel. */
+export interface AdamWTensors {
+  param: View;
+  grad: View;
+  expAvg: View;
+  expAvgSq: View;
 }
 
 /** One AdamW step's hyper-parameters; bc1/bc2 are the bias corrections 1 - beta^t. */

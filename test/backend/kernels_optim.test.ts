@@ -1,7 +1,9 @@
 // The fused AdamW kernel of every native device (cpu: native/optim.cc; cuda: native/cuda/kernels/
 // optim.cu) against the float64 reference kernel over three steps, on sizes that break vector
 // tails and grid strides (1, 7, 33, 257, 100003), with and without weight decay, including a
-// view at an element offset (a slice of a flat parameter arena); and the argument checks.
+// view at an element offset (a slice of a flat parameter arena); a group of tensors of every size
+// in one call (cuda's multi-tensor launch, chunks of 65536) equal to one call per tensor, bit for
+// bit; and the argument checks.
 // Tolerance: rtol 1e-5 / atol 1e-6: float32 rounding of a few operations on values of size ~1
 // (an ulp is 1.2e-7), which a parameter that steps towards 0 keeps as absolute error.
 import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
@@ -22,8 +24,8 @@ function adamwSteps(d: Device, n: number, weightDecay: number, view: boolean): v
   const [g, w] = [pick(got), pick(want)];
   for (let t = 1; t <= 3; t++) {
     const s = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay, bc1: 1 - 0.9 ** t, bc2: 1 - 0.999 ** t };
-    k.getBackend(d).kernels.adamw(g[0], g[1], g[2], g[3], s);
-    k.getBackend('ref').kernels.adamw(w[0], w[1], w[2], w[3], s);
+    k.getBackend(d).kernels.adamw([{ param: g[0], grad: g[1], expAvg: g[2], expAvgSq: g[3] }], s);
+    k.getBackend('ref').kernels.adamw([{ param: w[0], grad: w[1], expAvg: w[2], expAvgSq: w[3] }], s);
   }
   ['param', 'grad', 'exp_avg', 'exp_avg_sq'].forEach((what, i) =>
     assertClose(got[i], want[i], { atol: 1e-6, rtol: 1e-5, what: `${d} adamw n=${n} wd=${weightDecay}${view ? ' (view)' : ''} ${what}` }));
@@ -37,12 +39,24 @@ for (const device of ALL_DEVICES)
       adamwSteps(device, 257, 0.1, true);
     });
 
+    test('a group in one call equals one call per tensor, bit for bit (sizes 0 to 150000, a view)', () => {
+      const sizes = [1, 0, 7, 65536, 65537, 150000, 33];
+      const s = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, bc1: 0.1, bc2: 0.001 };
+      const [a, b] = [0, 1].map(() => sizes.map((n, i) => state(device, 'float32', n + 2, 40 + i).map((t) => k.narrow(t, 0, 2, n))));
+      const entry = (ts: k.Tensor[]) => ({ param: ts[0], grad: ts[1], expAvg: ts[2], expAvgSq: ts[3] });
+      const kern = k.getBackend(device).kernels;
+      kern.adamw(a.map(entry), s);
+      for (const ts of b) kern.adamw([entry(ts)], s);
+      a.forEach((ts, i) => ts.forEach((t, j) => assert.deepEqual(t.toTypedArray(), b[i][j].toTypedArray(), `${device} size ${sizes[i]} tensor ${j}`)));
+    });
+
     test('bad arguments throw an Error naming the kernel and operand', () => {
       const kern = k.getBackend(device).kernels;
       const f32 = (n: number) => k.zeros([n], { backend: device });
       const s = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, bc1: 0.1, bc2: 0.001 };
-      assert.throws(() => kern.adamw(f32(4), f32(5), f32(4), f32(4), s), /adamw: grad must be a contiguous float32 tensor of 4 elements/);
-      assert.throws(() => kern.adamw(f32(4), f32(4), k.zeros([4], { backend: device, dtype: 'float64' }), f32(4), s), /adamw: exp_avg must be/);
-      assert.throws(() => kern.adamw(f32(4), f32(4), f32(4), k.transpose(k.zeros([2, 2], { backend: device }), 0, 1), s), /adamw: exp_avg_sq must be/);
+      const one = (p: k.Tensor, g: k.Tensor, m: k.Tensor, v: k.Tensor) => [{ param: p, grad: g, expAvg: m, expAvgSq: v }];
+      assert.throws(() => kern.adamw(one(f32(4), f32(5), f32(4), f32(4)), s), /adamw: grad must be a contiguous float32 tensor of 4 elements/);
+      assert.throws(() => kern.adamw(one(f32(4), f32(4), k.zeros([4], { backend: device, dtype: 'float64' }), f32(4)), s), /adamw: exp_avg must be/);
+      assert.throws(() => kern.adamw(one(f32(4), f32(4), f32(4), k.transpose(k.zeros([2, 2], { backend: device }), 0, 1)), s), /adamw: exp_avg_sq must be/);
     });
   });

@@ -1,8 +1,12 @@
 // Reference optimizer step, the formula written out (PyTorch's AdamW, decoupled weight decay).
-import type { Kernels } from '../kernels.js';
+import type { AdamWStep, Kernels, View } from '../kernels.js';
 import { load, store } from './storage.js';
 
-export const adamw: Kernels['adamw'] = (param, grad, expAvg, expAvgSq, s) => {
+export const adamw: Kernels['adamw'] = (tensors, s) => {
+  for (const { param, grad, expAvg, expAvgSq } of tensors) adamwOne(param, grad, expAvg, expAvgSq, s);
+};
+
+function adamwOne(param: View, grad: View, expAvg: View, expAvgSq: View, s: AdamWStep): void {
   const [p, g, m, v] = [load(param), load(grad), load(expAvg), load(expAvgSq)];
   for (let i = 0; i < p.length; i++) {
     p[i] *= 1 - s.lr * s.weightDecay;
@@ -13,4 +17,4 @@ export const adamw: Kernels['adamw'] = (param, grad, expAvg, expAvgSq, s) => {
   store(param, p);
   store(expAvg, m);
   store(expAvgSq, v);
-};
+}
