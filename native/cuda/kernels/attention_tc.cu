@@ -79,8 +79,10 @@ template <class T, class C> KFN void forward_tc(const TcProblem& X, u16* out, fl
   KST_DYNAMIC_SMEM(u16, sq);
   u16* const skv = sq + C::BQ * C::LD;  // buffer u: k at skv + 2u BK LD, v after it
   const int w = threadIdx.x >> 5, g = lane() >> 2, t = lane() & 3;
-  const i64 b = blockIdx.z, h = blockIdx.y, hk = h / P.rep;
-  const i64 i0 = i64(gridDim.x - 1 - blockIdx.x) * C::BQ;  // the last tiles see the most keys: start them first
+  // grid (H, B, query tiles): blocks start in the order of their index, x fastest, so the last query
+  // tiles (under a causal mask the ones that see the most keys) of every head start first
+  const i64 b = blockIdx.y, h = blockIdx.x, hk = h / P.rep;
+  const i64 i0 = i64(gridDim.z - 1 - blockIdx.z) * C::BQ;
   const i64 nq = min64(P.Tq - i0, C::BQ), wi = i0 + C::WR * w;
   const u16* kb = X.k + (b * P.Hkv + hk) * P.Tk * P.hd;
   const u16* vb = X.v + (b * P.Hkv + hk) * P.Tk * P.hdv;

@@ -140,8 +140,8 @@ template <class T, class C> KFN void dq_atomic(const Problem& P, const u16* sds,
   }
 }
 
-// dk, dv of key tile blockIdx.x of kv head g = blockIdx.y / split over the query heads of share
-// blockIdx.y % split of its group; written as [B, Hkv split, Tk, hd(v)], float32 when f32 (the
+// dk, dv of key tile blockIdx.z of kv head g = blockIdx.x / split over the query heads of share
+// blockIdx.x % split of its group (batch blockIdx.y); written as [B, Hkv split, Tk, hd(v)], float32 when f32 (the
 // per-share partials that sum_heads adds), else in the input type. dq_acc: null, or the float32 dq
 // sums (zeroed) that phase 3 adds into.
 template <class T, class C>
@@ -152,8 +152,10 @@ KFN void dkdv_tc(const TcProblem& X, const u16* dout, const float* stats2, i32 s
   u16* const sqd = sv + C::BK * C::LD;  // buffer u: q at sqd + 2u BQ LD, dout after it
   u16 *spt = sqd + 2 * C::NB * C::BQ * C::LD, *sds = spt + C::BK * C::LP;
   const int w = threadIdx.x >> 5, kw = w % C::KW, qw = w / C::KW, g = lane() >> 2, t = lane() & 3;
-  const i64 b = blockIdx.z, gs = blockIdx.y, hk = gs / split, per = P.rep / split, h0 = hk * P.rep + (gs % split) * per;
-  const i64 j0 = i64(blockIdx.x) * C::BK, nk = min64(P.Tk - j0, C::BK), wj = j0 + 16 * kw;
+  // grid (Hkv split, B, key tiles): the first key tiles (under a causal mask the ones the most queries
+  // see) of every head start first
+  const i64 b = blockIdx.y, gs = blockIdx.x, hk = gs / split, per = P.rep / split, h0 = hk * P.rep + (gs % split) * per;
+  const i64 j0 = i64(blockIdx.z) * C::BK, nk = min64(P.Tk - j0, C::BK), wj = j0 + 16 * kw;
   load_tile16<C::BK, C::HD, C::LD>(sk, X.k + ((b * P.Hkv + hk) * P.Tk + j0) * P.hd, nk, P.hd);
   load_tile16<C::BK, C::HD, C::LD>(sv, X.v + ((b * P.Hkv + hk) * P.Tk + j0) * P.hdv, nk, P.hdv);
   float ak[1][C::NC / 8][4], av[1][C::NC / 8][4];
@@ -307,15 +309,15 @@ KFN void dq_tile(const TcProblem& X, const u16* sq, const u16* sdo, const u16* s
   }
 }
 
-// dq of query tile blockIdx.x (from the end) of head (b = blockIdx.z, h = blockIdx.y).
+// dq of query tile blockIdx.z (from the end, as the forward's) of head (b = blockIdx.y, h = blockIdx.x).
 template <class T, class C> KFN void dq_tc(const TcProblem& X, const u16* dout, const float* stats2, u16* dq) {
   const Problem& P = X.p;
   KST_DYNAMIC_SMEM(float, stats);
   u16 *sq = reinterpret_cast<u16*>(stats + 2 * C::BQ), *sdo = sq + C::BQ * C::LD;
   u16* const skv = sdo + C::BQ * C::LD;  // buffer u: k at skv + 2u BK LD, v after it
   const int w = threadIdx.x >> 5, g = lane() >> 2, t = lane() & 3;
-  const i64 b = blockIdx.z, h = blockIdx.y, hk = h / P.rep;
-  const i64 i0 = i64(gridDim.x - 1 - blockIdx.x) * C::BQ, nq = min64(P.Tq - i0, C::BQ), wi = i0 + 16 * w;
+  const i64 b = blockIdx.y, h = blockIdx.x, hk = h / P.rep;
+  const i64 i0 = i64(gridDim.z - 1 - blockIdx.z) * C::BQ, nq = min64(P.Tq - i0, C::BQ), wi = i0 + 16 * w;
   const i64 row0 = (b * P.H + h) * P.Tq + i0;
   const i64 jstart = P.jlo(i0), jend = P.jhi(i0 + nq - 1);
   const i64 wlo = wi < P.Tq ? P.jlo(wi) : 0, whi = wi < P.Tq ? P.jhi(min64(wi + 16, P.Tq) - 1) : 0;

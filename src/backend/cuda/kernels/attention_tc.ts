@@ -54,6 +54,11 @@ const headDim = (p: AttnProblem): HeadDim => HEAD_DIMS.find((d) => d >= Math.max
 const typeName = (p: AttnProblem): string => (p.dtype === 'bfloat16' ? 'bf16' : 'f16');
 /** Whether the problem needs the _full kernels (a mask, soft-capping or dropout). */
 const isFull = (mask: View | null, o: AttentionOpts): boolean => mask !== null || o.softcap > 0 || o.dropout > 0;
+/**
+ * The forward's kernel: the _full one also for at most 64 queries (decoding, short prefills), whose
+ * single m-tiles per warp give all 4 warps rows to work on.
+ */
+const fullForward = (p: AttnProblem, mask: View | null, o: AttentionOpts): boolean => isFull(mask, o) || p.Tq <= 64;
 const tilesOf = (p: AttnProblem, full: boolean): Tiles => TILES[full ? 'full' : 'fast'][headDim(p)];
 /** The suffix of the kernels' names: _d<head-dim bound>, then _full where it applies. */
 const kernelSuffix = (p: AttnProblem, full: boolean): string => `${typeName(p)}_d${headDim(p)}${full ? '_full' : ''}`;
@@ -61,13 +66,19 @@ const kernelSuffix = (p: AttnProblem, full: boolean): string => `${typeName(p)}_
 /** dq through float32 atomics in the dk/dv pass (the default; its last bits vary run to run) or a separate deterministic pass. */
 export const deterministicAttention = (): boolean => process.env.KESTREL_DETERMINISTIC === '1';
 
-/** Whether the tensor-core kernels take this problem: 16-bit, head dims multiples of 8, 16-byte aligned tensors, sm_80+, shared memory to fit. */
+/**
+ * Whether the tensor-core kernels take this problem: 16-bit, head dims multiples of 8, 16-byte aligned
+ * tensors, sm_80+, shared memory to fit, and sequences of at most 65535 tiles (the grids' z: heads
+ * and batch are x and y, so that the heavy tiles of every head start first).
+ */
 export function tcSupports(p: AttnProblem, views: View[], mask: View | null, opts: AttentionOpts, backward: boolean): boolean {
   const ctx = cudaContext();
   if (p.dtype === 'float32' || ctx.device.ccMajor < 8 || p.hd % 8 !== 0 || p.hdv % 8 !== 0) return false;
+  if (Math.ceil(p.Tq / 64) > MAX_GRID_YZ || Math.ceil(p.Tk / 16) > MAX_GRID_YZ) return false;
   const d = headDim(p);
-  const t = tilesOf(p, isFull(mask, opts));
-  const smem = backward ? Math.max(smemDkdv(d, t), deterministicAttention() ? smemDq(d, t) : 0) : smemForward(d, t);
+  const smem = backward
+    ? Math.max(smemDkdv(d, tilesOf(p, isFull(mask, opts))), deterministicAttention() ? smemDq(d, tilesOf(p, isFull(mask, opts))) : 0)
+    : smemForward(d, tilesOf(p, fullForward(p, mask, opts)));
   if (smem > ctx.device.smemOptin) return false;
   return views.every((v) => v.layout.numel === 0 || devicePointer(v) % 16 === 0);
 }
@@ -84,11 +95,11 @@ function launchSmem(fn: CudaFunction, p: Params, grid: [number, number, number],
 }
 
 export function tcForward(p: AttnProblem, q: View, k: View, v: View, mask: View | null, opts: AttentionOpts, out: View, lse: View): void {
-  const full = isFull(mask, opts);
+  const full = fullForward(p, mask, opts);
   const t = tilesOf(p, full);
   const fn = cudaKernel('attention_tc', `attention_tc_forward_${kernelSuffix(p, full)}`);
   const params = problemParams(p, q, k, v, mask, opts).view_(out, 'out').view_(lse, 'lse');
-  launchSmem(fn, params, [Math.ceil(p.Tq / (64 * t.fwd.mt)), p.H, p.B], smemForward(headDim(p), t));
+  launchSmem(fn, params, [p.H, p.B, Math.ceil(p.Tq / (64 * t.fwd.mt))], smemForward(headDim(p), t));
 }
 
 export function tcBackward(
@@ -103,6 +114,7 @@ export function tcBackward(
   const addon = cudaContext().addon;
   const rows = p.B * p.H * p.Tq;
   const nkt = Math.ceil(p.Tk / (16 * tiles.kv.kw));
+  const nqt = Math.ceil(p.Tq / DQ_BQ);
   const split = headSplit(p, p.B * p.Hkv * nkt);
   if (p.Hkv * split > MAX_GRID_YZ) fail(kernel, `at most ${MAX_GRID_YZ} kv heads: ${dims(p)}`);
   const deterministic = deterministicAttention();
@@ -120,7 +132,7 @@ export function tcBackward(
     if (part) kv.ptr(part[0].ptr).ptr(part[1].ptr);
     else kv.view_(dk, 'dk').view_(dv, 'dv');
     kv.ptr(dqAcc ? dqAcc.ptr : 0);
-    launchSmem(cudaKernel(mod, `attention_tc_backward_dkdv_${suffix}`), kv, [nkt, p.Hkv * split, p.B], smemDkdv(d, tiles));
+    launchSmem(cudaKernel(mod, `attention_tc_backward_dkdv_${suffix}`), kv, [p.Hkv * split, p.B, nkt], smemDkdv(d, tiles));
     if (part) {
       const sum = cudaKernel(mod, `attention_tc_backward_sum_heads_${t}`);
       for (const [buf, dst, w] of [[part[0], dk, p.hd], [part[1], dv, p.hdv]] as const) {
@@ -135,7 +147,7 @@ export function tcBackward(
       launch(cudaKernel(mod, `attention_tc_backward_dq_convert_${t}`), cv, { grid: gridFor(n), block: 256 });
     } else {
       const dqp = problemParams(p, q, k, v, mask, opts).view_(dout, 'dout').ptr(stats.ptr).view_(dq, 'dq');
-      launchSmem(cudaKernel(mod, `attention_tc_backward_dq_${suffix}`), dqp, [Math.ceil(p.Tq / DQ_BQ), p.H, p.B], smemDq(d, tiles));
+      launchSmem(cudaKernel(mod, `attention_tc_backward_dq_${suffix}`), dqp, [p.H, p.B, nqt], smemDq(d, tiles));
     }
   } finally {
     stats.release();
