@@ -1,8 +1,8 @@
-// Flash attention on tensor cores for bfloat16 / float16 q, k, v (native/cuda/kernels/attention_tc.cu
-// and attention_tc_backward.cu; mma.m16n8k16, so compute capability 8.0 or newer): out, dq, dk, dv in
-// the input type, lse float32. Takes head dims that are multiples of 8 (rows move in 16-byte
-// pieces) on 16-byte aligned tensors; attention.ts sends anything else through float32 copies.
-// dq is summed with float32 atomics inside the dk/dv pass unless KESTREL_DETERMINISTIC=1.
+// Flash attention on tensor cores for bfloat16 / float16 q, k, v (native/cuda/kernels/attention_tc.cu,
+// attention_tc_backward.cu, attention_tc_dq.cu; mma.m16n8k16, so compute capability 8.0 or newer):
+// out, dq, dk, dv in the input type, lse float32. Takes head dims that are multiples of 8 (rows move
+// in 16-byte pieces) on 16-byte aligned tensors; attention.ts sends anything else through float32
+// copies. dq is summed with float32 atomics inside the dk/dv pass unless KESTREL_DETERMINISTIC=1.
 import type { AttentionOpts, View } from '../../kernels.js';
 import { cudaContext } from '../context.js';
 import { type CudaFunction, cudaKernel } from '../modules.js';
@@ -147,7 +147,7 @@ export function tcBackward(
       launch(cudaKernel(mod, `attention_tc_backward_dq_convert_${t}`), cv, { grid: gridFor(n), block: 256 });
     } else {
       const dqp = problemParams(p, q, k, v, mask, opts).view_(dout, 'dout').ptr(stats.ptr).view_(dq, 'dq');
-      launchSmem(cudaKernel(mod, `attention_tc_backward_dq_${suffix}`), dqp, [p.H, p.B, nqt], smemDq(d, tiles));
+      launchSmem(cudaKernel('attention_tc_dq', `attention_tc_backward_dq_${suffix}`), dqp, [p.H, p.B, nqt], smemDq(d, tiles));
     }
   } finally {
     stats.release();
