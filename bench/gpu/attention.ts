@@ -3,7 +3,8 @@
 // bf16 SDPA (FlashAttention-2) on the same shapes in the same run. The bf16 path is first checked
 // against the float32 one at a small size. TFLOP/s count the useful FLOPs (4 T² hd B H for the
 // forward, 2.5x that for the backward, halved by causality), as FlashAttention's benchmarks do.
-// Prints a table; writes bench/results/gpu-attention.json.
+// bf16 runs twice: dq by float32 atomics (the default) and by the deterministic pass
+// (KESTREL_DETERMINISTIC=1). Prints a table; writes bench/results/gpu-attention.json (not with --smoke).
 // Run: node --import tsx bench/gpu/attention.ts [--runs 10] [--no-peer]
 //      --smoke: toy sizes, to check the script (KESTREL_CUDA_EMULATE=1 ... --smoke --no-peer)
 import { spawnSync } from 'node:child_process';
@@ -39,6 +40,18 @@ function time(f: () => void): number {
     ms.push(performance.now() - t0);
   }
   return median(ms);
+}
+
+/** f with KESTREL_DETERMINISTIC=1 (the kernels read it per call). */
+function deterministic<T>(f: () => T): T {
+  const old = process.env.KESTREL_DETERMINISTIC;
+  process.env.KESTREL_DETERMINISTIC = '1';
+  try {
+    return f();
+  } finally {
+    if (old === undefined) delete process.env.KESTREL_DETERMINISTIC;
+    else process.env.KESTREL_DETERMINISTIC = old;
+  }
 }
 
 function measure(s: Shape, dtype: k.DType): { fwdMs: number; fwdBwdMs: number } {
@@ -100,15 +113,15 @@ function peer(s: Shape): { fwdMs: number; fwdBwdMs: number } | string {
 
 const err = validate();
 if (!(err < 0.05)) throw new Error(`bf16 attention differs from float32 by ${err} (relative): not timing it`);
-console.log('| shape | Kestrel bf16 | Kestrel float32 | PyTorch bf16 SDPA |  (forward ms (TFLOP/s) / forward + backward ms (TFLOP/s))');
+console.log('| shape | Kestrel bf16 | Kestrel bf16 deterministic | Kestrel float32 | PyTorch bf16 SDPA |  (forward ms (TFLOP/s) / forward + backward ms (TFLOP/s))');
 const rows = SHAPES.map((s) => {
   const flop = 4 * s.T * s.T * s.hd * s.B * s.H * 0.5; // forward, causal
   const tf = (ms: number, f: number): number => (f * flop) / (ms * 1e-3) / 1e12;
-  const res = { bf16: measure(s, 'bfloat16'), float32: measure(s, 'float32'), torch: peer(s) };
+  const res = { bf16: measure(s, 'bfloat16'), bf16Deterministic: deterministic(() => measure(s, 'bfloat16')), float32: measure(s, 'float32'), torch: peer(s) };
   const cell = (x: { fwdMs: number; fwdBwdMs: number } | string): string =>
     typeof x === 'string' ? x : `${x.fwdMs.toFixed(2)} ms (${tf(x.fwdMs, 1).toFixed(1)}) / ${x.fwdBwdMs.toFixed(2)} ms (${tf(x.fwdBwdMs, 3.5).toFixed(1)})`;
-  console.log(`| ${s.name} | ${cell(res.bf16)} | ${cell(res.float32)} | ${cell(res.torch)} |`);
+  console.log(`| ${s.name} | ${cell(res.bf16)} | ${cell(res.bf16Deterministic)} | ${cell(res.float32)} | ${cell(res.torch)} |`);
   return { shape: s, ...res };
 });
 console.log(`validated: bf16 vs float32 max relative difference ${err.toExponential(2)}`);
-console.log(`wrote ${writeResult('gpu-attention', { validation: err, runs: RUNS, rows })}`);
+if (!SMOKE) console.log(`wrote ${writeResult('gpu-attention', { validation: err, runs: RUNS, rows })}`);

@@ -4,7 +4,10 @@
 // through the public op: T of 1, 7, 33, 257, head dims 16 to 256 (every tile shape, and head dims the
 // tiles pad with zero columns), GQA (and its split dk/dv pass), causal with Tq != Tk, sliding window,
 // soft-capping, every mask kind, dropout (the reference's Philox mask), rows with no visible key; the
-// float32 logsumexp; every gradient element written; misaligned views; the dtype checks.
+// float32 logsumexp; every gradient element written; misaligned views; the dtype checks. Shapes that
+// cut the tiles unevenly (128-query forward blocks, 64-key dk/dv blocks, hd 256's single buffers), and
+// dq both ways: float32 atomics in the dk/dv pass (the default) and the separate deterministic pass
+// (KESTREL_DETERMINISTIC=1), each with and without the GQA split.
 // Tolerance: the kernels round P~ and dS to the input type before their products (as FlashAttention-2
 // does) and write out, dq, dk, dv in it, so errors are a few units of the type's last place on values
 // of order 1: bf16 (8 significant bits, 2^-8 = 4e-3) gets atol = rtol = 2e-2, f16 (11 bits) 4e-3.
@@ -58,6 +61,15 @@ const GROUPS: Record<string, Case[]> = {
     { Tq: 33, hd: 64, hdv: 32, causal: true }, // hdv != hd
     { Tq: 20, Tk: 30, hd: 32, hdv: 128 },
   ],
+  // tiles cut unevenly: causal Tq != Tk past several 128-query forward blocks and 64-key dk/dv blocks,
+  // the fast (no mask) kernels at every head-dim bound
+  tiles: [
+    { Tq: 129, hd: 64, causal: true, B: 1, H: 4, Hkv: 2 },
+    { Tq: 200, Tk: 130, hd: 32, causal: true, B: 1 },
+    { Tq: 130, Tk: 200, hd: 128, causal: true, B: 1 },
+    { Tq: 70, hd: 256, B: 1, causal: true },
+    { Tq: 50, Tk: 90, hd: 256, B: 1, H: 4, Hkv: 2, window: 30, causal: true },
+  ],
   // every tile shape (head-dim bounds 32, 64, 128, 256), zero-padded columns, and the float32 fallback
   headDims: [
     { Tq: 33, hd: 16, causal: true },
@@ -94,8 +106,16 @@ for (const dtype of ['bfloat16', 'float16'] as const)
     test("GQA with the dk/dv pass split 2 and 4 ways over each group's query heads", () => {
       for (const split of ['2', '4'])
         withEnv('KESTREL_CUDA_ATTN_SPLIT', split, () => {
-          for (const c of [...GROUPS.heads, GROUPS.dropout[1], GROUPS.masks[3]]) compare('cuda', c, tol, dtype);
+          for (const c of [...GROUPS.heads, GROUPS.dropout[1], GROUPS.masks[3], GROUPS.tiles[4]]) compare('cuda', c, tol, dtype);
         });
+    });
+
+    test('dq by the deterministic pass (KESTREL_DETERMINISTIC=1), with and without the GQA split', () => {
+      withEnv('KESTREL_DETERMINISTIC', '1', () => {
+        const cases = [...GROUPS.tiles, GROUPS.sizes[13], GROUPS.sizes[15], GROUPS.heads[2], GROUPS.masks[2], GROUPS.windows[1], GROUPS.softcap[1], GROUPS.dropout[1], GROUPS.headDims[4]];
+        for (const c of cases) compare('cuda', c, tol, dtype);
+        withEnv('KESTREL_CUDA_ATTN_SPLIT', '2', () => compare('cuda', GROUPS.heads[0], tol, dtype));
+      });
     });
 
     test('non-contiguous q, k, v (transposed [B, T, H, hd] views)', () => {

@@ -53,6 +53,10 @@ int lane_id();
 // (the emulated tensor-core instructions of common.cuh gather their fragments with it).
 void warp_exchange(const void* mine, void* all, unsigned bytes);
 [[noreturn]] void trap(const char* why);
+// cp.async: `bytes` from src to dst when the issuing thread next calls async_wait_all (a thread
+// that ends with copies in flight is reported as an error, as the GPU leaves them undefined).
+void async_copy(void* dst, const void* src, unsigned bytes);
+void async_wait_all();
 
 template <class T>
 T shuffle(T v, int src_lane) {

@@ -65,8 +65,15 @@ kestrel_emu_switch:
 )");
 #endif
 
+struct PendingCopy {
+  void* dst;
+  const void* src;
+  unsigned bytes;
+};
+
 struct Fiber {
   std::unique_ptr<char[]> stack;
+  std::vector<PendingCopy> copies;  // cp.async issued since the thread's last wait
 #if defined(__x86_64__)
   void* sp = nullptr;
 #else
@@ -121,6 +128,7 @@ void release_if_complete(int warp) {
 void fiber_main() {
   g.kernel->thunk(g.kernel->fn, g.args);
   Fiber& f = g.fibers[size_t(g.current)];
+  if (!f.copies.empty()) trap("a thread ended with cp.async copies in flight (no cp_async_wait_all after them)");
   f.done = true;
   g.live--;
   g.warp_live[size_t(f.warp)]--;
@@ -178,6 +186,7 @@ void run_block(unsigned nthreads) {
     f.tid = {t % g_block_dim.x, t / g_block_dim.x % g_block_dim.y, t / (g_block_dim.x * g_block_dim.y)};
     f.warp = int(t / 32);
     f.done = false;
+    f.copies.clear();
     f.wait = 0;
     f.gen = 0;
     g.warp_live[t / 32]++;
@@ -268,6 +277,14 @@ void warp_exchange(const void* mine, void* all, unsigned bytes) {
     std::memcpy(static_cast<char*>(all) + lane * bytes, &g.exchange[i * kExchangeBytes], bytes);
   }
   sync_warp();
+}
+
+void async_copy(void* dst, const void* src, unsigned bytes) { g.fibers[size_t(g.current)].copies.push_back({dst, src, bytes}); }
+
+void async_wait_all() {
+  Fiber& f = g.fibers[size_t(g.current)];
+  for (const PendingCopy& c : f.copies) std::memcpy(c.dst, c.src, c.bytes);
+  f.copies.clear();
 }
 
 void trap(const char* why) {

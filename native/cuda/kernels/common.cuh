@@ -194,7 +194,8 @@ template <> KFN float half_bits_to_f32<f16>(u16 h) { return f16_to_f32(h); }
 // ldmatrix_x4(r, row) / ldmatrix_x4_trans: four 8x8 matrices of 16-bit values from shared memory;
 // lane l gives the 16-byte aligned address of row l % 8 of matrix l / 8, and register i gets
 // matrix i's (row g, cols 2t, 2t+1) (trans: (rows 2t, 2t+1, col g)), i.e. an A or B fragment.
-// cp_async16(dst, src): 16 bytes global -> shared without registers; visible after cp_async_wait_all() and a barrier.
+// cp_async16(dst, src) / cp_async8: 16 (8) bytes global -> shared without registers, both addresses
+// aligned to the size; visible after the issuing thread's cp_async_wait_all() and a barrier.
 #ifdef KESTREL_EMU
 template <> KFN u32 pack2<bf16>(float lo, float hi) { return u32(f32_to_bf16(lo)) | (u32(f32_to_bf16(hi)) << 16); }
 template <> KFN u32 pack2<f16>(float lo, float hi) { return u32(f32_to_f16(lo)) | (u32(f32_to_f16(hi)) << 16); }
@@ -238,11 +239,17 @@ template <bool TRANS> KFN void ldmatrix_x4_emu(u32* r, const void* row) {
 }
 KFN void ldmatrix_x4(u32* r, const void* row) { ldmatrix_x4_emu<false>(r, row); }
 KFN void ldmatrix_x4_trans(u32* r, const void* row) { ldmatrix_x4_emu<true>(r, row); }
+// The copies land at the issuing thread's next wait (emu/scheduler.cc), so a tile read before its
+// wait reads stale bytes in the emulator as it may on a GPU.
 KFN void cp_async16(void* dst, const void* src) {
   if ((reinterpret_cast<u64>(dst) | reinterpret_cast<u64>(src)) & 15) ::kestrel::cuda::emu::trap("cp.async: address not 16-byte aligned");
-  std::memcpy(dst, src, 16);
+  ::kestrel::cuda::emu::async_copy(dst, src, 16);
 }
-KFN void cp_async_wait_all() {}
+KFN void cp_async8(void* dst, const void* src) {
+  if ((reinterpret_cast<u64>(dst) | reinterpret_cast<u64>(src)) & 7) ::kestrel::cuda::emu::trap("cp.async: address not 8-byte aligned");
+  ::kestrel::cuda::emu::async_copy(dst, src, 8);
+}
+KFN void cp_async_wait_all() { ::kestrel::cuda::emu::async_wait_all(); }
 #else
 template <> KFN u32 pack2<bf16>(float lo, float hi) { u32 r; asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r; }
 template <> KFN u32 pack2<f16>(float lo, float hi) { u32 r; asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo)); return r; }
@@ -272,6 +279,9 @@ KFN void ldmatrix_x4_trans(u32* r, const void* row) {
 }
 KFN void cp_async16(void* dst, const void* src) {
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" :: "r"(smem_address(dst)), "l"(src) : "memory");
+}
+KFN void cp_async8(void* dst, const void* src) {
+  asm volatile("cp.async.ca.shared.global [%0], [%1], 8;" :: "r"(smem_address(dst)), "l"(src) : "memory");
 }
 KFN void cp_async_wait_all() { asm volatile("cp.async.wait_all;" ::: "memory"); }
 #endif
@@ -379,6 +389,16 @@ struct AddBf16 { float v; KFN u16 operator()(u16 cur) const { return f32_to_bf16
 struct AddF16 { float v; KFN u16 operator()(u16 cur) const { return f32_to_f16(f16_to_f32(cur) + v); } };
 struct AddI8 { int v; KFN u8 operator()(u8 cur) const { return u8(int(i8(cur)) + v); } };
 struct AddU8 { int v; KFN u8 operator()(u8 cur) const { return u8(int(cur) + v); } };
+
+// p[0] += x, p[1] += y in global memory (p 8-byte aligned; no result): one 8-byte reduction where
+// the GPU has it (sm_90: red.global.add.v2.f32), else two float atomics.
+#ifdef KESTREL_EMU
+KFN void atomic_add2(float* p, float x, float y) { p[0] += x, p[1] += y; }
+#elif __CUDA_ARCH__ >= 900
+KFN void atomic_add2(float* p, float x, float y) { asm volatile("red.global.add.v2.f32 [%0], {%1, %2};" :: "l"(p), "f"(x), "f"(y) : "memory"); }
+#else
+KFN void atomic_add2(float* p, float x, float y) { atomicAdd(p, x), atomicAdd(p + 1, y); }
+#endif
 
 KFN void atomic_accumulate(float* p, double v) { atomic_add(p, float(v)); }
 KFN void atomic_accumulate(double* p, double v) { atomic_add(p, v); }

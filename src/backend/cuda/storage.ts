@@ -21,7 +21,7 @@ export class CudaStorage extends Storage {
   }
 }
 
-/** A temporary device buffer for a kernel's partial results (counted as 'other'); release() it after the launch. */
-export function scratchStorage(addon: NativeAddon, dtype: DType, numel: number): CudaStorage {
-  return new CudaStorage(addon, addon.cudaAlloc(numel * dtypeBytes(dtype), false), dtype, numel, 'other');
+/** A temporary device buffer for a kernel's partial results (counted as 'other'; zeroed on the stream when `zero`); release() it after the launch. */
+export function scratchStorage(addon: NativeAddon, dtype: DType, numel: number, zero = false): CudaStorage {
+  return new CudaStorage(addon, addon.cudaAlloc(numel * dtypeBytes(dtype), zero), dtype, numel, 'other');
 }

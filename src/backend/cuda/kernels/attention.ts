@@ -103,7 +103,7 @@ export const attentionKernels: Pick<Kernels, 'attention' | 'attentionBackward'> 
     const p = attnProblem(kernel, q, k, v, mask, opts);
     checkForwardOutputs(kernel, p, out, lse, p.dtype);
     if (p.dtype === 'float32') simtForward(p, q, k, v, mask, opts, out, lse);
-    else if (tcSupports(p, [q, k, v, out])) tcForward(p, q, k, v, mask, opts, out, lse);
+    else if (tcSupports(p, [q, k, v, out], mask, opts, false)) tcForward(p, q, k, v, mask, opts, out, lse);
     else viaFloat32([q, k, v], [out], ([q32, k32, v32], [o32]) => simtForward({ ...p, dtype: 'float32' }, q32, k32, v32, mask, opts, o32, lse));
   },
 
@@ -112,7 +112,7 @@ export const attentionKernels: Pick<Kernels, 'attention' | 'attentionBackward'> 
     const p = attnProblem(kernel, q, k, v, mask, opts);
     checkBackwardArgs(kernel, p, { out, lse, dout, dq, dk, dv }, p.dtype);
     if (p.dtype === 'float32') simtBackward(p, q, k, v, mask, out, lse, dout, opts, dq, dk, dv);
-    else if (tcSupports(p, [q, k, v, out, dout, dq, dk, dv])) tcBackward(p, q, k, v, mask, out, lse, dout, opts, dq, dk, dv);
+    else if (tcSupports(p, [q, k, v, out, dout, dq, dk, dv], mask, opts, true)) tcBackward(p, q, k, v, mask, out, lse, dout, opts, dq, dk, dv);
     else
       viaFloat32([q, k, v, out, dout], [dq, dk, dv], ([q32, k32, v32, o32, do32], [dq32, dk32, dv32]) =>
         simtBackward({ ...p, dtype: 'float32' }, q32, k32, v32, mask, o32, lse, do32, opts, dq32, dk32, dv32));
