@@ -8,11 +8,6 @@ if (process.env.KESTREL_TEST_GPU !== '1' && process.env.KESTREL_CUDA_EMULATE ===
 
 export type Device = 'cpu' | 'cuda';
 
-/** The native backends available here (cuda: a GPU, or the emulator). */
-export function devices(): Device[] {
-  return (['cpu', 'cuda'] as const).filter((d) => k.hasBackend(d));
-}
-
 /** false when the device can run, else why not (a describe()'s skip option). */
 export function skipUnless(device: Device): string | false {
   if (k.hasBackend(device)) return false;

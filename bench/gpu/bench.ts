@@ -59,12 +59,12 @@ const SMOKE = process.argv.includes('--smoke');
 const PROFILE = process.argv.includes('--profile');
 
 /** Runs fn with per-kernel device timing on; returns the table. */
-function profiled(fn: () => void): { name: string; calls: number; ms: number }[] {
+async function profiled(fn: () => unknown): Promise<{ name: string; calls: number; ms: number }[]> {
   k.cuda.synchronize();
   k.cuda.profile();
   process.env.KESTREL_CUDA_PROFILE = '1';
   try {
-    fn();
+    await fn();
   } finally {
     delete process.env.KESTREL_CUDA_PROFILE;
   }
@@ -95,7 +95,7 @@ function runGemm(): Result {
   return { value: (2 * n ** 3) / s / 1e12, unit: 'TFLOP/s' };
 }
 
-function runTrain(w: Workload, steps: number): Result {
+async function runTrain(w: Workload, steps: number): Promise<Result> {
   const m = model(w.shape!);
   if (w.mode === 'lora') k.lora.injectLora(m, { r: 16, alpha: 16, targetModules: 'all-linear' });
   m.train();
@@ -112,7 +112,7 @@ function runTrain(w: Workload, steps: number): Result {
   };
   if (PROFILE) {
     for (let i = 0; i < 2; i++) step();
-    return { value: 0, unit: 'tok/s', profile: profiled(step) };
+    return { value: 0, unit: 'tok/s', profile: await profiled(step) };
   }
   for (let i = 0; i < steps + 2; i++) {
     if (i === 2) {
@@ -141,12 +141,8 @@ async function runDecode(w: Workload): Promise<Result> {
   if (PROFILE) {
     // per-kernel times need the step-by-step path (a graph replay is one launch)
     process.env.KESTREL_CUDA_GRAPHS = '0';
-    k.cuda.synchronize();
-    k.cuda.profile();
-    process.env.KESTREL_CUDA_PROFILE = '1';
-    await k.generate(m, prompt, { maxNewTokens: 16, temperature: 0, eosTokenId: [] });
-    delete process.env.KESTREL_CUDA_PROFILE;
-    return { value: 0, unit: 'tok/s', profile: k.cuda.profile().map((r) => ({ ...r, ms: Number(r.ms.toFixed(3)) })) };
+    const profile = await profiled(() => k.generate(m, prompt, { maxNewTokens: 16, temperature: 0, eosTokenId: [] }));
+    return { value: 0, unit: 'tok/s', profile };
   }
   const n = SMOKE ? 8 : 128;
   const t0 = performance.now();

@@ -21,7 +21,6 @@ AllocatorStats g_stats;
 struct Pool {
   std::multimap<size_t, uint64_t> free;
   std::vector<std::pair<size_t, uint64_t>> reserved;  // freed inputs of the captured work
-  bool alive = true;
 };
 std::map<uint64_t, Pool> g_pools;                  // graph id (or the capture in progress, kCapturing) -> pool
 std::unordered_map<uint64_t, uint64_t> g_owner;    // block -> pool id
@@ -96,7 +95,7 @@ void free(uint64_t p) {
   if (it == g_live.end()) throw CudaError("free of an unknown device pointer (double free?)");
   auto owner = g_owner.find(p);
   auto pool = owner == g_owner.end() ? g_pools.end() : g_pools.find(owner->second);
-  if (pool != g_pools.end() && pool->second.alive) pool->second.free.emplace(it->second, p);
+  if (pool != g_pools.end()) pool->second.free.emplace(it->second, p);
   else if (g_capturing && owner == g_owner.end()) {
     // made before the capture and freed inside it: the captured work may read it on every
     // replay, so it stays reserved (neither reused nor cached) until the graph is freed

@@ -12,10 +12,8 @@ import { reshape } from '../ops/view.js';
 import type { DType } from '../tensor/dtype.js';
 import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { MASK_MIN } from './causal_lm.js';
 import { KVCache } from './kv_cache.js';
-
-/** The additive mask value (as the decoder's padding masks use it). */
-const MASK_MIN = -3.4028234663852886e38;
 
 export class StaticKVCache extends KVCache {
   /** the slot the next token is written to: int64 [1] on the cache's device */

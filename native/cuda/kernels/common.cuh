@@ -360,27 +360,18 @@ template <class T> KFN T block_max(T v, T* scratch, T lowest) {
 
 // ---------------------------------------------------------------- atomics for every storage type
 
-// Applies f to the 16-bit element at p with a compare-and-swap on its aligned 32-bit word
+// Applies f to the 8- or 16-bit element at p with a compare-and-swap on its aligned 32-bit word
 // (allocations are rounded to 512 bytes, so the word never leaves the block).
-template <class F> KFN void atomic_update16(u16* p, F f) {
+template <class E, class F> KFN void atomic_update_narrow(E* p, F f) {
+  static_assert(sizeof(E) == 1 || sizeof(E) == 2, "a sub-word element");
+  constexpr u32 mask = (1u << (8 * sizeof(E))) - 1u;
   u32* w = (u32*)((u64)p & ~u64(3));
-  u32 shift = u32((u64)p & 2) * 8;
+  u32 shift = u32((u64)p & (4 - sizeof(E))) * 8;
   u32 old = *w, assumed;
   do {
     assumed = old;
-    u16 cur = u16((assumed >> shift) & 0xffffu);
-    u32 repl = (assumed & ~(0xffffu << shift)) | (u32(f(cur)) << shift);
-    old = atomic_cas(w, assumed, repl);
-  } while (assumed != old);
-}
-template <class F> KFN void atomic_update8(u8* p, F f) {
-  u32* w = (u32*)((u64)p & ~u64(3));
-  u32 shift = u32((u64)p & 3) * 8;
-  u32 old = *w, assumed;
-  do {
-    assumed = old;
-    u8 cur = u8((assumed >> shift) & 0xffu);
-    u32 repl = (assumed & ~(0xffu << shift)) | (u32(f(cur)) << shift);
+    E cur = E((assumed >> shift) & mask);
+    u32 repl = (assumed & ~(mask << shift)) | (u32(f(cur)) << shift);
     old = atomic_cas(w, assumed, repl);
   } while (assumed != old);
 }
@@ -404,10 +395,10 @@ KFN void atomic_accumulate(float* p, double v) { atomic_add(p, float(v)); }
 KFN void atomic_accumulate(double* p, double v) { atomic_add(p, v); }
 KFN void atomic_accumulate(i32* p, double v) { atomic_add((u32*)p, u32(i32(i64(v)))); }
 KFN void atomic_accumulate(i64* p, double v) { atomic_add((u64*)p, u64(i64(v))); }
-KFN void atomic_accumulate(bf16* p, double v) { AddBf16 f; f.v = float(v); atomic_update16(&p->bits, f); }
-KFN void atomic_accumulate(f16* p, double v) { AddF16 f; f.v = float(v); atomic_update16(&p->bits, f); }
-KFN void atomic_accumulate(i8* p, double v) { AddI8 f; f.v = int(v); atomic_update8((u8*)p, f); }
-KFN void atomic_accumulate(u8* p, double v) { AddU8 f; f.v = int(v); atomic_update8(p, f); }
+KFN void atomic_accumulate(bf16* p, double v) { AddBf16 f; f.v = float(v); atomic_update_narrow(&p->bits, f); }
+KFN void atomic_accumulate(f16* p, double v) { AddF16 f; f.v = float(v); atomic_update_narrow(&p->bits, f); }
+KFN void atomic_accumulate(i8* p, double v) { AddI8 f; f.v = int(v); atomic_update_narrow((u8*)p, f); }
+KFN void atomic_accumulate(u8* p, double v) { AddU8 f; f.v = int(v); atomic_update_narrow(p, f); }
 
 // ---------------------------------------------------------------- Philox4x32-10 (src/tensor/rng.ts)
 

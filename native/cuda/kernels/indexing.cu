@@ -35,8 +35,8 @@ KFN void add_to(float* p, bf16 v) { atomic_add(p, bf16_to_f32(v.bits)); }
 KFN void add_to(double* p, double v) { atomic_add(p, v); }
 KFN void add_to(i32* p, i32 v) { atomic_add((u32*)p, u32(v)); }
 KFN void add_to(i64* p, i64 v) { atomic_add((u64*)p, u64(v)); }
-KFN void add_to(i8* p, i8 v) { AddI8 f; f.v = v; atomic_update8((u8*)p, f); }
-KFN void add_to(u8* p, u8 v) { AddU8 f; f.v = v; atomic_update8(p, f); }
+KFN void add_to(i8* p, i8 v) { AddI8 f; f.v = v; atomic_update_narrow((u8*)p, f); }
+KFN void add_to(u8* p, u8 v) { AddU8 f; f.v = v; atomic_update_narrow(p, f); }
 
 struct B1 { u8 b; };
 struct B2 { u16 b; };

@@ -118,14 +118,13 @@ function chunkedPass(
   const [N, D] = hidden.shape;
   const V = weight.shape[0];
   const k = backendOf(hidden).kernels;
-  const f32 = 'float32' as const;
   const ce: CrossEntropyOpts = { ignoreIndex: o.ignoreIndex, labelSmoothing: o.labelSmoothing };
   const chunk = o.chunkSize ? Math.min(Math.max(N, 1), o.chunkSize) : defaultChunkRows(N, V, hidden.backendName === 'cuda' ? GPU_CHUNK_BYTES : CHUNK_BYTES);
   const count = o.reduction === 'mean' ? tidy(() => item(sum(to(compare('ne', target, o.ignoreIndex), 'float32')))) : 1;
   // the GEMM operands (half copies under a half gemm); logits, losses and gradients in float32 then
   const cast = (x: Tensor): Tensor => (gemm && x.dtype !== gemm ? to(x, gemm) : contiguous(x));
   const [h, w, t] = [cast(hidden), cast(weight), contiguous(target)];
-  const acc: DType = gemm ? f32 : h.dtype;
+  const acc: DType = gemm ? 'float32' : h.dtype;
   const wt = transpose(w, 0, 1); // [D, V], read transposed by the GEMM
   const rows = emptyLike(h, [N], acc);
   const dh = wantH ? emptyLike(h, [N, D], acc) : null;
