@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as k from '../src/index.js';
+import { loadNative, nativeLoadError } from '../src/backend/addon.js';
 
 export type Arrayish = k.Tensor | ArrayLike<number>;
 
@@ -115,6 +116,44 @@ export function runChild(file: string, env: Record<string, string>, timeoutMs = 
   const r = spawnSync(process.execPath, ['--import', 'tsx', file], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: timeoutMs });
   assert.equal(r.status, 0, `child failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
+}
+
+/**
+ * The child side of runChild's KESTREL_SIMD re-runs: fn on the CPU addon with 1 and 2 threads,
+ * then `ok` and the addon's info (the SIMD level it found) on stdout.
+ */
+export function onCpuThreads(fn: (threads: number) => void): void {
+  const addon = loadNative();
+  if (!addon) throw new Error(nativeLoadError());
+  for (const threads of [1, 2]) {
+    addon.setThreads(threads);
+    fn(threads);
+  }
+  console.log(`ok ${JSON.stringify(addon.info())}`);
+}
+
+/**
+ * Runs f with environment variable `name` set to `value` (unset for undefined), restoring it when
+ * f returns or its promise settles; for the switches the kernels read per call.
+ */
+export function withEnv<T>(name: string, value: string | undefined, f: () => T): T {
+  const old = process.env[name];
+  const set = (v: string | undefined): void => {
+    if (v === undefined) delete process.env[name];
+    else process.env[name] = v;
+  };
+  set(value);
+  let pending = false;
+  try {
+    const r = f();
+    if (r instanceof Promise) {
+      pending = true;
+      return r.finally(() => set(old)) as T;
+    }
+    return r;
+  } finally {
+    if (!pending) set(old);
+  }
 }
 
 /** Runs `kestrel <args>` from the sources (no build needed), with optional standard input. */

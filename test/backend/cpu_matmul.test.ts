@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { loadNative, nativeLoadError, type NativeAddon } from '../../src/backend/addon.js';
 import { Packer, type NativeView } from '../../src/backend/cpu/native.js';
 import type { DType } from '../../src/tensor/dtype.js';
-import { runChild } from '../helpers.js';
+import { onCpuThreads, runChild } from '../helpers.js';
 
 const addon = loadNative();
 const CHILD = process.env.KESTREL_MATMUL_CHILD === '1';
@@ -291,12 +291,9 @@ const GROUPS: Record<string, () => void> = {
 
 if (CHILD) {
   // Child mode (see the SIMD tests below): run every group under the env's KESTREL_SIMD.
-  if (!addon) throw new Error(nativeLoadError());
-  for (const threads of [1, 2]) {
-    addon.setThreads(threads);
+  onCpuThreads(() => {
     for (const f of Object.values(GROUPS)) f();
-  }
-  console.log(`ok ${JSON.stringify(addon.info())}`);
+  });
 } else {
   const skip = addon ? false : `native addon not built: ${nativeLoadError()}`;
   for (const [name, f] of Object.entries(GROUPS)) {

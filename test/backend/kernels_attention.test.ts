@@ -14,16 +14,11 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
-import { loadNative, nativeLoadError } from '../../src/backend/addon.js';
-import { assertClose, runChild } from '../helpers.js';
+import { assertClose, onCpuThreads, runChild, withEnv } from '../helpers.js';
 import { type Case, compare as compareAt, dispose, pair } from './attention_cases.js';
 
 const CHILD = process.env.KESTREL_ATTN_CHILD === '1';
 const TOL = { atol: 1e-5, rtol: 1e-4 };
-
-/** Whether the device has every kernel a test needs beyond attention (the cpu addon may be partial). */
-const hasKernels = (device: Device, ...names: string[]): boolean =>
-  device !== 'cpu' || names.every((n) => loadNative()?.kernels.includes(n) ?? false);
 
 const compare = (device: Device, c: Case): void => compareAt(device, c, TOL);
 
@@ -85,30 +80,14 @@ const GROUPS: Record<string, Case[]> = {
   ],
 };
 
-/** Runs f with environment variable `name` set to `value` (unset for undefined); the kernels read it per call. */
-function withEnv(name: string, value: string | undefined, f: () => void): void {
-  const old = process.env[name];
-  if (value === undefined) delete process.env[name];
-  else process.env[name] = value;
-  try {
-    f();
-  } finally {
-    if (old === undefined) delete process.env[name];
-    else process.env[name] = old;
-  }
-}
 
 if (CHILD) {
-  const addon = loadNative();
-  if (!addon) throw new Error(nativeLoadError());
-  for (const threads of [1, 2]) {
-    addon.setThreads(threads);
+  onCpuThreads((threads) =>
     // one thread: the grouped backward; two: split where B Hkv cannot keep both threads busy
     withEnv('KESTREL_ATTN_BACKWARD', threads === 2 ? 'split' : undefined, () => {
       for (const cases of Object.values(GROUPS)) for (const c of cases) compare('cpu', c);
-    });
-  }
-  console.log('ok');
+    }),
+  );
 } else {
   for (const device of ALL_DEVICES)
     describe(`attention on ${device} vs the float64 reference`, { skip: skipUnless(device) }, () => {
@@ -130,11 +109,11 @@ if (CHILD) {
               for (const c of [...GROUPS.heads, ...GROUPS.dropout, GROUPS.masks[4]]) compare(device, c);
             }));
 
-      test('a bool padding mask', { skip: !hasKernels(device, 'where', 'fill') && 'needs the where and fill kernels' }, () => {
+      test('a bool padding mask', () => {
         compare(device, { Tq: 33, hd: 16, mask: 'bool', causal: true });
       });
 
-      test('non-contiguous q, k, v (transposed [B, T, H, hd] views)', { skip: !hasKernels(device, 'copy') && 'needs the copy kernel' }, () => {
+      test('non-contiguous q, k, v (transposed [B, T, H, hd] views)', () => {
         compare(device, { Tq: 33, hd: 16, strided: true, causal: true });
         compare(device, { Tq: 7, hd: 8, H: 4, Hkv: 2, strided: true });
       });
@@ -204,7 +183,7 @@ if (CHILD) {
         for (const [re, f] of bad) assert.throws(f, re);
       });
 
-      test('forward + backward memory is O(T): far below the composite at T = 512', (t) => {
+      test('forward + backward memory is O(T): far below the composite at T = 512', () => {
         const T = 512;
         const peak = (f: typeof k.scaledDotProductAttention): number => {
           const [q, kk, v] = [pair(device, [1, 4, T, 32], 1).c, pair(device, [1, 2, T, 32], 2).c, pair(device, [1, 2, T, 32], 3).c];
@@ -223,13 +202,7 @@ if (CHILD) {
         const scores = 4 * T * T * 4; // one [1, 4, T, T] float32 tensor
         // out, lse, dq, dk, dv (and on a GPU with few blocks, per-share partial dk/dv): all O(T)
         assert.ok(fused < scores / 2, `fused peak ${fused} B vs one score matrix ${scores} B`);
-        let composite: number;
-        try {
-          composite = peak(k.attentionComposite);
-        } catch (e) {
-          if (/not in the addon|not implemented/.test((e as Error).message)) return t.skip(`composite needs a kernel not built yet: ${(e as Error).message}`);
-          throw e;
-        }
+        const composite = peak(k.attentionComposite);
         assert.ok(composite >= scores, `composite peak ${composite} B holds a score matrix`);
         assert.ok(fused * 10 < composite, `fused ${fused} B vs composite ${composite} B`);
       });

@@ -15,7 +15,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { skipUnless } from '../devices.js';
 import * as k from '../../src/index.js';
-import { assertClose } from '../helpers.js';
+import { assertClose, withEnv } from '../helpers.js';
 import { type Case, compare, dispose, pair } from './attention_cases.js';
 
 const TOL: Record<'bfloat16' | 'float16', { atol: number; rtol: number }> = {
@@ -82,18 +82,6 @@ const GROUPS: Record<string, Case[]> = {
     { Tq: 9, Tk: 12, hd: 36, hdv: 20, B: 1 },
   ],
 };
-
-/** Runs f with environment variable `name` set to `value`; the kernels read it per call. */
-function withEnv(name: string, value: string, f: () => void): void {
-  const old = process.env[name];
-  process.env[name] = value;
-  try {
-    f();
-  } finally {
-    if (old === undefined) delete process.env[name];
-    else process.env[name] = old;
-  }
-}
 
 for (const dtype of ['bfloat16', 'float16'] as const)
   describe(`attention on cuda with ${dtype} q, k, v vs the float64 reference`, { skip: skipUnless('cuda') }, () => {

@@ -12,8 +12,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
-import { loadNative, nativeLoadError } from '../../src/backend/addon.js';
-import { assertClose, like, runChild, seededTensor } from '../helpers.js';
+import { assertClose, like, onCpuThreads, runChild, seededTensor } from '../helpers.js';
 
 const CHILD = process.env.KESTREL_GLU_CHILD === '1';
 const TIGHT = { atol: 1e-6, rtol: 1e-5 };
@@ -110,13 +109,9 @@ function deviceTests(d: Device): void {
 }
 
 if (CHILD) {
-  const addon = loadNative();
-  if (!addon) throw new Error(nativeLoadError());
-  for (const threads of [1, 2]) {
-    addon.setThreads(threads);
+  onCpuThreads(() => {
     for (const f of Object.values(GROUPS)) f('cpu');
-  }
-  console.log('ok');
+  });
 } else {
   for (const device of ALL_DEVICES)
     describe(`gated activation on ${device}`, { skip: skipUnless(device) }, () => {

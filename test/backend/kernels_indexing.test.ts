@@ -15,7 +15,7 @@ import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as k from '../../src/index.js';
-import { assertClose, seededTensor } from '../helpers.js';
+import { assertClose, seededTensor, withEnv } from '../helpers.js';
 
 type Where = Device | 'ref';
 
@@ -200,15 +200,10 @@ describe('cuda indexing specifics', { skip: skipUnless('cuda') }, () => {
     });
   });
   test('KESTREL_CUDA_SYNC=1 reports it at the launch', () => {
-    const before = process.env.KESTREL_CUDA_SYNC;
-    process.env.KESTREL_CUDA_SYNC = '1';
-    try {
+    withEnv('KESTREL_CUDA_SYNC', '1', () =>
       k.tidy(() => {
         assert.throws(() => k.gather(k.ones([2, 2], { backend: 'cuda' }), 0, idx([0, 2]).reshape([1, 2])), /gather: index 2 at position 1/);
-      });
-    } finally {
-      if (before === undefined) delete process.env.KESTREL_CUDA_SYNC;
-      else process.env.KESTREL_CUDA_SYNC = before;
-    }
+      }),
+    );
   });
 });

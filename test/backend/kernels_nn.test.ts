@@ -15,8 +15,7 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
-import { loadNative, nativeLoadError } from '../../src/backend/addon.js';
-import { assertClose, seeded, runChild } from '../helpers.js';
+import { assertClose, seeded, onCpuThreads, runChild } from '../helpers.js';
 
 const CHILD = process.env.KESTREL_NN_CHILD === '1';
 const TIGHT = { atol: 1e-6, rtol: 1e-5 };
@@ -300,13 +299,9 @@ function deviceTests(d: Device): void {
 
 if (CHILD) {
   // Child mode (see the SIMD test below): every group on cpu under the env's KESTREL_SIMD, 1 and 2 threads.
-  const addon = loadNative();
-  if (!addon) throw new Error(nativeLoadError());
-  for (const threads of [1, 2]) {
-    addon.setThreads(threads);
+  onCpuThreads(() => {
     for (const f of Object.values(GROUPS)) f('cpu');
-  }
-  console.log('ok');
+  });
 } else {
   for (const device of ALL_DEVICES)
     describe(`fused row kernels on ${device}`, { skip: skipUnless(device) }, () => {

@@ -7,15 +7,13 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { GraphDecoder, graphDecodeBlocker } from '../../src/infer/graph_decode.js';
-import { assertClose } from '../helpers.js';
+import { assertClose, withEnv } from '../helpers.js';
 import { fixture } from '../fixtures.js';
 
 const skip = skipUnless('cuda');
 
 async function decode(name: string, opts: k.GenerateOptions, graphs: boolean): Promise<{ ids: number[][]; scores: Float32Array[] }> {
-  const prev = process.env.KESTREL_CUDA_GRAPHS;
-  process.env.KESTREL_CUDA_GRAPHS = graphs ? '1' : '0';
-  try {
+  return withEnv('KESTREL_CUDA_GRAPHS', graphs ? '1' : '0', async () => {
     const { model } = await k.loadCausalLM(fixture('models', name).path, { backend: 'cuda' });
     const scores: Float32Array[] = [];
     const ids = k.tensor([[3, 17, 42, 7, 99]], { dtype: 'int64', backend: 'cuda' });
@@ -24,9 +22,7 @@ async function decode(name: string, opts: k.GenerateOptions, graphs: boolean): P
     for (const t of [ids, out]) t.dispose();
     model.dispose();
     return result;
-  } finally {
-    process.env.KESTREL_CUDA_GRAPHS = prev;
-  }
+  });
 }
 
 for (const name of ['llama', 'gemma2', 'mistral-sliding-window'])
