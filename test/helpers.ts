@@ -1,7 +1,10 @@
 // Shared test helpers: elementwise two-sided tolerances with a readable failure report,
 // central-difference gradcheck in float64 on the reference backend, and a seeded data source.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as k from '../src/index.js';
 import { loadNative, nativeLoadError } from '../src/backend/addon.js';
 
@@ -156,9 +159,60 @@ export function withEnv<T>(name: string, value: string | undefined, f: () => T):
   }
 }
 
+/**
+ * A temp folder with a 1-layer Llama config.json (vocab 32, hidden 16) and train.jsonl of 16
+ * pre-tokenized rows of 10 ids: the smallest `kestrel train` run.
+ */
+export function tinyTrainDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix));
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({
+    model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1,
+    num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64,
+  }));
+  const lines = Array.from({ length: 16 }, (_, i) => JSON.stringify({ input_ids: Array.from({ length: 10 }, (_, t) => (i * 3 + t) % 32) }));
+  writeFileSync(join(dir, 'train.jsonl'), lines.join('\n') + '\n');
+  return dir;
+}
+
+const cliCode = (args: string[]): string => `import('./src/cli/main.ts').then(async (m) => { process.exitCode = await m.run(${JSON.stringify(args)}); })`;
+
 /** Runs `kestrel <args>` from the sources (no build needed), with optional standard input. */
 export function runCli(args: string[], input = ''): { status: number | null; stdout: string; stderr: string } {
-  const code = `import('./src/cli/main.ts').then(async (m) => { process.exitCode = await m.run(${JSON.stringify(args)}); })`;
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', code], { input, encoding: 'utf8' });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', cliCode(args)], { input, encoding: 'utf8' });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+export interface CliProcess {
+  child: ChildProcess;
+  /** settles when the process exits; a process still alive after timeoutMs is killed and the promise rejects */
+  exited: Promise<{ status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>;
+}
+
+/** Starts `kestrel <args>` as a separate process, as a user does, for tests that signal it while it runs. */
+export function startCli(args: string[], timeoutMs = 60_000): CliProcess {
+  const child = spawn(process.execPath, ['--import', 'tsx', '-e', cliCode(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  child.stdout!.on('data', (d: Buffer) => (stdout += d));
+  child.stderr!.on('data', (d: Buffer) => (stderr += d));
+  const exited = new Promise<{ status: number | null; signal: NodeJS.Signals | null; stdout: string; stderr: string }>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`kestrel ${args.join(' ')} still running after ${timeoutMs} ms\n${stderr}`));
+    }, timeoutMs);
+    child.on('close', (status, signal) => {
+      clearTimeout(timer);
+      resolve({ status, signal, stdout, stderr });
+    });
+  });
+  return { child, exited };
+}
+
+/** Polls until cond() holds; rejects after timeoutMs (tests never wait unbounded). */
+export async function waitFor(cond: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  const t0 = Date.now();
+  while (!cond()) {
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }

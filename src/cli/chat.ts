@@ -1,11 +1,11 @@
 // `kestrel chat --model DIR`: an interactive conversation rendered with the model's chat
 // template (or the detected built-in one), streamed token by token. /reset, /system TEXT, /exit.
 import { createInterface } from 'node:readline';
-import { parseArgs } from 'node:util';
 import { tensor } from '../ops/creation.js';
 import { type ChatMessage, applyChatTemplate, detectChatTemplate, BUILTIN_TEMPLATES } from '../tokenizer/index.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { MODEL_OPTIONS, generationFlags, loadFromFlags } from './model_args.js';
+import { parseFlags } from './flags.js';
 
 function render(tokenizer: Tokenizer, modelType: string, messages: ChatMessage[], forced?: string): string {
   if (forced) return applyChatTemplate(messages, { template: forced, addGenerationPrompt: true, bos_token: tokenizer.bosToken ?? '', eos_token: tokenizer.eosToken ?? '' });
@@ -15,7 +15,7 @@ function render(tokenizer: Tokenizer, modelType: string, messages: ChatMessage[]
 }
 
 export async function chatCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { ...MODEL_OPTIONS, system: { type: 'string' }, template: { type: 'string' } } });
+  const { values } = parseFlags(argv, { ...MODEL_OPTIONS, system: { type: 'string' }, template: { type: 'string' } });
   if (values.template && !(values.template in BUILTIN_TEMPLATES))
     throw new Error(`--template must be one of ${Object.keys(BUILTIN_TEMPLATES).join(', ')}`);
   const p = await loadFromFlags(values);

@@ -7,7 +7,6 @@
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadDataset } from '../data/index.js';
 import { BYTE_VOCAB, writeByteTokenizer } from '../demo/byte_tokenizer.js';
 import { type Task, makeTasks } from '../demo/tasks.js';
@@ -24,6 +23,8 @@ import { decayParamGroups } from '../train/param_groups.js';
 import { injectLora, saveAdapter } from '../lora/peft.js';
 import { quantizeModel } from '../quant/quantize_model.js';
 import '../infer/index.js';
+import { numberFlag, parseFlags } from './flags.js';
+import { Interrupted } from '../train/interrupt.js';
 
 const HF_CONFIG = {
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: BYTE_VOCAB, hidden_size: 128, intermediate_size: 344,
@@ -51,9 +52,9 @@ async function accuracy(model: CausalLM, tok: Tokenizer, tasks: Task[]): Promise
 }
 
 export async function demoCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: {
+  const { values } = parseFlags(argv, {
     json: { type: 'boolean', default: false }, output: { type: 'string' }, steps: { type: 'string', default: '600' }, finetune: { type: 'string', default: 'full' },
-  } });
+  });
   const mode = values.finetune as 'full' | 'lora' | 'qlora';
   if (!['full', 'lora', 'qlora'].includes(mode)) throw new Error(`--finetune must be full, lora or qlora, got '${values.finetune}'`);
   const t0 = performance.now();
@@ -78,13 +79,14 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const params = model.parameters().reduce((n, p) => n + p.numel, 0);
   say(`model: tiny Llama, ${params.toLocaleString()} parameters, byte-level tokenizer (${BYTE_VOCAB} tokens)`);
   const before = await accuracy(model, tok, heldOut);
-  const steps = Number(values.steps);
+  const steps = numberFlag(values, 'steps', { int: true, min: 1 })!;
   const phase = async (name: string, file: string, pack: boolean, lr: number): Promise<number> => {
     const { train: data } = await loadDataset(join(work, file), { tokenizer: tok, seqLen: pack ? 96 : 48, pack, seed: 1, eosId: tok.eosTokenId!, padId: tok.padTokenId! });
     const opt = new AdamW(decayParamGroups(model, 0.01), { lr });
     const trainer = new Trainer({ model, data, optimizer: opt, schedule: cosine(lr, 20, steps, lr / 10), batchSize: 16, maxSteps: steps, clip: 1, outputDir: join(work, name), progress: !values.json && process.stderr.isTTY });
-    const m = trainer.train();
+    const m = await trainer.train();
     opt.dispose();
+    if (trainer.interrupted) throw new Interrupted(`interrupted in ${name} at step ${trainer.step} (checkpoint in ${trainer.lastCheckpoint})`);
     const loss = m.at(-1)!.loss;
     say(`${name}: ${steps} steps, loss ${m[0].loss.toFixed(3)} -> ${loss.toFixed(3)}`);
     return loss;

@@ -1,9 +1,9 @@
 // `kestrel doctor`: what this installation can do, measured rather than assumed.
 import { readFileSync } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { loadNative, nativeLoadError } from '../backend/addon.js';
 import { type CudaStatus, cudaStatus } from '../backend/cuda/context.js';
 import * as k from '../index.js';
+import { parseFlags } from './flags.js';
 
 export function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
@@ -28,7 +28,7 @@ function matmulGflops(n: number, runs: number): number {
 }
 
 export async function doctor(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { json: { type: 'boolean', default: false } } });
+  const { values } = parseFlags(argv, { json: { type: 'boolean', default: false } });
   const addon = loadNative();
   const info = addon?.info();
   const backend = k.defaultBackend().name;

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { injectLora, saveAdapter, type LoraConfig } from '../lora/peft.js';
 import { quantizeModel } from '../quant/quantize_model.js';
 import type { RunSettings } from '../train/run_config.js';
-import { numberFlag } from './model_args.js';
+import { numberFlag } from './flags.js';
 import { type TrainingPlan, resolveSettings, runTraining } from './train.js';
 
 const FLAGS = {
@@ -24,10 +24,10 @@ export const FINETUNE_DEFAULTS: Partial<RunSettings> = {
 
 /** The LoRA settings from the flags (r 16, alpha 16, all linear layers by default). */
 export function loraFromFlags(values: Record<string, unknown>): LoraConfig {
-  const r = numberFlag(values, 'lora-r') ?? 16;
+  const r = numberFlag(values, 'lora-r', { int: true, min: 1 }) ?? 16;
   const target = (values.target as string | undefined) ?? 'all-linear';
   return {
-    r, alpha: numberFlag(values, 'lora-alpha') ?? r, dropout: numberFlag(values, 'lora-dropout') ?? 0, useRslora: values.rslora === true,
+    r, alpha: numberFlag(values, 'lora-alpha', { above: 0 }) ?? r, dropout: numberFlag(values, 'lora-dropout', { min: 0, below: 1 }) ?? 0, useRslora: values.rslora === true,
     targetModules: target === 'all-linear' ? 'all-linear' : target.split(',').map((t) => t.trim()).filter(Boolean),
   };
 }

@@ -1,14 +1,11 @@
 // `kestrel generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
 // [--temperature T --top-p P --top-k K --seed S] [--json]`: streams the continuation.
-import { parseArgs } from 'node:util';
 import { tensor } from '../ops/creation.js';
 import { MODEL_OPTIONS, generationFlags, loadFromFlags } from './model_args.js';
+import { parseFlags } from './flags.js';
 
 export async function generateCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: { ...MODEL_OPTIONS, prompt: { type: 'string' }, 'prompt-ids': { type: 'string' }, json: { type: 'boolean', default: false } },
-  });
+  const { values } = parseFlags(argv, { ...MODEL_OPTIONS, prompt: { type: 'string' }, 'prompt-ids': { type: 'string' }, json: { type: 'boolean', default: false } });
   if ((values.prompt === undefined) === (values['prompt-ids'] === undefined)) throw new Error('give exactly one of --prompt TEXT or --prompt-ids 1,2,3');
   const p = await loadFromFlags(values);
   const { model, tokenizer } = p;

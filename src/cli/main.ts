@@ -9,6 +9,7 @@ import { mergeCommand } from './merge.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
+import { Interrupted } from '../train/interrupt.js';
 
 const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise<number> }> = {
   demo: { about: 'the embedded end-to-end run: synthetic data, pretrain, fine-tune, accuracy before/after [--json]', run: demoCommand },
@@ -50,6 +51,6 @@ export async function run(argv: string[]): Promise<number> {
     return await cmd.run(args);
   } catch (e) {
     process.stderr.write(`kestrel ${name}: ${(e as Error).message}\n`);
-    return 1;
+    return e instanceof Interrupted ? 130 : 1;
   }
 }

@@ -2,14 +2,14 @@
 // adapter into its base and writes a plain HF folder (tokenizer files copied along).
 import { copyFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { mergeLora } from '../lora/peft.js';
 import { loadCausalLM, savePretrained } from '../models/load.js';
+import { parseFlags } from './flags.js';
 
 const DTYPES = { fp32: 'float32', bf16: 'bfloat16', fp16: 'float16' } as const;
 
 export async function mergeCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string', default: 'fp32' } } });
+  const { values } = parseFlags(argv, { model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' }, dtype: { type: 'string', default: 'fp32' } });
   if (!values.model || !values.adapter || !values.out) throw new Error('--model DIR, --adapter DIR and --out DIR are required');
   const dtype = DTYPES[values.dtype as keyof typeof DTYPES];
   if (!dtype) throw new Error(`--dtype must be fp32, bf16 or fp16, got '${values.dtype}'`);

@@ -1,9 +1,10 @@
 // Flags shared by the commands that load a model and generate (generate, chat).
-import type { GenerateOptions } from '../infer/generate.js';
+import { type GenerateOptions, GENERATION_RULES as R } from '../infer/generate.js';
 import { loadCausalLM } from '../models/load.js';
 import type { Pretrained } from '../models/load.js';
 import type { CausalLM } from '../models/causal_lm.js';
 import type { Gpt2LMHeadModel } from '../models/gpt2.js';
+import { numberFlag } from './flags.js';
 
 export const MODEL_OPTIONS = {
   model: { type: 'string' },
@@ -20,18 +21,23 @@ export const MODEL_OPTIONS = {
 
 type Values = { [K in keyof typeof MODEL_OPTIONS]?: string };
 
-/** A numeric flag, with an error naming the flag when it is not a number. */
-export function numberFlag(values: Record<string, unknown>, name: string): number | undefined {
-  const v = values[name];
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (typeof v !== 'string' || v.trim() === '' || !Number.isFinite(n)) throw new Error(`--${name} must be a number, got '${String(v)}'`);
-  return n;
-}
-
 export async function loadFromFlags(values: Values): Promise<Pretrained<CausalLM | Gpt2LMHeadModel>> {
   if (!values.model) throw new Error('--model DIR is required');
+  samplingFlags(values); // bad flags fail before a model load that can take minutes
   return loadCausalLM(values.model, { tokenizer: values.tokenizer, adapter: values.adapter });
+}
+
+/** The sampling flags, each checked against its rule (GENERATION_RULES). */
+export function samplingFlags(values: Values): GenerateOptions {
+  return {
+    maxNewTokens: numberFlag(values, 'max-new-tokens', R.maxNewTokens),
+    temperature: numberFlag(values, 'temperature', R.temperature),
+    topP: numberFlag(values, 'top-p', R.topP),
+    topK: numberFlag(values, 'top-k', R.topK),
+    minP: numberFlag(values, 'min-p', R.minP),
+    repetitionPenalty: numberFlag(values, 'repetition-penalty', R.repetitionPenalty),
+    seed: numberFlag(values, 'seed', { int: true, min: 0 }),
+  };
 }
 
 /** Sampling flags over the model's generation_config.json (temperature 0 = greedy). */
@@ -40,14 +46,8 @@ export function generationFlags(values: Values, p: Pretrained): GenerateOptions 
   const gc = p.generationConfig?.eos_token_id;
   for (const id of Array.isArray(gc) ? gc : gc === undefined || gc === null ? [] : [gc]) if (typeof id === 'number') eos.add(id);
   return {
+    ...samplingFlags(values),
     generationConfig: p.generationConfig,
-    maxNewTokens: numberFlag(values, 'max-new-tokens'),
-    temperature: numberFlag(values, 'temperature'),
-    topP: numberFlag(values, 'top-p'),
-    topK: numberFlag(values, 'top-k'),
-    minP: numberFlag(values, 'min-p'),
-    repetitionPenalty: numberFlag(values, 'repetition-penalty'),
-    seed: numberFlag(values, 'seed'),
     eosTokenId: eos.size ? [...eos] : undefined,
     decode: p.tokenizer ? (ids) => p.tokenizer!.decode(ids, { skipSpecialTokens: true }) : undefined,
   };

@@ -1,9 +1,8 @@
 // `kestrel train --model DIR|config.json --data FILE --output DIR [...]`: settings from
 // defaults < --config run.yaml|json < --deepspeed ds_config.json < flags; writes metrics.jsonl,
 // checkpoints, and the final model as an HF folder in --output.
-import { existsSync, statSync } from 'node:fs';
+import { existsSync, realpathSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { parseArgs } from 'node:util';
 import { loadDataset } from '../data/index.js';
 import { readJson } from '../io/hf_folder.js';
 import { CausalLM } from '../models/causal_lm.js';
@@ -13,11 +12,12 @@ import { AdamW } from '../optim/adamw.js';
 import * as S from '../optim/schedules.js';
 import { Lion, SGD } from '../optim/sgd.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
-import { listCheckpoints } from '../train/checkpoint.js';
-import { DEFAULT_SETTINGS, type RunSettings, fromDeepSpeed, readRunFile } from '../train/run_config.js';
+import { listCheckpoints, removeStaleTemps } from '../train/checkpoint.js';
+import { DEFAULT_SETTINGS, type RunSettings, checkSettings, fromDeepSpeed, readRunFile } from '../train/run_config.js';
+import { Interrupted } from '../train/interrupt.js';
 import { Trainer } from '../train/trainer.js';
 import { decayParamGroups } from '../train/param_groups.js';
-import { numberFlag } from './model_args.js';
+import { numberFlag, parseFlags } from './flags.js';
 
 const FLAGS = {
   model: { type: 'string' }, data: { type: 'string', multiple: true }, output: { type: 'string' }, tokenizer: { type: 'string' },
@@ -41,7 +41,7 @@ type Flags = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; de
  * (finetune) passes its own extra flags and defaults; its flag values come back in `values`.
  */
 export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults?: Partial<RunSettings> } = {}): { settings: RunSettings; warnings: string[]; values: Record<string, unknown> } {
-  const { values } = parseArgs({ args: argv, options: { ...FLAGS, ...extra.flags } as typeof FLAGS, strict: true });
+  const { values } = parseFlags(argv, { ...FLAGS, ...extra.flags } as typeof FLAGS);
   const file = values.config ? readRunFile(values.config) : {};
   const ds = values.deepspeed ? fromDeepSpeed(readJson(values.deepspeed), values.deepspeed) : { settings: {}, warnings: [] };
   const flags: Partial<RunSettings> = {};
@@ -70,8 +70,9 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   set('seed', n('seed'));
   set('skipBadLines', values['skip-bad-lines']);
   set('resume', values.resume);
+  checkSettings(flags, (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   const merged = { ...DEFAULT_SETTINGS, ...extra.defaults, ...file, ...ds.settings, ...flags } as RunSettings;
-  if (values.schedule || values.warmup) merged.schedule = { type: (values.schedule ?? merged.schedule.type) as RunSettings['schedule']['type'], warmup: n('warmup') ?? merged.schedule.warmup, params: merged.schedule.params };
+  if (values.schedule || values.warmup) merged.schedule = { type: (values.schedule ?? merged.schedule.type) as RunSettings['schedule']['type'], warmup: numberFlag(values, 'warmup', { int: true, min: 0 }) ?? merged.schedule.warmup, params: merged.schedule.params };
   if (typeof merged.data === 'string') merged.data = [merged.data];
   for (const k of ['model', 'output'] as const) if (!merged[k]) throw new Error(`--${k} is required`);
   if (!merged.data?.length) throw new Error('--data is required');
@@ -79,8 +80,6 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   oneOf(merged.checkpointing, ['none', 'full', 'selective'] as const, '--checkpointing');
   oneOf(merged.format, ['auto', 'text', 'pretokenized', 'alpaca', 'chat', 'sharegpt'] as const, '--format');
   oneOf(merged.schedule.type, ['constant', 'linear', 'cosine', 'WarmupLR', 'WarmupDecayLR', 'WarmupCosineLR'] as const, '--schedule');
-  for (const k of ['maxSteps', 'seqLen', 'batchSize', 'gradAccum'] as const)
-    if (!Number.isInteger(merged[k]) || merged[k] < 1) throw new Error(`${k} must be a positive integer, got ${merged[k]}`);
   return { settings: merged, warnings: ds.warnings, values };
 }
 
@@ -124,14 +123,25 @@ export async function trainCommand(argv: string[]): Promise<number> {
 }
 
 /** Loads the model and the data, trains, saves; shared by `kestrel train` and `kestrel finetune`. */
+/** The output folder must not be the model folder: the final save would overwrite the base model. */
+function checkOutput(s: RunSettings): void {
+  const real = (p: string): string => (existsSync(p) ? realpathSync(p) : p);
+  const modelDir = existsSync(s.model) && statSync(s.model).isFile() ? null : real(s.model);
+  if (modelDir !== null && real(s.output) === modelDir) throw new Error(`--output ${s.output} is the --model folder: training would overwrite the base model; choose another output folder`);
+  if (existsSync(s.output) && !statSync(s.output).isDirectory()) throw new Error(`--output ${s.output} is a file, not a folder`);
+}
+
 export async function runTraining(s: RunSettings, warnings: string[], quiet: boolean, plan: TrainingPlan = {}): Promise<number> {
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+  checkOutput(s);
+  const cacheDir = join(s.output, '.data-cache');
+  removeStaleTemps(cacheDir);
   const { model, hfConfig, tokenizer } = await loadModel(s);
   model.checkpointing = s.checkpointing;
   plan.prepare?.(model);
   const { train, eval: evalData, stats } = await loadDataset(s.data, {
     format: s.format, tokenizer: tokenizer ?? undefined, seqLen: s.seqLen, seed: s.seed, evalFraction: s.evalFraction,
-    skipBadLines: s.skipBadLines, cacheDir: join(s.output, '.data-cache'),
+    skipBadLines: s.skipBadLines, cacheDir,
   });
   if (stats.badLines) process.stderr.write(`skipped ${stats.badLines} bad lines (first: ${stats.badLineMessages[0]})\n`);
   const groups = decayParamGroups(model, s.weightDecay);
@@ -144,7 +154,12 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
     maxSteps: s.maxSteps, clip: s.clip, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, evalEvery: s.evalEvery,
     evalBatches: 8, resumeFrom: resume, dtype: s.dtype, lossScaler: s.lossScaler, progress: !quiet && process.stderr.isTTY,
   });
-  const metrics = trainer.train();
+  const metrics = await trainer.train();
+  if (trainer.interrupted) {
+    model.dispose();
+    opt.dispose();
+    throw new Interrupted(`interrupted at step ${trainer.step}: checkpoint saved to ${trainer.lastCheckpoint}; continue with --resume latest`);
+  }
   const what = plan.save ? plan.save(model, hfConfig, s.output) : (savePretrained(s.output, { model, hfConfig }), 'model');
   const last = metrics.at(-1);
   process.stdout.write(`trained to step ${trainer.step}${last ? `, loss ${last.loss.toFixed(4)}` : ''}; ${what} saved to ${s.output}\n`);

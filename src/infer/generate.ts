@@ -1,6 +1,7 @@
 // Autoregressive generation with a preallocated KV cache, as transformers' generate() does it:
 // left-padded batches with position ids = cumsum(mask) - 1 (1 at pads), greedy or sampled
 // tokens, eos lists and stop strings; finished rows are padded. Tokens stream via an async iterator.
+import { type NumberRule, checkNumber } from '../io/check.js';
 import { rand, tensor } from '../ops/creation.js';
 import { select } from '../ops/view.js';
 import { toArray, toFloat32Array } from '../ops/transfer.js';
@@ -42,6 +43,12 @@ export interface GenerationStep {
   step: number;
 }
 
+/** What each generation option may be (HF's GenerationConfig.validate); flags of the same names share it. */
+export const GENERATION_RULES: Record<'maxNewTokens' | 'temperature' | 'topK' | 'topP' | 'minP' | 'repetitionPenalty', NumberRule> = {
+  maxNewTokens: { int: true, min: 0 }, temperature: { min: 0 }, topK: { int: true, min: 0 }, topP: { above: 0, max: 1 },
+  minP: { min: 0, max: 1 }, repetitionPenalty: { above: 0 },
+};
+
 function resolve(model: LanguageModel, o: GenerateOptions) {
   const gc = o.generationConfig ?? {};
   const num = (k: string): number | undefined => (typeof gc[k] === 'number' ? (gc[k] as number) : undefined);
@@ -49,19 +56,16 @@ function resolve(model: LanguageModel, o: GenerateOptions) {
   const eos = Array.isArray(eosRaw) ? eosRaw : eosRaw === undefined || eosRaw === null ? [] : [eosRaw];
   const temperature = o.temperature ?? num('temperature') ?? 1;
   const doSample = o.doSample ?? (o.temperature !== undefined ? o.temperature > 0 : gc.do_sample === true);
-  return {
-    maxNewTokens: o.maxNewTokens ?? num('max_new_tokens') ?? 20,
-    eos,
-    pad: o.padTokenId ?? num('pad_token_id') ?? model.config.padTokenId ?? eos[0] ?? 0,
-    doSample,
-    sampling: {
-      temperature,
-      topK: o.topK ?? num('top_k') ?? 50,
-      topP: o.topP ?? num('top_p') ?? 1,
-      minP: o.minP ?? num('min_p'),
-      repetitionPenalty: o.repetitionPenalty ?? num('repetition_penalty') ?? 1,
-    },
+  const sampling = {
+    temperature,
+    topK: o.topK ?? num('top_k') ?? 50,
+    topP: o.topP ?? num('top_p') ?? 1,
+    minP: o.minP ?? num('min_p'),
+    repetitionPenalty: o.repetitionPenalty ?? num('repetition_penalty') ?? 1,
   };
+  const maxNewTokens = o.maxNewTokens ?? num('max_new_tokens') ?? 20;
+  for (const [k, v] of Object.entries({ ...sampling, maxNewTokens })) if (v !== undefined) checkNumber(v, GENERATION_RULES[k as keyof typeof GENERATION_RULES], `generate: ${k}`);
+  return { maxNewTokens, eos, pad: o.padTokenId ?? num('pad_token_id') ?? model.config.padTokenId ?? eos[0] ?? 0, doSample, sampling };
 }
 
 /**

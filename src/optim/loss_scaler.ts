@@ -2,6 +2,8 @@
 // dynamic: start at 2^initial_scale_power; an overflow skips the step and, once `hysteresis`
 // overflows have been absorbed, divides the scale by 2 (not below min_loss_scale); every
 // loss_scale_window clean steps since the last overflow double it. A static scale never changes.
+// An overflow that would halve a scale already at min_loss_scale is an error, as in DeepSpeed:
+// the run has diverged (NaN loss), and skipping every step from then on would hide it.
 
 export interface LossScalerOptions {
   /** > 0: a static scale; 0: dynamic (DeepSpeed's loss_scale) */
@@ -36,10 +38,13 @@ export class LossScaler {
   }
 
   /** Records one step's outcome; returns true when the optimizer step must be skipped. */
-  update(overflow: boolean): boolean {
+  update(overflow: boolean, step = this.iter + 1): boolean {
     if (!this.dynamic) return overflow;
     if (overflow) {
-      if (this.hysteresis === 1 || this.curHysteresis === 1) this.scale = Math.max(this.scale / 2, this.minScale);
+      if (this.hysteresis === 1 || this.curHysteresis === 1) {
+        if (this.scale <= this.minScale) throw new Error(`step ${step}: the gradients overflow at the minimum loss scale ${this.minScale} (the loss diverged); stopping`);
+        this.scale = Math.max(this.scale / 2, this.minScale);
+      }
       else this.curHysteresis--;
       this.lastOverflowIter = this.iter;
     } else {

@@ -1,8 +1,9 @@
 // Training checkpoints: a folder checkpoint-<step>/ with the model (safetensors), the optimizer
 // state (safetensors), and trainer_state.json (step, data position, RNG, schedule, loss scaler).
 // It is written under a temporary name and renamed, so a crash mid-write never replaces the
-// last good checkpoint; keepLast prunes older ones.
-import { existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
+// last good checkpoint; keepLast prunes older ones. The next start removes the temporaries a
+// killed save left behind, and a resume cuts the step logs back to the checkpoint.
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJson, writeJsonAtomic } from '../io/hf_folder.js';
 import { SafetensorsFile, saveSafetensors } from '../io/safetensors.js';
@@ -68,4 +69,55 @@ function parseState(j: Record<string, unknown>, file: string): TrainerState {
     rng: { seed: rng.seed as number, counter: rng.counter as number },
     lossScaler: ls && typeof ls.scale === 'number' ? ls : null,
   };
+}
+
+/** `name.tmp-<pid>` or `name.tmp-<pid>-<suffix>`: how every atomic write in Kestrel names its temporary. */
+const TEMP = /\.tmp-(\d+)(-[a-z0-9]+)?$/;
+
+function alive(pid: number): boolean {
+  if (pid === process.pid) return false; // ours from a previous life of this pid, or leftover: nothing of ours is mid-write at start
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the temporaries (`checkpoint-N.tmp-PID/`, `model.safetensors.tmp-PID`, ...) that a save
+ * killed mid-write left in dir; they can be as large as a checkpoint. A live process's are kept.
+ */
+export function removeStaleTemps(dir: string): string[] {
+  if (!existsSync(dir)) return [];
+  const removed: string[] = [];
+  for (const name of readdirSync(dir)) {
+    const m = TEMP.exec(name);
+    if (!m || alive(Number(m[1]))) continue;
+    rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
+}
+
+/**
+ * Keeps the lines of a JSONL step log (metrics.jsonl, eval.jsonl) up to `step`: after a resume
+ * the steps past the checkpoint are run again, and must not appear twice. A torn last line (a
+ * kill mid-append) is dropped too.
+ */
+export function truncateLog(path: string, step: number): void {
+  if (!existsSync(path)) return;
+  const lines = readFileSync(path, 'utf8').split('\n');
+  const kept = lines.filter((line) => {
+    try {
+      const s = (JSON.parse(line) as { step?: unknown }).step;
+      return typeof s === 'number' && s <= step;
+    } catch {
+      return false;
+    }
+  });
+  if (kept.length === lines.filter(Boolean).length) return;
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, kept.map((l) => l + '\n').join(''));
+  renameSync(tmp, path);
 }

@@ -3,6 +3,7 @@
 // are warned about by name; zero_optimization is refused until sharded training exists.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { type NumberRule, checkNumber } from '../io/check.js';
 import type { LossScalerOptions } from '../optim/loss_scaler.js';
 
 export interface RunSettings {
@@ -41,6 +42,36 @@ export const DEFAULT_SETTINGS: Omit<RunSettings, 'model' | 'data' | 'output'> = 
   checkpointing: 'none', evalFraction: 0, evalEvery: 0, saveEvery: 0, keepLast: 2, seed: 42, skipBadLines: false, logEvery: 1,
 };
 
+const INT_1: NumberRule = { int: true, min: 1 };
+const INT_0: NumberRule = { int: true, min: 0 };
+
+/** The allowed values of each numeric setting, wherever it comes from (flag, run file, DeepSpeed config). */
+export const SETTING_RULES: Partial<Record<keyof RunSettings, NumberRule>> = {
+  maxSteps: INT_1, seqLen: INT_1, batchSize: INT_1, gradAccum: INT_1, logEvery: INT_1,
+  lr: { min: 0 }, weightDecay: { min: 0 }, eps: { above: 0 }, clip: { min: 0 }, evalFraction: { min: 0, below: 1 },
+  evalEvery: INT_0, saveEvery: INT_0, keepLast: INT_0, seed: INT_0,
+};
+
+const SCALER_RULES: Record<keyof LossScalerOptions, NumberRule | null> = {
+  lossScale: { min: 0 }, initialScalePower: { int: true, min: 0, max: 64 }, lossScaleWindow: INT_1, hysteresis: INT_1, minLossScale: { above: 0 },
+  consecutiveHysteresis: null,
+};
+
+/**
+ * Checks the numeric settings present in s; `name` says how the user wrote a setting (a flag,
+ * a run-file key, a DeepSpeed field) so the error points at it.
+ */
+export function checkSettings(s: Partial<RunSettings>, name: (key: string) => string): void {
+  for (const [k, rule] of Object.entries(SETTING_RULES)) if (s[k as keyof RunSettings] !== undefined) checkNumber(s[k as keyof RunSettings], rule, name(k));
+  if (s.betas !== undefined) {
+    if (!Array.isArray(s.betas) || s.betas.length !== 2) throw new RangeError(`${name('betas')} must be [beta1, beta2]`);
+    s.betas.forEach((b, i) => checkNumber(b, { min: 0, below: 1 }, `${name('betas')}[${i}]`));
+  }
+  if (s.schedule?.warmup !== undefined) checkNumber(s.schedule.warmup, INT_0, name('warmup'));
+  for (const [k, rule] of Object.entries(s.lossScaler ?? {}))
+    if (rule !== undefined && SCALER_RULES[k as keyof LossScalerOptions]) checkNumber(rule, SCALER_RULES[k as keyof LossScalerOptions]!, name(`lossScaler.${k}`));
+}
+
 /** Reads run.yaml / run.json (keys in camelCase or snake_case, as the flags without dashes). */
 export function readRunFile(path: string): Record<string, unknown> {
   let text: string;
@@ -58,6 +89,7 @@ export function readRunFile(path: string): Record<string, unknown> {
   if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new Error(`${path}: expected a mapping of settings`);
   const out: Record<string, unknown> = {};
   for (const [k, val] of Object.entries(v)) out[k.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase())] = val;
+  checkSettings(out, (k) => `${path}: '${k}'`);
   return out;
 }
 
@@ -65,6 +97,14 @@ const DS_KNOWN = new Set([
   'train_batch_size', 'train_micro_batch_size_per_gpu', 'gradient_accumulation_steps', 'gradient_clipping', 'fp16', 'bf16',
   'optimizer', 'scheduler', 'activation_checkpointing', 'steps_per_print', 'wall_clock_breakdown', 'zero_optimization',
 ]);
+
+/** The DeepSpeed field each setting comes from, for errors. */
+const DS_FIELDS: Record<string, string> = {
+  batchSize: 'train_micro_batch_size_per_gpu', gradAccum: 'gradient_accumulation_steps', clip: 'gradient_clipping',
+  lr: 'optimizer.params.lr', weightDecay: 'optimizer.params.weight_decay', eps: 'optimizer.params.eps', betas: 'optimizer.params.betas',
+  'lossScaler.lossScale': 'fp16.loss_scale', 'lossScaler.initialScalePower': 'fp16.initial_scale_power', 'lossScaler.lossScaleWindow': 'fp16.loss_scale_window',
+  'lossScaler.hysteresis': 'fp16.hysteresis', 'lossScaler.minLossScale': 'fp16.min_loss_scale',
+};
 
 /** Maps a DeepSpeed config onto settings; warnings name the keys Kestrel ignores. */
 export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world = 1): { settings: Partial<RunSettings>; warnings: string[] } {
@@ -133,5 +173,6 @@ export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world =
     s.schedule = { type, warmup: 0, params: (o.params === undefined ? {} : obj(o.params, 'scheduler.params')) as Record<string, number | string> };
   }
   if (ds.activation_checkpointing !== undefined) s.checkpointing = 'full';
+  checkSettings(s, (k) => `${file}: '${DS_FIELDS[k] ?? k}'`);
   return { settings: s, warnings };
 }

@@ -18,7 +18,8 @@ import { defaultGenerator } from '../tensor/rng.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { item } from '../ops/transfer.js';
-import { type TrainerState, loadCheckpoint, saveCheckpoint } from './checkpoint.js';
+import { type TrainerState, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint, truncateLog } from './checkpoint.js';
+import { onInterrupt, yieldToEventLoop } from './interrupt.js';
 import { accumulateGradients, batchInputs, targetTokens } from './step.js';
 import { decayParamGroups } from './param_groups.js';
 
@@ -70,6 +71,10 @@ export class Trainer {
   private epoch = 0;
   private epochStep = 0;
   private stopping = false;
+  /** set when a signal (or stop()) ended the run before maxSteps */
+  interrupted = false;
+  /** the last checkpoint written or resumed from */
+  lastCheckpoint: string | null = null;
   /** fp16 only */
   readonly scaler: LossScaler | null;
 
@@ -77,12 +82,17 @@ export class Trainer {
     this.optimizer = o.optimizer ?? new AdamW(decayParamGroups(o.model, 0.01), { lr: o.lr ?? 1e-3 });
     this.schedule = o.schedule ?? constant(o.lr ?? 1e-3);
     this.scaler = o.dtype === 'fp16' ? new LossScaler(o.lossScaler) : null;
+    if (o.outputDir) {
+      removeStaleTemps(o.outputDir); // what saves interrupted by a kill left behind
+      this.lastCheckpoint = listCheckpoints(o.outputDir).at(-1)?.path ?? null;
+    }
     if (o.resumeFrom) this.resume(o.resumeFrom);
   }
 
   /** Asks the loop to save a checkpoint and stop after the current step (Ctrl-C does this). */
   stop(): void {
     this.stopping = true;
+    this.interrupted = true;
   }
 
   /** The next micro-batch, moving to the next epoch when one is exhausted. */
@@ -98,58 +108,76 @@ export class Trainer {
     }
   }
 
-  train(): StepMetrics[] {
-    const { model, maxSteps, gradAccum = 1 } = this.o;
+  /**
+   * Runs to maxSteps. Awaits one event-loop turn per step so that Ctrl-C (SIGINT/SIGTERM) can
+   * stop it: the step in flight finishes, a checkpoint is saved and `interrupted` is set.
+   */
+  async train(): Promise<StepMetrics[]> {
+    const { model, maxSteps } = this.o;
     model.train();
     const metrics: StepMetrics[] = [];
     const batches = this.microBatches();
-    const onSigint = (): void => this.stop();
-    process.once('SIGINT', onSigint);
+    const release = onInterrupt(() => this.stop(), this.o.outputDir ? 'finishing this step and saving a checkpoint' : 'stopping after this step');
     const t0 = performance.now();
     const startStep = this.step;
+    let saved = -1;
     try {
       while (this.step < maxSteps && !this.stopping) {
-        const lr = this.schedule(this.step);
-        this.optimizer.setLr(lr);
-        memory.resetPeak();
-        const tStep = performance.now();
-        const micro = Array.from({ length: gradAccum }, () => batches.next().value as Batch);
-        const scale = this.scaler?.scale ?? 1;
-        const autocastTo = this.o.dtype === 'bf16' ? 'bfloat16' : this.o.dtype === 'fp16' ? 'float16' : null;
-        const { loss } = accumulateGradients(model, micro, { backend: this.o.backend, autocast: autocastTo, lossScale: scale });
-        const params = model.parameters().filter((p) => p.requiresGrad);
-        let norm = gradNorm(params);
-        const overflow = !Number.isFinite(norm);
-        const skip = this.scaler ? this.scaler.update(overflow) : false;
-        if (!skip) {
-          if (scale !== 1) {
-            scaleGrads(params, 1 / scale);
-            norm /= scale;
-          }
-          if (this.o.clip && norm > this.o.clip) scaleGrads(params, this.o.clip / (norm + 1e-6));
-          this.optimizer.step();
-        }
-        this.optimizer.zeroGrad();
-        this.step++;
-        const tokens = micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
-        const m: StepMetrics = {
-          step: this.step, loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
-          tokens_per_sec: tokens / ((performance.now() - tStep) / 1e3),
-          mem_peak: memory.stats().peak,
-        };
+        const m = this.trainStep(batches);
         metrics.push(m);
         this.log(m);
         this.o.onStep?.(m);
         this.progress(startStep, t0, m);
         if (this.o.evalData && this.o.evalEvery && this.step % this.o.evalEvery === 0) this.evaluate();
-        if (this.o.outputDir && this.o.saveEvery && this.step % this.o.saveEvery === 0) this.save();
+        if (this.o.outputDir && this.o.saveEvery && this.step % this.o.saveEvery === 0) (this.save(), (saved = this.step));
+        await yieldToEventLoop();
       }
-      if (this.stopping && this.o.outputDir) this.save();
+      if (this.stopping && this.o.outputDir && saved !== this.step) this.save();
     } finally {
-      process.removeListener('SIGINT', onSigint);
+      release();
       if (this.o.progress) process.stderr.write('\n');
     }
     return metrics;
+  }
+
+  /** One optimizer step over gradAccum micro-batches; a NaN loss stops the run before the update. */
+  private trainStep(batches: Generator<Batch>): StepMetrics {
+    const { model, gradAccum = 1 } = this.o;
+    const lr = this.schedule(this.step);
+    this.optimizer.setLr(lr);
+    memory.resetPeak();
+    const tStep = performance.now();
+    const micro = Array.from({ length: gradAccum }, () => batches.next().value as Batch);
+    const scale = this.scaler?.scale ?? 1;
+    const autocastTo = this.o.dtype === 'bf16' ? 'bfloat16' : this.o.dtype === 'fp16' ? 'float16' : null;
+    const { loss } = accumulateGradients(model, micro, { backend: this.o.backend, autocast: autocastTo, lossScale: scale });
+    const params = model.parameters().filter((p) => p.requiresGrad);
+    let norm = gradNorm(params);
+    const overflow = !Number.isFinite(norm) || !Number.isFinite(loss);
+    // without a loss scaler a NaN/inf is not an overflow to skip but a diverged run: stop
+    // before the update, so the model in memory and every checkpoint stay finite
+    if (overflow && !this.scaler) {
+      this.optimizer.zeroGrad();
+      const last = this.lastCheckpoint ? `; the last good checkpoint is ${this.lastCheckpoint}` : '';
+      throw new Error(`step ${this.step + 1}: the ${Number.isFinite(loss) ? `gradient norm is ${norm}` : `loss is ${loss}`} (diverged: try a lower --lr or --clip); the model was not updated${last}`);
+    }
+    const skip = this.scaler ? this.scaler.update(overflow, this.step + 1) : false;
+    if (!skip) {
+      if (scale !== 1) {
+        scaleGrads(params, 1 / scale);
+        norm /= scale;
+      }
+      if (this.o.clip && norm > this.o.clip) scaleGrads(params, this.o.clip / (norm + 1e-6));
+      this.optimizer.step();
+    }
+    this.optimizer.zeroGrad();
+    this.step++;
+    const tokens = micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
+    return {
+      step: this.step, loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
+      tokens_per_sec: tokens / ((performance.now() - tStep) / 1e3),
+      mem_peak: memory.stats().peak,
+    };
   }
 
   /** Mean loss per target token over (up to evalBatches) eval batches. */
@@ -200,6 +228,7 @@ export class Trainer {
       step: this.step, epoch: this.epoch, epochStep: this.epochStep, rng: defaultGenerator.getState(), lossScaler: this.scaler?.stateDict() ?? null, optimizerStep: opt.step,
     };
     const path = saveCheckpoint(dir, { model: checkpointedState(this.o.model), optimizer: optTensors, state }, this.o.keepLast ?? 0);
+    this.lastCheckpoint = path;
     this.o.onSave?.(path);
     return path;
   }
@@ -209,7 +238,7 @@ export class Trainer {
     try {
       const own = checkpointedState(this.o.model);
       const missing = Object.keys(own).filter((n) => !ck.model.has(n));
-      const unexpected = ck.model.names.filter((n) => !(n in own));
+      const unexpected = ck.model.names.filter((n) => !Object.hasOwn(own, n));
       if (missing.length || unexpected.length)
         throw new Error(`${dir}: the checkpoint's model does not match the one being trained: missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
       const sd = Object.fromEntries(ck.model.names.map((n) => [n, ck.model.tensor(n, { backend: this.o.backend })]));
@@ -227,6 +256,9 @@ export class Trainer {
       Object.assign(this, { step: ck.state.step, epoch: ck.state.epoch, epochStep: ck.state.epochStep });
       defaultGenerator.setState(ck.state.rng);
       if (this.scaler && ck.state.lossScaler) this.scaler.loadStateDict(ck.state.lossScaler);
+      this.lastCheckpoint = dir;
+      // the logs continue from the checkpoint: lines of steps after it were undone by the resume
+      if (this.o.outputDir) for (const f of ['metrics.jsonl', 'eval.jsonl']) truncateLog(join(this.o.outputDir, f), this.step);
     } finally {
       ck.model.close();
       ck.optimizer.close();

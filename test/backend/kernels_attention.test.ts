@@ -135,6 +135,28 @@ if (CHILD) {
         dispose(q, kk, v);
       });
 
+      test('a NaN score gives NaN (as PyTorch), not the zero row of a query that sees no key', () => {
+        // query 2 of head 0 is NaN: its row (and only it) must be NaN in out and lse; hiding it
+        // as 0 lets a diverged run train on silently
+        const [B, H, T, hd] = [1, 2, 7, 8];
+        const qa = new Float32Array(B * H * T * hd).map((_, i) => Math.sin(i));
+        qa.fill(NaN, 2 * hd, 3 * hd);
+        const q = k.tensor(qa, { shape: [B, H, T, hd], backend: device });
+        const kv = k.tensor(new Float32Array(B * H * T * hd).map((_, i) => Math.cos(i)), { shape: [B, H, T, hd], backend: device });
+        const opts = { scale: 0.25, causal: true, window: 0, softcap: 0, dropout: 0, seed: 0, counter: 0 };
+        const out = k.empty([B, H, T, hd], 'float32', { backend: device });
+        const lse = k.empty([B, H, T], 'float32', { backend: device });
+        k.getBackend(device).kernels.attention(q, kv, kv, null, opts, out, lse);
+        const o = out.toFloat32Array();
+        const l = lse.toFloat32Array();
+        for (let row = 0; row < H * T; row++) {
+          const nan = row === 2;
+          assert.equal(Number.isNaN(l[row]), nan, `lse row ${row}`);
+          for (let c = 0; c < hd; c++) assert.equal(Number.isNaN(o[row * hd + c]), nan, `out row ${row} col ${c}`);
+        }
+        k.tidy(() => [q, kv, out, lse].forEach((t) => t.dispose()));
+      });
+
       test('backward writes every element of dq, dk, dv (keys no query sees get 0)', () => {
         const dev = k.getBackend(device);
         // Tq = 4 queries at the end of Tk = 150 keys with a window of 3: keys 0..145 are invisible

@@ -3,23 +3,13 @@
 // resumes there; auto never picks the emulator; a bad value is a clear error.
 import { skipUnless } from '../devices.js';
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { selectDevice, takeDeviceFlag } from '../../src/cli/device.js';
-import { runCli } from '../helpers.js';
+import { runCli, tinyTrainDir } from '../helpers.js';
 
-function setup(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'kestrel-cli-device-'));
-  writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 1,
-    num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64,
-  }));
-  const lines = Array.from({ length: 16 }, (_, i) => JSON.stringify({ input_ids: Array.from({ length: 10 }, (_, t) => (i * 3 + t) % 32) }));
-  writeFileSync(join(dir, 'train.jsonl'), lines.join('\n') + '\n');
-  return dir;
-}
+const setup = (): string => tinyTrainDir('kestrel-cli-device-');
 
 const losses = (out: string): number[] => readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { loss: number }).loss);
 

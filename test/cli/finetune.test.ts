@@ -90,7 +90,7 @@ test('--full saves the whole model; bad settings are errors', () => {
   assert.match(both.stderr, /--full and --qlora exclude each other/);
   const rank = runCli([...base, '--output', join(dir, 'y'), '--lora-r', '0']);
   assert.equal(rank.status, 1);
-  assert.match(rank.stderr, /rank 0/);
+  assert.match(rank.stderr, /--lora-r must be an integer >= 1, got 0/);
   const qt = runCli([...base, '--output', join(dir, 'z'), '--qlora', '--quant-type', 'int3']);
   assert.match(qt.stderr, /--quant-type must be nf4, fp4 or int8/);
 });

@@ -110,7 +110,8 @@ describe('loss scaler (DeepSpeed rules)', () => {
       [true, 4],
       [true, 2],
     ]);
-    s.update(true);
+    // at min_loss_scale a further overflow is DeepSpeed's "Current loss scale already at minimum" error
+    assert.throws(() => s.update(true), /overflow at the minimum loss scale 2/);
     assert.equal(s.scale, 2, 'never below min_loss_scale');
   });
 

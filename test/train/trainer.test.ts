@@ -34,7 +34,7 @@ function trainer(data: k.data.Dataset, out: string, extra: Partial<k.train.Train
 test('metrics.jsonl, checkpoints and an exact resume', async () => {
   const data = await dataset();
   const a = mkdtempSync(join(tmpdir(), 'kestrel-run-a-'));
-  const full = trainer(data, a).train().map((m) => m.loss);
+  const full = (await trainer(data, a).train()).map((m) => m.loss);
   const lines = readFileSync(join(a, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
   assert.equal(lines.length, 6);
   for (const f of ['step', 'loss', 'lr', 'grad_norm', 'loss_scale', 'tokens_per_sec', 'mem_peak']) assert.ok(f in lines[0], f);
@@ -43,34 +43,34 @@ test('metrics.jsonl, checkpoints and an exact resume', async () => {
   assert.deepEqual(readdirSync(a).filter((n) => n.startsWith('checkpoint-')), ['checkpoint-6'], 'keep-last 1 pruned checkpoint-3');
 
   const b = mkdtempSync(join(tmpdir(), 'kestrel-run-b-'));
-  const first = trainer(data, b, { maxSteps: 3 }).train().map((m) => m.loss);
+  const first = (await trainer(data, b, { maxSteps: 3 }).train()).map((m) => m.loss);
   assert.ok(existsSync(join(b, 'checkpoint-3', 'trainer_state.json')));
   const resumed = trainer(data, b, { resumeFrom: join(b, 'checkpoint-3') });
   assert.equal(resumed.step, 3);
-  const rest = resumed.train().map((m) => m.loss);
+  const rest = (await resumed.train()).map((m) => m.loss);
   assert.deepEqual([...first, ...rest], full, 'resumed loss curve equals the uninterrupted one');
 });
 
 test('LoRA checkpoints hold only the trainable tensors and resume exactly', async () => {
   const data = await dataset();
-  const full = trainer(data, mkdtempSync(join(tmpdir(), 'kestrel-lora-a-')), {}, true).train().map((m) => m.loss);
+  const full = (await trainer(data, mkdtempSync(join(tmpdir(), 'kestrel-lora-a-')), {}, true).train()).map((m) => m.loss);
   const b = mkdtempSync(join(tmpdir(), 'kestrel-lora-b-'));
-  const first = trainer(data, b, { maxSteps: 3 }, true).train().map((m) => m.loss);
+  const first = (await trainer(data, b, { maxSteps: 3 }, true).train()).map((m) => m.loss);
   const saved = new k.SafetensorsFile(join(b, 'checkpoint-3', 'model.safetensors'));
   assert.ok(saved.names.length > 0 && saved.names.every((n) => /lora_[AB]/.test(n)), `only adapter tensors: ${saved.names.slice(0, 3).join(', ')}...`);
   saved.close();
   const resumed = trainer(data, b, { resumeFrom: join(b, 'checkpoint-3') }, true);
-  const rest = resumed.train().map((m) => m.loss);
+  const rest = (await resumed.train()).map((m) => m.loss);
   assert.deepEqual([...first, ...rest], full, 'the frozen base comes from the model, the adapters from the checkpoint');
   assert.throws(() => trainer(data, b, { resumeFrom: join(b, 'checkpoint-6') }), /does not match the one being trained: missing \[/);
 });
 
 test('bf16 and fp16 runs track the fp32 loss curve', async () => {
   const data = await dataset();
-  const run = (dtype: 'fp32' | 'bf16' | 'fp16') => trainer(data, mkdtempSync(join(tmpdir(), `kestrel-${dtype}-`)), { dtype, saveEvery: 0 }).train().map((m) => m.loss);
-  const fp32 = run('fp32');
+  const run = async (dtype: 'fp32' | 'bf16' | 'fp16') => (await trainer(data, mkdtempSync(join(tmpdir(), `kestrel-${dtype}-`)), { dtype, saveEvery: 0 }).train()).map((m) => m.loss);
+  const fp32 = await run('fp32');
   for (const dtype of ['bf16', 'fp16'] as const) {
-    const half = run(dtype);
+    const half = await run(dtype);
     half.forEach((l, i) => assert.ok(Math.abs(l - fp32[i]) < 0.03 * fp32[i], `${dtype} step ${i + 1}: ${l} vs ${fp32[i]}`));
   }
 });
@@ -90,7 +90,7 @@ test('fp16: an injected overflow skips the step and backs the scale off (DeepSpe
     inject = s === 1;
     before.push(Array.from(first.toFloat32Array()));
     t.o.maxSteps = s + 1;
-    t.train();
+    await t.train();
   }
   // steps 1..4 report the scale they ran with: 256, 256 (overflow -> halved), 128, 128 (2 clean -> doubled next)
   assert.deepEqual(scales, [256, 256, 128, 128]);
@@ -104,7 +104,31 @@ test('stop() (what Ctrl-C calls) saves a checkpoint and ends the loop after the 
   const out = mkdtempSync(join(tmpdir(), 'kestrel-stop-'));
   const t = trainer(data, out, { saveEvery: 0 });
   t.o.onStep = (m) => m.step === 2 && t.stop();
-  const m = t.train();
+  const m = await t.train();
   assert.equal(m.length, 2);
   assert.ok(existsSync(join(out, 'checkpoint-2', 'model.safetensors')));
+});
+
+test('a NaN loss stops the run naming the step; the model stays finite and the last checkpoint is kept', async () => {
+  const data = await dataset();
+  const out = mkdtempSync(join(tmpdir(), 'kestrel-nan-'));
+  const t = trainer(data, out, { saveEvery: 2 });
+  const norm = t.o.model.parameters().find((p) => p.shape.length === 1)!; // a norm weight: NaN there makes every later loss NaN
+  t.o.onStep = (m) => m.step === 3 && k.getBackend(norm.backendName).kernels.fill(norm, NaN);
+  const weights = (): number[] => t.o.model.parameters().filter((p) => p !== norm).flatMap((p) => Array.from(p.toFloat32Array()));
+  let atStep3: number[] = [];
+  const onStep = t.o.onStep;
+  t.o.onStep = (m) => (onStep(m), m.step === 3 && (atStep3 = weights()));
+  await assert.rejects(t.train(), /step 4: the loss is NaN .*the model was not updated; the last good checkpoint is .*checkpoint-2/);
+  assert.equal(t.step, 3);
+  assert.deepEqual(weights(), atStep3, 'no update from the NaN step');
+  assert.deepEqual(readdirSync(out).filter((n) => n.startsWith('checkpoint-')), ['checkpoint-2']);
+  assert.equal(readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').length, 3, 'the NaN step is not logged');
+});
+
+test('fp16: an overflow at the minimum loss scale is an error (DeepSpeed), not an endless run of skipped steps', () => {
+  const scaler = new k.optim.LossScaler({ initialScalePower: 1, hysteresis: 1, minLossScale: 1 });
+  assert.equal(scaler.update(true, 1), true); // 2 -> 1
+  assert.equal(scaler.scale, 1);
+  assert.throws(() => scaler.update(true, 2), /step 2: the gradients overflow at the minimum loss scale 1/);
 });

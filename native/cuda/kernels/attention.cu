@@ -95,7 +95,7 @@ template <class C> KFN void forward_impl(const Problem& P, float* out, float* ls
     const i64 i = i0 + r0 + r;
     if (i >= P.Tq) break;
     const float lr = sm.l[r0 + r], mr = sm.m[r0 + r];
-    const bool none = !(lr > 0.0f) || mr == neg_inf();  // no visible key: out 0, lse -inf
+    const bool none = lr == 0.0f;  // no visible key: out 0, lse -inf (a NaN score gives NaN, as in PyTorch)
     const float inv = none ? 0.0f : P.keep_scale / lr;
     float* o = out + ((b * P.H + h) * P.Tq + i) * P.hdv;
     for (int c = 0; c < C::NCV; c++)

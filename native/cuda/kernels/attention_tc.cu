@@ -122,7 +122,7 @@ template <class T, class C> KFN void forward_tc(const TcProblem& X, u16* out, fl
       lr += shfl_xor(lr, 2);
       const i64 i = wi + 16 * mt + g + 8 * r;
       if (i >= P.Tq) continue;
-      const bool none = !(lr > 0.0f) || m[mt][r] == neg_inf();  // no visible key: out 0, lse -inf
+      const bool none = lr == 0.0f;  // no visible key: out 0, lse -inf (a NaN score gives NaN, as in PyTorch)
       const float inv = none ? 0.0f : P.keep_scale / lr;
       u16* orow = out + ((b * P.H + h) * P.Tq + i) * P.hdv;
       KST_UNROLL
