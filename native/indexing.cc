@@ -1,8 +1,9 @@
 // Kernels gather / scatter_add (torch.gather, scatter_add_) and index_select / index_add
 // (torch.index_select, index_add_), as src/backend/ref/linalg.ts defines them. Every index is
-// checked (-size <= i < size, negatives wrap) before anything is written. The adds never race:
-// work is split over positions that map to distinct out elements, and each out element takes
-// its contributions in index order (the reference's order), so results do not depend on threads.
+// checked (0 <= i < size; as in PyTorch a negative one is an error, never wrapped) before
+// anything is written. The adds never race: work is split over positions that map to distinct
+// out elements, and each out element takes its contributions in index order (the reference's
+// order), so results do not depend on threads.
 #include <algorithm>
 #include <cstring>
 #include <string>
@@ -24,7 +25,7 @@ inline int64_t index_at(const View& idx, int64_t off) {
   return idx.dtype == I64 ? idx.ptr<int64_t>()[off] : int64_t(idx.ptr<int32_t>()[off]);
 }
 
-// Throws unless every index lies in [-size, size); names the first offender and its position.
+// Throws unless every index lies in [0, size); names the first offender and its position.
 void check_indices(const char* what, const View& index, int64_t size) {
   const View* vs[1] = {&index};
   Strided<1> s = make_strided(vs);
@@ -32,14 +33,12 @@ void check_indices(const char* what, const View& index, int64_t size) {
   walk(s, 0, s.numel, [&](const int64_t* off, int64_t n) {
     for (int64_t t = 0; t < n; t++, pos++) {
       int64_t v = index_at(index, off[0] + t * s.inner_stride(0));
-      if (v < -size || v >= size)
+      if (v < 0 || v >= size)
         throw KernelError(std::string(what) + ": index " + std::to_string(v) + " at position " + std::to_string(pos) +
                           " of index " + shape_str(index) + " is out of range for a dimension of size " + std::to_string(size));
     }
   });
 }
-
-inline int64_t wrap(int64_t v, int64_t size) { return v < 0 ? v + size : v; }
 
 // v with dim removed (its offset kept), for iterating the other dims.
 View drop_dim(const View& v, int dim) {
@@ -178,7 +177,7 @@ KESTREL_KERNEL(gather) {
     parallel_run(s.numel, kGrain, [&](int64_t begin, int64_t end) {
       walk(s, begin, end, [&](const int64_t* off, int64_t n) {
         for (int64_t t = 0; t < n; t++) {
-          int64_t i = wrap(index_at(index, off[1] + t * s.inner_stride(1)), size);
+          int64_t i = index_at(index, off[1] + t * s.inner_stride(1));
           op[off[0] + t] = xp[off[2] + t * s.inner_stride(2) + i * sd];
         }
       });
@@ -189,7 +188,7 @@ KESTREL_KERNEL(gather) {
 namespace {
 template <class T, class S>
 void scatter_add_typed(const View& out, int dim, const View& index, const View& src) {
-  const int64_t size = out.shape[dim], od = out.stride[dim], id = index.stride[dim], sdim = src.stride[dim], K = index.shape[dim];
+  const int64_t od = out.stride[dim], id = index.stride[dim], sdim = src.stride[dim], K = index.shape[dim];
   View o = drop_dim(with_shape(out, index, dim), dim), i = drop_dim(index, dim), s = drop_dim(src, dim);
   const View* vs[3] = {&o, &i, &s};
   Strided<3> it = make_strided(vs);
@@ -203,7 +202,7 @@ void scatter_add_typed(const View& out, int dim, const View& index, const View& 
         const int64_t nj = std::min(kBlock, n - j0);
         for (int64_t k = 0; k < K; k++)
           for (int64_t j = j0; j < j0 + nj; j++) {
-            int64_t v = wrap(index_at(index, off[1] + j * si + k * id), size);
+            int64_t v = index_at(index, off[1] + j * si + k * id);
             acc_add(op[off[0] + j * so + v * od], sp[off[2] + j * ss + k * sdim]);
           }
       }
@@ -291,7 +290,7 @@ KESTREL_KERNEL(index_select) {
   require_contiguous("index_select", out, "out");
   if (out.numel() == 0) return;
   const int d = int(dim);
-  const int64_t n = index.shape[0], size = x.shape[d], is = index.stride[0];
+  const int64_t n = index.shape[0], is = index.stride[0];
   int64_t outer = 1;
   for (int k = 0; k < d; k++) outer *= x.shape[k];
   Strided<2> in = inner_dims(out, x, d);
@@ -303,7 +302,7 @@ KESTREL_KERNEL(index_select) {
       for (int64_t t = begin; t < end; t++) {
         int64_t oo, ox;
         outer_offsets(out, x, d, t / n, &oo, &ox);
-        const int64_t i = t % n, row = wrap(index_at(index, i * is), size);
+        const int64_t i = t % n, row = index_at(index, i * is);
         E* dst = op + oo + i * out.stride[d];
         const E* src = xp + ox + row * x.stride[d];
         walk(in, 0, in.numel, [&](const int64_t* off, int64_t m) {
@@ -318,7 +317,7 @@ KESTREL_KERNEL(index_select) {
 namespace {
 template <class T, class S>
 void index_add_typed(const View& out, int d, const View& index, const View& src) {
-  const int64_t n = index.shape[0], size = out.shape[d], is = index.stride[0];
+  const int64_t n = index.shape[0], is = index.stride[0];
   int64_t outer = 1;
   for (int k = 0; k < d; k++) outer *= out.shape[k];
   Strided<2> in = inner_dims(out, src, d);
@@ -334,7 +333,7 @@ void index_add_typed(const View& out, int d, const View& index, const View& src)
       outer_offsets(out, src, d, t / blocks, &oo, &os);
       const int64_t c0 = (t % blocks) * kBlock, c1 = std::min(in.numel, c0 + kBlock);
       for (int64_t i = 0; i < n; i++) {
-        T* dst = op + oo + wrap(index_at(index, i * is), size) * out.stride[d];
+        T* dst = op + oo + index_at(index, i * is) * out.stride[d];
         const S* s = sp + os + i * src.stride[d];
         walk(in, c0, c1, [&](const int64_t* off, int64_t m) {
           const int64_t so = in.inner_stride(0), ss = in.inner_stride(1);

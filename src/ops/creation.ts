@@ -40,18 +40,58 @@ function flatten(data: NestedData, shape: number[], depth: number, out: (number 
   for (const x of data) flatten(x, shape, depth + 1, out);
 }
 
-/** Converts JS values into dtype's storage representation. */
-export function encode(dtype: DType, values: ArrayLike<number | bigint | boolean>): TypedArray {
-  const out = makeArray(dtype, values.length);
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
-    const x = typeof v === 'number' ? v : Number(v);
-    if (dtype === 'int64') (out as BigInt64Array)[i] = typeof v === 'bigint' ? v : BigInt(Math.trunc(x));
-    else if (dtype === 'float16') out[i] = f32ToF16(x);
-    else if (dtype === 'bfloat16') out[i] = f32ToBf16(x);
-    else if (dtype === 'bool') out[i] = x ? 1 : 0;
-    else if (isFloat(dtype)) out[i] = x;
-    else out[i] = Math.trunc(x);
+// Integer dtypes other than int64: the values their storage holds.
+const INT_RANGE: Partial<Record<DType, readonly [number, number]>> = {
+  int32: [-(2 ** 31), 2 ** 31 - 1],
+  int8: [-128, 127],
+  uint8: [0, 255],
+};
+const [MIN_INT64, MAX_INT64] = [-(2n ** 63n), 2n ** 63n - 1n];
+
+type Value = number | bigint | boolean;
+
+/** tensor()'s error for values[i], which dtype cannot hold exactly. */
+function notHeld(dtype: DType, v: Value, i: number, range: string): Error {
+  return new Error(`tensor: ${typeof v === 'bigint' ? `${v}n` : v} at flat index ${i} is not a valid ${dtype} (expected an integer in ${range})`);
+}
+
+/**
+ * Converts JS values into dtype's storage representation. Integer dtypes take integers in their
+ * range only (fractions, NaN, Infinity and overflow throw, naming the first); int64 takes safe-integer
+ * numbers or bigints in int64's range. One plain loop per dtype: tensor() of batches is a hot path.
+ */
+export function encode(dtype: DType, values: ArrayLike<Value>): TypedArray {
+  const n = values.length;
+  const out = makeArray(dtype, n);
+  const range = INT_RANGE[dtype];
+  if (dtype === 'int64') {
+    const o = out as BigInt64Array;
+    for (let i = 0; i < n; i++) {
+      const v = values[i];
+      if (typeof v === 'bigint') {
+        if (v < MIN_INT64 || v > MAX_INT64) throw notHeld(dtype, v, i, '[-2^63, 2^63 - 1] (a bigint) or [-(2^53 - 1), 2^53 - 1] (a number)');
+        o[i] = v;
+      } else {
+        const x = Number(v);
+        if (!Number.isSafeInteger(x)) throw notHeld(dtype, v, i, '[-(2^53 - 1), 2^53 - 1] (pass a bigint beyond that)');
+        o[i] = BigInt(x);
+      }
+    }
+  } else if (range) {
+    const [lo, hi] = range;
+    for (let i = 0; i < n; i++) {
+      const x = Number(values[i]);
+      if (!Number.isInteger(x) || x < lo || x > hi) throw notHeld(dtype, values[i], i, `[${lo}, ${hi}]`);
+      out[i] = x;
+    }
+  } else {
+    for (let i = 0; i < n; i++) {
+      const x = Number(values[i]);
+      if (dtype === 'float16') out[i] = f32ToF16(x);
+      else if (dtype === 'bfloat16') out[i] = f32ToBf16(x);
+      else if (dtype === 'bool') out[i] = x ? 1 : 0;
+      else out[i] = x;
+    }
   }
   return out;
 }

@@ -12,22 +12,34 @@ function viewOf(op: string, x: Tensor, layout: Layout, backward: (g: Tensor) => 
   return record(op, out, [x], (g) => [backward(g)]);
 }
 
-/** Fills in one -1 entry of a requested shape. */
-function resolveShape(shape: readonly number[], n: number, op: string): number[] {
+/**
+ * The requested shape with its -1 filled in (torch.reshape's rules): sizes are integers >= 0, at
+ * most one is -1, and a -1 next to a 0 is refused (it could be anything).
+ */
+function resolveShape(shape: readonly number[], from: Shape, op: string): number[] {
+  const n = numel(from);
+  const fail = (why: string): Error => new Error(`${op}: shape ${shapeStr(shape)} is invalid for ${n} elements (input ${shapeStr(from)}): ${why}`);
   const out = [...shape];
-  const neg = out.indexOf(-1);
-  if (neg >= 0) {
-    const rest = numel(out.filter((_, i) => i !== neg));
-    if (rest === 0 || n % rest !== 0) throw new Error(`${op}: cannot infer -1 in ${shapeStr(shape)} for ${n} elements`);
-    out[neg] = n / rest;
+  let infer = -1;
+  out.forEach((s, i) => {
+    if (s === -1 && infer >= 0) throw fail('only one dimension can be -1');
+    if (s === -1) infer = i;
+    else if (!Number.isInteger(s) || s < 0) throw fail(`size ${s} at dim ${i} (sizes must be integers >= 0, or a single -1)`);
+  });
+  if (infer >= 0) {
+    out[infer] = 1;
+    const rest = numel(out);
+    if (rest === 0) throw fail('the -1 cannot be inferred next to a size-0 dim');
+    if (n % rest !== 0) throw fail(`${n} elements do not divide into rows of ${rest}`);
+    out[infer] = n / rest;
   }
-  if (numel(out) !== n) throw new Error(`${op}: shape ${shapeStr(shape)} is invalid for ${n} elements`);
+  if (numel(out) !== n) throw fail(`that shape holds ${numel(out)} elements`);
   return out;
 }
 
 /** Same elements, new shape; a view when the strides allow it, else a copy (torch.reshape). */
 export function reshape(x: Tensor, shape: readonly number[]): Tensor {
-  const target = resolveShape(shape, x.numel, 'reshape');
+  const target = resolveShape(shape, x.shape, 'reshape');
   const layout = x.layout.reshape(target);
   const src = x.shape;
   if (layout) return viewOf('reshape', x, layout, (g) => reshape(g, src));
@@ -39,7 +51,7 @@ export function reshape(x: Tensor, shape: readonly number[]): Tensor {
 
 /** Like reshape, but throws instead of copying (torch.view). */
 export function view(x: Tensor, shape: readonly number[]): Tensor {
-  const target = resolveShape(shape, x.numel, 'view');
+  const target = resolveShape(shape, x.shape, 'view');
   const layout = x.layout.reshape(target);
   if (!layout)
     throw new Error(`view: ${shapeStr(x.shape)} with strides ${shapeStr(x.strides)} cannot be viewed as ${shapeStr(target)}; use reshape()`);

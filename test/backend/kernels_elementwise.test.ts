@@ -182,8 +182,8 @@ function binaryGroup(): void {
   // Integer kernel edge cases called directly: division by zero gives 0, MIN / -1 wraps, pow wraps.
   const kern = k.getBackend(DEV).kernels;
   for (const dtype of ['int32', 'int64'] as const) {
-    const min = dtype === 'int32' ? -2147483648 : -9223372036854775808;
-    const a = k.tensor([7, -7, 0, min, 3, -1, 2], { dtype, backend: DEV });
+    const min = dtype === 'int32' ? -2147483648 : -9223372036854775808; // -2^63 as toArray() gives it
+    const a = k.tensor([7, -7, 0, dtype === 'int32' ? min : -(2n ** 63n), 3, -1, 2], { dtype, backend: DEV });
     const b = k.tensor([0, 2, 0, -1, 64, -3, -2], { dtype, backend: DEV });
     const out = k.empty([7], dtype, { backend: DEV });
     kern.binary('div', a, b, out);

@@ -1,9 +1,10 @@
 // gather / scatter_add (torch.gather, scatter_add_) and index_select / index_add (torch.index_select,
-// index_add_) as src/backend/ref/linalg.ts defines them; int32 or int64 indices, negatives wrap.
-// An index outside [-size, size) is never followed: the selects write 0 there, the adds skip it,
-// and the first one found is recorded in `err` (flag, op, position, value, size, launch id), which
-// the TypeScript side reads at the next host read (src/backend/cuda/index_errors.ts), so the hot
-// path (an embedding's lookup and gradient every step) needs no host round trip.
+// index_add_) as src/backend/ref/linalg.ts defines them; int32 or int64 indices in [0, size) (a
+// negative one is an error, as in PyTorch). An index outside [0, size) is never followed: the
+// selects write 0 there, the adds skip it, and the first one found is recorded in `err` (flag,
+// op, position, value, size, launch id), which the TypeScript side reads at the next host read
+// (src/backend/cuda/index_errors.ts), so the hot path (an embedding's lookup and gradient every
+// step) needs no host round trip.
 // The adds use atomics: float sums may differ from the CPU's index-order sums by rounding.
 #include "common.cuh"
 
@@ -11,7 +12,7 @@ using namespace kst;
 
 // Records an out-of-range index (the first one to win the flag); returns true when v is bad.
 KFN bool bad_index(i64* err, i32 op, i64 id, i64 pos, i64 v, i64 size) {
-  if (v >= -size && v < size) return false;
+  if (v >= 0 && v < size) return false;
   if (atomic_cas((u64*)err, 0ull, 1ull) == 0ull) {
     err[1] = op;
     err[2] = pos;
@@ -21,8 +22,6 @@ KFN bool bad_index(i64* err, i32 op, i64 id, i64 pos, i64 v, i64 size) {
   }
   return true;
 }
-
-KFN i64 wrap(i64 v, i64 size) { return v < 0 ? v + size : v; }
 
 // Index element off of an int64 (wide) or int32 index: one kernel for both halves the module.
 KFN i64 index_at(const void* index, i32 wide, i64 off) { return wide ? ((const i64*)index)[off] : i64(((const i32*)index)[off]); }
@@ -48,7 +47,7 @@ enum { GATHER = 0, SCATTER_ADD = 1, INDEX_SELECT = 2, INDEX_ADD = 3 };
 
 // ---------------------------------------------------------------- gather / scatter_add
 
-// out[i] = x[xs(i) + wrap(index[is(i)]) * xdim]: i runs over index's shape (out contiguous), xs is
+// out[i] = x[xs(i) + index[is(i)] * xdim]: i runs over index's shape (out contiguous), xs is
 // x seen with index's shape and stride 0 at dim.
 template <class E>
 KFN void gather_impl(const E* x, const Strided& xs, i64 xdim, i64 size, const void* index, i32 wide, const Strided& is, E* out,
@@ -58,18 +57,18 @@ KFN void gather_impl(const E* x, const Strided& xs, i64 xdim, i64 size, const vo
     if (bad_index(err, GATHER, id, i, v, size)) {
       out[i] = E();
     } else {
-      out[i] = x[offset_of(xs, i) + wrap(v, size) * xdim];
+      out[i] = x[offset_of(xs, i) + v * xdim];
     }
   }
 }
 
-// out[os(i) + wrap(index[is(i)]) * odim] += src[ss(i)] over index's shape.
+// out[os(i) + index[is(i)] * odim] += src[ss(i)] over index's shape.
 template <class T, class S>
 KFN void scatter_add_impl(T* out, const Strided& os, i64 odim, i64 size, const void* index, i32 wide, const Strided& is,
                           const S* src, const Strided& ss, i64 n, i64* err, i64 id) {
   KST_FOR(i, n) {
     i64 v = index_at(index, wide, offset_of(is, i));
-    if (!bad_index(err, SCATTER_ADD, id, i, v, size)) add_to(out + offset_of(os, i) + wrap(v, size) * odim, src[offset_of(ss, i)]);
+    if (!bad_index(err, SCATTER_ADD, id, i, v, size)) add_to(out + offset_of(os, i) + v * odim, src[offset_of(ss, i)]);
   }
 }
 
@@ -83,7 +82,7 @@ KFN void scatter_add_impl(T* out, const Strided& os, i64 odim, i64 size, const v
   const i32 c0 = i32(threadIdx.x % (tpr));                                        \
   for (i64 r = i64(blockIdx.x) * rows_per_block + threadIdx.x / (tpr); r < (rows); r += i64(gridDim.x) * rows_per_block)
 
-// out [outer, n, inner] (contiguous) = x at (xo(o), wrap(index[j]), xi(c)).
+// out [outer, n, inner] (contiguous) = x at (xo(o), index[j], xi(c)).
 template <class E>
 KFN void index_select_impl(const E* x, const Strided& xo, i64 xdim, const Strided& xi, i64 size, const void* index,
                            i32 wide, i64 istride, i64 n, E* out, i64 rows, i64 inner, i32 tpr, i64* err, i64 id) {
@@ -95,7 +94,7 @@ KFN void index_select_impl(const E* x, const Strided& xo, i64 xdim, const Stride
       for (i64 c = c0; c < inner; c += tpr) dst[c] = E();
       continue;
     }
-    const E* row = x + offset_of(xo, r / n) + wrap(v, size) * xdim;
+    const E* row = x + offset_of(xo, r / n) + v * xdim;
     if (xi.contiguous)
       for (i64 c = c0; c < inner; c += tpr) dst[c] = row[c];
     else
@@ -103,7 +102,7 @@ KFN void index_select_impl(const E* x, const Strided& xo, i64 xdim, const Stride
   }
 }
 
-// out at (oo(o), wrap(index[j]), oi(c)) += src at (so(o), j, si(c)).
+// out at (oo(o), index[j], oi(c)) += src at (so(o), j, si(c)).
 template <class T, class S>
 KFN void index_add_impl(T* out, const Strided& oo, i64 odim, const Strided& oi, i64 size, const void* index, i32 wide,
                         i64 istride, i64 n, const S* src, const Strided& so, i64 sdim, const Strided& si, i64 rows,
@@ -112,7 +111,7 @@ KFN void index_add_impl(T* out, const Strided& oo, i64 odim, const Strided& oi, 
     i64 j = r % n, o = r / n;
     i64 v = index_at(index, wide, j * istride);
     if (bad_index(err, INDEX_ADD, id, j, v, size)) continue;
-    T* dst = out + offset_of(oo, o) + wrap(v, size) * odim;
+    T* dst = out + offset_of(oo, o) + v * odim;
     const S* row = src + offset_of(so, o) + j * sdim;
     if (oi.contiguous && si.contiguous)
       for (i64 c = c0; c < inner; c += tpr) add_to(dst + c, row[c]);

@@ -27,8 +27,9 @@ function unravel(i: number, strides: readonly number[], shape: readonly number[]
   return shape.map((s, d) => Math.floor(i / strides[d]) % s);
 }
 
+// [0, size), as PyTorch: a negative index is an error, never wrapped Python-style
 function checkIndex(op: string, idx: number, size: number): void {
-  if (!Number.isInteger(idx) || idx < -size || idx >= size)
+  if (!Number.isInteger(idx) || idx < 0 || idx >= size)
     throw new Error(`${op}: index ${idx} is out of range for a dimension of size ${size}`);
 }
 
@@ -41,7 +42,7 @@ export const gather: Kernels['gather'] = (x, dim, index, out) => {
   store(out, iv.map((ix, i) => {
     checkIndex('gather', ix, size);
     const pos = unravel(i, is, index.layout.shape);
-    pos[dim] = ix < 0 ? ix + size : ix;
+    pos[dim] = ix;
     return xv[pos.reduce((s, p, d) => s + p * xs[d], 0)];
   }));
 };
@@ -56,7 +57,7 @@ export const scatterAdd: Kernels['scatterAdd'] = (out, dim, index, src) => {
   iv.forEach((ix, i) => {
     checkIndex('scatterAdd', ix, size);
     const pos = unravel(i, is, index.layout.shape);
-    pos[dim] = ix < 0 ? ix + size : ix;
+    pos[dim] = ix;
     ov[pos.reduce((s, p, d) => s + p * os[d], 0)] += sv[i];
   });
   store(out, ov);
@@ -72,7 +73,7 @@ export const indexSelect: Kernels['indexSelect'] = (x, dim, index, out) => {
   store(out, Float64Array.from({ length: out.layout.numel }, (_, i) => {
     const pos = unravel(i, os, out.layout.shape);
     const ix = iv[pos[dim]];
-    pos[dim] = ix < 0 ? ix + size : ix;
+    pos[dim] = ix;
     return xv[pos.reduce((s, p, d) => s + p * xs[d], 0)];
   }));
 };
@@ -88,7 +89,7 @@ export const indexAdd: Kernels['indexAdd'] = (out, dim, index, src) => {
   sv.forEach((v, i) => {
     const pos = unravel(i, ss, src.layout.shape);
     const ix = iv[pos[dim]];
-    pos[dim] = ix < 0 ? ix + size : ix;
+    pos[dim] = ix;
     ov[pos.reduce((s, p, d) => s + p * os[d], 0)] += v;
   });
   store(out, ov);
