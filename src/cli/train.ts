@@ -141,7 +141,7 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
   plan.prepare?.(model);
   const { train, eval: evalData, stats } = await loadDataset(s.data, {
     format: s.format, tokenizer: tokenizer ?? undefined, seqLen: s.seqLen, seed: s.seed, evalFraction: s.evalFraction,
-    skipBadLines: s.skipBadLines, cacheDir,
+    skipBadLines: s.skipBadLines, cacheDir, vocabSize: model.config.vocabSize,
   });
   if (stats.badLines) process.stderr.write(`skipped ${stats.badLines} bad lines (first: ${stats.badLineMessages[0]})\n`);
   const groups = decayParamGroups(model, s.weightDecay);

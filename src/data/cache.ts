@@ -1,16 +1,21 @@
 // On-disk cache of tokenized files: one file per data file, named by a hash of what shaped its
 // tokens (path, size, mtime, format, encoder options, tokenizer identity). It holds the documents
 // before splitting, packing and truncation, so changing seqLen, pack or the split reuses it.
-// Written to a temporary name and renamed, so a crash never leaves a half-written entry.
+// Written to a temporary name and renamed, so a crash never leaves a half-written entry; a checksum
+// over everything after the fixed head catches an entry damaged later (disk, copy, truncation),
+// which is then rebuilt with a warning instead of feeding wrong tokens to training.
 import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Tokenizer } from '../tokenizer/index.js';
+import { FNV_OFFSET, fnv1a32 } from './checksum.js';
 import { type TokenStore, storeCount, storeTokens } from './token_store.js';
 
-const MAGIC = 'KDATA001';
+/** Head: magic (8 bytes), header length (u32 LE), checksum of the rest (u32 LE, fnv1a32). */
+const MAGIC = 'KDATA002';
+const HEAD_BYTES = 16;
 /** Bump when tokenization or the file layout changes: old entries are then ignored. */
-const CACHE_VERSION = 1;
+const CACHE_VERSION = 2;
 
 const fingerprints = new WeakMap<Tokenizer, string>();
 
@@ -62,7 +67,7 @@ const entryPath = (dir: string, key: string): string => join(dir, `${key}.kdata`
 const pad8 = (n: number): number => (8 - (n % 8)) % 8;
 
 /**
- * Writes an entry atomically: header, offsets (f64), ids (i32), labels (i32, when not implicit).
+ * Writes an entry atomically: head, header, offsets (f64), ids (i32), labels (i32, when not implicit).
  * @example
  * writeCache('.cache/data', key, store, { format: 'text', records: 10, badLines: 0, badLineMessages: [] })
  */
@@ -70,11 +75,13 @@ export function writeCache(dir: string, key: string, store: TokenStore, meta: Ca
   mkdirSync(dir, { recursive: true });
   let header = Buffer.from(JSON.stringify({ key, docs: storeCount(store), tokens: storeTokens(store), labels: store.labels !== null, endian: 'le', meta }));
   header = Buffer.concat([header, Buffer.alloc(pad8(header.length), 0x20)]);
-  const head = Buffer.alloc(16);
+  const body = [header, bytes(store.offsets), bytes(store.ids)];
+  if (store.labels !== null) body.push(bytes(store.labels));
+  const head = Buffer.alloc(HEAD_BYTES);
   head.write(MAGIC, 0, 'latin1');
   head.writeUInt32LE(header.length, 8);
-  const parts = [head, header, bytes(store.offsets), bytes(store.ids)];
-  if (store.labels !== null) parts.push(bytes(store.labels));
+  head.writeUInt32LE(body.reduce((h, p) => fnv1a32(p, h), FNV_OFFSET), 12);
+  const parts = [head, ...body];
   const final = entryPath(dir, key);
   const tmp = `${final}.tmp-${process.pid}-${Math.random().toString(36).slice(2)}`;
   try {
@@ -97,41 +104,55 @@ function bytes(a: Int32Array | Float64Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
 }
 
+type Entry = { store: TokenStore; meta: CacheMeta };
+
+/** The entry in buf, or what is wrong with it. */
+function parseEntry(buf: Buffer, key: string): Entry | string {
+  if (buf.length < HEAD_BYTES || buf.toString('latin1', 0, 8) !== MAGIC) return 'not a cache entry';
+  const hlen = buf.readUInt32LE(8);
+  if ((buf.length - HEAD_BYTES) % 4 !== 0 || HEAD_BYTES + hlen > buf.length) return 'truncated';
+  if (fnv1a32(buf.subarray(HEAD_BYTES)) !== buf.readUInt32LE(12)) return 'checksum mismatch';
+  const h = JSON.parse(buf.toString('utf8', HEAD_BYTES, HEAD_BYTES + hlen)) as { key: string; docs: number; tokens: number; labels: boolean; meta: CacheMeta };
+  if (h.key !== key) return 'written for another key';
+  let at = HEAD_BYTES + hlen;
+  if (buf.length !== at + (h.docs + 1) * 8 + h.tokens * 4 * (h.labels ? 2 : 1)) return 'sizes disagree with its header';
+  // Sections start at multiples of 8 in the file; view them in place when the buffer is aligned
+  // too (large reads are), else copy (a small read may sit unaligned in Node's buffer pool).
+  const aligned = buf.byteOffset % 8 === 0;
+  const take = <T>(n: number, make: (b: ArrayBufferLike, off: number, len: number) => T, size: number): T => {
+    const start = at;
+    at += n * size;
+    if (aligned) return make(buf.buffer, buf.byteOffset + start, n);
+    return make(Uint8Array.prototype.slice.call(buf, start, at).buffer, 0, n);
+  };
+  const offsets = take(h.docs + 1, (b, o, n) => new Float64Array(b, o, n), 8);
+  const ids = take(h.tokens, (b, o, n) => new Int32Array(b, o, n), 4);
+  const labels = h.labels ? take(h.tokens, (b, o, n) => new Int32Array(b, o, n), 4) : null;
+  if (offsets[0] !== 0 || offsets[h.docs] !== h.tokens) return 'bad document offsets';
+  return { store: { ids, labels, offsets }, meta: h.meta };
+}
+
 /**
- * The entry for key, or null when absent, from another version, or damaged (then rebuilt by the caller).
+ * The entry for key, or null when absent or damaged (truncated, garbled: then a warning says so and
+ * the caller rebuilds it).
  * @example
  * const hit = readCache('.cache/data', key); if (hit) builder.addStore(hit.store);
  */
-export function readCache(dir: string, key: string): { store: TokenStore; meta: CacheMeta } | null {
+export function readCache(dir: string, key: string): Entry | null {
+  const path = entryPath(dir, key);
   let buf: Buffer;
   try {
-    buf = readFileSync(entryPath(dir, key));
+    buf = readFileSync(path);
   } catch {
     return null;
   }
+  let entry: Entry | string;
   try {
-    if (buf.length < 16 || buf.toString('latin1', 0, 8) !== MAGIC) return null;
-    const hlen = buf.readUInt32LE(8);
-    const h = JSON.parse(buf.toString('utf8', 16, 16 + hlen)) as { key: string; docs: number; tokens: number; labels: boolean; meta: CacheMeta };
-    if (h.key !== key) return null;
-    let at = 16 + hlen;
-    const need = at + (h.docs + 1) * 8 + h.tokens * 4 * (h.labels ? 2 : 1);
-    if (buf.length !== need) return null;
-    // Sections start at multiples of 8 in the file; view them in place when the buffer is aligned
-    // too (large reads are), else copy (a small read may sit unaligned in Node's buffer pool).
-    const aligned = buf.byteOffset % 8 === 0;
-    const take = <T>(n: number, make: (b: ArrayBufferLike, off: number, len: number) => T, size: number): T => {
-      const start = at;
-      at += n * size;
-      if (aligned) return make(buf.buffer, buf.byteOffset + start, n);
-      return make(Uint8Array.prototype.slice.call(buf, start, at).buffer, 0, n);
-    };
-    const offsets = take(h.docs + 1, (b, o, n) => new Float64Array(b, o, n), 8);
-    const ids = take(h.tokens, (b, o, n) => new Int32Array(b, o, n), 4);
-    const labels = h.labels ? take(h.tokens, (b, o, n) => new Int32Array(b, o, n), 4) : null;
-    if (offsets[0] !== 0 || offsets[h.docs] !== h.tokens) return null;
-    return { store: { ids, labels, offsets }, meta: h.meta };
-  } catch {
-    return null;
+    entry = parseEntry(buf, key);
+  } catch (e) {
+    entry = (e as Error).message;
   }
+  if (typeof entry !== 'string') return entry;
+  process.emitWarning(`data cache: ${path} is damaged (${entry}); rebuilding it`, 'KestrelWarning');
+  return null;
 }

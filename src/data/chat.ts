@@ -3,8 +3,8 @@
 // to that turn (with the generation prompt) and the prefix through it, tokenizing both, and taking
 // their longest common token prefix with the whole: robust to templates that wrap, trim or rename
 // turns (ChatML, Llama-3, Gemma, Zephyr, ...) and to BPE merges across a boundary.
-import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
-import { DataError } from './errors.js';
+import { type ChatMessage, TemplateLimitError, type Tokenizer } from '../tokenizer/index.js';
+import { DataError, whereString } from './errors.js';
 import { type Example, IGNORE_INDEX } from './example.js';
 import { stringField, objectArrayField } from './fields.js';
 import type { DataRecord } from './readers.js';
@@ -97,10 +97,14 @@ export function sharegptMessages(rec: DataRecord): ChatMessage[] {
  * // loss on the tokens of 'Hello<|im_end|>'
  */
 export function encodeChat(tok: Tokenizer, template: string, messages: readonly ChatMessage[], where: DataRecord['where']): Example {
+  // A template that runs past its limits would do so on every record: stop the load (a plain
+  // Error, which skipBadLines does not skip) instead of reporting each record as bad.
+  const limitHit = (e: unknown): Error => new Error(`${whereString(where)}: ${(e as Error).message}`, { cause: e });
   const render = (msgs: readonly ChatMessage[], addGenerationPrompt: boolean): string => {
     try {
       return tok.applyChatTemplate(msgs, { template, addGenerationPrompt });
     } catch (e) {
+      if (e instanceof TemplateLimitError) throw limitHit(e);
       throw new DataError(where, `chat template: ${(e as Error).message}`);
     }
   };
@@ -110,7 +114,9 @@ export function encodeChat(tok: Tokenizer, template: string, messages: readonly 
     for (const agp of [true, false]) {
       try {
         return tok.applyChatTemplate(msgs, { template, addGenerationPrompt: agp });
-      } catch { /* next */ }
+      } catch (e) {
+        if (e instanceof TemplateLimitError) throw limitHit(e);
+      }
     }
     return '';
   };

@@ -42,18 +42,18 @@ export function objectArrayField(rec: DataRecord, obj: unknown, name: string): R
 }
 
 /**
- * An array of integers: token ids in [0, vocab) or, when allowIgnore, also -100.
+ * An array of integers (token ids; their range is checked for every format at once: checkTokenIds).
  * @example
- * const ids = intArrayField(rec, 'input_ids', { vocab: 50257 });
+ * const ids = intArrayField(rec, 'input_ids');
  */
-export function intArrayField(rec: DataRecord, name: string, opts: { vocab?: number; allowIgnore?: boolean } = {}): number[] {
+export function intArrayField(rec: DataRecord, name: string): number[] {
   const v = get(rec, rec.value, name, name, true);
   if (!Array.isArray(v)) throw new DataError(rec.where, `field "${name}" must be an array of token ids, got ${kindOf(v)}`);
   for (let i = 0; i < v.length; i++) {
-    const x = v[i];
-    const ok = typeof x === 'number' && Number.isSafeInteger(x) && (x >= 0 || (opts.allowIgnore === true && x === -100));
-    if (!ok) throw new DataError(rec.where, `field "${name}[${i}]" must be a token id (an integer >= 0${opts.allowIgnore ? ', or -100' : ''}), got ${JSON.stringify(typeof x === 'bigint' ? String(x) : x)}`);
-    if (opts.vocab !== undefined && x >= opts.vocab) throw new DataError(rec.where, `field "${name}[${i}]" = ${x} is outside the vocabulary (size ${opts.vocab})`);
+    const x: unknown = v[i];
+    if (typeof x !== 'number' || !Number.isInteger(x)) {
+      throw new DataError(rec.where, `field "${name}[${i}]" must be a token id (an integer), got ${typeof x === 'number' || typeof x === 'bigint' ? String(x) : kindOf(x)}`);
+    }
   }
   return v as number[];
 }

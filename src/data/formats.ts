@@ -4,6 +4,7 @@
 //   alpaca        {"instruction", "input"?, "output"}       Stanford Alpaca prompt; loss on output + eos
 //   chat          {"messages": [{role, content}]}           chat template; loss on assistant turns (chat.ts)
 //   sharegpt      {"conversations": [{from, value}]}        mapped to chat
+// Token id ranges are checked for every format at once, in loadDataset (example.ts checkTokenIds).
 import { BUILTIN_TEMPLATES, type Tokenizer, detectChatTemplate } from '../tokenizer/index.js';
 import { chatMessages, encodeChat, encodeLossSpans, sharegptMessages } from './chat.js';
 import type { Example } from './example.js';
@@ -110,14 +111,13 @@ export function makeEncoder(format: FormatName, opts: EncoderOptions = {}): Reco
       };
     }
     case 'pretokenized': {
-      const vocab = tok?.length;
       return {
-        format, identity: JSON.stringify({ format, vocab }),
+        format, identity: JSON.stringify({ format }),
         encode(rec) {
-          const inputIds = intArrayField(rec, 'input_ids', { vocab });
+          const inputIds = intArrayField(rec, 'input_ids');
           if (inputIds.length === 0) throw new DataError(rec.where, 'field "input_ids" is empty');
           if (rec.value.labels === undefined || rec.value.labels === null) return { inputIds, labels: inputIds.slice() };
-          const labels = intArrayField(rec, 'labels', { vocab, allowIgnore: true });
+          const labels = intArrayField(rec, 'labels');
           if (labels.length !== inputIds.length) {
             throw new DataError(rec.where, `field "labels" has ${labels.length} entries but "input_ids" has ${inputIds.length} (labels align with input_ids; the model shifts them)`);
           }

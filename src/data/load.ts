@@ -1,10 +1,12 @@
 // loadDataset: files -> records -> tokenized documents (through the disk cache) -> eval split ->
 // packed or padded datasets. Everything is read and tokenized before it returns, so a malformed
-// record stops the run before training starts (or is counted, with skipBadLines).
+// record stops the run before training starts (or is counted, with skipBadLines): bad JSON, an
+// oversized line, a missing field, a token id outside the model's vocabulary.
 import { BUILTIN_TEMPLATES, type Tokenizer } from '../tokenizer/index.js';
 import { cacheKey, readCache, tokenizerIdentity, writeCache } from './cache.js';
 import { type Dataset, PackedDataset, PaddedDataset } from './dataset.js';
 import { BadLines } from './errors.js';
+import { checkTokenIds } from './example.js';
 import { type EncoderOptions, FORMATS, type FormatName, type RecordEncoder, detectFormat, makeEncoder } from './formats.js';
 import { listDataFiles, readRecords } from './readers.js';
 import { STREAM_SPLIT, SeededRandom, permutation } from './shuffle.js';
@@ -24,6 +26,13 @@ export interface LoadDatasetOptions extends EncoderOptions {
   readonly evalFraction?: number;
   /** count malformed records instead of stopping (default false) */
   readonly skipBadLines?: boolean;
+  /**
+   * The model's vocabulary size: every token id, read (pretokenized) or made by the tokenizer, must
+   * be below it; a record with one beyond is a bad record. Default the tokenizer's length, else 2^31.
+   */
+  readonly vocabSize?: number;
+  /** JSONL lines longer than this are bad records, never read into memory; default 16 MiB */
+  readonly maxRecordBytes?: number;
   /** a folder for the tokenization cache; none by default */
   readonly cacheDir?: string;
   /** padding id; default the tokenizer's pad, else its eos, else 0 */
@@ -76,6 +85,12 @@ function validate(o: LoadDatasetOptions): void {
   }
   if (o.padding !== undefined && o.padding !== 'longest' && o.padding !== 'max') throw new Error(`loadDataset: padding must be 'longest' or 'max', got ${JSON.stringify(o.padding)}`);
   if (o.seed !== undefined && !Number.isFinite(o.seed)) throw new RangeError(`loadDataset: seed must be a finite number, got ${o.seed}`);
+  if (o.vocabSize !== undefined && !(Number.isInteger(o.vocabSize) && o.vocabSize >= 1 && o.vocabSize <= 2 ** 31)) {
+    throw new RangeError(`loadDataset: vocabSize must be an integer in [1, 2^31], got ${o.vocabSize}`);
+  }
+  if (o.maxRecordBytes !== undefined && !(Number.isInteger(o.maxRecordBytes) && o.maxRecordBytes >= 1)) {
+    throw new RangeError(`loadDataset: maxRecordBytes must be a positive integer, got ${o.maxRecordBytes}`);
+  }
 }
 
 /** Everything besides the file itself that decides its tokens (the cache key's other half). */
@@ -88,6 +103,9 @@ function keyParts(o: LoadDatasetOptions): Record<string, unknown> {
     eosId: o.eosId ?? null,
     textField: o.textField ?? 'text',
     skipBadLines: o.skipBadLines === true,
+    // Both decide which records are bad, so which ones an entry holds.
+    vocabSize: o.vocabSize ?? null,
+    maxRecordBytes: o.maxRecordBytes ?? null,
   };
 }
 
@@ -112,14 +130,19 @@ async function loadFile(file: string, b: TokenStoreBuilder, o: LoadDatasetOption
   const explicit = o.format === undefined || o.format === 'auto' ? null : o.format;
   let enc: RecordEncoder | null = explicit === null ? null : makeEncoder(explicit, o);
   let records = 0;
-  for await (const rec of readRecords(file, bad)) {
+  const vocabSize = o.vocabSize ?? o.tokenizer?.length;
+  for await (const rec of readRecords(file, bad, { maxRecordBytes: o.maxRecordBytes })) {
     if (enc === null) {
       const format = bad.guard(() => detectFormat(rec));
       if (format === undefined) continue;
       enc = makeEncoder(format, o);
     }
     const e = enc;
-    const ex = bad.guard(() => e.encode(rec));
+    const ex = bad.guard(() => {
+      const x = e.encode(rec);
+      checkTokenIds(x, rec.where, { vocabSize, tokenizer: e.format !== 'pretokenized' });
+      return x;
+    });
     if (ex === undefined) continue;
     b.add(ex);
     records++;

@@ -1,10 +1,11 @@
-// Record readers: JSONL (streamed line by line, so multi-GB files never sit in memory), JSON (an
+// Record readers: JSONL (streamed line by line, so multi-GB files never sit in memory, and a line
+// over maxRecordBytes is a bad record, never held), JSON (an
 // array of objects, or {"data": [...]}, as HF datasets' to_json/orient=records writes them),
 // Parquet (parquet.ts) and folders of such files, walked in sorted order so runs are reproducible.
-import { createReadStream, existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { extname, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { BadLines, DataError, type Where } from './errors.js';
+import { DEFAULT_MAX_RECORD_BYTES, readLines } from './lines.js';
 import { readParquet } from './parquet.js';
 
 /** One input record (a JSON object) and where it came from. */
@@ -14,6 +15,11 @@ export interface DataRecord {
 }
 
 export type FileKind = 'jsonl' | 'json' | 'parquet';
+
+export interface ReadOptions {
+  /** JSONL: a longer line is a bad record, never read into memory; default 16 MiB */
+  readonly maxRecordBytes?: number;
+}
 
 const KINDS: Readonly<Record<string, FileKind>> = { '.jsonl': 'jsonl', '.ndjson': 'jsonl', '.json': 'json', '.parquet': 'parquet' };
 
@@ -70,19 +76,23 @@ function asRecord(value: unknown, where: Where): DataRecord {
   return { value: value as Record<string, unknown>, where };
 }
 
+const mib = (n: number): string => `${(n / 2 ** 20).toFixed(1)} MiB`;
+
 /**
- * Streams the records of a JSONL file; blank lines are skipped, a bad line goes to `bad`.
+ * Streams the records of a JSONL file; blank lines are skipped, a bad or oversized line goes to `bad`.
  * @example
  * for await (const r of readJsonl('train.jsonl', new BadLines(false))) console.log(r.value.text);
  */
-export async function* readJsonl(file: string, bad: BadLines): AsyncGenerator<DataRecord> {
-  const lines = createInterface({ input: createReadStream(file, { encoding: 'utf8' }), crlfDelay: Infinity });
-  let line = 0;
-  for await (let text of lines) {
-    line++;
-    if (line === 1 && text.charCodeAt(0) === 0xfeff) text = text.slice(1); // UTF-8 BOM
-    if (text.trim() === '') continue;
+export async function* readJsonl(file: string, bad: BadLines, opts: ReadOptions = {}): AsyncGenerator<DataRecord> {
+  const max = opts.maxRecordBytes ?? DEFAULT_MAX_RECORD_BYTES;
+  for await (const { line, text: raw, bytes } of readLines(file, max)) {
     const where = { file, line };
+    if (raw === null) {
+      bad.report(new DataError(where, `the line is ${mib(bytes)} (${bytes} bytes), over the record size limit of ${mib(max)} (maxRecordBytes)`));
+      continue;
+    }
+    const text = line === 1 && raw.charCodeAt(0) === 0xfeff ? raw.slice(1) : raw; // UTF-8 BOM
+    if (text.trim() === '') continue;
     const rec = bad.guard(() => {
       let value: unknown;
       try {
@@ -142,9 +152,9 @@ export async function* readJson(file: string, bad: BadLines): AsyncGenerator<Dat
  * @example
  * for await (const r of readRecords('data/train.parquet', new BadLines(false))) use(r.value);
  */
-export function readRecords(file: string, bad: BadLines): AsyncGenerator<DataRecord> {
+export function readRecords(file: string, bad: BadLines, opts: ReadOptions = {}): AsyncGenerator<DataRecord> {
   const kind = fileKind(file);
-  if (kind === 'jsonl') return readJsonl(file, bad);
+  if (kind === 'jsonl') return readJsonl(file, bad, opts);
   if (kind === 'json') return readJson(file, bad);
   if (kind === 'parquet') return readParquet(file, bad);
   throw new Error(`data: ${file}: unknown file type ${JSON.stringify(extname(file))} (expected .jsonl, .ndjson, .json or .parquet)`);

@@ -57,3 +57,16 @@ test('DeepSpeed config: ZeRO refused clearly, batch sizes checked', () => {
   const { settings } = fromDeepSpeed({ train_batch_size: 16, train_micro_batch_size_per_gpu: 4, bf16: { enabled: true } }, 'ds.json');
   assert.deepEqual([settings.batchSize, settings.gradAccum, settings.dtype], [4, 4, 'bf16']);
 });
+
+test('a token id beyond the model vocabulary stops the run before training with file:line (or is skipped)', () => {
+  const dir = setup();
+  writeFileSync(join(dir, 'train.jsonl'), '{"input_ids": [1, 2, 3]}\n{"input_ids": [1, 32, 3]}\n{"input_ids": [4, 5, 6]}\n');
+  const args = ['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--max-steps', '1', '--seq-len', '8', '--batch-size', '2', '--quiet'];
+  let r = runCli([...args, '--output', join(dir, 'o')]);
+  assert.equal(r.status, 1);
+  assert.match(r.stderr, /train\.jsonl:2: .*\[0, 32\)/, 'vocab_size 32 from config.json');
+  assert.ok(!existsSync(join(dir, 'o', 'metrics.jsonl')));
+  r = runCli([...args, '--output', join(dir, 'p'), '--skip-bad-lines']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /skipped 1 bad lines/);
+});
