@@ -1,8 +1,9 @@
 // A Hugging Face model folder: config.json plus model.safetensors or sharded
 // model-0000X-of-0000N.safetensors listed in model.safetensors.index.json. Tensors are read by
-// name from whichever shard holds them; writing goes file by file through a temporary name.
+// name from whichever shard holds them; writing goes file by file through a temporary name. The
+// index may only name files inside the folder.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { isAbsolute, join, win32 } from 'node:path';
 import type { MemoryTag } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { SafetensorsFile, type TensorInfo, saveSafetensors } from './safetensors.js';
@@ -36,6 +37,8 @@ export function writeJsonAtomic(path: string, value: unknown): void {
 
 export class CheckpointFolder {
   readonly config: Json;
+  /** the file that lists the tensors: model.safetensors.index.json, or model.safetensors itself */
+  readonly source: string;
   private readonly files = new Map<string, SafetensorsFile>();
   private readonly where = new Map<string, SafetensorsFile>();
 
@@ -44,21 +47,24 @@ export class CheckpointFolder {
     this.config = readJson(join(dir, 'config.json'));
     const index = join(dir, 'model.safetensors.index.json');
     const single = join(dir, 'model.safetensors');
-    if (existsSync(index)) {
-      const map = readJson(index).weight_map;
-      if (typeof map !== 'object' || map === null) throw new Error(`${index}: missing object 'weight_map'`);
-      for (const [name, file] of Object.entries(map as Record<string, unknown>)) {
-        if (typeof file !== 'string') throw new Error(`${index}: weight_map['${name}'] must be a file name`);
-        this.where.set(name, this.open(join(dir, file)));
-      }
-      for (const [name, f] of this.where)
-        if (!f.has(name)) throw new Error(`${index}: '${name}' is mapped to ${f.path}, which does not contain it`);
-    } else if (existsSync(single)) {
-      const f = this.open(single);
-      for (const name of f.names) this.where.set(name, f);
-    } else if (existsSync(join(dir, 'pytorch_model.bin'))) {
-      throw new Error(`${dir}: only pytorch_model.bin found; convert it to safetensors (Kestrel reads safetensors only)`);
-    } else throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json`);
+    this.source = existsSync(index) ? index : single;
+    try {
+      if (existsSync(index)) {
+        const map = readJson(index).weight_map;
+        if (typeof map !== 'object' || map === null || Array.isArray(map)) throw new Error(`${index}: missing object 'weight_map'`);
+        for (const [name, file] of Object.entries(map as Record<string, unknown>)) this.where.set(name, this.open(shardPath(dir, index, name, file)));
+        for (const [name, f] of this.where)
+          if (!f.has(name)) throw new Error(`${index}: '${name}' is mapped to ${f.path}, which does not contain it`);
+      } else if (existsSync(single)) {
+        const f = this.open(single);
+        for (const name of f.names) this.where.set(name, f);
+      } else if (existsSync(join(dir, 'pytorch_model.bin'))) {
+        throw new Error(`${dir}: only pytorch_model.bin found; convert it to safetensors (Kestrel reads safetensors only)`);
+      } else throw new Error(`${dir}: no model.safetensors or model.safetensors.index.json`);
+    } catch (e) {
+      this.close(); // the shards opened before the failure
+      throw e;
+    }
   }
 
   private open(path: string): SafetensorsFile {
@@ -78,6 +84,13 @@ export class CheckpointFolder {
     return this.where.has(name);
   }
 
+  /** The path of the safetensors file that holds tensor `name`. */
+  file(name: string): string {
+    const f = this.where.get(name);
+    if (!f) throw new Error(`${this.dir}: checkpoint has no tensor '${name}'`);
+    return f.path;
+  }
+
   info(name: string): TensorInfo {
     const f = this.where.get(name);
     if (!f) throw new Error(`${this.dir}: checkpoint has no tensor '${name}'`);
@@ -93,6 +106,20 @@ export class CheckpointFolder {
   close(): void {
     for (const f of this.files.values()) f.close();
   }
+}
+
+/**
+ * The shard a weight_map entry names, which must be a file inside the model folder: an absolute path
+ * or a '..' step could make a downloaded index read any file on the machine.
+ */
+function shardPath(dir: string, index: string, name: string, file: unknown): string {
+  const entry = `weight_map[${JSON.stringify(name)}] = ${JSON.stringify(file)}`;
+  if (typeof file !== 'string' || file === '') throw new Error(`${index}: ${entry} must be a file name`);
+  if (isAbsolute(file) || win32.isAbsolute(file) || file.split(/[\\/]/).includes('..'))
+    throw new Error(`${index}: ${entry} names a file outside the model folder ${dir}`);
+  const path = join(dir, file);
+  if (!existsSync(path)) throw new Error(`${index}: ${entry}: shard ${path} does not exist`);
+  return path;
 }
 
 /** Writes config.json (+ generation_config.json) and model.safetensors into dir. */

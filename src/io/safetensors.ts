@@ -2,7 +2,7 @@
 // {name: {dtype, shape, data_offsets}, __metadata__?}, then the data. Read lazily by name with
 // ranged reads; validated strictly (the buffer must be indexed entirely, without holes or
 // overlaps); written to a temporary name and renamed, so a crash never leaves a torn file.
-import { closeSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
 import { type DType, type TypedArray, makeArray } from '../tensor/dtype.js';
 import type { MemoryTag } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -41,9 +41,9 @@ export class SafetensorsFile {
   private fd: number | null;
 
   constructor(readonly path: string) {
-    this.fd = openSync(path, 'r');
+    this.fd = openFile(path);
     try {
-      const { metadata, infos } = parseHeader(path, this.fd, statSync(path).size);
+      const { metadata, infos } = parseHeader(path, this.fd, fstatSync(this.fd).size);
       this.metadata = metadata;
       for (const i of infos) this.infos.set(i.name, i);
     } catch (e) {
@@ -95,6 +95,24 @@ export class SafetensorsFile {
   }
 }
 
+/** Opens a regular file for reading; a missing file, a directory or a device is an error naming the path. */
+function openFile(path: string): number {
+  const failed = (e: unknown): Error => new Error(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  let st;
+  try {
+    st = statSync(path);
+  } catch (e) {
+    throw failed(e);
+  }
+  // a directory opens and then fails on read with a bare EISDIR; opening a FIFO would block
+  if (!st.isFile()) throw new Error(`${path}: not a safetensors file (it is a ${st.isDirectory() ? 'directory' : 'special file'})`);
+  try {
+    return openSync(path, 'r');
+  } catch (e) {
+    throw failed(e);
+  }
+}
+
 /** length bytes at position; a short file is an error naming what was being read. */
 function readExactly(fd: number, length: number, position: number, what: string): Buffer {
   const buf = Buffer.alloc(length);
@@ -131,14 +149,15 @@ function parseHeader(path: string, fd: number, size: number): { metadata: Record
       if (typeof entry !== 'object' || entry === null) bad('__metadata__ must be an object of strings');
       for (const [k, v] of Object.entries(entry as Record<string, unknown>)) {
         if (typeof v !== 'string') bad(`__metadata__.${k} must be a string`);
-        metadata[k] = v as string;
+        Object.defineProperty(metadata, k, { value: v, enumerable: true, writable: true, configurable: true }); // '__proto__' too
       }
       continue;
     }
     const e = entry as { dtype?: unknown; shape?: unknown; data_offsets?: unknown };
     const where = `tensor '${name}'`;
     if (typeof e !== 'object' || e === null) bad(`${where}: entry is not an object`);
-    const st = typeof e.dtype === 'string' ? ST_DTYPES[e.dtype] : undefined;
+    // own keys only: a dtype named 'constructor' or '__proto__' must not find Object.prototype's
+    const st = typeof e.dtype === 'string' && Object.hasOwn(ST_DTYPES, e.dtype) ? ST_DTYPES[e.dtype] : undefined;
     if (!st) bad(`${where}: unsupported dtype ${JSON.stringify(e.dtype)}`);
     if (!Array.isArray(e.shape) || !e.shape.every((d) => Number.isSafeInteger(d) && d >= 0)) bad(`${where}: shape must be a list of non-negative integers`);
     const offs = e.data_offsets;
@@ -214,7 +233,8 @@ export function saveSafetensors(path: string, tensors: Record<string, Tensor>, m
     const [da, db] = [TO_ST[tensors[a].dtype], TO_ST[tensors[b].dtype]];
     return DTYPE_ORDER.indexOf(da) - DTYPE_ORDER.indexOf(db) || (a < b ? -1 : a > b ? 1 : 0);
   });
-  const header: Record<string, unknown> = {};
+  // no prototype: a tensor named '__proto__' is then an ordinary key that JSON.stringify writes
+  const header: Record<string, unknown> = Object.create(null);
   if (Object.keys(metadata).length) header.__metadata__ = metadata;
   let offset = 0;
   const blobs: Uint8Array[] = [];

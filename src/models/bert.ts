@@ -12,7 +12,7 @@ import type { InitOpts } from '../nn/init.js';
 import { Embedding, LayerNorm, Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import { paddingMask } from './causal_lm.js';
-import { ConfigReader, type Json } from './families/hf_config.js';
+import { CONFIG_LIMITS, ConfigReader, type Json, checkParameterCount } from './families/hf_config.js';
 
 export interface BertConfig {
   modelType: 'bert';
@@ -35,12 +35,19 @@ export function bertConfig(raw: Json, file: string): BertConfig {
   const act = r.str('hidden_act', 'gelu');
   const activation = act === 'gelu' ? 'gelu_erf' : act === 'gelu_new' ? 'gelu_tanh' : act === 'relu' ? 'relu' : null;
   if (!activation) throw new Error(`${file}: hidden_act '${act}' is not supported for bert (gelu, gelu_new, relu)`);
-  return {
-    modelType: 'bert', vocabSize: r.int('vocab_size'), hiddenSize: r.int('hidden_size'), numLayers: r.int('num_hidden_layers'),
-    numHeads: r.int('num_attention_heads'), intermediateSize: r.int('intermediate_size'), maxPositions: r.int('max_position_embeddings'),
-    typeVocabSize: r.int('type_vocab_size', 2), layerNormEps: r.num('layer_norm_eps', 1e-12), activation,
-    padTokenId: r.ids('pad_token_id')[0] ?? null,
+  const H = r.size('num_attention_heads', CONFIG_LIMITS.heads);
+  const D = r.size('hidden_size', CONFIG_LIMITS.hidden);
+  if (D % H !== 0) throw r.error('hidden_size', `(${D}) is not divisible by num_attention_heads (${H})`);
+  const c: BertConfig = {
+    modelType: 'bert', vocabSize: r.size('vocab_size', CONFIG_LIMITS.vocab), hiddenSize: D, numLayers: r.size('num_hidden_layers', CONFIG_LIMITS.layers),
+    numHeads: H, intermediateSize: r.size('intermediate_size', CONFIG_LIMITS.intermediate),
+    maxPositions: r.size('max_position_embeddings', CONFIG_LIMITS.positions), typeVocabSize: r.size('type_vocab_size', CONFIG_LIMITS.vocab, 2),
+    layerNormEps: r.positive('layer_norm_eps', 1e-12), activation, padTokenId: r.ids('pad_token_id')[0] ?? null,
   };
+  // the three embedding tables, per layer q/k/v/output (4 D^2) and the MLP (2 D F), the pooler (D^2)
+  const count = (c.vocabSize + c.maxPositions + c.typeVocabSize) * D + c.numLayers * (4 * D * D + 2 * D * c.intermediateSize) + D * D;
+  checkParameterCount(file, count, `num_hidden_layers ${c.numLayers}, hidden_size ${D}, intermediate_size ${c.intermediateSize}, vocab_size ${c.vocabSize}`);
+  return c;
 }
 
 class BertEmbeddings extends Module {

@@ -1,5 +1,6 @@
 // The typed configuration of the Llama-family decoder. Each family file maps its HF
 // config.json onto it; the decoder reads only these fields, never a model_type.
+import { checkParameterCount } from './families/hf_config.js';
 
 export interface RopeScaling {
   type: 'default' | 'linear' | 'dynamic' | 'yarn' | 'llama3' | 'longrope';
@@ -96,3 +97,32 @@ export const DEFAULT_CONFIG: Omit<DecoderConfig, 'modelType' | 'vocabSize' | 'hi
   padTokenId: null,
   initializerRange: 0.02,
 };
+
+/**
+ * The parameters (elements) a decoder config implies: every weight and norm; biases are
+ * lower-order and left out (this bounds allocation, it is not an exact count).
+ * @example decoderParameterCount(llama(raw, 'config.json')) // 1.2e9 for Llama 3.2 1B (tied)
+ */
+export function decoderParameterCount(c: DecoderConfig): number {
+  const { vocabSize: V, hiddenSize: D, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: hd } = c;
+  const attention = D * (H + 2 * Hkv) * hd + H * hd * D + (c.qkNorm ? 2 * hd : 0);
+  const mlp = c.moe ? c.moe.numExperts * 3 * D * F + D * c.moe.numExperts : 3 * D * F;
+  const norms = (c.sandwichNorms ? 4 : 2) * D;
+  return c.numLayers * (attention + mlp + norms) + V * D * (c.tieWordEmbeddings ? 1 : 2) + D;
+}
+
+/**
+ * The checks between fields of a decoder config (each field's own type and range is checked as it
+ * is read, hf_config.ts); errors name the file and the config.json field.
+ * @example checkDecoderConfig(llama(raw, 'model/config.json'), 'model/config.json')
+ */
+export function checkDecoderConfig(c: DecoderConfig, file: string): DecoderConfig {
+  const field = (name: string, why: string): Error => new Error(`${file}: field '${name}' ${why}`);
+  if (c.numHeads % c.numKvHeads !== 0) throw field('num_key_value_heads', `(${c.numKvHeads}) must divide num_attention_heads (${c.numHeads})`);
+  // RoPE rotates pairs of dimensions (rotate_half); an odd head dim has no pairing
+  if (c.headDim % 2 !== 0) throw field('head_dim', `(or hidden_size / num_attention_heads) is ${c.headDim}; it must be even for rotary embeddings`);
+  if (c.partialRotaryFactor !== 1) throw field('partial_rotary_factor', `(${c.partialRotaryFactor}) is not supported yet (only 1)`);
+  if (c.moe && c.moe.topK > c.moe.numExperts) throw field('num_experts_per_tok', `(${c.moe.topK}) must not exceed num_local_experts (${c.moe.numExperts})`);
+  checkParameterCount(file, decoderParameterCount(c), `num_hidden_layers ${c.numLayers}, hidden_size ${c.hiddenSize}, intermediate_size ${c.intermediateSize}, vocab_size ${c.vocabSize}`);
+  return c;
+}

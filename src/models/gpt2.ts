@@ -12,7 +12,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { type InitOpts, normal, zerosInit } from '../nn/init.js';
 import { Embedding, LayerNorm } from '../nn/layers.js';
 import { Module, Parameter } from '../nn/module.js';
-import { ConfigReader, type Json } from './families/hf_config.js';
+import { CONFIG_LIMITS, ConfigReader, type Json, checkParameterCount } from './families/hf_config.js';
 import { type CausalLMInput, type CausalLMOutput, paddingMask } from './causal_lm.js';
 import type { KVCache } from './kv_cache.js';
 
@@ -34,16 +34,21 @@ export interface Gpt2Config {
 
 export function gpt2Config(raw: Json, file: string): Gpt2Config {
   const r = new ConfigReader(raw, file);
-  const D = r.int('n_embd');
-  const H = r.int('n_head');
+  const D = r.size('n_embd', CONFIG_LIMITS.hidden);
+  const H = r.size('n_head', CONFIG_LIMITS.heads);
+  if (D % H !== 0) throw r.error('n_embd', `(${D}) is not divisible by n_head (${H})`);
   const act = r.str('activation_function', 'gelu_new');
   if (act !== 'gelu_new') throw new Error(`${file}: activation_function '${act}' is not supported for gpt2 (gelu_new)`);
-  return {
-    modelType: 'gpt2', vocabSize: r.int('vocab_size'), hiddenSize: D, numLayers: r.int('n_layer'), numHeads: H, numKvHeads: H,
-    headDim: D / H, innerSize: r.has('n_inner') ? r.int('n_inner') : 4 * D, maxPositions: r.int('n_positions'),
-    layerNormEps: r.num('layer_norm_epsilon', 1e-5), eosTokenIds: r.ids('eos_token_id'), bosTokenId: r.ids('bos_token_id')[0] ?? null,
-    padTokenId: r.ids('pad_token_id')[0] ?? null,
+  const c: Gpt2Config = {
+    modelType: 'gpt2', vocabSize: r.size('vocab_size', CONFIG_LIMITS.vocab), hiddenSize: D, numLayers: r.size('n_layer', CONFIG_LIMITS.layers),
+    numHeads: H, numKvHeads: H, headDim: D / H, innerSize: r.has('n_inner') ? r.size('n_inner', CONFIG_LIMITS.intermediate) : 4 * D,
+    maxPositions: r.size('n_positions', CONFIG_LIMITS.positions), layerNormEps: r.positive('layer_norm_epsilon', 1e-5),
+    eosTokenIds: r.ids('eos_token_id'), bosTokenId: r.ids('bos_token_id')[0] ?? null, padTokenId: r.ids('pad_token_id')[0] ?? null,
   };
+  // wte, wpe, per block c_attn (3 D^2), c_proj (D^2) and the MLP (2 D inner)
+  const count = (c.vocabSize + c.maxPositions) * D + c.numLayers * (4 * D * D + 2 * D * c.innerSize);
+  checkParameterCount(file, count, `n_layer ${c.numLayers}, n_embd ${D}, n_inner ${c.innerSize}, vocab_size ${c.vocabSize}, n_positions ${c.maxPositions}`);
+  return c;
 }
 
 /** HF's Conv1D: weight [in, out]. */

@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointFolder, type Json, readJson, saveCheckpointFolder } from '../io/hf_folder.js';
-import type { DType } from '../tensor/dtype.js';
+import { type DType, isFloat } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/layout.js';
 import type { BackendName } from '../backend/kernels.js';
 import { type Module, assignValues } from '../nn/module.js';
@@ -32,24 +32,31 @@ const DERIVED = /(^|\.)rotary_emb\.inv_freq$|\.attn\.bias$|\.attn\.masked_bias$/
 
 /**
  * Copies every checkpoint tensor into the module's matching parameter (strict); `used` names tensors
- * already consumed elsewhere (the bitsandbytes layers).
+ * already consumed elsewhere (the bitsandbytes layers). `configFile` is named in mismatch errors.
  */
-export function loadWeights(model: Module, folder: CheckpointFolder, dtype: DType | 'auto', used: ReadonlySet<string> = new Set()): void {
+export function loadWeights(model: Module, folder: CheckpointFolder, dtype: DType | 'auto', used: ReadonlySet<string> = new Set(), configFile = join(folder.dir, 'config.json')): void {
   const own = model.stateDict();
+  // own keys only: a tensor named '__proto__' or 'constructor' is unexpected, not inherited
+  const mine = (n: string): boolean => Object.hasOwn(own, n);
   const missing = Object.keys(own).filter((n) => !folder.has(n));
-  const unexpected = folder.names.filter((n) => !(n in own) && !used.has(n) && !DERIVED.test(n));
+  const unexpected = folder.names.filter((n) => !mine(n) && !used.has(n) && !DERIVED.test(n));
   if (missing.length || unexpected.length)
-    throw new Error(`${folder.dir}: checkpoint does not match the model: missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
+    throw new Error(`${folder.source}: checkpoint does not match the model ${configFile} describes: missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
   for (const [name, dst] of Object.entries(own)) {
     const info = folder.info(name);
+    const where = `${folder.file(name)}: tensor '${name}'`;
     if (info.shape.length !== dst.shape.length || info.shape.some((s, i) => s !== dst.shape[i]))
-      throw new Error(`${folder.dir}: '${name}' is ${shapeStr(info.shape)} in the checkpoint but the config implies ${shapeStr(dst.shape)}`);
+      throw new Error(`${where} is ${shapeStr(info.shape)} but ${configFile} implies ${shapeStr(dst.shape)}`);
+    // casting integers into a float weight (or back) would load a silently different model; the
+    // legitimately integer weights (bitsandbytes) were taken by loadBnbLinears and are not in `own`
+    if (isFloat(info.dtype) !== isFloat(dst.dtype))
+      throw new Error(`${where} is stored as ${info.fileDtype}, but the model's parameter is ${dst.dtype}`);
     const src = folder.tensor(name);
     assignValues(dst, src);
     src.dispose();
   }
   if (dtype === 'auto') {
-    const first = folder.names.find((n) => n in own);
+    const first = folder.names.find(mine);
     if (first) model.to(folder.info(first).dtype);
   } else if (dtype !== 'float32') model.to(dtype);
 }
@@ -71,15 +78,20 @@ export interface Pretrained<M extends AnyModel = AnyModel> {
  */
 export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promise<Pretrained> {
   const folder = new CheckpointFolder(dir);
+  let model: AnyModel | null = null;
   try {
-    const model = buildModel(folder.config, join(dir, 'config.json'), { backend: opts.backend });
-    loadWeights(model, folder, opts.dtype ?? 'float32', loadBnbLinears(model, folder, join(dir, 'config.json')));
+    const configFile = join(dir, 'config.json');
+    model = buildModel(folder.config, configFile, { backend: opts.backend });
+    loadWeights(model, folder, opts.dtype ?? 'float32', loadBnbLinears(model, folder, configFile), configFile);
     if (opts.adapter) loadAdapter(model, opts.adapter, { baseModel: dir });
     model.eval();
     const gen = join(dir, 'generation_config.json');
     const tokenizerDir = opts.tokenizer ?? dir;
     const tokenizer = TOKENIZER_FILES.some((f) => existsSync(join(tokenizerDir, f))) ? await loadTokenizer(tokenizerDir) : null;
     return { model, config: model.config, tokenizer, hfConfig: folder.config, generationConfig: existsSync(gen) ? readJson(gen) : null };
+  } catch (e) {
+    model?.dispose(); // a failed load frees what it allocated
+    throw e;
   } finally {
     folder.close();
   }

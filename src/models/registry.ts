@@ -1,5 +1,5 @@
 // model_type -> the family that reads its config.json. An unknown type lists the supported ones.
-import type { DecoderConfig } from './config.js';
+import { type DecoderConfig, checkDecoderConfig } from './config.js';
 import { gemma, gemma2 } from './families/gemma.js';
 import type { Json } from './families/hf_config.js';
 import { llama, mistral, mixtral, qwen2, qwen3 } from './families/llama.js';
@@ -19,10 +19,15 @@ function unsupported(raw: Json, file: string): never {
   throw new Error(`${file}: model_type ${JSON.stringify(raw.model_type)} is not supported (supported: ${SUPPORTED_MODEL_TYPES.join(', ')})`);
 }
 
+/**
+ * config.json -> the checked DecoderConfig (random init or loading: every config passes here).
+ * @example new CausalLM(decoderConfig(readJson('model/config.json'), 'model/config.json'))
+ */
 export function decoderConfig(raw: Json, file: string): DecoderConfig {
   const type = raw.model_type;
-  const family = typeof type === 'string' ? DECODER_FAMILIES[type] : undefined;
-  return family ? family(raw, file) : unsupported(raw, file);
+  // own keys only: 'constructor' or 'toString' must not find Object.prototype's functions
+  const family = typeof type === 'string' && Object.hasOwn(DECODER_FAMILIES, type) ? DECODER_FAMILIES[type] : undefined;
+  return family ? checkDecoderConfig(family(raw, file), file) : unsupported(raw, file);
 }
 
 export type AnyModel = CausalLM | Gpt2LMHeadModel | BertModel;

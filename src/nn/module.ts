@@ -106,8 +106,9 @@ export class Module {
    */
   loadStateDict(sd: Record<string, Tensor>, opts: { strict?: boolean } = {}): LoadResult {
     const own = this.stateDict();
-    const missing = Object.keys(own).filter((k) => !(k in sd));
-    const unexpected = Object.keys(sd).filter((k) => !(k in own));
+    // own keys only: a key named __proto__ or constructor must not pass as present
+    const missing = Object.keys(own).filter((k) => !Object.hasOwn(sd, k));
+    const unexpected = Object.keys(sd).filter((k) => !Object.hasOwn(own, k));
     if ((opts.strict ?? true) && (missing.length || unexpected.length))
       throw new Error(`loadStateDict: missing keys [${missing.join(', ')}], unexpected keys [${unexpected.join(', ')}]`);
     for (const [name, dst] of Object.entries(own)) {

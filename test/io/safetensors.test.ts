@@ -1,7 +1,7 @@
 // safetensors: reads the transformers-written fixture, round-trips every dtype bit-exactly,
 // writes the reference serializer's exact bytes, and rejects corrupt files with a clear error.
 import assert from 'node:assert/strict';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -37,7 +37,10 @@ describe('safetensors', () => {
   test('round-trips every dtype bit-exactly', () => {
     k.tidy(() => {
       const ts: Record<string, k.Tensor> = {};
-      for (const dtype of k.DTYPES) ts[`t.${dtype}`] = k.tensor([[0, 1.5, -2], [3, 65504, 7]], { dtype });
+      // fractions and float16's largest value for the float dtypes; integer dtypes take only what they hold
+      const floats = ['float64', 'float32', 'float16', 'bfloat16'];
+      for (const dtype of k.DTYPES)
+        ts[`t.${dtype}`] = k.tensor(floats.includes(dtype) ? [[0, 1.5, -2], [3, 65504, 7]] : [[0, 1, 0], [3, 127, 1]], { dtype });
       ts['scalar'] = k.tensor(3);
       ts['empty'] = k.zeros([0, 4]);
       const p = join(dir, 'all.safetensors');
@@ -73,7 +76,25 @@ describe('safetensors', () => {
       ['hole', header({ a: { dtype: 'F32', shape: [1], data_offsets: [4, 8] } }, 8), /belong to no tensor/],
       ['trailing bytes', header({ a: { dtype: 'F32', shape: [1], data_offsets: [0, 4] } }, 8), /trailing bytes/],
       ['bad shape', header({ a: { dtype: 'F32', shape: [-1], data_offsets: [0, 4] } }, 4), /tensor 'a': shape must be/],
+      ['dtype __proto__', header({ a: { dtype: '__proto__', shape: [1], data_offsets: [0, 4] } }, 4), /tensor 'a': unsupported dtype "__proto__"/],
+      ['dtype constructor', header({ a: { dtype: 'constructor', shape: [1], data_offsets: [0, 4] } }, 4), /tensor 'a': unsupported dtype "constructor"/],
     ];
+    test('a directory in place of the file', () => {
+      const p = join(dir, 'a_directory.safetensors');
+      mkdirSync(p);
+      assert.throws(() => new SafetensorsFile(p), (e: Error) => e.message.startsWith(`${p}: `) && /directory/.test(e.message));
+    });
+    test('a missing file', () => {
+      const p = join(dir, 'missing.safetensors');
+      assert.throws(() => new SafetensorsFile(p), (e: Error) => e.message.startsWith(`${p}: cannot open (ENOENT)`));
+    });
+    test("a tensor named '__proto__' is written and read back as an ordinary name", () => {
+      const p = join(dir, 'proto.safetensors');
+      k.tidy(() => saveSafetensors(p, Object.fromEntries([['__proto__', k.tensor([1, 2])], ['b', k.tensor([3])]])));
+      using f = new SafetensorsFile(p);
+      assert.deepEqual(f.names.sort(), ['__proto__', 'b']);
+      assert.deepEqual(f.tensor('__proto__').toArray(), [1, 2]);
+    });
     for (const [name, bytes, re] of cases)
       test(name, () => {
         const p = join(dir, `${name.replace(/ /g, '_')}.safetensors`);

@@ -46,6 +46,12 @@ describe('nn.Module', () => {
     assert.deepEqual(b.loadStateDict(sd, { strict: false }), { missing: ['norm.weight'], unexpected: ['extra.weight'] });
     const wrong = { ...a.stateDict(), 'q_proj.weight': k.zeros([6, 5]) };
     assert.throws(() => b.loadStateDict(wrong), /'q_proj.weight' has shape \[6, 5\] in the state dict but \[6, 4\] in the model/);
+    // keys that every object inherits are keys like any other, never "present" by inheritance
+    for (const name of ['constructor', 'toString', '__proto__']) {
+      const extra: Record<string, k.Tensor> = { ...a.stateDict() };
+      Object.defineProperty(extra, name, { value: k.zeros([1]), enumerable: true });
+      assert.throws(() => b.loadStateDict(extra), new RegExp(`unexpected keys \\[${name}\\]`), name);
+    }
     a.dispose();
     b.dispose();
   });

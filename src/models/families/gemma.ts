@@ -17,9 +17,10 @@ export function gemma2(raw: Json, file: string): DecoderConfig {
     ...c,
     // layer i is sliding when i is even (Gemma2DecoderLayer.is_sliding = not layer_idx % 2)
     slidingWindows: Array.from({ length: c.numLayers }, (_, i) => (i % 2 === 0 ? window : 0)),
-    attentionScale: r.num('query_pre_attn_scalar', c.headDim) ** -0.5,
-    attnSoftcap: r.has('attn_logit_softcapping') ? r.num('attn_logit_softcapping') : 0,
-    finalSoftcap: r.has('final_logit_softcapping') ? r.num('final_logit_softcapping') : 0,
+    attentionScale: r.positive('query_pre_attn_scalar', c.headDim) ** -0.5,
+    // tanh(x / cap) * cap: a cap of 0 divides by zero; null (absent) turns capping off
+    attnSoftcap: r.has('attn_logit_softcapping') ? r.positive('attn_logit_softcapping') : 0,
+    finalSoftcap: r.has('final_logit_softcapping') ? r.positive('final_logit_softcapping') : 0,
     sandwichNorms: true,
   };
 }
