@@ -47,9 +47,10 @@ for (const backend of ['ref', ...ALL_DEVICES] as const)
       });
     });
 
-    test('a far-out int64 id is printed exactly (cpu)', { skip: backend !== 'cpu' }, () => {
-      k.tidy(() => assert.throws(() => k.indexSelect(x([3, 4]), 0, k.tensor([2n ** 40n], { backend })), /index_select: index 1099511627776 at position 0 of index \[1\]/));
-    });
+    if (backend === 'cpu')
+      test('a far-out int64 id is printed exactly', () => {
+        k.tidy(() => assert.throws(() => k.indexSelect(x([3, 4]), 0, k.tensor([2n ** 40n], { backend })), /index_select: index 1099511627776 at position 0 of index \[1\]/));
+      });
 
     test('Python-style negative dims and view indices still work; ignore_index -100 is not an index', () => {
       k.tidy(() => {
