@@ -5,6 +5,7 @@
 // before the first k block (accumulate) and rounds it once after the last, while it is in cache.
 #include "gemm_half.h"
 
+#include <cpuid.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -159,13 +160,27 @@ const HalfPath* forced_path() {
   throw KernelError("KESTREL_BF16_GEMM=" + s + ": expected amx, avx512bf16, convert or auto");
 }
 
+// Whether vdpbf16ps outruns sgemm's FMAs. On the Intel Xeon with AMX this was measured on (2
+// threads, bench/bf16_gemm.ts) it issues once per cycle, half the FMA rate for the same
+// multiply-adds: 75-99 GFLOP/s against the convert path's 129-165, so Intel CPUs convert when
+// they cannot use AMX. AMD's Zen 4 / Zen 5 run it at the FMA rate with twice the multiply-adds
+// per instruction (not measured here yet: the benchmark times every path on the CPU it runs on).
+bool dpbf16_beats_fma() {
+  static const bool amd = [] {
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    __get_cpuid(0, &a, &b, &c, &d);
+    return b == 0x68747541 && d == 0x69746e65 && c == 0x444d4163;  // "AuthenticAMD" in EBX, EDX, ECX
+  }();
+  return amd;
+}
+
 const HalfPath* choose_path(int dtype, int64_t M, int64_t N, int64_t K) {
   if (dtype == F16) return convert_path();  // no float32-accumulating fp16 dot product below AMX-FP16
   if (const HalfPath* p = forced_path()) return p;
   // AMX pads every product to 32 x 32 x 32 tiles: below that a tile is mostly zeros.
   const HalfPath* amx = amx_path();
   if (amx && M >= 32 && N >= 32 && K >= 32) return amx;
-  if (cpu_features().avx512bf16) return avx512bf16_path();
+  if (cpu_features().avx512bf16 && dpbf16_beats_fma()) return avx512bf16_path();
   return convert_path();
 }
 
@@ -282,6 +297,9 @@ void hgemm_on(int threads, int dtype, bool transA, bool transB, int64_t M, int64
   if (double(M) * double(N) * double(K) < 262144.0) threads = 1;  // not worth waking the pool (as sgemm)
   hgemm_threaded(g, M, N, threads);
 }
+
+void half_to_float(const uint16_t* src, int64_t n, bool fp16, float* dst) { gemm_detail::widen(src, n, fp16, dst); }
+void float_to_half(const float* src, int64_t n, bool fp16, uint16_t* dst) { gemm_detail::narrow(src, n, fp16, dst); }
 
 std::string hgemm_path_name(int dtype) {
   try {

@@ -1,7 +1,8 @@
 // GEMM with bfloat16 / float16 operands and float32 accumulation for the CPU backend's `matmul`
 // (C = op(A) op(B) (+ C), C float32 or the operands' dtype, rounded once at the end). It runs
 // sgemm's loop nest (gemm.cc) over panels packed by one of three paths, picked per product from
-// the CPU's features (KESTREL_BF16_GEMM=amx|avx512bf16|convert forces one):
+// the CPU's features and the product's shape (KESTREL_BF16_GEMM=amx|avx512bf16|convert forces one;
+// see choose_path in gemm_half.cc for the rule and the measurements behind it):
 //   amx        AMX-BF16 tiles, 32x32 of C per micro-kernel (gemm_amx.cc)
 //   avx512bf16 vdpbf16ps on k-pairs, 14x32 of C per micro-kernel (gemm_bf16.cc)
 //   convert    operands widened to float32 while packing, then sgemm's own micro-kernel (gemm_half.cc);
@@ -23,6 +24,11 @@ void hgemm_on(int threads, int dtype, bool transA, bool transB, int64_t M, int64
 // The path a large product of `dtype` takes now ("amx", "avx512bf16", "convert"), or an error
 // text when KESTREL_BF16_GEMM forces one the CPU lacks; for `kestrel doctor` (addon.info()).
 std::string hgemm_path_name(int dtype);
+
+// n 16-bit values (float16 when fp16, else bfloat16) to float32 and back (round to nearest even,
+// as f32_to_bf16 / f32_to_f16), vectorized for the CPU's SIMD level; for kernels that feed hgemm.
+void half_to_float(const uint16_t* src, int64_t n, bool fp16, float* dst);
+void float_to_half(const float* src, int64_t n, bool fp16, uint16_t* dst);
 
 namespace gemm_detail {
 
