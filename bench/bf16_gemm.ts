@@ -81,9 +81,17 @@ export interface Bf16Result {
 /** The operands of one shape: bf16 A and B, float32 copies of the same values, outputs. */
 function operands(addon: NativeAddon, s: GemmShape) {
   const r = rng(s.M * 31 + s.K * 7 + s.N);
-  const bitsA = Uint16Array.from({ length: s.M * s.K }, () => f32ToBf16(2 * r() - 1));
-  const bitsB = Uint16Array.from({ length: s.K * s.N }, () => f32ToBf16(2 * r() - 1));
-  const fa = Float32Array.from(bitsA, bf16ToF32), fb = Float32Array.from(bitsB, bf16ToF32);
+  // filled in loops: TypedArray.from over a length-only object builds a JS array first (the LM
+  // heads' 136M-element B overflows the heap that way)
+  const fill = (n: number) => {
+    const bits = new Uint16Array(n), f = new Float32Array(n);
+    for (let i = 0; i < n; i++) {
+      bits[i] = f32ToBf16(2 * r() - 1);
+      f[i] = bf16ToF32(bits[i]);
+    }
+    return [bits, f] as const;
+  };
+  const [bitsA, fa] = fill(s.M * s.K), [bitsB, fb] = fill(s.K * s.N);
   const handles: number[] = [];
   const put = (data: ArrayBufferView & { byteLength: number } | null, bytes: number) => {
     const h = addon.alloc(bytes, true);
