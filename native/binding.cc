@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cuda/runtime.h"
+#include "gemm_half.h"
 #include "kernel_api.h"
 
 using namespace kestrel;
@@ -147,6 +148,11 @@ class Addon : public Napi::Addon<Addon> {
     o.Set("fma", f.fma);
     o.Set("avx512f", f.avx512f);
     o.Set("f16c", f.f16c);
+    o.Set("avx512bf16", f.avx512bf16);
+    o.Set("amxBf16", f.amx_bf16);
+    // the path a large half-precision matmul takes now (gemm_half.h; KESTREL_BF16_GEMM forces one)
+    o.Set("bf16Gemm", hgemm_path_name(BF16));
+    o.Set("fp16Gemm", hgemm_path_name(F16));
     o.Set("threads", num_threads());
     return o;
   }

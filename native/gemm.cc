@@ -17,6 +17,7 @@
 #include <memory>
 #include <string>
 
+#include "gemm_half.h"
 #include "kernel_api.h"
 
 namespace kestrel {
@@ -41,22 +42,6 @@ void scalar_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t
     }
 }
 
-// See PackFn in gemm.h.
-void generic_pack(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int mr, float* dst) {
-  for (int64_t p = 0; p < rows; p += mr, dst += mr * kc, src += mr * rs) {
-    int n = int(std::min<int64_t>(mr, rows - p));
-    if (ks == 1) {  // walk each source row contiguously
-      for (int r = 0; r < n; r++)
-        for (int64_t k = 0; k < kc; k++) dst[k * mr + r] = src[r * rs + k];
-      for (int r = n; r < mr; r++)
-        for (int64_t k = 0; k < kc; k++) dst[k * mr + r] = 0.0f;
-    } else {
-      for (int64_t k = 0; k < kc; k++)
-        for (int r = 0; r < mr; r++) dst[k * mr + r] = r < n ? src[r * rs + k * ks] : 0.0f;
-    }
-  }
-}
-
 const KernelSet kScalar = {"scalar", kScalarMR, kScalarNR, 2048, 256, 512, scalar_kernel, nullptr, nullptr, 0};
 
 // ---------------------------------------------------------------- per-thread packing buffers
@@ -77,14 +62,6 @@ struct Gemm {
   float* C;
   int64_t ldc;
 };
-
-// The block size for n items: at most `max` (at least one unit), split into equal blocks so
-// that no sliver block is left over, in whole units (micro-panels, so packing fits the buffer).
-int64_t even_block(int64_t n, int64_t max, int64_t unit) {
-  int64_t units = (n + unit - 1) / unit, max_units = std::max<int64_t>(max / unit, 1);
-  int64_t blocks = (units + max_units - 1) / max_units;
-  return (units + blocks - 1) / blocks * unit;
-}
 
 // C[i0:i1, j0:j1] on the calling thread.
 void gemm_block(const Gemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
@@ -115,27 +92,9 @@ void gemm_block(const Gemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
   }
 }
 
-// Splits C into tm x tn rectangles, one per thread, each packing its own panels. Splitting
-// columns makes every thread pack all of A, splitting rows all of B, so pick the grid with the
-// least estimated time per thread: padded multiply-adds (at ~32 per cycle) plus packed elements.
-void choose_grid(const KernelSet& ks, int64_t M, int64_t N, int64_t K, int threads, int* tm, int* tn) {
-  int64_t pm = (M + ks.mr - 1) / ks.mr, pn = (N + ks.nr - 1) / ks.nr;
-  double best = 0;
-  for (int a = 1; a <= threads; a++) {
-    if (threads % a) continue;
-    int b = threads / a;
-    if (a > pm || b > pn) continue;
-    double rows = double((pm + a - 1) / a * ks.mr), cols = double((pn + b - 1) / b * ks.nr);
-    double packs_b = std::ceil(rows / double(ks.mc));
-    double cost = rows * cols * double(K) / 32.0 + (rows + cols * packs_b) * double(K);
-    if (best == 0 || cost < best) { best = cost; *tm = a; *tn = b; }
-  }
-  if (best == 0) { *tm = 1; *tn = 1; }
-}
-
 void gemm_threaded(const Gemm& g, int64_t M, int64_t N, int threads) {
   int tm = 1, tn = 1;
-  if (threads > 1) choose_grid(*g.ks, M, N, g.K, threads, &tm, &tn);
+  if (threads > 1) choose_grid(g.ks->mr, g.ks->nr, g.ks->mc, M, N, g.K, threads, &tm, &tn);
   int parts = tm * tn;
   if (parts == 1) return gemm_block(g, 0, M, 0, N);
   int64_t pm = (M + g.ks->mr - 1) / g.ks->mr, pn = (N + g.ks->nr - 1) / g.ks->nr;
@@ -180,6 +139,48 @@ void scale_c(int64_t M, int64_t N, float beta, float* C, int64_t ldc) {
 }
 
 }  // namespace
+
+// See PackFn in gemm.h.
+void generic_pack(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int mr, float* dst) {
+  for (int64_t p = 0; p < rows; p += mr, dst += mr * kc, src += mr * rs) {
+    int n = int(std::min<int64_t>(mr, rows - p));
+    if (ks == 1) {  // walk each source row contiguously
+      for (int r = 0; r < n; r++)
+        for (int64_t k = 0; k < kc; k++) dst[k * mr + r] = src[r * rs + k];
+      for (int r = n; r < mr; r++)
+        for (int64_t k = 0; k < kc; k++) dst[k * mr + r] = 0.0f;
+    } else {
+      for (int64_t k = 0; k < kc; k++)
+        for (int r = 0; r < mr; r++) dst[k * mr + r] = r < n ? src[r * rs + k * ks] : 0.0f;
+    }
+  }
+}
+
+// The block size for n items: at most `max` (at least one unit), split into equal blocks so
+// that no sliver block is left over, in whole units (micro-panels, so packing fits the buffer).
+int64_t even_block(int64_t n, int64_t max, int64_t unit) {
+  int64_t units = (n + unit - 1) / unit, max_units = std::max<int64_t>(max / unit, 1);
+  int64_t blocks = (units + max_units - 1) / max_units;
+  return (units + blocks - 1) / blocks * unit;
+}
+
+// Splits C into tm x tn rectangles, one per thread, each packing its own panels. Splitting
+// columns makes every thread pack all of A, splitting rows all of B, so pick the grid with the
+// least estimated time per thread: padded multiply-adds (at ~32 per cycle) plus packed elements.
+void choose_grid(int mr, int nr, int64_t mc, int64_t M, int64_t N, int64_t K, int threads, int* tm, int* tn) {
+  int64_t pm = (M + mr - 1) / mr, pn = (N + nr - 1) / nr;
+  double best = 0;
+  for (int a = 1; a <= threads; a++) {
+    if (threads % a) continue;
+    int b = threads / a;
+    if (a > pm || b > pn) continue;
+    double rows = double((pm + a - 1) / a * mr), cols = double((pn + b - 1) / b * nr);
+    double packs_b = std::ceil(rows / double(mc));
+    double cost = rows * cols * double(K) / 32.0 + (rows + cols * packs_b) * double(K);
+    if (best == 0 || cost < best) { best = cost; *tm = a; *tn = b; }
+  }
+  if (best == 0) { *tm = 1; *tn = 1; }
+}
 
 const KernelSet& select_kernels() {
   const CpuFeatures& f = cpu_features();
@@ -238,22 +239,27 @@ std::string strides_str(const View& v) {
   return s + ")";
 }
 
-// Whether the element ranges two non-empty views can address intersect (same storage only;
+// Whether the byte ranges two non-empty views can address intersect (same storage only;
 // views into one arena that do not overlap are fine).
 bool overlaps(const View& x, const View& y) {
   if (x.data != y.data || x.numel() == 0 || y.numel() == 0) return false;
+  // in bytes: the views may have different dtypes (a half a and b with a float32 out)
+  auto first = [](const View& v) { return v.offset * int64_t(dtype_size(v.dtype)); };
   auto last = [](const View& v) {
     int64_t e = v.offset;
     for (int i = 0; i < v.ndim; i++) e += (v.shape[i] - 1) * v.stride[i];
-    return e;
+    return (e + 1) * int64_t(dtype_size(v.dtype)) - 1;
   };
-  return x.offset <= last(y) && y.offset <= last(x);
+  return first(x) <= last(y) && first(y) <= last(x);
 }
 
 void check_shapes(const View& a, const View& b, const View& out) {
-  if (a.dtype != F32 || b.dtype != F32 || out.dtype != F32)
+  bool f32 = a.dtype == F32 && b.dtype == F32 && out.dtype == F32;
+  bool half = (a.dtype == BF16 || a.dtype == F16) && b.dtype == a.dtype && (out.dtype == F32 || out.dtype == a.dtype);
+  if (!f32 && !half)
     throw KernelError(std::string("matmul: dtype a=") + dtype_name(a.dtype) + " b=" + dtype_name(b.dtype) +
-                      " out=" + dtype_name(out.dtype) + "; only float32 is supported");
+                      " out=" + dtype_name(out.dtype) +
+                      "; need all float32, or bfloat16/float16 a and b (one dtype) with a float32 out or one of their dtype");
   std::string shapes = "a " + shape_str(a) + ", b " + shape_str(b) + ", out " + shape_str(out);
   if (a.ndim < 2 || a.ndim != b.ndim || a.ndim != out.ndim)
     throw KernelError("matmul: need equal ranks >= 2, got " + shapes);
@@ -297,10 +303,18 @@ KESTREL_KERNEL(matmul) {
   int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1), batch = out.numel() / std::max<int64_t>(M * N, 1);
   if (out.numel() == 0) return;
   float beta = accumulate ? 1.0f : 0.0f;
+  // One product: a, b, out offset by oa, ob, oc elements (float32 through sgemm; bfloat16/float16
+  // operands through hgemm, gemm_half.h, into a float32 out or one of their dtype).
+  auto product = [&](int threads, int64_t rows, bool ta, int64_t lda, int64_t oa, int64_t ob, int64_t oc) {
+    if (a.dtype == F32)
+      return gemm_detail::sgemm_on(threads, ta, ib.trans, rows, N, K, 1.0f, a.ptr<float>() + oa, lda, b.ptr<float>() + ob,
+                                   ib.ld, beta, out.ptr<float>() + oc, N);
+    char* c = out.data + (out.offset + oc) * int64_t(dtype_size(out.dtype));
+    hgemm_on(threads, a.dtype, ta, ib.trans, rows, N, K, a.ptr<uint16_t>() + oa, lda, b.ptr<uint16_t>() + ob, ib.ld,
+             accumulate, c, out.dtype, N);
+  };
   int64_t lda = 0;
-  if (!ia.trans && fold_rows(a, b, &lda))
-    return sgemm(false, ib.trans, batch * M, N, K, 1.0f, a.ptr<float>(), lda, b.ptr<float>(), ib.ld, beta,
-                 out.ptr<float>(), N);
+  if (!ia.trans && fold_rows(a, b, &lda)) return product(num_threads(), batch * M, false, lda, 0, 0, 0);
   // Batch offsets of a and b by walking the batch index like an odometer.
   int nb = a.ndim - 2;
   auto offsets = [&](int64_t t, int64_t* oa, int64_t* ob) {
@@ -315,8 +329,7 @@ KESTREL_KERNEL(matmul) {
   auto one = [&](int64_t t, int threads) {
     int64_t oa, ob;
     offsets(t, &oa, &ob);
-    gemm_detail::sgemm_on(threads, ia.trans, ib.trans, M, N, K, 1.0f, a.ptr<float>() + oa, ia.ld, b.ptr<float>() + ob,
-                          ib.ld, beta, out.ptr<float>() + t * M * N, N);
+    product(threads, M, ia.trans, ia.ld, oa, ob, t * M * N);
   };
   // Many small products (attention heads): one product per thread; otherwise thread each one.
   if (batch >= num_threads() && double(M) * double(N) * double(K) < 4.0e6) {

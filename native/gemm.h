@@ -50,6 +50,14 @@ struct KernelSet {
 void sgemm_on(int threads, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// Shared with the half-precision driver (gemm_half.cc), which runs the same loop nest.
+// The block size for n items: at most `max`, split into equal blocks of whole `unit`s.
+int64_t even_block(int64_t n, int64_t max, int64_t unit);
+// The tm x tn grid of C rectangles (one per thread) with the least estimated time per thread.
+void choose_grid(int mr, int nr, int64_t mc, int64_t M, int64_t N, int64_t K, int threads, int* tm, int* tn);
+// The scalar packing routine (PackFn) for kernel sets without their own.
+void generic_pack(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int mr, float* dst);
+
 const KernelSet* avx512_kernels();  // gemm_avx512.cc
 const KernelSet* avx2_kernels();    // gemm_avx2.cc
 const KernelSet& select_kernels();  // by cpu_features() (KESTREL_SIMD forces a lower level)

@@ -119,6 +119,10 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
 
 struct CpuFeatures {
   bool avx2, fma, avx512f, f16c;
+  // The half-precision GEMM's paths (gemm_half.cc): AVX-512 BW (16-bit masked loads) with BF16
+  // (vdpbf16ps), and AMX tiles with BF16 (the CPU has them and the OS saves their state, XCR0
+  // bits 17-18; Linux still has to grant each process the tile data, see gemm_amx.cc).
+  bool avx512bw, avx512bf16, amx_bf16;
 };
 const CpuFeatures& cpu_features();
 

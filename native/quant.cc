@@ -5,6 +5,7 @@
 //   quant_linear_backward: dx [M, K] = dy [M, N] W   (threads split K; tiles accumulate, beta 1)
 // A tile of rows of W is decoded into a per-thread scratch buffer (a 16-entry code table scaled
 // by the block's absmax, looked up with one permute per 16 values) and handed to kestrel::sgemm.
+// A bfloat16/float16 x (or dy) takes the tile rounded to its dtype through hgemm instead (gemm_half.h).
 #include <immintrin.h>
 
 #include <algorithm>
@@ -13,6 +14,7 @@
 #include <string>
 
 #include "gemm.h"
+#include "gemm_half.h"
 #include "kernel_api.h"
 #include "simd.h"
 
@@ -89,20 +91,25 @@ QuantWeight read_weight(Args& args, const char* k) {
   return w;
 }
 
-// Rows x cols of a 2-d float32 matrix with unit column stride: element (i, j) at p[i*ld + j].
+// Rows x cols of a 2-d float32 (or, for a half-precision GEMM, bfloat16/float16) matrix with
+// unit column stride: element (i, j) at p[i*ld + j] of its dtype.
 struct Mat {
-  float* p;
+  void* p;
+  int dtype;
   int64_t rows, cols, ld;
+  float* f() const { return static_cast<float*>(p); }
+  uint16_t* h() const { return static_cast<uint16_t*>(p); }
 };
 
 Mat read_matrix(const char* k, const char* what, const View& v, bool out) {
-  if (v.dtype != F32) fail(k, std::string(what) + " must be float32, got " + dtype_name(v.dtype) + " " + shape_str(v));
+  if (v.dtype != F32 && v.dtype != BF16 && v.dtype != F16)
+    fail(k, std::string(what) + " must be float32, bfloat16 or float16, got " + dtype_name(v.dtype) + " " + shape_str(v));
   if (v.ndim != 2) fail(k, std::string(what) + " " + shape_str(v) + " must be 2-d [rows, features]");
   int64_t rows = v.shape[0], cols = v.shape[1];
   if (out ? !v.contiguous() : (cols > 1 && v.stride[1] != 1) || v.stride[0] < 0)
     fail(k, std::string(what) + " " + shape_str(v) + (out ? " must be contiguous" : " needs unit stride in its last dim"));
   int64_t ld = rows > 1 ? v.stride[0] : std::max<int64_t>(cols, 1);
-  return {v.ptr<float>(), rows, cols, ld};
+  return {v.data + v.offset * int64_t(dtype_size(v.dtype)), v.dtype, rows, cols, ld};
 }
 
 // ---------------------------------------------------------------- decoding (one body per ISA)
@@ -264,7 +271,7 @@ void forward(const QuantWeight& w, const Mat& x, const Mat& y) {
     int64_t n0 = t * T, n1 = std::min(N, n0 + T);
     float* buf = scratch.get(size_t(T * K));
     decode_tile(w, n0, n1, 0, K, buf, K);
-    gemm_detail::sgemm_on(gemm_threads, false, true, M, n1 - n0, K, 1.0f, x.p, x.ld, buf, K, 0.0f, y.p + n0, y.ld);
+    gemm_detail::sgemm_on(gemm_threads, false, true, M, n1 - n0, K, 1.0f, x.f(), x.ld, buf, K, 0.0f, y.f() + n0, y.ld);
   };
   // One tile: let sgemm thread it; several: one tile per thread at a time (disjoint columns of y).
   if (tiles == 1) return tile(0, threads);
@@ -284,12 +291,72 @@ void backward(const QuantWeight& w, const Mat& dy, const Mat& dx) {
     for (int64_t n0 = 0; n0 < N; n0 += T) {
       int64_t n1 = std::min(N, n0 + T);
       decode_tile(w, n0, n1, k0, k1, buf, kw);
-      gemm_detail::sgemm_on(gemm_threads, false, false, M, kw, n1 - n0, 1.0f, dy.p + n0, dy.ld, buf, kw,
-                            n0 == 0 ? 0.0f : 1.0f, dx.p + k0, dx.ld);
+      gemm_detail::sgemm_on(gemm_threads, false, false, M, kw, n1 - n0, 1.0f, dy.f() + n0, dy.ld, buf, kw,
+                            n0 == 0 ? 0.0f : 1.0f, dx.f() + k0, dx.ld);
     }
   };
   if (N == 0) {  // dx = dy W with an empty inner dim is zero
-    for (int64_t m = 0; m < M; m++) std::fill(dx.p + m * dx.ld, dx.p + m * dx.ld + K, 0.0f);
+    for (int64_t m = 0; m < M; m++) std::fill(dx.f() + m * dx.ld, dx.f() + m * dx.ld + K, 0.0f);
+    return;
+  }
+  if (parts == 1) return columns(0, K, threads);
+  int64_t chunk = round_up((K + parts - 1) / parts, 16);
+  parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; p++) {
+      int64_t k0 = std::min(K, p * chunk), k1 = std::min(K, (p + 1) * chunk);
+      if (k0 < k1) columns(k0, k1, 1);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- half-precision x (bf16/fp16)
+
+// With a bfloat16/float16 x the weight is decoded to x's dtype (each value rounded once, as
+// bitsandbytes dequantizes to the activation dtype on GPUs) and multiplied by the half GEMM
+// (gemm_half.h: AMX / AVX-512 BF16 / converting), accumulating in float32; y is rounded once.
+thread_local ScratchBuffer half_tile{"quant_linear half tile"}, half_acc{"quant_linear_backward float32 dx"};
+
+uint16_t* decode_half_tile(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1, bool fp16) {
+  int64_t kw = k1 - k0, n = (n1 - n0) * kw;
+  float* buf = scratch.get(size_t(n));
+  decode_tile(w, n0, n1, k0, k1, buf, kw);
+  uint16_t* h = reinterpret_cast<uint16_t*>(half_tile.get(size_t((n + 1) / 2)));
+  float_to_half(buf, n, fp16, h);
+  return h;
+}
+
+void forward_half(const QuantWeight& w, const Mat& x, const Mat& y) {
+  int64_t M = x.rows, N = w.N, K = w.K;
+  int threads = num_threads();
+  int64_t T = tile_rows(N, K, threads), tiles = (N + T - 1) / T;
+  auto tile = [&](int64_t t, int gemm_threads) {
+    int64_t n0 = t * T, n1 = std::min(N, n0 + T);
+    const uint16_t* h = decode_half_tile(w, n0, n1, 0, K, x.dtype == F16);
+    hgemm_on(gemm_threads, x.dtype, false, true, M, n1 - n0, K, x.h(), x.ld, h, K, false, y.h() + n0, y.dtype, y.ld);
+  };
+  if (tiles == 1) return tile(0, threads);
+  parallel_for(tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; t++) tile(t, 1);
+  });
+}
+
+void backward_half(const QuantWeight& w, const Mat& dy, const Mat& dx) {
+  int64_t M = dy.rows, N = w.N, K = w.K;
+  int threads = num_threads();
+  int64_t parts = std::min<int64_t>(threads, std::max<int64_t>(K / 32, 1));
+  // Each thread sums its columns of dx over all of W's rows in float32, then rounds them once.
+  auto columns = [&](int64_t k0, int64_t k1, int gemm_threads) {
+    int64_t kw = k1 - k0, T = tile_rows(N, kw, 1);
+    float* acc = half_acc.get(size_t(M * kw));
+    for (int64_t n0 = 0; n0 < N; n0 += T) {
+      int64_t n1 = std::min(N, n0 + T);
+      const uint16_t* h = decode_half_tile(w, n0, n1, k0, k1, dx.dtype == F16);
+      hgemm_on(gemm_threads, dy.dtype, false, false, M, kw, n1 - n0, dy.h() + n0, dy.ld, h, kw, n0 > 0, acc, F32, kw);
+    }
+    for (int64_t m = 0; m < M; m++) float_to_half(acc + m * kw, kw, dx.dtype == F16, dx.h() + m * dx.ld + k0);
+  };
+  if (N == 0) {  // dx = dy W with an empty inner dim is zero
+    for (int64_t m = 0; m < M; m++) std::fill(dx.h() + m * dx.ld, dx.h() + m * dx.ld + K, uint16_t(0));
     return;
   }
   if (parts == 1) return columns(0, K, threads);
@@ -313,8 +380,11 @@ KESTREL_KERNEL(quant_linear) {
   if (x.cols != w.K) fail(k, "x " + shape_str(xv) + " has " + std::to_string(x.cols) + " features, the weight takes K=" + std::to_string(w.K));
   if (y.rows != x.rows || y.cols != w.N)
     fail(k, "out " + shape_str(yv) + " must be [" + std::to_string(x.rows) + ", " + std::to_string(w.N) + "]");
+  if (y.dtype != x.dtype)
+    fail(k, std::string("out is ") + dtype_name(y.dtype) + ", x is " + dtype_name(x.dtype) + "; they must match");
   if (x.rows == 0 || w.N == 0) return;
-  forward(w, x, y);
+  if (x.dtype == F32) forward(w, x, y);
+  else forward_half(w, x, y);
 }
 
 KESTREL_KERNEL(quant_linear_backward) {
@@ -326,8 +396,11 @@ KESTREL_KERNEL(quant_linear_backward) {
   if (dy.cols != w.N) fail(k, "dy " + shape_str(gv) + " has " + std::to_string(dy.cols) + " features, the weight gives N=" + std::to_string(w.N));
   if (dx.rows != dy.rows || dx.cols != w.K)
     fail(k, "dx " + shape_str(dxv) + " must be [" + std::to_string(dy.rows) + ", " + std::to_string(w.K) + "]");
+  if (dx.dtype != dy.dtype)
+    fail(k, std::string("dx is ") + dtype_name(dx.dtype) + ", dy is " + dtype_name(dy.dtype) + "; they must match");
   if (dy.rows == 0 || w.K == 0) return;
-  backward(w, dy, dx);
+  if (dy.dtype == F32) backward(w, dy, dx);
+  else backward_half(w, dy, dx);
 }
 
 }  // namespace kestrel

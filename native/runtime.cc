@@ -3,6 +3,7 @@
 // CPU feature detection and the 16-bit float conversions.
 #include <atomic>
 #include <condition_variable>
+#include <cpuid.h>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -307,10 +308,25 @@ const CpuFeatures& cpu_features() {
     r.fma = __builtin_cpu_supports("fma");
     r.avx512f = __builtin_cpu_supports("avx512f");
     r.f16c = __builtin_cpu_supports("f16c");
+    r.avx512bw = r.avx512f && __builtin_cpu_supports("avx512bw");
+    // CPUID leaf 7: subleaf 1 EAX bit 5 = AVX512_BF16; subleaf 0 EDX bit 22 = AMX-BF16, bit 24 =
+    // AMX-TILE. AMX also needs the OS to manage the tile state: XCR0 bits 17 (TILECFG), 18 (TILEDATA).
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    r.avx512bf16 = r.avx512bw && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5));
+    bool amx = __get_cpuid_count(7, 0, &a, &b, &c, &d) && (d & (1u << 22)) && (d & (1u << 24));
+    if (amx && __get_cpuid(1, &a, &b, &c, &d) && (c & (1u << 27))) {  // OSXSAVE: xgetbv is allowed
+      uint32_t lo, hi;
+      __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+      amx = (lo & (3u << 17)) == (3u << 17);
+    } else {
+      amx = false;
+    }
+    r.amx_bf16 = amx && r.avx512bf16;  // the AMX driver packs with AVX-512 BW code
     if (const char* env = std::getenv("KESTREL_SIMD")) {  // force a lower level for testing
       std::string s(env);
       if (s == "scalar") r.avx2 = r.fma = r.avx512f = false;
       if (s == "avx2") r.avx512f = false;
+      if (!r.avx512f) r.avx512bw = r.avx512bf16 = r.amx_bf16 = false;
     }
     return r;
   }();

@@ -41,7 +41,14 @@ export interface NativeAddon {
   write(handle: number, byteOffset: number, src: ArrayBufferView): void;
   read(handle: number, byteOffset: number, dst: ArrayBufferView): void;
   call(kernelId: number, argCount: number): void;
-  info(): { avx2: boolean; fma: boolean; avx512f: boolean; f16c: boolean; threads: number };
+  /**
+   * CPU features the kernels dispatch on, and the path a large bfloat16 / float16 matmul takes
+   * ('amx' | 'avx512bf16' | 'convert', or 'error: ...' when KESTREL_BF16_GEMM forces a missing one)
+   */
+  info(): {
+    avx2: boolean; fma: boolean; avx512f: boolean; f16c: boolean; avx512bf16: boolean; amxBf16: boolean;
+    bf16Gemm: string; fp16Gemm: string; threads: number;
+  };
   setThreads(n: number): void;
   liveBytes(): number;
   args: Float64Array;

@@ -39,7 +39,9 @@ export async function doctor(argv: string[]): Promise<number> {
     node: process.version,
     backend,
     native: addon ? 'loaded' : `not available (${nativeLoadError()})`,
-    cpu: info ? { avx2: info.avx2, fma: info.fma, avx512f: info.avx512f, f16c: info.f16c } : null,
+    cpu: info ? { avx2: info.avx2, fma: info.fma, avx512f: info.avx512f, f16c: info.f16c, avx512bf16: info.avx512bf16, amx_bf16: info.amxBf16 } : null,
+    // the path a large bf16 / fp16 matmul takes (native/gemm_half.h; KESTREL_BF16_GEMM forces one)
+    halfGemm: info ? { bfloat16: info.bf16Gemm, float16: info.fp16Gemm } : null,
     threads: info?.threads ?? 1,
     matmul: { n, gflops: Number(matmulGflops(n, backend === 'cpu' ? 5 : 1).toFixed(1)) },
     cuda: cudaReport(cuda),
@@ -56,6 +58,7 @@ export async function doctor(argv: string[]): Promise<number> {
       `backend      ${report.backend}${addon ? '' : `  [${report.native}]`}`,
       `cpu features ${features}`,
       `threads      ${report.threads}  (KESTREL_NUM_THREADS overrides)`,
+      ...(report.halfGemm ? [`half matmul  bf16: ${report.halfGemm.bfloat16}, fp16: ${report.halfGemm.float16}  (KESTREL_BF16_GEMM=amx|avx512bf16|convert forces the bf16 path)`] : []),
       `matmul       ${report.matmul.gflops} GFLOP/s  (${n}x${n}x${n} float32, median)`,
       ...cudaLines(cuda),
       ...(report.cudaMatmul ? [`gpu matmul   ${report.cudaMatmul.bf16} TFLOP/s bf16, ${report.cudaMatmul.fp32} TFLOP/s fp32 (4096^3, cuBLASLt, TF32 off)`] : []),

@@ -11,7 +11,8 @@
 //   dx = Σ_p g_p W_p + gB [A_1; ...]  accumulated into one buffer (a dropout mask m/(1-p) multiplies the
 //   adapter part of a dropped input's term).
 // Saved: x and xs (the dropout mask is regenerated from its Philox counter). ΔW = BA is never formed and W
-// never gets a gradient. Half-precision x computes in float32 and rounds its outputs back.
+// never gets a gradient. Half-precision x computes in float32 and rounds its outputs back, except on a
+// backend whose GEMM takes half operands (halfMatmul), where the products run in x's dtype.
 import { backendOf } from '../backend/index.js';
 import { autocast, autocastDtype } from '../tensor/autocast.js';
 import { type DType, isHalf } from '../tensor/dtype.js';
@@ -138,8 +139,19 @@ function baseBackward(base: FrozenLinear, g: Tensor, dx: Tensor | null): Tensor 
   let t = base.applyWeightTransposed(g);
   if (t.dtype !== g.dtype) t = to(t, g.dtype);
   if (!dx) return contiguous(t);
-  k.binary('add', dx, t, dx); // same index in and out: safe in place
+  addInto(dx, t);
   return dx;
+}
+
+/**
+ * dst += t in place (same index in and out: safe). A half dst on a backend whose binary kernel
+ * takes no half operands (the CPU's, where halfMatmul still runs this path in half) adds through
+ * the op, in float32, rounded once: what a halfElementwise kernel computes.
+ */
+function addInto(dst: Tensor, t: Tensor): void {
+  const b = backendOf(dst);
+  if (isHalf(dst.dtype) && !b.halfElementwise) tidy(() => b.kernels.copy(add(dst, t), dst));
+  else b.kernels.binary('add', dst, t, dst);
 }
 
 /** x with the inverted-dropout mask of (seed, counter), exactly as dropout() draws it. */
@@ -157,7 +169,8 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
   const lead = x.shape.slice(0, -1);
   const inF = x.shape[x.ndim - 1];
   // compute dtype: half inputs compute in float32, except where the GEMM takes half operands itself
-  // (a GPU), which runs the products in the half dtype and writes the adapters' gradients in float32
+  // (halfMatmul: a GPU, or the CPU's native bf16/fp16 GEMM), which runs the products in the half
+  // dtype and writes the adapters' gradients in float32
   const gpuHalf = isHalf(x.dtype) && backendOf(x).halfMatmul;
   const cd: DType = isHalf(x.dtype) && !gpuHalf ? 'float32' : x.dtype;
   const gradDtype: DType = gpuHalf ? 'float32' : cd;
@@ -252,7 +265,7 @@ function fusedGroup(x: Tensor, ps: readonly LoraProjection[], opts: LoraCallOpti
         k.matmul(transpose(gBs), A, t, false);
         const u = empty([N, inF], 'float32', { backend: xc.backendName });
         k.random(u, 'uniform', seed, s.counter);
-        k.binary('add', dx, where(compare('ge', u, s.p), mul(t, 1 / (1 - s.p)), 0), dx);
+        addInto(dx, where(compare('ge', u, s.p), mul(t, 1 / (1 - s.p)), 0));
       }
     });
     if (dx) grads[0] = reshape(cast(dx, x.dtype), x.shape);

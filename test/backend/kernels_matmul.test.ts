@@ -56,7 +56,7 @@ for (const device of ALL_DEVICES)
     // x of a few rows times a Linear's weight read transposed: cuda's GEMV kernel (gemv.cu) for
     // M <= 4, with 16-byte loads when x, W and their rows are aligned and scalar loads otherwise
     test('few rows times a transposed weight (decoding shapes): aligned, unaligned, accumulating', () => {
-      const dtypes: k.DType[] = device === 'cuda' ? ['float32', 'bfloat16', 'float16'] : ['float32'];
+      const dtypes: k.DType[] = k.getBackend(device).halfMatmul ? ['float32', 'bfloat16', 'float16'] : ['float32'];
       for (const dtype of dtypes)
         for (const M of [1, 2, 3, 4])
           for (const K of [1, 7, 8, 64, 264, 1000])
@@ -102,7 +102,7 @@ for (const device of ALL_DEVICES)
       });
     });
     // only where the kernel takes half operands itself (Backend.halfMatmul); elsewhere the op upcasts them
-    if (device === 'cuda') {
+    if (k.getBackend(device).halfMatmul) {
       test('bfloat16 and float16 operands (float32 accumulation)', () => {
         for (const dtype of ['bfloat16', 'float16'] as const)
           for (const [M, N, K] of [[7, 33, 257], [33, 1, 7], [257, 7, 33]]) for (const tb of [false, true]) check(device, M, N, K, false, tb, dtype);

@@ -166,19 +166,20 @@ describe('linearCrossEntropy autograd', () => {
 });
 
 
-// On a GPU (Backend.halfMatmul) under bf16/fp16 autocast, or with half inputs, the head's products
+// On a backend whose GEMM takes half operands (Backend.halfMatmul: cuda, cpu) under bf16/fp16 autocast, or with half inputs, the head's products
 // take half operands with float32 results: the loss equals the float64 composite of the
 // half-rounded h and W (within float32 accumulation, 1e-5), and the gradients equal it within
 // the one rounding of dz to half before its two products (2e-2 for bf16's 8 bits, 4e-3 for fp16).
+for (const device of ['cpu', 'cuda'] as const)
 for (const dtype of ['bfloat16', 'float16'] as const)
-  test(`cuda: the head in ${dtype} (autocast, and half inputs) equals the composite of the rounded operands`, { skip: skipUnless('cuda') }, () => {
+  test(`${device}: the head in ${dtype} (autocast, and half inputs) equals the composite of the rounded operands`, { skip: skipUnless(device) }, () => {
     const [N, D, V] = [37, 24, 53];
     const tol = dtype === 'bfloat16' ? 2e-2 : 4e-3;
     const rounded = (t: k.Tensor): k.Tensor => t.to(dtype).to('float64');
-    const h = seededTensor([N, D], 'float32', 'cuda', 5, -2, 2);
-    const w = seededTensor([V, D], 'float32', 'cuda', 6, -1, 1);
+    const h = seededTensor([N, D], 'float32', device, 5, -2, 2);
+    const w = seededTensor([V, D], 'float32', device, 6, -1, 1);
     const want = lossAndGrads(k.linearCrossEntropyComposite, rounded(h.to('ref')), rounded(w.to('ref')), targets(N, V, 'ref'), { chunkSize: 16 });
-    const t = k.tidy(() => targets(N, V, 'ref').to('cuda'));
+    const t = k.tidy(() => targets(N, V, 'ref').to(device));
     const auto = k.autocast(dtype, () => lossAndGrads(k.linearCrossEntropy, h, w, t, { chunkSize: 16 }));
     const half = lossAndGrads(k.linearCrossEntropy, h.to(dtype), w.to(dtype), t, { chunkSize: 16 });
     assert.deepEqual([auto[1].dtype, half[1].dtype, half[2].dtype], ['float32', dtype, dtype], 'gradients come back in the inputs\' dtypes');

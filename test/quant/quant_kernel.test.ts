@@ -93,11 +93,11 @@ function suite(device: Device, tuning: (typeof TUNINGS)[number]): void {
       }
   });
 
-  // Where the GEMM takes half operands (cuda), bf16/fp16 inputs multiply W decoded to their dtype
-  // (bitsandbytes' GPU path): y equals the float64 product of the rounded x and the rounded W,
-  // within float32 accumulation plus the one rounding of y (and, over several tiles, of dx). The
+  // Where the GEMM takes half operands (Backend.halfMatmul: cuda, cpu), bf16/fp16 inputs multiply W
+  // decoded to their dtype (bitsandbytes' GPU path): y equals the float64 product of the rounded x
+  // and the rounded W, within float32 accumulation plus the one rounding of y (and of dx). cuda's
   // GEMV of a few rows (decoding) keeps W in float32: its reference is the unrounded W.
-  if (device === 'cuda')
+  if (k.getBackend(device).halfMatmul)
     test('bf16 and fp16 inputs: products of W decoded to their dtype, forward and dx, GEMV and tiles', () => {
       for (const dtype of ['bfloat16', 'float16'] as const)
         for (const f of FORMATS)
@@ -105,7 +105,7 @@ function suite(device: Device, tuning: (typeof TUNINGS)[number]): void {
             const q = new k.quant.QuantLinear(state(N, K, f), { backend: device });
             k.tidy(() => {
               const r = (t: k.Tensor): k.Tensor => t.to(dtype).to('ref').to('float64');
-              const gemv = M <= Math.min(tuning.gemvRows, 8);
+              const gemv = device === 'cuda' && M <= Math.min(tuning.gemvRows, 8);
               const wr = gemv ? q.dequantize().to('ref').to('float64') : r(q.dequantize());
               const x = data([M, K], device, 21).to(dtype);
               const g = data([M, N], device, 22).to(dtype);

@@ -128,7 +128,9 @@ export function createCpuBackend(): Backend | null {
       return out;
     },
     kernels: makeKernels(packer),
-    halfMatmul: false,
+    // matmul and quantLinear take bf16/fp16 operands (native/gemm_half.h: AMX, AVX-512 BF16 or
+    // converting while packing; float32 accumulation); elementwise and attention kernels do not
+    halfMatmul: true,
     halfElementwise: false,
     halfAttention: false,
   };

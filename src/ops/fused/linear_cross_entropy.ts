@@ -104,9 +104,14 @@ export function linearCrossEntropyFused(hidden: Tensor, weight: Tensor, target: 
       throw new Error('linearCrossEntropy backward: a first backward with a zero gradient cleared the stored gradients; a retained graph cannot be reused after it');
     const factor = applied === 0 ? 0 : s / applied;
     applied = s;
-    const k = backendOf(g).kernels;
-    for (const t of saved)
-      if (factor !== 1) k.binary('mul', t, expand(full([], factor, { dtype: t.dtype, backend: t.backendName }), t.shape), t);
+    const b = backendOf(g);
+    for (const t of saved) {
+      if (factor === 1) continue;
+      // a half gradient (half inputs on a halfMatmul backend) on a backend whose binary kernel takes
+      // no half operands scales through the op (float32, rounded once), then overwrites in place
+      if (isHalf(t.dtype) && !b.halfElementwise) tidy(() => b.kernels.copy(mul(t, factor), t));
+      else b.kernels.binary('mul', t, expand(full([], factor, { dtype: t.dtype, backend: t.backendName }), t.shape), t);
+    }
     return [dhS?.alias() ?? null, dwS?.alias() ?? null];
   }, saved);
 }
