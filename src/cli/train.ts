@@ -40,7 +40,11 @@ type Flags = Record<string, { type: 'string' | 'boolean'; multiple?: boolean; de
  * Merges defaults, the run file, the DeepSpeed config and the flags. A command built on train
  * (finetune) passes its own extra flags and defaults; its flag values come back in `values`.
  */
-export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults?: Partial<RunSettings> } = {}): { settings: RunSettings; warnings: string[]; values: Record<string, unknown> } {
+export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults?: Partial<RunSettings> } = {}): {
+  settings: RunSettings; warnings: string[]; values: Record<string, unknown>;
+  /** what the run file, the DeepSpeed config and the flags set (the rest are defaults) */
+  explicit: Partial<RunSettings>;
+} {
   const { values } = parseFlags(argv, { ...FLAGS, ...extra.flags } as typeof FLAGS);
   const file = values.config ? readRunFile(values.config) : {};
   const ds = values.deepspeed ? fromDeepSpeed(readJson(values.deepspeed), values.deepspeed) : { settings: {}, warnings: [] };
@@ -71,7 +75,8 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   set('skipBadLines', values['skip-bad-lines']);
   set('resume', values.resume);
   checkSettings(flags, (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
-  const merged = { ...DEFAULT_SETTINGS, ...extra.defaults, ...file, ...ds.settings, ...flags } as RunSettings;
+  const explicit: Partial<RunSettings> = { ...file, ...ds.settings, ...flags };
+  const merged = { ...DEFAULT_SETTINGS, ...extra.defaults, ...explicit } as RunSettings;
   if (values.schedule || values.warmup) merged.schedule = { type: (values.schedule ?? merged.schedule.type) as RunSettings['schedule']['type'], warmup: numberFlag(values, 'warmup', { int: true, min: 0 }) ?? merged.schedule.warmup, params: merged.schedule.params };
   if (typeof merged.data === 'string') merged.data = [merged.data];
   for (const k of ['model', 'output'] as const) if (!merged[k]) throw new Error(`--${k} is required`);
@@ -80,7 +85,7 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   oneOf(merged.checkpointing, ['none', 'full', 'selective'] as const, '--checkpointing');
   oneOf(merged.format, ['auto', 'text', 'pretokenized', 'alpaca', 'chat', 'sharegpt'] as const, '--format');
   oneOf(merged.schedule.type, ['constant', 'linear', 'cosine', 'WarmupLR', 'WarmupDecayLR', 'WarmupCosineLR'] as const, '--schedule');
-  return { settings: merged, warnings: ds.warnings, values };
+  return { settings: merged, warnings: ds.warnings, values, explicit };
 }
 
 function schedule(s: RunSettings): S.Schedule {

@@ -5,6 +5,7 @@ export { loraLinear, loraLinearGroup, loraComposite, type LoraProjection, type L
 export { sharedInputProjections } from './shared_input.js';
 export { ModulesToSaveWrapper } from './modules_to_save.js';
 export { ModuleDict } from './module_dict.js';
+export { castFrozenLinears } from './frozen_dtype.js';
 export {
   injectLora, loraLayers, loadAdapter, saveAdapter, mergeLora, readAdapterConfig, setAdapter, activeAdapter, deleteAdapter, adapterNames, adapterTensors,
   type LoraConfig, type LoadAdapterOptions,

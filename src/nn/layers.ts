@@ -4,6 +4,7 @@ import { to } from '../ops/elementwise.js';
 import { transpose } from '../ops/view.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { tidy } from '../tensor/scope.js';
+import { autocastDtype } from '../tensor/autocast.js';
 import { embedding } from '../ops/indexing.js';
 import { layerNorm, rmsNorm } from '../ops/norm.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -37,7 +38,9 @@ export class Linear extends Module implements FrozenLinear {
     this.bias = opts.bias === false ? null : Parameter(uniform([outFeatures], bound, opts));
   }
   forward(x: Tensor): Tensor {
-    return linear(x, this.weight, this.bias);
+    // a weight kept in another dtype (a frozen bf16 base under LoRA) meets x outside autocast: compute in x's
+    if (this.weight.dtype === x.dtype || autocastDtype()) return linear(x, this.weight, this.bias);
+    return tidy(() => linear(x, this.weightAs(x), this.bias));
   }
   applyWeight(x: Tensor): Tensor {
     return noGrad(() => tidy(() => matmul(x, transpose(this.weightAs(x)))));

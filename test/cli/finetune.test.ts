@@ -7,7 +7,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { resolveSettings } from '../../src/cli/train.js';
-import { FINETUNE_DEFAULTS, loraFromFlags } from '../../src/cli/finetune.js';
+import { FINETUNE_DEFAULTS, finetuneDtype, loraFromFlags } from '../../src/cli/finetune.js';
+import { loadNative } from '../../src/backend/addon.js';
 import * as k from '../../src/index.js';
 import { decoderConfig } from '../../src/models/registry.js';
 import { runCli } from '../helpers.js';
@@ -93,4 +94,37 @@ test('--full saves the whole model; bad settings are errors', () => {
   assert.match(rank.stderr, /--lora-r must be an integer >= 1, got 0/);
   const qt = runCli([...base, '--output', join(dir, 'z'), '--qlora', '--quant-type', 'int3']);
   assert.match(qt.stderr, /--quant-type must be nf4, fp4 or int8/);
+});
+
+test('the default --dtype is bf16 where the addon has a native bf16 GEMM, else fp32; said on stderr', () => {
+  // the choice itself, for each path the addon can report (injected: this CPU has only one of them)
+  assert.equal(finetuneDtype({ bf16Gemm: 'amx' }).dtype, 'bf16');
+  assert.equal(finetuneDtype({ bf16Gemm: 'avx512bf16' }).dtype, 'bf16');
+  assert.equal(finetuneDtype({ bf16Gemm: 'convert' }).dtype, 'fp32', 'widening bf16 to float32 is no faster than float32');
+  assert.equal(finetuneDtype({ bf16Gemm: 'error: KESTREL_BF16_GEMM=amx: this CPU lacks amx_bf16' }).dtype, 'fp32');
+  assert.equal(finetuneDtype(null).dtype, 'fp32', 'no addon: the reference backend');
+  const dir = setup();
+  const base = ['finetune', '--model', join(dir, 'base'), '--data', join(dir, 'train.jsonl'), '--seq-len', '10', '--max-steps', '2', '--batch-size', '4', '--lora-r', '4', '--quiet'];
+  // this machine's branch, as the addon reports it
+  const here = finetuneDtype(loadNative()?.info() ?? null).dtype;
+  const r = runCli([...base, '--output', join(dir, 'a')]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, new RegExp(`^dtype ${here} \\(default: `, 'm'));
+  // the other branch on any CPU: KESTREL_BF16_GEMM=convert makes the addon report the converting path
+  process.env.KESTREL_BF16_GEMM = 'convert';
+  try {
+    const c = runCli([...base, '--output', join(dir, 'b'), '--qlora']);
+    assert.equal(c.status, 0, c.stderr);
+    assert.match(c.stderr, /^dtype fp32 \(default: this CPU has no native bf16 matmul \(the bf16 path is 'convert'\)/m);
+  } finally {
+    delete process.env.KESTREL_BF16_GEMM;
+  }
+  // an explicit --dtype is not a default: no line; bf16 QLoRA trains and saves float32 adapters
+  const e = runCli([...base, '--output', join(dir, 'c'), '--qlora', '--dtype', 'bf16']);
+  assert.equal(e.status, 0, e.stderr);
+  assert.doesNotMatch(e.stderr, /^dtype /m);
+  const sd = new k.SafetensorsFile(join(dir, 'c', 'adapter_model.safetensors'));
+  assert.ok(sd.names.length > 0 && sd.names.every((n) => sd.info(n).fileDtype === 'F32'), 'float32 adapters');
+  sd.close();
+  assert.ok(metrics(join(dir, 'c')).every((m) => Number.isFinite(m.loss)));
 });
