@@ -4,18 +4,25 @@
 // to PyTorch CPU running the same model with a plain LoRA (../shared/bench/torch_llama_bench.py,
 // modes train and lora: frozen base, two extra matmuls per linear, no fusion).
 // Each (config, mode) runs in a fresh process so its peak memory (by tag, and RSS) is its own.
+// --dtype (default: kestrel finetune's, bf16 where the CPU multiplies bf16 natively) runs the step under
+// autocast with the frozen base stored in that dtype (castFrozenLinears); PyTorch then also runs LoRA under
+// bf16 autocast (bench/peers/torch_lora_bf16.py, fp32 or bf16 frozen weights) and the best of its settings
+// is the ratio's peer.
 // Run: node --import tsx bench/lora.ts [--configs smol135m,qwen05b] [--modes full,lora,qlora] [--no-peer]
-//      [--checkpointing full] (kestrel finetune's default; results to lora_checkpointing_full.json)
+//      [--dtype fp32|bf16] [--worker --profile: one (config, mode) with k.profile's table of the timed steps]
+//      [--checkpointing full] (finetune's default; results to lora_checkpointing_full.json)
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
+import { loadNative } from '../src/backend/addon.js';
+import { finetuneDtype } from '../src/cli/finetune.js';
 import { decoderConfig } from '../src/models/registry.js';
 import { accumulateGradients } from '../src/train/step.js';
 import { decayParamGroups } from '../src/train/param_groups.js';
-import { SHARED_BENCH, median, peerCoretype, runPeer, writeResult } from './lib/report.js';
+import { BENCH_DIR, SHARED_BENCH, median, peerCoretype, runPeer, writeResult } from './lib/report.js';
 
 const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: number; ffn: number; vocab: number; torch: string }> = {
   smol135m: { dim: 576, layers: 30, heads: 9, kv: 3, ffn: 1536, vocab: 49152, torch: 'smollm135m' },
@@ -38,7 +45,7 @@ interface WorkerResult {
 }
 
 /** One (config, mode): builds the model, runs warm-up + timed steps, reports medians and peaks. */
-function worker(config: string, mode: Mode, steps: number, checkpointing: 'none' | 'full'): WorkerResult {
+function worker(config: string, mode: Mode, steps: number, checkpointing: 'none' | 'full', dtype: 'fp32' | 'bf16', profile = false): WorkerResult {
   const s = SHAPES[config];
   k.manualSeed(0);
   const model = new k.CausalLM(decoderConfig({
@@ -49,6 +56,8 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
   model.checkpointing = checkpointing;
   if (mode === 'qlora') k.quant.quantizeModel(model, { type: 'nf4' });
   if (mode !== 'full') k.lora.injectLora(model, LORA);
+  if (mode !== 'full' && dtype === 'bf16') k.lora.castFrozenLinears(model, 'bfloat16');
+  const autocast = dtype === 'bf16' ? 'bfloat16' : null;
   const trainable = model.parameters().filter((p) => p.requiresGrad).reduce((n, p) => n + p.numel, 0);
   const opt = new k.optim.AdamW(decayParamGroups(model, 0.01), { lr: 1e-4 });
   model.train();
@@ -58,11 +67,16 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
   for (let i = 0; i < steps + 2; i++) {
     const ids = (k.randint(0, s.vocab, [BATCH, SEQ], { generator: gen }).toArray() as number[][]);
     const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
+    if (profile && i === 2) k.profile.start();
     const t0 = performance.now();
-    accumulateGradients(model, [batch]);
+    accumulateGradients(model, [batch], { autocast });
     opt.step();
     opt.zeroGrad();
     if (i >= 2) times.push(performance.now() - t0);
+  }
+  if (profile) {
+    k.profile.stop();
+    process.stderr.write(k.profile.report({ steps, top: 25 }));
   }
   const peak = k.memory.stats().peak;
   const mb = (b: number): number => Math.round(b / 2 ** 20);
@@ -73,9 +87,9 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
   };
 }
 
-function runWorker(config: string, mode: Mode, steps: number, checkpointing: string): WorkerResult {
+function runWorker(config: string, mode: Mode, steps: number, checkpointing: string, dtype: string): WorkerResult {
   const self = fileURLToPath(import.meta.url);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--worker', '--configs', config, '--modes', mode, '--steps', String(steps), '--checkpointing', checkpointing], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--worker', '--configs', config, '--modes', mode, '--steps', String(steps), '--checkpointing', checkpointing, '--dtype', dtype], { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (r.status !== 0) throw new Error(`${config} ${mode} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as WorkerResult;
 }
@@ -86,24 +100,27 @@ async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     configs: { type: 'string', default: 'smol135m,qwen05b' }, modes: { type: 'string', default: 'full,lora,qlora' },
     steps: { type: 'string', default: '4' }, checkpointing: { type: 'string', default: 'none' },
-    'no-peer': { type: 'boolean', default: false }, worker: { type: 'boolean', default: false },
+    'no-peer': { type: 'boolean', default: false }, worker: { type: 'boolean', default: false }, dtype: { type: 'string' }, profile: { type: 'boolean', default: false },
   } });
   const names = values.configs!.split(',');
   const modes = values.modes!.split(',') as Mode[];
   const steps = Number(values.steps);
   const ckpt = values.checkpointing as 'none' | 'full';
+  const dtype = (values.dtype ?? finetuneDtype(loadNative()?.info() ?? null).dtype) as 'fp32' | 'bf16';
+  if (dtype !== 'fp32' && dtype !== 'bf16') throw new Error(`--dtype must be fp32 or bf16, got '${String(dtype)}'`);
   if (values.worker) {
-    process.stdout.write(JSON.stringify(worker(names[0], modes[0], steps, ckpt)) + '\n');
+    process.stdout.write(JSON.stringify(worker(names[0], modes[0], steps, ckpt, dtype, values.profile)) + '\n');
     return;
   }
   const rows: WorkerResult[] = [];
   for (const name of names)
     for (const mode of modes) {
-      const r = runWorker(name, mode, steps, ckpt);
+      const r = runWorker(name, mode, steps, ckpt, dtype);
       rows.push(r);
       console.log(`${name} ${mode.padEnd(5)}: ${r.stepMs.toFixed(0)} ms/step, ${r.tokPerSec.toFixed(1)} tok/s, peak ${r.peakMB.total} MB (param ${r.peakMB.param}, grad ${r.peakMB.grad}, optimizer ${r.peakMB.optimizer}, activation ${r.peakMB.activation}), max RSS ${r.maxRssMB} MB`);
     }
   let peer: PeerRow[] | string = 'not run (--no-peer)';
+  let peerRuns: Record<string, unknown>[] = [];
   if (!values['no-peer']) {
     // OpenBLAS 0.3.21 takes newer Intel CPUs for Prescott (SSE3); the forced run gives PyTorch the
     // kernels this CPU can run, and each row keeps the faster of the two, so no ratio flatters Kestrel.
@@ -114,7 +131,21 @@ async function main(): Promise<void> {
       if (r.out === null) peer = `PyTorch peer unavailable: ${r.why}`;
       else runs.push((JSON.parse(readFileSync(tmp, 'utf8')) as { results: PeerRow[] }).results.map((x) => ({ ...x, openblas_coretype: coretype ?? 'auto' })));
     }
-    if (runs.length) peer = runs[0].map((row) => runs.map((rs) => rs.find((x) => x.config === row.config && x.mode === row.mode) ?? row).reduce((a, b) => (b.tokens_per_s > a.tokens_per_s ? b : a)));
+    // PyTorch's LoRA under bf16 autocast (with float32 and with bf16 frozen weights), run when Kestrel runs bf16
+    if (dtype === 'bf16')
+      for (const name of names)
+        for (const variant of ['autocast', 'bf16-base'])
+          for (const coretype of [undefined, peerCoretype()]) {
+            const r = runPeer(join(BENCH_DIR, 'peers', 'torch_lora_bf16.py'), ['--shared', SHARED_BENCH, '--config', SHAPES[name].torch, '--variant', variant, '--steps', String(steps)], undefined, coretype, { OMP_WAIT_POLICY: 'PASSIVE' });
+            if (r.out !== null) runs.push([{ ...(JSON.parse(r.out.trim().split('\n').at(-1)!) as PeerRow), openblas_coretype: coretype ?? 'auto' }]);
+            else console.log(`PyTorch bf16 LoRA (${variant}) unavailable: ${r.why}`);
+          }
+    const all = runs.flat();
+    // per (config, mode): the fastest of every setting PyTorch ran
+    if (all.length) peer = all.filter((row, i) => all.findIndex((x) => x.config === row.config && x.mode === row.mode) === i)
+      .map((row) => all.filter((x) => x.config === row.config && x.mode === row.mode).reduce((a, b) => (b.tokens_per_s > a.tokens_per_s ? b : a)));
+    for (const r of all) console.log(`  torch ${r.config} ${r.mode}${r.variant ? ` (${String(r.variant)})` : ' (fp32)'} OpenBLAS ${String(r.openblas_coretype)}: ${r.tokens_per_s.toFixed(1)} tok/s`);
+    peerRuns = all.map((r) => ({ config: r.config, mode: r.mode, variant: r.variant ?? 'fp32', openblas_coretype: r.openblas_coretype, tokens_per_s: r.tokens_per_s }));
   }
   const summary: Record<string, unknown>[] = [];
   for (const name of names) {
@@ -135,13 +166,13 @@ async function main(): Promise<void> {
     summary.push(s);
     const f = (x: number | null, pct = false): string => (x === null ? '-' : pct ? `${(100 * x).toFixed(0)}%` : `${x.toFixed(2)}x`);
     console.log(`\n${name}: LoRA vs PyTorch LoRA tok/s ${f(s.loraVsTorchLoraTokPerSec)} (target >= 2x); full vs PyTorch full ${f(s.fullVsTorchTrainTokPerSec)}`);
-    console.log(`  LoRA peak ${f(s.loraPeakOfFull, true)} of full (target <= 40%); QLoRA peak ${f(s.qloraPeakOfFull, true)} of full (target <= 25%) at ${f(s.qloraStepOfLora)} LoRA's step time (target <= 1.3x)`);
+    console.log(`  LoRA peak ${f(s.loraPeakOfFull, true)} of full (target <= 40%); QLoRA peak ${f(s.qloraPeakOfFull, true)} of full (target <= 25%) at ${f(s.qloraStepOfLora)} LoRA's step time (target <= 1.1x)`);
   }
   if (typeof peer === 'string') console.log(peer);
   // the headline run matches PyTorch's (no checkpointing); the finetune default goes to its own file
   const path = writeResult(ckpt === 'none' ? 'lora' : `lora_checkpointing_${ckpt}`, {
-    threads: 'all cores (KESTREL_NUM_THREADS unset)', batch: BATCH, seq: SEQ, lora: LORA, checkpointing: ckpt, steps,
-    rows, summary, peer: typeof peer === 'string' ? peer : 'torch_llama_bench.py --modes train,lora (r 16, alpha 32, fp32, 2 threads), the faster of OpenBLAS auto and forced core type per row',
+    threads: 'all cores (KESTREL_NUM_THREADS unset)', batch: BATCH, seq: SEQ, lora: LORA, checkpointing: ckpt, steps, dtype,
+    loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), rows, summary, peerRuns, peer: typeof peer === 'string' ? peer : 'torch_llama_bench.py --modes train,lora (r 16, alpha 32, fp32, 2 threads) and, under --dtype bf16, peers/torch_lora_bf16.py (bf16 autocast, fp32 or bf16 frozen weights); per row the fastest of those settings and of OpenBLAS auto / forced core type',
   });
   console.log(`wrote ${path}`);
 }

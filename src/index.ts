@@ -64,3 +64,4 @@ export { autocast, autocastDtype } from './tensor/autocast.js';
 export { Trainer, type TrainerOptions } from './train/trainer.js';
 export * as lora from './lora/index.js';
 export * as quant from './quant/index.js';
+export * as profile from './profile/index.js';

@@ -56,8 +56,8 @@ export function peerCoretype(): string {
  * Runs a peer script with /usr/bin/python3 (OpenBLAS left to detect the CPU unless `coretype`
  * names its kernels); returns stdout, or null (with the reason) when it cannot run.
  */
-export function runPeer(script: string, args: string[], timeoutMs = 1_800_000, coretype?: string): { out: string | null; why: string } {
-  const env = { ...process.env };
+export function runPeer(script: string, args: string[], timeoutMs = 1_800_000, coretype?: string, extraEnv: Record<string, string> = {}): { out: string | null; why: string } {
+  const env = { ...process.env, ...extraEnv };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
   if (coretype) env.OPENBLAS_CORETYPE = coretype;

@@ -6,6 +6,7 @@ import { isGradEnabled } from '../tensor/grad_mode.js';
 import { Layout, type Shape, numel, shapeStr } from '../tensor/layout.js';
 import { currentTag, type MemoryTag } from '../tensor/memory.js';
 import { type Edge, type GradFn, Tensor } from '../tensor/tensor.js';
+import { profiling, timedBackward } from '../profile/recorder.js';
 
 export interface EmptyOpts {
   backend?: Backend | string;
@@ -102,7 +103,7 @@ export function record(
     backward(g) {
       if (released)
         throw new Error(`${name} backward: its saved tensors were freed by an earlier backward() (pass retainGraph to backward twice)`);
-      return backward(g);
+      return profiling ? timedBackward(name, () => backward(g)) : backward(g); // k.profile: one branch when off
     },
     release() {
       if (released) return;
