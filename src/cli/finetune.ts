@@ -55,7 +55,8 @@ export async function finetuneCommand(argv: string[]): Promise<number> {
   const quiet = values.quiet === true;
   // said even with --quiet (stderr): the default depends on the machine, so a run's log should show it
   if (explicit.dtype === undefined) process.stderr.write(`dtype ${auto.dtype} (default: ${auto.why}; --dtype overrides)\n`);
-  if (values.full) return runTraining(settings, warnings, quiet);
+  const profile = values.profile === true;
+  if (values.full) return runTraining(settings, warnings, quiet, {}, profile);
   const lora = loraFromFlags(values);
   const quantType = (values['quant-type'] as string | undefined) ?? 'nf4';
   if (!['nf4', 'fp4', 'int8'].includes(quantType)) throw new Error(`--quant-type must be nf4, fp4 or int8, got '${quantType}'`);
@@ -75,5 +76,5 @@ export async function finetuneCommand(argv: string[]): Promise<number> {
       return `adapter (${join(output, 'adapter_model.safetensors')})`;
     },
   };
-  return runTraining(settings, warnings, quiet, plan);
+  return runTraining(settings, warnings, quiet, plan, profile);
 }

@@ -45,6 +45,7 @@ const TRAIN: Flag[] = [
   ['--deepspeed ds_config.json', "DeepSpeed's batch sizes, precision, optimizer, scheduler, clipping, checkpointing"],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
   ['--quiet', 'no progress bar'],
+  ['--profile', 'time every kernel and op backward of steps 2-4 (CPU) and print the top ones with GFLOP/s and % of peak'],
   DEVICE,
 ];
 
@@ -85,7 +86,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['--qlora', 'a 4-bit (NF4) frozen base'],
       ['--quant-type nf4|fp4|int8 / --double-quant', 'the base format for --qlora (default nf4, no double quantization)'],
       ['--full', 'train every weight instead of adapters'],
-      ['(train flags)', 'as kestrel train, with lr 2e-4, linear decay after 5 warm-up steps and --checkpointing full by default'],
+      ['(train flags)', 'as kestrel train, with lr 2e-4, linear decay after 5 warm-up steps and --checkpointing full by default; --dtype defaults to bf16 where the CPU multiplies bf16 natively (AMX-BF16 / AVX512_BF16), with the frozen base stored in bf16'],
       DEVICE,
     ],
     example: 'kestrel finetune --model ./SmolLM2-135M --data chat.jsonl --output adapter/ --qlora --max-steps 200',

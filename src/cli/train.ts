@@ -18,6 +18,7 @@ import { Interrupted } from '../train/interrupt.js';
 import { Trainer } from '../train/trainer.js';
 import { decayParamGroups } from '../train/param_groups.js';
 import { numberFlag, parseFlags } from './flags.js';
+import { isProfiling, report as profileReport, start as startProfile, stop as stopProfile } from '../profile/index.js';
 
 const FLAGS = {
   model: { type: 'string' }, data: { type: 'string', multiple: true }, output: { type: 'string' }, tokenizer: { type: 'string' },
@@ -26,8 +27,11 @@ const FLAGS = {
   schedule: { type: 'string' }, clip: { type: 'string' }, dtype: { type: 'string' }, checkpointing: { type: 'string' },
   'eval-fraction': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'keep-last': { type: 'string' },
   seed: { type: 'string' }, 'skip-bad-lines': { type: 'boolean' }, resume: { type: 'string' }, config: { type: 'string' },
-  deepspeed: { type: 'string' }, quiet: { type: 'boolean', default: false },
+  deepspeed: { type: 'string' }, quiet: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false },
 } as const;
+
+/** --profile: the steps after the run's first (relative to a resumed run's start) */
+const PROFILE_STEPS = { first: 2, last: 4 };
 
 function oneOf<T extends string>(v: unknown, allowed: readonly T[], what: string): T {
   if (!allowed.includes(v as T)) throw new Error(`${what} must be one of ${allowed.join(', ')}, got '${String(v)}'`);
@@ -123,8 +127,29 @@ export interface TrainingPlan {
 }
 
 export async function trainCommand(argv: string[]): Promise<number> {
-  const { settings, warnings } = resolveSettings(argv);
-  return runTraining(settings, warnings, argv.includes('--quiet'));
+  const { settings, warnings, values } = resolveSettings(argv);
+  return runTraining(settings, warnings, argv.includes('--quiet'), {}, values.profile === true);
+}
+
+/**
+ * The onStep hook of --profile: k.profile runs over the run's steps 2-4 (step 1 warms caches, threads
+ * and allocations up; a shorter run profiles what it has) and its table goes to stderr.
+ */
+function profileSteps(startStep: number, maxSteps: number): { onStep: (m: { step: number }) => void; finish: () => void } {
+  const last = Math.min(startStep + PROFILE_STEPS.last, maxSteps);
+  const first = Math.min(startStep + PROFILE_STEPS.first, last);
+  if (first === startStep + 1) startProfile();
+  return {
+    onStep: (m) => {
+      if (m.step === first - 1) startProfile();
+      if (m.step !== last || !isProfiling()) return;
+      stopProfile();
+      process.stderr.write(`\nprofile of steps ${first}-${last}\n${profileReport({ steps: last - first + 1 })}`);
+    },
+    finish: () => {
+      if (isProfiling()) stopProfile();
+    },
+  };
 }
 
 /** Loads the model and the data, trains, saves; shared by `kestrel train` and `kestrel finetune`. */
@@ -136,7 +161,7 @@ function checkOutput(s: RunSettings): void {
   if (existsSync(s.output) && !statSync(s.output).isDirectory()) throw new Error(`--output ${s.output} is a file, not a folder`);
 }
 
-export async function runTraining(s: RunSettings, warnings: string[], quiet: boolean, plan: TrainingPlan = {}): Promise<number> {
+export async function runTraining(s: RunSettings, warnings: string[], quiet: boolean, plan: TrainingPlan = {}, profile = false): Promise<number> {
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   checkOutput(s);
   const cacheDir = join(s.output, '.data-cache');
@@ -154,12 +179,15 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
     : s.optimizer === 'lion' ? new Lion(groups, { lr: s.lr })
     : new AdamW(groups, { lr: s.lr, betas: s.betas, eps: s.eps });
   const resume = s.resume === 'latest' ? listCheckpoints(s.output).at(-1)?.path : s.resume;
+  let prof: ReturnType<typeof profileSteps> | null = null;
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,
     maxSteps: s.maxSteps, clip: s.clip, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, evalEvery: s.evalEvery,
     evalBatches: 8, resumeFrom: resume, dtype: s.dtype, lossScaler: s.lossScaler, progress: !quiet && process.stderr.isTTY,
+    onStep: (m) => prof?.onStep(m),
   });
-  const metrics = await trainer.train();
+  if (profile) prof = profileSteps(trainer.step, s.maxSteps);
+  const metrics = await trainer.train().finally(() => prof?.finish());
   if (trainer.interrupted) {
     model.dispose();
     opt.dispose();

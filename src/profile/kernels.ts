@@ -63,7 +63,7 @@ export function installTimers(backend: Backend): void {
     Reflect.set(table, name, (...args: unknown[]): unknown => {
       const t0 = performance.now();
       const r: unknown = Reflect.apply(fn, table, args);
-      addKernel(rowName(name, args), performance.now() - t0, flopsOf(name, args));
+      addKernel(name, rowName(name, args), performance.now() - t0, flopsOf(name, args));
       return r;
     });
   }

@@ -3,8 +3,15 @@
 // (`profiling ? timedBackward(...) : backward(g)` in ops/dispatch.ts) can import it; off, that
 // boolean is the whole cost.
 
-/** Where in a training step a kernel ran: inside an op's backward closure, or not (the forward, loss, optimizer). */
-export type Phase = 'forward' | 'backward';
+/**
+ * Where in a training step a kernel ran: the optimizer's own kernel, inside an op's backward
+ * closure, or elsewhere ('forward': the forward pass and the loss, including a fused loss's
+ * gradient products formed there).
+ */
+export type Phase = 'forward' | 'backward' | 'optimizer';
+
+/** The optimizer kernels of the kernel table (fused AdamW). */
+const OPTIMIZER_KERNELS = new Set(['adamw']);
 
 export interface KernelRow {
   /** kernel name with its operand dtype where it has one, e.g. 'matmul bfloat16' */
@@ -45,10 +52,11 @@ export function clearRecords(): void {
 }
 
 /** Adds one kernel call (called by the wrappers that profile.start() installs). */
-export function addKernel(name: string, ms: number, flops: number): void {
-  const key = `${name}\u0000${phase}`;
+export function addKernel(kernel: string, name: string, ms: number, flops: number): void {
+  const at: Phase = OPTIMIZER_KERNELS.has(kernel) ? 'optimizer' : phase;
+  const key = `${name}\u0000${at}`;
   let row = kernels.get(key);
-  if (!row) kernels.set(key, (row = { name, phase, calls: 0, ms: 0, flops: 0 }));
+  if (!row) kernels.set(key, (row = { name, phase: at, calls: 0, ms: 0, flops: 0 }));
   row.calls++;
   row.ms += ms;
   row.flops += flops;

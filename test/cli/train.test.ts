@@ -70,3 +70,19 @@ test('a token id beyond the model vocabulary stops the run before training with 
   assert.equal(r.status, 0, r.stderr);
   assert.match(r.stderr, /skipped 1 bad lines/);
 });
+
+test('--profile prints the per-kernel table of steps 2-4 with GFLOP/s and the fraction of peak', () => {
+  const dir = setup();
+  const r = runCli(['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, 'prof'), '--seq-len', '10',
+    '--batch-size', '4', '--max-steps', '5', '--profile', '--quiet']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /profile of steps 2-4\nprofile: \d+ ms over 3 steps/);
+  assert.match(r.stderr, /^kernel +phase +calls +ms +share +GFLOP\/s$/m);
+  // one layer: 7 projections + the head per step, 3 steps: (7 + 1) x 3 forward GEMMs at least
+  const m = /^matmul float32 +forward +(\d+) /m.exec(r.stderr);
+  assert.ok(m && Number(m[1]) >= 24, r.stderr);
+  // one fused AdamW call per parameter group and step: decay and no-decay groups, 3 steps
+  assert.match(r.stderr, /^adamw +optimizer +6 /m);
+  assert.match(r.stderr, /% of the float32 GEMM peak \(\d+ GFLOP\/s measured\)/);
+  assert.match(r.stdout, /trained to step 5/);
+});
