@@ -127,7 +127,7 @@ async function main(): Promise<void> {
     const runs: PeerRow[][] = [];
     for (const coretype of [undefined, peerCoretype()]) {
       const tmp = join(process.env.TMPDIR ?? '/tmp', `torch-lora-${process.pid}.json`);
-      const r = runPeer(join(SHARED_BENCH, 'torch_llama_bench.py'), ['--configs', names.map((n) => SHAPES[n].torch).join(','), '--modes', 'train,lora', '--runs', '1', '--steps', String(steps), '--json', tmp], undefined, coretype);
+      const r = runPeer(join(SHARED_BENCH, 'torch_llama_bench.py'), ['--configs', names.map((n) => SHAPES[n].torch).join(','), '--modes', modes.includes('full') ? 'train,lora' : 'lora', '--runs', '1', '--steps', String(steps), '--json', tmp], undefined, coretype);
       if (r.out === null) peer = `PyTorch peer unavailable: ${r.why}`;
       else runs.push((JSON.parse(readFileSync(tmp, 'utf8')) as { results: PeerRow[] }).results.map((x) => ({ ...x, openblas_coretype: coretype ?? 'auto' })));
     }
