@@ -221,9 +221,9 @@ export class Trainer {
     }));
     const norm = Math.sqrt(params.reduce((s, p) => s + (r.squaredNorms.get(p) ?? 0), 0));
     if (r.nonFinite) {
-      const name = r.nonFinite.name ? ` ('${r.nonFinite.name}')` : '';
+      const name = this.o.model.namedParameters().find(([, p]) => p === r.nonFinite)?.[0];
       throw this.diverged(`the gradient norm is ${norm}`, r.updated
-        ? `optimizer in backward had already updated ${r.updated} of ${params.length} parameters before the first non-finite gradient${name}`
+        ? `optimizer in backward had already updated ${r.updated} of ${params.length} parameters before the first non-finite gradient (${name})`
         : 'the model was not updated');
     }
     return { loss: r.value.loss, norm };
