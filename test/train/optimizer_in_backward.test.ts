@@ -50,6 +50,13 @@ test('the same losses, norms and weights as the ordinary step, with a lower grad
   for (const m of b) assert.ok(m.mem_peak.grad <= Math.max(...params), `in backward: one gradient at a time, got ${m.mem_peak.grad} B`);
 });
 
+test('bf16 autocast: the same losses and weights as the ordinary bf16 step', async () => {
+  const data = await dataset();
+  const [ordinary, fused] = [trainer(data, { optimizerInBackward: false, dtype: 'bf16', maxSteps: 3, saveEvery: 0 }), trainer(data, { dtype: 'bf16', maxSteps: 3, saveEvery: 0 })];
+  assert.deepEqual((await fused.train()).map((m) => m.loss), (await ordinary.train()).map((m) => m.loss));
+  assert.deepEqual(weights(fused), weights(ordinary), 'float32 master weights: the same arithmetic on the same gradients');
+});
+
 test('checkpoint save and resume stay exact', async () => {
   const data = await dataset();
   const full = trainer(data);
