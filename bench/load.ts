@@ -6,7 +6,7 @@
 // Run: node --import tsx bench/load.ts [--shape smol135m|small|tiny] [--label after] [--runs 3] [--clean]
 //      (--clean deletes the cached fixtures afterwards; results merge into bench/results/load.json under the label, so a 'before' run stays)
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -39,7 +39,7 @@ export interface LoadMeasure {
   residentBytes: number;
   /** k.memory's peak during the load */
   peakBytes: number;
-  /** VmRSS just before the load (the process with the addon loaded) and VmHWM after it */
+  /** VmRSS just before the load (the process with the addon loaded; VmHWM reset to it) and VmHWM after it */
   rssBeforeBytes: number;
   rssAfterBytes: number;
   hwmBytes: number;
@@ -56,6 +56,7 @@ export function procStatus(field: 'VmRSS' | 'VmHWM'): number {
 /** One load in this (fresh) process. */
 async function worker(dir: string, dtype: 'float32' | 'auto'): Promise<LoadMeasure> {
   k.zeros([1]).dispose(); // loads the addon before the baseline
+  writeFileSync('/proc/self/clear_refs', '5'); // VmHWM := VmRSS, so loading the modules does not count
   const rssBeforeBytes = procStatus('VmRSS');
   k.memory.resetPeak();
   const t0 = performance.now();

@@ -99,8 +99,8 @@ export class CheckpointFolder {
   }
 
   /** Tensor `name`'s elements in its load dtype's storage representation (SafetensorsFile.readArray). */
-  readArray(name: string): TypedArray {
-    return this.shard(name).readArray(name);
+  readArray(name: string, out?: TypedArray): TypedArray {
+    return this.shard(name).readArray(name, out);
   }
 
   /**

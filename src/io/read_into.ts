@@ -8,7 +8,7 @@ import type { Backend } from '../backend/kernels.js';
 import { readFully } from '../backend/read_file.js';
 import { tensor } from '../ops/creation.js';
 import { empty } from '../ops/dispatch.js';
-import { dtypeBytes, makeArray, type TypedArray } from '../tensor/dtype.js';
+import { assertArrayType, dtypeBytes, makeArray, type TypedArray } from '../tensor/dtype.js';
 import { Layout, numel, shapeStr } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { TensorInfo } from './safetensors.js';
@@ -64,23 +64,40 @@ function stage(backend: Backend, fd: number, info: TensorInfo, start: number, m:
     }
     return t;
   }
-  return tensor(readArray(fd, info, start, m), { dtype: st.dtype, shape: [m], backend });
+  return tensor(readArray(fd, info, { start, count: m }), { dtype: st.dtype, shape: [m], backend });
+}
+
+export interface ReadArrayOptions {
+  /** first element (default 0) */
+  start?: number;
+  /** elements to read (default: the rest) */
+  count?: number;
+  /**
+   * read into this array (the load dtype's typed array of exactly `count` elements; verbatim dtypes
+   * only) instead of a new one, so a caller can reuse one buffer across tensors
+   */
+  out?: TypedArray;
 }
 
 /**
- * Elements [start, start + m) (default: all) in the load dtype's storage representation: read
- * straight into the typed array when the bytes are verbatim, decoded otherwise.
+ * Elements [start, start + count) in the load dtype's storage representation: read straight into
+ * the typed array when the bytes are verbatim, decoded otherwise.
  * @example const absmax = readArray(fd, file.info('x.weight.absmax')) as Float32Array
  */
-export function readArray(fd: number, info: TensorInfo, start = 0, m = numel(info.shape) - start): TypedArray {
+export function readArray(fd: number, info: TensorInfo, opts: ReadArrayOptions = {}): TypedArray {
   const st = ST_DTYPES[info.fileDtype];
+  const start = opts.start ?? 0;
+  const m = opts.count ?? numel(info.shape) - start;
   const position = info.begin + start * st.bytes;
   if (!isVerbatim(info.fileDtype)) {
+    if (opts.out) throw new Error(`readArray: ${info.fileDtype} is decoded into a new array, not into 'out'`);
     const bytes = new Uint8Array(m * st.bytes);
     readFully(fd, bytes, position);
     return decodeWidened(info.fileDtype, bytes);
   }
-  const out = makeArray(st.dtype, m);
+  const out = opts.out ?? makeArray(st.dtype, m);
+  assertArrayType(st.dtype, out);
+  if (out.length !== m) throw new Error(`readArray: 'out' holds ${out.length} elements, reading ${m}`);
   readFully(fd, new Uint8Array(out.buffer, out.byteOffset, out.byteLength), position);
   return out;
 }

@@ -70,12 +70,16 @@ export class SafetensorsFile {
     return readExactly(this.openFd(), end - begin, begin, `${this.path}: reading '${name}'`);
   }
 
-  /** One tensor's elements in the storage representation of the dtype it loads as (read straight into the array). */
-  readArray(name: string): TypedArray {
+  /**
+   * One tensor's elements in the storage representation of the dtype it loads as, read straight
+   * into a new typed array, or into `out` (that dtype's array of numel elements) to reuse one.
+   * @example const absmax = file.readArray('model.layers.0.mlp.up_proj.weight.absmax') as Float32Array
+   */
+  readArray(name: string, out?: TypedArray): TypedArray {
     const info = this.info(name);
     const fd = this.openFd();
     try {
-      return readArray(fd, info);
+      return readArray(fd, info, { out });
     } catch (e) {
       throw new Error(`${this.path}: reading '${name}': ${(e as Error).message}`);
     }

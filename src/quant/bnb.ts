@@ -27,7 +27,8 @@
 // threshold is read, kept in the config, and has nothing left to decide.
 import { tensor } from '../ops/creation.js';
 import { reshape } from '../ops/view.js';
-import type { TypedArray } from '../tensor/dtype.js';
+import { type DType, type TypedArray, arrayView, dtypeBytes } from '../tensor/dtype.js';
+import { isVerbatim } from '../io/safetensors_dtypes.js';
 import { bf16ToF32, f16ToF32 } from '../tensor/half.js';
 import { isMeta } from '../tensor/meta.js';
 import { noGrad } from '../tensor/grad_mode.js';
@@ -86,10 +87,30 @@ export function readBnbConfig(config: Json, file: string): BnbConfig | null {
   return { bits: four ? 4 : 8, quantType, doubleQuant: q.bnb_4bit_use_double_quant === true, computeDtype: dtype as BnbConfig['computeDtype'], skipModules: skip as string[], threshold };
 }
 
-/** Reads checkpoint tensors by name, checking dtype kind and element count, and records what it used. */
+/**
+ * Reads checkpoint tensors by name, checking dtype kind and element count, and records what it used.
+ * One layer's arrays are read into a reused arena: QuantLinear copies them onto its backend, so
+ * loading a model leaves no per-layer JavaScript garbage behind (the load's RSS stays the model's).
+ */
 class Reader {
   readonly used = new Set<string>();
+  private arena = new ArrayBuffer(1 << 20);
+  private at = 0;
   constructor(private readonly folder: CheckpointFolder) {}
+
+  /** Frees the arena for the next layer: the arrays handed out since the last call must be dead. */
+  nextLayer(): void {
+    this.at = 0;
+  }
+
+  private scratch(dtype: DType, n: number): TypedArray {
+    const bytes = n * dtypeBytes(dtype);
+    // a grown arena starts empty; the arrays already handed out keep the old one alive
+    if (this.at + bytes > this.arena.byteLength) [this.arena, this.at] = [new ArrayBuffer(Math.max(2 * this.arena.byteLength, bytes)), 0];
+    const view = arrayView(dtype, this.arena, this.at, n);
+    this.at += Math.ceil(bytes / 8) * 8; // keep every view 8-byte aligned
+    return view;
+  }
 
   has(name: string): boolean {
     return this.folder.has(name);
@@ -104,7 +125,7 @@ class Reader {
     const n = info.shape.reduce((a, b) => a * b, 1);
     if (n !== numel) throw new Error(`${this.folder.dir}: '${name}' has ${n} elements ${shapeStr(info.shape)}, expected ${numel} (${why})`);
     this.used.add(name);
-    return this.folder.readArray(name);
+    return isVerbatim(info.fileDtype) ? this.folder.readArray(name, this.scratch(info.dtype, n)) : this.folder.readArray(name);
   }
 
   floats(name: string, numel: number, why: string): Float32Array {
@@ -216,6 +237,7 @@ export function loadBnbLinears(model: Module, folder: CheckpointFolder, file: st
     // (meta) Linear never held a float weight: the quantized bytes are the first copy made
     const backend = isMeta(layer.weight) ? opts.backend : layer.weight.backendName;
     Reflect.set(parent, key, new QuantLinear(state, { bias: layer.bias, backend }));
+    r.nextLayer(); // QuantLinear copied the arrays
     layer.weight.dispose();
     n++;
   }
