@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
 import { decoderConfig } from '../src/models/registry.js';
+import { loadNative } from '../src/backend/addon.js';
 import { BENCH_DIR, commitHash, median, writeResult } from './lib/report.js';
 
 const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: number; ffn: number; vocab: number }> = {
@@ -140,7 +141,7 @@ async function main(): Promise<void> {
   const path = join(BENCH_DIR, 'results', 'load.json');
   const previous = existsSync(path) ? (JSON.parse(readFileSync(path, 'utf8')) as { runs?: Record<string, unknown> }).runs ?? {} : {};
   const out = writeResult('load', {
-    shape, config: SHAPES[shape], runsPerCase: Number(values.runs),
+    shape, config: SHAPES[shape], runsPerCase: Number(values.runs), cpuFeatures: loadNative()?.info() ?? null,
     note: 'peakRatio = k.memory peak / resident storage bytes; rssPeakRatio = (VmHWM - VmRSS before the load) / resident, each case in a fresh process',
     runs: { ...previous, [values.label!]: { commit: commitHash(), rows } },
   });
