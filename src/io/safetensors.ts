@@ -6,7 +6,7 @@ import { closeSync, fstatSync, fsyncSync, openSync, renameSync, statSync, writeS
 import type { DType, TypedArray } from '../tensor/dtype.js';
 import type { MemoryTag } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { tensor } from '../ops/creation.js';
+import { empty } from '../ops/dispatch.js';
 import { toTypedArray } from '../ops/transfer.js';
 import { readFully } from '../backend/read_file.js';
 import { readArray, readTensorInto } from './read_into.js';
@@ -94,10 +94,17 @@ export class SafetensorsFile {
     readTensorInto(this.openFd(), this.info(name), dst, `${this.path}: tensor '${name}'`);
   }
 
-  /** Loads one tensor onto a backend. */
+  /** Loads one tensor onto a backend (allocated in its load dtype, then filled by readInto: one copy). */
   tensor(name: string, opts: { backend?: string; tag?: MemoryTag } = {}): Tensor {
     const info = this.info(name);
-    return tensor(this.readArray(name), { dtype: info.dtype, shape: [...info.shape], backend: opts.backend, tag: opts.tag });
+    const t = empty([...info.shape], info.dtype, { backend: opts.backend, tag: opts.tag });
+    try {
+      this.readInto(name, t);
+    } catch (e) {
+      t.dispose();
+      throw e;
+    }
+    return t;
   }
 
   close(): void {

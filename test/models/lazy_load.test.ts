@@ -11,7 +11,7 @@
 //   everything once.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, truncateSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -145,6 +145,31 @@ describe('meta parameters', () => {
     assert.ok(!k.isMeta(up));
     assert.ok(Math.abs(std - 0.02) < 0.004, `std ${std}`); // 512 draws: the sample std is within 20%
     m.dispose();
+  });
+
+  test('a sharded checkpoint loads lazily from whichever shard holds each tensor, equal to the single file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kestrel-lazy-shards-'));
+    saveTiny(join(dir, 'one')).dispose();
+    const split = join(dir, 'split');
+    mkdirSync(split);
+    copyFileSync(join(dir, 'one', 'config.json'), join(split, 'config.json'));
+    {
+      using f = new SafetensorsFile(join(dir, 'one', 'model.safetensors'));
+      const names = f.names.sort();
+      const half = Math.ceil(names.length / 2);
+      const weight_map: Record<string, string> = {};
+      for (const [i, part] of [names.slice(0, half), names.slice(half)].entries()) {
+        const file = `model-0000${i + 1}-of-00002.safetensors`;
+        k.tidy(() => k.saveSafetensors(join(split, file), Object.fromEntries(part.map((n) => [n, f.tensor(n)]))));
+        for (const n of part) weight_map[n] = file;
+      }
+      writeFileSync(join(split, 'model.safetensors.index.json'), JSON.stringify({ metadata: {}, weight_map }));
+    }
+    const [a, b] = [await k.loadPretrained(join(dir, 'one'), { dtype: 'bfloat16' }), await k.loadPretrained(split, { dtype: 'bfloat16' })];
+    assertSameModel(b.model, a.model, 'sharded vs single file');
+    a.model.dispose();
+    b.model.dispose();
+    rmSync(dir, { recursive: true, force: true });
   });
 
   test('a read that fails midway names the file and tensor, and the model frees what it loaded, once', () => {
