@@ -124,6 +124,11 @@ export function createCpuBackend(): Backend | null {
       addon.read(storage.handle, offset * dtypeBytes(storage.dtype), out);
       return out;
     },
+    readFile(storage: Storage, byteOffset: number, fd: number, position: number, bytes: number): void {
+      if (!(storage instanceof CpuStorage)) throw new Error(`cpu backend cannot read a file into a '${storage.backendName}' storage`);
+      if (storage.released) throw new Error('cpu backend: readFile into a disposed storage');
+      addon.readFile(storage.handle, byteOffset, fd, position, bytes);
+    },
     kernels: makeKernels(packer),
     // matmul and quantLinear take bf16/fp16 operands (native/gemm_half.h: AMX, AVX-512 BF16 or
     // converting while packing; float32 accumulation); elementwise and attention kernels do not
