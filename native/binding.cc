@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "cuda/runtime.h"
+#include "file_read.h"
 #include "gemm_half.h"
 #include "kernel_api.h"
 
@@ -33,6 +34,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("free", &Addon::Free),
         InstanceMethod("write", &Addon::Write),
         InstanceMethod("read", &Addon::Read),
+        InstanceMethod("readFile", &Addon::ReadFile),
         InstanceMethod("call", &Addon::Call),
         InstanceMethod("info", &Addon::Info),
         InstanceMethod("setThreads", &Addon::SetThreads),
@@ -122,6 +124,18 @@ class Addon : public Napi::Addon<Addon> {
       }
       return 0;
     });
+    return info.Env().Undefined();
+  }
+
+  // readFile(handle, byteOffset, fd, position, bytes): pread(2) straight into a storage block
+  // (file_read.h), so loading a checkpoint copies each byte once, with no JS buffer in between.
+  Napi::Value ReadFile(const Napi::CallbackInfo& info) {
+    double h = number(info, 0, "readFile"), off = number(info, 1, "readFile"), fd = number(info, 2, "readFile");
+    double pos = number(info, 3, "readFile"), n = number(info, 4, "readFile");
+    auto whole = [](double v) { return v >= 0 && v <= 9007199254740991.0 && v == double(int64_t(v)); };
+    if (!whole(off) || !whole(pos) || !whole(n) || !whole(fd) || fd > 2147483647.0)
+      throw Napi::RangeError::New(info.Env(), "kestrel native readFile: offsets, descriptor and length must be non-negative integers");
+    guard(info.Env(), "readFile", [&] { storage_read_file(h, size_t(off), int(fd), int64_t(pos), size_t(n)); return 0; });
     return info.Env().Undefined();
   }
 

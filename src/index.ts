@@ -3,6 +3,7 @@ import './ops/methods.js';
 import './autograd/index.js';
 
 export { Tensor, type GradFn, type GradHook } from './tensor/tensor.js';
+export { metaTensor, isMeta } from './tensor/meta.js';
 export { type DType, DTYPES } from './tensor/dtype.js';
 export { memory, type MemoryStats, type MemoryTag } from './tensor/memory.js';
 export { Generator, manualSeed, defaultGenerator } from './tensor/rng.js';

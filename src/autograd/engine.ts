@@ -74,7 +74,12 @@ function accumulateLeaf(leaf: Tensor, g: Tensor): void {
     leaf.grad.storage.tag = 'grad';
     keep(leaf.grad);
   }
-  for (const hook of leaf.hooks) hook(leaf.grad!);
+  // a hook may consume the gradient (optimizer in backward updates the parameter and frees
+  // .grad): the hooks after it have nothing to see
+  for (const hook of [...leaf.hooks]) {
+    if (!leaf.grad) break;
+    hook(leaf.grad);
+  }
 }
 
 /** A max-heap by seq: later nodes first, so every consumer runs before its producer. */

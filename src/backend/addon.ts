@@ -40,6 +40,8 @@ export interface NativeAddon {
   free(handle: number): void;
   write(handle: number, byteOffset: number, src: ArrayBufferView): void;
   read(handle: number, byteOffset: number, dst: ArrayBufferView): void;
+  /** pread(2) of `bytes` bytes at `position` of fd into the block at byteOffset (native/file_read.h) */
+  readFile(handle: number, byteOffset: number, fd: number, position: number, bytes: number): void;
   call(kernelId: number, argCount: number): void;
   /**
    * CPU features the kernels dispatch on, and the path a large bfloat16 / float16 matmul takes

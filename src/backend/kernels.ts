@@ -230,6 +230,11 @@ export interface Backend {
   fromArray(dtype: DType, data: TypedArray, tag: MemoryTag): Storage;
   /** a copy of count elements starting at element offset, in dtype's storage representation */
   read(storage: Storage, offset: number, count: number): TypedArray;
+  /**
+   * Reads `bytes` bytes at `position` of the open file fd into storage at byte `byteOffset` with no
+   * staging buffer (checkpoint loading: each byte copied once); absent where the bytes must be staged.
+   */
+  readFile?(storage: Storage, byteOffset: number, fd: number, position: number, bytes: number): void;
   readonly kernels: Kernels;
   /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
   readonly halfMatmul: boolean;

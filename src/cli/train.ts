@@ -27,7 +27,8 @@ const FLAGS = {
   schedule: { type: 'string' }, clip: { type: 'string' }, dtype: { type: 'string' }, checkpointing: { type: 'string' },
   'eval-fraction': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'keep-last': { type: 'string' },
   seed: { type: 'string' }, 'skip-bad-lines': { type: 'boolean' }, resume: { type: 'string' }, config: { type: 'string' },
-  deepspeed: { type: 'string' }, quiet: { type: 'boolean', default: false }, profile: { type: 'boolean', default: false },
+  deepspeed: { type: 'string' }, quiet: { type: 'boolean', default: false }, 'optimizer-in-backward': { type: 'boolean' },
+  profile: { type: 'boolean', default: false },
 } as const;
 
 /** --profile: the steps after the run's first (relative to a resumed run's start) */
@@ -69,6 +70,7 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   set('lr', n('lr'));
   set('weightDecay', n('weight-decay'));
   set('clip', n('clip'));
+  set('optimizerInBackward', values['optimizer-in-backward']);
   set('dtype', values.dtype as RunSettings['dtype'] | undefined);
   set('checkpointing', values.checkpointing as RunSettings['checkpointing'] | undefined);
   set('evalFraction', n('eval-fraction'));
@@ -85,6 +87,7 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   if (typeof merged.data === 'string') merged.data = [merged.data];
   for (const k of ['model', 'output'] as const) if (!merged[k]) throw new Error(`--${k} is required`);
   if (!merged.data?.length) throw new Error('--data is required');
+  if (![true, false, 'auto'].includes(merged.optimizerInBackward)) throw new Error(`optimizerInBackward must be true, false or 'auto', got ${JSON.stringify(merged.optimizerInBackward)}`);
   oneOf(merged.dtype, ['fp32', 'bf16', 'fp16'] as const, '--dtype');
   oneOf(merged.checkpointing, ['none', 'full', 'selective'] as const, '--checkpointing');
   oneOf(merged.format, ['auto', 'text', 'pretokenized', 'alpaca', 'chat', 'sharegpt'] as const, '--format');
@@ -182,7 +185,7 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
   let prof: ReturnType<typeof profileSteps> | null = null;
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,
-    maxSteps: s.maxSteps, clip: s.clip, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, evalEvery: s.evalEvery,
+    maxSteps: s.maxSteps, clip: s.clip, optimizerInBackward: s.optimizerInBackward, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, evalEvery: s.evalEvery,
     evalBatches: 8, resumeFrom: resume, dtype: s.dtype, lossScaler: s.lossScaler, progress: !quiet && process.stderr.isTTY,
     onStep: (m) => prof?.onStep(m),
   });

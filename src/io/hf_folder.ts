@@ -4,6 +4,7 @@
 // index may only name files inside the folder.
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, win32 } from 'node:path';
+import type { TypedArray } from '../tensor/dtype.js';
 import type { MemoryTag } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { SafetensorsFile, type TensorInfo, saveSafetensors } from './safetensors.js';
@@ -86,21 +87,34 @@ export class CheckpointFolder {
 
   /** The path of the safetensors file that holds tensor `name`. */
   file(name: string): string {
-    const f = this.where.get(name);
-    if (!f) throw new Error(`${this.dir}: checkpoint has no tensor '${name}'`);
-    return f.path;
+    return this.shard(name).path;
   }
 
   info(name: string): TensorInfo {
-    const f = this.where.get(name);
-    if (!f) throw new Error(`${this.dir}: checkpoint has no tensor '${name}'`);
-    return f.info(name);
+    return this.shard(name).info(name);
   }
 
   tensor(name: string, opts: { backend?: string; tag?: MemoryTag } = {}): Tensor {
+    return this.shard(name).tensor(name, opts);
+  }
+
+  /** Tensor `name`'s elements in its load dtype's storage representation (SafetensorsFile.readArray). */
+  readArray(name: string, out?: TypedArray): TypedArray {
+    return this.shard(name).readArray(name, out);
+  }
+
+  /**
+   * Reads tensor `name` into dst (same element count, dst's dtype) with no whole-tensor copy (SafetensorsFile.readInto).
+   * @example folder.readInto('lm_head.weight', model.lm_head.weight)
+   */
+  readInto(name: string, dst: Tensor): void {
+    this.shard(name).readInto(name, dst);
+  }
+
+  private shard(name: string): SafetensorsFile {
     const f = this.where.get(name);
     if (!f) throw new Error(`${this.dir}: checkpoint has no tensor '${name}'`);
-    return f.tensor(name, opts);
+    return f;
   }
 
   close(): void {

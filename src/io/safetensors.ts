@@ -2,23 +2,16 @@
 // {name: {dtype, shape, data_offsets}, __metadata__?}, then the data. Read lazily by name with
 // ranged reads; validated strictly (the buffer must be indexed entirely, without holes or
 // overlaps); written to a temporary name and renamed, so a crash never leaves a torn file.
-import { closeSync, fstatSync, fsyncSync, openSync, readSync, renameSync, statSync, writeSync } from 'node:fs';
-import { type DType, type TypedArray, makeArray } from '../tensor/dtype.js';
+import { closeSync, fstatSync, fsyncSync, openSync, renameSync, statSync, writeSync } from 'node:fs';
+import type { DType, TypedArray } from '../tensor/dtype.js';
 import type { MemoryTag } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { tensor } from '../ops/creation.js';
+import { empty } from '../ops/dispatch.js';
 import { toTypedArray } from '../ops/transfer.js';
+import { readFully } from '../backend/read_file.js';
+import { readArray, readTensorInto } from './read_into.js';
+import { ST_DTYPES, TO_ST } from './safetensors_dtypes.js';
 
-/** safetensors dtype -> (bytes, the Kestrel dtype it loads as). I16 and F8 are upcast on read. */
-const ST_DTYPES: Record<string, { bytes: number; dtype: DType }> = {
-  F64: { bytes: 8, dtype: 'float64' }, F32: { bytes: 4, dtype: 'float32' }, F16: { bytes: 2, dtype: 'float16' },
-  BF16: { bytes: 2, dtype: 'bfloat16' }, I64: { bytes: 8, dtype: 'int64' }, I32: { bytes: 4, dtype: 'int32' },
-  I16: { bytes: 2, dtype: 'int32' }, I8: { bytes: 1, dtype: 'int8' }, U8: { bytes: 1, dtype: 'uint8' },
-  BOOL: { bytes: 1, dtype: 'bool' }, F8_E4M3: { bytes: 1, dtype: 'float32' }, F8_E5M2: { bytes: 1, dtype: 'float32' },
-};
-const TO_ST: Record<DType, string> = {
-  float64: 'F64', float32: 'F32', float16: 'F16', bfloat16: 'BF16', int64: 'I64', int32: 'I32', int8: 'I8', uint8: 'U8', bool: 'BOOL',
-};
 /** Header size cap (the reference implementation's limit). */
 const MAX_HEADER = 100_000_000;
 
@@ -66,23 +59,52 @@ export class SafetensorsFile {
     return this.infos.has(name);
   }
 
+  private openFd(): number {
+    if (this.fd === null) throw new Error(`${this.path}: file is closed`);
+    return this.fd;
+  }
+
   /** The raw bytes of one tensor (a ranged read; nothing else is loaded). */
   readBytes(name: string): Uint8Array {
-    if (this.fd === null) throw new Error(`${this.path}: file is closed`);
     const { begin, end } = this.info(name);
-    return readExactly(this.fd, end - begin, begin, `${this.path}: reading '${name}'`);
+    return readExactly(this.openFd(), end - begin, begin, `${this.path}: reading '${name}'`);
   }
 
-  /** One tensor's elements in the storage representation of the dtype it loads as. */
-  readArray(name: string): TypedArray {
+  /**
+   * One tensor's elements in the storage representation of the dtype it loads as, read straight
+   * into a new typed array, or into `out` (that dtype's array of numel elements) to reuse one.
+   * @example const absmax = file.readArray('model.layers.0.mlp.up_proj.weight.absmax') as Float32Array
+   */
+  readArray(name: string, out?: TypedArray): TypedArray {
     const info = this.info(name);
-    return decode(info.fileDtype, this.readBytes(name), info.dtype);
+    const fd = this.openFd();
+    try {
+      return readArray(fd, info, { out });
+    } catch (e) {
+      throw new Error(`${this.path}: reading '${name}': ${(e as Error).message}`);
+    }
   }
 
-  /** Loads one tensor onto a backend. */
+  /**
+   * Reads one tensor into an existing tensor of the same element count, in dst's dtype: straight
+   * into its storage when the dtypes match, else converted a few MiB at a time (io/read_into.ts).
+   * @example file.readInto('model.norm.weight', model.model.norm.weight)
+   */
+  readInto(name: string, dst: Tensor): void {
+    readTensorInto(this.openFd(), this.info(name), dst, `${this.path}: tensor '${name}'`);
+  }
+
+  /** Loads one tensor onto a backend (allocated in its load dtype, then filled by readInto: one copy). */
   tensor(name: string, opts: { backend?: string; tag?: MemoryTag } = {}): Tensor {
     const info = this.info(name);
-    return tensor(this.readArray(name), { dtype: info.dtype, shape: [...info.shape], backend: opts.backend, tag: opts.tag });
+    const t = empty([...info.shape], info.dtype, { backend: opts.backend, tag: opts.tag });
+    try {
+      this.readInto(name, t);
+    } catch (e) {
+      t.dispose();
+      throw e;
+    }
+    return t;
   }
 
   close(): void {
@@ -115,12 +137,11 @@ function openFile(path: string): number {
 
 /** length bytes at position; a short file is an error naming what was being read. */
 function readExactly(fd: number, length: number, position: number, what: string): Buffer {
-  const buf = Buffer.alloc(length);
-  let done = 0;
-  while (done < length) {
-    const n = readSync(fd, buf, done, length - done, position + done);
-    if (n === 0) throw new Error(`${what}: unexpected end of file`);
-    done += n;
+  const buf = Buffer.allocUnsafe(length); // every byte is overwritten, or the read throws
+  try {
+    readFully(fd, buf, position);
+  } catch (e) {
+    throw new Error(`${what}: ${(e as Error).message}`);
   }
   return buf;
 }
@@ -180,44 +201,6 @@ function parseHeader(path: string, fd: number, size: number): { metadata: Record
   }
   if (at !== size) bad(`the data section has ${size - at} trailing bytes that belong to no tensor`);
   return { metadata, infos };
-}
-
-/** Bytes as stored -> a typed array of the load dtype (copies; little-endian as the format says). */
-function decode(fileDtype: string, bytes: Uint8Array, dtype: DType): TypedArray {
-  const st = ST_DTYPES[fileDtype];
-  const n = bytes.length / st.bytes;
-  const aligned = new Uint8Array(bytes); // a fresh, aligned copy
-  switch (fileDtype) {
-    case 'I16':
-      return Int32Array.from(new Int16Array(aligned.buffer, 0, n));
-    case 'F8_E4M3':
-      return Float32Array.from(aligned, fp8e4m3);
-    case 'F8_E5M2':
-      return Float32Array.from(aligned, fp8e5m2);
-    default: {
-      const out = makeArray(dtype, n);
-      new Uint8Array(out.buffer).set(aligned);
-      return out;
-    }
-  }
-}
-
-/** OCP FP8 E4M3 (no infinities; S.1111.111 is NaN). */
-function fp8e4m3(b: number): number {
-  const s = b & 0x80 ? -1 : 1;
-  const e = (b >> 3) & 0xf;
-  const m = b & 7;
-  if (e === 15 && m === 7) return NaN;
-  return s * (e === 0 ? m * 2 ** -9 : (1 + m / 8) * 2 ** (e - 7));
-}
-
-/** OCP FP8 E5M2 (IEEE-like: inf and NaN at exponent 31). */
-function fp8e5m2(b: number): number {
-  const s = b & 0x80 ? -1 : 1;
-  const e = (b >> 2) & 0x1f;
-  const m = b & 3;
-  if (e === 31) return m ? NaN : s * Infinity;
-  return s * (e === 0 ? m * 2 ** -16 : (1 + m / 4) * 2 ** (e - 15));
 }
 
 // the reference serializer's order: dtype descending (I64 > F64 > F32 > I32 > BF16 > F16 > ... > BOOL), then name

@@ -12,6 +12,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/layout.js';
 import { Linear } from '../nn/layers.js';
 import { normal_ } from '../nn/init.js';
+import { isMeta } from '../tensor/meta.js';
 import { backendOf } from '../backend/index.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
@@ -99,6 +100,7 @@ export class CausalLM extends Module implements LanguageModel {
     if (!config.tieWordEmbeddings) this.lm_head = new Linear(config.hiddenSize, config.vocabSize, { ...init, bias: false });
     // HF's _init_weights: every Linear and Embedding weight ~ N(0, initializer_range^2), biases 0
     for (const [name, p] of this.namedParameters()) {
+      if (isMeta(p)) continue; // lazy construction: loading gives it values
       if (p.ndim === 2) normal_(p, config.initializerRange, init.generator);
       else if (name.endsWith('.bias')) backendOf(p).kernels.fill(p, 0);
     }

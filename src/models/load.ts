@@ -1,13 +1,19 @@
 // loadPretrained / savePretrained: an HF folder in, an HF folder out (config.json,
 // generation_config.json, model.safetensors). Loading is strict: every model tensor must be in
-// the checkpoint with its shape, and every checkpoint tensor must belong to the model.
+// the checkpoint with its shape, and every checkpoint tensor must belong to the model. The model
+// is built lazily (meta parameters) and each tensor allocated in its final dtype as it is read, so
+// the load's peak is the loaded model plus a few MiB (PyTorch's low_cpu_mem_usage / meta device).
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CheckpointFolder, type Json, readJson, saveCheckpointFolder } from '../io/hf_folder.js';
 import { type DType, isFloat } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/layout.js';
+import { isMeta } from '../tensor/meta.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { defaultBackend } from '../backend/index.js';
 import type { BackendName } from '../backend/kernels.js';
-import { type Module, assignValues } from '../nn/module.js';
+import { empty } from '../ops/dispatch.js';
+import type { Module } from '../nn/module.js';
 import { type AnyModel, buildModel } from './registry.js';
 import { loadAdapter } from '../lora/peft.js';
 import { bnbCheckpoint, loadBnbLinears } from '../quant/bnb.js';
@@ -30,11 +36,27 @@ const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'tokenizer.model', 'voc
 /** Tensors HF checkpoints may carry that are derived state, not weights. */
 const DERIVED = /(^|\.)rotary_emb\.inv_freq$|\.attn\.bias$|\.attn\.masked_bias$/;
 
+export interface LoadWeightsOptions {
+  /** parameter dtype; 'auto' keeps the checkpoint's (default float32, as transformers does) */
+  dtype?: DType | 'auto';
+  /** checkpoint tensors already consumed elsewhere (the bitsandbytes layers) */
+  used?: ReadonlySet<string>;
+  /** the config named in mismatch errors (default <dir>/config.json) */
+  configFile?: string;
+  /** where lazily built (meta) parameters are allocated (default: the default backend) */
+  backend?: BackendName;
+}
+
 /**
- * Copies every checkpoint tensor into the module's matching parameter (strict); `used` names tensors
- * already consumed elsewhere (the bitsandbytes layers). `configFile` is named in mismatch errors.
+ * Reads every checkpoint tensor into the module's matching parameter or buffer (strict: every one
+ * present with its shape, none left over). A meta (lazily built) tensor is allocated here, once, in
+ * its final dtype, and the file's bytes go straight into it (converted on the way when the file's
+ * dtype differs), so the load never holds more than the model plus a few MiB of staging.
+ * @example const model = buildModel(folder.config, 'config.json', { backend: 'meta' }); loadWeights(model, folder, { dtype: 'auto' })
  */
-export function loadWeights(model: Module, folder: CheckpointFolder, dtype: DType | 'auto', used: ReadonlySet<string> = new Set(), configFile = join(folder.dir, 'config.json')): void {
+export function loadWeights(model: Module, folder: CheckpointFolder, opts: LoadWeightsOptions = {}): void {
+  const configFile = opts.configFile ?? join(folder.dir, 'config.json');
+  const used = opts.used ?? new Set<string>();
   const own = model.stateDict();
   // own keys only: a tensor named '__proto__' or 'constructor' is unexpected, not inherited
   const mine = (n: string): boolean => Object.hasOwn(own, n);
@@ -42,23 +64,43 @@ export function loadWeights(model: Module, folder: CheckpointFolder, dtype: DTyp
   const unexpected = folder.names.filter((n) => !mine(n) && !used.has(n) && !DERIVED.test(n));
   if (missing.length || unexpected.length)
     throw new Error(`${folder.source}: checkpoint does not match the model ${configFile} describes: missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
-  for (const [name, dst] of Object.entries(own)) {
-    const info = folder.info(name);
-    const where = `${folder.file(name)}: tensor '${name}'`;
-    if (info.shape.length !== dst.shape.length || info.shape.some((s, i) => s !== dst.shape[i]))
-      throw new Error(`${where} is ${shapeStr(info.shape)} but ${configFile} implies ${shapeStr(dst.shape)}`);
-    // casting integers into a float weight (or back) would load a silently different model; the
-    // legitimately integer weights (bitsandbytes) were taken by loadBnbLinears and are not in `own`
-    if (isFloat(info.dtype) !== isFloat(dst.dtype))
-      throw new Error(`${where} is stored as ${info.fileDtype}, but the model's parameter is ${dst.dtype}`);
-    const src = folder.tensor(name);
-    assignValues(dst, src);
-    src.dispose();
-  }
-  if (dtype === 'auto') {
-    const first = folder.names.find(mine);
-    if (first) model.to(folder.info(first).dtype);
-  } else if (dtype !== 'float32') model.to(dtype);
+  // every shape and kind is checked before the first byte is read, so a mismatch costs no I/O
+  for (const [name, dst] of Object.entries(own)) checkTensor(folder, name, dst, configFile);
+  const dtype = opts.dtype ?? 'float32';
+  const first = folder.names.find(mine);
+  const target: DType | null = dtype !== 'auto' ? dtype : first ? folder.info(first).dtype : null;
+  const backend = opts.backend ?? defaultBackend().name;
+  const names = new Map(Object.entries(own).map(([n, t]) => [t, n]));
+  model.mapTensors((t) => {
+    const name = names.get(t);
+    if (name === undefined) return t; // a non-persistent buffer: not in the checkpoint
+    if (!isMeta(t)) {
+      folder.readInto(name, t);
+      return t;
+    }
+    const final = empty(t.shape, target && isFloat(target) && isFloat(t.dtype) ? target : t.dtype, { backend, tag: 'param' });
+    try {
+      folder.readInto(name, final);
+    } catch (e) {
+      final.dispose();
+      throw e;
+    }
+    return final;
+  });
+  // the parameters are in target already (to() aliases them); this converts the float buffers
+  if (target && (dtype === 'auto' || target !== 'float32')) model.to(target);
+}
+
+/** Throws unless checkpoint tensor `name` can load into dst: the same shape, float into float only. */
+function checkTensor(folder: CheckpointFolder, name: string, dst: Tensor, configFile: string): void {
+  const info = folder.info(name);
+  const where = `${folder.file(name)}: tensor '${name}'`;
+  if (info.shape.length !== dst.shape.length || info.shape.some((s, i) => s !== dst.shape[i]))
+    throw new Error(`${where} is ${shapeStr(info.shape)} but ${configFile} implies ${shapeStr(dst.shape)}`);
+  // casting integers into a float weight (or back) would load a silently different model; the
+  // legitimately integer weights (bitsandbytes) were taken by loadBnbLinears and are not in `own`
+  if (isFloat(info.dtype) !== isFloat(dst.dtype))
+    throw new Error(`${where} is stored as ${info.fileDtype}, but the model's parameter is ${dst.dtype}`);
 }
 
 export interface Pretrained<M extends AnyModel = AnyModel> {
@@ -81,8 +123,11 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
   let model: AnyModel | null = null;
   try {
     const configFile = join(dir, 'config.json');
-    model = buildModel(folder.config, configFile, { backend: opts.backend });
-    loadWeights(model, folder, opts.dtype ?? 'float32', loadBnbLinears(model, folder, configFile), configFile);
+    const backend = opts.backend ?? defaultBackend().name;
+    // built lazily: each parameter is allocated once, in its final dtype and format, as it is read
+    model = buildModel(folder.config, configFile, { backend: 'meta' });
+    const used = loadBnbLinears(model, folder, configFile, { backend });
+    loadWeights(model, folder, { dtype: opts.dtype ?? 'float32', used, configFile, backend });
     if (opts.adapter) loadAdapter(model, opts.adapter, { baseModel: dir });
     model.eval();
     const gen = join(dir, 'generation_config.json');

@@ -32,9 +32,16 @@ export function decoderConfig(raw: Json, file: string): DecoderConfig {
 
 export type AnyModel = CausalLM | Gpt2LMHeadModel | BertModel;
 
-/** The architecture config.json names, with random (or, when loading, soon overwritten) weights. */
+/**
+ * The architecture config.json names, with random weights, or with { backend: 'meta' } meta
+ * (storage-less) parameters for loading to allocate.
+ * @example const model = buildModel(readJson('model/config.json'), 'model/config.json', { backend: 'meta' })
+ */
 export function buildModel(raw: Json, file: string, init: InitOpts = {}): AnyModel {
-  if (raw.model_type === 'gpt2') return new Gpt2LMHeadModel(gpt2Config(raw, file), init);
-  if (raw.model_type === 'bert') return new BertModel(bertConfig(raw, file), init);
-  return new CausalLM(decoderConfig(raw, file), init);
+  const model = raw.model_type === 'gpt2' ? new Gpt2LMHeadModel(gpt2Config(raw, file), init)
+    : raw.model_type === 'bert' ? new BertModel(bertConfig(raw, file), init)
+    : new CausalLM(decoderConfig(raw, file), init);
+  // a lazily built parameter used before loading is an error that names it
+  if (init.backend === 'meta') for (const [name, p] of model.namedParameters()) p.name = name;
+  return model;
 }

@@ -10,6 +10,7 @@ import { shapeStr } from '../tensor/layout.js';
 import { keep } from '../tensor/scope.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { Tensor } from '../tensor/tensor.js';
+import { isMeta, metaTensor } from '../tensor/meta.js';
 
 const parameters = new WeakSet<Tensor>();
 
@@ -26,6 +27,7 @@ export const isParameter = (t: unknown): t is Tensor => t instanceof Tensor && p
 
 /** Copies src's values into dst in place (same shape; dtype cast and backend move as needed). */
 export function assignValues(dst: Tensor, src: Tensor): void {
+  dst.assertLive('assignValues');
   const moved = src.backendName === dst.backendName ? src : toBackend(src, dst.backendName as BackendName);
   backendOf(dst).kernels.copy(moved, dst);
   if (moved !== src) moved.dispose();
@@ -140,25 +142,44 @@ export class Module {
     for (const p of this.parameters()) p.zeroGrad();
   }
 
-  /** Converts floating-point parameters and buffers to dtype, or moves everything to a backend. */
+  /**
+   * Converts floating-point parameters and buffers to dtype, or moves everything to a backend. Meta
+   * (lazily built) tensors change dtype and stay meta: there is nothing to move.
+   */
   to(target: DType | BackendName): this {
     const move = isBackendName(target);
-    const convert = (t: Tensor): Tensor => (isBackendName(target) ? toBackend(t, target) : isFloat(t.dtype) ? cast(t, target) : clone(t));
+    const convert = (t: Tensor): Tensor => {
+      if (isMeta(t)) return move || !isFloat(t.dtype) ? t : metaTensor(t.shape, target);
+      return isBackendName(target) ? toBackend(t, target) : isFloat(t.dtype) ? cast(t, target) : clone(t);
+    };
+    return this.mapTensors((t, at) => (at.format && !move ? t : convert(t)));
+  }
+
+  /**
+   * Replaces every parameter and buffer t by fn(t), once per tensor (tied weights stay tied): a new
+   * parameter keeps requiresGrad, and t is disposed as soon as it is replaced, so a conversion holds
+   * one tensor twice at most. `at.name` is t's dotted path (the first one, when shared); `at.format`
+   * marks the buffers whose dtype is a storage format (quantization statistics).
+   * @example model.mapTensors((t) => (isMeta(t) ? zeros(t.shape) : t)) // materialise with zeros
+   */
+  mapTensors(fn: (t: Tensor, at: { name: string; format: boolean }) => Tensor): this {
     const done = new Map<Tensor, Tensor>();
-    for (const [, m] of this.namedModules()) {
+    for (const [path, m] of this.namedModules()) {
       for (const [key, v] of Object.entries(m)) {
         if (!(v instanceof Tensor) || !(isParameter(v) || m.bufferNames.has(key))) continue;
-        if (m.formatBuffers.has(key) && !move) continue;
         let next = done.get(v);
         if (!next) {
-          next = keep(noGrad(() => convert(v)));
-          if (isParameter(v)) Parameter(next, v.requiresGrad);
+          next = keep(noGrad(() => fn(v, { name: path ? `${path}.${key}` : key, format: m.formatBuffers.has(key) })));
+          if (next !== v) {
+            if (isParameter(v)) Parameter(next, v.requiresGrad);
+            next.name ||= v.name;
+            v.dispose();
+          }
           done.set(v, next);
         }
         Reflect.set(m, key, next);
       }
     }
-    for (const [old, next] of done) if (old !== next) old.dispose();
     return this;
   }
 

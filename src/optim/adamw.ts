@@ -22,7 +22,7 @@ export class AdamW extends Optimizer<AdamWOptions> {
 
   /** One kernel call per group and backend with every parameter that has a gradient. */
   override step(): void {
-    this.stepCount++;
+    this.beginStep();
     for (const g of this.groups) {
       const byBackend = new Map<string, Tensor[]>();
       for (const p of g.params) if (p.grad) byBackend.set(p.backendName, [...(byBackend.get(p.backendName) ?? []), p]);

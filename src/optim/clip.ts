@@ -11,7 +11,16 @@ import type { Tensor } from '../tensor/tensor.js';
 
 /** The global L2 norm of the gradients (NaN or Infinity when any gradient is not finite). */
 export function gradNorm(params: Tensor[]): number {
-  return Math.sqrt(params.reduce((s, p) => (p.grad ? s + noGrad(() => tidy(() => { const g = to(p.grad!, 'float32'); return item(sum(mul(g, g))); })) : s), 0));
+  return Math.sqrt(params.reduce((s, p) => (p.grad ? s + gradSquaredNorm(p.grad) : s), 0));
+}
+
+/**
+ * sum(g²) of one gradient, in float32 on its device: the term gradNorm sums, exposed so that a
+ * caller seeing gradients one at a time (optimizer in backward) gets the same global norm.
+ * @example Math.sqrt(params.reduce((s, p) => s + gradSquaredNorm(p.grad!), 0)) === gradNorm(params)
+ */
+export function gradSquaredNorm(grad: Tensor): number {
+  return noGrad(() => tidy(() => { const g = to(grad, 'float32'); return item(sum(mul(g, g))); }));
 }
 
 /** Clips in place; returns the norm before clipping. */

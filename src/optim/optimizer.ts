@@ -5,6 +5,7 @@ import { memory } from '../tensor/memory.js';
 import { keep, tidy } from '../tensor/scope.js';
 import { to } from '../ops/elementwise.js';
 import { clone, reshape } from '../ops/view.js';
+import { shapeStr } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export interface ParamGroup<H> {
@@ -19,16 +20,18 @@ export abstract class Optimizer<H extends { lr: number }> {
   protected readonly state = new Map<Tensor, Record<string, Tensor>>();
   /** optimizer steps taken */
   stepCount = 0;
+  /** each parameter's group, for stepParam */
+  private readonly groupIndex = new Map<Tensor, number>();
 
   constructor(params: Tensor[] | ParamGroup<H>[], readonly defaults: H) {
     const groups: ParamGroup<H>[] = params.length && !('params' in params[0]) ? [{ params: params as Tensor[] }] : (params as ParamGroup<H>[]);
     this.groups = groups.map((g) => ({ params: g.params, options: { ...defaults, ...g.options } }));
-    const seen = new Set<Tensor>();
-    for (const g of this.groups)
+    this.groups.forEach((g, i) => {
       for (const p of g.params) {
-        if (seen.has(p)) throw new Error('optimizer: a parameter appears in two groups');
-        seen.add(p);
+        if (this.groupIndex.has(p)) throw new Error('optimizer: a parameter appears in two groups');
+        this.groupIndex.set(p, i);
       }
+    });
   }
 
   /** A zero state tensor like p, allocated once and counted as optimizer memory. */
@@ -43,8 +46,28 @@ export abstract class Optimizer<H extends { lr: number }> {
 
   /** Applies one update to every parameter with a gradient. */
   step(): void {
-    this.stepCount++;
+    this.beginStep();
     for (const g of this.groups) for (const p of g.params) if (p.grad) this.update(p, p.grad, g.options);
+  }
+
+  /**
+   * Counts one optimizer step without updating anything: the first half of step() for callers
+   * that then update parameters one by one with stepParam() (optimizer in backward). AdamW's
+   * bias correction reads the count, so it must run once per step, before the first stepParam.
+   */
+  beginStep(): void {
+    this.stepCount++;
+  }
+
+  /**
+   * Updates one parameter from its .grad with its group's hyper-parameters, exactly as step()
+   * would (same kernels, same arithmetic); a parameter without a gradient is left alone.
+   * @example opt.beginStep(); for (const p of params) opt.stepParam(p)
+   */
+  stepParam(p: Tensor): void {
+    const i = this.groupIndex.get(p);
+    if (i === undefined) throw new Error(`optimizer stepParam: the tensor ${p.name ? `'${p.name}' ` : ''}of shape ${shapeStr(p.shape)} is not one of this optimizer's parameters`);
+    if (p.grad) this.update(p, p.grad, this.groups[i].options);
   }
 
   protected abstract update(p: Tensor, grad: Tensor, h: H): void;

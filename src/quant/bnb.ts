@@ -26,8 +26,11 @@
 // x (weight * SCB / 127)ᵀ in float32, which is that scheme's limit with every column an outlier, so the
 // threshold is read, kept in the config, and has nothing left to decide.
 import { tensor } from '../ops/creation.js';
-import { toTypedArray } from '../ops/transfer.js';
 import { reshape } from '../ops/view.js';
+import { type DType, type TypedArray, arrayView, dtypeBytes } from '../tensor/dtype.js';
+import { isVerbatim } from '../io/safetensors_dtypes.js';
+import { bf16ToF32, f16ToF32 } from '../tensor/half.js';
+import { isMeta } from '../tensor/meta.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import type { CheckpointFolder, Json } from '../io/hf_folder.js';
 import { shapeStr } from '../tensor/layout.js';
@@ -84,16 +87,37 @@ export function readBnbConfig(config: Json, file: string): BnbConfig | null {
   return { bits: four ? 4 : 8, quantType, doubleQuant: q.bnb_4bit_use_double_quant === true, computeDtype: dtype as BnbConfig['computeDtype'], skipModules: skip as string[], threshold };
 }
 
-/** Reads checkpoint tensors by name, checking dtype kind and element count, and records what it used. */
+/**
+ * Reads checkpoint tensors by name, checking dtype kind and element count, and records what it used.
+ * One layer's arrays are read into a reused arena: QuantLinear copies them onto its backend, so
+ * loading a model leaves no per-layer JavaScript garbage behind (the load's RSS stays the model's).
+ */
 class Reader {
   readonly used = new Set<string>();
+  private arena = new ArrayBuffer(1 << 20);
+  private at = 0;
   constructor(private readonly folder: CheckpointFolder) {}
+
+  /** Frees the arena for the next layer: the arrays handed out since the last call must be dead. */
+  nextLayer(): void {
+    this.at = 0;
+  }
+
+  private scratch(dtype: DType, n: number): TypedArray {
+    const bytes = n * dtypeBytes(dtype);
+    // a grown arena starts empty; the arrays already handed out keep the old one alive
+    if (this.at + bytes > this.arena.byteLength) [this.arena, this.at] = [new ArrayBuffer(Math.max(2 * this.arena.byteLength, bytes)), 0];
+    const view = arrayView(dtype, this.arena, this.at, n);
+    this.at += Math.ceil(bytes / 8) * 8; // keep every view 8-byte aligned
+    return view;
+  }
 
   has(name: string): boolean {
     return this.folder.has(name);
   }
 
-  private take(name: string, kind: 'float' | 'uint8' | 'int8', numel: number, why: string): Tensor {
+  /** The tensor's elements as stored (read straight into the array: no tensor, no second copy). */
+  private take(name: string, kind: 'float' | 'uint8' | 'int8', numel: number, why: string): TypedArray {
     if (!this.folder.has(name)) throw new Error(`${this.folder.dir}: checkpoint has no tensor '${name}' (${why})`);
     const info = this.folder.info(name);
     const ok = kind === 'float' ? (FLOATS as readonly string[]).includes(info.dtype) : info.dtype === kind;
@@ -101,21 +125,18 @@ class Reader {
     const n = info.shape.reduce((a, b) => a * b, 1);
     if (n !== numel) throw new Error(`${this.folder.dir}: '${name}' has ${n} elements ${shapeStr(info.shape)}, expected ${numel} (${why})`);
     this.used.add(name);
-    return this.folder.tensor(name);
+    return isVerbatim(info.fileDtype) ? this.folder.readArray(name, this.scratch(info.dtype, n)) : this.folder.readArray(name);
   }
 
   floats(name: string, numel: number, why: string): Float32Array {
-    const t = this.take(name, 'float', numel, why);
-    const out = t.toFloat32Array();
-    t.dispose();
-    return out;
+    const a = this.take(name, 'float', numel, why);
+    const dtype = this.folder.info(name).dtype;
+    if (dtype === 'float32') return a as Float32Array;
+    return Float32Array.from(a as Uint16Array, dtype === 'bfloat16' ? bf16ToF32 : f16ToF32);
   }
 
   bytes(name: string, kind: 'uint8' | 'int8', numel: number, why: string): Uint8Array | Int8Array {
-    const t = this.take(name, kind, numel, why);
-    const out = toTypedArray(t).slice() as Uint8Array | Int8Array;
-    t.dispose();
-    return out;
+    return this.take(name, kind, numel, why) as Uint8Array | Int8Array;
   }
 
   /** the JSON object stored as UTF-8 bytes in a uint8 tensor */
@@ -194,10 +215,11 @@ function linears(model: Module): { parent: Module; key: string; path: string; la
 /**
  * Replaces every Linear whose checkpoint weight is bitsandbytes-quantized by a quantized layer holding
  * the stored bytes, and returns the checkpoint keys it used (loadWeights loads the rest strictly).
+ * Quantized layers go to `opts.backend` when the Linear is meta (lazily built), else to its weight's.
  * Linears whose weight is stored in float (llm_int8_skip_modules, lm_head) stay float Linears.
- * @example const used = loadBnbLinears(model, folder, 'model/config.json'); loadWeights(model, folder, 'auto', used)
+ * @example const used = loadBnbLinears(model, folder, 'model/config.json', { backend: 'cpu' }); loadWeights(model, folder, { dtype: 'auto', used })
  */
-export function loadBnbLinears(model: Module, folder: CheckpointFolder, file: string): Set<string> {
+export function loadBnbLinears(model: Module, folder: CheckpointFolder, file: string, opts: { backend?: string } = {}): Set<string> {
   const cfg = readBnbConfig(folder.config, file);
   const r = new Reader(folder);
   if (!cfg) return r.used;
@@ -211,8 +233,11 @@ export function loadBnbLinears(model: Module, folder: CheckpointFolder, file: st
     if (stored !== want) throw new Error(`${folder.dir}: '${name}' is ${stored} but quantization_config says load_in_${cfg.bits}bit (${want} weights)`);
     const read = cfg.bits === 4 ? read4bit : read8bit;
     const state = read(r, folder.dir, path, layer.outFeatures, layer.inFeatures);
-    // the Linear's bias parameter moves over; loadWeights fills it from `<path>.bias`
-    Reflect.set(parent, key, new QuantLinear(state, { bias: layer.bias, backend: layer.weight.backendName }));
+    // the Linear's bias parameter moves over; loadWeights fills it from `<path>.bias`. A lazily built
+    // (meta) Linear never held a float weight: the quantized bytes are the first copy made
+    const backend = isMeta(layer.weight) ? opts.backend : layer.weight.backendName;
+    Reflect.set(parent, key, new QuantLinear(state, { bias: layer.bias, backend }));
+    r.nextLayer(); // QuantLinear copied the arrays
     layer.weight.dispose();
     n++;
   }

@@ -33,6 +33,11 @@ export const isFloat = (d: DType): boolean => INFO[d].float;
 export const isHalf = (d: DType): boolean => d === 'float16' || d === 'bfloat16';
 /** A zeroed typed array holding n elements of dtype d in its storage representation. */
 export const makeArray = (d: DType, n: number): TypedArray => INFO[d].make(n);
+/** A typed array of dtype d over n elements of buffer from byteOffset (a view: no copy, no zeroing). */
+export function arrayView(d: DType, buffer: ArrayBuffer, byteOffset: number, n: number): TypedArray {
+  const Ctor = INFO[d].make(0).constructor as new (b: ArrayBuffer, offset: number, length: number) => TypedArray;
+  return new Ctor(buffer, byteOffset, n);
+}
 
 export function assertDType(d: string, where: string): DType {
   if (!(d in INFO)) throw new Error(`${where}: unknown dtype '${d}' (expected one of ${DTYPES.join(', ')})`);

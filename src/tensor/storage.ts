@@ -11,11 +11,11 @@ export abstract class Storage {
     readonly dtype: DType,
     readonly numel: number,
     private tagValue: MemoryTag,
-    /** where the bytes live, for memory.stats(device) */
-    readonly device: MemoryDevice = 'cpu',
+    /** where the bytes live, for memory.stats(device); 'meta' holds none (tensor/meta.ts) and is not counted */
+    readonly device: MemoryDevice | 'meta' = 'cpu',
   ) {
     this.bytes = numel * dtypeBytes(dtype);
-    countAlloc(this.bytes, tagValue, device);
+    if (device !== 'meta') countAlloc(this.bytes, tagValue, device);
   }
 
   /** Name of the backend that owns the block. */
@@ -28,7 +28,7 @@ export abstract class Storage {
   }
   set tag(t: MemoryTag) {
     if (t === this.tagValue || this.released) return;
-    countRetag(this.bytes, this.tagValue, t, this.device);
+    if (this.device !== 'meta') countRetag(this.bytes, this.tagValue, t, this.device);
     this.tagValue = t;
   }
 
@@ -48,7 +48,7 @@ export abstract class Storage {
   release(): void {
     if (this.refs === 0) return;
     if (--this.refs === 0) {
-      countFree(this.bytes, this.tagValue, this.device);
+      if (this.device !== 'meta') countFree(this.bytes, this.tagValue, this.device);
       this.freeBlock();
     }
   }

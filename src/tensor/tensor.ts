@@ -91,6 +91,9 @@ export class Tensor implements Disposable {
   assertLive(op: string): this {
     if (this.disposed || this.storage.released)
       throw new Error(`${op}: tensor${this.name ? ` '${this.name}'` : ''} of shape [${this.shape.join(', ')}] was disposed`);
+    // a lazily built parameter (tensor/meta.ts) has a shape and a dtype but no values yet
+    if (this.storage.device === 'meta')
+      throw new Error(`${op}: ${this.name ? `parameter '${this.name}'` : 'a tensor'} [${this.shape.join(', ')}] ${this.dtype} is a meta tensor (built lazily with backend 'meta', never loaded): it has no values; load the checkpoint into the model (loadPretrained) before using it`);
     return this;
   }
 

@@ -23,6 +23,8 @@ export interface RunSettings {
   optimizer: 'adamw' | 'sgd' | 'lion';
   schedule: { type: 'constant' | 'linear' | 'cosine' | 'WarmupLR' | 'WarmupDecayLR' | 'WarmupCosineLR'; warmup: number; params: Record<string, number | string> };
   clip: number;
+  /** TrainerOptions.optimizerInBackward */
+  optimizerInBackward: boolean | 'auto';
   dtype: 'fp32' | 'bf16' | 'fp16';
   lossScaler: LossScalerOptions;
   checkpointing: 'none' | 'full' | 'selective';
@@ -38,7 +40,7 @@ export interface RunSettings {
 
 export const DEFAULT_SETTINGS: Omit<RunSettings, 'model' | 'data' | 'output'> = {
   format: 'auto', maxSteps: 100, seqLen: 512, batchSize: 4, gradAccum: 1, lr: 1e-4, weightDecay: 0.01, betas: [0.9, 0.999],
-  eps: 1e-8, optimizer: 'adamw', schedule: { type: 'cosine', warmup: 0, params: {} }, clip: 1, dtype: 'fp32', lossScaler: {},
+  eps: 1e-8, optimizer: 'adamw', schedule: { type: 'cosine', warmup: 0, params: {} }, clip: 1, optimizerInBackward: false, dtype: 'fp32', lossScaler: {},
   checkpointing: 'none', evalFraction: 0, evalEvery: 0, saveEvery: 0, keepLast: 2, seed: 42, skipBadLines: false, logEvery: 1,
 };
 

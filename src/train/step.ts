@@ -31,13 +31,24 @@ export function batchInputs(b: Batch, backend?: string): CausalLMInput {
   };
 }
 
+export interface AccumulateOptions {
+  backend?: string;
+  autocast?: 'bfloat16' | 'float16' | null;
+  lossScale?: number;
+  /**
+   * sees each micro-batch's summed loss after its forward, before its backward: a throw here
+   * stops the step before any gradient exists (optimizer in backward checks for a NaN loss so)
+   */
+  beforeBackward?: (lossSum: number) => void;
+}
+
 /**
  * Runs forward and backward on every micro-batch, accumulating into .grad; returns the mean
  * loss per target token over all of them.
  * @example const { loss } = accumulateGradients(model, [b1, b2]); optimizer.step()
  */
 export function accumulateGradients(
-  model: CausalLM, micro: Batch[], opts: { backend?: string; autocast?: 'bfloat16' | 'float16' | null; lossScale?: number } = {},
+  model: CausalLM, micro: Batch[], opts: AccumulateOptions = {},
 ): { loss: number; tokens: number } {
   const { lossScale = 1 } = opts;
   // the inputs go where the model is (a model moved with .to('cuda') needs no default-backend change)
@@ -48,9 +59,11 @@ export function accumulateGradients(
   for (const b of micro) {
     total += autocast(opts.autocast ?? null, () => tidy(() => {
       const out = model.forward({ ...batchInputs(b, backend), lossReduction: 'sum', returnLogits: false });
+      const lossSum = item(out.loss!);
+      opts.beforeBackward?.(lossSum);
       // the fp16 loss scale multiplies here and is divided out of the gradients before the step
       div(out.loss!, tokens / lossScale).backward();
-      return item(out.loss!);
+      return lossSum;
     }));
   }
   return { loss: total / tokens, tokens };

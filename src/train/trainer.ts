@@ -8,6 +8,7 @@ import type { CausalLM } from '../models/causal_lm.js';
 import type { Module } from '../nn/module.js';
 import { AdamW } from '../optim/adamw.js';
 import { gradNorm, scaleGrads } from '../optim/clip.js';
+import { OptimizerInBackward } from '../optim/in_backward.js';
 import { LossScaler, type LossScalerOptions } from '../optim/loss_scaler.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import type { Schedule } from '../optim/schedules.js';
@@ -22,6 +23,7 @@ import { type TrainerState, listCheckpoints, loadCheckpoint, removeStaleTemps, s
 import { onInterrupt, yieldToEventLoop } from './interrupt.js';
 import { accumulateGradients, batchInputs, targetTokens } from './step.js';
 import { decayParamGroups } from './param_groups.js';
+import { useOptimizerInBackward } from './in_backward.js';
 
 export interface StepMetrics {
   step: number;
@@ -46,6 +48,16 @@ export interface TrainerOptions {
   maxSteps: number;
   /** clip the global gradient norm (0 = off) */
   clip?: number;
+  /**
+   * update each parameter inside backward as soon as its gradient is final, then free that
+   * gradient (LOMO; torch's post-accumulate-grad hook recipe), so a step never holds every
+   * gradient at once; fp32 weights equal the ordinary step's bit for bit. Needs gradAccum 1, no
+   * clip and no fp16 loss scaler: true makes those an error, 'auto' falls back to the ordinary
+   * step for them. A non-finite gradient stops the updates where it appears, but the parameters
+   * whose gradients came before it are already updated (the run then stops, as it does for a
+   * NaN loss, which is caught before backward with nothing updated). Default false.
+   */
+  optimizerInBackward?: boolean | 'auto';
   outputDir?: string;
   saveEvery?: number;
   keepLast?: number;
@@ -77,11 +89,14 @@ export class Trainer {
   lastCheckpoint: string | null = null;
   /** fp16 only */
   readonly scaler: LossScaler | null;
+  /** set when optimizerInBackward is on for this run */
+  readonly inBackward: OptimizerInBackward | null;
 
   constructor(readonly o: TrainerOptions) {
     this.optimizer = o.optimizer ?? new AdamW(decayParamGroups(o.model, 0.01), { lr: o.lr ?? 1e-3 });
     this.schedule = o.schedule ?? constant(o.lr ?? 1e-3);
     this.scaler = o.dtype === 'fp16' ? new LossScaler(o.lossScaler) : null;
+    this.inBackward = useOptimizerInBackward(o) ? new OptimizerInBackward(this.optimizer) : null;
     if (o.outputDir) {
       removeStaleTemps(o.outputDir); // what saves interrupted by a kill left behind
       this.lastCheckpoint = listCheckpoints(o.outputDir).at(-1)?.path ?? null;
@@ -149,18 +164,38 @@ export class Trainer {
     const tStep = performance.now();
     const micro = Array.from({ length: gradAccum }, () => batches.next().value as Batch);
     const scale = this.scaler?.scale ?? 1;
-    const autocastTo = this.o.dtype === 'bf16' ? 'bfloat16' : this.o.dtype === 'fp16' ? 'float16' : null;
-    const { loss } = accumulateGradients(model, micro, { backend: this.o.backend, autocast: autocastTo, lossScale: scale });
     const params = model.parameters().filter((p) => p.requiresGrad);
+    const { loss, norm } = this.inBackward ? this.updateInBackward(micro, params) : this.updateAfterBackward(micro, params, scale);
+    this.optimizer.zeroGrad();
+    this.step++;
+    const tokens = micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
+    return {
+      step: this.step, loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
+      tokens_per_sec: tokens / ((performance.now() - tStep) / 1e3),
+      mem_peak: memory.stats().peak,
+    };
+  }
+
+  private autocastTo(): 'bfloat16' | 'float16' | null {
+    return this.o.dtype === 'bf16' ? 'bfloat16' : this.o.dtype === 'fp16' ? 'float16' : null;
+  }
+
+  /** The error for a diverged step (NaN/inf loss or gradient), naming the last good checkpoint. */
+  private diverged(what: string, model: string): Error {
+    this.optimizer.zeroGrad();
+    const last = this.lastCheckpoint ? `; the last good checkpoint is ${this.lastCheckpoint}` : '';
+    return new Error(`step ${this.step + 1}: ${what} (diverged: try a lower --lr or --clip); ${model}${last}`);
+  }
+
+  /** The ordinary step: backward over every micro-batch, then unscale, clip and update. */
+  private updateAfterBackward(micro: Batch[], params: Tensor[], scale: number): { loss: number; norm: number } {
+    const { loss } = accumulateGradients(this.o.model, micro, { backend: this.o.backend, autocast: this.autocastTo(), lossScale: scale });
     let norm = gradNorm(params);
     const overflow = !Number.isFinite(norm) || !Number.isFinite(loss);
     // without a loss scaler a NaN/inf is not an overflow to skip but a diverged run: stop
     // before the update, so the model in memory and every checkpoint stay finite
-    if (overflow && !this.scaler) {
-      this.optimizer.zeroGrad();
-      const last = this.lastCheckpoint ? `; the last good checkpoint is ${this.lastCheckpoint}` : '';
-      throw new Error(`step ${this.step + 1}: the ${Number.isFinite(loss) ? `gradient norm is ${norm}` : `loss is ${loss}`} (diverged: try a lower --lr or --clip); the model was not updated${last}`);
-    }
+    if (overflow && !this.scaler)
+      throw this.diverged(Number.isFinite(loss) ? `the gradient norm is ${norm}` : `the loss is ${loss}`, 'the model was not updated');
     const skip = this.scaler ? this.scaler.update(overflow, this.step + 1) : false;
     if (!skip) {
       if (scale !== 1) {
@@ -170,14 +205,28 @@ export class Trainer {
       if (this.o.clip && norm > this.o.clip) scaleGrads(params, this.o.clip / (norm + 1e-6));
       this.optimizer.step();
     }
-    this.optimizer.zeroGrad();
-    this.step++;
-    const tokens = micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
-    return {
-      step: this.step, loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
-      tokens_per_sec: tokens / ((performance.now() - tStep) / 1e3),
-      mem_peak: memory.stats().peak,
-    };
+    return { loss, norm };
+  }
+
+  /**
+   * Optimizer in backward: each parameter is updated as its gradient completes and the gradient
+   * freed; the global norm (for the log) is summed from the per-gradient terms in gradNorm's order.
+   */
+  private updateInBackward(micro: Batch[], params: Tensor[]): { loss: number; norm: number } {
+    const r = this.inBackward!.step(() => accumulateGradients(this.o.model, micro, {
+      backend: this.o.backend, autocast: this.autocastTo(),
+      beforeBackward: (sum) => {
+        if (!Number.isFinite(sum)) throw this.diverged(`the loss is ${sum}`, 'the model was not updated');
+      },
+    }));
+    const norm = Math.sqrt(params.reduce((s, p) => s + (r.squaredNorms.get(p) ?? 0), 0));
+    if (r.nonFinite) {
+      const name = this.o.model.namedParameters().find(([, p]) => p === r.nonFinite)?.[0];
+      throw this.diverged(`the gradient norm is ${norm}`, r.updated
+        ? `optimizer in backward had already updated ${r.updated} of ${params.length} parameters before the first non-finite gradient (${name})`
+        : 'the model was not updated');
+    }
+    return { loss: r.value.loss, norm };
   }
 
   /** Mean loss per target token over (up to evalBatches) eval batches. */

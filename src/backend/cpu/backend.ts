@@ -10,6 +10,7 @@ import {
 } from '../kernels.js';
 import { type NativeAddon, loadNative } from '../addon.js';
 import { type NativeView, Packer } from './native.js';
+import { packAdamW } from './optim.js';
 
 class CpuStorage extends Storage {
   readonly backendName = 'cpu';
@@ -96,11 +97,7 @@ function makeKernels(p: Packer): Kernels {
     },
     quantLinear: (x, w, y) => quantWeight(w).view(v(x)).view(v(y)).call('quant_linear'),
     quantLinearBackward: (dy, w, dx) => quantWeight(w).view(v(dy)).view(v(dx)).call('quant_linear_backward'),
-    adamw: (tensors, s) => {
-      for (const t of tensors)
-        p.view(v(t.param)).view(v(t.grad)).view(v(t.expAvg)).view(v(t.expAvgSq)).num(s.lr).num(s.beta1).num(s.beta2).num(s.eps)
-          .num(s.weightDecay).num(s.bc1).num(s.bc2).call('adamw');
-    },
+    adamw: (tensors, s) => packAdamW(p, nativeView, tensors, s),
   };
 }
 
@@ -126,6 +123,11 @@ export function createCpuBackend(): Backend | null {
       const out = makeArray(storage.dtype, count);
       addon.read(storage.handle, offset * dtypeBytes(storage.dtype), out);
       return out;
+    },
+    readFile(storage: Storage, byteOffset: number, fd: number, position: number, bytes: number): void {
+      if (!(storage instanceof CpuStorage)) throw new Error(`cpu backend cannot read a file into a '${storage.backendName}' storage`);
+      if (storage.released) throw new Error('cpu backend: readFile into a disposed storage');
+      addon.readFile(storage.handle, byteOffset, fd, position, bytes);
     },
     kernels: makeKernels(packer),
     // matmul and quantLinear take bf16/fp16 operands (native/gemm_half.h: AMX, AVX-512 BF16 or

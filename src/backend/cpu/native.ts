@@ -29,6 +29,11 @@ export class Packer {
     addon.kernels.forEach((name, i) => this.ids.set(name, i));
   }
 
+  /** How many numbers one call can carry (the addon's argument buffer). */
+  get slots(): number {
+    return this.addon.args.length;
+  }
+
   reset(): this {
     this.n = 0;
     return this;

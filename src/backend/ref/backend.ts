@@ -12,6 +12,7 @@ import { argReduce, reduce } from './reduce.js';
 import { adamw } from './optim.js';
 import { quantLinear, quantLinearBackward } from './quant.js';
 import { RefStorage } from './storage.js';
+import { readFully } from '../read_file.js';
 
 const kernels: Kernels = {
   fill, arange, random, copy, unary, unaryGrad, binary, where, reduce, argReduce, matmul,
@@ -36,6 +37,13 @@ export const refBackend: Backend = {
   read(storage: Storage, offset: number, count: number): TypedArray {
     if (!(storage instanceof RefStorage)) throw new Error(`ref backend cannot read a '${storage.backendName}' storage`);
     return storage.array.slice(offset, offset + count);
+  },
+  readFile(storage: Storage, byteOffset: number, fd: number, position: number, bytes: number): void {
+    if (!(storage instanceof RefStorage)) throw new Error(`ref backend cannot read a file into a '${storage.backendName}' storage`);
+    const a = storage.array;
+    if (byteOffset < 0 || bytes < 0 || byteOffset + bytes > a.byteLength)
+      throw new Error(`ref backend readFile: range [${byteOffset}, +${bytes}) outside storage of ${a.byteLength} bytes`);
+    readFully(fd, new Uint8Array(a.buffer, a.byteOffset + byteOffset, bytes), position);
   },
   kernels,
   halfMatmul: false,
