@@ -71,16 +71,18 @@ async function trainChild(shapeName: string, steps: number): Promise<void> {
   const opt = new k.optim.AdamW(model.parameters(), { lr: 1e-4 });
   const ids = Array.from({ length: s.batch }, (_, b) => Array.from({ length: s.seq }, (_, t) => (b * 131 + t * 17) % s.vocab));
   const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
-  const rows: { ms: number; faults: number; osAllocs: number; loss: number }[] = [];
+  const rows: { ms: number; cpuMs: number; faults: number; osAllocs: number; loss: number }[] = [];
   for (let i = 0; i < steps; i++) {
     const m0 = k.memory.stats('cpu');
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     const { loss } = k.train.accumulateGradients(model, [batch]);
     opt.step();
     opt.zeroGrad();
     const ms = performance.now() - t0;
+    const c1 = process.cpuUsage(c0);
     const m1 = k.memory.stats('cpu');
-    rows.push({ ms, faults: m1.pageFaults.minor - m0.pageFaults.minor, osAllocs: m1.osAllocs - m0.osAllocs, loss });
+    rows.push({ ms, cpuMs: (c1.user + c1.system) / 1e3, faults: m1.pageFaults.minor - m0.pageFaults.minor, osAllocs: m1.osAllocs - m0.osAllocs, loss });
   }
   const end = k.memory.stats('cpu');
   console.log(JSON.stringify({ usPerFault, rows, cached: end.cached, reserved: end.reserved, peak: end.peak.total }));
@@ -100,14 +102,17 @@ function firstCallsChild(addonPath: string, n: number, calls: number): void {
   addon.write(a, 0, ha);
   addon.write(b, 0, hb);
   const view = (handle: number): NativeView => ({ handle, dtype: 'float32', offset: 0, shape: [n, n], strides: [n, 1] });
-  const ms: number[] = [], faults: number[] = [];
+  const ms: number[] = [], cpuMs: number[] = [], faults: number[] = [];
   const out = new Float32Array(4 * n);
   for (let i = 0; i < calls; i++) {
     const f0 = process.resourceUsage().minorPageFault;
+    const c0 = process.cpuUsage();
     const t = performance.now();
     const c = addon.alloc(n * n * 4, false); // a new output each call, as an op allocates one
     p.view(view(a)).view(view(b)).view(view(c)).num(0).call('matmul');
     ms.push(performance.now() - t);
+    const c1 = process.cpuUsage(c0);
+    cpuMs.push((c1.user + c1.system) / 1e3);
     faults.push(process.resourceUsage().minorPageFault - f0);
     if (i === calls - 1) addon.read(c, 0, out);
     addon.free(c);
@@ -119,7 +124,7 @@ function firstCallsChild(addonPath: string, n: number, calls: number): void {
       for (let q = 0; q < n; q++) ref += ha[i * n + q] * hb[q * n + j];
       if (Math.abs(out[i * n + j] - ref) > 1e-3 + 1e-4 * Math.abs(ref)) throw new Error(`matmul wrong at (${i}, ${j}): ${out[i * n + j]} vs ${ref}`);
     }
-  console.log(JSON.stringify({ loadMs, ms, faults }));
+  console.log(JSON.stringify({ loadMs, ms, cpuMs, faults }));
 }
 
 // ---------------------------------------------------------------- parent
@@ -132,7 +137,7 @@ function child(args: string[], env: Record<string, string>): unknown {
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
-interface TrainRun { usPerFault: number; rows: { ms: number; faults: number; osAllocs: number; loss: number }[]; cached: number; reserved: number; peak: number }
+interface TrainRun { usPerFault: number; rows: { ms: number; cpuMs: number; faults: number; osAllocs: number; loss: number }[]; cached: number; reserved: number; peak: number }
 
 function benchTraining(shapes: string[], rounds: number): object[] {
   const configs: Record<string, Record<string, string>> = { on: {}, off: { KESTREL_ALLOC_CACHE: '0' } };
@@ -153,6 +158,8 @@ function benchTraining(shapes: string[], rounds: number): object[] {
       const usPerFault = median(runs[name].map((x) => x.usPerFault));
       return {
         msPerStep: msStep,
+        // CPU time of all threads (user + system, page faults included): less swayed by other jobs than wall time
+        cpuMsPerStep: median(steady.map((x) => x.cpuMs)),
         firstStepMs: median(runs[name].map((x) => x.rows[0].ms)),
         minorFaultsPerStep: faultsStep,
         osAllocsPerStep: median(steady.map((x) => x.osAllocs)),
@@ -164,8 +171,9 @@ function benchTraining(shapes: string[], rounds: number): object[] {
       };
     };
     const on = summary('on'), off = summary('off');
-    const row = { shape, steps, rounds, on, off, speedup: off.msPerStep / on.msPerStep, losses: ref };
+    const row = { shape, steps, rounds, on, off, speedup: off.msPerStep / on.msPerStep, cpuSpeedup: off.cpuMsPerStep / on.cpuMsPerStep, losses: ref };
     console.log(`train ${shape}: ms/step on ${on.msPerStep.toFixed(1)} off ${off.msPerStep.toFixed(1)} (x${row.speedup.toFixed(2)}); ` +
+      `cpu ms/step on ${on.cpuMsPerStep.toFixed(1)} off ${off.cpuMsPerStep.toFixed(1)} (x${row.cpuSpeedup.toFixed(2)}); ` +
       `faults/step on ${on.minorFaultsPerStep} off ${off.minorFaultsPerStep} (${(100 * off.faultShareOfStep).toFixed(1)}% of an off step at ` +
       `${off.usPerFault.toFixed(2)} us/fault); OS allocs/step on ${on.osAllocsPerStep} off ${off.osAllocsPerStep}`);
     out.push(row);
@@ -173,7 +181,7 @@ function benchTraining(shapes: string[], rounds: number): object[] {
   return out;
 }
 
-interface FirstRun { loadMs: number; ms: number[]; faults: number[] }
+interface FirstRun { loadMs: number; ms: number[]; cpuMs?: number[]; faults: number[] }
 
 function benchFirstCalls(rounds: number, base: string | null, peer: boolean): object {
   const n = 1024, calls = 20;
@@ -200,6 +208,9 @@ function benchFirstCalls(rounds: number, base: string | null, peer: boolean): ob
     const steady = median(rs.flatMap((x) => x.ms.slice(10)));
     return {
       firstTenMs: perCall.slice(0, 10),
+      // CPU time of both threads per call (the peer reports none): what contention cannot stretch as much
+      firstTenCpuMs: rs[0].cpuMs ? Array.from({ length: 10 }, (_, i) => median(rs.map((x) => x.cpuMs![i]))) : null,
+      steadyCpuMs: rs[0].cpuMs ? median(rs.flatMap((x) => x.cpuMs!.slice(10))) : null,
       firstTenFaults: Array.from({ length: 10 }, (_, i) => median(rs.map((x) => x.faults[i]))),
       steadyMs: steady,
       firstCallOverSteady: perCall[0] / steady,
