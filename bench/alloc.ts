@@ -71,7 +71,7 @@ async function trainChild(shapeName: string, steps: number): Promise<void> {
   const opt = new k.optim.AdamW(model.parameters(), { lr: 1e-4 });
   const ids = Array.from({ length: s.batch }, (_, b) => Array.from({ length: s.seq }, (_, t) => (b * 131 + t * 17) % s.vocab));
   const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
-  const rows: { ms: number; cpuMs: number; faults: number; osAllocs: number; loss: number }[] = [];
+  const rows: { ms: number; cpuMs: number; sysMs: number; faults: number; osAllocs: number; loss: number }[] = [];
   for (let i = 0; i < steps; i++) {
     const m0 = k.memory.stats('cpu');
     const c0 = process.cpuUsage();
@@ -82,7 +82,7 @@ async function trainChild(shapeName: string, steps: number): Promise<void> {
     const ms = performance.now() - t0;
     const c1 = process.cpuUsage(c0);
     const m1 = k.memory.stats('cpu');
-    rows.push({ ms, cpuMs: (c1.user + c1.system) / 1e3, faults: m1.pageFaults.minor - m0.pageFaults.minor, osAllocs: m1.osAllocs - m0.osAllocs, loss });
+    rows.push({ ms, cpuMs: (c1.user + c1.system) / 1e3, sysMs: c1.system / 1e3, faults: m1.pageFaults.minor - m0.pageFaults.minor, osAllocs: m1.osAllocs - m0.osAllocs, loss });
   }
   const end = k.memory.stats('cpu');
   console.log(JSON.stringify({ usPerFault, rows, cached: end.cached, reserved: end.reserved, peak: end.peak.total }));
@@ -137,7 +137,7 @@ function child(args: string[], env: Record<string, string>): unknown {
   return JSON.parse(r.stdout.trim().split('\n').pop()!);
 }
 
-interface TrainRun { usPerFault: number; rows: { ms: number; cpuMs: number; faults: number; osAllocs: number; loss: number }[]; cached: number; reserved: number; peak: number }
+interface TrainRun { usPerFault: number; rows: { ms: number; cpuMs: number; sysMs: number; faults: number; osAllocs: number; loss: number }[]; cached: number; reserved: number; peak: number }
 
 function benchTraining(shapes: string[], rounds: number): object[] {
   const configs: Record<string, Record<string, string>> = { on: {}, off: { KESTREL_ALLOC_CACHE: '0' } };
@@ -160,6 +160,9 @@ function benchTraining(shapes: string[], rounds: number): object[] {
         msPerStep: msStep,
         // CPU time of all threads (user + system, page faults included): less swayed by other jobs than wall time
         cpuMsPerStep: median(steady.map((x) => x.cpuMs)),
+        // kernel time: page faults, mmap / munmap (and their TLB shootdowns), as a share of the step's CPU time
+        sysMsPerStep: median(steady.map((x) => x.sysMs)),
+        sysShareOfCpu: median(steady.map((x) => x.sysMs / x.cpuMs)),
         firstStepMs: median(runs[name].map((x) => x.rows[0].ms)),
         minorFaultsPerStep: faultsStep,
         osAllocsPerStep: median(steady.map((x) => x.osAllocs)),
@@ -175,7 +178,7 @@ function benchTraining(shapes: string[], rounds: number): object[] {
     console.log(`train ${shape}: ms/step on ${on.msPerStep.toFixed(1)} off ${off.msPerStep.toFixed(1)} (x${row.speedup.toFixed(2)}); ` +
       `cpu ms/step on ${on.cpuMsPerStep.toFixed(1)} off ${off.cpuMsPerStep.toFixed(1)} (x${row.cpuSpeedup.toFixed(2)}); ` +
       `faults/step on ${on.minorFaultsPerStep} off ${off.minorFaultsPerStep} (${(100 * off.faultShareOfStep).toFixed(1)}% of an off step at ` +
-      `${off.usPerFault.toFixed(2)} us/fault); OS allocs/step on ${on.osAllocsPerStep} off ${off.osAllocsPerStep}`);
+      `${off.usPerFault.toFixed(2)} us/fault); system time/CPU time on ${(100 * on.sysShareOfCpu).toFixed(1)}% off ${(100 * off.sysShareOfCpu).toFixed(1)}%; OS allocs/step on ${on.osAllocsPerStep} off ${off.osAllocsPerStep}`);
     out.push(row);
   }
   return out;
