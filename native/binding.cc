@@ -5,6 +5,7 @@
 #include <cstring>
 #include <vector>
 
+#include "alloc.h"
 #include "cuda/runtime.h"
 #include "file_read.h"
 #include "gemm_half.h"
@@ -39,6 +40,10 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("info", &Addon::Info),
         InstanceMethod("setThreads", &Addon::SetThreads),
         InstanceMethod("liveBytes", &Addon::LiveBytes),
+        InstanceMethod("allocStats", &Addon::AllocStatsJs),
+        InstanceMethod("allocEmptyCache", &Addon::AllocEmptyCache),
+        InstanceMethod("allocConfigure", &Addon::AllocConfigure),
+        InstanceMethod("warmup", &Addon::Warmup),
         InstanceMethod("cudaLoad", &Addon::CudaLoad),
         InstanceMethod("cudaInit", &Addon::CudaInit),
         InstanceMethod("cudaAlloc", &Addon::CudaAlloc),
@@ -178,6 +183,40 @@ class Addon : public Napi::Addon<Addon> {
 
   Napi::Value LiveBytes(const Napi::CallbackInfo& info) {
     return Napi::Number::New(info.Env(), double(storage_live_bytes()));
+  }
+
+  // The caching allocator's counters (native/alloc.h AllocStats), in bytes and blocks.
+  Napi::Value AllocStatsJs(const Napi::CallbackInfo& info) {
+    AllocStats a = alloc_stats();
+    Napi::Object o = Napi::Object::New(info.Env());
+    o.Set("inUse", double(a.in_use_bytes));
+    o.Set("cached", double(a.cached_bytes));
+    o.Set("cachedBlocks", double(a.cached_blocks));
+    o.Set("limit", double(a.limit_bytes));
+    o.Set("osAllocs", double(a.os_allocs));
+    o.Set("osFrees", double(a.os_frees));
+    o.Set("cacheHits", double(a.cache_hits));
+    o.Set("enabled", a.enabled);
+    o.Set("poison", a.poison);
+    return o;
+  }
+
+  Napi::Value AllocEmptyCache(const Napi::CallbackInfo& info) {
+    return Napi::Number::New(info.Env(), double(alloc_empty_cache()));
+  }
+
+  // allocConfigure(limitBytes, enabled, poison)
+  Napi::Value AllocConfigure(const Napi::CallbackInfo& info) {
+    double limit = number(info, 0, "allocConfigure");
+    if (!(limit >= 0) || limit > 1e18) throw Napi::RangeError::New(info.Env(), "kestrel native allocConfigure: bad limit " + std::to_string(limit));
+    alloc_configure(size_t(limit), info.Length() > 1 && info[1].ToBoolean(), info.Length() > 2 && info[2].ToBoolean());
+    return info.Env().Undefined();
+  }
+
+  // Starts the thread pool and runs the per-thread warm-up (kernel_api.h ThreadWarmup).
+  Napi::Value Warmup(const Napi::CallbackInfo& info) {
+    guard(info.Env(), "warmup", [&] { warm_pool(); return 0; });
+    return info.Env().Undefined();
   }
 
 #include "binding_cuda.inc"

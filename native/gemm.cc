@@ -48,6 +48,16 @@ const KernelSet kScalar = {"scalar", kScalarMR, kScalarNR, 2048, 256, 512, scala
 
 thread_local ScratchBuffer a_buffer{"sgemm packing"}, b_buffer{"sgemm packing"};
 
+// Sized for the largest blocks gemm_block packs (even_block never exceeds mc, kc, nc) and touched
+// when the thread starts: otherwise a process's first large products each grow and fault them in
+// (about 750 faults a thread, ~1-2 ms on these VMs).
+void warm_packing_buffers() {
+  const KernelSet& ks = select_kernels();
+  a_buffer.reserve(size_t(ks.mc * ks.kc));
+  b_buffer.reserve(size_t(ks.nc * ks.kc));
+}
+const ThreadWarmup packing_warmup(warm_packing_buffers);
+
 // ---------------------------------------------------------------- the blocked product
 
 struct Gemm {

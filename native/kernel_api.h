@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <functional>
 #include <stdexcept>
@@ -67,6 +68,12 @@ struct ScratchBuffer {
     }
     return data.get();
   }
+  // Grows to n floats now and touches every page, so the first kernel call that needs them
+  // takes no page faults (called from ThreadWarmup hooks).
+  void reserve(size_t n) {
+    float* p = get(n);
+    std::memset(p, 0, n * sizeof(float));
+  }
 };
 
 std::string shape_str(const View& v);
@@ -104,8 +111,9 @@ const KernelEntry* kernel_table(size_t* count);
   static ::kestrel::KernelRegistration registration_##NAME(#NAME, kernel_##NAME); \
   static void kernel_##NAME(::kestrel::Args& args)
 
-// Storage blocks: 64-byte aligned, addressed from JS by a handle (slot + generation), so a
-// stale handle is an error instead of a use-after-free.
+// Storage blocks: 64-byte aligned, from the caching allocator (alloc.h), so a new block holds
+// whatever its last user left unless `zero`; addressed from JS by a handle (slot + generation),
+// so a stale handle is an error instead of a use-after-free.
 double storage_alloc(size_t bytes, bool zero);
 void storage_free(double handle);
 char* storage_lookup(double handle, size_t* bytes);  // throws KernelError on a bad handle
@@ -115,6 +123,14 @@ size_t storage_live_blocks();
 // Thread pool: f(begin, end) over [0, n) split into chunks of at least `grain` items.
 int num_threads();
 void set_num_threads(int n);
+// Per-thread set-up that kernels register (gemm.cc pre-faults its packing buffers): each pool
+// thread runs every hook as it starts, and warm_pool() runs them on the calling thread after
+// starting the pool, so a process's first products run as fast as its later ones.
+// KESTREL_WARMUP=0 skips the hooks (threads then start cold, as before).
+struct ThreadWarmup {
+  explicit ThreadWarmup(void (*hook)());
+};
+void warm_pool();
 void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, int64_t)>& f);
 
 struct CpuFeatures {

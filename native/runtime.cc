@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "alloc.h"
 #include "kernel_api.h"
 
 namespace kestrel {
@@ -108,7 +109,8 @@ const KernelEntry* kernel_table(size_t* count) {
 namespace {
 struct Slot {
   char* data = nullptr;
-  size_t bytes = 0;
+  size_t bytes = 0;  // what was asked for: views are checked against this, not the block's class
+  Block block;
   uint32_t generation = 0;
 };
 constexpr uint32_t kSlotBits = 22;  // up to 4M live blocks
@@ -120,21 +122,19 @@ uint32_t slots_used = 1;             // slot 0 is never handed out, so handle 0 
 size_t live_bytes = 0, live_blocks = 0;
 }  // namespace
 
+// Blocks come from the caching allocator (alloc.cc): reused, so contents are garbage unless zero.
 double storage_alloc(size_t bytes, bool zero) {
-  size_t rounded = (bytes + 63) & ~size_t(63);
-  if (rounded == 0) rounded = 64;
-  char* p = static_cast<char*>(std::aligned_alloc(64, rounded));
-  if (!p) throw KernelError("out of memory allocating " + std::to_string(bytes) + " bytes");
-  if (zero) std::memset(p, 0, rounded);
+  Block b = block_alloc(bytes, zero);
   std::lock_guard<std::mutex> lock(storage_mutex);
   if (!slots) slots = static_cast<Slot*>(std::calloc(kMaxSlots, sizeof(Slot)));
   uint32_t slot;
   if (!free_slots.empty()) { slot = free_slots.back(); free_slots.pop_back(); }
   else if (slots_used < kMaxSlots) slot = slots_used++;
-  else { std::free(p); throw KernelError("too many live storage blocks"); }
+  else { block_free(b); throw KernelError("too many live storage blocks"); }
   Slot& s = slots[slot];
-  s.data = p;
+  s.data = b.data;
   s.bytes = bytes;
+  s.block = b;
   s.generation = (s.generation + 1) & 0x7fffffff;
   live_bytes += bytes;
   live_blocks++;
@@ -152,14 +152,19 @@ static Slot& slot_of(double handle) {
 }
 
 void storage_free(double handle) {
-  std::lock_guard<std::mutex> lock(storage_mutex);
-  Slot& s = slot_of(handle);
-  std::free(s.data);
-  live_bytes -= s.bytes;
-  live_blocks--;
-  s.data = nullptr;
-  s.bytes = 0;
-  free_slots.push_back(uint32_t(uint64_t(handle) & (kMaxSlots - 1)));
+  Block b;
+  {
+    std::lock_guard<std::mutex> lock(storage_mutex);
+    Slot& s = slot_of(handle);
+    b = s.block;
+    live_bytes -= s.bytes;
+    live_blocks--;
+    s.data = nullptr;
+    s.bytes = 0;
+    s.block = Block();
+    free_slots.push_back(uint32_t(uint64_t(handle) & (kMaxSlots - 1)));
+  }
+  block_free(b);  // outside the slot lock: it may munmap
 }
 
 char* storage_lookup(double handle, size_t* bytes) {
@@ -174,6 +179,31 @@ size_t storage_live_blocks() { return live_blocks; }
 // ---------------------------------------------------------------- thread pool
 
 namespace {
+std::vector<void (*)()>& warmup_hooks() {
+  static std::vector<void (*)()> hooks;
+  return hooks;
+}
+
+bool warmup_enabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("KESTREL_WARMUP");
+    return !(env && std::strcmp(env, "0") == 0);
+  }();
+  return on;
+}
+
+// Hooks register during static initialisation, before any thread starts, so reads need no lock.
+void run_warmup_hooks() {
+  if (!warmup_enabled()) return;
+  for (auto hook : warmup_hooks()) {
+    try {
+      hook();
+    } catch (...) {
+      // a failed warm-up (out of memory) only means the first call pays instead
+    }
+  }
+}
+
 class ThreadPool {
  public:
   explicit ThreadPool(int n) { resize(n); }
@@ -227,6 +257,7 @@ class ThreadPool {
 
   void loop(int) {
     in_worker = true;
+    run_warmup_hooks();
     uint64_t seen = 0;
     for (;;) {
       // Spin briefly before sleeping: kernels come in quick succession during a forward pass.
@@ -281,6 +312,13 @@ ThreadPool& pool() {
   return p;
 }
 }  // namespace
+
+ThreadWarmup::ThreadWarmup(void (*hook)()) { warmup_hooks().push_back(hook); }
+
+void warm_pool() {
+  pool();
+  run_warmup_hooks();
+}
 
 int num_threads() { return pool().size(); }
 void set_num_threads(int n) { pool().resize(n < 1 ? 1 : n); }

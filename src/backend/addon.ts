@@ -35,6 +35,26 @@ export interface CudaMemStats {
   total: number;
 }
 
+/** The CPU caching allocator's counters (native/alloc.h AllocStats): bytes, blocks, counts. */
+export interface CpuAllocStats {
+  /** bytes of blocks held by live storages (size classes, so >= the storages' bytes) */
+  inUse: number;
+  /** bytes of freed blocks kept for reuse */
+  cached: number;
+  cachedBlocks: number;
+  /** cached bytes beyond this go back to the OS */
+  limit: number;
+  /** blocks obtained from the OS (malloc / mmap) since the process began */
+  osAllocs: number;
+  /** blocks returned to it */
+  osFrees: number;
+  /** requests served from the cache */
+  cacheHits: number;
+  enabled: boolean;
+  /** non-zeroed blocks are filled with 0xff bytes (NaN) */
+  poison: boolean;
+}
+
 export interface NativeAddon {
   alloc(bytes: number, zero: boolean): number;
   free(handle: number): void;
@@ -53,6 +73,12 @@ export interface NativeAddon {
   };
   setThreads(n: number): void;
   liveBytes(): number;
+  allocStats(): CpuAllocStats;
+  /** returns every cached block to the OS; the bytes released */
+  allocEmptyCache(): number;
+  allocConfigure(limitBytes: number, enabled: boolean, poison: boolean): void;
+  /** starts the thread pool and pre-faults each thread's packing buffers (KESTREL_WARMUP=0: no-op hooks) */
+  warmup(): void;
   args: Float64Array;
   kernels: string[];
 

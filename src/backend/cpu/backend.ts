@@ -1,7 +1,8 @@
-// The native CPU backend: storage blocks live in C++ (64-byte aligned, freed on release),
-// and each kernel is one packed call into the addon (../addon.ts loads it).
+// The native CPU backend: storage blocks live in C++ (64-byte aligned, from the caching allocator
+// of native/alloc.cc, returned to it on release), and each kernel is one packed call into the
+// addon (../addon.ts loads it).
 import { type DType, type TypedArray, assertArrayType, dtypeBytes, makeArray } from '../../tensor/dtype.js';
-import type { MemoryTag } from '../../tensor/memory.js';
+import { type MemoryTag, registerAllocator } from '../../tensor/memory.js';
 import { TWO_POW_32 } from '../../tensor/rng.js';
 import { Storage } from '../../tensor/storage.js';
 import {
@@ -106,6 +107,15 @@ export function createCpuBackend(): Backend | null {
   const addon = loadNative();
   if (!addon) return null;
   const packer = new Packer(addon);
+  registerAllocator('cpu', {
+    counts: () => {
+      const a = addon.allocStats();
+      return { cached: a.cached, reserved: a.inUse + a.cached, osAllocs: a.osAllocs };
+    },
+    emptyCache: () => addon.allocEmptyCache(),
+  });
+  // pool threads started and their packing buffers faulted in now, not inside the first matmuls
+  addon.warmup();
   return {
     name: 'cpu',
     alloc(dtype: DType, numel: number, tag: MemoryTag, zero: boolean): Storage {

@@ -2,7 +2,7 @@
 // table whose entries launch the kernels of native/cuda/kernels/ (compiled by NVRTC at first
 // use) or call cuBLASLt. Everything is queued on one stream; reads wait for it.
 import { type DType, type TypedArray, assertArrayType, dtypeBytes, makeArray } from '../../tensor/dtype.js';
-import { type MemoryTag, memory } from '../../tensor/memory.js';
+import { type MemoryTag, memory, registerAllocator } from '../../tensor/memory.js';
 import type { Storage } from '../../tensor/storage.js';
 import type { Backend, Kernels } from '../kernels.js';
 import { type CudaContext, cudaContext } from './context.js';
@@ -49,6 +49,13 @@ function allocate(ctx: CudaContext, bytes: number, zero: boolean): number {
 export function createCudaBackend(): Backend {
   const ctx = cudaContext();
   const { addon } = ctx;
+  registerAllocator('cuda', {
+    counts: () => {
+      const m = addon.cudaMemStats();
+      return { cached: m.reserved - m.allocated, reserved: m.reserved, osAllocs: m.driverAllocs };
+    },
+    emptyCache: () => addon.cudaEmptyCache(),
+  });
   return {
     name: 'cuda',
     alloc(dtype: DType, numel: number, tag: MemoryTag, zero: boolean): Storage {
