@@ -11,6 +11,7 @@
 // Run: node --import tsx bench/lora.ts [--configs smol135m,qwen05b] [--modes full,lora,qlora] [--no-peer]
 //      [--dtype fp32|bf16] [--worker --profile: one (config, mode) with k.profile's table of the timed steps]
 //      [--checkpointing full] (finetune's default; results to lora_checkpointing_full.json)
+//      [--optimizer-in-backward] (each weight updated as its gradient completes; results to lora[_checkpointing_full]_in_backward.json)
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -45,7 +46,7 @@ interface WorkerResult {
 }
 
 /** One (config, mode): builds the model, runs warm-up + timed steps, reports medians and peaks. */
-function worker(config: string, mode: Mode, steps: number, checkpointing: 'none' | 'full', dtype: 'fp32' | 'bf16', profile = false): WorkerResult {
+function worker(config: string, mode: Mode, steps: number, checkpointing: 'none' | 'full', dtype: 'fp32' | 'bf16', profile = false, inBackward = false): WorkerResult {
   const s = SHAPES[config];
   k.manualSeed(0);
   const model = new k.CausalLM(decoderConfig({
@@ -60,6 +61,8 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
   const autocast = dtype === 'bf16' ? 'bfloat16' : null;
   const trainable = model.parameters().filter((p) => p.requiresGrad).reduce((n, p) => n + p.numel, 0);
   const opt = new k.optim.AdamW(decayParamGroups(model, 0.01), { lr: 1e-4 });
+  // --optimizer-in-backward: each weight is updated as its gradient completes, which is freed
+  const early = inBackward ? new k.optim.OptimizerInBackward(opt) : null;
   model.train();
   const gen = new k.Generator(1);
   const times: number[] = [];
@@ -69,9 +72,12 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
     const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
     if (profile && i === 2) k.profile.start();
     const t0 = performance.now();
-    accumulateGradients(model, [batch], { autocast });
-    opt.step();
-    opt.zeroGrad();
+    if (early) early.step(() => accumulateGradients(model, [batch], { autocast }));
+    else {
+      accumulateGradients(model, [batch], { autocast });
+      opt.step();
+      opt.zeroGrad();
+    }
     if (i >= 2) times.push(performance.now() - t0);
   }
   if (profile) {
@@ -87,9 +93,10 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
   };
 }
 
-function runWorker(config: string, mode: Mode, steps: number, checkpointing: string, dtype: string): WorkerResult {
+function runWorker(config: string, mode: Mode, steps: number, checkpointing: string, dtype: string, inBackward: boolean): WorkerResult {
   const self = fileURLToPath(import.meta.url);
-  const r = spawnSync(process.execPath, ['--import', 'tsx', self, '--worker', '--configs', config, '--modes', mode, '--steps', String(steps), '--checkpointing', checkpointing, '--dtype', dtype], { encoding: 'utf8', maxBuffer: 16 << 20 });
+  const args = ['--worker', '--configs', config, '--modes', mode, '--steps', String(steps), '--checkpointing', checkpointing, '--dtype', dtype, ...(inBackward ? ['--optimizer-in-backward'] : [])];
+  const r = spawnSync(process.execPath, ['--import', 'tsx', self, ...args], { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (r.status !== 0) throw new Error(`${config} ${mode} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as WorkerResult;
 }
@@ -101,7 +108,9 @@ async function main(): Promise<void> {
     configs: { type: 'string', default: 'smol135m,qwen05b' }, modes: { type: 'string', default: 'full,lora,qlora' },
     steps: { type: 'string', default: '4' }, checkpointing: { type: 'string', default: 'none' },
     'no-peer': { type: 'boolean', default: false }, worker: { type: 'boolean', default: false }, dtype: { type: 'string' }, profile: { type: 'boolean', default: false },
+    'optimizer-in-backward': { type: 'boolean', default: false },
   } });
+  const inBackward = values['optimizer-in-backward'] === true;
   const names = values.configs!.split(',');
   const modes = values.modes!.split(',') as Mode[];
   const steps = Number(values.steps);
@@ -109,13 +118,13 @@ async function main(): Promise<void> {
   const dtype = (values.dtype ?? finetuneDtype(loadNative()?.info() ?? null).dtype) as 'fp32' | 'bf16';
   if (dtype !== 'fp32' && dtype !== 'bf16') throw new Error(`--dtype must be fp32 or bf16, got '${String(dtype)}'`);
   if (values.worker) {
-    process.stdout.write(JSON.stringify(worker(names[0], modes[0], steps, ckpt, dtype, values.profile)) + '\n');
+    process.stdout.write(JSON.stringify(worker(names[0], modes[0], steps, ckpt, dtype, values.profile, inBackward)) + '\n');
     return;
   }
   const rows: WorkerResult[] = [];
   for (const name of names)
     for (const mode of modes) {
-      const r = runWorker(name, mode, steps, ckpt, dtype);
+      const r = runWorker(name, mode, steps, ckpt, dtype, inBackward);
       rows.push(r);
       console.log(`${name} ${mode.padEnd(5)}: ${r.stepMs.toFixed(0)} ms/step, ${r.tokPerSec.toFixed(1)} tok/s, peak ${r.peakMB.total} MB (param ${r.peakMB.param}, grad ${r.peakMB.grad}, optimizer ${r.peakMB.optimizer}, activation ${r.peakMB.activation}), max RSS ${r.maxRssMB} MB`);
     }
@@ -170,8 +179,8 @@ async function main(): Promise<void> {
   }
   if (typeof peer === 'string') console.log(peer);
   // the headline run matches PyTorch's (no checkpointing); the finetune default goes to its own file
-  const path = writeResult(ckpt === 'none' ? 'lora' : `lora_checkpointing_${ckpt}`, {
-    threads: 'all cores (KESTREL_NUM_THREADS unset)', batch: BATCH, seq: SEQ, lora: LORA, checkpointing: ckpt, steps, dtype,
+  const path = writeResult(`lora${ckpt === 'none' ? '' : `_checkpointing_${ckpt}`}${inBackward ? '_in_backward' : ''}`, {
+    threads: 'all cores (KESTREL_NUM_THREADS unset)', batch: BATCH, seq: SEQ, lora: LORA, checkpointing: ckpt, optimizerInBackward: inBackward, steps, dtype,
     loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), rows, summary, peerRuns, peer: typeof peer === 'string' ? peer : 'torch_llama_bench.py --modes train,lora (r 16, alpha 32, fp32, 2 threads) and, under --dtype bf16, peers/torch_lora_bf16.py (bf16 autocast, fp32 or bf16 frozen weights); per row the fastest of those settings and of OpenBLAS auto / forced core type',
   });
   console.log(`wrote ${path}`);
