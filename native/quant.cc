@@ -263,6 +263,30 @@ int64_t tile_rows(int64_t rows, int64_t cols, int threads) {
   return std::max<int64_t>(round_up((rows + tiles - 1) / tiles, 16), 16);
 }
 
+// Runs tile(t, gemm_threads) for every t < tiles. One tile gets all threads (the GEMM threads
+// it); several run one per thread at a time, each writing its own columns of y.
+template <class F>
+void for_each_tile(int64_t tiles, int threads, F tile) {
+  if (tiles == 1) return tile(0, threads);
+  parallel_for(tiles, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; t++) tile(t, 1);
+  });
+}
+
+// Runs columns(k0, k1, gemm_threads) over `parts` disjoint ranges of [0, K) (multiples of 16
+// floats, so no two threads share a cache line of dx); one part gets all threads.
+template <class F>
+void for_each_column_part(int64_t K, int64_t parts, int threads, F columns) {
+  if (parts == 1) return columns(0, K, threads);
+  int64_t chunk = round_up((K + parts - 1) / parts, 16);
+  parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; p++) {
+      int64_t k0 = std::min(K, p * chunk), k1 = std::min(K, (p + 1) * chunk);
+      if (k0 < k1) columns(k0, k1, 1);
+    }
+  });
+}
+
 void forward(const QuantWeight& w, const Mat& x, const Mat& y) {
   int64_t M = x.rows, N = w.N, K = w.K;
   int threads = num_threads();
@@ -273,17 +297,13 @@ void forward(const QuantWeight& w, const Mat& x, const Mat& y) {
     decode_tile(w, n0, n1, 0, K, buf, K);
     gemm_detail::sgemm_on(gemm_threads, false, true, M, n1 - n0, K, 1.0f, x.f(), x.ld, buf, K, 0.0f, y.f() + n0, y.ld);
   };
-  // One tile: let sgemm thread it; several: one tile per thread at a time (disjoint columns of y).
-  if (tiles == 1) return tile(0, threads);
-  parallel_for(tiles, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; t++) tile(t, 1);
-  });
+  for_each_tile(tiles, threads, tile);
 }
 
 void backward(const QuantWeight& w, const Mat& dy, const Mat& dx) {
   int64_t M = dy.rows, N = w.N, K = w.K;
   int threads = num_threads();
-  // Threads own disjoint column ranges of dx (multiples of 16 floats) and walk all of W's rows.
+  // Threads own disjoint column ranges of dx and walk all of W's rows.
   int64_t parts = std::min<int64_t>(threads, std::max<int64_t>(K / 32, 1));
   auto columns = [&](int64_t k0, int64_t k1, int gemm_threads) {
     int64_t kw = k1 - k0, T = tile_rows(N, kw, 1);
@@ -299,14 +319,7 @@ void backward(const QuantWeight& w, const Mat& dy, const Mat& dx) {
     for (int64_t m = 0; m < M; m++) std::fill(dx.f() + m * dx.ld, dx.f() + m * dx.ld + K, 0.0f);
     return;
   }
-  if (parts == 1) return columns(0, K, threads);
-  int64_t chunk = round_up((K + parts - 1) / parts, 16);
-  parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; p++) {
-      int64_t k0 = std::min(K, p * chunk), k1 = std::min(K, (p + 1) * chunk);
-      if (k0 < k1) columns(k0, k1, 1);
-    }
-  });
+  for_each_column_part(K, parts, threads, columns);
 }
 
 // ---------------------------------------------------------------- half-precision x (bf16/fp16)
@@ -334,10 +347,7 @@ void forward_half(const QuantWeight& w, const Mat& x, const Mat& y) {
     const uint16_t* h = decode_half_tile(w, n0, n1, 0, K, x.dtype == F16);
     hgemm_on(gemm_threads, x.dtype, false, true, M, n1 - n0, K, x.h(), x.ld, h, K, false, y.h() + n0, y.dtype, y.ld);
   };
-  if (tiles == 1) return tile(0, threads);
-  parallel_for(tiles, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t t = begin; t < end; t++) tile(t, 1);
-  });
+  for_each_tile(tiles, threads, tile);
 }
 
 void backward_half(const QuantWeight& w, const Mat& dy, const Mat& dx) {
@@ -359,14 +369,7 @@ void backward_half(const QuantWeight& w, const Mat& dy, const Mat& dx) {
     for (int64_t m = 0; m < M; m++) std::fill(dx.h() + m * dx.ld, dx.h() + m * dx.ld + K, uint16_t(0));
     return;
   }
-  if (parts == 1) return columns(0, K, threads);
-  int64_t chunk = round_up((K + parts - 1) / parts, 16);
-  parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
-    for (int64_t p = begin; p < end; p++) {
-      int64_t k0 = std::min(K, p * chunk), k1 = std::min(K, (p + 1) * chunk);
-      if (k0 < k1) columns(k0, k1, 1);
-    }
-  });
+  for_each_column_part(K, parts, threads, columns);
 }
 
 }  // namespace
