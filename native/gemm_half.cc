@@ -6,21 +6,15 @@
 #include "gemm_half.h"
 
 #include <cpuid.h>
-#include <immintrin.h>
 
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <string>
 
+#include "ew_isa.h"
 #include "gemm.h"
 #include "kernel_api.h"
-
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-
-#define KESTREL_AVX512BW __attribute__((target("avx512f,avx512bw,avx512vl")))
-#define KESTREL_AVX2F16C __attribute__((target("avx2,fma,f16c")))
 
 namespace kestrel {
 namespace gemm_detail {
@@ -28,76 +22,16 @@ namespace {
 
 // ---------------------------------------------------------------- 16-bit <-> float32 rows
 
-KESTREL_AVX512BW void widen_avx512(const uint16_t* s, int64_t n, bool fp16, float* d) {
-  for (int64_t i = 0; i < n; i += 16) {
-    __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    __m256i h = _mm256_maskz_loadu_epi16(m, s + i);
-    __m512 f = fp16 ? _mm512_cvtph_ps(h) : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-    _mm512_mask_storeu_ps(d + i, m, f);
-  }
-}
-
-// Round to nearest even as f32_to_bf16 / f32_to_f16 do (NaN stays a quiet NaN with its sign).
-KESTREL_AVX512BW void narrow_avx512(const float* s, int64_t n, bool fp16, uint16_t* d) {
-  for (int64_t i = 0; i < n; i += 16) {
-    __mmask16 m = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
-    __m512 x = _mm512_maskz_loadu_ps(m, s + i);
-    __m256i h;
-    if (fp16) {
-      h = _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    } else {
-      __m512i u = _mm512_castps_si512(x), hi = _mm512_srli_epi32(u, 16);
-      __m512i r = _mm512_srli_epi32(
-          _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(hi, _mm512_set1_epi32(1)))), 16);
-      r = _mm512_mask_mov_epi32(r, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_or_si512(hi, _mm512_set1_epi32(0x40)));
-      h = _mm512_cvtepi32_epi16(r);
-    }
-    _mm256_mask_storeu_epi16(d + i, m, h);
-  }
-}
-
-KESTREL_AVX2F16C void widen_avx2(const uint16_t* s, int64_t n, bool fp16, float* d) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(s + i));
-    _mm256_storeu_ps(d + i, fp16 ? _mm256_cvtph_ps(h) : _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(h), 16)));
-  }
-  for (; i < n; i++) d[i] = fp16 ? f16_to_f32(s[i]) : bf16_to_f32(s[i]);
-}
-
-KESTREL_AVX2F16C void narrow_avx2(const float* s, int64_t n, bool fp16, uint16_t* d) {
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    __m256 x = _mm256_loadu_ps(s + i);
-    __m128i h;
-    if (fp16) {
-      h = _mm256_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    } else {
-      __m256i u = _mm256_castps_si256(x), hi = _mm256_srli_epi32(u, 16);
-      __m256i r = _mm256_srli_epi32(
-          _mm256_add_epi32(u, _mm256_add_epi32(_mm256_set1_epi32(0x7fff), _mm256_and_si256(hi, _mm256_set1_epi32(1)))), 16);
-      __m256i nan = _mm256_castps_si256(_mm256_cmp_ps(x, x, _CMP_UNORD_Q));
-      r = _mm256_blendv_epi8(r, _mm256_or_si256(hi, _mm256_set1_epi32(0x40)), nan);
-      __m256i p = _mm256_permute4x64_epi64(_mm256_packus_epi32(r, r), 0x08);  // lanes (0, 2): the 8 halves in order
-      h = _mm256_castsi256_si128(p);
-    }
-    _mm_storeu_si128(reinterpret_cast<__m128i*>(d + i), h);
-  }
-  for (; i < n; i++) d[i] = fp16 ? f32_to_f16(s[i]) : f32_to_bf16(s[i]);
-}
-
+// The elementwise kernels' conversions (ew_convert_impl.h, at the SIMD level cpu_features()
+// allows): nearest even, NaN kept quiet with its sign, as runtime.cc's scalar ones.
 void widen(const uint16_t* s, int64_t n, bool fp16, float* d) {
-  const CpuFeatures& f = cpu_features();
-  if (f.avx512bw) return widen_avx512(s, n, fp16, d);
-  if (f.avx2 && f.fma && f.f16c) return widen_avx2(s, n, fp16, d);
-  for (int64_t i = 0; i < n; i++) d[i] = fp16 ? f16_to_f32(s[i]) : bf16_to_f32(s[i]);
+  const ew::IsaTable& t = ew::isa();
+  (fp16 ? t.f16_to_f32 : t.bf16_to_f32)(s, d, n);
 }
 
 void narrow(const float* s, int64_t n, bool fp16, uint16_t* d) {
-  const CpuFeatures& f = cpu_features();
-  if (f.avx512bw) return narrow_avx512(s, n, fp16, d);
-  if (f.avx2 && f.fma && f.f16c) return narrow_avx2(s, n, fp16, d);
-  for (int64_t i = 0; i < n; i++) d[i] = fp16 ? f32_to_f16(s[i]) : f32_to_bf16(s[i]);
+  const ew::IsaTable& t = ew::isa();
+  (fp16 ? t.f32_to_f16 : t.f32_to_bf16)(s, d, n);
 }
 
 // ---------------------------------------------------------------- the convert path
