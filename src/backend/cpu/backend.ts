@@ -12,6 +12,7 @@ import {
 import { type NativeAddon, loadNative } from '../addon.js';
 import { type NativeView, Packer } from './native.js';
 import { packAdamW } from './optim.js';
+import { withHalfOperands } from './half_operands.js';
 
 class CpuStorage extends Storage {
   readonly backendName = 'cpu';
@@ -139,11 +140,12 @@ export function createCpuBackend(): Backend | null {
       if (storage.released) throw new Error('cpu backend: readFile into a disposed storage');
       addon.readFile(storage.handle, byteOffset, fd, position, bytes);
     },
-    kernels: makeKernels(packer),
+    kernels: withHalfOperands(makeKernels(packer), (n) => new CpuStorage(addon, addon.alloc(n * 4, false), 'float32', n, 'activation')),
     // matmul and quantLinear take bf16/fp16 operands (native/gemm_half.h: AMX, AVX-512 BF16 or
-    // converting while packing; float32 accumulation); elementwise and attention kernels do not
+    // converting while packing; float32 accumulation); the elementwise, norm, rope, softmax and
+    // attention kernels through float32 scratch (half_operands.ts)
     halfMatmul: true,
-    halfElementwise: false,
-    halfAttention: false,
+    halfElementwise: true,
+    halfAttention: true,
   };
 }
