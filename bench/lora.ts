@@ -140,10 +140,12 @@ async function main(): Promise<void> {
       if (r.out === null) peer = `PyTorch peer unavailable: ${r.why}`;
       else runs.push((JSON.parse(readFileSync(tmp, 'utf8')) as { results: PeerRow[] }).results.map((x) => ({ ...x, openblas_coretype: coretype ?? 'auto' })));
     }
-    // PyTorch's LoRA under bf16 autocast (with float32 and with bf16 frozen weights), run when Kestrel runs bf16
+    // PyTorch's LoRA under bf16 autocast (with float32 and with bf16 frozen weights), and its full
+    // fine-tuning under bf16 autocast, run when Kestrel runs bf16
+    const bf16Variants = [...(modes.some((m) => m !== 'full') ? ['autocast', 'bf16-base'] : []), ...(modes.includes('full') ? ['full-autocast'] : [])];
     if (dtype === 'bf16')
       for (const name of names)
-        for (const variant of ['autocast', 'bf16-base'])
+        for (const variant of bf16Variants)
           for (const coretype of [undefined, peerCoretype()]) {
             const r = runPeer(join(BENCH_DIR, 'peers', 'torch_lora_bf16.py'), ['--shared', SHARED_BENCH, '--config', SHAPES[name].torch, '--variant', variant, '--steps', String(steps)], undefined, coretype, { OMP_WAIT_POLICY: 'PASSIVE' });
             if (r.out !== null) runs.push([{ ...(JSON.parse(r.out.trim().split('\n').at(-1)!) as PeerRow), openblas_coretype: coretype ?? 'auto' }]);
@@ -167,6 +169,8 @@ async function main(): Promise<void> {
       config: name,
       loraVsTorchLoraTokPerSec: lora && tl ? lora.tokPerSec / tl.tokens_per_s : null,
       fullVsTorchTrainTokPerSec: full && tf ? full.tokPerSec / tf.tokens_per_s : null,
+      // against the fastest PyTorch full step's own peak RSS
+      fullRssOfTorchTrain: full && tf?.peak_rss_mib ? full.maxRssMB / tf.peak_rss_mib : null,
       loraPeakOfFull: lora && full ? lora.peakMB.total / full.peakMB.total : null,
       qloraPeakOfFull: qlora && full ? qlora.peakMB.total / full.peakMB.total : null,
       qloraStepOfLora: qlora && lora ? qlora.stepMs / lora.stepMs : null,
@@ -174,14 +178,14 @@ async function main(): Promise<void> {
     };
     summary.push(s);
     const f = (x: number | null, pct = false): string => (x === null ? '-' : pct ? `${(100 * x).toFixed(0)}%` : `${x.toFixed(2)}x`);
-    console.log(`\n${name}: LoRA vs PyTorch LoRA tok/s ${f(s.loraVsTorchLoraTokPerSec)} (target >= 2x); full vs PyTorch full ${f(s.fullVsTorchTrainTokPerSec)}`);
+    console.log(`\n${name}: LoRA vs PyTorch LoRA tok/s ${f(s.loraVsTorchLoraTokPerSec)} (target >= 2x); full vs PyTorch full ${f(s.fullVsTorchTrainTokPerSec)} (target >= 2x) at ${f(s.fullRssOfTorchTrain)} its peak RSS (target <= 0.6x)`);
     console.log(`  LoRA peak ${f(s.loraPeakOfFull, true)} of full (target <= 40%); QLoRA peak ${f(s.qloraPeakOfFull, true)} of full (target <= 25%) at ${f(s.qloraStepOfLora)} LoRA's step time (target <= 1.1x)`);
   }
   if (typeof peer === 'string') console.log(peer);
   // the headline run matches PyTorch's (no checkpointing); the finetune default goes to its own file
   const path = writeResult(`lora${ckpt === 'none' ? '' : `_checkpointing_${ckpt}`}${inBackward ? '_in_backward' : ''}`, {
     threads: 'all cores (KESTREL_NUM_THREADS unset)', batch: BATCH, seq: SEQ, lora: LORA, checkpointing: ckpt, optimizerInBackward: inBackward, steps, dtype,
-    loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), rows, summary, peerRuns, peer: typeof peer === 'string' ? peer : 'torch_llama_bench.py --modes train,lora (r 16, alpha 32, fp32, 2 threads) and, under --dtype bf16, peers/torch_lora_bf16.py (bf16 autocast, fp32 or bf16 frozen weights); per row the fastest of those settings and of OpenBLAS auto / forced core type',
+    loadavg: readFileSync('/proc/loadavg', 'utf8').trim(), rows, summary, peerRuns, peer: typeof peer === 'string' ? peer : 'torch_llama_bench.py --modes train,lora (r 16, alpha 32, fp32, 2 threads) and, under --dtype bf16, peers/torch_lora_bf16.py (bf16 autocast: LoRA with fp32 or bf16 frozen weights, full fine-tuning); per row the fastest of those settings and of OpenBLAS auto / forced core type',
   });
   console.log(`wrote ${path}`);
 }
