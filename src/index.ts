@@ -66,3 +66,4 @@ export { Trainer, type TrainerOptions } from './train/trainer.js';
 export * as lora from './lora/index.js';
 export * as quant from './quant/index.js';
 export * as profile from './profile/index.js';
+export * as embeddings from './embed/index.js';

@@ -1,0 +1,151 @@
+// A sentence embedding model (sentence-transformers' SentenceTransformer): a backbone's token
+// embeddings (BERT's last hidden state, or a decoder's final-norm hidden state) -> pooling ->
+// optional Dense -> optional L2 normalisation, with the tokenizer, the instruction prompts
+// (E5's "query: ", BGE/GTE task prompts) and the maximum sequence length that go with it.
+import { tensor } from '../ops/creation.js';
+import { unary } from '../ops/elementwise.js';
+import { Linear } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import type { InitOpts } from '../nn/init.js';
+import { BertModel } from '../models/bert.js';
+import type { CausalLM } from '../models/causal_lm.js';
+import type { Gpt2LMHeadModel } from '../models/gpt2.js';
+import { tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { type PoolingMode, pool } from './pooling.js';
+import { l2Normalize } from './similarity.js';
+
+export type Backbone = BertModel | CausalLM | Gpt2LMHeadModel;
+
+/** What the model needs of a tokenizer (a k.Tokenizer has it). */
+export interface TextTokenizer {
+  encode(text: string): number[];
+  readonly padTokenId: number | null;
+  readonly eosTokenId: number | null;
+}
+
+/** sentence-transformers' Dense: y = act(x Wᵀ + b), weights under `linear.` as it saves them. */
+export class Dense extends Module {
+  linear: Linear;
+  constructor(inFeatures: number, outFeatures: number, readonly activation: 'tanh' | 'identity', opts: InitOpts & { bias?: boolean } = {}) {
+    super();
+    this.linear = new Linear(inFeatures, outFeatures, opts);
+  }
+  forward(x: Tensor): Tensor {
+    const y = this.linear.forward(x);
+    return this.activation === 'tanh' ? unary('tanh', y) : y;
+  }
+}
+
+export interface EmbedderSettings {
+  pooling: PoolingMode;
+  /** false: prompt tokens are left out of the pooling (include_prompt) */
+  includePrompt: boolean;
+  normalize: boolean;
+  /** texts are cut to this many tokens (sentence_bert_config.json max_seq_length) */
+  maxSeqLength: number;
+  doLowerCase: boolean;
+  /** prompt name -> the text put before each input (config_sentence_transformers.json) */
+  prompts: Record<string, string>;
+  defaultPromptName: string | null;
+  similarityFnName: 'cosine' | 'dot' | 'euclidean' | 'manhattan';
+  /** which side the batches are padded on (tokenizer_config.json padding_side; default right) */
+  paddingSide: 'left' | 'right';
+}
+
+export const DEFAULT_SETTINGS: EmbedderSettings = {
+  pooling: 'mean', includePrompt: true, normalize: false, maxSeqLength: 512, doLowerCase: false,
+  prompts: {}, defaultPromptName: null, similarityFnName: 'cosine', paddingSide: 'right',
+};
+
+/** A tokenized, padded batch. */
+export interface TextBatch {
+  inputIds: number[][];
+  attentionMask: number[][];
+  /** tokens of the prompt at the start of each row (for includePrompt: false) */
+  promptLength: number;
+}
+
+/**
+ * A backbone with pooling, an optional Dense layer and normalisation.
+ * @example const emb = new SentenceEmbedder(bert, tokenizer, { pooling: 'cls', normalize: true }); emb.embed(['hello'])
+ */
+export class SentenceEmbedder extends Module {
+  readonly settings: EmbedderSettings;
+  /** the folder the backbone came from and its config.json (saving writes them back with the new weights) */
+  source: { dir: string; hfConfig: Record<string, unknown> } | null = null;
+  constructor(readonly backbone: Backbone, readonly tokenizer: TextTokenizer, settings: Partial<EmbedderSettings> = {}, public dense: Dense | null = null) {
+    super();
+    this.settings = { ...DEFAULT_SETTINGS, ...settings };
+  }
+
+  /** The backbone's hidden size (the pooled width before Dense). */
+  get hiddenSize(): number { return this.backbone.config.hiddenSize; }
+  /** The output embedding width. */
+  get dim(): number { return this.dense ? this.dense.linear.outFeatures : this.hiddenSize; }
+
+  /** The prompt text of a name (an error lists the known ones), or '' for none. */
+  promptText(name: string | null | undefined): string {
+    const n = name ?? this.settings.defaultPromptName;
+    if (n === null || n === undefined) return '';
+    if (!Object.hasOwn(this.settings.prompts, n)) throw new Error(`prompt '${n}' is not one of the model's prompts [${Object.keys(this.settings.prompts).join(', ')}]`);
+    return this.settings.prompts[n];
+  }
+
+  /** Token ids cut to maxSeqLength; a cut row keeps its final special token (the [SEP] / EOS the tokenizer appended). */
+  private ids(text: string): number[] {
+    const ids = this.tokenizer.encode(this.settings.doLowerCase ? text.toLowerCase() : text);
+    const max = this.settings.maxSeqLength;
+    if (ids.length <= max) return ids;
+    const plain = this.tokenizer.encode('');
+    const tail = plain.length && plain.at(-1) === ids.at(-1) ? [ids.at(-1)!] : [];
+    return [...ids.slice(0, max - tail.length), ...tail];
+  }
+
+  /** Tokenizes prompt + text for each text and pads to the longest row on settings.paddingSide. */
+  tokenize(texts: readonly string[], prompt = ''): TextBatch {
+    if (texts.length === 0) throw new Error('tokenize: no texts');
+    const rows = texts.map((t) => this.ids(prompt + t));
+    // the prompt's own tokens, without the trailing special token a tokenizer appends
+    const promptLength = prompt ? Math.max(0, this.ids(prompt).length - (this.tokenizer.encode('').length > 1 ? 1 : 0)) : 0;
+    const T = Math.max(...rows.map((r) => r.length));
+    const pad = this.tokenizer.padTokenId ?? this.tokenizer.eosTokenId ?? 0;
+    const left = this.settings.paddingSide === 'left';
+    const fill = (r: number[], v: (i: number) => number): number[] => {
+      const extra = new Array<number>(T - r.length).fill(v(-1));
+      return left ? [...extra, ...r.map((_, i) => v(i))] : [...r.map((_, i) => v(i)), ...extra];
+    };
+    return {
+      inputIds: rows.map((r) => fill(r, (i) => (i < 0 ? pad : r[i]))),
+      attentionMask: rows.map((r) => fill(r, (i) => (i < 0 ? 0 : 1))),
+      promptLength: this.settings.includePrompt || left ? 0 : promptLength,
+    };
+  }
+
+  /** Final hidden states [B, T, D] of the backbone. */
+  private tokenStates(batch: TextBatch): Tensor {
+    const backend = this.backbone.parameters()[0]?.backendName;
+    const ids = tensor(batch.inputIds, { dtype: 'int64', backend });
+    const mask = tensor(batch.attentionMask, { dtype: 'int64', backend });
+    const m = this.backbone;
+    if (m instanceof BertModel) return m.forward({ inputIds: ids, attentionMask: mask }).lastHiddenState;
+    return m.forward({ inputIds: ids, attentionMask: mask, outputHiddenStates: true, returnLogits: false }).hiddenStates.at(-1)!;
+  }
+
+  /**
+   * Sentence embeddings [B, dim] of a tokenized batch (autograd records it when gradients are on).
+   * @example const e = model.forward(model.tokenize(['a cat', 'a dog']))
+   */
+  forward(batch: TextBatch): Tensor {
+    return tidy(() => {
+      let e = pool(this.tokenStates(batch), batch.attentionMask, this.settings.pooling, { promptLength: batch.promptLength });
+      if (this.dense) e = this.dense.forward(e);
+      return this.settings.normalize ? l2Normalize(e) : e;
+    });
+  }
+
+  /** Embeddings of texts (one batch), with a prompt name's text put before each. */
+  embed(texts: readonly string[], promptName?: string | null): Tensor {
+    return this.forward(this.tokenize(texts, this.promptText(promptName)));
+  }
+}

@@ -1,0 +1,179 @@
+// sentence-transformers' folder layout, read and written (SentenceTransformer.save and each
+// module's save in sentence-transformers 5.x): the backbone's HF files and tokenizer at the root,
+// modules.json listing the module chain, sentence_bert_config.json (max_seq_length,
+// do_lower_case), config_sentence_transformers.json (prompts, default_prompt_name,
+// similarity_fn_name), 1_Pooling/config.json, 2_Dense/{config.json, model.safetensors} and an
+// empty N_Normalize/. A plain HF folder (no modules.json) loads as backbone + mean pooling.
+import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Json, readJson, writeJsonAtomic } from '../io/hf_folder.js';
+import { SafetensorsFile, saveSafetensors } from '../io/safetensors.js';
+import { loadPretrained, savePretrained, type LoadOptions } from '../models/load.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { shapeStr } from '../tensor/layout.js';
+import { type EmbedderSettings, Dense, SentenceEmbedder } from './model.js';
+import { POOLING_MODES, type PoolingMode } from './pooling.js';
+
+const ST = 'sentence_transformers.models.';
+/** The sentence-transformers release whose save() this layout follows. */
+export const ST_LAYOUT_VERSION = '5.1.2';
+const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.model', 'added_tokens.json'];
+const ACTIVATIONS: Record<string, 'tanh' | 'identity'> = { 'torch.nn.modules.activation.Tanh': 'tanh', 'torch.nn.modules.linear.Identity': 'identity' };
+/** Pooling/config.json's flag per mode, in the order sentence-transformers writes them */
+const MODE_KEYS: Record<string, PoolingMode | null> = {
+  pooling_mode_cls_token: 'cls', pooling_mode_mean_tokens: 'mean', pooling_mode_max_tokens: null,
+  pooling_mode_mean_sqrt_len_tokens: null, pooling_mode_weightedmean_tokens: 'weightedmean', pooling_mode_lasttoken: 'lasttoken',
+};
+
+interface ModuleEntry { idx: number; name: string; path: string; type: string }
+
+function readModules(file: string): ModuleEntry[] {
+  let v: unknown;
+  try {
+    v = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    throw new Error(`${file}: cannot read modules.json (${(e as Error).message})`);
+  }
+  if (!Array.isArray(v)) throw new Error(`${file}: expected an array of modules`);
+  return v.map((m: unknown, i) => {
+    const e = m as Partial<ModuleEntry> | null;
+    if (typeof e !== 'object' || e === null || typeof e.path !== 'string' || typeof e.type !== 'string')
+      throw new Error(`${file}: entry ${i} must be an object with string "path" and "type"`);
+    return { idx: e.idx ?? i, name: e.name ?? String(i), path: e.path, type: e.type };
+  });
+}
+
+/** The one pooling mode a Pooling/config.json turns on (an error names the file and the flags). */
+function readPooling(file: string): { mode: PoolingMode; includePrompt: boolean; dim: number } {
+  const c = readJson(file);
+  const on = Object.keys(MODE_KEYS).filter((k) => c[k] === true);
+  if (on.length !== 1) throw new Error(`${file}: exactly one pooling_mode_* must be true, got [${on.join(', ')}]`);
+  const mode = MODE_KEYS[on[0]];
+  if (!mode) throw new Error(`${file}: ${on[0]} is not supported (supported: cls, mean, weightedmean, lasttoken)`);
+  const dim = c.word_embedding_dimension;
+  if (typeof dim !== 'number') throw new Error(`${file}: word_embedding_dimension must be a number`);
+  return { mode, includePrompt: c.include_prompt !== false, dim };
+}
+
+function readDense(dir: string, opts: LoadOptions): Dense {
+  const file = join(dir, 'config.json');
+  const c = readJson(file);
+  const act = ACTIVATIONS[String(c.activation_function)];
+  if (!act) throw new Error(`${file}: activation_function ${JSON.stringify(c.activation_function)} is not supported (${Object.keys(ACTIVATIONS).join(', ')})`);
+  const [nIn, nOut] = [c.in_features, c.out_features];
+  if (typeof nIn !== 'number' || typeof nOut !== 'number') throw new Error(`${file}: in_features and out_features must be numbers`);
+  const weights = join(dir, 'model.safetensors');
+  if (!existsSync(weights)) throw new Error(`${dir}: no model.safetensors (pytorch_model.bin is not read; re-save the model with safe_serialization)`);
+  const dense = new Dense(nIn, nOut, act, { bias: c.bias !== false, backend: opts.backend });
+  using f = new SafetensorsFile(weights);
+  for (const [name, p] of dense.namedParameters()) {
+    if (!f.has(name)) throw new Error(`${weights}: missing tensor '${name}'`);
+    const shape = f.info(name).shape;
+    if (shape.length !== p.ndim || shape.some((s, i) => s !== p.shape[i])) throw new Error(`${weights}: '${name}' is ${shapeStr(shape)}, ${file} implies ${shapeStr(p.shape)}`);
+    f.readInto(name, p);
+  }
+  return dense;
+}
+
+function readOptional(file: string): Json {
+  return existsSync(file) ? readJson(file) : {};
+}
+
+/** Prompts, similarity and tokenization settings from the folder's config files. */
+function readSettings(dir: string, root: string): Partial<EmbedderSettings> {
+  const st = readOptional(join(dir, 'config_sentence_transformers.json'));
+  const sb = readOptional(join(root, 'sentence_bert_config.json'));
+  const tc = readOptional(join(root, 'tokenizer_config.json'));
+  const prompts: Record<string, string> = {};
+  for (const [k, v] of Object.entries((st.prompts as Json | undefined) ?? {}))
+    if (typeof v === 'string') prompts[k] = v;
+    else throw new Error(`${join(dir, 'config_sentence_transformers.json')}: prompts.${k} must be a string`);
+  const s: Partial<EmbedderSettings> = { prompts, defaultPromptName: typeof st.default_prompt_name === 'string' ? st.default_prompt_name : null };
+  if (typeof st.similarity_fn_name === 'string') s.similarityFnName = st.similarity_fn_name as EmbedderSettings['similarityFnName'];
+  if (typeof sb.max_seq_length === 'number') s.maxSeqLength = sb.max_seq_length;
+  else if (typeof tc.model_max_length === 'number' && tc.model_max_length < 1e6) s.maxSeqLength = tc.model_max_length;
+  if (sb.do_lower_case === true) s.doLowerCase = true;
+  if (tc.padding_side === 'left' || tc.padding_side === 'right') s.paddingSide = tc.padding_side;
+  return s;
+}
+
+export interface LoadEmbedderOptions extends LoadOptions {
+  /** pooling for a plain HF folder (default mean); a sentence-transformers folder's own pooling wins unless this is set */
+  pooling?: PoolingMode;
+  normalize?: boolean;
+}
+
+/**
+ * Loads a sentence-transformers folder, or any HF BERT / decoder folder as backbone + mean pooling.
+ * @example const model = await loadEmbedder('./bge-small-en-v1.5')
+ */
+export async function loadEmbedder(dir: string, opts: LoadEmbedderOptions = {}): Promise<SentenceEmbedder> {
+  if (opts.pooling && !POOLING_MODES.includes(opts.pooling)) throw new Error(`pooling must be one of ${POOLING_MODES.join(', ')}, got '${opts.pooling}'`);
+  const modulesFile = join(dir, 'modules.json');
+  const modules = existsSync(modulesFile) ? readModules(modulesFile) : [{ idx: 0, name: '0', path: '', type: `${ST}Transformer` }];
+  const settings: Partial<EmbedderSettings> = {};
+  let root = dir;
+  let dense: Dense | null = null;
+  modules.forEach((m, i) => {
+    const where = `${modulesFile}: module ${i} (${m.type})`;
+    const p = join(dir, m.path);
+    if ((i === 0) !== (m.type === `${ST}Transformer`)) throw new Error(`${where}: the first module, and only it, must be ${ST}Transformer`);
+    if (m.type === `${ST}Transformer`) root = p;
+    else if (m.type === `${ST}Pooling`) Object.assign(settings, (({ mode, includePrompt }) => ({ pooling: mode, includePrompt }))(readPooling(join(p, 'config.json'))));
+    else if (m.type === `${ST}Dense`) dense = readDense(p, opts);
+    else if (m.type === `${ST}Normalize`) settings.normalize = true;
+    else throw new Error(`${where}: not supported (Transformer, Pooling, Dense, Normalize)`);
+  });
+  const pre = await loadPretrained(root, opts);
+  if (!pre.tokenizer) {
+    pre.model.dispose();
+    throw new Error(`${root}: no tokenizer (tokenizer.json, vocab.txt, ...) beside the model; an embedding model needs one`);
+  }
+  const model = new SentenceEmbedder(pre.model, pre.tokenizer, {
+    ...readSettings(dir, root), ...settings,
+    ...(opts.pooling ? { pooling: opts.pooling } : {}), ...(opts.normalize !== undefined ? { normalize: opts.normalize } : {}),
+  }, dense);
+  model.source = { dir: root, hfConfig: pre.hfConfig };
+  return model;
+}
+
+/** The modules.json entries for a model, with each module's folder as sentence-transformers names it. */
+export function moduleEntries(model: SentenceEmbedder): ModuleEntry[] {
+  const types = ['Transformer', 'Pooling', ...(model.dense ? ['Dense'] : []), ...(model.settings.normalize ? ['Normalize'] : [])];
+  return types.map((t, idx) => ({ idx, name: String(idx), path: idx === 0 ? '' : `${idx}_${t}`, type: `${ST}${t}` }));
+}
+
+/**
+ * Writes the model so that `SentenceTransformer(dir)` (and loadEmbedder) loads it.
+ * @example saveEmbedder(model, './my-embedder')
+ */
+export function saveEmbedder(model: SentenceEmbedder, dir: string): void {
+  const src = model.source;
+  if (!src) throw new Error('saveEmbedder: the model has no source folder (its config.json and tokenizer files); load it with loadEmbedder');
+  const s = model.settings;
+  savePretrained(dir, { model: model.backbone, hfConfig: src.hfConfig });
+  for (const f of TOKENIZER_FILES) if (existsSync(join(src.dir, f)) && src.dir !== dir) copyFileSync(join(src.dir, f), join(dir, f));
+  writeJsonAtomic(join(dir, 'sentence_bert_config.json'), { max_seq_length: s.maxSeqLength, do_lower_case: s.doLowerCase });
+  writeJsonAtomic(join(dir, 'config_sentence_transformers.json'), {
+    model_type: 'SentenceTransformer', __version__: { sentence_transformers: ST_LAYOUT_VERSION },
+    prompts: s.prompts, default_prompt_name: s.defaultPromptName, similarity_fn_name: s.similarityFnName,
+  });
+  const entries = moduleEntries(model);
+  for (const e of entries.slice(1)) {
+    const p = join(dir, e.path);
+    mkdirSync(p, { recursive: true });
+    if (e.type === `${ST}Pooling`) {
+      const flags = Object.fromEntries(Object.entries(MODE_KEYS).map(([k, m]) => [k, m === s.pooling]));
+      writeJsonAtomic(join(p, 'config.json'), { word_embedding_dimension: model.hiddenSize, ...flags, include_prompt: s.includePrompt });
+    } else if (e.type === `${ST}Dense` && model.dense) {
+      const l = model.dense.linear;
+      writeJsonAtomic(join(p, 'config.json'), {
+        in_features: l.inFeatures, out_features: l.outFeatures, bias: l.bias !== null,
+        activation_function: model.dense.activation === 'tanh' ? 'torch.nn.modules.activation.Tanh' : 'torch.nn.modules.linear.Identity',
+      });
+      noGrad(() => saveSafetensors(join(p, 'model.safetensors'), Object.fromEntries(model.dense!.namedParameters()), { format: 'pt' }));
+    }
+  }
+  writeJsonAtomic(join(dir, 'modules.json'), entries);
+}
+
