@@ -5,4 +5,10 @@ export { SentenceEmbedder, Dense, DEFAULT_SETTINGS, type Backbone, type Embedder
 export { loadEmbedder, saveEmbedder, moduleEntries, ST_LAYOUT_VERSION, type LoadEmbedderOptions } from './st_folder.js';
 export { encode, type EncodeOptions } from './encode.js';
 export { l2Normalize, cosineMatrix, pairwiseCosine, pairwiseEuclidean, pairwiseAngle } from './similarity.js';
-export { mnrlLoss, tripletLoss, cosentLoss, angleLoss, contrastiveLoss, type MnrlOptions, type TripletOptions } from './losses.js';
+export { mnrlLoss, tripletLoss, cosentLoss, angleLoss, contrastiveLoss, matryoshkaLoss, type MnrlOptions, type TripletOptions } from './losses.js';
+export { gradCacheBackward, fullBatchBackward, type ColumnEmbedder } from './grad_cache.js';
+export { readPairs, pairExample, PairDataset, type PairExample, type PairFormat, type PairData } from './pairs.js';
+export {
+  embeddingStep, batchLoss, checkLossData, EmbeddingTrainee, LOSSES, LOSS_FORMAT, type LossName, type EmbedLossConfig, type EmbeddingStepOptions,
+} from './objective.js';
+export { evaluateRetrieval, evaluateSts, rankingMetrics, rankByScore, spearman, type RetrievalSet, type RetrievalOptions } from './evaluate.js';

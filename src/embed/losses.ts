@@ -7,7 +7,7 @@ import { add, div, mul, sub, unary, where } from '../ops/elementwise.js';
 import { cat } from '../ops/indexing.js';
 import { crossEntropy } from '../ops/loss.js';
 import { logsumexp, mean } from '../ops/reduce.js';
-import { reshape } from '../ops/view.js';
+import { narrow, reshape } from '../ops/view.js';
 import { shapeStr } from '../tensor/layout.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -151,4 +151,17 @@ export function contrastiveLoss(u: Tensor, v: Tensor, labels: readonly number[],
     const far = unary('relu', sub(margin, d));
     return mean(mul(add(mul(y, mul(d, d)), mul(sub(1, y), mul(far, far))), 0.5));
   });
+}
+
+/**
+ * Matryoshka representation learning (arXiv 2205.13147; MatryoshkaLoss): the weighted sum of a
+ * loss over the embeddings cut to each of several leading dimensions, so every prefix embeds alone.
+ * @example matryoshkaLoss([a, p], [64, 32, 16], (e) => mnrlLoss(e[0], e[1]))
+ */
+export function matryoshkaLoss(embeddings: readonly Tensor[], dims: readonly number[], loss: (e: Tensor[]) => Tensor, weights?: readonly number[]): Tensor {
+  const D = embeddings[0]?.shape[1] ?? 0;
+  if (dims.length === 0) throw new Error('matryoshkaLoss: no dims');
+  for (const d of dims) if (!Number.isInteger(d) || d < 1 || d > D) throw new Error(`matryoshkaLoss: dim ${d} must be an integer in [1, ${D}] (the embedding width)`);
+  if (weights && weights.length !== dims.length) throw new Error(`matryoshkaLoss: ${weights.length} weights for ${dims.length} dims`);
+  return tidy(() => dims.map((d, i) => mul(loss(embeddings.map((e) => narrow(e, 1, 0, d))), weights?.[i] ?? 1)).reduce((s, l) => add(s, l)));
 }

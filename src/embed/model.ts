@@ -64,6 +64,8 @@ export interface TextBatch {
   attentionMask: number[][];
   /** tokens of the prompt at the start of each row (for includePrompt: false) */
   promptLength: number;
+  /** BERT's segment ids (default all 0: one sentence per row, as the tokenizer gives) */
+  tokenTypeIds?: number[][];
 }
 
 /**
@@ -128,7 +130,10 @@ export class SentenceEmbedder extends Module {
     const ids = tensor(batch.inputIds, { dtype: 'int64', backend });
     const mask = tensor(batch.attentionMask, { dtype: 'int64', backend });
     const m = this.backbone;
-    if (m instanceof BertModel) return m.forward({ inputIds: ids, attentionMask: mask }).lastHiddenState;
+    if (m instanceof BertModel) {
+      const tokenTypeIds = batch.tokenTypeIds ? tensor(batch.tokenTypeIds, { dtype: 'int64', backend }) : null;
+      return m.forward({ inputIds: ids, attentionMask: mask, tokenTypeIds }).lastHiddenState;
+    }
     return m.forward({ inputIds: ids, attentionMask: mask, outputHiddenStates: true, returnLogits: false }).hiddenStates.at(-1)!;
   }
 
