@@ -42,7 +42,8 @@ export class EmbeddingTrainee extends Module {
   log_scale: Tensor | null = null;
   constructor(readonly embedder: SentenceEmbedder, cfg: EmbedLossConfig) {
     super();
-    if (cfg.learnableScale) this.log_scale = Parameter(tensor([Math.log(cfg.scale ?? 20)], { backend: embedder.parameters()[0]?.backendName }));
+    const like = embedder.parameters()[0];
+    if (cfg.learnableScale) this.log_scale = Parameter(tensor([Math.log(cfg.scale ?? 20)], { backend: like?.backendName, dtype: like?.dtype }));
   }
 }
 

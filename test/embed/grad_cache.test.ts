@@ -1,0 +1,39 @@
+// GradCache gives the gradients of the full-batch loss: every parameter's gradient (the model's
+// and the learnable scale's) after a cached MNRL step with chunks of 2 and of 4 (a ragged last
+// chunk) equals the one-forward step's; Matryoshka on top keeps that.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as k from '../../src/index.js';
+import { assertClose } from '../helpers.js';
+import { CAPITALS, COUNTRIES, PASSAGE, TRAIN_QUERY, tinyBertFolder } from './tiny_embedder.js';
+
+const E = k.embeddings;
+
+test('GradCache (chunks 2 and 4) gives the full batch gradients, with hard negatives, a learnable scale and Matryoshka', async () => {
+  // float64 on the reference backend: the two orders of summation agree to rounding, so the check can be tight
+  const model = await E.loadEmbedder(tinyBertFolder('kestrel-gc-'), { backend: 'ref', dtype: 'float64' });
+  const batch: k.embeddings.PairExample[] = COUNTRIES.slice(0, 6).map((c, i) => ({ texts: [TRAIN_QUERY(c), PASSAGE(CAPITALS[i]), PASSAGE(CAPITALS[(i + 7) % 16])], where: `row ${i}` }));
+  for (const cfg of [{ loss: 'mnrl', learnableScale: true, symmetric: true }, { loss: 'mnrl', matryoshka: [32, 8] }] as k.embeddings.EmbedLossConfig[]) {
+    const trainee = new E.EmbeddingTrainee(model, cfg);
+    const grads = (chunk: number): Map<string, Float64Array | null> => {
+      trainee.zeroGrad();
+      const step = E.embeddingStep(trainee, cfg, { gradCacheChunk: chunk });
+      step.accumulate([batch], {});
+      // BERT's pooler is not part of a pooled embedding: it gets no gradient either way
+      return new Map(trainee.namedParameters().map(([n, p]) => [n, p.grad ? Float64Array.from(p.grad.toTypedArray() as Float64Array) : null]));
+    };
+    const full = grads(0);
+    assert.ok([...full.values()].some((g) => g?.some((x) => x !== 0)), 'the full batch has gradients');
+    if (cfg.learnableScale) assert.ok(full.get('log_scale'), 'the learnable scale has a gradient');
+    for (const chunk of [2, 4]) {
+      const cached = grads(chunk);
+      for (const [name, g] of full) {
+        assert.equal(cached.get(name) === null, g === null, `${name}: a gradient in one run only`);
+        if (!g) continue;
+        const scale = g.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
+        assertClose(cached.get(name)!, g, { atol: 1e-10 * Math.max(scale, 1e-3), rtol: 1e-8, what: `${JSON.stringify(cfg)} chunk ${chunk}: ${name}` });
+      }
+    }
+  }
+  model.dispose();
+});
