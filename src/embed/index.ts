@@ -12,3 +12,4 @@ export {
   embeddingStep, batchLoss, checkLossData, EmbeddingTrainee, LOSSES, LOSS_FORMAT, type LossName, type EmbedLossConfig, type EmbeddingStepOptions,
 } from './objective.js';
 export { evaluateRetrieval, evaluateSts, rankingMetrics, rankByScore, spearman, type RetrievalSet, type RetrievalOptions } from './evaluate.js';
+export { trainEmbedder, type EmbedTrainOptions } from './train.js';

@@ -12,9 +12,14 @@ export const CAPITALS = ['paris', 'rome', 'madrid', 'berlin', 'oslo', 'stockholm
 const WORDS = ['what', 'is', 'the', 'capital', 'of', 'which', 'city', 'a', 'an', 'old', 'large', 'town', 'name', 'seat', 'government', 'in', 'where', 'has', 'its', 'main'];
 const SPECIAL = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]'];
 
-/** Training queries (one template) and held-out queries (other templates) for each fact, and the passages. */
-export const TRAIN_QUERY = (country: string): string => `what is the capital of ${country}`;
-export const HELDOUT_QUERY = (country: string): string => `which city is the seat of government in ${country}`;
+/** Training query templates, a held-out template (trained words in a new order) for each fact, and the passages. */
+export const TRAIN_QUERIES = [
+  (country: string): string => `what is the capital of ${country}`,
+  (country: string): string => `${country} capital city`,
+  (country: string): string => `the main city of ${country}`,
+];
+export const TRAIN_QUERY = TRAIN_QUERIES[0];
+export const HELDOUT_QUERY = (country: string): string => `which is the main capital city of ${country}`;
 export const PASSAGE = (city: string): string => `${city} is a large old city`;
 
 /** A folder with vocab.txt and a random BERT (hidden 32, 1 layer unless given) the loader reads. */

@@ -1,0 +1,71 @@
+// Contrastive training of an embedding model on the project's Trainer (its TrainStep hook):
+// AdamW with decoupled weight decay, linear decay after warm-up (sentence-transformers' default
+// schedule), optional LoRA on the backbone, periodic retrieval / STS evaluation in metrics.jsonl.
+import { AdamW } from '../optim/adamw.js';
+import { linear } from '../optim/schedules.js';
+import { decayParamGroups } from '../train/param_groups.js';
+import { type StepMetrics, Trainer } from '../train/trainer.js';
+import type { SentenceEmbedder } from './model.js';
+import { type EmbedLossConfig, EmbeddingTrainee, checkLossData, embeddingStep } from './objective.js';
+import { PairDataset, type PairExample, type PairFormat } from './pairs.js';
+
+export interface EmbedTrainOptions {
+  model: SentenceEmbedder;
+  examples: readonly PairExample[];
+  format: PairFormat;
+  loss: EmbedLossConfig;
+  batchSize: number;
+  maxSteps: number;
+  /** default 2e-5 (sentence-transformers' default; small models from scratch want ~1e-3) */
+  lr?: number;
+  weightDecay?: number;
+  /** warm-up steps before the linear decay (default 10% of maxSteps) */
+  warmup?: number;
+  clip?: number;
+  seed?: number;
+  gradCacheChunk?: number;
+  columnPrompts?: string[];
+  evaluate?: () => Record<string, number>;
+  evalEvery?: number;
+  outputDir?: string;
+  saveEvery?: number;
+  resumeFrom?: string;
+  progress?: boolean;
+}
+
+/**
+ * Trains the model in place; returns the per-step metrics (eval: the evaluation of that step, keys eval_*).
+ * @example await trainEmbedder({ model, examples, format: 'triplets', loss: { loss: 'mnrl' }, batchSize: 32, maxSteps: 200 })
+ */
+export async function trainEmbedder(o: EmbedTrainOptions): Promise<{ metrics: (StepMetrics & { eval?: Record<string, number> })[]; trainer: Trainer<PairExample[]> }> {
+  checkLossData(o.loss, o.format, o.examples[0]?.texts.length ?? 0);
+  const trainee = new EmbeddingTrainee(o.model, o.loss);
+  const lr = o.lr ?? 2e-5;
+  const optimizer = new AdamW(decayParamGroups(trainee, o.weightDecay ?? 0.01), { lr });
+  const evals = new Map<number, Record<string, number>>();
+  const evaluate = o.evaluate;
+  const step = embeddingStep(trainee, o.loss, {
+    gradCacheChunk: o.gradCacheChunk, columnPrompts: o.columnPrompts, evalEvery: o.evalEvery,
+    evaluate: evaluate && (() => {
+      const r = evaluate();
+      return Object.fromEntries(Object.entries(r).map(([k, v]) => [`eval_${k}`, v]));
+    }),
+  });
+  // the step's metrics go to metrics.jsonl through the Trainer; keep them for the caller too
+  const withEval = { ...step, metrics: (s: number) => {
+    const m = step.metrics?.(s) ?? null;
+    if (m) evals.set(s, m);
+    return m;
+  } };
+  const trainer = new Trainer<PairExample[]>({
+    model: trainee, data: new PairDataset(o.examples, o.seed ?? 0), step: withEval, optimizer,
+    schedule: linear(lr, o.warmup ?? Math.ceil(o.maxSteps / 10), o.maxSteps), batchSize: o.batchSize, maxSteps: o.maxSteps,
+    clip: o.clip ?? 1, outputDir: o.outputDir, saveEvery: o.saveEvery, resumeFrom: o.resumeFrom, progress: o.progress,
+  });
+  try {
+    const metrics = await trainer.train();
+    return { metrics: metrics.map((m) => ({ ...m, eval: evals.get(m.step) })), trainer };
+  } finally {
+    optimizer.dispose();
+  }
+}
