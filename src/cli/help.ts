@@ -23,6 +23,13 @@ const GENERATION: Flag[] = [
   DEVICE,
 ];
 
+const EMBED_MODEL: Flag[] = [
+  ['--pooling cls|mean|weightedmean|lasttoken', "pooling (default: the sentence-transformers folder's, else mean)"],
+  ['--normalize', 'L2-normalise the embeddings (adds a Normalize module)'],
+  ['--max-seq-length N', 'tokens per text (default: sentence_bert_config.json, else the tokenizer, else 512)'],
+  ['--quiet', 'no progress bar'],
+];
+
 const TRAIN: Flag[] = [
   ['--model DIR|config.json', 'a pretrained HF folder, or a config.json for a random init (required)'],
   ['--data FILE', 'JSONL / JSON / Parquet, repeatable (required)'],
@@ -91,6 +98,57 @@ export const HELP: Record<string, CommandHelp> = {
       DEVICE,
     ],
     example: 'kestrel finetune --model ./SmolLM2-135M --data chat.jsonl --output adapter/ --qlora --max-steps 200',
+  },
+  embed: {
+    usage: 'kestrel embed --model DIR --input texts.jsonl --output vectors.jsonl [flags]',
+    flags: [
+      ['--model DIR', 'a sentence-transformers folder, or any HF BERT / decoder folder (required)'],
+      ['--input FILE', 'JSONL, one {"text": ...} per line (required)'],
+      ['--output FILE', 'JSONL, one {"embedding": [...]} per input line, same order (required)'],
+      ...EMBED_MODEL,
+      ['--batch-size N', 'texts per forward (default 32)'],
+      ['--prompt-name NAME / --prompt TEXT', "a prompt from config_sentence_transformers.json, or literal text, put before each text (default: the model's default prompt, else none)"],
+      DEVICE,
+    ],
+    example: 'kestrel embed --model ./bge-small-en-v1.5 --input docs.jsonl --output vectors.jsonl --batch-size 64',
+  },
+  'embed-train': {
+    usage: 'kestrel embed-train --model DIR --data FILE --output DIR [--loss mnrl|triplet|cosent|angle|contrastive] [flags]',
+    flags: [
+      ['--model DIR', 'a sentence-transformers folder, or any HF BERT / decoder folder (required)'],
+      ['--data FILE', 'JSONL / JSON / Parquet, repeatable: {anchor, positive[, negative | negatives | negative_1..n]}, {sentence1, sentence2, score} or {sentence1, sentence2, label} (required)'],
+      ['--output DIR', 'metrics.jsonl, checkpoint-N/ and the trained model in sentence-transformers layout (required)'],
+      ['--loss NAME', 'mnrl (InfoNCE, in-batch + hard negatives), triplet, cosent, angle, contrastive (default mnrl)'],
+      ['--scale X / --learnable-scale', 'similarity scale of mnrl/cosent/angle (default 20); learnable: trains log(scale) for mnrl'],
+      ['--symmetric', 'mnrl: also rank anchors for each positive'],
+      ['--margin X / --distance euclidean|cosine', 'triplet (default 5, euclidean) and contrastive (default 0.5) margins'],
+      ['--matryoshka 768,512,256', 'sum the loss over the embeddings cut to these widths (default off)'],
+      ['--gradcache-chunk N', 'GradCache: the batch takes activation memory of N texts at a time, same gradients (default off)'],
+      ['--batch-size N / --max-steps N', 'rows per step (default 32) / steps (default one epoch)'],
+      ['--lr X / --warmup N / --weight-decay X / --clip X', 'defaults 2e-5 / 10% of the steps / 0.01 / 1; linear decay after warm-up'],
+      ['--query-prompt TEXT / --passage-prompt TEXT', 'put before anchors / other columns, saved as prompts "query" / "passage" (default none)'],
+      ['--eval-data FILE / --eval-every N', '{anchor, positive} rows: recall@1/5/10, MRR@10, NDCG@10; scored pairs: STS Spearman; logged as eval_* (default every 50 steps)'],
+      ['--lora', 'train LoRA adapters on the backbone (--lora-r 16, --lora-alpha r, --target all-linear); saved merged, the adapter in adapter/'],
+      ...EMBED_MODEL,
+      ['--save-every N / --seed N / --skip-bad-lines', 'checkpoint period (default off) / data order seed (default 0) / count bad rows instead of stopping'],
+      DEVICE,
+    ],
+    example: 'kestrel embed-train --model ./bge-small-en-v1.5 --data pairs.jsonl --output out/ --loss mnrl --matryoshka 384,256,128 --gradcache-chunk 16 --lora',
+  },
+  'embed-mine': {
+    usage: 'kestrel embed-mine --model DIR --data FILE --output FILE [--num-negatives 3] [--corpus texts.jsonl]',
+    flags: [
+      ['--model DIR', 'the embedding model that ranks the candidates (required)'],
+      ['--data FILE', '{anchor, positive} rows (required)'],
+      ['--output FILE', 'JSONL rows {anchor, positive, negative_1..k} (required)'],
+      ['--corpus FILE', 'JSONL {"text"} candidates (default: every distinct positive of the data)'],
+      ['--num-negatives N / --skip N', 'negatives per row (default 3) / top candidates to pass over first, often false negatives (default 0)'],
+      ['--query-prompt TEXT / --passage-prompt TEXT', 'put before anchors / candidates (default none)'],
+      ...EMBED_MODEL,
+      ['--batch-size N', 'texts per forward (default 32)'],
+      DEVICE,
+    ],
+    example: 'kestrel embed-mine --model ./bge-small-en-v1.5 --data pairs.jsonl --output hard.jsonl --num-negatives 3',
   },
   merge: {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',

@@ -6,6 +6,9 @@ import { trainCommand } from './train.js';
 import { finetuneCommand } from './finetune.js';
 import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
+import { embedCommand } from './embed.js';
+import { embedTrainCommand } from './embed_train.js';
+import { embedMineCommand } from './embed_mine.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -19,10 +22,13 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', run: finetuneCommand },
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
+  embed: { about: 'sentence embeddings: --model DIR --input texts.jsonl --output vectors.jsonl', run: embedCommand },
+  'embed-train': { about: 'contrastive training of an embedding model: --model DIR --data FILE --output DIR [--loss mnrl] [--lora]', run: embedTrainCommand },
+  'embed-mine': { about: 'hard negatives for {anchor, positive} rows: --model DIR --data FILE --output FILE [--num-negatives 3]', run: embedMineCommand },
 };
 
 function usage(): string {
-  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.about}`);
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(11)} ${c.about}`);
   return `usage: kestrel <command> [--device auto|cuda|cpu] [options]   (kestrel <command> --help for its flags; kestrel --version)\n\ncommands:\n${lines.join('\n')}\n\n--device: where tensors live (auto, the default: the GPU when one is usable, else the CPU; KESTREL_BACKEND=cpu|cuda|ref also sets it)\n`;
 }
 

@@ -111,3 +111,23 @@ export function evaluateSts(model: SentenceEmbedder, pairs: readonly (readonly [
   const b = encode(model, pairs.map((p) => p[1]), { normalize: true, batchSize: opts.batchSize });
   return { spearman: spearman(a.map((x, i) => dot(x, b[i])), pairs.map((p) => p[2])) };
 }
+
+/**
+ * A retrieval set from (anchor, positive, ...) rows: the anchors are the queries, every distinct
+ * positive and negative text a document, and a query's positive its relevant document.
+ * @example evaluateRetrieval(model, retrievalSetFromPairs(evalExamples))
+ */
+export function retrievalSetFromPairs(examples: readonly { texts: readonly string[] }[]): RetrievalSet {
+  const ids = new Map<string, string>();
+  const id = (t: string): string => ids.get(t) ?? (ids.set(t, `d${ids.size}`), `d${ids.size - 1}`);
+  const qrels: Record<string, string[]> = {};
+  examples.forEach((e, i) => {
+    qrels[`q${i}`] = [id(e.texts[1])];
+    e.texts.slice(2).forEach(id);
+  });
+  return {
+    queries: Object.fromEntries(examples.map((e, i) => [`q${i}`, e.texts[0]])),
+    corpus: Object.fromEntries([...ids].map(([t, d]) => [d, t])),
+    qrels,
+  };
+}

@@ -11,5 +11,6 @@ export { readPairs, pairExample, PairDataset, type PairExample, type PairFormat,
 export {
   embeddingStep, batchLoss, checkLossData, EmbeddingTrainee, LOSSES, LOSS_FORMAT, type LossName, type EmbedLossConfig, type EmbeddingStepOptions,
 } from './objective.js';
-export { evaluateRetrieval, evaluateSts, rankingMetrics, rankByScore, spearman, type RetrievalSet, type RetrievalOptions } from './evaluate.js';
+export { evaluateRetrieval, evaluateSts, retrievalSetFromPairs, rankingMetrics, rankByScore, spearman, type RetrievalSet, type RetrievalOptions } from './evaluate.js';
 export { trainEmbedder, type EmbedTrainOptions } from './train.js';
+export { mineHardNegatives, type MineOptions } from './mine.js';

@@ -21,6 +21,7 @@ import { onInterrupt, yieldToEventLoop } from './interrupt.js';
 import { type AccumulateOptions, type StepResult, type TrainStep, causalLMStep } from './step.js';
 import { decayParamGroups } from './param_groups.js';
 import { useOptimizerInBackward } from './in_backward.js';
+import { progressBar } from './progress.js';
 
 export interface StepMetrics {
   step: number;
@@ -280,9 +281,7 @@ export class Trainer<B = Batch> {
     const done = this.step - start;
     const rate = done / ((performance.now() - t0) / 1e3);
     const left = (this.o.maxSteps - this.step) / Math.max(rate, 1e-9);
-    const width = 24;
-    const filled = Math.round((width * this.step) / this.o.maxSteps);
-    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${this.step}/${this.o.maxSteps} loss ${m.loss.toFixed(4)} ${rate.toFixed(2)} it/s ${Math.round(m.tokens_per_sec)} tok/s ETA ${Math.round(left)}s `);
+    process.stderr.write(`\r${progressBar(this.step, this.o.maxSteps)} loss ${m.loss.toFixed(4)} ${rate.toFixed(2)} it/s ${Math.round(m.tokens_per_sec)} tok/s ETA ${Math.round(left)}s `);
   }
 
   /** Writes checkpoint-<step> (model, optimizer, trainer state) atomically. */

@@ -1,0 +1,96 @@
+// `kestrel embed-train --model DIR --data FILE --output DIR --loss mnrl|triplet|cosent|angle|contrastive
+// [--lora] [--matryoshka 768,512,256] [--gradcache-chunk N]`: contrastive training of an embedding
+// model on the Trainer; writes metrics.jsonl (with eval_* fields when --eval-data is given), and
+// the trained model in sentence-transformers' layout (LoRA merged; the adapter also in adapter/).
+import { existsSync, realpathSync } from 'node:fs';
+import { join } from 'node:path';
+import { evaluateRetrieval, evaluateSts, retrievalSetFromPairs } from '../embed/evaluate.js';
+import type { SentenceEmbedder } from '../embed/model.js';
+import { type EmbedLossConfig, LOSSES, type LossName } from '../embed/objective.js';
+import { type PairData, readPairs } from '../embed/pairs.js';
+import { saveEmbedder } from '../embed/st_folder.js';
+import { trainEmbedder } from '../embed/train.js';
+import { injectLora, mergeLora, saveAdapter } from '../lora/peft.js';
+import { EMBED_MODEL_FLAGS, embedderFromFlags } from './embed.js';
+import { loraFromFlags } from './finetune.js';
+import { numberFlag, parseFlags } from './flags.js';
+import { checkNumber } from '../io/check.js';
+
+const FLAGS = {
+  ...EMBED_MODEL_FLAGS, data: { type: 'string', multiple: true }, output: { type: 'string' }, loss: { type: 'string' },
+  'batch-size': { type: 'string' }, 'max-steps': { type: 'string' }, lr: { type: 'string' }, warmup: { type: 'string' },
+  'weight-decay': { type: 'string' }, clip: { type: 'string' }, seed: { type: 'string' }, scale: { type: 'string' },
+  'learnable-scale': { type: 'boolean' }, symmetric: { type: 'boolean' }, margin: { type: 'string' }, distance: { type: 'string' },
+  matryoshka: { type: 'string' }, 'gradcache-chunk': { type: 'string' }, 'query-prompt': { type: 'string' }, 'passage-prompt': { type: 'string' },
+  'eval-data': { type: 'string', multiple: true }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'skip-bad-lines': { type: 'boolean' },
+  lora: { type: 'boolean' }, 'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-dropout': { type: 'string' }, target: { type: 'string' }, rslora: { type: 'boolean' },
+} as const;
+
+type Values = Record<string, unknown>;
+
+function lossFromFlags(values: Values): EmbedLossConfig {
+  const loss = (values.loss as string | undefined) ?? 'mnrl';
+  if (!LOSSES.includes(loss as LossName)) throw new Error(`--loss must be one of ${LOSSES.join(', ')}, got '${loss}'`);
+  const distance = values.distance as string | undefined;
+  if (distance !== undefined && distance !== 'euclidean' && distance !== 'cosine') throw new Error(`--distance must be euclidean or cosine, got '${distance}'`);
+  const matryoshka = (values.matryoshka as string | undefined)?.split(',').map((d) => checkNumber(Number(d.trim() || NaN), { int: true, min: 1 }, '--matryoshka'));
+  return {
+    loss: loss as LossName, scale: numberFlag(values, 'scale', { above: 0 }), learnableScale: values['learnable-scale'] === true, symmetric: values.symmetric === true,
+    margin: numberFlag(values, 'margin', { min: 0 }), distance, matryoshka,
+  };
+}
+
+/** The --eval-data evaluation: retrieval over (anchor, positive) rows, or STS Spearman over scored / labelled pairs. */
+function evaluation(model: SentenceEmbedder, data: PairData, prompts: { query: string; passage: string }): () => Record<string, number> {
+  if (data.format === 'triplets') {
+    const set = retrievalSetFromPairs(data.examples);
+    return () => evaluateRetrieval(model, set, { queryPrompt: prompts.query, corpusPrompt: prompts.passage });
+  }
+  const pairs = data.examples.map((e) => [e.texts[0], e.texts[1], e.value!] as const);
+  return () => evaluateSts(model, pairs);
+}
+
+export async function embedTrainCommand(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, FLAGS);
+  if (!values.data?.length || !values.output) throw new Error('--data FILE and --output DIR are required');
+  if (values.model && existsSync(values.output) && realpathSync(values.output) === realpathSync(values.model))
+    throw new Error(`--output ${values.output} is the --model folder: saving would overwrite the base model; choose another output folder`);
+  const loss = lossFromFlags(values);
+  const lora = values.lora ? loraFromFlags(values) : null;
+  const int = (name: string): number | undefined => numberFlag(values, name, { int: true, min: 1 });
+  const data = await readPairs(values.data, { skipBadLines: values['skip-bad-lines'] === true });
+  const evalData = values['eval-data']?.length ? await readPairs(values['eval-data']) : null;
+  const model = await embedderFromFlags(values);
+  const quiet = values.quiet === true;
+  try {
+    const prompts = { query: (values['query-prompt'] as string | undefined) ?? '', passage: (values['passage-prompt'] as string | undefined) ?? '' };
+    // stored with the model (config_sentence_transformers.json), so encode({ promptName: 'query' }) reproduces training
+    if (prompts.query || prompts.passage) Object.assign(model.settings.prompts, prompts);
+    if (lora) {
+      const layers = injectLora(model.backbone, lora);
+      if (!quiet) process.stderr.write(`LoRA r ${lora.r} alpha ${lora.alpha} on ${layers.length} layers of the backbone\n`);
+    }
+    const batchSize = int('batch-size') ?? 32;
+    const { metrics } = await trainEmbedder({
+      model, examples: data.examples, format: data.format, loss, batchSize,
+      maxSteps: int('max-steps') ?? Math.ceil(data.examples.length / batchSize), lr: numberFlag(values, 'lr', { above: 0 }),
+      warmup: numberFlag(values, 'warmup', { int: true, min: 0 }), weightDecay: numberFlag(values, 'weight-decay', { min: 0 }),
+      clip: numberFlag(values, 'clip', { min: 0 }), seed: numberFlag(values, 'seed', { int: true, min: 0 }), gradCacheChunk: int('gradcache-chunk'),
+      // the anchor (or sentence1) gets the query prompt, the other columns the passage prompt
+      columnPrompts: data.format === 'triplets' ? [prompts.query, ...data.examples[0].texts.slice(1).map(() => prompts.passage)] : undefined,
+      evaluate: evalData ? evaluation(model, evalData, prompts) : undefined, evalEvery: int('eval-every') ?? (evalData ? 50 : undefined),
+      outputDir: values.output, saveEvery: int('save-every'), progress: !quiet && process.stderr.isTTY,
+    });
+    if (lora) {
+      saveAdapter(model.backbone, join(values.output, 'adapter'), lora, { baseModel: values.model });
+      mergeLora(model.backbone);
+    }
+    saveEmbedder(model, values.output);
+    const last = metrics.at(-1);
+    const evals = [...metrics].reverse().find((m) => m.eval)?.eval;
+    process.stdout.write(`trained ${metrics.length} steps${last ? `, loss ${last.loss.toFixed(4)}` : ''}${evals ? `, ${Object.entries(evals).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(' ')}` : ''}; sentence-transformers model saved to ${values.output}\n`);
+  } finally {
+    model.dispose();
+  }
+  return 0;
+}
