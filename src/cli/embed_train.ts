@@ -1,13 +1,11 @@
 // `kestrel embed-train --model DIR --data FILE --output DIR --loss mnrl|triplet|cosent|angle|contrastive
 // [--lora] [--matryoshka 768,512,256] [--gradcache-chunk N]`: contrastive training of an embedding
-// model on the Trainer; writes metrics.jsonl (with eval_* fields when --eval-data is given), and
+// model on the Trainer; writes metrics.jsonl (and eval.jsonl when --eval-data is given), and
 // the trained model in sentence-transformers' layout (LoRA merged; the adapter also in adapter/).
 import { existsSync, realpathSync } from 'node:fs';
 import { join } from 'node:path';
-import { evaluateRetrieval, evaluateSts, retrievalSetFromPairs } from '../embed/evaluate.js';
-import type { SentenceEmbedder } from '../embed/model.js';
 import { type EmbedLossConfig, LOSSES, type LossName } from '../embed/objective.js';
-import { type PairData, readPairs } from '../embed/pairs.js';
+import { readPairs } from '../embed/pairs.js';
 import { saveEmbedder } from '../embed/st_folder.js';
 import { trainEmbedder } from '../embed/train.js';
 import { injectLora, mergeLora, saveAdapter } from '../lora/peft.js';
@@ -40,16 +38,6 @@ function lossFromFlags(values: Values): EmbedLossConfig {
   };
 }
 
-/** The --eval-data evaluation: retrieval over (anchor, positive) rows, or STS Spearman over scored / labelled pairs. */
-function evaluation(model: SentenceEmbedder, data: PairData, prompts: { query: string; passage: string }): () => Record<string, number> {
-  if (data.format === 'triplets') {
-    const set = retrievalSetFromPairs(data.examples);
-    return () => evaluateRetrieval(model, set, { queryPrompt: prompts.query, corpusPrompt: prompts.passage });
-  }
-  const pairs = data.examples.map((e) => [e.texts[0], e.texts[1], e.value!] as const);
-  return () => evaluateSts(model, pairs);
-}
-
 export async function embedTrainCommand(argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, FLAGS);
   if (!values.data?.length || !values.output) throw new Error('--data FILE and --output DIR are required');
@@ -71,14 +59,15 @@ export async function embedTrainCommand(argv: string[]): Promise<number> {
       if (!quiet) process.stderr.write(`LoRA r ${lora.r} alpha ${lora.alpha} on ${layers.length} layers of the backbone\n`);
     }
     const batchSize = int('batch-size') ?? 32;
-    const { metrics } = await trainEmbedder({
+    if (evalData && evalData.format !== data.format) throw new Error(`--eval-data holds ${evalData.format} rows, --data ${data.format} rows; evaluation needs the same kind`);
+    const { metrics, evals } = await trainEmbedder({
       model, examples: data.examples, format: data.format, loss, batchSize,
       maxSteps: int('max-steps') ?? Math.ceil(data.examples.length / batchSize), lr: numberFlag(values, 'lr', { above: 0 }),
       warmup: numberFlag(values, 'warmup', { int: true, min: 0 }), weightDecay: numberFlag(values, 'weight-decay', { min: 0 }),
       clip: numberFlag(values, 'clip', { min: 0 }), seed: numberFlag(values, 'seed', { int: true, min: 0 }), gradCacheChunk: int('gradcache-chunk'),
       // the anchor (or sentence1) gets the query prompt, the other columns the passage prompt
       columnPrompts: data.format === 'triplets' ? [prompts.query, ...data.examples[0].texts.slice(1).map(() => prompts.passage)] : undefined,
-      evaluate: evalData ? evaluation(model, evalData, prompts) : undefined, evalEvery: int('eval-every') ?? (evalData ? 50 : undefined),
+      evalExamples: evalData?.examples, evalEvery: int('eval-every') ?? (evalData ? 50 : undefined),
       outputDir: values.output, saveEvery: int('save-every'), progress: !quiet && process.stderr.isTTY,
     });
     if (lora) {
@@ -87,8 +76,8 @@ export async function embedTrainCommand(argv: string[]): Promise<number> {
     }
     saveEmbedder(model, values.output);
     const last = metrics.at(-1);
-    const evals = [...metrics].reverse().find((m) => m.eval)?.eval;
-    process.stdout.write(`trained ${metrics.length} steps${last ? `, loss ${last.loss.toFixed(4)}` : ''}${evals ? `, ${Object.entries(evals).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(' ')}` : ''}; sentence-transformers model saved to ${values.output}\n`);
+    const ev = evals.at(-1)?.metrics;
+    process.stdout.write(`trained ${metrics.length} steps${last ? `, loss ${last.loss.toFixed(4)}` : ''}${ev ? `, eval ${Object.entries(ev).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(' ')}` : ''}; sentence-transformers model saved to ${values.output}\n`);
   } finally {
     model.dispose();
   }

@@ -9,8 +9,8 @@ export { mnrlLoss, tripletLoss, cosentLoss, angleLoss, contrastiveLoss, matryosh
 export { gradCacheBackward, fullBatchBackward, type ColumnEmbedder } from './grad_cache.js';
 export { readPairs, pairExample, PairDataset, type PairExample, type PairFormat, type PairData } from './pairs.js';
 export {
-  embeddingStep, batchLoss, checkLossData, EmbeddingTrainee, LOSSES, LOSS_FORMAT, type LossName, type EmbedLossConfig, type EmbeddingStepOptions,
+  embeddingStep, evalMetrics, batchLoss, checkLossData, EmbeddingTrainee, LOSSES, LOSS_FORMAT, type LossName, type EmbedLossConfig, type EmbeddingStepOptions,
 } from './objective.js';
 export { evaluateRetrieval, evaluateSts, retrievalSetFromPairs, rankingMetrics, rankByScore, spearman, type RetrievalSet, type RetrievalOptions } from './evaluate.js';
-export { trainEmbedder, type EmbedTrainOptions } from './train.js';
+export { trainEmbedder, type EmbedTrainOptions, type EvalRecord } from './train.js';
 export { mineHardNegatives, type MineOptions } from './mine.js';

@@ -6,7 +6,11 @@ import { Module, Parameter } from '../nn/module.js';
 import { tensor } from '../ops/creation.js';
 import { autocast } from '../tensor/autocast.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { TrainStep } from '../train/trainer.js';
+import type { TrainStep } from '../train/step.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { tidy } from '../tensor/scope.js';
+import { item } from '../ops/transfer.js';
+import { evaluateRetrieval, evaluateSts, retrievalSetFromPairs } from './evaluate.js';
 import { fullBatchBackward, gradCacheBackward } from './grad_cache.js';
 import { angleLoss, contrastiveLoss, cosentLoss, matryoshkaLoss, mnrlLoss, tripletLoss } from './losses.js';
 import type { SentenceEmbedder } from './model.js';
@@ -71,9 +75,19 @@ export interface EmbeddingStepOptions {
   gradCacheChunk?: number;
   /** a prompt text per column (e.g. "query: " for the anchors, "passage: " for the rest) */
   columnPrompts?: string[];
-  /** an evaluation whose numbers join the step's metrics.jsonl line, every evalEvery steps */
-  evaluate?: () => Record<string, number>;
-  evalEvery?: number;
+  /** the eval metrics of held-out examples (default: evalMetrics, retrieval or STS by the data's format) */
+  evaluator?: (examples: PairExample[]) => Record<string, number>;
+}
+
+/**
+ * Held-out rows' metrics: (anchor, positive) rows as a retrieval task (the anchors query every
+ * distinct positive / negative text; recall@k, MRR@10, NDCG@10), scored or labelled pairs as STS
+ * (Spearman of the cosine against the score).
+ */
+export function evalMetrics(model: SentenceEmbedder, examples: readonly PairExample[], columnPrompts: readonly string[] = []): Record<string, number> {
+  if (examples[0]?.value === undefined)
+    return evaluateRetrieval(model, retrievalSetFromPairs(examples), { queryPrompt: columnPrompts[0] ?? '', corpusPrompt: columnPrompts[1] ?? '' });
+  return evaluateSts(model, examples.map((e) => [e.texts[0], e.texts[1], e.value!] as const));
 }
 
 /**
@@ -82,17 +96,20 @@ export interface EmbeddingStepOptions {
  */
 export function embeddingStep(t: EmbeddingTrainee, cfg: EmbedLossConfig, o: EmbeddingStepOptions = {}): TrainStep<PairExample[]> {
   const model = t.embedder;
+  let tokens = 0;
+  /** column c's texts embedded with its prompt, counting the tokens */
+  const embed = (texts: string[], c: number): Tensor => {
+    const b = model.tokenize(texts, o.columnPrompts?.[c] ?? '');
+    tokens += b.attentionMask.reduce((n, r) => n + r.reduce((s, v) => s + v, 0), 0);
+    return model.forward(b);
+  };
+  const columnsOf = (batch: readonly PairExample[]): string[][] => batch[0].texts.map((_, c) => batch.map((x) => x.texts[c]));
   return {
     accumulate(micro, opts) {
       let total = 0;
-      let tokens = 0;
+      tokens = 0;
       for (const batch of micro) {
-        const columns = batch[0].texts.map((_, c) => batch.map((x) => x.texts[c]));
-        const embed = (texts: string[], c: number): Tensor => {
-          const b = model.tokenize(texts, o.columnPrompts?.[c] ?? '');
-          tokens += b.attentionMask.reduce((n, r) => n + r.reduce((s, v) => s + v, 0), 0);
-          return model.forward(b);
-        };
+        const columns = columnsOf(batch);
         // each micro-batch's mean loss weighs 1 / micro.length of the step (and the fp16 loss scale)
         const weight = (opts.lossScale ?? 1) / micro.length;
         const loss = (e: Tensor[]): Tensor => {
@@ -106,6 +123,13 @@ export function embeddingStep(t: EmbeddingTrainee, cfg: EmbedLossConfig, o: Embe
       // embeddings are counted once per forward; GradCache's re-forward counts its tokens twice, as it computes them twice
       return { loss: total, tokens };
     },
-    metrics: (step) => (o.evaluate && o.evalEvery && step % o.evalEvery === 0 ? o.evaluate() : null),
+    // the Trainer runs this on evalData every evalEvery steps and logs it in eval.jsonl (eval_ prefix)
+    evaluate(batches) {
+      const all = [...batches];
+      let sum = 0;
+      for (const batch of all) sum += noGrad(() => tidy(() => item(batchLoss(cfg, columnsOf(batch).map(embed), batch, t.log_scale))));
+      const examples = all.flat();
+      return { loss: sum / Math.max(all.length, 1), metrics: o.evaluator ? o.evaluator(examples) : evalMetrics(model, examples, o.columnPrompts) };
+    },
   };
 }

@@ -25,46 +25,43 @@ export interface EmbedTrainOptions {
   seed?: number;
   gradCacheChunk?: number;
   columnPrompts?: string[];
-  evaluate?: () => Record<string, number>;
+  /** held-out rows evaluated every evalEvery steps (evalMetrics: retrieval or STS) into eval.jsonl */
+  evalExamples?: readonly PairExample[];
   evalEvery?: number;
+  evaluator?: (examples: PairExample[]) => Record<string, number>;
   outputDir?: string;
   saveEvery?: number;
   resumeFrom?: string;
   progress?: boolean;
 }
 
+/** One evaluation: the step it ran after, the held-out loss and the metrics (eval.jsonl's line without the eval_ prefix). */
+export interface EvalRecord {
+  step: number;
+  loss: number;
+  metrics: Record<string, number>;
+}
+
 /**
- * Trains the model in place; returns the per-step metrics (eval: the evaluation of that step, keys eval_*).
+ * Trains the model in place; returns the per-step metrics and every evaluation.
  * @example await trainEmbedder({ model, examples, format: 'triplets', loss: { loss: 'mnrl' }, batchSize: 32, maxSteps: 200 })
  */
-export async function trainEmbedder(o: EmbedTrainOptions): Promise<{ metrics: (StepMetrics & { eval?: Record<string, number> })[]; trainer: Trainer<PairExample[]> }> {
+export async function trainEmbedder(o: EmbedTrainOptions): Promise<{ metrics: StepMetrics[]; evals: EvalRecord[]; trainer: Trainer<PairExample[]> }> {
   checkLossData(o.loss, o.format, o.examples[0]?.texts.length ?? 0);
   const trainee = new EmbeddingTrainee(o.model, o.loss);
   const lr = o.lr ?? 2e-5;
   const optimizer = new AdamW(decayParamGroups(trainee, o.weightDecay ?? 0.01), { lr });
-  const evals = new Map<number, Record<string, number>>();
-  const evaluate = o.evaluate;
-  const step = embeddingStep(trainee, o.loss, {
-    gradCacheChunk: o.gradCacheChunk, columnPrompts: o.columnPrompts, evalEvery: o.evalEvery,
-    evaluate: evaluate && (() => {
-      const r = evaluate();
-      return Object.fromEntries(Object.entries(r).map(([k, v]) => [`eval_${k}`, v]));
-    }),
-  });
-  // the step's metrics go to metrics.jsonl through the Trainer; keep them for the caller too
-  const withEval = { ...step, metrics: (s: number) => {
-    const m = step.metrics?.(s) ?? null;
-    if (m) evals.set(s, m);
-    return m;
-  } };
+  const evals: EvalRecord[] = [];
   const trainer = new Trainer<PairExample[]>({
-    model: trainee, data: new PairDataset(o.examples, o.seed ?? 0), step: withEval, optimizer,
+    model: trainee, data: new PairDataset(o.examples, o.seed ?? 0), optimizer,
+    step: embeddingStep(trainee, o.loss, { gradCacheChunk: o.gradCacheChunk, columnPrompts: o.columnPrompts, evaluator: o.evaluator }),
+    evalData: o.evalExamples ? new PairDataset(o.evalExamples, 0) : null, evalEvery: o.evalEvery,
+    onEval: (r) => evals.push({ step: r.step, loss: r.loss, metrics: r.metrics ?? {} }),
     schedule: linear(lr, o.warmup ?? Math.ceil(o.maxSteps / 10), o.maxSteps), batchSize: o.batchSize, maxSteps: o.maxSteps,
     clip: o.clip ?? 1, outputDir: o.outputDir, saveEvery: o.saveEvery, resumeFrom: o.resumeFrom, progress: o.progress,
   });
   try {
-    const metrics = await trainer.train();
-    return { metrics: metrics.map((m) => ({ ...m, eval: evals.get(m.step) })), trainer };
+    return { metrics: await trainer.train(), evals, trainer };
   } finally {
     optimizer.dispose();
   }

@@ -13,30 +13,31 @@ import { CAPITALS, COUNTRIES, PASSAGE, TRAIN_QUERIES, tinyBertFolder } from './t
 
 const E = k.embeddings;
 const heldOut = (i: number): number => i % TRAIN_QUERIES.length;
-const SET: k.embeddings.RetrievalSet = {
-  queries: Object.fromEntries(COUNTRIES.map((c, i) => [`q${i}`, TRAIN_QUERIES[heldOut(i)](c)])),
-  corpus: Object.fromEntries(CAPITALS.map((c, i) => [`d${i}`, PASSAGE(c)])),
-  qrels: Object.fromEntries(COUNTRIES.map((_, i) => [`q${i}`, [`d${i}`]])),
-};
+/** each fact's held-out query with its passage: a retrieval task over the 16 passages */
+const HELD_OUT: k.embeddings.PairExample[] = COUNTRIES.map((c, i) => ({ texts: [TRAIN_QUERIES[heldOut(i)](c), PASSAGE(CAPITALS[i])], where: `held-out ${i}` }));
+const SET = E.retrievalSetFromPairs(HELD_OUT);
 const EXAMPLES: k.embeddings.PairExample[] = TRAIN_QUERIES.flatMap((q, t) =>
   COUNTRIES.flatMap((c, i) => (heldOut(i) === t ? [] : [{ texts: [q(c), PASSAGE(CAPITALS[i])], where: `fact ${i}` }])));
 
-test('full fine-tuning with MNRL: held-out recall@1 rises from chance to near 1, logged in metrics.jsonl', async () => {
+test('full fine-tuning with MNRL: held-out recall@1 rises from chance to near 1, logged in eval.jsonl', async () => {
   const model = await E.loadEmbedder(tinyBertFolder('kestrel-rt-'));
   const before = E.evaluateRetrieval(model, SET)['recall@1'];
   const out = mkdtempSync(join(tmpdir(), 'kestrel-rt-out-'));
-  const { metrics } = await E.trainEmbedder({
+  assert.deepEqual(Object.keys(SET.corpus).length, 16);
+  const { evals } = await E.trainEmbedder({
     model, examples: EXAMPLES, format: 'triplets', loss: { loss: 'mnrl' }, batchSize: 16, maxSteps: 60, lr: 2e-2,
-    evaluate: () => E.evaluateRetrieval(model, SET), evalEvery: 30, outputDir: out,
+    evalExamples: HELD_OUT, evalEvery: 30, outputDir: out,
   });
-  const after = metrics.at(-1)!.eval!['eval_recall@1'];
+  const after = evals.at(-1)!.metrics['recall@1'];
+  assert.equal(after, E.evaluateRetrieval(model, SET)['recall@1'], 'the logged evaluation is the retrieval task');
   assert.ok(before <= 0.25, `recall@1 before training is ${before}, expected near chance (1/16)`);
   assert.ok(after >= 0.9 && after - before >= 0.6, `recall@1 ${before} -> ${after}`);
-  const lines = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
-  assert.equal(lines.length, 60);
-  assert.deepEqual(lines.filter((l) => 'eval_recall@1' in l).map((l) => l.step), [30, 60]);
-  assert.equal(lines[59]['eval_recall@1'], after);
-  for (const key of ['eval_mrr@10', 'eval_ndcg@10', 'loss', 'grad_norm']) assert.ok(Number.isFinite(lines[59][key]), key);
+  const read = (f: string): Record<string, number>[] => readFileSync(join(out, f), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as Record<string, number>);
+  assert.equal(read('metrics.jsonl').length, 60);
+  const lines = read('eval.jsonl');
+  assert.deepEqual(lines.map((l) => l.step), [30, 60]);
+  assert.equal(lines[1]['eval_recall@1'], after);
+  for (const key of ['eval_loss', 'eval_mrr@10', 'eval_ndcg@10', 'eval_recall@10']) assert.ok(Number.isFinite(lines[1][key]), key);
   model.dispose();
 });
 
@@ -46,11 +47,10 @@ test('LoRA on the backbone: held-out recall@1 rises clearly, the base weights st
   k.manualSeed(1);
   k.lora.injectLora(model.backbone, { r: 8, alpha: 16, targetModules: 'all-linear' });
   const before = E.evaluateRetrieval(model, SET)['recall@1'];
-  const { metrics } = await E.trainEmbedder({
-    model, examples: EXAMPLES, format: 'triplets', loss: { loss: 'mnrl' }, batchSize: 16, maxSteps: 100, lr: 3e-2,
-    evaluate: () => E.evaluateRetrieval(model, SET), evalEvery: 100,
+  const { evals } = await E.trainEmbedder({
+    model, examples: EXAMPLES, format: 'triplets', loss: { loss: 'mnrl' }, batchSize: 16, maxSteps: 100, lr: 3e-2, evalExamples: HELD_OUT, evalEvery: 100,
   });
-  const after = metrics.at(-1)!.eval!['eval_recall@1'];
+  const after = evals.at(-1)!.metrics['recall@1'];
   assert.ok(after - before >= 0.4, `LoRA recall@1 ${before} -> ${after}`);
   for (const [n, p] of model.backbone.namedParameters()) {
     const key = n.replace('.base_layer', '');
