@@ -1,0 +1,79 @@
+"""Contrastive-training and encoding peer for bench/embed.ts: a BERT-shaped encoder in PyTorch
+(word + position + type embeddings with LayerNorm, post-LayerNorm encoder layers through
+nn.TransformerEncoderLayer, GELU, no dropout), mean pooling, and the multiple-negatives ranking
+loss (cosine x 20, cross-entropy against the diagonal) with AdamW; then encoding under
+torch.inference_mode. The same shapes and token counts as the Kestrel side. Run with
+OMP_WAIT_POLICY=PASSIVE.
+
+argv: JSON {"dim", "layers", "heads", "ffn", "vocab", "seq", "batch", "steps", "threads", "encode_texts"}; prints one JSON line.
+"""
+import json
+import resource
+import statistics
+import sys
+import time
+
+import torch
+import torch.nn.functional as F
+
+
+class Encoder(torch.nn.Module):
+    def __init__(self, c):
+        super().__init__()
+        d = c["dim"]
+        self.word = torch.nn.Embedding(c["vocab"], d)
+        self.pos = torch.nn.Embedding(512, d)
+        self.types = torch.nn.Embedding(2, d)
+        self.norm = torch.nn.LayerNorm(d, eps=1e-12)
+        layer = torch.nn.TransformerEncoderLayer(d, c["heads"], c["ffn"], dropout=0.0, activation="gelu", batch_first=True, layer_norm_eps=1e-12)
+        self.layers = torch.nn.TransformerEncoder(layer, c["layers"], enable_nested_tensor=False)
+
+    def forward(self, ids):
+        B, T = ids.shape
+        pos = torch.arange(T).unsqueeze(0).expand(B, T)
+        h = self.norm(self.word(ids) + self.pos(pos) + self.types(torch.zeros_like(ids)))
+        h = self.layers(h)
+        return h.mean(1)  # every row is full length: the masked mean is the plain mean
+
+
+def mnrl(a, p, scale=20.0):
+    scores = F.normalize(a, dim=-1) @ F.normalize(p, dim=-1).T * scale
+    return F.cross_entropy(scores, torch.arange(a.shape[0]))
+
+
+def main():
+    c = json.loads(sys.argv[1])
+    torch.set_num_threads(c.get("threads", 2))
+    torch.manual_seed(0)
+    model = Encoder(c)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
+    gen = torch.Generator().manual_seed(1)
+    B, T = c["batch"], c["seq"]
+    times = []
+    for i in range(c["steps"] + 1):
+        a = torch.randint(1, c["vocab"], (B, T), generator=gen)
+        p = torch.randint(1, c["vocab"], (B, T), generator=gen)
+        t = time.perf_counter()
+        loss = mnrl(model(a), model(p))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if i:
+            times.append(time.perf_counter() - t)
+    train_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    n = c["encode_texts"]
+    ids = torch.randint(1, c["vocab"], (n, T), generator=gen)
+    with torch.inference_mode():
+        model(ids[:B])  # warm-up
+        t = time.perf_counter()
+        for s in range(0, n, B):
+            model(ids[s : s + B])
+        enc = time.perf_counter() - t
+    print(json.dumps({
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "train_step_s": statistics.median(times), "train_tokens_per_s": 2 * B * T / statistics.median(times),
+        "train_peak_rss_mb": train_rss, "encode_sentences_per_s": n / enc,
+    }))
+
+
+main()
