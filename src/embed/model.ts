@@ -107,12 +107,13 @@ export class SentenceEmbedder extends Module {
   /** Tokenizes prompt + text for each text and pads to the longest row on settings.paddingSide. */
   tokenize(texts: readonly string[], prompt = ''): TextBatch {
     if (texts.length === 0) throw new Error('tokenize: no texts');
+    const left = this.settings.paddingSide === 'left';
+    if (!this.settings.includePrompt && prompt && left) throw new Error('tokenize: include_prompt false needs right padding (the prompt must start every row at position 0)');
     const rows = texts.map((t) => this.ids(prompt + t));
-    // the prompt's own tokens, without the trailing special token a tokenizer appends
-    const promptLength = prompt ? Math.max(0, this.ids(prompt).length - (this.tokenizer.encode('').length > 1 ? 1 : 0)) : 0;
+    // the tokens before the text, as sentence-transformers counts them: the prompt's ids less one (its trailing special token)
+    const promptLength = prompt && !this.settings.includePrompt ? this.ids(prompt).length - 1 : 0;
     const T = Math.max(...rows.map((r) => r.length));
     const pad = this.tokenizer.padTokenId ?? this.tokenizer.eosTokenId ?? 0;
-    const left = this.settings.paddingSide === 'left';
     const fill = (r: number[], v: (i: number) => number): number[] => {
       const extra = new Array<number>(T - r.length).fill(v(-1));
       return left ? [...extra, ...r.map((_, i) => v(i))] : [...r.map((_, i) => v(i)), ...extra];
@@ -120,7 +121,7 @@ export class SentenceEmbedder extends Module {
     return {
       inputIds: rows.map((r) => fill(r, (i) => (i < 0 ? pad : r[i]))),
       attentionMask: rows.map((r) => fill(r, (i) => (i < 0 ? 0 : 1))),
-      promptLength: this.settings.includePrompt || left ? 0 : promptLength,
+      promptLength,
     };
   }
 

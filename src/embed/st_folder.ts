@@ -25,6 +25,8 @@ const MODE_KEYS: Record<string, PoolingMode | null> = {
   pooling_mode_mean_sqrt_len_tokens: null, pooling_mode_weightedmean_tokens: 'weightedmean', pooling_mode_lasttoken: 'lasttoken',
 };
 
+const SIMILARITIES: readonly EmbedderSettings['similarityFnName'][] = ['cosine', 'dot', 'euclidean', 'manhattan'];
+
 interface ModuleEntry { idx: number; name: string; path: string; type: string }
 
 function readModules(file: string): ModuleEntry[] {
@@ -89,7 +91,12 @@ function readSettings(dir: string, root: string): Partial<EmbedderSettings> {
     if (typeof v === 'string') prompts[k] = v;
     else throw new Error(`${join(dir, 'config_sentence_transformers.json')}: prompts.${k} must be a string`);
   const s: Partial<EmbedderSettings> = { prompts, defaultPromptName: typeof st.default_prompt_name === 'string' ? st.default_prompt_name : null };
-  if (typeof st.similarity_fn_name === 'string') s.similarityFnName = st.similarity_fn_name as EmbedderSettings['similarityFnName'];
+  const sim = st.similarity_fn_name;
+  if (sim !== undefined && sim !== null) {
+    if (!SIMILARITIES.includes(sim as EmbedderSettings['similarityFnName']))
+      throw new Error(`${join(dir, 'config_sentence_transformers.json')}: similarity_fn_name ${JSON.stringify(sim)} is not one of ${SIMILARITIES.join(', ')}`);
+    s.similarityFnName = sim as EmbedderSettings['similarityFnName'];
+  }
   if (typeof sb.max_seq_length === 'number') s.maxSeqLength = sb.max_seq_length;
   else if (typeof tc.model_max_length === 'number' && tc.model_max_length < 1e6) s.maxSeqLength = tc.model_max_length;
   if (sb.do_lower_case === true) s.doLowerCase = true;
@@ -114,20 +121,29 @@ export async function loadEmbedder(dir: string, opts: LoadEmbedderOptions = {}):
   const settings: Partial<EmbedderSettings> = {};
   let root = dir;
   let dense: Dense | null = null;
-  modules.forEach((m, i) => {
+  let pooled: { file: string; dim: number } | null = null;
+  for (const [i, m] of modules.entries()) {
     const where = `${modulesFile}: module ${i} (${m.type})`;
     const p = join(dir, m.path);
     if ((i === 0) !== (m.type === `${ST}Transformer`)) throw new Error(`${where}: the first module, and only it, must be ${ST}Transformer`);
     if (m.type === `${ST}Transformer`) root = p;
-    else if (m.type === `${ST}Pooling`) Object.assign(settings, (({ mode, includePrompt }) => ({ pooling: mode, includePrompt }))(readPooling(join(p, 'config.json'))));
-    else if (m.type === `${ST}Dense`) dense = readDense(p, opts);
+    else if (m.type === `${ST}Pooling`) {
+      const file = join(p, 'config.json');
+      const { mode, includePrompt, dim } = readPooling(file);
+      Object.assign(settings, { pooling: mode, includePrompt });
+      pooled = { file, dim };
+    } else if (m.type === `${ST}Dense`) dense = readDense(p, opts);
     else if (m.type === `${ST}Normalize`) settings.normalize = true;
     else throw new Error(`${where}: not supported (Transformer, Pooling, Dense, Normalize)`);
-  });
+  }
   const pre = await loadPretrained(root, opts);
   if (!pre.tokenizer) {
     pre.model.dispose();
     throw new Error(`${root}: no tokenizer (tokenizer.json, vocab.txt, ...) beside the model; an embedding model needs one`);
+  }
+  if (pooled && pooled.dim !== pre.model.config.hiddenSize) {
+    pre.model.dispose();
+    throw new Error(`${pooled.file}: word_embedding_dimension ${pooled.dim} is not the backbone's hidden size ${pre.model.config.hiddenSize}`);
   }
   const model = new SentenceEmbedder(pre.model, pre.tokenizer, {
     ...readSettings(dir, root), ...settings,

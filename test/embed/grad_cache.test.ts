@@ -37,3 +37,21 @@ test('GradCache (chunks 2 and 4) gives the full batch gradients, with hard negat
   }
   model.dispose();
 });
+
+test('a GradCache step and encode leave no storage behind beyond the gradients', async () => {
+  const model = await E.loadEmbedder(tinyBertFolder('kestrel-gc-leak-'));
+  const trainee = new E.EmbeddingTrainee(model, { loss: 'mnrl' });
+  const batch: k.embeddings.PairExample[] = COUNTRIES.slice(0, 5).map((c, i) => ({ texts: [TRAIN_QUERY(c), PASSAGE(CAPITALS[i])], where: `row ${i}` }));
+  const step = E.embeddingStep(trainee, { loss: 'mnrl' }, { gradCacheChunk: 2 });
+  step.accumulate([batch], {});
+  trainee.zeroGrad();
+  const base = k.memory.stats().current.total;
+  for (let i = 0; i < 2; i++) {
+    step.accumulate([batch], {});
+    trainee.zeroGrad();
+    E.encode(model, batch.map((b) => b.texts[0]), { batchSize: 2 });
+    step.evaluate([batch]);
+  }
+  assert.equal(k.memory.stats().current.total, base, 'live bytes back to the baseline');
+  model.dispose();
+});

@@ -90,3 +90,32 @@ test('unsupported modules and pooling modes are named', async () => {
   writeFileSync(join(out, 'modules.json'), JSON.stringify([...modules, { idx: 3, name: '3', path: '3_X', type: 'sentence_transformers.models.LayerNorm' }]));
   await assert.rejects(E.loadEmbedder(out), /modules.json: module 3 \(sentence_transformers.models.LayerNorm\): not supported/);
 });
+
+test('include_prompt false leaves the prompt tokens out of the pooling, counted as sentence-transformers counts them', async () => {
+  const model = await E.loadEmbedder(tinyBertFolder('kestrel-st-prompt-'));
+  Object.assign(model.settings, { includePrompt: false, prompts: { query: 'what is ' } });
+  const batch = model.tokenize(['france'], model.promptText('query'));
+  // [CLS] what is france [SEP]: the prompt alone is [CLS] what is [SEP], less its final special token = 3
+  assert.equal(batch.promptLength, 3);
+  const got = E.encode(model, ['france'], { promptName: 'query' })[0];
+  const h = k.noGrad(() => (model.backbone as k.BertModel).forward({ inputIds: k.tensor(batch.inputIds, { dtype: 'int64' }) }).lastHiddenState.toFloat32Array());
+  const D = model.hiddenSize;
+  const want = Array.from({ length: D }, (_, d) => (h[3 * D + d] + h[4 * D + d]) / 2);
+  assertClose(got, want, { atol: 1e-5, rtol: 1e-4, what: 'mean over france and [SEP]' });
+  model.dispose();
+});
+
+test('a pooling width or similarity that does not fit the folder is named', async () => {
+  const src = tinyBertFolder('kestrel-st-dims-');
+  const model = await E.loadEmbedder(src);
+  const out = join(src, 'saved');
+  E.saveEmbedder(model, out);
+  model.dispose();
+  const pooling = join(out, '1_Pooling', 'config.json');
+  writeFileSync(pooling, JSON.stringify({ ...(json(pooling) as object), word_embedding_dimension: 64 }));
+  await assert.rejects(E.loadEmbedder(out), /word_embedding_dimension 64 is not the backbone's hidden size 32/);
+  writeFileSync(pooling, JSON.stringify({ ...(json(pooling) as object), word_embedding_dimension: 32 }));
+  const st = join(out, 'config_sentence_transformers.json');
+  writeFileSync(st, JSON.stringify({ ...(json(st) as object), similarity_fn_name: 'jaccard' }));
+  await assert.rejects(E.loadEmbedder(out), /similarity_fn_name "jaccard" is not one of cosine, dot, euclidean, manhattan/);
+});
