@@ -117,10 +117,12 @@ export function embeddingStep(t: EmbeddingTrainee, cfg: EmbedLossConfig, o: Embe
           return weight === 1 ? l : mul(l, weight);
         };
         const check = opts.beforeBackward;
+        const before = tokens;
         const value = autocast(opts.autocast ?? null, () => (o.gradCacheChunk ? gradCacheBackward(columns, embed, loss, o.gradCacheChunk, check) : fullBatchBackward(columns, embed, loss, check)));
+        // GradCache tokenizes every chunk twice (cache pass, then re-forward): the input tokens are half of what it counted
+        if (o.gradCacheChunk) tokens = before + (tokens - before) / 2;
         total += value / weight / micro.length;
       }
-      // embeddings are counted once per forward; GradCache's re-forward counts its tokens twice, as it computes them twice
       return { loss: total, tokens };
     },
     // the Trainer runs this on evalData every evalEvery steps and logs it in eval.jsonl (eval_ prefix)

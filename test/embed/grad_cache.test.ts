@@ -18,7 +18,9 @@ test('GradCache (chunks 2 and 4) gives the full batch gradients, with hard negat
     const grads = (chunk: number): Map<string, Float64Array | null> => {
       trainee.zeroGrad();
       const step = E.embeddingStep(trainee, cfg, { gradCacheChunk: chunk });
-      step.accumulate([batch], {});
+      const { tokens } = step.accumulate([batch], {});
+      // the input tokens, counted once however often GradCache embeds them: 18 texts of [CLS] words [SEP]
+      assert.equal(tokens, batch.flatMap((x) => x.texts).reduce((n, t) => n + t.split(' ').length + 2, 0), `tokens with chunk ${chunk}`);
       // BERT's pooler is not part of a pooled embedding: it gets no gradient either way
       return new Map(trainee.namedParameters().map(([n, p]) => [n, p.grad ? Float64Array.from(p.grad.toTypedArray() as Float64Array) : null]));
     };
