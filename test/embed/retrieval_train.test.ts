@@ -61,3 +61,20 @@ test('LoRA on the backbone: held-out recall@1 rises clearly, the base weights st
   E.encode(model, Object.values(SET.queries)).forEach((v, i) => assertClose(v, adapted[i], { atol: 1e-4, rtol: 1e-3, what: `merged query ${i}` }));
   model.dispose();
 });
+
+test('CoSENT on scored pairs: the STS Spearman of held-out pairs (the step evaluate) rises', async () => {
+  const model = await E.loadEmbedder(tinyBertFolder('kestrel-rt-sts-'));
+  // each query with its own passage (score 1) and another fact's (score 0)
+  const scored = (rows: k.embeddings.PairExample[]): k.embeddings.PairExample[] => rows.flatMap((r, i) => [
+    { texts: [r.texts[0], r.texts[1]], value: 1, where: r.where },
+    { texts: [r.texts[0], PASSAGE(CAPITALS[(COUNTRIES.findIndex((c) => r.texts[0].includes(c)) + 5 + (i % 7)) % 16])], value: 0, where: r.where },
+  ]);
+  const evalPairs = scored(HELD_OUT);
+  const before = E.evaluateSts(model, evalPairs.map((e) => [e.texts[0], e.texts[1], e.value!] as const)).spearman;
+  const { evals } = await E.trainEmbedder({
+    model, examples: scored(EXAMPLES), format: 'scored', loss: { loss: 'cosent' }, batchSize: 16, maxSteps: 60, lr: 2e-2, evalExamples: evalPairs, evalEvery: 60,
+  });
+  const after = evals.at(-1)!.metrics.spearman;
+  assert.ok(after - before >= 0.3 && after >= 0.5, `held-out Spearman ${before} -> ${after}`);
+  model.dispose();
+});
