@@ -1,6 +1,7 @@
 // `kestrel <command> --help`: each command's flags with their defaults, and an example. One table
 // per command, next to the flag list each command parses (train.ts, finetune.ts, ...).
 import { DEFAULT_SETTINGS as D } from '../train/run_config.js';
+import { SERVE_DEFAULTS as S } from './serve.js';
 
 type Flag = [name: string, about: string];
 
@@ -91,6 +92,20 @@ export const HELP: Record<string, CommandHelp> = {
       DEVICE,
     ],
     example: 'kestrel finetune --model ./SmolLM2-135M --data chat.jsonl --output adapter/ --qlora --max-steps 200',
+  },
+  serve: {
+    usage: 'kestrel serve --model [NAME=]DIR [--model [NAME=]DIR ...] [--adapter NAME=DIR ...] [--port N] [--host H] [--api-key KEY] [--max-queue N]',
+    flags: [
+      ['--model [NAME=]DIR', 'an HF model folder with a tokenizer, served as NAME (default: the folder name); repeat for several (required)'],
+      ['--adapter NAME=DIR', 'a PEFT LoRA adapter on the first --model, served as NAME; repeatable'],
+      ['--port N', `default ${S.port} (0 picks a free port; the URL is printed)`],
+      ['--host H', `interface to bind (default ${S.host}); any other than loopback needs --api-key`],
+      ['--api-key KEY', 'require Authorization: Bearer KEY on /v1/* (default: $KESTREL_API_KEY, else none)'],
+      ['--max-queue N', `requests that may wait while one generates (default ${S.maxQueue}); beyond it 429 with Retry-After`],
+      ['--max-body-bytes N', `largest request body (default ${S.maxBodyBytes})`],
+      DEVICE,
+    ],
+    example: 'kestrel serve --model ./SmolLM2-135M-Instruct --adapter french=./adapter --port 8000',
   },
   merge: {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',
