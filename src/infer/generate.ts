@@ -33,6 +33,8 @@ export interface GenerateOptions extends SamplingOptions {
   decode?: (ids: number[]) => string;
   /** defaults (HF generation_config.json) under the explicit options */
   generationConfig?: Record<string, unknown> | null;
+  /** edits a row's scores in place after the penalties, before the pick (HF's LogitsProcessor): row, scores [V], the row's new tokens so far */
+  logitsProcessor?: (row: number, scores: Float32Array, generated: readonly number[]) => void;
   /** collect the processed logits of each step ([B, V] float32 arrays: after the penalties, before temperature and filtering) */
   onScores?: (step: number, scores: Float32Array[]) => void;
 }
@@ -93,7 +95,7 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
   const decoder = graphs && cache instanceof StaticKVCache ? new GraphDecoder(model, cache) : null;
   // a greedy pick with nothing else to see the scores needs only the argmax back from the device
   const penalized = r.sampling.repetitionPenalty !== 1 || r.sampling.presencePenalty !== 0 || r.sampling.frequencyPenalty !== 0;
-  const argmaxOnly = !r.doSample && !penalized && !opts.onScores;
+  const argmaxOnly = !r.doSample && !penalized && !opts.onScores && !opts.logitsProcessor;
   const gen = new Generator(opts.seed ?? 0);
   const finished = new Array<boolean>(B).fill(false);
   const newText = Array.from({ length: B }, () => [] as number[]);
@@ -132,6 +134,7 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
       const tokens = picked !== null ? [finished[0] ? r.pad : picked] : scores.map((s, b) => {
         applyRepetitionPenalty(s, seqs[b], r.sampling.repetitionPenalty);
         applyPresenceFrequencyPenalty(s, newText[b], r.sampling);
+        if (!finished[b]) opts.logitsProcessor?.(b, s, newText[b]);
         if (finished[b]) return r.pad;
         return r.doSample ? drawFrom(samplingProbs(s, r.sampling), us![b]) : argmax(s);
       });

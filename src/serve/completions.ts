@@ -2,6 +2,7 @@
 // rows, left-padded into one batch), then either stream each choice's safe new text as SSE chunks
 // or answer once at the end. A client that goes away aborts the job (queued or running).
 import type { ServerResponse } from 'node:http';
+import { JsonObjectConstraint, tokenPieces } from '../infer/json_constraint.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { Choice } from './choice.js';
 import type { Engine, GenerationJob, JobStep } from './engine.js';
@@ -15,6 +16,14 @@ export interface CompletionContext {
   metrics: ServerMetrics;
 }
 
+/** Each token's text, computed once per tokenizer (a pass over the vocabulary) for json_object requests. */
+const piecesCache = new WeakMap<Tokenizer, (string | null)[]>();
+function piecesOf(tok: Tokenizer, vocabSize: number, decode: (ids: number[]) => string): (string | null)[] {
+  let pieces = piecesCache.get(tok);
+  if (!pieces) piecesCache.set(tok, (pieces = tokenPieces(decode, vocabSize, tok.encode('a', { addSpecialTokens: false }))));
+  return pieces;
+}
+
 function job(p: CompletionParams, rows: number[][], decode: (ids: number[]) => string, eos: number[], signal: AbortSignal): GenerationJob {
   return {
     model: p.served.pretrained.model, adapter: p.served.adapter, rows, signal, topLogprobs: p.topLogprobs,
@@ -23,6 +32,7 @@ function job(p: CompletionParams, rows: number[][], decode: (ids: number[]) => s
       repetitionPenalty: p.repetitionPenalty, presencePenalty: p.presencePenalty, frequencyPenalty: p.frequencyPenalty,
       // without a seed every request draws differently, as OpenAI's do
       seed: p.seed ?? Math.floor(Math.random() * 2 ** 31), eosTokenId: eos, stopStrings: p.stop, decode,
+      logitsProcessor: p.jsonObject ? new JsonObjectConstraint(piecesOf(p.served.tokenizer, p.served.pretrained.model.config.vocabSize, decode), eos).process : undefined,
     },
   };
 }

@@ -64,6 +64,7 @@ function jsonObjectFormat(f: BodyFields, endpoint: Endpoint): boolean {
   if (!format) return false;
   const type = format.type;
   if (type === 'text') return false;
+  if (type === 'json_object' && f.boolean('ignore_eos', false)) throw invalid(`'ignore_eos' cannot be combined with 'response_format' json_object (eos ends the object)`, 'ignore_eos');
   if (type !== 'json_object') throw invalid(`'response_format.type' must be 'text' or 'json_object', got ${JSON.stringify(type)} (json_schema is not supported)`, 'response_format.type');
   // as OpenAI does: without an instruction to write JSON a model may emit whitespace forever
   if (endpoint === 'chat' && !/json/i.test(JSON.stringify(f.body.messages)))

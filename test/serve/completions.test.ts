@@ -9,6 +9,7 @@ import * as k from '../../src/index.js';
 import type { Pretrained } from '../../src/models/load.js';
 import { loadAdapter } from '../../src/lora/peft.js';
 import { logSoftmax } from '../../src/infer/sampling.js';
+import { JsonPrefix } from '../../src/infer/json_prefix.js';
 import { assertClose } from '../helpers.js';
 import { type RunningServer, removeFixture, startServer, writeServeFixture } from './serve_fixture.js';
 
@@ -167,6 +168,20 @@ describe('kestrel serve: completions', () => {
       const want = text(await reference(base, encode(a.prompt), { maxNewTokens: a.max_tokens, temperature: 0 }));
       assert.equal(together[i].choices[0].text, want, `request ${i}`);
     }
+  });
+
+  test('response_format json_object constrains the answer to a JSON object', async () => {
+    const c = server.client();
+    const messages = [{ role: 'user' as const, content: 'Reply in JSON' }];
+    const free = await c.chat.completions.create({ model: 'tiny', messages, max_tokens: 40, temperature: 0 });
+    assert.throws(() => JSON.parse(free.choices[0].message.content!), 'unconstrained, the random model writes no JSON');
+    const r = await c.chat.completions.create({ model: 'tiny', messages, max_tokens: 40, temperature: 0, response_format: { type: 'json_object' } });
+    assert.equal(r.choices[0].finish_reason, 'stop');
+    const value: unknown = JSON.parse(r.choices[0].message.content!);
+    assert.ok(typeof value === 'object' && value !== null && !Array.isArray(value));
+    // sampled answers may run out of tokens, but are always the beginning of a JSON object
+    const sampled = await c.chat.completions.create({ model: 'tiny', messages, max_tokens: 30, temperature: 1, seed: 1, n: 3, response_format: { type: 'json_object' } });
+    for (const ch of sampled.choices) assert.ok(new JsonPrefix({ objectOnly: true, maxWhitespace: 1000 }).feedText(ch.message.content!), ch.message.content!);
   });
 
   test('the adapter is served under its name and equals the base model with that adapter loaded', async () => {

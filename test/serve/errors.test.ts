@@ -33,7 +33,7 @@ async function failure(p: Promise<unknown>): Promise<InstanceType<typeof OpenAI.
 
 async function post(path: string, body: string): Promise<{ status: number; json: { error: { message: string; type: string; param: string | null; code: string | null } } }> {
   const r = await fetch(`${server.url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
-  return { status: r.status, json: await r.json() };
+  return { status: r.status, json: (await r.json()) as Awaited<ReturnType<typeof post>>["json"] };
 }
 
 const metric = async (url: string, name: string): Promise<number> => {
