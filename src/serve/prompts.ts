@@ -59,19 +59,19 @@ function tokenIds(v: unknown[], at: string, vocab: number): number[] {
   return v as number[];
 }
 
-/** Completion prompts as token ids, one list per prompt. */
-export function completionPromptIds(f: BodyFields, served: ServedModel): number[][] {
-  const v = f.body.prompt;
+/** Completion prompts (or embedding inputs: field 'input') as token ids, one list per prompt. */
+export function promptIds(f: BodyFields, served: ServedModel, field = 'prompt'): number[][] {
+  const v = f.body[field];
   const vocab = served.pretrained.model.config.vocabSize;
   const encode = (s: string): number[] => served.tokenizer.encode(s);
-  if (v === undefined || v === null) throw invalid(`'prompt' is required`, 'prompt');
+  if (v === undefined || v === null) throw invalid(`'${field}' is required`, field);
   if (typeof v === 'string') return [encode(v)];
   const bad = (): never => {
-    throw invalid(`'prompt' must be a string, a list of strings, a list of token ids or a list of lists of token ids`, 'prompt');
+    throw invalid(`'${field}' must be a string, a list of strings, a list of token ids or a list of lists of token ids`, field);
   };
   if (!Array.isArray(v) || !v.length) return bad();
   if (v.every((x) => typeof x === 'string')) return v.map(encode);
-  if (v.every((x) => typeof x === 'number')) return [tokenIds(v, 'prompt', vocab)];
-  if (v.every((x) => Array.isArray(x))) return v.map((x, i) => tokenIds(x as unknown[], `prompt[${i}]`, vocab));
+  if (v.every((x) => typeof x === 'number')) return [tokenIds(v, field, vocab)];
+  if (v.every((x) => Array.isArray(x))) return v.map((x, i) => tokenIds(x as unknown[], `${field}[${i}]`, vocab));
   return bad();
 }

@@ -5,7 +5,7 @@ import { GENERATION_RULES as R } from '../infer/generate.js';
 import { BodyFields } from './body_fields.js';
 import { ApiError, invalid } from './errors.js';
 import type { ModelRegistry, ServedModel } from './model_registry.js';
-import { chatPromptIds, completionPromptIds } from './prompts.js';
+import { chatPromptIds, promptIds } from './prompts.js';
 
 export type Endpoint = 'chat' | 'completion';
 
@@ -40,7 +40,7 @@ export interface CompletionParams {
   jsonObject: boolean;
 }
 
-function servedModel(f: BodyFields, models: ModelRegistry): ServedModel {
+export function servedModel(f: BodyFields, models: ModelRegistry): ServedModel {
   const id = f.requiredString('model');
   const served = models.get(id);
   if (!served) throw new ApiError(404, `the model '${id}' does not exist; this server has ${models.list().map((m) => `'${m.id}'`).join(', ')}`, 'model', 'model_not_found');
@@ -91,7 +91,7 @@ function maxTokens(f: BodyFields, endpoint: Endpoint, served: ServedModel, promp
 export function completionParams(body: unknown, endpoint: Endpoint, models: ModelRegistry): CompletionParams {
   const f = new BodyFields(body);
   const served = servedModel(f, models);
-  const prompts = endpoint === 'chat' ? [chatPromptIds(f, served)] : completionPromptIds(f, served);
+  const prompts = endpoint === 'chat' ? [chatPromptIds(f, served)] : promptIds(f, served);
   const n = f.number('n', { int: true, min: 1, max: MAX_CHOICES }, 1);
   if (n * prompts.length > MAX_CHOICES) throw invalid(`'n' (${n}) times the ${prompts.length} prompts exceeds ${MAX_CHOICES} choices per request`, 'n');
   const streamOptions = f.object('stream_options');

@@ -5,6 +5,7 @@ import { type IncomingMessage, type Server, type ServerResponse, createServer } 
 import type { AddressInfo } from 'node:net';
 import { type CompletionContext, runCompletion } from './completions.js';
 import type { Engine } from './engine.js';
+import { embeddingParams, embeddingResponse } from './embeddings.js';
 import { ApiError } from './errors.js';
 import { readJsonBody, sendError, sendJson } from './http_io.js';
 import { ServerMetrics } from './metrics.js';
@@ -23,9 +24,10 @@ export interface ServeOptions {
 /** What a 429 asks the client to wait: about one short generation. */
 const RETRY_AFTER_SECONDS = 1;
 
-const ROUTES: Record<string, 'chat' | 'completion' | 'models' | 'health' | 'metrics'> = {
+const ROUTES: Record<string, 'chat' | 'completion' | 'embeddings' | 'models' | 'health' | 'metrics'> = {
   'POST /v1/chat/completions': 'chat',
   'POST /v1/completions': 'completion',
+  'POST /v1/embeddings': 'embeddings',
   'GET /v1/models': 'models',
   'GET /health': 'health',
   'GET /metrics': 'metrics',
@@ -58,6 +60,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, o: ServeOptions
   }
   checkAuth(req, o.apiKey);
   if (route === 'models') return sendJson(res, 200, listModels(o.models));
+  if (route === 'embeddings') return sendJson(res, 200, embeddingResponse(embeddingParams(await readJsonBody(req, o.maxBodyBytes), o.models)));
   const params = completionParams(await readJsonBody(req, o.maxBodyBytes), route, o.models);
   // the client going away (a closed socket before the response ended) stops its generation
   const gone = new AbortController();

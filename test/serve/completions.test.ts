@@ -184,6 +184,32 @@ describe('kestrel serve: completions', () => {
     for (const ch of sampled.choices) assert.ok(new JsonPrefix({ objectOnly: true, maxWhitespace: 1000 }).feedText(ch.message.content!), ch.message.content!);
   });
 
+  test('embeddings: unit-length means of the last hidden states (float64 reference), base64 and float alike, per adapter', async () => {
+    const c = server.client();
+    const inputs = ['hello world', 'a much longer sentence to embed'];
+    const expected = (p: Pretrained, s: string): number[] => {
+      const h = k.noGrad(() => (p.model as k.CausalLM).forward({ inputIds: k.tensor([encode(s)], { dtype: 'int64' }), outputHiddenStates: true }).hiddenStates.at(-1)!);
+      const [, T, D] = h.shape;
+      const x = h.toFloat32Array();
+      h.dispose();
+      const m = Array.from({ length: D }, (_, d) => Array.from({ length: T }, (_, t) => x[t * D + d]).reduce((a, b) => a + b) / T);
+      const norm = Math.hypot(...m);
+      return m.map((v) => v / norm);
+    };
+    const b64 = await c.embeddings.create({ model: 'tiny', input: inputs }); // the client asks for base64 and decodes it
+    const float = await c.embeddings.create({ model: 'tiny', input: inputs, encoding_format: 'float' });
+    assert.equal(b64.data.length, 2);
+    for (const [i, s] of inputs.entries()) {
+      assertClose(b64.data[i].embedding, expected(base, s), { atol: 1e-5, rtol: 1e-4, what: `embedding ${i}` });
+      assert.deepEqual(float.data[i].embedding, b64.data[i].embedding, 'float and base64 carry the same float32 values');
+    }
+    assert.deepEqual(b64.usage, { prompt_tokens: encode(inputs[0]).length + encode(inputs[1]).length, total_tokens: encode(inputs[0]).length + encode(inputs[1]).length });
+    const adapted = await c.embeddings.create({ model: 'tuned', input: [72, 105], encoding_format: 'float' });
+    assertClose(adapted.data[0].embedding, expected(tuned, 'Hi'), { atol: 1e-5, rtol: 1e-4, what: 'adapter embedding' });
+    const bad = await c.embeddings.create({ model: 'tiny', input: 'x', dimensions: 8 }).then(() => null, (e: { status: number; param: string }) => e);
+    assert.deepEqual([bad?.status, bad?.param], [400, 'dimensions']);
+  });
+
   test('the adapter is served under its name and equals the base model with that adapter loaded', async () => {
     const c = server.client();
     const models = await c.models.list();
