@@ -2,6 +2,7 @@
 // rows, left-padded into one batch), then either stream each choice's safe new text as SSE chunks
 // or answer once at the end. A client that goes away aborts the job (queued or running).
 import type { ServerResponse } from 'node:http';
+import type { GenerateOptions } from '../infer/generate.js';
 import { JsonObjectConstraint, tokenPieces } from '../infer/json_constraint.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { Choice } from './choice.js';
@@ -32,8 +33,18 @@ function job(p: CompletionParams, rows: number[][], decode: (ids: number[]) => s
       repetitionPenalty: p.repetitionPenalty, presencePenalty: p.presencePenalty, frequencyPenalty: p.frequencyPenalty,
       // without a seed every request draws differently, as OpenAI's do
       seed: p.seed ?? Math.floor(Math.random() * 2 ** 31), eosTokenId: eos, stopStrings: p.stop, decode,
-      logitsProcessor: p.jsonObject ? new JsonObjectConstraint(piecesOf(p.served.tokenizer, p.served.pretrained.model.config.vocabSize, decode), eos).process : undefined,
+      logitsProcessor: logitsProcessor(p, decode, eos),
     },
+  };
+}
+
+/** logit_bias, then the JSON-object constraint (so a bias can never unmask an invalid token). */
+function logitsProcessor(p: CompletionParams, decode: (ids: number[]) => string, eos: number[]): GenerateOptions['logitsProcessor'] {
+  const json = p.jsonObject ? new JsonObjectConstraint(piecesOf(p.served.tokenizer, p.served.pretrained.model.config.vocabSize, decode), eos) : null;
+  if (!json && !p.logitBias.size) return undefined;
+  return (row, scores, generated) => {
+    for (const [id, b] of p.logitBias) scores[id] += b;
+    json?.process(row, scores, generated);
   };
 }
 

@@ -38,6 +38,8 @@ export interface CompletionParams {
   topLogprobs: number | null;
   /** response_format {type: 'json_object'} */
   jsonObject: boolean;
+  /** OpenAI's logit_bias: token id -> a value added to its logit before the pick */
+  logitBias: Map<number, number>;
 }
 
 export function servedModel(f: BodyFields, models: ModelRegistry): ServedModel {
@@ -72,6 +74,26 @@ function jsonObjectFormat(f: BodyFields, endpoint: Endpoint): boolean {
   return true;
 }
 
+function logitBias(f: BodyFields, vocab: number): Map<number, number> {
+  const bias = new Map<number, number>();
+  for (const [key, v] of Object.entries(f.object('logit_bias') ?? {})) {
+    const id = Number(key);
+    if (!/^\d+$/.test(key) || id >= vocab) throw invalid(`'logit_bias' key '${key}' must be a token id in [0, ${vocab})`, 'logit_bias');
+    if (typeof v !== 'number' || !(v >= -100 && v <= 100)) throw invalid(`'logit_bias.${key}' must be a number in [-100, 100], got ${JSON.stringify(v)}`, 'logit_bias');
+    bias.set(id, v);
+  }
+  return bias;
+}
+
+/** Completion options this server does not implement: refused by name rather than ignored. */
+function refuseUnsupported(f: BodyFields, endpoint: Endpoint): void {
+  if (endpoint !== 'completion') return;
+  if (f.boolean('echo', false)) throw invalid(`'echo' is not supported`, 'echo');
+  if (f.has('suffix')) throw invalid(`'suffix' is not supported`, 'suffix');
+  const bestOf = f.number('best_of', { int: true, min: 1 });
+  if (bestOf !== undefined && bestOf !== (f.body.n ?? 1)) throw invalid(`'best_of' is not supported (other than equal to 'n')`, 'best_of');
+}
+
 /** Checks every prompt fits the context with room for max_tokens (default: completions 16, chat the rest of the context). */
 function maxTokens(f: BodyFields, endpoint: Endpoint, served: ServedModel, prompts: number[][]): number {
   const field = endpoint === 'chat' && f.has('max_completion_tokens') ? 'max_completion_tokens' : 'max_tokens';
@@ -91,6 +113,7 @@ function maxTokens(f: BodyFields, endpoint: Endpoint, served: ServedModel, promp
 export function completionParams(body: unknown, endpoint: Endpoint, models: ModelRegistry): CompletionParams {
   const f = new BodyFields(body);
   const served = servedModel(f, models);
+  refuseUnsupported(f, endpoint);
   const prompts = endpoint === 'chat' ? [chatPromptIds(f, served)] : promptIds(f, served);
   const n = f.number('n', { int: true, min: 1, max: MAX_CHOICES }, 1);
   if (n * prompts.length > MAX_CHOICES) throw invalid(`'n' (${n}) times the ${prompts.length} prompts exceeds ${MAX_CHOICES} choices per request`, 'n');
@@ -115,5 +138,6 @@ export function completionParams(body: unknown, endpoint: Endpoint, models: Mode
     ignoreEos: f.boolean('ignore_eos', false),
     topLogprobs: topLogprobs(f, endpoint),
     jsonObject: jsonObjectFormat(f, endpoint),
+    logitBias: logitBias(f, served.pretrained.model.config.vocabSize),
   };
 }

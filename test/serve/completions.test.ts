@@ -170,6 +170,25 @@ describe('kestrel serve: completions', () => {
     }
   });
 
+  test('logit_bias shifts the chosen logits: +100 forces a token, -100 bans the greedy one', async () => {
+    const c = server.client();
+    const forced = await c.completions.create({ model: 'tiny', prompt: 'Bias', max_tokens: 5, temperature: 0, logit_bias: { 120: 100 } });
+    assert.equal(forced.choices[0].text, 'xxxxx');
+    // a prompt whose greedy token prints as itself (high bytes all print as U+FFFD and would not tell tokens apart)
+    let prompt = '';
+    let greedy = '';
+    for (const p of ['Bias', 'Hello', 'The sky', 'Once', 'a', 'Why?', 'Tell']) {
+      greedy = text(await reference(base, encode(p), { maxNewTokens: 1, temperature: 0 }));
+      prompt = p;
+      if (greedy && !greedy.includes('\uFFFD')) break;
+    }
+    assert.ok(greedy && !greedy.includes('\uFFFD'), 'a prompt with a printable greedy token');
+    const plain = await c.completions.create({ model: 'tiny', prompt, max_tokens: 1, temperature: 0 });
+    assert.equal(plain.choices[0].text, greedy);
+    const banned = await c.completions.create({ model: 'tiny', prompt, max_tokens: 1, temperature: 0, logit_bias: { [encode(greedy)[0]]: -100 } });
+    assert.notEqual(banned.choices[0].text, greedy);
+  });
+
   test('response_format json_object constrains the answer to a JSON object', async () => {
     const c = server.client();
     const messages = [{ role: 'user' as const, content: 'Reply in JSON' }];

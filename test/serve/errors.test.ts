@@ -62,6 +62,8 @@ describe('kestrel serve: bad requests', () => {
     ['top_logprobs without logprobs', { ...chat, top_logprobs: 2 }, 400, 'top_logprobs', /needs 'logprobs': true/],
     ['a json_schema response_format', { ...chat, response_format: { type: 'json_schema' } }, 400, 'response_format.type', /json_schema is not supported/],
     ['json_object without asking for JSON', { ...chat, response_format: { type: 'json_object' } }, 400, 'messages', /must contain the word 'json'/],
+    ['a logit_bias key that is no token', { ...chat, logit_bias: { 999: 1 } }, 400, 'logit_bias', /key '999' must be a token id in \[0, 259\)/],
+    ['a logit_bias value out of range', { ...chat, logit_bias: { 5: 101 } }, 400, 'logit_bias', /'logit_bias.5' must be a number in \[-100, 100\], got 101/],
     ['an unknown model', { ...chat, model: 'gpt-5' }, 404, 'model', /the model 'gpt-5' does not exist; this server has 'tiny'/],
     ['no model', { messages: chat.messages }, 400, 'model', /'model' is required/],
   ];
@@ -88,6 +90,8 @@ describe('kestrel serve: bad requests', () => {
     assert.equal(mixed.param, 'prompt');
     const empty = await failure(c.completions.create({ model: 'tiny', prompt: '', max_tokens: 1 }));
     assert.match(empty.message, /'prompt' is empty after tokenization/);
+    const echo = await failure(c.completions.create({ model: 'tiny', prompt: 'a', max_tokens: 1, echo: true }));
+    assert.deepEqual([echo.status, echo.param, echo.message], [400, 'echo', "400 'echo' is not supported"]);
   });
 
   test('malformed JSON, a non-object body, an oversized body and an unknown route get error JSON', async () => {

@@ -51,7 +51,12 @@ export async function startServer(args: string[]): Promise<RunningServer> {
   cli.exited.then(() => (exited = true), () => (exited = true));
   let stdout = '';
   cli.child.stdout!.on('data', (d: Buffer) => (stdout += d));
-  await waitFor(() => exited || /listening on (\S+)/.test(stdout), 'kestrel serve to print its URL', 60_000);
+  try {
+    await waitFor(() => exited || /listening on (\S+)/.test(stdout), 'kestrel serve to print its URL', 60_000);
+  } catch (e) {
+    cli.child.kill('SIGKILL'); // a test that gives up leaves no server behind
+    throw e;
+  }
   const url = /listening on (\S+)/.exec(stdout)?.[1];
   if (!url) throw new Error(`kestrel serve exited before listening: ${(await cli.exited).stderr}`);
   return {
