@@ -2,6 +2,7 @@
 // (400, or 404 for an unknown model) naming the field while the server keeps serving; a full queue
 // answers 429 with Retry-After; a client that disconnects stops its generation; --api-key makes
 // /v1 answer 401 without the Bearer key; /health and /metrics report what the server did.
+// (`serve --help` is checked with every command's in test/cli/help.test.ts.)
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import OpenAI from 'openai';
@@ -193,13 +194,10 @@ describe('kestrel serve: --api-key, /health, /metrics, --help', () => {
     assert.match(text, /# TYPE kestrel_generated_tokens_total counter/);
   });
 
-  test('--host beyond loopback without --api-key is refused before loading; --help lists the flags', () => {
+  test('--host beyond loopback without --api-key is refused before loading; a folder that does not load is named', () => {
     const r = runCli(['serve', '--model', fx.modelDir, '--host', '0.0.0.0']);
     assert.equal(r.status, 1);
     assert.match(r.stderr, /--host 0\.0\.0\.0 serves other machines: give --api-key KEY/);
-    const help = runCli(['serve', '--help']);
-    assert.equal(help.status, 0);
-    for (const flag of ['--model [NAME=]DIR', '--adapter NAME=DIR', '--port N', '--host H', '--api-key KEY', '--max-queue N', 'example:']) assert.ok(help.stdout.includes(flag), flag);
     const missing = runCli(['serve', '--model', fx.root]);
     assert.equal(missing.status, 1);
     assert.match(missing.stderr, new RegExp(`--model ${fx.root}: `));
