@@ -98,6 +98,15 @@ describe('kestrel serve: completions', () => {
     assert.deepEqual(usage, r.usage);
   });
 
+  test('tools reach the chat template (it lists their names in a system turn)', async () => {
+    const c = server.client();
+    const tools = [{ type: 'function' as const, function: { name: 'get_time', parameters: {} } }, { type: 'function' as const, function: { name: 'get_date', parameters: {} } }];
+    const prompt = encode(`<|im_start|>system\nTools: get_time get_date<|im_end|>\n${chatml('When?')}`);
+    const r = await c.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'When?' }], tools, max_tokens: 8, temperature: 0 });
+    assert.equal(r.usage?.prompt_tokens, prompt.length);
+    assert.equal(r.choices[0].message.content, text(await reference(base, prompt, { maxNewTokens: 8, temperature: 0 })));
+  });
+
   test('logprobs equal the log-softmax of the logits of a full forward (float64), top_logprobs the k largest', async () => {
     const c = server.client();
     const prompt = encode(chatml('Why?'));

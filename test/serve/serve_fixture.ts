@@ -1,7 +1,8 @@
 // What the serving tests run against: a tiny random Llama with the demo's byte-level tokenizer
-// (ChatML template, eos <|im_end|>) and a LoRA adapter for it with non-zero weights, written to a
+// (eos <|im_end|>; its ChatML template extended to list the names of the request's tools in a
+// system turn, so tests can see tools reach the template) and a LoRA adapter for it with non-zero weights, written to a
 // temp folder; and a `kestrel serve` process on a free port whose printed URL the tests use.
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import OpenAI from 'openai';
@@ -17,6 +18,7 @@ const HF_CONFIG = {
   model_type: 'llama', vocab_size: BYTE_VOCAB, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
   num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: CONTEXT, eos_token_id: 258,
 };
+const TOOLS_TURN = "{% if tools %}{{ '<|im_start|>system\\nTools:' }}{% for t in tools %}{{ ' ' + t.function.name }}{% endfor %}{{ '<|im_end|>\\n' }}{% endif %}";
 const LORA = { r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'] };
 
 /** The model folder and an adapter folder beside it (under one temp dir). */
@@ -29,6 +31,10 @@ export function writeServeFixture(): { root: string; modelDir: string; adapterDi
   const model = new k.CausalLM(decoderConfig({ ...HF_CONFIG, initializer_range: 0.5 }, 'config.json'));
   k.savePretrained(modelDir, { model, hfConfig: HF_CONFIG });
   writeByteTokenizer(modelDir);
+  const configFile = join(modelDir, 'tokenizer_config.json');
+  const config = JSON.parse(readFileSync(configFile, 'utf8')) as { chat_template: string };
+  config.chat_template = TOOLS_TURN + config.chat_template;
+  writeFileSync(configFile, JSON.stringify(config));
   injectLora(model, LORA);
   // PEFT initialises B to zero (the adapter starts as a no-op); give it weights that change the output
   for (const [name, p] of model.namedParameters()) if (name.includes('lora_B')) normal_(p, 0.5);
