@@ -1,5 +1,8 @@
 // Prometheus text exposition (format 0.0.4) of the server's state: queue length and running jobs
-// from the engine, counters of requests and generated tokens, and tokens/s over the last window.
+// from the engine, counters of requests and generated tokens, tokens/s over the last window, and
+// the storage counters by tag (k.memory): between generation steps the live activation bytes are
+// the running jobs' KV caches, so that line is the KV use, measured rather than estimated.
+import { MEMORY_TAGS, type MemoryCounts } from '../tensor/memory.js';
 import type { EngineStats } from './engine.js';
 
 const WINDOW_MS = 10_000;
@@ -30,7 +33,7 @@ export class ServerMetrics {
     return this.recent.reduce((s, [, n]) => s + n, 0) / (WINDOW_MS / 1000);
   }
 
-  render(engine: EngineStats): string {
+  render(engine: EngineStats, memory: MemoryCounts): string {
     const lines: string[] = [];
     const metric = (name: string, type: string, help: string, samples: [string, number][]): void => {
       lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`, ...samples.map(([labels, v]) => `${name}${labels ? `{${labels}}` : ''} ${v}`));
@@ -40,6 +43,8 @@ export class ServerMetrics {
     metric('kestrel_prompt_tokens_total', 'counter', 'Prompt tokens of the requests that ran.', [['', this.promptTokens]]);
     metric('kestrel_generated_tokens_total', 'counter', 'Tokens generated, all choices.', [['', this.generatedTokens]]);
     metric('kestrel_generation_tokens_per_second', 'gauge', 'Tokens generated per second over the last 10 s.', [['', this.tokensPerSecond()]]);
+    metric('kestrel_memory_bytes', 'gauge', 'Live tensor storage by tag (activation between steps = the KV caches of running requests).',
+      MEMORY_TAGS.map((tag) => [`tag="${tag}"`, memory[tag]]));
     metric('kestrel_http_requests_total', 'counter', 'HTTP requests by endpoint and status.', [...this.requests]);
     return lines.join('\n') + '\n';
   }

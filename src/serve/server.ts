@@ -3,6 +3,7 @@
 // independent: a bad body gets its 4xx and the server keeps serving the rest.
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { memory } from '../tensor/memory.js';
 import { type CompletionContext, runCompletion } from './completions.js';
 import type { Engine } from './engine.js';
 import { embeddingParams, embeddingResponse } from './embeddings.js';
@@ -56,7 +57,7 @@ async function handle(req: IncomingMessage, res: ServerResponse, o: ServeOptions
   if (route === 'health') return sendJson(res, 200, { status: 'ok', ...o.engine.stats() });
   if (route === 'metrics') {
     res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
-    return void res.end(ctx.metrics.render(o.engine.stats()));
+    return void res.end(ctx.metrics.render(o.engine.stats(), memory.stats().current));
   }
   checkAuth(req, o.apiKey);
   if (route === 'models') return sendJson(res, 200, listModels(o.models));

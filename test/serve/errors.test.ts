@@ -39,7 +39,7 @@ async function post(path: string, body: string): Promise<{ status: number; json:
 
 const metric = async (url: string, name: string): Promise<number> => {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || (!name.includes('{') && l.startsWith(`${name}{`)));
   assert.ok(line, `metric ${name} in\n${text}`);
   return Number(line.split(' ').at(-1));
 };
@@ -130,11 +130,17 @@ describe('kestrel serve: load and disconnects', () => {
     assert.equal(busy.status, 429);
     assert.equal(busy.headers.get('retry-after'), '1');
     assert.equal(((await busy.json()) as { error: { code: string } }).error.code, 'queue_full');
+    // the running job's KV cache: keys and values of 2 layers x 8 rows x 2 kv heads x (2 + 150) positions x 8 dims, float32
+    const kvBytes = 2 * 2 * 8 * 2 * (2 + 150) * 8 * 4;
+    const during = await metric(server.url, 'kestrel_memory_bytes{tag="activation"}');
+    assert.ok(during >= kvBytes, `activation bytes ${during} hold the ${kvBytes}-byte KV cache`);
     let chunks = 1;
     for (let r = await it.next(); !r.done; r = await it.next()) chunks++;
     assert.ok(chunks > 1);
     const later = await c.completions.create({ model: 'tiny', prompt: 'hi', max_tokens: 2, temperature: 0 });
     assert.equal(later.choices.length, 1);
+    const after = await metric(server.url, 'kestrel_memory_bytes{tag="activation"}');
+    assert.ok(after < kvBytes, `the caches were freed (activation bytes ${after})`);
   });
 
   test('a client that disconnects mid-stream stops its generation', async () => {
