@@ -41,11 +41,12 @@ export class EventStream {
     res.flushHeaders();
   }
 
+  /** Writes nothing once the response ended or the client went away (its job is being stopped). */
   send(chunk: unknown): void {
-    if (!this.res.writableEnded) this.res.write(`data: ${JSON.stringify(chunk)}\n\n`);
+    if (!this.res.writableEnded && !this.res.destroyed) this.res.write(`data: ${JSON.stringify(chunk)}\n\n`);
   }
 
   done(): void {
-    if (!this.res.writableEnded) this.res.end('data: [DONE]\n\n');
+    if (!this.res.writableEnded && !this.res.destroyed) this.res.end('data: [DONE]\n\n');
   }
 }
