@@ -66,3 +66,5 @@ export { Trainer, type TrainerOptions } from './train/trainer.js';
 export * as lora from './lora/index.js';
 export * as quant from './quant/index.js';
 export * as profile from './profile/index.js';
+export * as audio from './audio/index.js';
+export { loadAudio, saveWav, resample, type LoadAudioOptions, type LoadedAudio, type ResampleOptions } from './audio/index.js';
