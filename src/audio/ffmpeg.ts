@@ -31,15 +31,32 @@ function run(cmd: string, args: string[], file: string): Buffer {
   return r.stdout;
 }
 
-/** Channels and rate of the first audio stream, from ffprobe. */
-function probe(path: string, ffprobe: string): { channels: number; sampleRate: number } {
-  const out = run(ffprobe, ['-v', 'error', '-select_streams', 'a:0', '-show_entries', 'stream=channels,sample_rate', '-of', 'json', path], path);
-  const streams = (JSON.parse(out.toString()) as { streams?: { channels?: number; sample_rate?: string }[] }).streams ?? [];
-  const s = streams[0];
+// Vorbis and Opus end on a whole codec block: ffmpeg's pipe output keeps the block's padding
+// past the stream's declared duration (a 0.5 s Ogg Vorbis decodes to 8192 of 8000 frames), while
+// the container's end position says where the signal stops. Trim at most one block (8192 frames,
+// Vorbis' largest) so a wrong duration estimate never cuts real audio.
+const MAX_END_PADDING = 8192;
+
+interface StreamInfo {
+  channels: number;
+  sampleRate: number;
+  /** frames the container says the stream holds, when it says */
+  declaredFrames: number | null;
+}
+
+/** Channels, rate and declared length of the first audio stream, from ffprobe. */
+function probe(path: string, ffprobe: string): StreamInfo {
+  const args = ['-v', 'error', '-select_streams', 'a:0', '-show_entries', 'stream=channels,sample_rate,time_base,duration_ts', '-of', 'json', path];
+  const out = run(ffprobe, args, path);
+  type Stream = { channels?: number; sample_rate?: string; time_base?: string; duration_ts?: number };
+  const s = ((JSON.parse(out.toString()) as { streams?: Stream[] }).streams ?? [])[0];
   const channels = Number(s?.channels);
   const sampleRate = Number(s?.sample_rate);
   if (!s || !(channels >= 1) || !(sampleRate >= 1)) throw new Error(`${path}: not an audio file (ffprobe found no audio stream)`);
-  return { channels, sampleRate };
+  const [num, den] = (s.time_base ?? '').split('/').map(Number);
+  const ts = Number(s.duration_ts);
+  const declaredFrames = num > 0 && den > 0 && ts > 0 ? Math.round((ts * num * sampleRate) / den) : null;
+  return { channels, sampleRate, declaredFrames };
 }
 
 /**
@@ -49,9 +66,11 @@ function probe(path: string, ffprobe: string): { channels: number; sampleRate: n
 export function decodeWithFfmpeg(path: string): DecodedAudio {
   if (!existsSync(path)) throw new Error(`${path}: no such file`);
   const { ffmpeg, ffprobe } = tools();
-  const { channels, sampleRate } = probe(path, ffprobe);
+  const { channels, sampleRate, declaredFrames } = probe(path, ffprobe);
   const pcm = run(ffmpeg, ['-nostdin', '-v', 'error', '-i', path, '-map', '0:a:0', '-f', 'f32le', '-c:a', 'pcm_f32le', '-'], path);
-  const frames = Math.floor(pcm.length / (4 * channels));
+  const decoded = Math.floor(pcm.length / (4 * channels));
+  const padded = declaredFrames !== null && decoded > declaredFrames && decoded - declaredFrames <= MAX_END_PADDING;
+  const frames = padded ? declaredFrames : decoded;
   // the pipe's bytes may sit at any offset: copy to an aligned array once, then deinterleave
   const interleaved = new Float32Array(frames * channels);
   new Uint8Array(interleaved.buffer).set(pcm.subarray(0, interleaved.byteLength));
