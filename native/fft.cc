@@ -1,4 +1,4 @@
-// FFT plans of any length (fft.h): the mixed-radix recursion, its butterflies, Bluestein's
+// FFT plans of any length (fft.h): the Stockham stages, their butterflies, Bluestein's
 // chirp-z for large prime factors, and the real-input untangling.
 #include "fft.h"
 
@@ -23,6 +23,12 @@ std::vector<int64_t> factorize(int64_t n) {
   return f;
 }
 
+// Plain complex product: std::complex's operator* goes through __muldc3 (C99 Annex G inf/NaN
+// recovery) unless -ffast-math, several times slower in these loops; inputs here are finite.
+inline cplx mul(cplx a, cplx b) {
+  return cplx(a.real() * b.real() - a.imag() * b.imag(), a.real() * b.imag() + a.imag() * b.real());
+}
+
 int64_t next_pow2(int64_t n) {
   int64_t m = 1;
   while (m < n) m <<= 1;
@@ -38,7 +44,19 @@ FftPlan::FftPlan(int64_t n) : n_(n) {
   factors_ = factorize(n);
   bool direct = true;
   for (int64_t p : factors_) direct = direct && p <= kMaxDirectRadix;
-  if (direct) return;
+  if (direct) {
+    // stage i (s = product of the radices before it, N = n / s = P m) reads w_N^{j p} = w_n^{j p s}
+    int64_t s = 1;
+    for (int64_t P : factors_) {
+      const int64_t m = n / s / P;
+      std::vector<cplx> stage(size_t(m * (P - 1)));
+      for (int64_t p = 0; p < m; p++)
+        for (int64_t j = 1; j < P; j++) stage[size_t(p * (P - 1) + j - 1)] = twiddles_[size_t(j * p * s)];
+      stage_twiddles_.push_back(std::move(stage));
+      s *= P;
+    }
+    return;
+  }
   // Bluestein: X[k] = c[k] sum_j (x[j] c[j]) conj(c[k - j]), since jk = (j^2 + k^2 - (k - j)^2) / 2,
   // a circular convolution of length m >= 2n - 1 done with power-of-two FFTs
   factors_.clear();
@@ -58,63 +76,121 @@ FftPlan::FftPlan(int64_t n) : n_(n) {
 }
 
 int64_t FftPlan::scratch_size() const {
-  return inner_ ? 2 * inner_->size() + inner_->scratch_size() : 0;
+  return inner_ ? 2 * inner_->size() + inner_->scratch_size() : n_;
 }
 
 void FftPlan::forward(const cplx* in, cplx* out, cplx* scratch) const {
   if (inner_) bluestein(in, out, scratch);
   else if (n_ == 1) out[0] = in[0];
-  else mixed_radix(in, 1, out, 0, scratch);
+  else mixed_radix(in, out, scratch);
 }
 
 // One level of the decimation in time: the sub-transform of length len = n / stride splits into
 // p interleaved sub-sequences of length m (each transformed by the next level into out[r*m ..]),
 // then X[k + m s] = sum_r (w_len^{r k} X_r[k]) w_p^{r s} for k < m, s < p, in place.
-void FftPlan::mixed_radix(const cplx* in, int64_t stride, cplx* out, int level, cplx* scratch) const {
-  const int64_t p = factors_[size_t(level)], m = n_ / stride / p;
-  if (m == 1) {
-    for (int64_t r = 0; r < p; r++) out[r] = in[r * stride];
+namespace {
+
+// y[j] = sum_r a[r] w_P^{r j} for the fixed radices.
+template <int P>
+inline void butterfly(const cplx* a, cplx* y) {
+  if constexpr (P == 2) {
+    y[0] = a[0] + a[1];
+    y[1] = a[0] - a[1];
+  } else if constexpr (P == 4) {
+    // w_4 = -i: y1 = a0 - i a1 - a2 + i a3, y3 = a0 + i a1 - a2 - i a3
+    const cplx s = a[0] + a[2], d = a[0] - a[2], c = a[1] + a[3];
+    const cplx e(a[1].imag() - a[3].imag(), a[3].real() - a[1].real());  // -i (a1 - a3)
+    y[0] = s + c;
+    y[1] = d + e;
+    y[2] = s - c;
+    y[3] = d - e;
+  } else if constexpr (P == 3) {
+    // w_3 = -1/2 - i sqrt(3)/2
+    const cplx s = a[1] + a[2], d = a[1] - a[2];
+    const cplx base = a[0] - 0.5 * s;
+    const cplx rot(0.86602540378443864676 * d.imag(), -0.86602540378443864676 * d.real());  // -i sqrt(3)/2 d
+    y[0] = a[0] + s;
+    y[1] = base + rot;
+    y[2] = base - rot;
   } else {
-    for (int64_t r = 0; r < p; r++) mixed_radix(in + r * stride, stride * p, out + r * m, level + 1, scratch);
+    static_assert(P == 5, "radix 2, 3, 4 or 5");
+    // c_j = cos(2 pi j / 5), s_j = sin(2 pi j / 5): y1,4 = a0 + c1 s1' + c2 s2' -/+ i (s1 d1 + s2 d2),
+    // y2,3 = a0 + c2 s1' + c1 s2' -/+ i (s2 d1 - s1 d2), s1' = a1 + a4, s2' = a2 + a3, d1 = a1 - a4, d2 = a2 - a3
+    const double c1 = 0.30901699437494742410, c2 = -0.80901699437494742410;
+    const double s1 = 0.95105651629515357212, s2 = 0.58778525229247312917;
+    const cplx p1 = a[1] + a[4], p2 = a[2] + a[3], d1 = a[1] - a[4], d2 = a[2] - a[3];
+    const cplx e1 = a[0] + c1 * p1 + c2 * p2, e2 = a[0] + c2 * p1 + c1 * p2;
+    const cplx o1 = s1 * d1 + s2 * d2, o2 = s2 * d1 - s1 * d2;
+    const cplx r1(o1.imag(), -o1.real()), r2(o2.imag(), -o2.real());  // -i o
+    y[0] = a[0] + p1 + p2;
+    y[1] = e1 + r1;
+    y[4] = e1 - r1;
+    y[2] = e2 + r2;
+    y[3] = e2 - r2;
   }
-  const cplx* tw = twiddles_.data();
-  cplx t[kMaxDirectRadix + 1];
-  for (int64_t k = 0; k < m; k++) {
-    t[0] = out[k];
-    for (int64_t r = 1; r < p; r++) t[r] = out[r * m + k] * tw[r * k * stride];
-    if (p == 2) {
-      out[k] = t[0] + t[1];
-      out[k + m] = t[0] - t[1];
-    } else if (p == 4) {
-      // w_4 = -i: y1 = t0 - i t1 - t2 + i t3, y3 = t0 + i t1 - t2 - i t3
-      const cplx a = t[0] + t[2], b = t[0] - t[2], c = t[1] + t[3];
-      const cplx d(t[1].imag() - t[3].imag(), t[3].real() - t[1].real());  // -i (t1 - t3)
-      out[k] = a + c;
-      out[k + m] = b + d;
-      out[k + 2 * m] = a - c;
-      out[k + 3 * m] = b - d;
-    } else if (p == 3) {
-      // w_3 = -1/2 - i sqrt(3)/2
-      const cplx a = t[1] + t[2], b = t[1] - t[2];
-      const cplx base = t[0] - 0.5 * a;
-      const cplx rot(0.86602540378443864676 * b.imag(), -0.86602540378443864676 * b.real());  // -i sqrt(3)/2 b
-      out[k] = t[0] + a;
-      out[k + m] = base + rot;
-      out[k + 2 * m] = base - rot;
-    } else {
-      // generic odd radix: w_p^{rs} = w_n^{((r s) mod p) n / p}
-      const int64_t step = n_ / p;
-      for (int64_t s = 0; s < p; s++) {
-        cplx acc = t[0];
-        int64_t rs = 0;
-        for (int64_t r = 1; r < p; r++) {
-          rs += s;
-          if (rs >= p) rs -= p;
-          acc += t[r] * tw[rs * step];
+}
+
+// One Stockham (self-sorting, decimation in frequency) stage of radix P over s interleaved
+// sequences of length N = P m: y[q + s (P p + j)] = w_N^{j p} sum_r x[q + s (p + r m)] w_P^{r j},
+// with stage[p (P - 1) + j - 1] = w_N^{j p}. The inner loop runs over q: contiguous in x and y.
+template <int P>
+void stockham_stage(const cplx* x, cplx* y, int64_t m, int64_t s, const cplx* stage) {
+  for (int64_t p = 0; p < m; p++) {
+    const cplx* w = stage + p * (P - 1);
+    for (int64_t q = 0; q < s; q++) {
+      cplx a[P], b[P];
+      for (int r = 0; r < P; r++) a[r] = x[q + s * (p + r * m)];
+      butterfly<P>(a, b);
+      cplx* o = y + q + s * P * p;
+      o[0] = b[0];
+      for (int j = 1; j < P; j++) o[s * j] = mul(b[j], w[j - 1]);
+    }
+  }
+}
+
+// The same stage for any odd radix P <= kMaxDirectRadix: O(P^2) with w_P^{r j} = w_n^{((r j) mod P) n / P}.
+void generic_stage(const cplx* x, cplx* y, int64_t P, int64_t m, int64_t s, const cplx* stage, const cplx* tw, int64_t n) {
+  const int64_t step = n / P;
+  cplx a[kMaxDirectRadix];
+  for (int64_t p = 0; p < m; p++) {
+    const cplx* w = stage + p * (P - 1);
+    for (int64_t q = 0; q < s; q++) {
+      for (int64_t r = 0; r < P; r++) a[r] = x[q + s * (p + r * m)];
+      cplx* o = y + q + s * P * p;
+      for (int64_t j = 0; j < P; j++) {
+        cplx acc = a[0];
+        int64_t rj = 0;
+        for (int64_t r = 1; r < P; r++) {
+          rj += j;
+          if (rj >= P) rj -= P;
+          acc += mul(a[r], tw[rj * step]);
         }
-        out[k + s * m] = acc;
+        o[s * j] = j == 0 ? acc : mul(acc, w[j - 1]);
       }
     }
+  }
+}
+
+}  // namespace
+
+// Stages ping-pong between out and the scratch buffer, arranged so the last one writes out.
+void FftPlan::mixed_radix(const cplx* in, cplx* out, cplx* work) const {
+  const size_t stages = factors_.size();
+  const cplx* x = in;
+  int64_t s = 1;
+  for (size_t i = 0; i < stages; i++) {
+    cplx* y = (stages - 1 - i) % 2 == 0 ? out : work;
+    const int64_t P = factors_[i], m = n_ / s / P;
+    const cplx* stage = stage_twiddles_[i].data();
+    switch (P) {
+      case 2: stockham_stage<2>(x, y, m, s, stage); break;
+      case 3: stockham_stage<3>(x, y, m, s, stage); break;
+      case 4: stockham_stage<4>(x, y, m, s, stage); break;
+      case 5: stockham_stage<5>(x, y, m, s, stage); break;
+      default: generic_stage(x, y, P, m, s, stage, twiddles_.data(), n_);
+    }
+    x = y;
+    s *= P;
   }
 }
 
@@ -123,14 +199,14 @@ void FftPlan::bluestein(const cplx* in, cplx* out, cplx* scratch) const {
   cplx* a = scratch;
   cplx* spec = scratch + m;
   cplx* work = scratch + 2 * m;
-  for (int64_t j = 0; j < n_; j++) a[j] = in[j] * chirp_[size_t(j)];
+  for (int64_t j = 0; j < n_; j++) a[j] = mul(in[j], chirp_[size_t(j)]);
   for (int64_t j = n_; j < m; j++) a[j] = 0;
   inner_->forward(a, spec, work);
   // inverse FFT by conjugation: ifft(y) = conj(fft(conj(y))) / m
-  for (int64_t j = 0; j < m; j++) a[j] = std::conj(spec[j] * chirp_spectrum_[size_t(j)]);
+  for (int64_t j = 0; j < m; j++) a[j] = std::conj(mul(spec[j], chirp_spectrum_[size_t(j)]));
   inner_->forward(a, spec, work);
   const double inv = 1.0 / double(m);
-  for (int64_t k = 0; k < n_; k++) out[k] = chirp_[size_t(k)] * std::conj(spec[k]) * inv;
+  for (int64_t k = 0; k < n_; k++) out[k] = mul(chirp_[size_t(k)], std::conj(spec[k])) * inv;
 }
 
 RealFftPlan::RealFftPlan(int64_t n) : n_(n), half_(n % 2 == 0 ? n / 2 : n) {
@@ -157,10 +233,11 @@ void RealFftPlan::forward(const double* in, cplx* out, cplx* scratch) const {
   for (int64_t j = 0; j < h; j++) z[j] = cplx(in[2 * j], in[2 * j + 1]);
   half_.forward(z, spec, scratch + 2 * h);
   for (int64_t k = 0; k <= h; k++) {
-    const cplx zk = spec[k % h], zc = std::conj(spec[(h - k) % h]);
+    const int64_t a = k == h ? 0 : k, b = k == 0 ? 0 : h - k;  // Z is h-periodic
+    const cplx zk = spec[a], zc = std::conj(spec[b]);
     const cplx e = 0.5 * (zk + zc), d = 0.5 * (zk - zc);
     const cplx o(d.imag(), -d.real());
-    out[k] = e + untangle_[size_t(k)] * o;
+    out[k] = e + mul(untangle_[size_t(k)], o);
   }
 }
 

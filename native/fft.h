@@ -1,5 +1,5 @@
 // Discrete Fourier transforms of any length for the STFT kernel (stft.cc): a mixed-radix
-// decimation-in-time FFT (kissfft's recursive structure: radix 4, 2, 3, 5 butterflies and a
+// Stockham FFT (self-sorting stages, each a loop of contiguous butterflies: radix 4, 2, 3, 5 and a
 // generic odd radix), Bluestein's chirp-z convolution for lengths with a prime factor above
 // kMaxDirectRadix, and the half-length trick for real input of even length.
 // Computed in double (twiddles from std::polar), so a float32 result is correctly rounded to ~1 ulp.
@@ -29,11 +29,12 @@ class FftPlan {
   void forward(const cplx* in, cplx* out, cplx* scratch) const;
 
  private:
-  void mixed_radix(const cplx* in, int64_t stride, cplx* out, int level, cplx* scratch) const;
+  void mixed_radix(const cplx* in, cplx* out, cplx* work) const;
   void bluestein(const cplx* in, cplx* out, cplx* scratch) const;
   int64_t n_;
-  std::vector<int64_t> factors_;  // radices, first applied outermost
+  std::vector<int64_t> factors_;  // radices, in stage order
   std::vector<cplx> twiddles_;    // exp(-2 pi i j / n), j < n
+  std::vector<std::vector<cplx>> stage_twiddles_;  // per stage, in the order its butterflies read them
   // Bluestein: chirp c[j] = exp(-pi i j^2 / n), FFT of the conjugate chirp wrapped to m, and the plan of m
   std::vector<cplx> chirp_, chirp_spectrum_;
   std::unique_ptr<FftPlan> inner_;

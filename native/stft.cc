@@ -2,6 +2,7 @@
 // n_fft samples every hop, centre padding (reflect or zeros) read in place, a window, one real
 // FFT per frame (fft.h), written as complex pairs, power |X|^2 or magnitude |X| in torch's
 // [B, freq, frames] order. Frames are split over the thread pool; each thread reuses its buffers.
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@ enum StftMode : int64_t { kComplex = 0, kPower = 1, kMagnitude = 2 };
 struct FrameBuffers {
   std::vector<double> frame;
   std::vector<cplx> spectrum, scratch;
+  std::vector<float> tile;
 };
 thread_local FrameBuffers buffers;
 
@@ -59,32 +61,50 @@ inline float padded_sample(const float* x, int64_t L, int64_t i, bool reflect) {
   return x[i < 0 ? -i : 2 * (L - 1) - i];
 }
 
+// Frames are done in tiles of kTile consecutive frames of one row: spectra go to a small buffer,
+// then each frequency's kTile values are stored together (one cache line of out's [freq, frames]
+// rows) instead of one scattered store per frequency per frame.
+constexpr int64_t kTile = 16;
+
 void stft_frames(const float* x, const float* window, float* out, const StftShape& s, int64_t begin, int64_t end) {
   const RealFftPlan& plan = real_fft_plan(s.n_fft);
   FrameBuffers& b = buffers;
+  const int64_t half = s.n_fft / 2, per = s.mode == kComplex ? 2 : 1;
   b.frame.resize(size_t(s.n_fft));
-  b.spectrum.resize(size_t(s.n_fft / 2 + 1));
+  b.spectrum.resize(size_t(half + 1));
   b.scratch.resize(size_t(plan.scratch_size()));
-  const int64_t half = s.n_fft / 2;
-  for (int64_t f = begin; f < end; f++) {
-    const int64_t row = f / s.frames, t = f % s.frames;
+  b.tile.resize(size_t(kTile * s.n_freq * per));
+  for (int64_t f = begin; f < end;) {
+    const int64_t row = f / s.frames, t0 = f % s.frames;
+    const int64_t count = std::min({kTile, end - f, s.frames - t0});
     const float* sig = x + row * s.L;
-    const int64_t start = t * s.hop - s.pad;
-    for (int64_t i = 0; i < s.n_fft; i++) b.frame[size_t(i)] = double(padded_sample(sig, s.L, start + i, s.reflect)) * window[i];
-    plan.forward(b.frame.data(), b.spectrum.data(), b.scratch.data());
-    float* o = out + row * s.n_freq * s.frames * (s.mode == kComplex ? 2 : 1);
-    for (int64_t k = 0; k < s.n_freq; k++) {
-      // bins past n/2 (two-sided output) are the conjugates of the mirrored ones: real input
-      const cplx v = k <= half ? b.spectrum[size_t(k)] : std::conj(b.spectrum[size_t(s.n_fft - k)]);
-      const int64_t at = k * s.frames + t;
-      if (s.mode == kComplex) {
-        o[2 * at] = float(v.real());
-        o[2 * at + 1] = float(v.imag());
+    for (int64_t j = 0; j < count; j++) {
+      const int64_t start = (t0 + j) * s.hop - s.pad;
+      double* frame = b.frame.data();
+      if (start >= 0 && start + s.n_fft <= s.L) {
+        for (int64_t i = 0; i < s.n_fft; i++) frame[i] = double(sig[start + i]) * window[i];  // inside: no padding
       } else {
-        const double p = v.real() * v.real() + v.imag() * v.imag();
-        o[at] = float(s.mode == kPower ? p : std::sqrt(p));
+        for (int64_t i = 0; i < s.n_fft; i++) frame[i] = double(padded_sample(sig, s.L, start + i, s.reflect)) * window[i];
+      }
+      plan.forward(b.frame.data(), b.spectrum.data(), b.scratch.data());
+      float* tile = b.tile.data() + j * s.n_freq * per;
+      for (int64_t k = 0; k < s.n_freq; k++) {
+        // bins past n/2 (two-sided output) are the conjugates of the mirrored ones: real input
+        const cplx v = k <= half ? b.spectrum[size_t(k)] : std::conj(b.spectrum[size_t(s.n_fft - k)]);
+        if (s.mode == kComplex) {
+          tile[2 * k] = float(v.real());
+          tile[2 * k + 1] = float(v.imag());
+        } else {
+          const double p = v.real() * v.real() + v.imag() * v.imag();
+          tile[k] = float(s.mode == kPower ? p : std::sqrt(p));
+        }
       }
     }
+    float* o = out + row * s.n_freq * s.frames * per;
+    for (int64_t k = 0; k < s.n_freq; k++)
+      for (int64_t j = 0; j < count; j++)
+        for (int64_t c = 0; c < per; c++) o[(k * s.frames + t0 + j) * per + c] = b.tile[size_t((j * s.n_freq + k) * per + c)];
+    f += count;
   }
 }
 
