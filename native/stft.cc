@@ -17,10 +17,9 @@ enum StftMode : int64_t { kComplex = 0, kPower = 1, kMagnitude = 2 };
 
 [[noreturn]] void fail(const std::string& why) { throw KernelError("stft: " + why); }
 
+// Per-thread buffers, grown on first use and reused (no allocation per call once warm).
 struct FrameBuffers {
-  std::vector<double> frame;
-  std::vector<cplx> spectrum, scratch;
-  std::vector<float> tile;
+  std::vector<double> frames, re, im, work;
 };
 thread_local FrameBuffers buffers;
 
@@ -61,49 +60,50 @@ inline float padded_sample(const float* x, int64_t L, int64_t i, bool reflect) {
   return x[i < 0 ? -i : 2 * (L - 1) - i];
 }
 
-// Frames are done in tiles of kTile consecutive frames of one row: spectra go to a small buffer,
-// then each frequency's kTile values are stored together (one cache line of out's [freq, frames]
-// rows) instead of one scattered store per frequency per frame.
+// Frames are done in tiles of kTile consecutive frames of one row, transformed together (the
+// FFT's batch), so bin k of the tile's frames lands contiguously in out's [freq, frames] rows.
 constexpr int64_t kTile = 16;
 
 void stft_frames(const float* x, const float* window, float* out, const StftShape& s, int64_t begin, int64_t end) {
   const RealFftPlan& plan = real_fft_plan(s.n_fft);
   FrameBuffers& b = buffers;
-  const int64_t half = s.n_fft / 2, per = s.mode == kComplex ? 2 : 1;
-  b.frame.resize(size_t(s.n_fft));
-  b.spectrum.resize(size_t(half + 1));
-  b.scratch.resize(size_t(plan.scratch_size()));
-  b.tile.resize(size_t(kTile * s.n_freq * per));
+  const int64_t half = s.n_fft / 2, bins = half + 1;
+  b.frames.resize(size_t(kTile * s.n_fft));
+  b.re.resize(size_t(kTile * bins));
+  b.im.resize(size_t(kTile * bins));
+  b.work.resize(size_t(plan.work_size(kTile)));
   for (int64_t f = begin; f < end;) {
     const int64_t row = f / s.frames, t0 = f % s.frames;
     const int64_t count = std::min({kTile, end - f, s.frames - t0});
     const float* sig = x + row * s.L;
     for (int64_t j = 0; j < count; j++) {
       const int64_t start = (t0 + j) * s.hop - s.pad;
-      double* frame = b.frame.data();
+      double* frame = b.frames.data() + j * s.n_fft;
       if (start >= 0 && start + s.n_fft <= s.L) {
         for (int64_t i = 0; i < s.n_fft; i++) frame[i] = double(sig[start + i]) * window[i];  // inside: no padding
       } else {
         for (int64_t i = 0; i < s.n_fft; i++) frame[i] = double(padded_sample(sig, s.L, start + i, s.reflect)) * window[i];
       }
-      plan.forward(b.frame.data(), b.spectrum.data(), b.scratch.data());
-      float* tile = b.tile.data() + j * s.n_freq * per;
-      for (int64_t k = 0; k < s.n_freq; k++) {
-        // bins past n/2 (two-sided output) are the conjugates of the mirrored ones: real input
-        const cplx v = k <= half ? b.spectrum[size_t(k)] : std::conj(b.spectrum[size_t(s.n_fft - k)]);
-        if (s.mode == kComplex) {
-          tile[2 * k] = float(v.real());
-          tile[2 * k + 1] = float(v.imag());
-        } else {
-          const double p = v.real() * v.real() + v.imag() * v.imag();
-          tile[k] = float(s.mode == kPower ? p : std::sqrt(p));
-        }
+    }
+    plan.forward(b.frames.data(), count, b.re.data(), b.im.data(), b.work.data());
+    float* o = out + (row * s.n_freq * s.frames + t0) * (s.mode == kComplex ? 2 : 1);
+    for (int64_t k = 0; k < s.n_freq; k++) {
+      // bins past n/2 (two-sided output) are the conjugates of the mirrored ones: real input
+      const int64_t src = k <= half ? k : s.n_fft - k;
+      const double sign = k <= half ? 1.0 : -1.0;
+      const double* re = b.re.data() + src * count;
+      const double* im = b.im.data() + src * count;
+      if (s.mode == kComplex) {
+        float* ok = o + 2 * k * s.frames;
+        for (int64_t j = 0; j < count; j++) ok[2 * j] = float(re[j]), ok[2 * j + 1] = float(sign * im[j]);
+      } else if (s.mode == kPower) {
+        float* ok = o + k * s.frames;
+        for (int64_t j = 0; j < count; j++) ok[j] = float(re[j] * re[j] + im[j] * im[j]);
+      } else {
+        float* ok = o + k * s.frames;
+        for (int64_t j = 0; j < count; j++) ok[j] = float(std::sqrt(re[j] * re[j] + im[j] * im[j]));
       }
     }
-    float* o = out + row * s.n_freq * s.frames * per;
-    for (int64_t k = 0; k < s.n_freq; k++)
-      for (int64_t j = 0; j < count; j++)
-        for (int64_t c = 0; c < per; c++) o[(k * s.frames + t0 + j) * per + c] = b.tile[size_t((j * s.n_freq + k) * per + c)];
     f += count;
   }
 }
@@ -152,14 +152,12 @@ KESTREL_KERNEL(fft) {
   const float* xp = x.ptr<float>();
   float* op = out.ptr<float>();
   parallel_for(B, 1, [&](int64_t begin, int64_t end) {
-    std::vector<cplx> in(static_cast<size_t>(n)), res(static_cast<size_t>(n)), scratch(static_cast<size_t>(plan.scratch_size()));
+    std::vector<double> xr(static_cast<size_t>(n)), xi(static_cast<size_t>(n)), yr(static_cast<size_t>(n)), yi(static_cast<size_t>(n));
+    std::vector<double> work(static_cast<size_t>(plan.work_size(1)));
     for (int64_t r = begin; r < end; r++) {
-      for (int64_t j = 0; j < n; j++) in[size_t(j)] = cplx(xp[(r * n + j) * 2], xp[(r * n + j) * 2 + 1]);
-      plan.forward(in.data(), res.data(), scratch.data());
-      for (int64_t j = 0; j < n; j++) {
-        op[(r * n + j) * 2] = float(res[size_t(j)].real());
-        op[(r * n + j) * 2 + 1] = float(res[size_t(j)].imag());
-      }
+      for (int64_t j = 0; j < n; j++) xr[size_t(j)] = xp[(r * n + j) * 2], xi[size_t(j)] = xp[(r * n + j) * 2 + 1];
+      plan.forward(xr.data(), xi.data(), yr.data(), yi.data(), 1, work.data());
+      for (int64_t j = 0; j < n; j++) op[(r * n + j) * 2] = float(yr[size_t(j)]), op[(r * n + j) * 2 + 1] = float(yi[size_t(j)]);
     }
   });
 }
