@@ -6,7 +6,7 @@
 // against the peer's output, <= 1e-4 of peak.
 // Run: node --import tsx bench/audio.ts [--minutes 10] [--runs 5] [--threads 2] [--no-peer]
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
@@ -113,7 +113,7 @@ if (ratio !== null) console.log(`| torchaudio ${peer.torchaudio} MelSpectrogram 
 console.log(ratio !== null ? `Kestrel / torchaudio speed: ${ratio.toFixed(2)}x (target >= 1x)` : String(peer.note));
 console.log(`(STFT power alone: ${kestrel.stft_power_median_s.toFixed(3)} s)`);
 const path = writeResult('audio_logmel', {
-  bench: 'audio_logmel', cpuInfo: addon.info(), threads, config: { windows, window_samples: WINDOW, audio_seconds: seconds, nMels: 80, runs },
+  bench: 'audio_logmel', cpuInfo: addon.info(), threads, loadavg_1_5_15: loadavg(), config: { windows, window_samples: WINDOW, audio_seconds: seconds, nMels: 80, runs },
   kestrel, peer, speed_ratio_vs_torchaudio: ratio,
 });
 console.log(`wrote ${path}`);

@@ -106,6 +106,7 @@ export function resample(samples: Tensor, fromRate: number, toRate: number, opts
     const filters = tensor(kernel, { shape: [neu, taps], dtype, backend });
     const out = reshape(matmul(frames, transpose(filters)), [R, F * neu]); // [R, F, new] -> time order
     const target = Math.ceil((neu * N) / orig);
-    return reshape(contiguous(narrow(out, 1, 0, target)), [...lead, target]);
+    // a copy, so the result holds exactly its own samples (not the last frame's overhang)
+    return reshape(target === F * neu ? out : clone(narrow(out, 1, 0, target)), [...lead, target]);
   });
 }

@@ -87,3 +87,17 @@ test('features on the reference backend (float64 DFT) agree with the goldens too
     nearGolden(k.audio.spectrogram(s16, { nFft: 400, hopLength: 160 }), g.tensor('spectrogram.speech_16k', { backend: 'ref' }), 'ref spectrogram');
   });
 });
+
+test('feature functions free every intermediate: live storage returns to its baseline', { skip }, () => {
+  const x = k.tensor(Float32Array.from({ length: 20000 }, (_, i) => Math.sin(i / 9)), { shape: [1, 20000], backend: 'cpu' });
+  const before = k.memory.stats('cpu').current.total;
+  const outs = [
+    k.audio.stft(x, { nFft: 400, hopLength: 160 }), k.audio.spectrogram(x), k.audio.melSpectrogram(x, { nMels: 40 }),
+    k.audio.mfcc(x, { nMfcc: 13, melkwargs: { nMels: 40 } }), k.audio.whisperLogMel(x.reshape([-1])), k.resample(x, 16000, 22050),
+  ];
+  const held = outs.reduce((s, t) => s + t.numel * 4, 0);
+  assert.equal(k.memory.stats('cpu').current.total - before, held, 'only the outputs stay allocated');
+  for (const t of outs) t.dispose();
+  assert.equal(k.memory.stats('cpu').current.total, before);
+  x.dispose();
+});
