@@ -10,15 +10,11 @@ import * as k from '../../src/index.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { assertClose, hasCpu } from '../helpers.js';
 import { fixture } from '../fixtures.js';
+import { nearGolden } from './golden.js';
 
 const fx = fixture('audio', 'goldens.safetensors');
 const whisperFx = fixture('audio', 'models', 'whisper-tiny-random', 'goldens.safetensors');
 const skip = fx.skip || whisperFx.skip || (hasCpu() ? false : 'cpu backend (native addon) not built');
-
-function nearGolden(got: k.Tensor, want: k.Tensor, what: string): void {
-  const peak = want.toFloat32Array().reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  assertClose(got, want, { atol: 1e-4 * peak, rtol: 1e-4, what });
-}
 
 test('spectrogram, mel, dB and MFCC equal torchaudio', { skip }, () => {
   using g = new SafetensorsFile(fx.path);

@@ -12,13 +12,12 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as k from '../../src/index.js';
 import { assertClose, hasCpu, onCpuThreads, runChild, seeded } from '../helpers.js';
+import { peakOf } from './golden.js';
 
 const SIZES = [1, 2, 7, 33, 257, 400, 1021];
 const skip = hasCpu() ? false : 'cpu backend (native addon) not built';
 // the child process (KESTREL_FFT_CHILD) only runs the checks, never the tests
 const CHILD = process.env.KESTREL_FFT_CHILD === '1';
-
-const peakOf = (t: k.Tensor): number => t.toFloat32Array().reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 
 function compareToRef(got: k.Tensor, want: k.Tensor, what: string): void {
   assertClose(got, want, { atol: 1e-6 * Math.max(peakOf(want), 1), rtol: 1e-5, what });

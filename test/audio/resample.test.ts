@@ -10,14 +10,10 @@ import * as k from '../../src/index.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { assertClose, hasCpu } from '../helpers.js';
 import { fixture } from '../fixtures.js';
+import { nearGolden } from './golden.js';
 
 const fx = fixture('audio', 'goldens.safetensors');
 const backend = hasCpu() ? 'cpu' : 'ref';
-
-function nearGolden(got: k.Tensor, want: k.Tensor, what: string): void {
-  const peak = want.toFloat32Array().reduce((m, v) => Math.max(m, Math.abs(v)), 0);
-  assertClose(got, want, { atol: 1e-4 * peak, rtol: 1e-4, what });
-}
 
 test('resample equals torchaudio.functional.resample (Hann and Kaiser)', { skip: fx.skip }, () => {
   using g = new SafetensorsFile(fx.path);
