@@ -68,3 +68,4 @@ export * as quant from './quant/index.js';
 export * as profile from './profile/index.js';
 export * as audio from './audio/index.js';
 export { loadAudio, saveWav, resample, type LoadAudioOptions, type LoadedAudio, type ResampleOptions } from './audio/index.js';
+export { WhisperForConditionalGeneration, loadWhisper, shiftTokensRight, type WhisperConfig, type WhisperInput, type WhisperOutput } from './models/whisper.js';
