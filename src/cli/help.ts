@@ -97,6 +97,19 @@ export const HELP: Record<string, CommandHelp> = {
     flags: [['--model DIR', 'the base model folder'], ['--adapter DIR', 'the PEFT adapter'], ['--out DIR', 'the merged HF folder'], ['--dtype fp32|bf16|fp16', 'saved precision (default fp32)'], DEVICE],
     example: 'kestrel merge --model ./base --adapter ./adapter --out ./merged --dtype bf16',
   },
+  transcribe: {
+    usage: 'kestrel transcribe --model DIR FILE... [--language en] [--task transcribe|translate] [--json]',
+    flags: [
+      ['--model DIR', 'an HF Whisper folder (config.json, model.safetensors, generation_config.json, tokenizer) (required)'],
+      ['FILE...', 'audio files: WAV, or anything ffmpeg decodes (FLAC, MP3, Ogg, Opus, M4A); resampled to 16 kHz mono'],
+      ['--language CODE', "e.g. en, fr (default: generation_config's forced language, else detected from the audio)"],
+      ['--task transcribe|translate', "default: generation_config's, else transcribe"],
+      ['--max-new-tokens N', 'per 30 s window (default: up to max_length)'],
+      ['--json', 'one line per file: {"file", "text", "tokens"}'],
+      DEVICE,
+    ],
+    example: 'kestrel transcribe --model ./whisper-tiny speech.flac --language en --json',
+  },
 };
 
 /** The --help text of a command. */

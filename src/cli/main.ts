@@ -6,6 +6,7 @@ import { trainCommand } from './train.js';
 import { finetuneCommand } from './finetune.js';
 import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
+import { transcribeCommand } from './transcribe.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -19,6 +20,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', run: finetuneCommand },
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
+  transcribe: { about: 'speech to text with a Whisper folder: --model DIR FILE... [--language en] [--task transcribe|translate] [--json]', run: transcribeCommand },
 };
 
 function usage(): string {

@@ -22,6 +22,18 @@ import { Module, Parameter } from '../nn/module.js';
 import { CONFIG_LIMITS, ConfigReader, type Json, checkParameterCount } from './families/hf_config.js';
 import { loadWeights } from './load.js';
 import type { BackendName } from '../backend/kernels.js';
+import { keep } from '../tensor/scope.js';
+import { KVCache } from './kv_cache.js';
+
+/**
+ * The decoder's state across generation steps: its self-attention keys/values (grown one token at
+ * a time) and the cross-attention keys/values of the encoder output, computed once per utterance.
+ */
+export interface WhisperDecoderCache {
+  self: KVCache;
+  /** per decoder layer: k, v [B, H, S, hd] */
+  cross: { k: Tensor; v: Tensor }[];
+}
 
 export interface WhisperConfig {
   modelType: 'whisper';
@@ -93,14 +105,25 @@ class WhisperAttention extends Module {
     this.v_proj = new Linear(D, D, init);
     this.out_proj = new Linear(D, D, init);
   }
-  forward(x: Tensor, source: Tensor | null, causal: boolean): Tensor {
+  /** [B, len, D] -> [B, H, len, hd] */
+  heads(t: Tensor): Tensor {
+    const [B, len] = t.shape;
+    return transpose(reshape(t, [B, len, this.H, this.D / this.H]), 1, 2);
+  }
+  /** the keys and values of a source sequence [B, S, D] (cross-attention reads the encoder output's once) */
+  keysValues(source: Tensor): { k: Tensor; v: Tensor } {
+    return { k: this.heads(this.k_proj.forward(source)), v: this.heads(this.v_proj.forward(source)) };
+  }
+  /**
+   * Self-attention over x (appending to `selfCache` at `layer` when given), or cross-attention over
+   * `cross` (the encoder output's keys and values).
+   */
+  forward(x: Tensor, o: { cross?: { k: Tensor; v: Tensor } | null; causal: boolean; selfCache?: KVCache | null; layer?: number }): Tensor {
     const [B, T] = x.shape;
-    const kv = source ?? x;
-    const S = kv.shape[1];
-    const hd = this.D / this.H;
-    const heads = (t: Tensor, len: number): Tensor => transpose(reshape(t, [B, len, this.H, hd]), 1, 2); // [B, H, len, hd]
-    const o = scaledDotProductAttention(heads(this.q_proj.forward(x), T), heads(this.k_proj.forward(kv), S), heads(this.v_proj.forward(kv), S), { causal });
-    return this.out_proj.forward(reshape(transpose(o, 1, 2), [B, T, this.D]));
+    let kv = o.cross ?? this.keysValues(x);
+    if (!o.cross && o.selfCache) kv = o.selfCache.update(o.layer ?? 0, kv.k, kv.v);
+    const out = scaledDotProductAttention(this.heads(this.q_proj.forward(x)), kv.k, kv.v, { causal: o.causal });
+    return this.out_proj.forward(reshape(transpose(out, 1, 2), [B, T, this.D]));
   }
 }
 
@@ -123,11 +146,11 @@ class WhisperLayer extends Module {
     this.final_layer_norm = new LayerNorm(D, 1e-5, init);
   }
   /** pre-LN residual blocks: self-attention, cross-attention (decoder), MLP */
-  forward(x: Tensor, encoderOut: Tensor | null, causal: boolean): Tensor {
+  forward(x: Tensor, o: { cross?: { k: Tensor; v: Tensor } | null; causal: boolean; selfCache?: KVCache | null; layer?: number }): Tensor {
     return tidy(() => {
-      let h = add(x, this.self_attn.forward(this.self_attn_layer_norm.forward(x), null, causal));
-      if (this.encoder_attn && this.encoder_attn_layer_norm && encoderOut)
-        h = add(h, this.encoder_attn.forward(this.encoder_attn_layer_norm.forward(h), encoderOut, false));
+      let h = add(x, this.self_attn.forward(this.self_attn_layer_norm.forward(x), { causal: o.causal, selfCache: o.selfCache, layer: o.layer }));
+      if (this.encoder_attn && this.encoder_attn_layer_norm && o.cross)
+        h = add(h, this.encoder_attn.forward(this.encoder_attn_layer_norm.forward(h), { cross: o.cross, causal: false }));
       return add(h, this.fc2.forward(unary('gelu_erf', this.fc1.forward(this.final_layer_norm.forward(h)))));
     });
   }
@@ -183,7 +206,7 @@ class WhisperEncoder extends Module {
     return tidy(() => {
       const x = unary('gelu_erf', this.conv2.forward(unary('gelu_erf', this.conv1.forward(features)))); // [B, D, 1500]
       let h = add(transpose(x, 1, 2), this.embed_positions.weight);
-      for (const layer of this.layers) h = layer.forward(h, null, false);
+      for (const layer of this.layers) h = layer.forward(h, { causal: false });
       return this.layer_norm.forward(h);
     });
   }
@@ -202,17 +225,28 @@ class WhisperDecoder extends Module {
     this.layers = Array.from({ length: c.decoderLayers }, () => new WhisperLayer(D, c.decoderHeads, c.decoderFfn, true, init));
     this.layer_norm = new LayerNorm(D, 1e-5, init);
   }
-  /** ids [B, T] attending the encoder output [B, S, D] -> hidden states [B, T, D] */
-  forward(ids: Tensor, encoderOut: Tensor): Tensor {
+  /** Cross-attention keys/values of every layer for an encoder output [B, S, D]. */
+  crossKeysValues(encoderOut: Tensor): { k: Tensor; v: Tensor }[] {
+    return this.layers.map((l) => l.encoder_attn!.keysValues(encoderOut));
+  }
+  /**
+   * ids [B, T] after `cache.self.length` earlier tokens -> hidden states [B, T, D], attending the
+   * encoder through `cross` (per layer); with a cache the new keys/values are appended to it.
+   */
+  forward(ids: Tensor, cross: { k: Tensor; v: Tensor }[], selfCache: KVCache | null = null): Tensor {
     const T = ids.shape[1];
-    if (T > this.c.maxTargetPositions) throw new Error(`whisper decoder: ${T} tokens exceed max_target_positions ${this.c.maxTargetPositions}`);
-    return tidy(() => {
+    const past = selfCache?.length ?? 0;
+    if (past + T > this.c.maxTargetPositions)
+      throw new Error(`whisper decoder: ${past + T} tokens exceed max_target_positions ${this.c.maxTargetPositions}`);
+    const h = tidy(() => {
       const tokens = this.embed_tokens.forward(ids);
       const scaled = this.c.scaleEmbedding ? tokens.mul(Math.sqrt(this.c.dModel)) : tokens;
-      let h = add(scaled, narrow(this.embed_positions.weight, 0, 0, T));
-      for (const layer of this.layers) h = layer.forward(h, encoderOut, true);
-      return this.layer_norm.forward(h);
+      let x = add(scaled, narrow(this.embed_positions.weight, 0, past, T));
+      this.layers.forEach((layer, i) => (x = layer.forward(x, { cross: cross[i], causal: true, selfCache, layer: i })));
+      return this.layer_norm.forward(x);
     });
+    selfCache?.advance(T);
+    return h;
   }
 }
 
@@ -268,7 +302,34 @@ export class WhisperForConditionalGeneration extends Module {
 
   /** Logits [B, T, V] over the tied head (proj_out = decoder.embed_tokens) given the encoder output. */
   decode(ids: Tensor, encoderOut: Tensor): Tensor {
-    return tidy(() => linear(this.model.decoder.forward(ids, encoderOut), this.model.decoder.embed_tokens.weight));
+    return tidy(() => this.logits(this.model.decoder.forward(ids, this.model.decoder.crossKeysValues(encoderOut))));
+  }
+
+  /** proj_out, tied to the token embedding: [B, T, D] -> [B, T, V] */
+  logits(hidden: Tensor): Tensor {
+    return linear(hidden, this.model.decoder.embed_tokens.weight);
+  }
+
+  /**
+   * A decoding cache for one encoder output [B, S, D]: the cross-attention keys/values of every
+   * layer computed now, once, and an empty self-attention cache of maxLength tokens.
+   */
+  decoderCache(encoderOut: Tensor, maxLength = this.config.maxTargetPositions): WhisperDecoderCache {
+    const c = this.config;
+    const self = new KVCache(c.decoderLayers, encoderOut.shape[0], c.decoderHeads, maxLength, c.dModel / c.decoderHeads, { backend: encoderOut.backendName });
+    // kept: the cache outlives the caller's tidy scopes until disposeDecoderCache
+    const cross = tidy(() => this.model.decoder.crossKeysValues(encoderOut).map(({ k, v }) => ({ k: keep(k), v: keep(v) })));
+    return { self, cross };
+  }
+
+  disposeDecoderCache(cache: WhisperDecoderCache): void {
+    cache.self.dispose();
+    for (const { k, v } of cache.cross) k.dispose(), v.dispose();
+  }
+
+  /** Logits [B, T, V] of the next tokens ids [B, T], appending them to the cache. */
+  decodeStep(ids: Tensor, cache: WhisperDecoderCache): Tensor {
+    return tidy(() => this.logits(this.model.decoder.forward(ids, cache.cross, cache.self)));
   }
 
   forward(input: WhisperInput): WhisperOutput {
