@@ -15,7 +15,7 @@ import { narrow, reshape, transpose } from '../ops/view.js';
 import { shapeStr } from '../tensor/layout.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { CheckpointFolder } from '../io/hf_folder.js';
+import { CheckpointFolder, saveCheckpointFolder } from '../io/hf_folder.js';
 import { type InitOpts, normal, zerosInit } from '../nn/init.js';
 import { Embedding, LayerNorm, Linear } from '../nn/layers.js';
 import { Module, Parameter } from '../nn/module.js';
@@ -368,4 +368,14 @@ export function loadWhisper(dir: string, opts: { backend?: BackendName } = {}): 
   } finally {
     folder.close();
   }
+}
+
+/**
+ * Writes an HF Whisper folder transformers loads: config.json (the one loaded, as given),
+ * generation_config.json when given, and model.safetensors with HF's names (proj_out stays tied,
+ * so it is not written, as transformers writes it).
+ * @example saveWhisper('out/', model, readJson('whisper/config.json'), readJson('whisper/generation_config.json'))
+ */
+export function saveWhisper(dir: string, model: WhisperForConditionalGeneration, hfConfig: Json, generationConfig: Json | null = null): void {
+  saveCheckpointFolder(dir, { config: hfConfig, generationConfig, tensors: model.stateDict() });
 }

@@ -5,11 +5,14 @@
 // by our own whisperLogMel from the clip, and decoder_input_ids built from the labels as
 // transformers' shift_tokens_right does. The frozen sinusoidal table gets no gradient.
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { loadWhisper, shiftTokensRight, sinusoids } from '../../src/models/whisper.js';
+import { loadWhisper, saveWhisper, shiftTokensRight, sinusoids } from '../../src/models/whisper.js';
+import { readJson } from '../../src/io/hf_folder.js';
 import { assertClose } from '../helpers.js';
 import { fixture } from '../fixtures.js';
 import { nearGolden } from '../audio/golden.js';
@@ -62,4 +65,22 @@ test('whisper: wrong feature shapes and folders are named', { skip: fx.skip }, (
   });
   model.dispose();
   assert.throws(() => loadWhisper(join(fx.path, '..', '..', 'clips')), /config\.json/);
+});
+
+test('whisper: saveWhisper writes a folder that loads back to the same logits, with the checkpoint\'s keys', { skip: fx.skip }, () => {
+  const model = loadWhisper(fx.path);
+  const out = mkdtempSync(join(tmpdir(), 'kestrel-whisper-save-'));
+  saveWhisper(out, model, readJson(join(fx.path, 'config.json')), readJson(join(fx.path, 'generation_config.json')));
+  using original = new SafetensorsFile(join(fx.path, 'model.safetensors'));
+  using saved = new SafetensorsFile(join(out, 'model.safetensors'));
+  assert.deepEqual([...saved.names].sort(), [...original.names].sort());
+  const again = loadWhisper(out);
+  using g = new SafetensorsFile(join(fx.path, 'goldens.safetensors'));
+  k.noGrad(() => k.tidy(() => {
+    const a = model.forward({ inputFeatures: g.tensor('input_features'), labels: g.tensor('labels') });
+    const b = again.forward({ inputFeatures: g.tensor('input_features'), labels: g.tensor('labels') });
+    assertClose(b.logits, a.logits, { atol: 0, rtol: 0, what: 'reloaded logits' });
+  }));
+  model.dispose();
+  again.dispose();
 });
