@@ -177,26 +177,34 @@ export function sinusoids(length: number, D: number): Float32Array {
   return out;
 }
 
-class WhisperEncoder extends Module {
-  conv1: Conv1d;
-  conv2: Conv1d;
+/** What the encoder and the decoder share: a position table, a stack of layers, a final LayerNorm. */
+class WhisperStack extends Module {
   embed_positions: Embedding;
   layers: WhisperLayer[];
   layer_norm: LayerNorm;
-  constructor(readonly c: WhisperConfig, init: InitOpts) {
+  constructor(readonly c: WhisperConfig, s: { positions: number; layers: number; heads: number; ffn: number; cross: boolean }, init: InitOpts) {
     super();
+    const D = c.dModel;
+    this.embed_positions = new Embedding(s.positions, D, init);
+    this.layers = Array.from({ length: s.layers }, () => new WhisperLayer(D, s.heads, s.ffn, s.cross, init));
+    this.layer_norm = new LayerNorm(D, 1e-5, init);
+  }
+}
+
+class WhisperEncoder extends WhisperStack {
+  conv1: Conv1d;
+  conv2: Conv1d;
+  constructor(c: WhisperConfig, init: InitOpts) {
+    super(c, { positions: c.maxSourcePositions, layers: c.encoderLayers, heads: c.encoderHeads, ffn: c.encoderFfn, cross: false }, init);
     const D = c.dModel;
     this.conv1 = new Conv1d(c.numMelBins, D, 3, 1, 1, init);
     this.conv2 = new Conv1d(D, D, 3, 2, 1, init);
     // the fixed sinusoidal table (HF stores it; it never trains); a lazily built model gets it from the checkpoint
-    this.embed_positions = new Embedding(c.maxSourcePositions, D, init);
     if (init.backend !== 'meta') {
       this.embed_positions.weight.dispose();
       this.embed_positions.weight = Parameter(tensor(sinusoids(c.maxSourcePositions, D), { shape: [c.maxSourcePositions, D], backend: init.backend }));
     }
     this.embed_positions.weight.requiresGrad_(false);
-    this.layers = Array.from({ length: c.encoderLayers }, () => new WhisperLayer(D, c.encoderHeads, c.encoderFfn, false, init));
-    this.layer_norm = new LayerNorm(D, 1e-5, init);
   }
   /** features [B, n_mels, 2 max_source_positions] -> [B, max_source_positions, D] */
   forward(features: Tensor): Tensor {
@@ -212,18 +220,11 @@ class WhisperEncoder extends Module {
   }
 }
 
-class WhisperDecoder extends Module {
+class WhisperDecoder extends WhisperStack {
   embed_tokens: Embedding;
-  embed_positions: Embedding;
-  layers: WhisperLayer[];
-  layer_norm: LayerNorm;
-  constructor(readonly c: WhisperConfig, init: InitOpts) {
-    super();
-    const D = c.dModel;
-    this.embed_tokens = new Embedding(c.vocabSize, D, { ...init, paddingIdx: c.padTokenId });
-    this.embed_positions = new Embedding(c.maxTargetPositions, D, init);
-    this.layers = Array.from({ length: c.decoderLayers }, () => new WhisperLayer(D, c.decoderHeads, c.decoderFfn, true, init));
-    this.layer_norm = new LayerNorm(D, 1e-5, init);
+  constructor(c: WhisperConfig, init: InitOpts) {
+    super(c, { positions: c.maxTargetPositions, layers: c.decoderLayers, heads: c.decoderHeads, ffn: c.decoderFfn, cross: true }, init);
+    this.embed_tokens = new Embedding(c.vocabSize, c.dModel, { ...init, paddingIdx: c.padTokenId });
   }
   /** Cross-attention keys/values of every layer for an encoder output [B, S, D]. */
   crossKeysValues(encoderOut: Tensor): { k: Tensor; v: Tensor }[] {

@@ -10,8 +10,8 @@ import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { readJson } from '../../src/io/hf_folder.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { loadWhisper } from '../../src/models/whisper.js';
-import { whisperGenerate, whisperGenerationConfig } from '../../src/models/whisper_generate.js';
+import { type WhisperForConditionalGeneration, loadWhisper } from '../../src/models/whisper.js';
+import { type WhisperGenerationConfig, whisperGenerate, whisperGenerationConfig } from '../../src/models/whisper_generate.js';
 import { transcribe } from '../../src/models/whisper_transcribe.js';
 import { assertClose } from '../helpers.js';
 import { fixture } from '../fixtures.js';
@@ -19,11 +19,23 @@ import { fixture } from '../fixtures.js';
 const fx = fixture('audio', 'models', 'whisper-tiny-random');
 const int64s = (t: k.Tensor): number[] => Array.from(t.toTypedArray() as BigInt64Array, Number);
 
-test('greedy ids and scores equal transformers (forced prompt, and fr/translate)', { skip: fx.skip }, () => {
+/** The model, its generation config, the goldens file and the golden input features. */
+function setup(): { model: WhisperForConditionalGeneration; g: WhisperGenerationConfig; gold: SafetensorsFile; features: k.Tensor } {
   const model = loadWhisper(fx.path);
   const g = whisperGenerationConfig(readJson(join(fx.path, 'generation_config.json')), 'generation_config.json');
-  using gold = new SafetensorsFile(join(fx.path, 'goldens.safetensors'));
-  const features = gold.tensor('input_features');
+  const gold = new SafetensorsFile(join(fx.path, 'goldens.safetensors'));
+  return { model, g, gold, features: gold.tensor('input_features') };
+}
+
+function teardown(s: ReturnType<typeof setup>): void {
+  s.features.dispose();
+  s.model.dispose();
+  s.gold.close();
+}
+
+test('greedy ids and scores equal transformers (forced prompt, and fr/translate)', { skip: fx.skip }, () => {
+  const s = setup();
+  const { model, g, gold, features } = s;
   const en = whisperGenerate(model, features, g, { maxNewTokens: 12, returnScores: true });
   assert.deepEqual(en.sequence, int64s(gold.tensor('generate_ids')));
   assert.equal(en.promptLength, 4);
@@ -38,15 +50,12 @@ test('greedy ids and scores equal transformers (forced prompt, and fr/translate)
   });
   const fr = whisperGenerate(model, features, g, { maxNewTokens: 12, language: 'fr', task: 'translate' });
   assert.deepEqual(fr.sequence, int64s(gold.tensor('generate_ids_fr_translate')));
-  features.dispose();
-  model.dispose();
+  teardown(s);
 });
 
 test('without a language the most likely language token after <|startoftranscript|> is used', { skip: fx.skip }, () => {
-  const model = loadWhisper(fx.path);
-  const g = whisperGenerationConfig(readJson(join(fx.path, 'generation_config.json')), 'generation_config.json');
-  using gold = new SafetensorsFile(join(fx.path, 'goldens.safetensors'));
-  const features = gold.tensor('input_features');
+  const s = setup();
+  const { model, g, gold, features } = s;
   // the expected language from the full forward pass (no cache): logits of [sot] over the language ids
   const logits = k.noGrad(() => k.tidy(() => model.decode(k.tensor([[1001n]]), model.encode(features)).toFloat32Array()));
   const langIds = Object.values(g.langToId);
@@ -58,22 +67,18 @@ test('without a language the most likely language token after <|startoftranscrip
   const full = k.noGrad(() => k.tidy(() => model.decode(k.tensor([prefix.map(BigInt)]), model.encode(features)).select(1, prefix.length - 2).toFloat32Array()));
   assert.equal(full.indexOf(Math.max(...full.filter((_, i) => !g.suppressTokens.includes(i)))), prefix[prefix.length - 1]);
   assert.throws(() => whisperGenerate(model, features, g, { language: 'xx' }), /language 'xx' is not in this model's lang_to_id \(.*<\|en\|>.*\)/);
-  features.dispose();
-  model.dispose();
+  teardown(s);
 });
 
 test('generation frees what it allocates (encoder output, caches, step tensors)', { skip: fx.skip }, () => {
-  const model = loadWhisper(fx.path);
-  const g = whisperGenerationConfig(readJson(join(fx.path, 'generation_config.json')), 'generation_config.json');
-  using gold = new SafetensorsFile(join(fx.path, 'goldens.safetensors'));
-  const features = gold.tensor('input_features');
+  const s = setup();
+  const { model, g, gold, features } = s;
   whisperGenerate(model, features, g, { maxNewTokens: 3 }); // warm-up: first-use caches
   const before = k.memory.stats().current.total;
   whisperGenerate(model, features, g, { maxNewTokens: 5 });
   whisperGenerate(model, features, { ...g, forcedDecoderIds: [] }, { maxNewTokens: 5 });
   assert.equal(k.memory.stats().current.total, before);
-  features.dispose();
-  model.dispose();
+  teardown(s);
 });
 
 test('transcribe: audio longer than 30 s is decoded as consecutive 30 s windows', { skip: fx.skip }, () => {
