@@ -3,7 +3,8 @@
 // side (reflect by default), frames = 1 + (L + 2 pad - n_fft) / hop, onesided n_fft/2 + 1 bins.
 // Complex output is [..., freq, frames, 2] (torch.view_as_real). The work is the backend's
 // spectral kernel (native FFT plans on cpu, a float64 DFT on ref); not differentiable.
-import { type SpectralKernels, type StftMode, backendOf } from '../backend/index.js';
+import { type BackendName, type SpectralKernels, type StftMode, backendOf, getBackend, hasBackend } from '../backend/index.js';
+import { toBackend } from '../ops/transfer.js';
 import { empty } from '../ops/dispatch.js';
 import { tensor } from '../ops/creation.js';
 import { to } from '../ops/elementwise.js';
@@ -36,10 +37,16 @@ export function hannWindow(n: number, periodic = true): Float64Array {
   return w;
 }
 
-function spectralOf(x: Tensor, op: string): SpectralKernels {
-  const k = backendOf(x).spectral;
-  if (!k) throw new Error(`${op}: backend '${x.backendName}' has no spectral kernels; compute audio features on the CPU (x.to('cpu'))`);
-  return k;
+/**
+ * Runs f on a backend with spectral kernels: x's own, else the CPU (native) or the reference
+ * backend, with the result moved back to x's backend (a GPU tensor's features are computed on the
+ * host, as feature extractors do).
+ */
+function onSpectralBackend(x: Tensor, f: (x: Tensor, kernels: SpectralKernels) => Tensor): Tensor {
+  const own = backendOf(x).spectral;
+  if (own) return f(x, own);
+  const host = hasBackend('cpu') ? 'cpu' : 'ref';
+  return tidy(() => toBackend(f(toBackend(x, host), getBackend(host).spectral!), x.backendName as BackendName));
 }
 
 /** The nFft-long window values (window zero-padded and centred), scaled when normalized. */
@@ -63,7 +70,6 @@ function windowValues(o: StftOptions, winLength: number): Float64Array {
 
 /** Runs the spectral kernel over x [..., L]; frames (when given) overrides the count from the length. */
 export function runStft(x: Tensor, o: StftOptions, mode: StftMode, op: string, frames?: number): Tensor {
-  const kernels = spectralOf(x, op);
   const nFft = checkNumber(o.nFft, { int: true, min: 1, max: 2 ** 24 }, `${op} nFft`);
   const winLength = checkNumber(o.winLength ?? nFft, { int: true, min: 1, max: nFft }, `${op} winLength`);
   const hop = checkNumber(o.hopLength ?? Math.floor(nFft / 4), { int: true, min: 1 }, `${op} hopLength`);
@@ -80,14 +86,14 @@ export function runStft(x: Tensor, o: StftOptions, mode: StftMode, op: string, f
   const bins = onesided ? Math.floor(nFft / 2) + 1 : nFft;
   const lead = x.shape.slice(0, -1);
   const dtype = x.dtype === 'float64' ? 'float64' : 'float32';
-  return tidy(() => {
-    const rows = reshape(contiguous(to(x, dtype)), [-1, L]);
+  return onSpectralBackend(x, (xs, kernels) => tidy(() => {
+    const rows = reshape(contiguous(to(xs, dtype)), [-1, L]);
     const B = rows.shape[0];
-    const w = tensor(windowValues(o, winLength), { dtype, backend: x.backendName });
-    const out = empty(mode === 'complex' ? [B, bins, count, 2] : [B, bins, count], dtype, { backend: x.backendName });
+    const w = tensor(windowValues(o, winLength), { dtype, backend: xs.backendName });
+    const out = empty(mode === 'complex' ? [B, bins, count, 2] : [B, bins, count], dtype, { backend: xs.backendName });
     kernels.stft(rows, w, { nFft, hop, pad, frames: count, reflect: center && (o.padMode ?? 'reflect') === 'reflect', onesided, mode }, out);
     return reshape(out, mode === 'complex' ? [...lead, bins, count, 2] : [...lead, bins, count]);
-  });
+  }));
 }
 
 /**
@@ -125,15 +131,14 @@ export function spectrogram(x: Tensor, opts: SpectrogramOptions = {}): Tensor {
  * @example fft(pairs)  // torch.view_as_real(torch.fft.fft(torch.view_as_complex(pairs)))
  */
 export function fft(x: Tensor): Tensor {
-  const kernels = spectralOf(x, 'fft');
   if (x.requiresGrad) throw new Error('fft: not differentiable');
   if (x.ndim < 2 || x.shape[x.ndim - 1] !== 2) throw new Error(`fft: x must be [..., n, 2] (real, imag), got [${x.shape.join(', ')}]`);
   const n = x.shape[x.ndim - 2];
   const dtype = x.dtype === 'float64' ? 'float64' : 'float32';
-  return tidy(() => {
-    const rows = reshape(contiguous(to(x, dtype)), [-1, n, 2]);
-    const out = empty(rows.shape, dtype, { backend: x.backendName });
+  return onSpectralBackend(x, (xs, kernels) => tidy(() => {
+    const rows = reshape(contiguous(to(xs, dtype)), [-1, n, 2]);
+    const out = empty(rows.shape, dtype, { backend: xs.backendName });
     kernels.fft(rows, out);
     return reshape(out, x.shape);
-  });
+  }));
 }

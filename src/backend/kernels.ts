@@ -221,7 +221,7 @@ export interface StftOpts {
 
 /**
  * Spectral kernels (src/audio/ features). Optional: a backend without them (cuda) has the features
- * computed on the CPU. ref is a float64 direct DFT (the oracle); cpu runs FFT plans of any length
+ * computed on the CPU (src/audio/stft.ts moves the signal there and the result back). ref is a float64 direct DFT (the oracle); cpu runs FFT plans of any length
  * (native/fft.h) in float64 and rounds once.
  */
 export interface SpectralKernels {

@@ -3,6 +3,7 @@
 // amplitude to dB, MFCC, the filter banks and DCT, Whisper log-mel with 80 and 128 bins.
 // Tolerance: the issue's 1e-4 relative to each golden's peak (atol = 1e-4 x peak, rtol 1e-4); the
 // README's observed float32-vs-float64 differences are up to 2.6e-5 of peak, so 1e-4 is met with margin.
+import { skipUnless } from '../devices.js';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -96,4 +97,14 @@ test('feature functions free every intermediate: live storage returns to its bas
   for (const t of outs) t.dispose();
   assert.equal(k.memory.stats('cpu').current.total, before);
   x.dispose();
+});
+
+test('a backend without spectral kernels (cuda) gets the features computed on the host, result on its own backend', { skip: skip || skipUnless('cuda') }, () => {
+  k.tidy(() => {
+    const wave = k.tensor(Float32Array.from({ length: 8000 }, (_, i) => Math.sin(i / 7) * 0.3), { shape: [1, 8000], backend: 'cpu' });
+    const onGpu = k.audio.melSpectrogram(wave.to('cuda'), { nFft: 400, hopLength: 160, nMels: 40 });
+    assert.equal(onGpu.backendName, 'cuda');
+    // the filter-bank matmul runs on cuda (another summation order): float32 rounding apart
+    assertClose(onGpu.to('cpu'), k.audio.melSpectrogram(wave, { nFft: 400, hopLength: 160, nMels: 40 }), { atol: 1e-5, rtol: 1e-5, what: 'mel on cuda' });
+  });
 });
