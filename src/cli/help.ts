@@ -87,6 +87,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['--qlora', 'a 4-bit (NF4) frozen base'],
       ['--quant-type nf4|fp4|int8 / --double-quant', 'the base format for --qlora (default nf4, no double quantization)'],
       ['--full', 'train every weight instead of adapters'],
+      ['--task asr', 'Whisper speech recognition: --data is a manifest.jsonl of {"audio": path, "text": ...}; with --language CODE (default en), --whisper-task transcribe|translate, --eval-data FILE or --eval-fraction X (default 0.1 from 10 records), --eval-every N, --spec-augment, --max-steps N (100), --batch-size N (8), --lr X (1e-3 LoRA, 1e-4 --full); WER/CER in metrics.jsonl'],
       ['(train flags)', 'as kestrel train, with lr 2e-4, linear decay after 5 warm-up steps and --checkpointing full by default; --dtype defaults to bf16 where the CPU multiplies bf16 natively (AMX-BF16 / AVX512_BF16), with the frozen base stored in bf16'],
       DEVICE,
     ],
