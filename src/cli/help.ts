@@ -88,6 +88,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['--qlora', 'a 4-bit (NF4) frozen base'],
       ['--quant-type nf4|fp4|int8 / --double-quant', 'the base format for --qlora (default nf4, no double quantization)'],
       ['--full', 'train every weight instead of adapters'],
+      ['--task asr', 'Whisper speech recognition: --data is a manifest.jsonl of {"audio": path, "text": ...}; with --language CODE (default en), --whisper-task transcribe|translate, --eval-data FILE or --eval-fraction X (default 0.1 from 10 records), --eval-every N, --spec-augment, --max-steps N (100), --batch-size N (8), --lr X (1e-3 LoRA, 1e-4 --full); WER/CER in metrics.jsonl'],
       ['(train flags)', 'as kestrel train, with lr 2e-4, linear decay after 5 warm-up steps and --checkpointing full by default; --dtype defaults to bf16 where the CPU multiplies bf16 natively (AMX-BF16 / AVX512_BF16), with the frozen base stored in bf16'],
       DEVICE,
     ],
@@ -111,6 +112,19 @@ export const HELP: Record<string, CommandHelp> = {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',
     flags: [['--model DIR', 'the base model folder'], ['--adapter DIR', 'the PEFT adapter'], ['--out DIR', 'the merged HF folder'], ['--dtype fp32|bf16|fp16', 'saved precision (default fp32)'], DEVICE],
     example: 'kestrel merge --model ./base --adapter ./adapter --out ./merged --dtype bf16',
+  },
+  transcribe: {
+    usage: 'kestrel transcribe --model DIR FILE... [--language en] [--task transcribe|translate] [--json]',
+    flags: [
+      ['--model DIR', 'an HF Whisper folder (config.json, model.safetensors, generation_config.json, tokenizer) (required)'],
+      ['FILE...', 'audio files: WAV, or anything ffmpeg decodes (FLAC, MP3, Ogg, Opus, M4A); resampled to 16 kHz mono'],
+      ['--language CODE', "e.g. en, fr (default: generation_config's forced language, else detected from the audio)"],
+      ['--task transcribe|translate', "default: generation_config's, else transcribe"],
+      ['--max-new-tokens N', 'per 30 s window (default: up to max_length)'],
+      ['--json', 'one line per file: {"file", "text", "tokens"}'],
+      DEVICE,
+    ],
+    example: 'kestrel transcribe --model ./whisper-tiny speech.flac --language en --json',
   },
 };
 

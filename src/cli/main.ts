@@ -7,6 +7,7 @@ import { finetuneCommand } from './finetune.js';
 import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
 import { serveCommand } from './serve.js';
+import { transcribeCommand } from './transcribe.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -21,6 +22,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
   serve: { about: 'OpenAI-compatible HTTP server: --model DIR [--model NAME=DIR ...] [--adapter NAME=DIR] [--port 8000] [--api-key KEY]', run: serveCommand },
+  transcribe: { about: 'speech to text with a Whisper folder: --model DIR FILE... [--language en] [--task transcribe|translate] [--json]', run: transcribeCommand },
 };
 
 function usage(): string {
