@@ -67,3 +67,8 @@ export * as lora from './lora/index.js';
 export * as quant from './quant/index.js';
 export * as profile from './profile/index.js';
 export * as embeddings from './embed/index.js';
+export * as audio from './audio/index.js';
+export { loadAudio, saveWav, resample, type LoadAudioOptions, type LoadedAudio, type ResampleOptions } from './audio/index.js';
+export { WhisperForConditionalGeneration, loadWhisper, saveWhisper, shiftTokensRight, type WhisperConfig, type WhisperInput, type WhisperOutput } from './models/whisper.js';
+export { whisperGenerate, whisperGenerationConfig, type WhisperGenerateOptions, type WhisperGeneration, type WhisperGenerationConfig } from './models/whisper_generate.js';
+export { transcribe, type Transcription } from './models/whisper_transcribe.js';

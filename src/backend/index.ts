@@ -8,7 +8,7 @@ import { nativeLoadError } from './addon.js';
 import type { Backend, BackendName } from './kernels.js';
 import { refBackend } from './ref/backend.js';
 
-export type { Backend, BackendName, Kernels, View } from './kernels.js';
+export type { Backend, BackendName, Kernels, SpectralKernels, StftOpts, StftMode, View } from './kernels.js';
 export { withLayout } from './kernels.js';
 
 const backends = new Map<string, Backend>([['ref', refBackend]]);

@@ -199,6 +199,41 @@ export interface Kernels {
   adamw(tensors: readonly AdamWTensors[], step: AdamWStep): void;
 }
 
+/** What the stft kernel writes per (frequency, frame): complex pairs, |X|^2 or |X|. */
+export const STFT_MODES = ['complex', 'power', 'magnitude'] as const;
+export type StftMode = (typeof STFT_MODES)[number];
+
+/**
+ * One STFT call: frame t of row b reads padded samples [t hop - pad, t hop - pad + nFft) of x[b],
+ * an index outside [0, L) reflecting (x[-i], x[2(L-1) - i]) or reading zero.
+ */
+export interface StftOpts {
+  nFft: number;
+  hop: number;
+  /** samples of padding before the signal (frame 0 starts at -pad) */
+  pad: number;
+  frames: number;
+  reflect: boolean;
+  /** nFft/2 + 1 bins (real input's spectrum is conjugate-symmetric), else all nFft */
+  onesided: boolean;
+  mode: StftMode;
+}
+
+/**
+ * Spectral kernels (src/audio/ features). Optional: a backend without them (cuda) has the features
+ * computed on the CPU (src/audio/stft.ts moves the signal there and the result back). ref is a float64 direct DFT (the oracle); cpu runs FFT plans of any length
+ * (native/fft.h) in float64 and rounds once.
+ */
+export interface SpectralKernels {
+  /**
+   * out [B, freq, frames, 2] (complex: real, imag) or [B, freq, frames] (power, magnitude) =
+   * DFT over n of x[b][t hop - pad + n] * window[n]; x [B, L] and window [nFft] contiguous float32
+   */
+  stft(x: View, window: View, opts: StftOpts, out: View): void;
+  /** out [B, n, 2] = the complex DFT of each row of x [B, n, 2] (real, imag pairs), float32 contiguous */
+  fft(x: View, out: View): void;
+}
+
 /** One parameter's tensors for the AdamW kernel. */
 export interface AdamWTensors {
   param: View;
@@ -236,6 +271,8 @@ export interface Backend {
    */
   readFile?(storage: Storage, byteOffset: number, fd: number, position: number, bytes: number): void;
   readonly kernels: Kernels;
+  /** STFT / FFT kernels; absent where features are computed on another backend */
+  readonly spectral?: SpectralKernels;
   /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
   readonly halfMatmul: boolean;
   /**

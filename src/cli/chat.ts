@@ -2,17 +2,9 @@
 // template (or the detected built-in one), streamed token by token. /reset, /system TEXT, /exit.
 import { createInterface } from 'node:readline';
 import { tensor } from '../ops/creation.js';
-import { type ChatMessage, applyChatTemplate, detectChatTemplate, BUILTIN_TEMPLATES } from '../tokenizer/index.js';
-import type { Tokenizer } from '../tokenizer/index.js';
+import { type ChatMessage, BUILTIN_TEMPLATES, renderChat } from '../tokenizer/index.js';
 import { MODEL_OPTIONS, generationFlags, loadFromFlags } from './model_args.js';
 import { parseFlags } from './flags.js';
-
-function render(tokenizer: Tokenizer, modelType: string, messages: ChatMessage[], forced?: string): string {
-  if (forced) return applyChatTemplate(messages, { template: forced, addGenerationPrompt: true, bos_token: tokenizer.bosToken ?? '', eos_token: tokenizer.eosToken ?? '' });
-  if (tokenizer.chatTemplate()) return tokenizer.applyChatTemplate(messages, { addGenerationPrompt: true });
-  const name = detectChatTemplate(tokenizer, modelType) ?? 'chatml';
-  return applyChatTemplate(messages, { template: name, addGenerationPrompt: true, bos_token: tokenizer.bosToken ?? '', eos_token: tokenizer.eosToken ?? '' });
-}
 
 export async function chatCommand(argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, { ...MODEL_OPTIONS, system: { type: 'string' }, template: { type: 'string' } });
@@ -53,7 +45,7 @@ export async function chatCommand(argv: string[]): Promise<number> {
       }
       history.push({ role: 'user', content: line });
       const messages: ChatMessage[] = system ? [{ role: 'system', content: system }, ...history] : history;
-      const text = render(tokenizer, model.config.modelType, messages, values.template);
+      const text = renderChat(tokenizer, model.config.modelType, messages, { template: values.template });
       const ids = tensor([tokenizer.encode(text, { addSpecialTokens: false })], { dtype: 'int64' });
       const reply: number[] = [];
       let printed = '';

@@ -21,12 +21,16 @@ function attachNegativeValues(argv: string[], options: Options): string[] {
 }
 
 /**
- * parseArgs (strict: unknown flags are errors) with negative numbers accepted as values.
+ * parseArgs (strict: unknown flags are errors) with negative numbers accepted as values;
+ * `positionals: true` also takes bare arguments (file names).
  * @example const { values } = parseFlags(argv, { model: { type: 'string' } });
  */
-export function parseFlags<T extends Options>(argv: string[], options: T): { values: ReturnType<typeof parseArgs<{ options: T; strict: true }>>['values'] } {
-  const { values } = parseArgs({ args: attachNegativeValues(argv, options), options, strict: true });
-  return { values };
+export function parseFlags<T extends Options>(argv: string[], options: T, opts: { positionals?: boolean } = {}): {
+  values: ReturnType<typeof parseArgs<{ options: T; strict: true }>>['values'];
+  positionals: string[];
+} {
+  const { values, positionals } = parseArgs({ args: attachNegativeValues(argv, options), options, strict: true, allowPositionals: opts.positionals ?? false });
+  return { values, positionals };
 }
 
 /**

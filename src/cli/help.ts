@@ -1,6 +1,7 @@
 // `kestrel <command> --help`: each command's flags with their defaults, and an example. One table
 // per command, next to the flag list each command parses (train.ts, finetune.ts, ...).
 import { DEFAULT_SETTINGS as D } from '../train/run_config.js';
+import { SERVE_DEFAULTS as S } from './serve.js';
 
 type Flag = [name: string, about: string];
 
@@ -94,6 +95,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['--qlora', 'a 4-bit (NF4) frozen base'],
       ['--quant-type nf4|fp4|int8 / --double-quant', 'the base format for --qlora (default nf4, no double quantization)'],
       ['--full', 'train every weight instead of adapters'],
+      ['--task asr', 'Whisper speech recognition: --data is a manifest.jsonl of {"audio": path, "text": ...}; with --language CODE (default en), --whisper-task transcribe|translate, --eval-data FILE or --eval-fraction X (default 0.1 from 10 records), --eval-every N, --spec-augment, --max-steps N (100), --batch-size N (8), --lr X (1e-3 LoRA, 1e-4 --full); WER/CER in metrics.jsonl'],
       ['(train flags)', 'as kestrel train, with lr 2e-4, linear decay after 5 warm-up steps and --checkpointing full by default; --dtype defaults to bf16 where the CPU multiplies bf16 natively (AMX-BF16 / AVX512_BF16), with the frozen base stored in bf16'],
       DEVICE,
     ],
@@ -150,10 +152,37 @@ export const HELP: Record<string, CommandHelp> = {
     ],
     example: 'kestrel embed-mine --model ./bge-small-en-v1.5 --data pairs.jsonl --output hard.jsonl --num-negatives 3',
   },
+  serve: {
+    usage: 'kestrel serve --model [NAME=]DIR [--model [NAME=]DIR ...] [--adapter NAME=DIR ...] [--port N] [--host H] [--api-key KEY] [--max-queue N]',
+    flags: [
+      ['--model [NAME=]DIR', 'an HF model folder with a tokenizer, served as NAME (default: the folder name); repeat for several (required)'],
+      ['--adapter NAME=DIR', 'a PEFT LoRA adapter on the first --model, served as NAME; repeatable'],
+      ['--port N', `default ${S.port} (0 picks a free port; the URL is printed)`],
+      ['--host H', `interface to bind (default ${S.host}); any other than loopback needs --api-key`],
+      ['--api-key KEY', 'require Authorization: Bearer KEY on /v1/* (default: $KESTREL_API_KEY, else none)'],
+      ['--max-queue N', `requests that may wait while one generates (default ${S.maxQueue}); beyond it 429 with Retry-After`],
+      ['--max-body-bytes N', `largest request body (default ${S.maxBodyBytes})`],
+      DEVICE,
+    ],
+    example: 'kestrel serve --model ./SmolLM2-135M-Instruct --adapter french=./adapter --port 8000',
+  },
   merge: {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',
     flags: [['--model DIR', 'the base model folder'], ['--adapter DIR', 'the PEFT adapter'], ['--out DIR', 'the merged HF folder'], ['--dtype fp32|bf16|fp16', 'saved precision (default fp32)'], DEVICE],
     example: 'kestrel merge --model ./base --adapter ./adapter --out ./merged --dtype bf16',
+  },
+  transcribe: {
+    usage: 'kestrel transcribe --model DIR FILE... [--language en] [--task transcribe|translate] [--json]',
+    flags: [
+      ['--model DIR', 'an HF Whisper folder (config.json, model.safetensors, generation_config.json, tokenizer) (required)'],
+      ['FILE...', 'audio files: WAV, or anything ffmpeg decodes (FLAC, MP3, Ogg, Opus, M4A); resampled to 16 kHz mono'],
+      ['--language CODE', "e.g. en, fr (default: generation_config's forced language, else detected from the audio)"],
+      ['--task transcribe|translate', "default: generation_config's, else transcribe"],
+      ['--max-new-tokens N', 'per 30 s window (default: up to max_length)'],
+      ['--json', 'one line per file: {"file", "text", "tokens"}'],
+      DEVICE,
+    ],
+    example: 'kestrel transcribe --model ./whisper-tiny speech.flac --language en --json',
   },
 };
 

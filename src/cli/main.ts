@@ -9,6 +9,8 @@ import { mergeCommand } from './merge.js';
 import { embedCommand } from './embed.js';
 import { embedTrainCommand } from './embed_train.js';
 import { embedMineCommand } from './embed_mine.js';
+import { serveCommand } from './serve.js';
+import { transcribeCommand } from './transcribe.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -25,6 +27,8 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   embed: { about: 'sentence embeddings: --model DIR --input texts.jsonl --output vectors.jsonl', run: embedCommand },
   'embed-train': { about: 'contrastive training of an embedding model: --model DIR --data FILE --output DIR [--loss mnrl] [--lora]', run: embedTrainCommand },
   'embed-mine': { about: 'hard negatives for {anchor, positive} rows: --model DIR --data FILE --output FILE [--num-negatives 3]', run: embedMineCommand },
+  serve: { about: 'OpenAI-compatible HTTP server: --model DIR [--model NAME=DIR ...] [--adapter NAME=DIR] [--port 8000] [--api-key KEY]', run: serveCommand },
+  transcribe: { about: 'speech to text with a Whisper folder: --model DIR FILE... [--language en] [--task transcribe|translate] [--json]', run: transcribeCommand },
 };
 
 function usage(): string {

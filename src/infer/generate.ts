@@ -16,7 +16,7 @@ import { KVCache } from '../models/kv_cache.js';
 import { StaticKVCache } from '../models/static_kv_cache.js';
 import { item } from '../ops/transfer.js';
 import { GraphDecoder, graphDecodeBlocker } from './graph_decode.js';
-import { type SamplingOptions, applyRepetitionPenalty, argmax, drawFrom, samplingProbs } from './sampling.js';
+import { type SamplingOptions, applyPresenceFrequencyPenalty, applyRepetitionPenalty, argmax, drawFrom, samplingProbs } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
   maxNewTokens?: number;
@@ -33,7 +33,9 @@ export interface GenerateOptions extends SamplingOptions {
   decode?: (ids: number[]) => string;
   /** defaults (HF generation_config.json) under the explicit options */
   generationConfig?: Record<string, unknown> | null;
-  /** collect the processed logits of each step ([B, V] float32 arrays) */
+  /** edits a row's scores in place after the penalties, before the pick (HF's LogitsProcessor): row, scores [V], the row's new tokens so far */
+  logitsProcessor?: (row: number, scores: Float32Array, generated: readonly number[]) => void;
+  /** collect the processed logits of each step ([B, V] float32 arrays: after the penalties, before temperature and filtering) */
   onScores?: (step: number, scores: Float32Array[]) => void;
 }
 
@@ -44,9 +46,9 @@ export interface GenerationStep {
 }
 
 /** What each generation option may be (HF's GenerationConfig.validate); flags of the same names share it. */
-export const GENERATION_RULES: Record<'maxNewTokens' | 'temperature' | 'topK' | 'topP' | 'minP' | 'repetitionPenalty', NumberRule> = {
+export const GENERATION_RULES: Record<'maxNewTokens' | 'temperature' | 'topK' | 'topP' | 'minP' | 'repetitionPenalty' | 'presencePenalty' | 'frequencyPenalty', NumberRule> = {
   maxNewTokens: { int: true, min: 0 }, temperature: { min: 0 }, topK: { int: true, min: 0 }, topP: { above: 0, max: 1 },
-  minP: { min: 0, max: 1 }, repetitionPenalty: { above: 0 },
+  minP: { min: 0, max: 1 }, repetitionPenalty: { above: 0 }, presencePenalty: { min: -2, max: 2 }, frequencyPenalty: { min: -2, max: 2 },
 };
 
 function resolve(model: LanguageModel, o: GenerateOptions) {
@@ -62,6 +64,8 @@ function resolve(model: LanguageModel, o: GenerateOptions) {
     topP: o.topP ?? num('top_p') ?? 1,
     minP: o.minP ?? num('min_p'),
     repetitionPenalty: o.repetitionPenalty ?? num('repetition_penalty') ?? 1,
+    presencePenalty: o.presencePenalty ?? 0,
+    frequencyPenalty: o.frequencyPenalty ?? 0,
   };
   const maxNewTokens = o.maxNewTokens ?? num('max_new_tokens') ?? 20;
   for (const [k, v] of Object.entries({ ...sampling, maxNewTokens })) if (v !== undefined) checkNumber(v, GENERATION_RULES[k as keyof typeof GENERATION_RULES], `generate: ${k}`);
@@ -90,7 +94,8 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
     : new KVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend });
   const decoder = graphs && cache instanceof StaticKVCache ? new GraphDecoder(model, cache) : null;
   // a greedy pick with nothing else to see the scores needs only the argmax back from the device
-  const argmaxOnly = !r.doSample && r.sampling.repetitionPenalty === 1 && !opts.onScores;
+  const penalized = r.sampling.repetitionPenalty !== 1 || r.sampling.presencePenalty !== 0 || r.sampling.frequencyPenalty !== 0;
+  const argmaxOnly = !r.doSample && !penalized && !opts.onScores && !opts.logitsProcessor;
   const gen = new Generator(opts.seed ?? 0);
   const finished = new Array<boolean>(B).fill(false);
   const newText = Array.from({ length: B }, () => [] as number[]);
@@ -128,6 +133,8 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
       const us = r.doSample ? noGrad(() => tidy(() => toFloat32Array(rand([B], { generator: gen, backend })))) : null;
       const tokens = picked !== null ? [finished[0] ? r.pad : picked] : scores.map((s, b) => {
         applyRepetitionPenalty(s, seqs[b], r.sampling.repetitionPenalty);
+        applyPresenceFrequencyPenalty(s, newText[b], r.sampling);
+        if (!finished[b]) opts.logitsProcessor?.(b, s, newText[b]);
         if (finished[b]) return r.pad;
         return r.doSample ? drawFrom(samplingProbs(s, r.sampling), us![b]) : argmax(s);
       });

@@ -1,5 +1,6 @@
 // Logits processing and token choice on the host, row by row, in HF generate()'s order:
-// repetition penalty, then (when sampling) temperature, top-k, top-p, min-p, then a draw.
+// repetition penalty, OpenAI's presence/frequency penalties, then (when sampling) temperature,
+// top-k, top-p, min-p, then a draw.
 
 export interface SamplingOptions {
   /** 0 (or doSample false) = greedy */
@@ -8,6 +9,10 @@ export interface SamplingOptions {
   topP?: number;
   minP?: number;
   repetitionPenalty?: number;
+  /** OpenAI's presence_penalty: subtracted once from the logit of every token generated so far */
+  presencePenalty?: number;
+  /** OpenAI's frequency_penalty: subtracted from a token's logit once per time it was generated */
+  frequencyPenalty?: number;
 }
 
 /** HF RepetitionPenaltyLogitsProcessor: seen tokens' logits divided (positive) or multiplied (negative). */
@@ -17,6 +22,30 @@ export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<numb
     const s = logits[id];
     logits[id] = s < 0 ? s * penalty : s / penalty;
   }
+}
+
+/**
+ * OpenAI's presence and frequency penalties over the tokens generated so far (not the prompt, as
+ * vLLM does): logit[t] -= frequency * count(t) + presence * (count(t) > 0).
+ * @example applyPresenceFrequencyPenalty(logits, [5, 5, 9], { presencePenalty: 0.5, frequencyPenalty: 0.1 })
+ */
+export function applyPresenceFrequencyPenalty(logits: Float32Array, generated: readonly number[], o: Pick<SamplingOptions, 'presencePenalty' | 'frequencyPenalty'>): void {
+  const presence = o.presencePenalty ?? 0;
+  const frequency = o.frequencyPenalty ?? 0;
+  if (presence === 0 && frequency === 0) return;
+  const counts = new Map<number, number>();
+  for (const t of generated) counts.set(t, (counts.get(t) ?? 0) + 1);
+  for (const [t, n] of counts) logits[t] -= frequency * n + presence;
+}
+
+/** log-softmax of one row in float64: log p_i = z_i - max - log(sum exp(z - max)). */
+export function logSoftmax(logits: Float32Array): Float64Array {
+  let m = -Infinity;
+  for (const z of logits) if (z > m) m = z;
+  let s = 0;
+  for (const z of logits) s += Math.exp(z - m);
+  const lse = m + Math.log(s);
+  return Float64Array.from(logits, (z) => z - lse);
 }
 
 export function argmax(xs: Float32Array): number {

@@ -6,3 +6,4 @@ export { DEFAULT_TEMPLATE_LIMITS, type TemplateLimits } from './template_limits.
 export { detectChatTemplate } from './detect_template.js';
 export { BUILTIN_TEMPLATES, type BuiltinTemplateName } from './builtin_templates.js';
 export type { AddedTokenSpec, NamedTemplate } from './tokenizer_config.js';
+export { renderChat, type RenderChatOptions } from './render_chat.js';

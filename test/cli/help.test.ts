@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { HELP } from '../../src/cli/help.js';
 import { runCli } from '../helpers.js';
 
-const COMMANDS = ['demo', 'doctor', 'generate', 'chat', 'train', 'finetune', 'merge', 'embed', 'embed-train', 'embed-mine'];
+const COMMANDS = ['demo', 'doctor', 'generate', 'chat', 'train', 'finetune', 'merge', 'serve', 'transcribe', 'embed', 'embed-train', 'embed-mine'];
 
 test('every command answers --help with its flags and an example', () => {
   assert.deepEqual(Object.keys(HELP).sort(), [...COMMANDS].sort());
@@ -22,6 +22,10 @@ test('every command answers --help with its flags and an example', () => {
   for (const flag of ['--max-steps', '--seq-len', '--batch-size', '--grad-accum', '--lr', '--dtype', '--checkpointing', '--resume', '--deepspeed'])
     assert.ok(train.includes(flag), `train --help lists ${flag}`);
   assert.match(train, /--max-steps N\s+optimizer steps \(default 100\)/);
+  const serve = runCli(['serve', '--help']).stdout;
+  for (const flag of ['--model [NAME=]DIR', '--adapter NAME=DIR', '--port N', '--host H', '--api-key KEY', '--max-queue N', '--max-body-bytes N'])
+    assert.ok(serve.includes(flag), `serve --help lists ${flag}`);
+  assert.match(serve, /--max-queue N\s+requests that may wait while one generates \(default 64\)/);
 });
 
 test('kestrel --version prints the version', () => {

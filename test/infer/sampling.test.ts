@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
-import { applyRepetitionPenalty, drawFrom, samplingProbs } from '../../src/infer/sampling.js';
+import { applyPresenceFrequencyPenalty, applyRepetitionPenalty, drawFrom, logSoftmax, samplingProbs } from '../../src/infer/sampling.js';
 import { assertClose } from '../helpers.js';
 
 const logits = (): Float32Array => Float32Array.from([2, 1, 0, -1, 3]);
@@ -37,6 +37,24 @@ describe('logits processing', () => {
     const l = logits();
     applyRepetitionPenalty(l, [0, 3, 0], 2);
     assert.deepEqual([...l], [1, 1, 0, -2, 3]);
+  });
+
+  test('presence and frequency penalties subtract presence + frequency * count from generated tokens (OpenAI)', () => {
+    const l = logits();
+    applyPresenceFrequencyPenalty(l, [0, 0, 0, 3], { presencePenalty: 0.5, frequencyPenalty: 0.25 });
+    // token 0 seen 3 times: 2 - 0.5 - 0.75; token 3 once: -1 - 0.5 - 0.25; the others untouched
+    assert.deepEqual([...l], [0.75, 1, 0, -1.75, 3]);
+    const neg = logits();
+    applyPresenceFrequencyPenalty(neg, [4], { presencePenalty: -1 });
+    assert.deepEqual([...neg], [2, 1, 0, -1, 4]);
+  });
+
+  test('logSoftmax equals log(exp(z) / sum exp(z)) in float64, also for large logits', () => {
+    const z = logits();
+    const s = [...z].reduce((a, x) => a + Math.exp(x), 0);
+    assertClose(logSoftmax(z), [...z].map((x) => x - Math.log(s)), { atol: 1e-12, rtol: 1e-12 });
+    const big = Float32Array.from([1000, 999]); // exp overflows without the max shift
+    assertClose(logSoftmax(big), [-Math.log(1 + Math.exp(-1)), -1 - Math.log(1 + Math.exp(-1))], { atol: 1e-12, rtol: 1e-12 });
   });
 
   test('draws follow the cumulative distribution', () => {
@@ -74,6 +92,17 @@ describe('generate on a random model', () => {
       });
       assert.equal(out[0][t], next, `step ${t}`);
     }
+  });
+
+  test('a frequency penalty reaches the scores generate() picks from', async () => {
+    const seen: Float32Array[] = [];
+    const plain: Float32Array[] = [];
+    const out = (await model.generate(prompt(), { maxNewTokens: 3, temperature: 0, frequencyPenalty: 2, onScores: (_, s) => seen.push(s[0].slice()) })).toArray() as number[][];
+    await model.generate(k.tensor([out[0].slice(0, 5)], { dtype: 'int64' }), { maxNewTokens: 1, temperature: 0, onScores: (_, s) => plain.push(s[0]) });
+    // the third step's scores are the raw logits after [prompt, g0, g1] minus 2 per generated occurrence
+    const want = plain[0].slice();
+    for (const t of out[0].slice(3, 5)) want[t] -= 2;
+    assertClose(seen[2], want, { atol: 1e-5, rtol: 1e-5 });
   });
 
   test('eos stops a row; stop strings stop on decoded text; stream yields each step', async () => {

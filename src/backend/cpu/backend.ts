@@ -6,8 +6,8 @@ import { type MemoryTag, registerAllocator } from '../../tensor/memory.js';
 import { TWO_POW_32 } from '../../tensor/rng.js';
 import { Storage } from '../../tensor/storage.js';
 import {
-  ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, GLU_ACTIVATIONS, type Kernels, type QuantWeight, REDUCE_OPS, UNARY_OPS,
-  type View,
+  ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, GLU_ACTIVATIONS, type Kernels, type QuantWeight, REDUCE_OPS,
+  type SpectralKernels, STFT_MODES, UNARY_OPS, type View,
 } from '../kernels.js';
 import { type NativeAddon, loadNative } from '../addon.js';
 import { type NativeView, Packer } from './native.js';
@@ -103,6 +103,16 @@ function makeKernels(p: Packer): Kernels {
   };
 }
 
+// the order native/stft.cc reads
+function makeSpectral(p: Packer): SpectralKernels {
+  return {
+    stft: (x, window, o, out) =>
+      p.view(nativeView(x)).view(nativeView(window)).num(o.nFft).num(o.hop).num(o.pad).num(o.frames)
+        .num(o.reflect ? 1 : 0).num(o.onesided ? 1 : 0).num(code(STFT_MODES, o.mode)).view(nativeView(out)).call('stft'),
+    fft: (x, out) => p.view(nativeView(x)).view(nativeView(out)).call('fft'),
+  };
+}
+
 /** The CPU backend, or null when the addon is not built. */
 export function createCpuBackend(): Backend | null {
   const addon = loadNative();
@@ -141,6 +151,7 @@ export function createCpuBackend(): Backend | null {
       addon.readFile(storage.handle, byteOffset, fd, position, bytes);
     },
     kernels: withHalfOperands(makeKernels(packer), (n) => new CpuStorage(addon, addon.alloc(n * 4, false), 'float32', n, 'activation')),
+    spectral: makeSpectral(packer),
     // matmul and quantLinear take bf16/fp16 operands (native/gemm_half.h: AMX, AVX-512 BF16 or
     // converting while packing; float32 accumulation); the elementwise, norm, rope, softmax and
     // attention kernels through float32 scratch (half_operands.ts)

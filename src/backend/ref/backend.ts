@@ -11,6 +11,7 @@ import * as nn from './nn.js';
 import { argReduce, reduce } from './reduce.js';
 import { adamw } from './optim.js';
 import { quantLinear, quantLinearBackward } from './quant.js';
+import { spectral } from './spectral.js';
 import { RefStorage } from './storage.js';
 import { readFully } from '../read_file.js';
 
@@ -46,6 +47,7 @@ export const refBackend: Backend = {
     readFully(fd, new Uint8Array(a.buffer, a.byteOffset + byteOffset, bytes), position);
   },
   kernels,
+  spectral,
   halfMatmul: false,
   halfElementwise: false,
   halfAttention: false,

@@ -1,0 +1,40 @@
+// `kestrel serve --model DIR [--model NAME=DIR ...] [--adapter NAME=DIR ...] [--port 8000]
+// [--host 127.0.0.1] [--api-key KEY] [--max-queue N]`: the OpenAI-compatible server. It binds
+// loopback by default; another interface needs --api-key (as vLLM requires), so a model is never
+// served to the network unauthenticated. Prints its URL once listening; SIGINT/SIGTERM stop it.
+import { once } from 'node:events';
+import { isIP } from 'node:net';
+import { SerialEngine } from '../serve/engine.js';
+import { ModelRegistry } from '../serve/model_registry.js';
+import { createApiServer, listen } from '../serve/server.js';
+import { numberFlag, parseFlags } from './flags.js';
+
+export const SERVE_DEFAULTS = { port: 8000, host: '127.0.0.1', maxQueue: 64, maxBodyBytes: 4 * 2 ** 20 } as const;
+
+const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+
+export async function serveCommand(argv: string[]): Promise<number> {
+  const { values } = parseFlags(argv, {
+    model: { type: 'string', multiple: true }, adapter: { type: 'string', multiple: true }, port: { type: 'string' }, host: { type: 'string' },
+    'api-key': { type: 'string' }, 'max-queue': { type: 'string' }, 'max-body-bytes': { type: 'string' },
+  });
+  const port = numberFlag(values, 'port', { int: true, min: 0, max: 65535 }) ?? SERVE_DEFAULTS.port;
+  const maxQueue = numberFlag(values, 'max-queue', { int: true, min: 0 }) ?? SERVE_DEFAULTS.maxQueue;
+  const maxBodyBytes = numberFlag(values, 'max-body-bytes', { int: true, min: 1 }) ?? SERVE_DEFAULTS.maxBodyBytes;
+  const host = values.host ?? SERVE_DEFAULTS.host;
+  const apiKey = values['api-key'] ?? process.env.KESTREL_API_KEY ?? null;
+  if (!isLoopback(host) && !apiKey) throw new Error(`--host ${host} serves other machines: give --api-key KEY (or KESTREL_API_KEY) so requests must carry it`);
+  const models = await ModelRegistry.load(values.model ?? [], values.adapter ?? []);
+  const { server } = createApiServer({ models, engine: new SerialEngine(maxQueue), apiKey, maxBodyBytes });
+  try {
+    const url = await listen(server, port, host);
+    process.stdout.write(`kestrel serve: listening on ${url} (models: ${models.list().map((m) => m.id).join(', ')})\n`);
+    const signal = await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')].map((p) => p.then(() => 'stop')));
+    process.stderr.write(`kestrel serve: ${signal}ping\n`);
+    server.closeAllConnections();
+    server.close();
+  } finally {
+    models.dispose();
+  }
+  return 0;
+}
