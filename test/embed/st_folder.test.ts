@@ -119,3 +119,13 @@ test('a pooling width or similarity that does not fit the folder is named', asyn
   writeFileSync(st, JSON.stringify({ ...(json(st) as object), similarity_fn_name: 'jaccard' }));
   await assert.rejects(E.loadEmbedder(out), /similarity_fn_name "jaccard" is not one of cosine, dot, euclidean, manhattan/);
 });
+
+test('max_seq_length cuts a text and keeps the [SEP] the tokenizer appended; right padding fills with [PAD] and mask 0', async () => {
+  const model = await E.loadEmbedder(tinyBertFolder('kestrel-st-cut-'));
+  model.settings.maxSeqLength = 4;
+  // vocab.txt order: [PAD] 0, [UNK] 1, [CLS] 2, [SEP] 3, [MASK] 4, what 5, is 6, the 7, ...
+  const b = model.tokenize(['what is the capital of france', 'is']);
+  assert.deepEqual(b.inputIds, [[2, 5, 6, 3], [2, 6, 3, 0]]);
+  assert.deepEqual(b.attentionMask, [[1, 1, 1, 1], [1, 1, 1, 0]]);
+  model.dispose();
+});
