@@ -1,13 +1,11 @@
 // The decoder with its LM head: HF's *ForCausalLM forward (labels shifted inside, -100
 // ignored, logits in float32), hidden states, router logits and the MoE auxiliary loss.
-import { compare, mul, add, to, where } from '../ops/elementwise.js';
+import { mul, add, to } from '../ops/elementwise.js';
 import { crossEntropy, linearCrossEntropy } from '../ops/loss.js';
 import { cat } from '../ops/indexing.js';
-import { arange, full, tensor } from '../ops/creation.js';
-import { rotaryTables } from '../ops/rope.js';
-import { expand, narrow, reshape, unsqueeze, contiguous } from '../ops/view.js';
-import { keep, tidy } from '../tensor/scope.js';
-import { isGradEnabled } from '../tensor/grad_mode.js';
+import { full } from '../ops/creation.js';
+import { narrow, reshape, contiguous } from '../ops/view.js';
+import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/layout.js';
 import { Linear } from '../nn/layers.js';
@@ -17,13 +15,11 @@ import { backendOf } from '../backend/index.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
-import { DecoderModel, type LayerContext, checkpointWithContext, lmHead } from './decoder.js';
+import { DecoderModel, lmHead } from './decoder.js';
+export { MASK_MIN, paddingMask, type Checkpointing } from './decoder.js';
+import type { Checkpointing } from './decoder.js';
 import type { KVCache } from './kv_cache.js';
 import { loadBalancingLoss } from './moe.js';
-import { rotaryFrequencies } from './rope_scaling.js';
-
-/** float32's most negative finite value: HF's additive mask entry (not -inf). */
-export const MASK_MIN = -3.4028234663852886e38;
 
 export interface CausalLMInput {
   /** int64 [B, T] */
@@ -74,19 +70,6 @@ export interface LanguageModel extends Module {
   forward(input: CausalLMInput): CausalLMOutput;
 }
 
-/** Activation checkpointing: none, every block recomputed (full), or attention/MLP insides only (selective). */
-export type Checkpointing = 'none' | 'full' | 'selective';
-
-/** [B, Tk] attention mask (1 attend, 0 pad) -> additive [B, 1, 1, Tk] mask (0 or MASK_MIN), as HF builds it. */
-export function paddingMask(am: Tensor): Tensor {
-  return reshape(where(compare('eq', am, 0), MASK_MIN, 0), [am.shape[0], 1, 1, am.shape[1]]);
-}
-
-/** Combines two additive masks so that a position masked by either stays at MASK_MIN (never -inf). */
-function eitherMask(a: Tensor, b: Tensor): Tensor {
-  return where(compare('lt', add(a, b), 0), MASK_MIN, 0);
-}
-
 export class CausalLM extends Module implements LanguageModel {
   model: DecoderModel;
   lm_head?: Linear;
@@ -106,25 +89,8 @@ export class CausalLM extends Module implements LanguageModel {
     }
   }
 
-  /** The inverse frequencies on the positions' device, uploaded once per distinct table. */
-  private invFreqCache: { key: string; t: Tensor } | null = null;
-
-  /** cos/sin tables [B, T, hd/2] for the given positions. */
-  private rotary(positions: Tensor, seqLen: number): { cos: Tensor; sin: Tensor } {
-    const c = this.config;
-    const { invFreq, attentionFactor } = rotaryFrequencies(c, seqLen);
-    const key = `${positions.backendName}:${invFreq.join(',')}`;
-    if (this.invFreqCache?.key !== key) {
-      this.invFreqCache?.t.dispose();
-      this.invFreqCache = { key, t: keep(tensor(invFreq, { backend: positions.backendName })) };
-    }
-    const { cos, sin } = rotaryTables(positions, Math.floor(c.headDim * c.partialRotaryFactor), c.ropeTheta, this.invFreqCache.t);
-    return attentionFactor === 1 ? { cos, sin } : { cos: mul(cos, attentionFactor), sin: mul(sin, attentionFactor) };
-  }
-
   override dispose(): void {
-    this.invFreqCache?.t.dispose();
-    this.invFreqCache = null;
+    this.model.releaseRotaryCache();
     super.dispose();
   }
 
@@ -139,43 +105,9 @@ export class CausalLM extends Module implements LanguageModel {
     const ids = input.inputIds;
     if (ids.ndim !== 2) throw new Error(`forward: inputIds must be [batch, seq], got ${shapeStr(ids.shape)}`);
     const [B, T] = ids.shape;
-    const past = input.cache?.length ?? 0;
     if (input.lastLogitsOnly && input.labels) throw new Error('forward: lastLogitsOnly cannot be combined with labels (the loss needs every position)');
     return tidy(() => {
-      const positions = input.positionIds ?? expand(unsqueeze(arange(past, past + T, 1, { backend: ids.backendName }), 0), [B, T]);
-      const { cos, sin } = this.rotary(positions, past + T);
-      let mask: Tensor | null = null;
-      if (input.attentionMask) {
-        const am = input.attentionMask;
-        if (am.ndim !== 2 || am.shape[0] !== B || am.shape[1] !== past + T)
-          throw new Error(`forward: attentionMask must be [${B}, ${past + T}] (batch, cached + new tokens), got ${shapeStr(am.shape)}`);
-        mask = paddingMask(am);
-      }
-      if (input.documentIds) {
-        const d = input.documentIds;
-        if (input.cache || d.ndim !== 2 || d.shape[0] !== B || d.shape[1] !== T)
-          throw new Error(`forward: documentIds must be [${B}, ${T}] and cannot be combined with a KV cache, got ${shapeStr(d.shape)}`);
-        const across = where(compare('ne', unsqueeze(d, 2), unsqueeze(d, 1)), MASK_MIN, 0); // [B, T, T]
-        const docMask = unsqueeze(across, 1); // [B, 1, T, T]
-        mask = mask ? eitherMask(mask, docMask) : docMask;
-      }
-      const ctx: LayerContext = { cos, sin, mask, cache: input.cache ?? null };
-      let h = this.model.embed(ids);
-      const hiddenStates: Tensor[] = [];
-      const routerLogits: Tensor[] = [];
-      for (const layer of this.model.layers) {
-        if (input.outputHiddenStates) hiddenStates.push(h);
-        if (this.checkpointing === 'full' && !ctx.cache && isGradEnabled()) {
-          h = checkpointWithContext((x, c) => layer.forward(x, c).hidden, h, ctx);
-          continue;
-        }
-        const out = layer.forward(h, ctx, this.checkpointing === 'selective' ? 'selective' : 'none');
-        h = out.hidden;
-        if (out.routerLogits) routerLogits.push(out.routerLogits);
-      }
-      input.cache?.advance(T);
-      h = this.model.norm.forward(h);
-      if (input.outputHiddenStates) hiddenStates.push(h);
+      const { hidden: h, hiddenStates, routerLogits } = this.model.forward(input, this.checkpointing);
       if (input.labels && (input.labels.shape[0] !== B || input.labels.shape[1] !== T))
         throw new Error(`forward: labels must be [${B}, ${T}] like inputIds, got ${shapeStr(input.labels.shape)}`);
       const reduction = input.lossReduction ?? 'mean';

@@ -3,12 +3,16 @@
 // Gemma's norms and embedding scale, fused Phi-3 projections, Mixtral's sparse MoE).
 // Property names are HF's, so the state dict keys are the checkpoint keys.
 import { scaledDotProductAttention } from '../ops/attention.js';
-import { add, div, mul, unary } from '../ops/elementwise.js';
+import { add, compare, div, mul, unary, where } from '../ops/elementwise.js';
+import { arange, tensor } from '../ops/creation.js';
+import { rotaryTables } from '../ops/rope.js';
 import { linear } from '../ops/matmul.js';
 import { rope } from '../ops/rope.js';
-import { narrow, reshape, transpose } from '../ops/view.js';
+import { expand, narrow, reshape, transpose, unsqueeze } from '../ops/view.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { tidy } from '../tensor/scope.js';
+import { keep, tidy } from '../tensor/scope.js';
+import { isGradEnabled } from '../tensor/grad_mode.js';
+import { shapeStr } from '../tensor/layout.js';
 import { checkpoint } from '../autograd/checkpoint.js';
 import { Embedding, Linear, RMSNorm } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
@@ -19,6 +23,44 @@ import { SparseMoe } from './moe.js';
 import { glu } from '../ops/glu.js';
 import { sharedInputProjections } from '../lora/shared_input.js';
 import { LoraLinear } from '../lora/lora_linear.js';
+import { rotaryFrequencies } from './rope_scaling.js';
+
+/** float32's most negative finite value: HF's additive mask entry (not -inf). */
+export const MASK_MIN = -3.4028234663852886e38;
+
+/** Activation checkpointing: none, every block recomputed (full), or attention/MLP insides only (selective). */
+export type Checkpointing = 'none' | 'full' | 'selective';
+
+/** [B, Tk] attention mask (1 attend, 0 pad) -> additive [B, 1, 1, Tk] mask (0 or MASK_MIN), as HF builds it. */
+export function paddingMask(am: Tensor): Tensor {
+  return reshape(where(compare('eq', am, 0), MASK_MIN, 0), [am.shape[0], 1, 1, am.shape[1]]);
+}
+
+/** Combines two additive masks so that a position masked by either stays at MASK_MIN (never -inf). */
+function eitherMask(a: Tensor, b: Tensor): Tensor {
+  return where(compare('lt', add(a, b), 0), MASK_MIN, 0);
+}
+
+/** What the decoder stack reads (a subset of CausalLMInput: the heads add labels and logits options). */
+export interface DecoderInput {
+  /** int64 [B, T] */
+  inputIds: Tensor;
+  /** [B, past + T], 1 = attend, 0 = padding */
+  attentionMask?: Tensor | null;
+  /** int64 [B, T]: packed rows' document of each token; attention stays inside a document */
+  documentIds?: Tensor | null;
+  /** int64 [B, T]; default past .. past + T - 1 */
+  positionIds?: Tensor | null;
+  cache?: KVCache | null;
+  outputHiddenStates?: boolean;
+}
+
+export interface DecoderOutput {
+  /** the final-norm hidden state [B, T, D] */
+  hidden: Tensor;
+  hiddenStates: Tensor[];
+  routerLogits: Tensor[];
+}
 
 /** What every layer needs for one forward call. */
 export interface LayerContext {
@@ -204,6 +246,80 @@ export class DecoderModel extends Module {
     const e = this.embed_tokens.forward(ids);
     if (!this.c.scaleEmbeddings) return e;
     return mul(e, Math.sqrt(this.c.hiddenSize)); // the scalar takes e's dtype, as HF's normalizer does
+  }
+
+  /** The inverse frequencies on the positions' device, uploaded once per distinct table. */
+  private invFreqCache: { key: string; t: Tensor } | null = null;
+
+  /** Frees the cached inverse frequencies (the heads' dispose() calls this). */
+  releaseRotaryCache(): void {
+    this.invFreqCache?.t.dispose();
+    this.invFreqCache = null;
+  }
+
+  /** cos/sin tables [B, T, hd/2] for the given positions. */
+  private rotary(positions: Tensor, seqLen: number): { cos: Tensor; sin: Tensor } {
+    const c = this.c;
+    const { invFreq, attentionFactor } = rotaryFrequencies(c, seqLen);
+    const key = `${positions.backendName}:${invFreq.join(',')}`;
+    if (this.invFreqCache?.key !== key) {
+      this.invFreqCache?.t.dispose();
+      this.invFreqCache = { key, t: keep(tensor(invFreq, { backend: positions.backendName })) };
+    }
+    const { cos, sin } = rotaryTables(positions, Math.floor(c.headDim * c.partialRotaryFactor), c.ropeTheta, this.invFreqCache.t);
+    return attentionFactor === 1 ? { cos, sin } : { cos: mul(cos, attentionFactor), sin: mul(sin, attentionFactor) };
+  }
+
+  /** The additive attention mask of padding and packed documents, or null (causality is the kernel's). */
+  private attentionMaskOf(input: DecoderInput, B: number, T: number, past: number): Tensor | null {
+    let mask: Tensor | null = null;
+    if (input.attentionMask) {
+      const am = input.attentionMask;
+      if (am.ndim !== 2 || am.shape[0] !== B || am.shape[1] !== past + T)
+        throw new Error(`forward: attentionMask must be [${B}, ${past + T}] (batch, cached + new tokens), got ${shapeStr(am.shape)}`);
+      mask = paddingMask(am);
+    }
+    if (input.documentIds) {
+      const d = input.documentIds;
+      if (input.cache || d.ndim !== 2 || d.shape[0] !== B || d.shape[1] !== T)
+        throw new Error(`forward: documentIds must be [${B}, ${T}] and cannot be combined with a KV cache, got ${shapeStr(d.shape)}`);
+      const across = where(compare('ne', unsqueeze(d, 2), unsqueeze(d, 1)), MASK_MIN, 0); // [B, T, T]
+      const docMask = unsqueeze(across, 1); // [B, 1, T, T]
+      mask = mask ? eitherMask(mask, docMask) : docMask;
+    }
+    return mask;
+  }
+
+  /**
+   * Embeddings -> layers -> final norm (HF's LlamaModel.forward); every head (causal LM,
+   * sequence classification) runs this and reads what it needs from the hidden state.
+   * Call inside a tidy scope (the heads do).
+   */
+  forward(input: DecoderInput, checkpointing: Checkpointing = 'none'): DecoderOutput {
+    const ids = input.inputIds;
+    if (ids.ndim !== 2) throw new Error(`forward: inputIds must be [batch, seq], got ${shapeStr(ids.shape)}`);
+    const [B, T] = ids.shape;
+    const past = input.cache?.length ?? 0;
+    const positions = input.positionIds ?? expand(unsqueeze(arange(past, past + T, 1, { backend: ids.backendName }), 0), [B, T]);
+    const { cos, sin } = this.rotary(positions, past + T);
+    const ctx: LayerContext = { cos, sin, mask: this.attentionMaskOf(input, B, T, past), cache: input.cache ?? null };
+    let h = this.embed(ids);
+    const hiddenStates: Tensor[] = [];
+    const routerLogits: Tensor[] = [];
+    for (const layer of this.layers) {
+      if (input.outputHiddenStates) hiddenStates.push(h);
+      if (checkpointing === 'full' && !ctx.cache && isGradEnabled()) {
+        h = checkpointWithContext((x, c) => layer.forward(x, c).hidden, h, ctx);
+        continue;
+      }
+      const out = layer.forward(h, ctx, checkpointing === 'selective' ? 'selective' : 'none');
+      h = out.hidden;
+      if (out.routerLogits) routerLogits.push(out.routerLogits);
+    }
+    input.cache?.advance(T);
+    h = this.norm.forward(h);
+    if (input.outputHiddenStates) hiddenStates.push(h);
+    return { hidden: h, hiddenStates, routerLogits };
   }
 }
 
