@@ -22,6 +22,7 @@ export { sum, mean, max, min, argmax, argmin, variance, logsumexp } from './ops/
 export { matmul, linear } from './ops/matmul.js';
 export { gather, scatterAdd, indexSelect, indexAdd, embedding, cat, stack, split, chunk, tril, triu } from './ops/indexing.js';
 export { reshape, view, permute, transpose, narrow, slice, select, expand, squeeze, unsqueeze, flatten, contiguous, clone } from './ops/view.js';
+export { logSigmoid } from './ops/log_sigmoid.js';
 export { softmax, logSoftmax, softmaxComposite, logSoftmaxComposite } from './ops/softmax.js';
 export { rmsNorm, layerNorm, rmsNormComposite, layerNormComposite } from './ops/norm.js';
 export {
