@@ -11,7 +11,7 @@ export function values(t: Tensor): number[] {
 
 export const meanOf = (xs: readonly number[]): number => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : NaN);
 
-export interface PairMetrics {
+export type PairMetrics = {
   'rewards/chosen': number;
   'rewards/rejected': number;
   'rewards/margins': number;
@@ -19,7 +19,7 @@ export interface PairMetrics {
   'rewards/accuracies': number;
   'logps/chosen': number;
   'logps/rejected': number;
-}
+};
 
 /**
  * TRL's pairwise metrics from per-example rewards and log-probs ([B] each, no gradient needed).

@@ -20,6 +20,7 @@ const fx = fixture('preference', 'losses.json');
 type Entry = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
 const golden = fx.skip ? null : (JSON.parse(readFileSync(fx.path, 'utf8')) as Record<string, any>); // eslint-disable-line @typescript-eslint/no-explicit-any
 
+const arr = (t: k.Tensor): number[] => Array.from(t.toTypedArray() as Float64Array);
 const f64 = (xs: readonly number[], requiresGrad = false): k.Tensor => k.tensor(xs, { dtype: 'float64', backend: 'ref', requiresGrad });
 const close = (got: k.Tensor | number[] | number, want: number[] | number, what: string, rtol = 1e-12): void =>
   assertClose(typeof got === 'number' ? [got] : got, typeof want === 'number' ? [want] : want, { atol: 1e-15, rtol, what });
@@ -90,7 +91,7 @@ test('CPO and SimPO equal TRL 1.13 (average log-probs for simpo/ipo, cpo_alpha N
     metricsClose(m, e.metrics, name, 1e-7); // TRL logs accuracies as float32 (0.3333333432674408)
     out.loss.backward();
     // d loss / d(used log-probs); TRL's gradient is w.r.t. the summed log-probs it was given, i.e. ours / length for averaged types
-    const perSum = (g: k.Tensor, ls: number[]): number[] => [...g.toTypedArray()].map((x, i) => (cpoUsesAverageLogps(type) ? x / ls[i] : x));
+    const perSum = (g: k.Tensor, ls: number[]): number[] => arr(g).map((x, i) => (cpoUsesAverageLogps(type) ? x / ls[i] : x));
     close(perSum(chosenLogps.grad!, b.chosen_lengths), e.grad_policy_chosen_logps, `${name} d/d chosen`, 1e-6);
     close(perSum(rejectedLogps.grad!, b.rejected_lengths), e.grad_policy_rejected_logps, `${name} d/d rejected`, 1e-6);
     if (e.config.cpo_alpha !== 0) close(nll.grad!.item(), e.grad_nll_loss, `${name} d/d nll`);
@@ -111,8 +112,8 @@ test('ORPO equals TRL 1.13 (float32 odds-ratio term)', { skip: fx.skip }, () => 
   metricsClose(m, e.metrics, 'orpo', f32);
   out.loss.backward();
   const b = golden!.batch;
-  close([...chosenLogps.grad!.toTypedArray()].map((x, i) => x / b.chosen_lengths[i]), e.grad_policy_chosen_logps, 'd/d chosen', 1e-5);
-  close([...rejectedLogps.grad!.toTypedArray()].map((x, i) => x / b.rejected_lengths[i]), e.grad_policy_rejected_logps, 'd/d rejected', 1e-5);
+  close(arr(chosenLogps.grad!).map((x, i) => x / b.chosen_lengths[i]), e.grad_policy_chosen_logps, 'd/d chosen', 1e-5);
+  close(arr(rejectedLogps.grad!).map((x, i) => x / b.rejected_lengths[i]), e.grad_policy_rejected_logps, 'd/d rejected', 1e-5);
   close(nll.grad!.item(), e.grad_nll_loss, 'd/d nll');
 });
 
