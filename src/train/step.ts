@@ -9,6 +9,7 @@ import { tidy } from '../tensor/scope.js';
 import { autocast } from '../tensor/autocast.js';
 import type { CausalLM, CausalLMInput } from '../models/causal_lm.js';
 import type { Tensor } from '../tensor/tensor.js';
+import { noGrad } from '../tensor/grad_mode.js';
 
 export const IGNORE = -100;
 
@@ -67,4 +68,47 @@ export function accumulateGradients(
     }));
   }
   return { loss: total / tokens, tokens };
+}
+
+/** What one optimizer step's micro-batches gave: the step's loss, the input tokens seen, a method's own metrics. */
+export interface StepResult {
+  loss: number;
+  /** input tokens processed (for tokens_per_sec) */
+  tokens: number;
+  /** logged beside loss under these names (TRL's: 'rewards/margins', 'logps/chosen', ...) */
+  metrics?: Record<string, number>;
+}
+
+/**
+ * How the Trainer turns micro-batches into gradients: the hook through which the preference and
+ * RL methods (src/preference) reuse the loop, optimizers, checkpoints and metrics. accumulate runs
+ * forward and backward on every micro-batch, normalised so the gradients are the whole step's.
+ */
+export interface TrainStep<B> {
+  accumulate(micro: B[], opts: AccumulateOptions): StepResult;
+  /** the loss and metrics on held-out batches (no gradient) */
+  evaluate(batches: Iterable<B>): { loss: number; metrics?: Record<string, number> };
+}
+
+/**
+ * The causal-LM step (SFT and pretraining): token-normalised cross-entropy.
+ * @example new Trainer({ model, data, step: causalLMStep(model), ... }) // what the Trainer does by default
+ */
+export function causalLMStep(model: CausalLM): TrainStep<Batch> {
+  return {
+    accumulate: (micro, opts) => {
+      const { loss } = accumulateGradients(model, micro, opts);
+      return { loss, tokens: micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0) };
+    },
+    evaluate: (batches) => {
+      let sum = 0;
+      let tokens = 0;
+      const backend = model.parameters()[0]?.backendName;
+      for (const b of batches) {
+        tokens += targetTokens(b);
+        sum += noGrad(() => tidy(() => item(model.forward({ ...batchInputs(b, backend), lossReduction: 'sum', returnLogits: false }).loss!)));
+      }
+      return { loss: sum / Math.max(tokens, 1) };
+    },
+  };
 }

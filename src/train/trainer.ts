@@ -3,8 +3,8 @@
 // step, a progress line with rate and ETA, and callbacks for the strategies built on it.
 import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Dataset, Batch } from '../data/index.js';
-import type { CausalLM } from '../models/causal_lm.js';
+import type { Batch, BatchOptions } from '../data/index.js';
+import { CausalLM } from '../models/causal_lm.js';
 import type { Module } from '../nn/module.js';
 import { AdamW } from '../optim/adamw.js';
 import { gradNorm, scaleGrads } from '../optim/clip.js';
@@ -13,15 +13,12 @@ import { LossScaler, type LossScalerOptions } from '../optim/loss_scaler.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import type { Schedule } from '../optim/schedules.js';
 import { constant } from '../optim/schedules.js';
-import { noGrad } from '../tensor/grad_mode.js';
 import { memory } from '../tensor/memory.js';
 import { defaultGenerator } from '../tensor/rng.js';
-import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { item } from '../ops/transfer.js';
 import { type TrainerState, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint, truncateLog } from './checkpoint.js';
 import { onInterrupt, yieldToEventLoop } from './interrupt.js';
-import { accumulateGradients, batchInputs, targetTokens } from './step.js';
+import { type AccumulateOptions, type StepResult, type TrainStep, causalLMStep } from './step.js';
 import { decayParamGroups } from './param_groups.js';
 import { useOptimizerInBackward } from './in_backward.js';
 
@@ -33,12 +30,22 @@ export interface StepMetrics {
   loss_scale: number | null;
   tokens_per_sec: number;
   mem_peak: { total: number; param: number; grad: number; optimizer: number; activation: number; other: number };
+  /** the step strategy's own metrics (TRL's names), logged beside the others in metrics.jsonl */
+  metrics?: Record<string, number>;
 }
 
-export interface TrainerOptions {
-  model: CausalLM;
-  data: Dataset;
-  evalData?: Dataset | null;
+/** What the Trainer reads data from: seeded, resumable batches per epoch (Dataset, or a method's own). */
+export interface BatchSource<B> {
+  batches(opts: BatchOptions): Iterable<B>;
+}
+
+export interface TrainerOptions<B = Batch> {
+  /** a CausalLM (trained on its LM loss), or any module with a `step` that says how */
+  model: Module;
+  data: BatchSource<B>;
+  evalData?: BatchSource<B> | null;
+  /** forward/backward of a step's micro-batches; default causalLMStep(model) (model must be a CausalLM) */
+  step?: TrainStep<B>;
   optimizer?: Optimizer<{ lr: number }>;
   /** learning rate by step (default: constant lr) */
   schedule?: Schedule;
@@ -72,11 +79,11 @@ export interface TrainerOptions {
   /** fp16 loss scaling (DeepSpeed's fp16 section); dynamic by default */
   lossScaler?: LossScalerOptions;
   onStep?: (m: StepMetrics) => void;
-  onEval?: (r: { step: number; loss: number }) => void;
+  onEval?: (r: { step: number; loss: number; metrics?: Record<string, number> }) => void;
   onSave?: (dir: string) => void;
 }
 
-export class Trainer {
+export class Trainer<B = Batch> {
   readonly optimizer: Optimizer<{ lr: number }>;
   readonly schedule: Schedule;
   step = 0;
@@ -91,8 +98,12 @@ export class Trainer {
   readonly scaler: LossScaler | null;
   /** set when optimizerInBackward is on for this run */
   readonly inBackward: OptimizerInBackward | null;
+  private readonly stepper: TrainStep<B>;
 
-  constructor(readonly o: TrainerOptions) {
+  constructor(readonly o: TrainerOptions<B>) {
+    if (!o.step && !(o.model instanceof CausalLM)) throw new Error('Trainer: a model that is not a CausalLM needs a step strategy (options.step) that says how it is trained');
+    // without a step, B is Batch (a Dataset of token rows): the causal-LM step reads it
+    this.stepper = o.step ?? (causalLMStep(o.model as CausalLM) as TrainStep<unknown> as TrainStep<B>);
     this.optimizer = o.optimizer ?? new AdamW(decayParamGroups(o.model, 0.01), { lr: o.lr ?? 1e-3 });
     this.schedule = o.schedule ?? constant(o.lr ?? 1e-3);
     this.scaler = o.dtype === 'fp16' ? new LossScaler(o.lossScaler) : null;
@@ -111,7 +122,7 @@ export class Trainer {
   }
 
   /** The next micro-batch, moving to the next epoch when one is exhausted. */
-  private *microBatches(): Generator<Batch> {
+  private *microBatches(): Generator<B> {
     const { data, batchSize } = this.o;
     for (;;) {
       for (const b of data.batches({ batchSize, epoch: this.epoch, startStep: this.epochStep })) {
@@ -156,23 +167,23 @@ export class Trainer {
   }
 
   /** One optimizer step over gradAccum micro-batches; a NaN loss stops the run before the update. */
-  private trainStep(batches: Generator<Batch>): StepMetrics {
+  private trainStep(batches: Generator<B>): StepMetrics {
     const { model, gradAccum = 1 } = this.o;
     const lr = this.schedule(this.step);
     this.optimizer.setLr(lr);
     memory.resetPeak();
     const tStep = performance.now();
-    const micro = Array.from({ length: gradAccum }, () => batches.next().value as Batch);
+    const micro = Array.from({ length: gradAccum }, () => batches.next().value as B);
     const scale = this.scaler?.scale ?? 1;
     const params = model.parameters().filter((p) => p.requiresGrad);
-    const { loss, norm } = this.inBackward ? this.updateInBackward(micro, params) : this.updateAfterBackward(micro, params, scale);
+    const { result, norm } = this.inBackward ? this.updateInBackward(micro, params) : this.updateAfterBackward(micro, params, scale);
     this.optimizer.zeroGrad();
     this.step++;
-    const tokens = micro.reduce((n, b) => n + b.inputIds.length * (b.inputIds[0]?.length ?? 0), 0);
     return {
-      step: this.step, loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
-      tokens_per_sec: tokens / ((performance.now() - tStep) / 1e3),
+      step: this.step, loss: result.loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
+      tokens_per_sec: result.tokens / ((performance.now() - tStep) / 1e3),
       mem_peak: memory.stats().peak,
+      ...(result.metrics ? { metrics: result.metrics } : {}),
     };
   }
 
@@ -188,8 +199,13 @@ export class Trainer {
   }
 
   /** The ordinary step: backward over every micro-batch, then unscale, clip and update. */
-  private updateAfterBackward(micro: Batch[], params: Tensor[], scale: number): { loss: number; norm: number } {
-    const { loss } = accumulateGradients(this.o.model, micro, { backend: this.o.backend, autocast: this.autocastTo(), lossScale: scale });
+  private accumulate(micro: B[], opts: AccumulateOptions) {
+    return this.stepper.accumulate(micro, { backend: this.o.backend, autocast: this.autocastTo(), ...opts });
+  }
+
+  private updateAfterBackward(micro: B[], params: Tensor[], scale: number): { result: StepResult; norm: number } {
+    const result = this.accumulate(micro, { lossScale: scale });
+    const { loss } = result;
     let norm = gradNorm(params);
     const overflow = !Number.isFinite(norm) || !Number.isFinite(loss);
     // without a loss scaler a NaN/inf is not an overflow to skip but a diverged run: stop
@@ -205,16 +221,15 @@ export class Trainer {
       if (this.o.clip && norm > this.o.clip) scaleGrads(params, this.o.clip / (norm + 1e-6));
       this.optimizer.step();
     }
-    return { loss, norm };
+    return { result, norm };
   }
 
   /**
    * Optimizer in backward: each parameter is updated as its gradient completes and the gradient
    * freed; the global norm (for the log) is summed from the per-gradient terms in gradNorm's order.
    */
-  private updateInBackward(micro: Batch[], params: Tensor[]): { loss: number; norm: number } {
-    const r = this.inBackward!.step(() => accumulateGradients(this.o.model, micro, {
-      backend: this.o.backend, autocast: this.autocastTo(),
+  private updateInBackward(micro: B[], params: Tensor[]): { result: StepResult; norm: number } {
+    const r = this.inBackward!.step(() => this.accumulate(micro, {
       beforeBackward: (sum) => {
         if (!Number.isFinite(sum)) throw this.diverged(`the loss is ${sum}`, 'the model was not updated');
       },
@@ -226,34 +241,38 @@ export class Trainer {
         ? `optimizer in backward had already updated ${r.updated} of ${params.length} parameters before the first non-finite gradient (${name})`
         : 'the model was not updated');
     }
-    return { loss: r.value.loss, norm };
+    return { result: r.value, norm };
   }
 
-  /** Mean loss per target token over (up to evalBatches) eval batches. */
+  /** The step strategy's eval loss (SFT: mean loss per target token) over (up to evalBatches) eval batches. */
   evaluate(): number {
     const ds = this.o.evalData;
     if (!ds) throw new Error('evaluate: no evalData');
     const { model } = this.o;
     model.eval();
-    let sum = 0;
-    let tokens = 0;
-    let n = 0;
-    for (const b of ds.batches({ batchSize: this.o.batchSize, shuffle: false })) {
-      if (this.o.evalBatches && n++ >= this.o.evalBatches) break;
-      tokens += targetTokens(b);
-      sum += noGrad(() => tidy(() => item(model.forward({ ...batchInputs(b, this.o.backend), lossReduction: 'sum', returnLogits: false }).loss!)));
+    const { evalBatches, batchSize } = this.o;
+    const all = ds.batches({ batchSize, shuffle: false });
+    const limited = evalBatches ? (function* () {
+      let n = 0;
+      for (const b of all) if (n++ < evalBatches) yield b; else return;
+    })() : all;
+    let r: { loss: number; metrics?: Record<string, number> };
+    try {
+      r = this.stepper.evaluate(limited);
+    } finally {
+      model.train();
     }
-    model.train();
-    const loss = sum / Math.max(tokens, 1);
-    this.o.onEval?.({ step: this.step, loss });
-    if (this.o.outputDir) appendFileSync(join(this.o.outputDir, 'eval.jsonl'), JSON.stringify({ step: this.step, eval_loss: loss }) + '\n');
-    return loss;
+    this.o.onEval?.({ step: this.step, loss: r.loss, metrics: r.metrics });
+    const prefixed = Object.fromEntries(Object.entries(r.metrics ?? {}).map(([n, v]) => [`eval_${n}`, v]));
+    if (this.o.outputDir) appendFileSync(join(this.o.outputDir, 'eval.jsonl'), JSON.stringify({ step: this.step, eval_loss: r.loss, ...prefixed }) + '\n');
+    return r.loss;
   }
 
   private log(m: StepMetrics): void {
     if (!this.o.outputDir) return;
     mkdirSync(this.o.outputDir, { recursive: true });
-    appendFileSync(join(this.o.outputDir, 'metrics.jsonl'), JSON.stringify(m) + '\n');
+    const { metrics, ...rest } = m;
+    appendFileSync(join(this.o.outputDir, 'metrics.jsonl'), JSON.stringify({ ...rest, ...metrics }) + '\n');
   }
 
   private progress(start: number, t0: number, m: StepMetrics): void {
