@@ -2,7 +2,7 @@
 // log_softmax(logits[t - 1])[ids[t]] summed over the completion tokens (labels != -100), as TRL's
 // concatenated_forward. Cross-entropy with reduction 'none' is that per-token -log-prob (fused).
 import type { Batch } from '../data/packing.js';
-import type { CausalLM } from '../models/causal_lm.js';
+import type { LanguageModel } from '../models/causal_lm.js';
 import { neg } from '../ops/elementwise.js';
 import { crossEntropy } from '../ops/loss.js';
 import { sum } from '../ops/reduce.js';
@@ -29,7 +29,7 @@ export function completionLengths(rows: Pick<Batch, 'labels'>): number[] {
  * The rows' completion log-probs in one forward.
  * @example const { logps } = sequenceLogps(model, batch.rows); // [2B]: chosen then rejected
  */
-export function sequenceLogps(model: CausalLM, rows: Batch, backend?: string): SequenceLogps {
+export function sequenceLogps(model: LanguageModel, rows: Batch, backend?: string): SequenceLogps {
   const at = backend ?? model.parameters()[0]?.backendName;
   const ids = (r: number[][]): Tensor => tensor(r, { dtype: 'int64', backend: at });
   return tidy(() => {
