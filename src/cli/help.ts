@@ -52,12 +52,13 @@ const TRAIN: Flag[] = [
 
 const PREFERENCE: Flag[] = [
   ['--model DIR', 'an HF model folder with a tokenizer (rm: a causal LM gets a fresh 1-label score head, or a *ForSequenceClassification folder) (required)'],
-  ['--data FILE', '{prompt, chosen, rejected} as strings or message lists, or HH-RLHF {chosen, rejected} transcripts; JSONL / JSON / Parquet (required)'],
+  ['--data FILE', '{prompt, chosen, rejected} as strings or message lists, or HH-RLHF {chosen, rejected} transcripts (kto: {prompt, completion, label}); JSONL / JSON / Parquet (required)'],
   ['--output DIR', 'metrics.jsonl (loss and TRL\'s rewards/*, logps/* names), eval.jsonl, checkpoint-N/, the adapter or model (required)'],
-  ['--beta X', 'dpo 0.1, orpo 0.1 (lambda), simpo 2.0 (defaults)'],
-  ['--loss-type T', `dpo: ${'sigmoid|ipo|hinge|robust|exo_pair|bco_pair|nca_pair|sppo_hard|apo_zero|apo_down|sigmoid_norm|discopop'} (default sigmoid); simpo: simpo|sigmoid|hinge|ipo (CPO's, default simpo)`],
+  ['--beta X', 'dpo 0.1, orpo 0.1 (lambda), kto 0.1, simpo 2.0 (defaults)'],
+  ['--loss-type T', `dpo: ${'sigmoid|ipo|hinge|robust|exo_pair|bco_pair|nca_pair|sppo_hard|apo_zero|apo_down|sigmoid_norm|discopop'} (default sigmoid); simpo: simpo|sigmoid|hinge|ipo (CPO's, default simpo); kto: kto|apo_zero_unpaired (default kto)`],
+  ['--desirable-weight X / --undesirable-weight X', 'kto: per-label loss weights (defaults 1 / 1)'],
   ['--label-smoothing X', 'dpo robust / exo_pair, simpo (default 0)'],
-  ['--reference-free', 'dpo without a reference model (reference log-probs 0); default: computed once before training'],
+  ['--reference-free', 'dpo without a reference model (reference log-probs 0); default (dpo, kto): computed once before training'],
   ['--simpo-gamma X / --cpo-alpha X', 'SimPO target margin (default 0.5) and CPO NLL weight (default 0)'],
   ['--margin X', 'rm: margin inside the Bradley-Terry loss (default 0)'],
   ['--chat-template NAME', 'template for message-list data (default the tokenizer\'s)'],
@@ -75,6 +76,7 @@ export const HELP: Record<string, CommandHelp> = {
   dpo: preferenceHelp('dpo', 'kestrel dpo --model ./SmolLM2-135M-Instruct --data pairs.jsonl --output dpo/ --lora --beta 0.1 --max-steps 200 --eval-fraction 0.05'),
   orpo: preferenceHelp('orpo', 'kestrel orpo --model ./SmolLM2-135M --data ultrafeedback.jsonl --output orpo/ --lora --max-steps 200'),
   simpo: preferenceHelp('simpo', 'kestrel simpo --model ./SmolLM2-135M-Instruct --data pairs.jsonl --output simpo/ --lora --beta 2 --simpo-gamma 0.5'),
+  kto: preferenceHelp('kto', 'kestrel kto --model ./SmolLM2-135M-Instruct --data kto.jsonl --output kto/ --lora --undesirable-weight 1.5'),
   rm: preferenceHelp('rm', 'kestrel rm --model ./SmolLM2-135M-Instruct --data hh-rlhf.jsonl --output rm/ --max-steps 500 --eval-fraction 0.05'),
   demo: {
     usage: 'kestrel demo [--json] [--steps N] [--finetune full|lora|qlora] [--output DIR]',

@@ -1,6 +1,6 @@
-// `kestrel dpo|orpo|simpo|rm --model DIR --data FILE --output DIR [--lora] [...]`: preference
+// `kestrel dpo|orpo|simpo|kto|rm --model DIR --data FILE --output DIR [--lora] [...]`: preference
 // training with one shape for every method, on the Trainer (its flags, checkpoints, resume,
-// metrics.jsonl with TRL's metric names). DPO's reference log-probs are computed once before the
+// metrics.jsonl with TRL's metric names). DPO's and KTO's reference log-probs are computed once before the
 // first step (the base with adapters disabled under --lora); ORPO and SimPO need no reference; rm
 // trains a *ForSequenceClassification reward model (a causal LM folder gets a fresh score head).
 import { join } from 'node:path';
@@ -16,7 +16,8 @@ import type { TrainStep } from '../train/step.js';
 import { Trainer } from '../train/trainer.js';
 import { CPO_LOSS_TYPES, type CpoLossType } from '../preference/cpo_loss.js';
 import { DPO_LOSS_TYPES, type DpoLossType } from '../preference/dpo_loss.js';
-import { loadPreferenceData } from '../preference/load.js';
+import { KTO_LOSS_TYPES } from '../preference/kto_loss.js';
+import { loadPreferenceData, loadUnpairedData } from '../preference/load.js';
 import type { PairBatch } from '../preference/pair_dataset.js';
 import { type PairMethod, pairStep } from '../preference/pair_step.js';
 import { computeReferenceLogps } from '../preference/reference.js';
@@ -25,18 +26,19 @@ import { loraFromFlags } from './finetune.js';
 import { numberFlag } from './flags.js';
 import { checkOutput, makeOptimizer, oneOf, resolveSettings, resumePath, schedule } from './train.js';
 
-export const PREFERENCE_METHODS = ['dpo', 'orpo', 'simpo', 'rm'] as const;
+export const PREFERENCE_METHODS = ['dpo', 'orpo', 'simpo', 'kto', 'rm'] as const;
 export type PreferenceMethod = (typeof PREFERENCE_METHODS)[number];
 
 const FLAGS = {
   beta: { type: 'string' }, 'loss-type': { type: 'string' }, 'label-smoothing': { type: 'string' }, 'simpo-gamma': { type: 'string' },
   'cpo-alpha': { type: 'string' }, 'reference-free': { type: 'boolean' }, margin: { type: 'string' }, 'chat-template': { type: 'string' },
+  'desirable-weight': { type: 'string' }, 'undesirable-weight': { type: 'string' },
   lora: { type: 'boolean' }, qlora: { type: 'boolean' }, 'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' },
   'lora-dropout': { type: 'string' }, target: { type: 'string' }, rslora: { type: 'boolean' },
 } as const;
 
-/** Each method's default beta: TRL's DPOConfig 0.1, ORPOConfig 0.1, SimPO's paper 2.0. */
-export const DEFAULT_BETA: Record<Exclude<PreferenceMethod, 'rm'>, number> = { dpo: 0.1, orpo: 0.1, simpo: 2 };
+/** Each method's default beta: TRL's DPOConfig 0.1, ORPOConfig 0.1, KTOConfig 0.1, SimPO's paper 2.0. */
+export const DEFAULT_BETA: Record<Exclude<PreferenceMethod, 'rm'>, number> = { dpo: 0.1, orpo: 0.1, kto: 0.1, simpo: 2 };
 
 /** An optional choice flag: undefined when absent, else one of `allowed`. */
 const choice = <T extends string>(v: unknown, allowed: readonly T[], flag: string): T | undefined => (v === undefined ? undefined : oneOf(v, allowed, flag));
@@ -50,6 +52,11 @@ export function pairMethodFromFlags(method: Exclude<PreferenceMethod, 'rm'>, val
     return { method, options: { beta, lossType, labelSmoothing }, referenceFree: values['reference-free'] === true };
   }
   if (method === 'orpo') return { method, options: { beta } };
+  if (method === 'kto') {
+    const lossType = choice(values['loss-type'], KTO_LOSS_TYPES, '--loss-type');
+    const weight = (f: string): number | undefined => numberFlag(values, f, { above: 0 });
+    return { method, options: { beta, lossType, desirableWeight: weight('desirable-weight'), undesirableWeight: weight('undesirable-weight') } };
+  }
   const lossType: CpoLossType = choice(values['loss-type'], CPO_LOSS_TYPES, '--loss-type') ?? 'simpo';
   return { method: 'cpo', options: { lossType, beta, labelSmoothing, simpoGamma: numberFlag(values, 'simpo-gamma', { min: 0 }) ?? 0.5, cpoAlpha: numberFlag(values, 'cpo-alpha', { min: 0 }) ?? 0 } };
 }
@@ -83,7 +90,7 @@ async function causalModel(dir: string, tokenizerDir: string | undefined): Promi
 export async function preferenceCommand(method: PreferenceMethod, argv: string[]): Promise<number> {
   const { settings: s, warnings, values } = resolveSettings(argv, { flags: FLAGS });
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
-  if (s.format !== 'auto') throw new Error(`--format does not apply to ${method}: records are {prompt, chosen, rejected} (strings or messages) or HH-RLHF {chosen, rejected} transcripts`);
+  if (s.format !== 'auto') throw new Error(`--format does not apply to ${method}: records are {prompt, chosen, rejected} (strings or messages), HH-RLHF {chosen, rejected} transcripts, or for kto {prompt, completion, label}`);
   const quiet = values.quiet === true;
   const pair = method === 'rm' ? null : pairMethodFromFlags(method, values);
   checkOutput(s);
@@ -94,12 +101,12 @@ export async function preferenceCommand(method: PreferenceMethod, argv: string[]
   const lora = values.lora || values.qlora ? { ...loraFromFlags(values), ...(method === 'rm' ? { modulesToSave: ['score'] } : {}) } : null;
   if (values.qlora) quantizeModel(model, { type: 'nf4' });
   if (lora) injectLora(model, lora);
-  const data = await loadPreferenceData(s.data, {
+  const data = await (method === 'kto' ? loadUnpairedData : loadPreferenceData)(s.data, {
     tokenizer, chatTemplate: values['chat-template'] as string | undefined, seqLen: s.seqLen, padId, seed: s.seed,
     evalFraction: s.evalFraction, skipBadLines: s.skipBadLines, vocabSize: model.config.vocabSize,
   });
   if (data.badLines) process.stderr.write(`skipped ${data.badLines} bad records (first: ${data.badLineMessages[0]})\n`);
-  if (pair?.method === 'dpo' && !pair.referenceFree) {
+  if ((pair?.method === 'dpo' && !pair.referenceFree) || pair?.method === 'kto') {
     for (const ds of [data.train, data.eval]) if (ds) computeReferenceLogps(model as CausalLM, ds, { batchSize: s.batchSize });
   }
   const step: TrainStep<PairBatch> = method === 'rm' ? rewardStep(model as DecoderForSequenceClassification, { margin: numberFlag(values, 'margin') }) : pairStep(model as CausalLM, pair!);

@@ -69,14 +69,18 @@ export function ktoLoss(inp: KtoInputs, opts: KtoOptions = {}): KtoOutput {
   });
 }
 
-/** TRL's KTO metrics: the KL estimate, rewards and log-probs averaged over desirable (chosen) and undesirable (rejected) rows. */
+/**
+ * TRL's KTO metrics: the KL estimate, rewards and log-probs averaged over desirable (chosen) and
+ * undesirable (rejected) rows; a side with no rows in the batch is left out (not NaN).
+ */
 export function ktoMetrics(out: KtoOutput, policyLogps: Tensor, label: readonly boolean[]): Record<string, number> {
   const rw = values(out.rewards);
   const lp = values(policyLogps);
   const pick = (xs: number[], want: boolean): number[] => xs.filter((_, i) => label[i] === want);
-  const [rc, rr] = [meanOf(pick(rw, true)), meanOf(pick(rw, false))];
-  return {
-    kl: out.kl, 'rewards/chosen': rc, 'rewards/rejected': rr, 'rewards/margins': rc - rr,
-    'logps/chosen': meanOf(pick(lp, true)), 'logps/rejected': meanOf(pick(lp, false)),
-  };
+  const m: Record<string, number> = { kl: out.kl };
+  const [good, bad] = [label.some((l) => l), label.some((l) => !l)];
+  if (good) Object.assign(m, { 'rewards/chosen': meanOf(pick(rw, true)), 'logps/chosen': meanOf(pick(lp, true)) });
+  if (bad) Object.assign(m, { 'rewards/rejected': meanOf(pick(rw, false)), 'logps/rejected': meanOf(pick(lp, false)) });
+  if (good && bad) m['rewards/margins'] = m['rewards/chosen'] - m['rewards/rejected'];
+  return m;
 }

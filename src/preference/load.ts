@@ -4,12 +4,12 @@
 // prompt that leaves no room for the completion in seqLen, a token id outside the vocabulary.
 import { BadLines, DataError, type Where } from '../data/errors.js';
 import { type Example, checkTokenIds } from '../data/example.js';
-import { listDataFiles, readRecords } from '../data/readers.js';
+import { type DataRecord, listDataFiles, readRecords } from '../data/readers.js';
 import { STREAM_SPLIT, SeededRandom, permutation } from '../data/shuffle.js';
 import { IGNORE_INDEX } from '../data/example.js';
 import { type CompletionEncoderOptions, completionEncoder } from './encode.js';
 import { PairDataset, type PairExample } from './pair_dataset.js';
-import { pairRecord } from './records.js';
+import { pairRecord, unpairedRecord } from './records.js';
 
 export interface LoadPreferenceOptions extends CompletionEncoderOptions {
   /** the longest row: longer prompt+completion sequences lose their end (the completion's tail) */
@@ -42,33 +42,20 @@ function truncate(ex: Example, seqLen: number, where: Where, which: string): { e
   return { ex: { inputIds: ex.inputIds.slice(0, seqLen), labels }, cut: true };
 }
 
-/**
- * Reads {prompt, chosen, rejected} records (strings, messages, HH-RLHF transcripts) from JSONL,
- * JSON or Parquet files and encodes them.
- * @example const { train, eval } = await loadPreferenceData(['pairs.jsonl'], { tokenizer, seqLen: 512, padId: 0, evalFraction: 0.1 })
- */
-export async function loadPreferenceData(paths: string | readonly string[], o: LoadPreferenceOptions): Promise<LoadedPairs> {
+/** Reads every record of the files through `encode` (bad ones thrown or counted), then splits off eval. */
+async function readSplit(paths: string | readonly string[], o: LoadPreferenceOptions, encode: (rec: DataRecord) => PairExample): Promise<LoadedPairs & { all: PairExample[] }> {
   if (!(Number.isInteger(o.seqLen) && o.seqLen >= 2)) throw new RangeError(`loadPreferenceData: seqLen must be an integer >= 2, got ${o.seqLen}`);
   const frac = o.evalFraction ?? 0;
   if (!(frac >= 0 && frac < 1)) throw new RangeError(`loadPreferenceData: evalFraction must be in [0, 1), got ${frac}`);
   const bad = new BadLines(o.skipBadLines === true);
-  const encode = completionEncoder(o);
   const pairs: PairExample[] = [];
-  let truncated = 0;
   for (const file of listDataFiles(paths)) {
     for await (const rec of readRecords(file, bad)) {
-      const pair = bad.guard(() => {
-        const [c, r] = encode(pairRecord(rec), rec.where);
-        const chosen = truncate(c, o.seqLen, rec.where, 'chosen');
-        const rejected = truncate(r, o.seqLen, rec.where, 'rejected');
-        for (const ex of [chosen.ex, rejected.ex]) checkTokenIds(ex, rec.where, { vocabSize: o.vocabSize, tokenizer: true });
-        if (chosen.cut || rejected.cut) truncated++;
-        return { chosen: chosen.ex, rejected: rejected.ex };
-      });
+      const pair = bad.guard(() => encode(rec));
       if (pair) pairs.push(pair);
     }
   }
-  if (pairs.length === 0) throw new Error(`loadPreferenceData: no usable pairs in ${[paths].flat().join(', ')}${bad.count ? ` (${bad.count} bad records; first: ${bad.messages[0]})` : ''}`);
+  if (pairs.length === 0) throw new Error(`loadPreferenceData: no usable records in ${[paths].flat().join(', ')}${bad.count ? ` (${bad.count} bad records; first: ${bad.messages[0]})` : ''}`);
   const seed = o.seed ?? 0;
   const nEval = Math.floor(pairs.length * frac);
   const perm = permutation(pairs.length, new SeededRandom(seed, STREAM_SPLIT));
@@ -76,6 +63,63 @@ export async function loadPreferenceData(paths: string | readonly string[], o: L
   return {
     train: new PairDataset(pick(nEval, pairs.length), o.padId, seed),
     eval: nEval > 0 ? new PairDataset(pick(0, nEval), o.padId, seed) : null,
-    badLines: bad.count, badLineMessages: bad.messages, truncated,
+    badLines: bad.count, badLineMessages: bad.messages, truncated: 0, all: pairs,
   };
+}
+
+/** Encodes, truncates and range-checks the rows of one record. */
+function prepareRows(rows: Example[], o: LoadPreferenceOptions, where: Where, names: string[]): { rows: Example[]; cut: boolean } {
+  const out = rows.map((ex, i) => truncate(ex, o.seqLen, where, names[i]));
+  for (const { ex } of out) checkTokenIds(ex, where, { vocabSize: o.vocabSize, tokenizer: true });
+  return { rows: out.map((r) => r.ex), cut: out.some((r) => r.cut) };
+}
+
+/**
+ * Reads {prompt, chosen, rejected} records (strings, messages, HH-RLHF transcripts) from JSONL,
+ * JSON or Parquet files and encodes them.
+ * @example const { train, eval } = await loadPreferenceData(['pairs.jsonl'], { tokenizer, seqLen: 512, padId: 0, evalFraction: 0.1 })
+ */
+export async function loadPreferenceData(paths: string | readonly string[], o: LoadPreferenceOptions): Promise<LoadedPairs> {
+  const encode = completionEncoder(o);
+  let truncated = 0;
+  const { all: _all, ...r } = await readSplit(paths, o, (rec) => {
+    const { rows: [chosen, rejected], cut } = prepareRows(encode(pairRecord(rec), rec.where), o, rec.where, ['chosen', 'rejected']);
+    if (cut) truncated++;
+    return { chosen, rejected };
+  });
+  return { ...r, truncated };
+}
+
+/** Where the completion starts: the first scored token. */
+const completionStart = (ex: Example): number => ex.labels.findIndex((l) => l !== IGNORE_INDEX);
+
+/**
+ * KTO's unpaired {prompt, completion, label} records. Each example's KL row (for the KL estimate)
+ * is its prompt with the next record's completion (file order, wrapping), fixed once so that the
+ * reference's KL log-probs can be computed once; TRL pairs them likewise by shifting completions.
+ * @example const { train } = await loadUnpairedData('kto.jsonl', { tokenizer, seqLen: 512, padId: 0 })
+ */
+export async function loadUnpairedData(paths: string | readonly string[], o: LoadPreferenceOptions): Promise<LoadedPairs> {
+  const encode = completionEncoder(o);
+  const wheres: Where[] = [];
+  const split = await readSplit(paths, o, (rec) => {
+    const r = unpairedRecord(rec);
+    const [ex] = prepareRows(encode(r, rec.where), o, rec.where, ['KTO']).rows;
+    wheres.push(rec.where);
+    return { chosen: ex, rejected: ex, desirable: r.desirable };
+  });
+  const all = split.all;
+  // the KL rows, made in place so that the train/eval datasets (which share these objects) see them
+  const parts = all.map((p) => {
+    const at = completionStart(p.chosen);
+    return { prompt: p.chosen.inputIds.slice(0, at), completion: p.chosen.inputIds.slice(at) };
+  });
+  all.forEach((p, i) => {
+    const { prompt } = parts[i];
+    const other = parts[(i + 1) % all.length].completion;
+    const kl = { inputIds: [...prompt, ...other], labels: [...prompt.map(() => IGNORE_INDEX), ...other] };
+    p.rejected = truncate(kl, o.seqLen, wheres[i], 'KL (next record\'s)').ex;
+  });
+  const { all: _all, ...r } = split;
+  return r;
 }

@@ -7,9 +7,16 @@ import type { Example } from '../data/example.js';
 import { type Batch, collate, padRow } from '../data/packing.js';
 import { STREAM_EPOCH, SeededRandom, permutation } from '../data/shuffle.js';
 
+/**
+ * Two rows scored together. Paired methods: the chosen and the rejected completion. KTO: the
+ * completion (`chosen`) and its KL row (`rejected`: the same prompt with another example's
+ * completion), with `desirable` set.
+ */
 export interface PairExample {
   chosen: Example;
   rejected: Example;
+  /** KTO's label: true = desirable */
+  desirable?: boolean;
 }
 
 /** Per-example reference log-probs, computed once before training (or zeros: reference-free). */
@@ -27,6 +34,8 @@ export interface PairBatch {
   indices: number[];
   /** the reference log-probs of these pairs, once computed */
   reference: { chosen: number[]; rejected: number[] } | null;
+  /** KTO's labels (null for paired data) */
+  desirable: boolean[] | null;
 }
 
 /**
@@ -57,6 +66,7 @@ export class PairDataset {
       pairs: indices.length,
       indices: [...indices],
       reference: ref ? { chosen: indices.map((i) => ref.chosen[i]), rejected: indices.map((i) => ref.rejected[i]) } : null,
+      desirable: indices.every((i) => this.examples[i].desirable !== undefined) ? indices.map((i) => this.examples[i].desirable!) : null,
     };
   }
 

@@ -2,7 +2,8 @@
 // reference), ORPO, and CPO/SimPO. One forward over the batch's 2B rows gives both completions'
 // log-probs; the loss functions (dpo_loss.ts, orpo_loss.ts, cpo_loss.ts) do the rest.
 import type { LanguageModel } from '../models/causal_lm.js';
-import { div, neg } from '../ops/elementwise.js';
+import { div, mul, neg } from '../ops/elementwise.js';
+import { noGrad } from '../tensor/grad_mode.js';
 import { tensor } from '../ops/creation.js';
 import { sum } from '../ops/reduce.js';
 import { narrow } from '../ops/view.js';
@@ -13,13 +14,16 @@ import { type DpoOptions, dpoLoss } from './dpo_loss.js';
 import { sequenceLogps } from './logps.js';
 import { pairMetrics } from './metrics.js';
 import { orpoLoss, orpoMetrics } from './orpo_loss.js';
+import { type KtoOptions, ktoLoss, ktoMetrics } from './kto_loss.js';
 import type { PairBatch } from './pair_dataset.js';
 import { type MicroLoss, weightedStep } from './weighted_step.js';
 
 export type PairMethod =
   | { method: 'dpo'; options: DpoOptions; referenceFree?: boolean }
   | { method: 'orpo'; options: { beta?: number } }
-  | { method: 'cpo'; options: CpoOptions };
+  | { method: 'cpo'; options: CpoOptions }
+  /** unpaired: the batch's rows are the completions then their KL rows (loadUnpairedData) */
+  | { method: 'kto'; options: KtoOptions };
 
 /** Mean NLL of the chosen completions' tokens (rows 0..B-1): the SFT term of ORPO and CPO. */
 function chosenNll(tokenLogps: Tensor, lengths: number[], B: number): Tensor {
@@ -45,6 +49,7 @@ export function pairLoss(model: LanguageModel, b: PairBatch, m: PairMethod): Mic
     }, m.options);
     return { loss: out.loss, metrics: pairMetrics({ ...out, chosenLogps: pc, rejectedLogps: pr }), weight: B, tokens };
   }
+  if (m.method === 'kto') return ktoMicroLoss(b, pc, pr, m.options, tokens);
   const nll = chosenNll(tokenLogps, lengths, B);
   if (m.method === 'orpo') {
     const [ac, ar] = avg();
@@ -54,6 +59,18 @@ export function pairLoss(model: LanguageModel, b: PairBatch, m: PairMethod): Mic
   const [c, r] = cpoUsesAverageLogps(m.options.lossType ?? 'sigmoid') ? avg() : [pc, pr];
   const out = cpoLoss({ chosenLogps: c, rejectedLogps: r, nll }, m.options);
   return { loss: out.loss, metrics: { ...pairMetrics({ ...out, chosenLogps: c, rejectedLogps: r }), nll_loss: nll.item() }, weight: B, tokens };
+}
+
+/** KTO on a batch of completions (pc) and their KL rows (pr: no gradient, only the KL estimate). */
+function ktoMicroLoss(b: PairBatch, policy: Tensor, policyKL: Tensor, options: KtoOptions, tokens: number): MicroLoss {
+  if (!b.desirable) throw new Error('KTO: the batch has no desirable/undesirable labels (load the data with loadUnpairedData)');
+  if (!b.reference) throw new Error('KTO: the batch has no reference log-probs (compute them once with computeReferenceLogps)');
+  const vec = (xs: number[]): Tensor => tensor(xs, { backend: policy.backendName });
+  const out = ktoLoss({
+    policyLogps: policy, referenceLogps: vec(b.reference.chosen), label: b.desirable,
+    policyKLLogps: noGrad(() => mul(policyKL, 1)), referenceKLLogps: vec(b.reference.rejected),
+  }, options);
+  return { loss: out.loss, metrics: ktoMetrics(out, policy, b.desirable), weight: b.pairs, tokens };
 }
 
 /**

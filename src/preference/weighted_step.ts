@@ -17,16 +17,17 @@ export interface MicroLoss {
   tokens: number;
 }
 
-/** Pair-weighted means of metric dictionaries. */
+/** Pair-weighted means of metric dictionaries; a metric a micro-batch lacks (KTO's rewards/chosen without a desirable row) is averaged over those that have it. */
 class MetricMeans {
-  private sums = new Map<string, number>();
-  private total = 0;
+  private sums = new Map<string, { sum: number; weight: number }>();
   add(m: Record<string, number>, w: number): void {
-    this.total += w;
-    for (const [k, v] of Object.entries(m)) this.sums.set(k, (this.sums.get(k) ?? 0) + v * w);
+    for (const [k, v] of Object.entries(m)) {
+      const s = this.sums.get(k) ?? { sum: 0, weight: 0 };
+      this.sums.set(k, { sum: s.sum + v * w, weight: s.weight + w });
+    }
   }
   means(): Record<string, number> {
-    return Object.fromEntries([...this.sums].map(([k, v]) => [k, v / this.total]));
+    return Object.fromEntries([...this.sums].map(([k, s]) => [k, s.sum / s.weight]));
   }
 }
 

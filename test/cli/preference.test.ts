@@ -1,4 +1,4 @@
-// `kestrel dpo|orpo|simpo|rm` end to end on the tiny byte-tokenizer model: a LoRA DPO run writes
+// `kestrel dpo|orpo|simpo|kto|rm` end to end on the tiny byte-tokenizer model: a LoRA DPO run writes
 // metrics.jsonl with TRL's metric names, eval.jsonl, checkpoints and a PEFT adapter, and resumes;
 // rm saves a LlamaForSequenceClassification folder that loads back; a bad record names file:line.
 import assert from 'node:assert/strict';
@@ -45,6 +45,21 @@ test('kestrel rm: a causal LM folder becomes a LlamaForSequenceClassification re
   assert.equal(hfConfig.pad_token_id, 256, 'the score is read before the first pad: the config keeps the pad id used');
   model.dispose();
 });
+
+for (const [method, data, keys] of [
+  ['orpo', 'pairs.jsonl', ['nll_loss', 'log_odds_ratio', 'log_odds_chosen', 'rewards/accuracies']],
+  ['simpo', 'pairs.jsonl', ['rewards/margins', 'logps/chosen']],
+  ['kto', 'kto.jsonl', ['kl', 'rewards/chosen', 'rewards/rejected']],
+] as const) {
+  test(`kestrel ${method} runs and logs ${keys.join(', ')}`, () => {
+    const out = join(dir, method);
+    const r = runCli([method, '--model', dir, '--data', join(dir, data), '--output', out, '--lora', '--lora-r', '4', '--batch-size', '8', '--max-steps', '2', '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+    const m = jsonl(join(out, 'metrics.jsonl'));
+    assert.equal(m.length, 2);
+    for (const key of keys) assert.ok(Number.isFinite(m[1][key]), `${method} logs ${key}: ${JSON.stringify(m[1])}`);
+  });
+}
 
 test('a bad preference record stops the run with file:line and the field', () => {
   const bad = join(dir, 'bad.jsonl');

@@ -29,11 +29,15 @@ export function vowelPairs(n: number, seed: number): { prompt: string; chosen: s
   return Array.from({ length: n }, () => ({ prompt: `${word('qwrtzpsdfg', 3)}:`, chosen: ` ${word('aeiou', 4)}`, rejected: ` ${word('bcdfghjklmnp', 4)}` }));
 }
 
-/** A temp folder with the byte tokenizer, config.json and pairs.jsonl (n pairs). */
+/** A temp folder with the byte tokenizer, config.json, pairs.jsonl (n pairs) and kto.jsonl (the same, unpaired). */
 export function tinyPreferenceDir(n: number, seed = 7): string {
   const dir = mkdtempSync(join(tmpdir(), 'kestrel-pref-'));
   writeByteTokenizer(dir);
   writeFileSync(join(dir, 'config.json'), JSON.stringify(TINY_PREF));
-  writeFileSync(join(dir, 'pairs.jsonl'), vowelPairs(n, seed).map((p) => JSON.stringify(p)).join('\n') + '\n');
+  const pairs = vowelPairs(n, seed);
+  writeFileSync(join(dir, 'pairs.jsonl'), pairs.map((p) => JSON.stringify(p)).join('\n') + '\n');
+  // KTO's unpaired form of the same task: each pair's completions as a desirable and an undesirable record
+  const unpaired = pairs.flatMap((p) => [{ prompt: p.prompt, completion: p.chosen, label: true }, { prompt: p.prompt, completion: p.rejected, label: false }]);
+  writeFileSync(join(dir, 'kto.jsonl'), unpaired.map((p) => JSON.stringify(p)).join('\n') + '\n');
   return dir;
 }

@@ -1,7 +1,7 @@
 // Each pairwise method trains the tiny model on the synthetic vowel task through the Trainer and
 // improves its own held-out metric within a few seconds: DPO (LoRA; reward margin and accuracy,
 // starting from exactly 0 margin because the reference is the base with adapters off), ORPO
-// (odds ratio), SimPO (margin), the reward model (pairwise accuracy, LoRA + a fully trained
+// (odds ratio), SimPO (margin), KTO (margin on unpaired data), the reward model (pairwise accuracy, LoRA + a fully trained
 // score head). Resume from a checkpoint reproduces the uninterrupted run bit for bit.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
@@ -14,7 +14,7 @@ import { buildModel } from '../../src/models/registry.js';
 import { DecoderForSequenceClassification } from '../../src/models/seq_cls.js';
 import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { Trainer } from '../../src/train/trainer.js';
-import { loadPreferenceData } from '../../src/preference/load.js';
+import { loadPreferenceData, loadUnpairedData } from '../../src/preference/load.js';
 import { computeReferenceLogps } from '../../src/preference/reference.js';
 import { type PairMethod, pairStep } from '../../src/preference/pair_step.js';
 import { rewardStep } from '../../src/preference/reward_step.js';
@@ -75,6 +75,24 @@ for (const [name, method, metric] of [
     model.dispose();
   });
 }
+
+test('KTO with LoRA: unpaired data, KL estimate logged, held-out reward margin grows from 0', async () => {
+  const tokenizer = await loadTokenizer(dir);
+  const d = await loadUnpairedData(join(dir, 'kto.jsonl'), { tokenizer, seqLen: 24, padId: PAD, evalFraction: 0.25, seed: 0, vocabSize: 259 });
+  const kl = d.train.examples[0].rejected;
+  assert.ok(kl.inputIds.length > 0 && kl.labels.some((l) => l !== -100), 'every example has a KL row (its prompt, another completion)');
+  k.manualSeed(3);
+  const model = tinyPolicy();
+  injectLora(model, LORA);
+  computeReferenceLogps(model, d.train);
+  computeReferenceLogps(model, d.eval!);
+  const { before, after } = await trainAndEval(model, pairStep(model, { method: 'kto', options: { beta: 0.5 } }), d, { steps: 40, lr: 1e-2 });
+  assert.equal(before['rewards/margins'], 0);
+  assert.equal(before.kl, 0, 'policy = reference: the KL estimate is 0');
+  assert.ok(after['rewards/margins'] > 0.5, `margin ${after['rewards/margins']}`);
+  assert.ok(after.loss < before.loss, `loss ${before.loss} -> ${after.loss}`);
+  model.dispose();
+});
 
 test('reward model with LoRA and a trained score head: held-out pairwise accuracy reaches 0.9', async () => {
   const d = await data(dir);
