@@ -43,15 +43,20 @@ async function trainAndEval(model: k.nn.Module, step: TrainStep<PairBatch>, d: A
   return { before: evals[0], after: evals[1] };
 }
 
+/** The seeded tiny policy with LoRA adapters; with reference: true, the reference log-probs of both splits computed (adapters off). */
+function loraPolicy(d: Awaited<ReturnType<typeof data>>, opts: { reference: boolean }): k.CausalLM {
+  k.manualSeed(3);
+  const model = tinyPolicy();
+  injectLora(model, LORA);
+  if (opts.reference) for (const ds of [d.train, d.eval!]) computeReferenceLogps(model, ds);
+  return model;
+}
+
 const dir = tinyPreferenceDir(96);
 
 test('DPO with LoRA: held-out reward margin grows from exactly 0 and accuracy reaches 0.9', async () => {
   const d = await data(dir);
-  k.manualSeed(3);
-  const model = tinyPolicy();
-  injectLora(model, LORA);
-  computeReferenceLogps(model, d.train);
-  computeReferenceLogps(model, d.eval!);
+  const model = loraPolicy(d, { reference: true });
   const { before, after } = await trainAndEval(model, pairStep(model, { method: 'dpo', options: { beta: 0.5 } }), d, { steps: 40, lr: 1e-2 });
   assert.equal(before['rewards/margins'], 0, 'policy = reference at step 0 (LoRA B = 0)');
   assert.ok(Math.abs(before.loss - Math.LN2) < 1e-6, `step-0 loss is log 2, got ${before.loss}`);
@@ -66,9 +71,7 @@ for (const [name, method, metric] of [
 ] as [string, PairMethod, string][]) {
   test(`${name} with LoRA improves its held-out ${metric} and accuracy`, async () => {
     const d = await data(dir);
-    k.manualSeed(3);
-    const model = tinyPolicy();
-    injectLora(model, LORA);
+    const model = loraPolicy(d, { reference: false });
     const { before, after } = await trainAndEval(model, pairStep(model, method), d, { steps: 40, lr: 1e-2 });
     assert.ok(after[metric] > before[metric] + 0.1, `${metric}: ${before[metric]} -> ${after[metric]}`);
     assert.ok(after['rewards/accuracies'] >= 0.9, `accuracy ${before['rewards/accuracies']} -> ${after['rewards/accuracies']}`);
@@ -81,11 +84,7 @@ test('KTO with LoRA: unpaired data, KL estimate logged, held-out reward margin g
   const d = await loadUnpairedData(join(dir, 'kto.jsonl'), { tokenizer, seqLen: 24, padId: PAD, evalFraction: 0.25, seed: 0, vocabSize: 259 });
   const kl = d.train.examples[0].rejected;
   assert.ok(kl.inputIds.length > 0 && kl.labels.some((l) => l !== -100), 'every example has a KL row (its prompt, another completion)');
-  k.manualSeed(3);
-  const model = tinyPolicy();
-  injectLora(model, LORA);
-  computeReferenceLogps(model, d.train);
-  computeReferenceLogps(model, d.eval!);
+  const model = loraPolicy(d, { reference: true });
   const { before, after } = await trainAndEval(model, pairStep(model, { method: 'kto', options: { beta: 0.5 } }), d, { steps: 40, lr: 1e-2 });
   assert.equal(before['rewards/margins'], 0);
   assert.equal(before.kl, 0, 'policy = reference: the KL estimate is 0');
