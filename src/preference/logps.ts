@@ -35,7 +35,8 @@ export function sequenceLogps(model: LanguageModel, rows: Batch, backend?: strin
   return tidy(() => {
     const inputIds = ids(rows.inputIds);
     const T = inputIds.shape[1];
-    const { logits } = model.forward({ inputIds, attentionMask: ids(rows.attentionMask) });
+    // left-padded rows (RL rollouts) carry their positions; right-padded ones count from 0
+    const { logits } = model.forward({ inputIds, attentionMask: ids(rows.attentionMask), positionIds: rows.positionIds ? ids(rows.positionIds) : null });
     const labels = ids(rows.labels);
     const nll = crossEntropy(contiguous(narrow(logits!, 1, 0, T - 1)), contiguous(narrow(labels, 1, 1, T - 1)), { reduction: 'none' }); // [R, T - 1], 0 where ignored
     const tokenLogps = neg(nll);

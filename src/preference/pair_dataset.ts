@@ -52,10 +52,6 @@ export class PairDataset {
     return this.examples.length;
   }
 
-  stepsPerEpoch(batchSize: number): number {
-    return Math.ceil(this.length / batchSize);
-  }
-
   /** The batch of these examples (in this order). */
   collate(indices: readonly number[]): PairBatch {
     const rows = [...indices.map((i) => this.examples[i].chosen), ...indices.map((i) => this.examples[i].rejected)];
@@ -71,12 +67,20 @@ export class PairDataset {
   }
 
   *batches(opts: BatchOptions): Generator<PairBatch> {
-    const { batchSize, epoch = 0, startStep = 0 } = opts;
-    if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new RangeError(`PairDataset.batches: batchSize must be an integer >= 1, got ${batchSize}`);
-    const n = this.length;
-    const order = opts.shuffle === false ? Int32Array.from({ length: n }, (_, i) => i) : permutation(n, new SeededRandom(opts.seed ?? this.seed, STREAM_EPOCH, epoch));
-    const steps = opts.dropLast ? Math.floor(n / batchSize) : this.stepsPerEpoch(batchSize);
-    if (startStep > steps) throw new RangeError(`PairDataset.batches: startStep ${startStep} is past the ${steps} steps of an epoch (batchSize ${batchSize})`);
-    for (let s = startStep; s < steps; s++) yield this.collate(Array.from(order.subarray(s * batchSize, Math.min((s + 1) * batchSize, n))));
+    for (const indices of indexBatches(this.length, this.seed, opts, 'PairDataset')) yield this.collate(indices);
   }
+}
+
+/**
+ * The example indices of each batch of an epoch: a seeded permutation per (seed, epoch) (or file
+ * order with shuffle false), cut into batches, starting at startStep (a resume).
+ * @example [...indexBatches(10, 0, { batchSize: 4, epoch: 1 }, 'MyData')] // three index arrays
+ */
+export function* indexBatches(n: number, seed: number, opts: BatchOptions, what: string): Generator<number[]> {
+  const { batchSize, epoch = 0, startStep = 0 } = opts;
+  if (!(Number.isInteger(batchSize) && batchSize >= 1)) throw new RangeError(`${what}.batches: batchSize must be an integer >= 1, got ${batchSize}`);
+  const order = opts.shuffle === false ? Int32Array.from({ length: n }, (_, i) => i) : permutation(n, new SeededRandom(opts.seed ?? seed, STREAM_EPOCH, epoch));
+  const steps = opts.dropLast ? Math.floor(n / batchSize) : Math.ceil(n / batchSize);
+  if (startStep > steps) throw new RangeError(`${what}.batches: startStep ${startStep} is past the ${steps} steps of an epoch (batchSize ${batchSize})`);
+  for (let s = startStep; s < steps; s++) yield Array.from(order.subarray(s * batchSize, Math.min((s + 1) * batchSize, n)));
 }

@@ -39,7 +39,6 @@ async function trainAndEval(model: k.nn.Module, step: TrainStep<PairBatch>, d: A
   trainer.evaluate();
   await trainer.train();
   trainer.evaluate();
-  if (process.env.KESTREL_PRINT) console.log(JSON.stringify({ before: evals[0], after: evals[1] }));
   return { before: evals[0], after: evals[1] };
 }
 

@@ -1,0 +1,67 @@
+// GRPO end to end on the tiny byte-tokenizer model with LoRA (and the LM head trained in full, as
+// modules_to_save: a frozen random head makes the letters' share slow to move): rollouts sampled with the KV cache,
+// a TypeScript reward function (the share of lowercase letters in the completion), group-normalised
+// advantages, the clipped objective with a KL term to the base (adapters disabled): the mean reward
+// rises within a few seconds, and a resumed run draws the same rollouts and reaches the same weights.
+import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import * as k from '../../src/index.js';
+import { injectLora } from '../../src/lora/peft.js';
+import { loadTokenizer } from '../../src/tokenizer/index.js';
+import { Trainer } from '../../src/train/trainer.js';
+import { grpoStep } from '../../src/rl/grpo_step.js';
+import { PromptDataset } from '../../src/rl/prompts.js';
+import type { RewardFunction } from '../../src/rl/rewards.js';
+import { PAD, tinyPolicy, tinyPreferenceDir } from '../preference/tiny_preference.js';
+
+const lowercase: RewardFunction = ({ completions }) => completions.map((c) => (c.length ? [...c].filter((ch) => ch >= 'a' && ch <= 'z').length / c.length : 0));
+
+async function setup() {
+  const tok = await loadTokenizer(tinyPreferenceDir(1));
+  const prompts = new PromptDataset(['ab:', 'cd:', 'ef:', 'gh:', 'ij:', 'kl:', 'mn:', 'op:'].map((text) => ({ text, ids: tok.encode(text), record: {} })), 0);
+  k.manualSeed(11);
+  const model = tinyPolicy(2);
+  injectLora(model, { r: 8, alpha: 16, targetModules: 'all-linear', modulesToSave: ['lm_head'] });
+  const step = grpoStep(model, {
+    rewards: { lowercase },
+    rollout: { numGenerations: 8, maxNewTokens: 6, temperature: 1, eosTokenIds: [258], padTokenId: PAD, decode: (ids) => tok.decode(ids, { skipSpecialTokens: true }) },
+    loss: { beta: 0.04 },
+  });
+  return { model, prompts, step };
+}
+
+test('GRPO with LoRA raises the mean reward of its sampled completions', async () => {
+  const { model, prompts, step } = await setup();
+  const logged: Record<string, number>[] = [];
+  const trainer = new Trainer({ model, data: prompts, step, batchSize: 4, maxSteps: 16, lr: 3e-2, onStep: (m) => logged.push(m.metrics!) });
+  await trainer.train();
+  for (const name of ['reward', 'reward_std', 'completion_length', 'frac_reward_zero_std', 'rewards/lowercase', 'kl', 'clip_ratio/region_mean'])
+    assert.ok(Number.isFinite(logged[0][name]), `logs ${name}`);
+  const avg = (xs: Record<string, number>[]) => xs.reduce((a, m) => a + m.reward, 0) / xs.length;
+  const [first, last] = [avg(logged.slice(0, 4)), avg(logged.slice(-4))];
+  // measured: ~0.13 over steps 1-4, ~0.96 over steps 13-16 (seeded, so the same on every run)
+  assert.ok(last > 0.5 && last > first + 0.3, `mean reward ${first.toFixed(3)} (steps 1-4) -> ${last.toFixed(3)} (steps 13-16)`);
+  model.dispose();
+});
+
+test('GRPO resume: the same rollouts and weights as the uninterrupted run', async () => {
+  const run = async (out: string, maxSteps: number, resumeFrom?: string) => {
+    const { model, prompts, step } = await setup();
+    const rewards: number[] = [];
+    const trainer = new Trainer({ model, data: prompts, step, batchSize: 4, maxSteps, lr: 3e-2, outputDir: out, saveEvery: 2, resumeFrom, onStep: (m) => rewards.push(m.metrics!.reward) });
+    await trainer.train();
+    const w = model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [n, [...p.toFloat32Array()]]);
+    model.dispose();
+    return { w, rewards };
+  };
+  const a = mkdtempSync(join(tmpdir(), 'kestrel-grpo-a-'));
+  const b = mkdtempSync(join(tmpdir(), 'kestrel-grpo-b-'));
+  const straight = await run(a, 4);
+  await run(b, 2);
+  const resumed = await run(b, 4, join(b, 'checkpoint-2'));
+  assert.deepEqual(resumed.rewards, straight.rewards.slice(2), 'steps 3-4 sample the same completions');
+  assert.deepEqual(resumed.w, straight.w, 'bit-identical adapters');
+});
