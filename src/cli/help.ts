@@ -73,6 +73,27 @@ const preferenceHelp = (method: string, example: string): CommandHelp => ({
 });
 
 export const HELP: Record<string, CommandHelp> = {
+  grpo: {
+    usage: 'kestrel grpo --model DIR --data prompts.jsonl (--rewards FILE | --reward correctness) --output DIR [--lora] [GRPO flags] [train flags]',
+    flags: [
+      ['--model DIR', 'an HF causal LM folder with a tokenizer (required)'],
+      ['--data FILE', '{prompt, ...} records, prompt as text or messages; the other fields go to the reward functions (required)'],
+      ['--rewards FILE', 'a .ts/.js module: every exported function ({ prompts, completions, records }) => number[] is a reward (repeatable)'],
+      ['--reward NAME', 'a built-in reward: correctness (first line == the record\'s "answer") (repeatable)'],
+      ['--output DIR', 'metrics.jsonl (reward, reward_std, completion_length, rewards/<fn>, kl, clip_ratio/*), checkpoints, the adapter or model (required)'],
+      ['--num-generations G', 'completions per prompt (default 8); --batch-size counts prompts'],
+      ['--max-new-tokens N / --max-prompt-length N', 'defaults 64 / 512'],
+      ['--temperature T / --top-p P', 'sampling (defaults 1 / 1)'],
+      ['--beta X', 'KL coefficient to the reference, the base with adapters disabled: needs --lora (default 0, as TRL)'],
+      ['--epsilon X', 'clip range (default 0.2)'],
+      ['--loss-type T', 'dapo|grpo|bnpo|dr_grpo (default dapo, as TRL 1.13)'],
+      ['--scale-rewards S', 'group|batch|none (default group)'],
+      ['--lora / --qlora, --lora-r N ...', 'as kestrel dpo'],
+      ['(train flags)', 'as kestrel train: --max-steps, --batch-size, --grad-accum, --lr, --save-every, --resume, --dtype, ...'],
+      DEVICE,
+    ],
+    example: 'kestrel grpo --model ./SmolLM2-135M-Instruct --data math.jsonl --reward correctness --rewards format.ts --output grpo/ --lora --num-generations 8 --max-new-tokens 32',
+  },
   dpo: preferenceHelp('dpo', 'kestrel dpo --model ./SmolLM2-135M-Instruct --data pairs.jsonl --output dpo/ --lora --beta 0.1 --max-steps 200 --eval-fraction 0.05'),
   orpo: preferenceHelp('orpo', 'kestrel orpo --model ./SmolLM2-135M --data ultrafeedback.jsonl --output orpo/ --lora --max-steps 200'),
   simpo: preferenceHelp('simpo', 'kestrel simpo --model ./SmolLM2-135M-Instruct --data pairs.jsonl --output simpo/ --lora --beta 2 --simpo-gamma 0.5'),

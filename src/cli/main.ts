@@ -7,6 +7,7 @@ import { finetuneCommand } from './finetune.js';
 import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
 import { preferenceCommand } from './preference.js';
+import { grpoCommand } from './grpo.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -24,6 +25,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   orpo: { about: 'ORPO (SFT + odds-ratio preference, no reference): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('orpo', a) },
   simpo: { about: 'SimPO (length-normalised, margin, no reference): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('simpo', a) },
   kto: { about: 'KTO on unpaired {prompt, completion, label} data: --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('kto', a) },
+  grpo: { about: 'GRPO with TypeScript reward functions: --model DIR --data prompts.jsonl --rewards rewards.ts --output DIR [--lora]', run: grpoCommand },
   rm: { about: 'train a reward model (Bradley-Terry on pairs): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('rm', a) },
 };
 

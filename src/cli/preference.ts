@@ -4,7 +4,7 @@
 // first step (the base with adapters disabled under --lora); ORPO and SimPO need no reference; rm
 // trains a *ForSequenceClassification reward model (a causal LM folder gets a fresh score head).
 import { join } from 'node:path';
-import { injectLora, saveAdapter } from '../lora/peft.js';
+import { type LoraConfig, injectLora, saveAdapter } from '../lora/peft.js';
 import { CausalLM } from '../models/causal_lm.js';
 import { loadPretrained, savePretrained } from '../models/load.js';
 import { buildModel } from '../models/registry.js';
@@ -29,12 +29,17 @@ import { checkOutput, makeOptimizer, oneOf, resolveSettings, resumePath, schedul
 export const PREFERENCE_METHODS = ['dpo', 'orpo', 'simpo', 'kto', 'rm'] as const;
 export type PreferenceMethod = (typeof PREFERENCE_METHODS)[number];
 
+/** The adapter flags every RL/preference command takes (finetune's, plus --lora / --qlora). */
+export const ADAPTER_FLAGS = {
+  lora: { type: 'boolean' }, qlora: { type: 'boolean' }, 'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' },
+  'lora-dropout': { type: 'string' }, target: { type: 'string' }, rslora: { type: 'boolean' },
+} as const;
+
 const FLAGS = {
+  ...ADAPTER_FLAGS,
   beta: { type: 'string' }, 'loss-type': { type: 'string' }, 'label-smoothing': { type: 'string' }, 'simpo-gamma': { type: 'string' },
   'cpo-alpha': { type: 'string' }, 'reference-free': { type: 'boolean' }, margin: { type: 'string' }, 'chat-template': { type: 'string' },
   'desirable-weight': { type: 'string' }, 'undesirable-weight': { type: 'string' },
-  lora: { type: 'boolean' }, qlora: { type: 'boolean' }, 'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' },
-  'lora-dropout': { type: 'string' }, target: { type: 'string' }, rslora: { type: 'boolean' },
 } as const;
 
 /** Each method's default beta: TRL's DPOConfig 0.1, ORPOConfig 0.1, KTOConfig 0.1, SimPO's paper 2.0. */
@@ -80,10 +85,23 @@ async function rewardModel(dir: string, tokenizerDir: string | undefined): Promi
   return { model, hfConfig, tokenizer: p.tokenizer };
 }
 
-async function causalModel(dir: string, tokenizerDir: string | undefined): Promise<{ model: CausalLM; hfConfig: Record<string, unknown>; tokenizer: Tokenizer | null }> {
+/** A Llama-family causal LM folder with its tokenizer (required: the data is text). */
+export async function causalModel(dir: string, tokenizerDir: string | undefined): Promise<{ model: CausalLM; hfConfig: Record<string, unknown>; tokenizer: Tokenizer | null }> {
   const p = await loadPretrained(dir, { tokenizer: tokenizerDir });
   if (!(p.model instanceof CausalLM)) throw new Error(`${dir}: preference training needs a Llama-family causal LM folder (got ${p.model.constructor.name})`);
   return { model: p.model, hfConfig: p.hfConfig, tokenizer: p.tokenizer };
+}
+
+/**
+ * --lora / --qlora: quantizes the base (QLoRA) and injects adapters; `modulesToSave` train in full
+ * (a reward model's score head). Returns the adapter config, or null for full training.
+ */
+export function applyAdapters(model: CausalLM | DecoderForSequenceClassification, values: Record<string, unknown>, modulesToSave: string[] = []): LoraConfig | null {
+  if (!values.lora && !values.qlora) return null;
+  const lora = { ...loraFromFlags(values), ...(modulesToSave.length ? { modulesToSave } : {}) };
+  if (values.qlora) quantizeModel(model, { type: 'nf4' });
+  injectLora(model, lora);
+  return lora;
 }
 
 /** Runs one preference method from its command line. */
@@ -98,9 +116,7 @@ export async function preferenceCommand(method: PreferenceMethod, argv: string[]
   if (!tokenizer) throw new Error(`${s.model}: ${method} reads text records and needs a tokenizer (the model folder has none; pass --tokenizer DIR)`);
   const padId = model.config.padTokenId ?? tokenizer.padTokenId ?? tokenizer.eosTokenId ?? 0;
   model.checkpointing = s.checkpointing;
-  const lora = values.lora || values.qlora ? { ...loraFromFlags(values), ...(method === 'rm' ? { modulesToSave: ['score'] } : {}) } : null;
-  if (values.qlora) quantizeModel(model, { type: 'nf4' });
-  if (lora) injectLora(model, lora);
+  const lora = applyAdapters(model, values, method === 'rm' ? ['score'] : []);
   const data = await (method === 'kto' ? loadUnpairedData : loadPreferenceData)(s.data, {
     tokenizer, chatTemplate: values['chat-template'] as string | undefined, seqLen: s.seqLen, padId, seed: s.seed,
     evalFraction: s.evalFraction, skipBadLines: s.skipBadLines, vocabSize: model.config.vocabSize,

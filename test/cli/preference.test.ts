@@ -68,3 +68,19 @@ test('a bad preference record stops the run with file:line and the field', () =>
   assert.equal(r.status, 1);
   assert.match(r.stderr, /bad\.jsonl:2: a preference record needs "chosen" and "rejected"/);
 });
+
+test('kestrel grpo: a rewards module and a built-in reward, logged per function', () => {
+  const out = join(dir, 'grpo');
+  writeFileSync(join(dir, 'prompts.jsonl'), ['ab:', 'cd:', 'ef:', 'gh:'].map((prompt) => JSON.stringify({ prompt, answer: 'aaa' })).join('\n') + '\n');
+  writeFileSync(join(dir, 'rewards.mjs'), 'export function lowercase({ completions }) { return completions.map((c) => [...c].filter((ch) => ch >= "a" && ch <= "z").length / Math.max(c.length, 1)); }\n');
+  const r = runCli(['grpo', '--model', dir, '--data', join(dir, 'prompts.jsonl'), '--rewards', join(dir, 'rewards.mjs'), '--reward', 'correctness', '--output', out,
+    '--lora', '--lora-r', '4', '--beta', '0.04', '--num-generations', '4', '--max-new-tokens', '4', '--batch-size', '2', '--max-steps', '2', '--quiet']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /^grpo: trained to step 2, reward [-\d.]+ \(first step\) -> [-\d.]+ \(last\); adapter saved/);
+  const m = jsonl(join(out, 'metrics.jsonl'));
+  for (const key of ['reward', 'reward_std', 'completion_length', 'rewards/lowercase', 'rewards/correctness', 'kl', 'clip_ratio/region_mean']) assert.ok(Number.isFinite(m[1][key]), `grpo logs ${key}`);
+  assert.ok(existsSync(join(out, 'adapter_model.safetensors')));
+  const none = runCli(['grpo', '--model', dir, '--data', join(dir, 'prompts.jsonl'), '--output', join(dir, 'grpo2'), '--quiet']);
+  assert.equal(none.status, 1);
+  assert.match(none.stderr, /needs reward functions: --rewards FILE/);
+});
