@@ -99,7 +99,7 @@ export async function causalModel(dir: string, tokenizerDir: string | undefined)
 export function applyAdapters(model: CausalLM | DecoderForSequenceClassification, values: Record<string, unknown>, modulesToSave: string[] = []): LoraConfig | null {
   if (!values.lora && !values.qlora) return null;
   const lora = { ...loraFromFlags(values), ...(modulesToSave.length ? { modulesToSave } : {}) };
-  if (values.qlora) quantizeModel(model, { type: 'nf4' });
+  if (values.qlora) quantizeModel(model, { type: 'nf4', skip: modulesToSave }); // the fully trained heads stay float
   injectLora(model, lora);
   return lora;
 }

@@ -1,5 +1,5 @@
 // Each pairwise method trains the tiny model on the synthetic vowel task through the Trainer and
-// improves its own held-out metric within a few seconds: DPO (LoRA; reward margin and accuracy,
+// improves its own held-out metric within a few seconds: DPO (LoRA and QLoRA; reward margin and accuracy,
 // starting from exactly 0 margin because the reference is the base with adapters off), ORPO
 // (odds ratio), SimPO (margin), KTO (margin on unpaired data), the reward model (pairwise accuracy, LoRA + a fully trained
 // score head). Resume from a checkpoint reproduces the uninterrupted run bit for bit.
@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { injectLora } from '../../src/lora/peft.js';
+import { quantizeModel } from '../../src/quant/quantize_model.js';
 import { buildModel } from '../../src/models/registry.js';
 import { DecoderForSequenceClassification } from '../../src/models/seq_cls.js';
 import { loadTokenizer } from '../../src/tokenizer/index.js';
@@ -103,6 +104,19 @@ test('reward model with LoRA and a trained score head: held-out pairwise accurac
   assert.ok(after.accuracy >= 0.9 && after.accuracy > before.accuracy, `accuracy ${before.accuracy} -> ${after.accuracy}`);
   assert.ok(after.loss < before.loss, `loss ${before.loss} -> ${after.loss}`);
   rm.dispose();
+});
+
+test('DPO with QLoRA (NF4 base): the margin still grows from 0', async () => {
+  const d = await data(dir);
+  k.manualSeed(3);
+  const model = tinyPolicy();
+  quantizeModel(model, { type: 'nf4' });
+  injectLora(model, LORA);
+  for (const ds of [d.train, d.eval!]) computeReferenceLogps(model, ds);
+  const { before, after } = await trainAndEval(model, pairStep(model, { method: 'dpo', options: { beta: 0.5 } }), d, { steps: 40, lr: 1e-2 });
+  assert.equal(before['rewards/margins'], 0);
+  assert.ok(after['rewards/margins'] > 1 && after['rewards/accuracies'] >= 0.9, `margin ${after['rewards/margins']}, accuracy ${after['rewards/accuracies']}`);
+  model.dispose();
 });
 
 test('DPO resume from a checkpoint equals the uninterrupted run (weights and metrics.jsonl)', async () => {
