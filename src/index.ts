@@ -67,5 +67,6 @@ export { autocast, autocastDtype } from './tensor/autocast.js';
 export { Trainer, type TrainerOptions } from './train/trainer.js';
 export * as lora from './lora/index.js';
 export * as preference from './preference/index.js';
+export * as rl from './rl/index.js';
 export * as quant from './quant/index.js';
 export * as profile from './profile/index.js';
