@@ -14,6 +14,9 @@ import { loadTokenizer } from '../../src/tokenizer/index.js';
 import { Trainer } from '../../src/train/trainer.js';
 import { grpoStep } from '../../src/rl/grpo_step.js';
 import { PromptDataset } from '../../src/rl/prompts.js';
+import { sampleCompletions } from '../../src/rl/rollout.js';
+import { sequenceLogps } from '../../src/preference/logps.js';
+import { assertClose } from '../helpers.js';
 import type { RewardFunction } from '../../src/rl/rewards.js';
 import { PAD, tinyPolicy, tinyPreferenceDir } from '../preference/tiny_preference.js';
 
@@ -64,4 +67,24 @@ test('GRPO resume: the same rollouts and weights as the uninterrupted run', asyn
   const resumed = await run(b, 4, join(b, 'checkpoint-2'));
   assert.deepEqual(resumed.rewards, straight.rewards.slice(2), 'steps 3-4 sample the same completions');
   assert.deepEqual(resumed.w, straight.w, 'bit-identical adapters');
+});
+
+test('rollout rows: left-padded prompts of different lengths score each completion as the row alone would', async () => {
+  const tok = await loadTokenizer(tinyPreferenceDir(1));
+  const model = tinyPolicy(4);
+  const prompts = ['a:', 'bcdef:', 'gh:'].map((text) => ({ text, ids: tok.encode(text), record: {} }));
+  const r = await sampleCompletions(model, prompts, { numGenerations: 2, maxNewTokens: 5, eosTokenIds: [258], padTokenId: PAD, decode: (ids) => tok.decode(ids) });
+  assert.equal(r.rows.inputIds.length, 6);
+  assert.equal(r.promptWidth, 6, 'the longest prompt sets the block width');
+  const batched = k.tidy(() => sequenceLogps(model, r.rows).logps.toArray() as number[]);
+  r.rows.inputIds.forEach((row, i) => {
+    // the same sequence without padding: its prompt, then its completion through the first eos
+    const keep = row.map((_, j) => r.rows.attentionMask[i][j] === 1);
+    const ids = row.filter((_, j) => keep[j]);
+    const labels = r.rows.labels[i].filter((_, j) => keep[j]);
+    const alone = k.tidy(() => sequenceLogps(model, { inputIds: [ids], labels: [labels], attentionMask: [ids.map(() => 1)] }).logps.item());
+    assertClose([batched[i]], [alone], { atol: 1e-4, rtol: 1e-5, what: `row ${i} completion log-prob` });
+    assert.equal(r.completions[i], tok.decode(labels.filter((l) => l !== -100)), 'the decoded completion is the scored one');
+  });
+  model.dispose();
 });
