@@ -106,6 +106,15 @@ test('reward model with LoRA and a trained score head: held-out pairwise accurac
   rm.dispose();
 });
 
+test('reward model: a pad id that also occurs inside the text is refused (the score would be read mid-sequence)', async () => {
+  const d = await data(dir);
+  const rm = buildModel({ ...TINY_PREF, architectures: ['LlamaForSequenceClassification'], num_labels: 1, pad_token_id: 58 }, 'rm config', { generator: new k.Generator(1) });
+  assert.ok(rm instanceof DecoderForSequenceClassification);
+  // every prompt ends with ':' (byte 58): with pad_token_id 58, HF would read each score before the ':'
+  assert.throws(() => rewardStep(rm).accumulate([d.train.collate([0, 1])], {}), /pad_token_id 58 occurs inside a sequence \(row 0 would be scored at token 2/);
+  rm.dispose();
+});
+
 test('DPO with QLoRA (NF4 base): the margin still grows from 0', async () => {
   const d = await data(dir);
   k.manualSeed(3);
