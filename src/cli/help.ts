@@ -62,7 +62,7 @@ const PREFERENCE: Flag[] = [
   ['--simpo-gamma X / --cpo-alpha X', 'SimPO target margin (default 0.5) and CPO NLL weight (default 0)'],
   ['--margin X', 'rm: margin inside the Bradley-Terry loss (default 0)'],
   ['--chat-template NAME', 'template for message-list data (default the tokenizer\'s)'],
-  ['--lora / --qlora', 'train LoRA adapters (QLoRA: on an NF4 base); rm also trains its score head in full'],
+  ['--lora / --qlora', 'train LoRA adapters (QLoRA: on an NF4 base) and save the adapter; rm also trains its score head in full and saves the merged reward model'],
   ['--lora-r N / --lora-alpha N / --target ...', 'as kestrel finetune (defaults 16 / r / all-linear)'],
   ['(train flags)', 'as kestrel train: --max-steps, --batch-size (pairs), --grad-accum, --lr, --seq-len, --eval-fraction, --eval-every, --save-every, --resume, --dtype, ...'],
   DEVICE,

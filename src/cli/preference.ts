@@ -4,7 +4,7 @@
 // first step (the base with adapters disabled under --lora); ORPO and SimPO need no reference; rm
 // trains a *ForSequenceClassification reward model (a causal LM folder gets a fresh score head).
 import { join } from 'node:path';
-import { type LoraConfig, injectLora, saveAdapter } from '../lora/peft.js';
+import { type LoraConfig, injectLora, mergeLora, saveAdapter } from '../lora/peft.js';
 import { CausalLM } from '../models/causal_lm.js';
 import { loadPretrained, savePretrained } from '../models/load.js';
 import { buildModel } from '../models/registry.js';
@@ -141,12 +141,16 @@ export async function preferenceCommand(method: PreferenceMethod, argv: string[]
   }
   if (data.eval) trainer.evaluate(); // the final model's held-out metrics, also in eval.jsonl
   const headline = (m: Record<string, number>): string => Object.entries(m).filter(([k]) => /^loss$|accurac|margins/.test(k)).map(([k, v]) => ` ${k} ${v.toFixed(4)}`).join('');
-  if (lora) saveAdapter(model, s.output, lora, { baseModel: s.model });
+  // a reward model's adapter would need a *ForSequenceClassification base to load into: rm merges
+  // its adapters and saves the whole reward model, which transformers and loadPretrained read
+  const saveAdapterOnly = lora && method !== 'rm';
+  if (lora && method === 'rm') mergeLora(model);
+  if (saveAdapterOnly) saveAdapter(model, s.output, lora, { baseModel: s.model });
   else savePretrained(s.output, { model, hfConfig });
   const last = metrics.at(-1);
   const trained = last ? headline({ loss: last.loss, ...last.metrics }) : '';
   const held = lastEval ? `; eval${headline(lastEval)}` : '';
-  process.stdout.write(`${method}: trained to step ${trainer.step}${trained ? `,${trained}` : ''}${held}; ${lora ? 'adapter' : 'model'} saved to ${s.output}\n`);
+  process.stdout.write(`${method}: trained to step ${trainer.step}${trained ? `,${trained}` : ''}${held}; ${saveAdapterOnly ? 'adapter' : lora ? 'merged model' : 'model'} saved to ${s.output}\n`);
   model.dispose();
   return 0;
 }

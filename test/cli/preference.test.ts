@@ -33,17 +33,19 @@ test('kestrel dpo --lora: metrics under TRL names, eval, checkpoints, adapter, r
   assert.deepEqual(jsonl(join(out, 'metrics.jsonl')).map((l) => l.step), [1, 2, 3, 4, 5], 'resumed at step 4');
 });
 
-test('kestrel rm: a causal LM folder becomes a LlamaForSequenceClassification reward model', async () => {
+test('kestrel rm (full and --lora): a causal LM folder becomes a LlamaForSequenceClassification reward model', async () => {
   const out = join(dir, 'rm');
-  const r = runCli(['rm', '--model', dir, '--data', join(dir, 'pairs.jsonl'), '--output', out, '--batch-size', '8', '--max-steps', '4', '--lr', '1e-2', '--eval-fraction', '0.2', '--quiet']);
-  assert.equal(r.status, 0, r.stderr);
-  assert.match(r.stdout, /^rm: trained to step 4, loss [\d.]+ accuracy [\d.]+ rewards\/margins/);
-  const { model, hfConfig } = await loadPretrained(out);
-  assert.ok(model instanceof DecoderForSequenceClassification);
-  assert.deepEqual(hfConfig.architectures, ['LlamaForSequenceClassification']);
-  assert.equal(model.numLabels, 1);
-  assert.equal(hfConfig.pad_token_id, 256, 'the score is read before the first pad: the config keeps the pad id used');
-  model.dispose();
+  for (const lora of [[], ['--lora', '--lora-r', '4']]) {
+    const r = runCli(['rm', '--model', dir, '--data', join(dir, 'pairs.jsonl'), '--output', out, ...lora, '--batch-size', '8', '--max-steps', '4', '--lr', '1e-2', '--eval-fraction', '0.2', '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, new RegExp(`^rm: trained to step 4, loss [\\d.]+ accuracy [\\d.]+ rewards/margins .*; ${lora.length ? 'merged model' : 'model'} saved`));
+    const { model, hfConfig } = await loadPretrained(out);
+    assert.ok(model instanceof DecoderForSequenceClassification, 'with --lora too: the adapters are merged into a whole reward model');
+    assert.deepEqual(hfConfig.architectures, ['LlamaForSequenceClassification']);
+    assert.equal(model.numLabels, 1);
+    assert.equal(hfConfig.pad_token_id, 256, 'the score is read before the first pad: the config keeps the pad id used');
+    model.dispose();
+  }
 });
 
 for (const [method, data, keys] of [
