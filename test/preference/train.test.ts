@@ -115,6 +115,23 @@ test('reward model: a pad id that also occurs inside the text is refused (the sc
   rm.dispose();
 });
 
+test('a DPO step and its evaluation free everything they made: live storage returns to its baseline', async () => {
+  const d = await data(dir);
+  const model = loraPolicy(d, { reference: true });
+  const step = pairStep(model, { method: 'dpo', options: { beta: 0.5 } });
+  const batch = d.train.collate([0, 1, 2]);
+  step.accumulate([batch], {}); // warm-up: the rotary cache and the first .grad tensors are kept on purpose
+  for (const p of model.parameters()) p.zeroGrad();
+  const before = k.memory.stats();
+  step.accumulate([batch], {});
+  step.evaluate([batch]);
+  for (const p of model.parameters()) p.zeroGrad();
+  const after = k.memory.stats();
+  assert.equal(after.storages, before.storages, 'no storage left behind');
+  assert.deepEqual(after.current, before.current);
+  model.dispose();
+});
+
 test('DPO with QLoRA (NF4 base): the margin still grows from 0', async () => {
   const d = await data(dir);
   k.manualSeed(3);

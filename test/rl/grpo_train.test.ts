@@ -88,3 +88,20 @@ test('rollout rows: left-padded prompts of different lengths score each completi
   });
   model.dispose();
 });
+
+test('a GRPO step (rollout, rewards, loss, backward) leaves no storage behind', async () => {
+  const { model, prompts, step } = await setup();
+  const [batch] = prompts.batches({ batchSize: 2, shuffle: false });
+  const once = async () => {
+    const prepared = await step.prepare!([batch]);
+    step.accumulate(prepared, {});
+    for (const p of model.parameters()) p.zeroGrad();
+  };
+  await once(); // warm-up: caches made once
+  const before = k.memory.stats();
+  await once();
+  const after = k.memory.stats();
+  assert.equal(after.storages, before.storages);
+  assert.deepEqual(after.current, before.current);
+  model.dispose();
+});
