@@ -1,7 +1,7 @@
 // `kestrel grpo --model DIR --data prompts.jsonl --rewards rewards.ts --output DIR [--lora]`:
 // GRPO (Unsloth's popular recipe: LoRA/QLoRA, G sampled completions per prompt, TypeScript reward
 // functions) on the Trainer: its flags, checkpoints, resume, metrics.jsonl (reward, reward_std,
-// completion_length, rewards/<function>, kl, clip_ratio/*).
+// completion_length, rewards/<function>, entropy, kl, clip_ratio/*).
 import { saveAdapter } from '../lora/peft.js';
 import { savePretrained } from '../models/load.js';
 import { GRPO_LOSS_TYPES } from '../rl/grpo_loss.js';

@@ -80,7 +80,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['--data FILE', '{prompt, ...} records, prompt as text or messages; the other fields go to the reward functions (required)'],
       ['--rewards FILE', 'a .ts/.js module: every exported function ({ prompts, completions, records }) => number[] is a reward (repeatable)'],
       ['--reward NAME', 'a built-in reward: correctness (first line == the record\'s "answer") (repeatable)'],
-      ['--output DIR', 'metrics.jsonl (reward, reward_std, completion_length, rewards/<fn>, kl, clip_ratio/*), checkpoints, the adapter or model (required)'],
+      ['--output DIR', 'metrics.jsonl (reward, reward_std, completion_length, rewards/<fn>, entropy, kl, clip_ratio/*), checkpoints, the adapter or model (required)'],
       ['--num-generations G', 'completions per prompt (default 8); --batch-size counts prompts'],
       ['--max-new-tokens N / --max-prompt-length N', 'defaults 64 / 512'],
       ['--temperature T / --top-p P', 'sampling (defaults 1 / 1)'],

@@ -3,11 +3,14 @@
 // functions; accumulate() runs the policy over the rollout and backpropagates the clipped
 // objective with group-normalised advantages (and, with beta > 0, the KL to the reference: the
 // base with LoRA adapters disabled). Logged under TRL's names: reward, reward_std,
-// completion_length, frac_reward_zero_std, rewards/<function>, kl, clip_ratio/*.
+// completion_length, frac_reward_zero_std, rewards/<function>, entropy, kl, clip_ratio/*.
 import type { LanguageModel } from '../models/causal_lm.js';
 import { activeAdapter, setAdapter } from '../lora/peft.js';
 import { tensor } from '../ops/creation.js';
 import { narrow } from '../ops/view.js';
+import { mul } from '../ops/elementwise.js';
+import { sum } from '../ops/reduce.js';
+import { item } from '../ops/transfer.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -56,10 +59,14 @@ export async function scoredRollout(model: LanguageModel, prompts: PromptBatch['
 /** Completion tokens of a rollout (through each first eos). */
 const completionTokens = (s: ScoredRollout): number => s.completionMask.reduce((n, m) => n + m.reduce((a, x) => a + x, 0), 0);
 
-/** The completion columns [N, M] of the rows' token log-probs (token j of the completion is scored at column P - 1 + j). */
-function completionLogps(model: LanguageModel, s: ScoredRollout): Tensor {
+/**
+ * The completion columns [N, M] of the rows' token log-probs (token j of the completion is scored
+ * at column P - 1 + j), and with `entropy` the same columns of the next-token entropies.
+ */
+function completionLogps(model: LanguageModel, s: ScoredRollout, entropy = false): { logps: Tensor; entropy: Tensor | null } {
   const M = s.completionMask[0].length;
-  return narrow(sequenceLogps(model, s.rows).tokenLogps, 1, s.promptWidth - 1, M);
+  const r = sequenceLogps(model, s.rows, { entropy });
+  return { logps: narrow(r.tokenLogps, 1, s.promptWidth - 1, M), entropy: r.tokenEntropy ? narrow(r.tokenEntropy, 1, s.promptWidth - 1, M) : null };
 }
 
 /**
@@ -80,15 +87,16 @@ export function grpoStep(model: LanguageModel, c: GrpoConfig): TrainStep<PromptB
       const adapter = activeAdapter(model)!;
       setAdapter(model, null);
       try {
-        refLogps = noGrad(() => tidy(() => completionLogps(model, s)));
+        refLogps = noGrad(() => tidy(() => completionLogps(model, s).logps));
       } finally {
         setAdapter(model, adapter);
       }
     }
-    const logps = completionLogps(model, s);
+    const { logps, entropy } = completionLogps(model, s, true);
     // dapo = sum / tokens of the whole step: each micro-batch's token mean (bnpo) weighted by its tokens
     const out = grpoLoss({ logps, refLogps, advantages: tensor(s.advantages, { backend: logps.backendName }), mask }, { ...c.loss, lossType: lossType === 'dapo' ? 'bnpo' : lossType });
-    return { loss: out.loss, metrics: { ...s.metrics, ...out.metrics }, weight: lossType === 'dapo' ? tokens : s.advantages.length, tokens: s.rows.inputIds.length * s.rows.inputIds[0].length };
+    const meanEntropy = noGrad(() => item(sum(mul(entropy!, mask))) / Math.max(tokens, 1));
+    return { loss: out.loss, metrics: { ...s.metrics, ...out.metrics, entropy: meanEntropy }, weight: lossType === 'dapo' ? tokens : s.advantages.length, tokens: s.rows.inputIds.length * s.rows.inputIds[0].length };
   }, (b) => (lossType === 'dapo' ? completionTokens(b.scored!) : b.scored!.advantages.length));
   return {
     ...step,

@@ -41,7 +41,7 @@ test('GRPO with LoRA raises the mean reward of its sampled completions', async (
   const logged: Record<string, number>[] = [];
   const trainer = new Trainer({ model, data: prompts, step, batchSize: 4, maxSteps: 16, lr: 3e-2, onStep: (m) => logged.push(m.metrics!) });
   await trainer.train();
-  for (const name of ['reward', 'reward_std', 'completion_length', 'frac_reward_zero_std', 'rewards/lowercase', 'kl', 'clip_ratio/region_mean'])
+  for (const name of ['reward', 'reward_std', 'completion_length', 'frac_reward_zero_std', 'rewards/lowercase', 'entropy', 'kl', 'clip_ratio/region_mean'])
     assert.ok(Number.isFinite(logged[0][name]), `logs ${name}`);
   const avg = (xs: Record<string, number>[]) => xs.reduce((a, m) => a + m.reward, 0) / xs.length;
   const [first, last] = [avg(logged.slice(0, 4)), avg(logged.slice(-4))];
@@ -69,7 +69,7 @@ test('GRPO resume: the same rollouts and weights as the uninterrupted run', asyn
   assert.deepEqual(resumed.w, straight.w, 'bit-identical adapters');
 });
 
-test('rollout rows: left-padded prompts of different lengths score each completion as the row alone would', async () => {
+test('rollout rows: left-padded prompts of different lengths score each completion as the row alone would; entropies', async () => {
   const tok = await loadTokenizer(tinyPreferenceDir(1));
   const model = tinyPolicy(4);
   const prompts = ['a:', 'bcdef:', 'gh:'].map((text) => ({ text, ids: tok.encode(text), record: {} }));
@@ -86,6 +86,15 @@ test('rollout rows: left-padded prompts of different lengths score each completi
     assertClose([batched[i]], [alone], { atol: 1e-4, rtol: 1e-5, what: `row ${i} completion log-prob` });
     assert.equal(r.completions[i], tok.decode(labels.filter((l) => l !== -100)), 'the decoded completion is the scored one');
   });
+  // the entropy GRPO logs: -sum_v p_v log p_v of each position's next-token distribution, here in float64 from the logits
+  const ent = k.tidy(() => sequenceLogps(model, r.rows, { entropy: true }).tokenEntropy!.toArray() as number[][]);
+  const logits = k.tidy(() => model.forward({ inputIds: k.tensor(r.rows.inputIds, { dtype: 'int64' }), attentionMask: k.tensor(r.rows.attentionMask, { dtype: 'int64' }), positionIds: k.tensor(r.rows.positionIds!, { dtype: 'int64' }) }).logits!.toArray() as number[][][]);
+  const H = (l: number[]): number => {
+    const m = Math.max(...l);
+    const z = l.reduce((a, x) => a + Math.exp(x - m), 0);
+    return -l.reduce((a, x) => a + (Math.exp(x - m) / z) * (x - m - Math.log(z)), 0);
+  };
+  for (const [i, t] of [[0, 5], [3, 7], [5, 9]]) assertClose([ent[i][t]], [H(logits[i][t])], { atol: 1e-5, rtol: 1e-5, what: `entropy row ${i} position ${t}` });
   model.dispose();
 });
 
