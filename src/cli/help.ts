@@ -100,9 +100,11 @@ export const HELP: Record<string, CommandHelp> = {
   kto: preferenceHelp('kto', 'kestrel kto --model ./SmolLM2-135M-Instruct --data kto.jsonl --output kto/ --lora --undesirable-weight 1.5'),
   rm: preferenceHelp('rm', 'kestrel rm --model ./SmolLM2-135M-Instruct --data hh-rlhf.jsonl --output rm/ --max-steps 500 --eval-fraction 0.05'),
   demo: {
-    usage: 'kestrel demo [--json] [--steps N] [--finetune full|lora|qlora] [--output DIR]',
+    usage: 'kestrel demo [--json] [--steps N] [--finetune full|lora|qlora] [--dpo] [--output DIR]',
     flags: [['--json', 'end with one JSON line of the results'], ['--steps N', 'pretraining steps (default 600)'],
-      ['--finetune full|lora|qlora', 'how the fine-tune phase trains (default full)'], ['--output DIR', 'where the model folder goes (default a temp dir)'], DEVICE],
+      ['--finetune full|lora|qlora', 'how the fine-tune phase trains (default full)'],
+      ['--dpo', 'then DPO with LoRA on right-vs-wrong answer pairs: held-out pair margin and ranking accuracy before and after (with --finetune full)'],
+      ['--output DIR', 'where the model folder goes (default a temp dir)'], DEVICE],
     example: 'kestrel demo --finetune qlora',
   },
   doctor: {
