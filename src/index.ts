@@ -22,6 +22,7 @@ export { sum, mean, max, min, argmax, argmin, variance, logsumexp } from './ops/
 export { matmul, linear } from './ops/matmul.js';
 export { gather, scatterAdd, indexSelect, indexAdd, embedding, cat, stack, split, chunk, tril, triu } from './ops/indexing.js';
 export { reshape, view, permute, transpose, narrow, slice, select, expand, squeeze, unsqueeze, flatten, contiguous, clone } from './ops/view.js';
+export { logSigmoid } from './ops/log_sigmoid.js';
 export { softmax, logSoftmax, softmaxComposite, logSoftmaxComposite } from './ops/softmax.js';
 export { rmsNorm, layerNorm, rmsNormComposite, layerNormComposite } from './ops/norm.js';
 export {
@@ -51,6 +52,7 @@ export { KVCache } from './models/kv_cache.js';
 export { type DecoderConfig } from './models/config.js';
 export { loadPretrained, loadCausalLM, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';
 export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';
+export { DecoderForSequenceClassification, type SequenceClassificationInput, type SequenceClassificationOutput } from './models/seq_cls.js';
 export { BertModel, type BertConfig, type BertOutput } from './models/bert.js';
 export { type AnyModel, SUPPORTED_MODEL_TYPES } from './models/registry.js';
 export { generate, generateStream, type GenerateOptions } from './infer/index.js';
@@ -64,6 +66,8 @@ export * as train from './train/index.js';
 export { autocast, autocastDtype } from './tensor/autocast.js';
 export { Trainer, type TrainerOptions } from './train/trainer.js';
 export * as lora from './lora/index.js';
+export * as preference from './preference/index.js';
+export * as rl from './rl/index.js';
 export * as quant from './quant/index.js';
 export * as profile from './profile/index.js';
 export * as embeddings from './embed/index.js';

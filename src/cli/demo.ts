@@ -4,6 +4,7 @@
 // accuracy on held-out questions before and after, and saves an HF folder that `kestrel chat`
 // and `kestrel generate` load. `--finetune lora|qlora` runs the fine-tune phase as LoRA on the
 // frozen pretrained model (QLoRA: on its NF4-quantized copy) and saves the adapter beside it.
+// `--dpo` adds a preference phase (src/demo/dpo_demo.ts): DPO with LoRA, held-out pair margins before and after.
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -25,6 +26,7 @@ import { quantizeModel } from '../quant/quantize_model.js';
 import '../infer/index.js';
 import { numberFlag, parseFlags } from './flags.js';
 import { Interrupted } from '../train/interrupt.js';
+import { DPO_LORA, dpoDemo } from '../demo/dpo_demo.js';
 
 const HF_CONFIG = {
   architectures: ['LlamaForCausalLM'], model_type: 'llama', vocab_size: BYTE_VOCAB, hidden_size: 128, intermediate_size: 344,
@@ -54,9 +56,11 @@ async function accuracy(model: CausalLM, tok: Tokenizer, tasks: Task[]): Promise
 export async function demoCommand(argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, {
     json: { type: 'boolean', default: false }, output: { type: 'string' }, steps: { type: 'string', default: '600' }, finetune: { type: 'string', default: 'full' },
+    dpo: { type: 'boolean', default: false },
   });
   const mode = values.finetune as 'full' | 'lora' | 'qlora';
   if (!['full', 'lora', 'qlora'].includes(mode)) throw new Error(`--finetune must be full, lora or qlora, got '${values.finetune}'`);
+  if (values.dpo && mode !== 'full') throw new Error('--dpo runs on the fully fine-tuned model (--finetune full): its LoRA adapters are the DPO phase\'s own');
   const t0 = performance.now();
   const say = (s: string): void => {
     if (!values.json) process.stdout.write(s + '\n');
@@ -104,9 +108,21 @@ export async function demoCommand(argv: string[]): Promise<number> {
   const after = await accuracy(model, tok, heldOut);
   if (mode === 'full') savePretrained(modelDir, { model, hfConfig: HF_CONFIG, generationConfig });
   else saveAdapter(model, (adapterDir = join(modelDir, 'adapter')), LORA, { baseModel: modelDir });
+  let dpo: Record<string, number | string> | null = null;
+  if (values.dpo) {
+    // preference phase: right answers over plausible wrong ones, on held-out pairs (the saved model stays the fine-tuned one)
+    const r = await dpoDemo(model, tok, train.filter((_, i) => i % 4 !== 3).slice(0, 800), heldOut, { steps: 30, say });
+    const dpoDir = join(modelDir, 'dpo-adapter');
+    saveAdapter(model, dpoDir, DPO_LORA, { baseModel: modelDir });
+    dpo = {
+      margin_before: r.before['rewards/margins'], margin_after: r.after['rewards/margins'],
+      ranking_accuracy_before: r.before['rewards/accuracies'], ranking_accuracy_after: r.after['rewards/accuracies'],
+      accuracy_after_dpo: await accuracy(model, tok, heldOut), adapter_dir: dpoDir,
+    };
+  }
   model.dispose();
   const seconds = (performance.now() - t0) / 1e3;
-  const summary = { finetune: mode, accuracy_before: before, accuracy_pretrained: pretrained, accuracy_after: after, model_dir: modelDir, adapter_dir: adapterDir, seconds: Math.round(seconds * 10) / 10 };
+  const summary = { finetune: mode, accuracy_before: before, accuracy_pretrained: pretrained, accuracy_after: after, model_dir: modelDir, adapter_dir: adapterDir, ...(dpo ? { dpo } : {}), seconds: Math.round(seconds * 10) / 10 };
   if (values.json) process.stdout.write(JSON.stringify(summary) + '\n');
   else {
     say('');
@@ -117,6 +133,7 @@ export async function demoCommand(argv: string[]): Promise<number> {
     say(`| accuracy before| ${(100 * before).toFixed(1)}% |`);
     say(`| after pretrain | ${(100 * pretrained).toFixed(1)}% |`);
     say(`| accuracy after | ${(100 * after).toFixed(1)}% |`);
+    if (dpo) say(`| after DPO      | ${(100 * Number(dpo.accuracy_after_dpo)).toFixed(1)}% (held-out pairs ranked right ${(100 * Number(dpo.ranking_accuracy_before)).toFixed(0)}% -> ${(100 * Number(dpo.ranking_accuracy_after)).toFixed(0)}%) |`);
     say(`| seconds        | ${seconds.toFixed(1)} |`);
     say(`\nsaved to ${modelDir}; try: kestrel chat --model ${modelDir}${adapterDir ? ` --adapter ${adapterDir}` : ''}`);
   }

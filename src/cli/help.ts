@@ -58,11 +58,61 @@ const TRAIN: Flag[] = [
   DEVICE,
 ];
 
+const PREFERENCE: Flag[] = [
+  ['--model DIR', 'an HF model folder with a tokenizer (rm: a causal LM gets a fresh 1-label score head, or a *ForSequenceClassification folder) (required)'],
+  ['--data FILE', '{prompt, chosen, rejected} as strings or message lists, or HH-RLHF {chosen, rejected} transcripts (kto: {prompt, completion, label}); JSONL / JSON / Parquet (required)'],
+  ['--output DIR', 'metrics.jsonl (loss and TRL\'s rewards/*, logps/* names), eval.jsonl, checkpoint-N/, the adapter or model (required)'],
+  ['--beta X', 'dpo 0.1, orpo 0.1 (lambda), kto 0.1, simpo 2.0 (defaults)'],
+  ['--loss-type T', `dpo: ${'sigmoid|ipo|hinge|robust|exo_pair|bco_pair|nca_pair|sppo_hard|apo_zero|apo_down|sigmoid_norm|discopop'} (default sigmoid); simpo: simpo|sigmoid|hinge|ipo (CPO's, default simpo); kto: kto|apo_zero_unpaired (default kto)`],
+  ['--desirable-weight X / --undesirable-weight X', 'kto: per-label loss weights (defaults 1 / 1)'],
+  ['--label-smoothing X', 'dpo robust / exo_pair, simpo (default 0)'],
+  ['--reference-free', 'dpo without a reference model (reference log-probs 0); default (dpo, kto): computed once before training'],
+  ['--simpo-gamma X / --cpo-alpha X', 'SimPO target margin (default 0.5) and CPO NLL weight (default 0)'],
+  ['--margin X', 'rm: margin inside the Bradley-Terry loss (default 0)'],
+  ['--chat-template NAME', 'template for message-list data (default the tokenizer\'s)'],
+  ['--lora / --qlora', 'train LoRA adapters (QLoRA: on an NF4 base) and save the adapter; rm also trains its score head in full and saves the merged reward model'],
+  ['--lora-r N / --lora-alpha N / --target ...', 'as kestrel finetune (defaults 16 / r / all-linear)'],
+  ['(train flags)', 'as kestrel train: --max-steps, --batch-size (pairs), --grad-accum, --lr, --seq-len, --eval-fraction, --eval-every, --save-every, --resume, --dtype, ...'],
+  DEVICE,
+];
+
+const preferenceHelp = (method: string, example: string): CommandHelp => ({
+  usage: `kestrel ${method} --model DIR --data FILE --output DIR [--lora] [method flags] [train flags]`, flags: PREFERENCE, example,
+});
+
 export const HELP: Record<string, CommandHelp> = {
+  grpo: {
+    usage: 'kestrel grpo --model DIR --data prompts.jsonl (--rewards FILE | --reward correctness) --output DIR [--lora] [GRPO flags] [train flags]',
+    flags: [
+      ['--model DIR', 'an HF causal LM folder with a tokenizer (required)'],
+      ['--data FILE', '{prompt, ...} records, prompt as text or messages; the other fields go to the reward functions (required)'],
+      ['--rewards FILE', 'a .ts/.js module: every exported function ({ prompts, completions, records }) => number[] is a reward (repeatable)'],
+      ['--reward NAME', 'a built-in reward: correctness (first line == the record\'s "answer") (repeatable)'],
+      ['--output DIR', 'metrics.jsonl (reward, reward_std, completion_length, rewards/<fn>, entropy, kl, clip_ratio/*), checkpoints, the adapter or model (required)'],
+      ['--num-generations G', 'completions per prompt (default 8); --batch-size counts prompts'],
+      ['--max-new-tokens N / --max-prompt-length N', 'defaults 64 / 512'],
+      ['--temperature T / --top-p P', 'sampling (defaults 1 / 1)'],
+      ['--beta X', 'KL coefficient to the reference, the base with adapters disabled: needs --lora (default 0, as TRL)'],
+      ['--epsilon X', 'clip range (default 0.2)'],
+      ['--loss-type T', 'dapo|grpo|bnpo|dr_grpo (default dapo, as TRL 1.13)'],
+      ['--scale-rewards S', 'group|batch|none (default group)'],
+      ['--lora / --qlora, --lora-r N ...', 'as kestrel dpo'],
+      ['(train flags)', 'as kestrel train: --max-steps, --batch-size, --grad-accum, --lr, --save-every, --resume, --dtype, ...'],
+      DEVICE,
+    ],
+    example: 'kestrel grpo --model ./SmolLM2-135M-Instruct --data math.jsonl --reward correctness --rewards format.ts --output grpo/ --lora --num-generations 8 --max-new-tokens 32',
+  },
+  dpo: preferenceHelp('dpo', 'kestrel dpo --model ./SmolLM2-135M-Instruct --data pairs.jsonl --output dpo/ --lora --beta 0.1 --max-steps 200 --eval-fraction 0.05'),
+  orpo: preferenceHelp('orpo', 'kestrel orpo --model ./SmolLM2-135M --data ultrafeedback.jsonl --output orpo/ --lora --max-steps 200'),
+  simpo: preferenceHelp('simpo', 'kestrel simpo --model ./SmolLM2-135M-Instruct --data pairs.jsonl --output simpo/ --lora --beta 2 --simpo-gamma 0.5'),
+  kto: preferenceHelp('kto', 'kestrel kto --model ./SmolLM2-135M-Instruct --data kto.jsonl --output kto/ --lora --undesirable-weight 1.5'),
+  rm: preferenceHelp('rm', 'kestrel rm --model ./SmolLM2-135M-Instruct --data hh-rlhf.jsonl --output rm/ --max-steps 500 --eval-fraction 0.05'),
   demo: {
-    usage: 'kestrel demo [--json] [--steps N] [--finetune full|lora|qlora] [--output DIR]',
+    usage: 'kestrel demo [--json] [--steps N] [--finetune full|lora|qlora] [--dpo] [--output DIR]',
     flags: [['--json', 'end with one JSON line of the results'], ['--steps N', 'pretraining steps (default 600)'],
-      ['--finetune full|lora|qlora', 'how the fine-tune phase trains (default full)'], ['--output DIR', 'where the model folder goes (default a temp dir)'], DEVICE],
+      ['--finetune full|lora|qlora', 'how the fine-tune phase trains (default full)'],
+      ['--dpo', 'then DPO with LoRA on right-vs-wrong answer pairs: held-out pair margin and ranking accuracy before and after (with --finetune full)'],
+      ['--output DIR', 'where the model folder goes (default a temp dir)'], DEVICE],
     example: 'kestrel demo --finetune qlora',
   },
   doctor: {

@@ -11,6 +11,8 @@ import { embedTrainCommand } from './embed_train.js';
 import { embedMineCommand } from './embed_mine.js';
 import { serveCommand } from './serve.js';
 import { transcribeCommand } from './transcribe.js';
+import { preferenceCommand } from './preference.js';
+import { grpoCommand } from './grpo.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -29,6 +31,12 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   'embed-mine': { about: 'hard negatives for {anchor, positive} rows: --model DIR --data FILE --output FILE [--num-negatives 3]', run: embedMineCommand },
   serve: { about: 'OpenAI-compatible HTTP server: --model DIR [--model NAME=DIR ...] [--adapter NAME=DIR] [--port 8000] [--api-key KEY]', run: serveCommand },
   transcribe: { about: 'speech to text with a Whisper folder: --model DIR FILE... [--language en] [--task transcribe|translate] [--json]', run: transcribeCommand },
+  dpo: { about: 'Direct Preference Optimization on {prompt, chosen, rejected}: --model DIR --data FILE --output DIR [--lora] [--beta 0.1]', run: (a) => preferenceCommand('dpo', a) },
+  orpo: { about: 'ORPO (SFT + odds-ratio preference, no reference): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('orpo', a) },
+  simpo: { about: 'SimPO (length-normalised, margin, no reference): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('simpo', a) },
+  kto: { about: 'KTO on unpaired {prompt, completion, label} data: --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('kto', a) },
+  grpo: { about: 'GRPO with TypeScript reward functions: --model DIR --data prompts.jsonl --rewards rewards.ts --output DIR [--lora]', run: grpoCommand },
+  rm: { about: 'train a reward model (Bradley-Terry on pairs): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('rm', a) },
 };
 
 function usage(): string {

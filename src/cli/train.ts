@@ -17,6 +17,8 @@ import { DEFAULT_SETTINGS, type RunSettings, checkSettings, fromDeepSpeed, readR
 import { Interrupted } from '../train/interrupt.js';
 import { Trainer } from '../train/trainer.js';
 import { decayParamGroups } from '../train/param_groups.js';
+import type { Module } from '../nn/module.js';
+import type { Optimizer } from '../optim/optimizer.js';
 import { numberFlag, parseFlags } from './flags.js';
 import { isProfiling, report as profileReport, start as startProfile, stop as stopProfile } from '../profile/index.js';
 
@@ -34,7 +36,8 @@ const FLAGS = {
 /** --profile: the steps after the run's first (relative to a resumed run's start) */
 const PROFILE_STEPS = { first: 2, last: 4 };
 
-function oneOf<T extends string>(v: unknown, allowed: readonly T[], what: string): T {
+/** v, checked to be one of `allowed` (the error names the flag and the choices). */
+export function oneOf<T extends string>(v: unknown, allowed: readonly T[], what: string): T {
   if (!allowed.includes(v as T)) throw new Error(`${what} must be one of ${allowed.join(', ')}, got '${String(v)}'`);
   return v as T;
 }
@@ -95,7 +98,8 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   return { settings: merged, warnings: ds.warnings, values, explicit };
 }
 
-function schedule(s: RunSettings): S.Schedule {
+/** The learning-rate schedule the settings name. */
+export function schedule(s: RunSettings): S.Schedule {
   const { lr, maxSteps: total } = s;
   const w = s.schedule.warmup;
   const p = s.schedule.params as Record<string, number>;
@@ -120,6 +124,17 @@ async function loadModel(s: RunSettings): Promise<{ model: CausalLM; hfConfig: R
   if (!(p.model instanceof CausalLM)) throw new Error(`${s.model}: training supports the Llama-family decoders for now`);
   return { model: p.model, hfConfig: p.hfConfig, tokenizer: p.tokenizer };
 }
+
+/** The optimizer the settings name over the model's trainable parameters (weight decay off for norms and biases). */
+export function makeOptimizer(s: RunSettings, model: Module): Optimizer<{ lr: number }> {
+  const groups = decayParamGroups(model, s.weightDecay);
+  return s.optimizer === 'sgd' ? new SGD(groups, { lr: s.lr })
+    : s.optimizer === 'lion' ? new Lion(groups, { lr: s.lr })
+    : new AdamW(groups, { lr: s.lr, betas: s.betas, eps: s.eps });
+}
+
+/** --resume latest|DIR as a checkpoint folder (undefined: a fresh run). */
+export const resumePath = (s: RunSettings): string | undefined => (s.resume === 'latest' ? listCheckpoints(s.output).at(-1)?.path : s.resume);
 
 /** What a command built on train does to the model before training and how it saves the result. */
 export interface TrainingPlan {
@@ -157,7 +172,7 @@ function profileSteps(startStep: number, maxSteps: number): { onStep: (m: { step
 
 /** Loads the model and the data, trains, saves; shared by `kestrel train` and `kestrel finetune`. */
 /** The output folder must not be the model folder: the final save would overwrite the base model. */
-function checkOutput(s: RunSettings): void {
+export function checkOutput(s: RunSettings): void {
   const real = (p: string): string => (existsSync(p) ? realpathSync(p) : p);
   const modelDir = existsSync(s.model) && statSync(s.model).isFile() ? null : real(s.model);
   if (modelDir !== null && real(s.output) === modelDir) throw new Error(`--output ${s.output} is the --model folder: training would overwrite the base model; choose another output folder`);
@@ -177,11 +192,8 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
     skipBadLines: s.skipBadLines, cacheDir, vocabSize: model.config.vocabSize,
   });
   if (stats.badLines) process.stderr.write(`skipped ${stats.badLines} bad lines (first: ${stats.badLineMessages[0]})\n`);
-  const groups = decayParamGroups(model, s.weightDecay);
-  const opt = s.optimizer === 'sgd' ? new SGD(groups, { lr: s.lr })
-    : s.optimizer === 'lion' ? new Lion(groups, { lr: s.lr })
-    : new AdamW(groups, { lr: s.lr, betas: s.betas, eps: s.eps });
-  const resume = s.resume === 'latest' ? listCheckpoints(s.output).at(-1)?.path : s.resume;
+  const opt = makeOptimizer(s, model);
+  const resume = resumePath(s);
   let prof: ReturnType<typeof profileSteps> | null = null;
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,

@@ -1,7 +1,7 @@
 // Sentence embeddings: models (backbone + pooling + Dense + Normalize) in sentence-transformers'
 // layout, batched encoding, contrastive losses, GradCache, pair data, retrieval/STS evaluation.
 export { pool, lastTokenIndex, POOLING_MODES, type PoolingMode, type PoolOptions } from './pooling.js';
-export { SentenceEmbedder, Dense, DEFAULT_SETTINGS, type Backbone, type EmbedderSettings, type TextBatch, type TextTokenizer } from './model.js';
+export { SentenceEmbedder, Dense, DEFAULT_SETTINGS, asBackbone, type Backbone, type EmbedderSettings, type TextBatch, type TextTokenizer } from './model.js';
 export { loadEmbedder, saveEmbedder, moduleEntries, ST_LAYOUT_VERSION, type LoadEmbedderOptions } from './st_folder.js';
 export { encode, type EncodeOptions } from './encode.js';
 export { l2Normalize, cosineMatrix, pairwiseCosine, pairwiseEuclidean, pairwiseAngle } from './similarity.js';

@@ -10,12 +10,20 @@ import type { InitOpts } from '../nn/init.js';
 import { BertModel } from '../models/bert.js';
 import type { CausalLM } from '../models/causal_lm.js';
 import type { Gpt2LMHeadModel } from '../models/gpt2.js';
+import { DecoderForSequenceClassification } from '../models/seq_cls.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { type PoolingMode, pool } from './pooling.js';
 import { l2Normalize } from './similarity.js';
 
 export type Backbone = BertModel | CausalLM | Gpt2LMHeadModel;
+
+/** The loaded model as an embedding backbone; a classification head (a reward model) is refused by name. */
+export function asBackbone(model: Backbone | DecoderForSequenceClassification, where: string): Backbone {
+  if (model instanceof DecoderForSequenceClassification)
+    throw new Error(`${where}: a *ForSequenceClassification model is not an embedding backbone (load its base model, a BERT or causal LM folder)`);
+  return model;
+}
 
 /** What the model needs of a tokenizer (a k.Tokenizer has it). */
 export interface TextTokenizer {

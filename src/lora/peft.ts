@@ -70,7 +70,8 @@ export function injectLora(model: Module, config: LoraConfig, name = 'default'):
   if (adapterNames(model).includes(name)) throw new Error(`injectLora: the model already has an adapter named '${name}'`);
   const wanted = config.targetModules;
   const targets = [...sites(model, isLoraBase), ...sites(model, (v): v is LoraLinear => v instanceof LoraLinear)].filter(({ key, path }) =>
-    wanted === 'all-linear' ? key !== 'lm_head' : wanted.some((t) => matches(path, t)));
+    // all-linear: every Linear but the output head (lm_head) and what is trained in full (a reward model's score)
+    wanted === 'all-linear' ? key !== 'lm_head' && !(config.modulesToSave ?? []).some((t) => matches(path, t)) : wanted.some((t) => matches(path, t)));
   if (!targets.length) throw new Error(`injectLora: target modules [${wanted}] matched no Linear layer of the model`);
   const saved = (config.modulesToSave ?? []).map((t) => {
     const hits = sites(model, (v): v is Linear | Embedding | ModulesToSaveWrapper => v instanceof Linear || v instanceof Embedding || v instanceof ModulesToSaveWrapper)

@@ -70,6 +70,15 @@ export interface LanguageModel extends Module {
   forward(input: CausalLMInput): CausalLMOutput;
 }
 
+/** HF's _init_weights: every Linear and Embedding weight ~ N(0, std^2), biases 0 (meta parameters are left for loading). */
+export function initHfWeights(module: Module, std: number, init: InitOpts): void {
+  for (const [name, p] of module.namedParameters()) {
+    if (isMeta(p)) continue; // lazy construction: loading gives it values
+    if (p.ndim === 2) normal_(p, std, init.generator);
+    else if (name.endsWith('.bias')) backendOf(p).kernels.fill(p, 0);
+  }
+}
+
 export class CausalLM extends Module implements LanguageModel {
   model: DecoderModel;
   lm_head?: Linear;
@@ -81,12 +90,7 @@ export class CausalLM extends Module implements LanguageModel {
     if (config.partialRotaryFactor !== 1) throw new Error(`partial rotary embeddings (factor ${config.partialRotaryFactor}) are not supported yet`);
     this.model = new DecoderModel(config, init);
     if (!config.tieWordEmbeddings) this.lm_head = new Linear(config.hiddenSize, config.vocabSize, { ...init, bias: false });
-    // HF's _init_weights: every Linear and Embedding weight ~ N(0, initializer_range^2), biases 0
-    for (const [name, p] of this.namedParameters()) {
-      if (isMeta(p)) continue; // lazy construction: loading gives it values
-      if (p.ndim === 2) normal_(p, config.initializerRange, init.generator);
-      else if (name.endsWith('.bias')) backendOf(p).kernels.fill(p, 0);
-    }
+    initHfWeights(this, config.initializerRange, init);
   }
 
   override dispose(): void {

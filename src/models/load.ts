@@ -20,6 +20,7 @@ import { bnbCheckpoint, loadBnbLinears } from '../quant/bnb.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { CausalLM } from './causal_lm.js';
 import { Gpt2LMHeadModel } from './gpt2.js';
+import { BertModel } from './bert.js';
 
 export interface LoadOptions {
   /** parameter dtype; 'auto' keeps the checkpoint's (default float32, as transformers does) */
@@ -148,7 +149,7 @@ export async function loadCausalLM(dir: string, opts: LoadOptions = {}): Promise
   const { model } = p;
   if (!(model instanceof CausalLM || model instanceof Gpt2LMHeadModel)) {
     model.dispose();
-    throw new Error(`${dir}: model_type '${model.config.modelType}' is an encoder, not a causal LM`);
+    throw new Error(`${dir}: ${model instanceof BertModel ? `model_type '${model.config.modelType}' is an encoder` : 'the folder holds a sequence-classification model'}, not a causal LM`);
   }
   return { ...p, model, config: model.config };
 }

@@ -8,6 +8,7 @@ import { BertModel, bertConfig } from './bert.js';
 import { CausalLM } from './causal_lm.js';
 import { Gpt2LMHeadModel, gpt2Config } from './gpt2.js';
 import type { InitOpts } from '../nn/init.js';
+import { DecoderForSequenceClassification, isSequenceClassification, numLabelsOf } from './seq_cls.js';
 
 export const DECODER_FAMILIES: Record<string, (raw: Json, file: string) => DecoderConfig> = {
   llama, mistral, qwen2, qwen3, mixtral, gemma, gemma2, phi3,
@@ -30,7 +31,14 @@ export function decoderConfig(raw: Json, file: string): DecoderConfig {
   return family ? checkDecoderConfig(family(raw, file), file) : unsupported(raw, file);
 }
 
-export type AnyModel = CausalLM | Gpt2LMHeadModel | BertModel;
+export type AnyModel = CausalLM | Gpt2LMHeadModel | BertModel | DecoderForSequenceClassification;
+
+/** A decoder family's *ForSequenceClassification (GPT-2's and BERT's use other layouts and are refused). */
+function sequenceClassifier(raw: Json, file: string, init: InitOpts): DecoderForSequenceClassification {
+  if (raw.model_type === 'gpt2' || raw.model_type === 'bert')
+    throw new Error(`${file}: ${String((raw.architectures as string[])[0])} is not supported (sequence classification is offered for the decoder families: ${Object.keys(DECODER_FAMILIES).join(', ')})`);
+  return new DecoderForSequenceClassification(decoderConfig(raw, file), numLabelsOf(raw, file), init);
+}
 
 /**
  * The architecture config.json names, with random weights, or with { backend: 'meta' } meta
@@ -38,7 +46,8 @@ export type AnyModel = CausalLM | Gpt2LMHeadModel | BertModel;
  * @example const model = buildModel(readJson('model/config.json'), 'model/config.json', { backend: 'meta' })
  */
 export function buildModel(raw: Json, file: string, init: InitOpts = {}): AnyModel {
-  const model = raw.model_type === 'gpt2' ? new Gpt2LMHeadModel(gpt2Config(raw, file), init)
+  const model = isSequenceClassification(raw) ? sequenceClassifier(raw, file, init)
+    : raw.model_type === 'gpt2' ? new Gpt2LMHeadModel(gpt2Config(raw, file), init)
     : raw.model_type === 'bert' ? new BertModel(bertConfig(raw, file), init)
     : new CausalLM(decoderConfig(raw, file), init);
   // a lazily built parameter used before loading is an error that names it

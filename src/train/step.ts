@@ -85,6 +85,11 @@ export interface StepResult {
  * forward and backward on every micro-batch, normalised so the gradients are the whole step's.
  */
 export interface TrainStep<B> {
+  /**
+   * asynchronous work before a step's gradients, outside autograd (RL: sampling the rollouts and
+   * scoring them); returns the micro-batches accumulate then sees
+   */
+  prepare?(micro: B[]): Promise<B[]>;
   accumulate(micro: B[], opts: AccumulateOptions): StepResult;
   /** the loss and metrics on held-out batches (no gradient) */
   evaluate(batches: Iterable<B>): { loss: number; metrics?: Record<string, number> };

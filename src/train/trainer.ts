@@ -150,7 +150,7 @@ export class Trainer<B = Batch> {
     let saved = -1;
     try {
       while (this.step < maxSteps && !this.stopping) {
-        const m = this.trainStep(batches);
+        const m = await this.trainStep(batches);
         metrics.push(m);
         this.log(m);
         this.o.onStep?.(m);
@@ -168,13 +168,14 @@ export class Trainer<B = Batch> {
   }
 
   /** One optimizer step over gradAccum micro-batches; a NaN loss stops the run before the update. */
-  private trainStep(batches: Generator<B>): StepMetrics {
+  private async trainStep(batches: Generator<B>): Promise<StepMetrics> {
     const { model, gradAccum = 1 } = this.o;
     const lr = this.schedule(this.step);
     this.optimizer.setLr(lr);
     memory.resetPeak();
     const tStep = performance.now();
-    const micro = Array.from({ length: gradAccum }, () => batches.next().value as B);
+    const drawn = Array.from({ length: gradAccum }, () => batches.next().value as B);
+    const micro = this.stepper.prepare ? await this.stepper.prepare(drawn) : drawn;
     const scale = this.scaler?.scale ?? 1;
     const params = model.parameters().filter((p) => p.requiresGrad);
     const { result, norm } = this.inBackward ? this.updateInBackward(micro, params) : this.updateAfterBackward(micro, params, scale);

@@ -45,7 +45,7 @@ for (const [name, golden] of [['bert', 'last_hidden_state'], ['llama', 'hidden_s
     const D = model.config.hiddenSize;
     const scale = h.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
     for (const pooling of E.POOLING_MODES) {
-      const emb = new E.SentenceEmbedder(model, NO_TEXT, { pooling });
+      const emb = new E.SentenceEmbedder(E.asBackbone(model, 'fixture'), NO_TEXT, { pooling });
       const got = k.noGrad(() => emb.forward({ inputIds: ids, attentionMask: mask, promptLength: 0, tokenTypeIds }));
       assertClose(got, handPool(h, mask, D, pooling), { atol: 1e-4 * scale, rtol: 1e-4, what: `${name} ${pooling}` });
       // the padded row alone, unpadded, gives the same embedding
@@ -66,7 +66,7 @@ test('llama: last-token and mean pooling give the same vectors for left- and rig
     return { inputIds: rows.map((r) => fill(r, 0)), attentionMask: rows.map((r) => fill(r.map(() => 1), 0)), promptLength: 0 };
   };
   for (const pooling of ['lasttoken', 'mean'] as const) {
-    const emb = new E.SentenceEmbedder(model, NO_TEXT, { pooling });
+    const emb = new E.SentenceEmbedder(E.asBackbone(model, 'fixture'), NO_TEXT, { pooling });
     // RoPE scores depend on relative positions only, so shifting a row right by its padding changes nothing
     const [r, l] = [pad(false), pad(true)].map((b) => k.noGrad(() => emb.forward(b)));
     assertClose(l, r, { atol: 1e-5, rtol: 1e-4, what: `${pooling}: left vs right padding` });
