@@ -92,6 +92,16 @@ export const HELP: Record<string, CommandHelp> = {
     ],
     example: 'kestrel finetune --model ./SmolLM2-135M --data chat.jsonl --output adapter/ --qlora --max-steps 200',
   },
+  launch: {
+    usage: 'kestrel launch -n N [--master-port P] [--master-addr A] -- <command and args>',
+    flags: [
+      ['-n, --nproc N', 'rank processes to start on this machine (required)'],
+      ['--master-port P', "rank 0's rendezvous port (default: a free port)"],
+      ['--master-addr A', 'the address rank 0 listens on (default 127.0.0.1)'],
+      ['-- <command>', 'run once per rank with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set; `kestrel ...` runs this kestrel'],
+    ],
+    example: 'kestrel launch -n 2 -- kestrel train --model ./config.json --data data.jsonl --output out/ --max-steps 100',
+  },
   merge: {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',
     flags: [['--model DIR', 'the base model folder'], ['--adapter DIR', 'the PEFT adapter'], ['--out DIR', 'the merged HF folder'], ['--dtype fp32|bf16|fp16', 'saved precision (default fp32)'], DEVICE],

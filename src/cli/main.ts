@@ -6,6 +6,7 @@ import { trainCommand } from './train.js';
 import { finetuneCommand } from './finetune.js';
 import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
+import { launchCommand } from './launch.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -18,6 +19,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   train: { about: 'train or fine-tune: --model DIR|config.json --data FILE --output DIR [--deepspeed ds.json]', run: trainCommand },
   finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', run: finetuneCommand },
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
+  launch: { about: 'run a command as N ranks on this machine: -n N [--master-port P] -- kestrel train ...', run: launchCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
 };
 
@@ -41,11 +43,14 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`kestrel: unknown command '${name}'\n\n${usage()}`);
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // launch passes everything after -- to its ranks (their --help and --device too)
+  const own = name === 'launch' && rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
     process.stdout.write(commandHelp(name));
     return 0;
   }
   try {
+    if (name === 'launch') return await cmd.run(rest);
     const { rest: args, device } = takeDeviceFlag(rest);
     if (name !== 'doctor') selectDevice(device, (line) => process.stderr.write(line + '\n'));
     return await cmd.run(args);

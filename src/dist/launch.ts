@@ -29,7 +29,7 @@ export interface RankFailure {
   rank: number;
   code: number | null;
   signal: string | null;
-  /** the rank's last stderr lines */
+  /** the rank's last error line on stderr */
   message: string;
 }
 
@@ -70,6 +70,12 @@ export function unlinkSegments(prefix: string): number {
   const mine = names.filter((n) => `/${n}`.startsWith(prefix));
   for (const n of mine) addon?.distUnlink(`/${n}`);
   return mine.length;
+}
+
+/** The line of a rank's stderr tail that says what went wrong: the last error line, not a stack frame. */
+function lastError(tail: string[]): string {
+  const useful = tail.filter((l) => !/^at\s/.test(l) && !/^Node\.js v\d/.test(l) && !/^\^+$/.test(l));
+  return [...useful].reverse().find((l) => /error|kestrel \w+:/i.test(l)) ?? useful.at(-1) ?? '';
 }
 
 function describe(f: RankFailure): string {
@@ -136,7 +142,7 @@ export async function launch(o: LaunchOpts): Promise<LaunchResult> {
       const done = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void => {
         if (partial) (onStderr(rank, partial), tails[rank].push(partial.trim()));
         if ((code !== 0 || spawnError) && !failure && !interrupted) {
-          failure = { rank, code, signal, message: spawnError?.message ?? tails[rank].slice(-3).join(' | ') };
+          failure = { rank, code, signal, message: spawnError?.message ?? lastError(tails[rank]) };
           stopAll('SIGTERM');
         }
         resolve();

@@ -21,10 +21,10 @@ function values(dtype: k.DType, n: number, rank: number, caseSeed: number): numb
   return Array.from(decode(dtype, encode(dtype, raw)));
 }
 
-function decode(dtype: k.DType, a: ArrayLike<number>): Float64Array {
+function decode(dtype: k.DType, a: ArrayLike<number | bigint>): Float64Array {
   if (dtype === 'bfloat16') return Float64Array.from(a as Uint16Array, k.bf16ToF32);
   if (dtype === 'float16') return Float64Array.from(a as Uint16Array, k.f16ToF32);
-  return Float64Array.from(a, Number);
+  return Float64Array.from(Array.from(a, Number));
 }
 
 const make = (dtype: k.DType, v: ArrayLike<Num>): k.Tensor => k.tensor(encode(dtype, v), { dtype, backend: 'cpu' });
