@@ -18,6 +18,10 @@ import { Interrupted } from '../train/interrupt.js';
 import { Trainer } from '../train/trainer.js';
 import { decayParamGroups } from '../train/param_groups.js';
 import { numberFlag, parseFlags } from './flags.js';
+import { launchRanks } from './launch.js';
+import { rankFromEnv } from '../dist/env.js';
+import { initProcessGroup } from '../dist/init.js';
+import { DistributedDataParallel } from '../dist/ddp.js';
 import { isProfiling, report as profileReport, start as startProfile, stop as stopProfile } from '../profile/index.js';
 
 const FLAGS = {
@@ -129,7 +133,18 @@ export interface TrainingPlan {
   save?: (model: CausalLM, hfConfig: Record<string, unknown>, output: string) => string;
 }
 
+/** `--nproc N` (sugar for `kestrel launch -n N -- kestrel <command> ...`): the count and the other arguments. */
+export function takeNproc(argv: string[]): { nproc: number | null; rest: string[] } {
+  const i = argv.findIndex((a) => a === '--nproc' || a.startsWith('--nproc='));
+  if (i < 0) return { nproc: null, rest: argv };
+  const raw = argv[i].includes('=') ? argv[i].slice('--nproc='.length) : argv[i + 1];
+  const nproc = numberFlag({ nproc: raw }, 'nproc', { int: true, min: 1 })!;
+  return { nproc, rest: [...argv.slice(0, i), ...argv.slice(i + (argv[i].includes('=') ? 1 : 2))] };
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
+  const { nproc, rest } = takeNproc(argv);
+  if (nproc !== null) return launchRanks(nproc, ['kestrel', 'train', ...rest]);
   const { settings, warnings, values } = resolveSettings(argv);
   return runTraining(settings, warnings, argv.includes('--quiet'), {}, values.profile === true);
 }
@@ -167,7 +182,9 @@ function checkOutput(s: RunSettings): void {
 export async function runTraining(s: RunSettings, warnings: string[], quiet: boolean, plan: TrainingPlan = {}, profile = false): Promise<number> {
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   checkOutput(s);
-  const cacheDir = join(s.output, '.data-cache');
+  const { rank, worldSize } = rankFromEnv();
+  // ranks tokenize into their own caches: one folder written by several processes would race
+  const cacheDir = join(s.output, rank === 0 ? '.data-cache' : `.data-cache-rank${rank}`);
   removeStaleTemps(cacheDir);
   const { model, hfConfig, tokenizer } = await loadModel(s);
   model.checkpointing = s.checkpointing;
@@ -182,20 +199,23 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
     : s.optimizer === 'lion' ? new Lion(groups, { lr: s.lr })
     : new AdamW(groups, { lr: s.lr, betas: s.betas, eps: s.eps });
   const resume = s.resume === 'latest' ? listCheckpoints(s.output).at(-1)?.path : s.resume;
+  const dp = worldSize > 1 ? new DistributedDataParallel(await initProcessGroup()) : null;
+  await dp?.broadcastFromRank0(model.parameters());
   let prof: ReturnType<typeof profileSteps> | null = null;
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,
     maxSteps: s.maxSteps, clip: s.clip, optimizerInBackward: s.optimizerInBackward, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, evalEvery: s.evalEvery,
     evalBatches: 8, resumeFrom: resume, dtype: s.dtype, lossScaler: s.lossScaler, progress: !quiet && process.stderr.isTTY,
-    onStep: (m) => prof?.onStep(m),
+    onStep: (m) => prof?.onStep(m), dataParallel: dp,
   });
   if (profile) prof = profileSteps(trainer.step, s.maxSteps);
-  const metrics = await trainer.train().finally(() => prof?.finish());
+  const metrics = await trainer.train().finally(() => (prof?.finish(), dp?.group.destroy()));
   if (trainer.interrupted) {
     model.dispose();
     opt.dispose();
     throw new Interrupted(`interrupted at step ${trainer.step}: checkpoint saved to ${trainer.lastCheckpoint}; continue with --resume latest`);
   }
+  if (rank !== 0) return (model.dispose(), opt.dispose(), 0); // rank 0 holds the same weights and saves them
   const what = plan.save ? plan.save(model, hfConfig, s.output) : (savePretrained(s.output, { model, hfConfig }), 'model');
   const last = metrics.at(-1);
   process.stdout.write(`trained to step ${trainer.step}${last ? `, loss ${last.loss.toFixed(4)}` : ''}; ${what} saved to ${s.output}\n`);

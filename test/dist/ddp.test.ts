@@ -1,0 +1,65 @@
+// Data-parallel training (ZeRO stage 0) through the real CLI: N ranks × A micro-batches per rank
+// see the same global batch as 1 rank × N·A micro-batches, and each rank's loss is normalised by
+// the global batch's tokens, so the summed gradient is the same float32 sum in the same order
+// (rank 0's micro-batches first): final weights equal bit for bit, losses to float64 rounding of
+// the per-rank loss sum. With accumulation on each rank the float32 sum is grouped per rank
+// ((g0+g1)+(g2+g3) instead of ((g0+g1)+g2)+g3): equal within float32 reduction-order tolerance.
+// Clipping by the global norm and bf16 autocast ride along.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { assertClose, runCli, tinyTrainDir } from '../helpers.js';
+import { kestrelSegments } from './ranks.js';
+
+process.env.KESTREL_NUM_THREADS = '1'; // the same kernels' partition on every process
+
+/** every tensor of a safetensors file as float64 arrays, by name */
+function weights(path: string): Map<string, Float64Array> {
+  const f = new SafetensorsFile(path);
+  try {
+    return new Map(f.names.map((n) => {
+      const t = f.tensor(n, { backend: 'cpu' });
+      const v = Float64Array.from(t.toFloat32Array());
+      t.dispose();
+      return [n, v];
+    }));
+  } finally {
+    f.close();
+  }
+}
+
+function train(dir: string, out: string, extra: string[]): { losses: number[]; norms: number[]; weights: Buffer } {
+  const args = ['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, out),
+    '--max-steps', '3', '--batch-size', '2', '--seq-len', '10', '--eval-fraction', '0', '--clip', '1.2', '--quiet', ...extra];
+  const r = runCli(args);
+  assert.equal(r.status, 0, r.stderr);
+  const lines = readFileSync(join(dir, out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number; grad_norm: number });
+  return { losses: lines.map((l) => l.loss), norms: lines.map((l) => l.grad_norm), weights: readFileSync(join(dir, out, 'model.safetensors')) };
+}
+
+for (const [ranks, accum, dtype] of [[2, 1, 'fp32'], [2, 2, 'fp32'], [2, 1, 'bf16']] as const) {
+  test(`${ranks} ranks × grad-accum ${accum} (${dtype}) equal 1 rank × grad-accum ${ranks * accum}`, () => {
+    const before = kestrelSegments();
+    const dir = tinyTrainDir('kestrel-ddp-');
+    const one = train(dir, 'one', ['--grad-accum', String(ranks * accum), '--dtype', dtype]);
+    const many = train(dir, 'many', ['--nproc', String(ranks), '--grad-accum', String(accum), '--dtype', dtype]);
+    assert.equal(many.losses.length, 3, 'rank 0 alone writes metrics.jsonl: one line per step');
+    const exact = accum === 1; // the same float32 additions in the same order
+    for (let i = 0; i < 3; i++) {
+      const tol = exact ? 1e-12 : 1e-6;
+      assert.ok(Math.abs(many.losses[i] - one.losses[i]) <= tol * one.losses[i], `step ${i + 1} loss ${many.losses[i]} vs ${one.losses[i]}`);
+      if (exact) assert.equal(many.norms[i], one.norms[i], `step ${i + 1} gradient norm`);
+      else assertClose([many.norms[i]], [one.norms[i]], { atol: 0, rtol: 1e-6, what: `step ${i + 1} gradient norm` });
+    }
+    assert.ok(one.norms.some((n) => n > 1.2), 'clipping was exercised');
+    if (exact) assert.ok(many.weights.equals(one.weights), 'final weights differ');
+    else {
+      const [a, b] = [weights(join(dir, 'many', 'model.safetensors')), weights(join(dir, 'one', 'model.safetensors'))];
+      assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+      for (const [name, v] of a) assertClose(v, b.get(name)!, { atol: 1e-6, rtol: 1e-5, what: name });
+    }
+    assert.deepEqual(kestrelSegments().filter((s) => !before.includes(s)), []);
+  });
+}
