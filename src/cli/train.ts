@@ -56,7 +56,7 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
 } {
   const { values } = parseFlags(argv, { ...FLAGS, ...extra.flags } as typeof FLAGS);
   const file = values.config ? readRunFile(values.config) : {};
-  const ds = values.deepspeed ? fromDeepSpeed(readJson(values.deepspeed), values.deepspeed) : { settings: {}, warnings: [] };
+  const ds = values.deepspeed ? fromDeepSpeed(readJson(values.deepspeed), values.deepspeed, rankFromEnv().worldSize) : { settings: {}, warnings: [] };
   const flags: Partial<RunSettings> = {};
   const n = (name: string): number | undefined => numberFlag(values, name);
   const set = <K extends keyof RunSettings>(k: K, v: RunSettings[K] | undefined): void => {

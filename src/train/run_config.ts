@@ -1,6 +1,6 @@
 // Run settings for `kestrel train`: defaults, then a run.yaml / run.json, then a DeepSpeed
 // ds_config.json, then command-line flags. DeepSpeed keys map onto the same settings; unknown keys
-// are warned about by name; zero_optimization is refused until sharded training exists.
+// are warned about by name; zero_optimization stage 0 (data parallel) is accepted, stages 1-3 are refused until sharding exists.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { type NumberRule, checkNumber } from '../io/check.js';
@@ -122,8 +122,10 @@ export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world =
     return v as Record<string, unknown>;
   };
   if (ds.zero_optimization !== undefined) {
+    // stage 0 = data parallel (kestrel launch / --nproc: gradients all-reduced); the partitioning stages are not built yet
     const stage = obj(ds.zero_optimization, 'zero_optimization').stage ?? 0;
-    if (stage !== 0) throw new Error(`${file}: zero_optimization stage ${JSON.stringify(stage)} needs sharded (multi-process) training, which Kestrel does not have yet; remove zero_optimization or set stage 0`);
+    if (![0, 1, 2, 3].includes(stage as number)) throw new Error(`${file}: zero_optimization.stage must be 0, 1, 2 or 3, got ${JSON.stringify(stage)}`);
+    if (stage !== 0) throw new Error(`${file}: zero_optimization stage ${stage} needs sharded optimizer state${stage === 1 ? '' : stage === 2 ? ' and gradients' : ', gradients and parameters'}, which Kestrel does not have yet; it trains data-parallel at stage 0 (kestrel launch -n N / --nproc N): set stage 0`);
   }
   if (ds.train_micro_batch_size_per_gpu !== undefined) s.batchSize = num(ds.train_micro_batch_size_per_gpu, 'train_micro_batch_size_per_gpu');
   if (ds.gradient_accumulation_steps !== undefined) s.gradAccum = num(ds.gradient_accumulation_steps, 'gradient_accumulation_steps');
