@@ -12,7 +12,8 @@ import { injectLora, saveAdapter, type LoraConfig } from '../lora/peft.js';
 import { quantizeModel } from '../quant/quantize_model.js';
 import type { RunSettings } from '../train/run_config.js';
 import { numberFlag } from './flags.js';
-import { type TrainingPlan, resolveSettings, runTraining } from './train.js';
+import { type TrainingPlan, resolveSettings, runTraining, takeNproc } from './train.js';
+import { launchRanks } from './launch.js';
 
 const FLAGS = {
   'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-dropout': { type: 'string' }, target: { type: 'string' },
@@ -48,7 +49,9 @@ export function finetuneDtype(info: Pick<ReturnType<NativeAddon['info']>, 'bf16G
   return { dtype: 'fp32', why: path === null ? 'no native CPU backend' : `this CPU has no native bf16 matmul (the bf16 path is '${path}')` };
 }
 
-export async function finetuneCommand(argv: string[]): Promise<number> {
+export async function finetuneCommand(argv0: string[]): Promise<number> {
+  const { nproc, rest: argv } = takeNproc(argv0);
+  if (nproc !== null) return launchRanks(nproc, ['kestrel', 'finetune', ...argv]);
   const auto = finetuneDtype(loadNative()?.info() ?? null);
   const { settings, warnings, values, explicit } = resolveSettings(argv, { flags: FLAGS, defaults: { ...FINETUNE_DEFAULTS, dtype: auto.dtype } });
   if (values.full && values.qlora) throw new Error('--full and --qlora exclude each other (QLoRA trains adapters on a frozen 4-bit base)');

@@ -45,6 +45,7 @@ const TRAIN: Flag[] = [
   ['--config run.yaml|json', 'settings file (flags override it)'],
   ['--deepspeed ds_config.json', "DeepSpeed's batch sizes, precision, optimizer, scheduler, clipping, checkpointing"],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
+  ['--nproc N', 'train data-parallel on N rank processes of this machine (kestrel launch -n N -- kestrel train ...; default 1)'],
   ['--quiet', 'no progress bar'],
   ['--profile', 'time every kernel and op backward of steps 2-4 (CPU) and print the top ones with GFLOP/s and % of peak'],
   DEVICE,

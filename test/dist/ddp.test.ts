@@ -63,3 +63,15 @@ for (const [ranks, accum, dtype] of [[2, 1, 'fp32'], [2, 2, 'fp32'], [2, 1, 'bf1
     assert.deepEqual(kestrelSegments().filter((s) => !before.includes(s)), []);
   });
 }
+
+test('LoRA fine-tuning on 2 ranks equals 1 rank × grad-accum 2 (the adapter bit for bit)', () => {
+  const dir = tinyTrainDir('kestrel-ddp-lora-');
+  train(dir, 'base', ['--max-steps', '1']); // a saved model folder to fine-tune
+  const adapter = (out: string, extra: string[]): Buffer => {
+    const r = runCli(['finetune', '--model', join(dir, 'base'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, out), '--lora-r', '4',
+      '--max-steps', '2', '--batch-size', '2', '--seq-len', '10', '--eval-fraction', '0', '--dtype', 'fp32', '--quiet', ...extra]);
+    assert.equal(r.status, 0, r.stderr);
+    return readFileSync(join(dir, out, 'adapter_model.safetensors'));
+  };
+  assert.ok(adapter('many', ['--nproc', '2']).equals(adapter('one', ['--grad-accum', '2'])), 'adapters differ');
+});
