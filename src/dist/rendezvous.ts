@@ -19,6 +19,8 @@ export interface RendezvousOpts {
   unlink: (segment: string) => void;
 }
 
+const LEADER_GRACE_MS = 5000;
+
 type Message = { rank?: number; world?: number; segment?: string; opened?: boolean; go?: boolean; error?: string };
 
 /** Reads newline-delimited JSON messages from a socket, one at a time, each within the deadline. */
@@ -154,13 +156,15 @@ async function follower(o: RendezvousOpts, deadline: number): Promise<void> {
     });
   }
   const lines = new Lines(socket, `rank 0 (${where})`);
+  // rank 0 judges the timeout and says which rank is missing: give its message time to arrive
+  const late = deadline + LEADER_GRACE_MS;
   try {
     lines.send({ rank: o.rank, world: o.worldSize });
-    const { segment } = await lines.next(deadline, 'the segment name');
+    const { segment } = await lines.next(late, 'the segment name');
     if (typeof segment !== 'string') throw new Error(`rendezvous: rank 0 sent no segment name`);
     o.open(segment);
     lines.send({ opened: true });
-    await lines.next(deadline, 'the go-ahead');
+    await lines.next(late, 'the go-ahead');
   } finally {
     socket.end();
   }

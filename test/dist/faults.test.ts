@@ -44,3 +44,9 @@ test('a rank that never starts: the rendezvous names it on every rank', async ()
     assert.ok(s.ms < TIMEOUT_MS + 2000, `took ${s.ms} ms`);
   }
 });
+
+test('a rank in a different call: every rank fails naming both calls instead of mixing their bytes', async () => {
+  const runs = await runRanks(RANK_FILE, 3, () => ({ FAULT: 'mismatch', FAULT_RANK: '2', TIMEOUT_MS: String(TIMEOUT_MS) }));
+  for (const s of runs.filter((r) => r.rank !== 2)) assert.match(s.stdout, /ranks disagree on the call: rank \d is in allReduce of 1000 elements .*rank 2 in allGather of 1000/);
+  assert.match(runs[2].stderr, /ranks disagree on the call: rank 2 is in allGather of 1000 elements/);
+});

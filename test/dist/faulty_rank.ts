@@ -1,4 +1,4 @@
-// A rank that misbehaves on purpose (FAULT=kill|hang|absent|throw on rank FAULT_RANK) while the
+// A rank that misbehaves on purpose (FAULT=kill|hang|absent|throw|mismatch on rank FAULT_RANK) while the
 // others run an allReduce and report, on stdout, the error they got and how long it took.
 import * as k from '../../src/index.js';
 import { initProcessGroup } from '../../src/dist/init.js';
@@ -19,7 +19,8 @@ async function main(): Promise<void> {
     if (faulty && fault === 'kill') process.kill(process.pid, 'SIGKILL');
     if (faulty && fault === 'hang') await new Promise((r) => setTimeout(r, timeoutMs + 2500)); // alive but absent past the others' timeout
     if (faulty && fault === 'throw') throw new Error('a deliberate failure in rank ' + rank);
-    await world.allReduce(x);
+    if (faulty && fault === 'mismatch') await world.allGather(k.zeros([3000], { backend: 'cpu' }), x); // the others allReduce
+    else await world.allReduce(x);
     process.stdout.write(JSON.stringify({ ok: true }) + '\n');
   } catch (e) {
     if (faulty) throw e;
