@@ -22,6 +22,7 @@ import { launchRanks } from './launch.js';
 import { rankFromEnv } from '../dist/env.js';
 import { initProcessGroup } from '../dist/init.js';
 import { DistributedDataParallel } from '../dist/ddp.js';
+import { ZeroStage1 } from '../dist/zero1.js';
 import { isProfiling, report as profileReport, start as startProfile, stop as stopProfile } from '../profile/index.js';
 
 const FLAGS = {
@@ -32,7 +33,7 @@ const FLAGS = {
   'eval-fraction': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'keep-last': { type: 'string' },
   seed: { type: 'string' }, 'skip-bad-lines': { type: 'boolean' }, resume: { type: 'string' }, config: { type: 'string' },
   deepspeed: { type: 'string' }, quiet: { type: 'boolean', default: false }, 'optimizer-in-backward': { type: 'boolean' },
-  profile: { type: 'boolean', default: false },
+  profile: { type: 'boolean', default: false }, 'zero-stage': { type: 'string' },
 } as const;
 
 /** --profile: the steps after the run's first (relative to a resumed run's start) */
@@ -84,6 +85,7 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   set('seed', n('seed'));
   set('skipBadLines', values['skip-bad-lines']);
   set('resume', values.resume);
+  set('zeroStage', n('zero-stage') as RunSettings['zeroStage'] | undefined);
   checkSettings(flags, (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   const explicit: Partial<RunSettings> = { ...file, ...ds.settings, ...flags };
   const merged = { ...DEFAULT_SETTINGS, ...extra.defaults, ...explicit } as RunSettings;
@@ -170,6 +172,15 @@ function profileSteps(startStep: number, maxSteps: number): { onStep: (m: { step
   };
 }
 
+/** This rank's data-parallel strategy (stage 0 or ZeRO-1), after every rank took rank 0's weights. */
+async function dataParallel(s: RunSettings, model: CausalLM, resume: string | undefined): Promise<DistributedDataParallel> {
+  if (s.zeroStage === 1 && (resume || s.saveEvery)) throw new Error('ZeRO stage 1: --save-every and --resume need sharded checkpoints, which are not built yet (the final model is saved)');
+  const pg = await initProcessGroup();
+  const stage0 = new DistributedDataParallel(pg);
+  await stage0.broadcastFromRank0(model.parameters());
+  return s.zeroStage === 1 ? new ZeroStage1(pg, decayParamGroups(model, s.weightDecay)) : stage0;
+}
+
 /** Loads the model and the data, trains, saves; shared by `kestrel train` and `kestrel finetune`. */
 /** The output folder must not be the model folder: the final save would overwrite the base model. */
 function checkOutput(s: RunSettings): void {
@@ -194,13 +205,13 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
     skipBadLines: s.skipBadLines, cacheDir, vocabSize: model.config.vocabSize,
   });
   if (stats.badLines) process.stderr.write(`skipped ${stats.badLines} bad lines (first: ${stats.badLineMessages[0]})\n`);
-  const groups = decayParamGroups(model, s.weightDecay);
+  const resume = s.resume === 'latest' ? listCheckpoints(s.output).at(-1)?.path : s.resume;
+  const dp = worldSize > 1 ? await dataParallel(s, model, resume) : null;
+  // ZeRO-1: the optimizer is built over this rank's shards of the parameter groups
+  const groups = dp instanceof ZeroStage1 ? dp.shardGroups : decayParamGroups(model, s.weightDecay);
   const opt = s.optimizer === 'sgd' ? new SGD(groups, { lr: s.lr })
     : s.optimizer === 'lion' ? new Lion(groups, { lr: s.lr })
     : new AdamW(groups, { lr: s.lr, betas: s.betas, eps: s.eps });
-  const resume = s.resume === 'latest' ? listCheckpoints(s.output).at(-1)?.path : s.resume;
-  const dp = worldSize > 1 ? new DistributedDataParallel(await initProcessGroup()) : null;
-  await dp?.broadcastFromRank0(model.parameters());
   let prof: ReturnType<typeof profileSteps> | null = null;
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,

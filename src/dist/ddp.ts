@@ -9,6 +9,7 @@ import { cat } from '../ops/indexing.js';
 import { narrow, reshape } from '../ops/view.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { keep } from '../tensor/scope.js';
+import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { DataParallel } from '../train/data_parallel.js';
 import type { ProcessGroup, Work } from './process_group.js';
@@ -67,6 +68,17 @@ export class DistributedDataParallel implements DataParallel {
     }
   }
 
+  /** Stage 0 updates the whole model on every rank: nothing to prepare. */
+  beforeOptimizerStep(): void {}
+
+  /** Stage 0: every rank already holds the updated parameters. */
+  async afterOptimizerStep(): Promise<void> {}
+
+  /** Stage 0 can checkpoint from rank 0 (it holds everything). */
+  checkpointBlocker(): string | null {
+    return null;
+  }
+
   /** Every rank takes rank 0's values of these tensors (DDP's start: one set of initial weights). */
   async broadcastFromRank0(tensors: readonly Tensor[]): Promise<void> {
     for (const t of tensors) await this.group.broadcast(t, this.group.ranks[0]);
@@ -92,13 +104,12 @@ export class DistributedDataParallel implements DataParallel {
     const params = this.open;
     this.open = [];
     this.openBytes = 0;
-    const flat = noGrad(() => {
+    const flat = memory.withTag('grad', () => noGrad(() => {
       const parts = params.map((p) => reshape(p.grad!, [-1]));
       const f = cat(parts, 0);
       parts.forEach((t) => t.dispose());
       return keep(f); // hooks fire inside the step's tidy(): the bucket must outlive it
-
-    });
+    }));
     this.inFlight.push({ params, flat, work: this.group.allReduce(flat, 'sum') });
   }
 }

@@ -13,4 +13,10 @@ export interface DataParallel {
   finish(params: readonly Tensor[]): Promise<void>;
   /** sums numbers over ranks (a step's loss and token counts) */
   sum(values: number[]): Promise<number[]>;
+  /** after clipping, before optimizer.step(): ZeRO hands each rank's optimizer its share of the gradient */
+  beforeOptimizerStep(): void;
+  /** after optimizer.step(): ZeRO gathers the updated shards into every rank's parameters */
+  afterOptimizerStep(): Promise<void>;
+  /** why a checkpoint cannot be written now, or null */
+  checkpointBlocker(): string | null;
 }

@@ -198,6 +198,8 @@ export class Trainer<B = Batch> {
     const { result, norm } = this.inBackward ? this.updateInBackward(micro, params)
       : await this.updateAfterBackward(micro, params, scale, world > 1 ? this.stepper.targetTokens?.(all) : undefined);
     this.optimizer.zeroGrad();
+    // under ZeRO the optimizer holds shards: the model's own gradients are cleared here
+    if (this.o.dataParallel) for (const p of params) p.zeroGrad();
     this.step++;
     return {
       step: this.step, loss: result.loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
@@ -247,7 +249,9 @@ export class Trainer<B = Batch> {
         norm /= scale;
       }
       if (this.o.clip && norm > this.o.clip) scaleGrads(params, this.o.clip / (norm + 1e-6));
+      dp?.beforeOptimizerStep();
       this.optimizer.step();
+      await dp?.afterOptimizerStep();
     }
     return { result, norm };
   }
@@ -316,6 +320,8 @@ export class Trainer<B = Batch> {
 
   /** save() on rank 0 (every rank holds the same weights and optimizer state at ZeRO stage 0) */
   private saveOnMain(): void {
+    const blocker = this.o.dataParallel?.checkpointBlocker() ?? null;
+    if (blocker) throw new Error(`step ${this.step}: cannot save a checkpoint: ${blocker}`);
     if (this.isMain) this.save();
   }
 

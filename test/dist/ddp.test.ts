@@ -9,35 +9,9 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { assertClose, runCli, tinyTrainDir } from '../helpers.js';
 import { kestrelSegments } from './ranks.js';
-
-process.env.KESTREL_NUM_THREADS = '1'; // the same kernels' partition on every process
-
-/** every tensor of a safetensors file as float64 arrays, by name */
-function weights(path: string): Map<string, Float64Array> {
-  const f = new SafetensorsFile(path);
-  try {
-    return new Map(f.names.map((n) => {
-      const t = f.tensor(n, { backend: 'cpu' });
-      const v = Float64Array.from(t.toFloat32Array());
-      t.dispose();
-      return [n, v];
-    }));
-  } finally {
-    f.close();
-  }
-}
-
-function train(dir: string, out: string, extra: string[]): { losses: number[]; norms: number[]; weights: Buffer } {
-  const args = ['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, out),
-    '--max-steps', '3', '--batch-size', '2', '--seq-len', '10', '--eval-fraction', '0', '--clip', '1.2', '--quiet', ...extra];
-  const r = runCli(args);
-  assert.equal(r.status, 0, r.stderr);
-  const lines = readFileSync(join(dir, out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number; grad_norm: number });
-  return { losses: lines.map((l) => l.loss), norms: lines.map((l) => l.grad_norm), weights: readFileSync(join(dir, out, 'model.safetensors')) };
-}
+import { train, weights } from './train_runs.js';
 
 for (const [ranks, accum, dtype] of [[2, 1, 'fp32'], [2, 2, 'fp32'], [2, 1, 'bf16']] as const) {
   test(`${ranks} ranks × grad-accum ${accum} (${dtype}) equal 1 rank × grad-accum ${ranks * accum}`, () => {
