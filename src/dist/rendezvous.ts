@@ -102,6 +102,7 @@ async function leader(o: RendezvousOpts, deadline: number): Promise<void> {
   const peers = new Map<number, Lines>();
   const server: Server = createServer();
   const where = `${o.addr}:${o.port}`;
+  let opened = false;
   try {
     await new Promise<void>((resolve, reject) => {
       server.once('error', (e) => reject(new Error(`rendezvous: rank 0 cannot listen on ${where}: ${e.message}`)));
@@ -127,11 +128,14 @@ async function leader(o: RendezvousOpts, deadline: number): Promise<void> {
       });
     });
     o.open(o.segment);
+    opened = true;
     for (const p of peers.values()) p.send({ segment: o.segment });
     await Promise.all([...peers.values()].map((p) => p.next(deadline, 'that it mapped the segment')));
     o.unlink(o.segment);
+    opened = false;
     for (const p of peers.values()) p.send({ go: true });
   } catch (e) {
+    if (opened) o.unlink(o.segment); // a failed start leaves nothing in /dev/shm
     for (const p of peers.values()) p.send({ error: (e as Error).message });
     throw e;
   } finally {
