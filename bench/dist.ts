@@ -2,7 +2,7 @@
 // allGather of float32 buffers from 1 to 256 MB across N local rank processes, each result
 // validated before it is timed; medians, algorithm bandwidth (bytes / time) and bus bandwidth
 // (nccl-tests' convention: allReduce × 2(N-1)/N, the others × (N-1)/N), next to a single-process
-// copy of the same bytes (the machine's memory-bandwidth yardstick). No MPI peer yet (the MPI
+// copy of the same bytes into a fresh tensor (a yardstick that includes first-touch page faults). No MPI peer yet (the MPI
 // transport is not built): the ratio against MPI's collectives comes with it.
 // Run: node --import tsx bench/dist.ts [--ranks 2] [--sizes 1,4,16,64,256] [--runs 5]
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
 import { initProcessGroup } from '../src/dist/init.js';
 import { launch } from '../src/dist/launch.js';
+import { DEFAULT_SLOT_BYTES } from '../src/dist/shm_transport.js';
 import type { ProcessGroup } from '../src/dist/process_group.js';
 import { median, writeResult } from './lib/report.js';
 
@@ -84,7 +85,7 @@ async function main(): Promise<void> {
   console.log('op             MB      ms   alg GB/s  bus GB/s  copy GB/s');
   for (const x of rows)
     console.log(`${x.op.padEnd(13)} ${String(x.mb).padStart(4)} ${x.ms.toFixed(2).padStart(7)} ${x.algGBs.toFixed(2).padStart(9)} ${x.busGBs.toFixed(2).padStart(9)} ${x.copyGBs.toFixed(2).padStart(10)}`);
-  const path = writeResult('dist', { ranks, runs: Number(values.runs), transport: 'shm', dtype: 'float32', peer: 'none (MPI transport not built yet)', rows });
+  const path = writeResult('dist', { ranks, runs: Number(values.runs), transport: 'shm', slotBytes: Number(process.env.KESTREL_DIST_SLOT_BYTES ?? DEFAULT_SLOT_BYTES), dtype: 'float32', peer: 'none (MPI transport not built yet)', rows });
   console.log(`wrote ${path}`);
 }
 
