@@ -7,6 +7,7 @@
 
 #include "alloc.h"
 #include "cuda/runtime.h"
+#include "dist_shm.h"
 #include "file_read.h"
 #include "gemm_half.h"
 #include "kernel_api.h"
@@ -64,6 +65,11 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("cudaCapture", &Addon::CudaCapture),
         InstanceMethod("cudaGraph", &Addon::CudaGraph),
         InstanceMethod("cudaEvent", &Addon::CudaEvent),
+        InstanceMethod("distOpen", &Addon::DistOpen),
+        InstanceMethod("distRun", &Addon::DistRun),
+        InstanceMethod("distClose", &Addon::DistClose),
+        InstanceMethod("distUnlink", &Addon::DistUnlink),
+        InstanceMethod("distPieceElements", &Addon::DistPieceElements),
     });
     auto cuda_args = Napi::ArrayBuffer::New(env, kCudaArgBytes);
     cuda_args_ = static_cast<char*>(cuda_args.Data());
@@ -220,6 +226,7 @@ class Addon : public Napi::Addon<Addon> {
   }
 
 #include "binding_cuda.inc"
+#include "binding_dist.inc"
 
   double* args_ = nullptr;
   Napi::Reference<Napi::ArrayBuffer> args_ref_;

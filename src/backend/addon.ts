@@ -105,6 +105,20 @@ export interface NativeAddon {
   /** () records a marker -> id; (start, end) -> milliseconds between them; (id, -1) frees a marker */
   cudaEvent(start?: number, end?: number): number;
   cudaArgs: Uint8Array;
+
+  // shared-memory transport (native/binding_dist.inc, native/dist_shm.h)
+  /** maps (creating when absent) a group's segment; every member passes the same name, ranks and slot size -> id */
+  distOpen(name: string, localRank: number, globalRanks: number[], slotBytes: number): number;
+  /** one collective or send/recv on a worker thread; rejects naming the rank on a timeout or a dead peer */
+  distRun(
+    id: number, op: number, reduce: number, dtype: number, peer: number, count: number, groupSize: number,
+    srcHandle: number, srcByteOffset: number, dstHandle: number, dstByteOffset: number, timeoutMs: number, name: string,
+  ): Promise<void>;
+  distClose(id: number): void;
+  /** shm_unlink(name); false when it was already gone */
+  distUnlink(name: string): boolean;
+  /** elements of one piece of a call (op and dtype codes as in distRun) */
+  distPieceElements(id: number, op: number, dtype: number): number;
 }
 
 /** The package root (where native/ and build/ live): src/backend and dist/backend sit two levels below it. */

@@ -13,7 +13,8 @@ import { quantizeModel } from '../quant/quantize_model.js';
 import type { RunSettings } from '../train/run_config.js';
 import { numberFlag } from './flags.js';
 import { finetuneAsrCommand } from './finetune_asr.js';
-import { type TrainingPlan, resolveSettings, runTraining } from './train.js';
+import { type TrainingPlan, resolveSettings, runTraining, takeNproc } from './train.js';
+import { launchRanks } from './launch.js';
 
 const FLAGS = {
   'lora-r': { type: 'string' }, 'lora-alpha': { type: 'string' }, 'lora-dropout': { type: 'string' }, target: { type: 'string' },
@@ -49,7 +50,9 @@ export function finetuneDtype(info: Pick<ReturnType<NativeAddon['info']>, 'bf16G
   return { dtype: 'fp32', why: path === null ? 'no native CPU backend' : `this CPU has no native bf16 matmul (the bf16 path is '${path}')` };
 }
 
-export async function finetuneCommand(argv: string[]): Promise<number> {
+export async function finetuneCommand(argv0: string[]): Promise<number> {
+  const { nproc, rest: argv } = takeNproc(argv0);
+  if (nproc !== null) return launchRanks(nproc, ['kestrel', 'finetune', ...argv]);
   // speech recognition (Whisper) has its own data and loop
   const task = argv.find((a, i) => argv[i - 1] === '--task') ?? argv.find((a) => a.startsWith('--task='))?.slice(7);
   if (task === 'asr') return finetuneAsrCommand(argv);

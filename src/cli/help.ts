@@ -53,6 +53,8 @@ const TRAIN: Flag[] = [
   ['--config run.yaml|json', 'settings file (flags override it)'],
   ['--deepspeed ds_config.json', "DeepSpeed's batch sizes, precision, optimizer, scheduler, clipping, checkpointing"],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
+  ['--nproc N', 'train data-parallel on N rank processes of this machine (kestrel launch -n N -- kestrel train ...; default 1)'],
+  ['--zero-stage 0|1', 'with --nproc: 0 all-reduces gradients, 1 also partitions the optimizer state over the ranks (default 0; ds_config zero_optimization.stage sets it)'],
   ['--quiet', 'no progress bar'],
   ['--profile', 'time every kernel and op backward of steps 2-4 (CPU) and print the top ones with GFLOP/s and % of peak'],
   DEVICE,
@@ -215,6 +217,16 @@ export const HELP: Record<string, CommandHelp> = {
       DEVICE,
     ],
     example: 'kestrel serve --model ./SmolLM2-135M-Instruct --adapter french=./adapter --port 8000',
+  },
+  launch: {
+    usage: 'kestrel launch -n N [--master-port P] [--master-addr A] -- <command and args>',
+    flags: [
+      ['-n, --nproc N', 'rank processes to start on this machine (required)'],
+      ['--master-port P', "rank 0's rendezvous port (default: a free port)"],
+      ['--master-addr A', 'the address rank 0 listens on (default 127.0.0.1)'],
+      ['-- <command>', 'run once per rank with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set; `kestrel ...` runs this kestrel'],
+    ],
+    example: 'kestrel launch -n 2 -- kestrel train --model ./config.json --data data.jsonl --output out/ --max-steps 100',
   },
   merge: {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',

@@ -13,6 +13,7 @@ import { serveCommand } from './serve.js';
 import { transcribeCommand } from './transcribe.js';
 import { preferenceCommand } from './preference.js';
 import { grpoCommand } from './grpo.js';
+import { launchCommand } from './launch.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -25,6 +26,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   train: { about: 'train or fine-tune: --model DIR|config.json --data FILE --output DIR [--deepspeed ds.json]', run: trainCommand },
   finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', run: finetuneCommand },
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
+  launch: { about: 'run a command as N ranks on this machine: -n N [--master-port P] -- kestrel train ...', run: launchCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
   embed: { about: 'sentence embeddings: --model DIR --input texts.jsonl --output vectors.jsonl', run: embedCommand },
   'embed-train': { about: 'contrastive training of an embedding model: --model DIR --data FILE --output DIR [--loss mnrl] [--lora]', run: embedTrainCommand },
@@ -59,11 +61,14 @@ export async function run(argv: string[]): Promise<number> {
     process.stderr.write(`kestrel: unknown command '${name}'\n\n${usage()}`);
     return 2;
   }
-  if (rest.includes('--help') || rest.includes('-h')) {
+  // launch passes everything after -- to its ranks (their --help and --device too)
+  const own = name === 'launch' && rest.includes('--') ? rest.slice(0, rest.indexOf('--')) : rest;
+  if (own.includes('--help') || own.includes('-h')) {
     process.stdout.write(commandHelp(name));
     return 0;
   }
   try {
+    if (name === 'launch') return await cmd.run(rest);
     const { rest: args, device } = takeDeviceFlag(rest);
     if (name !== 'doctor') selectDevice(device, (line) => process.stderr.write(line + '\n'));
     return await cmd.run(args);

@@ -20,6 +20,11 @@ import { decayParamGroups } from '../train/param_groups.js';
 import type { Module } from '../nn/module.js';
 import type { Optimizer } from '../optim/optimizer.js';
 import { numberFlag, parseFlags } from './flags.js';
+import { launchRanks } from './launch.js';
+import { rankFromEnv } from '../dist/env.js';
+import { initProcessGroup } from '../dist/init.js';
+import { DistributedDataParallel } from '../dist/ddp.js';
+import { ZeroStage1 } from '../dist/zero1.js';
 import { isProfiling, report as profileReport, start as startProfile, stop as stopProfile } from '../profile/index.js';
 
 const FLAGS = {
@@ -30,7 +35,7 @@ const FLAGS = {
   'eval-fraction': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'keep-last': { type: 'string' },
   seed: { type: 'string' }, 'skip-bad-lines': { type: 'boolean' }, resume: { type: 'string' }, config: { type: 'string' },
   deepspeed: { type: 'string' }, quiet: { type: 'boolean', default: false }, 'optimizer-in-backward': { type: 'boolean' },
-  profile: { type: 'boolean', default: false },
+  profile: { type: 'boolean', default: false }, 'zero-stage': { type: 'string' },
 } as const;
 
 /** --profile: the steps after the run's first (relative to a resumed run's start) */
@@ -55,7 +60,7 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
 } {
   const { values } = parseFlags(argv, { ...FLAGS, ...extra.flags } as typeof FLAGS);
   const file = values.config ? readRunFile(values.config) : {};
-  const ds = values.deepspeed ? fromDeepSpeed(readJson(values.deepspeed), values.deepspeed) : { settings: {}, warnings: [] };
+  const ds = values.deepspeed ? fromDeepSpeed(readJson(values.deepspeed), values.deepspeed, rankFromEnv().worldSize) : { settings: {}, warnings: [] };
   const flags: Partial<RunSettings> = {};
   const n = (name: string): number | undefined => numberFlag(values, name);
   const set = <K extends keyof RunSettings>(k: K, v: RunSettings[K] | undefined): void => {
@@ -83,6 +88,7 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   set('seed', n('seed'));
   set('skipBadLines', values['skip-bad-lines']);
   set('resume', values.resume);
+  set('zeroStage', n('zero-stage') as RunSettings['zeroStage'] | undefined);
   checkSettings(flags, (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   const explicit: Partial<RunSettings> = { ...file, ...ds.settings, ...flags };
   const merged = { ...DEFAULT_SETTINGS, ...extra.defaults, ...explicit } as RunSettings;
@@ -125,9 +131,11 @@ async function loadModel(s: RunSettings): Promise<{ model: CausalLM; hfConfig: R
   return { model: p.model, hfConfig: p.hfConfig, tokenizer: p.tokenizer };
 }
 
-/** The optimizer the settings name over the model's trainable parameters (weight decay off for norms and biases). */
-export function makeOptimizer(s: RunSettings, model: Module): Optimizer<{ lr: number }> {
-  const groups = decayParamGroups(model, s.weightDecay);
+/**
+ * The optimizer the settings name over the model's trainable parameters (weight decay off for norms
+ * and biases), or over given groups (a ZeRO-1 rank's shards).
+ */
+export function makeOptimizer(s: RunSettings, model: Module, groups = decayParamGroups(model, s.weightDecay)): Optimizer<{ lr: number }> {
   return s.optimizer === 'sgd' ? new SGD(groups, { lr: s.lr })
     : s.optimizer === 'lion' ? new Lion(groups, { lr: s.lr })
     : new AdamW(groups, { lr: s.lr, betas: s.betas, eps: s.eps });
@@ -144,7 +152,18 @@ export interface TrainingPlan {
   save?: (model: CausalLM, hfConfig: Record<string, unknown>, output: string) => string;
 }
 
+/** `--nproc N` (sugar for `kestrel launch -n N -- kestrel <command> ...`): the count and the other arguments. */
+export function takeNproc(argv: string[]): { nproc: number | null; rest: string[] } {
+  const i = argv.findIndex((a) => a === '--nproc' || a.startsWith('--nproc='));
+  if (i < 0) return { nproc: null, rest: argv };
+  const raw = argv[i].includes('=') ? argv[i].slice('--nproc='.length) : argv[i + 1];
+  const nproc = numberFlag({ nproc: raw }, 'nproc', { int: true, min: 1 })!;
+  return { nproc, rest: [...argv.slice(0, i), ...argv.slice(i + (argv[i].includes('=') ? 1 : 2))] };
+}
+
 export async function trainCommand(argv: string[]): Promise<number> {
+  const { nproc, rest } = takeNproc(argv);
+  if (nproc !== null) return launchRanks(nproc, ['kestrel', 'train', ...rest]);
   const { settings, warnings, values } = resolveSettings(argv);
   return runTraining(settings, warnings, argv.includes('--quiet'), {}, values.profile === true);
 }
@@ -170,6 +189,15 @@ function profileSteps(startStep: number, maxSteps: number): { onStep: (m: { step
   };
 }
 
+/** This rank's data-parallel strategy (stage 0 or ZeRO-1), after every rank took rank 0's weights. */
+async function dataParallel(s: RunSettings, model: CausalLM, resume: string | undefined): Promise<DistributedDataParallel> {
+  if (s.zeroStage === 1 && (resume || s.saveEvery)) throw new Error('ZeRO stage 1: --save-every and --resume need sharded checkpoints, which are not built yet (the final model is saved)');
+  const pg = await initProcessGroup();
+  const stage0 = new DistributedDataParallel(pg);
+  await stage0.broadcastFromRank0(model.parameters());
+  return s.zeroStage === 1 ? new ZeroStage1(pg, decayParamGroups(model, s.weightDecay)) : stage0;
+}
+
 /** Loads the model and the data, trains, saves; shared by `kestrel train` and `kestrel finetune`. */
 /** The output folder must not be the model folder: the final save would overwrite the base model. */
 export function checkOutput(s: RunSettings): void {
@@ -182,7 +210,9 @@ export function checkOutput(s: RunSettings): void {
 export async function runTraining(s: RunSettings, warnings: string[], quiet: boolean, plan: TrainingPlan = {}, profile = false): Promise<number> {
   for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
   checkOutput(s);
-  const cacheDir = join(s.output, '.data-cache');
+  const { rank, worldSize } = rankFromEnv();
+  // ranks tokenize into their own caches: one folder written by several processes would race
+  const cacheDir = join(s.output, rank === 0 ? '.data-cache' : `.data-cache-rank${rank}`);
   removeStaleTemps(cacheDir);
   const { model, hfConfig, tokenizer } = await loadModel(s);
   model.checkpointing = s.checkpointing;
@@ -192,22 +222,25 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
     skipBadLines: s.skipBadLines, cacheDir, vocabSize: model.config.vocabSize,
   });
   if (stats.badLines) process.stderr.write(`skipped ${stats.badLines} bad lines (first: ${stats.badLineMessages[0]})\n`);
-  const opt = makeOptimizer(s, model);
   const resume = resumePath(s);
+  const dp = worldSize > 1 ? await dataParallel(s, model, resume) : null;
+  // ZeRO-1: the optimizer is built over this rank's shards of the parameter groups
+  const opt = makeOptimizer(s, model, dp instanceof ZeroStage1 ? dp.shardGroups : undefined);
   let prof: ReturnType<typeof profileSteps> | null = null;
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,
     maxSteps: s.maxSteps, clip: s.clip, optimizerInBackward: s.optimizerInBackward, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, evalEvery: s.evalEvery,
     evalBatches: 8, resumeFrom: resume, dtype: s.dtype, lossScaler: s.lossScaler, progress: !quiet && process.stderr.isTTY,
-    onStep: (m) => prof?.onStep(m),
+    onStep: (m) => prof?.onStep(m), dataParallel: dp,
   });
   if (profile) prof = profileSteps(trainer.step, s.maxSteps);
-  const metrics = await trainer.train().finally(() => prof?.finish());
+  const metrics = await trainer.train().finally(() => (prof?.finish(), dp?.group.destroy()));
   if (trainer.interrupted) {
     model.dispose();
     opt.dispose();
     throw new Interrupted(`interrupted at step ${trainer.step}: checkpoint saved to ${trainer.lastCheckpoint}; continue with --resume latest`);
   }
+  if (rank !== 0) return (model.dispose(), opt.dispose(), 0); // rank 0 holds the same weights and saves them
   const what = plan.save ? plan.save(model, hfConfig, s.output) : (savePretrained(s.output, { model, hfConfig }), 'model');
   const last = metrics.at(-1);
   process.stdout.write(`trained to step ${trainer.step}${last ? `, loss ${last.loss.toFixed(4)}` : ''}; ${what} saved to ${s.output}\n`);

@@ -1,6 +1,6 @@
 // Run settings for `kestrel train`: defaults, then a run.yaml / run.json, then a DeepSpeed
 // ds_config.json, then command-line flags. DeepSpeed keys map onto the same settings; unknown keys
-// are warned about by name; zero_optimization is refused until sharded training exists.
+// are warned about by name; zero_optimization stages 0 (data parallel) and 1 (sharded optimizer state) are accepted, 2-3 refused.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { type NumberRule, checkNumber } from '../io/check.js';
@@ -36,12 +36,14 @@ export interface RunSettings {
   skipBadLines: boolean;
   resume?: string;
   logEvery: number;
+  /** data-parallel ZeRO stage: 0 (gradients all-reduced) or 1 (+ optimizer state partitioned) */
+  zeroStage: 0 | 1;
 }
 
 export const DEFAULT_SETTINGS: Omit<RunSettings, 'model' | 'data' | 'output'> = {
   format: 'auto', maxSteps: 100, seqLen: 512, batchSize: 4, gradAccum: 1, lr: 1e-4, weightDecay: 0.01, betas: [0.9, 0.999],
   eps: 1e-8, optimizer: 'adamw', schedule: { type: 'cosine', warmup: 0, params: {} }, clip: 1, optimizerInBackward: false, dtype: 'fp32', lossScaler: {},
-  checkpointing: 'none', evalFraction: 0, evalEvery: 0, saveEvery: 0, keepLast: 2, seed: 42, skipBadLines: false, logEvery: 1,
+  checkpointing: 'none', evalFraction: 0, evalEvery: 0, saveEvery: 0, keepLast: 2, seed: 42, skipBadLines: false, logEvery: 1, zeroStage: 0,
 };
 
 const INT_1: NumberRule = { int: true, min: 1 };
@@ -51,7 +53,7 @@ const INT_0: NumberRule = { int: true, min: 0 };
 export const SETTING_RULES: Partial<Record<keyof RunSettings, NumberRule>> = {
   maxSteps: INT_1, seqLen: INT_1, batchSize: INT_1, gradAccum: INT_1, logEvery: INT_1,
   lr: { min: 0 }, weightDecay: { min: 0 }, eps: { above: 0 }, clip: { min: 0 }, evalFraction: { min: 0, below: 1 },
-  evalEvery: INT_0, saveEvery: INT_0, keepLast: INT_0, seed: INT_0,
+  evalEvery: INT_0, saveEvery: INT_0, keepLast: INT_0, seed: INT_0, zeroStage: { int: true, min: 0, max: 1 },
 };
 
 const SCALER_RULES: Record<keyof LossScalerOptions, NumberRule | null> = {
@@ -122,8 +124,11 @@ export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world =
     return v as Record<string, unknown>;
   };
   if (ds.zero_optimization !== undefined) {
+    // stage 0 = data parallel (kestrel launch / --nproc: gradients all-reduced), 1 = + optimizer state partitioned; 2-3 not built yet
     const stage = obj(ds.zero_optimization, 'zero_optimization').stage ?? 0;
-    if (stage !== 0) throw new Error(`${file}: zero_optimization stage ${JSON.stringify(stage)} needs sharded (multi-process) training, which Kestrel does not have yet; remove zero_optimization or set stage 0`);
+    if (![0, 1, 2, 3].includes(stage as number)) throw new Error(`${file}: zero_optimization.stage must be 0, 1, 2 or 3, got ${JSON.stringify(stage)}`);
+    if (stage !== 0 && stage !== 1) throw new Error(`${file}: zero_optimization stage ${stage} needs sharded gradients${stage === 3 ? ' and parameters' : ''}, which Kestrel does not have yet; it trains at stage 0 (data parallel) and 1 (+ optimizer state partitioned): set stage 0 or 1`);
+    s.zeroStage = stage as 0 | 1;
   }
   if (ds.train_micro_batch_size_per_gpu !== undefined) s.batchSize = num(ds.train_micro_batch_size_per_gpu, 'train_micro_batch_size_per_gpu');
   if (ds.gradient_accumulation_steps !== undefined) s.gradAccum = num(ds.gradient_accumulation_steps, 'gradient_accumulation_steps');

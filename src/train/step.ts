@@ -41,6 +41,11 @@ export interface AccumulateOptions {
    * stops the step before any gradient exists (optimizer in backward checks for a NaN loss so)
    */
   beforeBackward?: (lossSum: number) => void;
+  /**
+   * target tokens to normalise by instead of these micro-batches' own: data-parallel ranks pass
+   * the whole global batch's, so that summing their gradients gives the global batch's gradient
+   */
+  normalizeTokens?: number;
 }
 
 /**
@@ -54,7 +59,7 @@ export function accumulateGradients(
   const { lossScale = 1 } = opts;
   // the inputs go where the model is (a model moved with .to('cuda') needs no default-backend change)
   const backend = opts.backend ?? model.parameters()[0]?.backendName;
-  const tokens = micro.reduce((n, b) => n + targetTokens(b), 0);
+  const tokens = opts.normalizeTokens ?? micro.reduce((n, b) => n + targetTokens(b), 0);
   if (tokens === 0) throw new Error('accumulateGradients: the batch has no target tokens (every label is -100)');
   let total = 0;
   for (const b of micro) {
@@ -93,6 +98,8 @@ export interface TrainStep<B> {
   accumulate(micro: B[], opts: AccumulateOptions): StepResult;
   /** the loss and metrics on held-out batches (no gradient) */
   evaluate(batches: Iterable<B>): { loss: number; metrics?: Record<string, number> };
+  /** the tokens accumulate normalises by (data-parallel training needs it for the global batch) */
+  targetTokens?(micro: B[]): number;
 }
 
 /**
@@ -115,5 +122,6 @@ export function causalLMStep(model: CausalLM): TrainStep<Batch> {
       }
       return { loss: sum / Math.max(tokens, 1) };
     },
+    targetTokens: (micro) => micro.reduce((n, b) => n + targetTokens(b), 0),
   };
 }

@@ -22,6 +22,7 @@ import { type AccumulateOptions, type StepResult, type TrainStep, causalLMStep }
 import { decayParamGroups } from './param_groups.js';
 import { useOptimizerInBackward } from './in_backward.js';
 import { progressBar } from './progress.js';
+import type { DataParallel } from './data_parallel.js';
 
 export interface StepMetrics {
   step: number;
@@ -79,6 +80,12 @@ export interface TrainerOptions<B = Batch> {
   dtype?: 'fp32' | 'bf16' | 'fp16';
   /** fp16 loss scaling (DeepSpeed's fp16 section); dynamic by default */
   lossScaler?: LossScalerOptions;
+  /**
+   * data-parallel training (src/dist/ddp.ts): each step takes gradAccum micro-batches per rank
+   * (gradAccum × worldSize in all, rank r the r-th share), gradients are summed over ranks, and
+   * only rank 0 logs, prints progress and saves
+   */
+  dataParallel?: DataParallel | null;
   onStep?: (m: StepMetrics) => void;
   onEval?: (r: { step: number; loss: number; metrics?: Record<string, number> }) => void;
   onSave?: (dir: string) => void;
@@ -109,11 +116,20 @@ export class Trainer<B = Batch> {
     this.schedule = o.schedule ?? constant(o.lr ?? 1e-3);
     this.scaler = o.dtype === 'fp16' ? new LossScaler(o.lossScaler) : null;
     this.inBackward = useOptimizerInBackward(o) ? new OptimizerInBackward(this.optimizer) : null;
-    if (o.outputDir) {
+    if (o.dataParallel && o.dataParallel.worldSize > 1) {
+      if (!this.stepper.targetTokens) throw new Error('Trainer: data-parallel training needs a step strategy with targetTokens() (the causal-LM step has it)');
+      if (this.inBackward) throw new Error('Trainer: optimizerInBackward does not combine with data-parallel training (each update needs the gradient summed over ranks)');
+    }
+    if (o.outputDir && this.isMain) {
       removeStaleTemps(o.outputDir); // what saves interrupted by a kill left behind
       this.lastCheckpoint = listCheckpoints(o.outputDir).at(-1)?.path ?? null;
     }
     if (o.resumeFrom) this.resume(o.resumeFrom);
+  }
+
+  /** rank 0 of a data-parallel run, or the only process: the one that logs, prints and saves */
+  get isMain(): boolean {
+    return (this.o.dataParallel?.rank ?? 0) === 0;
   }
 
   /** Asks the loop to save a checkpoint and stop after the current step (Ctrl-C does this). */
@@ -156,10 +172,10 @@ export class Trainer<B = Batch> {
         this.o.onStep?.(m);
         this.progress(startStep, t0, m);
         if (this.o.evalData && this.o.evalEvery && this.step % this.o.evalEvery === 0) this.evaluate();
-        if (this.o.outputDir && this.o.saveEvery && this.step % this.o.saveEvery === 0) (this.save(), (saved = this.step));
+        if (this.o.outputDir && this.o.saveEvery && this.step % this.o.saveEvery === 0) (this.saveOnMain(), (saved = this.step));
         await yieldToEventLoop();
       }
-      if (this.stopping && this.o.outputDir && saved !== this.step) this.save();
+      if (this.stopping && this.o.outputDir && saved !== this.step) this.saveOnMain();
     } finally {
       release();
       if (this.o.progress) process.stderr.write('\n');
@@ -167,19 +183,25 @@ export class Trainer<B = Batch> {
     return metrics;
   }
 
-  /** One optimizer step over gradAccum micro-batches; a NaN loss stops the run before the update. */
+  /** One optimizer step over gradAccum micro-batches (per rank); a NaN loss stops the run before the update. */
   private async trainStep(batches: Generator<B>): Promise<StepMetrics> {
     const { model, gradAccum = 1 } = this.o;
     const lr = this.schedule(this.step);
     this.optimizer.setLr(lr);
     memory.resetPeak();
     const tStep = performance.now();
-    const drawn = Array.from({ length: gradAccum }, () => batches.next().value as B);
+    const world = this.o.dataParallel?.worldSize ?? 1;
+    const all = Array.from({ length: gradAccum * world }, () => batches.next().value as B);
+    const rank = this.o.dataParallel?.rank ?? 0;
+    const drawn = all.slice(rank * gradAccum, (rank + 1) * gradAccum);
     const micro = this.stepper.prepare ? await this.stepper.prepare(drawn) : drawn;
     const scale = this.scaler?.scale ?? 1;
     const params = model.parameters().filter((p) => p.requiresGrad);
-    const { result, norm } = this.inBackward ? this.updateInBackward(micro, params) : this.updateAfterBackward(micro, params, scale);
+    const { result, norm } = this.inBackward ? this.updateInBackward(micro, params)
+      : await this.updateAfterBackward(micro, params, scale, world > 1 ? this.stepper.targetTokens?.(all) : undefined);
     this.optimizer.zeroGrad();
+    // under ZeRO the optimizer holds shards: the model's own gradients are cleared here
+    if (this.o.dataParallel) for (const p of params) p.zeroGrad();
     this.step++;
     return {
       step: this.step, loss: result.loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
@@ -205,8 +227,16 @@ export class Trainer<B = Batch> {
     return this.stepper.accumulate(micro, { backend: this.o.backend, autocast: this.autocastTo(), ...opts });
   }
 
-  private updateAfterBackward(micro: B[], params: Tensor[], scale: number): { result: StepResult; norm: number } {
-    const result = this.accumulate(micro, { lossScale: scale });
+  private async updateAfterBackward(micro: B[], params: Tensor[], scale: number, globalTokens?: number): Promise<{ result: StepResult; norm: number }> {
+    const dp = globalTokens === undefined ? null : this.o.dataParallel ?? null;
+    let backwards = 0;
+    // data parallel: the last micro-batch's backward reduces gradients as they complete (none on the earlier ones)
+    const beforeBackward = dp ? () => void (++backwards === micro.length && dp.arm(params)) : undefined;
+    const result = this.accumulate(micro, { lossScale: scale, normalizeTokens: globalTokens, beforeBackward });
+    if (dp) {
+      await dp.finish(params);
+      [result.loss, result.tokens] = await dp.sum([result.loss, result.tokens]);
+    }
     const { loss } = result;
     let norm = gradNorm(params);
     const overflow = !Number.isFinite(norm) || !Number.isFinite(loss);
@@ -221,7 +251,9 @@ export class Trainer<B = Batch> {
         norm /= scale;
       }
       if (this.o.clip && norm > this.o.clip) scaleGrads(params, this.o.clip / (norm + 1e-6));
+      dp?.beforeOptimizerStep();
       this.optimizer.step();
+      await dp?.afterOptimizerStep();
     }
     return { result, norm };
   }
@@ -265,24 +297,32 @@ export class Trainer<B = Batch> {
       model.train();
     }
     this.o.onEval?.({ step: this.step, loss: r.loss, metrics: r.metrics });
+    if (!this.isMain) return r.loss;
     const prefixed = Object.fromEntries(Object.entries(r.metrics ?? {}).map(([n, v]) => [`eval_${n}`, v]));
     if (this.o.outputDir) appendFileSync(join(this.o.outputDir, 'eval.jsonl'), JSON.stringify({ step: this.step, eval_loss: r.loss, ...prefixed }) + '\n');
     return r.loss;
   }
 
   private log(m: StepMetrics): void {
-    if (!this.o.outputDir) return;
+    if (!this.o.outputDir || !this.isMain) return;
     mkdirSync(this.o.outputDir, { recursive: true });
     const { metrics, ...rest } = m;
     appendFileSync(join(this.o.outputDir, 'metrics.jsonl'), JSON.stringify({ ...rest, ...metrics }) + '\n');
   }
 
   private progress(start: number, t0: number, m: StepMetrics): void {
-    if (!this.o.progress) return;
+    if (!this.o.progress || !this.isMain) return;
     const done = this.step - start;
     const rate = done / ((performance.now() - t0) / 1e3);
     const left = (this.o.maxSteps - this.step) / Math.max(rate, 1e-9);
     process.stderr.write(`\r${progressBar(this.step, this.o.maxSteps)} loss ${m.loss.toFixed(4)} ${rate.toFixed(2)} it/s ${Math.round(m.tokens_per_sec)} tok/s ETA ${Math.round(left)}s `);
+  }
+
+  /** save() on rank 0 (every rank holds the same weights and optimizer state at ZeRO stage 0) */
+  private saveOnMain(): void {
+    const blocker = this.o.dataParallel?.checkpointBlocker() ?? null;
+    if (blocker) throw new Error(`step ${this.step}: cannot save a checkpoint: ${blocker}`);
+    if (this.isMain) this.save();
   }
 
   /** Writes checkpoint-<step> (model, optimizer, trainer state) atomically. */

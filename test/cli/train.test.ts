@@ -53,6 +53,12 @@ test('a bad JSONL line stops the run before training with file:line', () => {
 
 test('DeepSpeed config: ZeRO refused clearly, batch sizes checked', () => {
   assert.throws(() => fromDeepSpeed({ zero_optimization: { stage: 2 } }, 'ds.json'), /zero_optimization stage 2 needs sharded/);
+  assert.throws(() => fromDeepSpeed({ zero_optimization: { stage: 'x' } }, 'ds.json'), /zero_optimization.stage must be 0, 1, 2 or 3, got "x"/);
+  assert.deepEqual(fromDeepSpeed({ zero_optimization: { stage: 0 } }, 'ds.json').settings, { zeroStage: 0 }); // data parallel
+  assert.deepEqual(fromDeepSpeed({ zero_optimization: { stage: 1 } }, 'ds.json').settings, { zeroStage: 1 }); // + optimizer state partitioned
+  // train_batch_size counts every rank's micro-batches
+  assert.equal(fromDeepSpeed({ train_batch_size: 16, train_micro_batch_size_per_gpu: 4 }, 'ds.json', 2).settings.gradAccum, 2);
+  assert.throws(() => fromDeepSpeed({ train_batch_size: 8, train_micro_batch_size_per_gpu: 4, gradient_accumulation_steps: 2 }, 'ds.json', 2), /x 2 process\(es\)/);
   assert.throws(() => fromDeepSpeed({ train_batch_size: 10, train_micro_batch_size_per_gpu: 4, gradient_accumulation_steps: 2 }, 'ds.json'), /train_batch_size 10 != /);
   const { settings } = fromDeepSpeed({ train_batch_size: 16, train_micro_batch_size_per_gpu: 4, bf16: { enabled: true } }, 'ds.json');
   assert.deepEqual([settings.batchSize, settings.gradAccum, settings.dtype], [4, 4, 'bf16']);

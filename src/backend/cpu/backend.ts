@@ -30,6 +30,9 @@ class CpuStorage extends Storage {
   }
 }
 
+/** The native block handle behind a CPU storage, or null for another backend's (src/dist passes it to the addon). */
+export const cpuStorageHandle = (s: Storage): number | null => (s instanceof CpuStorage ? s.handle : null);
+
 function nativeView(v: View): NativeView {
   if (!(v.storage instanceof CpuStorage)) throw new Error(`cpu kernel got a tensor on backend '${v.storage.backendName}'`);
   const { layout } = v;

@@ -1,0 +1,361 @@
+// Shared-memory collectives between the rank processes of one machine (src/dist's embedded
+// transport). A group's segment holds a header (a 64-byte control line per rank: a sequence
+// counter and the call it is in; pids; send/recv counters per ordered pair) and one slot per rank.
+// A collective moves in pieces of at most one slot (16 MiB by default): a rank copies its piece
+// into its slot, all meet at a phase (counter = generation, futex wake), each reads what it needs
+// from the others' slots, and all meet again before the slots are reused. Slots persist across
+// calls, so pages are faulted in once (a fresh 64 MiB buffer costs ~200 ms on these VMs).
+// Reductions run in rank order 0..N-1 with float32 accumulation for half types, so every rank
+// gets the same bits and a single-process reference reproduces them exactly.
+#include "dist_shm.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <memory>
+#include <mutex>
+
+#include "cast.h"
+#include "kernel_api.h"
+
+namespace kestrel {
+namespace {
+
+constexpr uint32_t kMagic = 0x4b445354;  // "KDST"
+constexpr size_t kLine = 64;
+constexpr size_t kPage = 4096;
+constexpr int kMaxRanks = 256;
+
+// A rank's control line: the phase counter others wait on, and what call it is in (checked
+// at the first phase of every collective so that mismatched calls fail instead of corrupting).
+struct Control {
+  uint32_t counter;
+  uint32_t op, dtype, reduce;
+  uint64_t count;
+  int32_t peer;
+};
+static_assert(sizeof(Control) <= kLine, "control line");
+
+struct Meta {
+  uint32_t magic, world;
+  uint64_t slot_bytes;
+};
+
+using Clock = std::chrono::steady_clock;
+
+size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
+
+struct Segment {
+  std::string name;
+  char* base = nullptr;
+  size_t total = 0, slot_bytes = 0, header = 0;
+  int rank = 0, world = 0;
+  std::vector<int> global;
+  uint32_t gen = 0;                                // phases passed (same on every member)
+  std::vector<uint32_t> sent_seq, recv_seq;        // pieces sent to / received from each peer
+
+  Meta* meta() const { return reinterpret_cast<Meta*>(base); }
+  Control* control(int r) const { return reinterpret_cast<Control*>(base + kLine * (1 + r)); }
+  int32_t* pid(int r) const { return reinterpret_cast<int32_t*>(base + kLine * (1 + world)) + r; }
+  uint32_t* pair_counters() const { return reinterpret_cast<uint32_t*>(base + round_up(kLine * (1 + world) + 4 * world, kLine)); }
+  uint32_t* sent(int from, int to) const { return pair_counters() + from * world + to; }
+  uint32_t* acked(int from, int to) const { return pair_counters() + world * world + from * world + to; }
+  char* slot(int r) const { return base + header + slot_bytes * size_t(r); }
+};
+
+size_t header_bytes(int world) {
+  return round_up(round_up(kLine * (1 + world) + 4 * world, kLine) + 8 * size_t(world) * world, kPage);
+}
+
+std::mutex registry_mu;
+std::vector<std::unique_ptr<Segment>>& registry() {
+  static std::vector<std::unique_ptr<Segment>> r;
+  return r;
+}
+
+Segment& segment(int id) {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  auto& r = registry();
+  if (id < 0 || size_t(id) >= r.size() || !r[size_t(id)]) throw KernelError("dist: unknown or closed segment id " + std::to_string(id));
+  return *r[size_t(id)];
+}
+
+uint32_t load(const uint32_t* p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+bool reached(uint32_t v, uint32_t target) { return int32_t(v - target) >= 0; }
+
+void post(uint32_t* p, uint32_t v) {
+  __atomic_store_n(p, v, __ATOMIC_RELEASE);
+  syscall(SYS_futex, p, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0);
+}
+
+std::string who(const Segment& s, int r) { return "rank " + std::to_string(s.global[size_t(r)]); }
+
+// Waits until *p reaches target: a short spin, then futex sleeps of 20 ms between which the
+// deadline and the peer's process are checked, so a dead or hung rank is an error that names it.
+void wait_for(const Segment& s, const uint32_t* p, uint32_t target, int r, const DistCall& c, Clock::time_point deadline) {
+  for (int i = 0; i < 256; i++) {
+    if (reached(load(p), target)) return;
+#if defined(__x86_64__)
+    __builtin_ia32_pause();
+#endif
+  }
+  for (;;) {
+    uint32_t v = load(p);
+    if (reached(v, target)) return;
+    timespec ts{0, 20 * 1000 * 1000};
+    syscall(SYS_futex, p, FUTEX_WAIT, v, &ts, nullptr, 0);
+    if (reached(load(p), target)) return;
+    int32_t peer_pid = __atomic_load_n(s.pid(r), __ATOMIC_ACQUIRE);
+    if (peer_pid > 0 && kill(peer_pid, 0) != 0 && errno == ESRCH)
+      throw KernelError("dist " + c.name + ": " + who(s, r) + " (pid " + std::to_string(peer_pid) + ") exited while this rank waited for it");
+    if (Clock::now() > deadline)
+      throw KernelError("dist " + c.name + ": " + who(s, r) + " did not arrive within " + std::to_string(int64_t(c.timeout_ms)) +
+                        " ms (a dead, hung or diverged peer)");
+  }
+}
+
+const char* op_name(uint32_t op) {
+  static const char* names[] = {"allReduce", "broadcast", "allGather", "reduceScatter", "allToAll", "send", "recv", "barrier"};
+  return op < 8 ? names[op] : "?";
+}
+
+// All members meet. The first phase of a call also checks that every member is in the same call.
+void phase(Segment& s, const DistCall& c, Clock::time_point deadline, bool first) {
+  uint32_t target = ++s.gen;
+  Control* me = s.control(s.rank);
+  if (first) {
+    me->op = uint32_t(c.op), me->dtype = uint32_t(c.dtype), me->reduce = uint32_t(c.reduce);
+    me->count = c.count, me->peer = c.peer;
+  }
+  post(&me->counter, target);
+  for (int r = 0; r < s.world; r++)
+    if (r != s.rank) wait_for(s, &s.control(r)->counter, target, r, c, deadline);
+  if (!first) return;
+  for (int r = 0; r < s.world; r++) {
+    const Control* o = s.control(r);
+    if (o->op != me->op || o->dtype != me->dtype || o->count != me->count || o->reduce != me->reduce || o->peer != me->peer)
+      throw KernelError("dist " + c.name + ": ranks disagree on the call: " + who(s, s.rank) + " is in " + op_name(me->op) + " of " +
+                        std::to_string(me->count) + " elements (dtype " + std::to_string(me->dtype) + ", op " + std::to_string(me->reduce) +
+                        ", peer " + std::to_string(me->peer) + "), " + who(s, r) + " in " + op_name(o->op) + " of " + std::to_string(o->count) +
+                        " (dtype " + std::to_string(o->dtype) + ", op " + std::to_string(o->reduce) + ", peer " + std::to_string(o->peer) + ")");
+  }
+}
+
+// ---------------------------------------------------------------- reductions
+
+template <class T> struct Acc { using type = T; static T in(T v) { return v; } static T out(T v) { return v; } };
+template <> struct Acc<bf16_t> {
+  using type = float;
+  static float in(bf16_t v) { return bf16_to_f32(v.bits); }
+  static bf16_t out(float v) { return bf16_t{f32_to_bf16(v)}; }
+};
+template <> struct Acc<int32_t> {  // int64 sums wrap like int32 arithmetic without signed overflow
+  using type = int64_t;
+  static int64_t in(int32_t v) { return v; }
+  static int32_t out(int64_t v) { return int32_t(uint32_t(uint64_t(v))); }
+};
+template <> struct Acc<f16_t> {
+  using type = float;
+  static float in(f16_t v) { return f16_to_f32(v.bits); }
+  static f16_t out(float v) { return f16_t{f32_to_f16(v)}; }
+};
+
+// dst[i] = reduce over r = 0..N-1 (in that order) of src(r)[i], for n elements; src(r) returns a T*.
+template <class T, class Src>
+void reduce_into(T* dst, size_t n, int world, DistReduce op, Src src) {
+  using A = typename Acc<T>::type;
+  constexpr size_t kBlock = 2048;
+  A acc[kBlock];
+  for (size_t b = 0; b < n; b += kBlock) {
+    size_t m = std::min(kBlock, n - b);
+    const T* s0 = src(0) + b;
+    for (size_t i = 0; i < m; i++) acc[i] = Acc<T>::in(s0[i]);
+    for (int r = 1; r < world; r++) {
+      const T* sr = src(r) + b;
+      if (op == DistReduce::Max) for (size_t i = 0; i < m; i++) { A v = Acc<T>::in(sr[i]); acc[i] = v > acc[i] ? v : acc[i]; }
+      else if (op == DistReduce::Min) for (size_t i = 0; i < m; i++) { A v = Acc<T>::in(sr[i]); acc[i] = v < acc[i] ? v : acc[i]; }
+      else for (size_t i = 0; i < m; i++) acc[i] = A(acc[i] + Acc<T>::in(sr[i]));
+    }
+    if (op == DistReduce::Avg) for (size_t i = 0; i < m; i++) acc[i] = A(acc[i] / A(world));
+    for (size_t i = 0; i < m; i++) dst[b + i] = Acc<T>::out(acc[i]);
+  }
+}
+
+// Reduces n elements at byte offset `at` of every member's slot into dst.
+void reduce_slots(const Segment& s, DistCall const& c, char* dst, size_t n, size_t at) {
+  auto run = [&](auto* typed_dst) {
+    using T = std::remove_pointer_t<decltype(typed_dst)>;
+    reduce_into<T>(typed_dst, n, s.world, c.reduce, [&](int r) { return reinterpret_cast<const T*>(s.slot(r) + at); });
+  };
+  switch (c.dtype) {
+    case DistDType::F32: run(reinterpret_cast<float*>(dst)); break;
+    case DistDType::BF16: run(reinterpret_cast<bf16_t*>(dst)); break;
+    case DistDType::F16: run(reinterpret_cast<f16_t*>(dst)); break;
+    case DistDType::I32: run(reinterpret_cast<int32_t*>(dst)); break;
+    case DistDType::I64: run(reinterpret_cast<int64_t*>(dst)); break;
+    case DistDType::F64: run(reinterpret_cast<double*>(dst)); break;
+    case DistDType::U8: run(reinterpret_cast<uint8_t*>(dst)); break;
+  }
+}
+
+// ---------------------------------------------------------------- collectives
+
+struct Pieces {
+  size_t piece, n;  // elements per piece, total elements (per rank)
+  template <class F> void each(F f) const {
+    for (size_t off = 0; off < n; off += piece) f(off, std::min(piece, n - off));
+  }
+};
+
+void run_collective(Segment& s, const DistCall& c, Clock::time_point deadline) {
+  const size_t eb = dist_dtype_bytes(c.dtype), N = size_t(s.world), me = size_t(s.rank);
+  const size_t n = c.count;
+  bool first = true;
+  auto meet = [&] { phase(s, c, deadline, first); first = false; };
+  if (c.op == DistOp::Barrier || n == 0) {  // two phases, so that the call check of a next call cannot race this one
+    meet();
+    meet();
+    return;
+  }
+  const bool packed = c.op == DistOp::ReduceScatter || c.op == DistOp::AllToAll;  // each rank sends N blocks
+  Pieces p{std::max<size_t>(1, s.slot_bytes / eb / (packed ? N : 1)), n};
+  p.each([&](size_t off, size_t m) {
+    const size_t bytes = m * eb;
+    switch (c.op) {
+      case DistOp::AllReduce:
+        std::memcpy(s.slot(s.rank), c.src + off * eb, bytes);
+        meet();
+        reduce_slots(s, c, c.dst + off * eb, m, 0);
+        break;
+      case DistOp::Broadcast:
+        if (int(me) == c.peer) std::memcpy(s.slot(s.rank), c.src + off * eb, bytes);
+        meet();
+        if (int(me) != c.peer || c.dst != c.src) std::memcpy(c.dst + off * eb, s.slot(c.peer), bytes);
+        break;
+      case DistOp::AllGather:
+        std::memcpy(s.slot(s.rank), c.src + off * eb, bytes);
+        meet();
+        for (size_t r = 0; r < N; r++) std::memcpy(c.dst + (r * n + off) * eb, s.slot(int(r)), bytes);
+        break;
+      case DistOp::ReduceScatter:
+      case DistOp::AllToAll:
+        for (size_t r = 0; r < N; r++) std::memcpy(s.slot(s.rank) + r * bytes, c.src + (r * n + off) * eb, bytes);
+        meet();
+        if (c.op == DistOp::ReduceScatter) reduce_slots(s, c, c.dst + off * eb, m, me * bytes);
+        else for (size_t r = 0; r < N; r++) std::memcpy(c.dst + (r * n + off) * eb, s.slot(int(r)) + me * bytes, bytes);
+        break;
+      default: throw KernelError("dist: not a collective");
+    }
+    meet();  // every member has read the slots: they may be reused
+  });
+}
+
+// send/recv: the sender's slot carries one piece at a time; `sent` says a piece is there,
+// `acked` that the receiver has copied it out (so the sender's slot is free again).
+void run_point_to_point(Segment& s, const DistCall& c, Clock::time_point deadline) {
+  const size_t eb = dist_dtype_bytes(c.dtype);
+  if (c.peer == s.rank) throw KernelError("dist " + c.name + ": peer is this rank (" + who(s, s.rank) + ")");
+  Pieces p{s.slot_bytes / eb, c.count};
+  p.each([&](size_t off, size_t m) {
+    if (c.op == DistOp::Send) {
+      uint32_t seq = ++s.sent_seq[size_t(c.peer)];
+      std::memcpy(s.slot(s.rank), c.src + off * eb, m * eb);
+      post(s.sent(s.rank, c.peer), seq);
+      wait_for(s, s.acked(s.rank, c.peer), seq, c.peer, c, deadline);
+    } else {
+      uint32_t seq = ++s.recv_seq[size_t(c.peer)];
+      wait_for(s, s.sent(c.peer, s.rank), seq, c.peer, c, deadline);
+      std::memcpy(c.dst + off * eb, s.slot(c.peer), m * eb);
+      post(s.acked(c.peer, s.rank), seq);
+    }
+  });
+}
+
+}  // namespace
+
+size_t dist_dtype_bytes(DistDType d) {
+  switch (d) {
+    case DistDType::F32: case DistDType::I32: return 4;
+    case DistDType::BF16: case DistDType::F16: return 2;
+    case DistDType::I64: case DistDType::F64: return 8;
+    case DistDType::U8: return 1;
+  }
+  throw KernelError("dist: unknown dtype code " + std::to_string(int(d)));
+}
+
+int dist_open(const std::string& name, int local_rank, const std::vector<int>& global_ranks, size_t slot_bytes) {
+  const int world = int(global_ranks.size());
+  if (world < 1 || world > kMaxRanks) throw KernelError("dist open: group of " + std::to_string(world) + " ranks (1.." + std::to_string(kMaxRanks) + ")");
+  if (local_rank < 0 || local_rank >= world) throw KernelError("dist open: rank " + std::to_string(local_rank) + " outside a group of " + std::to_string(world));
+  if (slot_bytes < kPage || slot_bytes > (size_t(1) << 30) || slot_bytes % kPage)
+    throw KernelError("dist open: slot size " + std::to_string(slot_bytes) + " must be a multiple of 4096 in [4096, 1 GiB]");
+  if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos || name.size() > 200)
+    throw KernelError("dist open: bad segment name '" + name + "' (one '/' then up to 200 characters)");
+  auto s = std::make_unique<Segment>();
+  s->name = name, s->rank = local_rank, s->world = world, s->global = global_ranks, s->slot_bytes = slot_bytes;
+  s->header = header_bytes(world);
+  s->total = s->header + slot_bytes * size_t(world);
+  s->sent_seq.assign(size_t(world), 0), s->recv_seq.assign(size_t(world), 0);
+  int fd = shm_open(name.c_str(), O_CREAT | O_RDWR, 0600);
+  if (fd < 0) throw KernelError("dist open: shm_open('" + name + "'): " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || (st.st_size != 0 && size_t(st.st_size) != s->total) ||
+      (st.st_size == 0 && ftruncate(fd, off_t(s->total)) != 0)) {
+    int e = errno;
+    close(fd);
+    throw KernelError("dist open: segment '" + name + "' is " + std::to_string(st.st_size) + " bytes, this rank needs " +
+                      std::to_string(s->total) + " (ranks disagree on the group or slot size?)" + (e ? std::string(": ") + std::strerror(e) : ""));
+  }
+  void* p = mmap(nullptr, s->total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) throw KernelError("dist open: mmap of " + std::to_string(s->total) + " bytes: " + std::strerror(errno));
+  s->base = static_cast<char*>(p);
+  Meta* m = s->meta();
+  m->magic = kMagic, m->world = uint32_t(world), m->slot_bytes = slot_bytes;  // every member writes the same values
+  __atomic_store_n(s->pid(local_rank), int32_t(getpid()), __ATOMIC_RELEASE);
+  std::lock_guard<std::mutex> lock(registry_mu);
+  registry().push_back(std::move(s));
+  return int(registry().size() - 1);
+}
+
+void dist_run(int id, const DistCall& c) {
+  Segment& s = segment(id);
+  if (!(c.timeout_ms > 0)) throw KernelError("dist " + c.name + ": timeout must be positive");
+  if ((c.op == DistOp::Broadcast || c.op == DistOp::Send || c.op == DistOp::Recv) && (c.peer < 0 || c.peer >= s.world))
+    throw KernelError("dist " + c.name + ": peer " + std::to_string(c.peer) + " outside a group of " + std::to_string(s.world));
+  auto deadline = Clock::now() + std::chrono::microseconds(int64_t(c.timeout_ms * 1000));
+  if (c.op == DistOp::Send || c.op == DistOp::Recv) run_point_to_point(s, c, deadline);
+  else run_collective(s, c, deadline);
+}
+
+size_t dist_piece_elements(int id, DistOp op, DistDType dtype) {
+  Segment& s = segment(id);
+  bool packed = op == DistOp::ReduceScatter || op == DistOp::AllToAll;
+  return std::max<size_t>(1, s.slot_bytes / dist_dtype_bytes(dtype) / (packed ? size_t(s.world) : 1));
+}
+
+void dist_close(int id) {
+  std::unique_ptr<Segment> s;
+  {
+    std::lock_guard<std::mutex> lock(registry_mu);
+    auto& r = registry();
+    if (id < 0 || size_t(id) >= r.size() || !r[size_t(id)]) return;
+    s = std::move(r[size_t(id)]);
+  }
+  munmap(s->base, s->total);
+}
+
+bool dist_unlink(const std::string& name) { return shm_unlink(name.c_str()) == 0; }
+
+}  // namespace kestrel

@@ -1,0 +1,150 @@
+// ProcessGroup: torch.distributed's collectives on Kestrel tensors, in place, each returning a
+// Work handle (await it, or keep computing and `await work.wait()` later). Peer ranks are global
+// ranks, as in torch. The bytes move through a Transport (transport.ts); this file checks shapes
+// and dtypes so that a mismatch is an error here, on the rank that made it.
+import { type DType, isFloat } from '../tensor/dtype.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { Collective, ReduceOp, Transport, TransportCall } from './transport.js';
+
+/** A collective in flight. Thenable, so `await pg.allReduce(t)` waits for it. */
+export class Work implements PromiseLike<void> {
+  private finished = false;
+  private readonly done: Promise<void>;
+
+  constructor(done: Promise<void>) {
+    this.done = done.then(() => void (this.finished = true));
+    this.done.catch(() => (this.finished = true)); // a caller that never waits must not crash the process; the group reports it next
+  }
+  /** resolves when the tensors hold the result; rejects naming the rank at fault */
+  wait(): Promise<void> {
+    return this.done;
+  }
+  isCompleted(): boolean {
+    return this.finished;
+  }
+  then<A = void, B = never>(ok?: ((v: void) => A | PromiseLike<A>) | null, bad?: ((e: unknown) => B | PromiseLike<B>) | null): PromiseLike<A | B> {
+    return this.done.then(ok, bad);
+  }
+}
+
+export interface ProcessGroupOpts {
+  /** every collective fails after this long without its peers (default 300 s) */
+  timeoutMs: number;
+}
+
+export class ProcessGroup {
+  private groupsCreated = 0;
+
+  constructor(private readonly transport: Transport, readonly opts: ProcessGroupOpts) {}
+
+  /** this process's rank in the group */
+  get rank(): number {
+    return this.transport.rank;
+  }
+  get size(): number {
+    return this.transport.ranks.length;
+  }
+  /** the group's global ranks; index = rank in the group */
+  get ranks(): readonly number[] {
+    return this.transport.ranks;
+  }
+
+  /** In place: every rank's t becomes the reduction of all ranks' t (sum, avg, max or min). */
+  allReduce(t: Tensor, op: ReduceOp = 'sum'): Work {
+    this.reducible(t, op, 'allReduce');
+    return this.call('allReduce', { src: t, dst: t, count: t.numel, reduce: op });
+  }
+
+  /** In place: every rank's t becomes rank `src`'s (a global rank). */
+  broadcast(t: Tensor, src: number): Work {
+    this.contiguous(t, 'broadcast', 'tensor');
+    return this.call('broadcast', { src: t, dst: t, count: t.numel, peer: this.local(src, 'broadcast') });
+  }
+
+  /** output (size × input.numel elements) = every rank's input, in rank order (torch's all_gather_into_tensor). */
+  allGather(output: Tensor, input: Tensor): Work {
+    this.pair(output, input, this.size, 1, 'allGather');
+    return this.call('allGather', { src: input, dst: output, count: input.numel });
+  }
+
+  /** output (input.numel / size elements) = block `rank` of the reduction of every rank's input (torch's reduce_scatter_tensor). */
+  reduceScatter(output: Tensor, input: Tensor, op: ReduceOp = 'sum'): Work {
+    this.pair(output, input, 1, this.size, 'reduceScatter');
+    this.reducible(input, op, 'reduceScatter');
+    return this.call('reduceScatter', { src: input, dst: output, count: output.numel, reduce: op });
+  }
+
+  /** Block r of output = block `rank` of rank r's input; both size × n elements (torch's all_to_all_single). */
+  allToAll(output: Tensor, input: Tensor): Work {
+    this.pair(output, input, 1, 1, 'allToAll');
+    if (input.numel % this.size) throw new Error(`dist allToAll: ${input.numel} elements do not split into ${this.size} equal blocks`);
+    return this.call('allToAll', { src: input, dst: output, count: input.numel / this.size });
+  }
+
+  /** Sends t to global rank dst; pairs with dst's recv (blocking until it took each piece). */
+  send(t: Tensor, dst: number): Work {
+    this.contiguous(t, 'send', 'tensor');
+    return this.call('send', { src: t, count: t.numel, peer: this.local(dst, 'send') });
+  }
+
+  /** Receives into t from global rank src. */
+  recv(t: Tensor, src: number): Work {
+    this.contiguous(t, 'recv', 'tensor');
+    return this.call('recv', { dst: t, count: t.numel, peer: this.local(src, 'recv') });
+  }
+
+  barrier(): Work {
+    return this.call('barrier', {});
+  }
+
+  /**
+   * A group of some of these ranks (global ranks). Every rank of this group calls it, in the same
+   * order as its other calls; members get the new group, the others null (torch's new_group).
+   * @example const evens = await world.newGroup([0, 2]); if (evens) await evens.allReduce(t);
+   */
+  async newGroup(ranks: readonly number[]): Promise<ProcessGroup | null> {
+    const sorted = [...new Set(ranks)].sort((a, b) => a - b);
+    if (sorted.length === 0 || sorted.length !== ranks.length || sorted.some((r) => !this.ranks.includes(r)))
+      throw new Error(`dist newGroup: ranks [${ranks.join(', ')}] must be distinct members of [${this.ranks.join(', ')}]`);
+    const index = ++this.groupsCreated;
+    const member = sorted.includes(this.ranks[this.rank]);
+    const sub = member ? this.transport.subgroup(index, sorted) : null;
+    await this.barrier(); // every member has mapped the subgroup's segment
+    sub?.settled();
+    return sub ? new ProcessGroup(sub.transport, this.opts) : null;
+  }
+
+  /** Releases the transport (after the calls in flight). */
+  destroy(): void {
+    this.transport.close();
+  }
+
+  private call(op: Collective, c: Partial<TransportCall>): Work {
+    const dtype: DType = (c.src ?? c.dst)?.dtype ?? 'uint8';
+    return new Work(this.transport.run({ op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c }));
+  }
+
+  private local(global: number, op: string): number {
+    const i = this.ranks.indexOf(global);
+    if (i < 0) throw new Error(`dist ${op}: rank ${global} is not in this group [${this.ranks.join(', ')}]`);
+    return i;
+  }
+
+  private contiguous(t: Tensor, op: string, what: string): void {
+    if (!t.isContiguous()) throw new Error(`dist ${op}: the ${what} [${t.shape.join(', ')}] is not contiguous (call .contiguous() first)`);
+  }
+
+  private reducible(t: Tensor, op: ReduceOp, name: string): void {
+    this.contiguous(t, name, 'tensor');
+    if (op === 'avg' && !isFloat(t.dtype)) throw new Error(`dist ${name}: 'avg' needs a floating dtype, got ${t.dtype} (use 'sum' and divide)`);
+  }
+
+  // output.numel × outFactor must equal input.numel × inFactor, same dtype, both contiguous
+  private pair(output: Tensor, input: Tensor, outPerIn: number, inPerOut: number, op: string): void {
+    this.contiguous(output, op, 'output');
+    this.contiguous(input, op, 'input');
+    if (output.dtype !== input.dtype) throw new Error(`dist ${op}: output is ${output.dtype}, input ${input.dtype}`);
+    if (output.numel * inPerOut !== input.numel * outPerIn)
+      throw new Error(`dist ${op}: output [${output.shape.join(', ')}] must hold ${(input.numel * outPerIn) / inPerOut} elements for input [${input.shape.join(', ')}] in a group of ${this.size}`);
+  }
+}

@@ -1,0 +1,49 @@
+// The contract between a ProcessGroup and what moves its bytes. A transport runs one call at a
+// time, in the order it is given (every member issues the same calls in the same order, like
+// NCCL's stream), on contiguous buffers it receives as tensors. The shared-memory transport
+// (shm_transport.ts) implements it today; an MPI transport (MPI_Allreduce & co. opened with
+// dlopen) fits the same shape: subgroups map to MPI_Comm_create_group, send/recv to MPI_Send/Recv.
+import type { DType } from '../tensor/dtype.js';
+import type { Tensor } from '../tensor/tensor.js';
+
+export const COLLECTIVES = ['allReduce', 'broadcast', 'allGather', 'reduceScatter', 'allToAll', 'send', 'recv', 'barrier'] as const;
+export type Collective = (typeof COLLECTIVES)[number];
+
+export const REDUCE_OPS = ['sum', 'avg', 'max', 'min'] as const;
+export type ReduceOp = (typeof REDUCE_OPS)[number];
+
+/** dtypes the transports carry, in native/dist_shm.h DistDType order */
+export const DIST_DTYPES: readonly DType[] = ['float32', 'bfloat16', 'float16', 'int32', 'int64', 'float64', 'uint8'];
+
+/**
+ * One call. `count` is the element count per rank: allReduce/broadcast/send/recv move `count`;
+ * allGather takes `count` and writes size × count; reduceScatter takes size × count and writes
+ * `count`; allToAll takes and writes size × count (block r goes to rank r).
+ */
+export interface TransportCall {
+  op: Collective;
+  reduce: ReduceOp;
+  dtype: DType;
+  /** group-local rank: broadcast's root, send's destination, recv's source */
+  peer: number;
+  count: number;
+  src: Tensor | null;
+  dst: Tensor | null;
+  timeoutMs: number;
+}
+
+export interface Transport {
+  /** this process's rank within the group, and the group's global ranks (index = local rank) */
+  readonly rank: number;
+  readonly ranks: readonly number[];
+  /** runs a call after every earlier one; rejects with a message naming the rank at fault */
+  run(call: TransportCall): Promise<void>;
+  /** elements of one piece of a call (calls larger than this are split); for tests of the boundaries */
+  pieceElements(op: Collective, dtype: DType): number;
+  /**
+   * The transport of a subgroup: called by its members, in the same order on all of them.
+   * `settled` runs once every member has called it (the parent group's barrier).
+   */
+  subgroup(index: number, ranks: readonly number[]): { transport: Transport; settled: () => void };
+  close(): void;
+}

@@ -1,0 +1,106 @@
+// ZeRO stage 1 (Rajbhandari et al. 2020, "optimizer state partitioning"): gradients are summed over
+// ranks as in stage 0 (ddp.ts), but each rank keeps optimizer state for 1/N of every parameter
+// group only. A group's parameters are one flat arena (padded to N equal shards); rank r's
+// optimizer owns shard r as a float32 master tensor, updates it from the same slice of the summed
+// gradient, and an allGather of the shards rebuilds every rank's full parameters. Optimizers that
+// act elementwise (AdamW, SGD, Lion) give the same update on a shard as on the whole tensor.
+import { backendOf } from '../backend/index.js';
+import { cat } from '../ops/indexing.js';
+import { zeros } from '../ops/creation.js';
+import { clone, narrow, reshape } from '../ops/view.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { keep, tidy } from '../tensor/scope.js';
+import { memory } from '../tensor/memory.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { DistributedDataParallel } from './ddp.js';
+import type { ProcessGroup } from './process_group.js';
+
+interface Arena<O> {
+  params: Tensor[];
+  /** elements of every parameter together, and of one rank's shard (the total padded to N shards) */
+  numel: number;
+  shardLen: number;
+  /** this rank's master copy of its shard, the tensor the optimizer updates */
+  shard: Tensor;
+  options: O | undefined;
+}
+
+/** Copies a flat tensor's elements into the parameters it was made from (in order). */
+function scatterInto(flat: Tensor, params: readonly Tensor[]): void {
+  let at = 0;
+  for (const p of params) {
+    const dst = p;
+    const part = reshape(narrow(flat, 0, at, p.numel), p.shape);
+    backendOf(dst).kernels.copy(part, dst);
+    part.dispose();
+    at += p.numel;
+  }
+}
+
+/** The parameters (or their gradients) as one flat float32 tensor padded to `length`. */
+function flatten(tensors: readonly Tensor[], length: number): Tensor {
+  return tidy(() => {
+    const parts = tensors.map((t) => reshape(t, [-1]));
+    const pad = length - tensors.reduce((n, t) => n + t.numel, 0);
+    if (pad > 0) parts.push(zeros([pad], { backend: tensors[0].backendName }));
+    return cat(parts, 0);
+  });
+}
+
+export class ZeroStage1<O = unknown> extends DistributedDataParallel {
+  private readonly arenas: Arena<O>[];
+
+  /** groups: the optimizer's parameter groups (with their options); every rank holds the same values (broadcast first) */
+  constructor(group: ProcessGroup, groups: readonly { params: Tensor[]; options?: O }[], bucketBytes?: number) {
+    super(group, bucketBytes);
+    const N = group.size;
+    this.arenas = groups.filter((g) => g.params.length).map((g) => {
+      if (g.params.some((p) => p.dtype !== 'float32')) throw new Error('ZeRO stage 1: trainable parameters must be float32 (master weights)');
+      const numel = g.params.reduce((n, p) => n + p.numel, 0);
+      const shardLen = Math.ceil(numel / N);
+      // the master copy of this rank's shard counts as parameter memory (Ψ/N more than the model's)
+      const shard = memory.withTag('param', () => noGrad(() => tidy(() => {
+        const flat = flatten(g.params, shardLen * N);
+        return keep(clone(narrow(flat, 0, group.rank * shardLen, shardLen)));
+      })));
+      return { params: g.params, numel, shardLen, shard, options: g.options };
+    });
+  }
+
+  /** The groups to build the optimizer over: one shard tensor per group, with the group's options. */
+  get shardGroups(): { params: Tensor[]; options?: O }[] {
+    return this.arenas.map((a) => ({ params: [a.shard], ...(a.options === undefined ? {} : { options: a.options }) }));
+  }
+
+  /** Elements of optimizer-owned parameters on this rank (1/N of the model's trainable ones, plus padding). */
+  get shardNumel(): number {
+    return this.arenas.reduce((n, a) => n + a.shardLen, 0);
+  }
+
+  /** Sets each shard's .grad to its slice of the (summed, clipped) full gradients. */
+  override beforeOptimizerStep(): void {
+    noGrad(() => {
+      for (const a of this.arenas) {
+        a.shard.grad?.dispose();
+        a.shard.grad = memory.withTag('grad', () => keep(tidy(() => {
+          const grads = a.params.map((p) => p.grad ?? zeros(p.shape, { backend: p.backendName }));
+          return clone(narrow(flatten(grads, a.shardLen * this.worldSize), 0, this.rank * a.shardLen, a.shardLen));
+        })));
+      }
+    });
+  }
+
+  /** Gathers every rank's updated shard into the full parameters. */
+  override async afterOptimizerStep(): Promise<void> {
+    for (const a of this.arenas) {
+      const full = memory.withTag('param', () => zeros([a.shardLen * this.worldSize], { backend: a.shard.backendName }));
+      await this.group.allGather(full, a.shard);
+      noGrad(() => scatterInto(full, a.params));
+      full.dispose();
+    }
+  }
+
+  override checkpointBlocker(): string | null {
+    return 'checkpoints under ZeRO stage 1 need sharded optimizer state in the checkpoint, which is not built yet';
+  }
+}

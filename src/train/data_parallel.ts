@@ -1,0 +1,22 @@
+// What data-parallel training plugs into the Trainer (src/dist/ddp.ts implements it over a
+// ProcessGroup; train/ knows no transport). Each rank runs its own micro-batches of the global
+// batch; the gradients of the step's last backward are summed over ranks as they complete, so
+// after finish() every rank holds the gradient of the whole global batch.
+import type { Tensor } from '../tensor/tensor.js';
+
+export interface DataParallel {
+  readonly rank: number;
+  readonly worldSize: number;
+  /** arms the gradient hooks for one backward (the step's last micro-batch): reductions start as gradients become final */
+  arm(params: readonly Tensor[]): void;
+  /** resolves once every parameter's .grad holds the sum over ranks; disarms the hooks */
+  finish(params: readonly Tensor[]): Promise<void>;
+  /** sums numbers over ranks (a step's loss and token counts) */
+  sum(values: number[]): Promise<number[]>;
+  /** after clipping, before optimizer.step(): ZeRO hands each rank's optimizer its share of the gradient */
+  beforeOptimizerStep(): void;
+  /** after optimizer.step(): ZeRO gathers the updated shards into every rank's parameters */
+  afterOptimizerStep(): Promise<void>;
+  /** why a checkpoint cannot be written now, or null */
+  checkpointBlocker(): string | null;
+}

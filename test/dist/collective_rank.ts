@@ -1,0 +1,152 @@
+// One rank of the collective suite (test/dist/collectives_*.test.ts launches 1-4 of these). Every
+// rank builds every rank's inputs from seeds, so it computes the single-process reference itself
+// (float32 accumulation in rank order, rounded once to the dtype: the order the transport
+// promises) and compares its results bit for bit. Exits non-zero naming the first mismatch.
+import * as k from '../../src/index.js';
+import { encode } from '../../src/ops/creation.js';
+import { initProcessGroup } from '../../src/dist/init.js';
+import type { ProcessGroup } from '../../src/dist/process_group.js';
+import type { ReduceOp } from '../../src/dist/transport.js';
+import { seeded } from '../helpers.js';
+
+type Num = number;
+const DTYPES: k.DType[] = ['float32', 'bfloat16', 'float16', 'float64', 'int32', 'int64', 'uint8'];
+const FLOATS = new Set<k.DType>(['float32', 'bfloat16', 'float16', 'float64']);
+
+/** rank r's n input values for one case, already representable in dtype */
+function values(dtype: k.DType, n: number, rank: number, caseSeed: number): number[] {
+  const raw = seeded(n, 1000 * caseSeed + 17 * rank + 1, -4, 4);
+  if (dtype === 'uint8') return Array.from(raw, (v) => Math.floor((v + 4) * 8));
+  if (!FLOATS.has(dtype)) return Array.from(raw, (v) => Math.round(v * 1000));
+  return Array.from(decode(dtype, encode(dtype, raw)));
+}
+
+function decode(dtype: k.DType, a: ArrayLike<number | bigint>): Float64Array {
+  if (dtype === 'bfloat16') return Float64Array.from(a as Uint16Array, k.bf16ToF32);
+  if (dtype === 'float16') return Float64Array.from(a as Uint16Array, k.f16ToF32);
+  return Float64Array.from(Array.from(a, Number));
+}
+
+const make = (dtype: k.DType, v: ArrayLike<Num>): k.Tensor => k.tensor(encode(dtype, v), { dtype, backend: 'cpu' });
+
+/** the transport's order: acc = x0; acc = acc (op) x_r for r = 1..N-1 in float32 (float64 / exact ints as stored), then avg divides */
+function reduceRef(dtype: k.DType, inputs: number[][], op: ReduceOp): number[] {
+  const round = dtype === 'float64' || !FLOATS.has(dtype) ? (x: number) => x : Math.fround;
+  return inputs[0].map((_, i) => {
+    let acc = round(inputs[0][i]);
+    for (let r = 1; r < inputs.length; r++) {
+      const x = inputs[r][i];
+      acc = op === 'max' ? Math.max(acc, x) : op === 'min' ? Math.min(acc, x) : round(acc + x);
+    }
+    if (dtype === 'uint8' && op === 'sum') acc &= 255; // uint8 sums wrap
+    return op === 'avg' ? round(acc / inputs.length) : acc;
+  });
+}
+
+let checks = 0;
+function expectEqual(got: k.Tensor, want: number[], what: string): void {
+  const g = got.toTypedArray();
+  const w = encode(got.dtype, want);
+  if (g.length !== w.length) throw new Error(`${what}: ${g.length} elements, want ${w.length}`);
+  for (let i = 0; i < g.length; i++)
+    if (g[i] !== w[i]) throw new Error(`${what}: element ${i} is ${String(g[i])}, want ${String(w[i])} (raw storage values)`);
+  checks++;
+}
+
+async function suite(pg: ProcessGroup, dtype: k.DType, n: number, caseSeed: number): Promise<void> {
+  const N = pg.size;
+  const me = pg.rank;
+  const tag = `${dtype} n=${n} N=${N}`;
+  const ins = (s: number, len = n) => Array.from({ length: N }, (_, r) => values(dtype, len, r, caseSeed * 10 + s));
+  const ops: ReduceOp[] = FLOATS.has(dtype) ? ['sum', 'avg', 'max', 'min'] : ['sum', 'max', 'min'];
+  for (const [j, op] of ops.entries()) {
+    const x = ins(j);
+    const t = make(dtype, x[me]);
+    await pg.allReduce(t, op);
+    expectEqual(t, reduceRef(dtype, x, op), `allReduce ${op} ${tag}`);
+    t.dispose();
+    const big = ins(10 + j, n * N);
+    const out = make(dtype, new Array(n).fill(0));
+    await pg.reduceScatter(out, make(dtype, big[me]), op);
+    expectEqual(out, reduceRef(dtype, big, op).slice(me * n, (me + 1) * n), `reduceScatter ${op} ${tag}`);
+  }
+  const b = ins(20);
+  const bt = make(dtype, b[me]);
+  await pg.broadcast(bt, N - 1);
+  expectEqual(bt, b[N - 1], `broadcast from rank ${N - 1} ${tag}`);
+
+  const g = ins(21);
+  const gathered = make(dtype, new Array(n * N).fill(0));
+  await pg.allGather(gathered, make(dtype, g[me]));
+  expectEqual(gathered, g.flat(), `allGather ${tag}`);
+
+  const a = ins(22, n * N);
+  const aout = make(dtype, new Array(n * N).fill(0));
+  await pg.allToAll(aout, make(dtype, a[me]));
+  expectEqual(aout, a.flatMap((row) => row.slice(me * n, (me + 1) * n)), `allToAll ${tag}`);
+
+  if (N > 1) {
+    // a ring: rank r sends to r+1 and receives from r-1; rank 0 sends first, the others receive first
+    const p = ins(23);
+    const got = make(dtype, new Array(n).fill(0));
+    const sendIt = () => pg.send(make(dtype, p[me]), (me + 1) % N);
+    const recvIt = () => pg.recv(got, (me + N - 1) % N);
+    if (me === 0) (await sendIt(), await recvIt());
+    else (await recvIt(), await sendIt());
+    expectEqual(got, p[(me + N - 1) % N], `send/recv ring ${tag}`);
+  }
+}
+
+/** allReduce sum and avg of n float32 (1M+3: many pieces and a ragged last one), typed arrays throughout */
+async function hugeAllReduce(pg: ProcessGroup, n: number): Promise<void> {
+  const inputs = Array.from({ length: pg.size }, (_, r) => Float32Array.from(seeded(n, 5000 + r, -4, 4)));
+  const sum = Float32Array.from(inputs[0]);
+  for (let r = 1; r < pg.size; r++) for (let i = 0; i < n; i++) sum[i] = Math.fround(sum[i] + inputs[r][i]);
+  for (const op of ['sum', 'avg'] as const) {
+    const t = k.tensor(inputs[pg.rank], { backend: 'cpu' });
+    await pg.allReduce(t, op);
+    const want = op === 'sum' ? sum : sum.map((v) => Math.fround(v / pg.size));
+    expectEqual(t, Array.from(want), `allReduce ${op} float32 n=${n} N=${pg.size}`);
+  }
+}
+
+async function main(): Promise<void> {
+  const world = await initProcessGroup({ timeoutMs: 30_000 });
+  const N = world.size;
+  const huge = Number(process.env.COLLECTIVE_HUGE ?? 0);
+  let seed = 1;
+  for (const dtype of DTYPES) {
+    const piece = 16 << 10; // KESTREL_DIST_SLOT_BYTES = 64 KiB in the test: sizes around a float32 piece cross it
+    const sizes = [1, 7, 33, 257, piece / 2 + 3, dtype === 'float32' ? piece + 1 : 0].filter((s) => s > 0);
+    for (const n of sizes) await suite(world, dtype, n, seed++);
+  }
+  if (huge) await hugeAllReduce(world, huge);
+
+  // async handle: the collective runs on a worker thread while this thread computes
+  const x = make('float32', values('float32', 4099, world.rank, 99));
+  const work = world.allReduce(x, 'sum');
+  const busy = k.matmul(k.ones([64, 64]), k.ones([64, 64])).sum().item();
+  await work.wait();
+  if (!work.isCompleted() || busy !== 64 * 64 * 64) throw new Error('async allReduce: handle not completed or the overlapped compute is wrong');
+  expectEqual(x, reduceRef('float32', Array.from({ length: N }, (_, r) => values('float32', 4099, r, 99)), 'sum'), 'async allReduce');
+
+  // a subgroup of the first and last rank; the others get null and sit it out
+  const members = [...new Set([0, N - 1])];
+  const sub = await world.newGroup(members);
+  if ((sub !== null) !== members.includes(world.rank)) throw new Error(`newGroup: membership of rank ${world.rank} is wrong`);
+  if (sub) {
+    const v = Array.from({ length: sub.size }, (_, r) => values('float32', 33, members[r], 7));
+    const t = make('float32', v[sub.rank]);
+    await sub.allReduce(t, 'sum');
+    expectEqual(t, reduceRef('float32', v, 'sum'), `subgroup [${members}] allReduce`);
+    sub.destroy();
+  }
+  await world.barrier();
+  world.destroy();
+  process.stdout.write(JSON.stringify({ rank: world.rank, checks }) + '\n');
+}
+
+main().catch((e: Error) => {
+  process.stderr.write(`collective_rank: ${e.message}\n`);
+  process.exit(1);
+});

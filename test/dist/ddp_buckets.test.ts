@@ -1,0 +1,41 @@
+// DistributedDataParallel's bucketing on a 1-rank group (the sum over one rank is the identity, so
+// the gradients must come back unchanged): reductions start inside backward as gradients become
+// final (one per full bucket), a backward that is not armed (an accumulation micro-step) issues
+// none, and finish() flushes the last bucket and copies the results into .grad.
+import assert from 'node:assert/strict';
+import { test } from 'node:test';
+import * as k from '../../src/index.js';
+import { DistributedDataParallel } from '../../src/dist/ddp.js';
+import { initProcessGroup } from '../../src/dist/init.js';
+import { assertClose } from '../helpers.js';
+
+async function run(bucketBytes: number): Promise<{ duringBackward: number; total: number }> {
+  const pg = await initProcessGroup({ env: {}, timeoutMs: 5000 });
+  let calls = 0;
+  const allReduce = pg.allReduce.bind(pg);
+  pg.allReduce = (t, op) => (calls++, allReduce(t, op)); // count the reductions DDP issues
+  const ddp = new DistributedDataParallel(pg, bucketBytes);
+  const w1 = k.tensor(Float32Array.from({ length: 12 }, (_, i) => (i - 5) / 7), { shape: [3, 4], backend: 'cpu' }).requiresGrad_(true);
+  const w2 = k.tensor(Float32Array.from({ length: 8 }, (_, i) => (i + 1) / 9), { shape: [4, 2], backend: 'cpu' }).requiresGrad_(true);
+  const x = k.tensor(Float32Array.from({ length: 6 }, (_, i) => i / 3 - 1), { shape: [2, 3], backend: 'cpu' });
+  const loss = () => { const y = k.matmul(k.matmul(x, w1), w2); return k.mul(y, y).sum(); };
+  loss().backward(); // a micro-step: accumulates, reduces nothing
+  assert.equal(calls, 0, 'an unarmed backward issued reductions');
+  ddp.arm([w1, w2]);
+  loss().backward();
+  const duringBackward = calls;
+  const want = [w1.grad!.toFloat32Array().slice(), w2.grad!.toFloat32Array().slice()];
+  await ddp.finish([w1, w2]);
+  assertClose(w1.grad!, want[0], { atol: 0, rtol: 0, what: 'w1.grad' });
+  assertClose(w2.grad!, want[1], { atol: 0, rtol: 0, what: 'w2.grad' });
+  pg.destroy();
+  return { duringBackward, total: calls };
+}
+
+test('one big bucket: reduced once, at finish()', async () => {
+  assert.deepEqual(await run(1 << 20), { duringBackward: 0, total: 1 });
+});
+
+test('buckets of one gradient: each reduction starts inside backward, as its gradient is final', async () => {
+  assert.deepEqual(await run(4), { duringBackward: 2, total: 2 });
+});
