@@ -1,0 +1,45 @@
+// EnCodec against transformers 4.44.2's EncodecModel (the tiny random model of
+// ../shared/fixtures/audio/models/encodec-tiny-random, 24 kHz, causal, weight-norm convs): the
+// encoder latent and decoded audio within 1e-4 of the golden's peak (the issue's tolerance; the
+// README observes ~5e-7 between float32 and float64 decodes), codes exactly equal at both target
+// bandwidths (1.5 kbps -> 3 codebooks, 3.0 kbps -> 4: the 6 the formula gives, capped).
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import * as k from '../../src/index.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { loadEncodec } from '../../src/models/encodec.js';
+import { fixture } from '../fixtures.js';
+import { nearGolden } from '../audio/golden.js';
+
+const fx = fixture('audio', 'models', 'encodec-tiny-random');
+
+test('encodec: latent, codes at each bandwidth and decoded audio equal transformers', { skip: fx.skip }, () => {
+  const codec = loadEncodec(fx.path);
+  using g = new SafetensorsFile(join(fx.path, 'goldens.safetensors'));
+  k.tidy(() => {
+    const input = g.tensor('input_values').reshape([1, 24000]);
+    nearGolden(codec.encoder.forward(input.reshape([1, 1, 24000])), g.tensor('encoder_embeddings'), 'encoder_embeddings');
+    for (const [bw, nq] of [[1.5, 3], [3.0, 4]] as const) {
+      const key = bw === 1.5 ? 'bw_1.5' : 'bw_3';
+      assert.equal(codec.codebooks(bw), nq, `codebooks at ${bw} kbps`);
+      const codes = codec.encode(input, { bandwidth: bw });
+      const want = g.tensor(`audio_codes.${key}`).reshape([nq, 75]);
+      assert.deepEqual([...codes.shape], [nq, 75]);
+      assert.deepEqual(Array.from(codes.toTypedArray(), Number), Array.from(want.toTypedArray(), Number), `codes at ${bw} kbps`);
+      nearGolden(codec.decode(want), g.tensor(`audio_values.${key}`).reshape([1, 24000]), `audio at ${bw} kbps`);
+    }
+  });
+  codec.dispose();
+});
+
+test('encodec: bad codes and bandwidths are named', { skip: fx.skip }, () => {
+  const codec = loadEncodec(fx.path);
+  assert.throws(() => codec.codebooks(6), /bandwidth 6 is not one of the model's target_bandwidths \[1.5, 3\]/);
+  k.tidy(() => {
+    assert.throws(() => codec.decode(k.tensor([[1, 64]], { dtype: 'int64' })), /code at flat index 1 is outside \[0, 64\)/);
+    assert.throws(() => codec.decode(k.zeros([5, 2], { dtype: 'int64' })), /codebooks \(1\.\.4\)/);
+    assert.throws(() => codec.encode(k.zeros([2, 100])), /must be \[1 \(audio_channels\)/);
+  });
+  codec.dispose();
+});
