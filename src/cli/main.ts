@@ -8,6 +8,7 @@ import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
 import { serveCommand } from './serve.js';
 import { transcribeCommand } from './transcribe.js';
+import { speakCommand } from './speak.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -23,6 +24,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
   serve: { about: 'OpenAI-compatible HTTP server: --model DIR [--model NAME=DIR ...] [--adapter NAME=DIR] [--port 8000] [--api-key KEY]', run: serveCommand },
   transcribe: { about: 'speech to text with a Whisper folder: --model DIR FILE... [--language en] [--task transcribe|translate] [--json]', run: transcribeCommand },
+  speak: { about: 'text to speech with a finetune --task tts folder: --model DIR --codec DIR "text" --output out.wav [--temperature T]', run: speakCommand },
 };
 
 function usage(): string {
