@@ -3,8 +3,6 @@
 // residual vector quantiser turns that into codebook indices, and a mirrored decoder turns the
 // summed code vectors back into a waveform. Inference only: the codec is frozen wherever Kestrel
 // uses it (text-to-speech trains the LM on its codes). Layer indices and names are HF's.
-import { join } from 'node:path';
-import { CheckpointFolder } from '../io/hf_folder.js';
 import { toTypedArray } from '../ops/transfer.js';
 import { select, unsqueeze } from '../ops/view.js';
 import { shapeStr } from '../tensor/layout.js';
@@ -18,7 +16,7 @@ import type { PadMode } from '../ops/pad.js';
 import { type EncodecConfig, codebooksForBandwidth, encodecConfig, frameRate, hopLength, numQuantizers } from './encodec_config.js';
 import { ELU, EncodecConv1d, EncodecConvTranspose1d, EncodecLSTM, EncodecResnetBlock } from './encodec_layers.js';
 import { EncodecResidualVectorQuantizer } from './encodec_quantizer.js';
-import { loadWeights } from './load.js';
+import { loadModelFolder } from './load.js';
 
 type Layer = EncodecConv1d | EncodecConvTranspose1d | EncodecResnetBlock | EncodecLSTM | ELU;
 
@@ -127,20 +125,9 @@ export class EncodecModel extends Module {
  * @example const codec = loadEncodec('encodec_24khz')
  */
 export function loadEncodec(dir: string, opts: { backend?: BackendName } = {}): EncodecModel {
-  const folder = new CheckpointFolder(dir);
-  let model: EncodecModel | null = null;
-  try {
-    const configFile = join(dir, 'config.json');
-    if (folder.config.model_type !== undefined && folder.config.model_type !== 'encodec')
-      throw new Error(`${configFile}: model_type ${JSON.stringify(folder.config.model_type)} is not 'encodec'`);
-    model = new EncodecModel(encodecConfig(folder.config, configFile), { backend: 'meta' });
-    loadWeights(model, folder, { configFile, backend: opts.backend });
-    model.requiresGrad_(false);
-    return model.eval();
-  } catch (e) {
-    model?.dispose();
-    throw e;
-  } finally {
-    folder.close();
-  }
+  return loadModelFolder(dir, {
+    modelType: 'encodec', typeOptional: true, backend: opts.backend,
+    build: (config, file) => new EncodecModel(encodecConfig(config, file), { backend: 'meta' }),
+    after: (model) => model.requiresGrad_(false),
+  });
 }

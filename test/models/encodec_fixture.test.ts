@@ -40,6 +40,11 @@ test('encodec: bad codes and bandwidths are named', { skip: fx.skip }, () => {
     assert.throws(() => codec.decode(k.tensor([[1, 64]], { dtype: 'int64' })), /code at flat index 1 is outside \[0, 64\)/);
     assert.throws(() => codec.decode(k.zeros([5, 2], { dtype: 'int64' })), /codebooks \(1\.\.4\)/);
     assert.throws(() => codec.encode(k.zeros([2, 100])), /must be \[1 \(audio_channels\)/);
+    // a clip shorter than the reflect padding (transformers pads zeros first) still gives ceil(T / 320) frames
+    const short = codec.encode(k.tensor([[0.1, -0.2, 0.3, 0.05, -0.1]]), { bandwidth: 1.5 });
+    assert.deepEqual([...short.shape], [3, 1]);
+    assert.deepEqual([...codec.decode(short).shape], [1, 320]);
+    assert.deepEqual([...codec.encode(k.zeros([1, 700]), { bandwidth: 3 }).shape], [4, 3]);
   });
   codec.dispose();
 });
