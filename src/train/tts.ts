@@ -1,7 +1,7 @@
 // Text-to-speech fine-tuning of a causal LM over codec tokens: the manifest's audio encoded once
 // (cached), the vocabulary grown by the audio tokens unless the model already has them (a run's
-// folder trained further), LoRA adapters plus trainable embedding and head rows (PEFT's
-// modules_to_save) or full fine-tuning, the usual Trainer, and a merged HF folder that loads back.
+// folder trained further), LoRA adapters plus the trainable embedding and head (or full
+// fine-tuning), the usual Trainer, and a merged HF folder that loads back.
 import { join } from 'node:path';
 import { PaddedDataset } from '../data/dataset.js';
 import { DocView, TokenStoreBuilder } from '../data/token_store.js';
@@ -63,7 +63,13 @@ export async function trainTts(lm: CausalLM, hfConfig: Json, tokenizer: Tokenize
     throw new Error(`tts: a row of ${longest} tokens (text + ${meta.codebooks} codebooks x frames) exceeds the model's max_position_embeddings ${lm.config.maxPositionEmbeddings}; use shorter clips or a lower bandwidth`);
   const grown = lm.config.vocabSize < extendedVocab(meta) ? growVocab(lm, hfConfig, extendedVocab(meta), o.seed ?? 0) : { model: lm, hfConfig };
   const model = grown.model;
-  if (o.lora) injectLora(model, { ...o.lora, modulesToSave: ['embed_tokens', 'lm_head'] });
+  if (o.lora) {
+    injectLora(model, o.lora);
+    // the audio ids' rows must learn: the embedding and head train whole, in place (with a tied head
+    // that is one tensor), so merging leaves a plain folder
+    model.model.embed_tokens.weight.requiresGrad = true;
+    if (model.lm_head) model.lm_head.weight.requiresGrad = true;
+  }
   const built = store.build();
   const data = new PaddedDataset(new DocView(built, Int32Array.from(records, (_, i) => i)), longest, 0, o.seed ?? 0);
   const losses: number[] = [];

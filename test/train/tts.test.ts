@@ -16,6 +16,8 @@ import { generateCodes } from '../../src/infer/tts_speak.js';
 import { encodeAudioCached, ttsPrompt } from '../../src/train/tts_data.js';
 import { trainTts } from '../../src/train/tts.js';
 import { readTtsMeta } from '../../src/train/tts_model.js';
+import * as k from '../../src/index.js';
+import { assertClose } from '../helpers.js';
 import { fixture } from '../fixtures.js';
 import { makeSpeech, makeTinyLm } from './tts_helpers.js';
 
@@ -53,5 +55,25 @@ test('tts: the loss on codec tokens falls and greedy generation reproduces a tra
   const more = await trainTts(again.model as CausalLM, again.hfConfig, tokenizer, codec, records, { output: join(dir, 'run2'), bandwidth: 1.5, steps: 2, lr: 1e-3, batchSize: 3, lora: null });
   assert.ok(more.losses[0] < 0.5 * first, `training further starts from the trained model: ${more.losses[0]}`);
   more.model.dispose();
+  codec.dispose();
+});
+
+test('tts: LoRA on a model whose head is tied to its embedding trains the audio rows and saves a merged folder', { skip: codecFx.skip || whisperFx.skip }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'kestrel-tts-tied-'));
+  const records = await readAsrManifest(makeSpeech(join(dir, 'speech')));
+  const codec = loadEncodec(codecFx.path);
+  const { model, hfConfig, tokenizer } = await loadCausalLM(makeTinyLm(join(dir, 'lm'), whisperFx.path, { tied: true }));
+  assert.ok(model instanceof CausalLM && tokenizer && !model.lm_head);
+  const lora = { r: 4, alpha: 8, dropout: 0, useRslora: false, targetModules: 'all-linear' as const };
+  const run = await trainTts(model, hfConfig, tokenizer, codec, records, { output: join(dir, 'run'), bandwidth: 1.5, steps: 20, lr: 3e-3, batchSize: 3, lora });
+  assert.ok(run.losses[19] < run.losses[0] - 1, `loss falls: ${run.losses[0]} -> ${run.losses[19]}`);
+  // the saved folder is a plain model (no LoRA keys) whose forward equals the trained, merged one
+  const ids = k.tensor([[5, 1207, 1020, 1100]], { dtype: 'int64' });
+  const want = run.model.forward({ inputIds: ids }).logits!;
+  const again = await loadCausalLM(join(dir, 'run'));
+  assert.ok(Object.keys(again.model.stateDict()).every((key) => !key.includes('lora')));
+  assertClose(again.model.forward({ inputIds: ids }).logits!, want, { atol: 1e-5, rtol: 1e-5, what: 'reloaded logits' });
+  again.model.dispose();
+  run.model.dispose();
   codec.dispose();
 });

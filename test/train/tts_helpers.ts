@@ -29,11 +29,12 @@ export function makeSpeech(dir: string): string {
   return manifest;
 }
 
-/** The tiny LM folder (random weights, seed 1) with the tiny Whisper's tokenizer files. */
-export function makeTinyLm(dir: string, whisperDir: string): string {
+/** The tiny LM folder (random weights, seed 1; head tied to the embedding when asked) with the tiny Whisper's tokenizer files. */
+export function makeTinyLm(dir: string, whisperDir: string, o: { tied?: boolean } = {}): string {
   mkdirSync(dir, { recursive: true });
-  const model = new k.CausalLM(decoderConfig(TINY_TTS_LM, 'tiny tts lm'), { generator: new k.Generator(1) });
-  savePretrained(dir, { model, hfConfig: TINY_TTS_LM });
+  const config = { ...TINY_TTS_LM, tie_word_embeddings: o.tied ?? false };
+  const model = new k.CausalLM(decoderConfig(config, 'tiny tts lm'), { generator: new k.Generator(1) });
+  savePretrained(dir, { model, hfConfig: config });
   model.dispose();
   for (const f of ['vocab.json', 'merges.txt', 'added_tokens.json', 'special_tokens_map.json', 'tokenizer_config.json']) copyFileSync(join(whisperDir, f), join(dir, f));
   return dir;
