@@ -9,6 +9,7 @@ import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { loadEncodec } from '../../src/models/encodec.js';
+import { codebooksForBandwidth, encodecConfig, frameRate, hopLength, numQuantizers } from '../../src/models/encodec_config.js';
 import { fixture } from '../fixtures.js';
 import { nearGolden } from '../audio/golden.js';
 
@@ -47,4 +48,14 @@ test('encodec: bad codes and bandwidths are named', { skip: fx.skip }, () => {
     assert.deepEqual([...codec.encode(k.zeros([1, 700]), { bandwidth: 3 }).shape], [4, 3]);
   });
   codec.dispose();
+});
+
+test('encodec config: the derived numbers as transformers computes them, and unsupported settings named', () => {
+  const base = { upsampling_ratios: [8, 5, 4, 2], sampling_rate: 24000, codebook_size: 1024, hidden_size: 128, codebook_dim: 128, target_bandwidths: [1.5, 3, 6, 12, 24] };
+  const c = encodecConfig(base, 'config.json');
+  // encodec_24khz: 320 samples a frame, 75 frames/s, 32 codebooks (24 kbps / 0.75 kbps); 6 kbps -> 8
+  assert.deepEqual([hopLength(c), frameRate(c), numQuantizers(c), codebooksForBandwidth(c, 6), codebooksForBandwidth(c, 1.5)], [320, 75, 32, 8, 2]);
+  assert.throws(() => encodecConfig({ ...base, norm_type: 'time_group_norm' }, 'enc/config.json'), /enc\/config.json.*norm_type.*'time_group_norm' is not supported/);
+  assert.throws(() => encodecConfig({ ...base, codebook_dim: 64 }, 'enc/config.json'), /codebook_dim.*\(64\) must equal hidden_size \(128\)/);
+  assert.throws(() => encodecConfig({ ...base, upsampling_ratios: [] }, 'enc/config.json'), /upsampling_ratios.*non-empty list/);
 });
