@@ -76,3 +76,8 @@ export { loadAudio, saveWav, resample, type LoadAudioOptions, type LoadedAudio, 
 export { WhisperForConditionalGeneration, loadWhisper, saveWhisper, shiftTokensRight, type WhisperConfig, type WhisperInput, type WhisperOutput } from './models/whisper.js';
 export { whisperGenerate, whisperGenerationConfig, type WhisperGenerateOptions, type WhisperGeneration, type WhisperGenerationConfig } from './models/whisper_generate.js';
 export { transcribe, type Transcription } from './models/whisper_transcribe.js';
+export { EncodecModel, loadEncodec } from './models/encodec.js';
+export { type EncodecConfig, encodecConfig } from './models/encodec_config.js';
+export { generateCodes, decodeCodes } from './infer/tts_speak.js';
+export { trainTts, type TtsRecord, type TtsTrainOptions } from './train/tts.js';
+export { type TtsLayout, codesToTokens, tokensToCodes } from './train/tts_layout.js';

@@ -9,3 +9,4 @@ export { melSpectrogram, melscaleFbanks, melFilterValues, hzToMel, melToHz, type
 export { amplitudeToDB, type AmplitudeToDBOptions } from './db.js';
 export { mfcc, createDct, createDctValues, type MfccOptions } from './mfcc.js';
 export { whisperLogMel, whisperMelFilters, type WhisperLogMelOptions } from './whisper_features.js';
+export { espeakToWav, espeakCorpus, corpusSentence, type SpeakOptions } from './espeak.js';

@@ -13,6 +13,7 @@ import { quantizeModel } from '../quant/quantize_model.js';
 import type { RunSettings } from '../train/run_config.js';
 import { numberFlag } from './flags.js';
 import { finetuneAsrCommand } from './finetune_asr.js';
+import { finetuneTtsCommand } from './finetune_tts.js';
 import { type TrainingPlan, resolveSettings, runTraining, takeNproc } from './train.js';
 import { launchRanks } from './launch.js';
 
@@ -53,10 +54,11 @@ export function finetuneDtype(info: Pick<ReturnType<NativeAddon['info']>, 'bf16G
 export async function finetuneCommand(argv0: string[]): Promise<number> {
   const { nproc, rest: argv } = takeNproc(argv0);
   if (nproc !== null) return launchRanks(nproc, ['kestrel', 'finetune', ...argv]);
-  // speech recognition (Whisper) has its own data and loop
+  // speech recognition (Whisper) and text to speech have their own data and loops
   const task = argv.find((a, i) => argv[i - 1] === '--task') ?? argv.find((a) => a.startsWith('--task='))?.slice(7);
   if (task === 'asr') return finetuneAsrCommand(argv);
-  if (task !== undefined) throw new Error(`--task must be asr (speech recognition; text fine-tuning needs no --task), got '${task}'`);
+  if (task === 'tts') return finetuneTtsCommand(argv);
+  if (task !== undefined) throw new Error(`--task must be asr (speech recognition) or tts (text to speech); text fine-tuning needs no --task, got '${task}'`);
   const auto = finetuneDtype(loadNative()?.info() ?? null);
   const { settings, warnings, values, explicit } = resolveSettings(argv, { flags: FLAGS, defaults: { ...FINETUNE_DEFAULTS, dtype: auto.dtype } });
   if (values.full && values.qlora) throw new Error('--full and --qlora exclude each other (QLoRA trains adapters on a frozen 4-bit base)');

@@ -148,6 +148,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['--quant-type nf4|fp4|int8 / --double-quant', 'the base format for --qlora (default nf4, no double quantization)'],
       ['--full', 'train every weight instead of adapters'],
       ['--task asr', 'Whisper speech recognition: --data is a manifest.jsonl of {"audio": path, "text": ...}; with --language CODE (default en), --whisper-task transcribe|translate, --eval-data FILE or --eval-fraction X (default 0.1 from 10 records), --eval-every N, --spec-augment, --max-steps N (100), --batch-size N (8), --lr X (1e-3 LoRA, 1e-4 --full); WER/CER in metrics.jsonl'],
+      ['--task tts', 'text to speech over EnCodec tokens: --codec DIR (an HF EnCodec folder), --data a manifest.jsonl of {"text": ..., "audio": path}; --bandwidth KBPS (default the codec\'s lowest target), --max-steps N (200), --batch-size N (4), --lr X (2e-3 LoRA, 1e-3 --full), LoRA with trainable embedding and head rows or --full; codes cached in OUTPUT/codec_cache; saves a merged folder for kestrel speak that --model takes again to train further'],
       ['(train flags)', 'as kestrel train, with lr 2e-4, linear decay after 5 warm-up steps and --checkpointing full by default; --dtype defaults to bf16 where the CPU multiplies bf16 natively (AMX-BF16 / AVX512_BF16), with the frozen base stored in bf16'],
       DEVICE,
     ],
@@ -245,6 +246,20 @@ export const HELP: Record<string, CommandHelp> = {
       DEVICE,
     ],
     example: 'kestrel transcribe --model ./whisper-tiny speech.flac --language en --json',
+  },
+  speak: {
+    usage: 'kestrel speak --model DIR --codec DIR "text" --output out.wav [--temperature T] [--seed N] [--max-seconds S]',
+    flags: [
+      ['--model DIR', 'a folder written by kestrel finetune --task tts (its config.json has kestrel_tts) (required)'],
+      ['--codec DIR', 'the HF EnCodec folder it was trained with (required)'],
+      ['"text"', 'what to say, one argument'],
+      ['--output FILE', 'the WAV to write, at the codec\'s rate, 16-bit (required)'],
+      ['--temperature T', 'default 0: greedy; above 0 samples the codes'],
+      ['--seed N', 'for sampling'],
+      ['--max-seconds S', 'longest audio generated (default 10)'],
+      DEVICE,
+    ],
+    example: 'kestrel speak --model ./tts-run --codec ./encodec_24khz "hello there" --output hello.wav',
   },
 };
 

@@ -14,6 +14,7 @@ import { transcribeCommand } from './transcribe.js';
 import { preferenceCommand } from './preference.js';
 import { grpoCommand } from './grpo.js';
 import { launchCommand } from './launch.js';
+import { speakCommand } from './speak.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -39,6 +40,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   kto: { about: 'KTO on unpaired {prompt, completion, label} data: --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('kto', a) },
   grpo: { about: 'GRPO with TypeScript reward functions: --model DIR --data prompts.jsonl --rewards rewards.ts --output DIR [--lora]', run: grpoCommand },
   rm: { about: 'train a reward model (Bradley-Terry on pairs): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('rm', a) },
+  speak: { about: 'text to speech with a finetune --task tts folder: --model DIR --codec DIR "text" --output out.wav [--temperature T]', run: speakCommand },
 };
 
 function usage(): string {

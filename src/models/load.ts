@@ -104,6 +104,31 @@ function checkTensor(folder: CheckpointFolder, name: string, dst: Tensor, config
     throw new Error(`${where} is stored as ${info.fileDtype}, but the model's parameter is ${dst.dtype}`);
 }
 
+/**
+ * A model of its own class (Whisper, EnCodec) from an HF folder: config.json checked for
+ * `modelType` (a missing model_type passes when `typeOptional`), the model built lazily by
+ * `build`, its weights loaded strictly, `after` run, and eval mode; freed again on any failure.
+ * @example loadModelFolder(dir, { modelType: 'encodec', build: (c, f) => new EncodecModel(encodecConfig(c, f), { backend: 'meta' }) })
+ */
+export function loadModelFolder<M extends Module>(dir: string, o: { modelType: string; typeOptional?: boolean; build: (config: Json, configFile: string) => M; backend?: BackendName; after?: (model: M) => void }): M {
+  const folder = new CheckpointFolder(dir);
+  let model: M | null = null;
+  try {
+    const configFile = join(dir, 'config.json');
+    const type = folder.config.model_type;
+    if (type !== o.modelType && !(o.typeOptional && type === undefined)) throw new Error(`${configFile}: model_type ${JSON.stringify(type)} is not '${o.modelType}'`);
+    model = o.build(folder.config, configFile);
+    loadWeights(model, folder, { configFile, backend: o.backend });
+    o.after?.(model);
+    return model.eval();
+  } catch (e) {
+    model?.dispose();
+    throw e;
+  } finally {
+    folder.close();
+  }
+}
+
 export interface Pretrained<M extends AnyModel = AnyModel> {
   model: M;
   /** the model's typed config (model.config) */

@@ -3,7 +3,6 @@
 // LayerNorm) and a decoder (learned positions, causal self-attention, cross-attention over the
 // encoder output, pre-LN, final LayerNorm) whose LM head is tied to its token embedding.
 // Attention scales q by head_dim^-0.5 and k_proj has no bias. Parameter names are HF's.
-import { join } from 'node:path';
 import { conv1d } from '../ops/conv.js';
 import { scaledDotProductAttention } from '../ops/attention.js';
 import { full, tensor } from '../ops/creation.js';
@@ -15,12 +14,12 @@ import { narrow, reshape, transpose } from '../ops/view.js';
 import { shapeStr } from '../tensor/layout.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { CheckpointFolder, saveCheckpointFolder } from '../io/hf_folder.js';
+import { saveCheckpointFolder } from '../io/hf_folder.js';
 import { type InitOpts, normal, zerosInit } from '../nn/init.js';
 import { Embedding, LayerNorm, Linear } from '../nn/layers.js';
 import { Module, Parameter } from '../nn/module.js';
 import { CONFIG_LIMITS, ConfigReader, type Json, checkParameterCount } from './families/hf_config.js';
-import { loadWeights } from './load.js';
+import { loadModelFolder } from './load.js';
 import type { BackendName } from '../backend/kernels.js';
 import { keep } from '../tensor/scope.js';
 import { KVCache } from './kv_cache.js';
@@ -352,23 +351,16 @@ export class WhisperForConditionalGeneration extends Module {
  * @example const model = loadWhisper('whisper-tiny'); model.forward({ inputFeatures, labels })
  */
 export function loadWhisper(dir: string, opts: { backend?: BackendName } = {}): WhisperForConditionalGeneration {
-  const folder = new CheckpointFolder(dir);
-  let model: WhisperForConditionalGeneration | null = null;
-  try {
-    const configFile = join(dir, 'config.json');
-    if (folder.config.model_type !== 'whisper') throw new Error(`${configFile}: model_type ${JSON.stringify(folder.config.model_type)} is not 'whisper'`);
-    model = new WhisperForConditionalGeneration(whisperConfig(folder.config, configFile), { backend: 'meta' });
-    for (const [name, p] of model.namedParameters()) p.name = name;
-    loadWeights(model, folder, { configFile, backend: opts.backend });
+  return loadModelFolder(dir, {
+    modelType: 'whisper', backend: opts.backend,
+    build: (config, file) => {
+      const model = new WhisperForConditionalGeneration(whisperConfig(config, file), { backend: 'meta' });
+      for (const [name, p] of model.namedParameters()) p.name = name;
+      return model;
+    },
     // the sinusoidal table stays frozen after loading
-    model.model.encoder.embed_positions.weight.requiresGrad_(false);
-    return model.eval();
-  } catch (e) {
-    model?.dispose();
-    throw e;
-  } finally {
-    folder.close();
-  }
+    after: (model) => model.model.encoder.embed_positions.weight.requiresGrad_(false),
+  });
 }
 
 /**

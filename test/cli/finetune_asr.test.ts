@@ -30,5 +30,5 @@ test('finetune --task asr: --full saves a loadable folder and metrics; LoRA save
   const l = runCli(['finetune', '--task', 'asr', '--model', model, '--data', manifest, '--output', adapter, '--max-steps', '1', '--batch-size', '1', '--lora-r', '4', '--quiet']);
   assert.equal(l.status, 0, l.stderr);
   assert.ok(existsSync(join(adapter, 'adapter_model.safetensors')) && existsSync(join(adapter, 'adapter_config.json')));
-  assert.match(runCli(['finetune', '--task', 'tts', '--model', model]).stderr, /--task must be asr/);
+  assert.match(runCli(['finetune', '--task', 'vqa', '--model', model]).stderr, /--task must be asr \(speech recognition\) or tts \(text to speech\)/);
 });
