@@ -1,0 +1,114 @@
+// Chat page: conversations (kept in localStorage) with a model, a system prompt and sampling
+// parameters each; replies stream in as markdown with highlighted code; stop, regenerate, export.
+import { useEffect, useRef, useState } from 'preact/hooks';
+import { type ChatMessage, streamChat } from '../api.ts';
+import { type Conversation, downloadJson, loadConversations, newConversation, saveConversations } from '../conversations.ts';
+import { renderMarkdown } from '../markdown.ts';
+
+interface LoadedModel {
+  name: string;
+  contextLength: number | null;
+}
+
+function Message(props: { m: ChatMessage }) {
+  if (props.m.role !== 'assistant') return <div class={`msg ${props.m.role}`}><pre>{props.m.content}</pre></div>;
+  return <div class="msg assistant" dangerouslySetInnerHTML={{ __html: renderMarkdown(props.m.content) }} />;
+}
+
+function ParamInputs(props: { c: Conversation; update: (c: Partial<Conversation>) => void }) {
+  const p = props.c.params;
+  const field = (key: keyof typeof p, step: number, min: number, max: number) => (
+    <label>{key} <input type="number" name={key} step={step} min={min} max={max} value={p[key]}
+      onChange={(e) => props.update({ params: { ...p, [key]: Number((e.target as HTMLInputElement).value) } })} /></label>
+  );
+  return <div class="params">{field('temperature', 0.05, 0, 2)}{field('top_p', 0.05, 0, 1)}{field('max_tokens', 1, 1, 4096)}</div>;
+}
+
+export function ChatPage(props: { models: LoadedModel[] }) {
+  const [list, setList] = useState<Conversation[]>(loadConversations);
+  const [currentId, setCurrentId] = useState<string | null>(list[0]?.id ?? null);
+  const [input, setInput] = useState('');
+  const [error, setError] = useState<string | null>(null);
+  const stopper = useRef<AbortController | null>(null);
+  const [streaming, setStreaming] = useState(false);
+  useEffect(() => saveConversations(list), [list]);
+  const current = list.find((c) => c.id === currentId) ?? null;
+  const update = (id: string, patch: Partial<Conversation> | ((c: Conversation) => Partial<Conversation>)) =>
+    setList((l) => l.map((c) => (c.id === id ? { ...c, ...(typeof patch === 'function' ? patch(c) : patch), updated: Date.now() } : c)));
+
+  const start = () => {
+    const c = newConversation(props.models[0]?.name ?? '');
+    setList((l) => [c, ...l]);
+    setCurrentId(c.id);
+  };
+
+  /** Streams a reply to `history` into the conversation. */
+  const reply = async (c: Conversation, history: ChatMessage[]) => {
+    const model = c.model || props.models[0]?.name;
+    if (!model) return setError('Load a model on the Models page first.');
+    setError(null);
+    const messages: ChatMessage[] = c.system ? [{ role: 'system', content: c.system }, ...history] : history;
+    update(c.id, { model, messages: [...history, { role: 'assistant', content: '' }], title: c.messages.length ? c.title : history[0].content.slice(0, 40) });
+    stopper.current = new AbortController();
+    setStreaming(true);
+    let text = '';
+    try {
+      await streamChat(model, messages, c.params, {
+        onText: (t) => {
+          text += t;
+          update(c.id, { messages: [...history, { role: 'assistant', content: text }] });
+        },
+        onUsage: (usage) => update(c.id, { usage }),
+      }, stopper.current.signal);
+    } catch (e) {
+      setError((e as Error).message);
+    } finally {
+      setStreaming(false);
+    }
+  };
+
+  const send = () => {
+    if (!current || !input.trim() || streaming) return;
+    const history: ChatMessage[] = [...current.messages, { role: 'user', content: input }];
+    setInput('');
+    void reply(current, history);
+  };
+  const regenerate = () => {
+    if (!current || streaming) return;
+    const history = current.messages.at(-1)?.role === 'assistant' ? current.messages.slice(0, -1) : current.messages;
+    if (history.length) void reply(current, history);
+  };
+  const ctx = props.models.find((m) => m.name === current?.model)?.contextLength;
+
+  return (
+    <section class="chat">
+      <aside>
+        <button onClick={start}>New chat</button>
+        <button onClick={() => downloadJson('kestrel-conversations.json', list)} disabled={!list.length}>Export JSON</button>
+        <ul>{list.map((c) => <li key={c.id} class={c.id === currentId ? 'current' : ''} onClick={() => setCurrentId(c.id)}>{c.title}</li>)}</ul>
+      </aside>
+      {current ? (
+        <div class="conversation">
+          <div class="settings">
+            <label>model <select name="model" value={current.model} onChange={(e) => update(current.id, { model: (e.target as HTMLSelectElement).value })}>
+              {props.models.map((m) => <option key={m.name} value={m.name}>{m.name}</option>)}
+            </select></label>
+            <ParamInputs c={current} update={(p) => update(current.id, p)} />
+            <textarea name="system" placeholder="System prompt" value={current.system} onInput={(e) => update(current.id, { system: (e.target as HTMLTextAreaElement).value })} />
+          </div>
+          <div class="messages">{current.messages.map((m, i) => <Message key={i} m={m} />)}</div>
+          {current.usage && (
+            <p class="usage">prompt {current.usage.prompt_tokens} + reply {current.usage.completion_tokens} = {current.usage.total_tokens} tokens{ctx ? ` of ${ctx} (${Math.round((100 * current.usage.total_tokens) / ctx)}% of the context)` : ''}</p>
+          )}
+          {error && <p class="error" role="alert">{error}</p>}
+          <div class="compose">
+            <textarea name="prompt" placeholder="Message" value={input} onInput={(e) => setInput((e.target as HTMLTextAreaElement).value)}
+              onKeyDown={(e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); send(); } }} />
+            {streaming ? <button onClick={() => stopper.current?.abort()}>Stop</button> : <button onClick={send}>Send</button>}
+            <button onClick={regenerate} disabled={streaming || !current.messages.length}>Regenerate</button>
+          </div>
+        </div>
+      ) : <p>Start a chat with “New chat”.</p>}
+    </section>
+  );
+}
