@@ -73,7 +73,7 @@ describe('kestrel studio: models', () => {
     assert.equal(r.status, 200, r.text);
     const names = r.json.models.map((m: { name: string }) => m.name);
     // 'notes' has no config.json; 'escape' is listed (its config.json is reachable) but cannot be loaded
-    assert.deepEqual(names, ['escape', 'tiny', 'tiny-copy']);
+    assert.deepEqual(names, ['escape', 'tiny', 'tiny-copy', 'tiny-long']);
     const tiny = r.json.models.find((m: { name: string }) => m.name === 'tiny');
     const config = JSON.parse(readFileSync(join(fx.modelsDir, 'tiny', 'config.json'), 'utf8'));
     assert.deepEqual(tiny, {

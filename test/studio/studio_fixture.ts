@@ -1,9 +1,13 @@
-// What the Studio tests run against: a --models folder holding two tiny Llamas with the demo's byte
-// tokenizer (serve_fixture's model and a copy, so the arena has two), a folder without a
-// config.json (not a model: not listed), and a `kestrel studio` process on a free port.
-import { cpSync, mkdirSync, writeFileSync } from 'node:fs';
+// What the Studio tests run against: a --models folder holding tiny Llamas with the demo's byte
+// tokenizer (serve_fixture's model, a copy so the arena has two, and one whose context is long
+// enough for a reply that takes seconds, to stop), a folder without a config.json (not a model:
+// not listed), and a `kestrel studio` process on a free port.
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type RunningServer, removeFixture, startListening, writeServeFixture } from '../serve/serve_fixture.js';
+
+/** tiny-long's context: room for a reply of a few thousand tokens */
+export const LONG_CONTEXT = 4096;
 
 export interface StudioFixture {
   root: string;
@@ -17,6 +21,14 @@ export function writeStudioFixture(): StudioFixture {
   mkdirSync(modelsDir);
   cpSync(fx.modelDir, join(modelsDir, 'tiny'), { recursive: true });
   cpSync(fx.modelDir, join(modelsDir, 'tiny-copy'), { recursive: true });
+  const long = join(modelsDir, 'tiny-long');
+  cpSync(fx.modelDir, long, { recursive: true });
+  const config = JSON.parse(readFileSync(join(long, 'config.json'), 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(long, 'config.json'), JSON.stringify({ ...config, max_position_embeddings: LONG_CONTEXT, eos_token_id: null }));
+  // no eos at all: its replies run to max_tokens (the tiny model's greedy reply ends with
+  // <|im_end|> after a few hundred tokens)
+  const tokConfig = JSON.parse(readFileSync(join(long, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  writeFileSync(join(long, 'tokenizer_config.json'), JSON.stringify({ ...tokConfig, eos_token: null }));
   mkdirSync(join(modelsDir, 'notes'));
   writeFileSync(join(modelsDir, 'notes', 'readme.txt'), 'not a model');
   return { root: fx.root, modelsDir, remove: () => removeFixture(fx.root) };

@@ -1,7 +1,7 @@
 // Model arena: one prompt to 2-4 loaded models at once, each streaming into its own column with
 // its time to first token, decode tokens/s and total time; a vote per prompt is kept in
 // localStorage and the table below lists every past round.
-import { useState } from 'preact/hooks';
+import { useEffect, useState } from 'preact/hooks';
 import { type SamplingParams, streamChat } from '../api.ts';
 import { DEFAULT_PARAMS } from '../conversations.ts';
 import { renderMarkdown } from '../markdown.ts';
@@ -38,7 +38,10 @@ export function ArenaPage(props: { models: string[] }) {
   const [runs, setRuns] = useState<Run[]>([]);
   const [rounds, setRounds] = useState<Round[]>(loadRounds);
   const [voted, setVoted] = useState(true);
-  const params: SamplingParams = { ...DEFAULT_PARAMS, temperature: 0 };
+  const [maxTokens, setMaxTokens] = useState(64);
+  // the listing may arrive after this page opened: start with the first two loaded models
+  useEffect(() => setPicked((p) => (p.length ? p : props.models.slice(0, 2))), [props.models.join()]);
+  const params: SamplingParams = { ...DEFAULT_PARAMS, temperature: 0, max_tokens: maxTokens };
 
   const toggle = (m: string) => setPicked((p) => (p.includes(m) ? p.filter((x) => x !== m) : p.length < 4 ? [...p, m] : p));
   const patch = (i: number, p: Partial<Run>) => setRuns((rs) => rs.map((r, j) => (j === i ? { ...r, ...p } : r)));
@@ -82,6 +85,8 @@ export function ArenaPage(props: { models: string[] }) {
       <h2>Arena</h2>
       <div class="pick">{props.models.map((m) => <label key={m}><input type="checkbox" name={`pick-${m}`} checked={picked.includes(m)} onChange={() => toggle(m)} /> {m}</label>)}</div>
       <textarea name="arena-prompt" placeholder="Prompt for every model" value={prompt} onInput={(e) => setPrompt((e.target as HTMLTextAreaElement).value)} />
+      <label>max_tokens <input type="number" name="arena-max-tokens" min={1} value={maxTokens} onChange={(e) => setMaxTokens(Number((e.target as HTMLInputElement).value))} /></label>
+      <p class="note">The server generates one request at a time, so a model's time to first token includes waiting for the ones before it.</p>
       <button onClick={go} disabled={running || picked.length < 2 || !prompt.trim()}>Run {picked.length} models</button>
       <div class="columns">
         {runs.map((r) => (

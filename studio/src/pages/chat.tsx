@@ -10,8 +10,10 @@ interface LoadedModel {
   contextLength: number | null;
 }
 
-function Message(props: { m: ChatMessage }) {
-  if (props.m.role !== 'assistant') return <div class={`msg ${props.m.role}`}><pre>{props.m.content}</pre></div>;
+function Message(props: { m: ChatMessage; onEdit: (() => void) | null }) {
+  if (props.m.role !== 'assistant') {
+    return <div class={`msg ${props.m.role}`}><pre>{props.m.content}</pre>{props.onEdit && <button class="edit" onClick={props.onEdit}>Edit</button>}</div>;
+  }
   return <div class="msg assistant" dangerouslySetInnerHTML={{ __html: renderMarkdown(props.m.content) }} />;
 }
 
@@ -78,6 +80,12 @@ export function ChatPage(props: { models: LoadedModel[] }) {
     const history = current.messages.at(-1)?.role === 'assistant' ? current.messages.slice(0, -1) : current.messages;
     if (history.length) void reply(current, history);
   };
+  /** Puts a user message back into the composer and drops it and everything after it. */
+  const edit = (i: number) => {
+    if (!current || streaming) return;
+    setInput(current.messages[i].content);
+    update(current.id, { messages: current.messages.slice(0, i), usage: null });
+  };
   const ctx = props.models.find((m) => m.name === current?.model)?.contextLength;
 
   return (
@@ -96,7 +104,7 @@ export function ChatPage(props: { models: LoadedModel[] }) {
             <ParamInputs c={current} update={(p) => update(current.id, p)} />
             <textarea name="system" placeholder="System prompt" value={current.system} onInput={(e) => update(current.id, { system: (e.target as HTMLTextAreaElement).value })} />
           </div>
-          <div class="messages">{current.messages.map((m, i) => <Message key={i} m={m} />)}</div>
+          <div class="messages">{current.messages.map((m, i) => <Message key={i} m={m} onEdit={m.role === 'user' && !streaming ? () => edit(i) : null} />)}</div>
           {current.usage && (
             <p class="usage">prompt {current.usage.prompt_tokens} + reply {current.usage.completion_tokens} = {current.usage.total_tokens} tokens{ctx ? ` of ${ctx} (${Math.round((100 * current.usage.total_tokens) / ctx)}% of the context)` : ''}</p>
           )}
