@@ -66,6 +66,18 @@ describe('kestrel studio: models', () => {
       assert.match(r.type, /text\/html/);
       assert.match(r.text, /<div id="app"><\/div>/);
     }
+    const js = /src="\.\/(assets\/[^"]+\.js)"/.exec((await get('/')).text)![1];
+    const bundle = await get(`/${js}`);
+    assert.equal(bundle.status, 200);
+    assert.match(bundle.type, /text\/javascript/);
+  });
+
+  test('no request path reaches a file outside the built app', async () => {
+    for (const path of ['/../../package.json', '/%2e%2e/%2e%2e/package.json', '/..%2f..%2fpackage.json', '/assets/%2e%2e%2f%2e%2e%2f%2e%2e%2fpackage.json']) {
+      const r = await get(path);
+      assert.equal(r.status, 200, path);
+      assert.match(r.text, /<div id="app"><\/div>/, `${path} answers the app's index.html, not the file`);
+    }
   });
 
   test('GET /api/studio/models lists the HF folders with what their files say', async () => {
