@@ -109,9 +109,11 @@ export const HELP: Record<string, CommandHelp> = {
     example: 'kestrel serve --model ./SmolLM2-135M-Instruct --adapter french=./adapter --port 8000',
   },
   studio: {
-    usage: 'kestrel studio [--models DIR] [--port N] [--host H --token TOKEN]',
+    usage: 'kestrel studio [--models DIR] [--data DIR] [--port N] [--host H --token TOKEN]',
     flags: [
       ['--models DIR', `the folder whose subfolders (HF model folders) the Studio lists and loads (default ${SD.models}: the current folder)`],
+      ['--data DIR', `the Studio's own folder: uploaded datasets and fine-tuning jobs (default ${SD.data})`],
+      ['--max-upload-bytes N', `largest dataset upload (default ${SD.maxUploadBytes}; 413 beyond)`],
       ['--port N', `default ${SD.port} (0 picks a free port; the URL is printed)`],
       ['--host H', `interface to bind (default ${SD.host}); any other than loopback needs --token`],
       ['--token TOKEN', 'require Authorization: Bearer TOKEN on every API request (8+ characters; the printed URL passes it to the page)'],

@@ -14,8 +14,8 @@ export const SERVE_DEFAULTS = { port: 8000, host: '127.0.0.1', maxQueue: 64, max
 
 export const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 
-/** Listens, prints announce(url), serves until SIGINT/SIGTERM, then closes and frees the models. */
-export async function serveUntilSignal(name: string, server: Server, o: { port: number; host: string; models: ModelRegistry }, announce: (url: string) => string): Promise<void> {
+/** Listens, prints announce(url), serves until SIGINT/SIGTERM, then closes, calls onStop and frees the models. */
+export async function serveUntilSignal(name: string, server: Server, o: { port: number; host: string; models: ModelRegistry; onStop?: () => void }, announce: (url: string) => string): Promise<void> {
   try {
     const url = await listen(server, o.port, o.host);
     process.stdout.write(`${name}: ${announce(url)}\n`);
@@ -24,6 +24,7 @@ export async function serveUntilSignal(name: string, server: Server, o: { port: 
     server.closeAllConnections();
     server.close();
   } finally {
+    o.onStop?.();
     o.models.dispose();
   }
 }

@@ -1,18 +1,20 @@
 // The Studio's own endpoints, beside the OpenAI ones on the same server: the model folders under
 // --models with what each is (and whether it is loaded, and the bytes it holds), load and unload,
-// and the chat-template page's template / preview / save. Chat and the arena use
+// the chat-template page's template / preview / save, and dataset uploads and fine-tuning jobs
+// (training_jobs.ts). Chat and the arena use
 // /v1/chat/completions itself. Every body is validated and every folder is named, never a path.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { memory } from '../tensor/memory.js';
 import { BodyFields } from './body_fields.js';
 import type { Engine } from './engine.js';
-import { ApiError } from './errors.js';
-import { readJsonBody, sendJson } from './http_io.js';
+import { ApiError, invalid } from './errors.js';
+import { readBody, readJsonBody, sendJson } from './http_io.js';
 import { listModelFolders, modelFolderPath } from './model_folders.js';
 import type { ModelRegistry } from './model_registry.js';
 import type { ModelListing } from './studio_types.js';
 import { chatMessages } from './prompts.js';
 import { previewTemplate, saveTemplate, templateInfo } from './studio_templates.js';
+import type { TrainingJobs } from './training_jobs.js';
 
 export interface StudioApiOptions {
   /** the folder whose subfolders are the models */
@@ -20,6 +22,9 @@ export interface StudioApiOptions {
   models: ModelRegistry;
   engine: Engine;
   maxBodyBytes: number;
+  jobs: TrainingJobs;
+  /** largest dataset upload (413 beyond) */
+  maxUploadBytes: number;
 }
 
 export const STUDIO_ROUTES = {
@@ -29,6 +34,11 @@ export const STUDIO_ROUTES = {
   'GET /api/studio/template': 'studio-template',
   'POST /api/studio/template/preview': 'studio-preview',
   'POST /api/studio/template/save': 'studio-save',
+  'POST /api/studio/datasets': 'studio-upload',
+  'GET /api/studio/jobs': 'studio-jobs',
+  'POST /api/studio/jobs': 'studio-start',
+  'GET /api/studio/jobs/metrics': 'studio-metrics',
+  'POST /api/studio/jobs/stop': 'studio-stop',
 } as const;
 
 type StudioRoute = (typeof STUDIO_ROUTES)[keyof typeof STUDIO_ROUTES];
@@ -66,14 +76,31 @@ function unload(o: StudioApiOptions, name: unknown): unknown {
   return { name: id, loaded: false };
 }
 
-function queryName(req: IncomingMessage): string | null {
-  return new URL(req.url ?? '/', 'http://studio').searchParams.get('name');
+function query(req: IncomingMessage, key: string): string | null {
+  return new URL(req.url ?? '/', 'http://studio').searchParams.get(key);
 }
+
+/** The training-job routes. */
+async function handleJobs(route: StudioRoute, req: IncomingMessage, res: ServerResponse, o: StudioApiOptions): Promise<void> {
+  if (route === 'studio-upload') return sendJson(res, 200, o.jobs.saveDataset(await readBody(req, o.maxUploadBytes, 413)));
+  if (route === 'studio-jobs') return sendJson(res, 200, { jobs: o.jobs.list() });
+  if (route === 'studio-metrics') {
+    const from = Number(query(req, 'from') ?? 0);
+    if (!Number.isInteger(from) || from < 0) throw invalid(`'from' must be an integer >= 0, got ${JSON.stringify(query(req, 'from'))}`, 'from');
+    return sendJson(res, 200, o.jobs.metrics(query(req, 'id'), from));
+  }
+  const body = await readJsonBody(req, o.maxBodyBytes);
+  if (route === 'studio-start') return sendJson(res, 200, o.jobs.start(body));
+  return sendJson(res, 200, o.jobs.stop(new BodyFields(body).body.id));
+}
+
+const JOB_ROUTES: ReadonlySet<StudioRoute> = new Set(['studio-upload', 'studio-jobs', 'studio-start', 'studio-metrics', 'studio-stop']);
 
 /** Answers one Studio route (the caller has checked host, origin and token). */
 export async function handleStudio(route: StudioRoute, req: IncomingMessage, res: ServerResponse, o: StudioApiOptions): Promise<void> {
+  if (JOB_ROUTES.has(route)) return handleJobs(route, req, res, o);
   if (route === 'studio-models') return sendJson(res, 200, listing(o));
-  if (route === 'studio-template') return sendJson(res, 200, await templateInfo(modelFolderPath(o.modelsDir, queryName(req))));
+  if (route === 'studio-template') return sendJson(res, 200, await templateInfo(modelFolderPath(o.modelsDir, query(req, 'name'))));
   const f = new BodyFields(await readJsonBody(req, o.maxBodyBytes));
   if (route === 'studio-load') return sendJson(res, 200, await load(o, f.body.name));
   if (route === 'studio-unload') return sendJson(res, 200, unload(o, f.body.name));

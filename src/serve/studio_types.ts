@@ -36,3 +36,32 @@ export interface TemplateInfo {
 
 /** POST /api/studio/template/preview: the rendered prompt, or the template's error and its 1-based line */
 export type TemplatePreview = { prompt: string; tokens: number; specialTokens: string[] } | { error: { message: string; line: number } };
+
+/** POST /api/studio/datasets: an uploaded JSONL file, stored under a generated name */
+export interface DatasetInfo {
+  id: string;
+  rows: number;
+  /** the first rows as parsed */
+  preview: unknown[];
+}
+
+/** A `kestrel finetune` job the Studio started */
+export interface JobInfo {
+  id: string;
+  model: string;
+  method: string;
+  maxSteps: number;
+  status: 'running' | 'finished' | 'failed' | 'stopped';
+  exitCode: number | null;
+  /** the end of its stderr when it failed */
+  error: string | null;
+  started: number;
+}
+
+/** GET /api/studio/jobs/metrics?id=&from=: metrics.jsonl lines from `from` on */
+export interface JobMetrics {
+  job: JobInfo;
+  points: { step: number; loss: number; lr: number; grad_norm: number; tokens_per_sec: number }[];
+  /** the `from` to ask with next */
+  next: number;
+}

@@ -4,13 +4,13 @@
 // symlink out of --models), Host and Origin checks, --token on every API request, and --host
 // beyond loopback refused without a token.
 import assert from 'node:assert/strict';
-import { readFileSync, readdirSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync, symlinkSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { runCli } from '../helpers.js';
 import type { RunningServer } from '../serve/serve_fixture.js';
-import { type StudioFixture, startStudio, writeStudioFixture } from './studio_fixture.js';
+import { type StudioFixture, TEXT_ROWS, startStudio, writeStudioFixture } from './studio_fixture.js';
 
 const fx: StudioFixture = writeStudioFixture();
 let studio: RunningServer;
@@ -19,7 +19,7 @@ const TOKEN = 'test-token-1234';
 
 before(async () => {
   symlinkSync(join(fx.root, 'tiny'), join(fx.modelsDir, 'escape')); // a model folder outside --models
-  [studio, guarded] = await Promise.all([startStudio(fx.modelsDir, ['--max-body-bytes', '65536']), startStudio(fx.modelsDir, ['--token', TOKEN])]);
+  [studio, guarded] = await Promise.all([startStudio(fx.modelsDir, ['--max-body-bytes', '65536', '--max-upload-bytes', '8192']), startStudio(fx.modelsDir, ['--token', TOKEN], 'guarded-data')]);
 });
 
 after(async () => {
@@ -211,6 +211,84 @@ describe('kestrel studio: chat templates', () => {
     const r = await post('/api/studio/template/save', { name: 'tiny', messages });
     assert.equal(r.status, 400);
     assert.match(r.json.error.message, /'template' is required/);
+  });
+});
+
+describe('kestrel studio: training jobs', () => {
+  const upload = (body: string) => post('/api/studio/datasets', body, { 'content-type': 'application/x-ndjson' });
+  /** Polls a job until it leaves 'running' (or 60 s pass). */
+  async function settled(id: string): Promise<{ job: { status: string; error: string | null }; points: { step: number; loss: number }[] }> {
+    for (let t0 = Date.now(); Date.now() - t0 < 60_000; await new Promise((r) => setTimeout(r, 200))) {
+      const m = (await get(`/api/studio/jobs/metrics?id=${id}&from=0`)).json;
+      if (m.job.status !== 'running') return m;
+    }
+    assert.fail(`job ${id} still running after 60 s`);
+  }
+
+  test('uploads: bad lines name the line, oversized ones get 413, good ones an id and a preview', async () => {
+    const bad = await upload('{"text": "a"}\n{oops}\n');
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /^upload:2: not a JSON line/);
+    const big = await upload('x'.repeat(9000));
+    assert.equal(big.status, 413);
+    assert.match(big.json.error.message, /exceeds the limit of 8192 bytes/);
+    const ok = await upload(TEXT_ROWS);
+    assert.equal(ok.status, 200, ok.text);
+    assert.equal(ok.json.rows, 16);
+    assert.deepEqual(ok.json.preview[0], JSON.parse(TEXT_ROWS.split('\n')[0]));
+    // stored under the generated id in the Studio's data folder, nowhere the client chose
+    assert.equal(readFileSync(join(fx.root, 'studio-data', 'uploads', `${ok.json.id}.jsonl`), 'utf8'), TEXT_ROWS);
+  });
+
+  test('start: bad bodies -> 400/404 naming the field', async () => {
+    const dataset = (await upload(TEXT_ROWS)).json.id;
+    const cases: [body: unknown, status: number, message: RegExp][] = [
+      [{ model: '../tiny', dataset }, 400, /no '\.\.' or '\/'/],
+      [{ model: 'tiny', dataset: '../../etc/passwd' }, 400, /'dataset' must be the id an upload returned/],
+      [{ model: 'tiny', dataset: '00000000-0000-0000-0000-000000000000' }, 404, /no uploaded dataset/],
+      [{ model: 'tiny', dataset, method: 'dora' }, 400, /'method' must be lora, qlora or full, got 'dora'/],
+      [{ model: 'tiny', dataset, max_steps: 0 }, 400, /'max_steps' must be an integer >= 1/],
+      [{ model: 'tiny', dataset, lr: 'fast' }, 400, /'lr' must be a number/],
+    ];
+    for (const [body, status, message] of cases) {
+      const r = await post('/api/studio/jobs', body);
+      assert.equal(r.status, status, `${JSON.stringify(body)}: ${r.text}`);
+      assert.match(r.json.error.message, message);
+    }
+    assert.equal((await get('/api/studio/jobs/metrics?id=nope')).status, 404);
+    assert.match((await get('/api/studio/jobs/metrics?id=x&from=-1')).json.error.message, /'from' must be an integer >= 0/);
+  });
+
+  test('a LoRA job runs `kestrel finetune` to the end; its metrics.jsonl comes back step by step', async () => {
+    const dataset = (await upload(TEXT_ROWS)).json.id;
+    const started = await post('/api/studio/jobs', { model: 'tiny', dataset, method: 'lora', max_steps: 3, seq_len: 32, lora_r: 4 });
+    assert.equal(started.status, 200, started.text);
+    assert.equal(started.json.status, 'running');
+    const done = await settled(started.json.id);
+    assert.equal(done.job.status, 'finished', String(done.job.error));
+    assert.deepEqual(done.points.map((p) => p.step), [1, 2, 3]);
+    for (const p of done.points) assert.ok(Number.isFinite(p.loss) && p.loss > 0, `loss ${p.loss}`);
+    // the same lines as the file the trainer wrote
+    const file = readFileSync(join(fx.root, 'studio-data', 'jobs', started.json.id, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    assert.deepEqual(done.points, file);
+    const rest = (await get(`/api/studio/jobs/metrics?id=${started.json.id}&from=2`)).json;
+    assert.deepEqual([rest.points.length, rest.next], [1, 3]);
+    assert.ok(existsSync(join(fx.root, 'studio-data', 'jobs', started.json.id, 'adapter_config.json')), 'the adapter was saved');
+  });
+
+  test('stop ends a running job (SIGINT to the trainer) and it reports stopped', async () => {
+    const dataset = (await upload(TEXT_ROWS)).json.id;
+    const started = await post('/api/studio/jobs', { model: 'tiny', dataset, max_steps: 100000, seq_len: 32, lora_r: 4 });
+    const id = started.json.id;
+    for (let t0 = Date.now(); !(await get(`/api/studio/jobs/metrics?id=${id}`)).json.points.length; await new Promise((r) => setTimeout(r, 100)))
+      assert.ok(Date.now() - t0 < 60_000, 'the job logs a step within 60 s');
+    const stopped = await post('/api/studio/jobs/stop', { id });
+    assert.equal(stopped.status, 200);
+    const end = await settled(id);
+    assert.equal(end.job.status, 'stopped');
+    assert.ok(end.points.length < 100000);
+    const listed = (await get('/api/studio/jobs')).json.jobs.find((j: { id: string }) => j.id === id);
+    assert.equal(listed.status, 'stopped');
   });
 });
 

@@ -15,6 +15,9 @@ export interface StudioFixture {
   remove(): void;
 }
 
+/** A text dataset the tiny models fine-tune on (JSONL, one {"text"} per line). */
+export const TEXT_ROWS = Array.from({ length: 16 }, (_, i) => JSON.stringify({ text: `row ${i}: the quick brown fox jumps over the lazy dog` })).join('\n') + '\n';
+
 export function writeStudioFixture(): StudioFixture {
   const fx = writeServeFixture();
   const modelsDir = join(fx.root, 'models');
@@ -34,7 +37,10 @@ export function writeStudioFixture(): StudioFixture {
   return { root: fx.root, modelsDir, remove: () => removeFixture(fx.root) };
 }
 
-/** `kestrel studio --models DIR --port 0 ...args`, resolved once it printed its URL (the URL without its #token). */
-export function startStudio(modelsDir: string, args: string[] = []): Promise<RunningServer> {
-  return startListening(['studio', '--models', modelsDir, '--port', '0', ...args], /open (http:\/\/[^/\s]+)/);
+/**
+ * `kestrel studio --models DIR --data DIR/../<dataName> --port 0 ...args`, resolved once it printed
+ * its URL (the URL without its #token).
+ */
+export function startStudio(modelsDir: string, args: string[] = [], dataName = 'studio-data'): Promise<RunningServer> {
+  return startListening(['studio', '--models', modelsDir, '--data', join(modelsDir, '..', dataName), '--port', '0', ...args], /open (http:\/\/[^/\s]+)/);
 }
