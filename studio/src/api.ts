@@ -43,6 +43,13 @@ export async function postJson<T>(path: string, body: unknown): Promise<T> {
   return (await r.json()) as T;
 }
 
+/** POSTs a text body (an upload) and returns the JSON answer. */
+export async function uploadText<T>(path: string, text: string): Promise<T> {
+  const r = await fetch(path, { method: 'POST', headers: { ...headers(false), 'content-type': 'application/x-ndjson' }, body: text });
+  if (!r.ok) throw await failure(r);
+  return (await r.json()) as T;
+}
+
 export interface ChatMessage {
   role: 'system' | 'user' | 'assistant';
   content: string;

@@ -9,8 +9,9 @@ import { ArenaPage } from './pages/arena.tsx';
 import { ChatPage } from './pages/chat.tsx';
 import { ModelsPage } from './pages/models.tsx';
 import { TemplatePage } from './pages/template.tsx';
+import { TrainingPage } from './pages/training.tsx';
 
-const PAGES = ['models', 'chat', 'template', 'arena'] as const;
+const PAGES = ['models', 'chat', 'template', 'arena', 'training'] as const;
 type Page = (typeof PAGES)[number];
 
 const pageOf = (hash: string): Page => (PAGES as readonly string[]).includes(hash.slice(1)) ? (hash.slice(1) as Page) : 'models';
@@ -47,6 +48,7 @@ function App() {
         {page === 'chat' && <ChatPage models={loaded} />}
         {page === 'template' && <TemplatePage folders={folders.map((m) => m.name)} />}
         {page === 'arena' && <ArenaPage models={loaded.map((m) => m.name)} />}
+        {page === 'training' && <TrainingPage folders={folders.map((m) => m.name)} />}
       </main>
     </>
   );

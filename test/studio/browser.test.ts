@@ -2,13 +2,14 @@
 // against a `kestrel studio` on two tiny models. It loads both, chats (the reply kept in the
 // conversation equals the server's greedy reply to the same request), edits a template and sees
 // the preview follow, breaks it and sees the line, and runs the arena with both models until both
-// show their timings. Screenshots of each page go to test-output/studio/ for a human to look at.
+// show their timings, and uploads a dataset, starts a LoRA fine-tune, watches the loss chart get
+// points and stops it. Screenshots of each page go to test-output/studio/ for a human to look at.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { type Browser, type Page, chromium } from 'playwright-core';
 import type { RunningServer } from '../serve/serve_fixture.js';
-import { LONG_CONTEXT, type StudioFixture, startStudio, writeStudioFixture } from './studio_fixture.js';
+import { LONG_CONTEXT, type StudioFixture, TEXT_ROWS, startStudio, writeStudioFixture } from './studio_fixture.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = 'test-output/studio';
@@ -143,4 +144,25 @@ test('arena: two models stream side by side and both show their timings; a vote 
   assert.equal(rounds[0].winner, 'tiny-copy');
   assert.deepEqual(rounds[0].runs.map((r) => r.model), ['tiny', 'tiny-copy']);
   for (const r of rounds[0].runs) assert.ok(r.ttftMs > 0 && r.totalMs >= r.ttftMs && r.tokens >= 1, JSON.stringify(r));
+});
+
+test('training page: upload a dataset, start a LoRA fine-tune, see the loss chart get points, stop it', async () => {
+  await page.goto(`${studio.url}/#training`);
+  await page.locator('select[name="train-model"]').selectOption('tiny');
+  await page.locator('input[name="dataset"]').setInputFiles({ name: 'rows.jsonl', mimeType: 'application/x-ndjson', buffer: Buffer.from(TEXT_ROWS) });
+  await page.locator('.dataset', { hasText: '16 rows; the first:' }).waitFor();
+  for (const [name, value] of [['max_steps', '100000'], ['seq_len', '32'], ['lora_r', '4']]) {
+    await page.locator(`input[name="${name}"]`).fill(value);
+    await page.locator(`input[name="${name}"]`).dispatchEvent('change');
+  }
+  await page.getByRole('button', { name: 'Start' }).click();
+  const job = page.locator('.job').first();
+  // the loss chart holds the steps metrics.jsonl has logged so far
+  await page.waitForFunction(`Number(document.querySelector('.job .chart')?.dataset.points ?? 0) >= 3`, undefined, { timeout: 60_000 });
+  assert.match(await job.locator('.progress').textContent() ?? '', /^step \d+ \/ 100000 · loss \d+\.\d{4} · \d+ tok\/s · ETA \d+ (s|min)$/);
+  await page.screenshot({ path: `${SHOTS}/training.png`, fullPage: true });
+  await job.getByRole('button', { name: 'Stop' }).click();
+  await job.locator('.status', { hasText: 'stopped' }).waitFor({ timeout: 30_000 });
+  const jobs = (await (await fetch(`${studio.url}/api/studio/jobs`)).json()) as { jobs: { status: string; maxSteps: number }[] };
+  assert.deepEqual(jobs.jobs.map((j) => [j.status, j.maxSteps]), [['stopped', 100000]]);
 });
