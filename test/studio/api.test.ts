@@ -150,6 +150,26 @@ describe('kestrel studio: models', () => {
   });
 });
 
+test('unload while a generation runs -> 409, and the generation is unharmed', async () => {
+  assert.equal((await post('/api/studio/models/load', { name: 'tiny-long' })).status, 200);
+  const gone = new AbortController();
+  // tiny-long has no eos: 2000 tokens keep the engine busy for seconds
+  const r = await fetch(`${studio.url}/v1/chat/completions`, {
+    method: 'POST', headers: { 'content-type': 'application/json' }, signal: gone.signal,
+    body: JSON.stringify({ model: 'tiny-long', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 2000, stream: true }),
+  });
+  const reader = r.body!.getReader();
+  await reader.read(); // the first chunk: the job runs
+  const busy = await post('/api/studio/models/unload', { name: 'tiny-long' });
+  assert.equal(busy.status, 409);
+  assert.match(busy.json.error.message, /'tiny-long' cannot be unloaded while 1 generation\(s\) run or wait; stop them first/);
+  const more = await reader.read();
+  assert.equal(more.done, false, 'the stream goes on');
+  gone.abort();
+  for (let t0 = Date.now(); (await post('/api/studio/models/unload', { name: 'tiny-long' })).status === 409; await new Promise((res) => setTimeout(res, 50)))
+    assert.ok(Date.now() - t0 < 5000, 'the aborted generation ends and the model unloads');
+});
+
 describe('kestrel studio: chat templates', () => {
   const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }];
   const draft = '{% for m in messages %}[{{ m.role }}] {{ m.content }}{{ eos_token }}\n{% endfor %}';
