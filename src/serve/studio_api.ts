@@ -34,6 +34,7 @@ export const STUDIO_ROUTES = {
   'GET /api/studio/template': 'studio-template',
   'POST /api/studio/template/preview': 'studio-preview',
   'POST /api/studio/template/save': 'studio-save',
+  'POST /api/studio/tokens': 'studio-tokens',
   'POST /api/studio/datasets': 'studio-upload',
   'GET /api/studio/jobs': 'studio-jobs',
   'POST /api/studio/jobs': 'studio-start',
@@ -76,6 +77,14 @@ function unload(o: StudioApiOptions, name: unknown): unknown {
   return { name: id, loaded: false };
 }
 
+/** How many tokens a loaded model's tokenizer makes of a text (the chat page's file chips). */
+function countTokens(o: StudioApiOptions, f: BodyFields): { tokens: number } {
+  const model = f.requiredString('model');
+  const served = o.models.get(model);
+  if (!served) throw new ApiError(404, `no loaded model named '${model}'`, 'model', 'model_not_found');
+  return { tokens: served.tokenizer.encode(f.requiredString('text'), { addSpecialTokens: false }).length };
+}
+
 function query(req: IncomingMessage, key: string): string | null {
   return new URL(req.url ?? '/', 'http://studio').searchParams.get(key);
 }
@@ -104,6 +113,7 @@ export async function handleStudio(route: StudioRoute, req: IncomingMessage, res
   const f = new BodyFields(await readJsonBody(req, o.maxBodyBytes));
   if (route === 'studio-load') return sendJson(res, 200, await load(o, f.body.name));
   if (route === 'studio-unload') return sendJson(res, 200, unload(o, f.body.name));
+  if (route === 'studio-tokens') return sendJson(res, 200, countTokens(o, f));
   const dir = modelFolderPath(o.modelsDir, f.body.name);
   const template = f.requiredString('template');
   const messages = chatMessages(f);

@@ -170,6 +170,19 @@ test('unload while a generation runs -> 409, and the generation is unharmed', as
     assert.ok(Date.now() - t0 < 5000, 'the aborted generation ends and the model unloads');
 });
 
+test('POST /api/studio/tokens counts with the loaded model tokenizer', async () => {
+  const missing = await post('/api/studio/tokens', { model: 'tiny-copy', text: 'a' });
+  assert.equal(missing.status, 404);
+  assert.match(missing.json.error.message, /no loaded model named 'tiny-copy'/);
+  assert.equal((await post('/api/studio/models/load', { name: 'tiny-copy' })).status, 200);
+  // the byte tokenizer: one token per UTF-8 byte, one per special token
+  assert.deepEqual((await post('/api/studio/tokens', { model: 'tiny-copy', text: 'héllo<|im_end|>' })).json, { tokens: 7 });
+  const noText = await post('/api/studio/tokens', { model: 'tiny-copy' });
+  assert.equal(noText.status, 400);
+  assert.match(noText.json.error.message, /'text' is required/);
+  assert.equal((await post('/api/studio/models/unload', { name: 'tiny-copy' })).status, 200);
+});
+
 describe('kestrel studio: chat templates', () => {
   const messages = [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'Hi' }];
   const draft = '{% for m in messages %}[{{ m.role }}] {{ m.content }}{{ eos_token }}\n{% endfor %}';

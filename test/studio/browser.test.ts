@@ -1,7 +1,7 @@
 // The Studio in a real browser: playwright-core drives Debian's /usr/bin/chromium (headless)
 // against a `kestrel studio` on two tiny models. It loads both, chats (the reply kept in the
 // conversation equals the server's greedy reply to the same request), edits a template and sees
-// the preview follow, breaks it and sees the line, and runs the arena with both models until both
+// the preview follow, breaks it and sees the line, attaches files to a chat message, runs the arena with both models until both
 // show their timings, and uploads a dataset, starts a LoRA fine-tune, watches the loss chart get
 // points and stops it. Screenshots of each page go to test-output/studio/ for a human to look at.
 import assert from 'node:assert/strict';
@@ -111,6 +111,34 @@ test('chat page: regenerate, edit, stop, export', async () => {
     await new Promise((r) => setTimeout(r, 20));
   }
   assert.deepEqual(health, { ...health, running: 0, queued: 0 }, `the stopped generation still runs ${Date.now() - t0} ms after Stop`);
+});
+
+test('chat page: files as context: chips with token counts, sent with their names, too much refused', async () => {
+  await page.getByRole('button', { name: 'New chat' }).click();
+  await page.locator('select[name="model"]').selectOption('tiny');
+  await page.locator('input[name="max_tokens"]').fill('20');
+  await page.locator('input[name="max_tokens"]').dispatchEvent('change');
+  const files = page.locator('input[name="files"]');
+  await files.setInputFiles([{ name: 'notes.md', mimeType: 'text/markdown', buffer: Buffer.from('# Notes\nred') }, { name: 'cat.png', mimeType: 'image/png', buffer: Buffer.from([137, 80, 78, 71]) }]);
+  const block = '<file name="notes.md">\n# Notes\nred\n</file>\n';
+  // byte tokenizer: the chip's count is the block's UTF-8 length
+  await page.locator('.chip', { hasText: `notes.md · ${Buffer.byteLength(block)} tokens` }).waitFor();
+  await page.locator('.error', { hasText: 'cat.png: images need a model that takes them' }).waitFor();
+  await page.locator('textarea[name="prompt"]').fill('Summarize.');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.locator('.usage').waitFor();
+  const sent = (await storedChats())[0].messages[0];
+  assert.deepEqual(sent, { role: 'user', content: `${block}Summarize.` });
+  assert.equal(await page.locator('.chip').count(), 0, 'the chips went with the message');
+  // a file that does not fit the context is not truncated: the page says so and will not send
+  await files.setInputFiles({ name: 'big.txt', mimeType: 'text/plain', buffer: Buffer.from('x'.repeat(200)) });
+  const bigTokens = Buffer.byteLength(`<file name="big.txt">\n${'x'.repeat(200)}\n</file>\n`);
+  await page.locator('.overflow', { hasText: new RegExp(`The files do not fit: they take ${bigTokens} tokens, the conversation \\d+ and the reply up to 20, over the context of 160`) }).waitFor();
+  assert.equal(await page.getByRole('button', { name: 'Send' }).isDisabled(), true);
+  await page.screenshot({ path: `${SHOTS}/chat-files.png`, fullPage: true });
+  await page.getByRole('button', { name: 'remove big.txt' }).click();
+  assert.equal(await page.locator('.overflow').count(), 0);
+  assert.equal(await page.getByRole('button', { name: 'Send' }).isDisabled(), false);
 });
 
 test('template page: the preview follows the editor, and an error names its line', async () => {

@@ -1,7 +1,8 @@
 // Chat page: conversations (kept in localStorage) with a model, a system prompt and sampling
 // parameters each; replies stream in as markdown with highlighted code; stop, regenerate, export.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { type ChatMessage, streamChat } from '../api.ts';
+import { type ChatMessage, postJson, streamChat } from '../api.ts';
+import { type Attachment, readAttachment, withAttachments } from '../attachments.ts';
 import { type Conversation, downloadJson, loadConversations, newConversation, saveConversations } from '../conversations.ts';
 import { renderMarkdown } from '../markdown.ts';
 
@@ -9,6 +10,9 @@ interface LoadedModel {
   name: string;
   contextLength: number | null;
 }
+
+/** A chat's title: its first message without the attached files' blocks. */
+const titleOf = (content: string): string => content.replace(/<file name="[^"]*">\n[\s\S]*?\n<\/file>\n/g, '').slice(0, 40) || 'files';
 
 function Message(props: { m: ChatMessage; onEdit: (() => void) | null }) {
   if (props.m.role !== 'assistant') {
@@ -33,6 +37,8 @@ export function ChatPage(props: { models: LoadedModel[] }) {
   const [error, setError] = useState<string | null>(null);
   const stopper = useRef<AbortController | null>(null);
   const [streaming, setStreaming] = useState(false);
+  const [files, setFiles] = useState<Attachment[]>([]);
+  const [refused, setRefused] = useState<string[]>([]);
   useEffect(() => saveConversations(list), [list]);
   const current = list.find((c) => c.id === currentId) ?? null;
   const update = (id: string, patch: Partial<Conversation> | ((c: Conversation) => Partial<Conversation>)) =>
@@ -50,7 +56,7 @@ export function ChatPage(props: { models: LoadedModel[] }) {
     if (!model) return setError('Load a model on the Models page first.');
     setError(null);
     const messages: ChatMessage[] = c.system ? [{ role: 'system', content: c.system }, ...history] : history;
-    update(c.id, { model, messages: [...history, { role: 'assistant', content: '' }], title: c.messages.length ? c.title : history[0].content.slice(0, 40) });
+    update(c.id, { model, messages: [...history, { role: 'assistant', content: '' }], title: c.messages.length ? c.title : titleOf(history[0].content) });
     stopper.current = new AbortController();
     setStreaming(true);
     let text = '';
@@ -69,10 +75,20 @@ export function ChatPage(props: { models: LoadedModel[] }) {
     }
   };
 
+  /** Reads the chosen files into chips, each with its token count from the model's tokenizer. */
+  const attach = async (list: FileList) => {
+    const model = current?.model || props.models[0]?.name;
+    const read = await Promise.all([...list].map(readAttachment));
+    setRefused(read.flatMap((r) => ('error' in r ? [`${r.name}: ${r.error}`] : [])));
+    const ok = read.filter((r): r is Attachment => !('error' in r));
+    const counted = await Promise.all(ok.map(async (a) => ({ ...a, tokens: model ? (await postJson<{ tokens: number }>('/api/studio/tokens', { model, text: a.block })).tokens : null })));
+    setFiles((f) => [...f, ...counted]);
+  };
   const send = () => {
-    if (!current || !input.trim() || streaming) return;
-    const history: ChatMessage[] = [...current.messages, { role: 'user', content: input }];
+    if (!current || (!input.trim() && !files.length) || streaming || overflow) return;
+    const history: ChatMessage[] = [...current.messages, { role: 'user', content: withAttachments(input, files) }];
     setInput('');
+    setFiles([]);
     void reply(current, history);
   };
   const regenerate = () => {
@@ -87,6 +103,10 @@ export function ChatPage(props: { models: LoadedModel[] }) {
     update(current.id, { messages: current.messages.slice(0, i), usage: null });
   };
   const ctx = props.models.find((m) => m.name === current?.model)?.contextLength;
+  // what the next request needs: the conversation so far, the files, and room for the reply
+  const fileTokens = files.reduce((s, f) => s + (f.tokens ?? 0), 0);
+  const needed = (current?.usage?.total_tokens ?? 0) + fileTokens + (current?.params.max_tokens ?? 0);
+  const overflow = ctx != null && files.length > 0 && needed > ctx;
 
   return (
     <section class="chat">
@@ -109,10 +129,18 @@ export function ChatPage(props: { models: LoadedModel[] }) {
             <p class="usage">prompt {current.usage.prompt_tokens} + reply {current.usage.completion_tokens} = {current.usage.total_tokens} tokens{ctx ? ` of ${ctx} (${Math.round((100 * current.usage.total_tokens) / ctx)}% of the context)` : ''}</p>
           )}
           {error && <p class="error" role="alert">{error}</p>}
+          <div class="files">
+            <label class="attach">Attach files <input type="file" name="files" multiple onChange={(e) => { const l = (e.target as HTMLInputElement).files; if (l) void attach(l); (e.target as HTMLInputElement).value = ''; }} /></label>
+            {files.map((f, i) => (
+              <span class="chip" key={f.name + i}>{f.name} · {f.tokens ?? '?'} tokens <button aria-label={`remove ${f.name}`} onClick={() => setFiles(files.filter((_, j) => j !== i))}>×</button></span>
+            ))}
+          </div>
+          {refused.map((r) => <p class="error" key={r}>{r}</p>)}
+          {overflow && <p class="error overflow" role="alert">The files do not fit: they take {fileTokens} tokens, the conversation {current.usage?.total_tokens ?? 0} and the reply up to {current.params.max_tokens}, over the context of {ctx}. Remove files (×) or lower max_tokens.</p>}
           <div class="compose">
             <textarea name="prompt" placeholder="Message" value={input} onInput={(e) => setInput((e.target as HTMLTextAreaElement).value)}
               onKeyDown={(e) => { if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); send(); } }} />
-            {streaming ? <button onClick={() => stopper.current?.abort()}>Stop</button> : <button onClick={send}>Send</button>}
+            {streaming ? <button onClick={() => stopper.current?.abort()}>Stop</button> : <button onClick={send} disabled={overflow}>Send</button>}
             <button onClick={regenerate} disabled={streaming || !current.messages.length}>Regenerate</button>
           </div>
         </div>
