@@ -69,9 +69,11 @@ export function describeModelFolder(root: string, name: string): ModelFolderInfo
   }
 }
 
-/** Every folder directly under root that holds a config.json, sorted by name. */
+/** Every folder directly under root that holds a config.json, sorted by name (symlinks that lead out of root left out). */
 export function listModelFolders(root: string): (ModelFolderInfo | BrokenModelFolder)[] {
+  const realRoot = realpathSync(root);
   return readdirSync(root, { withFileTypes: true })
     .filter((d) => (d.isDirectory() || d.isSymbolicLink()) && NAME.test(d.name) && existsSync(join(root, d.name, 'config.json')))
+    .filter((d) => realpathSync(join(root, d.name)).startsWith(realRoot + sep))
     .map((d) => d.name).sort().map((n) => describeModelFolder(root, n));
 }

@@ -8,6 +8,7 @@ import { existsSync, readFileSync, readdirSync, statSync, symlinkSync } from 'no
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { BUILTIN_TEMPLATES } from '../../src/tokenizer/index.js';
 import { runCli } from '../helpers.js';
 import type { RunningServer } from '../serve/serve_fixture.js';
 import { type StudioFixture, TEXT_ROWS, startStudio, writeStudioFixture } from './studio_fixture.js';
@@ -84,8 +85,9 @@ describe('kestrel studio: models', () => {
     const r = await get('/api/studio/models');
     assert.equal(r.status, 200, r.text);
     const names = r.json.models.map((m: { name: string }) => m.name);
-    // 'notes' has no config.json; 'escape' is listed (its config.json is reachable) but cannot be loaded
-    assert.deepEqual(names, ['escape', 'tiny', 'tiny-copy', 'tiny-long']);
+    // 'notes' has no config.json; 'escape' is a symlink to a model outside --models
+    assert.deepEqual(names, ['tiny', 'tiny-base', 'tiny-copy', 'tiny-long']);
+    assert.equal(r.json.models.find((m: { name: string }) => m.name === 'tiny-base').templateSource, null);
     const tiny = r.json.models.find((m: { name: string }) => m.name === 'tiny');
     const config = JSON.parse(readFileSync(join(fx.modelsDir, 'tiny', 'config.json'), 'utf8'));
     assert.deepEqual(tiny, {
@@ -194,6 +196,10 @@ describe('kestrel studio: chat templates', () => {
     assert.equal(r.json.source, 'tokenizer_config.json');
     assert.equal(r.json.template, file.chat_template);
     assert.deepEqual([...r.json.specialTokens].sort(), ['<|endoftext|>', '<|im_end|>'].sort());
+    // a folder without a template: the built-in its vocabulary's turn markers identify, as chats use
+    const base = await get('/api/studio/template?name=tiny-base');
+    assert.equal(base.json.source, 'built-in chatml');
+    assert.equal(base.json.template, BUILTIN_TEMPLATES.chatml);
     const bad = await get('/api/studio/template?name=..%2Ftiny');
     assert.equal(bad.status, 400);
   });

@@ -1,7 +1,7 @@
 // What the Studio tests run against: a --models folder holding tiny Llamas with the demo's byte
-// tokenizer (serve_fixture's model, a copy so the arena has two, and one whose context is long
-// enough for a reply that takes seconds, to stop), a folder without a config.json (not a model:
-// not listed), and a `kestrel studio` process on a free port.
+// tokenizer (serve_fixture's model, a copy so the arena has two, one whose context is long enough
+// for a reply that takes seconds, to stop, and one without a chat template), a folder without a
+// config.json (not a model: not listed), and a `kestrel studio` process on a free port.
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { type RunningServer, removeFixture, startListening, writeServeFixture } from '../serve/serve_fixture.js';
@@ -32,6 +32,12 @@ export function writeStudioFixture(): StudioFixture {
   // <|im_end|> after a few hundred tokens)
   const tokConfig = JSON.parse(readFileSync(join(long, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
   writeFileSync(join(long, 'tokenizer_config.json'), JSON.stringify({ ...tokConfig, eos_token: null }));
+  // a base model: no chat template of its own (the Studio detects a built-in one)
+  const base = join(modelsDir, 'tiny-base');
+  cpSync(fx.modelDir, base, { recursive: true });
+  const baseTok = JSON.parse(readFileSync(join(base, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
+  delete baseTok.chat_template;
+  writeFileSync(join(base, 'tokenizer_config.json'), JSON.stringify(baseTok));
   mkdirSync(join(modelsDir, 'notes'));
   writeFileSync(join(modelsDir, 'notes', 'readme.txt'), 'not a model');
   return { root: fx.root, modelsDir, remove: () => removeFixture(fx.root) };
