@@ -7,6 +7,7 @@ import { readJson } from '../io/hf_folder.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { invalid, ApiError } from './errors.js';
 import type { BrokenModelFolder, ModelFolderInfo } from './studio_types.js';
+import { suggestParams } from './suggested_params.js';
 
 const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
@@ -58,11 +59,15 @@ export function describeModelFolder(root: string, name: string): ModelFolderInfo
     const dir = join(root, name);
     const config = readJson(join(dir, 'config.json'));
     const files = weightFiles(dir);
+    const source = templateSource(dir);
+    const genFile = join(dir, 'generation_config.json');
+    const family = typeof config.model_type === 'string' ? config.model_type : 'unknown';
     return {
-      name, family: typeof config.model_type === 'string' ? config.model_type : 'unknown',
+      name, family,
       sizeBytes: files.reduce((s, f) => s + statSync(f).size, 0),
       dtype: typeof config.torch_dtype === 'string' ? config.torch_dtype : firstTensorDtype(files),
-      contextLength: contextLength(config), templateSource: templateSource(dir),
+      contextLength: contextLength(config), templateSource: source,
+      suggested: suggestParams(family, existsSync(genFile) ? readJson(genFile) : {}, source !== null),
     };
   } catch (e) {
     return { name, error: (e as Error).message };

@@ -13,6 +13,8 @@ export interface ModelFolderInfo {
   contextLength: number | null;
   /** where the chat template comes from; null when the folder ships none (a built-in is detected on load) */
   templateSource: 'chat_template.jinja' | 'tokenizer_config.json' | null;
+  /** sampling settings to start from, each with its reason (suggested_params.ts) */
+  suggested: SuggestedParam[];
 }
 
 /** A folder that could not be described (its config.json is broken, ...). */
@@ -64,4 +66,11 @@ export interface JobMetrics {
   points: { step: number; loss: number; lr: number; grad_norm: number; tokens_per_sec: number }[];
   /** the `from` to ask with next */
   next: number;
+}
+
+/** One suggested sampling setting and why it has that value */
+export interface SuggestedParam {
+  name: 'temperature' | 'top_p' | 'top_k' | 'min_p' | 'repetition_penalty';
+  value: number;
+  reason: string;
 }

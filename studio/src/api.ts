@@ -1,8 +1,8 @@
 // The Studio's only way to Kestrel: HTTP to the server that served it. The --token arrives once in
 // the URL's #fragment (never sent to a server), is kept for the tab, and goes on every request.
-import type { ModelListing, TemplateInfo, TemplatePreview } from '../../src/serve/studio_types.ts';
+import type { ModelListing, SuggestedParam, TemplateInfo, TemplatePreview } from '../../src/serve/studio_types.ts';
 
-export type { ModelListing, TemplateInfo, TemplatePreview };
+export type { ModelListing, SuggestedParam, TemplateInfo, TemplatePreview };
 
 function takeToken(): string | null {
   const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
@@ -59,6 +59,9 @@ export interface SamplingParams {
   temperature: number;
   top_p: number;
   max_tokens: number;
+  top_k?: number;
+  min_p?: number;
+  repetition_penalty?: number;
 }
 
 export interface Usage {

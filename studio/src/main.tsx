@@ -35,7 +35,7 @@ function App() {
     return () => removeEventListener('hashchange', onHash);
   }, []);
   const folders = (listing?.models ?? []).filter((m) => !('error' in m));
-  const loaded = folders.filter((m) => m.loaded).map((m) => ({ name: m.name, contextLength: 'contextLength' in m ? m.contextLength : null }));
+  const loaded = folders.flatMap((m) => (m.loaded && !('error' in m) ? [{ name: m.name, contextLength: m.contextLength, suggested: m.suggested }] : []));
   return (
     <>
       <nav>

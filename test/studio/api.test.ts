@@ -93,6 +93,11 @@ describe('kestrel studio: models', () => {
     assert.deepEqual(tiny, {
       name: 'tiny', family: 'llama', sizeBytes: statSync(join(fx.modelsDir, 'tiny', 'model.safetensors')).size,
       dtype: config.torch_dtype ?? 'f32', contextLength: 160, templateSource: 'tokenizer_config.json', loaded: false, memoryBytes: null,
+      // no generation_config.json, a family without documented settings, a chat template: the instruct defaults
+      suggested: [
+        { name: 'temperature', value: 0.7, reason: 'an instruct model (it has a chat template): a moderate chat temperature' },
+        { name: 'top_p', value: 0.95, reason: 'trims the unlikely tail without changing typical text' },
+      ],
     });
   });
 

@@ -113,9 +113,14 @@ test('chat page: regenerate, edit, stop, export', async () => {
   assert.deepEqual(health, { ...health, running: 0, queued: 0 }, `the stopped generation still runs ${Date.now() - t0} ms after Stop`);
 });
 
-test('chat page: files as context: chips with token counts, sent with their names, too much refused', async () => {
+test('chat page: suggested settings apply; files as context: chips with token counts, sent with their names, too much refused', async () => {
   await page.getByRole('button', { name: 'New chat' }).click();
   await page.locator('select[name="model"]').selectOption('tiny');
+  // the suggested settings apply with one click (tiny: an instruct model without generation_config.json)
+  await page.locator('input[name="temperature"]').fill('0');
+  await page.locator('input[name="temperature"]').dispatchEvent('change');
+  await page.locator('.suggested').getByRole('button', { name: 'Apply' }).click();
+  assert.equal(await page.locator('input[name="temperature"]').inputValue(), '0.7');
   await page.locator('input[name="max_tokens"]').fill('20');
   await page.locator('input[name="max_tokens"]').dispatchEvent('change');
   const files = page.locator('input[name="files"]');

@@ -1,7 +1,7 @@
 // Chat page: conversations (kept in localStorage) with a model, a system prompt and sampling
 // parameters each; replies stream in as markdown with highlighted code; stop, regenerate, export.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { type ChatMessage, postJson, streamChat } from '../api.ts';
+import { type ChatMessage, type SuggestedParam, postJson, streamChat } from '../api.ts';
 import { type Attachment, readAttachment, withAttachments } from '../attachments.ts';
 import { type Conversation, downloadJson, loadConversations, newConversation, saveConversations } from '../conversations.ts';
 import { renderMarkdown } from '../markdown.ts';
@@ -9,6 +9,18 @@ import { renderMarkdown } from '../markdown.ts';
 interface LoadedModel {
   name: string;
   contextLength: number | null;
+  suggested: SuggestedParam[];
+}
+
+/** The model's suggested settings with their reasons, applied to the conversation with one click. */
+function Suggested(props: { list: SuggestedParam[]; apply: () => void }) {
+  if (!props.list.length) return null;
+  return (
+    <details class="suggested">
+      <summary>Suggested settings <button onClick={(e) => { e.preventDefault(); props.apply(); }}>Apply</button></summary>
+      <ul>{props.list.map((p) => <li key={p.name}><b>{p.name} = {p.value}</b>: {p.reason}</li>)}</ul>
+    </details>
+  );
 }
 
 /** A chat's title: its first message without the attached files' blocks. */
@@ -103,6 +115,7 @@ export function ChatPage(props: { models: LoadedModel[] }) {
     update(current.id, { messages: current.messages.slice(0, i), usage: null });
   };
   const ctx = props.models.find((m) => m.name === current?.model)?.contextLength;
+  const suggested = props.models.find((m) => m.name === current?.model)?.suggested ?? [];
   // what the next request needs: the conversation so far, the files, and room for the reply
   const fileTokens = files.reduce((s, f) => s + (f.tokens ?? 0), 0);
   const needed = (current?.usage?.total_tokens ?? 0) + fileTokens + (current?.params.max_tokens ?? 0);
@@ -122,6 +135,7 @@ export function ChatPage(props: { models: LoadedModel[] }) {
               {props.models.map((m) => <option key={m.name} value={m.name}>{m.name}</option>)}
             </select></label>
             <ParamInputs c={current} update={(p) => update(current.id, p)} />
+            <Suggested list={suggested} apply={() => update(current.id, { params: { ...current.params, ...Object.fromEntries(suggested.map((p) => [p.name, p.value])) } })} />
             <textarea name="system" placeholder="System prompt" value={current.system} onInput={(e) => update(current.id, { system: (e.target as HTMLTextAreaElement).value })} />
           </div>
           <div class="messages">{current.messages.map((m, i) => <Message key={i} m={m} onEdit={m.role === 'user' && !streaming ? () => edit(i) : null} />)}</div>
