@@ -63,7 +63,7 @@ export interface JobInfo {
 /** GET /api/studio/jobs/metrics?id=&from=: metrics.jsonl lines from `from` on */
 export interface JobMetrics {
   job: JobInfo;
-  points: { step: number; loss: number; lr: number; grad_norm: number; tokens_per_sec: number }[];
+  points: { step: number; loss: number; lr: number; grad_norm: number; tokens_per_sec: number; mem_peak: { total: number } }[];
   /** the `from` to ask with next */
   next: number;
 }

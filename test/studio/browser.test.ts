@@ -193,6 +193,7 @@ test('training page: upload a dataset, start a LoRA fine-tune, see the loss char
   // the loss chart holds the steps metrics.jsonl has logged so far
   await page.waitForFunction(`Number(document.querySelector('.job .chart')?.dataset.points ?? 0) >= 3`, undefined, { timeout: 60_000 });
   assert.match(await job.locator('.progress').textContent() ?? '', /^step \d+ \/ 100000 · loss \d+\.\d{4} · \d+ tok\/s · ETA \d+ (s|min)$/);
+  assert.deepEqual(await job.locator('.u-title').allTextContents(), ['loss', 'learning rate', 'grad norm', 'tokens/s', 'peak memory (MiB)']);
   await page.screenshot({ path: `${SHOTS}/training.png`, fullPage: true });
   await job.getByRole('button', { name: 'Stop' }).click();
   await job.locator('.status', { hasText: 'stopped' }).waitFor({ timeout: 30_000 });

@@ -8,7 +8,7 @@ export function MetricChart(props: { label: string; steps: number[]; values: num
   const plot = useRef<uPlot | null>(null);
   useEffect(() => {
     plot.current = new uPlot({
-      width: 520, height: 220, title: props.label,
+      width: 360, height: 200, title: props.label,
       scales: { x: { time: false } },
       series: [{ label: 'step' }, { label: props.label, stroke: '#2f6fd6', width: 2, value: (_u, v) => (v === null ? '--' : v.toPrecision(4)) }],
       // learning rates are ~1e-4: uPlot's default tick labels would round them to 0

@@ -1,6 +1,6 @@
 // Training page: upload a JSONL dataset (preview of its first rows), start a `kestrel finetune` job
-// (LoRA / QLoRA / full with Unsloth's defaults), and watch it: live loss and learning-rate curves
-// from its metrics.jsonl, a progress bar with ETA, and stop.
+// (LoRA / QLoRA / full with Unsloth's defaults), and watch it: live curves of loss, learning rate,
+// grad norm, tokens/s and peak memory from its metrics.jsonl, a progress bar with ETA, and stop.
 import { useEffect, useState } from 'preact/hooks';
 import type { DatasetInfo, JobInfo, JobMetrics } from '../../../src/serve/studio_types.ts';
 import { getJson, postJson, uploadText } from '../api.ts';
@@ -43,6 +43,9 @@ function JobView(props: { job: JobInfo }) {
       <div class="columns">
         <MetricChart label="loss" steps={steps} values={points.map((p) => p.loss)} />
         <MetricChart label="learning rate" steps={steps} values={points.map((p) => p.lr)} />
+        <MetricChart label="grad norm" steps={steps} values={points.map((p) => p.grad_norm)} />
+        <MetricChart label="tokens/s" steps={steps} values={points.map((p) => p.tokens_per_sec)} />
+        <MetricChart label="peak memory (MiB)" steps={steps} values={points.map((p) => p.mem_peak.total / 2 ** 20)} />
       </div>
     </div>
   );
