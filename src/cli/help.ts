@@ -2,6 +2,7 @@
 // per command, next to the flag list each command parses (train.ts, finetune.ts, ...).
 import { DEFAULT_SETTINGS as D } from '../train/run_config.js';
 import { SERVE_DEFAULTS as S } from './serve.js';
+import { STUDIO_DEFAULTS as SD } from './studio.js';
 
 type Flag = [name: string, about: string];
 
@@ -228,6 +229,20 @@ export const HELP: Record<string, CommandHelp> = {
       ['-- <command>', 'run once per rank with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set; `kestrel ...` runs this kestrel'],
     ],
     example: 'kestrel launch -n 2 -- kestrel train --model ./config.json --data data.jsonl --output out/ --max-steps 100',
+  },
+  studio: {
+    usage: 'kestrel studio [--models DIR] [--data DIR] [--port N] [--host H --token TOKEN]',
+    flags: [
+      ['--models DIR', `the folder whose subfolders (HF model folders) the Studio lists and loads (default ${SD.models}: the current folder)`],
+      ['--data DIR', `the Studio's own folder: uploaded datasets and fine-tuning jobs (default ${SD.data})`],
+      ['--max-upload-bytes N', `largest dataset upload (default ${SD.maxUploadBytes}; 413 beyond)`],
+      ['--port N', `default ${SD.port} (0 picks a free port; the URL is printed)`],
+      ['--host H', `interface to bind (default ${SD.host}); any other than loopback needs --token`],
+      ['--token TOKEN', 'require Authorization: Bearer TOKEN on every API request (8+ characters; the printed URL passes it to the page)'],
+      ['--max-body-bytes N', `largest request body (default ${S.maxBodyBytes})`],
+      DEVICE,
+    ],
+    example: 'kestrel studio --models ~/models --port 7860',
   },
   merge: {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',

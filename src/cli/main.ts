@@ -15,6 +15,7 @@ import { preferenceCommand } from './preference.js';
 import { grpoCommand } from './grpo.js';
 import { launchCommand } from './launch.js';
 import { speakCommand } from './speak.js';
+import { studioCommand } from './studio.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -32,6 +33,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   embed: { about: 'sentence embeddings: --model DIR --input texts.jsonl --output vectors.jsonl', run: embedCommand },
   'embed-train': { about: 'contrastive training of an embedding model: --model DIR --data FILE --output DIR [--loss mnrl] [--lora]', run: embedTrainCommand },
   'embed-mine': { about: 'hard negatives for {anchor, positive} rows: --model DIR --data FILE --output FILE [--num-negatives 3]', run: embedMineCommand },
+  studio: { about: 'the Studio web app (chat, templates, arena) over the serve API: [--models DIR] [--port 7860] [--host H --token T]', run: studioCommand },
   serve: { about: 'OpenAI-compatible HTTP server: --model DIR [--model NAME=DIR ...] [--adapter NAME=DIR] [--port 8000] [--api-key KEY]', run: serveCommand },
   transcribe: { about: 'speech to text with a Whisper folder: --model DIR FILE... [--language en] [--task transcribe|translate] [--json]', run: transcribeCommand },
   dpo: { about: 'Direct Preference Optimization on {prompt, chosen, rejected}: --model DIR --data FILE --output DIR [--lora] [--beta 0.1]', run: (a) => preferenceCommand('dpo', a) },

@@ -3,6 +3,7 @@
 // loopback by default; another interface needs --api-key (as vLLM requires), so a model is never
 // served to the network unauthenticated. Prints its URL once listening; SIGINT/SIGTERM stop it.
 import { once } from 'node:events';
+import type { Server } from 'node:http';
 import { isIP } from 'node:net';
 import { SerialEngine } from '../serve/engine.js';
 import { ModelRegistry } from '../serve/model_registry.js';
@@ -11,7 +12,22 @@ import { numberFlag, parseFlags } from './flags.js';
 
 export const SERVE_DEFAULTS = { port: 8000, host: '127.0.0.1', maxQueue: 64, maxBodyBytes: 4 * 2 ** 20 } as const;
 
-const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+export const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+
+/** Listens, prints announce(url), serves until SIGINT/SIGTERM, then closes, calls onStop and frees the models. */
+export async function serveUntilSignal(name: string, server: Server, o: { port: number; host: string; models: ModelRegistry; onStop?: () => void }, announce: (url: string) => string): Promise<void> {
+  try {
+    const url = await listen(server, o.port, o.host);
+    process.stdout.write(`${name}: ${announce(url)}\n`);
+    const signal = await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')].map((p) => p.then(() => 'stop')));
+    process.stderr.write(`${name}: ${signal}ping\n`);
+    server.closeAllConnections();
+    server.close();
+  } finally {
+    o.onStop?.();
+    o.models.dispose();
+  }
+}
 
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, {
@@ -26,15 +42,6 @@ export async function serveCommand(argv: string[]): Promise<number> {
   if (!isLoopback(host) && !apiKey) throw new Error(`--host ${host} serves other machines: give --api-key KEY (or KESTREL_API_KEY) so requests must carry it`);
   const models = await ModelRegistry.load(values.model ?? [], values.adapter ?? []);
   const { server } = createApiServer({ models, engine: new SerialEngine(maxQueue), apiKey, maxBodyBytes });
-  try {
-    const url = await listen(server, port, host);
-    process.stdout.write(`kestrel serve: listening on ${url} (models: ${models.list().map((m) => m.id).join(', ')})\n`);
-    const signal = await Promise.race([once(process, 'SIGINT'), once(process, 'SIGTERM')].map((p) => p.then(() => 'stop')));
-    process.stderr.write(`kestrel serve: ${signal}ping\n`);
-    server.closeAllConnections();
-    server.close();
-  } finally {
-    models.dispose();
-  }
+  await serveUntilSignal('kestrel serve', server, { port, host, models }, (url) => `listening on ${url} (models: ${models.list().map((m) => m.id).join(', ')})`);
   return 0;
 }

@@ -51,14 +51,7 @@ export class ModelRegistry {
     try {
       for (const spec of models) {
         const { name, dir } = namedPath(spec, '--model');
-        const p = await loadCausalLM(dir).catch((e: Error) => Promise.reject(new Error(`--model ${dir}: ${e.message}`)));
-        if (!p.tokenizer) {
-          p.model.dispose();
-          throw new Error(`--model ${dir}: the folder has no tokenizer (tokenizer.json, vocab.json, tokenizer.model); the server needs one to read prompts and write text`);
-        }
-        const c = p.model.config;
-        const contextLength = 'maxPositions' in c ? c.maxPositions : c.maxPositionEmbeddings;
-        reg.add({ id: name, pretrained: p, tokenizer: p.tokenizer, adapter: null, dir, contextLength, eosTokenIds: eosIds(p), created });
+        await reg.loadFolder(name, dir, '--model ', created);
       }
       const base = [...reg.byId.values()][0];
       for (const spec of adapters) {
@@ -76,6 +69,33 @@ export class ModelRegistry {
       reg.dispose();
       throw e;
     }
+  }
+
+  /**
+   * Loads one HF folder and serves it as `name`; the error names the folder (prefixed by `what`).
+   * @example await registry.loadFolder('tiny', '/models/tiny')
+   */
+  async loadFolder(name: string, dir: string, what = '', created = Math.floor(Date.now() / 1000)): Promise<ServedModel> {
+    if (this.byId.has(name)) throw new Error(`a model named '${name}' is already loaded`);
+    const p = await loadCausalLM(dir).catch((e: Error) => Promise.reject(new Error(`${what}${dir}: ${e.message}`)));
+    if (!p.tokenizer) {
+      p.model.dispose();
+      throw new Error(`${what}${dir}: the folder has no tokenizer (tokenizer.json, vocab.json, tokenizer.model); the server needs one to read prompts and write text`);
+    }
+    const c = p.model.config;
+    const contextLength = 'maxPositions' in c ? c.maxPositions : c.maxPositionEmbeddings;
+    const m: ServedModel = { id: name, pretrained: p, tokenizer: p.tokenizer, adapter: null, dir, contextLength, eosTokenIds: eosIds(p), created };
+    this.add(m);
+    return m;
+  }
+
+  /** Frees a base model loaded under `id` (false when none is); its adapters go with it. */
+  remove(id: string): boolean {
+    const m = this.byId.get(id);
+    if (!m || m.adapter !== null) return false;
+    for (const [other, o] of this.byId) if (o.pretrained === m.pretrained) this.byId.delete(other);
+    m.pretrained.model.dispose();
+    return true;
   }
 
   private add(m: ServedModel): void {

@@ -12,6 +12,9 @@ import { readJsonBody, sendError, sendJson } from './http_io.js';
 import { ServerMetrics } from './metrics.js';
 import type { ModelRegistry } from './model_registry.js';
 import { completionParams } from './request_params.js';
+import { sendAppFile } from './static_files.js';
+import { STUDIO_ROUTES, type StudioApiOptions, handleStudio } from './studio_api.js';
+import { type StudioGuardOptions, checkHostAndOrigin } from './studio_guard.js';
 
 export interface ServeOptions {
   models: ModelRegistry;
@@ -20,6 +23,8 @@ export interface ServeOptions {
   apiKey: string | null;
   /** largest request body accepted, in bytes */
   maxBodyBytes: number;
+  /** `kestrel studio`: its API and built app on this same server, behind host/origin checks (apiKey is its token) */
+  studio?: { api: StudioApiOptions; guard: StudioGuardOptions; appDir: string };
 }
 
 /** What a 429 asks the client to wait: about one short generation. */
@@ -49,9 +54,20 @@ function checkAuth(req: IncomingMessage, apiKey: string | null): void {
 
 async function handle(req: IncomingMessage, res: ServerResponse, o: ServeOptions, ctx: CompletionContext): Promise<void> {
   const path = (req.url ?? '/').split('?')[0];
-  const route = ROUTES[`${req.method} ${path}`];
+  const key = `${req.method} ${path}`;
+  if (o.studio) {
+    checkHostAndOrigin(req, o.studio.guard);
+    const studioRoute = STUDIO_ROUTES[key as keyof typeof STUDIO_ROUTES];
+    if (studioRoute) {
+      checkAuth(req, o.apiKey);
+      return handleStudio(studioRoute, req, res, o.studio.api);
+    }
+    // everything else that is no API path is the app (its files, or index.html for its routes)
+    if (req.method === 'GET' && !ROUTES[key] && !/^\/(v1|api)\//.test(path)) return sendAppFile(res, o.studio.appDir, path);
+  }
+  const route = ROUTES[key];
   if (!route) {
-    const known = Object.keys(ROUTES).some((r) => r.endsWith(` ${path}`));
+    const known = [...Object.keys(ROUTES), ...(o.studio ? Object.keys(STUDIO_ROUTES) : [])].some((r) => r.endsWith(` ${path}`));
     throw new ApiError(known ? 405 : 404, known ? `${req.method} is not allowed on ${path}` : `no route ${req.method} ${path}`);
   }
   if (route === 'health') return sendJson(res, 200, { status: 'ok', ...o.engine.stats() });
@@ -91,7 +107,8 @@ export function createApiServer(o: ServeOptions): { server: Server; metrics: Ser
   const metrics = new ServerMetrics();
   const ctx: CompletionContext = { engine: o.engine, metrics };
   const server = createServer((req, res) => {
-    const label = ROUTES[`${req.method} ${(req.url ?? '/').split('?')[0]}`] ?? 'other'; // bounded label values
+    const key = `${req.method} ${(req.url ?? '/').split('?')[0]}`;
+    const label = ROUTES[key] ?? STUDIO_ROUTES[key as keyof typeof STUDIO_ROUTES] ?? 'other'; // bounded label values
     handle(req, res, o, ctx).then(() => metrics.countRequest(label, res.statusCode), (e: unknown) => metrics.countRequest(label, fail(res, e)));
   });
   return { server, metrics };

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { HELP } from '../../src/cli/help.js';
 import { runCli } from '../helpers.js';
 
-const COMMANDS = ['demo', 'doctor', 'generate', 'chat', 'train', 'finetune', 'merge', 'serve', 'transcribe', 'speak', 'embed', 'embed-train', 'embed-mine', 'dpo', 'orpo', 'simpo', 'kto', 'rm', 'grpo', 'launch'];
+const COMMANDS = ['demo', 'doctor', 'generate', 'chat', 'train', 'finetune', 'merge', 'serve', 'studio', 'transcribe', 'speak', 'embed', 'embed-train', 'embed-mine', 'dpo', 'orpo', 'simpo', 'kto', 'rm', 'grpo', 'launch'];
 
 test('every command answers --help with its flags and an example', () => {
   assert.deepEqual(Object.keys(HELP).sort(), [...COMMANDS].sort());
@@ -26,6 +26,10 @@ test('every command answers --help with its flags and an example', () => {
   for (const flag of ['--model [NAME=]DIR', '--adapter NAME=DIR', '--port N', '--host H', '--api-key KEY', '--max-queue N', '--max-body-bytes N'])
     assert.ok(serve.includes(flag), `serve --help lists ${flag}`);
   assert.match(serve, /--max-queue N\s+requests that may wait while one generates \(default 64\)/);
+  const studio = runCli(['studio', '--help']).stdout;
+  assert.match(studio, /--port N\s+default 7860/);
+  assert.match(studio, /--host H\s+interface to bind \(default 127\.0\.0\.1\); any other than loopback needs --token/);
+  for (const flag of ['--models DIR', '--token TOKEN', '--max-body-bytes N']) assert.ok(studio.includes(flag), `studio --help lists ${flag}`);
 });
 
 test('kestrel --version prints the version', () => {

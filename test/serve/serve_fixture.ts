@@ -51,20 +51,25 @@ export interface RunningServer {
 }
 
 /** Starts `kestrel serve` with args on a free port and waits for its URL. */
-export async function startServer(args: string[]): Promise<RunningServer> {
-  const cli = startCli(['serve', '--port', '0', ...args], 120_000);
+export function startServer(args: string[]): Promise<RunningServer> {
+  return startListening(['serve', '--port', '0', ...args], /listening on (\S+)/);
+}
+
+/** Starts a kestrel command that prints its URL (captured by `printed`) and waits for it. */
+export async function startListening(args: string[], printed: RegExp): Promise<RunningServer> {
+  const cli = startCli(args, 120_000);
   let exited = false;
   cli.exited.then(() => (exited = true), () => (exited = true));
   let stdout = '';
   cli.child.stdout!.on('data', (d: Buffer) => (stdout += d));
   try {
-    await waitFor(() => exited || /listening on (\S+)/.test(stdout), 'kestrel serve to print its URL', 60_000);
+    await waitFor(() => exited || printed.test(stdout), `kestrel ${args[0]} to print its URL`, 60_000);
   } catch (e) {
     cli.child.kill('SIGKILL'); // a test that gives up leaves no server behind
     throw e;
   }
-  const url = /listening on (\S+)/.exec(stdout)?.[1];
-  if (!url) throw new Error(`kestrel serve exited before listening: ${(await cli.exited).stderr}`);
+  const url = printed.exec(stdout)?.[1];
+  if (!url) throw new Error(`kestrel ${args[0]} exited before listening: ${(await cli.exited).stderr}`);
   return {
     url, cli,
     client: (apiKey = 'none') => new OpenAI({ baseURL: `${url}/v1`, apiKey, maxRetries: 0, timeout: 60_000 }),

@@ -1,0 +1,127 @@
+// The Studio's fine-tuning jobs: datasets uploaded into the Studio's own data folder under
+// generated names (no client path ever reaches the disk), each job a `kestrel finetune` child
+// process writing <data>/jobs/<id>/metrics.jsonl, which the page reads for its live curves.
+// Stop sends SIGINT (the trainer finishes the step and exits); the server stops every job on exit.
+import type { ChildProcess } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BodyFields } from './body_fields.js';
+import { ApiError, invalid } from './errors.js';
+import { spawnKestrel } from './kestrel_child.js';
+import { modelFolderPath } from './model_folders.js';
+import type { DatasetInfo, JobInfo, JobMetrics } from './studio_types.js';
+
+const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+const STDERR_TAIL = 4000;
+
+interface Job {
+  info: JobInfo;
+  child: ChildProcess;
+  stderr: string;
+}
+
+/** JSONL rows, or a 400 naming the first bad line (upload:LINE). */
+function jsonlRows(text: string): unknown[] {
+  const rows: unknown[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (!line.trim()) return;
+    try {
+      rows.push(JSON.parse(line));
+    } catch (e) {
+      throw invalid(`upload:${i + 1}: not a JSON line: ${(e as Error).message}`, 'body');
+    }
+  });
+  if (!rows.length) throw invalid('the upload holds no JSON lines', 'body');
+  return rows;
+}
+
+export class TrainingJobs {
+  private readonly jobs = new Map<string, Job>();
+
+  constructor(private readonly dataDir: string, private readonly modelsDir: string) {}
+
+  /** Stores an uploaded JSONL dataset under a generated name; returns its id, row count and first rows. */
+  saveDataset(body: Buffer): DatasetInfo {
+    const rows = jsonlRows(body.toString('utf8'));
+    const id = randomUUID();
+    mkdirSync(join(this.dataDir, 'uploads'), { recursive: true });
+    writeFileSync(join(this.dataDir, 'uploads', `${id}.jsonl`), body);
+    return { id, rows: rows.length, preview: rows.slice(0, 3) };
+  }
+
+  private datasetPath(id: unknown): string {
+    if (typeof id !== 'string' || !ID.test(id)) throw invalid(`'dataset' must be the id an upload returned, got ${JSON.stringify(id)}`, 'dataset');
+    const file = join(this.dataDir, 'uploads', `${id}.jsonl`);
+    if (!existsSync(file)) throw new ApiError(404, `no uploaded dataset '${id}'`, 'dataset', 'dataset_not_found');
+    return file;
+  }
+
+  /** Starts `kestrel finetune` from a validated body. */
+  start(body: unknown): JobInfo {
+    const f = new BodyFields(body);
+    const dir = modelFolderPath(this.modelsDir, f.body.model);
+    const data = this.datasetPath(f.body.dataset);
+    const method = f.string('method') ?? 'lora';
+    if (!['lora', 'qlora', 'full'].includes(method)) throw invalid(`'method' must be lora, qlora or full, got '${method}'`, 'method');
+    const maxSteps = f.number('max_steps', { int: true, min: 1, max: 100_000 }, 60);
+    const lr = f.number('lr', { above: 0, max: 1 }, 2e-4);
+    const seqLen = f.number('seq_len', { int: true, min: 8, max: 32_768 }, 512);
+    const loraR = f.number('lora_r', { int: true, min: 1, max: 1024 }, 16);
+    const id = randomUUID();
+    const output = join(this.dataDir, 'jobs', id);
+    mkdirSync(output, { recursive: true });
+    const args = ['finetune', '--model', dir, '--data', data, '--output', output, '--max-steps', String(maxSteps), '--lr', String(lr),
+      '--seq-len', String(seqLen), '--quiet', ...(method === 'full' ? ['--full'] : ['--lora-r', String(loraR), ...(method === 'qlora' ? ['--qlora'] : [])])];
+    const info: JobInfo = { id, model: f.body.model as string, method, maxSteps, status: 'running', exitCode: null, error: null, started: Date.now() };
+    const job: Job = { info, child: spawnKestrel(args), stderr: '' };
+    job.child.stderr!.on('data', (d: Buffer) => (job.stderr = (job.stderr + d.toString()).slice(-STDERR_TAIL)));
+    job.child.on('close', (code, signal) => {
+      info.exitCode = code;
+      // the trainer exits 130 / 143 after a SIGINT / SIGTERM stop
+      info.status = code === 0 ? 'finished' : code === 130 || code === 143 || signal ? 'stopped' : 'failed';
+      if (info.status === 'failed') info.error = job.stderr.trim().split('\n').slice(-5).join('\n');
+    });
+    this.jobs.set(id, job);
+    return info;
+  }
+
+  list(): JobInfo[] {
+    return [...this.jobs.values()].map((j) => j.info);
+  }
+
+  private job(id: unknown): Job {
+    const job = typeof id === 'string' ? this.jobs.get(id) : undefined;
+    if (!job) throw new ApiError(404, `no training job ${JSON.stringify(id)}`, 'id', 'job_not_found');
+    return job;
+  }
+
+  /** metrics.jsonl lines from line `from` on (the page asks for what it has not seen). */
+  metrics(id: unknown, from: number): JobMetrics {
+    const job = this.job(id);
+    const file = join(this.dataDir, 'jobs', job.info.id, 'metrics.jsonl');
+    const lines = existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+    // a line being appended may be incomplete: keep only whole JSON lines
+    const points: JobMetrics['points'] = [];
+    for (const line of lines.slice(from)) {
+      try {
+        points.push(JSON.parse(line) as JobMetrics['points'][number]);
+      } catch {
+        break;
+      }
+    }
+    return { job: job.info, points, next: from + points.length };
+  }
+
+  /** SIGINT: the trainer stops after the current step (a second stop kills it). */
+  stop(id: unknown): JobInfo {
+    const job = this.job(id);
+    if (job.info.status === 'running') job.child.kill('SIGINT');
+    return job.info;
+  }
+
+  /** Ends every running job (the server is shutting down). */
+  stopAll(): void {
+    for (const j of this.jobs.values()) if (j.info.status === 'running') j.child.kill('SIGTERM');
+  }
+}
