@@ -176,10 +176,16 @@ export class Trainer<B = Batch> {
     const tStep = performance.now();
     const drawn = Array.from({ length: gradAccum }, () => batches.next().value as B);
     const micro = this.stepper.prepare ? await this.stepper.prepare(drawn) : drawn;
-    const scale = this.scaler?.scale ?? 1;
     const params = model.parameters().filter((p) => p.requiresGrad);
-    const { result, norm } = this.inBackward ? this.updateInBackward(micro, params) : this.updateAfterBackward(micro, params, scale);
-    this.optimizer.zeroGrad();
+    const updates = this.stepper.updates ? this.stepper.updates(micro) : [micro];
+    if (updates.length === 0) throw new Error(`step ${this.step + 1}: the step strategy planned no optimizer updates`);
+    const done: { result: StepResult; norm: number }[] = [];
+    const scale = this.scaler?.scale ?? 1;
+    for (const u of updates) {
+      done.push(this.inBackward ? this.updateInBackward(u, params) : this.updateAfterBackward(u, params, this.scaler?.scale ?? 1));
+      this.optimizer.zeroGrad();
+    }
+    const { result, norm } = done.length === 1 ? done[0] : meanOfUpdates(done);
     this.step++;
     return {
       step: this.step, loss: result.loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
@@ -332,6 +338,17 @@ export class Trainer<B = Batch> {
       ck.optimizer.close();
     }
   }
+}
+
+/** Several updates of one step as one log line: the mean loss, grad norm and metrics, the summed tokens. */
+function meanOfUpdates(done: { result: StepResult; norm: number }[]): { result: StepResult; norm: number } {
+  const n = done.length;
+  const metrics: Record<string, number> = {};
+  for (const { result } of done) for (const [k, v] of Object.entries(result.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + v / n;
+  return {
+    result: { loss: done.reduce((a, d) => a + d.result.loss, 0) / n, tokens: done.reduce((a, d) => a + d.result.tokens, 0), metrics },
+    norm: done.reduce((a, d) => a + d.norm, 0) / n,
+  };
 }
 
 /**
