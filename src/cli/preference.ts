@@ -71,7 +71,7 @@ export function pairMethodFromFlags(method: Exclude<PreferenceMethod, 'rm'>, val
  * trunk under a fresh 1-label score head (HF's from_pretrained with num_labels=1 does the same).
  * pad_token_id (where the score is read) defaults to the tokenizer's pad, else its eos.
  */
-async function rewardModel(dir: string, tokenizerDir: string | undefined): Promise<{ model: DecoderForSequenceClassification; hfConfig: Record<string, unknown>; tokenizer: Tokenizer | null }> {
+export async function rewardModel(dir: string, tokenizerDir: string | undefined): Promise<{ model: DecoderForSequenceClassification; hfConfig: Record<string, unknown>; tokenizer: Tokenizer | null }> {
   const p = await loadPretrained(dir, { tokenizer: tokenizerDir });
   if (p.model instanceof DecoderForSequenceClassification) return { model: p.model, hfConfig: p.hfConfig, tokenizer: p.tokenizer };
   if (!(p.model instanceof CausalLM) || isSequenceClassification(p.hfConfig)) throw new Error(`${dir}: rm needs a decoder-family model folder (a causal LM or a *ForSequenceClassification)`);
