@@ -131,3 +131,22 @@ test('PPO resume: the same rollouts and weights as the uninterrupted run', async
   assert.deepEqual(resumed.rewards, straight.rewards.slice(2), 'steps 3-4 sample the same completions');
   assert.deepEqual(resumed.w, straight.w, 'bit-identical actor and critic adapters');
 });
+
+test('a PPO step (rollout, experience, every minibatch update) leaves no storage behind', async () => {
+  const { model, prompts, step, dispose } = await setup({ ppoEpochs: 2 });
+  const [batch] = prompts.batches({ batchSize: 4, shuffle: false });
+  const once = async () => {
+    const prepared = await step.prepare!([batch]);
+    for (const u of step.updates!(prepared)) {
+      step.accumulate(u, {});
+      for (const p of model.parameters()) p.zeroGrad();
+    }
+  };
+  await once(); // warm-up: caches made once
+  const before = k.memory.stats();
+  await once();
+  const after = k.memory.stats();
+  assert.equal(after.storages, before.storages);
+  assert.deepEqual(after.current, before.current);
+  dispose();
+});
