@@ -10,11 +10,9 @@ import { DecoderForSequenceClassification } from '../models/seq_cls.js';
 import { ActorCritic, ppoStep } from '../rl/ppo_step.js';
 import { loadPromptData } from '../rl/prompts.js';
 import { loadRewardModule } from '../rl/rewards.js';
-import { Interrupted } from '../train/interrupt.js';
-import { Trainer } from '../train/trainer.js';
 import { numberFlag } from './flags.js';
-import { ADAPTER_FLAGS, applyAdapters, causalModel, rewardModel } from './preference.js';
-import { checkOutput, makeOptimizer, resolveSettings, resumePath, schedule } from './train.js';
+import { ADAPTER_FLAGS, applyAdapters, causalModel, rewardModel, trainOnPrompts } from './preference.js';
+import { checkOutput, resolveSettings } from './train.js';
 
 const FLAGS = {
   ...ADAPTER_FLAGS,
@@ -81,16 +79,7 @@ export async function ppoCommand(argv: string[]): Promise<number> {
   });
   const model = new ActorCritic(actor, critic.model);
   const disposeAll = (): void => [model, rm, reference].forEach((m) => m?.dispose());
-  const trainer = new Trainer({
-    model, data, step, optimizer: makeOptimizer(s, model), schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum, maxSteps: s.maxSteps,
-    clip: s.clip, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, resumeFrom: resumePath(s), dtype: s.dtype,
-    progress: values.quiet !== true && process.stderr.isTTY,
-  });
-  const metrics = await trainer.train();
-  if (trainer.interrupted) {
-    disposeAll();
-    throw new Interrupted(`interrupted at step ${trainer.step}: checkpoint saved to ${trainer.lastCheckpoint}; continue with --resume latest`);
-  }
+  const { trainer, metrics } = await trainOnPrompts(s, values, { model, data, step, dispose: disposeAll });
   if (lora) saveAdapter(actor, s.output, lora, { baseModel: s.model });
   else savePretrained(s.output, { model: actor, hfConfig });
   if (criticLora) mergeLora(critic.model);

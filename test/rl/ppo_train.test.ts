@@ -4,9 +4,6 @@
 // completion's last token is a printable ASCII character and -1 otherwise (a fixed reward function wrapped as
 // a model). The mean reward rises, the clipping metrics are present, and resume is exact.
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { injectLora, withAdaptersDisabled } from '../../src/lora/peft.js';
@@ -21,6 +18,7 @@ import { gae, whiten } from '../../src/rl/advantages.js';
 import { completionLogps } from '../../src/rl/grpo_step.js';
 import type { Rollout } from '../../src/rl/rollout.js';
 import { assertClose } from '../helpers.js';
+import { assertNoLeakedStorage, assertResumeExact } from './rl_checks.js';
 import { PAD, TINY_PREF, tinyPolicy, tinyPreferenceDir } from '../preference/tiny_preference.js';
 
 /** printable ASCII (space to ~): 95 of the 259 tokens, so a random policy is right about a third of the time */
@@ -114,39 +112,12 @@ test('PPO with LoRA raises the reward model\'s mean score; clipping metrics pres
 });
 
 test('PPO resume: the same rollouts and weights as the uninterrupted run', async () => {
-  const run = async (out: string, maxSteps: number, resumeFrom?: string) => {
-    const { model, prompts, step, dispose } = await setup({ ppoEpochs: 2 });
-    const rewards: number[] = [];
-    const trainer = new Trainer({ model, data: prompts, step, batchSize: 4, maxSteps, lr: 2e-2, outputDir: out, saveEvery: 2, resumeFrom, onStep: (m) => rewards.push(m.metrics!.reward) });
-    await trainer.train();
-    const w = model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [n, [...p.toFloat32Array()]]);
-    dispose();
-    return { w, rewards };
-  };
-  const a = mkdtempSync(join(tmpdir(), 'kestrel-ppo-a-'));
-  const b = mkdtempSync(join(tmpdir(), 'kestrel-ppo-b-'));
-  const straight = await run(a, 4);
-  await run(b, 2);
-  const resumed = await run(b, 4, join(b, 'checkpoint-2'));
-  assert.deepEqual(resumed.rewards, straight.rewards.slice(2), 'steps 3-4 sample the same completions');
-  assert.deepEqual(resumed.w, straight.w, 'bit-identical actor and critic adapters');
+  await assertResumeExact(() => setup({ ppoEpochs: 2 }), { batchSize: 4, lr: 2e-2, name: 'ppo' });
 });
 
 test('a PPO step (rollout, experience, every minibatch update) leaves no storage behind', async () => {
-  const { model, prompts, step, dispose } = await setup({ ppoEpochs: 2 });
-  const [batch] = prompts.batches({ batchSize: 4, shuffle: false });
-  const once = async () => {
-    const prepared = await step.prepare!([batch]);
-    for (const u of step.updates!(prepared)) {
-      step.accumulate(u, {});
-      for (const p of model.parameters()) p.zeroGrad();
-    }
-  };
-  await once(); // warm-up: caches made once
-  const before = k.memory.stats();
-  await once();
-  const after = k.memory.stats();
-  assert.equal(after.storages, before.storages);
-  assert.deepEqual(after.current, before.current);
-  dispose();
+  const s = await setup({ ppoEpochs: 2 });
+  const [batch] = s.prompts.batches({ batchSize: 4, shuffle: false });
+  await assertNoLeakedStorage({ ...s, dispose: () => s.dispose() }, batch);
+  s.dispose();
 });
