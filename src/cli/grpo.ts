@@ -8,11 +8,9 @@ import { GRPO_LOSS_TYPES } from '../rl/grpo_loss.js';
 import { grpoStep } from '../rl/grpo_step.js';
 import { loadPromptData } from '../rl/prompts.js';
 import { type RewardFunction, correctness, loadRewardModule } from '../rl/rewards.js';
-import { Interrupted } from '../train/interrupt.js';
-import { Trainer } from '../train/trainer.js';
 import { numberFlag } from './flags.js';
-import { ADAPTER_FLAGS, applyAdapters, causalModel } from './preference.js';
-import { checkOutput, makeOptimizer, oneOf, resolveSettings, resumePath, schedule } from './train.js';
+import { ADAPTER_FLAGS, applyAdapters, causalModel, trainOnPrompts } from './preference.js';
+import { checkOutput, oneOf, resolveSettings } from './train.js';
 
 const FLAGS = {
   ...ADAPTER_FLAGS,
@@ -60,16 +58,7 @@ export async function grpoCommand(argv: string[]): Promise<number> {
     },
     loss: { lossType, beta: numberFlag(values, 'beta', { min: 0 }) ?? 0, epsilonLow: numberFlag(values, 'epsilon', { above: 0, below: 1 }) ?? 0.2 },
   });
-  const trainer = new Trainer({
-    model, data, step, optimizer: makeOptimizer(s, model), schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum, maxSteps: s.maxSteps,
-    clip: s.clip, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, resumeFrom: resumePath(s), dtype: s.dtype,
-    progress: values.quiet !== true && process.stderr.isTTY,
-  });
-  const metrics = await trainer.train();
-  if (trainer.interrupted) {
-    model.dispose();
-    throw new Interrupted(`interrupted at step ${trainer.step}: checkpoint saved to ${trainer.lastCheckpoint}; continue with --resume latest`);
-  }
+  const { trainer, metrics } = await trainOnPrompts(s, values, { model, data, step, dispose: () => model.dispose() });
   if (lora) saveAdapter(model, s.output, lora, { baseModel: s.model });
   else savePretrained(s.output, { model, hfConfig });
   const r = metrics.map((m) => m.metrics?.reward ?? NaN);

@@ -16,6 +16,7 @@ import { grpoCommand } from './grpo.js';
 import { launchCommand } from './launch.js';
 import { speakCommand } from './speak.js';
 import { studioCommand } from './studio.js';
+import { ppoCommand } from './ppo.js';
 import { selectDevice, takeDeviceFlag } from './device.js';
 import { commandHelp } from './help.js';
 import { version } from './doctor.js';
@@ -41,6 +42,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   simpo: { about: 'SimPO (length-normalised, margin, no reference): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('simpo', a) },
   kto: { about: 'KTO on unpaired {prompt, completion, label} data: --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('kto', a) },
   grpo: { about: 'GRPO with TypeScript reward functions: --model DIR --data prompts.jsonl --rewards rewards.ts --output DIR [--lora]', run: grpoCommand },
+  ppo: { about: 'PPO RLHF (DeepSpeed-Chat step 3): --actor-model DIR --critic-model DIR --reward-model DIR --data prompts.jsonl --output DIR [--lora]', run: ppoCommand },
   rm: { about: 'train a reward model (Bradley-Terry on pairs): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('rm', a) },
   speak: { about: 'text to speech with a finetune --task tts folder: --model DIR --codec DIR "text" --output out.wav [--temperature T]', run: speakCommand },
 };

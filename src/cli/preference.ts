@@ -13,7 +13,9 @@ import { quantizeModel } from '../quant/quantize_model.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import { Interrupted } from '../train/interrupt.js';
 import type { TrainStep } from '../train/step.js';
-import { Trainer } from '../train/trainer.js';
+import { type BatchSource, type StepMetrics, Trainer } from '../train/trainer.js';
+import type { Module } from '../nn/module.js';
+import type { RunSettings } from '../train/run_config.js';
 import { CPO_LOSS_TYPES, type CpoLossType } from '../preference/cpo_loss.js';
 import { DPO_LOSS_TYPES, type DpoLossType } from '../preference/dpo_loss.js';
 import { KTO_LOSS_TYPES } from '../preference/kto_loss.js';
@@ -71,7 +73,7 @@ export function pairMethodFromFlags(method: Exclude<PreferenceMethod, 'rm'>, val
  * trunk under a fresh 1-label score head (HF's from_pretrained with num_labels=1 does the same).
  * pad_token_id (where the score is read) defaults to the tokenizer's pad, else its eos.
  */
-async function rewardModel(dir: string, tokenizerDir: string | undefined): Promise<{ model: DecoderForSequenceClassification; hfConfig: Record<string, unknown>; tokenizer: Tokenizer | null }> {
+export async function rewardModel(dir: string, tokenizerDir: string | undefined): Promise<{ model: DecoderForSequenceClassification; hfConfig: Record<string, unknown>; tokenizer: Tokenizer | null }> {
   const p = await loadPretrained(dir, { tokenizer: tokenizerDir });
   if (p.model instanceof DecoderForSequenceClassification) return { model: p.model, hfConfig: p.hfConfig, tokenizer: p.tokenizer };
   if (!(p.model instanceof CausalLM) || isSequenceClassification(p.hfConfig)) throw new Error(`${dir}: rm needs a decoder-family model folder (a causal LM or a *ForSequenceClassification)`);
@@ -102,6 +104,25 @@ export function applyAdapters(model: CausalLM | DecoderForSequenceClassification
   if (values.qlora) quantizeModel(model, { type: 'nf4', skip: modulesToSave }); // the fully trained heads stay float
   injectLora(model, lora);
   return lora;
+}
+
+/**
+ * Trains an RL method on prompts with the run's settings (grpo, ppo: no eval split); a Ctrl-C
+ * saves a checkpoint, disposes the models and throws Interrupted.
+ */
+export async function trainOnPrompts<B>(s: RunSettings, values: Record<string, unknown>, run: { model: Module; data: BatchSource<B>; step: TrainStep<B>; dispose: () => void }): Promise<{ trainer: Trainer<B>; metrics: StepMetrics[] }> {
+  const { model, data, step } = run;
+  const trainer = new Trainer({
+    model, data, step, optimizer: makeOptimizer(s, model), schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum, maxSteps: s.maxSteps,
+    clip: s.clip, outputDir: s.output, saveEvery: s.saveEvery, keepLast: s.keepLast, resumeFrom: resumePath(s), dtype: s.dtype,
+    progress: values.quiet !== true && process.stderr.isTTY,
+  });
+  const metrics = await trainer.train();
+  if (trainer.interrupted) {
+    run.dispose();
+    throw new Interrupted(`interrupted at step ${trainer.step}: checkpoint saved to ${trainer.lastCheckpoint}; continue with --resume latest`);
+  }
+  return { trainer, metrics };
 }
 
 /** Runs one preference method from its command line. */

@@ -152,6 +152,21 @@ export function setAdapter(model: Module, name: string | null): void {
   for (const { layer } of sites(model, isWrapper)) layer.active = name !== null && layer.adapters.includes(name) ? name : null;
 }
 
+/**
+ * Runs fn on the base model (every adapter disabled), then restores the active adapter even when
+ * fn throws: the frozen reference of DPO, GRPO and PPO under LoRA.
+ * @example const refLogps = withAdaptersDisabled(model, () => noGrad(() => logpsOf(model)))
+ */
+export function withAdaptersDisabled<T>(model: Module, fn: () => T): T {
+  const before = activeAdapter(model);
+  if (before) setAdapter(model, null);
+  try {
+    return fn();
+  } finally {
+    if (before) setAdapter(model, before);
+  }
+}
+
 /** Removes adapter `name` from every layer; a layer left without adapters becomes its base again. */
 export function deleteAdapter(model: Module, name: string): void {
   const names = adapterNames(model);

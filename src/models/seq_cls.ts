@@ -105,4 +105,15 @@ export class DecoderForSequenceClassification extends Module {
       return { logits: to(this.score.forward(pooled), 'float32') };
     });
   }
+
+  /**
+   * The head at every position, float32 [B, T, numLabels] (HF's score(hidden_states) before it
+   * picks one row each): a PPO critic's value of every prefix, or a reward read at a position the
+   * caller knows (the last token of a left-padded rollout, where the pad rule cannot find it).
+   * @example const values = critic.tokenLogits({ inputIds, attentionMask, positionIds }) // [B, T, 1]
+   */
+  tokenLogits(input: SequenceClassificationInput): Tensor {
+    if (input.inputIds.ndim !== 2) throw new Error(`DecoderForSequenceClassification.tokenLogits: inputIds must be [batch, seq], got ${shapeStr(input.inputIds.shape)}`);
+    return tidy(() => to(this.score.forward(this.model.forward(input, this.checkpointing).hidden), 'float32'));
+  }
 }

@@ -5,7 +5,7 @@
 // base with LoRA adapters disabled). Logged under TRL's names: reward, reward_std,
 // completion_length, frac_reward_zero_std, rewards/<function>, entropy, kl, clip_ratio/*.
 import type { LanguageModel } from '../models/causal_lm.js';
-import { activeAdapter, setAdapter } from '../lora/peft.js';
+import { activeAdapter, withAdaptersDisabled } from '../lora/peft.js';
 import { tensor } from '../ops/creation.js';
 import { narrow } from '../ops/view.js';
 import { mul } from '../ops/elementwise.js';
@@ -63,7 +63,7 @@ const completionTokens = (s: ScoredRollout): number => s.completionMask.reduce((
  * The completion columns [N, M] of the rows' token log-probs (token j of the completion is scored
  * at column P - 1 + j), and with `entropy` the same columns of the next-token entropies.
  */
-function completionLogps(model: LanguageModel, s: ScoredRollout, entropy = false): { logps: Tensor; entropy: Tensor | null } {
+export function completionLogps(model: LanguageModel, s: Pick<Rollout, 'rows' | 'promptWidth' | 'completionMask'>, entropy = false): { logps: Tensor; entropy: Tensor | null } {
   const M = s.completionMask[0].length;
   const r = sequenceLogps(model, s.rows, { entropy });
   return { logps: narrow(r.tokenLogps, 1, s.promptWidth - 1, M), entropy: r.tokenEntropy ? narrow(r.tokenEntropy, 1, s.promptWidth - 1, M) : null };
@@ -83,15 +83,7 @@ export function grpoStep(model: LanguageModel, c: GrpoConfig): TrainStep<PromptB
     const mask = tensor(s.completionMask, { backend: model.parameters()[0]?.backendName });
     const tokens = completionTokens(s);
     let refLogps: Tensor | null = null;
-    if (beta !== 0) {
-      const adapter = activeAdapter(model)!;
-      setAdapter(model, null);
-      try {
-        refLogps = noGrad(() => tidy(() => completionLogps(model, s).logps));
-      } finally {
-        setAdapter(model, adapter);
-      }
-    }
+    if (beta !== 0) refLogps = withAdaptersDisabled(model, () => noGrad(() => tidy(() => completionLogps(model, s).logps)));
     const { logps, entropy } = completionLogps(model, s, true);
     // dapo = sum / tokens of the whole step: each micro-batch's token mean (bnpo) weighted by its tokens
     const out = grpoLoss({ logps, refLogps, advantages: tensor(s.advantages, { backend: logps.backendName }), mask }, { ...c.loss, lossType: lossType === 'dapo' ? 'bnpo' : lossType });

@@ -11,7 +11,7 @@ import { defaultGenerator } from '../tensor/rng.js';
 import type { PromptExample } from './prompts.js';
 
 export interface RolloutOptions {
-  /** completions per prompt (G) */
+  /** completions per prompt (G; GRPO needs >= 2 to compare them, PPO samples 1) */
   numGenerations: number;
   maxNewTokens: number;
   temperature?: number;
@@ -47,7 +47,7 @@ function positions(mask: readonly number[]): number[] {
  */
 export async function sampleCompletions(model: LanguageModel, prompts: readonly PromptExample[], o: RolloutOptions): Promise<Rollout> {
   if (!(Number.isInteger(o.maxNewTokens) && o.maxNewTokens >= 1)) throw new Error(`sampleCompletions: maxNewTokens must be an integer >= 1, got ${o.maxNewTokens}`);
-  if (!(Number.isInteger(o.numGenerations) && o.numGenerations >= 2)) throw new Error(`sampleCompletions: numGenerations must be an integer >= 2 (GRPO compares a prompt's completions), got ${o.numGenerations}`);
+  if (!(Number.isInteger(o.numGenerations) && o.numGenerations >= 1)) throw new Error(`sampleCompletions: numGenerations must be an integer >= 1, got ${o.numGenerations}`);
   const expanded = prompts.flatMap((p) => Array.from({ length: o.numGenerations }, () => p));
   const P = Math.max(...expanded.map((p) => p.ids.length));
   const promptIds = expanded.map((p) => [...new Array<number>(P - p.ids.length).fill(o.padTokenId), ...p.ids]);

@@ -95,6 +95,12 @@ export interface TrainStep<B> {
    * scoring them); returns the micro-batches accumulate then sees
    */
   prepare?(micro: B[]): Promise<B[]>;
+  /**
+   * the optimizer updates one step makes, each a list of micro-batches accumulated into one
+   * update (default: one update of all the step's micro-batches). PPO returns its experience
+   * buffer's minibatches for several epochs, so one rollout feeds several updates.
+   */
+  updates?(micro: B[]): B[][];
   accumulate(micro: B[], opts: AccumulateOptions): StepResult;
   /** the loss and metrics on held-out batches (no gradient) */
   evaluate(batches: Iterable<B>): { loss: number; metrics?: Record<string, number> };

@@ -195,13 +195,19 @@ export class Trainer<B = Batch> {
     const rank = this.o.dataParallel?.rank ?? 0;
     const drawn = all.slice(rank * gradAccum, (rank + 1) * gradAccum);
     const micro = this.stepper.prepare ? await this.stepper.prepare(drawn) : drawn;
-    const scale = this.scaler?.scale ?? 1;
     const params = model.parameters().filter((p) => p.requiresGrad);
-    const { result, norm } = this.inBackward ? this.updateInBackward(micro, params)
-      : await this.updateAfterBackward(micro, params, scale, world > 1 ? this.stepper.targetTokens?.(all) : undefined);
-    this.optimizer.zeroGrad();
-    // under ZeRO the optimizer holds shards: the model's own gradients are cleared here
-    if (this.o.dataParallel) for (const p of params) p.zeroGrad();
+    const scale = this.scaler?.scale ?? 1;
+    const updates = this.stepper.updates ? this.stepper.updates(micro) : [micro];
+    if (updates.length === 0) throw new Error(`step ${this.step + 1}: the step strategy planned no optimizer updates`);
+    const done: { result: StepResult; norm: number }[] = [];
+    for (const u of updates) {
+      done.push(this.inBackward ? this.updateInBackward(u, params)
+        : await this.updateAfterBackward(u, params, this.scaler?.scale ?? 1, world > 1 ? this.stepper.targetTokens?.(all) : undefined));
+      this.optimizer.zeroGrad();
+      // under ZeRO the optimizer holds shards: the model's own gradients are cleared here
+      if (this.o.dataParallel) for (const p of params) p.zeroGrad();
+    }
+    const { result, norm } = done.length === 1 ? done[0] : meanOfUpdates(done);
     this.step++;
     return {
       step: this.step, loss: result.loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
@@ -372,6 +378,17 @@ export class Trainer<B = Batch> {
       ck.optimizer.close();
     }
   }
+}
+
+/** Several updates of one step as one log line: the mean loss, grad norm and metrics, the summed tokens. */
+function meanOfUpdates(done: { result: StepResult; norm: number }[]): { result: StepResult; norm: number } {
+  const n = done.length;
+  const metrics: Record<string, number> = {};
+  for (const { result } of done) for (const [k, v] of Object.entries(result.metrics ?? {})) metrics[k] = (metrics[k] ?? 0) + v / n;
+  return {
+    result: { loss: done.reduce((a, d) => a + d.result.loss, 0) / n, tokens: done.reduce((a, d) => a + d.result.tokens, 0), metrics },
+    norm: done.reduce((a, d) => a + d.norm, 0) / n,
+  };
 }
 
 /**

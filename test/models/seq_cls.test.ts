@@ -119,3 +119,20 @@ test('sequence classification refuses what transformers cannot read', () => {
   assert.deepEqual(pooledPositions([[0, 0, 5, 6]], 0), [3], 'left padding: first pad at 0 -> the last position, as HF');
   assert.throws(() => buildModel({ model_type: 'gpt2', architectures: ['GPT2ForSequenceClassification'] }, 'g/config.json'), /GPT2ForSequenceClassification is not supported.*decoder families/);
 });
+
+test('tokenLogits: the head at every position; read at the pooled positions it equals forward\'s logits', () => {
+  const raw = {
+    architectures: ['LlamaForSequenceClassification'], model_type: 'llama', vocab_size: 40, hidden_size: 16, intermediate_size: 32,
+    num_hidden_layers: 2, num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 32, rms_norm_eps: 1e-6,
+    rope_theta: 10000, hidden_act: 'silu', tie_word_embeddings: false, pad_token_id: 0, num_labels: 3, torch_dtype: 'float32',
+  };
+  const model = buildModel(raw, 'inline config', { generator: new k.Generator(8) }) as DecoderForSequenceClassification;
+  const ids = [[5, 6, 7, 0, 0], [8, 9, 10, 11, 12], [13, 0, 0, 0, 0]]; // right-padded, pad 0
+  const mask = ids.map((r) => r.map((t) => (t ? 1 : 0)));
+  const input = { inputIds: k.tensor(ids, { dtype: 'int64' }), attentionMask: k.tensor(mask, { dtype: 'int64' }) };
+  const all = k.tidy(() => model.tokenLogits(input).toArray() as number[][][]);
+  assert.deepEqual([all.length, all[0].length, all[0][0].length], [3, 5, 3]);
+  const pooled = k.tidy(() => model.forward(input).logits.toArray() as number[][]);
+  pooledPositions(ids, 0).forEach((t, b) => assertClose(all[b][t], pooled[b], { atol: 1e-6, rtol: 1e-6, what: `row ${b} at ${t}` }));
+  model.dispose();
+});

@@ -4,9 +4,6 @@
 // advantages, the clipped objective with a KL term to the base (adapters disabled): the mean reward
 // rises within a few seconds, and a resumed run draws the same rollouts and reaches the same weights.
 import assert from 'node:assert/strict';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { injectLora } from '../../src/lora/peft.js';
@@ -17,6 +14,7 @@ import { PromptDataset } from '../../src/rl/prompts.js';
 import { sampleCompletions } from '../../src/rl/rollout.js';
 import { sequenceLogps } from '../../src/preference/logps.js';
 import { assertClose } from '../helpers.js';
+import { assertNoLeakedStorage, assertResumeExact } from './rl_checks.js';
 import type { RewardFunction } from '../../src/rl/rewards.js';
 import { PAD, tinyPolicy, tinyPreferenceDir } from '../preference/tiny_preference.js';
 
@@ -51,22 +49,10 @@ test('GRPO with LoRA raises the mean reward of its sampled completions', async (
 });
 
 test('GRPO resume: the same rollouts and weights as the uninterrupted run', async () => {
-  const run = async (out: string, maxSteps: number, resumeFrom?: string) => {
-    const { model, prompts, step } = await setup();
-    const rewards: number[] = [];
-    const trainer = new Trainer({ model, data: prompts, step, batchSize: 4, maxSteps, lr: 3e-2, outputDir: out, saveEvery: 2, resumeFrom, onStep: (m) => rewards.push(m.metrics!.reward) });
-    await trainer.train();
-    const w = model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [n, [...p.toFloat32Array()]]);
-    model.dispose();
-    return { w, rewards };
-  };
-  const a = mkdtempSync(join(tmpdir(), 'kestrel-grpo-a-'));
-  const b = mkdtempSync(join(tmpdir(), 'kestrel-grpo-b-'));
-  const straight = await run(a, 4);
-  await run(b, 2);
-  const resumed = await run(b, 4, join(b, 'checkpoint-2'));
-  assert.deepEqual(resumed.rewards, straight.rewards.slice(2), 'steps 3-4 sample the same completions');
-  assert.deepEqual(resumed.w, straight.w, 'bit-identical adapters');
+  await assertResumeExact(async () => {
+    const s = await setup();
+    return { ...s, dispose: () => s.model.dispose() };
+  }, { batchSize: 4, lr: 3e-2, name: 'grpo' });
 });
 
 test('rollout rows: left-padded prompts of different lengths score each completion as the row alone would; entropies', async () => {
@@ -99,18 +85,8 @@ test('rollout rows: left-padded prompts of different lengths score each completi
 });
 
 test('a GRPO step (rollout, rewards, loss, backward) leaves no storage behind', async () => {
-  const { model, prompts, step } = await setup();
-  const [batch] = prompts.batches({ batchSize: 2, shuffle: false });
-  const once = async () => {
-    const prepared = await step.prepare!([batch]);
-    step.accumulate(prepared, {});
-    for (const p of model.parameters()) p.zeroGrad();
-  };
-  await once(); // warm-up: caches made once
-  const before = k.memory.stats();
-  await once();
-  const after = k.memory.stats();
-  assert.equal(after.storages, before.storages);
-  assert.deepEqual(after.current, before.current);
-  model.dispose();
+  const s = await setup();
+  const [batch] = s.prompts.batches({ batchSize: 2, shuffle: false });
+  await assertNoLeakedStorage({ ...s, dispose: () => s.model.dispose() }, batch);
+  s.model.dispose();
 });
