@@ -9,6 +9,7 @@ import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import { BertModel } from '../models/bert.js';
 import type { CausalLM } from '../models/causal_lm.js';
+import { DecoderBaseModel } from '../models/base_model.js';
 import type { Gpt2LMHeadModel } from '../models/gpt2.js';
 import { DecoderForSequenceClassification } from '../models/seq_cls.js';
 import { tidy } from '../tensor/scope.js';
@@ -16,7 +17,8 @@ import type { Tensor } from '../tensor/tensor.js';
 import { type PoolingMode, pool } from './pooling.js';
 import { l2Normalize } from './similarity.js';
 
-export type Backbone = BertModel | CausalLM | Gpt2LMHeadModel;
+/** An encoder, a causal LM (its final-norm hidden state) or a headless decoder base model (LlamaModel, Qwen2Model, ...). */
+export type Backbone = BertModel | CausalLM | Gpt2LMHeadModel | DecoderBaseModel;
 
 /** The loaded model as an embedding backbone; a classification head (a reward model) is refused by name. */
 export function asBackbone(model: Backbone | DecoderForSequenceClassification, where: string): Backbone {
@@ -143,6 +145,7 @@ export class SentenceEmbedder extends Module {
       const tokenTypeIds = batch.tokenTypeIds ? tensor(batch.tokenTypeIds, { dtype: 'int64', backend }) : null;
       return m.forward({ inputIds: ids, attentionMask: mask, tokenTypeIds }).lastHiddenState;
     }
+    if (m instanceof DecoderBaseModel) return m.forward({ inputIds: ids, attentionMask: mask }).hidden;
     return m.forward({ inputIds: ids, attentionMask: mask, outputHiddenStates: true, returnLogits: false }).hiddenStates.at(-1)!;
   }
 
