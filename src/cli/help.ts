@@ -26,7 +26,7 @@ const GENERATION: Flag[] = [
 ];
 
 const EMBED_MODEL: Flag[] = [
-  ['--pooling cls|mean|weightedmean|lasttoken', "pooling (default: the sentence-transformers folder's, else mean)"],
+  ['--pooling MODE[,MODE...]', "cls|max|mean|mean_sqrt_len_tokens|weightedmean|lasttoken; several are concatenated as sentence-transformers does (default: the sentence-transformers folder's, else mean)"],
   ['--normalize', 'L2-normalise the embeddings (adds a Normalize module)'],
   ['--max-seq-length N', 'tokens per text (default: sentence_bert_config.json, else the tokenizer, else 512)'],
   ['--quiet', 'no progress bar'],

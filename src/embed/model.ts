@@ -14,7 +14,7 @@ import type { Gpt2LMHeadModel } from '../models/gpt2.js';
 import { DecoderForSequenceClassification } from '../models/seq_cls.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { type PoolingMode, pool } from './pooling.js';
+import { type PoolingSpec, pool, poolingModes } from './pooling.js';
 import { l2Normalize } from './similarity.js';
 
 /** An encoder, a causal LM (its final-norm hidden state) or a headless decoder base model (LlamaModel, Qwen2Model, ...). */
@@ -48,7 +48,8 @@ export class Dense extends Module {
 }
 
 export interface EmbedderSettings {
-  pooling: PoolingMode;
+  /** one mode, or several concatenated in sentence-transformers' order */
+  pooling: PoolingSpec;
   /** false: prompt tokens are left out of the pooling (include_prompt) */
   includePrompt: boolean;
   normalize: boolean;
@@ -93,8 +94,10 @@ export class SentenceEmbedder extends Module {
 
   /** The backbone's hidden size (the pooled width before Dense). */
   get hiddenSize(): number { return this.backbone.config.hiddenSize; }
+  /** The pooled width: the hidden size times the number of pooling modes (before Dense). */
+  get pooledSize(): number { return this.hiddenSize * poolingModes(this.settings.pooling).length; }
   /** The output embedding width. */
-  get dim(): number { return this.dense ? this.dense.linear.outFeatures : this.hiddenSize; }
+  get dim(): number { return this.dense ? this.dense.linear.outFeatures : this.pooledSize; }
 
   /** The prompt text of a name (an error lists the known ones), or '' for none. */
   promptText(name: string | null | undefined): string {

@@ -85,17 +85,22 @@ test('base weights under a *ForCausalLM config (Qwen3-Embedding ships so) load a
   await assert.rejects(k.loadCausalLM(dir), /base model without an LM head .* not a causal LM/);
 });
 
-test('kestrel embed reads a base-model folder: its lines equal k.embeddings.encode', { skip: fixture('models', 'qwen2').skip }, async () => {
+test('kestrel embed reads a base-model folder with --pooling max,lasttoken: its lines equal k.embeddings.encode', { skip: fixture('models', 'qwen2').skip }, async () => {
   const dir = await baseFolder(fixture('models', 'qwen2').path, 'Qwen2Model');
   const input = join(dir, 'texts.jsonl');
   writeFileSync(input, TEXTS.map((text) => JSON.stringify({ text })).join('\n') + '\n');
   const output = join(dir, 'vectors.jsonl');
-  const r = runCli(['embed', '--model', dir, '--input', input, '--output', output, '--pooling', 'lasttoken', '--batch-size', '2']);
+  // two modes concatenated (--pooling takes a comma-separated list): last token then max, width 2 x 64
+  const r = runCli(['embed', '--model', dir, '--input', input, '--output', output, '--pooling', 'max,lasttoken', '--batch-size', '2']);
   assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stdout, /embedded 4 texts \(dim 128\)/);
   const got = readFileSync(output, 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { embedding: number[] }).embedding);
-  const model = await E.loadEmbedder(dir, { pooling: 'lasttoken' });
+  const model = await E.loadEmbedder(dir, { pooling: ['max', 'lasttoken'] });
   E.encode(model, TEXTS, { batchSize: 2 }).forEach((v, i) => assertClose(got[i], v, { atol: 1e-6, rtol: 1e-5, what: `line ${i + 1}` }));
   model.dispose();
+  const bad = runCli(['embed', '--model', dir, '--input', input, '--output', output, '--pooling', 'mean,median']);
+  assert.equal(bad.status, 1);
+  assert.match(bad.stderr, /--pooling: pooling must be one or more distinct modes of cls, max, mean, mean_sqrt_len_tokens, weightedmean, lasttoken, got \[mean, median\]/);
 });
 
 test('buildModel: LlamaModel -> DecoderBaseModel, GPT2LMHeadModel stays a causal LM, GPT2Model is refused by name', () => {
