@@ -77,6 +77,27 @@ for (const [family, arch] of [['llama', 'LlamaModel'], ['qwen2', 'Qwen2Model']] 
   });
 }
 
+test('training through a base model: every weight gets the gradient the CausalLM\'s model.* weight gets', { skip: fixture('models', 'llama').skip }, async () => {
+  const fx = fixture('models', 'llama').path;
+  const dir = await baseFolder(fx, 'LlamaModel');
+  const [fromBase, fromLM] = [await E.loadEmbedder(dir), await E.loadEmbedder(fx, { tokenizer: dir })];
+  for (const m of [fromBase, fromLM]) {
+    const e = m.embed(TEXTS.slice(0, 3)); // [3, 64]
+    k.tidy(() => e.mul(k.tensor(Array.from({ length: e.numel }, (_, i) => Math.sin(i)), { shape: [...e.shape] })).sum().backward());
+  }
+  const lm = new Map(fromLM.backbone.namedParameters());
+  const base = fromBase.backbone.namedParameters();
+  assert.equal(base.length, lm.size - 1, 'the CausalLM has lm_head besides the base weights');
+  for (const [name, p] of base) {
+    const twin = lm.get(`model.${name}`);
+    assert.ok(twin?.grad && p.grad, `${name}: a gradient on both`);
+    assert.deepEqual(p.grad.toFloat32Array(), twin.grad.toFloat32Array(), `${name}: gradients differ`);
+  }
+  assert.equal(lm.get('lm_head.weight')?.grad ?? null, null, 'the head plays no part in an embedding');
+  fromBase.dispose();
+  fromLM.dispose();
+});
+
 test('base weights under a *ForCausalLM config (Qwen3-Embedding ships so) load as a base model; loadCausalLM refuses a base model by name', { skip: fixture('models', 'llama').skip }, async () => {
   const dir = await baseFolder(fixture('models', 'llama').path, 'LlamaForCausalLM');
   const { model } = await k.loadPretrained(dir);
