@@ -8,7 +8,7 @@ import { stringField } from '../data/fields.js';
 import { readJsonl } from '../data/readers.js';
 import { encode } from '../embed/encode.js';
 import type { SentenceEmbedder } from '../embed/model.js';
-import { POOLING_MODES, type PoolingMode } from '../embed/pooling.js';
+import { type PoolingSpec, parsePooling } from '../embed/pooling.js';
 import { loadEmbedder } from '../embed/st_folder.js';
 import { progressBar } from '../train/progress.js';
 import { numberFlag, parseFlags } from './flags.js';
@@ -22,10 +22,14 @@ export const EMBED_MODEL_FLAGS = {
 export async function embedderFromFlags(values: Record<string, unknown>): Promise<SentenceEmbedder> {
   const dir = values.model as string | undefined;
   if (!dir) throw new Error('--model DIR is required');
-  const pooling = values.pooling as string | undefined;
-  if (pooling !== undefined && !POOLING_MODES.includes(pooling as PoolingMode)) throw new Error(`--pooling must be one of ${POOLING_MODES.join(', ')}, got '${pooling}'`);
+  let pooling: PoolingSpec | undefined;
+  try {
+    pooling = values.pooling === undefined ? undefined : parsePooling(values.pooling as string);
+  } catch (e) {
+    throw new Error(`--pooling: ${(e as Error).message}`);
+  }
   const maxSeqLength = numberFlag(values, 'max-seq-length', { int: true, min: 1 });
-  const model = await loadEmbedder(dir, { pooling: pooling as PoolingMode | undefined, normalize: values.normalize === true ? true : undefined });
+  const model = await loadEmbedder(dir, { pooling, normalize: values.normalize === true ? true : undefined });
   if (maxSeqLength) model.settings.maxSeqLength = maxSeqLength;
   return model;
 }

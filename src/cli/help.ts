@@ -26,7 +26,7 @@ const GENERATION: Flag[] = [
 ];
 
 const EMBED_MODEL: Flag[] = [
-  ['--pooling cls|mean|weightedmean|lasttoken', "pooling (default: the sentence-transformers folder's, else mean)"],
+  ['--pooling MODE[,MODE...]', "cls|max|mean|mean_sqrt_len_tokens|weightedmean|lasttoken; several are concatenated as sentence-transformers does (default: the sentence-transformers folder's, else mean)"],
   ['--normalize', 'L2-normalise the embeddings (adds a Normalize module)'],
   ['--max-seq-length N', 'tokens per text (default: sentence_bert_config.json, else the tokenizer, else 512)'],
   ['--quiet', 'no progress bar'],
@@ -208,11 +208,13 @@ export const HELP: Record<string, CommandHelp> = {
       ['--query-prompt TEXT / --passage-prompt TEXT', 'put before anchors / other columns, saved as prompts "query" / "passage" (default none)'],
       ['--eval-data FILE / --eval-every N', '{anchor, positive} rows: recall@1/5/10, MRR@10, NDCG@10; scored pairs: STS Spearman; logged as eval_* (default every 50 steps)'],
       ['--lora', 'train LoRA adapters on the backbone (--lora-r 16, --lora-alpha r, --target all-linear); saved merged, the adapter in adapter/'],
+      ['--dtype fp32|bf16', 'compute precision, float32 master weights (default fp32); with --lora the frozen base Linear weights are kept in bf16, and the saved model merges the adapter into the float32 base'],
       ...EMBED_MODEL,
       ['--save-every N / --seed N / --skip-bad-lines', 'checkpoint period (default off) / data order seed (default 0) / count bad rows instead of stopping'],
+      ['--resume latest|DIR', 'continue exactly from a checkpoint (latest: the newest checkpoint-N/ in --output; none there: a fresh run)'],
       DEVICE,
     ],
-    example: 'kestrel embed-train --model ./bge-small-en-v1.5 --data pairs.jsonl --output out/ --loss mnrl --matryoshka 384,256,128 --gradcache-chunk 16 --lora',
+    example: 'kestrel embed-train --model ./bge-small-en-v1.5 --data pairs.jsonl --output out/ --loss mnrl --matryoshka 384,256,128 --gradcache-chunk 16 --lora --dtype bf16 --save-every 100 --resume latest',
   },
   'embed-mine': {
     usage: 'kestrel embed-mine --model DIR --data FILE --output FILE [--num-negatives 3] [--corpus texts.jsonl]',

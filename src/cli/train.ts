@@ -142,7 +142,7 @@ export function makeOptimizer(s: RunSettings, model: Module, groups = decayParam
 }
 
 /** --resume latest|DIR as a checkpoint folder (undefined: a fresh run). */
-export const resumePath = (s: RunSettings): string | undefined => (s.resume === 'latest' ? listCheckpoints(s.output).at(-1)?.path : s.resume);
+export const resumePath = (s: Pick<RunSettings, 'resume' | 'output'>): string | undefined => (s.resume === 'latest' ? listCheckpoints(s.output).at(-1)?.path : s.resume);
 
 /** What a command built on train does to the model before training and how it saves the result. */
 export interface TrainingPlan {

@@ -1,6 +1,6 @@
 // Sentence embeddings: models (backbone + pooling + Dense + Normalize) in sentence-transformers'
 // layout, batched encoding, contrastive losses, GradCache, pair data, retrieval/STS evaluation.
-export { pool, lastTokenIndex, POOLING_MODES, type PoolingMode, type PoolOptions } from './pooling.js';
+export { pool, poolingModes, parsePooling, lastTokenIndex, POOLING_MODES, type PoolingMode, type PoolingSpec, type PoolOptions } from './pooling.js';
 export { SentenceEmbedder, Dense, DEFAULT_SETTINGS, asBackbone, type Backbone, type EmbedderSettings, type TextBatch, type TextTokenizer } from './model.js';
 export { loadEmbedder, saveEmbedder, moduleEntries, ST_LAYOUT_VERSION, type LoadEmbedderOptions } from './st_folder.js';
 export { encode, type EncodeOptions } from './encode.js';

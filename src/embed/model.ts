@@ -9,14 +9,16 @@ import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import { BertModel } from '../models/bert.js';
 import type { CausalLM } from '../models/causal_lm.js';
+import { DecoderBaseModel } from '../models/base_model.js';
 import type { Gpt2LMHeadModel } from '../models/gpt2.js';
 import { DecoderForSequenceClassification } from '../models/seq_cls.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { type PoolingMode, pool } from './pooling.js';
+import { type PoolingSpec, pool, poolingModes } from './pooling.js';
 import { l2Normalize } from './similarity.js';
 
-export type Backbone = BertModel | CausalLM | Gpt2LMHeadModel;
+/** An encoder, a causal LM (its final-norm hidden state) or a headless decoder base model (LlamaModel, Qwen2Model, ...). */
+export type Backbone = BertModel | CausalLM | Gpt2LMHeadModel | DecoderBaseModel;
 
 /** The loaded model as an embedding backbone; a classification head (a reward model) is refused by name. */
 export function asBackbone(model: Backbone | DecoderForSequenceClassification, where: string): Backbone {
@@ -46,7 +48,8 @@ export class Dense extends Module {
 }
 
 export interface EmbedderSettings {
-  pooling: PoolingMode;
+  /** one mode, or several concatenated in sentence-transformers' order */
+  pooling: PoolingSpec;
   /** false: prompt tokens are left out of the pooling (include_prompt) */
   includePrompt: boolean;
   normalize: boolean;
@@ -91,8 +94,10 @@ export class SentenceEmbedder extends Module {
 
   /** The backbone's hidden size (the pooled width before Dense). */
   get hiddenSize(): number { return this.backbone.config.hiddenSize; }
+  /** The pooled width: the hidden size times the number of pooling modes (before Dense). */
+  get pooledSize(): number { return this.hiddenSize * poolingModes(this.settings.pooling).length; }
   /** The output embedding width. */
-  get dim(): number { return this.dense ? this.dense.linear.outFeatures : this.hiddenSize; }
+  get dim(): number { return this.dense ? this.dense.linear.outFeatures : this.pooledSize; }
 
   /** The prompt text of a name (an error lists the known ones), or '' for none. */
   promptText(name: string | null | undefined): string {
@@ -143,6 +148,7 @@ export class SentenceEmbedder extends Module {
       const tokenTypeIds = batch.tokenTypeIds ? tensor(batch.tokenTypeIds, { dtype: 'int64', backend }) : null;
       return m.forward({ inputIds: ids, attentionMask: mask, tokenTypeIds }).lastHiddenState;
     }
+    if (m instanceof DecoderBaseModel) return m.forward({ inputIds: ids, attentionMask: mask }).hidden;
     return m.forward({ inputIds: ids, attentionMask: mask, outputHiddenStates: true, returnLogits: false }).hiddenStates.at(-1)!;
   }
 

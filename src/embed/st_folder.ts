@@ -12,7 +12,7 @@ import { loadPretrained, savePretrained, type LoadOptions } from '../models/load
 import { noGrad } from '../tensor/grad_mode.js';
 import { shapeStr } from '../tensor/layout.js';
 import { type EmbedderSettings, Dense, SentenceEmbedder, asBackbone } from './model.js';
-import { POOLING_MODES, type PoolingMode } from './pooling.js';
+import { type PoolingMode, type PoolingSpec, poolingModes } from './pooling.js';
 
 const ST = 'sentence_transformers.models.';
 /** The sentence-transformers release whose save() this layout follows (checked against its source: v5.1.2 and master 85ec645 write the same). */
@@ -20,9 +20,9 @@ export const ST_LAYOUT_VERSION = '5.1.2';
 const TOKENIZER_FILES = ['tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json', 'vocab.txt', 'vocab.json', 'merges.txt', 'tokenizer.model', 'added_tokens.json'];
 const ACTIVATIONS: Record<string, 'tanh' | 'identity'> = { 'torch.nn.modules.activation.Tanh': 'tanh', 'torch.nn.modules.linear.Identity': 'identity' };
 /** Pooling/config.json's flag per mode, in the order sentence-transformers writes them */
-const MODE_KEYS: Record<string, PoolingMode | null> = {
-  pooling_mode_cls_token: 'cls', pooling_mode_mean_tokens: 'mean', pooling_mode_max_tokens: null,
-  pooling_mode_mean_sqrt_len_tokens: null, pooling_mode_weightedmean_tokens: 'weightedmean', pooling_mode_lasttoken: 'lasttoken',
+const MODE_KEYS: Record<string, PoolingMode> = {
+  pooling_mode_cls_token: 'cls', pooling_mode_mean_tokens: 'mean', pooling_mode_max_tokens: 'max',
+  pooling_mode_mean_sqrt_len_tokens: 'mean_sqrt_len_tokens', pooling_mode_weightedmean_tokens: 'weightedmean', pooling_mode_lasttoken: 'lasttoken',
 };
 
 const SIMILARITIES: readonly EmbedderSettings['similarityFnName'][] = ['cosine', 'dot', 'euclidean', 'manhattan'];
@@ -45,16 +45,15 @@ function readModules(file: string): ModuleEntry[] {
   });
 }
 
-/** The one pooling mode a Pooling/config.json turns on (an error names the file and the flags). */
-function readPooling(file: string): { mode: PoolingMode; includePrompt: boolean; dim: number } {
+/** The pooling modes a Pooling/config.json turns on: one, or several concatenated (an error names the file). */
+function readPooling(file: string): { mode: PoolingSpec; includePrompt: boolean; dim: number } {
   const c = readJson(file);
   const on = Object.keys(MODE_KEYS).filter((k) => c[k] === true);
-  if (on.length !== 1) throw new Error(`${file}: exactly one pooling_mode_* must be true, got [${on.join(', ')}]`);
-  const mode = MODE_KEYS[on[0]];
-  if (!mode) throw new Error(`${file}: ${on[0]} is not supported (supported: cls, mean, weightedmean, lasttoken)`);
+  if (!on.length) throw new Error(`${file}: no pooling mode is on (one or more of ${Object.keys(MODE_KEYS).join(', ')} must be true)`);
+  const modes = poolingModes(on.map((k) => MODE_KEYS[k]));
   const dim = c.word_embedding_dimension;
   if (typeof dim !== 'number') throw new Error(`${file}: word_embedding_dimension must be a number`);
-  return { mode, includePrompt: c.include_prompt !== false, dim };
+  return { mode: modes.length === 1 ? modes[0] : modes, includePrompt: c.include_prompt !== false, dim };
 }
 
 function readDense(dir: string, opts: LoadOptions): Dense {
@@ -106,7 +105,7 @@ function readSettings(dir: string, root: string): Partial<EmbedderSettings> {
 
 export interface LoadEmbedderOptions extends LoadOptions {
   /** pooling for a plain HF folder (default mean); a sentence-transformers folder's own pooling wins unless this is set */
-  pooling?: PoolingMode;
+  pooling?: PoolingSpec;
   normalize?: boolean;
 }
 
@@ -115,12 +114,12 @@ export interface LoadEmbedderOptions extends LoadOptions {
  * @example const model = await loadEmbedder('./bge-small-en-v1.5')
  */
 export async function loadEmbedder(dir: string, opts: LoadEmbedderOptions = {}): Promise<SentenceEmbedder> {
-  if (opts.pooling && !POOLING_MODES.includes(opts.pooling)) throw new Error(`pooling must be one of ${POOLING_MODES.join(', ')}, got '${opts.pooling}'`);
+  if (opts.pooling) poolingModes(opts.pooling); // checked before the weights are read
   const modulesFile = join(dir, 'modules.json');
   const modules = existsSync(modulesFile) ? readModules(modulesFile) : [{ idx: 0, name: '0', path: '', type: `${ST}Transformer` }];
   const settings: Partial<EmbedderSettings> = {};
   let root = dir;
-  let dense: Dense | null = null;
+  let dense: { layer: Dense; file: string } | null = null;
   let pooled: { file: string; dim: number } | null = null;
   for (const [i, m] of modules.entries()) {
     const where = `${modulesFile}: module ${i} (${m.type})`;
@@ -132,7 +131,7 @@ export async function loadEmbedder(dir: string, opts: LoadEmbedderOptions = {}):
       const { mode, includePrompt, dim } = readPooling(file);
       Object.assign(settings, { pooling: mode, includePrompt });
       pooled = { file, dim };
-    } else if (m.type === `${ST}Dense`) dense = readDense(p, opts);
+    } else if (m.type === `${ST}Dense`) dense = { layer: readDense(p, opts), file: join(p, 'config.json') };
     else if (m.type === `${ST}Normalize`) settings.normalize = true;
     else throw new Error(`${where}: not supported (Transformer, Pooling, Dense, Normalize)`);
   }
@@ -148,7 +147,11 @@ export async function loadEmbedder(dir: string, opts: LoadEmbedderOptions = {}):
   const model = new SentenceEmbedder(asBackbone(pre.model, root), pre.tokenizer, {
     ...readSettings(dir, root), ...settings,
     ...(opts.pooling ? { pooling: opts.pooling } : {}), ...(opts.normalize !== undefined ? { normalize: opts.normalize } : {}),
-  }, dense);
+  }, dense?.layer ?? null);
+  if (dense && dense.layer.linear.inFeatures !== model.pooledSize) {
+    model.dispose();
+    throw new Error(`${dense.file}: in_features ${dense.layer.linear.inFeatures} is not the pooled width ${model.pooledSize} (hidden ${model.hiddenSize} x ${poolingModes(model.settings.pooling).length} pooling modes)`);
+  }
   model.source = { dir: root, hfConfig: pre.hfConfig };
   return model;
 }
@@ -179,7 +182,8 @@ export function saveEmbedder(model: SentenceEmbedder, dir: string): void {
     const p = join(dir, e.path);
     mkdirSync(p, { recursive: true });
     if (e.type === `${ST}Pooling`) {
-      const flags = Object.fromEntries(Object.entries(MODE_KEYS).map(([k, m]) => [k, m === s.pooling]));
+      const modes = poolingModes(s.pooling);
+      const flags = Object.fromEntries(Object.entries(MODE_KEYS).map(([k, m]) => [k, modes.includes(m)]));
       writeJsonAtomic(join(p, 'config.json'), { word_embedding_dimension: model.hiddenSize, ...flags, include_prompt: s.includePrompt });
     } else if (e.type === `${ST}Dense` && model.dense) {
       const l = model.dense.linear;

@@ -31,7 +31,10 @@ export interface EmbedTrainOptions {
   evaluator?: (examples: PairExample[]) => Record<string, number>;
   outputDir?: string;
   saveEvery?: number;
+  /** a checkpoint folder (outputDir/checkpoint-N) to continue from exactly */
   resumeFrom?: string;
+  /** compute precision: bf16 matmuls under autocast with float32 master weights (default fp32) */
+  dtype?: 'fp32' | 'bf16';
   progress?: boolean;
 }
 
@@ -58,7 +61,7 @@ export async function trainEmbedder(o: EmbedTrainOptions): Promise<{ metrics: St
     evalData: o.evalExamples ? new PairDataset(o.evalExamples, 0) : null, evalEvery: o.evalEvery,
     onEval: (r) => evals.push({ step: r.step, loss: r.loss, metrics: r.metrics ?? {} }),
     schedule: linear(lr, o.warmup ?? Math.ceil(o.maxSteps / 10), o.maxSteps), batchSize: o.batchSize, maxSteps: o.maxSteps,
-    clip: o.clip ?? 1, outputDir: o.outputDir, saveEvery: o.saveEvery, resumeFrom: o.resumeFrom, progress: o.progress,
+    clip: o.clip ?? 1, outputDir: o.outputDir, saveEvery: o.saveEvery, resumeFrom: o.resumeFrom, dtype: o.dtype, progress: o.progress,
   });
   try {
     return { metrics: await trainer.train(), evals, trainer };

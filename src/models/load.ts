@@ -21,6 +21,7 @@ import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { CausalLM } from './causal_lm.js';
 import { Gpt2LMHeadModel } from './gpt2.js';
 import { BertModel } from './bert.js';
+import { DecoderBaseModel, isBaseCheckpoint } from './base_model.js';
 
 export interface LoadOptions {
   /** parameter dtype; 'auto' keeps the checkpoint's (default float32, as transformers does) */
@@ -151,7 +152,8 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
     const configFile = join(dir, 'config.json');
     const backend = opts.backend ?? defaultBackend().name;
     // built lazily: each parameter is allocated once, in its final dtype and format, as it is read
-    model = buildModel(folder.config, configFile, { backend: 'meta' });
+    // a base model's weights (no `model.` prefix, no lm_head) load as one whatever architectures says
+    model = buildModel(folder.config, configFile, { backend: 'meta' }, { base: isBaseCheckpoint((n) => folder.has(n)) || undefined });
     const used = loadBnbLinears(model, folder, configFile, { backend });
     loadWeights(model, folder, { dtype: opts.dtype ?? 'float32', used, configFile, backend });
     if (opts.adapter) loadAdapter(model, opts.adapter, { baseModel: dir });
@@ -174,7 +176,10 @@ export async function loadCausalLM(dir: string, opts: LoadOptions = {}): Promise
   const { model } = p;
   if (!(model instanceof CausalLM || model instanceof Gpt2LMHeadModel)) {
     model.dispose();
-    throw new Error(`${dir}: ${model instanceof BertModel ? `model_type '${model.config.modelType}' is an encoder` : 'the folder holds a sequence-classification model'}, not a causal LM`);
+    const what = model instanceof BertModel ? `model_type '${model.config.modelType}' is an encoder`
+      : model instanceof DecoderBaseModel ? 'the folder holds a base model without an LM head (embed_tokens/layers/norm weights, as embedding models ship; kestrel embed and loadEmbedder read it)'
+      : 'the folder holds a sequence-classification model';
+    throw new Error(`${dir}: ${what}, not a causal LM`);
   }
   return { ...p, model, config: model.config };
 }

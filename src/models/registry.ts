@@ -9,6 +9,7 @@ import { CausalLM } from './causal_lm.js';
 import { Gpt2LMHeadModel, gpt2Config } from './gpt2.js';
 import type { InitOpts } from '../nn/init.js';
 import { DecoderForSequenceClassification, isSequenceClassification, numLabelsOf } from './seq_cls.js';
+import { DecoderBaseModel, baseArchitecture } from './base_model.js';
 
 export const DECODER_FAMILIES: Record<string, (raw: Json, file: string) => DecoderConfig> = {
   llama, mistral, qwen2, qwen3, mixtral, gemma, gemma2, phi3,
@@ -31,7 +32,14 @@ export function decoderConfig(raw: Json, file: string): DecoderConfig {
   return family ? checkDecoderConfig(family(raw, file), file) : unsupported(raw, file);
 }
 
-export type AnyModel = CausalLM | Gpt2LMHeadModel | BertModel | DecoderForSequenceClassification;
+export type AnyModel = CausalLM | Gpt2LMHeadModel | BertModel | DecoderForSequenceClassification | DecoderBaseModel;
+
+/** A decoder family's base model (LlamaModel, Qwen2Model, ...); GPT-2's GPT2Model is refused by name. */
+function decoderBase(raw: Json, file: string, init: InitOpts): DecoderBaseModel {
+  if (raw.model_type === 'gpt2')
+    throw new Error(`${file}: ${baseArchitecture(raw) ?? 'a base model'} (GPT-2 without its LM head) is not supported; base models load for the decoder families: ${Object.keys(DECODER_FAMILIES).join(', ')}`);
+  return new DecoderBaseModel(decoderConfig(raw, file), init);
+}
 
 /** A decoder family's *ForSequenceClassification (GPT-2's and BERT's use other layouts and are refused). */
 function sequenceClassifier(raw: Json, file: string, init: InitOpts): DecoderForSequenceClassification {
@@ -40,13 +48,24 @@ function sequenceClassifier(raw: Json, file: string, init: InitOpts): DecoderFor
   return new DecoderForSequenceClassification(decoderConfig(raw, file), numLabelsOf(raw, file), init);
 }
 
+export interface BuildOptions {
+  /**
+   * build the headless base model (embed_tokens, layers, norm at the top level) whatever the
+   * architectures entry says; default: when it names one (LlamaModel, Qwen2Model, ...)
+   */
+  base?: boolean;
+}
+
 /**
  * The architecture config.json names, with random weights, or with { backend: 'meta' } meta
- * (storage-less) parameters for loading to allocate.
+ * (storage-less) parameters for loading to allocate. A decoder family's `*Model` architecture
+ * (or `base: true`) gives the headless DecoderBaseModel.
  * @example const model = buildModel(readJson('model/config.json'), 'model/config.json', { backend: 'meta' })
  */
-export function buildModel(raw: Json, file: string, init: InitOpts = {}): AnyModel {
+export function buildModel(raw: Json, file: string, init: InitOpts = {}, opts: BuildOptions = {}): AnyModel {
+  const base = raw.model_type !== 'bert' && (opts.base ?? baseArchitecture(raw) !== null);
   const model = isSequenceClassification(raw) ? sequenceClassifier(raw, file, init)
+    : base ? decoderBase(raw, file, init)
     : raw.model_type === 'gpt2' ? new Gpt2LMHeadModel(gpt2Config(raw, file), init)
     : raw.model_type === 'bert' ? new BertModel(bertConfig(raw, file), init)
     : new CausalLM(decoderConfig(raw, file), init);

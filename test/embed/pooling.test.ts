@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { assertClose } from '../helpers.js';
+import { assertClose, gradcheck, refLeaf } from '../helpers.js';
 import { fixture } from '../fixtures.js';
 
 const E = k.embeddings;
@@ -21,9 +21,12 @@ function handPool(h: Float32Array, mask: number[][], D: number, mode: k.embeddin
     const at = (t: number, d: number): number => h[(b * T + t) * D + d];
     if (mode === 'cls') return Array.from({ length: D }, (_, d) => at(0, d));
     if (mode === 'lasttoken') return Array.from({ length: D }, (_, d) => at(row.lastIndexOf(1), d));
+    if (mode === 'max') return Array.from({ length: D }, (_, d) => Math.max(...row.flatMap((m, t) => (m ? [at(t, d)] : []))));
     const w = row.map((m, t) => (m ? (mode === 'weightedmean' ? t + 1 : 1) : 0));
     const total = w.reduce((s, x) => s + x, 0);
-    return Array.from({ length: D }, (_, d) => w.reduce((s, wt, t) => s + wt * at(t, d), 0) / total);
+    // mean_sqrt_len_tokens: the attended sum over sqrt(count) (sentence-transformers' Pooling)
+    const norm = mode === 'mean_sqrt_len_tokens' ? Math.sqrt(total) : total;
+    return Array.from({ length: D }, (_, d) => w.reduce((s, wt, t) => s + wt * at(t, d), 0) / norm);
   });
 }
 
@@ -34,7 +37,7 @@ function rowsOf(t: k.Tensor): number[][] {
 
 for (const [name, golden] of [['bert', 'last_hidden_state'], ['llama', 'hidden_states.2']] as const) {
   const fx = fixture('models', name);
-  test(`${name}: cls, mean, weightedmean and lasttoken pooling equal hand-computed values from transformers' hidden states`, { skip: fx.skip }, async () => {
+  test(`${name}: every pooling mode (cls, max, mean, mean_sqrt_len_tokens, weightedmean, lasttoken) equals hand-computed values from transformers' hidden states`, { skip: fx.skip }, async () => {
     const { model } = await k.loadPretrained(fx.path);
     using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
     const ids = rowsOf(g.tensor('input_ids'));
@@ -78,4 +81,27 @@ test('pool: a row that attends to nothing and mismatched shapes are errors', () 
   const h = k.zeros([2, 3, 4]);
   assert.throws(() => E.pool(h, [[1, 1, 0], [0, 0, 0]], 'lasttoken'), /row 1 of the attention mask attends to no token/);
   assert.throws(() => E.pool(h, [[1, 1, 0]], 'mean'), /do not match/);
+});
+
+test('max and mean_sqrt_len_tokens by hand; several modes concatenate in sentence-transformers order; gradients by finite differences', () => {
+  // one row of 3 tokens (the last is padding) with D = 2
+  const h = k.tensor([[[1, -4], [3, -2], [100, 100]]]);
+  const mask = [[1, 1, 0]];
+  // max over the two attended tokens: [max(1, 3), max(-4, -2)]; the pad (100) never wins
+  assertClose(E.pool(h, mask, 'max'), [3, -2], { atol: 0, rtol: 0, what: 'max' });
+  // sum [4, -6] over sqrt(2)
+  assertClose(E.pool(h, mask, 'mean_sqrt_len_tokens'), [4 / Math.SQRT2, -6 / Math.SQRT2], { atol: 1e-6, rtol: 1e-6, what: 'mean_sqrt_len_tokens' });
+  // Pooling.forward appends cls, max, mean, mean_sqrt_len, weightedmean, lasttoken in that order, whatever order they are asked in
+  assert.deepEqual(E.poolingModes(['lasttoken', 'mean', 'cls']), ['cls', 'mean', 'lasttoken']);
+  assertClose(E.pool(h, mask, ['mean', 'max', 'cls']), [1, -4, 3, -2, 2, -3], { atol: 1e-6, rtol: 0, what: 'cls + max + mean' });
+  // a left-out prompt (include_prompt false) is left out of the max too: only token 1 counts
+  assertClose(E.pool(h, mask, 'max', { promptLength: 1 }), [3, -2], { atol: 0, rtol: 0, what: 'max without the prompt' });
+  assertClose(E.pool(k.tensor([[[5, -4], [3, -2], [0, 0]]]), mask, 'max', { promptLength: 1 }), [3, -2], { atol: 0, rtol: 0, what: 'prompt token 0 (5) is not the max' });
+  assert.throws(() => E.poolingModes(['mean', 'mean']), /distinct modes/);
+  assert.throws(() => E.parsePooling('mean,median'), /got \[mean, median\]/);
+  // the new modes' gradients (max's goes to the winning token only; no ties in these values)
+  const x = refLeaf([2, 4, 3], 7);
+  const m2 = [[1, 1, 1, 0], [1, 0, 0, 0]];
+  for (const spec of ['max', 'mean_sqrt_len_tokens', ['cls', 'max', 'mean_sqrt_len_tokens']] as const)
+    gradcheck((t) => E.pool(t, m2, spec), [x], { what: `pool ${JSON.stringify(spec)}` });
 });

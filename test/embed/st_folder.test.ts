@@ -75,17 +75,45 @@ test('a plain HF folder loads with mean pooling; batched encode returns embeddin
   model.dispose();
 });
 
-test('unsupported modules and pooling modes are named', async () => {
+test('several pooling modes are written as their flags, read back concatenated, and checked against a Dense layer', async () => {
+  const src = tinyBertFolder('kestrel-st-modes-');
+  const model = await E.loadEmbedder(src, { pooling: ['max', 'cls', 'mean_sqrt_len_tokens'] });
+  assert.equal(model.dim, 3 * 32, 'three modes of width 32 concatenated');
+  const out = join(src, 'saved');
+  E.saveEmbedder(model, out);
+  // word_embedding_dimension stays the token width; each mode's flag is on (Pooling.get_config_dict)
+  assert.deepEqual(json(out, '1_Pooling', 'config.json'), {
+    word_embedding_dimension: 32, pooling_mode_cls_token: true, pooling_mode_mean_tokens: false, pooling_mode_max_tokens: true,
+    pooling_mode_mean_sqrt_len_tokens: true, pooling_mode_weightedmean_tokens: false, pooling_mode_lasttoken: false, include_prompt: true,
+  });
+  const back = await E.loadEmbedder(out);
+  assert.deepEqual(back.settings.pooling, ['cls', 'max', 'mean_sqrt_len_tokens']);
+  // the concatenation is [cls | max | mean_sqrt_len], each equal to that mode alone
+  const [all] = E.encode(back, ['paris is a large old city']);
+  for (const [i, mode] of (['cls', 'max', 'mean_sqrt_len_tokens'] as const).entries()) {
+    back.settings.pooling = mode;
+    assert.deepEqual(all.slice(32 * i, 32 * (i + 1)), E.encode(back, ['paris is a large old city'])[0], `${mode} part`);
+  }
+  back.dispose();
+  // a Dense layer must take the pooled width
+  k.manualSeed(1);
+  model.dense = new E.Dense(32, 8, 'identity');
+  const withDense = join(src, 'dense');
+  E.saveEmbedder(model, withDense);
+  model.dispose();
+  await assert.rejects(E.loadEmbedder(withDense), /2_Dense\/config.json: in_features 32 is not the pooled width 96 \(hidden 32 x 3 pooling modes\)/);
+  const pooling = join(out, '1_Pooling', 'config.json');
+  const off = Object.fromEntries(Object.entries(json(pooling) as Record<string, unknown>).map(([key, v]) => [key, key.startsWith('pooling_mode_') ? false : v]));
+  writeFileSync(pooling, JSON.stringify(off));
+  await assert.rejects(E.loadEmbedder(out), /1_Pooling\/config.json: no pooling mode is on/);
+});
+
+test('unsupported modules are named', async () => {
   const src = tinyBertFolder('kestrel-st-bad-');
   const model = await E.loadEmbedder(src, { normalize: true });
   const out = join(src, 'saved');
   E.saveEmbedder(model, out);
   model.dispose();
-  const pooling = join(out, '1_Pooling', 'config.json');
-  const cfg = json(pooling) as Record<string, unknown>;
-  writeFileSync(pooling, JSON.stringify({ ...cfg, pooling_mode_mean_tokens: false, pooling_mode_max_tokens: true }));
-  await assert.rejects(E.loadEmbedder(out), /1_Pooling\/config.json: pooling_mode_max_tokens is not supported/);
-  writeFileSync(pooling, JSON.stringify(cfg));
   const modules = json(out, 'modules.json') as object[];
   writeFileSync(join(out, 'modules.json'), JSON.stringify([...modules, { idx: 3, name: '3', path: '3_X', type: 'sentence_transformers.models.LayerNorm' }]));
   await assert.rejects(E.loadEmbedder(out), /modules.json: module 3 \(sentence_transformers.models.LayerNorm\): not supported/);

@@ -22,14 +22,20 @@ export const TRAIN_QUERY = TRAIN_QUERIES[0];
 export const HELDOUT_QUERY = (country: string): string => `which is the main capital city of ${country}`;
 export const PASSAGE = (city: string): string => `${city} is a large old city`;
 
+/** Writes the word-level vocab.txt (BERT's WordPiece over whole words) into dir; returns its size. */
+export function writeWordVocab(dir: string): number {
+  const vocab = [...SPECIAL, ...WORDS, ...COUNTRIES, ...CAPITALS];
+  writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n');
+  return vocab.length;
+}
+
 /** A folder with vocab.txt and a random BERT (hidden 32, 1 layer unless given) the loader reads. */
 export function tinyBertFolder(prefix: string, opts: { layers?: number; hidden?: number; seed?: number } = {}): string {
   const dir = mkdtempSync(join(tmpdir(), prefix));
-  const vocab = [...SPECIAL, ...WORDS, ...COUNTRIES, ...CAPITALS];
-  writeFileSync(join(dir, 'vocab.txt'), vocab.join('\n') + '\n');
+  const vocabSize = writeWordVocab(dir);
   const hidden = opts.hidden ?? 32;
   const config = {
-    model_type: 'bert', architectures: ['BertModel'], vocab_size: vocab.length, hidden_size: hidden, num_hidden_layers: opts.layers ?? 1,
+    model_type: 'bert', architectures: ['BertModel'], vocab_size: vocabSize, hidden_size: hidden, num_hidden_layers: opts.layers ?? 1,
     num_attention_heads: 2, intermediate_size: 2 * hidden, max_position_embeddings: 32, type_vocab_size: 2, pad_token_id: 0, hidden_act: 'gelu', layer_norm_eps: 1e-12,
   };
   k.manualSeed(opts.seed ?? 0);
