@@ -54,7 +54,7 @@ export { loadPretrained, loadCausalLM, savePretrained, type LoadOptions, type Pr
 export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';
 export { DecoderForSequenceClassification, type SequenceClassificationInput, type SequenceClassificationOutput } from './models/seq_cls.js';
 export { BertModel, type BertConfig, type BertOutput } from './models/bert.js';
-export { type AnyModel, SUPPORTED_MODEL_TYPES } from './models/registry.js';
+export { type AnyModel, type SpeechModel, SUPPORTED_MODEL_TYPES, isSpeechModel } from './models/registry.js';
 export { generate, generateStream, type GenerateOptions } from './infer/index.js';
 export {
   Tokenizer, loadTokenizer, applyChatTemplate, renderChatTemplate, TemplateError, detectChatTemplate, BUILTIN_TEMPLATES,
