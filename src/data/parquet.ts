@@ -21,17 +21,19 @@ function jsonLike(v: unknown): unknown {
 /**
  * Streams the rows of a Parquet file as records, row group by row group.
  * Snappy and uncompressed files are read; other codecs (zstd, gzip) need hyparquet-compressors.
+ * Unannotated BYTE_ARRAY columns decode as text (hyparquet's default: many writers omit the
+ * STRING annotation) unless `utf8: false`, which keeps them as bytes (audio files in a column).
  * @example
  * for await (const r of readParquet('train-00000-of-00001.parquet', new BadLines(false))) use(r.value);
  */
-export async function* readParquet(file: string, bad: BadLines): AsyncGenerator<DataRecord> {
+export async function* readParquet(file: string, bad: BadLines, opts: { utf8?: boolean } = {}): AsyncGenerator<DataRecord> {
   let row = 0;
   try {
     const buffer = await asyncBufferFromFile(file);
     const metadata = await parquetMetadataAsync(buffer);
     for (const group of metadata.row_groups) {
       const rowStart = row, rowEnd = row + Number(group.num_rows);
-      const rows = await parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd });
+      const rows = await parquetReadObjects({ file: buffer, metadata, rowStart, rowEnd, utf8: opts.utf8 });
       for (const r of rows) {
         row++;
         const value = jsonLike(r);
