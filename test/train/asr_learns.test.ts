@@ -2,13 +2,15 @@
 // six-word vocabulary in three voices, transcribes the same words spoken by a fourth, HELD-OUT
 // voice. What the test asserts and why:
 // - before: the random model babbles, so its held-out WER is at least 5/6 (measured > 1);
-// - after 30 steps: held-out WER <= 0.25. The held-out set holds every word equally often, so a
-//   model that ignores the audio (any fixed answer, or any answer drawn without listening) gets
-//   at most 1 word in 6 right in expectation: WER >= 5/6 ≈ 0.83. 0.25 is far below that floor, so
-//   it can only be reached by recognising the voice it never heard (measured: 0.08 at step 30, 0
-//   from step 40, on a 2-core machine shared with other work; about 1.5 s per step of 8 clips).
+// - after 40 steps of 6 clips: held-out WER <= 1/3. The held-out set holds every word equally
+//   often, so a model that ignores the audio (any fixed answer, or any answer drawn without
+//   listening) gets at most 1 word in 6 right in expectation: WER >= 5/6 ≈ 0.83. 1/3 is far below
+//   that floor, so it is only reached by recognising words in a voice it never heard. Measured on
+//   a 2-core machine shared with other work: WER 0.5 / 0.25 / 0.17 at steps 20 / 30 / 40, loss
+//   ~7 -> 0.04, about 0.8 s per step, ~35 s for the whole test.
 // Full fine-tuning at lr 3e-3 learned fastest (the decoder alone picks up the word prior in a few
-// steps; the cross-attention to the speech frames takes ~20 more).
+// steps; the cross-attention to the speech frames takes ~20 more); batches of 6 learned as much
+// per second as batches of 8.
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -38,7 +40,7 @@ function speak(dir: string, voices: string[]): AsrRecord[] {
   })));
 }
 
-test('ASR learns: held-out-voice WER falls from >= 5/6 (random) to <= 0.25 in 30 steps', { skip: fx.skip }, async () => {
+test('ASR learns: held-out-voice WER falls from >= 5/6 (random) to <= 1/3 in 40 steps', { skip: fx.skip }, async () => {
   const dir = mkdtempSync(join(tmpdir(), 'kestrel-asr-learns-'));
   const modelDir = join(fx.path, 'models', 'whisper-tiny-random');
   const model = loadWhisper(modelDir);
@@ -49,10 +51,10 @@ test('ASR learns: held-out-voice WER falls from >= 5/6 (random) to <= 0.25 in 30
   try {
     const before = evaluateAsr(model, tokenizer, g, heldOut, PROMPT);
     assert.ok(before.wer >= 5 / 6, `the random model's held-out WER ${before.wer}`);
-    const losses = trainAsr(model, train, { steps: 30, lr: 3e-3, batchSize: 8, seed: 0 });
-    assert.ok(losses[29] < 0.1 * losses[0], `training loss ${losses[0]} -> ${losses[29]}`);
+    const losses = trainAsr(model, train, { steps: 40, lr: 3e-3, batchSize: 6, seed: 0 });
+    assert.ok(losses[39] < 0.1 * losses[0], `training loss ${losses[0]} -> ${losses[39]}`);
     const after = evaluateAsr(model, tokenizer, g, heldOut, PROMPT);
-    assert.ok(after.wer <= 0.25, `held-out WER ${before.wer} -> ${after.wer}: ${JSON.stringify(after.hypotheses)}`);
+    assert.ok(after.wer <= 1 / 3, `held-out WER ${before.wer} -> ${after.wer}: ${JSON.stringify(after.hypotheses)}`);
   } finally {
     disposeExamples(train);
     disposeExamples(heldOut);
