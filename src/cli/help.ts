@@ -250,14 +250,15 @@ export const HELP: Record<string, CommandHelp> = {
     example: 'kestrel merge --model ./base --adapter ./adapter --out ./merged --dtype bf16',
   },
   transcribe: {
-    usage: 'kestrel transcribe --model DIR FILE... [--language en] [--task transcribe|translate] [--json]',
+    usage: 'kestrel transcribe --model DIR FILE... [--language en] [--task transcribe|translate] [--timestamps] [--json]',
     flags: [
       ['--model DIR', 'an HF Whisper folder (config.json, model.safetensors, generation_config.json, tokenizer) (required)'],
       ['FILE...', 'audio files: WAV, or anything ffmpeg decodes (FLAC, MP3, Ogg, Opus, M4A); resampled to 16 kHz mono'],
       ['--language CODE', "e.g. en, fr (default: generation_config's forced language, else detected from the audio)"],
       ['--task transcribe|translate', "default: generation_config's, else transcribe"],
       ['--max-new-tokens N', 'per 30 s window (default: up to max_length)'],
-      ['--json', 'one line per file: {"file", "text", "tokens"}'],
+      ['--timestamps', 'generate timestamp tokens (Whisper\'s <|0.00|>...; max_initial_timestamp_index from generation_config) and print one "[start -> end] text" line per segment (default off)'],
+      ['--json', 'one line per file: {"file", "text", "tokens"}, with --timestamps also "segments": [{"start", "end", "text"}] in seconds'],
       DEVICE,
     ],
     example: 'kestrel transcribe --model ./whisper-tiny speech.flac --language en --json',
