@@ -25,9 +25,7 @@ function audioOf(v: unknown, file: string, where: string): AudioSource {
   const s = v as { bytes?: unknown; path?: unknown } | null;
   if (s !== null && typeof s === 'object') {
     const name = typeof s.path === 'string' && s.path ? `${where} (${s.path})` : where;
-    // readParquet gives binary values as arrays of byte numbers (JSON-like), or as raw bytes
-    if (s.bytes instanceof Uint8Array) return { bytes: s.bytes, name };
-    if (Array.isArray(s.bytes) && s.bytes.length) return { bytes: Uint8Array.from(s.bytes as number[]), name };
+    if (s.bytes instanceof Uint8Array && s.bytes.length) return { bytes: s.bytes, name };
     if (typeof s.path === 'string' && s.path) return audioPath(s.path, file, where);
   }
   throw new Error(`${where}: column "audio" must be a path or a 🤗 datasets Audio struct {bytes, path} with bytes or a path, got ${JSON.stringify(v)?.slice(0, 80)}`);

@@ -50,6 +50,7 @@ test('Audio structs: WAV bytes, FLAC bytes (ffmpeg) and a path decode as the fil
   ]);
   const samples = await readAsrData(file);
   assert.deepEqual(samples.map((s) => [s.text, s.where]), [['one', `${file} row 1`], ['two', `${file} row 2`], ['three', `${file} row 3`]]);
+  assert.ok(typeof samples[0].audio === 'object' && samples[0].audio.bytes instanceof Uint8Array, 'bytes stay bytes, not arrays of numbers');
   assert.deepEqual(samplesOf(samples[0].audio), samplesOf(clip('speech_16k_s16.wav')));
   assert.deepEqual(samplesOf(samples[1].audio), samplesOf(clip('speech_16k.flac')));
   assert.equal(samples[2].audio, join(dir, 'on_disk.wav'), 'a path is resolved against the Parquet file\'s folder');
