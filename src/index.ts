@@ -55,7 +55,7 @@ export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';
 export { DecoderForSequenceClassification, type SequenceClassificationInput, type SequenceClassificationOutput } from './models/seq_cls.js';
 export { DecoderBaseModel } from './models/base_model.js';
 export { BertModel, type BertConfig, type BertOutput } from './models/bert.js';
-export { type AnyModel, SUPPORTED_MODEL_TYPES } from './models/registry.js';
+export { type AnyModel, type SpeechModel, SUPPORTED_MODEL_TYPES, isSpeechModel } from './models/registry.js';
 export { generate, generateStream, type GenerateOptions } from './infer/index.js';
 export {
   Tokenizer, loadTokenizer, applyChatTemplate, renderChatTemplate, TemplateError, detectChatTemplate, BUILTIN_TEMPLATES,

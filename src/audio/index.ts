@@ -1,6 +1,6 @@
 // Audio in and out (WAV of our own, other containers via ffmpeg), resampling and features
 // (STFT, spectrogram, mel, dB, MFCC, Whisper log-mel) equal to torchaudio and transformers.
-export { loadAudio, saveWav, decodeAudioFile, type LoadAudioOptions, type LoadedAudio } from './load.js';
+export { loadAudio, saveWav, decodeAudioFile, decodeAudioBytes, type AudioSource, type LoadAudioOptions, type LoadedAudio } from './load.js';
 export { parseWav, readWav, encodeWav, type DecodedAudio, type WavWriteOptions } from './wav.js';
 export { decodeWithFfmpeg } from './ffmpeg.js';
 export { resample, sincResampleKernel, besselI0, type ResampleOptions } from './resample.js';

@@ -1,8 +1,9 @@
 // loadAudio / saveWav: files to channel-first float32 tensors [channels, frames] and back. WAV is
 // read by the project's own reader (wav.ts); any other container goes through ffmpeg (ffmpeg.ts).
 // Optional mono mixdown (the mean of the channels) and resampling (resample.ts, torchaudio's).
-import { closeSync, openSync, readSync } from 'node:fs';
-import { extname } from 'node:path';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { extname, join } from 'node:path';
 import { tensor } from '../ops/creation.js';
 import { mean } from '../ops/reduce.js';
 import { contiguous } from '../ops/view.js';
@@ -11,7 +12,7 @@ import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { decodeWithFfmpeg } from './ffmpeg.js';
 import { type ResampleOptions, resample } from './resample.js';
-import { type DecodedAudio, type WavWriteOptions, isRiffWave, readWav, writeWavFile } from './wav.js';
+import { type DecodedAudio, type WavWriteOptions, isRiffWave, parseWav, readWav, writeWavFile } from './wav.js';
 
 export interface LoadAudioOptions {
   /** resample to this rate (Hz); default the file's own */
@@ -52,12 +53,35 @@ export function decodeAudioFile(path: string): DecodedAudio {
 }
 
 /**
- * Reads an audio file as torchaudio.load does (normalised float32, channel-first).
+ * Decodes a file's bytes held in memory (a 🤗 datasets Audio value): RIFF/WAVE here, any other
+ * container by ffmpeg from a private temporary file (ffprobe needs a seekable input). `name`
+ * (the dataset's path, or where the bytes came from) is what errors name.
+ * @example decodeAudioBytes(row.audio.bytes, 'train.parquet row 3').sampleRate
+ */
+export function decodeAudioBytes(bytes: Uint8Array, name: string): DecodedAudio {
+  if (isRiffWave(bytes.subarray(0, 12))) return parseWav(bytes, name);
+  const dir = mkdtempSync(join(tmpdir(), 'kestrel-audio-'));
+  const file = join(dir, 'audio');
+  try {
+    writeFileSync(file, bytes);
+    return decodeWithFfmpeg(file);
+  } catch (e) {
+    throw new Error(`${name}: ${(e as Error).message.replaceAll(file, 'the audio bytes')}`, { cause: e });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** A file path, or a file's bytes in memory with the name errors give them. */
+export type AudioSource = string | { bytes: Uint8Array; name: string };
+
+/**
+ * Reads an audio file (or its bytes) as torchaudio.load does (normalised float32, channel-first).
  * @example const { samples, sampleRate } = loadAudio('speech.flac', { sampleRate: 16000, mono: true })  // [1, N], 16000
  */
-export function loadAudio(path: string, opts: LoadAudioOptions = {}): LoadedAudio {
+export function loadAudio(source: AudioSource, opts: LoadAudioOptions = {}): LoadedAudio {
   if (opts.sampleRate !== undefined) checkNumber(opts.sampleRate, { int: true, min: 1 }, 'loadAudio sampleRate');
-  const a = decodeAudioFile(path);
+  const a = typeof source === 'string' ? decodeAudioFile(source) : decodeAudioBytes(source.bytes, source.name);
   const samples = tidy(() => {
     let x = tensor(a.data, { shape: [a.channels, a.frames], dtype: 'float32', backend: opts.backend });
     if (opts.mono && a.channels > 1) x = mean(x, 0, true);

@@ -1,12 +1,13 @@
 // `kestrel finetune --task asr --model DIR --data manifest.jsonl --output DIR`: Whisper speech
-// recognition fine-tuning (train/whisper_asr.ts). Manifest lines {"audio": path, "text": ...};
+// recognition fine-tuning (train/whisper_asr.ts). Manifest lines {"audio": path, "text": ...}, or a
+// .parquet file with a 🤗 datasets Audio column (data/asr_parquet.ts);
 // LoRA adapters on every Linear by default (--full trains every weight), optional SpecAugment
 // masking, loss per step and WER / CER on the evaluation split in metrics.jsonl. Saves a PEFT
 // adapter, or with --full a Whisper folder (weights, config, generation config, tokenizer files).
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJson } from '../io/hf_folder.js';
-import { readAsrManifest } from '../data/asr_manifest.js';
+import { readAsrData } from '../data/asr_parquet.js';
 import { injectLora, saveAdapter } from '../lora/peft.js';
 import { loadWhisper, saveWhisper } from '../models/whisper.js';
 import { whisperGenerationConfig } from '../models/whisper_generate.js';
@@ -41,10 +42,10 @@ export async function finetuneAsrCommand(argv: string[]): Promise<number> {
     model.requiresGrad_(false);
     injectLora(model, lora);
   }
-  const records = await readAsrManifest(values.data!);
+  const records = await readAsrData(values.data!);
   const fraction = numberFlag(values, 'eval-fraction', { min: 0, below: 1 }) ?? (records.length >= 10 ? 0.1 : 0);
   const nEval = values['eval-data'] ? 0 : Math.floor(records.length * fraction);
-  const evalRecords = values['eval-data'] ? await readAsrManifest(values['eval-data']) : records.slice(records.length - nEval);
+  const evalRecords = values['eval-data'] ? await readAsrData(values['eval-data']) : records.slice(records.length - nEval);
   const train = prepareAsrExamples(records.slice(0, records.length - nEval), model, tokenizer, g, prompt);
   const evals = prepareAsrExamples(evalRecords, model, tokenizer, g, prompt);
   mkdirSync(output, { recursive: true });

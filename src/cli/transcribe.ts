@@ -1,6 +1,7 @@
-// `kestrel transcribe --model DIR FILE... [--language en] [--task transcribe|translate] [--json]`:
+// `kestrel transcribe --model DIR FILE... [--language en] [--task transcribe|translate] [--timestamps] [--json]`:
 // speech to text with a Whisper folder (models/whisper_transcribe.ts); with --json one line per
-// file: {"file", "text", "tokens"} (tokens = the generated ids after the prompt).
+// file: {"file", "text", "tokens"} (tokens = the generated ids after the prompt), and with
+// --timestamps "segments": [{"start", "end", "text"}] (seconds); as text, one "[start -> end] text" line each.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { loadAudio } from '../audio/load.js';
@@ -14,7 +15,7 @@ import { numberFlag, parseFlags } from './flags.js';
 export async function transcribeCommand(argv: string[]): Promise<number> {
   const { values, positionals: files } = parseFlags(argv, {
     model: { type: 'string' }, language: { type: 'string' }, task: { type: 'string' }, 'max-new-tokens': { type: 'string' },
-    json: { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false }, timestamps: { type: 'boolean', default: false },
   }, { positionals: true });
   if (!values.model) throw new Error('--model DIR is required (a Whisper folder)');
   if (!files.length) throw new Error('give at least one audio file');
@@ -29,10 +30,15 @@ export async function transcribeCommand(argv: string[]): Promise<number> {
   try {
     for (const file of files) {
       const { samples } = loadAudio(file, { sampleRate: 16000, mono: true });
-      const { tokens } = transcribe(model, samples.reshape([-1]), g, { language: values.language, task, maxNewTokens });
+      const r = transcribe(model, samples.reshape([-1]), g, { language: values.language, task, maxNewTokens, timestamps: values.timestamps });
       samples.dispose();
-      const text = tokenizer.decode(tokens, { skipSpecialTokens: true });
-      process.stdout.write(values.json ? JSON.stringify({ file, text, tokens }) + '\n' : `${file}: ${text}\n`);
+      // timestamp ids are not text (transformers' decode drops them unless decode_with_timestamps)
+      const decode = (ids: number[]): string => tokenizer.decode(ids.filter((id) => id < model.config.vocabSize && (g.noTimestampsTokenId === null || id <= g.noTimestampsTokenId)), { skipSpecialTokens: true });
+      const text = decode(r.tokens);
+      const segments = r.segments?.map((s) => ({ start: s.start, end: s.end, text: decode(s.tokens) }));
+      if (values.json) process.stdout.write(JSON.stringify({ file, text, tokens: r.tokens, ...(segments ? { segments } : {}) }) + '\n');
+      else if (segments) for (const s of segments) process.stdout.write(`${file}: [${s.start.toFixed(2)} -> ${s.end.toFixed(2)}] ${s.text.trim()}\n`);
+      else process.stdout.write(`${file}: ${text}\n`);
     }
   } finally {
     model.dispose();

@@ -12,6 +12,13 @@ export interface AsrRecord {
   where: string;
 }
 
+/** An audio path resolved against the data file's folder, checked to exist (where names the record). */
+export function audioPath(path: string, dataFile: string, where: string): string {
+  const abs = isAbsolute(path) ? path : resolve(dirname(dataFile), path);
+  if (!existsSync(abs)) throw new Error(`${where}: audio file ${abs} not found`);
+  return abs;
+}
+
 /**
  * @example const records = await readAsrManifest('data/train.jsonl')  // [{ audio: '/abs/a.wav', text: 'hello', where: 'data/train.jsonl:1' }]
  */
@@ -31,9 +38,7 @@ export async function readAsrManifest(file: string): Promise<AsrRecord[]> {
     const r = rec as { audio?: unknown; text?: unknown };
     if (typeof r !== 'object' || r === null || typeof r.audio !== 'string' || typeof r.text !== 'string')
       throw new Error(`${where}: a record needs string fields "audio" (a file path) and "text", got ${l.text.slice(0, 80)}`);
-    const audio = isAbsolute(r.audio) ? r.audio : resolve(dirname(file), r.audio);
-    if (!existsSync(audio)) throw new Error(`${where}: audio file ${audio} not found`);
-    out.push({ audio, text: r.text, where });
+    out.push({ audio: audioPath(r.audio, file, where), text: r.text, where });
   }
   if (!out.length) throw new Error(`${file}: no records`);
   return out;

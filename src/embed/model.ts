@@ -12,6 +12,7 @@ import type { CausalLM } from '../models/causal_lm.js';
 import { DecoderBaseModel } from '../models/base_model.js';
 import type { Gpt2LMHeadModel } from '../models/gpt2.js';
 import { DecoderForSequenceClassification } from '../models/seq_cls.js';
+import { type AnyModel, isSpeechModel } from '../models/registry.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { type PoolingSpec, pool, poolingModes } from './pooling.js';
@@ -20,10 +21,11 @@ import { l2Normalize } from './similarity.js';
 /** An encoder, a causal LM (its final-norm hidden state) or a headless decoder base model (LlamaModel, Qwen2Model, ...). */
 export type Backbone = BertModel | CausalLM | Gpt2LMHeadModel | DecoderBaseModel;
 
-/** The loaded model as an embedding backbone; a classification head (a reward model) is refused by name. */
-export function asBackbone(model: Backbone | DecoderForSequenceClassification, where: string): Backbone {
+/** The loaded model as an embedding backbone; a classification head (a reward model) or a speech model is refused by name. */
+export function asBackbone(model: AnyModel, where: string): Backbone {
   if (model instanceof DecoderForSequenceClassification)
     throw new Error(`${where}: a *ForSequenceClassification model is not an embedding backbone (load its base model, a BERT or causal LM folder)`);
+  if (isSpeechModel(model)) throw new Error(`${where}: ${model.constructor.name} is a speech model, not a text embedding backbone (a BERT or causal LM folder)`);
   return model;
 }
 

@@ -11,7 +11,7 @@ import { SafetensorsFile, saveSafetensors } from '../io/safetensors.js';
 import { loadPretrained, savePretrained, type LoadOptions } from '../models/load.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { shapeStr } from '../tensor/layout.js';
-import { type EmbedderSettings, Dense, SentenceEmbedder, asBackbone } from './model.js';
+import { type Backbone, type EmbedderSettings, Dense, SentenceEmbedder, asBackbone } from './model.js';
 import { type PoolingMode, type PoolingSpec, poolingModes } from './pooling.js';
 
 const ST = 'sentence_transformers.models.';
@@ -140,11 +140,18 @@ export async function loadEmbedder(dir: string, opts: LoadEmbedderOptions = {}):
     pre.model.dispose();
     throw new Error(`${root}: no tokenizer (tokenizer.json, vocab.txt, ...) beside the model; an embedding model needs one`);
   }
-  if (pooled && pooled.dim !== pre.model.config.hiddenSize) {
+  let backbone: Backbone;
+  try {
+    backbone = asBackbone(pre.model, root);
+  } catch (e) {
     pre.model.dispose();
-    throw new Error(`${pooled.file}: word_embedding_dimension ${pooled.dim} is not the backbone's hidden size ${pre.model.config.hiddenSize}`);
+    throw e;
   }
-  const model = new SentenceEmbedder(asBackbone(pre.model, root), pre.tokenizer, {
+  if (pooled && pooled.dim !== backbone.config.hiddenSize) {
+    pre.model.dispose();
+    throw new Error(`${pooled.file}: word_embedding_dimension ${pooled.dim} is not the backbone's hidden size ${backbone.config.hiddenSize}`);
+  }
+  const model = new SentenceEmbedder(backbone, pre.tokenizer, {
     ...readSettings(dir, root), ...settings,
     ...(opts.pooling ? { pooling: opts.pooling } : {}), ...(opts.normalize !== undefined ? { normalize: opts.normalize } : {}),
   }, dense?.layer ?? null);

@@ -17,6 +17,7 @@ import { type EncodecConfig, codebooksForBandwidth, encodecConfig, frameRate, ho
 import { ELU, EncodecConv1d, EncodecConvTranspose1d, EncodecLSTM, EncodecResnetBlock } from './encodec_layers.js';
 import { EncodecResidualVectorQuantizer } from './encodec_quantizer.js';
 import { loadModelFolder } from './load.js';
+import { finishLoading } from './registry.js';
 
 type Layer = EncodecConv1d | EncodecConvTranspose1d | EncodecResnetBlock | EncodecLSTM | ELU;
 
@@ -128,6 +129,6 @@ export function loadEncodec(dir: string, opts: { backend?: BackendName } = {}): 
   return loadModelFolder(dir, {
     modelType: 'encodec', typeOptional: true, backend: opts.backend,
     build: (config, file) => new EncodecModel(encodecConfig(config, file), { backend: 'meta' }),
-    after: (model) => model.requiresGrad_(false),
+    after: finishLoading,
   });
 }

@@ -14,7 +14,7 @@ import { defaultBackend } from '../backend/index.js';
 import type { BackendName } from '../backend/kernels.js';
 import { empty } from '../ops/dispatch.js';
 import type { Module } from '../nn/module.js';
-import { type AnyModel, buildModel } from './registry.js';
+import { type AnyModel, buildModel, finishLoading, isSpeechModel } from './registry.js';
 import { loadAdapter } from '../lora/peft.js';
 import { bnbCheckpoint, loadBnbLinears } from '../quant/bnb.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
@@ -142,7 +142,8 @@ export interface Pretrained<M extends AnyModel = AnyModel> {
 }
 
 /**
- * Loads an HF model folder.
+ * Loads an HF model folder: a decoder family, GPT-2, BERT, a *ForSequenceClassification, Whisper
+ * (WhisperForConditionalGeneration) or EnCodec (EncodecModel), as config.json's model_type says.
  * @example const { model } = await k.loadPretrained('./SmolLM2-135M')
  */
 export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promise<Pretrained> {
@@ -156,6 +157,7 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
     model = buildModel(folder.config, configFile, { backend: 'meta' }, { base: isBaseCheckpoint((n) => folder.has(n)) || undefined });
     const used = loadBnbLinears(model, folder, configFile, { backend });
     loadWeights(model, folder, { dtype: opts.dtype ?? 'float32', used, configFile, backend });
+    finishLoading(model);
     if (opts.adapter) loadAdapter(model, opts.adapter, { baseModel: dir });
     model.eval();
     const gen = join(dir, 'generation_config.json');
@@ -178,6 +180,7 @@ export async function loadCausalLM(dir: string, opts: LoadOptions = {}): Promise
     model.dispose();
     const what = model instanceof BertModel ? `model_type '${model.config.modelType}' is an encoder`
       : model instanceof DecoderBaseModel ? 'the folder holds a base model without an LM head (embed_tokens/layers/norm weights, as embedding models ship; kestrel embed and loadEmbedder read it)'
+      : isSpeechModel(model) ? `model_type '${String(p.hfConfig.model_type)}' is a speech model (Whisper: kestrel transcribe / finetune --task asr; EnCodec: a codec for --task tts)`
       : 'the folder holds a sequence-classification model';
     throw new Error(`${dir}: ${what}, not a causal LM`);
   }

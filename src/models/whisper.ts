@@ -20,6 +20,7 @@ import { Embedding, LayerNorm, Linear } from '../nn/layers.js';
 import { Module, Parameter } from '../nn/module.js';
 import { CONFIG_LIMITS, ConfigReader, type Json, checkParameterCount } from './families/hf_config.js';
 import { loadModelFolder } from './load.js';
+import { finishLoading } from './registry.js';
 import type { BackendName } from '../backend/kernels.js';
 import { keep } from '../tensor/scope.js';
 import { KVCache } from './kv_cache.js';
@@ -358,8 +359,7 @@ export function loadWhisper(dir: string, opts: { backend?: BackendName } = {}): 
       for (const [name, p] of model.namedParameters()) p.name = name;
       return model;
     },
-    // the sinusoidal table stays frozen after loading
-    after: (model) => model.model.encoder.embed_positions.weight.requiresGrad_(false),
+    after: finishLoading,
   });
 }
 

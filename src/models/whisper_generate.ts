@@ -3,7 +3,8 @@
 // task arguments override generation_config.forced_decoder_ids; with neither, the language is
 // detected from the first step's logits over the language tokens), generation_config's
 // suppress_tokens at every step and begin_suppress_tokens at the first generated one, stopping at
-// <|endoftext|> or maxNewTokens. The encoder runs once and the cross-attention keys/values are
+// <|endoftext|> or maxNewTokens. With timestamps the prompt ends at the task and the timestamp
+// rules (whisper_timestamps.ts) follow the suppression at each step. The encoder runs once and the cross-attention keys/values are
 // computed once (WhisperDecoderCache); each step feeds one token.
 import { tensor } from '../ops/creation.js';
 import { narrow } from '../ops/view.js';
@@ -14,6 +15,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { checkNumber } from '../io/check.js';
 import type { Json } from './families/hf_config.js';
 import type { WhisperDecoderCache, WhisperForConditionalGeneration } from './whisper.js';
+import { type TimestampRules, applyTimestampRules } from './whisper_timestamps.js';
 
 export interface WhisperGenerationConfig {
   decoderStartTokenId: number;
@@ -25,6 +27,8 @@ export interface WhisperGenerationConfig {
   langToId: Record<string, number>;
   taskToId: Record<string, number>;
   noTimestampsTokenId: number | null;
+  /** with timestamps, the latest first timestamp as an index from <|0.00|> (null: any) */
+  maxInitialTimestampIndex: number | null;
   maxLength: number;
 }
 
@@ -40,7 +44,8 @@ export function whisperGenerationConfig(raw: Json, file: string): WhisperGenerat
   return {
     decoderStartTokenId: start, eosTokenId: eos, suppressTokens: ids(raw.suppress_tokens), beginSuppressTokens: ids(raw.begin_suppress_tokens),
     forcedDecoderIds: forced, langToId: (raw.lang_to_id ?? {}) as Record<string, number>, taskToId: (raw.task_to_id ?? {}) as Record<string, number>,
-    noTimestampsTokenId: ids(raw.no_timestamps_token_id)[0] ?? null, maxLength: ids(raw.max_length)[0] ?? 448,
+    noTimestampsTokenId: ids(raw.no_timestamps_token_id)[0] ?? null, maxInitialTimestampIndex: ids(raw.max_initial_timestamp_index)[0] ?? null,
+    maxLength: ids(raw.max_length)[0] ?? 448,
   };
 }
 
@@ -53,6 +58,8 @@ export interface WhisperGenerateOptions {
   maxNewTokens?: number;
   /** keep each step's processed logits (the scores transformers returns with output_scores) */
   returnScores?: boolean;
+  /** generate timestamp tokens (return_timestamps): no <|notimestamps|> in the prompt, the timestamp rules at every step */
+  timestamps?: boolean;
 }
 
 export interface WhisperGeneration {
@@ -77,6 +84,13 @@ function processed(logits: Float32Array, g: WhisperGenerationConfig, step: numbe
   for (const id of g.suppressTokens) if (id < logits.length) logits[id] = -Infinity;
   if (step === 0) for (const id of g.beginSuppressTokens) if (id < logits.length) logits[id] = -Infinity;
   return logits;
+}
+
+/** The timestamp rules' ids; a model without timestamp tokens is refused by name. */
+export function timestampRules(g: WhisperGenerationConfig, vocabSize: number): TimestampRules {
+  if (g.noTimestampsTokenId === null || g.noTimestampsTokenId + 1 >= vocabSize)
+    throw new Error(`whisper generate: timestamps need timestamp tokens after no_timestamps_token_id (${g.noTimestampsTokenId}), but the vocabulary ends at ${vocabSize - 1}`);
+  return { timestampBegin: g.noTimestampsTokenId + 1, noTimestampsTokenId: g.noTimestampsTokenId, eosTokenId: g.eosTokenId, maxInitialTimestampIndex: g.maxInitialTimestampIndex };
 }
 
 const argmaxOf = (v: Float32Array): number => v.reduce((best, x, i) => (x > v[best] ? i : best), 0);
@@ -118,7 +132,8 @@ function greedy(model: WhisperForConditionalGeneration, features: Tensor, g: Whi
     const lang = opts.language !== undefined ? languageId(g, opts.language) : forced.get(1) ?? detectLanguage(model, encoderOut, g);
     const task = opts.task !== undefined ? g.taskToId[opts.task] : forced.get(2) ?? g.taskToId.transcribe;
     if (task === undefined) throw new Error(`whisper generate: task '${opts.task}' is not in this model's task_to_id`);
-    const prompt = [g.decoderStartTokenId, lang, task, ...(g.noTimestampsTokenId !== null ? [g.noTimestampsTokenId] : [])];
+    const rules = opts.timestamps ? timestampRules(g, model.config.vocabSize) : null;
+    const prompt = [g.decoderStartTokenId, lang, task, ...(g.noTimestampsTokenId !== null && !rules ? [g.noTimestampsTokenId] : [])];
     const limit = Math.min(g.maxLength, model.config.maxTargetPositions);
     const maxNew = checkNumber(opts.maxNewTokens ?? limit - prompt.length, { int: true, min: 0, max: limit - prompt.length }, 'whisper generate maxNewTokens');
     const cache = model.decoderCache(encoderOut, prompt.length + maxNew);
@@ -128,6 +143,7 @@ function greedy(model: WhisperForConditionalGeneration, features: Tensor, g: Whi
       let next = prompt;
       for (let step = 0; step < maxNew; step++) {
         const logits = processed(stepLogits(model, cache, next, encoderOut.backendName), g, step);
+        if (rules) applyTimestampRules(logits, sequence.slice(prompt.length), rules);
         if (opts.returnScores) scores.push(logits);
         const id = argmaxOf(logits);
         sequence.push(id);

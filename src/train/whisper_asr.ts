@@ -11,7 +11,7 @@ import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { loadAudio } from '../audio/load.js';
 import { whisperLogMel } from '../audio/whisper_features.js';
-import type { AsrRecord } from '../data/asr_manifest.js';
+import type { AsrSample } from '../data/asr_parquet.js';
 import { SeededRandom, permutation } from '../data/shuffle.js';
 import type { WhisperForConditionalGeneration } from '../models/whisper.js';
 import { type WhisperGenerationConfig, whisperGenerate } from '../models/whisper_generate.js';
@@ -44,7 +44,7 @@ export interface AsrExample {
 }
 
 /** Decodes, resamples to 16 kHz mono and featurises each record once. */
-export function prepareAsrExamples(records: readonly AsrRecord[], model: WhisperForConditionalGeneration, tokenizer: Tokenizer, g: WhisperGenerationConfig, p: AsrPrompt): AsrExample[] {
+export function prepareAsrExamples(records: readonly AsrSample[], model: WhisperForConditionalGeneration, tokenizer: Tokenizer, g: WhisperGenerationConfig, p: AsrPrompt): AsrExample[] {
   return records.map((r) => {
     const features = keep(tidy(() => whisperLogMel(reshape(loadAudio(r.audio, { sampleRate: 16000, mono: true }).samples, [-1]), { nMels: model.config.numMelBins })));
     const labels = asrLabels(tokenizer, g, r.text, p);

@@ -45,10 +45,11 @@ for (const [name, golden] of [['bert', 'last_hidden_state'], ['llama', 'hidden_s
     const tokenTypeIds = name === 'bert' ? rowsOf(g.tensor('token_type_ids')) : undefined;
     assert.ok(mask[1].includes(0), 'the fixture has a padded row');
     const h = g.tensor(golden).toFloat32Array();
-    const D = model.config.hiddenSize;
+    const backbone = E.asBackbone(model, 'fixture');
+    const D = backbone.config.hiddenSize;
     const scale = h.reduce((m, x) => Math.max(m, Math.abs(x)), 0);
     for (const pooling of E.POOLING_MODES) {
-      const emb = new E.SentenceEmbedder(E.asBackbone(model, 'fixture'), NO_TEXT, { pooling });
+      const emb = new E.SentenceEmbedder(backbone, NO_TEXT, { pooling });
       const got = k.noGrad(() => emb.forward({ inputIds: ids, attentionMask: mask, promptLength: 0, tokenTypeIds }));
       assertClose(got, handPool(h, mask, D, pooling), { atol: 1e-4 * scale, rtol: 1e-4, what: `${name} ${pooling}` });
       // the padded row alone, unpadded, gives the same embedding

@@ -117,7 +117,7 @@ describe('kestrel serve: completions', () => {
     const logits = k.noGrad(() => (base.model as k.CausalLM).forward({ inputIds: k.tensor([[...prompt, ...ids]], { dtype: 'int64' }) }).logits!);
     const all = logits.toFloat32Array();
     logits.dispose();
-    const V = base.model.config.vocabSize;
+    const V = (base.model as k.CausalLM).config.vocabSize;
     ids.forEach((id, t) => {
       const row = all.slice((prompt.length - 1 + t) * V, (prompt.length + t) * V);
       const lp = logSoftmax(row);
