@@ -1,12 +1,15 @@
 // A tiny byte-tokenizer Llama and a synthetic preference task for the training tests: prompts of
 // random letters, chosen completions spelled with vowels, rejected ones with consonants. A model
 // that learns "vowels are preferred" ranks held-out pairs it has never seen.
+import assert from 'node:assert/strict';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k from '../../src/index.js';
 import { writeByteTokenizer } from '../../src/demo/byte_tokenizer.js';
 import { decoderConfig } from '../../src/models/registry.js';
+import { injectLora } from '../../src/lora/peft.js';
+import { quantizeModel } from '../../src/quant/quantize_model.js';
 import { seeded } from '../helpers.js';
 
 /** vocab 259 = 256 bytes + <|endoftext|> (pad, 256), <|im_start|>, <|im_end|> (eos, 258) */
@@ -40,4 +43,14 @@ export function tinyPreferenceDir(n: number, seed = 7): string {
   const unpaired = pairs.flatMap((p) => [{ prompt: p.prompt, completion: p.chosen, label: true }, { prompt: p.prompt, completion: p.rejected, label: false }]);
   writeFileSync(join(dir, 'kto.jsonl'), unpaired.map((p) => JSON.stringify(p)).join('\n') + '\n');
   return dir;
+}
+
+export const LORA = { r: 8, alpha: 16, targetModules: 'all-linear' as const };
+
+/** LoRA on a float32 base, or QLoRA: the base's Linears quantized to NF4 first (lm_head and `skip` stay float). */
+export type Adapter = 'LoRA' | 'QLoRA';
+export const ADAPTERS: Adapter[] = ['LoRA', 'QLoRA'];
+export function addAdapters(model: k.nn.Module, adapter: Adapter, opts: { skip?: string[]; modulesToSave?: string[] } = {}): void {
+  if (adapter === 'QLoRA') assert.ok(quantizeModel(model, { type: 'nf4', skip: opts.skip }).length > 0, 'QLoRA: some Linears quantized');
+  injectLora(model, { ...LORA, modulesToSave: opts.modulesToSave });
 }

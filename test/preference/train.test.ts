@@ -1,8 +1,9 @@
 // Each pairwise method trains the tiny model on the synthetic vowel task through the Trainer and
-// improves its own held-out metric within a few seconds: DPO (LoRA and QLoRA; reward margin and accuracy,
-// starting from exactly 0 margin because the reference is the base with adapters off), ORPO
-// (odds ratio), SimPO (margin), KTO (margin on unpaired data), the reward model (pairwise accuracy, LoRA + a fully trained
-// score head). Resume from a checkpoint reproduces the uninterrupted run bit for bit.
+// improves its own held-out metric within a few seconds, with LoRA and with QLoRA (the base's
+// Linears in NF4, adapters in float32): DPO (reward margin and accuracy, starting from exactly 0
+// margin because the reference is the base with adapters off), ORPO (odds ratio), SimPO (margin),
+// KTO (margin on unpaired data), the reward model (pairwise accuracy, LoRA + a fully trained score
+// head). Resume from a checkpoint reproduces the uninterrupted run bit for bit.
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,7 +11,6 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { injectLora } from '../../src/lora/peft.js';
-import { quantizeModel } from '../../src/quant/quantize_model.js';
 import { buildModel } from '../../src/models/registry.js';
 import { DecoderForSequenceClassification } from '../../src/models/seq_cls.js';
 import { loadTokenizer } from '../../src/tokenizer/index.js';
@@ -21,9 +21,8 @@ import { type PairMethod, pairStep } from '../../src/preference/pair_step.js';
 import { rewardStep } from '../../src/preference/reward_step.js';
 import type { PairBatch } from '../../src/preference/pair_dataset.js';
 import type { TrainStep } from '../../src/train/step.js';
-import { PAD, TINY_PREF, tinyPolicy, tinyPreferenceDir } from './tiny_preference.js';
+import { ADAPTERS, type Adapter, addAdapters, LORA, PAD, TINY_PREF, tinyPolicy, tinyPreferenceDir } from './tiny_preference.js';
 
-const LORA = { r: 8, alpha: 16, targetModules: 'all-linear' as const };
 
 async function data(dir: string) {
   const tokenizer = await loadTokenizer(dir);
@@ -43,11 +42,11 @@ async function trainAndEval(model: k.nn.Module, step: TrainStep<PairBatch>, d: A
   return { before: evals[0], after: evals[1] };
 }
 
-/** The seeded tiny policy with LoRA adapters; with reference: true, the reference log-probs of both splits computed (adapters off). */
-function loraPolicy(d: Awaited<ReturnType<typeof data>>, opts: { reference: boolean }): k.CausalLM {
+/** The seeded tiny policy with adapters; with reference: true, the reference log-probs of both splits computed (adapters off). */
+function loraPolicy(d: Awaited<ReturnType<typeof data>>, opts: { reference: boolean; adapter?: Adapter }): k.CausalLM {
   k.manualSeed(3);
   const model = tinyPolicy();
-  injectLora(model, LORA);
+  addAdapters(model, opts.adapter ?? 'LoRA');
   if (opts.reference) for (const ds of [d.train, d.eval!]) computeReferenceLogps(model, ds);
   return model;
 }
@@ -68,10 +67,10 @@ test('DPO with LoRA: held-out reward margin grows from exactly 0 and accuracy re
 for (const [name, method, metric] of [
   ['ORPO', { method: 'orpo', options: { beta: 0.5 } }, 'log_odds_ratio'],
   ['SimPO', { method: 'cpo', options: { lossType: 'simpo', beta: 2, simpoGamma: 0.5, cpoAlpha: 0 } }, 'rewards/margins'],
-] as [string, PairMethod, string][]) {
-  test(`${name} with LoRA improves its held-out ${metric} and accuracy`, async () => {
+] as [string, PairMethod, string][]) for (const adapter of ADAPTERS) {
+  test(`${name} with ${adapter} improves its held-out ${metric} and accuracy`, async () => {
     const d = await data(dir);
-    const model = loraPolicy(d, { reference: false });
+    const model = loraPolicy(d, { reference: false, adapter });
     const { before, after } = await trainAndEval(model, pairStep(model, method), d, { steps: 40, lr: 1e-2 });
     assert.ok(after[metric] > before[metric] + 0.1, `${metric}: ${before[metric]} -> ${after[metric]}`);
     assert.ok(after['rewards/accuracies'] >= 0.9, `accuracy ${before['rewards/accuracies']} -> ${after['rewards/accuracies']}`);
@@ -79,12 +78,12 @@ for (const [name, method, metric] of [
   });
 }
 
-test('KTO with LoRA: unpaired data, KL estimate logged, held-out reward margin grows from 0', async () => {
+for (const adapter of ADAPTERS) test(`KTO with ${adapter}: unpaired data, KL estimate logged, held-out reward margin grows from 0`, async () => {
   const tokenizer = await loadTokenizer(dir);
   const d = await loadUnpairedData(join(dir, 'kto.jsonl'), { tokenizer, seqLen: 24, padId: PAD, evalFraction: 0.25, seed: 0, vocabSize: 259 });
   const kl = d.train.examples[0].rejected;
   assert.ok(kl.inputIds.length > 0 && kl.labels.some((l) => l !== -100), 'every example has a KL row (its prompt, another completion)');
-  const model = loraPolicy(d, { reference: true });
+  const model = loraPolicy(d, { reference: true, adapter });
   const { before, after } = await trainAndEval(model, pairStep(model, { method: 'kto', options: { beta: 0.5 } }), d, { steps: 40, lr: 1e-2 });
   assert.equal(before['rewards/margins'], 0);
   assert.equal(before.kl, 0, 'policy = reference: the KL estimate is 0');
@@ -93,12 +92,12 @@ test('KTO with LoRA: unpaired data, KL estimate logged, held-out reward margin g
   model.dispose();
 });
 
-test('reward model with LoRA and a trained score head: held-out pairwise accuracy reaches 0.9', async () => {
+for (const adapter of ADAPTERS) test(`reward model with ${adapter} and a trained score head: held-out pairwise accuracy reaches 0.9`, async () => {
   const d = await data(dir);
   k.manualSeed(3);
   const rm = buildModel({ ...TINY_PREF, architectures: ['LlamaForSequenceClassification'], num_labels: 1 }, 'rm config', { generator: new k.Generator(1) });
   assert.ok(rm instanceof DecoderForSequenceClassification);
-  injectLora(rm, { ...LORA, modulesToSave: ['score'] });
+  addAdapters(rm, adapter, { skip: ['score'], modulesToSave: ['score'] });
   assert.ok(rm.namedParameters().some(([n, p]) => n.startsWith('score.') && p.requiresGrad), 'the score head trains');
   const { before, after } = await trainAndEval(rm, rewardStep(rm), d, { steps: 40, lr: 1e-2 });
   assert.ok(after.accuracy >= 0.9 && after.accuracy > before.accuracy, `accuracy ${before.accuracy} -> ${after.accuracy}`);
@@ -134,11 +133,7 @@ test('a DPO step and its evaluation free everything they made: live storage retu
 
 test('DPO with QLoRA (NF4 base): the margin still grows from 0', async () => {
   const d = await data(dir);
-  k.manualSeed(3);
-  const model = tinyPolicy();
-  quantizeModel(model, { type: 'nf4' });
-  injectLora(model, LORA);
-  for (const ds of [d.train, d.eval!]) computeReferenceLogps(model, ds);
+  const model = loraPolicy(d, { reference: true, adapter: 'QLoRA' });
   const { before, after } = await trainAndEval(model, pairStep(model, { method: 'dpo', options: { beta: 0.5 } }), d, { steps: 40, lr: 1e-2 });
   assert.equal(before['rewards/margins'], 0);
   assert.ok(after['rewards/margins'] > 1 && after['rewards/accuracies'] >= 0.9, `margin ${after['rewards/margins']}, accuracy ${after['rewards/accuracies']}`);
