@@ -2,10 +2,10 @@
 // TRL 1.13 GRPOTrainer._generate_and_score_completions), and PPO's generalised advantage
 // estimation with whitening (Schulman et al. 2016; TRL's PPOTrainer, DeepSpeed-Chat step 3).
 // Plain number arrays: these run once per rollout batch, never inside autograd.
+import { meanOf as mean } from '../preference/metrics.js';
 
 export type RewardScaling = 'group' | 'batch' | 'none';
 
-const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 /** Unbiased (n - 1) standard deviation; NaN for one value (torch's std, TRL's nanstd). */
 const std = (xs: readonly number[]): number => {
   const m = mean(xs);

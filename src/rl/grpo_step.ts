@@ -22,6 +22,7 @@ import { type GrpoOptions, grpoLoss } from './grpo_loss.js';
 import type { PromptBatch } from './prompts.js';
 import { type RewardFunction, scoreCompletions } from './rewards.js';
 import { type Rollout, type RolloutOptions, sampleCompletions } from './rollout.js';
+import { meanOf as mean } from '../preference/metrics.js';
 
 export interface ScoredRollout extends Rollout {
   rewards: number[];
@@ -39,8 +40,10 @@ export interface GrpoConfig {
   scaleRewards?: RewardScaling;
 }
 
-const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-const std = (xs: readonly number[]): number => Math.sqrt(xs.reduce((a, x) => a + (x - mean(xs)) ** 2, 0) / Math.max(xs.length - 1, 1));
+const std = (xs: readonly number[]): number => {
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / Math.max(xs.length - 1, 1));
+};
 
 /** Samples and scores one batch of prompts. */
 export async function scoredRollout(model: LanguageModel, prompts: PromptBatch['prompts'], c: GrpoConfig): Promise<ScoredRollout> {

@@ -17,6 +17,7 @@ import { klPenalizedRewards } from './ppo_loss.js';
 import type { PromptExample } from './prompts.js';
 import { type RewardFunction, scoreCompletions } from './rewards.js';
 import { type Rollout, type RolloutOptions, sampleCompletions } from './rollout.js';
+import { meanOf as mean } from '../preference/metrics.js';
 
 /** Rollout rows with what the updates need, per completion token ([N][M], 0 past each completion's end). */
 export interface Experience extends Pick<Rollout, 'rows' | 'promptWidth' | 'completionMask'> {
@@ -47,7 +48,6 @@ export interface ExperienceOptions {
   lambda?: number;
 }
 
-const mean = (xs: readonly number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 /** A rollout's int64 inputs with its left-padding positions. */
 function rowInputs(rows: Batch, backend: string | undefined): { inputIds: Tensor; attentionMask: Tensor; positionIds: Tensor } {

@@ -199,10 +199,12 @@ export class Trainer<B = Batch> {
     const scale = this.scaler?.scale ?? 1;
     const updates = this.stepper.updates ? this.stepper.updates(micro) : [micro];
     if (updates.length === 0) throw new Error(`step ${this.step + 1}: the step strategy planned no optimizer updates`);
+    // the global batch's target tokens normalise every rank's loss (counted once per step)
+    const globalTokens = world > 1 ? this.stepper.targetTokens?.(all) : undefined;
     const done: { result: StepResult; norm: number }[] = [];
     for (const u of updates) {
       done.push(this.inBackward ? this.updateInBackward(u, params)
-        : await this.updateAfterBackward(u, params, this.scaler?.scale ?? 1, world > 1 ? this.stepper.targetTokens?.(all) : undefined));
+        : await this.updateAfterBackward(u, params, this.scaler?.scale ?? 1, globalTokens));
       this.optimizer.zeroGrad();
       // under ZeRO the optimizer holds shards: the model's own gradients are cleared here
       if (this.o.dataParallel) for (const p of params) p.zeroGrad();

@@ -7,7 +7,7 @@
 // model's activations take half the bytes, and no cast ops or graph nodes are recorded.
 // Broadcast dims (stride 0) stay broadcast in the scratch, so `x * bias` widens the bias only once.
 import { isHalf } from '../../tensor/dtype.js';
-import { Layout, contiguousStrides } from '../../tensor/layout.js';
+import { Layout, contiguousStrides, numel } from '../../tensor/layout.js';
 import type { Storage } from '../../tensor/storage.js';
 import type { Kernels, View } from '../kernels.js';
 
@@ -24,7 +24,7 @@ export function withHalfOperands(k: Kernels, scratch: ScratchAlloc): Kernels {
       // a broadcast dim keeps stride 0: the scratch holds the view with those dims at size 1
       const { shape, strides, offset } = v.layout;
       const compact = shape.map((s, i) => (strides[i] === 0 ? 1 : s));
-      const s = scratch(compact.reduce((a, b) => a * b, 1));
+      const s = scratch(numel(compact));
       blocks.push(s);
       const dense: View = { storage: s, dtype: 'float32', layout: new Layout(compact) };
       k.copy({ storage: v.storage, dtype: v.dtype, layout: new Layout(compact, strides, offset) }, dense);
