@@ -1,7 +1,11 @@
-// POST /v1/embeddings: mean-pooled, unit-length decoder hidden states (infer/embed.ts) for each
+// POST /v1/embeddings: mean-pooled, unit-length decoder hidden states (a SentenceEmbedder with mean
+// pooling and normalisation, src/embed) for each
 // input (a string, token ids, or lists of either), as float lists or, with encoding_format
 // 'base64' (what the openai client asks for by default), little-endian float32 bytes in base64.
-import { meanPooledEmbedding } from '../infer/embed.js';
+import { SentenceEmbedder } from '../embed/model.js';
+import { toFloat32Array } from '../ops/transfer.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { tidy } from '../tensor/scope.js';
 import { activeAdapter, setAdapter } from '../lora/peft.js';
 import { BodyFields } from './body_fields.js';
 import { invalid } from './errors.js';
@@ -44,7 +48,9 @@ export function embeddingResponse(p: EmbeddingParams): unknown {
   if (before !== undefined) setAdapter(model, p.served.adapter);
   let vectors: Float32Array[];
   try {
-    vectors = p.inputs.map((ids) => meanPooledEmbedding(model, ids));
+    const embedder = new SentenceEmbedder(model, p.served.tokenizer, { pooling: 'mean', normalize: true });
+    vectors = p.inputs.map((ids) => noGrad(() => tidy(() =>
+      toFloat32Array(embedder.forward({ inputIds: [ids], attentionMask: [ids.map(() => 1)], promptLength: 0 })))));
   } finally {
     if (before !== undefined) setAdapter(model, before);
   }
