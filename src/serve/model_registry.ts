@@ -56,14 +56,8 @@ export class ModelRegistry {
       const base = [...reg.byId.values()][0];
       for (const spec of adapters) {
         const { name, dir } = namedPath(spec, '--adapter');
-        try {
-          loadAdapter(base.pretrained.model, dir, { name, baseModel: base.dir });
-        } catch (e) {
-          throw new Error(`--adapter ${dir}: ${(e as Error).message}`);
-        }
-        reg.add({ ...base, id: name, adapter: name, dir });
+        reg.loadAdapter(name, dir, base.id, '--adapter ');
       }
-      if (adapters.length) setAdapter(base.pretrained.model, null);
       return reg;
     } catch (e) {
       reg.dispose();
@@ -85,6 +79,28 @@ export class ModelRegistry {
     const c = p.model.config;
     const contextLength = 'maxPositions' in c ? c.maxPositions : c.maxPositionEmbeddings;
     const m: ServedModel = { id: name, pretrained: p, tokenizer: p.tokenizer, adapter: null, dir, contextLength, eosTokenIds: eosIds(p), created };
+    this.add(m);
+    return m;
+  }
+
+  /**
+   * Loads a PEFT adapter into the loaded base `baseId` and serves it as `name` (the base stays
+   * served without it); the error names the folder (prefixed by `what`).
+   * @example registry.loadAdapter('tiny-ft', '/jobs/1234', 'tiny')
+   */
+  loadAdapter(name: string, dir: string, baseId: string, what = ''): ServedModel {
+    const base = this.byId.get(baseId);
+    if (!base || base.adapter !== null) throw new Error(`${what}${dir}: no loaded base model named '${baseId}' to load the adapter into`);
+    if (this.byId.has(name)) throw new Error(`a model named '${name}' is already loaded`);
+    try {
+      loadAdapter(base.pretrained.model, dir, { name, baseModel: base.dir });
+    } catch (e) {
+      throw new Error(`${what}${dir}: ${(e as Error).message}`);
+    } finally {
+      // requests choose their adapter per job; none is active between them
+      setAdapter(base.pretrained.model, null);
+    }
+    const m: ServedModel = { ...base, id: name, adapter: name, dir };
     this.add(m);
     return m;
   }

@@ -13,7 +13,9 @@ import { listModelFolders, modelFolderPath } from './model_folders.js';
 import type { ModelRegistry } from './model_registry.js';
 import type { ModelListing } from './studio_types.js';
 import { chatMessages } from './prompts.js';
-import { previewTemplate, saveTemplate, templateInfo } from './studio_templates.js';
+import { previewTemplate, saveTemplate, templateInfo, tokenizerOf } from './studio_templates.js';
+import { previewDataset } from './dataset_preview.js';
+import { JobResults } from './job_results.js';
 import type { TrainingJobs } from './training_jobs.js';
 
 export interface StudioApiOptions {
@@ -40,6 +42,11 @@ export const STUDIO_ROUTES = {
   'POST /api/studio/jobs': 'studio-start',
   'GET /api/studio/jobs/metrics': 'studio-metrics',
   'POST /api/studio/jobs/stop': 'studio-stop',
+  'POST /api/studio/jobs/resume': 'studio-resume',
+  'POST /api/studio/jobs/use': 'studio-use',
+  'POST /api/studio/jobs/merge': 'studio-merge',
+  'POST /api/studio/jobs/export': 'studio-export',
+  'POST /api/studio/datasets/preview': 'studio-dataset-preview',
 } as const;
 
 type StudioRoute = (typeof STUDIO_ROUTES)[keyof typeof STUDIO_ROUTES];
@@ -48,8 +55,16 @@ type StudioRoute = (typeof STUDIO_ROUTES)[keyof typeof STUDIO_ROUTES];
 const loadedBytes = new Map<string, number>();
 
 function listing(o: StudioApiOptions): ModelListing {
-  const loaded = new Set(o.models.list().map((m) => m.id));
-  return { models: listModelFolders(o.modelsDir).map((m) => ({ ...m, loaded: loaded.has(m.name), memoryBytes: loadedBytes.get(m.name) ?? null })) };
+  const served = o.models.list();
+  const loaded = new Set(served.map((m) => m.id));
+  const folders = listModelFolders(o.modelsDir);
+  const names = new Set(folders.map((m) => m.name));
+  // an adapter's base is the served model that shares its weights and runs no adapter
+  const baseOf = (m: (typeof served)[number]) => served.find((b) => b.adapter === null && b.pretrained === m.pretrained)?.id ?? m.id;
+  return {
+    models: folders.map((m) => ({ ...m, loaded: loaded.has(m.name), memoryBytes: loadedBytes.get(m.name) ?? null })),
+    derived: served.filter((m) => !names.has(m.id)).map((m) => ({ name: m.id, base: baseOf(m) })),
+  };
 }
 
 async function load(o: StudioApiOptions, name: unknown): Promise<unknown> {
@@ -72,7 +87,10 @@ function unload(o: StudioApiOptions, name: unknown): unknown {
   // the engine's running job holds the model's weights; freeing them under it would break it
   const { queued, running } = o.engine.stats();
   if (queued + running > 0) throw new ApiError(409, `'${id}' cannot be unloaded while ${queued + running} generation(s) run or wait; stop them first`, 'name', 'busy');
-  o.models.remove(id);
+  if (!o.models.remove(id)) {
+    const base = o.models.list().find((b) => b.adapter === null && b.pretrained === o.models.get(id)!.pretrained)?.id;
+    throw new ApiError(409, `'${id}' is an adapter served over '${base}'; unloading '${base}' unloads it too`, 'name', 'adapter');
+  }
   loadedBytes.delete(id);
   return { name: id, loaded: false };
 }
@@ -98,12 +116,22 @@ async function handleJobs(route: StudioRoute, req: IncomingMessage, res: ServerR
     if (!Number.isInteger(from) || from < 0) throw invalid(`'from' must be an integer >= 0, got ${JSON.stringify(query(req, 'from'))}`, 'from');
     return sendJson(res, 200, o.jobs.metrics(query(req, 'id'), from));
   }
-  const body = await readJsonBody(req, o.maxBodyBytes);
-  if (route === 'studio-start') return sendJson(res, 200, o.jobs.start(body));
-  return sendJson(res, 200, o.jobs.stop(new BodyFields(body).body.id));
+  const f = new BodyFields(await readJsonBody(req, o.maxBodyBytes));
+  if (route === 'studio-start') return sendJson(res, 200, o.jobs.start(f.body));
+  if (route === 'studio-dataset-preview') {
+    const tok = await tokenizerOf(modelFolderPath(o.modelsDir, f.body.model));
+    return sendJson(res, 200, previewDataset(o.jobs.datasetPath(f.body.dataset), tok));
+  }
+  const results = new JobResults(o.jobs, o.models, o.modelsDir);
+  if (route === 'studio-resume') return sendJson(res, 200, o.jobs.resume(f.body.id));
+  if (route === 'studio-use') return sendJson(res, 200, await results.use(f.body.id));
+  if (route === 'studio-merge') return sendJson(res, 200, await results.merge(f.body.id));
+  if (route === 'studio-export') return sendJson(res, 200, await results.export(f.body.id, f.body.type));
+  return sendJson(res, 200, o.jobs.stop(f.body.id));
 }
 
-const JOB_ROUTES: ReadonlySet<StudioRoute> = new Set(['studio-upload', 'studio-jobs', 'studio-start', 'studio-metrics', 'studio-stop']);
+const JOB_ROUTES: ReadonlySet<StudioRoute> = new Set(['studio-upload', 'studio-jobs', 'studio-start', 'studio-metrics', 'studio-stop',
+  'studio-resume', 'studio-use', 'studio-merge', 'studio-export', 'studio-dataset-preview']);
 
 /** Answers one Studio route (the caller has checked host, origin and token). */
 export async function handleStudio(route: StudioRoute, req: IncomingMessage, res: ServerResponse, o: StudioApiOptions): Promise<void> {

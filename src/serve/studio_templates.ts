@@ -13,7 +13,7 @@ import type { TemplateInfo, TemplatePreview } from './studio_types.js';
 /** Tokenizers by folder: a preview per keystroke must not re-read tokenizer.json. Cleared on save. */
 const tokenizers = new Map<string, Promise<Tokenizer>>();
 
-function tokenizerOf(dir: string): Promise<Tokenizer> {
+export function tokenizerOf(dir: string): Promise<Tokenizer> {
   let t = tokenizers.get(dir);
   if (!t) {
     t = loadTokenizer(dir).catch((e: Error) => {

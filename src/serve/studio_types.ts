@@ -1,5 +1,6 @@
 // The JSON the Studio's endpoints answer with: one set of types for the server (src/serve) and the
 // web app (studio/), which imports them as types only, so nothing of the server enters the bundle.
+import type { MemoryCounts } from '../tensor/memory_types.js';
 
 export interface ModelFolderInfo {
   /** the folder's name under --models: what the client sends back to load it */
@@ -26,6 +27,8 @@ export interface BrokenModelFolder {
 /** GET /api/studio/models */
 export interface ModelListing {
   models: ((ModelFolderInfo | BrokenModelFolder) & { loaded: boolean; memoryBytes: number | null })[];
+  /** served models that are no folder of their own: fine-tuned adapters over a loaded base, and the base they run on */
+  derived: { name: string; base: string }[];
 }
 
 /** GET /api/studio/template?name= */
@@ -47,6 +50,13 @@ export interface DatasetInfo {
   preview: unknown[];
 }
 
+/** POST /api/studio/datasets/preview: the first rows as the model reads them, split into trained and prompt-only spans */
+export interface DatasetPreview {
+  /** the data format detected from the first row (text, alpaca, chat, sharegpt, pretokenized) */
+  format: string;
+  rows: { tokens: number; spans: { text: string; trained: boolean }[] }[];
+}
+
 /** A `kestrel finetune` job the Studio started */
 export interface JobInfo {
   id: string;
@@ -58,14 +68,30 @@ export interface JobInfo {
   /** the end of its stderr when it failed */
   error: string | null;
   started: number;
+  /** how many times its process was started (1, then +1 per resume: the page restarts its curves) */
+  runs: number;
+  /** the steps of its complete checkpoint-N folders */
+  checkpoints: number[];
 }
 
 /** GET /api/studio/jobs/metrics?id=&from=: metrics.jsonl lines from `from` on */
 export interface JobMetrics {
   job: JobInfo;
-  points: { step: number; loss: number; lr: number; grad_norm: number; tokens_per_sec: number; mem_peak: { total: number } }[];
+  points: { step: number; loss: number; lr: number; grad_norm: number; tokens_per_sec: number; mem_peak: MemoryByTag }[];
+  /** eval.jsonl, whole */
+  evals: { step: number; eval_loss: number }[];
   /** the `from` to ask with next */
   next: number;
+}
+
+/** Peak bytes by k.memory tag, as the trainer logs them */
+export type MemoryByTag = MemoryCounts;
+
+/** POST /api/studio/jobs/use, /merge: the name the result is served or listed under */
+export interface JobResult {
+  name: string;
+  /** the folder under --models it was written to (merge), else null */
+  folder: string | null;
 }
 
 /** One suggested sampling setting and why it has that value */

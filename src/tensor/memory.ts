@@ -4,20 +4,13 @@
 // without a device sums them. A backend with a caching allocator registers it here, so stats()
 // also shows the bytes it keeps for reuse (`cached`, in no tag) and emptyCache() returns them.
 
-export type MemoryTag = 'param' | 'grad' | 'optimizer' | 'activation' | 'other';
+import type { MemoryCounts, MemoryTag } from './memory_types.js';
+
+export type { MemoryCounts, MemoryTag };
 export const MEMORY_TAGS: readonly MemoryTag[] = ['param', 'grad', 'optimizer', 'activation', 'other'];
 
 /** Where a storage's bytes live: host RAM (cpu, ref) or GPU memory (cuda). */
 export type MemoryDevice = 'cpu' | 'cuda';
-
-export interface MemoryCounts {
-  total: number;
-  param: number;
-  grad: number;
-  optimizer: number;
-  activation: number;
-  other: number;
-}
 
 export interface MemoryStats {
   current: MemoryCounts;

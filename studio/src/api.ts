@@ -117,3 +117,14 @@ export async function streamChat(model: string, messages: ChatMessage[], params:
   }
   return finish;
 }
+
+/** What the training page leaves for the chat and arena pages: the model(s) to open them with. */
+export const PICK_CHAT = 'kestrel-studio-pick-chat';
+export const PICK_ARENA = 'kestrel-studio-pick-arena';
+
+/** A value another page left in sessionStorage for this one (read once, then removed). */
+export function takePick<T>(key: string): T | null {
+  const v = sessionStorage.getItem(key);
+  sessionStorage.removeItem(key);
+  return v === null ? null : (JSON.parse(v) as T);
+}

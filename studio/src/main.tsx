@@ -36,6 +36,11 @@ function App() {
   }, []);
   const folders = (listing?.models ?? []).filter((m) => !('error' in m));
   const loaded = folders.flatMap((m) => (m.loaded && !('error' in m) ? [{ name: m.name, contextLength: m.contextLength, suggested: m.suggested }] : []));
+  // fine-tuned adapters served over a loaded base: the base's context and suggestions
+  for (const d of listing?.derived ?? []) {
+    const base = loaded.find((m) => m.name === d.base);
+    if (base) loaded.push({ ...base, name: d.name });
+  }
   return (
     <>
       <nav>
@@ -48,7 +53,7 @@ function App() {
         {page === 'chat' && <ChatPage models={loaded} />}
         {page === 'template' && <TemplatePage folders={folders.map((m) => m.name)} />}
         {page === 'arena' && <ArenaPage models={loaded.map((m) => m.name)} />}
-        {page === 'training' && <TrainingPage folders={folders.map((m) => m.name)} />}
+        {page === 'training' && <TrainingPage folders={folders.map((m) => m.name)} refresh={refresh} />}
       </main>
     </>
   );

@@ -336,6 +336,112 @@ describe('kestrel studio: training jobs', () => {
   });
 });
 
+describe('kestrel studio: a job from start to its results', () => {
+  const upload = (body: string) => post('/api/studio/datasets', body, { 'content-type': 'application/x-ndjson' });
+  async function settled(id: string, runs: number) {
+    for (let t0 = Date.now(); Date.now() - t0 < 90_000; await new Promise((r) => setTimeout(r, 200))) {
+      const m = (await get(`/api/studio/jobs/metrics?id=${id}&from=0`)).json;
+      if (m.job.status !== 'running' && m.job.runs === runs) return m;
+    }
+    assert.fail(`job ${id} still running after 90 s`);
+  }
+  /** Greedy logprobs of a short reply: the fingerprint of the weights a served model runs. */
+  async function logprobs(model: string): Promise<number[]> {
+    const r = await post('/v1/chat/completions', { model, messages: [{ role: 'user', content: 'row 3' }], max_tokens: 4, temperature: 0, logprobs: true });
+    assert.equal(r.status, 200, r.text);
+    return r.json.choices[0].logprobs.content.map((t: { logprob: number }) => t.logprob);
+  }
+
+  test('dataset preview: the rows as the model reads them, trained spans marked', async () => {
+    const text = (await upload(TEXT_ROWS)).json.id;
+    const r = await post('/api/studio/datasets/preview', { model: 'tiny', dataset: text });
+    assert.equal(r.status, 200, r.text);
+    assert.equal(r.json.format, 'text');
+    // text data trains on every token: the row's text and the eos the encoder appends
+    assert.deepEqual(r.json.rows[0].spans, [{ text: `${JSON.parse(TEXT_ROWS.split('\n')[0]).text}<|im_end|>`, trained: true }]);
+    const chat = (await upload(JSON.stringify({ messages: [{ role: 'user', content: 'Hi' }, { role: 'assistant', content: 'Hello!' }] }) + '\n')).json.id;
+    const c = (await post('/api/studio/datasets/preview', { model: 'tiny', dataset: chat })).json;
+    assert.equal(c.format, 'chat');
+    // the template's ChatML: the prompt is read, the assistant's reply (and its end token) trained on
+    const spans = c.rows[0].spans as { text: string; trained: boolean }[];
+    assert.equal(spans.map((x) => x.text).join(''), '<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello!<|im_end|>\n');
+    assert.deepEqual(spans.filter((x) => x.trained).map((x) => x.text).join(''), 'Hello!<|im_end|>');
+    const bad = await post('/api/studio/datasets/preview', { model: 'tiny', dataset: (await upload('{"q": 1}\n')).json.id });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /upload:1: cannot tell the data format from the fields "q"/);
+  });
+
+  test('eval curve, checkpoints, stop, resume to the end; then chat, merge, and the arena pair', async () => {
+    const dataset = (await upload(TEXT_ROWS)).json.id;
+    const started = await post('/api/studio/jobs', { model: 'tiny', dataset, method: 'lora', max_steps: 400, seq_len: 32, lora_r: 4, lr: 5e-3, save_every: 2, eval_fraction: 0.25, eval_every: 2 });
+    assert.equal(started.status, 200, started.text);
+    const id = started.json.id;
+    for (let t0 = Date.now(); (await get(`/api/studio/jobs/metrics?id=${id}`)).json.points.length < 3; await new Promise((r) => setTimeout(r, 100)))
+      assert.ok(Date.now() - t0 < 60_000, 'the job logs 3 steps within 60 s');
+    assert.equal((await post('/api/studio/jobs/resume', { id })).status, 409, 'a running job cannot be resumed');
+    assert.equal((await post('/api/studio/jobs/use', { id })).status, 409, 'a running job has no result yet');
+    await post('/api/studio/jobs/stop', { id });
+    const stopped = await settled(id, 1);
+    assert.equal(stopped.job.status, 'stopped');
+    const at = stopped.points.at(-1).step;
+    // the stop saved a checkpoint at the last step; --save-every 2 saved the even ones before it (the newest two kept)
+    assert.equal(stopped.job.checkpoints.at(-1), at);
+    assert.ok(stopped.evals.length >= 1 && stopped.evals.every((e: { step: number; eval_loss: number }) => e.step % 2 === 0 && e.eval_loss > 0), JSON.stringify(stopped.evals));
+    const noResult = await post('/api/studio/jobs/use', { id });
+    assert.equal(noResult.status, 409);
+    assert.match(noResult.json.error.message, /ended stopped before saving its adapter; resume it/);
+
+    // resume continues from the checkpoint (toward 400 steps: the test stops it again a little later)
+    const resumed = await post('/api/studio/jobs/resume', { id });
+    assert.equal(resumed.status, 200, resumed.text);
+    assert.deepEqual([resumed.json.status, resumed.json.runs], ['running', 2]);
+    for (let t0 = Date.now(); ((await get(`/api/studio/jobs/metrics?id=${id}`)).json.points.at(-1)?.step ?? 0) < at + 2; await new Promise((r) => setTimeout(r, 100)))
+      assert.ok(Date.now() - t0 < 60_000, 'the resumed job logs steps past the checkpoint within 60 s');
+    await post('/api/studio/jobs/stop', { id });
+    const again = await settled(id, 2);
+    // metrics.jsonl holds every step once: the resume went on from the checkpoint's step
+    assert.deepEqual(again.points.map((p: { step: number }) => p.step), Array.from({ length: again.points.length }, (_, i) => i + 1));
+    assert.ok(again.points.length > at);
+  });
+
+  test('a finished job: try in chat (adapter over its base), merge into a folder that runs the same, arena pair', async () => {
+    const dataset = (await upload(TEXT_ROWS)).json.id;
+    const started = await post('/api/studio/jobs', { model: 'tiny', dataset, method: 'lora', max_steps: 4, seq_len: 32, lora_r: 4, lr: 5e-3 });
+    const id = started.json.id;
+    const done = await settled(id, 1);
+    assert.equal(done.job.status, 'finished', String(done.job.error));
+    // a checkpoint every fifth of the run by default (every step of 4), the newest two kept
+    assert.deepEqual(done.job.checkpoints, [3, 4]);
+    const used = await post('/api/studio/jobs/use', { id });
+    assert.equal(used.status, 200, used.text);
+    const name = `tiny-ft-${id.slice(0, 8)}`;
+    assert.deepEqual(used.json, { name, folder: null });
+    const listing = (await get('/api/studio/models')).json;
+    assert.deepEqual(listing.derived, [{ name, base: 'tiny' }]);
+    assert.equal(listing.models.find((m: { name: string }) => m.name === 'tiny').loaded, true, 'its base was loaded for it');
+    const tuned = await logprobs(name);
+    const base = await logprobs('tiny');
+    assert.ok(tuned.some((v, i) => Math.abs(v - base[i]) > 1e-4), `the adapter changes the model: ${tuned} vs ${base}`);
+    const unloadAdapter = await post('/api/studio/models/unload', { name });
+    assert.equal(unloadAdapter.status, 409);
+    assert.match(unloadAdapter.json.error.message, /is an adapter served over 'tiny'/);
+
+    const merged = await post('/api/studio/jobs/merge', { id });
+    assert.equal(merged.status, 200, merged.text);
+    assert.deepEqual(merged.json, { name, folder: name });
+    assert.ok(existsSync(join(fx.modelsDir, name, 'config.json')));
+    assert.ok(!readdirSync(fx.modelsDir).some((f) => f.includes('.tmp-')), 'no temporary folder is left');
+    assert.equal((await post('/api/studio/jobs/merge', { id })).status, 409, 'a second merge does not overwrite the first');
+    // the merged folder is a model of its own: load it under its folder name once the adapter of that name is gone
+    assert.equal((await post('/api/studio/models/unload', { name: 'tiny' })).status, 200);
+    assert.equal((await post('/api/studio/models/load', { name })).status, 200);
+    const fromFolder = await logprobs(name);
+    // W + BA merged in float32 runs what the adapter over W ran
+    tuned.forEach((v, i) => assert.ok(Math.abs(v - fromFolder[i]) < 1e-4, `token ${i}: adapter ${v} vs merged ${fromFolder[i]}`));
+    assert.equal((await post('/api/studio/models/unload', { name })).status, 200);
+  });
+});
+
 describe('kestrel studio: safety', () => {
   test('a foreign Host (DNS rebinding) or a cross-site Origin -> 403', async () => {
     const host = await get('/api/studio/models', { host: 'evil.example:7860' });

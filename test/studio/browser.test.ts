@@ -194,9 +194,51 @@ test('training page: upload a dataset, start a LoRA fine-tune, see the loss char
   await page.waitForFunction(`Number(document.querySelector('.job .chart')?.dataset.points ?? 0) >= 3`, undefined, { timeout: 60_000 });
   assert.match(await job.locator('.progress').textContent() ?? '', /^step \d+ \/ 100000 · loss \d+\.\d{4} · \d+ tok\/s · ETA \d+ (s|min)$/);
   assert.deepEqual(await job.locator('.u-title').allTextContents(), ['loss', 'learning rate', 'grad norm', 'tokens/s', 'peak memory (MiB)']);
+  // memory by tag, loss beside eval loss
+  assert.equal(await job.locator('.chart').nth(4).getAttribute('data-series'), 'total|param|grad|optimizer|activation');
+  assert.equal(await job.locator('.chart').first().getAttribute('data-series'), 'train loss|eval loss');
+  // the rows as the model reads them: text data is trained on whole, eos included
+  assert.equal(await page.locator('.preview pre mark.trained').first().textContent(), `${JSON.parse(TEXT_ROWS.split('\n')[0]).text}<|im_end|>`);
   await page.screenshot({ path: `${SHOTS}/training.png`, fullPage: true });
   await job.getByRole('button', { name: 'Stop' }).click();
   await job.locator('.status', { hasText: 'stopped' }).waitFor({ timeout: 30_000 });
-  const jobs = (await (await fetch(`${studio.url}/api/studio/jobs`)).json()) as { jobs: { status: string; maxSteps: number }[] };
+  const jobs = (await (await fetch(`${studio.url}/api/studio/jobs`)).json()) as { jobs: { status: string; maxSteps: number; checkpoints: number[] }[] };
   assert.deepEqual(jobs.jobs.map((j) => [j.status, j.maxSteps]), [['stopped', 100000]]);
+  // the stop saved a checkpoint: the page lists it and resumes from it, the curve going on
+  const saved = jobs.jobs[0].checkpoints.at(-1)!;
+  await job.locator('.checkpoints', { hasText: `step ${saved}` }).waitFor();
+  await job.getByRole('button', { name: 'Resume' }).click();
+  await job.locator('.status', { hasText: 'running' }).waitFor();
+  await page.waitForFunction(`Number(document.querySelector('.job .chart')?.dataset.points ?? 0) > ${saved}`, undefined, { timeout: 60_000 });
+  await job.getByRole('button', { name: 'Stop' }).click();
+  await job.locator('.status', { hasText: 'stopped' }).waitFor({ timeout: 30_000 });
+});
+
+test('training page: a finished fine-tune opens in chat and in the arena beside its base', async () => {
+  await page.goto(`${studio.url}/#training`);
+  await page.locator('select[name="train-model"]').selectOption('tiny-copy');
+  await page.locator('input[name="dataset"]').setInputFiles({ name: 'rows.jsonl', mimeType: 'application/x-ndjson', buffer: Buffer.from(TEXT_ROWS) });
+  await page.locator('.preview').waitFor();
+  for (const [name, value] of [['max_steps', '2'], ['seq_len', '32'], ['lora_r', '4']]) {
+    await page.locator(`input[name="${name}"]`).fill(value);
+    await page.locator(`input[name="${name}"]`).dispatchEvent('change');
+  }
+  await page.getByRole('button', { name: 'Start' }).click();
+  const job = page.locator('.job').first();
+  await job.locator('.status', { hasText: 'finished' }).waitFor({ timeout: 60_000 });
+  await page.screenshot({ path: `${SHOTS}/training-finished.png`, fullPage: true });
+  await job.getByRole('button', { name: 'Try in chat' }).click();
+  await page.waitForURL(/#chat$/);
+  const jobs = (await (await fetch(`${studio.url}/api/studio/jobs`)).json()) as { jobs: { id: string; status: string }[] };
+  const name = `tiny-copy-ft-${jobs.jobs.find((j) => j.status === 'finished')!.id.slice(0, 8)}`;
+  // a new conversation with the fine-tune chosen
+  assert.equal(await page.locator('select[name="model"]').inputValue(), name);
+  await page.locator('textarea[name="prompt"]').fill('Hi');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.locator('.msg.assistant').last().waitFor();
+  await page.goto(`${studio.url}/#training`);
+  await page.locator('.job').first().getByRole('button', { name: 'Compare with base' }).click();
+  await page.waitForURL(/#arena$/);
+  assert.deepEqual(await page.locator('.pick input:checked').evaluateAll((els) => els.map((e) => e.getAttribute('name'))), ['pick-tiny-copy', `pick-${name}`]);
+  await page.screenshot({ path: `${SHOTS}/arena-finetune.png`, fullPage: true });
 });

@@ -2,7 +2,7 @@
 // its time to first token, decode tokens/s and total time; a vote per prompt is kept in
 // localStorage and the table below lists every past round.
 import { useEffect, useState } from 'preact/hooks';
-import { type SamplingParams, streamChat } from '../api.ts';
+import { PICK_ARENA, type SamplingParams, streamChat, takePick } from '../api.ts';
 import { DEFAULT_PARAMS } from '../conversations.ts';
 import { renderMarkdown } from '../markdown.ts';
 
@@ -33,7 +33,8 @@ export const tokensPerSecond = (r: Pick<Run, 'ttftMs' | 'totalMs' | 'tokens'>): 
 const ms = (v: number | null): string => (v === null ? '–' : `${Math.round(v)} ms`);
 
 export function ArenaPage(props: { models: string[] }) {
-  const [picked, setPicked] = useState<string[]>(props.models.slice(0, 2));
+  // the training page's "Compare with base" sends the base and the fine-tune
+  const [picked, setPicked] = useState<string[]>(() => takePick<string[]>(PICK_ARENA) ?? props.models.slice(0, 2));
   const [prompt, setPrompt] = useState('');
   const [runs, setRuns] = useState<Run[]>([]);
   const [rounds, setRounds] = useState<Round[]>(loadRounds);

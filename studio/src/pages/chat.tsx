@@ -1,7 +1,7 @@
 // Chat page: conversations (kept in localStorage) with a model, a system prompt and sampling
 // parameters each; replies stream in as markdown with highlighted code; stop, regenerate, export.
 import { useEffect, useRef, useState } from 'preact/hooks';
-import { type ChatMessage, type SuggestedParam, postJson, streamChat } from '../api.ts';
+import { type ChatMessage, type SuggestedParam, PICK_CHAT, postJson, streamChat, takePick } from '../api.ts';
 import { type Attachment, readAttachment, withAttachments } from '../attachments.ts';
 import { type Conversation, downloadJson, loadConversations, newConversation, saveConversations } from '../conversations.ts';
 import { renderMarkdown } from '../markdown.ts';
@@ -56,11 +56,16 @@ export function ChatPage(props: { models: LoadedModel[] }) {
   const update = (id: string, patch: Partial<Conversation> | ((c: Conversation) => Partial<Conversation>)) =>
     setList((l) => l.map((c) => (c.id === id ? { ...c, ...(typeof patch === 'function' ? patch(c) : patch), updated: Date.now() } : c)));
 
-  const start = () => {
-    const c = newConversation(props.models[0]?.name ?? '');
+  const start = (model = props.models[0]?.name ?? '') => {
+    const c = newConversation(model);
     setList((l) => [c, ...l]);
     setCurrentId(c.id);
   };
+  // the training page's "Try in chat" opens a conversation with the fine-tune
+  useEffect(() => {
+    const picked = takePick<string>(PICK_CHAT);
+    if (picked) start(picked);
+  }, []);
 
   /** Streams a reply to `history` into the conversation. */
   const reply = async (c: Conversation, history: ChatMessage[]) => {
@@ -124,7 +129,7 @@ export function ChatPage(props: { models: LoadedModel[] }) {
   return (
     <section class="chat">
       <aside>
-        <button onClick={start}>New chat</button>
+        <button onClick={() => start()}>New chat</button>
         <button onClick={() => downloadJson('kestrel-conversations.json', list)} disabled={!list.length}>Export JSON</button>
         <ul>{list.map((c) => <li key={c.id} class={c.id === currentId ? 'current' : ''} onClick={() => setCurrentId(c.id)}>{c.title}</li>)}</ul>
       </aside>
