@@ -9,6 +9,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { after, before, test } from 'node:test';
 import { type Browser, type Page, chromium } from 'playwright-core';
 import type { RunningServer } from '../serve/serve_fixture.js';
+import { pdfWithPages } from './pdf_fixture.js';
 import { LONG_CONTEXT, type StudioFixture, TEXT_ROWS, startStudio, writeStudioFixture } from './studio_fixture.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -144,6 +145,22 @@ test('chat page: suggested settings apply; files as context: chips with token co
   await page.getByRole('button', { name: 'remove big.txt' }).click();
   assert.equal(await page.locator('.overflow').count(), 0);
   assert.equal(await page.getByRole('button', { name: 'Send' }).isDisabled(), false);
+  // a PDF goes in as the text of its pages (pdf.js in the browser); one with no text is refused
+  await page.getByRole('button', { name: 'New chat' }).click();
+  await page.locator('select[name="model"]').selectOption('tiny');
+  await page.locator('input[name="max_tokens"]').fill('20');
+  await page.locator('input[name="max_tokens"]').dispatchEvent('change');
+  await files.setInputFiles([
+    { name: 'memo.pdf', mimeType: 'application/pdf', buffer: pdfWithPages(['Page one says red', 'Page two says blue']) },
+    { name: 'scan.pdf', mimeType: 'application/pdf', buffer: pdfWithPages(['']) },
+  ]);
+  const pdfBlock = '<file name="memo.pdf">\nPage one says red\n\nPage two says blue\n</file>\n';
+  await page.locator('.chip', { hasText: `memo.pdf · ${Buffer.byteLength(pdfBlock)} tokens` }).waitFor();
+  await page.locator('.error', { hasText: 'scan.pdf: this PDF has no text layer' }).waitFor();
+  await page.locator('textarea[name="prompt"]').fill('Colors?');
+  await page.getByRole('button', { name: 'Send' }).click();
+  await page.locator('.usage').last().waitFor();
+  assert.deepEqual((await storedChats())[0].messages[0], { role: 'user', content: `${pdfBlock}Colors?` });
 });
 
 test('template page: the preview follows the editor, and an error names its line', async () => {
@@ -225,7 +242,8 @@ test('training page: a finished fine-tune opens in chat and in the arena beside 
   }
   await page.getByRole('button', { name: 'Start' }).click();
   const job = page.locator('.job').first();
-  await job.locator('.status', { hasText: 'finished' }).waitFor({ timeout: 60_000 });
+  await job.locator('.status', { hasText: /finished|failed|stopped/ }).waitFor({ timeout: 90_000 });
+  assert.equal(await job.locator('.status').textContent(), 'finished', await job.locator('.error').allTextContents().then((e) => e.join('\n')));
   await page.screenshot({ path: `${SHOTS}/training-finished.png`, fullPage: true });
   await job.getByRole('button', { name: 'Try in chat' }).click();
   await page.waitForURL(/#chat$/);
