@@ -32,6 +32,8 @@ export { rope, ropeComposite, rotaryTables } from './ops/rope.js';
 export { glu, gluComposite, type GluActivationName } from './ops/glu.js';
 export { scaledDotProductAttention, attentionComposite, dropout, type AttentionOptions } from './ops/attention.js';
 export { toArray, toFloat32Array, toTypedArray, item } from './ops/transfer.js';
+export { copy_, fill_, copyWhere_ } from './ops/inplace.js';
+export { pagedWrite_, pagedAttention, pagedAttentionComposite, type PagedLayout, type PagedAttentionOptions } from './ops/paged.js';
 export { checkpoint, noGrad, withGradMode, isGradEnabled, runBackward } from './autograd/index.js';
 
 import { unary } from './ops/elementwise.js';
