@@ -51,6 +51,8 @@ export * as nn from './nn/index.js';
 export { SafetensorsFile, saveSafetensors, type TensorInfo } from './io/safetensors.js';
 export { CausalLM, type CausalLMInput, type CausalLMOutput, type LanguageModel, type Checkpointing } from './models/causal_lm.js';
 export { KVCache } from './models/kv_cache.js';
+export { PagedKVCache, type PagedSequence } from './models/paged_kv_cache.js';
+export { BlockAllocator, prefixHashes } from './models/block_allocator.js';
 export { type DecoderConfig } from './models/config.js';
 export { loadPretrained, loadCausalLM, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';
 export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';

@@ -40,6 +40,10 @@ export class ServerMetrics {
     };
     metric('kestrel_queue_length', 'gauge', 'Requests waiting for the engine.', [['', engine.queued]]);
     metric('kestrel_running_requests', 'gauge', 'Requests generating now.', [['', engine.running]]);
+    if (engine.kvBlocksTotal !== undefined) {
+      metric('kestrel_kv_blocks_used', 'gauge', 'Paged KV cache blocks held by running sequences.', [['', engine.kvBlocksUsed ?? 0]]);
+      metric('kestrel_kv_blocks_total', 'gauge', 'Paged KV cache blocks in all pools (--kv-cache-mb).', [['', engine.kvBlocksTotal]]);
+    }
     metric('kestrel_prompt_tokens_total', 'counter', 'Prompt tokens of the requests that ran.', [['', this.promptTokens]]);
     metric('kestrel_generated_tokens_total', 'counter', 'Tokens generated, all choices.', [['', this.generatedTokens]]);
     metric('kestrel_generation_tokens_per_second', 'gauge', 'Tokens generated per second over the last 10 s.', [['', this.tokensPerSecond()]]);
