@@ -12,7 +12,7 @@ import { createApiServer, listen } from '../serve/server.js';
 import { numberFlag, parseFlags } from './flags.js';
 
 export const SERVE_DEFAULTS = {
-  port: 8000, host: '127.0.0.1', maxQueue: 64, maxBodyBytes: 4 * 2 ** 20, engine: 'batch', kvCacheMb: 512, blockSize: 16, prefillChunk: 256, maxBatch: 64,
+  port: 8000, host: '127.0.0.1', maxQueue: 64, maxBodyBytes: 4 * 2 ** 20, engine: 'batch', kvCacheMb: 256, blockSize: 16, prefillChunk: 256, maxBatch: 64,
 } as const;
 
 /** The engine the flags ask for: continuous batching (default) or one request at a time. */

@@ -61,6 +61,9 @@ export class BatchingEngine implements Engine {
   private readonly running: Running[] = [];
   private readonly serial: SerialEngine;
   private readonly lastServed = new Map<string, number>();
+  /** a number per model, for the group keys */
+  private readonly modelIds = new Map<LanguageModel, number>();
+  private nextModelId = 0;
   private stepCount = 0;
   private looping = false;
 
@@ -77,6 +80,14 @@ export class BatchingEngine implements Engine {
       total += c.numBlocks;
     }
     return { queued: this.waiting.length + s.queued, running: this.running.length + s.running, kvBlocksUsed: used, kvBlocksTotal: total };
+  }
+
+  releaseModel(model: LanguageModel): void {
+    if (this.running.some((j) => j.job.model === model) || this.waiting.some((j) => j.job.model === model))
+      throw new Error('BatchingEngine: a model with running or waiting jobs cannot be released');
+    this.caches.get(model)?.dispose();
+    this.caches.delete(model);
+    this.modelIds.delete(model);
   }
 
   /** The model's paged cache (made at its first job), or null when it must run serially. */
@@ -99,7 +110,8 @@ export class BatchingEngine implements Engine {
     if (need > cache.numBlocks)
       throw new ApiError(400, `the request needs ${need} KV blocks of ${cache.blockSize} tokens (prompt + max_tokens per choice) but the cache holds ${cache.numBlocks} (--kv-cache-mb ${this.o.kvCacheMb}); ask for fewer tokens`, 'max_tokens');
     // one forward serves one model with one adapter: jobs are grouped by both
-    const group = `${[...this.caches.keys()].indexOf(job.model)}:${job.adapter ?? ''}`;
+    if (!this.modelIds.has(job.model)) this.modelIds.set(job.model, this.nextModelId++);
+    const group = `${this.modelIds.get(job.model)}:${job.adapter ?? ''}`;
     const run: Running = { job, r, seed: job.options.seed ?? 0, rows: [], group, steps: [], emitted: 0, done: false, wake: null };
     if (!this.waiting.length && this.admit(run, cache)) this.kick();
     else if (this.waiting.length >= this.o.maxQueue)

@@ -49,6 +49,8 @@ export interface Engine {
   /** throws ApiError 429 when the queue is full; otherwise the job's steps, once it runs */
   submit(job: GenerationJob): AsyncGenerator<JobStep>;
   stats(): EngineStats;
+  /** frees what the engine keeps for a model that is being unloaded (its KV pool); no job of it may be running */
+  releaseModel?(model: LanguageModel): void;
 }
 
 interface Waiter {

@@ -72,6 +72,7 @@ function unload(o: StudioApiOptions, name: unknown): unknown {
   // the engine's running job holds the model's weights; freeing them under it would break it
   const { queued, running } = o.engine.stats();
   if (queued + running > 0) throw new ApiError(409, `'${id}' cannot be unloaded while ${queued + running} generation(s) run or wait; stop them first`, 'name', 'busy');
+  o.engine.releaseModel?.(o.models.get(id)!.pretrained.model);
   o.models.remove(id);
   loadedBytes.delete(id);
   return { name: id, loaded: false };
