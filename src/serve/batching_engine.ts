@@ -52,6 +52,8 @@ interface Running {
   steps: JobStep[];
   emitted: number;
   done: boolean;
+  /** why the engine ended it (a failed step), thrown to its consumer */
+  error: Error | null;
   wake: (() => void) | null;
 }
 
@@ -112,7 +114,7 @@ export class BatchingEngine implements Engine {
     // one forward serves one model with one adapter: jobs are grouped by both
     if (!this.modelIds.has(job.model)) this.modelIds.set(job.model, this.nextModelId++);
     const group = `${this.modelIds.get(job.model)}:${job.adapter ?? ''}`;
-    const run: Running = { job, r, seed: job.options.seed ?? 0, rows: [], group, steps: [], emitted: 0, done: false, wake: null };
+    const run: Running = { job, r, seed: job.options.seed ?? 0, rows: [], group, steps: [], emitted: 0, done: false, error: null, wake: null };
     if (!this.waiting.length && this.admit(run, cache)) this.kick();
     else if (this.waiting.length >= this.o.maxQueue)
       throw new ApiError(429, `the server is busy: ${this.waiting.length} requests are queued (--max-queue ${this.o.maxQueue}); retry later`, null, 'queue_full');
@@ -157,7 +159,15 @@ export class BatchingEngine implements Engine {
   private async loop(): Promise<void> {
     try {
       while (this.running.length) {
-        this.step();
+        try {
+          this.step();
+        } catch (e) {
+          // a step that throws ends every running job with the error (their blocks freed), never the server
+          for (const job of [...this.running]) {
+            job.error = e as Error;
+            this.drop(job);
+          }
+        }
         // the model's steps are synchronous: give the event loop a turn (new requests, disconnects, /metrics)
         await nextTurn();
         this.admitWaiting();
@@ -266,6 +276,7 @@ export class BatchingEngine implements Engine {
           yield next;
           continue;
         }
+        if (job.error) throw job.error;
         if (job.done || job.job.signal.aborted) return;
         await new Promise<void>((wake) => (job.wake = wake));
         job.wake = null;

@@ -117,4 +117,13 @@ describe('BatchingEngine', () => {
     const got = await Promise.all(jobs.map(collect));
     for (const [i, rows] of got.entries()) assert.deepEqual(rows[0], await alone(prompt(6, i), { maxNewTokens: 12, temperature: 0 }), `job ${i}`);
   });
+
+  test('a step that throws ends the running jobs with the error and frees their blocks; the engine keeps serving', async () => {
+    const engine = new BatchingEngine(BASE);
+    const broken = engine.submit(job([prompt(5, 1)], { maxNewTokens: 4, temperature: 0, logitsProcessor: () => { throw new Error('processor failed'); } }));
+    await assert.rejects(collect(broken), /processor failed/);
+    assert.deepEqual([engine.stats().running, engine.stats().kvBlocksUsed], [0, 0]);
+    const next = await collect(engine.submit(job([prompt(5, 1)], { maxNewTokens: 4, temperature: 0 })));
+    assert.deepEqual(next[0], await alone(prompt(5, 1), { maxNewTokens: 4, temperature: 0 }));
+  });
 });
