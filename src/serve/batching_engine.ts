@@ -108,6 +108,8 @@ export class BatchingEngine implements Engine {
     const cache = this.cacheOf(job.model);
     if (!cache) return this.serial.submit(job);
     const r = resolveGenerateOptions(job.model, job.options);
+    if (job.rows.length > this.o.maxBatch)
+      throw new ApiError(400, `the request has ${job.rows.length} choices (prompts x n) but at most ${this.o.maxBatch} sequences run at once (--max-batch)`, 'n');
     const need = job.rows.reduce((s, p) => s + cache.blocksFor(p.length + r.maxNewTokens), 0);
     if (need > cache.numBlocks)
       throw new ApiError(400, `the request needs ${need} KV blocks of ${cache.blockSize} tokens (prompt + max_tokens per choice) but the cache holds ${cache.numBlocks} (--kv-cache-mb ${this.o.kvCacheMb}); ask for fewer tokens`, 'max_tokens');

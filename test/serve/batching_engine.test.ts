@@ -114,6 +114,8 @@ describe('BatchingEngine', () => {
     assert.deepEqual([engine.stats().running, engine.stats().queued], [1, 2], 'one runs, two wait for blocks');
     assert.throws(() => engine.submit(job([prompt(6, 9)], { maxNewTokens: 12, temperature: 0 })), (e: unknown) => e instanceof ApiError && e.status === 429);
     assert.throws(() => engine.submit(job([prompt(6, 9)], { maxNewTokens: 40, temperature: 0 })), (e: unknown) => e instanceof ApiError && e.status === 400 && /needs 12 KV blocks/.test(e.message));
+    const narrow = new BatchingEngine({ ...BASE, maxBatch: 2 });
+    assert.throws(() => narrow.submit(job([[1], [2], [3]], { maxNewTokens: 1 })), (e: unknown) => e instanceof ApiError && e.status === 400 && /3 choices .* at most 2 sequences/.test(e.message));
     const got = await Promise.all(jobs.map(collect));
     for (const [i, rows] of got.entries()) assert.deepEqual(rows[0], await alone(prompt(6, i), { maxNewTokens: 12, temperature: 0 }), `job ${i}`);
   });
