@@ -10,7 +10,7 @@
 // Run: npm run bench:serve -- [--config smol135m|small] [--tokens 48] [--streams 1,8,32] [--engine batch|serial]
 import { type ChildProcess, spawn } from 'node:child_process';
 import { copyFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
@@ -91,6 +91,7 @@ async function main(): Promise<void> {
     options: { config: { type: 'string', default: 'smol135m' }, tokens: { type: 'string', default: '48' }, streams: { type: 'string', default: '1,8,32' }, engine: { type: 'string', default: 'batch' } },
   });
   const shape = values.config!;
+  const load0 = loadavg()[0]; // the machine is shared: the figures hold for this load
   const tokens = Number(values.tokens);
   const counts = values.streams!.split(',').map(Number);
   const dir = writeModel(shape);
@@ -140,7 +141,7 @@ async function main(): Promise<void> {
     if (ratio8 !== null) console.log(`aggregate at 8 streams / at 1 stream: ${ratio8.toFixed(2)}x (target >= 4x)`);
     const path = writeResult('serve', {
       config: shape, promptTokens: PROMPT.length, decodeTokens: tokens, engine: values.engine, inProcessDecodeTokPerSec: localTps, sseDecodeTokPerSec: servedTps,
-      sseOverInProcess: servedTps / localTps, concurrency: rows, aggregate8Over1: ratio8, peer: 'none (node-llama-cpp is not installed in this checkout)',
+      sseOverInProcess: servedTps / localTps, concurrency: rows, aggregate8Over1: ratio8, loadAverage1m: { atStart: load0, atEnd: loadavg()[0] }, peer: 'none (node-llama-cpp is not installed in this checkout)',
     });
     console.log(`wrote ${path}`);
   } finally {
