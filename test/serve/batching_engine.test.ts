@@ -3,7 +3,8 @@
 // each give exactly what model.generate gives for that prompt alone (greedy), and seeded sampling
 // equals generateStream's draws for a one-row run (per-row draws depend on seed, row and step
 // only); an aborted job frees its KV blocks at once; a full queue answers 429; identical prompts
-// share their full prefix blocks (block count); a pool too small for all jobs makes them wait, not fail.
+// share their full prefix blocks (block count), but not across adapters; a pool too small for all
+// jobs makes them wait, not fail.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -12,6 +13,8 @@ import { BatchingEngine, type BatchingOptions } from '../../src/serve/batching_e
 import type { GenerationJob } from '../../src/serve/engine.js';
 import { ApiError } from '../../src/serve/errors.js';
 import { hasCpu } from '../helpers.js';
+import { injectLora, setAdapter } from '../../src/lora/peft.js';
+import { normal_ } from '../../src/nn/init.js';
 
 const BACKEND = hasCpu() ? 'cpu' : 'ref';
 k.manualSeed(5);
@@ -127,5 +130,34 @@ describe('BatchingEngine', () => {
     assert.deepEqual([engine.stats().running, engine.stats().kvBlocksUsed], [0, 0]);
     const next = await collect(engine.submit(job([prompt(5, 1)], { maxNewTokens: 4, temperature: 0 })));
     assert.deepEqual(next[0], await alone(prompt(5, 1), { maxNewTokens: 4, temperature: 0 }));
+  });
+
+  test('base and adapter jobs on one model run side by side, each equal to its own run; the adapter salts the prefix cache', async () => {
+    k.manualSeed(6);
+    const lm = new k.CausalLM(CONFIG);
+    lm.to(BACKEND);
+    injectLora(lm, { r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'] }, 'tuned');
+    // PEFT starts B at zero (a no-op adapter): give it weights that change the keys and values
+    k.noGrad(() => { for (const [name, p] of lm.namedParameters()) if (name.includes('lora_B')) normal_(p, 0.5); });
+    const engine = new BatchingEngine(BASE);
+    const p = prompt(13, 4); // 3 full blocks of 4 before the last token's block
+    const opts = { maxNewTokens: 8, temperature: 0, eosTokenId: [] };
+    const submit = (adapter: string | null) => engine.submit({ ...job([p], opts), model: lm, adapter });
+    const base = submit(null);
+    const first = await base.next(); // the base prompt's blocks are cached now
+    const tuned = collect(submit('tuned'));
+    const rest = await collect(base);
+    const got = { base: [first.value!.tokens[0], ...(rest[0] ?? [])], tuned: (await tuned)[0] };
+    const want: Record<string, number[]> = {};
+    for (const name of ['base', 'tuned'] as const) {
+      setAdapter(lm, name === 'base' ? null : 'tuned');
+      const ids = k.tensor([p], { dtype: 'int64', backend: BACKEND });
+      want[name] = [];
+      for await (const { tokens } of k.generateStream(lm, ids, opts)) want[name].push(tokens[0]);
+      ids.dispose();
+    }
+    assert.notDeepEqual(want.base, want.tuned, 'the adapter changes the greedy output');
+    assert.deepEqual(got, want);
+    lm.dispose();
   });
 });
