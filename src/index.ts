@@ -32,6 +32,8 @@ export { rope, ropeComposite, rotaryTables } from './ops/rope.js';
 export { glu, gluComposite, type GluActivationName } from './ops/glu.js';
 export { scaledDotProductAttention, attentionComposite, dropout, type AttentionOptions } from './ops/attention.js';
 export { toArray, toFloat32Array, toTypedArray, item } from './ops/transfer.js';
+export { copy_, fill_, copyWhere_ } from './ops/inplace.js';
+export { pagedWrite_, pagedAttention, pagedAttentionComposite, type PagedLayout, type PagedAttentionOptions } from './ops/paged.js';
 export { checkpoint, noGrad, withGradMode, isGradEnabled, runBackward } from './autograd/index.js';
 
 import { unary } from './ops/elementwise.js';
@@ -49,6 +51,8 @@ export * as nn from './nn/index.js';
 export { SafetensorsFile, saveSafetensors, type TensorInfo } from './io/safetensors.js';
 export { CausalLM, type CausalLMInput, type CausalLMOutput, type LanguageModel, type Checkpointing } from './models/causal_lm.js';
 export { KVCache } from './models/kv_cache.js';
+export { PagedKVCache, type PagedSequence } from './models/paged_kv_cache.js';
+export { BlockAllocator, prefixHashes } from './models/block_allocator.js';
 export { type DecoderConfig } from './models/config.js';
 export { loadPretrained, loadCausalLM, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';
 export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';

@@ -234,6 +234,34 @@ export interface SpectralKernels {
   fft(x: View, out: View): void;
 }
 
+/** Options of one paged-attention call (src/ops/paged.ts). */
+export interface PagedAttentionOpts {
+  scale: number;
+  /** query at position p sees keys j with p - window < j <= p; 0 = no window */
+  window: number;
+  /** tanh soft-capping of the scores (Gemma 2); 0 = off */
+  softcap: number;
+  /** tokens per cache block */
+  blockSize: number;
+}
+
+/**
+ * Kernels over a paged KV cache (vLLM's PagedAttention layout): a pool of slots [S, Hkv, hd], slot
+ * = block * blockSize + offset, and per sequence a table of the blocks holding its tokens in order.
+ * Optional: a backend without them cannot serve with continuous batching (generate() keeps the
+ * contiguous KVCache). Both take float32 pools and queries.
+ */
+export interface PagedKernels {
+  /** pool[slots[i]] = src[i]: src [N, Hkv, hd] contiguous, slots int64 [N], pool [S, Hkv, hd] contiguous, in place */
+  pagedWrite(src: View, slots: View, pool: View): void;
+  /**
+   * out[n, h] = softmax_j(scale q[n, h].k_j) v_j over the keys j of query n's sequence seq[n] with
+   * j <= pos[n] (and inside the window), k_j = kPool[table[seq[n], j / blockSize] * blockSize + j % blockSize];
+   * q/out [N, H, hd], pools [S, Hkv, hd], table int32 [numSeqs, maxBlocks], seq/pos int32 [N]; all contiguous
+   */
+  pagedAttention(q: View, kPool: View, vPool: View, table: View, seq: View, pos: View, opts: PagedAttentionOpts, out: View): void;
+}
+
 /** One parameter's tensors for the AdamW kernel. */
 export interface AdamWTensors {
   param: View;
@@ -273,6 +301,8 @@ export interface Backend {
   readonly kernels: Kernels;
   /** STFT / FFT kernels; absent where features are computed on another backend */
   readonly spectral?: SpectralKernels;
+  /** paged KV-cache kernels; absent where the serving engine falls back to one request at a time */
+  readonly paged?: PagedKernels;
   /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
   readonly halfMatmul: boolean;
   /**

@@ -2,6 +2,15 @@
 // per command, next to the flag list each command parses (train.ts, finetune.ts, ...).
 import { DEFAULT_SETTINGS as D } from '../train/run_config.js';
 import { SERVE_DEFAULTS as S } from './serve.js';
+
+/** The engine flags of serve and studio. */
+const ENGINE_HELP: [string, string][] = [
+  ['--engine batch|serial', `batch: continuous batching over a paged KV cache; serial: one request at a time (default ${S.engine})`],
+  ['--kv-cache-mb N', `the paged KV cache of each model, float32, in MB (default ${S.kvCacheMb}); a request waits until its prompt + max_tokens fit`],
+  ['--block-size N', `tokens per KV block (default ${S.blockSize})`],
+  ['--prefill-chunk N', `prompt tokens per step over all new requests, so long prompts never stall the streams (default ${S.prefillChunk})`],
+  ['--max-batch N', `sequences (choices) generating at once (default ${S.maxBatch})`],
+];
 import { STUDIO_DEFAULTS as SD } from './studio.js';
 
 type Flag = [name: string, about: string];
@@ -232,15 +241,16 @@ export const HELP: Record<string, CommandHelp> = {
     example: 'kestrel embed-mine --model ./bge-small-en-v1.5 --data pairs.jsonl --output hard.jsonl --num-negatives 3',
   },
   serve: {
-    usage: 'kestrel serve --model [NAME=]DIR [--model [NAME=]DIR ...] [--adapter NAME=DIR ...] [--port N] [--host H] [--api-key KEY] [--max-queue N]',
+    usage: 'kestrel serve --model [NAME=]DIR [--model [NAME=]DIR ...] [--adapter NAME=DIR ...] [--port N] [--host H] [--api-key KEY] [--max-queue N] [--kv-cache-mb N] [--prefill-chunk N]',
     flags: [
       ['--model [NAME=]DIR', 'an HF model folder with a tokenizer, served as NAME (default: the folder name); repeat for several (required)'],
       ['--adapter NAME=DIR', 'a PEFT LoRA adapter on the first --model, served as NAME; repeatable'],
       ['--port N', `default ${S.port} (0 picks a free port; the URL is printed)`],
       ['--host H', `interface to bind (default ${S.host}); any other than loopback needs --api-key`],
       ['--api-key KEY', 'require Authorization: Bearer KEY on /v1/* (default: $KESTREL_API_KEY, else none)'],
-      ['--max-queue N', `requests that may wait while one generates (default ${S.maxQueue}); beyond it 429 with Retry-After`],
+      ['--max-queue N', `requests that may wait for room in the batch (default ${S.maxQueue}); beyond it 429 with Retry-After`],
       ['--max-body-bytes N', `largest request body (default ${S.maxBodyBytes})`],
+      ...ENGINE_HELP,
       DEVICE,
     ],
     example: 'kestrel serve --model ./SmolLM2-135M-Instruct --adapter french=./adapter --port 8000',
@@ -265,6 +275,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['--host H', `interface to bind (default ${SD.host}); any other than loopback needs --token`],
       ['--token TOKEN', 'require Authorization: Bearer TOKEN on every API request (8+ characters; the printed URL passes it to the page)'],
       ['--max-body-bytes N', `largest request body (default ${S.maxBodyBytes})`],
+      ...ENGINE_HELP,
       DEVICE,
     ],
     example: 'kestrel studio --models ~/models --port 7860',

@@ -5,12 +5,34 @@
 import { once } from 'node:events';
 import type { Server } from 'node:http';
 import { isIP } from 'node:net';
-import { SerialEngine } from '../serve/engine.js';
+import { BatchingEngine } from '../serve/batching_engine.js';
+import { type Engine, SerialEngine } from '../serve/engine.js';
 import { ModelRegistry } from '../serve/model_registry.js';
 import { createApiServer, listen } from '../serve/server.js';
 import { numberFlag, parseFlags } from './flags.js';
 
-export const SERVE_DEFAULTS = { port: 8000, host: '127.0.0.1', maxQueue: 64, maxBodyBytes: 4 * 2 ** 20 } as const;
+export const SERVE_DEFAULTS = {
+  port: 8000, host: '127.0.0.1', maxQueue: 64, maxBodyBytes: 4 * 2 ** 20, engine: 'batch', kvCacheMb: 256, blockSize: 16, prefillChunk: 256, maxBatch: 64,
+} as const;
+
+/** The engine the flags ask for: continuous batching (default) or one request at a time. */
+export function engineFromFlags(values: Record<string, string | boolean | string[] | undefined>, maxQueue: number): Engine {
+  const kind = (values.engine as string | undefined) ?? SERVE_DEFAULTS.engine;
+  if (kind === 'serial') return new SerialEngine(maxQueue);
+  if (kind !== 'batch') throw new Error(`--engine must be batch or serial, got '${kind}'`);
+  return new BatchingEngine({
+    maxQueue,
+    kvCacheMb: numberFlag(values, 'kv-cache-mb', { min: 1 }) ?? SERVE_DEFAULTS.kvCacheMb,
+    blockSize: numberFlag(values, 'block-size', { int: true, min: 1, max: 1024 }) ?? SERVE_DEFAULTS.blockSize,
+    prefillChunk: numberFlag(values, 'prefill-chunk', { int: true, min: 1 }) ?? SERVE_DEFAULTS.prefillChunk,
+    maxBatch: numberFlag(values, 'max-batch', { int: true, min: 1 }) ?? SERVE_DEFAULTS.maxBatch,
+  });
+}
+
+/** The engine flags, shared by `kestrel serve` and `kestrel studio`. */
+export const ENGINE_FLAGS = {
+  engine: { type: 'string' }, 'kv-cache-mb': { type: 'string' }, 'block-size': { type: 'string' }, 'prefill-chunk': { type: 'string' }, 'max-batch': { type: 'string' },
+} as const;
 
 export const isLoopback = (host: string): boolean => host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 
@@ -32,7 +54,7 @@ export async function serveUntilSignal(name: string, server: Server, o: { port: 
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, {
     model: { type: 'string', multiple: true }, adapter: { type: 'string', multiple: true }, port: { type: 'string' }, host: { type: 'string' },
-    'api-key': { type: 'string' }, 'max-queue': { type: 'string' }, 'max-body-bytes': { type: 'string' },
+    'api-key': { type: 'string' }, 'max-queue': { type: 'string' }, 'max-body-bytes': { type: 'string' }, ...ENGINE_FLAGS,
   });
   const port = numberFlag(values, 'port', { int: true, min: 0, max: 65535 }) ?? SERVE_DEFAULTS.port;
   const maxQueue = numberFlag(values, 'max-queue', { int: true, min: 0 }) ?? SERVE_DEFAULTS.maxQueue;
@@ -41,7 +63,7 @@ export async function serveCommand(argv: string[]): Promise<number> {
   const apiKey = values['api-key'] ?? process.env.KESTREL_API_KEY ?? null;
   if (!isLoopback(host) && !apiKey) throw new Error(`--host ${host} serves other machines: give --api-key KEY (or KESTREL_API_KEY) so requests must carry it`);
   const models = await ModelRegistry.load(values.model ?? [], values.adapter ?? []);
-  const { server } = createApiServer({ models, engine: new SerialEngine(maxQueue), apiKey, maxBodyBytes });
+  const { server } = createApiServer({ models, engine: engineFromFlags(values, maxQueue), apiKey, maxBodyBytes });
   await serveUntilSignal('kestrel serve', server, { port, host, models }, (url) => `listening on ${url} (models: ${models.list().map((m) => m.id).join(', ')})`);
   return 0;
 }

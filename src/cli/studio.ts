@@ -5,13 +5,12 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
-import { SerialEngine } from '../serve/engine.js';
 import { ModelRegistry } from '../serve/model_registry.js';
 import { createApiServer } from '../serve/server.js';
 import { checkAppBuilt, defaultAppDir } from '../serve/static_files.js';
 import { TrainingJobs } from '../serve/training_jobs.js';
 import { numberFlag, parseFlags } from './flags.js';
-import { SERVE_DEFAULTS, isLoopback, serveUntilSignal } from './serve.js';
+import { ENGINE_FLAGS, SERVE_DEFAULTS, engineFromFlags, isLoopback, serveUntilSignal } from './serve.js';
 
 export const STUDIO_DEFAULTS = { port: 7860, host: '127.0.0.1', models: '.', data: join(homedir(), '.kestrel-studio'), maxUploadBytes: 64 * 2 ** 20 } as const;
 
@@ -20,7 +19,7 @@ const allowedHosts = (host: string): Set<string> => new Set(host === '0.0.0.0' |
 
 export async function studioCommand(argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, {
-    models: { type: 'string' }, data: { type: 'string' }, 'max-upload-bytes': { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' }, 'max-body-bytes': { type: 'string' },
+    models: { type: 'string' }, data: { type: 'string' }, 'max-upload-bytes': { type: 'string' }, port: { type: 'string' }, host: { type: 'string' }, token: { type: 'string' }, 'max-body-bytes': { type: 'string' }, ...ENGINE_FLAGS,
   });
   const port = numberFlag(values, 'port', { int: true, min: 0, max: 65535 }) ?? STUDIO_DEFAULTS.port;
   const maxBodyBytes = numberFlag(values, 'max-body-bytes', { int: true, min: 1 }) ?? SERVE_DEFAULTS.maxBodyBytes;
@@ -37,7 +36,8 @@ export async function studioCommand(argv: string[]): Promise<number> {
   mkdirSync(dataDir, { recursive: true });
   const jobs = new TrainingJobs(dataDir, modelsDir);
   const models = new ModelRegistry();
-  const engine = new SerialEngine(SERVE_DEFAULTS.maxQueue);
+  // continuous batching: the arena's models stream at once
+  const engine = engineFromFlags(values, SERVE_DEFAULTS.maxQueue);
   const { server } = createApiServer({
     models, engine, apiKey: token, maxBodyBytes,
     studio: { api: { modelsDir, models, engine, maxBodyBytes, jobs, maxUploadBytes }, guard: { allowedHosts: allowedHosts(host) }, appDir },

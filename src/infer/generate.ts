@@ -6,7 +6,7 @@ import { rand, tensor } from '../ops/creation.js';
 import { select } from '../ops/view.js';
 import { toArray, toFloat32Array } from '../ops/transfer.js';
 import { noGrad } from '../tensor/grad_mode.js';
-import { Generator } from '../tensor/rng.js';
+import { Generator, countersFor, fillRandom } from '../tensor/rng.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { shapeStr } from '../tensor/layout.js';
@@ -51,7 +51,8 @@ export const GENERATION_RULES: Record<'maxNewTokens' | 'temperature' | 'topK' | 
   minP: { min: 0, max: 1 }, repetitionPenalty: { above: 0 }, presencePenalty: { min: -2, max: 2 }, frequencyPenalty: { min: -2, max: 2 },
 };
 
-function resolve(model: LanguageModel, o: GenerateOptions) {
+/** The options with generation_config.json's defaults under them, checked (HF's GenerationConfig). */
+export function resolveGenerateOptions(model: LanguageModel, o: GenerateOptions) {
   const gc = o.generationConfig ?? {};
   const num = (k: string): number | undefined => (typeof gc[k] === 'number' ? (gc[k] as number) : undefined);
   const eosRaw = o.eosTokenId ?? (gc.eos_token_id as number | number[] | undefined) ?? model.config.eosTokenIds;
@@ -72,6 +73,39 @@ function resolve(model: LanguageModel, o: GenerateOptions) {
   return { maxNewTokens, eos, pad: o.padTokenId ?? num('pad_token_id') ?? model.config.padTokenId ?? eos[0] ?? 0, doSample, sampling };
 }
 
+export type ResolvedGenerateOptions = ReturnType<typeof resolveGenerateOptions>;
+
+/** What one row's pick reads besides its scores. */
+export interface RowState {
+  row: number;
+  /** prompt and generated tokens (the repetition penalty's) */
+  seen: readonly number[];
+  generated: readonly number[];
+  finished: boolean;
+  /** this step's uniform draw for the row (sampling) */
+  u: number;
+  logitsProcessor?: GenerateOptions['logitsProcessor'];
+}
+
+/**
+ * One row's next token from its scores [V], edited in place in HF's order: repetition penalty,
+ * presence/frequency penalties, the logits processor, then greedy or a draw; null for a finished row.
+ */
+export function pickToken(s: Float32Array, r: ResolvedGenerateOptions, x: RowState): number | null {
+  applyRepetitionPenalty(s, x.seen, r.sampling.repetitionPenalty);
+  applyPresenceFrequencyPenalty(s, x.generated, r.sampling);
+  if (x.finished) return null;
+  x.logitsProcessor?.(x.row, s, x.generated);
+  return r.doSample ? drawFrom(samplingProbs(s, r.sampling), x.u) : argmax(s);
+}
+
+/** Row b's uniform at its step `step` of a B-row generation: element b of the step's rand([B]) draw, as generateStream draws it. */
+export function rowUniform(seed: number, rows: number, row: number, step: number): number {
+  const u = new Float64Array(rows);
+  fillRandom(u, 'uniform', seed, step * countersFor('uniform', rows));
+  return u[row];
+}
+
 /**
  * Yields one step at a time: the next token of every row. The cache and all per-step tensors
  * are freed when the iterator finishes (or is abandoned with return()).
@@ -80,7 +114,7 @@ function resolve(model: LanguageModel, o: GenerateOptions) {
 export async function* generateStream(model: LanguageModel, inputIds: Tensor, opts: GenerateOptions = {}): AsyncGenerator<GenerationStep> {
   if (inputIds.ndim !== 2 || (inputIds.dtype !== 'int64' && inputIds.dtype !== 'int32'))
     throw new Error(`generate: inputIds must be an int64 [batch, seq] tensor, got ${inputIds.dtype} ${shapeStr(inputIds.shape)}`);
-  const r = resolve(model, opts);
+  const r = resolveGenerateOptions(model, opts);
   const [B, T0] = inputIds.shape;
   const backend = inputIds.backendName;
   const c = model.config;
@@ -132,11 +166,8 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
       const scores = flat ? Array.from({ length: B }, (_, b) => flat!.slice(b * V, (b + 1) * V)) : [];
       const us = r.doSample ? noGrad(() => tidy(() => toFloat32Array(rand([B], { generator: gen, backend })))) : null;
       const tokens = picked !== null ? [finished[0] ? r.pad : picked] : scores.map((s, b) => {
-        applyRepetitionPenalty(s, seqs[b], r.sampling.repetitionPenalty);
-        applyPresenceFrequencyPenalty(s, newText[b], r.sampling);
-        if (!finished[b]) opts.logitsProcessor?.(b, s, newText[b]);
-        if (finished[b]) return r.pad;
-        return r.doSample ? drawFrom(samplingProbs(s, r.sampling), us![b]) : argmax(s);
+        const t = pickToken(s, r, { row: b, seen: seqs[b], generated: newText[b], finished: finished[b], u: us?.[b] ?? 0, logitsProcessor: opts.logitsProcessor });
+        return t ?? r.pad;
       });
       opts.onScores?.(step, scores);
       tokens.forEach((t, b) => {

@@ -11,7 +11,8 @@ import { shapeStr } from '../tensor/layout.js';
 import { Linear } from '../nn/layers.js';
 import { normal_ } from '../nn/init.js';
 import { isMeta } from '../tensor/meta.js';
-import { backendOf } from '../backend/index.js';
+import { fill_ } from '../ops/inplace.js';
+import { noGrad } from '../tensor/grad_mode.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
@@ -19,6 +20,8 @@ import { DecoderModel, lmHead } from './decoder.js';
 export { MASK_MIN, paddingMask, type Checkpointing } from './decoder.js';
 import type { Checkpointing } from './decoder.js';
 import type { KVCache } from './kv_cache.js';
+import type { PagedKVCache } from './paged_kv_cache.js';
+import { indexSelect } from '../ops/indexing.js';
 import { loadBalancingLoss } from './moe.js';
 
 export interface CausalLMInput {
@@ -32,12 +35,15 @@ export interface CausalLMInput {
   positionIds?: Tensor | null;
   /** int64 [B, T]; shifted inside (logits[:, t] predicts labels[:, t + 1]); -100 is ignored */
   labels?: Tensor | null;
-  cache?: KVCache | null;
+  /** a PagedKVCache (continuous batching) takes the step's tokens as one row with positionIds */
+  cache?: KVCache | PagedKVCache | null;
   outputHiddenStates?: boolean;
   /** 'sum' returns the summed token losses (the trainer divides by the tokens of the whole accumulated batch) */
   lossReduction?: 'mean' | 'sum';
   /** compute logits for the last position only (generation: skips the [T, V] head matmul) */
   lastLogitsOnly?: boolean;
+  /** int64 [R]: compute logits only at these positions of T (a batched step's last token of each sequence); logits [B, R, V] */
+  logitsRows?: Tensor | null;
   /**
    * false: no logits are returned (null). With labels and a plain lm_head (or tied embeddings), the
    * loss then runs through linearCrossEntropy, which never holds the [B, T, V] logits or their
@@ -70,12 +76,18 @@ export interface LanguageModel extends Module {
   forward(input: CausalLMInput): CausalLMOutput;
 }
 
+/** The hidden states the head runs on: the rows asked for, the last, or all ([B, T', D]). */
+export function headRows(h: Tensor, input: Pick<CausalLMInput, 'lastLogitsOnly' | 'logitsRows'>): Tensor {
+  if (input.logitsRows) return indexSelect(h, 1, input.logitsRows);
+  return input.lastLogitsOnly ? narrow(h, 1, h.shape[1] - 1, 1) : h;
+}
+
 /** HF's _init_weights: every Linear and Embedding weight ~ N(0, std^2), biases 0 (meta parameters are left for loading). */
 export function initHfWeights(module: Module, std: number, init: InitOpts): void {
   for (const [name, p] of module.namedParameters()) {
     if (isMeta(p)) continue; // lazy construction: loading gives it values
     if (p.ndim === 2) normal_(p, std, init.generator);
-    else if (name.endsWith('.bias')) backendOf(p).kernels.fill(p, 0);
+    else if (name.endsWith('.bias')) noGrad(() => fill_(p, 0));
   }
 }
 
@@ -109,7 +121,7 @@ export class CausalLM extends Module implements LanguageModel {
     const ids = input.inputIds;
     if (ids.ndim !== 2) throw new Error(`forward: inputIds must be [batch, seq], got ${shapeStr(ids.shape)}`);
     const [B, T] = ids.shape;
-    if (input.lastLogitsOnly && input.labels) throw new Error('forward: lastLogitsOnly cannot be combined with labels (the loss needs every position)');
+    if ((input.lastLogitsOnly || input.logitsRows) && input.labels) throw new Error('forward: lastLogitsOnly cannot be combined with labels (the loss needs every position)');
     return tidy(() => {
       const { hidden: h, hiddenStates, routerLogits } = this.model.forward(input, this.checkpointing);
       if (input.labels && (input.labels.shape[0] !== B || input.labels.shape[1] !== T))
@@ -124,7 +136,7 @@ export class CausalLM extends Module implements LanguageModel {
         const shifted = cat([narrow(to(input.labels, 'int64'), 1, 1, T - 1), ignored], 1);
         loss = linearCrossEntropy(reshape(h, [B * T, c.hiddenSize]), headWeight, reshape(shifted, [B * T]), { reduction, softcap: c.finalSoftcap });
       } else if (input.returnLogits !== false || input.labels) {
-        const head = input.lastLogitsOnly ? narrow(h, 1, T - 1, 1) : h;
+        const head = headRows(h, input);
         const all = to(lmHead(this.model, this.lm_head, head, c.finalSoftcap), 'float32');
         if (input.labels) loss = crossEntropy(contiguous(narrow(all, 1, 0, T - 1)), contiguous(narrow(input.labels, 1, 1, T - 1)), { reduction });
         if (input.returnLogits !== false) logits = all;

@@ -18,7 +18,8 @@ import { Embedding, Linear, RMSNorm } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
-import type { KVCache } from './kv_cache.js';
+import { KVCache } from './kv_cache.js';
+import { PagedKVCache } from './paged_kv_cache.js';
 import { SparseMoe } from './moe.js';
 import { glu } from '../ops/glu.js';
 import { sharedInputProjections } from '../lora/shared_input.js';
@@ -51,7 +52,8 @@ export interface DecoderInput {
   documentIds?: Tensor | null;
   /** int64 [B, T]; default past .. past + T - 1 */
   positionIds?: Tensor | null;
-  cache?: KVCache | null;
+  /** a paged cache runs the tokens of many sequences as one row (its step layout) and needs positionIds */
+  cache?: KVCache | PagedKVCache | null;
   outputHiddenStates?: boolean;
 }
 
@@ -68,7 +70,7 @@ export interface LayerContext {
   sin: Tensor;
   /** additive padding mask [B, 1, 1, Tk] (0 or float32 min), or null */
   mask: Tensor | null;
-  cache: KVCache | null;
+  cache: KVCache | PagedKVCache | null;
 }
 
 /**
@@ -126,6 +128,8 @@ export class Attention extends Module {
     q = rope(q, ctx.cos, ctx.sin);
     k = rope(k, ctx.cos, ctx.sin);
     const window = c.slidingWindows[this.layerIdx];
+    const merge = (o: Tensor): Tensor => this.o_proj.forward(reshape(transpose(o, 1, 2), [B, T, c.numHeads * c.headDim]));
+    if (ctx.cache instanceof PagedKVCache) return merge(ctx.cache.attend(this.layerIdx, q, k, v, { window, softcap: c.attnSoftcap, scale: c.attentionScale }));
     // a static cache (CUDA-graph decoding) returns its whole buffer and the mask of what is visible
     let cacheMask: Tensor | undefined;
     if (ctx.cache) ({ k, v, mask: cacheMask } = ctx.cache.update(this.layerIdx, k, v, window));
@@ -137,7 +141,7 @@ export class Attention extends Module {
       softcap: c.attnSoftcap,
       scale: c.attentionScale,
     }); // [B, H, T, hd]
-    return this.o_proj.forward(reshape(transpose(o, 1, 2), [B, T, c.numHeads * c.headDim]));
+    return merge(o);
   }
 }
 
@@ -299,7 +303,9 @@ export class DecoderModel extends Module {
     const ids = input.inputIds;
     if (ids.ndim !== 2) throw new Error(`forward: inputIds must be [batch, seq], got ${shapeStr(ids.shape)}`);
     const [B, T] = ids.shape;
-    const past = input.cache?.length ?? 0;
+    if (input.cache instanceof PagedKVCache && (!input.positionIds || input.attentionMask || B !== 1))
+      throw new Error('forward: a paged KV cache takes the step\'s tokens as one row [1, N] with positionIds and no attentionMask');
+    const past = input.cache instanceof KVCache ? input.cache.length : 0;
     const positions = input.positionIds ?? expand(unsqueeze(arange(past, past + T, 1, { backend: ids.backendName }), 0), [B, T]);
     const { cos, sin } = this.rotary(positions, past + T);
     const ctx: LayerContext = { cos, sin, mask: this.attentionMaskOf(input, B, T, past), cache: input.cache ?? null };
@@ -316,7 +322,7 @@ export class DecoderModel extends Module {
       h = out.hidden;
       if (out.routerLogits) routerLogits.push(out.routerLogits);
     }
-    input.cache?.advance(T);
+    if (input.cache instanceof KVCache) input.cache.advance(T);
     h = this.norm.forward(h);
     if (input.outputHiddenStates) hiddenStates.push(h);
     return { hidden: h, hiddenStates, routerLogits };

@@ -13,8 +13,8 @@ import { type InitOpts, normal, zerosInit } from '../nn/init.js';
 import { Embedding, LayerNorm } from '../nn/layers.js';
 import { Module, Parameter } from '../nn/module.js';
 import { CONFIG_LIMITS, ConfigReader, type Json, checkParameterCount } from './families/hf_config.js';
-import { type CausalLMInput, type CausalLMOutput, paddingMask } from './causal_lm.js';
-import type { KVCache } from './kv_cache.js';
+import { type CausalLMInput, type CausalLMOutput, headRows, paddingMask } from './causal_lm.js';
+import { KVCache } from './kv_cache.js';
 
 export interface Gpt2Config {
   modelType: 'gpt2';
@@ -143,7 +143,9 @@ export class Gpt2LMHeadModel extends Module {
     const ids = input.inputIds;
     if (ids.ndim !== 2) throw new Error(`forward: inputIds must be [batch, seq], got ${shapeStr(ids.shape)}`);
     const [B, T] = ids.shape;
-    const past = input.cache?.length ?? 0;
+    const cache = input.cache ?? null;
+    if (cache && !(cache instanceof KVCache)) throw new Error('forward: GPT-2 runs with the contiguous KVCache (generate), not a paged one');
+    const past = cache?.length ?? 0;
     if (past + T > this.config.maxPositions) throw new Error(`forward: ${past + T} positions exceed n_positions ${this.config.maxPositions}`);
     return tidy(() => {
       const positions = input.positionIds ?? expand(unsqueeze(arange(past, past + T, 1, { backend: ids.backendName }), 0), [B, T]);
@@ -152,13 +154,12 @@ export class Gpt2LMHeadModel extends Module {
       const hiddenStates: Tensor[] = [];
       for (const block of this.transformer.h) {
         if (input.outputHiddenStates) hiddenStates.push(h);
-        h = block.forward(h, mask, input.cache ?? null);
+        h = block.forward(h, mask, cache);
       }
-      input.cache?.advance(T);
+      cache?.advance(T);
       h = this.transformer.ln_f.forward(h);
       if (input.outputHiddenStates) hiddenStates.push(h);
-      const head = input.lastLogitsOnly ? narrow(h, 1, T - 1, 1) : h;
-      const logits = to(linear(head, this.transformer.wte.weight), 'float32'); // tied head
+      const logits = to(linear(headRows(h, input), this.transformer.wte.weight), 'float32'); // tied head
       const loss = input.labels
         ? crossEntropy(contiguous(narrow(logits, 1, 0, T - 1)), contiguous(narrow(input.labels, 1, 1, T - 1)))
         : null;

@@ -2,8 +2,8 @@
 // model's forward, never hidden module state. New keys are copied in place; attention reads
 // the filled prefix as a view. Without an explicit dtype each layer's buffers are made at its
 // first update in the dtype of its keys (a bf16 model, or autocast, caches bf16).
-import { backendOf, withLayout } from '../backend/index.js';
 import { empty } from '../ops/dispatch.js';
+import { copy_ } from '../ops/inplace.js';
 import { narrow } from '../ops/view.js';
 import type { DType } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/layout.js';
@@ -49,10 +49,8 @@ export class KVCache {
       throw new Error(`KVCache: keys ${shapeStr(k.shape)} do not match the cache layout ${shapeStr(want)}`);
     const keys = (this.keys[layer] ??= this.make(k.dtype, k.backendName));
     const values = (this.values[layer] ??= this.make(v.dtype, v.backendName));
-    const kern = backendOf(k).kernels;
-    const dst = (t: Tensor) => withLayout(t, t.layout.narrow(2, this.length, T));
-    kern.copy(k, dst(keys));
-    kern.copy(v, dst(values));
+    copy_(narrow(keys, 2, this.length, T), k);
+    copy_(narrow(values, 2, this.length, T), v);
     return { k: narrow(keys, 2, 0, this.length + T), v: narrow(values, 2, 0, this.length + T) };
   }
 

@@ -5,9 +5,9 @@
 // reads the whole buffer through an additive mask built from the same position
 // (0 for slots <= position and inside the sliding window, MASK_MIN elsewhere). Prompts (T > 1)
 // are written and read as by KVCache.
-import { backendOf, withLayout } from '../backend/index.js';
 import { arange, full, tensor } from '../ops/creation.js';
 import { compare, logicalAnd, sub, where } from '../ops/elementwise.js';
+import { copy_, copyWhere_ } from '../ops/inplace.js';
 import { reshape } from '../ops/view.js';
 import type { DType } from '../tensor/dtype.js';
 import { keep, tidy } from '../tensor/scope.js';
@@ -32,7 +32,7 @@ export class StaticKVCache extends KVCache {
   /** Sets where the next token goes (an upload: do it before a capture or a replay, never inside one). */
   setPosition(p: number): void {
     if (!Number.isInteger(p) || p < 0 || p >= this.maxLength) throw new Error(`StaticKVCache: position ${p} outside [0, ${this.maxLength})`);
-    tidy(() => backendOf(this.position).kernels.copy(tensor([p], { dtype: 'int64', backend: this.position.backendName }), this.position));
+    tidy(() => copy_(this.position, tensor([p], { dtype: 'int64', backend: this.position.backendName })));
     this.length = p;
   }
 
@@ -43,16 +43,13 @@ export class StaticKVCache extends KVCache {
 
   override update(layer: number, k: Tensor, v: Tensor, window = 0): { k: Tensor; v: Tensor; mask?: Tensor } {
     if (!this.devicePositions || k.shape[2] !== 1) return super.update(layer, k, v, window);
-    const [B, Hkv, L, hd] = [this.batch, this.numKvHeads, this.maxLength, this.headDim];
+    const L = this.maxLength;
     const keys = (this.keys[layer] ??= this.make(k.dtype, k.backendName));
     const values = (this.values[layer] ??= this.make(v.dtype, v.backendName));
-    const kern = backendOf(k).kernels;
-    const shape = [B, Hkv, L, hd];
     const slot = reshape(compare('eq', this.slots, this.position), [1, 1, L, 1]);
-    const cond = withLayout(slot, slot.layout.expand(shape));
-    // in place: each element of the buffer is read before it is written
-    kern.where(cond, withLayout(k, k.layout.expand(shape)), keys, keys);
-    kern.where(cond, withLayout(v, v.layout.expand(shape)), values, values);
+    // in place, the new token broadcast over the slots: each element of the buffer is read before it is written
+    copyWhere_(keys, slot, k);
+    copyWhere_(values, slot, v);
     let visible = compare('le', this.slots, this.position);
     if (window > 0) visible = logicalAnd(visible, compare('gt', this.slots, sub(this.position, window)));
     const mask = reshape(where(visible, 0, MASK_MIN), [1, 1, 1, L]);

@@ -40,12 +40,17 @@ export interface JobStep {
 export interface EngineStats {
   queued: number;
   running: number;
+  /** paged KV cache blocks referenced by running sequences, and in all pools (continuous batching only) */
+  kvBlocksUsed?: number;
+  kvBlocksTotal?: number;
 }
 
 export interface Engine {
   /** throws ApiError 429 when the queue is full; otherwise the job's steps, once it runs */
   submit(job: GenerationJob): AsyncGenerator<JobStep>;
   stats(): EngineStats;
+  /** frees what the engine keeps for a model that is being unloaded (its KV pool); no job of it may be running */
+  releaseModel?(model: LanguageModel): void;
 }
 
 interface Waiter {
@@ -53,13 +58,15 @@ interface Waiter {
   start: (granted: boolean) => void;
 }
 
+/** The chosen token's log-probability and the k most likely alternatives, from log-softmaxed scores. */
+export function topLogprobs(lp: Float32Array | Float64Array, token: number, k: number): TokenLogprob {
+  const top = k > 0 ? Array.from(lp.keys()).sort((x, y) => lp[y] - lp[x]).slice(0, k).map((id) => ({ id, logprob: lp[id] })) : [];
+  return { logprob: lp[token], top };
+}
+
 /** Log-probabilities of the chosen tokens and the top-k alternatives, from the step's scores. */
 function stepLogprobs(scores: Float32Array[], tokens: number[], k: number): TokenLogprob[] {
-  return scores.map((s, b) => {
-    const lp = logSoftmax(s);
-    const top = k > 0 ? Array.from(lp.keys()).sort((x, y) => lp[y] - lp[x]).slice(0, k).map((id) => ({ id, logprob: lp[id] })) : [];
-    return { logprob: lp[tokens[b]], top };
-  });
+  return scores.map((s, b) => topLogprobs(logSoftmax(s), tokens[b], k));
 }
 
 /** Left-pads rows to one length: ids (pad 0) and the attention mask generateStream takes. */

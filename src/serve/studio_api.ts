@@ -87,10 +87,13 @@ function unload(o: StudioApiOptions, name: unknown): unknown {
   // the engine's running job holds the model's weights; freeing them under it would break it
   const { queued, running } = o.engine.stats();
   if (queued + running > 0) throw new ApiError(409, `'${id}' cannot be unloaded while ${queued + running} generation(s) run or wait; stop them first`, 'name', 'busy');
-  if (!o.models.remove(id)) {
-    const base = o.models.list().find((b) => b.adapter === null && b.pretrained === o.models.get(id)!.pretrained)?.id;
+  const served = o.models.get(id)!;
+  if (served.adapter !== null) {
+    const base = o.models.list().find((b) => b.adapter === null && b.pretrained === served.pretrained)?.id;
     throw new ApiError(409, `'${id}' is an adapter served over '${base}'; unloading '${base}' unloads it too`, 'name', 'adapter');
   }
+  o.engine.releaseModel?.(served.pretrained.model);
+  o.models.remove(id);
   loadedBytes.delete(id);
   return { name: id, loaded: false };
 }

@@ -23,9 +23,10 @@ test('every command answers --help with its flags and an example', () => {
     assert.ok(train.includes(flag), `train --help lists ${flag}`);
   assert.match(train, /--max-steps N\s+optimizer steps \(default 100\)/);
   const serve = runCli(['serve', '--help']).stdout;
-  for (const flag of ['--model [NAME=]DIR', '--adapter NAME=DIR', '--port N', '--host H', '--api-key KEY', '--max-queue N', '--max-body-bytes N'])
+  for (const flag of ['--model [NAME=]DIR', '--adapter NAME=DIR', '--port N', '--host H', '--api-key KEY', '--max-queue N', '--max-body-bytes N', '--engine batch|serial', '--kv-cache-mb N', '--prefill-chunk N', '--max-batch N'])
     assert.ok(serve.includes(flag), `serve --help lists ${flag}`);
-  assert.match(serve, /--max-queue N\s+requests that may wait while one generates \(default 64\)/);
+  assert.match(serve, /--max-queue N\s+requests that may wait for room in the batch \(default 64\)/);
+  assert.match(serve, /--kv-cache-mb N\s+the paged KV cache of each model, float32, in MB \(default 256\)/);
   const studio = runCli(['studio', '--help']).stdout;
   assert.match(studio, /--port N\s+default 7860/);
   assert.match(studio, /--host H\s+interface to bind \(default 127\.0\.0\.1\); any other than loopback needs --token/);

@@ -127,7 +127,9 @@ describe('kestrel serve: completions', () => {
       assert.deepEqual(content[t].bytes, [...Buffer.from(base.tokenizer!.decode([id]))]);
     });
     const comp = await c.completions.create({ model: 'tiny', prompt, max_tokens: 6, temperature: 0, logprobs: 2 });
-    assertClose(comp.choices[0].logprobs!.token_logprobs!, content.map((x) => x.logprob), { atol: 1e-6, rtol: 0, what: 'completions token_logprobs' });
+    // the same prompt again reuses the chat request's cached prefix blocks, so only its last block's
+    // tokens go through the matmuls, whose float32 rounding differs with the row count (~1e-6)
+    assertClose(comp.choices[0].logprobs!.token_logprobs!, content.map((x) => x.logprob), { atol: 1e-5, rtol: 0, what: 'completions token_logprobs' });
   });
 
   test('a stop string ends the text before it (the stop string is not returned)', async () => {

@@ -13,7 +13,8 @@ const fx = writeServeFixture();
 let server: RunningServer;
 
 before(async () => {
-  server = await startServer(['--model', `tiny=${fx.modelDir}`, '--max-queue', '0', '--max-body-bytes', '4096']);
+  // --max-batch 8: one request with n = 8 fills the continuous batch, so the next one must queue
+  server = await startServer(['--model', `tiny=${fx.modelDir}`, '--max-queue', '0', '--max-batch', '8', '--kv-cache-mb', '4', '--max-body-bytes', '4096']);
 });
 
 after(async () => {
@@ -121,7 +122,7 @@ describe('kestrel serve: bad requests', () => {
 describe('kestrel serve: load and disconnects', () => {
   const long = { model: 'tiny', prompt: 'go', max_tokens: 150, n: 8, temperature: 0, ignore_eos: true, stream: true } as const;
 
-  test('with --max-queue 0 a request arriving while one runs gets 429 with Retry-After; it succeeds later', async () => {
+  test('with a full batch and --max-queue 0 a request gets 429 with Retry-After; it succeeds later', async () => {
     const c = server.client();
     const first = await c.completions.create(long as never) as unknown as AsyncIterable<{ choices: { text: string }[] }>;
     const it = first[Symbol.asyncIterator]();
@@ -130,17 +131,16 @@ describe('kestrel serve: load and disconnects', () => {
     assert.equal(busy.status, 429);
     assert.equal(busy.headers.get('retry-after'), '1');
     assert.equal(((await busy.json()) as { error: { code: string } }).error.code, 'queue_full');
-    // the running job's KV cache: keys and values of 2 layers x 8 rows x 2 kv heads x (2 + 150) positions x 8 dims, float32
-    const kvBytes = 2 * 2 * 8 * 2 * (2 + 150) * 8 * 4;
-    const during = await metric(server.url, 'kestrel_memory_bytes{tag="activation"}');
-    assert.ok(during >= kvBytes, `activation bytes ${during} hold the ${kvBytes}-byte KV cache`);
+    // the running job's paged KV cache: each of its 8 rows holds at least one block of 16 tokens
+    const during = await metric(server.url, 'kestrel_kv_blocks_used');
+    assert.ok(during >= 8, `${during} KV blocks in use by 8 rows`);
+    assert.ok(during <= (await metric(server.url, 'kestrel_kv_blocks_total')));
     let chunks = 1;
     for (let r = await it.next(); !r.done; r = await it.next()) chunks++;
     assert.ok(chunks > 1);
     const later = await c.completions.create({ model: 'tiny', prompt: 'hi', max_tokens: 2, temperature: 0 });
     assert.equal(later.choices.length, 1);
-    const after = await metric(server.url, 'kestrel_memory_bytes{tag="activation"}');
-    assert.ok(after < kvBytes, `the caches were freed (activation bytes ${after})`);
+    assert.equal(await metric(server.url, 'kestrel_kv_blocks_used'), 0, 'the blocks were freed');
   });
 
   test('a client that disconnects mid-stream stops its generation', async () => {
@@ -179,7 +179,7 @@ describe('kestrel serve: --api-key, /health, /metrics, --help', () => {
     assert.equal((await fetch(`${keyed.url}/v1/models`)).status, 401);
     const models = await keyed.client('sekret').models.list();
     assert.deepEqual(models.data.map((m) => m.id), ['tiny']); // named after its folder
-    assert.deepEqual(await (await fetch(`${keyed.url}/health`)).json(), { status: 'ok', queued: 0, running: 0 });
+    assert.deepEqual(await (await fetch(`${keyed.url}/health`)).json(), { status: 'ok', queued: 0, running: 0, kvBlocksUsed: 0, kvBlocksTotal: 0 });
   });
 
   test('/metrics counts what was served', async () => {

@@ -2,7 +2,7 @@
 // against a `kestrel studio` on two tiny models. It loads both, chats (the reply kept in the
 // conversation equals the server's greedy reply to the same request), edits a template and sees
 // the preview follow, breaks it and sees the line, attaches files to a chat message, runs the arena with both models until both
-// show their timings, and uploads a dataset, starts a LoRA fine-tune, watches the loss chart get
+// show their timings (streamed at once: their timings overlap), and uploads a dataset, starts a LoRA fine-tune, watches the loss chart get
 // points and stops it. Screenshots of each page go to test-output/studio/ for a human to look at.
 import assert from 'node:assert/strict';
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
@@ -194,6 +194,9 @@ test('arena: two models stream side by side and both show their timings; a vote 
   assert.equal(rounds[0].winner, 'tiny-copy');
   assert.deepEqual(rounds[0].runs.map((r) => r.model), ['tiny', 'tiny-copy']);
   for (const r of rounds[0].runs) assert.ok(r.ttftMs > 0 && r.totalMs >= r.ttftMs && r.tokens >= 1, JSON.stringify(r));
+  // streamed at once (continuous batching), not one after the other: each model's first token came before either finished
+  const [a, b] = rounds[0].runs;
+  assert.ok(Math.max(a.ttftMs, b.ttftMs) < Math.min(a.totalMs, b.totalMs), `the streams overlapped: ${JSON.stringify(rounds[0].runs)}`);
 });
 
 test('training page: upload a dataset, start a LoRA fine-tune, see the loss chart get points, stop it', async () => {

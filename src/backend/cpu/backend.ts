@@ -7,7 +7,7 @@ import { TWO_POW_32 } from '../../tensor/rng.js';
 import { Storage } from '../../tensor/storage.js';
 import {
   ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, GLU_ACTIVATIONS, type Kernels, type QuantWeight, REDUCE_OPS,
-  type SpectralKernels, STFT_MODES, UNARY_OPS, type View,
+  type PagedKernels, type SpectralKernels, STFT_MODES, UNARY_OPS, type View,
 } from '../kernels.js';
 import { type NativeAddon, loadNative } from '../addon.js';
 import { type NativeView, Packer } from './native.js';
@@ -116,6 +116,16 @@ function makeSpectral(p: Packer): SpectralKernels {
   };
 }
 
+// the order native/paged_attention.cc reads
+function makePaged(p: Packer): PagedKernels {
+  return {
+    pagedWrite: (src, slots, pool) => p.view(nativeView(src)).view(nativeView(slots)).view(nativeView(pool)).call('paged_write'),
+    pagedAttention: (q, k, v, table, seq, pos, o, out) =>
+      p.view(nativeView(q)).view(nativeView(k)).view(nativeView(v)).view(nativeView(table)).view(nativeView(seq)).view(nativeView(pos))
+        .num(o.scale).num(o.window).num(o.softcap).num(o.blockSize).view(nativeView(out)).call('paged_attention'),
+  };
+}
+
 /** The CPU backend, or null when the addon is not built. */
 export function createCpuBackend(): Backend | null {
   const addon = loadNative();
@@ -155,6 +165,7 @@ export function createCpuBackend(): Backend | null {
     },
     kernels: withHalfOperands(makeKernels(packer), (n) => new CpuStorage(addon, addon.alloc(n * 4, false), 'float32', n, 'activation')),
     spectral: makeSpectral(packer),
+    paged: makePaged(packer),
     // matmul and quantLinear take bf16/fp16 operands (native/gemm_half.h: AMX, AVX-512 BF16 or
     // converting while packing; float32 accumulation); the elementwise, norm, rope, softmax and
     // attention kernels through float32 scratch (half_operands.ts)

@@ -11,6 +11,7 @@ import * as nn from './nn.js';
 import { argReduce, reduce } from './reduce.js';
 import { adamw } from './optim.js';
 import { quantLinear, quantLinearBackward } from './quant.js';
+import { pagedAttention, pagedWrite } from './paged.js';
 import { spectral } from './spectral.js';
 import { RefStorage } from './storage.js';
 import { readFully } from '../read_file.js';
@@ -48,6 +49,7 @@ export const refBackend: Backend = {
   },
   kernels,
   spectral,
+  paged: { pagedWrite, pagedAttention },
   halfMatmul: false,
   halfElementwise: false,
   halfAttention: false,

@@ -87,7 +87,7 @@ export function ArenaPage(props: { models: string[] }) {
       <div class="pick">{props.models.map((m) => <label key={m}><input type="checkbox" name={`pick-${m}`} checked={picked.includes(m)} onChange={() => toggle(m)} /> {m}</label>)}</div>
       <textarea name="arena-prompt" placeholder="Prompt for every model" value={prompt} onInput={(e) => setPrompt((e.target as HTMLTextAreaElement).value)} />
       <label>max_tokens <input type="number" name="arena-max-tokens" min={1} value={maxTokens} onChange={(e) => setMaxTokens(Number((e.target as HTMLInputElement).value))} /></label>
-      <p class="note">The server generates one request at a time, so a model's time to first token includes waiting for the ones before it.</p>
+      <p class="note">The models stream at once: the server batches their requests (continuous batching, one forward per model in turn), so their timings overlap.</p>
       <button onClick={go} disabled={running || picked.length < 2 || !prompt.trim()}>Run {picked.length} models</button>
       <div class="columns">
         {runs.map((r) => (

@@ -1,0 +1,92 @@
+// Greedy decoding through the paged cache (src/infer/paged_step.ts) on the decoder fixtures:
+// transformers' left-padded batch, unpadded and run as one ragged batch (prompt chunks of 3
+// tokens, so sequences are at different stages in one forward), gives exactly transformers'
+// greedy ids; covers GQA, a sliding window (mistral), soft-capping (gemma2), fused projections
+// (phi3) and MoE (mixtral). Also the block allocator: reference counts, prefix reuse, eviction.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import * as k from '../../src/index.js';
+import { pagedStep } from '../../src/infer/paged_step.js';
+import { argmax } from '../../src/infer/sampling.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { fixture } from '../fixtures.js';
+import { hasCpu } from '../helpers.js';
+
+const FIXTURES = ['llama', 'mistral-sliding-window', 'gemma2', 'qwen2', 'phi3', 'mixtral'];
+const CHUNK = 3;
+
+/** Greedy continuation of every prompt at once through the paged cache: each step feeds every unfinished prompt's next chunk or its last token. */
+function pagedGreedy(model: k.CausalLM, prompts: number[][], steps: number): number[][] {
+  const c = model.config;
+  const cache = new k.PagedKVCache({ numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim }, 64, 4, 'cpu');
+  const seqs = prompts.map((p) => cache.open(p, ''));
+  const tokens = prompts.map((p) => p.slice());
+  const out = prompts.map(() => [] as number[]);
+  while (out.some((o) => o.length < steps)) {
+    const inputs = seqs.flatMap((seq, i) => {
+      if (out[i].length >= steps) return [];
+      const todo = tokens[i].length - seq.cached;
+      const count = Math.min(todo, CHUNK);
+      cache.reserve(seq, seq.cached + count);
+      return [{ seq, tokens: tokens[i].slice(seq.cached, seq.cached + count), wantLogits: count === todo, i }];
+    });
+    const logits = pagedStep(model, cache, inputs);
+    inputs.filter((x) => x.wantLogits).forEach((x, j) => {
+      const t = argmax(logits[j]);
+      tokens[x.i].push(t);
+      out[x.i].push(t);
+    });
+  }
+  for (const s of seqs) cache.close(s);
+  assert.equal(cache.allocator.used, 0);
+  cache.dispose();
+  return out;
+}
+
+for (const name of FIXTURES) {
+  const fx = fixture('models', name);
+  describe(`${name}: greedy ids through the paged cache equal transformers'`, { skip: fx.skip || (!hasCpu() && 'native addon not built') }, () => {
+    test('the left-padded batch, unpadded and run ragged', async () => {
+      const { model } = await k.loadCausalLM(fx.path, { backend: 'cpu' });
+      using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
+      const ids = g.tensor('genb.input_ids').toArray() as number[][];
+      const mask = g.tensor('genb.attention_mask').toArray() as number[][];
+      const want = g.tensor('genb.output_ids').toArray() as number[][];
+      const T = ids[0].length;
+      const prompts = ids.map((row, b) => row.filter((_, j) => mask[b][j] === 1));
+      const steps = want[0].length - T;
+      const got = pagedGreedy(model as k.CausalLM, prompts, steps);
+      got.forEach((row, b) => assert.deepEqual(row, want[b].slice(T), `${name} row ${b} (prompt of ${prompts[b].length} tokens)`));
+      model.dispose();
+    });
+  });
+}
+
+describe('BlockAllocator', () => {
+  test('reference counts, prefix reuse, free at once, eviction of the oldest cached prefix', () => {
+    const a = new k.BlockAllocator(3);
+    const [h1, h2] = k.prefixHashes([1, 2, 3, 4], 2, 'base');
+    assert.notEqual(h1, k.prefixHashes([1, 2], 2, 'adapter')[0], 'the salt changes the hash');
+    assert.equal(k.prefixHashes([1, 2, 3], 2, 'base').length, 1, 'only full blocks are hashed');
+    const b0 = a.allocate();
+    const b1 = a.allocate();
+    a.register(b0, h1);
+    a.register(b1, h2);
+    assert.equal(a.lookup(h1), b0);
+    assert.equal(a.refCount(b0), 2);
+    assert.equal(a.used, 2);
+    a.release(b0);
+    a.release(b0);
+    a.release(b1);
+    assert.equal(a.used, 0, 'unreferenced blocks are not in use');
+    assert.equal(a.available, 3);
+    assert.equal(a.lookup(h2), b1, 'an unreferenced block keeps its prefix until evicted');
+    a.release(b1);
+    const fresh = a.allocate(); // the never-used block first
+    assert.ok(fresh !== b0 && fresh !== b1);
+    assert.equal(a.allocate(), b0, 'then the least recently freed cached block');
+    assert.equal(a.lookup(h1), null, 'its prefix is forgotten');
+    assert.throws(() => a.release(fresh) ?? a.release(fresh), /released more often/);
+  });
+});
