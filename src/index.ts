@@ -30,6 +30,7 @@ export {
 } from './ops/loss.js';
 export { rope, ropeComposite, rotaryTables } from './ops/rope.js';
 export { glu, gluComposite, type GluActivationName } from './ops/glu.js';
+export { groupedLinear, groupedLinears, groupedLinearComposite } from './ops/fused/grouped_linear.js';
 export { scaledDotProductAttention, attentionComposite, dropout, type AttentionOptions } from './ops/attention.js';
 export { toArray, toFloat32Array, toTypedArray, item } from './ops/transfer.js';
 export { checkpoint, noGrad, withGradMode, isGradEnabled, runBackward } from './autograd/index.js';
