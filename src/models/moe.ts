@@ -65,6 +65,8 @@ export class SparseMoe extends Module {
   shared_expert_gate?: Linear;
   /** the last forward's routing load (host numbers; the trainer logs it) */
   lastLoad: ExpertLoad | null = null;
+  /** run forwardLoop instead of the grouped path (the reference, for tests and benchmarks) */
+  loop = false;
 
   constructor(readonly c: DecoderConfig, init: InitOpts) {
     super();
@@ -112,7 +114,7 @@ export class SparseMoe extends Module {
   forward(x: Tensor): { out: Tensor; routerLogits: Tensor } {
     const projections = this.experts.map(expertProjections);
     const weights = ['gate', 'up', 'down'].map((p) => projections.map((e) => plainWeight(e[p as 'gate' | 'up' | 'down'])));
-    if (weights.some((ws) => ws.some((w) => w === null))) return this.forwardLoop(x);
+    if (this.loop || weights.some((ws) => ws.some((w) => w === null))) return this.forwardLoop(x);
     const [gateW, upW, downW] = weights as Tensor[][];
     return tidy(() => {
       const { input, routerLogits, r } = this.routeTokens(x);

@@ -66,7 +66,7 @@ export function route(logits: Tensor, o: RoutingOptions): Routing {
   const [N, E] = logits.shape;
   const k = o.topK;
   if (!Number.isInteger(k) || k < 1 || k > E) throw new Error(`route: top-k ${k} must be in 1..${E} (the number of experts)`);
-  const l32 = to(logits, 'float32');
+  const l32 = logits.dtype === 'float64' ? logits : to(logits, 'float32'); // HF routes in float32
   const probs = softmax(l32, -1);
   const host = toFloat32Array(o.order === 'softmax_topk' ? probs : l32);
   const experts = Array.from({ length: N }, (_, n) => topIndices(host.subarray(n * E, (n + 1) * E), k));
