@@ -63,8 +63,10 @@ export class SparseMoe extends Module {
   experts: AnyExpert[];
   shared_expert?: Mlp;
   shared_expert_gate?: Linear;
-  /** the last forward's routing load (host numbers; the trainer logs it) */
+  /** the last forward's routing load (host numbers) */
   lastLoad: ExpertLoad | null = null;
+  /** the loads summed since takeLoad() (the trainer logs one per step) */
+  private summedLoad: ExpertLoad | null = null;
   /** run forwardLoop instead of the grouped path (the reference, for tests and benchmarks) */
   loop = false;
 
@@ -80,6 +82,13 @@ export class SparseMoe extends Module {
     }
   }
 
+  /** The routing load summed over every forward since the last call (null: none ran), and a fresh start. */
+  takeLoad(): ExpertLoad | null {
+    const l = this.summedLoad;
+    this.summedLoad = null;
+    return l;
+  }
+
   private get moe(): MoeConfig {
     return this.c.moe!;
   }
@@ -93,6 +102,10 @@ export class SparseMoe extends Module {
     const routerLogits = this.gate.forward(input);
     const r = route(routerLogits, { topK: this.moe.topK, order: this.moe.routing, normTopkProb: this.moe.normTopkProb, capacityFactor: this.moe.capacityFactor });
     this.lastLoad = { chosen: r.chosen, dropped: r.dropped, tokens: B * T };
+    const sum = this.summedLoad;
+    this.summedLoad = sum
+      ? { chosen: sum.chosen.map((n, e) => n + r.chosen[e]), dropped: sum.dropped + r.dropped, tokens: sum.tokens + B * T }
+      : { ...this.lastLoad, chosen: [...r.chosen] };
     return { input, routerLogits, r };
   }
 
