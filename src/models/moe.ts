@@ -8,7 +8,6 @@
 // is tested against and the path for experts whose projections cannot be grouped.
 import { rand, tensor, zeros } from '../ops/creation.js';
 import { add, mul, to, unary } from '../ops/elementwise.js';
-import { groupedLinear, groupedLinears } from '../ops/fused/grouped_linear.js';
 import { glu } from '../ops/glu.js';
 import { indexAdd, indexSelect } from '../ops/indexing.js';
 import { reshape, unsqueeze } from '../ops/view.js';
@@ -20,6 +19,7 @@ import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig, MoeConfig } from './config.js';
 import { Mlp } from './mlp.js';
 import { type Routing, route } from './moe_routing.js';
+import { canGroup, groupedProjection, groupedProjections } from './moe_projections.js';
 
 /** Mixtral's expert (MixtralBlockSparseTop2MLP): w2(act(w1 x) * w3 x). */
 export class Expert extends Module {
@@ -45,8 +45,6 @@ export function expertProjections(e: AnyExpert): { gate: Module; up: Module; dow
   return e instanceof Expert ? { gate: e.w1, up: e.w3, down: e.w2 } : { gate: e.gate_proj!, up: e.up_proj!, down: e.down_proj };
 }
 
-/** The plain weight of a bias-free Linear, or null when the projection is something else (then the loop runs). */
-const plainWeight = (m: Module): Tensor | null => (m instanceof Linear && !m.bias ? m.weight : null);
 
 /** One forward's load per expert: how many slots chose it, how many were dropped over capacity. */
 export interface ExpertLoad {
@@ -125,19 +123,23 @@ export class SparseMoe extends Module {
 
   /** x [B, T, D] -> out [B, T, D] and router logits [B*T, E]; the grouped computation. */
   forward(x: Tensor): { out: Tensor; routerLogits: Tensor } {
-    const projections = this.experts.map(expertProjections);
-    const weights = ['gate', 'up', 'down'].map((p) => projections.map((e) => plainWeight(e[p as 'gate' | 'up' | 'down'])));
-    if (this.loop || weights.some((ws) => ws.some((w) => w === null))) return this.forwardLoop(x);
-    const [gateW, upW, downW] = weights as Tensor[][];
+    if (this.loop || !this.groupable()) return this.forwardLoop(x);
+    const p = this.experts.map(expertProjections);
     return tidy(() => {
       const { input, routerLogits, r } = this.routeTokens(x);
       const tokenIdx = tensor(r.tokenOfSlot, { dtype: 'int64', backend: x.backendName });
       const sorted = indexSelect(input, 0, tokenIdx); // [S, D], S = kept slots, grouped by expert
-      const [g, u] = groupedLinears(sorted, [gateW, upW], r.offsets);
-      const y = groupedLinear(glu(g, u, this.c.activation), downW, r.offsets);
+      const [g, u] = groupedProjections(sorted, [p.map((e) => e.gate), p.map((e) => e.up)], r.offsets);
+      const y = groupedProjection(glu(g, u, this.c.activation), p.map((e) => e.down), r.offsets);
       const out = this.withShared(input, this.combine(input, r, y, tokenIdx));
       return { out: reshape(out, x.shape), routerLogits };
     });
+  }
+
+  /** Whether every projection of the experts can run grouped (else forwardLoop runs). */
+  groupable(): boolean {
+    const p = this.experts.map(expertProjections);
+    return (['gate', 'up', 'down'] as const).every((n) => canGroup(p.map((e) => e[n])));
   }
 
   /** The same block as HF's loop: each expert's module on its own tokens, one after another. */
