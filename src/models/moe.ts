@@ -20,6 +20,7 @@ import type { DecoderConfig, MoeConfig } from './config.js';
 import { Mlp } from './mlp.js';
 import { type Routing, route } from './moe_routing.js';
 import { canGroup, groupedProjection, groupedProjections } from './moe_projections.js';
+import { type ExpertParallelGroup, expertParallelCompute, freezeForeignExperts, ownedExperts } from './moe_expert_parallel.js';
 
 /** Mixtral's expert (MixtralBlockSparseTop2MLP): w2(act(w1 x) * w3 x). */
 export class Expert extends Module {
@@ -67,6 +68,8 @@ export class SparseMoe extends Module {
   private summedLoad: ExpertLoad | null = null;
   /** run forwardLoop instead of the grouped path (the reference, for tests and benchmarks) */
   loop = false;
+  /** the expert-parallel group this block's experts are split over (setExpertParallel), or null */
+  private expertParallel: ExpertParallelGroup | null = null;
 
   constructor(readonly c: DecoderConfig, init: InitOpts) {
     super();
@@ -123,17 +126,39 @@ export class SparseMoe extends Module {
 
   /** x [B, T, D] -> out [B, T, D] and router logits [B*T, E]; the grouped computation. */
   forward(x: Tensor): { out: Tensor; routerLogits: Tensor } {
-    if (this.loop || !this.groupable()) return this.forwardLoop(x);
-    const p = this.experts.map(expertProjections);
+    if (this.loop || !this.groupable()) {
+      if (this.expertParallel) throw new Error('SparseMoe: expert parallelism needs the grouped path (plain, 4-bit or LoRA experts of one kind)');
+      return this.forwardLoop(x);
+    }
     return tidy(() => {
       const { input, routerLogits, r } = this.routeTokens(x);
       const tokenIdx = tensor(r.tokenOfSlot, { dtype: 'int64', backend: x.backendName });
       const sorted = indexSelect(input, 0, tokenIdx); // [S, D], S = kept slots, grouped by expert
-      const [g, u] = groupedProjections(sorted, [p.map((e) => e.gate), p.map((e) => e.up)], r.offsets);
-      const y = groupedProjection(glu(g, u, this.c.activation), p.map((e) => e.down), r.offsets);
+      const ep = this.expertParallel;
+      let y: Tensor;
+      if (ep) {
+        const { first, count } = ownedExperts(this.experts.length, ep);
+        y = expertParallelCompute(sorted, r.offsets, ep, (xs, offsets) => this.runExperts(this.experts.slice(first, first + count), xs, offsets));
+      } else y = this.runExperts(this.experts, sorted, r.offsets);
       const out = this.withShared(input, this.combine(input, r, y, tokenIdx));
       return { out: reshape(out, x.shape), routerLogits };
     });
+  }
+
+  /** Experts over their sorted rows: gate and up in one grouped pass, then down. */
+  private runExperts(experts: readonly AnyExpert[], sorted: Tensor, offsets: readonly number[]): Tensor {
+    const p = experts.map(expertProjections);
+    const [g, u] = groupedProjections(sorted, [p.map((e) => e.gate), p.map((e) => e.up)], offsets);
+    return groupedProjection(glu(g, u, this.c.activation), p.map((e) => e.down), offsets);
+  }
+
+  /**
+   * Splits the experts over an expert-parallel group (moe_expert_parallel.ts): this rank computes its
+   * own experts for every rank's tokens; the others are frozen here (their owners train them).
+   */
+  setExpertParallel(group: ExpertParallelGroup | null): void {
+    if (group) freezeForeignExperts(this.experts, group);
+    this.expertParallel = group;
   }
 
   /** Whether every projection of the experts can run grouped (else forwardLoop runs). */
@@ -165,4 +190,14 @@ export class SparseMoe extends Module {
       return { out: reshape(this.withShared(input, routed), x.shape), routerLogits };
     });
   }
+}
+
+/**
+ * Splits every MoE layer's experts over an expert-parallel group; returns the number of MoE layers.
+ * @example const ep = await world.newGroup([0, 1, 2, 3]); setExpertParallel(model, ep!)
+ */
+export function setExpertParallel(model: Module, group: ExpertParallelGroup | null): number {
+  const blocks = model.namedModules().map(([, m]) => m).filter((m): m is SparseMoe => m instanceof SparseMoe);
+  for (const b of blocks) b.setExpertParallel(group);
+  return blocks.length;
 }
