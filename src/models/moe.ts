@@ -20,7 +20,7 @@ import type { DecoderConfig, MoeConfig } from './config.js';
 import { Mlp } from './mlp.js';
 import { type Routing, route } from './moe_routing.js';
 import { canGroup, groupedProjection, groupedProjections } from './moe_projections.js';
-import { type ExpertParallelGroup, expertParallelCompute, freezeForeignExperts, ownedExperts } from './moe_expert_parallel.js';
+import { type ExpertParallelGroup, expertParallelCompute, releaseForeignExperts, ownedExperts } from './moe_expert_parallel.js';
 
 /** Mixtral's expert (MixtralBlockSparseTop2MLP): w2(act(w1 x) * w3 x). */
 export class Expert extends Module {
@@ -154,10 +154,10 @@ export class SparseMoe extends Module {
 
   /**
    * Splits the experts over an expert-parallel group (moe_expert_parallel.ts): this rank computes its
-   * own experts for every rank's tokens; the others are frozen here (their owners train them).
+   * own experts for every rank's tokens; the others' weights are released here (their owners train them).
    */
   setExpertParallel(group: ExpertParallelGroup | null): void {
-    if (group) freezeForeignExperts(this.experts, group);
+    if (group) releaseForeignExperts(this.experts, group);
     this.expertParallel = group;
   }
 

@@ -7,8 +7,9 @@
 //      so each block is padded to M rows (a zero row stands in for the padding)
 //   3. allToAll of the slots' rows [P*M, D], and 4. allToAll of the results back
 // The all-to-all is its own transpose, so backward runs the same two exchanges in reverse order
-// (expertAllToAll records that). The dense part is replicated: its gradients are all-reduced
-// over the data-parallel group by the caller, as for any data-parallel model.
+// (expertAllToAll records that). A rank keeps only its own experts' weights (releaseForeignExperts).
+// The dense part is replicated: its gradients are all-reduced over the data-parallel group by the
+// caller, as for any data-parallel model.
 import { tensor, zeros } from '../ops/creation.js';
 import { emptyLike, record } from '../ops/dispatch.js';
 import { cat, indexSelect } from '../ops/indexing.js';
@@ -16,7 +17,8 @@ import { toFloat32Array } from '../ops/transfer.js';
 import { contiguous } from '../ops/view.js';
 import { isGradEnabled } from '../tensor/grad_mode.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { Module } from '../nn/module.js';
+import { type Module, Parameter, isParameter } from '../nn/module.js';
+import { isMeta, metaTensor } from '../tensor/meta.js';
 
 /** What expert parallelism needs of a process group (src/dist's ProcessGroup provides it). */
 export interface ExpertParallelGroup {
@@ -105,8 +107,19 @@ export function expertParallelCompute(
   return indexSelect(returned, 0, tensor(retIdx, { dtype: 'int64', ...opts }));
 }
 
-/** Marks each block's experts owned elsewhere as frozen (they get no gradient here and are not updated). */
-export function freezeForeignExperts(experts: readonly Module[], group: Pick<ExpertParallelGroup, 'rank' | 'size'>): void {
+/**
+ * Releases the weights of the experts other ranks own: each becomes a frozen meta placeholder of the
+ * same shape (no storage, so a rank holds only its 1/P of the expert weights; their owners train them).
+ */
+export function releaseForeignExperts(experts: readonly Module[], group: Pick<ExpertParallelGroup, 'rank' | 'size'>): void {
   const { first, count } = ownedExperts(experts.length, group);
-  experts.forEach((e, i) => (i < first || i >= first + count) && e.requiresGrad_(false));
+  experts.forEach((e, i) => {
+    if (i >= first && i < first + count) return;
+    for (const [, m] of e.namedModules())
+      for (const [key, v] of Object.entries(m))
+        if (isParameter(v) && !isMeta(v)) {
+          Reflect.set(m, key, Parameter(metaTensor([...v.shape], v.dtype), false));
+          v.dispose();
+        }
+  });
 }

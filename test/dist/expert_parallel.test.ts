@@ -1,5 +1,6 @@
 // Expert parallelism over real rank processes: 2 and 4 ranks, each owning 2 or 1 of the 4 experts
-// of every MoE layer and exchanging tokens by all-to-all, equal 1 rank training on the whole batch:
+// of every MoE layer (holding only those weights) and exchanging tokens by all-to-all, equal 1 rank
+// training on the whole batch:
 // the same loss curve over 3 AdamW steps and the same final weights (every dense weight on every
 // rank, each expert on its owner) within float32 tolerance (GEMMs over different row counts round
 // differently in the last bits).
@@ -13,6 +14,9 @@ interface RankOut {
   losses: number[];
   weights: Record<string, number[]>;
   grouped: boolean;
+  paramBytesBefore: number;
+  paramBytes: number;
+  expertBytes: number;
 }
 
 async function run(n: number): Promise<RankOut[]> {
@@ -30,6 +34,9 @@ test('expert parallel on 2 and 4 ranks equals 1 rank: loss curve and final weigh
     const ranks = await run(n);
     const perExpert = 4 / n;
     for (const r of ranks) {
+      // a rank keeps 1/n of the expert weights: the rest of its parameter memory was released
+      assert.equal(r.expertBytes, one.expertBytes / n, `${n} ranks: rank ${r.rank} expert bytes`);
+      assert.equal(r.paramBytesBefore - r.paramBytes, one.expertBytes - one.expertBytes / n, `${n} ranks: rank ${r.rank} released bytes`);
       assertClose(r.losses, one.losses, { atol: 1e-6, rtol: 1e-5, what: `${n} ranks: rank ${r.rank} loss curve` });
       const own = Object.keys(r.weights);
       for (const [name, want] of Object.entries(one.weights)) {

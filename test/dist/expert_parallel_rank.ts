@@ -19,8 +19,10 @@ const config = decoderConfig({
   num_key_value_heads: 2, num_local_experts: 4, num_experts_per_tok: 2, initializer_range: 0.2,
 }, 'expert-parallel test config');
 const model = new k.CausalLM(config, { generator: new k.Generator(5), backend: 'cpu' });
+const paramBytesBefore = k.memory.stats().current.param;
 const ep = P > 1 ? await world.newGroup(world.ranks) : null;
 if (ep) setExpertParallel(model, ep);
+const paramBytes = k.memory.stats().current.param;
 
 const allIds = Array.from({ length: ROWS }, (_, r) => Array.from({ length: T }, (_, t) => (r * 11 + t * 7 + ((r * t) % 5)) % 40));
 const mine = allIds.slice((world.rank * ROWS) / P, ((world.rank + 1) * ROWS) / P);
@@ -47,5 +49,6 @@ for (let step = 0; step < STEPS; step++) {
 }
 const weights = Object.fromEntries(params.map(([n, p]) => [n, Array.from(p.toFloat32Array())]));
 const blocks = model.model.layers.map((l) => l.sparseBlock() as SparseMoe);
-process.stdout.write(JSON.stringify({ rank: world.rank, losses, weights, grouped: blocks.every((b) => b.groupable()) }) + '\n');
+const expertBytes = model.namedParameters().filter(([n, p]) => isExpert(n) && !k.isMeta(p)).reduce((a, [, p]) => a + p.numel * 4, 0);
+process.stdout.write(JSON.stringify({ rank: world.rank, losses, weights, grouped: blocks.every((b) => b.groupable()), paramBytesBefore, paramBytes, expertBytes }) + '\n');
 world.destroy();
