@@ -1,10 +1,11 @@
 // One rank of the expert-parallel test (test/dist/expert_parallel.test.ts runs 1, 2 and 4 of
 // these): a tiny Mixtral-style model (4 experts, top-2), the same seeded weights everywhere; rank r
 // trains on its share of a fixed global batch, its experts split over an expert-parallel group,
-// the dense gradients all-reduced over the world. Prints the global loss per step and the weights
-// it owns (every dense weight, its own experts) as JSON on stdout.
+// the dense gradients all-reduced over the world by DistributedDataParallel. Prints the global
+// loss per step and the weights it owns (every dense weight, its own experts) as JSON on stdout.
 import * as k from '../../src/index.js';
 import { initProcessGroup } from '../../src/dist/init.js';
+import { DistributedDataParallel } from '../../src/dist/ddp.js';
 import { setExpertParallel, type SparseMoe } from '../../src/models/moe.js';
 import { decoderConfig } from '../../src/models/registry.js';
 
@@ -31,17 +32,21 @@ const targets = ROWS * (T - 1); // the global batch's target tokens normalise ev
 const isExpert = (name: string): boolean => name.includes('.experts.');
 const params = model.namedParameters().filter(([, p]) => p.requiresGrad);
 const opt = new k.optim.AdamW(params.map(([, p]) => p), { lr: 1e-2 });
+const dense = params.filter(([n]) => !isExpert(n)).map(([, p]) => p);
+const ddp = ep ? new DistributedDataParallel(world) : null;
 const losses: number[] = [];
 for (let step = 0; step < STEPS; step++) {
   for (const [, p] of params) p.zeroGrad();
+  // the dense part is data parallel (DDP's bucketed all-reduce over the world while backward runs,
+  // beside the expert exchanges on the expert-parallel group); each expert's gradient is whole on its owner
+  ddp?.arm(dense);
   const local = k.tidy(() => {
     const ids = k.tensor(mine, { dtype: 'int64', backend: 'cpu' });
     const loss = model.forward({ inputIds: ids, labels: ids, lossReduction: 'sum', routerAuxLoss: false }).loss!.div(targets);
     loss.backward();
     return loss.item();
   });
-  // the dense part is data parallel: its gradients sum over every rank; each expert's gradient is whole on its owner
-  for (const [name, p] of params) if (!isExpert(name) || !ep) await world.allReduce(p.grad!);
+  await ddp?.finish(dense);
   const total = k.tensor([local], { backend: 'cpu' });
   await world.allReduce(total);
   losses.push(total.item());

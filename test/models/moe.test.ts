@@ -4,12 +4,16 @@
 // layers (mlp_only_layers / decoder_sparse_step), capacity dropping and router jitter. Routing and
 // capacity are checked on hand-worked examples.
 import assert from 'node:assert/strict';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import type { Json } from '../../src/models/families/hf_config.js';
 import { type SparseMoe } from '../../src/models/moe.js';
 import { route, sortSlots } from '../../src/models/moe_routing.js';
 import { decoderConfig } from '../../src/models/registry.js';
+import { loadPretrained, savePretrained } from '../../src/models/load.js';
 import { assertClose, hasCpu, seededTensor } from '../helpers.js';
 
 /** A small random Qwen2-MoE config.json (odd sizes unless overridden). */
@@ -60,6 +64,21 @@ describe('grouped MoE equals the per-expert loop', () => {
     test(`${what} (ref, float64, every gradient)`, () => groupedEqualsLoop(raw, 'ref', 'float64', 1e-12));
     test(`${what} (cpu, float32, every gradient)`, { skip: hasCpu() ? false : 'cpu addon not built' }, () => groupedEqualsLoop(raw, 'cpu', 'float32', 2e-6));
   }
+
+  test('save -> load in HF keys round-trips a config with dense layers, bit for bit', async () => {
+    const raw = qwenMoe({ decoder_sparse_step: 2, mlp_only_layers: [], num_hidden_layers: 3 });
+    const model = new k.CausalLM(decoderConfig(raw, 'c'), { generator: new k.Generator(9) });
+    const dir = mkdtempSync(join(tmpdir(), 'kestrel-qwen2moe-'));
+    savePretrained(dir, { model, hfConfig: raw });
+    const back = await loadPretrained(dir);
+    const a = model.stateDict();
+    const b = back.model.stateDict();
+    assert.deepEqual(Object.keys(b).sort(), Object.keys(a).sort());
+    assert.ok(Object.keys(a).includes('model.layers.1.mlp.experts.4.up_proj.weight') && Object.keys(a).includes('model.layers.2.mlp.up_proj.weight'));
+    for (const [n, t] of Object.entries(b)) assert.deepEqual(t.toTypedArray(), a[n].toTypedArray(), n);
+    model.dispose();
+    back.model.dispose();
+  });
 
   test('dense layers are plain MLPs under `mlp`, sparse ones carry experts and the shared expert', () => {
     const m = new k.CausalLM(decoderConfig(qwenMoe({ decoder_sparse_step: 2, mlp_only_layers: [2], num_hidden_layers: 4 }), 'c'), { backend: 'meta' });
