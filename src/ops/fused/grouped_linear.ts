@@ -69,19 +69,15 @@ function recordSet(y: Tensor, x: Tensor, ws: readonly Tensor[], offsets: readonl
     const g = contiguous(g0);
     const groups = offsets.length - 1;
     const dx = x.requiresGrad ? emptyLike(g, xs.shape) : null;
-    if (dx) {
-      const items: MatmulItem[] = [];
-      for (let e = 0; e < groups; e++) {
-        const n = offsets[e + 1] - offsets[e];
-        if (n > 0) items.push({ a: rows(g, offsets[e], n), b: wsSaved[e], out: rows(dx, offsets[e], n) });
-      }
-      runList(g, items, false);
-    }
     const dws = ws.map((w, e) => (w.requiresGrad ? emptyLike(g, wsSaved[e].shape) : null));
+    // dx and every dW in one pass: all outputs are distinct
     const items: MatmulItem[] = [];
-    dws.forEach((dw, e) => {
-      if (dw) items.push({ a: rows(g, offsets[e], offsets[e + 1] - offsets[e], true), b: rows(xs, offsets[e], offsets[e + 1] - offsets[e]), out: dw });
-    });
+    for (let e = 0; e < groups; e++) {
+      const [o, n] = [offsets[e], offsets[e + 1] - offsets[e]];
+      if (dx && n > 0) items.push({ a: rows(g, o, n), b: wsSaved[e], out: rows(dx, o, n) });
+      const dw = dws[e];
+      if (dw) items.push({ a: rows(g, o, n, true), b: rows(xs, o, n), out: dw });
+    }
     runList(g, items, false);
     if (g !== g0) g.dispose();
     return [dx, ...dws];
