@@ -50,6 +50,8 @@ export * as nn from './nn/index.js';
 export { SafetensorsFile, saveSafetensors, type TensorInfo } from './io/safetensors.js';
 export { CausalLM, type CausalLMInput, type CausalLMOutput, type LanguageModel, type Checkpointing } from './models/causal_lm.js';
 export { KVCache } from './models/kv_cache.js';
+export { SparseMoe, setExpertParallel, type ExpertLoad } from './models/moe.js';
+export { loadBalancingLoss, routerZLoss } from './models/moe_losses.js';
 export { type DecoderConfig } from './models/config.js';
 export { loadPretrained, loadCausalLM, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';
 export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';

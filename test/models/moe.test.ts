@@ -65,6 +65,20 @@ describe('grouped MoE equals the per-expert loop', () => {
     test(`${what} (cpu, float32, every gradient)`, { skip: hasCpu() ? false : 'cpu addon not built' }, () => groupedEqualsLoop(raw, 'cpu', 'float32', 2e-6));
   }
 
+  test('under bf16 autocast (cpu): grouped and loop give the same loss and gradients within bf16 rounding', { skip: hasCpu() ? false : 'cpu addon not built' }, () => {
+    const m = new k.CausalLM(decoderConfig(qwenMoe(), 'c'), { generator: new k.Generator(3), backend: 'cpu' });
+    k.tidy(() => {
+      const loop = k.autocast('bfloat16', () => lossAndGrads(m, true, 'cpu'));
+      const grouped = k.autocast('bfloat16', () => lossAndGrads(m, false, 'cpu'));
+      assertClose([grouped.loss], [loop.loss], { atol: 1e-3, rtol: 1e-3, what: 'loss' });
+      for (const [n, g] of loop.grads) {
+        const scale = g.toFloat32Array().reduce((a, x) => Math.max(a, Math.abs(x)), 0);
+        assertClose(grouped.grads.get(n)!, g, { atol: 2e-2 * scale, rtol: 2e-2, what: `grad ${n}` });
+      }
+    });
+    m.dispose();
+  });
+
   test('save -> load in HF keys round-trips a config with dense layers, bit for bit', async () => {
     const raw = qwenMoe({ decoder_sparse_step: 2, mlp_only_layers: [], num_hidden_layers: 3 });
     const model = new k.CausalLM(decoderConfig(raw, 'c'), { generator: new k.Generator(9) });
