@@ -146,7 +146,7 @@ export function checkDecoderConfig(c: DecoderConfig, file: string): DecoderConfi
   // RoPE rotates pairs of dimensions (rotate_half); an odd head dim has no pairing
   if (c.headDim % 2 !== 0) throw field('head_dim', `(or hidden_size / num_attention_heads) is ${c.headDim}; it must be even for rotary embeddings`);
   if (c.partialRotaryFactor !== 1) throw field('partial_rotary_factor', `(${c.partialRotaryFactor}) is not supported yet (only 1)`);
-  if (c.moe && c.moe.topK > c.moe.numExperts) throw field('num_experts_per_tok', `(${c.moe.topK}) must not exceed num_local_experts (${c.moe.numExperts})`);
+  if (c.moe && c.moe.topK > c.moe.numExperts) throw field('num_experts_per_tok', `(${c.moe.topK}) must not exceed the number of experts (${c.moe.numExperts}: num_local_experts or num_experts)`);
   checkParameterCount(file, decoderParameterCount(c), `num_hidden_layers ${c.numLayers}, hidden_size ${c.hiddenSize}, intermediate_size ${c.intermediateSize}, vocab_size ${c.vocabSize}`);
   return c;
 }

@@ -12,6 +12,7 @@ import * as k from '../../src/index.js';
 import type { Json } from '../../src/models/families/hf_config.js';
 import { type SparseMoe } from '../../src/models/moe.js';
 import { route, sortSlots } from '../../src/models/moe_routing.js';
+import { ownedExperts } from '../../src/models/moe_expert_parallel.js';
 import { decoderConfig } from '../../src/models/registry.js';
 import { loadPretrained, savePretrained } from '../../src/models/load.js';
 import { assertClose, hasCpu, seededTensor } from '../helpers.js';
@@ -186,3 +187,22 @@ describe('routing by hand', () => {
     });
   });
 });
+
+describe('bad MoE input is named', () => {
+  test('config fields', () => {
+    assert.throws(() => decoderConfig(qwenMoe({ moe_routing: 'top1' }), 'm/config.json'), /m\/config.json: field 'moe_routing' must be one of softmax_topk, topk_softmax, got "top1"/);
+    assert.throws(() => decoderConfig(qwenMoe({ capacity_factor: -1 }), 'm/config.json'), /field 'capacity_factor' must be >= 0 \(0 = dropless\), got -1/);
+    assert.throws(() => decoderConfig(qwenMoe({ mlp_only_layers: [0.5] }), 'm/config.json'), /field 'mlp_only_layers' must be a list of layer indices, got \[0.5\]/);
+    assert.throws(() => decoderConfig(qwenMoe({ num_experts_per_tok: 6 }), 'm/config.json'), /num_experts_per_tok/);
+  });
+
+  test('routing and expert-parallel arguments', () => {
+    k.tidy(() => {
+      assert.throws(() => route(k.zeros([2, 3, 4]), { topK: 1, order: 'softmax_topk', normTopkProb: false, capacityFactor: 0 }), /router logits must be \[tokens, experts\], got \[2, 3, 4\]/);
+      assert.throws(() => route(k.zeros([2, 4]), { topK: 5, order: 'softmax_topk', normTopkProb: false, capacityFactor: 0 }), /top-k 5 must be in 1..4/);
+    });
+    assert.throws(() => ownedExperts(6, { rank: 0, size: 4 }), /6 experts do not split evenly over 4 ranks/);
+    assert.deepEqual(ownedExperts(8, { rank: 3, size: 4 }), { first: 6, count: 2 });
+  });
+});
+
