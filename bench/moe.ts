@@ -2,7 +2,8 @@
 // d 512, ffn 1408, 1024 tokens by default) on the grouped path (tokens sorted by expert, grouped
 // GEMMs) vs the per-expert loop it replaced, and vs PyTorch's loop (bench/peers/torch_moe.py,
 // transformers' MixtralSparseMoeBlock written in torch) on the same shapes. The grouped result is
-// validated against the loop before anything is timed. Medians of --runs iterations after a warm-up.
+// validated against the loop before anything is timed. Medians of --runs iterations after a warm-up
+// (grouped and loop alternate, so load drift on a shared machine hits both alike).
 // Run: node --import tsx bench/moe.ts [--tokens 1024] [--runs 5] [--no-peer]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -49,16 +50,18 @@ function validate(b: SparseMoe, x: k.Tensor, dy: k.Tensor): number {
   return worst;
 }
 
-function timeIt(b: SparseMoe, x: k.Tensor, dy: k.Tensor, loop: boolean, runs: number): number {
+/** Median seconds of grouped and loop, alternating one of each per run so load drift hits both alike. */
+function timeBoth(b: SparseMoe, x: k.Tensor, dy: k.Tensor, runs: number): { grouped: number; loop: number } {
   const free = (r: { out: k.Tensor; dx: k.Tensor }) => (r.out.dispose(), r.dx.dispose());
-  free(step(b, x, dy, loop)); // warm-up
-  const times: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t = performance.now();
-    free(step(b, x, dy, loop));
-    times.push((performance.now() - t) / 1e3);
-  }
-  return median(times);
+  for (const loop of [false, true]) free(step(b, x, dy, loop)); // warm-up
+  const times = { grouped: [] as number[], loop: [] as number[] };
+  for (let i = 0; i < runs; i++)
+    for (const loop of [false, true]) {
+      const t = performance.now();
+      free(step(b, x, dy, loop));
+      times[loop ? 'loop' : 'grouped'].push((performance.now() - t) / 1e3);
+    }
+  return { grouped: median(times.grouped), loop: median(times.loop) };
 }
 
 function main(): void {
@@ -71,8 +74,7 @@ function main(): void {
   const x = k.keep(k.randn([1, tokens, SHAPE.dim], { generator: new k.Generator(2), backend: 'cpu', requiresGrad: true }));
   const dy = k.keep(k.randn([1, tokens, SHAPE.dim], { generator: new k.Generator(3), backend: 'cpu' }));
   const maxError = validate(b, x, dy);
-  const grouped = timeIt(b, x, dy, false, runs);
-  const loop = timeIt(b, x, dy, true, runs);
+  const { grouped, loop } = timeBoth(b, x, dy, runs);
   // forward 3 GEMMs per routed slot, backward 2x that (dx and dW)
   const gflop = (3 * 2 * tokens * SHAPE.topK * SHAPE.dim * SHAPE.ffn * 3) / 1e9;
   console.log(`MoE block fwd+bwd: ${tokens} tokens, ${SHAPE.experts} experts top-${SHAPE.topK}, d ${SHAPE.dim}, ffn ${SHAPE.ffn}, ${threads} threads (load ${loadBefore.join(' ')})`);
