@@ -67,6 +67,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("cudaEvent", &Addon::CudaEvent),
         InstanceMethod("distOpen", &Addon::DistOpen),
         InstanceMethod("distRun", &Addon::DistRun),
+        InstanceMethod("distRunSync", &Addon::DistRunSync),
         InstanceMethod("distClose", &Addon::DistClose),
         InstanceMethod("distUnlink", &Addon::DistUnlink),
         InstanceMethod("distPieceElements", &Addon::DistPieceElements),

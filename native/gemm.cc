@@ -19,6 +19,7 @@
 
 #include "gemm_half.h"
 #include "kernel_api.h"
+#include "matmul_checks.h"
 
 namespace kestrel {
 namespace gemm_detail {
@@ -226,14 +227,7 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
 
 // ---------------------------------------------------------------- the matmul kernel
 
-namespace {
-
-// The inner matrix of a [..., R, S] view as sgemm sees it: row-major with leading dimension
-// ld, or the transpose of a row-major [S, R] matrix. Size-1 dims may carry any stride.
-struct Inner {
-  bool trans;
-  int64_t ld;
-};
+namespace gemm_detail {
 
 Inner inner_layout(const View& v, const char* name) {
   int64_t rows = v.size(-2), cols = v.size(-1), rs = v.stride[v.ndim - 2], cs = v.stride[v.ndim - 1];
@@ -242,6 +236,10 @@ Inner inner_layout(const View& v, const char* name) {
   throw KernelError(std::string("matmul: ") + name + " " + shape_str(v) + " has strides (" + std::to_string(rs) + ", " +
                     std::to_string(cs) + ") in its last two dims; need one of them to be 1 (row-major or transposed)");
 }
+
+}  // namespace gemm_detail
+
+namespace {
 
 std::string strides_str(const View& v) {
   std::string s = "(";
@@ -263,7 +261,9 @@ bool overlaps(const View& x, const View& y) {
   return first(x) <= last(y) && first(y) <= last(x);
 }
 
-void check_shapes(const View& a, const View& b, const View& out) {
+}  // namespace
+
+void gemm_detail::check_shapes(const View& a, const View& b, const View& out) {
   bool f32 = a.dtype == F32 && b.dtype == F32 && out.dtype == F32;
   bool half = (a.dtype == BF16 || a.dtype == F16) && b.dtype == a.dtype && (out.dtype == F32 || out.dtype == a.dtype);
   if (!f32 && !half)
@@ -283,6 +283,8 @@ void check_shapes(const View& a, const View& b, const View& out) {
   if (overlaps(out, a) || overlaps(out, b))
     throw KernelError("matmul: out " + shape_str(out) + " overlaps an input in memory; write to a fresh tensor");
 }
+
+namespace {
 
 // When b is the same matrix for every batch (strides 0) and a's batch and row dims step
 // through memory evenly, the batch folds into M: one [batch*M, K] x [K, N] product (a Linear).
@@ -308,8 +310,8 @@ KESTREL_KERNEL(matmul) {
   View a = args.view(), b = args.view(), out = args.view();
   bool accumulate = args.flag();
   args.done();
-  check_shapes(a, b, out);
-  Inner ia = inner_layout(a, "a"), ib = inner_layout(b, "b");
+  gemm_detail::check_shapes(a, b, out);
+  gemm_detail::Inner ia = gemm_detail::inner_layout(a, "a"), ib = gemm_detail::inner_layout(b, "b");
   int64_t M = a.size(-2), K = a.size(-1), N = b.size(-1), batch = out.numel() / std::max<int64_t>(M * N, 1);
   if (out.numel() == 0) return;
   float beta = accumulate ? 1.0f : 0.0f;

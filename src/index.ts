@@ -30,6 +30,7 @@ export {
 } from './ops/loss.js';
 export { rope, ropeComposite, rotaryTables } from './ops/rope.js';
 export { glu, gluComposite, type GluActivationName } from './ops/glu.js';
+export { groupedLinear, groupedLinears, groupedLinearComposite } from './ops/fused/grouped_linear.js';
 export { scaledDotProductAttention, attentionComposite, dropout, type AttentionOptions } from './ops/attention.js';
 export { toArray, toFloat32Array, toTypedArray, item } from './ops/transfer.js';
 export { copy_, fill_, copyWhere_ } from './ops/inplace.js';
@@ -53,6 +54,8 @@ export { CausalLM, type CausalLMInput, type CausalLMOutput, type LanguageModel, 
 export { KVCache } from './models/kv_cache.js';
 export { PagedKVCache, type PagedSequence } from './models/paged_kv_cache.js';
 export { BlockAllocator, prefixHashes } from './models/block_allocator.js';
+export { SparseMoe, setExpertParallel, type ExpertLoad } from './models/moe.js';
+export { loadBalancingLoss, routerZLoss } from './models/moe_losses.js';
 export { type DecoderConfig } from './models/config.js';
 export { loadPretrained, loadCausalLM, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';
 export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';

@@ -114,6 +114,11 @@ export interface NativeAddon {
     id: number, op: number, reduce: number, dtype: number, peer: number, count: number, groupSize: number,
     srcHandle: number, srcByteOffset: number, dstHandle: number, dstByteOffset: number, timeoutMs: number, name: string,
   ): Promise<void>;
+  /** distRun on the JS thread, blocking until done (a collective inside a synchronous forward or backward) */
+  distRunSync(
+    id: number, op: number, reduce: number, dtype: number, peer: number, count: number, groupSize: number,
+    srcHandle: number, srcByteOffset: number, dstHandle: number, dstByteOffset: number, timeoutMs: number, name: string,
+  ): void;
   distClose(id: number): void;
   /** shm_unlink(name); false when it was already gone */
   distUnlink(name: string): boolean;

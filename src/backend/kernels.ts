@@ -122,6 +122,14 @@ export interface Kernels {
    */
   matmul(a: View, b: View, out: View, accumulate: boolean): void;
 
+  /**
+   * Optional: out_i = a_i @ b_i (+ out_i when accumulate) for a list of independent 2-d float32
+   * products of different shapes, run as one parallel pass (the grouped GEMM of a mixture-of-experts
+   * layer, one product per expert). Operands as matmul's; outputs must not overlap. Where absent,
+   * ops/fused/grouped_linear.ts calls matmul once per item.
+   */
+  matmulList?(items: readonly MatmulItem[], accumulate: boolean): void;
+
   /** out[..i..] = x[..index[..i..]..] along dim (torch.gather); out contiguous */
   gather(x: View, dim: number, index: View, out: View): void;
   /** out[..index[..i..]..] += src[..i..] along dim (torch.scatter_add_), in place */
@@ -268,6 +276,13 @@ export interface AdamWTensors {
   grad: View;
   expAvg: View;
   expAvgSq: View;
+}
+
+/** One product of matmulList: out [M, N] = a [M, K] @ b [K, N] (a, b row-major or transposed views; out contiguous). */
+export interface MatmulItem {
+  a: View;
+  b: View;
+  out: View;
 }
 
 /** One AdamW step's hyper-parameters; bc1/bc2 are the bias corrections 1 - beta^t. */

@@ -81,6 +81,22 @@ export class ProcessGroup {
     return this.call('allToAll', { src: input, dst: output, count: input.numel / this.size });
   }
 
+  /**
+   * allToAll that blocks until done, for exchanges inside a synchronous forward or backward (expert
+   * parallelism); every member calls it at the same point of its program.
+   */
+  allToAllSync(output: Tensor, input: Tensor): void {
+    this.pair(output, input, 1, 1, 'allToAll');
+    if (input.numel % this.size) throw new Error(`dist allToAll: ${input.numel} elements do not split into ${this.size} equal blocks`);
+    this.callSync('allToAll', { src: input, dst: output, count: input.numel / this.size });
+  }
+
+  /** allReduce that blocks until done (see allToAllSync). */
+  allReduceSync(t: Tensor, op: ReduceOp = 'sum'): void {
+    this.reducible(t, op, 'allReduce');
+    this.callSync('allReduce', { src: t, dst: t, count: t.numel, reduce: op });
+  }
+
   /** Sends t to global rank dst; pairs with dst's recv (blocking until it took each piece). */
   send(t: Tensor, dst: number): Work {
     this.contiguous(t, 'send', 'tensor');
@@ -122,6 +138,12 @@ export class ProcessGroup {
   private call(op: Collective, c: Partial<TransportCall>): Work {
     const dtype: DType = (c.src ?? c.dst)?.dtype ?? 'uint8';
     return new Work(this.transport.run({ op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c }));
+  }
+
+  private callSync(op: Collective, c: Partial<TransportCall>): void {
+    if (!this.transport.runSync) throw new Error(`dist ${op}: this transport cannot run a blocking call`);
+    const dtype: DType = (c.src ?? c.dst)?.dtype ?? 'uint8';
+    this.transport.runSync({ op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c });
   }
 
   private local(global: number, op: string): number {

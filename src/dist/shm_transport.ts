@@ -29,6 +29,8 @@ export class ShmTransport implements Transport {
   private tail: Promise<void> = Promise.resolve();
   private broken: Error | null = null;
   private closed = false;
+  /** asynchronous calls queued or running (a blocking call must not overtake them) */
+  private inFlight = 0;
 
   constructor(
     private readonly addon: NativeAddon,
@@ -41,25 +43,47 @@ export class ShmTransport implements Transport {
     this.id = addon.distOpen(name, rank, [...ranks], slotBytes);
   }
 
-  run(call: TransportCall): Promise<void> {
-    if (this.closed) return Promise.reject(new Error(`dist ${call.op}: the process group was destroyed`));
+  /** The native call's numeric arguments after the id (op, reduce, dtype, peer, count, size, buffers). */
+  private nativeArgs(call: TransportCall): [number, number, number, number, number, number, number, number, number, number] {
     const { op } = call;
     const src = bufferOf(call.src, 'input', op);
     const dst = bufferOf(call.dst, 'output', op);
-    const codes = [COLLECTIVES.indexOf(op), REDUCE_OPS.indexOf(call.reduce), dtypeCode(call.dtype, op)];
+    return [COLLECTIVES.indexOf(op), REDUCE_OPS.indexOf(call.reduce), dtypeCode(call.dtype, op), call.peer, call.count, this.ranks.length, src[0], src[1], dst[0], dst[1]];
+  }
+
+  runSync(call: TransportCall): void {
+    const { op } = call;
+    if (this.closed) throw new Error(`dist ${op}: the process group was destroyed`);
+    if (this.broken) throw new Error(`dist ${op}: the process group is broken by an earlier failure: ${this.broken.message}`);
+    if (this.inFlight > 0) throw new Error(`dist ${op}: a blocking call cannot overtake the ${this.inFlight} asynchronous call(s) in flight on this group (await them first)`);
+    try {
+      this.addon.distRunSync(this.id, ...this.nativeArgs(call), call.timeoutMs, `${op} (rank ${this.ranks[this.rank]})`);
+    } catch (e) {
+      this.broken ??= e as Error;
+      throw e;
+    }
+  }
+
+  run(call: TransportCall): Promise<void> {
+    if (this.closed) return Promise.reject(new Error(`dist ${call.op}: the process group was destroyed`));
+    const { op } = call;
+    const args = this.nativeArgs(call);
     // keep the buffers alive until the native call is done with them
     const held = [call.src, call.dst].filter((t): t is Tensor => t !== null).map((t) => t.storage.retain());
     const start = async (): Promise<void> => {
       if (this.broken) throw new Error(`dist ${op}: the process group is broken by an earlier failure: ${this.broken.message}`);
       try {
-        await this.addon.distRun(this.id, codes[0], codes[1], codes[2], call.peer, call.count, this.ranks.length,
-          src[0], src[1], dst[0], dst[1], call.timeoutMs, `${op} (rank ${this.ranks[this.rank]})`);
+        await this.addon.distRun(this.id, ...args, call.timeoutMs, `${op} (rank ${this.ranks[this.rank]})`);
       } catch (e) {
         this.broken ??= e as Error;
         throw e;
       }
     };
-    const done = this.tail.then(start, start).finally(() => held.forEach((s) => s.release()));
+    this.inFlight++;
+    const done = this.tail.then(start, start).finally(() => {
+      this.inFlight--;
+      held.forEach((s) => s.release());
+    });
     this.tail = done.catch(() => undefined);
     return done;
   }

@@ -38,6 +38,12 @@ export interface Transport {
   readonly ranks: readonly number[];
   /** runs a call after every earlier one; rejects with a message naming the rank at fault */
   run(call: TransportCall): Promise<void>;
+  /**
+   * Runs a call now, blocking the JS thread until it is done (collectives inside a synchronous
+   * forward or backward); throws when an asynchronous call of this group is still in flight.
+   * Absent where the transport cannot block.
+   */
+  runSync?(call: TransportCall): void;
   /** elements of one piece of a call (calls larger than this are split); for tests of the boundaries */
   pieceElements(op: Collective, dtype: DType): number;
   /**

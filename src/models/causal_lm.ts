@@ -22,7 +22,7 @@ import type { Checkpointing } from './decoder.js';
 import type { KVCache } from './kv_cache.js';
 import type { PagedKVCache } from './paged_kv_cache.js';
 import { indexSelect } from '../ops/indexing.js';
-import { loadBalancingLoss } from './moe.js';
+import { loadBalancingLoss, routerZLoss } from './moe_losses.js';
 
 export interface CausalLMInput {
   /** int64 [B, T] */
@@ -50,7 +50,7 @@ export interface CausalLMInput {
    * gradient (training). Default true.
    */
   returnLogits?: boolean;
-  /** add moe.auxLossCoef * auxLoss to the loss (HF's output_router_logits) */
+  /** add moe.auxLossCoef * auxLoss to the loss (HF's output_router_logits; default the config's) */
   routerAuxLoss?: boolean;
 }
 
@@ -61,6 +61,8 @@ export interface CausalLMOutput {
   hiddenStates: Tensor[];
   routerLogits: Tensor[];
   auxLoss: Tensor | null;
+  /** ST-MoE's router z-loss when the config weights it (moe.zLossCoef > 0; already in the loss), else null */
+  zLoss?: Tensor | null;
 }
 
 /** What generation needs of a model: a causal forward with a KV cache, and the cache's shape. */
@@ -142,9 +144,12 @@ export class CausalLM extends Module implements LanguageModel {
         if (input.returnLogits !== false) logits = all;
       }
       // the balancing loss is a training quantity over whole sequences: not computed on cached steps
-      const auxLoss = c.moe && routerLogits.length && !input.cache ? loadBalancingLoss(routerLogits, c.moe.numExperts, c.moe.topK, input.attentionMask ?? null) : null;
-      if (loss && input.routerAuxLoss && auxLoss && c.moe) loss = add(loss, mul(auxLoss, c.moe.auxLossCoef));
-      return { logits, loss, hiddenStates, routerLogits, auxLoss };
+      const mask = input.attentionMask ?? null;
+      const auxLoss = c.moe && routerLogits.length && !input.cache ? loadBalancingLoss(routerLogits, c.moe.numExperts, c.moe.topK, mask) : null;
+      if (loss && auxLoss && c.moe && (input.routerAuxLoss ?? c.moe.outputRouterLogits)) loss = add(loss, mul(auxLoss, c.moe.auxLossCoef));
+      const zLoss = c.moe && c.moe.zLossCoef > 0 && routerLogits.length && !input.cache ? routerZLoss(routerLogits, mask) : null;
+      if (loss && zLoss && c.moe) loss = add(loss, mul(zLoss, c.moe.zLossCoef));
+      return { logits, loss, hiddenStates, routerLogits, auxLoss, zLoss };
     });
   }
 }

@@ -1,6 +1,7 @@
 // The typed configuration of the Llama-family decoder. Each family file maps its HF
 // config.json onto it; the decoder reads only these fields, never a model_type.
 import { checkParameterCount } from './families/hf_config.js';
+import type { RoutingOrder } from './moe_routing.js';
 
 export interface RopeScaling {
   type: 'default' | 'linear' | 'dynamic' | 'yarn' | 'llama3' | 'longrope';
@@ -23,6 +24,26 @@ export interface MoeConfig {
   topK: number;
   /** weight of the load-balancing loss added to the LM loss (Mixtral's router_aux_loss_coef) */
   auxLossCoef: number;
+  /** HF output_router_logits: the loss includes auxLossCoef * aux loss unless the call says otherwise */
+  outputRouterLogits: boolean;
+  /** softmax over all experts then top-k (Mixtral, Qwen2-MoE), or top-k logits then softmax over them */
+  routing: RoutingOrder;
+  /** renormalise the top-k probabilities to sum 1 (Mixtral always; Qwen2-MoE's norm_topk_prob) */
+  normTopkProb: boolean;
+  /** expert capacity = ceil(factor * tokens * k / experts), slots over it dropped; 0 = dropless */
+  capacityFactor: number;
+  /** training-only multiplicative noise U(1 - j, 1 + j) on the block's input (router_jitter_noise) */
+  jitterNoise: number;
+  /** weight of ST-MoE's router z-loss added to the loss (0 = off) */
+  zLossCoef: number;
+  /** each routed expert's intermediate size (Mixtral: intermediate_size; Qwen2-MoE: moe_intermediate_size) */
+  expertSize: number;
+  /** the shared expert's intermediate size (Qwen2-MoE), 0 = none */
+  sharedExpertSize: number;
+  /** HF module names: `block_sparse_moe` with w1/w2/w3 experts, or `mlp` with gate/up/down_proj experts */
+  naming: 'mixtral' | 'qwen2_moe';
+  /** layers that keep a dense MLP (Qwen2-MoE's mlp_only_layers and decoder_sparse_step) */
+  denseLayers: number[];
 }
 
 export interface DecoderConfig {
@@ -106,7 +127,10 @@ export const DEFAULT_CONFIG: Omit<DecoderConfig, 'modelType' | 'vocabSize' | 'hi
 export function decoderParameterCount(c: DecoderConfig): number {
   const { vocabSize: V, hiddenSize: D, intermediateSize: F, numHeads: H, numKvHeads: Hkv, headDim: hd } = c;
   const attention = D * (H + 2 * Hkv) * hd + H * hd * D + (c.qkNorm ? 2 * hd : 0);
-  const mlp = c.moe ? c.moe.numExperts * 3 * D * F + D * c.moe.numExperts : 3 * D * F;
+  const m = c.moe;
+  const sparse = m ? m.numExperts * 3 * D * m.expertSize + 3 * D * m.sharedExpertSize + D * (m.numExperts + 1) : 0;
+  const sparseLayers = m ? c.numLayers - m.denseLayers.length : 0;
+  const mlp = (sparseLayers * sparse + (c.numLayers - sparseLayers) * 3 * D * F) / c.numLayers;
   const norms = (c.sandwichNorms ? 4 : 2) * D;
   return c.numLayers * (attention + mlp + norms) + V * D * (c.tieWordEmbeddings ? 1 : 2) + D;
 }
@@ -122,7 +146,7 @@ export function checkDecoderConfig(c: DecoderConfig, file: string): DecoderConfi
   // RoPE rotates pairs of dimensions (rotate_half); an odd head dim has no pairing
   if (c.headDim % 2 !== 0) throw field('head_dim', `(or hidden_size / num_attention_heads) is ${c.headDim}; it must be even for rotary embeddings`);
   if (c.partialRotaryFactor !== 1) throw field('partial_rotary_factor', `(${c.partialRotaryFactor}) is not supported yet (only 1)`);
-  if (c.moe && c.moe.topK > c.moe.numExperts) throw field('num_experts_per_tok', `(${c.moe.topK}) must not exceed num_local_experts (${c.moe.numExperts})`);
+  if (c.moe && c.moe.topK > c.moe.numExperts) throw field('num_experts_per_tok', `(${c.moe.topK}) must not exceed the number of experts (${c.moe.numExperts}: num_local_experts or num_experts)`);
   checkParameterCount(file, decoderParameterCount(c), `num_hidden_layers ${c.numLayers}, hidden_size ${c.hiddenSize}, intermediate_size ${c.intermediateSize}, vocab_size ${c.vocabSize}`);
   return c;
 }

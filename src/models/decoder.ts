@@ -21,9 +21,10 @@ import type { DecoderConfig } from './config.js';
 import { KVCache } from './kv_cache.js';
 import { PagedKVCache } from './paged_kv_cache.js';
 import { SparseMoe } from './moe.js';
-import { glu } from '../ops/glu.js';
+import { Mlp } from './mlp.js';
+
+export { Mlp };
 import { sharedInputProjections } from '../lora/shared_input.js';
-import { LoraLinear } from '../lora/lora_linear.js';
 import { rotaryFrequencies } from './rope_scaling.js';
 
 /** float32's most negative finite value: HF's additive mask entry (not -inf). */
@@ -145,44 +146,11 @@ export class Attention extends Module {
   }
 }
 
-export class Mlp extends Module {
-  gate_proj?: Linear;
-  up_proj?: Linear;
-  gate_up_proj?: Linear;
-  down_proj: Linear;
-
-  constructor(readonly c: DecoderConfig, init: InitOpts) {
-    super();
-    const { hiddenSize: D, intermediateSize: F } = c;
-    if (c.fusedGateUp) this.gate_up_proj = new Linear(D, 2 * F, { ...init, bias: c.mlpBias });
-    else {
-      this.gate_proj = new Linear(D, F, { ...init, bias: c.mlpBias });
-      this.up_proj = new Linear(D, F, { ...init, bias: c.mlpBias });
-    }
-    this.down_proj = new Linear(F, D, { ...init, bias: c.mlpBias });
-  }
-
-  /** down(act(gate(x)) * up(x)) */
-  forward(x: Tensor): Tensor {
-    const F = this.c.intermediateSize;
-    let gate: Tensor;
-    let up: Tensor;
-    if (this.gate_up_proj) {
-      const gu = this.gate_up_proj.forward(x);
-      [gate, up] = [narrow(gu, -1, 0, F), narrow(gu, -1, F, F)];
-    } else [gate, up] = sharedInputProjections(x, [this.gate_proj!, this.up_proj!]);
-    const act = this.c.activation;
-    const h = glu(gate, up, act);
-    // a LoRA down_proj rebuilds its input from the gate and up that glu keeps for its own backward,
-    // instead of holding the [tokens, intermediate] product too
-    const down: Linear | LoraLinear = this.down_proj;
-    return down instanceof LoraLinear ? down.forward(h, { recompute: { from: [gate, up], fn: ([g, u]) => glu(g, u, act) } }) : down.forward(h);
-  }
-}
-
 export class DecoderLayer extends Module {
   self_attn: Attention;
-  mlp?: Mlp;
+  /** the dense MLP, or Qwen2-MoE's sparse block (its HF name is `mlp` too) */
+  mlp?: Mlp | SparseMoe;
+  /** Mixtral's sparse block */
   block_sparse_moe?: SparseMoe;
   input_layernorm: RMSNorm;
   post_attention_layernorm: RMSNorm;
@@ -193,14 +161,21 @@ export class DecoderLayer extends Module {
     super();
     const norm = (): RMSNorm => new RMSNorm(c.hiddenSize, c.rmsNormEps, c.normOffset, init);
     this.self_attn = new Attention(c, layerIdx, init);
-    if (c.moe) this.block_sparse_moe = new SparseMoe(c, init);
-    else this.mlp = new Mlp(c, init);
+    if (!c.moe || c.moe.denseLayers.includes(layerIdx)) this.mlp = new Mlp(c, init);
+    else if (c.moe.naming === 'mixtral') this.block_sparse_moe = new SparseMoe(c, init);
+    else this.mlp = new SparseMoe(c, init);
     this.input_layernorm = norm();
     this.post_attention_layernorm = norm();
     if (c.sandwichNorms) {
       this.pre_feedforward_layernorm = norm();
       this.post_feedforward_layernorm = norm();
     }
+  }
+
+  /** The layer's mixture-of-experts block, or null for a dense MLP. */
+  sparseBlock(): SparseMoe | null {
+    if (this.block_sparse_moe) return this.block_sparse_moe;
+    return this.mlp instanceof SparseMoe ? this.mlp : null;
   }
 
   /** Returns the new hidden state and, for MoE layers, the router logits [B*T, E]. */
@@ -225,8 +200,12 @@ export class DecoderLayer extends Module {
       }
       let ff: Tensor;
       let routerLogits: Tensor | null = null;
-      if (this.block_sparse_moe) ({ out: ff, routerLogits } = this.block_sparse_moe.forward(ffIn));
-      else ff = sel ? checkpoint((y) => this.mlp!.forward(y), ffIn) : this.mlp!.forward(ffIn);
+      const sparse = this.sparseBlock();
+      if (sparse) ({ out: ff, routerLogits } = sparse.forward(ffIn));
+      else {
+        const mlp = this.mlp as Mlp;
+        ff = sel ? checkpoint((y) => mlp.forward(y), ffIn) : mlp.forward(ffIn);
+      }
       if (this.post_feedforward_layernorm) ff = this.post_feedforward_layernorm.forward(ff);
       return { hidden: add(h, ff), routerLogits };
     });

@@ -1,117 +1,203 @@
-// Sparse mixture of experts (HF MixtralSparseMoeBlock): softmax router over all experts, top-k
-// with renormalised weights, each expert a SwiGLU MLP (w1 gate, w3 up, w2 down) run on the
-// tokens routed to it; plus the Switch-Transformer load-balancing loss (load_balancing_loss_func).
-import { arange, tensor, zeros } from '../ops/creation.js';
-import { compare, div, maskedFill, mul, to } from '../ops/elementwise.js';
-import { cat, gather, indexAdd, indexSelect } from '../ops/indexing.js';
-import { argmax, sum } from '../ops/reduce.js';
-import { softmax } from '../ops/softmax.js';
+// Sparse mixture-of-experts block: HF MixtralSparseMoeBlock (experts w1 gate, w3 up, w2 down,
+// under `block_sparse_moe`) and Qwen2MoeSparseMoeBlock (experts gate/up/down_proj under `mlp`,
+// plus a shared expert scaled by sigmoid(shared_expert_gate(x))). Routing is moe_routing.ts.
+// forward() is the grouped computation (MegaBlocks-style): the routed (token, choice) slots are
+// sorted by expert, every expert's gate and up run as one groupedLinears pass and the down
+// projections as another, and the results are added back to their tokens times their routing
+// weights. forwardLoop() is the per-expert loop HF runs, kept as the reference the grouped path
+// is tested against and the path for experts whose projections cannot be grouped.
+import { rand, tensor, zeros } from '../ops/creation.js';
+import { add, mul, to, unary } from '../ops/elementwise.js';
+import { glu } from '../ops/glu.js';
+import { indexAdd, indexSelect } from '../ops/indexing.js';
 import { reshape, unsqueeze } from '../ops/view.js';
-import { noGrad } from '../tensor/grad_mode.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Linear } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
-import type { DecoderConfig } from './config.js';
-import { glu } from '../ops/glu.js';
-import { toArray } from '../ops/transfer.js';
+import type { DecoderConfig, MoeConfig } from './config.js';
+import { Mlp } from './mlp.js';
+import { type Routing, route } from './moe_routing.js';
+import { canGroup, groupedProjection, groupedProjections } from './moe_projections.js';
+import { type ExpertParallelGroup, expertParallelCompute, releaseForeignExperts, ownedExperts } from './moe_expert_parallel.js';
 
+/** Mixtral's expert (MixtralBlockSparseTop2MLP): w2(act(w1 x) * w3 x). */
 export class Expert extends Module {
   w1: Linear;
   w2: Linear;
   w3: Linear;
   constructor(readonly c: DecoderConfig, init: InitOpts) {
     super();
-    this.w1 = new Linear(c.hiddenSize, c.intermediateSize, { ...init, bias: false });
-    this.w2 = new Linear(c.intermediateSize, c.hiddenSize, { ...init, bias: false });
-    this.w3 = new Linear(c.hiddenSize, c.intermediateSize, { ...init, bias: false });
+    const F = c.moe?.expertSize ?? c.intermediateSize;
+    this.w1 = new Linear(c.hiddenSize, F, { ...init, bias: false });
+    this.w2 = new Linear(F, c.hiddenSize, { ...init, bias: false });
+    this.w3 = new Linear(c.hiddenSize, F, { ...init, bias: false });
   }
   forward(x: Tensor): Tensor {
     return this.w2.forward(glu(this.w1.forward(x), this.w3.forward(x), this.c.activation));
   }
 }
 
-/** Indices and weights of the top-k entries per row of probs [N, E] (first index on ties, like torch.topk here). */
-function topK(probs: Tensor, k: number): { index: Tensor; weight: Tensor } {
-  return tidy(() => {
-    const picks: Tensor[] = [];
-    let rest = probs;
-    for (let i = 0; i < k; i++) {
-      const idx = noGrad(() => argmax(rest, -1, true)); // [N, 1]
-      picks.push(idx);
-      const onehot = noGrad(() => compare('eq', reshape(arange(probs.shape[1], undefined, 1, { backend: probs.backendName }), [1, -1]), idx));
-      rest = noGrad(() => maskedFill(rest, onehot, -Infinity));
-    }
-    const index = cat(picks, 1); // [N, k]
-    return { index, weight: gather(probs, 1, index) };
-  });
+export type AnyExpert = Expert | Mlp;
+
+/** An expert's three projections whatever its family calls them (LoRA or quantization may have replaced them). */
+export function expertProjections(e: AnyExpert): { gate: Module; up: Module; down: Module } {
+  return e instanceof Expert ? { gate: e.w1, up: e.w3, down: e.w2 } : { gate: e.gate_proj!, up: e.up_proj!, down: e.down_proj };
 }
+
+
+/** One forward's load per expert: how many slots chose it, how many were dropped over capacity. */
+export interface ExpertLoad {
+  chosen: number[];
+  dropped: number;
+  tokens: number;
+}
+
+/** A routed expert's config: the family's expert size in place of the dense intermediate size. */
+const expertConfig = (c: DecoderConfig, size: number): DecoderConfig => ({ ...c, intermediateSize: size, fusedGateUp: false, mlpBias: false });
 
 export class SparseMoe extends Module {
   gate: Linear;
-  experts: Expert[];
+  experts: AnyExpert[];
+  shared_expert?: Mlp;
+  shared_expert_gate?: Linear;
+  /** the last forward's routing load (host numbers) */
+  lastLoad: ExpertLoad | null = null;
+  /** the loads summed since takeLoad() (the trainer logs one per step) */
+  private summedLoad: ExpertLoad | null = null;
+  /** run forwardLoop instead of the grouped path (the reference, for tests and benchmarks) */
+  loop = false;
+  /** the expert-parallel group this block's experts are split over (setExpertParallel), or null */
+  private expertParallel: ExpertParallelGroup | null = null;
 
   constructor(readonly c: DecoderConfig, init: InitOpts) {
     super();
     const moe = c.moe!;
     this.gate = new Linear(c.hiddenSize, moe.numExperts, { ...init, bias: false });
-    this.experts = Array.from({ length: moe.numExperts }, () => new Expert(c, init));
+    const ec = expertConfig(c, moe.expertSize);
+    this.experts = Array.from({ length: moe.numExperts }, () => (moe.naming === 'mixtral' ? new Expert(c, init) : new Mlp(ec, init)));
+    if (moe.sharedExpertSize > 0) {
+      this.shared_expert = new Mlp(expertConfig(c, moe.sharedExpertSize), init);
+      this.shared_expert_gate = new Linear(c.hiddenSize, 1, { ...init, bias: false });
+    }
   }
 
-  /** x [B, T, D] -> out [B, T, D] and router logits [B*T, E] */
-  forward(x: Tensor): { out: Tensor; routerLogits: Tensor } {
+  /** The routing load summed over every forward since the last call (null: none ran), and a fresh start. */
+  takeLoad(): ExpertLoad | null {
+    const l = this.summedLoad;
+    this.summedLoad = null;
+    return l;
+  }
+
+  private get moe(): MoeConfig {
+    return this.c.moe!;
+  }
+
+  /** Router input (jittered in training, Mixtral's router_jitter_noise), logits and routing. */
+  private routeTokens(x: Tensor): { input: Tensor; routerLogits: Tensor; r: Routing } {
     const [B, T, D] = x.shape;
-    const { topK: k, numExperts: E } = this.c.moe!;
+    let input = reshape(x, [B * T, D]);
+    const j = this.moe.jitterNoise;
+    if (this.training && j > 0) input = mul(input, to(add(mul(rand([B * T, D], { backend: x.backendName }), 2 * j), 1 - j), x.dtype));
+    const routerLogits = this.gate.forward(input);
+    const r = route(routerLogits, { topK: this.moe.topK, order: this.moe.routing, normTopkProb: this.moe.normTopkProb, capacityFactor: this.moe.capacityFactor });
+    this.lastLoad = { chosen: r.chosen, dropped: r.dropped, tokens: B * T };
+    const sum = this.summedLoad;
+    this.summedLoad = sum
+      ? { chosen: sum.chosen.map((n, e) => n + r.chosen[e]), dropped: sum.dropped + r.dropped, tokens: sum.tokens + B * T }
+      : { ...this.lastLoad, chosen: [...r.chosen] };
+    return { input, routerLogits, r };
+  }
+
+  /** The routed experts' outputs y [S, D] (in sorted slot order) added into their tokens times the weights. */
+  private combine(input: Tensor, r: Routing, y: Tensor, tokenIdx: Tensor): Tensor {
+    const [N, D] = input.shape;
+    const slotIdx = tensor(r.slotIndex, { dtype: 'int64', backend: input.backendName });
+    const w = indexSelect(reshape(to(r.weights, input.dtype), [-1]), 0, slotIdx); // [S]
+    return indexAdd(zeros([N, D], { dtype: input.dtype, backend: input.backendName }), 0, tokenIdx, mul(y, unsqueeze(w, 1)));
+  }
+
+  /** Qwen2-MoE's shared expert, always on: sigmoid(shared_expert_gate(x)) * shared_expert(x). */
+  private withShared(input: Tensor, routed: Tensor): Tensor {
+    if (!this.shared_expert) return routed;
+    return add(routed, mul(unary('sigmoid', this.shared_expert_gate!.forward(input)), this.shared_expert.forward(input)));
+  }
+
+  /** x [B, T, D] -> out [B, T, D] and router logits [B*T, E]; the grouped computation. */
+  forward(x: Tensor): { out: Tensor; routerLogits: Tensor } {
+    if (this.loop || !this.groupable()) {
+      if (this.expertParallel) throw new Error('SparseMoe: expert parallelism needs the grouped path (plain, 4-bit or LoRA experts of one kind)');
+      return this.forwardLoop(x);
+    }
     return tidy(() => {
-      const flat = reshape(x, [B * T, D]);
-      const routerLogits = this.gate.forward(flat);
-      const probs = softmax(to(routerLogits, 'float32'), -1);
-      const { index, weight } = topK(probs, k);
-      const w = to(div(weight, sum(weight, -1, true)), x.dtype); // renormalised top-k weights [N, k]
-      // Route on the host: which (token, slot) pairs each expert serves.
-      const chosen = toArray(index) as number[][];
-      let out = zeros([B * T, D], { dtype: x.dtype, backend: x.backendName });
-      for (let e = 0; e < E; e++) {
-        const rows: number[] = [];
-        const slots: number[] = [];
-        chosen.forEach((r, n) => r.forEach((ex, s) => ex === e && (rows.push(n), slots.push(n * k + s))));
-        if (!rows.length) continue;
-        const rowIdx = tensor(rows, { dtype: 'int64', backend: x.backendName });
-        const slotIdx = tensor(slots, { dtype: 'int64', backend: x.backendName });
-        const y = this.experts[e].forward(indexSelect(flat, 0, rowIdx)); // [n_e, D]
-        const we = indexSelect(reshape(w, [B * T * k]), 0, slotIdx); // [n_e]
-        out = indexAdd(out, 0, rowIdx, mul(y, unsqueeze(we, 1)));
-      }
-      return { out: reshape(out, [B, T, D]), routerLogits };
+      const { input, routerLogits, r } = this.routeTokens(x);
+      const tokenIdx = tensor(r.tokenOfSlot, { dtype: 'int64', backend: x.backendName });
+      const sorted = indexSelect(input, 0, tokenIdx); // [S, D], S = kept slots, grouped by expert
+      const ep = this.expertParallel;
+      let y: Tensor;
+      if (ep) {
+        const { first, count } = ownedExperts(this.experts.length, ep);
+        y = expertParallelCompute(sorted, r.offsets, ep, (xs, offsets) => this.runExperts(this.experts.slice(first, first + count), xs, offsets));
+      } else y = this.runExperts(this.experts, sorted, r.offsets);
+      const out = this.withShared(input, this.combine(input, r, y, tokenIdx));
+      return { out: reshape(out, x.shape), routerLogits };
+    });
+  }
+
+  /** Experts over their sorted rows: gate and up in one grouped pass, then down. */
+  private runExperts(experts: readonly AnyExpert[], sorted: Tensor, offsets: readonly number[]): Tensor {
+    const p = experts.map(expertProjections);
+    const [g, u] = groupedProjections(sorted, [p.map((e) => e.gate), p.map((e) => e.up)], offsets);
+    return groupedProjection(glu(g, u, this.c.activation), p.map((e) => e.down), offsets);
+  }
+
+  /**
+   * Splits the experts over an expert-parallel group (moe_expert_parallel.ts): this rank computes its
+   * own experts for every rank's tokens; the others' weights are released here (their owners train them).
+   */
+  setExpertParallel(group: ExpertParallelGroup | null): void {
+    if (group) releaseForeignExperts(this.experts, group);
+    this.expertParallel = group;
+  }
+
+  /** Whether every projection of the experts can run grouped (else forwardLoop runs). */
+  groupable(): boolean {
+    const p = this.experts.map(expertProjections);
+    return (['gate', 'up', 'down'] as const).every((n) => canGroup(p.map((e) => e[n])));
+  }
+
+  /** The same block as HF's loop: each expert's module on its own tokens, one after another. */
+  forwardLoop(x: Tensor): { out: Tensor; routerLogits: Tensor } {
+    return tidy(() => {
+      const { input, routerLogits, r } = this.routeTokens(x);
+      const parts = this.experts.map((e, i) => {
+        const n = r.offsets[i + 1] - r.offsets[i];
+        if (!n) return null;
+        const rows = tensor(r.tokenOfSlot.slice(r.offsets[i], r.offsets[i + 1]), { dtype: 'int64', backend: x.backendName });
+        return e.forward(indexSelect(input, 0, rows));
+      });
+      const [N, D] = input.shape;
+      let routed = zeros([N, D], { dtype: input.dtype, backend: input.backendName });
+      const slotW = reshape(to(r.weights, input.dtype), [-1]);
+      parts.forEach((y, i) => {
+        if (!y) return;
+        const [a, b] = [r.offsets[i], r.offsets[i + 1]];
+        const rows = tensor(r.tokenOfSlot.slice(a, b), { dtype: 'int64', backend: x.backendName });
+        const w = indexSelect(slotW, 0, tensor(r.slotIndex.slice(a, b), { dtype: 'int64', backend: x.backendName }));
+        routed = indexAdd(routed, 0, rows, mul(y, unsqueeze(w, 1)));
+      });
+      return { out: reshape(this.withShared(input, routed), x.shape), routerLogits };
     });
   }
 }
 
 /**
- * The load-balancing loss over all layers' router logits ([N, E] each): E * sum_e (fraction of
- * routing slots to e) * (mean router probability of e), means over unpadded tokens when a mask is given.
+ * Splits every MoE layer's experts over an expert-parallel group; returns the number of MoE layers.
+ * @example const ep = await world.newGroup([0, 1, 2, 3]); setExpertParallel(model, ep!)
  */
-export function loadBalancingLoss(routerLogits: Tensor[], numExperts: number, k: number, attentionMask: Tensor | null): Tensor {
-  return tidy(() => {
-    const logits = cat(routerLogits.map((l) => to(l, 'float32')), 0); // [L*N, E]
-    const probs = softmax(logits, -1);
-    const { index } = topK(probs, k);
-    const experts = reshape(arange(numExperts, undefined, 1, { backend: logits.backendName }), [1, 1, numExperts]);
-    const expertMask = to(compare('eq', unsqueeze(index, 2), experts), 'float32'); // [L*N, k, E]
-    let tokensPerExpert: Tensor;
-    let probPerExpert: Tensor;
-    if (!attentionMask) {
-      tokensPerExpert = div(sum(expertMask, 0), expertMask.shape[0]);
-      probPerExpert = div(sum(probs, 0), probs.shape[0]);
-    } else {
-      const L = routerLogits.length;
-      const m = to(reshape(attentionMask, [1, -1]), 'float32'); // [1, N]
-      const tokenMask = reshape(mul(m, tensor(new Float32Array(L).fill(1), { shape: [L, 1], backend: logits.backendName })), [-1, 1]); // [L*N, 1]
-      tokensPerExpert = div(sum(mul(expertMask, unsqueeze(tokenMask, 2)), 0), sum(tokenMask));
-      probPerExpert = div(sum(mul(probs, tokenMask), 0), sum(tokenMask));
-    }
-    return mul(sum(mul(tokensPerExpert, unsqueeze(probPerExpert, 0))), numExperts);
-  });
+export function setExpertParallel(model: Module, group: ExpertParallelGroup | null): number {
+  const blocks = model.namedModules().map(([, m]) => m).filter((m): m is SparseMoe => m instanceof SparseMoe);
+  for (const b of blocks) b.setExpertParallel(group);
+  return blocks.length;
 }
-

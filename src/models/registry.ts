@@ -4,7 +4,8 @@
 import { type DecoderConfig, checkDecoderConfig } from './config.js';
 import { gemma, gemma2 } from './families/gemma.js';
 import type { Json } from './families/hf_config.js';
-import { llama, mistral, mixtral, qwen2, qwen3 } from './families/llama.js';
+import { llama, mistral, qwen2, qwen3 } from './families/llama.js';
+import { mixtral, qwen2Moe } from './families/moe.js';
 import { phi3 } from './families/phi3.js';
 import { BertModel, bertConfig } from './bert.js';
 import { CausalLM } from './causal_lm.js';
@@ -18,7 +19,7 @@ import { EncodecModel } from './encodec.js';
 import { encodecConfig } from './encodec_config.js';
 
 export const DECODER_FAMILIES: Record<string, (raw: Json, file: string) => DecoderConfig> = {
-  llama, mistral, qwen2, qwen3, mixtral, gemma, gemma2, phi3,
+  llama, mistral, qwen2, qwen3, mixtral, qwen2_moe: qwen2Moe, gemma, gemma2, phi3,
 };
 
 export const SUPPORTED_MODEL_TYPES = [...Object.keys(DECODER_FAMILIES), 'gpt2', 'bert', 'whisper', 'encodec'];

@@ -23,6 +23,7 @@ import { decayParamGroups } from './param_groups.js';
 import { useOptimizerInBackward } from './in_backward.js';
 import { progressBar } from './progress.js';
 import type { DataParallel } from './data_parallel.js';
+import { resetExpertLoads, takeExpertLoadMetrics } from './moe_metrics.js';
 
 export interface StepMetrics {
   step: number;
@@ -34,6 +35,10 @@ export interface StepMetrics {
   mem_peak: { total: number; param: number; grad: number; optimizer: number; activation: number; other: number };
   /** the step strategy's own metrics (TRL's names), logged beside the others in metrics.jsonl */
   metrics?: Record<string, number>;
+  /** MoE models: slots routed to each expert this step, per layer (moe_metrics.ts) */
+  expert_counts?: Record<string, number[]>;
+  /** MoE models: max/mean of each layer's expert counts */
+  expert_imbalance?: Record<string, number>;
 }
 
 /** What the Trainer reads data from: seeded, resumable batches per epoch (Dataset, or a method's own). */
@@ -189,6 +194,7 @@ export class Trainer<B = Batch> {
     const lr = this.schedule(this.step);
     this.optimizer.setLr(lr);
     memory.resetPeak();
+    resetExpertLoads(model); // evaluation forwards since the last step do not count
     const tStep = performance.now();
     const world = this.o.dataParallel?.worldSize ?? 1;
     const all = Array.from({ length: gradAccum * world }, () => batches.next().value as B);
@@ -211,11 +217,14 @@ export class Trainer<B = Batch> {
     }
     const { result, norm } = done.length === 1 ? done[0] : meanOfUpdates(done);
     this.step++;
+    const load = takeExpertLoadMetrics(model);
+    const metrics = load ? { ...result.metrics, ...load.metrics } : result.metrics;
     return {
       step: this.step, loss: result.loss, lr, grad_norm: norm, loss_scale: this.scaler ? scale : null,
       tokens_per_sec: result.tokens / ((performance.now() - tStep) / 1e3),
       mem_peak: memory.stats().peak,
-      ...(result.metrics ? { metrics: result.metrics } : {}),
+      ...(metrics ? { metrics } : {}),
+      ...(load ? { expert_counts: load.expert_counts, expert_imbalance: load.expert_imbalance } : {}),
     };
   }
 

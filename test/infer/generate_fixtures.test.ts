@@ -11,7 +11,7 @@ import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { assertClose } from '../helpers.js';
 import { fixture } from '../fixtures.js';
 
-const FIXTURES = ['llama', 'llama-tied-rope-llama3', 'mistral-sliding-window', 'qwen2', 'gemma', 'gemma2', 'phi3', 'mixtral', 'gpt2'];
+const FIXTURES = ['llama', 'llama-tied-rope-llama3', 'mistral-sliding-window', 'qwen2', 'gemma', 'gemma2', 'phi3', 'mixtral', 'qwen2-moe', 'gpt2'];
 
 async function check(device: Device, model: k.CausalLM | k.Gpt2LMHeadModel, g: SafetensorsFile, prefix: string, extra: k.GenerateOptions = {}, promptFrom = prefix): Promise<void> {
   const t = (n: string): k.Tensor => g.tensor(`${prefix}.${n}`);

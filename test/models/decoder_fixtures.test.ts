@@ -14,7 +14,7 @@ import { loadCausalLM, loadPretrained, savePretrained } from '../../src/models/l
 import { assertClose } from '../helpers.js';
 import { fixture } from '../fixtures.js';
 
-export const DECODER_FIXTURES = ['llama', 'llama-tied-rope-llama3', 'mistral-sliding-window', 'qwen2', 'gemma', 'gemma2', 'phi3', 'mixtral', 'gpt2'];
+export const DECODER_FIXTURES = ['llama', 'llama-tied-rope-llama3', 'mistral-sliding-window', 'qwen2', 'gemma', 'gemma2', 'phi3', 'mixtral', 'qwen2-moe', 'gpt2'];
 
 /** |got - want| <= rel * max|want|: relative to the tensor's scale (STYLE.md's two-sided form). */
 function closeRel(got: k.Tensor, want: k.Tensor, rel: number, what: string): void {
@@ -49,7 +49,7 @@ for (const name of DECODER_FIXTURES)
         }
         out.loss!.backward();
         for (const [pname, p] of model.namedParameters()) closeRel(p.grad!, t(`grad.${pname}`), 1e-3, `grad.${pname}`);
-        const ignore = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels_ignore_pad'), routerAuxLoss: false });
+        const ignore = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels_ignore_pad') }); // qwen2-moe: the config's output_router_logits adds the aux loss, as HF's did
         assertClose([ignore.loss!.item()], [t('loss_ignore_pad').item()], { atol: 0, rtol: 1e-5, what: 'loss_ignore_pad' });
         if (moe) {
           const withAux = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels'), routerAuxLoss: true });
@@ -69,7 +69,7 @@ for (const name of DECODER_FIXTURES)
         assertClose([out.loss!.item()], [t('loss').item()], { atol: 0, rtol: 1e-5, what: 'loss' });
         out.loss!.backward();
         for (const [pname, p] of model.namedParameters()) closeRel(p.grad!, t(`grad.${pname}`), 1e-3, `grad.${pname}`);
-        const ignore = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels_ignore_pad'), routerAuxLoss: false, returnLogits: false });
+        const ignore = model.forward({ inputIds: t('input_ids'), attentionMask: t('attention_mask'), labels: t('labels_ignore_pad'), returnLogits: false });
         assertClose([ignore.loss!.item()], [t('loss_ignore_pad').item()], { atol: 0, rtol: 1e-5, what: 'loss_ignore_pad' });
       });
       model.dispose();
@@ -94,5 +94,5 @@ test('an unknown model_type lists the supported ones', async () => {
   const { writeFileSync } = await import('node:fs');
   writeFileSync(join(dir, 'config.json'), JSON.stringify({ model_type: 'rwkv' }));
   writeFileSync(join(dir, 'model.safetensors'), Buffer.from([2, 0, 0, 0, 0, 0, 0, 0, 123, 125]));
-  await assert.rejects(loadPretrained(dir), /model_type "rwkv" is not supported \(supported: llama, mistral, qwen2, qwen3, mixtral, gemma, gemma2, phi3/);
+  await assert.rejects(loadPretrained(dir), /model_type "rwkv" is not supported \(supported: llama, mistral, qwen2, qwen3, mixtral, qwen2_moe, gemma, gemma2, phi3/);
 });

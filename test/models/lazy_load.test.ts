@@ -22,6 +22,7 @@ import { SafetensorsFile } from '../../src/io/safetensors.js';
 import { STAGING_BYTES } from '../../src/io/read_into.js';
 import { loadWeights } from '../../src/models/load.js';
 import { buildModel } from '../../src/models/registry.js';
+import type { Mlp } from '../../src/models/mlp.js';
 import { type LazyFolder, LAZY_CONFIG, lazySource, writeLazyFixtures } from './lazy_fixture.js';
 import { TINY, saveTiny } from './tiny_llama.js';
 
@@ -122,7 +123,7 @@ describe('meta parameters', () => {
     const base = k.memory.stats().current.total;
     const m = buildModel(TINY, 'tiny', { backend: 'meta' }) as k.CausalLM;
     assert.equal(k.memory.stats().current.total, base, 'no bytes allocated');
-    const w = m.model.layers[0].mlp!.down_proj.weight;
+    const w = (m.model.layers[0].mlp as Mlp).down_proj.weight;
     assert.ok(k.isMeta(w));
     assert.deepEqual([w.shape, w.dtype], [[16, 32], 'float32']);
     assert.throws(() => k.toArray(m.model.norm.weight), /toTypedArray: parameter 'model\.norm\.weight' \[16\] float32 is a meta tensor .*load the checkpoint/);
@@ -131,7 +132,7 @@ describe('meta parameters', () => {
     assert.ok(k.isMeta(m.model.norm.weight) && m.model.norm.weight.dtype === 'bfloat16');
     assert.equal(k.memory.stats().current.total, base, 'still no bytes');
     assert.throws(() => k.tidy(() => m.forward({ inputIds: ids })), /parameter 'model\.embed_tokens\.weight' \[64, 16\] bfloat16 is a meta tensor/);
-    assert.throws(() => k.tidy(() => m.model.layers[0].mlp!.down_proj.forward(x)), /parameter 'model\.layers\.0\.mlp\.down_proj\.weight' \[16, 32\] bfloat16 is a meta tensor/);
+    assert.throws(() => k.tidy(() => (m.model.layers[0].mlp as Mlp).down_proj.forward(x)), /parameter 'model\.layers\.0\.mlp\.down_proj\.weight' \[16, 32\] bfloat16 is a meta tensor/);
     m.dispose();
     m.dispose(); // nothing to free, twice
     for (const t of [ids, x]) t.dispose();
@@ -139,7 +140,7 @@ describe('meta parameters', () => {
 
   test('without meta the model is randomly initialised as before (HF normal(0, initializer_range) weights)', () => {
     const m = buildModel(TINY, 'tiny') as k.CausalLM;
-    const up = m.model.layers[0].mlp!.up_proj!.weight;
+    const up = (m.model.layers[0].mlp as Mlp).up_proj!.weight;
     const w = k.toFloat32Array(up);
     const std = Math.sqrt(w.reduce((a, v) => a + v * v, 0) / w.length);
     assert.ok(!k.isMeta(up));

@@ -12,6 +12,7 @@ import {
 import { type NativeAddon, loadNative } from '../addon.js';
 import { type NativeView, Packer } from './native.js';
 import { packAdamW } from './optim.js';
+import { packMatmulList } from './matmul_list.js';
 import { withHalfOperands } from './half_operands.js';
 
 class CpuStorage extends Storage {
@@ -68,6 +69,7 @@ function makeKernels(p: Packer): Kernels {
     reduce: (op, x, out) => p.num(code(REDUCE_OPS, op)).view(v(x)).view(v(out)).call('reduce'),
     argReduce: (op, x, dim, out) => p.num(op === 'argmax' ? 0 : 1).view(v(x)).num(dim).view(v(out)).call('arg_reduce'),
     matmul: (a, b, out, acc) => p.view(v(a)).view(v(b)).view(v(out)).num(acc ? 1 : 0).call('matmul'),
+    matmulList: (items, acc) => packMatmulList(p, nativeView, items, acc),
     gather: (x, dim, index, out) => p.view(v(x)).num(dim).view(v(index)).view(v(out)).call('gather'),
     scatterAdd: (out, dim, index, src) => p.view(v(out)).num(dim).view(v(index)).view(v(src)).call('scatter_add'),
     indexSelect: (x, dim, index, out) => p.view(v(x)).num(dim).view(v(index)).view(v(out)).call('index_select'),

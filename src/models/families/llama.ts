@@ -112,19 +112,3 @@ export function qwen3(raw: Json, file: string): DecoderConfig {
   const c = baseConfig({ ...raw, sliding_window: null }, file);
   return { ...c, qkNorm: true };
 }
-
-/** Mixtral: every MLP is a sparse MoE of SwiGLU experts. */
-export function mixtral(raw: Json, file: string): DecoderConfig {
-  const r = new ConfigReader(raw, file);
-  const c = baseConfig(raw, file);
-  return {
-    ...c,
-    moe: {
-      numExperts: r.size('num_local_experts', CONFIG_LIMITS.experts),
-      topK: r.size('num_experts_per_tok', CONFIG_LIMITS.experts),
-      auxLossCoef: r.num('router_aux_loss_coef', 0.001),
-    },
-    // Mixtral's eager mask ignores sliding_window in 4.44 (only flash attention applies it)
-    slidingWindows: new Array(c.numLayers).fill(0),
-  };
-}

@@ -1,0 +1,47 @@
+// The gated MLP of the Llama family (HF LlamaMLP): down(act(gate(x)) * up(x)), with Phi-3's fused
+// gate_up_proj. Also each routed and shared expert of Qwen2-MoE (Qwen2MoeMLP, built with the
+// expert's intermediate size).
+import { narrow } from '../ops/view.js';
+import type { Tensor } from '../tensor/tensor.js';
+import { Linear } from '../nn/layers.js';
+import { Module } from '../nn/module.js';
+import type { InitOpts } from '../nn/init.js';
+import type { DecoderConfig } from './config.js';
+import { glu } from '../ops/glu.js';
+import { sharedInputProjections } from '../lora/shared_input.js';
+import { LoraLinear } from '../lora/lora_linear.js';
+
+export class Mlp extends Module {
+  gate_proj?: Linear;
+  up_proj?: Linear;
+  gate_up_proj?: Linear;
+  down_proj: Linear;
+
+  constructor(readonly c: DecoderConfig, init: InitOpts) {
+    super();
+    const { hiddenSize: D, intermediateSize: F } = c;
+    if (c.fusedGateUp) this.gate_up_proj = new Linear(D, 2 * F, { ...init, bias: c.mlpBias });
+    else {
+      this.gate_proj = new Linear(D, F, { ...init, bias: c.mlpBias });
+      this.up_proj = new Linear(D, F, { ...init, bias: c.mlpBias });
+    }
+    this.down_proj = new Linear(F, D, { ...init, bias: c.mlpBias });
+  }
+
+  /** down(act(gate(x)) * up(x)) */
+  forward(x: Tensor): Tensor {
+    const F = this.c.intermediateSize;
+    let gate: Tensor;
+    let up: Tensor;
+    if (this.gate_up_proj) {
+      const gu = this.gate_up_proj.forward(x);
+      [gate, up] = [narrow(gu, -1, 0, F), narrow(gu, -1, F, F)];
+    } else [gate, up] = sharedInputProjections(x, [this.gate_proj!, this.up_proj!]);
+    const act = this.c.activation;
+    const h = glu(gate, up, act);
+    // a LoRA down_proj rebuilds its input from the gate and up that glu keeps for its own backward,
+    // instead of holding the [tokens, intermediate] product too
+    const down: Linear | LoraLinear = this.down_proj;
+    return down instanceof LoraLinear ? down.forward(h, { recompute: { from: [gate, up], fn: ([g, u]) => glu(g, u, act) } }) : down.forward(h);
+  }
+}
