@@ -31,6 +31,9 @@ export {
 export { rope, ropeComposite, rotaryTables } from './ops/rope.js';
 export { glu, gluComposite, type GluActivationName } from './ops/glu.js';
 export { scaledDotProductAttention, attentionComposite, dropout, type AttentionOptions } from './ops/attention.js';
+export { blockSparseAttention, blockSparseMask, type BlockSparseAttentionOptions } from './ops/sparse/block_sparse_attention.js';
+export { BlockLayout } from './ops/sparse/block_layout.js';
+export { type SparsityConfig, SPARSITY_MODES, makeLayout, parseSparsityConfig } from './ops/sparse/sparsity_config.js';
 export { toArray, toFloat32Array, toTypedArray, item } from './ops/transfer.js';
 export { checkpoint, noGrad, withGradMode, isGradEnabled, runBackward } from './autograd/index.js';
 

@@ -12,6 +12,7 @@ import { argReduce, reduce } from './reduce.js';
 import { adamw } from './optim.js';
 import { quantLinear, quantLinearBackward } from './quant.js';
 import { spectral } from './spectral.js';
+import { sparseAttention } from './block_sparse_attention.js';
 import { RefStorage } from './storage.js';
 import { readFully } from '../read_file.js';
 
@@ -48,6 +49,7 @@ export const refBackend: Backend = {
   },
   kernels,
   spectral,
+  sparseAttention,
   halfMatmul: false,
   halfElementwise: false,
   halfAttention: false,
