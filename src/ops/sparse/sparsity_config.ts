@@ -28,12 +28,17 @@ export interface SparsityConfig {
   num_sliding_window_blocks: number;
   /** Philox seed of the random blocks (Kestrel's addition) */
   seed: number;
+  /**
+   * tokens the layout is built for once (Kestrel's addition); shorter sequences use its leading
+   * blocks, so training, prefill and decode see one pattern. null: the model's choice
+   */
+  max_seq_len: number | null;
 }
 
 const DEFAULTS: Omit<SparsityConfig, 'mode'> = {
   block: 16, different_layout_per_head: false, attention: 'bidirectional', num_local_blocks: 4, num_global_blocks: 1,
   horizontal_global_attention: false, num_different_global_patterns: 1, num_random_blocks: 0, local_window_blocks: [4],
-  global_block_indices: [0], global_block_end_indices: null, num_sliding_window_blocks: 3, seed: 0,
+  global_block_indices: [0], global_block_end_indices: null, num_sliding_window_blocks: 3, seed: 0, max_seq_len: null,
 };
 // DeepSpeed's defaults that differ by mode
 const MODE_DEFAULTS: Partial<Record<SparsityMode, Partial<SparsityConfig>>> = {
@@ -60,7 +65,7 @@ export function parseSparsityConfig(json: unknown, where = 'sparse_attention'): 
   const o = json as Record<string, unknown>;
   const mode = (o.mode ?? 'fixed') as SparsityMode;
   if (!SPARSITY_MODES.includes(mode)) throw new Error(`${where}.mode must be one of ${SPARSITY_MODES.join(', ')}, got ${JSON.stringify(o.mode)}`);
-  const known = new Set(['mode', ...Object.keys(DEFAULTS), 'max_seq_len']);
+  const known = new Set(['mode', ...Object.keys(DEFAULTS)]);
   for (const key of Object.keys(o)) if (!known.has(key)) throw new Error(`${where}: unknown key '${key}'`);
   const c: SparsityConfig = { ...DEFAULTS, ...MODE_DEFAULTS[mode], mode };
   const f = (key: string): string => `${where}.${key}`;
@@ -69,6 +74,7 @@ export function parseSparsityConfig(json: unknown, where = 'sparse_attention'): 
   };
   int('block', 1); int('num_local_blocks', 1); int('num_global_blocks', 1); int('num_different_global_patterns', 1);
   int('num_random_blocks', 0); int('num_sliding_window_blocks', 1); int('seed', 0);
+  if (o.max_seq_len !== undefined && o.max_seq_len !== null) c.max_seq_len = checkNumber(o.max_seq_len, { int: true, min: 1 }, f('max_seq_len'));
   for (const key of ['different_layout_per_head', 'horizontal_global_attention'] as const)
     if (o[key] !== undefined) c[key] = bool(o[key], f(key));
   if (o.attention !== undefined) {
