@@ -66,26 +66,8 @@ void run_sparse_tasks(int64_t ntasks, F&& task) {
   });
 }
 
-namespace isa_scalar {
-using V = simd::Scalar;
-#include "block_sparse_tiles.inc"
-}  // namespace isa_scalar
-
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace isa_avx2 {
-using V = simd::Avx2;
-#include "block_sparse_tiles.inc"
-}  // namespace isa_avx2
-#pragma GCC pop_options
-
-#pragma GCC push_options
-#pragma GCC target("avx512f,avx2,fma")
-namespace isa_avx512 {
-using V = simd::Avx512;
-#include "block_sparse_tiles.inc"
-}  // namespace isa_avx512
-#pragma GCC pop_options
+#define KESTREL_ISA_BODY "block_sparse_tiles.inc"
+#include "isa_bodies.inc"
 
 // ------------------------------------------------------------------ argument checks
 
@@ -96,7 +78,7 @@ struct Checker {
     if (v.dtype != F32) fail(std::string(what) + " must be float32, got " + dtype_name(v.dtype) + " " + shape_str(v));
     if (!v.contiguous()) fail(std::string(what) + " " + shape_str(v) + " must be contiguous");
   }
-  void shape(const char* what, const View& v, std::initializer_list<int64_t> want) const {
+  void shape(const char* what, const View& v, const std::vector<int64_t>& want) const {
     f32(what, v);
     bool ok = v.ndim == int(want.size());
     int d = 0;
@@ -164,11 +146,8 @@ KESTREL_KERNEL(block_sparse_attention) {
   args.done();
   c.shape("out", out, {p.B, p.H, p.Tq, p.hdv});
   c.shape("lse", lse, {p.B, p.H, p.Tq});
-  switch (simd::level()) {
-    case 2: isa_avx512::forward(p, out.ptr<float>(), lse.ptr<float>()); break;
-    case 1: isa_avx2::forward(p, out.ptr<float>(), lse.ptr<float>()); break;
-    default: isa_scalar::forward(p, out.ptr<float>(), lse.ptr<float>());
-  }
+  decltype(&isa_scalar::forward) const bodies[] = {isa_scalar::forward, isa_avx2::forward, isa_avx512::forward};
+  bodies[simd::level()](p, out.ptr<float>(), lse.ptr<float>());
 }
 
 KESTREL_KERNEL(block_sparse_attention_backward) {
@@ -177,19 +156,15 @@ KESTREL_KERNEL(block_sparse_attention_backward) {
   View out = args.view(), lse = args.view(), dout = args.view();
   View dq = args.view(), dk = args.view(), dv = args.view();
   args.done();
-  c.shape("out", out, {p.B, p.H, p.Tq, p.hdv});
-  c.shape("lse", lse, {p.B, p.H, p.Tq});
-  c.shape("dout", dout, {p.B, p.H, p.Tq, p.hdv});
-  c.shape("dq", dq, {p.B, p.H, p.Tq, p.hd});
-  c.shape("dk", dk, {p.B, p.Hkv, p.Tk, p.hd});
-  c.shape("dv", dv, {p.B, p.Hkv, p.Tk, p.hdv});
-  const float *o = out.ptr<float>(), *z = lse.ptr<float>(), *g = dout.ptr<float>();
-  float *gq = dq.ptr<float>(), *gk = dk.ptr<float>(), *gv = dv.ptr<float>();
-  switch (simd::level()) {
-    case 2: isa_avx512::backward(p, o, z, g, gq, gk, gv); break;
-    case 1: isa_avx2::backward(p, o, z, g, gq, gk, gv); break;
-    default: isa_scalar::backward(p, o, z, g, gq, gk, gv);
-  }
+  const std::vector<int64_t> rows{p.B, p.H, p.Tq}, q_like{p.B, p.H, p.Tq, p.hd}, o_like{p.B, p.H, p.Tq, p.hdv};
+  const struct { const char* what; const View& v; std::vector<int64_t> shape; } outputs[] = {
+      {"out", out, o_like}, {"lse", lse, rows}, {"dout", dout, o_like}, {"dq", dq, q_like},
+      {"dk", dk, {p.B, p.Hkv, p.Tk, p.hd}}, {"dv", dv, {p.B, p.Hkv, p.Tk, p.hdv}}};
+  for (const auto& o : outputs) c.shape(o.what, o.v, o.shape);
+  // by simd::level(): 0 scalar, 1 AVX2, 2 AVX-512
+  decltype(&isa_scalar::backward) const bodies[] = {isa_scalar::backward, isa_avx2::backward, isa_avx512::backward};
+  bodies[simd::level()](p, out.ptr<float>(), lse.ptr<float>(), dout.ptr<float>(), dq.ptr<float>(), dk.ptr<float>(),
+                        dv.ptr<float>());
 }
 
 }  // namespace kestrel

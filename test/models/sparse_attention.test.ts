@@ -85,6 +85,24 @@ test('right padding changes no real token (the mask is dropped); left padding ru
   model.dispose();
 });
 
+test('activation checkpointing (full, selective) recomputes the sparse layers to the same gradients', () => {
+  const grads = (mode: 'none' | 'full' | 'selective'): Float32Array[] => {
+    const model = tiny();
+    setAttentionSparsity(model, LOCAL_GLOBAL);
+    model.checkpointing = mode;
+    k.tidy(() => {
+      const input = k.tensor([ids], { dtype: 'int64' });
+      model.forward({ inputIds: input, labels: input }).loss!.backward();
+    });
+    const g = model.parameters().map((p) => p.grad!.toFloat32Array());
+    model.dispose();
+    return g;
+  };
+  const plain = grads('none');
+  for (const mode of ['full', 'selective'] as const)
+    grads(mode).forEach((g, i) => assertClose(g, plain[i], { atol: 1e-6, rtol: 1e-4, what: `${mode}: parameter ${i}` }));
+});
+
 test('kestrel train --attention-sparsity: the loss falls, sparsity.json is saved, and a run from the saved model reuses it', async () => {
   const dir = tinyTrainDir('kestrel-sparse-train-');
   const spec = { mode: 'bslongformer', block: 2, num_sliding_window_blocks: 1, global_block_indices: [0], attention: 'unidirectional' };
