@@ -6,6 +6,7 @@
 // the inputs (k.memory). The sparse op is first checked against dense attention with the layout's
 // element mask. Writes bench/results/sparse_attention.json.
 // Run: npm run bench:sparse [-- --seqs 4096,16384 --runs 3]
+import { loadavg } from 'node:os';
 import * as k from '../src/index.js';
 import { loadNative, nativeLoadError } from '../src/backend/addon.js';
 import { median, writeResult } from './lib/report.js';
@@ -95,6 +96,7 @@ async function main(): Promise<void> {
   };
   const seqs = arg('--seqs')?.split(',').map(Number) ?? [4096, 16384];
   const runsFor = (T: number): number => Number(arg('--runs') ?? (T > 8192 ? 1 : 3));
+  const loadAtStart = loadavg();
   validate();
   const rows: object[] = [];
   console.log(`block-sparse vs dense flash attention, bidirectional, B=${SHAPE.B} H=${SHAPE.H} Hkv=${SHAPE.Hkv} hd=${SHAPE.hd} block ${SHAPE.block}, threads ${loadNative()!.info().threads}`);
@@ -121,7 +123,8 @@ async function main(): Promise<void> {
     rows.push({ T, runs, dense, sparse, timeRatio_10_to_25: sparse[0].stepMs / sparse[1].stepMs, densityRatio_10_to_25: sparse[0].density / sparse[1].density });
   }
   const path = writeResult('sparse_attention', {
-    bench: 'sparse_attention', threads: loadNative()!.info().threads,
+    bench: 'sparse_attention', threads: loadNative()!.info().threads, simd: loadNative()!.info(),
+    loadAverage: { start: loadAtStart, end: loadavg() },
     config: { ...SHAPE, causal: false, layout: 'bslongformer (sliding window + global block 0)', dtype: 'float32', timing: 'median of runs after a warmup; one run at 16k' },
     results: rows,
   });
