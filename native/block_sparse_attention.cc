@@ -3,8 +3,9 @@
 // layout keeps (DeepSpeed's sparse attention, Child et al. 2019). The layout arrives as CSR (per
 // layout head and query block: ascending key blocks) and CSC (per key block: query blocks);
 // consecutive blocks are merged into spans of up to kSpanKeys keys so that local windows become
-// one wide tile. Tasks: forward and dq per (batch, head, query block), dk/dv per (batch, kv head,
-// key block) over every query head of the group, so no two threads write the same rows. The
+// one wide tile. Tasks: forward per (batch, head, query block); backward per key block of one
+// (batch, kv head) group at a time, over every query head of the group: each task owns its dk/dv
+// rows, and dq goes into per-worker partial sums added after the group (no float atomics). The
 // reference is src/backend/ref/block_sparse_attention.ts; src/backend/cpu/sparse_attention.ts packs
 // the arguments; the tile loops live in block_sparse_tiles.inc, compiled per ISA.
 #include <algorithm>
@@ -56,13 +57,15 @@ struct SparseProblem {
   }
 };
 
-// Tasks pulled from a shared counter (rows with global blocks cost more); scratch is per worker.
+// Workers for n tasks: task(next, w) runs once per worker w < sparse_workers(n), pulling task
+// numbers from the shared counter (rows with global blocks cost more); scratch is per worker.
+int64_t sparse_workers(int64_t ntasks) { return std::max<int64_t>(1, std::min<int64_t>(num_threads(), ntasks)); }
 template <class F>
 void run_sparse_tasks(int64_t ntasks, F&& task) {
   if (ntasks <= 0) return;
   std::atomic<int64_t> next{0};
-  parallel_for(std::min<int64_t>(num_threads(), ntasks), 1, [&](int64_t w0, int64_t w1) {
-    for (int64_t w = w0; w < w1; w++) task(next);
+  parallel_for(sparse_workers(ntasks), 1, [&](int64_t w0, int64_t w1) {
+    for (int64_t w = w0; w < w1; w++) task(next, w);
   });
 }
 
