@@ -96,6 +96,20 @@ export function saveSparsity(dir: string, lm: SparseCapable): void {
   if (cfg) writeFileSync(join(dir, SPARSITY_FILE), JSON.stringify(cfg, null, 2) + '\n');
 }
 
+/**
+ * Resuming from a training checkpoint: its sparsity.json is applied to a model that has none; a
+ * model with another sparsity config is an error (the run would change its attention midway).
+ */
+export function resumeSparsity(dir: string, lm: SparseCapable): void {
+  const file = join(dir, SPARSITY_FILE);
+  if (!existsSync(file)) return;
+  const saved = parseSparsityConfig(readJson(file), file);
+  const own = attentionSparsity(lm);
+  if (!own) return setAttentionSparsity(lm, saved);
+  if (JSON.stringify(own) !== JSON.stringify(saved))
+    throw new Error(`${file}: the checkpoint trained with sparse attention ${JSON.stringify(saved)}, the model now has ${JSON.stringify(own)}; resume with the same --attention-sparsity`);
+}
+
 /** Applies dir/sparsity.json to the model when the folder has one. */
 export function loadSparsity(dir: string, lm: SparseCapable): void {
   const file = join(dir, SPARSITY_FILE);

@@ -109,7 +109,7 @@ test('kestrel train --attention-sparsity: the loss falls, sparsity.json is saved
   writeFileSync(join(dir, 'sparsity.in.json'), JSON.stringify(spec));
   const out = join(dir, 'out');
   const base = ['--data', join(dir, 'train.jsonl'), '--seq-len', '10', '--batch-size', '4', '--lr', '0.01', '--schedule', 'constant', '--quiet'];
-  let r = runCli(['train', '--model', join(dir, 'config.json'), '--output', out, '--max-steps', '30', '--attention-sparsity', join(dir, 'sparsity.in.json'), ...base]);
+  let r = runCli(['train', '--model', join(dir, 'config.json'), '--output', out, '--max-steps', '30', '--save-every', '15', '--attention-sparsity', join(dir, 'sparsity.in.json'), ...base]);
   assert.equal(r.status, 0, r.stderr);
   const losses = readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss as number);
   assert.ok(losses.at(-1)! < 0.6 * losses[0], `loss ${losses[0]} -> ${losses.at(-1)} must fall`);
@@ -122,6 +122,15 @@ test('kestrel train --attention-sparsity: the loss falls, sparsity.json is saved
   r = runCli(['train', '--model', out, '--output', again, '--max-steps', '2', ...base]);
   assert.equal(r.status, 0, r.stderr);
   assert.ok(existsSync(join(again, 'sparsity.json')), 'training from the saved model keeps its layout');
+  // resuming a checkpoint without the flag takes the checkpoint's sparsity.json
+  const resumed = join(dir, 'resumed');
+  r = runCli(['train', '--model', join(dir, 'config.json'), '--output', resumed, '--resume', join(out, 'checkpoint-30'), '--max-steps', '31', ...base]);
+  assert.equal(r.status, 0, r.stderr);
+  assert.deepEqual(JSON.parse(readFileSync(join(resumed, 'sparsity.json'), 'utf8')), saved, 'the resumed run kept the layout');
+  writeFileSync(join(dir, 'other.json'), JSON.stringify({ ...spec, num_sliding_window_blocks: 3 }));
+  r = runCli(['train', '--model', join(dir, 'config.json'), '--output', join(dir, 'other'), '--resume', join(out, 'checkpoint-30'), '--max-steps', '31', '--attention-sparsity', join(dir, 'other.json'), ...base]);
+  assert.notEqual(r.status, 0);
+  assert.match(r.stderr, /checkpoint-30\/sparsity\.json: the checkpoint trained with sparse attention .* resume with the same --attention-sparsity/);
   writeFileSync(join(dir, 'bad.json'), JSON.stringify({ mode: 'strided', block: 4 }));
   const bad = runCli(['train', '--model', join(dir, 'config.json'), '--output', join(dir, 'bad'), '--attention-sparsity', join(dir, 'bad.json'), ...base]);
   assert.notEqual(bad.status, 0);
