@@ -270,6 +270,35 @@ export interface PagedKernels {
   pagedAttention(q: View, kPool: View, vPool: View, table: View, seq: View, pos: View, opts: PagedAttentionOpts, out: View): void;
 }
 
+/** Sizes of a block-sparse attention call (src/ops/sparse/block_sparse_attention.ts). */
+export interface BlockSparseOpts {
+  scale: number;
+  /** query i (at position i + Tk - Tq) also never sees keys j > i + Tk - Tq */
+  causal: boolean;
+  /** tokens per layout block (the last block of a sequence may be partial) */
+  block: number;
+  /** blocks per side of the layout part in use: ceil(Tk / block) */
+  nBlocks: number;
+  /** 1 (one layout for all heads) or H */
+  layoutHeads: number;
+}
+
+/**
+ * Block-sparse attention (Child et al. 2019; DeepSpeed's sparse attention): query block i of head h
+ * attends the keys of blocks rowIdx[rowPtr[h nb + i] .. rowPtr[h nb + i + 1]) (int32, ascending);
+ * query row i belongs to block floor((i + Tk - Tq) / block). colPtr/colIdx are the same layout by
+ * key block (the backward's dk/dv side). q [B,H,Tq,hd], k/v [B,Hkv,Tk,hd] contiguous float32,
+ * lse [B,H,Tq] float32 (-inf on a row that sees no key; its out is 0). Absent on a backend
+ * without them: the op then runs dense attention with the layout's element mask.
+ */
+export interface SparseAttentionKernels {
+  blockSparseAttention(q: View, k: View, v: View, rowPtr: View, rowIdx: View, opts: BlockSparseOpts, out: View, lse: View): void;
+  blockSparseAttentionBackward(
+    q: View, k: View, v: View, rowPtr: View, rowIdx: View, colPtr: View, colIdx: View, out: View, lse: View, dout: View,
+    opts: BlockSparseOpts, dq: View, dk: View, dv: View,
+  ): void;
+}
+
 /** One parameter's tensors for the AdamW kernel. */
 export interface AdamWTensors {
   param: View;
@@ -318,6 +347,8 @@ export interface Backend {
   readonly spectral?: SpectralKernels;
   /** paged KV-cache kernels; absent where the serving engine falls back to one request at a time */
   readonly paged?: PagedKernels;
+  /** block-sparse attention kernels; absent where the op falls back to masked dense attention */
+  readonly sparseAttention?: SparseAttentionKernels;
   /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
   readonly halfMatmul: boolean;
   /**

@@ -62,6 +62,7 @@ const TRAIN: Flag[] = [
   ['--skip-bad-lines', 'skip (and count) unreadable data lines instead of stopping'],
   ['--config run.yaml|json', 'settings file (flags override it)'],
   ['--deepspeed ds_config.json', "DeepSpeed's batch sizes, precision, optimizer, scheduler, clipping, checkpointing"],
+  ['--attention-sparsity FILE.json', "block-sparse attention in every layer: a DeepSpeed sparse_attention object (mode fixed|variable|bigbird|bslongformer|local_sliding_window|dense, block, ...; default none = dense); saved as sparsity.json beside the model (ds_config sparse_attention sets it too)"],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
   ['--nproc N', 'train data-parallel on N rank processes of this machine (kestrel launch -n N -- kestrel train ...; default 1)'],
   ['--zero-stage 0|1', 'with --nproc: 0 all-reduces gradients, 1 also partitions the optimizer state over the ranks (default 0; ds_config zero_optimization.stage sets it)'],

@@ -7,6 +7,8 @@ import { loadDataset } from '../data/index.js';
 import { readJson } from '../io/hf_folder.js';
 import { CausalLM } from '../models/causal_lm.js';
 import { loadCausalLM, savePretrained } from '../models/load.js';
+import { setAttentionSparsity } from '../models/sparse_attention.js';
+import { parseSparsityConfig } from '../ops/sparse/sparsity_config.js';
 import { decoderConfig } from '../models/registry.js';
 import { AdamW } from '../optim/adamw.js';
 import * as S from '../optim/schedules.js';
@@ -35,7 +37,7 @@ const FLAGS = {
   'eval-fraction': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'keep-last': { type: 'string' },
   seed: { type: 'string' }, 'skip-bad-lines': { type: 'boolean' }, resume: { type: 'string' }, config: { type: 'string' },
   deepspeed: { type: 'string' }, quiet: { type: 'boolean', default: false }, 'optimizer-in-backward': { type: 'boolean' },
-  profile: { type: 'boolean', default: false }, 'zero-stage': { type: 'string' },
+  profile: { type: 'boolean', default: false }, 'zero-stage': { type: 'string' }, 'attention-sparsity': { type: 'string' },
 } as const;
 
 /** --profile: the steps after the run's first (relative to a resumed run's start) */
@@ -89,6 +91,8 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   set('skipBadLines', values['skip-bad-lines']);
   set('resume', values.resume);
   set('zeroStage', n('zero-stage') as RunSettings['zeroStage'] | undefined);
+  const sparsity = values['attention-sparsity'];
+  if (sparsity) set('sparseAttention', parseSparsityConfig(readJson(sparsity), sparsity));
   checkSettings(flags, (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
   const explicit: Partial<RunSettings> = { ...file, ...ds.settings, ...flags };
   const merged = { ...DEFAULT_SETTINGS, ...extra.defaults, ...explicit } as RunSettings;
@@ -216,6 +220,7 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
   removeStaleTemps(cacheDir);
   const { model, hfConfig, tokenizer } = await loadModel(s);
   model.checkpointing = s.checkpointing;
+  if (s.sparseAttention) setAttentionSparsity(model, s.sparseAttention);
   plan.prepare?.(model);
   const { train, eval: evalData, stats } = await loadDataset(s.data, {
     format: s.format, tokenizer: tokenizer ?? undefined, seqLen: s.seqLen, seed: s.seed, evalFraction: s.evalFraction,

@@ -26,6 +26,7 @@ import { Mlp } from './mlp.js';
 export { Mlp };
 import { sharedInputProjections } from '../lora/shared_input.js';
 import { rotaryFrequencies } from './rope_scaling.js';
+import type { SparseSelfAttention } from './sparse_attention.js';
 
 /** float32's most negative finite value: HF's additive mask entry (not -inf). */
 export const MASK_MIN = -3.4028234663852886e38;
@@ -91,6 +92,8 @@ export class Attention extends Module {
   o_proj: Linear;
   q_norm?: RMSNorm;
   k_norm?: RMSNorm;
+  /** block-sparse attention (setAttentionSparsity in sparse_attention.ts); null = dense */
+  sparse: SparseSelfAttention | null = null;
 
   constructor(readonly c: DecoderConfig, readonly layerIdx: number, init: InitOpts) {
     super();
@@ -130,18 +133,24 @@ export class Attention extends Module {
     k = rope(k, ctx.cos, ctx.sin);
     const window = c.slidingWindows[this.layerIdx];
     const merge = (o: Tensor): Tensor => this.o_proj.forward(reshape(transpose(o, 1, 2), [B, T, c.numHeads * c.headDim]));
-    if (ctx.cache instanceof PagedKVCache) return merge(ctx.cache.attend(this.layerIdx, q, k, v, { window, softcap: c.attnSoftcap, scale: c.attentionScale }));
+    if (ctx.cache instanceof PagedKVCache) {
+      // the paged kernels attend densely: a block-sparse model would silently change what it computes
+      if (this.sparse) throw new Error('a model with block-sparse attention (sparsity.json) cannot run on the paged KV cache; serve it with --engine serial');
+      return merge(ctx.cache.attend(this.layerIdx, q, k, v, { window, softcap: c.attnSoftcap, scale: c.attentionScale }));
+    }
     // a static cache (CUDA-graph decoding) returns its whole buffer and the mask of what is visible
     let cacheMask: Tensor | undefined;
     if (ctx.cache) ({ k, v, mask: cacheMask } = ctx.cache.update(this.layerIdx, k, v, window));
     if (cacheMask && ctx.mask) throw new Error('attention: a static KV cache decodes without a padding mask (batch 1, no pads)');
-    const o = scaledDotProductAttention(q, k, v, {
-      causal: !cacheMask,
-      mask: cacheMask ?? ctx.mask,
-      window: cacheMask ? 0 : window,
-      softcap: c.attnSoftcap,
-      scale: c.attentionScale,
-    }); // [B, H, T, hd]
+    const o = this.sparse
+      ? this.sparse.attend(q, k, v, { mask: ctx.mask, scale: c.attentionScale, window, softcap: c.attnSoftcap, staticCache: !!cacheMask })
+      : scaledDotProductAttention(q, k, v, {
+        causal: !cacheMask,
+        mask: cacheMask ?? ctx.mask,
+        window: cacheMask ? 0 : window,
+        softcap: c.attnSoftcap,
+        scale: c.attentionScale,
+      }); // [B, H, T, hd]
     return merge(o);
   }
 }

@@ -19,6 +19,7 @@ import { loadAdapter } from '../lora/peft.js';
 import { bnbCheckpoint, loadBnbLinears } from '../quant/bnb.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { CausalLM } from './causal_lm.js';
+import { loadSparsity, saveSparsity } from './sparse_attention.js';
 import { Gpt2LMHeadModel } from './gpt2.js';
 import { BertModel } from './bert.js';
 import { DecoderBaseModel, isBaseCheckpoint } from './base_model.js';
@@ -158,6 +159,7 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
     const used = loadBnbLinears(model, folder, configFile, { backend });
     loadWeights(model, folder, { dtype: opts.dtype ?? 'float32', used, configFile, backend });
     finishLoading(model);
+    if (model instanceof CausalLM) loadSparsity(dir, model);
     if (opts.adapter) loadAdapter(model, opts.adapter, { baseModel: dir });
     model.eval();
     const gen = join(dir, 'generation_config.json');
@@ -192,6 +194,7 @@ export function savePretrained(dir: string, p: { model: Module; hfConfig: Json; 
   const c = bnbCheckpoint(p.model, p.hfConfig);
   try {
     saveCheckpointFolder(dir, { config: c.config, generationConfig: p.generationConfig, tensors: c.tensors });
+    if (p.model instanceof CausalLM) saveSparsity(dir, p.model);
   } finally {
     c.dispose();
   }

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { type NumberRule, checkNumber } from '../io/check.js';
 import type { LossScalerOptions } from '../optim/loss_scaler.js';
+import { type SparsityConfig, parseSparsityConfig } from '../ops/sparse/sparsity_config.js';
 
 export interface RunSettings {
   model: string;
@@ -38,6 +39,8 @@ export interface RunSettings {
   logEvery: number;
   /** data-parallel ZeRO stage: 0 (gradients all-reduced) or 1 (+ optimizer state partitioned) */
   zeroStage: 0 | 1;
+  /** block-sparse attention: DeepSpeed's sparse_attention object (src/ops/sparse/sparsity_config.ts), checked where it was read */
+  sparseAttention?: SparsityConfig;
 }
 
 export const DEFAULT_SETTINGS: Omit<RunSettings, 'model' | 'data' | 'output'> = {
@@ -94,12 +97,14 @@ export function readRunFile(path: string): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const [k, val] of Object.entries(v)) out[k.replace(/[-_]([a-z])/g, (_, c: string) => c.toUpperCase())] = val;
   checkSettings(out, (k) => `${path}: '${k}'`);
+  if (out.sparseAttention !== undefined) out.sparseAttention = parseSparsityConfig(out.sparseAttention, `${path}: sparse_attention`);
   return out;
 }
 
 const DS_KNOWN = new Set([
   'train_batch_size', 'train_micro_batch_size_per_gpu', 'gradient_accumulation_steps', 'gradient_clipping', 'fp16', 'bf16',
   'optimizer', 'scheduler', 'activation_checkpointing', 'steps_per_print', 'wall_clock_breakdown', 'zero_optimization',
+  'sparse_attention',
 ]);
 
 /** The DeepSpeed field each setting comes from, for errors. */
@@ -180,6 +185,7 @@ export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world =
     s.schedule = { type, warmup: 0, params: (o.params === undefined ? {} : obj(o.params, 'scheduler.params')) as Record<string, number | string> };
   }
   if (ds.activation_checkpointing !== undefined) s.checkpointing = 'full';
+  if (ds.sparse_attention !== undefined) s.sparseAttention = parseSparsityConfig(ds.sparse_attention, `${file}: sparse_attention`);
   checkSettings(s, (k) => `${file}: '${DS_FIELDS[k] ?? k}'`);
   return { settings: s, warnings };
 }

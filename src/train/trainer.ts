@@ -5,6 +5,7 @@ import { appendFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Batch, BatchOptions } from '../data/index.js';
 import { CausalLM } from '../models/causal_lm.js';
+import { resumeSparsity, saveSparsity } from '../models/sparse_attention.js';
 import type { Module } from '../nn/module.js';
 import { AdamW } from '../optim/adamw.js';
 import { gradNorm, scaleGrads } from '../optim/clip.js';
@@ -353,12 +354,14 @@ export class Trainer<B = Batch> {
       step: this.step, epoch: this.epoch, epochStep: this.epochStep, rng: defaultGenerator.getState(), lossScaler: this.scaler?.stateDict() ?? null, optimizerStep: opt.step,
     };
     const path = saveCheckpoint(dir, { model: checkpointedState(this.o.model), optimizer: optTensors, state }, this.o.keepLast ?? 0);
+    if (this.o.model instanceof CausalLM) saveSparsity(path, this.o.model); // the layout beside the weights
     this.lastCheckpoint = path;
     this.o.onSave?.(path);
     return path;
   }
 
   private resume(dir: string): void {
+    if (this.o.model instanceof CausalLM) resumeSparsity(dir, this.o.model);
     const ck = loadCheckpoint(dir);
     try {
       const own = checkpointedState(this.o.model);

@@ -14,6 +14,7 @@ import { type NativeView, Packer } from './native.js';
 import { packAdamW } from './optim.js';
 import { packMatmulList } from './matmul_list.js';
 import { withHalfOperands } from './half_operands.js';
+import { makeSparseAttention } from './sparse_attention.js';
 
 class CpuStorage extends Storage {
   readonly backendName = 'cpu';
@@ -168,6 +169,7 @@ export function createCpuBackend(): Backend | null {
     kernels: withHalfOperands(makeKernels(packer), (n) => new CpuStorage(addon, addon.alloc(n * 4, false), 'float32', n, 'activation')),
     spectral: makeSpectral(packer),
     paged: makePaged(packer),
+    sparseAttention: makeSparseAttention(packer, nativeView),
     // matmul and quantLinear take bf16/fp16 operands (native/gemm_half.h: AMX, AVX-512 BF16 or
     // converting while packing; float32 accumulation); the elementwise, norm, rope, softmax and
     // attention kernels through float32 scratch (half_operands.ts)

@@ -13,6 +13,7 @@ import { adamw } from './optim.js';
 import { quantLinear, quantLinearBackward } from './quant.js';
 import { pagedAttention, pagedWrite } from './paged.js';
 import { spectral } from './spectral.js';
+import { sparseAttention } from './block_sparse_attention.js';
 import { RefStorage } from './storage.js';
 import { readFully } from '../read_file.js';
 
@@ -50,6 +51,7 @@ export const refBackend: Backend = {
   kernels,
   spectral,
   paged: { pagedWrite, pagedAttention },
+  sparseAttention,
   halfMatmul: false,
   halfElementwise: false,
   halfAttention: false,
