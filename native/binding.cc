@@ -2,7 +2,11 @@
 // Float64Array (no per-call allocation or array unwrapping) and calls call(id, count).
 #include <napi.h>
 
+#include <condition_variable>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "alloc.h"
@@ -68,6 +72,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("distOpen", &Addon::DistOpen),
         InstanceMethod("distRun", &Addon::DistRun),
         InstanceMethod("distClose", &Addon::DistClose),
+        InstanceMethod("distWaitIdle", &Addon::DistWaitIdle),
         InstanceMethod("distUnlink", &Addon::DistUnlink),
         InstanceMethod("distPieceElements", &Addon::DistPieceElements),
     });

@@ -55,7 +55,7 @@ const TRAIN: Flag[] = [
   ['--deepspeed ds_config.json', "DeepSpeed's batch sizes, precision, optimizer, scheduler, clipping, checkpointing"],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
   ['--nproc N', 'train data-parallel on N rank processes of this machine (kestrel launch -n N -- kestrel train ...; default 1)'],
-  ['--zero-stage 0|1', 'with --nproc: 0 all-reduces gradients, 1 also partitions the optimizer state over the ranks (default 0; ds_config zero_optimization.stage sets it)'],
+  ['--zero-stage 0|1|2', 'with --nproc: 0 all-reduces gradients, 1 also partitions the optimizer state over the ranks, 2 also the gradients (default 0; ds_config zero_optimization.stage sets it)'],
   ['--quiet', 'no progress bar'],
   ['--profile', 'time every kernel and op backward of steps 2-4 (CPU) and print the top ones with GFLOP/s and % of peak'],
   DEVICE,

@@ -7,6 +7,7 @@ import { backendOf } from '../backend/index.js';
 import { tensor } from '../ops/creation.js';
 import { cat } from '../ops/indexing.js';
 import { narrow, reshape } from '../ops/view.js';
+import { gradNorm, scaleGrads } from '../optim/clip.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { keep } from '../tensor/scope.js';
 import { memory } from '../tensor/memory.js';
@@ -66,6 +67,15 @@ export class DistributedDataParallel implements DataParallel {
       });
       b.flat.dispose();
     }
+  }
+
+  /** Every rank holds the summed gradients: the norm is local (and the same on every rank). */
+  async gradNorm(params: readonly Tensor[]): Promise<number> {
+    return gradNorm([...params]);
+  }
+
+  scaleGrads(params: readonly Tensor[], factor: number): void {
+    scaleGrads([...params], factor);
   }
 
   /** Stage 0 updates the whole model on every rank: nothing to prepare. */

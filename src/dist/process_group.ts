@@ -74,6 +74,17 @@ export class ProcessGroup {
     return this.call('reduceScatter', { src: input, dst: output, count: output.numel, reduce: op });
   }
 
+  /**
+   * reduceScatter started before this returns, after blocking until the calls already started
+   * are done (so their buffers may be freed): for grad-ready hooks, which run inside a
+   * synchronous backward where no Promise settles. Transports without startNow queue it as usual.
+   */
+  reduceScatterNow(output: Tensor, input: Tensor, op: ReduceOp = 'sum'): Work {
+    this.pair(output, input, 1, this.size, 'reduceScatter');
+    this.reducible(input, op, 'reduceScatter');
+    return this.call('reduceScatter', { src: input, dst: output, count: output.numel, reduce: op }, true);
+  }
+
   /** Block r of output = block `rank` of rank r's input; both size × n elements (torch's all_to_all_single). */
   allToAll(output: Tensor, input: Tensor): Work {
     this.pair(output, input, 1, 1, 'allToAll');
@@ -119,9 +130,10 @@ export class ProcessGroup {
     this.transport.close();
   }
 
-  private call(op: Collective, c: Partial<TransportCall>): Work {
+  private call(op: Collective, c: Partial<TransportCall>, now = false): Work {
     const dtype: DType = (c.src ?? c.dst)?.dtype ?? 'uint8';
-    return new Work(this.transport.run({ op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c }));
+    const call: TransportCall = { op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c };
+    return new Work(now && this.transport.startNow ? this.transport.startNow(call) : this.transport.run(call));
   }
 
   private local(global: number, op: string): number {

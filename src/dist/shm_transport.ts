@@ -28,6 +28,10 @@ export class ShmTransport implements Transport {
   private readonly id: number;
   private tail: Promise<void> = Promise.resolve();
   private broken: Error | null = null;
+  /** calls chained behind earlier ones whose native start has not come yet */
+  private waiting = 0;
+  /** releases of the buffers of calls started natively and not yet known to be done */
+  private readonly holding = new Set<() => void>();
   private closed = false;
 
   constructor(
@@ -43,25 +47,58 @@ export class ShmTransport implements Transport {
 
   run(call: TransportCall): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`dist ${call.op}: the process group was destroyed`));
+    const native = this.prepare(call);
+    this.waiting++;
+    const start = (): Promise<void> => (this.waiting--, native());
+    const done = this.tail.then(start, start);
+    this.tail = done.catch(() => undefined);
+    return done;
+  }
+
+  /**
+   * Blocks until the calls already started have finished on their worker (releasing their
+   * buffers), then starts this one on its worker before returning: code that cannot await (a
+   * grad-ready hook inside backward) keeps one call in flight and knows when its buffer is free.
+   */
+  startNow(call: TransportCall): Promise<void> {
+    if (this.closed) throw new Error(`dist ${call.op}: the process group was destroyed`);
+    if (this.waiting) throw new Error(`dist ${call.op}: cannot start now behind ${this.waiting} call(s) still waiting for their turn (await them first)`);
+    const native = this.prepare(call);
+    this.addon.distWaitIdle(this.id);
+    for (const release of this.holding) release();
+    const done = native();
+    this.tail = done.catch(() => undefined);
+    return done;
+  }
+
+  /** Checks the call's buffers now and returns what starts it natively (holding the buffers until it is done). */
+  private prepare(call: TransportCall): () => Promise<void> {
     const { op } = call;
     const src = bufferOf(call.src, 'input', op);
     const dst = bufferOf(call.dst, 'output', op);
     const codes = [COLLECTIVES.indexOf(op), REDUCE_OPS.indexOf(call.reduce), dtypeCode(call.dtype, op)];
-    // keep the buffers alive until the native call is done with them
+    // keep the buffers alive until the native call is done with them (startNow may learn that first)
     const held = [call.src, call.dst].filter((t): t is Tensor => t !== null).map((t) => t.storage.retain());
-    const start = async (): Promise<void> => {
-      if (this.broken) throw new Error(`dist ${op}: the process group is broken by an earlier failure: ${this.broken.message}`);
+    let holding = true;
+    const release = (): void => {
+      if (!holding) return;
+      holding = false;
+      held.forEach((s) => s.release());
+      this.holding.delete(release);
+    };
+    return async (): Promise<void> => {
       try {
+        if (this.broken) throw new Error(`dist ${op}: the process group is broken by an earlier failure: ${this.broken.message}`);
+        this.holding.add(release);
         await this.addon.distRun(this.id, codes[0], codes[1], codes[2], call.peer, call.count, this.ranks.length,
           src[0], src[1], dst[0], dst[1], call.timeoutMs, `${op} (rank ${this.ranks[this.rank]})`);
       } catch (e) {
         this.broken ??= e as Error;
         throw e;
+      } finally {
+        release();
       }
     };
-    const done = this.tail.then(start, start).finally(() => held.forEach((s) => s.release()));
-    this.tail = done.catch(() => undefined);
-    return done;
   }
 
   pieceElements(op: Collective, dtype: DType): number {

@@ -26,19 +26,17 @@ interface Arena<O> {
 }
 
 /** Copies a flat tensor's elements into the parameters it was made from (in order). */
-function scatterInto(flat: Tensor, params: readonly Tensor[]): void {
+export function scatterInto(flat: Tensor, params: readonly Tensor[]): void {
   let at = 0;
   for (const p of params) {
-    const dst = p;
-    const part = reshape(narrow(flat, 0, at, p.numel), p.shape);
-    backendOf(dst).kernels.copy(part, dst);
-    part.dispose();
+    // tidy: the narrow's handle as well as the reshape's must go, or flat's storage outlives its dispose()
+    tidy(() => backendOf(p).kernels.copy(reshape(narrow(flat, 0, at, p.numel), p.shape), p));
     at += p.numel;
   }
 }
 
 /** The parameters (or their gradients) as one flat float32 tensor padded to `length`. */
-function flatten(tensors: readonly Tensor[], length: number): Tensor {
+export function flatten(tensors: readonly Tensor[], length: number): Tensor {
   return tidy(() => {
     const parts = tensors.map((t) => reshape(t, [-1]));
     const pad = length - tensors.reduce((n, t) => n + t.numel, 0);

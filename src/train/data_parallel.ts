@@ -13,6 +13,10 @@ export interface DataParallel {
   finish(params: readonly Tensor[]): Promise<void>;
   /** sums numbers over ranks (a step's loss and token counts) */
   sum(values: number[]): Promise<number[]>;
+  /** the global gradient norm (NaN/inf on every rank when any rank's gradient is not finite, so all skip alike) */
+  gradNorm(params: readonly Tensor[]): Promise<number>;
+  /** gradients (wherever this strategy keeps them) *= factor: unscaling and clipping */
+  scaleGrads(params: readonly Tensor[], factor: number): void;
   /** after clipping, before optimizer.step(): ZeRO hands each rank's optimizer its share of the gradient */
   beforeOptimizerStep(): void;
   /** after optimizer.step(): ZeRO gathers the updated shards into every rank's parameters */

@@ -246,7 +246,7 @@ export class Trainer<B = Batch> {
       [result.loss, result.tokens] = await dp.sum([result.loss, result.tokens]);
     }
     const { loss } = result;
-    let norm = gradNorm(params);
+    let norm = dp ? await dp.gradNorm(params) : gradNorm(params);
     const overflow = !Number.isFinite(norm) || !Number.isFinite(loss);
     // without a loss scaler a NaN/inf is not an overflow to skip but a diverged run: stop
     // before the update, so the model in memory and every checkpoint stay finite
@@ -254,11 +254,13 @@ export class Trainer<B = Batch> {
       throw this.diverged(Number.isFinite(loss) ? `the gradient norm is ${norm}` : `the loss is ${loss}`, 'the model was not updated');
     const skip = this.scaler ? this.scaler.update(overflow, this.step + 1) : false;
     if (!skip) {
+      // ZeRO >= 2 keeps each rank's share of the gradient with the strategy, not in .grad
+      const scaleBy = (f: number): void => (dp ? dp.scaleGrads(params, f) : scaleGrads(params, f));
       if (scale !== 1) {
-        scaleGrads(params, 1 / scale);
+        scaleBy(1 / scale);
         norm /= scale;
       }
-      if (this.o.clip && norm > this.o.clip) scaleGrads(params, this.o.clip / (norm + 1e-6));
+      if (this.o.clip && norm > this.o.clip) scaleBy(this.o.clip / (norm + 1e-6));
       dp?.beforeOptimizerStep();
       this.optimizer.step();
       await dp?.afterOptimizerStep();
