@@ -121,7 +121,6 @@ export function zeroFromDeepSpeed(z: Record<string, unknown>, file: string): { s
   }
   const stage = z.stage ?? 0;
   if (![0, 1, 2, 3].includes(stage as number)) throw new Error(`${file}: 'zero_optimization.stage' must be 0, 1, 2 or 3, got ${JSON.stringify(stage)}`);
-  if (stage === 3) throw new Error(`${file}: zero_optimization stage 3 (partitioned parameters) is not built yet; Kestrel trains at stages 0, 1 and 2: set "stage": 2`);
   for (const [k, check] of Object.entries(accepted)) if (z[k] !== undefined) check(z[k], `zero_optimization.${k}`);
   for (const [k, on] of Object.entries(UNSUPPORTED))
     if (z[k] !== undefined && on(z[k])) throw new Error(`${file}: 'zero_optimization.${k}' = ${JSON.stringify(z[k])} is not supported (ZeRO++/MiCS quantized or hierarchical partitioning); remove it or turn it off`);
@@ -129,6 +128,8 @@ export function zeroFromDeepSpeed(z: Record<string, unknown>, file: string): { s
   offload(z.offload_param, 'zero_optimization.offload_param', file, notes);
   for (const k of ['cpu_offload', 'cpu_offload_param', 'cpu_offload_use_pin_memory']) if (z[k] !== undefined) bool(file)(z[k], `zero_optimization.${k}`);
   if (z.cpu_offload === true || z.cpu_offload_param === true) offload({ device: 'cpu' }, 'zero_optimization.cpu_offload', file, notes);
+  // after every other key was checked: a stage-3 config is refused for its stage alone
+  if (stage === 3) throw new Error(`${file}: zero_optimization stage 3 (partitioned parameters) is not built yet; Kestrel trains at stages 0, 1 and 2: set "stage": 2`);
   const settings: ZeroSettings = { stage: stage as 0 | 1 | 2 };
   const bucket = z.reduce_bucket_size;
   if (bucket !== undefined) {

@@ -103,6 +103,7 @@ export function readRunFile(path: string): Record<string, unknown> {
 const DS_KNOWN = new Set([
   'train_batch_size', 'train_micro_batch_size_per_gpu', 'gradient_accumulation_steps', 'gradient_clipping', 'fp16', 'bf16',
   'optimizer', 'scheduler', 'activation_checkpointing', 'steps_per_print', 'wall_clock_breakdown', 'zero_optimization',
+  'zero_allow_untested_optimizer', // Kestrel's optimizers are elementwise, so every one shards
 ]);
 
 /** The DeepSpeed field each setting comes from, for errors. */
