@@ -255,6 +255,15 @@ export const HELP: Record<string, CommandHelp> = {
     ],
     example: 'kestrel launch -n 2 -- kestrel train --model ./config.json --data data.jsonl --output out/ --max-steps 100',
   },
+  consolidate: {
+    usage: 'kestrel consolidate CKPT --out DIR [--config FILE]',
+    flags: [
+      ['CKPT', 'a checkpoint folder written by a ZeRO run (stage 1-2: zero_manifest.json and one optimizer shard per rank)'],
+      ['--out DIR', 'the HF folder to write: model.safetensors with the float32 master weights reassembled from the shards, config.json (required)'],
+      ['--config FILE', "the model's config.json (default: CKPT/config.json, else the run's output folder above CKPT)"],
+    ],
+    example: 'kestrel consolidate out/checkpoint-300 --out out/fp32 && kestrel generate --model out/fp32 --prompt "Hello"',
+  },
   studio: {
     usage: 'kestrel studio [--models DIR] [--data DIR] [--port N] [--host H --token TOKEN]',
     flags: [

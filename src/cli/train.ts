@@ -197,7 +197,6 @@ function profileSteps(startStep: number, maxSteps: number): { onStep: (m: { step
 
 /** This rank's data-parallel strategy (stage 0, ZeRO-1 or ZeRO-2), after every rank took rank 0's weights. */
 async function dataParallel(s: RunSettings, model: CausalLM, resume: string | undefined): Promise<DistributedDataParallel> {
-  if (s.zeroStage > 0 && (resume || s.saveEvery)) throw new Error(`ZeRO stage ${s.zeroStage}: --save-every and --resume need sharded checkpoints, which are not built yet (the final model is saved)`);
   const pg = await initProcessGroup();
   const bucketElements = resolveBucketSize(s.reduceBucketSize, model.config.hiddenSize);
   const bucketBytes = bucketElements === undefined ? undefined : bucketElements * 4;

@@ -4,6 +4,7 @@
 // bucket of length L (FSDP's per-unit sharding), so one bucket's gradient is one balanced
 // reduceScatter and rank r's optimizer shard is its slices of every bucket, one after another.
 import type { Tensor } from '../tensor/tensor.js';
+import type { ShardPiece } from '../train/data_parallel.js';
 
 export interface PlannedBucket {
   params: Tensor[];
@@ -49,4 +50,21 @@ export function planBuckets(params: readonly Tensor[], worldSize: number, bucket
   }
   close();
   return { buckets, shardLength: shardOffset };
+}
+
+/**
+ * The pieces of parameters laid end to end (from element 0, in order) that fall in the range
+ * [from, from + length) of that layout; `at` counts from `shardAt` (where the range sits in a shard).
+ * @example piecesIn([w /* 6 elements *\/], 4, 4, 0) // [{ param: w, start: 4, length: 2, at: 0 }]
+ */
+export function piecesIn(params: readonly Tensor[], from: number, length: number, shardAt: number): ShardPiece[] {
+  const pieces: ShardPiece[] = [];
+  let offset = 0;
+  for (const param of params) {
+    const lo = Math.max(from, offset);
+    const hi = Math.min(from + length, offset + param.numel);
+    if (hi > lo) pieces.push({ param, start: lo - offset, length: hi - lo, at: shardAt + (lo - from) });
+    offset += param.numel;
+  }
+  return pieces;
 }

@@ -12,7 +12,7 @@ import { noGrad } from '../tensor/grad_mode.js';
 import { keep } from '../tensor/scope.js';
 import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { DataParallel } from '../train/data_parallel.js';
+import type { DataParallel, ShardLayout } from '../train/data_parallel.js';
 import type { ProcessGroup, Work } from './process_group.js';
 
 /** DeepSpeed's reduce_bucket_size is in elements; 16 MiB of float32 keeps each call one transport piece */
@@ -86,6 +86,11 @@ export class DistributedDataParallel implements DataParallel {
 
   /** Stage 0 can checkpoint from rank 0 (it holds everything). */
   checkpointBlocker(): string | null {
+    return null;
+  }
+
+  /** Stage 0: every rank's optimizer holds whole parameters. */
+  shardLayout(): ShardLayout | null {
     return null;
   }
 

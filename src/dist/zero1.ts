@@ -12,6 +12,8 @@ import { noGrad } from '../tensor/grad_mode.js';
 import { keep, tidy } from '../tensor/scope.js';
 import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { ShardLayout } from '../train/data_parallel.js';
+import { piecesIn } from './bucket_plan.js';
 import { DistributedDataParallel } from './ddp.js';
 import type { ProcessGroup } from './process_group.js';
 
@@ -98,7 +100,7 @@ export class ZeroStage1<O = unknown> extends DistributedDataParallel {
     }
   }
 
-  override checkpointBlocker(): string | null {
-    return 'checkpoints under ZeRO stage 1 need sharded optimizer state in the checkpoint, which is not built yet';
+  override shardLayout(): ShardLayout {
+    return { stage: 1, groups: this.arenas.map((a) => ({ shard: a.shard, pieces: piecesIn(a.params, this.rank * a.shardLen, a.shardLen, 0) })) };
   }
 }

@@ -20,7 +20,8 @@ import { noGrad } from '../tensor/grad_mode.js';
 import { keep, tidy } from '../tensor/scope.js';
 import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { type PlannedBucket, planBuckets } from './bucket_plan.js';
+import type { ShardLayout } from '../train/data_parallel.js';
+import { type PlannedBucket, piecesIn, planBuckets } from './bucket_plan.js';
 import { DEFAULT_BUCKET_BYTES, DistributedDataParallel } from './ddp.js';
 import type { ProcessGroup, Work } from './process_group.js';
 import { flatten, scatterInto } from './zero1.js';
@@ -126,8 +127,15 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     }
   }
 
-  override checkpointBlocker(): string | null {
-    return 'checkpoints under ZeRO stage 2 need sharded optimizer state in the checkpoint, which is not built yet';
+  override shardLayout(): ShardLayout {
+    const N = this.worldSize;
+    return {
+      stage: 2,
+      groups: this.arenas.map((a) => ({
+        shard: a.shard,
+        pieces: a.buckets.flatMap((b) => piecesIn(b.params, this.rank * (b.length / N), b.length / N, b.shardOffset)),
+      })),
+    };
   }
 
   /** parameters of this step whose gradient is already in a bucket */

@@ -4,6 +4,20 @@
 // after finish() every rank holds the gradient of the whole global batch.
 import type { Tensor } from '../tensor/tensor.js';
 
+/** Elements [start, start + length) of a parameter (flattened) sit at [at, at + length) of a shard. */
+export interface ShardPiece {
+  param: Tensor;
+  start: number;
+  length: number;
+  at: number;
+}
+
+/** Where ZeRO keeps each optimizer shard (one per parameter group, the optimizer's parameters) in the model's parameters. */
+export interface ShardLayout {
+  stage: number;
+  groups: { shard: Tensor; pieces: ShardPiece[] }[];
+}
+
 export interface DataParallel {
   readonly rank: number;
   readonly worldSize: number;
@@ -23,4 +37,6 @@ export interface DataParallel {
   afterOptimizerStep(): Promise<void>;
   /** why a checkpoint cannot be written now, or null */
   checkpointBlocker(): string | null;
+  /** ZeRO >= 1: this rank's optimizer shards and what they hold (a sharded checkpoint); null when the optimizer holds whole parameters */
+  shardLayout(): ShardLayout | null;
 }
