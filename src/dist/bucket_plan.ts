@@ -55,7 +55,7 @@ export function planBuckets(params: readonly Tensor[], worldSize: number, bucket
 /**
  * The pieces of parameters laid end to end (from element 0, in order) that fall in the range
  * [from, from + length) of that layout; `at` counts from `shardAt` (where the range sits in a shard).
- * @example piecesIn([w /* 6 elements *\/], 4, 4, 0) // [{ param: w, start: 4, length: 2, at: 0 }]
+ * @example piecesIn([w6, w3], 4, 4, 0) // [{ param: w6, start: 4, length: 2, at: 0 }, { param: w3, start: 0, length: 2, at: 2 }]
  */
 export function piecesIn(params: readonly Tensor[], from: number, length: number, shardAt: number): ShardPiece[] {
   const pieces: ShardPiece[] = [];

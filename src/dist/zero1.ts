@@ -15,6 +15,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { ShardLayout } from '../train/data_parallel.js';
 import { piecesIn } from './bucket_plan.js';
 import { DistributedDataParallel } from './ddp.js';
+import { flatten, scatterInto } from './flat.js';
 import type { ProcessGroup } from './process_group.js';
 
 interface Arena<O> {
@@ -25,26 +26,6 @@ interface Arena<O> {
   /** this rank's master copy of its shard, the tensor the optimizer updates */
   shard: Tensor;
   options: O | undefined;
-}
-
-/** Copies a flat tensor's elements into the parameters it was made from (in order). */
-export function scatterInto(flat: Tensor, params: readonly Tensor[]): void {
-  let at = 0;
-  for (const p of params) {
-    // tidy: the narrow's handle as well as the reshape's must go, or flat's storage outlives its dispose()
-    tidy(() => backendOf(p).kernels.copy(reshape(narrow(flat, 0, at, p.numel), p.shape), p));
-    at += p.numel;
-  }
-}
-
-/** The parameters (or their gradients) as one flat float32 tensor padded to `length`. */
-export function flatten(tensors: readonly Tensor[], length: number): Tensor {
-  return tidy(() => {
-    const parts = tensors.map((t) => reshape(t, [-1]));
-    const pad = length - tensors.reduce((n, t) => n + t.numel, 0);
-    if (pad > 0) parts.push(zeros([pad], { backend: tensors[0].backendName }));
-    return cat(parts, 0);
-  });
 }
 
 export class ZeroStage1<O = unknown> extends DistributedDataParallel {

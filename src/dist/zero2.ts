@@ -24,7 +24,7 @@ import type { ShardLayout } from '../train/data_parallel.js';
 import { type PlannedBucket, piecesIn, planBuckets } from './bucket_plan.js';
 import { DEFAULT_BUCKET_BYTES, DistributedDataParallel } from './ddp.js';
 import type { ProcessGroup, Work } from './process_group.js';
-import { flatten, scatterInto } from './zero1.js';
+import { flatten, scatterInto } from './flat.js';
 
 interface Bucket extends PlannedBucket {
   /** this rank's float32 shard of the group (the optimizer's parameter) */
