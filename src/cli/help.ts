@@ -52,7 +52,7 @@ const TRAIN: Flag[] = [
   ['--seed N', `default ${D.seed}`],
   ['--skip-bad-lines', 'skip (and count) unreadable data lines instead of stopping'],
   ['--config run.yaml|json', 'settings file (flags override it)'],
-  ['--deepspeed ds_config.json', "DeepSpeed's batch sizes, precision, optimizer, scheduler, clipping, checkpointing"],
+  ['--deepspeed ds_config.json', "DeepSpeed's batch sizes, precision, optimizer, scheduler, clipping, checkpointing, zero_optimization (stages 0-2, reduce_bucket_size); \"auto\" values take these flags"],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
   ['--nproc N', 'train data-parallel on N rank processes of this machine (kestrel launch -n N -- kestrel train ...; default 1)'],
   ['--zero-stage 0|1|2', 'with --nproc: 0 all-reduces gradients, 1 also partitions the optimizer state over the ranks, 2 also the gradients (default 0; ds_config zero_optimization.stage sets it)'],
