@@ -82,6 +82,8 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
       a.shard.grad = memory.withTag('grad', () => keep(noGrad(() => zeros([a.shard.numel], { backend: a.shard.backendName }))));
       for (const b of a.buckets) b.ready = 0;
     }
+    const stray = params.filter((p) => !this.bucketOf.has(p));
+    if (stray.length) throw new Error(`ZeRO stage 2: ${stray.length} trainable parameter(s) (first [${stray[0].shape.join(', ')}]) are in no parameter group given to ZeroStage2`);
     this.unhook = params.map((p) => p.registerHook(() => this.gradReady(p)));
   }
 
