@@ -82,6 +82,6 @@ export class ZeroStage1<O = unknown> extends DistributedDataParallel {
   }
 
   override shardLayout(): ShardLayout {
-    return { stage: 1, groups: this.arenas.map((a) => ({ shard: a.shard, pieces: piecesIn(a.params, this.rank * a.shardLen, a.shardLen, 0) })) };
+    return { stage: 1, params: this.arenas.flatMap((a) => a.params), groups: this.arenas.map((a) => ({ shard: a.shard, pieces: piecesIn(a.params, this.rank * a.shardLen, a.shardLen, 0) })) };
   }
 }

@@ -36,6 +36,8 @@ interface Bucket extends PlannedBucket {
 }
 
 interface Arena<O> {
+  /** the group's parameters, in the group's order */
+  params: Tensor[];
   shard: Tensor;
   buckets: Bucket[];
   options: O | undefined;
@@ -61,7 +63,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
       })));
       const buckets = plan.buckets.map((b) => ({ ...b, shard, flat: null, ready: 0, work: null }));
       for (const b of buckets) b.params.forEach((p, index) => this.bucketOf.set(p, { bucket: b, index }));
-      return { shard, buckets, options: g.options };
+      return { params: g.params, shard, buckets, options: g.options };
     });
   }
 
@@ -133,6 +135,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     const N = this.worldSize;
     return {
       stage: 2,
+      params: this.arenas.flatMap((a) => a.params),
       groups: this.arenas.map((a) => ({
         shard: a.shard,
         pieces: a.buckets.flatMap((b) => piecesIn(b.params, this.rank * (b.length / N), b.length / N, b.shardOffset)),

@@ -8,7 +8,7 @@ import { type Json, readJson, saveCheckpointFolder } from '../io/hf_folder.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { tensor } from '../ops/creation.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { isSharded, readManifest, reassemble } from './sharded_checkpoint.js';
+import { isSharded, manifestShards, readManifest, reassemble } from './sharded_checkpoint.js';
 
 const SIDE_FILES = ['generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
 
@@ -25,10 +25,10 @@ export function consolidate(ckpt: string, out: string, configPath: string): stri
   if (!isSharded(ckpt)) throw new Error(`${ckpt}: not a sharded (ZeRO) checkpoint (no zero_manifest.json); a plain checkpoint's model.safetensors is already whole`);
   const m = readManifest(ckpt);
   const names = Object.keys(m.tensors);
-  const values = reassemble(ckpt, m, names.map((name) => {
+  const values = reassemble(manifestShards(ckpt, m), names.map((name) => {
     const numel = m.tensors[name].shape.reduce((a, b) => a * b, 1);
     return { length: numel, pieces: [{ name, start: 0, length: numel, at: 0 }] };
-  }));
+  }), ckpt);
   const tensors: Record<string, Tensor> = {};
   names.forEach((name, i) => (tensors[name] = tensor(values[i].master, { shape: m.tensors[name].shape, backend: 'cpu' })));
   const model = new SafetensorsFile(join(ckpt, 'model.safetensors'));

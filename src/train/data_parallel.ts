@@ -15,6 +15,8 @@ export interface ShardPiece {
 /** Where ZeRO keeps each optimizer shard (one per parameter group, the optimizer's parameters) in the model's parameters. */
 export interface ShardLayout {
   stage: number;
+  /** the trainable parameters in the order of the groups the shards were built from (a plain checkpoint's optimizer order) */
+  params: Tensor[];
   groups: { shard: Tensor; pieces: ShardPiece[] }[];
 }
 

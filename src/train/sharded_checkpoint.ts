@@ -5,7 +5,7 @@
 // and dtype, every rank's layout). All of it goes into one temporary folder renamed once complete,
 // so a crash mid-save leaves the last good checkpoint. Because the layout names parameter ranges,
 // a resume reassembles whatever its own layout needs (any world size, any stage, or one process)
-// by reading the saved shards one at a time.
+// by reading the saved shards one at a time; a plain checkpoint reads as shards of whole parameters.
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJson, writeJsonAtomic } from '../io/hf_folder.js';
@@ -131,45 +131,84 @@ export interface ShardTarget {
 /** For each target: the master weights and each optimizer state, from the saved shards. */
 export type ShardValues = { master: Float32Array; state: Record<string, Float32Array> };
 
-/**
- * Reassembles `targets` from a sharded checkpoint, one saved shard file at a time (only the
- * pieces' intersections are copied); an element of a piece that no saved shard holds is an error.
- * @example reassemble(dir, readManifest(dir), [{ length: 6, pieces: [{ name: 'w', start: 0, length: 6, at: 0 }] }])[0].master
- */
-export function reassemble(dir: string, m: ZeroManifest, targets: readonly ShardTarget[]): ShardValues[] {
-  const keys = [...new Set(m.ranks.flatMap((r) => r.groups.flatMap((g) => g.keys)))];
-  const out: ShardValues[] = targets.map((t) => ({ master: new Float32Array(t.length), state: Object.fromEntries(keys.map((k) => [k, new Float32Array(t.length)])) }));
-  const wanted = new Map<string, { piece: NamedPiece; target: number }[]>();
-  targets.forEach((t, target) => t.pieces.forEach((piece) => wanted.set(piece.name, [...(wanted.get(piece.name) ?? []), { piece, target }])));
-  let filled = 0;
+/** One saved flat vector: the named pieces it holds, its state names, and how to read it ('master' or a state). */
+export interface SavedShard {
+  pieces: NamedPiece[];
+  keys: string[];
+  read(key: string): Float32Array;
+}
+
+/** The shards of a sharded checkpoint, each rank's file open only while its groups are read. */
+export function* manifestShards(dir: string, m: ZeroManifest): Generator<SavedShard> {
   for (const rank of m.ranks) {
     const f = new SafetensorsFile(join(dir, rank.file));
     try {
-      rank.groups.forEach((g, gi) => {
-        for (const key of ['master', ...g.keys]) {
-          const t = f.tensor(`${gi}.${key}`, { backend: 'cpu' });
-          const src = t.toFloat32Array();
-          t.dispose();
-          for (const saved of g.pieces) {
-            for (const { piece, target } of wanted.get(saved.name) ?? []) {
-              const lo = Math.max(saved.start, piece.start);
-              const hi = Math.min(saved.start + saved.length, piece.start + piece.length);
-              if (hi <= lo) continue;
-              const dst = key === 'master' ? out[target].master : out[target].state[key];
-              dst.set(src.subarray(saved.at + lo - saved.start, saved.at + hi - saved.start), piece.at + lo - piece.start);
-              if (key === 'master') filled += hi - lo;
-            }
-          }
-        }
-      });
+      for (const [gi, g] of rank.groups.entries()) yield { pieces: g.pieces, keys: g.keys, read: (key) => readFloat32(f, `${gi}.${key}`) };
     } finally {
       f.close();
     }
   }
+}
+
+/**
+ * A plain checkpoint (one process or ZeRO-0: optimizer.safetensors with '<i>.<state>' per
+ * parameter, in the optimizer's parameter order) as shards of whole parameters; `names[i]` is the
+ * i-th parameter's name in that order, and the masters are the model's own tensors.
+ */
+export function* plainShards(dir: string, names: readonly string[]): Generator<SavedShard> {
+  const opt = new SafetensorsFile(join(dir, 'optimizer.safetensors'));
+  const model = new SafetensorsFile(join(dir, 'model.safetensors'));
+  try {
+    const keysOf = (i: number): string[] => opt.names.filter((n) => n.startsWith(`${i}.`)).map((n) => n.slice(`${i}.`.length));
+    for (const [i, name] of names.entries()) {
+      if (!model.has(name)) throw new Error(`${dir}: model.safetensors has no tensor '${name}' (parameter ${i} of this run)`);
+      const numel = model.info(name).shape.reduce((a, b) => a * b, 1);
+      yield { pieces: [{ name, start: 0, length: numel, at: 0 }], keys: keysOf(i), read: (key) => readFloat32(key === 'master' ? model : opt, key === 'master' ? name : `${i}.${key}`) };
+    }
+  } finally {
+    opt.close();
+    model.close();
+  }
+}
+
+function readFloat32(f: SafetensorsFile, name: string): Float32Array {
+  const t = f.tensor(name, { backend: 'cpu' });
+  const v = t.toFloat32Array();
+  t.dispose();
+  return v;
+}
+
+/**
+ * Reassembles `targets` from saved shards, one at a time (only the pieces' intersections are
+ * copied); an element of a piece that no saved shard holds is an error naming `what`.
+ * @example reassemble(manifestShards(dir, readManifest(dir)), [{ length: 6, pieces: [{ name: 'w', start: 0, length: 6, at: 0 }] }], dir)[0].master
+ */
+export function reassemble(shards: Iterable<SavedShard>, targets: readonly ShardTarget[], what: string): ShardValues[] {
+  const out: ShardValues[] = targets.map((t) => ({ master: new Float32Array(t.length), state: {} }));
+  const wanted = new Map<string, { piece: NamedPiece; target: number }[]>();
+  targets.forEach((t, target) => t.pieces.forEach((piece) => wanted.set(piece.name, [...(wanted.get(piece.name) ?? []), { piece, target }])));
+  let filled = 0;
+  for (const shard of shards) {
+    const hits = shard.pieces.flatMap((saved) => (wanted.get(saved.name) ?? []).map((w) => ({ saved, ...w })));
+    if (!hits.length) continue;
+    for (const key of ['master', ...shard.keys]) {
+      const src = shard.read(key);
+      for (const { saved, piece, target } of hits) {
+        const lo = Math.max(saved.start, piece.start);
+        const hi = Math.min(saved.start + saved.length, piece.start + piece.length);
+        if (hi <= lo) continue;
+        const o = out[target];
+        const dst = key === 'master' ? o.master : (o.state[key] ??= new Float32Array(targets[target].length));
+        dst.set(src.subarray(saved.at + lo - saved.start, saved.at + hi - saved.start), piece.at + lo - piece.start);
+        if (key === 'master') filled += hi - lo;
+      }
+    }
+  }
   const need = targets.reduce((n, t) => n + t.pieces.reduce((s, p) => s + p.length, 0), 0);
   if (filled !== need) {
-    const missing = [...wanted.keys()].filter((n) => !(n in m.tensors));
-    throw new Error(`${dir}: the shards hold ${filled} of the ${need} elements this run needs${missing.length ? ` (no parameter ${missing.slice(0, 5).join(', ')})` : ''}`);
+    const seen = new Set<string>();
+    for (const t of targets) for (const p of t.pieces) seen.add(p.name);
+    throw new Error(`${what}: the saved shards hold ${filled} of the ${need} elements this run needs (parameters asked for: ${[...seen].slice(0, 5).join(', ')}${seen.size > 5 ? ', ...' : ''})`);
   }
   return out;
 }

@@ -17,7 +17,7 @@ import { memory } from '../tensor/memory.js';
 import { defaultGenerator } from '../tensor/rng.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { type TrainerState, listCheckpoints, loadCheckpoint, loadShardedCheckpoint, removeStaleTemps, saveCheckpoint, truncateLog } from './checkpoint.js';
-import { copyInto, isSharded, readManifest, reassemble, saveShardedCheckpoint, stateTensors } from './sharded_checkpoint.js';
+import { copyInto, isSharded, manifestShards, plainShards, readManifest, reassemble, saveShardedCheckpoint, stateTensors } from './sharded_checkpoint.js';
 import type { SafetensorsFile } from '../io/safetensors.js';
 import { onInterrupt, yieldToEventLoop } from './interrupt.js';
 import { type AccumulateOptions, type StepResult, type TrainStep, causalLMStep } from './step.js';
@@ -375,7 +375,7 @@ export class Trainer<B = Batch> {
       const sd = Object.fromEntries(ck.model.names.map((n) => [n, ck.model.tensor(n, { backend: this.o.backend })]));
       this.o.model.loadStateDict(sd, { strict: false });
       for (const t of Object.values(sd)) t.dispose();
-      if (sharded) this.resumeShardedOptimizer(dir, ck.state.optimizerStep);
+      if (sharded || this.o.dataParallel?.shardLayout()) this.resumeIntoLayout(dir, sharded, ck.state.optimizerStep);
       else this.resumeOptimizer(dir, ck.optimizer!, ck.state.optimizerStep);
       Object.assign(this, { step: ck.state.step, epoch: ck.state.epoch, epochStep: ck.state.epochStep });
       defaultGenerator.setState(sharded ? (readManifest(dir).ranks[this.o.dataParallel?.rank ?? 0] ?? readManifest(dir).ranks[0]).rng : ck.state.rng);
@@ -391,7 +391,6 @@ export class Trainer<B = Batch> {
 
   /** optimizer.safetensors of a plain checkpoint: state tensors named '<parameter index>.<state>' */
   private resumeOptimizer(dir: string, file: SafetensorsFile, step: number): void {
-    if (this.o.dataParallel?.shardLayout()) throw new Error(`${dir}: a checkpoint without ZeRO shards resumes without ZeRO (stage 0 or one process); continue this one that way, then save`);
     const n = this.optimizer.groups.reduce((c, g) => c + g.params.length, 0);
     const state: Record<string, Tensor>[] = Array.from({ length: n }, () => ({}));
     for (const name of file.names) {
@@ -404,17 +403,19 @@ export class Trainer<B = Batch> {
   }
 
   /**
-   * A sharded (ZeRO) checkpoint into this run's layout, whatever the saving run's world size and
-   * stage: ZeRO's shards (master weights and state), or every whole parameter's state without ZeRO.
+   * A checkpoint into this run's layout, whatever the saving run's world size and stage: a sharded
+   * (ZeRO) one into ZeRO's shards (master weights and state) or into whole parameters, a plain one
+   * (one process, ZeRO-0) into ZeRO's shards.
    */
-  private resumeShardedOptimizer(dir: string, step: number): void {
+  private resumeIntoLayout(dir: string, sharded: boolean, step: number): void {
     const layout = this.o.dataParallel?.shardLayout() ?? null;
     const names = new Map(this.o.model.namedParameters().map(([n, p]) => [p, n]));
     const owned = this.optimizer.groups.flatMap((g) => g.params);
     const targets = layout
       ? layout.groups.map((g) => ({ length: g.shard.numel, pieces: g.pieces.map((p) => ({ name: names.get(p.param)!, start: p.start, length: p.length, at: p.at })) }))
       : owned.map((p) => ({ length: p.numel, pieces: [{ name: names.get(p)!, start: 0, length: p.numel, at: 0 }] }));
-    const values = reassemble(dir, readManifest(dir), targets);
+    const shards = sharded ? manifestShards(dir, readManifest(dir)) : plainShards(dir, layout!.params.map((p) => names.get(p)!));
+    const values = reassemble(shards, targets, dir);
     const backend = owned[0]?.backendName ?? 'cpu';
     const state = values.map((v) => stateTensors(v, backend));
     this.optimizer.loadStateDict({ step, state });

@@ -11,7 +11,7 @@ import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { piecesIn, planBuckets } from '../../src/dist/bucket_plan.js';
 import { saveSafetensors } from '../../src/io/safetensors.js';
-import { type ShardTarget, type ZeroManifest, readManifest, reassemble } from '../../src/train/sharded_checkpoint.js';
+import { type ShardTarget, type ZeroManifest, manifestShards, readManifest, reassemble } from '../../src/train/sharded_checkpoint.js';
 import { writeJsonAtomic } from '../../src/io/hf_folder.js';
 
 const sizes = [7, 33, 1, 5, 16];
@@ -45,7 +45,7 @@ function writeSharded(dropLast = false): string {
 }
 
 function check(dir: string, targets: ShardTarget[]): void {
-  const got = reassemble(dir, readManifest(dir), targets);
+  const got = reassemble(manifestShards(dir, readManifest(dir)), targets, dir);
   targets.forEach((t, ti) => {
     for (const p of t.pieces) {
       const i = names.indexOf(p.name);
@@ -71,8 +71,8 @@ test('3 ranks of ZeRO-2 buckets reassemble into 2 ranks of ZeRO-1 shards and int
 
 test('shards that miss part of a parameter, or a manifest listing the wrong number of ranks, are errors', () => {
   const dir = writeSharded(true);
-  assert.throws(() => check(dir, names.map((name, i) => ({ length: sizes[i], pieces: [{ name, start: 0, length: sizes[i], at: 0 }] }))), /the shards hold \d+ of the 62 elements this run needs/);
-  assert.throws(() => reassemble(dir, readManifest(dir), [{ length: 3, pieces: [{ name: 'nope', start: 0, length: 3, at: 0 }] }]), /\(no parameter nope\)/);
+  assert.throws(() => check(dir, names.map((name, i) => ({ length: sizes[i], pieces: [{ name, start: 0, length: sizes[i], at: 0 }] }))), /the saved shards hold \d+ of the 62 elements this run needs/);
+  assert.throws(() => reassemble(manifestShards(dir, readManifest(dir)), [{ length: 3, pieces: [{ name: 'nope', start: 0, length: 3, at: 0 }] }], dir), /hold 0 of the 3 elements this run needs \(parameters asked for: nope\)/);
   const other = writeSharded();
   writeJsonAtomic(join(other, 'zero_manifest.json'), { format: 'kestrel-zero', world_size: 4, stage: 2, tensors: {}, ranks: [] });
   assert.throws(() => readManifest(other), /'ranks' must list 4 ranks, got 0/);
