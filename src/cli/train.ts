@@ -217,9 +217,10 @@ export function checkOutput(s: RunSettings): void {
 }
 
 export async function runTraining(s: RunSettings, warnings: string[], quiet: boolean, plan: TrainingPlan = {}, profile = false): Promise<number> {
-  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
-  checkOutput(s);
   const { rank, worldSize } = rankFromEnv();
+  // every rank reads the same settings: rank 0 alone says what it noticed
+  if (rank === 0) for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+  checkOutput(s);
   // ranks tokenize into their own caches: one folder written by several processes would race
   const cacheDir = join(s.output, rank === 0 ? '.data-cache' : `.data-cache-rank${rank}`);
   removeStaleTemps(cacheDir);
