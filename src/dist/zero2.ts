@@ -14,7 +14,7 @@
 // holds more than its shard, the bucket in flight, the bucket filling and autograd's pending grads.
 import { backendOf } from '../backend/index.js';
 import { zeros } from '../ops/creation.js';
-import { narrow, reshape } from '../ops/view.js';
+import { clone, narrow, reshape } from '../ops/view.js';
 import { gradSquaredNorm } from '../optim/clip.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { keep, tidy } from '../tensor/scope.js';
@@ -58,7 +58,8 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
       if (g.params.some((p) => p.dtype !== 'float32')) throw new Error('ZeRO stage 2: trainable parameters must be float32 (master weights)');
       const plan = planBuckets(g.params, N, Math.max(1, Math.floor(bucketBytes / 4)));
       const shard = memory.withTag('param', () => noGrad(() => tidy(() => {
-        const mine = plan.buckets.map((b) => narrow(flatten(b.params, b.length), 0, group.rank * (b.length / N), b.length / N));
+        // bucket by bucket, so that only one bucket's full copy exists at a time
+        const mine = plan.buckets.map((b) => tidy(() => clone(narrow(flatten(b.params, b.length), 0, group.rank * (b.length / N), b.length / N))));
         return keep(flatten(mine, plan.shardLength));
       })));
       const buckets = plan.buckets.map((b) => ({ ...b, shard, flat: null, ready: 0, work: null }));
