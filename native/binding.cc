@@ -2,7 +2,11 @@
 // Float64Array (no per-call allocation or array unwrapping) and calls call(id, count).
 #include <napi.h>
 
+#include <condition_variable>
 #include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
 #include <vector>
 
 #include "alloc.h"
@@ -69,6 +73,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("distRun", &Addon::DistRun),
         InstanceMethod("distRunSync", &Addon::DistRunSync),
         InstanceMethod("distClose", &Addon::DistClose),
+        InstanceMethod("distWaitIdle", &Addon::DistWaitIdle),
         InstanceMethod("distUnlink", &Addon::DistUnlink),
         InstanceMethod("distPieceElements", &Addon::DistPieceElements),
     });

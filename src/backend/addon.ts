@@ -120,6 +120,8 @@ export interface NativeAddon {
     srcHandle: number, srcByteOffset: number, dstHandle: number, dstByteOffset: number, timeoutMs: number, name: string,
   ): void;
   distClose(id: number): void;
+  /** blocks until no call started on group `id` is still running on its worker (the Promises settle later, on the event loop) */
+  distWaitIdle(id: number): void;
   /** shm_unlink(name); false when it was already gone */
   distUnlink(name: string): boolean;
   /** elements of one piece of a call (op and dtype codes as in distRun) */

@@ -14,6 +14,7 @@ import { transcribeCommand } from './transcribe.js';
 import { preferenceCommand } from './preference.js';
 import { grpoCommand } from './grpo.js';
 import { launchCommand } from './launch.js';
+import { consolidateCommand } from './consolidate.js';
 import { speakCommand } from './speak.js';
 import { studioCommand } from './studio.js';
 import { ppoCommand } from './ppo.js';
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', run: finetuneCommand },
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
   launch: { about: 'run a command as N ranks on this machine: -n N [--master-port P] -- kestrel train ...', run: launchCommand },
+  consolidate: { about: 'a sharded (ZeRO) checkpoint as a plain HF folder: CKPT --out DIR', run: consolidateCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
   embed: { about: 'sentence embeddings: --model DIR --input texts.jsonl --output vectors.jsonl', run: embedCommand },
   'embed-train': { about: 'contrastive training of an embedding model: --model DIR --data FILE --output DIR [--loss mnrl] [--lora]', run: embedTrainCommand },

@@ -15,7 +15,7 @@ import * as S from '../optim/schedules.js';
 import { Lion, SGD } from '../optim/sgd.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { listCheckpoints, removeStaleTemps } from '../train/checkpoint.js';
-import { DEFAULT_SETTINGS, type RunSettings, checkSettings, fromDeepSpeed, readRunFile } from '../train/run_config.js';
+import { DEFAULT_SETTINGS, type RunSettings, checkSettings, checkTrainBatchSize, fromDeepSpeed, readRunFile } from '../train/run_config.js';
 import { Interrupted } from '../train/interrupt.js';
 import { Trainer } from '../train/trainer.js';
 import { decayParamGroups } from '../train/param_groups.js';
@@ -27,6 +27,8 @@ import { rankFromEnv } from '../dist/env.js';
 import { initProcessGroup } from '../dist/init.js';
 import { DistributedDataParallel } from '../dist/ddp.js';
 import { ZeroStage1 } from '../dist/zero1.js';
+import { ZeroStage2 } from '../dist/zero2.js';
+import { resolveBucketSize } from '../train/ds_zero.js';
 import { isProfiling, report as profileReport, start as startProfile, stop as stopProfile } from '../profile/index.js';
 
 const FLAGS = {
@@ -62,7 +64,8 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
 } {
   const { values } = parseFlags(argv, { ...FLAGS, ...extra.flags } as typeof FLAGS);
   const file = values.config ? readRunFile(values.config) : {};
-  const ds = values.deepspeed ? fromDeepSpeed(readJson(values.deepspeed), values.deepspeed, rankFromEnv().worldSize) : { settings: {}, warnings: [] };
+  const world = rankFromEnv().worldSize;
+  const ds: ReturnType<typeof fromDeepSpeed> = values.deepspeed ? fromDeepSpeed(readJson(values.deepspeed), values.deepspeed, world) : { settings: {}, warnings: [] };
   const flags: Partial<RunSettings> = {};
   const n = (name: string): number | undefined => numberFlag(values, name);
   const set = <K extends keyof RunSettings>(k: K, v: RunSettings[K] | undefined): void => {
@@ -105,6 +108,7 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   oneOf(merged.checkpointing, ['none', 'full', 'selective'] as const, '--checkpointing');
   oneOf(merged.format, ['auto', 'text', 'pretokenized', 'alpaca', 'chat', 'sharegpt'] as const, '--format');
   oneOf(merged.schedule.type, ['constant', 'linear', 'cosine', 'WarmupLR', 'WarmupDecayLR', 'WarmupCosineLR'] as const, '--schedule');
+  if (values.deepspeed) checkTrainBatchSize(merged, ds.trainBatchSize, values.deepspeed, world);
   return { settings: merged, warnings: ds.warnings, values, explicit };
 }
 
@@ -112,7 +116,9 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
 export function schedule(s: RunSettings): S.Schedule {
   const { lr, maxSteps: total } = s;
   const w = s.schedule.warmup;
-  const p = s.schedule.params as Record<string, number>;
+  // "auto" scheduler values are the HF Trainer's: warmup from 0 to --lr over --warmup steps, ending at --max-steps
+  const auto: Record<string, number> = { warmup_min_lr: 0, warmup_max_lr: lr, warmup_num_steps: w, total_num_steps: total };
+  const p = Object.fromEntries(Object.entries(s.schedule.params).map(([k, v]) => [k, v === 'auto' && k in auto ? auto[k] : v])) as Record<string, number>;
   switch (s.schedule.type) {
     case 'constant': return S.constant(lr, w);
     case 'linear': return S.linear(lr, w, total);
@@ -193,13 +199,16 @@ function profileSteps(startStep: number, maxSteps: number): { onStep: (m: { step
   };
 }
 
-/** This rank's data-parallel strategy (stage 0 or ZeRO-1), after every rank took rank 0's weights. */
+/** This rank's data-parallel strategy (stage 0, ZeRO-1 or ZeRO-2), after every rank took rank 0's weights. */
 async function dataParallel(s: RunSettings, model: CausalLM, resume: string | undefined): Promise<DistributedDataParallel> {
-  if (s.zeroStage === 1 && (resume || s.saveEvery)) throw new Error('ZeRO stage 1: --save-every and --resume need sharded checkpoints, which are not built yet (the final model is saved)');
   const pg = await initProcessGroup();
-  const stage0 = new DistributedDataParallel(pg);
+  const bucketElements = resolveBucketSize(s.reduceBucketSize, model.config.hiddenSize);
+  const bucketBytes = bucketElements === undefined ? undefined : bucketElements * 4;
+  const stage0 = new DistributedDataParallel(pg, bucketBytes);
   await stage0.broadcastFromRank0(model.parameters());
-  return s.zeroStage === 1 ? new ZeroStage1(pg, decayParamGroups(model, s.weightDecay)) : stage0;
+  if (s.zeroStage === 0) return stage0;
+  const groups = decayParamGroups(model, s.weightDecay);
+  return s.zeroStage === 1 ? new ZeroStage1(pg, groups, bucketBytes) : new ZeroStage2(pg, groups, bucketBytes);
 }
 
 /** Loads the model and the data, trains, saves; shared by `kestrel train` and `kestrel finetune`. */
@@ -212,9 +221,10 @@ export function checkOutput(s: RunSettings): void {
 }
 
 export async function runTraining(s: RunSettings, warnings: string[], quiet: boolean, plan: TrainingPlan = {}, profile = false): Promise<number> {
-  for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
-  checkOutput(s);
   const { rank, worldSize } = rankFromEnv();
+  // every rank reads the same settings: rank 0 alone says what it noticed
+  if (rank === 0) for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
+  checkOutput(s);
   // ranks tokenize into their own caches: one folder written by several processes would race
   const cacheDir = join(s.output, rank === 0 ? '.data-cache' : `.data-cache-rank${rank}`);
   removeStaleTemps(cacheDir);
@@ -229,8 +239,8 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
   if (stats.badLines) process.stderr.write(`skipped ${stats.badLines} bad lines (first: ${stats.badLineMessages[0]})\n`);
   const resume = resumePath(s);
   const dp = worldSize > 1 ? await dataParallel(s, model, resume) : null;
-  // ZeRO-1: the optimizer is built over this rank's shards of the parameter groups
-  const opt = makeOptimizer(s, model, dp instanceof ZeroStage1 ? dp.shardGroups : undefined);
+  // ZeRO >= 1: the optimizer is built over this rank's shards of the parameter groups
+  const opt = makeOptimizer(s, model, dp instanceof ZeroStage1 || dp instanceof ZeroStage2 ? dp.shardGroups : undefined);
   let prof: ReturnType<typeof profileSteps> | null = null;
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,

@@ -6,13 +6,15 @@
 import { backendOf } from '../backend/index.js';
 import { tensor } from '../ops/creation.js';
 import { cat } from '../ops/indexing.js';
-import { narrow, reshape } from '../ops/view.js';
+import { reshape } from '../ops/view.js';
+import { gradNorm, scaleGrads } from '../optim/clip.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { keep } from '../tensor/scope.js';
 import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
-import type { DataParallel } from '../train/data_parallel.js';
+import type { DataParallel, ShardLayout } from '../train/data_parallel.js';
 import type { ProcessGroup, Work } from './process_group.js';
+import { scatterInto } from './flat.js';
 
 /** DeepSpeed's reduce_bucket_size is in elements; 16 MiB of float32 keeps each call one transport piece */
 export const DEFAULT_BUCKET_BYTES = 16 << 20;
@@ -54,18 +56,19 @@ export class DistributedDataParallel implements DataParallel {
     this.inFlight = [];
     for (const b of buckets) {
       await b.work;
-      noGrad(() => {
-        let at = 0;
-        for (const p of b.params) {
-          const g = p.grad!;
-          const part = reshape(narrow(b.flat, 0, at, g.numel), g.shape);
-          backendOf(g).kernels.copy(part, g);
-          part.dispose();
-          at += g.numel;
-        }
-      });
+      // tidy: narrow's handle goes too, or the bucket's storage outlives its dispose()
+      noGrad(() => scatterInto(b.flat, b.params.map((p) => p.grad!)));
       b.flat.dispose();
     }
+  }
+
+  /** Every rank holds the summed gradients: the norm is local (and the same on every rank). */
+  async gradNorm(params: readonly Tensor[]): Promise<number> {
+    return gradNorm([...params]);
+  }
+
+  scaleGrads(params: readonly Tensor[], factor: number): void {
+    scaleGrads([...params], factor);
   }
 
   /** Stage 0 updates the whole model on every rank: nothing to prepare. */
@@ -76,6 +79,11 @@ export class DistributedDataParallel implements DataParallel {
 
   /** Stage 0 can checkpoint from rank 0 (it holds everything). */
   checkpointBlocker(): string | null {
+    return null;
+  }
+
+  /** Stage 0: every rank's optimizer holds whole parameters. */
+  shardLayout(): ShardLayout | null {
     return null;
   }
 

@@ -2,7 +2,7 @@
 // Work handle (await it, or keep computing and `await work.wait()` later). Peer ranks are global
 // ranks, as in torch. The bytes move through a Transport (transport.ts); this file checks shapes
 // and dtypes so that a mismatch is an error here, on the rank that made it.
-import { type DType, isFloat } from '../tensor/dtype.js';
+import { type DType, dtypeBytes, isFloat } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Collective, ReduceOp, Transport, TransportCall } from './transport.js';
 
@@ -34,6 +34,12 @@ export interface ProcessGroupOpts {
 
 export class ProcessGroup {
   private groupsCreated = 0;
+  /**
+   * Bytes each collective moved per rank so far, in the ZeRO paper's units: an allReduce of n
+   * bytes counts 2n (a reduce-scatter and an all-gather), a reduceScatter its input, an allGather
+   * its output, the others their buffer. Benchmarks read it to compare stages' communication.
+   */
+  readonly traffic: Record<Collective, number> = { allReduce: 0, broadcast: 0, allGather: 0, reduceScatter: 0, allToAll: 0, send: 0, recv: 0, barrier: 0 };
 
   constructor(private readonly transport: Transport, readonly opts: ProcessGroupOpts) {}
 
@@ -72,6 +78,17 @@ export class ProcessGroup {
     this.pair(output, input, 1, this.size, 'reduceScatter');
     this.reducible(input, op, 'reduceScatter');
     return this.call('reduceScatter', { src: input, dst: output, count: output.numel, reduce: op });
+  }
+
+  /**
+   * reduceScatter started before this returns, after blocking until the calls already started
+   * are done (so their buffers may be freed): for grad-ready hooks, which run inside a
+   * synchronous backward where no Promise settles. Transports without startNow queue it as usual.
+   */
+  reduceScatterNow(output: Tensor, input: Tensor, op: ReduceOp = 'sum'): Work {
+    this.pair(output, input, 1, this.size, 'reduceScatter');
+    this.reducible(input, op, 'reduceScatter');
+    return this.call('reduceScatter', { src: input, dst: output, count: output.numel, reduce: op }, true);
   }
 
   /** Block r of output = block `rank` of rank r's input; both size × n elements (torch's all_to_all_single). */
@@ -135,9 +152,12 @@ export class ProcessGroup {
     this.transport.close();
   }
 
-  private call(op: Collective, c: Partial<TransportCall>): Work {
+  private call(op: Collective, c: Partial<TransportCall>, now = false): Work {
     const dtype: DType = (c.src ?? c.dst)?.dtype ?? 'uint8';
-    return new Work(this.transport.run({ op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c }));
+    const call: TransportCall = { op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c };
+    const bytes = (t: Tensor | null | undefined): number => (t ? t.numel * dtypeBytes(t.dtype) : 0);
+    this.traffic[op] += op === 'allReduce' ? 2 * bytes(c.src) : op === 'allGather' ? bytes(c.dst) : bytes(c.src ?? c.dst);
+    return new Work(now && this.transport.startNow ? this.transport.startNow(call) : this.transport.run(call));
   }
 
   private callSync(op: Collective, c: Partial<TransportCall>): void {

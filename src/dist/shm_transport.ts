@@ -28,9 +28,13 @@ export class ShmTransport implements Transport {
   private readonly id: number;
   private tail: Promise<void> = Promise.resolve();
   private broken: Error | null = null;
-  private closed = false;
+  /** calls chained behind earlier ones whose native start has not come yet */
+  private waiting = 0;
   /** asynchronous calls queued or running (a blocking call must not overtake them) */
   private inFlight = 0;
+  /** releases of the buffers of calls started natively and not yet known to be done */
+  private readonly holding = new Set<() => void>();
+  private closed = false;
 
   constructor(
     private readonly addon: NativeAddon,
@@ -43,12 +47,20 @@ export class ShmTransport implements Transport {
     this.id = addon.distOpen(name, rank, [...ranks], slotBytes);
   }
 
-  /** The native call's numeric arguments after the id (op, reduce, dtype, peer, count, size, buffers). */
-  private nativeArgs(call: TransportCall): [number, number, number, number, number, number, number, number, number, number] {
-    const { op } = call;
-    const src = bufferOf(call.src, 'input', op);
-    const dst = bufferOf(call.dst, 'output', op);
-    return [COLLECTIVES.indexOf(op), REDUCE_OPS.indexOf(call.reduce), dtypeCode(call.dtype, op), call.peer, call.count, this.ranks.length, src[0], src[1], dst[0], dst[1]];
+  run(call: TransportCall): Promise<void> {
+    if (this.closed) return Promise.reject(new Error(`dist ${call.op}: the process group was destroyed`));
+    const native = this.prepare(call);
+    this.waiting++;
+    const start = (): Promise<void> => (this.waiting--, native());
+    const done = this.counted(this.tail.then(start, start));
+    this.tail = done.catch(() => undefined);
+    return done;
+  }
+
+  /** `done`, counted in flight until it settles. */
+  private counted(done: Promise<void>): Promise<void> {
+    this.inFlight++;
+    return done.finally(() => void this.inFlight--);
   }
 
   runSync(call: TransportCall): void {
@@ -56,36 +68,67 @@ export class ShmTransport implements Transport {
     if (this.closed) throw new Error(`dist ${op}: the process group was destroyed`);
     if (this.broken) throw new Error(`dist ${op}: the process group is broken by an earlier failure: ${this.broken.message}`);
     if (this.inFlight > 0) throw new Error(`dist ${op}: a blocking call cannot overtake the ${this.inFlight} asynchronous call(s) in flight on this group (await them first)`);
+    const a = this.nativeArgs(call);
     try {
-      this.addon.distRunSync(this.id, ...this.nativeArgs(call), call.timeoutMs, `${op} (rank ${this.ranks[this.rank]})`);
+      this.addon.distRunSync(this.id, a.codes[0], a.codes[1], a.codes[2], call.peer, call.count, this.ranks.length,
+        a.src[0], a.src[1], a.dst[0], a.dst[1], call.timeoutMs, `${op} (rank ${this.ranks[this.rank]})`);
     } catch (e) {
       this.broken ??= e as Error;
       throw e;
     }
   }
 
-  run(call: TransportCall): Promise<void> {
-    if (this.closed) return Promise.reject(new Error(`dist ${call.op}: the process group was destroyed`));
+  /**
+   * Blocks until the calls already started have finished on their worker (releasing their
+   * buffers), then starts this one on its worker before returning: code that cannot await (a
+   * grad-ready hook inside backward) keeps one call in flight and knows when its buffer is free.
+   */
+  startNow(call: TransportCall): Promise<void> {
+    if (this.closed) throw new Error(`dist ${call.op}: the process group was destroyed`);
+    if (this.waiting) throw new Error(`dist ${call.op}: cannot start now behind ${this.waiting} call(s) still waiting for their turn (await them first)`);
+    const native = this.prepare(call);
+    this.addon.distWaitIdle(this.id);
+    for (const release of this.holding) release();
+    const done = this.counted(native());
+    this.tail = done.catch(() => undefined);
+    return done;
+  }
+
+  /** The call's buffers and codes, checked. */
+  private nativeArgs(call: TransportCall): { src: [number, number]; dst: [number, number]; codes: [number, number, number] } {
     const { op } = call;
-    const args = this.nativeArgs(call);
-    // keep the buffers alive until the native call is done with them
+    return {
+      src: bufferOf(call.src, 'input', op), dst: bufferOf(call.dst, 'output', op),
+      codes: [COLLECTIVES.indexOf(op), REDUCE_OPS.indexOf(call.reduce), dtypeCode(call.dtype, op)],
+    };
+  }
+
+  /** Checks the call's buffers now and returns what starts it natively (holding the buffers until it is done). */
+  private prepare(call: TransportCall): () => Promise<void> {
+    const { op } = call;
+    const { src, dst, codes } = this.nativeArgs(call);
+    // keep the buffers alive until the native call is done with them (startNow may learn that first)
     const held = [call.src, call.dst].filter((t): t is Tensor => t !== null).map((t) => t.storage.retain());
-    const start = async (): Promise<void> => {
-      if (this.broken) throw new Error(`dist ${op}: the process group is broken by an earlier failure: ${this.broken.message}`);
+    let holding = true;
+    const release = (): void => {
+      if (!holding) return;
+      holding = false;
+      held.forEach((s) => s.release());
+      this.holding.delete(release);
+    };
+    return async (): Promise<void> => {
       try {
-        await this.addon.distRun(this.id, ...args, call.timeoutMs, `${op} (rank ${this.ranks[this.rank]})`);
+        if (this.broken) throw new Error(`dist ${op}: the process group is broken by an earlier failure: ${this.broken.message}`);
+        this.holding.add(release);
+        await this.addon.distRun(this.id, codes[0], codes[1], codes[2], call.peer, call.count, this.ranks.length,
+          src[0], src[1], dst[0], dst[1], call.timeoutMs, `${op} (rank ${this.ranks[this.rank]})`);
       } catch (e) {
         this.broken ??= e as Error;
         throw e;
+      } finally {
+        release();
       }
     };
-    this.inFlight++;
-    const done = this.tail.then(start, start).finally(() => {
-      this.inFlight--;
-      held.forEach((s) => s.release());
-    });
-    this.tail = done.catch(() => undefined);
-    return done;
   }
 
   pieceElements(op: Collective, dtype: DType): number {

@@ -44,6 +44,11 @@ export interface Transport {
    * Absent where the transport cannot block.
    */
   runSync?(call: TransportCall): void;
+  /**
+   * Optional: blocks until the calls already started are done, then starts this one before
+   * returning (see ShmTransport.startNow); a transport without it gets run() from callers.
+   */
+  startNow?(call: TransportCall): Promise<void>;
   /** elements of one piece of a call (calls larger than this are split); for tests of the boundaries */
   pieceElements(op: Collective, dtype: DType): number;
   /**

@@ -12,7 +12,10 @@ import { noGrad } from '../tensor/grad_mode.js';
 import { keep, tidy } from '../tensor/scope.js';
 import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
+import type { ShardLayout } from '../train/data_parallel.js';
+import { piecesIn } from './bucket_plan.js';
 import { DistributedDataParallel } from './ddp.js';
+import { flatten, scatterInto } from './flat.js';
 import type { ProcessGroup } from './process_group.js';
 
 interface Arena<O> {
@@ -23,28 +26,6 @@ interface Arena<O> {
   /** this rank's master copy of its shard, the tensor the optimizer updates */
   shard: Tensor;
   options: O | undefined;
-}
-
-/** Copies a flat tensor's elements into the parameters it was made from (in order). */
-function scatterInto(flat: Tensor, params: readonly Tensor[]): void {
-  let at = 0;
-  for (const p of params) {
-    const dst = p;
-    const part = reshape(narrow(flat, 0, at, p.numel), p.shape);
-    backendOf(dst).kernels.copy(part, dst);
-    part.dispose();
-    at += p.numel;
-  }
-}
-
-/** The parameters (or their gradients) as one flat float32 tensor padded to `length`. */
-function flatten(tensors: readonly Tensor[], length: number): Tensor {
-  return tidy(() => {
-    const parts = tensors.map((t) => reshape(t, [-1]));
-    const pad = length - tensors.reduce((n, t) => n + t.numel, 0);
-    if (pad > 0) parts.push(zeros([pad], { backend: tensors[0].backendName }));
-    return cat(parts, 0);
-  });
 }
 
 export class ZeroStage1<O = unknown> extends DistributedDataParallel {
@@ -100,7 +81,7 @@ export class ZeroStage1<O = unknown> extends DistributedDataParallel {
     }
   }
 
-  override checkpointBlocker(): string | null {
-    return 'checkpoints under ZeRO stage 1 need sharded optimizer state in the checkpoint, which is not built yet';
+  override shardLayout(): ShardLayout {
+    return { stage: 1, params: this.arenas.flatMap((a) => a.params), groups: this.arenas.map((a) => ({ shard: a.shard, pieces: piecesIn(a.params, this.rank * a.shardLen, a.shardLen, 0) })) };
   }
 }

@@ -55,6 +55,13 @@ export function loadCheckpoint(dir: string): { model: SafetensorsFile; optimizer
   };
 }
 
+/** A sharded (ZeRO) checkpoint's model and trainer state; its optimizer shards are read by sharded_checkpoint.ts. */
+export function loadShardedCheckpoint(dir: string): { model: SafetensorsFile; optimizer: null; state: TrainerState } {
+  for (const f of ['model.safetensors', 'trainer_state.json'])
+    if (!existsSync(join(dir, f))) throw new Error(`${dir}: not a checkpoint (no ${f})`);
+  return { model: new SafetensorsFile(join(dir, 'model.safetensors')), optimizer: null, state: parseState(readJson(join(dir, 'trainer_state.json')), join(dir, 'trainer_state.json')) };
+}
+
 function parseState(j: Record<string, unknown>, file: string): TrainerState {
   const int = (k: string): number => {
     const v = j[k];

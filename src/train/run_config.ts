@@ -1,11 +1,12 @@
 // Run settings for `kestrel train`: defaults, then a run.yaml / run.json, then a DeepSpeed
 // ds_config.json, then command-line flags. DeepSpeed keys map onto the same settings; unknown keys
-// are warned about by name; zero_optimization stages 0 (data parallel) and 1 (sharded optimizer state) are accepted, 2-3 refused.
+// are warned about by name; zero_optimization (ds_zero.ts) runs stages 0-2; "auto" values are left to the command line.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { type NumberRule, checkNumber } from '../io/check.js';
 import type { LossScalerOptions } from '../optim/loss_scaler.js';
 import { type SparsityConfig, parseSparsityConfig } from '../ops/sparse/sparsity_config.js';
+import { zeroFromDeepSpeed } from './ds_zero.js';
 
 export interface RunSettings {
   model: string;
@@ -37,8 +38,10 @@ export interface RunSettings {
   skipBadLines: boolean;
   resume?: string;
   logEvery: number;
-  /** data-parallel ZeRO stage: 0 (gradients all-reduced) or 1 (+ optimizer state partitioned) */
-  zeroStage: 0 | 1;
+  /** data-parallel ZeRO stage: 0 (gradients all-reduced), 1 (+ optimizer state partitioned), 2 (+ gradients partitioned) */
+  zeroStage: 0 | 1 | 2;
+  /** elements per gradient bucket (DeepSpeed's reduce_bucket_size; default 16 MiB of float32; 'auto': hidden_size²) */
+  reduceBucketSize?: number | 'auto';
   /** block-sparse attention: DeepSpeed's sparse_attention object (src/ops/sparse/sparsity_config.ts), checked where it was read */
   sparseAttention?: SparsityConfig;
 }
@@ -56,7 +59,7 @@ const INT_0: NumberRule = { int: true, min: 0 };
 export const SETTING_RULES: Partial<Record<keyof RunSettings, NumberRule>> = {
   maxSteps: INT_1, seqLen: INT_1, batchSize: INT_1, gradAccum: INT_1, logEvery: INT_1,
   lr: { min: 0 }, weightDecay: { min: 0 }, eps: { above: 0 }, clip: { min: 0 }, evalFraction: { min: 0, below: 1 },
-  evalEvery: INT_0, saveEvery: INT_0, keepLast: INT_0, seed: INT_0, zeroStage: { int: true, min: 0, max: 1 },
+  evalEvery: INT_0, saveEvery: INT_0, keepLast: INT_0, seed: INT_0, zeroStage: { int: true, min: 0, max: 2 },
 };
 
 const SCALER_RULES: Record<keyof LossScalerOptions, NumberRule | null> = {
@@ -105,6 +108,7 @@ const DS_KNOWN = new Set([
   'train_batch_size', 'train_micro_batch_size_per_gpu', 'gradient_accumulation_steps', 'gradient_clipping', 'fp16', 'bf16',
   'optimizer', 'scheduler', 'activation_checkpointing', 'steps_per_print', 'wall_clock_breakdown', 'zero_optimization',
   'sparse_attention',
+  'zero_allow_untested_optimizer', // Kestrel's optimizers are elementwise, so every one shards
 ]);
 
 /** The DeepSpeed field each setting comes from, for errors. */
@@ -115,8 +119,19 @@ const DS_FIELDS: Record<string, string> = {
   'lossScaler.hysteresis': 'fp16.hysteresis', 'lossScaler.minLossScale': 'fp16.min_loss_scale',
 };
 
+const isAuto = (v: unknown): boolean => v === 'auto';
+
+/**
+ * DeepSpeed's check, after "auto" values took the command line's: the global batch is
+ * micro-batch × accumulation × world size.
+ */
+export function checkTrainBatchSize(s: RunSettings, trainBatchSize: number | undefined, file: string, world: number): void {
+  if (trainBatchSize === undefined || s.batchSize * s.gradAccum * world === trainBatchSize) return;
+  throw new Error(`${file}: train_batch_size ${trainBatchSize} != micro-batch ${s.batchSize} x gradient accumulation ${s.gradAccum} x ${world} process(es) = ${s.batchSize * s.gradAccum * world}`);
+}
+
 /** Maps a DeepSpeed config onto settings; warnings name the keys Kestrel ignores. */
-export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world = 1): { settings: Partial<RunSettings>; warnings: string[] } {
+export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world = 1): { settings: Partial<RunSettings>; warnings: string[]; trainBatchSize?: number } {
   const warnings: string[] = [];
   const s: Partial<RunSettings> = {};
   for (const key of Object.keys(ds)) if (!DS_KNOWN.has(key)) warnings.push(`${file}: unknown key '${key}' ignored`);
@@ -129,27 +144,30 @@ export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world =
     return v as Record<string, unknown>;
   };
   if (ds.zero_optimization !== undefined) {
-    // stage 0 = data parallel (kestrel launch / --nproc: gradients all-reduced), 1 = + optimizer state partitioned; 2-3 not built yet
-    const stage = obj(ds.zero_optimization, 'zero_optimization').stage ?? 0;
-    if (![0, 1, 2, 3].includes(stage as number)) throw new Error(`${file}: zero_optimization.stage must be 0, 1, 2 or 3, got ${JSON.stringify(stage)}`);
-    if (stage !== 0 && stage !== 1) throw new Error(`${file}: zero_optimization stage ${stage} needs sharded gradients${stage === 3 ? ' and parameters' : ''}, which Kestrel does not have yet; it trains at stage 0 (data parallel) and 1 (+ optimizer state partitioned): set stage 0 or 1`);
-    s.zeroStage = stage as 0 | 1;
+    const z = zeroFromDeepSpeed(obj(ds.zero_optimization, 'zero_optimization'), file);
+    s.zeroStage = z.settings.stage;
+    if (z.settings.reduceBucketSize !== undefined) s.reduceBucketSize = z.settings.reduceBucketSize;
+    warnings.push(...z.notes);
   }
-  if (ds.train_micro_batch_size_per_gpu !== undefined) s.batchSize = num(ds.train_micro_batch_size_per_gpu, 'train_micro_batch_size_per_gpu');
-  if (ds.gradient_accumulation_steps !== undefined) s.gradAccum = num(ds.gradient_accumulation_steps, 'gradient_accumulation_steps');
-  if (ds.train_batch_size !== undefined) {
-    const total = num(ds.train_batch_size, 'train_batch_size');
+  // "auto" leaves a setting to the command line (or its default), as the HF Trainer fills it from its arguments
+  const micro = ds.train_micro_batch_size_per_gpu;
+  const accum = ds.gradient_accumulation_steps;
+  if (micro !== undefined && !isAuto(micro)) s.batchSize = num(micro, 'train_micro_batch_size_per_gpu');
+  if (accum !== undefined && !isAuto(accum)) s.gradAccum = num(accum, 'gradient_accumulation_steps');
+  let trainBatchSize: number | undefined;
+  if (ds.train_batch_size !== undefined && !isAuto(ds.train_batch_size)) {
+    const total = (trainBatchSize = num(ds.train_batch_size, 'train_batch_size'));
     if (s.batchSize && s.gradAccum && s.batchSize * s.gradAccum * world !== total)
       throw new Error(`${file}: train_batch_size ${total} != train_micro_batch_size_per_gpu ${s.batchSize} x gradient_accumulation_steps ${s.gradAccum} x ${world} process(es)`);
-    if (s.batchSize && !s.gradAccum) s.gradAccum = total / (s.batchSize * world);
-    else if (!s.batchSize) s.batchSize = total / ((s.gradAccum ?? 1) * world);
+    if (s.batchSize && accum === undefined) s.gradAccum = total / (s.batchSize * world);
+    else if (micro === undefined) s.batchSize = total / ((s.gradAccum ?? 1) * world);
   }
-  if (ds.gradient_clipping !== undefined) s.clip = num(ds.gradient_clipping, 'gradient_clipping');
+  if (ds.gradient_clipping !== undefined && !isAuto(ds.gradient_clipping)) s.clip = num(ds.gradient_clipping, 'gradient_clipping');
   const fp16 = ds.fp16 === undefined ? null : obj(ds.fp16, 'fp16');
   const bf16 = ds.bf16 === undefined ? null : obj(ds.bf16, 'bf16');
   if (fp16?.enabled === true && bf16?.enabled === true) throw new Error(`${file}: fp16 and bf16 cannot both be enabled`);
-  if (fp16?.enabled === true) {
-    s.dtype = 'fp16';
+  if (fp16 && (fp16.enabled === true || isAuto(fp16.enabled))) {
+    if (fp16.enabled === true) s.dtype = 'fp16'; // "auto": --dtype decides, the scaler settings hold when it is fp16
     s.lossScaler = {
       lossScale: fp16.loss_scale === undefined ? 0 : num(fp16.loss_scale, 'fp16.loss_scale'),
       initialScalePower: fp16.initial_scale_power === undefined ? 16 : num(fp16.initial_scale_power, 'fp16.initial_scale_power'),
@@ -168,10 +186,10 @@ export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world =
     if (type === 'adam') warnings.push(`${file}: optimizer Adam runs as AdamW (decoupled weight decay)`);
     s.optimizer = map[type];
     const p = o.params === undefined ? {} : obj(o.params, 'optimizer.params');
-    if (p.lr !== undefined) s.lr = num(p.lr, 'optimizer.params.lr');
-    if (p.weight_decay !== undefined) s.weightDecay = num(p.weight_decay, 'optimizer.params.weight_decay');
-    if (p.eps !== undefined) s.eps = num(p.eps, 'optimizer.params.eps');
-    if (p.betas !== undefined) {
+    if (p.lr !== undefined && !isAuto(p.lr)) s.lr = num(p.lr, 'optimizer.params.lr');
+    if (p.weight_decay !== undefined && !isAuto(p.weight_decay)) s.weightDecay = num(p.weight_decay, 'optimizer.params.weight_decay');
+    if (p.eps !== undefined && !isAuto(p.eps)) s.eps = num(p.eps, 'optimizer.params.eps');
+    if (p.betas !== undefined && !isAuto(p.betas)) {
       const b = p.betas;
       if (!Array.isArray(b) || b.length !== 2) throw new Error(`${file}: 'optimizer.params.betas' must be [beta1, beta2]`);
       s.betas = [num(b[0], 'optimizer.params.betas[0]'), num(b[1], 'optimizer.params.betas[1]')];
@@ -187,5 +205,5 @@ export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world =
   if (ds.activation_checkpointing !== undefined) s.checkpointing = 'full';
   if (ds.sparse_attention !== undefined) s.sparseAttention = parseSparsityConfig(ds.sparse_attention, `${file}: sparse_attention`);
   checkSettings(s, (k) => `${file}: '${DS_FIELDS[k] ?? k}'`);
-  return { settings: s, warnings };
+  return { settings: s, warnings, ...(trainBatchSize === undefined ? {} : { trainBatchSize }) };
 }

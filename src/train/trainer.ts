@@ -17,7 +17,9 @@ import { constant } from '../optim/schedules.js';
 import { memory } from '../tensor/memory.js';
 import { defaultGenerator } from '../tensor/rng.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { type TrainerState, listCheckpoints, loadCheckpoint, removeStaleTemps, saveCheckpoint, truncateLog } from './checkpoint.js';
+import { type TrainerState, listCheckpoints, loadCheckpoint, loadShardedCheckpoint, removeStaleTemps, saveCheckpoint, truncateLog } from './checkpoint.js';
+import { copyInto, isSharded, manifestShards, plainShards, readManifest, reassemble, saveShardedCheckpoint, stateTensors } from './sharded_checkpoint.js';
+import type { SafetensorsFile } from '../io/safetensors.js';
 import { onInterrupt, yieldToEventLoop } from './interrupt.js';
 import { type AccumulateOptions, type StepResult, type TrainStep, causalLMStep } from './step.js';
 import { decayParamGroups } from './param_groups.js';
@@ -178,10 +180,10 @@ export class Trainer<B = Batch> {
         this.o.onStep?.(m);
         this.progress(startStep, t0, m);
         if (this.o.evalData && this.o.evalEvery && this.step % this.o.evalEvery === 0) this.evaluate();
-        if (this.o.outputDir && this.o.saveEvery && this.step % this.o.saveEvery === 0) (this.saveOnMain(), (saved = this.step));
+        if (this.o.outputDir && this.o.saveEvery && this.step % this.o.saveEvery === 0) (await this.saveAll(), (saved = this.step));
         await yieldToEventLoop();
       }
-      if (this.stopping && this.o.outputDir && saved !== this.step) this.saveOnMain();
+      if (this.stopping && this.o.outputDir && saved !== this.step) await this.saveAll();
     } finally {
       release();
       if (this.o.progress) process.stderr.write('\n');
@@ -256,7 +258,7 @@ export class Trainer<B = Batch> {
       [result.loss, result.tokens] = await dp.sum([result.loss, result.tokens]);
     }
     const { loss } = result;
-    let norm = gradNorm(params);
+    let norm = dp ? await dp.gradNorm(params) : gradNorm(params);
     const overflow = !Number.isFinite(norm) || !Number.isFinite(loss);
     // without a loss scaler a NaN/inf is not an overflow to skip but a diverged run: stop
     // before the update, so the model in memory and every checkpoint stay finite
@@ -264,11 +266,13 @@ export class Trainer<B = Batch> {
       throw this.diverged(Number.isFinite(loss) ? `the gradient norm is ${norm}` : `the loss is ${loss}`, 'the model was not updated');
     const skip = this.scaler ? this.scaler.update(overflow, this.step + 1) : false;
     if (!skip) {
+      // ZeRO >= 2 keeps each rank's share of the gradient with the strategy, not in .grad
+      const scaleBy = (f: number): void => (dp ? dp.scaleGrads(params, f) : scaleGrads(params, f));
       if (scale !== 1) {
-        scaleGrads(params, 1 / scale);
+        scaleBy(1 / scale);
         norm /= scale;
       }
-      if (this.o.clip && norm > this.o.clip) scaleGrads(params, this.o.clip / (norm + 1e-6));
+      if (this.o.clip && norm > this.o.clip) scaleBy(this.o.clip / (norm + 1e-6));
       dp?.beforeOptimizerStep();
       this.optimizer.step();
       await dp?.afterOptimizerStep();
@@ -336,11 +340,24 @@ export class Trainer<B = Batch> {
     process.stderr.write(`\r${progressBar(this.step, this.o.maxSteps)} loss ${m.loss.toFixed(4)} ${rate.toFixed(2)} it/s ${Math.round(m.tokens_per_sec)} tok/s ETA ${Math.round(left)}s `);
   }
 
-  /** save() on rank 0 (every rank holds the same weights and optimizer state at ZeRO stage 0) */
-  private saveOnMain(): void {
-    const blocker = this.o.dataParallel?.checkpointBlocker() ?? null;
+  /** save() on rank 0 (every rank holds the same weights and optimizer state at ZeRO stage 0), or a sharded checkpoint from every rank under ZeRO */
+  private async saveAll(): Promise<void> {
+    const dp = this.o.dataParallel;
+    const blocker = dp?.checkpointBlocker() ?? null;
     if (blocker) throw new Error(`step ${this.step}: cannot save a checkpoint: ${blocker}`);
-    if (this.isMain) this.save();
+    const layout = dp?.shardLayout() ?? null;
+    if (!dp || !layout) return void (this.isMain && this.save());
+    const names = new Map(this.o.model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [p, n]));
+    const path = await saveShardedCheckpoint({
+      outputDir: this.o.outputDir!, dp, layout, names, optimizer: this.optimizer, model: () => checkpointedState(this.o.model),
+      state: this.trainerState(this.optimizer.stateDict().step), keepLast: this.o.keepLast ?? 0,
+    });
+    this.lastCheckpoint = path;
+    if (this.isMain) this.o.onSave?.(path);
+  }
+
+  private trainerState(optimizerStep: number): TrainerState {
+    return { step: this.step, epoch: this.epoch, epochStep: this.epochStep, rng: defaultGenerator.getState(), lossScaler: this.scaler?.stateDict() ?? null, optimizerStep };
   }
 
   /** Writes checkpoint-<step> (model, optimizer, trainer state) atomically. */
@@ -350,10 +367,7 @@ export class Trainer<B = Batch> {
     const opt = this.optimizer.stateDict();
     const optTensors: Record<string, Tensor> = {};
     opt.state.forEach((s, i) => Object.entries(s).forEach(([n, t]) => (optTensors[`${i}.${n}`] = t)));
-    const state: TrainerState = {
-      step: this.step, epoch: this.epoch, epochStep: this.epochStep, rng: defaultGenerator.getState(), lossScaler: this.scaler?.stateDict() ?? null, optimizerStep: opt.step,
-    };
-    const path = saveCheckpoint(dir, { model: checkpointedState(this.o.model), optimizer: optTensors, state }, this.o.keepLast ?? 0);
+    const path = saveCheckpoint(dir, { model: checkpointedState(this.o.model), optimizer: optTensors, state: this.trainerState(opt.step) }, this.o.keepLast ?? 0);
     if (this.o.model instanceof CausalLM) saveSparsity(path, this.o.model); // the layout beside the weights
     this.lastCheckpoint = path;
     this.o.onSave?.(path);
@@ -362,7 +376,8 @@ export class Trainer<B = Batch> {
 
   private resume(dir: string): void {
     if (this.o.model instanceof CausalLM) resumeSparsity(dir, this.o.model);
-    const ck = loadCheckpoint(dir);
+    const sharded = isSharded(dir);
+    const ck = sharded ? loadShardedCheckpoint(dir) : loadCheckpoint(dir);
     try {
       const own = checkpointedState(this.o.model);
       const missing = Object.keys(own).filter((n) => !ck.model.has(n));
@@ -372,25 +387,53 @@ export class Trainer<B = Batch> {
       const sd = Object.fromEntries(ck.model.names.map((n) => [n, ck.model.tensor(n, { backend: this.o.backend })]));
       this.o.model.loadStateDict(sd, { strict: false });
       for (const t of Object.values(sd)) t.dispose();
-      const n = this.optimizer.groups.reduce((c, g) => c + g.params.length, 0);
-      const state: Record<string, Tensor>[] = Array.from({ length: n }, () => ({}));
-      for (const name of ck.optimizer.names) {
-        const [i, key] = [Number(name.split('.')[0]), name.slice(name.indexOf('.') + 1)];
-        if (!(i >= 0 && i < n)) throw new Error(`${dir}: optimizer state '${name}' names parameter ${i} of ${n}`);
-        state[i][key] = ck.optimizer.tensor(name, { backend: this.o.backend });
-      }
-      this.optimizer.loadStateDict({ step: ck.state.optimizerStep, state });
-      for (const s of state) for (const t of Object.values(s)) t.dispose();
+      if (sharded || this.o.dataParallel?.shardLayout()) this.resumeIntoLayout(dir, sharded, ck.state.optimizerStep);
+      else this.resumeOptimizer(dir, ck.optimizer!, ck.state.optimizerStep);
       Object.assign(this, { step: ck.state.step, epoch: ck.state.epoch, epochStep: ck.state.epochStep });
-      defaultGenerator.setState(ck.state.rng);
+      defaultGenerator.setState(sharded ? (readManifest(dir).ranks[this.o.dataParallel?.rank ?? 0] ?? readManifest(dir).ranks[0]).rng : ck.state.rng);
       if (this.scaler && ck.state.lossScaler) this.scaler.loadStateDict(ck.state.lossScaler);
       this.lastCheckpoint = dir;
       // the logs continue from the checkpoint: lines of steps after it were undone by the resume
       if (this.o.outputDir) for (const f of ['metrics.jsonl', 'eval.jsonl']) truncateLog(join(this.o.outputDir, f), this.step);
     } finally {
       ck.model.close();
-      ck.optimizer.close();
+      ck.optimizer?.close();
     }
+  }
+
+  /** optimizer.safetensors of a plain checkpoint: state tensors named '<parameter index>.<state>' */
+  private resumeOptimizer(dir: string, file: SafetensorsFile, step: number): void {
+    const n = this.optimizer.groups.reduce((c, g) => c + g.params.length, 0);
+    const state: Record<string, Tensor>[] = Array.from({ length: n }, () => ({}));
+    for (const name of file.names) {
+      const [i, key] = [Number(name.split('.')[0]), name.slice(name.indexOf('.') + 1)];
+      if (!(i >= 0 && i < n)) throw new Error(`${dir}: optimizer state '${name}' names parameter ${i} of ${n}`);
+      state[i][key] = file.tensor(name, { backend: this.o.backend });
+    }
+    this.optimizer.loadStateDict({ step, state });
+    for (const s of state) for (const t of Object.values(s)) t.dispose();
+  }
+
+  /**
+   * A checkpoint into this run's layout, whatever the saving run's world size and stage: a sharded
+   * (ZeRO) one into ZeRO's shards (master weights and state) or into whole parameters, a plain one
+   * (one process, ZeRO-0) into ZeRO's shards.
+   */
+  private resumeIntoLayout(dir: string, sharded: boolean, step: number): void {
+    const layout = this.o.dataParallel?.shardLayout() ?? null;
+    const names = new Map(this.o.model.namedParameters().map(([n, p]) => [p, n]));
+    const owned = this.optimizer.groups.flatMap((g) => g.params);
+    const targets = layout
+      ? layout.groups.map((g) => ({ length: g.shard.numel, pieces: g.pieces.map((p) => ({ name: names.get(p.param)!, start: p.start, length: p.length, at: p.at })) }))
+      : owned.map((p) => ({ length: p.numel, pieces: [{ name: names.get(p)!, start: 0, length: p.numel, at: 0 }] }));
+    const shards = sharded ? manifestShards(dir, readManifest(dir)) : plainShards(dir, layout!.params.map((p) => names.get(p)!));
+    const values = reassemble(shards, targets, dir);
+    const backend = owned[0]?.backendName ?? 'cpu';
+    const state = values.map((v) => stateTensors(v, backend));
+    this.optimizer.loadStateDict({ step, state });
+    for (const s of state) for (const t of Object.values(s)) t.dispose();
+    // ZeRO's float32 masters: the saved ones (equal to the model just loaded, which they were gathered into)
+    if (layout) layout.groups.forEach((g, i) => copyInto(g.shard, values[i].master));
   }
 }
 

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { HELP } from '../../src/cli/help.js';
 import { runCli } from '../helpers.js';
 
-const COMMANDS = ['demo', 'doctor', 'generate', 'chat', 'train', 'finetune', 'merge', 'serve', 'studio', 'transcribe', 'speak', 'embed', 'embed-train', 'embed-mine', 'dpo', 'orpo', 'simpo', 'kto', 'rm', 'grpo', 'ppo', 'launch'];
+const COMMANDS = ['demo', 'doctor', 'generate', 'chat', 'train', 'finetune', 'merge', 'serve', 'studio', 'transcribe', 'speak', 'embed', 'embed-train', 'embed-mine', 'dpo', 'orpo', 'simpo', 'kto', 'rm', 'grpo', 'ppo', 'launch', 'consolidate'];
 
 test('every command answers --help with its flags and an example', () => {
   assert.deepEqual(Object.keys(HELP).sort(), [...COMMANDS].sort());
@@ -16,7 +16,7 @@ test('every command answers --help with its flags and an example', () => {
     assert.match(r.stdout, new RegExp(`^usage: kestrel ${name}`));
     assert.match(r.stdout, /\nflags:\n/);
     assert.match(r.stdout, new RegExp(`\\nexample:\\n  kestrel ${name}`));
-    if (name !== 'doctor' && name !== 'launch') assert.match(r.stdout, /--device auto\|cuda\|cpu/);
+    if (!['doctor', 'launch', 'consolidate'].includes(name)) assert.match(r.stdout, /--device auto\|cuda\|cpu/);
   }
   const train = runCli(['train', '-h']).stdout;
   for (const flag of ['--max-steps', '--seq-len', '--batch-size', '--grad-accum', '--lr', '--dtype', '--checkpointing', '--resume', '--deepspeed'])

@@ -51,9 +51,10 @@ test('a bad JSONL line stops the run before training with file:line', () => {
   assert.ok(!existsSync(join(dir, 'o', 'metrics.jsonl')));
 });
 
-test('DeepSpeed config: ZeRO refused clearly, batch sizes checked', () => {
-  assert.throws(() => fromDeepSpeed({ zero_optimization: { stage: 2 } }, 'ds.json'), /zero_optimization stage 2 needs sharded/);
-  assert.throws(() => fromDeepSpeed({ zero_optimization: { stage: 'x' } }, 'ds.json'), /zero_optimization.stage must be 0, 1, 2 or 3, got "x"/);
+test('DeepSpeed config: ZeRO stages 0-2, stage 3 refused clearly, batch sizes checked', () => {
+  assert.throws(() => fromDeepSpeed({ zero_optimization: { stage: 3 } }, 'ds.json'), /zero_optimization stage 3 \(partitioned parameters\) is not built yet/);
+  assert.throws(() => fromDeepSpeed({ zero_optimization: { stage: 'x' } }, 'ds.json'), /'zero_optimization.stage' must be 0, 1, 2 or 3, got "x"/);
+  assert.deepEqual(fromDeepSpeed({ zero_optimization: { stage: 2 } }, 'ds.json').settings, { zeroStage: 2 }); // + gradients partitioned
   assert.deepEqual(fromDeepSpeed({ zero_optimization: { stage: 0 } }, 'ds.json').settings, { zeroStage: 0 }); // data parallel
   assert.deepEqual(fromDeepSpeed({ zero_optimization: { stage: 1 } }, 'ds.json').settings, { zeroStage: 1 }); // + optimizer state partitioned
   // train_batch_size counts every rank's micro-batches

@@ -1,10 +1,10 @@
 // Runs `kestrel train` on the tiny model for the data-parallel tests and reads back what it wrote:
 // losses, gradient norms and memory peaks from metrics.jsonl (rank 0's), and the final weights.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
-import { runCli } from '../helpers.js';
+import { assertClose, runCli } from '../helpers.js';
 
 process.env.KESTREL_NUM_THREADS = '1'; // the same kernels' partition on every process (runCli passes the environment on)
 
@@ -25,13 +25,35 @@ export function weights(path: string): Map<string, Float64Array> {
 
 export type Peak = { param: number; grad: number; optimizer: number };
 
+/** A tiny llama of `layers` layers in dir/config.json (more layers than tinyTrainDir's one: buckets to bound) */
+export function deeperModel(dir: string, layers: number): void {
+  writeFileSync(join(dir, 'config.json'), JSON.stringify({
+    model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: layers,
+    num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64,
+  }));
+}
+
 /** kestrel train (3 steps, clip 1.2) into dir/out with extra flags; what rank 0 wrote */
-export function train(dir: string, out: string, extra: string[]): { losses: number[]; norms: number[]; weights: Buffer; peaks: Peak[] } {
+export function train(dir: string, out: string, extra: string[]): { losses: number[]; norms: number[]; scales: (number | null)[]; weights: Buffer; peaks: Peak[]; stderr: string } {
   const args = ['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, out),
     '--max-steps', '3', '--batch-size', '2', '--seq-len', '10', '--eval-fraction', '0', '--clip', '1.2', '--quiet', ...extra];
   const r = runCli(args);
   assert.equal(r.status, 0, r.stderr);
-  const lines = readFileSync(join(dir, out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number; grad_norm: number; mem_peak: Peak });
-  return { losses: lines.map((l) => l.loss), norms: lines.map((l) => l.grad_norm), weights: readFileSync(join(dir, out, 'model.safetensors')), peaks: lines.map((l) => l.mem_peak) };
+  const lines = readFileSync(join(dir, out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number; grad_norm: number; loss_scale: number | null; mem_peak: Peak });
+  return {
+    losses: lines.map((l) => l.loss), norms: lines.map((l) => l.grad_norm), scales: lines.map((l) => l.loss_scale),
+    weights: readFileSync(join(dir, out, 'model.safetensors')), peaks: lines.map((l) => l.mem_peak), stderr: r.stderr,
+  };
 }
 
+
+/** Two runs' losses, norms, loss scales and final weights agree within float32 reduction-order tolerance. */
+export function sameRun(dir: string, one: ReturnType<typeof train>, many: ReturnType<typeof train>, oneOut: string, manyOut: string): void {
+  assert.equal(many.losses.length, one.losses.length, 'steps logged');
+  assertClose(many.losses, one.losses, { atol: 0, rtol: 1e-6, what: 'losses' });
+  assertClose(many.norms, one.norms, { atol: 1e-7, rtol: 1e-5, what: 'gradient norms' });
+  assert.deepEqual(many.scales, one.scales, 'loss-scale sequence');
+  const [a, b] = [weights(join(dir, manyOut, 'model.safetensors')), weights(join(dir, oneOut, 'model.safetensors'))];
+  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+  for (const [name, v] of a) assertClose(v, b.get(name)!, { atol: 1e-6, rtol: 1e-5, what: name });
+}

@@ -1,0 +1,173 @@
+// ZeRO stage 2 (Rajbhandari et al. 2020, "gradient partitioning"): stage 1's sharded optimizer
+// state, and no rank keeps the whole gradient. Each parameter group is cut into buckets
+// (bucket_plan.ts); rank r owns slice r of every bucket. As backward's grad-ready hooks fire on a
+// step's last micro-batch, each gradient is copied into its bucket's buffer and freed; a full
+// bucket is reduce-scattered straight into the owners' shard gradients on the transport's worker
+// while backward goes on, and its buffer is freed once that call is done (startNow: at most one
+// bucket in flight and one filling). The global norm and the overflow check are a sum of the
+// ranks' shard norms (a non-finite shard makes every rank's sum non-finite, so all skip alike);
+// after the update an allGather per bucket rebuilds every rank's parameters.
+//
+// Accumulation: micro-steps before the last communicate nothing, so they add into each rank's
+// local .grad as autograd always does (that local gradient is the price of silent micro-steps;
+// DeepSpeed instead reduces every micro-step into the partition). With gradAccum 1 no rank ever
+// holds more than its shard, the bucket in flight, the bucket filling and autograd's pending grads.
+import { backendOf } from '../backend/index.js';
+import { zeros } from '../ops/creation.js';
+import { clone, narrow, reshape } from '../ops/view.js';
+import { gradSquaredNorm } from '../optim/clip.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { keep, tidy } from '../tensor/scope.js';
+import { memory } from '../tensor/memory.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { ShardLayout } from '../train/data_parallel.js';
+import { type PlannedBucket, piecesIn, planBuckets } from './bucket_plan.js';
+import { DEFAULT_BUCKET_BYTES, DistributedDataParallel } from './ddp.js';
+import type { ProcessGroup, Work } from './process_group.js';
+import { flatten, scatterInto } from './flat.js';
+
+interface Bucket extends PlannedBucket {
+  /** this rank's float32 shard of the group (the optimizer's parameter) */
+  shard: Tensor;
+  /** the bucket's full gradient while it fills and reduces */
+  flat: Tensor | null;
+  ready: number;
+  work: Work | null;
+}
+
+interface Arena<O> {
+  /** the group's parameters, in the group's order */
+  params: Tensor[];
+  shard: Tensor;
+  buckets: Bucket[];
+  options: O | undefined;
+}
+
+export class ZeroStage2<O = unknown> extends DistributedDataParallel {
+  private readonly arenas: Arena<O>[];
+  private readonly bucketOf = new Map<Tensor, { bucket: Bucket; index: number }>();
+  private unhook: (() => void)[] = [];
+  /** the bucket whose reduceScatter was started last (its buffer goes when the next one starts) */
+  private last: Bucket | null = null;
+
+  /** groups: the optimizer's parameter groups; every rank holds the same values (broadcast first) */
+  constructor(group: ProcessGroup, groups: readonly { params: Tensor[]; options?: O }[], bucketBytes = DEFAULT_BUCKET_BYTES) {
+    super(group, bucketBytes);
+    const N = group.size;
+    this.arenas = groups.filter((g) => g.params.length).map((g) => {
+      if (g.params.some((p) => p.dtype !== 'float32')) throw new Error('ZeRO stage 2: trainable parameters must be float32 (master weights)');
+      const plan = planBuckets(g.params, N, Math.max(1, Math.floor(bucketBytes / 4)));
+      const shard = memory.withTag('param', () => noGrad(() => tidy(() => {
+        // bucket by bucket, so that only one bucket's full copy exists at a time
+        const mine = plan.buckets.map((b) => tidy(() => clone(narrow(flatten(b.params, b.length), 0, group.rank * (b.length / N), b.length / N))));
+        return keep(flatten(mine, plan.shardLength));
+      })));
+      const buckets = plan.buckets.map((b) => ({ ...b, shard, flat: null, ready: 0, work: null }));
+      for (const b of buckets) b.params.forEach((p, index) => this.bucketOf.set(p, { bucket: b, index }));
+      return { params: g.params, shard, buckets, options: g.options };
+    });
+  }
+
+  /** The groups to build the optimizer over: one shard tensor per group, with the group's options. */
+  get shardGroups(): { params: Tensor[]; options?: O }[] {
+    return this.arenas.map((a) => ({ params: [a.shard], ...(a.options === undefined ? {} : { options: a.options }) }));
+  }
+
+  /** Elements of this rank's shards (1/N of the trainable parameters, plus each bucket's padding). */
+  get shardNumel(): number {
+    return this.arenas.reduce((n, a) => n + a.shard.numel, 0);
+  }
+
+  override arm(params: readonly Tensor[]): void {
+    for (const a of this.arenas) {
+      a.shard.grad?.dispose();
+      // every element is written by its bucket's reduceScatter (padding included)
+      a.shard.grad = memory.withTag('grad', () => keep(noGrad(() => zeros([a.shard.numel], { backend: a.shard.backendName }))));
+      for (const b of a.buckets) b.ready = 0;
+    }
+    const stray = params.filter((p) => !this.bucketOf.has(p));
+    if (stray.length) throw new Error(`ZeRO stage 2: ${stray.length} trainable parameter(s) (first [${stray[0].shape.join(', ')}]) are in no parameter group given to ZeroStage2`);
+    this.unhook = params.map((p) => p.registerHook(() => this.gradReady(p)));
+  }
+
+  override async finish(params: readonly Tensor[]): Promise<void> {
+    for (const off of this.unhook) off();
+    this.unhook = [];
+    // a parameter whose hook never fired (unused in this forward, or unarmed) still goes in, as
+    // its accumulated .grad or zeros, so every rank reduces every bucket, in plan order
+    for (const a of this.arenas) for (const b of a.buckets) for (const p of b.params) if (!b.work && !this.copied.has(p)) this.gradReady(p);
+    const works = this.arenas.flatMap((a) => a.buckets.map((b) => b.work!));
+    this.last = null;
+    for (const w of works) await w;
+    for (const a of this.arenas) for (const b of a.buckets) (b.flat?.dispose(), (b.flat = null), (b.work = null));
+    for (const p of params) p.zeroGrad();
+  }
+
+  /** sqrt of the sum over ranks of each shard's sum(g²) (padding is zero): the global norm. */
+  override async gradNorm(): Promise<number> {
+    const mine = this.arenas.reduce((s, a) => s + (a.shard.grad ? gradSquaredNorm(a.shard.grad) : 0), 0);
+    const [all] = await this.sum([mine]);
+    return Math.sqrt(all);
+  }
+
+  override scaleGrads(_params: readonly Tensor[], factor: number): void {
+    super.scaleGrads(this.arenas.map((a) => a.shard), factor);
+  }
+
+  /** The shards' gradients were written by the reduceScatters: nothing to prepare. */
+  override beforeOptimizerStep(): void {}
+
+  /** Gathers every rank's updated slice of each bucket into the parameters, one bucket at a time. */
+  override async afterOptimizerStep(): Promise<void> {
+    const N = this.worldSize;
+    for (const a of this.arenas) {
+      for (const b of a.buckets) {
+        const full = memory.withTag('param', () => zeros([b.length], { backend: a.shard.backendName }));
+        const mine = narrow(a.shard, 0, b.shardOffset, b.length / N);
+        await this.group.allGather(full, mine);
+        noGrad(() => scatterInto(full, b.params));
+        mine.dispose();
+        full.dispose();
+      }
+    }
+  }
+
+  override shardLayout(): ShardLayout {
+    const N = this.worldSize;
+    return {
+      stage: 2,
+      params: this.arenas.flatMap((a) => a.params),
+      groups: this.arenas.map((a) => ({
+        shard: a.shard,
+        pieces: a.buckets.flatMap((b) => piecesIn(b.params, this.rank * (b.length / N), b.length / N, b.shardOffset)),
+      })),
+    };
+  }
+
+  /** parameters of this step whose gradient is already in a bucket */
+  private readonly copied = new Set<Tensor>();
+
+  /** A final gradient: into its bucket's buffer (freed from .grad); a full bucket starts reducing. */
+  private gradReady(p: Tensor): void {
+    const { bucket: b, index } = this.bucketOf.get(p)!;
+    if (this.copied.has(p)) return;
+    b.flat ??= memory.withTag('grad', () => keep(noGrad(() => zeros([b.length], { backend: p.backendName }))));
+    if (p.grad) {
+      noGrad(() => tidy(() => backendOf(p).kernels.copy(p.grad!, reshape(narrow(b.flat!, 0, b.offsets[index], p.numel), p.shape))));
+      p.zeroGrad(); // the bucket holds it now
+    }
+    this.copied.add(p);
+    if (++b.ready === b.params.length) this.reduce(b);
+  }
+
+  /** Starts the bucket's reduceScatter into this rank's slice of the shard gradient, then frees the previous bucket's buffer. */
+  private reduce(b: Bucket): void {
+    const out = narrow(b.shard.grad!, 0, b.shardOffset, b.length / this.worldSize);
+    b.work = this.group.reduceScatterNow(out, b.flat!, 'sum');
+    out.dispose();
+    for (const p of b.params) this.copied.delete(p);
+    // reduceScatterNow returned after the previous call finished: its buffer is no longer read
+    if (this.last && this.last !== b) (this.last.flat?.dispose(), (this.last.flat = null));
+    this.last = b;
+  }
+}
