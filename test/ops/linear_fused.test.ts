@@ -50,7 +50,7 @@ describe('fused linear = composite (reference, float64)', () => {
       const [x, w, b] = [refLeaf([2, 3], 1), refLeaf([4, 3], 2), refLeaf([4], 3)];
       assert.equal(canFuseLinear(x, w, b), true);
       assert.equal(canFuseLinear(x, w, null), false);
-      assert.equal(k.autocast('bfloat16', () => canFuseLinear(x, w, b)), false);
+      assert.equal(k.autocast('bfloat16', () => canFuseLinear(x, w, b)), false); // the reference backend has no half GEMM
       assert.equal(canFuseLinear(x, w, b.to('float32')), false);
       assert.equal(k.linear(x, w, b).gradFn?.name, 'linear');
     });
@@ -95,4 +95,36 @@ describe('fused linear on the CPU backend (float32) = float64 composite', { skip
           assertClose(got.db, want.db, { ...tol(rows), what: 'db' });
         });
       });
+});
+
+describe('fused linear under autocast(bfloat16) on the CPU = float64 product of the bf16-rounded operands + bias', { skip: skipCpu }, () => {
+  /** the float64 value of t rounded to bf16 (the operand the half GEMM multiplies), on ref */
+  const rounded = (t: k.Tensor): k.Tensor => k.noGrad(() => t.to('ref').to('bfloat16').to('float64'));
+  for (const [xs, N] of [[[7, 33], 257], [[2, 33, 257], 7], [[1, 1, 7], 1]] as [number[], number][])
+    test(`x [${xs}] -> ${N} features`, () => {
+      k.tidy(() => {
+        const K = xs[xs.length - 1];
+        const x = seededTensor(xs, 'float32', 'cpu', 21).requiresGrad_();
+        const w = seededTensor([N, K], 'float32', 'cpu', 22).requiresGrad_();
+        const b = seededTensor([N], 'float32', 'cpu', 23).requiresGrad_();
+        const gy = seededTensor([...xs.slice(0, -1), N], 'float32', 'cpu', 24);
+        const y = k.autocast('bfloat16', () => {
+          assert.equal(canFuseLinear(x, w, b), true);
+          return k.linear(x, w, b);
+        });
+        assert.equal(y.dtype, 'float32');
+        assert.equal(y.gradFn?.name, 'linear');
+        y.backward(gy);
+        // float32 accumulation of K exact products (bf16 x bf16 is exact in float32) and the bias
+        const f32 = (n: number) => ({ atol: 4 * (Math.sqrt(n) + 1) * 2 ** -24 * (n + 1), rtol: 4 * 2 ** -24 * Math.sqrt(n) });
+        const [xr, wr, gr] = [rounded(x), rounded(w), rounded(gy)];
+        assertClose(y, k.matmul(xr, wr.t()).add(b.to('ref').to('float64')), { ...f32(K), what: 'forward' });
+        // dx, dW: bf16 products of the bf16-rounded gradient, rounded to bf16 once, then cast back to float32
+        const half = (n: number) => ({ atol: f32(n).atol, rtol: 2 ** -8 });
+        assertClose(x.grad!, k.matmul(gr, wr), { ...half(N), what: 'dx' });
+        assertClose(w.grad!, k.matmul(gr.reshape([-1, N]).t(), xr.reshape([-1, K])), { ...half(y.numel / N), what: 'dW' });
+        // db: the float32 gradient summed over the rows in float32
+        assertClose(b.grad!, gy.to('ref').to('float64').reshape([-1, N]).sum(0), { atol: 8 * (y.numel / N) * 2 ** -24, rtol: 1e-6, what: 'db' });
+      });
+    });
 });
