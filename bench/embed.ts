@@ -107,8 +107,9 @@ function bestPeer(B: number, layers: number, steps: number, encodeTexts: number)
     if (r.out === null) return `PyTorch peer unavailable: ${r.why}`;
     runs[ac ?? 'fp32'] = JSON.parse(r.out.trim().split('\n').at(-1)!) as Record<string, number | string>;
   }
-  const best = (key: string): number => Math.max(...Object.values(runs).map((x) => x[key] as number));
-  return { ...Object.values(runs)[0], train_tokens_per_s: best('train_tokens_per_s'), encode_sentences_per_s: best('encode_sentences_per_s'), runs };
+  const best = (key: string): Record<string, number | string> => Object.values(runs).reduce((a, b) => ((b[key] as number) > (a[key] as number) ? b : a));
+  const [train, enc] = [best('train_tokens_per_s'), best('encode_sentences_per_s')];
+  return { ...train, encode_sentences_per_s: enc.encode_sentences_per_s, encode_autocast: enc.autocast, runs };
 }
 
 async function main(): Promise<void> {
