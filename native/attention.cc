@@ -9,15 +9,22 @@
 // (b, kv head, query block) in a second pass, so no two threads write the same rows and no float
 // atomics are needed. The reference is src/backend/ref/attention.ts; the arguments are packed by
 // src/backend/cpu/backend.ts. The tile loops live in attention_tiles.inc, compiled per ISA.
+// bfloat16 q, k, v (and dout, out in backward) are multiplied as they are: every tile product goes
+// to the half GEMM on the calling thread (gemm_half.h: AMX tiles, vdpbf16ps or widened while packing,
+// by CPU and KESTREL_BF16_GEMM) with float32 accumulation; the probabilities and dS are rounded to
+// bf16 for their products (as FlashAttention does in bf16), softmax and its statistics stay float32,
+// and out / dq / dk / dv are written in float32.
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <string>
 #include <vector>
 
 #include "attention_philox.h"
+#include "gemm_half.h"
 #include "kernel_api.h"
 #include "simd.h"
 
@@ -32,6 +39,13 @@ constexpr int64_t kQueryTile = 64;     // query positions per tile in the dk/dv 
 struct Problem {
   int64_t B = 0, H = 0, Hkv = 0, Tq = 0, Tk = 0, hd = 0, hdv = 0, rep = 1, shift = 0;
   const float *q = nullptr, *k = nullptr, *v = nullptr;
+  // bfloat16 q, k, v (then q, k, v above are null): the tile products run on the half GEMM
+  bool half = false;
+  const uint16_t *qh = nullptr, *kh = nullptr, *vh = nullptr;
+  const uint16_t* doh = nullptr;  // backward's bf16 dout (set by backward_half)
+  // the half GEMM multiplies bf16 (AMX or vdpbf16ps); false: its convert path, where the tiles are
+  // widened to float32 as they are loaded and this file's own float32 tile product runs instead
+  bool half_native = false;
   const float* mask = nullptr;
   int64_t ms[4] = {0, 0, 0, 0};  // mask strides, 0 on broadcast dims
   float scale = 1, softcap = 0;
@@ -88,9 +102,16 @@ void need_f32(const char* kernel, const char* what, const View& v) {
   if (!v.contiguous()) fail(kernel, std::string(what) + " " + shape_str(v) + " must be contiguous");
 }
 
+// float32, or bfloat16 when `half` (the dtype of q, k, v decides for every 16-bit operand).
+void need_dtype(const char* kernel, const char* what, const View& v, bool half) {
+  if (!half) return need_f32(kernel, what, v);
+  if (v.dtype != BF16) fail(kernel, std::string(what) + " must be bfloat16 like q, got " + dtype_name(v.dtype) + " " + shape_str(v));
+  if (!v.contiguous()) fail(kernel, std::string(what) + " " + shape_str(v) + " must be contiguous");
+}
+
 void need_shape(const char* kernel, const char* what, const View& v, std::initializer_list<int64_t> shape,
-                const std::string& context) {
-  need_f32(kernel, what, v);
+                const std::string& context, bool half = false) {
+  need_dtype(kernel, what, v, half);
   bool ok = v.ndim == int(shape.size());
   int d = 0;
   for (int64_t s : shape) ok = ok && v.shape[d++] == s;
@@ -120,9 +141,10 @@ Inputs read_inputs(Args& args) {
 Problem make_problem(const char* kernel, const Inputs& in, Args& args) {
   Problem p;
   const View &q = in.q, &k = in.k, &v = in.v, &mask = in.mask;
-  need_f32(kernel, "q", q);
-  need_f32(kernel, "k", k);
-  need_f32(kernel, "v", v);
+  p.half = q.dtype == BF16;
+  need_dtype(kernel, "q", q, p.half);
+  need_dtype(kernel, "k", k, p.half);
+  need_dtype(kernel, "v", v, p.half);
   std::string ctx = "q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v);
   if (q.ndim != 4 || k.ndim != 4 || v.ndim != 4) fail(kernel, "q, k, v must be [B, H, T, hd]: " + ctx);
   p.B = q.shape[0], p.H = q.shape[1], p.Tq = q.shape[2], p.hd = q.shape[3];
@@ -133,7 +155,13 @@ Problem make_problem(const char* kernel, const Inputs& in, Args& args) {
   if (p.Hkv < 1 || p.H % p.Hkv != 0) fail(kernel, "query heads must be a multiple of kv heads: " + ctx);
   p.rep = p.H / p.Hkv;
   p.shift = p.Tk - p.Tq;
-  p.q = q.ptr<float>(), p.k = k.ptr<float>(), p.v = v.ptr<float>();
+  if (p.half) p.qh = q.ptr<uint16_t>(), p.kh = k.ptr<uint16_t>(), p.vh = v.ptr<uint16_t>();
+  if (p.half) {
+    std::string path = hgemm_path_name(BF16);  // KESTREL_BF16_GEMM or the CPU's choice
+    if (path.rfind("error: ", 0) == 0) fail(kernel, path.substr(7));
+    p.half_native = path != "convert";
+  }
+  else p.q = q.ptr<float>(), p.k = k.ptr<float>(), p.v = v.ptr<float>();
   if (in.has_mask) {
     if (mask.dtype != F32) fail(kernel, std::string("mask must be float32 (additive), got ") + dtype_name(mask.dtype));
     bool ok = mask.ndim == 4 && (mask.shape[0] == p.B || mask.shape[0] == 1) &&
@@ -197,14 +225,23 @@ KESTREL_KERNEL(attention_backward) {
   View dq = args.view(), dk = args.view(), dv = args.view();
   args.done();
   std::string ctx = dims(p);
-  need_shape(k, "out", out, {p.B, p.H, p.Tq, p.hdv}, ctx);
+  need_shape(k, "out", out, {p.B, p.H, p.Tq, p.hdv}, ctx, p.half);
   need_shape(k, "lse", lse, {p.B, p.H, p.Tq}, ctx);
-  need_shape(k, "dout", dout, {p.B, p.H, p.Tq, p.hdv}, ctx);
+  need_shape(k, "dout", dout, {p.B, p.H, p.Tq, p.hdv}, ctx, p.half);
   need_shape(k, "dq", dq, {p.B, p.H, p.Tq, p.hd}, ctx);
   need_shape(k, "dk", dk, {p.B, p.Hkv, p.Tk, p.hd}, ctx);
   need_shape(k, "dv", dv, {p.B, p.Hkv, p.Tk, p.hdv}, ctx);
   const float *o = out.ptr<float>(), *z = lse.ptr<float>(), *g = dout.ptr<float>();
   float *gq = dq.ptr<float>(), *gk = dk.ptr<float>(), *gv = dv.ptr<float>();
+  if (p.half) {  // out and dout as bf16: D = do . o is formed from them, the products take dout as it is
+    const uint16_t *oh = out.ptr<uint16_t>(), *gh = dout.ptr<uint16_t>();
+    switch (simd::level()) {
+      case 2: isa_avx512::backward_half(p, oh, z, gh, gq, gk, gv); break;
+      case 1: isa_avx2::backward_half(p, oh, z, gh, gq, gk, gv); break;
+      default: isa_scalar::backward_half(p, oh, z, gh, gq, gk, gv);
+    }
+    return;
+  }
   switch (simd::level()) {
     case 2: isa_avx512::backward(p, o, z, g, gq, gk, gv); break;
     case 1: isa_avx2::backward(p, o, z, g, gq, gk, gv); break;

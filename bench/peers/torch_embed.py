@@ -5,8 +5,11 @@ loss (cosine x 20, cross-entropy against the diagonal) with AdamW; then encoding
 torch.inference_mode (the median batch). The same shapes and token counts as the Kestrel side. Run with
 OMP_WAIT_POLICY=PASSIVE.
 
-argv: JSON {"dim", "layers", "heads", "ffn", "vocab", "seq", "batch", "steps", "threads", "encode_texts"}; prints one JSON line.
+argv: JSON {"dim", "layers", "heads", "ffn", "vocab", "seq", "batch", "steps", "threads", "encode_texts"[, "profile",
+"autocast"]} ("autocast": "bf16" runs forward and loss under torch.autocast("cpu", torch.bfloat16));
+prints one JSON line, or with "profile": true torch.profiler's table of the training steps (after one warm-up).
 """
+import contextlib
 import json
 import resource
 import statistics
@@ -36,9 +39,38 @@ class Encoder(torch.nn.Module):
         return h.mean(1)  # every row is full length: the masked mean is the plain mean
 
 
+def precision(c):
+    """torch's CPU bf16 autocast when asked for, else float32."""
+    if c.get("autocast") == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
 def mnrl(a, p, scale=20.0):
     scores = F.normalize(a, dim=-1) @ F.normalize(p, dim=-1).T * scale
     return F.cross_entropy(scores, torch.arange(a.shape[0]))
+
+
+def profile(c, model, opt, gen):
+    B, T = c["batch"], c["seq"]
+
+    def step():
+        a = torch.randint(1, c["vocab"], (B, T), generator=gen)
+        p = torch.randint(1, c["vocab"], (B, T), generator=gen)
+        with precision(c):
+            loss = mnrl(model(a), model(p))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()
+    t = time.perf_counter()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        for _ in range(c["steps"]):
+            step()
+    wall = (time.perf_counter() - t) / c["steps"]
+    print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=30))
+    print(f"torch: {wall * 1e3:.0f} ms/step (profiled)")
 
 
 def main():
@@ -49,12 +81,15 @@ def main():
     opt = torch.optim.AdamW(model.parameters(), lr=2e-5, weight_decay=0.01)
     gen = torch.Generator().manual_seed(1)
     B, T = c["batch"], c["seq"]
+    if c.get("profile"):
+        return profile(c, model, opt, gen)
     times = []
     for i in range(c["steps"] + 1):
         a = torch.randint(1, c["vocab"], (B, T), generator=gen)
         p = torch.randint(1, c["vocab"], (B, T), generator=gen)
         t = time.perf_counter()
-        loss = mnrl(model(a), model(p))
+        with precision(c):
+            loss = mnrl(model(a), model(p))
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -64,14 +99,14 @@ def main():
     n = c["encode_texts"]
     ids = torch.randint(1, c["vocab"], (n, T), generator=gen)
     batch_s = []
-    with torch.inference_mode():
+    with torch.inference_mode(), precision(c):
         model(ids[:B])  # warm-up
         for s in range(0, n, B):
             t = time.perf_counter()
             model(ids[s : s + B])
             batch_s.append(time.perf_counter() - t)
     print(json.dumps({
-        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "autocast": c.get("autocast") or "fp32",
         "train_step_s": statistics.median(times), "train_tokens_per_s": 2 * B * T / statistics.median(times),
         "train_peak_rss_mb": train_rss, "encode_sentences_per_s": B / statistics.median(batch_s),
     }))

@@ -10,10 +10,11 @@ import type { Tensor } from '../tensor/tensor.js';
 import { emptyLike, inputs, needsGrad, record, save } from './dispatch.js';
 import { add, to } from './elementwise.js';
 import { sumToShape } from './reduce.js';
+import { canFuseLinear, linearFused } from './fused/linear.js';
 import { contiguous, reshape, squeeze, transpose, unsqueeze } from './view.js';
 
 /** True when the last two dims can be read by the GEMM directly (row-major or transposed). */
-function gemmReadable(t: Tensor): boolean {
+export function gemmReadable(t: Tensor): boolean {
   const n = t.ndim;
   return t.strides[n - 1] === 1 || t.strides[n - 2] === 1 || t.shape[n - 1] === 1 || t.shape[n - 2] === 1;
 }
@@ -29,6 +30,11 @@ function matmulKernel(a: Tensor, b: Tensor): Tensor {
   const out = emptyLike(a, [...batch, M, N]);
   backendOf(a).kernels.matmul(fix(a, la), fix(b, lb), out, false);
   return out;
+}
+
+/** out += a @ b for 2-d operands the GEMM reads directly (gemmReadable); out [M, N] contiguous. */
+export function matmulInto(a: Tensor, b: Tensor, out: Tensor): void {
+  backendOf(a).kernels.matmul(fix(a, a.layout), fix(b, b.layout), out, true);
 }
 
 /** A view whose size-1 inner dims get the strides the kernel expects (any stride is valid there). */
@@ -110,6 +116,11 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   if (weight.ndim !== 2) throw new Error(`linear: weight must be 2-d [out, in], got ${shapeStr(weight.shape)}`);
   if (x.shape[x.ndim - 1] !== weight.shape[1])
     throw new Error(`linear: input ${shapeStr(x.shape)} does not match weight ${shapeStr(weight.shape)} (in features ${weight.shape[1]})`);
+  return canFuseLinear(x, weight, bias) ? linearFused(x, weight, bias) : linearComposite(x, weight, bias);
+}
+
+/** The definition linearFused equals: matmul, then the bias added by broadcasting. */
+export function linearComposite(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor {
   return tidy(() => {
     const y = matmul(x, transpose(weight));
     return bias ? add(y, bias) : y;

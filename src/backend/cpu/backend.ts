@@ -129,6 +129,17 @@ function makePaged(p: Packer): PagedKernels {
   };
 }
 
+/**
+ * Whether bfloat16 attention goes to the kernel as it is (its tile products on the half GEMM) rather
+ * than widened to float32 first: where the CPU multiplies bf16 (AMX or AVX-512 BF16, as KESTREL_SIMD
+ * leaves them). Elsewhere the half GEMM would widen every tile anyway, and widening q, k, v once is
+ * faster (bench/attention_bf16.ts: its convert column).
+ */
+function bf16Attention(addon: NonNullable<ReturnType<typeof loadNative>>): boolean {
+  const f = addon.info();
+  return f.amxBf16 || f.avx512bf16;
+}
+
 /** The CPU backend, or null when the addon is not built. */
 export function createCpuBackend(): Backend | null {
   const addon = loadNative();
@@ -166,13 +177,14 @@ export function createCpuBackend(): Backend | null {
       if (storage.released) throw new Error('cpu backend: readFile into a disposed storage');
       addon.readFile(storage.handle, byteOffset, fd, position, bytes);
     },
-    kernels: withHalfOperands(makeKernels(packer), (n) => new CpuStorage(addon, addon.alloc(n * 4, false), 'float32', n, 'activation')),
+    kernels: withHalfOperands(makeKernels(packer), (n) => new CpuStorage(addon, addon.alloc(n * 4, false), 'float32', n, 'activation'), bf16Attention(addon)),
     spectral: makeSpectral(packer),
     paged: makePaged(packer),
     sparseAttention: makeSparseAttention(packer, nativeView),
     // matmul and quantLinear take bf16/fp16 operands (native/gemm_half.h: AMX, AVX-512 BF16 or
     // converting while packing; float32 accumulation); the elementwise, norm, rope, softmax and
-    // attention kernels through float32 scratch (half_operands.ts)
+    // attention kernels through float32 scratch (half_operands.ts), except bf16 attention where the
+    // CPU multiplies bf16 (bf16Attention)
     halfMatmul: true,
     halfElementwise: true,
     halfAttention: true,

@@ -6,6 +6,8 @@
 // but the float32 copies live only for the call: autograd saves the half tensors, so a bf16
 // model's activations take half the bytes, and no cast ops or graph nodes are recorded.
 // Broadcast dims (stride 0) stay broadcast in the scratch, so `x * bias` widens the bias only once.
+// bfloat16 attention is the exception where the CPU multiplies bf16 (bf16Attention): q, k, v, out and
+// dout go to native/attention.cc as they are, and only its float32 results are rounded here.
 import { isHalf } from '../../tensor/dtype.js';
 import { Layout, contiguousStrides, numel } from '../../tensor/layout.js';
 import type { Storage } from '../../tensor/storage.js';
@@ -14,7 +16,8 @@ import type { Kernels, View } from '../kernels.js';
 /** Allocates an uninitialised float32 scratch block of numel elements, tagged as activation memory. */
 export type ScratchAlloc = (numel: number) => Storage;
 
-export function withHalfOperands(k: Kernels, scratch: ScratchAlloc): Kernels {
+/** bf16Attention: bfloat16 attention operands go to the kernels as they are (the CPU multiplies bf16). */
+export function withHalfOperands(k: Kernels, scratch: ScratchAlloc, bf16Attention = false): Kernels {
   /** One kernel call's scratch blocks: half inputs widened, half outputs computed in float32. */
   function call(fn: (input: (v: View) => View, output: (v: View) => View) => void): void {
     const blocks: Storage[] = [];
@@ -47,6 +50,9 @@ export function withHalfOperands(k: Kernels, scratch: ScratchAlloc): Kernels {
     }
   }
   const opt = (f: (v: View) => View, v: View | null): View | null => (v === null ? null : f(v));
+  /** Views passed as they are when every one is bfloat16 (a kernel that multiplies bf16 itself), else widened. */
+  const bf16Operands = (widen: (v: View) => View, ...vs: View[]): ((v: View) => View) =>
+    bf16Attention && vs.every((v) => v.dtype === 'bfloat16') ? (v) => v : widen;
 
   return {
     ...k,
@@ -63,8 +69,15 @@ export function withHalfOperands(k: Kernels, scratch: ScratchAlloc): Kernels {
     rmsNormBackward: (x, w, offset, rstd, dy, dx, dw) =>
       call((i, o) => k.rmsNormBackward(i(x), opt(i, w), offset, rstd, i(dy), o(dx), opt(o, dw))),
     rope: (x, cos, sin, out, opts) => call((i, o) => k.rope(i(x), cos, sin, o(out), opts)),
-    attention: (q, kk, v, mask, opts, out, lse) => call((i, o) => k.attention(i(q), i(kk), i(v), mask, opts, o(out), lse)),
-    attentionBackward: (q, kk, v, mask, out, lse, dout, opts, dq, dk, dv) =>
-      call((i, o) => k.attentionBackward(i(q), i(kk), i(v), mask, i(out), lse, i(dout), opts, o(dq), o(dk), o(dv))),
+    // bfloat16 q, k, v (and out, dout) go to native/attention.cc as they are: its tile products run
+    // on the bf16 GEMM; it writes float32 out / dq / dk / dv, rounded here once. float16 is widened.
+    attention: (q, kk, v, mask, opts, out, lse) => call((i, o) => {
+      const h = bf16Operands(i, q, kk, v);
+      k.attention(h(q), h(kk), h(v), mask, opts, o(out), lse);
+    }),
+    attentionBackward: (q, kk, v, mask, out, lse, dout, opts, dq, dk, dv) => call((i, o) => {
+      const h = bf16Operands(i, q, kk, v, out, dout);
+      k.attentionBackward(h(q), h(kk), h(v), mask, h(out), lse, h(dout), opts, o(dq), o(dk), o(dv));
+    }),
   };
 }

@@ -6,7 +6,9 @@
 //   dq_i += scale sum_j ds_ij k_j,  dk_j += scale sum_i ds_ij q_i
 // The dropout mask is regenerated from the Philox counter saved at forward time.
 // float16/bfloat16 q, k, v go to the kernels as they are where the backend declares halfAttention
-// (float32 lse and mask); elsewhere they run as float32 copies.
+// (float32 lse and mask); elsewhere they run as float32 copies. Under k.autocast, float32 q, k, v
+// are cast to its dtype first (as PyTorch's CPU autocast does for scaled_dot_product_attention), so
+// a CPU with bf16 dot products multiplies them in bf16.
 import { backendOf } from '../../backend/index.js';
 import type { AttentionOpts } from '../../backend/kernels.js';
 import type { Generator } from '../../tensor/rng.js';
@@ -17,6 +19,7 @@ import { to, where } from '../elementwise.js';
 import type { ResolvedAttention } from '../attention.js';
 import { contiguous, expand, reshape } from '../view.js';
 import { type DType, isHalf } from '../../tensor/dtype.js';
+import { autocastDtype } from '../../tensor/autocast.js';
 
 /** The additive float32 mask as a 4-d view [B|1, H|1, Tq, Tk] (stride 0 where broadcast). */
 function maskView(mask: Tensor, dtype: DType, B: number, H: number, Tq: number, Tk: number): Tensor {
@@ -30,6 +33,9 @@ function maskView(mask: Tensor, dtype: DType, B: number, H: number, Tq: number, 
 export function attentionFused(q: Tensor, k: Tensor, v: Tensor, r: ResolvedAttention, gen: Generator): Tensor {
   inputs('scaledDotProductAttention', q, k, v, r.mask);
   if (q.dtype !== k.dtype || q.dtype !== v.dtype) throw new Error(`scaledDotProductAttention: q, k, v dtypes differ (${q.dtype}, ${k.dtype}, ${v.dtype})`);
+  const ac = autocastDtype();
+  if (ac && q.dtype === 'float32' && k.dtype === 'float32' && v.dtype === 'float32' && backendOf(q).halfAttention)
+    return tidy(() => attentionFused(to(q, ac), to(k, ac), to(v, ac), r, gen));
   const half = isHalf(q.dtype);
   if (half && !backendOf(q).halfAttention)
     return tidy(() => to(attentionFused(to(q, 'float32'), to(k, 'float32'), to(v, 'float32'), r, gen), q.dtype));

@@ -1,0 +1,64 @@
+// Fused linear with bias: y = x Wᵀ + b, equal to linearComposite (matmul, then a broadcast add).
+// The bias is copied into the output rows first and the GEMM accumulates onto it (beta = 1), as
+// BLAS callers and PyTorch's addmm do: no second [rows, out] tensor is allocated, written and read
+// back for the add. Backward, with x and g flattened to rows ([M, in], [M, out]):
+//   dx = g W,   dW = gᵀ x,   db = sum_rows g
+// Taken for float32/float64 operands of one dtype, and under k.autocast on a backend whose GEMM takes
+// half operands (halfMatmul): x and W are cast to the autocast dtype and the product accumulates in
+// float32 onto a float32 bias, so y is float32 as the composite's bf16 product + float32 bias is,
+// without the composite's intermediate bf16 rounding of x Wᵀ and its widening add. The rest goes to
+// the composite.
+import { backendOf } from '../../backend/index.js';
+import { autocastDtype } from '../../tensor/autocast.js';
+import { shapeStr } from '../../tensor/layout.js';
+import { tidy } from '../../tensor/scope.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { emptyLike, inputs, needsGrad, record, save } from '../dispatch.js';
+import { gemmReadable, matmul, matmulInto } from '../matmul.js';
+import { sum } from '../reduce.js';
+import { to } from '../elementwise.js';
+import { isFloat } from '../../tensor/dtype.js';
+import { contiguous, expand, reshape, transpose } from '../view.js';
+
+/** True when linear(x, weight, bias) takes the fused path (see the file comment). */
+export function canFuseLinear(x: Tensor, weight: Tensor, bias: Tensor | null | undefined): bias is Tensor {
+  if (!bias) return false;
+  if (autocastDtype()) return backendOf(x).halfMatmul === true && isFloat(x.dtype) && isFloat(weight.dtype) && bias.dtype === 'float32';
+  const dt = x.dtype;
+  return (dt === 'float32' || dt === 'float64') && weight.dtype === dt && bias.dtype === dt;
+}
+
+/**
+ * y = x Wᵀ + b as one GEMM accumulating onto the broadcast bias; weight [out, in], bias [out].
+ * @example linearFused(x, layer.weight, layer.bias)  // [B, T, in] -> [B, T, out]
+ */
+export function linearFused(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
+  inputs('linear', x, weight, bias);
+  const [N, K] = weight.shape;
+  if (bias.ndim !== 1 || bias.shape[0] !== N)
+    throw new Error(`linear: bias ${shapeStr(bias.shape)} does not match weight ${shapeStr(weight.shape)} (out features ${N})`);
+  const ac = autocastDtype();
+  if (ac && (x.dtype !== ac || weight.dtype !== ac)) return tidy(() => linearFused(x.dtype === ac ? x : to(x, ac), weight.dtype === ac ? weight : to(weight, ac), bias));
+  return tidy(() => {
+    // [M, K] rows of x: a view when x's rows are contiguous
+    const flat = x.ndim === 2 ? x : reshape(x, [-1, K]);
+    const x2 = gemmReadable(flat) ? flat : contiguous(flat);
+    const M = x2.shape[0];
+    const y2 = emptyLike(x2, [M, N], bias.dtype); // float32 under autocast: the half GEMM accumulates into it
+    backendOf(x).kernels.copy(expand(bias, [M, N]), y2);
+    matmulInto(x2, transpose(weight), y2);
+    const y = reshape(y2, [...x.shape.slice(0, -1), N]);
+    if (!needsGrad(x, weight, bias)) return y;
+    const [sx, sw] = [save(x2), save(weight)];
+    return record('linear', y, [x, weight, bias], (g) => {
+      const g2 = reshape(g, [M, N]);
+      // under autocast dx and dW are half products of the half operands (their casts carry them back)
+      const gh = g2.dtype === sx.dtype ? g2 : to(g2, sx.dtype);
+      return [
+        x.requiresGrad ? reshape(matmul(gh, sw), x.shape) : null,
+        weight.requiresGrad ? matmul(transpose(gh), sx) : null,
+        bias.requiresGrad ? sum(g2, 0) : null,
+      ];
+    }, [sx, sw]);
+  });
+}
