@@ -3,6 +3,7 @@
 import { DEFAULT_SETTINGS as D } from '../train/run_config.js';
 import { SERVE_DEFAULTS as S } from './serve.js';
 import { STUDIO_DEFAULTS as SD } from './studio.js';
+import { EXPORT_DEFAULTS as XD } from './export.js';
 
 type Flag = [name: string, about: string];
 
@@ -268,6 +269,21 @@ export const HELP: Record<string, CommandHelp> = {
       DEVICE,
     ],
     example: 'kestrel studio --models ~/models --port 7860',
+  },
+  export: {
+    usage: 'kestrel export --model DIR [--adapter DIR] --format gguf --type f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--ollama]',
+    flags: [
+      ['--model DIR', 'an HF causal-LM folder: llama, mistral, mixtral, qwen2, gemma, gemma2, phi3 or gpt2 (required)'],
+      ['--adapter DIR', 'a PEFT LoRA adapter, merged into the weights before export'],
+      ['--tokenizer DIR', 'tokenizer folder (default: the model folder); GGUF files carry the tokenizer, so one is required'],
+      ['--out FILE.gguf', 'the file to write (written to a temporary name, then renamed) (required)'],
+      ['--format gguf', `the export format (default ${XD.format}, the only one)`],
+      ['--type T', `f32|f16|bf16 (norms and biases stay f32), q8_0, q4_0 (output.weight q6_K), q4_k_m (q4_K, with q6_K for output.weight and some attn_v/ffn_down, as llama-quantize does) (default ${XD.type})`],
+      ['--ollama', 'also write a Modelfile beside the GGUF (FROM, a Go TEMPLATE for known chat formats, PARAMETER stop)'],
+      ['--quiet', 'no progress bar'],
+      DEVICE,
+    ],
+    example: 'kestrel export --model ./SmolLM2-135M-Instruct --type q8_0 --out smol.q8_0.gguf --ollama',
   },
   merge: {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',
