@@ -62,7 +62,7 @@ class Bytes {
     this.u32(CODES[v.of]);
     this.u64(v.values.length);
     for (const x of v.values) {
-      if (v.of === 'array') { const inner = x as GgufArray; this.u32(CODES[inner.of]); this.value({ ...inner, kind: 'array' }, key); }
+      if (v.of === 'array') this.value(x as GgufArray, key); // an array element: its own type, count and values
       else this.scalar(v.of, x as Scalar, key);
     }
   }
