@@ -81,7 +81,7 @@ test('a bad magic, a truncated file and an unknown tensor type are errors naming
   assert.throws(() => new GgufFile(bad), /tensor 'c' .* runs past the end of the file/);
   // tensor a's type id (u32 after its 2 dims) set to 99
   const copy = Buffer.from(bytes);
-  const at = copy.indexOf(Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 0x61])) + 9 + 4 + 16;
+  const at = copy.indexOf(Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 0x61, 2, 0, 0, 0])) + 9 + 4 + 16; // name 'a', 2 dims, 2 u64s
   copy.writeUInt32LE(99, at);
   writeFileSync(bad, copy);
   assert.throws(() => new GgufFile(bad), /tensor 'a' has ggml type 99, which Kestrel does not read/);
