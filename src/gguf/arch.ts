@@ -53,6 +53,10 @@ function decoderKv(arch: string, c: DecoderConfig): [string, GgufValue][] {
     [`${arch}.attention.layer_norm_rms_epsilon`, gv.f32(c.rmsNormEps)], [`${arch}.rope.freq_base`, gv.f32(c.ropeTheta)],
   ];
   if (c.ropeScaling?.type === 'linear') kv.push([`${arch}.rope.scaling.type`, gv.str('linear')], [`${arch}.rope.scaling.factor`, gv.f32(c.ropeScaling.factor)]);
+  // llama.cpp reads Llama 3 scaling from rope_freqs alone; Kestrel also keeps the config.json
+  // fields (the factors do not determine them) so that loading the file back rebuilds rope_scaling
+  const s = c.ropeScaling;
+  if (s?.type === 'llama3') kv.push(['kestrel.rope_scaling', gv.str(JSON.stringify({ rope_type: 'llama3', factor: s.factor, low_freq_factor: s.lowFreqFactor, high_freq_factor: s.highFreqFactor, original_max_position_embeddings: s.originalMaxPositionEmbeddings }))]);
   if (c.moe) kv.push([`${arch}.expert_count`, gv.u32(c.moe.numExperts)], [`${arch}.expert_used_count`, gv.u32(c.moe.topK)]);
   if (arch === 'gemma2') {
     kv.push([`${arch}.attention.sliding_window`, gv.u32(Math.max(...c.slidingWindows))]);

@@ -27,7 +27,9 @@ export function hfConfigOf(g: GgufFile): Json {
   }
   const known = ['llama', 'qwen2', 'gemma', 'gemma2', 'phi3'];
   if (!known.includes(arch)) throw new Error(`${g.path}: architecture '${arch}' is not loaded by Kestrel (${[...known, 'gpt2'].join(', ')} are)`);
-  if (g.tensors.has('rope_freqs.weight')) throw new Error(`${g.path}: rope_freqs (Llama 3 style rope scaling) cannot be turned back into config.json's rope_scaling yet`);
+  const llama3 = g.metadata.get('kestrel.rope_scaling');
+  if (g.tensors.has('rope_freqs.weight') && typeof llama3 !== 'string')
+    throw new Error(`${g.path}: rope_freqs (Llama 3 style rope scaling) without Kestrel's kestrel.rope_scaling key cannot be turned back into config.json's rope_scaling yet`);
   const experts = n('expert_count', 0);
   const H = n('attention.head_count');
   const c: Json = {
@@ -36,6 +38,7 @@ export function hfConfigOf(g: GgufFile): Json {
     head_dim: n('attention.key_length', n('embedding_length') / H), rms_norm_eps: n('attention.layer_norm_rms_epsilon'),
     rope_theta: n('rope.freq_base', 10000), max_position_embeddings: n('context_length'), tie_word_embeddings: !g.tensors.has('output.weight'), ...ids,
   };
+  if (typeof llama3 === 'string') c.rope_scaling = JSON.parse(llama3) as Json;
   if (g.metadata.get(`${arch}.rope.scaling.type`) === 'linear') c.rope_scaling = { type: 'linear', factor: n('rope.scaling.factor') };
   if (experts) Object.assign(c, { num_local_experts: experts, num_experts_per_tok: n('expert_used_count') });
   if (arch === 'gemma' || arch === 'gemma2') c.hidden_activation = 'gelu_pytorch_tanh';

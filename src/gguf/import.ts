@@ -33,6 +33,7 @@ class GgufWeights implements WeightSource {
     this.source = g.path;
     const arch = g.get('general.architecture', 'string');
     for (const t of g.tensors.values()) {
+      if (t.name === 'rope_freqs.weight') continue; // derived from rope_scaling (arch.ts)
       const stack = /^blk\.(\d+)\.(ffn_\w+_exps)\.weight$/.exec(t.name);
       if (stack) {
         const w = Object.keys(EXPERT_STACKS).find((k) => EXPERT_STACKS[k] === stack[2]);

@@ -48,10 +48,12 @@ function bpeVocab(dir: string, tok: Tokenizer): RawVocab {
     merges = readFileSync(join(dir, 'merges.txt'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#version'));
   }
   const tokens: string[] = [], types: number[] = [];
-  for (let id = 0; id < tok.length; id++) {
-    const added = tok.addedTokens.get(id);
-    tokens.push(tok.convertIdsToTokens([id])[0] ?? `[PAD${id}]`);
-    types.push(added ? (added.special ? TokenType.CONTROL : TokenType.USER_DEFINED) : TokenType.NORMAL);
+  // ids may be sparse (an added token past the base vocabulary): walk every id up to the last one
+  const last = Math.max(tok.length, ...[...tok.addedTokens.keys()].map((id) => id + 1));
+  for (let id = 0; id < last; id++) {
+    const added = tok.addedTokens.get(id), text = tok.convertIdsToTokens([id])[0];
+    tokens.push(text ?? `[PAD${id}]`);
+    types.push(text === undefined ? TokenType.UNUSED : added ? (added.special ? TokenType.CONTROL : TokenType.USER_DEFINED) : TokenType.NORMAL);
   }
   return { model: 'gpt2', tokens, types, merges, pre: pre ?? undefined };
 }

@@ -6,6 +6,15 @@ import { mkdtempSync, symlinkSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { readJson } from '../../src/io/hf_folder.js';
+import { exportGguf, type ExportGgufReport } from '../../src/gguf/export.js';
+import type { ExportType } from '../../src/gguf/constants.js';
+import { generate } from '../../src/infer/generate.js';
+import { type Pretrained, loadCausalLM } from '../../src/models/load.js';
+import type { CausalLM } from '../../src/models/causal_lm.js';
+import type { Gpt2LMHeadModel } from '../../src/models/gpt2.js';
+import { tensor } from '../../src/ops/creation.js';
+import { toArray, toFloat32Array } from '../../src/ops/transfer.js';
+import { noGrad } from '../../src/autograd/index.js';
 
 /** GPT-2's bytes_to_unicode: every byte as a printable character. */
 export function byteChars(): string[] {
@@ -30,11 +39,12 @@ export function writeTinyTokenizer(dir: string, o: TinyTokenizerOptions): void {
   const chars = byteChars();
   const vocab: Record<string, number> = {};
   const merges: string[] = [];
-  for (let id = 0; id < Math.min(256, o.vocabSize); id++) if (!(id in o.special)) vocab[chars[id]] = id;
+  const taken = (id: number): boolean => id in o.special || o.duplicateOf?.id === id;
+  for (let id = 0; id < Math.min(256, o.vocabSize); id++) if (!taken(id)) vocab[chars[id]] = id;
   const letters = 'abcdefghijklmnopqrstuvwxyz';
   for (let id = 256; id < o.vocabSize; id++) {
     const n = id - 256, a = letters[n % 26], b = letters[Math.floor(n / 26) % 26];
-    if (id in o.special || vocab[a + b] !== undefined) continue;
+    if (taken(id) || vocab[a + b] !== undefined) continue;
     vocab[a + b] = id;
     merges.push(`${a} ${b}`);
   }
@@ -69,4 +79,43 @@ export function fixtureWithTokenizer(src: string, extra: Partial<TinyTokenizerOp
   if (eos !== null) special[eos] = bos === eos ? '<s>' : '</s>';
   writeTinyTokenizer(dir, { vocabSize: c.vocab_size as number, special, bos: bos === null ? undefined : special[bos], eos: eos === null ? undefined : special[eos], ...extra });
   return dir;
+}
+
+/**
+ * A fixture model (with a tiny tokenizer) loaded and exported to dir/<type>.gguf.
+ * @example const { file, p } = await exportFixture('/work/shared/fixtures/models/llama', 'f16')
+ */
+export async function exportFixture(src: string, type: ExportType, extra: Partial<TinyTokenizerOptions> = {}): Promise<{ dir: string; file: string; report: ExportGgufReport; p: Pretrained<CausalLM | Gpt2LMHeadModel> }> {
+  const dir = fixtureWithTokenizer(src, extra);
+  const p = await loadCausalLM(dir);
+  const file = join(dir, `${type}.gguf`);
+  const report = exportGguf(p.model, p.tokenizer!, file, { type, dir });
+  return { dir, file, report, p };
+}
+
+/** Kestrel's greedy continuation (n new ids) of one prompt. */
+export async function kestrelGreedy(model: CausalLM | Gpt2LMHeadModel, prompt: number[], n: number): Promise<number[]> {
+  const ids = tensor([prompt], { dtype: 'int64' });
+  const out = await generate(model, ids, { maxNewTokens: n, temperature: 0 });
+  const row = (toArray(out) as number[][])[0];
+  ids.dispose();
+  out.dispose();
+  return row.slice(prompt.length);
+}
+
+/** Kestrel's next-token probabilities (float64 softmax of the last logits row) after one prompt. */
+export function kestrelNextProbs(model: CausalLM | Gpt2LMHeadModel, prompt: number[]): Float64Array {
+  return noGrad(() => {
+    const ids = tensor([prompt], { dtype: 'int64' });
+    const { logits } = model.forward({ inputIds: ids });
+    const all = toFloat32Array(logits!);
+    const V = logits!.shape[2];
+    const last = Float64Array.from(all.subarray(all.length - V));
+    ids.dispose();
+    logits!.dispose();
+    const max = Math.max(...last);
+    const e = last.map((v) => Math.exp(v - max));
+    const z = e.reduce((a, b) => a + b, 0);
+    return e.map((v) => v / z);
+  });
 }
