@@ -35,7 +35,7 @@ function preTokenizerName(pre: unknown): string | null {
 }
 
 /** GPT-2 style: tokens by id from the tokenizer, merges from tokenizer.json or merges.txt. */
-function bpeVocab(dir: string, tok: Tokenizer): RawVocab {
+function bpeVocab(dir: string, tok: Tokenizer, vocabSize: number): RawVocab {
   let merges: string[];
   let pre: string | null = 'gpt-2';
   if (tok.source === 'tokenizer.json') {
@@ -48,13 +48,15 @@ function bpeVocab(dir: string, tok: Tokenizer): RawVocab {
     merges = readFileSync(join(dir, 'merges.txt'), 'utf8').split('\n').filter((l) => l && !l.startsWith('#version'));
   }
   const tokens: string[] = [], types: number[] = [];
-  // ids may be sparse (an added token past the base vocabulary): walk every id up to the last one
-  const last = Math.max(tok.length, ...[...tok.addedTokens.keys()].map((id) => id + 1));
+  // ids may be sparse (added tokens past the base vocabulary, special tokens taken out of it, so
+  // tok.length undercounts): walk every id the model's embedding has, and any added beyond it
+  const last = Math.max(vocabSize, tok.length, ...[...tok.addedTokens.keys()].map((id) => id + 1));
   for (let id = 0; id < last; id++) {
     const added = tok.addedTokens.get(id), text = tok.convertIdsToTokens([id])[0];
     tokens.push(text ?? `[PAD${id}]`);
     types.push(text === undefined ? TokenType.UNUSED : added ? (added.special ? TokenType.CONTROL : TokenType.USER_DEFINED) : TokenType.NORMAL);
   }
+  while (tokens.length > vocabSize && types.at(-1) === TokenType.UNUSED) [tokens.pop(), types.pop()];
   return { model: 'gpt2', tokens, types, merges, pre: pre ?? undefined };
 }
 
@@ -92,7 +94,7 @@ function makeUnique(v: RawVocab, warnings: string[]): void {
  */
 export function vocabExport(dir: string, tok: Tokenizer, vocabSize: number): VocabExport {
   const warnings: string[] = [];
-  const v = existsSync(join(dir, 'tokenizer.model')) ? spmVocab(dir, tok) : tok.source === 'tokenizer.json' || tok.source === 'vocab.json' ? bpeVocab(dir, tok)
+  const v = existsSync(join(dir, 'tokenizer.model')) ? spmVocab(dir, tok) : tok.source === 'tokenizer.json' || tok.source === 'vocab.json' ? bpeVocab(dir, tok, vocabSize)
     : (() => { throw new Error(`${dir}: a ${tok.source} tokenizer is not exported to GGUF (tokenizer.json byte-level BPE, vocab.json + merges.txt and tokenizer.model are)`); })();
   if (v.tokens.length > vocabSize) throw new Error(`${dir}: the tokenizer has ${v.tokens.length} tokens but the model's vocab_size is ${vocabSize}; llama.cpp needs one embedding row per token`);
   while (v.tokens.length < vocabSize) [v.tokens.push(`[PAD${v.tokens.length}]`), v.types.push(TokenType.UNUSED), v.scores?.push(-1000)];
