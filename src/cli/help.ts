@@ -15,7 +15,7 @@ interface CommandHelp {
 
 const DEVICE: Flag = ['--device auto|cuda|cpu', 'where tensors live (default auto: the GPU when one is usable, else the CPU)'];
 const GENERATION: Flag[] = [
-  ['--model DIR', 'an HF model folder (required)'],
+  ['--model DIR', 'an HF model folder, or a .gguf file (config, tokenizer and weights read from it) (required)'],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
   ['--adapter DIR', 'a PEFT LoRA adapter applied on load'],
   ['--max-new-tokens N', "default: generation_config.json's, else 20"],
@@ -235,7 +235,7 @@ export const HELP: Record<string, CommandHelp> = {
   serve: {
     usage: 'kestrel serve --model [NAME=]DIR [--model [NAME=]DIR ...] [--adapter NAME=DIR ...] [--port N] [--host H] [--api-key KEY] [--max-queue N]',
     flags: [
-      ['--model [NAME=]DIR', 'an HF model folder with a tokenizer, served as NAME (default: the folder name); repeat for several (required)'],
+      ['--model [NAME=]DIR', 'an HF model folder with a tokenizer, or a .gguf file, served as NAME (default: the folder or file name); repeat for several (required)'],
       ['--adapter NAME=DIR', 'a PEFT LoRA adapter on the first --model, served as NAME; repeatable'],
       ['--port N', `default ${S.port} (0 picks a free port; the URL is printed)`],
       ['--host H', `interface to bind (default ${S.host}); any other than loopback needs --api-key`],

@@ -30,9 +30,10 @@ export function checkEos(tok: Tokenizer, stopIds: readonly number[]): EosCheck {
   }
   const at = text.indexOf(REPLY);
   const after = at < 0 ? '' : text.slice(at + REPLY.length);
+  // special: a role token (eos_token, ...) or an added token marked special (<|im_end|>, <end_of_turn>)
   const special = new Set(tok.allSpecialTokens);
-  const ids = tok.encode(after, { addSpecialTokens: false });
-  const first = ids.find((id) => special.has(tok.convertIdsToTokens([id])[0] ?? ''));
+  const isSpecial = (id: number): boolean => tok.addedTokens.get(id)?.special === true || special.has(tok.convertIdsToTokens([id])[0] ?? '');
+  const first = tok.encode(after, { addSpecialTokens: false }).find(isSpecial);
   if (first === undefined) {
     return { ok: false, endOfTurn: null, message: `the chat template closes an assistant reply with ${JSON.stringify(after.slice(0, 40))}, no special token; llama.cpp will stop only at EOS ${JSON.stringify(eos)}, which the template never writes` };
   }
