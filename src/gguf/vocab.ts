@@ -41,7 +41,9 @@ function bpeVocab(dir: string, tok: Tokenizer, vocabSize: number): RawVocab {
   if (tok.source === 'tokenizer.json') {
     const j = readJson(join(dir, 'tokenizer.json'));
     const model = j.model as { type?: string; merges?: (string | [string, string])[]; byte_fallback?: boolean };
-    if (model.type !== 'BPE' || model.byte_fallback) throw new Error(`${join(dir, 'tokenizer.json')}: a ${model.byte_fallback ? 'byte-fallback BPE' : String(model.type)} tokenizer without tokenizer.model is not exported to GGUF yet (byte-level BPE and SentencePiece tokenizer.model are)`);
+    // older tokenizer.json files leave model.type out; merges make it BPE
+    const type = model.type ?? (model.merges ? 'BPE' : undefined);
+    if (type !== 'BPE' || model.byte_fallback) throw new Error(`${join(dir, 'tokenizer.json')}: a ${model.byte_fallback ? 'byte-fallback BPE' : String(type)} tokenizer without tokenizer.model is not exported to GGUF yet (byte-level BPE and SentencePiece tokenizer.model are)`);
     merges = (model.merges ?? []).map((m) => (Array.isArray(m) ? m.join(' ') : m));
     pre = preTokenizerName(j.pre_tokenizer);
   } else {
