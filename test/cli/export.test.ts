@@ -10,6 +10,7 @@ import { test } from 'node:test';
 import { exportCommand } from '../../src/cli/export.js';
 import { GgufFile } from '../../src/gguf/reader.js';
 import { listModelFolders } from '../../src/serve/model_folders.js';
+import { ModelRegistry } from '../../src/serve/model_registry.js';
 import { fixtureWithTokenizer } from '../gguf/fixture_folder.js';
 import { fixture } from '../fixtures.js';
 import { runCli } from '../helpers.js';
@@ -48,7 +49,7 @@ test('EOS that disagrees with the chat template is said and written as eot_token
   assert.deepEqual(listed && 'family' in listed ? [listed.family, listed.dtype, listed.templateSource, listed.contextLength] : listed, ['qwen2', 'gguf q8_0', 'tokenizer.chat_template', 128]);
 });
 
-test('generate --model FILE.gguf continues the golden prompt as transformers does', { skip: qwen2.skip }, async () => {
+test('generate --model FILE.gguf continues the golden prompt as transformers does; serve loads it', { skip: qwen2.skip }, async () => {
   const dir = fixtureWithTokenizer(qwen2.path);
   const out = join(dir, 'm.gguf');
   assert.equal(await exportCommand(['--model', dir, '--type', 'f32', '--out', out, '--quiet']), 0);
@@ -56,6 +57,13 @@ test('generate --model FILE.gguf continues the golden prompt as transformers doe
   const r = runCli(['generate', '--model', out, '--prompt-ids', gen.prompt_ids[0].join(','), '--max-new-tokens', String(gen.new_ids[0].length), '--json']);
   assert.equal(r.status, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout).generated_ids, gen.new_ids[0]);
+  // kestrel serve --model FILE.gguf loads it the same way, named by the file
+  const served = await ModelRegistry.load([out], []);
+  try {
+    assert.deepEqual(served.list().map((m) => m.id), ['m.gguf']);
+  } finally {
+    served.dispose();
+  }
 });
 
 test('bad flags and a model folder without a tokenizer are errors that say what to do', { skip: qwen2.skip }, async () => {

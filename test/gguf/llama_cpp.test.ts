@@ -4,7 +4,8 @@
 // for the golden prompt equal transformers' (golden.json, f32) and Kestrel's greedy on the same
 // file's weights (f16). q8_0 / q4_0 / q4_k_m files load and their next-token distribution equals
 // Kestrel's on the dequantized weights within the error of llama.cpp's 8-bit activations.
-// A vocabulary with a duplicate token string loads (llama.cpp aborts on duplicates).
+// A vocabulary with a duplicate token string loads (llama.cpp aborts on duplicates). An export with
+// --adapter continues as peft does with the LoRA adapter applied (its golden ids).
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -15,11 +16,13 @@ import { buildModel } from '../../src/models/registry.js';
 import { exportGguf } from '../../src/gguf/export.js';
 import { Generator } from '../../src/tensor/rng.js';
 import { fixture } from '../fixtures.js';
-import { exportFixture, kestrelGreedy, kestrelNextProbs, writeTinyTokenizer } from './fixture_folder.js';
+import { exportCommand } from '../../src/cli/export.js';
+import { exportFixture, fixtureWithTokenizer, kestrelGreedy, kestrelNextProbs, writeTinyTokenizer } from './fixture_folder.js';
 import { llamaCpp, llamaCppGreedy, llamaCppNextProbs } from './llama_cpp_peer.js';
 import { tmpdir } from 'node:os';
 
 const models = fixture('models');
+const lora = fixture('lora', 'llama-lora-q-v');
 
 /** family folder -> GGUF architecture; Mistral's window is 8, so only the ids before it can match */
 const FAMILIES: [string, string][] = [
@@ -126,4 +129,13 @@ test('a vocabulary with a duplicate token string is made unique, said, and loads
   assert.equal(new Set(tokens).size, tokens.length);
   assert.equal(tokens[256], 'aa');
   assert.equal((await llamaCppGreedy(file, [1, 5, 6], 2)).length, 2);
+});
+
+test('export --adapter merges the PEFT LoRA first: llama.cpp continues as peft does with the adapter', { skip: models.skip || lora.skip }, async () => {
+  const dir = fixtureWithTokenizer(join(models.path, 'llama'));
+  const file = join(dir, 'lora.gguf');
+  assert.equal(await exportCommand(['--model', dir, '--adapter', lora.path, '--type', 'f32', '--out', file, '--quiet']), 0);
+  const want = JSON.parse(readFileSync(join(lora.path, 'golden.json'), 'utf8')).gen_output_ids as number[][];
+  const prompt = [1, 222, 154, 173, 160, 118];
+  assert.deepEqual(await llamaCppGreedy(file, prompt, want[0].length - prompt.length), want[0].slice(prompt.length));
 });
