@@ -2,16 +2,19 @@
 // (<|im_end|>) is exported with the warning said and tokenizer.ggml.eot_token_id written, and
 // --ollama writes a Modelfile with the ChatML Go template and both stop tokens; `kestrel generate
 // --model FILE.gguf` continues as transformers does; bad flags and a folder without a tokenizer are
-// clear errors; the Studio's model list describes the .gguf file from its header.
+// clear errors, and so is a family without a llama.cpp layout (qwen3); the Studio's model list describes the .gguf file from its header.
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { exportCommand } from '../../src/cli/export.js';
 import { GgufFile } from '../../src/gguf/reader.js';
 import { listModelFolders } from '../../src/serve/model_folders.js';
 import { ModelRegistry } from '../../src/serve/model_registry.js';
-import { fixtureWithTokenizer } from '../gguf/fixture_folder.js';
+import { fixtureWithTokenizer, writeTinyTokenizer } from '../gguf/fixture_folder.js';
+import { buildModel } from '../../src/models/registry.js';
+import { savePretrained } from '../../src/models/load.js';
 import { fixture } from '../fixtures.js';
 import { runCli } from '../helpers.js';
 
@@ -71,4 +74,12 @@ test('bad flags and a model folder without a tokenizer are errors that say what 
   await assert.rejects(exportCommand(['--model', qwen2.path, '--format', 'onnx', '--out', 'x.gguf']), /--format must be gguf/);
   await assert.rejects(exportCommand(['--model', qwen2.path]), /--model DIR and --out FILE\.gguf are required/);
   await assert.rejects(exportCommand(['--model', qwen2.path, '--out', '/tmp/never.gguf']), /has no tokenizer, and a GGUF file must carry one; pass --tokenizer DIR/);
+  // a family the exporter has no llama.cpp layout for is refused by name
+  const dir = mkdtempSync(join(tmpdir(), 'kestrel-export-qwen3-'));
+  const config = { model_type: 'qwen3', vocab_size: 256, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 1, num_attention_heads: 2, num_key_value_heads: 1, head_dim: 16 };
+  const model = buildModel(config, 'config.json');
+  savePretrained(dir, { model, hfConfig: config });
+  model.dispose();
+  writeTinyTokenizer(dir, { vocabSize: 256, special: {} });
+  await assert.rejects(exportCommand(['--model', dir, '--out', join(dir, 'x.gguf')]), /model_type 'qwen3' has no llama\.cpp architecture in Kestrel's exporter \(supported: llama, mistral, mixtral, qwen2, gemma, gemma2, phi3, gpt2\)/);
 });
