@@ -1,8 +1,10 @@
 // GGUF metadata -> what an HF folder would hold: config.json (for the families arch.ts exports)
-// and the tokenizer files (tokenizer.json + tokenizer_config.json with the chat template) for a
-// "gpt2" (byte-level BPE) vocabulary. The inverse of arch.ts's keys and vocab.ts.
+// and the tokenizer files with tokenizer_config.json (special tokens, chat template): tokenizer.json
+// for a "gpt2" (byte-level BPE) vocabulary, tokenizer.model for a "llama" (SentencePiece) one.
+// The inverse of arch.ts's keys and vocab.ts.
 import type { Json } from '../io/hf_folder.js';
-import type { GgufFile } from './reader.js';
+import type { GgufFile, GgufJs } from './reader.js';
+import { sentencePieceModelBytes } from './spm_model.js';
 import { TokenType } from './vocab.js';
 
 /** The Split regexes of the pre-tokenizers vocab.ts recognises, by llama.cpp's name. */
@@ -46,12 +48,33 @@ export function hfConfigOf(g: GgufFile): Json {
   return c;
 }
 
-/** tokenizer.json and tokenizer_config.json for a "gpt2" vocabulary; null (with the reason) for others. */
-export function tokenizerFilesOf(g: GgufFile): { files: Record<string, Json> } | { why: string } {
-  const model = g.metadata.get('tokenizer.ggml.model');
-  if (model !== 'gpt2') return { why: `tokenizer.ggml.model '${String(model)}' is not rebuilt yet (only 'gpt2', byte-level BPE)` };
-  const tokens = g.metadata.get('tokenizer.ggml.tokens'), types = g.metadata.get('tokenizer.ggml.token_type') ?? [], merges = g.metadata.get('tokenizer.ggml.merges') ?? [];
-  if (!Array.isArray(tokens) || !Array.isArray(types) || !Array.isArray(merges)) throw new Error(`${g.path}: tokenizer.ggml.tokens / token_type / merges must be arrays`);
+/** tokenizer_config.json: the special tokens, add_bos/add_eos and the chat template from the metadata. */
+function tokenizerConfigOf(g: GgufFile, tokens: GgufJs[]): Json {
+  const tokenAt = (key: string): string | null => { const id = g.metadata.get(`tokenizer.ggml.${key}_token_id`); return typeof id === 'number' && id < tokens.length ? String(tokens[id]) : null; };
+  const config: Json = {
+    bos_token: tokenAt('bos'), eos_token: tokenAt('eos'), pad_token: tokenAt('padding'), unk_token: tokenAt('unknown'),
+    add_bos_token: g.metadata.get('tokenizer.ggml.add_bos_token') === true, add_eos_token: g.metadata.get('tokenizer.ggml.add_eos_token') === true,
+    model_max_length: g.metadata.get(`${String(g.metadata.get('general.architecture'))}.context_length`) ?? null,
+  };
+  const template = g.metadata.get('tokenizer.chat_template');
+  if (typeof template === 'string') config.chat_template = template;
+  return config;
+}
+
+/** A "llama" (SentencePiece) vocabulary as tokenizer.model bytes. */
+function spmFiles(g: GgufFile, tokens: GgufJs[], types: GgufJs[]): Record<string, Json | Uint8Array> {
+  const scores = g.metadata.get('tokenizer.ggml.scores') ?? [];
+  const id = (key: string): number | null => { const v = g.metadata.get(`tokenizer.ggml.${key}_token_id`); return typeof v === 'number' ? v : null; };
+  const model = sentencePieceModelBytes({
+    pieces: tokens.map(String), scores: Array.isArray(scores) ? scores.map(Number) : [], types: types.map(Number),
+    unk: id('unknown'), bos: id('bos'), eos: id('eos'), pad: id('padding'),
+  });
+  // llama.cpp's SentencePiece tokenizes as transformers' legacy LlamaTokenizer does
+  return { 'tokenizer.model': model, 'tokenizer_config.json': { ...tokenizerConfigOf(g, tokens), legacy: true } };
+}
+
+/** A "gpt2" (byte-level BPE) vocabulary as tokenizer.json. */
+function bpeFiles(g: GgufFile, tokens: GgufJs[], types: GgufJs[], merges: GgufJs[]): Record<string, Json> {
   const vocab: Record<string, number> = {};
   const added: Json[] = [];
   tokens.forEach((t, id) => {
@@ -67,13 +90,19 @@ export function tokenizerFilesOf(g: GgufFile): { files: Record<string, Json> } |
     post_processor: null, decoder: { type: 'ByteLevel', add_prefix_space: true, trim_offsets: true, use_regex: true },
     model: { type: 'BPE', dropout: null, unk_token: null, continuing_subword_prefix: '', end_of_word_suffix: '', fuse_unk: false, byte_fallback: false, vocab, merges },
   };
-  const tokenAt = (key: string): string | null => { const id = g.metadata.get(`tokenizer.ggml.${key}_token_id`); return typeof id === 'number' && id < tokens.length ? String(tokens[id]) : null; };
-  const config: Json = {
-    bos_token: tokenAt('bos'), eos_token: tokenAt('eos'), pad_token: tokenAt('padding'), unk_token: tokenAt('unknown'),
-    add_bos_token: g.metadata.get('tokenizer.ggml.add_bos_token') === true, add_eos_token: g.metadata.get('tokenizer.ggml.add_eos_token') === true,
-    model_max_length: g.metadata.get(`${String(g.metadata.get('general.architecture'))}.context_length`) ?? null,
-  };
-  const template = g.metadata.get('tokenizer.chat_template');
-  if (typeof template === 'string') config.chat_template = template;
-  return { files: { 'tokenizer.json': tokenizer, 'tokenizer_config.json': config } };
+  return { 'tokenizer.json': tokenizer, 'tokenizer_config.json': tokenizerConfigOf(g, tokens) };
+}
+
+/**
+ * The tokenizer files for the metadata's vocabulary: tokenizer.json for "gpt2" (byte-level BPE),
+ * tokenizer.model for "llama" (SentencePiece); the reason when it is another kind.
+ * @example tokenizerFilesOf(new GgufFile('m.gguf')) // { files: { 'tokenizer.json': ..., 'tokenizer_config.json': ... } }
+ */
+export function tokenizerFilesOf(g: GgufFile): { files: Record<string, Json | Uint8Array> } | { why: string } {
+  const model = g.metadata.get('tokenizer.ggml.model');
+  const tokens = g.metadata.get('tokenizer.ggml.tokens'), types = g.metadata.get('tokenizer.ggml.token_type') ?? [], merges = g.metadata.get('tokenizer.ggml.merges') ?? [];
+  if (!Array.isArray(tokens) || !Array.isArray(types) || !Array.isArray(merges)) throw new Error(`${g.path}: tokenizer.ggml.tokens / token_type / merges must be arrays`);
+  if (model === 'llama') return { files: spmFiles(g, tokens, types) };
+  if (model === 'gpt2') return { files: bpeFiles(g, tokens, types, merges) };
+  return { why: `tokenizer.ggml.model '${String(model)}' is not rebuilt ('gpt2' byte-level BPE and 'llama' SentencePiece are)` };
 }

@@ -91,7 +91,7 @@ async function ggufTokenizer(g: GgufFile): Promise<Tokenizer | null> {
   }
   const dir = mkdtempSync(join(tmpdir(), 'kestrel-gguf-tok-'));
   try {
-    for (const [f, v] of Object.entries(t.files)) writeFileSync(join(dir, f), JSON.stringify(v));
+    for (const [f, v] of Object.entries(t.files)) writeFileSync(join(dir, f), v instanceof Uint8Array ? v : JSON.stringify(v));
     return await loadTokenizer(dir);
   } finally {
     rmSync(dir, { recursive: true, force: true });

@@ -2,7 +2,8 @@
 // pre-tokenizer 'gpt-2') and Llama 2's SentencePiece tokenizer.model (pieces, scores, token types)
 // tokenize every golden string exactly as transformers does (../shared/fixtures/tokenizers, ids
 // without special tokens added; special-token text parsed as special). llama.cpp's SentencePiece
-// follows transformers' legacy=True behaviour, so that variant is the reference.
+// follows transformers' legacy=True behaviour, so that variant is the reference. The tokenizer
+// Kestrel rebuilds from the file (tokenizer.json, or a tokenizer.model it writes) does the same.
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,6 +13,7 @@ import { exportGguf } from '../../src/gguf/export.js';
 import { CausalLM } from '../../src/models/causal_lm.js';
 import { decoderConfig } from '../../src/models/registry.js';
 import { loadTokenizer } from '../../src/tokenizer/index.js';
+import { loadCausalLM } from '../../src/models/load.js';
 import { fixture } from '../fixtures.js';
 import { llamaCpp } from './llama_cpp_peer.js';
 
@@ -40,6 +42,14 @@ for (const [name, variant] of [['gpt2', null], ['llama2-sentencepiece', 'legacy_
       for (const c of cases) assert.deepEqual([...m.tokenize(c.text, true)], c.ids_no_special, JSON.stringify(c.text));
     } finally {
       await m.dispose();
+    }
+    // and back: the tokenizer Kestrel rebuilds from the file's metadata tokenizes them the same way
+    const back = await loadCausalLM(file);
+    try {
+      for (const c of cases) assert.deepEqual(back.tokenizer!.encode(c.text, { addSpecialTokens: false }), c.ids_no_special, `from the GGUF: ${JSON.stringify(c.text)}`);
+      assert.equal(back.tokenizer!.addBosToken, tok.addBosToken);
+    } finally {
+      back.model.dispose();
     }
   });
 }
