@@ -12,6 +12,7 @@ const ENGINE_HELP: [string, string][] = [
   ['--max-batch N', `sequences (choices) generating at once (default ${S.maxBatch})`],
 ];
 import { STUDIO_DEFAULTS as SD } from './studio.js';
+import { EXPORT_DEFAULTS as XD } from './export.js';
 
 type Flag = [name: string, about: string];
 
@@ -23,7 +24,7 @@ interface CommandHelp {
 
 const DEVICE: Flag = ['--device auto|cuda|cpu', 'where tensors live (default auto: the GPU when one is usable, else the CPU)'];
 const GENERATION: Flag[] = [
-  ['--model DIR', 'an HF model folder (required)'],
+  ['--model DIR', 'an HF model folder, or a .gguf file (config, tokenizer and weights read from it) (required)'],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
   ['--adapter DIR', 'a PEFT LoRA adapter applied on load'],
   ['--max-new-tokens N', "default: generation_config.json's, else 20"],
@@ -244,7 +245,7 @@ export const HELP: Record<string, CommandHelp> = {
   serve: {
     usage: 'kestrel serve --model [NAME=]DIR [--model [NAME=]DIR ...] [--adapter NAME=DIR ...] [--port N] [--host H] [--api-key KEY] [--max-queue N] [--kv-cache-mb N] [--prefill-chunk N]',
     flags: [
-      ['--model [NAME=]DIR', 'an HF model folder with a tokenizer, served as NAME (default: the folder name); repeat for several (required)'],
+      ['--model [NAME=]DIR', 'an HF model folder with a tokenizer, or a .gguf file, served as NAME (default: the folder or file name); repeat for several (required)'],
       ['--adapter NAME=DIR', 'a PEFT LoRA adapter on the first --model, served as NAME; repeatable'],
       ['--port N', `default ${S.port} (0 picks a free port; the URL is printed)`],
       ['--host H', `interface to bind (default ${S.host}); any other than loopback needs --api-key`],
@@ -289,6 +290,21 @@ export const HELP: Record<string, CommandHelp> = {
       DEVICE,
     ],
     example: 'kestrel studio --models ~/models --port 7860',
+  },
+  export: {
+    usage: 'kestrel export --model DIR [--adapter DIR] --format gguf --type f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--ollama]',
+    flags: [
+      ['--model DIR', 'an HF causal-LM folder: llama, mistral, mixtral, qwen2, gemma, gemma2, phi3 or gpt2 (required)'],
+      ['--adapter DIR', 'a PEFT LoRA adapter, merged into the weights before export'],
+      ['--tokenizer DIR', 'tokenizer folder (default: the model folder); GGUF files carry the tokenizer, so one is required'],
+      ['--out FILE.gguf', 'the file to write (written to a temporary name, then renamed) (required)'],
+      ['--format gguf', `the export format (default ${XD.format}, the only one)`],
+      ['--type T', `f32|f16|bf16 (norms and biases stay f32), q8_0, q4_0 (output.weight q6_K), q4_k_m (q4_K, with q6_K for output.weight and some attn_v/ffn_down, as llama-quantize does) (default ${XD.type})`],
+      ['--ollama', 'also write a Modelfile beside the GGUF (FROM, a Go TEMPLATE for known chat formats, PARAMETER stop)'],
+      ['--quiet', 'no progress bar'],
+      DEVICE,
+    ],
+    example: 'kestrel export --model ./SmolLM2-135M-Instruct --type q8_0 --out smol.q8_0.gguf --ollama',
   },
   merge: {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',

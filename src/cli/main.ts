@@ -6,6 +6,7 @@ import { trainCommand } from './train.js';
 import { finetuneCommand } from './finetune.js';
 import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
+import { exportCommand } from './export.js';
 import { embedCommand } from './embed.js';
 import { embedTrainCommand } from './embed_train.js';
 import { embedMineCommand } from './embed_mine.js';
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   train: { about: 'train or fine-tune: --model DIR|config.json --data FILE --output DIR [--deepspeed ds.json]', run: trainCommand },
   finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', run: finetuneCommand },
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
+  export: { about: 'a GGUF file for llama.cpp / Ollama: --model DIR [--adapter DIR] --type f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--ollama]', run: exportCommand },
   launch: { about: 'run a command as N ranks on this machine: -n N [--master-port P] -- kestrel train ...', run: launchCommand },
   consolidate: { about: 'a sharded (ZeRO) checkpoint as a plain HF folder: CKPT --out DIR', run: consolidateCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },

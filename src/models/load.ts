@@ -39,6 +39,9 @@ const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'tokenizer.model', 'voc
 /** Tensors HF checkpoints may carry that are derived state, not weights. */
 const DERIVED = /(^|\.)rotary_emb\.inv_freq$|\.attn\.bias$|\.attn\.masked_bias$/;
 
+/** Where loadWeights reads named tensors from: an HF folder (CheckpointFolder) or a GGUF file (gguf/import.ts). */
+export type WeightSource = Pick<CheckpointFolder, 'dir' | 'source' | 'names' | 'has' | 'info' | 'file' | 'readInto'>;
+
 export interface LoadWeightsOptions {
   /** parameter dtype; 'auto' keeps the checkpoint's (default float32, as transformers does) */
   dtype?: DType | 'auto';
@@ -57,7 +60,7 @@ export interface LoadWeightsOptions {
  * dtype differs), so the load never holds more than the model plus a few MiB of staging.
  * @example const model = buildModel(folder.config, 'config.json', { backend: 'meta' }); loadWeights(model, folder, { dtype: 'auto' })
  */
-export function loadWeights(model: Module, folder: CheckpointFolder, opts: LoadWeightsOptions = {}): void {
+export function loadWeights(model: Module, folder: WeightSource, opts: LoadWeightsOptions = {}): void {
   const configFile = opts.configFile ?? join(folder.dir, 'config.json');
   const used = opts.used ?? new Set<string>();
   const own = model.stateDict();
@@ -95,7 +98,7 @@ export function loadWeights(model: Module, folder: CheckpointFolder, opts: LoadW
 }
 
 /** Throws unless checkpoint tensor `name` can load into dst: the same shape, float into float only. */
-function checkTensor(folder: CheckpointFolder, name: string, dst: Tensor, configFile: string): void {
+function checkTensor(folder: WeightSource, name: string, dst: Tensor, configFile: string): void {
   const info = folder.info(name);
   const where = `${folder.file(name)}: tensor '${name}'`;
   if (info.shape.length !== dst.shape.length || info.shape.some((s, i) => s !== dst.shape[i]))
@@ -145,9 +148,12 @@ export interface Pretrained<M extends AnyModel = AnyModel> {
 /**
  * Loads an HF model folder: a decoder family, GPT-2, BERT, a *ForSequenceClassification, Whisper
  * (WhisperForConditionalGeneration) or EnCodec (EncodecModel), as config.json's model_type says.
+ * A path ending in .gguf loads a GGUF file instead (gguf/import.ts).
  * @example const { model } = await k.loadPretrained('./SmolLM2-135M')
  */
 export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promise<Pretrained> {
+  // a .gguf file (llama.cpp's format); imported lazily: gguf/ builds on this module
+  if (dir.toLowerCase().endsWith('.gguf')) return (await import('../gguf/import.js')).loadGguf(dir, opts);
   const folder = new CheckpointFolder(dir);
   let model: AnyModel | null = null;
   try {

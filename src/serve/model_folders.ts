@@ -1,10 +1,11 @@
-// The model folders the Studio offers: every HF folder (a config.json) directly under --models,
-// described from its files without loading weights. A client names a folder by its name only;
+// The model folders the Studio offers: every HF folder (a config.json) and every .gguf file directly
+// under --models, described from its files (a GGUF file from its header) without loading weights. A client names a folder by its name only;
 // modelFolderPath refuses anything that could leave --models ('..', separators, symlinks out).
 import { existsSync, readdirSync, realpathSync, statSync } from 'node:fs';
 import { join, sep } from 'node:path';
 import { readJson } from '../io/hf_folder.js';
 import { SafetensorsFile } from '../io/safetensors.js';
+import { GgufFile } from '../gguf/reader.js';
 import { invalid, ApiError } from './errors.js';
 import type { BrokenModelFolder, ModelFolderInfo } from './studio_types.js';
 import { suggestParams } from './suggested_params.js';
@@ -21,7 +22,7 @@ export function modelFolderPath(root: string, name: unknown): string {
     throw invalid(`'name' must be the name of a folder under --models (letters, digits, '.', '_', '-'; no '..' or '/'), got ${JSON.stringify(name)}`, 'name');
   }
   const dir = join(root, name);
-  if (!existsSync(join(dir, 'config.json'))) throw new ApiError(404, `no model folder '${name}' under --models (it needs a config.json)`, 'name', 'model_not_found');
+  if (!existsSync(join(dir, 'config.json')) && !isGgufFile(dir)) throw new ApiError(404, `no model folder '${name}' under --models (it needs a config.json, or is a .gguf file)`, 'name', 'model_not_found');
   // a symlink inside --models must not lead outside it
   const realRoot = realpathSync(root);
   if (!realpathSync(dir).startsWith(realRoot + sep)) throw new ApiError(403, `model folder '${name}' resolves outside --models`, 'name', 'path_outside_models');
@@ -53,9 +54,29 @@ function templateSource(dir: string): ModelFolderInfo['templateSource'] {
   return existsSync(cfg) && readJson(cfg).chat_template !== undefined ? 'tokenizer_config.json' : null;
 }
 
-/** Describes one folder; a broken one is reported with its error instead of failing the list. */
+const isGgufFile = (path: string): boolean => path.toLowerCase().endsWith('.gguf') && existsSync(path) && statSync(path).isFile();
+
+/** A .gguf file described from its header: architecture, file type, context length, template. */
+function describeGguf(root: string, name: string): ModelFolderInfo {
+  const g = new GgufFile(join(root, name));
+  try {
+    const family = g.get('general.architecture', 'string');
+    const types = [...new Set([...g.tensors.values()].filter((t) => t.shape.length > 1).map((t) => t.type.toLowerCase()))];
+    const template = typeof g.metadata.get('tokenizer.chat_template') === 'string';
+    return {
+      name, family, sizeBytes: statSync(join(root, name)).size, dtype: `gguf ${types.join('+') || 'f32'}`,
+      contextLength: g.get(`${family}.context_length`, 'number', 0) || null, templateSource: template ? 'tokenizer.chat_template' : null,
+      suggested: suggestParams(family, {}, template),
+    };
+  } finally {
+    g.close();
+  }
+}
+
+/** Describes one folder or .gguf file; a broken one is reported with its error instead of failing the list. */
 export function describeModelFolder(root: string, name: string): ModelFolderInfo | BrokenModelFolder {
   try {
+    if (isGgufFile(join(root, name))) return describeGguf(root, name);
     const dir = join(root, name);
     const config = readJson(join(dir, 'config.json'));
     const files = weightFiles(dir);
@@ -74,11 +95,11 @@ export function describeModelFolder(root: string, name: string): ModelFolderInfo
   }
 }
 
-/** Every folder directly under root that holds a config.json, sorted by name (symlinks that lead out of root left out). */
+/** Every folder directly under root that holds a config.json and every .gguf file, sorted by name (symlinks that lead out of root left out). */
 export function listModelFolders(root: string): (ModelFolderInfo | BrokenModelFolder)[] {
   const realRoot = realpathSync(root);
   return readdirSync(root, { withFileTypes: true })
-    .filter((d) => (d.isDirectory() || d.isSymbolicLink()) && NAME.test(d.name) && existsSync(join(root, d.name, 'config.json')))
+    .filter((d) => NAME.test(d.name) && (((d.isDirectory() || d.isSymbolicLink()) && existsSync(join(root, d.name, 'config.json'))) || isGgufFile(join(root, d.name))))
     .filter((d) => realpathSync(join(root, d.name)).startsWith(realRoot + sep))
     .map((d) => d.name).sort().map((n) => describeModelFolder(root, n));
 }

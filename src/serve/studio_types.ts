@@ -13,7 +13,7 @@ export interface ModelFolderInfo {
   dtype: string;
   contextLength: number | null;
   /** where the chat template comes from; null when the folder ships none (a built-in is detected on load) */
-  templateSource: 'chat_template.jinja' | 'tokenizer_config.json' | null;
+  templateSource: 'chat_template.jinja' | 'tokenizer_config.json' | 'tokenizer.chat_template' | null;
   /** sampling settings to start from, each with its reason (suggested_params.ts) */
   suggested: SuggestedParam[];
 }

@@ -1,0 +1,154 @@
+// Batch-1 decode and prefill of Kestrel next to llama.cpp (node-llama-cpp 3.21.1 from
+// peers/llama-cpp, its prebuilt CPU build) on random models of DESIGN.md's smol135m and qwen05b
+// shapes, exported to GGUF by Kestrel's writer at f16 / q8_0 / q4_0, in one run (issue 10).
+// llama.cpp runs at 1 and at all threads (on 2 vCPUs 1 thread is often faster) and its best is
+// the peer. Each format's weight bytes per token give the GB/s each side streams.
+// Kestrel variants are one function each (KESTREL_VARIANTS): add int8 / q4 there when
+// src/quant's decode kernels land, and the table and JSON pick them up.
+// Run: node --import tsx bench/llama_cpp.ts [--configs smol135m,qwen05b] [--prompt 128] [--decode 64] [--reps 2]
+import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import * as k from '../src/index.js';
+import { exportGguf } from '../src/gguf/export.js';
+import { GgufFile } from '../src/gguf/reader.js';
+import { decoderConfig } from '../src/models/registry.js';
+import { writeTinyTokenizer } from '../test/gguf/fixture_folder.js';
+import { BENCH_DIR, median, writeResult } from './lib/report.js';
+
+const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: number; ffn: number; vocab: number }> = {
+  smol135m: { dim: 576, layers: 30, heads: 9, kv: 3, ffn: 1536, vocab: 49152 },
+  qwen05b: { dim: 896, layers: 24, heads: 14, kv: 2, ffn: 4864, vocab: 151936 },
+};
+
+/** Kestrel's decode variants: each returns the model to time (converted in place where needed). */
+const KESTREL_VARIANTS: Record<string, { peerFormat: string; prepare: (m: k.CausalLM) => k.CausalLM }> = {
+  float32: { peerFormat: 'f16', prepare: (m) => m },
+  bf16: { peerFormat: 'f16', prepare: (m) => m.to('bfloat16') },
+  // int8: { peerFormat: 'q8_0', prepare: (m) => ... },  // src/quant's int8 decode (being written)
+  // q4: { peerFormat: 'q4_0', prepare: (m) => ... },    // src/quant's 4-bit decode (being written)
+};
+const PEER_FORMATS = ['f16', 'q8_0', 'q4_0'] as const;
+
+interface Speed { prefillTokPerSec: number; decodeTokPerSec: number }
+
+function build(name: string): k.CausalLM {
+  const s = SHAPES[name];
+  const config = decoderConfig({
+    model_type: 'llama', vocab_size: s.vocab, hidden_size: s.dim, intermediate_size: s.ffn, num_hidden_layers: s.layers,
+    num_attention_heads: s.heads, num_key_value_heads: s.kv, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
+    max_position_embeddings: 4096, bos_token_id: 1, eos_token_id: 2,
+  }, `${name} (bench)`);
+  k.manualSeed(0);
+  return new k.CausalLM(config, {}).eval();
+}
+
+const prompt = (n: number, vocab: number, seed: number): number[] => Array.from({ length: n }, (_, i) => 3 + ((i * 7919 + seed * 104729) % (vocab - 3)));
+
+/** Kestrel: prefill = time to the first token, decode = the rest; medians over reps after a warm-up. */
+async function timeKestrel(model: k.CausalLM, p: number, decode: number, reps: number): Promise<Speed> {
+  const pre: number[] = [], dec: number[] = [];
+  for (let r = 0; r <= reps; r++) {
+    const ids = k.tensor([prompt(p, model.config.vocabSize, r)], { dtype: 'int64' });
+    const t0 = performance.now();
+    let tFirst = 0;
+    for await (const { step } of model.stream(ids, { maxNewTokens: decode + 1, temperature: 0, eosTokenId: [] })) if (step === 0) tFirst = performance.now();
+    const t1 = performance.now();
+    ids.dispose();
+    if (r === 0) continue;
+    pre.push(tFirst - t0);
+    dec.push(t1 - tFirst);
+  }
+  return { prefillTokPerSec: p / (median(pre) / 1e3), decodeTokPerSec: decode / (median(dec) / 1e3) };
+}
+
+type NodeLlamaCpp = typeof import('../peers/llama-cpp/node_modules/node-llama-cpp/dist/index.js');
+type Token = import('../peers/llama-cpp/node_modules/node-llama-cpp/dist/index.js').Token;
+const PEER = join(BENCH_DIR, '..', 'peers', 'llama-cpp', 'node_modules', 'node-llama-cpp', 'dist', 'index.js');
+
+/** llama.cpp on one GGUF file with `threads`: same prompt and counts as Kestrel. */
+async function timeLlamaCpp(llama: Awaited<ReturnType<NodeLlamaCpp['getLlama']>>, file: string, o: { threads: number; vocab: number; p: number; decode: number; reps: number }): Promise<Speed> {
+  const { threads, p, decode, reps } = o;
+  const model = await llama.loadModel({ modelPath: file });
+  const pre: number[] = [], dec: number[] = [];
+  try {
+    for (let r = 0; r <= reps; r++) {
+      const ctx = await model.createContext({ contextSize: p + decode + 8, batchSize: p, threads });
+      const seq = ctx.getSequence();
+      const ids = prompt(p, o.vocab, r).map((t) => t as Token);
+      const t0 = performance.now();
+      let tFirst = 0, n = 0;
+      for await (const _ of seq.evaluate(ids, { temperature: 0 })) {
+        if (n++ === 0) tFirst = performance.now();
+        if (n > decode) break;
+      }
+      const t1 = performance.now();
+      await ctx.dispose();
+      if (r === 0) continue;
+      pre.push(tFirst - t0);
+      dec.push(t1 - tFirst);
+    }
+  } finally {
+    await model.dispose();
+  }
+  return { prefillTokPerSec: p / (median(pre) / 1e3), decodeTokPerSec: decode / (median(dec) / 1e3) };
+}
+
+/** Bytes read per decoded token: every weight once (the tied embedding's rows are a gather, not counted). */
+function weightBytes(file: string): number {
+  const g = new GgufFile(file);
+  try {
+    return [...g.tensors.values()].filter((t) => t.name !== 'token_embd.weight' || !g.tensors.has('output.weight')).reduce((s, t) => s + t.bytes, 0);
+  } finally {
+    g.close();
+  }
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { configs: { type: 'string', default: 'smol135m,qwen05b' }, prompt: { type: 'string', default: '128' }, decode: { type: 'string', default: '64' }, reps: { type: 'string', default: '2' } } });
+  if (!existsSync(PEER)) throw new Error(`node-llama-cpp is not installed: run  npm ci --prefix peers/llama-cpp --omit=optional`);
+  const m = (await import(pathToFileURL(PEER).href)) as NodeLlamaCpp;
+  const llama = await m.getLlama({ gpu: false, build: 'never', logLevel: m.LlamaLogLevel.error });
+  const [p, decode, reps] = [Number(values.prompt), Number(values.decode), Number(values.reps)];
+  const threadCounts = [...new Set([1, cpus().length])];
+  const work = mkdtempSync(join(tmpdir(), 'kestrel-bench-gguf-'));
+  const rows: Record<string, unknown>[] = [];
+  try {
+    for (const name of values.configs!.split(',')) {
+      const tokDir = join(work, `${name}-tokenizer`);
+      mkdirSync(tokDir);
+      writeTinyTokenizer(tokDir, { vocabSize: SHAPES[name].vocab, special: { 1: '<s>', 2: '</s>' }, bos: '<s>', eos: '</s>' });
+      const tok = await k.loadTokenizer(tokDir);
+      const peer: Record<string, { threads: Record<number, Speed>; best: Speed; weightBytes: number }> = {};
+      let model = build(name);
+      for (const format of PEER_FORMATS) {
+        const file = join(work, `${name}.${format}.gguf`);
+        exportGguf(model, tok, file, { type: format, dir: tokDir });
+        const byThreads: Record<number, Speed> = {};
+        for (const t of threadCounts) byThreads[t] = await timeLlamaCpp(llama, file, { threads: t, vocab: SHAPES[name].vocab, p, decode, reps });
+        const all = Object.values(byThreads);
+        peer[format] = { threads: byThreads, best: { prefillTokPerSec: Math.max(...all.map((s) => s.prefillTokPerSec)), decodeTokPerSec: Math.max(...all.map((s) => s.decodeTokPerSec)) }, weightBytes: weightBytes(file) };
+        rmSync(file);
+        console.log(`${name} llama.cpp ${format}: decode ${all.map((s, i) => `${s.decodeTokPerSec.toFixed(1)} (${threadCounts[i]}t)`).join(' / ')} tok/s, prefill ${all.map((s, i) => `${s.prefillTokPerSec.toFixed(0)} (${threadCounts[i]}t)`).join(' / ')} tok/s`);
+      }
+      for (const [variant, v] of Object.entries(KESTREL_VARIANTS)) {
+        model = v.prepare(model);
+        const s = await timeKestrel(model, p, decode, reps);
+        const ref = peer[v.peerFormat];
+        const row = { config: name, kestrel: variant, peerFormat: v.peerFormat, ...s, llamaCpp: ref.best, decodeRatio: s.decodeTokPerSec / ref.best.decodeTokPerSec, prefillRatio: s.prefillTokPerSec / ref.best.prefillTokPerSec, llamaCppWeightGBs: (ref.weightBytes * ref.best.decodeTokPerSec) / 1e9 };
+        rows.push(row);
+        console.log(`${name} kestrel ${variant}: decode ${s.decodeTokPerSec.toFixed(1)} tok/s (${row.decodeRatio.toFixed(2)}x llama.cpp ${v.peerFormat}), prefill ${s.prefillTokPerSec.toFixed(0)} tok/s (${row.prefillRatio.toFixed(2)}x)`);
+      }
+      model.dispose();
+      rows.push({ config: name, llamaCppAll: peer });
+    }
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+  const path = writeResult('llama_cpp', { loadAverage1m: loadavg()[0], threads: { kestrel: process.env.KESTREL_NUM_THREADS ?? 'all cores', llamaCpp: threadCounts }, promptTokens: p, decodeTokens: decode, reps, peer: 'node-llama-cpp 3.21.1 (prebuilt CPU build), best of its thread counts', rows });
+  console.log(`wrote ${path}`);
+}
+
+await main();
