@@ -439,6 +439,17 @@ describe('kestrel studio: a job from start to its results', () => {
     // W + BA merged in float32 runs what the adapter over W ran
     tuned.forEach((v, i) => assert.ok(Math.abs(v - fromFolder[i]) < 1e-4, `token ${i}: adapter ${v} vs merged ${fromFolder[i]}`));
     assert.equal((await post('/api/studio/models/unload', { name })).status, 200);
+
+    // export: the base with the job's adapter as a q8_0 GGUF under --models, listed beside the folders
+    const badType = await post('/api/studio/jobs/export', { id, type: 'q3' });
+    assert.equal(badType.status, 400);
+    assert.match(badType.json.error.message, /'type' must be one of f32, f16, q8_0, q4_0, q4_k_m, got "q3"/);
+    const exported = await post('/api/studio/jobs/export', { id, type: 'q8_0' });
+    assert.equal(exported.status, 200, exported.text);
+    assert.deepEqual(exported.json, { name: `${name}-q8_0.gguf`, folder: `${name}-q8_0.gguf` });
+    const listedGguf = (await get('/api/studio/models')).json.models.find((m: { name: string }) => m.name === `${name}-q8_0.gguf`);
+    assert.ok(listedGguf, 'the export is listed');
+    assert.match(listedGguf.dtype, /q8_0/);
   });
 });
 
