@@ -5,3 +5,4 @@ export { DYNAMIC_MAP, NESTED_BLOCK_SIZE, quantizeStats, dequantizeStats, type Qu
 export { quantizeInt8, dequantizeInt8, type Int8Tensor } from './int8.js';
 export { QuantLinear, QUANT_TYPES, type QuantType, type QuantOptions, type QuantLinearState } from './quant_linear.js';
 export { quantizeModel, type QuantizeModelOptions } from './quantize_model.js';
+export { Q4_CODE, quantizeQ4, dequantizeQ4, type Q4Tensor } from './q4.js';
