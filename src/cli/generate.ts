@@ -1,5 +1,5 @@
 // `kestrel generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
-// [--temperature T --top-p P --top-k K --seed S] [--json]`: streams the continuation.
+// [--temperature T --top-p P --top-k K --seed S] [--quant bf16|int8|q4] [--json]`: streams the continuation.
 import { tensor } from '../ops/creation.js';
 import { MODEL_OPTIONS, generationFlags, loadFromFlags } from './model_args.js';
 import { parseFlags } from './flags.js';

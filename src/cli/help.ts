@@ -17,6 +17,7 @@ const GENERATION: Flag[] = [
   ['--model DIR', 'an HF model folder (required)'],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
   ['--adapter DIR', 'a PEFT LoRA adapter applied on load'],
+  ['--quant bf16|int8|q4', 'store every Linear (and the head) as bf16, int8 (per-row scales) or q4 (groups of 32) for decoding at memory bandwidth (default: the checkpoint as loaded)'],
   ['--max-new-tokens N', "default: generation_config.json's, else 20"],
   ['--temperature T', '0 = greedy (default: generation_config.json, else 1)'],
   ['--top-p P / --top-k K / --min-p P', 'sampling filters (defaults 1 / 50 / off)'],
@@ -149,7 +150,7 @@ export const HELP: Record<string, CommandHelp> = {
   generate: {
     usage: 'kestrel generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--json] [sampling flags]',
     flags: [['--prompt TEXT', 'the text to continue'], ['--prompt-ids 1,2,3', 'token ids instead of text'], ['--json', 'print ids and text as JSON'], ...GENERATION],
-    example: 'kestrel generate --model ./SmolLM2-135M-Instruct --prompt "The capital of France is" --max-new-tokens 20',
+    example: 'kestrel generate --model ./SmolLM2-135M-Instruct --prompt "The capital of France is" --max-new-tokens 20 --quant q4',
   },
   chat: {
     usage: 'kestrel chat --model DIR [--system TEXT] [--template NAME] [sampling flags]',

@@ -17,6 +17,7 @@ import type { Module } from '../nn/module.js';
 import { type AnyModel, buildModel, finishLoading, isSpeechModel } from './registry.js';
 import { loadAdapter } from '../lora/peft.js';
 import { bnbCheckpoint, loadBnbLinears } from '../quant/bnb.js';
+import { type InferenceQuant, checkInferenceQuant, quantizeModel } from '../quant/quantize_model.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { CausalLM } from './causal_lm.js';
 import { Gpt2LMHeadModel } from './gpt2.js';
@@ -31,6 +32,12 @@ export interface LoadOptions {
   tokenizer?: string;
   /** a PEFT LoRA adapter folder to apply after loading */
   adapter?: string;
+  /**
+   * quantized inference: every Linear of a decoder (the head included; a tied head gets a quantized
+   * copy of the embedding) stored as bf16, int8 (per-row scales) or q4 (groups of 32), multiplied by
+   * the decode GEMV (native/quant_gemv.cc); frozen, for generation
+   */
+  quant?: InferenceQuant;
 }
 
 const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'tokenizer.model', 'vocab.txt'];
@@ -158,6 +165,7 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
     const used = loadBnbLinears(model, folder, configFile, { backend });
     loadWeights(model, folder, { dtype: opts.dtype ?? 'float32', used, configFile, backend });
     finishLoading(model);
+    if (opts.quant) quantizeForInference(model, checkInferenceQuant(opts.quant, 'loadPretrained: quant'));
     if (opts.adapter) loadAdapter(model, opts.adapter, { baseModel: dir });
     model.eval();
     const gen = join(dir, 'generation_config.json');
@@ -170,6 +178,13 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
   } finally {
     folder.close();
   }
+}
+
+/** Quantizes a loaded causal LM's Linears (and head) in place for generation (LoadOptions.quant). */
+export function quantizeForInference(model: AnyModel, type: InferenceQuant): string[] {
+  if (!(model instanceof CausalLM)) throw new Error(`quant ${type}: quantized inference takes a decoder-family causal LM, got ${model.constructor.name}`);
+  const tiedHead = model.lm_head ? undefined : model.model.embed_tokens.weight;
+  return quantizeModel(model, { type, head: true, tiedHead });
 }
 
 /** A causal LM (decoder family or GPT-2): loadPretrained, refusing encoder-only checkpoints. */

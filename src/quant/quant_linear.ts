@@ -118,28 +118,37 @@ export class QuantLinear extends Module {
    * @example const q = QuantLinear.fromLinear(linear, { type: 'nf4', doubleQuant: true })
    */
   static fromLinear(l: Linear, opts: QuantOptions): QuantLinear {
+    return QuantLinear.fromWeight(l.weight, l.bias, opts);
+  }
+
+  /**
+   * Quantizes a [out, in] weight (and copies the bias, which stays float); the weight is not freed.
+   * @example const head = QuantLinear.fromWeight(model.model.embed_tokens.weight, null, { type: 'q4' })
+   */
+  static fromWeight(weight: Tensor, bias: Tensor | null, opts: QuantOptions): QuantLinear {
     const { type } = opts;
-    const [N, K] = [l.outFeatures, l.inFeatures];
+    if (weight.ndim !== 2) throw new Error(`QuantLinear.fromWeight: the weight must be 2-d [out, in], got [${weight.shape}]`);
+    const [N, K] = weight.shape;
     if (!QUANT_TYPES.includes(type)) throw new Error(`QuantLinear.fromLinear: unsupported type ${JSON.stringify(type)} (expected ${QUANT_TYPES.join(', ')})`);
-    const w = l.weight.toFloat32Array();
-    const bias = l.bias ? keep(noGrad(() => clone(l.bias!))) : null;
-    const backend = l.weight.backendName;
+    const w = weight.toFloat32Array();
+    const b = bias ? keep(noGrad(() => clone(bias))) : null;
+    const backend = weight.backendName;
     if (opts.doubleQuant && (type === 'int8' || type === 'q4' || type === 'bf16'))
       throw new Error(`QuantLinear.fromLinear: doubleQuant applies to nf4/fp4, not ${type}`);
     if (type === 'bf16') {
       const data = Uint16Array.from(w, f32ToBf16);
-      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data, scales: new Float32Array(0) }, { bias, backend });
+      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data, scales: new Float32Array(0) }, { bias: b, backend });
     }
     if (type === 'q4') {
       const q = quantizeQ4(w, [N, K], opts.blockSize);
-      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.packed, scales: q.scales, blockSize: q.blockSize }, { bias, backend });
+      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.packed, scales: q.scales, blockSize: q.blockSize }, { bias: b, backend });
     }
     if (type === 'int8') {
       const q = quantizeInt8(w, [N, K]);
-      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.data, scales: q.scb }, { bias, backend });
+      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.data, scales: q.scb }, { bias: b, backend });
     }
     const q = quantize4bit(w, [N, K], { type, blockSize: opts.blockSize, doubleQuant: opts.doubleQuant });
-    return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.packed, scales: q.absmax, blockSize: q.blockSize }, { bias, backend });
+    return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.packed, scales: q.absmax, blockSize: q.blockSize }, { bias: b, backend });
   }
 
   /** The kernel's view of the weight (the buffers themselves). */
