@@ -50,7 +50,7 @@ export { SafetensorsFile, saveSafetensors, type TensorInfo } from './io/safetens
 export { CausalLM, type CausalLMInput, type CausalLMOutput, type LanguageModel, type Checkpointing } from './models/causal_lm.js';
 export { KVCache } from './models/kv_cache.js';
 export { type DecoderConfig } from './models/config.js';
-export { loadPretrained, loadCausalLM, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';
+export { loadPretrained, loadCausalLM, savePretrained, quantizeForInference, type LoadOptions, type Pretrained } from './models/load.js';
 export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';
 export { DecoderForSequenceClassification, type SequenceClassificationInput, type SequenceClassificationOutput } from './models/seq_cls.js';
 export { DecoderBaseModel } from './models/base_model.js';
