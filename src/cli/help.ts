@@ -270,6 +270,22 @@ export const HELP: Record<string, CommandHelp> = {
     ],
     example: 'kestrel studio --models ~/models --port 7860',
   },
+  quantize: {
+    usage: 'kestrel quantize --model DIR --calib data.jsonl --format int8|q4 --out DIR [--heldout FILE] [--seq-len N] [--calib-rows N] [--group-size N] [--json]',
+    flags: [
+      ['--model DIR', 'a decoder-family HF model folder with a tokenizer'],
+      ['--calib FILE', 'JSONL/JSON/Parquet records with a "text" field: the calibration activations'],
+      ['--format int8|q4', 'int8: one scale per output row; q4: 4-bit groups with one scale each (llama.cpp q4_0-like)'],
+      ['--out DIR', 'the quantized folder (safetensors + quantization_config; loadPretrained and --model read it) and quantize_report.json'],
+      ['--heldout FILE', 'text for the before/after loss and perplexity (default: the last 10% of --calib records)'],
+      ['--seq-len N', 'tokens per sequence (default 256)'],
+      ['--calib-rows N', 'token rows per layer kept for the AWQ scale search (default 512)'],
+      ['--group-size N', 'q4 values per scale, a power of two (default 32)'],
+      ['--json', 'one JSON line with the report'],
+      DEVICE,
+    ],
+    example: 'kestrel quantize --model ./SmolLM2-135M --calib wiki.jsonl --format q4 --out ./smol-q4 && kestrel generate --model ./smol-q4 --prompt "Hello"',
+  },
   merge: {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',
     flags: [['--model DIR', 'the base model folder'], ['--adapter DIR', 'the PEFT adapter'], ['--out DIR', 'the merged HF folder'], ['--dtype fp32|bf16|fp16', 'saved precision (default fp32)'], DEVICE],

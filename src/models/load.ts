@@ -17,6 +17,7 @@ import type { Module } from '../nn/module.js';
 import { type AnyModel, buildModel, finishLoading, isSpeechModel } from './registry.js';
 import { loadAdapter } from '../lora/peft.js';
 import { bnbCheckpoint, loadBnbLinears } from '../quant/bnb.js';
+import { loadKestrelQuantLinears, readKestrelQuantConfig } from '../quant/kestrel_format.js';
 import { type InferenceQuant, checkInferenceQuant, quantizeModel } from '../quant/quantize_model.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { CausalLM } from './causal_lm.js';
@@ -162,7 +163,8 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
     // built lazily: each parameter is allocated once, in its final dtype and format, as it is read
     // a base model's weights (no `model.` prefix, no lm_head) load as one whatever architectures says
     model = buildModel(folder.config, configFile, { backend: 'meta' }, { base: isBaseCheckpoint((n) => folder.has(n)) || undefined });
-    const used = loadBnbLinears(model, folder, configFile, { backend });
+    const kestrelQuant = readKestrelQuantConfig(folder.config, configFile);
+    const used = kestrelQuant ? loadKestrelQuantLinears(model, folder, configFile, { backend }) : loadBnbLinears(model, folder, configFile, { backend });
     loadWeights(model, folder, { dtype: opts.dtype ?? 'float32', used, configFile, backend });
     finishLoading(model);
     if (opts.quant) quantizeForInference(model, checkInferenceQuant(opts.quant, 'loadPretrained: quant'));

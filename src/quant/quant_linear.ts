@@ -6,7 +6,7 @@
 //   y = x Wᵀ + b,  dx = g W,  no gradient for W (QLoRA trains adapters on top of it).
 import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../ops/creation.js';
-import { add } from '../ops/elementwise.js';
+import { add, mul } from '../ops/elementwise.js';
 import { clone } from '../ops/view.js';
 import { toTypedArray } from '../ops/transfer.js';
 import { type QuantTensors, quantLinear, quantLinearTransposed } from '../ops/fused/quant_linear.js';
@@ -46,6 +46,11 @@ export interface QuantLinearState {
   blockSize?: number;
   /** nf4/fp4: the 16-entry code table (a checkpoint's quant_map; default the type's own) */
   code?: Float32Array;
+  /**
+   * AWQ: per-input-channel factors s' [in] the input is multiplied by before the quantized product
+   * (the stored weight is W * diag(1/s'), quantized: y = (x * s') Q(W / s')ᵀ); absent = 1
+   */
+  inputScale?: Float32Array;
 }
 
 export class QuantLinear extends Module {
@@ -55,6 +60,8 @@ export class QuantLinear extends Module {
   /** 4-bit: values per absmax; int8: in_features (one SCB per row) */
   readonly blockSize: number;
   bias: Tensor | null;
+  /** AWQ's per-input-channel factors the input is multiplied by (QuantLinearState.inputScale), or null */
+  input_scale: Tensor | null;
   // Buffers (not parameters: frozen, and not in the state dict), counted as 'param' memory.
   /** packed 4-bit codes (uint8) or int8 values */
   qweight: Tensor;
@@ -107,6 +114,9 @@ export class QuantLinear extends Module {
     const bias = opts.bias ?? null;
     if (bias && (bias.ndim !== 1 || bias.shape[0] !== N)) throw new Error(`${where}: bias must be [${N}], got [${bias.shape}]`);
     this.bias = bias && Parameter(bias, false);
+    const s = state.inputScale;
+    if (s && s.length !== K) throw new Error(`${where}: inputScale must have ${K} values (one per input feature), got ${s.length}`);
+    this.input_scale = s ? buffer('input_scale', s, 'float32') : null;
   }
 
   get doubleQuant(): boolean {
@@ -165,17 +175,27 @@ export class QuantLinear extends Module {
 
   /** x Wᵀ over the last dim ([..., in] -> [..., out]); no bias, records no autograd (FrozenLinear). */
   applyWeight(x: Tensor): Tensor {
-    return noGrad(() => quantLinear(x, this.weight()));
+    return noGrad(() => tidy(() => quantLinear(this.scaleInput(x), this.weight())));
+  }
+
+  /** x * input_scale (AWQ), or x itself. */
+  private scaleInput(x: Tensor): Tensor {
+    return this.input_scale ? mul(x, this.input_scale) : x;
   }
 
   /** g W over the last dim ([..., out] -> [..., in]), the input gradient of applyWeight (FrozenLinear). */
   applyWeightTransposed(g: Tensor): Tensor {
-    return noGrad(() => quantLinearTransposed(g, this.weight()));
+    // y = (x * s) Qᵀ, so dx = (g Q) * s
+    return noGrad(() => tidy(() => this.scaleInput(quantLinearTransposed(g, this.weight()))));
   }
 
   forward(x: Tensor): Tensor {
     const bias = this.bias;
-    return bias ? tidy(() => add(quantLinear(x, this.weight()), bias)) : quantLinear(x, this.weight());
+    if (!bias && !this.input_scale) return quantLinear(x, this.weight());
+    return tidy(() => {
+      const y = quantLinear(this.scaleInput(x), this.weight());
+      return bias ? add(y, bias) : y;
+    });
   }
 
   /** The dequantized weight [out, in] (a new float32 tensor; the caller frees it). */
@@ -191,6 +211,11 @@ export class QuantLinear extends Module {
         ? dequantizeStats({ codes: read<Uint8Array>(this.scales), nestedAbsmax: read<Float32Array>(this.nested_absmax), offset: this.nestedOffset, blockSize: this.nestedBlockSize, code: read<Float32Array>(this.nested_code!) })
         : read<Float32Array>(this.scales);
       values = dequantize4bit({ type: this.type, shape: [N, K], blockSize: this.blockSize, packed: read<Uint8Array>(this.qweight), absmax }, read<Float32Array>(this.code!));
+    }
+    if (this.input_scale) {
+      // the weight this layer multiplies x by: Q * diag(s)
+      const s = read<Float32Array>(this.input_scale);
+      for (let i = 0; i < values.length; i++) values[i] *= s[i % K];
     }
     return tensor(values, { shape: [N, K], backend: this.qweight.backendName });
   }
