@@ -56,7 +56,7 @@ export { DecoderForSequenceClassification, type SequenceClassificationInput, typ
 export { DecoderBaseModel } from './models/base_model.js';
 export { BertModel, type BertConfig, type BertOutput } from './models/bert.js';
 export { type AnyModel, type SpeechModel, SUPPORTED_MODEL_TYPES, isSpeechModel } from './models/registry.js';
-export { generate, generateStream, type GenerateOptions } from './infer/index.js';
+export { generate, generateStream, speculativeDecode, type GenerateOptions, type SpeculativeOptions, type SpeculativeStats } from './infer/index.js';
 export {
   Tokenizer, loadTokenizer, applyChatTemplate, renderChatTemplate, TemplateError, detectChatTemplate, BUILTIN_TEMPLATES,
   type LoadTokenizerOptions, type ChatMessage, type ChatTemplateOptions, type BuiltinTemplateName,

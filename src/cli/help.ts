@@ -149,7 +149,9 @@ export const HELP: Record<string, CommandHelp> = {
   },
   generate: {
     usage: 'kestrel generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--json] [sampling flags]',
-    flags: [['--prompt TEXT', 'the text to continue'], ['--prompt-ids 1,2,3', 'token ids instead of text'], ['--json', 'print ids and text as JSON'], ...GENERATION],
+    flags: [['--prompt TEXT', 'the text to continue'], ['--prompt-ids 1,2,3', 'token ids instead of text'], ['--json', 'print ids and text as JSON'],
+      ['--draft-model DIR', 'speculative greedy decoding: a small model sharing the tokenizer drafts tokens the model verifies in one forward (same output as plain greedy; --json reports acceptance_rate)'],
+      ['--num-draft-tokens K', 'drafts per verifying forward (default 4)'], ...GENERATION],
     example: 'kestrel generate --model ./SmolLM2-135M-Instruct --prompt "The capital of France is" --max-new-tokens 20 --quant q4',
   },
   chat: {
