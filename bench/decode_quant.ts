@@ -9,7 +9,7 @@
 // Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 32] [--reps 3]
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
-import { decoderConfig } from '../src/models/registry.js';
+import { buildDecoder, readBandwidth } from './lib/decoder_bench.js';
 import { loadNative } from '../src/backend/addon.js';
 import { median, writeResult } from './lib/report.js';
 
@@ -25,19 +25,6 @@ const PROMPT = 16;
  * while node-llama-cpp is not set up here (the GGUF engineer's folder provides it).
  */
 const LLAMA_CPP_PEER: ((config: string, type: 'f16' | 'q8_0' | 'q4_0') => Promise<number | null>) | null = null;
-
-/** GB/s of a streaming read of `bytes` bytes (row sums of a float32 buffer; every thread its own rows). */
-function readBandwidth(bytes: number): number {
-  const x = k.ones([Math.ceil(bytes / 4 / 4096), 4096]);
-  const times: number[] = [];
-  for (let i = 0; i < 6; i++) {
-    const t0 = performance.now();
-    k.sum(x, -1).dispose();
-    if (i) times.push(performance.now() - t0);
-  }
-  x.dispose();
-  return (x.numel * 4) / (median(times) / 1e3) / 1e9;
-}
 
 /** Bytes of weight one decoded token reads through a QuantLinear (its data and scales). */
 const linearBytes = (q: k.quant.QuantLinear): number => q.qweight.numel * (q.type === 'bf16' ? 2 : 1) + (q.type === 'bf16' ? 0 : q.scales.numel * 4);
@@ -72,16 +59,7 @@ function kernelRun(name: string, format: (typeof FORMATS)[number], reps: number)
   return { config: name, format, weightMB: bytes / 1e6, gemvGBs: gbs, streamGBs: bound, fractionOfBound: gbs / bound };
 }
 
-function build(name: string): k.CausalLM {
-  const s = SHAPES[name];
-  const config = decoderConfig({
-    model_type: 'llama', vocab_size: s.vocab, hidden_size: s.dim, intermediate_size: s.ffn, num_hidden_layers: s.layers,
-    num_attention_heads: s.heads, num_key_value_heads: s.kv, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
-    max_position_embeddings: 4096,
-  }, `${name} (bench)`);
-  k.manualSeed(0);
-  return new k.CausalLM(config, {}).eval();
-}
+const build = (name: string): k.CausalLM => buildDecoder(name, SHAPES[name]);
 
 /** Median decode tok/s (batch 1, greedy, after a PROMPT-token prefill) over reps runs after a warm-up. */
 async function decodeRate(model: k.CausalLM, decode: number, reps: number): Promise<number> {
