@@ -49,6 +49,12 @@ struct V {
     for (int c = 0; c < 16; c++) t.t[c] = code[c] * s;
     return t;
   }
+  static T scale(const T& c, float s) {
+    T t;
+    for (int i = 0; i < 16; i++) t.t[i] = c.t[i] * s;
+    return t;
+  }
+  static T scale_at(const T& c, const float* s) { return scale(c, *s); }
   static void q4(const uint8_t* p, const T& t, R& hi, R& lo) {
     hi = t.t[*p >> 4];
     lo = t.t[*p & 15];
@@ -86,6 +92,14 @@ struct V {
     __m256 vs = _mm256_set1_ps(s);
     return {_mm256_mul_ps(_mm256_loadu_ps(code), vs), _mm256_mul_ps(_mm256_loadu_ps(code + 8), vs)};
   }
+  static T scale(const T& c, float s) {
+    __m256 vs = _mm256_set1_ps(s);
+    return {_mm256_mul_ps(c.lo, vs), _mm256_mul_ps(c.hi, vs)};
+  }
+  static T scale_at(const T& c, const float* s) {
+    __m256 vs = _mm256_broadcast_ss(s);
+    return {_mm256_mul_ps(c.lo, vs), _mm256_mul_ps(c.hi, vs)};
+  }
   // entries 0-7 and 8-15 looked up separately, chosen by bit 3 (moved to the sign bit for blendv)
   static R lookup(const T& t, __m256i idx) {
     __m256 a = _mm256_permutevar8x32_ps(t.lo, idx), b = _mm256_permutevar8x32_ps(t.hi, idx);
@@ -121,6 +135,8 @@ struct V {
     return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
   }
   static T table(const float* code, float s) { return _mm512_mul_ps(_mm512_loadu_ps(code), _mm512_set1_ps(s)); }
+  static T scale(const T& c, float s) { return _mm512_mul_ps(c, _mm512_set1_ps(s)); }
+  static T scale_at(const T& c, const float* s) { return _mm512_mul_ps(c, _mm512_broadcastss_ps(_mm_load_ss(s))); }
   static void q4(const uint8_t* p, const T& t, R& hi, R& lo) {
     __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
     hi = _mm512_permutexvar_ps(_mm512_srli_epi32(b, 4), t);
