@@ -7,7 +7,7 @@
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
-import { decoderConfig } from '../src/models/registry.js';
+import { buildDecoder, readBandwidth } from './lib/decoder_bench.js';
 import { SHARED_BENCH, median, runPeer, writeResult } from './lib/report.js';
 
 const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: number; ffn: number; vocab: number; torch: string }> = {
@@ -16,29 +16,7 @@ const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: n
 };
 const PROMPT = 128;
 
-function build(name: string): k.CausalLM {
-  const s = SHAPES[name];
-  const config = decoderConfig({
-    model_type: 'llama', vocab_size: s.vocab, hidden_size: s.dim, intermediate_size: s.ffn, num_hidden_layers: s.layers,
-    num_attention_heads: s.heads, num_key_value_heads: s.kv, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
-    max_position_embeddings: 4096,
-  }, `${name} (bench)`);
-  k.manualSeed(0);
-  return new k.CausalLM(config, {}).eval();
-}
-
-/** GB/s of a streaming read on this machine, now: the bound of batch-1 decode, which reads every weight once. */
-function readBandwidth(): number {
-  const x = k.ones([65536, 4096]); // row sums: every thread streams its own rows
-  const times: number[] = [];
-  for (let i = 0; i < 6; i++) {
-    const t0 = performance.now();
-    k.sum(x, -1).dispose();
-    if (i) times.push(performance.now() - t0);
-  }
-  x.dispose();
-  return x.numel * 4 / (median(times) / 1e3) / 1e9;
-}
+const build = (name: string): k.CausalLM => buildDecoder(name, SHAPES[name]);
 
 /** Times prefill (first step) and decode (the rest) of greedy generation; medians over reps. */
 async function time(model: k.CausalLM, batch: number, decode: number, reps: number) {
@@ -66,7 +44,7 @@ async function main(): Promise<void> {
   const names = values.configs!.split(',');
   const decode = Number(values.decode);
   const reps = Number(values.reps);
-  const bandwidth = Number(process.env.KESTREL_BANDWIDTH_GBS ?? readBandwidth());
+  const bandwidth = Number(process.env.KESTREL_BANDWIDTH_GBS ?? readBandwidth(65536 * 4096 * 4));
   console.log(`streaming read bandwidth: ${bandwidth.toFixed(1)} GB/s (row sums over 1 GiB of float32, median of 5)`);
   const rows: Record<string, unknown>[] = [];
   for (const name of names) {

@@ -6,6 +6,8 @@
 // A tile of rows of W is decoded into a per-thread scratch buffer (a 16-entry code table scaled
 // by the block's absmax, looked up with one permute per 16 values) and handed to kestrel::sgemm.
 // A bfloat16/float16 x (or dy) takes the tile rounded to its dtype through hgemm instead (gemm_half.h).
+// A float32 x of at most 8 rows (decoding) skips the tiles: quant_gemv.cc streams W once instead.
+// Weights: 4-bit codes + table (NF4/FP4/q4), int8 with a scale per row, or plain bfloat16.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -16,31 +18,13 @@
 #include "gemm.h"
 #include "gemm_half.h"
 #include "kernel_api.h"
+#include "quant_weight.h"
 #include "simd.h"
 
 namespace kestrel {
 namespace {
 
 [[noreturn]] void fail(const char* kernel, const std::string& why) { throw KernelError(std::string(kernel) + ": " + why); }
-
-// The quantized weight as src/backend/cpu/backend.ts packs it (QuantWeight in kernels.ts).
-struct QuantWeight {
-  bool four_bit = true;
-  int64_t N = 0, K = 0, block = 0;
-  const uint8_t* data = nullptr;  // 4-bit: two codes per byte, high nibble first; int8: int8_t values
-  const float* code = nullptr;    // 4-bit: 16 entries
-  const float* scales = nullptr;  // float32 absmax per block (4-bit) or SCB per row (int8)
-  const uint8_t* scale_codes = nullptr;  // double quantization: codes of the absmax values
-  const float* nested_absmax = nullptr;
-  const float* nested_code = nullptr;
-  float nested_offset = 0;
-  int64_t nested_block = 1;
-
-  float block_scale(int64_t b) const {
-    if (scale_codes) return nested_code[scale_codes[b]] * nested_absmax[b / nested_block] + nested_offset;
-    return scales[b];
-  }
-};
 
 bool pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
@@ -54,7 +38,10 @@ const void* need_vec(const char* k, const char* what, const View& v, int dtype, 
 
 QuantWeight read_weight(Args& args, const char* k) {
   QuantWeight w;
-  w.four_bit = args.i64() == 0;
+  int64_t kind = args.i64();
+  if (kind < 0 || kind > 2) fail(k, "unknown weight kind " + std::to_string(kind) + " (0 = 4-bit, 1 = int8, 2 = bf16)");
+  w.kind = QuantKind(kind);
+  w.four_bit = w.kind == QuantKind::FourBit;
   w.N = args.i64();
   w.K = args.i64();
   if (w.N < 0 || w.K < 0) fail(k, "negative weight size N=" + std::to_string(w.N) + " K=" + std::to_string(w.K));
@@ -70,6 +57,11 @@ QuantWeight read_weight(Args& args, const char* k) {
     w.data = static_cast<const uint8_t*>(need_vec(k, "packed weight", data, U8, (numel + 1) / 2));
     if (!has_code) fail(k, "a 4-bit weight needs its 16-entry code table");
     w.code = static_cast<const float*>(need_vec(k, "code table", code, F32, 16));
+  } else if (w.kind == QuantKind::BF16) {
+    if (has_code) fail(k, "a bf16 weight takes no code table");
+    w.data = static_cast<const uint8_t*>(need_vec(k, "bf16 weight", data, BF16, numel));
+    if (nested) fail(k, "a bf16 weight has no double-quantized statistics");
+    return w;  // `scales` is not read: the packer sends the data again in its place
   } else {
     if (has_code) fail(k, "an int8 weight takes no code table");
     if (nested) fail(k, "an int8 weight has no double-quantized statistics");
@@ -239,6 +231,11 @@ void decode_tile(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64
       decode4_range(w, e, e + (k1 - k0), dst);
       continue;
     }
+    if (w.kind == QuantKind::BF16) {
+      const uint16_t* h = reinterpret_cast<const uint16_t*>(w.data) + e;
+      for (int64_t k = 0; k < k1 - k0; k++) dst[k] = bf16_to_f32(h[k]);
+      continue;
+    }
     const int8_t* q = reinterpret_cast<const int8_t*>(w.data) + e;
     float s = w.scales[n] / 127.0f;
     if (level == 2) decode8_avx512(q, k1 - k0, s, dst);
@@ -386,7 +383,8 @@ KESTREL_KERNEL(quant_linear) {
   if (y.dtype != x.dtype)
     fail(k, std::string("out is ") + dtype_name(y.dtype) + ", x is " + dtype_name(x.dtype) + "; they must match");
   if (x.rows == 0 || w.N == 0) return;
-  if (x.dtype == F32) forward(w, x, y);
+  if (x.dtype == F32 && x.rows <= kGemvMaxRows) quant_gemv(w, x.f(), x.ld, x.rows, y.f(), y.ld);
+  else if (x.dtype == F32) forward(w, x, y);
   else forward_half(w, x, y);
 }
 

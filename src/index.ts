@@ -60,13 +60,13 @@ export { BlockAllocator, prefixHashes } from './models/block_allocator.js';
 export { SparseMoe, setExpertParallel, type ExpertLoad } from './models/moe.js';
 export { loadBalancingLoss, routerZLoss } from './models/moe_losses.js';
 export { type DecoderConfig } from './models/config.js';
-export { loadPretrained, loadCausalLM, savePretrained, type LoadOptions, type Pretrained } from './models/load.js';
+export { loadPretrained, loadCausalLM, savePretrained, quantizeForInference, type LoadOptions, type Pretrained } from './models/load.js';
 export { Gpt2LMHeadModel, type Gpt2Config } from './models/gpt2.js';
 export { DecoderForSequenceClassification, type SequenceClassificationInput, type SequenceClassificationOutput } from './models/seq_cls.js';
 export { DecoderBaseModel } from './models/base_model.js';
 export { BertModel, type BertConfig, type BertOutput } from './models/bert.js';
 export { type AnyModel, type SpeechModel, SUPPORTED_MODEL_TYPES, isSpeechModel } from './models/registry.js';
-export { generate, generateStream, type GenerateOptions } from './infer/index.js';
+export { generate, generateStream, speculativeDecode, type GenerateOptions, type SpeculativeOptions, type SpeculativeStats } from './infer/index.js';
 export {
   Tokenizer, loadTokenizer, applyChatTemplate, renderChatTemplate, TemplateError, detectChatTemplate, BUILTIN_TEMPLATES,
   type LoadTokenizerOptions, type ChatMessage, type ChatTemplateOptions, type BuiltinTemplateName,

@@ -69,17 +69,20 @@ export interface AttentionOpts {
  * src/quant/ builds these (four_bit.ts, int8.ts, double_quant.ts document the formats).
  */
 export interface QuantWeight {
-  /** '4bit': codes into a 16-entry table (NF4/FP4); 'int8': W[n,k] = q[n,k] * scales[n] / 127 (LLM.int8's SCB) */
-  kind: '4bit' | 'int8';
+  /**
+   * '4bit': codes into a 16-entry table (NF4/FP4/q4); 'int8': W[n,k] = q[n,k] * scales[n] / 127 (LLM.int8's SCB);
+   * 'bf16': plain bfloat16 values (decode-time weights; CPU and ref only)
+   */
+  kind: '4bit' | 'int8' | 'bf16';
   N: number;
   K: number;
-  /** 4-bit: uint8 [ceil(N*K/2)], two codes per byte, the first in the high nibble; int8: int8 [N*K] */
+  /** 4-bit: uint8 [ceil(N*K/2)], two codes per byte, the first in the high nibble; int8: int8 [N*K]; bf16: bfloat16 [N*K] */
   data: View;
   /** 4-bit: the float32 code table [16]; null for int8 */
   code: View | null;
   /** 4-bit: elements of the flattened weight per absmax (a power of two); unused for int8 */
   blockSize: number;
-  /** 4-bit: float32 absmax per block (uint8 codes when nested); int8: float32 SCB per row [N] */
+  /** 4-bit: float32 absmax per block (uint8 codes when nested); int8: float32 SCB per row [N]; bf16: unused (the data again) */
   scales: View;
   /** double quantization: absmax[b] = code[scales[b]] * absmax[floor(b / blockSize)] + offset */
   nested: { code: View; absmax: View; offset: number; blockSize: number } | null;

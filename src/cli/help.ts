@@ -27,6 +27,7 @@ const GENERATION: Flag[] = [
   ['--model DIR', 'an HF model folder, or a .gguf file (config, tokenizer and weights read from it) (required)'],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
   ['--adapter DIR', 'a PEFT LoRA adapter applied on load'],
+  ['--quant bf16|int8|q4', 'store every Linear (and the head) as bf16, int8 (per-row scales) or q4 (groups of 32) for decoding at memory bandwidth (default: the checkpoint as loaded)'],
   ['--max-new-tokens N', "default: generation_config.json's, else 20"],
   ['--temperature T', '0 = greedy (default: generation_config.json, else 1)'],
   ['--top-p P / --top-k K / --min-p P', 'sampling filters (defaults 1 / 50 / off)'],
@@ -159,8 +160,10 @@ export const HELP: Record<string, CommandHelp> = {
   },
   generate: {
     usage: 'kestrel generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--json] [sampling flags]',
-    flags: [['--prompt TEXT', 'the text to continue'], ['--prompt-ids 1,2,3', 'token ids instead of text'], ['--json', 'print ids and text as JSON'], ...GENERATION],
-    example: 'kestrel generate --model ./SmolLM2-135M-Instruct --prompt "The capital of France is" --max-new-tokens 20',
+    flags: [['--prompt TEXT', 'the text to continue'], ['--prompt-ids 1,2,3', 'token ids instead of text'], ['--json', 'print ids and text as JSON'],
+      ['--draft-model DIR', 'speculative greedy decoding: a small model sharing the tokenizer drafts tokens the model verifies in one forward (same output as plain greedy; --json reports acceptance_rate)'],
+      ['--num-draft-tokens K', 'drafts per verifying forward (default 4)'], ...GENERATION],
+    example: 'kestrel generate --model ./SmolLM2-135M-Instruct --prompt "The capital of France is" --max-new-tokens 20 --quant q4',
   },
   chat: {
     usage: 'kestrel chat --model DIR [--system TEXT] [--template NAME] [sampling flags]',
@@ -305,6 +308,22 @@ export const HELP: Record<string, CommandHelp> = {
       DEVICE,
     ],
     example: 'kestrel export --model ./SmolLM2-135M-Instruct --type q8_0 --out smol.q8_0.gguf --ollama',
+  },
+  quantize: {
+    usage: 'kestrel quantize --model DIR --calib data.jsonl --format int8|q4 --out DIR [--heldout FILE] [--seq-len N] [--calib-rows N] [--group-size N] [--json]',
+    flags: [
+      ['--model DIR', 'a decoder-family HF model folder with a tokenizer'],
+      ['--calib FILE', 'JSONL/JSON/Parquet records with a "text" field: the calibration activations'],
+      ['--format int8|q4', 'int8: one scale per output row; q4: 4-bit groups with one scale each (llama.cpp q4_0-like)'],
+      ['--out DIR', 'the quantized folder (safetensors + quantization_config; loadPretrained and --model read it) and quantize_report.json'],
+      ['--heldout FILE', 'text for the before/after loss and perplexity (default: the last 10% of --calib records)'],
+      ['--seq-len N', 'tokens per sequence (default 256)'],
+      ['--calib-rows N', 'token rows per layer kept for the AWQ scale search (default 512)'],
+      ['--group-size N', 'q4 values per scale, a power of two (default 32)'],
+      ['--json', 'one JSON line with the report'],
+      DEVICE,
+    ],
+    example: 'kestrel quantize --model ./SmolLM2-135M --calib wiki.jsonl --format q4 --out ./smol-q4 && kestrel generate --model ./smol-q4 --prompt "Hello"',
   },
   merge: {
     usage: 'kestrel merge --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]',

@@ -7,6 +7,7 @@ import { finetuneCommand } from './finetune.js';
 import { demoCommand } from './demo.js';
 import { mergeCommand } from './merge.js';
 import { exportCommand } from './export.js';
+import { quantizeCommand } from './quantize.js';
 import { embedCommand } from './embed.js';
 import { embedTrainCommand } from './embed_train.js';
 import { embedMineCommand } from './embed_mine.js';
@@ -30,6 +31,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   generate: { about: 'continue a prompt: --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--json]', run: generateCommand },
   train: { about: 'train or fine-tune: --model DIR|config.json --data FILE --output DIR [--deepspeed ds.json]', run: trainCommand },
   finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', run: finetuneCommand },
+  quantize: { about: 'int8/q4 weights with AWQ calibration: --model DIR --calib data.jsonl --format int8|q4 --out DIR [--heldout FILE]', run: quantizeCommand },
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
   export: { about: 'a GGUF file for llama.cpp / Ollama: --model DIR [--adapter DIR] --type f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--ollama]', run: exportCommand },
   launch: { about: 'run a command as N ranks on this machine: -n N [--master-port P] -- kestrel train ...', run: launchCommand },

@@ -5,11 +5,13 @@ import type { Pretrained } from '../models/load.js';
 import type { CausalLM } from '../models/causal_lm.js';
 import type { Gpt2LMHeadModel } from '../models/gpt2.js';
 import { numberFlag } from './flags.js';
+import { checkInferenceQuant } from '../quant/quantize_model.js';
 
 export const MODEL_OPTIONS = {
   model: { type: 'string' },
   tokenizer: { type: 'string' },
   adapter: { type: 'string' },
+  quant: { type: 'string' },
   'max-new-tokens': { type: 'string' },
   temperature: { type: 'string' },
   'top-p': { type: 'string' },
@@ -24,7 +26,8 @@ type Values = { [K in keyof typeof MODEL_OPTIONS]?: string };
 export async function loadFromFlags(values: Values): Promise<Pretrained<CausalLM | Gpt2LMHeadModel>> {
   if (!values.model) throw new Error('--model DIR is required');
   samplingFlags(values); // bad flags fail before a model load that can take minutes
-  return loadCausalLM(values.model, { tokenizer: values.tokenizer, adapter: values.adapter });
+  const quant = values.quant === undefined ? undefined : checkInferenceQuant(values.quant, '--quant');
+  return loadCausalLM(values.model, { tokenizer: values.tokenizer, adapter: values.adapter, quant });
 }
 
 /** The sampling flags, each checked against its rule (GENERATION_RULES). */

@@ -16,6 +16,7 @@ import { KVCache } from '../models/kv_cache.js';
 import { StaticKVCache } from '../models/static_kv_cache.js';
 import { item } from '../ops/transfer.js';
 import { GraphDecoder, graphDecodeBlocker } from './graph_decode.js';
+import { checkSpeculative, speculativeDecode } from './speculative.js';
 import { type SamplingOptions, applyPresenceFrequencyPenalty, applyRepetitionPenalty, argmax, drawFrom, samplingProbs } from './sampling.js';
 
 export interface GenerateOptions extends SamplingOptions {
@@ -37,6 +38,10 @@ export interface GenerateOptions extends SamplingOptions {
   logitsProcessor?: (row: number, scores: Float32Array, generated: readonly number[]) => void;
   /** collect the processed logits of each step ([B, V] float32 arrays: after the penalties, before temperature and filtering) */
   onScores?: (step: number, scores: Float32Array[]) => void;
+  /** speculative decoding (greedy, one row): a small model sharing the tokenizer drafts tokens (speculative.ts) */
+  draftModel?: LanguageModel;
+  /** drafts per target forward (default 4) */
+  numDraftTokens?: number;
 }
 
 export interface GenerationStep {
@@ -196,6 +201,15 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
  */
 export async function generate(model: LanguageModel, inputIds: Tensor, opts: GenerateOptions = {}): Promise<Tensor> {
   const rows = toArray(inputIds) as number[][];
+  if (opts.draftModel) {
+    const r = resolveGenerateOptions(model, opts);
+    const penalized = r.sampling.repetitionPenalty !== 1 || r.sampling.presencePenalty !== 0 || r.sampling.frequencyPenalty !== 0;
+    checkSpeculative(inputIds, { sampling: r.doSample, penalized, processor: !!(opts.logitsProcessor || opts.onScores) });
+    if (opts.attentionMask && (toArray(opts.attentionMask) as number[][]).some((m) => m.some((x) => !x)))
+      throw new Error('generate: speculative decoding (draftModel) takes an unpadded prompt');
+    const { tokens } = speculativeDecode(model, rows[0], { draftModel: opts.draftModel, numDraftTokens: opts.numDraftTokens, maxNewTokens: r.maxNewTokens, eos: r.eos });
+    return tensor([[...rows[0], ...tokens]], { dtype: 'int64', backend: inputIds.backendName });
+  }
   for await (const { tokens } of generateStream(model, inputIds, opts)) tokens.forEach((t, b) => rows[b].push(t));
   return tensor(rows, { dtype: 'int64', backend: inputIds.backendName });
 }

@@ -6,6 +6,7 @@ import type { Tensor } from '../tensor/tensor.js';
 import { type GenerateOptions, type GenerationStep, generate, generateStream } from './generate.js';
 
 export { generate, generateStream, type GenerateOptions, type GenerationStep } from './generate.js';
+export { speculativeDecode, type SpeculativeOptions, type SpeculativeStats } from './speculative.js';
 export { samplingProbs, applyRepetitionPenalty, type SamplingOptions } from './sampling.js';
 
 interface Generates {

@@ -17,6 +17,8 @@ import type { Module } from '../nn/module.js';
 import { type AnyModel, buildModel, finishLoading, isSpeechModel } from './registry.js';
 import { loadAdapter } from '../lora/peft.js';
 import { bnbCheckpoint, loadBnbLinears } from '../quant/bnb.js';
+import { loadKestrelQuantLinears, readKestrelQuantConfig } from '../quant/kestrel_format.js';
+import { type InferenceQuant, checkInferenceQuant, quantizeModel } from '../quant/quantize_model.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { CausalLM } from './causal_lm.js';
 import { loadSparsity, saveSparsity } from './sparse_attention.js';
@@ -32,6 +34,12 @@ export interface LoadOptions {
   tokenizer?: string;
   /** a PEFT LoRA adapter folder to apply after loading */
   adapter?: string;
+  /**
+   * quantized inference: every Linear of a decoder (the head included; a tied head gets a quantized
+   * copy of the embedding) stored as bf16, int8 (per-row scales) or q4 (groups of 32), multiplied by
+   * the decode GEMV (native/quant_gemv.cc); frozen, for generation
+   */
+  quant?: InferenceQuant;
 }
 
 const TOKENIZER_FILES = ['tokenizer.json', 'vocab.json', 'tokenizer.model', 'vocab.txt'];
@@ -162,10 +170,12 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
     // built lazily: each parameter is allocated once, in its final dtype and format, as it is read
     // a base model's weights (no `model.` prefix, no lm_head) load as one whatever architectures says
     model = buildModel(folder.config, configFile, { backend: 'meta' }, { base: isBaseCheckpoint((n) => folder.has(n)) || undefined });
-    const used = loadBnbLinears(model, folder, configFile, { backend });
+    const kestrelQuant = readKestrelQuantConfig(folder.config, configFile);
+    const used = kestrelQuant ? loadKestrelQuantLinears(model, folder, configFile, { backend }) : loadBnbLinears(model, folder, configFile, { backend });
     loadWeights(model, folder, { dtype: opts.dtype ?? 'float32', used, configFile, backend });
     finishLoading(model);
     if (model instanceof CausalLM) loadSparsity(dir, model);
+    if (opts.quant) quantizeForInference(model, checkInferenceQuant(opts.quant, 'loadPretrained: quant'));
     if (opts.adapter) loadAdapter(model, opts.adapter, { baseModel: dir });
     model.eval();
     const gen = join(dir, 'generation_config.json');
@@ -178,6 +188,13 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
   } finally {
     folder.close();
   }
+}
+
+/** Quantizes a loaded causal LM's Linears (and head) in place for generation (LoadOptions.quant). */
+export function quantizeForInference(model: AnyModel, type: InferenceQuant): string[] {
+  if (!(model instanceof CausalLM)) throw new Error(`quant ${type}: quantized inference takes a decoder-family causal LM, got ${model.constructor.name}`);
+  const tiedHead = model.lm_head ? undefined : model.model.embed_tokens.weight;
+  return quantizeModel(model, { type, head: true, tiedHead });
 }
 
 /** A causal LM (decoder family or GPT-2): loadPretrained, refusing encoder-only checkpoints. */

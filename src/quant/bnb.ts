@@ -92,7 +92,8 @@ export function readBnbConfig(config: Json, file: string): BnbConfig | null {
  * One layer's arrays are read into a reused arena: QuantLinear copies them onto its backend, so
  * loading a model leaves no per-layer JavaScript garbage behind (the load's RSS stays the model's).
  */
-class Reader {
+/** Reads quantized layers' arrays from a checkpoint folder (shared with kestrel_format.ts). */
+export class Reader {
   readonly used = new Set<string>();
   private arena = new ArrayBuffer(1 << 20);
   private at = 0;

@@ -4,4 +4,5 @@ export { NF4_CODE, FP4_CODE, quantize4bit, dequantize4bit, blockAbsmax, type Fou
 export { DYNAMIC_MAP, NESTED_BLOCK_SIZE, quantizeStats, dequantizeStats, type QuantizedStats } from './double_quant.js';
 export { quantizeInt8, dequantizeInt8, type Int8Tensor } from './int8.js';
 export { QuantLinear, QUANT_TYPES, type QuantType, type QuantOptions, type QuantLinearState } from './quant_linear.js';
-export { quantizeModel, type QuantizeModelOptions } from './quantize_model.js';
+export { quantizeModel, INFERENCE_QUANTS, checkInferenceQuant, type InferenceQuant, type QuantizeModelOptions } from './quantize_model.js';
+export { Q4_CODE, quantizeQ4, dequantizeQ4, type Q4Tensor } from './q4.js';

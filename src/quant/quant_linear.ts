@@ -1,11 +1,12 @@
 // A Linear whose weight is stored quantized (NF4 / FP4 4-bit with optional double quantization,
-// or LLM.int8's row-scaled int8) and frozen: forward and backward run the quantized matmul
+// LLM.int8's row-scaled int8, the q4 decode format of q4.ts, or plain bfloat16) and frozen: forward and backward run the quantized matmul
 // (src/ops/fused/quant_linear.ts), which dequantizes tile by tile inside the kernel, so no
-// float copy of the weight is ever resident. Bias stays float.
+// float copy of the weight is ever resident. Bias stays float. A float32 input of at most 8 rows
+// (decoding) takes native/quant_gemv.cc, which streams the weight once at memory bandwidth.
 //   y = x Wᵀ + b,  dx = g W,  no gradient for W (QLoRA trains adapters on top of it).
 import type { Tensor } from '../tensor/tensor.js';
 import { tensor } from '../ops/creation.js';
-import { add } from '../ops/elementwise.js';
+import { add, mul } from '../ops/elementwise.js';
 import { clone } from '../ops/view.js';
 import { toTypedArray } from '../ops/transfer.js';
 import { type QuantTensors, quantLinear, quantLinearTransposed } from '../ops/fused/quant_linear.js';
@@ -16,13 +17,17 @@ import type { Linear } from '../nn/layers.js';
 import { type QuantizedStats, dequantizeStats } from './double_quant.js';
 import { type FourBitType, checkBlockSize, codeOf, dequantize4bit, quantize4bit } from './four_bit.js';
 import { dequantizeInt8, quantizeInt8 } from './int8.js';
+import { Q4_CODE, dequantizeQ4, quantizeQ4 } from './q4.js';
+import { bf16ToF32, f32ToBf16 } from '../tensor/half.js';
 
-export type QuantType = FourBitType | 'int8';
-export const QUANT_TYPES: readonly QuantType[] = ['nf4', 'fp4', 'int8'];
+export type QuantType = FourBitType | 'int8' | 'q4' | 'bf16';
+export const QUANT_TYPES: readonly QuantType[] = ['nf4', 'fp4', 'int8', 'q4', 'bf16'];
+/** Types stored as 4-bit codes into a 16-entry table. */
+const isFourBit = (t: QuantType): boolean => t === 'nf4' || t === 'fp4' || t === 'q4';
 
 export interface QuantOptions {
   type: QuantType;
-  /** 4-bit: values per absmax (default 64) */
+  /** 4-bit: values per absmax (default 64; q4: 32) */
   blockSize?: number;
   /** 4-bit: store the absmax in 8 bits too (QLoRA's double quantization) */
   doubleQuant?: boolean;
@@ -33,14 +38,19 @@ export interface QuantLinearState {
   type: QuantType;
   inFeatures: number;
   outFeatures: number;
-  /** nf4/fp4: ceil(out*in/2) bytes, two codes each, high nibble first; int8: out*in values */
-  data: Uint8Array | Int8Array;
-  /** nf4/fp4: absmax per block (or its double-quantized form); int8: SCB, the absmax per row */
+  /** nf4/fp4/q4: ceil(out*in/2) bytes, two codes each, high nibble first; int8: out*in values; bf16: out*in raw bfloat16 */
+  data: Uint8Array | Int8Array | Uint16Array;
+  /** nf4/fp4: absmax per block (or its double-quantized form); q4: the scale per group; int8: SCB, the absmax per row; bf16: empty */
   scales: Float32Array | QuantizedStats;
   /** nf4/fp4: values per absmax (default 64) */
   blockSize?: number;
   /** nf4/fp4: the 16-entry code table (a checkpoint's quant_map; default the type's own) */
   code?: Float32Array;
+  /**
+   * AWQ: per-input-channel factors s' [in] the input is multiplied by before the quantized product
+   * (the stored weight is W * diag(1/s'), quantized: y = (x * s') Q(W / s')ᵀ); absent = 1
+   */
+  inputScale?: Float32Array;
 }
 
 export class QuantLinear extends Module {
@@ -50,6 +60,8 @@ export class QuantLinear extends Module {
   /** 4-bit: values per absmax; int8: in_features (one SCB per row) */
   readonly blockSize: number;
   bias: Tensor | null;
+  /** AWQ's per-input-channel factors the input is multiplied by (QuantLinearState.inputScale), or null */
+  input_scale: Tensor | null;
   // Buffers (not parameters: frozen, and not in the state dict), counted as 'param' memory.
   /** packed 4-bit codes (uint8) or int8 values */
   qweight: Tensor;
@@ -69,29 +81,30 @@ export class QuantLinear extends Module {
   constructor(state: QuantLinearState, opts: { bias?: Tensor | null; backend?: string } = {}) {
     super();
     const { type, inFeatures: K, outFeatures: N, data, scales } = state;
-    if (!QUANT_TYPES.includes(type)) throw new Error(`QuantLinear: unsupported type ${JSON.stringify(type)} (expected nf4, fp4 or int8)`);
+    if (!QUANT_TYPES.includes(type)) throw new Error(`QuantLinear: unsupported type ${JSON.stringify(type)} (expected ${QUANT_TYPES.join(', ')})`);
     const where = `QuantLinear [${N}, ${K}] (${type})`;
     if (!(Number.isInteger(N) && Number.isInteger(K) && N > 0 && K > 0)) throw new Error(`${where}: in/out features must be positive integers`);
-    const four = type !== 'int8';
+    const four = isFourBit(type);
     [this.type, this.inFeatures, this.outFeatures] = [type, K, N];
-    this.blockSize = four ? state.blockSize ?? 64 : K;
+    this.blockSize = four ? state.blockSize ?? (type === 'q4' ? 32 : 64) : K;
     if (four) checkBlockSize(where, this.blockSize);
     const wantData = four ? Math.ceil((N * K) / 2) : N * K;
-    if (data.length !== wantData || !(four ? data instanceof Uint8Array : data instanceof Int8Array))
-      throw new Error(`${where}: data must be ${four ? 'a Uint8Array' : 'an Int8Array'} of ${wantData} values, got ${data.constructor.name}(${data.length})`);
-    const nScales = four ? Math.ceil((N * K) / this.blockSize) : N;
+    const arrayType = four ? Uint8Array : type === 'int8' ? Int8Array : Uint16Array;
+    if (data.length !== wantData || !(data instanceof arrayType))
+      throw new Error(`${where}: data must be a ${arrayType.name} of ${wantData} values, got ${data.constructor.name}(${data.length})`);
+    const nScales = four ? Math.ceil((N * K) / this.blockSize) : type === 'int8' ? N : 0;
     const stats = scales instanceof Float32Array ? null : scales;
     if (stats && !four) throw new Error(`${where}: int8 weights have no double-quantized statistics`);
     const count = stats ? stats.codes.length : (scales as Float32Array).length;
     if (count !== nScales) throw new Error(`${where}: expected ${nScales} ${four ? 'absmax' : 'SCB'} values, got ${count}`);
-    const code = four ? state.code ?? codeOf(type as FourBitType) : null;
+    const code = four ? state.code ?? (type === 'q4' ? Q4_CODE : codeOf(type as FourBitType)) : null;
     if (code && code.length !== 16) throw new Error(`${where}: the code table must have 16 entries, got ${code.length}`);
     if (stats && stats.code.length !== 256) throw new Error(`${where}: the nested code must have 256 entries, got ${stats.code.length}`);
     if (stats && stats.nestedAbsmax.length !== Math.ceil(nScales / stats.blockSize))
       throw new Error(`${where}: expected ${Math.ceil(nScales / stats.blockSize)} nested absmax values, got ${stats.nestedAbsmax.length}`);
-    const buffer = (name: string, values: Float32Array | Uint8Array | Int8Array, dtype: 'float32' | 'uint8' | 'int8') =>
+    const buffer = (name: string, values: Float32Array | Uint8Array | Int8Array | Uint16Array, dtype: 'float32' | 'uint8' | 'int8' | 'bfloat16') =>
       this.registerBuffer(name, tensor(values, { dtype, backend: opts.backend, tag: 'param' }), false, { format: true });
-    this.qweight = buffer('qweight', data, four ? 'uint8' : 'int8');
+    this.qweight = buffer('qweight', data, four ? 'uint8' : type === 'int8' ? 'int8' : 'bfloat16');
     this.scales = stats ? buffer('scales', stats.codes, 'uint8') : buffer('scales', scales as Float32Array, 'float32');
     this.code = code && buffer('code', code, 'float32');
     this.nested_code = stats && buffer('nested_code', stats.code, 'float32');
@@ -101,6 +114,9 @@ export class QuantLinear extends Module {
     const bias = opts.bias ?? null;
     if (bias && (bias.ndim !== 1 || bias.shape[0] !== N)) throw new Error(`${where}: bias must be [${N}], got [${bias.shape}]`);
     this.bias = bias && Parameter(bias, false);
+    const s = state.inputScale;
+    if (s && s.length !== K) throw new Error(`${where}: inputScale must have ${K} values (one per input feature), got ${s.length}`);
+    this.input_scale = s ? buffer('input_scale', s, 'float32') : null;
   }
 
   get doubleQuant(): boolean {
@@ -112,19 +128,37 @@ export class QuantLinear extends Module {
    * @example const q = QuantLinear.fromLinear(linear, { type: 'nf4', doubleQuant: true })
    */
   static fromLinear(l: Linear, opts: QuantOptions): QuantLinear {
+    return QuantLinear.fromWeight(l.weight, l.bias, opts);
+  }
+
+  /**
+   * Quantizes a [out, in] weight (and copies the bias, which stays float); the weight is not freed.
+   * @example const head = QuantLinear.fromWeight(model.model.embed_tokens.weight, null, { type: 'q4' })
+   */
+  static fromWeight(weight: Tensor, bias: Tensor | null, opts: QuantOptions): QuantLinear {
     const { type } = opts;
-    const [N, K] = [l.outFeatures, l.inFeatures];
-    if (!QUANT_TYPES.includes(type)) throw new Error(`QuantLinear.fromLinear: unsupported type ${JSON.stringify(type)} (expected nf4, fp4 or int8)`);
-    const w = l.weight.toFloat32Array();
-    const bias = l.bias ? keep(noGrad(() => clone(l.bias!))) : null;
-    const backend = l.weight.backendName;
+    if (weight.ndim !== 2) throw new Error(`QuantLinear.fromWeight: the weight must be 2-d [out, in], got [${weight.shape}]`);
+    const [N, K] = weight.shape;
+    if (!QUANT_TYPES.includes(type)) throw new Error(`QuantLinear.fromLinear: unsupported type ${JSON.stringify(type)} (expected ${QUANT_TYPES.join(', ')})`);
+    const w = weight.toFloat32Array();
+    const b = bias ? keep(noGrad(() => clone(bias))) : null;
+    const backend = weight.backendName;
+    if (opts.doubleQuant && (type === 'int8' || type === 'q4' || type === 'bf16'))
+      throw new Error(`QuantLinear.fromLinear: doubleQuant applies to nf4/fp4, not ${type}`);
+    if (type === 'bf16') {
+      const data = Uint16Array.from(w, f32ToBf16);
+      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data, scales: new Float32Array(0) }, { bias: b, backend });
+    }
+    if (type === 'q4') {
+      const q = quantizeQ4(w, [N, K], opts.blockSize);
+      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.packed, scales: q.scales, blockSize: q.blockSize }, { bias: b, backend });
+    }
     if (type === 'int8') {
-      if (opts.doubleQuant) throw new Error('QuantLinear.fromLinear: doubleQuant applies to nf4/fp4, not int8');
       const q = quantizeInt8(w, [N, K]);
-      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.data, scales: q.scb }, { bias, backend });
+      return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.data, scales: q.scb }, { bias: b, backend });
     }
     const q = quantize4bit(w, [N, K], { type, blockSize: opts.blockSize, doubleQuant: opts.doubleQuant });
-    return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.packed, scales: q.absmax, blockSize: q.blockSize }, { bias, backend });
+    return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.packed, scales: q.absmax, blockSize: q.blockSize }, { bias: b, backend });
   }
 
   /** The kernel's view of the weight (the buffers themselves). */
@@ -132,25 +166,36 @@ export class QuantLinear extends Module {
     const nested = this.nested_code && this.nested_absmax
       ? { code: this.nested_code, absmax: this.nested_absmax, offset: this.nestedOffset, blockSize: this.nestedBlockSize }
       : null;
+    const kind = this.type === 'int8' || this.type === 'bf16' ? this.type : '4bit';
     return {
-      kind: this.type === 'int8' ? 'int8' : '4bit', N: this.outFeatures, K: this.inFeatures, data: this.qweight,
-      code: this.code, blockSize: this.type === 'int8' ? 0 : this.blockSize, scales: this.scales, nested,
+      kind, N: this.outFeatures, K: this.inFeatures, data: this.qweight, code: this.code,
+      blockSize: kind === '4bit' ? this.blockSize : 0, scales: kind === 'bf16' ? this.qweight : this.scales, nested,
     };
   }
 
   /** x Wᵀ over the last dim ([..., in] -> [..., out]); no bias, records no autograd (FrozenLinear). */
   applyWeight(x: Tensor): Tensor {
-    return noGrad(() => quantLinear(x, this.weight()));
+    return noGrad(() => tidy(() => quantLinear(this.scaleInput(x), this.weight())));
+  }
+
+  /** x * input_scale (AWQ), or x itself. */
+  private scaleInput(x: Tensor): Tensor {
+    return this.input_scale ? mul(x, this.input_scale) : x;
   }
 
   /** g W over the last dim ([..., out] -> [..., in]), the input gradient of applyWeight (FrozenLinear). */
   applyWeightTransposed(g: Tensor): Tensor {
-    return noGrad(() => quantLinearTransposed(g, this.weight()));
+    // y = (x * s) Qᵀ, so dx = (g Q) * s
+    return noGrad(() => tidy(() => this.scaleInput(quantLinearTransposed(g, this.weight()))));
   }
 
   forward(x: Tensor): Tensor {
     const bias = this.bias;
-    return bias ? tidy(() => add(quantLinear(x, this.weight()), bias)) : quantLinear(x, this.weight());
+    if (!bias && !this.input_scale) return quantLinear(x, this.weight());
+    return tidy(() => {
+      const y = quantLinear(this.scaleInput(x), this.weight());
+      return bias ? add(y, bias) : y;
+    });
   }
 
   /** The dequantized weight [out, in] (a new float32 tensor; the caller frees it). */
@@ -158,12 +203,19 @@ export class QuantLinear extends Module {
     const [N, K] = [this.outFeatures, this.inFeatures];
     const read = <T>(t: Tensor): T => toTypedArray(t) as T;
     let values: Float32Array;
-    if (this.type === 'int8') values = dequantizeInt8({ shape: [N, K], data: read<Int8Array>(this.qweight), scb: read<Float32Array>(this.scales) });
+    if (this.type === 'bf16') values = Float32Array.from(read<Uint16Array>(this.qweight), bf16ToF32);
+    else if (this.type === 'q4') values = dequantizeQ4({ shape: [N, K], blockSize: this.blockSize, packed: read<Uint8Array>(this.qweight), scales: read<Float32Array>(this.scales) });
+    else if (this.type === 'int8') values = dequantizeInt8({ shape: [N, K], data: read<Int8Array>(this.qweight), scb: read<Float32Array>(this.scales) });
     else {
       const absmax = this.nested_absmax
         ? dequantizeStats({ codes: read<Uint8Array>(this.scales), nestedAbsmax: read<Float32Array>(this.nested_absmax), offset: this.nestedOffset, blockSize: this.nestedBlockSize, code: read<Float32Array>(this.nested_code!) })
         : read<Float32Array>(this.scales);
       values = dequantize4bit({ type: this.type, shape: [N, K], blockSize: this.blockSize, packed: read<Uint8Array>(this.qweight), absmax }, read<Float32Array>(this.code!));
+    }
+    if (this.input_scale) {
+      // the weight this layer multiplies x by: Q * diag(s)
+      const s = read<Float32Array>(this.input_scale);
+      for (let i = 0; i < values.length; i++) values[i] *= s[i % K];
     }
     return tensor(values, { shape: [N, K], backend: this.qweight.backendName });
   }

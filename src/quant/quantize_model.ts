@@ -1,13 +1,32 @@
-// Quantizes a model's Linear layers in place (QLoRA's first step): every Linear except lm_head
-// (and the names in `skip`) becomes a QuantLinear under the same property name, so module paths
-// (model.layers.0.self_attn.q_proj) still match Hugging Face names.
+// Quantizes a model's Linear layers in place (QLoRA's first step; decode-time bf16/int8/q4
+// weights): every Linear except lm_head (unless `head`) and the names in `skip` becomes a
+// QuantLinear under the same property name, so module paths (model.layers.0.self_attn.q_proj)
+// still match Hugging Face names.
 import { Linear } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
+import type { Tensor } from '../tensor/tensor.js';
 import { type QuantOptions, QuantLinear } from './quant_linear.js';
+
+/** The weight formats of quantized inference (`--quant`): the decode GEMV's fast formats. */
+export const INFERENCE_QUANTS = ['bf16', 'int8', 'q4'] as const;
+export type InferenceQuant = (typeof INFERENCE_QUANTS)[number];
+
+/** Throws unless q is one of INFERENCE_QUANTS, naming `where` (a flag or option). */
+export function checkInferenceQuant(q: string, where: string): InferenceQuant {
+  if (!(INFERENCE_QUANTS as readonly string[]).includes(q)) throw new Error(`${where} must be one of ${INFERENCE_QUANTS.join(', ')}, got ${JSON.stringify(q)}`);
+  return q as InferenceQuant;
+}
 
 export interface QuantizeModelOptions extends QuantOptions {
   /** property names (q_proj) or full paths (model.layers.0.mlp.down_proj) to keep in float */
   skip?: string[];
+  /**
+   * quantize the output head too (decoding reads it every token: the largest matrix of small
+   * models); with `tiedHead`, the [V, D] embedding a tied model multiplies as its head, a quantized
+   * copy becomes the root's `lm_head` (the embedding itself stays float for the lookups)
+   */
+  head?: boolean;
+  tiedHead?: Tensor;
 }
 
 /**
@@ -15,7 +34,7 @@ export interface QuantizeModelOptions extends QuantOptions {
  * @example quantizeModel(model, { type: 'nf4', doubleQuant: true })  // then injectLora(model, ...)
  */
 export function quantizeModel(model: Module, opts: QuantizeModelOptions): string[] {
-  const skip = new Set(['lm_head', ...(opts.skip ?? [])]);
+  const skip = new Set([...(opts.head ? [] : ['lm_head']), ...(opts.skip ?? [])]);
   const done: string[] = [];
   for (const [path, m] of model.namedModules())
     for (const [key, v] of Object.entries(m)) {
@@ -30,5 +49,10 @@ export function quantizeModel(model: Module, opts: QuantizeModelOptions): string
       if (Array.isArray(v)) v.forEach((l, i) => (v[i] = swap(l, `${at}.${i}`)));
       else if (v instanceof Linear) Reflect.set(m, key, swap(v, at));
     }
+  if (opts.head && opts.tiedHead) {
+    if (Reflect.get(model, 'lm_head') !== undefined) throw new Error('quantizeModel: tiedHead given, but the model has its own lm_head');
+    Reflect.set(model, 'lm_head', QuantLinear.fromWeight(opts.tiedHead, null, opts));
+    done.push('lm_head');
+  }
   return done;
 }

@@ -6,7 +6,7 @@ import { test } from 'node:test';
 import { HELP } from '../../src/cli/help.js';
 import { runCli } from '../helpers.js';
 
-const COMMANDS = ['demo', 'doctor', 'generate', 'chat', 'train', 'finetune', 'merge', 'export', 'serve', 'studio', 'transcribe', 'speak', 'embed', 'embed-train', 'embed-mine', 'dpo', 'orpo', 'simpo', 'kto', 'rm', 'grpo', 'ppo', 'launch', 'consolidate'];
+const COMMANDS = ['demo', 'doctor', 'generate', 'chat', 'train', 'finetune', 'merge', 'quantize', 'export', 'serve', 'studio', 'transcribe', 'speak', 'embed', 'embed-train', 'embed-mine', 'dpo', 'orpo', 'simpo', 'kto', 'rm', 'grpo', 'ppo', 'launch', 'consolidate'];
 
 test('every command answers --help with its flags and an example', () => {
   assert.deepEqual(Object.keys(HELP).sort(), [...COMMANDS].sort());

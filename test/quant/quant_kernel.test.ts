@@ -21,7 +21,7 @@ import { assertClose, runChild, seeded, seededTensor } from '../helpers.js';
 const CHILD = process.env.KESTREL_QUANT_CHILD === '1';
 const VS_REF = { atol: 1e-5, rtol: 1e-4 }; // float32 sums of up to 300 products against float64
 
-type Format = { type: k.quant.QuantType; blockSize?: number; doubleQuant?: boolean };
+type Format = { type: k.quant.FourBitType | 'int8'; blockSize?: number; doubleQuant?: boolean };
 
 /** A quantized [N, K] weight from seeded values (the state both backends are built from). */
 function state(N: number, K: number, f: Format, seed = 7): QuantLinearState {

@@ -50,8 +50,10 @@ function makeKernels(p: Packer): Kernels {
     p.num(o.scale).num(o.causal ? 1 : 0).num(o.window).num(o.softcap).num(o.dropout)
       .num(o.seed % TWO_POW_32).num(Math.floor(o.seed / TWO_POW_32)).num(o.counter);
   // the order native/quant.cc's read_weight() reads
+  // the kind codes native/quant_weight.h reads
+  const QUANT_KINDS = ['4bit', 'int8', 'bf16'] as const;
   const quantWeight = (w: QuantWeight): Packer => {
-    p.num(w.kind === '4bit' ? 0 : 1).num(w.N).num(w.K).view(v(w.data)).view(v(w.code)).num(w.blockSize).view(v(w.scales));
+    p.num(QUANT_KINDS.indexOf(w.kind)).num(w.N).num(w.K).view(v(w.data)).view(v(w.code)).num(w.blockSize).view(v(w.scales));
     return w.nested
       ? p.view(v(w.nested.code)).view(v(w.nested.absmax)).num(w.nested.offset).num(w.nested.blockSize)
       : p.view(null);

@@ -13,6 +13,10 @@ function vector(op: string, what: string, v: View, n: number): Float64Array {
 function decode(op: string, w: QuantWeight): Float64Array {
   const n = w.N * w.K;
   const out = new Float64Array(n);
+  if (w.kind === 'bf16') {
+    if (w.data.dtype !== 'bfloat16') throw new Error(`${op}: a bf16 weight must be bfloat16, got ${w.data.dtype}`);
+    return vector(op, 'bf16 weight', w.data, n);
+  }
   if (w.kind === 'int8') {
     const q = vector(op, 'int8 weight', w.data, n);
     const scb = vector(op, 'SCB', w.scales, w.N);

@@ -65,6 +65,7 @@ function decoder(k: string, w: QuantWeight): Decoder {
   const { N, K } = w;
   if (!Number.isInteger(N) || !Number.isInteger(K) || N < 0 || K < 0) fail(k, `negative weight size N=${N} K=${K}`);
   const numel = N * K;
+  if (w.kind === 'bf16') fail(k, 'bf16 decode weights run on the cpu backend only (cast the Linear to bfloat16 on cuda instead)');
   if (w.kind === 'int8') {
     if (w.code) fail(k, 'an int8 weight takes no code table');
     if (w.nested) fail(k, 'an int8 weight has no double-quantized statistics');

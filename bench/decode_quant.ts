@@ -1,0 +1,131 @@
+// Decode-time quantized matmul and batch-1 decode (issue 10, part 3): the decode GEMV
+// (native/quant_gemv.cc) on bf16 / int8 / q4 weights against the memory-bandwidth bound measured
+// in the same run (a streaming read of a float32 buffer of the same bytes), and greedy batch-1
+// decode tok/s of random models with the smol135m and qwen05b shapes at float32 (Kestrel's plain
+// decode) and at each quantized format (every Linear and the head quantized), each against its
+// own bound: bandwidth / bytes of weight read per token.
+// A llama.cpp peer (node-llama-cpp on the same shapes exported to GGUF f16 / q8_0 / q4_0) joins
+// through `peers` in the results: see LLAMA_CPP_PEER below.
+// Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 32] [--reps 3]
+import { parseArgs } from 'node:util';
+import * as k from '../src/index.js';
+import { buildDecoder, readBandwidth } from './lib/decoder_bench.js';
+import { loadNative } from '../src/backend/addon.js';
+import { median, writeResult } from './lib/report.js';
+
+const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: number; ffn: number; vocab: number }> = {
+  smol135m: { dim: 576, layers: 30, heads: 9, kv: 3, ffn: 1536, vocab: 49152 },
+  qwen05b: { dim: 896, layers: 24, heads: 14, kv: 2, ffn: 4864, vocab: 151936 },
+};
+const FORMATS = k.quant.INFERENCE_QUANTS;
+const PROMPT = 16;
+
+/**
+ * The llama.cpp peer's slot: a function returning decode tok/s per (config, GGUF type), or null
+ * while node-llama-cpp is not set up here (the GGUF engineer's folder provides it).
+ */
+const LLAMA_CPP_PEER: ((config: string, type: 'f16' | 'q8_0' | 'q4_0') => Promise<number | null>) | null = null;
+
+/** Bytes of weight one decoded token reads through a QuantLinear (its data and scales). */
+const linearBytes = (q: k.quant.QuantLinear): number => q.qweight.numel * (q.type === 'bf16' ? 2 : 1) + (q.type === 'bf16' ? 0 : q.scales.numel * 4);
+
+/**
+ * The GEMV alone, M = 1, on two weights of about 64 MB each with a model's inner dims: [N, dim]
+ * (the q/k/v/gate/up projections stacked over layers) and [N, ffn] (down projections). One call
+ * streams the whole weight, so the op layer's per-call cost does not count against the kernel.
+ */
+function kernelRun(name: string, format: (typeof FORMATS)[number], reps: number) {
+  const s = SHAPES[name];
+  k.manualSeed(1);
+  const bytesPerValue = format === 'bf16' ? 2 : format === 'int8' ? 1 : 0.5;
+  const layers = [s.dim, s.ffn].map((K) => k.tidy(() => k.quant.QuantLinear.fromWeight(k.randn([Math.round(64e6 / bytesPerValue / K / 64) * 64, K]).mul(0.02), null, { type: format })));
+  const bytes = layers.reduce((n, q) => n + linearBytes(q), 0);
+  const xs = layers.map((q) => k.randn([1, q.inFeatures]));
+  // validated before timed: the GEMV equals the product with the dequantized weight
+  layers.forEach((q, i) => k.tidy(() => {
+    const want = k.matmul(xs[i], q.dequantize().t());
+    const err = q.forward(xs[i]).sub(want).abs().max().item() / want.abs().max().item();
+    if (!(err < 1e-4)) throw new Error(`${name} ${format}: GEMV differs from the dequantized product by ${err}`);
+  }));
+  const times: number[] = [];
+  for (let r = 0; r < reps + 1; r++) {
+    const t0 = performance.now();
+    layers.forEach((q, i) => q.forward(xs[i]).dispose());
+    if (r) times.push(performance.now() - t0);
+  }
+  const gbs = bytes / (median(times) / 1e3) / 1e9;
+  const bound = readBandwidth(bytes);
+  for (const t of [...layers, ...xs]) t.dispose();
+  return { config: name, format, weightMB: bytes / 1e6, gemvGBs: gbs, streamGBs: bound, fractionOfBound: gbs / bound };
+}
+
+const build = (name: string): k.CausalLM => buildDecoder(name, SHAPES[name]);
+
+/** Median decode tok/s (batch 1, greedy, after a PROMPT-token prefill) over reps runs after a warm-up. */
+async function decodeRate(model: k.CausalLM, decode: number, reps: number): Promise<number> {
+  const rates: number[] = [];
+  for (let r = 0; r < reps + 1; r++) {
+    const ids = k.randint(0, model.config.vocabSize, [1, PROMPT], { generator: new k.Generator(r) });
+    let tFirst = 0;
+    for await (const { step } of model.stream(ids, { maxNewTokens: decode + 1, temperature: 0, eosTokenId: [] })) if (step === 0) tFirst = performance.now();
+    const t1 = performance.now();
+    ids.dispose();
+    if (r) rates.push(decode / ((t1 - tFirst) / 1e3));
+  }
+  return median(rates);
+}
+
+/** Bytes of weight a decoded token reads: every Linear (quantized or float32) and the head. */
+function bytesPerToken(model: k.CausalLM): number {
+  let bytes = 0;
+  for (const [, m] of model.namedModules()) {
+    if (m instanceof k.quant.QuantLinear) bytes += linearBytes(m);
+    else if (m instanceof k.nn.Linear) bytes += m.weight.numel * 4;
+  }
+  if (!model.lm_head) bytes += model.model.embed_tokens.weight.numel * 4; // a float32 tied head
+  return bytes;
+}
+
+async function modelRun(name: string, decode: number, reps: number) {
+  const rows: Record<string, unknown>[] = [];
+  for (const format of ['float32', ...FORMATS] as const) {
+    const model = build(name);
+    if (format !== 'float32') k.quantizeForInference(model, format);
+    const bytes = bytesPerToken(model);
+    const rate = await decodeRate(model, decode, reps);
+    const bw = readBandwidth(Math.min(bytes, 512e6));
+    model.dispose();
+    const bound = (bw * 1e9) / bytes;
+    rows.push({ config: name, format, weightMBPerToken: bytes / 1e6, decodeTokPerSec: rate, streamGBs: bw, boundTokPerSec: bound, fractionOfBound: rate / bound });
+    console.log(`${name} ${format.padEnd(7)} decode ${rate.toFixed(1).padStart(6)} tok/s, ${(bytes / 1e6).toFixed(0)} MB/token, ${((100 * rate) / bound).toFixed(0)}% of the ${bound.toFixed(1)} tok/s bound (${bw.toFixed(1)} GB/s)`);
+  }
+  const f32 = rows[0].decodeTokPerSec as number;
+  for (const r of rows) r.vsFloat32 = (r.decodeTokPerSec as number) / f32;
+  return rows;
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({ options: { configs: { type: 'string', default: 'smol135m,qwen05b' }, decode: { type: 'string', default: '32' }, reps: { type: 'string', default: '3' }, 'no-models': { type: 'boolean', default: false } } });
+  const names = values.configs!.split(',');
+  for (const n of names) if (!SHAPES[n]) throw new Error(`--configs: unknown shape '${n}' (${Object.keys(SHAPES).join(', ')})`);
+  const reps = Number(values.reps);
+  const info = loadNative()?.info();
+  const kernels = [];
+  for (const name of names)
+    for (const format of FORMATS) {
+      const r = kernelRun(name, format, reps);
+      kernels.push(r);
+      console.log(`GEMV ${name} ${format.padEnd(5)} ${r.weightMB.toFixed(0)} MB: ${r.gemvGBs.toFixed(1)} GB/s vs stream ${r.streamGBs.toFixed(1)} GB/s = ${(100 * r.fractionOfBound).toFixed(0)}%`);
+    }
+  const models: Record<string, unknown>[] = [];
+  if (!values['no-models']) for (const name of names) models.push(...(await modelRun(name, Number(values.decode), reps)));
+  const peers: Record<string, unknown> = {};
+  if (LLAMA_CPP_PEER) for (const name of names) for (const t of ['f16', 'q8_0', 'q4_0'] as const) peers[`${name}/${t}`] = await LLAMA_CPP_PEER(name, t);
+  const path = writeResult('decode_quant', {
+    threads: info?.threads, simd: info ? { avx512f: info.avx512f, avx2: info.avx2 } : null, decodeTokens: Number(values.decode), promptTokens: PROMPT,
+    kernels, models, peers: LLAMA_CPP_PEER ? peers : 'llama.cpp peer not set up (LLAMA_CPP_PEER in bench/decode_quant.ts)',
+  });
+  console.log(`wrote ${path}`);
+}
+
+await main();

@@ -1,0 +1,38 @@
+// What the decoder benchmarks share: a random Llama-shaped model of a DESIGN.md shape, and the
+// machine's streaming read bandwidth now (the bound of batch-1 decode, which reads every weight once).
+import * as k from '../../src/index.js';
+import { decoderConfig } from '../../src/models/registry.js';
+import { median } from './report.js';
+
+export interface DecoderShape {
+  dim: number;
+  layers: number;
+  heads: number;
+  kv: number;
+  ffn: number;
+  vocab: number;
+}
+
+/** A random-weight CausalLM of the shape (tied embeddings, seed 0), in eval mode. */
+export function buildDecoder(name: string, s: DecoderShape): k.CausalLM {
+  const config = decoderConfig({
+    model_type: 'llama', vocab_size: s.vocab, hidden_size: s.dim, intermediate_size: s.ffn, num_hidden_layers: s.layers,
+    num_attention_heads: s.heads, num_key_value_heads: s.kv, rms_norm_eps: 1e-5, rope_theta: 10000, tie_word_embeddings: true,
+    max_position_embeddings: 4096,
+  }, `${name} (bench)`);
+  k.manualSeed(0);
+  return new k.CausalLM(config, {}).eval();
+}
+
+/** GB/s of a streaming read of `bytes` bytes (row sums of a float32 buffer; every thread its own rows), median of 5. */
+export function readBandwidth(bytes: number): number {
+  const x = k.ones([Math.ceil(bytes / 4 / 4096), 4096]);
+  const times: number[] = [];
+  for (let i = 0; i < 6; i++) {
+    const t0 = performance.now();
+    k.sum(x, -1).dispose();
+    if (i) times.push(performance.now() - t0);
+  }
+  x.dispose();
+  return (x.numel * 4) / (median(times) / 1e3) / 1e9;
+}

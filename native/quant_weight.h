@@ -1,0 +1,35 @@
+// A quantized weight W [N, K] (PyTorch's [out, in]) as native/quant.cc reads it from its packed
+// arguments (src/backend/kernels.ts QuantWeight documents the formats), shared by the tiled GEMM
+// (quant.cc) and the decode GEMV (quant_gemv.cc).
+#pragma once
+#include <cstdint>
+
+namespace kestrel {
+
+enum class QuantKind : int { FourBit = 0, Int8 = 1, BF16 = 2 };
+
+struct QuantWeight {
+  QuantKind kind = QuantKind::FourBit;
+  bool four_bit = true;
+  int64_t N = 0, K = 0, block = 0;
+  const uint8_t* data = nullptr;  // 4-bit: two codes per byte, high nibble first; int8: int8_t; bf16: uint16_t
+  const float* code = nullptr;    // 4-bit: 16 entries
+  const float* scales = nullptr;  // float32 absmax per block (4-bit) or SCB per row (int8); none for bf16
+  const uint8_t* scale_codes = nullptr;  // double quantization: codes of the absmax values
+  const float* nested_absmax = nullptr;
+  const float* nested_code = nullptr;
+  float nested_offset = 0;
+  int64_t nested_block = 1;
+
+  float block_scale(int64_t b) const {
+    if (scale_codes) return nested_code[scale_codes[b]] * nested_absmax[b / nested_block] + nested_offset;
+    return scales[b];
+  }
+};
+
+// y [M, N] = x [M, K] Wᵀ for a few rows (M <= kGemvMaxRows) of float32 x, streaming W once with the
+// dequantization in registers (quant_gemv.cc). x rows at stride ldx, y rows at stride ldy.
+constexpr int64_t kGemvMaxRows = 8;
+void quant_gemv(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy);
+
+}  // namespace kestrel

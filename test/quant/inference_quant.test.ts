@@ -1,0 +1,135 @@
+// Quantized inference (loadPretrained(dir, { quant })): every Linear of a decoder fixture, the head
+// included (a tied head as a quantized copy of the embedding), stored as bf16, int8 or q4.
+// 1. Wiring, exactly: the quantized model's logits equal those of the float model whose Linear
+//    weights were replaced by the dequantized ones (the same float32 products; only summation order
+//    differs: within 1e-4 of the largest logit).
+// 2. The formats' error against the float model (transformers' golden prompt), as the relative RMS
+//    of the logits, within the tolerance stated per format below.
+// 3. Decoding (M = 1 GEMV steps with a KV cache) picks the argmax of the quantized model's own full
+//    forward at every step (the GEMV and the tiled prefill agree), and greedy ids equal the float
+//    model's where the float top-2 margin exceeds twice the max logit error (there the argmax
+//    cannot move).
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import * as k from '../../src/index.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { skipUnless } from '../devices.js';
+import { fixture } from '../fixtures.js';
+import { assertClose } from '../helpers.js';
+
+// Relative RMS error of the logits vs float32 (‖Δ‖₂ / ‖logits‖₂). Measured on these fixtures
+// (2-layer random models, uniform weights): bf16 0.003-0.011, int8 0.009-0.046, q4 0.13-0.42. The
+// bounds are about 2x: bf16 rounds each weight to 2^-9 relative, int8 to 1/254 of its row's absmax,
+// q4 to 1/16 of its group's extreme, so q4 on random tiny models is coarse (real checkpoints,
+// whose weights concentrate near zero, fare far better; kestrel quantize --calib reports it).
+const RMS_TOL = { bf16: 0.025, int8: 0.1, q4: 0.85 } as const;
+const FIXTURES = ['llama', 'llama-tied-rope-llama3', 'qwen2'];
+
+const rmsRel = (got: k.Tensor, want: k.Tensor): number => k.tidy(() => {
+  const d = got.sub(want);
+  return Math.sqrt(d.mul(d).sum().item() / want.mul(want).sum().item());
+});
+
+/** Per position: the argmax and the gap between the best and second-best logit. */
+function top2(logits: k.Tensor): { arg: number[]; margin: number[] } {
+  const [T, V] = [logits.shape[logits.ndim - 2], logits.shape[logits.ndim - 1]];
+  const a = logits.toFloat32Array();
+  const arg: number[] = [];
+  const margin: number[] = [];
+  for (let t = 0; t < T; t++) {
+    const row = Array.from(a.subarray(t * V, (t + 1) * V));
+    const best = row.indexOf(Math.max(...row));
+    arg.push(best);
+    margin.push(row[best] - Math.max(...row.filter((_, i) => i !== best)));
+  }
+  return { arg, margin };
+}
+
+for (const name of FIXTURES) {
+  const fx = fixture('models', name);
+  describe(`quantized inference: ${name}`, { skip: fx.skip || skipUnless('cpu') }, () => {
+    for (const quant of k.quant.INFERENCE_QUANTS)
+      test(`${quant}: logits = the dequantized float model's, within ${RMS_TOL[quant]} RMS of float32, greedy decoding consistent`, async () => {
+        const { model: ref } = await k.loadCausalLM(fx.path, { backend: 'cpu' });
+        const { model } = await k.loadCausalLM(fx.path, { backend: 'cpu', quant });
+        using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
+        const prompt = g.tensor('gen.prompt_ids', { backend: 'cpu' });
+        const floatIds = g.tensor('gen.output_ids', { backend: 'cpu' }); // transformers' greedy continuation
+        const lm = model as k.CausalLM;
+        assert.ok(lm.lm_head instanceof k.quant.QuantLinear, 'the head is quantized (a tied one as a copy)');
+        k.tidy(() => {
+          const lf = ref.forward({ inputIds: floatIds }).logits!;
+          const lq = lm.forward({ inputIds: floatIds }).logits!;
+          const err = rmsRel(lq, lf);
+          console.log(`# ${name} ${quant}: logits RMS error ${err.toExponential(2)} of float32`);
+          assert.ok(err <= RMS_TOL[quant], `${name} ${quant}: RMS error ${err} > ${RMS_TOL[quant]}`);
+          // teacher-forced greedy ids: where the float margin exceeds twice the max error they must agree
+          const maxErr = lq.sub(lf).abs().max().item();
+          const [f, q] = [top2(lf), top2(lq)];
+          let checked = 0;
+          f.margin.forEach((m, t) => {
+            if (m <= 2 * maxErr) return;
+            checked++;
+            assert.equal(q.arg[t], f.arg[t], `${name} ${quant} position ${t}: margin ${m} > 2 x ${maxErr}`);
+          });
+          // q4's error on these random models exceeds every margin: no position is decidable (reported)
+          if (quant !== 'q4') assert.ok(checked >= 4, `${name} ${quant}: only ${checked} positions decidable`);
+          console.log(`# ${name} ${quant}: ${checked} of ${f.margin.length} positions have margin > 2 x max error ${maxErr.toExponential(2)}; their argmax agree`);
+        });
+        // decoding with the cache (GEMV steps) picks the argmax of the model's own full forward each step
+        const out = await k.generate(lm, prompt, { maxNewTokens: 12, temperature: 0, eosTokenId: [] });
+        k.tidy(() => {
+          const again = top2(lm.forward({ inputIds: out }).logits!);
+          const ids = out.toArray() as number[][];
+          for (let t = prompt.shape[1]; t < ids[0].length; t++)
+            if (again.margin[t - 1] > 1e-4) assert.equal(ids[0][t], again.arg[t - 1], `${name} ${quant}: decoded token ${t}`);
+        });
+        for (const t of [out, prompt, floatIds]) t.dispose();
+        ref.dispose();
+        model.dispose();
+      });
+
+    test('wiring: the quantized model equals the float model with dequantized weights (1e-4 of the largest logit)', async () => {
+      for (const quant of k.quant.INFERENCE_QUANTS) {
+        const { model: deq } = await k.loadCausalLM(fx.path, { backend: 'cpu' });
+        const { model } = await k.loadCausalLM(fx.path, { backend: 'cpu', quant });
+        const lm = model as k.CausalLM;
+        const d = deq as k.CausalLM;
+        // copy every dequantized weight into the float model (a tied head cannot be: skip those fixtures' head)
+        const tied = !d.lm_head;
+        const sd: Record<string, k.Tensor> = {};
+        for (const [path, m] of lm.namedModules())
+          if (m instanceof k.quant.QuantLinear && !(tied && path === 'lm_head')) sd[`${path}.weight`] = m.dequantize();
+        d.loadStateDict(sd, { strict: false });
+        for (const t of Object.values(sd)) t.dispose();
+        if (tied) {
+          k.tidy(() => {
+            // compare the final hidden state instead, and the head's GEMV against its dequantized weight
+            const ids = k.tensor([[1, 5, 9, 200, 3, 7, 11]], { dtype: 'int64', backend: 'cpu' });
+            const [hq, hd] = [lm.model.forward({ inputIds: ids }).hidden, d.model.forward({ inputIds: ids }).hidden];
+            assertClose(hq, hd, { atol: 1e-4 * hd.abs().max().item(), rtol: 0, what: `${name} ${quant} hidden` });
+            const head = lm.lm_head as unknown as k.quant.QuantLinear;
+            const want = k.matmul(hq, head.dequantize().t());
+            assertClose(head.forward(hq), want, { atol: 1e-4 * want.abs().max().item(), rtol: 0, what: `${name} ${quant} head` });
+          });
+        } else
+          k.tidy(() => {
+            const ids = k.tensor([[1, 5, 9, 200, 3, 7, 11]], { dtype: 'int64', backend: 'cpu' });
+            const want = d.forward({ inputIds: ids }).logits!;
+            assertClose(lm.forward({ inputIds: ids }).logits!, want, { atol: 1e-4 * want.abs().max().item(), rtol: 0, what: `${name} ${quant} logits` });
+          });
+        deq.dispose();
+        model.dispose();
+      }
+    });
+  });
+}
+
+const llama = fixture('models', 'llama');
+describe('quantized inference: bad options', { skip: llama.skip || skipUnless('cpu') }, () => {
+  test('an unknown quant is named', async () => {
+    const fx = llama;
+    await assert.rejects(k.loadPretrained(fx.path, { backend: 'cpu', quant: 'int4' as 'q4' }), /loadPretrained: quant must be one of bf16, int8, q4, got "int4"/);
+  });
+});
