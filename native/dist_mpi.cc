@@ -500,7 +500,11 @@ void mpi_finish(int exit_code) {
   if (!api.handle || finished) return;
   std::lock_guard<std::mutex> lock(mpi_mu);
   finished = true;
-  if (exit_code != 0 || any_broken) api.abort(exit_code != 0 ? exit_code : 1);  // never returns: the job ends
+  // A failed process just exits (its error is still being printed): mpirun sees the non-zero
+  // code and stops the job. One that caught a broken group's error and exits 0 aborts the job,
+  // as MPI_Finalize would wait for the peers that broke it.
+  if (exit_code != 0) return;
+  if (any_broken) api.abort(1);  // never returns: the job ends
   api.finalize();
 }
 

@@ -29,7 +29,8 @@ std::vector<int> mpi_group_info(int id);
 void mpi_run(int id, const DistCall& call);
 size_t mpi_piece_elements(int id, DistOp op, DistDType dtype);
 void mpi_free(int id);
-// MPI_Finalize when every group is healthy; MPI_Abort (the whole job) once one broke.
+// At exit: MPI_Finalize when every group is healthy, MPI_Abort (the whole job) once one broke,
+// nothing after a failure (exit_code != 0: mpirun stops the job when it sees the code).
 void mpi_finish(int exit_code);
 
 }  // namespace kestrel

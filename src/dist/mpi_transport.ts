@@ -1,9 +1,11 @@
 // The MPI transport: the Transport contract over MPI's non-blocking collectives (native/dist_mpi.cc,
 // MPI reached through kestrel_mpi.so, see mpi_library.ts), for jobs started by mpirun or srun,
 // across machines. Calls are queued like the shared-memory transport's and run on a libuv worker
-// thread that polls MPI_Test, so JS keeps computing meanwhile. At exit the process finalizes MPI,
-// or, after a failure (a non-zero exit code, or a broken group), MPI_Abort's the whole job so that
-// no rank waits for this one.
+// thread that polls MPI_Test, so JS keeps computing meanwhile. At exit the process finalizes MPI;
+// after a failure it exits without (mpirun stops the job on the non-zero code), and a process that
+// caught a broken group's error MPI_Abort's the job, so that no rank waits for a dead one.
+import { writeSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { type NativeAddon } from '../backend/addon.js';
 import type { DType } from '../tensor/dtype.js';
 import { type MpiImplementation, detectMpi, mpiLibrary } from './mpi_library.js';
@@ -16,7 +18,23 @@ let finishing = false;
 function finishAtExit(addon: NativeAddon): void {
   if (finishing) return;
   finishing = true;
-  process.on('exit', (code) => addon.mpiFinish(code));
+  process.on('exit', (code) => {
+    // the launcher learns which rank failed first from this line, whatever mpirun reports after
+    if (code !== 0 && process.env.KESTREL_MPI_LAUNCHER === '1') writeSync(2, `kestrel-dist: this rank exits with code ${code}\n`);
+    addon.mpiFinish(code);
+  });
+}
+
+/**
+ * Under `kestrel launch` through mpirun (KESTREL_MPI_LAUNCHER=1), a rank says which pid it is:
+ * MPICH's mpirun names a dead rank by pid and host only, and the launcher maps them back.
+ */
+export const PID_LINE = /^kestrel-dist: rank (\d+) is pid (\d+) on (\S+)$/;
+/** What a failing rank says last under that launcher (the launcher blames the first to say it). */
+export const EXIT_LINE = /^kestrel-dist: this rank exits with code (\d+)$/;
+
+function announcePid(rank: number): void {
+  if (process.env.KESTREL_MPI_LAUNCHER === '1') process.stderr.write(`kestrel-dist: rank ${rank} is pid ${process.pid} on ${hostname()}\n`);
 }
 
 export class MpiTransport extends QueuedTransport {
@@ -44,6 +62,7 @@ export class MpiTransport extends QueuedTransport {
     finishAtExit(addon);
     const id = await addon.mpiInit(o.slotBytes, o.timeoutMs);
     const [rank, size, ...ranks] = addon.mpiGroupInfo(id);
+    announcePid(rank);
     if (ranks.length !== size) throw new Error(`dist: MPI group info of ${ranks.length} ranks for a group of ${size}`);
     return { transport: new MpiTransport(addon, Promise.resolve(id), rank, ranks, id), version: version.trim() };
   }

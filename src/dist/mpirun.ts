@@ -4,9 +4,11 @@
 // printed as "[rank r] ..." and a failure is reported with its rank and last error line, as the
 // local launcher (launch.ts) does. Ctrl-C reaches mpirun, which stops every rank.
 import { spawn } from 'node:child_process';
+import { hostname } from 'node:os';
 import type { Host } from './hostfile.js';
 import { type LaunchResult, type RankFailure, Tails, eachLine, exitCodeOf, lastError } from './launch.js';
 import { type MpiImplementation, mpirunFor } from './mpi_library.js';
+import { EXIT_LINE, PID_LINE } from './mpi_transport.js';
 
 export interface MpirunOpts {
   implementation: MpiImplementation;
@@ -17,6 +19,15 @@ export interface MpirunOpts {
   args: string[];
   /** variables set for every rank, on every machine */
   env?: Record<string, string>;
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
 }
 
 const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
@@ -52,19 +63,24 @@ export function untag(line: string): { rank: number; text: string } | null {
  * The rank mpirun blames for the job's end, from its own messages: a rank that called MPI_Abort,
  * died of a signal, or exited non-zero. Null when it names none.
  */
-export function blamedRank(lines: string[]): { rank: number; signal: string | null; code: number | null } | null {
+export function blamedRank(lines: string[], pids: Map<string, number> = new Map()): { rank: number; signal: string | null; code: number | null } | null {
   const text = lines.join('\n');
+  // MPICH names the process by pid and host: "PID 123 RUNNING AT host / EXIT CODE: 9" (9 = killed by SIGKILL)
+  const byPid = /PID (\d+) RUNNING AT (\S+)\s+=\s+EXIT CODE: (\d+)/.exec(text);
+  const pidRank = byPid ? pids.get(`${byPid[1]}@${byPid[2]}`) : undefined;
   const patterns: [RegExp, (m: RegExpExecArray) => { rank: number; signal: string | null; code: number | null }][] = [
     [/MPI_ABORT was invoked on rank (\d+) in communicator \S+\s+with errorcode (\d+)/, (m) => ({ rank: +m[1], signal: null, code: +m[2] })],
     [/MPI_Abort\(MPI_COMM_WORLD, (\d+)\) - process (\d+)/, (m) => ({ rank: +m[2], signal: null, code: +m[1] })],
     [/process rank (\d+) with PID \d+ on node \S+ exited on signal (\d+)/, (m) => ({ rank: +m[1], signal: signalName(+m[2]), code: null })],
     [/Process name: \[\[\d+,\d+\],(\d+)\]\s+Exit code:\s+(\d+)/, (m) => ({ rank: +m[1], signal: null, code: +m[2] })],
-    [/RANK (\d+) PID \d+ RUNNING AT \S+\s+=\s+KILLED BY SIGNAL: (\d+)/, (m) => ({ rank: +m[1], signal: signalName(+m[2]), code: null })],
-    [/RANK (\d+) PID \d+ RUNNING AT \S+\s+=\s+EXIT STATUS: (\d+)/, (m) => ({ rank: +m[1], signal: null, code: +m[2] })],
   ];
   for (const [re, f] of patterns) {
     const m = re.exec(text);
     if (m) return f(m);
+  }
+  if (byPid && pidRank !== undefined) {
+    const code = Number(byPid[3]);
+    return code > 128 || code === 9 ? { rank: pidRank, signal: signalName(code > 128 ? code - 128 : code), code: null } : { rank: pidRank, signal: null, code };
   }
   return null;
 }
@@ -76,12 +92,31 @@ const signalName = (n: number): string => SIGNAL_NAMES[n] ?? `signal ${n}`;
  * Runs the job through mpirun and waits for it.
  * @example const r = await launchMpi({ implementation: 'openmpi', nproc: 2, command: process.execPath, args: ['train.js'] });
  */
-export async function launchMpi(o: MpirunOpts & { onStderr?: (rank: number, line: string) => void; stdout?: 'inherit' | 'ignore' }): Promise<LaunchResult> {
+export async function launchMpi(o: MpirunOpts & {
+  /** where ranks' stderr lines go (default: this process's stderr, prefixed "[rank r] ") */
+  onStderr?: (rank: number, line: string) => void;
+  /** where ranks' stdout lines go (default: this process's stdout, untagged) */
+  onStdout?: (rank: number, line: string) => void;
+  /** 'ignore' drops the ranks' stdout (default 'inherit') */
+  stdout?: 'inherit' | 'ignore';
+}): Promise<LaunchResult> {
   const { command, args } = mpirunArgv(o, mpirunFor(o.implementation));
   const onStderr = o.onStderr ?? ((rank, line) => process.stderr.write(`[rank ${rank}] ${line}\n`));
   const tails = new Tails();
   const own: string[] = []; // mpirun's own lines (its verdict on the job)
-  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env } });
+  const pids = new Map<string, number>(); // "pid@host" -> rank, from the ranks' PID_LINE
+  // the first rank that failed: it says so before it exits (EXIT_LINE), or, killed, its process on
+  // this machine is gone (the launcher polls the pids); mpirun's own report may name a rank it
+  // stopped while cleaning up (MPICH does), so it only decides when these say nothing
+  const culprit: { first: { rank: number; code: number | null; signal: string | null } | null } = { first: null };
+  const watch = setInterval(() => {
+    for (const [key, rank] of pids) {
+      const [pid, host] = key.split('@');
+      if (culprit.first || host !== hostname() || alive(Number(pid))) continue;
+      culprit.first = { rank, code: null, signal: null };
+    }
+  }, 50);
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env, KESTREL_MPI_LAUNCHER: '1' } });
   let interrupted: LaunchResult['interrupted'] = null;
   const onSignal = (signal: 'SIGINT' | 'SIGTERM'): void => {
     interrupted ??= signal;
@@ -97,9 +132,14 @@ export async function launchMpi(o: MpirunOpts & { onStderr?: (rank: number, line
       return;
     }
     if (line.includes('<stdout>:') || (stream === 'stdout' && !line.includes('<stderr>:'))) {
-      if (o.stdout !== 'ignore') process.stdout.write(`${t.text}\n`);
+      if (o.onStdout) o.onStdout(t.rank, t.text);
+      else if (o.stdout !== 'ignore') process.stdout.write(`${t.text}\n`);
       return;
     }
+    const pid = PID_LINE.exec(t.text);
+    if (pid) return void pids.set(`${pid[2]}@${pid[3]}`, Number(pid[1]));
+    const exit = EXIT_LINE.exec(t.text);
+    if (exit) return void (culprit.first ??= { rank: t.rank, code: Number(exit[1]), signal: null });
     onStderr(t.rank, t.text);
     tails.add(t.rank, t.text);
   };
@@ -109,6 +149,7 @@ export async function launchMpi(o: MpirunOpts & { onStderr?: (rank: number, line
     child.once('error', (e) => resolve([null, null, e]));
     child.once('close', (c, s) => resolve([c, s, null]));
   });
+  clearInterval(watch);
   flushOut();
   flushErr();
   process.removeListener('SIGINT', onSignal);
@@ -116,7 +157,9 @@ export async function launchMpi(o: MpirunOpts & { onStderr?: (rank: number, line
   if (spawnError) return { exitCode: 1, failure: { rank: 0, code: null, signal: null, message: `${command}: ${spawnError.message}` }, interrupted };
   if (code === 0 && !signal) return { exitCode: 0, failure: null, interrupted };
   if (interrupted) return { exitCode: exitCodeOf(null, interrupted), failure: null, interrupted };
-  const blamed = blamedRank(own);
+  const byMpirun = blamedRank(own, pids);
+  const seen = culprit.first;
+  const blamed = seen ? (byMpirun?.rank === seen.rank ? byMpirun : seen) : byMpirun;
   const failure: RankFailure = blamed
     ? { ...blamed, message: lastError(tails.of(blamed.rank)) }
     : { rank: -1, code, signal, message: lastError(own) || 'mpirun failed without naming a rank' };
