@@ -246,14 +246,17 @@ export const HELP: Record<string, CommandHelp> = {
     example: 'kestrel serve --model ./SmolLM2-135M-Instruct --adapter french=./adapter --port 8000',
   },
   launch: {
-    usage: 'kestrel launch -n N [--master-port P] [--master-addr A] -- <command and args>',
+    usage: 'kestrel launch -n N [--master-port P] [--master-addr A] -- <command and args>\n       kestrel launch --hostfile FILE [-n N] [--mpi openmpi|mpich] -- <command and args>',
     flags: [
-      ['-n, --nproc N', 'rank processes to start on this machine (required)'],
-      ['--master-port P', "rank 0's rendezvous port (default: a free port)"],
-      ['--master-addr A', 'the address rank 0 listens on (default 127.0.0.1)'],
-      ['-- <command>', 'run once per rank with RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set; `kestrel ...` runs this kestrel'],
+      ['-n, --nproc N', 'rank processes to start (required on one machine; default with --hostfile: all its slots)'],
+      ['--master-port P', "rank 0's rendezvous port (default: a free port; shared-memory backend)"],
+      ['--master-addr A', 'the address rank 0 listens on (default 127.0.0.1; shared-memory backend)'],
+      ['--hostfile FILE', "DeepSpeed's hostfile: lines 'hostname slots=N' ('#' comments); the ranks start across these machines through mpirun"],
+      ['--backend B', "shm (ranks on this machine over shared memory) or mpi (through mpirun, on the MPI transport); default shm, mpi with --hostfile"],
+      ['--mpi I', 'openmpi or mpich: whose mpirun starts the ranks (default: the one `mpirun` on PATH is)'],
+      ['-- <command>', 'run once per rank with its rank in the environment (RANK... or mpirun\'s OMPI_*/PMI_*); `kestrel ...` runs this kestrel'],
     ],
-    example: 'kestrel launch -n 2 -- kestrel train --model ./config.json --data data.jsonl --output out/ --max-steps 100',
+    example: 'kestrel launch -n 2 -- kestrel train --model ./config.json --data data.jsonl --output out/ --max-steps 100\n  kestrel launch --hostfile hosts.txt -- kestrel train --model ./config.json --data data.jsonl --output out/',
   },
   studio: {
     usage: 'kestrel studio [--models DIR] [--data DIR] [--port N] [--host H --token TOKEN]',

@@ -29,7 +29,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   train: { about: 'train or fine-tune: --model DIR|config.json --data FILE --output DIR [--deepspeed ds.json]', run: trainCommand },
   finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', run: finetuneCommand },
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
-  launch: { about: 'run a command as N ranks on this machine: -n N [--master-port P] -- kestrel train ...', run: launchCommand },
+  launch: { about: 'run a command as N ranks: -n N -- kestrel train ... on this machine, --hostfile FILE through mpirun across machines', run: launchCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
   embed: { about: 'sentence embeddings: --model DIR --input texts.jsonl --output vectors.jsonl', run: embedCommand },
   'embed-train': { about: 'contrastive training of an embedding model: --model DIR --data FILE --output DIR [--loss mnrl] [--lora]', run: embedTrainCommand },

@@ -69,9 +69,10 @@ export function blamedRank(lines: string[], pids: Map<string, number> = new Map(
   const byPid = /PID (\d+) RUNNING AT (\S+)\s+=\s+EXIT CODE: (\d+)/.exec(text);
   const pidRank = byPid ? pids.get(`${byPid[1]}@${byPid[2]}`) : undefined;
   const patterns: [RegExp, (m: RegExpExecArray) => { rank: number; signal: string | null; code: number | null }][] = [
+    // a rank killed by a signal is the cause: the others' MPI_Abort or exit came after it
+    [/process rank (\d+) with PID \d+ on node \S+ exited on signal (\d+)/, (m) => ({ rank: +m[1], signal: signalName(+m[2]), code: null })],
     [/MPI_ABORT was invoked on rank (\d+) in communicator \S+\s+with errorcode (\d+)/, (m) => ({ rank: +m[1], signal: null, code: +m[2] })],
     [/MPI_Abort\(MPI_COMM_WORLD, (\d+)\) - process (\d+)/, (m) => ({ rank: +m[2], signal: null, code: +m[1] })],
-    [/process rank (\d+) with PID \d+ on node \S+ exited on signal (\d+)/, (m) => ({ rank: +m[1], signal: signalName(+m[2]), code: null })],
     [/Process name: \[\[\d+,\d+\],(\d+)\]\s+Exit code:\s+(\d+)/, (m) => ({ rank: +m[1], signal: null, code: +m[2] })],
   ];
   for (const [re, f] of patterns) {
