@@ -2,10 +2,12 @@
 // (src/dist/launch.ts, shared-memory transport); with `--hostfile FILE` (DeepSpeed's `host slots=N`)
 // or `--backend mpi` it starts them through mpirun instead (src/dist/mpirun.ts), across machines.
 // `kestrel ...` after `--` runs this same kestrel. Exits with the failing rank's code after naming
-// it, or 130 after Ctrl-C stopped every rank.
+// it, or 130 after Ctrl-C stopped every rank. `--elastic` restarts a training job on the ranks
+// left when one dies (src/dist/elastic.ts).
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
 import { readHostfile } from '../dist/hostfile.js';
+import { launchElastic } from '../dist/elastic.js';
 import { DIST_BACKENDS } from '../dist/init.js';
 import { type LaunchResult, failureMessage, launch } from '../dist/launch.js';
 import { MPI_IMPLEMENTATIONS, detectMpi } from '../dist/mpi_library.js';
@@ -16,7 +18,10 @@ import { oneOf } from './train.js';
 const FLAGS = {
   nproc: { type: 'string', short: 'n' }, 'master-port': { type: 'string' }, 'master-addr': { type: 'string' },
   hostfile: { type: 'string' }, backend: { type: 'string' }, mpi: { type: 'string' },
+  elastic: { type: 'boolean' }, 'min-ranks': { type: 'string' }, 'max-restarts': { type: 'string' },
 } as const;
+
+const DEFAULT_MAX_RESTARTS = 3;
 
 /** Node's own flags of this process that a child kestrel needs too (--import tsx under tests), not -e/--test ones. */
 function nodeFlags(): string[] {
@@ -63,8 +68,14 @@ export async function launchCommand(argv: string[]): Promise<number> {
     if (values.hostfile) throw new Error('launch: --hostfile starts the ranks through mpirun, which needs --backend mpi (the default with a hostfile)');
     if (n === undefined) throw new Error('launch: -n N (the number of ranks) is required');
     const masterPort = numberFlag(values, 'master-port', { int: true, min: 1, max: 65535 });
+    if (values.elastic) {
+      const minRanks = numberFlag(values, 'min-ranks', { int: true, min: 1 }) ?? n;
+      const maxRestarts = numberFlag(values, 'max-restarts', { int: true, min: 0 }) ?? DEFAULT_MAX_RESTARTS;
+      return launchElastic({ nproc: n, minRanks, maxRestarts, ...rankCommand(words), launch: { masterPort, masterAddr: values['master-addr'] } });
+    }
     return launchRanks(n, words, { masterPort, masterAddr: values['master-addr'] });
   }
+  if (values.elastic) throw new Error('launch: --elastic restarts ranks on this machine (the shared-memory backend), not through mpirun');
   const hosts = values.hostfile ? readHostfile(values.hostfile) : undefined;
   const nproc = n ?? hosts?.reduce((s, h) => s + h.slots, 0);
   if (nproc === undefined) throw new Error('launch: -n N (the number of ranks) is required without a --hostfile');
