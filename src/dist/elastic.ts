@@ -1,5 +1,5 @@
 // Elastic restart (torchrun's --max-restarts, on fewer ranks): runs a `kestrel train` job with the
-// local launcher; when a rank dies (kill -9, OOM) the launcher stops the others, and the job starts
+// local launcher; when a rank dies of a signal (kill -9, the OOM killer) the launcher stops the others, and the job starts
 // again from the latest checkpoint in --output on the ranks that remain, keeping the global batch
 // (micro-batch × grad-accum × world) by raising --grad-accum. The trainer's resume cuts
 // metrics.jsonl back to the checkpoint, so every step appears exactly once; a save killed midway
@@ -71,6 +71,8 @@ export async function launchElastic(o: ElasticOpts): Promise<number> {
     const r: LaunchResult = await launch({ ...o.launch, nproc: world, command: o.command, args });
     if (r.exitCode === 0 || r.interrupted) return r.exitCode;
     log(failureMessage(r));
+    // an error exit (a bad flag, a diverged loss) would come back on any number of ranks: only a death restarts
+    if (!r.failure?.signal) return (log('not restarting: the rank failed with an error, not by a signal'), r.exitCode);
     if (restarts >= o.maxRestarts) return (log(`giving up after ${restarts} restart${restarts === 1 ? '' : 's'} (--max-restarts ${o.maxRestarts})`), r.exitCode);
     const left = world - 1; // the dead rank; the launcher stopped the others cleanly
     if (left < o.minRanks) return (log(`${left} rank${left === 1 ? '' : 's'} would remain, fewer than --min-ranks ${o.minRanks}`), r.exitCode);

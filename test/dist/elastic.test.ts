@@ -130,6 +130,13 @@ test('kill -9 of rank 0 while it writes a checkpoint: no checkpoint is corrupt, 
   checkFinished(dir, 'midsave', ref, r.stderr);
 });
 
+test('a rank that fails with an error is not restarted: the job ends with its message', () => {
+  const r = runCli(['launch', '--elastic', '--min-ranks', '1', '-n', '2', '--', 'kestrel', ...trainArgs(dir, 'bad', 2), '--lr', 'fast']);
+  assert.equal(r.status, 1, r.stderr);
+  assert.match(r.stderr, /rank [01] exited with code 1: .*--lr/);
+  assert.match(r.stderr, /not restarting: the rank failed with an error, not by a signal/);
+});
+
 test('Ctrl-C on an elastic launch: every rank stops, rank 0 saves the step it finished, exit 130', async () => {
   const cli = startCli(['launch', '--elastic', '--min-ranks', '2', '-n', '2', '--', 'kestrel', ...trainArgs(dir, 'interrupted', 3)], 300_000);
   const metrics = join(dir, 'interrupted', 'metrics.jsonl');
