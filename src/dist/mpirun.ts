@@ -4,6 +4,7 @@
 // printed as "[rank r] ..." and a failure is reported with its rank and last error line, as the
 // local launcher (launch.ts) does. Ctrl-C reaches mpirun, which stops every rank.
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Host } from './hostfile.js';
 import { type LaunchResult, type RankFailure, Tails, eachLine, exitCodeOf, lastError } from './launch.js';
@@ -21,12 +22,12 @@ export interface MpirunOpts {
   env?: Record<string, string>;
 }
 
+/** Whether a process runs: a zombie (dead, not yet reaped by mpirun's proxy) counts as gone. */
 function alive(pid: number): boolean {
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+  } catch {
+    return false;
   }
 }
 
@@ -111,12 +112,11 @@ export async function launchMpi(o: MpirunOpts & {
   // stopped while cleaning up (MPICH does), so it only decides when these say nothing
   const culprit: { first: { rank: number; code: number | null; signal: string | null } | null } = { first: null };
   const watch = setInterval(() => {
-    for (const [key, rank] of pids) {
-      const [pid, host] = key.split('@');
-      if (culprit.first || host !== hostname() || alive(Number(pid))) continue;
-      culprit.first = { rank, code: null, signal: null };
-    }
-  }, 50);
+    if (culprit.first) return;
+    const gone = [...pids].filter(([key]) => key.endsWith(`@${hostname()}`) && !alive(Number(key.split('@')[0])));
+    // two gone within one poll: mpirun may already be stopping the others; which died first is unknown
+    if (gone.length === 1) culprit.first = { rank: gone[0][1], code: null, signal: null };
+  }, 10);
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env, KESTREL_MPI_LAUNCHER: '1' } });
   let interrupted: LaunchResult['interrupted'] = null;
   const onSignal = (signal: 'SIGINT' | 'SIGTERM'): void => {
