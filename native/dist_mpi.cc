@@ -504,7 +504,13 @@ void mpi_finish(int exit_code) {
   // code and stops the job. One that caught a broken group's error and exits 0 aborts the job,
   // as MPI_Finalize would wait for the peers that broke it.
   if (exit_code != 0) return;
-  if (any_broken) api.abort(1);  // never returns: the job ends
+  if (any_broken) {
+    // half a second for this rank's last output to be forwarded and for the others to report their
+    // own view of the failure, before MPI_Abort ends the job (MPICH's mpirun kills at once)
+    timespec grace{0, 500 * 1000 * 1000};
+    nanosleep(&grace, nullptr);
+    api.abort(1);  // never returns: the job ends
+  }
   api.finalize();
 }
 

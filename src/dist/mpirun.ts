@@ -160,9 +160,12 @@ export async function launchMpi(o: MpirunOpts & {
   if (interrupted) return { exitCode: exitCodeOf(null, interrupted), failure: null, interrupted };
   const byMpirun = blamedRank(own, pids);
   const seen = culprit.first;
-  const blamed = seen ? (byMpirun?.rank === seen.rank ? byMpirun : seen) : byMpirun;
+  // Open MPI names the rank a signal killed exactly; else the rank seen failing first, else mpirun's word
+  const exact = byMpirun?.signal && own.some((l) => /process rank \d+ with PID \d+ on node \S+ exited on signal/.test(l));
+  const blamed = exact || !seen ? byMpirun : byMpirun?.rank === seen.rank ? byMpirun : seen;
+  // a rank seen gone without a word: mpirun's own exit code carries its status (137: SIGKILL)
   const failure: RankFailure = blamed
-    ? { ...blamed, message: lastError(tails.of(blamed.rank)) }
+    ? { ...blamed, code: blamed.code ?? (blamed.signal ? null : code), message: lastError(tails.of(blamed.rank)) }
     : { rank: -1, code, signal, message: lastError(own) || 'mpirun failed without naming a rank' };
   return { exitCode: exitCodeOf(failure, null), failure, interrupted };
 }
