@@ -1,20 +1,29 @@
-// Collective bandwidth of the shared-memory transport (src/dist): allReduce, reduceScatter and
-// allGather of float32 buffers from 1 to 256 MB across N local rank processes, each result
-// validated before it is timed; medians, algorithm bandwidth (bytes / time) and bus bandwidth
-// (nccl-tests' convention: allReduce × 2(N-1)/N, the others × (N-1)/N), next to a single-process
-// copy of the same bytes into a fresh tensor (a yardstick that includes first-touch page faults). No MPI peer yet (the MPI
-// transport is not built): the ratio against MPI's collectives comes with it.
-// Run: node --import tsx bench/dist.ts [--ranks 2] [--sizes 1,4,16,64,256] [--runs 5]
+// Collective bandwidth of src/dist's transports side by side in one run: allReduce, reduceScatter
+// and allGather of float32 buffers from 1 to 256 MB across N local rank processes, on the
+// shared-memory transport (started by Kestrel's launcher) and on the MPI transport under Open
+// MPI's and MPICH's mpirun (MPI's own non-blocking collectives, in the same 16 MiB pieces). Each
+// result is validated before it is timed; medians, algorithm bandwidth (bytes / time) and bus
+// bandwidth (nccl-tests' convention: allReduce × 2(N-1)/N, the others × (N-1)/N), next to a
+// single-process copy of the same bytes into a fresh tensor (a yardstick that includes
+// first-touch page faults); the ratios are MPI's time / shared memory's (> 1: shared memory faster).
+// Run: npm run bench:dist -- [--ranks 2] [--sizes 1,4,16,64,256] [--runs 5] [--transports shm,openmpi,mpich]
+import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
 import { initProcessGroup } from '../src/dist/init.js';
-import { launch } from '../src/dist/launch.js';
+import { type LaunchResult, launch } from '../src/dist/launch.js';
+import { launchMpi } from '../src/dist/mpirun.js';
 import { DEFAULT_SLOT_BYTES } from '../src/dist/shm_transport.js';
 import type { ProcessGroup } from '../src/dist/process_group.js';
 import { median, writeResult } from './lib/report.js';
 
-const { values } = parseArgs({ options: { ranks: { type: 'string', default: '2' }, sizes: { type: 'string', default: '1,4,16,64,256' }, runs: { type: 'string', default: '5' } } });
+const { values } = parseArgs({ options: {
+  ranks: { type: 'string', default: '2' }, sizes: { type: 'string', default: '1,4,16,64,256' }, runs: { type: 'string', default: '5' },
+  transports: { type: 'string', default: 'shm,openmpi,mpich' },
+} });
+const TRANSPORTS = ['shm', 'openmpi', 'mpich'] as const;
+type BenchTransport = (typeof TRANSPORTS)[number];
 const MB = 1 << 20;
 
 interface Row { op: string; mb: number; ms: number; algGBs: number; busGBs: number; copyGBs: number }
@@ -71,21 +80,40 @@ async function rankMain(): Promise<void> {
   if (r === 0) process.stderr.write(`RESULT ${JSON.stringify(rows)}\n`);
 }
 
+/** The rows of one transport's run (rank 0 sends them on stderr). */
+async function runOn(transport: BenchTransport, ranks: number): Promise<Row[]> {
+  let out = '';
+  const onStderr = (rank: number, line: string): void => void (line.startsWith('RESULT ') ? (out = line.slice(7)) : process.stderr.write(`[${transport} rank ${rank}] ${line}\n`));
+  const job = { nproc: ranks, command: process.execPath, args: ['--import', 'tsx', fileURLToPath(import.meta.url), ...process.argv.slice(2)], env: { BENCH_DIST_RANK: '1' }, stdout: 'ignore' as const, onStderr };
+  const r: LaunchResult = transport === 'shm' ? await launch(job) : await launchMpi({ ...job, implementation: transport });
+  if (r.exitCode !== 0 || !out) throw new Error(`bench/dist: the ${transport} ranks failed: ${r.failure?.message ?? 'no result'}`);
+  return JSON.parse(out) as Row[];
+}
+
+const fmt = (v: number, w: number, d = 2): string => v.toFixed(d).padStart(w);
+
 async function main(): Promise<void> {
   const ranks = Number(values.ranks);
-  let out = '';
-  const r = await launch({
-    nproc: ranks, command: process.execPath, args: ['--import', 'tsx', fileURLToPath(import.meta.url), ...process.argv.slice(2)],
-    env: { BENCH_DIST_RANK: '1' }, stdout: 'ignore',
-    onStderr: (rank, line) => void (line.startsWith('RESULT ') ? (out = line.slice(7)) : process.stderr.write(`[rank ${rank}] ${line}\n`)),
+  const transports = values.transports!.split(',').map((t) => {
+    if (!TRANSPORTS.includes(t as BenchTransport)) throw new Error(`--transports: '${t}' is not one of ${TRANSPORTS.join(', ')}`);
+    return t as BenchTransport;
   });
-  if (r.exitCode !== 0 || !out) throw new Error(`bench/dist: the ranks failed: ${r.failure?.message ?? 'no result'}`);
-  const rows = JSON.parse(out) as Row[];
-  console.log(`shared-memory collectives, ${ranks} ranks, float32, median of ${values.runs}`);
-  console.log('op             MB      ms   alg GB/s  bus GB/s  copy GB/s');
-  for (const x of rows)
-    console.log(`${x.op.padEnd(13)} ${String(x.mb).padStart(4)} ${x.ms.toFixed(2).padStart(7)} ${x.algGBs.toFixed(2).padStart(9)} ${x.busGBs.toFixed(2).padStart(9)} ${x.copyGBs.toFixed(2).padStart(10)}`);
-  const path = writeResult('dist', { ranks, runs: Number(values.runs), transport: 'shm', slotBytes: Number(process.env.KESTREL_DIST_SLOT_BYTES ?? DEFAULT_SLOT_BYTES), dtype: 'float32', peer: 'none (MPI transport not built yet)', rows });
+  const results: Partial<Record<BenchTransport, Row[]>> = {};
+  for (const t of transports) results[t] = await runOn(t, ranks);
+  const base = results.shm;
+  console.log(`collectives, ${ranks} ranks, float32, median of ${values.runs} (ms; bus GB/s; ratio = MPI time / shm time)`);
+  console.log(`op             MB ${transports.map((t) => `${t.padStart(9)} ms  bus GB/s`).join(' ')}  copy GB/s ${transports.filter((t) => t !== 'shm' && base).map((t) => `${t}/shm`.padStart(12)).join('')}`);
+  const rows = (results[transports[0]] ?? []).map((r0, i) => {
+    const per = Object.fromEntries(transports.map((t) => [t, results[t]![i]]));
+    const ratios = Object.fromEntries(transports.filter((t) => t !== 'shm' && base).map((t) => [`${t}_over_shm`, per[t].ms / base![i].ms]));
+    console.log(`${r0.op.padEnd(13)} ${String(r0.mb).padStart(4)} ${transports.map((t) => `${fmt(per[t].ms, 12)} ${fmt(per[t].busGBs, 9)}`).join(' ')} ${fmt(r0.copyGBs, 10)} ${Object.values(ratios).map((v) => fmt(v, 12)).join('')}`);
+    return { op: r0.op, mb: r0.mb, ...Object.fromEntries(transports.map((t) => [t, per[t]])), ...ratios };
+  });
+  const path = writeResult('dist', {
+    ranks, runs: Number(values.runs), transports, loadavg: loadavg(), slotBytes: Number(process.env.KESTREL_DIST_SLOT_BYTES ?? DEFAULT_SLOT_BYTES), dtype: 'float32',
+    peer: 'MPI transport (MPI_Iallreduce / MPI_Ireduce_scatter_block / MPI_Iallgather in 16 MiB pieces) under Open MPI 4.1.4 and MPICH 4.0.2 mpirun',
+    ratio: 'MPI time / shared-memory time per op and size (> 1: shared memory faster)', rows,
+  });
   console.log(`wrote ${path}`);
 }
 

@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "cuda/runtime.h"
+#include "dist_mpi.h"
 #include "dist_shm.h"
 #include "file_read.h"
 #include "gemm_half.h"
@@ -76,6 +77,14 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("distWaitIdle", &Addon::DistWaitIdle),
         InstanceMethod("distUnlink", &Addon::DistUnlink),
         InstanceMethod("distPieceElements", &Addon::DistPieceElements),
+        InstanceMethod("mpiLoad", &Addon::MpiLoad),
+        InstanceMethod("mpiInit", &Addon::MpiInit),
+        InstanceMethod("mpiGroupInfo", &Addon::MpiGroupInfo),
+        InstanceMethod("mpiGroup", &Addon::MpiGroup),
+        InstanceMethod("mpiRun", &Addon::MpiRun),
+        InstanceMethod("mpiPieceElements", &Addon::MpiPieceElements),
+        InstanceMethod("mpiFree", &Addon::MpiFree),
+        InstanceMethod("mpiFinish", &Addon::MpiFinish),
     });
     auto cuda_args = Napi::ArrayBuffer::New(env, kCudaArgBytes);
     cuda_args_ = static_cast<char*>(cuda_args.Data());
@@ -233,6 +242,7 @@ class Addon : public Napi::Addon<Addon> {
 
 #include "binding_cuda.inc"
 #include "binding_dist.inc"
+#include "binding_mpi.inc"
 
   double* args_ = nullptr;
   Napi::Reference<Napi::ArrayBuffer> args_ref_;

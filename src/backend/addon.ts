@@ -126,6 +126,25 @@ export interface NativeAddon {
   distUnlink(name: string): boolean;
   /** elements of one piece of a call (op and dtype codes as in distRun) */
   distPieceElements(id: number, op: number, dtype: number): number;
+
+  // MPI transport (native/binding_mpi.inc, native/dist_mpi.h): MPI itself is kestrel_mpi.so, opened here
+  /** dlopen's the library built from native/mpi/kestrel_mpi.cc -> MPI's library version text */
+  mpiLoad(path: string): string;
+  /** MPI_Init_thread and the world group (stagings of slotBytes) -> its id */
+  mpiInit(slotBytes: number, timeoutMs: number): Promise<number>;
+  /** [rank in the group, size, ...global ranks of the members] */
+  mpiGroupInfo(id: number): number[];
+  /** a group of these members of the parent (their ranks in it), created by the members together -> id */
+  mpiGroup(parentId: number, memberRanks: number[]): Promise<number>;
+  /** one call, arguments as distRun's */
+  mpiRun(
+    id: number, op: number, reduce: number, dtype: number, peer: number, count: number, groupSize: number,
+    srcHandle: number, srcByteOffset: number, dstHandle: number, dstByteOffset: number, timeoutMs: number, name: string,
+  ): Promise<void>;
+  mpiPieceElements(id: number, op: number, dtype: number): number;
+  mpiFree(id: number): void;
+  /** MPI_Finalize after exit code 0 with every group healthy, else MPI_Abort of the whole job */
+  mpiFinish(exitCode: number): void;
 }
 
 /** The package root (where native/ and build/ live): src/backend and dist/backend sit two levels below it. */

@@ -1,12 +1,27 @@
 // `kestrel launch -n N [--master-port P] -- <command>`: runs a command as N ranks on this machine
-// (src/dist/launch.ts); `kestrel ...` after `--` runs this same kestrel. Exits with the failing
-// rank's code after naming it, or 130 after Ctrl-C stopped every rank.
+// (src/dist/launch.ts, shared-memory transport); with `--hostfile FILE` (DeepSpeed's `host slots=N`)
+// or `--backend mpi` it starts them through mpirun instead (src/dist/mpirun.ts), across machines.
+// `kestrel ...` after `--` runs this same kestrel. Exits with the failing rank's code after naming
+// it, or 130 after Ctrl-C stopped every rank. `--elastic` restarts a training job on the ranks
+// left when one dies (src/dist/elastic.ts).
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
-import { failureMessage, launch } from '../dist/launch.js';
+import { readHostfile } from '../dist/hostfile.js';
+import { launchElastic } from '../dist/elastic.js';
+import { DIST_BACKENDS } from '../dist/init.js';
+import { type LaunchResult, failureMessage, launch } from '../dist/launch.js';
+import { MPI_IMPLEMENTATIONS, detectMpi } from '../dist/mpi_library.js';
+import { launchMpi } from '../dist/mpirun.js';
 import { numberFlag, parseFlags } from './flags.js';
+import { oneOf } from './train.js';
 
-const FLAGS = { nproc: { type: 'string', short: 'n' }, 'master-port': { type: 'string' }, 'master-addr': { type: 'string' } } as const;
+const FLAGS = {
+  nproc: { type: 'string', short: 'n' }, 'master-port': { type: 'string' }, 'master-addr': { type: 'string' },
+  hostfile: { type: 'string' }, backend: { type: 'string' }, mpi: { type: 'string' },
+  elastic: { type: 'boolean' }, 'min-ranks': { type: 'string' }, 'max-restarts': { type: 'string' },
+} as const;
+
+const DEFAULT_MAX_RESTARTS = 3;
 
 /** Node's own flags of this process that a child kestrel needs too (--import tsx under tests), not -e/--test ones. */
 function nodeFlags(): string[] {
@@ -28,19 +43,43 @@ export function rankCommand(words: string[]): { command: string; args: string[] 
   return { command: words[0], args: words.slice(1) };
 }
 
-/** Starts `words` as n ranks and waits; the exit code. */
-export async function launchRanks(n: number, words: string[], opts: { masterPort?: number; masterAddr?: string } = {}): Promise<number> {
-  const r = await launch({ nproc: n, ...rankCommand(words), ...opts });
+function report(r: LaunchResult): number {
   if (r.exitCode !== 0) process.stderr.write(`kestrel launch: ${failureMessage(r)}\n`);
   return r.exitCode;
 }
+
+/** Starts `words` as n ranks on this machine and waits; the exit code. */
+export async function launchRanks(n: number, words: string[], opts: { masterPort?: number; masterAddr?: string } = {}): Promise<number> {
+  return report(await launch({ nproc: n, ...rankCommand(words), ...opts }));
+}
+
+/** The KESTREL_* settings of this process, for ranks on other machines (local ones inherit them anyway). */
+const kestrelEnv = (): Record<string, string> =>
+  Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('KESTREL_') && e[1] !== undefined));
 
 export async function launchCommand(argv: string[]): Promise<number> {
   const split = argv.indexOf('--');
   if (split < 0 || split === argv.length - 1) throw new Error('launch: give the command to run after --, e.g. kestrel launch -n 2 -- kestrel train ...');
   const { values } = parseFlags(argv.slice(0, split), FLAGS);
+  const words = argv.slice(split + 1);
   const n = numberFlag(values, 'nproc', { int: true, min: 1 });
-  if (n === undefined) throw new Error('launch: -n N (the number of ranks) is required');
-  const masterPort = numberFlag(values, 'master-port', { int: true, min: 1, max: 65535 });
-  return launchRanks(n, argv.slice(split + 1), { masterPort, masterAddr: values['master-addr'] });
+  const backend = oneOf(values.backend ?? (values.hostfile ? 'mpi' : 'shm'), DIST_BACKENDS, '--backend');
+  if (backend === 'shm') {
+    if (values.hostfile) throw new Error('launch: --hostfile starts the ranks through mpirun, which needs --backend mpi (the default with a hostfile)');
+    if (n === undefined) throw new Error('launch: -n N (the number of ranks) is required');
+    const masterPort = numberFlag(values, 'master-port', { int: true, min: 1, max: 65535 });
+    if (values.elastic) {
+      const minRanks = numberFlag(values, 'min-ranks', { int: true, min: 1 }) ?? n;
+      const maxRestarts = numberFlag(values, 'max-restarts', { int: true, min: 0 }) ?? DEFAULT_MAX_RESTARTS;
+      return launchElastic({ nproc: n, minRanks, maxRestarts, ...rankCommand(words), launch: { masterPort, masterAddr: values['master-addr'] } });
+    }
+    return launchRanks(n, words, { masterPort, masterAddr: values['master-addr'] });
+  }
+  if (values.elastic) throw new Error('launch: --elastic restarts ranks on this machine (the shared-memory backend), not through mpirun');
+  const hosts = values.hostfile ? readHostfile(values.hostfile) : undefined;
+  const nproc = n ?? hosts?.reduce((s, h) => s + h.slots, 0);
+  if (nproc === undefined) throw new Error('launch: -n N (the number of ranks) is required without a --hostfile');
+  const implementation = values.mpi ? oneOf(values.mpi, MPI_IMPLEMENTATIONS, '--mpi') : detectMpi();
+  if (!implementation) throw new Error('launch: --backend mpi needs Open MPI or MPICH (no mpirun on PATH; on Debian: apt-get install openmpi-bin libopenmpi-dev)');
+  return report(await launchMpi({ implementation, nproc, hosts, ...rankCommand(words), env: kestrelEnv() }));
 }

@@ -34,7 +34,7 @@ const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise
   quantize: { about: 'int8/q4 weights with AWQ calibration: --model DIR --calib data.jsonl --format int8|q4 --out DIR [--heldout FILE]', run: quantizeCommand },
   merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
   export: { about: 'a GGUF file for llama.cpp / Ollama: --model DIR [--adapter DIR] --type f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--ollama]', run: exportCommand },
-  launch: { about: 'run a command as N ranks on this machine: -n N [--master-port P] -- kestrel train ...', run: launchCommand },
+  launch: { about: 'run a command as N ranks: -n N -- kestrel train ... on this machine, --hostfile FILE through mpirun across machines', run: launchCommand },
   consolidate: { about: 'a sharded (ZeRO) checkpoint as a plain HF folder: CKPT --out DIR', run: consolidateCommand },
   chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
   embed: { about: 'sentence embeddings: --model DIR --input texts.jsonl --output vectors.jsonl', run: embedCommand },

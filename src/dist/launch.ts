@@ -42,8 +42,44 @@ export interface LaunchResult {
   interrupted: 'SIGINT' | 'SIGTERM' | null;
 }
 
-const SIGNAL_CODES: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGSEGV: 11, SIGTERM: 15, SIGABRT: 6 };
+export const SIGNAL_CODES: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGKILL: 9, SIGSEGV: 11, SIGTERM: 15, SIGABRT: 6 };
 const TAIL_LINES = 20;
+
+/** Calls onLine for each complete line of a stream; the returned function flushes a last partial line. */
+export function eachLine(stream: NodeJS.ReadableStream | null, onLine: (line: string) => void): () => void {
+  let partial = '';
+  stream?.setEncoding('utf8');
+  stream?.on('data', (chunk: string) => {
+    const lines = (partial + chunk).split('\n');
+    partial = lines.pop() ?? '';
+    for (const line of lines) onLine(line);
+  });
+  return () => {
+    if (partial) onLine(partial);
+    partial = '';
+  };
+}
+
+/** Keeps the last lines of each rank's stderr (what lastError reads). */
+export class Tails {
+  private readonly byRank = new Map<number, string[]>();
+  add(rank: number, line: string): void {
+    if (!line.trim()) return;
+    const t = this.byRank.get(rank) ?? [];
+    t.push(line.trim());
+    if (t.length > TAIL_LINES) t.shift();
+    this.byRank.set(rank, t);
+  }
+  of(rank: number): string[] {
+    return this.byRank.get(rank) ?? [];
+  }
+}
+
+/** The exit code of a finished job: the failing rank's (128 + signal for a signal), 130/143 after Ctrl-C/SIGTERM, else 0. */
+export function exitCodeOf(failure: RankFailure | null, interrupted: LaunchResult['interrupted']): number {
+  if (failure) return (failure.code ?? 128 + (SIGNAL_CODES[failure.signal ?? ''] ?? 1)) || 1;
+  return interrupted ? (interrupted === 'SIGINT' ? 130 : 143) : 0;
+}
 
 /** A TCP port nobody listens on now (the OS picks it). */
 export function freePort(host = '127.0.0.1'): Promise<number> {
@@ -73,7 +109,7 @@ export function unlinkSegments(prefix: string): number {
 }
 
 /** The line of a rank's stderr tail that says what went wrong: the last error line, not a stack frame. */
-function lastError(tail: string[]): string {
+export function lastError(tail: string[]): string {
   const useful = tail.filter((l) => !/^at\s/.test(l) && !/^Node\.js v\d/.test(l) && !/^\^+$/.test(l));
   return [...useful].reverse().find((l) => /error|kestrel \w+:/i.test(l)) ?? useful.at(-1) ?? '';
 }
@@ -99,7 +135,7 @@ export async function launch(o: LaunchOpts): Promise<LaunchResult> {
   const graceMs = o.graceMs ?? 5000;
   const onStderr = o.onStderr ?? ((rank, line) => process.stderr.write(`[rank ${rank}] ${line}\n`));
   const children: ChildProcess[] = [];
-  const tails: string[][] = [];
+  const tails = new Tails();
   let failure: RankFailure | null = null;
   let interrupted: LaunchResult['interrupted'] = null;
   let killTimer: NodeJS.Timeout | null = null;
@@ -126,23 +162,12 @@ export async function launch(o: LaunchOpts): Promise<LaunchResult> {
     };
     const child = spawn(o.command, o.args, { env, stdio: ['ignore', o.stdout ?? 'inherit', 'pipe'] });
     children.push(child);
-    tails.push([]);
-    let partial = '';
-    child.stderr?.setEncoding('utf8');
-    child.stderr?.on('data', (chunk: string) => {
-      const lines = (partial + chunk).split('\n');
-      partial = lines.pop() ?? '';
-      for (const line of lines) {
-        onStderr(rank, line);
-        if (line.trim()) tails[rank].push(line.trim());
-        if (tails[rank].length > TAIL_LINES) tails[rank].shift();
-      }
-    });
+    const flush = eachLine(child.stderr, (line) => (onStderr(rank, line), tails.add(rank, line)));
     return new Promise<void>((resolve) => {
       const done = (code: number | null, signal: NodeJS.Signals | null, spawnError?: Error): void => {
-        if (partial) (onStderr(rank, partial), tails[rank].push(partial.trim()));
+        flush();
         if ((code !== 0 || spawnError) && !failure && !interrupted) {
-          failure = { rank, code, signal, message: spawnError?.message ?? lastError(tails[rank]) };
+          failure = { rank, code, signal, message: spawnError?.message ?? lastError(tails.of(rank)) };
           stopAll('SIGTERM');
         }
         resolve();
@@ -160,6 +185,5 @@ export async function launch(o: LaunchOpts): Promise<LaunchResult> {
     unlinkSegments(prefix);
   }
   const f = failure as RankFailure | null;
-  const exitCode = f ? (f.code ?? 128 + (SIGNAL_CODES[f.signal ?? ''] ?? 1)) || 1 : interrupted ? (interrupted === 'SIGINT' ? 130 : 143) : 0;
-  return { exitCode, failure: f, interrupted };
+  return { exitCode: exitCodeOf(f, interrupted), failure: f, interrupted };
 }

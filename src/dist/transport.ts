@@ -1,8 +1,8 @@
 // The contract between a ProcessGroup and what moves its bytes. A transport runs one call at a
 // time, in the order it is given (every member issues the same calls in the same order, like
-// NCCL's stream), on contiguous buffers it receives as tensors. The shared-memory transport
-// (shm_transport.ts) implements it today; an MPI transport (MPI_Allreduce & co. opened with
-// dlopen) fits the same shape: subgroups map to MPI_Comm_create_group, send/recv to MPI_Send/Recv.
+// NCCL's stream), on contiguous buffers it receives as tensors. Two implement it: shared memory
+// between the processes of one machine (shm_transport.ts) and MPI across machines
+// (mpi_transport.ts: MPI's non-blocking collectives, subgroups by MPI_Comm_create_group).
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 

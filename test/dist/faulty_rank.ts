@@ -1,9 +1,11 @@
 // A rank that misbehaves on purpose (FAULT=kill|hang|absent|throw|mismatch on rank FAULT_RANK) while the
-// others run an allReduce and report, on stdout, the error they got and how long it took.
+// others run an allReduce and report, on stdout, the error they got and how long it took. Started
+// by test/dist/ranks.ts (shared memory) or by mpirun (the MPI transport; no 'absent' there).
 import * as k from '../../src/index.js';
+import { rankFromEnv } from '../../src/dist/env.js';
 import { initProcessGroup } from '../../src/dist/init.js';
 
-const rank = Number(process.env.RANK);
+const rank = rankFromEnv().rank;
 const faulty = rank === Number(process.env.FAULT_RANK);
 const fault = process.env.FAULT;
 const timeoutMs = Number(process.env.TIMEOUT_MS ?? 3000);

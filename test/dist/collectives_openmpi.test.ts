@@ -1,0 +1,4 @@
+// The collective suite (collective_suite.ts) on the MPI transport under Open MPI's mpirun, 1-4 ranks.
+import { collectiveTests } from './collective_suite.js';
+
+collectiveTests('openmpi');
