@@ -244,8 +244,12 @@ test('training page: a finished fine-tune opens in chat and in the arena beside 
     await page.locator(`input[name="${name}"]`).dispatchEvent('change');
   }
   await page.getByRole('button', { name: 'Start' }).click();
-  const job = page.locator('.job').first();
-  await job.locator('.status', { hasText: /finished|failed|stopped/ }).waitFor({ timeout: 90_000 });
+  // the new job, not the stopped one of the test before (it is listed until the new one's card appears)
+  const job = page.locator('.job', { hasText: 'tiny-copy · lora' }).first();
+  await job.locator('.status', { hasText: /finished|failed|stopped/ }).waitFor({ timeout: 90_000 }).catch(async (e) => {
+    await page.screenshot({ path: `${SHOTS}/training-finished-timeout.png`, fullPage: true });
+    throw e;
+  });
   assert.equal(await job.locator('.status').textContent(), 'finished', await job.locator('.error').allTextContents().then((e) => e.join('\n')));
   await page.screenshot({ path: `${SHOTS}/training-finished.png`, fullPage: true });
   await job.getByRole('button', { name: 'Try in chat' }).click();
@@ -258,7 +262,7 @@ test('training page: a finished fine-tune opens in chat and in the arena beside 
   await page.getByRole('button', { name: 'Send' }).click();
   await page.locator('.msg.assistant').last().waitFor();
   await page.goto(`${studio.url}/#training`);
-  await page.locator('.job').first().getByRole('button', { name: 'Compare with base' }).click();
+  await page.locator('.job', { hasText: 'tiny-copy · lora' }).first().getByRole('button', { name: 'Compare with base' }).click();
   await page.waitForURL(/#arena$/);
   assert.deepEqual(await page.locator('.pick input:checked').evaluateAll((els) => els.map((e) => e.getAttribute('name'))), ['pick-tiny-copy', `pick-${name}`]);
   await page.screenshot({ path: `${SHOTS}/arena-finetune.png`, fullPage: true });
