@@ -246,10 +246,11 @@ export const HELP: Record<string, CommandHelp> = {
     example: 'kestrel embed-mine --model ./bge-small-en-v1.5 --data pairs.jsonl --output hard.jsonl --num-negatives 3',
   },
   serve: {
-    usage: 'kestrel serve --model [NAME=]DIR [--model [NAME=]DIR ...] [--adapter NAME=DIR ...] [--port N] [--host H] [--api-key KEY] [--max-queue N] [--kv-cache-mb N] [--prefill-chunk N]',
+    usage: 'kestrel serve --model [NAME=]DIR|FILE.gguf [--model ...] [--adapter NAME=DIR ...] [--quant bf16|int8|q4] [--port N] [--host H] [--api-key KEY] [--max-queue N] [--kv-cache-mb N] [--prefill-chunk N]',
     flags: [
       ['--model [NAME=]DIR', 'an HF model folder with a tokenizer, or a .gguf file, served as NAME (default: the folder or file name); repeat for several (required)'],
       ['--adapter NAME=DIR', 'a PEFT LoRA adapter on the first --model, served as NAME; repeatable'],
+      ['--quant bf16|int8|q4', 'quantize every model\'s Linears (and head) for decoding: bf16, int8 per-channel or q4 groups of 32, dequantized inside the decode GEMV (default: the weights as saved)'],
       ['--port N', `default ${S.port} (0 picks a free port; the URL is printed)`],
       ['--host H', `interface to bind (default ${S.host}); any other than loopback needs --api-key`],
       ['--api-key KEY', 'require Authorization: Bearer KEY on /v1/* (default: $KESTREL_API_KEY, else none)'],

@@ -7,6 +7,7 @@ import type { Server } from 'node:http';
 import { isIP } from 'node:net';
 import { BatchingEngine } from '../serve/batching_engine.js';
 import { type Engine, SerialEngine } from '../serve/engine.js';
+import { checkInferenceQuant } from '../quant/quantize_model.js';
 import { ModelRegistry } from '../serve/model_registry.js';
 import { createApiServer, listen } from '../serve/server.js';
 import { numberFlag, parseFlags } from './flags.js';
@@ -54,15 +55,16 @@ export async function serveUntilSignal(name: string, server: Server, o: { port: 
 export async function serveCommand(argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, {
     model: { type: 'string', multiple: true }, adapter: { type: 'string', multiple: true }, port: { type: 'string' }, host: { type: 'string' },
-    'api-key': { type: 'string' }, 'max-queue': { type: 'string' }, 'max-body-bytes': { type: 'string' }, ...ENGINE_FLAGS,
+    'api-key': { type: 'string' }, 'max-queue': { type: 'string' }, 'max-body-bytes': { type: 'string' }, quant: { type: 'string' }, ...ENGINE_FLAGS,
   });
+  const quant = values.quant === undefined ? undefined : checkInferenceQuant(values.quant, '--quant');
   const port = numberFlag(values, 'port', { int: true, min: 0, max: 65535 }) ?? SERVE_DEFAULTS.port;
   const maxQueue = numberFlag(values, 'max-queue', { int: true, min: 0 }) ?? SERVE_DEFAULTS.maxQueue;
   const maxBodyBytes = numberFlag(values, 'max-body-bytes', { int: true, min: 1 }) ?? SERVE_DEFAULTS.maxBodyBytes;
   const host = values.host ?? SERVE_DEFAULTS.host;
   const apiKey = values['api-key'] ?? process.env.KESTREL_API_KEY ?? null;
   if (!isLoopback(host) && !apiKey) throw new Error(`--host ${host} serves other machines: give --api-key KEY (or KESTREL_API_KEY) so requests must carry it`);
-  const models = await ModelRegistry.load(values.model ?? [], values.adapter ?? []);
+  const models = await ModelRegistry.load(values.model ?? [], values.adapter ?? [], quant);
   const { server } = createApiServer({ models, engine: engineFromFlags(values, maxQueue), apiKey, maxBodyBytes });
   await serveUntilSignal('kestrel serve', server, { port, host, models }, (url) => `listening on ${url} (models: ${models.list().map((m) => m.id).join(', ')})`);
   return 0;

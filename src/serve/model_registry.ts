@@ -6,6 +6,7 @@ import { type Pretrained, loadCausalLM } from '../models/load.js';
 import type { CausalLM } from '../models/causal_lm.js';
 import type { Gpt2LMHeadModel } from '../models/gpt2.js';
 import { loadAdapter, setAdapter } from '../lora/peft.js';
+import type { InferenceQuant } from '../quant/quantize_model.js';
 import type { Tokenizer } from '../tokenizer/index.js';
 import '../infer/index.js';
 
@@ -43,15 +44,15 @@ function eosIds(p: Pretrained): number[] {
 export class ModelRegistry {
   private readonly byId = new Map<string, ServedModel>();
 
-  /** Loads every model and adapter; an error names the flag and folder that failed. */
-  static async load(models: string[], adapters: string[]): Promise<ModelRegistry> {
+  /** Loads every model (quantized for inference with `quant`) and adapter; an error names the flag and folder that failed. */
+  static async load(models: string[], adapters: string[], quant?: InferenceQuant): Promise<ModelRegistry> {
     const reg = new ModelRegistry();
     if (!models.length) throw new Error('--model DIR is required (repeat it to serve several)');
     const created = Math.floor(Date.now() / 1000);
     try {
       for (const spec of models) {
         const { name, dir } = namedPath(spec, '--model');
-        await reg.loadFolder(name, dir, '--model ', created);
+        await reg.loadFolder(name, dir, '--model ', created, quant);
       }
       const base = [...reg.byId.values()][0];
       for (const spec of adapters) {
@@ -66,12 +67,13 @@ export class ModelRegistry {
   }
 
   /**
-   * Loads one HF folder and serves it as `name`; the error names the folder (prefixed by `what`).
+   * Loads one HF folder (or .gguf file), its Linears quantized for inference with `quant` (bf16,
+   * int8, q4: the decode GEMV), and serves it as `name`; the error names the folder (prefixed by `what`).
    * @example await registry.loadFolder('tiny', '/models/tiny')
    */
-  async loadFolder(name: string, dir: string, what = '', created = Math.floor(Date.now() / 1000)): Promise<ServedModel> {
+  async loadFolder(name: string, dir: string, what = '', created = Math.floor(Date.now() / 1000), quant?: InferenceQuant): Promise<ServedModel> {
     if (this.byId.has(name)) throw new Error(`a model named '${name}' is already loaded`);
-    const p = await loadCausalLM(dir).catch((e: Error) => Promise.reject(new Error(`${what}${dir}: ${e.message}`)));
+    const p = await loadCausalLM(dir, quant ? { quant } : {}).catch((e: Error) => Promise.reject(new Error(`${what}${dir}: ${e.message}`)));
     if (!p.tokenizer) {
       p.model.dispose();
       throw new Error(`${what}${dir}: the folder has no tokenizer (tokenizer.json, vocab.json, tokenizer.model); the server needs one to read prompts and write text`);

@@ -4,6 +4,8 @@
 // (training_jobs.ts). Chat and the arena use
 // /v1/chat/completions itself. Every body is validated and every folder is named, never a path.
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { join } from 'node:path';
+import { INFERENCE_QUANTS, type InferenceQuant } from '../quant/quantize_model.js';
 import { memory } from '../tensor/memory.js';
 import { BodyFields } from './body_fields.js';
 import type { Engine } from './engine.js';
@@ -59,21 +61,28 @@ function listing(o: StudioApiOptions): ModelListing {
   const loaded = new Set(served.map((m) => m.id));
   const folders = listModelFolders(o.modelsDir);
   const names = new Set(folders.map((m) => m.name));
-  // an adapter's base is the served model that shares its weights and runs no adapter
-  const baseOf = (m: (typeof served)[number]) => served.find((b) => b.adapter === null && b.pretrained === m.pretrained)?.id ?? m.id;
+  // an adapter's base is the served model that shares its weights and runs no adapter; a quantized
+  // copy's is the folder it was loaded from
+  const baseOf = (m: (typeof served)[number]) => m.adapter !== null
+    ? served.find((b) => b.adapter === null && b.pretrained === m.pretrained)?.id ?? m.id
+    : folders.find((f) => join(o.modelsDir, f.name) === m.dir)?.name ?? m.id;
   return {
     models: folders.map((m) => ({ ...m, loaded: loaded.has(m.name), memoryBytes: loadedBytes.get(m.name) ?? null })),
-    derived: served.filter((m) => !names.has(m.id)).map((m) => ({ name: m.id, base: baseOf(m) })),
+    derived: served.filter((m) => !names.has(m.id)).map((m) => ({ name: m.id, base: baseOf(m), memoryBytes: loadedBytes.get(m.id) ?? null })),
   };
 }
 
-async function load(o: StudioApiOptions, name: unknown): Promise<unknown> {
+/** Loads a folder (quantized for inference with `quant`: served as NAME@QUANT beside the float one). */
+async function load(o: StudioApiOptions, name: unknown, quant: unknown): Promise<unknown> {
   const dir = modelFolderPath(o.modelsDir, name);
-  const id = name as string;
+  if (quant !== undefined && (typeof quant !== 'string' || !(INFERENCE_QUANTS as readonly string[]).includes(quant)))
+    throw invalid(`'quant' must be one of ${INFERENCE_QUANTS.join(', ')}, got ${JSON.stringify(quant)}`, 'quant');
+  const q = quant as InferenceQuant | undefined;
+  const id = q ? `${name as string}@${q}` : (name as string);
   if (o.models.get(id)) return { name: id, loaded: true, memoryBytes: loadedBytes.get(id) ?? null };
   const before = memory.stats().current.total;
   try {
-    await o.models.loadFolder(id, dir);
+    await o.models.loadFolder(id, dir, '', undefined, q);
   } catch (e) {
     throw new ApiError(400, `cannot load '${id}': ${(e as Error).message}`, 'name', 'load_failed');
   }
@@ -142,7 +151,7 @@ export async function handleStudio(route: StudioRoute, req: IncomingMessage, res
   if (route === 'studio-models') return sendJson(res, 200, listing(o));
   if (route === 'studio-template') return sendJson(res, 200, await templateInfo(modelFolderPath(o.modelsDir, query(req, 'name'))));
   const f = new BodyFields(await readJsonBody(req, o.maxBodyBytes));
-  if (route === 'studio-load') return sendJson(res, 200, await load(o, f.body.name));
+  if (route === 'studio-load') return sendJson(res, 200, await load(o, f.body.name, f.body.quant));
   if (route === 'studio-unload') return sendJson(res, 200, unload(o, f.body.name));
   if (route === 'studio-tokens') return sendJson(res, 200, countTokens(o, f));
   const dir = modelFolderPath(o.modelsDir, f.body.name);

@@ -27,8 +27,11 @@ export interface BrokenModelFolder {
 /** GET /api/studio/models */
 export interface ModelListing {
   models: ((ModelFolderInfo | BrokenModelFolder) & { loaded: boolean; memoryBytes: number | null })[];
-  /** served models that are no folder of their own: fine-tuned adapters over a loaded base, and the base they run on */
-  derived: { name: string; base: string }[];
+  /**
+   * served models that are no folder of their own: fine-tuned adapters over a loaded base (base: that
+   * model) and quantized copies of a folder, NAME@bf16|int8|q4 (base: the folder)
+   */
+  derived: { name: string; base: string; memoryBytes: number | null }[];
 }
 
 /** GET /api/studio/template?name= */

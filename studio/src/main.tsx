@@ -36,10 +36,10 @@ function App() {
   }, []);
   const folders = (listing?.models ?? []).filter((m) => !('error' in m));
   const loaded = folders.flatMap((m) => (m.loaded && !('error' in m) ? [{ name: m.name, contextLength: m.contextLength, suggested: m.suggested }] : []));
-  // fine-tuned adapters served over a loaded base: the base's context and suggestions
+  // adapters and quantized copies: their base folder's context and suggestions
   for (const d of listing?.derived ?? []) {
-    const base = loaded.find((m) => m.name === d.base);
-    if (base) loaded.push({ ...base, name: d.name });
+    const base = folders.find((m) => m.name === d.base);
+    if (base && !('error' in base)) loaded.push({ name: d.name, contextLength: base.contextLength, suggested: base.suggested });
   }
   return (
     <>

@@ -128,6 +128,25 @@ describe('kestrel studio: models', () => {
     assert.equal(wrongMethod.status, 405);
   });
 
+  test('a quantized copy loads beside the float model (NAME@QUANT), answers chat, and unloads', async () => {
+    const bad = await post('/api/studio/models/load', { name: 'tiny-copy', quant: 'q3' });
+    assert.equal(bad.status, 400);
+    assert.match(bad.json.error.message, /'quant' must be one of bf16, int8, q4, got "q3"/);
+    const loaded = await post('/api/studio/models/load', { name: 'tiny-copy', quant: 'int8' });
+    assert.equal(loaded.status, 200, loaded.text);
+    assert.equal(loaded.json.name, 'tiny-copy@int8');
+    // int8 weights (one byte each plus a scale per row) take well under the float32 checkpoint's bytes
+    assert.ok(loaded.json.memoryBytes > 0 && loaded.json.memoryBytes < 0.5 * payloadBytes(join(fx.modelsDir, 'tiny-copy', 'model.safetensors')), String(loaded.json.memoryBytes));
+    const listing = (await get('/api/studio/models')).json;
+    assert.deepEqual(listing.derived, [{ name: 'tiny-copy@int8', base: 'tiny-copy', memoryBytes: loaded.json.memoryBytes }]);
+    assert.equal(listing.models.find((m: { name: string }) => m.name === 'tiny-copy').loaded, false, 'the float folder itself is not loaded');
+    const r = await post('/v1/chat/completions', { model: 'tiny-copy@int8', messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, temperature: 0 });
+    assert.equal(r.status, 200, r.text);
+    assert.ok(r.json.usage.completion_tokens >= 1);
+    assert.equal((await post('/api/studio/models/unload', { name: 'tiny-copy@int8' })).status, 200);
+    assert.deepEqual((await get('/api/studio/models')).json.derived, []);
+  });
+
   test('load, chat over /v1/chat/completions, unload', async () => {
     const loaded = await post('/api/studio/models/load', { name: 'tiny' });
     assert.equal(loaded.status, 200, loaded.text);
@@ -417,7 +436,7 @@ describe('kestrel studio: a job from start to its results', () => {
     const name = `tiny-ft-${id.slice(0, 8)}`;
     assert.deepEqual(used.json, { name, folder: null });
     const listing = (await get('/api/studio/models')).json;
-    assert.deepEqual(listing.derived, [{ name, base: 'tiny' }]);
+    assert.deepEqual(listing.derived, [{ name, base: 'tiny', memoryBytes: null }]);
     assert.equal(listing.models.find((m: { name: string }) => m.name === 'tiny').loaded, true, 'its base was loaded for it');
     const tuned = await logprobs(name);
     const base = await logprobs('tiny');

@@ -267,3 +267,22 @@ test('training page: a finished fine-tune opens in chat and in the arena beside 
   assert.deepEqual(await page.locator('.pick input:checked').evaluateAll((els) => els.map((e) => e.getAttribute('name'))), ['pick-tiny-copy', `pick-${name}`]);
   await page.screenshot({ path: `${SHOTS}/arena-finetune.png`, fullPage: true });
 });
+
+test('arena: a model against its own int8 copy, loaded from the models page', async () => {
+  await page.goto(`${studio.url}/#models`);
+  const row = page.locator('tr[data-model="tiny"]');
+  await row.locator('select[name="quant-tiny"]').selectOption('int8');
+  await row.getByRole('button', { name: 'Quantize' }).click();
+  await page.locator('table.derived tr[data-model="tiny@int8"]', { hasText: 'KiB' }).waitFor();
+  await page.goto(`${studio.url}/#arena`);
+  // pick exactly tiny and tiny@int8
+  while (await page.locator('.pick input:checked').count()) await page.locator('.pick input:checked').first().uncheck();
+  await page.locator('input[name="pick-tiny"]').check();
+  await page.locator('input[name="pick-tiny@int8"]').check();
+  await page.locator('textarea[name="arena-prompt"]').fill('Name a colour.');
+  await page.getByRole('button', { name: 'Run 2 models' }).click();
+  for (const name of ['tiny', 'tiny@int8']) {
+    await page.locator(`.run[data-model="${name}"] .timing`).filter({ hasText: /^TTFT \d+ ms · [\d.]+ tok\/s · total \d+ ms$/ }).waitFor();
+  }
+  await page.screenshot({ path: `${SHOTS}/arena-quant.png`, fullPage: true });
+});

@@ -1,4 +1,6 @@
-// Models page: every HF folder under --models with what it is, and load / unload.
+// Models page: every HF folder under --models with what it is, and load / unload, as saved or
+// quantized for decoding (bf16, int8, q4: served as NAME@QUANT beside the float one, so the arena
+// can compare them); below, the served models that are no folder of their own.
 import { useState } from 'preact/hooks';
 import { type ModelListing, postJson } from '../api.ts';
 
@@ -7,11 +9,12 @@ export const formatBytes = (n: number): string => (n >= 2 ** 30 ? `${(n / 2 ** 3
 export function ModelsPage(props: { listing: ModelListing | null; refresh: () => Promise<void> }) {
   const [busy, setBusy] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const act = async (what: 'load' | 'unload', name: string) => {
+  const [quant, setQuant] = useState<Record<string, string>>({});
+  const act = async (what: 'load' | 'unload', name: string, q = '') => {
     setBusy(name);
     setError(null);
     try {
-      await postJson(`/api/studio/models/${what}`, { name });
+      await postJson(`/api/studio/models/${what}`, { name, ...(q ? { quant: q } : {}) });
       await props.refresh();
     } catch (e) {
       setError((e as Error).message);
@@ -39,11 +42,29 @@ export function ModelsPage(props: { listing: ModelListing | null; refresh: () =>
                 <button disabled={busy !== null} onClick={() => act(m.loaded ? 'unload' : 'load', m.name)}>
                   {busy === m.name ? '…' : m.loaded ? 'Unload' : 'Load'}
                 </button>
+                {' '}<select name={`quant-${m.name}`} value={quant[m.name] ?? 'int8'} onChange={(e) => setQuant({ ...quant, [m.name]: (e.target as HTMLSelectElement).value })}>
+                  {['bf16', 'int8', 'q4'].map((q) => <option key={q} value={q}>{q}</option>)}
+                </select>
+                <button disabled={busy !== null} onClick={() => act('load', m.name, quant[m.name] ?? 'int8')}>Quantize</button>
               </td>
             </tr>
           ))}
         </tbody>
       </table>
+      {(props.listing?.derived.length ?? 0) > 0 && <>
+        <h3>Also served</h3>
+        <table class="derived">
+          <thead><tr><th>name</th><th>from</th><th>memory</th><th></th></tr></thead>
+          <tbody>
+            {props.listing!.derived.map((d) => (
+              <tr key={d.name} data-model={d.name}>
+                <td>{d.name}</td><td>{d.base}</td><td>{d.memoryBytes !== null ? formatBytes(d.memoryBytes) : ''}</td>
+                <td><button disabled={busy !== null} onClick={() => act('unload', d.name)}>{busy === d.name ? '…' : 'Unload'}</button></td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </>}
     </section>
   );
 }

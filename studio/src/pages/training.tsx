@@ -158,7 +158,7 @@ export function TrainingPage(props: { folders: string[]; refresh: () => Promise<
     }
   };
   const num = (key: 'max_steps' | 'lr' | 'seq_len' | 'lora_r' | 'save_every' | 'eval_fraction') => (
-    <label>{key} <input type="number" name={key} value={settings[key]} onChange={(e) => setSettings({ ...settings, [key]: Number((e.target as HTMLInputElement).value) })} /></label>
+    <label>{key} <input type="number" name={key} value={settings[key]} onChange={(e) => { const v = Number((e.target as HTMLInputElement).value); setSettings((s) => ({ ...s, [key]: v })); }} /></label>
   );
   return (
     <section class="training">
@@ -168,7 +168,7 @@ export function TrainingPage(props: { folders: string[]; refresh: () => Promise<
           {props.folders.map((f) => <option key={f} value={f}>{f}</option>)}
         </select></label>
         <label>dataset (JSONL) <input type="file" name="dataset" accept=".jsonl,.json,application/x-ndjson" onChange={(e) => { const f = (e.target as HTMLInputElement).files?.[0]; if (f) void upload(f); }} /></label>
-        <label>method <select name="method" value={settings.method} onChange={(e) => setSettings({ ...settings, method: (e.target as HTMLSelectElement).value })}>
+        <label>method <select name="method" value={settings.method} onChange={(e) => { const method = (e.target as HTMLSelectElement).value; setSettings((s) => ({ ...s, method })); }}>
           <option value="lora">LoRA</option><option value="qlora">QLoRA</option><option value="full">full</option>
         </select></label>
         {num('max_steps')}{num('lr')}{num('seq_len')}{num('lora_r')}{num('save_every')}{num('eval_fraction')}
