@@ -469,6 +469,17 @@ describe('kestrel studio: a job from start to its results', () => {
     const listedGguf = (await get('/api/studio/models')).json.models.find((m: { name: string }) => m.name === `${name}-q8_0.gguf`);
     assert.ok(listedGguf, 'the export is listed');
     assert.match(listedGguf.dtype, /q8_0/);
+    // and it loads and answers like any folder
+    assert.equal((await post('/api/studio/models/load', { name: `${name}-q8_0.gguf` })).status, 200);
+    const fromGguf = await post('/v1/chat/completions', { model: `${name}-q8_0.gguf`, messages: [{ role: 'user', content: 'Hi' }], max_tokens: 3, temperature: 0 });
+    assert.equal(fromGguf.status, 200, fromGguf.text);
+    assert.equal((await post('/api/studio/models/unload', { name: `${name}-q8_0.gguf` })).status, 200);
+    // a job id that is none: 404 naming it, on every result route
+    for (const route of ['resume', 'use', 'merge', 'export']) {
+      const r = await post(`/api/studio/jobs/${route}`, { id: 'no-such-job' });
+      assert.equal(r.status, 404, route);
+      assert.match(r.json.error.message, /no training job "no-such-job"/);
+    }
   });
 });
 
