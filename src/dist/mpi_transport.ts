@@ -58,6 +58,10 @@ export class MpiTransport extends QueuedTransport {
   static async world(addon: NativeAddon, o: { slotBytes: number; timeoutMs: number; implementation?: MpiImplementation }): Promise<{ transport: MpiTransport; version: string }> {
     const impl = o.implementation ?? detectMpi();
     if (!impl) throw new Error('dist: the MPI backend was asked for but no MPI was found (no mpirun on PATH; set KESTREL_MPI=openmpi|mpich)');
+    // UCX (the transport under Debian's MPICH and Open MPI) swaps malloc for its own hooks when MPI
+    // starts; memory Node allocated before then, later freed or trimmed through them, crashed a rank
+    // (SIGSEGV inside V8) now and then. Keep glibc's malloc unless the user chose otherwise.
+    process.env.UCX_MEM_MALLOC_HOOKS ??= 'no';
     const version = addon.mpiLoad(mpiLibrary(impl));
     finishAtExit(addon);
     const id = await addon.mpiInit(o.slotBytes, o.timeoutMs);

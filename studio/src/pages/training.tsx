@@ -158,7 +158,7 @@ export function TrainingPage(props: { folders: string[]; refresh: () => Promise<
     }
   };
   const num = (key: 'max_steps' | 'lr' | 'seq_len' | 'lora_r' | 'save_every' | 'eval_fraction') => (
-    <label>{key} <input type="number" name={key} value={settings[key]} onChange={(e) => { const v = Number((e.target as HTMLInputElement).value); setSettings((s) => ({ ...s, [key]: v })); }} /></label>
+    <label>{key} <input type="number" name={key} value={settings[key]} onInput={(e) => { const v = Number((e.target as HTMLInputElement).value); setSettings((s) => ({ ...s, [key]: v })); }} /></label>
   );
   return (
     <section class="training">
