@@ -90,6 +90,8 @@ test('chat page: regenerate, edit, stop, export', async () => {
   // edit puts the user message back in the composer and drops it and the reply
   await page.locator('.msg.user').getByRole('button', { name: 'Edit' }).click();
   assert.equal(await page.locator('textarea[name="prompt"]').inputValue(), 'Hello');
+  // localStorage is written by an effect after the render
+  await page.waitForFunction(`JSON.parse(localStorage.getItem('kestrel-studio-conversations') ?? '[]')[0]?.messages.length === 0`, undefined, { timeout: 5000 });
   assert.deepEqual((await storedChats())[0].messages, []);
   // stop: a reply of 3000 tokens (seconds of decoding) stopped once its first text shows; the
   // server must be idle right after, which it could not be had the generation gone on
@@ -256,8 +258,8 @@ test('training page: a finished fine-tune opens in chat and in the arena beside 
   await page.waitForURL(/#chat$/);
   const jobs = (await (await fetch(`${studio.url}/api/studio/jobs`)).json()) as { jobs: { id: string; status: string }[] };
   const name = `tiny-copy-ft-${jobs.jobs.find((j) => j.status === 'finished')!.id.slice(0, 8)}`;
-  // a new conversation with the fine-tune chosen
-  assert.equal(await page.locator('select[name="model"]').inputValue(), name);
+  // a new conversation with the fine-tune chosen (once the chat page has rendered it)
+  await page.waitForFunction(`document.querySelector('select[name="model"]')?.value === ${JSON.stringify(name)}`, undefined, { timeout: 10_000 });
   await page.locator('textarea[name="prompt"]').fill('Hi');
   await page.getByRole('button', { name: 'Send' }).click();
   await page.locator('.msg.assistant').last().waitFor();
