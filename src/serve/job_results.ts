@@ -6,7 +6,7 @@
 import { cpSync, existsSync, mkdirSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { ApiError, invalid } from './errors.js';
-import { spawnKestrel } from './kestrel_child.js';
+import { spawnKestrel, stderrTail } from './kestrel_child.js';
 import { modelFolderPath } from './model_folders.js';
 import type { ModelRegistry } from './model_registry.js';
 import type { JobInfo, JobResult } from './studio_types.js';
@@ -17,10 +17,9 @@ const GGUF_TYPES = ['f32', 'f16', 'q8_0', 'q4_0', 'q4_k_m'] as const;
 /** `kestrel <args>` to its end; rejects with the end of its stderr. */
 function runKestrel(args: string[]): Promise<void> {
   const child = spawnKestrel(args);
-  let stderr = '';
-  child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
+  const stderr = stderrTail(child);
   return new Promise((resolve, reject) => child.on('close', (code) => (code === 0 ? resolve() : reject(
-    new ApiError(500, `kestrel ${args[0]} failed (exit ${code}): ${stderr.trim().split('\n').slice(-3).join(' / ')}`, null, 'job_result_failed')))));
+    new ApiError(500, `kestrel ${args[0]} failed (exit ${code}): ${stderr().trim().split('\n').slice(-3).join(' / ')}`, null, 'job_result_failed')))));
 }
 
 export class JobResults {

@@ -14,3 +14,10 @@ export function spawnKestrel(args: string[]): ChildProcess {
   const argv = fromSources ? ['--import', 'tsx', '--input-type=module', '-e', code] : [fileURLToPath(new URL('../../bin/kestrel.js', import.meta.url)), ...args];
   return spawn(process.execPath, argv, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
 }
+
+/** The end of a child's stderr, kept as it arrives (for the error a failed job reports). */
+export function stderrTail(child: ChildProcess, bytes = 4000): () => string {
+  let tail = '';
+  child.stderr!.on('data', (d: Buffer) => (tail = (tail + d.toString()).slice(-bytes)));
+  return () => tail;
+}

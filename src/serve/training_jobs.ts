@@ -9,17 +9,17 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 
 import { join } from 'node:path';
 import { BodyFields } from './body_fields.js';
 import { ApiError, invalid } from './errors.js';
-import { spawnKestrel } from './kestrel_child.js';
+import { spawnKestrel, stderrTail } from './kestrel_child.js';
 import { modelFolderPath } from './model_folders.js';
 import type { DatasetInfo, JobInfo, JobMetrics } from './studio_types.js';
 
 const ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-const STDERR_TAIL = 4000;
 
 interface Job {
   info: JobInfo;
   child: ChildProcess;
-  stderr: string;
+  /** the end of its current process's stderr */
+  stderr: () => string;
   /** the `kestrel finetune` arguments it was started with (resume adds --resume latest) */
   args: string[];
 }
@@ -111,7 +111,7 @@ export class TrainingJobs {
     const info: JobInfo = {
       id, model: f.body.model as string, method, maxSteps, status: 'running', exitCode: null, error: null, started: Date.now(), runs: 0, checkpoints: [],
     };
-    const job: Job = { info, child: undefined as unknown as ChildProcess, stderr: '', args };
+    const job: Job = { info, child: undefined as unknown as ChildProcess, stderr: () => '', args };
     this.jobs.set(id, job);
     this.run(job, args);
     return info;
@@ -121,14 +121,13 @@ export class TrainingJobs {
   private run(job: Job, args: string[]): void {
     const { info } = job;
     Object.assign(info, { status: 'running', exitCode: null, error: null, started: Date.now(), runs: info.runs + 1 });
-    job.stderr = '';
     job.child = spawnKestrel(args);
-    job.child.stderr!.on('data', (d: Buffer) => (job.stderr = (job.stderr + d.toString()).slice(-STDERR_TAIL)));
+    job.stderr = stderrTail(job.child);
     job.child.on('close', (code, signal) => {
       info.exitCode = code;
       // the trainer exits 130 / 143 after a SIGINT / SIGTERM stop
       info.status = code === 0 ? 'finished' : code === 130 || code === 143 || signal ? 'stopped' : 'failed';
-      if (info.status === 'failed') info.error = job.stderr.trim().split('\n').slice(-5).join('\n');
+      if (info.status === 'failed') info.error = job.stderr().trim().split('\n').slice(-5).join('\n');
     });
   }
 
