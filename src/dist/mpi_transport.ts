@@ -58,9 +58,13 @@ export class MpiTransport extends QueuedTransport {
   static async world(addon: NativeAddon, o: { slotBytes: number; timeoutMs: number; implementation?: MpiImplementation }): Promise<{ transport: MpiTransport; version: string }> {
     const impl = o.implementation ?? detectMpi();
     if (!impl) throw new Error('dist: the MPI backend was asked for but no MPI was found (no mpirun on PATH; set KESTREL_MPI=openmpi|mpich)');
-    // UCX (the transport under Debian's MPICH and Open MPI) swaps malloc for its own hooks when MPI
-    // starts; memory Node allocated before then, later freed or trimmed through them, crashed a rank
-    // (SIGSEGV inside V8) now and then. Keep glibc's malloc unless the user chose otherwise.
+    // UCX (the transport under Debian's MPICH) hooks malloc, mmap, munmap and brk when MPI starts,
+    // to keep its registration cache for RDMA memory. Under Node those hooks corrupted glibc's heap
+    // now and then (a rank died with SIGSEGV in realloc or inside V8, about 1 run in 13 of the
+    // 4-rank collective suite; openucx/ucx#3831 is the same crash under MPICH). Turning the malloc
+    // hooks off alone was not enough: turn UCX's memory events off (no hooks at all) unless the user
+    // chose otherwise. Ranks on one machine move data through shared memory, which needs no cache.
+    process.env.UCX_MEM_EVENTS ??= 'no';
     process.env.UCX_MEM_MALLOC_HOOKS ??= 'no';
     const version = addon.mpiLoad(mpiLibrary(impl));
     finishAtExit(addon);
