@@ -262,7 +262,7 @@ export const HELP: Record<string, CommandHelp> = {
     example: 'kestrel serve --model ./SmolLM2-135M-Instruct --adapter french=./adapter --port 8000',
   },
   launch: {
-    usage: 'kestrel launch -n N [--master-port P] [--master-addr A] [--elastic --min-ranks M [--max-restarts K]] -- <command and args>\n       kestrel launch --hostfile FILE [-n N] [--mpi openmpi|mpich] -- <command and args>',
+    usage: 'kestrel launch -n N [--master-port P] [--master-addr A] [--elastic --min-ranks M [--max-restarts K]] -- <command and args>\n       kestrel launch --hostfile FILE [-n N] [--mpi openmpi|mpich] [--elastic --min-ranks M] -- <command and args>',
     flags: [
       ['-n, --nproc N', 'rank processes to start (required on one machine; default with --hostfile: all its slots)'],
       ['--master-port P', "rank 0's rendezvous port (default: a free port; shared-memory backend)"],
@@ -270,7 +270,7 @@ export const HELP: Record<string, CommandHelp> = {
       ['--hostfile FILE', "DeepSpeed's hostfile: lines 'hostname slots=N' ('#' comments); the ranks start across these machines through mpirun"],
       ['--backend B', "shm (ranks on this machine over shared memory) or mpi (through mpirun, on the MPI transport); default shm, mpi with --hostfile"],
       ['--mpi I', 'openmpi or mpich: whose mpirun starts the ranks (default: the one `mpirun` on PATH is)'],
-      ['--elastic', 'when a rank dies, restart `kestrel train` from the latest checkpoint in --output on the ranks left, --grad-accum raised to keep the global batch'],
+      ['--elastic', 'when a rank dies, restart `kestrel train` from the latest checkpoint in --output on the ranks left, --grad-accum raised to keep the global batch; with --hostfile the file is read again at each restart (a changed file says how many slots there are, up to -n: machines removed or back)'],
       ['--min-ranks M', 'with --elastic: fail instead of restarting on fewer than M ranks (default: -n)'],
       ['--max-restarts K', 'with --elastic: restarts allowed (default 3)'],
       ['-- <command>', 'run once per rank with its rank in the environment (RANK... or mpirun\'s OMPI_*/PMI_*); `kestrel ...` runs this kestrel'],

@@ -3,7 +3,8 @@
 // or `--backend mpi` it starts them through mpirun instead (src/dist/mpirun.ts), across machines.
 // `kestrel ...` after `--` runs this same kestrel. Exits with the failing rank's code after naming
 // it, or 130 after Ctrl-C stopped every rank. `--elastic` restarts a training job on the ranks
-// left when one dies (src/dist/elastic.ts).
+// left when one dies (src/dist/elastic.ts), on this machine or through mpirun.
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
 import { readHostfile } from '../dist/hostfile.js';
@@ -53,6 +54,13 @@ export async function launchRanks(n: number, words: string[], opts: { masterPort
   return report(await launch({ nproc: n, ...rankCommand(words), ...opts }));
 }
 
+/** --min-ranks (default: all of them) and --max-restarts of an elastic launch. */
+function elasticLimits(values: Parameters<typeof numberFlag>[0], n: number): { minRanks: number; maxRestarts: number } {
+  const minRanks = numberFlag(values, 'min-ranks', { int: true, min: 1 }) ?? n;
+  const maxRestarts = numberFlag(values, 'max-restarts', { int: true, min: 0 }) ?? DEFAULT_MAX_RESTARTS;
+  return { minRanks, maxRestarts };
+}
+
 /** The KESTREL_* settings of this process, for ranks on other machines (local ones inherit them anyway). */
 const kestrelEnv = (): Record<string, string> =>
   Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[0].startsWith('KESTREL_') && e[1] !== undefined));
@@ -68,18 +76,22 @@ export async function launchCommand(argv: string[]): Promise<number> {
     if (values.hostfile) throw new Error('launch: --hostfile starts the ranks through mpirun, which needs --backend mpi (the default with a hostfile)');
     if (n === undefined) throw new Error('launch: -n N (the number of ranks) is required');
     const masterPort = numberFlag(values, 'master-port', { int: true, min: 1, max: 65535 });
-    if (values.elastic) {
-      const minRanks = numberFlag(values, 'min-ranks', { int: true, min: 1 }) ?? n;
-      const maxRestarts = numberFlag(values, 'max-restarts', { int: true, min: 0 }) ?? DEFAULT_MAX_RESTARTS;
-      return launchElastic({ nproc: n, minRanks, maxRestarts, ...rankCommand(words), launch: { masterPort, masterAddr: values['master-addr'] } });
-    }
+    if (values.elastic) return launchElastic({ nproc: n, ...elasticLimits(values, n), ...rankCommand(words), launch: { masterPort, masterAddr: values['master-addr'] } });
     return launchRanks(n, words, { masterPort, masterAddr: values['master-addr'] });
   }
-  if (values.elastic) throw new Error('launch: --elastic restarts ranks on this machine (the shared-memory backend), not through mpirun');
-  const hosts = values.hostfile ? readHostfile(values.hostfile) : undefined;
+  const hostfile = values.hostfile;
+  const hosts = hostfile ? readHostfile(hostfile) : undefined;
   const nproc = n ?? hosts?.reduce((s, h) => s + h.slots, 0);
   if (nproc === undefined) throw new Error('launch: -n N (the number of ranks) is required without a --hostfile');
   const implementation = values.mpi ? oneOf(values.mpi, MPI_IMPLEMENTATIONS, '--mpi') : detectMpi();
   if (!implementation) throw new Error('launch: --backend mpi needs Open MPI or MPICH (no mpirun on PATH; on Debian: apt-get install openmpi-bin libopenmpi-dev)');
-  return report(await launchMpi({ implementation, nproc, hosts, ...rankCommand(words), env: kestrelEnv() }));
+  const rank = rankCommand(words);
+  if (values.elastic) {
+    // the hostfile is read again at each restart: machines removed from it or added back count
+    const listed = hostfile ? () => ({ slots: readHostfile(hostfile).reduce((s, h) => s + h.slots, 0), text: readFileSync(hostfile, 'utf8') }) : undefined;
+    const start = (world: number, args: string[]): Promise<LaunchResult> =>
+      launchMpi({ implementation, nproc: world, hosts: hostfile ? readHostfile(hostfile) : undefined, command: rank.command, args, env: kestrelEnv() });
+    return launchElastic({ nproc, ...elasticLimits(values, nproc), ...rank, start, hostfile: listed });
+  }
+  return report(await launchMpi({ implementation, nproc, hosts, ...rank, env: kestrelEnv() }));
 }

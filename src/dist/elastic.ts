@@ -1,9 +1,13 @@
-// Elastic restart (torchrun's --max-restarts, on fewer ranks): runs a `kestrel train` job with the
-// local launcher; when a rank dies of a signal (kill -9, the OOM killer) the launcher stops the others, and the job starts
-// again from the latest checkpoint in --output on the ranks that remain, keeping the global batch
-// (micro-batch × grad-accum × world) by raising --grad-accum. The trainer's resume cuts
-// metrics.jsonl back to the checkpoint, so every step appears exactly once; a save killed midway
-// leaves only a temporary (removed at the next start), never a corrupt checkpoint.
+// Elastic restart (torchrun's --max-restarts, on fewer ranks): runs a `kestrel train` job with a
+// launcher (this machine's, or mpirun's with a hostfile); when a rank dies of a signal (kill -9, the
+// OOM killer, a lost machine) the launcher stops the others, and the job starts again from the
+// latest checkpoint in --output on the ranks that remain, keeping the global batch
+// (micro-batch × grad-accum × world) by raising --grad-accum. With a hostfile, the file is read
+// again at each restart: when it changed since the failed start (a machine removed, or one that
+// came back added) it says how many slots there are, up to -n; unchanged, the dead rank's slot is
+// taken as lost. The trainer's resume cuts metrics.jsonl back to the checkpoint, so every step
+// appears exactly once; a save killed midway leaves only a temporary (removed at the next start),
+// never a corrupt checkpoint.
 import { listCheckpoints, truncateLog } from '../train/checkpoint.js';
 import { join } from 'node:path';
 import { type LaunchOpts, type LaunchResult, failureMessage, launch } from './launch.js';
@@ -19,6 +23,10 @@ export interface ElasticOpts {
   args: string[];
   /** for tests: the launcher's other options (stderr routing, stdout) */
   launch?: Partial<LaunchOpts>;
+  /** starts the ranks some other way (mpirun); default: this machine's launcher */
+  start?: (world: number, args: string[]) => Promise<LaunchResult>;
+  /** the hostfile, read afresh at each restart: the slots it lists now, and its text */
+  hostfile?: () => { slots: number; text: string };
   log?: (line: string) => void;
 }
 
@@ -65,23 +73,40 @@ export async function launchElastic(o: ElasticOpts): Promise<number> {
   const accum = Number(flagValue(o.args, '--grad-accum') ?? 1);
   if (!Number.isInteger(accum) || accum < 1) throw new Error(`launch --elastic: --grad-accum must be a positive integer, got ${flagValue(o.args, '--grad-accum')}`);
   const globalMicro = accum * o.nproc;
-  let world = o.nproc;
-  let args = o.args;
+  const start = o.start ?? ((world, args) => launch({ ...o.launch, nproc: world, command: o.command, args }));
+  let listed = o.hostfile?.();
+  let world = Math.min(o.nproc, listed?.slots ?? o.nproc);
+  if (world < o.minRanks) throw new Error(`launch --elastic: the hostfile has ${world} slots, fewer than --min-ranks ${o.minRanks}`);
+  let args = world === o.nproc ? o.args : withFlag(o.args, '--grad-accum', String(accumFor(globalMicro, world)));
   for (let restarts = 0; ; restarts++) {
-    const r: LaunchResult = await launch({ ...o.launch, nproc: world, command: o.command, args });
+    const r: LaunchResult = await start(world, args);
     if (r.exitCode === 0 || r.interrupted) return r.exitCode;
     log(failureMessage(r));
     // an error exit (a bad flag, a diverged loss) would come back on any number of ranks: only a death restarts
-    if (!r.failure?.signal) return (log('not restarting: the rank failed with an error, not by a signal'), r.exitCode);
+    if (!died(r)) return (log('not restarting: the rank failed with an error, not by a signal'), r.exitCode);
     if (restarts >= o.maxRestarts) return (log(`giving up after ${restarts} restart${restarts === 1 ? '' : 's'} (--max-restarts ${o.maxRestarts})`), r.exitCode);
-    const left = world - 1; // the dead rank; the launcher stopped the others cleanly
-    if (left < o.minRanks) return (log(`${left} rank${left === 1 ? '' : 's'} would remain, fewer than --min-ranks ${o.minRanks}`), r.exitCode);
-    const nextAccum = accumFor(globalMicro, left);
+    const now = o.hostfile?.();
+    const changed = now !== undefined && now.text !== listed?.text;
+    listed = now;
+    // the dead rank's slot is lost, unless the hostfile now says otherwise
+    const next = changed ? Math.min(o.nproc, now.slots) : world - 1;
+    if (next < o.minRanks) return (log(`${next} rank${next === 1 ? '' : 's'} would remain, fewer than --min-ranks ${o.minRanks}`), r.exitCode);
+    const nextAccum = accumFor(globalMicro, next);
     const latest = listCheckpoints(output).at(-1);
     // no checkpoint yet: the run starts over, so the steps logged so far go
     if (!latest) truncateLog(join(output, 'metrics.jsonl'), 0);
-    log(`restarting on ${left} ranks with --grad-accum ${nextAccum} (global batch unchanged) from ${latest ? latest.path : 'step 0 (no checkpoint yet)'}`);
-    world = left;
+    const why = changed ? ` (the hostfile changed: ${now.slots} slot${now.slots === 1 ? '' : 's'})` : '';
+    log(`restarting on ${next} ranks${why} with --grad-accum ${nextAccum} (global batch unchanged) from ${latest ? latest.path : 'step 0 (no checkpoint yet)'}`);
+    world = next;
     args = withFlag(withFlag(o.args, '--grad-accum', String(nextAccum)), '--resume', 'latest');
   }
+}
+
+/**
+ * Whether the failing rank died rather than failed: killed by a signal, or gone without a word (an
+ * mpirun job sees a rank on another machine vanish; a rank that fails says its exit code first).
+ */
+export function died(r: LaunchResult): boolean {
+  const f = r.failure;
+  return !!f && (f.signal !== null || (f.code === null && f.rank >= 0));
 }

@@ -115,7 +115,7 @@ export function lastError(tail: string[]): string {
 }
 
 function describe(f: RankFailure): string {
-  const how = f.signal ? `was killed by ${f.signal}` : `exited with code ${f.code}`;
+  const how = f.signal ? `was killed by ${f.signal}` : f.code === null ? 'died without a word (its process is gone)' : `exited with code ${f.code}`;
   return `rank ${f.rank} ${how}${f.message ? `: ${f.message}` : ''}`;
 }
 

@@ -163,9 +163,10 @@ export async function launchMpi(o: MpirunOpts & {
   // Open MPI names the rank a signal killed exactly; else the rank seen failing first, else mpirun's word
   const exact = byMpirun?.signal && own.some((l) => /process rank \d+ with PID \d+ on node \S+ exited on signal/.test(l));
   const blamed = exact || !seen ? byMpirun : byMpirun?.rank === seen.rank ? byMpirun : seen;
-  // a rank seen gone without a word: mpirun's own exit code carries its status (137: SIGKILL)
+  // a rank seen gone without a word (no exit line: killed, or its machine lost) keeps code null,
+  // and the job exits with mpirun's own code
   const failure: RankFailure = blamed
-    ? { ...blamed, code: blamed.code ?? (blamed.signal ? null : code), message: lastError(tails.of(blamed.rank)) }
+    ? { ...blamed, message: lastError(tails.of(blamed.rank)) }
     : { rank: -1, code, signal, message: lastError(own) || 'mpirun failed without naming a rank' };
-  return { exitCode: exitCodeOf(failure, null), failure, interrupted };
+  return { exitCode: failure.code === null && !failure.signal ? code || 1 : exitCodeOf(failure, null), failure, interrupted };
 }
