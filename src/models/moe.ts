@@ -11,6 +11,7 @@ import { add, mul, to, unary } from '../ops/elementwise.js';
 import { glu } from '../ops/glu.js';
 import { indexAdd, indexSelect } from '../ops/indexing.js';
 import { reshape, unsqueeze } from '../ops/view.js';
+import { autocast } from '../tensor/autocast.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Linear } from '../nn/layers.js';
@@ -100,7 +101,8 @@ export class SparseMoe extends Module {
     let input = reshape(x, [B * T, D]);
     const j = this.moe.jitterNoise;
     if (this.training && j > 0) input = mul(input, to(add(mul(rand([B * T, D], { backend: x.backendName }), 2 * j), 1 - j), x.dtype));
-    const routerLogits = this.gate.forward(input);
+    // the router stays float32 under autocast: routing decisions and the aux loss see unrounded logits
+    const routerLogits = autocast(null, () => this.gate.forward(input));
     const r = route(routerLogits, { topK: this.moe.topK, order: this.moe.routing, normTopkProb: this.moe.normTopkProb, capacityFactor: this.moe.capacityFactor });
     this.lastLoad = { chosen: r.chosen, dropped: r.dropped, tokens: B * T };
     const sum = this.summedLoad;

@@ -3,10 +3,11 @@
 // the converting path, float32 sums), forward, dx and every dW, on 1, 7, 33 and 257 rows with empty
 // groups, each GEMM path forced in turn (KESTREL_BF16_GEMM, read per call).
 //
-// The reference is float64 on the same bfloat16-rounded x, W and dy (what autocast feeds the
-// GEMMs), with its result rounded to bfloat16 once, as the kernel does. The operands' products are
-// exact in float32, so what is left is the float32 sum's error (K·2^-24 of Σ|a b|, far below) and
-// at most one bfloat16 ulp where the float32 sum lands beside a rounding boundary: 2^-7 relative.
+// Under autocast the grouped op feeds the GEMMs bfloat16 copies of x, W and dy and keeps their
+// float32 sums as y, dx and dW (no rounding of the results). The reference is float64 on the same
+// bfloat16-rounded operands: products of two bfloat16 values are exact in float32, so the only
+// error left is the float32 sum's (4·(sqrt(K)+1)·2^-24·Σ|a b| < 1e-4 at these sizes), far below
+// what unrounded operands would change (2^-9 relative per operand, about 1e-2 here).
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -16,8 +17,8 @@ import { assertClose, hasCpu, like, seededTensor, withEnv } from '../helpers.js'
 const offsetsOf = (counts: number[]): number[] => counts.reduce((o, c) => [...o, o[o.length - 1] + c], [0]);
 /** float64 values rounded to bfloat16 (nearest even) and back, on the reference backend */
 const bf16Round = (t: k.Tensor): k.Tensor => k.noGrad(() => t.to('bfloat16').to('float64'));
-/** one bfloat16 ulp at the result's magnitude, and the float32 sums' error around zero */
-const TOL = { rtol: 2 ** -7, atol: 1e-6 };
+/** the float32 sums' error */
+const TOL = { rtol: 1e-4, atol: 1e-4 };
 
 const info = hasCpu() ? loadNative()?.info() : undefined;
 const PATHS = [
@@ -40,23 +41,23 @@ function checkRows(rows: number): void {
     const x64 = seededTensor([rows, K], 'float64', 'ref', 7);
     const w64 = [0, 1, 2, 3, 4].map((g) => seededTensor([O, K], 'float64', 'ref', 70 + g));
     const dy64 = seededTensor([rows, O], 'float64', 'ref', 97);
-    // the reference: float64 products of the rounded operands, each result rounded once
+    // the reference: float64 products of the rounded operands
     const [xr, dyr] = [bf16Round(x64), bf16Round(dy64)];
     const wr = w64.map(bf16Round);
     const want = {
-      y: bf16Round(k.groupedLinearComposite(xr, wr, offsets)),
-      dx: bf16Round(k.cat(wr.map((w, g) => k.narrow(dyr, 0, offsets[g], offsets[g + 1] - offsets[g]).matmul(w)), 0)),
+      y: k.groupedLinearComposite(xr, wr, offsets),
+      dx: k.cat(wr.map((w, g) => k.narrow(dyr, 0, offsets[g], offsets[g + 1] - offsets[g]).matmul(w)), 0),
       dw: wr.map((_, g) => {
         const [o, n] = [offsets[g], offsets[g + 1] - offsets[g]];
-        return bf16Round(k.narrow(dyr, 0, o, n).t().matmul(k.narrow(xr, 0, o, n)));
+        return k.narrow(dyr, 0, o, n).t().matmul(k.narrow(xr, 0, o, n));
       }),
     };
-    // the cpu: float32 leaves, the grouped op under autocast (its outputs bfloat16)
+    // the cpu: float32 leaves, the grouped op under autocast
     const x = like(x64, 'cpu', 'float32').requiresGrad_();
     const ws = w64.map((w) => like(w, 'cpu', 'float32').requiresGrad_());
     const y = k.autocast('bfloat16', () => k.groupedLinear(x, ws, offsets));
-    assert.equal(y.dtype, 'bfloat16', 'autocast runs the grouped GEMMs in bfloat16');
-    y.mul(like(dy64, 'cpu', 'bfloat16')).sum().backward();
+    assert.equal(y.dtype, 'float32', 'the float32 sums are the output');
+    y.mul(like(dyr, 'cpu', 'float32')).sum().backward();
     assertClose(y.to('float64'), want.y, { ...TOL, what: `${rows} rows: forward` });
     assert.equal(x.grad!.dtype, 'float32', 'the gradient comes back in the leaf dtype');
     assertClose(x.grad!.to('float64'), want.dx, { ...TOL, what: `${rows} rows: dx` });
@@ -65,7 +66,7 @@ function checkRows(rows: number): void {
   });
 }
 
-describe('groupedLinear in bfloat16 (matmul_list over the half GEMM) vs float64 on the rounded operands', { skip: hasCpu() ? false : 'cpu addon not built' }, () => {
+describe('groupedLinear under autocast bf16 (matmul_list over the half GEMM) vs float64 on the rounded operands', { skip: hasCpu() ? false : 'cpu addon not built' }, () => {
   for (const { path, lacks } of PATHS)
     for (const rows of [1, 7, 33, 257])
       test(`KESTREL_BF16_GEMM=${path}: ${rows} rows over 5 groups, two empty: forward, dx, dW`, { skip: lacks }, () => {
