@@ -21,7 +21,7 @@ import type { DecoderConfig, MoeConfig } from './config.js';
 import { Mlp } from './mlp.js';
 import { type Routing, route } from './moe_routing.js';
 import { canGroup, groupedProjection, groupedProjections } from './moe_projections.js';
-import { type ExpertParallelGroup, expertParallelCompute, releaseForeignExperts, ownedExperts } from './moe_expert_parallel.js';
+import { type BroadcastGroup, type ExpertParallelGroup, expertParallelCompute, gatherForeignExperts, releaseForeignExperts, ownedExperts } from './moe_expert_parallel.js';
 
 /** Mixtral's expert (MixtralBlockSparseTop2MLP): w2(act(w1 x) * w3 x). */
 export class Expert extends Module {
@@ -163,6 +163,19 @@ export class SparseMoe extends Module {
     this.expertParallel = group;
   }
 
+  /** Ends expert parallelism: the other ranks' experts come back from their owners (gatherForeignExperts). */
+  async gatherExperts(group: BroadcastGroup): Promise<void> {
+    await gatherForeignExperts(this.experts, group);
+    this.expertParallel = null;
+  }
+
+  /** This rank's own experts' parameters (all of them without expert parallelism). */
+  ownExpertParameters(): Tensor[] {
+    const ep = this.expertParallel;
+    const { first, count } = ep ? ownedExperts(this.experts.length, ep) : { first: 0, count: this.experts.length };
+    return this.experts.slice(first, first + count).flatMap((e) => e.parameters());
+  }
+
   /** Whether every projection of the experts can run grouped (else forwardLoop runs). */
   groupable(): boolean {
     const p = this.experts.map(expertProjections);
@@ -199,7 +212,24 @@ export class SparseMoe extends Module {
  * @example const ep = await world.newGroup([0, 1, 2, 3]); setExpertParallel(model, ep!)
  */
 export function setExpertParallel(model: Module, group: ExpertParallelGroup | null): number {
-  const blocks = model.namedModules().map(([, m]) => m).filter((m): m is SparseMoe => m instanceof SparseMoe);
+  const blocks = moeBlocks(model);
   for (const b of blocks) b.setExpertParallel(group);
   return blocks.length;
+}
+
+/** Every MoE layer of a model (its SparseMoe blocks). */
+const moeBlocks = (model: Module): SparseMoe[] => model.namedModules().map(([, m]) => m).filter((m): m is SparseMoe => m instanceof SparseMoe);
+
+/**
+ * This rank's expert parameters over every MoE layer (the ones expert parallelism keeps whole on it).
+ * @example const mine = new Set(ownExpertParameters(model))
+ */
+export const ownExpertParameters = (model: Module): Tensor[] => moeBlocks(model).flatMap((b) => b.ownExpertParameters());
+
+/**
+ * Undoes setExpertParallel on every MoE layer: the experts other ranks trained come back from them.
+ * @example await gatherExperts(model, ep) // before rank 0 saves the whole model
+ */
+export async function gatherExperts(model: Module, group: BroadcastGroup): Promise<void> {
+  for (const b of moeBlocks(model)) await b.gatherExperts(group);
 }
