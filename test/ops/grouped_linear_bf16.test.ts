@@ -73,6 +73,21 @@ describe('groupedLinear under autocast bf16 (matmul_list over the half GEMM) vs 
         withEnv('KESTREL_BF16_GEMM', path, () => checkRows(rows));
       });
 
+  test('forward and backward under autocast free every bf16 copy and temporary (live storage back to its baseline)', () => {
+    const x = seededTensor([40, 24], 'float32', 'cpu', 3).requiresGrad_();
+    const ws = [0, 1, 2].map((g) => seededTensor([17, 24], 'float32', 'cpu', 30 + g).requiresGrad_());
+    const base = k.memory.stats().current.total;
+    // outside any scope: the op itself must free its bf16 copies (or hand them to the tape, which
+    // frees them after backward)
+    const [a, b] = k.autocast('bfloat16', () => k.groupedLinears(x, [ws, ws], [0, 13, 13, 40]));
+    k.tidy(() => k.add(a, b).t().mul(seededTensor([17, 40], 'float32', 'cpu', 9)).sum().backward());
+    a.dispose();
+    b.dispose();
+    const grads = [x, ...ws].map((t) => t.grad!.numel * 4).reduce((p, q) => p + q, 0);
+    assert.equal(k.memory.stats().current.total - base, grads, 'only the float32 gradients stay');
+    for (const t of [x, ...ws]) t.dispose();
+  });
+
   test('matmul_list takes float32 and bfloat16 products in one list, into float32 or bfloat16 outs, accumulating', () => {
     k.tidy(() => {
       const cpu = k.getBackend('cpu');

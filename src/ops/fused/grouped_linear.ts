@@ -78,7 +78,8 @@ function recordSet(y: Tensor, inputs: Operands, ops: Operands, offsets: readonly
   const xs = save(ops.x);
   const wsSaved = ops.ws.map(save);
   return record('groupedLinear', y, [inputs.x, ...inputs.ws], (g0) => {
-    const g = g0.dtype === xs.dtype ? contiguous(g0) : to(contiguous(g0), xs.dtype);
+    const gc = contiguous(g0);
+    const g = gc.dtype === xs.dtype ? gc : to(gc, xs.dtype);
     const groups = offsets.length - 1;
     const dx = inputs.x.requiresGrad ? emptyLike(g, inputs.x.shape, inputs.x.dtype) : null;
     const dws = inputs.ws.map((w) => (w.requiresGrad ? emptyLike(g, w.shape, w.dtype) : null));
@@ -91,7 +92,7 @@ function recordSet(y: Tensor, inputs: Operands, ops: Operands, offsets: readonly
       if (dw) items.push({ a: rows(g, o, n, true), b: rows(xs, o, n), out: dw });
     }
     runList(g, items, false);
-    if (g !== g0) g.dispose();
+    for (const t of new Set([g, gc])) if (t !== g0) t.dispose();
     return [dx, ...dws];
   }, [xs, ...wsSaved]);
 }
@@ -136,7 +137,7 @@ export function groupedLinears(x: Tensor, sets: readonly (readonly Tensor[])[], 
   inputs('groupedLinear', x, ...sets.flat());
   const ac = autocastDtype();
   if (ac && isFloat(x.dtype) && (x.dtype !== ac || sets.some((ws) => ws.some((w) => w.dtype !== ac)))) {
-    if (backendOf(x).kernels.matmulList && x.dtype === 'float32') {
+    if (backendOf(x).kernels.matmulList && [x, ...sets.flat()].every((t) => t.dtype === 'float32')) {
       checkArgs(x, sets, offsets);
       return autocastGrouped(x, sets, offsets, ac);
     }
