@@ -9,6 +9,7 @@
 import { rand, tensor, zeros } from '../ops/creation.js';
 import { add, mul, to, unary } from '../ops/elementwise.js';
 import { glu } from '../ops/glu.js';
+import { moeCombine } from '../ops/fused/moe_combine.js';
 import { indexAdd, indexSelect } from '../ops/indexing.js';
 import { reshape, unsqueeze } from '../ops/view.js';
 import { autocast } from '../tensor/autocast.js';
@@ -114,10 +115,10 @@ export class SparseMoe extends Module {
 
   /** The routed experts' outputs y [S, D] (in sorted slot order) added into their tokens times the weights. */
   private combine(input: Tensor, r: Routing, y: Tensor, tokenIdx: Tensor): Tensor {
-    const [N, D] = input.shape;
+    const [N] = input.shape;
     const slotIdx = tensor(r.slotIndex, { dtype: 'int64', backend: input.backendName });
-    const w = indexSelect(reshape(to(r.weights, input.dtype), [-1]), 0, slotIdx); // [S]
-    return indexAdd(zeros([N, D], { dtype: input.dtype, backend: input.backendName }), 0, tokenIdx, mul(y, unsqueeze(w, 1)));
+    const w = indexSelect(reshape(to(r.weights, y.dtype), [-1]), 0, slotIdx); // [S]
+    return to(moeCombine(y, tokenIdx, w, N), input.dtype);
   }
 
   /** Qwen2-MoE's shared expert, always on: sigmoid(shared_expert_gate(x)) * shared_expert(x). */
