@@ -104,10 +104,12 @@ KESTREL_KERNEL(moe_combine_backward) {
   const char* k = "moe_combine_backward";
   View g = args.view(), token = args.view(), y = args.view(), w = args.view();
   View dy, dw;
-  bool has_dy = args.has_view();
-  if (has_dy) dy = args.view();
-  bool has_dw = args.has_view();
-  if (has_dw) dw = args.view();
+  auto optional = [&](View* v) {  // a gradient nobody needs comes as a null view
+    bool has = args.has_view();
+    if (has) *v = args.view();
+    return has;
+  };
+  bool has_dy = optional(&dy), has_dw = optional(&dw);
   args.done();
   require_dtype(k, g, "g", g.dtype == y.dtype, dtype_name(y.dtype));
   if (g.ndim != 2 || y.ndim != 2 || g.size(1) != y.size(1))
