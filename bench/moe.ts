@@ -1,9 +1,11 @@
 // MoE layer benchmark (issue 14): forward + backward of one Mixtral sparse block (8 experts, top-2,
 // d 512, ffn 1408, 1024 tokens by default) on the grouped path (tokens sorted by expert, grouped
-// GEMMs) vs the per-expert loop it replaced, and vs PyTorch's loop (bench/peers/torch_moe.py,
-// transformers' MixtralSparseMoeBlock written in torch) on the same shapes. The grouped result is
-// validated against the loop before anything is timed. Medians of --runs iterations after a warm-up
-// (grouped and loop alternate, so load drift on a shared machine hits both alike).
+// GEMMs) in float32 and under k.autocast('bfloat16'), vs the per-expert loop it replaced, and vs
+// PyTorch's loop (bench/peers/torch_moe.py, transformers' MixtralSparseMoeBlock written in torch)
+// in float32 and under torch.autocast bf16 on the same shapes; 'best vs best' compares each side's
+// faster setting. Results are validated (grouped vs loop, bf16 vs float32) before anything is
+// timed. Medians of --runs iterations after a warm-up (the modes alternate, so load drift on a
+// shared machine hits all alike).
 // Run: node --import tsx bench/moe.ts [--tokens 1024] [--runs 5] [--no-peer]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,44 +26,71 @@ function block(): SparseMoe {
   return new SparseMoe(c, { generator: new k.Generator(1), backend: 'cpu' });
 }
 
+/** The timed variants: the grouped path in float32 and under k.autocast('bfloat16'), and the per-expert loop. */
+const MODES = ['grouped', 'grouped_bf16', 'loop'] as const;
+type Mode = (typeof MODES)[number];
+
 /** One forward + backward of sum(out * dy); returns the output and the input gradient (kept). */
-function step(b: SparseMoe, x: k.Tensor, dy: k.Tensor, loop: boolean): { out: k.Tensor; dx: k.Tensor } {
-  b.loop = loop;
+function step(b: SparseMoe, x: k.Tensor, dy: k.Tensor, mode: Mode): { out: k.Tensor; dx: k.Tensor } {
+  b.loop = mode === 'loop';
   x.zeroGrad();
   for (const p of b.parameters()) p.zeroGrad();
   return k.tidy(() => {
-    const { out } = b.forward(x);
+    const { out } = k.autocast(mode === 'grouped_bf16' ? 'bfloat16' : null, () => b.forward(x));
     out.mul(dy).sum().backward();
-    return { out: k.keep(out.detach()), dx: k.keep(x.grad!.clone()) };
+    return { out: k.keep(out.detach().to('float32')), dx: k.keep(x.grad!.clone()) };
   });
 }
 
-function validate(b: SparseMoe, x: k.Tensor, dy: k.Tensor): number {
-  const g = step(b, x, dy, false);
-  const l = step(b, x, dy, true);
+/** max |a - b| over max |b|, for the output and the input gradient */
+function relError(a: { out: k.Tensor; dx: k.Tensor }, b: { out: k.Tensor; dx: k.Tensor }): number {
   let worst = 0;
-  for (const [a, c] of [[g.out, l.out], [g.dx, l.dx]]) {
-    const [u, v] = [a.toFloat32Array(), c.toFloat32Array()];
+  for (const [u, v] of [[a.out, b.out], [a.dx, b.dx]].map(([p, q]) => [p.toFloat32Array(), q.toFloat32Array()])) {
     const scale = v.reduce((m, t) => Math.max(m, Math.abs(t)), 0);
     u.forEach((t, i) => (worst = Math.max(worst, Math.abs(t - v[i]) / scale)));
   }
-  if (worst > 1e-5) throw new Error(`validation: grouped differs from the per-expert loop (max error ${worst} of the scale)`);
-  for (const t of [g.out, g.dx, l.out, l.dx]) t.dispose();
   return worst;
 }
 
-/** Median seconds of grouped and loop, alternating one of each per run so load drift hits both alike. */
-function timeBoth(b: SparseMoe, x: k.Tensor, dy: k.Tensor, runs: number): { grouped: number; loop: number } {
+/**
+ * The grouped path against the per-expert loop (float32: reduction order only, 1e-5 of the scale),
+ * and the bf16 grouped path against float32 grouped: each of the three chained GEMMs rounds its
+ * operands to bf16 (2^-9 relative each), so a few 2^-8 of the scale, bounded here by 3e-2.
+ */
+function validate(b: SparseMoe, x: k.Tensor, dy: k.Tensor): { fp32: number; bf16: number } {
+  const [g, h, l] = MODES.map((m) => step(b, x, dy, m));
+  const fp32 = relError(g, l);
+  const bf16 = relError(h, g);
+  if (fp32 > 1e-5) throw new Error(`validation: grouped differs from the per-expert loop (max error ${fp32} of the scale)`);
+  if (bf16 > 3e-2) throw new Error(`validation: grouped bf16 differs from grouped float32 by ${bf16} of the scale (bound 3e-2)`);
+  for (const r of [g, h, l]) (r.out.dispose(), r.dx.dispose());
+  return { fp32, bf16 };
+}
+
+/** Median seconds per mode, one of each per run in turn so load drift hits all alike. */
+function timeAll(b: SparseMoe, x: k.Tensor, dy: k.Tensor, runs: number): Record<Mode, number> {
   const free = (r: { out: k.Tensor; dx: k.Tensor }) => (r.out.dispose(), r.dx.dispose());
-  for (const loop of [false, true]) free(step(b, x, dy, loop)); // warm-up
-  const times = { grouped: [] as number[], loop: [] as number[] };
+  for (const m of MODES) free(step(b, x, dy, m)); // warm-up
+  const times = Object.fromEntries(MODES.map((m) => [m, [] as number[]])) as Record<Mode, number[]>;
   for (let i = 0; i < runs; i++)
-    for (const loop of [false, true]) {
+    for (const m of MODES) {
       const t = performance.now();
-      free(step(b, x, dy, loop));
-      times[loop ? 'loop' : 'grouped'].push((performance.now() - t) / 1e3);
+      free(step(b, x, dy, m));
+      times[m].push((performance.now() - t) / 1e3);
     }
-  return { grouped: median(times.grouped), loop: median(times.loop) };
+  return Object.fromEntries(MODES.map((m) => [m, median(times[m])])) as Record<Mode, number>;
+}
+
+interface PeerRun { torch: string; threads: number; autocast: string | null; seconds: number }
+
+/** PyTorch's block in float32 and under torch.autocast bf16 (its best setting is the faster). */
+function runTorch(req: object): { fp32: PeerRun | null; bf16: PeerRun | null; why: string } {
+  const run = (extra: object): { r: PeerRun | null; why: string } => {
+    const r = runPeer(join(BENCH_DIR, 'peers', 'torch_moe.py'), [JSON.stringify({ ...req, ...extra })], 600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
+    return { r: r.out ? (JSON.parse(r.out) as PeerRun) : null, why: r.why };
+  };
+  const [a, b] = [run({}), run({ autocast: 'bf16' })];
+  return { fp32: a.r, bf16: b.r, why: [a.why, b.why].filter(Boolean).join('; ') };
 }
 
 function main(): void {
@@ -74,25 +103,32 @@ function main(): void {
   const x = k.keep(k.randn([1, tokens, SHAPE.dim], { generator: new k.Generator(2), backend: 'cpu', requiresGrad: true }));
   const dy = k.keep(k.randn([1, tokens, SHAPE.dim], { generator: new k.Generator(3), backend: 'cpu' }));
   const maxError = validate(b, x, dy);
-  const { grouped, loop } = timeBoth(b, x, dy, runs);
+  const t = timeAll(b, x, dy, runs);
   // forward 3 GEMMs per routed slot, backward 2x that (dx and dW)
   const gflop = (3 * 2 * tokens * SHAPE.topK * SHAPE.dim * SHAPE.ffn * 3) / 1e9;
+  const ms = (s: number) => `${(s * 1e3).toFixed(1)} ms  ${(gflop / s).toFixed(1)} GFLOP/s`;
   console.log(`MoE block fwd+bwd: ${tokens} tokens, ${SHAPE.experts} experts top-${SHAPE.topK}, d ${SHAPE.dim}, ffn ${SHAPE.ffn}, ${threads} threads (load ${loadBefore.join(' ')})`);
-  console.log(`  grouped         ${(grouped * 1e3).toFixed(1)} ms  ${(gflop / grouped).toFixed(1)} GFLOP/s`);
-  console.log(`  per-expert loop ${(loop * 1e3).toFixed(1)} ms  ${(gflop / loop).toFixed(1)} GFLOP/s  (grouped ${(loop / grouped).toFixed(2)}x)`);
-  let peer: { torch: string; threads: number; seconds: number } | null = null;
-  let peerWhy = '';
+  console.log(`  grouped float32   ${ms(t.grouped)}`);
+  console.log(`  grouped bf16      ${ms(t.grouped_bf16)}  (k.autocast('bfloat16'))`);
+  console.log(`  per-expert loop   ${ms(t.loop)}  (grouped float32 ${(t.loop / t.grouped).toFixed(2)}x)`);
+  const best = Math.min(t.grouped, t.grouped_bf16);
+  let peer: object = { skipped: '--no-peer' };
   if (!values['no-peer']) {
-    const r = runPeer(join(BENCH_DIR, 'peers', 'torch_moe.py'), [JSON.stringify({ tokens, dim: SHAPE.dim, ffn: SHAPE.ffn, experts: SHAPE.experts, top_k: SHAPE.topK, runs, threads })], 600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
-    if (r.out) {
-      peer = JSON.parse(r.out) as { torch: string; threads: number; seconds: number };
-      console.log(`  PyTorch ${peer.torch} (transformers' loop) ${(peer.seconds * 1e3).toFixed(1)} ms  (grouped ${(peer.seconds / grouped).toFixed(2)}x PyTorch)`);
-    } else console.log(`  PyTorch peer did not run: ${(peerWhy = r.why)}`);
+    const p = runTorch({ tokens, dim: SHAPE.dim, ffn: SHAPE.ffn, experts: SHAPE.experts, top_k: SHAPE.topK, runs, threads });
+    if (p.fp32 && p.bf16) {
+      const torchBest = Math.min(p.fp32.seconds, p.bf16.seconds);
+      const ratios = { grouped_fp32_vs_torch_fp32: p.fp32.seconds / t.grouped, grouped_bf16_vs_torch_bf16: p.bf16.seconds / t.grouped_bf16, best_vs_torch_best: torchBest / best };
+      console.log(`  PyTorch ${p.fp32.torch} float32     ${ms(p.fp32.seconds)}  (grouped float32 ${ratios.grouped_fp32_vs_torch_fp32.toFixed(2)}x)`);
+      console.log(`  PyTorch ${p.bf16.torch} autocast bf16 ${ms(p.bf16.seconds)}  (grouped bf16 ${ratios.grouped_bf16_vs_torch_bf16.toFixed(2)}x)`);
+      console.log(`  best vs best: Kestrel ${(best * 1e3).toFixed(1)} ms, PyTorch ${(torchBest * 1e3).toFixed(1)} ms: ${ratios.best_vs_torch_best.toFixed(2)}x`);
+      peer = { torch: p.fp32.torch, threads: p.fp32.threads, fp32_s: p.fp32.seconds, bf16_s: p.bf16.seconds, best_s: torchBest, ...ratios };
+    } else console.log(`  PyTorch peer did not run: ${(peer = { skipped: p.why }).skipped}`);
   }
   const path = writeResult('moe', {
-    threads, load_before: loadBefore, load_after: load(), shape: { tokens, ...SHAPE }, runs, validation_max_rel_error: maxError,
-    grouped_s: grouped, loop_s: loop, grouped_vs_loop: loop / grouped, gflop_per_iter: gflop, grouped_gflops: gflop / grouped,
-    peer: peer ? { ...peer, grouped_vs_torch: peer.seconds / grouped } : { skipped: peerWhy || '--no-peer' },
+    threads, load_before: loadBefore, load_after: load(), shape: { tokens, ...SHAPE }, runs,
+    validation_max_rel_error: maxError.fp32, validation_bf16_vs_fp32_rel_error: maxError.bf16,
+    grouped_s: t.grouped, grouped_bf16_s: t.grouped_bf16, loop_s: t.loop, grouped_vs_loop: t.loop / t.grouped, gflop_per_iter: gflop,
+    grouped_gflops: gflop / t.grouped, grouped_bf16_gflops: gflop / t.grouped_bf16, peer,
   });
   console.log(`wrote ${path}`);
 }

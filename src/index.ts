@@ -31,6 +31,7 @@ export {
 export { rope, ropeComposite, rotaryTables } from './ops/rope.js';
 export { glu, gluComposite, type GluActivationName } from './ops/glu.js';
 export { groupedLinear, groupedLinears, groupedLinearComposite } from './ops/fused/grouped_linear.js';
+export { moeCombine, moeCombineComposite } from './ops/fused/moe_combine.js';
 export { scaledDotProductAttention, attentionComposite, dropout, type AttentionOptions } from './ops/attention.js';
 export { blockSparseAttention, blockSparseMask, type BlockSparseAttentionOptions } from './ops/sparse/block_sparse_attention.js';
 export { BlockLayout } from './ops/sparse/block_layout.js';

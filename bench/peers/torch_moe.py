@@ -1,9 +1,12 @@
 """MoE layer peer for bench/moe.ts: a Mixtral sparse block written in torch the way transformers
 4.44's MixtralSparseMoeBlock computes it (softmax router in float32, top-k, renormalised weights,
-a loop over experts with index_add_), forward + backward of sum(out * dy) on float32 CPU tensors;
+a loop over experts with index_add_), forward + backward of sum(out * dy) on float32 CPU tensors,
+optionally under torch.autocast("cpu", dtype=torch.bfloat16) ("autocast": "bf16": the Linears run
+in bf16 through oneDNN, the softmax router in float32 as transformers asks);
 the median seconds of `runs` iterations after one warm-up. Run with OMP_WAIT_POLICY=PASSIVE.
 
-argv: JSON {"tokens": 1024, "dim": 512, "ffn": 1408, "experts": 8, "top_k": 2, "runs": 5, "threads": 2}
+argv: JSON {"tokens": 1024, "dim": 512, "ffn": 1408, "experts": 8, "top_k": 2, "runs": 5, "threads": 2,
+            "autocast": "bf16" (optional)}
 prints one JSON line.
 """
 import json
@@ -59,11 +62,14 @@ def main():
     x = torch.randn(1, req["tokens"], req["dim"], requires_grad=True)
     dy = torch.randn(1, req["tokens"], req["dim"])
 
+    bf16 = req.get("autocast") == "bf16"
+
     def step():
         block.zero_grad(set_to_none=True)
         x.grad = None
-        out, _ = block(x)
-        (out * dy).sum().backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            out, _ = block(x)
+        (out.float() * dy).sum().backward()
 
     step()
     times = []
@@ -71,7 +77,8 @@ def main():
         t = time.perf_counter()
         step()
         times.append(time.perf_counter() - t)
-    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "seconds": statistics.median(times)}))
+    print(json.dumps({"torch": torch.__version__, "threads": torch.get_num_threads(), "autocast": "bf16" if bf16 else None,
+                      "seconds": statistics.median(times)}))
 
 
 main()

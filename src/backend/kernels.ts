@@ -133,6 +133,15 @@ export interface Kernels {
    */
   matmulList?(items: readonly MatmulItem[], accumulate: boolean): void;
 
+  /**
+   * Optional: the weighted scatter ending a mixture-of-experts layer, out [N, D] (written whole) =
+   * index_add(zeros, 0, token, y * w[:, None]) for y [S, D], token [S] int64, w [S] (float32/64,
+   * contiguous). Where absent, ops/fused/moe_combine.ts runs that composite.
+   */
+  moeCombine?(out: View, token: View, y: View, w: View): void;
+  /** Optional, with moeCombine: dy[s] = w[s] g[token[s]], dw[s] = <g[token[s]], y[s]> (null = not needed) */
+  moeCombineBackward?(g: View, token: View, y: View, w: View, dy: View | null, dw: View | null): void;
+
   /** out[..i..] = x[..index[..i..]..] along dim (torch.gather); out contiguous */
   gather(x: View, dim: number, index: View, out: View): void;
   /** out[..index[..i..]..] += src[..i..] along dim (torch.scatter_add_), in place */

@@ -29,6 +29,11 @@ import { DistributedDataParallel } from '../dist/ddp.js';
 import { ZeroStage1 } from '../dist/zero1.js';
 import { ZeroStage2 } from '../dist/zero2.js';
 import { resolveBucketSize } from '../train/ds_zero.js';
+import type { DataParallel } from '../train/data_parallel.js';
+import type { ParamGroup } from '../optim/optimizer.js';
+import type { ProcessGroup } from '../dist/process_group.js';
+import { ExpertParallelDataParallel, expertParallelTraining } from '../dist/expert_parallel_training.js';
+import { gatherExperts } from '../models/moe.js';
 import { isProfiling, report as profileReport, start as startProfile, stop as stopProfile } from '../profile/index.js';
 
 const FLAGS = {
@@ -40,6 +45,7 @@ const FLAGS = {
   seed: { type: 'string' }, 'skip-bad-lines': { type: 'boolean' }, resume: { type: 'string' }, config: { type: 'string' },
   deepspeed: { type: 'string' }, quiet: { type: 'boolean', default: false }, 'optimizer-in-backward': { type: 'boolean' },
   profile: { type: 'boolean', default: false }, 'zero-stage': { type: 'string' }, 'attention-sparsity': { type: 'string' },
+  'expert-parallel': { type: 'string' },
 } as const;
 
 /** --profile: the steps after the run's first (relative to a resumed run's start) */
@@ -94,6 +100,7 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   set('skipBadLines', values['skip-bad-lines']);
   set('resume', values.resume);
   set('zeroStage', n('zero-stage') as RunSettings['zeroStage'] | undefined);
+  set('expertParallel', n('expert-parallel'));
   const sparsity = values['attention-sparsity'];
   if (sparsity) set('sparseAttention', parseSparsityConfig(readJson(sparsity), sparsity));
   checkSettings(flags, (k) => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`);
@@ -199,16 +206,28 @@ function profileSteps(startStep: number, maxSteps: number): { onStep: (m: { step
   };
 }
 
-/** This rank's data-parallel strategy (stage 0, ZeRO-1 or ZeRO-2), after every rank took rank 0's weights. */
-async function dataParallel(s: RunSettings, model: CausalLM, resume: string | undefined): Promise<DistributedDataParallel> {
+/**
+ * This rank's data-parallel strategy (stage 0, ZeRO-1 or ZeRO-2; with --expert-parallel, over the
+ * dense part with the experts split) after every rank took rank 0's weights, and the parameter
+ * groups to build the optimizer over (undefined: the model's own).
+ */
+async function dataParallel(s: RunSettings, model: CausalLM): Promise<{ dp: DataParallel & { group: ProcessGroup }; groups?: ParamGroup<{ weightDecay: number }>[] }> {
   const pg = await initProcessGroup();
   const bucketElements = resolveBucketSize(s.reduceBucketSize, model.config.hiddenSize);
   const bucketBytes = bucketElements === undefined ? undefined : bucketElements * 4;
   const stage0 = new DistributedDataParallel(pg, bucketBytes);
   await stage0.broadcastFromRank0(model.parameters());
-  if (s.zeroStage === 0) return stage0;
+  if (s.expertParallel > 1) return expertParallelTraining(pg, model, { ...s, bucketBytes });
+  if (s.zeroStage === 0) return { dp: stage0 };
   const groups = decayParamGroups(model, s.weightDecay);
-  return s.zeroStage === 1 ? new ZeroStage1(pg, groups, bucketBytes) : new ZeroStage2(pg, groups, bucketBytes);
+  const zero = s.zeroStage === 1 ? new ZeroStage1(pg, groups, bucketBytes) : new ZeroStage2(pg, groups, bucketBytes);
+  return { dp: zero, groups: zero.shardGroups };
+}
+
+/** Closes the world after training; expert parallel first brings every rank's experts back (rank 0 saves whole layers). */
+async function closeDataParallel(dp: (DataParallel & { group: ProcessGroup }) | null, model: CausalLM, gather: boolean): Promise<void> {
+  if (dp instanceof ExpertParallelDataParallel && gather) await gatherExperts(model, dp.groups.expertParallel).finally(() => dp.group.destroy());
+  else dp?.group.destroy();
 }
 
 /** Loads the model and the data, trains, saves; shared by `kestrel train` and `kestrel finetune`. */
@@ -238,9 +257,11 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
   });
   if (stats.badLines) process.stderr.write(`skipped ${stats.badLines} bad lines (first: ${stats.badLineMessages[0]})\n`);
   const resume = resumePath(s);
-  const dp = worldSize > 1 ? await dataParallel(s, model, resume) : null;
-  // ZeRO >= 1: the optimizer is built over this rank's shards of the parameter groups
-  const opt = makeOptimizer(s, model, dp instanceof ZeroStage1 || dp instanceof ZeroStage2 ? dp.shardGroups : undefined);
+  if (s.expertParallel > 1 && (worldSize === 1 || resume)) throw new Error(`--expert-parallel ${s.expertParallel}: ${resume ? 'cannot resume (checkpoints of split experts are not written yet)' : 'needs --nproc'}`);
+  const parallel = worldSize > 1 ? await dataParallel(s, model) : null;
+  const dp = parallel?.dp ?? null;
+  // ZeRO >= 1: the optimizer is built over this rank's shards of the parameter groups (and its own experts)
+  const opt = makeOptimizer(s, model, parallel?.groups);
   let prof: ReturnType<typeof profileSteps> | null = null;
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,
@@ -249,7 +270,11 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
     onStep: (m) => prof?.onStep(m), dataParallel: dp,
   });
   if (profile) prof = profileSteps(trainer.step, s.maxSteps);
-  const metrics = await trainer.train().finally(() => (prof?.finish(), dp?.group.destroy()));
+  const metrics = await trainer.train().finally(() => prof?.finish()).catch((e: unknown) => {
+    dp?.group.destroy();
+    throw e;
+  });
+  await closeDataParallel(dp, model, !trainer.interrupted);
   if (trainer.interrupted) {
     model.dispose();
     opt.dispose();

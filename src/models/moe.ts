@@ -9,8 +9,10 @@
 import { rand, tensor, zeros } from '../ops/creation.js';
 import { add, mul, to, unary } from '../ops/elementwise.js';
 import { glu } from '../ops/glu.js';
+import { moeCombine } from '../ops/fused/moe_combine.js';
 import { indexAdd, indexSelect } from '../ops/indexing.js';
 import { reshape, unsqueeze } from '../ops/view.js';
+import { autocast } from '../tensor/autocast.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Linear } from '../nn/layers.js';
@@ -20,7 +22,7 @@ import type { DecoderConfig, MoeConfig } from './config.js';
 import { Mlp } from './mlp.js';
 import { type Routing, route } from './moe_routing.js';
 import { canGroup, groupedProjection, groupedProjections } from './moe_projections.js';
-import { type ExpertParallelGroup, expertParallelCompute, releaseForeignExperts, ownedExperts } from './moe_expert_parallel.js';
+import { type BroadcastGroup, type ExpertParallelGroup, expertParallelCompute, gatherForeignExperts, releaseForeignExperts, ownedExperts } from './moe_expert_parallel.js';
 
 /** Mixtral's expert (MixtralBlockSparseTop2MLP): w2(act(w1 x) * w3 x). */
 export class Expert extends Module {
@@ -100,7 +102,8 @@ export class SparseMoe extends Module {
     let input = reshape(x, [B * T, D]);
     const j = this.moe.jitterNoise;
     if (this.training && j > 0) input = mul(input, to(add(mul(rand([B * T, D], { backend: x.backendName }), 2 * j), 1 - j), x.dtype));
-    const routerLogits = this.gate.forward(input);
+    // the router stays float32 under autocast: routing decisions and the aux loss see unrounded logits
+    const routerLogits = autocast(null, () => this.gate.forward(input));
     const r = route(routerLogits, { topK: this.moe.topK, order: this.moe.routing, normTopkProb: this.moe.normTopkProb, capacityFactor: this.moe.capacityFactor });
     this.lastLoad = { chosen: r.chosen, dropped: r.dropped, tokens: B * T };
     const sum = this.summedLoad;
@@ -112,10 +115,10 @@ export class SparseMoe extends Module {
 
   /** The routed experts' outputs y [S, D] (in sorted slot order) added into their tokens times the weights. */
   private combine(input: Tensor, r: Routing, y: Tensor, tokenIdx: Tensor): Tensor {
-    const [N, D] = input.shape;
+    const [N] = input.shape;
     const slotIdx = tensor(r.slotIndex, { dtype: 'int64', backend: input.backendName });
-    const w = indexSelect(reshape(to(r.weights, input.dtype), [-1]), 0, slotIdx); // [S]
-    return indexAdd(zeros([N, D], { dtype: input.dtype, backend: input.backendName }), 0, tokenIdx, mul(y, unsqueeze(w, 1)));
+    const w = indexSelect(reshape(to(r.weights, y.dtype), [-1]), 0, slotIdx); // [S]
+    return to(moeCombine(y, tokenIdx, w, N), input.dtype);
   }
 
   /** Qwen2-MoE's shared expert, always on: sigmoid(shared_expert_gate(x)) * shared_expert(x). */
@@ -161,6 +164,19 @@ export class SparseMoe extends Module {
     this.expertParallel = group;
   }
 
+  /** Ends expert parallelism: the other ranks' experts come back from their owners (gatherForeignExperts). */
+  async gatherExperts(group: BroadcastGroup): Promise<void> {
+    await gatherForeignExperts(this.experts, group);
+    this.expertParallel = null;
+  }
+
+  /** This rank's own experts' parameters (all of them without expert parallelism). */
+  ownExpertParameters(): Tensor[] {
+    const ep = this.expertParallel;
+    const { first, count } = ep ? ownedExperts(this.experts.length, ep) : { first: 0, count: this.experts.length };
+    return this.experts.slice(first, first + count).flatMap((e) => e.parameters());
+  }
+
   /** Whether every projection of the experts can run grouped (else forwardLoop runs). */
   groupable(): boolean {
     const p = this.experts.map(expertProjections);
@@ -197,7 +213,24 @@ export class SparseMoe extends Module {
  * @example const ep = await world.newGroup([0, 1, 2, 3]); setExpertParallel(model, ep!)
  */
 export function setExpertParallel(model: Module, group: ExpertParallelGroup | null): number {
-  const blocks = model.namedModules().map(([, m]) => m).filter((m): m is SparseMoe => m instanceof SparseMoe);
+  const blocks = moeBlocks(model);
   for (const b of blocks) b.setExpertParallel(group);
   return blocks.length;
+}
+
+/** Every MoE layer of a model (its SparseMoe blocks). */
+const moeBlocks = (model: Module): SparseMoe[] => model.namedModules().map(([, m]) => m).filter((m): m is SparseMoe => m instanceof SparseMoe);
+
+/**
+ * This rank's expert parameters over every MoE layer (the ones expert parallelism keeps whole on it).
+ * @example const mine = new Set(ownExpertParameters(model))
+ */
+export const ownExpertParameters = (model: Module): Tensor[] => moeBlocks(model).flatMap((b) => b.ownExpertParameters());
+
+/**
+ * Undoes setExpertParallel on every MoE layer: the experts other ranks trained come back from them.
+ * @example await gatherExperts(model, ep) // before rank 0 saves the whole model
+ */
+export async function gatherExperts(model: Module, group: BroadcastGroup): Promise<void> {
+  for (const b of moeBlocks(model)) await b.gatherExperts(group);
 }

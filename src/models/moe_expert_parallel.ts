@@ -123,3 +123,33 @@ export function releaseForeignExperts(experts: readonly Module[], group: Pick<Ex
         }
   });
 }
+
+/** What gatherForeignExperts needs of a process group: its global ranks and a broadcast from one of them. */
+export interface BroadcastGroup {
+  readonly rank: number;
+  readonly size: number;
+  readonly ranks: readonly number[];
+  broadcast(t: Tensor, root: number): PromiseLike<void>;
+}
+
+/**
+ * The inverse of releaseForeignExperts: every expert's owner broadcasts its weights and the other
+ * ranks take them in place of their meta placeholders (trainable again), so each rank holds whole
+ * layers (the final save of an expert-parallel run). Every rank of the group calls it.
+ */
+export async function gatherForeignExperts(experts: readonly Module[], group: BroadcastGroup): Promise<void> {
+  const { first, count } = ownedExperts(experts.length, group);
+  // a taken-back weight is trainable as the same weight of this rank's own first expert (LoRA: frozen bases)
+  const trainable = new Map(experts[first].namedParameters().map(([n, p]) => [n, p.requiresGrad]));
+  const backend = experts[first].parameters()[0]?.backendName ?? 'cpu';
+  for (const [i, e] of experts.entries()) {
+    const owner = group.ranks[Math.floor(i / count)];
+    for (const [prefix, m] of e.namedModules())
+      for (const [key, v] of Object.entries(m)) {
+        if (!isParameter(v)) continue;
+        const t = isMeta(v) ? zeros([...v.shape], { dtype: v.dtype, backend }) : v;
+        await group.broadcast(t, owner);
+        if (t !== v) Reflect.set(m, key, Parameter(t, trainable.get(prefix ? `${prefix}.${key}` : key) ?? true));
+      }
+  }
+}

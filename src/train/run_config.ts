@@ -40,6 +40,8 @@ export interface RunSettings {
   logEvery: number;
   /** data-parallel ZeRO stage: 0 (gradients all-reduced), 1 (+ optimizer state partitioned), 2 (+ gradients partitioned) */
   zeroStage: 0 | 1 | 2;
+  /** MoE expert parallelism: the experts of every layer split over groups of this many ranks (1: off; src/dist/expert_parallel_training.ts) */
+  expertParallel: number;
   /** elements per gradient bucket (DeepSpeed's reduce_bucket_size; default 16 MiB of float32; 'auto': hidden_size²) */
   reduceBucketSize?: number | 'auto';
   /** block-sparse attention: DeepSpeed's sparse_attention object (src/ops/sparse/sparsity_config.ts), checked where it was read */
@@ -50,6 +52,7 @@ export const DEFAULT_SETTINGS: Omit<RunSettings, 'model' | 'data' | 'output'> = 
   format: 'auto', maxSteps: 100, seqLen: 512, batchSize: 4, gradAccum: 1, lr: 1e-4, weightDecay: 0.01, betas: [0.9, 0.999],
   eps: 1e-8, optimizer: 'adamw', schedule: { type: 'cosine', warmup: 0, params: {} }, clip: 1, optimizerInBackward: false, dtype: 'fp32', lossScaler: {},
   checkpointing: 'none', evalFraction: 0, evalEvery: 0, saveEvery: 0, keepLast: 2, seed: 42, skipBadLines: false, logEvery: 1, zeroStage: 0,
+  expertParallel: 1,
 };
 
 const INT_1: NumberRule = { int: true, min: 1 };
@@ -60,6 +63,7 @@ export const SETTING_RULES: Partial<Record<keyof RunSettings, NumberRule>> = {
   maxSteps: INT_1, seqLen: INT_1, batchSize: INT_1, gradAccum: INT_1, logEvery: INT_1,
   lr: { min: 0 }, weightDecay: { min: 0 }, eps: { above: 0 }, clip: { min: 0 }, evalFraction: { min: 0, below: 1 },
   evalEvery: INT_0, saveEvery: INT_0, keepLast: INT_0, seed: INT_0, zeroStage: { int: true, min: 0, max: 2 },
+  expertParallel: INT_1,
 };
 
 const SCALER_RULES: Record<keyof LossScalerOptions, NumberRule | null> = {

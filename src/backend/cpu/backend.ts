@@ -77,6 +77,8 @@ function makeKernels(p: Packer): Kernels {
     scatterAdd: (out, dim, index, src) => p.view(v(out)).num(dim).view(v(index)).view(v(src)).call('scatter_add'),
     indexSelect: (x, dim, index, out) => p.view(v(x)).num(dim).view(v(index)).view(v(out)).call('index_select'),
     indexAdd: (out, dim, index, src) => p.view(v(out)).num(dim).view(v(index)).view(v(src)).call('index_add'),
+    moeCombine: (out, token, y, w) => p.view(v(out)).view(v(token)).view(v(y)).view(v(w)).call('moe_combine'),
+    moeCombineBackward: (g, token, y, w, dy, dw) => p.view(v(g)).view(v(token)).view(v(y)).view(v(w)).view(v(dy)).view(v(dw)).call('moe_combine_backward'),
     softmax: (x, out, log) => p.view(v(x)).view(v(out)).num(log ? 1 : 0).call('softmax'),
     softmaxBackward: (y, dy, dx, log) => p.view(v(y)).view(v(dy)).view(v(dx)).num(log ? 1 : 0).call('softmax_backward'),
     glu: (act, gate, up, out) => p.num(code(GLU_ACTIVATIONS, act)).view(v(gate)).view(v(up)).view(v(out)).call('glu'),

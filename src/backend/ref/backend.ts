@@ -6,7 +6,7 @@ import type { Storage } from '../../tensor/storage.js';
 import type { Backend, Kernels } from '../kernels.js';
 import { attention, attentionBackward } from './attention.js';
 import { arange, binary, copy, fill, random, unary, unaryGrad, where } from './elementwise.js';
-import { gather, indexAdd, indexSelect, matmul, scatterAdd } from './linalg.js';
+import { gather, indexAdd, indexSelect, matmul, moeCombine, moeCombineBackward, scatterAdd } from './linalg.js';
 import * as nn from './nn.js';
 import { argReduce, reduce } from './reduce.js';
 import { adamw } from './optim.js';
@@ -19,7 +19,7 @@ import { readFully } from '../read_file.js';
 
 const kernels: Kernels = {
   fill, arange, random, copy, unary, unaryGrad, binary, where, reduce, argReduce, matmul,
-  gather, scatterAdd, indexSelect, indexAdd,
+  gather, scatterAdd, indexSelect, indexAdd, moeCombine, moeCombineBackward,
   softmax: nn.softmax, softmaxBackward: nn.softmaxBackward,
   glu: nn.glu, gluBackward: nn.gluBackward,
   rmsNorm: nn.rmsNorm, rmsNormBackward: nn.rmsNormBackward,

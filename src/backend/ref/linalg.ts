@@ -94,3 +94,31 @@ export const indexAdd: Kernels['indexAdd'] = (out, dim, index, src) => {
   });
   store(out, ov);
 };
+
+/** out[t] = Σ_{s: token[s] = t} w[s] y[s] (Kernels['moeCombine']), slots added in order. */
+export const moeCombine: NonNullable<Kernels['moeCombine']> = (out, token, y, w) => {
+  const [N, D] = out.layout.shape;
+  const [tv, yv, wv] = [load(token), load(y), load(w)];
+  tv.forEach((t) => checkIndex('moeCombine', t, N));
+  const ov = new Float64Array(N * D);
+  tv.forEach((t, s) => {
+    for (let d = 0; d < D; d++) ov[t * D + d] += wv[s] * yv[s * D + d];
+  });
+  store(out, ov);
+};
+
+/** dy[s] = w[s] g[token[s]], dw[s] = Σ_d g[token[s], d] y[s, d] (Kernels['moeCombineBackward']). */
+export const moeCombineBackward: NonNullable<Kernels['moeCombineBackward']> = (g, token, y, w, dy, dw) => {
+  const D = g.layout.shape[1];
+  const [gv, tv, yv, wv] = [load(g), load(token), load(y), load(w)];
+  const dyv = new Float64Array(yv.length);
+  const dwv = new Float64Array(wv.length);
+  tv.forEach((t, s) => {
+    for (let d = 0; d < D; d++) {
+      dyv[s * D + d] = wv[s] * gv[t * D + d];
+      dwv[s] += gv[t * D + d] * yv[s * D + d];
+    }
+  });
+  if (dy) store(dy, dyv);
+  if (dw) store(dw, dwv);
+};

@@ -7,12 +7,14 @@
 //   dx_g = dy_g W_g            dW_g = dy_gᵀ x_g   (zeros for a group with no rows)
 // Every group's product goes to the backend as one matmulList call (one parallel pass over all
 // experts); a backend without it runs matmul per group. Several weight sets over the same x
-// (an expert's gate and up projections) share that one pass.
+// (an expert's gate and up projections) share that one pass. Under k.autocast the products read
+// bf16/fp16 copies of float32 operands and keep their float32 sums (autocastGrouped).
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { MatmulItem, View } from '../../backend/kernels.js';
 import { autocastDtype } from '../../tensor/autocast.js';
 import { isFloat } from '../../tensor/dtype.js';
 import { Layout, shapeStr } from '../../tensor/layout.js';
+import { noGrad } from '../../tensor/grad_mode.js';
 import { tidy } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { emptyLike, inputs, needsGrad, record, save } from '../dispatch.js';
@@ -61,15 +63,26 @@ function checkArgs(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: rea
   if (!isFloat(x.dtype)) throw new Error(`groupedLinear: x must be floating point, got ${x.dtype}`);
 }
 
-/** Records one weight set's output: dx through every group's W_g, dW_g = dy_gᵀ x_g. */
-function recordSet(y: Tensor, x: Tensor, ws: readonly Tensor[], offsets: readonly number[]): Tensor {
-  const xs = save(x);
-  const wsSaved = ws.map(save);
-  return record('groupedLinear', y, [x, ...ws], (g0) => {
-    const g = contiguous(g0);
+/** The tensors a weight set's products read: x and the weights as given, or their bf16/fp16 copies under autocast. */
+interface Operands {
+  x: Tensor;
+  ws: readonly Tensor[];
+}
+
+/**
+ * Records one weight set's output: dx through every group's W_g, dW_g = dy_gᵀ x_g. `inputs` are the
+ * tensors the gradients belong to, `ops` the ones the GEMMs read (under autocast their half copies:
+ * dy is cast to their dtype and dx, dW come out in the inputs' float32, from float32 sums).
+ */
+function recordSet(y: Tensor, inputs: Operands, ops: Operands, offsets: readonly number[]): Tensor {
+  const xs = save(ops.x);
+  const wsSaved = ops.ws.map(save);
+  return record('groupedLinear', y, [inputs.x, ...inputs.ws], (g0) => {
+    const gc = contiguous(g0);
+    const g = gc.dtype === xs.dtype ? gc : to(gc, xs.dtype);
     const groups = offsets.length - 1;
-    const dx = x.requiresGrad ? emptyLike(g, xs.shape) : null;
-    const dws = ws.map((w, e) => (w.requiresGrad ? emptyLike(g, wsSaved[e].shape) : null));
+    const dx = inputs.x.requiresGrad ? emptyLike(g, inputs.x.shape, inputs.x.dtype) : null;
+    const dws = inputs.ws.map((w) => (w.requiresGrad ? emptyLike(g, w.shape, w.dtype) : null));
     // dx and every dW in one pass: all outputs are distinct
     const items: MatmulItem[] = [];
     for (let e = 0; e < groups; e++) {
@@ -79,32 +92,61 @@ function recordSet(y: Tensor, x: Tensor, ws: readonly Tensor[], offsets: readonl
       if (dw) items.push({ a: rows(g, o, n, true), b: rows(xs, o, n), out: dw });
     }
     runList(g, items, false);
-    if (g !== g0) g.dispose();
+    for (const t of new Set([g, gc])) if (t !== g0) t.dispose();
     return [dx, ...dws];
   }, [xs, ...wsSaved]);
 }
 
+/** Every set's outputs [S, O_s] (of dtype outDtype) from one matmulList pass over the operands. */
+function forwardPass(ops: { x: Tensor; sets: readonly (readonly Tensor[])[] }, offsets: readonly number[], outDtype: Tensor['dtype']): Tensor[] {
+  const outs = ops.sets.map((ws) => emptyLike(ops.x, [ops.x.shape[0], ws[0].shape[0]], outDtype));
+  const items: MatmulItem[] = [];
+  ops.sets.forEach((ws, s) => {
+    for (let e = 0; e < ws.length; e++) {
+      const n = offsets[e + 1] - offsets[e];
+      if (n > 0) items.push({ a: rows(ops.x, offsets[e], n), b: transposed(ws[e]), out: rows(outs[s], offsets[e], n) });
+    }
+  });
+  runList(ops.x, items, false);
+  return outs;
+}
+
+/**
+ * Under autocast on a backend with matmulList: the GEMMs read bf16/fp16 copies of float32 x and
+ * weights and write their float32 sums as the output (no rounding to the half dtype: the SwiGLU
+ * and the weighted scatter after it run in float32, and backward writes float32 dx and dW straight
+ * from the GEMMs instead of half gradients cast back).
+ */
+function autocastGrouped(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: readonly number[], half: Tensor['dtype']): Tensor[] {
+  const xc = contiguous(x);
+  const xh = noGrad(() => to(xc, half));
+  const setsH = sets.map((ws) => ws.map((w) => noGrad(() => to(w, half))));
+  const outs = forwardPass({ x: xh, sets: setsH }, offsets, x.dtype);
+  const res = sets.map((ws, s) => (needsGrad(x, ...ws) ? recordSet(outs[s], { x, ws }, { x: xh, ws: setsH[s] }, offsets) : outs[s]));
+  for (const t of [xh, ...setsH.flat()]) t.dispose(); // recordSet holds its own handles
+  if (xc !== x) xc.dispose();
+  return res;
+}
+
 /**
  * One grouped pass for several weight sets over the same sorted rows: out[s] = groupedLinear(x, sets[s], offsets).
+ * Under k.autocast, float32 x and weights run as bf16/fp16 GEMMs with float32 outputs (autocastGrouped).
  * @example const [gate, up] = groupedLinears(xSorted, [gateWeights, upWeights], [0, 3, 3, 7]) // 3 experts
  */
 export function groupedLinears(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: readonly number[]): Tensor[] {
   inputs('groupedLinear', x, ...sets.flat());
   const ac = autocastDtype();
-  if (ac && isFloat(x.dtype) && (x.dtype !== ac || sets.some((ws) => ws.some((w) => w.dtype !== ac))))
+  if (ac && isFloat(x.dtype) && (x.dtype !== ac || sets.some((ws) => ws.some((w) => w.dtype !== ac)))) {
+    if (backendOf(x).kernels.matmulList && [x, ...sets.flat()].every((t) => t.dtype === 'float32')) {
+      checkArgs(x, sets, offsets);
+      return autocastGrouped(x, sets, offsets, ac);
+    }
     return tidy(() => groupedLinears(to(x, ac), sets.map((ws) => ws.map((w) => to(w, ac))), offsets));
+  }
   checkArgs(x, sets, offsets);
   const xc = contiguous(x);
-  const outs = sets.map((ws) => emptyLike(xc, [xc.shape[0], ws[0].shape[0]]));
-  const items: MatmulItem[] = [];
-  sets.forEach((ws, s) => {
-    for (let e = 0; e < ws.length; e++) {
-      const n = offsets[e + 1] - offsets[e];
-      if (n > 0) items.push({ a: rows(xc, offsets[e], n), b: transposed(ws[e]), out: rows(outs[s], offsets[e], n) });
-    }
-  });
-  runList(xc, items, false);
-  const res = sets.map((ws, s) => (needsGrad(xc, ...ws) ? recordSet(outs[s], xc, ws, offsets) : outs[s]));
+  const outs = forwardPass({ x: xc, sets }, offsets, xc.dtype);
+  const res = sets.map((ws, s) => (needsGrad(xc, ...ws) ? recordSet(outs[s], { x: xc, ws }, { x: xc, ws }, offsets) : outs[s]));
   if (xc !== x) xc.dispose();
   return res;
 }
