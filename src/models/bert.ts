@@ -6,9 +6,7 @@ import { arange, zeros } from '../ops/creation.js';
 import { add, unary } from '../ops/elementwise.js';
 import { addLayerNorm } from '../ops/fused/add_layer_norm.js';
 import { linearGelu } from '../ops/fused/linear_gelu.js';
-import { cat } from '../ops/indexing.js';
-import { linear } from '../ops/matmul.js';
-import { expand, narrow, reshape, select, transpose, unsqueeze } from '../ops/view.js';
+import { expand, reshape, select, transpose, unsqueeze } from '../ops/view.js';
 import { shapeStr } from '../tensor/layout.js';
 import { autocastDtype } from '../tensor/autocast.js';
 import { tidy } from '../tensor/scope.js';
@@ -83,24 +81,8 @@ class SelfAttention extends Module {
     const [B, T, D] = x.shape;
     const H = this.c.numHeads;
     const heads = (t: Tensor): Tensor => transpose(reshape(t, [B, T, H, D / H]), 1, 2);
-    const qkv = this.packedProjection(x);
-    const [q, k, v] = qkv
-      ? [0, 1, 2].map((i) => narrow(qkv, 2, i * D, D)) // [B, T, 3D] -> three [B, T, D] views
-      : [this.query.forward(x), this.key.forward(x), this.value.forward(x)];
-    const o = scaledDotProductAttention(heads(q), heads(k), heads(v), { mask });
+    const o = scaledDotProductAttention(heads(this.query.forward(x)), heads(this.key.forward(x)), heads(this.value.forward(x)), { mask });
     return reshape(transpose(o, 1, 2), [B, T, D]);
-  }
-
-  /**
-   * q, k, v as one GEMM against the three weights stacked ([3D, D], as PyTorch's in_proj_weight):
-   * x is read (and cast, under autocast) once instead of three times, and backward forms dx in one
-   * product instead of three products and two adds. Null where a projection is not a plain Linear
-   * with a bias in x's dtype (LoRA, quantized): those run one by one.
-   */
-  private packedProjection(x: Tensor): Tensor | null {
-    const ps = [this.query, this.key, this.value];
-    if (!ps.every((p) => p.constructor === Linear && p.bias && (p.weight.dtype === x.dtype || autocastDtype()))) return null;
-    return linear(x, cat(ps.map((p) => p.weight), 0), cat(ps.map((p) => p.bias!), 0));
   }
 }
 
