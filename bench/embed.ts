@@ -7,8 +7,11 @@
 // Run: node --import tsx bench/embed.ts [--layers 12] [--steps 3] [--gc-batch 1024] [--encode 256] [--no-peer]
 // Profile a smaller step next to PyTorch's profiler: --layers 2 --batch 8 --steps 2 --profile (prints both tables, writes no result)
 // --dtype bf16: Kestrel trains and encodes under k.autocast('bfloat16') (float32 master weights);
-// PyTorch runs both float32 and its CPU bf16 autocast and the faster of the two is the peer
-// (DESIGN.md: the peer at its best setting); writes bench/results/embed_bf16.json.
+// PyTorch runs both float32 and its CPU bf16 autocast; the table compares bf16 with bf16 and the
+// best with the best (DESIGN.md: the peer at its best setting); writes bench/results/embed_bf16.json.
+// --dtype both: Kestrel and PyTorch each in float32 and in bf16, side by side: fp32 vs fp32, bf16 vs
+// bf16 and best vs best; writes bench/results/embed_dtypes.json.
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
@@ -95,21 +98,68 @@ function profileStep(trainee: k.embeddings.EmbeddingTrainee, B: number, layers: 
   console.log(r.out ?? `PyTorch peer unavailable: ${r.why}`);
 }
 
-/**
- * The PyTorch peer's figures: float32, and under --dtype bf16 also its CPU bf16 autocast, keeping
- * the faster run for training and for encoding (each run's figures are kept under `runs`).
- */
-function bestPeer(B: number, layers: number, steps: number, encodeTexts: number): Record<string, number | string | object> | string {
-  const runs: Record<string, Record<string, number | string>> = {};
-  for (const ac of autocast ? [null, 'bf16'] : [null]) {
-    const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: encodeTexts, autocast: ac };
-    const r = runPeer(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], 3_600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
-    if (r.out === null) return `PyTorch peer unavailable: ${r.why}`;
-    runs[ac ?? 'fp32'] = JSON.parse(r.out.trim().split('\n').at(-1)!) as Record<string, number | string>;
+type Dtype = 'fp32' | 'bf16';
+
+/** The PyTorch peer's figures for one precision (null autocast: float32), or why it did not run. */
+function peerRun(B: number, layers: number, steps: number, encodeTexts: number, dtype: Dtype): Record<string, number | string> | string {
+  const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: encodeTexts, autocast: dtype === 'bf16' ? 'bf16' : null };
+  const r = runPeer(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], 3_600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
+  if (r.out === null) return `PyTorch peer unavailable: ${r.why}`;
+  return JSON.parse(r.out.trim().split('\n').at(-1)!) as Record<string, number | string>;
+}
+
+interface KestrelRun {
+  firstLoss: number;
+  trainStepS: number;
+  trainTokensPerS: number;
+  plainPeakBytes: number;
+  gradCachePeakBytes: number;
+  encodeSentencesPerS: number;
+}
+
+/** Kestrel's figures at one precision: the validated first loss, training, the GradCache peak, encoding. */
+function kestrelRun(model: k.embeddings.SentenceEmbedder, o: { B: number; steps: number; gcBatch: number; encode: number; gen: k.Generator }): KestrelRun {
+  const { B, steps, gcBatch, gen } = o;
+  const trainee = new E.EmbeddingTrainee(model, { loss: 'mnrl' });
+  const loss0 = validate(model, pairs(B, gen));
+  console.log(`validated: first-batch MNRL loss ${loss0.toFixed(5)} equals the float64 formula`);
+  const plain = timeTraining(trainee, Array.from({ length: steps + 1 }, () => pairs(B, gen)), undefined);
+  const tokPerS = (2 * B * SHAPE.seq) / plain.stepS;
+  const tag = autocast ?? 'float32';
+  console.log(`kestrel ${tag}: train step ${plain.stepS.toFixed(2)} s = ${tokPerS.toFixed(0)} tokens/s, k.memory peak ${(plain.peakBytes / 2 ** 20).toFixed(0)} MiB (batch ${B})`);
+  // GradCache: one step at the large effective batch (its activations are those of 32 texts at a time)
+  const gc = timeTraining(trainee, [pairs(gcBatch, gen)], 32);
+  console.log(`kestrel ${tag}: GradCache batch ${gcBatch} (chunks of 32): k.memory peak ${(gc.peakBytes / 2 ** 20).toFixed(0)} MiB = ${(gc.peakBytes / plain.peakBytes).toFixed(2)}x the plain batch-${B} step`);
+  const enc = texts(o.encode, gen);
+  const precision = <T>(f: () => T): T => (autocast ? k.autocast(autocast, f) : f());
+  precision(() => E.encode(model, enc.slice(0, B), { batchSize: B })); // warm-up
+  // the median batch time: this machine is shared, and one slow batch should not set the figure
+  const batchS: number[] = [];
+  let t0 = performance.now();
+  precision(() => E.encode(model, enc, { batchSize: B, onProgress: () => (batchS.push((performance.now() - t0) / 1e3), (t0 = performance.now())) }));
+  const sentPerS = B / median(batchS);
+  console.log(`kestrel ${tag}: encode ${sentPerS.toFixed(1)} sentences/s (seq ${SHAPE.seq}, batch ${B})`);
+  return { firstLoss: loss0, trainStepS: plain.stepS, trainTokensPerS: tokPerS, plainPeakBytes: plain.peakBytes, gradCachePeakBytes: gc.peakBytes, encodeSentencesPerS: sentPerS };
+}
+
+interface Row {
+  name: string;
+  kestrel: number;
+  torch: number | null;
+}
+
+/** fp32 vs fp32, bf16 vs bf16 (where both ran) and best vs best, for one metric. */
+function compare(ks: Partial<Record<Dtype, KestrelRun>>, ts: Partial<Record<Dtype, Record<string, number | string>>>, kKey: keyof KestrelRun, tKey: string): Row[] {
+  const rows: Row[] = [];
+  for (const d of ['fp32', 'bf16'] as Dtype[]) {
+    const kv = ks[d]?.[kKey];
+    if (kv !== undefined) rows.push({ name: `${d} vs ${d}`, kestrel: kv, torch: (ts[d]?.[tKey] as number | undefined) ?? null });
   }
-  const best = (key: string): Record<string, number | string> => Object.values(runs).reduce((a, b) => ((b[key] as number) > (a[key] as number) ? b : a));
-  const [train, enc] = [best('train_tokens_per_s'), best('encode_sentences_per_s')];
-  return { ...train, encode_sentences_per_s: enc.encode_sentences_per_s, encode_autocast: enc.autocast, runs };
+  const best = (xs: (number | undefined)[]): number | null => (xs.some((x) => x !== undefined) ? Math.max(...xs.filter((x): x is number => x !== undefined)) : null);
+  const kb = best(Object.values(ks).map((r) => r[kKey]));
+  const tb = best(Object.values(ts).map((r) => r[tKey] as number | undefined));
+  if (Object.keys(ts).length > 1 || Object.keys(ks).length > 1) rows.push({ name: 'best vs best', kestrel: kb!, torch: tb });
+  return rows;
 }
 
 async function main(): Promise<void> {
@@ -119,8 +169,9 @@ async function main(): Promise<void> {
     batch: { type: 'string', default: String(SHAPE.batch) }, profile: { type: 'boolean', default: false },
     dtype: { type: 'string', default: 'fp32' },
   } });
-  if (values.dtype !== 'fp32' && values.dtype !== 'bf16') throw new Error(`--dtype must be fp32 or bf16, got '${values.dtype}'`);
-  autocast = values.dtype === 'bf16' ? 'bfloat16' : undefined;
+  const dt = values.dtype;
+  if (dt !== 'fp32' && dt !== 'bf16' && dt !== 'both') throw new Error(`--dtype must be fp32, bf16 or both, got '${dt}'`);
+  const dtypes: Dtype[] = dt === 'both' ? ['fp32', 'bf16'] : [dt];
   const layers = Number(values.layers);
   const steps = Number(values.steps);
   const gcBatch = Number(values['gc-batch']);
@@ -128,46 +179,50 @@ async function main(): Promise<void> {
     model_type: 'bert', vocab_size: SHAPE.vocab, hidden_size: SHAPE.dim, num_hidden_layers: layers, num_attention_heads: SHAPE.heads,
     intermediate_size: SHAPE.ffn, max_position_embeddings: 512, type_vocab_size: 2, pad_token_id: 0,
   };
-  k.manualSeed(0);
-  const bert = buildModel(config, 'bench bert config') as BertModel;
-  const model = new E.SentenceEmbedder(bert, IDS, { pooling: 'mean', maxSeqLength: SHAPE.seq });
-  const trainee = new E.EmbeddingTrainee(model, { loss: 'mnrl' });
-  const gen = new k.Generator(1);
   const B = Number(values.batch);
-  if (values.profile) return profileStep(trainee, B, layers, steps, gen, !values['no-peer']);
-  const loss0 = validate(model, pairs(B, gen));
-  console.log(`validated: first-batch MNRL loss ${loss0.toFixed(5)} equals the float64 formula`);
-  const plain = timeTraining(trainee, Array.from({ length: steps + 1 }, () => pairs(B, gen)), undefined);
-  const tokPerS = (2 * B * SHAPE.seq) / plain.stepS;
-  console.log(`kestrel: train step ${plain.stepS.toFixed(2)} s = ${tokPerS.toFixed(0)} tokens/s, k.memory peak ${(plain.peakBytes / 2 ** 20).toFixed(0)} MiB (batch ${B})`);
-  // GradCache: one step at the large effective batch (its activations are those of 32 texts at a time)
-  const gc = timeTraining(trainee, [pairs(gcBatch, gen)], 32);
-  console.log(`kestrel: GradCache batch ${gcBatch} (chunks of 32): k.memory peak ${(gc.peakBytes / 2 ** 20).toFixed(0)} MiB = ${(gc.peakBytes / plain.peakBytes).toFixed(2)}x the plain batch-${B} step`);
-  const enc = texts(Number(values.encode), gen);
-  const precision = <T>(f: () => T): T => (autocast ? k.autocast(autocast, f) : f());
-  precision(() => E.encode(model, enc.slice(0, B), { batchSize: B })); // warm-up
-  // the median batch time: this machine is shared, and one slow batch should not set the figure
-  const batchS: number[] = [];
-  let t0 = performance.now();
-  precision(() => E.encode(model, enc, { batchSize: B, onProgress: () => (batchS.push((performance.now() - t0) / 1e3), (t0 = performance.now())) }));
-  const sentPerS = B / median(batchS);
-  console.log(`kestrel: encode ${sentPerS.toFixed(1)} sentences/s (seq ${SHAPE.seq}, batch ${B})`);
-  let peer: Record<string, number | string | object> | string = 'not run (--no-peer)';
-  if (!values['no-peer']) peer = bestPeer(B, layers, steps, enc.length);
-  const p = typeof peer === 'string' ? null : peer;
-  const trainRatio = p ? tokPerS / (p.train_tokens_per_s as number) : null;
-  const encodeRatio = p ? sentPerS / (p.encode_sentences_per_s as number) : null;
-  console.log('\nmetric                  kestrel      torch    ratio');
-  console.log(`train tokens/s   ${tokPerS.toFixed(0).padStart(14)} ${(p ? (p.train_tokens_per_s as number).toFixed(0) : '-').padStart(10)} ${(trainRatio?.toFixed(2) ?? '-').padStart(8)}`);
-  console.log(`encode sent/s    ${sentPerS.toFixed(1).padStart(14)} ${(p ? (p.encode_sentences_per_s as number).toFixed(1) : '-').padStart(10)} ${(encodeRatio?.toFixed(2) ?? '-').padStart(8)}`);
-  if (typeof peer === 'string') console.log(peer);
-  const path = writeResult(autocast ? 'embed_bf16' : 'embed', {
-    threads: 'KESTREL_NUM_THREADS (default: all cores); torch 2', config: { ...SHAPE, batch: B, dtype: values.dtype, layers, steps, gcBatch, gcChunk: 32, encodeTexts: enc.length },
-    kestrel: { firstLoss: loss0, trainStepS: plain.stepS, trainTokensPerS: tokPerS, plainPeakBytes: plain.peakBytes, gradCachePeakBytes: gc.peakBytes, encodeSentencesPerS: sentPerS },
-    gradCachePeakOverPlain: gc.peakBytes / plain.peakBytes, torch: peer, trainRatio, encodeRatio,
+  const ks: Partial<Record<Dtype, KestrelRun>> = {};
+  for (const d of dtypes) {
+    autocast = d === 'bf16' ? 'bfloat16' : undefined;
+    // the same seeded model and data for each precision
+    k.manualSeed(0);
+    const bert = buildModel(config, 'bench bert config') as BertModel;
+    const model = new E.SentenceEmbedder(bert, IDS, { pooling: 'mean', maxSeqLength: SHAPE.seq });
+    const gen = new k.Generator(1);
+    if (values.profile) {
+      profileStep(new E.EmbeddingTrainee(model, { loss: 'mnrl' }), B, layers, steps, gen, !values['no-peer']);
+      model.dispose();
+      continue;
+    }
+    ks[d] = kestrelRun(model, { B, steps, gcBatch, encode: Number(values.encode), gen });
+    model.dispose();
+  }
+  if (values.profile) return;
+  // the peer in float32, and in bf16 whenever Kestrel ran bf16 (so best vs best sees both)
+  const ts: Partial<Record<Dtype, Record<string, number | string>>> = {};
+  let peerWhy: string | null = values['no-peer'] ? 'not run (--no-peer)' : null;
+  if (!peerWhy)
+    for (const d of dtypes.includes('bf16') ? (['fp32', 'bf16'] as Dtype[]) : (['fp32'] as Dtype[])) {
+      const r = peerRun(B, layers, steps, Number(values.encode), d);
+      if (typeof r === 'string') {
+        peerWhy = r;
+        break;
+      }
+      ts[d] = r;
+    }
+  const train = compare(ks, ts, 'trainTokensPerS', 'train_tokens_per_s');
+  const encode = compare(ks, ts, 'encodeSentencesPerS', 'encode_sentences_per_s');
+  console.log(`\n${'metric'.padEnd(30)} ${'kestrel'.padStart(10)} ${'torch'.padStart(10)} ${'ratio'.padStart(8)}`);
+  const line = (what: string, r: Row, d: number): void =>
+    console.log(`${`${what} ${r.name}`.padEnd(30)} ${r.kestrel.toFixed(d).padStart(10)} ${(r.torch?.toFixed(d) ?? '-').padStart(10)} ${(r.torch ? (r.kestrel / r.torch).toFixed(2) : '-').padStart(8)}`);
+  for (const r of train) line('train tok/s', r, 0);
+  for (const r of encode) line('encode sent/s', r, 1);
+  if (peerWhy) console.log(peerWhy);
+  const ratios = (rows: Row[]): Record<string, number | null> => Object.fromEntries(rows.map((r) => [r.name, r.torch ? r.kestrel / r.torch : null]));
+  const path = writeResult(dt === 'both' ? 'embed_dtypes' : dt === 'bf16' ? 'embed_bf16' : 'embed', {
+    threads: 'KESTREL_NUM_THREADS (default: all cores); torch 2', load: loadavg(), config: { ...SHAPE, batch: B, dtype: dt, layers, steps, gcBatch, gcChunk: 32, encodeTexts: Number(values.encode) },
+    kestrel: ks, torch: peerWhy ?? ts, trainRatio: ratios(train), encodeRatio: ratios(encode),
   });
   console.log(`wrote ${path}`);
-  model.dispose();
 }
 
 await main();

@@ -296,6 +296,25 @@ export interface BlockSparseOpts {
 }
 
 /**
+ * Fused kernels of a BERT-style encoder layer (src/ops/fused/add_layer_norm.ts, bias_gelu.ts).
+ * Absent on a backend without them: the ops then run their composites. Inputs contiguous; the
+ * activation code is GLU_ACTIVATIONS' (silu, gelu_tanh, gelu_erf).
+ */
+export interface EncoderKernels {
+  /** the floating dtypes x, residual, weight and bias may have (all one dtype) */
+  readonly dtypes: readonly DType[];
+  /** sum = x + residual, out = LayerNorm(sum) over the last dim; mean and rstd [rows] of x's dtype */
+  addLayerNorm(x: View, residual: View, weight: View | null, bias: View | null, eps: number, out: View, sum: View, mean: View, rstd: View): void;
+  /** out = act(z); z of a `dtypes` dtype, out z's dtype or (a halfMatmul backend) bfloat16, rounded once */
+  biasGelu(act: GluActivation, z: View, out: View): void;
+  /**
+   * dz = dy act'(z) over z [rows, N], dbias [N] = sum_rows dz (summed before any rounding of dz);
+   * dy and dz z's dtype or bfloat16; dz may be dy itself
+   */
+  biasGeluBackward(act: GluActivation, z: View, dy: View, dz: View, dbias: View | null): void;
+}
+
+/**
  * Block-sparse attention (Child et al. 2019; DeepSpeed's sparse attention): query block i of head h
  * attends the keys of blocks rowIdx[rowPtr[h nb + i] .. rowPtr[h nb + i + 1]) (int32, ascending);
  * query row i belongs to block floor((i + Tk - Tq) / block). colPtr/colIdx are the same layout by
@@ -361,6 +380,8 @@ export interface Backend {
   readonly paged?: PagedKernels;
   /** block-sparse attention kernels; absent where the op falls back to masked dense attention */
   readonly sparseAttention?: SparseAttentionKernels;
+  /** fused encoder-layer kernels; absent where the ops run their composites */
+  readonly encoder?: EncoderKernels;
   /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
   readonly halfMatmul: boolean;
   /**

@@ -4,8 +4,11 @@
 import { scaledDotProductAttention } from '../ops/attention.js';
 import { arange, zeros } from '../ops/creation.js';
 import { add, unary } from '../ops/elementwise.js';
+import { addLayerNorm } from '../ops/fused/add_layer_norm.js';
+import { linearGelu } from '../ops/fused/linear_gelu.js';
 import { expand, reshape, select, transpose, unsqueeze } from '../ops/view.js';
 import { shapeStr } from '../tensor/layout.js';
+import { autocastDtype } from '../tensor/autocast.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { InitOpts } from '../nn/init.js';
@@ -83,7 +86,7 @@ class SelfAttention extends Module {
   }
 }
 
-/** dense -> residual add -> LayerNorm (BertSelfOutput / BertOutput). */
+/** dense -> residual add -> LayerNorm (BertSelfOutput / BertOutput); the add and the norm are one fused op. */
 class AddNorm extends Module {
   dense: Linear;
   LayerNorm: LayerNorm;
@@ -93,7 +96,8 @@ class AddNorm extends Module {
     this.LayerNorm = new LayerNorm(c.hiddenSize, c.layerNormEps, init);
   }
   forward(x: Tensor, residual: Tensor): Tensor {
-    return this.LayerNorm.forward(add(this.dense.forward(x), residual));
+    const ln = this.LayerNorm;
+    return addLayerNorm(this.dense.forward(x), residual, ln.weight, ln.bias, ln.eps);
   }
 }
 
@@ -114,7 +118,12 @@ class Intermediate extends Module {
     this.dense = new Linear(c.hiddenSize, c.intermediateSize, init);
   }
   forward(x: Tensor): Tensor {
-    return unary(this.c.activation, this.dense.forward(x));
+    const [d, act] = [this.dense, this.c.activation];
+    // a plain Linear (LoRA and quantized layers are other classes) in the compute dtype: GEMM,
+    // bias and GELU fused, with the bias gradient summed in the GELU's backward pass
+    if (act !== 'relu' && d.constructor === Linear && d.bias && (d.weight.dtype === x.dtype || autocastDtype()))
+      return linearGelu(x, d.weight, d.bias, act);
+    return unary(act, d.forward(x));
   }
 }
 

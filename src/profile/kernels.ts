@@ -41,7 +41,8 @@ function flopsOf(name: string, args: unknown[]): number {
   }
 }
 
-const installed = new Map<Backend, Map<keyof Kernels, unknown>>();
+// per backend, each timed table (the kernel table and the optional fused groups) with its original functions
+const installed = new Map<Backend, Map<object, Map<string, unknown>>>();
 
 /** 'copy float32->bfloat16' for a cast, else the kernel and its first operand's dtype. */
 function rowName(name: string, args: unknown[]): string {
@@ -51,26 +52,33 @@ function rowName(name: string, args: unknown[]): string {
   return `${name} ${views[0].dtype}`;
 }
 
+/** The tables whose calls are timed: the kernel table and the encoder's fused kernels where present. */
+const tablesOf = (backend: Backend): object[] => [backend.kernels, ...(backend.encoder ? [backend.encoder] : [])];
+
 /** Replaces each kernel of `backend` with a timed wrapper (once; uninstallTimers puts the originals back). */
 export function installTimers(backend: Backend): void {
   if (installed.has(backend)) return;
-  const table = backend.kernels;
-  const originals = new Map<keyof Kernels, unknown>();
-  for (const name of Object.keys(table) as (keyof Kernels)[]) {
-    const fn: unknown = Reflect.get(table, name);
-    if (typeof fn !== 'function') continue;
-    originals.set(name, fn);
-    Reflect.set(table, name, (...args: unknown[]): unknown => {
-      const t0 = performance.now();
-      const r: unknown = Reflect.apply(fn, table, args);
-      addKernel(name, rowName(name, args), performance.now() - t0, flopsOf(name, args));
-      return r;
-    });
+  const saved = new Map<object, Map<string, unknown>>();
+  for (const table of tablesOf(backend)) {
+    const originals = new Map<string, unknown>();
+    for (const name of Object.keys(table)) {
+      const fn: unknown = Reflect.get(table, name);
+      if (typeof fn !== 'function') continue;
+      originals.set(name, fn);
+      Reflect.set(table, name, (...args: unknown[]): unknown => {
+        const t0 = performance.now();
+        const r: unknown = Reflect.apply(fn, table, args);
+        addKernel(name, rowName(name, args), performance.now() - t0, flopsOf(name, args));
+        return r;
+      });
+    }
+    saved.set(table, originals);
   }
-  installed.set(backend, originals);
+  installed.set(backend, saved);
 }
 
 export function uninstallTimers(): void {
-  for (const [backend, originals] of installed) for (const [name, fn] of originals) Reflect.set(backend.kernels, name, fn);
+  for (const tables of installed.values())
+    for (const [table, originals] of tables) for (const [name, fn] of originals) Reflect.set(table, name, fn);
   installed.clear();
 }

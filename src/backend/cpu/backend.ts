@@ -15,6 +15,7 @@ import { packAdamW } from './optim.js';
 import { packMatmulList } from './matmul_list.js';
 import { withHalfOperands } from './half_operands.js';
 import { makeSparseAttention } from './sparse_attention.js';
+import { makeEncoderKernels } from './encoder.js';
 
 class CpuStorage extends Storage {
   readonly backendName = 'cpu';
@@ -185,6 +186,7 @@ export function createCpuBackend(): Backend | null {
     spectral: makeSpectral(packer),
     paged: makePaged(packer),
     sparseAttention: makeSparseAttention(packer, nativeView),
+    encoder: makeEncoderKernels(packer, (x) => (x === null ? null : nativeView(x))),
     // matmul and quantLinear take bf16/fp16 operands (native/gemm_half.h: AMX, AVX-512 BF16 or
     // converting while packing; float32 accumulation); the elementwise, norm, rope, softmax and
     // attention kernels through float32 scratch (half_operands.ts), except bf16 attention where the

@@ -14,6 +14,7 @@ import { quantLinear, quantLinearBackward } from './quant.js';
 import { pagedAttention, pagedWrite } from './paged.js';
 import { spectral } from './spectral.js';
 import { sparseAttention } from './block_sparse_attention.js';
+import { encoder } from './encoder.js';
 import { RefStorage } from './storage.js';
 import { readFully } from '../read_file.js';
 
@@ -52,6 +53,7 @@ export const refBackend: Backend = {
   spectral,
   paged: { pagedWrite, pagedAttention },
   sparseAttention,
+  encoder,
   halfMatmul: false,
   halfElementwise: false,
   halfAttention: false,

@@ -33,20 +33,11 @@ export function canFuseLinear(x: Tensor, weight: Tensor, bias: Tensor | null | u
  * @example linearFused(x, layer.weight, layer.bias)  // [B, T, in] -> [B, T, out]
  */
 export function linearFused(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
-  inputs('linear', x, weight, bias);
-  const [N, K] = weight.shape;
-  if (bias.ndim !== 1 || bias.shape[0] !== N)
-    throw new Error(`linear: bias ${shapeStr(bias.shape)} does not match weight ${shapeStr(weight.shape)} (out features ${N})`);
-  const ac = autocastDtype();
-  if (ac && (x.dtype !== ac || weight.dtype !== ac)) return tidy(() => linearFused(x.dtype === ac ? x : to(x, ac), weight.dtype === ac ? weight : to(weight, ac), bias));
+  const cast = castForAutocast('linear', x, weight, bias);
+  if (cast) return tidy(() => linearFused(cast.x, cast.weight, bias));
   return tidy(() => {
-    // [M, K] rows of x: a view when x's rows are contiguous
-    const flat = x.ndim === 2 ? x : reshape(x, [-1, K]);
-    const x2 = gemmReadable(flat) ? flat : contiguous(flat);
-    const M = x2.shape[0];
-    const y2 = emptyLike(x2, [M, N], bias.dtype); // float32 under autocast: the half GEMM accumulates into it
-    backendOf(x).kernels.copy(expand(bias, [M, N]), y2);
-    matmulInto(x2, transpose(weight), y2);
+    const { x2, y2 } = biasedProduct(x, weight, bias);
+    const [M, N] = y2.shape;
     const y = reshape(y2, [...x.shape.slice(0, -1), N]);
     if (!needsGrad(x, weight, bias)) return y;
     const [sx, sw] = [save(x2), save(weight)];
@@ -54,11 +45,46 @@ export function linearFused(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
       const g2 = reshape(g, [M, N]);
       // under autocast dx and dW are half products of the half operands (their casts carry them back)
       const gh = g2.dtype === sx.dtype ? g2 : to(g2, sx.dtype);
-      return [
-        x.requiresGrad ? reshape(matmul(gh, sw), x.shape) : null,
-        weight.requiresGrad ? matmul(transpose(gh), sx) : null,
-        bias.requiresGrad ? sum(g2, 0) : null,
-      ];
+      return [...linearInputGrads(gh, sx, sw, x, weight), bias.requiresGrad ? sum(g2, 0) : null];
     }, [sx, sw]);
   });
+}
+
+/**
+ * Checks a fused linear's operands (shapes, one backend); under autocast, x and W cast to the autocast dtype when either
+ * is not in it yet (the caller recurses with them; null when nothing needs a cast).
+ */
+export function castForAutocast(op: string, x: Tensor, weight: Tensor, bias: Tensor): { x: Tensor; weight: Tensor } | null {
+  inputs(op, x, weight, bias);
+  if (weight.ndim !== 2 || x.shape[x.ndim - 1] !== weight.shape[1])
+    throw new Error(`${op}: input ${shapeStr(x.shape)} does not match weight ${shapeStr(weight.shape)} ([out, in] with in = the input's last dim)`);
+  const N = weight.shape[0];
+  if (bias.ndim !== 1 || bias.shape[0] !== N)
+    throw new Error(`${op}: bias ${shapeStr(bias.shape)} does not match weight ${shapeStr(weight.shape)} (out features ${N})`);
+  const ac = autocastDtype();
+  if (!ac || (x.dtype === ac && weight.dtype === ac)) return null;
+  return { x: x.dtype === ac ? x : to(x, ac), weight: weight.dtype === ac ? weight : to(weight, ac) };
+}
+
+/**
+ * x's [M, K] rows (a view when they are contiguous) and y2 [M, N] = x2 Wᵀ + b in the bias's dtype
+ * (float32 under autocast: the half GEMM accumulates into it). No graph is recorded.
+ */
+export function biasedProduct(x: Tensor, weight: Tensor, bias: Tensor): { x2: Tensor; y2: Tensor } {
+  const [N, K] = weight.shape;
+  const flat = x.ndim === 2 ? x : reshape(x, [-1, K]);
+  const x2 = gemmReadable(flat) ? flat : contiguous(flat);
+  const M = x2.shape[0];
+  const y2 = emptyLike(x2, [M, N], bias.dtype);
+  backendOf(x).kernels.copy(expand(bias, [M, N]), y2);
+  matmulInto(x2, transpose(weight), y2);
+  return { x2, y2 };
+}
+
+/** dx = g W (in x's shape) and dW = gᵀ x2, each null when not needed; g2 [M, N] in the operands' dtype. */
+export function linearInputGrads(g2: Tensor, savedX2: Tensor, savedW: Tensor, x: Tensor, weight: Tensor): [Tensor | null, Tensor | null] {
+  return [
+    x.requiresGrad ? reshape(matmul(g2, savedW), x.shape) : null,
+    weight.requiresGrad ? matmul(transpose(g2), savedX2) : null,
+  ];
 }
