@@ -25,10 +25,13 @@ import { numberFlag, parseFlags } from './flags.js';
 import { launchRanks } from './launch.js';
 import { rankFromEnv } from '../dist/env.js';
 import { initProcessGroup } from '../dist/init.js';
+import type { ProcessGroup } from '../dist/process_group.js';
 import { DistributedDataParallel } from '../dist/ddp.js';
 import { ZeroStage1 } from '../dist/zero1.js';
 import { ZeroStage2 } from '../dist/zero2.js';
-import { resolveBucketSize } from '../train/ds_zero.js';
+import { ZeroStage3 } from '../dist/zero3.js';
+import { saveZero3Pretrained } from '../dist/zero3_save.js';
+import { resolveBucketSize, resolveStage3 } from '../train/ds_zero.js';
 import { isProfiling, report as profileReport, start as startProfile, stop as stopProfile } from '../profile/index.js';
 
 const FLAGS = {
@@ -199,7 +202,7 @@ function profileSteps(startStep: number, maxSteps: number): { onStep: (m: { step
   };
 }
 
-/** This rank's data-parallel strategy (stage 0, ZeRO-1 or ZeRO-2), after every rank took rank 0's weights. */
+/** This rank's data-parallel strategy (stage 0, ZeRO-1, -2 or -3), after every rank took rank 0's weights. */
 async function dataParallel(s: RunSettings, model: CausalLM, resume: string | undefined): Promise<DistributedDataParallel> {
   const pg = await initProcessGroup();
   const bucketElements = resolveBucketSize(s.reduceBucketSize, model.config.hiddenSize);
@@ -208,7 +211,19 @@ async function dataParallel(s: RunSettings, model: CausalLM, resume: string | un
   await stage0.broadcastFromRank0(model.parameters());
   if (s.zeroStage === 0) return stage0;
   const groups = decayParamGroups(model, s.weightDecay);
+  if (s.zeroStage === 3) return zeroStage3(s, model, pg, groups, bucketBytes);
   return s.zeroStage === 1 ? new ZeroStage1(pg, groups, bucketBytes) : new ZeroStage2(pg, groups, bucketBytes);
+}
+
+/** ZeRO-3 with ds_config's stage-3 limits; its layers recompute in backward already, so 'full' checkpointing would only recompute twice. */
+function zeroStage3(s: RunSettings, model: CausalLM, pg: ProcessGroup, groups: ReturnType<typeof decayParamGroups>, bucketBytes: number | undefined): ZeroStage3 {
+  if (model.checkpointing === 'full') model.checkpointing = 'none';
+  const { persistenceThreshold, prefetchBucketSize } = resolveStage3(s.stage3 ?? {}, model.config.hiddenSize);
+  return new ZeroStage3(pg, model, groups, {
+    bucketBytes, persistenceThreshold,
+    ...(prefetchBucketSize === undefined ? {} : { prefetchBytes: prefetchBucketSize * 4 }),
+    ...(s.stage3?.maxLiveParameters === undefined ? {} : { maxLiveElements: s.stage3.maxLiveParameters }),
+  });
 }
 
 /** Loads the model and the data, trains, saves; shared by `kestrel train` and `kestrel finetune`. */
@@ -240,7 +255,7 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
   const resume = resumePath(s);
   const dp = worldSize > 1 ? await dataParallel(s, model, resume) : null;
   // ZeRO >= 1: the optimizer is built over this rank's shards of the parameter groups
-  const opt = makeOptimizer(s, model, dp instanceof ZeroStage1 || dp instanceof ZeroStage2 ? dp.shardGroups : undefined);
+  const opt = makeOptimizer(s, model, dp instanceof ZeroStage1 || dp instanceof ZeroStage2 || dp instanceof ZeroStage3 ? dp.shardGroups : undefined);
   let prof: ReturnType<typeof profileSteps> | null = null;
   const trainer = new Trainer({
     model, data: train, evalData, optimizer: opt, schedule: schedule(s), batchSize: s.batchSize, gradAccum: s.gradAccum,
@@ -249,14 +264,28 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
     onStep: (m) => prof?.onStep(m), dataParallel: dp,
   });
   if (profile) prof = profileSteps(trainer.step, s.maxSteps);
-  const metrics = await trainer.train().finally(() => (prof?.finish(), dp?.group.destroy()));
+  // ZeRO-3's save needs the group (every rank gathers each layer): it is destroyed after it
+  const zero3 = dp instanceof ZeroStage3 ? dp : null;
+  const metrics = await trainer.train().finally(() => (prof?.finish(), zero3 || dp?.group.destroy()));
   if (trainer.interrupted) {
+    zero3?.group.destroy();
     model.dispose();
     opt.dispose();
     throw new Interrupted(`interrupted at step ${trainer.step}: checkpoint saved to ${trainer.lastCheckpoint}; continue with --resume latest`);
   }
+  let what = 'model';
+  if (zero3) {
+    try {
+      // a plan's save (LoRA adapters) reads the trainable parameters on rank 0: gathered back for good (they are small)
+      if (plan.save) zero3.gatherTrainable();
+      else await saveZero3Pretrained(zero3, s.output, model, hfConfig);
+    } finally {
+      zero3.group.destroy();
+    }
+  }
   if (rank !== 0) return (model.dispose(), opt.dispose(), 0); // rank 0 holds the same weights and saves them
-  const what = plan.save ? plan.save(model, hfConfig, s.output) : (savePretrained(s.output, { model, hfConfig }), 'model');
+  if (plan.save) what = plan.save(model, hfConfig, s.output);
+  else if (!zero3) savePretrained(s.output, { model, hfConfig });
   const last = metrics.at(-1);
   process.stdout.write(`trained to step ${trainer.step}${last ? `, loss ${last.loss.toFixed(4)}` : ''}; ${what} saved to ${s.output}\n`);
   model.dispose();

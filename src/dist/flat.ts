@@ -22,7 +22,7 @@ export function flatten(tensors: readonly Tensor[], length: number): Tensor {
   return tidy(() => {
     const parts = tensors.map((t) => reshape(t, [-1]));
     const pad = length - tensors.reduce((n, t) => n + t.numel, 0);
-    if (pad > 0) parts.push(zeros([pad], { backend: tensors[0].backendName }));
+    if (pad > 0) parts.push(zeros([pad], { dtype: tensors[0].dtype, backend: tensors[0].backendName }));
     return cat(parts, 0);
   });
 }
