@@ -151,8 +151,9 @@ export function zeroFromDeepSpeed(z: Record<string, unknown>, file: string): { s
   }
   const bucket = z.reduce_bucket_size;
   if (bucket !== undefined) {
-    count(file, 1)(bucket, 'zero_optimization.reduce_bucket_size');
-    settings.reduceBucketSize = isAuto(bucket) ? 'auto' : Math.floor(bucket as number);
+    count(file, 0)(bucket, 'zero_optimization.reduce_bucket_size');
+    // 0 (transformers' own stage-3 test config) makes every parameter its own bucket, as in DeepSpeed
+    settings.reduceBucketSize = isAuto(bucket) ? 'auto' : Math.max(1, Math.floor(bucket as number));
   }
   return { settings, notes };
 }

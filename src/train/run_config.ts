@@ -149,8 +149,10 @@ export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world =
     const z = zeroFromDeepSpeed(obj(ds.zero_optimization, 'zero_optimization'), file);
     s.zeroStage = z.settings.stage;
     if (z.settings.reduceBucketSize !== undefined) s.reduceBucketSize = z.settings.reduceBucketSize;
-    const { persistenceThreshold, prefetchBucketSize, maxLiveParameters } = z.settings;
-    if (z.settings.stage === 3) s.stage3 = { persistenceThreshold, prefetchBucketSize, maxLiveParameters };
+    if (z.settings.stage === 3) {
+      const { stage: _, reduceBucketSize: __, ...limits } = z.settings;
+      s.stage3 = limits;
+    }
     warnings.push(...z.notes);
   }
   // "auto" leaves a setting to the command line (or its default), as the HF Trainer fills it from its arguments
