@@ -35,7 +35,7 @@ import { DistributedDataParallel } from './ddp.js';
 import { flatten } from './flat.js';
 import type { ProcessGroup, Work } from './process_group.js';
 import { runGathered } from './zero3_region.js';
-import { type UnitParam, findUnits, placeholderOf, swapIn, swapOut } from './zero3_units.js';
+import { type UnitParam, type UnitTensor, findUnits, placeholderOf, swapIn, swapOut } from './zero3_units.js';
 import { ZeroStage2 } from './zero2.js';
 
 /** One flat arena of a unit: parameters end to end, padded to N equal shards; this rank's shard. */
@@ -156,7 +156,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   /** Cuts a layer's parameters into arenas, keeps this rank's shards, and frees the rest. */
   private partition(found: ReturnType<typeof findUnits>[number], index: number, groupOf: Map<Tensor, number>): Unit {
     const N = this.worldSize;
-    const byKey = new Map<string, { group: number; params: [string, Tensor, UnitParam['slot']][] }>();
+    const byKey = new Map<string, { group: number; params: UnitTensor[] }>();
     for (const entry of found.params) {
       const [name, p] = entry;
       const g = p.requiresGrad ? groupOf.get(p) : -1;
@@ -174,10 +174,10 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       const length = Math.ceil(at / N) * N;
       const shard = memory.withTag('param', () => noGrad(() => tidy(() =>
         keep(clone(narrow(flatten(params.map(([, p]) => p), length), 0, this.rank * (length / N), length / N))))));
-      const unitParams = params.map(([name, p, slot]) => {
-        const placeholder = placeholderOf(p, name);
+      const unitParams = params.map(([name, p, slot, buffer]) => {
+        const placeholder = placeholderOf(p, name, buffer);
         this.placeholders.set(p, placeholder);
-        return { name, placeholder, slot };
+        return { name, placeholder, slot, buffer };
       });
       return { params: unitParams, offsets, length, shard, group, full: null, views: [] };
     });
@@ -314,11 +314,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     await this.whole.afterOptimizerStep();
   }
 
-  /** Checkpoints at stage 3 would need the model file written from the shards (not built yet). */
-  override checkpointBlocker(): string | null {
-    return 'ZeRO stage 3 does not write checkpoints yet (the layers live only as shards); train without --save-every, or at stage 2';
-  }
-
+  /** Every shard as a sharded checkpoint's group: the layers' values live only here (the model file of a stage-3 checkpoint lacks them). */
   override shardLayout(): ShardLayout {
     return {
       stage: 3,

@@ -1,5 +1,6 @@
 // The units ZeRO stage 3 gathers (FSDP's "wrapping units"): every decoder layer (a module at
-// `...layers.<i>`) is one unit, gathered whole before it runs and released after. A released
+// `...layers.<i>`) is one unit, gathered whole before it runs and released after; its parameters
+// and its buffers tagged as parameter memory (QLoRA's 4-bit packed weights and scales) take part. A released
 // parameter is a meta tensor of its shape (tensor/meta.ts) standing in the module's property, so
 // a stray use is an error naming it; a gathered one is a view into the unit's gathered buffer put
 // in the same property (a "parameter handle swap": modules read their properties, so no model
@@ -9,7 +10,7 @@ import { narrow, reshape } from '../ops/view.js';
 import { Module, Parameter, isParameter } from '../nn/module.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { metaTensor } from '../tensor/meta.js';
-import { tidy } from '../tensor/scope.js';
+import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 /** Where a module holds a parameter: module[key]. */
@@ -18,12 +19,17 @@ export interface Slot {
   key: string;
 }
 
-/** A parameter of a unit: its dotted name, its stand-in while released, and where the module holds it. */
+/** A parameter (or quantized-weight buffer) of a unit: its dotted name, its stand-in while released, and where the module holds it. */
 export interface UnitParam {
   name: string;
   placeholder: Tensor;
   slot: Slot;
+  /** a buffer (QuantLinear's packed weight and scales): swapped in as a plain tensor, not a parameter */
+  buffer: boolean;
 }
+
+/** What findUnits finds of a layer's tensors: name, tensor, where it is held, and whether it is a buffer. */
+export type UnitTensor = [name: string, t: Tensor, slot: Slot, buffer: boolean];
 
 /** A decoder layer as ZeRO-3 sees it: the module whose forward is gathered around, and its partitioned parameters. */
 export interface UnitModule {
@@ -38,7 +44,7 @@ export interface UnitModule {
  * stage3_param_persistence_threshold). A parameter shared with anything outside its layer is an error.
  * @example findUnits(causalLM, 0).map((u) => u.path) // ['model.layers.0', 'model.layers.1']
  */
-export function findUnits(model: Module, persistAbove: number): { module: Module; path: string; params: [string, Tensor, Slot][] }[] {
+export function findUnits(model: Module, persistAbove: number): { module: Module; path: string; params: UnitTensor[] }[] {
   const units = model.namedModules().filter(([path]) => /(^|\.)layers\.\d+$/.test(path));
   const owner = new Map<Tensor, string>();
   for (const [path, m] of model.namedModules())
@@ -51,15 +57,19 @@ export function findUnits(model: Module, persistAbove: number): { module: Module
       }
   return units.map(([path, module]) => ({
     module, path,
-    params: module.namedModules().flatMap(([sub, m]) => Object.entries(m)
-      .filter((e): e is [string, Tensor] => isParameter(e[1]) && e[1].numel >= persistAbove)
-      .map(([key, p]): [string, Tensor, Slot] => [`${path}.${sub ? `${sub}.` : ''}${key}`, p, { module: m, key }])),
+    params: module.namedModules().flatMap(([sub, m]) => {
+      // a module's own buffers (no dot in the name) that count as parameter memory: a quantized base's packed weight and scales
+      const buffers = new Set(m.namedBuffers().filter(([n, b]) => !n.includes('.') && b.storage.tag === 'param').map(([, b]) => b));
+      return Object.entries(m)
+        .filter((e): e is [string, Tensor] => (isParameter(e[1]) || buffers.has(e[1] as Tensor)) && (e[1] as Tensor).numel >= persistAbove)
+        .map(([key, p]): UnitTensor => [`${path}.${sub ? `${sub}.` : ''}${key}`, p, { module: m, key }, !isParameter(p)]);
+    }),
   }));
 }
 
-/** The stand-in of a released parameter: its shape and dtype, no bytes, still a parameter (requiresGrad kept). */
-export function placeholderOf(p: Tensor, name: string): Tensor {
-  const meta = Parameter(metaTensor(p.shape, p.dtype), p.requiresGrad);
+/** The stand-in of a released parameter: its shape and dtype, no bytes, still a parameter (requiresGrad kept); a buffer's is a plain meta tensor. */
+export function placeholderOf(p: Tensor, name: string, buffer: boolean): Tensor {
+  const meta = buffer ? keep(metaTensor(p.shape, p.dtype)) : Parameter(metaTensor(p.shape, p.dtype), p.requiresGrad);
   meta.name = name;
   return meta;
 }
@@ -70,8 +80,9 @@ export function placeholderOf(p: Tensor, name: string): Tensor {
  */
 export function swapIn(params: readonly UnitParam[], offsets: readonly number[], full: Tensor): Tensor[] {
   return params.map((p, i) => {
-    const view = noGrad(() => tidy(() => reshape(narrow(full, 0, offsets[i], p.placeholder.numel), p.placeholder.shape)));
-    Parameter(view, p.placeholder.requiresGrad).name = p.name;
+    const view = keep(noGrad(() => tidy(() => reshape(narrow(full, 0, offsets[i], p.placeholder.numel), p.placeholder.shape))));
+    if (!p.buffer) Parameter(view, p.placeholder.requiresGrad);
+    view.name = p.name;
     Reflect.set(p.slot.module, p.slot.key, view);
     return view;
   });
