@@ -5,6 +5,7 @@
 // (restoring the RNG), backpropagates through it and hands the parameters' gradients to ZeRO
 // before releasing them. The price is one more forward per unit (what full activation
 // checkpointing costs); in exchange a unit holds nothing between its forward and its backward.
+import { recomputeLeaves, takeLeafGrads } from '../autograd/checkpoint.js';
 import { runBackward } from '../autograd/engine.js';
 import { record } from '../ops/dispatch.js';
 import { isGradEnabled, noGrad, withGradMode } from '../tensor/grad_mode.js';
@@ -83,11 +84,7 @@ export function runGathered(unit: string, forward: (...a: Args) => unknown, args
   }
   const held = inputs.map((x) => x.alias({ untracked: true }));
   const out = record(`zero3 ${unit}`, y, inputs, (g) => {
-    const detached = held.map((x, i) => {
-      const d = x.alias({ untracked: true });
-      d.requiresGrad = inputs[i].requiresGrad;
-      return d;
-    });
+    const detached = recomputeLeaves(held, inputs);
     const now = defaultGenerator.getState();
     hooks.gather('backward');
     try {
@@ -101,12 +98,7 @@ export function runGathered(unit: string, forward: (...a: Args) => unknown, args
       defaultGenerator.setState(now);
       hooks.release();
     }
-    return detached.map((d) => {
-      const grad = d.grad;
-      d.grad = null;
-      d.dispose();
-      return grad;
-    });
+    return takeLeafGrads(detached);
   }, held, { always: true });
   const { key, rest } = shape!;
   return key === null ? out : { ...(rest as object), [key]: out };
