@@ -14,6 +14,8 @@
 // Everything happens inside the synchronous forward and backward, so calls are started with the
 // group's blocking start (allGatherNow / reduceScatterNow: each waits for the previous call, then
 // starts) and waitNow; their Work handles are awaited in finish(), where a failed call surfaces.
+// One call is in flight at a time, so of a prefetched unit the arena gathered last overlaps the
+// running layer's compute: a unit's arenas go smallest first (the norms, then the matrices).
 //
 // Parameters outside the layers (embeddings, final norm, head) and ones smaller than
 // stage3_param_persistence_threshold stay whole on every rank and go through stage 2
@@ -62,6 +64,8 @@ interface Unit {
   pending: number;
 }
 
+const numelOf = (ts: readonly UnitTensor[]): number => ts.reduce((n, [, t]) => n + t.numel, 0);
+
 export interface ZeroStage3Options {
   bucketBytes?: number;
   /** parameters with fewer elements stay whole on every rank (stage3_param_persistence_threshold; default 0: every layer parameter is partitioned) */
@@ -86,7 +90,6 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   /** calls started and not yet known to be finished, with what to do once they are */
   private started: (() => void)[] = [];
   private works: Work[] = [];
-  private readonly unwrap: (() => void)[] = [];
 
   /**
    * groups: the optimizer's parameter groups over `model`'s parameters, every rank holding the same
@@ -134,7 +137,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   }
 
   /** A model parameter's stand-in once partitioned (the parameter itself when it stays whole). */
-  placeholderOf(p: Tensor): Tensor {
+  standIn(p: Tensor): Tensor {
     return this.placeholders.get(p) ?? p;
   }
 
@@ -146,11 +149,6 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   /** How many layers are partitioned (units). */
   get layerCount(): number {
     return this.units.length;
-  }
-
-  /** The largest unit's gathered bytes (what one live layer costs). */
-  get largestUnitBytes(): number {
-    return Math.max(...this.units.map((u) => u.bytes));
   }
 
   /** Cuts a layer's parameters into arenas, keeps this rank's shards, and frees the rest. */
@@ -167,7 +165,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       arena.params.push(entry);
       byKey.set(key, arena);
     }
-    const arenas: Arena[] = [...byKey.values()].map(({ group, params }) => {
+    const arenas: Arena[] = [...byKey.values()].sort((a, b) => numelOf(a.params) - numelOf(b.params)).map(({ group, params }) => {
       const offsets: number[] = [];
       let at = 0;
       for (const [, p] of params) (offsets.push(at), (at += p.numel));
@@ -202,7 +200,6 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       release: () => this.release(u),
     };
     Object.defineProperty(m, 'forward', { value: (...args: unknown[]) => runGathered(u.path, original, args, hooks), configurable: true, writable: true, enumerable: false });
-    this.unwrap.push(() => void delete (m as unknown as Record<string, unknown>).forward);
   }
 
   /** Starts a call (blocking until the previous ones finish, whose completions then run). */
@@ -318,7 +315,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   override shardLayout(): ShardLayout {
     return {
       stage: 3,
-      params: this.groupOrder.map((p) => this.placeholderOf(p)),
+      params: this.groupOrder.map((p) => this.standIn(p)),
       groups: this.layoutOrder.map((l) => ({ shard: l.shard, pieces: l.pieces() })),
     };
   }
@@ -354,11 +351,5 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       swapIn(a.params, a.offsets, full);
       full.dispose(); // the views hold it
     }
-  }
-
-  /** Gives the layers their own forward back (the model keeps its placeholders). */
-  detach(): void {
-    for (const f of this.unwrap) f();
-    this.unwrap.length = 0;
   }
 }
