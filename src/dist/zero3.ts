@@ -24,7 +24,8 @@
 // on the prefetch: a next unit larger than either is not prefetched (one unit is always live).
 import { zeros } from '../ops/creation.js';
 import { add } from '../ops/elementwise.js';
-import { clone, narrow } from '../ops/view.js';
+import { clone, narrow, reshape } from '../ops/view.js';
+import { backendOf } from '../backend/index.js';
 import { gradSquaredNorm } from '../optim/clip.js';
 import type { Module } from '../nn/module.js';
 import { noGrad } from '../tensor/grad_mode.js';
@@ -52,6 +53,8 @@ interface Arena {
   /** while gathered: the full buffer and the views put into the module */
   full: Tensor | null;
   views: Tensor[];
+  /** backward only (trainable arenas): the layer's gradient, each parameter's copied in by a grad-ready hook as it completes */
+  grad: Tensor | null;
 }
 
 interface Unit {
@@ -177,7 +180,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
         this.placeholders.set(p, placeholder);
         return { name, placeholder, slot, buffer };
       });
-      return { params: unitParams, offsets, length, shard, group, full: null, views: [] };
+      return { params: unitParams, offsets, length, shard, group, full: null, views: [], grad: null };
     });
     for (const a of arenas) {
       swapOut(a.params);
@@ -238,16 +241,36 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     const live = (x: Unit): number => x.arenas.reduce((n, a) => n + a.length, 0);
     if (next && next.bytes <= prefetchBytes && live(u) + live(next) <= maxLiveElements) this.fetch(next);
     if (u.state !== 'ready') this.drain();
-    for (const a of u.arenas) a.views = swapIn(a.params, a.offsets, a.full!);
+    for (const a of u.arenas) {
+      a.views = swapIn(a.params, a.offsets, a.full!);
+      if (direction === -1 && a.group >= 0) this.collectGrads(a);
+    }
   }
 
-  /** Reduce-scatters each trainable arena's gradient (the views' .grad) into this rank's shard gradient. */
+  /**
+   * Backward: each parameter's gradient goes into the arena's flat gradient as soon as the
+   * recomputation's backward finalizes it, and is freed (zero2.ts does the same), so a layer's
+   * gradient is held once, not twice.
+   */
+  private collectGrads(a: Arena): void {
+    const flat = (a.grad = memory.withTag('grad', () => keep(zeros([a.length], { backend: a.shard.backendName }))));
+    // added, not copied: a parameter used in two inner checkpoint regions gets a hook call from each
+    a.views.forEach((v, i) => v.registerHook((g) => {
+      noGrad(() => tidy(() => {
+        const slot = reshape(narrow(flat, 0, a.offsets[i], v.numel), v.shape);
+        backendOf(v).kernels.binary('add', slot, g, slot);
+      }));
+      v.zeroGrad();
+    }));
+  }
+
+  /** Reduce-scatters each trainable arena's gradient (collected by collectGrads) into this rank's shard gradient. */
   private reduce(u: Unit): void {
     const N = this.worldSize;
     for (const a of u.arenas) {
-      if (a.group < 0) continue;
-      const flat = memory.withTag('grad', () => keep(noGrad(() => flatten(a.views.map((v) => v.grad ?? zeros(v.shape, { backend: v.backendName })), a.length))));
-      for (const v of a.views) v.zeroGrad();
+      if (a.group < 0 || !a.grad) continue;
+      const flat = a.grad;
+      a.grad = null;
       const part = memory.withTag('grad', () => keep(zeros([a.length / N], { backend: flat.backendName })));
       this.start(() => this.group.reduceScatterNow(part, flat, 'sum'), () => {
         flat.dispose();
@@ -268,6 +291,8 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   private release(u: Unit): void {
     for (const a of u.arenas) {
       swapOut(a.params);
+      a.grad?.dispose(); // a backward that failed before reduce()
+      a.grad = null;
       for (const v of a.views) v.dispose();
       a.views = [];
       a.full?.dispose();

@@ -32,9 +32,10 @@ test('ZeRO-3 on 4 ranks (bf16): 1 rank × grad-accum 4\'s run with a quarter of 
   assert.ok(one.peaks.every((p) => p.param === 4 * psi), `1 rank's parameter peak ${one.peaks[0].param} != Ψ·4 = ${4 * psi}`);
   for (const [i, p] of four.peaks.entries()) {
     assert.ok(p.param <= paramBound(4, 2), `step ${i + 1}: rank 0's parameter peak ${p.param} bytes > Ψ_layers/4 + outside + 2 layers = ${paramBound(4, 2)} (1 rank: ${one.peaks[i].param})`);
-    // gradients: the layer shards' quarter, the outside ones whole (stage 2 accumulates them in .grad),
-    // and one layer's gradient twice at most (its parameters' .grad and the flat bucket being reduce-scattered)
-    const gradBound = 4 * (L * (layer / 4 + ARENAS) + outer + (outer / 4 + ARENAS) + 2 * (layer + ARENAS * 4) + outer);
+    // gradients: the layer shards' quarter, the outside ones whole (stage 2 accumulates them in .grad, and
+    // its bucket), one layer's flat gradient (each parameter's copied in as it completes, then freed: one
+    // parameter gradient at a time, the largest D·F) and the previous layer's being reduce-scattered
+    const gradBound = 4 * (L * (layer / 4 + ARENAS) + outer + (outer / 4 + ARENAS) + outer + 2 * (layer + ARENAS * 4) + D * F);
     assert.ok(p.grad <= gradBound, `step ${i + 1}: gradient peak ${p.grad} > ${gradBound} (1 rank: ${one.peaks[i].grad})`);
     assert.ok(p.optimizer <= one.peaks[i].optimizer / 4 + 4 * 2 * (L * ARENAS + ARENAS), `step ${i + 1}: optimizer state ${p.optimizer} > 1 rank's ${one.peaks[i].optimizer} / 4 + padding`);
   }
