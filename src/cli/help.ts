@@ -280,7 +280,7 @@ export const HELP: Record<string, CommandHelp> = {
   consolidate: {
     usage: 'kestrel consolidate CKPT --out DIR [--config FILE]',
     flags: [
-      ['CKPT', 'a checkpoint folder written by a ZeRO run (stage 1-2: zero_manifest.json and one optimizer shard per rank)'],
+      ['CKPT', 'a checkpoint folder written by a ZeRO run (stage 1-3: zero_manifest.json and one optimizer shard per rank)'],
       ['--out DIR', 'the HF folder to write: model.safetensors with the float32 master weights reassembled from the shards, config.json (required)'],
       ['--config FILE', "the model's config.json (default: CKPT/config.json, else the run's output folder above CKPT)"],
     ],
