@@ -19,11 +19,7 @@ export function checkpoint(fn: (...inputs: Tensor[]) => Tensor, ...inputs: Tenso
   const out = noGrad(() => tidy(() => fn(...inputs)));
   const held = inputs.map((x) => x.alias({ untracked: true }));
   return record('checkpoint', out, inputs, (g) => {
-    const detached = held.map((x, i) => {
-      const d = x.alias({ untracked: true });
-      d.requiresGrad = inputs[i].requiresGrad;
-      return d;
-    });
+    const detached = recomputeLeaves(held, inputs);
     const now = defaultGenerator.getState();
     defaultGenerator.setState(rng);
     let y: Tensor;
@@ -34,11 +30,25 @@ export function checkpoint(fn: (...inputs: Tensor[]) => Tensor, ...inputs: Tenso
     }
     if (y.requiresGrad) runBackward([y], [g]);
     y.dispose();
-    return detached.map((d) => {
-      const grad = d.grad;
-      d.grad = null;
-      d.dispose();
-      return grad;
-    });
+    return takeLeafGrads(detached);
   }, held, { always: true });
+}
+
+/** Fresh leaves over a region's held inputs for its recomputation (requiresGrad as the originals'). */
+export function recomputeLeaves(held: readonly Tensor[], inputs: readonly Tensor[]): Tensor[] {
+  return held.map((x, i) => {
+    const d = x.alias({ untracked: true });
+    d.requiresGrad = inputs[i].requiresGrad;
+    return d;
+  });
+}
+
+/** The recomputation's input gradients (what the region's node sends on); frees the leaves. */
+export function takeLeafGrads(leaves: readonly Tensor[]): (Tensor | null)[] {
+  return leaves.map((d) => {
+    const grad = d.grad;
+    d.grad = null;
+    d.dispose();
+    return grad;
+  });
 }

@@ -63,11 +63,11 @@ const TRAIN: Flag[] = [
   ['--seed N', `default ${D.seed}`],
   ['--skip-bad-lines', 'skip (and count) unreadable data lines instead of stopping'],
   ['--config run.yaml|json', 'settings file (flags override it)'],
-  ['--deepspeed ds_config.json', "DeepSpeed's batch sizes, precision, optimizer, scheduler, clipping, checkpointing, zero_optimization (stages 0-2, reduce_bucket_size); \"auto\" values take these flags"],
+  ['--deepspeed ds_config.json', "DeepSpeed's batch sizes, precision, optimizer, scheduler, clipping, checkpointing, zero_optimization (stages 0-3, reduce_bucket_size, stage3_param_persistence_threshold / prefetch_bucket_size / max_live_parameters); \"auto\" values take these flags"],
   ['--attention-sparsity FILE.json', "block-sparse attention in every layer: a DeepSpeed sparse_attention object (mode fixed|variable|bigbird|bslongformer|local_sliding_window|dense, block, ...; default none = dense); saved as sparsity.json beside the model (ds_config sparse_attention sets it too)"],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
   ['--nproc N', 'train data-parallel on N rank processes of this machine (kestrel launch -n N -- kestrel train ...; default 1)'],
-  ['--zero-stage 0|1|2', 'with --nproc: 0 all-reduces gradients, 1 also partitions the optimizer state over the ranks, 2 also the gradients (default 0; ds_config zero_optimization.stage sets it)'],
+  ['--zero-stage 0|1|2|3', 'with --nproc: 0 all-reduces gradients, 1 also partitions the optimizer state over the ranks, 2 also the gradients, 3 also the decoder layers\' parameters (gathered per layer around forward and backward; the final model is a sharded HF folder) (default 0; ds_config zero_optimization.stage sets it)'],
   ['--expert-parallel M', `with --nproc N (M divides N) and a MoE model: each layer's experts split over groups of M ranks, tokens sent to them by all-to-all; the dense part data-parallel under --zero-stage (default ${D.expertParallel}: off; no checkpoints while split, the final model is saved whole)`],
   ['--quiet', 'no progress bar'],
   ['--profile', 'time every kernel and op backward of steps 2-4 (CPU) and print the top ones with GFLOP/s and % of peak'],
@@ -281,7 +281,7 @@ export const HELP: Record<string, CommandHelp> = {
   consolidate: {
     usage: 'kestrel consolidate CKPT --out DIR [--config FILE]',
     flags: [
-      ['CKPT', 'a checkpoint folder written by a ZeRO run (stage 1-2: zero_manifest.json and one optimizer shard per rank)'],
+      ['CKPT', 'a checkpoint folder written by a ZeRO run (stage 1-3: zero_manifest.json and one optimizer shard per rank)'],
       ['--out DIR', 'the HF folder to write: model.safetensors with the float32 master weights reassembled from the shards, config.json (required)'],
       ['--config FILE', "the model's config.json (default: CKPT/config.json, else the run's output folder above CKPT)"],
     ],

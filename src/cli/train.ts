@@ -25,15 +25,17 @@ import { numberFlag, parseFlags } from './flags.js';
 import { launchRanks } from './launch.js';
 import { rankFromEnv } from '../dist/env.js';
 import { initProcessGroup } from '../dist/init.js';
+import type { ProcessGroup } from '../dist/process_group.js';
 import { DistributedDataParallel } from '../dist/ddp.js';
 import { ZeroStage1 } from '../dist/zero1.js';
 import { ZeroStage2 } from '../dist/zero2.js';
-import { resolveBucketSize } from '../train/ds_zero.js';
+import { resolveBucketSize, resolveStage3 } from '../train/ds_zero.js';
 import type { DataParallel } from '../train/data_parallel.js';
 import type { ParamGroup } from '../optim/optimizer.js';
-import type { ProcessGroup } from '../dist/process_group.js';
 import { ExpertParallelDataParallel, expertParallelTraining } from '../dist/expert_parallel_training.js';
 import { gatherExperts } from '../models/moe.js';
+import { ZeroStage3 } from '../dist/zero3.js';
+import { saveZero3Pretrained } from '../dist/zero3_save.js';
 import { isProfiling, report as profileReport, start as startProfile, stop as stopProfile } from '../profile/index.js';
 
 const FLAGS = {
@@ -207,7 +209,7 @@ function profileSteps(startStep: number, maxSteps: number): { onStep: (m: { step
 }
 
 /**
- * This rank's data-parallel strategy (stage 0, ZeRO-1 or ZeRO-2; with --expert-parallel, over the
+ * This rank's data-parallel strategy (stage 0, ZeRO-1, -2 or -3; with --expert-parallel, over the
  * dense part with the experts split) after every rank took rank 0's weights, and the parameter
  * groups to build the optimizer over (undefined: the model's own).
  */
@@ -217,10 +219,13 @@ async function dataParallel(s: RunSettings, model: CausalLM): Promise<{ dp: Data
   const bucketBytes = bucketElements === undefined ? undefined : bucketElements * 4;
   const stage0 = new DistributedDataParallel(pg, bucketBytes);
   await stage0.broadcastFromRank0(model.parameters());
-  if (s.expertParallel > 1) return expertParallelTraining(pg, model, { ...s, bucketBytes });
+  if (s.expertParallel > 1) {
+    if (s.zeroStage === 3) throw new Error(`--expert-parallel ${s.expertParallel}: the dense part trains under ZeRO stage 0, 1 or 2, not 3`);
+    return expertParallelTraining(pg, model, { ...s, zeroStage: s.zeroStage, bucketBytes });
+  }
   if (s.zeroStage === 0) return { dp: stage0 };
   const groups = decayParamGroups(model, s.weightDecay);
-  const zero = s.zeroStage === 1 ? new ZeroStage1(pg, groups, bucketBytes) : new ZeroStage2(pg, groups, bucketBytes);
+  const zero = s.zeroStage === 3 ? zeroStage3(s, model, pg, groups, bucketBytes) : s.zeroStage === 1 ? new ZeroStage1(pg, groups, bucketBytes) : new ZeroStage2(pg, groups, bucketBytes);
   return { dp: zero, groups: zero.shardGroups };
 }
 
@@ -228,6 +233,17 @@ async function dataParallel(s: RunSettings, model: CausalLM): Promise<{ dp: Data
 async function closeDataParallel(dp: (DataParallel & { group: ProcessGroup }) | null, model: CausalLM, gather: boolean): Promise<void> {
   if (dp instanceof ExpertParallelDataParallel && gather) await gatherExperts(model, dp.groups.expertParallel).finally(() => dp.group.destroy());
   else dp?.group.destroy();
+}
+
+/** ZeRO-3 with ds_config's stage-3 limits; its layers recompute in backward already, so 'full' checkpointing would only recompute twice. */
+function zeroStage3(s: RunSettings, model: CausalLM, pg: ProcessGroup, groups: ReturnType<typeof decayParamGroups>, bucketBytes: number | undefined): ZeroStage3<Partial<{ weightDecay: number }>> {
+  if (model.checkpointing === 'full') model.checkpointing = 'none';
+  const { persistenceThreshold, prefetchBucketSize } = resolveStage3(s.stage3 ?? {}, model.config.hiddenSize);
+  return new ZeroStage3(pg, model, groups, {
+    bucketBytes, persistenceThreshold,
+    ...(prefetchBucketSize === undefined ? {} : { prefetchBytes: prefetchBucketSize * 4 }),
+    ...(s.stage3?.maxLiveParameters === undefined ? {} : { maxLiveElements: s.stage3.maxLiveParameters }),
+  });
 }
 
 /** Loads the model and the data, trains, saves; shared by `kestrel train` and `kestrel finetune`. */
@@ -270,18 +286,32 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
     onStep: (m) => prof?.onStep(m), dataParallel: dp,
   });
   if (profile) prof = profileSteps(trainer.step, s.maxSteps);
+  // ZeRO-3's save needs the group (every rank gathers each layer): it is destroyed after it
+  const zero3 = dp instanceof ZeroStage3 ? dp : null;
   const metrics = await trainer.train().finally(() => prof?.finish()).catch((e: unknown) => {
     dp?.group.destroy();
     throw e;
   });
-  await closeDataParallel(dp, model, !trainer.interrupted);
+  if (!zero3) await closeDataParallel(dp, model, !trainer.interrupted);
   if (trainer.interrupted) {
+    zero3?.group.destroy();
     model.dispose();
     opt.dispose();
     throw new Interrupted(`interrupted at step ${trainer.step}: checkpoint saved to ${trainer.lastCheckpoint}; continue with --resume latest`);
   }
+  let what = 'model';
+  if (zero3) {
+    try {
+      // a plan's save (LoRA adapters) reads the trainable parameters on rank 0: gathered back for good (they are small)
+      if (plan.save) zero3.gatherTrainable();
+      else await saveZero3Pretrained(zero3, s.output, model, hfConfig);
+    } finally {
+      zero3.group.destroy();
+    }
+  }
   if (rank !== 0) return (model.dispose(), opt.dispose(), 0); // rank 0 holds the same weights and saves them
-  const what = plan.save ? plan.save(model, hfConfig, s.output) : (savePretrained(s.output, { model, hfConfig }), 'model');
+  if (plan.save) what = plan.save(model, hfConfig, s.output);
+  else if (!zero3) savePretrained(s.output, { model, hfConfig });
   const last = metrics.at(-1);
   process.stdout.write(`trained to step ${trainer.step}${last ? `, loss ${last.loss.toFixed(4)}` : ''}; ${what} saved to ${s.output}\n`);
   model.dispose();

@@ -1,5 +1,5 @@
 // Flat views of parameter lists, the arithmetic every ZeRO stage shares: parameters (or their
-// gradients) laid end to end in one float32 tensor, and a flat tensor's elements copied back.
+// gradients) laid end to end in one tensor of their dtype, and a flat tensor's elements copied back.
 import { backendOf } from '../backend/index.js';
 import { zeros } from '../ops/creation.js';
 import { cat } from '../ops/indexing.js';
@@ -17,12 +17,12 @@ export function scatterInto(flat: Tensor, params: readonly Tensor[]): void {
   }
 }
 
-/** The parameters (or their gradients) as one flat float32 tensor padded to `length`. */
+/** The parameters (or their gradients) as one flat tensor of their dtype (float32 for masters, uint8 for a packed 4-bit base) padded to `length` with zeros. */
 export function flatten(tensors: readonly Tensor[], length: number): Tensor {
   return tidy(() => {
     const parts = tensors.map((t) => reshape(t, [-1]));
     const pad = length - tensors.reduce((n, t) => n + t.numel, 0);
-    if (pad > 0) parts.push(zeros([pad], { backend: tensors[0].backendName }));
+    if (pad > 0) parts.push(zeros([pad], { dtype: tensors[0].dtype, backend: tensors[0].backendName }));
     return cat(parts, 0);
   });
 }

@@ -91,6 +91,23 @@ export class ProcessGroup {
     return this.call('reduceScatter', { src: input, dst: output, count: output.numel, reduce: op }, true);
   }
 
+  /** allGather started before this returns (see reduceScatterNow): ZeRO-3 prefetches the next layer's parameters inside a synchronous forward or backward. */
+  allGatherNow(output: Tensor, input: Tensor): Work {
+    this.pair(output, input, this.size, 1, 'allGather');
+    return this.call('allGather', { src: input, dst: output, count: input.numel }, true);
+  }
+
+  /** Whether this group's transport can start calls and wait for them inside synchronous code (the *Now calls and waitNow). */
+  get startsNow(): boolean {
+    return this.transport.startNow !== undefined && this.transport.waitNow !== undefined;
+  }
+
+  /** Blocks until every call started on this group has finished (their buffers may then be read or freed). */
+  waitNow(): void {
+    if (!this.transport.waitNow) throw new Error('dist waitNow: this transport cannot wait inside synchronous code (the shared-memory transport can)');
+    this.transport.waitNow();
+  }
+
   /** Block r of output = block `rank` of rank r's input; both size × n elements (torch's all_to_all_single). */
   allToAll(output: Tensor, input: Tensor): Work {
     this.pair(output, input, 1, 1, 'allToAll');

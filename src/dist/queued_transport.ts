@@ -83,6 +83,13 @@ export abstract class QueuedTransport implements Transport {
     return done;
   }
 
+  /** waitNow for a native side that can wait for its worker to go idle (see startAfterIdle). */
+  protected waitAfterIdle(waitIdle: () => void): void {
+    if (this.waiting) throw new Error(`dist: cannot wait now behind ${this.waiting} call(s) still waiting for their turn (await them first)`);
+    waitIdle();
+    for (const release of this.holding) release();
+  }
+
   /** runSync for a native side that can block: the call runs now, on this thread, if no other is in flight. */
   protected runBlocking(call: TransportCall, run: (c: NativeCall) => void): void {
     const { op } = call;

@@ -33,6 +33,10 @@ export class ShmTransport extends QueuedTransport {
     return this.startAfterIdle(call, () => this.addon.distWaitIdle(this.id));
   }
 
+  waitNow(): void {
+    this.waitAfterIdle(() => this.addon.distWaitIdle(this.id));
+  }
+
   runSync(call: TransportCall): void {
     this.runBlocking(call, (c) => this.addon.distRunSync(this.id, ...c.codes, call.peer, call.count, this.ranks.length, ...c.src, ...c.dst, call.timeoutMs, `${call.op} (rank ${this.ranks[this.rank]})`));
   }

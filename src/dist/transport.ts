@@ -49,6 +49,8 @@ export interface Transport {
    * returning (see ShmTransport.startNow); a transport without it gets run() from callers.
    */
   startNow?(call: TransportCall): Promise<void>;
+  /** Optional, beside startNow: blocks until the calls already started are done (their buffers released). */
+  waitNow?(): void;
   /** elements of one piece of a call (calls larger than this are split); for tests of the boundaries */
   pieceElements(op: Collective, dtype: DType): number;
   /**

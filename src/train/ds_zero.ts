@@ -3,12 +3,19 @@
 // the ones that change what Kestrel does set a RunSettings field, the ones that describe what
 // Kestrel always does (overlap, contiguous buckets, reduce-scatter) are checked and accepted,
 // CPU offload is accepted with one note (the CPU backend keeps every state in host memory), and
-// what Kestrel cannot do (NVMe offload, quantized ZeRO++ collectives, stage 3 for now) is a
-// clear error. An unknown key is an error naming it (a typo must not be silently ignored).
+// what Kestrel cannot do (NVMe offload, quantized ZeRO++ collectives) is a clear error. Of the
+// stage-3 knobs, param_persistence_threshold, prefetch_bucket_size and max_live_parameters set
+// ZeroStage3's options; the others are checked and only read (see acceptedKeys). An unknown key is an error naming it (a typo must not be silently ignored).
 // `"auto"` takes the value the HF Trainer would put there (transformers' HfTrainerDeepSpeedConfig).
 
 export interface ZeroSettings {
-  stage: 0 | 1 | 2;
+  stage: 0 | 1 | 2 | 3;
+  /** stage 3: layer parameters with fewer elements stay whole on every rank ('auto': 10·hidden_size, as the HF Trainer sets it) */
+  persistenceThreshold?: number | 'auto';
+  /** stage 3: the next layer is prefetched only when it has at most this many elements ('auto': 0.9·hidden_size²) */
+  prefetchBucketSize?: number | 'auto';
+  /** stage 3: ... and when the running and the prefetched layer hold at most this many elements together */
+  maxLiveParameters?: number;
   /** elements per gradient bucket, or 'auto' (hidden_size², as the HF Trainer sets it) */
   reduceBucketSize?: number | 'auto';
 }
@@ -49,7 +56,10 @@ function acceptedKeys(file: string): Record<string, Check> {
     legacy_stage1: b,
     memory_efficient_linear: b,
     log_trace_cache_warnings: b,
-    // stage 3 knobs (read and checked; used only at stage 3)
+    // stage 3 knobs that are only read: prefetch, persistence and live-parameter limits are
+    // read below (stage3Setting); the model-wide persistence limit, the reuse distance (Kestrel
+    // never keeps a released layer for reuse) and 16-bit gathering on save (the final save writes
+    // float32 layer by layer) change nothing here
     stage3_prefetch_bucket_size: n, prefetch_bucket_size: n,
     stage3_param_persistence_threshold: n, param_persistence_threshold: n,
     stage3_model_persistence_threshold: n, model_persistence_threshold: n,
@@ -128,15 +138,32 @@ export function zeroFromDeepSpeed(z: Record<string, unknown>, file: string): { s
   offload(z.offload_param, 'zero_optimization.offload_param', file, notes);
   for (const k of ['cpu_offload', 'cpu_offload_param', 'cpu_offload_use_pin_memory']) if (z[k] !== undefined) bool(file)(z[k], `zero_optimization.${k}`);
   if (z.cpu_offload === true || z.cpu_offload_param === true) offload({ device: 'cpu' }, 'zero_optimization.cpu_offload', file, notes);
-  // after every other key was checked: a stage-3 config is refused for its stage alone
-  if (stage === 3) throw new Error(`${file}: zero_optimization stage 3 (partitioned parameters) is not built yet; Kestrel trains at stages 0, 1 and 2: set "stage": 2`);
-  const settings: ZeroSettings = { stage: stage as 0 | 1 | 2 };
+  const settings: ZeroSettings = { stage: stage as 0 | 1 | 2 | 3 };
+  if (stage === 3) {
+    // DeepSpeed spells each with and without the stage3_ prefix
+    const read = (k: string): unknown => z[`stage3_${k}`] ?? z[k];
+    const persist = read('param_persistence_threshold');
+    const prefetch = read('prefetch_bucket_size');
+    const live = read('max_live_parameters');
+    if (persist !== undefined) settings.persistenceThreshold = isAuto(persist) ? 'auto' : (persist as number);
+    if (prefetch !== undefined) settings.prefetchBucketSize = isAuto(prefetch) ? 'auto' : (prefetch as number);
+    if (live !== undefined && !isAuto(live)) settings.maxLiveParameters = live as number;
+  }
   const bucket = z.reduce_bucket_size;
   if (bucket !== undefined) {
-    count(file, 1)(bucket, 'zero_optimization.reduce_bucket_size');
-    settings.reduceBucketSize = isAuto(bucket) ? 'auto' : Math.floor(bucket as number);
+    count(file, 0)(bucket, 'zero_optimization.reduce_bucket_size');
+    // 0 (transformers' own stage-3 test config) makes every parameter its own bucket, as in DeepSpeed
+    settings.reduceBucketSize = isAuto(bucket) ? 'auto' : Math.max(1, Math.floor(bucket as number));
   }
   return { settings, notes };
+}
+
+/** stage-3 "auto" values as transformers' trainer_config_finalize sets them: persistence 10·hidden, prefetch 0.9·hidden². */
+export function resolveStage3(z: Pick<ZeroSettings, 'persistenceThreshold' | 'prefetchBucketSize'>, hiddenSize: number): { persistenceThreshold?: number; prefetchBucketSize?: number } {
+  const out: { persistenceThreshold?: number; prefetchBucketSize?: number } = {};
+  if (z.persistenceThreshold !== undefined) out.persistenceThreshold = z.persistenceThreshold === 'auto' ? 10 * hiddenSize : z.persistenceThreshold;
+  if (z.prefetchBucketSize !== undefined) out.prefetchBucketSize = z.prefetchBucketSize === 'auto' ? Math.floor(0.9 * hiddenSize * hiddenSize) : z.prefetchBucketSize;
+  return out;
 }
 
 /** reduce_bucket_size "auto" is hidden_size² (transformers' trainer_config_finalize); a number stays. */

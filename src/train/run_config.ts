@@ -1,12 +1,12 @@
 // Run settings for `kestrel train`: defaults, then a run.yaml / run.json, then a DeepSpeed
 // ds_config.json, then command-line flags. DeepSpeed keys map onto the same settings; unknown keys
-// are warned about by name; zero_optimization (ds_zero.ts) runs stages 0-2; "auto" values are left to the command line.
+// are warned about by name; zero_optimization (ds_zero.ts) runs stages 0-3; "auto" values are left to the command line.
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { type NumberRule, checkNumber } from '../io/check.js';
 import type { LossScalerOptions } from '../optim/loss_scaler.js';
 import { type SparsityConfig, parseSparsityConfig } from '../ops/sparse/sparsity_config.js';
-import { zeroFromDeepSpeed } from './ds_zero.js';
+import { type ZeroSettings, zeroFromDeepSpeed } from './ds_zero.js';
 
 export interface RunSettings {
   model: string;
@@ -38,8 +38,10 @@ export interface RunSettings {
   skipBadLines: boolean;
   resume?: string;
   logEvery: number;
-  /** data-parallel ZeRO stage: 0 (gradients all-reduced), 1 (+ optimizer state partitioned), 2 (+ gradients partitioned) */
-  zeroStage: 0 | 1 | 2;
+  /** data-parallel ZeRO stage: 0 (gradients all-reduced), 1 (+ optimizer state partitioned), 2 (+ gradients partitioned), 3 (+ parameters partitioned) */
+  zeroStage: 0 | 1 | 2 | 3;
+  /** stage 3's limits from ds_config (ds_zero.ts ZeroSettings) */
+  stage3?: Pick<ZeroSettings, 'persistenceThreshold' | 'prefetchBucketSize' | 'maxLiveParameters'>;
   /** MoE expert parallelism: the experts of every layer split over groups of this many ranks (1: off; src/dist/expert_parallel_training.ts) */
   expertParallel: number;
   /** elements per gradient bucket (DeepSpeed's reduce_bucket_size; default 16 MiB of float32; 'auto': hidden_size²) */
@@ -62,8 +64,7 @@ const INT_0: NumberRule = { int: true, min: 0 };
 export const SETTING_RULES: Partial<Record<keyof RunSettings, NumberRule>> = {
   maxSteps: INT_1, seqLen: INT_1, batchSize: INT_1, gradAccum: INT_1, logEvery: INT_1,
   lr: { min: 0 }, weightDecay: { min: 0 }, eps: { above: 0 }, clip: { min: 0 }, evalFraction: { min: 0, below: 1 },
-  evalEvery: INT_0, saveEvery: INT_0, keepLast: INT_0, seed: INT_0, zeroStage: { int: true, min: 0, max: 2 },
-  expertParallel: INT_1,
+  evalEvery: INT_0, saveEvery: INT_0, keepLast: INT_0, seed: INT_0, zeroStage: { int: true, min: 0, max: 3 },
 };
 
 const SCALER_RULES: Record<keyof LossScalerOptions, NumberRule | null> = {
@@ -151,6 +152,10 @@ export function fromDeepSpeed(ds: Record<string, unknown>, file: string, world =
     const z = zeroFromDeepSpeed(obj(ds.zero_optimization, 'zero_optimization'), file);
     s.zeroStage = z.settings.stage;
     if (z.settings.reduceBucketSize !== undefined) s.reduceBucketSize = z.settings.reduceBucketSize;
+    if (z.settings.stage === 3) {
+      const { stage: _, reduceBucketSize: __, ...limits } = z.settings;
+      s.stage3 = limits;
+    }
     warnings.push(...z.notes);
   }
   // "auto" leaves a setting to the command line (or its default), as the HF Trainer fills it from its arguments

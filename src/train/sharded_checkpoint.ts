@@ -1,4 +1,4 @@
-// Sharded checkpoints for ZeRO (stages 1-2; DeepSpeed's zero_pp_rank_*_optim_states files plus
+// Sharded checkpoints for ZeRO (stages 1-3; DeepSpeed's zero_pp_rank_*_optim_states files plus
 // the "universal checkpoint" idea built in): every rank writes its own optimizer shard (float32
 // master weights and each optimizer state) with the pieces of named parameters it holds; rank 0
 // adds the model, the trainer state and zero_manifest.json (world size, stage, every tensor's shape
@@ -6,6 +6,7 @@
 // so a crash mid-save leaves the last good checkpoint. Because the layout names parameter ranges,
 // a resume reassembles whatever its own layout needs (any world size, any stage, or one process)
 // by reading the saved shards one at a time; a plain checkpoint reads as shards of whole parameters.
+// At stage 3 the layers' parameters exist only in the shards (rank 0's model file lacks them).
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { readJson, writeJsonAtomic } from '../io/hf_folder.js';

@@ -16,6 +16,7 @@ import type { Schedule } from '../optim/schedules.js';
 import { constant } from '../optim/schedules.js';
 import { memory } from '../tensor/memory.js';
 import { defaultGenerator } from '../tensor/rng.js';
+import { isMeta } from '../tensor/meta.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { type TrainerState, listCheckpoints, loadCheckpoint, loadShardedCheckpoint, removeStaleTemps, saveCheckpoint, truncateLog } from './checkpoint.js';
 import { copyInto, isSharded, manifestShards, plainShards, readManifest, reassemble, saveShardedCheckpoint, stateTensors } from './sharded_checkpoint.js';
@@ -349,7 +350,8 @@ export class Trainer<B = Batch> {
     if (!dp || !layout) return void (this.isMain && this.save());
     const names = new Map(this.o.model.namedParameters().filter(([, p]) => p.requiresGrad).map(([n, p]) => [p, n]));
     const path = await saveShardedCheckpoint({
-      outputDir: this.o.outputDir!, dp, layout, names, optimizer: this.optimizer, model: () => checkpointedState(this.o.model),
+      // ZeRO-3's partitioned layers are placeholders here: their values are in the shards only
+      outputDir: this.o.outputDir!, dp, layout, names, optimizer: this.optimizer, model: () => withoutMeta(checkpointedState(this.o.model)),
       state: this.trainerState(this.optimizer.stateDict().step), keepLast: this.o.keepLast ?? 0,
     });
     this.lastCheckpoint = path;
@@ -380,15 +382,24 @@ export class Trainer<B = Batch> {
     const ck = sharded ? loadShardedCheckpoint(dir) : loadCheckpoint(dir);
     try {
       const own = checkpointedState(this.o.model);
-      const missing = Object.keys(own).filter((n) => !ck.model.has(n));
+      // a ZeRO-3 checkpoint keeps the layers' parameters in its shards only (manifest.tensors names them)
+      const inShards = new Set(sharded ? Object.keys(readManifest(dir).tensors) : []);
+      const fromShards = Object.keys(own).filter((n) => !ck.model.has(n) && inShards.has(n));
+      const missing = Object.keys(own).filter((n) => !ck.model.has(n) && !inShards.has(n));
       const unexpected = ck.model.names.filter((n) => !Object.hasOwn(own, n));
       if (missing.length || unexpected.length)
         throw new Error(`${dir}: the checkpoint's model does not match the one being trained: missing [${missing.join(', ')}], unexpected [${unexpected.join(', ')}]`);
-      const sd = Object.fromEntries(ck.model.names.map((n) => [n, ck.model.tensor(n, { backend: this.o.backend })]));
+      // this run's ZeRO-3 placeholders take their values from the shards (resumeIntoLayout), not from the model file
+      const sd = Object.fromEntries(ck.model.names.filter((n) => !isMeta(own[n])).map((n) => [n, ck.model.tensor(n, { backend: this.o.backend })]));
       this.o.model.loadStateDict(sd, { strict: false });
       for (const t of Object.values(sd)) t.dispose();
       if (sharded || this.o.dataParallel?.shardLayout()) this.resumeIntoLayout(dir, sharded, ck.state.optimizerStep);
       else this.resumeOptimizer(dir, ck.optimizer!, ck.state.optimizerStep);
+      const whole = fromShards.filter((n) => !isMeta(own[n]));
+      if (whole.length) {
+        const values = reassemble(manifestShards(dir, readManifest(dir)), whole.map((n) => ({ length: own[n].numel, pieces: [{ name: n, start: 0, length: own[n].numel, at: 0 }] })), dir);
+        whole.forEach((n, i) => copyInto(own[n], values[i].master));
+      }
       Object.assign(this, { step: ck.state.step, epoch: ck.state.epoch, epochStep: ck.state.epochStep });
       defaultGenerator.setState(sharded ? (readManifest(dir).ranks[this.o.dataParallel?.rank ?? 0] ?? readManifest(dir).ranks[0]).rng : ck.state.rng);
       if (this.scaler && ck.state.lossScaler) this.scaler.loadStateDict(ck.state.lossScaler);
@@ -446,6 +457,11 @@ function meanOfUpdates(done: { result: StepResult; norm: number }[]): { result: 
     result: { loss: done.reduce((a, d) => a + d.result.loss, 0) / n, tokens: done.reduce((a, d) => a + d.result.tokens, 0), metrics },
     norm: done.reduce((a, d) => a + d.norm, 0) / n,
   };
+}
+
+/** The tensors that have values (ZeRO-3's released layer parameters are meta placeholders). */
+function withoutMeta(sd: Record<string, Tensor>): Record<string, Tensor> {
+  return Object.fromEntries(Object.entries(sd).filter(([, t]) => !isMeta(t)));
 }
 
 /**

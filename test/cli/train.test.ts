@@ -51,8 +51,8 @@ test('a bad JSONL line stops the run before training with file:line', () => {
   assert.ok(!existsSync(join(dir, 'o', 'metrics.jsonl')));
 });
 
-test('DeepSpeed config: ZeRO stages 0-2, stage 3 refused clearly, batch sizes checked', () => {
-  assert.throws(() => fromDeepSpeed({ zero_optimization: { stage: 3 } }, 'ds.json'), /zero_optimization stage 3 \(partitioned parameters\) is not built yet/);
+test('DeepSpeed config: ZeRO stages 0-3, batch sizes checked', () => {
+  assert.deepEqual(fromDeepSpeed({ zero_optimization: { stage: 3 } }, 'ds.json').settings, { zeroStage: 3, stage3: {} }); // + parameters partitioned
   assert.throws(() => fromDeepSpeed({ zero_optimization: { stage: 'x' } }, 'ds.json'), /'zero_optimization.stage' must be 0, 1, 2 or 3, got "x"/);
   assert.deepEqual(fromDeepSpeed({ zero_optimization: { stage: 2 } }, 'ds.json').settings, { zeroStage: 2 }); // + gradients partitioned
   assert.deepEqual(fromDeepSpeed({ zero_optimization: { stage: 0 } }, 'ds.json').settings, { zeroStage: 0 }); // data parallel

@@ -1,9 +1,10 @@
 // Runs `kestrel train` on the tiny model for the data-parallel tests and reads back what it wrote:
 // losses, gradient norms and memory peaks from metrics.jsonl (rank 0's), and the final weights.
 import assert from 'node:assert/strict';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { loadPretrained } from '../../src/models/load.js';
 import { assertClose, runCli } from '../helpers.js';
 
 process.env.KESTREL_NUM_THREADS = '1'; // the same kernels' partition on every process (runCli passes the environment on)
@@ -21,6 +22,21 @@ export function weights(path: string): Map<string, Float64Array> {
   } finally {
     f.close();
   }
+}
+
+/** An HF folder's parameters as k.loadPretrained sees them (a sharded model.safetensors.index.json included), as float64 arrays. */
+export async function folderWeights(dir: string): Promise<Map<string, Float64Array>> {
+  const { model } = await loadPretrained(dir);
+  const out = new Map(model.namedParameters().map(([n, p]) => [n, Float64Array.from(p.toFloat32Array())]));
+  model.dispose();
+  return out;
+}
+
+/** The final weights of a run (an HF folder) equal a 1-rank run's model.safetensors within float32 reduction-order tolerance. */
+export async function sameWeights(folder: string, oneFile: string): Promise<void> {
+  const [a, b] = [await folderWeights(folder), weights(oneFile)];
+  assert.deepEqual([...a.keys()].sort(), [...b.keys()].sort());
+  for (const [name, v] of a) assertClose(v, b.get(name)!, { atol: 1e-6, rtol: 1e-5, what: name });
 }
 
 export type Peak = { param: number; grad: number; optimizer: number };
@@ -42,7 +58,8 @@ export function train(dir: string, out: string, extra: string[]): { losses: numb
   const lines = readFileSync(join(dir, out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { loss: number; grad_norm: number; loss_scale: number | null; mem_peak: Peak });
   return {
     losses: lines.map((l) => l.loss), norms: lines.map((l) => l.grad_norm), scales: lines.map((l) => l.loss_scale),
-    weights: readFileSync(join(dir, out, 'model.safetensors')), peaks: lines.map((l) => l.mem_peak), stderr: r.stderr,
+    // a ZeRO-3 run writes a sharded folder (model.safetensors.index.json) instead: no single file
+    weights: existsSync(join(dir, out, 'model.safetensors')) ? readFileSync(join(dir, out, 'model.safetensors')) : Buffer.alloc(0), peaks: lines.map((l) => l.mem_peak), stderr: r.stderr,
   };
 }
 

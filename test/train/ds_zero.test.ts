@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { resolveSettings, schedule } from '../../src/cli/train.js';
-import { resolveBucketSize, zeroFromDeepSpeed } from '../../src/train/ds_zero.js';
+import { resolveBucketSize, resolveStage3, zeroFromDeepSpeed } from '../../src/train/ds_zero.js';
 import { fromDeepSpeed } from '../../src/train/run_config.js';
 
 const fixture = (name: string): string => join(import.meta.dirname, '..', 'fixtures', 'deepspeed', name);
@@ -43,15 +43,27 @@ test("the transformers guide's ZeRO-2 example (round_robin_gradients) loads; red
   assert.equal(zeroFromDeepSpeed({ stage: 2, reduce_bucket_size: 'auto' }, 'ds.json').settings.reduceBucketSize, 'auto');
 });
 
-test("transformers' ds_config_zero3.json: every other key passes its check, then stage 3 is refused by name", () => {
-  assert.throws(() => fromDeepSpeed(load('ds_config_zero3.json'), 'ds_config_zero3.json'), /ds_config_zero3\.json: zero_optimization stage 3 \(partitioned parameters\) is not built yet/);
+test("transformers' ds_config_zero3.json loads unchanged: stage 3 with its prefetch, persistence and live-parameter limits", () => {
+  const r = fromDeepSpeed(load('ds_config_zero3.json'), 'ds_config_zero3.json');
+  assert.equal(r.settings.zeroStage, 3);
+  // reduce_bucket_size 0: one parameter per bucket; prefetch 0: no prefetch; persistence 0: every layer parameter partitioned
+  assert.equal(r.settings.reduceBucketSize, 1);
+  assert.deepEqual(r.settings.stage3, { persistenceThreshold: 0, prefetchBucketSize: 0, maxLiveParameters: 1e9 });
+  assert.ok(r.warnings.some((w) => w.includes('offload to cpu accepted')), r.warnings.join('; '));
+});
+
+test('stage 3 "auto" limits resolve as the HF Trainer sets them: persistence 10·hidden, prefetch 0.9·hidden²', () => {
+  const z = zeroFromDeepSpeed({ stage: 3, stage3_param_persistence_threshold: 'auto', stage3_prefetch_bucket_size: 'auto' }, 'ds.json').settings;
+  assert.deepEqual(resolveStage3(z, 64), { persistenceThreshold: 640, prefetchBucketSize: Math.floor(0.9 * 64 * 64) });
+  // the unprefixed spellings DeepSpeed also reads
+  assert.equal(zeroFromDeepSpeed({ stage: 3, param_persistence_threshold: 7 }, 'ds.json').settings.persistenceThreshold, 7);
 });
 
 test('zero_optimization: a typo, a wrong type, NVMe offload and ZeRO++ quantization are errors naming the key', () => {
   const z = (o: Record<string, unknown>) => () => zeroFromDeepSpeed(o, 'ds.json');
   assert.throws(z({ stage: 2, reduce_bucket_sise: 100 }), /ds\.json: unknown key 'zero_optimization\.reduce_bucket_sise' \(did you mean 'reduce_bucket_size'\?\)/);
   assert.throws(z({ stage: 2, overlap_comm: 'yes' }), /'zero_optimization\.overlap_comm' must be true or false, got "yes"/);
-  assert.throws(z({ stage: 2, reduce_bucket_size: -5 }), /'zero_optimization\.reduce_bucket_size' must be a number >= 1 or "auto", got -5/);
+  assert.throws(z({ stage: 2, reduce_bucket_size: -5 }), /'zero_optimization\.reduce_bucket_size' must be a number >= 0 or "auto", got -5/);
   assert.throws(z({ stage: 2, offload_optimizer: { device: 'nvme', nvme_path: '/nvme' } }), /'zero_optimization\.offload_optimizer\.device' nvme is not supported/);
   assert.throws(z({ stage: 2, offload_param: { device: 'cpu', pin_memry: true } }), /unknown key 'zero_optimization\.offload_param\.pin_memry'/);
   assert.throws(z({ stage: 2, zero_quantized_weights: true }), /'zero_optimization\.zero_quantized_weights' = true is not supported/);

@@ -1,0 +1,105 @@
+// How a ZeRO-3 unit runs so that releasing its parameters after forward never frees what backward
+// needs: the unit's forward runs without recording (like activation checkpointing, autograd/
+// checkpoint.ts), so no saved tensor holds a gathered weight; one tape node stands for the whole
+// unit, and its backward gathers the parameters again, re-runs the forward with the tape on
+// (restoring the RNG), backpropagates through it and hands the parameters' gradients to ZeRO
+// before releasing them. The price is one more forward per unit (what full activation
+// checkpointing costs); in exchange a unit holds nothing between its forward and its backward.
+import { recomputeLeaves, takeLeafGrads } from '../autograd/checkpoint.js';
+import { runBackward } from '../autograd/engine.js';
+import { record } from '../ops/dispatch.js';
+import { isGradEnabled, noGrad, withGradMode } from '../tensor/grad_mode.js';
+import { defaultGenerator } from '../tensor/rng.js';
+import { tidy } from '../tensor/scope.js';
+import { Tensor } from '../tensor/tensor.js';
+
+/** What the region asks of ZeRO around the unit's two runs. */
+export interface RegionHooks {
+  /** gather the unit's parameters into the module (forward: the layer order; backward: the reverse) */
+  gather(phase: 'forward' | 'backward'): void;
+  /** backward only, before release: the parameters' gradients are final */
+  reduce(): void;
+  /** put the placeholders back and free the gathered buffers */
+  release(): void;
+}
+
+type Args = unknown[];
+
+/** The tensors among a call's arguments: top-level ones and the tensor fields of top-level plain objects (the layer context). */
+function tensorsIn(args: Args): Tensor[] {
+  const out: Tensor[] = [];
+  for (const a of args) {
+    if (a instanceof Tensor) out.push(a);
+    else if (a && typeof a === 'object' && !Array.isArray(a)) for (const v of Object.values(a)) if (v instanceof Tensor) out.push(v);
+  }
+  return out;
+}
+
+/** The arguments with their tensors (in tensorsIn's order) replaced by `ts`. */
+function withTensors(args: Args, ts: readonly Tensor[]): Args {
+  let i = 0;
+  return args.map((a) => {
+    if (a instanceof Tensor) return ts[i++];
+    if (a && typeof a === 'object' && !Array.isArray(a)) return Object.fromEntries(Object.entries(a).map(([k, v]) => [k, v instanceof Tensor ? ts[i++] : v]));
+    return a;
+  });
+}
+
+/** A unit's output: a tensor, or an object whose one tensor field is the output (a decoder layer's { hidden, routerLogits: null }). */
+function outputOf(o: unknown, unit: string): { key: string | null; t: Tensor } {
+  if (o instanceof Tensor) return { key: null, t: o };
+  const fields = o && typeof o === 'object' ? Object.entries(o).filter(([, v]) => v !== null && v !== undefined) : [];
+  if (fields.length !== 1 || !(fields[0][1] instanceof Tensor))
+    throw new Error(`ZeRO stage 3: unit ${unit} returned ${fields.length} values (${fields.map(([k]) => k).join(', ')}); a unit must return one tensor (MoE layers' router logits are not supported at stage 3)`);
+  return { key: fields[0][0], t: fields[0][1] };
+}
+
+/**
+ * Runs `forward(...args)` as one gathered unit (see the file comment); without grad mode it is
+ * gather, run, release.
+ */
+export function runGathered(unit: string, forward: (...a: Args) => unknown, args: Args, hooks: RegionHooks): unknown {
+  if (!isGradEnabled()) {
+    hooks.gather('forward');
+    try {
+      return forward(...args);
+    } finally {
+      hooks.release();
+    }
+  }
+  const inputs = tensorsIn(args);
+  const rng = defaultGenerator.getState();
+  hooks.gather('forward');
+  let shape: { key: string | null; rest: unknown };
+  let y: Tensor;
+  try {
+    y = noGrad(() => tidy(() => {
+      const o = forward(...args);
+      const { key, t } = outputOf(o, unit);
+      shape = { key, rest: o };
+      return t;
+    }));
+  } finally {
+    hooks.release();
+  }
+  const held = inputs.map((x) => x.alias({ untracked: true }));
+  const out = record(`zero3 ${unit}`, y, inputs, (g) => {
+    const detached = recomputeLeaves(held, inputs);
+    const now = defaultGenerator.getState();
+    hooks.gather('backward');
+    try {
+      defaultGenerator.setState(rng);
+      const again = withGradMode(true, () => tidy(() => outputOf(forward(...withTensors(args, detached)), unit).t));
+      defaultGenerator.setState(now);
+      if (again.requiresGrad) runBackward([again], [g]);
+      again.dispose();
+      hooks.reduce();
+    } finally {
+      defaultGenerator.setState(now);
+      hooks.release();
+    }
+    return takeLeafGrads(detached);
+  }, held, { always: true });
+  const { key, rest } = shape!;
+  return key === null ? out : { ...(rest as object), [key]: out };
+}
