@@ -42,7 +42,8 @@ struct KernelSet {
   MicroKernel kernel;
   PackFn pack;             // generic packing when null
   SmallMFn small_m;        // null: small M goes through the packed path
-  int64_t small_m_max;     // use small_m for M <= this
+  int64_t small_m_max;     // use small_m for M <= this (B row-major)
+  int64_t small_m_max_nt;  // ... and for M <= this when B is stored [N, K] (transB: a Linear weight)
 };
 
 // sgemm on at most `threads` threads (1: the calling thread only, for callers that already run

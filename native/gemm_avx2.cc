@@ -60,7 +60,7 @@ KESTREL_AVX2 void kernel(int64_t kc, const float* a, const float* b, float* c, i
 const KernelSet* avx2_kernels() {
   // kc = 256: the 6 x kc A micro-panel (6 KB) stays in L1 beside the streaming 16 x kc B
   // micro-panel (16 KB); nc = 1024: the kc x nc B block (1 MB) stays in L2; mc as for AVX-512.
-  static const KernelSet set = {"avx2", kMR, kNR, 2048, 256, 1024, kernel, nullptr, nullptr, 0};
+  static const KernelSet set = {"avx2", kMR, kNR, 2048, 256, 1024, kernel, nullptr, nullptr, 0, 0};
   return &set;
 }
 
