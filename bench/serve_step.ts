@@ -58,6 +58,21 @@ function decode(model: k.CausalLM, cache: PagedKVCache, seqs: PagedSequence[], f
   return { forwardMs, forwardCpuMs, pickMs, tokens };
 }
 
+/** CPU ms of the lm_head product alone at B rows ([B, D] x [V, D]^T, the tied embedding), best of 3. */
+function headCpuMs(model: k.CausalLM, B: number): number {
+  const x = k.randn([B, model.config.hiddenSize]);
+  const w = model.model.embed_tokens.weight;
+  let best = Infinity;
+  for (let r = 0; r < 3; r++) {
+    const c0 = process.cpuUsage();
+    k.noGrad(() => k.linear(x, w)).dispose();
+    const c = process.cpuUsage(c0);
+    best = Math.min(best, (c.user + c.system) / 1e3);
+  }
+  x.dispose();
+  return best;
+}
+
 /** Aggregate tok/s of the in-process BatchingEngine with B concurrent greedy jobs of `tokens` tokens. */
 async function engineAggregate(model: k.CausalLM, B: number, tokens: number): Promise<number> {
   const engine = new BatchingEngine({ maxQueue: 64, kvCacheMb: 256, blockSize: 16, prefillChunk: 512, maxBatch: 64 });
@@ -100,11 +115,12 @@ async function main(): Promise<void> {
     const forward = median(timed.forwardMs);
     const forwardCpu = median(timed.forwardCpuMs);
     const pick = median(timed.pickMs);
-    const kernels = prof.kernels.slice(0, 8).map((r) => ({ kernel: r.name, calls: r.calls / steps, msPerStep: r.ms / steps }));
+    const kernels = prof.kernels.slice(0, 12).map((r) => ({ kernel: r.name, calls: r.calls / steps, msPerStep: r.ms / steps }));
     const kernelMs = prof.kernels.reduce((a, r) => a + r.ms, 0) / steps;
-    console.log(`\nbatch ${B}: forward ${forward.toFixed(1)} ms/step (${(forward / B).toFixed(1)} ms/token; CPU time ${forwardCpu.toFixed(1)} ms), host pick ${pick.toFixed(2)} ms/step; profiled ${(prof.wallMs / steps).toFixed(1)} ms/step, of it kernels ${kernelMs.toFixed(1)}`);
+    const head = headCpuMs(model, B);
+    console.log(`\nbatch ${B}: forward ${forward.toFixed(1)} ms/step (${(forward / B).toFixed(1)} ms/token; CPU time ${forwardCpu.toFixed(1)} ms, of it the lm_head ${head.toFixed(1)}), host pick ${pick.toFixed(2)} ms/step; profiled ${(prof.wallMs / steps).toFixed(1)} ms/step, of it kernels ${kernelMs.toFixed(1)} (the rest: TypeScript, allocation)`);
     for (const r of kernels) console.log(`  ${r.kernel.padEnd(24)} ${String(r.calls).padStart(5)} calls ${r.msPerStep.toFixed(2).padStart(8)} ms/step`);
-    rows.push({ batch: B, forwardMsPerStep: forward, forwardCpuMsPerStep: forwardCpu, pickMsPerStep: pick, profiledMsPerStep: prof.wallMs / steps, kernelMsPerStep: kernelMs, topKernels: kernels });
+    rows.push({ batch: B, forwardMsPerStep: forward, forwardCpuMsPerStep: forwardCpu, lmHeadCpuMs: head, pickMsPerStep: pick, profiledMsPerStep: prof.wallMs / steps, kernelMsPerStep: kernelMs, topKernels: kernels });
     cache.dispose();
   }
   const engine: Record<string, number>[] = [];
@@ -116,7 +132,7 @@ async function main(): Promise<void> {
   const cpuOf = (B: number): number => rows.find((r) => r.batch === B)!.forwardCpuMsPerStep as number;
   for (const B of batches.filter((x) => x > 1 && b1))
     console.log(`step at batch ${B} / step at batch 1: wall ${(stepOf(B)! / b1!).toFixed(2)}x, CPU time ${(cpuOf(B) / cpuOf(1)).toFixed(2)}x (ideal ~1x: the weights are read once for all rows)`);
-  const path = writeResult('serve_step', { config: shape, promptTokens: PROMPT_TOKENS, steps, steps_: rows, engine, loadAverage1m: { atStart: load0, atEnd: loadavg()[0] } });
+  const path = writeResult('serve_step', { config: shape, promptTokens: PROMPT_TOKENS, steps, perBatch: rows, engine, loadAverage1m: { atStart: load0, atEnd: loadavg()[0] } });
   console.log(`wrote ${path}`);
   model.dispose();
 }

@@ -3,7 +3,7 @@
 // putting the originals back after: off, the table is the backend's own, untouched. FLOPs are
 // estimated for the products (2 M N K per GEMM, the attention's QKᵀ and PV), as DeepSpeed's flops
 // profiler does per module. CUDA kernels are asynchronous: backend/cuda/profile.ts times them with events.
-import type { AttentionOpts, Backend, Kernels, QuantWeight, View } from '../backend/kernels.js';
+import type { AttentionOpts, Backend, QuantWeight, View } from '../backend/kernels.js';
 import { addKernel } from './recorder.js';
 
 const numel = (v: View): number => v.layout.shape.reduce((a, b) => a * b, 1);
@@ -41,7 +41,8 @@ function flopsOf(name: string, args: unknown[]): number {
   }
 }
 
-const installed = new Map<Backend, Map<keyof Kernels, unknown>>();
+/** Per timed backend: each table it was timed through (its kernels, its paged kernels) with the original functions. */
+const installed = new Map<Backend, [object, Map<string, unknown>][]>();
 
 /** 'copy float32->bfloat16' for a cast, else the kernel and its first operand's dtype. */
 function rowName(name: string, args: unknown[]): string {
@@ -51,12 +52,10 @@ function rowName(name: string, args: unknown[]): string {
   return `${name} ${views[0].dtype}`;
 }
 
-/** Replaces each kernel of `backend` with a timed wrapper (once; uninstallTimers puts the originals back). */
-export function installTimers(backend: Backend): void {
-  if (installed.has(backend)) return;
-  const table = backend.kernels;
-  const originals = new Map<keyof Kernels, unknown>();
-  for (const name of Object.keys(table) as (keyof Kernels)[]) {
+/** Replaces each function of a kernel table with a timed wrapper; returns the originals. */
+function timeTable(table: object): Map<string, unknown> {
+  const originals = new Map<string, unknown>();
+  for (const name of Object.keys(table)) {
     const fn: unknown = Reflect.get(table, name);
     if (typeof fn !== 'function') continue;
     originals.set(name, fn);
@@ -67,10 +66,20 @@ export function installTimers(backend: Backend): void {
       return r;
     });
   }
-  installed.set(backend, originals);
+  return originals;
+}
+
+/**
+ * Replaces each kernel of `backend` (its table, and its paged KV-cache kernels where it has them)
+ * with a timed wrapper (once; uninstallTimers puts the originals back).
+ */
+export function installTimers(backend: Backend): void {
+  if (installed.has(backend)) return;
+  const tables: object[] = backend.paged ? [backend.kernels, backend.paged] : [backend.kernels];
+  installed.set(backend, tables.map((t) => [t, timeTable(t)]));
 }
 
 export function uninstallTimers(): void {
-  for (const [backend, originals] of installed) for (const [name, fn] of originals) Reflect.set(backend.kernels, name, fn);
+  for (const tables of installed.values()) for (const [table, originals] of tables) for (const [name, fn] of originals) Reflect.set(table, name, fn);
   installed.clear();
 }
