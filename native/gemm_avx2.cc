@@ -104,40 +104,21 @@ KESTREL_AVX2 void dots(int64_t K, float alpha, const float* A, const float* B, i
     dot_step<MM, NJ, false>(acc, A + k, K, B + k, ldb, all);
   }
   if (k < K) dot_step<MM, NJ, true>(acc, A + k, K, B + k, ldb, tail_mask(K - k));
-#pragma GCC unroll 4
+  float sums[MM][NJ];
   for (int r = 0; r < MM; r++)
-#pragma GCC unroll 4
-    for (int j = 0; j < NJ; j++) {
-      float v = alpha * hsum(acc[r][j]);
-      float* c = C + r * ldc + j;
-      *c = beta == 0.0f ? v : v + beta * *c;
-    }
+    for (int j = 0; j < NJ; j++) sums[r][j] = hsum(acc[r][j]);
+  store_sums(sums, alpha, beta, C, ldc);
 }
 
-// Every row of A against NJ rows of B, four rows of A at a time; the first group prefetches `next`.
-template <int NJ>
-KESTREL_AVX2 void rows_against(int64_t m, int64_t K, float alpha, const float* A, const float* B, int64_t ldb,
-                               float beta, float* C, int64_t ldc, const float* next) {
-  for (int64_t r = 0; r < m; r += 4, A += 4 * K, C += 4 * ldc, next = nullptr) {
-    switch (m - r < 4 ? m - r : 4) {
-      case 1: dots<1, NJ>(K, alpha, A, B, ldb, beta, C, ldc, next); break;
-      case 2: dots<2, NJ>(K, alpha, A, B, ldb, beta, C, ldc, next); break;
-      case 3: dots<3, NJ>(K, alpha, A, B, ldb, beta, C, ldc, next); break;
-      default: dots<4, NJ>(K, alpha, A, B, ldb, beta, C, ldc, next); break;
-    }
-  }
-}
+constexpr int kSmallMGroup = 2;  // 4 x 2 accumulators, two B vectors and one A vector of the 16 ymm
+#define KESTREL_SMALL_M_TARGET KESTREL_AVX2
+#include "gemm_small_m_nt.inc"
+#undef KESTREL_SMALL_M_TARGET
 
-// C = alpha * A B + beta * C, B stored [n, K]: B's rows are the outer loop (two at a time: 4 x 2
-// accumulators, two B vectors and one A vector fit the 16 ymm registers), so the weight is read
-// from memory once for all m rows. Only transB comes here (small_m_max = 0 sends B row-major to
-// the packed path).
+// Only transB comes here: small_m_max = 0 sends B row-major to the packed path.
 KESTREL_AVX2 void small_m(bool, int64_t m, int64_t n, int64_t K, float alpha, const float* A, const float* B, int64_t ldb,
                           float beta, float* C, int64_t ldc) {
-  int64_t j = 0;
-  for (; j + 2 <= n; j += 2)
-    rows_against<2>(m, K, alpha, A, B + j * ldb, ldb, beta, C + j, ldc, j + 4 <= n ? B + (j + 2) * ldb : nullptr);
-  for (; j < n; j++) rows_against<1>(m, K, alpha, A, B + j * ldb, ldb, beta, C + j, ldc, nullptr);
+  small_m_nt(m, n, K, alpha, A, B, ldb, beta, C, ldc);
 }
 
 }  // namespace

@@ -199,42 +199,16 @@ KESTREL_AVX512 void dots(int64_t K, float alpha, const float* A, const float* B,
       for (int j = 0; j < NJ; j++) acc[r][j] = _mm512_fmadd_ps(a, b[j], acc[r][j]);
     }
   }
-#pragma GCC unroll 4
+  float sums[MM][NJ];
   for (int r = 0; r < MM; r++)
-#pragma GCC unroll 4
-    for (int j = 0; j < NJ; j++) {
-      float v = alpha * _mm512_reduce_add_ps(acc[r][j]);
-      float* c = C + r * ldc + j;
-      *c = beta == 0.0f ? v : v + beta * *c;
-    }
+    for (int j = 0; j < NJ; j++) sums[r][j] = _mm512_reduce_add_ps(acc[r][j]);
+  store_sums(sums, alpha, beta, C, ldc);
 }
 
-// Every row of A against NJ rows of B (starting at B, C's column j), four rows of A at a time;
-// the first group of rows prefetches `next` (the following B rows, or null).
-template <int NJ>
-KESTREL_AVX512 void rows_against(int64_t m, int64_t K, float alpha, const float* A, const float* B, int64_t ldb,
-                                 float beta, float* C, int64_t ldc, const float* next) {
-  for (int64_t r = 0; r < m; r += 4, A += 4 * K, C += 4 * ldc, next = nullptr) {
-    switch (m - r < 4 ? m - r : 4) {
-      case 1: dots<1, NJ>(K, alpha, A, B, ldb, beta, C, ldc, next); break;
-      case 2: dots<2, NJ>(K, alpha, A, B, ldb, beta, C, ldc, next); break;
-      case 3: dots<3, NJ>(K, alpha, A, B, ldb, beta, C, ldc, next); break;
-      default: dots<4, NJ>(K, alpha, A, B, ldb, beta, C, ldc, next); break;
-    }
-  }
-}
-
-// C = alpha * A B + beta * C with B stored [n, K] (a Linear weight): dot products along K. The
-// loop over B's rows is the outer one, so each group of four B rows is read from memory once and
-// serves every row of A from L1: a batched decode step's m rows share one pass over the weight
-// (with the row groups outside, m = 8 read the weight twice).
-KESTREL_AVX512 void small_m_nt(int64_t m, int64_t n, int64_t K, float alpha, const float* A, const float* B,
-                               int64_t ldb, float beta, float* C, int64_t ldc) {
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4)
-    rows_against<4>(m, K, alpha, A, B + j * ldb, ldb, beta, C + j, ldc, j + 8 <= n ? B + (j + 4) * ldb : nullptr);
-  for (; j < n; j++) rows_against<1>(m, K, alpha, A, B + j * ldb, ldb, beta, C + j, ldc, nullptr);
-}
+constexpr int kSmallMGroup = 4;  // 4 x 4 accumulators, four B vectors and one A vector of the 32 zmm
+#define KESTREL_SMALL_M_TARGET KESTREL_AVX512
+#include "gemm_small_m_nt.inc"
+#undef KESTREL_SMALL_M_TARGET
 
 void small_m(bool transB, int64_t m, int64_t n, int64_t K, float alpha, const float* A, const float* B, int64_t ldb,
              float beta, float* C, int64_t ldc) {
