@@ -2,11 +2,13 @@
 // streams the batched step should cost little more than a batch-1 step, since every weight is read
 // once for all rows). In-process, no HTTP: a random float32 model of DESIGN.md's shape, B sequences
 // with prefilled 32-token prompts in a PagedKVCache, then decode steps through pagedStep (the
-// engine's forward) and the greedy pick per row. Reports ms per step at each B, the per-kernel
-// profile of the steps (k.profile), the host pick's share, and the in-process BatchingEngine's
-// aggregate tok/s at each B (the same scheduler `kestrel serve` runs, without HTTP/SSE).
-// Before timing, the batched step's greedy tokens are checked equal to each row's batch-1 tokens.
-// Run: node --import tsx bench/serve_step.ts [--config smol135m|small] [--batches 1,8] [--steps 8]
+// engine's forward) and the greedy pick per row. Reports wall and CPU ms per step at each B, the
+// lm_head product's CPU ms, the per-kernel profile of the steps (k.profile, paged kernels
+// included), the host pick, and the in-process BatchingEngine's aggregate tok/s at each B (the
+// same scheduler `kestrel serve` runs, without HTTP/SSE). Before timing, row 0's greedy tokens in
+// the batch are checked equal to its batch-1 run. On a busy machine compare CPU ms with
+// KESTREL_NUM_THREADS=1 (pool threads spin while they wait, which CPU time would count).
+// Run: node --import tsx bench/serve_step.ts [--config smol135m|small] [--batches 1,8] [--steps 8] [--tokens 24]
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
