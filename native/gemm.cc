@@ -43,7 +43,7 @@ void scalar_kernel(int64_t kc, const float* a, const float* b, float* c, int64_t
     }
 }
 
-const KernelSet kScalar = {"scalar", kScalarMR, kScalarNR, 2048, 256, 512, scalar_kernel, nullptr, nullptr, 0};
+const KernelSet kScalar = {"scalar", kScalarMR, kScalarNR, 2048, 256, 512, scalar_kernel, nullptr, nullptr, 0, 0};
 
 // ---------------------------------------------------------------- per-thread packing buffers
 
@@ -214,7 +214,7 @@ void sgemm_on(int threads, bool transA, bool transB, int64_t M, int64_t N, int64
   g.b_ks = transB ? 1 : ldb;
   // Tiny products are not worth waking the pool for.
   if (double(M) * double(N) * double(K) < 262144.0) threads = 1;
-  if (g.ks->small_m && M <= g.ks->small_m_max) return gemm_small_m(g, transB, M, N, threads);
+  if (g.ks->small_m && M <= (transB ? g.ks->small_m_max_nt : g.ks->small_m_max)) return gemm_small_m(g, transB, M, N, threads);
   gemm_threaded(g, M, N, threads);
 }
 

@@ -42,7 +42,8 @@ struct KernelSet {
   MicroKernel kernel;
   PackFn pack;             // generic packing when null
   SmallMFn small_m;        // null: small M goes through the packed path
-  int64_t small_m_max;     // use small_m for M <= this
+  int64_t small_m_max;     // use small_m for M <= this (B row-major)
+  int64_t small_m_max_nt;  // ... and for M <= this when B is stored [N, K] (transB: a Linear weight)
 };
 
 // sgemm on at most `threads` threads (1: the calling thread only, for callers that already run
@@ -57,6 +58,18 @@ int64_t even_block(int64_t n, int64_t max, int64_t unit);
 void choose_grid(int mr, int nr, int64_t mc, int64_t M, int64_t N, int64_t K, int threads, int* tm, int* tn);
 // The scalar packing routine (PackFn) for kernel sets without their own.
 void generic_pack(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int mr, float* dst);
+
+// C[r, j] = alpha * sums[r][j] (+ beta * C[r, j]; beta == 0 never reads C): the store of the
+// small-M dot-product paths (gemm_small_m_nt.inc), after each ISA reduced its accumulators.
+template <int MM, int NJ>
+inline void store_sums(const float (&sums)[MM][NJ], float alpha, float beta, float* C, int64_t ldc) {
+  for (int r = 0; r < MM; r++)
+    for (int j = 0; j < NJ; j++) {
+      float v = alpha * sums[r][j];
+      float* c = C + r * ldc + j;
+      *c = beta == 0.0f ? v : v + beta * *c;
+    }
+}
 
 const KernelSet* avx512_kernels();  // gemm_avx512.cc
 const KernelSet* avx2_kernels();    // gemm_avx2.cc

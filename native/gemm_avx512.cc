@@ -173,10 +173,12 @@ KESTREL_AVX512 void small_m_nn(int64_t m, int64_t n, int64_t K, float alpha, con
   }
 }
 
-// Dot products of NJ rows of B (stored [n, K]) with MM rows of A, reduced and written to C.
+// Dot products of NJ rows of B (stored [n, K]) with MM rows of A, reduced and written to C. With
+// `next` (the B rows the caller takes after these), their lines are prefetched as these stream,
+// so the memory reads of the next rows overlap this block's arithmetic.
 template <int MM, int NJ>
 KESTREL_AVX512 void dots(int64_t K, float alpha, const float* A, const float* B, int64_t ldb, float beta, float* C,
-                         int64_t ldc) {
+                         int64_t ldc, const float* next = nullptr) {
   __m512 acc[MM][NJ];
 #pragma GCC unroll 4
   for (int r = 0; r < MM; r++)
@@ -187,6 +189,9 @@ KESTREL_AVX512 void dots(int64_t K, float alpha, const float* A, const float* B,
     __m512 b[NJ];
 #pragma GCC unroll 4
     for (int j = 0; j < NJ; j++) b[j] = _mm512_maskz_loadu_ps(mk, B + j * ldb + k);
+    if (next)
+#pragma GCC unroll 4
+      for (int j = 0; j < NJ; j++) _mm_prefetch(reinterpret_cast<const char*>(next + j * ldb + k), _MM_HINT_T0);
 #pragma GCC unroll 4
     for (int r = 0; r < MM; r++) {
       __m512 a = _mm512_maskz_loadu_ps(mk, A + r * K + k);
@@ -194,37 +199,16 @@ KESTREL_AVX512 void dots(int64_t K, float alpha, const float* A, const float* B,
       for (int j = 0; j < NJ; j++) acc[r][j] = _mm512_fmadd_ps(a, b[j], acc[r][j]);
     }
   }
-#pragma GCC unroll 4
+  float sums[MM][NJ];
   for (int r = 0; r < MM; r++)
-#pragma GCC unroll 4
-    for (int j = 0; j < NJ; j++) {
-      float v = alpha * _mm512_reduce_add_ps(acc[r][j]);
-      float* c = C + r * ldc + j;
-      *c = beta == 0.0f ? v : v + beta * *c;
-    }
+    for (int j = 0; j < NJ; j++) sums[r][j] = _mm512_reduce_add_ps(acc[r][j]);
+  store_sums(sums, alpha, beta, C, ldc);
 }
 
-template <int MM>
-KESTREL_AVX512 void small_m_nt_rows(int64_t n, int64_t K, float alpha, const float* A, const float* B, int64_t ldb,
-                                    float beta, float* C, int64_t ldc) {
-  int64_t j = 0;
-  for (; j + 4 <= n; j += 4) dots<MM, 4>(K, alpha, A, B + j * ldb, ldb, beta, C + j, ldc);
-  for (; j < n; j++) dots<MM, 1>(K, alpha, A, B + j * ldb, ldb, beta, C + j, ldc);
-}
-
-// C = alpha * A B + beta * C with B stored [n, K] (a Linear weight): dot products along K,
-// up to four rows of A against four rows of B at a time.
-KESTREL_AVX512 void small_m_nt(int64_t m, int64_t n, int64_t K, float alpha, const float* A, const float* B,
-                               int64_t ldb, float beta, float* C, int64_t ldc) {
-  for (int64_t r = 0; r < m; r += 4, A += 4 * K, C += 4 * ldc) {
-    switch (m - r < 4 ? m - r : 4) {
-      case 1: small_m_nt_rows<1>(n, K, alpha, A, B, ldb, beta, C, ldc); break;
-      case 2: small_m_nt_rows<2>(n, K, alpha, A, B, ldb, beta, C, ldc); break;
-      case 3: small_m_nt_rows<3>(n, K, alpha, A, B, ldb, beta, C, ldc); break;
-      default: small_m_nt_rows<4>(n, K, alpha, A, B, ldb, beta, C, ldc); break;
-    }
-  }
-}
+constexpr int kSmallMGroup = 4;  // 4 x 4 accumulators, four B vectors and one A vector of the 32 zmm
+#define KESTREL_SMALL_M_TARGET KESTREL_AVX512
+#include "gemm_small_m_nt.inc"
+#undef KESTREL_SMALL_M_TARGET
 
 void small_m(bool transB, int64_t m, int64_t n, int64_t K, float alpha, const float* A, const float* B, int64_t ldb,
              float beta, float* C, int64_t ldc) {
@@ -239,8 +223,10 @@ const KernelSet* avx512_kernels() {
   // share the 48 KB L1 (kc = 384 and 512 measured 5-15% slower: the A panel no longer survives
   // the B stream). nc = 1024: the kc x nc B block (1 MB) sits in the 2 MB L2. mc = 2048: A blocks
   // are re-read from L3, so they are large to pack B as few times as possible. Decode shapes
-  // (M <= 8) skip packing altogether: measured 1.1-3x faster there.
-  static const KernelSet set = {"avx512", 14, kNR, 2048, 256, 1024, kernel<14>, pack, small_m, 8};
+  // (M <= 8) skip packing altogether: measured 1.1-3x faster there. With B a Linear weight ([n, K],
+  // dot products) the unpacked path reads the weight once for up to 32 rows (a batched decode step
+  // of 32 sequences), where packing would copy the weight first.
+  static const KernelSet set = {"avx512", 14, kNR, 2048, 256, 1024, kernel<14>, pack, small_m, 8, 32};
   return &set;
 }
 

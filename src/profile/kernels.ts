@@ -3,7 +3,7 @@
 // putting the originals back after: off, the table is the backend's own, untouched. FLOPs are
 // estimated for the products (2 M N K per GEMM, the attention's QKᵀ and PV), as DeepSpeed's flops
 // profiler does per module. CUDA kernels are asynchronous: backend/cuda/profile.ts times them with events.
-import type { AttentionOpts, Backend, Kernels, QuantWeight, View } from '../backend/kernels.js';
+import type { AttentionOpts, Backend, QuantWeight, View } from '../backend/kernels.js';
 import { addKernel } from './recorder.js';
 
 const numel = (v: View): number => v.layout.shape.reduce((a, b) => a * b, 1);
@@ -41,8 +41,8 @@ function flopsOf(name: string, args: unknown[]): number {
   }
 }
 
-// per backend, each timed table (the kernel table and the optional fused groups) with its original functions
-const installed = new Map<Backend, Map<object, Map<string, unknown>>>();
+/** Per timed backend: each table it was timed through (its kernels, its paged kernels) with the original functions. */
+const installed = new Map<Backend, [object, Map<string, unknown>][]>();
 
 /** 'copy float32->bfloat16' for a cast, else the kernel and its first operand's dtype. */
 function rowName(name: string, args: unknown[]): string {
@@ -52,33 +52,33 @@ function rowName(name: string, args: unknown[]): string {
   return `${name} ${views[0].dtype}`;
 }
 
-/** The tables whose calls are timed: the kernel table and the encoder's fused kernels where present. */
-const tablesOf = (backend: Backend): object[] => [backend.kernels, ...(backend.encoder ? [backend.encoder] : [])];
+/** Replaces each function of a kernel table with a timed wrapper; returns the originals. */
+function timeTable(table: object): Map<string, unknown> {
+  const originals = new Map<string, unknown>();
+  for (const name of Object.keys(table)) {
+    const fn: unknown = Reflect.get(table, name);
+    if (typeof fn !== 'function') continue;
+    originals.set(name, fn);
+    Reflect.set(table, name, (...args: unknown[]): unknown => {
+      const t0 = performance.now();
+      const r: unknown = Reflect.apply(fn, table, args);
+      addKernel(name, rowName(name, args), performance.now() - t0, flopsOf(name, args));
+      return r;
+    });
+  }
+  return originals;
+}
 
-/** Replaces each kernel of `backend` with a timed wrapper (once; uninstallTimers puts the originals back). */
+/** The tables whose calls are timed: the kernel table, and the paged KV-cache and encoder fused kernels where present. */
+const tablesOf = (backend: Backend): object[] => [backend.kernels, ...(backend.paged ? [backend.paged] : []), ...(backend.encoder ? [backend.encoder] : [])];
+
+/** Replaces each kernel of `backend`'s tables with a timed wrapper (once; uninstallTimers puts the originals back). */
 export function installTimers(backend: Backend): void {
   if (installed.has(backend)) return;
-  const saved = new Map<object, Map<string, unknown>>();
-  for (const table of tablesOf(backend)) {
-    const originals = new Map<string, unknown>();
-    for (const name of Object.keys(table)) {
-      const fn: unknown = Reflect.get(table, name);
-      if (typeof fn !== 'function') continue;
-      originals.set(name, fn);
-      Reflect.set(table, name, (...args: unknown[]): unknown => {
-        const t0 = performance.now();
-        const r: unknown = Reflect.apply(fn, table, args);
-        addKernel(name, rowName(name, args), performance.now() - t0, flopsOf(name, args));
-        return r;
-      });
-    }
-    saved.set(table, originals);
-  }
-  installed.set(backend, saved);
+  installed.set(backend, tablesOf(backend).map((t) => [t, timeTable(t)]));
 }
 
 export function uninstallTimers(): void {
-  for (const tables of installed.values())
-    for (const [table, originals] of tables) for (const [name, fn] of originals) Reflect.set(table, name, fn);
+  for (const tables of installed.values()) for (const [table, originals] of tables) for (const [name, fn] of originals) Reflect.set(table, name, fn);
   installed.clear();
 }

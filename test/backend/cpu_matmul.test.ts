@@ -1,6 +1,7 @@
 // The native `matmul` kernel (native/gemm.cc) against a float64 triple loop: every M, N, K in
 // {1, 7, 33, 257} with transposed operands, batches with broadcasting and gaps, accumulation,
-// long K, the block edges of the packed path, and bad arguments (a thrown Error, never a crash).
+// long K, the block edges of the packed path, decode-step row counts (each row of a batched product
+// bitwise equal to that row alone), and bad arguments (a thrown Error, never a crash).
 // The AVX2 and scalar paths run in child processes with KESTREL_SIMD set, because the addon
 // reads the CPU features once per process.
 import { test } from 'node:test';
@@ -283,8 +284,33 @@ function errorCases(): void {
   freeAll();
 }
 
+/**
+ * Batched decode steps (M = 2..33 rows against a Linear weight stored [N, K]): the float64 check on
+ * odd shapes, and batch invariance: each row of the batched product equals, bit for bit, the
+ * product of that row alone (a continuous batch then never changes a sequence's greedy token).
+ * Every path sums a C element over k in an order that does not depend on the other rows.
+ */
+function decodeRowsCases(): void {
+  for (const M of [8, 9, 17, 31, 32, 33]) for (const N of [7, 33, 257]) for (const K of [1, 7, 33, 257])
+    run(simple(M, N, K, false, true));
+  for (const [M, N, K] of [[2, 33, 257], [7, 257, 33], [8, 100, 600], [9, 65, 576], [17, 257, 7], [32, 1100, 33]]) {
+    const c = simple(M, N, K, false, true);
+    matmul(c.a, c.b, c.out);
+    const batched = readOut(c.out);
+    for (let i = 0; i < M; i++) {
+      const alone = makeOut([], 1, N, false, i);
+      matmul({ ...c.a, shape: [1, K], offset: i * K }, c.b, alone);
+      const got = readOut(alone);
+      const at = got.findIndex((x, j) => !Object.is(x, batched[i * N + j]));
+      if (at >= 0) assert.fail(`${c.label}: row ${i} alone gives ${got[at]} at column ${at}, in the batch ${batched[i * N + at]}`);
+    }
+  }
+  freeAll();
+}
+
 const GROUPS: Record<string, () => void> = {
   grid: gridCases, edges: edgeCases, accumulate: accumulateCases, batched: batchedCases, empty: emptyCases, errors: errorCases,
+  decodeRows: decodeRowsCases,
 };
 
 // ---------------------------------------------------------------- entry points

@@ -1,12 +1,14 @@
 // k.profile on the CPU backend: the kernels and op backwards it counts are the ones the code runs
 // (a stack of Linear layers: one GEMM each forward, two each backward; a tiny decoder step: one
 // attention kernel per layer each way, 2L+1 norms, 7L+1 projections), times fit inside the measured span, the
-// backend's own kernels are back after stop(), and off costs one boolean branch in autograd.
+// backend's own kernels are back after stop(), a paged decode step's KV-cache kernels are counted,
+// and off costs one boolean branch in autograd.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { decoderConfig } from '../../src/models/registry.js';
+import { pagedStep } from '../../src/infer/paged_step.js';
 
 const cpu = k.hasBackend('cpu') ? false : 'the native CPU backend is not built';
 const row = (r: k.profile.ProfileResult, name: string, phase: k.profile.Phase) => r.kernels.find((x) => x.name === name && x.phase === phase);
@@ -73,6 +75,28 @@ test('a tiny decoder training step: the kernels the model runs, per layer', { sk
   assert.equal(calls('crossEntropyBackward float32', 'backward'), 1);
   assert.equal(calls('adamw', 'optimizer'), 0, 'no optimizer ran');
   assert.ok(r.ops.some((o) => o.name === 'scaledDotProductAttention' && o.calls === L));
+  model.dispose();
+});
+
+test('a continuous-batching step: the paged KV-cache kernels are timed too (one write of keys and one of values, one attention per layer)', { skip: cpu }, () => {
+  const L = 2;
+  const model = new k.CausalLM(decoderConfig({
+    model_type: 'llama', vocab_size: 64, hidden_size: 32, intermediate_size: 64, num_hidden_layers: L,
+    num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 64,
+  }, 'profile test'), { backend: 'cpu' });
+  const cache = new k.PagedKVCache({ numLayers: L, numKvHeads: 2, headDim: 8 }, 8, 4, 'cpu');
+  const seq = cache.open([5, 6, 7], '');
+  cache.reserve(seq, 3);
+  const paged = k.getBackend('cpu').paged!;
+  const own = paged.pagedAttention;
+  k.profile.start({ backend: 'cpu' });
+  assert.notEqual(paged.pagedAttention, own, 'timed while profiling');
+  pagedStep(model, cache, [{ seq, tokens: [5, 6, 7], wantLogits: true }]);
+  const r = k.profile.stop();
+  assert.equal(paged.pagedAttention, own, 'the backend\'s own function after stop()');
+  assert.equal(row(r, 'pagedWrite float32', 'forward')?.calls, 2 * L);
+  assert.equal(row(r, 'pagedAttention float32', 'forward')?.calls, L);
+  cache.dispose();
   model.dispose();
 });
 
