@@ -82,6 +82,8 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("mpiGroupInfo", &Addon::MpiGroupInfo),
         InstanceMethod("mpiGroup", &Addon::MpiGroup),
         InstanceMethod("mpiRun", &Addon::MpiRun),
+        InstanceMethod("mpiRunSync", &Addon::MpiRunSync),
+        InstanceMethod("mpiWaitIdle", &Addon::MpiWaitIdle),
         InstanceMethod("mpiPieceElements", &Addon::MpiPieceElements),
         InstanceMethod("mpiFree", &Addon::MpiFree),
         InstanceMethod("mpiFinish", &Addon::MpiFinish),

@@ -141,6 +141,13 @@ export interface NativeAddon {
     id: number, op: number, reduce: number, dtype: number, peer: number, count: number, groupSize: number,
     srcHandle: number, srcByteOffset: number, dstHandle: number, dstByteOffset: number, timeoutMs: number, name: string,
   ): Promise<void>;
+  /** mpiRun on the JS thread, blocking until done */
+  mpiRunSync(
+    id: number, op: number, reduce: number, dtype: number, peer: number, count: number, groupSize: number,
+    srcHandle: number, srcByteOffset: number, dstHandle: number, dstByteOffset: number, timeoutMs: number, name: string,
+  ): void;
+  /** blocks until no call started on MPI group `id` is still running on its worker */
+  mpiWaitIdle(id: number): void;
   mpiPieceElements(id: number, op: number, dtype: number): number;
   mpiFree(id: number): void;
   /** MPI_Finalize after exit code 0 with every group healthy, else MPI_Abort of the whole job */

@@ -76,8 +76,30 @@ export class MpiTransport extends QueuedTransport {
   }
 
   protected async runNative(call: TransportCall, c: NativeCall): Promise<void> {
-    const id = await this.id;
+    // a settled id starts the call at once: startNow's caller (inside a synchronous pass) must see it started
+    const id = this.known ?? (await this.id);
     return this.addon.mpiRun(id, ...c.codes, call.peer, call.count, this.ranks.length, ...c.src, ...c.dst, call.timeoutMs, `${call.op} (rank ${this.ranks[this.rank]})`);
+  }
+
+  /** The group's id for calls made inside synchronous code, where the Promise cannot be awaited. */
+  private settledId(op: string): number {
+    if (this.known === null) throw new Error(`dist ${op}: the MPI group is still being created (await a call on it first)`);
+    return this.known;
+  }
+
+  startNow(call: TransportCall): Promise<void> {
+    const id = this.settledId(call.op);
+    return this.startAfterIdle(call, () => this.addon.mpiWaitIdle(id));
+  }
+
+  waitNow(): void {
+    const id = this.settledId('waitNow');
+    this.waitAfterIdle(() => this.addon.mpiWaitIdle(id));
+  }
+
+  runSync(call: TransportCall): void {
+    const id = this.settledId(call.op);
+    this.runBlocking(call, (c) => this.addon.mpiRunSync(id, ...c.codes, call.peer, call.count, this.ranks.length, ...c.src, ...c.dst, call.timeoutMs, `${call.op} (rank ${this.ranks[this.rank]})`));
   }
 
   pieceElements(op: Collective, dtype: DType): number {

@@ -104,7 +104,7 @@ export class ProcessGroup {
 
   /** Blocks until every call started on this group has finished (their buffers may then be read or freed). */
   waitNow(): void {
-    if (!this.transport.waitNow) throw new Error('dist waitNow: this transport cannot wait inside synchronous code (the shared-memory transport can)');
+    if (!this.transport.waitNow) throw new Error('dist waitNow: this transport cannot wait inside synchronous code (the shared-memory and MPI transports can)');
     this.transport.waitNow();
   }
 

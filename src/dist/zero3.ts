@@ -101,7 +101,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   constructor(group: ProcessGroup, model: Module, groups: readonly { params: Tensor[]; options?: O }[], private readonly o: ZeroStage3Options = {}) {
     super(group, o.bucketBytes);
     if (group.size > 1 && !group.startsNow)
-      throw new Error('ZeRO stage 3 gathers parameters inside the synchronous forward and needs a transport that starts calls there (the shared-memory transport); MPI ranks can use stages 0-2');
+      throw new Error('ZeRO stage 3 gathers parameters inside the synchronous forward and needs a transport that starts calls there (shared memory or MPI)');
     const found = findUnits(model, o.persistenceThreshold ?? 0);
     if (!found.length) throw new Error('ZeRO stage 3: the model has no decoder layers (modules at ...layers.<i>) to partition');
     this.groupOrder = groups.flatMap((g) => g.params);

@@ -49,9 +49,12 @@ export function deeperModel(dir: string, layers: number): void {
   }));
 }
 
-/** kestrel train (3 steps, clip 1.2) into dir/out with extra flags; what rank 0 wrote */
-export function train(dir: string, out: string, extra: string[]): { losses: number[]; norms: number[]; scales: (number | null)[]; weights: Buffer; peaks: Peak[]; stderr: string } {
-  const args = ['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, out),
+/**
+ * kestrel train (3 steps, clip 1.2) into dir/out with extra flags; what rank 0 wrote. With a
+ * launcher, `kestrel <launcher...> train ...` (e.g. `launch --hostfile F --`).
+ */
+export function train(dir: string, out: string, extra: string[], launcher: string[] = []): { losses: number[]; norms: number[]; scales: (number | null)[]; weights: Buffer; peaks: Peak[]; stderr: string } {
+  const args = [...launcher, 'train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, out),
     '--max-steps', '3', '--batch-size', '2', '--seq-len', '10', '--eval-fraction', '0', '--clip', '1.2', '--quiet', ...extra];
   const r = runCli(args);
   assert.equal(r.status, 0, r.stderr);

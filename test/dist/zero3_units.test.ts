@@ -2,7 +2,7 @@
 // parameters above the persistence threshold), that a partitioned layer holds placeholders whose
 // use is an error naming the parameter, that a 1-rank stage 3 (collectives as copies) gives the
 // same loss and shard gradients as plain autograd over the whole model, and the refusals: a
-// parameter shared by two layers, a transport that cannot start calls inside the forward (MPI).
+// parameter shared by two layers, a transport that cannot start calls inside the forward.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -77,7 +77,7 @@ test('ZeRO-3 on 1 rank: placeholders between uses (an error naming the parameter
   });
 });
 
-test('ZeRO-3 refusals: a transport without blocking starts (MPI), a parameter shared by two layers', () => {
+test('ZeRO-3 refusals: a transport without blocking starts, a parameter shared by two layers', () => {
   const model = tiny();
   assert.throws(() => new ZeroStage3(group([0, 1]), model, decayParamGroups(model, 0.01)), /ZeRO stage 3 gathers parameters inside the synchronous forward and needs a transport that starts calls there/);
   model.model.layers[1].self_attn.o_proj.weight = model.model.layers[0].self_attn.o_proj.weight;
