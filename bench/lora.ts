@@ -42,6 +42,11 @@ interface WorkerResult {
   stepMs: number;
   tokPerSec: number;
   peakMB: Record<string, number>;
+  /** every tag at the moment the total peaked (k.memory's atPeak): what the peak is made of */
+  atPeakMB: Record<string, number>;
+  /** the caching allocator's bytes kept for reuse and held from the OS (live + cached), after the last step */
+  cachedMB: number;
+  reservedMB: number;
   maxRssMB: number;
 }
 
@@ -84,12 +89,13 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
     k.profile.stop();
     process.stderr.write(k.profile.report({ steps, top: 25 }));
   }
-  const peak = k.memory.stats().peak;
+  const { peak, atPeak, cached, reserved } = k.memory.stats();
   const mb = (b: number): number => Math.round(b / 2 ** 20);
+  const byTag = (c: k.MemoryStats['peak']): Record<string, number> => Object.fromEntries(Object.entries(c).map(([t, b]) => [t, mb(b)]));
   const stepMs = median(times);
   return {
     config, mode, trainable, stepMs, tokPerSec: (BATCH * SEQ) / (stepMs / 1e3),
-    peakMB: Object.fromEntries(Object.entries(peak).map(([t, b]) => [t, mb(b)])), maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+    peakMB: byTag(peak), atPeakMB: byTag(atPeak), cachedMB: mb(cached), reservedMB: mb(reserved), maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
   };
 }
 
@@ -126,7 +132,8 @@ async function main(): Promise<void> {
     for (const mode of modes) {
       const r = runWorker(name, mode, steps, ckpt, dtype, inBackward);
       rows.push(r);
-      console.log(`${name} ${mode.padEnd(5)}: ${r.stepMs.toFixed(0)} ms/step, ${r.tokPerSec.toFixed(1)} tok/s, peak ${r.peakMB.total} MB (param ${r.peakMB.param}, grad ${r.peakMB.grad}, optimizer ${r.peakMB.optimizer}, activation ${r.peakMB.activation}), max RSS ${r.maxRssMB} MB`);
+      const at = r.atPeakMB;
+      console.log(`${name} ${mode.padEnd(5)}: ${r.stepMs.toFixed(0)} ms/step, ${r.tokPerSec.toFixed(1)} tok/s, peak ${r.peakMB.total} MB = param ${at.param} + grad ${at.grad} + optimizer ${at.optimizer} + activation ${at.activation} + other ${at.other} at the peak; allocator cache ${r.cachedMB} MB (reserved ${r.reservedMB}), max RSS ${r.maxRssMB} MB`);
     }
   let peer: PeerRow[] | string = 'not run (--no-peer)';
   let peerRuns: Record<string, unknown>[] = [];
