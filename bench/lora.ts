@@ -47,6 +47,9 @@ interface WorkerResult {
   /** the caching allocator's bytes kept for reuse and held from the OS (live + cached), after the last step */
   cachedMB: number;
   reservedMB: number;
+  /** minor page faults (first touches of fresh pages) and CPU time (user + system) per timed step: what the load cannot inflate as it does wall time */
+  faultsPerStep: number;
+  cpuMsPerStep: number;
   maxRssMB: number;
 }
 
@@ -71,11 +74,13 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
   model.train();
   const gen = new k.Generator(1);
   const times: number[] = [];
+  let [faults0, cpu0] = [0, 0];
   k.memory.resetPeak();
   for (let i = 0; i < steps + 2; i++) {
     const ids = (k.randint(0, s.vocab, [BATCH, SEQ], { generator: gen }).toArray() as number[][]);
     const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
     if (profile && i === 2) k.profile.start();
+    if (i === 2) [faults0, cpu0] = [process.resourceUsage().minorPageFault, cpuMs()];
     const t0 = performance.now();
     if (early) early.step(() => accumulateGradients(model, [batch], { autocast }));
     else {
@@ -89,14 +94,22 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
     k.profile.stop();
     process.stderr.write(k.profile.report({ steps, top: 25 }));
   }
+  const faultsPerStep = (process.resourceUsage().minorPageFault - faults0) / steps;
+  const cpuMsPerStep = (cpuMs() - cpu0) / steps;
   const { peak, atPeak, cached, reserved } = k.memory.stats();
   const mb = (b: number): number => Math.round(b / 2 ** 20);
   const byTag = (c: k.MemoryStats['peak']): Record<string, number> => Object.fromEntries(Object.entries(c).map(([t, b]) => [t, mb(b)]));
   const stepMs = median(times);
   return {
     config, mode, trainable, stepMs, tokPerSec: (BATCH * SEQ) / (stepMs / 1e3),
-    peakMB: byTag(peak), atPeakMB: byTag(atPeak), cachedMB: mb(cached), reservedMB: mb(reserved), maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+    peakMB: byTag(peak), atPeakMB: byTag(atPeak), cachedMB: mb(cached), reservedMB: mb(reserved), faultsPerStep, cpuMsPerStep, maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
   };
+}
+
+/** user + system CPU time of this process, ms */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e3;
 }
 
 function runWorker(config: string, mode: Mode, steps: number, checkpointing: string, dtype: string, inBackward: boolean): WorkerResult {
@@ -133,7 +146,7 @@ async function main(): Promise<void> {
       const r = runWorker(name, mode, steps, ckpt, dtype, inBackward);
       rows.push(r);
       const at = r.atPeakMB;
-      console.log(`${name} ${mode.padEnd(5)}: ${r.stepMs.toFixed(0)} ms/step, ${r.tokPerSec.toFixed(1)} tok/s, peak ${r.peakMB.total} MB = param ${at.param} + grad ${at.grad} + optimizer ${at.optimizer} + activation ${at.activation} + other ${at.other} at the peak; allocator cache ${r.cachedMB} MB (reserved ${r.reservedMB}), max RSS ${r.maxRssMB} MB`);
+      console.log(`${name} ${mode.padEnd(5)}: ${r.stepMs.toFixed(0)} ms/step, ${r.tokPerSec.toFixed(1)} tok/s, peak ${r.peakMB.total} MB = param ${at.param} + grad ${at.grad} + optimizer ${at.optimizer} + activation ${at.activation} + other ${at.other} at the peak; allocator cache ${r.cachedMB} MB (reserved ${r.reservedMB}), max RSS ${r.maxRssMB} MB; ${r.faultsPerStep.toFixed(0)} page faults and ${r.cpuMsPerStep.toFixed(0)} CPU ms per step`);
     }
   let peer: PeerRow[] | string = 'not run (--no-peer)';
   let peerRuns: Record<string, unknown>[] = [];
