@@ -30,7 +30,7 @@ describe('GradFn.addInto (tied embedding)', () => {
     for (const t of [ids, target, w, we, wh]) t.dispose();
   });
 
-  const backends = k.hasBackend('cpu') ? ['ref', 'cpu'] : ['ref'];
+  const backends: k.BackendName[] = k.hasBackend('cpu') ? ['ref', 'cpu'] : ['ref'];
   for (const backend of backends) {
     test(`${backend}: unique ids give the two uses' gradients summed, bit for bit, with one [V, D] gradient at the peak`, () => {
       const dtype = 'float32';
