@@ -12,6 +12,8 @@
 //      [--dtype fp32|bf16] [--worker --profile: one (config, mode) with k.profile's table of the timed steps]
 //      [--checkpointing full] (finetune's default; results to lora_checkpointing_full.json)
 //      [--optimizer-in-backward] (each weight updated as its gradient completes; results to lora[_checkpointing_full]_in_backward.json)
+// Full fine-tuning at its smallest memory, beside PyTorch's fastest full step (fp32 or bf16 autocast), with both
+// peaks by part: npm run bench:full-ft (= --configs smol135m --modes full --optimizer-in-backward --checkpointing full)
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -120,6 +122,20 @@ function runWorker(config: string, mode: Mode, steps: number, checkpointing: str
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as WorkerResult;
 }
 
+/** torch_llama_bench.py's modes for ours: train for full, lora for lora/qlora. */
+const torchModes = (modes: Mode[]): string => [...(modes.includes('full') ? ['train'] : []), ...(modes.some((m) => m !== 'full') ? ['lora'] : [])].join(',');
+
+/**
+ * PyTorch's full fine-tuning peak RSS by part, from Ψ parameters: float32 weights 4Ψ, gradients 4Ψ and
+ * AdamW's two moments 8Ψ (all alive at its optimizer step), the rest being activations (with autocast's
+ * bf16 weight copies and the float32 logits), the framework itself and the allocator's slack.
+ */
+function torchFullBreakdownMB(params: number, peakRssMiB: number): Record<string, number> {
+  const mb = (b: number): number => Math.round(b / 2 ** 20);
+  const [weights, grads, adam] = [mb(4 * params), mb(4 * params), mb(8 * params)];
+  return { peakRss: Math.round(peakRssMiB), params: weights, grads, adam, activationsRuntimeAndSlack: Math.round(peakRssMiB) - weights - grads - adam };
+}
+
 interface PeerRow { config: string; mode: string; tokens_per_s: number; step_s_median?: number; peak_rss_mib?: number; [k: string]: unknown }
 
 async function main(): Promise<void> {
@@ -156,7 +172,7 @@ async function main(): Promise<void> {
     const runs: PeerRow[][] = [];
     for (const coretype of [undefined, peerCoretype()]) {
       const tmp = join(process.env.TMPDIR ?? '/tmp', `torch-lora-${process.pid}.json`);
-      const r = runPeer(join(SHARED_BENCH, 'torch_llama_bench.py'), ['--configs', names.map((n) => SHAPES[n].torch).join(','), '--modes', modes.includes('full') ? 'train,lora' : 'lora', '--runs', '1', '--steps', String(steps), '--json', tmp], undefined, coretype);
+      const r = runPeer(join(SHARED_BENCH, 'torch_llama_bench.py'), ['--configs', names.map((n) => SHAPES[n].torch).join(','), '--modes', torchModes(modes), '--runs', '1', '--steps', String(steps), '--json', tmp], undefined, coretype);
       if (r.out === null) peer = `PyTorch peer unavailable: ${r.why}`;
       else runs.push((JSON.parse(readFileSync(tmp, 'utf8')) as { results: PeerRow[] }).results.map((x) => ({ ...x, openblas_coretype: coretype ?? 'auto' })));
     }
@@ -191,6 +207,8 @@ async function main(): Promise<void> {
       fullVsTorchTrainTokPerSec: full && tf ? full.tokPerSec / tf.tokens_per_s : null,
       // against the fastest PyTorch full step's own peak RSS
       fullRssOfTorchTrain: full && tf?.peak_rss_mib ? full.maxRssMB / tf.peak_rss_mib : null,
+      // the two peaks side by side, by part
+      fullMemoryMB: full ? { kestrel: { maxRss: full.maxRssMB, atPeak: full.atPeakMB, cached: full.cachedMB }, torch: tf?.peak_rss_mib ? torchFullBreakdownMB(full.trainable, tf.peak_rss_mib) : null } : null,
       loraPeakOfFull: lora && full ? lora.peakMB.total / full.peakMB.total : null,
       qloraPeakOfFull: qlora && full ? qlora.peakMB.total / full.peakMB.total : null,
       qloraStepOfLora: qlora && lora ? qlora.stepMs / lora.stepMs : null,
