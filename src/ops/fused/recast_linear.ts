@@ -1,11 +1,11 @@
 // Linear without bias under k.autocast with a float32 weight: y = half(x) half(W)ᵀ, equal bit for
-// bit to linearComposite under autocast (the same casts, the same GEMM calls in forward and backward),
+// bit to linearComposite under autocast (the same rounding, the same GEMM products in forward and backward),
 // but the half copy of W is not held from forward to backward: backward rounds the float32 weight to
 // half again. Full fine-tuning under bf16 autocast otherwise keeps a bf16 copy of every weight (2 bytes
 // per parameter, ~270 MB on smol135m) alive as activation memory until its layer's backward, which is
 // what torch.autocast's weight cache does too. Re-rounding costs one pass over the weight per backward.
-// Backward, with xh = half(x) as rows [M, K], g [M, N] (half, the product's dtype), Wt = half(Wᵀ) [K, N]:
-//   dxh = g Wtᵀ   (widened to x's dtype by the cast's own backward)
+// Backward, with xh = half(x) as rows [M, K], g [M, N] (half, the product's dtype), Wh = half(W) [N, K]:
+//   dxh = g Wh    (widened to x's dtype by the cast's own backward)
 //   dW  = float32(xhᵀ g)ᵀ
 // The weight must not change between forward and backward (an optimizer step runs after backward, and
 // optimizer-in-backward updates W only once its gradient is final, after this backward).
@@ -27,8 +27,11 @@ export function canRecastLinear(x: Tensor, weight: Tensor, bias: Tensor | null |
   return ac !== null && !bias && weight.dtype === 'float32' && weight.requiresGrad && isFloat(x.dtype) && backendOf(x).halfMatmul === true && needsGrad(x, weight);
 }
 
-/** Wᵀ rounded to half, laid out as matmul's autocast cast of transpose(W) is ([in, out], contiguous). */
-const halfTransposed = (weight: Tensor, ac: DType): Tensor => noGrad(() => to(transpose(weight), ac));
+/**
+ * W rounded to half in its own [out, in] layout (a streaming cast; rounding transpose(W) instead reads
+ * W with a stride and took a third of a smol135m step), handed to the GEMM as the transposed view.
+ */
+const half = (weight: Tensor, ac: DType): Tensor => noGrad(() => to(weight, ac));
 
 /**
  * x Wᵀ under autocast, holding x's half copy but not W's (see the file comment).
@@ -41,14 +44,14 @@ export function linearRecast(x: Tensor, weight: Tensor): Tensor {
     // the cast carries dx back to x's dtype, as in the composite
     const cast = x.dtype === ac ? x : to(x, ac);
     const xh = gemmReadable(cast) ? cast : contiguous(cast);
-    const y = noGrad(() => tidy(() => matmul(xh, halfTransposed(weight, ac))));
+    const y = noGrad(() => tidy(() => matmul(xh, transpose(half(weight, ac)))));
     const sx = save(xh);
     // autograd runs backward in a scope: the re-rounded weight is freed with it
     return record('linear', y, [xh, weight], (g) => {
-      const wt = halfTransposed(weight, ac);
+      const wh = half(weight, ac);
       return [
-        xh.requiresGrad ? sumToShape(matmul(g, transpose(wt)), sx.shape) : null,
-        transpose(to(weightGrad(sx, g, wt.shape), 'float32')),
+        xh.requiresGrad ? sumToShape(matmul(g, wh), sx.shape) : null,
+        transpose(to(weightGrad(sx, g, [wh.shape[1], wh.shape[0]]), 'float32')),
       ];
     }, [sx]);
   });
