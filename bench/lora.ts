@@ -12,6 +12,8 @@
 //      [--dtype fp32|bf16] [--worker --profile: one (config, mode) with k.profile's table of the timed steps]
 //      [--checkpointing full] (finetune's default; results to lora_checkpointing_full.json)
 //      [--optimizer-in-backward] (each weight updated as its gradient completes; results to lora[_checkpointing_full]_in_backward.json)
+// Full fine-tuning at its smallest memory, beside PyTorch's fastest full step (fp32 or bf16 autocast), with both
+// peaks by part: npm run bench:full-ft (= --configs smol135m --modes full --optimizer-in-backward --checkpointing full)
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -42,6 +44,14 @@ interface WorkerResult {
   stepMs: number;
   tokPerSec: number;
   peakMB: Record<string, number>;
+  /** every tag at the moment the total peaked (k.memory's atPeak): what the peak is made of */
+  atPeakMB: Record<string, number>;
+  /** the caching allocator's bytes kept for reuse and held from the OS (live + cached), after the last step */
+  cachedMB: number;
+  reservedMB: number;
+  /** minor page faults (first touches of fresh pages) and CPU time (user + system) per timed step: what the load cannot inflate as it does wall time */
+  faultsPerStep: number;
+  cpuMsPerStep: number;
   maxRssMB: number;
 }
 
@@ -66,11 +76,13 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
   model.train();
   const gen = new k.Generator(1);
   const times: number[] = [];
+  let [faults0, cpu0] = [0, 0];
   k.memory.resetPeak();
   for (let i = 0; i < steps + 2; i++) {
     const ids = (k.randint(0, s.vocab, [BATCH, SEQ], { generator: gen }).toArray() as number[][]);
     const batch = { inputIds: ids, labels: ids, attentionMask: ids.map((r) => r.map(() => 1)) };
     if (profile && i === 2) k.profile.start();
+    if (i === 2) [faults0, cpu0] = [process.resourceUsage().minorPageFault, cpuMs()];
     const t0 = performance.now();
     if (early) early.step(() => accumulateGradients(model, [batch], { autocast }));
     else {
@@ -84,13 +96,22 @@ function worker(config: string, mode: Mode, steps: number, checkpointing: 'none'
     k.profile.stop();
     process.stderr.write(k.profile.report({ steps, top: 25 }));
   }
-  const peak = k.memory.stats().peak;
+  const faultsPerStep = (process.resourceUsage().minorPageFault - faults0) / steps;
+  const cpuMsPerStep = (cpuMs() - cpu0) / steps;
+  const { peak, atPeak, cached, reserved } = k.memory.stats();
   const mb = (b: number): number => Math.round(b / 2 ** 20);
+  const byTag = (c: k.MemoryStats['peak']): Record<string, number> => Object.fromEntries(Object.entries(c).map(([t, b]) => [t, mb(b)]));
   const stepMs = median(times);
   return {
     config, mode, trainable, stepMs, tokPerSec: (BATCH * SEQ) / (stepMs / 1e3),
-    peakMB: Object.fromEntries(Object.entries(peak).map(([t, b]) => [t, mb(b)])), maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+    peakMB: byTag(peak), atPeakMB: byTag(atPeak), cachedMB: mb(cached), reservedMB: mb(reserved), faultsPerStep, cpuMsPerStep, maxRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
   };
+}
+
+/** user + system CPU time of this process, ms */
+function cpuMs(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e3;
 }
 
 function runWorker(config: string, mode: Mode, steps: number, checkpointing: string, dtype: string, inBackward: boolean): WorkerResult {
@@ -99,6 +120,20 @@ function runWorker(config: string, mode: Mode, steps: number, checkpointing: str
   const r = spawnSync(process.execPath, ['--import', 'tsx', self, ...args], { encoding: 'utf8', maxBuffer: 16 << 20 });
   if (r.status !== 0) throw new Error(`${config} ${mode} failed: ${r.stderr}`);
   return JSON.parse(r.stdout.trim().split('\n').at(-1)!) as WorkerResult;
+}
+
+/** torch_llama_bench.py's modes for ours: train for full, lora for lora/qlora. */
+const torchModes = (modes: Mode[]): string => [...(modes.includes('full') ? ['train'] : []), ...(modes.some((m) => m !== 'full') ? ['lora'] : [])].join(',');
+
+/**
+ * PyTorch's full fine-tuning peak RSS by part, from Ψ parameters: float32 weights 4Ψ, gradients 4Ψ and
+ * AdamW's two moments 8Ψ (all alive at its optimizer step), the rest being activations (with autocast's
+ * bf16 weight copies and the float32 logits), the framework itself and the allocator's slack.
+ */
+function torchFullBreakdownMB(params: number, peakRssMiB: number): Record<string, number> {
+  const mb = (b: number): number => Math.round(b / 2 ** 20);
+  const [weights, grads, adam] = [mb(4 * params), mb(4 * params), mb(8 * params)];
+  return { peakRss: Math.round(peakRssMiB), params: weights, grads, adam, activationsRuntimeAndSlack: Math.round(peakRssMiB) - weights - grads - adam };
 }
 
 interface PeerRow { config: string; mode: string; tokens_per_s: number; step_s_median?: number; peak_rss_mib?: number; [k: string]: unknown }
@@ -126,7 +161,8 @@ async function main(): Promise<void> {
     for (const mode of modes) {
       const r = runWorker(name, mode, steps, ckpt, dtype, inBackward);
       rows.push(r);
-      console.log(`${name} ${mode.padEnd(5)}: ${r.stepMs.toFixed(0)} ms/step, ${r.tokPerSec.toFixed(1)} tok/s, peak ${r.peakMB.total} MB (param ${r.peakMB.param}, grad ${r.peakMB.grad}, optimizer ${r.peakMB.optimizer}, activation ${r.peakMB.activation}), max RSS ${r.maxRssMB} MB`);
+      const at = r.atPeakMB;
+      console.log(`${name} ${mode.padEnd(5)}: ${r.stepMs.toFixed(0)} ms/step, ${r.tokPerSec.toFixed(1)} tok/s, peak ${r.peakMB.total} MB = param ${at.param} + grad ${at.grad} + optimizer ${at.optimizer} + activation ${at.activation} + other ${at.other} at the peak; allocator cache ${r.cachedMB} MB (reserved ${r.reservedMB}), max RSS ${r.maxRssMB} MB; ${r.faultsPerStep.toFixed(0)} page faults and ${r.cpuMsPerStep.toFixed(0)} CPU ms per step`);
     }
   let peer: PeerRow[] | string = 'not run (--no-peer)';
   let peerRuns: Record<string, unknown>[] = [];
@@ -136,7 +172,7 @@ async function main(): Promise<void> {
     const runs: PeerRow[][] = [];
     for (const coretype of [undefined, peerCoretype()]) {
       const tmp = join(process.env.TMPDIR ?? '/tmp', `torch-lora-${process.pid}.json`);
-      const r = runPeer(join(SHARED_BENCH, 'torch_llama_bench.py'), ['--configs', names.map((n) => SHAPES[n].torch).join(','), '--modes', modes.includes('full') ? 'train,lora' : 'lora', '--runs', '1', '--steps', String(steps), '--json', tmp], undefined, coretype);
+      const r = runPeer(join(SHARED_BENCH, 'torch_llama_bench.py'), ['--configs', names.map((n) => SHAPES[n].torch).join(','), '--modes', torchModes(modes), '--runs', '1', '--steps', String(steps), '--json', tmp], undefined, coretype);
       if (r.out === null) peer = `PyTorch peer unavailable: ${r.why}`;
       else runs.push((JSON.parse(readFileSync(tmp, 'utf8')) as { results: PeerRow[] }).results.map((x) => ({ ...x, openblas_coretype: coretype ?? 'auto' })));
     }
@@ -171,6 +207,8 @@ async function main(): Promise<void> {
       fullVsTorchTrainTokPerSec: full && tf ? full.tokPerSec / tf.tokens_per_s : null,
       // against the fastest PyTorch full step's own peak RSS
       fullRssOfTorchTrain: full && tf?.peak_rss_mib ? full.maxRssMB / tf.peak_rss_mib : null,
+      // the two peaks side by side, by part
+      fullMemoryMB: full ? { kestrel: { maxRss: full.maxRssMB, atPeak: full.atPeakMB, cached: full.cachedMB }, torch: tf?.peak_rss_mib ? torchFullBreakdownMB(full.trainable, tf.peak_rss_mib) : null } : null,
       loraPeakOfFull: lora && full ? lora.peakMB.total / full.peakMB.total : null,
       qloraPeakOfFull: qlora && full ? qlora.peakMB.total / full.peakMB.total : null,
       qloraStepOfLora: qlora && lora ? qlora.stepMs / lora.stepMs : null,

@@ -58,6 +58,19 @@ function sumGrads(a: Tensor | undefined, b: Tensor): Tensor {
   return s;
 }
 
+/**
+ * The leaf gradient a node can add into in place (GradFn.addInto): its one input is a leaf whose
+ * gradient from its other uses is already summed and is a buffer nothing else reads, of the same
+ * dtype; else null, and the node's backward runs as usual.
+ */
+function addIntoTarget(fn: GradFn, leafGrads: Map<Tensor, Tensor>): { leaf: Tensor; grad: Tensor } | null {
+  const edge = fn.next.length === 1 ? fn.next[0] : null;
+  if (!fn.addInto || edge?.kind !== 'leaf') return null;
+  const grad = leafGrads.get(edge.leaf);
+  if (!grad || !ownsStorage(grad) || grad.dtype !== edge.leaf.dtype || !sameShape(grad.shape, edge.leaf.shape)) return null;
+  return { leaf: edge.leaf, grad };
+}
+
 /** Moves a finished gradient into leaf.grad, in place when a .grad already exists. */
 function accumulateLeaf(leaf: Tensor, g: Tensor): void {
   if (!sameShape(g.shape, leaf.shape))
@@ -144,14 +157,18 @@ export function runBackward(roots: readonly Tensor[], grads: readonly (Tensor | 
         leafGrads.set(root, g);
       }
     });
-    const sendToLeaf = (leaf: Tensor, g: Tensor): void => {
-      leafGrads.set(leaf, sumGrads(leafGrads.get(leaf), g));
+    // one of the leaf's uses has delivered its gradient (into leafGrads); after the last, .grad gets the sum
+    const leafUsed = (leaf: Tensor): void => {
       const left = leaves.get(leaf)! - 1;
       leaves.set(leaf, left);
       if (left === 0) {
         accumulateLeaf(leaf, leafGrads.get(leaf)!);
         leafGrads.delete(leaf);
       }
+    };
+    const sendToLeaf = (leaf: Tensor, g: Tensor): void => {
+      leafGrads.set(leaf, sumGrads(leafGrads.get(leaf), g));
+      leafUsed(leaf);
     };
     for (const [leaf, g] of [...leafGrads]) {
       leafGrads.delete(leaf);
@@ -162,6 +179,14 @@ export function runBackward(roots: readonly Tensor[], grads: readonly (Tensor | 
     for (let fn = ready.pop(); fn; fn = ready.pop()) {
       const g = pending.get(fn)!;
       pending.delete(fn);
+      const into = addIntoTarget(fn, leafGrads);
+      // the node adds its input's gradient into the leaf's sum so far, in place (GradFn.addInto)
+      if (into && tidy(() => fn.addInto!(into.grad, g))) {
+        if (!opts.retainGraph) fn.release();
+        g.dispose();
+        leafUsed(into.leaf);
+        continue;
+      }
       const outs = tidy(() => fn.backward(g));
       if (!opts.retainGraph) fn.release();
       const sends = fn.next.map((edge, i) => {

@@ -54,7 +54,7 @@ const TRAIN: Flag[] = [
   ['--lr X / --weight-decay X', `defaults ${D.lr} / ${D.weightDecay}`],
   ['--schedule S / --warmup N', `constant|linear|cosine|WarmupLR|WarmupDecayLR|WarmupCosineLR (default ${D.schedule.type}, warm-up ${D.schedule.warmup})`],
   ['--clip X', `gradient-norm clipping (default ${D.clip})`],
-  ['--optimizer-in-backward', 'update each weight as its gradient completes and free it (needs --clip 0, --grad-accum 1, no fp16)'],
+  ['--optimizer-in-backward', "update each weight as its gradient completes and free it (default for train: on where --clip 0, --grad-accum 1, no fp16 and one process; this flag makes the others an error)"],
   ['--dtype fp32|bf16|fp16', `compute precision (default ${D.dtype}; fp16 with dynamic loss scaling)`],
   ['--checkpointing none|full|selective', `activation checkpointing (default ${D.checkpointing})`],
   ['--eval-fraction X / --eval-every N', `held-out share and period (defaults ${D.evalFraction} / ${D.evalEvery})`],

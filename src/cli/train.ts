@@ -50,6 +50,13 @@ const FLAGS = {
   'expert-parallel': { type: 'string' },
 } as const;
 
+/**
+ * What `kestrel train` sets beyond DEFAULT_SETTINGS: optimizer in backward where nothing blocks it
+ * (--clip 0, --grad-accum 1, not fp16, one process), so full fine-tuning never holds every gradient;
+ * elsewhere the ordinary step, with the same result.
+ */
+export const TRAIN_DEFAULTS: Partial<RunSettings> = { optimizerInBackward: 'auto' };
+
 /** --profile: the steps after the run's first (relative to a resumed run's start) */
 const PROFILE_STEPS = { first: 2, last: 4 };
 
@@ -183,7 +190,7 @@ export function takeNproc(argv: string[]): { nproc: number | null; rest: string[
 export async function trainCommand(argv: string[]): Promise<number> {
   const { nproc, rest } = takeNproc(argv);
   if (nproc !== null) return launchRanks(nproc, ['kestrel', 'train', ...rest]);
-  const { settings, warnings, values } = resolveSettings(argv);
+  const { settings, warnings, values } = resolveSettings(argv, { defaults: TRAIN_DEFAULTS });
   return runTraining(settings, warnings, argv.includes('--quiet'), {}, values.profile === true);
 }
 

@@ -80,13 +80,24 @@ function edgeOf(t: Tensor | null | undefined): Edge | null {
  * once it has run. `always` records even when no input requires grad (checkpoint regions whose
  * parameters are captured by closure). Returns out.
  */
+/**
+ * GradFn.addInto around an op's own, with backward's released check. Untimed by the op table's
+ * timer (backward keeps the one timer branch): it adds a few rows, next to backward's [V, D] of zeros.
+ */
+function addIntoOf(name: string, f: (dst: Tensor, g: Tensor) => boolean, released: () => boolean): (dst: Tensor, g: Tensor) => boolean {
+  return (dst, g) => {
+    if (released()) throw new Error(`${name} backward: its saved tensors were freed by an earlier backward() (pass retainGraph to backward twice)`);
+    return f(dst, g);
+  };
+}
+
 export function record(
   name: string,
   out: Tensor,
   ins: readonly (Tensor | null | undefined)[],
   backward: (g: Tensor) => (Tensor | null)[],
   saved: Tensor[] = [],
-  opts: { always?: boolean } = {},
+  opts: { always?: boolean; addInto?: (dst: Tensor, g: Tensor) => boolean } = {},
 ): Tensor {
   if (!(opts.always ? isGradEnabled() : needsGrad(...ins))) {
     for (const s of saved) s.dispose();
@@ -105,6 +116,7 @@ export function record(
         throw new Error(`${name} backward: its saved tensors were freed by an earlier backward() (pass retainGraph to backward twice)`);
       return profiling ? timedBackward(name, () => backward(g)) : backward(g); // k.profile: one branch when off
     },
+    ...(opts.addInto ? { addInto: addIntoOf(name, opts.addInto, () => released) } : {}),
     release() {
       if (released) return;
       released = true;

@@ -104,11 +104,19 @@ export function embedding(ids: Tensor, weight: Tensor, paddingIdx: number | null
   const shape = [...ids.shape, weight.shape[1]];
   return tidy(() => {
     const flat = reshape(ids, [-1]);
-    if (paddingIdx === null || !needsGrad(weight)) return reshape(indexSelect(weight, 0, flat), shape);
+    if (!needsGrad(weight)) return reshape(indexSelect(weight, 0, flat), shape);
     const out = noGrad(() => indexSelect(weight, 0, flat));
-    const [is, keepRows] = [save(flat), save(noGrad(() => unsqueeze(to(compare('ne', flat, paddingIdx), weight.dtype), 1)))];
+    const is = save(flat);
+    const keepRows = paddingIdx === null ? null : save(noGrad(() => unsqueeze(to(compare('ne', flat, paddingIdx), weight.dtype), 1)));
+    const rows = (g: Tensor): Tensor => (keepRows ? mul(g, keepRows) : g);
     const wshape = weight.shape;
-    return reshape(record('embedding', out, [weight], (g) => [scatterRows(g, wshape, 0, is, mul(g, keepRows))], [is, keepRows]), shape);
+    // a tied weight (the head's gradient already summed) takes the rows in place: no [V, D] of zeros
+    const addInto = (dst: Tensor, g: Tensor): boolean => {
+      if (g.dtype !== dst.dtype || !(dst.dtype === 'float32' || dst.dtype === 'float64')) return false;
+      backendOf(dst).kernels.indexAdd(dst, 0, is, rows(g));
+      return true;
+    };
+    return reshape(record('embedding', out, [weight], (g) => [scatterRows(g, wshape, 0, is, rows(g))], keepRows ? [is, keepRows] : [is], { addInto }), shape);
   });
 }
 

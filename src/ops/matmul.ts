@@ -11,6 +11,7 @@ import { emptyLike, inputs, needsGrad, record, save } from './dispatch.js';
 import { add, to } from './elementwise.js';
 import { sumToShape } from './reduce.js';
 import { canFuseLinear, linearFused } from './fused/linear.js';
+import { canRecastLinear, linearRecast } from './fused/recast_linear.js';
 import { contiguous, reshape, squeeze, transpose, unsqueeze } from './view.js';
 
 /** True when the last two dims can be read by the GEMM directly (row-major or transposed). */
@@ -99,7 +100,7 @@ function halfMatmul(a: Tensor, b: Tensor): Tensor {
 }
 
 /** d(b) = aᵀ g, folding the batch into one GEMM when b was shared across it (a linear layer). */
-function weightGrad(a: Tensor, g: Tensor, bShape: readonly number[]): Tensor {
+export function weightGrad(a: Tensor, g: Tensor, bShape: readonly number[]): Tensor {
   if (bShape.length === 2 && a.ndim > 2) {
     const K = a.shape[a.ndim - 1];
     const N = g.shape[g.ndim - 1];
@@ -116,7 +117,8 @@ export function linear(x: Tensor, weight: Tensor, bias?: Tensor | null): Tensor 
   if (weight.ndim !== 2) throw new Error(`linear: weight must be 2-d [out, in], got ${shapeStr(weight.shape)}`);
   if (x.shape[x.ndim - 1] !== weight.shape[1])
     throw new Error(`linear: input ${shapeStr(x.shape)} does not match weight ${shapeStr(weight.shape)} (in features ${weight.shape[1]})`);
-  return canFuseLinear(x, weight, bias) ? linearFused(x, weight, bias) : linearComposite(x, weight, bias);
+  if (canFuseLinear(x, weight, bias)) return linearFused(x, weight, bias);
+  return canRecastLinear(x, weight, bias) ? linearRecast(x, weight) : linearComposite(x, weight, bias);
 }
 
 /** The definition linearFused equals: matmul, then the bias added by broadcasting. */

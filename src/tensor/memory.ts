@@ -16,6 +16,8 @@ export interface MemoryStats {
   current: MemoryCounts;
   /** peak of each counter since the last resetPeak() (each tag's own peak; total's own peak) */
   peak: MemoryCounts;
+  /** every tag at the moment the total peaked (their sum is peak.total): what the peak was made of */
+  atPeak: MemoryCounts;
   /** number of live storages */
   storages: number;
   /** bytes the caching allocator keeps for reuse: freed by storages, held by none, in no tag */
@@ -47,18 +49,23 @@ const zero = (): MemoryCounts => ({ total: 0, param: 0, grad: 0, optimizer: 0, a
 class Counter {
   readonly current = zero();
   readonly peak = zero();
+  readonly atPeak = zero();
   live = 0;
   add(bytes: number, tag: MemoryTag): void {
     this.current[tag] += bytes;
     this.current.total += bytes;
     if (this.current[tag] > this.peak[tag]) this.peak[tag] = this.current[tag];
-    if (this.current.total > this.peak.total) this.peak.total = this.current.total;
+    if (this.current.total > this.peak.total) {
+      this.peak.total = this.current.total;
+      Object.assign(this.atPeak, this.current);
+    }
   }
-  snapshot(): Pick<MemoryStats, 'current' | 'peak' | 'storages'> {
-    return { current: { ...this.current }, peak: { ...this.peak }, storages: this.live };
+  snapshot(): Pick<MemoryStats, 'current' | 'peak' | 'atPeak' | 'storages'> {
+    return { current: { ...this.current }, peak: { ...this.peak }, atPeak: { ...this.atPeak }, storages: this.live };
   }
   resetPeak(): void {
     Object.assign(this.peak, this.current);
+    Object.assign(this.atPeak, this.current);
   }
 }
 

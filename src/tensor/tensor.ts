@@ -14,6 +14,13 @@ export interface GradFn {
   readonly next: readonly (Edge | null)[];
   /** d(out) -> d(input) for each input (null where none is needed) */
   backward(gradOut: Tensor): (Tensor | null)[];
+  /**
+   * optional, for a node with one input: adds d(input) into `dst` (that input's gradient summed so
+   * far, solely owned, its shape and dtype) in place, instead of backward's fresh tensor. An embedding
+   * adds its rows into the tied head's [V, D] gradient without a [V, D] of zeros beside it. Returns
+   * false (having written nothing) where it cannot; backward then runs as usual.
+   */
+  addInto?(dst: Tensor, gradOut: Tensor): boolean;
   /** frees the tensors saved for backward (idempotent) */
   release(): void;
   readonly released: boolean;

@@ -73,7 +73,8 @@ export interface TrainerOptions<B = Batch> {
    * clip and no fp16 loss scaler: true makes those an error, 'auto' falls back to the ordinary
    * step for them. A non-finite gradient stops the updates where it appears, but the parameters
    * whose gradients came before it are already updated (the run then stops, as it does for a
-   * NaN loss, which is caught before backward with nothing updated). Default false.
+   * NaN loss, which is caught before backward with nothing updated). Data-parallel ranks block it too.
+   * Default false (`kestrel train`: 'auto').
    */
   optimizerInBackward?: boolean | 'auto';
   outputDir?: string;
@@ -124,11 +125,9 @@ export class Trainer<B = Batch> {
     this.optimizer = o.optimizer ?? new AdamW(decayParamGroups(o.model, 0.01), { lr: o.lr ?? 1e-3 });
     this.schedule = o.schedule ?? constant(o.lr ?? 1e-3);
     this.scaler = o.dtype === 'fp16' ? new LossScaler(o.lossScaler) : null;
-    this.inBackward = useOptimizerInBackward(o) ? new OptimizerInBackward(this.optimizer) : null;
-    if (o.dataParallel && o.dataParallel.worldSize > 1) {
-      if (!this.stepper.targetTokens) throw new Error('Trainer: data-parallel training needs a step strategy with targetTokens() (the causal-LM step has it)');
-      if (this.inBackward) throw new Error('Trainer: optimizerInBackward does not combine with data-parallel training (each update needs the gradient summed over ranks)');
-    }
+    this.inBackward = useOptimizerInBackward({ ...o, worldSize: o.dataParallel?.worldSize }) ? new OptimizerInBackward(this.optimizer) : null;
+    if (o.dataParallel && o.dataParallel.worldSize > 1 && !this.stepper.targetTokens)
+      throw new Error('Trainer: data-parallel training needs a step strategy with targetTokens() (the causal-LM step has it)');
     if (o.outputDir && this.isMain) {
       removeStaleTemps(o.outputDir); // what saves interrupted by a kill left behind
       this.lastCheckpoint = listCheckpoints(o.outputDir).at(-1)?.path ?? null;

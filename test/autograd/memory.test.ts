@@ -19,6 +19,8 @@ function mlp(backend: string, depth: number, width: number) {
   return { ws, x };
 }
 
+const tagSum = (c: k.MemoryStats['current']): number => c.param + c.grad + c.optimizer + c.activation + c.other;
+
 const block = (h: k.Tensor, w: k.Tensor): k.Tensor => k.tidy(() => k.dropout(h.matmul(w).tanh(), 0.1));
 
 for (const backend of backends) {
@@ -34,6 +36,28 @@ for (const backend of backends) {
       t.dispose();
       p.dispose();
       assert.deepEqual(k.memory.stats().current, before);
+    });
+
+    test('atPeak holds every tag at the moment the total peaked', () => {
+      k.memory.resetPeak();
+      const base = k.memory.stats().current;
+      // the peak (400 + 80 bytes) is reached while the param and the first activation are alive;
+      // after the activation is freed, a smaller one raises the activation tag no higher
+      const p = k.zeros([20], { backend, tag: 'param' }); // 80 bytes
+      const a = k.zeros([100], { backend, tag: 'activation' }); // 400 bytes
+      a.dispose();
+      const o = k.zeros([10], { backend }); // 40 bytes of 'other', after the peak
+      const s = k.memory.stats();
+      assert.equal(s.peak.total - base.total, 480);
+      assert.equal(s.atPeak.total, s.peak.total);
+      assert.equal(s.atPeak.param - base.param, 80);
+      assert.equal(s.atPeak.activation - base.activation, 400);
+      assert.equal(s.atPeak.other - base.other, 0, 'the later other tensor is not part of the peak');
+      assert.equal(tagSum(s.atPeak), s.atPeak.total);
+      p.dispose();
+      o.dispose();
+      k.memory.resetPeak();
+      assert.deepEqual(k.memory.stats().atPeak, k.memory.stats().current, 'resetPeak starts atPeak at the current counts');
     });
 
     test('views share storage; the last dispose frees it', () => {

@@ -155,6 +155,33 @@ for (const backend of ['ref', ...ALL_DEVICES] as const) {
   });
 }
 
+describe('squaredNormConsuming: the norm term without a gradient-sized temporary', () => {
+  for (const backend of ['ref', ...(k.hasBackend('cpu') ? ['cpu'] : [])] as k.BackendName[])
+    test(`${backend}: equals gradSquaredNorm bit for bit on odd sizes; holds nothing new`, () => {
+      for (const n of [1, 7, 33, 257, 257 * 33]) {
+        const vals = Array.from({ length: n }, (_, i) => Math.sin(i * 1.7) * (1 + (i % 5)));
+        const g = k.tensor(vals, { shape: [n], dtype: 'float32', backend });
+        const copy = k.tensor(vals, { shape: [n], dtype: 'float32', backend });
+        const want = k.optim.gradSquaredNorm(copy);
+        k.memory.resetPeak();
+        const before = k.memory.stats().current.total;
+        const got = k.optim.squaredNormConsuming(g);
+        // the scalar result (and the float64 accumulator of the ref backend) only; not n floats
+        assert.ok(k.memory.stats().peak.total - before <= 64, `n ${n}: peak +${k.memory.stats().peak.total - before} bytes`);
+        assert.equal(got, want, `n ${n}`);
+        for (const t of [g, copy]) t.dispose();
+      }
+    });
+
+  test('a view or a shared buffer is left as it is (the ordinary way)', () => {
+    const base = k.tensor([1, 2, 3, 4, 5, 6], { shape: [2, 3], dtype: 'float32', backend: 'ref' });
+    const view = base.transpose(0, 1);
+    assert.equal(k.optim.squaredNormConsuming(view), 91);
+    assert.deepEqual(base.toArray(), [[1, 2, 3], [4, 5, 6]]);
+    for (const t of [view, base]) t.dispose();
+  });
+});
+
 describe('multi-tensor AdamW (cpu, native checks)', { skip: skipUnless('cpu') }, () => {
   test('more tensors than one call carries (about 450) are split over calls, same bits', () => {
     const make = () => {

@@ -1,15 +1,17 @@
 // The Trainer with optimizerInBackward: the same losses, gradient norms and weights as the
 // ordinary step (fp32, bit for bit), a lower gradient peak, an exact resume from a checkpoint,
-// and the combinations it cannot run (gradient accumulation, clipping, fp16) refused or, with
-// 'auto', run as the ordinary step.
+// and the combinations it cannot run (gradient accumulation, clipping, fp16, data-parallel ranks)
+// refused or, with 'auto' (`kestrel train`'s default), run as the ordinary step.
 import assert from 'node:assert/strict';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { decoderConfig } from '../../src/models/registry.js';
-import { resolveSettings } from '../../src/cli/train.js';
+import { TRAIN_DEFAULTS, resolveSettings } from '../../src/cli/train.js';
+import { useOptimizerInBackward } from '../../src/train/in_backward.js';
+import { runCli, tinyTrainDir } from '../helpers.js';
 
 const config = decoderConfig({
   model_type: 'llama', vocab_size: 32, hidden_size: 32, intermediate_size: 64, num_hidden_layers: 2,
@@ -118,6 +120,29 @@ test('a NaN gradient stops the updates where it appears and the run with them', 
 
 test('kestrel train --optimizer-in-backward', () => {
   const base = ['--model', 'm', '--data', 'd.jsonl', '--output', 'o'];
-  assert.equal(resolveSettings(base).settings.optimizerInBackward, false);
+  assert.equal(resolveSettings(base).settings.optimizerInBackward, false, 'the commands built on train keep the ordinary step');
+  assert.equal(resolveSettings(base, { defaults: TRAIN_DEFAULTS }).settings.optimizerInBackward, 'auto', "kestrel train's default");
   assert.equal(resolveSettings([...base, '--optimizer-in-backward', '--clip', '0']).settings.optimizerInBackward, true);
+});
+
+test('data-parallel ranks block it: auto falls back, true is an error naming them', () => {
+  assert.equal(useOptimizerInBackward({ optimizerInBackward: 'auto', clip: 0, worldSize: 2 }), false);
+  assert.equal(useOptimizerInBackward({ optimizerInBackward: 'auto', clip: 0, worldSize: 1 }), true);
+  assert.throws(() => useOptimizerInBackward({ optimizerInBackward: true, clip: 0, worldSize: 2 }), /cannot run with 2 data-parallel ranks \(each update needs the gradient summed over ranks\)/);
+});
+
+test('kestrel train uses it by default where nothing blocks it: the gradient peak is one weight, not all', () => {
+  const dir = tinyTrainDir('kestrel-iob-cli-');
+  const gradPeaks = (clip: string): number[] => {
+    const out = join(dir, `out-clip${clip}`);
+    const r = runCli(['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', out, '--max-steps', '2', '--seq-len', '10', '--clip', clip, '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+    return readFileSync(join(out, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => (JSON.parse(l) as { mem_peak: { grad: number } }).mem_peak.grad);
+  };
+  // tinyTrainDir's model: embed 32x16, q/o 16x16, k/v 8x16, gate/up/down 32x16 (x3), two norms of 16, final norm 16, lm_head 32x16
+  const paramBytes = 4 * (512 + 2 * 256 + 2 * 128 + 3 * 512 + 3 * 16 + 512);
+  // --clip 1 (the default) needs the global norm first: every gradient is alive at once
+  for (const peak of gradPeaks('1')) assert.equal(peak, paramBytes);
+  // --clip 0: each gradient is freed after its update; the largest ones are 512 floats
+  for (const peak of gradPeaks('0')) assert.ok(peak <= 2 * 4 * 512 && peak > 0, `grad peak ${peak} bytes`);
 });

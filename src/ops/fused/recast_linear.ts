@@ -1,0 +1,58 @@
+// Linear without bias under k.autocast with a float32 weight: y = half(x) half(W)ᵀ, equal bit for
+// bit to linearComposite under autocast (the same rounding, the same GEMM products in forward and backward),
+// but the half copy of W is not held from forward to backward: backward rounds the float32 weight to
+// half again. Full fine-tuning under bf16 autocast otherwise keeps a bf16 copy of every weight (2 bytes
+// per parameter, ~270 MB on smol135m) alive as activation memory until its layer's backward, which is
+// what torch.autocast's weight cache does too. Re-rounding costs one pass over the weight per backward.
+// Backward, with xh = half(x) as rows [M, K], g [M, N] (half, the product's dtype), Wh = half(W) [N, K]:
+//   dxh = g Wh    (widened to x's dtype by the cast's own backward)
+//   dW  = float32(xhᵀ g)ᵀ
+// The weight must not change between forward and backward (an optimizer step runs after backward, and
+// optimizer-in-backward updates W only once its gradient is final, after this backward).
+import { backendOf } from '../../backend/index.js';
+import { autocastDtype } from '../../tensor/autocast.js';
+import { type DType, isFloat } from '../../tensor/dtype.js';
+import { noGrad } from '../../tensor/grad_mode.js';
+import { tidy } from '../../tensor/scope.js';
+import type { Tensor } from '../../tensor/tensor.js';
+import { needsGrad, record, save } from '../dispatch.js';
+import { to } from '../elementwise.js';
+import { contiguous, transpose } from '../view.js';
+import { gemmReadable, matmul, weightGrad } from '../matmul.js';
+import { sumToShape } from '../reduce.js';
+
+/** True when linear(x, weight, bias) takes linearRecast: autocast on, no bias, a float32 weight that needs its gradient. */
+export function canRecastLinear(x: Tensor, weight: Tensor, bias: Tensor | null | undefined): boolean {
+  const ac = autocastDtype();
+  return ac !== null && !bias && weight.dtype === 'float32' && weight.requiresGrad && isFloat(x.dtype) && backendOf(x).halfMatmul === true && needsGrad(x, weight);
+}
+
+/**
+ * W rounded to half in its own [out, in] layout (a streaming cast; rounding transpose(W) instead reads
+ * W with a stride and took a third of a smol135m step), handed to the GEMM as the transposed view.
+ */
+const half = (weight: Tensor, ac: DType): Tensor => noGrad(() => to(weight, ac));
+
+/**
+ * x Wᵀ under autocast, holding x's half copy but not W's (see the file comment).
+ * @example k.autocast('bfloat16', () => linearRecast(x, layer.weight))  // [B, T, in] -> [B, T, out] bf16
+ */
+export function linearRecast(x: Tensor, weight: Tensor): Tensor {
+  const ac = autocastDtype();
+  if (!ac) throw new Error('linearRecast: needs k.autocast (it equals linear under autocast)');
+  return tidy(() => {
+    // the cast carries dx back to x's dtype, as in the composite
+    const cast = x.dtype === ac ? x : to(x, ac);
+    const xh = gemmReadable(cast) ? cast : contiguous(cast);
+    const y = noGrad(() => tidy(() => matmul(xh, transpose(half(weight, ac)))));
+    const sx = save(xh);
+    // autograd runs backward in a scope: the re-rounded weight is freed with it
+    return record('linear', y, [xh, weight], (g) => {
+      const wh = half(weight, ac);
+      return [
+        xh.requiresGrad ? sumToShape(matmul(g, wh), sx.shape) : null,
+        transpose(to(weightGrad(sx, g, [wh.shape[1], wh.shape[0]]), 'float32')),
+      ];
+    }, [sx]);
+  });
+}
