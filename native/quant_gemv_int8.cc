@@ -215,23 +215,21 @@ struct V {
 enum Path { kFloat, kScalar, kAvx2, kAvxVnni, kAvx512Vnni };
 const char* const kPathNames[] = {"float", "scalar", "avx2", "avxvnni", "avx512vnni"};
 
-// KESTREL_QUANT_GEMV's path, or the best the CPU has (float where it lacks AVX2: there the integer
-// path has no fast dot product); a forced path the CPU lacks is an error.
+// KESTREL_QUANT_GEMV's path (read per call, like KESTREL_BF16_GEMM, so a test can switch it), or
+// the best the CPU has (float where it lacks AVX2: there the integer path has no fast dot product);
+// a forced path the CPU lacks is an error.
 Path chosen_path() {
-  static const Path path = [] {
-    const CpuFeatures& f = cpu_features();
-    const char* env = std::getenv("KESTREL_QUANT_GEMV");
-    std::string s = env ? env : "";
-    if (s.empty() || s == "auto") return f.avx512vnni ? kAvx512Vnni : f.avxvnni ? kAvxVnni : f.avx2 && f.fma ? kAvx2 : kFloat;
-    const bool has[] = {true, true, f.avx2 && f.fma, f.avxvnni, f.avx512vnni};
-    for (int p = 0; p < 5; p++)
-      if (s == kPathNames[p]) {
-        if (!has[p]) throw KernelError("KESTREL_QUANT_GEMV=" + s + ": this CPU (or KESTREL_SIMD) lacks " + (p == kAvx2 ? "avx2/fma" : p == kAvxVnni ? "avx_vnni" : "avx512_vnni"));
-        return Path(p);
-      }
-    throw KernelError("KESTREL_QUANT_GEMV=" + s + ": expected avx512vnni, avxvnni, avx2, scalar, float or auto");
-  }();
-  return path;
+  const CpuFeatures& f = cpu_features();
+  const char* env = std::getenv("KESTREL_QUANT_GEMV");
+  if (!env || !*env || std::strcmp(env, "auto") == 0) return f.avx512vnni ? kAvx512Vnni : f.avxvnni ? kAvxVnni : f.avx2 && f.fma ? kAvx2 : kFloat;
+  const bool has[] = {true, true, f.avx2 && f.fma, f.avxvnni, f.avx512vnni};
+  const std::string s(env);
+  for (int p = 0; p < 5; p++)
+    if (s == kPathNames[p]) {
+      if (!has[p]) throw KernelError("KESTREL_QUANT_GEMV=" + s + ": this CPU (or KESTREL_SIMD) lacks " + (p == kAvx2 ? "avx2/fma" : p == kAvxVnni ? "avx_vnni" : "avx512_vnni"));
+      return Path(p);
+    }
+  throw KernelError("KESTREL_QUANT_GEMV=" + s + ": expected avx512vnni, avxvnni, avx2, scalar, float or auto");
 }
 
 bool is_q4_code(const float* code) {
