@@ -13,7 +13,7 @@
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
-import { buildDecoder, readBandwidth } from './lib/decoder_bench.js';
+import { buildDecoder, bytesPerToken, linearBytes, readBandwidth } from './lib/decoder_bench.js';
 import { loadNative } from '../src/backend/addon.js';
 import { median, writeResult } from './lib/report.js';
 
@@ -32,8 +32,6 @@ const PROMPT = 16;
  */
 const LLAMA_CPP_PEER: ((config: string, type: 'f16' | 'q8_0' | 'q4_0') => Promise<number | null>) | null = null;
 
-/** Bytes of weight one decoded token reads through a QuantLinear (its data and scales). */
-const linearBytes = (q: k.quant.QuantLinear): number => q.qweight.numel * (q.type === 'bf16' ? 2 : 1) + (q.type === 'bf16' ? 0 : q.scales.numel * 4);
 
 /**
  * The GEMV alone, M = 1, on two weights of about 64 MB each with a model's inner dims: [N, dim]
@@ -133,16 +131,6 @@ async function decodeRate(model: k.CausalLM, decode: number, reps: number): Prom
   return median(rates);
 }
 
-/** Bytes of weight a decoded token reads: every Linear (quantized or float32) and the head. */
-function bytesPerToken(model: k.CausalLM): number {
-  let bytes = 0;
-  for (const [, m] of model.namedModules()) {
-    if (m instanceof k.quant.QuantLinear) bytes += linearBytes(m);
-    else if (m instanceof k.nn.Linear) bytes += m.weight.numel * 4;
-  }
-  if (!model.lm_head) bytes += model.model.embed_tokens.weight.numel * 4; // a float32 tied head
-  return bytes;
-}
 
 async function modelRun(name: string, decode: number, reps: number) {
   const rows: Record<string, unknown>[] = [];
