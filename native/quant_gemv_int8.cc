@@ -19,10 +19,7 @@
 
 #include "kernel_api.h"
 #include "quant_weight.h"
-
-// GCC 12's false positive on the AVX-512 intrinsics' undefined pass-through (see simd.h)
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include "simd.h"  // its float vocabularies (fma, hsum); it also silences GCC 12's AVX-512 false positive
 
 namespace kestrel {
 namespace {
@@ -136,7 +133,8 @@ void rows_scalar(const IntTask& t, int64_t n0, int64_t n1) {
 #pragma GCC target("avx2,fma")
 namespace qavx2 {
 // 32 weight bytes per ymm; vpmaddubsw makes int16 sums of byte pairs, vpmaddwd adds pairs of those.
-struct Ymm {
+// The float side (fma, hsum) is simd.h's; the integer load/zero hide its float ones.
+struct Ymm : simd::Avx2 {
   using I = __m256i;
   using F = __m256;
   static constexpr int64_t B = 32;
@@ -150,16 +148,10 @@ struct Ymm {
   static I nib_hi(I w) { return _mm256_and_si256(_mm256_srli_epi16(w, 4), _mm256_set1_epi8(15)); }
   static I nib_lo(I w) { return _mm256_and_si256(w, _mm256_set1_epi8(15)); }
   static I flip(I w) { return _mm256_xor_si256(w, _mm256_set1_epi8(char(0x80))); }
-  static F zerof() { return _mm256_setzero_ps(); }
+  static F zerof() { return simd::Avx2::zero(); }
+  static F loadf(const float* p) { return simd::Avx2::load(p); }
   static F cvt(I i) { return _mm256_cvtepi32_ps(i); }
-  static F loadf(const float* p) { return _mm256_loadu_ps(p); }
-  static F fma(F a, F b, F c) { return _mm256_fmadd_ps(a, b, c); }
   static F fmsub(F a, F b, F c) { return _mm256_fmsub_ps(a, b, c); }
-  static float hsum(F r) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(r), _mm256_extractf128_ps(r, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_movehdup_ps(s)));
-  }
   // 2 q4 block scales (32 bytes = 2 blocks of 16), each over its 4 int32 lanes
   static F q4_scales(const float* s) {
     __m128 two = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));
@@ -186,7 +178,7 @@ struct V : qavx2::Ymm {
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512vnni,avx2,fma")
 namespace qavx512vnni {
-struct V {
+struct V : simd::Avx512 {
   using I = __m512i;
   using F = __m512;
   static constexpr int64_t B = 64;
@@ -197,12 +189,10 @@ struct V {
   static I nib_lo(I w) { return _mm512_and_si512(w, _mm512_set1_epi8(15)); }
   static I flip(I w) { return _mm512_xor_si512(w, _mm512_set1_epi8(char(0x80))); }
   static I dot(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
-  static F zerof() { return _mm512_setzero_ps(); }
+  static F zerof() { return simd::Avx512::zero(); }
+  static F loadf(const float* p) { return simd::Avx512::load(p); }
   static F cvt(I i) { return _mm512_cvtepi32_ps(i); }
-  static F loadf(const float* p) { return _mm512_loadu_ps(p); }
-  static F fma(F a, F b, F c) { return _mm512_fmadd_ps(a, b, c); }
   static F fmsub(F a, F b, F c) { return _mm512_fmsub_ps(a, b, c); }
-  static float hsum(F r) { return _mm512_reduce_add_ps(r); }
   // 4 q4 block scales (64 bytes = 4 blocks of 16), each over its 4 int32 lanes
   static F q4_scales(const float* s) {
     return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0), _mm512_castps128_ps512(_mm_loadu_ps(s)));
