@@ -46,16 +46,25 @@ function kernelRun(name: string, format: (typeof FORMATS)[number], reps: number)
   const bytes = layers.reduce((n, q) => n + linearBytes(q), 0);
   const xs = layers.map((q) => k.randn([1, q.inFeatures]));
   layers.forEach((q) => validate(q.inFeatures, format));
-  const times: number[] = [];
-  for (let r = 0; r < reps + 1; r++) {
-    const t0 = performance.now();
-    layers.forEach((q, i) => q.forward(xs[i]).dispose());
-    if (r) times.push(performance.now() - t0);
-  }
-  const gbs = bytes / (median(times) / 1e3) / 1e9;
+  // int8/q4: the float-activation path timed too, alternating with the chosen one rep by rep (the
+  // switch is read per call), so both see the same machine load
+  const paths = format !== 'bf16' && GEMV_PATH !== 'float' ? [GEMV_PATH, 'float'] : [GEMV_PATH];
+  const times: Record<string, number[]> = Object.fromEntries(paths.map((p) => [p, []]));
+  const chosen = process.env.KESTREL_QUANT_GEMV;
+  for (let r = 0; r < reps + 1; r++)
+    for (const p of paths) {
+      process.env.KESTREL_QUANT_GEMV = p;
+      const t0 = performance.now();
+      layers.forEach((q, i) => q.forward(xs[i]).dispose());
+      if (r) times[p].push(performance.now() - t0);
+    }
+  if (chosen === undefined) delete process.env.KESTREL_QUANT_GEMV;
+  else process.env.KESTREL_QUANT_GEMV = chosen;
+  const gbs = bytes / (median(times[GEMV_PATH]) / 1e3) / 1e9;
+  const floatGBs = paths.length > 1 ? bytes / (median(times.float) / 1e3) / 1e9 : null;
   const bound = readBandwidth(bytes);
   for (const t of [...layers, ...xs]) t.dispose();
-  return { config: name, format, weightMB: bytes / 1e6, gemvGBs: gbs, streamGBs: bound, fractionOfBound: gbs / bound };
+  return { config: name, format, path: GEMV_PATH, weightMB: bytes / 1e6, gemvGBs: gbs, floatActivationsGBs: floatGBs, streamGBs: bound, fractionOfBound: gbs / bound };
 }
 
 /**
@@ -164,7 +173,8 @@ async function main(): Promise<void> {
     for (const format of FORMATS) {
       const r = kernelRun(name, format, reps);
       kernels.push(r);
-      console.log(`GEMV ${name} ${format.padEnd(5)} ${r.weightMB.toFixed(0)} MB: ${r.gemvGBs.toFixed(1)} GB/s vs stream ${r.streamGBs.toFixed(1)} GB/s = ${(100 * r.fractionOfBound).toFixed(0)}%`);
+      const vsFloat = r.floatActivationsGBs ? ` (float activations: ${r.floatActivationsGBs.toFixed(1)} GB/s, ${(r.gemvGBs / r.floatActivationsGBs).toFixed(2)}x)` : '';
+      console.log(`GEMV ${name} ${format.padEnd(5)} ${r.weightMB.toFixed(0)} MB, ${r.path}: ${r.gemvGBs.toFixed(1)} GB/s vs stream ${r.streamGBs.toFixed(1)} GB/s = ${(100 * r.fractionOfBound).toFixed(0)}%${vsFloat}`);
     }
   const models: Record<string, unknown>[] = [];
   if (!values['no-models']) for (const name of names) models.push(...(await modelRun(name, Number(values.decode), reps)));
