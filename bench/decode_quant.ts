@@ -6,10 +6,14 @@
 // own bound: bandwidth / bytes of weight read per token.
 // A llama.cpp peer (node-llama-cpp on the same shapes exported to GGUF f16 / q8_0 / q4_0) joins
 // through `peers` in the results: see LLAMA_CPP_PEER below.
-// Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 32] [--reps 3]
+// `--profile int8,q4` adds where a decode step's time goes (k.profile per kernel, the head alone, the
+// rest outside kernels). int8/q4 GEMVs take int8 activations where the CPU has the integer path
+// (quant_gemv_int8.cc): KESTREL_QUANT_GEMV=float before the command times float activations instead.
+// Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 32] [--reps 3] [--profile int8,q4] [--profile-steps 16]
+import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
-import { buildDecoder, readBandwidth } from './lib/decoder_bench.js';
+import { buildDecoder, bytesPerToken, linearBytes, readBandwidth } from './lib/decoder_bench.js';
 import { loadNative } from '../src/backend/addon.js';
 import { median, writeResult } from './lib/report.js';
 
@@ -18,6 +22,8 @@ const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: n
   qwen05b: { dim: 896, layers: 24, heads: 14, kv: 2, ffn: 4864, vocab: 151936 },
 };
 const FORMATS = k.quant.INFERENCE_QUANTS;
+/** The activations of the int8/q4 GEMV (quant_gemv_int8.cc; KESTREL_QUANT_GEMV=float keeps them float). */
+const GEMV_PATH = loadNative()?.info().quantGemv ?? 'float';
 const PROMPT = 16;
 
 /**
@@ -26,8 +32,6 @@ const PROMPT = 16;
  */
 const LLAMA_CPP_PEER: ((config: string, type: 'f16' | 'q8_0' | 'q4_0') => Promise<number | null>) | null = null;
 
-/** Bytes of weight one decoded token reads through a QuantLinear (its data and scales). */
-const linearBytes = (q: k.quant.QuantLinear): number => q.qweight.numel * (q.type === 'bf16' ? 2 : 1) + (q.type === 'bf16' ? 0 : q.scales.numel * 4);
 
 /**
  * The GEMV alone, M = 1, on two weights of about 64 MB each with a model's inner dims: [N, dim]
@@ -41,25 +45,86 @@ function kernelRun(name: string, format: (typeof FORMATS)[number], reps: number)
   const layers = [s.dim, s.ffn].map((K) => k.tidy(() => k.quant.QuantLinear.fromWeight(k.randn([Math.round(64e6 / bytesPerValue / K / 64) * 64, K]).mul(0.02), null, { type: format })));
   const bytes = layers.reduce((n, q) => n + linearBytes(q), 0);
   const xs = layers.map((q) => k.randn([1, q.inFeatures]));
-  // validated before timed: the GEMV equals the product with the dequantized weight
-  layers.forEach((q, i) => k.tidy(() => {
-    const want = k.matmul(xs[i], q.dequantize().t());
-    const err = q.forward(xs[i]).sub(want).abs().max().item() / want.abs().max().item();
-    if (!(err < 1e-4)) throw new Error(`${name} ${format}: GEMV differs from the dequantized product by ${err}`);
-  }));
-  const times: number[] = [];
-  for (let r = 0; r < reps + 1; r++) {
-    const t0 = performance.now();
-    layers.forEach((q, i) => q.forward(xs[i]).dispose());
-    if (r) times.push(performance.now() - t0);
-  }
-  const gbs = bytes / (median(times) / 1e3) / 1e9;
+  layers.forEach((q) => validate(q.inFeatures, format));
+  // int8/q4: the float-activation path timed too, alternating with the chosen one rep by rep (the
+  // switch is read per call), so both see the same machine load
+  const paths = format !== 'bf16' && GEMV_PATH !== 'float' ? [GEMV_PATH, 'float'] : [GEMV_PATH];
+  const times: Record<string, number[]> = Object.fromEntries(paths.map((p) => [p, []]));
+  const chosen = process.env.KESTREL_QUANT_GEMV;
+  for (let r = 0; r < reps + 1; r++)
+    for (const p of paths) {
+      process.env.KESTREL_QUANT_GEMV = p;
+      const t0 = performance.now();
+      layers.forEach((q, i) => q.forward(xs[i]).dispose());
+      if (r) times[p].push(performance.now() - t0);
+    }
+  if (chosen === undefined) delete process.env.KESTREL_QUANT_GEMV;
+  else process.env.KESTREL_QUANT_GEMV = chosen;
+  const gbs = bytes / (median(times[GEMV_PATH]) / 1e3) / 1e9;
+  const floatGBs = paths.length > 1 ? bytes / (median(times.float) / 1e3) / 1e9 : null;
   const bound = readBandwidth(bytes);
   for (const t of [...layers, ...xs]) t.dispose();
-  return { config: name, format, weightMB: bytes / 1e6, gemvGBs: gbs, streamGBs: bound, fractionOfBound: gbs / bound };
+  return { config: name, format, path: GEMV_PATH, weightMB: bytes / 1e6, gemvGBs: gbs, floatActivationsGBs: floatGBs, streamGBs: bound, fractionOfBound: gbs / bound };
+}
+
+/**
+ * Validated before timed, on 256 rows of the same K and format (rows are independent; the timed
+ * weights are too big to dequantize): the GEMV equals x times the dequantized weight, within
+ * float32 rounding, plus with int8 activations (int8/q4 where the CPU has the integer path) the
+ * bound int8ActivationErrorBound states.
+ */
+function validate(K: number, format: (typeof FORMATS)[number]): void {
+  k.tidy(() => {
+    const q = k.quant.QuantLinear.fromWeight(k.randn([256, K]).mul(0.02), null, { type: format });
+    const x = k.randn([1, K]);
+    const w = q.dequantize();
+    const want = k.matmul(x, w.t()).toFloat32Array();
+    const got = q.forward(x).toFloat32Array();
+    const int8x = format !== 'bf16' && GEMV_PATH !== 'float';
+    const bound = int8x ? k.quant.int8ActivationErrorBound(x.toFloat32Array(), w.toFloat32Array(), [1, 256, K]) : null;
+    const scale = Math.max(...want.map(Math.abs));
+    got.forEach((g, n) => {
+      if (!(Math.abs(g - want[n]) <= (bound?.[n] ?? 0) + 1e-4 * scale)) throw new Error(`GEMV ${format} K=${K}: output ${n} is ${g}, the dequantized product ${want[n]} (bound ${bound?.[n] ?? 0})`);
+    });
+    q.dispose();
+  });
 }
 
 const build = (name: string): k.CausalLM => buildDecoder(name, SHAPES[name]);
+
+/**
+ * Where a batch-1 decode step's time goes: k.profile over `steps` decode steps after a PROMPT-token
+ * prefill (kernel time per step by kernel), the head's GEMV timed alone, and the rest of the wall
+ * time (TypeScript, dispatch, allocation, sampling) as `other`.
+ */
+async function profileRun(name: string, format: (typeof FORMATS)[number], steps: number) {
+  const model = build(name);
+  k.quantizeForInference(model, format);
+  const ids = k.randint(0, model.config.vocabSize, [1, PROMPT], { generator: new k.Generator(1) });
+  // warm-up run, then the profiled one: profiling starts when the prefill's token is out
+  for await (const _ of model.stream(ids, { maxNewTokens: 4, temperature: 0, eosTokenId: [] }));
+  for await (const { step } of model.stream(ids, { maxNewTokens: steps + 1, temperature: 0, eosTokenId: [] })) if (step === 0) k.profile.start();
+  const prof = k.profile.stop();
+  ids.dispose();
+  const head = model.lm_head as unknown as k.quant.QuantLinear;
+  const h = k.randn([1, 1, model.config.hiddenSize]);
+  const headTimes: number[] = [];
+  for (let r = 0; r < 6; r++) {
+    const t0 = performance.now();
+    head.forward(h).dispose();
+    if (r) headTimes.push(performance.now() - t0);
+  }
+  h.dispose();
+  model.dispose();
+  const msPerStep = prof.wallMs / steps;
+  const kernels = prof.kernels.map((r) => ({ kernel: r.name, callsPerStep: r.calls / steps, msPerStep: r.ms / steps, share: r.ms / prof.wallMs }));
+  const kernelMs = kernels.reduce((a, r) => a + r.msPerStep, 0);
+  const headMs = median(headTimes);
+  const rows = { config: name, format, msPerStep, headGemvMsPerStep: headMs, headShare: headMs / msPerStep, otherMsPerStep: msPerStep - kernelMs, otherShare: 1 - kernelMs / msPerStep, kernels };
+  console.log(`profile ${name} ${format}: ${msPerStep.toFixed(2)} ms/token; head GEMV ${headMs.toFixed(2)} ms (${(100 * rows.headShare).toFixed(0)}%), outside kernels ${rows.otherMsPerStep.toFixed(2)} ms (${(100 * rows.otherShare).toFixed(0)}%)`);
+  for (const r of kernels.slice(0, 8)) console.log(`  ${r.kernel.padEnd(28)} ${r.callsPerStep.toFixed(0).padStart(5)} calls ${r.msPerStep.toFixed(3).padStart(8)} ms ${(100 * r.share).toFixed(1).padStart(5)}%`);
+  return rows;
+}
 
 /** Median decode tok/s (batch 1, greedy, after a PROMPT-token prefill) over reps runs after a warm-up. */
 async function decodeRate(model: k.CausalLM, decode: number, reps: number): Promise<number> {
@@ -75,16 +140,6 @@ async function decodeRate(model: k.CausalLM, decode: number, reps: number): Prom
   return median(rates);
 }
 
-/** Bytes of weight a decoded token reads: every Linear (quantized or float32) and the head. */
-function bytesPerToken(model: k.CausalLM): number {
-  let bytes = 0;
-  for (const [, m] of model.namedModules()) {
-    if (m instanceof k.quant.QuantLinear) bytes += linearBytes(m);
-    else if (m instanceof k.nn.Linear) bytes += m.weight.numel * 4;
-  }
-  if (!model.lm_head) bytes += model.model.embed_tokens.weight.numel * 4; // a float32 tied head
-  return bytes;
-}
 
 async function modelRun(name: string, decode: number, reps: number) {
   const rows: Record<string, unknown>[] = [];
@@ -105,7 +160,10 @@ async function modelRun(name: string, decode: number, reps: number) {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { configs: { type: 'string', default: 'smol135m,qwen05b' }, decode: { type: 'string', default: '32' }, reps: { type: 'string', default: '3' }, 'no-models': { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: {
+    configs: { type: 'string', default: 'smol135m,qwen05b' }, decode: { type: 'string', default: '32' }, reps: { type: 'string', default: '3' },
+    'no-models': { type: 'boolean', default: false }, profile: { type: 'string', default: 'int8,q4' }, 'profile-steps': { type: 'string', default: '16' },
+  } });
   const names = values.configs!.split(',');
   for (const n of names) if (!SHAPES[n]) throw new Error(`--configs: unknown shape '${n}' (${Object.keys(SHAPES).join(', ')})`);
   const reps = Number(values.reps);
@@ -115,15 +173,20 @@ async function main(): Promise<void> {
     for (const format of FORMATS) {
       const r = kernelRun(name, format, reps);
       kernels.push(r);
-      console.log(`GEMV ${name} ${format.padEnd(5)} ${r.weightMB.toFixed(0)} MB: ${r.gemvGBs.toFixed(1)} GB/s vs stream ${r.streamGBs.toFixed(1)} GB/s = ${(100 * r.fractionOfBound).toFixed(0)}%`);
+      const vsFloat = r.floatActivationsGBs ? ` (float activations: ${r.floatActivationsGBs.toFixed(1)} GB/s, ${(r.gemvGBs / r.floatActivationsGBs).toFixed(2)}x)` : '';
+      console.log(`GEMV ${name} ${format.padEnd(5)} ${r.weightMB.toFixed(0)} MB, ${r.path}: ${r.gemvGBs.toFixed(1)} GB/s vs stream ${r.streamGBs.toFixed(1)} GB/s = ${(100 * r.fractionOfBound).toFixed(0)}%${vsFloat}`);
     }
   const models: Record<string, unknown>[] = [];
   if (!values['no-models']) for (const name of names) models.push(...(await modelRun(name, Number(values.decode), reps)));
+  const profiles: Record<string, unknown>[] = [];
+  const profileFormats = values.profile ? values.profile.split(',').map((f) => k.quant.checkInferenceQuant(f, '--profile')) : [];
+  for (const name of names) for (const f of profileFormats) profiles.push(await profileRun(name, f, Number(values['profile-steps'])));
   const peers: Record<string, unknown> = {};
   if (LLAMA_CPP_PEER) for (const name of names) for (const t of ['f16', 'q8_0', 'q4_0'] as const) peers[`${name}/${t}`] = await LLAMA_CPP_PEER(name, t);
   const path = writeResult('decode_quant', {
-    threads: info?.threads, simd: info ? { avx512f: info.avx512f, avx2: info.avx2 } : null, decodeTokens: Number(values.decode), promptTokens: PROMPT,
-    kernels, models, peers: LLAMA_CPP_PEER ? peers : 'llama.cpp peer not set up (LLAMA_CPP_PEER in bench/decode_quant.ts)',
+    threads: info?.threads, simd: info ? { avx512f: info.avx512f, avx2: info.avx2, avx512vnni: info.avx512vnni, avxVnni: info.avxVnni } : null,
+    quantGemv: GEMV_PATH, loadAverage1m: loadavg()[0], decodeTokens: Number(values.decode), promptTokens: PROMPT,
+    kernels, models, profiles, peers: LLAMA_CPP_PEER ? peers : 'llama.cpp peer not set up (LLAMA_CPP_PEER in bench/decode_quant.ts)',
   });
   console.log(`wrote ${path}`);
 }

@@ -3,8 +3,9 @@
 // shapes, exported to GGUF by Kestrel's writer at f16 / q8_0 / q4_0, in one run (issue 10).
 // llama.cpp runs at 1 and at all threads (on 2 vCPUs 1 thread is often faster) and its best is
 // the peer. Each format's weight bytes per token give the GB/s each side streams.
-// Kestrel variants are one function each (KESTREL_VARIANTS): add int8 / q4 there when
-// src/quant's decode kernels land, and the table and JSON pick them up.
+// Kestrel decodes at float32 and with `--quant` bf16 / int8 / q4 (KESTREL_VARIANTS), each against
+// llama.cpp's f16 / q8_0 / q4_0 as a ratio and against the memory-bandwidth bound measured in the
+// same run (a streaming read; bytes of weight per token), both sides.
 // Run: node --import tsx bench/llama_cpp.ts [--configs smol135m,qwen05b] [--prompt 128] [--decode 64] [--reps 2]
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
@@ -17,19 +18,27 @@ import { GgufFile } from '../src/gguf/reader.js';
 import { decoderConfig } from '../src/models/registry.js';
 import { writeTinyTokenizer } from '../test/gguf/fixture_folder.js';
 import { BENCH_DIR, median, writeResult } from './lib/report.js';
+import { bytesPerToken, readBandwidth } from './lib/decoder_bench.js';
+import { loadNative } from '../src/backend/addon.js';
 
 const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: number; ffn: number; vocab: number }> = {
   smol135m: { dim: 576, layers: 30, heads: 9, kv: 3, ffn: 1536, vocab: 49152 },
   qwen05b: { dim: 896, layers: 24, heads: 14, kv: 2, ffn: 4864, vocab: 151936 },
 };
 
-/** Kestrel's decode variants: each returns the model to time (converted in place where needed). */
-const KESTREL_VARIANTS: Record<string, { peerFormat: string; prepare: (m: k.CausalLM) => k.CausalLM }> = {
-  float32: { peerFormat: 'f16', prepare: (m) => m },
-  bf16: { peerFormat: 'f16', prepare: (m) => m.to('bfloat16') },
-  // int8: { peerFormat: 'q8_0', prepare: (m) => ... },  // src/quant's int8 decode (being written)
-  // q4: { peerFormat: 'q4_0', prepare: (m) => ... },    // src/quant's 4-bit decode (being written)
+/**
+ * Kestrel's decode variants, each next to the llama.cpp type of the same weight bytes: float32 as
+ * built, and `--quant` bf16 / int8 / q4 (quantizeForInference: every Linear and the head through
+ * the decode GEMV; int8 and q4 with int8 activations where the CPU has the integer path, like
+ * llama.cpp's q8_0 / q4_0 dot products).
+ */
+const KESTREL_VARIANTS: Record<string, { peerFormat: (typeof PEER_FORMATS)[number]; quant: k.quant.InferenceQuant | null }> = {
+  float32: { peerFormat: 'f16', quant: null },
+  bf16: { peerFormat: 'f16', quant: 'bf16' },
+  int8: { peerFormat: 'q8_0', quant: 'int8' },
+  q4: { peerFormat: 'q4_0', quant: 'q4' },
 };
+
 const PEER_FORMATS = ['f16', 'q8_0', 'q4_0'] as const;
 
 interface Speed { prefillTokPerSec: number; decodeTokPerSec: number }
@@ -122,7 +131,7 @@ async function main(): Promise<void> {
       writeTinyTokenizer(tokDir, { vocabSize: SHAPES[name].vocab, special: { 1: '<s>', 2: '</s>' }, bos: '<s>', eos: '</s>' });
       const tok = await k.loadTokenizer(tokDir);
       const peer: Record<string, { threads: Record<number, Speed>; best: Speed; weightBytes: number }> = {};
-      let model = build(name);
+      const model = build(name);
       for (const format of PEER_FORMATS) {
         const file = join(work, `${name}.${format}.gguf`);
         exportGguf(model, tok, file, { type: format, dir: tokDir });
@@ -133,21 +142,33 @@ async function main(): Promise<void> {
         rmSync(file);
         console.log(`${name} llama.cpp ${format}: decode ${all.map((s, i) => `${s.decodeTokPerSec.toFixed(1)} (${threadCounts[i]}t)`).join(' / ')} tok/s, prefill ${all.map((s, i) => `${s.prefillTokPerSec.toFixed(0)} (${threadCounts[i]}t)`).join(' / ')} tok/s`);
       }
-      for (const [variant, v] of Object.entries(KESTREL_VARIANTS)) {
-        model = v.prepare(model);
-        const s = await timeKestrel(model, p, decode, reps);
-        const ref = peer[v.peerFormat];
-        const row = { config: name, kestrel: variant, peerFormat: v.peerFormat, ...s, llamaCpp: ref.best, decodeRatio: s.decodeTokPerSec / ref.best.decodeTokPerSec, prefillRatio: s.prefillTokPerSec / ref.best.prefillTokPerSec, llamaCppWeightGBs: (ref.weightBytes * ref.best.decodeTokPerSec) / 1e9 };
-        rows.push(row);
-        console.log(`${name} kestrel ${variant}: decode ${s.decodeTokPerSec.toFixed(1)} tok/s (${row.decodeRatio.toFixed(2)}x llama.cpp ${v.peerFormat}), prefill ${s.prefillTokPerSec.toFixed(0)} tok/s (${row.prefillRatio.toFixed(2)}x)`);
-      }
       model.dispose();
+      // the batch-1 decode bound of this run: streaming read GB/s / weight bytes per token
+      const streamGBs = readBandwidth(256e6);
+      for (const [variant, v] of Object.entries(KESTREL_VARIANTS)) {
+        const model = build(name);
+        if (v.quant) k.quantizeForInference(model, v.quant);
+        const bytes = bytesPerToken(model);
+        const s = await timeKestrel(model, p, decode, reps);
+        model.dispose();
+        const ref = peer[v.peerFormat];
+        const bound = (streamGBs * 1e9) / bytes, peerBound = (streamGBs * 1e9) / ref.weightBytes;
+        const row = {
+          config: name, kestrel: variant, peerFormat: v.peerFormat, ...s, llamaCpp: ref.best,
+          decodeRatio: s.decodeTokPerSec / ref.best.decodeTokPerSec, prefillRatio: s.prefillTokPerSec / ref.best.prefillTokPerSec,
+          kestrelWeightMBPerToken: bytes / 1e6, streamGBs, boundTokPerSec: bound, fractionOfBound: s.decodeTokPerSec / bound,
+          llamaCppFractionOfBound: ref.best.decodeTokPerSec / peerBound, llamaCppWeightGBs: (ref.weightBytes * ref.best.decodeTokPerSec) / 1e9,
+        };
+        rows.push(row);
+        console.log(`${name} kestrel ${variant.padEnd(7)} decode ${s.decodeTokPerSec.toFixed(1).padStart(6)} tok/s = ${row.decodeRatio.toFixed(2)}x llama.cpp ${v.peerFormat.padEnd(4)} (${ref.best.decodeTokPerSec.toFixed(1)}); ` +
+          `${(100 * row.fractionOfBound).toFixed(0)}% of its bound (llama.cpp ${(100 * row.llamaCppFractionOfBound).toFixed(0)}%); prefill ${s.prefillTokPerSec.toFixed(0)} tok/s = ${row.prefillRatio.toFixed(2)}x`);
+      }
       rows.push({ config: name, llamaCppAll: peer });
     }
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  const path = writeResult('llama_cpp', { loadAverage1m: loadavg()[0], threads: { kestrel: process.env.KESTREL_NUM_THREADS ?? 'all cores', llamaCpp: threadCounts }, promptTokens: p, decodeTokens: decode, reps, peer: 'node-llama-cpp 3.21.1 (prebuilt CPU build), best of its thread counts', rows });
+  const path = writeResult('llama_cpp', { loadAverage1m: loadavg()[0], quantGemv: loadNative()?.info().quantGemv, threads: { kestrel: process.env.KESTREL_NUM_THREADS ?? 'all cores', llamaCpp: threadCounts }, promptTokens: p, decodeTokens: decode, reps, peer: 'node-llama-cpp 3.21.1 (prebuilt CPU build), best of its thread counts', rows });
   console.log(`wrote ${path}`);
 }
 

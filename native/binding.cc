@@ -16,6 +16,7 @@
 #include "file_read.h"
 #include "gemm_half.h"
 #include "kernel_api.h"
+#include "quant_weight.h"
 
 using namespace kestrel;
 
@@ -192,6 +193,10 @@ class Addon : public Napi::Addon<Addon> {
     o.Set("f16c", f.f16c);
     o.Set("avx512bf16", f.avx512bf16);
     o.Set("amxBf16", f.amx_bf16);
+    o.Set("avx512vnni", f.avx512vnni);
+    o.Set("avxVnni", f.avxvnni);
+    // the decode GEMV's activation path (quant_gemv_int8.cc; KESTREL_QUANT_GEMV forces one)
+    o.Set("quantGemv", quant_gemv_path_name());
     // the path a large half-precision matmul takes now (gemm_half.h; KESTREL_BF16_GEMM forces one)
     o.Set("bf16Gemm", hgemm_path_name(BF16));
     o.Set("fp16Gemm", hgemm_path_name(F16));

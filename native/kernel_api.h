@@ -139,6 +139,9 @@ struct CpuFeatures {
   // (vdpbf16ps), and AMX tiles with BF16 (the CPU has them and the OS saves their state, XCR0
   // bits 17-18; Linux still has to grant each process the tile data, see gemm_amx.cc).
   bool avx512bw, avx512bf16, amx_bf16;
+  // The int8-activation decode GEMV (quant_gemv_int8.cc): vpdpbusd on zmm (AVX512_VNNI) or on
+  // ymm with the VEX encoding (AVX-VNNI, CPUs without AVX-512 such as Alder Lake and Zen 5 desktop).
+  bool avx512vnni, avxvnni;
 };
 const CpuFeatures& cpu_features();
 

@@ -4,9 +4,10 @@
 // buffer and calling SGEMM (quant.cc's path for bigger M), each thread streams its share of W's
 // rows and widens the weights in registers: bf16 by a 16-bit shift, int8 by sign extension and
 // one per-row scale, 4-bit codes by a 16-entry table lookup (one permute per 16 values) scaled
-// per block. Activations stay float32 (no VNNI int8 activations: at M <= 8 the widening is not
-// the bottleneck on AVX-512/AVX2, and float activations keep y within float32 rounding of the
-// dequantized product). Bodies: quant_gemv_body.inc, compiled for AVX-512, AVX2 and scalar.
+// per block. Activations stay float32 here, which keeps y within float32 rounding of the
+// dequantized product; int8 and q4 weights first try quant_gemv_int8.cc, which quantizes x to
+// int8 and uses integer dot products (the table lookups made q4 arithmetic-bound), unless
+// KESTREL_QUANT_GEMV=float. Bodies: quant_gemv_body.inc, compiled for AVX-512, AVX2 and scalar.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -170,6 +171,7 @@ thread_local ScratchBuffer split_x{"quant_gemv even/odd x"};
 
 void quant_gemv(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy) {
   if (M < 1 || M > kGemvMaxRows) throw KernelError("quant_gemv: " + std::to_string(M) + " rows of x (1 to 8 allowed)");
+  if (quant_gemv_int8(w, x, ldx, M, y, ldy)) return;  // int8 and q4 weights on CPUs with an integer dot product
   GemvTask t{&w, x, ldx, nullptr, nullptr, M, y, ldy};
   bool q4_fast = w.kind == QuantKind::FourBit && w.block % 32 == 0 && w.K % w.block == 0;
   if (q4_fast) {

@@ -3,6 +3,7 @@
 // (quant.cc) and the decode GEMV (quant_gemv.cc).
 #pragma once
 #include <cstdint>
+#include <string>
 
 namespace kestrel {
 
@@ -31,5 +32,14 @@ struct QuantWeight {
 // dequantization in registers (quant_gemv.cc). x rows at stride ldx, y rows at stride ldy.
 constexpr int64_t kGemvMaxRows = 8;
 void quant_gemv(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy);
+
+// The same product with x's rows quantized to int8 per block of 32 (llama.cpp's q8_0) and integer
+// dot products (quant_gemv_int8.cc), for int8 weights and q4 weights (the code table q - 8, blocks
+// of 32 tiling the rows). Returns false, computing nothing, where the weight or the CPU does not
+// take that path (or KESTREL_QUANT_GEMV=float); quant_gemv then keeps x in float32.
+bool quant_gemv_int8(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy);
+// The path quant_gemv_int8 takes: "avx512vnni", "avxvnni", "avx2", "scalar" or "float" (not
+// taken); a KESTREL_QUANT_GEMV the CPU cannot run gives its error message instead.
+std::string quant_gemv_path_name();
 
 }  // namespace kestrel

@@ -360,11 +360,15 @@ const CpuFeatures& cpu_features() {
       amx = false;
     }
     r.amx_bf16 = amx && r.avx512bf16;  // the AMX driver packs with AVX-512 BW code
+    // CPUID leaf 7: subleaf 0 ECX bit 11 = AVX512_VNNI; subleaf 1 EAX bit 4 = AVX-VNNI
+    r.avx512vnni = r.avx512bw && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11));
+    r.avxvnni = r.avx2 && __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4));
     if (const char* env = std::getenv("KESTREL_SIMD")) {  // force a lower level for testing
       std::string s(env);
       if (s == "scalar") r.avx2 = r.fma = r.avx512f = false;
       if (s == "avx2") r.avx512f = false;
-      if (!r.avx512f) r.avx512bw = r.avx512bf16 = r.amx_bf16 = false;
+      if (!r.avx512f) r.avx512bw = r.avx512bf16 = r.amx_bf16 = r.avx512vnni = false;
+      if (!r.avx2) r.avxvnni = false;
     }
     return r;
   }();

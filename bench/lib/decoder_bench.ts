@@ -3,6 +3,7 @@
 import * as k from '../../src/index.js';
 import { decoderConfig } from '../../src/models/registry.js';
 import { median } from './report.js';
+import { dtypeBytes } from '../../src/tensor/dtype.js';
 
 export interface DecoderShape {
   dim: number;
@@ -35,4 +36,19 @@ export function readBandwidth(bytes: number): number {
   }
   x.dispose();
   return (x.numel * 4) / (median(times) / 1e3) / 1e9;
+}
+
+/** Bytes of weight one decoded token reads through a QuantLinear (its data and scales). */
+export const linearBytes = (q: k.quant.QuantLinear): number => q.qweight.numel * (q.type === 'bf16' ? 2 : 1) + (q.type === 'bf16' ? 0 : q.scales.numel * 4);
+
+/** Bytes of weight a decoded token reads: every Linear (quantized, or at its dtype's size) and the head. */
+export function bytesPerToken(model: k.CausalLM): number {
+  let bytes = 0;
+  for (const [, m] of model.namedModules()) {
+    if (m instanceof k.quant.QuantLinear) bytes += linearBytes(m);
+    else if (m instanceof k.nn.Linear) bytes += m.weight.numel * dtypeBytes(m.weight.dtype);
+  }
+  const embed = model.model.embed_tokens.weight;
+  if (!model.lm_head) bytes += embed.numel * dtypeBytes(embed.dtype); // a tied head multiplies the embedding
+  return bytes;
 }

@@ -69,6 +69,9 @@ export interface NativeAddon {
    */
   info(): {
     avx2: boolean; fma: boolean; avx512f: boolean; f16c: boolean; avx512bf16: boolean; amxBf16: boolean;
+    avx512vnni: boolean; avxVnni: boolean;
+    /** the decode GEMV's activations for int8/q4 weights: an int8 path (avx512vnni, avxvnni, avx2, scalar) or float */
+    quantGemv: string;
     bf16Gemm: string; fp16Gemm: string; threads: number;
   };
   setThreads(n: number): void;

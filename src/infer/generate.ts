@@ -3,6 +3,7 @@
 // tokens, eos lists and stop strings; finished rows are padded. Tokens stream via an async iterator.
 import { type NumberRule, checkNumber } from '../io/check.js';
 import { rand, tensor } from '../ops/creation.js';
+import { argmax as argmaxOp } from '../ops/reduce.js';
 import { select } from '../ops/view.js';
 import { toArray, toFloat32Array } from '../ops/transfer.js';
 import { noGrad } from '../tensor/grad_mode.js';
@@ -153,18 +154,23 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
           let c2 = 0;
           return m.map((x) => (x ? c2++ : 1)).slice(cache.length);
         });
+        // batch-1 greedy takes the argmax on the backend and reads one id, not V logits
+        const onlyArgmax = argmaxOnly && B === 1;
         const logits = noGrad(() => tidy(() => {
           const ids = tensor(stepIds, { dtype: 'int64', backend });
           const out = model.forward({
             inputIds: ids,
-            attentionMask: decoder ? null : tensor(mask, { dtype: 'int64', backend }),
+            // an unpadded batch needs no mask (causality is the attention kernel's): no per-step mask ops
+            attentionMask: decoder || !padded ? null : tensor(mask, { dtype: 'int64', backend }),
             positionIds: tensor(positions, { dtype: 'int64', backend }),
             cache,
             lastLogitsOnly: true,
           });
-          return select(out.logits!, 1, 0); // [B, V]
+          const last = select(out.logits!, 1, 0); // [B, V]
+          return onlyArgmax ? argmaxOp(last, -1) : last;
         }));
-        flat = toFloat32Array(logits);
+        if (onlyArgmax) picked = item(logits);
+        else flat = toFloat32Array(logits);
         logits.dispose();
       }
       const V = flat ? flat.length / B : 0;

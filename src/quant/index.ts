@@ -6,3 +6,4 @@ export { quantizeInt8, dequantizeInt8, type Int8Tensor } from './int8.js';
 export { QuantLinear, QUANT_TYPES, type QuantType, type QuantOptions, type QuantLinearState } from './quant_linear.js';
 export { quantizeModel, INFERENCE_QUANTS, checkInferenceQuant, type InferenceQuant, type QuantizeModelOptions } from './quantize_model.js';
 export { Q4_CODE, quantizeQ4, dequantizeQ4, type Q4Tensor } from './q4.js';
+export { ACTIVATION_BLOCK, int8ActivationErrorBound } from './int8_activations.js';

@@ -3,8 +3,10 @@
 // decodes the same bytes in float64 and multiplies with textbook loops), on odd shapes: in and out
 // features from 1, 7, 33, 257 (vector tails, 4-bit blocks that straddle rows: the element-wise
 // path) and on aligned ones (K a multiple of the q4 group: the in-register table path), with 1 and
-// 2 threads. The AVX2 and scalar bodies run in child processes with KESTREL_SIMD forced; the
-// parent checks that it ran AVX-512 where the CPU has it. Also: the q4 quantizer's rounding.
+// 2 threads. Every check runs in child processes with KESTREL_QUANT_GEMV=float (x stays float32;
+// the int8-activation path for int8/q4 weights has its own test, quant_gemv_int8.test.ts), the AVX2
+// and scalar bodies with KESTREL_SIMD forced; the parent checks that it ran AVX-512 where the CPU
+// has it. Also: the q4 quantizer's rounding.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
@@ -15,6 +17,7 @@ import { skipUnless } from '../devices.js';
 import { assertClose, onCpuThreads, runChild, seeded, seededTensor } from '../helpers.js';
 
 const CHILD = process.env.KESTREL_GEMV_CHILD === '1';
+const FLOAT_CHILD = { KESTREL_GEMV_CHILD: '1', KESTREL_QUANT_GEMV: 'float' };
 // float32 sums of up to 257 products against float64: |err| <= K * 2^-24 * sum|x w| << 1e-5 here
 const VS_REF = { atol: 1e-5, rtol: 1e-4 };
 
@@ -58,32 +61,37 @@ function gemvVsRef(threads: number): void {
     }
 }
 
-if (CHILD) onCpuThreads(gemvVsRef);
+/** With float x the GEMV (M <= 8) equals the tiled SGEMM path (M = 9) row for row. */
+function gemvVsTiles(): void {
+  const s = state(257, 320, { type: 'q4' });
+  const q = new k.quant.QuantLinear(s, { backend: 'cpu' });
+  k.tidy(() => {
+    const x = seededTensor([9, 320], 'float32', 'cpu', 5);
+    const tiled = q.applyWeight(x);
+    const rows = k.cat([0, 1, 2].map((i) => q.applyWeight(x.narrow(0, i * 3, 3))), 0);
+    assertClose(rows, tiled, { atol: 1e-5, rtol: 1e-5, what: 'gemv vs tiles' });
+  });
+  q.dispose();
+}
+
+if (CHILD)
+  onCpuThreads((threads) => {
+    gemvVsRef(threads);
+    gemvVsTiles();
+  });
 else
   describe('decode GEMV (quant_gemv.cc)', { skip: skipUnless('cpu') }, () => {
-    test('every format matches the float64 reference on odd and aligned shapes, M = 1, 3, 8, 1 and 2 threads', () => {
-      const out = runChild(fileURLToPath(import.meta.url), { KESTREL_GEMV_CHILD: '1' });
+    test('every format matches the float64 reference on odd and aligned shapes, M = 1, 3, 8, 1 and 2 threads; equals the tiled path', () => {
+      const out = runChild(fileURLToPath(import.meta.url), FLOAT_CHILD);
       // the CPU's own best body ran (AVX-512 on this kind of machine, where it has it)
       const hasAvx512 = k.getBackend('cpu') && /avx512f/.test(readFileSync('/proc/cpuinfo', 'utf8'));
       assert.match(out, hasAvx512 ? /"avx512f":true/ : /^ok /m);
     });
     for (const simd of ['avx2', 'scalar'])
       test(`the ${simd} body matches the reference (child process, KESTREL_SIMD=${simd})`, () => {
-        const out = runChild(fileURLToPath(import.meta.url), { KESTREL_SIMD: simd, KESTREL_GEMV_CHILD: '1' });
+        const out = runChild(fileURLToPath(import.meta.url), { ...FLOAT_CHILD, KESTREL_SIMD: simd });
         assert.match(out, simd === 'avx2' ? /"avx2":true,"fma":true,"avx512f":false/ : /"avx2":false/);
       });
-
-    test('the GEMV (M <= 8) equals the tiled SGEMM path (M = 9) row for row', () => {
-      const s = state(257, 320, { type: 'q4' });
-      const q = new k.quant.QuantLinear(s, { backend: 'cpu' });
-      k.tidy(() => {
-        const x = seededTensor([9, 320], 'float32', 'cpu', 5);
-        const tiled = q.applyWeight(x);
-        const rows = k.cat([0, 1, 2].map((i) => q.applyWeight(x.narrow(0, i * 3, 3))), 0);
-        assertClose(rows, tiled, { atol: 1e-5, rtol: 1e-5, what: 'gemv vs tiles' });
-      });
-      q.dispose();
-    });
 
     test('bad input: a bf16 weight of the wrong dtype or size is named', () => {
       const q = new k.quant.QuantLinear(state(4, 32, { type: 'bf16' }), { backend: 'cpu' });

@@ -18,6 +18,9 @@ import { quantLinear } from '../../src/ops/fused/quant_linear.js';
 import type { QuantLinearState } from '../../src/quant/quant_linear.js';
 import { assertClose, runChild, seeded, seededTensor } from '../helpers.js';
 
+// float32 x throughout (and in the children, which inherit it): int8 weights' decode GEMV would
+// otherwise quantize x to int8 (quant_gemv_int8.cc, checked in quant_gemv_int8.test.ts)
+process.env.KESTREL_QUANT_GEMV = 'float';
 const CHILD = process.env.KESTREL_QUANT_CHILD === '1';
 const VS_REF = { atol: 1e-5, rtol: 1e-4 }; // float32 sums of up to 300 products against float64
 

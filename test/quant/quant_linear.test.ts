@@ -9,6 +9,10 @@ import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import { assertClose, gradcheck, refLeaf } from '../helpers.js';
 
+// float32 x throughout: int8 weights' decode GEMV would otherwise quantize x to int8
+// (quant_gemv_int8.cc, checked against its own bound in quant_gemv_int8.test.ts)
+process.env.KESTREL_QUANT_GEMV = 'float';
+
 const FORMATS: k.quant.QuantOptions[] = [{ type: 'nf4' }, { type: 'fp4' }, { type: 'nf4', doubleQuant: true }, { type: 'int8' }];
 const label = (o: k.quant.QuantOptions) => `${o.type}${o.doubleQuant ? '+dq' : ''}`;
 

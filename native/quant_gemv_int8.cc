@@ -1,0 +1,262 @@
+// The decode GEMV with int8 activations, for int8 and q4 weights: x's rows are quantized once per
+// call to int8 in blocks of 32 with one float scale each (llama.cpp's q8_0; its ggml_vec_dot_q4_0_q8_0
+// is the same arithmetic), so that a weight register multiplies 64 activations in one integer dot
+// product (vpdpbusd: u8 x s8, 4 products summed per int32 lane) instead of being widened to floats
+// and looked up in a table. The signed weights are made unsigned and the shift taken back per lane:
+//   q4:   sum_k (q_k - 8) xq_k = sum_k q_k xq_k - 8 sum_k xq_k      (q in 0..15 is already u8)
+//   int8: sum_k w_k xq_k = sum_k (w_k + 128) xq_k - 128 sum_k xq_k  (w ^ 0x80 is w + 128 as u8)
+// with sum_k xq_k per block computed with the activations. Paths: AVX512_VNNI (zmm), AVX-VNNI
+// (ymm, VEX), AVX2 (vpmaddubsw + vpmaddwd; q4 only: its int16 pairs would saturate at 255 x 127)
+// and a scalar one written as the definition; KESTREL_QUANT_GEMV forces one (or `float`: none).
+// The added error against float activations is |sum_k w_k (x_k - d xq_k)| <= sum_b (d_b / 2) sum_{k in b} |w_k|
+// with d_b = max_b |x| / 127 (test/quant/quant_gemv_int8.test.ts checks every path against it).
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "kernel_api.h"
+#include "quant_weight.h"
+#include "simd.h"  // its float vocabularies (fma, hsum); it also silences GCC 12's AVX-512 false positive
+
+namespace kestrel {
+namespace {
+
+constexpr int64_t kBlock = 32;  // activation values per scale (q8_0's block)
+constexpr int64_t kPad = 128;   // activation rows are padded with zeros to a multiple of this (one zmm of q4 bytes)
+
+// x's rows as int8, quantized once per call and read by every thread.
+struct ActInt8 {
+  int64_t Kp = 0;                     // K rounded up to kPad
+  const int8_t* q = nullptr;          // int8 weights: [M, Kp] in k order
+  const int8_t* qe = nullptr;         // q4 weights: [M, Kp/2] the even elements (a byte's high nibble's partners)
+  const int8_t* qo = nullptr;         // and the odd ones (the low nibble's)
+  const float* lane_scale = nullptr;  // the block scale d of each int32 lane of a dot product: int8 [M, Kp/4], q4 [M, Kp/8]
+  const float* lane_corr = nullptr;   // q4 [M, Kp/8]: each lane's share of the zero point, 8 d sum_b(xq) / 4
+  const float* row_corr = nullptr;    // int8 [M]: 128 sum_b d_b sum_b(xq), the unsigned shift's total
+};
+
+struct IntTask {
+  const QuantWeight* w;
+  ActInt8 a;
+  int64_t M;
+  float* y;
+  int64_t ldy;
+};
+
+thread_local ScratchBuffer act_buf{"quant_gemv int8 activations"};
+
+// One block of n <= 32 values: q = round(x / d) (to nearest even), d = max|x| / 127, zeros past n.
+// Returns false on a non-finite value (the float path then gives the IEEE result).
+bool quantize_block(const float* x, int64_t n, int8_t* q, float& d, int32_t& sum) {
+  float amax = 0;
+  for (int64_t i = 0; i < n; i++) {
+    float a = std::fabs(x[i]);
+    if (!(a <= amax)) amax = a;  // NaN too
+  }
+  if (!std::isfinite(amax)) return false;
+  d = amax / 127.0f;
+  const float inv = amax > 0 ? 127.0f / amax : 0.0f;
+  sum = 0;
+  for (int64_t i = 0; i < kBlock; i++) {
+    int v = i < n ? int(std::nearbyint(x[i] * inv)) : 0;
+    v = std::min(127, std::max(-127, v));
+    q[i] = int8_t(v);
+    sum += v;
+  }
+  return true;
+}
+
+// Quantizes x [M, K] into `a` in the layout the weight kind reads; false on a non-finite x.
+bool quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, bool q4, ActInt8& a) {
+  const int64_t Kp = (K + kPad - 1) / kPad * kPad, lanes = q4 ? Kp / 8 : Kp / 4, lanes_per_block = q4 ? 4 : 8;
+  const size_t floats = size_t(M * lanes * (q4 ? 2 : 1) + M), bytes = size_t(M * Kp);
+  float* f = act_buf.get(floats + (bytes + 3) / 4);
+  int8_t* q = reinterpret_cast<int8_t*>(f + floats);
+  std::memset(q, 0, bytes);
+  std::fill(f, f + floats, 0.0f);
+  a = ActInt8{Kp, q, q, q + M * Kp / 2, f, q4 ? f + M * lanes : nullptr, q4 ? nullptr : f + M * lanes};
+  float* corr = f + M * lanes;
+  for (int64_t m = 0; m < M; m++) {
+    double row_corr = 0;
+    for (int64_t b = 0; b * kBlock < K; b++) {
+      int8_t block[kBlock];
+      float d;
+      int32_t sum;
+      if (!quantize_block(x + m * ldx + b * kBlock, std::min(kBlock, K - b * kBlock), block, d, sum)) return false;
+      for (int64_t l = 0; l < lanes_per_block; l++) f[m * lanes + b * lanes_per_block + l] = d;
+      if (q4) {
+        for (int64_t j = 0; j < kBlock / 2; j++) {
+          q[m * Kp / 2 + b * kBlock / 2 + j] = block[2 * j];
+          q[(M + m) * Kp / 2 + b * kBlock / 2 + j] = block[2 * j + 1];
+        }
+        for (int64_t l = 0; l < 4; l++) corr[m * lanes + b * 4 + l] = 2.0f * d * float(sum);
+      } else {
+        std::memcpy(q + m * Kp + b * kBlock, block, kBlock);
+        row_corr += 128.0 * double(d) * sum;
+      }
+    }
+    if (!q4) corr[m] = float(row_corr);
+  }
+  return true;
+}
+
+// The definition, one integer dot product per block: y = sum_b d_b (sum_k w_k xq_k) (times the
+// int8 row scale, or the q4 block scale inside the sum).
+void rows_scalar(const IntTask& t, int64_t n0, int64_t n1) {
+  const QuantWeight& w = *t.w;
+  const ActInt8& a = t.a;
+  const int64_t K = w.K, blocks = (K + kBlock - 1) / kBlock;
+  for (int64_t n = n0; n < n1; n++)
+    for (int64_t m = 0; m < t.M; m++) {
+      float s = 0;
+      for (int64_t b = 0; b < blocks; b++) {
+        int32_t dot = 0;
+        if (w.kind == QuantKind::Int8) {
+          const int8_t* wr = reinterpret_cast<const int8_t*>(w.data) + n * K;
+          for (int64_t k = b * kBlock; k < std::min(K, (b + 1) * kBlock); k++) dot += int32_t(wr[k]) * a.q[m * a.Kp + k];
+          s += float(dot) * a.lane_scale[m * a.Kp / 4 + b * 8];
+        } else {
+          const uint8_t* wr = w.data + n * K / 2 + b * kBlock / 2;
+          const int8_t *qe = a.qe + m * a.Kp / 2 + b * kBlock / 2, *qo = a.qo + m * a.Kp / 2 + b * kBlock / 2;
+          for (int64_t j = 0; j < kBlock / 2; j++) dot += ((wr[j] >> 4) - 8) * qe[j] + ((wr[j] & 15) - 8) * qo[j];
+          s += w.scales[n * blocks + b] * (float(dot) * a.lane_scale[m * a.Kp / 8 + b * 4]);
+        }
+      }
+      t.y[m * t.ldy + n] = w.kind == QuantKind::Int8 ? s * (w.scales[n] / 127.0f) : s;
+    }
+}
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace qavx2 {
+// 32 weight bytes per ymm; vpmaddubsw makes int16 sums of byte pairs, vpmaddwd adds pairs of those.
+// The float side (fma, hsum) is simd.h's; the integer load/zero hide its float ones.
+struct Ymm : simd::Avx2 {
+  using I = __m256i;
+  using F = __m256;
+  static constexpr int64_t B = 32;
+  static I zero() { return _mm256_setzero_si256(); }
+  static I load(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+  static I load_tail(const uint8_t* p, int64_t n) {
+    alignas(32) uint8_t tmp[B] = {};
+    std::memcpy(tmp, p, size_t(n));
+    return load(tmp);
+  }
+  static I nib_hi(I w) { return _mm256_and_si256(_mm256_srli_epi16(w, 4), _mm256_set1_epi8(15)); }
+  static I nib_lo(I w) { return _mm256_and_si256(w, _mm256_set1_epi8(15)); }
+  static I flip(I w) { return _mm256_xor_si256(w, _mm256_set1_epi8(char(0x80))); }
+  static F zerof() { return simd::Avx2::zero(); }
+  static F loadf(const float* p) { return simd::Avx2::load(p); }
+  static F cvt(I i) { return _mm256_cvtepi32_ps(i); }
+  static F fmsub(F a, F b, F c) { return _mm256_fmsub_ps(a, b, c); }
+  // 2 q4 block scales (32 bytes = 2 blocks of 16), each over its 4 int32 lanes
+  static F q4_scales(const float* s) {
+    __m128 two = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+  }
+};
+struct V : Ymm {
+  static I dot(I acc, I u, I s) { return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))); }
+};
+#include "quant_gemv_int8_body.inc"
+}  // namespace qavx2
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avxvnni,avx2,fma")
+namespace qavxvnni {
+struct V : qavx2::Ymm {
+  static I dot(I acc, I u, I s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
+};
+#include "quant_gemv_int8_body.inc"
+}  // namespace qavxvnni
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx512vnni,avx2,fma")
+namespace qavx512vnni {
+struct V : simd::Avx512 {
+  using I = __m512i;
+  using F = __m512;
+  static constexpr int64_t B = 64;
+  static I zero() { return _mm512_setzero_si512(); }
+  static I load(const void* p) { return _mm512_loadu_si512(p); }
+  static I load_tail(const uint8_t* p, int64_t n) { return _mm512_maskz_loadu_epi8((uint64_t(1) << n) - 1, p); }
+  static I nib_hi(I w) { return _mm512_and_si512(_mm512_srli_epi16(w, 4), _mm512_set1_epi8(15)); }
+  static I nib_lo(I w) { return _mm512_and_si512(w, _mm512_set1_epi8(15)); }
+  static I flip(I w) { return _mm512_xor_si512(w, _mm512_set1_epi8(char(0x80))); }
+  static I dot(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
+  static F zerof() { return simd::Avx512::zero(); }
+  static F loadf(const float* p) { return simd::Avx512::load(p); }
+  static F cvt(I i) { return _mm512_cvtepi32_ps(i); }
+  static F fmsub(F a, F b, F c) { return _mm512_fmsub_ps(a, b, c); }
+  // 4 q4 block scales (64 bytes = 4 blocks of 16), each over its 4 int32 lanes
+  static F q4_scales(const float* s) {
+    return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0), _mm512_castps128_ps512(_mm_loadu_ps(s)));
+  }
+};
+#include "quant_gemv_int8_body.inc"
+}  // namespace qavx512vnni
+#pragma GCC pop_options
+
+enum Path { kFloat, kScalar, kAvx2, kAvxVnni, kAvx512Vnni };
+const char* const kPathNames[] = {"float", "scalar", "avx2", "avxvnni", "avx512vnni"};
+
+// KESTREL_QUANT_GEMV's path (read per call, like KESTREL_BF16_GEMM, so a test can switch it), or
+// the best the CPU has (float where it lacks AVX2: there the integer path has no fast dot product);
+// a forced path the CPU lacks is an error.
+Path chosen_path() {
+  const CpuFeatures& f = cpu_features();
+  const char* env = std::getenv("KESTREL_QUANT_GEMV");
+  if (!env || !*env || std::strcmp(env, "auto") == 0) return f.avx512vnni ? kAvx512Vnni : f.avxvnni ? kAvxVnni : f.avx2 && f.fma ? kAvx2 : kFloat;
+  const bool has[] = {true, true, f.avx2 && f.fma, f.avxvnni, f.avx512vnni};
+  const std::string s(env);
+  for (int p = 0; p < 5; p++)
+    if (s == kPathNames[p]) {
+      if (!has[p]) throw KernelError("KESTREL_QUANT_GEMV=" + s + ": this CPU (or KESTREL_SIMD) lacks " + (p == kAvx2 ? "avx2/fma" : p == kAvxVnni ? "avx_vnni" : "avx512_vnni"));
+      return Path(p);
+    }
+  throw KernelError("KESTREL_QUANT_GEMV=" + s + ": expected avx512vnni, avxvnni, avx2, scalar, float or auto");
+}
+
+bool is_q4_code(const float* code) {
+  for (int c = 0; c < 16; c++)
+    if (code[c] != float(c - 8)) return false;
+  return true;
+}
+
+}  // namespace
+
+std::string quant_gemv_path_name() {
+  try {
+    return kPathNames[chosen_path()];
+  } catch (const KernelError& e) {
+    return e.what();
+  }
+}
+
+bool quant_gemv_int8(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy) {
+  const Path path = chosen_path();
+  if (path == kFloat) return false;
+  const bool q4 = w.kind == QuantKind::FourBit && w.block == kBlock && w.K % kBlock == 0 && !w.scale_codes && is_q4_code(w.code);
+  // AVX2's int16 pair sums would saturate on (w + 128) xq: int8 weights keep float activations there
+  const bool i8 = w.kind == QuantKind::Int8 && path != kAvx2;
+  if (!q4 && !i8) return false;
+  IntTask t{&w, {}, M, y, ldy};
+  if (!quantize_rows(x, ldx, M, w.K, q4, t.a)) return false;
+  auto body = [&](int64_t n0, int64_t n1) {
+    if (path == kAvx512Vnni) return qavx512vnni::run_rows(t, n0, n1);
+    if (path == kAvxVnni) return qavxvnni::run_rows(t, n0, n1);
+    if (path == kAvx2) return qavx2::run_rows(t, n0, n1);
+    rows_scalar(t, n0, n1);
+  };
+  // rows of about 16 KB of weight per chunk at least, so tiny layers stay on one thread
+  const int64_t bytes_per_row = q4 ? w.K / 2 + w.K / kBlock * 4 : w.K;
+  parallel_for(w.N, std::max<int64_t>(1, 16384 / std::max<int64_t>(bytes_per_row, 1)), body);
+  return true;
+}
+
+}  // namespace kestrel
