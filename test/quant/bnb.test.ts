@@ -147,7 +147,14 @@ test('8-bit (LLM.int8 SCB, threshold 6): weight-only int8 equals q · SCB / 127'
     assert.ok(l instanceof k.quant.QuantLinear && l.type === 'int8', `${p} is an int8 QuantLinear`);
     assertClose(l.dequantize(), w, { atol: 0, rtol: 0, what: p });
   }
-  assertClose(logits(model), logits(await floatTwin(sd, weights)), { atol: 1e-5, rtol: 1e-5, what: 'logits' });
+  // the claim is about the weights: activations stay float32 here (the decode GEMV would otherwise
+  // quantize them to int8 per block of 32, tested against its own bound in quant_gemv_int8.test.ts)
+  process.env.KESTREL_QUANT_GEMV = 'float';
+  try {
+    assertClose(logits(model), logits(await floatTwin(sd, weights)), { atol: 1e-5, rtol: 1e-5, what: 'logits' });
+  } finally {
+    delete process.env.KESTREL_QUANT_GEMV;
+  }
 
   const saved = join(mkdtempSync(join(tmpdir(), 'kestrel-bnb-')), 'int8');
   k.savePretrained(saved, { model, hfConfig: TINY });
