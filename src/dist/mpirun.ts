@@ -68,7 +68,9 @@ export function blamedRank(lines: string[], pids: Map<string, number> = new Map(
   const text = lines.join('\n');
   // MPICH names the process by pid and host: "PID 123 RUNNING AT host / EXIT CODE: 9" (9 = killed by SIGKILL)
   const byPid = /PID (\d+) RUNNING AT (\S+)\s+=\s+EXIT CODE: (\d+)/.exec(text);
-  const pidRank = byPid ? pids.get(`${byPid[1]}@${byPid[2]}`) : undefined;
+  // MPICH names the host as the hostfile does ("localhost"), the rank as the machine does: by pid alone when only one rank has it
+  const samePid = byPid ? [...pids].filter(([key]) => key.startsWith(`${byPid[1]}@`)) : [];
+  const pidRank = byPid ? (pids.get(`${byPid[1]}@${byPid[2]}`) ?? (samePid.length === 1 ? samePid[0][1] : undefined)) : undefined;
   const patterns: [RegExp, (m: RegExpExecArray) => { rank: number; signal: string | null; code: number | null }][] = [
     // a rank killed by a signal is the cause: the others' MPI_Abort or exit came after it
     [/process rank (\d+) with PID \d+ on node \S+ exited on signal (\d+)/, (m) => ({ rank: +m[1], signal: signalName(+m[2]), code: null })],

@@ -48,4 +48,8 @@ test("mpirun's tagged lines give the rank; its own lines name the failed rank", 
   const mpich = ['=   BAD TERMINATION OF ONE OF YOUR APPLICATION PROCESSES', '=   PID 15192 RUNNING AT vm', '=   EXIT CODE: 9', '=   CLEANING UP REMAINING PROCESSES'];
   assert.deepEqual(blamedRank(mpich, new Map([['15192@vm', 1]])), { rank: 1, signal: 'SIGKILL', code: null });
   assert.equal(blamedRank(mpich), null, 'MPICH names a pid only: without the ranks\' pids no rank is blamed');
+  // with a hostfile MPICH names the host as the file does ("localhost"), the rank its machine's name: one rank has that pid
+  const viaHostfile = mpich.map((l) => l.replace('RUNNING AT vm', 'RUNNING AT localhost'));
+  assert.deepEqual(blamedRank(viaHostfile, new Map([['15192@vm', 1], ['15193@vm', 0]])), { rank: 1, signal: 'SIGKILL', code: null });
+  assert.equal(blamedRank(viaHostfile, new Map([['15192@vm', 1], ['15192@other', 0]])), null, 'a pid on two machines names no rank');
 });
