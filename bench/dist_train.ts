@@ -67,6 +67,8 @@ interface RankResult {
   /** ms per step waiting for gradient communication after backward (finish) and for the parameter all-gather (afterOptimizerStep) */
   gradWaitMs: number[];
   paramGatherMs: number[];
+  /** CPU ms per step of this process, every thread (compute pool and transport worker): less swayed by other jobs than wall time */
+  cpuMs: number[];
 }
 
 /** A fixed synthetic corpus: row g of the run is the same tokens in every layout (bench/peers/torch_ddp.py builds the same rows). */
@@ -114,7 +116,14 @@ async function rankMain(): Promise<void> {
   const shards = dp instanceof ZeroStage1 || dp instanceof ZeroStage2 ? dp.shardGroups : groups;
   const optimizer = new k.optim.AdamW(shards, { lr: 1e-4 });
   const world = pg?.size ?? 1;
-  const trainer = new Trainer({ model, data: source(SHAPE.vocab, SEQ), optimizer, batchSize: BATCH / MICRO, gradAccum: MICRO / world, maxSteps: STEPS, clip: 1, dataParallel: dp });
+  const cpuMs: number[] = [];
+  let cpu = process.cpuUsage();
+  const onStep = (): void => {
+    const d = process.cpuUsage(cpu);
+    cpuMs.push((d.user + d.system) / 1e3);
+    cpu = process.cpuUsage();
+  };
+  const trainer = new Trainer({ onStep, model, data: source(SHAPE.vocab, SEQ), optimizer, batchSize: BATCH / MICRO, gradAccum: MICRO / world, maxSteps: STEPS, clip: 1, dataParallel: dp });
   const moved = (): number => (pg ? Object.values(pg.traffic).reduce((a, b) => a + b, 0) : 0);
   const before = moved();
   const m = await trainer.train();
@@ -124,7 +133,7 @@ async function rankMain(): Promise<void> {
     rank: pg?.rank ?? 0, losses: m.map((x) => x.loss), tokensPerSec: m.map((x) => x.tokens_per_sec),
     peak: { param: peakOf('param'), grad: peakOf('grad'), optimizer: peakOf('optimizer'), activation: peakOf('activation') },
     maxRssMB: process.resourceUsage().maxRSS / 1024, bytesPerStep: (after - before) / STEPS,
-    psi: model.parameters().reduce((n, p) => n + p.numel, 0), gradWaitMs, paramGatherMs,
+    psi: model.parameters().reduce((n, p) => n + p.numel, 0), gradWaitMs, paramGatherMs, cpuMs,
   };
   pg?.destroy();
   process.stderr.write(`RESULT ${JSON.stringify(out)}\n`);
@@ -142,7 +151,7 @@ async function run(stage: string, ranks: number, threads: number): Promise<RankR
   return out.sort((a, b) => a.rank - b.rank);
 }
 
-interface TorchResult { torch: string; world: number; threads: number; tokens_per_s: number; step_s_median: number; fwd_bwd_s_median: number; clip_opt_s_median: number; losses: number[]; peak_rss_mib_per_rank: number[] }
+interface TorchResult { torch: string; world: number; threads: number; tokens_per_s: number; step_s_median: number; fwd_bwd_s_median: number; clip_opt_s_median: number; losses: number[]; peak_rss_mib_per_rank: number[]; cpu_s_per_step_median: number }
 
 /**
  * PyTorch's layout: one process, or `ranks` ranks under torchrun. Debian's torch 1.13 on Python
@@ -181,6 +190,8 @@ function paperBytes(psi: number, stage: number, n: number): { param: number; gra
 
 const load = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 const tokS = (r: RankResult): number => median(r.tokensPerSec.slice(1));
+/** CPU seconds one global step costs, summed over the layout's ranks (median of the steps after the first) */
+const cpuS = (rs: RankResult[]): number => rs.reduce((a, r) => a + median(r.cpuMs.slice(1)), 0) / 1e3;
 const MB = (b: number): string => (b / 2 ** 20).toFixed(0);
 
 async function main(): Promise<void> {
@@ -193,9 +204,9 @@ async function main(): Promise<void> {
   if (peer && typeof peer.one !== 'string' && typeof peer.two !== 'string') checkLosses('PyTorch 2 ranks', peer.two.losses, peer.one.losses);
   const torchTwo = peer && typeof peer.two !== 'string' ? peer.two : null;
   console.log(`${values.shape}: Ψ = ${psi} parameters, global batch ${BATCH} × ${SEQ} tokens in ${MICRO} micro-batches, ${STEPS} steps (median of the last ${STEPS - 1}); load before ${loadBefore}`);
-  console.log(`Kestrel 1 rank × 2 threads ${tokS(one).toFixed(0)} tok/s, 1 rank × 1 thread ${tokS(oneThread).toFixed(0)} tok/s (2 ranks × 1 thread can reach at most ${(2 * tokS(oneThread) / tokS(one)).toFixed(2)}× of 1 × 2)`);
-  if (peer) for (const [name, p] of Object.entries(peer)) console.log(typeof p === 'string' ? p : `PyTorch ${p.torch} ${p.world} × ${p.threads} thread(s): ${p.tokens_per_s.toFixed(0)} tok/s, peak RSS ${p.peak_rss_mib_per_rank.map((x) => x.toFixed(0)).join('/')} MB (${name})`);
-  console.log('N stage  tok/s  vs1×2 vsTorch | param MB (paper)  grad MB (paper)  optim MB (paper)  RSS MB | MB moved/step (paper) | grad wait  gather ms');
+  console.log(`Kestrel 1 rank × 2 threads ${tokS(one).toFixed(0)} tok/s (${cpuS([one]).toFixed(2)} CPU s/step), 1 rank × 1 thread ${tokS(oneThread).toFixed(0)} tok/s (${cpuS([oneThread]).toFixed(2)} CPU s/step; 2 ranks × 1 thread can reach at most ${(2 * tokS(oneThread) / tokS(one)).toFixed(2)}× of 1 × 2)`);
+  if (peer) for (const [name, p] of Object.entries(peer)) console.log(typeof p === 'string' ? p : `PyTorch ${p.torch} ${p.world} × ${p.threads} thread(s): ${p.tokens_per_s.toFixed(0)} tok/s (${p.cpu_s_per_step_median.toFixed(2)} CPU s/step, all ranks), peak RSS ${p.peak_rss_mib_per_rank.map((x) => x.toFixed(0)).join('/')} MB (${name})`);
+  console.log('N stage  tok/s  vs1×2 vsTorch CPU s | param MB (paper)  grad MB (paper)  optim MB (paper)  RSS MB | MB moved/step (paper) | grad wait  gather ms');
   const rows = [];
   for (const n of RANKS) {
     for (const stage of values.stages!.split(',').map(Number)) {
@@ -213,23 +224,23 @@ async function main(): Promise<void> {
       const gradWait = median(ranks[0].gradWaitMs.slice(1));
       const gather = median(ranks[0].paramGatherMs.slice(1));
       rows.push({
-        ranks: n, stage, tokensPerSec: tok, ratioVs1Rank2Threads: vsOne, ratioVsTorchDdp: vsTorch, paper,
+        ranks: n, stage, tokensPerSec: tok, ratioVs1Rank2Threads: vsOne, ratioVsTorchDdp: vsTorch, cpuSecondsPerStepAllRanks: cpuS(ranks), paper,
         perRank: ranks.map((r) => ({ rank: r.rank, peak: r.peak, maxRssMB: r.maxRssMB, bytesPerStep: r.bytesPerStep, gradWaitMsMedian: median(r.gradWaitMs.slice(1)), paramGatherMsMedian: median(r.paramGatherMs.slice(1)) })),
       });
       const p = ranks[0].peak;
-      console.log(`${n} ${String(stage).padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)}`);
+      console.log(`${n} ${String(stage).padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} ${cpuS(ranks).toFixed(2).padStart(5)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)}`);
     }
   }
   const path = writeResult('dist_train', {
     load_before: loadBefore, load_after: load(),
     shape: { name: values.shape, ...SHAPE, seq: SEQ, batch: BATCH, microBatches: MICRO }, steps: STEPS, psi, bucketElements: BUCKET_ELEMENTS,
     kestrel: {
-      oneRankTwoThreads: { tokensPerSec: tokS(one), peak: one.peak, maxRssMB: one.maxRssMB },
-      oneRankOneThread: { tokensPerSec: tokS(oneThread), peak: oneThread.peak, maxRssMB: oneThread.maxRssMB },
+      oneRankTwoThreads: { tokensPerSec: tokS(one), cpuSecondsPerStep: cpuS([one]), peak: one.peak, maxRssMB: one.maxRssMB },
+      oneRankOneThread: { tokensPerSec: tokS(oneThread), cpuSecondsPerStep: cpuS([oneThread]), peak: oneThread.peak, maxRssMB: oneThread.maxRssMB },
     },
     torch: peer ?? 'skipped (--no-peer)',
     rows,
-    notes: 'fp32 AdamW (lr 1e-4, wd 0.01 on matrices), clip 1; N ranks x 1 thread vs 1 rank x 2 threads on the same global batch; vsTorch = Kestrel N x 1 / PyTorch DDP (gloo, torchrun, bucket_cap_mb 25) N x 1; paper = ZeRO paper per-rank memory (float32, + Kestrel\'s 4Ψ/N master shard at stages 1-2) and 2Ψ·4 bytes per step (3Ψ·4 at stage 3); grad wait = ms a rank waits after backward for its gradient buckets, gather = ms for the parameter all-gather after the update',
+    notes: 'fp32 AdamW (lr 1e-4, wd 0.01 on matrices), clip 1; N ranks x 1 thread vs 1 rank x 2 threads on the same global batch; vsTorch = Kestrel N x 1 / PyTorch DDP (gloo, torchrun, bucket_cap_mb 25) N x 1; paper = ZeRO paper per-rank memory (float32, + Kestrel\'s 4Ψ/N master shard at stages 1-2) and 2Ψ·4 bytes per step (3Ψ·4 at stage 3); grad wait = ms a rank waits after backward for its gradient buckets, gather = ms for the parameter all-gather after the update; CPU s = CPU seconds of a global step summed over ranks and threads (process CPU time: less swayed by a loaded machine than tok/s)',
   });
   console.log(`load after ${load()}; wrote ${path}`);
 }

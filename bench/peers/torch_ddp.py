@@ -23,7 +23,8 @@ local rank that does not exist, 9:2, leaves every real rank unredirected.)
 or alone: /usr/bin/python3 bench/peers/torch_ddp.py --shared ../shared/bench --threads 2
 
 Rank 0 prints one JSON line: tokens_per_s (global tokens / median step time, the step time being
-the slowest rank's, over the steps after --warmup), the per-step times, the split of a step into
+the slowest rank's, over the steps after --warmup), the per-step times, the CPU seconds of a step summed over ranks
+(time.process_time: every thread of the process), the split of a step into
 forward+backward (DDP's all-reduce overlaps backward and its last bucket is waited for inside
 backward) and clip+optimizer, the losses, and every rank's peak RSS (MiB, ru_maxrss).
 """
@@ -89,9 +90,9 @@ def micro_batch(index):
     return (g * 131 + t * 17 + (t * t) % 7) % V
 
 
-steps, fb, op, losses = [], [], [], []
+steps, fb, op, cpu, losses = [], [], [], [], []
 for step in range(args.warmup + args.steps):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     total = 0.0
     for j in range(micro_per_rank):
         ids = micro_batch(step * M + rank * micro_per_rank + j)
@@ -112,6 +113,7 @@ for step in range(args.warmup + args.steps):
         steps.append(t2 - t0)
         fb.append(t1 - t0)
         op.append(t2 - t1)
+        cpu.append(time.process_time() - c0)
 
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 if world > 1:
@@ -122,6 +124,9 @@ if world > 1:
     lt = torch.tensor(losses, dtype=torch.float64)
     dist.all_reduce(lt)
     losses = (lt / world).tolist()
+    cpus = torch.tensor(cpu, dtype=torch.float64)
+    dist.all_reduce(cpus)
+    cpu = cpus.tolist()
     every = [None] * world
     dist.all_gather_object(every, rss)
     dist.destroy_process_group()
@@ -134,6 +139,7 @@ if rank == 0:
         "config": args.config, "seq": T, "batch": args.batch, "micro_batch": micro_rows, "bucket_mb": args.bucket_mb if world > 1 else None,
         "params": sum(p.numel() for p in model.parameters()),
         "tokens_per_s": args.batch * T / med, "step_s_median": med, "step_s_all": steps,
+        "cpu_s_per_step_median": statistics.median(cpu), "cpu_s_all": cpu,
         "fwd_bwd_s_median": statistics.median(fb), "clip_opt_s_median": statistics.median(op),
         "losses": losses, "peak_rss_mib_per_rank": every,
         "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"), "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
