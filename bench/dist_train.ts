@@ -69,6 +69,8 @@ interface RankResult {
   paramGatherMs: number[];
   /** ms per step in optimizer.step() (stage 0: the whole model on every rank; stages 1-2: this rank's shard) */
   optimizerMs: number[];
+  /** CPU ms of this process during optimizer.step() */
+  optimizerCpuMs: number[];
   /** CPU ms per step of this process, every thread (compute pool and transport worker): less swayed by other jobs than wall time */
   cpuMs: number[];
 }
@@ -85,13 +87,21 @@ function source(vocab: number, seq: number): { batches(o: { batchSize: number; s
   };
 }
 
-/** Wraps a method (sync or async) so each call's duration lands in `into` (the Trainer calls these once per step). */
-function timed(obj: object, name: string, into: number[]): void {
+/**
+ * Wraps a method (sync or async) so each call's wall ms lands in `into` and, when given, the
+ * process's CPU ms over the call in `cpuInto` (the Trainer calls these once per step).
+ */
+function timed(obj: object, name: string, into: number[], cpuInto?: number[]): void {
   const o = obj as Record<string, (...a: unknown[]) => unknown>;
   const f = o[name].bind(obj);
   o[name] = (...a: unknown[]) => {
     const t0 = performance.now();
-    const done = (): void => void into.push(performance.now() - t0);
+    const c0 = process.cpuUsage();
+    const done = (): void => {
+      into.push(performance.now() - t0);
+      const c = process.cpuUsage(c0);
+      cpuInto?.push((c.user + c.system) / 1e3);
+    };
     const r = f(...a);
     return r instanceof Promise ? r.finally(done) : (done(), r);
   };
@@ -119,7 +129,8 @@ async function rankMain(): Promise<void> {
   const shards = dp instanceof ZeroStage1 || dp instanceof ZeroStage2 ? dp.shardGroups : groups;
   const optimizer = new k.optim.AdamW(shards, { lr: 1e-4 });
   const optimizerMs: number[] = [];
-  timed(optimizer, 'step', optimizerMs);
+  const optimizerCpuMs: number[] = [];
+  timed(optimizer, 'step', optimizerMs, optimizerCpuMs);
   const world = pg?.size ?? 1;
   const cpuMs: number[] = [];
   let cpu = process.cpuUsage();
@@ -138,7 +149,7 @@ async function rankMain(): Promise<void> {
     rank: pg?.rank ?? 0, losses: m.map((x) => x.loss), tokensPerSec: m.map((x) => x.tokens_per_sec),
     peak: { param: peakOf('param'), grad: peakOf('grad'), optimizer: peakOf('optimizer'), activation: peakOf('activation') },
     maxRssMB: process.resourceUsage().maxRSS / 1024, bytesPerStep: (after - before) / STEPS,
-    psi: model.parameters().reduce((n, p) => n + p.numel, 0), gradWaitMs, paramGatherMs, optimizerMs, cpuMs,
+    psi: model.parameters().reduce((n, p) => n + p.numel, 0), gradWaitMs, paramGatherMs, optimizerMs, optimizerCpuMs, cpuMs,
   };
   pg?.destroy();
   process.stderr.write(`RESULT ${JSON.stringify(out)}\n`);
@@ -197,6 +208,8 @@ const load = (): string => readFileSync('/proc/loadavg', 'utf8').split(' ').slic
 const tokS = (r: RankResult): number => median(r.tokensPerSec.slice(1));
 /** CPU seconds one global step costs, summed over the layout's ranks (median of the steps after the first) */
 const cpuS = (rs: RankResult[]): number => rs.reduce((a, r) => a + median(r.cpuMs.slice(1)), 0) / 1e3;
+/** the same for the CPU seconds spent in optimizer.step() */
+const optimCpuS = (rs: RankResult[]): number => rs.reduce((a, r) => a + median(r.optimizerCpuMs.slice(1)), 0) / 1e3;
 const MB = (b: number): string => (b / 2 ** 20).toFixed(0);
 
 async function main(): Promise<void> {
@@ -205,13 +218,23 @@ async function main(): Promise<void> {
   const [oneThread] = await run('none', 1, 1);
   checkLosses('1 rank × 1 thread', oneThread.losses, one.losses);
   const psi = one.psi;
+  /**
+   * A layout's CPU seconds per step split into optimizer.step(), forward+backward (the 1 rank × 1
+   * thread run's, which has no pool or communication overhead) and the rest (communication: copies
+   * into buckets, the transport's sums and copies, waits; and pool overhead). With every core busy,
+   * 1 × 2's CPU seconds over these are the most this layout can reach against it.
+   */
+  const cpuSplit = (rs: RankResult[]): { optimizer: number; forwardBackward: number; communicationAndOther: number; ceilingVs1Rank2Threads: number } => {
+    const forwardBackward = cpuS([oneThread]) - optimCpuS([oneThread]);
+    return { optimizer: optimCpuS(rs), forwardBackward, communicationAndOther: cpuS(rs) - optimCpuS(rs) - forwardBackward, ceilingVs1Rank2Threads: cpuS([one]) / cpuS(rs) };
+  };
   const peer = values['no-peer'] ? null : { one: runTorch(1, 2), two: RANKS.includes(2) ? runTorch(2, 1) : 'not asked (--ranks has no 2)' };
   if (peer && typeof peer.one !== 'string' && typeof peer.two !== 'string') checkLosses('PyTorch 2 ranks', peer.two.losses, peer.one.losses);
   const torchTwo = peer && typeof peer.two !== 'string' ? peer.two : null;
   console.log(`${values.shape}: Ψ = ${psi} parameters, global batch ${BATCH} × ${SEQ} tokens in ${MICRO} micro-batches, ${STEPS} steps (median of the last ${STEPS - 1}); load before ${loadBefore}`);
   console.log(`Kestrel 1 rank × 2 threads ${tokS(one).toFixed(0)} tok/s (${cpuS([one]).toFixed(2)} CPU s/step, optimizer ${median(one.optimizerMs.slice(1)).toFixed(0)} ms), 1 rank × 1 thread ${tokS(oneThread).toFixed(0)} tok/s (${cpuS([oneThread]).toFixed(2)} CPU s/step; 2 ranks × 1 thread can reach at most ${(2 * tokS(oneThread) / tokS(one)).toFixed(2)}× of 1 × 2)`);
   if (peer) for (const [name, p] of Object.entries(peer)) console.log(typeof p === 'string' ? p : `PyTorch ${p.torch} ${p.world} × ${p.threads} thread(s): ${p.tokens_per_s.toFixed(0)} tok/s (${p.cpu_s_per_step_median.toFixed(2)} CPU s/step, all ranks), peak RSS ${p.peak_rss_mib_per_rank.map((x) => x.toFixed(0)).join('/')} MB (${name})`);
-  console.log('N stage  tok/s  vs1×2 vsTorch CPU s | param MB (paper)  grad MB (paper)  optim MB (paper)  RSS MB | MB moved/step (paper) | grad wait  gather  optim  step ms');
+  console.log('N stage  tok/s  vs1×2 vsTorch CPU s | param MB (paper)  grad MB (paper)  optim MB (paper)  RSS MB | MB moved/step (paper) | grad wait  gather  optim  step ms | CPU s: optim comm+other, ceiling');
   const rows = [];
   for (const n of RANKS) {
     for (const stage of values.stages!.split(',').map(Number)) {
@@ -229,23 +252,23 @@ async function main(): Promise<void> {
       const gradWait = median(ranks[0].gradWaitMs.slice(1));
       const gather = median(ranks[0].paramGatherMs.slice(1));
       rows.push({
-        ranks: n, stage, tokensPerSec: tok, ratioVs1Rank2Threads: vsOne, ratioVsTorchDdp: vsTorch, cpuSecondsPerStepAllRanks: cpuS(ranks), paper,
+        ranks: n, stage, tokensPerSec: tok, ratioVs1Rank2Threads: vsOne, ratioVsTorchDdp: vsTorch, cpuSecondsPerStepAllRanks: cpuS(ranks), cpuSplit: cpuSplit(ranks), paper,
         perRank: ranks.map((r) => ({ rank: r.rank, peak: r.peak, maxRssMB: r.maxRssMB, bytesPerStep: r.bytesPerStep, gradWaitMsMedian: median(r.gradWaitMs.slice(1)), paramGatherMsMedian: median(r.paramGatherMs.slice(1)), optimizerMsMedian: median(r.optimizerMs.slice(1)), stepMsMedian: (BATCH * SEQ * 1e3) / tok })),
       });
       const p = ranks[0].peak;
-      console.log(`${n} ${String(stage).padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} ${cpuS(ranks).toFixed(2).padStart(5)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)} ${median(ranks[0].optimizerMs.slice(1)).toFixed(0).padStart(6)} ${((BATCH * SEQ * 1e3) / tok).toFixed(0).padStart(6)}`);
+      console.log(`${n} ${String(stage).padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} ${cpuS(ranks).toFixed(2).padStart(5)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)} ${median(ranks[0].optimizerMs.slice(1)).toFixed(0).padStart(6)} ${((BATCH * SEQ * 1e3) / tok).toFixed(0).padStart(6)} | ${cpuSplit(ranks).optimizer.toFixed(2)} ${cpuSplit(ranks).communicationAndOther.toFixed(2)}, ${cpuSplit(ranks).ceilingVs1Rank2Threads.toFixed(2)}`);
     }
   }
   const path = writeResult('dist_train', {
     load_before: loadBefore, load_after: load(),
     shape: { name: values.shape, ...SHAPE, seq: SEQ, batch: BATCH, microBatches: MICRO }, steps: STEPS, psi, bucketElements: BUCKET_ELEMENTS,
     kestrel: {
-      oneRankTwoThreads: { tokensPerSec: tokS(one), cpuSecondsPerStep: cpuS([one]), optimizerMsMedian: median(one.optimizerMs.slice(1)), peak: one.peak, maxRssMB: one.maxRssMB },
-      oneRankOneThread: { tokensPerSec: tokS(oneThread), cpuSecondsPerStep: cpuS([oneThread]), optimizerMsMedian: median(oneThread.optimizerMs.slice(1)), peak: oneThread.peak, maxRssMB: oneThread.maxRssMB },
+      oneRankTwoThreads: { tokensPerSec: tokS(one), cpuSecondsPerStep: cpuS([one]), optimizerCpuSeconds: optimCpuS([one]), optimizerMsMedian: median(one.optimizerMs.slice(1)), peak: one.peak, maxRssMB: one.maxRssMB },
+      oneRankOneThread: { tokensPerSec: tokS(oneThread), cpuSecondsPerStep: cpuS([oneThread]), optimizerCpuSeconds: optimCpuS([oneThread]), optimizerMsMedian: median(oneThread.optimizerMs.slice(1)), peak: oneThread.peak, maxRssMB: oneThread.maxRssMB },
     },
     torch: peer ?? 'skipped (--no-peer)',
     rows,
-    notes: 'fp32 AdamW (lr 1e-4, wd 0.01 on matrices), clip 1; N ranks x 1 thread vs 1 rank x 2 threads on the same global batch; vsTorch = Kestrel N x 1 / PyTorch DDP (gloo, torchrun, bucket_cap_mb 25) N x 1; paper = ZeRO paper per-rank memory (float32, + Kestrel\'s 4Ψ/N master shard at stages 1-2) and 2Ψ·4 bytes per step (3Ψ·4 at stage 3); grad wait = ms a rank waits after backward for its gradient buckets, gather = ms for the parameter all-gather after the update, optim = ms in optimizer.step(), step = the global step wall ms; CPU s = CPU seconds of a global step summed over ranks and threads (process CPU time: less swayed by a loaded machine than tok/s)',
+    notes: 'fp32 AdamW (lr 1e-4, wd 0.01 on matrices), clip 1; N ranks x 1 thread vs 1 rank x 2 threads on the same global batch; vsTorch = Kestrel N x 1 / PyTorch DDP (gloo, torchrun, bucket_cap_mb 25) N x 1; paper = ZeRO paper per-rank memory (float32, + Kestrel\'s 4Ψ/N master shard at stages 1-2) and 2Ψ·4 bytes per step (3Ψ·4 at stage 3); grad wait = ms a rank waits after backward for its gradient buckets, gather = ms for the parameter all-gather after the update, optim = ms in optimizer.step(), step = the global step wall ms; CPU s = CPU seconds of a global step summed over ranks and threads (process CPU time: less swayed by a loaded machine than tok/s); cpuSplit = those in optimizer.step(), in forward+backward (the 1 rank x 1 thread run less its optimizer) and the rest (communication and overhead), and 1x2 CPU s / this layout CPU s, the most it can reach against 1x2 when every core is busy',
   });
   console.log(`load after ${load()}; wrote ${path}`);
 }
