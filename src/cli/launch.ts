@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { extname } from 'node:path';
-import { readHostfile } from '../dist/hostfile.js';
+import { parseHostfile, readHostfile } from '../dist/hostfile.js';
 import { launchElastic } from '../dist/elastic.js';
 import { DIST_BACKENDS } from '../dist/init.js';
 import { type LaunchResult, failureMessage, launch } from '../dist/launch.js';
@@ -88,7 +88,10 @@ export async function launchCommand(argv: string[]): Promise<number> {
   const rank = rankCommand(words);
   if (values.elastic) {
     // the hostfile is read again at each restart: machines removed from it or added back count
-    const listed = hostfile ? () => ({ slots: readHostfile(hostfile).reduce((s, h) => s + h.slots, 0), text: readFileSync(hostfile, 'utf8') }) : undefined;
+    const listed = hostfile ? () => {
+      const text = readFileSync(hostfile, 'utf8');
+      return { slots: parseHostfile(text, hostfile).reduce((s, h) => s + h.slots, 0), text };
+    } : undefined;
     const start = (world: number, args: string[]): Promise<LaunchResult> =>
       launchMpi({ implementation, nproc: world, hosts: hostfile ? readHostfile(hostfile) : undefined, command: rank.command, args, env: kestrelEnv() });
     return launchElastic({ nproc, ...elasticLimits(values, nproc), ...rank, start, hostfile: listed });

@@ -103,8 +103,7 @@ export class MpiTransport extends QueuedTransport {
   }
 
   pieceElements(op: Collective, dtype: DType): number {
-    if (this.known === null) throw new Error('dist: the MPI group is still being created (await a call on it first)');
-    return this.addon.mpiPieceElements(this.known, COLLECTIVES.indexOf(op), dtypeCode(dtype, op));
+    return this.addon.mpiPieceElements(this.settledId('pieceElements'), COLLECTIVES.indexOf(op), dtypeCode(dtype, op));
   }
 
   /** MPI_Comm_create_group by the members, queued after this group's earlier calls. */
