@@ -236,10 +236,21 @@ async function dataParallel(s: RunSettings, model: CausalLM): Promise<{ dp: Data
   return { dp: zero, groups: zero.shardGroups };
 }
 
-/** Closes the world after training; expert parallel first brings every rank's experts back (rank 0 saves whole layers). */
-async function closeDataParallel(dp: (DataParallel & { group: ProcessGroup }) | null, model: CausalLM, gather: boolean): Promise<void> {
-  if (dp instanceof ExpertParallelDataParallel && gather) await gatherExperts(model, dp.groups.expertParallel).finally(() => dp.group.destroy());
-  else dp?.group.destroy();
+/**
+ * Closes the world after training. A finished run first brings back what rank 0 saves: ZeRO-3
+ * writes the model itself (every rank gathers each layer) or, for a plan's adapters, gathers the
+ * trainable parameters back; expert parallel returns every rank's experts.
+ */
+async function closeDataParallel(dp: (DataParallel & { group: ProcessGroup }) | null, model: CausalLM, finished: boolean, save: { output: string; hfConfig: Record<string, unknown>; adapters: boolean }): Promise<void> {
+  try {
+    if (!finished) return;
+    if (dp instanceof ZeroStage3) {
+      if (save.adapters) dp.gatherTrainable();
+      else await saveZero3Pretrained(dp, save.output, model, save.hfConfig);
+    } else if (dp instanceof ExpertParallelDataParallel) await gatherExperts(model, dp.groups.expertParallel);
+  } finally {
+    dp?.group.destroy();
+  }
 }
 
 /** ZeRO-3 with ds_config's stage-3 limits; its layers recompute in backward already, so 'full' checkpointing would only recompute twice. */
@@ -293,32 +304,20 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
     onStep: (m) => prof?.onStep(m), dataParallel: dp,
   });
   if (profile) prof = profileSteps(trainer.step, s.maxSteps);
-  // ZeRO-3's save needs the group (every rank gathers each layer): it is destroyed after it
-  const zero3 = dp instanceof ZeroStage3 ? dp : null;
   const metrics = await trainer.train().finally(() => prof?.finish()).catch((e: unknown) => {
     dp?.group.destroy();
     throw e;
   });
-  if (!zero3) await closeDataParallel(dp, model, !trainer.interrupted);
+  await closeDataParallel(dp, model, !trainer.interrupted, { output: s.output, hfConfig, adapters: plan.save !== undefined });
   if (trainer.interrupted) {
-    zero3?.group.destroy();
     model.dispose();
     opt.dispose();
     throw new Interrupted(`interrupted at step ${trainer.step}: checkpoint saved to ${trainer.lastCheckpoint}; continue with --resume latest`);
   }
   let what = 'model';
-  if (zero3) {
-    try {
-      // a plan's save (LoRA adapters) reads the trainable parameters on rank 0: gathered back for good (they are small)
-      if (plan.save) zero3.gatherTrainable();
-      else await saveZero3Pretrained(zero3, s.output, model, hfConfig);
-    } finally {
-      zero3.group.destroy();
-    }
-  }
   if (rank !== 0) return (model.dispose(), opt.dispose(), 0); // rank 0 holds the same weights and saves them
   if (plan.save) what = plan.save(model, hfConfig, s.output);
-  else if (!zero3) savePretrained(s.output, { model, hfConfig });
+  else if (!(dp instanceof ZeroStage3)) savePretrained(s.output, { model, hfConfig }); // ZeRO-3 wrote it above
   const last = metrics.at(-1);
   process.stdout.write(`trained to step ${trainer.step}${last ? `, loss ${last.loss.toFixed(4)}` : ''}; ${what} saved to ${s.output}\n`);
   model.dispose();
