@@ -1,5 +1,6 @@
 // ZeRO stage 3 (Rajbhandari et al. 2020, "parameter partitioning"): stage 2, and no rank keeps
-// the whole model either. Each decoder layer is a unit (zero3_units.ts) whose parameters are flat
+// the whole model either. Each decoder layer is a unit (zero3_units.ts), and so are the
+// embeddings, the final norm and the head; a unit's parameters are flat
 // arenas, one per optimizer parameter group (float32 masters, trained) and one per dtype (frozen:
 // a LoRA base, a QLoRA base's packed bytes and scales), each padded to N equal shards; rank r keeps
 // shard r of each and nothing else of the layer. The trainable shards are the optimizer's
@@ -17,11 +18,18 @@
 // One call is in flight at a time, so of a prefetched unit the arena gathered last overlaps the
 // running layer's compute: a unit's arenas go smallest first (the norms, then the matrices).
 //
-// Parameters outside the layers (embeddings, final norm, head) and ones smaller than
-// stage3_param_persistence_threshold stay whole on every rank and go through stage 2
-// (zero2.ts: optimizer state and gradients partitioned), as DeepSpeed keeps small parameters
-// persistent. stage3_prefetch_bucket_size and stage3_max_live_parameters are honoured as limits
-// on the prefetch: a next unit larger than either is not prefetched (one unit is always live).
+// A unit may be used more than once per forward: a tied embedding is the embedding lookup and the
+// head. Each use is its own region (gathered, released); the unit's flat gradient collects every
+// use's backward and is reduce-scattered only after the last one (a count of the uses recorded in
+// forward), so the gradient is complete, as 1 rank's autograd sums both uses. Prefetch follows the
+// order of the calls (embeddings, layers, norm, head), not of the units.
+//
+// Parameters smaller than stage3_param_persistence_threshold stay whole on every rank and go
+// through stage 2 (zero2.ts: optimizer state and gradients partitioned), as DeepSpeed keeps small
+// parameters persistent (gathering them costs more in latency than their memory is worth), and so
+// do parameters of a model outside any unit. stage3_prefetch_bucket_size and
+// stage3_max_live_parameters are honoured as limits on the prefetch: a next unit larger than
+// either is not prefetched (one unit is always live).
 import { zeros } from '../ops/creation.js';
 import { add } from '../ops/elementwise.js';
 import { clone, narrow, reshape } from '../ops/view.js';
@@ -38,7 +46,7 @@ import { DistributedDataParallel } from './ddp.js';
 import { flatten } from './flat.js';
 import type { ProcessGroup, Work } from './process_group.js';
 import { runGathered } from './zero3_region.js';
-import { type UnitParam, type UnitTensor, findUnits, placeholderOf, swapIn, swapOut } from './zero3_units.js';
+import { type UnitCall, type UnitParam, type UnitTensor, findUnits, placeholderOf, swapIn, swapOut } from './zero3_units.js';
 import { ZeroStage2 } from './zero2.js';
 
 /** One flat arena of a unit: parameters end to end, padded to N equal shards; this rank's shard. */
@@ -65,6 +73,8 @@ interface Unit {
   bytes: number;
   state: 'released' | 'fetching' | 'ready';
   pending: number;
+  /** uses recorded in forward whose backward has not run yet: the gradient is reduced when the last one has */
+  uses: number;
 }
 
 const numelOf = (ts: readonly UnitTensor[]): number => ts.reduce((n, [, t]) => n + t.numel, 0);
@@ -81,6 +91,8 @@ export interface ZeroStage3Options {
 
 export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   private readonly units: Unit[];
+  /** where the units are used, in forward order (the prefetch order) */
+  private readonly calls: UnitCall[];
   /** stage 2 over what stays whole (outside the layers, or below the persistence threshold) */
   private readonly whole: ZeroStage2<O>;
   private readonly wholeTrainable: Set<Tensor>;
@@ -102,8 +114,9 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     super(group, o.bucketBytes);
     if (group.size > 1 && !group.startsNow)
       throw new Error('ZeRO stage 3 gathers parameters inside the synchronous forward and needs a transport that starts calls there (shared memory or MPI)');
-    const found = findUnits(model, o.persistenceThreshold ?? 0);
+    const { units: found, calls } = findUnits(model, o.persistenceThreshold ?? 0);
     if (!found.length) throw new Error('ZeRO stage 3: the model has no decoder layers (modules at ...layers.<i>) to partition');
+    this.calls = calls;
     this.groupOrder = groups.flatMap((g) => g.params);
     const groupOf = new Map<Tensor, number>();
     groups.forEach((g, i) => g.params.forEach((p) => groupOf.set(p, i)));
@@ -131,7 +144,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       }
       return { params, ...(g.options === undefined ? {} : { options: g.options }) };
     });
-    for (const u of this.units) this.wrap(found[u.index].module, u);
+    calls.forEach((c, i) => this.wrap(c, i));
   }
 
   /** The groups to build the optimizer over (this rank's shards, with each group's options). */
@@ -144,18 +157,18 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     return this.placeholders.get(p) ?? p;
   }
 
-  /** Elements of this rank's partitioned layer parameters (every arena's shard). */
+  /** Elements of this rank's partitioned parameters (every unit's arenas' shards). */
   get shardNumel(): number {
     return this.units.reduce((n, u) => n + u.arenas.reduce((m, a) => m + a.shard.numel, 0), 0);
   }
 
-  /** How many layers are partitioned (units). */
-  get layerCount(): number {
+  /** How many units are partitioned (layers, embeddings, norm, head). */
+  get unitCount(): number {
     return this.units.length;
   }
 
   /** Cuts a layer's parameters into arenas, keeps this rank's shards, and frees the rest. */
-  private partition(found: ReturnType<typeof findUnits>[number], index: number, groupOf: Map<Tensor, number>): Unit {
+  private partition(found: ReturnType<typeof findUnits>['units'][number], index: number, groupOf: Map<Tensor, number>): Unit {
     const N = this.worldSize;
     const byKey = new Map<string, { group: number; params: UnitTensor[] }>();
     for (const entry of found.params) {
@@ -187,22 +200,27 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       for (const [, p] of found.params) if (this.placeholders.has(p)) p.dispose();
     }
     const bytes = arenas.reduce((n, a) => n + a.length * a.shard.storage.bytes / a.shard.numel, 0);
-    return { path: found.path, index, arenas, bytes, state: 'released', pending: 0 };
+    return { path: found.path, index, arenas, bytes, state: 'released', pending: 0, uses: 0 };
   }
 
   /**
-   * The layer's forward goes through runGathered (an own `forward` property over the class's
-   * method: Kestrel modules have no forward hooks, and this keeps the model files unchanged).
+   * The call goes through runGathered (an own property over the class's method: Kestrel modules
+   * have no forward hooks, and this keeps the model files unchanged).
    */
-  private wrap(m: Module, u: Unit): void {
-    const own = m as unknown as { forward: (...a: unknown[]) => unknown };
-    const original = own.forward.bind(m);
+  private wrap(call: UnitCall, at: number): void {
+    const u = this.units[call.unit];
+    const original = (Reflect.get(call.owner, call.method) as (...a: unknown[]) => unknown).bind(call.owner);
+    const next = (d: 1 | -1): Unit | undefined => {
+      const c = this.calls[at + d];
+      return c && this.units[c.unit];
+    };
     const hooks = {
-      gather: (phase: 'forward' | 'backward') => this.gather(u, phase === 'forward' ? 1 : -1),
+      gather: (phase: 'forward' | 'backward') => this.gather(u, next(phase === 'forward' ? 1 : -1), phase === 'backward'),
+      recorded: () => void u.uses++,
       reduce: () => this.reduce(u),
       release: () => this.release(u),
     };
-    Object.defineProperty(m, 'forward', { value: (...args: unknown[]) => runGathered(u.path, original, args, hooks), configurable: true, writable: true, enumerable: false });
+    Object.defineProperty(call.owner, call.method, { value: (...args: unknown[]) => runGathered(u.path, original, args, hooks), configurable: true, writable: true, enumerable: false });
   }
 
   /** Starts a call (blocking until the previous ones finish, whose completions then run). */
@@ -233,17 +251,16 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     }
   }
 
-  /** Gathers unit u into its module (waiting for it), prefetching the next unit in `direction` when the limits allow. */
-  private gather(u: Unit, direction: 1 | -1): void {
+  /** Gathers unit u into its module (waiting for it), prefetching `next` (the unit of the next call) when the limits allow. */
+  private gather(u: Unit, next: Unit | undefined, backward: boolean): void {
     this.fetch(u);
-    const next = this.units[u.index + direction];
     const { prefetchBytes = Infinity, maxLiveElements = Infinity } = this.o;
     const live = (x: Unit): number => x.arenas.reduce((n, a) => n + a.length, 0);
-    if (next && next.bytes <= prefetchBytes && live(u) + live(next) <= maxLiveElements) this.fetch(next);
+    if (next && next !== u && next.bytes <= prefetchBytes && live(u) + live(next) <= maxLiveElements) this.fetch(next);
     if (u.state !== 'ready') this.drain();
     for (const a of u.arenas) {
       a.views = swapIn(a.params, a.offsets, a.full!);
-      if (direction === -1 && a.group >= 0) this.collectGrads(a);
+      if (backward && a.group >= 0) this.collectGrads(a);
     }
   }
 
@@ -253,7 +270,8 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
    * gradient is held once, not twice.
    */
   private collectGrads(a: Arena): void {
-    const flat = (a.grad = memory.withTag('grad', () => keep(zeros([a.length], { backend: a.shard.backendName }))));
+    // a unit used twice (tied embeddings) adds its second use's gradient into the first's
+    const flat = (a.grad ??= memory.withTag('grad', () => keep(zeros([a.length], { backend: a.shard.backendName }))));
     // added, not copied: a parameter used in two inner checkpoint regions gets a hook call from each
     a.views.forEach((v, i) => v.registerHook((g) => {
       noGrad(() => tidy(() => {
@@ -264,8 +282,9 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     }));
   }
 
-  /** Reduce-scatters each trainable arena's gradient (collected by collectGrads) into this rank's shard gradient. */
+  /** After a unit's last use's backward: reduce-scatters each trainable arena's gradient (collected by collectGrads) into this rank's shard gradient. */
   private reduce(u: Unit): void {
+    if (--u.uses > 0) return;
     const N = this.worldSize;
     for (const a of u.arenas) {
       if (a.group < 0 || !a.grad) continue;
@@ -291,8 +310,6 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   private release(u: Unit): void {
     for (const a of u.arenas) {
       swapOut(a.params);
-      a.grad?.dispose(); // a backward that failed before reduce()
-      a.grad = null;
       for (const v of a.views) v.dispose();
       a.views = [];
       a.full?.dispose();
@@ -307,6 +324,11 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
 
   override async finish(params: readonly Tensor[]): Promise<void> {
     this.drain();
+    // a forward whose backward never ran (or failed part way) leaves uses and a partial gradient: dropped
+    for (const u of this.units) {
+      u.uses = 0;
+      for (const a of u.arenas) (a.grad?.dispose(), (a.grad = null));
+    }
     const works = this.works;
     this.works = [];
     for (const w of works) await w;
@@ -346,13 +368,13 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   }
 
   /**
-   * Gathers the layers one at a time (every rank calls it, after training) and hands each one's
+   * Gathers the units one at a time (every rank calls it, after training) and hands each one's
    * parameters, by name, to fn before releasing them: a save that never holds the whole model.
    */
-  eachLayer(fn: (named: [string, Tensor][]) => void): void {
+  eachUnit(fn: (named: [string, Tensor][]) => void): void {
     this.drain();
     for (const u of this.units) {
-      this.gather(u, 1);
+      this.gather(u, undefined, false);
       try {
         fn(u.arenas.flatMap((a) => a.params.map((p, i): [string, Tensor] => [p.name, a.views[i]])));
       } finally {

@@ -17,6 +17,8 @@ import { Tensor } from '../tensor/tensor.js';
 export interface RegionHooks {
   /** gather the unit's parameters into the module (forward: the layer order; backward: the reverse) */
   gather(phase: 'forward' | 'backward'): void;
+  /** forward with grad: this use was recorded, its backward will come (a unit used twice counts two) */
+  recorded?(): void;
   /** backward only, before release: the parameters' gradients are final */
   reduce(): void;
   /** put the placeholders back and free the gathered buffers */
@@ -50,7 +52,7 @@ function outputOf(o: unknown, unit: string): { key: string | null; t: Tensor } {
   if (o instanceof Tensor) return { key: null, t: o };
   const fields = o && typeof o === 'object' ? Object.entries(o).filter(([, v]) => v !== null && v !== undefined) : [];
   if (fields.length !== 1 || !(fields[0][1] instanceof Tensor))
-    throw new Error(`ZeRO stage 3: unit ${unit} returned ${fields.length} values (${fields.map(([k]) => k).join(', ')}); a unit must return one tensor (MoE layers' router logits are not supported at stage 3)`);
+    throw new Error(`ZeRO stage 3: unit ${unit} returned ${fields.length} values (${fields.map(([k]) => k).join(', ')}); a unit must return one tensor with gradients on (train a CausalLM with returnLogits: false, as the trainer does; MoE layers' router logits are not supported at stage 3)`);
   return { key: fields[0][0], t: fields[0][1] };
 }
 
@@ -100,6 +102,7 @@ export function runGathered(unit: string, forward: (...a: Args) => unknown, args
     }
     return takeLeafGrads(detached);
   }, held, { always: true });
+  hooks.recorded?.();
   const { key, rest } = shape!;
   return key === null ? out : { ...(rest as object), [key]: out };
 }

@@ -1,8 +1,8 @@
 // The final model of a ZeRO-3 run as a Hugging Face sharded folder (model.safetensors.index.json
 // and model-0000i-of-0000n.safetensors), written without gathering the model on one rank: rank 0
-// writes what every rank holds whole (embeddings, final norm, head, small parameters, buffers)
-// as the first shard, then every rank gathers one layer at a time and rank 0 writes it as the
-// next shard before the layer is released. transformers and loadPretrained read the index.
+// writes what every rank holds whole (parameters below the persistence threshold, buffers), if
+// anything, as the first shard, then every rank gathers one unit (embeddings, a layer, the norm,
+// the head) at a time and rank 0 writes it as the next shard before the unit is released. transformers and loadPretrained read the index.
 import { join } from 'node:path';
 import { mkdirSync, rmSync } from 'node:fs';
 import { type Json, writeJsonAtomic } from '../io/hf_folder.js';
@@ -21,8 +21,10 @@ const shardName = (i: number, n: number): string => `model-${String(i).padStart(
  */
 export async function saveZero3Pretrained(dp: ZeroStage3, dir: string, model: Module, hfConfig: Json): Promise<void> {
   const main = dp.rank === 0;
-  const layers: number = dp.layerCount;
-  const n = layers + 1;
+  const whole = main ? Object.entries(model.stateDict()).filter(([, t]) => !isMeta(t)) : [];
+  // every rank holds whole only what is below the persistence threshold (and buffers): often nothing
+  const first = whole.length ? 1 : 0;
+  const n = dp.unitCount + first;
   const weightMap: Record<string, string> = {};
   let bytes = 0;
   const write = (i: number, tensors: Record<string, Tensor>): void => {
@@ -34,10 +36,10 @@ export async function saveZero3Pretrained(dp: ZeroStage3, dir: string, model: Mo
   if (main) {
     mkdirSync(dir, { recursive: true });
     rmSync(join(dir, 'model.safetensors'), { force: true }); // a single-file model of an earlier run would shadow the index
-    write(1, Object.fromEntries(Object.entries(model.stateDict()).filter(([, t]) => !isMeta(t))));
+    if (first) write(1, Object.fromEntries(whole));
   }
-  let i = 2;
-  dp.eachLayer((named) => write(i++, Object.fromEntries(named)));
+  let i = first + 1;
+  dp.eachUnit((named) => write(i++, Object.fromEntries(named)));
   if (main) {
     writeJsonAtomic(join(dir, 'model.safetensors.index.json'), { metadata: { total_size: bytes }, weight_map: weightMap });
     writeJsonAtomic(join(dir, 'config.json'), hfConfig);

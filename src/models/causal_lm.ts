@@ -118,6 +118,31 @@ export class CausalLM extends Module implements LanguageModel {
     return this.lm_head instanceof Linear && !this.lm_head.bias ? this.lm_head.weight : null;
   }
 
+  /**
+   * The LM head on the final hidden state h [B, T, D]: the logits and/or the loss forward asks for.
+   * One method so that ZeRO-3 can gather the head's weight (or the tied embedding) around it.
+   */
+  headForward(h: Tensor, input: CausalLMInput): { logits: Tensor | null; loss: Tensor | null } {
+    const c = this.config;
+    const [B, T] = input.inputIds.shape;
+    const reduction = input.lossReduction ?? 'mean';
+    const headWeight = this.plainHeadWeight();
+    let logits: Tensor | null = null;
+    let loss: Tensor | null = null;
+    if (input.returnLogits === false && input.labels && headWeight) {
+      // logits[:, t] predicts labels[:, t + 1]; the last position gets the ignored label instead of a narrowed copy of h
+      const ignored = full([B, 1], -100, { dtype: 'int64', backend: input.inputIds.backendName });
+      const shifted = cat([narrow(to(input.labels, 'int64'), 1, 1, T - 1), ignored], 1);
+      loss = linearCrossEntropy(reshape(h, [B * T, c.hiddenSize]), headWeight, reshape(shifted, [B * T]), { reduction, softcap: c.finalSoftcap });
+    } else if (input.returnLogits !== false || input.labels) {
+      const head = headRows(h, input);
+      const all = to(lmHead(this.model, this.lm_head, head, c.finalSoftcap), 'float32');
+      if (input.labels) loss = crossEntropy(contiguous(narrow(all, 1, 0, T - 1)), contiguous(narrow(input.labels, 1, 1, T - 1)), { reduction });
+      if (input.returnLogits !== false) logits = all;
+    }
+    return { logits, loss };
+  }
+
   forward(input: CausalLMInput): CausalLMOutput {
     const c = this.config;
     const ids = input.inputIds;
@@ -128,21 +153,8 @@ export class CausalLM extends Module implements LanguageModel {
       const { hidden: h, hiddenStates, routerLogits } = this.model.forward(input, this.checkpointing);
       if (input.labels && (input.labels.shape[0] !== B || input.labels.shape[1] !== T))
         throw new Error(`forward: labels must be [${B}, ${T}] like inputIds, got ${shapeStr(input.labels.shape)}`);
-      const reduction = input.lossReduction ?? 'mean';
-      const headWeight = this.plainHeadWeight();
-      let logits: Tensor | null = null;
-      let loss: Tensor | null = null;
-      if (input.returnLogits === false && input.labels && headWeight) {
-        // logits[:, t] predicts labels[:, t + 1]; the last position gets the ignored label instead of a narrowed copy of h
-        const ignored = full([B, 1], -100, { dtype: 'int64', backend: ids.backendName });
-        const shifted = cat([narrow(to(input.labels, 'int64'), 1, 1, T - 1), ignored], 1);
-        loss = linearCrossEntropy(reshape(h, [B * T, c.hiddenSize]), headWeight, reshape(shifted, [B * T]), { reduction, softcap: c.finalSoftcap });
-      } else if (input.returnLogits !== false || input.labels) {
-        const head = headRows(h, input);
-        const all = to(lmHead(this.model, this.lm_head, head, c.finalSoftcap), 'float32');
-        if (input.labels) loss = crossEntropy(contiguous(narrow(all, 1, 0, T - 1)), contiguous(narrow(input.labels, 1, 1, T - 1)), { reduction });
-        if (input.returnLogits !== false) logits = all;
-      }
+      const { logits, loss: headLoss } = this.headForward(h, input);
+      let loss = headLoss;
       // the balancing loss is a training quantity over whole sequences: not computed on cached steps
       const mask = input.attentionMask ?? null;
       const auxLoss = c.moe && routerLogits.length && !input.cache ? loadBalancingLoss(routerLogits, c.moe.numExperts, c.moe.topK, mask) : null;

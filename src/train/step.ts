@@ -10,6 +10,7 @@ import { autocast } from '../tensor/autocast.js';
 import type { CausalLM, CausalLMInput } from '../models/causal_lm.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { noGrad } from '../tensor/grad_mode.js';
+import { isMeta } from '../tensor/meta.js';
 
 export const IGNORE = -100;
 
@@ -53,12 +54,15 @@ export interface AccumulateOptions {
  * loss per target token over all of them.
  * @example const { loss } = accumulateGradients(model, [b1, b2]); optimizer.step()
  */
+/** Where the model's parameters live (ZeRO-3's partitioned ones are meta stand-ins: skipped; none left: the default backend). */
+const modelBackend = (model: CausalLM): string | undefined => model.parameters().find((p) => !isMeta(p))?.backendName;
+
 export function accumulateGradients(
   model: CausalLM, micro: Batch[], opts: AccumulateOptions = {},
 ): { loss: number; tokens: number } {
   const { lossScale = 1 } = opts;
   // the inputs go where the model is (a model moved with .to('cuda') needs no default-backend change)
-  const backend = opts.backend ?? model.parameters()[0]?.backendName;
+  const backend = opts.backend ?? modelBackend(model);
   const tokens = opts.normalizeTokens ?? micro.reduce((n, b) => n + targetTokens(b), 0);
   if (tokens === 0) throw new Error('accumulateGradients: the batch has no target tokens (every label is -100)');
   let total = 0;
@@ -121,7 +125,7 @@ export function causalLMStep(model: CausalLM): TrainStep<Batch> {
     evaluate: (batches) => {
       let sum = 0;
       let tokens = 0;
-      const backend = model.parameters()[0]?.backendName;
+      const backend = modelBackend(model);
       for (const b of batches) {
         tokens += targetTokens(b);
         sum += noGrad(() => tidy(() => item(model.forward({ ...batchInputs(b, backend), lossReduction: 'sum', returnLogits: false }).loss!)));

@@ -41,11 +41,14 @@ export async function sameWeights(folder: string, oneFile: string): Promise<void
 
 export type Peak = { param: number; grad: number; optimizer: number };
 
-/** A tiny llama of `layers` layers in dir/config.json (more layers than tinyTrainDir's one: buckets to bound) */
-export function deeperModel(dir: string, layers: number): void {
+/**
+ * A tiny llama of `layers` layers in dir/config.json (more layers than tinyTrainDir's one: buckets
+ * to bound); a larger vocab makes the embeddings a large share of the parameters, as in real models.
+ */
+export function deeperModel(dir: string, layers: number, o: { vocab?: number; tied?: boolean } = {}): void {
   writeFileSync(join(dir, 'config.json'), JSON.stringify({
-    model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: layers,
-    num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64,
+    model_type: 'llama', vocab_size: o.vocab ?? 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: layers,
+    num_attention_heads: 2, num_key_value_heads: 1, max_position_embeddings: 64, tie_word_embeddings: o.tied ?? false,
   }));
 }
 

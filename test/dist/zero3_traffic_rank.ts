@@ -1,5 +1,5 @@
 // One rank of the ZeRO-3 traffic test (test/dist/zero3_traffic.test.ts): a tiny 4-layer llama, the
-// same weights everywhere, one warm-up step and one measured step at stage 0 (DDP) or stage 3 on a
+// same weights everywhere (tied embeddings with TIED=1), one warm-up step and one measured step at stage 0 (DDP) or stage 3 on a
 // fixed share of a global batch. Prints the bytes each collective moved during the measured step
 // (ProcessGroup.traffic, the ZeRO paper's units) and the sizes they are checked against.
 import * as k from '../../src/index.js';
@@ -13,10 +13,10 @@ const stage = Number(process.env.ZERO_STAGE);
 const world = await initProcessGroup();
 const config = decoderConfig({
   model_type: 'llama', vocab_size: 32, hidden_size: 16, intermediate_size: 32, num_hidden_layers: 4, num_attention_heads: 2, num_key_value_heads: 1,
+  tie_word_embeddings: process.env.TIED === '1',
 }, 'traffic test config');
 const model = new k.CausalLM(config, { generator: new k.Generator(3), backend: 'cpu' });
 const named = model.namedParameters();
-const psiLayers = named.filter(([n]) => n.includes('.layers.')).reduce((a, [, p]) => a + p.numel, 0);
 const psi = named.reduce((a, [, p]) => a + p.numel, 0);
 const ddp = new DistributedDataParallel(world);
 await ddp.broadcastFromRank0(model.parameters());
@@ -31,7 +31,7 @@ for (let step = 0; step < 2; step++) {
   dp.arm(params);
   k.tidy(() => {
     const t = k.tensor(ids, { dtype: 'int64', backend: 'cpu' });
-    model.forward({ inputIds: t, labels: t }).loss!.backward();
+    model.forward({ inputIds: t, labels: t, returnLogits: false }).loss!.backward(); // the trainer's call: ZeRO-3's head unit returns the loss alone
   });
   await dp.finish(params);
   await dp.gradNorm(params);
@@ -42,6 +42,7 @@ for (let step = 0; step < 2; step++) {
   for (const p of params) p.zeroGrad();
 }
 const moved = Object.fromEntries(Object.entries(world.traffic).map(([op, n]) => [op, n - (before[op] ?? 0)]));
-const padded = dp instanceof ZeroStage3 ? dp.shardNumel * world.size : psiLayers;
-process.stdout.write(JSON.stringify({ rank: world.rank, moved, psi, psiLayers, paddedLayers: padded }) + '\n');
+const padded = dp instanceof ZeroStage3 ? dp.shardNumel * world.size : psi;
+const embed = config.vocabSize * config.hiddenSize;
+process.stdout.write(JSON.stringify({ rank: world.rank, moved, psi, padded, embed }) + '\n');
 world.destroy();
