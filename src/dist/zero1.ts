@@ -5,7 +5,6 @@
 // gradient, and an allGather of the shards rebuilds every rank's full parameters. Optimizers that
 // act elementwise (AdamW, SGD, Lion) give the same update on a shard as on the whole tensor.
 import { backendOf } from '../backend/index.js';
-import { cat } from '../ops/indexing.js';
 import { zeros } from '../ops/creation.js';
 import { clone, narrow, reshape } from '../ops/view.js';
 import { noGrad } from '../tensor/grad_mode.js';
@@ -15,8 +14,9 @@ import type { Tensor } from '../tensor/tensor.js';
 import type { ShardLayout } from '../train/data_parallel.js';
 import { piecesIn } from './bucket_plan.js';
 import { DistributedDataParallel } from './ddp.js';
-import { flatten, scatterInto } from './flat.js';
+import { flatten } from './flat.js';
 import type { ProcessGroup } from './process_group.js';
+import { ShardGatherer } from './shard_gather.js';
 
 interface Arena<O> {
   params: Tensor[];
@@ -30,10 +30,12 @@ interface Arena<O> {
 
 export class ZeroStage1<O = unknown> extends DistributedDataParallel {
   private readonly arenas: Arena<O>[];
+  private readonly gatherer: ShardGatherer;
 
   /** groups: the optimizer's parameter groups (with their options); every rank holds the same values (broadcast first) */
   constructor(group: ProcessGroup, groups: readonly { params: Tensor[]; options?: O }[], bucketBytes?: number) {
     super(group, bucketBytes);
+    this.gatherer = new ShardGatherer(group);
     const N = group.size;
     this.arenas = groups.filter((g) => g.params.length).map((g) => {
       if (g.params.some((p) => p.dtype !== 'float32')) throw new Error('ZeRO stage 1: trainable parameters must be float32 (master weights)');
@@ -63,22 +65,22 @@ export class ZeroStage1<O = unknown> extends DistributedDataParallel {
     noGrad(() => {
       for (const a of this.arenas) {
         a.shard.grad?.dispose();
-        a.shard.grad = memory.withTag('grad', () => keep(tidy(() => {
-          const grads = a.params.map((p) => p.grad ?? zeros(p.shape, { backend: p.backendName }));
-          return clone(narrow(flatten(grads, a.shardLen * this.worldSize), 0, this.rank * a.shardLen, a.shardLen));
-        })));
+        // only this rank's slice is copied (no flat copy of the whole gradient); padding and a parameter without a gradient stay zero
+        const g = (a.shard.grad = memory.withTag('grad', () => keep(zeros([a.shardLen], { backend: a.shard.backendName }))));
+        tidy(() => {
+          for (const piece of piecesIn(a.params, this.rank * a.shardLen, a.shardLen, 0)) {
+            const grad = piece.param.grad;
+            if (grad) backendOf(grad).kernels.copy(narrow(reshape(grad, [-1]), 0, piece.start, piece.length), narrow(g, 0, piece.at, piece.length));
+          }
+        });
       }
     });
   }
 
   /** Gathers every rank's updated shard into the full parameters. */
   override async afterOptimizerStep(): Promise<void> {
-    for (const a of this.arenas) {
-      const full = memory.withTag('param', () => zeros([a.shardLen * this.worldSize], { backend: a.shard.backendName }));
-      await this.group.allGather(full, a.shard);
-      noGrad(() => scatterInto(full, a.params));
-      full.dispose();
-    }
+    // in 4 MiB pieces through a kept buffer (shard_gather.ts), not one fresh Ψ-element buffer a step
+    for (const a of this.arenas) await this.gatherer.gather(a.shard, [{ params: a.params, length: a.shardLen * this.worldSize, shardOffset: 0 }]);
   }
 
   override shardLayout(): ShardLayout {

@@ -6,7 +6,7 @@
 // while backward goes on, and its buffer is freed once that call is done (startNow: at most one
 // bucket in flight and one filling). The global norm and the overflow check are a sum of the
 // ranks' shard norms (a non-finite shard makes every rank's sum non-finite, so all skip alike);
-// after the update an allGather per bucket rebuilds every rank's parameters.
+// after the update all-gathers of several buckets at a time rebuild every rank's parameters.
 //
 // Accumulation: micro-steps before the last communicate nothing, so they add into each rank's
 // local .grad as autograd always does (that local gradient is the price of silent micro-steps;
@@ -24,7 +24,8 @@ import type { ShardLayout } from '../train/data_parallel.js';
 import { type PlannedBucket, piecesIn, planBuckets } from './bucket_plan.js';
 import { DEFAULT_BUCKET_BYTES, DistributedDataParallel } from './ddp.js';
 import type { ProcessGroup, Work } from './process_group.js';
-import { flatten, scatterInto } from './flat.js';
+import { flatten } from './flat.js';
+import { ShardGatherer } from './shard_gather.js';
 
 interface Bucket extends PlannedBucket {
   /** this rank's float32 shard of the group (the optimizer's parameter) */
@@ -49,10 +50,12 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private unhook: (() => void)[] = [];
   /** the bucket whose reduceScatter was started last (its buffer goes when the next one starts) */
   private last: Bucket | null = null;
+  private readonly gatherer: ShardGatherer;
 
   /** groups: the optimizer's parameter groups; every rank holds the same values (broadcast first) */
   constructor(group: ProcessGroup, groups: readonly { params: Tensor[]; options?: O }[], bucketBytes = DEFAULT_BUCKET_BYTES) {
     super(group, bucketBytes);
+    this.gatherer = new ShardGatherer(group);
     const N = group.size;
     this.arenas = groups.filter((g) => g.params.length).map((g) => {
       if (g.params.some((p) => p.dtype !== 'float32')) throw new Error('ZeRO stage 2: trainable parameters must be float32 (master weights)');
@@ -117,19 +120,9 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   /** The shards' gradients were written by the reduceScatters: nothing to prepare. */
   override beforeOptimizerStep(): void {}
 
-  /** Gathers every rank's updated slice of each bucket into the parameters, one bucket at a time. */
+  /** Gathers every rank's updated slice of each bucket into the parameters (in chunks of several buckets: shard_gather.ts). */
   override async afterOptimizerStep(): Promise<void> {
-    const N = this.worldSize;
-    for (const a of this.arenas) {
-      for (const b of a.buckets) {
-        const full = memory.withTag('param', () => zeros([b.length], { backend: a.shard.backendName }));
-        const mine = narrow(a.shard, 0, b.shardOffset, b.length / N);
-        await this.group.allGather(full, mine);
-        noGrad(() => scatterInto(full, b.params));
-        mine.dispose();
-        full.dispose();
-      }
-    }
+    for (const a of this.arenas) await this.gatherer.gather(a.shard, a.buckets);
   }
 
   override shardLayout(): ShardLayout {

@@ -43,7 +43,7 @@ function acceptedKeys(file: string): Record<string, Check> {
   const n = count(file);
   return {
     allgather_partitions: b, // Kestrel always all-gathers the updated partitions (no broadcast variant)
-    allgather_bucket_size: n, // the allGather goes bucket by bucket, with the reduce buckets' boundaries
+    allgather_bucket_size: n, // the allGather after the update goes in 4 MiB pieces through a kept buffer (dist/shard_gather.ts)
     overlap_comm: b, // reductions always run on the transport's worker during backward
     reduce_scatter: b, // always reduce-scatter; false (all-reduce, then keep the partition) gives the same numbers
     contiguous_gradients: b, // buckets are always contiguous flat buffers
