@@ -218,7 +218,9 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       gather: (phase: 'forward' | 'backward') => this.gather(u, next(phase === 'forward' ? 1 : -1), phase === 'backward'),
       recorded: () => void u.uses++,
       reduce: () => this.reduce(u),
-      release: () => this.release(u),
+      // the forward's last call (the head) is used again at once by its backward: its gathered buffers stay
+      // (reuse distance 0; DeepSpeed's stage3_max_reuse_distance, default 1e9 elements, keeps it too)
+      release: (beforeBackward?: boolean) => this.release(u, beforeBackward === true && at === this.calls.length - 1),
     };
     Object.defineProperty(call.owner, call.method, { value: (...args: unknown[]) => runGathered(u.path, original, args, hooks), configurable: true, writable: true, enumerable: false });
   }
@@ -306,16 +308,22 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     }
   }
 
-  /** Placeholders back into the module; the gathered buffers go once nothing holds them. */
-  private release(u: Unit): void {
+  /** Placeholders back into the module; the gathered buffers go once nothing holds them (unless kept for the next gather, in state 'ready'). */
+  private release(u: Unit, keep = false): void {
     for (const a of u.arenas) {
       swapOut(a.params);
       for (const v of a.views) v.dispose();
       a.views = [];
+      if (keep) continue;
       a.full?.dispose();
       a.full = null;
     }
-    u.state = 'released';
+    u.state = keep ? 'ready' : 'released';
+  }
+
+  /** A unit kept gathered for a backward that never came (or before an update that makes it stale) is freed. */
+  private releaseKept(): void {
+    for (const u of this.units) if (u.state === 'ready') this.release(u);
   }
 
   override arm(params: readonly Tensor[]): void {
@@ -329,6 +337,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       u.uses = 0;
       for (const a of u.arenas) (a.grad?.dispose(), (a.grad = null));
     }
+    this.releaseKept();
     const works = this.works;
     this.works = [];
     for (const w of works) await w;
@@ -349,6 +358,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
 
   /** A shard whose layer took no part in this step's backward gets a zero gradient (the optimizer still steps it, as at stage 2). */
   override beforeOptimizerStep(): void {
+    this.releaseKept();
     for (const u of this.units) for (const a of u.arenas)
       if (a.group >= 0 && !a.shard.grad) a.shard.grad = memory.withTag('grad', () => keep(zeros([a.shard.numel], { backend: a.shard.backendName })));
   }

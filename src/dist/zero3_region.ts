@@ -21,8 +21,11 @@ export interface RegionHooks {
   recorded?(): void;
   /** backward only, before release: the parameters' gradients are final */
   reduce(): void;
-  /** put the placeholders back and free the gathered buffers */
-  release(): void;
+  /**
+   * put the placeholders back and free the gathered buffers; `beforeBackward`: the release after a
+   * recorded forward, whose backward will gather the unit again (ZeRO may keep the buffers for it)
+   */
+  release(beforeBackward?: boolean): void;
 }
 
 type Args = unknown[];
@@ -82,7 +85,7 @@ export function runGathered(unit: string, forward: (...a: Args) => unknown, args
       return t;
     }));
   } finally {
-    hooks.release();
+    hooks.release(true);
   }
   const held = inputs.map((x) => x.alias({ untracked: true }));
   const out = record(`zero3 ${unit}`, y, inputs, (g) => {
