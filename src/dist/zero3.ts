@@ -81,7 +81,7 @@ const numelOf = (ts: readonly UnitTensor[]): number => ts.reduce((n, [, t]) => n
 
 export interface ZeroStage3Options {
   bucketBytes?: number;
-  /** parameters with fewer elements stay whole on every rank (stage3_param_persistence_threshold; default 0: every layer parameter is partitioned) */
+  /** parameters with fewer elements stay whole on every rank (stage3_param_persistence_threshold; default 0: every unit parameter is partitioned) */
   persistenceThreshold?: number;
   /** the next unit is prefetched only when its gathered bytes are at most this (stage3_prefetch_bucket_size, in elements × 4) */
   prefetchBytes?: number;
@@ -93,7 +93,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   private readonly units: Unit[];
   /** where the units are used, in forward order (the prefetch order) */
   private readonly calls: UnitCall[];
-  /** stage 2 over what stays whole (outside the layers, or below the persistence threshold) */
+  /** stage 2 over what stays whole (below the persistence threshold, or outside every unit) */
   private readonly whole: ZeroStage2<O>;
   private readonly wholeTrainable: Set<Tensor>;
   /** the optimizer's groups: per parameter group, stage 2's shard (if any) then each unit's trainable shard */
@@ -363,7 +363,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       if (a.group >= 0 && !a.shard.grad) a.shard.grad = memory.withTag('grad', () => keep(zeros([a.shard.numel], { backend: a.shard.backendName })));
   }
 
-  /** The layers' shards are the masters (gathered at the next forward); stage 2 rebuilds what stays whole. */
+  /** The units' shards are the masters (gathered at the next forward); stage 2 rebuilds what stays whole. */
   override async afterOptimizerStep(): Promise<void> {
     await this.whole.afterOptimizerStep();
   }
