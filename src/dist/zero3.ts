@@ -18,6 +18,9 @@
 // One call is in flight at a time, so of a prefetched unit the arena gathered last overlaps the
 // running layer's compute: a unit's arenas go smallest first (the norms, then the matrices).
 //
+// The forward's last call (the head) runs on the tape instead (zero3_region.ts runRecorded): its
+// backward follows at once, so it is gathered once and not recomputed.
+//
 // A unit may be used more than once per forward: a tied embedding is the embedding lookup and the
 // head. Each use is its own region (gathered, released); the unit's flat gradient collects every
 // use's backward and is reduce-scattered only after the last one (a count of the uses recorded in
@@ -215,14 +218,15 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       return c && this.units[c.unit];
     };
     const hooks = {
-      gather: (phase: 'forward' | 'backward') => this.gather(u, next(phase === 'forward' ? 1 : -1), phase === 'backward'),
+      gather: (phase: 'forward' | 'backward' | 'recorded') => this.gather(u, phase === 'recorded' ? undefined : next(phase === 'forward' ? 1 : -1), phase !== 'forward'),
       recorded: () => void u.uses++,
       reduce: () => this.reduce(u),
-      // the forward's last call (the head) is used again at once by its backward: its gathered buffers stay
-      // (reuse distance 0; DeepSpeed's stage3_max_reuse_distance, default 1e9 elements, keeps it too)
-      release: (beforeBackward?: boolean) => this.release(u, beforeBackward === true && at === this.calls.length - 1),
+      release: (untilBackward?: boolean) => this.release(u, untilBackward === true),
     };
-    Object.defineProperty(call.owner, call.method, { value: (...args: unknown[]) => runGathered(u.path, original, args, hooks), configurable: true, writable: true, enumerable: false });
+    // the forward's last call (the head) is backpropagated right after it: it runs on the tape, gathered
+    // once for both (reuse distance 0; DeepSpeed's stage3_max_reuse_distance, default 1e9 elements, keeps it too)
+    const recorded = at === this.calls.length - 1;
+    Object.defineProperty(call.owner, call.method, { value: (...args: unknown[]) => runGathered(u.path, original, args, hooks, { recorded }), configurable: true, writable: true, enumerable: false });
   }
 
   /** Starts a call (blocking until the previous ones finish, whose completions then run). */
@@ -308,20 +312,23 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     }
   }
 
-  /** Placeholders back into the module; the gathered buffers go once nothing holds them (unless kept for the next gather, in state 'ready'). */
-  private release(u: Unit, keep = false): void {
+  /**
+   * Placeholders back into the module; the gathered buffers go once nothing holds them. `untilBackward`
+   * (a recorded forward): the views and buffers stay, in state 'ready', until the unit's backward releases it.
+   */
+  private release(u: Unit, untilBackward = false): void {
     for (const a of u.arenas) {
       swapOut(a.params);
+      if (untilBackward) continue;
       for (const v of a.views) v.dispose();
       a.views = [];
-      if (keep) continue;
       a.full?.dispose();
       a.full = null;
     }
-    u.state = keep ? 'ready' : 'released';
+    u.state = untilBackward ? 'ready' : 'released';
   }
 
-  /** A unit kept gathered for a backward that never came (or before an update that makes it stale) is freed. */
+  /** A unit still gathered for a backward that never came (it would be stale after the update) is freed. */
   private releaseKept(): void {
     for (const u of this.units) if (u.state === 'ready') this.release(u);
   }

@@ -5,6 +5,8 @@
 // (restoring the RNG), backpropagates through it and hands the parameters' gradients to ZeRO
 // before releasing them. The price is one more forward per unit (what full activation
 // checkpointing costs); in exchange a unit holds nothing between its forward and its backward.
+// The forward's last unit (the head) is the exception (runRecorded): its backward comes right
+// after its forward, so it runs once, on the tape, gathered once for both.
 import { recomputeLeaves, takeLeafGrads } from '../autograd/checkpoint.js';
 import { runBackward } from '../autograd/engine.js';
 import { record } from '../ops/dispatch.js';
@@ -15,17 +17,20 @@ import { Tensor } from '../tensor/tensor.js';
 
 /** What the region asks of ZeRO around the unit's two runs. */
 export interface RegionHooks {
-  /** gather the unit's parameters into the module (forward: the layer order; backward: the reverse) */
-  gather(phase: 'forward' | 'backward'): void;
+  /**
+   * gather the unit's parameters into the module (forward: the layer order; backward: the reverse;
+   * recorded: a forward whose tape is kept for backward, so its parameters' gradients are collected now)
+   */
+  gather(phase: 'forward' | 'backward' | 'recorded'): void;
   /** forward with grad: this use was recorded, its backward will come (a unit used twice counts two) */
   recorded?(): void;
   /** backward only, before release: the parameters' gradients are final */
   reduce(): void;
   /**
-   * put the placeholders back and free the gathered buffers; `beforeBackward`: the release after a
-   * recorded forward, whose backward will gather the unit again (ZeRO may keep the buffers for it)
+   * put the placeholders back and free the gathered buffers; `untilBackward`: after a recorded
+   * forward, only the placeholders go back (the tape holds the views until the unit's backward)
    */
-  release(beforeBackward?: boolean): void;
+  release(untilBackward?: boolean): void;
 }
 
 type Args = unknown[];
@@ -61,9 +66,12 @@ function outputOf(o: unknown, unit: string): { key: string | null; t: Tensor } {
 
 /**
  * Runs `forward(...args)` as one gathered unit (see the file comment); without grad mode it is
- * gather, run, release.
+ * gather, run, release. `recorded`: for a unit whose backward comes right after its forward (the
+ * head: the forward's last unit), the forward runs on the tape with the gathered parameters and
+ * keeps them until its backward (see runRecorded) instead of re-gathering and recomputing.
  */
-export function runGathered(unit: string, forward: (...a: Args) => unknown, args: Args, hooks: RegionHooks): unknown {
+export function runGathered(unit: string, forward: (...a: Args) => unknown, args: Args, hooks: RegionHooks, o: { recorded?: boolean } = {}): unknown {
+  if (o.recorded && isGradEnabled() && tensorsIn(args).some((x) => x.requiresGrad)) return runRecorded(unit, forward, args, hooks);
   if (!isGradEnabled()) {
     hooks.gather('forward');
     try {
@@ -85,7 +93,7 @@ export function runGathered(unit: string, forward: (...a: Args) => unknown, args
       return t;
     }));
   } finally {
-    hooks.release(true);
+    hooks.release();
   }
   const held = inputs.map((x) => x.alias({ untracked: true }));
   const out = record(`zero3 ${unit}`, y, inputs, (g) => {
@@ -108,4 +116,35 @@ export function runGathered(unit: string, forward: (...a: Args) => unknown, args
   hooks.recorded?.();
   const { key, rest } = shape!;
   return key === null ? out : { ...(rest as object), [key]: out };
+}
+
+/**
+ * The unit's forward on the tape while gathered: its nodes hold what their backward needs (views of
+ * the gathered buffers), so the unit is released (and its gradient handed to ZeRO) only after its
+ * backward. That moment is marked by an identity on each input that needs a gradient: the
+ * identity's backward runs once every use of its output, the whole unit, has been backpropagated.
+ */
+function runRecorded(unit: string, forward: (...a: Args) => unknown, args: Args, hooks: RegionHooks): unknown {
+  const inputs = tensorsIn(args);
+  hooks.gather('recorded');
+  hooks.recorded?.();
+  let pending = inputs.filter((x) => x.requiresGrad).length;
+  const done = (): void => {
+    if (--pending > 0) return;
+    try {
+      hooks.reduce();
+    } finally {
+      hooks.release();
+    }
+  };
+  let out: unknown;
+  try {
+    const marked = inputs.map((x) => (x.requiresGrad ? record(`zero3 ${unit} done`, x.alias(), [x], (g) => (done(), [g.alias()])) : x));
+    out = forward(...withTensors(args, marked));
+  } catch (e) {
+    hooks.release();
+    throw e;
+  }
+  hooks.release(true); // the placeholders back in the module; the tape keeps the views it saved
+  return out;
 }
