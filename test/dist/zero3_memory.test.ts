@@ -42,6 +42,7 @@ test('ZeRO-3 on 4 ranks (bf16, untied embeddings): 1 rank × grad-accum 4\'s run
     assert.ok(p.grad <= gradBound, `step ${i + 1}: gradient peak ${p.grad} > ${gradBound} (1 rank: ${one.peaks[i].grad})`);
     assert.ok(p.optimizer <= one.peaks[i].optimizer / 4, `step ${i + 1}: optimizer state ${p.optimizer} > 1 rank's ${one.peaks[i].optimizer} / 4`);
   }
+  process.stdout.write(`# untied, 4 ranks: parameter peak ${Math.max(...four.peaks.map((p) => p.param))} B of 1 rank's ${4 * P} (bound ${4 * (P / 4 + twoUnits)})\n`);
 });
 
 test('ZeRO-3 on 2 ranks, tied embeddings, stage3_prefetch_bucket_size 0: 1 rank\'s run with parameters ≤ Ψ/2 + one unit', async () => {
@@ -59,4 +60,5 @@ test('ZeRO-3 on 2 ranks, tied embeddings, stage3_prefetch_bucket_size 0: 1 rank\
     assert.ok(p.param <= 4 * (P / 2 + embed), `step ${i + 1}: parameter peak ${p.param} > (Ψ/2 + the embedding unit)·4 = ${4 * (P / 2 + embed)}`);
     assert.ok(p.param >= 4 * (P / 2 + embed), `step ${i + 1}: parameter peak ${p.param}: the embedding unit was never gathered?`);
   }
+  process.stdout.write(`# tied, 2 ranks, no prefetch: parameter peak ${Math.max(...two.peaks.map((p) => p.param))} B of 1 rank's ${4 * P}\n`);
 });
