@@ -21,7 +21,7 @@ import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig, MoeConfig } from './config.js';
 import { Mlp } from './mlp.js';
 import { type Routing, route } from './moe_routing.js';
-import { canGroup, groupedProjection, groupedProjections } from './moe_projections.js';
+import { allPlain, canGroup, groupedProjection, groupedProjections } from './moe_projections.js';
 import { type BroadcastGroup, type ExpertParallelGroup, expertParallelCompute, gatherForeignExperts, releaseForeignExperts, ownedExperts } from './moe_expert_parallel.js';
 
 /** Mixtral's expert (MixtralBlockSparseTop2MLP): w2(act(w1 x) * w3 x). */
@@ -148,10 +148,15 @@ export class SparseMoe extends Module {
     });
   }
 
-  /** Experts over their sorted rows: gate and up in one grouped pass, then down. */
+  /**
+   * Experts over their sorted rows: gate and up in one grouped pass, then down. With plain experts
+   * under autocast, gate and up come out of their GEMMs rounded to bf16 (halfOut), SiLU*up reads and
+   * writes bf16 and down reads that directly: no float32 [slots, ffn] buffer or cast in either pass.
+   */
   private runExperts(experts: readonly AnyExpert[], sorted: Tensor, offsets: readonly number[]): Tensor {
     const p = experts.map(expertProjections);
-    const [g, u] = groupedProjections(sorted, [p.map((e) => e.gate), p.map((e) => e.up)], offsets);
+    const halfOut = (['gate', 'up', 'down'] as const).every((n) => allPlain(p.map((e) => e[n])));
+    const [g, u] = groupedProjections(sorted, [p.map((e) => e.gate), p.map((e) => e.up)], offsets, { halfOut });
     return groupedProjection(glu(g, u, this.c.activation), p.map((e) => e.down), offsets);
   }
 

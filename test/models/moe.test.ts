@@ -66,9 +66,10 @@ describe('grouped MoE equals the per-expert loop', () => {
     test(`${what} (cpu, float32, every gradient)`, { skip: hasCpu() ? false : 'cpu addon not built' }, () => groupedEqualsLoop(raw, 'cpu', 'float32', 2e-6));
   }
 
-  // Under autocast the grouped path keeps its GEMMs' float32 sums (only operands are rounded); the
-  // loop also rounds each Linear's output and weight gradient to bf16 (2^-9 relative each, through
-  // three chained Linears): the two agree within a few 2^-8 of each gradient's scale.
+  // Under autocast the grouped path rounds gate and up to bf16 (as the loop's Linears do) but keeps
+  // the down projection's float32 sums and float32 weight gradients; the loop also rounds its down
+  // output and every weight gradient to bf16 (2^-9 relative each, through three chained Linears):
+  // the two agree within a few 2^-8 of each gradient's scale.
   test('under bf16 autocast (cpu): grouped and loop give the same loss and gradients within bf16 rounding', { skip: hasCpu() ? false : 'cpu addon not built' }, () => {
     const m = new k.CausalLM(decoderConfig(qwenMoe(), 'c'), { generator: new k.Generator(3), backend: 'cpu' });
     k.tidy(() => {
