@@ -8,7 +8,8 @@
 // Every group's product goes to the backend as one matmulList call (one parallel pass over all
 // experts); a backend without it runs matmul per group. Several weight sets over the same x
 // (an expert's gate and up projections) share that one pass. Under k.autocast the products read
-// bf16/fp16 copies of float32 operands and keep their float32 sums (autocastGrouped).
+// bf16/fp16 copies of float32 operands (a half x as it is) and keep their float32 sums, or round
+// them once to the half dtype with { halfOut: true } (autocastGrouped).
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { MatmulItem, View } from '../../backend/kernels.js';
 import { autocastDtype } from '../../tensor/autocast.js';
