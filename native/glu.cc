@@ -5,8 +5,8 @@
 // own): a half input is widened chunk by chunk into that stack buffer and a half output computed
 // there in float32 and rounded once, so the values are those of the float32 kernel on the widened
 // inputs, rounded (what the half_operands wrapper would give, without its full-size scratch copies:
-// a bf16 MoE's SiLU*up reads and writes bf16 in one pass). The spans (glu_spans.inc) are compiled for SSE2, AVX2+FMA
-// and AVX-512 and picked by cpu_features(), as the elementwise kernels are.
+// a bf16 MoE's SiLU*up reads and writes bf16 in one pass). The spans (glu_spans.inc) are compiled
+// for SSE2, AVX2+FMA and AVX-512 and picked by cpu_features(), as the elementwise kernels are.
 #include <immintrin.h>
 
 #include <algorithm>
