@@ -148,6 +148,29 @@ describe('routing by hand', () => {
     assert.equal(s.dropped, 0);
   });
 
+  test('top-k and the slot sort equal their definitions (a stable sort per row; slots bucketed by expert) on tie-heavy rows', () => {
+    // the definitions: indices sorted by value descending, lower index first on ties; each expert's
+    // kept slots in increasing flat order n * k + s; first choices admitted before second choices
+    for (let trial = 0; trial < 60; trial++) {
+      const [N, E] = [1 + ((trial * 7) % 23), 1 + (trial % 9)];
+      const topK = 1 + (trial % E);
+      const capacity = trial % 3 === 0 ? Infinity : Math.ceil((0.7 * N * topK) / E);
+      const rows = Array.from({ length: N }, (_, n) => Array.from({ length: E }, (_, e) => (((n * E + e) * 2654435761 + trial * 97) >>> 0) % 4));
+      const want = rows.map((r) => [...r.keys()].sort((a, b) => r[b] - r[a] || a - b).slice(0, topK));
+      const r = k.tidy(() => route(k.tensor(rows, { dtype: 'float64', backend: 'ref' }), { topK, order: 'topk_softmax', normTopkProb: false, capacityFactor: 0 }));
+      assert.deepEqual(r.experts.map((x) => [...x]), want, `trial ${trial}: top-${topK} of ${E}`);
+      const load = new Array<number>(E).fill(0);
+      const keep = want.map((c) => c.map(() => false));
+      for (let s = 0; s < topK; s++) want.forEach((c, n) => (keep[n][s] = load[c[s]]++ < capacity));
+      const groups = Array.from({ length: E }, (_, e) => want.flatMap((c, n) => c.map((x, s) => (x === e && keep[n][s] ? n * topK + s : -1))).filter((i) => i >= 0).sort((a, b) => a - b));
+      const got = sortSlots(want.map((c) => Int32Array.from(c)), E, capacity);
+      assert.deepEqual(got.slotIndex, groups.flat(), `trial ${trial}: slots`);
+      assert.deepEqual(got.tokenOfSlot, groups.flat().map((i) => Math.floor(i / topK)), `trial ${trial}: tokens`);
+      assert.deepEqual(got.offsets, groups.reduce((o, g) => [...o, o[o.length - 1] + g.length], [0]), `trial ${trial}: offsets`);
+      assert.deepEqual(got.chosen, load, `trial ${trial}: chosen`);
+    }
+  });
+
   test('capacity dropping: first choices are admitted before second choices, each in token order', () => {
     // 4 tokens, top-2 over 2 experts, capacity factor 0.5 -> ceil(0.5 * 4 * 2 / 2) = 2 slots per expert.
     // choices: t0 (0, 1), t1 (0, 1), t2 (0, 1), t3 (1, 0)
