@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import type { Json } from '../../src/models/families/hf_config.js';
-import { type SparseMoe } from '../../src/models/moe.js';
+import { SparseMoe } from '../../src/models/moe.js';
 import { route, sortSlots } from '../../src/models/moe_routing.js';
 import { ownedExperts } from '../../src/models/moe_expert_parallel.js';
 import { decoderConfig } from '../../src/models/registry.js';
@@ -82,6 +82,27 @@ describe('grouped MoE equals the per-expert loop', () => {
       }
     });
     m.dispose();
+  });
+
+  // What forward leaves for backward under bf16 autocast, in bytes, with S slots, F ffn, D dim, E
+  // experts, N tokens: gate and up (saved by SiLU*up) and h (saved by down) are bf16, 6·S·F in all;
+  // the rest is D-sized (sorted rows, down's float32 output, the bf16 weight copies, the output).
+  // Float32 gate/up plus a bf16 copy of h, as before halfOut, would be 10·S·F: the bound 8·S·F
+  // separates the two with room for the D-sized terms (about S·F here).
+  test('under bf16 autocast (cpu) the block keeps its [slots, ffn] activations in bf16 for backward', { skip: hasCpu() ? false : 'cpu addon not built' }, () => {
+    const [N, D, F, E] = [150, 8, 160, 4];
+    const c = decoderConfig(mixtral({ hidden_size: D, intermediate_size: F, num_local_experts: E, num_experts_per_tok: 2 }), 'c');
+    const block = new SparseMoe(c, { generator: new k.Generator(5), backend: 'cpu' });
+    const x = seededTensor([1, N, D], 'float32', 'cpu', 4).requiresGrad_();
+    const S = 2 * N;
+    const base = k.memory.stats().current.total;
+    const { out, routerLogits } = k.autocast('bfloat16', () => block.forward(x));
+    const held = k.memory.stats().current.total - base;
+    assert.ok(held > 6 * S * F && held < 8 * S * F, `held ${held} bytes: want between 6·S·F = ${6 * S * F} and 8·S·F = ${8 * S * F}`);
+    k.tidy(() => out.sum().backward());
+    assert.equal(x.grad!.dtype, 'float32');
+    for (const t of [out, routerLogits, x]) t.dispose();
+    block.dispose();
   });
 
   test('save -> load in HF keys round-trips a config with dense layers, bit for bit', async () => {
