@@ -5,8 +5,9 @@
 // in float32 and under torch.autocast bf16 on the same shapes; 'best vs best' compares each side's
 // faster setting. Results are validated (grouped vs loop, bf16 vs float32) before anything is
 // timed. Medians of --runs iterations after a warm-up (the modes alternate, so load drift on a
-// shared machine hits all alike).
-// Run: node --import tsx bench/moe.ts [--tokens 1024] [--runs 5] [--no-peer]
+// shared machine hits all alike). `--profile` adds where the bf16 step's time goes (k.profile per
+// kernel and per op backward over three steps), written to the results as profile_bf16.
+// Run: node --import tsx bench/moe.ts [--tokens 1024] [--runs 5] [--no-peer] [--profile]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -55,7 +56,8 @@ function relError(a: { out: k.Tensor; dx: k.Tensor }, b: { out: k.Tensor; dx: k.
 /**
  * The grouped path against the per-expert loop (float32: reduction order only, 1e-5 of the scale),
  * and the bf16 grouped path against float32 grouped: each of the three chained GEMMs rounds its
- * operands to bf16 (2^-9 relative each), so a few 2^-8 of the scale, bounded here by 3e-2.
+ * operands to bf16 and gate/up their outputs too (2^-9 relative each), so a few 2^-8 of the scale,
+ * bounded here by 3e-2 (measured 5e-3).
  */
 function validate(b: SparseMoe, x: k.Tensor, dy: k.Tensor): { fp32: number; bf16: number } {
   const [g, h, l] = MODES.map((m) => step(b, x, dy, m));
@@ -81,6 +83,18 @@ function timeAll(b: SparseMoe, x: k.Tensor, dy: k.Tensor, runs: number): Record<
   return Object.fromEntries(MODES.map((m) => [m, median(times[m])])) as Record<Mode, number>;
 }
 
+/** k.profile over three bf16 steps: the printed table, and per kernel row its ms per step and share. */
+function profileBf16(b: SparseMoe, x: k.Tensor, dy: k.Tensor): { table: string; kernels: { name: string; phase: string; ms_per_step: number; share: number }[] } {
+  const steps = 3;
+  const free = (r: { out: k.Tensor; dx: k.Tensor }) => (r.out.dispose(), r.dx.dispose());
+  free(step(b, x, dy, 'grouped_bf16'));
+  k.profile.start();
+  for (let i = 0; i < steps; i++) free(step(b, x, dy, 'grouped_bf16'));
+  const { wallMs, kernels } = k.profile.stop();
+  const rows = kernels.map((r) => ({ name: r.name, phase: r.phase, ms_per_step: r.ms / steps, share: r.ms / wallMs }));
+  return { table: k.profile.report({ steps, top: 20, peak: false }), kernels: rows };
+}
+
 interface PeerRun { torch: string; threads: number; autocast: string | null; seconds: number }
 
 /** PyTorch's block in float32 and under torch.autocast bf16 (its best setting is the faster). */
@@ -94,7 +108,7 @@ function runTorch(req: object): { fp32: PeerRun | null; bf16: PeerRun | null; wh
 }
 
 function main(): void {
-  const { values } = parseArgs({ options: { tokens: { type: 'string', default: '1024' }, runs: { type: 'string', default: '5' }, 'no-peer': { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { tokens: { type: 'string', default: '1024' }, runs: { type: 'string', default: '5' }, 'no-peer': { type: 'boolean', default: false }, profile: { type: 'boolean', default: false } } });
   const [tokens, runs] = [Number(values.tokens), Number(values.runs)];
   const threads = loadNative()?.info().threads ?? 1;
   const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).map(Number);
@@ -111,6 +125,8 @@ function main(): void {
   console.log(`  grouped float32   ${ms(t.grouped)}`);
   console.log(`  grouped bf16      ${ms(t.grouped_bf16)}  (k.autocast('bfloat16'))`);
   console.log(`  per-expert loop   ${ms(t.loop)}  (grouped float32 ${(t.loop / t.grouped).toFixed(2)}x)`);
+  const prof = values.profile ? profileBf16(b, x, dy) : null;
+  if (prof) console.log(prof.table);
   const best = Math.min(t.grouped, t.grouped_bf16);
   let peer: object = { skipped: '--no-peer' };
   if (!values['no-peer']) {
@@ -129,6 +145,7 @@ function main(): void {
     validation_max_rel_error: maxError.fp32, validation_bf16_vs_fp32_rel_error: maxError.bf16,
     grouped_s: t.grouped, grouped_bf16_s: t.grouped_bf16, loop_s: t.loop, grouped_vs_loop: t.loop / t.grouped, gflop_per_iter: gflop,
     grouped_gflops: gflop / t.grouped, grouped_bf16_gflops: gflop / t.grouped_bf16, peer,
+    ...(prof ? { profile_bf16: prof.kernels } : {}),
   });
   console.log(`wrote ${path}`);
 }

@@ -16,6 +16,7 @@
 
 #include "gemm_half.h"
 #include "kernel_api.h"
+#include "transpose16.h"
 
 #define KESTREL_AMX __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16,amx-tile,amx-bf16")))
 
@@ -52,6 +53,31 @@ KESTREL_AMX void enter() {
 
 KESTREL_AMX void leave() { __asm__ volatile("tilerelease" ::: "memory"); }
 
+// One A panel from a k-major source (A transposed, as in a weight gradient dW = dYᵀ X, whose k
+// is the token dimension): rows r < n at src[k*ks + r]. Per 16 rows and 32 k, k rows 2p and 2p+1
+// are interleaved into 32-bit pairs (word r = the pair of row r, as pack_pairs does), and the 16x16
+// block of pairs is transposed in registers, giving each row its 32 consecutive k: 64 bytes stored
+// at once instead of 512 scalar stores a column apart. Reads stop at row n and k = kc (masked loads
+// give the zeros); rows from n to the panel's end were zeroed by the caller.
+KESTREL_AMX void pack_a_k_major(const uint16_t* src, int64_t ks, int n, int64_t kc, int64_t kcp, uint16_t* dst) {
+  for (int r0 = 0; r0 < n; r0 += 16) {
+    int rows = std::min(16, n - r0);
+    __mmask16 lm = __mmask16((1u << rows) - 1u);
+    for (int64_t k0 = 0; k0 < kc; k0 += 32) {
+      __m512 w[16];
+#pragma GCC unroll 16
+      for (int p = 0; p < 16; p++) {
+        int64_t k = k0 + 2 * p;
+        __m256i lo = k < kc ? _mm256_maskz_loadu_epi16(lm, src + k * ks + r0) : _mm256_setzero_si256();
+        __m256i hi = k + 1 < kc ? _mm256_maskz_loadu_epi16(lm, src + (k + 1) * ks + r0) : _mm256_setzero_si256();
+        w[p] = _mm512_castsi512_ps(_mm512_or_si512(_mm512_cvtepu16_epi32(lo), _mm512_slli_epi32(_mm512_cvtepu16_epi32(hi), 16)));
+      }
+      transpose16(w);  // w[r] now holds the 16 pairs (32 k) of row r0 + r
+      for (int r = 0; r < rows; r++) _mm512_storeu_ps(dst + (r0 + r) * kcp + k0, w[r]);
+    }
+  }
+}
+
 // A panels for the tiles: mr rows of kcp contiguous bf16 each (element (r, k) at r*kcp + k),
 // zero-padded, so a tile of 16 rows x 32 k is a 64-byte-wide window at stride 2*kcp bytes.
 void pack_a(const uint16_t* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int64_t kcp, int mr, bool,
@@ -63,8 +89,9 @@ void pack_a(const uint16_t* src, int64_t rs, int64_t ks, int64_t rows, int64_t k
     if (n < mr || kc < kcp) std::memset(dst, 0, sizeof(uint16_t) * size_t(mr * kcp));
     if (ks == 1) {
       for (int r = 0; r < n; r++) std::memcpy(dst + r * kcp, s + r * rs, sizeof(uint16_t) * size_t(kc));
+    } else if (rs == 1) {
+      pack_a_k_major(s, ks, n, kc, kcp, dst);
     } else {
-      // k-major source (A transposed): read along the rows, write one column of the panel per k
       for (int64_t k = 0; k < kc; k++)
         for (int r = 0; r < n; r++) dst[r * kcp + k] = s[r * rs + k * ks];
     }

@@ -12,7 +12,7 @@ import { glu } from '../ops/glu.js';
 import { moeCombine } from '../ops/fused/moe_combine.js';
 import { indexAdd, indexSelect } from '../ops/indexing.js';
 import { reshape, unsqueeze } from '../ops/view.js';
-import { autocast } from '../tensor/autocast.js';
+import { autocast, autocastDtype } from '../tensor/autocast.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { Linear } from '../nn/layers.js';
@@ -21,7 +21,7 @@ import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig, MoeConfig } from './config.js';
 import { Mlp } from './mlp.js';
 import { type Routing, route } from './moe_routing.js';
-import { canGroup, groupedProjection, groupedProjections } from './moe_projections.js';
+import { allPlain, canGroup, groupedProjection, groupedProjections } from './moe_projections.js';
 import { type BroadcastGroup, type ExpertParallelGroup, expertParallelCompute, gatherForeignExperts, releaseForeignExperts, ownedExperts } from './moe_expert_parallel.js';
 
 /** Mixtral's expert (MixtralBlockSparseTop2MLP): w2(act(w1 x) * w3 x). */
@@ -148,10 +148,16 @@ export class SparseMoe extends Module {
     });
   }
 
-  /** Experts over their sorted rows: gate and up in one grouped pass, then down. */
+  /**
+   * Experts over their sorted rows: gate and up in one grouped pass, then down. With plain experts
+   * under bf16 autocast, gate and up come out of their GEMMs rounded to bf16 (halfOut), SiLU*up reads
+   * and writes bf16 and down reads that directly: no float32 [slots, ffn] buffer or cast in either
+   * pass. Under fp16 autocast they keep float32 sums (fp16's range could overflow an activation).
+   */
   private runExperts(experts: readonly AnyExpert[], sorted: Tensor, offsets: readonly number[]): Tensor {
     const p = experts.map(expertProjections);
-    const [g, u] = groupedProjections(sorted, [p.map((e) => e.gate), p.map((e) => e.up)], offsets);
+    const halfOut = autocastDtype() === 'bfloat16' && (['gate', 'up', 'down'] as const).every((n) => allPlain(p.map((e) => e[n])));
+    const [g, u] = groupedProjections(sorted, [p.map((e) => e.gate), p.map((e) => e.up)], offsets, { halfOut });
     return groupedProjection(glu(g, u, this.c.activation), p.map((e) => e.down), offsets);
   }
 

@@ -9,7 +9,7 @@
 // its per-expert loop, which takes any module.
 import { dropout } from '../ops/attention.js';
 import { add, mul } from '../ops/elementwise.js';
-import { groupedLinear, groupedLinears } from '../ops/fused/grouped_linear.js';
+import { type GroupedOptions, groupedLinear, groupedLinears } from '../ops/fused/grouped_linear.js';
 import { cat } from '../ops/indexing.js';
 import { narrow } from '../ops/view.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -20,6 +20,9 @@ import { QuantLinear } from '../quant/quant_linear.js';
 
 /** The weight of a bias-free Linear, else null. */
 const plainWeight = (m: Module): Tensor | null => (m instanceof Linear && !m.bias ? m.weight : null);
+
+/** Whether every module is a plain bias-free Linear (the projections groupedLinear runs directly). */
+export const allPlain = (mods: readonly Module[]): boolean => mods.every((m) => plainWeight(m) !== null);
 
 /** Each expert's QuantLinear on its rows of x (rows of a group are contiguous, so each call reads x in place). */
 function groupedQuant(x: Tensor, mods: QuantLinear[], offsets: readonly number[]): Tensor {
@@ -62,11 +65,12 @@ export function groupedProjection(x: Tensor, mods: readonly Module[], offsets: r
 }
 
 /**
- * Several projections over the same rows (an expert's gate and up): one shared pass when all are plain.
+ * Several projections over the same rows (an expert's gate and up): one shared pass when all are plain
+ * (opts then applies: halfOut rounds the outputs to the autocast dtype; other kinds keep float32 sums).
  * @example const [gate, up] = groupedProjections(sorted, [experts.map((e) => e.w1), experts.map((e) => e.w3)], offsets)
  */
-export function groupedProjections(x: Tensor, sets: readonly (readonly Module[])[], offsets: readonly number[]): Tensor[] {
+export function groupedProjections(x: Tensor, sets: readonly (readonly Module[])[], offsets: readonly number[], opts: GroupedOptions = {}): Tensor[] {
   const plain = sets.map((mods) => mods.map(plainWeight));
-  if (plain.every((ws) => ws.every((w) => w !== null))) return groupedLinears(x, plain as Tensor[][], offsets);
+  if (plain.every((ws) => ws.every((w) => w !== null))) return groupedLinears(x, plain as Tensor[][], offsets, opts);
   return sets.map((mods) => groupedProjection(x, mods, offsets));
 }

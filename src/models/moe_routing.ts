@@ -46,10 +46,24 @@ export interface Routing {
   dropped: number;
 }
 
-/** The k largest entries of a row, best first (lower index first on ties, as the loop reference). */
+/**
+ * The k largest entries of a row, best first (lower index first on ties, as the loop reference): an
+ * insertion into a k-long list per entry (k is a handful), no sort or array per row: routing runs
+ * on the host between the GEMMs, so its time is serial time in every MoE layer.
+ */
 function topIndices(row: Float32Array, k: number): Int32Array {
-  const idx = Array.from(row.keys()).sort((a, b) => row[b] - row[a] || a - b);
-  return Int32Array.from(idx.slice(0, k));
+  const top = new Int32Array(k);
+  let n = 0;
+  for (let e = 0; e < row.length; e++) {
+    const v = row[e];
+    let p = n;
+    while (p > 0 && row[top[p - 1]] < v) p--; // strictly less: an equal earlier entry stays ahead
+    if (p >= k) continue;
+    for (let j = Math.min(n, k - 1); j > p; j--) top[j] = top[j - 1];
+    top[p] = e;
+    if (n < k) n++;
+  }
+  return top;
 }
 
 /** Capacity per expert for N tokens (Infinity when dropless). */
@@ -70,7 +84,9 @@ export function route(logits: Tensor, o: RoutingOptions): Routing {
   const probs = softmax(l32, -1);
   const host = toFloat32Array(o.order === 'softmax_topk' ? probs : l32);
   const experts = Array.from({ length: N }, (_, n) => topIndices(host.subarray(n * E, (n + 1) * E), k));
-  const index = tensor(experts.flatMap((r) => [...r]), { dtype: 'int64', shape: [N, k], backend: logits.backendName });
+  const flat = new Array<number>(N * k);
+  experts.forEach((r, n) => r.forEach((e, s) => (flat[n * k + s] = e)));
+  const index = tensor(flat, { dtype: 'int64', shape: [N, k], backend: logits.backendName });
   let weights: Tensor;
   if (o.order === 'topk_softmax') weights = softmax(gather(l32, 1, index), -1);
   else {
@@ -80,19 +96,33 @@ export function route(logits: Tensor, o: RoutingOptions): Routing {
   return { weights, experts, ...sortSlots(experts, E, expertCapacity(N, E, o)) };
 }
 
-/** The kept slots grouped by expert (token order inside a group), admitted by choice rank then token. */
+/**
+ * The kept slots grouped by expert (token order inside a group), admitted by choice rank then token.
+ * A counting sort over the flat slots n * k + s: each group's slots come out in increasing order.
+ */
 export function sortSlots(experts: Int32Array[], numExperts: number, capacity: number): Pick<Routing, 'tokenOfSlot' | 'slotIndex' | 'offsets' | 'chosen' | 'dropped'> {
   const k = experts[0]?.length ?? 0;
+  const N = experts.length;
   const chosen = new Array<number>(numExperts).fill(0);
-  const keep = experts.map(() => new Array<boolean>(k).fill(false));
+  const kept = new Array<number>(numExperts).fill(0);
+  const keep = new Uint8Array(N * k);
   for (let s = 0; s < k; s++)
-    experts.forEach((r, n) => {
-      keep[n][s] = chosen[r[s]] < capacity;
-      chosen[r[s]]++;
-    });
-  const groups: number[][] = Array.from({ length: numExperts }, () => []);
-  experts.forEach((r, n) => r.forEach((e, s) => keep[n][s] && groups[e].push(n * k + s)));
-  const slotIndex = groups.flat();
-  const offsets = groups.reduce((o, g) => [...o, o[o.length - 1] + g.length], [0]);
-  return { tokenOfSlot: slotIndex.map((s) => Math.floor(s / k)), slotIndex, offsets, chosen, dropped: experts.length * k - slotIndex.length };
+    for (let n = 0; n < N; n++) {
+      const e = experts[n][s];
+      if (chosen[e] < capacity) (keep[n * k + s] = 1), kept[e]++;
+      chosen[e]++;
+    }
+  const offsets = [0];
+  for (let e = 0; e < numExperts; e++) offsets.push(offsets[e] + kept[e]);
+  const S = offsets[numExperts];
+  const cursor = offsets.slice(0, numExperts);
+  const slotIndex = new Array<number>(S);
+  const tokenOfSlot = new Array<number>(S);
+  for (let i = 0; i < N * k; i++) {
+    if (!keep[i]) continue;
+    const at = cursor[experts[Math.floor(i / k)][i % k]]++;
+    slotIndex[at] = i;
+    tokenOfSlot[at] = Math.floor(i / k);
+  }
+  return { tokenOfSlot, slotIndex, offsets, chosen, dropped: N * k - S };
 }

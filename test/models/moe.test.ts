@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import type { Json } from '../../src/models/families/hf_config.js';
-import { type SparseMoe } from '../../src/models/moe.js';
+import { SparseMoe } from '../../src/models/moe.js';
 import { route, sortSlots } from '../../src/models/moe_routing.js';
 import { ownedExperts } from '../../src/models/moe_expert_parallel.js';
 import { decoderConfig } from '../../src/models/registry.js';
@@ -66,9 +66,10 @@ describe('grouped MoE equals the per-expert loop', () => {
     test(`${what} (cpu, float32, every gradient)`, { skip: hasCpu() ? false : 'cpu addon not built' }, () => groupedEqualsLoop(raw, 'cpu', 'float32', 2e-6));
   }
 
-  // Under autocast the grouped path keeps its GEMMs' float32 sums (only operands are rounded); the
-  // loop also rounds each Linear's output and weight gradient to bf16 (2^-9 relative each, through
-  // three chained Linears): the two agree within a few 2^-8 of each gradient's scale.
+  // Under autocast the grouped path rounds gate and up to bf16 (as the loop's Linears do) but keeps
+  // the down projection's float32 sums and float32 weight gradients; the loop also rounds its down
+  // output and every weight gradient to bf16 (2^-9 relative each, through three chained Linears):
+  // the two agree within a few 2^-8 of each gradient's scale.
   test('under bf16 autocast (cpu): grouped and loop give the same loss and gradients within bf16 rounding', { skip: hasCpu() ? false : 'cpu addon not built' }, () => {
     const m = new k.CausalLM(decoderConfig(qwenMoe(), 'c'), { generator: new k.Generator(3), backend: 'cpu' });
     k.tidy(() => {
@@ -81,6 +82,27 @@ describe('grouped MoE equals the per-expert loop', () => {
       }
     });
     m.dispose();
+  });
+
+  // What forward leaves for backward under bf16 autocast, in bytes, with S slots, F ffn, D dim, E
+  // experts, N tokens: gate and up (saved by SiLU*up) and h (saved by down) are bf16, 6·S·F in all;
+  // the rest is D-sized (sorted rows, down's float32 output, the bf16 weight copies, the output).
+  // Float32 gate/up plus a bf16 copy of h, as before halfOut, would be 10·S·F: the bound 8·S·F
+  // separates the two with room for the D-sized terms (about S·F here).
+  test('under bf16 autocast (cpu) the block keeps its [slots, ffn] activations in bf16 for backward', { skip: hasCpu() ? false : 'cpu addon not built' }, () => {
+    const [N, D, F, E] = [150, 8, 160, 4];
+    const c = decoderConfig(mixtral({ hidden_size: D, intermediate_size: F, num_local_experts: E, num_experts_per_tok: 2 }), 'c');
+    const block = new SparseMoe(c, { generator: new k.Generator(5), backend: 'cpu' });
+    const x = seededTensor([1, N, D], 'float32', 'cpu', 4).requiresGrad_();
+    const S = 2 * N;
+    const base = k.memory.stats().current.total;
+    const { out, routerLogits } = k.autocast('bfloat16', () => block.forward(x));
+    const held = k.memory.stats().current.total - base;
+    assert.ok(held > 6 * S * F && held < 8 * S * F, `held ${held} bytes: want between 6·S·F = ${6 * S * F} and 8·S·F = ${8 * S * F}`);
+    k.tidy(() => out.sum().backward());
+    assert.equal(x.grad!.dtype, 'float32');
+    for (const t of [out, routerLogits, x]) t.dispose();
+    block.dispose();
   });
 
   test('save -> load in HF keys round-trips a config with dense layers, bit for bit', async () => {
@@ -145,6 +167,29 @@ describe('routing by hand', () => {
     assert.deepEqual(s.offsets, [0, 2, 4, 6, 6]);
     assert.deepEqual(s.chosen, [2, 2, 2, 0]);
     assert.equal(s.dropped, 0);
+  });
+
+  test('top-k and the slot sort equal their definitions (a stable sort per row; slots bucketed by expert) on tie-heavy rows', () => {
+    // the definitions: indices sorted by value descending, lower index first on ties; each expert's
+    // kept slots in increasing flat order n * k + s; first choices admitted before second choices
+    for (let trial = 0; trial < 60; trial++) {
+      const [N, E] = [1 + ((trial * 7) % 23), 1 + (trial % 9)];
+      const topK = 1 + (trial % E);
+      const capacity = trial % 3 === 0 ? Infinity : Math.ceil((0.7 * N * topK) / E);
+      const rows = Array.from({ length: N }, (_, n) => Array.from({ length: E }, (_, e) => (((n * E + e) * 2654435761 + trial * 97) >>> 0) % 4));
+      const want = rows.map((r) => [...r.keys()].sort((a, b) => r[b] - r[a] || a - b).slice(0, topK));
+      const r = k.tidy(() => route(k.tensor(rows, { dtype: 'float64', backend: 'ref' }), { topK, order: 'topk_softmax', normTopkProb: false, capacityFactor: 0 }));
+      assert.deepEqual(r.experts.map((x) => [...x]), want, `trial ${trial}: top-${topK} of ${E}`);
+      const load = new Array<number>(E).fill(0);
+      const keep = want.map((c) => c.map(() => false));
+      for (let s = 0; s < topK; s++) want.forEach((c, n) => (keep[n][s] = load[c[s]]++ < capacity));
+      const groups = Array.from({ length: E }, (_, e) => want.flatMap((c, n) => c.map((x, s) => (x === e && keep[n][s] ? n * topK + s : -1))).filter((i) => i >= 0).sort((a, b) => a - b));
+      const got = sortSlots(want.map((c) => Int32Array.from(c)), E, capacity);
+      assert.deepEqual(got.slotIndex, groups.flat(), `trial ${trial}: slots`);
+      assert.deepEqual(got.tokenOfSlot, groups.flat().map((i) => Math.floor(i / topK)), `trial ${trial}: tokens`);
+      assert.deepEqual(got.offsets, groups.reduce((o, g) => [...o, o[o.length - 1] + g.length], [0]), `trial ${trial}: offsets`);
+      assert.deepEqual(got.chosen, load, `trial ${trial}: chosen`);
+    }
   });
 
   test('capacity dropping: first choices are admitted before second choices, each in token order', () => {

@@ -7,7 +7,9 @@
 // model's activations take half the bytes, and no cast ops or graph nodes are recorded.
 // Broadcast dims (stride 0) stay broadcast in the scratch, so `x * bias` widens the bias only once.
 // bfloat16 attention is the exception where the CPU multiplies bf16 (bf16Attention): q, k, v, out and
-// dout go to native/attention.cc as they are, and only its float32 results are rounded here.
+// dout go to native/attention.cc as they are, and only its float32 results are rounded here. glu and
+// gluBackward are not wrapped: native/glu.cc widens and rounds half operands chunk by chunk itself
+// (the same values, no full-size scratch).
 import { isHalf } from '../../tensor/dtype.js';
 import { Layout, contiguousStrides, numel } from '../../tensor/layout.js';
 import type { Storage } from '../../tensor/storage.js';
@@ -62,9 +64,6 @@ export function withHalfOperands(k: Kernels, scratch: ScratchAlloc, bf16Attentio
     reduce: (op, x, out) => call((i, o) => k.reduce(op, i(x), o(out))),
     softmax: (x, out, log) => call((i, o) => k.softmax(i(x), o(out), log)),
     softmaxBackward: (y, dy, dx, log) => call((i, o) => k.softmaxBackward(i(y), i(dy), o(dx), log)),
-    glu: (act, gate, up, out) => call((i, o) => k.glu(act, i(gate), i(up), o(out))),
-    gluBackward: (act, gate, up, dy, dgate, dup) =>
-      call((i, o) => k.gluBackward(act, i(gate), i(up), i(dy), opt(o, dgate), opt(o, dup))),
     rmsNorm: (x, w, eps, offset, out, rstd) => call((i, o) => k.rmsNorm(i(x), opt(i, w), eps, offset, o(out), rstd)),
     rmsNormBackward: (x, w, offset, rstd, dy, dx, dw) =>
       call((i, o) => k.rmsNormBackward(i(x), opt(i, w), offset, rstd, i(dy), o(dx), opt(o, dw))),

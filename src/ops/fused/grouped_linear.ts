@@ -8,7 +8,8 @@
 // Every group's product goes to the backend as one matmulList call (one parallel pass over all
 // experts); a backend without it runs matmul per group. Several weight sets over the same x
 // (an expert's gate and up projections) share that one pass. Under k.autocast the products read
-// bf16/fp16 copies of float32 operands and keep their float32 sums (autocastGrouped).
+// bf16/fp16 copies of float32 operands (a half x as it is) and keep their float32 sums, or round
+// them once to the half dtype with { halfOut: true } (autocastGrouped).
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { MatmulItem, View } from '../../backend/kernels.js';
 import { autocastDtype } from '../../tensor/autocast.js';
@@ -42,7 +43,8 @@ function runList(x: Tensor, items: MatmulItem[], accumulate: boolean): void {
   else for (const it of items) k.matmul(it.a, it.b, it.out, accumulate);
 }
 
-function checkArgs(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: readonly number[]): void {
+/** Shapes and dtypes; under autocast (ac) x and the weights may each be float32 or ac's half dtype. */
+function checkArgs(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: readonly number[], ac: Tensor['dtype'] | null = null): void {
   if (x.ndim !== 2) throw new Error(`groupedLinear: x must be 2-d [rows, in], got ${shapeStr(x.shape)}`);
   const [S, K] = x.shape;
   const G = offsets.length - 1;
@@ -57,7 +59,7 @@ function checkArgs(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: rea
     for (const [g, w] of ws.entries()) {
       if (w.ndim !== 2 || w.shape[0] !== O || w.shape[1] !== K)
         throw new Error(`groupedLinear: weight ${g} of set ${s} must be [${O}, ${K}] (out, in), got ${shapeStr(w.shape)}`);
-      if (w.dtype !== x.dtype) throw new Error(`groupedLinear: weight ${g} of set ${s} is ${w.dtype}, x is ${x.dtype}`);
+      if (w.dtype !== x.dtype && !ac) throw new Error(`groupedLinear: weight ${g} of set ${s} is ${w.dtype}, x is ${x.dtype}`);
     }
   }
   if (!isFloat(x.dtype)) throw new Error(`groupedLinear: x must be floating point, got ${x.dtype}`);
@@ -111,35 +113,48 @@ function forwardPass(ops: { x: Tensor; sets: readonly (readonly Tensor[])[] }, o
   return outs;
 }
 
+/** groupedLinears' options. */
+export interface GroupedOptions {
+  /**
+   * Under k.autocast: round each output to the autocast dtype (PyTorch autocast's linear output)
+   * instead of keeping the GEMMs' float32 sums. The rounding happens once, as the GEMM writes its
+   * tile, and the output's gradient then arrives in that dtype, so an activation between two
+   * grouped GEMMs (an expert's SiLU*up) reads and writes half rows and backward casts nothing.
+   */
+  halfOut?: boolean;
+}
+
 /**
- * Under autocast on a backend with matmulList: the GEMMs read bf16/fp16 copies of float32 x and
- * weights and write their float32 sums as the output (no rounding to the half dtype: the SwiGLU
- * and the weighted scatter after it run in float32, and backward writes float32 dx and dW straight
- * from the GEMMs instead of half gradients cast back).
+ * Under autocast on a backend with matmulList: the GEMMs read bf16/fp16 copies of the float32
+ * weights (and of x unless it is already half) and write their float32 sums as the output, or those
+ * sums rounded once to the half dtype with halfOut. Backward writes dx in x's own dtype and float32
+ * dW straight from the GEMMs' float32 sums, never a half gradient cast back.
  */
-function autocastGrouped(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: readonly number[], half: Tensor['dtype']): Tensor[] {
+function autocastGrouped(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: readonly number[], half: Tensor['dtype'], halfOut: boolean): Tensor[] {
   const xc = contiguous(x);
-  const xh = noGrad(() => to(xc, half));
-  const setsH = sets.map((ws) => ws.map((w) => noGrad(() => to(w, half))));
-  const outs = forwardPass({ x: xh, sets: setsH }, offsets, x.dtype);
+  const xh = xc.dtype === half ? xc : noGrad(() => to(xc, half));
+  const setsH = sets.map((ws) => ws.map((w) => (w.dtype === half ? w : noGrad(() => to(w, half)))));
+  const outs = forwardPass({ x: xh, sets: setsH }, offsets, halfOut ? half : 'float32');
   const res = sets.map((ws, s) => (needsGrad(x, ...ws) ? recordSet(outs[s], { x, ws }, { x: xh, ws: setsH[s] }, offsets) : outs[s]));
-  for (const t of [xh, ...setsH.flat()]) t.dispose(); // recordSet holds its own handles
-  if (xc !== x) xc.dispose();
+  // recordSet holds its own handles; the caller's tensors stay
+  const given = new Set([x, ...sets.flat()]);
+  for (const t of new Set([xc, xh, ...setsH.flat()])) if (!given.has(t)) t.dispose();
   return res;
 }
 
 /**
  * One grouped pass for several weight sets over the same sorted rows: out[s] = groupedLinear(x, sets[s], offsets).
- * Under k.autocast, float32 x and weights run as bf16/fp16 GEMMs with float32 outputs (autocastGrouped).
+ * Under k.autocast, float32 (or already half) x and float32 weights run as bf16/fp16 GEMMs with
+ * float32 outputs, or half ones with opts.halfOut (autocastGrouped).
  * @example const [gate, up] = groupedLinears(xSorted, [gateWeights, upWeights], [0, 3, 3, 7]) // 3 experts
  */
-export function groupedLinears(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: readonly number[]): Tensor[] {
+export function groupedLinears(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: readonly number[], opts: GroupedOptions = {}): Tensor[] {
   inputs('groupedLinear', x, ...sets.flat());
   const ac = autocastDtype();
   if (ac && isFloat(x.dtype) && (x.dtype !== ac || sets.some((ws) => ws.some((w) => w.dtype !== ac)))) {
-    if (backendOf(x).kernels.matmulList && [x, ...sets.flat()].every((t) => t.dtype === 'float32')) {
-      checkArgs(x, sets, offsets);
-      return autocastGrouped(x, sets, offsets, ac);
+    if (backendOf(x).kernels.matmulList && [x, ...sets.flat()].every((t) => t.dtype === 'float32' || t.dtype === ac)) {
+      checkArgs(x, sets, offsets, ac);
+      return autocastGrouped(x, sets, offsets, ac, opts.halfOut === true);
     }
     return tidy(() => groupedLinears(to(x, ac), sets.map((ws) => ws.map((w) => to(w, ac))), offsets));
   }
@@ -155,8 +170,8 @@ export function groupedLinears(x: Tensor, sets: readonly (readonly Tensor[])[], 
  * y [S, O]: the rows of x in [offsets[g], offsets[g+1]) times weights[g]ᵀ.
  * @example groupedLinear(xSorted, experts.map((e) => e.w1.weight), [0, 3, 3, 7])
  */
-export const groupedLinear = (x: Tensor, weights: readonly Tensor[], offsets: readonly number[]): Tensor =>
-  groupedLinears(x, [weights], offsets)[0];
+export const groupedLinear = (x: Tensor, weights: readonly Tensor[], offsets: readonly number[], opts: GroupedOptions = {}): Tensor =>
+  groupedLinears(x, [weights], offsets, opts)[0];
 
 /** The per-group loop groupedLinear equals (the reference its tests compare with). */
 export function groupedLinearComposite(x: Tensor, weights: readonly Tensor[], offsets: readonly number[]): Tensor {
