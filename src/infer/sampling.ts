@@ -1,6 +1,7 @@
 // Logits processing and token choice on the host, row by row, in HF generate()'s order:
 // repetition penalty, OpenAI's presence/frequency penalties, then (when sampling) temperature,
 // top-k, top-p, min-p, then a draw.
+import { topIndices } from './top_indices.js';
 
 export interface SamplingOptions {
   /** 0 (or doSample false) = greedy */
@@ -54,44 +55,63 @@ export function argmax(xs: Float32Array): number {
   return best;
 }
 
-/** Softmax probabilities after temperature, top-k, top-p and min-p filtering (filtered = 0). */
+/**
+ * The smallest count n >= 1 of `ranked` (descending) whose probability mass reaches topP, as HF's
+ * TopPLogitsWarper keeps; -1 when the mass of all of `ranked` stays below it.
+ */
+function nucleusSize(p: Float64Array, ranked: readonly number[], topP: number): number {
+  let mass = 0;
+  for (let n = 0; n < ranked.length; n++) {
+    if (n > 0 && mass >= topP) return n;
+    mass += p[ranked[n]];
+  }
+  return mass >= topP ? ranked.length : -1;
+}
+
+/**
+ * Softmax probabilities after temperature, top-k, top-p and min-p filtering (filtered = 0).
+ * Only the ranked prefix the filters need is ordered (topIndices), and sums run over the kept
+ * indices in index order, so every value is the same double a full sort of the row would give.
+ */
 export function samplingProbs(logits: Float32Array, o: SamplingOptions): Float64Array {
   const V = logits.length;
   const t = o.temperature ?? 1;
-  const z = Float64Array.from(logits, (x) => x / t);
-  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => z[b] - z[a]);
-  const keep = new Uint8Array(V).fill(1);
-  const drop = (i: number): void => {
-    keep[i] = 0;
-  };
-  if (o.topK && o.topK > 0 && o.topK < V) for (const i of order.slice(o.topK)) drop(i);
+  const z = new Float64Array(V);
+  for (let i = 0; i < V; i++) z[i] = logits[i] / t;
+  // the kept indices, ascending; `ranked` the same set best first once a filter has ordered it
+  let ranked: number[] | null = o.topK && o.topK > 0 && o.topK < V ? topIndices(z, o.topK) : null;
+  let kept = ranked ? Int32Array.from(ranked).sort() : new Int32Array(V);
+  if (!ranked) for (let i = 0; i < V; i++) kept[i] = i;
   const probs = (): Float64Array => {
     let m = -Infinity;
-    for (let i = 0; i < V; i++) if (keep[i] && z[i] > m) m = z[i];
+    for (const i of kept) if (z[i] > m) m = z[i];
     const p = new Float64Array(V);
     let s = 0;
-    for (let i = 0; i < V; i++) if (keep[i]) s += p[i] = Math.exp(z[i] - m);
-    for (let i = 0; i < V; i++) p[i] /= s;
+    for (const i of kept) s += p[i] = Math.exp(z[i] - m);
+    // every kept logit -Infinity (or NaN): the dense definition's 0 / NaN made the whole row NaN
+    if (Number.isNaN(s)) return p.fill(NaN);
+    for (const i of kept) p[i] /= s;
     return p;
   };
   if (o.topP !== undefined && o.topP < 1) {
-    // keep the smallest prefix (by probability, descending) whose mass reaches top_p; always >= 1 token
     const p = probs();
-    let mass = 0;
-    let n = 0;
-    for (const i of order) {
-      if (!keep[i]) continue;
-      if (n > 0 && mass >= o.topP) drop(i);
-      else {
-        mass += p[i];
-        n++;
+    // rank a growing prefix until its mass reaches top_p (a flat row may need all of it)
+    for (let m = 64; ; m *= 8) {
+      const prefix: number[] = ranked ?? topIndices(z, m);
+      const whole = prefix.length === kept.length;
+      const n = nucleusSize(p, prefix, o.topP);
+      if (n >= 0 || whole) {
+        ranked = prefix.slice(0, n >= 0 ? n : prefix.length);
+        kept = Int32Array.from(ranked).sort();
+        break;
       }
     }
   }
   if (o.minP !== undefined && o.minP > 0) {
     const p = probs();
-    const top = p[order[0]];
-    for (let i = 0; i < V; i++) if (keep[i] && p[i] < o.minP * top) drop(i);
+    let top = 0;
+    for (const i of kept) if (p[i] > top) top = p[i];
+    kept = kept.filter((i) => !(p[i] < o.minP! * top));
   }
   return probs();
 }
