@@ -96,7 +96,7 @@ export function samplingProbs(logits: Float32Array, o: SamplingOptions): Float64
   if (o.topP !== undefined && o.topP < 1) {
     const p = probs();
     // rank a growing prefix until its mass reaches top_p (a flat row may need all of it)
-    for (let m = 64; ; m *= 8) {
+    for (let m = 64; ; m *= 16) {
       const prefix: number[] = ranked ?? topIndices(z, m);
       const whole = prefix.length === kept.length;
       const n = nucleusSize(p, prefix, o.topP);

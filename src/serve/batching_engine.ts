@@ -29,6 +29,18 @@ export interface BatchingOptions {
   prefillChunk: number;
   /** sequences (rows) running at once */
   maxBatch: number;
+  /** called after every step with where its time went (profiling: bench/serve_step.ts) */
+  onStep?: (t: StepTiming) => void;
+}
+
+export interface StepTiming {
+  /** rows that fed one token and picked their next one */
+  decodeRows: number;
+  /** prompt tokens fed (prefill chunks) */
+  prefillTokens: number;
+  /** the forward (pagedStep), and the token choice of every row that asked for logits */
+  forwardMs: number;
+  chooseMs: number;
 }
 
 interface Row {
@@ -209,13 +221,20 @@ export class BatchingEngine implements Engine {
         inputs.push({ seq: row.seq, tokens: row.tokens.slice(row.seq.cached, row.seq.cached + count), wantLogits: count === todo, job, row });
       }
     if (!inputs.length) return;
+    const t0 = performance.now();
     const logits = pagedStep(model, cache, inputs);
+    const t1 = performance.now();
     let li = 0;
     for (const x of inputs) {
       cache.commit(x.seq, x.row.tokens);
       if (x.wantLogits) this.choose(x.job, x.row, logits[li++], cache);
     }
     for (const job of jobs) this.flush(job);
+    if (this.o.onStep) {
+      const decodeRows = inputs.filter((x) => x.tokens.length === 1 && x.wantLogits).length;
+      const fed = inputs.reduce((a, x) => a + x.tokens.length, 0);
+      this.o.onStep({ decodeRows, prefillTokens: fed - decodeRows, forwardMs: t1 - t0, chooseMs: performance.now() - t1 });
+    }
   }
 
   /** Picks a row's next token (its own draw), records it and finishes the row on eos, stop or length. */

@@ -1,49 +1,13 @@
 // samplingProbs ranks only the prefix its filters need (topIndices) instead of sorting the whole
 // vocabulary; seeded sampling must not change, so every probability must be the very double the
-// dense definition gives. The reference below is that definition written out plainly (HF's
-// warpers: stable sort of all V by score, top-k, top-p over the sorted kept tokens, min-p against
-// the top probability, sums in index order), compared bit for bit on rows with ties and -Infinity.
+// dense definition gives (src/infer/sampling_reference.ts: HF's warpers over a stable sort of all
+// V), compared bit for bit on rows with ties and -Infinity.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import { type SamplingOptions, drawFrom, samplingProbs } from '../../src/infer/sampling.js';
+import { denseProbs } from '../../src/infer/sampling_reference.js';
 import { topIndices } from '../../src/infer/top_indices.js';
 import { topLogprobs } from '../../src/serve/engine.js';
-
-function denseProbs(logits: Float32Array, o: SamplingOptions): Float64Array {
-  const V = logits.length;
-  const z = Float64Array.from(logits, (x) => x / (o.temperature ?? 1));
-  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => z[b] - z[a]);
-  const keep = new Uint8Array(V).fill(1);
-  if (o.topK && o.topK > 0 && o.topK < V) for (const i of order.slice(o.topK)) keep[i] = 0;
-  const probs = (): Float64Array => {
-    let m = -Infinity;
-    for (let i = 0; i < V; i++) if (keep[i] && z[i] > m) m = z[i];
-    const p = new Float64Array(V);
-    let s = 0;
-    for (let i = 0; i < V; i++) if (keep[i]) s += p[i] = Math.exp(z[i] - m);
-    for (let i = 0; i < V; i++) p[i] /= s;
-    return p;
-  };
-  if (o.topP !== undefined && o.topP < 1) {
-    const p = probs();
-    let mass = 0;
-    let n = 0;
-    for (const i of order) {
-      if (!keep[i]) continue;
-      if (n > 0 && mass >= o.topP) keep[i] = 0;
-      else {
-        mass += p[i];
-        n++;
-      }
-    }
-  }
-  if (o.minP !== undefined && o.minP > 0) {
-    const p = probs();
-    const top = p[order[0]];
-    for (let i = 0; i < V; i++) if (keep[i] && p[i] < o.minP * top) keep[i] = 0;
-  }
-  return probs();
-}
 
 /** A deterministic row: spread-out scores, a run of exact ties and (optionally) masked -Infinity entries. */
 function row(V: number, seed: number, spread: number, masked: boolean): Float32Array {
