@@ -84,19 +84,19 @@ export function samplingProbs(logits: Float32Array, o: SamplingOptions): Float64
   if (!ranked) for (let i = 0; i < V; i++) kept[i] = i;
   const probs = (): Float64Array => {
     let m = -Infinity;
-    for (const i of kept) if (z[i] > m) m = z[i];
+    for (let j = 0; j < kept.length; j++) if (z[kept[j]] > m) m = z[kept[j]];
     const p = new Float64Array(V);
     let s = 0;
-    for (const i of kept) s += p[i] = Math.exp(z[i] - m);
+    for (let j = 0; j < kept.length; j++) s += p[kept[j]] = Math.exp(z[kept[j]] - m);
     // every kept logit -Infinity (or NaN): the dense definition's 0 / NaN made the whole row NaN
     if (Number.isNaN(s)) return p.fill(NaN);
-    for (const i of kept) p[i] /= s;
+    for (let j = 0; j < kept.length; j++) p[kept[j]] /= s;
     return p;
   };
   if (o.topP !== undefined && o.topP < 1) {
     const p = probs();
-    // rank a growing prefix until its mass reaches top_p (a flat row may need all of it)
-    for (let m = 64; ; m *= 16) {
+    // rank the best 256 (a peaked row's nucleus), or all of them when their mass stays below top_p
+    for (let m = 256; ; m = kept.length) {
       const prefix: number[] = ranked ?? topIndices(z, m);
       const whole = prefix.length === kept.length;
       const n = nucleusSize(p, prefix, o.topP);
@@ -110,7 +110,7 @@ export function samplingProbs(logits: Float32Array, o: SamplingOptions): Float64
   if (o.minP !== undefined && o.minP > 0) {
     const p = probs();
     let top = 0;
-    for (const i of kept) if (p[i] > top) top = p[i];
+    for (let j = 0; j < kept.length; j++) if (p[kept[j]] > top) top = p[kept[j]];
     kept = kept.filter((i) => !(p[i] < o.minP! * top));
   }
   return probs();
