@@ -13,6 +13,7 @@ import { pagedStep, type StepInput } from '../infer/paged_step.js';
 import { logSoftmax } from '../infer/sampling.js';
 import { adapterNames, setAdapter } from '../lora/peft.js';
 import { CausalLM, type LanguageModel } from '../models/causal_lm.js';
+import { prefixHashes } from '../models/block_allocator.js';
 import { PagedKVCache, type PagedSequence } from '../models/paged_kv_cache.js';
 import { backendOf } from '../backend/index.js';
 import { type Engine, type EngineStats, type GenerationJob, type JobStep, SerialEngine, type TokenLogprob, topLogprobs } from './engine.js';
@@ -51,6 +52,10 @@ interface Row {
   generated: number[];
   logprobs: TokenLogprob[];
   seq: PagedSequence;
+  /** the chained hashes of the prompt's full blocks before its last token (what prefix reuse matches) */
+  hashes: string[];
+  /** scheduled at least once: it computes its own prompt blocks from then on */
+  started: boolean;
   finished: boolean;
 }
 
@@ -67,6 +72,19 @@ interface Running {
   /** why the engine ended it (a failed step), thrown to its consumer */
   error: Error | null;
   wake: (() => void) | null;
+}
+
+/**
+ * The prompt block hashes that started rows still prefilling will compute. A row that has not
+ * started and whose next block is among them waits a step and then reuses it: prefix caching shares
+ * only computed blocks, so rows admitted together (the n choices of a request, clients arriving at
+ * once) would otherwise each compute the same blocks.
+ */
+function blocksBeingComputed(rows: readonly Row[]): Set<string | undefined> {
+  const out = new Set<string | undefined>();
+  for (const row of rows)
+    if (row.started && !row.finished && row.seq.cached < row.prompt.length) for (const h of row.hashes.slice(row.seq.hashed)) out.add(h);
+  return out;
 }
 
 export class BatchingEngine implements Engine {
@@ -162,7 +180,9 @@ export class BatchingEngine implements Engine {
       for (const q of seqs) cache.close(q);
       return false;
     }
-    run.rows = run.job.rows.map((p, i) => ({ index: i, prompt: p, tokens: p.slice(), generated: [], logprobs: [], seq: seqs[i], finished: false }));
+    run.rows = run.job.rows.map((p, i) => ({
+      index: i, prompt: p, tokens: p.slice(), generated: [], logprobs: [], seq: seqs[i], hashes: prefixHashes(p.slice(0, p.length - 1), cache.blockSize, salt), started: false, finished: false,
+    }));
     this.running.push(run);
     return true;
   }
@@ -175,6 +195,9 @@ export class BatchingEngine implements Engine {
 
   private async loop(): Promise<void> {
     try {
+      // first a turn of the event loop: requests that arrived together are all admitted, so their
+      // prompts share the first step (one batched prefill) instead of the first one running alone
+      await nextTurn();
       while (this.running.length) {
         try {
           this.step();
@@ -214,9 +237,15 @@ export class BatchingEngine implements Engine {
     this.useAdapter(model, jobs[0].job.adapter);
     const inputs: (StepInput & { job: Running; row: Row })[] = [];
     let budget = this.o.prefillChunk;
+    const computing = blocksBeingComputed(jobs.flatMap((j) => j.rows));
     for (const job of jobs)
       for (const row of job.rows) {
         if (row.finished) continue;
+        if (!row.started) {
+          if (computing.has(row.hashes[row.seq.blocks.length])) continue; // another row is computing its next block: reuse it next step
+          this.reopen(row, cache, job.job.adapter ?? '');
+          for (const h of row.hashes.slice(row.seq.blocks.length)) computing.add(h);
+        }
         const todo = row.tokens.length - row.seq.cached; // 1 when decoding, the rest of the prompt when prefilling
         const count = todo === 1 ? 1 : Math.min(todo, budget);
         if (count <= 0) continue;
@@ -251,6 +280,13 @@ export class BatchingEngine implements Engine {
     if (adapter === null && this.adapterSet.get(model) === null) return;
     if (adapter !== null || adapterNames(model).length) setAdapter(model, adapter);
     this.adapterSet.set(model, adapter);
+  }
+
+  /** A row about to start takes every prompt block cached by now (rows admitted with it may have computed some). */
+  private reopen(row: Row, cache: PagedKVCache, salt: string): void {
+    cache.close(row.seq);
+    row.seq = cache.open(row.prompt, salt);
+    row.started = true;
   }
 
   /** Picks a row's next token (its own draw), records it and finishes the row on eos, stop or length. */
