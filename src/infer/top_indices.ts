@@ -32,7 +32,12 @@ export function topIndices(s: ArrayLike<number>, m: number): number[] {
   m = Math.max(0, Math.min(m, V));
   if (m === 0) return [];
   // a long prefix: one sort of all V costs less than the heap's V log m comparisons in JS
-  if (m * 16 > V) return Array.from({ length: V }, (_, i) => i).sort((a, b) => s[b] - s[a]).slice(0, m);
+  if (m * 16 > V) {
+    const all: number[] = [];
+    for (let i = 0; i < V; i++) all.push(i);
+    all.sort((a, b) => s[b] - s[a]);
+    return m < V ? all.slice(0, m) : all;
+  }
   const heap = new Int32Array(m);
   let n = 0;
   for (let i = 0; i < V; i++) {
