@@ -4,9 +4,10 @@
 // stalls the streams. Jobs join at the next step and leave when done; a finished or disconnected
 // one frees its KV blocks at once. A job is admitted only when the pool can hold every row's
 // prompt + max_tokens (so running sequences never run out of blocks); until then it waits in a
-// queue with a limit (beyond it 429). Sampling is per row: its draws depend on its seed, row and
-// step only, so batching changes no result. Models without paged kernels or a decoder go through a
-// SerialEngine.
+// queue with a limit (beyond it 429). Jobs admitted together start in one step, and a row whose
+// next prompt block another row is computing waits for it and reuses it. Sampling is per row: its
+// draws depend on its seed, row and step only, so batching changes no result. Models without
+// paged kernels or a decoder go through a SerialEngine.
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { pickToken, resolveGenerateOptions, rowUniform, type ResolvedGenerateOptions } from '../infer/generate.js';
 import { pagedStep, type StepInput } from '../infer/paged_step.js';
