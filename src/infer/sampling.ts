@@ -41,12 +41,16 @@ export function applyPresenceFrequencyPenalty(logits: Float32Array, generated: r
 
 /** log-softmax of one row in float64: log p_i = z_i - max - log(sum exp(z - max)). */
 export function logSoftmax(logits: Float32Array): Float64Array {
+  // indexed loops: Float64Array.from with a map function cost ~5x more per row (top_logprobs)
+  const V = logits.length;
   let m = -Infinity;
-  for (const z of logits) if (z > m) m = z;
+  for (let i = 0; i < V; i++) if (logits[i] > m) m = logits[i];
   let s = 0;
-  for (const z of logits) s += Math.exp(z - m);
+  for (let i = 0; i < V; i++) s += Math.exp(logits[i] - m);
   const lse = m + Math.log(s);
-  return Float64Array.from(logits, (z) => z - lse);
+  const out = new Float64Array(V);
+  for (let i = 0; i < V; i++) out[i] = logits[i] - lse;
+  return out;
 }
 
 export function argmax(xs: Float32Array): number {
