@@ -1,6 +1,7 @@
 // Logits processing and token choice on the host, row by row, in HF generate()'s order:
 // repetition penalty, OpenAI's presence/frequency penalties, then (when sampling) temperature,
 // top-k, top-p, min-p, then a draw.
+import { topIndices } from './top_indices.js';
 
 export interface SamplingOptions {
   /** 0 (or doSample false) = greedy */
@@ -40,12 +41,16 @@ export function applyPresenceFrequencyPenalty(logits: Float32Array, generated: r
 
 /** log-softmax of one row in float64: log p_i = z_i - max - log(sum exp(z - max)). */
 export function logSoftmax(logits: Float32Array): Float64Array {
+  // indexed loops: Float64Array.from with a map function cost ~5x more per row (top_logprobs)
+  const V = logits.length;
   let m = -Infinity;
-  for (const z of logits) if (z > m) m = z;
+  for (let i = 0; i < V; i++) if (logits[i] > m) m = logits[i];
   let s = 0;
-  for (const z of logits) s += Math.exp(z - m);
+  for (let i = 0; i < V; i++) s += Math.exp(logits[i] - m);
   const lse = m + Math.log(s);
-  return Float64Array.from(logits, (z) => z - lse);
+  const out = new Float64Array(V);
+  for (let i = 0; i < V; i++) out[i] = logits[i] - lse;
+  return out;
 }
 
 export function argmax(xs: Float32Array): number {
@@ -54,44 +59,63 @@ export function argmax(xs: Float32Array): number {
   return best;
 }
 
-/** Softmax probabilities after temperature, top-k, top-p and min-p filtering (filtered = 0). */
+/**
+ * The smallest count n >= 1 of `ranked` (descending) whose probability mass reaches topP, as HF's
+ * TopPLogitsWarper keeps; -1 when the mass of all of `ranked` stays below it.
+ */
+function nucleusSize(p: Float64Array, ranked: readonly number[], topP: number): number {
+  let mass = 0;
+  for (let n = 0; n < ranked.length; n++) {
+    if (n > 0 && mass >= topP) return n;
+    mass += p[ranked[n]];
+  }
+  return mass >= topP ? ranked.length : -1;
+}
+
+/**
+ * Softmax probabilities after temperature, top-k, top-p and min-p filtering (filtered = 0).
+ * Only the ranked prefix the filters need is ordered (topIndices), and sums run over the kept
+ * indices in index order, so every value is the same double a full sort of the row would give.
+ */
 export function samplingProbs(logits: Float32Array, o: SamplingOptions): Float64Array {
   const V = logits.length;
   const t = o.temperature ?? 1;
-  const z = Float64Array.from(logits, (x) => x / t);
-  const order = Array.from({ length: V }, (_, i) => i).sort((a, b) => z[b] - z[a]);
-  const keep = new Uint8Array(V).fill(1);
-  const drop = (i: number): void => {
-    keep[i] = 0;
-  };
-  if (o.topK && o.topK > 0 && o.topK < V) for (const i of order.slice(o.topK)) drop(i);
+  const z = new Float64Array(V);
+  for (let i = 0; i < V; i++) z[i] = logits[i] / t;
+  // the kept indices, ascending; `ranked` the same set best first once a filter has ordered it
+  let ranked: number[] | null = o.topK && o.topK > 0 && o.topK < V ? topIndices(z, o.topK) : null;
+  let kept = ranked ? Int32Array.from(ranked).sort() : new Int32Array(V);
+  if (!ranked) for (let i = 0; i < V; i++) kept[i] = i;
   const probs = (): Float64Array => {
     let m = -Infinity;
-    for (let i = 0; i < V; i++) if (keep[i] && z[i] > m) m = z[i];
+    for (let j = 0; j < kept.length; j++) if (z[kept[j]] > m) m = z[kept[j]];
     const p = new Float64Array(V);
     let s = 0;
-    for (let i = 0; i < V; i++) if (keep[i]) s += p[i] = Math.exp(z[i] - m);
-    for (let i = 0; i < V; i++) p[i] /= s;
+    for (let j = 0; j < kept.length; j++) s += p[kept[j]] = Math.exp(z[kept[j]] - m);
+    // every kept logit -Infinity (or NaN): the dense definition's 0 / NaN made the whole row NaN
+    if (Number.isNaN(s)) return p.fill(NaN);
+    for (let j = 0; j < kept.length; j++) p[kept[j]] /= s;
     return p;
   };
   if (o.topP !== undefined && o.topP < 1) {
-    // keep the smallest prefix (by probability, descending) whose mass reaches top_p; always >= 1 token
     const p = probs();
-    let mass = 0;
-    let n = 0;
-    for (const i of order) {
-      if (!keep[i]) continue;
-      if (n > 0 && mass >= o.topP) drop(i);
-      else {
-        mass += p[i];
-        n++;
+    // rank the best 256 (a peaked row's nucleus), or all of them when their mass stays below top_p
+    for (let m = 256; ; m = kept.length) {
+      const prefix: number[] = ranked ?? topIndices(z, m);
+      const whole = prefix.length === kept.length;
+      const n = nucleusSize(p, prefix, o.topP);
+      if (n >= 0 || whole) {
+        ranked = prefix.slice(0, n >= 0 ? n : prefix.length);
+        kept = Int32Array.from(ranked).sort();
+        break;
       }
     }
   }
   if (o.minP !== undefined && o.minP > 0) {
     const p = probs();
-    const top = p[order[0]];
-    for (let i = 0; i < V; i++) if (keep[i] && p[i] < o.minP * top) drop(i);
+    let top = 0;
+    for (let j = 0; j < kept.length; j++) if (p[kept[j]] > top) top = p[kept[j]];
+    kept = kept.filter((i) => !(p[i] < o.minP! * top));
   }
   return probs();
 }

@@ -4,15 +4,17 @@
 // stalls the streams. Jobs join at the next step and leave when done; a finished or disconnected
 // one frees its KV blocks at once. A job is admitted only when the pool can hold every row's
 // prompt + max_tokens (so running sequences never run out of blocks); until then it waits in a
-// queue with a limit (beyond it 429). Sampling is per row: its draws depend on its seed, row and
-// step only, so batching changes no result. Models without paged kernels or a decoder go through a
-// SerialEngine.
+// queue with a limit (beyond it 429). Jobs admitted together start in one step, and a row whose
+// next prompt block another row is computing waits for it and reuses it. Sampling is per row: its
+// draws depend on its seed, row and step only, so batching changes no result. Models without
+// paged kernels or a decoder go through a SerialEngine.
 import { setImmediate as nextTurn } from 'node:timers/promises';
 import { pickToken, resolveGenerateOptions, rowUniform, type ResolvedGenerateOptions } from '../infer/generate.js';
 import { pagedStep, type StepInput } from '../infer/paged_step.js';
 import { logSoftmax } from '../infer/sampling.js';
 import { adapterNames, setAdapter } from '../lora/peft.js';
 import { CausalLM, type LanguageModel } from '../models/causal_lm.js';
+import { prefixHashes } from '../models/block_allocator.js';
 import { PagedKVCache, type PagedSequence } from '../models/paged_kv_cache.js';
 import { backendOf } from '../backend/index.js';
 import { type Engine, type EngineStats, type GenerationJob, type JobStep, SerialEngine, type TokenLogprob, topLogprobs } from './engine.js';
@@ -29,6 +31,18 @@ export interface BatchingOptions {
   prefillChunk: number;
   /** sequences (rows) running at once */
   maxBatch: number;
+  /** called after every step with where its time went (profiling: bench/serve_step.ts) */
+  onStep?: (t: StepTiming) => void;
+}
+
+export interface StepTiming {
+  /** rows that fed one token and picked their next one */
+  decodeRows: number;
+  /** prompt tokens fed (prefill chunks) */
+  prefillTokens: number;
+  /** the forward (pagedStep), and the token choice of every row that asked for logits */
+  forwardMs: number;
+  chooseMs: number;
 }
 
 interface Row {
@@ -39,6 +53,10 @@ interface Row {
   generated: number[];
   logprobs: TokenLogprob[];
   seq: PagedSequence;
+  /** the chained hashes of the prompt's full blocks before its last token (what prefix reuse matches) */
+  hashes: string[];
+  /** scheduled at least once: it computes its own prompt blocks from then on */
+  started: boolean;
   finished: boolean;
 }
 
@@ -57,6 +75,19 @@ interface Running {
   wake: (() => void) | null;
 }
 
+/**
+ * The prompt block hashes that started rows still prefilling will compute. A row that has not
+ * started and whose next block is among them waits a step and then reuses it: prefix caching shares
+ * only computed blocks, so rows admitted together (the n choices of a request, clients arriving at
+ * once) would otherwise each compute the same blocks.
+ */
+function blocksBeingComputed(rows: readonly Row[]): Set<string | undefined> {
+  const out = new Set<string | undefined>();
+  for (const row of rows)
+    if (row.started && !row.finished && row.seq.cached < row.prompt.length) for (const h of row.hashes.slice(row.seq.hashed)) out.add(h);
+  return out;
+}
+
 export class BatchingEngine implements Engine {
   private readonly caches = new Map<LanguageModel, PagedKVCache>();
   private readonly waiting: Running[] = [];
@@ -66,6 +97,8 @@ export class BatchingEngine implements Engine {
   /** a number per model, for the group keys */
   private readonly modelIds = new Map<LanguageModel, number>();
   private nextModelId = 0;
+  /** the adapter this engine set on each model in the current busy period (cleared when it idles) */
+  private readonly adapterSet = new Map<LanguageModel, string | null>();
   private stepCount = 0;
   private looping = false;
 
@@ -90,6 +123,7 @@ export class BatchingEngine implements Engine {
     this.caches.get(model)?.dispose();
     this.caches.delete(model);
     this.modelIds.delete(model);
+    this.adapterSet.delete(model);
   }
 
   /** The model's paged cache (made at its first job), or null when it must run serially. */
@@ -147,7 +181,9 @@ export class BatchingEngine implements Engine {
       for (const q of seqs) cache.close(q);
       return false;
     }
-    run.rows = run.job.rows.map((p, i) => ({ index: i, prompt: p, tokens: p.slice(), generated: [], logprobs: [], seq: seqs[i], finished: false }));
+    run.rows = run.job.rows.map((p, i) => ({
+      index: i, prompt: p, tokens: p.slice(), generated: [], logprobs: [], seq: seqs[i], hashes: prefixHashes(p.slice(0, p.length - 1), cache.blockSize, salt), started: false, finished: false,
+    }));
     this.running.push(run);
     return true;
   }
@@ -160,6 +196,9 @@ export class BatchingEngine implements Engine {
 
   private async loop(): Promise<void> {
     try {
+      // first a turn of the event loop: requests that arrived together are all admitted, so their
+      // prompts share the first step (one batched prefill) instead of the first one running alone
+      await nextTurn();
       while (this.running.length) {
         try {
           this.step();
@@ -176,6 +215,7 @@ export class BatchingEngine implements Engine {
       }
     } finally {
       this.looping = false;
+      this.adapterSet.clear();
     }
   }
 
@@ -195,12 +235,18 @@ export class BatchingEngine implements Engine {
     const jobs = this.running.filter((j) => j.group === group);
     const model = jobs[0].job.model;
     const cache = this.caches.get(model)!;
-    if (adapterNames(model).length) setAdapter(model, jobs[0].job.adapter);
+    this.useAdapter(model, jobs[0].job.adapter);
     const inputs: (StepInput & { job: Running; row: Row })[] = [];
     let budget = this.o.prefillChunk;
+    const computing = blocksBeingComputed(jobs.flatMap((j) => j.rows));
     for (const job of jobs)
       for (const row of job.rows) {
         if (row.finished) continue;
+        if (!row.started) {
+          if (computing.has(row.hashes[row.seq.blocks.length])) continue; // another row is computing its next block: reuse it next step
+          this.reopen(row, cache, job.job.adapter ?? '');
+          for (const h of row.hashes.slice(row.seq.blocks.length)) computing.add(h);
+        }
         const todo = row.tokens.length - row.seq.cached; // 1 when decoding, the rest of the prompt when prefilling
         const count = todo === 1 ? 1 : Math.min(todo, budget);
         if (count <= 0) continue;
@@ -209,13 +255,39 @@ export class BatchingEngine implements Engine {
         inputs.push({ seq: row.seq, tokens: row.tokens.slice(row.seq.cached, row.seq.cached + count), wantLogits: count === todo, job, row });
       }
     if (!inputs.length) return;
+    const t0 = performance.now();
     const logits = pagedStep(model, cache, inputs);
+    const t1 = performance.now();
     let li = 0;
     for (const x of inputs) {
       cache.commit(x.seq, x.row.tokens);
       if (x.wantLogits) this.choose(x.job, x.row, logits[li++], cache);
     }
     for (const job of jobs) this.flush(job);
+    if (this.o.onStep) {
+      const decodeRows = inputs.filter((x) => x.tokens.length === 1 && x.wantLogits).length;
+      const fed = inputs.reduce((a, x) => a + x.tokens.length, 0);
+      this.o.onStep({ decodeRows, prefillTokens: fed - decodeRows, forwardMs: t1 - t0, chooseMs: performance.now() - t1 });
+    }
+  }
+
+  /**
+   * Activates the group's adapter. An adapter step always sets it (loading another adapter between
+   * steps leaves none active). A base-model step skips the module-tree walks (~1-2 ms per step at 30
+   * layers) once this engine has deactivated adapters in the current busy period: nothing else
+   * activates one between steps without restoring it (the registry and /v1/embeddings do not).
+   */
+  private useAdapter(model: LanguageModel, adapter: string | null): void {
+    if (adapter === null && this.adapterSet.get(model) === null) return;
+    if (adapter !== null || adapterNames(model).length) setAdapter(model, adapter);
+    this.adapterSet.set(model, adapter);
+  }
+
+  /** A row about to start takes every prompt block cached by now (rows admitted with it may have computed some). */
+  private reopen(row: Row, cache: PagedKVCache, salt: string): void {
+    cache.close(row.seq);
+    row.seq = cache.open(row.prompt, salt);
+    row.started = true;
   }
 
   /** Picks a row's next token (its own draw), records it and finishes the row on eos, stop or length. */

@@ -6,6 +6,7 @@ import { setImmediate as nextTurn } from 'node:timers/promises';
 import { tensor } from '../ops/creation.js';
 import { type GenerateOptions, generateStream } from '../infer/generate.js';
 import { logSoftmax } from '../infer/sampling.js';
+import { topIndices } from '../infer/top_indices.js';
 import { adapterNames, setAdapter } from '../lora/peft.js';
 import type { LanguageModel } from '../models/causal_lm.js';
 import { ApiError } from './errors.js';
@@ -58,9 +59,9 @@ interface Waiter {
   start: (granted: boolean) => void;
 }
 
-/** The chosen token's log-probability and the k most likely alternatives, from log-softmaxed scores. */
+/** The chosen token's log-probability and the k most likely alternatives (ties: lower id first), from log-softmaxed scores. */
 export function topLogprobs(lp: Float32Array | Float64Array, token: number, k: number): TokenLogprob {
-  const top = k > 0 ? Array.from(lp.keys()).sort((x, y) => lp[y] - lp[x]).slice(0, k).map((id) => ({ id, logprob: lp[id] })) : [];
+  const top = topIndices(lp, k).map((id) => ({ id, logprob: lp[id] }));
   return { logprob: lp[token], top };
 }
 

@@ -3,13 +3,14 @@
 // each give exactly what model.generate gives for that prompt alone (greedy), and seeded sampling
 // equals generateStream's draws for a one-row run (per-row draws depend on seed, row and step
 // only); an aborted job frees its KV blocks at once; a full queue answers 429; identical prompts
-// share their full prefix blocks (block count), but not across adapters; a pool too small for all
-// jobs makes them wait, not fail.
+// share their full prefix blocks (block count), but not across adapters, and rows admitted together
+// compute a shared block once (prompt tokens per step); a pool too small for all jobs makes them
+// wait, not fail.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import { decoderConfig } from '../../src/models/registry.js';
-import { BatchingEngine, type BatchingOptions } from '../../src/serve/batching_engine.js';
+import { BatchingEngine, type BatchingOptions, type StepTiming } from '../../src/serve/batching_engine.js';
 import type { GenerationJob } from '../../src/serve/engine.js';
 import { ApiError } from '../../src/serve/errors.js';
 import { hasCpu } from '../helpers.js';
@@ -107,6 +108,24 @@ describe('BatchingEngine', () => {
     assert.equal(both - alone1, 1, `second job added ${both - alone1} blocks (first alone held ${alone1})`);
     const [a, b] = await Promise.all([collect(first), collect(second)]);
     assert.deepEqual(a, b, 'the shared prefix gives the same continuation');
+    assert.equal(engine.stats().kvBlocksUsed, 0);
+  });
+
+  test('rows admitted together compute a shared prompt block once (n choices, clients arriving at once), in one first step', async () => {
+    const steps: StepTiming[] = [];
+    const engine = new BatchingEngine({ ...BASE, prefillChunk: 64, onStep: (t) => steps.push(t) });
+    const p = prompt(18, 3); // 4 full blocks of 4 before the last token's block
+    const q = prompt(9, 4);
+    const opts = { maxNewTokens: 5, temperature: 0 };
+    const [three, other] = [collect(engine.submit(job([p, p, p], opts))), collect(engine.submit(job([q], opts)))];
+    const got = await Promise.all([three, other]);
+    // step 1: p's first row (18 tokens) and q (9) together; p's other rows wait for its 4 blocks,
+    // then compute only tokens 16..17 each (without sharing: 3 x 18 + 9 = 63 prompt tokens)
+    assert.deepEqual(steps.slice(0, 2).map((t) => [t.prefillTokens, t.decodeRows]), [[27, 0], [4, 2]]);
+    assert.equal(steps.reduce((a, t) => a + t.prefillTokens, 0), 31);
+    const want = await alone(p, opts);
+    for (const b of [0, 1, 2]) assert.deepEqual(got[0][b], want, `row ${b}`);
+    assert.deepEqual(got[1][0], await alone(q, opts));
     assert.equal(engine.stats().kvBlocksUsed, 0);
   });
 
