@@ -121,7 +121,10 @@ void gemm_threaded(const Gemm& g, int64_t M, int64_t N, int threads) {
   });
 }
 
-// Few rows: stream B once without packing; threads split the columns (in 64-column units).
+// Few rows: stream B once without packing; threads split the columns, in units of at most 64
+// columns but at least 8 units per thread, so a narrow weight (a GQA k/v projection: 192 columns, three
+// 64-column units) does not leave one of two threads idle a third of the time. A unit is a multiple of
+// 16 columns (four 4-row groups of B); each C element is one sum whatever the split.
 void gemm_small_m(const Gemm& g, bool transB, int64_t M, int64_t N, int threads) {
   // The small-M kernels take A as a contiguous [M, K] block.
   const float* a = g.A;
@@ -132,11 +135,12 @@ void gemm_small_m(const Gemm& g, bool transB, int64_t M, int64_t N, int threads)
     a = buf;
   }
   int64_t ldb = transB ? g.b_rs : g.b_ks;
+  int64_t width = std::clamp<int64_t>((N / (8 * int64_t(threads)) + 15) / 16 * 16, 16, 64);
   auto cols = [&](int64_t begin, int64_t end) {
-    int64_t j0 = begin * 64, j1 = std::min(N, end * 64);
+    int64_t j0 = begin * width, j1 = std::min(N, end * width);
     g.ks->small_m(transB, M, j1 - j0, g.K, g.alpha, a, g.B + j0 * g.b_rs, ldb, g.beta, g.C + j0, g.ldc);
   };
-  int64_t units = (N + 63) / 64;
+  int64_t units = (N + width - 1) / width;
   if (threads > 1) parallel_for(units, 1, cols);
   else cols(0, units);
 }

@@ -200,6 +200,8 @@ function edgeCases(): void {
   for (const M of [2, 3, 4, 5]) for (const N of [15, 16, 17, 100, 1100]) for (const K of [1, 17, 600])
     for (const tb of [false, true]) run(simple(M, N, K, false, tb));
   run(simple(1, 1536, 576, true, true));
+  // a batched decode step against a GQA k/v weight: 192 columns split in 16-column units over the threads
+  run(simple(8, 192, 576, false, true));
   freeAll();
 }
 
