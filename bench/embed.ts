@@ -5,7 +5,8 @@
 // (chunks of 32); and encoding throughput (sentences/s, median batch) vs PyTorch under inference_mode.
 // The loss of the first batch is checked against the float64 InfoNCE formula before timing.
 // Run: node --import tsx bench/embed.ts [--layers 12] [--steps 3] [--gc-batch 1024] [--encode 256] [--no-peer]
-// Profile a smaller step next to PyTorch's profiler: --layers 2 --batch 8 --steps 2 --profile (prints both tables, writes no result)
+// Profile a smaller step next to PyTorch's profiler: --layers 2 --batch 8 --steps 2 --profile (prints both tables and
+// Kestrel's encode table, writes no result)
 // --dtype bf16: Kestrel trains and encodes under k.autocast('bfloat16') (float32 master weights);
 // PyTorch runs both float32 and its CPU bf16 autocast; the table compares bf16 with bf16 and the
 // best with the best (DESIGN.md: the peer at its best setting); writes bench/results/embed_bf16.json.
@@ -92,6 +93,14 @@ function profileStep(trainee: k.embeddings.EmbeddingTrainee, B: number, layers: 
   k.profile.stop();
   console.log(k.profile.report({ steps, top: 30, peak: false }));
   opt.dispose();
+  // encoding: `steps` calls of k.embeddings.encode over 2 batches each (its weight cache lives for one call)
+  const enc = texts(2 * B, gen);
+  const encodeAll = (): unknown => (autocast ? k.autocast(autocast, () => E.encode(trainee.embedder, enc, { batchSize: B })) : E.encode(trainee.embedder, enc, { batchSize: B }));
+  encodeAll();
+  k.profile.start();
+  for (let i = 0; i < steps; i++) encodeAll();
+  k.profile.stop();
+  console.log(`encode (${2 * steps} batches of ${B}):\n${k.profile.report({ steps: 2 * steps, top: 20, peak: false })}`);
   if (!peer) return;
   const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: 0, profile: true, autocast: autocast ? 'bf16' : null };
   const r = runPeer(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], 3_600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });

@@ -19,6 +19,7 @@ import { sum } from '../reduce.js';
 import { to } from '../elementwise.js';
 import { isFloat } from '../../tensor/dtype.js';
 import { contiguous, expand, reshape, transpose } from '../view.js';
+import { cachedWeight } from './weight_cache.js';
 
 /** True when linear(x, weight, bias) takes the fused path (see the file comment). */
 export function canFuseLinear(x: Tensor, weight: Tensor, bias: Tensor | null | undefined): bias is Tensor {
@@ -52,7 +53,8 @@ export function linearFused(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
 
 /**
  * Checks a fused linear's operands (shapes, one backend); under autocast, x and W cast to the autocast dtype when either
- * is not in it yet (the caller recurses with them; null when nothing needs a cast).
+ * is not in it yet (the caller recurses with them; null when nothing needs a cast). A weight's cast may be cached
+ * (weight_cache.ts): the caller must not dispose it.
  */
 export function castForAutocast(op: string, x: Tensor, weight: Tensor, bias: Tensor): { x: Tensor; weight: Tensor } | null {
   inputs(op, x, weight, bias);
@@ -63,7 +65,8 @@ export function castForAutocast(op: string, x: Tensor, weight: Tensor, bias: Ten
     throw new Error(`${op}: bias ${shapeStr(bias.shape)} does not match weight ${shapeStr(weight.shape)} (out features ${N})`);
   const ac = autocastDtype();
   if (!ac || (x.dtype === ac && weight.dtype === ac)) return null;
-  return { x: x.dtype === ac ? x : to(x, ac), weight: weight.dtype === ac ? weight : to(weight, ac) };
+  // a weight without gradient inside withWeightCache (inference) is rounded once per scope, not per call
+  return { x: x.dtype === ac ? x : to(x, ac), weight: weight.dtype === ac ? weight : cachedWeight(weight, ac, () => to(weight, ac)) };
 }
 
 /**
