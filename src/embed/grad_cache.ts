@@ -59,10 +59,18 @@ export function gradCacheBackward(columns: readonly string[][], embed: ColumnEmb
   }
 }
 
-/** The same loss and gradients with every column embedded in one forward (the reference GradCache equals). */
-export function fullBatchBackward(columns: readonly string[][], embed: ColumnEmbedder, loss: (e: Tensor[]) => Tensor, beforeBackward?: (loss: number) => void): number {
+/** Embeds every column of a batch at once ([n_c, D] each; embedColumns merges them into one forward where it can). */
+export type ColumnsEmbedder = (columns: readonly string[][]) => Tensor[];
+
+/**
+ * The same loss and gradients with every column embedded with autograd at once (the reference GradCache equals);
+ * embedAll, when given, embeds them instead of embed column by column.
+ */
+export function fullBatchBackward(
+  columns: readonly string[][], embed: ColumnEmbedder, loss: (e: Tensor[]) => Tensor, beforeBackward?: (loss: number) => void, embedAll?: ColumnsEmbedder,
+): number {
   return tidy(() => {
-    const l = loss(columns.map((t, c) => embed(t, c)));
+    const l = loss(embedAll ? embedAll(columns) : columns.map((t, c) => embed(t, c)));
     beforeBackward?.(item(l));
     l.backward();
     return item(l);
