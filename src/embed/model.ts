@@ -158,7 +158,8 @@ export class SentenceEmbedder extends Module {
   private tokenStates(batch: TextBatch): Tensor {
     const backend = this.backbone.parameters()[0]?.backendName;
     const ids = tensor(batch.inputIds, { dtype: 'int64', backend });
-    const mask = tensor(batch.attentionMask, { dtype: 'int64', backend });
+    // a batch without padding needs no mask: attention then reads and adds none
+    const mask = batch.attentionMask.every((r) => r.every((v) => v === 1)) ? null : tensor(batch.attentionMask, { dtype: 'int64', backend });
     const m = this.backbone;
     if (m instanceof BertModel) {
       const tokenTypeIds = batch.tokenTypeIds ? tensor(batch.tokenTypeIds, { dtype: 'int64', backend }) : null;

@@ -88,3 +88,26 @@ test('an MNRL step with hard negatives through the merged forward = column by co
   for (const [name, g] of want) assertClose(mergedGrads.get(name)!, g, { atol: 1e-12, rtol: 1e-9, what: `grad ${name}` });
   model.dispose();
 });
+
+test('a batch without padding is embedded without an attention mask, equal to the all-ones mask', async () => {
+  const model = await E.loadEmbedder(tinyBertFolder('kestrel-cols-nomask-'), { backend: 'ref', dtype: 'float64' });
+  const bert = model.backbone as import('../../src/models/bert.js').BertModel;
+  const batch = model.tokenize(COUNTRIES.slice(0, 3).map(TRAIN_QUERY));
+  k.noGrad(() => k.tidy(() => {
+    const forward = bert.forward;
+    const masks: (k.Tensor | null | undefined)[] = [];
+    bert.forward = (input) => (masks.push(input.attentionMask), forward.call(bert, input));
+    let got: k.Tensor;
+    try {
+      got = model.forward(batch);
+    } finally {
+      bert.forward = forward;
+    }
+    assert.deepEqual(masks, [null]);
+    const ids = k.tensor(batch.inputIds, { dtype: 'int64', backend: 'ref' });
+    const ones = k.tensor(batch.attentionMask, { dtype: 'int64', backend: 'ref' });
+    const h = bert.forward({ inputIds: ids, attentionMask: ones }).lastHiddenState;
+    assertClose(got, h.mean(1), { atol: 1e-14, rtol: 1e-12, what: 'mean-pooled, no mask vs all-ones mask' });
+  }));
+  model.dispose();
+});
