@@ -15,6 +15,7 @@ import { fullBatchBackward, gradCacheBackward } from './grad_cache.js';
 import { angleLoss, contrastiveLoss, cosentLoss, matryoshkaLoss, mnrlLoss, tripletLoss } from './losses.js';
 import type { SentenceEmbedder, TextBatch } from './model.js';
 import { embedColumns } from './columns.js';
+import { withWeightCache } from '../ops/fused/weight_cache.js';
 import type { PairExample, PairFormat } from './pairs.js';
 
 export const LOSSES = ['mnrl', 'triplet', 'cosent', 'angle', 'contrastive'] as const;
@@ -133,7 +134,10 @@ export function embeddingStep(t: EmbeddingTrainee, cfg: EmbedLossConfig, o: Embe
     evaluate(batches) {
       const all = [...batches];
       let sum = 0;
-      for (const batch of all) sum += noGrad(() => tidy(() => item(batchLoss(cfg, columnsOf(batch).map(embed), batch, t.log_scale))));
+      // no gradients: the weights are rounded (under autocast) once for all the evaluation batches
+      noGrad(() => withWeightCache(() => {
+        for (const batch of all) sum += tidy(() => item(batchLoss(cfg, embedAll(columnsOf(batch)), batch, t.log_scale)));
+      }));
       const examples = all.flat();
       return { loss: sum / Math.max(all.length, 1), metrics: o.evaluator ? o.evaluator(examples) : evalMetrics(model, examples, o.columnPrompts) };
     },
