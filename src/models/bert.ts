@@ -104,11 +104,12 @@ class SelfAttention extends Module {
     if (!lin.every((l) => l.constructor === Linear && l.bias)) return null;
     const [B, T, D] = x.shape;
     const H = this.c.numHeads;
-    const w = cachedWeight(this.query.weight, 'qkv', () => cat(lin.map((l) => l.weight), 0));
+    const ac = autocastDtype();
+    // under autocast only the rounded concatenation is kept (the GEMM reads nothing else)
+    const w = cachedWeight(this.query.weight, `qkv ${ac ?? 'as is'}`, () => (ac ? to(cat(lin.map((l) => l.weight), 0), ac) : cat(lin.map((l) => l.weight), 0)));
     const b = cachedWeight(this.query.bias!, 'qkv', () => cat(lin.map((l) => l.bias!), 0));
     // [B, T, 3, H, hd] -> [3, B, H, T, hd], contiguous, so each of q, k, v is a contiguous [B, H, T, hd]
     const split = permute(reshape(linear(x, w, b), [B, T, 3, H, D / H]), [2, 0, 3, 1, 4]);
-    const ac = autocastDtype();
     const packed = ac && backendOf(x).halfAttention ? to(split, ac) : contiguous(split);
     return [select(packed, 0, 0), select(packed, 0, 1), select(packed, 0, 2)];
   }
