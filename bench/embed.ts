@@ -1,6 +1,7 @@
 // Embedding benchmark (issue 15): contrastive (MNRL) training tokens/s of a BERT-base-shaped
 // encoder (d 768, 12 layers, seq 128, batch 32, random weights, full-length rows) next to
-// PyTorch CPU running the same model shape and loss (bench/peers/torch_embed.py); the peak
+// PyTorch CPU running the same model shape and loss (bench/peers/torch_embed.py; both embed the
+// anchors and positives in one forward, which Kestrel's step does for columns of one length); the peak
 // memory (k.memory) of a plain batch-32 step vs a GradCache step at a larger effective batch
 // (chunks of 32); and encoding throughput (sentences/s, median batch) vs PyTorch under inference_mode.
 // The loss of the first batch is checked against the float64 InfoNCE formula before timing.
@@ -102,7 +103,7 @@ function profileStep(trainee: k.embeddings.EmbeddingTrainee, B: number, layers: 
   k.profile.stop();
   console.log(`encode (${2 * steps} batches of ${B}):\n${k.profile.report({ steps: 2 * steps, top: 20, peak: false })}`);
   if (!peer) return;
-  const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: 0, profile: true, autocast: autocast ? 'bf16' : null };
+  const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: 0, profile: true, autocast: autocast ? 'bf16' : null, merge: true };
   const r = runPeer(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], 3_600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
   console.log(r.out ?? `PyTorch peer unavailable: ${r.why}`);
 }
@@ -111,7 +112,8 @@ type Dtype = 'fp32' | 'bf16';
 
 /** The PyTorch peer's figures for one precision (null autocast: float32), or why it did not run. */
 function peerRun(B: number, layers: number, steps: number, encodeTexts: number, dtype: Dtype): Record<string, number | string> | string {
-  const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: encodeTexts, autocast: dtype === 'bf16' ? 'bf16' : null };
+  // merge: anchors and positives in one forward, as Kestrel's step does for columns of one padded length (like for like)
+  const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: encodeTexts, autocast: dtype === 'bf16' ? 'bf16' : null, merge: true };
   const r = runPeer(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], 3_600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
   if (r.out === null) return `PyTorch peer unavailable: ${r.why}`;
   return JSON.parse(r.out.trim().split('\n').at(-1)!) as Record<string, number | string>;
