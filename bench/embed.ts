@@ -1,11 +1,13 @@
 // Embedding benchmark (issue 15): contrastive (MNRL) training tokens/s of a BERT-base-shaped
 // encoder (d 768, 12 layers, seq 128, batch 32, random weights, full-length rows) next to
-// PyTorch CPU running the same model shape and loss (bench/peers/torch_embed.py); the peak
+// PyTorch CPU running the same model shape and loss (bench/peers/torch_embed.py; both embed the
+// anchors and positives in one forward, which Kestrel's step does for columns of one length); the peak
 // memory (k.memory) of a plain batch-32 step vs a GradCache step at a larger effective batch
 // (chunks of 32); and encoding throughput (sentences/s, median batch) vs PyTorch under inference_mode.
 // The loss of the first batch is checked against the float64 InfoNCE formula before timing.
 // Run: node --import tsx bench/embed.ts [--layers 12] [--steps 3] [--gc-batch 1024] [--encode 256] [--no-peer]
-// Profile a smaller step next to PyTorch's profiler: --layers 2 --batch 8 --steps 2 --profile (prints both tables, writes no result)
+// Profile a smaller step next to PyTorch's profiler: --layers 2 --batch 8 --steps 2 --profile (prints both tables and
+// Kestrel's encode table, writes no result)
 // --dtype bf16: Kestrel trains and encodes under k.autocast('bfloat16') (float32 master weights);
 // PyTorch runs both float32 and its CPU bf16 autocast; the table compares bf16 with bf16 and the
 // best with the best (DESIGN.md: the peer at its best setting); writes bench/results/embed_bf16.json.
@@ -92,8 +94,16 @@ function profileStep(trainee: k.embeddings.EmbeddingTrainee, B: number, layers: 
   k.profile.stop();
   console.log(k.profile.report({ steps, top: 30, peak: false }));
   opt.dispose();
+  // encoding: `steps` calls of k.embeddings.encode over 2 batches each (its weight cache lives for one call)
+  const enc = texts(2 * B, gen);
+  const encodeAll = (): unknown => (autocast ? k.autocast(autocast, () => E.encode(trainee.embedder, enc, { batchSize: B })) : E.encode(trainee.embedder, enc, { batchSize: B }));
+  encodeAll();
+  k.profile.start();
+  for (let i = 0; i < steps; i++) encodeAll();
+  k.profile.stop();
+  console.log(`encode (${2 * steps} batches of ${B}):\n${k.profile.report({ steps: 2 * steps, top: 20, peak: false })}`);
   if (!peer) return;
-  const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: 0, profile: true, autocast: autocast ? 'bf16' : null };
+  const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: 0, profile: true, autocast: autocast ? 'bf16' : null, merge: true };
   const r = runPeer(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], 3_600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
   console.log(r.out ?? `PyTorch peer unavailable: ${r.why}`);
 }
@@ -102,7 +112,8 @@ type Dtype = 'fp32' | 'bf16';
 
 /** The PyTorch peer's figures for one precision (null autocast: float32), or why it did not run. */
 function peerRun(B: number, layers: number, steps: number, encodeTexts: number, dtype: Dtype): Record<string, number | string> | string {
-  const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: encodeTexts, autocast: dtype === 'bf16' ? 'bf16' : null };
+  // merge: anchors and positives in one forward, as Kestrel's step does for columns of one padded length (like for like)
+  const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: encodeTexts, autocast: dtype === 'bf16' ? 'bf16' : null, merge: true };
   const r = runPeer(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], 3_600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
   if (r.out === null) return `PyTorch peer unavailable: ${r.why}`;
   return JSON.parse(r.out.trim().split('\n').at(-1)!) as Record<string, number | string>;

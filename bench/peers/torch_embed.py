@@ -6,7 +6,9 @@ torch.inference_mode (the median batch). The same shapes and token counts as the
 OMP_WAIT_POLICY=PASSIVE.
 
 argv: JSON {"dim", "layers", "heads", "ffn", "vocab", "seq", "batch", "steps", "threads", "encode_texts"[, "profile",
-"autocast"]} ("autocast": "bf16" runs forward and loss under torch.autocast("cpu", torch.bfloat16));
+"autocast", "merge"]} ("autocast": "bf16" runs forward and loss under torch.autocast("cpu", torch.bfloat16);
+"merge": true embeds anchors and positives in one forward of 2 x batch rows, as Kestrel does when the
+columns pad to one length, which they do here; false: one forward per column, as sentence-transformers does);
 prints one JSON line, or with "profile": true torch.profiler's table of the training steps (after one warm-up).
 """
 import contextlib
@@ -46,6 +48,14 @@ def precision(c):
     return contextlib.nullcontext()
 
 
+def embed_pair(c, model, a, p):
+    """The anchors' and positives' embeddings: one forward over both when "merge" is set."""
+    if c.get("merge"):
+        e = model(torch.cat([a, p]))
+        return e[: a.shape[0]], e[a.shape[0] :]
+    return model(a), model(p)
+
+
 def mnrl(a, p, scale=20.0):
     scores = F.normalize(a, dim=-1) @ F.normalize(p, dim=-1).T * scale
     return F.cross_entropy(scores, torch.arange(a.shape[0]))
@@ -58,7 +68,7 @@ def profile(c, model, opt, gen):
         a = torch.randint(1, c["vocab"], (B, T), generator=gen)
         p = torch.randint(1, c["vocab"], (B, T), generator=gen)
         with precision(c):
-            loss = mnrl(model(a), model(p))
+            loss = mnrl(*embed_pair(c, model, a, p))
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -89,7 +99,7 @@ def main():
         p = torch.randint(1, c["vocab"], (B, T), generator=gen)
         t = time.perf_counter()
         with precision(c):
-            loss = mnrl(model(a), model(p))
+            loss = mnrl(*embed_pair(c, model, a, p))
         loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
@@ -106,7 +116,7 @@ def main():
             model(ids[s : s + B])
             batch_s.append(time.perf_counter() - t)
     print(json.dumps({
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "autocast": c.get("autocast") or "fp32",
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "autocast": c.get("autocast") or "fp32", "merge": bool(c.get("merge")),
         "train_step_s": statistics.median(times), "train_tokens_per_s": 2 * B * T / statistics.median(times),
         "train_peak_rss_mb": train_rss, "encode_sentences_per_s": B / statistics.median(batch_s),
     }))

@@ -1,6 +1,7 @@
 // Inference: texts -> embeddings in batches without autograd, longest texts first (as
 // sentence-transformers' encode sorts them, so each batch pads little), returned in input order.
 import { noGrad } from '../tensor/grad_mode.js';
+import { withWeightCache } from '../ops/fused/weight_cache.js';
 import { tidy } from '../tensor/scope.js';
 import { checkNumber } from '../io/check.js';
 import { toFloat32Array } from '../ops/transfer.js';
@@ -35,16 +36,19 @@ export function encode(model: SentenceEmbedder, texts: readonly string[], opts: 
   const wasTraining = model.training;
   model.eval();
   try {
-    for (let s = 0; s < order.length; s += batchSize) {
-      const idx = order.slice(s, s + batchSize);
-      const flat = noGrad(() => tidy(() => {
-        const e = model.forward(model.tokenize(idx.map((i) => texts[i]), prompt));
-        return toFloat32Array(opts.normalize ? l2Normalize(e) : e);
-      }));
-      const D = flat.length / idx.length;
-      idx.forEach((i, r) => (out[i] = flat.slice(r * D, (r + 1) * D)));
-      opts.onProgress?.(Math.min(s + batchSize, order.length), order.length);
-    }
+    // the weights are rounded to the autocast dtype (and BERT's QKV concatenated) once for all batches
+    withWeightCache(() => {
+      for (let s = 0; s < order.length; s += batchSize) {
+        const idx = order.slice(s, s + batchSize);
+        const flat = noGrad(() => tidy(() => {
+          const e = model.forward(model.tokenize(idx.map((i) => texts[i]), prompt));
+          return toFloat32Array(opts.normalize ? l2Normalize(e) : e);
+        }));
+        const D = flat.length / idx.length;
+        idx.forEach((i, r) => (out[i] = flat.slice(r * D, (r + 1) * D)));
+        opts.onProgress?.(Math.min(s + batchSize, order.length), order.length);
+      }
+    });
   } finally {
     if (wasTraining) model.train();
   }

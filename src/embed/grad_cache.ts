@@ -12,6 +12,7 @@ import { sum } from '../ops/reduce.js';
 import { item } from '../ops/transfer.js';
 import { narrow } from '../ops/view.js';
 import { noGrad } from '../tensor/grad_mode.js';
+import { withWeightCache } from '../ops/fused/weight_cache.js';
 import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 
@@ -32,8 +33,8 @@ function chunks<T>(xs: readonly T[], size: number): T[][] {
  */
 export function gradCacheBackward(columns: readonly string[][], embed: ColumnEmbedder, loss: (e: Tensor[]) => Tensor, chunk: number, beforeBackward?: (loss: number) => void): number {
   if (!Number.isInteger(chunk) || chunk < 1) throw new Error(`gradCacheBackward: chunk must be a positive integer, got ${chunk}`);
-  // 1: every embedding, no graph
-  const cached = columns.map((texts, c) => noGrad(() => tidy(() => cat(chunks(texts, chunk).map((t) => embed(t, c)), 0))));
+  // 1: every embedding, no graph (under autocast each weight is rounded once for all the chunks: withWeightCache)
+  const cached = noGrad(() => withWeightCache(() => columns.map((texts, c) => tidy(() => cat(chunks(texts, chunk).map((t) => embed(t, c)), 0)))));
   for (const e of cached) e.requiresGrad = true;
   try {
     // 2: the loss over the whole batch; its backward stops at the cached leaves
@@ -59,10 +60,18 @@ export function gradCacheBackward(columns: readonly string[][], embed: ColumnEmb
   }
 }
 
-/** The same loss and gradients with every column embedded in one forward (the reference GradCache equals). */
-export function fullBatchBackward(columns: readonly string[][], embed: ColumnEmbedder, loss: (e: Tensor[]) => Tensor, beforeBackward?: (loss: number) => void): number {
+/** Embeds every column of a batch at once ([n_c, D] each; embedColumns merges them into one forward where it can). */
+export type ColumnsEmbedder = (columns: readonly string[][]) => Tensor[];
+
+/**
+ * The same loss and gradients with every column embedded with autograd at once (the reference GradCache equals);
+ * embedAll, when given, embeds them instead of embed column by column.
+ */
+export function fullBatchBackward(
+  columns: readonly string[][], embed: ColumnEmbedder, loss: (e: Tensor[]) => Tensor, beforeBackward?: (loss: number) => void, embedAll?: ColumnsEmbedder,
+): number {
   return tidy(() => {
-    const l = loss(columns.map((t, c) => embed(t, c)));
+    const l = loss(embedAll ? embedAll(columns) : columns.map((t, c) => embed(t, c)));
     beforeBackward?.(item(l));
     l.backward();
     return item(l);

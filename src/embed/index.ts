@@ -6,7 +6,8 @@ export { loadEmbedder, saveEmbedder, moduleEntries, ST_LAYOUT_VERSION, type Load
 export { encode, type EncodeOptions } from './encode.js';
 export { l2Normalize, cosineMatrix, pairwiseCosine, pairwiseEuclidean, pairwiseAngle } from './similarity.js';
 export { mnrlLoss, tripletLoss, cosentLoss, angleLoss, contrastiveLoss, matryoshkaLoss, type MnrlOptions, type TripletOptions } from './losses.js';
-export { gradCacheBackward, fullBatchBackward, type ColumnEmbedder } from './grad_cache.js';
+export { gradCacheBackward, fullBatchBackward, type ColumnEmbedder, type ColumnsEmbedder } from './grad_cache.js';
+export { embedColumns } from './columns.js';
 export { readPairs, pairExample, PairDataset, type PairExample, type PairFormat, type PairData } from './pairs.js';
 export {
   embeddingStep, evalMetrics, batchLoss, checkLossData, EmbeddingTrainee, LOSSES, LOSS_FORMAT, type LossName, type EmbedLossConfig, type EmbeddingStepOptions,

@@ -121,15 +121,29 @@ export class SentenceEmbedder extends Module {
 
   /** Tokenizes prompt + text for each text and pads to the longest row on settings.paddingSide. */
   tokenize(texts: readonly string[], prompt = ''): TextBatch {
+    const { rows, promptLength } = this.tokenRows(texts, prompt);
+    return this.pad(rows, promptLength);
+  }
+
+  /**
+   * prompt + text as token ids for each text, unpadded, and the prompt's length as pooling counts it
+   * (tokenize is pad(tokenRows(...))).
+   */
+  tokenRows(texts: readonly string[], prompt = ''): { rows: number[][]; promptLength: number } {
     if (texts.length === 0) throw new Error('tokenize: no texts');
-    const left = this.settings.paddingSide === 'left';
-    if (!this.settings.includePrompt && prompt && left) throw new Error('tokenize: include_prompt false needs right padding (the prompt must start every row at position 0)');
-    const rows = texts.map((t) => this.ids(prompt + t));
+    if (!this.settings.includePrompt && prompt && this.settings.paddingSide === 'left')
+      throw new Error('tokenize: include_prompt false needs right padding (the prompt must start every row at position 0)');
     // the tokens before the text, as sentence-transformers counts them: the prompt's ids less one (its trailing special token)
     const promptLength = prompt && !this.settings.includePrompt ? this.ids(prompt).length - 1 : 0;
+    return { rows: texts.map((t) => this.ids(prompt + t)), promptLength };
+  }
+
+  /** Token rows padded to the longest on settings.paddingSide, with the attention mask. */
+  pad(rows: readonly number[][], promptLength: number): TextBatch {
+    const left = this.settings.paddingSide === 'left';
     const T = Math.max(...rows.map((r) => r.length));
     const pad = this.tokenizer.padTokenId ?? this.tokenizer.eosTokenId ?? 0;
-    const fill = (r: number[], v: (i: number) => number): number[] => {
+    const fill = (r: readonly number[], v: (i: number) => number): number[] => {
       const extra = new Array<number>(T - r.length).fill(v(-1));
       return left ? [...extra, ...r.map((_, i) => v(i))] : [...r.map((_, i) => v(i)), ...extra];
     };
@@ -144,7 +158,8 @@ export class SentenceEmbedder extends Module {
   private tokenStates(batch: TextBatch): Tensor {
     const backend = this.backbone.parameters()[0]?.backendName;
     const ids = tensor(batch.inputIds, { dtype: 'int64', backend });
-    const mask = tensor(batch.attentionMask, { dtype: 'int64', backend });
+    // a batch without padding needs no mask: attention then reads and adds none
+    const mask = batch.attentionMask.every((r) => r.every((v) => v === 1)) ? null : tensor(batch.attentionMask, { dtype: 'int64', backend });
     const m = this.backbone;
     if (m instanceof BertModel) {
       const tokenTypeIds = batch.tokenTypeIds ? tensor(batch.tokenTypeIds, { dtype: 'int64', backend }) : null;

@@ -13,7 +13,9 @@ import { item } from '../ops/transfer.js';
 import { evaluateRetrieval, evaluateSts, retrievalSetFromPairs } from './evaluate.js';
 import { fullBatchBackward, gradCacheBackward } from './grad_cache.js';
 import { angleLoss, contrastiveLoss, cosentLoss, matryoshkaLoss, mnrlLoss, tripletLoss } from './losses.js';
-import type { SentenceEmbedder } from './model.js';
+import type { SentenceEmbedder, TextBatch } from './model.js';
+import { embedColumns } from './columns.js';
+import { withWeightCache } from '../ops/fused/weight_cache.js';
 import type { PairExample, PairFormat } from './pairs.js';
 
 export const LOSSES = ['mnrl', 'triplet', 'cosent', 'angle', 'contrastive'] as const;
@@ -97,13 +99,16 @@ export function evalMetrics(model: SentenceEmbedder, examples: readonly PairExam
 export function embeddingStep(t: EmbeddingTrainee, cfg: EmbedLossConfig, o: EmbeddingStepOptions = {}): TrainStep<PairExample[]> {
   const model = t.embedder;
   let tokens = 0;
+  const countTokens = (b: TextBatch): void => void (tokens += b.attentionMask.reduce((n, r) => n + r.reduce((s, v) => s + v, 0), 0));
   /** column c's texts embedded with its prompt, counting the tokens */
   const embed = (texts: string[], c: number): Tensor => {
     const b = model.tokenize(texts, o.columnPrompts?.[c] ?? '');
-    tokens += b.attentionMask.reduce((n, r) => n + r.reduce((s, v) => s + v, 0), 0);
+    countTokens(b);
     return model.forward(b);
   };
   const columnsOf = (batch: readonly PairExample[]): string[][] => batch[0].texts.map((_, c) => batch.map((x) => x.texts[c]));
+  // the full-batch step embeds columns of one padded length in one forward (columns.ts)
+  const embedAll = (columns: readonly string[][]): Tensor[] => embedColumns(model, columns, o.columnPrompts, countTokens);
   return {
     accumulate(micro, opts) {
       let total = 0;
@@ -118,7 +123,7 @@ export function embeddingStep(t: EmbeddingTrainee, cfg: EmbedLossConfig, o: Embe
         };
         const check = opts.beforeBackward;
         const before = tokens;
-        const value = autocast(opts.autocast ?? null, () => (o.gradCacheChunk ? gradCacheBackward(columns, embed, loss, o.gradCacheChunk, check) : fullBatchBackward(columns, embed, loss, check)));
+        const value = autocast(opts.autocast ?? null, () => (o.gradCacheChunk ? gradCacheBackward(columns, embed, loss, o.gradCacheChunk, check) : fullBatchBackward(columns, embed, loss, check, embedAll)));
         // GradCache tokenizes every chunk twice (cache pass, then re-forward): the input tokens are half of what it counted
         if (o.gradCacheChunk) tokens = before + (tokens - before) / 2;
         total += value / weight / micro.length;
@@ -129,7 +134,10 @@ export function embeddingStep(t: EmbeddingTrainee, cfg: EmbedLossConfig, o: Embe
     evaluate(batches) {
       const all = [...batches];
       let sum = 0;
-      for (const batch of all) sum += noGrad(() => tidy(() => item(batchLoss(cfg, columnsOf(batch).map(embed), batch, t.log_scale))));
+      // no gradients: the weights are rounded (under autocast) once for all the evaluation batches
+      noGrad(() => withWeightCache(() => {
+        for (const batch of all) sum += tidy(() => item(batchLoss(cfg, embedAll(columnsOf(batch)), batch, t.log_scale)));
+      }));
       const examples = all.flat();
       return { loss: sum / Math.max(all.length, 1), metrics: o.evaluator ? o.evaluator(examples) : evalMetrics(model, examples, o.columnPrompts) };
     },

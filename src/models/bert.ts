@@ -3,10 +3,15 @@
 // and the tanh pooler on the first token. Used for embeddings and classification heads.
 import { scaledDotProductAttention } from '../ops/attention.js';
 import { arange, zeros } from '../ops/creation.js';
-import { add, unary } from '../ops/elementwise.js';
+import { backendOf } from '../backend/index.js';
+import { needsGrad } from '../ops/dispatch.js';
+import { add, to, unary } from '../ops/elementwise.js';
+import { cat } from '../ops/indexing.js';
+import { linear } from '../ops/matmul.js';
+import { cachedWeight, weightCacheActive } from '../ops/fused/weight_cache.js';
 import { addLayerNorm } from '../ops/fused/add_layer_norm.js';
 import { linearGelu } from '../ops/fused/linear_gelu.js';
-import { expand, reshape, select, transpose, unsqueeze } from '../ops/view.js';
+import { contiguous, expand, permute, reshape, select, transpose, unsqueeze } from '../ops/view.js';
 import { shapeStr } from '../tensor/layout.js';
 import { autocastDtype } from '../tensor/autocast.js';
 import { tidy } from '../tensor/scope.js';
@@ -80,9 +85,33 @@ class SelfAttention extends Module {
   forward(x: Tensor, mask: Tensor | null): Tensor {
     const [B, T, D] = x.shape;
     const H = this.c.numHeads;
+    const qkv = this.fusedQkv(x);
+    if (qkv) return reshape(transpose(scaledDotProductAttention(qkv[0], qkv[1], qkv[2], { mask }), 1, 2), [B, T, D]);
     const heads = (t: Tensor): Tensor => transpose(reshape(t, [B, T, H, D / H]), 1, 2);
     const o = scaledDotProductAttention(heads(this.query.forward(x)), heads(this.key.forward(x)), heads(this.value.forward(x)), { mask });
     return reshape(transpose(o, 1, 2), [B, T, D]);
+  }
+
+  /**
+   * Inference inside withWeightCache (k.embeddings.encode): q, k, v [B, H, T, hd] from one GEMM over the
+   * cached [3D, D] weight, split into heads by one copy (that also rounds them to the autocast dtype the
+   * attention kernel takes), instead of three GEMMs, three input casts and three head copies. Null when
+   * it does not apply (training, LoRA/quantized layers, no bias, no cache scope).
+   */
+  private fusedQkv(x: Tensor): [Tensor, Tensor, Tensor] | null {
+    const lin = [this.query, this.key, this.value];
+    if (!weightCacheActive() || needsGrad(x, ...lin.flatMap((l) => [l.weight, l.bias]))) return null;
+    if (!lin.every((l) => l.constructor === Linear && l.bias)) return null;
+    const [B, T, D] = x.shape;
+    const H = this.c.numHeads;
+    const ac = autocastDtype();
+    // under autocast only the rounded concatenation is kept (the GEMM reads nothing else)
+    const w = cachedWeight(this.query.weight, `qkv ${ac ?? 'as is'}`, () => (ac ? to(cat(lin.map((l) => l.weight), 0), ac) : cat(lin.map((l) => l.weight), 0)));
+    const b = cachedWeight(this.query.bias!, 'qkv', () => cat(lin.map((l) => l.bias!), 0));
+    // [B, T, 3, H, hd] -> [3, B, H, T, hd], contiguous, so each of q, k, v is a contiguous [B, H, T, hd]
+    const split = permute(reshape(linear(x, w, b), [B, T, 3, H, D / H]), [2, 0, 3, 1, 4]);
+    const packed = ac && backendOf(x).halfAttention ? to(split, ac) : contiguous(split);
+    return [select(packed, 0, 0), select(packed, 0, 1), select(packed, 0, 2)];
   }
 }
 

@@ -33,9 +33,12 @@ function matmulKernel(a: Tensor, b: Tensor): Tensor {
   return out;
 }
 
-/** out += a @ b for 2-d operands the GEMM reads directly (gemmReadable); out [M, N] contiguous. */
-export function matmulInto(a: Tensor, b: Tensor, out: Tensor): void {
-  backendOf(a).kernels.matmul(fix(a, a.layout), fix(b, b.layout), out, true);
+/**
+ * out += a @ b (accumulate false: out = a @ b) for 2-d operands the GEMM reads directly (gemmReadable);
+ * out [M, N] contiguous, float32 for half operands or their dtype.
+ */
+export function matmulInto(a: Tensor, b: Tensor, out: Tensor, accumulate = true): void {
+  backendOf(a).kernels.matmul(fix(a, a.layout), fix(b, b.layout), out, accumulate);
 }
 
 /** A view whose size-1 inner dims get the strides the kernel expects (any stride is valid there). */

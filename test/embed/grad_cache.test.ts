@@ -4,7 +4,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
-import { assertClose } from '../helpers.js';
+import { assertClose, hasCpu } from '../helpers.js';
 import { CAPITALS, COUNTRIES, PASSAGE, TRAIN_QUERY, tinyBertFolder } from './tiny_embedder.js';
 
 const E = k.embeddings;
@@ -55,5 +55,26 @@ test('a GradCache step and encode leave no storage behind beyond the gradients',
     step.evaluate([batch]);
   }
   assert.equal(k.memory.stats().current.total, base, 'live bytes back to the baseline');
+  model.dispose();
+});
+
+test('under bf16 autocast, GradCache rounds each weight once for all its no-graph chunks (and once per re-forward)', { skip: hasCpu() ? false : 'native addon not built' }, async () => {
+  const model = await E.loadEmbedder(tinyBertFolder('kestrel-gc-cast-'));
+  const trainee = new E.EmbeddingTrainee(model, { loss: 'mnrl' });
+  const batch: k.embeddings.PairExample[] = COUNTRIES.slice(0, 6).map((c, i) => ({ texts: [TRAIN_QUERY(c), PASSAGE(CAPITALS[i])], where: `row ${i}` }));
+  // the weights the encoder's GEMMs read: every 2-d parameter except the embedding tables
+  const weights = new Set(model.namedParameters().filter(([n, p]) => p.ndim === 2 && !n.includes('embeddings')).map(([, p]) => p.storage));
+  const kern = k.getBackend('cpu').kernels;
+  const copy = kern.copy;
+  let rounded = 0;
+  Object.assign(kern, { copy: (...a: Parameters<typeof copy>) => (weights.has(a[0].storage) && a[1].dtype === 'bfloat16' && rounded++, copy.apply(kern, a)) });
+  try {
+    E.embeddingStep(trainee, { loss: 'mnrl' }, { gradCacheChunk: 2 }).accumulate([batch], { autocast: 'bfloat16' });
+  } finally {
+    Object.assign(kern, { copy });
+  }
+  // 2 columns x 3 chunks re-forwarded with autograd round each weight every time; the 6 cached forwards
+  // once, all but query/key/value, which they read as one concatenated QKV weight (rounded from that copy)
+  assert.equal(rounded, weights.size * 6 + (weights.size - 3));
   model.dispose();
 });

@@ -52,7 +52,14 @@ function compare(backend: k.BackendName, dtype: k.DType, tol: { atol: number; rt
       unfuse(model);
       const plain = lossAndGrads(model, backend, dtype, half);
       assert.equal(calls, CONFIG.num_hidden_layers);
-      check(fused, plain, tol);
+      if (half) {
+        // two bf16 computations differ from each other by up to twice their own error: each is checked
+        // against the exact answer instead, the same model in float64 on the reference backend
+        k.manualSeed(3);
+        const exact = lossAndGrads(buildModel(CONFIG, 'test config', { dtype: 'float64', backend: 'ref' }) as BertModel, 'ref', 'float64');
+        check(fused, exact, tol, true);
+        check(plain, exact, tol, true);
+      } else check(fused, plain, tol);
     } finally {
       Object.assign(enc, { biasGelu });
     }
@@ -60,18 +67,27 @@ function compare(backend: k.BackendName, dtype: k.DType, tol: { atol: number; rt
   });
 }
 
-function check(fused: ReturnType<typeof lossAndGrads>, plain: ReturnType<typeof lossAndGrads>, tol: { atol: number; rtol: number }): void {
-  assertClose(fused.h, plain.h, { ...tol, what: 'last hidden state' });
-  assert.ok(plain.grads.size > 20);
-  assert.deepEqual([...fused.grads.keys()].sort(), [...plain.grads.keys()].sort());
-  for (const [name, g] of plain.grads) assertClose(fused.grads.get(name)!, g, { ...tol, what: `grad ${name}` });
+/**
+ * tol as given, or (relative) atol scaled by each tensor's largest magnitude in `want`, at least a tenth of
+ * the largest gradient's (a gradient that is exactly 0, as the key bias's, still gets the rounding noise
+ * the others pass it)
+ */
+function check(got: ReturnType<typeof lossAndGrads>, want: ReturnType<typeof lossAndGrads>, tol: { atol: number; rtol: number }, relative = false): void {
+  const peak = (t: k.Tensor): number => Math.max(...Array.from(t.toFloat32Array(), Math.abs));
+  const floor = 0.1 * Math.max(...[...want.grads.values()].map(peak));
+  const scaled = (t: k.Tensor) => (relative ? { atol: tol.atol * Math.max(peak(t), floor), rtol: 0 } : tol);
+  assertClose(got.h, want.h, { ...scaled(want.h), what: 'last hidden state' });
+  assert.ok(want.grads.size > 20);
+  assert.deepEqual([...got.grads.keys()].sort(), [...want.grads.keys()].sort());
+  for (const [name, g] of want.grads) assertClose(got.grads.get(name)!, g, { ...scaled(g), what: `grad ${name}` });
 }
 
 describe('BERT fused layer paths = layer by layer', () => {
   test('reference backend, float64', () => compare('ref', 'float64', { atol: 1e-12, rtol: 1e-9 }));
   test('CPU backend, float32', { skip: hasCpu() ? false : 'native addon not built' }, () => compare('cpu', 'float32', { atol: 2e-5, rtol: 1e-4 }));
   // under autocast the fused GELU writes bf16 and its dz is rounded once to bf16 from the incoming
-  // bf16 gradient; the unfused path rounds the float32 dz: the two differ by bf16 roundings
+  // bf16 gradient; the unfused path rounds the float32 dz: each is within bf16 roundings (2^-8 relative,
+  // a few of them through two layers) of the float64 answer, measured at most 0.6% of each tensor's scale
   test('CPU backend, bf16 autocast', { skip: hasCpu() ? false : 'native addon not built' }, () =>
-    compare('cpu', 'float32', { atol: 2 ** -6, rtol: 2 ** -6 }, true));
+    compare('cpu', 'float32', { atol: 2 ** -6, rtol: 0 }, true));
 });

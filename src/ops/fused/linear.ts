@@ -4,9 +4,11 @@
 // back for the add. Backward, with x and g flattened to rows ([M, in], [M, out]):
 //   dx = g W,   dW = gᵀ x,   db = sum_rows g
 // Taken for float32/float64 operands of one dtype, and under k.autocast on a backend whose GEMM takes
-// half operands (halfMatmul): x and W are cast to the autocast dtype and the product accumulates in
+// half operands (halfMatmul): x and W are rounded to the autocast dtype and the product accumulates in
 // float32 onto a float32 bias, so y is float32 as the composite's bf16 product + float32 bias is,
-// without the composite's intermediate bf16 rounding of x Wᵀ and its widening add. The rest goes to
+// without the composite's intermediate bf16 rounding of x Wᵀ and its widening add. The roundings are
+// not ops on the tape: dx and dW come out of the half GEMMs as float32 sums for float32 x and W, where
+// the composite rounds them to bf16 and its casts' backward widens them again. The rest goes to
 // the composite.
 import { backendOf } from '../../backend/index.js';
 import { autocastDtype } from '../../tensor/autocast.js';
@@ -17,8 +19,10 @@ import { emptyLike, inputs, needsGrad, record, save } from '../dispatch.js';
 import { gemmReadable, matmul, matmulInto } from '../matmul.js';
 import { sum } from '../reduce.js';
 import { to } from '../elementwise.js';
-import { isFloat } from '../../tensor/dtype.js';
+import { type DType, isFloat } from '../../tensor/dtype.js';
+import { noGrad } from '../../tensor/grad_mode.js';
 import { contiguous, expand, reshape, transpose } from '../view.js';
+import { cachedWeight } from './weight_cache.js';
 
 /** True when linear(x, weight, bias) takes the fused path (see the file comment). */
 export function canFuseLinear(x: Tensor, weight: Tensor, bias: Tensor | null | undefined): bias is Tensor {
@@ -33,17 +37,16 @@ export function canFuseLinear(x: Tensor, weight: Tensor, bias: Tensor | null | u
  * @example linearFused(x, layer.weight, layer.bias)  // [B, T, in] -> [B, T, out]
  */
 export function linearFused(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
-  const cast = castForAutocast('linear', x, weight, bias);
-  if (cast) return tidy(() => linearFused(cast.x, cast.weight, bias));
+  const { xh, wh } = gemmOperands('linear', x, weight, bias);
   return tidy(() => {
-    const { x2, y2 } = biasedProduct(x, weight, bias);
+    const { x2, y2 } = biasedProduct(xh, wh, bias);
     const [M, N] = y2.shape;
     const y = reshape(y2, [...x.shape.slice(0, -1), N]);
     if (!needsGrad(x, weight, bias)) return y;
-    const [sx, sw] = [save(x2), save(weight)];
+    const [sx, sw] = [save(x2), save(wh)];
     return record('linear', y, [x, weight, bias], (g) => {
       const g2 = reshape(g, [M, N]);
-      // under autocast dx and dW are half products of the half operands (their casts carry them back)
+      // under autocast the GEMMs take the gradient rounded to the half operands' dtype
       const gh = g2.dtype === sx.dtype ? g2 : to(g2, sx.dtype);
       return [...linearInputGrads(gh, sx, sw, x, weight), bias.requiresGrad ? sum(g2, 0) : null];
     }, [sx, sw]);
@@ -51,10 +54,13 @@ export function linearFused(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
 }
 
 /**
- * Checks a fused linear's operands (shapes, one backend); under autocast, x and W cast to the autocast dtype when either
- * is not in it yet (the caller recurses with them; null when nothing needs a cast).
+ * Checks a fused linear's operands (shapes, one backend) and returns the GEMM's: under autocast x and W
+ * rounded to its dtype, made without a graph (the op records against x and W themselves and returns
+ * their gradients in their own dtypes, so no cast op sits between them and the GEMM: see
+ * linearInputGrads); otherwise x and W. A weight's rounding may be cached (weight_cache.ts): the
+ * caller must not dispose it.
  */
-export function castForAutocast(op: string, x: Tensor, weight: Tensor, bias: Tensor): { x: Tensor; weight: Tensor } | null {
+export function gemmOperands(op: string, x: Tensor, weight: Tensor, bias: Tensor): { xh: Tensor; wh: Tensor } {
   inputs(op, x, weight, bias);
   if (weight.ndim !== 2 || x.shape[x.ndim - 1] !== weight.shape[1])
     throw new Error(`${op}: input ${shapeStr(x.shape)} does not match weight ${shapeStr(weight.shape)} ([out, in] with in = the input's last dim)`);
@@ -62,8 +68,10 @@ export function castForAutocast(op: string, x: Tensor, weight: Tensor, bias: Ten
   if (bias.ndim !== 1 || bias.shape[0] !== N)
     throw new Error(`${op}: bias ${shapeStr(bias.shape)} does not match weight ${shapeStr(weight.shape)} (out features ${N})`);
   const ac = autocastDtype();
-  if (!ac || (x.dtype === ac && weight.dtype === ac)) return null;
-  return { x: x.dtype === ac ? x : to(x, ac), weight: weight.dtype === ac ? weight : to(weight, ac) };
+  if (!ac) return { xh: x, wh: weight };
+  const round = (t: Tensor): Tensor => (t.dtype === ac ? t : noGrad(() => to(t, ac)));
+  // a weight without gradient inside withWeightCache (inference) is rounded once per scope, not per call
+  return { xh: round(x), wh: weight.dtype === ac ? weight : cachedWeight(weight, ac, () => to(weight, ac)) };
 }
 
 /**
@@ -81,10 +89,21 @@ export function biasedProduct(x: Tensor, weight: Tensor, bias: Tensor): { x2: Te
   return { x2, y2 };
 }
 
-/** dx = g W (in x's shape) and dW = gᵀ x2, each null when not needed; g2 [M, N] in the operands' dtype. */
+/**
+ * dx = g W (in x's shape) and dW = gᵀ x2, each null when not needed; g2 [M, N] in the GEMM operands'
+ * dtype (savedX2, savedW). Each is written by the GEMM in its input's own dtype: under autocast a
+ * float32 x or W gets its gradient as the half GEMM's float32 sums, never rounded to half and widened
+ * again (what a cast op's backward would do: a slower half-output GEMM, a rounding, and a pass).
+ */
 export function linearInputGrads(g2: Tensor, savedX2: Tensor, savedW: Tensor, x: Tensor, weight: Tensor): [Tensor | null, Tensor | null] {
+  const product = (a: Tensor, b: Tensor, dtype: DType): Tensor => {
+    if (a.dtype === dtype) return matmul(a, b);
+    const out = emptyLike(a, [a.shape[0], b.shape[1]], dtype);
+    matmulInto(a, b, out, false);
+    return out;
+  };
   return [
-    x.requiresGrad ? reshape(matmul(g2, savedW), x.shape) : null,
-    weight.requiresGrad ? matmul(transpose(g2), savedX2) : null,
+    x.requiresGrad ? reshape(product(g2, savedW, x.dtype), x.shape) : null,
+    weight.requiresGrad ? product(transpose(g2), savedX2, weight.dtype) : null,
   ];
 }

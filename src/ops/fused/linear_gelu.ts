@@ -7,7 +7,8 @@
 // Under k.autocast the GEMMs take half operands as linearFused's do, z stays float32, and act(z)
 // is written in the autocast dtype directly (rounded once): the next linear would cast it to that
 // dtype anyway, so the float32 copy and the cast pass are not made; dz is written in the same
-// dtype for the half GEMMs while dbias sums the unrounded float32 values.
+// dtype for the half GEMMs while dbias sums the unrounded float32 values; dx and dW come out of the
+// GEMMs in x's and W's own dtypes (linearInputGrads: float32 sums for a float32 x or W).
 // Taken where the backend has encoder kernels and linear itself fuses (canFuseLinear); else the composite.
 import { backendOf } from '../../backend/index.js';
 import type { GluActivation } from '../../backend/kernels.js';
@@ -18,7 +19,7 @@ import { emptyLike, needsGrad, record, save } from '../dispatch.js';
 import { unary } from '../elementwise.js';
 import { linear } from '../matmul.js';
 import { contiguous, reshape } from '../view.js';
-import { biasedProduct, canFuseLinear, castForAutocast, linearInputGrads } from './linear.js';
+import { biasedProduct, canFuseLinear, gemmOperands, linearInputGrads } from './linear.js';
 
 export type GeluActivation = Extract<GluActivation, 'gelu_erf' | 'gelu_tanh'>;
 
@@ -30,16 +31,15 @@ export function linearGelu(x: Tensor, weight: Tensor, bias: Tensor, act: GeluAct
   const enc = backendOf(x).encoder;
   const dt = autocastDtype() ? 'float32' : x.dtype;
   if (!enc || !canFuseLinear(x, weight, bias) || !enc.dtypes.includes(dt)) return tidy(() => unary(act, linear(x, weight, bias)));
-  const cast = castForAutocast('linearGelu', x, weight, bias);
-  if (cast) return tidy(() => linearGelu(cast.x, cast.weight, bias, act));
+  const { xh, wh } = gemmOperands('linearGelu', x, weight, bias);
   return tidy(() => {
-    const { x2, y2: z } = biasedProduct(x, weight, bias);
+    const { x2, y2: z } = biasedProduct(xh, wh, bias);
     const [M, N] = z.shape;
     const y2 = emptyLike(z, [M, N], autocastDtype() ?? z.dtype);
     enc.biasGelu(act, z, y2);
     const y = reshape(y2, [...x.shape.slice(0, -1), N]);
     if (!needsGrad(x, weight, bias)) return y;
-    const [sx, sw, sz] = [save(x2), save(weight), save(z)];
+    const [sx, sw, sz] = [save(x2), save(wh), save(z)];
     return record('linearGelu', y, [x, weight, bias], (g) => {
       const g2 = contiguous(reshape(g, [M, N]));
       const dz = emptyLike(g2, [M, N], sx.dtype); // the GEMM operands' dtype (half under autocast)
