@@ -8,6 +8,8 @@ import { arange, tensor } from '../ops/creation.js';
 import { rotaryTables } from '../ops/rope.js';
 import { linear } from '../ops/matmul.js';
 import { rope } from '../ops/rope.js';
+import { rmsNormQkvRope } from '../ops/fused/rms_norm_qkv_rope.js';
+import { decodeQkvParts } from '../quant/merge_qkv.js';
 import { expand, narrow, reshape, transpose, unsqueeze } from '../ops/view.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { keep, tidy } from '../tensor/scope.js';
@@ -124,13 +126,30 @@ export class Attention extends Module {
     return [heads(q, H), heads(k, Hkv), heads(v, Hkv)];
   }
 
-  forward(x: Tensor, ctx: LayerContext): Tensor {
+  /**
+   * Decoding (no gradients): q, k, v with RoPE from the layer's input before its norm, in one fused
+   * call (RMSNorm + merged Q|K|V + bias + RoPE); null where the layer has q/k norms or projections
+   * the op cannot take (LoRA wrappers, mixed formats), or KESTREL_DECODE_FUSION=off.
+   */
+  fusedInput(x: Tensor, norm: RMSNorm, ctx: LayerContext): [Tensor, Tensor, Tensor] | null {
+    if (this.q_norm || process.env.KESTREL_DECODE_FUSION === 'off') return null;
+    const parts = decodeQkvParts(this, this.qkv_proj ? [this.qkv_proj] : [this.q_proj!, this.k_proj!, this.v_proj!]);
+    if (!parts) return null;
+    const heads = { numHeads: this.c.numHeads, numKvHeads: this.c.numKvHeads, headDim: this.c.headDim, interleaved: false };
+    const { q, k, v } = rmsNormQkvRope(x, { weight: norm.weight, eps: norm.eps, offset: norm.offset }, parts, ctx.cos, ctx.sin, heads);
+    return [q, k, v];
+  }
+
+  /** x [B, T, D] (normalized) -> the attention's output [B, T, D]; `qkv`: fusedInput's q, k, v instead of projecting x */
+  forward(x: Tensor, ctx: LayerContext, qkv?: [Tensor, Tensor, Tensor]): Tensor {
     const c = this.c;
     const [B, T] = x.shape;
-    let [q, k, v] = this.project(x);
-    if (this.q_norm && this.k_norm) [q, k] = [this.q_norm.forward(q), this.k_norm.forward(k)];
-    q = rope(q, ctx.cos, ctx.sin);
-    k = rope(k, ctx.cos, ctx.sin);
+    let [q, k, v] = qkv ?? this.project(x);
+    if (!qkv) {
+      if (this.q_norm && this.k_norm) [q, k] = [this.q_norm.forward(q), this.k_norm.forward(k)];
+      q = rope(q, ctx.cos, ctx.sin);
+      k = rope(k, ctx.cos, ctx.sin);
+    }
     const window = c.slidingWindows[this.layerIdx];
     const merge = (o: Tensor): Tensor => this.o_proj.forward(reshape(transpose(o, 1, 2), [B, T, c.numHeads * c.headDim]));
     if (ctx.cache instanceof PagedKVCache) {
@@ -195,8 +214,10 @@ export class DecoderLayer extends Module {
   forward(x: Tensor, ctx: LayerContext, recompute: 'none' | 'selective' = 'none'): { hidden: Tensor; routerLogits: Tensor | null } {
     const sel = recompute === 'selective' && !ctx.cache;
     return tidy(() => {
-      const normed = this.input_layernorm.forward(x);
-      const attn = sel ? checkpointWithContext((y, c) => this.self_attn.forward(y, c), normed, ctx) : this.self_attn.forward(normed, ctx);
+      const fused = sel || isGradEnabled() ? null : this.self_attn.fusedInput(x, this.input_layernorm, ctx);
+      const attn = fused ? this.self_attn.forward(x, ctx, fused)
+        : sel ? checkpointWithContext((y, c) => this.self_attn.forward(y, c), this.input_layernorm.forward(x), ctx)
+        : this.self_attn.forward(this.input_layernorm.forward(x), ctx);
       let h: Tensor;
       let ffIn: Tensor;
       if (this.pre_feedforward_layernorm) {

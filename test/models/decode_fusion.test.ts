@@ -1,0 +1,88 @@
+// The decoder's fused decode input (Attention.fusedInput: RMSNorm + merged Q|K|V + bias + RoPE in
+// one kernel, src/ops/fused/rms_norm_qkv_rope.ts) against the same model run through the separate
+// ops (KESTREL_DECODE_FUSION=off), on transformers' fixture models: plain Llama, Qwen2 (q/k/v
+// biases), Gemma (norm offset 1), Phi-3 (one qkv_proj), Mistral (sliding window), in float32 and
+// with int8 / q4 weights (q/k/v merged into one weight). Step by step through the KV cache:
+//  - greedy ids equal, and for float32 they are transformers' own (the golden continuation);
+//  - logits equal within float32 rounding for float32/bf16 (1e-4 of the largest logit: the fused
+//    norm sums in float64 and the composite in float32, nothing else differs), and for int8/q4 within
+//    1e-3 relative RMS: both take int8 activations, and a last-ulp change in the normalized x could
+//    move one activation's int8 rounding by a step (measured on these fixtures: at most 6e-7, no flip);
+//  - the fused kernel runs once per layer and decode step.
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import * as k from '../../src/index.js';
+import { SafetensorsFile } from '../../src/io/safetensors.js';
+import { KVCache } from '../../src/models/kv_cache.js';
+import { skipUnless } from '../devices.js';
+import { fixture } from '../fixtures.js';
+import { withEnv } from '../helpers.js';
+
+const FIXTURES = ['llama', 'qwen2', 'gemma', 'phi3', 'mistral-sliding-window'];
+const STEPS = 6;
+
+/** Greedy decoding step by step from `prompt`: the ids, each step's last logits, and the fused kernel's calls. */
+function decode(model: k.CausalLM, prompt: number[]): { ids: number[]; logits: Float32Array[]; fusedCalls: number } {
+  const c = model.config;
+  const cache = new KVCache(c.numLayers, 1, c.numKvHeads, prompt.length + STEPS, c.headDim, { backend: 'cpu' });
+  const ids = prompt.slice();
+  const logits: Float32Array[] = [];
+  k.profile.start({ backend: 'cpu' });
+  for (let s = 0; s < STEPS; s++) {
+    const fresh = s === 0 ? prompt : [ids[ids.length - 1]];
+    const row = k.noGrad(() => k.tidy(() => {
+      const positions = k.tensor([fresh.map((_, i) => cache.length + i)], { dtype: 'int64', backend: 'cpu' });
+      const out = model.forward({ inputIds: k.tensor([fresh], { dtype: 'int64', backend: 'cpu' }), positionIds: positions, cache, lastLogitsOnly: true });
+      return out.logits!.reshape([-1]).toFloat32Array();
+    }));
+    logits.push(row);
+    ids.push(row.indexOf(Math.max(...row)));
+  }
+  const prof = k.profile.stop();
+  cache.dispose();
+  const fusedCalls = prof.kernels.filter((r) => r.name.startsWith('rmsNormQkvRope')).reduce((n, r) => n + r.calls, 0);
+  return { ids: ids.slice(prompt.length), logits, fusedCalls };
+}
+
+const rmsRel = (got: Float32Array, want: Float32Array): number => {
+  let [d, w] = [0, 0];
+  got.forEach((g, i) => ([d, w] = [d + (g - want[i]) ** 2, w + want[i] ** 2]));
+  return Math.sqrt(d / w);
+};
+
+for (const name of FIXTURES) {
+  const fx = fixture('models', name);
+  describe(`fused decode input: ${name}`, { skip: fx.skip || skipUnless('cpu') }, () => {
+    for (const quant of ['float32', 'bf16', 'int8', 'q4'] as const)
+      test(`${quant}: greedy ids and logits = the separate ops'; one fused call per layer and step`, async () => {
+        const { model } = await k.loadCausalLM(fx.path, { backend: 'cpu', ...(quant === 'float32' ? {} : { quant }) });
+        const lm = model as k.CausalLM;
+        using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
+        const prompt = (g.tensor('gen.prompt_ids').toArray() as number[][])[0];
+        const off = withEnv('KESTREL_DECODE_FUSION', 'off', () => decode(lm, prompt));
+        const on = decode(lm, prompt);
+        assert.equal(off.fusedCalls, 0);
+        // the prompt step takes the fused op too where every part is float (any rows); quantized parts: 1..8 rows
+        const fusedSteps = quant === 'float32' || prompt.length <= 8 ? STEPS : STEPS - 1;
+        assert.equal(on.fusedCalls, fusedSteps * lm.config.numLayers, `${name} ${quant}: fused calls`);
+        assert.deepEqual(on.ids, off.ids, `${name} ${quant}: greedy ids`);
+        if (quant === 'float32') {
+          const golden = (g.tensor('gen.output_ids').toArray() as number[][])[0].slice(prompt.length, prompt.length + STEPS);
+          assert.deepEqual(on.ids.slice(0, golden.length), golden, `${name}: transformers' greedy ids`);
+        }
+        let worst = 0;
+        on.logits.forEach((row, s) => {
+          const want = off.logits[s];
+          if (quant === 'float32' || quant === 'bf16') {
+            const scale = Math.max(...want.map(Math.abs));
+            row.forEach((v, i) => assert.ok(Math.abs(v - want[i]) <= 1e-4 * scale, `${name} ${quant} step ${s} logit ${i}: ${v} vs ${want[i]}`));
+          }
+          worst = Math.max(worst, rmsRel(row, want));
+        });
+        console.log(`# ${name} ${quant}: fused vs separate ops, logits RMS ${worst.toExponential(2)}`);
+        if (quant === 'int8' || quant === 'q4') assert.ok(worst <= 1e-3, `${name} ${quant}: logits RMS ${worst} > 1e-3`);
+        model.dispose();
+      });
+  });
+}
