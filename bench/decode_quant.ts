@@ -10,6 +10,7 @@
 // rest outside kernels). int8/q4 GEMVs take int8 activations where the CPU has the integer path
 // (quant_gemv_int8.cc): KESTREL_QUANT_GEMV=float before the command times float activations instead.
 // Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 32] [--reps 3] [--profile int8,q4] [--profile-steps 16]
+//   [--no-kernels] [--no-models] (the profile alone; KESTREL_DECODE_FUSION=off profiles the decode step without the fused ops)
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
@@ -120,8 +121,9 @@ async function profileRun(name: string, format: (typeof FORMATS)[number], steps:
   const kernels = prof.kernels.map((r) => ({ kernel: r.name, callsPerStep: r.calls / steps, msPerStep: r.ms / steps, share: r.ms / prof.wallMs }));
   const kernelMs = kernels.reduce((a, r) => a + r.msPerStep, 0);
   const headMs = median(headTimes);
-  const rows = { config: name, format, msPerStep, headGemvMsPerStep: headMs, headShare: headMs / msPerStep, otherMsPerStep: msPerStep - kernelMs, otherShare: 1 - kernelMs / msPerStep, kernels };
-  console.log(`profile ${name} ${format}: ${msPerStep.toFixed(2)} ms/token; head GEMV ${headMs.toFixed(2)} ms (${(100 * rows.headShare).toFixed(0)}%), outside kernels ${rows.otherMsPerStep.toFixed(2)} ms (${(100 * rows.otherShare).toFixed(0)}%)`);
+  const callsPerStep = kernels.reduce((a, r) => a + r.callsPerStep, 0);
+  const rows = { config: name, format, decodeFusion: process.env.KESTREL_DECODE_FUSION !== 'off', kernelCallsPerStep: callsPerStep, msPerStep, headGemvMsPerStep: headMs, headShare: headMs / msPerStep, otherMsPerStep: msPerStep - kernelMs, otherShare: 1 - kernelMs / msPerStep, kernels };
+  console.log(`profile ${name} ${format}: ${callsPerStep.toFixed(0)} kernel calls/token, ${msPerStep.toFixed(2)} ms/token; head GEMV ${headMs.toFixed(2)} ms (${(100 * rows.headShare).toFixed(0)}%), outside kernels ${rows.otherMsPerStep.toFixed(2)} ms (${(100 * rows.otherShare).toFixed(0)}%)`);
   for (const r of kernels.slice(0, 8)) console.log(`  ${r.kernel.padEnd(28)} ${r.callsPerStep.toFixed(0).padStart(5)} calls ${r.msPerStep.toFixed(3).padStart(8)} ms ${(100 * r.share).toFixed(1).padStart(5)}%`);
   return rows;
 }
@@ -162,14 +164,14 @@ async function modelRun(name: string, decode: number, reps: number) {
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     configs: { type: 'string', default: 'smol135m,qwen05b' }, decode: { type: 'string', default: '32' }, reps: { type: 'string', default: '3' },
-    'no-models': { type: 'boolean', default: false }, profile: { type: 'string', default: 'int8,q4' }, 'profile-steps': { type: 'string', default: '16' },
+    'no-models': { type: 'boolean', default: false }, 'no-kernels': { type: 'boolean', default: false }, profile: { type: 'string', default: 'int8,q4' }, 'profile-steps': { type: 'string', default: '16' },
   } });
   const names = values.configs!.split(',');
   for (const n of names) if (!SHAPES[n]) throw new Error(`--configs: unknown shape '${n}' (${Object.keys(SHAPES).join(', ')})`);
   const reps = Number(values.reps);
   const info = loadNative()?.info();
   const kernels = [];
-  for (const name of names)
+  for (const name of values['no-kernels'] ? [] : names)
     for (const format of FORMATS) {
       const r = kernelRun(name, format, reps);
       kernels.push(r);

@@ -12,6 +12,7 @@
 #include <string>
 
 #include "kernel_api.h"
+#include "decode_parts.h"
 #include "strided.h"
 
 namespace kestrel {
@@ -80,6 +81,8 @@ const float* run_of(const float* p, int64_t stride, int64_t m, float* buf) {
 }
 
 }  // namespace
+
+void glu_span(int act, const float* gate, const float* up, float* out, int64_t n) { glu_isa().forward[act](gate, up, out, n); }
 
 // out = act(gate) * up
 KESTREL_KERNEL(glu) {

@@ -315,7 +315,7 @@ export interface EncoderKernels {
 }
 
 /**
- * One block of output columns of rmsNormQkvRope: a quantized weight (int8, 4-bit, bf16), or a float32
+ * One block of output columns of a fused decode projection (rmsNormQkvRope, rmsNormGateUpGlu): a quantized weight (int8, 4-bit, bf16), or a float32
  * weight [N, K] (contiguous); its bias float32 [N] or null.
  */
 export type QkvPart = ({ quant: QuantWeight; weight?: undefined } | { weight: View; quant?: undefined }) & { bias: View | null };
@@ -343,6 +343,11 @@ export interface DecodeKernels {
   rmsNormQkvRope(
     x: View, normWeight: View | null, eps: number, offset: number, parts: readonly QkvPart[], cos: View, sin: View, heads: QkvHeads, out: View,
   ): void;
+  /**
+   * out [M, F] = act(gate) * up with [gate | up] = RMSNorm(x) [W0 | W1 | ...]ᵀ + biases (the parts
+   * give 2F outputs: gate first); x [M, K], out contiguous float32
+   */
+  rmsNormGateUpGlu(x: View, normWeight: View | null, eps: number, offset: number, parts: readonly QkvPart[], act: GluActivation, out: View): void;
 }
 
 /**

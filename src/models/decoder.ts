@@ -9,7 +9,7 @@ import { rotaryTables } from '../ops/rope.js';
 import { linear } from '../ops/matmul.js';
 import { rope } from '../ops/rope.js';
 import { rmsNormQkvRope } from '../ops/fused/rms_norm_qkv_rope.js';
-import { decodeQkvParts } from '../quant/merge_qkv.js';
+import { mergedDecodeParts } from '../quant/merge_projections.js';
 import { expand, narrow, reshape, transpose, unsqueeze } from '../ops/view.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { keep, tidy } from '../tensor/scope.js';
@@ -133,7 +133,7 @@ export class Attention extends Module {
    */
   fusedInput(x: Tensor, norm: RMSNorm, ctx: LayerContext): [Tensor, Tensor, Tensor] | null {
     if (this.q_norm || process.env.KESTREL_DECODE_FUSION === 'off') return null;
-    const parts = decodeQkvParts(this, this.qkv_proj ? [this.qkv_proj] : [this.q_proj!, this.k_proj!, this.v_proj!]);
+    const parts = mergedDecodeParts(this, 'qkv', this.qkv_proj ? [this.qkv_proj] : [this.q_proj!, this.k_proj!, this.v_proj!]);
     if (!parts) return null;
     const heads = { numHeads: this.c.numHeads, numKvHeads: this.c.numKvHeads, headDim: this.c.headDim, interleaved: false };
     const { q, k, v } = rmsNormQkvRope(x, { weight: norm.weight, eps: norm.eps, offset: norm.offset }, parts, ctx.cos, ctx.sin, heads);
@@ -218,24 +218,18 @@ export class DecoderLayer extends Module {
       const attn = fused ? this.self_attn.forward(x, ctx, fused)
         : sel ? checkpointWithContext((y, c) => this.self_attn.forward(y, c), this.input_layernorm.forward(x), ctx)
         : this.self_attn.forward(this.input_layernorm.forward(x), ctx);
-      let h: Tensor;
-      let ffIn: Tensor;
-      if (this.pre_feedforward_layernorm) {
-        // Gemma 2: x + norm(attn(norm(x))); h + norm(mlp(norm(h)))
-        h = add(x, this.post_attention_layernorm.forward(attn));
-        ffIn = this.pre_feedforward_layernorm.forward(h);
-      } else {
-        h = add(x, attn);
-        ffIn = this.post_attention_layernorm.forward(h);
-      }
+      // Gemma 2: x + norm(attn(norm(x))); h + norm(mlp(norm(h)))
+      const h = this.pre_feedforward_layernorm ? add(x, this.post_attention_layernorm.forward(attn)) : add(x, attn);
+      const ffNorm = this.pre_feedforward_layernorm ?? this.post_attention_layernorm;
       let ff: Tensor;
       let routerLogits: Tensor | null = null;
       const sparse = this.sparseBlock();
-      if (sparse) ({ out: ff, routerLogits } = sparse.forward(ffIn));
-      else {
-        const mlp = this.mlp as Mlp;
-        ff = sel ? checkpoint((y) => mlp.forward(y), ffIn) : mlp.forward(ffIn);
-      }
+      const mlp = this.mlp as Mlp;
+      // decoding: the norm, gate|up and activation in one fused call (Mlp.fusedForward) where it can
+      const fusedFf = sparse || sel || isGradEnabled() ? null : mlp.fusedForward(h, ffNorm);
+      if (fusedFf) ff = fusedFf;
+      else if (sparse) ({ out: ff, routerLogits } = sparse.forward(ffNorm.forward(h)));
+      else ff = sel ? checkpoint((y) => mlp.forward(y), ffNorm.forward(h)) : mlp.forward(ffNorm.forward(h));
       if (this.post_feedforward_layernorm) ff = this.post_feedforward_layernorm.forward(ff);
       return { hidden: add(h, ff), routerLogits };
     });

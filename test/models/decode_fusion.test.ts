@@ -1,14 +1,15 @@
-// The decoder's fused decode input (Attention.fusedInput: RMSNorm + merged Q|K|V + bias + RoPE in
-// one kernel, src/ops/fused/rms_norm_qkv_rope.ts) against the same model run through the separate
-// ops (KESTREL_DECODE_FUSION=off), on transformers' fixture models: plain Llama, Qwen2 (q/k/v
-// biases), Gemma (norm offset 1), Phi-3 (one qkv_proj), Mistral (sliding window), in float32 and
-// with int8 / q4 weights (q/k/v merged into one weight). Step by step through the KV cache:
+// The decoder's fused decode ops (Attention.fusedInput: RMSNorm + merged Q|K|V + bias + RoPE in one
+// kernel, src/ops/fused/rms_norm_qkv_rope.ts; Mlp.fusedForward: RMSNorm + merged gate|up + act(gate)
+// * up, rms_norm_gate_up_glu.ts) against the same model run through the separate ops
+// (KESTREL_DECODE_FUSION=off), on transformers' fixture models: plain Llama, Qwen2 (q/k/v biases),
+// Gemma (norm offset 1, GELU), Phi-3 (one qkv_proj and gate_up_proj), Mistral (sliding window), in
+// float32, bf16, int8 and q4 weights (q/k/v and gate/up merged). Step by step through the KV cache:
 //  - greedy ids equal, and for float32 they are transformers' own (the golden continuation);
 //  - logits equal within float32 rounding for float32/bf16 (1e-4 of the largest logit: the fused
 //    norm sums in float64 and the composite in float32, nothing else differs), and for int8/q4 within
 //    1e-3 relative RMS: both take int8 activations, and a last-ulp change in the normalized x could
 //    move one activation's int8 rounding by a step (measured on these fixtures: at most 6e-7, no flip);
-//  - the fused kernel runs once per layer and decode step.
+//  - each fused kernel runs once per layer and decode step.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
@@ -23,7 +24,7 @@ const FIXTURES = ['llama', 'qwen2', 'gemma', 'phi3', 'mistral-sliding-window'];
 const STEPS = 6;
 
 /** Greedy decoding step by step from `prompt`: the ids, each step's last logits, and the fused kernel's calls. */
-function decode(model: k.CausalLM, prompt: number[]): { ids: number[]; logits: Float32Array[]; fusedCalls: number } {
+function decode(model: k.CausalLM, prompt: number[]): { ids: number[]; logits: Float32Array[]; fusedCalls: number; fusedMlpCalls: number } {
   const c = model.config;
   const cache = new KVCache(c.numLayers, 1, c.numKvHeads, prompt.length + STEPS, c.headDim, { backend: 'cpu' });
   const ids = prompt.slice();
@@ -41,8 +42,8 @@ function decode(model: k.CausalLM, prompt: number[]): { ids: number[]; logits: F
   }
   const prof = k.profile.stop();
   cache.dispose();
-  const fusedCalls = prof.kernels.filter((r) => r.name.startsWith('rmsNormQkvRope')).reduce((n, r) => n + r.calls, 0);
-  return { ids: ids.slice(prompt.length), logits, fusedCalls };
+  const calls = (kernel: string): number => prof.kernels.filter((r) => r.name.startsWith(kernel)).reduce((n, r) => n + r.calls, 0);
+  return { ids: ids.slice(prompt.length), logits, fusedCalls: calls('rmsNormQkvRope'), fusedMlpCalls: calls('rmsNormGateUpGlu') };
 }
 
 const rmsRel = (got: Float32Array, want: Float32Array): number => {
@@ -55,17 +56,18 @@ for (const name of FIXTURES) {
   const fx = fixture('models', name);
   describe(`fused decode input: ${name}`, { skip: fx.skip || skipUnless('cpu') }, () => {
     for (const quant of ['float32', 'bf16', 'int8', 'q4'] as const)
-      test(`${quant}: greedy ids and logits = the separate ops'; one fused call per layer and step`, async () => {
+      test(`${quant}: greedy ids and logits = the separate ops'; one call of each fused kernel per layer and step`, async () => {
         const { model } = await k.loadCausalLM(fx.path, { backend: 'cpu', ...(quant === 'float32' ? {} : { quant }) });
         const lm = model as k.CausalLM;
         using g = new SafetensorsFile(join(fx.path, 'golden.safetensors'));
         const prompt = (g.tensor('gen.prompt_ids').toArray() as number[][])[0];
         const off = withEnv('KESTREL_DECODE_FUSION', 'off', () => decode(lm, prompt));
         const on = decode(lm, prompt);
-        assert.equal(off.fusedCalls, 0);
+        assert.equal(off.fusedCalls + off.fusedMlpCalls, 0);
         // the prompt step takes the fused op too where every part is float (any rows); quantized parts: 1..8 rows
         const fusedSteps = quant === 'float32' || prompt.length <= 8 ? STEPS : STEPS - 1;
-        assert.equal(on.fusedCalls, fusedSteps * lm.config.numLayers, `${name} ${quant}: fused calls`);
+        assert.equal(on.fusedCalls, fusedSteps * lm.config.numLayers, `${name} ${quant}: fused q|k|v calls`);
+        assert.equal(on.fusedMlpCalls, fusedSteps * lm.config.numLayers, `${name} ${quant}: fused gate|up calls`);
         assert.deepEqual(on.ids, off.ids, `${name} ${quant}: greedy ids`);
         if (quant === 'float32') {
           const golden = (g.tensor('gen.output_ids').toArray() as number[][])[0].slice(prompt.length, prompt.length + STEPS);

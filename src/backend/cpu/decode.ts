@@ -1,7 +1,7 @@
-// The CPU backend's decode-step kernels (DecodeKernels): one packed call into native/decode_qkv.cc,
-// and the packing of a QuantWeight that it shares with quant_linear (the order native/quant.cc's
-// read_weight() reads).
-import type { DecodeKernels, QuantWeight, View } from '../kernels.js';
+// The CPU backend's decode-step kernels (DecodeKernels): one packed call each into native/decode_qkv.cc
+// and decode_mlp.cc, and the packing of a QuantWeight that they share with quant_linear (the order
+// native/quant.cc's read_weight() reads).
+import { type DecodeKernels, GLU_ACTIVATIONS, type QkvPart, type QuantWeight, type View } from '../kernels.js';
 import type { NativeView, Packer } from './native.js';
 
 /** The kind codes native/quant_weight.h reads. */
@@ -16,17 +16,24 @@ export function packQuantWeight(p: Packer, w: QuantWeight, nv: (v: View | null) 
 }
 
 export function makeDecodeKernels(p: Packer, nv: (v: View | null) => NativeView | null): DecodeKernels {
+  /** x, the norm and the parts, in the order native/decode_parts.cc reads them */
+  const normProjection = (x: View, normWeight: View | null, eps: number, offset: number, parts: readonly QkvPart[]): Packer => {
+    p.view(nv(x)).view(nv(normWeight)).num(eps).num(offset).num(parts.length);
+    for (const part of parts) {
+      if (part.quant) packQuantWeight(p.num(1), part.quant, nv);
+      else p.num(0).view(nv(part.weight));
+      p.view(nv(part.bias));
+    }
+    return p;
+  };
   return {
     maxQuantRows: 8, // native/quant_weight.h kGemvMaxRows
     rmsNormQkvRope(x, normWeight, eps, offset, parts, cos, sin, heads, out) {
-      p.view(nv(x)).view(nv(normWeight)).num(eps).num(offset).num(parts.length);
-      for (const part of parts) {
-        if (part.quant) packQuantWeight(p.num(1), part.quant, nv);
-        else p.num(0).view(nv(part.weight));
-        p.view(nv(part.bias));
-      }
-      p.view(nv(cos)).view(nv(sin)).num(heads.numHeads).num(heads.numKvHeads).num(heads.headDim).num(heads.interleaved ? 1 : 0)
-        .view(nv(out)).call('rms_norm_qkv_rope');
+      normProjection(x, normWeight, eps, offset, parts).view(nv(cos)).view(nv(sin))
+        .num(heads.numHeads).num(heads.numKvHeads).num(heads.headDim).num(heads.interleaved ? 1 : 0).view(nv(out)).call('rms_norm_qkv_rope');
+    },
+    rmsNormGateUpGlu(x, normWeight, eps, offset, parts, act, out) {
+      normProjection(x, normWeight, eps, offset, parts).num(GLU_ACTIVATIONS.indexOf(act)).view(nv(out)).call('rms_norm_gate_up_glu');
     },
   };
 }
