@@ -28,7 +28,7 @@ const float* decode_f32(const char* k, const char* what, const View& v, int64_t 
 DecodeNorm read_decode_norm(Args& args, const char* k) {
   View xv = args.view();
   if (xv.ndim != 2) decode_fail(k, "x " + shape_str(xv) + " must be 2-d [rows, features]");
-  DecodeNorm n{nullptr, xv.shape[0], xv.shape[1], nullptr, 0, 0};
+  DecodeNorm n{nullptr, xv.shape[0], xv.shape[1], nullptr, 0, 0, true};
   n.x = decode_f32(k, "x", xv, n.M, n.K);
   n.weight = args.has_view() ? decode_f32(k, "norm weight", args.view(), -1, n.K) : nullptr;
   n.eps = float(args.num());
@@ -61,8 +61,8 @@ DecodeProjection read_decode_projection(Args& args, const char* k, int64_t K, in
 void decode_norm_project(const DecodeNorm& n, const DecodeProjection& p, float* y, int64_t ldy) {
   const int64_t M = n.M, K = n.K;
   if (M == 0) return;
-  float* xn = normed.get(size_t(M * K));
-  for (int64_t m = 0; m < M; m++) {
+  float* xn = n.normalize ? normed.get(size_t(M * K)) : const_cast<float*>(n.x);
+  for (int64_t m = 0; m < M && n.normalize; m++) {
     const float* xr = n.x + m * K;
     double ss = 0;
     for (int64_t j = 0; j < K; j++) ss += double(xr[j]) * xr[j];

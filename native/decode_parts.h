@@ -32,20 +32,22 @@ struct DecodeProjection {
 // A contiguous float32 view with exactly the shape [rows, cols] (or [cols] when rows < 0).
 const float* decode_f32(const char* k, const char* what, const View& v, int64_t rows, int64_t cols);
 
-// Reads x [M, K] (contiguous float32), the norm weight (or none), eps and offset.
+// x [M, K] (contiguous float32) and the RMSNorm in front of the projection (normalize false: none).
 struct DecodeNorm {
   const float* x;
   int64_t M, K;
   const float* weight;
   float eps, offset;
+  bool normalize = true;
 };
+// Reads x, the norm weight (or none), eps and offset.
 DecodeNorm read_decode_norm(Args& args, const char* k);
 
 // Reads the count and the parts (1 = quantized: read_weight's fields; 0: a float32 view), each with
 // its optional bias; checks every part takes K inputs and, if M > kGemvMaxRows, none is quantized.
 DecodeProjection read_decode_projection(Args& args, const char* k, int64_t K, int64_t M);
 
-// y [M, N] (row stride ldy) = RMSNorm(x) [parts]ᵀ + biases.
+// y [M, N] (row stride ldy) = RMSNorm(x) [parts]ᵀ + biases (x itself where !n.normalize).
 void decode_norm_project(const DecodeNorm& n, const DecodeProjection& p, float* y, int64_t ldy);
 
 // out[i] = act(gate[i]) * up[i] for i < n (act: 0 silu, 1 gelu_tanh, 2 gelu_erf; glu.cc's spans).

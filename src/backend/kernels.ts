@@ -348,6 +348,8 @@ export interface DecodeKernels {
    * give 2F outputs: gate first); x [M, K], out contiguous float32
    */
   rmsNormGateUpGlu(x: View, normWeight: View | null, eps: number, offset: number, parts: readonly QkvPart[], act: GluActivation, out: View): void;
+  /** out [M, N] = x [W0 | ...]ᵀ + biases + residual; x [M, K], residual and out [M, N], all contiguous float32 */
+  linearResidual(x: View, parts: readonly QkvPart[], residual: View, out: View): void;
 }
 
 /**

@@ -9,6 +9,7 @@ import { rotaryTables } from '../ops/rope.js';
 import { linear } from '../ops/matmul.js';
 import { rope } from '../ops/rope.js';
 import { rmsNormQkvRope } from '../ops/fused/rms_norm_qkv_rope.js';
+import { linearResidual } from '../ops/fused/linear_residual.js';
 import { mergedDecodeParts } from '../quant/merge_projections.js';
 import { expand, narrow, reshape, transpose, unsqueeze } from '../ops/view.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -140,8 +141,11 @@ export class Attention extends Module {
     return [q, k, v];
   }
 
-  /** x [B, T, D] (normalized) -> the attention's output [B, T, D]; `qkv`: fusedInput's q, k, v instead of projecting x */
-  forward(x: Tensor, ctx: LayerContext, qkv?: [Tensor, Tensor, Tensor]): Tensor {
+  /**
+   * x [B, T, D] (normalized) -> the attention's output [B, T, D]; `qkv`: fusedInput's q, k, v instead
+   * of projecting x; `residual` (decoding): returned plus the output, summed by the o_proj kernel
+   */
+  forward(x: Tensor, ctx: LayerContext, qkv?: [Tensor, Tensor, Tensor], residual?: Tensor): Tensor {
     const c = this.c;
     const [B, T] = x.shape;
     let [q, k, v] = qkv ?? this.project(x);
@@ -151,7 +155,12 @@ export class Attention extends Module {
       k = rope(k, ctx.cos, ctx.sin);
     }
     const window = c.slidingWindows[this.layerIdx];
-    const merge = (o: Tensor): Tensor => this.o_proj.forward(reshape(transpose(o, 1, 2), [B, T, c.numHeads * c.headDim]));
+    const merge = (o: Tensor): Tensor => {
+      const flat = reshape(transpose(o, 1, 2), [B, T, c.numHeads * c.headDim]);
+      if (!residual) return this.o_proj.forward(flat);
+      const parts = mergedDecodeParts(this, 'o', [this.o_proj]);
+      return parts ? linearResidual(flat, parts, residual) : add(residual, this.o_proj.forward(flat));
+    };
     if (ctx.cache instanceof PagedKVCache) {
       // the paged kernels attend densely: a block-sparse model would silently change what it computes
       if (this.sparse) throw new Error('a model with block-sparse attention (sparsity.json) cannot run on the paged KV cache; serve it with --engine serial');
@@ -215,18 +224,22 @@ export class DecoderLayer extends Module {
     const sel = recompute === 'selective' && !ctx.cache;
     return tidy(() => {
       const fused = sel || isGradEnabled() ? null : this.self_attn.fusedInput(x, this.input_layernorm, ctx);
-      const attn = fused ? this.self_attn.forward(x, ctx, fused)
+      // decoding a pre-norm layer: o_proj's kernel adds the residual x itself (Gemma 2 normalizes attn first)
+      const sandwich = !!this.pre_feedforward_layernorm;
+      const attn = fused ? this.self_attn.forward(x, ctx, fused, sandwich ? undefined : x)
         : sel ? checkpointWithContext((y, c) => this.self_attn.forward(y, c), this.input_layernorm.forward(x), ctx)
         : this.self_attn.forward(this.input_layernorm.forward(x), ctx);
       // Gemma 2: x + norm(attn(norm(x))); h + norm(mlp(norm(h)))
-      const h = this.pre_feedforward_layernorm ? add(x, this.post_attention_layernorm.forward(attn)) : add(x, attn);
+      const h = sandwich ? add(x, this.post_attention_layernorm.forward(attn)) : fused ? attn : add(x, attn);
       const ffNorm = this.pre_feedforward_layernorm ?? this.post_attention_layernorm;
       let ff: Tensor;
       let routerLogits: Tensor | null = null;
       const sparse = this.sparseBlock();
       const mlp = this.mlp as Mlp;
       // decoding: the norm, gate|up and activation in one fused call (Mlp.fusedForward) where it can
-      const fusedFf = sparse || sel || isGradEnabled() ? null : mlp.fusedForward(h, ffNorm);
+      const ffResidual = this.post_feedforward_layernorm ? undefined : h; // down_proj's kernel adds h
+      const fusedFf = sparse || sel || isGradEnabled() ? null : mlp.fusedForward(h, ffNorm, ffResidual);
+      if (fusedFf && ffResidual) return { hidden: fusedFf, routerLogits };
       if (fusedFf) ff = fusedFf;
       else if (sparse) ({ out: ff, routerLogits } = sparse.forward(ffNorm.forward(h)));
       else ff = sel ? checkpoint((y) => mlp.forward(y), ffNorm.forward(h)) : mlp.forward(ffNorm.forward(h));

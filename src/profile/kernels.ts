@@ -39,6 +39,10 @@ function flopsOf(name: string, args: unknown[]): number {
       const [x, , , , , , out] = args as [View, null, number, number, unknown, unknown, View];
       return 4 * numel(out) * x.layout.shape[1]; // gate and up: 2F outputs per row
     }
+    case 'linearResidual': {
+      const [x, , , out] = args as [View, unknown, View, View];
+      return 2 * numel(out) * x.layout.shape[1];
+    }
     case 'attention':
       return attentionFlops(args[0] as View, args[1] as View, args[4] as AttentionOpts);
     // backward recomputes the scores and forms dV, dP, dQ, dK: five products to forward's two

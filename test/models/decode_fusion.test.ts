@@ -1,6 +1,7 @@
 // The decoder's fused decode ops (Attention.fusedInput: RMSNorm + merged Q|K|V + bias + RoPE in one
 // kernel, src/ops/fused/rms_norm_qkv_rope.ts; Mlp.fusedForward: RMSNorm + merged gate|up + act(gate)
-// * up, rms_norm_gate_up_glu.ts) against the same model run through the separate ops
+// * up, rms_norm_gate_up_glu.ts; o_proj and down_proj summing the residual, linear_residual.ts)
+// against the same model run through the separate ops
 // (KESTREL_DECODE_FUSION=off), on transformers' fixture models: plain Llama, Qwen2 (q/k/v biases),
 // Gemma (norm offset 1, GELU), Phi-3 (one qkv_proj and gate_up_proj), Mistral (sliding window), in
 // float32, bf16, int8 and q4 weights (q/k/v and gate/up merged). Step by step through the KV cache:
@@ -24,7 +25,7 @@ const FIXTURES = ['llama', 'qwen2', 'gemma', 'phi3', 'mistral-sliding-window'];
 const STEPS = 6;
 
 /** Greedy decoding step by step from `prompt`: the ids, each step's last logits, and the fused kernel's calls. */
-function decode(model: k.CausalLM, prompt: number[]): { ids: number[]; logits: Float32Array[]; fusedCalls: number; fusedMlpCalls: number } {
+function decode(model: k.CausalLM, prompt: number[]): { ids: number[]; logits: Float32Array[]; fusedCalls: number; fusedMlpCalls: number; residualCalls: number } {
   const c = model.config;
   const cache = new KVCache(c.numLayers, 1, c.numKvHeads, prompt.length + STEPS, c.headDim, { backend: 'cpu' });
   const ids = prompt.slice();
@@ -43,7 +44,7 @@ function decode(model: k.CausalLM, prompt: number[]): { ids: number[]; logits: F
   const prof = k.profile.stop();
   cache.dispose();
   const calls = (kernel: string): number => prof.kernels.filter((r) => r.name.startsWith(kernel)).reduce((n, r) => n + r.calls, 0);
-  return { ids: ids.slice(prompt.length), logits, fusedCalls: calls('rmsNormQkvRope'), fusedMlpCalls: calls('rmsNormGateUpGlu') };
+  return { ids: ids.slice(prompt.length), logits, fusedCalls: calls('rmsNormQkvRope'), fusedMlpCalls: calls('rmsNormGateUpGlu'), residualCalls: calls('linearResidual') };
 }
 
 const rmsRel = (got: Float32Array, want: Float32Array): number => {
@@ -63,11 +64,12 @@ for (const name of FIXTURES) {
         const prompt = (g.tensor('gen.prompt_ids').toArray() as number[][])[0];
         const off = withEnv('KESTREL_DECODE_FUSION', 'off', () => decode(lm, prompt));
         const on = decode(lm, prompt);
-        assert.equal(off.fusedCalls + off.fusedMlpCalls, 0);
+        assert.equal(off.fusedCalls + off.fusedMlpCalls + off.residualCalls, 0);
         // the prompt step takes the fused op too where every part is float (any rows); quantized parts: 1..8 rows
         const fusedSteps = quant === 'float32' || prompt.length <= 8 ? STEPS : STEPS - 1;
         assert.equal(on.fusedCalls, fusedSteps * lm.config.numLayers, `${name} ${quant}: fused q|k|v calls`);
         assert.equal(on.fusedMlpCalls, fusedSteps * lm.config.numLayers, `${name} ${quant}: fused gate|up calls`);
+        assert.equal(on.residualCalls, 2 * fusedSteps * lm.config.numLayers, `${name} ${quant}: o_proj and down_proj with the residual`);
         assert.deepEqual(on.ids, off.ids, `${name} ${quant}: greedy ids`);
         if (quant === 'float32') {
           const golden = (g.tensor('gen.output_ids').toArray() as number[][])[0].slice(prompt.length, prompt.length + STEPS);

@@ -2,6 +2,7 @@
 //  - rmsNormQkvRope (src/ops/fused/rms_norm_qkv_rope.ts, native/decode_qkv.cc):
 //      xn = x / sqrt(mean(x²) + eps) * (offset + g),  y = xn Wᵀ + b,  q/k rotated pairwise by cos/sin
 //  - rmsNormGateUpGlu (rms_norm_gate_up_glu.ts, native/decode_mlp.cc): out = act(gate) * up, [gate|up] = xn Wᵀ + b
+//  - linearResidual (linear_residual.ts, native/decode_residual.cc): out = x Wᵀ + b + r (no norm)
 // with W the weight the kernel multiplies (float32, or a quantized weight's dequantized values).
 // Odd hidden sizes (1, 7, 33, 257), GQA heads, M = 1..8 rows each at its own position, both RoPE
 // layouts, biases, silu and GELU, and every decode GEMV path forced (KESTREL_QUANT_GEMV, read per
@@ -15,6 +16,7 @@ import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
 import { rmsNormQkvRope, rmsNormQkvRopeComposite } from '../../src/ops/fused/rms_norm_qkv_rope.js';
 import { rmsNormGateUpGlu, rmsNormGateUpGluComposite } from '../../src/ops/fused/rms_norm_gate_up_glu.js';
+import { linearResidual, linearResidualComposite } from '../../src/ops/fused/linear_residual.js';
 import type { DecodePart } from '../../src/ops/fused/decode_projection.js';
 import { mergedDecodeParts } from '../../src/quant/merge_projections.js';
 import { loadNative } from '../../src/backend/addon.js';
@@ -24,7 +26,7 @@ import { seeded, withEnv } from '../helpers.js';
 interface Heads { numHeads: number; numKvHeads: number; headDim: number; interleaved: boolean }
 type Format = 'float32' | 'bf16' | 'int8' | 'q4';
 
-interface RefInput { x: Float32Array; g: Float32Array; eps: number; offset: number; w: Float32Array; b: Float32Array | null; M: number; D: number; N: number; int8: boolean }
+interface RefInput { x: Float32Array; g: Float32Array | null; eps: number; offset: number; w: Float32Array; b: Float32Array | null; M: number; D: number; N: number; int8: boolean }
 
 /** The float64 projection y [M, N] = RMSNorm(x) Wᵀ + b and each output's tolerance. */
 function projectionRef(o: RefInput): { y: Float64Array; tol: Float64Array } {
@@ -33,8 +35,8 @@ function projectionRef(o: RefInput): { y: Float64Array; tol: Float64Array } {
   for (let m = 0; m < M; m++) {
     let ss = 0;
     for (let j = 0; j < D; j++) ss += o.x[m * D + j] ** 2;
-    const r = 1 / Math.sqrt(ss / D + o.eps);
-    for (let j = 0; j < D; j++) xn[m * D + j] = o.x[m * D + j] * r * (o.offset + o.g[j]);
+    const r = o.g ? 1 / Math.sqrt(ss / D + o.eps) : 1; // g null: no norm (linearResidual)
+    for (let j = 0; j < D; j++) xn[m * D + j] = o.x[m * D + j] * r * (o.g ? o.offset + o.g[j] : 1);
   }
   const y = new Float64Array(M * N), tol = new Float64Array(M * N);
   const bound = o.int8 ? k.quant.int8ActivationErrorBound(xn, o.w, [M, N, D]) : null;
@@ -282,6 +284,48 @@ describe('rmsNormGateUpGlu: fused RMSNorm + gate|up + act(gate) * up (decode)', 
     assert.throws(() => k.noGrad(() => rmsNormGateUpGlu(x, norm, [{ weight: c.wt.narrow(0, 0, 5), bias: null }, { weight: c.wt.narrow(0, 5, 9), bias: null }], 'silu')),
       /rmsNormGateUpGlu: x \[1, 2, 33\]: the parts must be one merged \[2F, D\] gate\|up weight or gate and up \[F, D\] each \(got 14 outputs in 2 parts\)/);
     x.dispose();
+    c.free();
+  });
+});
+
+describe('linearResidual: fused output projection + residual (decode)', { skip: skipUnless('cpu') }, () => {
+  /** One case: x [1, M, D] Wᵀ + b + r against x Wᵀ + b + r in float64 (r adds its own rounding: 2^-24 |out|). */
+  function runResidualCase(op: typeof linearResidual, format: Format, D: number, M: number, N: number, backend: k.BackendName, int8: boolean, what: string): void {
+    const c = operands(format, D, M, N, 2, true, backend, D * 19 + M + N);
+    const r = Float32Array.from(seeded(M * N, D + N, -3, 3));
+    const got = k.noGrad(() => k.tidy(() => op(k.tensor(c.x, { shape: [1, M, D], backend }), [c.part], k.tensor(r, { shape: [1, M, N], backend })).toFloat32Array()));
+    const want = projectionRef({ ...c.ref(int8), g: null });
+    want.y.forEach((v, i) => {
+      want.y[i] = v + r[i];
+      want.tol[i] += 2 ** -24 * Math.abs(want.y[i]);
+    });
+    c.free();
+    check(got, want, what);
+  }
+
+  test(`float32, bf16, int8 and q4 weights; hidden 1, 7, 33, 257; M = 1..8; every decode GEMV path (${GEMV_PATHS.join(', ')})`, () => {
+    for (const format of ['float32', 'bf16'] as const)
+      for (const D of [1, 7, 33, 257])
+        for (const M of D === 33 ? [1, 2, 3, 4, 5, 6, 7, 8] : [1, 8]) runResidualCase(linearResidual, format, D, M, 33, 'cpu', false, `${format} D=${D} M=${M}`);
+    for (const path of GEMV_PATHS)
+      withEnv('KESTREL_QUANT_GEMV', path, () => {
+        for (const format of ['int8', 'q4'] as const)
+          for (const D of format === 'q4' ? [32, 33, 64] : [1, 7, 33, 257])
+            for (const M of [1, 8]) {
+              const int8 = path !== 'float' && (format === 'q4' ? D % 32 === 0 : path !== 'avx2');
+              runResidualCase(linearResidual, format, D, M, 7, 'cpu', int8, `${path} ${format} D=${D} M=${M}`);
+            }
+      });
+  });
+
+  test('the composite (ref backend) = the same reference; a residual of the wrong shape is refused', () => {
+    runResidualCase(linearResidualComposite, 'float32', 33, 3, 7, 'ref', false, 'composite');
+    runResidualCase(linearResidual, 'q4', 32, 2, 7, 'ref', false, 'ref fallback q4');
+    const c = operands('float32', 7, 2, 5, 2, false, 'cpu', 1);
+    const x = k.tensor(c.x, { shape: [1, 2, 7], backend: 'cpu' });
+    const r = k.zeros([1, 2, 4], { backend: 'cpu' });
+    assert.throws(() => k.noGrad(() => linearResidual(x, [c.part], r)), /linearResidual: x \[1, 2, 7\], residual \[1, 2, 4\]: one weight part of \[N, K\] with a residual \[B, T, N\] \(got 1 parts giving N=5\)/);
+    for (const t of [x, r]) t.dispose();
     c.free();
   });
 });

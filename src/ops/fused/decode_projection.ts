@@ -63,9 +63,9 @@ export const kernelParts = (parts: readonly DecodePart[]): QkvPart[] =>
 /** x [B, T, D] as the kernel's contiguous [B T, D] rows (call inside a tidy). */
 export const xRows = (x: Tensor): View => asRows(contiguous(x), x.numel / x.shape[2], x.shape[2]);
 
-/** The composite's first half: RMSNorm(x) times each part, plus its bias ([B, T, N_i] each). */
-export function normProject(x: Tensor, norm: RmsNormParams, parts: readonly DecodePart[]): Tensor[] {
-  const xn = rmsNorm(x, norm.weight, { eps: norm.eps, offset: norm.offset });
+/** The composite's first half: RMSNorm(x) (or x itself: norm null) times each part, plus its bias ([B, T, N_i] each). */
+export function normProject(x: Tensor, norm: RmsNormParams | null, parts: readonly DecodePart[]): Tensor[] {
+  const xn = norm ? rmsNorm(x, norm.weight, { eps: norm.eps, offset: norm.offset }) : x;
   return parts.map((p) => {
     const y = p.weight instanceof Tensor ? linear(xn, p.weight, null) : quantLinear(xn, p.weight);
     return p.bias ? add(y, p.bias) : y;
