@@ -86,7 +86,11 @@ function mergeInto(owner: Module, name: string, layers: readonly QuantLinear[]):
  * @example const parts = mergedDecodeParts(attn, 'qkv', [attn.q_proj, attn.k_proj, attn.v_proj])
  */
 export function mergedDecodeParts(owner: Module, name: string, projections: readonly Module[]): DecodePart[] | null {
-  if (projections.every((m) => isPlain(m, Linear))) return (projections as Linear[]).map((l) => ({ weight: l.weight, bias: l.bias }));
+  if (projections.every((m) => isPlain(m, Linear))) {
+    const linears = projections as Linear[];
+    // other dtypes keep Linear.forward's casting rules (a bf16 weight meeting float32 x)
+    return linears.every((l) => l.weight.dtype === 'float32' && (!l.bias || l.bias.dtype === 'float32')) ? linears.map((l) => ({ weight: l.weight, bias: l.bias })) : null;
+  }
   if (!projections.every((m) => isPlain(m, QuantLinear))) return null;
   const layers = projections as QuantLinear[];
   if (mergeBlocker(layers)) return null;
