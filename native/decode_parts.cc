@@ -1,9 +1,9 @@
 // The shared half of the fused decode kernels (decode_parts.h): argument reading, RMSNorm of a few
-// rows and the projection through each part. The norm sums squares in float64: a few rows of K
-// values, nothing next to the weight stream, and no rounding to argue about.
+// rows (the rms_norm kernel's own body, so the normalized rows equal the separate op's bit for bit)
+// and the projection through each part.
 #include "decode_parts.h"
 
-#include <cmath>
+#include <algorithm>
 #include <string>
 
 #include "gemm.h"
@@ -61,20 +61,21 @@ DecodeProjection read_decode_projection(Args& args, const char* k, int64_t K, in
 void decode_norm_project(const DecodeNorm& n, const DecodeProjection& p, float* y, int64_t ldy) {
   const int64_t M = n.M, K = n.K;
   if (M == 0) return;
-  float* xn = n.normalize ? normed.get(size_t(M * K)) : const_cast<float*>(n.x);
-  for (int64_t m = 0; m < M && n.normalize; m++) {
-    const float* xr = n.x + m * K;
-    double ss = 0;
-    for (int64_t j = 0; j < K; j++) ss += double(xr[j]) * xr[j];
-    const float rstd = 1.0f / std::sqrt(float(ss / double(K)) + n.eps);
-    for (int64_t j = 0; j < K; j++) xn[m * K + j] = xr[j] * rstd * (n.weight ? n.offset + n.weight[j] : 1.0f);
+  float* xn = const_cast<float*>(n.x);
+  if (n.normalize) {
+    xn = normed.get(size_t(M * K + M));  // the rows, then their rstd
+    rms_norm_rows(n.x, n.weight, n.eps, n.offset, xn, xn + M * K, M, K);
   }
   int64_t col = 0;
   for (int64_t i = 0; i < p.count; i++) {
     const DecodePart& d = p.parts[i];
-    if (d.w) sgemm(false, true, M, d.N, K, 1.0f, xn, K, d.w, K, 0.0f, y + col, ldy);
+    // a float part accumulates onto its bias (linear()'s fused bias, beta = 1); a quantized one adds
+    // it after (QuantLinear.forward): the same roundings as the separate ops
+    if (d.w && d.bias)
+      for (int64_t m = 0; m < M; m++) std::copy(d.bias, d.bias + d.N, y + m * ldy + col);
+    if (d.w) sgemm(false, true, M, d.N, K, 1.0f, xn, K, d.w, K, d.bias ? 1.0f : 0.0f, y + col, ldy);
     else quant_gemv(d.q, xn, K, M, y + col, ldy);
-    if (d.bias)
+    if (!d.w && d.bias)
       for (int64_t m = 0; m < M; m++)
         for (int64_t j = 0; j < d.N; j++) y[m * ldy + col + j] += d.bias[j];
     col += d.N;

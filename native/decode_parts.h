@@ -50,6 +50,11 @@ DecodeProjection read_decode_projection(Args& args, const char* k, int64_t K, in
 // y [M, N] (row stride ldy) = RMSNorm(x) [parts]ᵀ + biases (x itself where !n.normalize).
 void decode_norm_project(const DecodeNorm& n, const DecodeProjection& p, float* y, int64_t ldy);
 
+// RMSNorm of rows x D values (nn.cc's rms_norm kernel body; rstd [rows] written too).
+void rms_norm_rows(const float* x, const float* w, float eps, float offset, float* out, float* rstd, int64_t rows, int64_t D);
+// RoPE in place on `heads` contiguous heads of hd values with one cos/sin row (nn.cc's rope body).
+void rope_heads(float* x, const float* cosv, const float* sinv, int64_t heads, int64_t hd, bool interleaved);
+
 // out[i] = act(gate[i]) * up[i] for i < n (act: 0 silu, 1 gelu_tanh, 2 gelu_erf; glu.cc's spans).
 void glu_span(int act, const float* gate, const float* up, float* out, int64_t n);
 

@@ -4,30 +4,14 @@
 //   q, k = rope(y[:, q cols], cos, sin), rope(y[:, k cols], cos, sin)    (in place, per head)
 // for M <= 8 rows of x (batch-1 or small-batch decoding), each row with its own position's cos/sin.
 // The weight comes in parts (decode_parts.h): one merged quantized weight, or float32 Wq, Wk, Wv
-// kept apart. Normalizing and rotating a few rows is tiny next to the weight stream; what the
-// fusion saves is the ten-odd op calls (and their tensors) a layer's composite makes per token.
+// kept apart. The norm and the rotation are the rms_norm and rope kernels' bodies (nn.cc), so the
+// values equal the separate ops' wherever the products are the same calls; what the fusion saves
+// is the ten-odd op calls (and their tensors) a layer's composite makes per token.
 #include <string>
 
 #include "decode_parts.h"
 
 namespace kestrel {
-namespace {
-
-// Rotates the n_heads heads of hd values at r by the angle tables c/s (hd/2 each).
-void rope_heads(float* r, int64_t n_heads, int64_t hd, const float* c, const float* s, bool interleaved) {
-  const int64_t half = hd / 2;
-  for (int64_t h = 0; h < n_heads; h++, r += hd)
-    for (int64_t i = 0; i < half; i++) {
-      float* a = interleaved ? r + 2 * i : r + i;
-      float* b = interleaved ? r + 2 * i + 1 : r + half + i;
-      const float x1 = *a, x2 = *b;
-      *a = x1 * c[i] - x2 * s[i];
-      *b = x2 * c[i] + x1 * s[i];
-    }
-}
-
-}  // namespace
-
 KESTREL_KERNEL(rms_norm_qkv_rope) {
   const char* k = "rms_norm_qkv_rope";
   const DecodeNorm n = read_decode_norm(args, k);
@@ -49,8 +33,8 @@ KESTREL_KERNEL(rms_norm_qkv_rope) {
   for (int64_t m = 0; m < M; m++) {
     const float* c = cs + m * (hd / 2);
     const float* s = sn + m * (hd / 2);
-    rope_heads(y + m * N, H, hd, c, s, interleaved);             // q
-    rope_heads(y + m * N + H * hd, Hkv, hd, c, s, interleaved);  // k (v is not rotated)
+    rope_heads(y + m * N, c, s, H, hd, interleaved);             // q
+    rope_heads(y + m * N + H * hd, c, s, Hkv, hd, interleaved);  // k (v is not rotated)
   }
 }
 

@@ -66,8 +66,10 @@ export const xRows = (x: Tensor): View => asRows(contiguous(x), x.numel / x.shap
 /** The composite's first half: RMSNorm(x) (or x itself: norm null) times each part, plus its bias ([B, T, N_i] each). */
 export function normProject(x: Tensor, norm: RmsNormParams | null, parts: readonly DecodePart[]): Tensor[] {
   const xn = norm ? rmsNorm(x, norm.weight, { eps: norm.eps, offset: norm.offset }) : x;
+  // as Linear.forward and QuantLinear.forward compute them: the float product onto its bias, the quantized one plus it
   return parts.map((p) => {
-    const y = p.weight instanceof Tensor ? linear(xn, p.weight, null) : quantLinear(xn, p.weight);
+    if (p.weight instanceof Tensor) return linear(xn, p.weight, p.bias);
+    const y = quantLinear(xn, p.weight);
     return p.bias ? add(y, p.bias) : y;
   });
 }
