@@ -10,6 +10,8 @@
 // rest outside kernels). int8/q4 GEMVs take int8 activations where the CPU has the integer path
 // (quant_gemv_int8.cc): KESTREL_QUANT_GEMV=float before the command times float activations instead.
 // Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 32] [--reps 3] [--profile int8,q4] [--profile-steps 16]
+//   [--no-kernels] [--no-models] (the profile alone; KESTREL_DECODE_FUSION=off profiles the decode step without the fused ops)
+//   [--fusion-ab] (each model's decode also with the separate ops, alternating run by run: the fused ops' speed-up)
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
@@ -120,38 +122,64 @@ async function profileRun(name: string, format: (typeof FORMATS)[number], steps:
   const kernels = prof.kernels.map((r) => ({ kernel: r.name, callsPerStep: r.calls / steps, msPerStep: r.ms / steps, share: r.ms / prof.wallMs }));
   const kernelMs = kernels.reduce((a, r) => a + r.msPerStep, 0);
   const headMs = median(headTimes);
-  const rows = { config: name, format, msPerStep, headGemvMsPerStep: headMs, headShare: headMs / msPerStep, otherMsPerStep: msPerStep - kernelMs, otherShare: 1 - kernelMs / msPerStep, kernels };
-  console.log(`profile ${name} ${format}: ${msPerStep.toFixed(2)} ms/token; head GEMV ${headMs.toFixed(2)} ms (${(100 * rows.headShare).toFixed(0)}%), outside kernels ${rows.otherMsPerStep.toFixed(2)} ms (${(100 * rows.otherShare).toFixed(0)}%)`);
+  const callsPerStep = kernels.reduce((a, r) => a + r.callsPerStep, 0);
+  const rows = { config: name, format, decodeFusion: process.env.KESTREL_DECODE_FUSION !== 'off', kernelCallsPerStep: callsPerStep, msPerStep, headGemvMsPerStep: headMs, headShare: headMs / msPerStep, otherMsPerStep: msPerStep - kernelMs, otherShare: 1 - kernelMs / msPerStep, kernels };
+  console.log(`profile ${name} ${format}: ${callsPerStep.toFixed(0)} kernel calls/token, ${msPerStep.toFixed(2)} ms/token; head GEMV ${headMs.toFixed(2)} ms (${(100 * rows.headShare).toFixed(0)}%), outside kernels ${rows.otherMsPerStep.toFixed(2)} ms (${(100 * rows.otherShare).toFixed(0)}%)`);
   for (const r of kernels.slice(0, 8)) console.log(`  ${r.kernel.padEnd(28)} ${r.callsPerStep.toFixed(0).padStart(5)} calls ${r.msPerStep.toFixed(3).padStart(8)} ms ${(100 * r.share).toFixed(1).padStart(5)}%`);
   return rows;
+}
+
+/** One greedy batch-1 decode of `decode` tokens after a PROMPT-token prefill (prompt seed r): tok/s. */
+async function decodeOnce(model: k.CausalLM, decode: number, r: number): Promise<number> {
+  const ids = k.randint(0, model.config.vocabSize, [1, PROMPT], { generator: new k.Generator(r) });
+  let tFirst = 0;
+  for await (const { step } of model.stream(ids, { maxNewTokens: decode + 1, temperature: 0, eosTokenId: [] })) if (step === 0) tFirst = performance.now();
+  const t1 = performance.now();
+  ids.dispose();
+  return decode / ((t1 - tFirst) / 1e3);
 }
 
 /** Median decode tok/s (batch 1, greedy, after a PROMPT-token prefill) over reps runs after a warm-up. */
 async function decodeRate(model: k.CausalLM, decode: number, reps: number): Promise<number> {
   const rates: number[] = [];
   for (let r = 0; r < reps + 1; r++) {
-    const ids = k.randint(0, model.config.vocabSize, [1, PROMPT], { generator: new k.Generator(r) });
-    let tFirst = 0;
-    for await (const { step } of model.stream(ids, { maxNewTokens: decode + 1, temperature: 0, eosTokenId: [] })) if (step === 0) tFirst = performance.now();
-    const t1 = performance.now();
-    ids.dispose();
-    if (r) rates.push(decode / ((t1 - tFirst) / 1e3));
+    const rate = await decodeOnce(model, decode, r);
+    if (r) rates.push(rate);
   }
   return median(rates);
 }
 
+/**
+ * Median decode tok/s with the fused decode ops and with the separate ops (KESTREL_DECODE_FUSION=off),
+ * alternating run by run on the same model so that both see the same machine load.
+ */
+async function fusionRates(model: k.CausalLM, decode: number, reps: number): Promise<{ fused: number; separate: number }> {
+  const runs = { fused: [] as number[], separate: [] as number[] };
+  const chosen = process.env.KESTREL_DECODE_FUSION;
+  for (let r = 0; r < reps + 1; r++)
+    for (const mode of ['separate', 'fused'] as const) {
+      process.env.KESTREL_DECODE_FUSION = mode === 'fused' ? 'on' : 'off';
+      const rate = await decodeOnce(model, decode, r);
+      if (r) runs[mode].push(rate);
+    }
+  if (chosen === undefined) delete process.env.KESTREL_DECODE_FUSION;
+  else process.env.KESTREL_DECODE_FUSION = chosen;
+  return { fused: median(runs.fused), separate: median(runs.separate) };
+}
 
-async function modelRun(name: string, decode: number, reps: number) {
+async function modelRun(name: string, decode: number, reps: number, fusionAb: boolean) {
   const rows: Record<string, unknown>[] = [];
   for (const format of ['float32', ...FORMATS] as const) {
     const model = build(name);
     if (format !== 'float32') k.quantizeForInference(model, format);
     const bytes = bytesPerToken(model);
-    const rate = await decodeRate(model, decode, reps);
+    const ab = fusionAb ? await fusionRates(model, decode, reps) : null;
+    const rate = ab ? ab.fused : await decodeRate(model, decode, reps);
+    if (ab) console.log(`${name} ${format.padEnd(7)} fused decode ops ${ab.fused.toFixed(1)} tok/s vs separate ops ${ab.separate.toFixed(1)} tok/s = ${(ab.fused / ab.separate).toFixed(2)}x`);
     const bw = readBandwidth(Math.min(bytes, 512e6));
     model.dispose();
     const bound = (bw * 1e9) / bytes;
-    rows.push({ config: name, format, weightMBPerToken: bytes / 1e6, decodeTokPerSec: rate, streamGBs: bw, boundTokPerSec: bound, fractionOfBound: rate / bound });
+    rows.push({ config: name, format, weightMBPerToken: bytes / 1e6, decodeTokPerSec: rate, ...(ab ? { separateOpsTokPerSec: ab.separate, fusionSpeedup: ab.fused / ab.separate } : {}), streamGBs: bw, boundTokPerSec: bound, fractionOfBound: rate / bound });
     console.log(`${name} ${format.padEnd(7)} decode ${rate.toFixed(1).padStart(6)} tok/s, ${(bytes / 1e6).toFixed(0)} MB/token, ${((100 * rate) / bound).toFixed(0)}% of the ${bound.toFixed(1)} tok/s bound (${bw.toFixed(1)} GB/s)`);
   }
   const f32 = rows[0].decodeTokPerSec as number;
@@ -162,14 +190,14 @@ async function modelRun(name: string, decode: number, reps: number) {
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     configs: { type: 'string', default: 'smol135m,qwen05b' }, decode: { type: 'string', default: '32' }, reps: { type: 'string', default: '3' },
-    'no-models': { type: 'boolean', default: false }, profile: { type: 'string', default: 'int8,q4' }, 'profile-steps': { type: 'string', default: '16' },
+    'no-models': { type: 'boolean', default: false }, 'no-kernels': { type: 'boolean', default: false }, 'fusion-ab': { type: 'boolean', default: false }, profile: { type: 'string', default: 'int8,q4' }, 'profile-steps': { type: 'string', default: '16' },
   } });
   const names = values.configs!.split(',');
   for (const n of names) if (!SHAPES[n]) throw new Error(`--configs: unknown shape '${n}' (${Object.keys(SHAPES).join(', ')})`);
   const reps = Number(values.reps);
   const info = loadNative()?.info();
   const kernels = [];
-  for (const name of names)
+  for (const name of values['no-kernels'] ? [] : names)
     for (const format of FORMATS) {
       const r = kernelRun(name, format, reps);
       kernels.push(r);
@@ -177,7 +205,7 @@ async function main(): Promise<void> {
       console.log(`GEMV ${name} ${format.padEnd(5)} ${r.weightMB.toFixed(0)} MB, ${r.path}: ${r.gemvGBs.toFixed(1)} GB/s vs stream ${r.streamGBs.toFixed(1)} GB/s = ${(100 * r.fractionOfBound).toFixed(0)}%${vsFloat}`);
     }
   const models: Record<string, unknown>[] = [];
-  if (!values['no-models']) for (const name of names) models.push(...(await modelRun(name, Number(values.decode), reps)));
+  if (!values['no-models']) for (const name of names) models.push(...(await modelRun(name, Number(values.decode), reps, values['fusion-ab']!)));
   const profiles: Record<string, unknown>[] = [];
   const profileFormats = values.profile ? values.profile.split(',').map((f) => k.quant.checkInferenceQuant(f, '--profile')) : [];
   for (const name of names) for (const f of profileFormats) profiles.push(await profileRun(name, f, Number(values['profile-steps'])));

@@ -116,7 +116,18 @@ function weightBytes(file: string): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { configs: { type: 'string', default: 'smol135m,qwen05b' }, prompt: { type: 'string', default: '128' }, decode: { type: 'string', default: '64' }, reps: { type: 'string', default: '2' } } });
+  const { values } = parseArgs({ options: { configs: { type: 'string', default: 'smol135m,qwen05b' }, prompt: { type: 'string', default: '128' }, decode: { type: 'string', default: '64' }, reps: { type: 'string', default: '2' }, help: { type: 'boolean', default: false } } });
+  if (values.help) {
+    console.log([
+      'bench/llama_cpp.ts: batch-1 decode and prefill, Kestrel float32/bf16/int8/q4 beside llama.cpp f16/q8_0/q4_0 (node-llama-cpp), one run',
+      '  --configs LIST   model shapes (smol135m, qwen05b; default smol135m,qwen05b)',
+      '  --prompt N       prompt tokens for prefill (default 128)',
+      '  --decode N       decoded tokens timed (default 64)',
+      '  --reps N         timed repetitions after a warm-up, median kept (default 2)',
+      'Writes bench/results/llama_cpp.json. Example: node --import tsx bench/llama_cpp.ts --configs smol135m --prompt 16 --decode 16 --reps 1',
+    ].join('\n'));
+    return;
+  }
   if (!existsSync(PEER)) throw new Error(`node-llama-cpp is not installed: run  npm ci --prefix peers/llama-cpp --omit=optional`);
   const m = (await import(pathToFileURL(PEER).href)) as NodeLlamaCpp;
   const llama = await m.getLlama({ gpu: false, build: 'never', logLevel: m.LlamaLogLevel.error });

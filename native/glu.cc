@@ -17,6 +17,7 @@
 
 #include "ew_isa.h"
 #include "kernel_api.h"
+#include "decode_parts.h"
 #include "strided.h"
 
 namespace kestrel {
@@ -112,6 +113,8 @@ void finish_run(const View& v, int64_t off, int64_t m, const float* buf) {
 }
 
 }  // namespace
+
+void glu_span(int act, const float* gate, const float* up, float* out, int64_t n) { glu_isa().forward[act](gate, up, out, n); }
 
 // out = act(gate) * up
 KESTREL_KERNEL(glu) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kernel_api.h"
+#include "decode_parts.h"
 #include "simd.h"
 
 namespace kestrel {
@@ -261,6 +262,18 @@ KESTREL_KERNEL(rope) {
   if (!ok) fail(k, "cos " + shape_str(cs) + " / sin " + shape_str(sn) + " must be [B|1, T, hd/2] for x " + shape_str(x));
   KESTREL_DISPATCH(rope_forward, x.ptr<float>(), cs.ptr<float>(), sn.ptr<float>(), out.ptr<float>(), B, H, T, hd,
                    cs.shape[0] == B && B != 1, interleaved, inverse);
+}
+
+// ------------------------------------------------------------------ rows for the fused decode ops
+
+// decode_parts.h: the fused decode kernels normalize and rotate through these, exactly as the
+// rms_norm and rope kernels do, so a fused op equals its composite bit for bit where the products are the same.
+void rms_norm_rows(const float* x, const float* w, float eps, float offset, float* out, float* rstd, int64_t rows, int64_t D) {
+  KESTREL_DISPATCH(rms_norm_forward, x, w, eps, offset, out, rstd, rows, D);
+}
+
+void rope_heads(float* x, const float* cosv, const float* sinv, int64_t heads, int64_t hd, bool interleaved) {
+  KESTREL_DISPATCH(rope_forward, x, cosv, sinv, x, 1, heads, 1, hd, false, interleaved, false);
 }
 
 }  // namespace kestrel

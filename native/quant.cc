@@ -36,6 +36,8 @@ const void* need_vec(const char* k, const char* what, const View& v, int dtype, 
   return v.data + v.offset * int64_t(dtype_size(dtype));
 }
 
+}  // namespace
+
 QuantWeight read_weight(Args& args, const char* k) {
   QuantWeight w;
   int64_t kind = args.i64();
@@ -82,6 +84,8 @@ QuantWeight read_weight(Args& args, const char* k) {
       need_vec(k, "nested absmax", nabs, F32, (nscales + w.nested_block - 1) / w.nested_block));
   return w;
 }
+
+namespace {
 
 // Rows x cols of a 2-d float32 (or, for a half-precision GEMM, bfloat16/float16) matrix with
 // unit column stride: element (i, j) at p[i*ld + j] of its dtype.

@@ -42,4 +42,9 @@ bool quant_gemv_int8(const QuantWeight& w, const float* x, int64_t ldx, int64_t 
 // taken); a KESTREL_QUANT_GEMV the CPU cannot run gives its error message instead.
 std::string quant_gemv_path_name();
 
+// Reads a weight in the order src/backend/cpu/backend.ts packs a QuantWeight (kind, N, K, data,
+// code, blockSize, scales, nested...), checking every buffer's dtype and size (quant.cc).
+class Args;
+QuantWeight read_weight(Args& args, const char* kernel);
+
 }  // namespace kestrel

@@ -315,6 +315,44 @@ export interface EncoderKernels {
 }
 
 /**
+ * One block of output columns of a fused decode projection (rmsNormQkvRope, rmsNormGateUpGlu): a quantized weight (int8, 4-bit, bf16), or a float32
+ * weight [N, K] (contiguous); its bias float32 [N] or null.
+ */
+export type QkvPart = ({ quant: QuantWeight; weight?: undefined } | { weight: View; quant?: undefined }) & { bias: View | null };
+
+/** The heads of rmsNormQkvRope's output row: q (H hd values), k and v (Hkv hd each). */
+export interface QkvHeads {
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  /** RoPE on pairs (2i, 2i+1) instead of HF's halves */
+  interleaved: boolean;
+}
+
+/**
+ * Fused kernels of a decode step (src/ops/fused/rms_norm_qkv_rope.ts). Absent on a backend
+ * without them: the op runs its composite.
+ */
+export interface DecodeKernels {
+  /** the most rows of x one call takes where a part is quantized (the decode GEMV's limit) */
+  readonly maxQuantRows: number;
+  /**
+   * out [M, (H + 2 Hkv) hd] = rope(RMSNorm(x) [W0 | W1 | ...]ᵀ + biases) with RoPE on the q and k
+   * columns, row m rotated by cos/sin row m; x [M, K], cos/sin [M, hd/2], out: contiguous float32
+   */
+  rmsNormQkvRope(
+    x: View, normWeight: View | null, eps: number, offset: number, parts: readonly QkvPart[], cos: View, sin: View, heads: QkvHeads, out: View,
+  ): void;
+  /**
+   * out [M, F] = act(gate) * up with [gate | up] = RMSNorm(x) [W0 | W1 | ...]ᵀ + biases (the parts
+   * give 2F outputs: gate first); x [M, K], out contiguous float32
+   */
+  rmsNormGateUpGlu(x: View, normWeight: View | null, eps: number, offset: number, parts: readonly QkvPart[], act: GluActivation, out: View): void;
+  /** out [M, N] = x [W0 | ...]ᵀ + biases + residual; x [M, K], residual and out [M, N], all contiguous float32 */
+  linearResidual(x: View, parts: readonly QkvPart[], residual: View, out: View): void;
+}
+
+/**
  * Block-sparse attention (Child et al. 2019; DeepSpeed's sparse attention): query block i of head h
  * attends the keys of blocks rowIdx[rowPtr[h nb + i] .. rowPtr[h nb + i + 1]) (int32, ascending);
  * query row i belongs to block floor((i + Tk - Tq) / block). colPtr/colIdx are the same layout by
@@ -382,6 +420,8 @@ export interface Backend {
   readonly sparseAttention?: SparseAttentionKernels;
   /** fused encoder-layer kernels; absent where the ops run their composites */
   readonly encoder?: EncoderKernels;
+  /** fused decode-step kernels; absent where the ops run their composites */
+  readonly decode?: DecodeKernels;
   /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
   readonly halfMatmul: boolean;
   /**

@@ -8,6 +8,9 @@ import { arange, tensor } from '../ops/creation.js';
 import { rotaryTables } from '../ops/rope.js';
 import { linear } from '../ops/matmul.js';
 import { rope } from '../ops/rope.js';
+import { rmsNormQkvRope } from '../ops/fused/rms_norm_qkv_rope.js';
+import { linearResidual } from '../ops/fused/linear_residual.js';
+import { mergedDecodeParts } from '../quant/merge_projections.js';
 import { expand, narrow, reshape, transpose, unsqueeze } from '../ops/view.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { keep, tidy } from '../tensor/scope.js';
@@ -124,15 +127,40 @@ export class Attention extends Module {
     return [heads(q, H), heads(k, Hkv), heads(v, Hkv)];
   }
 
-  forward(x: Tensor, ctx: LayerContext): Tensor {
+  /**
+   * Decoding (no gradients): q, k, v with RoPE from the layer's input before its norm, in one fused
+   * call (RMSNorm + merged Q|K|V + bias + RoPE); null where the layer has q/k norms or projections
+   * the op cannot take (LoRA wrappers, mixed formats), or KESTREL_DECODE_FUSION=off.
+   */
+  fusedInput(x: Tensor, norm: RMSNorm, ctx: LayerContext): [Tensor, Tensor, Tensor] | null {
+    if (this.q_norm || process.env.KESTREL_DECODE_FUSION === 'off') return null;
+    const parts = mergedDecodeParts(this, 'qkv', this.qkv_proj ? [this.qkv_proj] : [this.q_proj!, this.k_proj!, this.v_proj!]);
+    if (!parts) return null;
+    const heads = { numHeads: this.c.numHeads, numKvHeads: this.c.numKvHeads, headDim: this.c.headDim, interleaved: false };
+    const { q, k, v } = rmsNormQkvRope(x, { weight: norm.weight, eps: norm.eps, offset: norm.offset }, parts, ctx.cos, ctx.sin, heads);
+    return [q, k, v];
+  }
+
+  /**
+   * x [B, T, D] (normalized) -> the attention's output [B, T, D]; `qkv`: fusedInput's q, k, v instead
+   * of projecting x; `residual` (decoding): returned plus the output, summed by the o_proj kernel
+   */
+  forward(x: Tensor, ctx: LayerContext, qkv?: [Tensor, Tensor, Tensor], residual?: Tensor): Tensor {
     const c = this.c;
     const [B, T] = x.shape;
-    let [q, k, v] = this.project(x);
-    if (this.q_norm && this.k_norm) [q, k] = [this.q_norm.forward(q), this.k_norm.forward(k)];
-    q = rope(q, ctx.cos, ctx.sin);
-    k = rope(k, ctx.cos, ctx.sin);
+    let [q, k, v] = qkv ?? this.project(x);
+    if (!qkv) {
+      if (this.q_norm && this.k_norm) [q, k] = [this.q_norm.forward(q), this.k_norm.forward(k)];
+      q = rope(q, ctx.cos, ctx.sin);
+      k = rope(k, ctx.cos, ctx.sin);
+    }
     const window = c.slidingWindows[this.layerIdx];
-    const merge = (o: Tensor): Tensor => this.o_proj.forward(reshape(transpose(o, 1, 2), [B, T, c.numHeads * c.headDim]));
+    const merge = (o: Tensor): Tensor => {
+      const flat = reshape(transpose(o, 1, 2), [B, T, c.numHeads * c.headDim]);
+      if (!residual) return this.o_proj.forward(flat);
+      const parts = mergedDecodeParts(this, 'o', [this.o_proj]);
+      return parts ? linearResidual(flat, parts, residual) : add(residual, this.o_proj.forward(flat));
+    };
     if (ctx.cache instanceof PagedKVCache) {
       // the paged kernels attend densely: a block-sparse model would silently change what it computes
       if (this.sparse) throw new Error('a model with block-sparse attention (sparsity.json) cannot run on the paged KV cache; serve it with --engine serial');
@@ -195,26 +223,26 @@ export class DecoderLayer extends Module {
   forward(x: Tensor, ctx: LayerContext, recompute: 'none' | 'selective' = 'none'): { hidden: Tensor; routerLogits: Tensor | null } {
     const sel = recompute === 'selective' && !ctx.cache;
     return tidy(() => {
-      const normed = this.input_layernorm.forward(x);
-      const attn = sel ? checkpointWithContext((y, c) => this.self_attn.forward(y, c), normed, ctx) : this.self_attn.forward(normed, ctx);
-      let h: Tensor;
-      let ffIn: Tensor;
-      if (this.pre_feedforward_layernorm) {
-        // Gemma 2: x + norm(attn(norm(x))); h + norm(mlp(norm(h)))
-        h = add(x, this.post_attention_layernorm.forward(attn));
-        ffIn = this.pre_feedforward_layernorm.forward(h);
-      } else {
-        h = add(x, attn);
-        ffIn = this.post_attention_layernorm.forward(h);
-      }
+      const fused = sel || isGradEnabled() ? null : this.self_attn.fusedInput(x, this.input_layernorm, ctx);
+      // decoding a pre-norm layer: o_proj's kernel adds the residual x itself (Gemma 2 normalizes attn first)
+      const sandwich = !!this.pre_feedforward_layernorm;
+      const attn = fused ? this.self_attn.forward(x, ctx, fused, sandwich ? undefined : x)
+        : sel ? checkpointWithContext((y, c) => this.self_attn.forward(y, c), this.input_layernorm.forward(x), ctx)
+        : this.self_attn.forward(this.input_layernorm.forward(x), ctx);
+      // Gemma 2: x + norm(attn(norm(x))); h + norm(mlp(norm(h)))
+      const h = sandwich ? add(x, this.post_attention_layernorm.forward(attn)) : fused ? attn : add(x, attn);
+      const ffNorm = this.pre_feedforward_layernorm ?? this.post_attention_layernorm;
       let ff: Tensor;
       let routerLogits: Tensor | null = null;
       const sparse = this.sparseBlock();
-      if (sparse) ({ out: ff, routerLogits } = sparse.forward(ffIn));
-      else {
-        const mlp = this.mlp as Mlp;
-        ff = sel ? checkpoint((y) => mlp.forward(y), ffIn) : mlp.forward(ffIn);
-      }
+      const mlp = this.mlp as Mlp;
+      // decoding: the norm, gate|up and activation in one fused call (Mlp.fusedForward) where it can
+      const ffResidual = this.post_feedforward_layernorm ? undefined : h; // down_proj's kernel adds h
+      const fusedFf = sparse || sel || isGradEnabled() ? null : mlp.fusedForward(h, ffNorm, ffResidual);
+      if (fusedFf && ffResidual) return { hidden: fusedFf, routerLogits };
+      if (fusedFf) ff = fusedFf;
+      else if (sparse) ({ out: ff, routerLogits } = sparse.forward(ffNorm.forward(h)));
+      else ff = sel ? checkpoint((y) => mlp.forward(y), ffNorm.forward(h)) : mlp.forward(ffNorm.forward(h));
       if (this.post_feedforward_layernorm) ff = this.post_feedforward_layernorm.forward(ff);
       return { hidden: add(h, ff), routerLogits };
     });

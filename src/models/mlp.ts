@@ -3,7 +3,11 @@
 // expert's intermediate size).
 import { narrow } from '../ops/view.js';
 import type { Tensor } from '../tensor/tensor.js';
-import { Linear } from '../nn/layers.js';
+import { Linear, type RMSNorm } from '../nn/layers.js';
+import { rmsNormGateUpGlu } from '../ops/fused/rms_norm_gate_up_glu.js';
+import { linearResidual } from '../ops/fused/linear_residual.js';
+import { add } from '../ops/elementwise.js';
+import { mergedDecodeParts } from '../quant/merge_projections.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
@@ -26,6 +30,23 @@ export class Mlp extends Module {
       this.up_proj = new Linear(D, F, { ...init, bias: c.mlpBias });
     }
     this.down_proj = new Linear(F, D, { ...init, bias: c.mlpBias });
+  }
+
+  /**
+   * Decoding (no gradients): down(act(gate(norm(x))) * up(norm(x))) (+ residual, summed by the
+   * down projection's kernel, linear_residual.ts) with the norm, the merged gate|up projection and
+   * the activation in one fused call (rms_norm_gate_up_glu.ts); null where the projections are not
+   * plain (LoRA wrappers, mixed formats) or KESTREL_DECODE_FUSION=off.
+   */
+  fusedForward(x: Tensor, norm: RMSNorm, residual?: Tensor): Tensor | null {
+    if (process.env.KESTREL_DECODE_FUSION === 'off') return null;
+    const parts = mergedDecodeParts(this, 'gate_up', this.gate_up_proj ? [this.gate_up_proj] : [this.gate_proj!, this.up_proj!]);
+    if (!parts) return null;
+    const act = this.c.activation === 'gelu' ? 'gelu_erf' : this.c.activation; // glu()'s name for the erf GELU
+    const h = rmsNormGateUpGlu(x, { weight: norm.weight, eps: norm.eps, offset: norm.offset }, parts, act);
+    if (!residual) return this.down_proj.forward(h);
+    const down = mergedDecodeParts(this, 'down', [this.down_proj]);
+    return down ? linearResidual(h, down, residual) : add(residual, this.down_proj.forward(h));
   }
 
   /** down(act(gate(x)) * up(x)) */

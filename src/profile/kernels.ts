@@ -31,6 +31,18 @@ function flopsOf(name: string, args: unknown[]): number {
       const [, w, dx] = args as [View, QuantWeight, View];
       return 2 * numel(dx) * w.N;
     }
+    case 'rmsNormQkvRope': {
+      const [x, , , , , , , , out] = args as [View, null, number, number, unknown, View, View, unknown, View];
+      return 2 * numel(out) * x.layout.shape[1];
+    }
+    case 'rmsNormGateUpGlu': {
+      const [x, , , , , , out] = args as [View, null, number, number, unknown, unknown, View];
+      return 4 * numel(out) * x.layout.shape[1]; // gate and up: 2F outputs per row
+    }
+    case 'linearResidual': {
+      const [x, , , out] = args as [View, unknown, View, View];
+      return 2 * numel(out) * x.layout.shape[1];
+    }
     case 'attention':
       return attentionFlops(args[0] as View, args[1] as View, args[4] as AttentionOpts);
     // backward recomputes the scores and forms dV, dP, dQ, dK: five products to forward's two
@@ -69,8 +81,9 @@ function timeTable(table: object): Map<string, unknown> {
   return originals;
 }
 
-/** The tables whose calls are timed: the kernel table, and the paged KV-cache and encoder fused kernels where present. */
-const tablesOf = (backend: Backend): object[] => [backend.kernels, ...(backend.paged ? [backend.paged] : []), ...(backend.encoder ? [backend.encoder] : [])];
+/** The tables whose calls are timed: the kernel table, and the paged KV-cache, encoder and decode fused kernels where present. */
+const tablesOf = (backend: Backend): object[] =>
+  [backend.kernels, ...[backend.paged, backend.encoder, backend.decode].filter((t): t is NonNullable<typeof t> => t !== undefined)];
 
 /** Replaces each kernel of `backend`'s tables with a timed wrapper (once; uninstallTimers puts the originals back). */
 export function installTimers(backend: Backend): void {

@@ -16,6 +16,7 @@ import { packMatmulList } from './matmul_list.js';
 import { withHalfOperands } from './half_operands.js';
 import { makeSparseAttention } from './sparse_attention.js';
 import { makeEncoderKernels } from './encoder.js';
+import { makeDecodeKernels, packQuantWeight } from './decode.js';
 
 class CpuStorage extends Storage {
   readonly backendName = 'cpu';
@@ -50,15 +51,7 @@ function makeKernels(p: Packer): Kernels {
   const attnOpts = (o: AttentionOpts): Packer =>
     p.num(o.scale).num(o.causal ? 1 : 0).num(o.window).num(o.softcap).num(o.dropout)
       .num(o.seed % TWO_POW_32).num(Math.floor(o.seed / TWO_POW_32)).num(o.counter);
-  // the order native/quant.cc's read_weight() reads
-  // the kind codes native/quant_weight.h reads
-  const QUANT_KINDS = ['4bit', 'int8', 'bf16'] as const;
-  const quantWeight = (w: QuantWeight): Packer => {
-    p.num(QUANT_KINDS.indexOf(w.kind)).num(w.N).num(w.K).view(v(w.data)).view(v(w.code)).num(w.blockSize).view(v(w.scales));
-    return w.nested
-      ? p.view(v(w.nested.code)).view(v(w.nested.absmax)).num(w.nested.offset).num(w.nested.blockSize)
-      : p.view(null);
-  };
+  const quantWeight = (w: QuantWeight): Packer => packQuantWeight(p, w, v);
   return {
     fill: (out, value) => p.view(v(out)).num(value).call('fill'),
     arange: (out, start, step) => p.view(v(out)).num(start).num(step).call('arange'),
@@ -187,6 +180,7 @@ export function createCpuBackend(): Backend | null {
     paged: makePaged(packer),
     sparseAttention: makeSparseAttention(packer, nativeView),
     encoder: makeEncoderKernels(packer, (x) => (x === null ? null : nativeView(x))),
+    decode: makeDecodeKernels(packer, (x) => (x === null ? null : nativeView(x))),
     // matmul and quantLinear take bf16/fp16 operands (native/gemm_half.h: AMX, AVX-512 BF16 or
     // converting while packing; float32 accumulation); the elementwise, norm, rope, softmax and
     // attention kernels through float32 scratch (half_operands.ts), except bf16 attention where the
