@@ -217,6 +217,13 @@ export interface Kernels {
    * multi-tensor kernel) or one call per tensor
    */
   adamw(tensors: readonly AdamWTensors[], step: AdamWStep): void;
+
+  /**
+   * out (a float64 scalar) = sum(x²) of a contiguous float32 x, accumulated in float64 in an order that
+   * does not depend on the thread count: the gradient-norm term read in one pass, with no squared
+   * temporary (src/optim/clip.ts). Optional: without it the norm is sum(mul(g, g)) in float32.
+   */
+  sumSquares?(x: View, out: View): void;
 }
 
 /** What the stft kernel writes per (frequency, frame): complex pairs, |X|^2 or |X|. */

@@ -11,7 +11,7 @@ import {
 } from '../kernels.js';
 import { type NativeAddon, loadNative } from '../addon.js';
 import { type NativeView, Packer } from './native.js';
-import { packAdamW } from './optim.js';
+import { packAdamW, packSumSquares } from './optim.js';
 import { packMatmulList } from './matmul_list.js';
 import { withHalfOperands } from './half_operands.js';
 import { makeSparseAttention } from './sparse_attention.js';
@@ -111,6 +111,7 @@ function makeKernels(p: Packer): Kernels {
     quantLinear: (x, w, y) => quantWeight(w).view(v(x)).view(v(y)).call('quant_linear'),
     quantLinearBackward: (dy, w, dx) => quantWeight(w).view(v(dy)).view(v(dx)).call('quant_linear_backward'),
     adamw: (tensors, s) => packAdamW(p, nativeView, tensors, s),
+    sumSquares: (x, out) => packSumSquares(p, nativeView, x, out),
   };
 }
 

@@ -6,7 +6,7 @@
 // what torch.autocast's weight cache does too. Re-rounding costs one pass over the weight per backward.
 // Backward, with xh = half(x) as rows [M, K], g [M, N] (half, the product's dtype), Wh = half(W) [N, K]:
 //   dxh = g Wh    (widened to x's dtype by the cast's own backward)
-//   dW  = float32(xhᵀ g)ᵀ
+//   dW  = float32(gᵀ xh)   (rows [M, N] and [M, K]: W's [N, K] layout, contiguous)
 // The weight must not change between forward and backward (an optimizer step runs after backward, and
 // optimizer-in-backward updates W only once its gradient is final, after this backward).
 import { backendOf } from '../../backend/index.js';
@@ -17,8 +17,8 @@ import { tidy } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
 import { needsGrad, record, save } from '../dispatch.js';
 import { to } from '../elementwise.js';
-import { contiguous, transpose } from '../view.js';
-import { gemmReadable, matmul, weightGrad } from '../matmul.js';
+import { contiguous, reshape, transpose } from '../view.js';
+import { gemmReadable, matmul } from '../matmul.js';
 import { sumToShape } from '../reduce.js';
 
 /** True when linear(x, weight, bias) takes linearRecast: autocast on, no bias, a float32 weight that needs its gradient. */
@@ -51,7 +51,9 @@ export function linearRecast(x: Tensor, weight: Tensor): Tensor {
       const wh = half(weight, ac);
       return [
         xh.requiresGrad ? sumToShape(matmul(g, wh), sx.shape) : null,
-        transpose(to(weightGrad(sx, g, [wh.shape[1], wh.shape[0]]), 'float32')),
+        // gᵀ xh in W's own [out, in] layout: the same products summed in the same order as (xhᵀ g)ᵀ,
+        // but a contiguous gradient, which the optimizer reads as it is (a transposed one is copied first)
+        to(matmul(transpose(reshape(g, [-1, wh.shape[0]])), reshape(sx, [-1, wh.shape[1]])), 'float32'),
       ];
     }, [sx]);
   });
