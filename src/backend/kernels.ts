@@ -392,6 +392,11 @@ export interface Backend {
   /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
   readonly halfMatmul: boolean;
   /**
+   * matmul also takes a float32 b with a half a, rounding b to a's dtype as it packs it (nearest
+   * even): bit for bit the product of b cast first, without the half copy. Absent: cast b first.
+   */
+  readonly halfMatmulFloatB?: boolean;
+  /**
    * unary/unaryGrad, binary, reduce sum, glu/gluBackward, rmsNorm/rmsNormBackward, rope and
    * softmax/softmaxBackward take float16/bfloat16 operands themselves (computed in float32, rounded
    * once: the values the op's upcast path gives, bit for bit); else the op upcasts them

@@ -193,6 +193,8 @@ export function createCpuBackend(): Backend | null {
     // attention kernels through float32 scratch (half_operands.ts), except bf16 attention where the
     // CPU multiplies bf16 (bf16Attention)
     halfMatmul: true,
+    // a float32 weight under autocast is rounded while packed (hgemm_on_float_b)
+    halfMatmulFloatB: true,
     halfElementwise: true,
     halfAttention: true,
   };

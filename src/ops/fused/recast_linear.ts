@@ -9,13 +9,15 @@
 //   dW  = float32(gᵀ xh)   (rows [M, N] and [M, K]: W's [N, K] layout, contiguous)
 // The weight must not change between forward and backward (an optimizer step runs after backward, and
 // optimizer-in-backward updates W only once its gradient is final, after this backward).
+// On a backend whose GEMM rounds a float32 operand while packing it (Backend.halfMatmulFloatB, the
+// CPU's), neither pass writes a half copy of W: forward and backward multiply by W itself.
 import { backendOf } from '../../backend/index.js';
 import { autocastDtype } from '../../tensor/autocast.js';
 import { type DType, isFloat } from '../../tensor/dtype.js';
 import { noGrad } from '../../tensor/grad_mode.js';
 import { tidy } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
-import { needsGrad, record, save } from '../dispatch.js';
+import { emptyLike, needsGrad, record, save } from '../dispatch.js';
 import { to } from '../elementwise.js';
 import { contiguous, reshape, transpose } from '../view.js';
 import { gemmReadable, matmul } from '../matmul.js';
@@ -34,6 +36,25 @@ export function canRecastLinear(x: Tensor, weight: Tensor, bias: Tensor | null |
 const half = (weight: Tensor, ac: DType): Tensor => noGrad(() => to(weight, ac));
 
 /**
+ * a [..., K] (of the autocast dtype) times the float32 weight (transposed: a Wᵀ, else a W) rounded to
+ * half. Where the backend's GEMM rounds a float32 operand as it packs it (halfMatmulFloatB) no half
+ * copy of W is written at all; else W is cast in its own layout first. The same bits either way.
+ */
+function timesHalfWeight(a: Tensor, weight: Tensor, transposed: boolean, ac: DType): Tensor {
+  const be = backendOf(a);
+  if (!be.halfMatmulFloatB || a.dtype !== ac) {
+    const wh = half(weight, ac);
+    return matmul(a, transposed ? transpose(wh) : wh);
+  }
+  const b = transposed ? transpose(weight) : weight;
+  const [K, N] = b.shape;
+  const rows = reshape(a, [-1, K]);
+  const out = emptyLike(a, [rows.shape[0], N], ac);
+  be.kernels.matmul(rows, b, out, false);
+  return reshape(out, [...a.shape.slice(0, -1), N]);
+}
+
+/**
  * x Wᵀ under autocast, holding x's half copy but not W's (see the file comment).
  * @example k.autocast('bfloat16', () => linearRecast(x, layer.weight))  // [B, T, in] -> [B, T, out] bf16
  */
@@ -44,17 +65,15 @@ export function linearRecast(x: Tensor, weight: Tensor): Tensor {
     // the cast carries dx back to x's dtype, as in the composite
     const cast = x.dtype === ac ? x : to(x, ac);
     const xh = gemmReadable(cast) ? cast : contiguous(cast);
-    const y = noGrad(() => tidy(() => matmul(xh, transpose(half(weight, ac)))));
+    const y = noGrad(() => tidy(() => timesHalfWeight(xh, weight, true, ac)));
     const sx = save(xh);
-    // autograd runs backward in a scope: the re-rounded weight is freed with it
-    return record('linear', y, [xh, weight], (g) => {
-      const wh = half(weight, ac);
-      return [
-        xh.requiresGrad ? sumToShape(matmul(g, wh), sx.shape) : null,
-        // gᵀ xh in W's own [out, in] layout: the same products summed in the same order as (xhᵀ g)ᵀ,
-        // but a contiguous gradient, which the optimizer reads as it is (a transposed one is copied first)
-        to(matmul(transpose(reshape(g, [-1, wh.shape[0]])), reshape(sx, [-1, wh.shape[1]])), 'float32'),
-      ];
-    }, [sx]);
+    const [N, K] = weight.shape;
+    // autograd runs backward in a scope: a re-rounded weight (backends that cast first) is freed with it
+    return record('linear', y, [xh, weight], (g) => [
+      xh.requiresGrad ? sumToShape(timesHalfWeight(g, weight, false, ac), sx.shape) : null,
+      // gᵀ xh in W's own [out, in] layout: the same products summed in the same order as (xhᵀ g)ᵀ,
+      // but a contiguous gradient, which the optimizer reads as it is (a transposed one is copied first)
+      to(matmul(transpose(reshape(g, [-1, N])), reshape(sx, [-1, K])), 'float32'),
+    ], [sx]);
   });
 }
