@@ -50,6 +50,25 @@ describe('linearRecast (cpu)', { skip: !k.hasBackend('cpu') && 'the native backe
       });
     }
 
+  test('a pass that records nothing (no grad) multiplies by the float32 W itself: the composite\'s bits, no half copy of W', () => {
+    for (const c of CASES) {
+      const [K, N] = [c.x.at(-1)!, c.out];
+      const x = seededTensor(c.x, 'float32', 'cpu', 1);
+      const w = seededTensor([N, K], 'float32', 'cpu', 2).requiresGrad_();
+      const [fused, composite] = k.noGrad(() => k.autocast('bfloat16', () => {
+        k.memory.resetPeak();
+        const before = k.memory.stats().current.total;
+        const y = k.linear(x, w);
+        const peak = k.memory.stats().peak.total - before;
+        // x's bf16 copy and y in bf16: no [N, K] bf16 weight
+        assert.equal(peak, (x.numel + y.numel) * 2, `[${c.x}] x [${N}, ${K}]: peak ${peak} B`);
+        return [y, linearComposite(x, w)];
+      }));
+      assert.deepEqual(Array.from(fused.toTypedArray() as Uint16Array), Array.from(composite.toTypedArray() as Uint16Array), `[${c.x}] x [${N}, ${K}]`);
+      for (const t of [x, w, fused, composite]) t.dispose();
+    }
+  });
+
   test('gradients match the float64 formulas dx = g W, dW = gᵀ x on the bf16-rounded operands', () => {
     const [M, K, N] = [33, 7, 257];
     const { x, w, r } = run((xx, ww) => k.linear(xx, ww), [M, K], N, 'bfloat16');

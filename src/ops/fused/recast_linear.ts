@@ -23,10 +23,17 @@ import { contiguous, reshape, transpose } from '../view.js';
 import { gemmReadable, matmul } from '../matmul.js';
 import { sumToShape } from '../reduce.js';
 
-/** True when linear(x, weight, bias) takes linearRecast: autocast on, no bias, a float32 weight that needs its gradient. */
+/**
+ * True when linear(x, weight, bias) takes linearRecast: autocast on, no bias, a float32 weight that
+ * needs its gradient; or, where the GEMM rounds a float32 weight itself (halfMatmulFloatB), any
+ * float32 weight in a pass that records nothing (a checkpointed layer's first forward, generation),
+ * which the composite would first cast in its transposed layout (a strided pass over W).
+ */
 export function canRecastLinear(x: Tensor, weight: Tensor, bias: Tensor | null | undefined): boolean {
   const ac = autocastDtype();
-  return ac !== null && !bias && weight.dtype === 'float32' && weight.requiresGrad && isFloat(x.dtype) && backendOf(x).halfMatmul === true && needsGrad(x, weight);
+  if (ac === null || bias || weight.dtype !== 'float32' || !isFloat(x.dtype) || backendOf(x).halfMatmul !== true) return false;
+  if (!needsGrad(x, weight)) return backendOf(x).halfMatmulFloatB === true;
+  return weight.requiresGrad;
 }
 
 /**
@@ -66,6 +73,7 @@ export function linearRecast(x: Tensor, weight: Tensor): Tensor {
     const cast = x.dtype === ac ? x : to(x, ac);
     const xh = gemmReadable(cast) ? cast : contiguous(cast);
     const y = noGrad(() => tidy(() => timesHalfWeight(xh, weight, true, ac)));
+    if (!needsGrad(xh, weight)) return y;
     const sx = save(xh);
     const [N, K] = weight.shape;
     // autograd runs backward in a scope: a re-rounded weight (backends that cast first) is freed with it
