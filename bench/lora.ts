@@ -15,7 +15,7 @@
 //      [--checkpoint-layers N] (with --checkpointing full: only the first N layers recompute; the model's checkpointLayers)
 // Full fine-tuning within 0.6x PyTorch's peak RSS, beside PyTorch's fastest full step (fp32 or bf16 autocast), with both
 // peaks by part: npm run bench:full-ft (= --configs smol135m --modes full --optimizer-in-backward --checkpointing full
-// --checkpoint-layers 20: 20 of the 30 layers recompute, the fewest that keep the peak RSS under 0.6x, measured)
+// --checkpoint-layers 22: 22 of the 30 layers recompute; 20 is the fewest under 0.6x PyTorch's RSS, 22 leaves a margin)
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
