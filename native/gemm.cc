@@ -269,11 +269,14 @@ bool overlaps(const View& x, const View& y) {
 
 void gemm_detail::check_shapes(const View& a, const View& b, const View& out) {
   bool f32 = a.dtype == F32 && b.dtype == F32 && out.dtype == F32;
-  bool half = (a.dtype == BF16 || a.dtype == F16) && b.dtype == a.dtype && (out.dtype == F32 || out.dtype == a.dtype);
+  // a float32 b with a half a is rounded to a's dtype while packed (hgemm_on_float_b)
+  bool half = (a.dtype == BF16 || a.dtype == F16) && (b.dtype == a.dtype || b.dtype == F32) &&
+              (out.dtype == F32 || out.dtype == a.dtype);
   if (!f32 && !half)
     throw KernelError(std::string("matmul: dtype a=") + dtype_name(a.dtype) + " b=" + dtype_name(b.dtype) +
                       " out=" + dtype_name(out.dtype) +
-                      "; need all float32, or bfloat16/float16 a and b (one dtype) with a float32 out or one of their dtype");
+                      "; need all float32, or bfloat16/float16 a with b of a's dtype or float32 (rounded to a's) and a "
+                      "float32 out or one of a's dtype");
   std::string shapes = "a " + shape_str(a) + ", b " + shape_str(b) + ", out " + shape_str(out);
   if (a.ndim < 2 || a.ndim != b.ndim || a.ndim != out.ndim)
     throw KernelError("matmul: need equal ranks >= 2, got " + shapes);
@@ -326,6 +329,9 @@ KESTREL_KERNEL(matmul) {
       return gemm_detail::sgemm_on(threads, ta, ib.trans, rows, N, K, 1.0f, a.ptr<float>() + oa, lda, b.ptr<float>() + ob,
                                    ib.ld, beta, out.ptr<float>() + oc, N);
     char* c = out.data + (out.offset + oc) * int64_t(dtype_size(out.dtype));
+    if (b.dtype == F32)
+      return hgemm_on_float_b(threads, a.dtype, ta, ib.trans, rows, N, K, a.ptr<uint16_t>() + oa, lda, b.ptr<float>() + ob,
+                              ib.ld, accumulate, c, out.dtype, N);
     hgemm_on(threads, a.dtype, ta, ib.trans, rows, N, K, a.ptr<uint16_t>() + oa, lda, b.ptr<uint16_t>() + ob, ib.ld,
              accumulate, c, out.dtype, N);
   };

@@ -120,7 +120,9 @@ const HalfPath* choose_path(int dtype, int64_t M, int64_t N, int64_t K) {
 
 // ---------------------------------------------------------------- the blocked product
 
-thread_local ScratchBuffer a_buffer{"half gemm packing"}, b_buffer{"half gemm packing"}, c_buffer{"half gemm float32 C"};
+thread_local ScratchBuffer a_buffer{"half gemm packing"}, b_buffer{"half gemm packing"}, c_buffer{"half gemm float32 C"},
+    round_buffer{"half gemm rounded float32 B"};
+
 
 struct HGemm {
   const HalfPath* path;
@@ -129,14 +131,42 @@ struct HGemm {
   // Element (i, k) of op(A) is A[i*a_rs + k*a_ks]; element (j, k) of op(B)^T is B[j*b_rs + k*b_ks].
   const uint16_t* A;
   int64_t a_rs, a_ks;
-  const uint16_t* B;
+  const void* B;  // uint16_t of the operands' dtype, or float32 when b_float (rounded while packing)
   int64_t b_rs, b_ks;
+  bool b_float;
   float* C;  // float32 accumulator: the caller's C, or the buffer behind a half one
   int64_t ldc;
   bool accumulate;
   uint16_t* half;  // the half C (null: C is the result), leading dimension ld_half
   int64_t ld_half;
 };
+
+// The half operand pack_b reads for B's nc x kc block at (jc, pc): B itself, or a float32 B's block
+// rounded into a staging block (at most nc x kc, in L2 while the pack reads it) in B's own
+// orientation, so the path's pack routine and micro-kernel are the ones a half B takes.
+struct HalfBlock {
+  const uint16_t* src;
+  int64_t rs, ks;
+};
+HalfBlock half_b_block(const HGemm& g, int64_t jc, int64_t nc, int64_t pc, int64_t kc) {
+  if (!g.b_float) return {static_cast<const uint16_t*>(g.B) + jc * g.b_rs + pc * g.b_ks, g.b_rs, g.b_ks};
+  const float* src = static_cast<const float*>(g.B) + jc * g.b_rs + pc * g.b_ks;
+  uint16_t* st = reinterpret_cast<uint16_t*>(round_buffer.get(size_t((nc * kc + 1) / 2)));
+  if (g.b_ks == 1) {
+    for (int64_t j = 0; j < nc; j++) narrow(src + j * g.b_rs, kc, g.fp16, st + j * kc);
+    return {st, kc, 1};
+  }
+  if (g.b_rs == 1) {
+    for (int64_t k = 0; k < kc; k++) narrow(src + k * g.b_ks, nc, g.fp16, st + k * nc);
+    return {st, 1, nc};
+  }
+  for (int64_t j = 0; j < nc; j++)
+    for (int64_t k = 0; k < kc; k++) {
+      float v = src[j * g.b_rs + k * g.b_ks];
+      st[j * kc + k] = g.fp16 ? f32_to_f16(v) : f32_to_bf16(v);
+    }
+  return {st, kc, 1};
+}
 
 int64_t round_up(int64_t v, int64_t unit) { return (v + unit - 1) / unit * unit; }
 
@@ -166,7 +196,8 @@ void hgemm_block(const HGemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
         int64_t nc = std::min(nc_block, j1 - jc);
         if (first && g.half && g.accumulate)
           for (int64_t i = ic; i < ic + mc; i++) widen(g.half + i * g.ld_half + jc, nc, g.fp16, g.C + i * g.ldc + jc);
-        p.pack_b(g.B + jc * g.b_rs + pc * g.b_ks, g.b_rs, g.b_ks, nc, kc, kcp, p.nr, g.fp16, bp);
+        HalfBlock b = half_b_block(g, jc, nc, pc, kc);
+        p.pack_b(b.src, b.rs, b.ks, nc, kc, kcp, p.nr, g.fp16, bp);
         bool add = !first || g.accumulate;
         for (int64_t ir = 0; ir < mc; ir += p.mr) {
           int mr = int(std::min<int64_t>(p.mr, mc - ir));
@@ -205,10 +236,12 @@ void hgemm_threaded(const HGemm& g, int64_t M, int64_t N, int threads) {
 }  // namespace
 }  // namespace gemm_detail
 
-// See gemm_half.h.
-void hgemm_on(int threads, int dtype, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const uint16_t* A,
-              int64_t lda, const uint16_t* B, int64_t ldb, bool accumulate, void* C, int c_dtype, int64_t ldc) {
-  using namespace gemm_detail;
+namespace gemm_detail {
+namespace {
+
+// hgemm_on and hgemm_on_float_b: B of the operands' dtype, or float32 when b_float.
+void hgemm_any_b(int threads, int dtype, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const uint16_t* A,
+                 int64_t lda, const void* B, bool b_float, int64_t ldb, bool accumulate, void* C, int c_dtype, int64_t ldc) {
   if (M < 0 || N < 0 || K < 0)
     throw KernelError("hgemm: negative size M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
   if ((dtype != BF16 && dtype != F16) || (c_dtype != F32 && c_dtype != dtype))
@@ -225,11 +258,25 @@ void hgemm_on(int threads, int dtype, bool transA, bool transB, int64_t M, int64
     }
     return;
   }
-  HGemm g{path, dtype == F16, K, A, transA ? 1 : lda, transA ? lda : 1, B, transB ? ldb : 1, transB ? 1 : ldb,
+  HGemm g{path, dtype == F16, K, A, transA ? 1 : lda, transA ? lda : 1, B, transB ? ldb : 1, transB ? 1 : ldb, b_float,
           half ? c_buffer.get(size_t(M * N)) : static_cast<float*>(C), half ? N : ldc, accumulate,
           half ? static_cast<uint16_t*>(C) : nullptr, ldc};
   if (double(M) * double(N) * double(K) < 262144.0) threads = 1;  // not worth waking the pool (as sgemm)
   hgemm_threaded(g, M, N, threads);
+}
+
+}  // namespace
+}  // namespace gemm_detail
+
+// See gemm_half.h.
+void hgemm_on(int threads, int dtype, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const uint16_t* A,
+              int64_t lda, const uint16_t* B, int64_t ldb, bool accumulate, void* C, int c_dtype, int64_t ldc) {
+  gemm_detail::hgemm_any_b(threads, dtype, transA, transB, M, N, K, A, lda, B, false, ldb, accumulate, C, c_dtype, ldc);
+}
+
+void hgemm_on_float_b(int threads, int dtype, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const uint16_t* A,
+                      int64_t lda, const float* B, int64_t ldb, bool accumulate, void* C, int c_dtype, int64_t ldc) {
+  gemm_detail::hgemm_any_b(threads, dtype, transA, transB, M, N, K, A, lda, B, true, ldb, accumulate, C, c_dtype, ldc);
 }
 
 void half_to_float(const uint16_t* src, int64_t n, bool fp16, float* dst) { gemm_detail::widen(src, n, fp16, dst); }

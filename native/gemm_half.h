@@ -21,6 +21,13 @@ namespace kestrel {
 void hgemm_on(int threads, int dtype, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const uint16_t* A,
               int64_t lda, const uint16_t* B, int64_t ldb, bool accumulate, void* C, int c_dtype, int64_t ldc);
 
+// As hgemm_on with a float32 B, rounded to `dtype` (nearest even, by the cast kernels' own
+// conversion) block by block as it is packed: equal bit for bit to casting B to `dtype` first and
+// calling hgemm_on, without that half copy of B or the pass that writes it. For a float32 weight
+// multiplied under autocast (ops/fused/recast_linear.ts), forward and backward.
+void hgemm_on_float_b(int threads, int dtype, bool transA, bool transB, int64_t M, int64_t N, int64_t K, const uint16_t* A,
+                      int64_t lda, const float* B, int64_t ldb, bool accumulate, void* C, int c_dtype, int64_t ldc);
+
 // The path a large product of `dtype` takes now ("amx", "avx512bf16", "convert"), or an error
 // text when KESTREL_BF16_GEMM forces one the CPU lacks; for `kestrel doctor` (addon.info()).
 std::string hgemm_path_name(int dtype);

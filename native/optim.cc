@@ -47,19 +47,61 @@ __attribute__((noinline)) void adamw_span(float* __restrict P, const float* __re
 // A contiguous float32 buffer of n elements passed as (handle, element offset): the packer sends
 // only these for the optimizer (9 numbers a tensor instead of four full views), so one call
 // carries ~450 tensors; the bounds are checked here as Args::view checks a view's.
-float* f32_span(Args& args, int64_t n, size_t tensor, const char* what) {
+float* f32_span(Args& args, int64_t n, size_t tensor, const char* what, const char* kernel = "adamw") {
   const double handle = args.num();
   const int64_t offset = args.i64();
   size_t bytes = 0;
   char* data = storage_lookup(handle, &bytes);
   if (offset < 0 || n < 0 || size_t(offset + n) * sizeof(float) > bytes)
-    throw KernelError("adamw: tensor " + std::to_string(tensor) + "'s " + what + " of " + std::to_string(n) +
+    throw KernelError(std::string(kernel) + ": tensor " + std::to_string(tensor) + "'s " + what + " of " + std::to_string(n) +
                       " float32 elements at offset " + std::to_string(offset) + " reaches past its storage of " +
                       std::to_string(bytes) + " bytes");
   return reinterpret_cast<float*>(data) + offset;
 }
 
+// sum(x^2) of one span in float64: every square of a float32 is exact in a double, and the
+// partial sums are formed per fixed chunk and added in chunk order, so the result does not depend
+// on the thread count. Four accumulators let the loop pipeline (the order within a chunk is fixed).
+constexpr int64_t kSquaresChunk = 1 << 15;
+
+double chunk_squares(const float* x, int64_t n) {
+  double s[4] = {0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4)
+    for (int j = 0; j < 4; j++) s[j] += double(x[i + j]) * double(x[i + j]);
+  for (; i < n; i++) s[0] += double(x[i]) * double(x[i]);
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
 }  // namespace
+
+// Arguments: numel, (handle, offset) of a contiguous float32 x, (handle, offset) of one float64
+// out. out = sum(x^2), NaN or Infinity exactly when an element of x is (a float32's square cannot
+// overflow a double). The gradient-norm term of clipping and of optimizer-in-backward: one read of
+// the gradient, no temporary, where sum(mul(g, g)) writes a gradient-sized square first.
+KESTREL_KERNEL(sum_squares) {
+  const int64_t n = args.i64();
+  const float* x = f32_span(args, n, 0, "x", "sum_squares");
+  const double handle = args.num();
+  const int64_t offset = args.i64();
+  args.done();
+  size_t bytes = 0;
+  char* data = storage_lookup(handle, &bytes);
+  if (offset < 0 || size_t(offset + 1) * sizeof(double) > bytes)
+    throw KernelError("sum_squares: the float64 out at offset " + std::to_string(offset) + " reaches past its storage of " +
+                      std::to_string(bytes) + " bytes");
+  const int64_t chunks = (n + kSquaresChunk - 1) / kSquaresChunk;
+  std::vector<double> partial(size_t(chunks), 0.0);
+  parallel_for(chunks, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t c = begin; c < end; c++) {
+      const int64_t lo = c * kSquaresChunk;
+      partial[size_t(c)] = chunk_squares(x + lo, std::min(kSquaresChunk, n - lo));
+    }
+  });
+  double total = 0;
+  for (double p : partial) total += p;
+  reinterpret_cast<double*>(data)[offset] = total;
+}
 
 // Arguments: count, lr, beta1, beta2, eps, weight_decay, bc1, bc2, then per tensor: numel and
 // (handle, offset) of param, grad, exp_avg, exp_avg_sq (contiguous float32, checked by the caller

@@ -217,6 +217,13 @@ export interface Kernels {
    * multi-tensor kernel) or one call per tensor
    */
   adamw(tensors: readonly AdamWTensors[], step: AdamWStep): void;
+
+  /**
+   * out (a float64 scalar) = sum(x²) of a contiguous float32 x, accumulated in float64 in an order that
+   * does not depend on the thread count: the gradient-norm term read in one pass, with no squared
+   * temporary (src/optim/clip.ts). Optional: without it the norm is sum(mul(g, g)) in float32.
+   */
+  sumSquares?(x: View, out: View): void;
 }
 
 /** What the stft kernel writes per (frequency, frame): complex pairs, |X|^2 or |X|. */
@@ -424,6 +431,11 @@ export interface Backend {
   readonly decode?: DecodeKernels;
   /** matmul takes float16/bfloat16 operands itself (float32 accumulation); else the op upcasts them */
   readonly halfMatmul: boolean;
+  /**
+   * matmul also takes a float32 b with a half a, rounding b to a's dtype as it packs it (nearest
+   * even): bit for bit the product of b cast first, without the half copy. Absent: cast b first.
+   */
+  readonly halfMatmulFloatB?: boolean;
   /**
    * unary/unaryGrad, binary, reduce sum, glu/gluBackward, rmsNorm/rmsNormBackward, rope and
    * softmax/softmaxBackward take float16/bfloat16 operands themselves (computed in float32, rounded

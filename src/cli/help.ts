@@ -57,6 +57,7 @@ const TRAIN: Flag[] = [
   ['--optimizer-in-backward', "update each weight as its gradient completes and free it (default for train: on where --clip 0, --grad-accum 1, no fp16 and one process; this flag makes the others an error)"],
   ['--dtype fp32|bf16|fp16', `compute precision (default ${D.dtype}; fp16 with dynamic loss scaling)`],
   ['--checkpointing none|full|selective', `activation checkpointing (default ${D.checkpointing})`],
+  ['--checkpoint-layers N', 'with --checkpointing full: only the first N decoder layers recompute, the others keep their activations (default: every layer)'],
   ['--eval-fraction X / --eval-every N', `held-out share and period (defaults ${D.evalFraction} / ${D.evalEvery})`],
   ['--save-every N / --keep-last N', `checkpoint period and how many to keep (defaults ${D.saveEvery} / ${D.keepLast})`],
   ['--resume latest|DIR', 'continue from a checkpoint'],

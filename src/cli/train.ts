@@ -42,7 +42,7 @@ const FLAGS = {
   model: { type: 'string' }, data: { type: 'string', multiple: true }, output: { type: 'string' }, tokenizer: { type: 'string' },
   format: { type: 'string' }, 'max-steps': { type: 'string' }, 'seq-len': { type: 'string' }, 'batch-size': { type: 'string' },
   'grad-accum': { type: 'string' }, lr: { type: 'string' }, 'weight-decay': { type: 'string' }, warmup: { type: 'string' },
-  schedule: { type: 'string' }, clip: { type: 'string' }, dtype: { type: 'string' }, checkpointing: { type: 'string' },
+  schedule: { type: 'string' }, clip: { type: 'string' }, dtype: { type: 'string' }, checkpointing: { type: 'string' }, 'checkpoint-layers': { type: 'string' },
   'eval-fraction': { type: 'string' }, 'eval-every': { type: 'string' }, 'save-every': { type: 'string' }, 'keep-last': { type: 'string' },
   seed: { type: 'string' }, 'skip-bad-lines': { type: 'boolean' }, resume: { type: 'string' }, config: { type: 'string' },
   deepspeed: { type: 'string' }, quiet: { type: 'boolean', default: false }, 'optimizer-in-backward': { type: 'boolean' },
@@ -101,6 +101,7 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   set('optimizerInBackward', values['optimizer-in-backward']);
   set('dtype', values.dtype as RunSettings['dtype'] | undefined);
   set('checkpointing', values.checkpointing as RunSettings['checkpointing'] | undefined);
+  set('checkpointLayers', n('checkpoint-layers'));
   set('evalFraction', n('eval-fraction'));
   set('evalEvery', n('eval-every'));
   set('saveEvery', n('save-every'));
@@ -122,6 +123,8 @@ export function resolveSettings(argv: string[], extra: { flags?: Flags; defaults
   if (![true, false, 'auto'].includes(merged.optimizerInBackward)) throw new Error(`optimizerInBackward must be true, false or 'auto', got ${JSON.stringify(merged.optimizerInBackward)}`);
   oneOf(merged.dtype, ['fp32', 'bf16', 'fp16'] as const, '--dtype');
   oneOf(merged.checkpointing, ['none', 'full', 'selective'] as const, '--checkpointing');
+  if (merged.checkpointLayers !== undefined && merged.checkpointing !== 'full')
+    throw new Error(`--checkpoint-layers ${merged.checkpointLayers} needs --checkpointing full (it says how many of the layers recompute), got --checkpointing ${merged.checkpointing}`);
   oneOf(merged.format, ['auto', 'text', 'pretokenized', 'alpaca', 'chat', 'sharegpt'] as const, '--format');
   oneOf(merged.schedule.type, ['constant', 'linear', 'cosine', 'WarmupLR', 'WarmupDecayLR', 'WarmupCosineLR'] as const, '--schedule');
   if (values.deepspeed) checkTrainBatchSize(merged, ds.trainBatchSize, values.deepspeed, world);
@@ -283,6 +286,7 @@ export async function runTraining(s: RunSettings, warnings: string[], quiet: boo
   removeStaleTemps(cacheDir);
   const { model, hfConfig, tokenizer } = await loadModel(s);
   model.checkpointing = s.checkpointing;
+  if (s.checkpointLayers !== undefined) model.model.checkpointLayers = s.checkpointLayers;
   if (s.sparseAttention) setAttentionSparsity(model, s.sparseAttention);
   plan.prepare?.(model);
   const { train, eval: evalData, stats } = await loadDataset(s.data, {

@@ -253,6 +253,12 @@ export class DecoderModel extends Module {
   embed_tokens: Embedding;
   layers: DecoderLayer[];
   norm: RMSNorm;
+  /**
+   * Under 'full' checkpointing, how many layers (the first ones) recompute in backward; the others keep
+   * their activations (Megatron's recompute_num_layers, block method). null: every layer. A dial
+   * between memory and time: each recomputed layer trades its saved activations for one more forward.
+   */
+  checkpointLayers: number | null = null;
 
   constructor(readonly c: DecoderConfig, init: InitOpts) {
     super();
@@ -328,9 +334,12 @@ export class DecoderModel extends Module {
     let h = this.embed(ids);
     const hiddenStates: Tensor[] = [];
     const routerLogits: Tensor[] = [];
-    for (const layer of this.layers) {
+    const recomputed = this.checkpointLayers ?? this.layers.length;
+    if (!(Number.isInteger(recomputed) && recomputed >= 0))
+      throw new Error(`forward: checkpointLayers must be a whole number >= 0 (or null for every layer), got ${this.checkpointLayers}`);
+    for (const [i, layer] of this.layers.entries()) {
       if (input.outputHiddenStates) hiddenStates.push(h);
-      if (checkpointing === 'full' && !ctx.cache && isGradEnabled()) {
+      if (checkpointing === 'full' && i < recomputed && !ctx.cache && isGradEnabled()) {
         h = checkpointWithContext((x, c) => layer.forward(x, c).hidden, h, ctx);
         continue;
       }

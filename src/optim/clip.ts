@@ -2,6 +2,7 @@
 // by max_norm / (total_norm + 1e-6) when the total L2 norm exceeds max_norm.
 import { backendOf, withLayout } from '../backend/index.js';
 import { full } from '../ops/creation.js';
+import { contiguous } from '../ops/view.js';
 import { mul, to } from '../ops/elementwise.js';
 import { sum } from '../ops/reduce.js';
 import { item } from '../ops/transfer.js';
@@ -16,23 +17,33 @@ export function gradNorm(params: Tensor[]): number {
 }
 
 /**
- * sum(g²) of one gradient, in float32 on its device: the term gradNorm sums, exposed so that a
- * caller seeing gradients one at a time (optimizer in backward) gets the same global norm.
+ * sum(g²) of one gradient on its device: the term gradNorm sums, exposed so that a caller seeing
+ * gradients one at a time (optimizer in backward) gets the same global norm. Where the backend has
+ * the sumSquares kernel (cpu, ref) it is one read of the float32 gradient, summed in float64, with
+ * no squared temporary (on a tied 49k-vocabulary embedding that temporary would be 108 MB); else
+ * sum(g * g) in float32. Not finite exactly when an element of g is not (float64 cannot overflow here).
  * @example Math.sqrt(params.reduce((s, p) => s + gradSquaredNorm(p.grad!), 0)) === gradNorm(params)
  */
 export function gradSquaredNorm(grad: Tensor): number {
-  return noGrad(() => tidy(() => { const g = to(grad, 'float32'); return item(sum(mul(g, g))); }));
+  return noGrad(() => tidy(() => {
+    const g = contiguous(to(grad, 'float32'));
+    const kernels = backendOf(g).kernels;
+    if (!kernels.sumSquares) return item(sum(mul(g, g)));
+    const out = full([], 0, { dtype: 'float64', backend: g.backendName });
+    kernels.sumSquares(g, out);
+    return item(out);
+  }));
 }
 
 /**
- * gradSquaredNorm's value (the same kernels on the same float32 values) for a gradient its caller frees
- * next: a float32 gradient that owns its buffer is squared in place, so no gradient-sized temporary is allocated (on a
- * tied 49k-vocabulary embedding that temporary is 108 MB the allocator would keep).
+ * gradSquaredNorm's value for a gradient its caller frees next: where the backend lacks
+ * sumSquares, a float32 gradient that owns its buffer is squared in place instead of into a
+ * gradient-sized temporary.
  * @example const sq = squaredNormConsuming(p.grad!); p.zeroGrad()
  */
 export function squaredNormConsuming(grad: Tensor): number {
-  // a view, a shared buffer (a retained graph's saved gradient) or another dtype: the ordinary way
-  if (grad.dtype !== 'float32' || !ownsStorage(grad)) return gradSquaredNorm(grad);
+  // sumSquares reads without a temporary; a view, a shared buffer (a retained graph's saved gradient) or another dtype: the ordinary way
+  if (backendOf(grad).kernels.sumSquares || grad.dtype !== 'float32' || !ownsStorage(grad)) return gradSquaredNorm(grad);
   return noGrad(() => tidy(() => {
     backendOf(grad).kernels.binary('mul', grad, grad, grad); // elementwise in place is safe: same index in and out
     return item(sum(grad));

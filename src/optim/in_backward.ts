@@ -6,7 +6,8 @@
 // when its hook fires: no accumulation over micro-batches, and nothing that must see all
 // gradients before the first update (global-norm clipping, the fp16 loss scaler's overflow check).
 import type { Tensor } from '../tensor/tensor.js';
-import { gradSum, squaredNormConsuming } from './clip.js';
+import { backendOf } from '../backend/index.js';
+import { gradSquaredNorm, gradSum, squaredNormConsuming } from './clip.js';
 import type { Optimizer } from './optimizer.js';
 
 /** What one step(fn) did. */
@@ -61,18 +62,21 @@ export class OptimizerInBackward {
     if (this.squaredNorms.has(p))
       throw new Error(`optimizer in backward: parameter ${p.name ? `'${p.name}' ` : ''}received a second gradient in one step after its update had run ` +
         '(used in two checkpointed regions, or backward ran twice); use the ordinary step (optimizerInBackward: false)');
-    // a non-finite gradient stops the updates before its parameter; sum(g) tells without a
-    // gradient-sized temporary (sum(g²) then squares the gradient in place, after its update)
-    if (!this.nonFinite && !Number.isFinite(gradSum(grad))) this.nonFinite = p;
+    // A non-finite gradient stops the updates before its parameter. With the backend's sumSquares
+    // the norm term is one read of the gradient before its update, and tells; without it, sum(g)
+    // tells without a temporary and sum(g²) squares the gradient in place after the update.
+    const oneRead = backendOf(grad).kernels.sumSquares !== undefined;
+    let sq = oneRead ? gradSquaredNorm(grad) : NaN;
+    if (!this.nonFinite && !Number.isFinite(oneRead ? sq : gradSum(grad))) this.nonFinite = p;
     if (!this.nonFinite) {
       if (!this.started) this.optimizer.beginStep();
       this.started = true;
       this.optimizer.stepParam(p);
       this.updated++;
     }
-    const sq = squaredNormConsuming(grad);
+    if (!oneRead) sq = squaredNormConsuming(grad);
     this.squaredNorms.set(p, sq);
-    // finite values whose squares overflow float32 (|g| > 1.8e19): caught here, after their update
+    // finite values whose float32 squares overflow (|g| > 1.8e19, the float32 path only): caught here, after their update
     if (!Number.isFinite(sq)) this.nonFinite ??= p;
     p.zeroGrad();
   }

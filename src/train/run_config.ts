@@ -30,6 +30,8 @@ export interface RunSettings {
   dtype: 'fp32' | 'bf16' | 'fp16';
   lossScaler: LossScalerOptions;
   checkpointing: 'none' | 'full' | 'selective';
+  /** under 'full': only the first n decoder layers recompute (DecoderModel.checkpointLayers); absent: every layer */
+  checkpointLayers?: number;
   evalFraction: number;
   evalEvery: number;
   saveEvery: number;
@@ -64,7 +66,7 @@ const INT_0: NumberRule = { int: true, min: 0 };
 export const SETTING_RULES: Partial<Record<keyof RunSettings, NumberRule>> = {
   maxSteps: INT_1, seqLen: INT_1, batchSize: INT_1, gradAccum: INT_1, logEvery: INT_1,
   lr: { min: 0 }, weightDecay: { min: 0 }, eps: { above: 0 }, clip: { min: 0 }, evalFraction: { min: 0, below: 1 },
-  evalEvery: INT_0, saveEvery: INT_0, keepLast: INT_0, seed: INT_0, zeroStage: { int: true, min: 0, max: 3 },
+  evalEvery: INT_0, saveEvery: INT_0, keepLast: INT_0, seed: INT_0, zeroStage: { int: true, min: 0, max: 3 }, checkpointLayers: INT_0,
 };
 
 const SCALER_RULES: Record<keyof LossScalerOptions, NumberRule | null> = {

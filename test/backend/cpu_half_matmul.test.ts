@@ -3,7 +3,8 @@
 // K that is no multiple of 2, 16 or 32, sizes that cross the paths' cache blocks, strided and
 // broadcast batches, accumulation, float32 and half outputs, and bad arguments. Every path runs
 // in its own child process (KESTREL_BF16_GEMM=amx|avx512bf16|convert, KESTREL_SIMD=avx2|scalar)
-// with 1 and 2 threads; a path this CPU lacks is skipped naming the missing feature.
+// with 1 and 2 threads; a path this CPU lacks is skipped naming the missing feature. A float32 b
+// (rounded to a's dtype while packed) equals the product with b rounded first, bit for bit.
 //
 // Tolerance: products of two half values are exact in float32, so the only error is the float32
 // sum's: 4·(sqrt(K)+1)·2^-24·(Σ|a_k b_k| + |c_old|), as test/backend/cpu_matmul.test.ts argues. A
@@ -287,8 +288,41 @@ function errorCases(dtype: Half): void {
   freeAll();
 }
 
+/**
+ * A float32 b with a half a (hgemm_on_float_b: b rounded to a's dtype while packed) equals, bit for
+ * bit, the same call with b rounded to a's dtype first (nearest even, as the cast kernels): float32
+ * and half outs, accumulation, transposed operands, odd sizes and sizes across the cache blocks.
+ */
+function floatBCases(dtype: Half): void {
+  const shapes: [number, number, number][] = [[1, 7, 33], [7, 33, 257], [33, 257, 1], [257, 1, 7], [33, 33, 33], [40, 37, 17], [70, 530, 600]];
+  shapes.forEach(([M, N, K], n) => {
+    for (const ta of [false, true]) for (const tb of [false, true]) for (const accumulate of [false, true]) {
+      const seed = 7919 * n + (ta ? 1 : 0) + (tb ? 2 : 0);
+      const sa = [M, K], sb = [K, N];
+      const a = randView(dtype, sa, ta ? transposedStrides(sa) : contiguousStrides(sa), seed);
+      const bStrides = tb ? transposedStrides(sb) : contiguousStrides(sb);
+      // values up to 2^4 with all 24 bits set, so that rounding to half matters in every element
+      const bf = randView('float32', sb, bStrides, seed + 1);
+      const { handle, values } = storage(bf.values.length, 'float32', (i) => bf.values[i] * 16);
+      const bF: Mat = { ...bf, handle, values };
+      const bH: Mat = { ...bf, ...storage(values.length, dtype, (i) => values[i]), dtype };
+      for (const outType of ['float32', dtype] as const) {
+        const label = `${dtype} float32 b M=${M} N=${N} K=${K}${ta ? ' aT' : ''}${tb ? ' bT' : ''}${accumulate ? ' acc' : ''} -> ${outType}`;
+        const [o1, o2] = [makeOut(outType, [], M, N, accumulate, seed + 2), makeOut(outType, [], M, N, accumulate, seed + 2)];
+        matmul(a, bF, o1, accumulate);
+        matmul(a, bH, o2, accumulate);
+        const [x, y] = [readRaw(o1), readRaw(o2)];
+        const at = x.findIndex((v, i) => !Object.is(v, y[i]));
+        assert.equal(at, -1, `${label}: element ${at} is ${x[at]}, the cast-first product's ${y[at]}`);
+      }
+    }
+    freeAll();
+  });
+}
+
 const GROUPS: Record<string, (d: Half) => void> = {
   grid: gridCases, edges: edgeCases, accumulate: accumulateCases, batched: batchedCases, empty: emptyCases, errors: errorCases,
+  floatB: floatBCases,
 };
 
 function allGroups(dtypes: readonly Half[]): void {

@@ -93,3 +93,13 @@ test('--profile prints the per-kernel table of steps 2-4 with GFLOP/s and the fr
   assert.match(r.stderr, /% of the float32 GEMM peak \(\d+ GFLOP\/s measured\)/);
   assert.match(r.stdout, /trained to step 5/);
 });
+
+test('--checkpoint-layers N: a whole number >= 0, only with --checkpointing full', async () => {
+  const { resolveSettings } = await import('../../src/cli/train.js');
+  const base = ['--model', 'm', '--data', 'd.jsonl', '--output', 'o'];
+  assert.equal(resolveSettings([...base, '--checkpointing', 'full', '--checkpoint-layers', '20']).settings.checkpointLayers, 20);
+  assert.equal(resolveSettings([...base, '--checkpointing', 'full']).settings.checkpointLayers, undefined, 'absent: every layer');
+  assert.throws(() => resolveSettings([...base, '--checkpoint-layers', '3']), /--checkpoint-layers 3 needs --checkpointing full .*got --checkpointing none/);
+  assert.throws(() => resolveSettings([...base, '--checkpointing', 'full', '--checkpoint-layers', '-1']), /--checkpoint-layers/);
+  assert.throws(() => resolveSettings([...base, '--checkpointing', 'full', '--checkpoint-layers', '2.5']), /--checkpoint-layers/);
+});

@@ -1,5 +1,6 @@
 // Activation checkpointing in the decoder: full and selective recomputation give bit-identical
-// loss and gradients, while memory.stats() shows a lower activation peak.
+// loss and gradients, while memory.stats() shows a lower activation peak; recomputing only the first
+// n layers (checkpointLayers) holds the activations of the other layers, so its peak lies between.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -10,10 +11,11 @@ const config = decoderConfig({
   num_attention_heads: 4, num_key_value_heads: 2, max_position_embeddings: 128,
 }, 'test config');
 
-function run(mode: k.Checkpointing) {
+function run(mode: k.Checkpointing, checkpointLayers: number | null = null) {
   k.manualSeed(5);
   const model = new k.CausalLM(config);
   model.checkpointing = mode;
+  model.model.checkpointLayers = checkpointLayers;
   const ids = k.randint(0, 64, [2, 48], { generator: new k.Generator(1) });
   const base = k.memory.stats().current.activation;
   k.memory.resetPeak();
@@ -35,4 +37,27 @@ test('full and selective checkpointing: same loss and gradients bit for bit, low
     assert.deepEqual(ck.grads, plain.grads, mode);
     assert.ok(ck.forwardPeak < plain.forwardPeak * (mode === 'full' ? 0.5 : 0.9), `${mode}: ${ck.forwardPeak} vs ${plain.forwardPeak}`);
   }
+});
+
+test('checkpointLayers n: the first n layers recompute; same bits, a peak between none and full that grows with the layers kept', () => {
+  const [plain, full] = [run('none'), run('full')];
+  const peaks: number[] = [];
+  for (const n of [3, 2, 1]) {
+    const ck = run('full', n);
+    assert.equal(ck.loss, plain.loss, `n ${n}`);
+    assert.deepEqual(ck.grads, plain.grads, `n ${n}`);
+    peaks.push(ck.forwardPeak);
+  }
+  // fewer recomputed layers keep more activations: full < n=3 < n=2 < n=1 < none (4 layers)
+  const order = [full.forwardPeak, ...peaks, plain.forwardPeak];
+  order.slice(1).forEach((p, i) => assert.ok(p > order[i], `peaks ${order.join(' < ')}`));
+  assert.equal(run('full', 4).forwardPeak, full.forwardPeak, 'n = every layer is full');
+  assert.equal(run('full', 0).forwardPeak, plain.forwardPeak, 'n = 0 recomputes nothing');
+  const model = new k.CausalLM(config);
+  model.model.checkpointLayers = 1.5;
+  model.checkpointing = 'full';
+  const ids = k.randint(0, 64, [1, 4]);
+  assert.throws(() => k.tidy(() => model.forward({ inputIds: ids, labels: ids })), /checkpointLayers must be a whole number >= 0 \(or null for every layer\), got 1.5/);
+  ids.dispose();
+  model.dispose();
 });

@@ -189,3 +189,27 @@ for (const dtype of ['bfloat16', 'float16'] as const)
       assertClose(half[i], want[i], { atol: tol * 0.1, rtol: tol, what: `${dtype} inputs ${part}` });
     }
   });
+
+// The CPU's GEMM rounds a float32 operand to half as it packs it (Backend.halfMatmulFloatB): under
+// autocast the head multiplies by the float32 W itself, so the pass holds no [V, D] half copy of W,
+// and its results equal those of a W that is already bf16-exact (nothing left to round) bit for bit.
+test('cpu: under bf16 autocast a float32 W is rounded inside the GEMM: no half copy of W, the same bits', { skip: skipUnless('cpu') }, () => {
+  const [N, D, V, chunk] = [37, 64, 4099, 16];
+  const h = seededTensor([N, D], 'float32', 'cpu', 5, -2, 2);
+  const w = seededTensor([V, D], 'float32', 'cpu', 6, -1, 1);
+  const exact = w.to('bfloat16').to('float32'); // W's bf16 values held in float32
+  const t = k.tidy(() => targets(N, V, 'ref').to('cpu'));
+  k.memory.resetPeak();
+  const before = k.memory.stats().current.total;
+  const [loss, dh, dw] = k.autocast('bfloat16', () => lossAndGrads(k.linearCrossEntropy, h, w, t, { chunkSize: chunk }));
+  const peak = k.memory.stats().peak.total - before;
+  // what the pass must hold: dW and dh (float32), the logits chunk (float32) and its bf16 gradient, h in bf16, small vectors
+  const needed = V * D * 4 + N * D * 4 + chunk * V * 4 + chunk * V * 2 + N * D * 2;
+  assert.ok(peak < needed + (V * D * 2) / 2, `peak +${peak} B; a bf16 copy of W would add ${V * D * 2} B to the ${needed} B needed`);
+  const [loss2, dh2, dw2] = k.autocast('bfloat16', () => lossAndGrads(k.linearCrossEntropy, h, exact, t, { chunkSize: chunk }));
+  const bits = (x: k.Tensor): number[] => Array.from(new Uint32Array(x.toFloat32Array().buffer));
+  assert.deepEqual(bits(loss), bits(loss2), 'loss');
+  assert.deepEqual(bits(dh), bits(dh2), 'dhidden');
+  assert.deepEqual(bits(dw), bits(dw2), 'dweight');
+  for (const x of [h, w, exact, t, loss, dh, dw, loss2, dh2, dw2]) x.dispose();
+});

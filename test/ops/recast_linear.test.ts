@@ -1,6 +1,6 @@
 // linearRecast (src/ops/fused/recast_linear.ts): under bf16/fp16 autocast, linear(x, W) with a float32
 // weight equals linearComposite (the cast-then-matmul path it replaces) bit for bit in y, dx and dW,
-// holds exactly W's half copy (numel x 2 bytes) fewer between forward and backward, and its gradients
+// gives a contiguous dW, holds exactly W's half copy (numel x 2 bytes) fewer between forward and backward, and its gradients
 // agree with the float64 formulas dx = g W, dW = gᵀ x on the half-rounded operands (bf16 tolerance).
 // Odd shapes (1, 7, 33, 257) break the GEMM's vector tails.
 import assert from 'node:assert/strict';
@@ -42,11 +42,32 @@ describe('linearRecast (cpu)', { skip: !k.hasBackend('cpu') && 'the native backe
         assert.deepEqual(fused.y, composite.y, 'y');
         assert.deepEqual(fused.dx, composite.dx, 'dx');
         assert.deepEqual(fused.dw, composite.dw, 'dW');
+        // in W's own layout, so the optimizer reads it without a transposing copy
+        assert.ok(fused.w.grad!.isContiguous(), 'dW contiguous');
         // the composite also holds half(Wᵀ) [in, out] from forward to backward
         assert.equal(composite.held - fused.held, c.out * c.x.at(-1)! * 2);
         for (const t of [fused, composite].flatMap((r) => [r.x, r.w, r.r])) t.dispose();
       });
     }
+
+  test('a pass that records nothing (no grad) multiplies by the float32 W itself: the composite\'s bits, no half copy of W', () => {
+    for (const c of CASES) {
+      const [K, N] = [c.x.at(-1)!, c.out];
+      const x = seededTensor(c.x, 'float32', 'cpu', 1);
+      const w = seededTensor([N, K], 'float32', 'cpu', 2).requiresGrad_();
+      const [fused, composite] = k.noGrad(() => k.autocast('bfloat16', () => {
+        k.memory.resetPeak();
+        const before = k.memory.stats().current.total;
+        const y = k.linear(x, w);
+        const peak = k.memory.stats().peak.total - before;
+        // x's bf16 copy and y in bf16: no [N, K] bf16 weight
+        assert.equal(peak, (x.numel + y.numel) * 2, `[${c.x}] x [${N}, ${K}]: peak ${peak} B`);
+        return [y, linearComposite(x, w)];
+      }));
+      assert.deepEqual(Array.from(fused.toTypedArray() as Uint16Array), Array.from(composite.toTypedArray() as Uint16Array), `[${c.x}] x [${N}, ${K}]`);
+      for (const t of [x, w, fused, composite]) t.dispose();
+    }
+  });
 
   test('gradients match the float64 formulas dx = g W, dW = gᵀ x on the bf16-rounded operands', () => {
     const [M, K, N] = [33, 7, 257];

@@ -11,7 +11,7 @@ import {
 } from '../kernels.js';
 import { type NativeAddon, loadNative } from '../addon.js';
 import { type NativeView, Packer } from './native.js';
-import { packAdamW } from './optim.js';
+import { packAdamW, packSumSquares } from './optim.js';
 import { packMatmulList } from './matmul_list.js';
 import { withHalfOperands } from './half_operands.js';
 import { makeSparseAttention } from './sparse_attention.js';
@@ -104,6 +104,7 @@ function makeKernels(p: Packer): Kernels {
     quantLinear: (x, w, y) => quantWeight(w).view(v(x)).view(v(y)).call('quant_linear'),
     quantLinearBackward: (dy, w, dx) => quantWeight(w).view(v(dy)).view(v(dx)).call('quant_linear_backward'),
     adamw: (tensors, s) => packAdamW(p, nativeView, tensors, s),
+    sumSquares: (x, out) => packSumSquares(p, nativeView, x, out),
   };
 }
 
@@ -186,6 +187,8 @@ export function createCpuBackend(): Backend | null {
     // attention kernels through float32 scratch (half_operands.ts), except bf16 attention where the
     // CPU multiplies bf16 (bf16Attention)
     halfMatmul: true,
+    // a float32 weight under autocast is rounded while packed (hgemm_on_float_b)
+    halfMatmulFloatB: true,
     halfElementwise: true,
     halfAttention: true,
   };

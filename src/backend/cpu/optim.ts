@@ -1,4 +1,4 @@
-// The CPU AdamW step (native/optim.cc): a parameter group's tensors go to the addon in as few
+// The CPU AdamW step and gradient-norm term (native/optim.cc): a parameter group's tensors go to the addon in as few
 // calls as the argument buffer allows (about 450 tensors a call), each tensor as its numel and the
 // (handle, offset) of its four contiguous float32 buffers; the kernel checks sizes and bounds.
 import type { AdamWStep, AdamWTensors, View } from '../kernels.js';
@@ -10,9 +10,9 @@ const PER_TENSOR = 9;
 /** count and the 7 hyper-parameters. */
 const HEADER = 8;
 
-function checkSame(x: View, like: View, what: string): void {
+function checkSame(x: View, like: View, what: string, kernel = 'adamw'): void {
   if (x.dtype !== 'float32' || !x.layout.isContiguous() || x.layout.numel !== like.layout.numel)
-    throw new Error(`cpu adamw: ${what} must be a contiguous float32 tensor of ${like.layout.numel} elements, got ${x.dtype} ${shapeStr(x.layout.shape)}`);
+    throw new Error(`cpu ${kernel}: ${what} must be a contiguous float32 tensor of ${like.layout.numel} elements, got ${x.dtype} ${shapeStr(x.layout.shape)}`);
 }
 
 /**
@@ -39,4 +39,15 @@ export function packAdamW(p: Packer, native: (x: View) => NativeView, tensors: r
     }
     p.call('adamw');
   }
+}
+
+/**
+ * sum(x²) of a contiguous float32 x into a float64 scalar out (Kernels['sumSquares'] on the cpu backend).
+ * @example packSumSquares(packer, nativeView, grad, out)
+ */
+export function packSumSquares(p: Packer, native: (x: View) => NativeView, x: View, out: View): void {
+  checkSame(x, x, 'x', 'sumSquares');
+  if (out.dtype !== 'float64' || out.layout.numel !== 1) throw new Error(`cpu sumSquares: out must be one float64, got ${out.dtype} ${shapeStr(out.layout.shape)}`);
+  const [nx, no] = [native(x), native(out)];
+  p.num(x.layout.numel).num(nx.handle).num(nx.offset).num(no.handle).num(no.offset).call('sum_squares');
 }

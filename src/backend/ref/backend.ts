@@ -9,7 +9,7 @@ import { arange, binary, copy, fill, random, unary, unaryGrad, where } from './e
 import { gather, indexAdd, indexSelect, matmul, moeCombine, moeCombineBackward, scatterAdd } from './linalg.js';
 import * as nn from './nn.js';
 import { argReduce, reduce } from './reduce.js';
-import { adamw } from './optim.js';
+import { adamw, sumSquares } from './optim.js';
 import { quantLinear, quantLinearBackward } from './quant.js';
 import { pagedAttention, pagedWrite } from './paged.js';
 import { spectral } from './spectral.js';
@@ -26,7 +26,7 @@ const kernels: Kernels = {
   rmsNorm: nn.rmsNorm, rmsNormBackward: nn.rmsNormBackward,
   layerNorm: nn.layerNorm, layerNormBackward: nn.layerNormBackward,
   crossEntropy: nn.crossEntropy, crossEntropyBackward: nn.crossEntropyBackward,
-  rope: nn.rope, attention, attentionBackward, quantLinear, quantLinearBackward, adamw,
+  rope: nn.rope, attention, attentionBackward, quantLinear, quantLinearBackward, adamw, sumSquares,
 };
 
 export const refBackend: Backend = {

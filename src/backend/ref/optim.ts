@@ -18,3 +18,10 @@ function adamwOne(param: View, grad: View, expAvg: View, expAvgSq: View, s: Adam
   store(expAvg, m);
   store(expAvgSq, v);
 }
+
+/** sum(x²) in float64, element by element (the cpu kernel sums fixed chunks of 32768 and adds those in order). */
+export const sumSquares: NonNullable<Kernels['sumSquares']> = (x, out) => {
+  let s = 0;
+  for (const v of load(x)) s += v * v;
+  store(out, Float64Array.of(s));
+};
