@@ -222,8 +222,13 @@ export class DecoderLayer extends Module {
    */
   forward(x: Tensor, ctx: LayerContext, recompute: 'none' | 'selective' = 'none'): { hidden: Tensor; routerLogits: Tensor | null } {
     const sel = recompute === 'selective' && !ctx.cache;
+    // The decode-only fused ops run when generating (a KV cache, no grad). A no-grad forward without a
+    // cache is a training pass too (a checkpointed layer's first forward, a ZeRO-3 unit's forward):
+    // its backward recomputes with the separate ops, and training row counts must not grow the fused
+    // kernels' scratch or merge a partitioned base's projections.
+    const decoding = !sel && !!ctx.cache && !isGradEnabled();
     return tidy(() => {
-      const fused = sel || isGradEnabled() ? null : this.self_attn.fusedInput(x, this.input_layernorm, ctx);
+      const fused = decoding ? this.self_attn.fusedInput(x, this.input_layernorm, ctx) : null;
       // decoding a pre-norm layer: o_proj's kernel adds the residual x itself (Gemma 2 normalizes attn first)
       const sandwich = !!this.pre_feedforward_layernorm;
       const attn = fused ? this.self_attn.forward(x, ctx, fused, sandwich ? undefined : x)
@@ -238,7 +243,7 @@ export class DecoderLayer extends Module {
       const mlp = this.mlp as Mlp;
       // decoding: the norm, gate|up and activation in one fused call (Mlp.fusedForward) where it can
       const ffResidual = this.post_feedforward_layernorm ? undefined : h; // down_proj's kernel adds h
-      const fusedFf = sparse || sel || isGradEnabled() ? null : mlp.fusedForward(h, ffNorm, ffResidual);
+      const fusedFf = sparse || !decoding ? null : mlp.fusedForward(h, ffNorm, ffResidual);
       if (fusedFf && ffResidual) return { hidden: fusedFf, routerLogits };
       if (fusedFf) ff = fusedFf;
       else if (sparse) ({ out: ff, routerLogits } = sparse.forward(ffNorm.forward(h)));

@@ -16,7 +16,7 @@ import type { DecodePart } from '../ops/fused/decode_projection.js';
 import { QuantLinear } from './quant_linear.js';
 
 /** The owner's buffer names of a merged projection. */
-const mergedNames = (name: string) => ({ qweight: `${name}_merged_qweight`, scales: `${name}_merged_scales`, bias: `${name}_merged_bias` });
+const mergedNames = (name: string) => ({ qweight: `${name}_merged_qweight`, scales: `${name}_merged_scales` });
 
 const isPlain = (m: unknown, cls: typeof Linear | typeof QuantLinear): boolean => m instanceof cls && m.constructor === cls;
 
@@ -41,13 +41,26 @@ function quantPart(first: QuantLinear, N: number, data: Tensor, scales: Tensor, 
   return { weight: { kind, N, K: first.inFeatures, data, code: first.code, blockSize, scales: kind === 'bf16' ? data : scales, nested: null }, bias };
 }
 
-/** The merged weight registered on `owner`, as a fused-op part (null when none is). */
-function registeredPart(owner: Module, name: string, first: QuantLinear, N: number): DecodePart | null {
+/**
+ * The biases of the layers as one [N] tensor, made per call (a few KB) in the caller's scope rather
+ * than kept: a bias can change after the merge (loadStateDict copies into it, a trained bias) and the
+ * fused op must add today's. A layer without a bias adds zeros. null when none has one.
+ */
+function concatBias(layers: readonly QuantLinear[]): Tensor | null {
+  if (!layers.some((l) => l.bias)) return null;
+  const backend = layers[0].qweight.backendName;
+  return tidy(() => cat(layers.map((l) => l.bias ?? tensor(new Float32Array(l.outFeatures), { backend })), 0));
+}
+
+/**
+ * The merged weight registered on `owner`, as a fused-op part; null when none is, or when it no longer
+ * holds these layers' weights (a layer replaced or re-quantized after the merge owns other storage).
+ */
+function registeredPart(owner: Module, name: string, layers: readonly QuantLinear[], N: number): DecodePart | null {
   const names = mergedNames(name);
   const data: unknown = Reflect.get(owner, names.qweight);
-  if (!(data instanceof Tensor)) return null;
-  const bias: unknown = Reflect.get(owner, names.bias);
-  return quantPart(first, N, data, (Reflect.get(owner, names.scales) as Tensor | undefined) ?? data, bias instanceof Tensor ? bias : null);
+  if (!(data instanceof Tensor) || !layers.every((l) => l.qweight.storage === data.storage)) return null;
+  return quantPart(layers[0], N, data, (Reflect.get(owner, names.scales) as Tensor | undefined) ?? data, concatBias(layers));
 }
 
 /** Concatenates the layers' buffers into `owner`'s merged buffers and makes theirs views of them. */
@@ -57,11 +70,6 @@ function mergeInto(owner: Module, name: string, layers: readonly QuantLinear[]):
     const catBuffers = (name: 'qweight' | 'scales'): Tensor => cat(layers.map((l) => l[name]), 0);
     const data = owner.registerBuffer(names.qweight, catBuffers('qweight'), false, { format: true });
     const scales = layers[0].type === 'bf16' ? null : owner.registerBuffer(names.scales, catBuffers('scales'), false, { format: true });
-    if (layers.some((l) => l.bias)) {
-      // a layer without a bias adds zeros
-      const bias = tidy(() => cat(layers.map((l) => l.bias ?? tensor(new Float32Array(l.outFeatures), { backend: data.backendName })), 0));
-      owner.registerBuffer(names.bias, bias, false);
-    }
     let [d0, s0] = [0, 0];
     for (const l of layers) {
       const [dn, sn] = [l.qweight.numel, l.scales.numel];
@@ -96,6 +104,6 @@ export function mergedDecodeParts(owner: Module, name: string, projections: read
   if (mergeBlocker(layers)) return null;
   const N = layers.reduce((n, l) => n + l.outFeatures, 0);
   if (layers.length === 1) return [quantPart(layers[0], N, layers[0].qweight, layers[0].scales, layers[0].bias)];
-  if (!registeredPart(owner, name, layers[0], N)) mergeInto(owner, name, layers);
-  return [registeredPart(owner, name, layers[0], N)!];
+  if (!registeredPart(owner, name, layers, N)) mergeInto(owner, name, layers);
+  return [registeredPart(owner, name, layers, N)!];
 }

@@ -74,3 +74,30 @@ for (const name of FIXTURES) {
       });
   });
 }
+
+describe('fused decode: what the merged weight and the gating must not keep or take', { skip: fixture('models', 'qwen2').skip || skipUnless('cpu') }, () => {
+  test('a bias changed after the merge is the one added (the merged q|k|v bias is never a stale copy)', async () => {
+    const fx = fixture('models', 'qwen2');
+    const { model } = await k.loadCausalLM(fx.path, { backend: 'cpu', quant: 'int8' });
+    const lm = model as k.CausalLM;
+    const prompt = [1, 2, 3];
+    decode(lm, prompt); // merges q/k/v on first use
+    // as loadStateDict does: a new value copied into the layer's own bias tensor
+    for (const layer of lm.model.layers) for (const p of [layer.self_attn.q_proj!, layer.self_attn.k_proj!]) k.fill_(p.bias!, 0.25);
+    const off = withEnv('KESTREL_DECODE_FUSION', 'off', () => decode(lm, prompt));
+    const on = decode(lm, prompt);
+    assert.ok(on.fusedCalls > 0);
+    on.logits.forEach((row, step) => assert.deepEqual(row, off.logits[step], `step ${step}: logits with the new biases`));
+    model.dispose();
+  });
+
+  test('a no-grad forward without a KV cache (a checkpointed or ZeRO-3 training pass) runs the separate ops', async () => {
+    const fx = fixture('models', 'llama');
+    const { model } = await k.loadCausalLM(fx.path, { backend: 'cpu' });
+    k.profile.start({ backend: 'cpu' });
+    k.noGrad(() => k.tidy(() => { (model as k.CausalLM).forward({ inputIds: k.tensor([[1, 2, 3, 4]], { dtype: 'int64', backend: 'cpu' }) }); }));
+    const fused = k.profile.stop().kernels.filter((r) => /^(rmsNormQkvRope|rmsNormGateUpGlu|linearResidual)/.test(r.name));
+    assert.deepEqual(fused, [], 'the decode-only kernels run only when generating');
+    model.dispose();
+  });
+});
