@@ -58,7 +58,7 @@ test('a GradCache step and encode leave no storage behind beyond the gradients',
   model.dispose();
 });
 
-test('under bf16 autocast, GradCache rounds each weight once for all its no-graph chunks (and once per re-forward)', { skip: hasCpu() ? false : 'native addon not built' }, async () => {
+test('under bf16 autocast, GradCache rounds each weight once for all its no-graph chunks (and never in a re-forward)', { skip: hasCpu() ? false : 'native addon not built' }, async () => {
   const model = await E.loadEmbedder(tinyBertFolder('kestrel-gc-cast-'));
   const trainee = new E.EmbeddingTrainee(model, { loss: 'mnrl' });
   const batch: k.embeddings.PairExample[] = COUNTRIES.slice(0, 6).map((c, i) => ({ texts: [TRAIN_QUERY(c), PASSAGE(CAPITALS[i])], where: `row ${i}` }));
@@ -73,8 +73,9 @@ test('under bf16 autocast, GradCache rounds each weight once for all its no-grap
   } finally {
     Object.assign(kern, { copy });
   }
-  // 2 columns x 3 chunks re-forwarded with autograd round each weight every time; the 6 cached forwards
-  // once, all but query/key/value, which they read as one concatenated QKV weight (rounded from that copy)
-  assert.equal(rounded, weights.size * 6 + (weights.size - 3));
+  // the 2 columns x 3 chunks re-forwarded with autograd write no rounded copy (the CPU GEMM rounds a
+  // float32 weight as it packs it: halfMatmulFloatB); the 6 cached forwards round each weight once, all
+  // but query/key/value, which they read as one concatenated QKV weight (rounded from that copy)
+  assert.equal(rounded, weights.size - 3);
   model.dispose();
 });

@@ -22,7 +22,7 @@ import { to } from '../elementwise.js';
 import { type DType, isFloat } from '../../tensor/dtype.js';
 import { noGrad } from '../../tensor/grad_mode.js';
 import { contiguous, expand, reshape, transpose } from '../view.js';
-import { cachedWeight } from './weight_cache.js';
+import { cachedWeight, weightCacheActive } from './weight_cache.js';
 
 /** True when linear(x, weight, bias) takes the fused path (see the file comment). */
 export function canFuseLinear(x: Tensor, weight: Tensor, bias: Tensor | null | undefined): bias is Tensor {
@@ -37,8 +37,9 @@ export function canFuseLinear(x: Tensor, weight: Tensor, bias: Tensor | null | u
  * @example linearFused(x, layer.weight, layer.bias)  // [B, T, in] -> [B, T, out]
  */
 export function linearFused(x: Tensor, weight: Tensor, bias: Tensor): Tensor {
-  const { xh, wh } = gemmOperands('linear', x, weight, bias);
   return tidy(() => {
+    // inside the scope: the rounded x (and an uncached rounded W) die with it unless saved for backward
+    const { xh, wh } = gemmOperands('linear', x, weight, bias);
     const { x2, y2 } = biasedProduct(xh, wh, bias);
     const [M, N] = y2.shape;
     const y = reshape(y2, [...x.shape.slice(0, -1), N]);
@@ -70,8 +71,12 @@ export function gemmOperands(op: string, x: Tensor, weight: Tensor, bias: Tensor
   const ac = autocastDtype();
   if (!ac) return { xh: x, wh: weight };
   const round = (t: Tensor): Tensor => (t.dtype === ac ? t : noGrad(() => to(t, ac)));
-  // a weight without gradient inside withWeightCache (inference) is rounded once per scope, not per call
-  return { xh: round(x), wh: weight.dtype === ac ? weight : cachedWeight(weight, ac, () => to(weight, ac)) };
+  if (weight.dtype === ac) return { xh: round(x), wh: weight };
+  // A weight without gradient inside withWeightCache (inference) is rounded once per scope. Elsewhere a
+  // float32 weight goes to the GEMM as it is where the GEMM rounds it while packing (halfMatmulFloatB):
+  // no half copy of W is written per call or held from forward to backward (linearRecast does the same).
+  const roundsW = weight.dtype === 'float32' && backendOf(x).halfMatmulFloatB === true && !(weightCacheActive() && !needsGrad(weight));
+  return { xh: round(x), wh: roundsW ? weight : cachedWeight(weight, ac, () => to(weight, ac)) };
 }
 
 /**
@@ -96,14 +101,19 @@ export function biasedProduct(x: Tensor, weight: Tensor, bias: Tensor): { x2: Te
  * again (what a cast op's backward would do: a slower half-output GEMM, a rounding, and a pass).
  */
 export function linearInputGrads(g2: Tensor, savedX2: Tensor, savedW: Tensor, x: Tensor, weight: Tensor): [Tensor | null, Tensor | null] {
-  const product = (a: Tensor, b: Tensor, dtype: DType): Tensor => {
-    if (a.dtype === dtype) return matmul(a, b);
-    const out = emptyLike(a, [a.shape[0], b.shape[1]], dtype);
-    matmulInto(a, b, out, false);
-    return out;
-  };
   return [
-    x.requiresGrad ? reshape(product(g2, savedW, x.dtype), x.shape) : null,
-    weight.requiresGrad ? product(transpose(g2), savedX2, weight.dtype) : null,
+    x.requiresGrad ? reshape(productAs(g2, savedW, x.dtype), x.shape) : null,
+    weight.requiresGrad ? productAs(transpose(g2), savedX2, weight.dtype) : null,
   ];
+}
+
+/**
+ * a [M, K] times b [K, N] written by the GEMM in `dtype`: for half operands and float32, the GEMM's
+ * float32 sums themselves (matmul would round them to the operands' dtype). No graph is recorded.
+ */
+export function productAs(a: Tensor, b: Tensor, dtype: DType): Tensor {
+  if (a.dtype === dtype && b.dtype === dtype) return matmul(a, b);
+  const out = emptyLike(a, [a.shape[0], b.shape[1]], dtype);
+  matmulInto(a, b, out, false);
+  return out;
 }

@@ -31,8 +31,8 @@ export function linearGelu(x: Tensor, weight: Tensor, bias: Tensor, act: GeluAct
   const enc = backendOf(x).encoder;
   const dt = autocastDtype() ? 'float32' : x.dtype;
   if (!enc || !canFuseLinear(x, weight, bias) || !enc.dtypes.includes(dt)) return tidy(() => unary(act, linear(x, weight, bias)));
-  const { xh, wh } = gemmOperands('linearGelu', x, weight, bias);
   return tidy(() => {
+    const { xh, wh } = gemmOperands('linearGelu', x, weight, bias);
     const { x2, y2: z } = biasedProduct(xh, wh, bias);
     const [M, N] = z.shape;
     const y2 = emptyLike(z, [M, N], autocastDtype() ?? z.dtype);

@@ -1,12 +1,13 @@
 // Linear without bias under k.autocast with a float32 weight: y = half(x) half(W)ᵀ, equal bit for
-// bit to linearComposite under autocast (the same rounding, the same GEMM products in forward and backward),
-// but the half copy of W is not held from forward to backward: backward rounds the float32 weight to
+// bit to linearComposite under autocast in y and dx (the same rounding, the same GEMM products); dW is
+// the half GEMM's float32 sums, which the composite rounds to half and widens again (as the fused
+// linears with a bias do, linear.ts), but the half copy of W is not held from forward to backward: backward rounds the float32 weight to
 // half again. Full fine-tuning under bf16 autocast otherwise keeps a bf16 copy of every weight (2 bytes
 // per parameter, ~270 MB on smol135m) alive as activation memory until its layer's backward, which is
 // what torch.autocast's weight cache does too. Re-rounding costs one pass over the weight per backward.
 // Backward, with xh = half(x) as rows [M, K], g [M, N] (half, the product's dtype), Wh = half(W) [N, K]:
 //   dxh = g Wh    (widened to x's dtype by the cast's own backward)
-//   dW  = float32(gᵀ xh)   (rows [M, N] and [M, K]: W's [N, K] layout, contiguous)
+//   dW  = gᵀ xh, float32 sums (rows [M, N] and [M, K]: W's [N, K] layout, contiguous)
 // The weight must not change between forward and backward (an optimizer step runs after backward, and
 // optimizer-in-backward updates W only once its gradient is final, after this backward).
 // On a backend whose GEMM rounds a float32 operand while packing it (Backend.halfMatmulFloatB, the
@@ -20,7 +21,8 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { emptyLike, needsGrad, record, save } from '../dispatch.js';
 import { to } from '../elementwise.js';
 import { contiguous, reshape, transpose } from '../view.js';
-import { gemmReadable, matmul } from '../matmul.js';
+import { gemmReadable, matmul, matmulInto } from '../matmul.js';
+import { productAs } from './linear.js';
 import { sumToShape } from '../reduce.js';
 
 /**
@@ -55,9 +57,9 @@ function timesHalfWeight(a: Tensor, weight: Tensor, transposed: boolean, ac: DTy
   }
   const b = transposed ? transpose(weight) : weight;
   const [K, N] = b.shape;
-  const rows = reshape(a, [-1, K]);
-  const out = emptyLike(a, [rows.shape[0], N], ac);
-  be.kernels.matmul(rows, b, out, false);
+  // a half a and a float32 b: the GEMM rounds b while packing and writes the product in ac
+  const out = emptyLike(a, [a.numel / K, N], ac);
+  matmulInto(reshape(a, [-1, K]), b, out, false);
   return reshape(out, [...a.shape.slice(0, -1), N]);
 }
 
@@ -79,9 +81,9 @@ export function linearRecast(x: Tensor, weight: Tensor): Tensor {
     // autograd runs backward in a scope: a re-rounded weight (backends that cast first) is freed with it
     return record('linear', y, [xh, weight], (g) => [
       xh.requiresGrad ? sumToShape(timesHalfWeight(g, weight, false, ac), sx.shape) : null,
-      // gᵀ xh in W's own [out, in] layout: the same products summed in the same order as (xhᵀ g)ᵀ,
-      // but a contiguous gradient, which the optimizer reads as it is (a transposed one is copied first)
-      to(matmul(transpose(reshape(g, [-1, N])), reshape(sx, [-1, K])), 'float32'),
+      // gᵀ xh in W's own [out, in] layout (contiguous: the optimizer reads it as it is) and as the half
+      // GEMM's float32 sums, written by the GEMM: no bf16 rounding of the weight gradient and no widening pass
+      productAs(transpose(reshape(g, [-1, N])), reshape(sx, [-1, K]), 'float32'),
     ], [sx]);
   });
 }

@@ -43,7 +43,7 @@ export const weightCacheActive = (): boolean => active !== null;
  * @example cachedWeight(layer.weight, 'bfloat16', () => to(layer.weight, 'bfloat16'))
  */
 export function cachedWeight(weight: Tensor, tag: string, make: () => Tensor): Tensor {
-  if (!active || needsGrad(weight)) return make();
+  if (!active || needsGrad(weight)) return noGrad(make);
   let byTag = active.get(weight);
   if (!byTag) active.set(weight, (byTag = new Map()));
   let t = byTag.get(tag);
