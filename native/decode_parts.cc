@@ -49,7 +49,9 @@ DecodeProjection read_decode_projection(Args& args, const char* k, int64_t K, in
       if (M > kGemvMaxRows) decode_fail(k, std::to_string(M) + " rows of x; a quantized weight takes 1 to " + std::to_string(kGemvMaxRows));
     } else {
       View wv = args.view();
-      d.N = wv.ndim == 2 ? wv.shape[0] : -1;
+      // rows < 0 would ask decode_f32 for a 1-d [K] view: a float weight part is [N, K]
+      if (wv.ndim != 2) decode_fail(k, "weight part " + shape_str(wv) + " must be 2-d [out, in]");
+      d.N = wv.shape[0];
       d.w = decode_f32(k, "weight part", wv, d.N, K);
     }
     if (args.has_view()) d.bias = decode_f32(k, "bias part", args.view(), -1, d.N);

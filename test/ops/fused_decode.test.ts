@@ -329,3 +329,16 @@ describe('linearResidual: fused output projection + residual (decode)', { skip: 
     c.free();
   });
 });
+
+describe('fused decode kernels: bad arguments at the native boundary', { skip: skipUnless('cpu') }, () => {
+  test('a 1-d float weight part and unequal gate/up parts are refused, named, before any read', () => {
+    const dec = k.getBackend('cpu').decode!;
+    const f = (shape: number[]): k.Tensor => k.zeros(shape, { backend: 'cpu' });
+    const [x, out] = [f([1, 4]), f([1, 3])];
+    // [4] would otherwise pass as N = -1 rows
+    assert.throws(() => dec.rmsNormGateUpGlu(x, null, 1e-6, 0, [{ weight: f([4]), bias: null }], 'silu', out), /rms_norm_gate_up_glu: weight part \[4\] must be 2-d \[out, in\]/);
+    assert.throws(() => dec.linearResidual(x, [{ weight: f([4]), bias: null }], f([1, 4]), f([1, 4])), /linear_residual: weight part \[4\] must be 2-d/);
+    // 2 + 4 rows are even in all, but gate and up would be split at the wrong row
+    assert.throws(() => dec.rmsNormGateUpGlu(x, null, 1e-6, 0, [{ weight: f([2, 4]), bias: null }, { weight: f([4, 4]), bias: null }], 'silu', out), /two parts of equal rows, got 2 parts/);
+  });
+});
