@@ -338,6 +338,26 @@ if (CHILD) {
     accumulateCases();
     addon!.setThreads(2);
   });
+  test('small-M products (a batched decode step) are batch- and thread-invariant bit for bit', { skip }, () => {
+    // each output is one dot-product sum whatever the rows beside it and however the columns are split
+    const [M, N, K] = [8, 192, 576];
+    const a = randView([M, K], contiguousStrides([M, K]), 5);
+    const b = randView([K, N], transposedStrides([K, N]), 6);
+    const product = (rows: Mat, threads: number): Float32Array => {
+      addon!.setThreads(threads);
+      const out = makeOut([], rows.shape[0], N, false, 7);
+      matmul(rows, b, out, false);
+      return Float32Array.from(out.data);
+    };
+    const two = product(a, 2);
+    assert.deepEqual(product(a, 1), two, '1 thread vs 2');
+    for (let r = 0; r < M; r++) {
+      const row = { ...a, offset: r * K, shape: [1, K] };
+      assert.deepEqual(product(row, 2), two.subarray(r * N, (r + 1) * N), `row ${r} alone vs in the batch of ${M}`);
+    }
+    addon!.setThreads(2);
+    freeAll();
+  });
   for (const simd of ['avx2', 'scalar']) {
     test(`matmul all groups under KESTREL_SIMD=${simd} (child process)`, { skip }, () => {
       const stdout = runChild(fileURLToPath(import.meta.url), { KESTREL_SIMD: simd, KESTREL_MATMUL_CHILD: '1' }, 60_000);
