@@ -121,10 +121,10 @@ void gemm_threaded(const Gemm& g, int64_t M, int64_t N, int threads) {
   });
 }
 
-// Few rows: stream B once without packing; threads split the columns, in units of at most 64
-// columns but at least 8 units per thread, so a narrow weight (a GQA k/v projection: 192 columns, three
-// 64-column units) does not leave one of two threads idle a third of the time. A unit is a multiple of
-// 16 columns (four 4-row groups of B); each C element is one sum whatever the split.
+// Few rows: stream B once without packing; threads split the columns in units of 16 to 64 columns,
+// sized for about 8 units per thread, so a narrow weight (a GQA k/v projection: 192 columns, three
+// 64-column units before) does not leave one of two threads idle a third of the time. A unit is a
+// multiple of 16 columns (four 4-row groups of B); each C element is one sum whatever the split.
 void gemm_small_m(const Gemm& g, bool transB, int64_t M, int64_t N, int threads) {
   // The small-M kernels take A as a contiguous [M, K] block.
   const float* a = g.A;

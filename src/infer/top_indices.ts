@@ -24,7 +24,8 @@ function siftDown(s: ArrayLike<number>, heap: Int32Array, n: number, i: number):
 
 /**
  * The indices of the m largest scores, best first; equal to the first m of
- * `Array.from(s.keys()).sort((a, b) => s[b] - s[a])` (V8's sort is stable). NaN scores are not ranked.
+ * `Array.from(s.keys()).sort((a, b) => s[b] - s[a])` (V8's sort is stable). With NaN scores the order is
+ * unspecified, as that sort's is (its comparator is then inconsistent); the samplers never pass NaN.
  * @example topIndices(Float32Array.from([1, 3, 3, 2]), 2) // [1, 2]
  */
 export function topIndices(s: ArrayLike<number>, m: number): number[] {

@@ -11,7 +11,7 @@ import { mergedDecodeParts } from '../quant/merge_projections.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
-import { glu } from '../ops/glu.js';
+import { glu, gluOp } from '../ops/glu.js';
 import { sharedInputProjections } from '../lora/shared_input.js';
 import { LoraLinear } from '../lora/lora_linear.js';
 
@@ -42,8 +42,7 @@ export class Mlp extends Module {
     if (process.env.KESTREL_DECODE_FUSION === 'off') return null;
     const parts = mergedDecodeParts(this, 'gate_up', this.gate_up_proj ? [this.gate_up_proj] : [this.gate_proj!, this.up_proj!]);
     if (!parts) return null;
-    const act = this.c.activation === 'gelu' ? 'gelu_erf' : this.c.activation; // glu()'s name for the erf GELU
-    const h = rmsNormGateUpGlu(x, { weight: norm.weight, eps: norm.eps, offset: norm.offset }, parts, act);
+    const h = rmsNormGateUpGlu(x, { weight: norm.weight, eps: norm.eps, offset: norm.offset }, parts, gluOp(this.c.activation));
     if (!residual) return this.down_proj.forward(h);
     const down = mergedDecodeParts(this, 'down', [this.down_proj]);
     return down ? linearResidual(h, down, residual) : add(residual, this.down_proj.forward(h));

@@ -49,9 +49,10 @@ export interface Routing {
 /**
  * The k largest entries of a row, best first (lower index first on ties, as the loop reference): an
  * insertion into a k-long list per entry (k is a handful), no sort or array per row: routing runs
- * on the host between the GEMMs, so its time is serial time in every MoE layer.
+ * on the host between the GEMMs, so its time is serial time in every MoE layer. (Sampling's
+ * topIndices, src/infer/top_indices.ts, ranks up to a whole vocabulary row: a heap or a sort.)
  */
-function topIndices(row: Float32Array, k: number): Int32Array {
+function topExperts(row: Float32Array, k: number): Int32Array {
   const top = new Int32Array(k);
   let n = 0;
   for (let e = 0; e < row.length; e++) {
@@ -83,7 +84,7 @@ export function route(logits: Tensor, o: RoutingOptions): Routing {
   const l32 = logits.dtype === 'float64' ? logits : to(logits, 'float32'); // HF routes in float32
   const probs = softmax(l32, -1);
   const host = toFloat32Array(o.order === 'softmax_topk' ? probs : l32);
-  const experts = Array.from({ length: N }, (_, n) => topIndices(host.subarray(n * E, (n + 1) * E), k));
+  const experts = Array.from({ length: N }, (_, n) => topExperts(host.subarray(n * E, (n + 1) * E), k));
   const flat = new Array<number>(N * k);
   experts.forEach((r, n) => r.forEach((e, s) => (flat[n * k + s] = e)));
   const index = tensor(flat, { dtype: 'int64', shape: [N, k], backend: logits.backendName });

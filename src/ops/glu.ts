@@ -10,14 +10,15 @@ import { gluFused } from './fused/glu.js';
 /** HF's activation names (hidden_act) or the unary op names. */
 export type GluActivationName = GluActivation | 'gelu';
 
-const opOf = (act: GluActivationName): GluActivation => (act === 'gelu' ? 'gelu_erf' : act);
+/** The kernel's name of a config's activation (a config's 'gelu' is the erf GELU). */
+export const gluOp = (act: GluActivationName): GluActivation => (act === 'gelu' ? 'gelu_erf' : act);
 
 /**
  * act(gate) * up, gate and up of one shape (e.g. the halves of a gate_up projection).
  * @example k.glu(gateProj(x), upProj(x), 'silu')  // SwiGLU
  */
-export const glu = (gate: Tensor, up: Tensor, activation: GluActivationName): Tensor => gluFused(gate, up, opOf(activation));
+export const glu = (gate: Tensor, up: Tensor, activation: GluActivationName): Tensor => gluFused(gate, up, gluOp(activation));
 
 /** The same from unary + mul (the definition the fused kernel is tested against). */
 export const gluComposite = (gate: Tensor, up: Tensor, activation: GluActivationName): Tensor =>
-  tidy(() => mul(unary(opOf(activation), gate), up));
+  tidy(() => mul(unary(gluOp(activation), gate), up));

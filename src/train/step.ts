@@ -49,13 +49,14 @@ export interface AccumulateOptions {
   normalizeTokens?: number;
 }
 
+/** Where the model's parameters live (ZeRO-3's partitioned ones are meta stand-ins: skipped; none left: the default backend). */
+const modelBackend = (model: CausalLM): string | undefined => model.parameters().find((p) => !isMeta(p))?.backendName;
+
 /**
  * Runs forward and backward on every micro-batch, accumulating into .grad; returns the mean
  * loss per target token over all of them.
  * @example const { loss } = accumulateGradients(model, [b1, b2]); optimizer.step()
  */
-/** Where the model's parameters live (ZeRO-3's partitioned ones are meta stand-ins: skipped; none left: the default backend). */
-const modelBackend = (model: CausalLM): string | undefined => model.parameters().find((p) => !isMeta(p))?.backendName;
 
 export function accumulateGradients(
   model: CausalLM, micro: Batch[], opts: AccumulateOptions = {},

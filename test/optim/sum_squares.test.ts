@@ -76,7 +76,7 @@ describe('sumSquares (cpu, native checks)', { skip: !k.hasBackend('cpu') && 'the
     }
   });
 
-  test('a non-contiguous, non-float32 or short operand is refused by name', () => {
+  test('a non-contiguous or non-float32 operand and a non-float64 out are refused by name', () => {
     const kernels = k.getBackend('cpu').kernels;
     const x = k.tensor([1, 2, 3, 4, 5, 6], { shape: [2, 3], dtype: 'float32', backend: 'cpu' });
     const out = k.full([], 0, { dtype: 'float64', backend: 'cpu' });
