@@ -153,7 +153,10 @@ export class CausalLM extends Module implements LanguageModel {
       const { hidden: h, hiddenStates, routerLogits } = this.model.forward(input, this.checkpointing);
       if (input.labels && (input.labels.shape[0] !== B || input.labels.shape[1] !== T))
         throw new Error(`forward: labels must be [${B}, ${T}] like inputIds, got ${shapeStr(input.labels.shape)}`);
-      const { logits, loss: headLoss } = this.headForward(h, input);
+      // neither logits nor a loss (hidden states only: a decoder as an embedder) runs no head at all, so
+      // ZeRO-3 does not gather the head's unit for nothing
+      const wantsHead = input.returnLogits !== false || !!input.labels;
+      const { logits, loss: headLoss } = wantsHead ? this.headForward(h, input) : { logits: null, loss: null };
       let loss = headLoss;
       // the balancing loss is a training quantity over whole sequences: not computed on cached steps
       const mask = input.attentionMask ?? null;
