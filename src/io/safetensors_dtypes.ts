@@ -31,10 +31,15 @@ export function decodeWidened(fileDtype: string, bytes: Uint8Array): TypedArray 
       for (let i = 0; i < n; i++) out[i] = view.getInt16(2 * i, true);
       return out;
     }
+    // an explicit loop: TypedArray.from(src, fn) collects the mapped values in a JS list first, which
+    // runs V8 out of heap ("invalid array length") on a tensor of ~10^8 elements
     case 'F8_E4M3':
-      return Float32Array.from(bytes, fp8e4m3);
-    case 'F8_E5M2':
-      return Float32Array.from(bytes, fp8e5m2);
+    case 'F8_E5M2': {
+      const decode = fileDtype === 'F8_E4M3' ? fp8e4m3 : fp8e5m2;
+      const out = new Float32Array(bytes.length);
+      for (let i = 0; i < bytes.length; i++) out[i] = decode(bytes[i]);
+      return out;
+    }
     default:
       throw new Error(`decodeWidened: ${fileDtype} loads verbatim`);
   }

@@ -146,7 +146,10 @@ export class QuantLinear extends Module {
     if (opts.doubleQuant && (type === 'int8' || type === 'q4' || type === 'bf16'))
       throw new Error(`QuantLinear.fromLinear: doubleQuant applies to nf4/fp4, not ${type}`);
     if (type === 'bf16') {
-      const data = Uint16Array.from(w, f32ToBf16);
+      // a loop, not Uint16Array.from(w, f32ToBf16): that collects a JS list first and runs V8 out of
+      // heap on a large tied head (qwen 0.5B's 151936 x 896)
+      const data = new Uint16Array(w.length);
+      for (let i = 0; i < w.length; i++) data[i] = f32ToBf16(w[i]);
       return new QuantLinear({ type, inFeatures: K, outFeatures: N, data, scales: new Float32Array(0) }, { bias: b, backend });
     }
     if (type === 'q4') {
