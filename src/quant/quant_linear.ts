@@ -206,7 +206,12 @@ export class QuantLinear extends Module {
     const [N, K] = [this.outFeatures, this.inFeatures];
     const read = <T>(t: Tensor): T => toTypedArray(t) as T;
     let values: Float32Array;
-    if (this.type === 'bf16') values = Float32Array.from(read<Uint16Array>(this.qweight), bf16ToF32);
+    if (this.type === 'bf16') {
+      // a loop: Float32Array.from(src, fn) collects a JS list first (out of heap at ~10^8 elements)
+      const h = read<Uint16Array>(this.qweight);
+      values = new Float32Array(h.length);
+      for (let i = 0; i < h.length; i++) values[i] = bf16ToF32(h[i]);
+    }
     else if (this.type === 'q4') values = dequantizeQ4({ shape: [N, K], blockSize: this.blockSize, packed: read<Uint8Array>(this.qweight), scales: read<Float32Array>(this.scales) });
     else if (this.type === 'int8') values = dequantizeInt8({ shape: [N, K], data: read<Int8Array>(this.qweight), scb: read<Float32Array>(this.scales) });
     else {
