@@ -95,7 +95,6 @@ using V = simd::Avx512;
 
 // ------------------------------------------------------------------ argument checks
 
-[[noreturn]] void fail(const char* kernel, const std::string& why) { throw KernelError(std::string(kernel) + ": " + why); }
 
 void need_f32(const char* kernel, const char* what, const View& v) {
   if (v.dtype != F32) fail(kernel, std::string(what) + " must be float32, got " + dtype_name(v.dtype) + " " + shape_str(v));

@@ -19,11 +19,11 @@ KESTREL_KERNEL(rms_norm_gate_up_glu) {
   const int64_t act = args.i64();
   View out = args.view();
   args.done();
-  if (act < 0 || act > 2) decode_fail(k, "unknown activation code " + std::to_string(act) + " (0 silu, 1 gelu_tanh, 2 gelu_erf)");
-  if (p.N % 2 != 0) decode_fail(k, "the weight parts give " + std::to_string(p.N) + " outputs; gate and up need an even count");
+  if (act < 0 || act > 2) fail(k, "unknown activation code " + std::to_string(act) + " (0 silu, 1 gelu_tanh, 2 gelu_erf)");
+  if (p.N % 2 != 0) fail(k, "the weight parts give " + std::to_string(p.N) + " outputs; gate and up need an even count");
   // two parts are gate then up ([F, K] each); one part is the merged [2F, K] gate|up
   if (p.count > 2 || (p.count == 2 && p.parts[0].N != p.parts[1].N))
-    decode_fail(k, "gate and up must be one merged part or two parts of equal rows, got " + std::to_string(p.count) + " parts");
+    fail(k, "gate and up must be one merged part or two parts of equal rows, got " + std::to_string(p.count) + " parts");
   const int64_t M = n.M, F = p.N / 2;
   float* o = const_cast<float*>(decode_f32(k, "out", out, M, F));
   float* y = gate_up.get(size_t(M * p.N));

@@ -14,20 +14,18 @@ namespace {
 thread_local ScratchBuffer normed{"fused decode: normalized rows"};
 }  // namespace
 
-void decode_fail(const char* k, const std::string& why) { throw KernelError(std::string(k) + ": " + why); }
-
 const float* decode_f32(const char* k, const char* what, const View& v, int64_t rows, int64_t cols) {
   bool shape_ok = rows < 0 ? v.ndim == 1 && v.shape[0] == cols : v.ndim == 2 && v.shape[0] == rows && v.shape[1] == cols;
   std::string want = rows < 0 ? "[" + std::to_string(cols) + "]" : "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
-  if (v.dtype != F32) decode_fail(k, std::string(what) + " must be float32, got " + dtype_name(v.dtype) + " " + shape_str(v));
-  if (!shape_ok) decode_fail(k, std::string(what) + " " + shape_str(v) + " must be " + want);
-  if (!v.contiguous()) decode_fail(k, std::string(what) + " " + shape_str(v) + " must be contiguous");
+  if (v.dtype != F32) fail(k, std::string(what) + " must be float32, got " + dtype_name(v.dtype) + " " + shape_str(v));
+  if (!shape_ok) fail(k, std::string(what) + " " + shape_str(v) + " must be " + want);
+  if (!v.contiguous()) fail(k, std::string(what) + " " + shape_str(v) + " must be contiguous");
   return v.ptr<float>();
 }
 
 DecodeNorm read_decode_norm(Args& args, const char* k) {
   View xv = args.view();
-  if (xv.ndim != 2) decode_fail(k, "x " + shape_str(xv) + " must be 2-d [rows, features]");
+  if (xv.ndim != 2) fail(k, "x " + shape_str(xv) + " must be 2-d [rows, features]");
   DecodeNorm n{nullptr, xv.shape[0], xv.shape[1], nullptr, 0, 0, true};
   n.x = decode_f32(k, "x", xv, n.M, n.K);
   n.weight = args.has_view() ? decode_f32(k, "norm weight", args.view(), -1, n.K) : nullptr;
@@ -39,18 +37,18 @@ DecodeNorm read_decode_norm(Args& args, const char* k) {
 DecodeProjection read_decode_projection(Args& args, const char* k, int64_t K, int64_t M) {
   DecodeProjection p;
   p.count = args.i64();
-  if (p.count < 1 || p.count > kMaxDecodeParts) decode_fail(k, std::to_string(p.count) + " weight parts (1 to " + std::to_string(kMaxDecodeParts) + ")");
+  if (p.count < 1 || p.count > kMaxDecodeParts) fail(k, std::to_string(p.count) + " weight parts (1 to " + std::to_string(kMaxDecodeParts) + ")");
   for (int64_t i = 0; i < p.count; i++) {
     DecodePart& d = p.parts[i];
     if (args.flag()) {
       d.q = read_weight(args, k);
       d.N = d.q.N;
-      if (d.q.K != K) decode_fail(k, "a weight part takes K=" + std::to_string(d.q.K) + " features, x has " + std::to_string(K));
-      if (M > kGemvMaxRows) decode_fail(k, std::to_string(M) + " rows of x; a quantized weight takes 1 to " + std::to_string(kGemvMaxRows));
+      if (d.q.K != K) fail(k, "a weight part takes K=" + std::to_string(d.q.K) + " features, x has " + std::to_string(K));
+      if (M > kGemvMaxRows) fail(k, std::to_string(M) + " rows of x; a quantized weight takes 1 to " + std::to_string(kGemvMaxRows));
     } else {
       View wv = args.view();
       // rows < 0 would ask decode_f32 for a 1-d [K] view: a float weight part is [N, K]
-      if (wv.ndim != 2) decode_fail(k, "weight part " + shape_str(wv) + " must be 2-d [out, in]");
+      if (wv.ndim != 2) fail(k, "weight part " + shape_str(wv) + " must be 2-d [out, in]");
       d.N = wv.shape[0];
       d.w = decode_f32(k, "weight part", wv, d.N, K);
     }

@@ -27,8 +27,6 @@ struct DecodeProjection {
   int64_t N = 0;  // the parts' outputs together
 };
 
-[[noreturn]] void decode_fail(const char* k, const std::string& why);
-
 // A contiguous float32 view with exactly the shape [rows, cols] (or [cols] when rows < 0).
 const float* decode_f32(const char* k, const char* what, const View& v, int64_t rows, int64_t cols);
 

@@ -22,10 +22,10 @@ KESTREL_KERNEL(rms_norm_qkv_rope) {
   View out = args.view();
   args.done();
   if (H < 1 || Hkv < 1 || hd < 2 || hd % 2 != 0 || H % Hkv != 0)
-    decode_fail(k, "heads H=" + std::to_string(H) + " Hkv=" + std::to_string(Hkv) + " hd=" + std::to_string(hd) + " (need hd even, H a multiple of Hkv)");
+    fail(k, "heads H=" + std::to_string(H) + " Hkv=" + std::to_string(Hkv) + " hd=" + std::to_string(hd) + " (need hd even, H a multiple of Hkv)");
   const int64_t M = n.M, N = p.N;
   if (N != (H + 2 * Hkv) * hd)
-    decode_fail(k, "the weight parts give " + std::to_string(N) + " outputs; (H + 2 Hkv) hd = " + std::to_string((H + 2 * Hkv) * hd));
+    fail(k, "the weight parts give " + std::to_string(N) + " outputs; (H + 2 Hkv) hd = " + std::to_string((H + 2 * Hkv) * hd));
   const float* cs = decode_f32(k, "cos", cv, M, hd / 2);
   const float* sn = decode_f32(k, "sin", sv, M, hd / 2);
   float* y = const_cast<float*>(decode_f32(k, "out", out, M, N));

@@ -11,7 +11,7 @@ namespace kestrel {
 KESTREL_KERNEL(linear_residual) {
   const char* k = "linear_residual";
   View xv = args.view();
-  if (xv.ndim != 2) decode_fail(k, "x " + shape_str(xv) + " must be 2-d [rows, features]");
+  if (xv.ndim != 2) fail(k, "x " + shape_str(xv) + " must be 2-d [rows, features]");
   DecodeNorm n{nullptr, xv.shape[0], xv.shape[1], nullptr, 0, 0, false};
   n.x = decode_f32(k, "x", xv, n.M, n.K);
   const DecodeProjection p = read_decode_projection(args, k, n.K, n.M);

@@ -71,7 +71,6 @@ int isa_level() {
     }                                                    \
   } while (0)
 
-[[noreturn]] void fail(const char* k, const std::string& why) { throw KernelError(std::string(k) + ": " + why); }
 
 // a contiguous view of float32 (or, where allowed, bfloat16) with `like`'s shape when given
 void need(const char* k, const char* what, const View& v, const View* like, bool bf16_ok = false) {

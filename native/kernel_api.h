@@ -52,6 +52,9 @@ struct KernelError : std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Refuses bad input: "<kernel>: <why>" (the kernels' one way to throw KernelError).
+[[noreturn]] inline void fail(const char* kernel, const std::string& why) { throw KernelError(std::string(kernel) + ": " + why); }
+
 // A per-thread float buffer (packing panels, decoded weight tiles) grown on first use to the
 // largest size that thread needed and then reused, so hot loops never allocate. 64-byte aligned.
 struct ScratchBuffer {

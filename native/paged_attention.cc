@@ -15,7 +15,6 @@
 namespace kestrel {
 namespace {
 
-[[noreturn]] void fail(const char* kernel, const std::string& why) { throw KernelError(std::string(kernel) + ": " + why); }
 
 void need_contiguous(const char* kernel, const View& v, int dtype, int ndim, const char* name) {
   if (v.dtype != dtype || v.ndim != ndim || !v.contiguous())

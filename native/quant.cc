@@ -24,7 +24,6 @@
 namespace kestrel {
 namespace {
 
-[[noreturn]] void fail(const char* kernel, const std::string& why) { throw KernelError(std::string(kernel) + ": " + why); }
 
 bool pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
