@@ -3,7 +3,7 @@
 // backward, and the bias-GELU pair, whose backward writes dz = dy act'(z) and sums the bias
 // gradient from the same registers instead of a second pass over dz. Inputs are contiguous
 // (the TS ops make them so); the spans (encoder_spans.inc) are compiled for SSE2, AVX2+FMA and
-// AVX-512 and picked by cpu_features(), as glu.cc's are. bfloat16 activations (under autocast)
+// AVX-512 and picked by simd::level(), as nn.cc's are. bfloat16 activations (under autocast)
 // are read and written directly, rounded once from float32.
 #include <immintrin.h>
 
@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "kernel_api.h"
+#include "simd.h"
 #include "strided.h"
 
 namespace kestrel {
@@ -52,25 +53,14 @@ namespace enc_avx512 {
 
 namespace {
 
-// 0 sse2, 1 avx2+fma, 2 avx-512
-int isa_level() {
-  static const int level = [] {
-    const CpuFeatures& f = cpu_features();
-    if (f.avx512f && f.avx2 && f.fma) return 2;
-    return f.avx2 && f.fma ? 1 : 0;
-  }();
-  return level;
-}
-
 #define ENC_DISPATCH(fn, ...)                            \
   do {                                                   \
-    switch (isa_level()) {                               \
+    switch (simd::level()) {                             \
       case 2: enc_avx512::fn(__VA_ARGS__); break;        \
       case 1: enc_avx2::fn(__VA_ARGS__); break;          \
       default: enc_sse2::fn(__VA_ARGS__);                \
     }                                                    \
   } while (0)
-
 
 // a contiguous view of float32 (or, where allowed, bfloat16) with `like`'s shape when given
 void need(const char* k, const char* what, const View& v, const View* like, bool bf16_ok = false) {
