@@ -22,14 +22,20 @@ const psi = (tied: boolean): number => L * layer + embed * (tied ? 1 : 2) + D;
 /** The two largest units gathered at once: the embeddings (or the head) and a layer, e.g. the embedding lookup with layer 0 prefetched. */
 const twoUnits = embed + layer;
 
+/** Trains on one rank (oneArgs) and on several (args, into `name`): the same losses, gradient norms and final weights. */
+async function againstOneRank(dir: string, oneArgs: string[], name: string, args: string[]): Promise<{ one: ReturnType<typeof train>; many: ReturnType<typeof train> }> {
+  const one = train(dir, 'one', oneArgs);
+  const many = train(dir, name, args);
+  assertClose(many.losses, one.losses, { atol: 0, rtol: 2e-6, what: 'losses' });
+  assertClose(many.norms, one.norms, { atol: 1e-7, rtol: 1e-5, what: 'gradient norms' });
+  await sameWeights(join(dir, name), join(dir, 'one', 'model.safetensors'));
+  return { one, many };
+}
+
 test('ZeRO-3 on 4 ranks (bf16, untied embeddings): 1 rank × grad-accum 4\'s run with parameters ≤ Ψ/4 + the running and the prefetched unit', async () => {
   const dir = tinyTrainDir('kestrel-zero3-mem-');
   deeperModel(dir, L, { vocab: V });
-  const one = train(dir, 'one', ['--grad-accum', '4', '--dtype', 'bf16']);
-  const four = train(dir, 'four', ['--nproc', '4', '--zero-stage', '3', '--dtype', 'bf16']);
-  assertClose(four.losses, one.losses, { atol: 0, rtol: 2e-6, what: 'losses' });
-  assertClose(four.norms, one.norms, { atol: 1e-7, rtol: 1e-5, what: 'gradient norms' });
-  await sameWeights(join(dir, 'four'), join(dir, 'one', 'model.safetensors'));
+  const { one, many: four } = await againstOneRank(dir, ['--grad-accum', '4', '--dtype', 'bf16'], 'four', ['--nproc', '4', '--zero-stage', '3', '--dtype', 'bf16']);
   const P = psi(false);
   assert.ok(one.peaks.every((p) => p.param === 4 * P), `1 rank's parameter peak ${one.peaks[0].param} != Ψ·4 = ${4 * P}`);
   for (const [i, p] of four.peaks.entries()) {
@@ -49,11 +55,7 @@ test('ZeRO-3 on 2 ranks, tied embeddings, stage3_prefetch_bucket_size 0: 1 rank\
   const dir = tinyTrainDir('kestrel-zero3-tied-');
   deeperModel(dir, L, { vocab: V, tied: true });
   writeFileSync(join(dir, 'ds.json'), JSON.stringify({ zero_optimization: { stage: 3, stage3_prefetch_bucket_size: 0 } }));
-  const one = train(dir, 'one', ['--grad-accum', '2']);
-  const two = train(dir, 'two', ['--nproc', '2', '--deepspeed', join(dir, 'ds.json')]);
-  assertClose(two.losses, one.losses, { atol: 0, rtol: 2e-6, what: 'losses' });
-  assertClose(two.norms, one.norms, { atol: 1e-7, rtol: 1e-5, what: 'gradient norms' });
-  await sameWeights(join(dir, 'two'), join(dir, 'one', 'model.safetensors'));
+  const { one, many: two } = await againstOneRank(dir, ['--grad-accum', '2'], 'two', ['--nproc', '2', '--deepspeed', join(dir, 'ds.json')]);
   const P = psi(true);
   assert.ok(one.peaks.every((p) => p.param === 4 * P), `1 rank's parameter peak ${one.peaks[0].param} != Ψ·4 = ${4 * P}`);
   for (const [i, p] of two.peaks.entries()) {
