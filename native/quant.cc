@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <memory>
 #include <string>
 
@@ -215,6 +216,70 @@ void decode8_scalar(const int8_t* q, int64_t n, float s, float* out) {
   for (int64_t i = 0; i < n; i++) out[i] = float(q[i]) * s;
 }
 
+// ---------------------------------------------------------------- decoding straight to bfloat16
+
+// The decoders above rounded by float_to_half afterwards, in one pass over registers: the value
+// q * s (int8) or code * absmax (4-bit) rounded to bf16 as f32_to_bf16 does (nearest even, NaN
+// kept quiet), so the result equals decode_tile then float_to_half bit for bit.
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx512bw,avx2,fma,sse4.1")
+inline __m256i round_bf16x16(__m512 f) {
+  __m512i u = _mm512_castps_si512(f);
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+  r = _mm512_srli_epi32(r, 16);
+  __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
+  r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
+  return _mm512_cvtepi32_epi16(r);
+}
+
+void decode8_bf16_avx512(const int8_t* q, int64_t n, float s, uint16_t* out) {
+  __m512 vs = _mm512_set1_ps(s);
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q + i)))), vs);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), round_bf16x16(f));
+  }
+  for (; i < n; i++) out[i] = f32_to_bf16(float(q[i]) * s);
+}
+
+// Flat elements [e0, e1) of a 4-bit weight: per block the 16 scaled codes rounded to bf16 fill the
+// low half of a register, and one 16-bit permute decodes 32 values (16 bytes of codes).
+void decode4_bf16_avx512(const QuantWeight& w, int64_t e0, int64_t e1, uint16_t* out) {
+  const __m512 code = _mm512_loadu_ps(w.code);
+  for (int64_t e = e0; e < e1;) {
+    int64_t end = std::min(e1, (e / w.block + 1) * w.block);
+    __m256i t16 = round_bf16x16(_mm512_mul_ps(code, _mm512_set1_ps(w.block_scale(e / w.block))));
+    __m512i table = _mm512_castsi256_si512(t16);
+    alignas(32) uint16_t t[16];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), t16);
+    uint16_t* o = out + (e - e0);
+    int64_t i = e;
+    if (i & 1) *o++ = t[w.data[i++ >> 1] & 15];
+    for (; i + 32 <= end; i += 32, o += 32) {
+      // byte b = (hi, lo) -> 32-bit lane b = hi | lo << 16: words in memory order, high nibble first
+      __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.data + (i >> 1))));
+      __m512i idx = _mm512_or_si512(_mm512_srli_epi32(b, 4), _mm512_slli_epi32(_mm512_and_si512(b, _mm512_set1_epi32(15)), 16));
+      _mm512_storeu_si512(o, _mm512_permutexvar_epi16(idx, table));
+    }
+    for (; i < end; i++) {
+      uint8_t byte = w.data[i >> 1];
+      *o++ = t[(i & 1) ? byte & 15 : byte >> 4];
+    }
+    e = end;
+  }
+}
+#pragma GCC pop_options
+
+// W[n, k0:k1] as bfloat16 into dst, or false where this CPU lacks AVX-512 BW (the caller decodes to float).
+bool decode_row_bf16(const QuantWeight& w, int64_t n, int64_t k0, int64_t k1, uint16_t* dst) {
+  if (simd::level() < 2 || !cpu_features().avx512bw) return false;
+  int64_t e = n * w.K + k0;
+  if (w.four_bit) decode4_bf16_avx512(w, e, e + (k1 - k0), dst);
+  else if (w.kind == QuantKind::Int8) decode8_bf16_avx512(reinterpret_cast<const int8_t*>(w.data) + e, k1 - k0, w.scales[n] / 127.0f, dst);
+  else std::memcpy(dst, reinterpret_cast<const uint16_t*>(w.data) + e, sizeof(uint16_t) * size_t(k1 - k0));
+  return true;
+}
+
 // Flat elements [e0, e1) of a 4-bit weight into out.
 void decode4_range(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
   switch (simd::level()) {
@@ -326,15 +391,28 @@ void backward(const QuantWeight& w, const Mat& dy, const Mat& dx) {
 
 // With a bfloat16/float16 x the weight is decoded to x's dtype (each value rounded once, as
 // bitsandbytes dequantizes to the activation dtype on GPUs) and multiplied by the half GEMM
-// (gemm_half.h: AMX / AVX-512 BF16 / converting), accumulating in float32; y is rounded once.
-thread_local ScratchBuffer half_tile{"quant_linear half tile"}, half_acc{"quant_linear_backward float32 dx"};
+// (gemm_half.h: AMX / AVX-512 BF16 / converting), accumulating in float32; y is x's dtype (rounded
+// once) or float32 (an inference prefill's float rows multiplied in bf16, ops/fused/quant_linear.ts).
+thread_local ScratchBuffer half_tile{"quant_linear half tile"}, half_acc{"quant_linear_backward float32 dx"},
+    half_row{"quant_linear decoded row"};
 
-uint16_t* decode_half_tile(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1, bool fp16) {
-  int64_t kw = k1 - k0, n = (n1 - n0) * kw;
-  float* buf = scratch.get(size_t(n));
-  decode_tile(w, n0, n1, k0, k1, buf, kw);
-  uint16_t* h = reinterpret_cast<uint16_t*>(half_tile.get(size_t((n + 1) / 2)));
-  float_to_half(buf, n, fp16, h);
+// W[n0:n1, k0:k1] in x's half dtype, row stride *ld. A bf16 weight with bf16 x is used in place;
+// anything else is decoded one row at a time through an L1-sized float row, so the float tile
+// never goes to memory.
+const uint16_t* half_tile_of(const QuantWeight& w, int64_t n0, int64_t n1, int64_t k0, int64_t k1, bool fp16, int64_t* ld) {
+  if (w.kind == QuantKind::BF16 && !fp16) {
+    *ld = w.K;
+    return reinterpret_cast<const uint16_t*>(w.data) + n0 * w.K + k0;
+  }
+  int64_t kw = k1 - k0;
+  *ld = kw;
+  float* row = half_row.get(size_t(kw));
+  uint16_t* h = reinterpret_cast<uint16_t*>(half_tile.get(size_t(((n1 - n0) * kw + 1) / 2)));
+  for (int64_t n = n0; n < n1; n++) {
+    if (!fp16 && decode_row_bf16(w, n, k0, k1, h + (n - n0) * kw)) continue;
+    decode_tile(w, n, n + 1, k0, k1, row, kw);
+    float_to_half(row, kw, fp16, h + (n - n0) * kw);
+  }
   return h;
 }
 
@@ -342,10 +420,12 @@ void forward_half(const QuantWeight& w, const Mat& x, const Mat& y) {
   int64_t M = x.rows, N = w.N, K = w.K;
   int threads = num_threads();
   int64_t T = tile_rows(N, K, threads), tiles = (N + T - 1) / T;
+  char* out = static_cast<char*>(y.p);
   auto tile = [&](int64_t t, int gemm_threads) {
-    int64_t n0 = t * T, n1 = std::min(N, n0 + T);
-    const uint16_t* h = decode_half_tile(w, n0, n1, 0, K, x.dtype == F16);
-    hgemm_on(gemm_threads, x.dtype, false, true, M, n1 - n0, K, x.h(), x.ld, h, K, false, y.h() + n0, y.dtype, y.ld);
+    int64_t n0 = t * T, n1 = std::min(N, n0 + T), ldh = 0;
+    const uint16_t* h = half_tile_of(w, n0, n1, 0, K, x.dtype == F16, &ldh);
+    hgemm_on(gemm_threads, x.dtype, false, true, M, n1 - n0, K, x.h(), x.ld, h, ldh, false,
+             out + n0 * int64_t(dtype_size(y.dtype)), y.dtype, y.ld);
   };
   for_each_tile(tiles, threads, tile);
 }
@@ -360,8 +440,9 @@ void backward_half(const QuantWeight& w, const Mat& dy, const Mat& dx) {
     float* acc = half_acc.get(size_t(M * kw));
     for (int64_t n0 = 0; n0 < N; n0 += T) {
       int64_t n1 = std::min(N, n0 + T);
-      const uint16_t* h = decode_half_tile(w, n0, n1, k0, k1, dx.dtype == F16);
-      hgemm_on(gemm_threads, dy.dtype, false, false, M, kw, n1 - n0, dy.h() + n0, dy.ld, h, kw, n0 > 0, acc, F32, kw);
+      int64_t ldh = 0;
+      const uint16_t* h = half_tile_of(w, n0, n1, k0, k1, dx.dtype == F16, &ldh);
+      hgemm_on(gemm_threads, dy.dtype, false, false, M, kw, n1 - n0, dy.h() + n0, dy.ld, h, ldh, n0 > 0, acc, F32, kw);
     }
     for (int64_t m = 0; m < M; m++) float_to_half(acc + m * kw, kw, dx.dtype == F16, dx.h() + m * dx.ld + k0);
   };
@@ -383,8 +464,9 @@ KESTREL_KERNEL(quant_linear) {
   if (x.cols != w.K) fail(k, "x " + shape_str(xv) + " has " + std::to_string(x.cols) + " features, the weight takes K=" + std::to_string(w.K));
   if (y.rows != x.rows || y.cols != w.N)
     fail(k, "out " + shape_str(yv) + " must be [" + std::to_string(x.rows) + ", " + std::to_string(w.N) + "]");
-  if (y.dtype != x.dtype)
-    fail(k, std::string("out is ") + dtype_name(y.dtype) + ", x is " + dtype_name(x.dtype) + "; they must match");
+  if (y.dtype != x.dtype && !(y.dtype == F32 && x.dtype != F32))
+    fail(k, std::string("out is ") + dtype_name(y.dtype) + ", x is " + dtype_name(x.dtype) +
+                "; out must be x's dtype (or float32 for a bfloat16/float16 x)");
   if (x.rows == 0 || w.N == 0) return;
   if (x.dtype == F32 && x.rows <= kGemvMaxRows) quant_gemv(w, x.f(), x.ld, x.rows, y.f(), y.ld);
   else if (x.dtype == F32) forward(w, x, y);

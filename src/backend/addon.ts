@@ -179,4 +179,7 @@ export function loadNative(): NativeAddon | null {
 
 export const nativeLoadError = (): string => loadError;
 
+/** Whether a bf16 GEMM path (NativeAddon.info().bf16Gemm) multiplies bf16 natively: AMX tiles or AVX512_BF16, not 'convert'. */
+export const isNativeBf16Path = (path: string | null | undefined): boolean => path === 'amx' || path === 'avx512bf16';
+
 

@@ -6,7 +6,7 @@
 // metrics.jsonl; saves a PEFT adapter (or, with --full, the whole model). --dtype defaults to bf16
 // where the CPU multiplies bf16 natively (the frozen base is then stored in bf16, as Unsloth's is).
 import { join } from 'node:path';
-import { type NativeAddon, loadNative } from '../backend/addon.js';
+import { type NativeAddon, isNativeBf16Path, loadNative } from '../backend/addon.js';
 import { castFrozenLinears } from '../lora/frozen_dtype.js';
 import { injectLora, saveAdapter, type LoraConfig } from '../lora/peft.js';
 import { quantizeModel } from '../quant/quantize_model.js';
@@ -47,7 +47,7 @@ export function loraFromFlags(values: Record<string, unknown>): LoraConfig {
  */
 export function finetuneDtype(info: Pick<ReturnType<NativeAddon['info']>, 'bf16Gemm'> | null): { dtype: 'fp32' | 'bf16'; why: string } {
   const path = info?.bf16Gemm ?? null;
-  if (path === 'amx' || path === 'avx512bf16') return { dtype: 'bf16', why: `this CPU multiplies bf16 natively (${path})` };
+  if (isNativeBf16Path(path)) return { dtype: 'bf16', why: `this CPU multiplies bf16 natively (${path})` };
   return { dtype: 'fp32', why: path === null ? 'no native CPU backend' : `this CPU has no native bf16 matmul (the bf16 path is '${path}')` };
 }
 

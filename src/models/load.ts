@@ -18,7 +18,7 @@ import { type AnyModel, buildModel, finishLoading, isSpeechModel } from './regis
 import { loadAdapter } from '../lora/peft.js';
 import { bnbCheckpoint, loadBnbLinears } from '../quant/bnb.js';
 import { loadKestrelQuantLinears, readKestrelQuantConfig } from '../quant/kestrel_format.js';
-import { type InferenceQuant, checkInferenceQuant, quantizeModel } from '../quant/quantize_model.js';
+import { type InferenceQuant, checkInferenceQuant, quantizeModel, usePrefillDtype } from '../quant/quantize_model.js';
 import { type Tokenizer, loadTokenizer } from '../tokenizer/index.js';
 import { CausalLM } from './causal_lm.js';
 import { loadSparsity, saveSparsity } from './sparse_attention.js';
@@ -174,6 +174,7 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
     const used = kestrelQuant ? loadKestrelQuantLinears(model, folder, configFile, { backend }) : loadBnbLinears(model, folder, configFile, { backend });
     loadWeights(model, folder, { dtype: opts.dtype ?? 'float32', used, configFile, backend });
     finishLoading(model);
+    if (kestrelQuant) usePrefillDtype(model); // `kestrel quantize` writes inference weights
     if (model instanceof CausalLM) loadSparsity(dir, model);
     if (opts.quant) quantizeForInference(model, checkInferenceQuant(opts.quant, 'loadPretrained: quant'));
     if (opts.adapter) loadAdapter(model, opts.adapter, { baseModel: dir });
@@ -190,11 +191,13 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
   }
 }
 
-/** Quantizes a loaded causal LM's Linears (and head) in place for generation (LoadOptions.quant). */
+/** Quantizes a loaded causal LM's Linears (and head) in place for generation (LoadOptions.quant); a prompt's prefill then multiplies in bf16 where the CPU does so natively (usePrefillDtype). */
 export function quantizeForInference(model: AnyModel, type: InferenceQuant): string[] {
   if (!(model instanceof CausalLM)) throw new Error(`quant ${type}: quantized inference takes a decoder-family causal LM, got ${model.constructor.name}`);
   const tiedHead = model.lm_head ? undefined : model.model.embed_tokens.weight;
-  return quantizeModel(model, { type, head: true, tiedHead });
+  const done = quantizeModel(model, { type, head: true, tiedHead });
+  usePrefillDtype(model);
+  return done;
 }
 
 /** A causal LM (decoder family or GPT-2): loadPretrained, refusing encoder-only checkpoints. */

@@ -38,7 +38,7 @@ export function mergeBlocker(layers: readonly QuantLinear[]): string | null {
 function quantPart(first: QuantLinear, N: number, data: Tensor, scales: Tensor, bias: Tensor | null): DecodePart {
   const kind = first.type === 'q4' ? '4bit' : (first.type as 'int8' | 'bf16');
   const blockSize = kind === '4bit' ? first.blockSize : 0;
-  return { weight: { kind, N, K: first.inFeatures, data, code: first.code, blockSize, scales: kind === 'bf16' ? data : scales, nested: null }, bias };
+  return { weight: { kind, N, K: first.inFeatures, data, code: first.code, blockSize, scales: kind === 'bf16' ? data : scales, nested: null, prefillDtype: first.prefillDtype }, bias };
 }
 
 /**

@@ -73,6 +73,13 @@ export class QuantLinear extends Module {
   /** double quantization: the mean subtracted from the absmax and the nested block size (0 / 1 without) */
   readonly nestedOffset: number;
   readonly nestedBlockSize: number;
+  /**
+   * Inference only: float32 inputs of more than 8 rows that need no gradient (a prompt's prefill) are
+   * rounded to this dtype and multiplied by the weight decoded to it, at the bf16 GEMM's rate, with a
+   * float32 result; decode steps keep the float32 GEMV. null (the default, and training): float32.
+   * Set by usePrefillDtype (quantizeForInference, kestrel-quantized folders).
+   */
+  prefillDtype: 'bfloat16' | null = null;
 
   /**
    * From raw quantized arrays (copied to the backend); `bias` (float [out]) becomes a frozen parameter.
@@ -173,6 +180,7 @@ export class QuantLinear extends Module {
     return {
       kind, N: this.outFeatures, K: this.inFeatures, data: this.qweight, code: this.code,
       blockSize: kind === '4bit' ? this.blockSize : 0, scales: kind === 'bf16' ? this.qweight : this.scales, nested,
+      prefillDtype: this.prefillDtype,
     };
   }
 

@@ -2,6 +2,7 @@
 // weights): every Linear except lm_head (unless `head`) and the names in `skip` becomes a
 // QuantLinear under the same property name, so module paths (model.layers.0.self_attn.q_proj)
 // still match Hugging Face names.
+import { isNativeBf16Path, loadNative } from '../backend/addon.js';
 import { Linear } from '../nn/layers.js';
 import type { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor/tensor.js';
@@ -55,4 +56,22 @@ export function quantizeModel(model: Module, opts: QuantizeModelOptions): string
     done.push('lm_head');
   }
   return done;
+}
+
+/**
+ * Lets every QuantLinear of an inference model multiply a prompt's prefill rows in bf16
+ * (QuantLinear.prefillDtype) where its backend multiplies bf16 natively: the CPU backend on AMX or
+ * AVX512_BF16 (elsewhere bf16 operands are only widened, so float32 is as fast and exact).
+ * KESTREL_PREFILL_DTYPE=float32 keeps float32. Returns the layers marked.
+ * @example usePrefillDtype(model)  // after quantizeModel(model, { type: 'int8', head: true })
+ */
+export function usePrefillDtype(model: Module): number {
+  if (process.env.KESTREL_PREFILL_DTYPE === 'float32') return 0;
+  let marked = 0;
+  for (const [, m] of model.namedModules())
+    if (m instanceof QuantLinear && m.qweight.backendName === 'cpu' && isNativeBf16Path(loadNative()?.info().bf16Gemm)) {
+      m.prefillDtype = 'bfloat16';
+      marked++;
+    }
+  return marked;
 }

@@ -30,7 +30,8 @@ const RMS_TOL = { bf16: 0.025, int8: 0.1, q4: 0.85 } as const;
 const GEMV_RMS_TOL = { bf16: 1e-4, int8: 0.05, q4: 0.05 } as const;
 const FIXTURES = ['llama', 'llama-tied-rope-llama3', 'qwen2'];
 // 10 tokens: more than the GEMV's 8 rows, so the wiring check runs the tiles with float activations
-// (the same float32 products as the dequantized model); the GEMV is checked by quant_gemv*.test.ts
+// (the same float32 products as the dequantized model: its layers' bf16 prefill is switched off, that
+// path is prefill_dtype.test.ts's); the GEMV is checked by quant_gemv*.test.ts
 const WIRING_IDS = [1, 5, 9, 200, 3, 7, 11, 13, 17, 19];
 
 const rmsRel = (got: k.Tensor, want: k.Tensor): number => k.tidy(() => {
@@ -113,6 +114,7 @@ for (const name of FIXTURES) {
         const { model } = await k.loadCausalLM(fx.path, { backend: 'cpu', quant });
         const lm = model as k.CausalLM;
         const d = deq as k.CausalLM;
+        for (const [, m] of lm.namedModules()) if (m instanceof k.quant.QuantLinear) m.prefillDtype = null;
         // copy every dequantized weight into the float model (a tied head cannot be: skip those fixtures' head)
         const tied = !d.lm_head;
         const sd: Record<string, k.Tensor> = {};

@@ -4,10 +4,13 @@
 //   dx = dy W      (dW is never formed: QLoRA trains adapters beside the quantized weight)
 // On a backend whose GEMM takes half operands (Backend.halfMatmul) a bf16/fp16 input multiplies
 // W decoded to its dtype, as bitsandbytes does on GPUs; elsewhere half inputs compute in float32.
+// A weight with a prefillDtype (inference: QuantLinear.prefillDtype) multiplies float32 inputs of
+// more than PREFILL_MIN_ROWS rows that need no gradient in that dtype, with a float32 result: a
+// prompt's prefill at the bf16 GEMM's rate, while decode steps keep the GEMV.
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { QuantWeight } from '../../backend/kernels.js';
 import { autocastDtype } from '../../tensor/autocast.js';
-import { isFloat, isHalf } from '../../tensor/dtype.js';
+import { type DType, isFloat, isHalf } from '../../tensor/dtype.js';
 import { Layout, shapeStr } from '../../tensor/layout.js';
 import { tidy } from '../../tensor/scope.js';
 import type { Tensor } from '../../tensor/tensor.js';
@@ -21,7 +24,12 @@ export interface QuantTensors extends QuantWeight {
   code: Tensor | null;
   scales: Tensor;
   nested: { code: Tensor; absmax: Tensor; offset: number; blockSize: number } | null;
+  /** float32 rows (more than PREFILL_MIN_ROWS, no gradient) are rounded to this dtype for the product; absent: float32 */
+  prefillDtype?: 'bfloat16' | null;
 }
+
+/** Rows up to which a float32 input stays float32 (native/quant_weight.h kGemvMaxRows: the decode GEMV). */
+export const PREFILL_MIN_ROWS = 8;
 
 /** Aliases of every tensor of w, kept for backward (freed with the tape node). */
 function saveWeight(w: QuantTensors): { w: QuantTensors; handles: Tensor[] } {
@@ -49,18 +57,24 @@ export function quantLinear(x: Tensor, w: QuantTensors): Tensor {
   // under autocast the product runs (and returns) in the autocast dtype, as linear() does
   const ac = autocastDtype();
   if (ac && isFloat(x.dtype) && x.dtype !== ac) return tidy(() => quantLinear(to(x, ac), w));
-  return inGemmCompute(x, (xf) => {
-    const k = backendOf(xf).kernels;
-    const out = emptyLike(xf, [...xf.shape.slice(0, -1), w.N]);
-    // a 2-d input with strided rows goes in as is; anything else is made contiguous first
-    const direct = xf.ndim === 2 && (xf.strides[1] === 1 || w.K === 1);
-    const xc = direct ? xf : contiguous(xf);
-    k.quantLinear(direct ? xf : matrix(xc, w.K), w, matrix(out, w.N));
-    if (xc !== xf) xc.dispose();
-    if (!needsGrad(xf)) return out;
-    const saved = saveWeight(w);
-    return record('quantLinear', out, [xf], (g) => [quantLinearTransposed(g, saved.w)], saved.handles);
-  });
+  const half = w.prefillDtype;
+  if (half && x.dtype === 'float32' && x.numel / w.K > PREFILL_MIN_ROWS && !needsGrad(x) && backendOf(x).halfMatmul)
+    return tidy(() => product(to(x, half), w, 'float32'));
+  return inGemmCompute(x, (xf) => product(xf, w, xf.dtype));
+}
+
+/** y = x Wᵀ by the kernel, y of `outDtype` (x's, or float32 for a half x); records backward when x needs it. */
+function product(xf: Tensor, w: QuantTensors, outDtype: DType): Tensor {
+  const k = backendOf(xf).kernels;
+  const out = emptyLike(xf, [...xf.shape.slice(0, -1), w.N], outDtype);
+  // a 2-d input with strided rows goes in as is; anything else is made contiguous first
+  const direct = xf.ndim === 2 && (xf.strides[1] === 1 || w.K === 1);
+  const xc = direct ? xf : contiguous(xf);
+  k.quantLinear(direct ? xf : matrix(xc, w.K), w, matrix(out, w.N));
+  if (xc !== xf) xc.dispose();
+  if (!needsGrad(xf)) return out;
+  const saved = saveWeight(w);
+  return record('quantLinear', out, [xf], (g) => [quantLinearTransposed(g, saved.w)], saved.handles);
 }
 
 /**
