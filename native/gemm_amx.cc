@@ -159,7 +159,7 @@ bool tile_permission() {
 const HalfPath* amx_path() {
   // kc = 512: the 32 x kc A micro-panel (32 KB) stays in L1 while 32 x kc B micro-panels stream
   // from the kc x nc B block (512 KB, in L2).
-  static const HalfPath path = {"amx", kMR, kNR, kTileK, 1024, 512, 512, 2, pack_a, pack_pairs, kernel, enter, leave};
+  static const HalfPath path = {"amx", kMR, kNR, kTileK, 1024, 512, 512, 2, pack_a, pack_pairs, kernel, enter, leave, pack_pairs_float};
   static const bool usable = cpu_features().amx_bf16 && tile_permission();
   return usable ? &path : nullptr;
 }

@@ -13,6 +13,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
 #include "gemm_half.h"
+#include "kernel_api.h"
 #include "transpose16.h"
 
 #define KESTREL_BF16 __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
@@ -102,6 +103,17 @@ KESTREL_BF16 void kernel(int64_t kcp, const void* av, const void* bv, float* c, 
   }
 }
 
+// Any other layout, one value at a time: value(r, k) for the n rows with data, zeros elsewhere.
+template <class Value>
+void pack_pairs_strided(int n, int64_t kc, int64_t kcp, int mr, uint32_t* dst, Value value) {
+  for (int64_t kp = 0; kp < kcp / 2; kp++)
+    for (int r = 0; r < mr; r++) {
+      int64_t k = 2 * kp;
+      uint32_t lo = r < n && k < kc ? value(r, k) : 0, hi = r < n && k + 1 < kc ? value(r, k + 1) : 0;
+      dst[kp * mr + r] = lo | (hi << 16);
+    }
+}
+
 }  // namespace
 
 // See gemm_half.h. bf16 only (fp16 goes through the convert path).
@@ -117,12 +129,81 @@ KESTREL_BF16 void pack_pairs(const uint16_t* src, int64_t rs, int64_t ks, int64_
     } else if (rs == 1) {
       pack_pairs_rows_contiguous(s, ks, n, kc, kcp, mr, dst);
     } else {
-      for (int64_t kp = 0; kp < kcp / 2; kp++)
-        for (int r = 0; r < mr; r++) {
-          int64_t k = 2 * kp;
-          uint32_t lo = r < n && k < kc ? s[r * rs + k * ks] : 0, hi = r < n && k + 1 < kc ? s[r * rs + (k + 1) * ks] : 0;
-          dst[kp * mr + r] = lo | (hi << 16);
+      pack_pairs_strided(n, kc, kcp, mr, dst, [&](int r, int64_t k) { return s[r * rs + k * ks]; });
+    }
+  }
+}
+
+namespace {
+
+// 16 floats rounded to bf16 as f32_to_bf16 does (nearest even; NaN quieted, sign kept), each in
+// the low half of its 32-bit lane.
+KESTREL_BF16 inline __m512i round_bf16_lanes(__m512 f) {
+  __m512i u = _mm512_castps_si512(f);
+  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
+  __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_mask_mov_epi32(_mm512_srli_epi32(r, 16), nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
+}
+
+// As pack_pairs_k_contiguous: per row 32 floats (16 k-pairs) are loaded, rounded and narrowed to
+// one register of pairs before the same transpose.
+KESTREL_BF16 void pack_float_k_contiguous(const float* src, int64_t rs, int n, int64_t kc, int64_t kcp, int mr, uint32_t* dst) {
+  int64_t pairs = kcp / 2;
+  for (int r0 = 0; r0 < mr; r0 += 16) {
+    int valid = std::clamp(n - r0, 0, 16);
+    __mmask16 sm = mask16(mr - r0);
+    for (int64_t kp0 = 0; kp0 < pairs; kp0 += 16) {
+      int64_t k0 = 2 * kp0;
+      __mmask16 m0 = mask16(kc - k0), m1 = mask16(kc - k0 - 16);
+      __m512 r[16];
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; i++) {
+        if (i >= valid) {
+          r[i] = _mm512_setzero_ps();
+          continue;
         }
+        const float* s = src + (r0 + i) * rs + k0;
+        __m256i lo = _mm512_cvtepi32_epi16(round_bf16_lanes(_mm512_maskz_loadu_ps(m0, s)));
+        __m256i hi = _mm512_cvtepi32_epi16(round_bf16_lanes(_mm512_maskz_loadu_ps(m1, s + 16)));
+        r[i] = _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+      }
+      transpose16(r);
+#pragma GCC unroll 16
+      for (int i = 0; i < 16; i++)
+        if (kp0 + i < pairs) _mm512_mask_storeu_ps(reinterpret_cast<float*>(dst + (kp0 + i) * mr + r0), sm, r[i]);
+    }
+  }
+}
+
+// As pack_pairs_rows_contiguous: k rows 2kp and 2kp+1 rounded and interleaved, 16 panel rows at a time.
+KESTREL_BF16 void pack_float_rows_contiguous(const float* src, int64_t ks, int n, int64_t kc, int64_t kcp, int mr, uint32_t* dst) {
+  for (int64_t kp = 0; kp < kcp / 2; kp++) {
+    int64_t k = 2 * kp;
+    for (int c0 = 0; c0 < mr; c0 += 16) {
+      __mmask16 lm = mask16(n - c0);
+      __m512i lo = k < kc ? round_bf16_lanes(_mm512_maskz_loadu_ps(lm, src + k * ks + c0)) : _mm512_setzero_si512();
+      __m512i hi = k + 1 < kc ? round_bf16_lanes(_mm512_maskz_loadu_ps(lm, src + (k + 1) * ks + c0)) : _mm512_setzero_si512();
+      _mm512_mask_storeu_epi32(dst + kp * mr + c0, mask16(mr - c0), _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+    }
+  }
+}
+
+}  // namespace
+
+// See gemm_half.h.
+KESTREL_BF16 void pack_pairs_float(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int64_t kcp, int mr,
+                                   void* dstv) {
+  uint32_t* dst = static_cast<uint32_t*>(dstv);
+  int64_t words = int64_t(mr) * (kcp / 2);
+  for (int64_t p = 0; p < rows; p += mr, dst += words) {
+    int n = int(std::min<int64_t>(mr, rows - p));
+    const float* s = src + p * rs;
+    if (ks == 1) {
+      pack_float_k_contiguous(s, rs, n, kc, kcp, mr, dst);
+    } else if (rs == 1) {
+      pack_float_rows_contiguous(s, ks, n, kc, kcp, mr, dst);
+    } else {
+      pack_pairs_strided(n, kc, kcp, mr, dst, [&](int r, int64_t k) { return f32_to_bf16(s[r * rs + k * ks]); });
     }
   }
 }
@@ -132,7 +213,7 @@ const HalfPath* avx512bf16_path() {
   // micro-panel (32 KB) share the 48 KB L1, the same bytes as sgemm's float kc = 256; nc = 1024:
   // the kc x nc B block (1 MB) stays in L2; mc as sgemm's.
   static const HalfPath path = {"avx512bf16", kMR, kNR, 2, 2048, 512, 1024, 2,
-                                pack_pairs, pack_pairs, kernel<kMR>, nullptr, nullptr};
+                                pack_pairs, pack_pairs, kernel<kMR>, nullptr, nullptr, pack_pairs_float};
   return &path;
 }
 

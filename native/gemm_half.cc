@@ -196,8 +196,12 @@ void hgemm_block(const HGemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
         int64_t nc = std::min(nc_block, j1 - jc);
         if (first && g.half && g.accumulate)
           for (int64_t i = ic; i < ic + mc; i++) widen(g.half + i * g.ld_half + jc, nc, g.fp16, g.C + i * g.ldc + jc);
-        HalfBlock b = half_b_block(g, jc, nc, pc, kc);
-        p.pack_b(b.src, b.rs, b.ks, nc, kc, kcp, p.nr, g.fp16, bp);
+        if (g.b_float && !g.fp16 && p.pack_b_float) {
+          p.pack_b_float(static_cast<const float*>(g.B) + jc * g.b_rs + pc * g.b_ks, g.b_rs, g.b_ks, nc, kc, kcp, p.nr, bp);
+        } else {
+          HalfBlock b = half_b_block(g, jc, nc, pc, kc);
+          p.pack_b(b.src, b.rs, b.ks, nc, kc, kcp, p.nr, g.fp16, bp);
+        }
         bool add = !first || g.accumulate;
         for (int64_t ir = 0; ir < mc; ir += p.mr) {
           int mr = int(std::min<int64_t>(p.mr, mc - ir));

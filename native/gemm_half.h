@@ -50,6 +50,11 @@ using HalfPackFn = void (*)(const uint16_t* src, int64_t rs, int64_t ks, int64_t
 using HalfKernelFn = void (*)(int64_t kcp, const void* a, const void* b, float* c, int64_t ldc, bool add, int mr,
                               int nr);
 
+// As HalfPackFn from a float32 source, each value rounded to bf16 (nearest even, as f32_to_bf16) as
+// it is packed: the panels pack_b gives for that source cast first, bit for bit, in one pass.
+using HalfPackFloatFn = void (*)(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int64_t kcp, int mr,
+                                 void* dst);
+
 struct HalfPath {
   const char* name;
   int mr, nr;            // micro-tile of C
@@ -60,6 +65,7 @@ struct HalfPath {
   HalfKernelFn kernel;
   void (*enter)();       // per-thread set-up before a block's kernels (AMX tile config); may be null
   void (*leave)();       // and its release; may be null
+  HalfPackFloatFn pack_b_float = nullptr;  // a float32 B rounded to bf16 while packed; null: round into a staging block first
 };
 
 const HalfPath* avx512bf16_path();  // gemm_bf16.cc
@@ -68,6 +74,8 @@ const HalfPath* amx_path();         // gemm_amx.cc; null when Linux refuses the 
 // (k/2)*mr + r of its panel (vdpbf16ps's operand order; also AMX's B tile layout for mr = 16/32).
 void pack_pairs(const uint16_t* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int64_t kcp, int mr,
                 bool fp16, void* dst);
+// pack_pairs from a float32 source rounded to bf16 on the way (HalfPackFloatFn).
+void pack_pairs_float(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int64_t kcp, int mr, void* dst);
 
 }  // namespace gemm_detail
 }  // namespace kestrel

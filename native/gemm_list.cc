@@ -4,7 +4,9 @@
 // splits into a few tasks per thread; threads take tasks from a shared counter (products differ
 // in size, so a static split would leave threads idle) and run each on one thread with the same
 // packed GEMM as matmul: sgemm_on for float32 operands (gemm.h), hgemm_on for bfloat16/float16
-// operands (gemm_half.h: AMX, AVX-512 BF16 or convert, float32 sums, a float32 or half out).
+// operands (gemm_half.h: AMX, AVX-512 BF16 or convert, float32 sums, a float32 or half out), or a
+// half a with a float32 b (an expert's float32 master weight under autocast), b rounded to a's
+// dtype as it is packed (hgemm_on_float_b: bit for bit the product of b cast first, no half copy).
 #include <algorithm>
 #include <atomic>
 #include <string>
@@ -55,14 +57,17 @@ void run_task(const Task& t, bool accumulate) {
     return gemm_detail::sgemm_on(1, p.ia.trans, p.ib.trans, t.rows, p.N, p.K, 1.0f, p.a.ptr<float>() + a_off, p.ia.ld,
                                  p.b.ptr<float>(), p.ib.ld, accumulate ? 1.0f : 0.0f, p.out.ptr<float>() + t.row0 * p.N, p.N);
   char* c = p.out.data + (p.out.offset + t.row0 * p.N) * int64_t(dtype_size(p.out.dtype));
+  if (p.b.dtype == F32)
+    return hgemm_on_float_b(1, p.a.dtype, p.ia.trans, p.ib.trans, t.rows, p.N, p.K, p.a.ptr<uint16_t>() + a_off, p.ia.ld,
+                            p.b.ptr<float>(), p.ib.ld, accumulate, c, p.out.dtype, p.N);
   hgemm_on(1, p.a.dtype, p.ia.trans, p.ib.trans, t.rows, p.N, p.K, p.a.ptr<uint16_t>() + a_off, p.ia.ld,
            p.b.ptr<uint16_t>(), p.ib.ld, accumulate, c, p.out.dtype, p.N);
 }
 
-// float32 a, b, out; or bfloat16/float16 a and b of one dtype with a float32 out or one of theirs.
+// float32 a, b, out; or a bfloat16/float16 a with b of its dtype or float32, and a float32 out or one of a's dtype.
 bool supported_dtypes(const View& a, const View& b, const View& out) {
   if (a.dtype == F32) return b.dtype == F32 && out.dtype == F32;
-  return (a.dtype == BF16 || a.dtype == F16) && b.dtype == a.dtype && (out.dtype == F32 || out.dtype == a.dtype);
+  return (a.dtype == BF16 || a.dtype == F16) && (b.dtype == a.dtype || b.dtype == F32) && (out.dtype == F32 || out.dtype == a.dtype);
 }
 
 }  // namespace
@@ -84,7 +89,7 @@ KESTREL_KERNEL(matmul_list) {
     if (p.a.ndim != 2 || p.b.ndim != 2 || p.out.ndim != 2)
       throw KernelError(which + "need 2-d a, b, out; got " + shape_str(p.a) + ", " + shape_str(p.b) + ", " + shape_str(p.out));
     if (!supported_dtypes(p.a, p.b, p.out))
-      throw KernelError(which + "need float32 a, b, out or bfloat16/float16 a, b of one dtype with a float32 out or one of theirs; got " +
+      throw KernelError(which + "need float32 a, b, out or a bfloat16/float16 a with b of its dtype or float32 and a float32 out or one of a's dtype; got " +
                         dtype_name(p.a.dtype) + ", " + dtype_name(p.b.dtype) + ", " + dtype_name(p.out.dtype));
     try {
       gemm_detail::check_shapes(p.a, p.b, p.out);

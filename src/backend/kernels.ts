@@ -128,7 +128,8 @@ export interface Kernels {
   /**
    * Optional: out_i = a_i @ b_i (+ out_i when accumulate) for a list of independent 2-d float32
    * products of different shapes, run as one parallel pass (the grouped GEMM of a mixture-of-experts
-   * layer, one product per expert). Operands as matmul's; outputs must not overlap. Where absent,
+   * layer, one product per expert). Operands and dtypes as matmul's (a float32 b with a half a where
+   * halfMatmulFloatB); outputs must not overlap. Where absent,
    * ops/fused/grouped_linear.ts calls matmul once per item.
    */
   matmulList?(items: readonly MatmulItem[], accumulate: boolean): void;

@@ -106,14 +106,32 @@ describe('groupedLinear under autocast bf16 (matmul_list over the half GEMM) vs 
     });
   });
 
+  for (const { path, lacks } of PATHS)
+    test(`matmul_list with a float32 b and a bfloat16 a (${path}): bit for bit the product of b cast first, plain and transposed b`, { skip: lacks }, () => {
+      withEnv('KESTREL_BF16_GEMM', path, () => k.tidy(() => {
+        const cpu = k.getBackend('cpu');
+        for (const [M, K, N] of [[1, 19, 7], [33, 45, 37], [257, 64, 33]]) {
+          const a = seededTensor([M, K], 'bfloat16', 'cpu', M);
+          const b32 = seededTensor([K, N], 'float32', 'cpu', K); // not bf16 values: the rounding is the kernel's
+          const bt32 = seededTensor([N, K], 'float32', 'cpu', N).t(); // a weight [O, K] read as [K, O]
+          const [got, want, gotT, wantT] = [0, 1, 2, 3].map(() => k.zeros([M, N], { backend: 'cpu' }));
+          cpu.kernels.matmulList!([{ a, b: b32, out: got }, { a, b: bt32, out: gotT }], false);
+          cpu.kernels.matmulList!([{ a, b: b32.to('bfloat16'), out: want }, { a, b: bt32.to('bfloat16'), out: wantT }], false);
+          assert.deepEqual(got.toFloat32Array(), want.toFloat32Array(), `[${M}, ${K}, ${N}]`);
+          assert.deepEqual(gotT.toFloat32Array(), wantT.toFloat32Array(), `[${M}, ${K}, ${N}] transposed b`);
+        }
+      }));
+    });
+
   test('matmul_list names bad dtypes and a bad KESTREL_BF16_GEMM before it writes', () => {
     k.tidy(() => {
       const cpu = k.getBackend('cpu');
       const a = k.zeros([2, 3], { dtype: 'bfloat16', backend: 'cpu' });
       const b = k.zeros([3, 4], { dtype: 'bfloat16', backend: 'cpu' });
       const out = k.full([2, 4], 5, { backend: 'cpu' });
-      assert.throws(() => cpu.kernels.matmulList!([{ a, b, out }, { a, b: b.to('float32'), out }], false),
-        /product 1: need float32 a, b, out or bfloat16\/float16 a, b of one dtype .* got bfloat16, float32, float32/);
+      assert.throws(() => cpu.kernels.matmulList!([{ a, b, out }, { a, b: b.to('float16'), out }], false),
+        /product 1: need float32 a, b, out or a bfloat16\/float16 a with b of its dtype or float32 .* got bfloat16, float16, float32/);
+      assert.throws(() => cpu.kernels.matmulList!([{ a: a.to('float32'), b, out }], false), /product 0: .* got float32, bfloat16, float32/);
       withEnv('KESTREL_BF16_GEMM', 'fast', () =>
         assert.throws(() => cpu.kernels.matmulList!([{ a, b, out }], false), /matmul_list: KESTREL_BF16_GEMM=fast: expected amx, avx512bf16, convert/));
       assert.ok(out.toFloat32Array().every((v) => v === 5), 'nothing was written');

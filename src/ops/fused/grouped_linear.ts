@@ -8,7 +8,8 @@
 // Every group's product goes to the backend as one matmulList call (one parallel pass over all
 // experts); a backend without it runs matmul per group. Several weight sets over the same x
 // (an expert's gate and up projections) share that one pass. Under k.autocast the products read
-// bf16/fp16 copies of float32 operands (a half x as it is) and keep their float32 sums, or round
+// bf16/fp16 values of float32 operands (a half x as it is; float32 weights rounded while packed
+// where the backend can) and keep their float32 sums, or round
 // them once to the half dtype with { halfOut: true } (autocastGrouped).
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { MatmulItem, View } from '../../backend/kernels.js';
@@ -126,14 +127,17 @@ export interface GroupedOptions {
 
 /**
  * Under autocast on a backend with matmulList: the GEMMs read bf16/fp16 copies of the float32
- * weights (and of x unless it is already half) and write their float32 sums as the output, or those
+ * weights (rounded as the GEMM packs them on a halfMatmulFloatB backend, else cast first) and of x
+ * unless it is already half, and write their float32 sums as the output, or those
  * sums rounded once to the half dtype with halfOut. Backward writes dx in x's own dtype and float32
  * dW straight from the GEMMs' float32 sums, never a half gradient cast back.
  */
 function autocastGrouped(x: Tensor, sets: readonly (readonly Tensor[])[], offsets: readonly number[], half: Tensor['dtype'], halfOut: boolean): Tensor[] {
   const xc = contiguous(x);
   const xh = xc.dtype === half ? xc : noGrad(() => to(xc, half));
-  const setsH = sets.map((ws) => ws.map((w) => (w.dtype === half ? w : noGrad(() => to(w, half)))));
+  // a float32 weight goes in as is where the GEMM rounds b while packing it (the same bits, no half copy per call)
+  const floatB = backendOf(x).halfMatmulFloatB === true;
+  const setsH = sets.map((ws) => ws.map((w) => (w.dtype === half || (floatB && w.dtype === 'float32') ? w : noGrad(() => to(w, half)))));
   const outs = forwardPass({ x: xh, sets: setsH }, offsets, halfOut ? half : 'float32');
   const res = sets.map((ws, s) => (needsGrad(x, ...ws) ? recordSet(outs[s], { x, ws }, { x: xh, ws: setsH[s] }, offsets) : outs[s]));
   // recordSet holds its own handles; the caller's tensors stay
