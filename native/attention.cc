@@ -39,6 +39,10 @@ constexpr int64_t kQueryTile = 64;     // query positions per tile in the dk/dv 
 struct Problem {
   int64_t B = 0, H = 0, Hkv = 0, Tq = 0, Tk = 0, hd = 0, hdv = 0, rep = 1, shift = 0;
   const float *q = nullptr, *k = nullptr, *v = nullptr;
+  // Element offsets of batch b, kv head g in k and v: b*k_bs + g*k_hs. Contiguous k/v have
+  // k_hs = Tk*hd; the forward also takes heads further apart (a KV cache's narrowed prefix, whose
+  // heads lie maxLen rows apart), rows of hd values always contiguous within a head.
+  int64_t k_bs = 0, k_hs = 0, v_bs = 0, v_hs = 0;
   // bfloat16 q, k, v (then q, k, v above are null): the tile products run on the half GEMM
   bool half = false;
   const uint16_t *qh = nullptr, *kh = nullptr, *vh = nullptr;
@@ -136,14 +140,30 @@ Inputs read_inputs(Args& args) {
   return in;
 }
 
+// k or v [B, Hkv, Tk, d] whose heads may lie apart: d contiguous values per row, rows d apart
+// within a head, batch and head strides anything non-negative.
+void need_head_rows(const char* kernel, const char* what, const View& v, bool half) {
+  if (v.dtype != (half ? BF16 : F32))
+    fail(kernel, std::string(what) + " must be " + (half ? "bfloat16 like q" : "float32") + ", got " + dtype_name(v.dtype) + " " + shape_str(v));
+  bool rows = v.ndim == 4 && (v.shape[3] <= 1 || v.stride[3] == 1) && (v.shape[2] <= 1 || v.stride[2] == v.shape[3]) &&
+              v.stride[0] >= 0 && v.stride[1] >= 0;
+  if (!rows) fail(kernel, std::string(what) + " " + shape_str(v) + " needs contiguous rows within each head");
+}
+
 // Validates q, k, v and the mask and reads the options (AttentionOpts, in backend.ts's order).
-Problem make_problem(const char* kernel, const Inputs& in, Args& args) {
+// `head_strided`: k and v may have their heads apart (the forward); else they must be contiguous.
+Problem make_problem(const char* kernel, const Inputs& in, Args& args, bool head_strided) {
   Problem p;
   const View &q = in.q, &k = in.k, &v = in.v, &mask = in.mask;
   p.half = q.dtype == BF16;
   need_dtype(kernel, "q", q, p.half);
-  need_dtype(kernel, "k", k, p.half);
-  need_dtype(kernel, "v", v, p.half);
+  if (head_strided) {
+    need_head_rows(kernel, "k", k, p.half);
+    need_head_rows(kernel, "v", v, p.half);
+  } else {
+    need_dtype(kernel, "k", k, p.half);
+    need_dtype(kernel, "v", v, p.half);
+  }
   std::string ctx = "q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v);
   if (q.ndim != 4 || k.ndim != 4 || v.ndim != 4) fail(kernel, "q, k, v must be [B, H, T, hd]: " + ctx);
   p.B = q.shape[0], p.H = q.shape[1], p.Tq = q.shape[2], p.hd = q.shape[3];
@@ -154,6 +174,11 @@ Problem make_problem(const char* kernel, const Inputs& in, Args& args) {
   if (p.Hkv < 1 || p.H % p.Hkv != 0) fail(kernel, "query heads must be a multiple of kv heads: " + ctx);
   p.rep = p.H / p.Hkv;
   p.shift = p.Tk - p.Tq;
+  // a size-1 dim's stride is never used by the offsets below; contiguous ones are the defaults
+  p.k_hs = head_strided && p.Hkv > 1 ? k.stride[1] : p.Tk * p.hd;
+  p.k_bs = head_strided && p.B > 1 ? k.stride[0] : p.Hkv * p.Tk * p.hd;
+  p.v_hs = head_strided && p.Hkv > 1 ? v.stride[1] : p.Tk * p.hdv;
+  p.v_bs = head_strided && p.B > 1 ? v.stride[0] : p.Hkv * p.Tk * p.hdv;
   if (p.half) p.qh = q.ptr<uint16_t>(), p.kh = k.ptr<uint16_t>(), p.vh = v.ptr<uint16_t>();
   if (p.half) {
     std::string path = hgemm_path_name(BF16);  // KESTREL_BF16_GEMM or the CPU's choice
@@ -203,7 +228,7 @@ std::string dims(const Problem& p) {
 KESTREL_KERNEL(attention) {
   const char* k = "attention";
   Inputs in = read_inputs(args);
-  Problem p = make_problem(k, in, args);
+  Problem p = make_problem(k, in, args, true);
   View out = args.view(), lse = args.view();
   args.done();
   std::string ctx = dims(p);
@@ -220,7 +245,7 @@ KESTREL_KERNEL(attention_backward) {
   const char* k = "attention_backward";
   Inputs in = read_inputs(args);
   View out = args.view(), lse = args.view(), dout = args.view();
-  Problem p = make_problem(k, in, args);
+  Problem p = make_problem(k, in, args, false);
   View dq = args.view(), dk = args.view(), dv = args.view();
   args.done();
   std::string ctx = dims(p);

@@ -445,4 +445,9 @@ export interface Backend {
   readonly halfElementwise: boolean;
   /** attention/attentionBackward take float16/bfloat16 q, k, v themselves (float32 lse and mask); else the op upcasts them */
   readonly halfAttention: boolean;
+  /**
+   * attention (forward) takes k and v whose heads lie apart (rows of hd values contiguous within a
+   * head, any batch and head strides): a KV cache's narrowed prefix without a copy. Absent: contiguous k, v.
+   */
+  readonly attentionStridedKv?: boolean;
 }

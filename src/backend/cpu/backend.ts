@@ -191,5 +191,6 @@ export function createCpuBackend(): Backend | null {
     halfMatmulFloatB: true,
     halfElementwise: true,
     halfAttention: true,
+    attentionStridedKv: true,
   };
 }

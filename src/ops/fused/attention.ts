@@ -17,7 +17,7 @@ import type { Tensor } from '../../tensor/tensor.js';
 import { emptyLike, inputs, needsGrad, record, save } from '../dispatch.js';
 import { to, where } from '../elementwise.js';
 import type { ResolvedAttention } from '../attention.js';
-import { contiguous, expand, reshape } from '../view.js';
+import { contiguous, expand, narrow, reshape } from '../view.js';
 import { type DType, isHalf } from '../../tensor/dtype.js';
 import { autocastDtype } from '../../tensor/autocast.js';
 
@@ -29,6 +29,10 @@ function maskView(mask: Tensor, dtype: DType, B: number, H: number, Tq: number, 
     return expand(m4, [m4.shape[0] === 1 ? 1 : B, m4.shape[1] === 1 ? 1 : H, Tq, Tk]);
   });
 }
+
+/** [B, H, T, d] with d contiguous values per row and rows d apart within a head (heads anywhere). */
+const rowsWithinHeads = (t: Tensor): boolean =>
+  (t.shape[3] <= 1 || t.strides[3] === 1) && (t.shape[2] <= 1 || t.strides[2] === t.shape[3]) && t.strides[0] >= 0 && t.strides[1] >= 0;
 
 export function attentionFused(q: Tensor, k: Tensor, v: Tensor, r: ResolvedAttention, gen: Generator): Tensor {
   inputs('scaledDotProductAttention', q, k, v, r.mask);
@@ -43,7 +47,10 @@ export function attentionFused(q: Tensor, k: Tensor, v: Tensor, r: ResolvedAtten
   const stats: DType = half ? 'float32' : q.dtype;
   const [B, H, Tq] = q.shape;
   const Tk = k.shape[2];
-  const [qc, kc, vc] = [contiguous(q), contiguous(k), contiguous(v)];
+  // without a backward, k and v (a KV cache's prefix, heads maxLen rows apart) go in without a copy where the kernel takes them
+  const strided = !needsGrad(q, k, v) && backendOf(q).attentionStridedKv === true;
+  const kvOperand = (t: Tensor): Tensor => (strided && rowsWithinHeads(t) ? narrow(t, 0, 0, t.shape[0]) : contiguous(t));
+  const [qc, kc, vc] = [contiguous(q), kvOperand(k), kvOperand(v)];
   const mask = r.mask ? maskView(r.mask, stats, B, H, Tq, Tk) : null;
   const opts: AttentionOpts = {
     scale: r.scale, causal: r.causal, window: r.window, softcap: r.softcap, dropout: r.dropout,
