@@ -74,7 +74,7 @@ export class QuantLinear extends Module {
   readonly nestedOffset: number;
   readonly nestedBlockSize: number;
   /**
-   * Inference only: float32 inputs of more than 8 rows that need no gradient (a prompt's prefill) are
+   * Inference only: float32 inputs of 32 rows or more that need no gradient (a prompt's prefill) are
    * rounded to this dtype and multiplied by the weight decoded to it, at the bf16 GEMM's rate, with a
    * float32 result; decode steps keep the float32 GEMV. null (the default, and training): float32.
    * Set by usePrefillDtype (quantizeForInference, kestrel-quantized folders).

@@ -241,14 +241,14 @@ if (CHILD) {
                 const [kk, v] = [cacheK.narrow(2, 0, Tk), cacheV.narrow(2, 0, Tk)];
                 assert.ok(!kk.isContiguous());
                 const live = k.memory.stats(device).current.total;
-                const got = k.noGrad(() => k.scaledDotProductAttention(q, kk, v, { isCausal: true }));
+                const got = k.noGrad(() => k.scaledDotProductAttention(q, kk, v, { causal: true }));
                 // only out and lse were allocated (no copy of the [B, Hkv, Tk, hd] prefixes)
                 assert.ok(k.memory.stats(device).current.total - live <= got.numel * 4 + B * H * Tq * 4 + 256, 'no k/v copies');
-                const want = k.noGrad(() => k.scaledDotProductAttention(q, kk.contiguous(), v.contiguous(), { isCausal: true }));
+                const want = k.noGrad(() => k.scaledDotProductAttention(q, kk.contiguous(), v.contiguous(), { causal: true }));
                 assert.deepEqual(got.toFloat32Array(), want.toFloat32Array(), `${dtype} [${B}, ${H}/${Hkv}, ${Tq}, ${Tk}, ${hd}]`);
                 // with a gradient to take, the copies are made (the backward reads contiguous k, v) and dk reaches the cache prefix
                 const kg = kk.detach().clone().requiresGrad_();
-                k.scaledDotProductAttention(q, kg, v, { isCausal: true }).sum().backward();
+                k.scaledDotProductAttention(q, kg, v, { causal: true }).sum().backward();
                 assert.deepEqual(kg.grad!.shape, [B, Hkv, Tk, hd]);
               });
         });

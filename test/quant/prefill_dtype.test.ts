@@ -1,10 +1,10 @@
 // A quantized inference weight's prefill in bf16 (QuantLinear.prefillDtype, native/quant.cc): float32
-// rows beyond the decode GEMV's 8 that need no gradient are rounded to bf16 and multiplied by the
+// inputs of 32 rows or more (an AMX tile) that need no gradient are rounded to bf16 and multiplied by the
 // weight decoded to bf16, with float32 sums and a float32 result (no rounding of y). The reference is
 // the float64 product of the bf16-rounded x and the bf16-rounded dequantized W: the kernel's only
 // error is float32 accumulation (1e-5 of the largest output), while the float32 product of the
 // unrounded operands differs by ~1e-3, so the tolerance tells the paths apart. Decode steps (<= 8
-// rows) and anything that needs a gradient keep float32. Formats: int8, q4, nf4 (decoded straight to
+// rows, and batches below 32 rows) and anything that needs a gradient keep float32. Formats: int8, q4, nf4 (decoded straight to
 // bf16 on AVX-512, through float elsewhere: the KESTREL_SIMD=avx2 child) and bf16 (used in place).
 import assert from 'node:assert/strict';
 import { fileURLToPath } from 'node:url';
@@ -18,9 +18,9 @@ import { assertClose, runChild, seededTensor } from '../helpers.js';
 process.env.KESTREL_QUANT_GEMV = 'float'; // the decode GEMV's rows in float32 (int8 activations are quant_gemv_int8.test.ts's)
 const CHILD = process.env.KESTREL_PREFILL_CHILD === '1';
 const TYPES = ['int8', 'q4', 'nf4', 'bf16'] as const;
-// [M, N, K]: rows just past the GEMV's 8, odd sizes, K not a multiple of q4's group of 32 (groups
-// straddle rows), several tiles of N (257 rows) and K above the AMX block (600)
-const SHAPES: [number, number, number][] = [[9, 33, 77], [33, 7, 65], [17, 257, 600], [257, 1, 33]];
+// [M, N, K]: 32 rows (the first that take bf16), odd sizes, K not a multiple of q4's group of 32
+// (groups straddle rows), several tiles of N (257 rows) and K above the AMX block (600)
+const SHAPES: [number, number, number][] = [[32, 33, 77], [33, 7, 65], [37, 257, 600], [257, 1, 33]];
 const F32_SUMS = { atol: 1e-5, rtol: 1e-4 };
 
 /** The float64 reference of dtype-rounded operands: round(x) round(W)ᵀ. */
@@ -62,21 +62,23 @@ describe('quantized prefill in bf16', { skip: skipUnless('cpu') }, () => {
       }
   });
 
-  test('decode steps (<= 8 rows) and inputs that need a gradient keep float32; a layer without prefillDtype is unchanged', () => {
+  test('decode steps (<= 8 rows), batches below 32 rows and inputs that need a gradient keep float32; a layer without prefillDtype is unchanged', () => {
     const q = k.quant.QuantLinear.fromWeight(seededTensor([40, 96], 'float32', 'cpu', 3, -0.5, 0.5), null, { type: 'int8' });
     k.tidy(() => {
       const w = q.dequantize();
       const exact = (x: k.Tensor) => product(x, w, 'float32');
       const decode = seededTensor([8, 96], 'float32', 'cpu', 4);
-      const prompt = seededTensor([12, 96], 'float32', 'cpu', 5);
+      const batch = seededTensor([31, 96], 'float32', 'cpu', 6);
+      const prompt = seededTensor([32, 96], 'float32', 'cpu', 5);
       assertClose(k.noGrad(() => q.forward(prompt)), exact(prompt), { ...F32_SUMS, what: 'no prefillDtype' });
       q.prefillDtype = 'bfloat16';
       assertClose(k.noGrad(() => q.forward(decode)), exact(decode), { ...F32_SUMS, what: 'decode rows' });
+      assertClose(k.noGrad(() => q.forward(batch)), exact(batch), { ...F32_SUMS, what: '31 rows' });
       const trained = prompt.clone().requiresGrad_();
       const y = q.forward(trained);
       assertClose(y, exact(prompt), { ...F32_SUMS, what: 'rows that need a gradient' });
       y.sum().backward();
-      assertClose(trained.grad!, k.matmul(k.ones([12, 40]), w), { ...F32_SUMS, what: 'their gradient' });
+      assertClose(trained.grad!, k.matmul(k.ones([32, 40]), w), { ...F32_SUMS, what: 'their gradient' });
       assertClose(k.noGrad(() => q.forward(prompt)), product(prompt, w, 'bfloat16'), { ...F32_SUMS, what: 'prefill' });
     });
     q.dispose();

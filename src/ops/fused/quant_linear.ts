@@ -5,8 +5,8 @@
 // On a backend whose GEMM takes half operands (Backend.halfMatmul) a bf16/fp16 input multiplies
 // W decoded to its dtype, as bitsandbytes does on GPUs; elsewhere half inputs compute in float32.
 // A weight with a prefillDtype (inference: QuantLinear.prefillDtype) multiplies float32 inputs of
-// more than PREFILL_MIN_ROWS rows that need no gradient in that dtype, with a float32 result: a
-// prompt's prefill at the bf16 GEMM's rate, while decode steps keep the GEMV.
+// at least PREFILL_MIN_ROWS rows that need no gradient in that dtype, with a float32 result: a
+// prompt's prefill at the bf16 GEMM's rate, while decode steps (and small batches) keep float32.
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { QuantWeight } from '../../backend/kernels.js';
 import { autocastDtype } from '../../tensor/autocast.js';
@@ -24,12 +24,16 @@ export interface QuantTensors extends QuantWeight {
   code: Tensor | null;
   scales: Tensor;
   nested: { code: Tensor; absmax: Tensor; offset: number; blockSize: number } | null;
-  /** float32 rows (more than PREFILL_MIN_ROWS, no gradient) are rounded to this dtype for the product; absent: float32 */
+  /** float32 rows (PREFILL_MIN_ROWS or more, no gradient) are rounded to this dtype for the product; absent: float32 */
   prefillDtype?: 'bfloat16' | null;
 }
 
-/** Rows up to which a float32 input stays float32 (native/quant_weight.h kGemvMaxRows: the decode GEMV). */
-export const PREFILL_MIN_ROWS = 8;
+/**
+ * Rows from which a prefillDtype weight multiplies float32 inputs in that dtype: an AMX tile's 32 rows. Up to 8 rows
+ * take the decode GEMV; between, the half GEMM would take its converting path on Intel CPUs (bf16 operands widened
+ * back to float32: slower than the float32 tiles and less exact), so those rows stay float32.
+ */
+export const PREFILL_MIN_ROWS = 32;
 
 /** Aliases of every tensor of w, kept for backward (freed with the tape node). */
 function saveWeight(w: QuantTensors): { w: QuantTensors; handles: Tensor[] } {
@@ -58,7 +62,7 @@ export function quantLinear(x: Tensor, w: QuantTensors): Tensor {
   const ac = autocastDtype();
   if (ac && isFloat(x.dtype) && x.dtype !== ac) return tidy(() => quantLinear(to(x, ac), w));
   const half = w.prefillDtype;
-  if (half && x.dtype === 'float32' && x.numel / w.K > PREFILL_MIN_ROWS && !needsGrad(x) && backendOf(x).halfMatmul)
+  if (half && x.dtype === 'float32' && x.numel / w.K >= PREFILL_MIN_ROWS && !needsGrad(x) && backendOf(x).halfMatmul)
     return tidy(() => product(to(x, half), w, 'float32'));
   return inGemmCompute(x, (xf) => product(xf, w, xf.dtype));
 }
