@@ -118,7 +118,7 @@ export async function launchMpi(o: MpirunOpts & {
     const gone = [...pids].filter(([key]) => key.endsWith(`@${hostname()}`) && !alive(Number(key.split('@')[0])));
     // two gone within one poll: mpirun may already be stopping the others; which died first is unknown
     if (gone.length === 1) culprit.first = { rank: gone[0][1], code: null, signal: null };
-  }, 10);
+  }, 2); // MPICH's mpiexec stops the other ranks within milliseconds of the first death: a coarser poll (10 ms) lost that race on a loaded 2-core machine
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env, KESTREL_MPI_LAUNCHER: '1' } });
   let interrupted: LaunchResult['interrupted'] = null;
   const onSignal = (signal: 'SIGINT' | 'SIGTERM'): void => {

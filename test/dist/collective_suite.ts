@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { type LaunchResult, launch } from '../../src/dist/launch.js';
 import type { MpiImplementation } from '../../src/dist/mpi_library.js';
 import { launchMpi } from '../../src/dist/mpirun.js';
-import { kestrelSegments } from './ranks.js';
+import { kestrelSegments, segmentsLeft } from './ranks.js';
 
 const RANK_FILE = fileURLToPath(new URL('./collective_rank.ts', import.meta.url));
 const MPIRUN: Record<MpiImplementation, string> = { openmpi: 'mpirun.openmpi', mpich: 'mpirun.mpich' };
@@ -43,7 +43,7 @@ export function collectiveTests(transport: SuiteTransport): void {
       // 1M+3 float32 on the 4-rank run: 64 pieces and a ragged last one
       const r = await runSuite(transport, n, { KESTREL_DIST_SLOT_BYTES: '65536', COLLECTIVE_HUGE: n === 4 ? String((1 << 20) + 3) : '0' }, errors);
       assert.equal(r.exitCode, 0, `${r.failure ? `rank ${r.failure.rank}: ${r.failure.message}` : ''}\n${errors.join('\n')}`);
-      assert.deepEqual(kestrelSegments().filter((s) => !before.includes(s)), [], 'segments left in /dev/shm');
+      assert.deepEqual(segmentsLeft(before), [], 'segments left in /dev/shm');
     });
   }
 }

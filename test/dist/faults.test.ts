@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { kestrelSegments, runRanks } from './ranks.js';
+import { kestrelSegments, segmentsLeft, runRanks } from './ranks.js';
 
 const RANK_FILE = fileURLToPath(new URL('./faulty_rank.ts', import.meta.url));
 const TIMEOUT_MS = 3000;
@@ -11,7 +11,7 @@ const TIMEOUT_MS = 3000;
 async function survivors(fault: string): Promise<{ error: string; ms: number }[]> {
   const before = kestrelSegments();
   const runs = await runRanks(RANK_FILE, 3, () => ({ FAULT: fault, FAULT_RANK: '2', TIMEOUT_MS: String(TIMEOUT_MS) }));
-  assert.deepEqual(kestrelSegments().filter((s) => !before.includes(s)), [], 'segments left in /dev/shm');
+  assert.deepEqual(segmentsLeft(before), [], 'segments left in /dev/shm');
   return runs.filter((r) => r.rank !== 2).map((r) => {
     assert.equal(r.code, 0, `rank ${r.rank} crashed instead of reporting: ${r.stderr}`);
     const report = JSON.parse(r.stdout.trim().split('\n').pop() ?? '{}') as { error?: string; ms: number };

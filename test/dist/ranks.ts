@@ -41,6 +41,21 @@ export async function runRanks(file: string, n: number, env: (rank: number) => R
 /** Kestrel's segments in /dev/shm now (a test's job must leave none). */
 export const kestrelSegments = (): string[] => readdirSync('/dev/shm').filter((n) => n.startsWith('kestrel-'));
 
+/**
+ * The segments that appeared since `before` and that this test's job left behind. A segment is
+ * named for the process that handed it out (kestrel-<pid>-...: this process when it launched the
+ * ranks itself, else the job's rank 0): one named for a process still alive other than this one
+ * belongs to a job that is still running, such as another test file's (the runner runs two files
+ * at once), and is not counted.
+ */
+export function segmentsLeft(before: readonly string[]): string[] {
+  return kestrelSegments().filter((s) => {
+    if (before.includes(s)) return false;
+    const owner = Number(/^kestrel-(\d+)/.exec(s)?.[1]);
+    return !(owner > 0) || owner === process.pid || !alive(owner);
+  });
+}
+
 /** Whether a process with this pid exists. */
 export function alive(pid: number): boolean {
   try {
