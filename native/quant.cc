@@ -122,9 +122,9 @@ void decode4_block(const uint8_t* data, int64_t e0, int64_t e1, const float* t, 
 }
 
 void decode4_scalar(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
-  for (int64_t e = e0; e < e1;) {
-    int64_t end = std::min(e1, (e / w.block + 1) * w.block);
-    float s = w.block_scale(e / w.block), t[16];
+  for (int64_t e = e0, b = e0 / w.block; e < e1; b++) {  // one division per call, not two per block
+    int64_t end = std::min(e1, (b + 1) * w.block);
+    float s = w.block_scale(b), t[16];
     for (int c = 0; c < 16; c++) t[c] = w.code[c] * s;
     decode4_block(w.data, e, end, t, out + (e - e0));
     e = end;
@@ -137,9 +137,9 @@ void decode4_scalar(const QuantWeight& w, int64_t e0, int64_t e1, float* out) {
 // scalar edges (an odd first element, a tail under 16), LOOKUP16 decodes the 8 bytes at i / 2.
 #define KESTREL_DECODE4_BODY(LOAD_TABLE, SCALE, STORE_TABLE, LOOKUP16)                      \
   const LOAD_TABLE;                                                                        \
-  for (int64_t e = e0; e < e1;) {                                                          \
-    int64_t end = std::min(e1, (e / w.block + 1) * w.block);                               \
-    float s = w.block_scale(e / w.block);                                                  \
+  for (int64_t e = e0, b = e0 / w.block; e < e1; b++) {                                   \
+    int64_t end = std::min(e1, (b + 1) * w.block);                                         \
+    float s = w.block_scale(b);                                                            \
     SCALE;                                                                                 \
     float* o = out + (e - e0);                                                             \
     int64_t i = e;                                                                         \
@@ -246,15 +246,16 @@ void decode8_bf16_avx512(const int8_t* q, int64_t n, float s, uint16_t* out) {
 // low half of a register, and one 16-bit permute decodes 32 values (16 bytes of codes).
 void decode4_bf16_avx512(const QuantWeight& w, int64_t e0, int64_t e1, uint16_t* out) {
   const __m512 code = _mm512_loadu_ps(w.code);
-  for (int64_t e = e0; e < e1;) {
-    int64_t end = std::min(e1, (e / w.block + 1) * w.block);
-    __m256i t16 = round_bf16x16(_mm512_mul_ps(code, _mm512_set1_ps(w.block_scale(e / w.block))));
+  for (int64_t e = e0, b = e0 / w.block; e < e1; b++) {  // one division per call, not two per block
+    int64_t end = std::min(e1, (b + 1) * w.block);
+    __m256i t16 = round_bf16x16(_mm512_mul_ps(code, _mm512_set1_ps(w.block_scale(b))));
     __m512i table = _mm512_castsi256_si512(t16);
     alignas(32) uint16_t t[16];
-    _mm256_store_si256(reinterpret_cast<__m256i*>(t), t16);
+    bool odd = e & 1, tail = ((end - e - odd) & 31) != 0;
+    if (odd || tail) _mm256_store_si256(reinterpret_cast<__m256i*>(t), t16);  // the scalar edges' table
     uint16_t* o = out + (e - e0);
     int64_t i = e;
-    if (i & 1) *o++ = t[w.data[i++ >> 1] & 15];
+    if (odd) *o++ = t[w.data[i++ >> 1] & 15];
     for (; i + 32 <= end; i += 32, o += 32) {
       // byte b = (hi, lo) -> 32-bit lane b = hi | lo << 16: words in memory order, high nibble first
       __m512i b = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(w.data + (i >> 1))));
