@@ -99,7 +99,6 @@ using V = simd::Avx512;
 
 // ------------------------------------------------------------------ argument checks
 
-
 void need_f32(const char* kernel, const char* what, const View& v) {
   if (v.dtype != F32) fail(kernel, std::string(what) + " must be float32, got " + dtype_name(v.dtype) + " " + shape_str(v));
   if (!v.contiguous()) fail(kernel, std::string(what) + " " + shape_str(v) + " must be contiguous");

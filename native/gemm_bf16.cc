@@ -12,6 +12,7 @@
 #pragma GCC diagnostic ignored "-Wuninitialized"
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
+#include "bf16_round.h"
 #include "gemm_half.h"
 #include "kernel_api.h"
 #include "transpose16.h"
@@ -136,15 +137,6 @@ KESTREL_BF16 void pack_pairs(const uint16_t* src, int64_t rs, int64_t ks, int64_
 
 namespace {
 
-// 16 floats rounded to bf16 as f32_to_bf16 does (nearest even; NaN quieted, sign kept), each in
-// the low half of its 32-bit lane.
-KESTREL_BF16 inline __m512i round_bf16_lanes(__m512 f) {
-  __m512i u = _mm512_castps_si512(f);
-  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-  __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(u, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
-  return _mm512_mask_mov_epi32(_mm512_srli_epi32(r, 16), nan, _mm512_or_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40)));
-}
-
 // As pack_pairs_k_contiguous: per row 32 floats (16 k-pairs) are loaded, rounded and narrowed to
 // one register of pairs before the same transpose.
 KESTREL_BF16 void pack_float_k_contiguous(const float* src, int64_t rs, int n, int64_t kc, int64_t kcp, int mr, uint32_t* dst) {
@@ -163,8 +155,8 @@ KESTREL_BF16 void pack_float_k_contiguous(const float* src, int64_t rs, int n, i
           continue;
         }
         const float* s = src + (r0 + i) * rs + k0;
-        __m256i lo = _mm512_cvtepi32_epi16(round_bf16_lanes(_mm512_maskz_loadu_ps(m0, s)));
-        __m256i hi = _mm512_cvtepi32_epi16(round_bf16_lanes(_mm512_maskz_loadu_ps(m1, s + 16)));
+        __m256i lo = round_bf16x16(_mm512_maskz_loadu_ps(m0, s));
+        __m256i hi = round_bf16x16(_mm512_maskz_loadu_ps(m1, s + 16));
         r[i] = _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
       }
       transpose16(r);

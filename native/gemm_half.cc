@@ -123,7 +123,6 @@ const HalfPath* choose_path(int dtype, int64_t M, int64_t N, int64_t K) {
 thread_local ScratchBuffer a_buffer{"half gemm packing"}, b_buffer{"half gemm packing"}, c_buffer{"half gemm float32 C"},
     round_buffer{"half gemm rounded float32 B"};
 
-
 struct HGemm {
   const HalfPath* path;
   bool fp16;

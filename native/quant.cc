@@ -12,10 +12,10 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <memory>
 #include <string>
 
+#include "bf16_round.h"
 #include "gemm.h"
 #include "gemm_half.h"
 #include "kernel_api.h"
@@ -24,7 +24,6 @@
 
 namespace kestrel {
 namespace {
-
 
 bool pow2(int64_t v) { return v > 0 && (v & (v - 1)) == 0; }
 
@@ -223,15 +222,6 @@ void decode8_scalar(const int8_t* q, int64_t n, float s, float* out) {
 // kept quiet), so the result equals decode_tile then float_to_half bit for bit.
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx2,fma,sse4.1")
-inline __m256i round_bf16x16(__m512 f) {
-  __m512i u = _mm512_castps_si512(f);
-  __m512i r = _mm512_add_epi32(u, _mm512_add_epi32(_mm512_set1_epi32(0x7fff), _mm512_and_si512(_mm512_srli_epi32(u, 16), _mm512_set1_epi32(1))));
-  r = _mm512_srli_epi32(r, 16);
-  __mmask16 nan = _mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q);
-  r = _mm512_mask_or_epi32(r, nan, _mm512_srli_epi32(u, 16), _mm512_set1_epi32(0x40));
-  return _mm512_cvtepi32_epi16(r);
-}
-
 void decode8_bf16_avx512(const int8_t* q, int64_t n, float s, uint16_t* out) {
   __m512 vs = _mm512_set1_ps(s);
   int64_t i = 0;
@@ -271,13 +261,13 @@ void decode4_bf16_avx512(const QuantWeight& w, int64_t e0, int64_t e1, uint16_t*
 }
 #pragma GCC pop_options
 
-// W[n, k0:k1] as bfloat16 into dst, or false where this CPU lacks AVX-512 BW (the caller decodes to float).
+// W[n, k0:k1] of a 4-bit or int8 weight as bfloat16 into dst, or false where this CPU lacks
+// AVX-512 BW (the caller decodes to float). A bf16 weight is never decoded: half_tile_of uses it in place.
 bool decode_row_bf16(const QuantWeight& w, int64_t n, int64_t k0, int64_t k1, uint16_t* dst) {
   if (simd::level() < 2 || !cpu_features().avx512bw) return false;
   int64_t e = n * w.K + k0;
   if (w.four_bit) decode4_bf16_avx512(w, e, e + (k1 - k0), dst);
-  else if (w.kind == QuantKind::Int8) decode8_bf16_avx512(reinterpret_cast<const int8_t*>(w.data) + e, k1 - k0, w.scales[n] / 127.0f, dst);
-  else std::memcpy(dst, reinterpret_cast<const uint16_t*>(w.data) + e, sizeof(uint16_t) * size_t(k1 - k0));
+  else decode8_bf16_avx512(reinterpret_cast<const int8_t*>(w.data) + e, k1 - k0, w.scales[n] / 127.0f, dst);
   return true;
 }
 

@@ -35,11 +35,8 @@ export function mergeBlocker(layers: readonly QuantLinear[]): string | null {
 }
 
 /** The op's view of a quantized weight: N rows of `first`'s format in data (and scales). */
-function quantPart(first: QuantLinear, N: number, data: Tensor, scales: Tensor, bias: Tensor | null): DecodePart {
-  const kind = first.type === 'q4' ? '4bit' : (first.type as 'int8' | 'bf16');
-  const blockSize = kind === '4bit' ? first.blockSize : 0;
-  return { weight: { kind, N, K: first.inFeatures, data, code: first.code, blockSize, scales: kind === 'bf16' ? data : scales, nested: null, prefillDtype: first.prefillDtype }, bias };
-}
+const quantPart = (first: QuantLinear, N: number, data: Tensor, scales: Tensor, bias: Tensor | null): DecodePart =>
+  ({ weight: first.kernelWeight({ N, data, scales }), bias });
 
 /**
  * The biases of the layers as one [N] tensor, made per call (a few KB) in the caller's scope rather

@@ -171,22 +171,26 @@ export class QuantLinear extends Module {
     return new QuantLinear({ type, inFeatures: K, outFeatures: N, data: q.packed, scales: q.absmax, blockSize: q.blockSize }, { bias: b, backend });
   }
 
-  /** The kernel's view of the weight (the buffers themselves). */
-  private weight(): QuantTensors {
+  /**
+   * The kernel's view of the weight: the buffers themselves, or `merged`, N rows of this layer's
+   * format held in other buffers (a merged q|k|v or gate|up projection, src/quant/merge_projections.ts).
+   */
+  kernelWeight(merged?: { N: number; data: Tensor; scales: Tensor }): QuantTensors {
     const nested = this.nested_code && this.nested_absmax
       ? { code: this.nested_code, absmax: this.nested_absmax, offset: this.nestedOffset, blockSize: this.nestedBlockSize }
       : null;
     const kind = this.type === 'int8' || this.type === 'bf16' ? this.type : '4bit';
+    const data = merged?.data ?? this.qweight;
     return {
-      kind, N: this.outFeatures, K: this.inFeatures, data: this.qweight, code: this.code,
-      blockSize: kind === '4bit' ? this.blockSize : 0, scales: kind === 'bf16' ? this.qweight : this.scales, nested,
+      kind, N: merged?.N ?? this.outFeatures, K: this.inFeatures, data, code: this.code,
+      blockSize: kind === '4bit' ? this.blockSize : 0, scales: kind === 'bf16' ? data : merged?.scales ?? this.scales, nested,
       prefillDtype: this.prefillDtype,
     };
   }
 
   /** x Wᵀ over the last dim ([..., in] -> [..., out]); no bias, records no autograd (FrozenLinear). */
   applyWeight(x: Tensor): Tensor {
-    return noGrad(() => tidy(() => quantLinear(this.scaleInput(x), this.weight())));
+    return noGrad(() => tidy(() => quantLinear(this.scaleInput(x), this.kernelWeight())));
   }
 
   /** x * input_scale (AWQ), or x itself. */
@@ -197,14 +201,14 @@ export class QuantLinear extends Module {
   /** g W over the last dim ([..., out] -> [..., in]), the input gradient of applyWeight (FrozenLinear). */
   applyWeightTransposed(g: Tensor): Tensor {
     // y = (x * s) Qᵀ, so dx = (g Q) * s
-    return noGrad(() => tidy(() => this.scaleInput(quantLinearTransposed(g, this.weight()))));
+    return noGrad(() => tidy(() => this.scaleInput(quantLinearTransposed(g, this.kernelWeight()))));
   }
 
   forward(x: Tensor): Tensor {
     const bias = this.bias;
-    if (!bias && !this.input_scale) return quantLinear(x, this.weight());
+    if (!bias && !this.input_scale) return quantLinear(x, this.kernelWeight());
     return tidy(() => {
-      const y = quantLinear(this.scaleInput(x), this.weight());
+      const y = quantLinear(this.scaleInput(x), this.kernelWeight());
       return bias ? add(y, bias) : y;
     });
   }

@@ -66,10 +66,10 @@ export function quantizeModel(model: Module, opts: QuantizeModelOptions): string
  * @example usePrefillDtype(model)  // after quantizeModel(model, { type: 'int8', head: true })
  */
 export function usePrefillDtype(model: Module): number {
-  if (process.env.KESTREL_PREFILL_DTYPE === 'float32') return 0;
+  if (process.env.KESTREL_PREFILL_DTYPE === 'float32' || !isNativeBf16Path(loadNative()?.info().bf16Gemm)) return 0;
   let marked = 0;
   for (const [, m] of model.namedModules())
-    if (m instanceof QuantLinear && m.qweight.backendName === 'cpu' && isNativeBf16Path(loadNative()?.info().bf16Gemm)) {
+    if (m instanceof QuantLinear && m.qweight.backendName === 'cpu') {
       m.prefillDtype = 'bfloat16';
       marked++;
     }
