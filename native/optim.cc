@@ -2,12 +2,15 @@
 // group, in one call, p *= 1 - lr wd; m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
 // p -= (lr / bc1) m / (sqrt(v) / sqrt(bc2) + eps). One call walks the group's elements as one
 // index space split across the thread pool (PyTorch's _foreach / fused AdamW, llm.c's flat
-// arena without moving the tensors); every element goes through the same adamw_span, so a group
-// updated in one call is bit-identical to its tensors updated one call each.
+// arena without moving the tensors); every element goes through the same arithmetic
+// (optim_spans.inc, vectorized per ISA), so a group updated in one call is bit-identical to its
+// tensors updated one call each.
 #include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
+
+#include <immintrin.h>
 
 #include "kernel_api.h"
 
@@ -27,21 +30,46 @@ struct AdamTensor {
   int64_t n;
 };
 
-// noinline: both the one-tensor and the many-tensor calls run this exact machine code, so their
-// results cannot differ by a vectorisation choice. __restrict and local scalars let the compiler
-// vectorise (sqrt and divide are correctly rounded in SIMD as in scalar; no FMA contraction on
-// the baseline x86-64 target this file is built for).
-__attribute__((noinline)) void adamw_span(float* __restrict P, const float* __restrict G, float* __restrict M,
-                                          float* __restrict V, int64_t n, AdamHyper h) {
-  const float b1 = h.b1, b2 = h.b2, decay = h.decay, step = h.step, isb = h.inv_sqrt_bc2, eps = h.eps;
-  for (int64_t i = 0; i < n; i++) {
-    const float gi = G[i];
-    const float mi = b1 * M[i] + (1.0f - b1) * gi;
-    const float vi = b2 * V[i] + (1.0f - b2) * gi * gi;
-    M[i] = mi;
-    V[i] = vi;
-    P[i] = P[i] * decay - step * mi / (std::sqrt(vi) * isb + eps);
-  }
+#define KESTREL_VBYTES 16
+namespace optim_sse2 {
+#include "simd_math.h"
+#include "optim_spans.inc"
+}  // namespace optim_sse2
+#undef KESTREL_VBYTES
+
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+#define KESTREL_VBYTES 32
+namespace optim_avx2 {
+#include "simd_math.h"
+#include "optim_spans.inc"
+}  // namespace optim_avx2
+#undef KESTREL_VBYTES
+#pragma GCC pop_options
+
+#pragma GCC push_options
+#pragma GCC target("avx512f,avx2,fma")
+#define KESTREL_VBYTES 64
+namespace optim_avx512 {
+#include "simd_math.h"
+#include "optim_spans.inc"
+}  // namespace optim_avx512
+#undef KESTREL_VBYTES
+#pragma GCC pop_options
+
+struct OptimIsa {
+  decltype(&optim_sse2::adamw_span) adamw;
+  decltype(&optim_sse2::chunk_squares) squares;
+};
+
+const OptimIsa& optim_isa() {
+  static const OptimIsa isa = [] {
+    const CpuFeatures& f = cpu_features();
+    if (f.avx512f && f.avx2 && f.fma) return OptimIsa{optim_avx512::adamw_span, optim_avx512::chunk_squares};
+    if (f.avx2 && f.fma) return OptimIsa{optim_avx2::adamw_span, optim_avx2::chunk_squares};
+    return OptimIsa{optim_sse2::adamw_span, optim_sse2::chunk_squares};
+  }();
+  return isa;
 }
 
 // A contiguous float32 buffer of n elements passed as (handle, element offset): the packer sends
@@ -59,19 +87,9 @@ float* f32_span(Args& args, int64_t n, size_t tensor, const char* what, const ch
   return reinterpret_cast<float*>(data) + offset;
 }
 
-// sum(x^2) of one span in float64: every square of a float32 is exact in a double, and the
-// partial sums are formed per fixed chunk and added in chunk order, so the result does not depend
-// on the thread count. Four accumulators let the loop pipeline (the order within a chunk is fixed).
+// sum(x^2) is formed per fixed chunk and the chunks added in order, so the result does not
+// depend on the thread count.
 constexpr int64_t kSquaresChunk = 1 << 15;
-
-double chunk_squares(const float* x, int64_t n) {
-  double s[4] = {0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 4 <= n; i += 4)
-    for (int j = 0; j < 4; j++) s[j] += double(x[i + j]) * double(x[i + j]);
-  for (; i < n; i++) s[0] += double(x[i]) * double(x[i]);
-  return (s[0] + s[1]) + (s[2] + s[3]);
-}
 
 }  // namespace
 
@@ -90,12 +108,13 @@ KESTREL_KERNEL(sum_squares) {
   if (offset < 0 || size_t(offset + 1) * sizeof(double) > bytes)
     throw KernelError("sum_squares: the float64 out at offset " + std::to_string(offset) + " reaches past its storage of " +
                       std::to_string(bytes) + " bytes");
+  const auto squares = optim_isa().squares;
   const int64_t chunks = (n + kSquaresChunk - 1) / kSquaresChunk;
   std::vector<double> partial(size_t(chunks), 0.0);
   parallel_for(chunks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t c = begin; c < end; c++) {
       const int64_t lo = c * kSquaresChunk;
-      partial[size_t(c)] = chunk_squares(x + lo, std::min(kSquaresChunk, n - lo));
+      partial[size_t(c)] = squares(x + lo, std::min(kSquaresChunk, n - lo));
     }
   });
   double total = 0;
@@ -127,12 +146,13 @@ KESTREL_KERNEL(adamw) {
   const AdamHyper h{b1, b2, 1.0f - lr * wd, lr / bc1, 1.0f / std::sqrt(bc2), eps};
   // Split the concatenated elements evenly over the threads, whatever the tensor sizes: a group of
   // 272 tensors costs one dispatch, and small tensors (norm weights) share a chunk.
+  const auto span = optim_isa().adamw;
   parallel_for(starts.back(), 1 << 15, [&](int64_t begin, int64_t end) {
     size_t t = size_t(std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin() - 1);
     for (; t < ts.size() && starts[t] < end; t++) {
       const int64_t lo = std::max(begin, starts[t]) - starts[t], hi = std::min(end, starts[t + 1]) - starts[t];
       const AdamTensor& a = ts[t];
-      if (hi > lo) adamw_span(a.p + lo, a.g + lo, a.m + lo, a.v + lo, hi - lo, h);
+      if (hi > lo) span(a.p + lo, a.g + lo, a.m + lo, a.v + lo, hi - lo, h);
     }
   });
 }

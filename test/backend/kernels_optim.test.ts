@@ -3,14 +3,18 @@
 // tails and grid strides (1, 7, 33, 257, 100003), with and without weight decay, including a
 // view at an element offset (a slice of a flat parameter arena); a group of tensors of every size
 // in one call (cuda's multi-tensor launch, chunks of 65536) equal to one call per tensor, bit for
-// bit; and the argument checks.
+// bit; and the argument checks. On cpu the AVX2 and SSE2 bodies (native/optim_spans.inc) also run
+// in child processes with KESTREL_SIMD set (the addon reads the CPU features once per process).
 // Tolerance: rtol 1e-5 / atol 1e-6: float32 rounding of a few operations on values of size ~1
 // (an ulp is 1.2e-7), which a parameter that steps towards 0 keeps as absolute error.
 import { ALL_DEVICES, type Device, skipUnless } from '../devices.js';
+import { fileURLToPath } from 'node:url';
 import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as k from '../../src/index.js';
-import { assertClose, seeded } from '../helpers.js';
+import { assertClose, onCpuThreads, runChild, seeded } from '../helpers.js';
+
+const CHILD = process.env.KESTREL_OPTIM_CHILD === '1';
 
 /** param, grad, exp_avg, exp_avg_sq with seeded values (exp_avg_sq >= 0), on a backend. */
 function state(backend: string, dtype: k.DType, n: number, seed: number): k.Tensor[] {
@@ -32,31 +36,48 @@ function adamwSteps(d: Device, n: number, weightDecay: number, view: boolean): v
   for (const t of [...got, ...want]) t.dispose();
 }
 
-for (const device of ALL_DEVICES)
-  describe(`adamw kernel on ${device}`, { skip: skipUnless(device) }, () => {
-    test('three steps vs the float64 reference', () => {
-      for (const n of [1, 7, 33, 257, 100003]) for (const wd of [0, 0.1]) adamwSteps(device, n, wd, false);
-      adamwSteps(device, 257, 0.1, true);
-    });
+function threeSteps(device: Device): void {
+  for (const n of [1, 7, 33, 257, 100003]) for (const wd of [0, 0.1]) adamwSteps(device, n, wd, false);
+  adamwSteps(device, 257, 0.1, true);
+}
 
-    test('a group in one call equals one call per tensor, bit for bit (sizes 0 to 150000, a view)', () => {
-      const sizes = [1, 0, 7, 65536, 65537, 150000, 33];
-      const s = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, bc1: 0.1, bc2: 0.001 };
-      const [a, b] = [0, 1].map(() => sizes.map((n, i) => state(device, 'float32', n + 2, 40 + i).map((t) => k.narrow(t, 0, 2, n))));
-      const entry = (ts: k.Tensor[]) => ({ param: ts[0], grad: ts[1], expAvg: ts[2], expAvgSq: ts[3] });
-      const kern = k.getBackend(device).kernels;
-      kern.adamw(a.map(entry), s);
-      for (const ts of b) kern.adamw([entry(ts)], s);
-      a.forEach((ts, i) => ts.forEach((t, j) => assert.deepEqual(t.toTypedArray(), b[i][j].toTypedArray(), `${device} size ${sizes[i]} tensor ${j}`)));
-    });
+function groupEqualsSingles(device: Device): void {
+  const sizes = [1, 0, 7, 65536, 65537, 150000, 33];
+  const s = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, bc1: 0.1, bc2: 0.001 };
+  const [a, b] = [0, 1].map(() => sizes.map((n, i) => state(device, 'float32', n + 2, 40 + i).map((t) => k.narrow(t, 0, 2, n))));
+  const entry = (ts: k.Tensor[]) => ({ param: ts[0], grad: ts[1], expAvg: ts[2], expAvgSq: ts[3] });
+  const kern = k.getBackend(device).kernels;
+  kern.adamw(a.map(entry), s);
+  for (const ts of b) kern.adamw([entry(ts)], s);
+  a.forEach((ts, i) => ts.forEach((t, j) => assert.deepEqual(t.toTypedArray(), b[i][j].toTypedArray(), `${device} size ${sizes[i]} tensor ${j}`)));
+}
 
-    test('bad arguments throw an Error naming the kernel and operand', () => {
-      const kern = k.getBackend(device).kernels;
-      const f32 = (n: number) => k.zeros([n], { backend: device });
-      const s = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, bc1: 0.1, bc2: 0.001 };
-      const one = (p: k.Tensor, g: k.Tensor, m: k.Tensor, v: k.Tensor) => [{ param: p, grad: g, expAvg: m, expAvgSq: v }];
-      assert.throws(() => kern.adamw(one(f32(4), f32(5), f32(4), f32(4)), s), /adamw: grad must be a contiguous float32 tensor of 4 elements/);
-      assert.throws(() => kern.adamw(one(f32(4), f32(4), k.zeros([4], { backend: device, dtype: 'float64' }), f32(4)), s), /adamw: exp_avg must be/);
-      assert.throws(() => kern.adamw(one(f32(4), f32(4), f32(4), k.transpose(k.zeros([2, 2], { backend: device }), 0, 1)), s), /adamw: exp_avg_sq must be/);
-    });
+if (CHILD) {
+  onCpuThreads(() => {
+    threeSteps('cpu');
+    groupEqualsSingles('cpu');
   });
+} else {
+  for (const device of ALL_DEVICES)
+    describe(`adamw kernel on ${device}`, { skip: skipUnless(device) }, () => {
+      test('three steps vs the float64 reference', () => threeSteps(device));
+
+      test('a group in one call equals one call per tensor, bit for bit (sizes 0 to 150000, a view)', () => groupEqualsSingles(device));
+
+      if (device === 'cpu')
+        for (const simd of ['avx2', 'scalar'])
+          test(`both checks under KESTREL_SIMD=${simd}, 1 and 2 threads (child process)`, () => {
+            runChild(fileURLToPath(import.meta.url), { KESTREL_SIMD: simd, KESTREL_OPTIM_CHILD: '1' }, 60_000);
+          });
+
+      test('bad arguments throw an Error naming the kernel and operand', () => {
+        const kern = k.getBackend(device).kernels;
+        const f32 = (n: number) => k.zeros([n], { backend: device });
+        const s = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, bc1: 0.1, bc2: 0.001 };
+        const one = (p: k.Tensor, g: k.Tensor, m: k.Tensor, v: k.Tensor) => [{ param: p, grad: g, expAvg: m, expAvgSq: v }];
+        assert.throws(() => kern.adamw(one(f32(4), f32(5), f32(4), f32(4)), s), /adamw: grad must be a contiguous float32 tensor of 4 elements/);
+        assert.throws(() => kern.adamw(one(f32(4), f32(4), k.zeros([4], { backend: device, dtype: 'float64' }), f32(4)), s), /adamw: exp_avg must be/);
+        assert.throws(() => kern.adamw(one(f32(4), f32(4), f32(4), k.transpose(k.zeros([2, 2], { backend: device }), 0, 1)), s), /adamw: exp_avg_sq must be/);
+      });
+    });
+}
