@@ -51,6 +51,10 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   /** the bucket whose reduceScatter was started last (its buffer goes when the next one starts) */
   private last: Bucket | null = null;
   private readonly gatherer: ShardGatherer;
+  /** 2: each gradient is freed once copied into its bucket; 1 (ZeroStage1): kept until backward ends */
+  protected get stage(): 1 | 2 {
+    return 2;
+  }
 
   /** groups: the optimizer's parameter groups; every rank holds the same values (broadcast first) */
   constructor(group: ProcessGroup, groups: readonly { params: Tensor[]; options?: O }[], bucketBytes = DEFAULT_BUCKET_BYTES) {
@@ -58,7 +62,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     this.gatherer = new ShardGatherer(group);
     const N = group.size;
     this.arenas = groups.filter((g) => g.params.length).map((g) => {
-      if (g.params.some((p) => p.dtype !== 'float32')) throw new Error('ZeRO stage 2: trainable parameters must be float32 (master weights)');
+      if (g.params.some((p) => p.dtype !== 'float32')) throw new Error(`ZeRO stage ${this.stage}: trainable parameters must be float32 (master weights)`);
       const plan = planBuckets(g.params, N, Math.max(1, Math.floor(bucketBytes / 4)));
       const shard = memory.withTag('param', () => noGrad(() => tidy(() => {
         // bucket by bucket, so that only one bucket's full copy exists at a time
@@ -89,7 +93,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
       for (const b of a.buckets) b.ready = 0;
     }
     const stray = params.filter((p) => !this.bucketOf.has(p));
-    if (stray.length) throw new Error(`ZeRO stage 2: ${stray.length} trainable parameter(s) (first [${stray[0].shape.join(', ')}]) are in no parameter group given to ZeroStage2`);
+    if (stray.length) throw new Error(`ZeRO stage ${this.stage}: ${stray.length} trainable parameter(s) (first [${stray[0].shape.join(', ')}]) are in no parameter group given to ZeroStage${this.stage}`);
     this.unhook = params.map((p) => p.registerHook(() => this.gradReady(p)));
   }
 
@@ -128,7 +132,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   override shardLayout(): ShardLayout {
     const N = this.worldSize;
     return {
-      stage: 2,
+      stage: this.stage,
       params: this.arenas.flatMap((a) => a.params),
       groups: this.arenas.map((a) => ({
         shard: a.shard,
@@ -147,7 +151,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     b.flat ??= memory.withTag('grad', () => keep(noGrad(() => zeros([b.length], { backend: p.backendName }))));
     if (p.grad) {
       noGrad(() => tidy(() => backendOf(p).kernels.copy(p.grad!, reshape(narrow(b.flat!, 0, b.offsets[index], p.numel), p.shape))));
-      p.zeroGrad(); // the bucket holds it now
+      if (this.stage === 2) p.zeroGrad(); // the bucket holds it now
     }
     this.copied.add(p);
     if (++b.ready === b.params.length) this.reduce(b);

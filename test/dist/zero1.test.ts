@@ -1,23 +1,26 @@
-// ZeRO stage 1 through the real CLI: the optimizer state partitioned over 2 ranks gives the same
-// weights as 1 rank (AdamW is elementwise, so a shard's update is the whole tensor's, sliced) and
-// each rank's k.memory 'optimizer' tag holds half of the single-rank figure (+ padding).
+// ZeRO stage 1 through the real CLI: the optimizer state partitioned over 2 ranks gives 1 rank's
+// weights (AdamW is elementwise, so a shard's update is the whole tensor's, sliced) within float32
+// reduction-order tolerance: the gradients are reduce-scattered and the global norm is a sum of the
+// ranks' shard norms, so the clipping factor can move by an ulp (as at stage 2). Each rank's
+// k.memory 'optimizer' tag holds half of the single-rank figure (+ padding), and its 'grad' tag at
+// least every gradient at once (stage 1 does not partition them; bench/dist_train.ts measures the bytes moved).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { tinyTrainDir } from '../helpers.js';
-import { train } from './train_runs.js';
+import { sameRun, train } from './train_runs.js';
 
-test('ZeRO stage 1 on 2 ranks: the same weights bit for bit as 1 rank, with half the optimizer state per rank', () => {
+test('ZeRO stage 1 on 2 ranks: 1 rank\'s weights, with half the optimizer state per rank and every gradient held', () => {
   const dir = tinyTrainDir('kestrel-zero1-');
   const one = train(dir, 'one', ['--grad-accum', '2']);
   const zero = train(dir, 'zero1', ['--nproc', '2', '--zero-stage', '1']);
-  // AdamW is elementwise: updating a shard equals updating the whole tensor and slicing it
-  assert.ok(zero.weights.equals(one.weights), 'final weights differ');
-  assert.deepEqual(zero.norms, one.norms);
+  assert.ok(one.norms.some((n) => n > 1.2), 'clipping was exercised');
+  sameRun(dir, one, zero, 'one', 'zero1');
   // AdamW's two float32 moments: 1 rank holds them for every element, a ZeRO-1 rank for its shard of
   // each parameter group (decay / no decay), each group's elements rounded up to a multiple of 2
   const params = one.peaks[0].param / 4; // the model's float32 parameters, in elements
   for (const p of zero.peaks) {
     assert.equal(one.peaks[0].optimizer, 2 * 4 * params);
+    assert.ok(p.grad >= one.peaks[0].param, `grad peak ${p.grad} bytes: every gradient (${one.peaks[0].param} bytes) is held until backward ends`);
     assert.ok(p.optimizer >= one.peaks[0].optimizer / 2 && p.optimizer <= one.peaks[0].optimizer / 2 + 2 * 4 * 2, `rank 0 optimizer state ${p.optimizer} bytes vs 1 rank's ${one.peaks[0].optimizer}`);
   }
 });
