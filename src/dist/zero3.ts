@@ -34,6 +34,7 @@
 // stage3_max_live_parameters are honoured as limits on the prefetch: a next unit larger than
 // either is not prefetched (one unit is always live).
 import { zeros } from '../ops/creation.js';
+import { empty } from '../ops/dispatch.js';
 import { add } from '../ops/elementwise.js';
 import { clone, narrow, reshape } from '../ops/view.js';
 import { backendOf } from '../backend/index.js';
@@ -252,7 +253,8 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     u.state = 'fetching';
     u.pending = u.arenas.length;
     for (const a of u.arenas) {
-      a.full = memory.withTag('param', () => keep(zeros([a.length], { dtype: a.shard.dtype, backend: a.shard.backendName })));
+      // uninitialised: the all-gather writes every element (N shards of the padded length)
+      a.full = memory.withTag('param', () => keep(empty([a.length], a.shard.dtype, { backend: a.shard.backendName })));
       this.start(() => this.group.allGatherNow(a.full!, a.shard), () => void (--u.pending === 0 && (u.state = 'ready')));
     }
   }
@@ -296,7 +298,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       if (a.group < 0 || !a.grad) continue;
       const flat = a.grad;
       a.grad = null;
-      const part = memory.withTag('grad', () => keep(zeros([a.length / N], { backend: flat.backendName })));
+      const part = memory.withTag('grad', () => keep(empty([a.length / N], 'float32', { backend: flat.backendName }))); // reduceScatter writes it all
       this.start(() => this.group.reduceScatterNow(part, flat, 'sum'), () => {
         flat.dispose();
         noGrad(() => {
