@@ -14,6 +14,11 @@
 
 #include "kernel_api.h"
 
+// Every multiply and add rounds on its own, as the scalar formula does: contracted into FMAs (GCC's
+// default with AVX2/AVX-512 targets) the update would differ in the last bits by ISA, and a run's
+// weights with it.
+#pragma GCC optimize("fp-contract=off")
+
 namespace kestrel {
 namespace {
 
