@@ -3,7 +3,8 @@
 // tails and grid strides (1, 7, 33, 257, 100003), with and without weight decay, including a
 // view at an element offset (a slice of a flat parameter arena); a group of tensors of every size
 // in one call (cuda's multi-tensor launch, chunks of 65536) equal to one call per tensor, bit for
-// bit; and the argument checks. On cpu the AVX2 and SSE2 bodies (native/optim_spans.inc) also run
+// bit; on cpu the update equals the float32 formula rounded op by op, bit for bit (no FMA
+// contraction on any ISA); and the argument checks. On cpu the AVX2 and SSE2 bodies (native/optim_spans.inc) also run
 // in child processes with KESTREL_SIMD set (the addon reads the CPU features once per process).
 // Tolerance: rtol 1e-5 / atol 1e-6: float32 rounding of a few operations on values of size ~1
 // (an ulp is 1.2e-7), which a parameter that steps towards 0 keeps as absolute error.
@@ -52,10 +53,37 @@ function groupEqualsSingles(device: Device): void {
   a.forEach((ts, i) => ts.forEach((t, j) => assert.deepEqual(t.toTypedArray(), b[i][j].toTypedArray(), `${device} size ${sizes[i]} tensor ${j}`)));
 }
 
+/**
+ * The cpu kernel's update equals native/optim.cc's formula in float32 with every operation rounded on
+ * its own (Math.fround after each; a product or sum of two float32 values is exact in a double here,
+ * and a double sqrt or quotient rounded once is the correctly rounded float32 one), bit for bit: no
+ * ISA contracts a multiply and an add into an FMA.
+ */
+function matchesFloat32Formula(): void {
+  const f = Math.fround;
+  const n = 257;
+  const s = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, bc1: 1 - 0.9 ** 2, bc2: 1 - 0.999 ** 2 };
+  const ts = state('cpu', 'float32', n, 7);
+  const [P, G, M, V] = ts.map((t) => t.toTypedArray() as Float32Array);
+  k.getBackend('cpu').kernels.adamw([{ param: ts[0], grad: ts[1], expAvg: ts[2], expAvgSq: ts[3] }], s);
+  const [lr, b1, b2, eps, wd, bc1, bc2] = [s.lr, s.beta1, s.beta2, s.eps, s.weightDecay, s.bc1, s.bc2].map(f);
+  const decay = f(1 - f(lr * wd)), step = f(lr / bc1), isb = f(1 / f(Math.sqrt(bc2))), c1 = f(1 - b1), c2 = f(1 - b2);
+  const want = [new Float32Array(n), new Float32Array(n), new Float32Array(n)];
+  for (let i = 0; i < n; i++) {
+    const m = f(f(b1 * M[i]) + f(c1 * G[i]));
+    const v = f(f(b2 * V[i]) + f(f(c2 * G[i]) * G[i]));
+    want[0][i] = f(f(P[i] * decay) - f(f(step * m) / f(f(f(Math.sqrt(v)) * isb) + eps)));
+    [want[1][i], want[2][i]] = [m, v];
+  }
+  [0, 2, 3].forEach((t, j) => assert.deepEqual(ts[t].toTypedArray(), want[j], `${['param', 'exp_avg', 'exp_avg_sq'][j]} differs from the float32 formula`));
+  for (const t of ts) t.dispose();
+}
+
 if (CHILD) {
   onCpuThreads(() => {
     threeSteps('cpu');
     groupEqualsSingles('cpu');
+    matchesFloat32Formula();
   });
 } else {
   for (const device of ALL_DEVICES)
@@ -64,11 +92,13 @@ if (CHILD) {
 
       test('a group in one call equals one call per tensor, bit for bit (sizes 0 to 150000, a view)', () => groupEqualsSingles(device));
 
-      if (device === 'cpu')
+      if (device === 'cpu') {
+        test('the update equals the float32 formula rounded op by op, bit for bit (no FMA contraction)', () => matchesFloat32Formula());
         for (const simd of ['avx2', 'scalar'])
-          test(`both checks under KESTREL_SIMD=${simd}, 1 and 2 threads (child process)`, () => {
+          test(`the checks under KESTREL_SIMD=${simd}, 1 and 2 threads (child process)`, () => {
             runChild(fileURLToPath(import.meta.url), { KESTREL_SIMD: simd, KESTREL_OPTIM_CHILD: '1' }, 60_000);
           });
+      }
 
       test('bad arguments throw an Error naming the kernel and operand', () => {
         const kern = k.getBackend(device).kernels;
