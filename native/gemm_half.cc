@@ -98,7 +98,8 @@ const HalfPath* forced_path() {
 // threads, bench/bf16_gemm.ts) it issues once per cycle, half the FMA rate for the same
 // multiply-adds: 75-99 GFLOP/s against the convert path's 129-165, so Intel CPUs convert when
 // they cannot use AMX. AMD's Zen 4 / Zen 5 run it at the FMA rate with twice the multiply-adds
-// per instruction (not measured here yet: the benchmark times every path on the CPU it runs on).
+// per instruction: on a 2-core Zen 4 EPYC a 1024^3 bf16 product ran at 423 GFLOP/s against
+// sgemm's ~217 (smol135m's M = 256 training shapes 330-400).
 bool dpbf16_beats_fma() {
   static const bool amd = [] {
     unsigned a = 0, b = 0, c = 0, d = 0;
