@@ -128,7 +128,7 @@ async function rankMain(): Promise<void> {
     timed(dp, 'finish', gradWaitMs);
     timed(dp, 'afterOptimizerStep', paramGatherMs);
   }
-  const shards = dp instanceof ZeroStage1 || dp instanceof ZeroStage2 || dp instanceof ZeroStage3 ? dp.shardGroups : groups;
+  const shards = dp instanceof ZeroStage2 || dp instanceof ZeroStage3 ? dp.shardGroups : groups;
   const optimizer = new k.optim.AdamW(shards, { lr: 1e-4 });
   const optimizerMs: number[] = [];
   const optimizerCpuMs: number[] = [];

@@ -10,9 +10,8 @@
 #include <string>
 #include <vector>
 
-#include <immintrin.h>
-
 #include "kernel_api.h"
+#include "simd.h"
 
 // Every multiply and add rounds on its own, as the scalar formula does: contracted into FMAs (GCC's
 // default with AVX2/AVX-512 targets) the update would differ in the last bits by ISA, and a run's
@@ -62,20 +61,10 @@ namespace optim_avx512 {
 #undef KESTREL_VBYTES
 #pragma GCC pop_options
 
-struct OptimIsa {
-  decltype(&optim_sse2::adamw_span) adamw;
-  decltype(&optim_sse2::chunk_squares) squares;
-};
-
-const OptimIsa& optim_isa() {
-  static const OptimIsa isa = [] {
-    const CpuFeatures& f = cpu_features();
-    if (f.avx512f && f.avx2 && f.fma) return OptimIsa{optim_avx512::adamw_span, optim_avx512::chunk_squares};
-    if (f.avx2 && f.fma) return OptimIsa{optim_avx2::adamw_span, optim_avx2::chunk_squares};
-    return OptimIsa{optim_sse2::adamw_span, optim_sse2::chunk_squares};
-  }();
-  return isa;
-}
+// The bodies by simd::level(): 0 SSE2, 1 AVX2+FMA, 2 AVX-512.
+decltype(&optim_sse2::adamw_span) const kAdamw[] = {optim_sse2::adamw_span, optim_avx2::adamw_span, optim_avx512::adamw_span};
+decltype(&optim_sse2::chunk_squares) const kSquares[] = {optim_sse2::chunk_squares, optim_avx2::chunk_squares,
+                                                         optim_avx512::chunk_squares};
 
 // A contiguous float32 buffer of n elements passed as (handle, element offset): the packer sends
 // only these for the optimizer (9 numbers a tensor instead of four full views), so one call
@@ -113,7 +102,7 @@ KESTREL_KERNEL(sum_squares) {
   if (offset < 0 || size_t(offset + 1) * sizeof(double) > bytes)
     throw KernelError("sum_squares: the float64 out at offset " + std::to_string(offset) + " reaches past its storage of " +
                       std::to_string(bytes) + " bytes");
-  const auto squares = optim_isa().squares;
+  const auto squares = kSquares[simd::level()];
   const int64_t chunks = (n + kSquaresChunk - 1) / kSquaresChunk;
   std::vector<double> partial(size_t(chunks), 0.0);
   parallel_for(chunks, 1, [&](int64_t begin, int64_t end) {
@@ -151,7 +140,7 @@ KESTREL_KERNEL(adamw) {
   const AdamHyper h{b1, b2, 1.0f - lr * wd, lr / bc1, 1.0f / std::sqrt(bc2), eps};
   // Split the concatenated elements evenly over the threads, whatever the tensor sizes: a group of
   // 272 tensors costs one dispatch, and small tensors (norm weights) share a chunk.
-  const auto span = optim_isa().adamw;
+  const auto span = kAdamw[simd::level()];
   parallel_for(starts.back(), 1 << 15, [&](int64_t begin, int64_t end) {
     size_t t = size_t(std::upper_bound(starts.begin(), starts.end(), begin) - starts.begin() - 1);
     for (; t < ts.size() && starts[t] < end; t++) {
