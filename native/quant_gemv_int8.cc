@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 #include "kernel_api.h"
@@ -69,8 +70,14 @@ bool quantize_block(const float* x, int64_t n, int8_t* q, float& d, int32_t& sum
   return true;
 }
 
-// Quantizes x [M, K] into `a` in the layout the weight kind reads; false on a non-finite x.
-bool quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, bool q4, ActInt8& a) {
+// A full block's quantizer: quantize_block's arithmetic on 32 values (bit for bit), or that function.
+using BlockQuantizer = bool (*)(const float* x, int8_t* q, float& d, int32_t& sum);
+
+bool quantize_block32_scalar(const float* x, int8_t* q, float& d, int32_t& sum) { return quantize_block(x, kBlock, q, d, sum); }
+
+// Quantizes x [M, K] into `a` in the layout the weight kind reads; false on a non-finite x. Full
+// blocks go through `full` (the path's vector quantizer), a row's last partial block through quantize_block.
+bool quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, bool q4, ActInt8& a, BlockQuantizer full) {
   const int64_t Kp = (K + kPad - 1) / kPad * kPad, lanes = q4 ? Kp / 8 : Kp / 4, lanes_per_block = q4 ? 4 : 8;
   const size_t floats = size_t(M * lanes * (q4 ? 2 : 1) + M), bytes = size_t(M * Kp);
   float* f = act_buf.get(floats + (bytes + 3) / 4);
@@ -85,7 +92,9 @@ bool quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, bool q4, A
       int8_t block[kBlock];
       float d;
       int32_t sum;
-      if (!quantize_block(x + m * ldx + b * kBlock, std::min(kBlock, K - b * kBlock), block, d, sum)) return false;
+      const float* xb = x + m * ldx + b * kBlock;
+      const int64_t n = std::min(kBlock, K - b * kBlock);
+      if (!(n == kBlock ? full(xb, block, d, sum) : quantize_block(xb, n, block, d, sum))) return false;
       for (int64_t l = 0; l < lanes_per_block; l++) f[m * lanes + b * lanes_per_block + l] = d;
       if (q4) {
         for (int64_t j = 0; j < kBlock / 2; j++) {
@@ -162,6 +171,38 @@ struct V : Ymm {
   static I dot(I acc, I u, I s) { return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))); }
 };
 #include "quant_gemv_int8_body.inc"
+
+// quantize_block on 32 values in 4 ymm: the same max, d, 1/d and x * (1/d) rounded to nearest even
+// (cvtps under the default MXCSR is nearbyint's rounding), so the same bytes.
+bool quantize_block32(const float* x, int8_t* q, float& d, int32_t& sum) {
+  const __m256 sign = _mm256_set1_ps(-0.0f), big = _mm256_set1_ps(std::numeric_limits<float>::max());
+  __m256 v[4], amax = _mm256_setzero_ps(), finite = _mm256_castsi256_ps(_mm256_set1_epi32(-1));
+  for (int i = 0; i < 4; i++) {
+    v[i] = _mm256_loadu_ps(x + 8 * i);
+    const __m256 a = _mm256_andnot_ps(sign, v[i]);
+    finite = _mm256_and_ps(finite, _mm256_cmp_ps(a, big, _CMP_LE_OQ));  // false on NaN and inf
+    amax = _mm256_max_ps(amax, a);
+  }
+  if (_mm256_movemask_ps(finite) != 0xff) return false;
+  __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(amax), _mm256_extractf128_ps(amax, 1));
+  m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+  const float m = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+  d = m / 127.0f;
+  const __m256 inv = _mm256_set1_ps(m > 0 ? 127.0f / m : 0.0f);
+  const __m256i lo = _mm256_set1_epi32(-127), hi = _mm256_set1_epi32(127);
+  __m256i r[4], s = _mm256_setzero_si256();
+  for (int i = 0; i < 4; i++) {
+    r[i] = _mm256_min_epi32(hi, _mm256_max_epi32(lo, _mm256_cvtps_epi32(_mm256_mul_ps(v[i], inv))));
+    s = _mm256_add_epi32(s, r[i]);
+  }
+  __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(s), _mm256_extracti128_si256(s, 1));
+  s4 = _mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0x4e));
+  sum = _mm_cvtsi128_si32(_mm_add_epi32(s4, _mm_shuffle_epi32(s4, 0xb1)));
+  // packs work within 128-bit lanes: dwords come out as r0[0:4] r1[0:4] r2[0:4] r3[0:4] | r0[4:8] ...
+  const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(r[0], r[1]), _mm256_packs_epi32(r[2], r[3]));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(q), _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+  return true;
+}
 }  // namespace qavx2
 #pragma GCC pop_options
 
@@ -199,6 +240,23 @@ struct V : simd::Avx512 {
   }
 };
 #include "quant_gemv_int8_body.inc"
+
+// quantize_block on 32 values in 2 zmm (bit for bit, as qavx2's)
+bool quantize_block32(const float* x, int8_t* q, float& d, int32_t& sum) {
+  const __m512 v0 = _mm512_loadu_ps(x), v1 = _mm512_loadu_ps(x + 16);
+  const __m512 a0 = _mm512_abs_ps(v0), a1 = _mm512_abs_ps(v1), big = _mm512_set1_ps(std::numeric_limits<float>::max());
+  if ((_mm512_cmp_ps_mask(a0, big, _CMP_LE_OQ) & _mm512_cmp_ps_mask(a1, big, _CMP_LE_OQ)) != 0xffff) return false;
+  const float m = _mm512_reduce_max_ps(_mm512_max_ps(a0, a1));
+  d = m / 127.0f;
+  const __m512 inv = _mm512_set1_ps(m > 0 ? 127.0f / m : 0.0f);
+  const __m512i lo = _mm512_set1_epi32(-127), hi = _mm512_set1_epi32(127);
+  const __m512i r0 = _mm512_min_epi32(hi, _mm512_max_epi32(lo, _mm512_cvtps_epi32(_mm512_mul_ps(v0, inv))));
+  const __m512i r1 = _mm512_min_epi32(hi, _mm512_max_epi32(lo, _mm512_cvtps_epi32(_mm512_mul_ps(v1, inv))));
+  sum = _mm512_reduce_add_epi32(_mm512_add_epi32(r0, r1));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q), _mm512_cvtepi32_epi8(r0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(q + 16), _mm512_cvtepi32_epi8(r1));
+  return true;
+}
 }  // namespace qavx512vnni
 #pragma GCC pop_options
 
@@ -246,7 +304,8 @@ bool quant_gemv_int8(const QuantWeight& w, const float* x, int64_t ldx, int64_t 
   const bool i8 = w.kind == QuantKind::Int8 && path != kAvx2;
   if (!q4 && !i8) return false;
   IntTask t{&w, {}, M, y, ldy};
-  if (!quantize_rows(x, ldx, M, w.K, q4, t.a)) return false;
+  const BlockQuantizer full = path == kAvx512Vnni ? qavx512vnni::quantize_block32 : path == kScalar ? quantize_block32_scalar : qavx2::quantize_block32;
+  if (!quantize_rows(x, ldx, M, w.K, q4, t.a, full)) return false;
   auto body = [&](int64_t n0, int64_t n1) {
     if (path == kAvx512Vnni) return qavx512vnni::run_rows(t, n0, n1);
     if (path == kAvxVnni) return qavxvnni::run_rows(t, n0, n1);
