@@ -44,6 +44,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("read", &Addon::Read),
         InstanceMethod("readFile", &Addon::ReadFile),
         InstanceMethod("call", &Addon::Call),
+        InstanceMethod("runProgram", &Addon::RunProgram),
         InstanceMethod("info", &Addon::Info),
         InstanceMethod("setThreads", &Addon::SetThreads),
         InstanceMethod("liveBytes", &Addon::LiveBytes),
@@ -181,6 +182,45 @@ class Addon : public Napi::Addon<Addon> {
       k.fn(a);
       return 0;
     });
+    return info.Env().Undefined();
+  }
+
+  // runProgram(calls, patchAt, patchDelta, steps): replays recorded kernel calls (src/backend/cpu/graph.ts).
+  // calls is [kernel id, n, n arguments]...; argument patchAt[i] (an index into calls, ascending) is
+  // increased by patchDelta[i] * steps before its call: the view offsets and lengths that move with
+  // the decode position. Each call is checked as a single call is, its views against their storages.
+  Napi::Value RunProgram(const Napi::CallbackInfo& info) {
+    if (info.Length() < 4 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray())
+      throw Napi::TypeError::New(info.Env(), "kestrel native runProgram: expected (Float64Array, Int32Array, Float64Array, steps)");
+    auto calls = info[0].As<Napi::Float64Array>();
+    auto at = info[1].As<Napi::Int32Array>();
+    auto delta = info[2].As<Napi::Float64Array>();
+    double steps = number(info, 3, "runProgram");
+    if (at.ElementLength() != delta.ElementLength())
+      throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: patchAt and patchDelta differ in length");
+    const double* c = calls.Data();
+    const size_t len = calls.ElementLength(), np = at.ElementLength();
+    size_t i = 0, p = 0;
+    while (i < len) {
+      if (i + 2 > len) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: a call's header runs past the program");
+      const double id = c[i], n = c[i + 1];
+      if (!(id >= 0) || size_t(id) >= kernels_.size() || !(n >= 0) || size_t(n) > kArgSlots || i + 2 + size_t(n) > len)
+        throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: bad kernel id or argument count at " + std::to_string(i));
+      const size_t base = i + 2, end = base + size_t(n);
+      std::memcpy(args_, c + base, size_t(n) * sizeof(double));
+      for (; p < np && size_t(at[p]) < end; p++) {
+        if (at[p] < int32_t(base)) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: patches must ascend and point at arguments");
+        args_[size_t(at[p]) - base] += delta[p] * steps;
+      }
+      const KernelEntry& k = kernels_[size_t(id)];
+      guard(info.Env(), k.name, [&] {
+        Args a(args_, size_t(n));
+        k.fn(a);
+        return 0;
+      });
+      i = end;
+    }
+    if (p != np) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: a patch points past the program");
     return info.Env().Undefined();
   }
 

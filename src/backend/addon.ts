@@ -84,6 +84,8 @@ export interface NativeAddon {
   warmup(): void;
   args: Float64Array;
   kernels: string[];
+  /** replays recorded calls ([id, n, args...]...), adding patchDelta[i] * steps to argument patchAt[i] first (src/backend/cpu/graph.ts) */
+  runProgram(calls: Float64Array, patchAt: Int32Array, patchDelta: Float64Array, steps: number): void;
 
   // CUDA (native/binding_cuda.inc)
   cudaLoad(driver: string[], nvrtc: string[], cublasLt: string[]): { driver: CudaLibraryStatus; nvrtc: CudaLibraryStatus; cublasLt: CudaLibraryStatus };

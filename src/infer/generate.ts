@@ -15,6 +15,7 @@ import type { LanguageModel } from '../models/causal_lm.js';
 import { CausalLM } from '../models/causal_lm.js';
 import { KVCache } from '../models/kv_cache.js';
 import { StaticKVCache } from '../models/static_kv_cache.js';
+import { CpuGraphDecoder, cpuGraphBlocker } from './cpu_graph_decode.js';
 import { item } from '../ops/transfer.js';
 import { GraphDecoder, graphDecodeBlocker } from './graph_decode.js';
 import { checkSpeculative, speculativeDecode } from './speculative.js';
@@ -133,6 +134,8 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
     ? new StaticKVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend })
     : new KVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend });
   const decoder = graphs && cache instanceof StaticKVCache ? new GraphDecoder(model, cache) : null;
+  // on the CPU, batch-1 steps after the prompt replay one recorded CPU graph (cpu_graph_decode.ts)
+  const cpuDecoder = !decoder && cpuGraphBlocker(model, backend, B, padded) === null ? new CpuGraphDecoder(model as CausalLM, cache) : null;
   // a greedy pick with nothing else to see the scores needs only the argmax back from the device
   const penalized = r.sampling.repetitionPenalty !== 1 || r.sampling.presencePenalty !== 0 || r.sampling.frequencyPenalty !== 0;
   const argmaxOnly = !r.doSample && !penalized && !opts.onScores && !opts.logitsProcessor;
@@ -144,8 +147,9 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
     for (let step = 0; step < r.maxNewTokens && !finished.every(Boolean); step++) {
       let flat: Float32Array | null = null;
       let picked: number | null = null;
-      if (decoder && step > 0) {
-        const out = decoder.step(stepIds[0][0], cache.length);
+      const graphDecoder = step > 0 ? (decoder ?? cpuDecoder) : null;
+      if (graphDecoder) {
+        const out = graphDecoder.step(stepIds[0][0], cache.length);
         if (argmaxOnly) picked = item(out.argmax);
         else flat = toFloat32Array(out.logits);
       } else {
@@ -197,6 +201,7 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
     }
   } finally {
     decoder?.dispose();
+    cpuDecoder?.dispose();
     cache.dispose();
   }
 }

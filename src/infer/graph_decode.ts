@@ -19,6 +19,14 @@ export function graphDecodeBlocker(model: LanguageModel, backend: string, batch:
   if (process.env.KESTREL_CUDA_GRAPHS === '0') return 'KESTREL_CUDA_GRAPHS=0';
   if (backend !== 'cuda') return 'not on the cuda backend';
   if (process.env.KESTREL_CUDA_SYNC === '1') return 'KESTREL_CUDA_SYNC=1';
+  return fixedStepBlocker(model, batch, padded);
+}
+
+/**
+ * Why one decode step of this model cannot be recorded once and replayed (a CUDA or CPU graph), or
+ * null: the step must run the same kernels on every token.
+ */
+export function fixedStepBlocker(model: LanguageModel, batch: number, padded: boolean): string | null {
   if (!(model instanceof CausalLM)) return 'not a Llama-family CausalLM';
   if (batch !== 1 || padded) return 'batch > 1 or padded';
   const c = model.config;

@@ -11,6 +11,7 @@ import {
 } from '../kernels.js';
 import { type NativeAddon, loadNative } from '../addon.js';
 import { type NativeView, Packer } from './native.js';
+import { activeRecording } from './graph.js';
 import { packAdamW, packSumSquares } from './optim.js';
 import { packMatmulList } from './matmul_list.js';
 import { withHalfOperands } from './half_operands.js';
@@ -153,20 +154,35 @@ export function createCpuBackend(): Backend | null {
   });
   // pool threads started and their packing buffers faulted in now, not inside the first matmuls
   addon.warmup();
+  // while a CPU graph records (graph.ts) blocks come from its pool, and zeroing is a recorded fill
+  const alloc = (dtype: DType, numel: number, tag: MemoryTag, zero: boolean): CpuStorage => {
+    const rec = activeRecording();
+    if (!rec) return new CpuStorage(addon, addon.alloc(numel * dtypeBytes(dtype), zero), dtype, numel, tag);
+    const s = rec.alloc(dtype, numel, () => new CpuStorage(addon, addon.alloc(numel * dtypeBytes(dtype), false), dtype, numel, tag)) as CpuStorage;
+    if (zero) packer.view({ handle: s.handle, dtype, offset: 0, shape: [numel], strides: [1] }).num(0).call('fill');
+    return s;
+  };
   return {
     name: 'cpu',
-    alloc(dtype: DType, numel: number, tag: MemoryTag, zero: boolean): Storage {
-      return new CpuStorage(addon, addon.alloc(numel * dtypeBytes(dtype), zero), dtype, numel, tag);
-    },
+    alloc,
     fromArray(dtype: DType, data: TypedArray, tag: MemoryTag): Storage {
       assertArrayType(dtype, data);
-      const s = new CpuStorage(addon, addon.alloc(data.byteLength, false), dtype, data.length, tag);
-      addon.write(s.handle, 0, data);
+      const make = (): CpuStorage => new CpuStorage(addon, addon.alloc(data.byteLength, false), dtype, data.length, tag);
+      const write = (s: Storage): void => addon.write((s as CpuStorage).handle, 0, data);
+      const rec = activeRecording();
+      if (rec) return rec.upload(dtype, data, () => {
+        const s = make();
+        write(s);
+        return s;
+      }, write);
+      const s = make();
+      write(s);
       return s;
     },
     read(storage: Storage, offset: number, count: number): TypedArray {
       if (!(storage instanceof CpuStorage)) throw new Error(`cpu backend cannot read a '${storage.backendName}' storage`);
       if (storage.released) throw new Error('cpu backend: read of a disposed storage');
+      activeRecording()?.fail('the step reads a value back from the backend');
       const out = makeArray(storage.dtype, count);
       addon.read(storage.handle, offset * dtypeBytes(storage.dtype), out);
       return out;
@@ -176,7 +192,7 @@ export function createCpuBackend(): Backend | null {
       if (storage.released) throw new Error('cpu backend: readFile into a disposed storage');
       addon.readFile(storage.handle, byteOffset, fd, position, bytes);
     },
-    kernels: withHalfOperands(makeKernels(packer), (n) => new CpuStorage(addon, addon.alloc(n * 4, false), 'float32', n, 'activation'), bf16Attention(addon)),
+    kernels: withHalfOperands(makeKernels(packer), (n) => alloc('float32', n, 'activation', false), bf16Attention(addon)),
     spectral: makeSpectral(packer),
     paged: makePaged(packer),
     sparseAttention: makeSparseAttention(packer, nativeView),

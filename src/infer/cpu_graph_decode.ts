@@ -1,0 +1,112 @@
+// Batch-1 decoding on the CPU without the per-op TypeScript: after one plain step (which builds
+// the model's lazy decode state: merged projections, rotary tables), three steps are recorded as a
+// CPU graph (src/backend/cpu/graph.ts) and every later step replays it with one call into the
+// addon. The recorded steps run for real, so every step yields its token whether or not the graph
+// is built; when it cannot be (the reason is in `failure`), decoding goes on through the model's
+// forward. The CPU counterpart of graph_decode.ts (CUDA graphs), with the ordinary KVCache: the
+// write position and the number of keys read are the arguments the graph moves per step.
+import { loadNative } from '../backend/addon.js';
+import { isProfiling } from '../profile/profiler.js';
+import { CpuGraph, type PoolEntry, Recording, record, releasePool } from '../backend/cpu/graph.js';
+import { tensor } from '../ops/creation.js';
+import { copy_ } from '../ops/inplace.js';
+import { argmax } from '../ops/reduce.js';
+import { reshape, select } from '../ops/view.js';
+import { noGrad } from '../tensor/grad_mode.js';
+import { keep, tidy } from '../tensor/scope.js';
+import type { Tensor } from '../tensor/tensor.js';
+import type { CausalLM, LanguageModel } from '../models/causal_lm.js';
+import { fixedStepBlocker } from './graph_decode.js';
+import type { KVCache } from '../models/kv_cache.js';
+
+/** Why CPU graphs cannot decode this model here, or null when they can. */
+export function cpuGraphBlocker(model: LanguageModel, backend: string, batch: number, padded: boolean): string | null {
+  if (process.env.KESTREL_CPU_GRAPHS === '0') return 'KESTREL_CPU_GRAPHS=0';
+  if (backend !== 'cpu') return 'not on the cpu backend';
+  if (!loadNative()) return 'the native addon is not built';
+  if (isProfiling()) return 'k.profile is on (it times kernels one call at a time)';
+  return fixedStepBlocker(model, batch, padded);
+}
+
+/** One model's batch-1 decode steps over a KVCache: plain, recorded, then replayed. */
+export class CpuGraphDecoder {
+  /** graphs built in this process (for tests and diagnostics) */
+  static built = 0;
+  /** why the graph was not built (null while recording or once built) */
+  failure: string | null = null;
+  private readonly ids: Tensor;
+  private readonly positions: Tensor;
+  private readonly pool: PoolEntry[] = [];
+  private readonly recordings: Recording[] = [];
+  private graph: CpuGraph | null = null;
+  private first = 0; // the position of the first recorded step
+  private plainSteps = 0;
+  private out: { logits: Tensor; argmax: Tensor } | null = null;
+
+  constructor(private readonly model: CausalLM, private readonly cache: KVCache) {
+    this.ids = keep(tensor([[0]], { dtype: 'int64', backend: 'cpu' }));
+    this.positions = keep(tensor([[0]], { dtype: 'int64', backend: 'cpu' }));
+  }
+
+  /** The step for `token` at `position` (= the cache's length): the next token's logits [V] and their argmax [1], valid until the next step. */
+  step(token: number, position: number): { logits: Tensor; argmax: Tensor } {
+    if (position !== this.cache.length) throw new Error(`CpuGraphDecoder: position ${position} is not the cache's length ${this.cache.length}`);
+    tidy(() => {
+      copy_(this.ids, tensor([[token]], { dtype: 'int64', backend: 'cpu' }));
+      copy_(this.positions, tensor([[position]], { dtype: 'int64', backend: 'cpu' }));
+    });
+    if (this.graph) {
+      if (position + 1 > this.cache.maxLength) throw new Error(`KVCache: ${position} cached + 1 new token exceed the cache length ${this.cache.maxLength}`);
+      this.graph.replay(position - this.first);
+      this.cache.advance(1);
+      return this.out!;
+    }
+    this.releaseOut();
+    if (this.failure || this.plainSteps++ === 0) return (this.out = this.forward());
+    const rec = new Recording(this.pool, this.recordings.length === 0);
+    if (!this.recordings.length) this.first = position;
+    this.recordings.push(rec);
+    this.out = record(rec, () => this.forward());
+    if (rec.failure) this.giveUp(rec.failure);
+    else if (this.recordings.length === 3) {
+      const g = CpuGraph.build(loadNative()!, this.pool, this.recordings as [Recording, Recording, Recording]);
+      if (typeof g === 'string') this.giveUp(g);
+      else (this.graph = g), CpuGraphDecoder.built++;
+    }
+    return this.out;
+  }
+
+  /** The graph's number of position-dependent arguments (null: no graph). */
+  get patches(): number | null {
+    return this.graph?.patches ?? null;
+  }
+
+  private forward(): { logits: Tensor; argmax: Tensor } {
+    const [logits, next] = noGrad(() => tidy(() => {
+      const out = this.model.forward({ inputIds: this.ids, positionIds: this.positions, cache: this.cache, lastLogitsOnly: true });
+      const last = reshape(select(out.logits!, 1, 0), [-1]); // [V]
+      return [last, argmax(last, -1)];
+    }));
+    return { logits: keep(logits), argmax: keep(next) };
+  }
+
+  private giveUp(why: string): void {
+    this.failure = why;
+    releasePool(this.pool);
+  }
+
+  private releaseOut(): void {
+    this.out?.logits.dispose();
+    this.out?.argmax.dispose();
+    this.out = null;
+  }
+
+  dispose(): void {
+    this.releaseOut();
+    this.graph?.dispose();
+    this.graph = null;
+    releasePool(this.pool);
+    this.ids.dispose();
+    this.positions.dispose();
+  }
+}
