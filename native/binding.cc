@@ -13,6 +13,7 @@
 #include "cuda/runtime.h"
 #include "dist_mpi.h"
 #include "dist_shm.h"
+#include "exit_watch.h"
 #include "file_read.h"
 #include "gemm_half.h"
 #include "kernel_api.h"
@@ -79,6 +80,10 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("distWaitIdle", &Addon::DistWaitIdle),
         InstanceMethod("distUnlink", &Addon::DistUnlink),
         InstanceMethod("distPieceElements", &Addon::DistPieceElements),
+        InstanceMethod("exitWatchStart", &Addon::ExitWatchStart),
+        InstanceMethod("exitWatchAdd", &Addon::ExitWatchAdd),
+        InstanceMethod("exitWatchExits", &Addon::ExitWatchExits),
+        InstanceMethod("exitWatchStop", &Addon::ExitWatchStop),
         InstanceMethod("mpiLoad", &Addon::MpiLoad),
         InstanceMethod("mpiInit", &Addon::MpiInit),
         InstanceMethod("mpiGroupInfo", &Addon::MpiGroupInfo),

@@ -86,6 +86,11 @@ export interface NativeAddon {
   kernels: string[];
   /** replays recorded calls ([id, n, args...]...), adding patchDelta[i] * steps to argument patchAt[i] first (src/backend/cpu/graph.ts) */
   runProgram(calls: Float64Array, patchAt: Int32Array, patchDelta: Float64Array, steps: number): void;
+  // the order in which processes exit (native/exit_watch.h): ns is CLOCK_MONOTONIC, as process.hrtime.bigint()
+  exitWatchStart(): number;
+  exitWatchAdd(watch: number, pid: number): void;
+  exitWatchExits(watch: number): { pids: number[]; ns: number }[];
+  exitWatchStop(watch: number): void;
 
   // CUDA (native/binding_cuda.inc)
   cudaLoad(driver: string[], nvrtc: string[], cublasLt: string[]): { driver: CudaLibraryStatus; nvrtc: CudaLibraryStatus; cublasLt: CudaLibraryStatus };

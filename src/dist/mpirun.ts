@@ -4,12 +4,12 @@
 // printed as "[rank r] ..." and a failure is reported with its rank and last error line, as the
 // local launcher (launch.ts) does. Ctrl-C reaches mpirun, which stops every rank.
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import type { Host } from './hostfile.js';
 import { type LaunchResult, type RankFailure, Tails, eachLine, exitCodeOf, lastError } from './launch.js';
 import { type MpiImplementation, mpirunFor } from './mpi_library.js';
 import { EXIT_LINE, PID_LINE } from './mpi_transport.js';
+import { loadNative } from '../backend/addon.js';
 
 export interface MpirunOpts {
   implementation: MpiImplementation;
@@ -22,13 +22,30 @@ export interface MpirunOpts {
   env?: Record<string, string>;
 }
 
-/** Whether a process runs: a zombie (dead, not yet reaped by mpirun's proxy) counts as gone. */
-function alive(pid: number): boolean {
+/**
+ * The order in which this machine's ranks exit (native/exit_watch.h: a thread woken by each rank's
+ * pidfd), or null where it cannot be watched (no addon, Linux < 5.3). MPICH's mpiexec kills every
+ * other rank within milliseconds of the first death and then names the lowest rank that ended
+ * badly, so this record is what names the rank that died first.
+ */
+function watchExits(): { add(pid: number): void; first(): { pid: number; ns: number } | null; stop(): void } | null {
+  const addon = loadNative();
+  let id: number;
   try {
-    return readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0] !== 'Z';
+    if (!addon) return null;
+    id = addon.exitWatchStart();
   } catch {
-    return false;
+    return null;
   }
+  return {
+    add: (pid) => addon.exitWatchAdd(id, pid),
+    // the first wake-up's exit, when it was one rank alone (two at once: which came first is unknown)
+    first: () => {
+      const e = addon.exitWatchExits(id)[0];
+      return e?.pids.length === 1 ? { pid: e.pids[0], ns: e.ns } : null;
+    },
+    stop: () => addon.exitWatchStop(id),
+  };
 }
 
 const isRoot = (): boolean => typeof process.getuid === 'function' && process.getuid() === 0;
@@ -109,16 +126,11 @@ export async function launchMpi(o: MpirunOpts & {
   const tails = new Tails();
   const own: string[] = []; // mpirun's own lines (its verdict on the job)
   const pids = new Map<string, number>(); // "pid@host" -> rank, from the ranks' PID_LINE
-  // the first rank that failed: it says so before it exits (EXIT_LINE), or, killed, its process on
-  // this machine is gone (the launcher polls the pids); mpirun's own report may name a rank it
-  // stopped while cleaning up (MPICH does), so it only decides when these say nothing
-  const culprit: { first: { rank: number; code: number | null; signal: string | null } | null } = { first: null };
-  const watch = setInterval(() => {
-    if (culprit.first) return;
-    const gone = [...pids].filter(([key]) => key.endsWith(`@${hostname()}`) && !alive(Number(key.split('@')[0])));
-    // two gone within one poll: mpirun may already be stopping the others; which died first is unknown
-    if (gone.length === 1) culprit.first = { rank: gone[0][1], code: null, signal: null };
-  }, 2); // MPICH's mpiexec stops the other ranks within milliseconds of the first death: a coarser poll (10 ms) lost that race on a loaded 2-core machine
+  // the first rank that failed: the first to say so before it exits (EXIT_LINE), or the first of
+  // this machine's ranks to exit (a killed one says nothing), whichever came first; mpirun's own
+  // report may name a rank it stopped while cleaning up (MPICH does), so it only decides when these say nothing
+  const said: { first: { rank: number; code: number; ns: number } | null } = { first: null };
+  const exits = watchExits();
   const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...o.env, KESTREL_MPI_LAUNCHER: '1' } });
   let interrupted: LaunchResult['interrupted'] = null;
   const onSignal = (signal: 'SIGINT' | 'SIGTERM'): void => {
@@ -140,9 +152,13 @@ export async function launchMpi(o: MpirunOpts & {
       return;
     }
     const pid = PID_LINE.exec(t.text);
-    if (pid) return void pids.set(`${pid[2]}@${pid[3]}`, Number(pid[1]));
+    if (pid) {
+      pids.set(`${pid[2]}@${pid[3]}`, Number(pid[1]));
+      if (pid[3] === hostname()) exits?.add(Number(pid[2]));
+      return;
+    }
     const exit = EXIT_LINE.exec(t.text);
-    if (exit) return void (culprit.first ??= { rank: t.rank, code: Number(exit[1]), signal: null });
+    if (exit) return void (said.first ??= { rank: t.rank, code: Number(exit[1]), ns: Number(process.hrtime.bigint()) });
     onStderr(t.rank, t.text);
     tails.add(t.rank, t.text);
   };
@@ -152,7 +168,8 @@ export async function launchMpi(o: MpirunOpts & {
     child.once('error', (e) => resolve([null, null, e]));
     child.once('close', (c, s) => resolve([c, s, null]));
   });
-  clearInterval(watch);
+  const exited = exits?.first() ?? null;
+  exits?.stop();
   flushOut();
   flushErr();
   process.removeListener('SIGINT', onSignal);
@@ -161,7 +178,10 @@ export async function launchMpi(o: MpirunOpts & {
   if (code === 0 && !signal) return { exitCode: 0, failure: null, interrupted };
   if (interrupted) return { exitCode: exitCodeOf(null, interrupted), failure: null, interrupted };
   const byMpirun = blamedRank(own, pids);
-  const seen = culprit.first;
+  const exitedRank = exited ? pids.get(`${exited.pid}@${hostname()}`) : undefined;
+  const seen = exitedRank !== undefined && (!said.first || exited!.ns < said.first.ns)
+    ? { rank: exitedRank, code: said.first?.rank === exitedRank ? said.first.code : null, signal: null }
+    : said.first && { rank: said.first.rank, code: said.first.code, signal: null };
   // Open MPI names the rank a signal killed exactly; else the rank seen failing first, else mpirun's word
   const exact = byMpirun?.signal && own.some((l) => /process rank \d+ with PID \d+ on node \S+ exited on signal/.test(l));
   const blamed = exact || !seen ? byMpirun : byMpirun?.rank === seen.rank ? byMpirun : seen;
