@@ -111,6 +111,7 @@ KESTREL_AVX2 void dots(int64_t K, float alpha, const float* A, const float* B, i
 }
 
 constexpr int kSmallMGroup = 2;  // 4 x 2 accumulators, two B vectors and one A vector of the 16 ymm
+constexpr int kSmallMWide = 0;   // 8 rows' accumulators would not fit in 16 ymm
 #define KESTREL_SMALL_M_TARGET KESTREL_AVX2
 #include "gemm_small_m_nt.inc"
 #undef KESTREL_SMALL_M_TARGET

@@ -206,6 +206,7 @@ KESTREL_AVX512 void dots(int64_t K, float alpha, const float* A, const float* B,
 }
 
 constexpr int kSmallMGroup = 4;  // 4 x 4 accumulators, four B vectors and one A vector of the 32 zmm
+constexpr int kSmallMWide = 2;   // 5-8 rows: 8 x 2 accumulators, two B vectors and one A vector
 #define KESTREL_SMALL_M_TARGET KESTREL_AVX512
 #include "gemm_small_m_nt.inc"
 #undef KESTREL_SMALL_M_TARGET

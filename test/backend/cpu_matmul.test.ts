@@ -192,12 +192,12 @@ function gridCases(): void {
   freeAll();
 }
 
-/** Sizes that cross the cache blocks (kc 384, nc 1024, mc 2048) and the small-M path's edges. */
+/** Sizes that cross the cache blocks (kc 384, nc 1024, mc 2048) and the small-M paths' edges (4 rows a pass; 5-8 in one). */
 function edgeCases(): void {
   for (const [M, N, K] of [[70, 1100, 1000], [2100, 20, 20], [130, 65, 400], [15, 33, 385]])
     for (const tb of [false, true]) run(simple(M, N, K, false, tb));
   run(simple(29, 1030, 390, true, false));
-  for (const M of [2, 3, 4, 5]) for (const N of [15, 16, 17, 100, 1100]) for (const K of [1, 17, 600])
+  for (const M of [2, 3, 4, 5, 6, 7, 8]) for (const N of [15, 16, 17, 100, 1100]) for (const K of [1, 17, 600])
     for (const tb of [false, true]) run(simple(M, N, K, false, tb));
   run(simple(1, 1536, 576, true, true));
   // a batched decode step against a GQA k/v weight: 192 columns split in 16-column units over the threads
