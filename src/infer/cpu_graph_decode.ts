@@ -76,11 +76,6 @@ export class CpuGraphDecoder {
     return this.out;
   }
 
-  /** The graph's number of position-dependent arguments (null: no graph). */
-  get patches(): number | null {
-    return this.graph?.patches ?? null;
-  }
-
   private forward(): { logits: Tensor; argmax: Tensor } {
     const [logits, next] = noGrad(() => tidy(() => {
       const out = this.model.forward({ inputIds: this.ids, positionIds: this.positions, cache: this.cache, lastLogitsOnly: true });
