@@ -24,7 +24,6 @@ export function cpuGraphBlocker(model: LanguageModel, backend: string, batch: nu
   if (process.env.KESTREL_CPU_GRAPHS === '0') return 'KESTREL_CPU_GRAPHS=0';
   if (backend !== 'cpu') return 'not on the cpu backend';
   if (!loadNative()) return 'the native addon is not built';
-  if (isProfiling()) return 'k.profile is on (it times kernels one call at a time)';
   return fixedStepBlocker(model, batch, padded);
 }
 
@@ -41,7 +40,8 @@ export class CpuGraphDecoder {
   private graph: CpuGraph | null = null;
   private first = 0; // the position of the first recorded step
   private plainSteps = 0;
-  private out: { logits: Tensor; argmax: Tensor } | null = null;
+  private plainOut: { logits: Tensor; argmax: Tensor } | null = null; // a step's own outputs, freed at the next
+  private graphOut: { logits: Tensor; argmax: Tensor } | null = null; // the graph's, rewritten by each replay
 
   constructor(private readonly model: CausalLM, private readonly cache: KVCache) {
     this.ids = keep(tensor([[0]], { dtype: 'int64', backend: 'cpu' }));
@@ -55,25 +55,32 @@ export class CpuGraphDecoder {
       copy_(this.ids, tensor([[token]], { dtype: 'int64', backend: 'cpu' }));
       copy_(this.positions, tensor([[position]], { dtype: 'int64', backend: 'cpu' }));
     });
-    if (this.graph) {
+    this.releasePlain();
+    // k.profile times kernels one call at a time: while it runs, steps go op by op (a graph stays valid)
+    const profiling = isProfiling();
+    if (this.graph && !profiling) {
       if (position + 1 > this.cache.maxLength) throw new Error(`KVCache: ${position} cached + 1 new token exceed the cache length ${this.cache.maxLength}`);
       this.graph.replay(position - this.first);
       this.cache.advance(1);
-      return this.out!;
+      return this.graphOut!;
     }
-    this.releaseOut();
-    if (this.failure || this.plainSteps++ === 0) return (this.out = this.forward());
+    // recordings must be of consecutive steps: a step op by op in between ends them
+    if (profiling && !this.graph && this.recordings.length && !this.failure) this.giveUp('k.profile started while the steps were recorded');
+    if (this.graph || this.failure || profiling || this.plainSteps++ === 0) return (this.plainOut = this.forward());
     const rec = new Recording(this.pool, this.recordings.length === 0);
     if (!this.recordings.length) this.first = position;
     this.recordings.push(rec);
-    this.out = record(rec, () => this.forward());
+    const out = record(rec, () => this.forward());
     if (rec.failure) this.giveUp(rec.failure);
     else if (this.recordings.length === 3) {
       const g = CpuGraph.build(loadNative()!, this.pool, this.recordings as [Recording, Recording, Recording]);
       if (typeof g === 'string') this.giveUp(g);
-      else (this.graph = g), CpuGraphDecoder.built++;
+      else {
+        (this.graph = g), CpuGraphDecoder.built++;
+        return (this.graphOut = out); // the blocks every replay writes
+      }
     }
-    return this.out;
+    return (this.plainOut = out);
   }
 
   private forward(): { logits: Tensor; argmax: Tensor } {
@@ -90,14 +97,17 @@ export class CpuGraphDecoder {
     releasePool(this.pool);
   }
 
-  private releaseOut(): void {
-    this.out?.logits.dispose();
-    this.out?.argmax.dispose();
-    this.out = null;
+  private releasePlain(): void {
+    this.plainOut?.logits.dispose();
+    this.plainOut?.argmax.dispose();
+    this.plainOut = null;
   }
 
   dispose(): void {
-    this.releaseOut();
+    this.releasePlain();
+    this.graphOut?.logits.dispose();
+    this.graphOut?.argmax.dispose();
+    this.graphOut = null;
     this.graph?.dispose();
     this.graph = null;
     releasePool(this.pool);

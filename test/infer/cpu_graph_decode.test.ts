@@ -78,9 +78,16 @@ describe('CPU graph decoding', { skip }, () => {
     assert.match(cpuGraphBlocker(model, 'cpu', 1, true) ?? '', /padded/);
     assert.match(cpuGraphBlocker(model, 'cuda', 1, false) ?? '', /not on the cpu backend/);
     withEnv('KESTREL_CPU_GRAPHS', '0', () => assert.match(cpuGraphBlocker(model, 'cpu', 1, false) ?? '', /KESTREL_CPU_GRAPHS=0/));
-    k.profile.start(); // the profiler times kernels one by one: a replay would hide them
-    assert.match(cpuGraphBlocker(model, 'cpu', 1, false) ?? '', /k.profile is on/);
-    k.profile.stop();
+    // the profiler times kernels one by one: under it every step runs op by op, and all are counted
+    const eager = await decode(model, { temperature: 0, maxNewTokens: 8 }, false);
+    k.profile.start();
+    const before = CpuGraphDecoder.built;
+    const profiled = await decode(model, { temperature: 0, maxNewTokens: 8 }, true);
+    const prof = k.profile.stop();
+    assert.equal(CpuGraphDecoder.built, before, 'no graph while profiling');
+    assertSame(profiled, eager, 'profiled');
+    const attention = prof.kernels.filter((r) => r.name.startsWith('attention')).reduce((n, r) => n + r.calls, 0);
+    assert.equal(attention, 8 * model.config.numLayers, 'every step\'s attention calls were timed (prefill and 7 decode steps)');
     // a left-padded batch of two still equals its rows decoded alone (the plain path)
     const built = CpuGraphDecoder.built;
     const ids = k.tensor([[3, 17, 42], [0, 5, 9]], { dtype: 'int64' });
