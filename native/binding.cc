@@ -181,13 +181,18 @@ class Addon : public Napi::Addon<Addon> {
       throw Napi::RangeError::New(info.Env(), "kestrel native call: unknown kernel id");
     if (!(count >= 0) || size_t(count) > kArgSlots)
       throw Napi::RangeError::New(info.Env(), "kestrel native call: bad argument count");
-    const KernelEntry& k = kernels_[size_t(id)];
-    guard(info.Env(), k.name, [&] {
-      Args a(args_, size_t(count));
+    run_kernel(info.Env(), size_t(id), size_t(count));
+    return info.Env().Undefined();
+  }
+
+  // Runs kernel `id` over the first n packed arguments, its errors as JS errors naming it.
+  void run_kernel(Napi::Env env, size_t id, size_t n) {
+    const KernelEntry& k = kernels_[id];
+    guard(env, k.name, [&] {
+      Args a(args_, n);
       k.fn(a);
       return 0;
     });
-    return info.Env().Undefined();
   }
 
   // runProgram(calls, patchAt, patchDelta, steps): replays recorded kernel calls (src/backend/cpu/graph.ts).
@@ -217,12 +222,7 @@ class Addon : public Napi::Addon<Addon> {
         if (at[p] < int32_t(base)) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: patches must ascend and point at arguments");
         args_[size_t(at[p]) - base] += delta[p] * steps;
       }
-      const KernelEntry& k = kernels_[size_t(id)];
-      guard(info.Env(), k.name, [&] {
-        Args a(args_, size_t(n));
-        k.fn(a);
-        return 0;
-      });
+      run_kernel(info.Env(), size_t(id), size_t(n));
       i = end;
     }
     if (p != np) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: a patch points past the program");

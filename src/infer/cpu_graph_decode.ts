@@ -10,13 +10,10 @@ import { isProfiling } from '../profile/profiler.js';
 import { CpuGraph, type PoolEntry, Recording, record, releasePool } from '../backend/cpu/graph.js';
 import { tensor } from '../ops/creation.js';
 import { copy_ } from '../ops/inplace.js';
-import { argmax } from '../ops/reduce.js';
-import { reshape, select } from '../ops/view.js';
-import { noGrad } from '../tensor/grad_mode.js';
 import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { CausalLM, LanguageModel } from '../models/causal_lm.js';
-import { fixedStepBlocker } from './graph_decode.js';
+import { fixedStepBlocker, nextTokenLogits } from './graph_decode.js';
 import type { KVCache } from '../models/kv_cache.js';
 
 /** Why CPU graphs cannot decode this model here, or null when they can. */
@@ -39,7 +36,7 @@ export class CpuGraphDecoder {
   private readonly recordings: Recording[] = [];
   private graph: CpuGraph | null = null;
   private first = 0; // the position of the first recorded step
-  private plainSteps = 0;
+  private warm = false; // the first step has run op by op (it builds the lazy decode state)
   private plainOut: { logits: Tensor; argmax: Tensor } | null = null; // a step's own outputs, freed at the next
   private graphOut: { logits: Tensor; argmax: Tensor } | null = null; // the graph's, rewritten by each replay
 
@@ -66,7 +63,10 @@ export class CpuGraphDecoder {
     }
     // recordings must be of consecutive steps: a step op by op in between ends them
     if (profiling && !this.graph && this.recordings.length && !this.failure) this.giveUp('k.profile started while the steps were recorded');
-    if (this.graph || this.failure || profiling || this.plainSteps++ === 0) return (this.plainOut = this.forward());
+    if (this.graph || this.failure || profiling || !this.warm) {
+      this.warm = true;
+      return (this.plainOut = this.forward());
+    }
     const rec = new Recording(this.pool, this.recordings.length === 0);
     if (!this.recordings.length) this.first = position;
     this.recordings.push(rec);
@@ -84,11 +84,7 @@ export class CpuGraphDecoder {
   }
 
   private forward(): { logits: Tensor; argmax: Tensor } {
-    const [logits, next] = noGrad(() => tidy(() => {
-      const out = this.model.forward({ inputIds: this.ids, positionIds: this.positions, cache: this.cache, lastLogitsOnly: true });
-      const last = reshape(select(out.logits!, 1, 0), [-1]); // [V]
-      return [last, argmax(last, -1)];
-    }));
+    const [logits, next] = nextTokenLogits(this.model, this.ids, this.positions, this.cache);
     return { logits: keep(logits), argmax: keep(next) };
   }
 

@@ -13,6 +13,7 @@ import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { CausalLM, type LanguageModel } from '../models/causal_lm.js';
 import { StaticKVCache } from '../models/static_kv_cache.js';
+import type { KVCache } from '../models/kv_cache.js';
 
 /** Why the graph path cannot decode this model here, or null when it can. */
 export function graphDecodeBlocker(model: LanguageModel, backend: string, batch: number, padded: boolean): string | null {
@@ -33,6 +34,18 @@ export function fixedStepBlocker(model: LanguageModel, batch: number, padded: bo
   if (c.moe) return 'mixture of experts (data-dependent routing)';
   if (c.ropeScaling && (c.ropeScaling.type === 'dynamic' || c.ropeScaling.type === 'longrope')) return `${c.ropeScaling.type} rope scaling depends on the length`;
   return null;
+}
+
+/**
+ * One batch-1 decode step through the model's forward: the next token's logits [V] and their argmax
+ * [1] (what a graph records and a replay rewrites).
+ */
+export function nextTokenLogits(model: CausalLM, ids: Tensor, positions: Tensor, cache: KVCache): [Tensor, Tensor] {
+  return noGrad(() => tidy(() => {
+    const out = model.forward({ inputIds: ids, positionIds: positions, cache, lastLogitsOnly: true });
+    const logits = reshape(select(out.logits!, 1, 0), [-1]); // [V]
+    return [logits, argmax(logits, -1)];
+  }));
 }
 
 /** One model's recorded decode step over a StaticKVCache. */
@@ -60,11 +73,7 @@ export class GraphDecoder {
 
   private capture(position: number): void {
     this.cache.devicePositions = true;
-    const { graph, result } = captureGraph(() => noGrad(() => tidy(() => {
-      const out = this.model.forward({ inputIds: this.ids, positionIds: reshape(this.cache.position, [1, 1]), cache: this.cache, lastLogitsOnly: true });
-      const logits = reshape(select(out.logits!, 1, 0), [-1]); // [V]
-      return [logits, argmax(logits, -1)];
-    })));
+    const { graph, result } = captureGraph(() => tidy(() => nextTokenLogits(this.model, this.ids, reshape(this.cache.position, [1, 1]), this.cache)));
     this.cache.length = position; // the capture ran the host side of one step (advance), not its kernels
     GraphDecoder.captures++;
     [this.logits, this.next] = result.map((t) => keep(t));

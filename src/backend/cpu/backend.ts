@@ -168,15 +168,9 @@ export function createCpuBackend(): Backend | null {
     fromArray(dtype: DType, data: TypedArray, tag: MemoryTag): Storage {
       assertArrayType(dtype, data);
       const make = (): CpuStorage => new CpuStorage(addon, addon.alloc(data.byteLength, false), dtype, data.length, tag);
-      const write = (s: Storage): void => addon.write((s as CpuStorage).handle, 0, data);
       const rec = activeRecording();
-      if (rec) return rec.upload(dtype, data, () => {
-        const s = make();
-        write(s);
-        return s;
-      }, write);
-      const s = make();
-      write(s);
+      const s = (rec ? rec.upload(dtype, data, make) : make()) as CpuStorage;
+      addon.write(s.handle, 0, data);
       return s;
     },
     read(storage: Storage, offset: number, count: number): TypedArray {

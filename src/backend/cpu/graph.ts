@@ -58,13 +58,10 @@ export class Recording {
     return this.reuse(dtype, numel, null) ?? make();
   }
 
-  /** A block holding `data`: as alloc, and the data must be what the first recording uploaded. */
-  upload(dtype: DType, data: TypedArray, make: () => Storage, write: (s: Storage) => void): Storage {
+  /** A block for `data` (the caller writes it): as alloc, and the data must be what the first recording uploaded. */
+  upload(dtype: DType, data: TypedArray, make: () => Storage): Storage {
     if (this.first) return this.keep(make(), data.slice());
-    const s = this.reuse(dtype, data.length, data);
-    if (!s) return make();
-    write(s);
-    return s;
+    return this.reuse(dtype, data.length, data) ?? make();
   }
 
   private keep(s: Storage, data: TypedArray | null): Storage {
