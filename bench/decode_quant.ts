@@ -1,6 +1,7 @@
 // Decode-time quantized matmul and batch-1 decode (issue 10, part 3): the decode GEMV
 // (native/quant_gemv.cc) on bf16 / int8 / q4 weights against the memory-bandwidth bound measured
-// in the same run (a streaming read of a float32 buffer of the same bytes), and greedy batch-1
+// in the same run (a streaming read of a float32 buffer of the same bytes, sampled after every
+// timed run so that both see the same machine load), and greedy batch-1
 // decode tok/s of random models with the smol135m and qwen05b shapes at float32 (Kestrel's plain
 // decode) and at each quantized format (every Linear and the head quantized), each against its
 // own bound: bandwidth / bytes of weight read per token.
@@ -9,13 +10,13 @@
 // `--profile int8,q4` adds where a decode step's time goes (k.profile per kernel, the head alone, the
 // rest outside kernels). int8/q4 GEMVs take int8 activations where the CPU has the integer path
 // (quant_gemv_int8.cc): KESTREL_QUANT_GEMV=float before the command times float activations instead.
-// Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 32] [--reps 3] [--profile int8,q4] [--profile-steps 16]
+// Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 32] [--reps 5] [--profile int8,q4] [--profile-steps 16]
 //   [--no-kernels] [--no-models] (the profile alone; KESTREL_DECODE_FUSION=off profiles the decode step without the fused ops)
 //   [--fusion-ab] (each model's decode also with the separate ops, alternating run by run: the fused ops' speed-up)
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
-import { buildDecoder, bytesPerToken, linearBytes, readBandwidth } from './lib/decoder_bench.js';
+import { BandwidthProbe, buildDecoder, bytesPerToken, linearBytes } from './lib/decoder_bench.js';
 import { loadNative } from '../src/backend/addon.js';
 import { median, writeResult } from './lib/report.js';
 
@@ -39,6 +40,7 @@ const LLAMA_CPP_PEER: ((config: string, type: 'f16' | 'q8_0' | 'q4_0') => Promis
  * The GEMV alone, M = 1, on two weights of about 64 MB each with a model's inner dims: [N, dim]
  * (the q/k/v/gate/up projections stacked over layers) and [N, ffn] (down projections). One call
  * streams the whole weight, so the op layer's per-call cost does not count against the kernel.
+ * Each rep also takes a stream sample of the same bytes: the bound is their median.
  */
 function kernelRun(name: string, format: (typeof FORMATS)[number], reps: number) {
   const s = SHAPES[name];
@@ -52,19 +54,24 @@ function kernelRun(name: string, format: (typeof FORMATS)[number], reps: number)
   // switch is read per call), so both see the same machine load
   const paths = format !== 'bf16' && GEMV_PATH !== 'float' ? [GEMV_PATH, 'float'] : [GEMV_PATH];
   const times: Record<string, number[]> = Object.fromEntries(paths.map((p) => [p, []]));
+  const probe = new BandwidthProbe(bytes);
+  const streams: number[] = [];
   const chosen = process.env.KESTREL_QUANT_GEMV;
-  for (let r = 0; r < reps + 1; r++)
+  for (let r = 0; r < reps + 1; r++) {
     for (const p of paths) {
       process.env.KESTREL_QUANT_GEMV = p;
       const t0 = performance.now();
       layers.forEach((q, i) => q.forward(xs[i]).dispose());
       if (r) times[p].push(performance.now() - t0);
     }
+    if (r) streams.push(probe.sample());
+  }
+  probe.dispose();
   if (chosen === undefined) delete process.env.KESTREL_QUANT_GEMV;
   else process.env.KESTREL_QUANT_GEMV = chosen;
   const gbs = bytes / (median(times[GEMV_PATH]) / 1e3) / 1e9;
   const floatGBs = paths.length > 1 ? bytes / (median(times.float) / 1e3) / 1e9 : null;
-  const bound = readBandwidth(bytes);
+  const bound = median(streams);
   for (const t of [...layers, ...xs]) t.dispose();
   return { config: name, format, path: GEMV_PATH, weightMB: bytes / 1e6, gemvGBs: gbs, floatActivationsGBs: floatGBs, streamGBs: bound, fractionOfBound: gbs / bound };
 }
@@ -139,32 +146,38 @@ async function decodeOnce(model: k.CausalLM, decode: number, r: number): Promise
   return decode / ((t1 - tFirst) / 1e3);
 }
 
-/** Median decode tok/s (batch 1, greedy, after a PROMPT-token prefill) over reps runs after a warm-up. */
-async function decodeRate(model: k.CausalLM, decode: number, reps: number): Promise<number> {
-  const rates: number[] = [];
+/**
+ * Median decode tok/s (batch 1, greedy, after a PROMPT-token prefill) over reps runs after a
+ * warm-up, and the median of the stream samples taken after each run (the bound under the same load).
+ */
+async function decodeRate(model: k.CausalLM, decode: number, reps: number, probe: BandwidthProbe): Promise<{ rate: number; bw: number }> {
+  const rates: number[] = [], bws: number[] = [];
   for (let r = 0; r < reps + 1; r++) {
     const rate = await decodeOnce(model, decode, r);
-    if (r) rates.push(rate);
+    if (r) rates.push(rate), bws.push(probe.sample());
   }
-  return median(rates);
+  return { rate: median(rates), bw: median(bws) };
 }
 
 /**
  * Median decode tok/s with the fused decode ops and with the separate ops (KESTREL_DECODE_FUSION=off),
- * alternating run by run on the same model so that both see the same machine load.
+ * alternating run by run on the same model so that both see the same machine load; stream samples between.
  */
-async function fusionRates(model: k.CausalLM, decode: number, reps: number): Promise<{ fused: number; separate: number }> {
+async function fusionRates(model: k.CausalLM, decode: number, reps: number, probe: BandwidthProbe): Promise<{ fused: number; separate: number; bw: number }> {
   const runs = { fused: [] as number[], separate: [] as number[] };
+  const bws: number[] = [];
   const chosen = process.env.KESTREL_DECODE_FUSION;
-  for (let r = 0; r < reps + 1; r++)
+  for (let r = 0; r < reps + 1; r++) {
     for (const mode of ['separate', 'fused'] as const) {
       process.env.KESTREL_DECODE_FUSION = mode === 'fused' ? 'on' : 'off';
       const rate = await decodeOnce(model, decode, r);
       if (r) runs[mode].push(rate);
     }
+    if (r) bws.push(probe.sample());
+  }
   if (chosen === undefined) delete process.env.KESTREL_DECODE_FUSION;
   else process.env.KESTREL_DECODE_FUSION = chosen;
-  return { fused: median(runs.fused), separate: median(runs.separate) };
+  return { fused: median(runs.fused), separate: median(runs.separate), bw: median(bws) };
 }
 
 async function modelRun(name: string, decode: number, reps: number, fusionAb: boolean) {
@@ -173,10 +186,11 @@ async function modelRun(name: string, decode: number, reps: number, fusionAb: bo
     const model = build(name);
     if (format !== 'float32') k.quantizeForInference(model, format);
     const bytes = bytesPerToken(model);
-    const ab = fusionAb ? await fusionRates(model, decode, reps) : null;
-    const rate = ab ? ab.fused : await decodeRate(model, decode, reps);
+    const probe = new BandwidthProbe(Math.min(bytes, 512e6));
+    const ab = fusionAb ? await fusionRates(model, decode, reps, probe) : null;
+    const { rate, bw } = ab ? { rate: ab.fused, bw: ab.bw } : await decodeRate(model, decode, reps, probe);
     if (ab) console.log(`${name} ${format.padEnd(7)} fused decode ops ${ab.fused.toFixed(1)} tok/s vs separate ops ${ab.separate.toFixed(1)} tok/s = ${(ab.fused / ab.separate).toFixed(2)}x`);
-    const bw = readBandwidth(Math.min(bytes, 512e6));
+    probe.dispose();
     model.dispose();
     const bound = (bw * 1e9) / bytes;
     rows.push({ config: name, format, weightMBPerToken: bytes / 1e6, decodeTokPerSec: rate, ...(ab ? { separateOpsTokPerSec: ab.separate, fusionSpeedup: ab.fused / ab.separate } : {}), streamGBs: bw, boundTokPerSec: bound, fractionOfBound: rate / bound });
@@ -189,7 +203,7 @@ async function modelRun(name: string, decode: number, reps: number, fusionAb: bo
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
-    configs: { type: 'string', default: 'smol135m,qwen05b' }, decode: { type: 'string', default: '32' }, reps: { type: 'string', default: '3' },
+    configs: { type: 'string', default: 'smol135m,qwen05b' }, decode: { type: 'string', default: '32' }, reps: { type: 'string', default: '5' },
     'no-models': { type: 'boolean', default: false }, 'no-kernels': { type: 'boolean', default: false }, 'fusion-ab': { type: 'boolean', default: false }, profile: { type: 'string', default: 'int8,q4' }, 'profile-steps': { type: 'string', default: '16' },
   } });
   const names = values.configs!.split(',');

@@ -166,6 +166,11 @@ struct Ymm : simd::Avx2 {
     __m128 two = _mm_castsi128_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));
     return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(two), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
   }
+  // the first n (< 2) of them, zeros after: a masked load (a copy to a zeroed array would stall on store forwarding)
+  static F q4_scales_tail(const float* s, int64_t n) {
+    const __m128 one = _mm_maskload_ps(s, _mm_setr_epi32(n > 0 ? -1 : 0, 0, 0, 0));
+    return _mm256_permutevar8x32_ps(_mm256_castps128_ps256(one), _mm256_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1));
+  }
 };
 struct V : Ymm {
   static I dot(I acc, I u, I s) { return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))); }
@@ -237,6 +242,10 @@ struct V : simd::Avx512 {
   // 4 q4 block scales (64 bytes = 4 blocks of 16), each over its 4 int32 lanes
   static F q4_scales(const float* s) {
     return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0), _mm512_castps128_ps512(_mm_loadu_ps(s)));
+  }
+  // the first n (< 4) of them, zeros after
+  static F q4_scales_tail(const float* s, int64_t n) {
+    return _mm512_permutexvar_ps(_mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0), _mm512_maskz_loadu_ps(__mmask16((1u << n) - 1), s));
   }
 };
 #include "quant_gemv_int8_body.inc"

@@ -25,17 +25,33 @@ export function buildDecoder(name: string, s: DecoderShape): k.CausalLM {
   return new k.CausalLM(config, {}).eval();
 }
 
-/** GB/s of a streaming read of `bytes` bytes (row sums of a float32 buffer; every thread its own rows), median of 5. */
-export function readBandwidth(bytes: number): number {
-  const x = k.ones([Math.ceil(bytes / 4 / 4096), 4096]);
-  const times: number[] = [];
-  for (let i = 0; i < 6; i++) {
-    const t0 = performance.now();
-    k.sum(x, -1).dispose();
-    if (i) times.push(performance.now() - t0);
+/**
+ * A streaming read of `bytes` bytes (row sums of a float32 buffer; every thread its own rows):
+ * `sample()` times one pass in GB/s. A benchmark takes a sample next to each timed run of its own,
+ * so that the bound and the run see the same machine load (shared machines swing by 2x).
+ */
+export class BandwidthProbe {
+  private readonly x: k.Tensor;
+  constructor(bytes: number) {
+    this.x = k.ones([Math.ceil(bytes / 4 / 4096), 4096]);
+    k.sum(this.x, -1).dispose(); // first touch
   }
-  x.dispose();
-  return (x.numel * 4) / (median(times) / 1e3) / 1e9;
+  sample(): number {
+    const t0 = performance.now();
+    k.sum(this.x, -1).dispose();
+    return (this.x.numel * 4) / ((performance.now() - t0) / 1e3) / 1e9;
+  }
+  dispose(): void {
+    this.x.dispose();
+  }
+}
+
+/** GB/s of a streaming read of `bytes` bytes, median of 5 passes. */
+export function readBandwidth(bytes: number): number {
+  const probe = new BandwidthProbe(bytes);
+  const gbs = median(Array.from({ length: 5 }, () => probe.sample()));
+  probe.dispose();
+  return gbs;
 }
 
 /** Bytes of weight one decoded token reads through a QuantLinear (its data and scales). */
