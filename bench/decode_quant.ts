@@ -5,12 +5,15 @@
 // decode tok/s of random models with the smol135m and qwen05b shapes at float32 (Kestrel's plain
 // decode) and at each quantized format (every Linear and the head quantized), each against its
 // own bound: bandwidth / bytes of weight read per token.
+// Decode tok/s counts every token after the first (the prefill's): 128 of them by default, as
+// llama-bench's tg128, so the first steps (op by op while the CPU graph is recorded) weigh as they do
+// in a real generation, not as a third of a short one.
 // A llama.cpp peer (node-llama-cpp on the same shapes exported to GGUF f16 / q8_0 / q4_0) joins
 // through `peers` in the results: see LLAMA_CPP_PEER below.
 // `--profile int8,q4` adds where a decode step's time goes (k.profile per kernel, the head alone, the
 // rest outside kernels). int8/q4 GEMVs take int8 activations where the CPU has the integer path
 // (quant_gemv_int8.cc): KESTREL_QUANT_GEMV=float before the command times float activations instead.
-// Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 32] [--reps 5] [--profile int8,q4] [--profile-steps 16]
+// Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 128] [--reps 5] [--profile int8,q4] [--profile-steps 16]
 //   [--no-kernels] [--no-models] (the profile alone; KESTREL_DECODE_FUSION=off profiles the decode step without the fused ops)
 //   [--fusion-ab] (each model's decode also with the separate ops, alternating run by run: the fused ops' speed-up)
 import { loadavg } from 'node:os';
@@ -203,7 +206,7 @@ async function modelRun(name: string, decode: number, reps: number, fusionAb: bo
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
-    configs: { type: 'string', default: 'smol135m,qwen05b' }, decode: { type: 'string', default: '32' }, reps: { type: 'string', default: '5' },
+    configs: { type: 'string', default: 'smol135m,qwen05b' }, decode: { type: 'string', default: '128' }, reps: { type: 'string', default: '5' },
     'no-models': { type: 'boolean', default: false }, 'no-kernels': { type: 'boolean', default: false }, 'fusion-ab': { type: 'boolean', default: false }, profile: { type: 'string', default: 'int8,q4' }, 'profile-steps': { type: 'string', default: '16' },
   } });
   const names = values.configs!.split(',');

@@ -8,7 +8,9 @@
 // dk/dv are computed per (b, kv head, key block) over every query head of the group, dq per
 // (b, kv head, query block) in a second pass, so no two threads write the same rows and no float
 // atomics are needed. The reference is src/backend/ref/attention.ts; the arguments are packed by
-// src/backend/cpu/backend.ts. The tile loops live in attention_tiles.inc, compiled per ISA.
+// src/backend/cpu/backend.ts. The tile loops live in attention_tiles.inc, compiled per ISA, with
+// forward_one there for a decode step (one query position, float32, no dropout), which reads each
+// key and value row once for the whole GQA group instead of padding its heads to a tile.
 // bfloat16 q, k, v (and dout, out in backward) are multiplied as they are: every tile product goes
 // to the half GEMM on the calling thread (gemm_half.h: AMX tiles, vdpbf16ps or widened while packing,
 // by CPU and KESTREL_BF16_GEMM) with float32 accumulation; the probabilities and dS are rounded to

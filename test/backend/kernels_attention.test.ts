@@ -66,6 +66,19 @@ const GROUPS: Record<string, Case[]> = {
     { Tq: 33, hd: 16, hdv: 8, causal: true }, // hdv != hd
     { Tq: 7, hd: 7, hdv: 33 },
   ],
+  // one query position (a decode step): native/attention_tiles.inc's forward_one, with every option
+  // it takes; dropout still goes through the tiles
+  decode: [
+    { Tq: 1, Tk: 33, hd: 64, H: 9, Hkv: 3, B: 1, causal: true }, // smol135m's grouping
+    { Tq: 1, Tk: 7, hd: 7, hdv: 33, H: 4, Hkv: 2 },
+    { Tq: 1, Tk: 257, hd: 16, mask: 'pad', causal: true },
+    { Tq: 1, Tk: 33, hd: 16, mask: 'full' },
+    { Tq: 1, Tk: 70, hd: 17, mask: 'head', H: 4, Hkv: 2 },
+    { Tq: 1, Tk: 257, hd: 16, causal: true, window: 100 },
+    { Tq: 1, Tk: 20, hd: 8, softcap: 0.5, scale: 1, H: 6, Hkv: 1 },
+    { Tq: 1, Tk: 1, hd: 8 },
+    { Tq: 1, Tk: 33, hd: 16, dropout: 0.2 },
+  ],
   // head dims that are no multiple of anything, and the largest tiles (hd up to 256: Gemma)
   headDims: [
     { Tq: 7, hd: 1, causal: true },
@@ -116,6 +129,7 @@ if (CHILD) {
       test('non-contiguous q, k, v (transposed [B, T, H, hd] views)', () => {
         compare(device, { Tq: 33, hd: 16, strided: true, causal: true });
         compare(device, { Tq: 7, hd: 8, H: 4, Hkv: 2, strided: true });
+        compare(device, { Tq: 1, Tk: 33, hd: 16, H: 4, Hkv: 2, strided: true });
       });
 
       test('logsumexp rows, including -inf for rows with no visible key', () => {
