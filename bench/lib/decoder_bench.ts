@@ -36,17 +36,20 @@ export class BandwidthProbe {
     this.x = k.ones([Math.ceil(bytes / 4 / 4096), 4096]);
     k.sum(this.x, -1).dispose(); // first touch
   }
-  sample(): number {
+  /** GB/s over whole passes for at least `ms` milliseconds (a single pass of a small buffer would catch a moment, not the load a run saw). */
+  sample(ms = 100): number {
     const t0 = performance.now();
-    k.sum(this.x, -1).dispose();
-    return (this.x.numel * 4) / ((performance.now() - t0) / 1e3) / 1e9;
+    let passes = 0;
+    do k.sum(this.x, -1).dispose(), passes++;
+    while (performance.now() - t0 < ms);
+    return (passes * this.x.numel * 4) / ((performance.now() - t0) / 1e3) / 1e9;
   }
   dispose(): void {
     this.x.dispose();
   }
 }
 
-/** GB/s of a streaming read of `bytes` bytes, median of 5 passes. */
+/** GB/s of a streaming read of `bytes` bytes, median of 5 samples. */
 export function readBandwidth(bytes: number): number {
   const probe = new BandwidthProbe(bytes);
   const gbs = median(Array.from({ length: 5 }, () => probe.sample()));
