@@ -36,6 +36,7 @@ namespace {
 constexpr int64_t kRowsPerBlock = 64;  // query rows (heads x positions) per forward / dq task
 constexpr int64_t kKeyTile = 64;       // keys per score tile
 constexpr int64_t kQueryTile = 64;     // query positions per tile in the dk/dv pass
+constexpr int64_t kSplitKeys = 128;    // a decode step splits its keys into parts of at least this many
 
 // Sizes, pointers and options of one attention call, validated.
 struct Problem {

@@ -78,6 +78,10 @@ const GROUPS: Record<string, Case[]> = {
     { Tq: 1, Tk: 20, hd: 8, softcap: 0.5, scale: 1, H: 6, Hkv: 1 },
     { Tq: 1, Tk: 1, hd: 8 },
     { Tq: 1, Tk: 33, hd: 16, dropout: 0.2 },
+    // long enough that the keys split into parts, merged after (few kv heads for the threads)
+    { Tq: 1, Tk: 301, hd: 17, hdv: 33, H: 6, Hkv: 2, B: 1, mask: 'full' },
+    { Tq: 1, Tk: 513, hd: 64, H: 9, Hkv: 3, B: 1, causal: true, softcap: 2, scale: 0.2 },
+    { Tq: 1, Tk: 1030, hd: 8, H: 2, Hkv: 1, B: 1, mask: 'head' },
   ],
   // head dims that are no multiple of anything, and the largest tiles (hd up to 256: Gemma)
   headDims: [
@@ -146,6 +150,31 @@ if (CHILD) {
         assertClose(got, lr.toTypedArray() as Float64Array, { ...TOL, what: 'lse' });
         assert.equal(got[0], -Infinity); // shift = -31: query 0 sees nothing
         assert.ok(Number.isFinite(got[Tq - 1]));
+        dispose(q, kk, v);
+      });
+
+      test('a decode step whose later key parts are all masked, and a row that sees no key at all', () => {
+        // 300 keys split into parts on 2+ threads: keys >= 40 are masked for batch 0 (every part
+        // after the first sees nothing: its weight in the merge must be 0), all of them for batch 1
+        const [B, H, Tk, hd] = [2, 1, 300, 16];
+        const [q, kk, v] = [pair(device, [B, H, 1, hd], 1), pair(device, [B, H, Tk, hd], 2), pair(device, [B, H, Tk, hd], 3)];
+        const m = Float32Array.from({ length: B * Tk }, (_, i) => (i < 40 ? 0 : -Infinity));
+        const opts = { scale: 0.25, causal: false, window: 0, softcap: 0, dropout: 0, seed: 0, counter: 0 };
+        const run = (dev: Device | 'ref', ins: k.Tensor[], dtype: 'float32' | 'float64') => {
+          const mask = k.tensor(dtype === 'float32' ? m : Float64Array.from(m), { shape: [B, 1, 1, Tk], dtype, backend: dev });
+          const out = k.empty([B, H, 1, hd], dtype, { backend: dev });
+          const lse = k.empty([B, H, 1], dtype, { backend: dev });
+          k.getBackend(dev).kernels.attention(ins[0], ins[1], ins[2], mask, opts, out, lse);
+          const res = [Float64Array.from(out.toTypedArray() as ArrayLike<number>), Float64Array.from(lse.toTypedArray() as ArrayLike<number>)];
+          k.tidy(() => [mask, out, lse].forEach((t) => t.dispose()));
+          return res;
+        };
+        const [out, lse] = run(device, [q.c, kk.c, v.c], 'float32');
+        const [wantOut, wantLse] = run('ref', [q.r, kk.r, v.r], 'float64');
+        assertClose(out.subarray(0, hd), wantOut.subarray(0, hd), { ...TOL, what: 'out of the row that sees 40 keys' });
+        assertClose(lse.subarray(0, 1), wantLse.subarray(0, 1), { ...TOL, what: 'its lse' });
+        assert.deepEqual([...out.subarray(hd)], new Array(hd).fill(0), 'a row that sees no key gives 0');
+        assert.equal(lse[1], -Infinity);
         dispose(q, kk, v);
       });
 
