@@ -27,7 +27,7 @@ export function buildDecoder(name: string, s: DecoderShape): k.CausalLM {
 
 /**
  * A streaming read of `bytes` bytes (row sums of a float32 buffer; every thread its own rows):
- * `sample()` times one pass in GB/s. A benchmark takes a sample next to each timed run of its own,
+ * `sample()` gives its GB/s. A benchmark takes a sample next to each timed run of its own,
  * so that the bound and the run see the same machine load (shared machines swing by 2x).
  */
 export class BandwidthProbe {
