@@ -133,11 +133,23 @@ function makePaged(p: Packer): PagedKernels {
  * Whether bfloat16 attention goes to the kernel as it is (its tile products on the half GEMM) rather
  * than widened to float32 first: where the CPU multiplies bf16 (AMX or AVX-512 BF16, as KESTREL_SIMD
  * leaves them). Elsewhere the half GEMM would widen every tile anyway, and widening q, k, v once is
- * faster (bench/attention_bf16.ts: its convert column).
+ * faster (bench/attention_bf16.ts: its convert column). Asked per call: where attention widens, a
+ * KESTREL_BF16_GEMM naming no path or one this CPU lacks is still the error the kernel (and a bf16
+ * matmul) gives, checked once per value of the variable.
  */
-function bf16Attention(addon: NonNullable<ReturnType<typeof loadNative>>): boolean {
+function bf16Attention(addon: NonNullable<ReturnType<typeof loadNative>>): () => boolean {
   const f = addon.info();
-  return f.amxBf16 || f.avx512bf16;
+  if (f.amxBf16 || f.avx512bf16) return () => true; // native/attention.cc reads the variable per call
+  let valid: string | undefined = ''; // the last value found to name a path
+  return () => {
+    const forced = process.env.KESTREL_BF16_GEMM;
+    if (forced !== valid) {
+      const path = addon.info().bf16Gemm;
+      if (path.startsWith('error: ')) throw new Error(`attention: ${path.slice('error: '.length)}`);
+      valid = forced;
+    }
+    return false;
+  };
 }
 
 /** The CPU backend, or null when the addon is not built. */

@@ -18,8 +18,8 @@ import type { Kernels, View } from '../kernels.js';
 /** Allocates an uninitialised float32 scratch block of numel elements, tagged as activation memory. */
 export type ScratchAlloc = (numel: number) => Storage;
 
-/** bf16Attention: bfloat16 attention operands go to the kernels as they are (the CPU multiplies bf16). */
-export function withHalfOperands(k: Kernels, scratch: ScratchAlloc, bf16Attention = false): Kernels {
+/** bf16Attention() true: bfloat16 attention operands go to the kernels as they are (the CPU multiplies bf16). */
+export function withHalfOperands(k: Kernels, scratch: ScratchAlloc, bf16Attention: () => boolean = () => false): Kernels {
   /** One kernel call's scratch blocks: half inputs widened, half outputs computed in float32. */
   function call(fn: (input: (v: View) => View, output: (v: View) => View) => void): void {
     const blocks: Storage[] = [];
@@ -54,7 +54,7 @@ export function withHalfOperands(k: Kernels, scratch: ScratchAlloc, bf16Attentio
   const opt = (f: (v: View) => View, v: View | null): View | null => (v === null ? null : f(v));
   /** Views passed as they are when every one is bfloat16 (a kernel that multiplies bf16 itself), else widened. */
   const bf16Operands = (widen: (v: View) => View, ...vs: View[]): ((v: View) => View) =>
-    bf16Attention && vs.every((v) => v.dtype === 'bfloat16') ? (v) => v : widen;
+    vs.every((v) => v.dtype === 'bfloat16') && bf16Attention() ? (v) => v : widen;
 
   return {
     ...k,
