@@ -14,7 +14,7 @@ import { keep, tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { CausalLM, LanguageModel } from '../models/causal_lm.js';
 import { fixedStepBlocker, nextTokenLogits } from './graph_decode.js';
-import type { KVCache } from '../models/kv_cache.js';
+import { KVCache } from '../models/kv_cache.js';
 
 /** Why CPU graphs cannot decode this model here, or null when they can. */
 export function cpuGraphBlocker(model: LanguageModel, backend: string, batch: number, padded: boolean): string | null {
@@ -24,25 +24,73 @@ export function cpuGraphBlocker(model: LanguageModel, backend: string, batch: nu
   return fixedStepBlocker(model, batch, padded);
 }
 
-/** One model's batch-1 decode steps over a KVCache: plain, recorded, then replayed. */
+/** The key of the decoder a model keeps between generations (Module.attach). */
+const KEPT = 'cpu-graph-decoder';
+/** Kept caches are made this many positions at a time, so that generations of similar lengths share one. */
+const CACHE_ROUNDING = 256;
+
+/**
+ * One model's batch-1 decode steps over its own KVCache: plain, recorded, then replayed. The model
+ * keeps its last one (acquire / release): the next generation's prompt refills the same cache, and
+ * its first decode step is recorded once more and compared with the kept graph's replay at that
+ * position; when every call and argument agree (CpuGraph.mismatch) the graph goes on replaying, so a
+ * generation pays the op-by-op steps (about four per generation, each several times a replay) once
+ * per model rather than every time; otherwise it records afresh.
+ */
 export class CpuGraphDecoder {
   /** graphs built in this process (for tests and diagnostics) */
   static built = 0;
+  /** kept graphs a later generation replayed after its first step matched (for tests and diagnostics) */
+  static reused = 0;
   /** why the graph was not built (null while recording or once built) */
   failure: string | null = null;
+  readonly cache: KVCache;
   private readonly ids: Tensor;
   private readonly positions: Tensor;
-  private readonly pool: PoolEntry[] = [];
-  private readonly recordings: Recording[] = [];
+  private pool: PoolEntry[] = [];
+  private recordings: Recording[] = [];
   private graph: CpuGraph | null = null;
   private first = 0; // the position of the first recorded step
   private warm = false; // the first step has run op by op (it builds the lazy decode state)
+  private checked = false; // this generation's first step matched the kept graph (or the graph is this generation's)
+  private busy = false; // a generation holds this decoder
+  private kept = false; // the model keeps this decoder for its next generation
   private plainOut: { logits: Tensor; argmax: Tensor } | null = null; // a step's own outputs, freed at the next
   private graphOut: { logits: Tensor; argmax: Tensor } | null = null; // the graph's, rewritten by each replay
 
-  constructor(private readonly model: CausalLM, private readonly cache: KVCache) {
+  private constructor(private readonly model: CausalLM, length: number, backend: string) {
+    const c = model.config;
+    this.cache = new KVCache(c.numLayers, 1, c.numKvHeads, length, c.headDim, { backend });
     this.ids = keep(tensor([[0]], { dtype: 'int64', backend: 'cpu' }));
     this.positions = keep(tensor([[0]], { dtype: 'int64', backend: 'cpu' }));
+  }
+
+  /**
+   * A decoder for one generation of at most `length` positions: the one `model` kept, when it is free
+   * and its cache long enough, else a new one that the model keeps instead (a cache rounded up to
+   * CACHE_ROUNDING positions). While another generation holds the kept one, a private decoder that
+   * release() disposes. Its cache starts empty.
+   */
+  static acquire(model: CausalLM, length: number, backend: string): CpuGraphDecoder {
+    const kept = model.attached<CpuGraphDecoder>(KEPT);
+    let d: CpuGraphDecoder;
+    if (kept && !kept.busy && kept.cache.maxLength >= length) d = kept;
+    else {
+      d = new CpuGraphDecoder(model, Math.ceil(length / CACHE_ROUNDING) * CACHE_ROUNDING, backend);
+      if (!kept?.busy) (d.kept = true), model.attach(KEPT, d);
+    }
+    d.busy = true;
+    d.cache.reset();
+    d.checked = d.graph === null;
+    if (d.failure) d.restart(); // a graph that could not be built then may be now (a profiler stopped)
+    return d;
+  }
+
+  /** The generation is over: a kept decoder stays with the model for the next one, a private one is disposed. */
+  release(): void {
+    this.busy = false;
+    this.releasePlain();
+    if (!this.kept) this.dispose();
   }
 
   /** The step for `token` at `position` (= the cache's length): the next token's logits [V] and their argmax [1], valid until the next step. */
@@ -55,12 +103,13 @@ export class CpuGraphDecoder {
     this.releasePlain();
     // k.profile times kernels one call at a time: while it runs, steps go op by op (a graph stays valid)
     const profiling = isProfiling();
-    if (this.graph && !profiling) {
+    if (this.graph && this.checked && !profiling) {
       if (position + 1 > this.cache.maxLength) throw new Error(`KVCache: ${position} cached + 1 new token exceed the cache length ${this.cache.maxLength}`);
       this.graph.replay(position - this.first);
       this.cache.advance(1);
       return this.graphOut!;
     }
+    if (this.graph && !profiling) return (this.plainOut = this.check(position));
     // recordings must be of consecutive steps: a step op by op in between ends them
     if (profiling && !this.graph && this.recordings.length && !this.failure) this.giveUp('k.profile started while the steps were recorded');
     if (this.graph || this.failure || profiling || !this.warm) {
@@ -76,16 +125,31 @@ export class CpuGraphDecoder {
       const g = CpuGraph.build(loadNative()!, this.pool, this.recordings as [Recording, Recording, Recording]);
       if (typeof g === 'string') this.giveUp(g);
       else {
-        (this.graph = g), CpuGraphDecoder.built++;
+        (this.graph = g), (this.checked = true), CpuGraphDecoder.built++;
         return (this.graphOut = out); // the blocks every replay writes
       }
     }
     return (this.plainOut = out);
   }
 
+  /** A kept graph's first step of a generation, recorded over its blocks: replays go on if it is what a replay would run, else recording starts again. */
+  private check(position: number): { logits: Tensor; argmax: Tensor } {
+    const rec = new Recording(this.pool, false);
+    const out = record(rec, () => this.forward());
+    if (this.graph!.mismatch(rec, position - this.first) === null) (this.checked = true), CpuGraphDecoder.reused++;
+    else this.restart();
+    return out;
+  }
+
   private forward(): { logits: Tensor; argmax: Tensor } {
     const [logits, next] = nextTokenLogits(this.model, this.ids, this.positions, this.cache);
     return { logits: keep(logits), argmax: keep(next) };
+  }
+
+  /** Drops the graph (or the recordings, or the failure) so that the next steps record a new one. */
+  private restart(): void {
+    this.releaseGraph();
+    (this.pool = []), (this.recordings = []), (this.failure = null), (this.checked = true);
   }
 
   private giveUp(why: string): void {
@@ -99,14 +163,21 @@ export class CpuGraphDecoder {
     this.plainOut = null;
   }
 
-  dispose(): void {
-    this.releasePlain();
+  private releaseGraph(): void {
     this.graphOut?.logits.dispose();
     this.graphOut?.argmax.dispose();
     this.graphOut = null;
     this.graph?.dispose();
     this.graph = null;
     releasePool(this.pool);
+  }
+
+  /** Frees the cache, the graph and its blocks (Module.attach calls it when the model lets go of a kept one). */
+  dispose(): void {
+    if (this.busy && this.kept) return void (this.kept = false); // its generation disposes it at release()
+    this.releasePlain();
+    this.releaseGraph();
+    this.cache.dispose();
     this.ids.dispose();
     this.positions.dispose();
   }

@@ -130,12 +130,13 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
   // on a GPU, batch-1 steps after the prompt replay one recorded CUDA graph (graph_decode.ts)
   const padded = mask.some((row) => row.some((x) => !x));
   const graphs = graphDecodeBlocker(model, backend, B, padded) === null && model instanceof CausalLM;
-  const cache = graphs
+  // on the CPU, batch-1 steps after the prompt replay one recorded CPU graph (cpu_graph_decode.ts),
+  // over a cache and graph the model keeps for its next generation
+  const cpuDecoder = !graphs && cpuGraphBlocker(model, backend, B, padded) === null ? CpuGraphDecoder.acquire(model as CausalLM, T0 + r.maxNewTokens, backend) : null;
+  const cache = cpuDecoder?.cache ?? (graphs
     ? new StaticKVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend })
-    : new KVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend });
+    : new KVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend }));
   const decoder = graphs && cache instanceof StaticKVCache ? new GraphDecoder(model, cache) : null;
-  // on the CPU, batch-1 steps after the prompt replay one recorded CPU graph (cpu_graph_decode.ts)
-  const cpuDecoder = !decoder && cpuGraphBlocker(model, backend, B, padded) === null ? new CpuGraphDecoder(model as CausalLM, cache) : null;
   // a greedy pick with nothing else to see the scores needs only the argmax back from the device
   const penalized = r.sampling.repetitionPenalty !== 1 || r.sampling.presencePenalty !== 0 || r.sampling.frequencyPenalty !== 0;
   const argmaxOnly = !r.doSample && !penalized && !opts.onScores && !opts.logitsProcessor;
@@ -201,8 +202,8 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
     }
   } finally {
     decoder?.dispose();
-    cpuDecoder?.dispose();
-    cache.dispose();
+    if (cpuDecoder) cpuDecoder.release();
+    else cache.dispose();
   }
 }
 

@@ -1,7 +1,8 @@
 // A preallocated per-layer key/value cache [B, Hkv, maxLen, hd]: passed explicitly into the
 // model's forward, never hidden module state. New keys are copied in place; attention reads
 // the filled prefix as a view. Without an explicit dtype each layer's buffers are made at its
-// first update in the dtype of its keys (a bf16 model, or autocast, caches bf16).
+// first update in the dtype of its keys (a bf16 model, or autocast, caches bf16), and made again
+// when a reset cache is refilled with keys of another dtype.
 import { empty } from '../ops/dispatch.js';
 import { copy_ } from '../ops/inplace.js';
 import { narrow } from '../ops/view.js';
@@ -15,6 +16,7 @@ export class KVCache {
   readonly values: (Tensor | null)[];
   /** tokens already stored (the position the next token is written at) */
   length = 0;
+  private readonly dtype: DType | undefined;
 
   constructor(
     readonly numLayers: number,
@@ -24,7 +26,7 @@ export class KVCache {
     readonly headDim: number,
     opts: { dtype?: DType; backend?: string } = {},
   ) {
-    const dtype = opts.dtype;
+    const dtype = (this.dtype = opts.dtype);
     this.keys = Array.from({ length: numLayers }, () => (dtype ? this.make(dtype, opts.backend) : null));
     this.values = Array.from({ length: numLayers }, () => (dtype ? this.make(dtype, opts.backend) : null));
   }
@@ -47,6 +49,9 @@ export class KVCache {
     const want = [this.batch, this.numKvHeads, T, this.headDim];
     if (k.ndim !== 4 || k.shape.some((s, i) => s !== want[i]))
       throw new Error(`KVCache: keys ${shapeStr(k.shape)} do not match the cache layout ${shapeStr(want)}`);
+    if (!this.dtype && this.length === 0 && this.keys[layer] && this.keys[layer]!.dtype !== k.dtype) {
+      for (const t of [this.keys, this.values]) t[layer]!.dispose(), (t[layer] = null);
+    }
     const keys = (this.keys[layer] ??= this.make(k.dtype, k.backendName));
     const values = (this.values[layer] ??= this.make(v.dtype, v.backendName));
     copy_(narrow(keys, 2, this.length, T), k);

@@ -40,6 +40,8 @@ export interface LoadResult {
 
 export class Module {
   training = true;
+  /** state kept with the module between calls (a generation's decode cache), by key: see attach */
+  private readonly attachments = new Map<string, { dispose(): void }>();
   private readonly bufferNames = new Map<string, boolean>(); // name -> persistent
   /** buffers whose dtype is part of a storage format (quantization statistics): to(dtype) leaves them */
   private readonly formatBuffers = new Set<string>();
@@ -183,8 +185,32 @@ export class Module {
     return this;
   }
 
-  /** Frees every parameter and buffer. */
+  /**
+   * Keeps `value` with this module under `key` until it is replaced, detached or the module disposed
+   * (then it is disposed): state a later call reuses that is neither a parameter nor a buffer, such as
+   * the KV cache and recorded graph of the last generation (src/infer/cpu_graph_decode.ts).
+   */
+  attach(key: string, value: { dispose(): void } | null): void {
+    const old = this.attachments.get(key);
+    if (old === value) return;
+    old?.dispose();
+    if (value) this.attachments.set(key, value);
+    else this.attachments.delete(key);
+  }
+
+  /** What attach kept under `key`, if anything. */
+  attached<T extends { dispose(): void }>(key: string): T | undefined {
+    return this.attachments.get(key) as T | undefined;
+  }
+
+  /** Disposes everything attach kept (the memory a later call would have reused). */
+  detachAll(): void {
+    for (const key of [...this.attachments.keys()]) this.attach(key, null);
+  }
+
+  /** Frees every parameter and buffer, and what attach kept. */
   dispose(): void {
+    this.detachAll();
     for (const t of [...this.parameters(), ...this.namedBuffers().map(([, b]) => b)]) t.dispose();
   }
 }

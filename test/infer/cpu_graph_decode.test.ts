@@ -46,12 +46,13 @@ describe('CPU graph decoding', { skip }, () => {
       const before = k.memory.stats('cpu').current.total;
       const { model } = await k.loadCausalLM(fixture('models', name).path);
       const opts: k.GenerateOptions[] = [{ temperature: 0, maxNewTokens: 10 }, { temperature: 0.8, seed: 3, maxNewTokens: 10 }, { temperature: 0, repetitionPenalty: 1.3, maxNewTokens: 10 }];
-      for (const o of opts) {
+      for (const [i, o] of opts.entries()) {
         const eager = await decode(model, o, false);
-        const built = CpuGraphDecoder.built;
+        const [built, reused] = [CpuGraphDecoder.built, CpuGraphDecoder.reused];
         const graph = await decode(model, o, true);
-        // steps 1 (plain), 2-4 (recorded), 5-9 replayed: the graph was built and used
-        assert.equal(CpuGraphDecoder.built, built + 1, `${name}: one graph built`);
+        // the first generation: steps 1 (plain), 2-4 (recorded), 5-9 replayed; the later ones (same
+        // prompt, other sampling: the same step) check their first step against the kept graph and replay the rest
+        assert.deepEqual([CpuGraphDecoder.built - built, CpuGraphDecoder.reused - reused], i === 0 ? [1, 0] : [0, 1], `${name}: graph built once, then kept`);
         assertSame(graph, eager, `${name} ${JSON.stringify(o)}`);
       }
       model.dispose();
@@ -67,6 +68,65 @@ describe('CPU graph decoding', { skip }, () => {
       assertSame(await decode(model, o, true, prompt), await decode(model, o, false, prompt), `llama ${type}`);
       model.dispose();
     }
+  });
+
+  test('a kept graph serves later generations: shorter and longer prompts, a longer cache, new weights, other settings, two at once', async () => {
+    const before = k.memory.stats('cpu').current.total;
+    const { model } = await k.loadCausalLM(fixture('models', 'llama').path);
+    const V = model.config.vocabSize;
+    const prompt = (n: number, seed: number): number[] => Array.from({ length: n }, (_, i) => (i * 31 + seed * 7 + 5) % V);
+    /** a graph generation against the op-by-op one, and what it did with the kept graph ([built, reused]) */
+    const run = async (p: number[], o: k.GenerateOptions, what: string): Promise<[number, number]> => {
+      const eager = await decode(model, o, false, p);
+      const [built, reused] = [CpuGraphDecoder.built, CpuGraphDecoder.reused];
+      assertSame(await decode(model, o, true, p), eager, what);
+      return [CpuGraphDecoder.built - built, CpuGraphDecoder.reused - reused];
+    };
+    const greedy = { temperature: 0, maxNewTokens: 12 };
+    assert.deepEqual(await run(prompt(9, 1), greedy, 'first'), [1, 0], 'the first generation builds');
+    // replays move the recorded positions back (a shorter prompt) and on (a longer one) by whole steps
+    assert.deepEqual(await run(prompt(2, 2), greedy, 'shorter prompt'), [0, 1], 'a shorter prompt replays the kept graph');
+    assert.deepEqual(await run(prompt(40, 3), greedy, 'longer prompt'), [0, 1], 'a longer prompt replays the kept graph');
+    // more positions than the kept cache holds (256): a new cache, so a new graph, kept in its place
+    assert.deepEqual(await run(prompt(250, 4), greedy, 'longer cache'), [1, 0], 'a longer cache records anew');
+    assert.deepEqual(await run(prompt(5, 5), greedy, 'after the longer cache'), [0, 1]);
+    // the separate decode ops (another sequence of calls), then the fused ones again: recorded afresh each time
+    const separate = await withEnv('KESTREL_DECODE_FUSION', 'off', () => run(prompt(6, 6), greedy, 'separate ops'));
+    assert.deepEqual(separate, [1, 0], 'other calls: the first step does not match, the graph is recorded again');
+    assert.deepEqual(await run(prompt(6, 7), greedy, 'fused ops again'), [1, 0]);
+    // weights replaced after a generation (quantized): the step reads other blocks, so it is recorded again
+    k.quantizeForInference(model, 'int8');
+    assert.deepEqual(await run(prompt(7, 8), greedy, 'int8 weights'), [1, 0], 'replaced weights: recorded again');
+    // weights changed in place: the graph reads the same blocks, so it is kept, and sees the new values
+    k.noGrad(() => k.tidy(() => {
+      const w = (model as k.CausalLM).model.norm.weight;
+      k.copy_(w, k.mul(w, 1.5));
+    }));
+    assert.deepEqual(await run(prompt(7, 9), greedy, 'weights changed in place'), [0, 1]);
+    // two generations at once: the second gets a decoder of its own (disposed after), each equals its eager run
+    const eagerA = await decode(model, greedy, false, prompt(4, 10));
+    const eagerB = await decode(model, greedy, false, prompt(8, 11));
+    const streams = await withEnv('KESTREL_CPU_GRAPHS', '1', async () => {
+      const [ia, ib] = [k.tensor([prompt(4, 10)], { dtype: 'int64' }), k.tensor([prompt(8, 11)], { dtype: 'int64' })];
+      const a = model.stream(ia, { ...greedy, eosTokenId: [] });
+      const b = model.stream(ib, { ...greedy, eosTokenId: [] });
+      const out: number[][] = [[], []];
+      for (let i = 0; i < greedy.maxNewTokens; i++) {
+        out[0].push((await a.next()).value!.tokens[0]);
+        out[1].push((await b.next()).value!.tokens[0]);
+      }
+      await Promise.all([a.return(undefined), b.return(undefined)]);
+      ia.dispose(), ib.dispose();
+      return out;
+    });
+    assert.deepEqual(streams[0], eagerA.ids[0].slice(4), 'interleaved stream a');
+    assert.deepEqual(streams[1], eagerB.ids[0].slice(8), 'interleaved stream b');
+    const kept = k.memory.stats('cpu').current.total;
+    model.detachAll();
+    assert.ok(k.memory.stats('cpu').current.total < kept, 'detachAll frees the kept cache and graph');
+    await run(prompt(3, 12), greedy, 'after detachAll');
+    model.dispose();
+    assert.equal(k.memory.stats('cpu').current.total, before, 'dispose frees the kept decoder: no block left behind');
   });
 
   test('models and batches a graph cannot take decode step by step, with the reason', { skip: fixture('models', 'mixtral').skip }, async () => {

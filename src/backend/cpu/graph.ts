@@ -151,6 +151,24 @@ export class CpuGraph {
     return null;
   }
 
+  /**
+   * Why `rec`, a recording of the step `steps` positions after the first recorded one (taking the
+   * pool's blocks), is not the step a replay at `steps` runs, or null when it is: the same calls with
+   * the same arguments, the movable ones where the per-step deltas put them. A graph kept from an
+   * earlier generation is replayed only after one such step, so any change in what a step calls (other
+   * weights, dtypes, settings, a longer cache) records the graph afresh instead.
+   */
+  mismatch(rec: Recording, steps: number): string | null {
+    if (rec.failure) return rec.failure;
+    if (!rec.complete) return 'the step allocated fewer blocks than the recorded one';
+    const got = rec.calls;
+    if (got.length !== this.calls.length) return `the step made other calls (${got.length} numbers, recorded ${this.calls.length})`;
+    const want = Float64Array.from(this.calls);
+    for (let i = 0; i < this.patchAt.length; i++) want[this.patchAt[i]] += this.patchDelta[i] * steps;
+    const at = want.findIndex((x, i) => x !== got[i]);
+    return at < 0 ? null : `argument ${at} of the step is ${got[at]} where a replay would pass ${want[at]}`;
+  }
+
   /** Runs the step `steps` positions after the first recorded one. */
   replay(steps: number): void {
     if (this.disposed) throw new Error('CPU graph: replay after dispose');
