@@ -39,9 +39,11 @@ export async function doctor(argv: string[]): Promise<number> {
     node: process.version,
     backend,
     native: addon ? 'loaded' : `not available (${nativeLoadError()})`,
-    cpu: info ? { avx2: info.avx2, fma: info.fma, avx512f: info.avx512f, f16c: info.f16c, avx512bf16: info.avx512bf16, amx_bf16: info.amxBf16 } : null,
+    cpu: info ? { avx2: info.avx2, fma: info.fma, avx512f: info.avx512f, f16c: info.f16c, avx512bf16: info.avx512bf16, amx_bf16: info.amxBf16, avx512vnni: info.avx512vnni, avx_vnni: info.avxVnni } : null,
     // the path a large bf16 / fp16 matmul takes (native/gemm_half.h; KESTREL_BF16_GEMM forces one)
     halfGemm: info ? { bfloat16: info.bf16Gemm, float16: info.fp16Gemm } : null,
+    // the activations of the int8/q4 decode GEMV (native/quant_gemv_int8.cc; KESTREL_QUANT_GEMV forces one)
+    quantGemv: info?.quantGemv ?? null,
     threads: info?.threads ?? 1,
     matmul: { n, gflops: Number(matmulGflops(n, backend === 'cpu' ? 5 : 1).toFixed(1)) },
     cuda: cudaReport(cuda),
@@ -59,6 +61,7 @@ export async function doctor(argv: string[]): Promise<number> {
       `cpu features ${features}`,
       `threads      ${report.threads}  (KESTREL_NUM_THREADS overrides)`,
       ...(report.halfGemm ? [`half matmul  bf16: ${report.halfGemm.bfloat16}, fp16: ${report.halfGemm.float16}  (KESTREL_BF16_GEMM=amx|avx512bf16|convert forces the bf16 path)`] : []),
+      ...(report.quantGemv ? [`quant gemv   ${report.quantGemv}  (int8/q4 decode activations; KESTREL_QUANT_GEMV=float|avx512vnni|avxvnni|avx2|scalar forces one)`] : []),
       `matmul       ${report.matmul.gflops} GFLOP/s  (${n}x${n}x${n} float32, median)`,
       ...cudaLines(cuda),
       ...(report.cudaMatmul ? [`gpu matmul   ${report.cudaMatmul.bf16} TFLOP/s bf16, ${report.cudaMatmul.fp32} TFLOP/s fp32 (4096^3, cuBLASLt, TF32 off)`] : []),

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { HELP } from '../../src/cli/help.js';
 import { runCli } from '../helpers.js';
+import { loadNative } from '../../src/backend/addon.js';
 
 const COMMANDS = ['demo', 'doctor', 'generate', 'chat', 'train', 'finetune', 'merge', 'quantize', 'export', 'serve', 'studio', 'transcribe', 'speak', 'embed', 'embed-train', 'embed-mine', 'dpo', 'orpo', 'simpo', 'kto', 'rm', 'grpo', 'ppo', 'launch', 'consolidate'];
 
@@ -38,4 +39,15 @@ test('kestrel --version prints the version', () => {
   const r = runCli(['--version']);
   assert.equal(r.status, 0);
   assert.equal(r.stdout.trim(), `kestrel ${version}`);
+});
+
+test('kestrel doctor --json reports the CPU features and kernel paths the addon chose', { skip: loadNative() ? false : 'native addon not built' }, () => {
+  const r = runCli(['doctor', '--json']);
+  assert.equal(r.status, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { cpu: Record<string, boolean>; halfGemm: { bfloat16: string }; quantGemv: string };
+  // the same process-independent facts the addon reports here (cpuid, KESTREL_* unset)
+  const info = loadNative()!.info();
+  assert.deepEqual(report.cpu, { avx2: info.avx2, fma: info.fma, avx512f: info.avx512f, f16c: info.f16c, avx512bf16: info.avx512bf16, amx_bf16: info.amxBf16, avx512vnni: info.avx512vnni, avx_vnni: info.avxVnni });
+  assert.equal(report.halfGemm.bfloat16, info.bf16Gemm);
+  assert.equal(report.quantGemv, info.quantGemv);
 });
