@@ -26,25 +26,34 @@ export function buildDecoder(name: string, s: DecoderShape): k.CausalLM {
 }
 
 /**
- * A streaming read of `bytes` bytes (row sums of a float32 buffer; every thread its own rows):
- * `sample()` gives its GB/s. A benchmark takes a sample next to each timed run of its own,
- * so that the bound and the run see the same machine load (shared machines swing by 2x).
+ * A streaming read of `bytes` bytes: a float32 GEMV, [1, 4096] times a [rows, 4096] matrix's
+ * transpose (sgemm's small-M path, every thread its own rows, two flops per four bytes read), so
+ * `sample()` gives the rate at which the decode's own kind of kernel streams a weight. It was a row
+ * sum, which widens to double: on a 2-vCPU Xeon whose vCPUs share one core's vector units that ran
+ * at 16-17 GB/s where this GEMV read at 26-30, so the bound it gave was not one. A benchmark takes a
+ * sample next to each timed run of its own, so that the bound and the run see the same machine load
+ * (shared machines swing by 2x).
  */
 export class BandwidthProbe {
-  private readonly x: k.Tensor;
+  private readonly w: k.Tensor;
+  private readonly x = k.ones([1, 4096]);
   constructor(bytes: number) {
-    this.x = k.ones([Math.ceil(bytes / 4 / 4096), 4096]);
-    k.sum(this.x, -1).dispose(); // first touch
+    this.w = k.ones([Math.ceil(bytes / 4 / 4096), 4096]);
+    this.read(); // first touch
+  }
+  private read(): void {
+    k.tidy(() => k.matmul(this.x, this.w.transpose(0, 1)));
   }
   /** GB/s over whole passes for at least `ms` milliseconds (a single pass of a small buffer would catch a moment, not the load a run saw). */
   sample(ms = 100): number {
     const t0 = performance.now();
     let passes = 0;
-    do k.sum(this.x, -1).dispose(), passes++;
+    do this.read(), passes++;
     while (performance.now() - t0 < ms);
-    return (passes * this.x.numel * 4) / ((performance.now() - t0) / 1e3) / 1e9;
+    return (passes * this.w.numel * 4) / ((performance.now() - t0) / 1e3) / 1e9;
   }
   dispose(): void {
+    this.w.dispose();
     this.x.dispose();
   }
 }
