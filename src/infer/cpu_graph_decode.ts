@@ -47,12 +47,12 @@ export class CpuGraphDecoder {
   readonly cache: KVCache;
   private readonly ids: Tensor;
   private readonly positions: Tensor;
-  private pool: PoolEntry[] = [];
-  private recordings: Recording[] = [];
+  private readonly pool: PoolEntry[] = [];
+  private readonly recordings: Recording[] = [];
   private graph: CpuGraph | null = null;
   private first = 0; // the position of the first recorded step
   private warm = false; // the first step has run op by op (it builds the lazy decode state)
-  private checked = false; // this generation's first step matched the kept graph (or the graph is this generation's)
+  private verify = false; // the graph is kept from an earlier generation: this one's first step is compared with it before replays
   private busy = false; // a generation holds this decoder
   private kept = false; // the model keeps this decoder for its next generation
   private plainOut: { logits: Tensor; argmax: Tensor } | null = null; // a step's own outputs, freed at the next
@@ -81,7 +81,7 @@ export class CpuGraphDecoder {
     }
     d.busy = true;
     d.cache.reset();
-    d.checked = d.graph === null;
+    d.verify = d.graph !== null;
     if (d.failure) d.restart(); // a graph that could not be built then may be now (a profiler stopped)
     return d;
   }
@@ -103,7 +103,7 @@ export class CpuGraphDecoder {
     this.releasePlain();
     // k.profile times kernels one call at a time: while it runs, steps go op by op (a graph stays valid)
     const profiling = isProfiling();
-    if (this.graph && this.checked && !profiling) {
+    if (this.graph && !this.verify && !profiling) {
       if (position + 1 > this.cache.maxLength) throw new Error(`KVCache: ${position} cached + 1 new token exceed the cache length ${this.cache.maxLength}`);
       this.graph.replay(position - this.first);
       this.cache.advance(1);
@@ -125,7 +125,7 @@ export class CpuGraphDecoder {
       const g = CpuGraph.build(loadNative()!, this.pool, this.recordings as [Recording, Recording, Recording]);
       if (typeof g === 'string') this.giveUp(g);
       else {
-        (this.graph = g), (this.checked = true), CpuGraphDecoder.built++;
+        (this.graph = g), CpuGraphDecoder.built++;
         return (this.graphOut = out); // the blocks every replay writes
       }
     }
@@ -136,7 +136,8 @@ export class CpuGraphDecoder {
   private check(position: number): { logits: Tensor; argmax: Tensor } {
     const rec = new Recording(this.pool, false);
     const out = record(rec, () => this.forward());
-    if (this.graph!.mismatch(rec, position - this.first) === null) (this.checked = true), CpuGraphDecoder.reused++;
+    this.verify = false;
+    if (this.graph!.mismatch(rec, position - this.first) === null) CpuGraphDecoder.reused++;
     else this.restart();
     return out;
   }
@@ -148,8 +149,9 @@ export class CpuGraphDecoder {
 
   /** Drops the graph (or the recordings, or the failure) so that the next steps record a new one. */
   private restart(): void {
-    this.releaseGraph();
-    (this.pool = []), (this.recordings = []), (this.failure = null), (this.checked = true);
+    this.releaseGraph(); // empties the pool
+    this.recordings.length = 0;
+    this.failure = null;
   }
 
   private giveUp(why: string): void {
