@@ -2,6 +2,8 @@
 // arguments (src/backend/kernels.ts QuantWeight documents the formats), shared by the tiled GEMM
 // (quant.cc) and the decode GEMV (quant_gemv.cc).
 #pragma once
+#include <xmmintrin.h>
+
 #include <cstdint>
 #include <string>
 
@@ -22,9 +24,26 @@ struct QuantWeight {
   float nested_offset = 0;
   int64_t nested_block = 1;
 
+  int64_t data_bytes() const { return kind == QuantKind::BF16 ? 2 * N * K : kind == QuantKind::Int8 ? N * K : (N * K + 1) / 2; }
+
   float block_scale(int64_t b) const {
     if (scale_codes) return nested_code[scale_codes[b]] * nested_absmax[b / nested_block] + nested_offset;
     return scales[b];
+  }
+};
+
+// A decode GEMV reads W once in long sequential runs. On a server core the hardware prefetcher alone
+// keeps too few lines in flight for that: on a 2-vCPU Xeon (Emerald Rapids) the int8 GEMV read 17 GB/s
+// where a float32 GEMV, which prefetches, read 27. So the GEMVs also prefetch the line kPrefetchAhead
+// bytes past each one they load (never past the weight's end): int8 24, q4 28, bf16 24 GB/s there, and
+// batch-1 decode 1.2-1.36x faster (4096 to 16384 bytes ahead measured alike).
+constexpr uintptr_t kPrefetchAhead = 8192;
+struct WeightPrefetch {
+  uintptr_t end;  // hoisted out of the loop: GCC 12 drops a prefetch whose bound it computes in the loop
+  explicit WeightPrefetch(const QuantWeight& w) : end(reinterpret_cast<uintptr_t>(w.data) + uintptr_t(w.data_bytes())) {}
+  void operator()(const void* p) const {
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p) + kPrefetchAhead;
+    if (a < end) _mm_prefetch(reinterpret_cast<const char*>(a), _MM_HINT_T0);
   }
 };
 
