@@ -11,6 +11,7 @@
 #include <string>
 
 #include "kernel_api.h"
+#include "simd.h"
 
 namespace kestrel {
 namespace {
@@ -71,8 +72,13 @@ void attend_one(const Paged& p, int64_t n, int64_t g) {
   float* sc = score_buffer.get(size_t(p.rep * L));
   const int32_t* row = p.table + s * p.max_blocks;
   auto slot_of = [&](int64_t j) -> int64_t { return int64_t(row[j / p.bs]) * p.bs + j % p.bs; };
+  // keys prefetched kAheadKeys rows ahead, each value row into L2 as its key is scored (attention_tiles.inc's forward_one does the same)
+  constexpr int64_t kAheadKeys = 8;
+  for (int64_t j = 0; j < std::min(L, kAheadKeys); j++) simd::prefetch_floats<_MM_HINT_T0>(p.k + (slot_of(lo + j) * p.Hkv + g) * p.hd, p.hd);
   for (int64_t j = 0; j < L; j++) {
     const float* kr = p.k + (slot_of(lo + j) * p.Hkv + g) * p.hd;
+    if (j + kAheadKeys < L) simd::prefetch_floats<_MM_HINT_T0>(p.k + (slot_of(lo + j + kAheadKeys) * p.Hkv + g) * p.hd, p.hd);
+    simd::prefetch_floats<_MM_HINT_T1>(p.v + (slot_of(lo + j) * p.Hkv + g) * p.hd, p.hd);
     for (int64_t r = 0; r < p.rep; r++) {
       float z = p.scale * dot(p.q + (n * p.H + g * p.rep + r) * p.hd, kr, p.hd);
       if (p.softcap > 0) z = p.softcap * std::tanh(z / p.softcap);

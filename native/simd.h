@@ -31,6 +31,12 @@ constexpr float kTanhP0 = -5.70498872745e-3f, kTanhP1 = 2.06390887954e-2f, kTanh
                 kTanhP3 = 1.33314422036e-1f, kTanhP4 = -3.33332819422e-1f;
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
+// Asks for the cache lines of row[0, n) (a hint: it reads nothing, and is never an out-of-bounds access).
+template <_mm_hint Hint>
+inline void prefetch_floats(const float* row, int64_t n) {
+  for (int64_t c = 0; c < n; c += 16) _mm_prefetch(reinterpret_cast<const char*>(row + c), Hint);
+}
+
 // Which body to run: 2 = AVX-512, 1 = AVX2+FMA, 0 = scalar.
 inline int level() {
   const CpuFeatures& f = cpu_features();
