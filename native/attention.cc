@@ -114,8 +114,11 @@ void need_dtype(const char* kernel, const char* what, const View& v, bool half) 
   if (!v.contiguous()) fail(kernel, std::string(what) + " " + shape_str(v) + " must be contiguous");
 }
 
+std::string dims(const Problem& p);
+
+// `p` names the problem's dims in the error (built only on failure).
 void need_shape(const char* kernel, const char* what, const View& v, std::initializer_list<int64_t> shape,
-                const std::string& context, bool half = false) {
+                const Problem& p, bool half = false) {
   need_dtype(kernel, what, v, half);
   bool ok = v.ndim == int(shape.size());
   int d = 0;
@@ -124,7 +127,7 @@ void need_shape(const char* kernel, const char* what, const View& v, std::initia
     std::string want = "[";
     d = 0;
     for (int64_t s : shape) want += (d++ ? "," : "") + std::to_string(s);
-    fail(kernel, std::string(what) + " " + shape_str(v) + " must be " + want + "] (" + context + ")");
+    fail(kernel, std::string(what) + " " + shape_str(v) + " must be " + want + "] (" + dims(p) + ")");
   }
 }
 
@@ -166,14 +169,15 @@ Problem make_problem(const char* kernel, const Inputs& in, Args& args, bool head
     need_dtype(kernel, "k", k, p.half);
     need_dtype(kernel, "v", v, p.half);
   }
-  std::string ctx = "q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v);
-  if (q.ndim != 4 || k.ndim != 4 || v.ndim != 4) fail(kernel, "q, k, v must be [B, H, T, hd]: " + ctx);
+  // the shapes for an error message, built only on failure: this runs every decode step
+  auto ctx = [&] { return "q " + shape_str(q) + ", k " + shape_str(k) + ", v " + shape_str(v); };
+  if (q.ndim != 4 || k.ndim != 4 || v.ndim != 4) fail(kernel, "q, k, v must be [B, H, T, hd]: " + ctx());
   p.B = q.shape[0], p.H = q.shape[1], p.Tq = q.shape[2], p.hd = q.shape[3];
   p.Hkv = k.shape[1], p.Tk = k.shape[2], p.hdv = v.shape[3];
-  if (k.shape[0] != p.B || v.shape[0] != p.B) fail(kernel, "batch sizes differ: " + ctx);
-  if (k.shape[3] != p.hd) fail(kernel, "q and k head dims differ: " + ctx);
-  if (v.shape[1] != p.Hkv || v.shape[2] != p.Tk) fail(kernel, "k and v must agree in heads and length: " + ctx);
-  if (p.Hkv < 1 || p.H % p.Hkv != 0) fail(kernel, "query heads must be a multiple of kv heads: " + ctx);
+  if (k.shape[0] != p.B || v.shape[0] != p.B) fail(kernel, "batch sizes differ: " + ctx());
+  if (k.shape[3] != p.hd) fail(kernel, "q and k head dims differ: " + ctx());
+  if (v.shape[1] != p.Hkv || v.shape[2] != p.Tk) fail(kernel, "k and v must agree in heads and length: " + ctx());
+  if (p.Hkv < 1 || p.H % p.Hkv != 0) fail(kernel, "query heads must be a multiple of kv heads: " + ctx());
   p.rep = p.H / p.Hkv;
   p.shift = p.Tk - p.Tq;
   // a size-1 dim's stride is never used by the offsets below; contiguous ones are the defaults
@@ -192,7 +196,7 @@ Problem make_problem(const char* kernel, const Inputs& in, Args& args, bool head
     if (mask.dtype != F32) fail(kernel, std::string("mask must be float32 (additive), got ") + dtype_name(mask.dtype));
     bool ok = mask.ndim == 4 && (mask.shape[0] == p.B || mask.shape[0] == 1) &&
               (mask.shape[1] == p.H || mask.shape[1] == 1) && mask.shape[2] == p.Tq && mask.shape[3] == p.Tk;
-    if (!ok) fail(kernel, "mask " + shape_str(mask) + " must be [B|1, H|1, Tq, Tk] for " + ctx);
+    if (!ok) fail(kernel, "mask " + shape_str(mask) + " must be [B|1, H|1, Tq, Tk] for " + ctx());
     p.mask = mask.ptr<float>();
     for (int d = 0; d < 4; d++) p.ms[d] = mask.shape[d] == 1 ? 0 : mask.stride[d];
   }
@@ -233,9 +237,8 @@ KESTREL_KERNEL(attention) {
   Problem p = make_problem(k, in, args, true);
   View out = args.view(), lse = args.view();
   args.done();
-  std::string ctx = dims(p);
-  need_shape(k, "out", out, {p.B, p.H, p.Tq, p.hdv}, ctx);
-  need_shape(k, "lse", lse, {p.B, p.H, p.Tq}, ctx);
+  need_shape(k, "out", out, {p.B, p.H, p.Tq, p.hdv}, p);
+  need_shape(k, "lse", lse, {p.B, p.H, p.Tq}, p);
   switch (simd::level()) {
     case 2: isa_avx512::forward(p, out.ptr<float>(), lse.ptr<float>()); break;
     case 1: isa_avx2::forward(p, out.ptr<float>(), lse.ptr<float>()); break;
@@ -250,13 +253,12 @@ KESTREL_KERNEL(attention_backward) {
   Problem p = make_problem(k, in, args, false);
   View dq = args.view(), dk = args.view(), dv = args.view();
   args.done();
-  std::string ctx = dims(p);
-  need_shape(k, "out", out, {p.B, p.H, p.Tq, p.hdv}, ctx, p.half);
-  need_shape(k, "lse", lse, {p.B, p.H, p.Tq}, ctx);
-  need_shape(k, "dout", dout, {p.B, p.H, p.Tq, p.hdv}, ctx, p.half);
-  need_shape(k, "dq", dq, {p.B, p.H, p.Tq, p.hd}, ctx);
-  need_shape(k, "dk", dk, {p.B, p.Hkv, p.Tk, p.hd}, ctx);
-  need_shape(k, "dv", dv, {p.B, p.Hkv, p.Tk, p.hdv}, ctx);
+  need_shape(k, "out", out, {p.B, p.H, p.Tq, p.hdv}, p, p.half);
+  need_shape(k, "lse", lse, {p.B, p.H, p.Tq}, p);
+  need_shape(k, "dout", dout, {p.B, p.H, p.Tq, p.hdv}, p, p.half);
+  need_shape(k, "dq", dq, {p.B, p.H, p.Tq, p.hd}, p);
+  need_shape(k, "dk", dk, {p.B, p.Hkv, p.Tk, p.hd}, p);
+  need_shape(k, "dv", dv, {p.B, p.Hkv, p.Tk, p.hdv}, p);
   const float *o = out.ptr<float>(), *z = lse.ptr<float>(), *g = dout.ptr<float>();
   float *gq = dq.ptr<float>(), *gk = dk.ptr<float>(), *gv = dv.ptr<float>();
   if (p.half) {  // out and dout as bf16: D = do . o is formed from them, the products take dout as it is

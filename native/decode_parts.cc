@@ -16,9 +16,11 @@ thread_local ScratchBuffer normed{"fused decode: normalized rows"};
 
 const float* decode_f32(const char* k, const char* what, const View& v, int64_t rows, int64_t cols) {
   bool shape_ok = rows < 0 ? v.ndim == 1 && v.shape[0] == cols : v.ndim == 2 && v.shape[0] == rows && v.shape[1] == cols;
-  std::string want = rows < 0 ? "[" + std::to_string(cols) + "]" : "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
   if (v.dtype != F32) fail(k, std::string(what) + " must be float32, got " + dtype_name(v.dtype) + " " + shape_str(v));
-  if (!shape_ok) fail(k, std::string(what) + " " + shape_str(v) + " must be " + want);
+  if (!shape_ok) {  // the message is built only here: this runs for every argument of every decode step
+    std::string want = rows < 0 ? "[" + std::to_string(cols) + "]" : "[" + std::to_string(rows) + ", " + std::to_string(cols) + "]";
+    fail(k, std::string(what) + " " + shape_str(v) + " must be " + want);
+  }
   if (!v.contiguous()) fail(k, std::string(what) + " " + shape_str(v) + " must be contiguous");
   return v.ptr<float>();
 }
