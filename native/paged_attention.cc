@@ -71,14 +71,19 @@ void attend_one(const Paged& p, int64_t n, int64_t g) {
   const int64_t L = last - lo + 1;
   float* sc = score_buffer.get(size_t(p.rep * L));
   const int32_t* row = p.table + s * p.max_blocks;
-  auto slot_of = [&](int64_t j) -> int64_t { return int64_t(row[j / p.bs]) * p.bs + j % p.bs; };
-  // keys prefetched kAheadKeys rows ahead, each value row into L2 as its key is scored (attention_tiles.inc's forward_one does the same)
-  constexpr int64_t kAheadKeys = 8;
-  for (int64_t j = 0; j < std::min(L, kAheadKeys); j++) simd::prefetch_floats<_MM_HINT_T0>(p.k + (slot_of(lo + j) * p.Hkv + g) * p.hd, p.hd);
+  // visible key j's row of kv head g in the pool: its block's slot (the table's entry), then the head
+  // (its value row is at the same offset of p.v)
+  auto at = [&](int64_t j) -> int64_t {
+    const int64_t t = lo + j, slot = int64_t(row[t / p.bs]) * p.bs + t % p.bs;
+    return (slot * p.Hkv + g) * p.hd;
+  };
+  // keys prefetched kKeyPrefetchRows rows ahead, each value row into L2 as its key is scored (attention_tiles.inc's forward_one does the same)
+  constexpr int64_t ahead = simd::kKeyPrefetchRows;
+  for (int64_t j = 0; j < std::min(L, ahead); j++) simd::prefetch_floats<_MM_HINT_T0>(p.k + at(j), p.hd);
   for (int64_t j = 0; j < L; j++) {
-    const float* kr = p.k + (slot_of(lo + j) * p.Hkv + g) * p.hd;
-    if (j + kAheadKeys < L) simd::prefetch_floats<_MM_HINT_T0>(p.k + (slot_of(lo + j + kAheadKeys) * p.Hkv + g) * p.hd, p.hd);
-    simd::prefetch_floats<_MM_HINT_T1>(p.v + (slot_of(lo + j) * p.Hkv + g) * p.hd, p.hd);
+    const float* kr = p.k + at(j);
+    if (j + ahead < L) simd::prefetch_floats<_MM_HINT_T0>(p.k + at(j + ahead), p.hd);
+    simd::prefetch_floats<_MM_HINT_T1>(p.v + at(j), p.hd);
     for (int64_t r = 0; r < p.rep; r++) {
       float z = p.scale * dot(p.q + (n * p.H + g * p.rep + r) * p.hd, kr, p.hd);
       if (p.softcap > 0) z = p.softcap * std::tanh(z / p.softcap);
@@ -95,7 +100,7 @@ void attend_one(const Paged& p, int64_t n, int64_t g) {
     std::fill_n(p.out + (n * p.H + g * p.rep + r) * p.hd, p.hd, 0.0f);
   }
   for (int64_t j = 0; j < L; j++) {
-    const float* vr = p.v + (slot_of(lo + j) * p.Hkv + g) * p.hd;
+    const float* vr = p.v + at(j);
     for (int64_t r = 0; r < p.rep; r++) axpy(p.out + (n * p.H + g * p.rep + r) * p.hd, sc[r * L + j], vr, p.hd);
   }
 }

@@ -32,6 +32,8 @@ constexpr float kTanhP0 = -5.70498872745e-3f, kTanhP1 = 2.06390887954e-2f, kTanh
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // Asks for the cache lines of row[0, n) (a hint: it reads nothing, and is never an out-of-bounds access).
+// The decode attention kernels ask for each key row this many rows before they score it.
+constexpr int64_t kKeyPrefetchRows = 8;
 template <_mm_hint Hint>
 inline void prefetch_floats(const float* row, int64_t n) {
   for (int64_t c = 0; c < n; c += 16) _mm_prefetch(reinterpret_cast<const char*>(row + c), Hint);

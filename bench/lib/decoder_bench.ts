@@ -29,8 +29,8 @@ export function buildDecoder(name: string, s: DecoderShape): k.CausalLM {
  * A streaming read of `bytes` bytes: a float32 GEMV, [1, 4096] times a [rows, 4096] matrix's
  * transpose (sgemm's small-M path, every thread its own rows, two flops per four bytes read), so
  * `sample()` gives the rate at which the decode's own kind of kernel streams a weight. It was a row
- * sum, which widens to double: on a 2-vCPU Xeon whose vCPUs appear to share one core that ran
- * at 16-17 GB/s where this GEMV read at 26-30, so the bound it gave was not one. A benchmark takes a
+ * sum, which widens to double: on a 2-vCPU Xeon that ran at 16-17 GB/s where this GEMV read at
+ * 26-30, so the bound it gave was not one. A benchmark takes a
  * sample next to each timed run of its own, so that the bound and the run see the same machine load
  * (shared machines swing by 2x).
  */
