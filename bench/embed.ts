@@ -13,16 +13,17 @@
 // best with the best (DESIGN.md: the peer at its best setting); writes bench/results/embed_bf16.json.
 // --dtype both: Kestrel and PyTorch each in float32 and in bf16, side by side: fp32 vs fp32, bf16 vs
 // bf16 and best vs best; writes bench/results/embed_dtypes.json.
-// --peer-dtype bf16: run the PyTorch peer in bf16 only, where its float32 is known to be far slower
-// (Debian's torch 1.13 on AMD Zen 4: 46 tok/s in float32 vs 2653 in bf16 at 2 layers, batch 16, so a
-// float32 peer step at the full shape takes ~20 minutes); the result then records that float32 was not run.
+// --peer-dtype bf16: run the PyTorch peer in bf16 only; the result then records that float32 was not run.
+// Each peer run takes the faster of OpenBLAS's own core type and the forced one (runPeerFastest): at
+// its own detection OpenBLAS 0.3.21 may run SSE3 kernels, and without libopenblas0 Debian's torch
+// runs the reference BLAS (runPeer refuses that): either gives a float32 peer 5-50x slower than its best.
 import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
 import { buildModel } from '../src/models/registry.js';
 import type { BertModel } from '../src/models/bert.js';
-import { BENCH_DIR, median, runPeer, writeResult } from './lib/report.js';
+import { BENCH_DIR, median, peerCoretype, runPeer, runPeerFastest, writeResult } from './lib/report.js';
 
 const E = k.embeddings;
 const SHAPE = { dim: 768, heads: 12, ffn: 3072, vocab: 30522, seq: 128, batch: 32 };
@@ -107,7 +108,7 @@ function profileStep(trainee: k.embeddings.EmbeddingTrainee, B: number, layers: 
   console.log(`encode (${2 * steps} batches of ${B}):\n${k.profile.report({ steps: 2 * steps, top: 20, peak: false })}`);
   if (!peer) return;
   const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: 0, profile: true, autocast: autocast ? 'bf16' : null, merge: true };
-  const r = runPeer(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], 3_600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
+  const r = runPeer(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], 3_600_000, peerCoretype(), { OMP_WAIT_POLICY: 'PASSIVE' });
   console.log(r.out ?? `PyTorch peer unavailable: ${r.why}`);
 }
 
@@ -117,9 +118,8 @@ type Dtype = 'fp32' | 'bf16';
 function peerRun(B: number, layers: number, steps: number, encodeTexts: number, dtype: Dtype): Record<string, number | string> | string {
   // merge: anchors and positives in one forward, as Kestrel's step does for columns of one padded length (like for like)
   const req = { ...SHAPE, batch: B, layers, steps, threads: 2, encode_texts: encodeTexts, autocast: dtype === 'bf16' ? 'bf16' : null, merge: true };
-  const r = runPeer(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], 3_600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
-  if (r.out === null) return `PyTorch peer unavailable: ${r.why}`;
-  return JSON.parse(r.out.trim().split('\n').at(-1)!) as Record<string, number | string>;
+  const r = runPeerFastest<Record<string, number | string>>(join(BENCH_DIR, 'peers', 'torch_embed.py'), [JSON.stringify(req)], (row) => Number(row.train_step_s), 3_600_000, { OMP_WAIT_POLICY: 'PASSIVE' });
+  return r.row ?? `PyTorch peer unavailable: ${r.why}`;
 }
 
 interface KestrelRun {

@@ -15,7 +15,7 @@ import * as k from '../src/index.js';
 import { loadNative } from '../src/backend/addon.js';
 import { SparseMoe } from '../src/models/moe.js';
 import { decoderConfig } from '../src/models/registry.js';
-import { BENCH_DIR, median, runPeer, writeResult } from './lib/report.js';
+import { BENCH_DIR, median, runPeerFastest, writeResult } from './lib/report.js';
 
 const SHAPE = { dim: 512, ffn: 1408, experts: 8, topK: 2 };
 
@@ -95,13 +95,13 @@ function profileBf16(b: SparseMoe, x: k.Tensor, dy: k.Tensor): { table: string; 
   return { table: k.profile.report({ steps, top: 20, peak: false }), kernels: rows };
 }
 
-interface PeerRun { torch: string; threads: number; autocast: string | null; seconds: number }
+interface PeerRun { torch: string; threads: number; autocast: string | null; seconds: number; openblas_coretype: string }
 
-/** PyTorch's block in float32 and under torch.autocast bf16 (its best setting is the faster). */
+/** PyTorch's block in float32 and under torch.autocast bf16 (its best setting is the faster), each at its faster OpenBLAS core type. */
 function runTorch(req: object): { fp32: PeerRun | null; bf16: PeerRun | null; why: string } {
   const run = (extra: object): { r: PeerRun | null; why: string } => {
-    const r = runPeer(join(BENCH_DIR, 'peers', 'torch_moe.py'), [JSON.stringify({ ...req, ...extra })], 600_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
-    return { r: r.out ? (JSON.parse(r.out) as PeerRun) : null, why: r.why };
+    const r = runPeerFastest<PeerRun>(join(BENCH_DIR, 'peers', 'torch_moe.py'), [JSON.stringify({ ...req, ...extra })], (p) => p.seconds, 600_000, { OMP_WAIT_POLICY: 'PASSIVE' });
+    return { r: r.row, why: r.why };
   };
   const [a, b] = [run({}), run({ autocast: 'bf16' })];
   return { fp32: a.r, bf16: b.r, why: [a.why, b.why].filter(Boolean).join('; ') };
@@ -134,10 +134,10 @@ function main(): void {
     if (p.fp32 && p.bf16) {
       const torchBest = Math.min(p.fp32.seconds, p.bf16.seconds);
       const ratios = { grouped_fp32_vs_torch_fp32: p.fp32.seconds / t.grouped, grouped_bf16_vs_torch_bf16: p.bf16.seconds / t.grouped_bf16, best_vs_torch_best: torchBest / best };
-      console.log(`  PyTorch ${p.fp32.torch} float32     ${ms(p.fp32.seconds)}  (grouped float32 ${ratios.grouped_fp32_vs_torch_fp32.toFixed(2)}x)`);
+      console.log(`  PyTorch ${p.fp32.torch} float32     ${ms(p.fp32.seconds)}  (OpenBLAS ${p.fp32.openblas_coretype}; grouped float32 ${ratios.grouped_fp32_vs_torch_fp32.toFixed(2)}x)`);
       console.log(`  PyTorch ${p.bf16.torch} autocast bf16 ${ms(p.bf16.seconds)}  (grouped bf16 ${ratios.grouped_bf16_vs_torch_bf16.toFixed(2)}x)`);
       console.log(`  best vs best: Kestrel ${(best * 1e3).toFixed(1)} ms, PyTorch ${(torchBest * 1e3).toFixed(1)} ms: ${ratios.best_vs_torch_best.toFixed(2)}x`);
-      peer = { torch: p.fp32.torch, threads: p.fp32.threads, fp32_s: p.fp32.seconds, bf16_s: p.bf16.seconds, best_s: torchBest, ...ratios };
+      peer = { torch: p.fp32.torch, threads: p.fp32.threads, fp32_s: p.fp32.seconds, fp32_openblas_coretype: p.fp32.openblas_coretype, bf16_s: p.bf16.seconds, bf16_openblas_coretype: p.bf16.openblas_coretype, best_s: torchBest, ...ratios };
     } else console.log(`  PyTorch peer did not run: ${(peer = { skipped: p.why }).skipped}`);
   }
   const path = writeResult('moe', {

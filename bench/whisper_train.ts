@@ -14,7 +14,7 @@ import * as k from '../src/index.js';
 import { loadNative } from '../src/backend/addon.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { WhisperForConditionalGeneration, loadWhisper, whisperConfig } from '../src/models/whisper.js';
-import { BENCH_DIR, median, runPeer, writeResult } from './lib/report.js';
+import { BENCH_DIR, median, runPeerFastest, writeResult } from './lib/report.js';
 
 const FIXTURE = join(BENCH_DIR, '..', '..', 'shared', 'fixtures', 'audio', 'models', 'whisper-tiny-random');
 // openai/whisper-base's config.json shape fields
@@ -81,10 +81,10 @@ const kestrel = {
 let peer: Record<string, unknown> = { note: 'not run (--no-peer)' };
 if (!args['no-peer']) {
   const req = { config: BASE, batch, tokens, runs, threads, fixture: FIXTURE };
-  const r = runPeer(join(BENCH_DIR, 'peers', 'torch_whisper_train.py'), [JSON.stringify(req)], 1_800_000, undefined, { OMP_WAIT_POLICY: 'PASSIVE' });
-  if (r.out === null) peer = { note: `torch peer failed: ${r.why}` };
+  const r = runPeerFastest<{ median_s: number; peak_rss_mb: number; rss_before_model_mb: number }>(join(BENCH_DIR, 'peers', 'torch_whisper_train.py'), [JSON.stringify(req)], (p) => p.median_s, 1_800_000, { OMP_WAIT_POLICY: 'PASSIVE' });
+  if (r.row === null) peer = { note: `torch peer failed: ${r.why}` };
   else {
-    const p = JSON.parse(r.out.trim().split('\n').pop()!) as { median_s: number; peak_rss_mb: number; rss_before_model_mb: number };
+    const p = r.row;
     peer = { ...p, tokens_per_s: (batch * tokens) / p.median_s, peak_rss_above_start_mb: p.peak_rss_mb - p.rss_before_model_mb };
   }
 }

@@ -1,7 +1,7 @@
 // Shared benchmark plumbing: machine facts, the commit, medians, peers run through Debian's
 // python3 with OpenBLAS's core-type overrides unset, and the results file.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, realpathSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadNative } from '../../src/backend/addon.js';
@@ -57,6 +57,8 @@ export function peerCoretype(): string {
  * names its kernels); returns stdout, or null (with the reason) when it cannot run.
  */
 export function runPeer(script: string, args: string[], timeoutMs = 1_800_000, coretype?: string, extraEnv: Record<string, string> = {}): { out: string | null; why: string } {
+  const blas = referenceBlas();
+  if (blas) return { out: null, why: blas };
   const env = { ...process.env, ...extraEnv };
   delete env.OPENBLAS_CORETYPE;
   delete env.OPENBLAS_L2_SIZE;
@@ -72,4 +74,39 @@ export function writeResult(name: string, body: object): string {
   mkdirSync(dirname(path), { recursive: true });
   writeFileSync(path, JSON.stringify({ ...machine(), date: new Date().toISOString(), ...body }, null, 2) + '\n');
   return path;
+}
+
+/**
+ * Why Debian's PyTorch and numpy would run on the reference BLAS (libblas3's Fortran loops, about
+ * 5 GFLOP/s: a float32 peer 20-40x slower than it should be), or null when an optimized BLAS
+ * provides libblas.so.3 (or this is not a Debian-style system).
+ */
+function referenceBlas(): string | null {
+  const lib = '/usr/lib/x86_64-linux-gnu/libblas.so.3';
+  if (!existsSync(lib)) return null;
+  const target = realpathSync(lib);
+  return /\/blas\/libblas/.test(target)
+    ? `libblas.so.3 is the reference BLAS (${target}); install the peers' BLAS first: apt-get install -y libopenblas0-pthread (../shared/bench/README.md)`
+    : null;
+}
+
+/**
+ * A peer run twice, with OpenBLAS's own core-type detection and with the core type forced to
+ * peerCoretype(), keeping the faster by `seconds` (the row is the last stdout line, as JSON):
+ * OpenBLAS 0.3.21 takes newer Intel CPUs for Prescott (SSE3), so neither setting alone is the
+ * peer's best on every CPU, and no ratio may flatter Kestrel.
+ */
+export function runPeerFastest<T extends object>(script: string, args: string[], seconds: (row: T) => number, timeoutMs?: number, extraEnv: Record<string, string> = {}): { row: (T & { openblas_coretype: string }) | null; why: string } {
+  let row: (T & { openblas_coretype: string }) | null = null;
+  const why: string[] = [];
+  for (const coretype of [undefined, peerCoretype()]) {
+    const r = runPeer(script, args, timeoutMs, coretype, extraEnv);
+    if (r.out === null) {
+      why.push(r.why);
+      continue;
+    }
+    const run = { ...(JSON.parse(r.out.trim().split('\n').at(-1)!) as T), openblas_coretype: coretype ?? 'auto' };
+    if (!row || seconds(run) < seconds(row)) row = run;
+  }
+  return { row, why: row ? '' : [...new Set(why)].join('; ') };
 }
