@@ -76,6 +76,8 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("distOpen", &Addon::DistOpen),
         InstanceMethod("distRun", &Addon::DistRun),
         InstanceMethod("distRunSync", &Addon::DistRunSync),
+        InstanceMethod("distShare", &Addon::DistShare),
+        InstanceMethod("distSharedCalls", &Addon::DistSharedCalls),
         InstanceMethod("distClose", &Addon::DistClose),
         InstanceMethod("distWaitIdle", &Addon::DistWaitIdle),
         InstanceMethod("distUnlink", &Addon::DistUnlink),

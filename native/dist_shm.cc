@@ -7,6 +7,15 @@
 // calls, so pages are faulted in once (a fresh 64 MiB buffer costs ~200 ms on these VMs).
 // Reductions run in rank order 0..N-1 with float32 accumulation for half types, so every rank
 // gets the same bits and a single-process reference reproduces them exactly.
+//
+// Shared regions (dist_share) skip the slots: a region is one more segment that every member maps
+// whole, each owning a part, and a storage over this member's part is an ordinary tensor in JS.
+// When every member's buffers of an all-reduce, reduce-scatter or all-gather lie in shared
+// regions, each reads its peers' buffers in place: a reduce-scatter reads N blocks and writes one
+// (the slot path first copies all N blocks in), an all-gather copies each peer's block straight
+// into its output, and an all-reduce is a reduce-scatter into the output's own block followed by
+// an all-gather of the others' blocks. On a 2-vCPU Xeon streaming 10-16 GB/s per thread those
+// copies were most of the ~1 CPU s a ZeRO step spent in collectives.
 #include "dist_shm.h"
 
 #include <fcntl.h>
@@ -20,11 +29,14 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <tuple>
+#include <utility>
 
 #include "cast.h"
 #include "kernel_api.h"
@@ -44,6 +56,8 @@ struct Control {
   uint32_t op, dtype, reduce;
   uint64_t count;
   int32_t peer;
+  int32_t src_share, dst_share;  // the shared region holding each buffer, -1 for private memory
+  uint64_t src_at, dst_at;       // byte offsets of the buffers in this member's part of it
 };
 static_assert(sizeof(Control) <= kLine, "control line");
 
@@ -53,6 +67,23 @@ struct Meta {
 };
 
 using Clock = std::chrono::steady_clock;
+
+// A region of dist_share: `per_rank` bytes per member, member r's at base + r * per_rank. The
+// segment holds one reference and the storage over this member's part another, so the mapping
+// outlives whichever of them goes last.
+struct SharedRegion {
+  char* base = nullptr;
+  size_t per_rank = 0, total = 0;
+  std::atomic<int> refs{1};
+};
+
+void unref(void* p) {
+  auto* r = static_cast<SharedRegion*>(p);
+  if (r->refs.fetch_sub(1) == 1) {
+    munmap(r->base, r->total);
+    delete r;
+  }
+}
 
 size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
@@ -64,6 +95,8 @@ struct Segment {
   std::vector<int> global;
   uint32_t gen = 0;                                // phases passed (same on every member)
   std::vector<uint32_t> sent_seq, recv_seq;        // pieces sent to / received from each peer
+  std::vector<SharedRegion*> shares;               // dist_share's regions, in the order made (same on every member)
+  std::atomic<uint64_t> shared_calls{0};           // collectives that took the in-place path
 
   Meta* meta() const { return reinterpret_cast<Meta*>(base); }
   Control* control(int r) const { return reinterpret_cast<Control*>(base + kLine * (1 + r)); }
@@ -72,6 +105,22 @@ struct Segment {
   uint32_t* sent(int from, int to) const { return pair_counters() + from * world + to; }
   uint32_t* acked(int from, int to) const { return pair_counters() + world * world + from * world + to; }
   char* slot(int r) const { return base + header + slot_bytes * size_t(r); }
+
+  // Where [p, p + bytes) lies in this member's part of a shared region: {region, offset}, or {-1, 0}.
+  std::pair<int32_t, uint64_t> locate(const char* p, size_t bytes) const {
+    for (size_t i = 0; p && i < shares.size(); i++) {
+      const char* mine = shares[i]->base + shares[i]->per_rank * size_t(rank);
+      if (p >= mine && bytes <= shares[i]->per_rank && size_t(p - mine) <= shares[i]->per_rank - bytes) return {int32_t(i), uint64_t(p - mine)};
+    }
+    return {-1, 0};
+  }
+  // Member r's buffer of `bytes` at `at` of its part of region `share` (as r published it: checked).
+  char* peer(int r, int32_t share, uint64_t at, size_t bytes) const {
+    if (share < 0 || size_t(share) >= shares.size() || bytes > shares[size_t(share)]->per_rank || at > shares[size_t(share)]->per_rank - bytes)
+      throw KernelError("dist: rank " + std::to_string(global[size_t(r)]) + " named a buffer outside the shared regions (region " +
+                        std::to_string(share) + ", offset " + std::to_string(at) + ", " + std::to_string(bytes) + " bytes)");
+    return shares[size_t(share)]->base + shares[size_t(share)]->per_rank * size_t(r) + at;
+  }
 };
 
 size_t header_bytes(int world) {
@@ -130,6 +179,24 @@ const char* op_name(uint32_t op) {
   return op < 8 ? names[op] : "?";
 }
 
+bool overlap(const char* a, size_t an, const char* b, size_t bn) { return a && b && a < b + bn && b < a + an; }
+
+// Whether this member's buffers allow the in-place path: the input in a shared region (and, for
+// an all-reduce, the output too), and no byte this member writes is one a peer reads meanwhile.
+bool may_share(const Segment& s, const DistCall& c) {
+  const Control* me = s.control(s.rank);
+  const size_t eb = dist_dtype_bytes(c.dtype), N = size_t(s.world), bytes = c.count * eb;
+  switch (c.op) {
+    case DistOp::AllReduce:  // in place, or output and input apart
+      return me->src_share >= 0 && me->dst_share >= 0 && (c.dst == c.src || !overlap(c.dst, bytes, c.src, bytes));
+    case DistOp::ReduceScatter:
+      return me->src_share >= 0 && !overlap(c.dst, bytes, c.src, N * bytes);
+    case DistOp::AllGather:  // peers read the input while the output is written: apart, or the input is the output's own block
+      return me->src_share >= 0 && (c.src == c.dst + s.rank * bytes || !overlap(c.dst, N * bytes, c.src, bytes));
+    default: return false;
+  }
+}
+
 // All members meet. The first phase of a call also checks that every member is in the same call.
 void phase(Segment& s, const DistCall& c, Clock::time_point deadline, bool first) {
   uint32_t target = ++s.gen;
@@ -137,6 +204,12 @@ void phase(Segment& s, const DistCall& c, Clock::time_point deadline, bool first
   if (first) {
     me->op = uint32_t(c.op), me->dtype = uint32_t(c.dtype), me->reduce = uint32_t(c.reduce);
     me->count = c.count, me->peer = c.peer;
+    const size_t eb = c.op == DistOp::Barrier ? 1 : dist_dtype_bytes(c.dtype), N = size_t(s.world);
+    const size_t src_bytes = c.count * eb * (c.op == DistOp::ReduceScatter ? N : 1);
+    const size_t dst_bytes = c.count * eb * (c.op == DistOp::AllGather ? N : 1);
+    std::tie(me->src_share, me->src_at) = s.locate(c.src, src_bytes);
+    std::tie(me->dst_share, me->dst_at) = s.locate(c.dst, dst_bytes);
+    if (!may_share(s, c)) me->src_share = -1;  // this member's verdict, for run_shared
   }
   post(&me->counter, target);
   for (int r = 0; r < s.world; r++)
@@ -192,11 +265,12 @@ void reduce_into(T* dst, size_t n, int world, DistReduce op, Src src) {
   }
 }
 
-// Reduces n elements at byte offset `at` of every member's slot into dst.
-void reduce_slots(const Segment& s, DistCall const& c, char* dst, size_t n, size_t at) {
+// Reduces n elements of every member's part (part(r): a byte pointer) into dst.
+template <class Part>
+void reduce_parts(const Segment& s, DistCall const& c, char* dst, size_t n, Part part) {
   auto run = [&](auto* typed_dst) {
     using T = std::remove_pointer_t<decltype(typed_dst)>;
-    reduce_into<T>(typed_dst, n, s.world, c.reduce, [&](int r) { return reinterpret_cast<const T*>(s.slot(r) + at); });
+    reduce_into<T>(typed_dst, n, s.world, c.reduce, [&](int r) { return reinterpret_cast<const T*>(part(r)); });
   };
   switch (c.dtype) {
     case DistDType::F32: run(reinterpret_cast<float*>(dst)); break;
@@ -218,6 +292,39 @@ struct Pieces {
   }
 };
 
+// The in-place path (see the file comment), after the first phase; false when some member's
+// buffers do not allow it (every member sees the same control lines, so all decide alike).
+bool run_shared(Segment& s, const DistCall& c, Clock::time_point deadline) {
+  for (int r = 0; r < s.world; r++)
+    if (s.control(r)->src_share < 0) return false;
+  const size_t eb = dist_dtype_bytes(c.dtype), N = size_t(s.world), me = size_t(s.rank), n = c.count;
+  const size_t src_bytes = n * eb * (c.op == DistOp::ReduceScatter ? N : 1);
+  auto src = [&](size_t r) { const Control* o = s.control(int(r)); return s.peer(int(r), o->src_share, o->src_at, src_bytes); };
+  auto dst = [&](size_t r) { const Control* o = s.control(int(r)); return s.peer(int(r), o->dst_share, o->dst_at, n * eb); };
+  switch (c.op) {
+    case DistOp::ReduceScatter:
+      reduce_parts(s, c, c.dst, n, [&](int r) { return src(size_t(r)) + me * n * eb; });
+      break;
+    case DistOp::AllGather:
+      for (size_t r = 0; r < N; r++)
+        if (c.dst + r * n * eb != src(r)) std::memcpy(c.dst + r * n * eb, src(r), n * eb);
+      break;
+    case DistOp::AllReduce: {
+      // member r reduces elements [r n / N, (r + 1) n / N) into its own output, then all copy the others' blocks
+      auto lo = [&](size_t r) { return r * n / N; };
+      reduce_parts(s, c, c.dst + lo(me) * eb, lo(me + 1) - lo(me), [&](int r) { return src(size_t(r)) + lo(me) * eb; });
+      phase(s, c, deadline, false);
+      for (size_t r = 0; r < N; r++)
+        if (r != me) std::memcpy(c.dst + lo(r) * eb, dst(r) + lo(r) * eb, (lo(r + 1) - lo(r)) * eb);
+      break;
+    }
+    default: return false;
+  }
+  phase(s, c, deadline, false);  // every member has read the others' buffers: they may be written again
+  s.shared_calls++;
+  return true;
+}
+
 void run_collective(Segment& s, const DistCall& c, Clock::time_point deadline) {
   const size_t eb = dist_dtype_bytes(c.dtype), N = size_t(s.world), me = size_t(s.rank);
   const size_t n = c.count;
@@ -228,6 +335,11 @@ void run_collective(Segment& s, const DistCall& c, Clock::time_point deadline) {
     meet();
     return;
   }
+  // a group with shared regions meets once first, so that every member knows whether all buffers allow the in-place path
+  if (!s.shares.empty() && (c.op == DistOp::AllReduce || c.op == DistOp::ReduceScatter || c.op == DistOp::AllGather)) {
+    meet();
+    if (run_shared(s, c, deadline)) return;
+  }
   const bool packed = c.op == DistOp::ReduceScatter || c.op == DistOp::AllToAll;  // each rank sends N blocks
   Pieces p{std::max<size_t>(1, s.slot_bytes / eb / (packed ? N : 1)), n};
   p.each([&](size_t off, size_t m) {
@@ -236,7 +348,7 @@ void run_collective(Segment& s, const DistCall& c, Clock::time_point deadline) {
       case DistOp::AllReduce:
         std::memcpy(s.slot(s.rank), c.src + off * eb, bytes);
         meet();
-        reduce_slots(s, c, c.dst + off * eb, m, 0);
+        reduce_parts(s, c, c.dst + off * eb, m, [&](int r) { return s.slot(r); });
         break;
       case DistOp::Broadcast:
         if (int(me) == c.peer) std::memcpy(s.slot(s.rank), c.src + off * eb, bytes);
@@ -252,7 +364,7 @@ void run_collective(Segment& s, const DistCall& c, Clock::time_point deadline) {
       case DistOp::AllToAll:
         for (size_t r = 0; r < N; r++) std::memcpy(s.slot(s.rank) + r * bytes, c.src + (r * n + off) * eb, bytes);
         meet();
-        if (c.op == DistOp::ReduceScatter) reduce_slots(s, c, c.dst + off * eb, m, me * bytes);
+        if (c.op == DistOp::ReduceScatter) reduce_parts(s, c, c.dst + off * eb, m, [&](int r) { return s.slot(r) + me * bytes; });
         else for (size_t r = 0; r < N; r++) std::memcpy(c.dst + (r * n + off) * eb, s.slot(int(r)) + me * bytes, bytes);
         break;
       default: throw KernelError("dist: not a collective");
@@ -329,6 +441,41 @@ int dist_open(const std::string& name, int local_rank, const std::vector<int>& g
   return int(registry().size() - 1);
 }
 
+double dist_share(int id, size_t bytes, double timeout_ms) {
+  Segment& s = segment(id);
+  if (bytes == 0 || bytes > (size_t(1) << 40)) throw KernelError("dist share: " + std::to_string(bytes) + " bytes per rank (1 B .. 1 TiB)");
+  const size_t per_rank = round_up(bytes, kPage), total = per_rank * size_t(s.world);
+  const std::string name = s.name + "-s" + std::to_string(s.shares.size());
+  int fd = shm_open(name.c_str(), O_CREAT | O_RDWR, 0600);
+  if (fd < 0) throw KernelError("dist share: shm_open('" + name + "'): " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || (st.st_size != 0 && size_t(st.st_size) != total) || (st.st_size == 0 && ftruncate(fd, off_t(total)) != 0)) {
+    int e = errno;
+    close(fd);
+    throw KernelError("dist share: region '" + name + "' is " + std::to_string(st.st_size) + " bytes, this rank needs " + std::to_string(total) +
+                      " (ranks disagree on the size?)" + (e ? std::string(": ") + std::strerror(e) : ""));
+  }
+  void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) throw KernelError("dist share: mmap of " + std::to_string(total) + " bytes: " + std::strerror(errno));
+  auto* region = new SharedRegion();
+  region->base = static_cast<char*>(p), region->per_rank = per_rank, region->total = total;
+  DistCall c;
+  c.op = DistOp::Barrier, c.count = per_rank, c.timeout_ms = timeout_ms, c.name = "share";
+  auto deadline = Clock::now() + std::chrono::microseconds(int64_t(timeout_ms * 1000));
+  try {
+    phase(s, c, deadline, true);  // every member has mapped it (and asked for the same size)
+  } catch (...) {
+    unref(region);
+    throw;
+  }
+  s.shares.push_back(region);
+  if (s.rank == 0) shm_unlink(name.c_str());  // the mappings outlive the name
+  phase(s, c, deadline, false);
+  region->refs.fetch_add(1);  // the storage's
+  return storage_adopt(region->base + per_rank * size_t(s.rank), bytes, unref, region);
+}
+
 void dist_run(int id, const DistCall& c) {
   Segment& s = segment(id);
   if (!(c.timeout_ms > 0)) throw KernelError("dist " + c.name + ": timeout must be positive");
@@ -345,6 +492,8 @@ size_t dist_piece_elements(int id, DistOp op, DistDType dtype) {
   return std::max<size_t>(1, s.slot_bytes / dist_dtype_bytes(dtype) / (packed ? size_t(s.world) : 1));
 }
 
+uint64_t dist_shared_calls(int id) { return segment(id).shared_calls.load(); }
+
 void dist_close(int id) {
   std::unique_ptr<Segment> s;
   {
@@ -354,6 +503,7 @@ void dist_close(int id) {
     s = std::move(r[size_t(id)]);
   }
   munmap(s->base, s->total);
+  for (SharedRegion* r : s->shares) unref(r);
 }
 
 bool dist_unlink(const std::string& name) { return shm_unlink(name.c_str()) == 0; }

@@ -35,6 +35,13 @@ struct DistCall {
 // which this process is `local_rank`; every member passes the same name, ranks and slot size.
 // Returns an id for the calls below.
 int dist_open(const std::string& name, int local_rank, const std::vector<int>& global_ranks, size_t slot_bytes);
+// Maps a region of `bytes` per member that every member of the group maps whole (all call it
+// together, with the same size, when no call of the group is running) and returns a storage handle
+// over this member's part: collectives whose buffers all lie in such regions read the peers' in
+// place instead of copying through the slots (dist_shm.cc).
+double dist_share(int id, size_t bytes, double timeout_ms);
+// Collectives of the group that ran in place on shared regions so far (tests and benchmarks).
+uint64_t dist_shared_calls(int id);
 // Runs one call to completion (blocking; throws KernelError naming the rank on a timeout or a dead peer).
 void dist_run(int id, const DistCall& call);
 // Unmaps the segment (the name stays until dist_unlink).

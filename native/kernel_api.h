@@ -119,6 +119,9 @@ const KernelEntry* kernel_table(size_t* count);
 // so a stale handle is an error instead of a use-after-free.
 double storage_alloc(size_t bytes, bool zero);
 void storage_free(double handle);
+// A storage over memory the caller owns (a shared-memory region of dist_shm.cc): freeing its
+// handle calls release(context) instead of returning a block to the allocator.
+double storage_adopt(char* data, size_t bytes, void (*release)(void*), void* context);
 char* storage_lookup(double handle, size_t* bytes);  // throws KernelError on a bad handle
 size_t storage_live_bytes();
 size_t storage_live_blocks();

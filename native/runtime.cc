@@ -112,6 +112,8 @@ struct Slot {
   size_t bytes = 0;  // what was asked for: views are checked against this, not the block's class
   Block block;
   uint32_t generation = 0;
+  void (*release)(void*) = nullptr;  // adopted memory (storage_adopt): how to let it go
+  void* context = nullptr;
 };
 constexpr uint32_t kSlotBits = 22;  // up to 4M live blocks
 constexpr uint32_t kMaxSlots = 1u << kSlotBits;
@@ -122,24 +124,38 @@ uint32_t slots_used = 1;             // slot 0 is never handed out, so handle 0 
 size_t live_bytes = 0, live_blocks = 0;
 }  // namespace
 
-// Blocks come from the caching allocator (alloc.cc): reused, so contents are garbage unless zero.
-double storage_alloc(size_t bytes, bool zero) {
-  Block b = block_alloc(bytes, zero);
+// Puts a block in a free slot and returns its handle (generation above the slot bits); when all
+// slots are live, gives the block back (release, or the allocator) and throws.
+static double fill_slot(char* data, size_t bytes, Block b, void (*release)(void*), void* context) {
   std::lock_guard<std::mutex> lock(storage_mutex);
   if (!slots) slots = static_cast<Slot*>(std::calloc(kMaxSlots, sizeof(Slot)));
   uint32_t slot;
   if (!free_slots.empty()) { slot = free_slots.back(); free_slots.pop_back(); }
   else if (slots_used < kMaxSlots) slot = slots_used++;
-  else { block_free(b); throw KernelError("too many live storage blocks"); }
+  else {
+    if (release) release(context);
+    else block_free(b);
+    throw KernelError("too many live storage blocks");
+  }
   Slot& s = slots[slot];
-  s.data = b.data;
+  s.data = data;
   s.bytes = bytes;
   s.block = b;
+  s.release = release;
+  s.context = context;
   s.generation = (s.generation + 1) & 0x7fffffff;
   live_bytes += bytes;
   live_blocks++;
   return double(s.generation) * double(kMaxSlots) + double(slot);
 }
+
+// Blocks come from the caching allocator (alloc.cc): reused, so contents are garbage unless zero.
+double storage_alloc(size_t bytes, bool zero) {
+  Block b = block_alloc(bytes, zero);
+  return fill_slot(b.data, bytes, b, nullptr, nullptr);
+}
+
+double storage_adopt(char* data, size_t bytes, void (*release)(void*), void* context) { return fill_slot(data, bytes, Block(), release, context); }
 
 static Slot& slot_of(double handle) {
   if (!slots || !(handle >= 1) || handle != std::floor(handle)) throw KernelError("invalid storage handle");
@@ -153,18 +169,24 @@ static Slot& slot_of(double handle) {
 
 void storage_free(double handle) {
   Block b;
+  void (*release)(void*) = nullptr;
+  void* context = nullptr;
   {
     std::lock_guard<std::mutex> lock(storage_mutex);
     Slot& s = slot_of(handle);
     b = s.block;
+    release = s.release, context = s.context;
     live_bytes -= s.bytes;
     live_blocks--;
     s.data = nullptr;
     s.bytes = 0;
     s.block = Block();
+    s.release = nullptr, s.context = nullptr;
     free_slots.push_back(uint32_t(uint64_t(handle) & (kMaxSlots - 1)));
   }
-  block_free(b);  // outside the slot lock: it may munmap
+  // outside the slot lock: either may munmap
+  if (release) release(context);
+  else block_free(b);
 }
 
 char* storage_lookup(double handle, size_t* bytes) {

@@ -129,6 +129,10 @@ export interface NativeAddon {
     id: number, op: number, reduce: number, dtype: number, peer: number, count: number, groupSize: number,
     srcHandle: number, srcByteOffset: number, dstHandle: number, dstByteOffset: number, timeoutMs: number, name: string,
   ): void;
+  /** maps a region every member maps whole (all call it together, no call in flight) -> the storage handle of this member's part */
+  distShare(id: number, bytes: number, timeoutMs: number): number;
+  /** collectives of group `id` that ran in place on shared regions so far */
+  distSharedCalls(id: number): number;
   distClose(id: number): void;
   /** blocks until no call started on group `id` is still running on its worker (the Promises settle later, on the event loop) */
   distWaitIdle(id: number): void;

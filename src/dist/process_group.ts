@@ -2,7 +2,9 @@
 // Work handle (await it, or keep computing and `await work.wait()` later). Peer ranks are global
 // ranks, as in torch. The bytes move through a Transport (transport.ts); this file checks shapes
 // and dtypes so that a mismatch is an error here, on the rank that made it.
+import { zeros } from '../ops/creation.js';
 import { type DType, dtypeBytes, isFloat } from '../tensor/dtype.js';
+import { type MemoryTag, currentTag } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { Collective, ReduceOp, Transport, TransportCall } from './transport.js';
 
@@ -55,6 +57,22 @@ export class ProcessGroup {
     return this.transport.ranks;
   }
 
+  /**
+   * A zeroed flat tensor every member can read in place: collectives whose buffers all lie in such
+   * tensors skip the transport's copies (shared memory; elsewhere an ordinary tensor). Every member
+   * calls it at the same point, with the same size; it waits for the calls in flight.
+   * @example const bucket = group.shared(1 << 22); // ZeRO's gradient buckets and shards
+   */
+  shared(numel: number, dtype: DType = 'float32', tag: MemoryTag = currentTag('other')): Tensor {
+    if (this.transport.share) return this.transport.share(dtype, numel, tag, this.opts.timeoutMs);
+    return zeros([numel], { dtype, backend: 'cpu', tag });
+  }
+
+  /** Collectives so far that read the peers' shared() buffers in place (0 where the transport has none). */
+  get inPlaceCalls(): number {
+    return this.transport.inPlaceCalls?.() ?? 0;
+  }
+
   /** In place: every rank's t becomes the reduction of all ranks' t (sum, avg, max or min). */
   allReduce(t: Tensor, op: ReduceOp = 'sum'): Work {
     this.reducible(t, op, 'allReduce');
@@ -89,6 +107,12 @@ export class ProcessGroup {
     this.pair(output, input, 1, this.size, 'reduceScatter');
     this.reducible(input, op, 'reduceScatter');
     return this.call('reduceScatter', { src: input, dst: output, count: output.numel, reduce: op }, true);
+  }
+
+  /** allReduce (in place) started before this returns (see reduceScatterNow): data parallel's gradient buckets. */
+  allReduceNow(t: Tensor, op: ReduceOp = 'sum'): Work {
+    this.reducible(t, op, 'allReduce');
+    return this.call('allReduce', { src: t, dst: t, count: t.numel, reduce: op }, true);
   }
 
   /** allGather started before this returns (see reduceScatterNow): ZeRO-3 prefetches the next layer's parameters inside a synchronous forward or backward. */

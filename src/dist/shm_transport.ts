@@ -3,7 +3,11 @@
 // order (queued_transport.ts); the native side runs it on a worker thread, so JS keeps computing
 // meanwhile (async handles). A failed call breaks the group: later calls reject with the first error.
 import { type NativeAddon } from '../backend/addon.js';
-import type { DType } from '../tensor/dtype.js';
+import { adoptCpuStorage } from '../backend/cpu/backend.js';
+import { type DType, dtypeBytes } from '../tensor/dtype.js';
+import { Layout } from '../tensor/layout.js';
+import type { MemoryTag } from '../tensor/memory.js';
+import { Tensor } from '../tensor/tensor.js';
 import { type NativeCall, QueuedTransport, dtypeCode } from './queued_transport.js';
 import { COLLECTIVES, type Collective, type Transport, type TransportCall } from './transport.js';
 
@@ -39,6 +43,17 @@ export class ShmTransport extends QueuedTransport {
 
   runSync(call: TransportCall): void {
     this.runBlocking(call, (c) => this.addon.distRunSync(this.id, ...c.codes, call.peer, call.count, this.ranks.length, ...c.src, ...c.dst, call.timeoutMs, `${call.op} (rank ${this.ranks[this.rank]})`));
+  }
+
+  share(dtype: DType, numel: number, tag: MemoryTag, timeoutMs: number): Tensor {
+    if (!(Number.isSafeInteger(numel) && numel > 0)) throw new Error(`dist share: ${numel} elements (a positive integer)`);
+    this.waitNow();
+    const handle = this.addon.distShare(this.id, numel * dtypeBytes(dtype), timeoutMs);
+    return new Tensor(adoptCpuStorage(this.addon, handle, dtype, numel, tag), new Layout([numel]));
+  }
+
+  inPlaceCalls(): number {
+    return this.addon.distSharedCalls(this.id);
   }
 
   pieceElements(op: Collective, dtype: DType): number {

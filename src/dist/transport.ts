@@ -4,6 +4,7 @@
 // between the processes of one machine (shm_transport.ts) and MPI across machines
 // (mpi_transport.ts: MPI's non-blocking collectives, subgroups by MPI_Comm_create_group).
 import type { DType } from '../tensor/dtype.js';
+import type { MemoryTag } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export const COLLECTIVES = ['allReduce', 'broadcast', 'allGather', 'reduceScatter', 'allToAll', 'send', 'recv', 'barrier'] as const;
@@ -51,6 +52,15 @@ export interface Transport {
   startNow?(call: TransportCall): Promise<void>;
   /** Optional, beside startNow: blocks until the calls already started are done (their buffers released). */
   waitNow?(): void;
+  /**
+   * Optional: a zeroed flat tensor that every member's process maps (all members call it together,
+   * in the same order and with the same size, while no call is in flight). Collectives whose
+   * buffers all lie in such tensors read the peers' in place instead of copying through the
+   * transport's buffers. A transport without it gets ordinary tensors from ProcessGroup.shared.
+   */
+  share?(dtype: DType, numel: number, tag: MemoryTag, timeoutMs: number): Tensor;
+  /** Optional, beside share: how many collectives so far read the peers' shared buffers in place. */
+  inPlaceCalls?(): number;
   /** elements of one piece of a call (calls larger than this are split); for tests of the boundaries */
   pieceElements(op: Collective, dtype: DType): number;
   /**

@@ -14,7 +14,7 @@
 // holds more than its shard, the bucket in flight, the bucket filling and autograd's pending grads.
 import { backendOf } from '../backend/index.js';
 import { zeros } from '../ops/creation.js';
-import { clone, narrow, reshape } from '../ops/view.js';
+import { narrow, reshape } from '../ops/view.js';
 import { gradSquaredNorm } from '../optim/clip.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { keep, tidy } from '../tensor/scope.js';
@@ -24,6 +24,7 @@ import type { ShardLayout } from '../train/data_parallel.js';
 import { type PlannedBucket, piecesIn, planBuckets } from './bucket_plan.js';
 import { DEFAULT_BUCKET_BYTES, DistributedDataParallel } from './ddp.js';
 import type { ProcessGroup, Work } from './process_group.js';
+import { BucketRegion } from './bucket_region.js';
 import { flatten } from './flat.js';
 import { ShardGatherer } from './shard_gather.js';
 
@@ -51,6 +52,8 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   /** the bucket whose reduceScatter was started last (its buffer goes when the next one starts) */
   private last: Bucket | null = null;
   private readonly gatherer: ShardGatherer;
+  /** each bucket's index in the plan (which end of the region it takes) */
+  private readonly placeOf = new Map<Bucket, number>();
   /** 2: each gradient is freed once copied into its bucket; 1 (ZeroStage1): kept until backward ends */
   protected get stage(): 1 | 2 {
     return 2;
@@ -64,15 +67,20 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     this.arenas = groups.filter((g) => g.params.length).map((g) => {
       if (g.params.some((p) => p.dtype !== 'float32')) throw new Error(`ZeRO stage ${this.stage}: trainable parameters must be float32 (master weights)`);
       const plan = planBuckets(g.params, N, Math.max(1, Math.floor(bucketBytes / 4)));
-      const shard = memory.withTag('param', () => noGrad(() => tidy(() => {
+      // in shared memory, so that the all-gather after the update reads the peers' shards in place
+      const shard = keep(group.shared(plan.shardLength, 'float32', 'param'));
+      noGrad(() => tidy(() => {
         // bucket by bucket, so that only one bucket's full copy exists at a time
-        const mine = plan.buckets.map((b) => tidy(() => clone(narrow(flatten(b.params, b.length), 0, group.rank * (b.length / N), b.length / N))));
-        return keep(flatten(mine, plan.shardLength));
-      })));
+        for (const b of plan.buckets)
+          tidy(() => backendOf(shard).kernels.copy(narrow(flatten(b.params, b.length), 0, group.rank * (b.length / N), b.length / N), narrow(shard, 0, b.shardOffset, b.length / N)));
+      }));
       const buckets = plan.buckets.map((b) => ({ ...b, shard, flat: null, ready: 0, work: null }));
+      buckets.forEach((b, i) => this.placeOf.set(b, i));
       for (const b of buckets) b.params.forEach((p, index) => this.bucketOf.set(p, { bucket: b, index }));
       return { params: g.params, shard, buckets, options: g.options };
     });
+    const lengths = this.arenas.flatMap((a) => a.buckets.map((b) => b.length));
+    this.region = new BucketRegion(keep(group.shared(BucketRegion.sizeFor(lengths), 'float32', 'grad')));
   }
 
   /** The groups to build the optimizer over: one shard tensor per group, with the group's options. */
@@ -106,7 +114,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     const works = this.arenas.flatMap((a) => a.buckets.map((b) => b.work!));
     this.last = null;
     for (const w of works) await w;
-    for (const a of this.arenas) for (const b of a.buckets) (b.flat?.dispose(), (b.flat = null), (b.work = null));
+    for (const a of this.arenas) for (const b of a.buckets) this.releaseFlat(b), (b.work = null);
     for (const p of params) p.zeroGrad();
   }
 
@@ -148,11 +156,13 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private gradReady(p: Tensor): void {
     const { bucket: b, index } = this.bucketOf.get(p)!;
     if (this.copied.has(p)) return;
-    b.flat ??= memory.withTag('grad', () => keep(noGrad(() => zeros([b.length], { backend: p.backendName }))));
-    if (p.grad) {
-      noGrad(() => tidy(() => backendOf(p).kernels.copy(p.grad!, reshape(narrow(b.flat!, 0, b.offsets[index], p.numel), p.shape))));
-      if (this.stage === 2) p.zeroGrad(); // the bucket holds it now
-    }
+    b.flat ??= memory.withTag('grad', () => keep(noGrad(() => this.region!.acquire(b, this.placeOf.get(b)!, b.length, b.params.reduce((n, q) => n + q.numel, 0), p.backendName))));
+    noGrad(() => tidy(() => {
+      const into = reshape(narrow(b.flat!, 0, b.offsets[index], p.numel), p.shape);
+      if (p.grad) backendOf(p).kernels.copy(p.grad, into);
+      else backendOf(p).kernels.fill(into, 0); // the region holds an earlier bucket's values
+    }));
+    if (p.grad && this.stage === 2) p.zeroGrad(); // the bucket holds it now
     this.copied.add(p);
     if (++b.ready === b.params.length) this.reduce(b);
   }
@@ -164,7 +174,13 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     out.dispose();
     for (const p of b.params) this.copied.delete(p);
     // reduceScatterNow returned after the previous call finished: its buffer is no longer read
-    if (this.last && this.last !== b) (this.last.flat?.dispose(), (this.last.flat = null));
+    if (this.last && this.last !== b) this.releaseFlat(this.last);
     this.last = b;
+  }
+
+  private releaseFlat(b: Bucket): void {
+    b.flat?.dispose();
+    b.flat = null;
+    this.region!.release(b);
   }
 }

@@ -36,7 +36,7 @@
 import { zeros } from '../ops/creation.js';
 import { empty } from '../ops/dispatch.js';
 import { add } from '../ops/elementwise.js';
-import { clone, narrow, reshape } from '../ops/view.js';
+import { narrow, reshape } from '../ops/view.js';
 import { backendOf } from '../backend/index.js';
 import { gradSquaredNorm } from '../optim/clip.js';
 import type { Module } from '../nn/module.js';
@@ -190,8 +190,9 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       let at = 0;
       for (const [, p] of params) (offsets.push(at), (at += p.numel));
       const length = Math.ceil(at / N) * N;
-      const shard = memory.withTag('param', () => noGrad(() => tidy(() =>
-        keep(clone(narrow(flatten(params.map(([, p]) => p), length), 0, this.rank * (length / N), length / N))))));
+      // in shared memory, so that every gather of the unit reads the peers' shards in place
+      const shard = keep(this.group.shared(length / N, params[0][1].dtype, 'param'));
+      noGrad(() => tidy(() => backendOf(shard).kernels.copy(narrow(flatten(params.map(([, p]) => p), length), 0, this.rank * (length / N), length / N), shard)));
       const unitParams = params.map(([name, p, slot, buffer]) => {
         const placeholder = placeholderOf(p, name, buffer);
         this.placeholders.set(p, placeholder);

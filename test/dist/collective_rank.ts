@@ -7,7 +7,9 @@
 // to the dtype; everything else (max, min, integers, data movement) stays bit for bit. Exits
 // non-zero naming the first mismatch.
 import * as k from '../../src/index.js';
+import { backendOf } from '../../src/backend/index.js';
 import { encode } from '../../src/ops/creation.js';
+import { narrow } from '../../src/ops/view.js';
 import { initProcessGroup } from '../../src/dist/init.js';
 import type { ProcessGroup } from '../../src/dist/process_group.js';
 import type { ReduceOp } from '../../src/dist/transport.js';
@@ -139,6 +141,68 @@ async function hugeAllReduce(pg: ProcessGroup, n: number): Promise<void> {
   }
 }
 
+/**
+ * Buffers from pg.shared(), at odd offsets: where the transport shares memory (COLLECTIVE_SHARED=1)
+ * each call whose members' buffers all lie in shared regions must read the peers' in place (the
+ * group's inPlaceCalls grows by one), and a call where some member's buffer is private, or where
+ * its output overlaps the input its peers read, must take the copying path; every result bit for
+ * bit against the same reference as above.
+ */
+async function sharedSuite(pg: ProcessGroup): Promise<void> {
+  const N = pg.size;
+  const me = pg.rank;
+  const expectShared = process.env.COLLECTIVE_SHARED === '1';
+  const region = pg.shared(8 * 1024 * N + 64, 'float32');
+  const put = (at: number, v: number[]): k.Tensor => {
+    const view = narrow(region, 0, at, v.length);
+    backendOf(view).kernels.copy(make('float32', v), view);
+    return view;
+  };
+  const expectPath = async (inPlace: boolean, what: string, run: () => Promise<void>): Promise<void> => {
+    const before = pg.inPlaceCalls;
+    await run();
+    const took = pg.inPlaceCalls - before;
+    const want = inPlace && expectShared ? 1 : 0;
+    if (took !== want) throw new Error(`${what}: ${took} in-place call(s), want ${want}`);
+  };
+  let seed = 500;
+  for (const n of [1, 7, 33, 257, 5000]) {
+    const tag = `shared float32 n=${n} N=${N}`;
+    for (const op of ['sum', 'avg', 'max', 'min'] as const) {
+      const x = Array.from({ length: N }, (_, r) => values('float32', n, r, seed));
+      const t = put(3, x[me]);
+      await expectPath(true, `allReduce ${op} ${tag}`, () => pg.allReduce(t, op).wait());
+      expectReduced(t, x, op, `allReduce ${op} ${tag}`);
+      // the input shared on every rank but rank 0: the copying path, the same bits
+      const y = Array.from({ length: N }, (_, r) => values('float32', n, r, seed + 1));
+      const u = me === 0 ? make('float32', y[me]) : put(5, y[me]);
+      await expectPath(false, `allReduce ${op} with one private buffer ${tag}`, () => pg.allReduce(u, op).wait());
+      expectReduced(u, y, op, `allReduce ${op} with one private buffer ${tag}`);
+      seed += 2;
+    }
+    const big = Array.from({ length: N }, (_, r) => values('float32', n * N, r, seed++));
+    const out = make('float32', new Array(n).fill(0));
+    await expectPath(true, `reduceScatter ${tag}`, () => pg.reduceScatter(out, put(1, big[me]), 'sum').wait());
+    expectReduced(out, big.map((row) => row.slice(me * n, (me + 1) * n)), 'sum', `reduceScatter ${tag}`);
+    // the output is the input's first block, which rank 0 reads from every peer: copying path
+    const big2 = Array.from({ length: N }, (_, r) => values('float32', n * N, r, seed++));
+    const src = put(1, big2[me]);
+    await expectPath(false, `reduceScatter into its own input ${tag}`, () => pg.reduceScatter(narrow(src, 0, 0, n), src, 'sum').wait());
+    expectReduced(narrow(src, 0, 0, n), big2.map((row) => row.slice(me * n, (me + 1) * n)), 'sum', `reduceScatter into its own input ${tag}`);
+
+    const g = Array.from({ length: N }, (_, r) => values('float32', n, r, seed++));
+    const gathered = make('float32', new Array(n * N).fill(0));
+    await expectPath(true, `allGather ${tag}`, () => pg.allGather(gathered, put(7, g[me])).wait());
+    expectEqual(gathered, g.flat(), `allGather ${tag}`);
+    // in place: the input is this rank's block of a shared output
+    const g2 = Array.from({ length: N }, (_, r) => values('float32', n, r, seed++));
+    const whole = narrow(region, 0, 9, n * N);
+    const mine = put(9 + me * n, g2[me]);
+    await expectPath(true, `allGather in place ${tag}`, () => pg.allGather(whole, mine).wait());
+    expectEqual(whole, g2.flat(), `allGather in place ${tag}`);
+  }
+}
+
 async function main(): Promise<void> {
   const world = await initProcessGroup({ timeoutMs: 30_000 });
   const N = world.size;
@@ -150,6 +214,7 @@ async function main(): Promise<void> {
     for (const n of sizes) await suite(world, dtype, n, seed++);
   }
   if (huge) await hugeAllReduce(world, huge);
+  await sharedSuite(world);
 
   // async handle: the collective runs on a worker thread while this thread computes
   const x = make('float32', values('float32', 4099, world.rank, 99));

@@ -41,7 +41,7 @@ export function collectiveTests(transport: SuiteTransport): void {
       const before = kestrelSegments();
       const errors: string[] = [];
       // 1M+3 float32 on the 4-rank run: 64 pieces and a ragged last one
-      const r = await runSuite(transport, n, { KESTREL_DIST_SLOT_BYTES: '65536', COLLECTIVE_HUGE: n === 4 ? String((1 << 20) + 3) : '0' }, errors);
+      const r = await runSuite(transport, n, { KESTREL_DIST_SLOT_BYTES: '65536', COLLECTIVE_HUGE: n === 4 ? String((1 << 20) + 3) : '0', COLLECTIVE_SHARED: transport === 'shm' ? '1' : '0' }, errors);
       assert.equal(r.exitCode, 0, `${r.failure ? `rank ${r.failure.rank}: ${r.failure.message}` : ''}\n${errors.join('\n')}`);
       assert.deepEqual(segmentsLeft(before), [], 'segments left in /dev/shm');
     });

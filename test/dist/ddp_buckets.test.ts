@@ -12,8 +12,10 @@ import { assertClose } from '../helpers.js';
 async function run(bucketBytes: number): Promise<{ duringBackward: number; total: number }> {
   const pg = await initProcessGroup({ env: {}, timeoutMs: 5000 });
   let calls = 0;
-  const allReduce = pg.allReduce.bind(pg);
-  pg.allReduce = (t, op) => (calls++, allReduce(t, op)); // count the reductions DDP issues
+  // count the reductions DDP issues (allReduceNow where the transport starts calls inside backward)
+  const [allReduce, allReduceNow] = [pg.allReduce.bind(pg), pg.allReduceNow.bind(pg)];
+  pg.allReduce = (t, op) => (calls++, allReduce(t, op));
+  pg.allReduceNow = (t, op) => (calls++, allReduceNow(t, op));
   const ddp = new DistributedDataParallel(pg, bucketBytes);
   const w1 = k.tensor(Float32Array.from({ length: 12 }, (_, i) => (i - 5) / 7), { shape: [3, 4], backend: 'cpu' }).requiresGrad_(true);
   const w2 = k.tensor(Float32Array.from({ length: 8 }, (_, i) => (i + 1) / 9), { shape: [4, 2], backend: 'cpu' }).requiresGrad_(true);

@@ -38,6 +38,10 @@ class CpuStorage extends Storage {
 /** The native block handle behind a CPU storage, or null for another backend's (src/dist passes it to the addon). */
 export const cpuStorageHandle = (s: Storage): number | null => (s instanceof CpuStorage ? s.handle : null);
 
+/** A CPU storage over a block the addon made outside the allocator (a shared region of src/dist's shm transport); freed as any block. */
+export const adoptCpuStorage = (addon: NativeAddon, handle: number, dtype: DType, numel: number, tag: MemoryTag): Storage =>
+  new CpuStorage(addon, handle, dtype, numel, tag);
+
 function nativeView(v: View): NativeView {
   if (!(v.storage instanceof CpuStorage)) throw new Error(`cpu kernel got a tensor on backend '${v.storage.backendName}'`);
   const { layout } = v;
