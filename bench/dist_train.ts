@@ -64,6 +64,8 @@ interface RankResult {
   peak: { param: number; grad: number; optimizer: number; activation: number };
   maxRssMB: number;
   bytesPerStep: number;
+  /** collectives per step that read the peers' shared buffers in place (ProcessGroup.inPlaceCalls) */
+  inPlacePerStep: number;
   psi: number;
   /** ms per step waiting for gradient communication after backward (finish) and for the parameter all-gather (afterOptimizerStep) */
   gradWaitMs: number[];
@@ -144,6 +146,7 @@ async function rankMain(): Promise<void> {
   const trainer = new Trainer({ onStep, model, data: source(SHAPE.vocab, SEQ), optimizer, batchSize: BATCH / MICRO, gradAccum: MICRO / world, maxSteps: STEPS, clip: 1, dataParallel: dp });
   const moved = (): number => (pg ? Object.values(pg.traffic).reduce((a, b) => a + b, 0) : 0);
   const before = moved();
+  const inPlaceBefore = pg?.inPlaceCalls ?? 0;
   const m = await trainer.train();
   const after = moved();
   const peakOf = (tag: 'param' | 'grad' | 'optimizer' | 'activation'): number => Math.max(...m.map((x) => x.mem_peak[tag]));
@@ -151,7 +154,7 @@ async function rankMain(): Promise<void> {
     rank: pg?.rank ?? 0, losses: m.map((x) => x.loss), tokensPerSec: m.map((x) => x.tokens_per_sec),
     peak: { param: peakOf('param'), grad: peakOf('grad'), optimizer: peakOf('optimizer'), activation: peakOf('activation') },
     maxRssMB: process.resourceUsage().maxRSS / 1024, bytesPerStep: (after - before) / STEPS,
-    psi: model.parameters().reduce((n, p) => n + p.numel, 0), gradWaitMs, paramGatherMs, optimizerMs, optimizerCpuMs, cpuMs,
+    inPlacePerStep: ((pg?.inPlaceCalls ?? 0) - inPlaceBefore) / STEPS, psi: model.parameters().reduce((n, p) => n + p.numel, 0), gradWaitMs, paramGatherMs, optimizerMs, optimizerCpuMs, cpuMs,
   };
   pg?.destroy();
   process.stderr.write(`RESULT ${JSON.stringify(out)}\n`);
@@ -250,7 +253,7 @@ async function main(): Promise<void> {
       const gather = median(ranks[0].paramGatherMs.slice(1));
       rows.push({
         ranks: n, stage, tokensPerSec: tok, ratioVs1Rank2Threads: vsOne, ratioVsTorchDdp: vsTorch, cpuSecondsPerStepAllRanks: cpuS(ranks), cpuSplit: cpuSplit(ranks), paper,
-        perRank: ranks.map((r) => ({ rank: r.rank, peak: r.peak, maxRssMB: r.maxRssMB, bytesPerStep: r.bytesPerStep, gradWaitMsMedian: median(r.gradWaitMs.slice(1)), paramGatherMsMedian: median(r.paramGatherMs.slice(1)), optimizerMsMedian: median(r.optimizerMs.slice(1)), stepMsMedian: (BATCH * SEQ * 1e3) / tok })),
+        perRank: ranks.map((r) => ({ rank: r.rank, peak: r.peak, maxRssMB: r.maxRssMB, bytesPerStep: r.bytesPerStep, inPlacePerStep: r.inPlacePerStep, gradWaitMsMedian: median(r.gradWaitMs.slice(1)), paramGatherMsMedian: median(r.paramGatherMs.slice(1)), optimizerMsMedian: median(r.optimizerMs.slice(1)), stepMsMedian: (BATCH * SEQ * 1e3) / tok })),
       });
       const p = ranks[0].peak;
       console.log(`${n} ${String(stage).padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} ${cpuS(ranks).toFixed(2).padStart(5)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)} ${median(ranks[0].optimizerMs.slice(1)).toFixed(0).padStart(6)} ${((BATCH * SEQ * 1e3) / tok).toFixed(0).padStart(6)} | ${cpuSplit(ranks).optimizer.toFixed(2)} ${cpuSplit(ranks).communicationAndOther.toFixed(2)}, ${cpuSplit(ranks).ceilingVs1Rank2Threads.toFixed(2)}`);

@@ -78,6 +78,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("distRunSync", &Addon::DistRunSync),
         InstanceMethod("distShare", &Addon::DistShare),
         InstanceMethod("distSharedCalls", &Addon::DistSharedCalls),
+        InstanceMethod("distPeer", &Addon::DistPeer),
         InstanceMethod("distClose", &Addon::DistClose),
         InstanceMethod("distWaitIdle", &Addon::DistWaitIdle),
         InstanceMethod("distUnlink", &Addon::DistUnlink),

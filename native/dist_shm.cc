@@ -492,6 +492,18 @@ size_t dist_piece_elements(int id, DistOp op, DistDType dtype) {
   return std::max<size_t>(1, s.slot_bytes / dist_dtype_bytes(dtype) / (packed ? size_t(s.world) : 1));
 }
 
+double dist_peer(int id, double handle, int r) {
+  Segment& s = segment(id);
+  if (r < 0 || r >= s.world) throw KernelError("dist peer: rank " + std::to_string(r) + " outside a group of " + std::to_string(s.world));
+  size_t bytes = 0;
+  char* mine = storage_lookup(handle, &bytes);
+  auto [share, at] = s.locate(mine, bytes);
+  if (share < 0) throw KernelError("dist peer: the tensor is not in a shared region of this group (make it with ProcessGroup.shared)");
+  SharedRegion* region = s.shares[size_t(share)];
+  region->refs.fetch_add(1);  // the new storage's
+  return storage_adopt(s.peer(r, share, at, bytes), bytes, unref, region);
+}
+
 uint64_t dist_shared_calls(int id) { return segment(id).shared_calls.load(); }
 
 void dist_close(int id) {

@@ -40,6 +40,10 @@ int dist_open(const std::string& name, int local_rank, const std::vector<int>& g
 // over this member's part: collectives whose buffers all lie in such regions read the peers' in
 // place instead of copying through the slots (dist_shm.cc).
 double dist_share(int id, size_t bytes, double timeout_ms);
+// A storage over member r's copy of the shared storage `handle` (this member's part of a region
+// from dist_share): the same bytes at the same offset of r's part. Readers synchronize themselves
+// (a barrier before and after), as with any memory two processes share.
+double dist_peer(int id, double handle, int r);
 // Collectives of the group that ran in place on shared regions so far (tests and benchmarks).
 uint64_t dist_shared_calls(int id);
 // Runs one call to completion (blocking; throws KernelError naming the rank on a timeout or a dead peer).

@@ -131,6 +131,8 @@ export interface NativeAddon {
   ): void;
   /** maps a region every member maps whole (all call it together, no call in flight) -> the storage handle of this member's part */
   distShare(id: number, bytes: number, timeoutMs: number): number;
+  /** a storage handle over member `rank`'s copy of this member's shared storage `handle` */
+  distPeer(id: number, handle: number, rank: number): number;
   /** collectives of group `id` that ran in place on shared regions so far */
   distSharedCalls(id: number): number;
   distClose(id: number): void;

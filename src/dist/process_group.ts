@@ -68,6 +68,16 @@ export class ProcessGroup {
     return zeros([numel], { dtype, backend: 'cpu', tag });
   }
 
+  /**
+   * Rank `rank`'s (a global rank) copy of a tensor from shared(): the same elements of that rank's
+   * part, readable here; null where the transport shares nothing or t is not from shared(). Reads
+   * race with that rank's writes unless a barrier (or another collective) separates them.
+   * @example await group.barrier(); const theirs = group.peer(shard, group.ranks[1]);
+   */
+  peer(t: Tensor, rank: number): Tensor | null {
+    return this.transport.peer?.(t, this.local(rank, 'peer')) ?? null;
+  }
+
   /** Collectives so far that read the peers' shared() buffers in place (0 where the transport has none). */
   get inPlaceCalls(): number {
     return this.transport.inPlaceCalls?.() ?? 0;

@@ -3,10 +3,11 @@
 // order (queued_transport.ts); the native side runs it on a worker thread, so JS keeps computing
 // meanwhile (async handles). A failed call breaks the group: later calls reject with the first error.
 import { type NativeAddon } from '../backend/addon.js';
-import { adoptCpuStorage } from '../backend/cpu/backend.js';
+import { adoptCpuStorage, cpuStorageHandle } from '../backend/cpu/backend.js';
 import { type DType, dtypeBytes } from '../tensor/dtype.js';
 import { Layout } from '../tensor/layout.js';
 import type { MemoryTag } from '../tensor/memory.js';
+import type { Storage } from '../tensor/storage.js';
 import { Tensor } from '../tensor/tensor.js';
 import { type NativeCall, QueuedTransport, dtypeCode } from './queued_transport.js';
 import { COLLECTIVES, type Collective, type Transport, type TransportCall } from './transport.js';
@@ -16,6 +17,8 @@ export const DEFAULT_SLOT_BYTES = 16 << 20;
 
 export class ShmTransport extends QueuedTransport {
   private readonly id: number;
+  /** the storages share() made (peer() serves only these) */
+  private readonly shared = new WeakSet<Storage>();
 
   constructor(
     private readonly addon: NativeAddon,
@@ -49,7 +52,17 @@ export class ShmTransport extends QueuedTransport {
     if (!(Number.isSafeInteger(numel) && numel > 0)) throw new Error(`dist share: ${numel} elements (a positive integer)`);
     this.waitNow();
     const handle = this.addon.distShare(this.id, numel * dtypeBytes(dtype), timeoutMs);
-    return new Tensor(adoptCpuStorage(this.addon, handle, dtype, numel, tag), new Layout([numel]));
+    const storage = adoptCpuStorage(this.addon, handle, dtype, numel, tag);
+    this.shared.add(storage);
+    return new Tensor(storage, new Layout([numel]));
+  }
+
+  peer(t: Tensor, rank: number): Tensor | null {
+    const handle = cpuStorageHandle(t.storage);
+    if (handle === null || !this.shared.has(t.storage)) return null;
+    if (rank === this.rank) return new Tensor(t.storage.retain(), t.layout);
+    // borrowed: the peer's memory, counted in its own memory stats
+    return new Tensor(adoptCpuStorage(this.addon, this.addon.distPeer(this.id, handle, rank), t.dtype, t.storage.numel, t.storage.tag, true), t.layout);
   }
 
   inPlaceCalls(): number {

@@ -59,6 +59,11 @@ export interface Transport {
    * transport's buffers. A transport without it gets ordinary tensors from ProcessGroup.shared.
    */
   share?(dtype: DType, numel: number, tag: MemoryTag, timeoutMs: number): Tensor;
+  /**
+   * Optional, beside share: rank `rank`'s copy of a tensor from share() (the same elements of
+   * that rank's part), or null when `t` is not one. The caller synchronizes its reads (barriers).
+   */
+  peer?(t: Tensor, rank: number): Tensor | null;
   /** Optional, beside share: how many collectives so far read the peers' shared buffers in place. */
   inPlaceCalls?(): number;
   /** elements of one piece of a call (calls larger than this are split); for tests of the boundaries */

@@ -6,6 +6,8 @@ import { countAlloc, countFree, countRetag, type MemoryDevice, type MemoryTag } 
 export abstract class Storage {
   private refs = 1;
   readonly bytes: number;
+  /** whether memory.stats counts the bytes (not for 'meta', nor for another process's memory) */
+  private readonly counted: boolean;
 
   constructor(
     readonly dtype: DType,
@@ -13,9 +15,12 @@ export abstract class Storage {
     private tagValue: MemoryTag,
     /** where the bytes live, for memory.stats(device); 'meta' holds none (tensor/meta.ts) and is not counted */
     readonly device: MemoryDevice | 'meta' = 'cpu',
+    /** bytes another process allocated (a peer's part of shared memory, src/dist): readable here, not counted as this process's */
+    borrowed = false,
   ) {
     this.bytes = numel * dtypeBytes(dtype);
-    if (device !== 'meta') countAlloc(this.bytes, tagValue, device);
+    this.counted = device !== 'meta' && !borrowed;
+    if (this.counted) countAlloc(this.bytes, tagValue, device as MemoryDevice);
   }
 
   /** Name of the backend that owns the block. */
@@ -28,7 +33,7 @@ export abstract class Storage {
   }
   set tag(t: MemoryTag) {
     if (t === this.tagValue || this.released) return;
-    if (this.device !== 'meta') countRetag(this.bytes, this.tagValue, t, this.device);
+    if (this.counted) countRetag(this.bytes, this.tagValue, t, this.device as MemoryDevice);
     this.tagValue = t;
   }
 
@@ -48,7 +53,7 @@ export abstract class Storage {
   release(): void {
     if (this.refs === 0) return;
     if (--this.refs === 0) {
-      if (this.device !== 'meta') countFree(this.bytes, this.tagValue, this.device);
+      if (this.counted) countFree(this.bytes, this.tagValue, this.device as MemoryDevice);
       this.freeBlock();
     }
   }

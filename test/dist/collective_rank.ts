@@ -165,6 +165,17 @@ async function sharedSuite(pg: ProcessGroup): Promise<void> {
     const want = inPlace && expectShared ? 1 : 0;
     if (took !== want) throw new Error(`${what}: ${took} in-place call(s), want ${want}`);
   };
+  // every rank's copy of the region, read in place after a barrier (MPI: none)
+  const mine = values('float32', 33, me, 400);
+  put(11, mine);
+  await pg.barrier();
+  for (let r = 0; r < N; r++) {
+    const theirs = pg.peer(region, pg.ranks[r]);
+    if ((theirs === null) === expectShared) throw new Error(`peer(region, ${r}): ${theirs === null ? 'null' : 'a view'} where the transport ${expectShared ? 'shares' : 'does not share'} memory`);
+    if (theirs) expectEqual(narrow(theirs, 0, 11, 33), values('float32', 33, r, 400), `rank ${r}'s copy of the shared region`);
+    theirs?.dispose();
+  }
+  await pg.barrier();
   let seed = 500;
   for (const n of [1, 7, 33, 257, 5000]) {
     const tag = `shared float32 n=${n} N=${N}`;

@@ -27,8 +27,9 @@ class CpuStorage extends Storage {
     dtype: DType,
     numel: number,
     tag: MemoryTag,
+    borrowed = false,
   ) {
-    super(dtype, numel, tag);
+    super(dtype, numel, tag, 'cpu', borrowed);
   }
   protected freeBlock(): void {
     this.addon.free(this.handle);
@@ -38,9 +39,12 @@ class CpuStorage extends Storage {
 /** The native block handle behind a CPU storage, or null for another backend's (src/dist passes it to the addon). */
 export const cpuStorageHandle = (s: Storage): number | null => (s instanceof CpuStorage ? s.handle : null);
 
-/** A CPU storage over a block the addon made outside the allocator (a shared region of src/dist's shm transport); freed as any block. */
-export const adoptCpuStorage = (addon: NativeAddon, handle: number, dtype: DType, numel: number, tag: MemoryTag): Storage =>
-  new CpuStorage(addon, handle, dtype, numel, tag);
+/**
+ * A CPU storage over a block the addon made outside the allocator (a shared region of src/dist's
+ * shm transport), freed as any block; `borrowed`: another process's part, not counted here.
+ */
+export const adoptCpuStorage = (addon: NativeAddon, handle: number, dtype: DType, numel: number, tag: MemoryTag, borrowed = false): Storage =>
+  new CpuStorage(addon, handle, dtype, numel, tag, borrowed);
 
 function nativeView(v: View): NativeView {
   if (!(v.storage instanceof CpuStorage)) throw new Error(`cpu kernel got a tensor on backend '${v.storage.backendName}'`);
