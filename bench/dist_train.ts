@@ -11,8 +11,11 @@
 // hidden) and for the parameter all-gather after the update, and a 1 rank × 1 thread run (the
 // ceiling of 2 ranks × 1 thread is twice it). Every run's losses are checked against the 1-rank
 // run's (and PyTorch's 2-rank losses against its 1-process ones) before anything is reported.
+// --repeats R runs 1 × 2 and every layout R times over (each layout's ratio: the median over repeats
+// against the same repeat's 1 × 2, for a machine whose speed drifts); --compare-share adds each
+// layout without shared regions (KESTREL_DIST_SHARE=0), starred.
 // Run: npm run bench:dist-train -- [--shape smol135m|small|tiny] [--seq N] [--batch ROWS] [--steps 4]
-//        [--stages 0,1,2,3] [--ranks 2] [--bucket ELEMENTS (default hidden²)] [--no-peer]
+//        [--stages 0,1,2,3] [--ranks 2] [--bucket ELEMENTS (default hidden²)] [--no-peer] [--repeats 1] [--compare-share]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,6 +38,7 @@ const { values } = parseArgs({
   options: {
     shape: { type: 'string', default: 'smol135m' }, seq: { type: 'string' }, batch: { type: 'string' }, steps: { type: 'string', default: '4' },
     stages: { type: 'string', default: '0,1,2,3' }, ranks: { type: 'string', default: '2' }, bucket: { type: 'string' }, 'no-peer': { type: 'boolean', default: false },
+    repeats: { type: 'string', default: '1' }, 'compare-share': { type: 'boolean', default: false },
   },
 });
 
@@ -161,11 +165,11 @@ async function rankMain(): Promise<void> {
 }
 
 /** Runs one layout; returns every rank's result, rank 0 first. */
-async function run(stage: string, ranks: number, threads: number): Promise<RankResult[]> {
+async function run(stage: string, ranks: number, threads: number, share = true): Promise<RankResult[]> {
   const out: RankResult[] = [];
   const r = await launch({
     nproc: ranks, command: process.execPath, args: ['--import', 'tsx', fileURLToPath(import.meta.url), ...process.argv.slice(2)],
-    env: { BENCH_DIST_TRAIN_RANK: '1', BENCH_STAGE: stage, KESTREL_NUM_THREADS: String(threads) }, stdout: 'ignore',
+    env: { BENCH_DIST_TRAIN_RANK: '1', BENCH_STAGE: stage, KESTREL_NUM_THREADS: String(threads), KESTREL_DIST_SHARE: share ? '1' : '0' }, stdout: 'ignore',
     onStderr: (rank, line) => void (line.startsWith('RESULT ') ? out.push(JSON.parse(line.slice(7)) as RankResult) : process.stderr.write(`[rank ${rank}] ${line}\n`)),
   });
   if (r.exitCode !== 0 || out.length !== ranks) throw new Error(`bench/dist_train: stage ${stage} on ${ranks} ranks failed: ${r.failure?.message ?? 'no result'}`);
@@ -239,26 +243,41 @@ async function main(): Promise<void> {
   console.log(`${values.shape}: Ψ = ${psi} parameters, global batch ${BATCH} × ${SEQ} tokens in ${MICRO} micro-batches, ${STEPS} steps (median of the last ${STEPS - 1}); load before ${loadBefore}`);
   console.log(`Kestrel 1 rank × 2 threads ${tokS(one).toFixed(0)} tok/s (${cpuS([one]).toFixed(2)} CPU s/step, optimizer ${median(one.optimizerMs.slice(1)).toFixed(0)} ms), 1 rank × 1 thread ${tokS(oneThread).toFixed(0)} tok/s (${cpuS([oneThread]).toFixed(2)} CPU s/step; 2 ranks × 1 thread can reach at most ${(2 * tokS(oneThread) / tokS(one)).toFixed(2)}× of 1 × 2)`);
   if (peer) for (const [name, p] of Object.entries(peer)) console.log(typeof p === 'string' ? p : `PyTorch ${p.torch} ${p.world} × ${p.threads} thread(s): ${p.tokens_per_s.toFixed(0)} tok/s (${p.cpu_s_per_step_median.toFixed(2)} CPU s/step, all ranks), peak RSS ${p.peak_rss_mib_per_rank.map((x) => x.toFixed(0)).join('/')} MB (${name})`);
-  console.log('N stage  tok/s  vs1×2 vsTorch CPU s | param MB (paper)  grad MB (paper)  optim MB (paper)  RSS MB | MB moved/step (paper) | grad wait  gather  optim  step ms | CPU s: optim comm+other, ceiling');
-  const rows = [];
-  for (const n of RANKS) {
-    for (const stage of values.stages!.split(',').map(Number)) {
-      const paper = paperBytes(psi, stage, n);
-      const ranks = await run(String(stage), n, 1);
-      for (const r of ranks) checkLosses(`stage ${stage} on ${n} ranks, rank ${r.rank}`, r.losses, one.losses);
-      const tok = tokS(ranks[0]);
-      const vsOne = tok / tokS(one);
-      const vsTorch = n === 2 && torchTwo ? tok / torchTwo.tokens_per_s : null;
-      const gradWait = median(ranks[0].gradWaitMs.slice(1));
-      const gather = median(ranks[0].paramGatherMs.slice(1));
-      rows.push({
-        ranks: n, stage, tokensPerSec: tok, ratioVs1Rank2Threads: vsOne, ratioVsTorchDdp: vsTorch, cpuSecondsPerStepAllRanks: cpuS(ranks), cpuSplit: cpuSplit(ranks), paper,
-        perRank: ranks.map((r) => ({ rank: r.rank, peak: r.peak, maxRssMB: r.maxRssMB, bytesPerStep: r.bytesPerStep, inPlacePerStep: r.inPlacePerStep, gradWaitMsMedian: median(r.gradWaitMs.slice(1)), paramGatherMsMedian: median(r.paramGatherMs.slice(1)), optimizerMsMedian: median(r.optimizerMs.slice(1)), stepMsMedian: (BATCH * SEQ * 1e3) / tok })),
-      });
-      const p = ranks[0].peak;
-      console.log(`${n} ${String(stage).padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} ${cpuS(ranks).toFixed(2).padStart(5)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)} ${median(ranks[0].optimizerMs.slice(1)).toFixed(0).padStart(6)} ${((BATCH * SEQ * 1e3) / tok).toFixed(0).padStart(6)} | ${cpuSplit(ranks).optimizer.toFixed(2)} ${cpuSplit(ranks).communicationAndOther.toFixed(2)}, ${cpuSplit(ranks).ceilingVs1Rank2Threads.toFixed(2)}`);
+  // each repeat runs 1 × 2 again, then every layout (with shared regions and, for --compare-share,
+  // without): a layout's ratio is the median over repeats of its tok/s over its own repeat's 1 × 2
+  const layouts = RANKS.flatMap((n) => values.stages!.split(',').map(Number).flatMap((stage) => (values['compare-share'] ? [true, false] : [true]).map((share) => ({ n, stage, share }))));
+  const runs = new Map<(typeof layouts)[number], { ranks: RankResult[]; vsOne: number }[]>(layouts.map((l) => [l, []]));
+  const oneRuns = [one];
+  for (let rep = 0; rep < Number(values.repeats); rep++) {
+    if (rep > 0) oneRuns.push((await run('none', 1, 2))[0]);
+    for (const l of layouts) {
+      const ranks = await run(String(l.stage), l.n, 1, l.share);
+      for (const r of ranks) checkLosses(`stage ${l.stage} on ${l.n} ranks, rank ${r.rank}`, r.losses, one.losses);
+      runs.get(l)!.push({ ranks, vsOne: tokS(ranks[0]) / tokS(oneRuns[rep]) });
     }
   }
+  if (oneRuns.length > 1) console.log(`1 rank × 2 threads by repeat: ${oneRuns.map((r) => tokS(r).toFixed(0)).join(', ')} tok/s`);
+  console.log('N stage  tok/s  vs1×2 vsTorch CPU s | param MB (paper)  grad MB (paper)  optim MB (paper)  RSS MB | MB moved/step (paper) | grad wait  gather  optim  step ms | CPU s: optim comm+other, ceiling');
+  const rows = [];
+  for (const l of layouts) {
+    const { n, stage } = l;
+    const paper = paperBytes(psi, stage, n);
+    const byRepeat = runs.get(l)!;
+    const vsOne = median(byRepeat.map((x) => x.vsOne));
+    // the repeat whose ratio is the median's (or nearest it) gives the row's other columns
+    const { ranks } = byRepeat.reduce((a, b) => (Math.abs(b.vsOne - vsOne) < Math.abs(a.vsOne - vsOne) ? b : a));
+    const tok = tokS(ranks[0]);
+    const vsTorch = n === 2 && torchTwo ? tok / torchTwo.tokens_per_s : null;
+    const gradWait = median(ranks[0].gradWaitMs.slice(1));
+    const gather = median(ranks[0].paramGatherMs.slice(1));
+    rows.push({
+      ranks: n, stage, sharedRegions: l.share, tokensPerSec: tok, ratioVs1Rank2Threads: vsOne, ratioVs1Rank2ThreadsByRepeat: byRepeat.map((x) => x.vsOne), ratioVsTorchDdp: vsTorch, cpuSecondsPerStepAllRanks: cpuS(ranks), cpuSplit: cpuSplit(ranks), paper,
+      perRank: ranks.map((r) => ({ rank: r.rank, peak: r.peak, maxRssMB: r.maxRssMB, bytesPerStep: r.bytesPerStep, inPlacePerStep: r.inPlacePerStep, gradWaitMsMedian: median(r.gradWaitMs.slice(1)), paramGatherMsMedian: median(r.paramGatherMs.slice(1)), optimizerMsMedian: median(r.optimizerMs.slice(1)), stepMsMedian: (BATCH * SEQ * 1e3) / tok })),
+    });
+    const p = ranks[0].peak;
+    console.log(`${n} ${`${stage}${l.share ? '' : '*'}`.padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} ${cpuS(ranks).toFixed(2).padStart(5)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)} ${median(ranks[0].optimizerMs.slice(1)).toFixed(0).padStart(6)} ${((BATCH * SEQ * 1e3) / tok).toFixed(0).padStart(6)} | ${cpuSplit(ranks).optimizer.toFixed(2)} ${cpuSplit(ranks).communicationAndOther.toFixed(2)}, ${cpuSplit(ranks).ceilingVs1Rank2Threads.toFixed(2)}${byRepeat.length > 1 ? ` | vs1×2 by repeat ${byRepeat.map((x) => x.vsOne.toFixed(2)).join(' ')}` : ''}`);
+  }
+  if (values['compare-share']) console.log('* without shared regions (KESTREL_DIST_SHARE=0: every collective through the transport\'s slots, the all-gather path for ZeRO 1-2 parameters)');
   const path = writeResult('dist_train', {
     load_before: loadBefore, load_after: load(),
     shape: { name: values.shape, ...SHAPE, seq: SEQ, batch: BATCH, microBatches: MICRO }, steps: STEPS, psi, bucketElements: BUCKET_ELEMENTS,

@@ -21,6 +21,8 @@ export interface InitOpts {
   slotBytes?: number;
   /** default: KESTREL_DIST_BACKEND, else 'mpi' under mpirun/srun and 'shm' otherwise */
   backend?: DistBackend;
+  /** ProcessGroup.shared regions where the transport has them (default: true; KESTREL_DIST_SHARE=0 turns them off, for an A/B) */
+  share?: boolean;
   env?: Record<string, string | undefined>;
 }
 
@@ -76,13 +78,14 @@ export async function initProcessGroup(opts: InitOpts = {}): Promise<ProcessGrou
   const backend = opts.backend ?? distBackend(me, env);
   const timeoutMs = opts.timeoutMs ?? positive(env, 'KESTREL_DIST_TIMEOUT_MS') ?? DEFAULT_TIMEOUT_MS;
   const slotBytes = opts.slotBytes ?? positive(env, 'KESTREL_DIST_SLOT_BYTES') ?? DEFAULT_SLOT_BYTES;
+  const share = opts.share ?? env.KESTREL_DIST_SHARE !== '0';
   const addon = loadNative();
   if (!addon) throw new Error(`dist: the ${backend === 'mpi' ? 'MPI' : 'shared-memory'} transport needs the native addon: ${nativeLoadError()}`);
   if (backend === 'mpi') {
     const { transport } = await MpiTransport.world(addon, { slotBytes, timeoutMs });
     if (me.source !== 'single' && (transport.rank !== me.rank || transport.ranks.length !== me.worldSize))
       throw new Error(`dist: MPI says this is rank ${transport.rank} of ${transport.ranks.length}, the environment (${me.source}) rank ${me.rank} of ${me.worldSize}: start the ranks with mpirun or srun for the MPI backend`);
-    return new ProcessGroup(transport, { timeoutMs });
+    return new ProcessGroup(transport, { timeoutMs, share });
   }
   if (me.localWorldSize !== me.worldSize)
     throw new Error(`dist: ${me.worldSize} ranks over several machines (${me.localWorldSize} here, from ${me.source}); the shared-memory transport needs them all on one machine: start the job with mpirun (or kestrel launch --hostfile) for the MPI transport`);
@@ -96,5 +99,5 @@ export async function initProcessGroup(opts: InitOpts = {}): Promise<ProcessGrou
     unlink: (name) => void addon.distUnlink(name),
   });
   if (!transport) throw new Error('dist: the rendezvous finished without a segment');
-  return new ProcessGroup(transport, { timeoutMs });
+  return new ProcessGroup(transport, { timeoutMs, share });
 }

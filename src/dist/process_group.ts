@@ -32,6 +32,8 @@ export class Work implements PromiseLike<void> {
 export interface ProcessGroupOpts {
   /** every collective fails after this long without its peers (default 300 s) */
   timeoutMs: number;
+  /** false: shared() returns ordinary tensors and peer() null, as on a transport without shared memory (default true) */
+  share?: boolean;
 }
 
 export class ProcessGroup {
@@ -64,7 +66,7 @@ export class ProcessGroup {
    * @example const bucket = group.shared(1 << 22); // ZeRO's gradient buckets and shards
    */
   shared(numel: number, dtype: DType = 'float32', tag: MemoryTag = currentTag('other')): Tensor {
-    if (this.transport.share) return this.transport.share(dtype, numel, tag, this.opts.timeoutMs);
+    if (this.transport.share && this.opts.share !== false) return this.transport.share(dtype, numel, tag, this.opts.timeoutMs);
     return zeros([numel], { dtype, backend: 'cpu', tag });
   }
 
@@ -75,7 +77,7 @@ export class ProcessGroup {
    * @example await group.barrier(); const theirs = group.peer(shard, group.ranks[1]);
    */
   peer(t: Tensor, rank: number): Tensor | null {
-    return this.transport.peer?.(t, this.local(rank, 'peer')) ?? null;
+    return this.opts.share === false ? null : (this.transport.peer?.(t, this.local(rank, 'peer')) ?? null);
   }
 
   /** Collectives so far that read the peers' shared() buffers in place (0 where the transport has none). */

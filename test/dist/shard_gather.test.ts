@@ -16,6 +16,20 @@ import { type GatherGroup, ShardGatherer } from '../../src/dist/shard_gather.js'
 /** Rank r's shard value at position i: distinct for every (rank, position). */
 const value = (r: number, i: number): number => r * 10000 + i + 0.5;
 
+/** Every parameter element holds the value of the rank and shard position the bucket layout gives it. */
+function expectOwners(buckets: ReturnType<typeof planBuckets>['buckets'], N: number, what: string): void {
+  for (const b of buckets) {
+    const slice = b.length / N;
+    b.params.forEach((p, j) => {
+      const got = p.toFloat32Array();
+      for (let e = 0; e < p.numel; e++) {
+        const x = b.offsets[j] + e;
+        assert.equal(got[e], value(Math.floor(x / slice), b.shardOffset + (x % slice)), `${what}parameter of ${p.numel} elements, element ${e}: from rank ${Math.floor(x / slice)}`);
+      }
+    });
+  }
+}
+
 for (const N of [2, 3]) test(`ShardGatherer on ${N} simulated ranks: 13-element chunks across 40-element buckets put every rank's slice where the layout says`, async () => {
   const sizes = [7, 33, 1, 257, 16, 5];
   const params = sizes.map((n) => k.zeros([n], { backend: 'cpu' }));
@@ -44,17 +58,7 @@ for (const N of [2, 3]) test(`ShardGatherer on ${N} simulated ranks: 13-element 
   await gatherer.gather(shard, plan.buckets);
   assert.equal(calls.reduce((a, b) => a + b, 0), plan.shardLength, 'the whole shard, once');
   assert.ok(calls.every((n) => n <= 13), `chunks of at most 13 elements per rank: ${calls.join(', ')}`);
-  for (const b of plan.buckets) {
-    const slice = b.length / N;
-    b.params.forEach((p, j) => {
-      const got = p.toFloat32Array();
-      for (let e = 0; e < p.numel; e++) {
-        const x = b.offsets[j] + e;
-        const want = value(Math.floor(x / slice), b.shardOffset + (x % slice));
-        assert.equal(got[e], want, `parameter of ${p.numel} elements, element ${e}: from rank ${Math.floor(x / slice)}`);
-      }
-    });
-  }
+  expectOwners(plan.buckets, N, '');
   gatherer.dispose();
   shard.dispose();
   for (const p of params) p.dispose();
@@ -83,16 +87,7 @@ for (const N of [2, 3]) test(`ShardGatherer on ${N} simulated ranks sharing memo
   for (let step = 0; step < 2; step++) {
     for (const p of params) backendOf(p).kernels.fill(p, -1);
     await gatherer.gather(shards[me], plan.buckets);
-    for (const b of plan.buckets) {
-      const slice = b.length / N;
-      b.params.forEach((p, j) => {
-        const got = p.toFloat32Array();
-        for (let e = 0; e < p.numel; e++) {
-          const x = b.offsets[j] + e;
-          assert.equal(got[e], value(Math.floor(x / slice), b.shardOffset + (x % slice)), `step ${step}, parameter of ${p.numel} elements, element ${e}: from rank ${Math.floor(x / slice)}`);
-        }
-      });
-    }
+    expectOwners(plan.buckets, N, `step ${step}, `);
   }
   const peers = Array.from({ length: N }, (_, r) => `peer ${r}`);
   assert.deepEqual(events, [...peers, 'barrier', 'barrier', 'barrier', 'barrier'], 'the peers\' views made once, each gather between two barriers');
