@@ -1,12 +1,14 @@
 // ZeRO stage 2 (Rajbhandari et al. 2020, "gradient partitioning"): stage 1's sharded optimizer
 // state, and no rank keeps the whole gradient. Each parameter group is cut into buckets
 // (bucket_plan.ts); rank r owns slice r of every bucket. As backward's grad-ready hooks fire on a
-// step's last micro-batch, each gradient is copied into its bucket's buffer and freed; a full
-// bucket is reduce-scattered straight into the owners' shard gradients on the transport's worker
-// while backward goes on, and its buffer is freed once that call is done (startNow: at most one
+// step's last micro-batch, each gradient is copied into its bucket's place in the group's shared
+// bucket region (bucket_region.ts) and freed; a full bucket is reduce-scattered straight into the
+// owners' shard gradients on the transport's worker while backward goes on (reading the peers'
+// buckets in place), and its place is free again once that call is done (startNow: at most one
 // bucket in flight and one filling). The global norm and the overflow check are a sum of the
 // ranks' shard norms (a non-finite shard makes every rank's sum non-finite, so all skip alike);
-// after the update all-gathers of several buckets at a time rebuild every rank's parameters.
+// after the update every rank rebuilds its parameters from all ranks' shards (shard_gather.ts:
+// straight from the peers' shared shards, or by all-gathers of several buckets at a time).
 //
 // Accumulation: micro-steps before the last communicate nothing, so they add into each rank's
 // local .grad as autograd always does (that local gradient is the price of silent micro-steps;
