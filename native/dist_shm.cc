@@ -185,14 +185,15 @@ bool overlap(const char* a, size_t an, const char* b, size_t bn) { return a && b
 // an all-reduce, the output too), and no byte this member writes is one a peer reads meanwhile.
 bool may_share(const Segment& s, const DistCall& c) {
   const Control* me = s.control(s.rank);
-  const size_t eb = dist_dtype_bytes(c.dtype), N = size_t(s.world), bytes = c.count * eb;
+  const DistBytes b = dist_call_bytes(c.op, c.count, c.dtype, size_t(s.world));
+  const bool apart = !overlap(c.dst, b.dst, c.src, b.src);
   switch (c.op) {
     case DistOp::AllReduce:  // in place, or output and input apart
-      return me->src_share >= 0 && me->dst_share >= 0 && (c.dst == c.src || !overlap(c.dst, bytes, c.src, bytes));
+      return me->src_share >= 0 && me->dst_share >= 0 && (c.dst == c.src || apart);
     case DistOp::ReduceScatter:
-      return me->src_share >= 0 && !overlap(c.dst, bytes, c.src, N * bytes);
+      return me->src_share >= 0 && apart;
     case DistOp::AllGather:  // peers read the input while the output is written: apart, or the input is the output's own block
-      return me->src_share >= 0 && (c.src == c.dst + s.rank * bytes || !overlap(c.dst, N * bytes, c.src, bytes));
+      return me->src_share >= 0 && (c.src == c.dst + s.rank * b.src || apart);
     default: return false;
   }
 }
@@ -204,11 +205,9 @@ void phase(Segment& s, const DistCall& c, Clock::time_point deadline, bool first
   if (first) {
     me->op = uint32_t(c.op), me->dtype = uint32_t(c.dtype), me->reduce = uint32_t(c.reduce);
     me->count = c.count, me->peer = c.peer;
-    const size_t eb = c.op == DistOp::Barrier ? 1 : dist_dtype_bytes(c.dtype), N = size_t(s.world);
-    const size_t src_bytes = c.count * eb * (c.op == DistOp::ReduceScatter ? N : 1);
-    const size_t dst_bytes = c.count * eb * (c.op == DistOp::AllGather ? N : 1);
-    std::tie(me->src_share, me->src_at) = s.locate(c.src, src_bytes);
-    std::tie(me->dst_share, me->dst_at) = s.locate(c.dst, dst_bytes);
+    const DistBytes bytes = dist_call_bytes(c.op, c.count, c.dtype, size_t(s.world));
+    std::tie(me->src_share, me->src_at) = s.locate(c.src, bytes.src);
+    std::tie(me->dst_share, me->dst_at) = s.locate(c.dst, bytes.dst);
     if (!may_share(s, c)) me->src_share = -1;  // this member's verdict, for run_shared
   }
   post(&me->counter, target);
@@ -298,9 +297,9 @@ bool run_shared(Segment& s, const DistCall& c, Clock::time_point deadline) {
   for (int r = 0; r < s.world; r++)
     if (s.control(r)->src_share < 0) return false;
   const size_t eb = dist_dtype_bytes(c.dtype), N = size_t(s.world), me = size_t(s.rank), n = c.count;
-  const size_t src_bytes = n * eb * (c.op == DistOp::ReduceScatter ? N : 1);
-  auto src = [&](size_t r) { const Control* o = s.control(int(r)); return s.peer(int(r), o->src_share, o->src_at, src_bytes); };
-  auto dst = [&](size_t r) { const Control* o = s.control(int(r)); return s.peer(int(r), o->dst_share, o->dst_at, n * eb); };
+  const DistBytes bytes = dist_call_bytes(c.op, n, c.dtype, N);
+  auto src = [&](size_t r) { const Control* o = s.control(int(r)); return s.peer(int(r), o->src_share, o->src_at, bytes.src); };
+  auto dst = [&](size_t r) { const Control* o = s.control(int(r)); return s.peer(int(r), o->dst_share, o->dst_at, bytes.dst); };
   switch (c.op) {
     case DistOp::ReduceScatter:
       reduce_parts(s, c, c.dst, n, [&](int r) { return src(size_t(r)) + me * n * eb; });
@@ -394,6 +393,24 @@ void run_point_to_point(Segment& s, const DistCall& c, Clock::time_point deadlin
   });
 }
 
+// Opens (creating when absent) the shm object `name` of `total` bytes and maps it whole; every
+// member passes the same size, and a mismatch is an error naming `agree` (what they disagree on).
+void* map_shared(const std::string& name, size_t total, const char* fn, const char* what, const char* agree) {
+  int fd = shm_open(name.c_str(), O_CREAT | O_RDWR, 0600);
+  if (fd < 0) throw KernelError(std::string(fn) + ": shm_open('" + name + "'): " + std::strerror(errno));
+  struct stat st {};
+  if (fstat(fd, &st) != 0 || (st.st_size != 0 && size_t(st.st_size) != total) || (st.st_size == 0 && ftruncate(fd, off_t(total)) != 0)) {
+    int e = errno;
+    close(fd);
+    throw KernelError(std::string(fn) + ": " + what + " '" + name + "' is " + std::to_string(st.st_size) + " bytes, this rank needs " +
+                      std::to_string(total) + " (ranks disagree on " + agree + "?)" + (e ? std::string(": ") + std::strerror(e) : ""));
+  }
+  void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  close(fd);
+  if (p == MAP_FAILED) throw KernelError(std::string(fn) + ": mmap of " + std::to_string(total) + " bytes: " + std::strerror(errno));
+  return p;
+}
+
 }  // namespace
 
 size_t dist_dtype_bytes(DistDType d) {
@@ -404,6 +421,20 @@ size_t dist_dtype_bytes(DistDType d) {
     case DistDType::U8: return 1;
   }
   throw KernelError("dist: unknown dtype code " + std::to_string(int(d)));
+}
+
+DistBytes dist_call_bytes(DistOp op, size_t count, DistDType dtype, size_t world) {
+  const size_t per = count * dist_dtype_bytes(dtype), all = per * world;
+  switch (op) {
+    case DistOp::AllReduce: case DistOp::Broadcast: return {per, per};
+    case DistOp::AllGather: return {per, all};
+    case DistOp::ReduceScatter: return {all, per};
+    case DistOp::AllToAll: return {all, all};
+    case DistOp::Send: return {per, 0};
+    case DistOp::Recv: return {0, per};
+    case DistOp::Barrier: break;
+  }
+  return {0, 0};
 }
 
 int dist_open(const std::string& name, int local_rank, const std::vector<int>& global_ranks, size_t slot_bytes) {
@@ -419,19 +450,7 @@ int dist_open(const std::string& name, int local_rank, const std::vector<int>& g
   s->header = header_bytes(world);
   s->total = s->header + slot_bytes * size_t(world);
   s->sent_seq.assign(size_t(world), 0), s->recv_seq.assign(size_t(world), 0);
-  int fd = shm_open(name.c_str(), O_CREAT | O_RDWR, 0600);
-  if (fd < 0) throw KernelError("dist open: shm_open('" + name + "'): " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || (st.st_size != 0 && size_t(st.st_size) != s->total) ||
-      (st.st_size == 0 && ftruncate(fd, off_t(s->total)) != 0)) {
-    int e = errno;
-    close(fd);
-    throw KernelError("dist open: segment '" + name + "' is " + std::to_string(st.st_size) + " bytes, this rank needs " +
-                      std::to_string(s->total) + " (ranks disagree on the group or slot size?)" + (e ? std::string(": ") + std::strerror(e) : ""));
-  }
-  void* p = mmap(nullptr, s->total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (p == MAP_FAILED) throw KernelError("dist open: mmap of " + std::to_string(s->total) + " bytes: " + std::strerror(errno));
+  void* p = map_shared(name, s->total, "dist open", "segment", "the group or slot size");
   s->base = static_cast<char*>(p);
   Meta* m = s->meta();
   m->magic = kMagic, m->world = uint32_t(world), m->slot_bytes = slot_bytes;  // every member writes the same values
@@ -446,18 +465,7 @@ double dist_share(int id, size_t bytes, double timeout_ms) {
   if (bytes == 0 || bytes > (size_t(1) << 40)) throw KernelError("dist share: " + std::to_string(bytes) + " bytes per rank (1 B .. 1 TiB)");
   const size_t per_rank = round_up(bytes, kPage), total = per_rank * size_t(s.world);
   const std::string name = s.name + "-s" + std::to_string(s.shares.size());
-  int fd = shm_open(name.c_str(), O_CREAT | O_RDWR, 0600);
-  if (fd < 0) throw KernelError("dist share: shm_open('" + name + "'): " + std::strerror(errno));
-  struct stat st {};
-  if (fstat(fd, &st) != 0 || (st.st_size != 0 && size_t(st.st_size) != total) || (st.st_size == 0 && ftruncate(fd, off_t(total)) != 0)) {
-    int e = errno;
-    close(fd);
-    throw KernelError("dist share: region '" + name + "' is " + std::to_string(st.st_size) + " bytes, this rank needs " + std::to_string(total) +
-                      " (ranks disagree on the size?)" + (e ? std::string(": ") + std::strerror(e) : ""));
-  }
-  void* p = mmap(nullptr, total, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-  close(fd);
-  if (p == MAP_FAILED) throw KernelError("dist share: mmap of " + std::to_string(total) + " bytes: " + std::strerror(errno));
+  void* p = map_shared(name, total, "dist share", "region", "the size");
   auto* region = new SharedRegion();
   region->base = static_cast<char*>(p), region->per_rank = per_rank, region->total = total;
   DistCall c;

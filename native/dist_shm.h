@@ -17,6 +17,13 @@ enum class DistDType : int { F32 = 0, BF16 = 1, F16 = 2, I32 = 3, I64 = 4, F64 =
 
 size_t dist_dtype_bytes(DistDType d);
 
+// Bytes a call reads from its input and writes to its output on one member of a group of `world`
+// (count is per rank: see DistCall).
+struct DistBytes {
+  size_t src, dst;
+};
+DistBytes dist_call_bytes(DistOp op, size_t count, DistDType dtype, size_t world);
+
 // One call: what to do, on which bytes. src/dst are already resolved to pointers (the caller
 // checked them against their storage); count is the element count per rank (see dist_shm.cc).
 struct DistCall {

@@ -46,4 +46,9 @@ export class BucketRegion {
   release(owner: object): void {
     for (const end of [0, 1]) if (this.taken[end] === owner) this.taken[end] = null;
   }
+
+  /** Lets the region go (views still held keep its storage until they are disposed). */
+  dispose(): void {
+    this.region.dispose();
+  }
 }

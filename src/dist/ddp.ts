@@ -56,8 +56,10 @@ export class DistributedDataParallel implements DataParallel {
   arm(params: readonly Tensor[]): void {
     // a bucket closes once it reaches bucketBytes, so it holds at most that plus one parameter
     const most = Math.floor(this.bucketBytes / 4) + params.reduce((m, p) => Math.max(m, p.numel), 0);
-    if (this.group.startsNow && (!this.region || this.region.numel < 2 * most))
+    if (this.group.startsNow && (!this.region || this.region.numel < 2 * most)) {
+      this.region?.dispose();
       this.region = new BucketRegion(keep(this.group.shared(2 * most, 'float32', 'grad')));
+    }
     this.flushed = 0;
     this.bucketed.clear();
     this.disarm = params.map((p) => p.registerHook(() => this.ready(p)));

@@ -82,8 +82,8 @@ export class ShardGatherer {
   /** Every rank's copy of the shard when the group shares memory and the shard came from shared(), else null. */
   private peersOf(shard: Tensor): Tensor[] | null {
     if (!this.peers.has(shard)) {
-      const { peer, ranks } = this.group;
-      const views = peer && ranks ? ranks.map((r) => peer.call(this.group, shard, r)) : [];
+      const { ranks } = this.group;
+      const views = this.group.peer && ranks ? ranks.map((r) => this.group.peer!(shard, r)) : [];
       const all = views.length > 0 && views.every((v) => v !== null) ? (views as Tensor[]) : null;
       if (!all) views.forEach((v) => v?.dispose());
       this.peers.set(shard, all);

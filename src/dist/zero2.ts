@@ -37,6 +37,8 @@ interface Bucket extends PlannedBucket {
   flat: Tensor | null;
   ready: number;
   work: Work | null;
+  /** its place in the fill order over every group (which end of the bucket region it takes) */
+  index: number;
 }
 
 interface Arena<O> {
@@ -54,8 +56,6 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   /** the bucket whose reduceScatter was started last (its buffer goes when the next one starts) */
   private last: Bucket | null = null;
   private readonly gatherer: ShardGatherer;
-  /** each bucket's index in the plan (which end of the region it takes) */
-  private readonly placeOf = new Map<Bucket, number>();
   /** 2: each gradient is freed once copied into its bucket; 1 (ZeroStage1): kept until backward ends */
   protected get stage(): 1 | 2 {
     return 2;
@@ -66,6 +66,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     super(group, bucketBytes);
     this.gatherer = new ShardGatherer(group);
     const N = group.size;
+    let filled = 0; // buckets of earlier groups (bucket indices run on across groups, as sizeFor pairs them)
     this.arenas = groups.filter((g) => g.params.length).map((g) => {
       if (g.params.some((p) => p.dtype !== 'float32')) throw new Error(`ZeRO stage ${this.stage}: trainable parameters must be float32 (master weights)`);
       const plan = planBuckets(g.params, N, Math.max(1, Math.floor(bucketBytes / 4)));
@@ -76,8 +77,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
         for (const b of plan.buckets)
           tidy(() => backendOf(shard).kernels.copy(narrow(flatten(b.params, b.length), 0, group.rank * (b.length / N), b.length / N), narrow(shard, 0, b.shardOffset, b.length / N)));
       }));
-      const buckets = plan.buckets.map((b) => ({ ...b, shard, flat: null, ready: 0, work: null }));
-      buckets.forEach((b, i) => this.placeOf.set(b, i));
+      const buckets = plan.buckets.map((b) => ({ ...b, shard, flat: null, ready: 0, work: null, index: filled++ }));
       for (const b of buckets) b.params.forEach((p, index) => this.bucketOf.set(p, { bucket: b, index }));
       return { params: g.params, shard, buckets, options: g.options };
     });
@@ -158,7 +158,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private gradReady(p: Tensor): void {
     const { bucket: b, index } = this.bucketOf.get(p)!;
     if (this.copied.has(p)) return;
-    b.flat ??= memory.withTag('grad', () => keep(noGrad(() => this.region!.acquire(b, this.placeOf.get(b)!, b.length, b.params.reduce((n, q) => n + q.numel, 0), p.backendName))));
+    b.flat ??= memory.withTag('grad', () => keep(noGrad(() => this.region!.acquire(b, b.index, b.length, b.params.reduce((n, q) => n + q.numel, 0), p.backendName))));
     noGrad(() => tidy(() => {
       const into = reshape(narrow(b.flat!, 0, b.offsets[index], p.numel), p.shape);
       if (p.grad) backendOf(p).kernels.copy(p.grad, into);
