@@ -79,6 +79,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("distShare", &Addon::DistShare),
         InstanceMethod("distSharedCalls", &Addon::DistSharedCalls),
         InstanceMethod("distPeer", &Addon::DistPeer),
+        InstanceMethod("distWhole", &Addon::DistWhole),
         InstanceMethod("distClose", &Addon::DistClose),
         InstanceMethod("distWaitIdle", &Addon::DistWaitIdle),
         InstanceMethod("distUnlink", &Addon::DistUnlink),

@@ -463,7 +463,9 @@ int dist_open(const std::string& name, int local_rank, const std::vector<int>& g
 double dist_share(int id, size_t bytes, double timeout_ms) {
   Segment& s = segment(id);
   if (bytes == 0 || bytes > (size_t(1) << 40)) throw KernelError("dist share: " + std::to_string(bytes) + " bytes per rank (1 B .. 1 TiB)");
-  const size_t per_rank = round_up(bytes, kPage), total = per_rank * size_t(s.world);
+  // parts 64-byte aligned (a cache line: no line is written by two members), so parts whose size is
+  // a multiple of 64 lie end to end and the region reads as one buffer (dist_whole)
+  const size_t per_rank = round_up(bytes, kLine), total = round_up(per_rank * size_t(s.world), kPage);
   const std::string name = s.name + "-s" + std::to_string(s.shares.size());
   void* p = map_shared(name, total, "dist share", "region", "the size");
   auto* region = new SharedRegion();
@@ -510,6 +512,20 @@ double dist_peer(int id, double handle, int r) {
   SharedRegion* region = s.shares[size_t(share)];
   region->refs.fetch_add(1);  // the new storage's
   return storage_adopt(s.peer(r, share, at, bytes), bytes, unref, region);
+}
+
+double dist_whole(int id, double handle) {
+  Segment& s = segment(id);
+  size_t bytes = 0;
+  char* mine = storage_lookup(handle, &bytes);
+  auto [share, at] = s.locate(mine, bytes);
+  if (share < 0) throw KernelError("dist whole: the tensor is not in a shared region of this group (make it with ProcessGroup.shared)");
+  SharedRegion* region = s.shares[size_t(share)];
+  if (at != 0 || bytes != region->per_rank)
+    throw KernelError("dist whole: the tensor is " + std::to_string(bytes) + " bytes at offset " + std::to_string(at) + " of a " + std::to_string(region->per_rank) +
+                      "-byte part; the parts lie end to end only when a whole part's bytes are a multiple of 64");
+  region->refs.fetch_add(1);  // the new storage's
+  return storage_adopt(region->base, region->per_rank * size_t(s.world), unref, region);
 }
 
 uint64_t dist_shared_calls(int id) { return segment(id).shared_calls.load(); }

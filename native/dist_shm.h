@@ -51,6 +51,10 @@ double dist_share(int id, size_t bytes, double timeout_ms);
 // from dist_share): the same bytes at the same offset of r's part. Readers synchronize themselves
 // (a barrier before and after), as with any memory two processes share.
 double dist_peer(int id, double handle, int r);
+// A storage over every member's part of the region whose whole part `handle` is, end to end (member
+// r's at r × its bytes): the parts are contiguous when a part's bytes are a multiple of 64. Readers
+// synchronize themselves, as with dist_peer.
+double dist_whole(int id, double handle);
 // Collectives of the group that ran in place on shared regions so far (tests and benchmarks).
 uint64_t dist_shared_calls(int id);
 // Runs one call to completion (blocking; throws KernelError naming the rank on a timeout or a dead peer).

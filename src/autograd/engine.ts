@@ -128,11 +128,39 @@ class ReadyQueue {
   }
 }
 
+/** Per running backward (a recomputation's backward runs inside another's): the callbacks queued for its end. */
+const running: (() => void)[][] = [];
+
+/** True while a backward pass runs (a forward recorded now, in a recomputation, is backpropagated before that pass ends). */
+export const isBackwardRunning = (): boolean => running.length > 0;
+
+/**
+ * Runs fn when the backward pass now running has processed its last node (PyTorch's
+ * Variable._execution_engine.queue_callback, which FSDP and DeepSpeed use to finish a step's
+ * gradients): for work that must wait until nothing of the tape can still need it.
+ */
+export function queueCallback(fn: () => void): void {
+  if (!running.length) throw new Error('queueCallback: no backward pass is running');
+  running[running.length - 1].push(fn);
+}
+
 /**
  * Backpropagates grads (one per root; ones for scalar roots when omitted) into every leaf that
  * requires grad. The grads passed in are not consumed.
  */
 export function runBackward(roots: readonly Tensor[], grads: readonly (Tensor | undefined)[], opts: BackwardOptions = {}): void {
+  const callbacks: (() => void)[] = [];
+  running.push(callbacks);
+  try {
+    walk(roots, grads, opts);
+  } finally {
+    running.pop();
+  }
+  // a callback may queue no more (the pass is over): each one runs once, in the order queued
+  for (const fn of callbacks) noGrad(fn);
+}
+
+function walk(roots: readonly Tensor[], grads: readonly (Tensor | undefined)[], opts: BackwardOptions): void {
   noGrad(() => {
     const pending = new Map<GradFn, Tensor>();
     const leafGrads = new Map<Tensor, Tensor>();

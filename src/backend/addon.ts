@@ -133,6 +133,8 @@ export interface NativeAddon {
   distShare(id: number, bytes: number, timeoutMs: number): number;
   /** a storage handle over member `rank`'s copy of this member's shared storage `handle` */
   distPeer(id: number, handle: number, rank: number): number;
+  /** a storage handle over every member's part of the region whose whole part `handle` is, end to end (parts of a multiple of 64 bytes) */
+  distWhole(id: number, handle: number): number;
   /** collectives of group `id` that ran in place on shared regions so far */
   distSharedCalls(id: number): number;
   distClose(id: number): void;

@@ -256,9 +256,8 @@ async function closeDataParallel(dp: (DataParallel & { group: ProcessGroup }) | 
   }
 }
 
-/** ZeRO-3 with ds_config's stage-3 limits; its layers recompute in backward already, so 'full' checkpointing would only recompute twice. */
+/** ZeRO-3 with ds_config's stage-3 limits. */
 function zeroStage3(s: RunSettings, model: CausalLM, pg: ProcessGroup, groups: ReturnType<typeof decayParamGroups>, bucketBytes: number | undefined): ZeroStage3<Partial<{ weightDecay: number }>> {
-  if (model.checkpointing === 'full') model.checkpointing = 'none';
   const { persistenceThreshold, prefetchBucketSize } = resolveStage3(s.stage3 ?? {}, model.config.hiddenSize);
   return new ZeroStage3(pg, model, groups, {
     bucketBytes, persistenceThreshold,

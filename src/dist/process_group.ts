@@ -80,6 +80,21 @@ export class ProcessGroup {
     return this.opts.share === false ? null : (this.transport.peer?.(t, this.local(rank, 'peer')) ?? null);
   }
 
+  /** Whether shared() gives memory every member reads in place (shared memory on, not disabled). */
+  get sharesMemory(): boolean {
+    return this.transport.share !== undefined && this.opts.share !== false;
+  }
+
+  /**
+   * Every rank's shared() tensor t end to end, in rank order, as one tensor readable here: the
+   * all-gather of t without a copy (t's bytes a multiple of 64, so the parts are contiguous); null
+   * where nothing is shared. Reads race with the ranks' writes unless a barrier separates them.
+   * @example await group.barrier(); const full = group.whole(shard); // ZeRO-3's layer, gathered in place
+   */
+  whole(t: Tensor): Tensor | null {
+    return this.opts.share === false ? null : (this.transport.whole?.(t) ?? null);
+  }
+
   /** Collectives so far that read the peers' shared() buffers in place (0 where the transport has none). */
   get inPlaceCalls(): number {
     return this.transport.inPlaceCalls?.() ?? 0;
@@ -181,6 +196,11 @@ export class ProcessGroup {
 
   barrier(): Work {
     return this.call('barrier', {});
+  }
+
+  /** barrier started before this returns (see reduceScatterNow): ZeRO-3 orders its in-place reads of the peers' shards against their updates. */
+  barrierNow(): Work {
+    return this.call('barrier', {}, true);
   }
 
   /**

@@ -65,6 +65,14 @@ export class ShmTransport extends QueuedTransport {
     return new Tensor(adoptCpuStorage(this.addon, this.addon.distPeer(this.id, handle, rank), t.dtype, t.storage.numel, t.storage.tag, true), t.layout);
   }
 
+  whole(t: Tensor): Tensor | null {
+    const handle = cpuStorageHandle(t.storage);
+    if (handle === null || !this.shared.has(t.storage)) return null;
+    const numel = t.storage.numel * this.ranks.length;
+    // borrowed: this member's part is counted by t's storage, the peers' by their own
+    return new Tensor(adoptCpuStorage(this.addon, this.addon.distWhole(this.id, handle), t.dtype, numel, t.storage.tag, true), new Layout([numel]));
+  }
+
   inPlaceCalls(): number {
     return this.addon.distSharedCalls(this.id);
   }

@@ -64,6 +64,11 @@ export interface Transport {
    * that rank's part), or null when `t` is not one. The caller synchronizes its reads (barriers).
    */
   peer?(t: Tensor, rank: number): Tensor | null;
+  /**
+   * Optional, beside share: every member's part of the region that t (a whole part from share())
+   * begins, end to end, as one tensor readable here (null when t is not from share()).
+   */
+  whole?(t: Tensor): Tensor | null;
   /** Optional, beside share: how many collectives so far read the peers' shared buffers in place. */
   inPlaceCalls?(): number;
   /** elements of one piece of a call (calls larger than this are split); for tests of the boundaries */

@@ -7,25 +7,30 @@
 // parameters themselves (the master weights).
 //
 // Forward: before a layer runs its arenas are all-gathered into full buffers (the next layer's
-// gather is started too: prefetch one unit ahead), viewed into the module, and released after the
-// layer's forward. Backward, in reverse: zero3_region.ts gathers the layer again (prefetching the
-// one before it), recomputes and backpropagates it, reduce-scatters each trainable arena's
-// gradient into the owner's shard (added there: every micro-step reduces, as DeepSpeed's stage 3
-// does, since no rank may keep a layer's full gradient across micro-steps) and releases it.
-// Everything happens inside the synchronous forward and backward, so calls are started with the
-// group's blocking start (allGatherNow / reduceScatterNow: each waits for the previous call, then
-// starts) and waitNow; their Work handles are awaited in finish(), where a failed call surfaces.
-// One call is in flight at a time, so of a prefetched unit the arena gathered last overlaps the
-// running layer's compute: a unit's arenas go smallest first (the norms, then the matrices).
+// gather is started too: prefetch one unit ahead), viewed into the module, and the layer runs on
+// the tape (zero3_region.ts). After it the buffers' bytes are evicted (the tape's saved views keep
+// the storage, without memory) and the placeholders go back. Backward, in reverse: as the layer's
+// backward begins the region gathers it again into the same storage (prefetching the one before);
+// each parameter's gradient is added into the arena's flat gradient as it completes; when the
+// layer's backward is done its flat gradients are reduce-scattered into the owner's shard (added
+// there: every micro-step reduces, as DeepSpeed's stage 3 does, since no rank may keep a layer's
+// full gradient across micro-steps) and the buffers are freed. Nothing is recomputed (activation
+// checkpointing, when on, recomputes as it does on one rank; the recomputed unit keeps its bytes
+// for the backward that follows). Everything happens inside the synchronous forward and backward,
+// so calls are started with the group's blocking start (allGatherNow / reduceScatterNow: each
+// waits for the previous call, then starts) and waitNow; their Work handles are awaited in
+// finish(), where a failed call surfaces. One call is in flight at a time, so of a prefetched unit
+// the arena gathered last overlaps the running layer's compute: a unit's arenas go smallest first
+// (the norms, then the matrices).
 //
-// The forward's last call (the head) runs on the tape instead (zero3_region.ts runRecorded): its
-// backward follows at once, so it is gathered once and not recomputed.
+// The forward's last call (the head) keeps its bytes: its backward follows at once, so it is
+// gathered once for both.
 //
 // A unit may be used more than once per forward: a tied embedding is the embedding lookup and the
-// head. Each use is its own region (gathered, released); the unit's flat gradient collects every
-// use's backward and is reduce-scattered only after the last one (a count of the uses recorded in
-// forward), so the gradient is complete, as 1 rank's autograd sums both uses. Prefetch follows the
-// order of the calls (embeddings, layers, norm, head), not of the units.
+// head. Each use gathers into the same buffers (evicted between uses); the unit's flat gradient
+// collects every use's backward and is reduce-scattered only after the last one (a count of the
+// uses recorded in forward), so the gradient is complete, as 1 rank's autograd sums both uses.
+// Prefetch follows the order of the calls (embeddings, layers, norm, head), not of the units.
 //
 // Parameters smaller than stage3_param_persistence_threshold stay whole on every rank and go
 // through stage 2 (zero2.ts: optimizer state and gradients partitioned), as DeepSpeed keeps small
@@ -35,22 +40,24 @@
 // either is not prefetched (one unit is always live).
 import { zeros } from '../ops/creation.js';
 import { empty } from '../ops/dispatch.js';
-import { add } from '../ops/elementwise.js';
 import { narrow, reshape } from '../ops/view.js';
 import { backendOf } from '../backend/index.js';
 import { gradSquaredNorm } from '../optim/clip.js';
 import type { Module } from '../nn/module.js';
-import { noGrad } from '../tensor/grad_mode.js';
+import { isGradEnabled, noGrad } from '../tensor/grad_mode.js';
 import { keep, tidy } from '../tensor/scope.js';
+import { dtypeBytes } from '../tensor/dtype.js';
 import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ShardLayout } from '../train/data_parallel.js';
 import { piecesIn } from './bucket_plan.js';
+import { BucketRegion } from './bucket_region.js';
 import { DistributedDataParallel } from './ddp.js';
 import { flatten } from './flat.js';
 import type { ProcessGroup, Work } from './process_group.js';
 import { runGathered } from './zero3_region.js';
-import { type UnitCall, type UnitParam, type UnitTensor, findUnits, placeholderOf, swapIn, swapOut } from './zero3_units.js';
+import { isBackwardRunning } from '../autograd/engine.js';
+import { type UnitCall, type UnitParam, type UnitTensor, findUnits, placeholderOf, swapBack, swapIn, swapOut } from './zero3_units.js';
 import { ZeroStage2 } from './zero2.js';
 
 /** One flat arena of a unit: parameters end to end, padded to N equal shards; this rank's shard. */
@@ -62,11 +69,18 @@ interface Arena {
   shard: Tensor;
   /** the optimizer group index (trainable), or -1 (frozen) */
   group: number;
-  /** while gathered: the full buffer and the views put into the module */
+  /** the full buffer (its bytes evicted between a recorded use's forward and backward) */
   full: Tensor | null;
+  /** on one machine: every rank's shard end to end (ProcessGroup.whole), the gathered arena without a copy */
+  whole: Tensor | null;
+  /** the views put into the module by the latest gather (put back for a backward's recomputation) */
   views: Tensor[];
-  /** backward only (trainable arenas): the layer's gradient, each parameter's copied in by a grad-ready hook as it completes */
-  grad: Tensor | null;
+  /** every view made since the buffer was allocated: the tape's leaves, freed with the buffer */
+  allViews: Tensor[];
+  /** trainable: where the arena's gradient lies in the unit's flat gradient */
+  gradAt: number;
+  /** per parameter: whether its gradient reached the flat gradient this backward (the first copies, later ones add) */
+  delivered: Uint8Array;
 }
 
 interface Unit {
@@ -75,10 +89,15 @@ interface Unit {
   arenas: Arena[];
   /** bytes of the unit's gathered buffers */
   bytes: number;
-  state: 'released' | 'fetching' | 'ready';
+  /** released: no buffer; evicted: the buffer without bytes (a recorded use waits for its backward) */
+  state: 'released' | 'evicted' | 'fetching' | 'ready';
   pending: number;
   /** uses recorded in forward whose backward has not run yet: the gradient is reduced when the last one has */
   uses: number;
+  /** backward only: the trainable arenas' gradients end to end, each parameter's copied in as autograd finalizes it */
+  grad: Tensor | null;
+  /** elements of the trainable arenas together */
+  gradLength: number;
 }
 
 const numelOf = (ts: readonly UnitTensor[]): number => ts.reduce((n, [, t]) => n + t.numel, 0);
@@ -91,6 +110,8 @@ export interface ZeroStage3Options {
   prefetchBytes?: number;
   /** ... and when it and the running unit together hold at most this many elements (stage3_max_live_parameters) */
   maxLiveElements?: number;
+  /** false: all-gather the units even where the peers' shards can be read in place (default true) */
+  inPlace?: boolean;
 }
 
 export class ZeroStage3<O = unknown> extends DistributedDataParallel {
@@ -108,6 +129,14 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   private readonly groupOrder: Tensor[];
   /** calls started and not yet known to be finished, with what to do once they are */
   private started: (() => void)[] = [];
+  /** units used more than once per forward (a tied embedding): their gradient lives across the others' backward */
+  private readonly multiUse: Set<Unit>;
+  /** where the other units' flat gradients fill and reduce-scatter, two at a time */
+  private readonly gradRegion: BucketRegion;
+  /** the units are read in place from the peers' shards (ProcessGroup.whole): one machine, shared memory on */
+  private readonly inPlace: boolean;
+  /** in place: a shard may have been written (created, loaded, updated) since the ranks last met */
+  private shardsWritten = true;
   private works: Work[] = [];
 
   /**
@@ -118,6 +147,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     super(group, o.bucketBytes);
     if (group.size > 1 && !group.startsNow)
       throw new Error('ZeRO stage 3 gathers parameters inside the synchronous forward and needs a transport that starts calls there (shared memory or MPI)');
+    this.inPlace = group.size > 1 && group.sharesMemory && o.inPlace !== false;
     const { units: found, calls } = findUnits(model, o.persistenceThreshold ?? 0);
     if (!found.length) throw new Error('ZeRO stage 3: the model has no decoder layers (modules at ...layers.<i>) to partition');
     this.calls = calls;
@@ -149,6 +179,12 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       return { params, ...(g.options === undefined ? {} : { options: g.options }) };
     });
     calls.forEach((c, i) => this.wrap(c, i));
+    const useCount = new Map<number, number>();
+    for (const c of calls) useCount.set(c.unit, (useCount.get(c.unit) ?? 0) + 1);
+    this.multiUse = new Set(this.units.filter((u) => useCount.get(u.index)! > 1));
+    // the single-use units' gradients, in the order backward fills them (the calls reversed)
+    const filled = [...new Set([...calls].reverse().map((c) => this.units[c.unit]))].filter((u) => u.gradLength > 0 && !this.multiUse.has(u));
+    this.gradRegion = new BucketRegion(keep(group.shared(BucketRegion.sizeFor(filled.map((u) => u.gradLength)), 'float32', 'grad')));
   }
 
   /** The groups to build the optimizer over (this rank's shards, with each group's options). */
@@ -189,7 +225,9 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       const offsets: number[] = [];
       let at = 0;
       for (const [, p] of params) (offsets.push(at), (at += p.numel));
-      const length = Math.ceil(at / N) * N;
+      // read in place, each shard a multiple of 64 bytes, so that the shards lie end to end
+      const quantum = this.inPlace ? N * Math.max(1, 64 / dtypeBytes(params[0][1].dtype)) : N;
+      const length = Math.ceil(at / quantum) * quantum;
       // in shared memory, so that every gather of the unit reads the peers' shards in place
       const shard = keep(this.group.shared(length / N, params[0][1].dtype, 'param'));
       noGrad(() => tidy(() => backendOf(shard).kernels.copy(narrow(flatten(params.map(([, p]) => p), length), 0, this.rank * (length / N), length / N), shard)));
@@ -198,14 +236,17 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
         this.placeholders.set(p, placeholder);
         return { name, placeholder, slot, buffer };
       });
-      return { params: unitParams, offsets, length, shard, group, full: null, views: [], grad: null };
+      const whole = this.inPlace ? keep(this.group.whole(shard)!) : null;
+      return { params: unitParams, offsets, length, shard, group, full: null, whole, views: [], allViews: [], gradAt: 0, delivered: new Uint8Array(unitParams.length) };
     });
     for (const a of arenas) {
       swapOut(a.params);
       for (const [, p] of found.params) if (this.placeholders.has(p)) p.dispose();
     }
     const bytes = arenas.reduce((n, a) => n + a.length * a.shard.storage.bytes / a.shard.numel, 0);
-    return { path: found.path, index, arenas, bytes, state: 'released', pending: 0, uses: 0 };
+    let gradLength = 0;
+    for (const a of arenas) if (a.group >= 0) (a.gradAt = gradLength), (gradLength += a.length);
+    return { path: found.path, index, arenas, bytes, state: 'released', pending: 0, uses: 0, grad: null, gradLength };
   }
 
   /**
@@ -220,15 +261,16 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       return c && this.units[c.unit];
     };
     const hooks = {
-      gather: (phase: 'forward' | 'backward' | 'recorded') => this.gather(u, phase === 'recorded' ? undefined : next(phase === 'forward' ? 1 : -1), phase !== 'forward'),
+      // a forward while a backward runs is a recomputation: the unit before it is the next one needed
+      gather: (phase: 'forward' | 'backward') => this.gather(u, next(phase === 'forward' && !isBackwardRunning() ? 1 : -1), phase),
       recorded: () => void u.uses++,
       reduce: () => this.reduce(u),
       release: (untilBackward?: boolean) => this.release(u, untilBackward === true),
     };
-    // the forward's last call (the head) is backpropagated right after it: it runs on the tape, gathered
+    // the forward's last call (the head) is backpropagated right after it: it keeps its bytes, gathered
     // once for both (reuse distance 0; DeepSpeed's stage3_max_reuse_distance, default 1e9 elements, keeps it too)
-    const recorded = at === this.calls.length - 1;
-    Object.defineProperty(call.owner, call.method, { value: (...args: unknown[]) => runGathered(u.path, original, args, hooks, { recorded }), configurable: true, writable: true, enumerable: false });
+    const backwardNext = at === this.calls.length - 1;
+    Object.defineProperty(call.owner, call.method, { value: (...args: unknown[]) => runGathered(u.path, original, args, hooks, { backwardNext }), configurable: true, writable: true, enumerable: false });
   }
 
   /** Starts a call (blocking until the previous ones finish, whose completions then run). */
@@ -250,90 +292,158 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   }
 
   private fetch(u: Unit): void {
-    if (u.state !== 'released') return;
+    if (u.state !== 'released' && u.state !== 'evicted') return;
+    if (this.inPlace) {
+      // the peers' shards are read where they are, once every rank's last write to its own is done
+      if (this.shardsWritten) this.meet();
+      this.shardsWritten = false;
+      for (const a of u.arenas) a.full = a.whole;
+      u.state = 'ready';
+      return;
+    }
     u.state = 'fetching';
     u.pending = u.arenas.length;
     for (const a of u.arenas) {
       // uninitialised: the all-gather writes every element (N shards of the padded length)
-      a.full = memory.withTag('param', () => keep(empty([a.length], a.shard.dtype, { backend: a.shard.backendName })));
+      if (a.full) a.full.storage.restore();
+      else a.full = memory.withTag('param', () => keep(empty([a.length], a.shard.dtype, { backend: a.shard.backendName })));
       this.start(() => this.group.allGatherNow(a.full!, a.shard), () => void (--u.pending === 0 && (u.state = 'ready')));
     }
   }
 
-  /** Gathers unit u into its module (waiting for it), prefetching `next` (the unit of the next call) when the limits allow. */
-  private gather(u: Unit, next: Unit | undefined, backward: boolean): void {
+  /**
+   * Gathers unit u into its module (waiting for it), prefetching `next` when the limits allow. A
+   * backward puts back the views its forward recorded (a recomputation inside the unit reads the
+   * module); a forward makes new ones, whose gradients go into the arena's flat gradient.
+   */
+  private gather(u: Unit, next: Unit | undefined, phase: 'forward' | 'backward'): void {
     this.fetch(u);
     const { prefetchBytes = Infinity, maxLiveElements = Infinity } = this.o;
     const live = (x: Unit): number => x.arenas.reduce((n, a) => n + a.length, 0);
     if (next && next !== u && next.bytes <= prefetchBytes && live(u) + live(next) <= maxLiveElements) this.fetch(next);
     if (u.state !== 'ready') this.drain();
     for (const a of u.arenas) {
+      if (phase === 'backward' && a.views.length) {
+        swapBack(a.params, a.views);
+        continue;
+      }
       a.views = swapIn(a.params, a.offsets, a.full!);
-      if (backward && a.group >= 0) this.collectGrads(a);
+      a.allViews.push(...a.views);
+      if (a.group >= 0 && isGradEnabled()) this.collectGrads(u, a);
     }
   }
 
   /**
-   * Backward: each parameter's gradient goes into the arena's flat gradient as soon as the
-   * recomputation's backward finalizes it, and is freed (zero2.ts does the same), so a layer's
-   * gradient is held once, not twice.
+   * Each parameter's gradient goes into the unit's flat gradient (made at the first one, so it
+   * lives only while the layer's backward runs) as soon as autograd finalizes it, and is freed
+   * (zero2.ts does the same), so a layer's gradient is held once, not twice. The first gradient of
+   * a parameter is copied in, later ones (a unit used twice, a parameter used in two inner
+   * checkpoint regions) are added: the flat gradient is never zeroed as a whole.
    */
-  private collectGrads(a: Arena): void {
-    // a unit used twice (tied embeddings) adds its second use's gradient into the first's
-    const flat = (a.grad ??= memory.withTag('grad', () => keep(zeros([a.length], { backend: a.shard.backendName }))));
-    // added, not copied: a parameter used in two inner checkpoint regions gets a hook call from each
+  private collectGrads(u: Unit, a: Arena): void {
     a.views.forEach((v, i) => v.registerHook((g) => {
+      const flat = this.flatGrad(u);
       noGrad(() => tidy(() => {
-        const slot = reshape(narrow(flat, 0, a.offsets[i], v.numel), v.shape);
-        backendOf(v).kernels.binary('add', slot, g, slot);
+        const slot = reshape(narrow(flat, 0, a.gradAt + a.offsets[i], v.numel), v.shape);
+        if (a.delivered[i]) backendOf(v).kernels.binary('add', slot, g, slot);
+        else backendOf(v).kernels.copy(g, slot);
       }));
+      a.delivered[i] = 1;
       v.zeroGrad();
     }));
+  }
+
+  /**
+   * The unit's flat gradient: a place in the gradient region (shared memory: the reduce-scatter
+   * reads the peers' in place; backward's units alternate between its two ends), or a buffer of its
+   * own for a unit used twice, whose gradient lives across the others' backward.
+   */
+  private flatGrad(u: Unit): Tensor {
+    if (u.grad) return u.grad;
+    for (const a of u.arenas) a.delivered.fill(0);
+    const backend = u.arenas[0].shard.backendName;
+    u.grad = memory.withTag('grad', () => keep(this.multiUse.has(u)
+      ? empty([u.gradLength], 'float32', { backend })
+      : this.gradRegion.acquire(u, u.index, u.gradLength, u.gradLength, backend)));
+    return u.grad;
   }
 
   /** After a unit's last use's backward: reduce-scatters each trainable arena's gradient (collected by collectGrads) into this rank's shard gradient. */
   private reduce(u: Unit): void {
     if (--u.uses > 0) return;
+    const flat = u.grad;
+    if (!flat) return;
+    u.grad = null;
     const N = this.worldSize;
-    for (const a of u.arenas) {
-      if (a.group < 0 || !a.grad) continue;
-      const flat = a.grad;
-      a.grad = null;
+    const arenas = u.arenas.filter((a) => a.group >= 0);
+    let left = arenas.length;
+    noGrad(() => tidy(() => {
+      // what no gradient reached (a parameter unused this step, the padding) is zero
+      const zero = (from: number, n: number): void => void (n > 0 && backendOf(flat).kernels.fill(narrow(flat, 0, from, n), 0));
+      for (const a of arenas) {
+        a.params.forEach((p, i) => a.delivered[i] || zero(a.gradAt + a.offsets[i], p.placeholder.numel));
+        const used = a.params.length ? a.offsets[a.params.length - 1] + a.params[a.params.length - 1].placeholder.numel : 0;
+        zero(a.gradAt + used, a.length - used);
+      }
+    }));
+    for (const a of arenas) {
+      const input = keep(noGrad(() => narrow(flat, 0, a.gradAt, a.length)));
       const part = memory.withTag('grad', () => keep(empty([a.length / N], 'float32', { backend: flat.backendName }))); // reduceScatter writes it all
-      this.start(() => this.group.reduceScatterNow(part, flat, 'sum'), () => {
-        flat.dispose();
-        noGrad(() => {
-          if (!a.shard.grad) a.shard.grad = part;
-          else {
-            const sum = memory.withTag('grad', () => keep(add(a.shard.grad!, part)));
-            a.shard.grad.dispose();
-            part.dispose();
-            a.shard.grad = sum;
-          }
-        });
+      this.start(() => this.group.reduceScatterNow(part, input, 'sum'), () => {
+        input.dispose();
+        if (--left === 0) {
+          this.gradRegion.release(u);
+          flat.dispose();
+        }
+        if (!a.shard.grad) a.shard.grad = part;
+        else {
+          backendOf(part).kernels.binary('add', a.shard.grad, part, a.shard.grad);
+          part.dispose();
+        }
       });
     }
   }
 
   /**
-   * Placeholders back into the module; the gathered buffers go once nothing holds them. `untilBackward`
-   * (a recorded forward): the views and buffers stay, in state 'ready', until the unit's backward releases it.
+   * Placeholders back into the module. The bytes stay when `untilBackward` (the unit's backward
+   * comes next); they are evicted while a recorded use still waits for its backward (its saved
+   * views keep the storage); else the buffers and views go.
    */
   private release(u: Unit, untilBackward = false): void {
-    for (const a of u.arenas) {
-      swapOut(a.params);
-      if (untilBackward) continue;
-      for (const v of a.views) v.dispose();
-      a.views = [];
-      a.full?.dispose();
-      a.full = null;
+    for (const a of u.arenas) swapOut(a.params);
+    if (untilBackward) {
+      u.state = 'ready';
+      return;
     }
-    u.state = untilBackward ? 'ready' : 'released';
+    if (u.uses > 0) {
+      for (const a of u.arenas) if (!a.whole) a.full!.storage.evict(); // read in place, there is nothing of its own to drop
+      u.state = 'evicted';
+      return;
+    }
+    this.free(u);
   }
 
-  /** A unit still gathered for a backward that never came (it would be stale after the update) is freed. */
+  private free(u: Unit): void {
+    for (const a of u.arenas) {
+      for (const v of a.allViews) v.dispose();
+      a.allViews = [];
+      a.views = [];
+      if (!a.whole) a.full?.dispose();
+      a.full = null;
+    }
+    u.state = 'released';
+  }
+
+  /** Every rank here (a blocking barrier, after the calls in flight): orders the in-place reads of a shard against its owner's writes. */
+  private meet(): void {
+    this.start(() => this.group.barrierNow(), () => {});
+    this.drain();
+  }
+
+  /** A unit kept or evicted for a backward that never came (it would be stale after the update) is freed; its calls are drained first. */
   private releaseKept(): void {
-    for (const u of this.units) if (u.state === 'ready') this.release(u);
+    this.drain();
+    for (const u of this.units) if (u.state !== 'released') this.free(u);
   }
 
   override arm(params: readonly Tensor[]): void {
@@ -345,7 +455,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     // a forward whose backward never ran (or failed part way) leaves uses and a partial gradient: dropped
     for (const u of this.units) {
       u.uses = 0;
-      for (const a of u.arenas) (a.grad?.dispose(), (a.grad = null));
+      if (u.grad) (this.gradRegion.release(u), u.grad.dispose(), (u.grad = null));
     }
     this.releaseKept();
     const works = this.works;
@@ -369,6 +479,9 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   /** A shard whose layer took no part in this step's backward gets a zero gradient (the optimizer still steps it, as at stage 2). */
   override beforeOptimizerStep(): void {
     this.releaseKept();
+    // in place: no rank may update its shards while a peer still reads them
+    if (this.inPlace) this.meet();
+    this.shardsWritten = true;
     for (const u of this.units) for (const a of u.arenas)
       if (a.group >= 0 && !a.shard.grad) a.shard.grad = memory.withTag('grad', () => keep(zeros([a.shard.numel], { backend: a.shard.backendName })));
   }
@@ -394,7 +507,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   eachUnit(fn: (named: [string, Tensor][]) => void): void {
     this.drain();
     for (const u of this.units) {
-      this.gather(u, undefined, false);
+      this.gather(u, undefined, 'forward');
       try {
         fn(u.arenas.flatMap((a) => a.params.map((p, i): [string, Tensor] => [p.name, a.views[i]])));
       } finally {

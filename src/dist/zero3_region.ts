@@ -1,34 +1,37 @@
-// How a ZeRO-3 unit runs so that releasing its parameters after forward never frees what backward
-// needs: the unit's forward runs without recording (like activation checkpointing, autograd/
-// checkpoint.ts), so no saved tensor holds a gathered weight; one tape node stands for the whole
-// unit, and its backward gathers the parameters again, re-runs the forward with the tape on
-// (restoring the RNG), backpropagates through it and hands the parameters' gradients to ZeRO
-// before releasing them. The price is one more forward per unit (what full activation
-// checkpointing costs); in exchange a unit holds nothing between its forward and its backward.
-// The forward's last unit (the head) is the exception (runRecorded): its backward comes right
-// after its forward, so it runs once, on the tape, gathered once for both.
-import { recomputeLeaves, takeLeafGrads } from '../autograd/checkpoint.js';
-import { runBackward } from '../autograd/engine.js';
+// How a ZeRO-3 unit runs (DeepSpeed's pre- and post-backward hooks around a module): the unit's
+// forward runs on the tape with its parameters gathered, so its nodes save what their backward
+// needs (the activations, and views of the gathered buffers). After the forward ZeRO evicts the
+// buffers' bytes (Storage.evict: the views stay, with no memory behind them) and puts the
+// placeholders back. Two marks on the tape bracket the unit's backward: an identity on its output,
+// whose backward runs before any node of the unit (it gathers the unit again, into the same
+// storage, and prefetches the one before), and an identity on each input that needs a gradient,
+// whose backward runs once every node of the unit has (the gradients are final: ZeRO
+// reduce-scatters them and releases the unit). A unit none of whose inputs needs a gradient (the
+// first layer under LoRA, the embedding lookup) is the last of the tape to run: it is finished by
+// a callback at the end of the backward pass (queueCallback).
+//
+// A unit whose backward comes right after its forward keeps its bytes instead: the forward's last
+// unit (the head), and any unit recorded while a backward runs (a checkpointed layer's
+// recomputation, whose backward follows at once), so each is gathered once for both.
+import { isBackwardRunning, queueCallback } from '../autograd/engine.js';
 import { record } from '../ops/dispatch.js';
-import { isGradEnabled, noGrad, withGradMode } from '../tensor/grad_mode.js';
-import { defaultGenerator } from '../tensor/rng.js';
-import { tidy } from '../tensor/scope.js';
+import { isGradEnabled } from '../tensor/grad_mode.js';
 import { Tensor } from '../tensor/tensor.js';
 
-/** What the region asks of ZeRO around the unit's two runs. */
+/** What the region asks of ZeRO around the unit. */
 export interface RegionHooks {
   /**
-   * gather the unit's parameters into the module (forward: the layer order; backward: the reverse;
-   * recorded: a forward whose tape is kept for backward, so its parameters' gradients are collected now)
+   * gather the unit's parameters into the module (and prefetch the unit after it in that order:
+   * forward, the next call; backward, or a forward while a backward runs, the previous one)
    */
-  gather(phase: 'forward' | 'backward' | 'recorded'): void;
-  /** forward with grad: this use was recorded, its backward will come (a unit used twice counts two) */
+  gather(phase: 'forward' | 'backward'): void;
+  /** the forward was recorded: its backward will come (a unit used twice counts two) */
   recorded?(): void;
-  /** backward only, before release: the parameters' gradients are final */
+  /** the unit's backward is done: its parameters' gradients are final */
   reduce(): void;
   /**
-   * put the placeholders back and free the gathered buffers; `untilBackward`: after a recorded
-   * forward, only the placeholders go back (the tape holds the views until the unit's backward)
+   * the placeholders back into the module; the bytes go too (evicted, when a recorded use still
+   * waits for its backward; else freed), unless `untilBackward`: the backward comes next and uses them
    */
   release(untilBackward?: boolean): void;
 }
@@ -65,15 +68,13 @@ function outputOf(o: unknown, unit: string): { key: string | null; t: Tensor } {
 }
 
 /**
- * Runs `forward(...args)` as one gathered unit (see the file comment); without grad mode it is
- * gather, run, release. `recorded`: for a unit whose backward comes right after its forward (the
- * head: the forward's last unit), the forward runs on the tape with the gathered parameters and
- * keeps them until its backward (see runRecorded) instead of re-gathering and recomputing.
+ * Runs `forward(...args)` as one gathered unit (see the file comment); without grad mode, or when
+ * nothing of it needs a gradient, it is gather, run, release. `backwardNext`: the unit's backward
+ * follows its forward at once (the forward's last unit), so it keeps its bytes until then.
  */
-export function runGathered(unit: string, forward: (...a: Args) => unknown, args: Args, hooks: RegionHooks, o: { recorded?: boolean } = {}): unknown {
-  if (o.recorded && isGradEnabled() && tensorsIn(args).some((x) => x.requiresGrad)) return runRecorded(unit, forward, args, hooks);
+export function runGathered(unit: string, forward: (...a: Args) => unknown, args: Args, hooks: RegionHooks, o: { backwardNext?: boolean } = {}): unknown {
+  hooks.gather('forward');
   if (!isGradEnabled()) {
-    hooks.gather('forward');
     try {
       return forward(...args);
     } finally {
@@ -81,70 +82,38 @@ export function runGathered(unit: string, forward: (...a: Args) => unknown, args
     }
   }
   const inputs = tensorsIn(args);
-  const rng = defaultGenerator.getState();
-  hooks.gather('forward');
-  let shape: { key: string | null; rest: unknown };
-  let y: Tensor;
-  try {
-    y = noGrad(() => tidy(() => {
-      const o = forward(...args);
-      const { key, t } = outputOf(o, unit);
-      shape = { key, rest: o };
-      return t;
-    }));
-  } finally {
-    hooks.release();
-  }
-  const held = inputs.map((x) => x.alias({ untracked: true }));
-  const out = record(`zero3 ${unit}`, y, inputs, (g) => {
-    const detached = recomputeLeaves(held, inputs);
-    const now = defaultGenerator.getState();
-    hooks.gather('backward');
-    try {
-      defaultGenerator.setState(rng);
-      const again = withGradMode(true, () => tidy(() => outputOf(forward(...withTensors(args, detached)), unit).t));
-      defaultGenerator.setState(now);
-      if (again.requiresGrad) runBackward([again], [g]);
-      again.dispose();
-      hooks.reduce();
-    } finally {
-      defaultGenerator.setState(now);
-      hooks.release();
-    }
-    return takeLeafGrads(detached);
-  }, held, { always: true });
-  hooks.recorded?.();
-  const { key, rest } = shape!;
-  return key === null ? out : { ...(rest as object), [key]: out };
-}
-
-/**
- * The unit's forward on the tape while gathered: its nodes hold what their backward needs (views of
- * the gathered buffers), so the unit is released (and its gradient handed to ZeRO) only after its
- * backward. That moment is marked by an identity on each input that needs a gradient: the
- * identity's backward runs once every use of its output, the whole unit, has been backpropagated.
- */
-function runRecorded(unit: string, forward: (...a: Args) => unknown, args: Args, hooks: RegionHooks): unknown {
-  const inputs = tensorsIn(args);
-  hooks.gather('recorded');
-  hooks.recorded?.();
   let pending = inputs.filter((x) => x.requiresGrad).length;
   const done = (): void => {
-    if (--pending > 0) return;
     try {
       hooks.reduce();
     } finally {
       hooks.release();
     }
   };
+  let key: string | null;
+  let y: Tensor;
   let out: unknown;
   try {
-    const marked = inputs.map((x) => (x.requiresGrad ? record(`zero3 ${unit} done`, x.alias(), [x], (g) => (done(), [g.alias()])) : x));
+    // the post-backward mark: its backward runs after every node of the unit that uses the input
+    const marked = inputs.map((x) => (x.requiresGrad ? record(`zero3 ${unit} done`, x.alias(), [x], (g) => (--pending === 0 && done(), [g.alias()])) : x));
     out = forward(...withTensors(args, marked));
+    ({ key, t: y } = outputOf(out, unit));
   } catch (e) {
     hooks.release();
     throw e;
   }
-  hooks.release(true); // the placeholders back in the module; the tape keeps the views it saved
-  return out;
+  if (!y.requiresGrad) {
+    hooks.release();
+    return out;
+  }
+  hooks.recorded?.();
+  // the pre-backward mark: its backward runs before any node of the unit
+  const noInputGrad = pending === 0;
+  const marked = record(`zero3 ${unit} gather`, y.alias(), [y], (g) => {
+    hooks.gather('backward');
+    if (noInputGrad) queueCallback(done);
+    return [g.alias()];
+  });
+  hooks.release(o.backwardNext === true || isBackwardRunning());
+  return key === null ? marked : { ...(out as object), [key]: marked };
 }

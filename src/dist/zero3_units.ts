@@ -140,6 +140,11 @@ export function swapIn(params: readonly UnitParam[], offsets: readonly number[],
   });
 }
 
+/** Puts views that swapIn made earlier back into the modules (a backward's recomputation reads them there). */
+export function swapBack(params: readonly UnitParam[], views: readonly Tensor[]): void {
+  params.forEach((p, i) => Reflect.set(p.slot.module, p.slot.key, views[i]));
+}
+
 /** Puts the placeholders back (the views stay valid for whoever still holds them until disposed). */
 export function swapOut(params: readonly UnitParam[]): void {
   for (const p of params) Reflect.set(p.slot.module, p.slot.key, p.placeholder);

@@ -14,6 +14,7 @@ class MetaStorage extends Storage {
     super(dtype, n, 'param', 'meta');
   }
   protected freeBlock(): void {}
+  protected allocBlock(): void {}
 }
 
 /**

@@ -5,6 +5,7 @@ import { countAlloc, countFree, countRetag, type MemoryDevice, type MemoryTag } 
 
 export abstract class Storage {
   private refs = 1;
+  private evictedNow = false;
   readonly bytes: number;
   /** whether memory.stats counts the bytes (not for 'meta', nor for another process's memory) */
   private readonly counted: boolean;
@@ -25,15 +26,17 @@ export abstract class Storage {
 
   /** Name of the backend that owns the block. */
   abstract readonly backendName: string;
-  /** Frees the backend's block; called once, when the last reference goes. */
+  /** Frees the backend's block: when the last reference goes, or on evict(). */
   protected abstract freeBlock(): void;
+  /** A new block of `bytes` (uninitialised) in place of the freed one: restore(). */
+  protected abstract allocBlock(): void;
 
   get tag(): MemoryTag {
     return this.tagValue;
   }
   set tag(t: MemoryTag) {
     if (t === this.tagValue || this.released) return;
-    if (this.counted) countRetag(this.bytes, this.tagValue, t, this.device as MemoryDevice);
+    if (this.counted && !this.evictedNow) countRetag(this.bytes, this.tagValue, t, this.device as MemoryDevice);
     this.tagValue = t;
   }
 
@@ -42,6 +45,33 @@ export abstract class Storage {
   }
   get refCount(): number {
     return this.refs;
+  }
+
+  /** True between evict() and restore(): the storage is alive but holds no bytes. */
+  get evicted(): boolean {
+    return this.evictedNow;
+  }
+
+  /**
+   * Frees the bytes but keeps the storage and every view of it (PyTorch's resize_(0) of a
+   * parameter's storage): ZeRO-3 drops a gathered layer between its forward and its backward while
+   * the tape's saved views still point here. Ops refuse the views until restore().
+   */
+  evict(): void {
+    if (this.refs === 0 || this.evictedNow) return;
+    if (!this.counted) throw new Error(`storage: only bytes this process owns can be evicted (this one is ${this.device === 'meta' ? 'a meta tensor\'s' : 'another process\'s'})`);
+    countFree(this.bytes, this.tagValue, this.device as MemoryDevice);
+    this.freeBlock();
+    this.evictedNow = true;
+  }
+
+  /** Gives an evicted storage a new block of the same size, uninitialised (the caller refills it). */
+  restore(): void {
+    if (this.refs === 0) throw new Error('storage: restore() of a released storage');
+    if (!this.evictedNow) return;
+    this.allocBlock();
+    this.evictedNow = false;
+    countAlloc(this.bytes, this.tagValue, this.device as MemoryDevice);
   }
 
   retain(): this {
@@ -53,6 +83,7 @@ export abstract class Storage {
   release(): void {
     if (this.refs === 0) return;
     if (--this.refs === 0) {
+      if (this.evictedNow) return; // its block went at evict()
       if (this.counted) countFree(this.bytes, this.tagValue, this.device as MemoryDevice);
       this.freeBlock();
     }

@@ -98,6 +98,8 @@ export class Tensor implements Disposable {
   assertLive(op: string): this {
     if (this.disposed || this.storage.released)
       throw new Error(`${op}: tensor${this.name ? ` '${this.name}'` : ''} of shape [${this.shape.join(', ')}] was disposed`);
+    if (this.storage.evicted)
+      throw new Error(`${op}: tensor${this.name ? ` '${this.name}'` : ''} of shape [${this.shape.join(', ')}] has no bytes now: its storage was evicted (a ZeRO-3 parameter between its forward and its backward); restore() it first`);
     // a lazily built parameter (tensor/meta.ts) has a shape and a dtype but no values yet
     if (this.storage.device === 'meta')
       throw new Error(`${op}: ${this.name ? `parameter '${this.name}'` : 'a tensor'} [${this.shape.join(', ')}] ${this.dtype} is a meta tensor (built lazily with backend 'meta', never loaded): it has no values; load the checkpoint into the model (loadPretrained) before using it`);

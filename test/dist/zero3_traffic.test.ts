@@ -6,6 +6,11 @@
 // 1.5× DDP, less one gather of the head (V·D): the forward's last unit stays gathered into its
 // backward, which comes right after it. A tied embedding is gathered around each of its two uses
 // (the lookup and the head) but reduce-scattered once, after the second use's backward: V·D more.
+// With full activation checkpointing the bytes are the same: a layer's recomputation, recorded
+// inside backward, keeps its gathered bytes for the backward that follows (and prefetches the layer
+// before it, not after), so a layer is still gathered twice. These run with shared memory off (the
+// all-gather path, as across machines); on one machine with it on, a layer is read in place from
+// the peers' shards and nothing is gathered.
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -13,8 +18,10 @@ import { runRanks } from './ranks.js';
 
 type Report = { rank: number; moved: Record<string, number>; psi: number; padded: number; embed: number };
 
-async function measure(stage: number, tied: boolean): Promise<Report> {
-  const runs = await runRanks(join(import.meta.dirname, 'zero3_traffic_rank.ts'), 2, () => ({ ZERO_STAGE: String(stage), TIED: tied ? '1' : '0', KESTREL_NUM_THREADS: '1' }));
+/** One step's bytes per collective on 2 ranks; `share` off: the all-gather path (what runs across machines) */
+async function measure(stage: number, tied: boolean, o: { checkpointing?: string; share?: boolean } = {}): Promise<Report> {
+  const env = { ZERO_STAGE: String(stage), TIED: tied ? '1' : '0', CHECKPOINTING: o.checkpointing ?? 'none', KESTREL_NUM_THREADS: '1', KESTREL_DIST_SHARE: o.share ? '1' : '0' };
+  const runs = await runRanks(join(import.meta.dirname, 'zero3_traffic_rank.ts'), 2, () => env);
   for (const r of runs) assert.equal(r.code, 0, `stage ${stage} rank ${r.rank}: ${r.stderr}`);
   return JSON.parse(runs[0].stdout.trim()) as Report;
 }
@@ -36,4 +43,18 @@ test('ZeRO-3 moves 3Ψ less the head\'s second gather per step where DDP moves 2
     assert.ok(Math.abs(ratio - paper) < 0.01, `measured ${ratio.toFixed(3)}× DDP vs (3Ψ${tied ? ' + VD' : ' - VD'}) / 2Ψ = ${paper.toFixed(3)}`);
     process.stdout.write(`# ${tied ? 'tied' : 'untied'}: stage 3 / DDP bytes per step: ${ratio.toFixed(3)} (Ψ ${psi})\n`);
   }
+});
+
+test('ZeRO-3 with full activation checkpointing moves the same bytes: the recomputed layer is not gathered a third time', async () => {
+  const plain = await measure(3, false);
+  const full = await measure(3, false, { checkpointing: 'full' });
+  assert.deepEqual(full.moved, plain.moved, 'bytes per collective, full checkpointing vs none');
+});
+
+test('ZeRO-3 on one machine reads the peers\' shards in place: no all-gather at all, every gradient reduce-scattered once', async () => {
+  const z3 = await measure(3, true, { share: true });
+  assert.equal(z3.moved.allGather ?? 0, 0, 'all-gather bytes');
+  assert.equal(z3.moved.reduceScatter, z3.padded * 4, 'reduce-scatter bytes: every (padded) gradient once');
+  // 10 arenas (the embeddings, the final norm, two per layer: matrices and norms), each padded to 2 shards of whole 64-byte lines
+  assert.ok(z3.padded - z3.psi < 10 * 2 * 16, `padding: ${z3.padded} elements for Ψ ${z3.psi}`);
 });

@@ -1,5 +1,5 @@
 // One rank of the ZeRO-3 traffic test (test/dist/zero3_traffic.test.ts): a tiny 4-layer llama, the
-// same weights everywhere (tied embeddings with TIED=1), one warm-up step and one measured step at stage 0 (DDP) or stage 3 on a
+// same weights everywhere (tied embeddings with TIED=1; CHECKPOINTING=full recomputes the layers), one warm-up step and one measured step at stage 0 (DDP) or stage 3 on a
 // fixed share of a global batch. Prints the bytes each collective moved during the measured step
 // (ProcessGroup.traffic, the ZeRO paper's units) and the sizes they are checked against.
 import * as k from '../../src/index.js';
@@ -16,6 +16,7 @@ const config = decoderConfig({
   tie_word_embeddings: process.env.TIED === '1',
 }, 'traffic test config');
 const model = new k.CausalLM(config, { generator: new k.Generator(3), backend: 'cpu' });
+model.checkpointing = process.env.CHECKPOINTING === 'full' ? 'full' : 'none';
 const named = model.namedParameters();
 const psi = named.reduce((a, [, p]) => a + p.numel, 0);
 const ddp = new DistributedDataParallel(world);

@@ -23,7 +23,8 @@ class CpuStorage extends Storage {
   readonly backendName = 'cpu';
   constructor(
     private readonly addon: NativeAddon,
-    readonly handle: number,
+    /** the addon's generation-checked handle: a stale one (after evict()) fails in the kernel */
+    public handle: number,
     dtype: DType,
     numel: number,
     tag: MemoryTag,
@@ -33,6 +34,9 @@ class CpuStorage extends Storage {
   }
   protected freeBlock(): void {
     this.addon.free(this.handle);
+  }
+  protected allocBlock(): void {
+    this.handle = this.addon.alloc(this.bytes, false);
   }
 }
 
@@ -48,6 +52,7 @@ export const adoptCpuStorage = (addon: NativeAddon, handle: number, dtype: DType
 
 function nativeView(v: View): NativeView {
   if (!(v.storage instanceof CpuStorage)) throw new Error(`cpu kernel got a tensor on backend '${v.storage.backendName}'`);
+  if (v.storage.evicted) throw new Error('cpu kernel got a tensor whose storage is evicted (restore() it first)');
   const { layout } = v;
   return { handle: v.storage.handle, dtype: v.dtype, offset: layout.offset, shape: layout.shape, strides: layout.strides };
 }

@@ -44,6 +44,7 @@ export function devicePointer(v: View, what = 'tensor'): number {
   const s = v.storage;
   if (!(s instanceof CudaStorage)) throw new Error(`cuda kernel got a ${what} on backend '${s.backendName}' (move it with .to('cuda'))`);
   if (s.released) throw new Error(`cuda kernel got a disposed ${what}`);
+  if (s.evicted) throw new Error(`cuda kernel got a ${what} whose storage is evicted (restore() it first)`);
   const l = v.layout;
   if (l.offset < 0 || l.strides.some((x) => x < 0) || (l.numel > 0 && l.extent() > s.numel))
     throw new Error(`cuda: ${what} view ${shapeStr(l.shape)} (offset ${l.offset}, strides ${l.strides.join(',')}) reaches outside its ${s.numel}-element storage`);

@@ -8,8 +8,8 @@ export class CudaStorage extends Storage {
   readonly backendName = 'cuda';
   constructor(
     private readonly addon: NativeAddon,
-    /** device address of element 0 */
-    readonly ptr: number,
+    /** device address of element 0 (a new one after evict() and restore()) */
+    public ptr: number,
     dtype: DType,
     numel: number,
     tag: MemoryTag,
@@ -18,6 +18,9 @@ export class CudaStorage extends Storage {
   }
   protected freeBlock(): void {
     this.addon.cudaFree(this.ptr);
+  }
+  protected allocBlock(): void {
+    this.ptr = this.addon.cudaAlloc(this.bytes, false);
   }
 }
 

@@ -18,11 +18,15 @@ export class RefStorage extends Storage {
   protected freeBlock(): void {
     this.array = makeArray(this.dtype, 0);
   }
+  protected allocBlock(): void {
+    this.array = makeArray(this.dtype, this.numel);
+  }
 }
 
 export function arrayOf(v: View): TypedArray {
   if (!(v.storage instanceof RefStorage)) throw new Error(`reference kernel got a tensor on backend '${v.storage.backendName}'`);
   if (v.storage.released) throw new Error('reference kernel got a disposed tensor');
+  if (v.storage.evicted) throw new Error('reference kernel got a tensor whose storage is evicted (restore() it first)');
   return v.storage.array;
 }
 
