@@ -26,6 +26,13 @@
 // The forward's last call (the head) keeps its bytes: its backward follows at once, so it is
 // gathered once for both.
 //
+// On one machine (shared memory on) nothing is gathered: each arena's shards are the parts of one
+// shared region, padded to whole 64-byte lines so that the parts lie end to end, and the gathered
+// arena is that region read whole (ProcessGroup.whole). The ranks meet before the optimizer step
+// (no rank writes its shard while a peer still reads it) and before the next forward reads them.
+// A unit's gradient is one flat buffer, in a shared region whose two ends backward's units take
+// in turn, so that its reduce-scatter reads the peers' in place.
+//
 // A unit may be used more than once per forward: a tied embedding is the embedding lookup and the
 // head. Each use gathers into the same buffers (evicted between uses); the unit's flat gradient
 // collects every use's backward and is reduce-scattered only after the last one (a count of the
