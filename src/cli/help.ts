@@ -68,7 +68,7 @@ const TRAIN: Flag[] = [
   ['--attention-sparsity FILE.json', "block-sparse attention in every layer: a DeepSpeed sparse_attention object (mode fixed|variable|bigbird|bslongformer|local_sliding_window|dense, block, ...; default none = dense); saved as sparsity.json beside the model (ds_config sparse_attention sets it too)"],
   ['--tokenizer DIR', 'tokenizer folder (default: the model folder)'],
   ['--nproc N', 'train data-parallel on N rank processes of this machine (kestrel launch -n N -- kestrel train ...; default 1)'],
-  ['--zero-stage 0|1|2|3', 'with --nproc: 0 all-reduces gradients, 1 also partitions the optimizer state over the ranks, 2 also the gradients, 3 also the decoder layers\' parameters (gathered per layer around forward and backward; the final model is a sharded HF folder) (default 0; ds_config zero_optimization.stage sets it)'],
+  ['--zero-stage 0|1|2|3', 'with --nproc: 0 all-reduces gradients, 1 also partitions the optimizer state over the ranks, 2 also the gradients, 3 also the decoder layers\' parameters (gathered per layer around forward and backward, read in place from the other ranks on one machine; the final model is a sharded HF folder) (default 0; ds_config zero_optimization.stage sets it)'],
   ['--expert-parallel M', `with --nproc N (M divides N) and a MoE model: each layer's experts split over groups of M ranks, tokens sent to them by all-to-all; the dense part data-parallel under --zero-stage (default ${D.expertParallel}: off; no checkpoints while split, the final model is saved whole)`],
   ['--quiet', 'no progress bar'],
   ['--profile', 'time every kernel and op backward of steps 2-4 (CPU) and print the top ones with GFLOP/s and % of peak'],
