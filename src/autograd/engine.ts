@@ -156,8 +156,17 @@ export function runBackward(roots: readonly Tensor[], grads: readonly (Tensor | 
   } finally {
     running.pop();
   }
-  // a callback may queue no more (the pass is over): each one runs once, in the order queued
-  for (const fn of callbacks) noGrad(fn);
+  // a callback may queue no more (the pass is over): each one runs once, in the order queued, and
+  // one that throws does not keep the others from running (the first error is rethrown after them)
+  let failure: { error: unknown } | null = null;
+  for (const fn of callbacks) {
+    try {
+      noGrad(fn);
+    } catch (error) {
+      failure ??= { error };
+    }
+  }
+  if (failure) throw failure.error;
 }
 
 function walk(roots: readonly Tensor[], grads: readonly (Tensor | undefined)[], opts: BackwardOptions): void {

@@ -3,8 +3,9 @@
 // holding two consecutive buckets at once, the even-numbered one at its start and the odd one at
 // its end, so it needs the largest sum of two neighbours' lengths. At most one bucket is in flight
 // while the next fills (the *Now calls wait for the previous call), so two places suffice; a bucket
-// whose place is still taken (hooks firing out of plan order) gets a fresh buffer and takes the
-// transport's copying path.
+// whose place is still taken, or would overlap the other end's (hooks firing out of plan order, a
+// buffer held longer than its neighbour: ZeRO-3 across micro-steps), gets a fresh buffer and takes
+// the transport's copying path (fits() says beforehand, so a caller may first wait for its calls).
 import { backendOf } from '../backend/index.js';
 import { zeros } from '../ops/creation.js';
 import { narrow } from '../ops/view.js';
@@ -13,7 +14,8 @@ import { tidy } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
 
 export class BucketRegion {
-  private readonly taken: [object | null, object | null] = [null, null];
+  /** who holds each end, and how many elements */
+  private readonly taken: [{ owner: object; length: number } | null, { owner: object; length: number } | null] = [null, null];
 
   /** region: a flat float32 tensor from ProcessGroup.shared (or any tensor, where none is shared) */
   constructor(private readonly region: Tensor) {}
@@ -35,16 +37,22 @@ export class BucketRegion {
    */
   acquire(owner: object, index: number, length: number, used: number, backend: string): Tensor {
     const end = index % 2;
-    if (this.taken[end] !== null || length > this.region.numel) return zeros([length], { backend });
-    this.taken[end] = owner;
+    if (!this.fits(index, length)) return zeros([length], { backend });
+    this.taken[end] = { owner, length };
     const flat = narrow(this.region, 0, end ? this.region.numel - length : 0, length);
     if (used < length) noGrad(() => tidy(() => backendOf(flat).kernels.fill(narrow(flat, 0, used, length - used), 0)));
     return flat;
   }
 
+  /** Whether the index-th bucket of `length` elements would get its place now (free, and clear of the other end's). */
+  fits(index: number, length: number): boolean {
+    const end = index % 2;
+    return this.taken[end] === null && length + (this.taken[1 - end]?.length ?? 0) <= this.region.numel;
+  }
+
   /** The owner's buffer is no longer read: its place is free. */
   release(owner: object): void {
-    for (const end of [0, 1]) if (this.taken[end] === owner) this.taken[end] = null;
+    for (const end of [0, 1]) if (this.taken[end]?.owner === owner) this.taken[end] = null;
   }
 
   /** Lets the region go (views still held keep its storage until they are disposed). */

@@ -11,7 +11,7 @@
 // the tape (zero3_region.ts). After it the buffers' bytes are evicted (the tape's saved views keep
 // the storage, without memory) and the placeholders go back. Backward, in reverse: as the layer's
 // backward begins the region gathers it again into the same storage (prefetching the one before);
-// each parameter's gradient is added into the arena's flat gradient as it completes; when the
+// each parameter's gradient is copied into the unit's flat gradient as it completes; when the
 // layer's backward is done its flat gradients are reduce-scattered into the owner's shard (added
 // there: every micro-step reduces, as DeepSpeed's stage 3 does, since no rank may keep a layer's
 // full gradient across micro-steps) and the buffers are freed. Nothing is recomputed (activation
@@ -79,7 +79,7 @@ interface Arena {
   /** the full buffer (its bytes evicted between a recorded use's forward and backward) */
   full: Tensor | null;
   /** on one machine: every rank's shard end to end (ProcessGroup.whole), the gathered arena without a copy */
-  whole: Tensor | null;
+  allShards: Tensor | null;
   /** the views put into the module by the latest gather (put back for a backward's recomputation) */
   views: Tensor[];
   /** every view made since the buffer was allocated: the tape's leaves, freed with the buffer */
@@ -136,10 +136,10 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   private readonly groupOrder: Tensor[];
   /** calls started and not yet known to be finished, with what to do once they are */
   private started: (() => void)[] = [];
-  /** units used more than once per forward (a tied embedding): their gradient lives across the others' backward */
-  private readonly multiUse: Set<Unit>;
   /** where the other units' flat gradients fill and reduce-scatter, two at a time */
   private readonly gradRegion: BucketRegion;
+  /** each such unit's place in backward's fill order (which end of the region it takes) */
+  private readonly fillIndex: Map<Unit, number>;
   /** the units are read in place from the peers' shards (ProcessGroup.whole): one machine, shared memory on */
   private readonly inPlace: boolean;
   /** in place: a shard may have been written (created, loaded, updated) since the ranks last met */
@@ -188,10 +188,11 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     calls.forEach((c, i) => this.wrap(c, i));
     const useCount = new Map<number, number>();
     for (const c of calls) useCount.set(c.unit, (useCount.get(c.unit) ?? 0) + 1);
-    this.multiUse = new Set(this.units.filter((u) => useCount.get(u.index)! > 1));
-    // the single-use units' gradients, in the order backward fills them (the calls reversed)
-    const filled = [...new Set([...calls].reverse().map((c) => this.units[c.unit]))].filter((u) => u.gradLength > 0 && !this.multiUse.has(u));
+    // the single-use units' gradients, in the order backward fills them (the calls reversed); a unit
+    // used twice (a tied embedding) has its own buffer, its gradient living across the others' backward
+    const filled = [...new Set([...calls].reverse().map((c) => this.units[c.unit]))].filter((u) => u.gradLength > 0 && useCount.get(u.index) === 1);
     this.gradRegion = new BucketRegion(keep(group.shared(BucketRegion.sizeFor(filled.map((u) => u.gradLength)), 'float32', 'grad')));
+    this.fillIndex = new Map(filled.map((u, i) => [u, i]));
   }
 
   /** The groups to build the optimizer over (this rank's shards, with each group's options). */
@@ -243,8 +244,8 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
         this.placeholders.set(p, placeholder);
         return { name, placeholder, slot, buffer };
       });
-      const whole = this.inPlace ? keep(this.group.whole(shard)!) : null;
-      return { params: unitParams, offsets, length, shard, group, full: null, whole, views: [], allViews: [], gradAt: 0, delivered: new Uint8Array(unitParams.length) };
+      const allShards = this.inPlace ? keep(this.group.whole(shard)!) : null;
+      return { params: unitParams, offsets, length, shard, group, full: null, allShards, views: [], allViews: [], gradAt: 0, delivered: new Uint8Array(unitParams.length) };
     });
     for (const a of arenas) {
       swapOut(a.params);
@@ -269,7 +270,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     };
     const hooks = {
       // a forward while a backward runs is a recomputation: the unit before it is the next one needed
-      gather: (phase: 'forward' | 'backward') => this.gather(u, next(phase === 'forward' && !isBackwardRunning() ? 1 : -1), phase),
+      gather: (phase: 'forward' | 'backward') => this.gather(u, phase === 'forward' && !isBackwardRunning() ? next(1) : this.backwardNext(next(-1)), phase),
       recorded: () => void u.uses++,
       reduce: () => this.reduce(u),
       release: (untilBackward?: boolean) => this.release(u, untilBackward === true),
@@ -278,6 +279,15 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     // once for both (reuse distance 0; DeepSpeed's stage3_max_reuse_distance, default 1e9 elements, keeps it too)
     const backwardNext = at === this.calls.length - 1;
     Object.defineProperty(call.owner, call.method, { value: (...args: unknown[]) => runGathered(u.path, original, args, hooks, { backwardNext }), configurable: true, writable: true, enumerable: false });
+  }
+
+  /**
+   * The unit to prefetch in backward: none when it has nothing to backpropagate (no recorded use, no
+   * trainable parameters: a frozen embedding under LoRA); a checkpointed layer (recorded only when
+   * recomputed) still has its trainable parameters.
+   */
+  private backwardNext(u: Unit | undefined): Unit | undefined {
+    return u && (u.uses > 0 || u.gradLength > 0) ? u : undefined;
   }
 
   /** Starts a call (blocking until the previous ones finish, whose completions then run). */
@@ -304,7 +314,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       // the peers' shards are read where they are, once every rank's last write to its own is done
       if (this.shardsWritten) this.meet();
       this.shardsWritten = false;
-      for (const a of u.arenas) a.full = a.whole;
+      for (const a of u.arenas) a.full = a.allShards;
       u.state = 'ready';
       return;
     }
@@ -369,9 +379,13 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     if (u.grad) return u.grad;
     for (const a of u.arenas) a.delivered.fill(0);
     const backend = u.arenas[0].shard.backendName;
-    u.grad = memory.withTag('grad', () => keep(this.multiUse.has(u)
+    const at = this.fillIndex.get(u);
+    // a place still read by a reduce-scatter in flight (a unit finished at the end of the previous
+    // micro-step's backward) is free once that call is done
+    if (at !== undefined && !this.gradRegion.fits(at, u.gradLength)) this.drain();
+    u.grad = memory.withTag('grad', () => keep(at === undefined
       ? empty([u.gradLength], 'float32', { backend })
-      : this.gradRegion.acquire(u, u.index, u.gradLength, u.gradLength, backend)));
+      : this.gradRegion.acquire(u, at, u.gradLength, u.gradLength, backend)));
     return u.grad;
   }
 
@@ -423,7 +437,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       return;
     }
     if (u.uses > 0) {
-      for (const a of u.arenas) if (!a.whole) a.full!.storage.evict(); // read in place, there is nothing of its own to drop
+      for (const a of u.arenas) if (!a.allShards) a.full!.storage.evict(); // read in place, there is nothing of its own to drop
       u.state = 'evicted';
       return;
     }
@@ -435,7 +449,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
       for (const v of a.allViews) v.dispose();
       a.allViews = [];
       a.views = [];
-      if (!a.whole) a.full?.dispose();
+      if (!a.allShards) a.full?.dispose();
       a.full = null;
     }
     u.state = 'released';
@@ -500,6 +514,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
 
   /** Every shard as a sharded checkpoint's group: the layers' values live only here (the model file of a stage-3 checkpoint lacks them). */
   override shardLayout(): ShardLayout {
+    this.shardsWritten = true; // a resume writes the shards through it: read in place only after the ranks meet
     return {
       stage: 3,
       params: this.groupOrder.map((p) => this.standIn(p)),
@@ -514,7 +529,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   eachUnit(fn: (named: [string, Tensor][]) => void): void {
     this.drain();
     for (const u of this.units) {
-      this.gather(u, undefined, 'forward');
+      noGrad(() => this.gather(u, undefined, 'forward'));
       try {
         fn(u.arenas.flatMap((a) => a.params.map((p, i): [string, Tensor] => [p.name, a.views[i]])));
       } finally {

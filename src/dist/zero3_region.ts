@@ -7,8 +7,10 @@
 // storage, and prefetches the one before), and an identity on each input that needs a gradient,
 // whose backward runs once every node of the unit has (the gradients are final: ZeRO
 // reduce-scatters them and releases the unit). A unit none of whose inputs needs a gradient (the
-// first layer under LoRA, the embedding lookup) is the last of the tape to run: it is finished by
-// a callback at the end of the backward pass (queueCallback).
+// first layer under LoRA, a trained embedding lookup) is the last of the tape to run: it is
+// finished by a callback at the end of the backward pass (queueCallback), which also finishes any
+// unit whose input marks did not all run (an input that needs a gradient but does not reach the
+// output).
 //
 // A unit whose backward comes right after its forward keeps its bytes instead: the forward's last
 // unit (the head), and any unit recorded while a backward runs (a checkpointed layer's
@@ -83,7 +85,10 @@ export function runGathered(unit: string, forward: (...a: Args) => unknown, args
   }
   const inputs = tensorsIn(args);
   let pending = inputs.filter((x) => x.requiresGrad).length;
+  let finished = false;
   const done = (): void => {
+    if (finished) return;
+    finished = true;
     try {
       hooks.reduce();
     } finally {
@@ -107,11 +112,11 @@ export function runGathered(unit: string, forward: (...a: Args) => unknown, args
     return out;
   }
   hooks.recorded?.();
-  // the pre-backward mark: its backward runs before any node of the unit
-  const noInputGrad = pending === 0;
+  // the pre-backward mark: its backward runs before any node of the unit; at the pass's end the unit is
+  // finished if its input marks have not done it (none needs a gradient, or one never ran)
   const marked = record(`zero3 ${unit} gather`, y.alias(), [y], (g) => {
     hooks.gather('backward');
-    if (noInputGrad) queueCallback(done);
+    queueCallback(done);
     return [g.alias()];
   });
   hooks.release(o.backwardNext === true || isBackwardRunning());

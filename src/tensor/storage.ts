@@ -60,9 +60,9 @@ export abstract class Storage {
   evict(): void {
     if (this.refs === 0 || this.evictedNow) return;
     if (!this.counted) throw new Error(`storage: only bytes this process owns can be evicted (this one is ${this.device === 'meta' ? 'a meta tensor\'s' : 'another process\'s'})`);
-    countFree(this.bytes, this.tagValue, this.device as MemoryDevice);
     this.freeBlock();
     this.evictedNow = true;
+    countFree(this.bytes, this.tagValue, this.device as MemoryDevice);
   }
 
   /** Gives an evicted storage a new block of the same size, uninitialised (the caller refills it). */

@@ -1,7 +1,8 @@
 // queueCallback (PyTorch's engine queue_callback) and isBackwardRunning: a callback queued during
 // a backward runs once, after that pass's last node and before backward() returns; one queued in a
 // nested pass (a checkpoint's recomputation runs its own backward) runs at the end of the nested
-// pass; outside a backward it is an error; a failing pass runs none.
+// pass; outside a backward it is an error; a failing pass runs none; a callback that throws does not
+// keep the others from running, and its error is rethrown.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -53,4 +54,19 @@ test('queueCallback: a backward that fails runs none of its callbacks', () => {
   assert.throws(() => y.backward(), /backward failed here/);
   assert.equal(ran, false);
   assert.equal(isBackwardRunning(), false, 'the failed pass is no longer running');
+});
+
+test('queueCallback: a callback that throws does not stop the ones after it; backward() rethrows the first error', () => {
+  const ran: string[] = [];
+  const x = refLeaf([2], 6);
+  const y = mark(x.mul(2), () => {
+    queueCallback(() => void ran.push('first'));
+    queueCallback(() => {
+      throw new Error('callback failed');
+    });
+    queueCallback(() => void ran.push('third'));
+  }).sum();
+  assert.throws(() => y.backward(), /callback failed/);
+  assert.deepEqual(ran, ['first', 'third']);
+  assert.ok(x.grad, 'the pass itself completed');
 });

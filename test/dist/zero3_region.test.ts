@@ -4,8 +4,8 @@
 // recorded use waits for its backward (else frees it). Checked: the weight holds no bytes between
 // forward and backward; backward gathers it again before any node of the unit runs and reduces only
 // after the last one; the input and weight gradients equal plain autograd through the same function
-// (and central differences for the input); a unit whose inputs need no gradient is finished at the
-// end of the backward pass; a unit recorded inside a backward (a checkpoint's recomputation) and the
+// (and central differences for the input); a unit whose inputs need no gradient, or one of whose
+// inputs never gets a gradient, is finished at the end of the backward pass; a unit recorded inside a backward (a checkpoint's recomputation) and the
 // head keep their bytes until their backward.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -130,6 +130,17 @@ test('ZeRO-3 region: a unit whose inputs need no gradient (LoRA\'s first layer) 
   k.manualSeed(11);
   k.tanh(linear(x, w)).mul(scale).add(k.randn([4, 5], { backend: 'ref', dtype: 'float64' }).mul(0.01)).mul(z.detach().mul(2)).sum().backward();
   assertClose(g.grad()!, values(w.grad!), { atol: 1e-14, rtol: 0, what: 'd weight' });
+});
+
+test('ZeRO-3 region: an input that needs a gradient but does not reach the output still lets the unit finish, at the end of the pass', () => {
+  const g = gatheredLayer(refLeaf([5, 3], 2));
+  const x = refLeaf([4, 3], 3);
+  const unused = refLeaf([1], 4); // passed in the context, never read: its input mark never runs
+  const forward = (xi: k.Tensor) => ({ hidden: k.tanh(linear(xi, g.layer.w!)), routerLogits: null });
+  const out = runGathered('layers.0', forward as (...a: unknown[]) => unknown, [x, { unused }], g.hooks) as { hidden: k.Tensor };
+  out.hidden.sum().backward();
+  assert.deepEqual(g.calls, ['gather forward', 'release', 'gather backward', 'reduce', 'release']);
+  assert.ok(g.grad(), 'the weight gradient reached reduce()');
 });
 
 test('ZeRO-3 region inside a checkpoint: the first forward frees, the recomputation (inside backward) keeps its bytes for the backward that follows', () => {

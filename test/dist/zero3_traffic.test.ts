@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import { runRanks } from './ranks.js';
 
-type Report = { rank: number; moved: Record<string, number>; psi: number; padded: number; embed: number };
+type Report = { rank: number; moved: Record<string, number>; psi: number; padded: number; embed: number; activationPeak: number };
 
 /** One step's bytes per collective on 2 ranks; `share` off: the all-gather path (what runs across machines) */
 async function measure(stage: number, tied: boolean, o: { checkpointing?: string; share?: boolean } = {}): Promise<Report> {
@@ -49,6 +49,8 @@ test('ZeRO-3 with full activation checkpointing moves the same bytes: the recomp
   const plain = await measure(3, false);
   const full = await measure(3, false, { checkpointing: 'full' });
   assert.deepEqual(full.moved, plain.moved, 'bytes per collective, full checkpointing vs none');
+  // and the layers did recompute: what the tape keeps between forward and backward is smaller
+  assert.ok(full.activationPeak < plain.activationPeak, `activation peak with full checkpointing ${full.activationPeak} B, without ${plain.activationPeak} B`);
 });
 
 test('ZeRO-3 on one machine reads the peers\' shards in place: no all-gather at all, every gradient reduce-scattered once', async () => {

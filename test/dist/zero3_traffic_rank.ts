@@ -1,7 +1,7 @@
 // One rank of the ZeRO-3 traffic test (test/dist/zero3_traffic.test.ts): a tiny 4-layer llama, the
 // same weights everywhere (tied embeddings with TIED=1; CHECKPOINTING=full recomputes the layers), one warm-up step and one measured step at stage 0 (DDP) or stage 3 on a
 // fixed share of a global batch. Prints the bytes each collective moved during the measured step
-// (ProcessGroup.traffic, the ZeRO paper's units) and the sizes they are checked against.
+// (ProcessGroup.traffic, the ZeRO paper's units), its activation memory peak, and the sizes they are checked against.
 import * as k from '../../src/index.js';
 import { DistributedDataParallel } from '../../src/dist/ddp.js';
 import { initProcessGroup } from '../../src/dist/init.js';
@@ -27,7 +27,7 @@ const opt = new k.optim.AdamW(dp instanceof ZeroStage3 ? dp.shardGroups : groups
 const ids = Array.from({ length: 2 }, (_, r) => Array.from({ length: 8 }, (_, t) => (world.rank * 5 + r * 3 + t) % 32));
 let before: Record<string, number> = {};
 for (let step = 0; step < 2; step++) {
-  if (step === 1) before = { ...world.traffic };
+  if (step === 1) (before = { ...world.traffic }), k.memory.resetPeak();
   const params = model.parameters().filter((p) => p.requiresGrad);
   dp.arm(params);
   k.tidy(() => {
@@ -45,5 +45,6 @@ for (let step = 0; step < 2; step++) {
 const moved = Object.fromEntries(Object.entries(world.traffic).map(([op, n]) => [op, n - (before[op] ?? 0)]));
 const padded = dp instanceof ZeroStage3 ? dp.shardNumel * world.size : psi;
 const embed = config.vocabSize * config.hiddenSize;
-process.stdout.write(JSON.stringify({ rank: world.rank, moved, psi, padded, embed }) + '\n');
+const activationPeak = k.memory.stats().peak.activation; // of the measured step: lower when the layers recompute
+process.stdout.write(JSON.stringify({ rank: world.rank, moved, psi, padded, embed, activationPeak }) + '\n');
 world.destroy();

@@ -201,6 +201,7 @@ export function createCpuBackend(): Backend | null {
     read(storage: Storage, offset: number, count: number): TypedArray {
       if (!(storage instanceof CpuStorage)) throw new Error(`cpu backend cannot read a '${storage.backendName}' storage`);
       if (storage.released) throw new Error('cpu backend: read of a disposed storage');
+      if (storage.evicted) throw new Error('cpu backend: read of an evicted storage (restore() it first)');
       activeRecording()?.fail('the step reads a value back from the backend');
       const out = makeArray(storage.dtype, count);
       addon.read(storage.handle, offset * dtypeBytes(storage.dtype), out);
@@ -209,6 +210,7 @@ export function createCpuBackend(): Backend | null {
     readFile(storage: Storage, byteOffset: number, fd: number, position: number, bytes: number): void {
       if (!(storage instanceof CpuStorage)) throw new Error(`cpu backend cannot read a file into a '${storage.backendName}' storage`);
       if (storage.released) throw new Error('cpu backend: readFile into a disposed storage');
+      if (storage.evicted) throw new Error('cpu backend: readFile into an evicted storage (restore() it first)');
       addon.readFile(storage.handle, byteOffset, fd, position, bytes);
     },
     kernels: withHalfOperands(makeKernels(packer), (n) => alloc('float32', n, 'activation', false), bf16Attention(addon)),
