@@ -502,30 +502,41 @@ size_t dist_piece_elements(int id, DistOp op, DistDType dtype) {
   return std::max<size_t>(1, s.slot_bytes / dist_dtype_bytes(dtype) / (packed ? size_t(s.world) : 1));
 }
 
-double dist_peer(int id, double handle, int r) {
-  Segment& s = segment(id);
-  if (r < 0 || r >= s.world) throw KernelError("dist peer: rank " + std::to_string(r) + " outside a group of " + std::to_string(s.world));
+// Where a storage from dist_share lies: its region, the offset in this member's part, its bytes.
+struct SharedPlace {
+  SharedRegion* region;
+  int32_t share;
+  uint64_t at;
+  size_t bytes;
+};
+static SharedPlace shared_place(Segment& s, double handle, const char* what) {
   size_t bytes = 0;
   char* mine = storage_lookup(handle, &bytes);
   auto [share, at] = s.locate(mine, bytes);
-  if (share < 0) throw KernelError("dist peer: the tensor is not in a shared region of this group (make it with ProcessGroup.shared)");
-  SharedRegion* region = s.shares[size_t(share)];
+  if (share < 0) throw KernelError(std::string(what) + ": the tensor is not in a shared region of this group (make it with ProcessGroup.shared)");
+  return {s.shares[size_t(share)], share, at, bytes};
+}
+
+// A new storage over `bytes` at `p` inside the region, holding a reference to it.
+static double adopt_in(SharedRegion* region, char* p, size_t bytes) {
   region->refs.fetch_add(1);  // the new storage's
-  return storage_adopt(s.peer(r, share, at, bytes), bytes, unref, region);
+  return storage_adopt(p, bytes, unref, region);
+}
+
+double dist_peer(int id, double handle, int r) {
+  Segment& s = segment(id);
+  if (r < 0 || r >= s.world) throw KernelError("dist peer: rank " + std::to_string(r) + " outside a group of " + std::to_string(s.world));
+  SharedPlace p = shared_place(s, handle, "dist peer");
+  return adopt_in(p.region, s.peer(r, p.share, p.at, p.bytes), p.bytes);
 }
 
 double dist_whole(int id, double handle) {
   Segment& s = segment(id);
-  size_t bytes = 0;
-  char* mine = storage_lookup(handle, &bytes);
-  auto [share, at] = s.locate(mine, bytes);
-  if (share < 0) throw KernelError("dist whole: the tensor is not in a shared region of this group (make it with ProcessGroup.shared)");
-  SharedRegion* region = s.shares[size_t(share)];
-  if (at != 0 || bytes != region->per_rank)
-    throw KernelError("dist whole: the tensor is " + std::to_string(bytes) + " bytes at offset " + std::to_string(at) + " of a " + std::to_string(region->per_rank) +
-                      "-byte part; the parts lie end to end only when a whole part's bytes are a multiple of 64");
-  region->refs.fetch_add(1);  // the new storage's
-  return storage_adopt(region->base, region->per_rank * size_t(s.world), unref, region);
+  SharedPlace p = shared_place(s, handle, "dist whole");
+  if (p.at != 0 || p.bytes != p.region->per_rank)
+    throw KernelError("dist whole: the tensor is " + std::to_string(p.bytes) + " bytes at offset " + std::to_string(p.at) + " of a " +
+                      std::to_string(p.region->per_rank) + "-byte part; the parts lie end to end only when a whole part's bytes are a multiple of 64");
+  return adopt_in(p.region, p.region->base, p.region->per_rank * size_t(s.world));
 }
 
 uint64_t dist_shared_calls(int id) { return segment(id).shared_calls.load(); }

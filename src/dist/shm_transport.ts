@@ -58,19 +58,22 @@ export class ShmTransport extends QueuedTransport {
   }
 
   peer(t: Tensor, rank: number): Tensor | null {
-    const handle = cpuStorageHandle(t.storage);
-    if (handle === null || !this.shared.has(t.storage)) return null;
-    if (rank === this.rank) return new Tensor(t.storage.retain(), t.layout);
-    // borrowed: the peer's memory, counted in its own memory stats
-    return new Tensor(adoptCpuStorage(this.addon, this.addon.distPeer(this.id, handle, rank), t.dtype, t.storage.numel, t.storage.tag, true), t.layout);
+    if (rank === this.rank && this.shared.has(t.storage)) return new Tensor(t.storage.retain(), t.layout);
+    // the peer's memory, counted in its own memory stats
+    return this.borrow(t, (h) => this.addon.distPeer(this.id, h, rank), t.storage.numel, t.layout);
   }
 
   whole(t: Tensor): Tensor | null {
+    const numel = t.storage.numel * this.ranks.length;
+    // this member's part is counted by t's storage, the peers' by their own
+    return this.borrow(t, (h) => this.addon.distWhole(this.id, h), numel, new Layout([numel]));
+  }
+
+  /** A borrowed (uncounted) storage the addon makes over shared memory that t's share() storage locates; null for any other t. */
+  private borrow(t: Tensor, make: (handle: number) => number, numel: number, layout: Layout): Tensor | null {
     const handle = cpuStorageHandle(t.storage);
     if (handle === null || !this.shared.has(t.storage)) return null;
-    const numel = t.storage.numel * this.ranks.length;
-    // borrowed: this member's part is counted by t's storage, the peers' by their own
-    return new Tensor(adoptCpuStorage(this.addon, this.addon.distWhole(this.id, handle), t.dtype, numel, t.storage.tag, true), new Layout([numel]));
+    return new Tensor(adoptCpuStorage(this.addon, make(handle), t.dtype, numel, t.storage.tag, true), layout);
   }
 
   inPlaceCalls(): number {
