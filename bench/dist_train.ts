@@ -11,9 +11,10 @@
 // hidden) and for the parameter all-gather after the update, and a 1 rank × 1 thread run (the
 // ceiling of 2 ranks × 1 thread is twice it). Every run's losses are checked against the 1-rank
 // run's (and PyTorch's 2-rank losses against its 1-process ones) before anything is reported.
-// --repeats R runs 1 × 2 and every layout R times over (each layout's ratio: the median over repeats
-// against the same repeat's 1 × 2, for a machine whose speed drifts); --compare-share adds each
-// layout without shared regions (KESTREL_DIST_SHARE=0), starred.
+// --repeats R runs every layout R times over, each run between two runs of 1 × 2 (its ratio is
+// against their geometric mean, and a layout's ratio the median over repeats: the machine's speed
+// drifts by tens of percent within minutes); --compare-share adds each layout without shared
+// regions (KESTREL_DIST_SHARE=0), starred.
 // Run: npm run bench:dist-train -- [--shape smol135m|small|tiny] [--seq N] [--batch ROWS] [--steps 4]
 //        [--stages 0,1,2,3] [--ranks 2] [--bucket ELEMENTS (default hidden²)] [--no-peer] [--repeats 1] [--compare-share]
 import { readFileSync } from 'node:fs';
@@ -243,20 +244,21 @@ async function main(): Promise<void> {
   console.log(`${values.shape}: Ψ = ${psi} parameters, global batch ${BATCH} × ${SEQ} tokens in ${MICRO} micro-batches, ${STEPS} steps (median of the last ${STEPS - 1}); load before ${loadBefore}`);
   console.log(`Kestrel 1 rank × 2 threads ${tokS(one).toFixed(0)} tok/s (${cpuS([one]).toFixed(2)} CPU s/step, optimizer ${median(one.optimizerMs.slice(1)).toFixed(0)} ms), 1 rank × 1 thread ${tokS(oneThread).toFixed(0)} tok/s (${cpuS([oneThread]).toFixed(2)} CPU s/step; 2 ranks × 1 thread can reach at most ${(2 * tokS(oneThread) / tokS(one)).toFixed(2)}× of 1 × 2)`);
   if (peer) for (const [name, p] of Object.entries(peer)) console.log(typeof p === 'string' ? p : `PyTorch ${p.torch} ${p.world} × ${p.threads} thread(s): ${p.tokens_per_s.toFixed(0)} tok/s (${p.cpu_s_per_step_median.toFixed(2)} CPU s/step, all ranks), peak RSS ${p.peak_rss_mib_per_rank.map((x) => x.toFixed(0)).join('/')} MB (${name})`);
-  // each repeat runs 1 × 2 again, then every layout (with shared regions and, for --compare-share,
-  // without): a layout's ratio is the median over repeats of its tok/s over its own repeat's 1 × 2
+  // every layout (with shared regions and, for --compare-share, without) runs between two runs of
+  // 1 × 2: a layout's ratio is the median over repeats of its tok/s over their geometric mean
   const layouts = RANKS.flatMap((n) => values.stages!.split(',').map(Number).flatMap((stage) => (values['compare-share'] ? [true, false] : [true]).map((share) => ({ n, stage, share }))));
   const runs = new Map<(typeof layouts)[number], { ranks: RankResult[]; vsOne: number }[]>(layouts.map((l) => [l, []]));
   const oneRuns = [one];
   for (let rep = 0; rep < Number(values.repeats); rep++) {
-    if (rep > 0) oneRuns.push((await run('none', 1, 2))[0]);
     for (const l of layouts) {
       const ranks = await run(String(l.stage), l.n, 1, l.share);
       for (const r of ranks) checkLosses(`stage ${l.stage} on ${l.n} ranks, rank ${r.rank}`, r.losses, one.losses);
-      runs.get(l)!.push({ ranks, vsOne: tokS(ranks[0]) / tokS(oneRuns[rep]) });
+      const before = oneRuns.at(-1)!;
+      oneRuns.push((await run('none', 1, 2))[0]);
+      runs.get(l)!.push({ ranks, vsOne: tokS(ranks[0]) / Math.sqrt(tokS(before) * tokS(oneRuns.at(-1)!)) });
     }
   }
-  if (oneRuns.length > 1) console.log(`1 rank × 2 threads by repeat: ${oneRuns.map((r) => tokS(r).toFixed(0)).join(', ')} tok/s`);
+  if (oneRuns.length > 1) console.log(`1 rank × 2 threads, the runs around the layouts: ${oneRuns.map((r) => tokS(r).toFixed(0)).join(', ')} tok/s`);
   console.log('N stage  tok/s  vs1×2 vsTorch CPU s | param MB (paper)  grad MB (paper)  optim MB (paper)  RSS MB | MB moved/step (paper) | grad wait  gather  optim  step ms | CPU s: optim comm+other, ceiling');
   const rows = [];
   for (const l of layouts) {
@@ -283,11 +285,12 @@ async function main(): Promise<void> {
     shape: { name: values.shape, ...SHAPE, seq: SEQ, batch: BATCH, microBatches: MICRO }, steps: STEPS, psi, bucketElements: BUCKET_ELEMENTS,
     kestrel: {
       oneRankTwoThreads: { tokensPerSec: tokS(one), cpuSecondsPerStep: cpuS([one]), optimizerCpuSeconds: optimCpuS([one]), optimizerMsMedian: median(one.optimizerMs.slice(1)), peak: one.peak, maxRssMB: one.maxRssMB },
+      oneRankTwoThreadsAroundLayouts: oneRuns.map((r) => tokS(r)),
       oneRankOneThread: { tokensPerSec: tokS(oneThread), cpuSecondsPerStep: cpuS([oneThread]), optimizerCpuSeconds: optimCpuS([oneThread]), optimizerMsMedian: median(oneThread.optimizerMs.slice(1)), peak: oneThread.peak, maxRssMB: oneThread.maxRssMB },
     },
     torch: peer ?? 'skipped (--no-peer)',
     rows,
-    notes: 'fp32 AdamW (lr 1e-4, wd 0.01 on matrices), clip 1; N ranks x 1 thread vs 1 rank x 2 threads on the same global batch; vsTorch = Kestrel N x 1 / PyTorch DDP (gloo, torchrun, bucket_cap_mb 25) N x 1; paper = ZeRO paper per-rank memory (float32, + Kestrel\'s 4Ψ/N master shard at stages 1-2) and 2Ψ·4 bytes per step (3Ψ·4 at stage 3); grad wait = ms a rank waits after backward for its gradient buckets, gather = ms for the parameter all-gather after the update, optim = ms in optimizer.step(), step = the global step wall ms; CPU s = CPU seconds of a global step summed over ranks and threads (process CPU time: less swayed by a loaded machine than tok/s); cpuSplit = those in optimizer.step(), in forward+backward (the 1 rank x 1 thread run less its optimizer) and the rest (communication and overhead), and 1x2 CPU s / this layout CPU s, the most it can reach against 1x2 when every core is busy',
+    notes: 'fp32 AdamW (lr 1e-4, wd 0.01 on matrices), clip 1; N ranks x 1 thread vs 1 rank x 2 threads on the same global batch (each layout run between two 1 x 2 runs, against their geometric mean; the median over repeats); vsTorch = Kestrel N x 1 / PyTorch DDP (gloo, torchrun, bucket_cap_mb 25) N x 1; paper = ZeRO paper per-rank memory (float32, + Kestrel\'s 4Ψ/N master shard at stages 1-2) and 2Ψ·4 bytes per step (3Ψ·4 at stage 3); grad wait = ms a rank waits after backward for its gradient buckets, gather = ms in afterOptimizerStep (the parameter all-gather after the update; in place on one machine, the ranks meeting), optim = ms in optimizer.step(), step = the global step wall ms; CPU s = CPU seconds of a global step summed over ranks and threads (process CPU time: less swayed by a loaded machine than tok/s); cpuSplit = those in optimizer.step(), in forward+backward (the 1 rank x 1 thread run less its optimizer) and the rest (communication and overhead), and 1x2 CPU s / this layout CPU s, the most it can reach against 1x2 when every core is busy',
   });
   console.log(`load after ${load()}; wrote ${path}`);
 }

@@ -23,10 +23,11 @@ export interface BucketPlan {
 }
 
 /**
- * Buckets of whole parameters (a parameter larger than a bucket is a bucket of its own).
+ * Buckets of whole parameters (a parameter larger than a bucket is a bucket of its own); with
+ * `align`, each rank's slice of a bucket is a multiple of that many elements.
  * @example planBuckets([w1, w2, w3], 2, 1 << 20).buckets[0].params // [w3, w2, w1] when they fit one bucket
  */
-export function planBuckets(params: readonly Tensor[], worldSize: number, bucketElements: number): BucketPlan {
+export function planBuckets(params: readonly Tensor[], worldSize: number, bucketElements: number, align = 1): BucketPlan {
   if (!(bucketElements >= 1)) throw new Error(`ZeRO bucket plan: bucket size must be at least 1 element, got ${bucketElements}`);
   const buckets: PlannedBucket[] = [];
   let open: Tensor[] = [];
@@ -37,7 +38,7 @@ export function planBuckets(params: readonly Tensor[], worldSize: number, bucket
     const offsets: number[] = [];
     let at = 0;
     for (const p of open) (offsets.push(at), (at += p.numel));
-    const length = Math.ceil(at / worldSize) * worldSize;
+    const length = Math.ceil(at / (worldSize * align)) * worldSize * align;
     buckets.push({ params: open, offsets, length, shardOffset });
     shardOffset += length / worldSize;
     open = [];

@@ -1,15 +1,13 @@
-// After a ZeRO stage 1 or 2 update, every rank rebuilds its whole parameters from all ranks'
-// updated shards. The shard is cut into segments (stage 1: a group's one arena; stage 2: one per
-// reduce bucket) and rank r owns slice r of each. Stage 1 used to gather a whole arena at once into
-// a fresh Ψ-element buffer (Ψ·4 more parameter memory, and first-touch page faults on it every
-// step), stage 2 bucket by bucket into fresh buffers. Here the shard goes in chunks of at most
-// GATHER_BYTES of gathered output, whatever the segments, through one buffer kept from step to
-// step, and each chunk's pieces are copied out to their parameters while still in cache (on shared
-// memory, where the shard came from ProcessGroup.shared, each piece is copied straight from its
-// owner's shard instead: gatherFromPeers). Measured
-// on 2 ranks (26 M parameters, load ~15): stage 1's gather 490-730 ms → 130-225 ms; stage 2's
-// hidden²-element buckets 130-230 ms → 90-150 ms; 16 MiB chunks were 2× slower than 2-4 MiB (the
-// copy-out then misses the cache).
+// After a ZeRO stage 1 or 2 update across machines (or with shared memory off), every rank
+// rebuilds its whole parameters from all ranks' updated shards (on one machine the parameters lie
+// in the shards themselves: zero2.ts). The shard is cut into segments (one per reduce bucket) and
+// rank r owns slice r of each. Stage 1 used to gather a whole arena at once into a fresh Ψ-element
+// buffer (Ψ·4 more parameter memory, and first-touch page faults on it every step), stage 2 bucket
+// by bucket into fresh buffers. Here the shard goes in chunks of at most GATHER_BYTES of gathered
+// output, whatever the segments, through one buffer kept from step to step, and each chunk's pieces
+// are copied out to their parameters while still in cache. Measured on 2 ranks (26 M parameters,
+// load ~15): stage 1's gather 490-730 ms → 130-225 ms; stage 2's hidden²-element buckets 130-230 ms
+// → 90-150 ms; 16 MiB chunks were 2× slower than 2-4 MiB (the copy-out then misses the cache).
 import { backendOf } from '../backend/index.js';
 import { zeros } from '../ops/creation.js';
 import { narrow, reshape } from '../ops/view.js';
@@ -30,14 +28,12 @@ export interface ShardSegment {
   shardOffset: number;
 }
 
-/** What the gatherer needs of a group: all-gathers, and (shared memory) the peers' shards and barriers. */
-export type GatherGroup = Pick<ProcessGroup, 'size' | 'allGather'> & Partial<Pick<ProcessGroup, 'ranks' | 'peer' | 'barrier' | 'traffic'>>;
+/** What the gatherer needs of a group: its size and all-gathers. */
+export type GatherGroup = Pick<ProcessGroup, 'size' | 'allGather'>;
 
 /** Gathers shards into parameters (see the file comment); keeps its buffer between calls until dispose(). */
 export class ShardGatherer {
   private buffer: Tensor | null = null;
-  /** every rank's copy of a shared shard, index = rank in the group (made at its first gather) */
-  private readonly peers = new Map<Tensor, Tensor[] | null>();
 
   constructor(private readonly group: GatherGroup, private readonly gatherBytes = GATHER_BYTES) {}
 
@@ -46,8 +42,6 @@ export class ShardGatherer {
    * @example await gatherer.gather(shard, plan.buckets) // every bucket's parameters hold all ranks' updated values
    */
   async gather(shard: Tensor, segments: readonly ShardSegment[]): Promise<void> {
-    const peers = this.peersOf(shard);
-    if (peers) return this.gatherFromPeers(peers, segments, shard.numel);
     const N = this.group.size;
     const total = shard.numel;
     const chunk = Math.max(1, Math.min(total, Math.floor(this.gatherBytes / 4 / N)));
@@ -75,42 +69,6 @@ export class ShardGatherer {
   dispose(): void {
     this.buffer?.dispose();
     this.buffer = null;
-    for (const views of this.peers.values()) views?.forEach((v) => v.dispose());
-    this.peers.clear();
-  }
-
-  /** Every rank's copy of the shard when the group shares memory and the shard came from shared(), else null. */
-  private peersOf(shard: Tensor): Tensor[] | null {
-    if (!this.peers.has(shard)) {
-      const { ranks } = this.group;
-      const views = this.group.peer && ranks ? ranks.map((r) => this.group.peer!(shard, r)) : [];
-      const all = views.length > 0 && views.every((v) => v !== null) ? (views as Tensor[]) : null;
-      if (!all) views.forEach((v) => v?.dispose());
-      this.peers.set(shard, all);
-    }
-    return this.peers.get(shard)!;
-  }
-
-  /**
-   * Shared memory: each parameter piece copied straight from its owner's shard (one read and one
-   * write per element, where the all-gather path copies into a buffer first), between barriers:
-   * every shard holds its update before anyone reads, and no rank updates its shard again before
-   * every rank has read it.
-   */
-  private async gatherFromPeers(peers: Tensor[], segments: readonly ShardSegment[], shardNumel: number): Promise<void> {
-    const N = this.group.size;
-    await this.group.barrier!();
-    // counted as the all-gather it replaces (the ZeRO paper's units: its output)
-    if (this.group.traffic) this.group.traffic.allGather += shardNumel * N * 4;
-    noGrad(() => tidy(() => {
-      for (const seg of segments)
-        for (let r = 0; r < N; r++)
-          for (const piece of piecesIn(seg.params, r * (seg.length / N), seg.length / N, seg.shardOffset)) {
-            const dst = narrow(reshape(piece.param, [-1]), 0, piece.start, piece.length);
-            backendOf(piece.param).kernels.copy(narrow(peers[r], 0, piece.at, piece.length), dst);
-          }
-    }));
-    await this.group.barrier!();
   }
 }
 

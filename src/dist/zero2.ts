@@ -7,8 +7,18 @@
 // buckets in place), and its place is free again once that call is done (startNow: at most one
 // bucket in flight and one filling). The global norm and the overflow check are a sum of the
 // ranks' shard norms (a non-finite shard makes every rank's sum non-finite, so all skip alike);
-// after the update every rank rebuilds its parameters from all ranks' shards (shard_gather.ts:
-// straight from the peers' shared shards, or by all-gathers of several buckets at a time).
+// after the update every rank rebuilds its parameters from all ranks' shards by all-gathers of
+// several buckets at a time (shard_gather.ts).
+//
+// On one machine (shared memory on) nothing is rebuilt: each bucket's shards are the parts of one
+// shared region, whose parts lie end to end (each rank's slice a whole number of 64-byte lines), so
+// the region read whole (ProcessGroup.whole) is the bucket's parameters end to end, and the
+// parameters are pointed into it (Tensor.setData, as FSDP points its parameters into a flat
+// buffer). Each bucket's shard is then an optimizer parameter of its own; an update writes this
+// rank's slice of every parameter in place, and the peers read it there after the ranks meet. The
+// ranks meet before the update (no rank writes a slice a peer's backward may still read) and
+// after it (no rank reads a slice before its owner has written it). A parameter's bytes then lie
+// in its owners' memory: this rank counts its shards as parameter memory, not the peers' parts.
 //
 // Accumulation: micro-steps before the last communicate nothing, so they add into each rank's
 // local .grad as autograd always does (that local gradient is the price of silent micro-steps;
@@ -31,8 +41,11 @@ import { flatten } from './flat.js';
 import { ShardGatherer } from './shard_gather.js';
 
 interface Bucket extends PlannedBucket {
-  /** this rank's float32 shard of the group (the optimizer's parameter) */
+  /** this rank's float32 slice of the bucket: in place, a shared part of its own (an optimizer parameter); else a view of the group's shard */
   shard: Tensor;
+  /** the optimizer parameter whose gradient holds this slice's, and where in it */
+  owner: Tensor;
+  ownerAt: number;
   /** the bucket's full gradient while it fills and reduces */
   flat: Tensor | null;
   ready: number;
@@ -44,10 +57,19 @@ interface Bucket extends PlannedBucket {
 interface Arena<O> {
   /** the group's parameters, in the group's order */
   params: Tensor[];
-  shard: Tensor;
+  /** the optimizer's parameters for the group: its one shard, or (in place) each bucket's */
+  shards: Tensor[];
   buckets: Bucket[];
   options: O | undefined;
 }
+
+export interface ZeroStage2Options {
+  /** false: rebuild the parameters by all-gathers even where the peers' shards can be read in place (default true) */
+  inPlace?: boolean;
+}
+
+/** 64-byte lines of float32: a rank's slice of a bucket in place, so that the parts of its region lie end to end */
+const LINE_ELEMENTS = 16;
 
 export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private readonly arenas: Arena<O>[];
@@ -56,52 +78,89 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   /** the bucket whose reduceScatter was started last (its buffer goes when the next one starts) */
   private last: Bucket | null = null;
   private readonly gatherer: ShardGatherer;
+  /** the parameters live in the shared regions of their buckets (one machine, shared memory on) */
+  readonly inPlace: boolean;
+  /** in place: the barrier before the update, awaited after it (where a failed call surfaces) */
+  private met: Work | null = null;
   /** 2: each gradient is freed once copied into its bucket; 1 (ZeroStage1): kept until backward ends */
   protected get stage(): 1 | 2 {
     return 2;
   }
 
   /** groups: the optimizer's parameter groups; every rank holds the same values (broadcast first) */
-  constructor(group: ProcessGroup, groups: readonly { params: Tensor[]; options?: O }[], bucketBytes = DEFAULT_BUCKET_BYTES) {
+  constructor(group: ProcessGroup, groups: readonly { params: Tensor[]; options?: O }[], bucketBytes = DEFAULT_BUCKET_BYTES, o: ZeroStage2Options = {}) {
     super(group, bucketBytes);
     this.gatherer = new ShardGatherer(group);
+    this.inPlace = group.size > 1 && group.sharesMemory && group.startsNow && o.inPlace !== false;
     const N = group.size;
     let filled = 0; // buckets of earlier groups (bucket indices run on across groups, as sizeFor pairs them)
     this.arenas = groups.filter((g) => g.params.length).map((g) => {
       if (g.params.some((p) => p.dtype !== 'float32')) throw new Error(`ZeRO stage ${this.stage}: trainable parameters must be float32 (master weights)`);
-      const plan = planBuckets(g.params, N, Math.max(1, Math.floor(bucketBytes / 4)));
-      // in shared memory, so that the all-gather after the update reads the peers' shards in place
-      const shard = keep(group.shared(plan.shardLength, 'float32', 'param'));
-      noGrad(() => tidy(() => {
-        // bucket by bucket, so that only one bucket's full copy exists at a time
-        for (const b of plan.buckets)
-          tidy(() => backendOf(shard).kernels.copy(narrow(flatten(b.params, b.length), 0, group.rank * (b.length / N), b.length / N), narrow(shard, 0, b.shardOffset, b.length / N)));
+      const plan = planBuckets(g.params, N, Math.max(1, Math.floor(bucketBytes / 4)), this.inPlace ? LINE_ELEMENTS : 1);
+      // this rank's slice of a bucket of its (current, every rank's) parameters
+      const sliceInto = (b: PlannedBucket, dst: Tensor): void => noGrad(() => tidy(() => {
+        backendOf(dst).kernels.copy(narrow(flatten(b.params, b.length), 0, group.rank * (b.length / N), b.length / N), dst);
       }));
-      const buckets = plan.buckets.map((b) => ({ ...b, shard, flat: null, ready: 0, work: null, index: filled++ }));
-      for (const b of buckets) b.params.forEach((p, index) => this.bucketOf.set(p, { bucket: b, index }));
-      return { params: g.params, shard, buckets, options: g.options };
+      if (this.inPlace) {
+        const buckets = plan.buckets.map((b) => {
+          const shard = keep(group.shared(b.length / N, 'float32', 'param'));
+          sliceInto(b, shard);
+          return { ...b, shard, owner: shard, ownerAt: 0, flat: null, ready: 0, work: null, index: filled++ };
+        });
+        return { params: g.params, shards: buckets.map((b) => b.shard), buckets, options: g.options };
+      }
+      // in shared memory where there is some (a transport that cannot start calls in backward)
+      const shard = keep(group.shared(plan.shardLength, 'float32', 'param'));
+      const buckets = plan.buckets.map((b) => {
+        const slice = keep(narrow(shard, 0, b.shardOffset, b.length / N));
+        sliceInto(b, slice); // bucket by bucket, so that only one bucket's full copy exists at a time
+        return { ...b, shard: slice, owner: shard, ownerAt: b.shardOffset, flat: null, ready: 0, work: null, index: filled++ };
+      });
+      return { params: g.params, shards: [shard], buckets, options: g.options };
     });
+    for (const a of this.arenas) for (const b of a.buckets) b.params.forEach((p, index) => this.bucketOf.set(p, { bucket: b, index }));
+    if (this.inPlace) this.pointIntoShards();
     const lengths = this.arenas.flatMap((a) => a.buckets.map((b) => b.length));
     this.region = new BucketRegion(keep(group.shared(BucketRegion.sizeFor(lengths), 'float32', 'grad')));
   }
 
-  /** The groups to build the optimizer over: one shard tensor per group, with the group's options. */
+  /**
+   * In place: once every rank has written its slices, each parameter becomes a view of its bucket's
+   * region read whole (the same values: every rank started from the same parameters).
+   */
+  private pointIntoShards(): void {
+    this.group.barrierNow();
+    this.group.waitNow();
+    noGrad(() => tidy(() => {
+      for (const a of this.arenas) for (const b of a.buckets) {
+        const whole = this.group.whole(b.shard);
+        if (!whole) throw new Error(`ZeRO stage ${this.stage}: the group shares memory but cannot read a bucket's shards whole`);
+        b.params.forEach((p, i) => p.setData(reshape(narrow(whole, 0, b.offsets[i], p.numel), p.shape)));
+      }
+    }));
+  }
+
+  /** The groups to build the optimizer over: the shards of each group, with the group's options. */
   get shardGroups(): { params: Tensor[]; options?: O }[] {
-    return this.arenas.map((a) => ({ params: [a.shard], ...(a.options === undefined ? {} : { options: a.options }) }));
+    return this.arenas.map((a) => ({ params: a.shards, ...(a.options === undefined ? {} : { options: a.options }) }));
   }
 
   /** Elements of this rank's shards (1/N of the trainable parameters, plus each bucket's padding). */
   get shardNumel(): number {
-    return this.arenas.reduce((n, a) => n + a.shard.numel, 0);
+    return this.shards().reduce((n, s) => n + s.numel, 0);
+  }
+
+  private shards(): Tensor[] {
+    return this.arenas.flatMap((a) => a.shards);
   }
 
   override arm(params: readonly Tensor[]): void {
-    for (const a of this.arenas) {
-      a.shard.grad?.dispose();
+    for (const s of this.shards()) {
+      s.grad?.dispose();
       // every element is written by its bucket's reduceScatter (padding included)
-      a.shard.grad = memory.withTag('grad', () => keep(noGrad(() => zeros([a.shard.numel], { backend: a.shard.backendName }))));
-      for (const b of a.buckets) b.ready = 0;
+      s.grad = memory.withTag('grad', () => keep(noGrad(() => zeros([s.numel], { backend: s.backendName }))));
     }
+    for (const a of this.arenas) for (const b of a.buckets) b.ready = 0;
     const stray = params.filter((p) => !this.bucketOf.has(p));
     if (stray.length) throw new Error(`ZeRO stage ${this.stage}: ${stray.length} trainable parameter(s) (first [${stray[0].shape.join(', ')}]) are in no parameter group given to ZeroStage${this.stage}`);
     this.unhook = params.map((p) => p.registerHook(() => this.gradReady(p)));
@@ -122,33 +181,42 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
 
   /** sqrt of the sum over ranks of each shard's sum(g²) (padding is zero): the global norm. */
   override async gradNorm(): Promise<number> {
-    const mine = this.arenas.reduce((s, a) => s + (a.shard.grad ? gradSquaredNorm(a.shard.grad) : 0), 0);
+    const mine = this.shards().reduce((s, t) => s + (t.grad ? gradSquaredNorm(t.grad) : 0), 0);
     const [all] = await this.sum([mine]);
     return Math.sqrt(all);
   }
 
   override scaleGrads(_params: readonly Tensor[], factor: number): void {
-    super.scaleGrads(this.arenas.map((a) => a.shard), factor);
+    super.scaleGrads(this.shards(), factor);
   }
 
-  /** The shards' gradients were written by the reduceScatters: nothing to prepare. */
-  override beforeOptimizerStep(): void {}
+  /** The shards' gradients were written by the reduceScatters; in place, no rank may update its slices while a peer still reads them. */
+  override beforeOptimizerStep(): void {
+    if (!this.inPlace) return;
+    this.met = this.group.barrierNow();
+    this.group.waitNow();
+  }
 
-  /** Gathers every rank's updated slice of each bucket into the parameters (in chunks of several buckets: shard_gather.ts). */
+  /** In place: the ranks meet once every slice holds its update. Else each rank's slice of every bucket is gathered into the parameters (in chunks of several buckets: shard_gather.ts). */
   override async afterOptimizerStep(): Promise<void> {
-    for (const a of this.arenas) await this.gatherer.gather(a.shard, a.buckets);
+    if (this.inPlace) {
+      const met = this.met;
+      this.met = null;
+      await met;
+      return void (await this.group.barrier());
+    }
+    for (const a of this.arenas) await this.gatherer.gather(a.shards[0], a.buckets);
   }
 
   override shardLayout(): ShardLayout {
     const N = this.worldSize;
-    return {
-      stage: this.stage,
-      params: this.arenas.flatMap((a) => a.params),
-      groups: this.arenas.map((a) => ({
-        shard: a.shard,
+    const groups = this.inPlace
+      ? this.arenas.flatMap((a) => a.buckets.map((b) => ({ shard: b.shard, pieces: piecesIn(b.params, this.rank * (b.length / N), b.length / N, 0) })))
+      : this.arenas.map((a) => ({
+        shard: a.shards[0],
         pieces: a.buckets.flatMap((b) => piecesIn(b.params, this.rank * (b.length / N), b.length / N, b.shardOffset)),
-      })),
-    };
+      }));
+    return { stage: this.stage, params: this.arenas.flatMap((a) => a.params), groups };
   }
 
   /** parameters of this step whose gradient is already in a bucket */
@@ -171,7 +239,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
 
   /** Starts the bucket's reduceScatter into this rank's slice of the shard gradient, then frees the previous bucket's buffer. */
   private reduce(b: Bucket): void {
-    const out = narrow(b.shard.grad!, 0, b.shardOffset, b.length / this.worldSize);
+    const out = narrow(b.owner.grad!, 0, b.ownerAt, b.length / this.worldSize);
     b.work = this.group.reduceScatterNow(out, b.flat!, 'sum');
     out.dispose();
     for (const p of b.params) this.copied.delete(p);

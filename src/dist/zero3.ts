@@ -128,7 +128,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
   /** stage 2 over what stays whole (below the persistence threshold, or outside every unit) */
   private readonly whole: ZeroStage2<O>;
   private readonly wholeTrainable: Set<Tensor>;
-  /** the optimizer's groups: per parameter group, stage 2's shard (if any) then each unit's trainable shard */
+  /** the optimizer's groups: per parameter group, stage 2's shards (if any) then each unit's trainable shard */
   private readonly groupsOut: { params: Tensor[]; options?: O }[];
   private readonly layoutOrder: { shard: Tensor; pieces: () => ShardLayout['groups'][number]['pieces'] }[];
   private readonly placeholders = new Map<Tensor, Tensor>();
@@ -164,19 +164,23 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     const inUnit = new Set(found.flatMap((u) => u.params.map(([, p]) => p)));
     const wholeGroups = groups.map((g) => ({ ...g, params: g.params.filter((p) => !inUnit.has(p)) }));
     this.wholeTrainable = new Set(wholeGroups.flatMap((g) => g.params));
-    this.whole = new ZeroStage2(group, wholeGroups, o.bucketBytes);
+    this.whole = new ZeroStage2(group, wholeGroups, o.bucketBytes, { inPlace: o.inPlace });
     this.units = found.map((u, index) => this.partition(u, index, groupOf));
     // the optimizer sees, per group, stage 2's shard then the units' shards; the checkpoint layout lists them in that order
+    // stage 2's layout lists its shards in the order of its groups' shards
     const wholeShards = this.whole.shardGroups;
     const wholeLayout = this.whole.shardLayout().groups;
     let w = 0;
+    let l = 0;
     this.layoutOrder = [];
     this.groupsOut = groups.map((g, gi) => {
       const params: Tensor[] = [];
       if (wholeGroups[gi].params.length) {
-        const at = w++;
-        params.push(wholeShards[at].params[0]);
-        this.layoutOrder.push({ shard: wholeShards[at].params[0], pieces: () => wholeLayout[at].pieces });
+        for (const shard of wholeShards[w++].params) {
+          const at = l++;
+          params.push(shard);
+          this.layoutOrder.push({ shard, pieces: () => wholeLayout[at].pieces });
+        }
       }
       for (const u of this.units) for (const a of u.arenas) if (a.group === gi) {
         params.push(a.shard);

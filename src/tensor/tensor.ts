@@ -37,8 +37,8 @@ let nextId = 1;
 
 export class Tensor implements Disposable {
   readonly id = nextId++;
-  readonly storage: Storage;
-  readonly layout: Layout;
+  private storageNow: Storage;
+  private layoutNow: Layout;
   /** for leaves: whether backward() fills .grad */
   requiresGrad = false;
   grad: Tensor | null = null;
@@ -53,9 +53,18 @@ export class Tensor implements Disposable {
   constructor(storage: Storage, layout: Layout, opts: { untracked?: boolean } = {}) {
     if (layout.extent() > storage.numel)
       throw new Error(`Tensor: layout [${layout.shape.join(', ')}] reaches element ${layout.extent()} of a ${storage.numel}-element storage`);
-    this.storage = storage;
-    this.layout = layout;
+    this.storageNow = storage;
+    this.layoutNow = layout;
     if (!opts.untracked) track(this);
+  }
+
+  /** The storage this handle views (changed only by setData). */
+  get storage(): Storage {
+    return this.storageNow;
+  }
+  /** Where in the storage the elements lie (changed only by setData). */
+  get layout(): Layout {
+    return this.layoutNow;
   }
 
   get shape(): Shape {
@@ -110,6 +119,23 @@ export class Tensor implements Disposable {
   alias(opts: { untracked?: boolean } = {}): Tensor {
     this.assertLive('alias');
     return new Tensor(this.storage.retain(), this.layout, opts);
+  }
+
+  /**
+   * Makes this tensor view src's elements (PyTorch's `p.data = src`, which FSDP uses to point each
+   * parameter into its flat buffer): same shape, dtype and backend; identity, name, hooks and
+   * autograd state stay. The old storage loses this handle's reference.
+   * @example p.setData(reshape(narrow(flat, 0, at, p.numel), p.shape)) // p now lives inside flat
+   */
+  setData(src: Tensor): void {
+    this.assertLive('setData');
+    src.assertLive('setData');
+    if (src.dtype !== this.dtype || src.backendName !== this.backendName || src.shape.length !== this.shape.length || src.shape.some((n, i) => n !== this.shape[i]))
+      throw new Error(`setData: ${src.dtype} [${src.shape.join(', ')}] on '${src.backendName}' cannot replace${this.name ? ` '${this.name}'` : ''} ${this.dtype} [${this.shape.join(', ')}] on '${this.backendName}'`);
+    const old = this.storageNow;
+    this.storageNow = src.storage.retain();
+    this.layoutNow = src.layout;
+    old.release();
   }
 
   /** Sets the node that produced this tensor (ops call it once, via record()). */

@@ -46,9 +46,12 @@ test('expert parallel training on 2 and 4 ranks under ZeRO 0/1/2 equals 1 rank: 
 
   const ep4 = train(dir, 'ep4', ['--nproc', '4', '--expert-parallel', '4', '--zero-stage', '1']);
   sameAsOneRank(dir, one, ep4, 'ep4', '4 ranks, experts over 4, ZeRO 1');
-  // AdamW's two moments over a quarter of the dense part (each decay group padded to a multiple of 4) and one expert per layer
+  // AdamW's two moments over a quarter of the dense part and one expert per layer; on one machine
+  // each rank's slice of a reduce bucket is whole 64-byte lines (< 16 elements of padding per
+  // bucket, a bucket per parameter tensor at most)
   const quarter = one.peaks[0].optimizer / 4;
-  assert.ok(ep4.peaks[0].optimizer >= quarter && ep4.peaks[0].optimizer <= quarter + 2 * 4 * 3 * 2, `optimizer state ${ep4.peaks[0].optimizer} bytes vs 1 rank's ${one.peaks[0].optimizer}`);
+  const padding = 16 * weights(join(dir, 'one', 'model.safetensors')).size;
+  assert.ok(ep4.peaks[0].optimizer >= quarter && ep4.peaks[0].optimizer <= quarter + 2 * 4 * padding, `optimizer state ${ep4.peaks[0].optimizer} bytes vs 1 rank's ${one.peaks[0].optimizer}`);
 
   // 2 expert-parallel groups of 2: each expert's gradient is also summed over the 2 ranks that hold it
   const ep2x2 = train(dir, 'ep2x2', ['--nproc', '4', '--expert-parallel', '2', '--zero-stage', '2']);

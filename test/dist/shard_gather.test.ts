@@ -4,7 +4,6 @@
 // bucket layout's definition: element x of a bucket of length L lies in rank floor(x / (L/N))'s
 // slice, at that rank's shard position shardOffset + x mod L/N (checked element by element, not
 // by the gatherer's piece arithmetic). Odd sizes (1, 7, 33, 257) make ragged slices and padding.
-// Where the group shares memory the same layout is read straight from each simulated rank's shard.
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -62,36 +61,4 @@ for (const N of [2, 3]) test(`ShardGatherer on ${N} simulated ranks: 13-element 
   gatherer.dispose();
   shard.dispose();
   for (const p of params) p.dispose();
-});
-
-for (const N of [2, 3]) test(`ShardGatherer on ${N} simulated ranks sharing memory: each piece comes straight from its owner's shard, between two barriers`, async () => {
-  const sizes = [7, 33, 1, 257, 16, 5];
-  const params = sizes.map((n) => k.zeros([n], { backend: 'cpu' }));
-  const plan = planBuckets(params, N, 40);
-  const shards = Array.from({ length: N }, (_, r) => k.tensor(Array.from({ length: plan.shardLength }, (_, i) => value(r, i)), { backend: 'cpu' }));
-  const me = 1;
-  const events: string[] = [];
-  const traffic = { allGather: 0 } as Record<string, number>;
-  const group = {
-    size: N,
-    ranks: Array.from({ length: N }, (_, r) => r),
-    traffic,
-    allGather(): Work {
-      throw new Error('a shared shard must not go through allGather');
-    },
-    // rank r's copy: a new tensor over the simulated rank's storage, as the transport's peer() returns
-    peer: (t: k.Tensor, r: number) => (assert.equal(t, shards[me]), events.push(`peer ${r}`), k.narrow(shards[r], 0, 0, plan.shardLength)),
-    barrier: () => (events.push('barrier'), new Work(Promise.resolve())),
-  } as unknown as GatherGroup;
-  const gatherer = new ShardGatherer(group);
-  for (let step = 0; step < 2; step++) {
-    for (const p of params) backendOf(p).kernels.fill(p, -1);
-    await gatherer.gather(shards[me], plan.buckets);
-    expectOwners(plan.buckets, N, `step ${step}, `);
-  }
-  const peers = Array.from({ length: N }, (_, r) => `peer ${r}`);
-  assert.deepEqual(events, [...peers, 'barrier', 'barrier', 'barrier', 'barrier'], 'the peers\' views made once, each gather between two barriers');
-  assert.equal(traffic.allGather, 2 * plan.shardLength * N * 4, 'counted as the all-gathers it replaces');
-  gatherer.dispose();
-  for (const t of [...shards, ...params]) t.dispose();
 });
