@@ -4,11 +4,12 @@
 // float32) in both layouts. tokens/s = the global batch's tokens / the median step after the first.
 // Each rank reports its peak k.memory tags next to the ZeRO paper's per-rank formulas for float32
 // AdamW (Rajbhandari et al. 2020, §5: params 4Ψ, grads 4Ψ, moments 8Ψ; stage 1 shards the moments,
-// stage 2 the grads too, stage 3 the params too; Kestrel's shards also keep a float32 master copy,
-// +4Ψ/N), its peak RSS, and the bytes it moved per step (ProcessGroup's traffic, the paper's units)
-// against the paper's 2Ψ·4 bytes for DDP and stages 1-2 (3Ψ·4, 1.5×, for stage 3). Where the time
-// goes: the milliseconds per step a rank waits for its gradient buckets after backward (comm not
-// hidden) and for the parameter all-gather after the update, and a 1 rank × 1 thread run (the
+// stage 2 the grads too, stage 3 the params too; Kestrel's stage 1-2 shards also keep a float32
+// master copy, +4Ψ/N, except on one machine, where the shards are the parameters), its peak RSS, and the bytes it moved per step (ProcessGroup's traffic, the paper's units)
+// against the paper's 2Ψ·4 bytes for DDP and stages 1-2 (3Ψ·4, 1.5×, for stage 3; on one machine
+// stages 1-2 gather nothing, Ψ·4, and stage 3 neither, Ψ·4). Where the time goes: the milliseconds
+// per step a rank waits for its gradient buckets after backward (comm not hidden) and in
+// afterOptimizerStep (the parameter all-gather, or in place the ranks meeting), and a 1 rank × 1 thread run (the
 // ceiling of 2 ranks × 1 thread is twice it). Every run's losses are checked against the 1-rank
 // run's (and PyTorch's 2-rank losses against its 1-process ones) before anything is reported.
 // --repeats R runs every layout R times over, each run between two runs of 1 × 2 (its ratio is

@@ -6,9 +6,9 @@
 // owners' shard gradients on the transport's worker while backward goes on (reading the peers'
 // buckets in place), and its place is free again once that call is done (startNow: at most one
 // bucket in flight and one filling). The global norm and the overflow check are a sum of the
-// ranks' shard norms (a non-finite shard makes every rank's sum non-finite, so all skip alike);
-// after the update every rank rebuilds its parameters from all ranks' shards by all-gathers of
-// several buckets at a time (shard_gather.ts).
+// ranks' shard norms (a non-finite shard makes every rank's sum non-finite, so all skip alike).
+// Across machines (or with shared memory off) every rank rebuilds its parameters after the update
+// from all ranks' shards by all-gathers of several buckets at a time (shard_gather.ts).
 //
 // On one machine (shared memory on) nothing is rebuilt: each bucket's shards are the parts of one
 // shared region, whose parts lie end to end (each rank's slice a whole number of 64-byte lines), so
@@ -19,6 +19,8 @@
 // ranks meet before the update (no rank writes a slice a peer's backward may still read) and
 // after it (no rank reads a slice before its owner has written it). A parameter's bytes then lie
 // in its owners' memory: this rank counts its shards as parameter memory, not the peers' parts.
+// A resume writes the parameters (the model file) and the shards (the masters) on every rank while
+// a peer may already run its forward: harmless, as every rank writes the same values.
 //
 // Accumulation: micro-steps before the last communicate nothing, so they add into each rank's
 // local .grad as autograd always does (that local gradient is the price of silent micro-steps;
@@ -80,8 +82,8 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private readonly gatherer: ShardGatherer;
   /** the parameters live in the shared regions of their buckets (one machine, shared memory on) */
   readonly inPlace: boolean;
-  /** in place: the barrier before the update, awaited after it (where a failed call surfaces) */
-  private met: Work | null = null;
+  /** in place: the barriers started (at construction, before the update), awaited after the update or backward (where a failed call surfaces) */
+  private meetings: Work[] = [];
   /** 2: each gradient is freed once copied into its bucket; 1 (ZeroStage1): kept until backward ends */
   protected get stage(): 1 | 2 {
     return 2;
@@ -109,7 +111,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
         });
         return { params: g.params, shards: buckets.map((b) => b.shard), buckets, options: g.options };
       }
-      // in shared memory where there is some (a transport that cannot start calls in backward)
+      // in shared memory where there is some: the all-gathers then read the peers' shards in place
       const shard = keep(group.shared(plan.shardLength, 'float32', 'param'));
       const buckets = plan.buckets.map((b) => {
         const slice = keep(narrow(shard, 0, b.shardOffset, b.length / N));
@@ -119,7 +121,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
       return { params: g.params, shards: [shard], buckets, options: g.options };
     });
     for (const a of this.arenas) for (const b of a.buckets) b.params.forEach((p, index) => this.bucketOf.set(p, { bucket: b, index }));
-    if (this.inPlace) this.pointIntoShards();
+    if (this.inPlace && this.arenas.length) this.pointIntoShards();
     const lengths = this.arenas.flatMap((a) => a.buckets.map((b) => b.length));
     this.region = new BucketRegion(keep(group.shared(BucketRegion.sizeFor(lengths), 'float32', 'grad')));
   }
@@ -129,8 +131,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
    * region read whole (the same values: every rank started from the same parameters).
    */
   private pointIntoShards(): void {
-    this.group.barrierNow();
-    this.group.waitNow();
+    this.meet();
     noGrad(() => tidy(() => {
       for (const a of this.arenas) for (const b of a.buckets) {
         const whole = this.group.whole(b.shard);
@@ -169,6 +170,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   override async finish(params: readonly Tensor[]): Promise<void> {
     for (const off of this.unhook) off();
     this.unhook = [];
+    await this.settleMeetings();
     // a parameter whose hook never fired (unused in this forward, or unarmed) still goes in, as
     // its accumulated .grad or zeros, so every rank reduces every bucket, in plan order
     for (const a of this.arenas) for (const b of a.buckets) for (const p of b.params) if (!b.work && !this.copied.has(p)) this.gradReady(p);
@@ -192,18 +194,15 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
 
   /** The shards' gradients were written by the reduceScatters; in place, no rank may update its slices while a peer still reads them. */
   override beforeOptimizerStep(): void {
-    if (!this.inPlace) return;
-    this.met = this.group.barrierNow();
-    this.group.waitNow();
+    if (this.inPlace && this.arenas.length) this.meet();
   }
 
   /** In place: the ranks meet once every slice holds its update. Else each rank's slice of every bucket is gathered into the parameters (in chunks of several buckets: shard_gather.ts). */
   override async afterOptimizerStep(): Promise<void> {
     if (this.inPlace) {
-      const met = this.met;
-      this.met = null;
-      await met;
-      return void (await this.group.barrier());
+      await this.settleMeetings();
+      if (this.arenas.length) await this.group.barrier();
+      return;
     }
     for (const a of this.arenas) await this.gatherer.gather(a.shards[0], a.buckets);
   }
@@ -217,6 +216,19 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
         pieces: a.buckets.flatMap((b) => piecesIn(b.params, this.rank * (b.length / N), b.length / N, b.shardOffset)),
       }));
     return { stage: this.stage, params: this.arenas.flatMap((a) => a.params), groups };
+  }
+
+  /** Every rank here (a blocking barrier); its Work is kept for settleMeetings. */
+  private meet(): void {
+    this.meetings.push(this.group.barrierNow());
+    this.group.waitNow();
+  }
+
+  /** Awaits the barriers met so far: a failed one (a dead peer) surfaces here. */
+  private async settleMeetings(): Promise<void> {
+    const ws = this.meetings;
+    this.meetings = [];
+    for (const w of ws) await w;
   }
 
   /** parameters of this step whose gradient is already in a bucket */

@@ -166,8 +166,8 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     this.wholeTrainable = new Set(wholeGroups.flatMap((g) => g.params));
     this.whole = new ZeroStage2(group, wholeGroups, o.bucketBytes, { inPlace: o.inPlace });
     this.units = found.map((u, index) => this.partition(u, index, groupOf));
-    // the optimizer sees, per group, stage 2's shard then the units' shards; the checkpoint layout lists them in that order
-    // stage 2's layout lists its shards in the order of its groups' shards
+    // the optimizer sees, per group, stage 2's shards then the units' shards; the checkpoint layout
+    // lists them in that order (stage 2's layout lists its shards in the order of its groups')
     const wholeShards = this.whole.shardGroups;
     const wholeLayout = this.whole.shardLayout().groups;
     let w = 0;

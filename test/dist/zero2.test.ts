@@ -24,12 +24,14 @@ for (const [accum, dtype, share] of [[2, 'fp32', true], [1, 'fp16', true], [2, '
     writeFileSync(join(dir, 'ds.json'), JSON.stringify({ fp16, zero_optimization: { stage: 2, reduce_bucket_size: 300, overlap_comm: true, contiguous_gradients: true } }));
     const steps = dtype === 'fp16' ? ['--max-steps', '6'] : [];
     const one = train(dir, 'one', ['--grad-accum', String(2 * accum), '--dtype', dtype, '--deepspeed', join(dir, 'ds.json'), ...steps]);
+    const outer = process.env.KESTREL_DIST_SHARE;
     process.env.KESTREL_DIST_SHARE = share ? '1' : '0';
     let many: ReturnType<typeof train>;
     try {
       many = train(dir, 'zero2', ['--nproc', '2', '--grad-accum', String(accum), '--dtype', dtype, '--deepspeed', join(dir, 'ds.json'), ...steps]);
     } finally {
-      delete process.env.KESTREL_DIST_SHARE;
+      if (outer === undefined) delete process.env.KESTREL_DIST_SHARE;
+      else process.env.KESTREL_DIST_SHARE = outer;
     }
     // the parameters each rank counts: half of them in place (they lie in the shared shards), all of them when rebuilt
     const half = one.peaks[0].param / 2;
