@@ -43,9 +43,7 @@ import { flatten } from './flat.js';
 import { ShardGatherer } from './shard_gather.js';
 
 interface Bucket extends PlannedBucket {
-  /** this rank's float32 slice of the bucket: in place, a shared part of its own (an optimizer parameter); else a view of the group's shard */
-  shard: Tensor;
-  /** the optimizer parameter whose gradient holds this slice's, and where in it */
+  /** the optimizer parameter (a shard) holding this rank's float32 slice of the bucket, and where in it: in place the bucket's own shared part, else the group's shard at shardOffset */
   owner: Tensor;
   ownerAt: number;
   /** the bucket's full gradient while it fills and reduces */
@@ -107,16 +105,15 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
         const buckets = plan.buckets.map((b) => {
           const shard = keep(group.shared(b.length / N, 'float32', 'param'));
           sliceInto(b, shard);
-          return { ...b, shard, owner: shard, ownerAt: 0, flat: null, ready: 0, work: null, index: filled++ };
+          return { ...b, owner: shard, ownerAt: 0, flat: null, ready: 0, work: null, index: filled++ };
         });
-        return { params: g.params, shards: buckets.map((b) => b.shard), buckets, options: g.options };
+        return { params: g.params, shards: buckets.map((b) => b.owner), buckets, options: g.options };
       }
       // in shared memory where there is some: the all-gathers then read the peers' shards in place
       const shard = keep(group.shared(plan.shardLength, 'float32', 'param'));
       const buckets = plan.buckets.map((b) => {
-        const slice = keep(narrow(shard, 0, b.shardOffset, b.length / N));
-        sliceInto(b, slice); // bucket by bucket, so that only one bucket's full copy exists at a time
-        return { ...b, shard: slice, owner: shard, ownerAt: b.shardOffset, flat: null, ready: 0, work: null, index: filled++ };
+        tidy(() => sliceInto(b, narrow(shard, 0, b.shardOffset, b.length / N))); // bucket by bucket: one bucket's full copy at a time
+        return { ...b, owner: shard, ownerAt: b.shardOffset, flat: null, ready: 0, work: null, index: filled++ };
       });
       return { params: g.params, shards: [shard], buckets, options: g.options };
     });
@@ -134,7 +131,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     this.meet();
     noGrad(() => tidy(() => {
       for (const a of this.arenas) for (const b of a.buckets) {
-        const whole = this.group.whole(b.shard);
+        const whole = this.group.whole(b.owner);
         if (!whole) throw new Error(`ZeRO stage ${this.stage}: the group shares memory but cannot read a bucket's shards whole`);
         b.params.forEach((p, i) => p.setData(reshape(narrow(whole, 0, b.offsets[i], p.numel), p.shape)));
       }
@@ -209,12 +206,11 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
 
   override shardLayout(): ShardLayout {
     const N = this.worldSize;
-    const groups = this.inPlace
-      ? this.arenas.flatMap((a) => a.buckets.map((b) => ({ shard: b.shard, pieces: piecesIn(b.params, this.rank * (b.length / N), b.length / N, 0) })))
-      : this.arenas.map((a) => ({
-        shard: a.shards[0],
-        pieces: a.buckets.flatMap((b) => piecesIn(b.params, this.rank * (b.length / N), b.length / N, b.shardOffset)),
-      }));
+    // per shard, in shardGroups' order: the pieces of the buckets whose slices it holds
+    const groups = this.arenas.flatMap((a) => a.shards.map((shard) => ({
+      shard,
+      pieces: a.buckets.filter((b) => b.owner === shard).flatMap((b) => piecesIn(b.params, this.rank * (b.length / N), b.length / N, b.ownerAt)),
+    })));
     return { stage: this.stage, params: this.arenas.flatMap((a) => a.params), groups };
   }
 
