@@ -1,12 +1,13 @@
 // Data parallel (ZeRO stage 0, torch's DistributedDataParallel): gradients are summed over ranks
 // in buckets as backward finalizes them (each parameter's grad-ready hook adds it to the open
-// bucket; a full bucket is copied into its place in the group's shared bucket region and
-// all-reduced there on the transport's worker thread while backward goes on), then copied back.
-// Where the transport can start a call inside backward (startNow), the next bucket's call waits
-// for the previous one, whose sums then go back to their gradients and free its place, so two
-// places suffice (bucket_region.ts); elsewhere every bucket keeps a buffer of its own until the
-// end. The Trainer normalises each rank's loss by the global batch's tokens, so the sum is the
-// global batch's gradient.
+// bucket; a full bucket is all-reduced on the transport's worker thread while backward goes on).
+// Where the transport can start a call inside backward (startNow), the buckets lie end to end in
+// one gradient region of the group's shared memory, which every rank keeps from step to step: a
+// full bucket's gradients are copied into its place there and then become views of it (torch's
+// gradient_as_bucket_view), so the all-reduce sums them in place (reading the peers' regions) and
+// nothing is copied back. Elsewhere each bucket is a buffer of its own, copied back at the end.
+// The Trainer normalises each rank's loss by the global batch's tokens, so the sum is the global
+// batch's gradient.
 import { backendOf } from '../backend/index.js';
 import { tensor } from '../ops/creation.js';
 import { narrow, reshape } from '../ops/view.js';
@@ -27,6 +28,8 @@ interface Bucket {
   params: Tensor[];
   flat: Tensor;
   work: Work;
+  /** the gradients are views of flat (the gradient region): nothing to copy back */
+  views: boolean;
 }
 
 /** The elements of a bucket's parameters. */
@@ -39,10 +42,12 @@ export class DistributedDataParallel implements DataParallel {
   private disarm: (() => void)[] = [];
   /** parameters whose gradient went into a bucket this step */
   private readonly bucketed = new Set<Tensor>();
-  /** where buckets fill and reduce (stage 0: made at the first arm(), sized for its parameters; ZeRO 1-2: by their plan) */
+  /** ZeRO 1-2: where their buckets fill and reduce, by their plan */
   protected region: BucketRegion | null = null;
-  /** buckets flushed this step (which place of the region the next one takes) */
-  private flushed = 0;
+  /** stage 0 where calls start inside backward: every bucket's place, end to end (made at arm(), kept across steps) */
+  private bucketViews: Tensor | null = null;
+  /** where the next bucket's place begins in bucketViews */
+  private cursor = 0;
 
   constructor(readonly group: ProcessGroup, readonly bucketBytes = DEFAULT_BUCKET_BYTES) {}
 
@@ -54,13 +59,12 @@ export class DistributedDataParallel implements DataParallel {
   }
 
   arm(params: readonly Tensor[]): void {
-    // a bucket closes once it reaches bucketBytes, so it holds at most that plus one parameter
-    const most = Math.floor(this.bucketBytes / 4) + params.reduce((m, p) => Math.max(m, p.numel), 0);
-    if (this.group.startsNow && (!this.region || this.region.numel < 2 * most)) {
-      this.region?.dispose();
-      this.region = new BucketRegion(keep(this.group.shared(2 * most, 'float32', 'grad')));
+    const numel = numelOf(params);
+    if (this.group.startsNow && numel > 0 && (this.bucketViews?.numel ?? 0) < numel) {
+      this.bucketViews?.dispose(); // gradients still viewing it keep its storage until they go
+      this.bucketViews = keep(this.group.shared(numel, 'float32', 'grad'));
     }
-    this.flushed = 0;
+    this.cursor = 0;
     this.bucketed.clear();
     this.disarm = params.map((p) => p.registerHook(() => this.ready(p)));
   }
@@ -76,15 +80,9 @@ export class DistributedDataParallel implements DataParallel {
     this.inFlight = [];
     for (const b of buckets) {
       await b.work;
-      this.unpack(b);
+      if (!b.views) noGrad(() => scatterInto(b.flat, b.params.map((p) => p.grad!)));
+      b.flat.dispose();
     }
-  }
-
-  /** A reduced bucket's sums back into its gradients; its buffer (or place) is free again. */
-  private unpack(b: Bucket): void {
-    noGrad(() => scatterInto(b.flat, b.params.map((p) => p.grad!)));
-    b.flat.dispose();
-    this.region?.release(b);
   }
 
   /** Every rank holds the summed gradients: the norm is local (and the same on every rank). */
@@ -139,21 +137,23 @@ export class DistributedDataParallel implements DataParallel {
     this.open = [];
     this.openBytes = 0;
     const numel = numelOf(params);
-    if (!this.region) {
+    if (!this.bucketViews) {
       const flat = memory.withTag('grad', () => noGrad(() => keep(flatten(params.map((p) => p.grad!), numel)))); // hooks fire inside the step's tidy(): the bucket must outlive it
-      this.inFlight.push({ params, flat, work: this.group.allReduce(flat, 'sum') });
+      this.inFlight.push({ params, flat, work: this.group.allReduce(flat, 'sum'), views: false });
       return;
     }
-    const bucket = { params } as Bucket;
-    bucket.flat = memory.withTag('grad', () => keep(this.region!.acquire(bucket, this.flushed++, numel, numel, params[0].backendName)));
-    noGrad(() => tidy(() => {
+    const flat = keep(narrow(this.bucketViews, 0, this.cursor, numel));
+    this.cursor += numel;
+    noGrad(() => {
       let at = 0;
-      for (const p of params) (backendOf(p).kernels.copy(p.grad!, reshape(narrow(bucket.flat, 0, at, p.numel), p.shape)), (at += p.numel));
-    }));
-    bucket.work = this.group.allReduceNow(bucket.flat, 'sum');
-    // allReduceNow returned after the previous call finished: its sums can go back, freeing its place
-    const previous = this.inFlight.pop();
-    if (previous) this.unpack(previous);
-    this.inFlight.push(bucket);
+      for (const p of params) {
+        const view = keep(tidy(() => reshape(narrow(flat, 0, at, p.numel), p.shape)));
+        backendOf(p).kernels.copy(p.grad!, view);
+        p.grad!.dispose();
+        p.grad = view;
+        at += p.numel;
+      }
+    });
+    this.inFlight.push({ params, flat, work: this.group.allReduceNow(flat, 'sum'), views: true });
   }
 }

@@ -27,7 +27,7 @@
 // DeepSpeed instead reduces every micro-step into the partition). With gradAccum 1 no rank ever
 // holds more than its shard, the bucket in flight, the bucket filling and autograd's pending grads.
 import { backendOf } from '../backend/index.js';
-import { zeros } from '../ops/creation.js';
+import { empty } from '../ops/dispatch.js';
 import { narrow, reshape } from '../ops/view.js';
 import { gradSquaredNorm } from '../optim/clip.js';
 import { noGrad } from '../tensor/grad_mode.js';
@@ -155,8 +155,8 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   override arm(params: readonly Tensor[]): void {
     for (const s of this.shards()) {
       s.grad?.dispose();
-      // every element is written by its bucket's reduceScatter (padding included)
-      s.grad = memory.withTag('grad', () => keep(noGrad(() => zeros([s.numel], { backend: s.backendName }))));
+      // every element is written by its bucket's reduceScatter (padding included): nothing to zero
+      s.grad = memory.withTag('grad', () => keep(empty([s.numel], 'float32', { backend: s.backendName })));
     }
     for (const a of this.arenas) for (const b of a.buckets) b.ready = 0;
     const stray = params.filter((p) => !this.bucketOf.has(p));

@@ -1,7 +1,8 @@
 // DistributedDataParallel's bucketing on a 1-rank group (the sum over one rank is the identity, so
 // the gradients must come back unchanged): reductions start inside backward as gradients become
 // final (one per full bucket), a backward that is not armed (an accumulation micro-step) issues
-// none, and finish() flushes the last bucket and copies the results into .grad.
+// none, and finish() flushes the last bucket; the gradients end as views of one region that every
+// step reuses (the all-reduce sums them there, nothing is copied back).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -9,7 +10,7 @@ import { DistributedDataParallel } from '../../src/dist/ddp.js';
 import { initProcessGroup } from '../../src/dist/init.js';
 import { assertClose } from '../helpers.js';
 
-async function run(bucketBytes: number): Promise<{ duringBackward: number; total: number }> {
+async function run(bucketBytes: number): Promise<{ duringBackward: number; total: number; oneRegion: boolean; reused: boolean }> {
   const pg = await initProcessGroup({ env: {}, timeoutMs: 5000 });
   let calls = 0;
   // count the reductions DDP issues (allReduceNow where the transport starts calls inside backward)
@@ -30,14 +31,26 @@ async function run(bucketBytes: number): Promise<{ duringBackward: number; total
   await ddp.finish([w1, w2]);
   assertClose(w1.grad!, want[0], { atol: 0, rtol: 0, what: 'w1.grad' });
   assertClose(w2.grad!, want[1], { atol: 0, rtol: 0, what: 'w2.grad' });
+  const total = calls;
+  const region = w1.grad!.storage;
+  const oneRegion = w2.grad!.storage === region && region.numel === w1.numel + w2.numel;
+  // the next step (one backward: half the first step's two equal ones, exactly): the trainer frees
+  // the gradients; backward makes new ones, which go into the same region
+  w1.zeroGrad();
+  w2.zeroGrad();
+  ddp.arm([w1, w2]);
+  loss().backward();
+  await ddp.finish([w1, w2]);
+  assertClose(w1.grad!, want[0].map((g) => g / 2), { atol: 0, rtol: 0, what: 'w1.grad, second step' });
+  const reused = w1.grad!.storage === region && w2.grad!.storage === region;
   pg.destroy();
-  return { duringBackward, total: calls };
+  return { duringBackward, total, oneRegion, reused };
 }
 
 test('one big bucket: reduced once, at finish()', async () => {
-  assert.deepEqual(await run(1 << 20), { duringBackward: 0, total: 1 });
+  assert.deepEqual(await run(1 << 20), { duringBackward: 0, total: 1, oneRegion: true, reused: true });
 });
 
 test('buckets of one gradient: each reduction starts inside backward, as its gradient is final', async () => {
-  assert.deepEqual(await run(4), { duringBackward: 2, total: 2 });
+  assert.deepEqual(await run(4), { duringBackward: 2, total: 2, oneRegion: true, reused: true });
 });
