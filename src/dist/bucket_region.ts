@@ -1,5 +1,5 @@
-// Where gradient buckets fill and reduce (ZeRO stages 0-2): one region of the group's shared
-// memory (ProcessGroup.shared, so the bucket's collective reads the peers' buckets in place)
+// Where gradient buckets fill and reduce (ZeRO stages 1-2, ZeRO-3's units): one region of the
+// group's shared memory (ProcessGroup.shared, so the bucket's collective reads the peers' buckets in place)
 // holding two consecutive buckets at once, the even-numbered one at its start and the odd one at
 // its end, so it needs the largest sum of two neighbours' lengths. At most one bucket is in flight
 // while the next fills (the *Now calls wait for the previous call), so two places suffice; a bucket

@@ -1,16 +1,18 @@
 // Data parallel (ZeRO stage 0, torch's DistributedDataParallel): gradients are summed over ranks
 // in buckets as backward finalizes them (each parameter's grad-ready hook adds it to the open
 // bucket; a full bucket is all-reduced on the transport's worker thread while backward goes on).
-// Where the transport can start a call inside backward (startNow), the buckets lie end to end in
-// one gradient region of the group's shared memory, which every rank keeps from step to step: a
+// Where the transport can start a call inside backward (startNow) and the gradients are float32,
+// the buckets lie end to end in one gradient region (ProcessGroup.shared: where memory is shared,
+// the all-reduce reads the peers' regions in place), which every rank keeps from step to step: a
 // full bucket's gradients are copied into its place there and then become views of it (torch's
-// gradient_as_bucket_view), so the all-reduce sums them in place (reading the peers' regions) and
-// nothing is copied back. Elsewhere each bucket is a buffer of its own, copied back at the end.
-// The Trainer normalises each rank's loss by the global batch's tokens, so the sum is the global
-// batch's gradient.
+// gradient_as_bucket_view), so the all-reduce sums them in place and nothing is copied back. The
+// region is the whole gradient (Ψ) and stays between steps, also through the forward, as torch's
+// DDP keeps its buckets; a region outgrown by more parameters stays mapped until the group closes.
+// Elsewhere each bucket is a buffer of its own, copied back at the end. The Trainer normalises
+// each rank's loss by the global batch's tokens, so the sum is the global batch's gradient.
 import { backendOf } from '../backend/index.js';
 import { tensor } from '../ops/creation.js';
-import { narrow, reshape } from '../ops/view.js';
+import { clone, narrow, reshape } from '../ops/view.js';
 import { gradNorm, scaleGrads } from '../optim/clip.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { keep, tidy } from '../tensor/scope.js';
@@ -60,9 +62,21 @@ export class DistributedDataParallel implements DataParallel {
 
   arm(params: readonly Tensor[]): void {
     const numel = numelOf(params);
-    if (this.group.startsNow && numel > 0 && (this.bucketViews?.numel ?? 0) < numel) {
+    if (!this.group.startsNow || numel === 0 || params.some((p) => p.dtype !== 'float32')) {
+      this.bucketViews?.dispose();
+      this.bucketViews = null;
+    } else if ((this.bucketViews?.numel ?? 0) < numel) {
       this.bucketViews?.dispose(); // gradients still viewing it keep its storage until they go
       this.bucketViews = keep(this.group.shared(numel, 'float32', 'grad'));
+    }
+    // a gradient kept from the last step (not freed by the caller) may view a place that another
+    // parameter's gradient takes this step: it becomes a buffer of its own again
+    const region = this.bucketViews?.storage;
+    for (const p of params) {
+      const kept = p.grad;
+      if (!region || kept?.storage !== region) continue;
+      p.grad = keep(noGrad(() => clone(kept)));
+      kept.dispose();
     }
     this.cursor = 0;
     this.bucketed.clear();
@@ -124,6 +138,8 @@ export class DistributedDataParallel implements DataParallel {
   }
 
   private ready(p: Tensor): void {
+    // torch's DDP refuses this too: the first gradient is already in a bucket (and may be in flight)
+    if (this.bucketed.has(p)) throw new Error(`data parallel: the gradient of a [${p.shape.join(', ')}] parameter${p.name ? ` '${p.name}'` : ''} was final twice in one backward (used in two checkpointed regions?): it is reduced once`);
     if (!p.grad) p.grad = keep(noGrad(() => tensor(new Float32Array(p.numel), { shape: [...p.shape], backend: p.backendName })));
     this.open.push(p);
     this.bucketed.add(p);

@@ -54,3 +54,16 @@ test('one big bucket: reduced once, at finish()', async () => {
 test('buckets of one gradient: each reduction starts inside backward, as its gradient is final', async () => {
   assert.deepEqual(await run(4), { duringBackward: 2, total: 2, oneRegion: true, reused: true });
 });
+
+test('a gradient final twice in one backward (a weight in two checkpointed regions) is an error naming the parameter', async () => {
+  const pg = await initProcessGroup({ env: {}, timeoutMs: 5000 });
+  const ddp = new DistributedDataParallel(pg, 4); // a bucket per gradient: the first is already reduced in place
+  const w = k.tensor(Float32Array.from({ length: 4 }, (_, i) => (i + 1) / 5), { shape: [2, 2], backend: 'cpu' }).requiresGrad_(true);
+  w.name = 'shared.weight';
+  const x = k.tensor(Float32Array.from([1, -2, 0.5, 3]), { shape: [2, 2], backend: 'cpu' });
+  const block = (h: k.Tensor): k.Tensor => k.matmul(h, w);
+  ddp.arm([w]);
+  const y = k.checkpoint(block, k.checkpoint(block, x));
+  assert.throws(() => k.mul(y, y).sum().backward(), /'shared\.weight' was final twice in one backward/);
+  pg.destroy();
+});
