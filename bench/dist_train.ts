@@ -17,7 +17,7 @@
 // drifts by tens of percent within minutes); --compare-share adds each layout without shared
 // regions (KESTREL_DIST_SHARE=0), starred.
 // Run: npm run bench:dist-train -- [--shape smol135m|small|tiny] [--seq N] [--batch ROWS] [--steps 4]
-//        [--stages 0,1,2,3] [--ranks 2] [--bucket ELEMENTS (default hidden²)] [--no-peer] [--repeats 1] [--compare-share]
+//        [--stages 0,1,2,3] [--ranks 2] [--bucket ELEMENTS (default Kestrel's, 16 MiB of float32)] [--no-peer] [--repeats 1] [--compare-share]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
 import { initProcessGroup } from '../src/dist/init.js';
 import { launch } from '../src/dist/launch.js';
-import { DistributedDataParallel } from '../src/dist/ddp.js';
+import { DEFAULT_BUCKET_BYTES, DistributedDataParallel } from '../src/dist/ddp.js';
 import { ZeroStage1 } from '../src/dist/zero1.js';
 import { ZeroStage2 } from '../src/dist/zero2.js';
 import { ZeroStage3 } from '../src/dist/zero3.js';
@@ -61,7 +61,7 @@ const RANKS = values.ranks!.split(',').map(Number);
 // its share (1 rank all of them, N ranks micro/N each), so every run sees the same global batches
 const MICRO = Math.max(2, ...RANKS);
 if (BATCH % MICRO || RANKS.some((n) => MICRO % n)) throw new Error(`bench/dist_train: --batch ${BATCH} must split into ${MICRO} micro-batches and --ranks ${values.ranks} must divide ${MICRO}`);
-const BUCKET_ELEMENTS = values.bucket ? Number(values.bucket) : SHAPE.dim * SHAPE.dim;
+const BUCKET_ELEMENTS = values.bucket ? Number(values.bucket) : DEFAULT_BUCKET_BYTES / 4;
 
 interface RankResult {
   rank: number;
@@ -126,7 +126,9 @@ async function rankMain(): Promise<void> {
   const paramGatherMs: number[] = [];
   if (stage !== 'none') {
     pg = await initProcessGroup();
-    // reduce buckets of hidden_size² elements (what the HF Trainer's "auto" sets), or --bucket
+    // Kestrel's default reduce buckets (what kestrel train uses without a ds_config), or --bucket (the
+    // HF Trainer's "auto" is hidden_size², 331776 here: ~7x the collectives, each a point where the
+    // ranks wait for each other inside backward)
     const bucketBytes = 4 * BUCKET_ELEMENTS;
     dp = new DistributedDataParallel(pg, bucketBytes);
     await dp.broadcastFromRank0(model.parameters());
