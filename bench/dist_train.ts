@@ -127,7 +127,7 @@ async function rankMain(): Promise<void> {
   if (stage !== 'none') {
     pg = await initProcessGroup();
     // Kestrel's default reduce buckets (what kestrel train uses without a ds_config), or --bucket (the
-    // HF Trainer's "auto" is hidden_size², 331776 here: ~7x the collectives, each a point where the
+    // HF Trainer's "auto" is hidden_size², 331776 here: ~6x the collectives, each a point where the
     // ranks wait for each other inside backward)
     const bucketBytes = 4 * BUCKET_ELEMENTS;
     dp = new DistributedDataParallel(pg, bucketBytes);

@@ -1,11 +1,12 @@
 // Where gradient buckets fill and reduce (ZeRO stages 1-2, ZeRO-3's units): one region of the
-// group's shared memory (ProcessGroup.shared, so the bucket's collective reads the peers' buckets in place)
-// holding two consecutive buckets at once, the even-numbered one at its start and the odd one at
-// its end, so it needs the largest sum of two neighbours' lengths. At most one bucket is in flight
-// while the next fills (the *Now calls wait for the previous call), so two places suffice; a bucket
-// whose place is still taken, or would overlap the other end's (hooks firing out of plan order, a
-// buffer held longer than its neighbour: ZeRO-3 across micro-steps), gets a fresh buffer and takes
-// the transport's copying path (fits() says beforehand, so a caller may first wait for its calls).
+// group's shared memory (ProcessGroup.shared, so the bucket's collective reads the peers' buckets
+// in place) holding two consecutive buckets at once, the even-numbered one at its start and the odd
+// one at its end, so it needs the largest sum of two neighbours' lengths. At most one bucket is in
+// flight while the next fills (the *Now calls wait for the previous call), so two places suffice; a
+// bucket whose place is still taken, or would overlap the other end's (hooks firing out of plan
+// order, a buffer held longer than its neighbour: ZeRO-3 across micro-steps), gets a fresh buffer
+// and takes the transport's copying path (fits() says beforehand, so a caller may first wait for
+// its calls).
 import { backendOf } from '../backend/index.js';
 import { zeros } from '../ops/creation.js';
 import { narrow } from '../ops/view.js';

@@ -1,15 +1,15 @@
 // Data parallel (ZeRO stage 0, torch's DistributedDataParallel): gradients are summed over ranks
 // in buckets as backward finalizes them (each parameter's grad-ready hook adds it to the open
 // bucket; a full bucket is all-reduced on the transport's worker thread while backward goes on).
-// Where the transport can start a call inside backward (startNow) and the gradients are float32,
-// the buckets lie end to end in one gradient region (ProcessGroup.shared: where memory is shared,
-// the all-reduce reads the peers' regions in place), which every rank keeps from step to step: a
-// full bucket's gradients are copied into its place there and then become views of it (torch's
-// gradient_as_bucket_view), so the all-reduce sums them in place and nothing is copied back. The
-// region is the whole gradient (Ψ) and stays between steps, also through the forward, as torch's
-// DDP keeps its buckets; a region outgrown by more parameters stays mapped until the group closes.
-// Elsewhere each bucket is a buffer of its own, copied back at the end. The Trainer normalises
-// each rank's loss by the global batch's tokens, so the sum is the global batch's gradient.
+// Where the transport can start a call inside backward (startNow) and the gradients are float32 on
+// the CPU, the buckets lie end to end in one gradient region (ProcessGroup.shared: where memory is
+// shared, the all-reduce reads the peers' regions in place): a full bucket's gradients are copied
+// into their place there and then become views of it (torch's gradient_as_bucket_view), so the
+// all-reduce sums them in place and nothing is copied back. The region is the whole gradient (Ψ)
+// and is kept from step to step, also through the forward, as torch's DDP keeps its buckets; a
+// region outgrown by more parameters stays mapped until the group closes. Elsewhere each bucket is
+// a buffer of its own, copied back at the end. The Trainer normalises each rank's loss by the
+// global batch's tokens, so the sum is the global batch's gradient.
 import { backendOf } from '../backend/index.js';
 import { tensor } from '../ops/creation.js';
 import { clone, narrow, reshape } from '../ops/view.js';
@@ -20,7 +20,6 @@ import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { DataParallel, ShardLayout } from '../train/data_parallel.js';
 import type { ProcessGroup, Work } from './process_group.js';
-import { BucketRegion } from './bucket_region.js';
 import { flatten, scatterInto } from './flat.js';
 
 /** DeepSpeed's reduce_bucket_size is in elements; 16 MiB of float32 keeps each call one transport piece */
@@ -44,8 +43,6 @@ export class DistributedDataParallel implements DataParallel {
   private disarm: (() => void)[] = [];
   /** parameters whose gradient went into a bucket this step */
   private readonly bucketed = new Set<Tensor>();
-  /** ZeRO 1-2: where their buckets fill and reduce, by their plan */
-  protected region: BucketRegion | null = null;
   /** stage 0 where calls start inside backward: every bucket's place, end to end (made at arm(), kept across steps) */
   private bucketViews: Tensor | null = null;
   /** where the next bucket's place begins in bucketViews */
@@ -62,7 +59,7 @@ export class DistributedDataParallel implements DataParallel {
 
   arm(params: readonly Tensor[]): void {
     const numel = numelOf(params);
-    if (!this.group.startsNow || numel === 0 || params.some((p) => p.dtype !== 'float32')) {
+    if (!this.group.startsNow || numel === 0 || params.some((p) => p.dtype !== 'float32' || p.backendName !== 'cpu')) {
       this.bucketViews?.dispose();
       this.bucketViews = null;
     } else if ((this.bucketViews?.numel ?? 0) < numel) {
@@ -75,7 +72,7 @@ export class DistributedDataParallel implements DataParallel {
     for (const p of params) {
       const kept = p.grad;
       if (!region || kept?.storage !== region) continue;
-      p.grad = keep(noGrad(() => clone(kept)));
+      p.grad = memory.withTag('grad', () => keep(noGrad(() => clone(kept))));
       kept.dispose();
     }
     this.cursor = 0;
@@ -139,7 +136,7 @@ export class DistributedDataParallel implements DataParallel {
 
   private ready(p: Tensor): void {
     // torch's DDP refuses this too: the first gradient is already in a bucket (and may be in flight)
-    if (this.bucketed.has(p)) throw new Error(`data parallel: the gradient of a [${p.shape.join(', ')}] parameter${p.name ? ` '${p.name}'` : ''} was final twice in one backward (used in two checkpointed regions?): it is reduced once`);
+    if (this.bucketed.has(p)) throw new Error(`data parallel: the gradient of a [${p.shape.join(', ')}] parameter${p.name ? ` '${p.name}'` : ''} was final twice while armed (a second backward before finish(), or a weight in two checkpointed regions?): it is reduced once`);
     if (!p.grad) p.grad = keep(noGrad(() => tensor(new Float32Array(p.numel), { shape: [...p.shape], backend: p.backendName })));
     this.open.push(p);
     this.bucketed.add(p);

@@ -80,6 +80,8 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private readonly gatherer: ShardGatherer;
   /** the parameters live in the shared regions of their buckets (one machine, shared memory on) */
   readonly inPlace: boolean;
+  /** where the buckets fill and reduce, two at a time */
+  private readonly region: BucketRegion;
   /** in place: the barriers started (at construction, before the update), awaited after the update or backward (where a failed call surfaces) */
   private meetings: Work[] = [];
   /** 2: each gradient is freed once copied into its bucket; 1 (ZeroStage1): kept until backward ends */
@@ -234,7 +236,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private gradReady(p: Tensor): void {
     const { bucket: b, index } = this.bucketOf.get(p)!;
     if (this.copied.has(p)) return;
-    b.flat ??= memory.withTag('grad', () => keep(noGrad(() => this.region!.acquire(b, b.index, b.length, b.params.reduce((n, q) => n + q.numel, 0), p.backendName))));
+    b.flat ??= memory.withTag('grad', () => keep(noGrad(() => this.region.acquire(b, b.index, b.length, b.params.reduce((n, q) => n + q.numel, 0), p.backendName))));
     noGrad(() => tidy(() => {
       const into = reshape(narrow(b.flat!, 0, b.offsets[index], p.numel), p.shape);
       if (p.grad) backendOf(p).kernels.copy(p.grad, into);
@@ -259,6 +261,6 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private releaseFlat(b: Bucket): void {
     b.flat?.dispose();
     b.flat = null;
-    this.region!.release(b);
+    this.region.release(b);
   }
 }
