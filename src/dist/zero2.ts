@@ -161,6 +161,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
       s.grad = memory.withTag('grad', () => keep(empty([s.numel], 'float32', { backend: s.backendName })));
     }
     for (const a of this.arenas) for (const b of a.buckets) b.ready = 0;
+    this.copied.clear();
     const stray = params.filter((p) => !this.bucketOf.has(p));
     if (stray.length) throw new Error(`ZeRO stage ${this.stage}: ${stray.length} trainable parameter(s) (first [${stray[0].shape.join(', ')}]) are in no parameter group given to ZeroStage${this.stage}`);
     this.unhook = params.map((p) => p.registerHook(() => this.gradReady(p)));
@@ -172,11 +173,12 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     await this.settleMeetings();
     // a parameter whose hook never fired (unused in this forward, or unarmed) still goes in, as
     // its accumulated .grad or zeros, so every rank reduces every bucket, in plan order
-    for (const a of this.arenas) for (const b of a.buckets) for (const p of b.params) if (!b.work && !this.copied.has(p)) this.gradReady(p);
+    for (const a of this.arenas) for (const b of a.buckets) for (const p of b.params) if (!this.copied.has(p)) this.gradReady(p);
     const works = this.arenas.flatMap((a) => a.buckets.map((b) => b.work!));
     this.last = null;
     for (const w of works) await w;
     for (const a of this.arenas) for (const b of a.buckets) this.releaseFlat(b), (b.work = null);
+    this.copied.clear();
     for (const p of params) p.zeroGrad();
   }
 
@@ -229,13 +231,14 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     for (const w of ws) await w;
   }
 
-  /** parameters of this step whose gradient is already in a bucket */
+  /** parameters whose gradient went into a bucket since arm() */
   private readonly copied = new Set<Tensor>();
 
   /** A final gradient: into its bucket's buffer (freed from .grad); a full bucket starts reducing. */
   private gradReady(p: Tensor): void {
     const { bucket: b, index } = this.bucketOf.get(p)!;
-    if (this.copied.has(p)) return;
+    // its first gradient is already in a bucket (and may be reduced): a second one would be lost
+    if (this.copied.has(p)) throw new Error(`ZeRO stage ${this.stage}: the gradient of a [${p.shape.join(', ')}] parameter${p.name ? ` '${p.name}'` : ''} was final twice while armed (a second backward before finish(), or a weight in two checkpointed regions?): it is reduced once`);
     b.flat ??= memory.withTag('grad', () => keep(noGrad(() => this.region.acquire(b, b.index, b.length, b.params.reduce((n, q) => n + q.numel, 0), p.backendName))));
     noGrad(() => tidy(() => {
       const into = reshape(narrow(b.flat!, 0, b.offsets[index], p.numel), p.shape);
@@ -252,7 +255,6 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     const out = narrow(b.owner.grad!, 0, b.ownerAt, b.length / this.worldSize);
     b.work = this.group.reduceScatterNow(out, b.flat!, 'sum');
     out.dispose();
-    for (const p of b.params) this.copied.delete(p);
     // reduceScatterNow returned after the previous call finished: its buffer is no longer read
     if (this.last && this.last !== b) this.releaseFlat(this.last);
     this.last = b;

@@ -57,3 +57,16 @@ test('1 rank: buckets reduce inside backward, .grad is emptied, memory stays bou
   assert.equal(layout.groups[0].pieces.reduce((n, p) => n + p.length, 0), psi, 'every element in the shard');
   pg.destroy();
 });
+
+test('a gradient final twice while armed (a weight in two checkpointed regions) is an error naming the parameter, not a second gradient dropped', async () => {
+  const pg = await initProcessGroup({ env: {}, timeoutMs: 10_000 });
+  const w = k.tensor(Float32Array.from({ length: 4 }, (_, i) => (i + 1) / 5), { shape: [2, 2], backend: 'cpu' }).requiresGrad_(true);
+  w.name = 'shared.weight';
+  const z = new ZeroStage2(pg, [{ params: [w] }], 4);
+  const x = k.tensor(Float32Array.from([1, -2, 0.5, 3]), { shape: [2, 2], backend: 'cpu' });
+  const block = (h: k.Tensor): k.Tensor => k.matmul(h, w);
+  z.arm([w]);
+  const y = k.checkpoint(block, k.checkpoint(block, x));
+  assert.throws(() => k.mul(y, y).sum().backward(), /ZeRO stage 2: .*'shared\.weight' was final twice while armed/);
+  pg.destroy();
+});
