@@ -17,6 +17,7 @@ import { gradNorm, scaleGrads } from '../optim/clip.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { keep, tidy } from '../tensor/scope.js';
 import { memory } from '../tensor/memory.js';
+import { shapeStr } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { DataParallel, ShardLayout } from '../train/data_parallel.js';
 import type { ProcessGroup, Work } from './process_group.js';
@@ -31,6 +32,15 @@ interface Bucket {
   work: Work;
   /** the gradients are views of flat (the gradient region): nothing to copy back */
   views: boolean;
+}
+
+/**
+ * The error for a parameter whose gradient became final a second time while armed: its first
+ * gradient is already in a bucket (and may be in flight), so the second would be lost or summed
+ * wrong (torch's DDP refuses this too). `who` names the strategy.
+ */
+export function finalTwice(who: string, p: Tensor): Error {
+  return new Error(`${who}: the gradient of a ${shapeStr(p.shape)} parameter${p.name ? ` '${p.name}'` : ''} was final twice while armed (a second backward before finish(), or a weight in two checkpointed regions?): it is reduced once`);
 }
 
 /** The elements of a bucket's parameters. */
@@ -135,8 +145,7 @@ export class DistributedDataParallel implements DataParallel {
   }
 
   private ready(p: Tensor): void {
-    // torch's DDP refuses this too: the first gradient is already in a bucket (and may be in flight)
-    if (this.bucketed.has(p)) throw new Error(`data parallel: the gradient of a [${p.shape.join(', ')}] parameter${p.name ? ` '${p.name}'` : ''} was final twice while armed (a second backward before finish(), or a weight in two checkpointed regions?): it is reduced once`);
+    if (this.bucketed.has(p)) throw finalTwice('data parallel', p);
     if (!p.grad) p.grad = keep(noGrad(() => tensor(new Float32Array(p.numel), { shape: [...p.shape], backend: p.backendName })));
     this.open.push(p);
     this.bucketed.add(p);

@@ -36,7 +36,7 @@ import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ShardLayout } from '../train/data_parallel.js';
 import { type PlannedBucket, piecesIn, planBuckets } from './bucket_plan.js';
-import { DEFAULT_BUCKET_BYTES, DistributedDataParallel } from './ddp.js';
+import { DEFAULT_BUCKET_BYTES, DistributedDataParallel, finalTwice } from './ddp.js';
 import type { ProcessGroup, Work } from './process_group.js';
 import { BucketRegion } from './bucket_region.js';
 import { flatten } from './flat.js';
@@ -237,8 +237,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   /** A final gradient: into its bucket's buffer (freed from .grad); a full bucket starts reducing. */
   private gradReady(p: Tensor): void {
     const { bucket: b, index } = this.bucketOf.get(p)!;
-    // its first gradient is already in a bucket (and may be reduced): a second one would be lost
-    if (this.copied.has(p)) throw new Error(`ZeRO stage ${this.stage}: the gradient of a [${p.shape.join(', ')}] parameter${p.name ? ` '${p.name}'` : ''} was final twice while armed (a second backward before finish(), or a weight in two checkpointed regions?): it is reduced once`);
+    if (this.copied.has(p)) throw finalTwice(`ZeRO stage ${this.stage}`, p);
     b.flat ??= memory.withTag('grad', () => keep(noGrad(() => this.region.acquire(b, b.index, b.length, b.params.reduce((n, q) => n + q.numel, 0), p.backendName))));
     noGrad(() => tidy(() => {
       const into = reshape(narrow(b.flat!, 0, b.offsets[index], p.numel), p.shape);

@@ -1,7 +1,7 @@
 // The Tensor handle: a layout over a reference-counted storage, plus autograd state. It holds
 // no op code (ops attach the user-facing methods in src/ops/methods.ts), so no import cycle forms.
 import type { DType } from './dtype.js';
-import { Layout, type Shape } from './layout.js';
+import { Layout, type Shape, sameShape, shapeStr } from './layout.js';
 import { track, type Disposable } from './scope.js';
 import type { Storage } from './storage.js';
 
@@ -130,8 +130,8 @@ export class Tensor implements Disposable {
   setData(src: Tensor): void {
     this.assertLive('setData');
     src.assertLive('setData');
-    if (src.dtype !== this.dtype || src.backendName !== this.backendName || src.shape.length !== this.shape.length || src.shape.some((n, i) => n !== this.shape[i]))
-      throw new Error(`setData: ${src.dtype} [${src.shape.join(', ')}] on '${src.backendName}' cannot replace${this.name ? ` '${this.name}'` : ''} ${this.dtype} [${this.shape.join(', ')}] on '${this.backendName}'`);
+    if (src.dtype !== this.dtype || src.backendName !== this.backendName || !sameShape(src.shape, this.shape))
+      throw new Error(`setData: ${src.dtype} ${shapeStr(src.shape)} on '${src.backendName}' cannot replace${this.name ? ` '${this.name}'` : ''} ${this.dtype} ${shapeStr(this.shape)} on '${this.backendName}'`);
     const old = this.storageNow;
     this.storageNow = src.storage.retain();
     this.layoutNow = src.layout;

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { tinyTrainDir } from '../helpers.js';
+import { tinyTrainDir, withEnv } from '../helpers.js';
 import { kestrelSegments, segmentsLeft } from './ranks.js';
 import { sameRun, train } from './train_runs.js';
 
@@ -24,15 +24,7 @@ for (const [accum, dtype, share] of [[2, 'fp32', true], [1, 'fp16', true], [2, '
     writeFileSync(join(dir, 'ds.json'), JSON.stringify({ fp16, zero_optimization: { stage: 2, reduce_bucket_size: 300, overlap_comm: true, contiguous_gradients: true } }));
     const steps = dtype === 'fp16' ? ['--max-steps', '6'] : [];
     const one = train(dir, 'one', ['--grad-accum', String(2 * accum), '--dtype', dtype, '--deepspeed', join(dir, 'ds.json'), ...steps]);
-    const outer = process.env.KESTREL_DIST_SHARE;
-    process.env.KESTREL_DIST_SHARE = share ? '1' : '0';
-    let many: ReturnType<typeof train>;
-    try {
-      many = train(dir, 'zero2', ['--nproc', '2', '--grad-accum', String(accum), '--dtype', dtype, '--deepspeed', join(dir, 'ds.json'), ...steps]);
-    } finally {
-      if (outer === undefined) delete process.env.KESTREL_DIST_SHARE;
-      else process.env.KESTREL_DIST_SHARE = outer;
-    }
+    const many = withEnv('KESTREL_DIST_SHARE', share ? '1' : '0', () => train(dir, 'zero2', ['--nproc', '2', '--grad-accum', String(accum), '--dtype', dtype, '--deepspeed', join(dir, 'ds.json'), ...steps]));
     // the parameters each rank counts: half of them in place (they lie in the shared shards), all of them when rebuilt
     const half = one.peaks[0].param / 2;
     assert.ok(share ? many.peaks[0].param < half * 1.2 : many.peaks[0].param >= one.peaks[0].param, `rank 0 parameter memory ${many.peaks[0].param} bytes vs 1 rank's ${one.peaks[0].param}`);
