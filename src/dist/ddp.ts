@@ -1,6 +1,14 @@
 // Data parallel (ZeRO stage 0, torch's DistributedDataParallel): gradients are summed over ranks
-// in buckets as backward finalizes them (each parameter's grad-ready hook adds it to the open
-// bucket; a full bucket is all-reduced on the transport's worker thread while backward goes on).
+// in buckets as backward finalizes them (each parameter's grad-ready hook counts it in its bucket;
+// a full bucket is all-reduced on the transport's worker thread while backward goes on). The
+// buckets are a fixed plan that every rank shares, started in its order, as torch's DDP does: a
+// graph that differs between ranks (an MoE layer's experts with no tokens on one rank) finalizes
+// gradients in a different order on each, and buckets formed in arrival order would sum one rank's
+// weights with another's. The first plan takes the parameters in reverse (as backward roughly runs:
+// bucket_plan.ts); after the first step the buckets are rebuilt in the order rank 0's gradients
+// arrived (torch's rebuilt buckets), so that each bucket is complete as soon as its gradients are
+// (a layer's norms come last in its backward, not first). A bucket waiting for a gradient that
+// never comes (a weight unused on this rank: zeros at finish()) holds the later ones back until then.
 // Where the transport can start a call inside backward (startNow) and the gradients are float32 on
 // the CPU, the buckets lie end to end in one gradient region (ProcessGroup.shared: where memory is
 // shared, the all-reduce reads the peers' regions in place): a full bucket's gradients are copied
@@ -21,10 +29,19 @@ import { shapeStr } from '../tensor/layout.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { DataParallel, ShardLayout } from '../train/data_parallel.js';
 import type { ProcessGroup, Work } from './process_group.js';
+import { planBuckets } from './bucket_plan.js';
 import { flatten, scatterInto } from './flat.js';
 
 /** DeepSpeed's reduce_bucket_size is in elements; 16 MiB of float32 keeps each call one transport piece */
 export const DEFAULT_BUCKET_BYTES = 16 << 20;
+
+/** A bucket of the fixed plan: its parameters and its place in the gradient region. */
+interface Planned {
+  params: Tensor[];
+  numel: number;
+  /** where its place begins in the gradient region */
+  at: number;
+}
 
 interface Bucket {
   params: Tensor[];
@@ -47,16 +64,20 @@ export function finalTwice(who: string, p: Tensor): Error {
 const numelOf = (params: readonly Tensor[]): number => params.reduce((n, p) => n + p.numel, 0);
 
 export class DistributedDataParallel implements DataParallel {
-  private open: Tensor[] = [];
-  private openBytes = 0;
+  /** the buckets of the parameters armed last, in the order they start, and each parameter's bucket; learned: rebuilt in rank 0's arrival order */
+  private plan: { params: readonly Tensor[]; buckets: Planned[]; bucketOf: Map<Tensor, number>; learned: boolean } | null = null;
+  /** until the plan is learned: the parameters (their index in plan.params) in the order their gradients arrived */
+  private arrivals: number[] = [];
+  /** per planned bucket: its gradients final this step */
+  private arrived: number[] = [];
+  /** the planned bucket that starts next */
+  private nextBucket = 0;
   private inFlight: Bucket[] = [];
   private disarm: (() => void)[] = [];
   /** parameters whose gradient went into a bucket this step */
   private readonly bucketed = new Set<Tensor>();
   /** stage 0 where calls start inside backward: every bucket's place, end to end (made at arm(), kept across steps) */
   private bucketViews: Tensor | null = null;
-  /** where the next bucket's place begins in bucketViews */
-  private cursor = 0;
 
   constructor(readonly group: ProcessGroup, readonly bucketBytes = DEFAULT_BUCKET_BYTES) {}
 
@@ -85,9 +106,41 @@ export class DistributedDataParallel implements DataParallel {
       p.grad = memory.withTag('grad', () => keep(noGrad(() => clone(kept))));
       kept.dispose();
     }
-    this.cursor = 0;
+    this.planFor(params);
+    this.arrivals = [];
+    this.arrived = this.plan!.buckets.map(() => 0);
+    this.nextBucket = 0;
     this.bucketed.clear();
     this.disarm = params.map((p) => p.registerHook(() => this.ready(p)));
+  }
+
+  /** The buckets of these parameters: the last plan while they are the same tensors in the same order, else the parameters reversed. */
+  private planFor(params: readonly Tensor[]): void {
+    const same = this.plan?.params.length === params.length && params.every((p, i) => this.plan!.params[i] === p);
+    if (!same) this.replan(params, [...params].reverse(), false);
+  }
+
+  /** Buckets of `params` filled in `arrival` order (the order backward finalizes them). */
+  private replan(params: readonly Tensor[], arrival: readonly Tensor[], learned: boolean): void {
+    const bucketOf = new Map<Tensor, number>();
+    let at = 0;
+    const buckets = planBuckets([...arrival].reverse(), 1, Math.max(1, Math.floor(this.bucketBytes / 4))).buckets.map((b, i) => {
+      for (const p of b.params) bucketOf.set(p, i);
+      const numel = numelOf(b.params);
+      at += numel;
+      return { params: b.params, numel, at: at - numel };
+    });
+    this.plan = { params: [...params], buckets, bucketOf, learned };
+  }
+
+  /** After the first step: the plan rebuilt in the order rank 0's gradients arrived (every rank takes rank 0's, so the plans agree). */
+  private async learnOrder(): Promise<void> {
+    const plan = this.plan!;
+    const order = tensor(Int32Array.from(this.arrivals), { backend: 'cpu' });
+    await this.group.broadcast(order, this.group.ranks[0]);
+    const arrival = Array.from(order.toTypedArray() as Int32Array, (i) => plan.params[i]);
+    order.dispose();
+    this.replan(plan.params, arrival, true);
   }
 
   async finish(params: readonly Tensor[]): Promise<void> {
@@ -95,8 +148,7 @@ export class DistributedDataParallel implements DataParallel {
     this.disarm = [];
     // a parameter whose hook never fired (unused in this forward) has no gradient here: every rank
     // must still reduce the same buckets, so it goes in as zeros (DDP's find_unused_parameters)
-    for (const p of params) if (!this.bucketed.has(p)) this.ready(p);
-    this.flush();
+    for (const b of this.plan?.buckets ?? []) for (const p of b.params) if (!this.bucketed.has(p)) this.ready(p);
     const buckets = this.inFlight;
     this.inFlight = [];
     for (const b of buckets) {
@@ -104,6 +156,7 @@ export class DistributedDataParallel implements DataParallel {
       if (!b.views) noGrad(() => scatterInto(b.flat, b.params.map((p) => p.grad!)));
       b.flat.dispose();
     }
+    if (this.plan && !this.plan.learned) await this.learnOrder();
   }
 
   /** Every rank holds the summed gradients: the norm is local (and the same on every rank). */
@@ -144,28 +197,24 @@ export class DistributedDataParallel implements DataParallel {
     return out;
   }
 
+  /** A final gradient: counted in its bucket; the buckets complete from the next one on start, in plan order. */
   private ready(p: Tensor): void {
     if (this.bucketed.has(p)) throw finalTwice('data parallel', p);
     if (!p.grad) p.grad = keep(noGrad(() => tensor(new Float32Array(p.numel), { shape: [...p.shape], backend: p.backendName })));
-    this.open.push(p);
     this.bucketed.add(p);
-    this.openBytes += p.grad.numel * 4;
-    if (this.openBytes >= this.bucketBytes) this.flush();
+    const { buckets, bucketOf, learned, params } = this.plan!;
+    if (!learned) this.arrivals.push(params.indexOf(p));
+    this.arrived[bucketOf.get(p)!]++;
+    while (this.nextBucket < buckets.length && this.arrived[this.nextBucket] === buckets[this.nextBucket].params.length) this.allReduceBucket(buckets[this.nextBucket++]);
   }
 
-  private flush(): void {
-    if (!this.open.length) return;
-    const params = this.open;
-    this.open = [];
-    this.openBytes = 0;
-    const numel = numelOf(params);
+  private allReduceBucket({ params, numel, at }: Planned): void {
     if (!this.bucketViews) {
       const flat = memory.withTag('grad', () => noGrad(() => keep(flatten(params.map((p) => p.grad!), numel)))); // hooks fire inside the step's tidy(): the bucket must outlive it
       this.inFlight.push({ params, flat, work: this.group.allReduce(flat, 'sum'), views: false });
       return;
     }
-    const flat = keep(narrow(this.bucketViews, 0, this.cursor, numel));
-    this.cursor += numel;
+    const flat = keep(narrow(this.bucketViews, 0, at, numel));
     noGrad(() => {
       let at = 0;
       for (const p of params) {

@@ -5,7 +5,9 @@
 // bucket region (bucket_region.ts) and freed; a full bucket is reduce-scattered straight into the
 // owners' shard gradients on the transport's worker while backward goes on (reading the peers'
 // buckets in place), and its place is free again once that call is done (startNow: at most one
-// bucket in flight and one filling). The global norm and the overflow check are a sum of the
+// bucket in flight and one filling). Buckets start in plan order, as stage 0's do (ddp.ts): where
+// the graph differs between ranks, a complete bucket waits for the ones before it, and a bucket
+// that fills out of turn takes a buffer of its own (bucket_region.ts). The global norm and the overflow check are a sum of the
 // ranks' shard norms (a non-finite shard makes every rank's sum non-finite, so all skip alike).
 // Across machines (or with shared memory off) every rank rebuilds its parameters after the update
 // from all ranks' shards by all-gathers of several buckets at a time (shard_gather.ts).
@@ -77,6 +79,9 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private unhook: (() => void)[] = [];
   /** the bucket whose reduceScatter was started last (its buffer goes when the next one starts) */
   private last: Bucket | null = null;
+  /** every group's buckets in the order they start (their index), and the next to start */
+  private readonly order: Bucket[];
+  private nextToReduce = 0;
   private readonly gatherer: ShardGatherer;
   /** the parameters live in the shared regions of their buckets (one machine, shared memory on) */
   readonly inPlace: boolean;
@@ -119,7 +124,8 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
       });
       return { params: g.params, shards: [shard], buckets, options: g.options };
     });
-    for (const a of this.arenas) for (const b of a.buckets) b.params.forEach((p, index) => this.bucketOf.set(p, { bucket: b, index }));
+    this.order = this.arenas.flatMap((a) => a.buckets);
+    for (const b of this.order) b.params.forEach((p, index) => this.bucketOf.set(p, { bucket: b, index }));
     if (this.inPlace && this.arenas.length) this.pointIntoShards();
     const lengths = this.arenas.flatMap((a) => a.buckets.map((b) => b.length));
     this.region = new BucketRegion(keep(group.shared(BucketRegion.sizeFor(lengths), 'float32', 'grad')));
@@ -160,7 +166,8 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
       // every element is written by its bucket's reduceScatter (padding included): nothing to zero
       s.grad = memory.withTag('grad', () => keep(empty([s.numel], 'float32', { backend: s.backendName })));
     }
-    for (const a of this.arenas) for (const b of a.buckets) b.ready = 0;
+    for (const b of this.order) b.ready = 0;
+    this.nextToReduce = 0;
     this.copied.clear();
     const stray = params.filter((p) => !this.bucketOf.has(p));
     if (stray.length) throw new Error(`ZeRO stage ${this.stage}: ${stray.length} trainable parameter(s) (first [${stray[0].shape.join(', ')}]) are in no parameter group given to ZeroStage${this.stage}`);
@@ -234,7 +241,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   /** parameters whose gradient went into a bucket since arm() */
   private readonly copied = new Set<Tensor>();
 
-  /** A final gradient: into its bucket's buffer (freed from .grad); a full bucket starts reducing. */
+  /** A final gradient: into its bucket's buffer (freed from .grad); the full buckets from the next one on start reducing. */
   private gradReady(p: Tensor): void {
     const { bucket: b, index } = this.bucketOf.get(p)!;
     if (this.copied.has(p)) throw finalTwice(`ZeRO stage ${this.stage}`, p);
@@ -246,7 +253,8 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     }));
     if (p.grad && this.stage === 2) p.zeroGrad(); // the bucket holds it now
     this.copied.add(p);
-    if (++b.ready === b.params.length) this.reduce(b);
+    b.ready++;
+    while (this.nextToReduce < this.order.length && this.order[this.nextToReduce].ready === this.order[this.nextToReduce].params.length) this.reduce(this.order[this.nextToReduce++]);
   }
 
   /** Starts the bucket's reduceScatter into this rank's slice of the shard gradient, then frees the previous bucket's buffer. */

@@ -1,8 +1,9 @@
 // DistributedDataParallel's bucketing on a 1-rank group (the sum over one rank is the identity, so
 // the gradients must come back unchanged): reductions start inside backward as gradients become
 // final (one per full bucket), a backward that is not armed (an accumulation micro-step) issues
-// none, and finish() flushes the last bucket; the gradients end as views of one region that every
-// step reuses (the all-reduce sums them there, nothing is copied back).
+// none; buckets start in the plan's order (a bucket waiting for an unused weight holds the later
+// ones back until finish()); the gradients end as views of one region that every step reuses (the
+// all-reduce sums them there, nothing is copied back).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -47,12 +48,56 @@ async function run(bucketBytes: number): Promise<{ duringBackward: number; total
   return { duringBackward, total, oneRegion, reused };
 }
 
-test('one big bucket: reduced once, at finish()', async () => {
-  assert.deepEqual(await run(1 << 20), { duringBackward: 0, total: 1, oneRegion: true, reused: true });
+test('one big bucket: reduced once, inside backward as its last gradient is final', async () => {
+  assert.deepEqual(await run(1 << 20), { duringBackward: 1, total: 1, oneRegion: true, reused: true });
 });
 
 test('buckets of one gradient: each reduction starts inside backward, as its gradient is final', async () => {
   assert.deepEqual(await run(4), { duringBackward: 2, total: 2, oneRegion: true, reused: true });
+});
+
+/** A 1-rank DDP with a bucket per weight, and the sizes of the buckets it starts, in order. */
+async function bucketPerWeight(): Promise<{ pg: Awaited<ReturnType<typeof initProcessGroup>>; ddp: DistributedDataParallel; started: number[] }> {
+  const pg = await initProcessGroup({ env: {}, timeoutMs: 5000 });
+  const started: number[] = [];
+  const allReduceNow = pg.allReduceNow.bind(pg);
+  pg.allReduceNow = (t, op) => (started.push(t.numel), allReduceNow(t, op));
+  return { pg, ddp: new DistributedDataParallel(pg, 4), started };
+}
+
+test('buckets start in the order of the plan (the parameters reversed): one waiting for an unused weight holds the later ones until finish()', async () => {
+  const { pg, ddp, started } = await bucketPerWeight();
+  const sizes = [[3, 4], [4, 5], [4, 2]];
+  const [w1, w2, w3] = sizes.map(([r, c]) => k.tensor(Float32Array.from({ length: r * c }, (_, i) => Math.sin(i + r)), { shape: [r, c], backend: 'cpu' }).requiresGrad_(true));
+  const x = k.tensor(Float32Array.from({ length: 6 }, (_, i) => i / 3 - 1), { shape: [2, 3], backend: 'cpu' });
+  ddp.arm([w1, w2, w3]);
+  const y = k.matmul(k.matmul(x, w1), k.tensor(Float32Array.from({ length: 8 }, (_, i) => i / 8), { shape: [4, 2], backend: 'cpu' })); // w2 unused
+  k.matmul(y, k.narrow(w3, 0, 0, 2)).sum().backward(); // and w3's first two rows
+  assert.deepEqual(started, [8], 'inside backward: w3 (the plan\'s first), not w1 (after the unused w2)');
+  await ddp.finish([w1, w2, w3]);
+  assert.deepEqual(started, [8, 20, 12], 'finish(): w2 (as zeros), then w1');
+  assertClose(w2.grad!, new Float32Array(20), { atol: 0, rtol: 0, what: 'the unused w2\'s gradient' });
+  pg.destroy();
+});
+
+test('after the first step the buckets follow the order the gradients arrived in (rank 0\'s), not the parameters reversed', async () => {
+  const { pg, ddp, started } = await bucketPerWeight();
+  const w1 = k.tensor(Float32Array.from({ length: 8 }, (_, i) => Math.sin(i)), { shape: [4, 2], backend: 'cpu' }).requiresGrad_(true);
+  const w2 = k.tensor(Float32Array.from({ length: 12 }, (_, i) => Math.cos(i)), { shape: [3, 4], backend: 'cpu' }).requiresGrad_(true);
+  const x = k.tensor(Float32Array.from({ length: 6 }, (_, i) => i / 3 - 1), { shape: [2, 3], backend: 'cpu' });
+  const step = async (): Promise<number[]> => {
+    started.length = 0;
+    ddp.arm([w1, w2]);
+    k.matmul(k.matmul(x, w2), w1).sum().backward(); // w1 (listed first) is used last, so its gradient is final first
+    await ddp.finish([w1, w2]);
+    w1.zeroGrad();
+    w2.zeroGrad();
+    return [...started];
+  };
+  assert.deepEqual(await step(), [12, 8], 'the first plan: the parameters reversed (w2, then w1)');
+  assert.deepEqual(await step(), [8, 12], 'rebuilt: w1, as its gradient arrived first');
+  assert.deepEqual(await step(), [8, 12], 'and kept');
+  pg.destroy();
 });
 
 test('a gradient final twice in one backward (a weight in two checkpointed regions) is an error naming the parameter', async () => {
