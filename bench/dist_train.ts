@@ -76,6 +76,8 @@ interface RankResult {
   /** ms per step waiting for gradient communication after backward (finish) and for the parameter all-gather (afterOptimizerStep) */
   gradWaitMs: number[];
   paramGatherMs: number[];
+  /** per step: ms blocked in calls started inside forward and backward (ProcessGroup.blockedMs), waiting for earlier calls and so for the peer */
+  blockedMs: number[];
   /** ms per step in optimizer.step() (stage 0: the whole model on every rank; stages 1-2: this rank's shard) */
   optimizerMs: number[];
   /** CPU ms of this process during optimizer.step() */
@@ -145,11 +147,15 @@ async function rankMain(): Promise<void> {
   timed(optimizer, 'step', optimizerMs, optimizerCpuMs);
   const world = pg?.size ?? 1;
   const cpuMs: number[] = [];
+  const blockedMs: number[] = [];
   let cpu = process.cpuUsage();
+  let blocked = pg?.blockedMs ?? 0;
   const onStep = (): void => {
     const d = process.cpuUsage(cpu);
     cpuMs.push((d.user + d.system) / 1e3);
     cpu = process.cpuUsage();
+    blockedMs.push((pg?.blockedMs ?? 0) - blocked);
+    blocked = pg?.blockedMs ?? 0;
   };
   const trainer = new Trainer({ onStep, model, data: source(SHAPE.vocab, SEQ), optimizer, batchSize: BATCH / MICRO, gradAccum: MICRO / world, maxSteps: STEPS, clip: 1, dataParallel: dp });
   const moved = (): number => (pg ? Object.values(pg.traffic).reduce((a, b) => a + b, 0) : 0);
@@ -162,7 +168,7 @@ async function rankMain(): Promise<void> {
     rank: pg?.rank ?? 0, losses: m.map((x) => x.loss), tokensPerSec: m.map((x) => x.tokens_per_sec),
     peak: { param: peakOf('param'), grad: peakOf('grad'), optimizer: peakOf('optimizer'), activation: peakOf('activation') },
     maxRssMB: process.resourceUsage().maxRSS / 1024, bytesPerStep: (after - before) / STEPS,
-    inPlacePerStep: ((pg?.inPlaceCalls ?? 0) - inPlaceBefore) / STEPS, psi: model.parameters().reduce((n, p) => n + p.numel, 0), gradWaitMs, paramGatherMs, optimizerMs, optimizerCpuMs, cpuMs,
+    inPlacePerStep: ((pg?.inPlaceCalls ?? 0) - inPlaceBefore) / STEPS, psi: model.parameters().reduce((n, p) => n + p.numel, 0), gradWaitMs, paramGatherMs, optimizerMs, optimizerCpuMs, cpuMs, blockedMs,
   };
   pg?.destroy();
   process.stderr.write(`RESULT ${JSON.stringify(out)}\n`);
@@ -262,7 +268,7 @@ async function main(): Promise<void> {
     }
   }
   if (oneRuns.length > 1) console.log(`1 rank × 2 threads, the runs around the layouts: ${oneRuns.map((r) => tokS(r).toFixed(0)).join(', ')} tok/s`);
-  console.log('N stage  tok/s  vs1×2 vsTorch CPU s | param MB (paper)  grad MB (paper)  optim MB (paper)  RSS MB | MB moved/step (paper) | grad wait  gather  optim  step ms | CPU s: optim comm+other, ceiling');
+  console.log('N stage  tok/s  vs1×2 vsTorch CPU s | param MB (paper)  grad MB (paper)  optim MB (paper)  RSS MB | MB moved/step (paper) | grad wait  gather  blocked  optim  step ms | CPU s: optim comm+other, ceiling');
   const rows = [];
   for (const l of layouts) {
     const { n, stage } = l;
@@ -277,10 +283,10 @@ async function main(): Promise<void> {
     const gather = median(ranks[0].paramGatherMs.slice(1));
     rows.push({
       ranks: n, stage, sharedRegions: l.share, tokensPerSec: tok, ratioVs1Rank2Threads: vsOne, ratioVs1Rank2ThreadsByRepeat: byRepeat.map((x) => x.vsOne), ratioVsTorchDdp: vsTorch, cpuSecondsPerStepAllRanks: cpuS(ranks), cpuSplit: cpuSplit(ranks), paper,
-      perRank: ranks.map((r) => ({ rank: r.rank, peak: r.peak, maxRssMB: r.maxRssMB, bytesPerStep: r.bytesPerStep, inPlacePerStep: r.inPlacePerStep, gradWaitMsMedian: median(r.gradWaitMs.slice(1)), paramGatherMsMedian: median(r.paramGatherMs.slice(1)), optimizerMsMedian: median(r.optimizerMs.slice(1)), stepMsMedian: (BATCH * SEQ * 1e3) / tok })),
+      perRank: ranks.map((r) => ({ rank: r.rank, peak: r.peak, maxRssMB: r.maxRssMB, bytesPerStep: r.bytesPerStep, inPlacePerStep: r.inPlacePerStep, gradWaitMsMedian: median(r.gradWaitMs.slice(1)), paramGatherMsMedian: median(r.paramGatherMs.slice(1)), blockedMsMedian: median(r.blockedMs.slice(1)), optimizerMsMedian: median(r.optimizerMs.slice(1)), stepMsMedian: (BATCH * SEQ * 1e3) / tok })),
     });
     const p = ranks[0].peak;
-    console.log(`${n} ${`${stage}${l.share ? '' : '*'}`.padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} ${cpuS(ranks).toFixed(2).padStart(5)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)} ${median(ranks[0].optimizerMs.slice(1)).toFixed(0).padStart(6)} ${((BATCH * SEQ * 1e3) / tok).toFixed(0).padStart(6)} | ${cpuSplit(ranks).optimizer.toFixed(2)} ${cpuSplit(ranks).communicationAndOther.toFixed(2)}, ${cpuSplit(ranks).ceilingVs1Rank2Threads.toFixed(2)}${byRepeat.length > 1 ? ` | vs1×2 by repeat ${byRepeat.map((x) => x.vsOne.toFixed(2)).join(' ')}` : ''}`);
+    console.log(`${n} ${`${stage}${l.share ? '' : '*'}`.padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} ${cpuS(ranks).toFixed(2).padStart(5)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)} ${median(ranks[0].blockedMs.slice(1)).toFixed(0).padStart(8)} ${median(ranks[0].optimizerMs.slice(1)).toFixed(0).padStart(6)} ${((BATCH * SEQ * 1e3) / tok).toFixed(0).padStart(6)} | ${cpuSplit(ranks).optimizer.toFixed(2)} ${cpuSplit(ranks).communicationAndOther.toFixed(2)}, ${cpuSplit(ranks).ceilingVs1Rank2Threads.toFixed(2)}${byRepeat.length > 1 ? ` | vs1×2 by repeat ${byRepeat.map((x) => x.vsOne.toFixed(2)).join(' ')}` : ''}`);
   }
   if (values['compare-share']) console.log('* without shared regions (KESTREL_DIST_SHARE=0: every collective through the transport\'s slots, the all-gather path for ZeRO 1-2 parameters)');
   const path = writeResult('dist_train', {
@@ -293,7 +299,7 @@ async function main(): Promise<void> {
     },
     torch: peer ?? 'skipped (--no-peer)',
     rows,
-    notes: 'fp32 AdamW (lr 1e-4, wd 0.01 on matrices), clip 1; N ranks x 1 thread vs 1 rank x 2 threads on the same global batch (each layout run between two 1 x 2 runs, against their geometric mean; the median over repeats); vsTorch = Kestrel N x 1 / PyTorch DDP (gloo, torchrun, bucket_cap_mb 25) N x 1; paper = ZeRO paper per-rank memory (float32, + Kestrel\'s 4Ψ/N master shard at stages 1-2) and 2Ψ·4 bytes per step (3Ψ·4 at stage 3); grad wait = ms a rank waits after backward for its gradient buckets, gather = ms in afterOptimizerStep (the parameter all-gather after the update; in place on one machine, the ranks meeting), optim = ms in optimizer.step(), step = the global step wall ms; CPU s = CPU seconds of a global step summed over ranks and threads (process CPU time: less swayed by a loaded machine than tok/s); cpuSplit = those in optimizer.step(), in forward+backward (the 1 rank x 1 thread run less its optimizer) and the rest (communication and overhead), and 1x2 CPU s / this layout CPU s, the most it can reach against 1x2 when every core is busy',
+    notes: 'fp32 AdamW (lr 1e-4, wd 0.01 on matrices), clip 1; N ranks x 1 thread vs 1 rank x 2 threads on the same global batch (each layout run between two 1 x 2 runs, against their geometric mean; the median over repeats); vsTorch = Kestrel N x 1 / PyTorch DDP (gloo, torchrun, bucket_cap_mb 25) N x 1; paper = ZeRO paper per-rank memory (float32, + Kestrel\'s 4Ψ/N master shard at stages 1-2) and 2Ψ·4 bytes per step (3Ψ·4 at stage 3); grad wait = ms a rank waits after backward for its gradient buckets, gather = ms in afterOptimizerStep (the parameter all-gather after the update; in place on one machine, the ranks meeting), blocked = ms per step the rank\'s thread is blocked starting a collective inside forward or backward (each start waits for the call before it, and so for the slower rank), optim = ms in optimizer.step(), step = the global step wall ms; CPU s = CPU seconds of a global step summed over ranks and threads (process CPU time: less swayed by a loaded machine than tok/s); cpuSplit = those in optimizer.step(), in forward+backward (the 1 rank x 1 thread run less its optimizer) and the rest (communication and overhead), and 1x2 CPU s / this layout CPU s, the most it can reach against 1x2 when every core is busy',
   });
   console.log(`load after ${load()}; wrote ${path}`);
 }

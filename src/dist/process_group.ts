@@ -95,6 +95,12 @@ export class ProcessGroup {
     return this.opts.share === false ? null : (this.transport.whole?.(t) ?? null);
   }
 
+  /** ms this thread has spent blocked in the *Now starts, waitNow and blocking calls, until earlier calls (and so the peers) were done */
+  get blockedMs(): number {
+    return this.blocked;
+  }
+  private blocked = 0;
+
   /** Collectives so far that read the peers' shared() buffers in place (0 where the transport has none). */
   get inPlaceCalls(): number {
     return this.transport.inPlaceCalls?.() ?? 0;
@@ -156,7 +162,7 @@ export class ProcessGroup {
   /** Blocks until every call started on this group has finished (their buffers may then be read or freed). */
   waitNow(): void {
     if (!this.transport.waitNow) throw new Error('dist waitNow: this transport cannot wait inside synchronous code (the shared-memory and MPI transports can)');
-    this.transport.waitNow();
+    this.timeBlocked(() => this.transport.waitNow!());
   }
 
   /** Block r of output = block `rank` of rank r's input; both size × n elements (torch's all_to_all_single). */
@@ -230,13 +236,24 @@ export class ProcessGroup {
     const call: TransportCall = { op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c };
     const bytes = (t: Tensor | null | undefined): number => (t ? t.numel * dtypeBytes(t.dtype) : 0);
     this.traffic[op] += op === 'allReduce' ? 2 * bytes(c.src) : op === 'allGather' ? bytes(c.dst) : bytes(c.src ?? c.dst);
-    return new Work(now && this.transport.startNow ? this.transport.startNow(call) : this.transport.run(call));
+    const { startNow } = this.transport;
+    return new Work(now && startNow ? this.timeBlocked(() => startNow.call(this.transport, call)) : this.transport.run(call));
+  }
+
+  private timeBlocked<T>(fn: () => T): T {
+    const t0 = performance.now();
+    try {
+      return fn();
+    } finally {
+      this.blocked += performance.now() - t0;
+    }
   }
 
   private callSync(op: Collective, c: Partial<TransportCall>): void {
     if (!this.transport.runSync) throw new Error(`dist ${op}: this transport cannot run a blocking call`);
     const dtype: DType = (c.src ?? c.dst)?.dtype ?? 'uint8';
-    this.transport.runSync({ op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c });
+    const runSync = this.transport.runSync.bind(this.transport);
+    this.timeBlocked(() => runSync({ op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c }));
   }
 
   private local(global: number, op: string): number {

@@ -84,7 +84,7 @@ interface Arena {
   views: Tensor[];
   /** every view made since the buffer was allocated: the tape's leaves, freed with the buffer */
   allViews: Tensor[];
-  /** trainable: where the arena's gradient lies in the unit's flat gradient */
+  /** trainable: where the arena's 1/N block lies in each rank's block of the unit's flat gradient (gradRuns) */
   gradAt: number;
   /** per parameter: whether its gradient reached the flat gradient this backward (the first copies, later ones add) */
   delivered: Uint8Array;
@@ -101,13 +101,32 @@ interface Unit {
   pending: number;
   /** uses recorded in forward whose backward has not run yet: the gradient is reduced when the last one has */
   uses: number;
-  /** backward only: the trainable arenas' gradients end to end, each parameter's copied in as autograd finalizes it */
+  /** backward only: the trainable arenas' gradients, rank-major (gradRuns), each parameter's copied in as autograd finalizes it */
   grad: Tensor | null;
   /** elements of the trainable arenas together */
   gradLength: number;
 }
 
 const numelOf = (ts: readonly UnitTensor[]): number => ts.reduce((n, [, t]) => n + t.numel, 0);
+
+/**
+ * Where an arena's elements [from, from + n) lie in its unit's flat gradient, as runs (src: from
+ * `from`). The flat gradient is rank-major: block r of every trainable arena, then block r + 1, so
+ * that one reduceScatter of the whole unit gives each rank its block of every arena (one call, one
+ * meeting of the ranks per layer, not one per arena).
+ * @example gradRuns(a, 2, 4, 6) // a.length 8, N 2, unit block 6, a.gradAt 2: [{ src: 0, at: 4, length: 2 }, { src: 2, at: 8, length: 2 }]
+ */
+function gradRuns(a: Arena, N: number, from: number, n: number, unitBlock: number): { src: number; at: number; length: number }[] {
+  const block = a.length / N;
+  const runs: { src: number; at: number; length: number }[] = [];
+  for (let j = from; j < from + n;) {
+    const r = Math.floor(j / block);
+    const end = Math.min(from + n, (r + 1) * block);
+    runs.push({ src: j - from, at: r * unitBlock + a.gradAt + (j - r * block), length: end - j });
+    j = end;
+  }
+  return runs;
+}
 
 export interface ZeroStage3Options {
   bucketBytes?: number;
@@ -257,7 +276,7 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     }
     const bytes = arenas.reduce((n, a) => n + a.length * a.shard.storage.bytes / a.shard.numel, 0);
     let gradLength = 0;
-    for (const a of arenas) if (a.group >= 0) (a.gradAt = gradLength), (gradLength += a.length);
+    for (const a of arenas) if (a.group >= 0) (a.gradAt = gradLength / N), (gradLength += a.length);
     return { path: found.path, index, arenas, bytes, state: 'released', pending: 0, uses: 0, grad: null, gradLength };
   }
 
@@ -365,9 +384,12 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     a.views.forEach((v, i) => v.registerHook((g) => {
       const flat = this.flatGrad(u);
       noGrad(() => tidy(() => {
-        const slot = reshape(narrow(flat, 0, a.gradAt + a.offsets[i], v.numel), v.shape);
-        if (a.delivered[i]) backendOf(v).kernels.binary('add', slot, g, slot);
-        else backendOf(v).kernels.copy(g, slot);
+        const src = reshape(g, [v.numel]);
+        for (const run of gradRuns(a, this.worldSize, a.offsets[i], v.numel, u.gradLength / this.worldSize)) {
+          const [piece, slot] = [narrow(src, 0, run.src, run.length), narrow(flat, 0, run.at, run.length)];
+          if (a.delivered[i]) backendOf(v).kernels.binary('add', slot, piece, slot);
+          else backendOf(v).kernels.copy(piece, slot);
+        }
       }));
       a.delivered[i] = 1;
       v.zeroGrad();
@@ -393,40 +415,42 @@ export class ZeroStage3<O = unknown> extends DistributedDataParallel {
     return u.grad;
   }
 
-  /** After a unit's last use's backward: reduce-scatters each trainable arena's gradient (collected by collectGrads) into this rank's shard gradient. */
+  /** After a unit's last use's backward: one reduceScatter of its flat gradient (collected by collectGrads) gives this rank its block of every trainable arena, added into the arenas' shard gradients. */
   private reduce(u: Unit): void {
     if (--u.uses > 0) return;
     const flat = u.grad;
     if (!flat) return;
     u.grad = null;
     const N = this.worldSize;
+    const unitBlock = u.gradLength / N;
     const arenas = u.arenas.filter((a) => a.group >= 0);
-    let left = arenas.length;
     noGrad(() => tidy(() => {
       // what no gradient reached (a parameter unused this step, the padding) is zero
-      const zero = (from: number, n: number): void => void (n > 0 && backendOf(flat).kernels.fill(narrow(flat, 0, from, n), 0));
+      const zero = (a: Arena, from: number, n: number): void => {
+        for (const run of gradRuns(a, N, from, n, unitBlock)) backendOf(flat).kernels.fill(narrow(flat, 0, run.at, run.length), 0);
+      };
       for (const a of arenas) {
-        a.params.forEach((p, i) => a.delivered[i] || zero(a.gradAt + a.offsets[i], p.placeholder.numel));
+        a.params.forEach((p, i) => a.delivered[i] || zero(a, a.offsets[i], p.placeholder.numel));
         const used = a.params.length ? a.offsets[a.params.length - 1] + a.params[a.params.length - 1].placeholder.numel : 0;
-        zero(a.gradAt + used, a.length - used);
+        zero(a, used, a.length - used);
       }
     }));
-    for (const a of arenas) {
-      const input = keep(noGrad(() => narrow(flat, 0, a.gradAt, a.length)));
-      const part = memory.withTag('grad', () => keep(empty([a.length / N], 'float32', { backend: flat.backendName }))); // reduceScatter writes it all
-      this.start(() => this.group.reduceScatterNow(part, input, 'sum'), () => {
-        input.dispose();
-        if (--left === 0) {
-          this.gradRegion.release(u);
-          flat.dispose();
-        }
-        if (!a.shard.grad) a.shard.grad = part;
-        else {
-          backendOf(part).kernels.binary('add', a.shard.grad, part, a.shard.grad);
-          part.dispose();
+    const part = memory.withTag('grad', () => keep(empty([unitBlock], 'float32', { backend: flat.backendName }))); // reduceScatter writes it all
+    this.start(() => this.group.reduceScatterNow(part, flat, 'sum'), () => {
+      this.gradRegion.release(u);
+      flat.dispose();
+      noGrad(() => {
+        for (const a of arenas) {
+          const block = keep(narrow(part, 0, a.gradAt, a.length / N));
+          if (!a.shard.grad) a.shard.grad = block; // a view of the unit's part, which lives while any arena's does
+          else {
+            backendOf(block).kernels.binary('add', a.shard.grad, block, a.shard.grad);
+            block.dispose();
+          }
         }
       });
-    }
+      part.dispose();
+    });
   }
 
   /**
