@@ -16,14 +16,19 @@ export interface BackwardOptions {
   retainGraph?: boolean;
 }
 
-/** Counts, for every node and leaf reachable from the roots, how many gradients it will receive. */
-function dependencies(roots: GradFn[]): { nodes: Map<GradFn, number>; leaves: Map<Tensor, number> } {
+/**
+ * Counts, for every node and leaf reachable from the roots, how many gradients it will receive;
+ * opaque: some node reaches leaves of its own (GradFn.opaque), so `leaves` may not be all.
+ */
+function dependencies(roots: GradFn[]): { nodes: Map<GradFn, number>; leaves: Map<Tensor, number>; opaque: boolean } {
   const nodes = new Map<GradFn, number>();
   const leaves = new Map<Tensor, number>();
   const stack = [...roots];
   const seen = new Set<GradFn>(roots);
+  let opaque = false;
   while (stack.length) {
     const fn = stack.pop()!;
+    opaque ||= fn.opaque === true;
     for (const e of fn.next) {
       if (!e) continue;
       if (e.kind === 'leaf') leaves.set(e.leaf, (leaves.get(e.leaf) ?? 0) + 1);
@@ -36,7 +41,7 @@ function dependencies(roots: GradFn[]): { nodes: Map<GradFn, number>; leaves: Ma
       }
     }
   }
-  return { nodes, leaves };
+  return { nodes, leaves, opaque };
 }
 
 /**
@@ -128,6 +133,20 @@ class ReadyQueue {
   }
 }
 
+/** Called at the start of the next outermost backward pass (see onNextBackward), then dropped. */
+let nextBackward: ((reached: ReadonlySet<Tensor> | null) => void)[] = [];
+
+/**
+ * Calls fn once, as the next outermost backward pass starts (not a recomputation's inside it), with
+ * the leaves its graph reaches, or null where a node reaches leaves the graph does not show (a
+ * checkpointed region): what torch's DDP learns from its graph walk to mark the parameters unused
+ * this step (find_unused_parameters). Returns a function that cancels it.
+ */
+export function onNextBackward(fn: (reached: ReadonlySet<Tensor> | null) => void): () => void {
+  nextBackward.push(fn);
+  return () => void (nextBackward = nextBackward.filter((f) => f !== fn));
+}
+
 /** Per running backward (a recomputation's backward runs inside another's): the callbacks queued for its end. */
 const running: (() => void)[][] = [];
 
@@ -174,7 +193,7 @@ function walk(roots: readonly Tensor[], grads: readonly (Tensor | undefined)[], 
     const pending = new Map<GradFn, Tensor>();
     const leafGrads = new Map<Tensor, Tensor>();
     const rootFns: GradFn[] = [];
-    const { nodes, leaves } = dependencies(roots.flatMap((r) => (r.gradFn ? [r.gradFn] : [])));
+    const { nodes, leaves, opaque } = dependencies(roots.flatMap((r) => (r.gradFn ? [r.gradFn] : [])));
     roots.forEach((root, i) => {
       root.assertLive('backward');
       if (!root.requiresGrad) throw new Error(`backward: tensor of shape ${shapeStr(root.shape)} does not require grad (nothing to differentiate)`);
@@ -207,6 +226,12 @@ function walk(roots: readonly Tensor[], grads: readonly (Tensor | undefined)[], 
       leafGrads.set(leaf, sumGrads(leafGrads.get(leaf), g));
       leafUsed(leaf);
     };
+    if (running.length === 1 && nextBackward.length) {
+      const listeners = nextBackward;
+      nextBackward = [];
+      const reached = opaque ? null : new Set([...leaves.keys(), ...leafGrads.keys()]);
+      for (const fn of listeners) fn(reached);
+    }
     for (const [leaf, g] of [...leafGrads]) {
       leafGrads.delete(leaf);
       sendToLeaf(leaf, g);

@@ -7,8 +7,10 @@
 // weights with another's. The first plan takes the parameters in reverse (as backward roughly runs:
 // bucket_plan.ts); after the first step the buckets are rebuilt in the order rank 0's gradients
 // arrived (torch's rebuilt buckets), so that each bucket is complete as soon as its gradients are
-// (a layer's norms come last in its backward, not first). A bucket waiting for a gradient that
-// never comes (a weight unused on this rank: zeros at finish()) holds the later ones back until then.
+// (a layer's norms come last in its backward, not first). A weight that this rank's backward does
+// not reach (unused this step) goes in as zeros as backward starts, as torch's
+// find_unused_parameters does, so the buckets after it need not wait; where the graph hides what it
+// reaches (a checkpointed region) that is known only at finish(), and the later buckets wait till then.
 // Where the transport can start a call inside backward (startNow) and the gradients are float32 on
 // the CPU, the buckets lie end to end in one gradient region (ProcessGroup.shared: where memory is
 // shared, the all-reduce reads the peers' regions in place): a full bucket's gradients are copied
@@ -21,6 +23,7 @@
 import { backendOf } from '../backend/index.js';
 import { tensor } from '../ops/creation.js';
 import { clone, narrow, reshape } from '../ops/view.js';
+import { onNextBackward } from '../autograd/engine.js';
 import { gradNorm, scaleGrads } from '../optim/clip.js';
 import { noGrad } from '../tensor/grad_mode.js';
 import { keep, tidy } from '../tensor/scope.js';
@@ -60,12 +63,23 @@ export function finalTwice(who: string, p: Tensor): Error {
   return new Error(`${who}: the gradient of a ${shapeStr(p.shape)} parameter${p.name ? ` '${p.name}'` : ''} was final twice while armed (a second backward before finish(), or a weight in two checkpointed regions?): it is reduced once`);
 }
 
+/**
+ * Calls `ready` for each of `params` (in their order) that the next backward does not reach and that
+ * is not `done`: unused on this rank this step, so final already (torch's find_unused_parameters).
+ * Nothing where the graph hides what it reaches (a checkpointed region). Returns the cancel.
+ */
+export function readyUnused(params: readonly Tensor[], done: (p: Tensor) => boolean, ready: (p: Tensor) => void): () => void {
+  return onNextBackward((reached) => {
+    if (reached) for (const p of params) if (!reached.has(p) && !done(p)) ready(p);
+  });
+}
+
 /** The elements of a bucket's parameters. */
 const numelOf = (params: readonly Tensor[]): number => params.reduce((n, p) => n + p.numel, 0);
 
 export class DistributedDataParallel implements DataParallel {
-  /** the buckets of the parameters armed last, in the order they start, and each parameter's bucket; learned: rebuilt in rank 0's arrival order */
-  private plan: { params: readonly Tensor[]; buckets: Planned[]; bucketOf: Map<Tensor, number>; learned: boolean } | null = null;
+  /** the buckets of the parameters armed last (their sizes then), in the order they start, and each parameter's bucket and index; learned: rebuilt in rank 0's arrival order */
+  private plan: { params: readonly Tensor[]; numels: number[]; buckets: Planned[]; bucketOf: Map<Tensor, number>; indexOf: Map<Tensor, number>; learned: boolean } | null = null;
   /** until the plan is learned: the parameters (their index in plan.params) in the order their gradients arrived */
   private arrivals: number[] = [];
   /** per planned bucket: its gradients final this step */
@@ -73,7 +87,8 @@ export class DistributedDataParallel implements DataParallel {
   /** the planned bucket that starts next */
   private nextBucket = 0;
   private inFlight: Bucket[] = [];
-  private disarm: (() => void)[] = [];
+  /** removes the hooks (and the start-of-backward listener) that arm() set; null when not armed */
+  private disarm: (() => void)[] | null = null;
   /** parameters whose gradient went into a bucket this step */
   private readonly bucketed = new Set<Tensor>();
   /** stage 0 where calls start inside backward: every bucket's place, end to end (made at arm(), kept across steps) */
@@ -111,12 +126,13 @@ export class DistributedDataParallel implements DataParallel {
     this.arrived = this.plan!.buckets.map(() => 0);
     this.nextBucket = 0;
     this.bucketed.clear();
-    this.disarm = params.map((p) => p.registerHook(() => this.ready(p)));
+    const planned = this.plan!.buckets.flatMap((b) => b.params);
+    this.disarm = [...params.map((p) => p.registerHook(() => this.ready(p))), readyUnused(planned, (p) => this.bucketed.has(p), (p) => this.ready(p))];
   }
 
   /** The buckets of these parameters: the last plan while they are the same tensors in the same order, else the parameters reversed. */
   private planFor(params: readonly Tensor[]): void {
-    const same = this.plan?.params.length === params.length && params.every((p, i) => this.plan!.params[i] === p);
+    const same = this.plan?.params.length === params.length && params.every((p, i) => this.plan!.params[i] === p && this.plan!.numels[i] === p.numel);
     if (!same) this.replan(params, [...params].reverse(), false);
   }
 
@@ -130,12 +146,13 @@ export class DistributedDataParallel implements DataParallel {
       at += numel;
       return { params: b.params, numel, at: at - numel };
     });
-    this.plan = { params: [...params], buckets, bucketOf, learned };
+    this.plan = { params: [...params], numels: params.map((p) => p.numel), buckets, bucketOf, indexOf: new Map(params.map((p, i) => [p, i])), learned };
   }
 
-  /** After the first step: the plan rebuilt in the order rank 0's gradients arrived (every rank takes rank 0's, so the plans agree). */
+  /** After the first step: the plan rebuilt in the order rank 0's gradients arrived (every rank takes rank 0's, so the plans agree; one bucket has no order to learn). */
   private async learnOrder(): Promise<void> {
     const plan = this.plan!;
+    if (plan.buckets.length <= 1) return void (plan.learned = true);
     const order = tensor(Int32Array.from(this.arrivals), { backend: 'cpu' });
     await this.group.broadcast(order, this.group.ranks[0]);
     const arrival = Array.from(order.toTypedArray() as Int32Array, (i) => plan.params[i]);
@@ -143,11 +160,13 @@ export class DistributedDataParallel implements DataParallel {
     this.replan(plan.params, arrival, true);
   }
 
-  async finish(params: readonly Tensor[]): Promise<void> {
+  /** Reduces what arm() armed (the plan's parameters; `params` are those). */
+  async finish(_params: readonly Tensor[]): Promise<void> {
+    if (!this.disarm) throw new Error('data parallel: finish() without arm() (every rank must arm the same parameters before the backward whose gradients it reduces)');
     for (const off of this.disarm) off();
-    this.disarm = [];
-    // a parameter whose hook never fired (unused in this forward) has no gradient here: every rank
-    // must still reduce the same buckets, so it goes in as zeros (DDP's find_unused_parameters)
+    this.disarm = null;
+    // a parameter whose hook never fired (unused in this forward and not known so at its start) has
+    // no gradient here: every rank must still reduce the same buckets, so it goes in as zeros
     for (const b of this.plan?.buckets ?? []) for (const p of b.params) if (!this.bucketed.has(p)) this.ready(p);
     const buckets = this.inFlight;
     this.inFlight = [];
@@ -202,8 +221,8 @@ export class DistributedDataParallel implements DataParallel {
     if (this.bucketed.has(p)) throw finalTwice('data parallel', p);
     if (!p.grad) p.grad = keep(noGrad(() => tensor(new Float32Array(p.numel), { shape: [...p.shape], backend: p.backendName })));
     this.bucketed.add(p);
-    const { buckets, bucketOf, learned, params } = this.plan!;
-    if (!learned) this.arrivals.push(params.indexOf(p));
+    const { buckets, bucketOf, learned, indexOf } = this.plan!;
+    if (!learned) this.arrivals.push(indexOf.get(p)!);
     this.arrived[bucketOf.get(p)!]++;
     while (this.nextBucket < buckets.length && this.arrived[this.nextBucket] === buckets[this.nextBucket].params.length) this.allReduceBucket(buckets[this.nextBucket++]);
   }

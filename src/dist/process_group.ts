@@ -95,7 +95,7 @@ export class ProcessGroup {
     return this.opts.share === false ? null : (this.transport.whole?.(t) ?? null);
   }
 
-  /** ms this thread has spent blocked in the *Now starts, waitNow and blocking calls, until earlier calls (and so the peers) were done */
+  /** ms this thread has spent blocked on collectives inside synchronous code: in the *Now starts and waitNow until the calls before were done (so until the peers had come to them), in blocking calls for the whole call */
   get blockedMs(): number {
     return this.blocked;
   }

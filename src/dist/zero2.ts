@@ -5,10 +5,12 @@
 // bucket region (bucket_region.ts) and freed; a full bucket is reduce-scattered straight into the
 // owners' shard gradients on the transport's worker while backward goes on (reading the peers'
 // buckets in place), and its place is free again once that call is done (startNow: at most one
-// bucket in flight and one filling). Buckets start in plan order, as stage 0's do (ddp.ts): where
-// the graph differs between ranks, a complete bucket waits for the ones before it, and a bucket
-// that fills out of turn takes a buffer of its own (bucket_region.ts). The global norm and the overflow check are a sum of the
-// ranks' shard norms (a non-finite shard makes every rank's sum non-finite, so all skip alike).
+// bucket in flight and one filling). Buckets start in plan order, as stage 0's do (ddp.ts), and a
+// weight this rank's backward does not reach goes in as zeros as backward starts. Where that is not
+// known then (a weight unused inside a checkpointed region) its bucket waits until finish(), the
+// complete buckets after it wait too, and those that fill meanwhile take buffers of their own
+// (bucket_region.ts). The global norm and the overflow check are a sum of the ranks' shard norms (a
+// non-finite shard makes every rank's sum non-finite, so all skip alike).
 // Across machines (or with shared memory off) every rank rebuilds its parameters after the update
 // from all ranks' shards by all-gathers of several buckets at a time (shard_gather.ts).
 //
@@ -27,7 +29,8 @@
 // Accumulation: micro-steps before the last communicate nothing, so they add into each rank's
 // local .grad as autograd always does (that local gradient is the price of silent micro-steps;
 // DeepSpeed instead reduces every micro-step into the partition). With gradAccum 1 no rank ever
-// holds more than its shard, the bucket in flight, the bucket filling and autograd's pending grads.
+// holds more than its shard, the bucket in flight, the bucket filling and autograd's pending grads
+// (but for the buckets held back by a weight unused inside a checkpointed region, above).
 import { backendOf } from '../backend/index.js';
 import { empty } from '../ops/dispatch.js';
 import { narrow, reshape } from '../ops/view.js';
@@ -38,7 +41,7 @@ import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ShardLayout } from '../train/data_parallel.js';
 import { type PlannedBucket, piecesIn, planBuckets } from './bucket_plan.js';
-import { DEFAULT_BUCKET_BYTES, DistributedDataParallel, finalTwice } from './ddp.js';
+import { DEFAULT_BUCKET_BYTES, DistributedDataParallel, finalTwice, readyUnused } from './ddp.js';
 import type { ProcessGroup, Work } from './process_group.js';
 import { BucketRegion } from './bucket_region.js';
 import { flatten } from './flat.js';
@@ -171,7 +174,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     this.copied.clear();
     const stray = params.filter((p) => !this.bucketOf.has(p));
     if (stray.length) throw new Error(`ZeRO stage ${this.stage}: ${stray.length} trainable parameter(s) (first [${stray[0].shape.join(', ')}]) are in no parameter group given to ZeroStage${this.stage}`);
-    this.unhook = params.map((p) => p.registerHook(() => this.gradReady(p)));
+    this.unhook = [...params.map((p) => p.registerHook(() => this.gradReady(p))), readyUnused(this.order.flatMap((b) => b.params), (p) => this.copied.has(p), (p) => this.gradReady(p))];
   }
 
   override async finish(params: readonly Tensor[]): Promise<void> {

@@ -114,9 +114,9 @@ const numelOf = (ts: readonly UnitTensor[]): number => ts.reduce((n, [, t]) => n
  * `from`). The flat gradient is rank-major: block r of every trainable arena, then block r + 1, so
  * that one reduceScatter of the whole unit gives each rank its block of every arena (one call, one
  * meeting of the ranks per layer, not one per arena).
- * @example gradRuns(a, 2, 4, 6) // a.length 8, N 2, unit block 6, a.gradAt 2: [{ src: 0, at: 4, length: 2 }, { src: 2, at: 8, length: 2 }]
+ * @example gradRuns(a, 2, 2, 4, 6) // a.length 8, a.gradAt 2: [{ src: 0, at: 4, length: 2 }, { src: 2, at: 8, length: 2 }]
  */
-function gradRuns(a: Arena, N: number, from: number, n: number, unitBlock: number): { src: number; at: number; length: number }[] {
+export function gradRuns(a: Pick<Arena, 'length' | 'gradAt'>, N: number, from: number, n: number, unitBlock: number): { src: number; at: number; length: number }[] {
   const block = a.length / N;
   const runs: { src: number; at: number; length: number }[] = [];
   for (let j = from; j < from + n;) {

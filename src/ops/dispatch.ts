@@ -78,7 +78,7 @@ function edgeOf(t: Tensor | null | undefined): Edge | null {
  * Records out = op(ins) on the tape when any input requires grad. `backward` maps d(out) to one
  * gradient per input (null = none). `saved` are the handles backward reads; they are disposed
  * once it has run. `always` records even when no input requires grad (checkpoint regions whose
- * parameters are captured by closure). Returns out.
+ * parameters are captured by closure; the node is GradFn.opaque). Returns out.
  */
 /**
  * GradFn.addInto around an op's own, with backward's released check. Untimed by the op table's
@@ -117,6 +117,7 @@ export function record(
       return profiling ? timedBackward(name, () => backward(g)) : backward(g); // k.profile: one branch when off
     },
     ...(opts.addInto ? { addInto: addIntoOf(name, opts.addInto, () => released) } : {}),
+    ...(opts.always ? { opaque: true } : {}),
     release() {
       if (released) return;
       released = true;

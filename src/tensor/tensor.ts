@@ -21,6 +21,8 @@ export interface GradFn {
    * false (having written nothing) where it cannot; backward then runs as usual.
    */
   addInto?(dst: Tensor, gradOut: Tensor): boolean;
+  /** its backward runs a backward pass of its own (a checkpointed region's recomputation), reaching leaves that `next` does not list */
+  readonly opaque?: boolean;
   /** frees the tensors saved for backward (idempotent) */
   release(): void;
   readonly released: boolean;

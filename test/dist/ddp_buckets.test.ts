@@ -1,8 +1,9 @@
 // DistributedDataParallel's bucketing on a 1-rank group (the sum over one rank is the identity, so
 // the gradients must come back unchanged): reductions start inside backward as gradients become
 // final (one per full bucket), a backward that is not armed (an accumulation micro-step) issues
-// none; buckets start in the plan's order (a bucket waiting for an unused weight holds the later
-// ones back until finish()); the gradients end as views of one region that every step reuses (the
+// none; buckets start in the plan's order (a weight the backward does not reach goes in as zeros as
+// it starts; inside a checkpointed region that is known only at finish(), and its bucket holds the
+// later ones back until then); the gradients end as views of one region that every step reuses (the
 // all-reduce sums them there, nothing is copied back).
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -65,20 +66,24 @@ async function bucketPerWeight(): Promise<{ pg: Awaited<ReturnType<typeof initPr
   return { pg, ddp: new DistributedDataParallel(pg, 4), started };
 }
 
-test('buckets start in the order of the plan (the parameters reversed): one waiting for an unused weight holds the later ones until finish()', async () => {
-  const { pg, ddp, started } = await bucketPerWeight();
-  const sizes = [[3, 4], [4, 5], [4, 2]];
-  const [w1, w2, w3] = sizes.map(([r, c]) => k.tensor(Float32Array.from({ length: r * c }, (_, i) => Math.sin(i + r)), { shape: [r, c], backend: 'cpu' }).requiresGrad_(true));
-  const x = k.tensor(Float32Array.from({ length: 6 }, (_, i) => i / 3 - 1), { shape: [2, 3], backend: 'cpu' });
-  ddp.arm([w1, w2, w3]);
-  const y = k.matmul(k.matmul(x, w1), k.tensor(Float32Array.from({ length: 8 }, (_, i) => i / 8), { shape: [4, 2], backend: 'cpu' })); // w2 unused
-  k.matmul(y, k.narrow(w3, 0, 0, 2)).sum().backward(); // and w3's first two rows
-  assert.deepEqual(started, [8], 'inside backward: w3 (the plan\'s first), not w1 (after the unused w2)');
-  await ddp.finish([w1, w2, w3]);
-  assert.deepEqual(started, [8, 20, 12], 'finish(): w2 (as zeros), then w1');
-  assertClose(w2.grad!, new Float32Array(20), { atol: 0, rtol: 0, what: 'the unused w2\'s gradient' });
-  pg.destroy();
-});
+for (const checkpointed of [false, true]) {
+  test(`buckets start in the order of the plan (the parameters reversed), an unused weight as zeros ${checkpointed ? 'at finish() (a checkpointed region hides what backward reaches), holding the later buckets till then' : 'as backward starts (find_unused_parameters)'}`, async () => {
+    const { pg, ddp, started } = await bucketPerWeight();
+    const sizes = [[3, 4], [4, 5], [4, 2]];
+    const [w1, w2, w3] = sizes.map(([r, c]) => k.tensor(Float32Array.from({ length: r * c }, (_, i) => Math.sin(i + r)), { shape: [r, c], backend: 'cpu' }).requiresGrad_(true));
+    const x = k.tensor(Float32Array.from({ length: 6 }, (_, i) => i / 3 - 1), { shape: [2, 3], backend: 'cpu' });
+    ddp.arm([w1, w2, w3]);
+    const h = checkpointed ? k.checkpoint((a) => k.matmul(a, w1), x) : k.matmul(x, w1);
+    const y = k.matmul(h, k.tensor(Float32Array.from({ length: 8 }, (_, i) => i / 8), { shape: [4, 2], backend: 'cpu' })); // w2 unused
+    k.matmul(y, k.narrow(w3, 0, 0, 2)).sum().backward(); // and w3's first two rows
+    if (checkpointed) assert.deepEqual(started, [8], 'inside backward: w3 (the plan\'s first), not w1 (after w2, not known unused)');
+    else assert.deepEqual(started, [8, 20, 12], 'inside backward: w3, w2 (zeros since backward began), w1');
+    await ddp.finish([w1, w2, w3]);
+    assert.deepEqual(started, [8, 20, 12], 'after finish(): w3, w2, w1');
+    assertClose(w2.grad!, new Float32Array(20), { atol: 0, rtol: 0, what: 'the unused w2\'s gradient' });
+    pg.destroy();
+  });
+}
 
 test('after the first step the buckets follow the order the gradients arrived in (rank 0\'s), not the parameters reversed', async () => {
   const { pg, ddp, started } = await bucketPerWeight();
