@@ -229,8 +229,20 @@ function walk(roots: readonly Tensor[], grads: readonly (Tensor | undefined)[], 
     if (running.length === 1 && nextBackward.length) {
       const listeners = nextBackward;
       nextBackward = [];
-      const reached = opaque ? null : new Set([...leaves.keys(), ...leafGrads.keys()]);
-      for (const fn of listeners) fn(reached);
+      const reached = opaque ? null : new Set(leaves.keys()); // the roots that are leaves included
+      // each listener runs; the first error is rethrown after them (before any gradient exists)
+      let failure: { error: unknown } | null = null;
+      for (const fn of listeners) {
+        try {
+          fn(reached);
+        } catch (error) {
+          failure ??= { error };
+        }
+      }
+      if (failure) {
+        for (const g of leafGrads.values()) g.dispose();
+        throw failure.error;
+      }
     }
     for (const [leaf, g] of [...leafGrads]) {
       leafGrads.delete(leaf);

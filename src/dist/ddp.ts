@@ -104,6 +104,8 @@ export class DistributedDataParallel implements DataParallel {
   }
 
   arm(params: readonly Tensor[]): void {
+    for (const off of this.disarm ?? []) off(); // an arming that never reached finish() (its step failed)
+    this.disarm = null;
     const numel = numelOf(params);
     if (!this.group.startsNow || numel === 0 || params.some((p) => p.dtype !== 'float32' || p.backendName !== 'cpu')) {
       this.bucketViews?.dispose();

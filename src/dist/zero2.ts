@@ -57,6 +57,8 @@ interface Bucket extends PlannedBucket {
   work: Work | null;
   /** its place in the fill order over every group (which end of the bucket region it takes) */
   index: number;
+  /** its parameters known unused this step (by index): written (zeros or their accumulated gradient) just before it reduces, so that no bucket takes its buffer before its first gradient comes */
+  unused: number[];
 }
 
 interface Arena<O> {
@@ -79,7 +81,8 @@ const LINE_ELEMENTS = 16;
 export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private readonly arenas: Arena<O>[];
   private readonly bucketOf = new Map<Tensor, { bucket: Bucket; index: number }>();
-  private unhook: (() => void)[] = [];
+  /** removes the hooks (and the start-of-backward listener) that arm() set; null when not armed */
+  private unhook: (() => void)[] | null = null;
   /** the bucket whose reduceScatter was started last (its buffer goes when the next one starts) */
   private last: Bucket | null = null;
   /** every group's buckets in the order they start (their index), and the next to start */
@@ -115,7 +118,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
         const buckets = plan.buckets.map((b) => {
           const shard = keep(group.shared(b.length / N, 'float32', 'param'));
           sliceInto(b, shard);
-          return { ...b, owner: shard, ownerAt: 0, flat: null, ready: 0, work: null, index: filled++ };
+          return { ...b, owner: shard, ownerAt: 0, flat: null, ready: 0, work: null, index: filled++, unused: [] };
         });
         return { params: g.params, shards: buckets.map((b) => b.owner), buckets, options: g.options };
       }
@@ -123,7 +126,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
       const shard = keep(group.shared(plan.shardLength, 'float32', 'param'));
       const buckets = plan.buckets.map((b) => {
         tidy(() => sliceInto(b, narrow(shard, 0, b.shardOffset, b.length / N))); // bucket by bucket: one bucket's full copy at a time
-        return { ...b, owner: shard, ownerAt: b.shardOffset, flat: null, ready: 0, work: null, index: filled++ };
+        return { ...b, owner: shard, ownerAt: b.shardOffset, flat: null, ready: 0, work: null, index: filled++, unused: [] };
       });
       return { params: g.params, shards: [shard], buckets, options: g.options };
     });
@@ -164,22 +167,25 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   }
 
   override arm(params: readonly Tensor[]): void {
+    for (const off of this.unhook ?? []) off(); // an arming that never reached finish() (its step failed)
+    this.unhook = null;
     for (const s of this.shards()) {
       s.grad?.dispose();
       // every element is written by its bucket's reduceScatter (padding included): nothing to zero
       s.grad = memory.withTag('grad', () => keep(empty([s.numel], 'float32', { backend: s.backendName })));
     }
-    for (const b of this.order) b.ready = 0;
+    for (const b of this.order) (b.ready = 0), (b.unused = []);
     this.nextToReduce = 0;
     this.copied.clear();
     const stray = params.filter((p) => !this.bucketOf.has(p));
     if (stray.length) throw new Error(`ZeRO stage ${this.stage}: ${stray.length} trainable parameter(s) (first [${stray[0].shape.join(', ')}]) are in no parameter group given to ZeroStage${this.stage}`);
-    this.unhook = [...params.map((p) => p.registerHook(() => this.gradReady(p))), readyUnused(this.order.flatMap((b) => b.params), (p) => this.copied.has(p), (p) => this.gradReady(p))];
+    this.unhook = [...params.map((p) => p.registerHook(() => this.gradReady(p))), readyUnused(this.order.flatMap((b) => b.params), (p) => this.copied.has(p), (p) => this.gradReady(p, false))];
   }
 
   override async finish(params: readonly Tensor[]): Promise<void> {
+    if (!this.unhook) throw new Error(`ZeRO stage ${this.stage}: finish() without arm() (every rank must arm the same parameters before the backward whose gradients it reduces)`);
     for (const off of this.unhook) off();
-    this.unhook = [];
+    this.unhook = null;
     await this.settleMeetings();
     // a parameter whose hook never fired (unused in this forward, or unarmed) still goes in, as
     // its accumulated .grad or zeros, so every rank reduces every bucket, in plan order
@@ -244,10 +250,29 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   /** parameters whose gradient went into a bucket since arm() */
   private readonly copied = new Set<Tensor>();
 
-  /** A final gradient: into its bucket's buffer (freed from .grad); the full buckets from the next one on start reducing. */
-  private gradReady(p: Tensor): void {
+  /**
+   * A final gradient, counted in its bucket and copied into its buffer (freed from .grad), or, for a
+   * weight known unused this step (`now` false), written just before the bucket reduces; the full
+   * buckets from the next one on start reducing.
+   */
+  private gradReady(p: Tensor, now = true): void {
     const { bucket: b, index } = this.bucketOf.get(p)!;
     if (this.copied.has(p)) throw finalTwice(`ZeRO stage ${this.stage}`, p);
+    this.copied.add(p);
+    if (now) this.write(b, index);
+    else b.unused.push(index);
+    b.ready++;
+    while (this.nextToReduce < this.order.length && this.order[this.nextToReduce].ready === this.order[this.nextToReduce].params.length) {
+      const next = this.order[this.nextToReduce++];
+      for (const i of next.unused) this.write(next, i);
+      next.unused = [];
+      this.reduce(next);
+    }
+  }
+
+  /** The bucket's index-th gradient (its .grad, or zeros) into its place in the bucket's buffer. */
+  private write(b: Bucket, index: number): void {
+    const p = b.params[index];
     b.flat ??= memory.withTag('grad', () => keep(noGrad(() => this.region.acquire(b, b.index, b.length, b.params.reduce((n, q) => n + q.numel, 0), p.backendName))));
     noGrad(() => tidy(() => {
       const into = reshape(narrow(b.flat!, 0, b.offsets[index], p.numel), p.shape);
@@ -255,9 +280,6 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
       else backendOf(p).kernels.fill(into, 0); // the region holds an earlier bucket's values
     }));
     if (p.grad && this.stage === 2) p.zeroGrad(); // the bucket holds it now
-    this.copied.add(p);
-    b.ready++;
-    while (this.nextToReduce < this.order.length && this.order[this.nextToReduce].ready === this.order[this.nextToReduce].params.length) this.reduce(this.order[this.nextToReduce++]);
   }
 
   /** Starts the bucket's reduceScatter into this rank's slice of the shard gradient, then frees the previous bucket's buffer. */

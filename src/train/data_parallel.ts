@@ -23,7 +23,11 @@ export interface ShardLayout {
 export interface DataParallel {
   readonly rank: number;
   readonly worldSize: number;
-  /** arms the gradient hooks for one backward (the step's last micro-batch): reductions start as gradients become final */
+  /**
+   * arms the gradient hooks for one backward (the step's last micro-batch): reductions start as
+   * gradients become final. That backward must be the next outermost one: the parameters it does
+   * not reach count as unused this step (zeros). Arming again drops the earlier arming.
+   */
   arm(params: readonly Tensor[]): void;
   /** resolves once every parameter's .grad holds the sum over ranks; disarms the hooks */
   finish(params: readonly Tensor[]): Promise<void>;

@@ -117,3 +117,15 @@ test('a gradient final twice in one backward (a weight in two checkpointed regio
   assert.throws(() => k.mul(y, y).sum().backward(), /'shared\.weight' was final twice while armed/);
   pg.destroy();
 });
+
+test('finish() without arm() is an error; arming twice drops the first arming', async () => {
+  const { pg, ddp } = await bucketPerWeight();
+  const w = k.tensor(Float32Array.from({ length: 4 }, (_, i) => (i + 1) / 5), { shape: [2, 2], backend: 'cpu' }).requiresGrad_(true);
+  await assert.rejects(ddp.finish([w]), /data parallel: finish\(\) without arm\(\)/);
+  ddp.arm([w]);
+  ddp.arm([w]); // the first arming's hooks would make w's gradient final twice
+  k.mul(w, w).sum().backward();
+  await ddp.finish([w]);
+  assertClose(w.grad!, [0.4, 0.8, 1.2, 1.6], { atol: 1e-7, rtol: 0, what: 'd(sum w²)/dw = 2w' });
+  pg.destroy();
+});

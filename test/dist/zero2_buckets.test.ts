@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { initProcessGroup } from '../../src/dist/init.js';
+import { BucketRegion } from '../../src/dist/bucket_region.js';
 import { ZeroStage2 } from '../../src/dist/zero2.js';
 import { CausalLM } from '../../src/models/causal_lm.js';
 import { decoderConfig } from '../../src/models/registry.js';
@@ -68,5 +69,46 @@ test('a gradient final twice while armed (a weight in two checkpointed regions) 
   z.arm([w]);
   const y = k.checkpoint(block, k.checkpoint(block, x));
   assert.throws(() => k.mul(y, y).sum().backward(), /ZeRO stage 2: .*'shared\.weight' was final twice while armed/);
+  pg.destroy();
+});
+
+test('a weight unused this step takes no bucket buffer before its turn: every bucket fills its place in the region, none a buffer of its own', async () => {
+  const pg = await initProcessGroup({ env: {}, timeoutMs: 10_000 });
+  const ws = Array.from({ length: 6 }, (_, i) => k.tensor(Float32Array.from({ length: 16 }, (_, j) => Math.sin(i * 16 + j) / 2), { shape: [4, 4], backend: 'cpu' }).requiresGrad_(true));
+  const z = new ZeroStage2(pg, [{ params: ws }], 16 * 4); // a bucket per weight, filled w5, w4, ..., w0
+  const own: number[] = []; // buckets that found no place in the region
+  const fits = BucketRegion.prototype.fits;
+  BucketRegion.prototype.fits = function (this: BucketRegion, index: number, length: number) {
+    const ok = fits.call(this, index, length);
+    if (!ok) own.push(index);
+    return ok;
+  };
+  try {
+    z.arm(ws);
+    let y = k.tensor(Float32Array.from({ length: 8 }, (_, j) => Math.cos(j)), { shape: [2, 4], backend: 'cpu' });
+    for (const w of ws.slice(1)) y = k.tanh(k.matmul(y, w)); // w0, the last bucket, unused
+    k.mul(y, y).sum().backward();
+    await z.finish(ws);
+  } finally {
+    BucketRegion.prototype.fits = fits;
+  }
+  assert.deepEqual(own, [], 'buckets (by fill index) that took a buffer of their own');
+  const layout = z.shardLayout();
+  const shard = layout.groups[0].shard.grad!.toFloat32Array();
+  const w0 = layout.groups[0].pieces.find((p) => p.param === ws[0])!;
+  assert.deepEqual([...shard.subarray(w0.at, w0.at + w0.length)], new Array(16).fill(0), 'the unused w0 reduced as zeros');
+  pg.destroy();
+});
+
+test('finish() without arm() is an error; arming twice drops the first arming', async () => {
+  const pg = await initProcessGroup({ env: {}, timeoutMs: 10_000 });
+  const w = k.tensor(Float32Array.from({ length: 4 }, (_, i) => (i + 1) / 5), { shape: [2, 2], backend: 'cpu' }).requiresGrad_(true);
+  const z = new ZeroStage2(pg, [{ params: [w] }], 4);
+  await assert.rejects(z.finish([w]), /ZeRO stage 2: finish\(\) without arm\(\)/);
+  z.arm([w]);
+  z.arm([w]); // the first arming's hooks would make w's gradient final twice
+  k.mul(w, w).sum().backward();
+  await z.finish([w]);
+  assertClose(z.shardGroups[0].params[0].grad!.toFloat32Array().subarray(0, 4), [0.4, 0.8, 1.2, 1.6], { atol: 1e-7, what: 'd(sum w²)/dw = 2w' });
   pg.destroy();
 });
