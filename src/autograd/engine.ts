@@ -175,17 +175,23 @@ export function runBackward(roots: readonly Tensor[], grads: readonly (Tensor | 
   } finally {
     running.pop();
   }
-  // a callback may queue no more (the pass is over): each one runs once, in the order queued, and
-  // one that throws does not keep the others from running (the first error is rethrown after them)
+  // a callback may queue no more (the pass is over): each one runs once, in the order queued
+  runEach(callbacks.map((fn) => () => noGrad(fn)));
+}
+
+/** Runs every fn, one that throws not keeping the others from running; the first error is rethrown after them. */
+function runEach(fns: readonly (() => void)[], beforeRethrow?: () => void): void {
   let failure: { error: unknown } | null = null;
-  for (const fn of callbacks) {
+  for (const fn of fns) {
     try {
-      noGrad(fn);
+      fn();
     } catch (error) {
       failure ??= { error };
     }
   }
-  if (failure) throw failure.error;
+  if (!failure) return;
+  beforeRethrow?.();
+  throw failure.error;
 }
 
 function walk(roots: readonly Tensor[], grads: readonly (Tensor | undefined)[], opts: BackwardOptions): void {
@@ -230,19 +236,8 @@ function walk(roots: readonly Tensor[], grads: readonly (Tensor | undefined)[], 
       const listeners = nextBackward;
       nextBackward = [];
       const reached = opaque ? null : new Set(leaves.keys()); // the roots that are leaves included
-      // each listener runs; the first error is rethrown after them (before any gradient exists)
-      let failure: { error: unknown } | null = null;
-      for (const fn of listeners) {
-        try {
-          fn(reached);
-        } catch (error) {
-          failure ??= { error };
-        }
-      }
-      if (failure) {
-        for (const g of leafGrads.values()) g.dispose();
-        throw failure.error;
-      }
+      // before any gradient exists: an error leaves only the roots' own gradients to free
+      runEach(listeners.map((fn) => () => fn(reached)), () => leafGrads.forEach((g) => g.dispose()));
     }
     for (const [leaf, g] of [...leafGrads]) {
       leafGrads.delete(leaf);

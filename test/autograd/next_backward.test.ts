@@ -39,3 +39,15 @@ test('a cancelled listener does not run', () => {
   k.mul(a, a).sum().backward();
   assert.equal(ran, false);
 });
+
+test('a listener that throws stops that backward before any gradient; the other listeners still run', () => {
+  const a = leaf(2, 7);
+  let ran = false;
+  onNextBackward(() => {
+    throw new Error('listener failed');
+  });
+  onNextBackward(() => void (ran = true));
+  assert.throws(() => k.mul(a, a).sum().backward(), /listener failed/);
+  assert.equal(ran, true);
+  assert.equal(a.grad, null);
+});
