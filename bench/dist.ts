@@ -6,7 +6,14 @@
 // bandwidth (nccl-tests' convention: allReduce × 2(N-1)/N, the others × (N-1)/N), next to a
 // single-process copy of the same bytes into a fresh tensor (a yardstick that includes
 // first-touch page faults); the ratios are MPI's time / shared memory's (> 1: shared memory faster).
-// Run: npm run bench:dist -- [--ranks 2] [--sizes 1,4,16,64,256] [--runs 5] [--transports shm,openmpi,mpich]
+// Shared memory is timed twice: on ordinary tensors (copied through the segment's slots, copy in and
+// copy out) and, as ZeRO's buckets and shards are, on tensors from group.shared() (each rank reads the
+// peers' buffers in place: one copy, as MPI's single-copy shared-memory transfers make; checked to
+// have run in place by ProcessGroup.inPlaceCalls, their results by the collective tests).
+// A noisy machine moves a small call's time by half from minute to minute: --repeats R runs the
+// transports R times in turn and reports each time and ratio as the median over the rounds (each
+// round's ratio from the transports run minutes apart at most).
+// Run: npm run bench:dist -- [--ranks 2] [--sizes 1,4,16,64,256] [--runs 5] [--repeats 1] [--transports shm,openmpi,mpich]
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -20,13 +27,13 @@ import { median, writeResult } from './lib/report.js';
 
 const { values } = parseArgs({ options: {
   ranks: { type: 'string', default: '2' }, sizes: { type: 'string', default: '1,4,16,64,256' }, runs: { type: 'string', default: '5' },
-  transports: { type: 'string', default: 'shm,openmpi,mpich' },
+  transports: { type: 'string', default: 'shm,openmpi,mpich' }, repeats: { type: 'string', default: '1' },
 } });
 const TRANSPORTS = ['shm', 'openmpi', 'mpich'] as const;
 type BenchTransport = (typeof TRANSPORTS)[number];
 const MB = 1 << 20;
 
-interface Row { op: string; mb: number; ms: number; algGBs: number; busGBs: number; copyGBs: number }
+interface Row { op: string; mb: number; ms: number; algGBs: number; busGBs: number; copyGBs: number; inPlaceMs?: number }
 
 async function time(pg: ProcessGroup, runs: number, fn: () => PromiseLike<void>): Promise<number> {
   await fn(); // warm-up: faults the buffers' pages in
@@ -58,22 +65,31 @@ async function rankMain(): Promise<void> {
     const copyMs = await time(pg, runs, async () => k.clone(x).dispose());
     const row = (op: string, ms: number, busFactor: number): Row =>
       ({ op, mb, ms, algGBs: bytes / ms / 1e6, busGBs: (bytes / ms / 1e6) * busFactor, copyGBs: bytes / copyMs / 1e6 });
+    // where the transport shares memory: the same calls on shared() buffers (each read in place)
+    const shared = pg.sharesMemory ? { x: pg.shared(n), shard: pg.shared(n / N), full: pg.shared(n), mine: pg.shared(n / N) } : null;
+    const inPlace = async (op: string, fn: (t: NonNullable<typeof shared>) => PromiseLike<void>): Promise<Partial<Row>> => {
+      if (!shared) return {};
+      const calls = pg.inPlaceCalls;
+      const ms = await time(pg, runs, () => fn(shared));
+      if (pg.inPlaceCalls - calls < runs + 1) throw new Error(`${op} ${mb} MB on shared() buffers did not run in place`);
+      return { inPlaceMs: ms };
+    };
     // allReduce sum of (r + 1): N(N+1)/2 everywhere after one call; later calls keep growing, so check the first
     const check = k.full([n], r + 1, { backend: 'cpu' });
     await pg.allReduce(check, 'sum');
     expectAll(check, () => (N * (N + 1)) / 2, `allReduce ${mb} MB`);
     check.dispose();
-    rows.push(row('allReduce', await time(pg, runs, () => pg.allReduce(x, 'max')), (2 * (N - 1)) / N));
+    rows.push({ ...row('allReduce', await time(pg, runs, () => pg.allReduce(x, 'max')), (2 * (N - 1)) / N), ...(await inPlace('allReduce', (t) => pg.allReduce(t.x, 'max'))) });
     const shard = k.zeros([n / N], { backend: 'cpu' });
     const full = k.full([n], r + 1, { backend: 'cpu' });
     await pg.reduceScatter(shard, full, 'sum');
     expectAll(shard, () => (N * (N + 1)) / 2, `reduceScatter ${mb} MB`);
-    rows.push(row('reduceScatter', await time(pg, runs, () => pg.reduceScatter(shard, full, 'sum')), (N - 1) / N));
+    rows.push({ ...row('reduceScatter', await time(pg, runs, () => pg.reduceScatter(shard, full, 'sum')), (N - 1) / N), ...(await inPlace('reduceScatter', (t) => pg.reduceScatter(t.shard, t.full, 'sum'))) });
     const mine = k.full([n / N], r + 1, { backend: 'cpu' });
     await pg.allGather(full, mine);
     expectAll(full, (i) => Math.floor(i / (n / N)) + 1, `allGather ${mb} MB`);
-    rows.push(row('allGather', await time(pg, runs, () => pg.allGather(full, mine)), (N - 1) / N));
-    for (const t of [x, shard, full, mine]) t.dispose();
+    rows.push({ ...row('allGather', await time(pg, runs, () => pg.allGather(full, mine)), (N - 1) / N), ...(await inPlace('allGather', (t) => pg.allGather(t.full, t.mine))) });
+    for (const t of [x, shard, full, mine, ...Object.values(shared ?? {})]) t.dispose();
   }
   pg.destroy();
   // on stderr: the launcher hands each stderr line to main's handler
@@ -98,21 +114,33 @@ async function main(): Promise<void> {
     if (!TRANSPORTS.includes(t as BenchTransport)) throw new Error(`--transports: '${t}' is not one of ${TRANSPORTS.join(', ')}`);
     return t as BenchTransport;
   });
-  const results: Partial<Record<BenchTransport, Row[]>> = {};
-  for (const t of transports) results[t] = await runOn(t, ranks);
-  const base = results.shm;
-  console.log(`collectives, ${ranks} ranks, float32, median of ${values.runs} (ms; bus GB/s; ratio = MPI time / shm time)`);
-  console.log(`op             MB ${transports.map((t) => `${t.padStart(9)} ms  bus GB/s`).join(' ')}  copy GB/s ${transports.filter((t) => t !== 'shm' && base).map((t) => `${t}/shm`.padStart(12)).join('')}`);
-  const rows = (results[transports[0]] ?? []).map((r0, i) => {
-    const per = Object.fromEntries(transports.map((t) => [t, results[t]![i]]));
-    const ratios = Object.fromEntries(transports.filter((t) => t !== 'shm' && base).map((t) => [`${t}_over_shm`, per[t].ms / base![i].ms]));
-    console.log(`${r0.op.padEnd(13)} ${String(r0.mb).padStart(4)} ${transports.map((t) => `${fmt(per[t].ms, 12)} ${fmt(per[t].busGBs, 9)}`).join(' ')} ${fmt(r0.copyGBs, 10)} ${Object.values(ratios).map((v) => fmt(v, 12)).join('')}`);
-    return { op: r0.op, mb: r0.mb, ...Object.fromEntries(transports.map((t) => [t, per[t]])), ...ratios };
+  const rounds: Partial<Record<BenchTransport, Row[]>>[] = [];
+  for (let i = 0; i < Number(values.repeats); i++) {
+    const round: Partial<Record<BenchTransport, Row[]>> = {};
+    for (const t of transports) round[t] = await runOn(t, ranks);
+    rounds.push(round);
+  }
+  const hasShm = transports.includes('shm');
+  const mpis = transports.filter((t) => t !== 'shm' && hasShm);
+  const med = (f: (round: Partial<Record<BenchTransport, Row[]>>) => number): number => median(rounds.map(f));
+  console.log(`collectives, ${ranks} ranks, float32, median of ${values.runs} calls${rounds.length > 1 ? `, then of ${rounds.length} rounds` : ''} (ms; bus GB/s; ratio = MPI time / shm time)`);
+  console.log(`op             MB ${transports.map((t) => `${t.padStart(9)} ms  bus GB/s`).join(' ')}${hasShm ? '  in place ms' : ''}  copy GB/s ${mpis.map((t) => `${t}/shm`.padStart(12)).join('')}${mpis.map((t) => `${t}/in place`.padStart(18)).join('')}`);
+  const rows = (rounds[0][transports[0]] ?? []).map((r0, i) => {
+    const per = Object.fromEntries(transports.map((t) => {
+      const ms = med((r) => r[t]![i].ms);
+      return [t, { ...r0, ms, algGBs: (r0.algGBs * r0.ms) / ms, busGBs: (r0.busGBs * r0.ms) / ms, copyGBs: med((r) => r[t]![i].copyGBs), inPlaceMs: t === 'shm' && r0.inPlaceMs !== undefined ? med((r) => r.shm![i].inPlaceMs!) : undefined }];
+    })) as Record<BenchTransport, Row>;
+    const inPlaceMs = hasShm ? per.shm.inPlaceMs : undefined;
+    const ratios = Object.fromEntries(mpis.map((t) => [`${t}_over_shm`, med((r) => r[t]![i].ms / r.shm![i].ms)]));
+    const inPlaceRatios = Object.fromEntries(mpis.flatMap((t) => (inPlaceMs ? [[`${t}_over_shm_in_place`, med((r) => r[t]![i].ms / r.shm![i].inPlaceMs!)]] : [])));
+    const byRound = Object.fromEntries(mpis.flatMap((t) => [[`${t}_over_shm_by_round`, rounds.map((r) => r[t]![i].ms / r.shm![i].ms)], ...(inPlaceMs ? [[`${t}_over_shm_in_place_by_round`, rounds.map((r) => r[t]![i].ms / r.shm![i].inPlaceMs!)]] : [])]));
+    console.log(`${r0.op.padEnd(13)} ${String(r0.mb).padStart(4)} ${transports.map((t) => `${fmt(per[t].ms, 12)} ${fmt(per[t].busGBs, 9)}`).join(' ')}${hasShm ? fmt(inPlaceMs ?? NaN, 13) : ''} ${fmt(per[transports[0]].copyGBs, 10)} ${Object.values(ratios).map((v) => fmt(v, 12)).join('')}${Object.values(inPlaceRatios).map((v) => fmt(v, 18)).join('')}`);
+    return { op: r0.op, mb: r0.mb, ...per, ...ratios, ...inPlaceRatios, ...(rounds.length > 1 ? byRound : {}) };
   });
   const path = writeResult('dist', {
-    ranks, runs: Number(values.runs), transports, loadavg: loadavg(), slotBytes: Number(process.env.KESTREL_DIST_SLOT_BYTES ?? DEFAULT_SLOT_BYTES), dtype: 'float32',
+    ranks, runs: Number(values.runs), repeats: rounds.length, transports, loadavg: loadavg(), slotBytes: Number(process.env.KESTREL_DIST_SLOT_BYTES ?? DEFAULT_SLOT_BYTES), dtype: 'float32',
     peer: 'MPI transport (MPI_Iallreduce / MPI_Ireduce_scatter_block / MPI_Iallgather in 16 MiB pieces) under Open MPI 4.1.4 and MPICH 4.0.2 mpirun',
-    ratio: 'MPI time / shared-memory time per op and size (> 1: shared memory faster)', rows,
+    ratio: 'MPI time / shared-memory time per op and size (> 1: shared memory faster); _in_place: against shared memory on shared() buffers (read in place, as ZeRO\'s are)', spinUs: Number(process.env.KESTREL_DIST_SPIN_US ?? 50), rows,
   });
   console.log(`wrote ${path}`);
 }

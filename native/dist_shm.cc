@@ -32,6 +32,7 @@
 #include <atomic>
 #include <chrono>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -150,7 +151,19 @@ void post(uint32_t* p, uint32_t v) {
 
 std::string who(const Segment& s, int r) { return "rank " + std::to_string(s.global[size_t(r)]); }
 
-// Waits until *p reaches target: a short spin, then futex sleeps of 20 ms between which the
+// How long a wait yields the core before it sleeps (KESTREL_DIST_SPIN_US, microseconds; default 50).
+int64_t spin_ns() {
+  static const int64_t ns = [] {
+    const char* e = std::getenv("KESTREL_DIST_SPIN_US");
+    const long long us = e ? std::atoll(e) : 50;
+    return int64_t(std::clamp<long long>(us, 0, 1000000)) * 1000;
+  }();
+  return ns;
+}
+
+// Waits until *p reaches target: a short spin, then yields of the core for spin_ns() (a peer a few
+// microseconds behind is met without a sleep and its wake-up, as MPI's progress loops do; a yield
+// lets an oversubscribed core run the peer), then futex sleeps of 20 ms between which the
 // deadline and the peer's process are checked, so a dead or hung rank is an error that names it.
 void wait_for(const Segment& s, const uint32_t* p, uint32_t target, int r, const DistCall& c, Clock::time_point deadline) {
   for (int i = 0; i < 256; i++) {
@@ -158,6 +171,13 @@ void wait_for(const Segment& s, const uint32_t* p, uint32_t target, int r, const
 #if defined(__x86_64__)
     __builtin_ia32_pause();
 #endif
+  }
+  if (const int64_t ns = spin_ns()) {
+    const auto until = Clock::now() + std::chrono::nanoseconds(ns);
+    do {
+      if (reached(load(p), target)) return;
+      sched_yield();
+    } while (Clock::now() < until);
   }
   for (;;) {
     uint32_t v = load(p);
@@ -293,7 +313,7 @@ struct Pieces {
 
 // The in-place path (see the file comment), after the first phase; false when some member's
 // buffers do not allow it (every member sees the same control lines, so all decide alike).
-bool run_shared(Segment& s, const DistCall& c, Clock::time_point deadline) {
+bool run_shared(Segment& s, const DistCall& c, Clock::time_point deadline, bool own_copied) {
   for (int r = 0; r < s.world; r++)
     if (s.control(r)->src_share < 0) return false;
   const size_t eb = dist_dtype_bytes(c.dtype), N = size_t(s.world), me = size_t(s.rank), n = c.count;
@@ -306,7 +326,7 @@ bool run_shared(Segment& s, const DistCall& c, Clock::time_point deadline) {
       break;
     case DistOp::AllGather:
       for (size_t r = 0; r < N; r++)
-        if (c.dst + r * n * eb != src(r)) std::memcpy(c.dst + r * n * eb, src(r), n * eb);
+        if (c.dst + r * n * eb != src(r) && !(own_copied && r == me)) std::memcpy(c.dst + r * n * eb, src(r), n * eb);
       break;
     case DistOp::AllReduce: {
       // member r reduces elements [r n / N, (r + 1) n / N) into its own output, then all copy the others' blocks
@@ -336,8 +356,12 @@ void run_collective(Segment& s, const DistCall& c, Clock::time_point deadline) {
   }
   // a group with shared regions meets once first, so that every member knows whether all buffers allow the in-place path
   if (!s.shares.empty() && (c.op == DistOp::AllReduce || c.op == DistOp::ReduceScatter || c.op == DistOp::AllGather)) {
+    // an all-gather's own block needs no peer: copied while the others arrive (no peer reads this
+    // output between calls; on the slot path the same bytes are written again from the slot)
+    const bool own_early = c.op == DistOp::AllGather && s.locate(c.src, n * eb).first >= 0 && !overlap(c.dst, N * n * eb, c.src, n * eb);
+    if (own_early) std::memcpy(c.dst + me * n * eb, c.src, n * eb);
     meet();
-    if (run_shared(s, c, deadline)) return;
+    if (run_shared(s, c, deadline, own_early)) return;
   }
   const bool packed = c.op == DistOp::ReduceScatter || c.op == DistOp::AllToAll;  // each rank sends N blocks
   Pieces p{std::max<size_t>(1, s.slot_bytes / eb / (packed ? N : 1)), n};
