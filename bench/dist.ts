@@ -58,15 +58,20 @@ async function rankMain(): Promise<void> {
   const r = pg.rank;
   const runs = Number(values.runs);
   const rows: Row[] = [];
-  for (const mb of values.sizes!.split(',').map(Number)) {
+  const sizes = values.sizes!.split(',').map(Number);
+  // where the transport shares memory: shared() buffers of the largest size, viewed at each size
+  // (a region stays mapped until the group closes, so one set serves every size)
+  const most = (Math.max(...sizes) * MB) / 4;
+  const regions = pg.sharesMemory ? { x: pg.shared(most), shard: pg.shared(most / N), full: pg.shared(most), mine: pg.shared(most / N) } : null;
+  for (const mb of sizes) {
     const n = (mb * MB) / 4;
     const bytes = mb * MB;
     const x = k.full([n], r + 1, { backend: 'cpu' });
     const copyMs = await time(pg, runs, async () => k.clone(x).dispose());
     const row = (op: string, ms: number, busFactor: number): Row =>
       ({ op, mb, ms, algGBs: bytes / ms / 1e6, busGBs: (bytes / ms / 1e6) * busFactor, copyGBs: bytes / copyMs / 1e6 });
-    // where the transport shares memory: the same calls on shared() buffers (each read in place)
-    const shared = pg.sharesMemory ? { x: pg.shared(n), shard: pg.shared(n / N), full: pg.shared(n), mine: pg.shared(n / N) } : null;
+    // the same calls on shared() buffers (each read in place)
+    const shared = regions && { x: k.narrow(regions.x, 0, 0, n), shard: k.narrow(regions.shard, 0, 0, n / N), full: k.narrow(regions.full, 0, 0, n), mine: k.narrow(regions.mine, 0, 0, n / N) };
     const inPlace = async (op: string, fn: (t: NonNullable<typeof shared>) => PromiseLike<void>): Promise<Partial<Row>> => {
       if (!shared) return {};
       const calls = pg.inPlaceCalls;
@@ -91,6 +96,7 @@ async function rankMain(): Promise<void> {
     rows.push({ ...row('allGather', await time(pg, runs, () => pg.allGather(full, mine)), (N - 1) / N), ...(await inPlace('allGather', (t) => pg.allGather(t.full, t.mine))) });
     for (const t of [x, shard, full, mine, ...Object.values(shared ?? {})]) t.dispose();
   }
+  for (const t of Object.values(regions ?? {})) t.dispose();
   pg.destroy();
   // on stderr: the launcher hands each stderr line to main's handler
   if (r === 0) process.stderr.write(`RESULT ${JSON.stringify(rows)}\n`);
@@ -115,7 +121,9 @@ async function main(): Promise<void> {
     return t as BenchTransport;
   });
   const rounds: Partial<Record<BenchTransport, Row[]>>[] = [];
-  for (let i = 0; i < Number(values.repeats); i++) {
+  const repeats = Number(values.repeats);
+  if (!(Number.isInteger(repeats) && repeats >= 1)) throw new Error(`--repeats ${values.repeats}: an integer >= 1`);
+  for (let i = 0; i < repeats; i++) {
     const round: Partial<Record<BenchTransport, Row[]>> = {};
     for (const t of transports) round[t] = await runOn(t, ranks);
     rounds.push(round);
@@ -128,7 +136,7 @@ async function main(): Promise<void> {
   const rows = (rounds[0][transports[0]] ?? []).map((r0, i) => {
     const per = Object.fromEntries(transports.map((t) => {
       const ms = med((r) => r[t]![i].ms);
-      return [t, { ...r0, ms, algGBs: (r0.algGBs * r0.ms) / ms, busGBs: (r0.busGBs * r0.ms) / ms, copyGBs: med((r) => r[t]![i].copyGBs), inPlaceMs: t === 'shm' && r0.inPlaceMs !== undefined ? med((r) => r.shm![i].inPlaceMs!) : undefined }];
+      return [t, { ...r0, ms, algGBs: (r0.algGBs * r0.ms) / ms, busGBs: (r0.busGBs * r0.ms) / ms, copyGBs: med((r) => r[t]![i].copyGBs), inPlaceMs: t === 'shm' && rounds[0].shm![i].inPlaceMs !== undefined ? med((r) => r.shm![i].inPlaceMs!) : undefined }];
     })) as Record<BenchTransport, Row>;
     const inPlaceMs = hasShm ? per.shm.inPlaceMs : undefined;
     const ratios = Object.fromEntries(mpis.map((t) => [`${t}_over_shm`, med((r) => r[t]![i].ms / r.shm![i].ms)]));

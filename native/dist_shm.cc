@@ -88,6 +88,9 @@ void unref(void* p) {
 
 size_t round_up(size_t v, size_t to) { return (v + to - 1) / to * to; }
 
+// Whether [a, a + an) and [b, b + bn) share a byte.
+bool overlap(const char* a, size_t an, const char* b, size_t bn) { return a && b && a < b + bn && b < a + an; }
+
 struct Segment {
   std::string name;
   char* base = nullptr;
@@ -107,6 +110,12 @@ struct Segment {
   uint32_t* acked(int from, int to) const { return pair_counters() + world * world + from * world + to; }
   char* slot(int r) const { return base + header + slot_bytes * size_t(r); }
 
+  // Whether [p, p + bytes) touches any shared region, any member's part (a peer may read it in place).
+  bool touches_shared(const char* p, size_t bytes) const {
+    for (const auto& r : shares)
+      if (overlap(p, bytes, r->base, r->total)) return true;
+    return false;
+  }
   // Where [p, p + bytes) lies in this member's part of a shared region: {region, offset}, or {-1, 0}.
   std::pair<int32_t, uint64_t> locate(const char* p, size_t bytes) const {
     for (size_t i = 0; p && i < shares.size(); i++) {
@@ -151,12 +160,16 @@ void post(uint32_t* p, uint32_t v) {
 
 std::string who(const Segment& s, int r) { return "rank " + std::to_string(s.global[size_t(r)]); }
 
-// How long a wait yields the core before it sleeps (KESTREL_DIST_SPIN_US, microseconds; default 50).
+// How long a wait yields the core before it sleeps: KESTREL_DIST_SPIN_US microseconds (default 50;
+// 0 sleeps at once; at most 10 ms), read on the JS thread by the first dist_open (spin_ns).
 int64_t spin_ns() {
   static const int64_t ns = [] {
     const char* e = std::getenv("KESTREL_DIST_SPIN_US");
-    const long long us = e ? std::atoll(e) : 50;
-    return int64_t(std::clamp<long long>(us, 0, 1000000)) * 1000;
+    if (!e || !*e) return int64_t(50'000);
+    char* end = nullptr;
+    const long long us = std::strtoll(e, &end, 10);
+    if (*end || us < 0 || us > 10'000) throw KernelError(std::string("KESTREL_DIST_SPIN_US=") + e + ": microseconds, an integer from 0 to 10000");
+    return int64_t(us) * 1000;
   }();
   return ns;
 }
@@ -173,7 +186,7 @@ void wait_for(const Segment& s, const uint32_t* p, uint32_t target, int r, const
 #endif
   }
   if (const int64_t ns = spin_ns()) {
-    const auto until = Clock::now() + std::chrono::nanoseconds(ns);
+    const auto until = std::min(Clock::now() + std::chrono::nanoseconds(ns), deadline);
     do {
       if (reached(load(p), target)) return;
       sched_yield();
@@ -198,8 +211,6 @@ const char* op_name(uint32_t op) {
   static const char* names[] = {"allReduce", "broadcast", "allGather", "reduceScatter", "allToAll", "send", "recv", "barrier"};
   return op < 8 ? names[op] : "?";
 }
-
-bool overlap(const char* a, size_t an, const char* b, size_t bn) { return a && b && a < b + bn && b < a + an; }
 
 // Whether this member's buffers allow the in-place path: the input in a shared region (and, for
 // an all-reduce, the output too), and no byte this member writes is one a peer reads meanwhile.
@@ -356,9 +367,10 @@ void run_collective(Segment& s, const DistCall& c, Clock::time_point deadline) {
   }
   // a group with shared regions meets once first, so that every member knows whether all buffers allow the in-place path
   if (!s.shares.empty() && (c.op == DistOp::AllReduce || c.op == DistOp::ReduceScatter || c.op == DistOp::AllGather)) {
-    // an all-gather's own block needs no peer: copied while the others arrive (no peer reads this
-    // output between calls; on the slot path the same bytes are written again from the slot)
-    const bool own_early = c.op == DistOp::AllGather && s.locate(c.src, n * eb).first >= 0 && !overlap(c.dst, N * n * eb, c.src, n * eb);
+    // an all-gather's own block needs no peer: copied while the others arrive, into an output no
+    // peer can read (outside every shared region; on the slot path the same bytes come again)
+    const bool own_early = c.op == DistOp::AllGather && s.locate(c.src, n * eb).first >= 0 && !overlap(c.dst, N * n * eb, c.src, n * eb) &&
+                           !s.touches_shared(c.dst, N * n * eb);
     if (own_early) std::memcpy(c.dst + me * n * eb, c.src, n * eb);
     meet();
     if (run_shared(s, c, deadline, own_early)) return;
@@ -469,6 +481,7 @@ int dist_open(const std::string& name, int local_rank, const std::vector<int>& g
     throw KernelError("dist open: slot size " + std::to_string(slot_bytes) + " must be a multiple of 4096 in [4096, 1 GiB]");
   if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos || name.size() > 200)
     throw KernelError("dist open: bad segment name '" + name + "' (one '/' then up to 200 characters)");
+  spin_ns();  // KESTREL_DIST_SPIN_US is read here, on the JS thread (a bad value is an error now)
   auto s = std::make_unique<Segment>();
   s->name = name, s->rank = local_rank, s->world = world, s->global = global_ranks, s->slot_bytes = slot_bytes;
   s->header = header_bytes(world);
