@@ -80,7 +80,7 @@ const numelOf = (params: readonly Tensor[]): number => params.reduce((n, p) => n
 export class DistributedDataParallel implements DataParallel {
   /** the buckets of the parameters armed last (their sizes then), in the order they start, and each parameter's bucket and index; learned: rebuilt in rank 0's arrival order */
   private plan: { params: readonly Tensor[]; numels: number[]; buckets: Planned[]; bucketOf: Map<Tensor, number>; indexOf: Map<Tensor, number>; learned: boolean } | null = null;
-  /** until the plan is learned: the parameters (their index in plan.params) in the order their gradients arrived */
+  /** until the plan is learned: the parameters (their index in plan.params) in the order their gradients arrived from backward */
   private arrivals: number[] = [];
   /** per planned bucket: its gradients final this step */
   private arrived: number[] = [];
@@ -129,7 +129,7 @@ export class DistributedDataParallel implements DataParallel {
     this.nextBucket = 0;
     this.bucketed.clear();
     const planned = this.plan!.buckets.flatMap((b) => b.params);
-    this.disarm = [...params.map((p) => p.registerHook(() => this.ready(p))), readyUnused(planned, (p) => this.bucketed.has(p), (p) => this.ready(p))];
+    this.disarm = [...params.map((p) => p.registerHook(() => this.ready(p))), readyUnused(planned, (p) => this.bucketed.has(p), (p) => this.ready(p, false))];
   }
 
   /** The buckets of these parameters: the last plan while they are the same tensors in the same order, else the parameters reversed. */
@@ -151,11 +151,17 @@ export class DistributedDataParallel implements DataParallel {
     this.plan = { params: [...params], numels: params.map((p) => p.numel), buckets, bucketOf, indexOf: new Map(params.map((p, i) => [p, i])), learned };
   }
 
-  /** After the first step: the plan rebuilt in the order rank 0's gradients arrived (every rank takes rank 0's, so the plans agree; one bucket has no order to learn). */
+  /**
+   * After the first step: the plan rebuilt in the order rank 0's gradients arrived (every rank takes
+   * rank 0's, so the plans agree; one bucket has no order to learn). The weights unused that step go
+   * last, in reverse as at first: placed first, one used later would hold every bucket back.
+   */
   private async learnOrder(): Promise<void> {
     const plan = this.plan!;
     if (plan.buckets.length <= 1) return void (plan.learned = true);
-    const order = tensor(Int32Array.from(this.arrivals), { backend: 'cpu' });
+    const seen = new Set(this.arrivals);
+    const unused = plan.params.map((_, i) => i).reverse().filter((i) => !seen.has(i));
+    const order = tensor(Int32Array.from([...this.arrivals, ...unused]), { backend: 'cpu' }); // every parameter once: the same length on every rank
     await this.group.broadcast(order, this.group.ranks[0]);
     const arrival = Array.from(order.toTypedArray() as Int32Array, (i) => plan.params[i]);
     order.dispose();
@@ -169,7 +175,7 @@ export class DistributedDataParallel implements DataParallel {
     this.disarm = null;
     // a parameter whose hook never fired (unused in this forward and not known so at its start) has
     // no gradient here: every rank must still reduce the same buckets, so it goes in as zeros
-    for (const b of this.plan?.buckets ?? []) for (const p of b.params) if (!this.bucketed.has(p)) this.ready(p);
+    for (const b of this.plan?.buckets ?? []) for (const p of b.params) if (!this.bucketed.has(p)) this.ready(p, false);
     const buckets = this.inFlight;
     this.inFlight = [];
     for (const b of buckets) {
@@ -218,13 +224,13 @@ export class DistributedDataParallel implements DataParallel {
     return out;
   }
 
-  /** A final gradient: counted in its bucket; the buckets complete from the next one on start, in plan order. */
-  private ready(p: Tensor): void {
+  /** A final gradient (`arrived`: from backward, not zeros for an unused weight): counted in its bucket; the buckets complete from the next one on start, in plan order. */
+  private ready(p: Tensor, arrived = true): void {
     if (this.bucketed.has(p)) throw finalTwice('data parallel', p);
     if (!p.grad) p.grad = keep(noGrad(() => tensor(new Float32Array(p.numel), { shape: [...p.shape], backend: p.backendName })));
     this.bucketed.add(p);
     const { buckets, bucketOf, learned, indexOf } = this.plan!;
-    if (!learned) this.arrivals.push(indexOf.get(p)!);
+    if (!learned && arrived) this.arrivals.push(indexOf.get(p)!);
     this.arrived[bucketOf.get(p)!]++;
     while (this.nextBucket < buckets.length && this.arrived[this.nextBucket] === buckets[this.nextBucket].params.length) this.allReduceBucket(buckets[this.nextBucket++]);
   }

@@ -105,6 +105,24 @@ test('after the first step the buckets follow the order the gradients arrived in
   pg.destroy();
 });
 
+test('a weight unused in the first step goes last in the learned plan, so that used later it holds no bucket back', async () => {
+  const { pg, ddp, started } = await bucketPerWeight();
+  const [w1, w2, w3] = [[3, 4], [4, 4], [4, 2]].map(([r, c]) => k.tensor(Float32Array.from({ length: r * c }, (_, i) => Math.sin(i + r * c)), { shape: [r, c], backend: 'cpu' }).requiresGrad_(true));
+  const x = k.tensor(Float32Array.from({ length: 6 }, (_, i) => i / 3 - 1), { shape: [2, 3], backend: 'cpu' });
+  const step = async (useW2: boolean): Promise<number[]> => {
+    started.length = 0;
+    ddp.arm([w1, w2, w3]);
+    const h = k.matmul(x, w1);
+    k.matmul(useW2 ? k.matmul(h, w2) : h, w3).sum().backward();
+    await ddp.finish([w1, w2, w3]);
+    for (const w of [w1, w2, w3]) w.zeroGrad();
+    return [...started];
+  };
+  assert.deepEqual(await step(false), [8, 16, 12], 'the first plan: w3, w2 (zeros from the start), w1');
+  assert.deepEqual(await step(true), [8, 12, 16], 'learned: w3 and w1 as they arrived, the unused w2 last');
+  pg.destroy();
+});
+
 test('a gradient final twice in one backward (a weight in two checkpointed regions) is an error naming the parameter', async () => {
   const pg = await initProcessGroup({ env: {}, timeoutMs: 5000 });
   const ddp = new DistributedDataParallel(pg, 4); // a bucket per gradient: the first is already reduced in place
