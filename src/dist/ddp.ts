@@ -63,17 +63,6 @@ export function finalTwice(who: string, p: Tensor): Error {
   return new Error(`${who}: the gradient of a ${shapeStr(p.shape)} parameter${p.name ? ` '${p.name}'` : ''} was final twice while armed (a second backward before finish(), or a weight in two checkpointed regions?): it is reduced once`);
 }
 
-/**
- * Calls `ready` for each of `params` (in their order) that the next backward does not reach and that
- * is not `done`: unused on this rank this step, so final already (torch's find_unused_parameters).
- * Nothing where the graph hides what it reaches (a checkpointed region). Returns the cancel.
- */
-export function readyUnused(params: readonly Tensor[], done: (p: Tensor) => boolean, ready: (p: Tensor) => void): () => void {
-  return onNextBackward((reached) => {
-    if (reached) for (const p of params) if (!reached.has(p) && !done(p)) ready(p);
-  });
-}
-
 /** The elements of a bucket's parameters. */
 const numelOf = (params: readonly Tensor[]): number => params.reduce((n, p) => n + p.numel, 0);
 
@@ -88,7 +77,7 @@ export class DistributedDataParallel implements DataParallel {
   private nextBucket = 0;
   private inFlight: Bucket[] = [];
   /** removes the hooks (and the start-of-backward listener) that arm() set; null when not armed */
-  private disarm: (() => void)[] | null = null;
+  private armed: (() => void)[] | null = null;
   /** parameters whose gradient went into a bucket this step */
   private readonly bucketed = new Set<Tensor>();
   /** stage 0 where calls start inside backward: every bucket's place, end to end (made at arm(), kept across steps) */
@@ -104,8 +93,6 @@ export class DistributedDataParallel implements DataParallel {
   }
 
   arm(params: readonly Tensor[]): void {
-    for (const off of this.disarm ?? []) off(); // an arming that never reached finish() (its step failed)
-    this.disarm = null;
     const numel = numelOf(params);
     if (!this.group.startsNow || numel === 0 || params.some((p) => p.dtype !== 'float32' || p.backendName !== 'cpu')) {
       this.bucketViews?.dispose();
@@ -129,7 +116,29 @@ export class DistributedDataParallel implements DataParallel {
     this.nextBucket = 0;
     this.bucketed.clear();
     const planned = this.plan!.buckets.flatMap((b) => b.params);
-    this.disarm = [...params.map((p) => p.registerHook(() => this.ready(p))), readyUnused(planned, (p) => this.bucketed.has(p), (p) => this.ready(p, false))];
+    this.setArmed(params, (p) => this.ready(p), planned, (p) => this.bucketed.has(p), (p) => this.ready(p, false));
+  }
+
+  /**
+   * This step's arming (stages 0-2): each parameter's grad-ready hook calls `ready`; as the next
+   * backward starts, each of `planned` (in order) that it does not reach and that is not `done` is
+   * unused on this rank this step, so final already, and goes to `unused` (torch's
+   * find_unused_parameters; nothing where the graph hides what it reaches: a checkpointed region).
+   * An arming that never reached finish() (its step failed) is dropped first.
+   */
+  protected setArmed(params: readonly Tensor[], ready: (p: Tensor) => void, planned: readonly Tensor[], done: (p: Tensor) => boolean, unused: (p: Tensor) => void): void {
+    for (const off of this.armed ?? []) off();
+    const atStart = onNextBackward((reached) => {
+      if (reached) for (const p of planned) if (!reached.has(p) && !done(p)) unused(p);
+    });
+    this.armed = [...params.map((p) => p.registerHook(() => ready(p))), atStart];
+  }
+
+  /** Removes this step's hooks at finish(); `who` names the strategy in the error for a finish() without arm(). */
+  protected disarm(who: string): void {
+    if (!this.armed) throw new Error(`${who}: finish() without arm() (every rank must arm the same parameters before the backward whose gradients it reduces)`);
+    for (const off of this.armed) off();
+    this.armed = null;
   }
 
   /** The buckets of these parameters: the last plan while they are the same tensors in the same order, else the parameters reversed. */
@@ -170,9 +179,7 @@ export class DistributedDataParallel implements DataParallel {
 
   /** Reduces what arm() armed (the plan's parameters; `params` are those). */
   async finish(_params: readonly Tensor[]): Promise<void> {
-    if (!this.disarm) throw new Error('data parallel: finish() without arm() (every rank must arm the same parameters before the backward whose gradients it reduces)');
-    for (const off of this.disarm) off();
-    this.disarm = null;
+    this.disarm('data parallel');
     // a parameter whose hook never fired (unused in this forward and not known so at its start) has
     // no gradient here: every rank must still reduce the same buckets, so it goes in as zeros
     for (const b of this.plan?.buckets ?? []) for (const p of b.params) if (!this.bucketed.has(p)) this.ready(p, false);

@@ -236,8 +236,7 @@ export class ProcessGroup {
     const call: TransportCall = { op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c };
     const bytes = (t: Tensor | null | undefined): number => (t ? t.numel * dtypeBytes(t.dtype) : 0);
     this.traffic[op] += op === 'allReduce' ? 2 * bytes(c.src) : op === 'allGather' ? bytes(c.dst) : bytes(c.src ?? c.dst);
-    const { startNow } = this.transport;
-    return new Work(now && startNow ? this.timeBlocked(() => startNow.call(this.transport, call)) : this.transport.run(call));
+    return new Work(now && this.transport.startNow ? this.timeBlocked(() => this.transport.startNow!(call)) : this.transport.run(call));
   }
 
   private timeBlocked<T>(fn: () => T): T {
@@ -252,8 +251,7 @@ export class ProcessGroup {
   private callSync(op: Collective, c: Partial<TransportCall>): void {
     if (!this.transport.runSync) throw new Error(`dist ${op}: this transport cannot run a blocking call`);
     const dtype: DType = (c.src ?? c.dst)?.dtype ?? 'uint8';
-    const runSync = this.transport.runSync.bind(this.transport);
-    this.timeBlocked(() => runSync({ op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c }));
+    this.timeBlocked(() => this.transport.runSync!({ op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c }));
   }
 
   private local(global: number, op: string): number {

@@ -41,7 +41,7 @@ import { memory } from '../tensor/memory.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { ShardLayout } from '../train/data_parallel.js';
 import { type PlannedBucket, piecesIn, planBuckets } from './bucket_plan.js';
-import { DEFAULT_BUCKET_BYTES, DistributedDataParallel, finalTwice, readyUnused } from './ddp.js';
+import { DEFAULT_BUCKET_BYTES, DistributedDataParallel, finalTwice } from './ddp.js';
 import type { ProcessGroup, Work } from './process_group.js';
 import { BucketRegion } from './bucket_region.js';
 import { flatten } from './flat.js';
@@ -81,8 +81,6 @@ const LINE_ELEMENTS = 16;
 export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   private readonly arenas: Arena<O>[];
   private readonly bucketOf = new Map<Tensor, { bucket: Bucket; index: number }>();
-  /** removes the hooks (and the start-of-backward listener) that arm() set; null when not armed */
-  private unhook: (() => void)[] | null = null;
   /** the bucket whose reduceScatter was started last (its buffer goes when the next one starts) */
   private last: Bucket | null = null;
   /** every group's buckets in the order they start (their index), and the next to start */
@@ -133,8 +131,7 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     this.order = this.arenas.flatMap((a) => a.buckets);
     for (const b of this.order) b.params.forEach((p, index) => this.bucketOf.set(p, { bucket: b, index }));
     if (this.inPlace && this.arenas.length) this.pointIntoShards();
-    const lengths = this.arenas.flatMap((a) => a.buckets.map((b) => b.length));
-    this.region = new BucketRegion(keep(group.shared(BucketRegion.sizeFor(lengths), 'float32', 'grad')));
+    this.region = new BucketRegion(keep(group.shared(BucketRegion.sizeFor(this.order.map((b) => b.length)), 'float32', 'grad')));
   }
 
   /**
@@ -167,8 +164,6 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
   }
 
   override arm(params: readonly Tensor[]): void {
-    for (const off of this.unhook ?? []) off(); // an arming that never reached finish() (its step failed)
-    this.unhook = null;
     for (const s of this.shards()) {
       s.grad?.dispose();
       // every element is written by its bucket's reduceScatter (padding included): nothing to zero
@@ -179,21 +174,19 @@ export class ZeroStage2<O = unknown> extends DistributedDataParallel {
     this.copied.clear();
     const stray = params.filter((p) => !this.bucketOf.has(p));
     if (stray.length) throw new Error(`ZeRO stage ${this.stage}: ${stray.length} trainable parameter(s) (first [${stray[0].shape.join(', ')}]) are in no parameter group given to ZeroStage${this.stage}`);
-    this.unhook = [...params.map((p) => p.registerHook(() => this.gradReady(p))), readyUnused(this.order.flatMap((b) => b.params), (p) => this.copied.has(p), (p) => this.gradReady(p, false))];
+    this.setArmed(params, (p) => this.gradReady(p), this.order.flatMap((b) => b.params), (p) => this.copied.has(p), (p) => this.gradReady(p, false));
   }
 
   override async finish(params: readonly Tensor[]): Promise<void> {
-    if (!this.unhook) throw new Error(`ZeRO stage ${this.stage}: finish() without arm() (every rank must arm the same parameters before the backward whose gradients it reduces)`);
-    for (const off of this.unhook) off();
-    this.unhook = null;
+    this.disarm(`ZeRO stage ${this.stage}`);
     await this.settleMeetings();
     // a parameter whose hook never fired (unused in this forward, or unarmed) still goes in, as
     // its accumulated .grad or zeros, so every rank reduces every bucket, in plan order
-    for (const a of this.arenas) for (const b of a.buckets) for (const p of b.params) if (!this.copied.has(p)) this.gradReady(p);
-    const works = this.arenas.flatMap((a) => a.buckets.map((b) => b.work!));
+    for (const b of this.order) for (const p of b.params) if (!this.copied.has(p)) this.gradReady(p);
+    const works = this.order.map((b) => b.work!);
     this.last = null;
     for (const w of works) await w;
-    for (const a of this.arenas) for (const b of a.buckets) this.releaseFlat(b), (b.work = null);
+    for (const b of this.order) this.releaseFlat(b), (b.work = null);
     this.copied.clear();
     for (const p of params) p.zeroGrad();
   }
