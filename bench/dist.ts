@@ -6,14 +6,17 @@
 // bandwidth (nccl-tests' convention: allReduce × 2(N-1)/N, the others × (N-1)/N), next to a
 // single-process copy of the same bytes into a fresh tensor (a yardstick that includes
 // first-touch page faults); the ratios are MPI's time / shared memory's (> 1: shared memory faster).
-// Shared memory is timed twice: on ordinary tensors (copied through the segment's slots, copy in and
-// copy out) and, as ZeRO's buckets and shards are, on tensors from group.shared() (each rank reads the
-// peers' buffers in place: one copy, as MPI's single-copy shared-memory transfers make; checked to
-// have run in place by ProcessGroup.inPlaceCalls, their results by the collective tests).
+// Shared memory is timed on ordinary tensors (each rank reads its peers' private buffers with
+// cross-memory attach, one copy, as Open MPI's shared-memory transport does; checked to have run so
+// by ProcessGroup.crossMemoryCalls) and, as ZeRO's buckets and shards are, on tensors from
+// group.shared() (read in place; checked by ProcessGroup.inPlaceCalls); the results of both by the
+// collective tests. The `slots` transport is shared memory with cross-memory attach off
+// (KESTREL_DIST_CMA=0, as where a seccomp profile denies it): ordinary tensors copied in and out
+// through the segment's slots.
 // A noisy machine moves a small call's time by half from minute to minute: --repeats R runs the
 // transports R times in turn and reports each time and ratio as the median over the rounds (each
 // round's ratio from the transports run minutes apart at most).
-// Run: npm run bench:dist -- [--ranks 2] [--sizes 1,4,16,64,256] [--runs 5] [--repeats 1] [--transports shm,openmpi,mpich]
+// Run: npm run bench:dist -- [--ranks 2] [--sizes 1,4,16,64,256] [--runs 5] [--repeats 1] [--transports shm,slots,openmpi,mpich]
 import { loadavg } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
@@ -27,9 +30,9 @@ import { median, writeResult } from './lib/report.js';
 
 const { values } = parseArgs({ options: {
   ranks: { type: 'string', default: '2' }, sizes: { type: 'string', default: '1,4,16,64,256' }, runs: { type: 'string', default: '5' },
-  transports: { type: 'string', default: 'shm,openmpi,mpich' }, repeats: { type: 'string', default: '1' },
+  transports: { type: 'string', default: 'shm,slots,openmpi,mpich' }, repeats: { type: 'string', default: '1' },
 } });
-const TRANSPORTS = ['shm', 'openmpi', 'mpich'] as const;
+const TRANSPORTS = ['shm', 'slots', 'openmpi', 'mpich'] as const;
 type BenchTransport = (typeof TRANSPORTS)[number];
 const MB = 1 << 20;
 
@@ -62,7 +65,17 @@ async function rankMain(): Promise<void> {
   // where the transport shares memory: shared() buffers of the largest size, viewed at each size
   // (a region stays mapped until the group closes, so one set serves every size)
   const most = (Math.max(...sizes) * MB) / 4;
-  const regions = pg.sharesMemory ? { x: pg.shared(most), shard: pg.shared(most / N), full: pg.shared(most), mine: pg.shared(most / N) } : null;
+  // the slots run times ordinary tensors alone (the in-place path is the shm run's)
+  const slots = process.env.KESTREL_DIST_CMA === '0';
+  const regions = pg.sharesMemory && !slots ? { x: pg.shared(most), shard: pg.shared(most / N), full: pg.shared(most), mine: pg.shared(most / N) } : null;
+  // ordinary tensors: on shared memory every timed call must read the peers' buffers with cross-memory attach, or with it off none
+  const timePrivate = async (op: string, mb: number, fn: () => PromiseLike<void>): Promise<number> => {
+    const calls = pg.crossMemoryCalls;
+    const ms = await time(pg, runs, fn);
+    const took = pg.crossMemoryCalls - calls;
+    if (pg.sharesMemory && (slots ? took !== 0 : took < runs)) throw new Error(`${op} ${mb} MB on ordinary tensors: ${took} of ${runs} calls read the peers with cross-memory attach${slots ? ' with KESTREL_DIST_CMA=0' : ''}`);
+    return ms;
+  };
   for (const mb of sizes) {
     const n = (mb * MB) / 4;
     const bytes = mb * MB;
@@ -84,16 +97,16 @@ async function rankMain(): Promise<void> {
     await pg.allReduce(check, 'sum');
     expectAll(check, () => (N * (N + 1)) / 2, `allReduce ${mb} MB`);
     check.dispose();
-    rows.push({ ...row('allReduce', await time(pg, runs, () => pg.allReduce(x, 'max')), (2 * (N - 1)) / N), ...(await inPlace('allReduce', (t) => pg.allReduce(t.x, 'max'))) });
+    rows.push({ ...row('allReduce', await timePrivate('allReduce', mb, () => pg.allReduce(x, 'max')), (2 * (N - 1)) / N), ...(await inPlace('allReduce', (t) => pg.allReduce(t.x, 'max'))) });
     const shard = k.zeros([n / N], { backend: 'cpu' });
     const full = k.full([n], r + 1, { backend: 'cpu' });
     await pg.reduceScatter(shard, full, 'sum');
     expectAll(shard, () => (N * (N + 1)) / 2, `reduceScatter ${mb} MB`);
-    rows.push({ ...row('reduceScatter', await time(pg, runs, () => pg.reduceScatter(shard, full, 'sum')), (N - 1) / N), ...(await inPlace('reduceScatter', (t) => pg.reduceScatter(t.shard, t.full, 'sum'))) });
+    rows.push({ ...row('reduceScatter', await timePrivate('reduceScatter', mb, () => pg.reduceScatter(shard, full, 'sum')), (N - 1) / N), ...(await inPlace('reduceScatter', (t) => pg.reduceScatter(t.shard, t.full, 'sum'))) });
     const mine = k.full([n / N], r + 1, { backend: 'cpu' });
     await pg.allGather(full, mine);
     expectAll(full, (i) => Math.floor(i / (n / N)) + 1, `allGather ${mb} MB`);
-    rows.push({ ...row('allGather', await time(pg, runs, () => pg.allGather(full, mine)), (N - 1) / N), ...(await inPlace('allGather', (t) => pg.allGather(t.full, t.mine))) });
+    rows.push({ ...row('allGather', await timePrivate('allGather', mb, () => pg.allGather(full, mine)), (N - 1) / N), ...(await inPlace('allGather', (t) => pg.allGather(t.full, t.mine))) });
     for (const t of [x, shard, full, mine, ...Object.values(shared ?? {})]) t.dispose();
   }
   for (const t of Object.values(regions ?? {})) t.dispose();
@@ -106,8 +119,9 @@ async function rankMain(): Promise<void> {
 async function runOn(transport: BenchTransport, ranks: number): Promise<Row[]> {
   let out = '';
   const onStderr = (rank: number, line: string): void => void (line.startsWith('RESULT ') ? (out = line.slice(7)) : process.stderr.write(`[${transport} rank ${rank}] ${line}\n`));
-  const job = { nproc: ranks, command: process.execPath, args: ['--import', 'tsx', fileURLToPath(import.meta.url), ...process.argv.slice(2)], env: { BENCH_DIST_RANK: '1' }, stdout: 'ignore' as const, onStderr };
-  const r: LaunchResult = transport === 'shm' ? await launch(job) : await launchMpi({ ...job, implementation: transport });
+  const env: Record<string, string> = transport === 'slots' ? { BENCH_DIST_RANK: '1', KESTREL_DIST_CMA: '0' } : { BENCH_DIST_RANK: '1' };
+  const job = { nproc: ranks, command: process.execPath, args: ['--import', 'tsx', fileURLToPath(import.meta.url), ...process.argv.slice(2)], env, stdout: 'ignore' as const, onStderr };
+  const r: LaunchResult = transport === 'shm' || transport === 'slots' ? await launch(job) : await launchMpi({ ...job, implementation: transport });
   if (r.exitCode !== 0 || !out) throw new Error(`bench/dist: the ${transport} ranks failed: ${r.failure?.message ?? 'no result'}`);
   return JSON.parse(out) as Row[];
 }
@@ -129,10 +143,11 @@ async function main(): Promise<void> {
     rounds.push(round);
   }
   const hasShm = transports.includes('shm');
-  const mpis = transports.filter((t) => t !== 'shm' && hasShm);
+  const mpis = transports.filter((t) => (t === 'openmpi' || t === 'mpich') && hasShm);
+  const slotRatios = transports.includes('slots') ? transports.filter((t) => t === 'openmpi' || t === 'mpich') : [];
   const med = (f: (round: Partial<Record<BenchTransport, Row[]>>) => number): number => median(rounds.map(f));
   console.log(`collectives, ${ranks} ranks, float32, median of ${values.runs} calls${rounds.length > 1 ? `, then of ${rounds.length} rounds` : ''} (ms; bus GB/s; ratio = MPI time / shm time)`);
-  console.log(`op             MB ${transports.map((t) => `${t.padStart(9)} ms  bus GB/s`).join(' ')}${hasShm ? '  in place ms' : ''}  copy GB/s ${mpis.map((t) => `${t}/shm`.padStart(12)).join('')}${mpis.map((t) => `${t}/in place`.padStart(18)).join('')}`);
+  console.log(`op             MB ${transports.map((t) => `${t.padStart(9)} ms  bus GB/s`).join(' ')}${hasShm ? '  in place ms' : ''}  copy GB/s ${mpis.map((t) => `${t}/shm`.padStart(12)).join('')}${mpis.map((t) => `${t}/in place`.padStart(18)).join('')}${slotRatios.map((t) => `${t}/slots`.padStart(15)).join('')}`);
   const rows = (rounds[0][transports[0]] ?? []).map((r0, i) => {
     const per = Object.fromEntries(transports.map((t) => {
       const ms = med((r) => r[t]![i].ms);
@@ -141,14 +156,15 @@ async function main(): Promise<void> {
     const inPlaceMs = hasShm ? per.shm.inPlaceMs : undefined;
     const ratios = Object.fromEntries(mpis.map((t) => [`${t}_over_shm`, med((r) => r[t]![i].ms / r.shm![i].ms)]));
     const inPlaceRatios = Object.fromEntries(mpis.flatMap((t) => (inPlaceMs ? [[`${t}_over_shm_in_place`, med((r) => r[t]![i].ms / r.shm![i].inPlaceMs!)]] : [])));
+    const overSlots = Object.fromEntries(slotRatios.map((t) => [`${t}_over_slots`, med((r) => r[t]![i].ms / r.slots![i].ms)]));
     const byRound = Object.fromEntries(mpis.flatMap((t) => [[`${t}_over_shm_by_round`, rounds.map((r) => r[t]![i].ms / r.shm![i].ms)], ...(inPlaceMs ? [[`${t}_over_shm_in_place_by_round`, rounds.map((r) => r[t]![i].ms / r.shm![i].inPlaceMs!)]] : [])]));
-    console.log(`${r0.op.padEnd(13)} ${String(r0.mb).padStart(4)} ${transports.map((t) => `${fmt(per[t].ms, 12)} ${fmt(per[t].busGBs, 9)}`).join(' ')}${hasShm ? fmt(inPlaceMs ?? NaN, 13) : ''} ${fmt(per[transports[0]].copyGBs, 10)} ${Object.values(ratios).map((v) => fmt(v, 12)).join('')}${Object.values(inPlaceRatios).map((v) => fmt(v, 18)).join('')}`);
-    return { op: r0.op, mb: r0.mb, ...per, ...ratios, ...inPlaceRatios, ...(rounds.length > 1 ? byRound : {}) };
+    console.log(`${r0.op.padEnd(13)} ${String(r0.mb).padStart(4)} ${transports.map((t) => `${fmt(per[t].ms, 12)} ${fmt(per[t].busGBs, 9)}`).join(' ')}${hasShm ? fmt(inPlaceMs ?? NaN, 13) : ''} ${fmt(per[transports[0]].copyGBs, 10)} ${Object.values(ratios).map((v) => fmt(v, 12)).join('')}${Object.values(inPlaceRatios).map((v) => fmt(v, 18)).join('')}${Object.values(overSlots).map((v) => fmt(v, 15)).join('')}`);
+    return { op: r0.op, mb: r0.mb, ...per, ...ratios, ...inPlaceRatios, ...overSlots, ...(rounds.length > 1 ? byRound : {}) };
   });
   const path = writeResult('dist', {
     ranks, runs: Number(values.runs), repeats: rounds.length, transports, loadavg: loadavg(), slotBytes: Number(process.env.KESTREL_DIST_SLOT_BYTES ?? DEFAULT_SLOT_BYTES), dtype: 'float32',
     peer: 'MPI transport (MPI_Iallreduce / MPI_Ireduce_scatter_block / MPI_Iallgather in 16 MiB pieces) under Open MPI 4.1.4 and MPICH 4.0.2 mpirun',
-    ratio: 'MPI time / shared-memory time per op and size (> 1: shared memory faster); _in_place: against shared memory on shared() buffers (read in place, as ZeRO\'s are)', spinUs: Number(process.env.KESTREL_DIST_SPIN_US ?? 50), rows,
+    ratio: 'MPI time / shared-memory time per op and size (> 1: shared memory faster), on ordinary tensors (read with cross-memory attach); _in_place: against shared memory on shared() buffers (read in place, as ZeRO\'s are); _over_slots: against shared memory with cross-memory attach off (KESTREL_DIST_CMA=0: ordinary tensors copied through the slots)', spinUs: Number(process.env.KESTREL_DIST_SPIN_US ?? 50), rows,
   });
   console.log(`wrote ${path}`);
 }

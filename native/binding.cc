@@ -78,6 +78,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("distRunSync", &Addon::DistRunSync),
         InstanceMethod("distShare", &Addon::DistShare),
         InstanceMethod("distSharedCalls", &Addon::DistSharedCalls),
+        InstanceMethod("distCmaCalls", &Addon::DistCmaCalls),
         InstanceMethod("distPeer", &Addon::DistPeer),
         InstanceMethod("distWhole", &Addon::DistWhole),
         InstanceMethod("distClose", &Addon::DistClose),

@@ -10,12 +10,17 @@
 //
 // Shared regions (dist_share) skip the slots: a region is one more segment that every member maps
 // whole, each owning a part, and a storage over this member's part is an ordinary tensor in JS.
-// When every member's buffers of an all-reduce, reduce-scatter or all-gather lie in shared
-// regions, each reads its peers' buffers in place: a reduce-scatter reads N blocks and writes one
-// (the slot path first copies all N blocks in), an all-gather copies each peer's block straight
-// into its output, and an all-reduce is a reduce-scatter into the output's own block followed by
-// an all-gather of the others' blocks. On a 2-vCPU Xeon streaming 10-16 GB/s per thread those
-// copies were most of the ~1 CPU s a ZeRO step spent in collectives.
+// When every member's buffers of a collective lie in shared regions, each reads its peers' buffers
+// in place: a reduce-scatter reads N blocks and writes one (the slot path first copies all N
+// blocks in), an all-gather copies each peer's block straight into its output, and an all-reduce
+// is a reduce-scatter into the output's own block followed by an all-gather of the others' blocks.
+// On a 2-vCPU Xeon streaming 10-16 GB/s per thread those copies were most of the ~1 CPU s a ZeRO
+// step spent in collectives.
+// Buffers in private memory take the same single-copy path where Linux lets the members read each
+// other's memory (cross-memory attach, process_vm_readv, as Open MPI's shared-memory transport
+// does): a peer's private buffer is copied by the kernel straight into the output (reductions stage
+// a chunk at a time), so an all-gather copies each byte once where the slots copy it in and out.
+// Whether the group may is probed once, at its first collective; KESTREL_DIST_CMA=0 keeps the slots.
 #include "dist_shm.h"
 
 #include <fcntl.h>
@@ -23,8 +28,10 @@
 #include <sched.h>
 #include <signal.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -49,6 +56,14 @@ constexpr uint32_t kMagic = 0x4b445354;  // "KDST"
 constexpr size_t kLine = 64;
 constexpr size_t kPage = 4096;
 constexpr int kMaxRanks = 256;
+// src_share / dst_share codes besides a region index: the call needs the slots (this member's
+// buffers do not allow a direct path), or the buffer is private memory at address src_at / dst_at.
+constexpr int32_t kSlots = -1, kPrivate = -2;
+// Reductions over private buffers stage this many bytes of each peer's block at a time (in L2).
+constexpr size_t kStageBytes = 256 << 10;
+// What a member's probe word holds (probe_cma reads it in every peer's memory).
+constexpr uint64_t kProbeMagic = 0x4b44535450524f42;  // "KDSTPROB"
+const volatile uint64_t probe_word = kProbeMagic;
 
 // A rank's control line: the phase counter others wait on, and what call it is in (checked
 // at the first phase of every collective so that mismatched calls fail instead of corrupting).
@@ -57,8 +72,10 @@ struct Control {
   uint32_t op, dtype, reduce;
   uint64_t count;
   int32_t peer;
-  int32_t src_share, dst_share;  // the shared region holding each buffer, -1 for private memory
-  uint64_t src_at, dst_at;       // byte offsets of the buffers in this member's part of it
+  int32_t src_share, dst_share;  // the shared region holding each buffer, or kSlots / kPrivate
+  uint32_t cma_ok;               // probe_cma's verdict: 1 this member reads every peer's memory, 2 it cannot
+  uint64_t src_at, dst_at;       // byte offsets of the buffers in this member's part of it, or their addresses
+  uint64_t probe;                // the address of this member's probe_word
 };
 static_assert(sizeof(Control) <= kLine, "control line");
 
@@ -101,6 +118,8 @@ struct Segment {
   std::vector<uint32_t> sent_seq, recv_seq;        // pieces sent to / received from each peer
   std::vector<SharedRegion*> shares;               // dist_share's regions, in the order made (same on every member)
   std::atomic<uint64_t> shared_calls{0};           // collectives that took the in-place path
+  std::atomic<uint64_t> cma_calls{0};              // ... the direct path, reading some private buffer with CMA
+  enum class Cma { Unknown, Yes, No } cma = Cma::Unknown;  // whether every member may read its peers' memory (probe_cma)
 
   Meta* meta() const { return reinterpret_cast<Meta*>(base); }
   Control* control(int r) const { return reinterpret_cast<Control*>(base + kLine * (1 + r)); }
@@ -174,6 +193,31 @@ int64_t spin_ns() {
   return ns;
 }
 
+// Whether this process offers cross-memory attach: KESTREL_DIST_CMA, 1 (default) or 0, read on the
+// JS thread by the first dist_open. The group uses it only when every member does (probe_cma).
+bool cma_wanted() {
+  static const bool on = [] {
+    const char* e = std::getenv("KESTREL_DIST_CMA");
+    if (!e || !*e || std::strcmp(e, "1") == 0) return true;
+    if (std::strcmp(e, "0") == 0) return false;
+    throw KernelError(std::string("KESTREL_DIST_CMA=") + e + ": 1 (read peers' private buffers with process_vm_readv) or 0 (copy through the slots)");
+  }();
+  return on;
+}
+
+// Copies `bytes` at address `addr` of member r's memory into `to` (process_vm_readv may stop short).
+void cma_read(const Segment& s, int r, uint64_t addr, char* to, size_t bytes, const DistCall& c) {
+  const pid_t pid = __atomic_load_n(s.pid(r), __ATOMIC_ACQUIRE);
+  while (bytes > 0) {
+    iovec local{to, bytes}, remote{reinterpret_cast<void*>(addr), bytes};
+    const ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (got <= 0)
+      throw KernelError("dist " + c.name + ": reading " + who(s, r) + "'s buffer (process_vm_readv of " + std::to_string(bytes) +
+                        " bytes): " + (got < 0 ? std::strerror(errno) : "nothing read"));
+    to += got, addr += uint64_t(got), bytes -= size_t(got);
+  }
+}
+
 // Waits until *p reaches target: a short spin, then yields of the core for spin_ns() (a peer a few
 // microseconds behind is met without a sleep and its wake-up, as MPI's progress loops do; a yield
 // lets an oversubscribed core run the peer), then futex sleeps of 20 ms between which the
@@ -212,21 +256,29 @@ const char* op_name(uint32_t op) {
   return op < 8 ? names[op] : "?";
 }
 
-// Whether this member's buffers allow the in-place path: the input in a shared region (and, for
-// an all-reduce, the output too), and no byte this member writes is one a peer reads meanwhile.
+// Whether this member's buffers allow a direct path (in place or CMA): no byte this member writes
+// is one a peer reads meanwhile. Whether the peers can read them at all is run_direct's question.
 bool may_share(const Segment& s, const DistCall& c) {
-  const Control* me = s.control(s.rank);
   const DistBytes b = dist_call_bytes(c.op, c.count, c.dtype, size_t(s.world));
   const bool apart = !overlap(c.dst, b.dst, c.src, b.src);
   switch (c.op) {
     case DistOp::AllReduce:  // in place, or output and input apart
-      return me->src_share >= 0 && me->dst_share >= 0 && (c.dst == c.src || apart);
+      return c.dst == c.src || apart;
     case DistOp::ReduceScatter:
-      return me->src_share >= 0 && apart;
+    case DistOp::AllToAll:
+      return apart;
     case DistOp::AllGather:  // peers read the input while the output is written: apart, or the input is the output's own block
-      return me->src_share >= 0 && (c.src == c.dst + s.rank * b.src || apart);
+      return c.src == c.dst + s.rank * b.src || apart;
+    case DistOp::Broadcast:  // only the root's input is read
+      return c.peer != s.rank || c.dst == c.src || apart;
     default: return false;
   }
+}
+
+// Where this member's buffer [p, p + bytes) is: {region, offset} in a shared region, else {kPrivate, address}.
+std::pair<int32_t, uint64_t> publish(const Segment& s, const char* p, size_t bytes) {
+  auto place = s.locate(p, bytes);
+  return place.first >= 0 ? place : std::pair<int32_t, uint64_t>{kPrivate, uint64_t(reinterpret_cast<uintptr_t>(p))};
 }
 
 // All members meet. The first phase of a call also checks that every member is in the same call.
@@ -237,9 +289,9 @@ void phase(Segment& s, const DistCall& c, Clock::time_point deadline, bool first
     me->op = uint32_t(c.op), me->dtype = uint32_t(c.dtype), me->reduce = uint32_t(c.reduce);
     me->count = c.count, me->peer = c.peer;
     const DistBytes bytes = dist_call_bytes(c.op, c.count, c.dtype, size_t(s.world));
-    std::tie(me->src_share, me->src_at) = s.locate(c.src, bytes.src);
-    std::tie(me->dst_share, me->dst_at) = s.locate(c.dst, bytes.dst);
-    if (!may_share(s, c)) me->src_share = -1;  // this member's verdict, for run_shared
+    std::tie(me->src_share, me->src_at) = publish(s, c.src, bytes.src);
+    std::tie(me->dst_share, me->dst_at) = publish(s, c.dst, bytes.dst);
+    if (!may_share(s, c)) me->src_share = kSlots;  // this member's verdict, for run_direct
   }
   post(&me->counter, target);
   for (int r = 0; r < s.world; r++)
@@ -322,36 +374,112 @@ struct Pieces {
   }
 };
 
-// The in-place path (see the file comment), after the first phase; false when some member's
-// buffers do not allow it (every member sees the same control lines, so all decide alike).
-bool run_shared(Segment& s, const DistCall& c, Clock::time_point deadline, bool own_copied) {
-  for (int r = 0; r < s.world; r++)
-    if (s.control(r)->src_share < 0) return false;
+// Whether every member can read its peers' private memory with process_vm_readv (denied by some
+// seccomp profiles, by Yama's ptrace_scope 2-3, or by KESTREL_DIST_CMA=0 on any member): each reads
+// every peer's probe word, then all meet and agree. Once per group, inside its first collective.
+void probe_cma(Segment& s, const DistCall& c, Clock::time_point deadline) {
+  bool ok = cma_wanted();
+  for (int r = 0; ok && r < s.world; r++) {
+    if (r == s.rank) continue;
+    uint64_t v = 0;
+    iovec local{&v, sizeof v}, remote{reinterpret_cast<void*>(s.control(r)->probe), sizeof v};
+    ok = process_vm_readv(__atomic_load_n(s.pid(r), __ATOMIC_ACQUIRE), &local, 1, &remote, 1, 0) == ssize_t(sizeof v) && v == kProbeMagic;
+  }
+  s.control(s.rank)->cma_ok = ok ? 1 : 2;
+  phase(s, c, deadline, false);
+  bool all = true;
+  for (int r = 0; r < s.world; r++) all = all && s.control(r)->cma_ok == 1;
+  s.cma = all ? Segment::Cma::Yes : Segment::Cma::No;
+}
+
+// A reduction's staging: kStageBytes for each member (thread-local: one call runs at a time per thread).
+char* stage_buffer(size_t bytes) {
+  thread_local std::vector<char> buf;
+  if (buf.size() < bytes) buf.resize(bytes);
+  return buf.data();
+}
+
+// The direct path (see the file comment), after the first phase: every member reads the buffers
+// of its peers that it needs, mapped ones in place and private ones with CMA. False when some
+// member's buffers do not allow it (every member sees the same control lines, so all decide alike).
+bool run_direct(Segment& s, const DistCall& c, Clock::time_point deadline, bool own_copied) {
   const size_t eb = dist_dtype_bytes(c.dtype), N = size_t(s.world), me = size_t(s.rank), n = c.count;
   const DistBytes bytes = dist_call_bytes(c.op, n, c.dtype, N);
-  auto src = [&](size_t r) { const Control* o = s.control(int(r)); return s.peer(int(r), o->src_share, o->src_at, bytes.src); };
-  auto dst = [&](size_t r) { const Control* o = s.control(int(r)); return s.peer(int(r), o->dst_share, o->dst_at, bytes.dst); };
+  // whose buffers the peers read: every input (a broadcast's root's alone) and an all-reduce's outputs
+  auto src_read = [&](size_t r) { return c.op != DistOp::Broadcast || int(r) == c.peer; };
+  const bool dst_read = c.op == DistOp::AllReduce;
+  bool cma = false;
+  for (size_t r = 0; r < N; r++) {
+    const Control* o = s.control(int(r));
+    if (o->src_share == kSlots) return false;
+    for (const int32_t share : {src_read(r) ? o->src_share : 0, dst_read ? o->dst_share : 0}) {
+      if (share != kPrivate) continue;
+      if (s.cma != Segment::Cma::Yes) return false;
+      cma = true;
+    }
+  }
+  // the bytes [off, off + len) of member r's input (or output) into `to`; a mapped buffer's address, or null
+  auto mapped = [&](size_t r, bool out) -> const char* {
+    const Control* o = s.control(int(r));
+    const int32_t share = out ? o->dst_share : o->src_share;
+    return share >= 0 ? s.peer(int(r), share, out ? o->dst_at : o->src_at, out ? bytes.dst : bytes.src) : nullptr;
+  };
+  auto read = [&](size_t r, bool out, size_t off, char* to, size_t len) {
+    if (const char* p = mapped(r, out)) return void(std::memcpy(to, p + off, len));
+    const Control* o = s.control(int(r));
+    cma_read(s, int(r), (out ? o->dst_at : o->src_at) + off, to, len, c);
+  };
+  // out = the reduction of every member's m elements of input at byte `from`: mapped inputs read
+  // in place, private ones staged a chunk at a time
+  auto reduce_block = [&](char* out, size_t from, size_t m) {
+    const size_t chunk = kStageBytes / eb;
+    char* stage = cma ? stage_buffer(N * kStageBytes) : nullptr;
+    for (size_t o = 0; o < m; o += chunk) {
+      const size_t k = std::min(chunk, m - o), at = from + o * eb;
+      const char* part[kMaxRanks];
+      for (size_t r = 0; r < N; r++) {
+        const char* p = r == me ? c.src : mapped(r, false);
+        if (!p) read(r, false, at, stage + r * kStageBytes, k * eb);
+        part[r] = p ? p + at : stage + r * kStageBytes;
+      }
+      reduce_parts(s, c, out + o * eb, k, [&](int r) { return part[r]; });
+    }
+  };
   switch (c.op) {
     case DistOp::ReduceScatter:
-      reduce_parts(s, c, c.dst, n, [&](int r) { return src(size_t(r)) + me * n * eb; });
+      reduce_block(c.dst, me * n * eb, n);
       break;
     case DistOp::AllGather:
-      for (size_t r = 0; r < N; r++)
-        if (c.dst + r * n * eb != src(r) && !(own_copied && r == me)) std::memcpy(c.dst + r * n * eb, src(r), n * eb);
+      for (size_t r = 0; r < N; r++) {
+        char* to = c.dst + r * n * eb;
+        if (r != me) read(r, false, 0, to, n * eb);
+        else if (to != c.src && !own_copied) std::memcpy(to, c.src, n * eb);
+      }
+      break;
+    case DistOp::AllToAll:
+      for (size_t r = 0; r < N; r++) {
+        char* to = c.dst + r * n * eb;
+        if (r != me) read(r, false, me * n * eb, to, n * eb);
+        else std::memcpy(to, c.src + me * n * eb, n * eb);
+      }
+      break;
+    case DistOp::Broadcast:
+      if (int(me) != c.peer) read(size_t(c.peer), false, 0, c.dst, n * eb);
+      else if (c.dst != c.src) std::memcpy(c.dst, c.src, n * eb);
       break;
     case DistOp::AllReduce: {
       // member r reduces elements [r n / N, (r + 1) n / N) into its own output, then all copy the others' blocks
       auto lo = [&](size_t r) { return r * n / N; };
-      reduce_parts(s, c, c.dst + lo(me) * eb, lo(me + 1) - lo(me), [&](int r) { return src(size_t(r)) + lo(me) * eb; });
+      reduce_block(c.dst + lo(me) * eb, lo(me) * eb, lo(me + 1) - lo(me));
       phase(s, c, deadline, false);
       for (size_t r = 0; r < N; r++)
-        if (r != me) std::memcpy(c.dst + lo(r) * eb, dst(r) + lo(r) * eb, (lo(r + 1) - lo(r)) * eb);
+        if (r != me) read(r, true, lo(r) * eb, c.dst + lo(r) * eb, (lo(r + 1) - lo(r)) * eb);
       break;
     }
     default: return false;
   }
   phase(s, c, deadline, false);  // every member has read the others' buffers: they may be written again
-  s.shared_calls++;
+  (cma ? s.cma_calls : s.shared_calls)++;
   return true;
 }
 
@@ -365,15 +493,20 @@ void run_collective(Segment& s, const DistCall& c, Clock::time_point deadline) {
     meet();
     return;
   }
-  // a group with shared regions meets once first, so that every member knows whether all buffers allow the in-place path
-  if (!s.shares.empty() && (c.op == DistOp::AllReduce || c.op == DistOp::ReduceScatter || c.op == DistOp::AllGather)) {
+  // a group that may read its peers' buffers (shared regions, or CMA unless the probe said no) meets
+  // once first, so that every member knows whether all buffers allow the direct path
+  const bool direct = c.op == DistOp::AllReduce || c.op == DistOp::ReduceScatter || c.op == DistOp::AllGather ||
+                      c.op == DistOp::Broadcast || c.op == DistOp::AllToAll;
+  if (direct && (s.cma != Segment::Cma::No || !s.shares.empty())) {
     // an all-gather's own block needs no peer: copied while the others arrive, into an output no
     // peer can read (outside every shared region; on the slot path the same bytes come again)
-    const bool own_early = c.op == DistOp::AllGather && s.locate(c.src, n * eb).first >= 0 && !overlap(c.dst, N * n * eb, c.src, n * eb) &&
+    const bool readable = s.locate(c.src, n * eb).first >= 0 || s.cma == Segment::Cma::Yes;
+    const bool own_early = c.op == DistOp::AllGather && readable && !overlap(c.dst, N * n * eb, c.src, n * eb) &&
                            !s.touches_shared(c.dst, N * n * eb);
     if (own_early) std::memcpy(c.dst + me * n * eb, c.src, n * eb);
     meet();
-    if (run_shared(s, c, deadline, own_early)) return;
+    if (s.cma == Segment::Cma::Unknown) probe_cma(s, c, deadline);
+    if (run_direct(s, c, deadline, own_early)) return;
   }
   const bool packed = c.op == DistOp::ReduceScatter || c.op == DistOp::AllToAll;  // each rank sends N blocks
   Pieces p{std::max<size_t>(1, s.slot_bytes / eb / (packed ? N : 1)), n};
@@ -481,7 +614,10 @@ int dist_open(const std::string& name, int local_rank, const std::vector<int>& g
     throw KernelError("dist open: slot size " + std::to_string(slot_bytes) + " must be a multiple of 4096 in [4096, 1 GiB]");
   if (name.size() < 2 || name[0] != '/' || name.find('/', 1) != std::string::npos || name.size() > 200)
     throw KernelError("dist open: bad segment name '" + name + "' (one '/' then up to 200 characters)");
-  spin_ns();  // KESTREL_DIST_SPIN_US is read here, on the JS thread (a bad value is an error now)
+  spin_ns();  // KESTREL_DIST_SPIN_US and KESTREL_DIST_CMA are read here, on the JS thread (a bad value is an error now)
+  // Yama's ptrace_scope 1 lets only ancestors read a process's memory, and ranks are siblings: let
+  // any process of this user (as Open MPI does; EINVAL where Yama is absent, and the probe decides)
+  if (cma_wanted()) prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
   auto s = std::make_unique<Segment>();
   s->name = name, s->rank = local_rank, s->world = world, s->global = global_ranks, s->slot_bytes = slot_bytes;
   s->header = header_bytes(world);
@@ -491,6 +627,7 @@ int dist_open(const std::string& name, int local_rank, const std::vector<int>& g
   s->base = static_cast<char*>(p);
   Meta* m = s->meta();
   m->magic = kMagic, m->world = uint32_t(world), m->slot_bytes = slot_bytes;  // every member writes the same values
+  s->control(local_rank)->probe = uint64_t(reinterpret_cast<uintptr_t>(&probe_word));
   __atomic_store_n(s->pid(local_rank), int32_t(getpid()), __ATOMIC_RELEASE);
   std::lock_guard<std::mutex> lock(registry_mu);
   registry().push_back(std::move(s));
@@ -577,6 +714,7 @@ double dist_whole(int id, double handle) {
 }
 
 uint64_t dist_shared_calls(int id) { return segment(id).shared_calls.load(); }
+uint64_t dist_cma_calls(int id) { return segment(id).cma_calls.load(); }
 
 void dist_close(int id) {
   std::unique_ptr<Segment> s;

@@ -57,6 +57,8 @@ double dist_peer(int id, double handle, int r);
 double dist_whole(int id, double handle);
 // Collectives of the group that ran in place on shared regions so far (tests and benchmarks).
 uint64_t dist_shared_calls(int id);
+// ... that took the same direct path reading some member's private buffer with process_vm_readv.
+uint64_t dist_cma_calls(int id);
 // Runs one call to completion (blocking; throws KernelError naming the rank on a timeout or a dead peer).
 void dist_run(int id, const DistCall& call);
 // Unmaps the segment (the name stays until dist_unlink).

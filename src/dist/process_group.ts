@@ -106,6 +106,14 @@ export class ProcessGroup {
     return this.transport.inPlaceCalls?.() ?? 0;
   }
 
+  /**
+   * Collectives so far that read some peer's private (ordinary) buffer directly with Linux's
+   * cross-memory attach: one copy instead of two through the slots (0 where it is off: KESTREL_DIST_CMA=0).
+   */
+  get crossMemoryCalls(): number {
+    return this.transport.crossMemoryCalls?.() ?? 0;
+  }
+
   /** In place: every rank's t becomes the reduction of all ranks' t (sum, avg, max or min). */
   allReduce(t: Tensor, op: ReduceOp = 'sum'): Work {
     this.reducible(t, op, 'allReduce');

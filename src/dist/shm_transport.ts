@@ -76,6 +76,10 @@ export class ShmTransport extends QueuedTransport {
     return new Tensor(adoptCpuStorage(this.addon, make(handle), t.dtype, numel, t.storage.tag, true), layout);
   }
 
+  crossMemoryCalls(): number {
+    return this.addon.distCmaCalls(this.id);
+  }
+
   inPlaceCalls(): number {
     return this.addon.distSharedCalls(this.id);
   }

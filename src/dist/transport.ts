@@ -71,6 +71,8 @@ export interface Transport {
   whole?(t: Tensor): Tensor | null;
   /** Optional, beside share: how many collectives so far read the peers' shared buffers in place. */
   inPlaceCalls?(): number;
+  /** Optional: how many collectives so far read some peer's private buffer directly (cross-memory attach) instead of through the slots. */
+  crossMemoryCalls?(): number;
   /** elements of one piece of a call (calls larger than this are split); for tests of the boundaries */
   pieceElements(op: Collective, dtype: DType): number;
   /**

@@ -87,6 +87,17 @@ function expectReduced(got: k.Tensor, inputs: number[][], op: ReduceOp, what: st
   checks++;
 }
 
+/** COLLECTIVE_CMA=1: the shared-memory transport reads the peers' private buffers with cross-memory attach (one copy); 0: never (the slots, or MPI) */
+const EXPECT_CMA = process.env.COLLECTIVE_CMA === '1';
+
+/** Runs one collective on private buffers: it must read them directly where EXPECT_CMA, else take the slots (or MPI). */
+async function privately(pg: ProcessGroup, what: string, run: () => PromiseLike<void>): Promise<void> {
+  const before = pg.crossMemoryCalls;
+  await run();
+  const took = pg.crossMemoryCalls - before;
+  if (took !== (EXPECT_CMA ? 1 : 0)) throw new Error(`${what}: ${took} cross-memory call(s), want ${EXPECT_CMA ? 1 : 0}`);
+}
+
 async function suite(pg: ProcessGroup, dtype: k.DType, n: number, caseSeed: number): Promise<void> {
   const N = pg.size;
   const me = pg.rank;
@@ -96,27 +107,27 @@ async function suite(pg: ProcessGroup, dtype: k.DType, n: number, caseSeed: numb
   for (const [j, op] of ops.entries()) {
     const x = ins(j);
     const t = make(dtype, x[me]);
-    await pg.allReduce(t, op);
+    await privately(pg, `allReduce ${op} ${tag}`, () => pg.allReduce(t, op));
     expectReduced(t, x, op, `allReduce ${op} ${tag}`);
     t.dispose();
     const big = ins(10 + j, n * N);
     const out = make(dtype, new Array(n).fill(0));
-    await pg.reduceScatter(out, make(dtype, big[me]), op);
+    await privately(pg, `reduceScatter ${op} ${tag}`, () => pg.reduceScatter(out, make(dtype, big[me]), op));
     expectReduced(out, big.map((row) => row.slice(me * n, (me + 1) * n)), op, `reduceScatter ${op} ${tag}`);
   }
   const b = ins(20);
   const bt = make(dtype, b[me]);
-  await pg.broadcast(bt, N - 1);
+  await privately(pg, `broadcast ${tag}`, () => pg.broadcast(bt, N - 1));
   expectEqual(bt, b[N - 1], `broadcast from rank ${N - 1} ${tag}`);
 
   const g = ins(21);
   const gathered = make(dtype, new Array(n * N).fill(0));
-  await pg.allGather(gathered, make(dtype, g[me]));
+  await privately(pg, `allGather ${tag}`, () => pg.allGather(gathered, make(dtype, g[me])));
   expectEqual(gathered, g.flat(), `allGather ${tag}`);
 
   const a = ins(22, n * N);
   const aout = make(dtype, new Array(n * N).fill(0));
-  await pg.allToAll(aout, make(dtype, a[me]));
+  await privately(pg, `allToAll ${tag}`, () => pg.allToAll(aout, make(dtype, a[me])));
   expectEqual(aout, a.flatMap((row) => row.slice(me * n, (me + 1) * n)), `allToAll ${tag}`);
 
   if (N > 1) {
@@ -144,9 +155,10 @@ async function hugeAllReduce(pg: ProcessGroup, n: number): Promise<void> {
 /**
  * Buffers from pg.shared(), at odd offsets: where the transport shares memory (COLLECTIVE_SHARED=1)
  * each call whose members' buffers all lie in shared regions must read the peers' in place (the
- * group's inPlaceCalls grows by one), and a call where some member's buffer is private, or where
- * its output overlaps the input its peers read, must take the copying path; every result bit for
- * bit against the same reference as above.
+ * group's inPlaceCalls grows by one); a call where some member's buffer is private reads it with
+ * cross-memory attach where EXPECT_CMA (crossMemoryCalls grows by one), else copies through the
+ * slots; a call whose output overlaps the input its peers read must take the slots; every result
+ * bit for bit against the same reference as above.
  */
 async function sharedSuite(pg: ProcessGroup): Promise<void> {
   const N = pg.size;
@@ -158,12 +170,13 @@ async function sharedSuite(pg: ProcessGroup): Promise<void> {
     backendOf(view).kernels.copy(make('float32', v), view);
     return view;
   };
-  const expectPath = async (inPlace: boolean, what: string, run: () => Promise<void>): Promise<void> => {
-    const before = pg.inPlaceCalls;
+  const expectPath = async (path: 'in place' | 'private' | 'slots', what: string, run: () => Promise<void>): Promise<void> => {
+    const [inPlace, cma] = [pg.inPlaceCalls, pg.crossMemoryCalls];
     await run();
-    const took = pg.inPlaceCalls - before;
-    const want = inPlace && expectShared ? 1 : 0;
-    if (took !== want) throw new Error(`${what}: ${took} in-place call(s), want ${want}`);
+    const took = { inPlace: pg.inPlaceCalls - inPlace, cma: pg.crossMemoryCalls - cma };
+    const want = { inPlace: path === 'in place' && expectShared ? 1 : 0, cma: path === 'private' && EXPECT_CMA ? 1 : 0 };
+    if (took.inPlace !== want.inPlace || took.cma !== want.cma)
+      throw new Error(`${what}: ${took.inPlace} in-place and ${took.cma} cross-memory call(s), want ${want.inPlace} and ${want.cma}`);
   };
   // every rank's copy of the region, read in place after a barrier (MPI: none)
   const mine = values('float32', 33, me, 400);
@@ -182,34 +195,34 @@ async function sharedSuite(pg: ProcessGroup): Promise<void> {
     for (const op of ['sum', 'avg', 'max', 'min'] as const) {
       const x = Array.from({ length: N }, (_, r) => values('float32', n, r, seed));
       const t = put(3, x[me]);
-      await expectPath(true, `allReduce ${op} ${tag}`, () => pg.allReduce(t, op).wait());
+      await expectPath('in place', `allReduce ${op} ${tag}`, () => pg.allReduce(t, op).wait());
       expectReduced(t, x, op, `allReduce ${op} ${tag}`);
-      // the input shared on every rank but rank 0: the copying path, the same bits
+      // the input shared on every rank but rank 0: read with cross-memory attach (or the slots), the same bits
       const y = Array.from({ length: N }, (_, r) => values('float32', n, r, seed + 1));
       const u = me === 0 ? make('float32', y[me]) : put(5, y[me]);
-      await expectPath(false, `allReduce ${op} with one private buffer ${tag}`, () => pg.allReduce(u, op).wait());
+      await expectPath('private', `allReduce ${op} with one private buffer ${tag}`, () => pg.allReduce(u, op).wait());
       expectReduced(u, y, op, `allReduce ${op} with one private buffer ${tag}`);
       seed += 2;
     }
     const big = Array.from({ length: N }, (_, r) => values('float32', n * N, r, seed++));
     const out = make('float32', new Array(n).fill(0));
-    await expectPath(true, `reduceScatter ${tag}`, () => pg.reduceScatter(out, put(1, big[me]), 'sum').wait());
+    await expectPath('in place', `reduceScatter ${tag}`, () => pg.reduceScatter(out, put(1, big[me]), 'sum').wait());
     expectReduced(out, big.map((row) => row.slice(me * n, (me + 1) * n)), 'sum', `reduceScatter ${tag}`);
     // the output is the input's first block, which rank 0 reads from every peer: copying path
     const big2 = Array.from({ length: N }, (_, r) => values('float32', n * N, r, seed++));
     const src = put(1, big2[me]);
-    await expectPath(false, `reduceScatter into its own input ${tag}`, () => pg.reduceScatter(narrow(src, 0, 0, n), src, 'sum').wait());
+    await expectPath('slots', `reduceScatter into its own input ${tag}`, () => pg.reduceScatter(narrow(src, 0, 0, n), src, 'sum').wait());
     expectReduced(narrow(src, 0, 0, n), big2.map((row) => row.slice(me * n, (me + 1) * n)), 'sum', `reduceScatter into its own input ${tag}`);
 
     const g = Array.from({ length: N }, (_, r) => values('float32', n, r, seed++));
     const gathered = make('float32', new Array(n * N).fill(0));
-    await expectPath(true, `allGather ${tag}`, () => pg.allGather(gathered, put(7, g[me])).wait());
+    await expectPath('in place', `allGather ${tag}`, () => pg.allGather(gathered, put(7, g[me])).wait());
     expectEqual(gathered, g.flat(), `allGather ${tag}`);
     // in place: the input is this rank's block of a shared output
     const g2 = Array.from({ length: N }, (_, r) => values('float32', n, r, seed++));
     const whole = narrow(region, 0, 9, n * N);
     const mine = put(9 + me * n, g2[me]);
-    await expectPath(true, `allGather in place ${tag}`, () => pg.allGather(whole, mine).wait());
+    await expectPath('in place', `allGather in place ${tag}`, () => pg.allGather(whole, mine).wait());
     expectEqual(whole, g2.flat(), `allGather in place ${tag}`);
   }
 }

@@ -33,15 +33,20 @@ export async function runSuite(transport: SuiteTransport, n: number, env: Record
   return launchMpi({ implementation: transport, nproc: n, command: process.execPath, args, stdout: 'ignore', env: { ...env, COLLECTIVE_ORDER: 'any' }, onStderr });
 }
 
-/** One test per world size 1-4 on this transport. */
-export function collectiveTests(transport: SuiteTransport): void {
+/**
+ * One test per world size 1-4 on this transport; on shared memory each private buffer is read with
+ * cross-memory attach, and `slots` runs the suite again with it off (KESTREL_DIST_CMA=0: the copying path).
+ */
+export function collectiveTests(transport: SuiteTransport, slots = false): void {
   const skip = transport === 'shm' ? false : mpiMissing(transport);
+  const cma = transport === 'shm' && !slots;
   for (const n of [1, 2, 3, 4]) {
-    test(`collectives match the single-process reference on ${n} rank${n > 1 ? 's' : ''} (${transport})`, { skip }, async () => {
+    test(`collectives match the single-process reference on ${n} rank${n > 1 ? 's' : ''} (${transport}${slots ? ', through the slots' : ''})`, { skip }, async () => {
       const before = kestrelSegments();
       const errors: string[] = [];
       // 1M+3 float32 on the 4-rank run: 64 pieces and a ragged last one
-      const r = await runSuite(transport, n, { KESTREL_DIST_SLOT_BYTES: '65536', COLLECTIVE_HUGE: n === 4 ? String((1 << 20) + 3) : '0', COLLECTIVE_SHARED: transport === 'shm' ? '1' : '0' }, errors);
+      const env = { KESTREL_DIST_SLOT_BYTES: '65536', COLLECTIVE_HUGE: n === 4 ? String((1 << 20) + 3) : '0', COLLECTIVE_SHARED: transport === 'shm' ? '1' : '0', COLLECTIVE_CMA: cma ? '1' : '0' };
+      const r = await runSuite(transport, n, slots ? { ...env, KESTREL_DIST_CMA: '0' } : env, errors);
       assert.equal(r.exitCode, 0, `${r.failure ? `rank ${r.failure.rank}: ${r.failure.message}` : ''}\n${errors.join('\n')}`);
       assert.deepEqual(segmentsLeft(before), [], 'segments left in /dev/shm');
     });
