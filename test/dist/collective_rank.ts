@@ -224,6 +224,16 @@ async function sharedSuite(pg: ProcessGroup): Promise<void> {
     const mine = put(9 + me * n, g2[me]);
     await expectPath('in place', `allGather in place ${tag}`, () => pg.allGather(whole, mine).wait());
     expectEqual(whole, g2.flat(), `allGather in place ${tag}`);
+
+    // broadcast reads the root's buffer alone, allToAll every input (its private output no peer reads)
+    const b = Array.from({ length: N }, (_, r) => values('float32', n, r, seed++));
+    const bt = put(13, b[me]);
+    await expectPath('in place', `broadcast ${tag}`, () => pg.broadcast(bt, N - 1).wait());
+    expectEqual(bt, b[N - 1], `broadcast ${tag}`);
+    const a = Array.from({ length: N }, (_, r) => values('float32', n * N, r, seed++));
+    const aout = make('float32', new Array(n * N).fill(0));
+    await expectPath('in place', `allToAll ${tag}`, () => pg.allToAll(aout, put(1, a[me])).wait());
+    expectEqual(aout, a.flatMap((row) => row.slice(me * n, (me + 1) * n)), `allToAll ${tag}`);
   }
 }
 
