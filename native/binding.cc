@@ -79,6 +79,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("distShare", &Addon::DistShare),
         InstanceMethod("distSharedCalls", &Addon::DistSharedCalls),
         InstanceMethod("distCmaCalls", &Addon::DistCmaCalls),
+        InstanceMethod("distWaiting", &Addon::DistWaiting),
         InstanceMethod("distPeer", &Addon::DistPeer),
         InstanceMethod("distWhole", &Addon::DistWhole),
         InstanceMethod("distClose", &Addon::DistClose),

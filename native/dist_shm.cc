@@ -120,6 +120,7 @@ struct Segment {
   std::atomic<uint64_t> shared_calls{0};           // collectives that took the in-place path
   std::atomic<uint64_t> cma_calls{0};              // ... the direct path, reading some private buffer with CMA
   enum class Cma { Unknown, Yes, No } cma = Cma::Unknown;  // whether every member may read its peers' memory (probe_cma)
+  std::atomic<int> waiters{0};                     // JS waits for a call of this group now (dist_waiting)
 
   Meta* meta() const { return reinterpret_cast<Meta*>(base); }
   Control* control(int r) const { return reinterpret_cast<Control*>(base + kLine * (1 + r)); }
@@ -180,7 +181,8 @@ void post(uint32_t* p, uint32_t v) {
 std::string who(const Segment& s, int r) { return "rank " + std::to_string(s.global[size_t(r)]); }
 
 // How long a wait yields the core before it sleeps: KESTREL_DIST_SPIN_US microseconds (default 50;
-// 0 sleeps at once; at most 10 ms), read on the JS thread by the first dist_open (spin_ns).
+// 0 sleeps at once; at most 10 ms), read on the JS thread by the first dist_open (spin_ns); while
+// JS waits for the group's calls (dist_waiting), kWaitedSpinNs or that if longer.
 int64_t spin_ns() {
   static const int64_t ns = [] {
     const char* e = std::getenv("KESTREL_DIST_SPIN_US");
@@ -218,10 +220,15 @@ void cma_read(const Segment& s, int r, uint64_t addr, char* to, size_t bytes, co
   }
 }
 
-// Waits until *p reaches target: a short spin, then yields of the core for spin_ns() (a peer a few
-// microseconds behind is met without a sleep and its wake-up, as MPI's progress loops do; a yield
-// lets an oversubscribed core run the peer), then futex sleeps of 20 ms between which the
-// deadline and the peer's process are checked, so a dead or hung rank is an error that names it.
+constexpr int64_t kWaitedSpinNs = 2'000'000;
+
+// Waits until *p reaches target: a short spin, then yields of the core (a peer some microseconds
+// behind is met without a sleep and its wake-up, as MPI's progress loops do; a yield lets an
+// oversubscribed core run the peer), then futex sleeps of 20 ms between which the deadline and
+// the peer's process are checked, so a dead or hung rank is an error that names it. The yields go
+// on for spin_ns() while this rank's JS thread may be computing (a bucket's all-reduce beside
+// backward must not take its core), and for 2 ms while it waits for the group: on a VM a futex
+// wake-up costs 0.1-0.5 ms where the sleeper's vCPU halted, most of a 1 MB call.
 void wait_for(const Segment& s, const uint32_t* p, uint32_t target, int r, const DistCall& c, Clock::time_point deadline) {
   for (int i = 0; i < 256; i++) {
     if (reached(load(p), target)) return;
@@ -230,11 +237,14 @@ void wait_for(const Segment& s, const uint32_t* p, uint32_t target, int r, const
 #endif
   }
   if (const int64_t ns = spin_ns()) {
-    const auto until = std::min(Clock::now() + std::chrono::nanoseconds(ns), deadline);
-    do {
+    const auto start = Clock::now();
+    for (;;) {
       if (reached(load(p), target)) return;
       sched_yield();
-    } while (Clock::now() < until);
+      const auto now = Clock::now();
+      const int64_t budget = s.waiters.load(std::memory_order_relaxed) > 0 ? std::max(ns, kWaitedSpinNs) : ns;
+      if (now >= deadline || now - start >= std::chrono::nanoseconds(budget)) break;
+    }
   }
   for (;;) {
     uint32_t v = load(p);
@@ -715,6 +725,13 @@ double dist_whole(int id, double handle) {
 
 uint64_t dist_shared_calls(int id) { return segment(id).shared_calls.load(); }
 uint64_t dist_cma_calls(int id) { return segment(id).cma_calls.load(); }
+
+void dist_waiting(int id, int delta) noexcept {
+  std::lock_guard<std::mutex> lock(registry_mu);
+  auto& r = registry();
+  if (id < 0 || size_t(id) >= r.size() || !r[size_t(id)]) return;  // closed: nothing waits on it any more
+  r[size_t(id)]->waiters.fetch_add(delta);
+}
 
 void dist_close(int id) {
   std::unique_ptr<Segment> s;

@@ -59,6 +59,10 @@ double dist_whole(int id, double handle);
 uint64_t dist_shared_calls(int id);
 // ... that took the same direct path reading some member's private buffer with process_vm_readv.
 uint64_t dist_cma_calls(int id);
+// JS begins (delta 1) or ends (-1) waiting for the group's calls: while any wait, a rank waiting
+// for a peer yields its core longer before it sleeps (dist_shm.cc wait_for).
+// A closed or unknown id is ignored (never throws: the binding ends a wait from a destructor).
+void dist_waiting(int id, int delta) noexcept;
 // Runs one call to completion (blocking; throws KernelError naming the rank on a timeout or a dead peer).
 void dist_run(int id, const DistCall& call);
 // Unmaps the segment (the name stays until dist_unlink).

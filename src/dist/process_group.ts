@@ -13,19 +13,29 @@ export class Work implements PromiseLike<void> {
   private finished = false;
   private readonly done: Promise<void>;
 
-  constructor(done: Promise<void>) {
+  /** `onWait(1)` when a caller begins to wait for it (await, wait()), `onWait(-1)` once it settles (Transport.awaiting) */
+  constructor(done: Promise<void>, private readonly onWait?: (delta: 1 | -1) => void) {
     this.done = done.then(() => void (this.finished = true));
     this.done.catch(() => (this.finished = true)); // a caller that never waits must not crash the process; the group reports it next
   }
   /** resolves when the tensors hold the result; rejects naming the rank at fault */
   wait(): Promise<void> {
+    this.waitBegins();
     return this.done;
   }
   isCompleted(): boolean {
     return this.finished;
   }
   then<A = void, B = never>(ok?: ((v: void) => A | PromiseLike<A>) | null, bad?: ((e: unknown) => B | PromiseLike<B>) | null): PromiseLike<A | B> {
+    this.waitBegins();
     return this.done.then(ok, bad);
+  }
+  private waitBegins(): void {
+    const hint = this.onWait;
+    if (this.finished || !hint) return;
+    hint(1);
+    const ends = (): void => hint(-1);
+    void this.done.then(ends, ends);
   }
 }
 
@@ -244,7 +254,8 @@ export class ProcessGroup {
     const call: TransportCall = { op, reduce: 'sum', peer: 0, count: 0, src: null, dst: null, dtype, timeoutMs: this.opts.timeoutMs, ...c };
     const bytes = (t: Tensor | null | undefined): number => (t ? t.numel * dtypeBytes(t.dtype) : 0);
     this.traffic[op] += op === 'allReduce' ? 2 * bytes(c.src) : op === 'allGather' ? bytes(c.dst) : bytes(c.src ?? c.dst);
-    return new Work(now && this.transport.startNow ? this.timeBlocked(() => this.transport.startNow!(call)) : this.transport.run(call));
+    const done = now && this.transport.startNow ? this.timeBlocked(() => this.transport.startNow!(call)) : this.transport.run(call);
+    return new Work(done, this.transport.awaiting && ((d) => this.transport.awaiting!(d)));
   }
 
   private timeBlocked<T>(fn: () => T): T {

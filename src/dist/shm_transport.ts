@@ -76,6 +76,10 @@ export class ShmTransport extends QueuedTransport {
     return new Tensor(adoptCpuStorage(this.addon, make(handle), t.dtype, numel, t.storage.tag, true), layout);
   }
 
+  awaiting(delta: 1 | -1): void {
+    this.addon.distWaiting(this.id, delta);
+  }
+
   crossMemoryCalls(): number {
     return this.addon.distCmaCalls(this.id);
   }

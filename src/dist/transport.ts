@@ -71,6 +71,11 @@ export interface Transport {
   whole?(t: Tensor): Tensor | null;
   /** Optional, beside share: how many collectives so far read the peers' shared buffers in place. */
   inPlaceCalls?(): number;
+  /**
+   * Optional: JS begins (1) or ends (-1) awaiting a call, so a rank waiting for its peers may keep
+   * its core longer before it sleeps (nothing on this rank computes meanwhile).
+   */
+  awaiting?(delta: 1 | -1): void;
   /** Optional: how many collectives so far read some peer's private buffer directly (cross-memory attach) instead of through the slots. */
   crossMemoryCalls?(): number;
   /** elements of one piece of a call (calls larger than this are split); for tests of the boundaries */

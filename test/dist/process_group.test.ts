@@ -45,3 +45,25 @@ test('the addon checks byte ranges against the storage block before touching mem
   addon.distClose(id);
   t.dispose();
 });
+
+test('a Work tells its transport when a caller begins and ends waiting for it, balanced, and never when nobody waits', async () => {
+  const { Work } = await import('../../src/dist/process_group.js');
+  const log: number[] = [];
+  let settle!: () => void;
+  const w = new Work(new Promise<void>((r) => (settle = r)), (d) => log.push(d));
+  assert.deepEqual(log, [], 'starting a call is not waiting for it');
+  const first = w.wait();
+  const second = (async () => await w)();
+  await new Promise((r) => setImmediate(r)); // await calls then() a microtask later
+  assert.deepEqual(log, [1, 1], 'wait() and await each begin a wait');
+  settle();
+  await Promise.all([first, second]);
+  assert.deepEqual(log, [1, 1, -1, -1], 'each wait ends once the call settles');
+  await w;
+  assert.deepEqual(log, [1, 1, -1, -1], 'awaiting a finished call waits for nothing');
+  // a failed call ends its waits too (and its rejection reaches the caller)
+  const failed: number[] = [];
+  const f = new Work(Promise.reject(new Error('peer died')), (d) => failed.push(d));
+  await assert.rejects(f.wait(), /peer died/);
+  assert.deepEqual(failed, [1, -1]);
+});
