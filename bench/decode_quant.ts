@@ -113,9 +113,10 @@ async function profileRun(name: string, format: (typeof FORMATS)[number], steps:
   const model = build(name);
   k.quantizeForInference(model, format);
   const ids = k.randint(0, model.config.vocabSize, [1, PROMPT], { generator: new k.Generator(1) });
-  // warm-up run, then the profiled one: profiling starts when the prefill's token is out
-  for await (const _ of model.stream(ids, { maxNewTokens: 4, temperature: 0, eosTokenId: [] }));
-  for await (const { step } of model.stream(ids, { maxNewTokens: steps + 1, temperature: 0, eosTokenId: [] })) if (step === 0) k.profile.start();
+  // warm-up run (it records the CPU graph), then the profiled one: profiling starts after its first
+  // decode step (which checks the kept graph against the step), so it times replays call by call
+  for await (const _ of model.stream(ids, { maxNewTokens: 8, temperature: 0, eosTokenId: [] }));
+  for await (const { step } of model.stream(ids, { maxNewTokens: steps + 2, temperature: 0, eosTokenId: [] })) if (step === 1) k.profile.start();
   const prof = k.profile.stop();
   ids.dispose();
   const head = model.lm_head as unknown as k.quant.QuantLinear;

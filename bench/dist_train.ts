@@ -17,7 +17,7 @@
 // drifts by tens of percent within minutes); --compare-share adds each layout without shared
 // regions (KESTREL_DIST_SHARE=0), starred.
 // Run: npm run bench:dist-train -- [--shape smol135m|small|tiny] [--seq N] [--batch ROWS] [--steps 4]
-//        [--stages 0,1,2,3] [--ranks 2] [--bucket ELEMENTS (default Kestrel's, 16 MiB of float32)] [--no-peer] [--repeats 1] [--compare-share]
+//        [--stages 0,1,2,3] [--ranks 2 (a list: 2,4 with --batch 4; written to dist_train_ranks2_4.json)] [--bucket ELEMENTS (default Kestrel's, 16 MiB of float32)] [--no-peer] [--repeats 1] [--compare-share]
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -289,7 +289,8 @@ async function main(): Promise<void> {
     console.log(`${n} ${`${stage}${l.share ? '' : '*'}`.padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} ${cpuS(ranks).toFixed(2).padStart(5)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)} ${median(ranks[0].blockedMs.slice(1)).toFixed(0).padStart(8)} ${median(ranks[0].optimizerMs.slice(1)).toFixed(0).padStart(6)} ${((BATCH * SEQ * 1e3) / tok).toFixed(0).padStart(6)} | ${cpuSplit(ranks).optimizer.toFixed(2)} ${cpuSplit(ranks).communicationAndOther.toFixed(2)}, ${cpuSplit(ranks).ceilingVs1Rank2Threads.toFixed(2)}${byRepeat.length > 1 ? ` | vs1×2 by repeat ${byRepeat.map((x) => x.vsOne.toFixed(2)).join(' ')}` : ''}`);
   }
   if (values['compare-share']) console.log('* without shared regions (KESTREL_DIST_SHARE=0: every collective through the transport\'s slots, the all-gather path for ZeRO 1-2 parameters)');
-  const path = writeResult('dist_train', {
+  // the committed 2-rank run keeps its name; other rank lists (the 4-rank memory table) get their own file
+  const path = writeResult(values.ranks === '2' ? 'dist_train' : `dist_train_ranks${RANKS.join('_')}`, {
     load_before: loadBefore, load_after: load(),
     shape: { name: values.shape, ...SHAPE, seq: SEQ, batch: BATCH, microBatches: MICRO }, steps: STEPS, psi, bucketElements: BUCKET_ELEMENTS,
     kestrel: {

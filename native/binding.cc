@@ -2,6 +2,7 @@
 // Float64Array (no per-call allocation or array unwrapping) and calls call(id, count).
 #include <napi.h>
 
+#include <chrono>
 #include <condition_variable>
 #include <cstring>
 #include <map>
@@ -201,13 +202,22 @@ class Addon : public Napi::Addon<Addon> {
     });
   }
 
-  // runProgram(calls, patchAt, patchDelta, steps): replays recorded kernel calls (src/backend/cpu/graph.ts).
+  // runProgram(calls, patchAt, patchDelta, steps[, times]): replays recorded kernel calls (src/backend/cpu/graph.ts).
   // calls is [kernel id, n, n arguments]...; argument patchAt[i] (an index into calls, ascending) is
   // increased by patchDelta[i] * steps before its call: the view offsets and lengths that move with
   // the decode position. Each call is checked as a single call is, its views against their storages.
+  // times (a Float64Array, one per call; k.profile): call j's wall time in ms is added to times[j].
   Napi::Value RunProgram(const Napi::CallbackInfo& info) {
     if (info.Length() < 4 || !info[0].IsTypedArray() || !info[1].IsTypedArray() || !info[2].IsTypedArray())
-      throw Napi::TypeError::New(info.Env(), "kestrel native runProgram: expected (Float64Array, Int32Array, Float64Array, steps)");
+      throw Napi::TypeError::New(info.Env(), "kestrel native runProgram: expected (Float64Array, Int32Array, Float64Array, steps[, Float64Array])");
+    double* times = nullptr;
+    size_t ntimes = 0;
+    if (info.Length() > 4 && !info[4].IsUndefined()) {
+      if (!info[4].IsTypedArray() || info[4].As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
+        throw Napi::TypeError::New(info.Env(), "kestrel native runProgram: times must be a Float64Array");
+      auto t = info[4].As<Napi::Float64Array>();
+      times = t.Data(), ntimes = t.ElementLength();
+    }
     auto calls = info[0].As<Napi::Float64Array>();
     auto at = info[1].As<Napi::Int32Array>();
     auto delta = info[2].As<Napi::Float64Array>();
@@ -216,7 +226,7 @@ class Addon : public Napi::Addon<Addon> {
       throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: patchAt and patchDelta differ in length");
     const double* c = calls.Data();
     const size_t len = calls.ElementLength(), np = at.ElementLength();
-    size_t i = 0, p = 0;
+    size_t i = 0, p = 0, call = 0;
     while (i < len) {
       if (i + 2 > len) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: a call's header runs past the program");
       const double id = c[i], n = c[i + 1];
@@ -228,7 +238,15 @@ class Addon : public Napi::Addon<Addon> {
         if (at[p] < int32_t(base)) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: patches must ascend and point at arguments");
         args_[size_t(at[p]) - base] += delta[p] * steps;
       }
-      run_kernel(info.Env(), size_t(id), size_t(n));
+      if (times) {
+        if (call >= ntimes) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: times holds " + std::to_string(ntimes) + " calls, the program more");
+        const auto t0 = std::chrono::steady_clock::now();
+        run_kernel(info.Env(), size_t(id), size_t(n));
+        times[call] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+      } else {
+        run_kernel(info.Env(), size_t(id), size_t(n));
+      }
+      call++;
       i = end;
     }
     if (p != np) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: a patch points past the program");

@@ -85,7 +85,7 @@ export interface NativeAddon {
   args: Float64Array;
   kernels: string[];
   /** replays recorded calls ([id, n, args...]...), adding patchDelta[i] * steps to argument patchAt[i] first (src/backend/cpu/graph.ts) */
-  runProgram(calls: Float64Array, patchAt: Int32Array, patchDelta: Float64Array, steps: number): void;
+  runProgram(calls: Float64Array, patchAt: Int32Array, patchDelta: Float64Array, steps: number, times?: Float64Array): void;
   // the order in which processes exit (native/exit_watch.h): ns is CLOCK_MONOTONIC, as process.hrtime.bigint()
   exitWatchStart(): number;
   exitWatchAdd(watch: number, pid: number): void;

@@ -7,6 +7,7 @@
 // write position and the number of keys read are the arguments the graph moves per step.
 import { loadNative } from '../backend/addon.js';
 import { isProfiling } from '../profile/profiler.js';
+import { addKernel } from '../profile/recorder.js';
 import { CpuGraph, type PoolEntry, Recording, record, releasePool } from '../backend/cpu/graph.js';
 import { tensor } from '../ops/creation.js';
 import { copy_ } from '../ops/inplace.js';
@@ -93,6 +94,13 @@ export class CpuGraphDecoder {
     if (!this.kept) this.dispose();
   }
 
+  private timedReplay(graph: CpuGraph, steps: number): void {
+    const kernels = graph.callKernels;
+    const times = new Float64Array(kernels.length);
+    graph.replay(steps, times);
+    kernels.forEach((kernel, j) => addKernel(kernel, `${kernel} (replayed)`, times[j], 0));
+  }
+
   /** The step for `token` at `position` (= the cache's length): the next token's logits [V] and their argmax [1], valid until the next step. */
   step(token: number, position: number): { logits: Tensor; argmax: Tensor } {
     if (position !== this.cache.length) throw new Error(`CpuGraphDecoder: position ${position} is not the cache's length ${this.cache.length}`);
@@ -101,11 +109,13 @@ export class CpuGraphDecoder {
       copy_(this.positions, tensor([[position]], { dtype: 'int64', backend: 'cpu' }));
     });
     this.releasePlain();
-    // k.profile times kernels one call at a time: while it runs, steps go op by op (a graph stays valid)
+    // k.profile times a replay call by call ('... (replayed)' rows); until a graph is built and
+    // verified, it times the steps op by op (and a graph stays valid)
     const profiling = isProfiling();
-    if (this.graph && !this.verify && !profiling) {
+    if (this.graph && !this.verify) {
       if (position + 1 > this.cache.maxLength) throw new Error(`KVCache: ${position} cached + 1 new token exceed the cache length ${this.cache.maxLength}`);
-      this.graph.replay(position - this.first);
+      if (profiling) this.timedReplay(this.graph, position - this.first);
+      else this.graph.replay(position - this.first);
       this.cache.advance(1);
       return this.graphOut!;
     }

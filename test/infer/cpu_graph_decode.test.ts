@@ -148,6 +148,26 @@ describe('CPU graph decoding', { skip }, () => {
     assertSame(profiled, eager, 'profiled');
     const attention = prof.kernels.filter((r) => r.name.startsWith('attention')).reduce((n, r) => n + r.calls, 0);
     assert.equal(attention, 8 * model.config.numLayers, 'every step\'s attention calls were timed (prefill and 7 decode steps)');
+    // a graph built before the profiler started: its replays are timed call by call natively, as
+    // '<kernel> (replayed)' rows (the first step checks the kept graph op by op, before the profiler)
+    await decode(model, { temperature: 0, maxNewTokens: 8 }, true);
+    const replayed = await withEnv('KESTREL_CPU_GRAPHS', '1', async () => {
+      const ids = k.tensor([[3, 17, 42, 7, 99]], { dtype: 'int64' });
+      let steps = 0;
+      const out = await model.generate(ids, { temperature: 0, maxNewTokens: 8, eosTokenId: [], onScores: () => void (++steps === 2 && k.profile.start()) });
+      const r = { ids: out.toArray() as number[][], prof: k.profile.stop() };
+      ids.dispose(), out.dispose();
+      return r;
+    });
+    assert.deepEqual(replayed.ids, eager.ids, 'profiled replays: ids');
+    const attentionRows = replayed.prof.kernels.filter((r) => r.name.startsWith('attention'));
+    assert.deepEqual(attentionRows.map((r) => r.name), ['attention (replayed)'], 'every timed step was a replay');
+    const replays = attentionRows[0].calls / model.config.numLayers;
+    assert.equal(replays, 6, 'the 6 decode steps after the checked one');
+    for (const r of replayed.prof.kernels.filter((r) => r.name.endsWith('(replayed)'))) {
+      assert.equal(r.calls % replays, 0, `${r.name}: the same calls every replay`);
+      assert.ok(r.ms > 0 && r.ms <= replayed.prof.wallMs, `${r.name}: ${r.ms} ms within the ${replayed.prof.wallMs} ms profiled`);
+    }
     // a left-padded batch of two still equals its rows decoded alone (the plain path)
     const built = CpuGraphDecoder.built;
     const ids = k.tensor([[3, 17, 42], [0, 5, 9]], { dtype: 'int64' });

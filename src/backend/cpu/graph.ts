@@ -169,10 +169,17 @@ export class CpuGraph {
     return at < 0 ? null : `argument ${at} of the step is ${got[at]} where a replay would pass ${want[at]}`;
   }
 
-  /** Runs the step `steps` positions after the first recorded one. */
-  replay(steps: number): void {
+  /** Runs the step `steps` positions after the first recorded one; with `times` (one per call), adds each call's ms to it. */
+  replay(steps: number, times?: Float64Array): void {
     if (this.disposed) throw new Error('CPU graph: replay after dispose');
-    this.addon.runProgram(this.calls, this.patchAt, this.patchDelta, steps);
+    this.addon.runProgram(this.calls, this.patchAt, this.patchDelta, steps, times);
+  }
+
+  /** The kernel of each call, in order (k.profile's rows of a timed replay). */
+  get callKernels(): string[] {
+    const names: string[] = [];
+    for (let i = 0; i < this.calls.length; i += 2 + this.calls[i + 1]) names.push(this.addon.kernels[this.calls[i]] ?? `#${this.calls[i]}`);
+    return names;
   }
 
   /** How many arguments move with the position (for tests and diagnostics). */
