@@ -288,7 +288,7 @@ async function main(): Promise<void> {
     const p = ranks[0].peak;
     console.log(`${n} ${`${stage}${l.share ? '' : '*'}`.padStart(5)} ${tok.toFixed(0).padStart(6)} ${vsOne.toFixed(2).padStart(6)} ${(vsTorch?.toFixed(2) ?? '-').padStart(6)} ${cpuS(ranks).toFixed(2).padStart(5)} | ${MB(p.param).padStart(8)} (${MB(paper.param)})  ${MB(p.grad).padStart(8)} (${MB(paper.grad)})  ${MB(p.optimizer).padStart(8)} (${MB(paper.optimizer)})  ${ranks.map((r) => r.maxRssMB.toFixed(0)).join('/')} | ${MB(ranks[0].bytesPerStep).padStart(8)} (${MB(paper.bytes)}) | ${gradWait.toFixed(0).padStart(9)} ${gather.toFixed(0).padStart(7)} ${median(ranks[0].blockedMs.slice(1)).toFixed(0).padStart(8)} ${median(ranks[0].optimizerMs.slice(1)).toFixed(0).padStart(6)} ${((BATCH * SEQ * 1e3) / tok).toFixed(0).padStart(6)} | ${cpuSplit(ranks).optimizer.toFixed(2)} ${cpuSplit(ranks).communicationAndOther.toFixed(2)}, ${cpuSplit(ranks).ceilingVs1Rank2Threads.toFixed(2)}${byRepeat.length > 1 ? ` | vs1×2 by repeat ${byRepeat.map((x) => x.vsOne.toFixed(2)).join(' ')}` : ''}`);
   }
-  if (values['compare-share']) console.log('* without shared regions (KESTREL_DIST_SHARE=0: every collective through the transport\'s slots, the all-gather path for ZeRO 1-2 parameters)');
+  if (values['compare-share']) console.log('* without shared regions (KESTREL_DIST_SHARE=0: every collective on private buffers, read with cross-memory attach or through the slots, the all-gather path for ZeRO 1-2 parameters)');
   // the committed 2-rank run keeps its name; other rank lists (the 4-rank memory table) get their own file
   const path = writeResult(values.ranks === '2' ? 'dist_train' : `dist_train_ranks${RANKS.join('_')}`, {
     load_before: loadBefore, load_after: load(),

@@ -2,6 +2,7 @@
 // Float64Array (no per-call allocation or array unwrapping) and calls call(id, count).
 #include <napi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -80,6 +81,7 @@ class Addon : public Napi::Addon<Addon> {
         InstanceMethod("distShare", &Addon::DistShare),
         InstanceMethod("distSharedCalls", &Addon::DistSharedCalls),
         InstanceMethod("distCmaCalls", &Addon::DistCmaCalls),
+        InstanceMethod("distCmaState", &Addon::DistCmaState),
         InstanceMethod("distWaiting", &Addon::DistWaiting),
         InstanceMethod("distPeer", &Addon::DistPeer),
         InstanceMethod("distWhole", &Addon::DistWhole),
@@ -226,6 +228,11 @@ class Addon : public Napi::Addon<Addon> {
       throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: patchAt and patchDelta differ in length");
     const double* c = calls.Data();
     const size_t len = calls.ElementLength(), np = at.ElementLength();
+    if (times) {  // counted before any call runs, so a short array never leaves a step half done
+      size_t count = 0;
+      for (size_t j = 0; j + 1 < len && c[j + 1] >= 0 && c[j + 1] <= double(len); j += 2 + size_t(c[j + 1])) count++;  // bad headers: the loop below throws
+      if (count > ntimes) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: times holds " + std::to_string(ntimes) + " calls, the program " + std::to_string(count));
+    }
     size_t i = 0, p = 0, call = 0;
     while (i < len) {
       if (i + 2 > len) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: a call's header runs past the program");
@@ -239,7 +246,6 @@ class Addon : public Napi::Addon<Addon> {
         args_[size_t(at[p]) - base] += delta[p] * steps;
       }
       if (times) {
-        if (call >= ntimes) throw Napi::RangeError::New(info.Env(), "kestrel native runProgram: times holds " + std::to_string(ntimes) + " calls, the program more");
         const auto t0 = std::chrono::steady_clock::now();
         run_kernel(info.Env(), size_t(id), size_t(n));
         times[call] += std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

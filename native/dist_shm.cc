@@ -59,8 +59,10 @@ constexpr int kMaxRanks = 256;
 // src_share / dst_share codes besides a region index: the call needs the slots (this member's
 // buffers do not allow a direct path), or the buffer is private memory at address src_at / dst_at.
 constexpr int32_t kSlots = -1, kPrivate = -2;
-// Reductions over private buffers stage this many bytes of each peer's block at a time (in L2).
-constexpr size_t kStageBytes = 256 << 10;
+// Reductions over private buffers stage a chunk of each peer's block at a time: 256 KiB per peer up
+// to 4 ranks (in L2), 1 MiB in all beyond (4 KiB each at 256 ranks).
+constexpr size_t kStageBytes = 1 << 20;
+size_t stage_per_peer(size_t world) { return std::min<size_t>(256 << 10, std::max<size_t>(kStageBytes / world / 64 * 64, 64)); }
 // What a member's probe word holds (probe_cma reads it in every peer's memory).
 constexpr uint64_t kProbeMagic = 0x4b44535450524f42;  // "KDSTPROB"
 const volatile uint64_t probe_word = kProbeMagic;
@@ -181,8 +183,8 @@ void post(uint32_t* p, uint32_t v) {
 std::string who(const Segment& s, int r) { return "rank " + std::to_string(s.global[size_t(r)]); }
 
 // How long a wait yields the core before it sleeps: KESTREL_DIST_SPIN_US microseconds (default 50;
-// 0 sleeps at once; at most 10 ms), read on the JS thread by the first dist_open (spin_ns); while
-// JS waits for the group's calls (dist_waiting), kWaitedSpinNs or that if longer.
+// at most 10 ms), read on the JS thread by the first dist_open (spin_ns); while JS waits for the
+// group's calls (dist_waiting), kWaitedSpinNs or that if longer. 0 sleeps at once, always.
 int64_t spin_ns() {
   static const int64_t ns = [] {
     const char* e = std::getenv("KESTREL_DIST_SPIN_US");
@@ -213,9 +215,11 @@ void cma_read(const Segment& s, int r, uint64_t addr, char* to, size_t bytes, co
   while (bytes > 0) {
     iovec local{to, bytes}, remote{reinterpret_cast<void*>(addr), bytes};
     const ssize_t got = process_vm_readv(pid, &local, 1, &remote, 1, 0);
-    if (got <= 0)
+    if (got <= 0) {
+      const int e = errno;  // before the message's allocations
       throw KernelError("dist " + c.name + ": reading " + who(s, r) + "'s buffer (process_vm_readv of " + std::to_string(bytes) +
-                        " bytes): " + (got < 0 ? std::strerror(errno) : "nothing read"));
+                        " bytes): " + (got < 0 ? std::strerror(e) : "nothing read"));
+    }
     to += got, addr += uint64_t(got), bytes -= size_t(got);
   }
 }
@@ -402,7 +406,7 @@ void probe_cma(Segment& s, const DistCall& c, Clock::time_point deadline) {
   s.cma = all ? Segment::Cma::Yes : Segment::Cma::No;
 }
 
-// A reduction's staging: kStageBytes for each member (thread-local: one call runs at a time per thread).
+// A reduction's staging, stage_per_peer bytes for each member (thread-local: one call runs at a time per thread).
 char* stage_buffer(size_t bytes) {
   thread_local std::vector<char> buf;
   if (buf.size() < bytes) buf.resize(bytes);
@@ -435,22 +439,26 @@ bool run_direct(Segment& s, const DistCall& c, Clock::time_point deadline, bool 
     return share >= 0 ? s.peer(int(r), share, out ? o->dst_at : o->src_at, out ? bytes.dst : bytes.src) : nullptr;
   };
   auto read = [&](size_t r, bool out, size_t off, char* to, size_t len) {
-    if (const char* p = mapped(r, out)) return void(std::memcpy(to, p + off, len));
+    // a mapped buffer may be the very bytes to write (an all-gather into group.whole(shard)): nothing to copy
+    if (const char* p = mapped(r, out)) {
+      if (p + off != to) std::memcpy(to, p + off, len);
+      return;
+    }
     const Control* o = s.control(int(r));
     cma_read(s, int(r), (out ? o->dst_at : o->src_at) + off, to, len, c);
   };
   // out = the reduction of every member's m elements of input at byte `from`: mapped inputs read
   // in place, private ones staged a chunk at a time
   auto reduce_block = [&](char* out, size_t from, size_t m) {
-    const size_t chunk = kStageBytes / eb;
-    char* stage = cma ? stage_buffer(N * kStageBytes) : nullptr;
+    const size_t per = stage_per_peer(N), chunk = per / eb;
+    char* stage = cma ? stage_buffer(N * per) : nullptr;
     for (size_t o = 0; o < m; o += chunk) {
       const size_t k = std::min(chunk, m - o), at = from + o * eb;
       const char* part[kMaxRanks];
       for (size_t r = 0; r < N; r++) {
         const char* p = r == me ? c.src : mapped(r, false);
-        if (!p) read(r, false, at, stage + r * kStageBytes, k * eb);
-        part[r] = p ? p + at : stage + r * kStageBytes;
+        if (!p) read(r, false, at, stage + r * per, k * eb);
+        part[r] = p ? p + at : stage + r * per;
       }
       reduce_parts(s, c, out + o * eb, k, [&](int r) { return part[r]; });
     }
@@ -627,7 +635,7 @@ int dist_open(const std::string& name, int local_rank, const std::vector<int>& g
   spin_ns();  // KESTREL_DIST_SPIN_US and KESTREL_DIST_CMA are read here, on the JS thread (a bad value is an error now)
   // Yama's ptrace_scope 1 lets only ancestors read a process's memory, and ranks are siblings: let
   // any process of this user (as Open MPI does; EINVAL where Yama is absent, and the probe decides)
-  if (cma_wanted()) prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
+  if (cma_wanted() && world > 1) prctl(PR_SET_PTRACER, PR_SET_PTRACER_ANY, 0, 0, 0);
   auto s = std::make_unique<Segment>();
   s->name = name, s->rank = local_rank, s->world = world, s->global = global_ranks, s->slot_bytes = slot_bytes;
   s->header = header_bytes(world);
@@ -725,6 +733,11 @@ double dist_whole(int id, double handle) {
 
 uint64_t dist_shared_calls(int id) { return segment(id).shared_calls.load(); }
 uint64_t dist_cma_calls(int id) { return segment(id).cma_calls.load(); }
+
+int dist_cma_state(int id) {
+  const Segment& s = segment(id);
+  return s.cma == Segment::Cma::Unknown ? -1 : s.cma == Segment::Cma::Yes ? 1 : 0;
+}
 
 void dist_waiting(int id, int delta) noexcept {
   std::lock_guard<std::mutex> lock(registry_mu);

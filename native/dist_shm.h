@@ -59,6 +59,9 @@ double dist_whole(int id, double handle);
 uint64_t dist_shared_calls(int id);
 // ... that took the same direct path reading some member's private buffer with process_vm_readv.
 uint64_t dist_cma_calls(int id);
+// Whether the group's members read each other's private buffers: -1 not probed yet (before its
+// first collective), 1 yes, 0 no (denied on some member, or KESTREL_DIST_CMA=0).
+int dist_cma_state(int id);
 // JS begins (delta 1) or ends (-1) waiting for the group's calls: while any wait, a rank waiting
 // for a peer yields its core longer before it sleeps (dist_shm.cc wait_for).
 // A closed or unknown id is ignored (never throws: the binding ends a wait from a destructor).

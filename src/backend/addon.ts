@@ -138,6 +138,7 @@ export interface NativeAddon {
   /** collectives of group `id` that ran in place on shared regions so far */
   distSharedCalls(id: number): number;
   distCmaCalls(id: number): number;
+  distCmaState(id: number): -1 | 0 | 1;
   distWaiting(id: number, delta: 1 | -1): void;
   distClose(id: number): void;
   /** blocks until no call started on group `id` is still running on its worker (the Promises settle later, on the event loop) */

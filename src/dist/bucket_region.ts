@@ -5,8 +5,8 @@
 // flight while the next fills (the *Now calls wait for the previous call), so two places suffice; a
 // bucket whose place is still taken, or would overlap the other end's (hooks firing out of plan
 // order, a buffer held longer than its neighbour: ZeRO-3 across micro-steps), gets a fresh buffer
-// and takes the transport's copying path (fits() says beforehand, so a caller may first wait for
-// its calls).
+// and takes the transport's path for private buffers (cross-memory attach, or the slots; fits()
+// says beforehand, so a caller may first wait for its calls).
 import { backendOf } from '../backend/index.js';
 import { zeros } from '../ops/creation.js';
 import { narrow } from '../ops/view.js';

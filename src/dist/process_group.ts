@@ -124,6 +124,15 @@ export class ProcessGroup {
     return this.transport.crossMemoryCalls?.() ?? 0;
   }
 
+  /**
+   * Whether collectives on private tensors read the peers' buffers directly (cross-memory attach),
+   * found at the group's first collective: null before it, false where it is off, denied (a seccomp
+   * profile, Yama's ptrace_scope 2-3) or the transport has none (MPI).
+   */
+  get crossMemory(): boolean | null {
+    return this.transport.crossMemory ? this.transport.crossMemory() : false;
+  }
+
   /** In place: every rank's t becomes the reduction of all ranks' t (sum, avg, max or min). */
   allReduce(t: Tensor, op: ReduceOp = 'sum'): Work {
     this.reducible(t, op, 'allReduce');

@@ -80,6 +80,11 @@ export class ShmTransport extends QueuedTransport {
     this.addon.distWaiting(this.id, delta);
   }
 
+  crossMemory(): boolean | null {
+    const state = this.addon.distCmaState(this.id);
+    return state < 0 ? null : state === 1;
+  }
+
   crossMemoryCalls(): number {
     return this.addon.distCmaCalls(this.id);
   }

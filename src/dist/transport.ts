@@ -76,6 +76,8 @@ export interface Transport {
    * its core longer before it sleeps (nothing on this rank computes meanwhile).
    */
   awaiting?(delta: 1 | -1): void;
+  /** Optional: whether the members read each other's private buffers directly (null: not known before the first collective). */
+  crossMemory?(): boolean | null;
   /** Optional: how many collectives so far read some peer's private buffer directly (cross-memory attach) instead of through the slots. */
   crossMemoryCalls?(): number;
   /** elements of one piece of a call (calls larger than this are split); for tests of the boundaries */

@@ -87,8 +87,13 @@ function expectReduced(got: k.Tensor, inputs: number[][], op: ReduceOp, what: st
   checks++;
 }
 
-/** COLLECTIVE_CMA=1: the shared-memory transport reads the peers' private buffers with cross-memory attach (one copy); 0: never (the slots, or MPI) */
-const EXPECT_CMA = process.env.COLLECTIVE_CMA === '1';
+/**
+ * COLLECTIVE_CMA=1: shared memory with cross-memory attach on, so private buffers are read directly
+ * where the group's probe allowed it (CI requires that it did); 0: never (KESTREL_DIST_CMA=0, or MPI).
+ * main() sets EXPECT_CMA after the first collective, which probes.
+ */
+const CMA_ON = process.env.COLLECTIVE_CMA === '1';
+let EXPECT_CMA = false;
 
 /** Runs one collective on private buffers: it must read them directly where EXPECT_CMA, else take the slots (or MPI). */
 async function privately(pg: ProcessGroup, what: string, run: () => PromiseLike<void>): Promise<void> {
@@ -96,6 +101,25 @@ async function privately(pg: ProcessGroup, what: string, run: () => PromiseLike<
   await run();
   const took = pg.crossMemoryCalls - before;
   if (took !== (EXPECT_CMA ? 1 : 0)) throw new Error(`${what}: ${took} cross-memory call(s), want ${EXPECT_CMA ? 1 : 0}`);
+}
+
+/**
+ * Reductions whose blocks span several staging chunks (256 KiB of each peer's block at a time on
+ * the direct path) in 1-, 2- and 8-byte dtypes: allReduce and reduceScatter sums, bit for bit.
+ */
+async function chunkedReductions(pg: ProcessGroup): Promise<void> {
+  const N = pg.size;
+  for (const [dtype, n] of [['uint8', 300_007], ['bfloat16', 140_003], ['float64', 40_009]] as const) {
+    const tag = `${dtype} n=${n} N=${N} (several staging chunks)`;
+    const x = Array.from({ length: N }, (_, r) => values(dtype, n, r, 700));
+    const t = make(dtype, x[pg.rank]);
+    await privately(pg, `allReduce ${tag}`, () => pg.allReduce(t, 'sum'));
+    expectReduced(t, x, 'sum', `allReduce ${tag}`);
+    const big = Array.from({ length: N }, (_, r) => values(dtype, n * N, r, 701));
+    const out = make(dtype, new Array(n).fill(0));
+    await privately(pg, `reduceScatter ${tag}`, () => pg.reduceScatter(out, make(dtype, big[pg.rank]), 'sum'));
+    expectReduced(out, big.map((row) => row.slice(pg.rank * n, (pg.rank + 1) * n)), 'sum', `reduceScatter ${tag}`);
+  }
 }
 
 async function suite(pg: ProcessGroup, dtype: k.DType, n: number, caseSeed: number): Promise<void> {
@@ -230,6 +254,11 @@ async function sharedSuite(pg: ProcessGroup): Promise<void> {
     const bt = put(13, b[me]);
     await expectPath('in place', `broadcast ${tag}`, () => pg.broadcast(bt, N - 1).wait());
     expectEqual(bt, b[N - 1], `broadcast ${tag}`);
+    // a private root: read with cross-memory attach (or the slots), whatever the others' buffers
+    const b2 = Array.from({ length: N }, (_, r) => values('float32', n, r, seed++));
+    const bt2 = me === N - 1 ? make('float32', b2[me]) : put(13, b2[me]);
+    await expectPath('private', `broadcast from a private root ${tag}`, () => pg.broadcast(bt2, N - 1).wait());
+    expectEqual(bt2, b2[N - 1], `broadcast from a private root ${tag}`);
     const a = Array.from({ length: N }, (_, r) => values('float32', n * N, r, seed++));
     const aout = make('float32', new Array(n * N).fill(0));
     await expectPath('in place', `allToAll ${tag}`, () => pg.allToAll(aout, put(1, a[me])).wait());
@@ -240,6 +269,15 @@ async function sharedSuite(pg: ProcessGroup): Promise<void> {
 async function main(): Promise<void> {
   const world = await initProcessGroup({ timeoutMs: 30_000 });
   const N = world.size;
+  // the group's first collective probes cross-memory attach
+  await world.allReduce(make('float32', [1]), 'sum');
+  const cma = world.crossMemory;
+  if (CMA_ON && cma !== true) {
+    if (process.env.CI === 'true') throw new Error(`cross-memory attach is unavailable (crossMemory ${cma}); CI must allow process_vm_readv between ranks`);
+    process.stderr.write(`collective_rank: cross-memory attach is unavailable here (crossMemory ${cma}): expecting the slots\n`);
+  }
+  if (!CMA_ON && cma === true) throw new Error('crossMemory is true with KESTREL_DIST_CMA=0 or on MPI');
+  EXPECT_CMA = CMA_ON && cma === true;
   const huge = Number(process.env.COLLECTIVE_HUGE ?? 0);
   let seed = 1;
   for (const dtype of DTYPES) {
@@ -248,6 +286,7 @@ async function main(): Promise<void> {
     for (const n of sizes) await suite(world, dtype, n, seed++);
   }
   if (huge) await hugeAllReduce(world, huge);
+  await chunkedReductions(world);
   await sharedSuite(world);
 
   // async handle: the collective runs on a worker thread while this thread computes
