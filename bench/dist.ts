@@ -62,7 +62,6 @@ async function rankMain(): Promise<void> {
   // calls timed per cell: --runs at 16 MB and up, more below (16 / MB times as many): a 1 MB call's
   // time moves by half between neighbours on a busy VM, and 176 of them cost less than 11 at 16 MB
   const runsAt = (mb: number): number => Number(values.runs) * Math.max(1, Math.round(16 / mb));
-  let runs = 0; // this size's runsAt, read by the timing helpers below
   const rows: Row[] = [];
   const sizes = values.sizes!.split(',').map(Number);
   // where the transport shares memory: shared() buffers of the largest size, viewed at each size
@@ -73,6 +72,7 @@ async function rankMain(): Promise<void> {
   const regions = pg.sharesMemory && !slots ? { x: pg.shared(most), shard: pg.shared(most / N), full: pg.shared(most), mine: pg.shared(most / N) } : null;
   // ordinary tensors: on shared memory every timed call must read the peers' buffers with cross-memory attach, or with it off none
   const timePrivate = async (op: string, mb: number, fn: () => PromiseLike<void>): Promise<number> => {
+    const runs = runsAt(mb);
     const calls = pg.crossMemoryCalls;
     const ms = await time(pg, runs, fn);
     const took = pg.crossMemoryCalls - calls;
@@ -80,7 +80,7 @@ async function rankMain(): Promise<void> {
     return ms;
   };
   for (const mb of sizes) {
-    runs = runsAt(mb);
+    const runs = runsAt(mb);
     const n = (mb * MB) / 4;
     const bytes = mb * MB;
     const x = k.full([n], r + 1, { backend: 'cpu' });

@@ -432,15 +432,18 @@ bool run_direct(Segment& s, const DistCall& c, Clock::time_point deadline, bool 
       cma = true;
     }
   }
-  // the bytes [off, off + len) of member r's input (or output) into `to`; a mapped buffer's address, or null
-  auto mapped = [&](size_t r, bool out) -> const char* {
+  // each member's input and output where this member maps them (a shared region), else null: found once
+  const char* mapped_src[kMaxRanks];
+  const char* mapped_dst[kMaxRanks];
+  for (size_t r = 0; r < N; r++) {
     const Control* o = s.control(int(r));
-    const int32_t share = out ? o->dst_share : o->src_share;
-    return share >= 0 ? s.peer(int(r), share, out ? o->dst_at : o->src_at, out ? bytes.dst : bytes.src) : nullptr;
-  };
+    mapped_src[r] = o->src_share >= 0 ? s.peer(int(r), o->src_share, o->src_at, bytes.src) : nullptr;
+    mapped_dst[r] = dst_read && o->dst_share >= 0 ? s.peer(int(r), o->dst_share, o->dst_at, bytes.dst) : nullptr;
+  }
+  // the bytes [off, off + len) of member r's input (or output) into `to`
   auto read = [&](size_t r, bool out, size_t off, char* to, size_t len) {
     // a mapped buffer may be the very bytes to write (an all-gather into group.whole(shard)): nothing to copy
-    if (const char* p = mapped(r, out)) {
+    if (const char* p = out ? mapped_dst[r] : mapped_src[r]) {
       if (p + off != to) std::memcpy(to, p + off, len);
       return;
     }
@@ -456,7 +459,7 @@ bool run_direct(Segment& s, const DistCall& c, Clock::time_point deadline, bool 
       const size_t k = std::min(chunk, m - o), at = from + o * eb;
       const char* part[kMaxRanks];
       for (size_t r = 0; r < N; r++) {
-        const char* p = r == me ? c.src : mapped(r, false);
+        const char* p = r == me ? c.src : mapped_src[r];
         if (!p) read(r, false, at, stage + r * per, k * eb);
         part[r] = p ? p + at : stage + r * per;
       }

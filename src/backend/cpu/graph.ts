@@ -175,12 +175,15 @@ export class CpuGraph {
     this.addon.runProgram(this.calls, this.patchAt, this.patchDelta, steps, times);
   }
 
-  /** The kernel of each call, in order (k.profile's rows of a timed replay). */
-  get callKernels(): string[] {
-    const names: string[] = [];
-    for (let i = 0; i < this.calls.length; i += 2 + this.calls[i + 1]) names.push(this.addon.kernels[this.calls[i]] ?? `#${this.calls[i]}`);
-    return names;
+  /** The kernel of each call, in order (k.profile's rows of a timed replay); the calls never change, so found once. */
+  get callKernels(): readonly string[] {
+    if (!this.kernelNames) {
+      this.kernelNames = [];
+      for (let i = 0; i < this.calls.length; i += 2 + this.calls[i + 1]) this.kernelNames.push(this.addon.kernels[this.calls[i]] ?? `#${this.calls[i]}`);
+    }
+    return this.kernelNames;
   }
+  private kernelNames: string[] | null = null;
 
   /** How many arguments move with the position (for tests and diagnostics). */
   get patches(): number {
