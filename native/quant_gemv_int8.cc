@@ -5,9 +5,11 @@
 // and looked up in a table. The signed weights are made unsigned and the shift taken back per lane:
 //   q4:   sum_k (q_k - 8) xq_k = sum_k q_k xq_k - 8 sum_k xq_k      (q in 0..15 is already u8)
 //   int8: sum_k w_k xq_k = sum_k (w_k + 128) xq_k - 128 sum_k xq_k  (w ^ 0x80 is w + 128 as u8)
-// with sum_k xq_k per block computed with the activations. Paths: AVX512_VNNI (zmm), AVX-VNNI
-// (ymm, VEX), AVX2 (vpmaddubsw + vpmaddwd; q4 only: its int16 pairs would saturate at 255 x 127)
-// and a scalar one written as the definition; KESTREL_QUANT_GEMV forces one (or `float`: none).
+// with sum_k xq_k per block computed with the activations. AVX2's u8 x s8 (vpmaddubsw) adds byte
+// pairs into int16 with saturation, which 2 x 255 x 127 would overflow, so its int8 dot is instead
+//   sum_k |w_k| (sign(w_k) xq_k)  (vpsignb twice; a pair is at most 2 x 128 x 127 < 2^15: exact, no shift)
+// Paths: AVX512_VNNI (zmm), AVX-VNNI (ymm, VEX), AVX2 (vpmaddubsw + vpmaddwd) and a scalar one
+// written as the definition; KESTREL_QUANT_GEMV forces one (or `float`: none).
 // The added error against float activations is |sum_k w_k (x_k - d xq_k)| <= sum_b (d_b / 2) sum_{k in b} |w_k|
 // with d_b = max_b |x| / 127 (test/quant/quant_gemv_int8.test.ts checks every path against it).
 #include <immintrin.h>
@@ -36,7 +38,7 @@ struct ActInt8 {
   const int8_t* qo = nullptr;         // and the odd ones (the low nibble's)
   const float* lane_scale = nullptr;  // the block scale d of each int32 lane of a dot product: int8 [M, Kp/4], q4 [M, Kp/8]
   const float* lane_corr = nullptr;   // q4 [M, Kp/8]: each lane's share of the zero point, 8 d sum_b(xq) / 4
-  const float* row_corr = nullptr;    // int8 [M]: 128 sum_b d_b sum_b(xq), the unsigned shift's total
+  const float* row_corr = nullptr;    // int8 [M]: sum_b d_b sum_b(xq), times a path's shift the shift's total
 };
 
 struct IntTask {
@@ -104,7 +106,7 @@ bool quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, bool q4, A
         for (int64_t l = 0; l < 4; l++) corr[m * lanes + b * 4 + l] = 2.0f * d * float(sum);
       } else {
         std::memcpy(q + m * Kp + b * kBlock, block, kBlock);
-        row_corr += 128.0 * double(d) * sum;
+        row_corr += double(d) * sum;
       }
     }
     if (!q4) corr[m] = float(row_corr);
@@ -174,6 +176,10 @@ struct Ymm : simd::Avx2 {
 };
 struct V : Ymm {
   static I dot(I acc, I u, I s) { return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))); }
+  // int8 weights: |w| (vpsignb: -128 stays 0x80, which is 128 as u8) times xq with w's sign
+  static constexpr int kI8Shift = 0;
+  static I i8_operand(I w) { return _mm256_sign_epi8(w, w); }
+  static I i8_dot(I absw, I w, I x) { return dot(zero(), absw, _mm256_sign_epi8(x, w)); }
 };
 #include "quant_gemv_int8_body.inc"
 
@@ -216,6 +222,10 @@ bool quantize_block32(const float* x, int8_t* q, float& d, int32_t& sum) {
 namespace qavxvnni {
 struct V : qavx2::Ymm {
   static I dot(I acc, I u, I s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
+  // int8 weights: w + 128 as u8 (no saturation in vpdpbusd), the shift taken back per row
+  static constexpr int kI8Shift = 128;
+  static I i8_operand(I w) { return flip(w); }
+  static I i8_dot(I u, I, I x) { return dot(zero(), u, x); }
 };
 #include "quant_gemv_int8_body.inc"
 }  // namespace qavxvnni
@@ -235,6 +245,9 @@ struct V : simd::Avx512 {
   static I nib_lo(I w) { return _mm512_and_si512(w, _mm512_set1_epi8(15)); }
   static I flip(I w) { return _mm512_xor_si512(w, _mm512_set1_epi8(char(0x80))); }
   static I dot(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
+  static constexpr int kI8Shift = 128;  // as qavxvnni's
+  static I i8_operand(I w) { return flip(w); }
+  static I i8_dot(I u, I, I x) { return dot(zero(), u, x); }
   static F zerof() { return simd::Avx512::zero(); }
   static F loadf(const float* p) { return simd::Avx512::load(p); }
   static F cvt(I i) { return _mm512_cvtepi32_ps(i); }
@@ -309,8 +322,7 @@ bool quant_gemv_int8(const QuantWeight& w, const float* x, int64_t ldx, int64_t 
   const Path path = chosen_path();
   if (path == kFloat) return false;
   const bool q4 = w.kind == QuantKind::FourBit && w.block == kBlock && w.K % kBlock == 0 && !w.scale_codes && is_q4_code(w.code);
-  // AVX2's int16 pair sums would saturate on (w + 128) xq: int8 weights keep float activations there
-  const bool i8 = w.kind == QuantKind::Int8 && path != kAvx2;
+  const bool i8 = w.kind == QuantKind::Int8;
   if (!q4 && !i8) return false;
   IntTask t{&w, {}, M, y, ldy};
   const BlockQuantizer full = path == kAvx512Vnni ? qavx512vnni::quantize_block32 : path == kScalar ? quantize_block32_scalar : qavx2::quantize_block32;

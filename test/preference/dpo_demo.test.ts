@@ -22,10 +22,11 @@ test('the demo DPO phase moves its pairs\' margin and ranking accuracy up from 0
   const tok = await loadTokenizer(tinyPreferenceDir(1));
   const tasks = makeTasks(48, 4);
   const lines: string[] = [];
-  const r = await dpoDemo(tinyPolicy(5), tok, tasks, tasks.slice(0, 16), { steps: 30, lr: 1e-1, say: (s) => lines.push(s) });
+  const r = await dpoDemo(tinyPolicy(5), tok, tasks, tasks.slice(0, 16), { steps: 30, lr: 1e-2, say: (s) => lines.push(s) });
   assert.equal(r.before['rewards/margins'], 0, 'policy = reference before training');
-  // measured: margin ~0.04 at beta 0.1 (the log-ratio gap ~0.4), ranking accuracy above one half
-  assert.ok(r.after['rewards/margins'] > 0.02, `margin ${r.after['rewards/margins']} (${lines[0]})`);
+  // measured at beta 0.1: margin 0.32-0.43 and ranking accuracy 0.81-1 (policies of seeds 5-7, lr
+  // 5e-3 and 1e-2, AVX2 and scalar kernels); lr 1e-1 overshot: margin 0.025 and accuracy exactly 0.5 on Zen 3
+  assert.ok(r.after['rewards/margins'] > 0.1, `margin ${r.after['rewards/margins']} (${lines[0]})`);
   assert.ok(r.after['rewards/accuracies'] > 0.5, `ranking accuracy ${r.after['rewards/accuracies']}`);
   assert.match(lines[0], /^dpo: held-out margin 0\.000 -> /);
 });

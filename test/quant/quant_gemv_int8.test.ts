@@ -7,7 +7,7 @@
 //    so it must match within float32 rounding of the sums (|err| <= K 2^-23 Σ|x̂ w| + 1e-6);
 //  - float x: the added error of the int8 activations is within int8ActivationErrorBound
 //    (Σ_b (d_b / 2) Σ_{k in b} |w|), the bound src/quant/int8_activations.ts states.
-// Where a path does not take a weight (int8 on AVX2, q4 with blocks straddling rows) the GEMV keeps
+// Where a path does not take a weight (q4 with blocks straddling rows) the GEMV keeps
 // float x and matches the float reference instead: both checks together prove which path ran.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
@@ -81,8 +81,8 @@ function gemvInt8VsRef(threads: number): void {
     const w = k.tensor(Float32Array.from(seeded(N * K, N * 31 + K, -0.5, 0.5)), { shape: [N, K], backend: 'cpu' });
     const q = k.quant.QuantLinear.fromWeight(w, null, { type });
     const wq = k.tidy(() => q.dequantize().toFloat32Array());
-    // which weights take the int8 path (quant_gemv_int8.cc): q4 whose blocks of 32 tile the rows; int8 but on AVX2
-    const intPath = type === 'q4' ? K % 32 === 0 : path !== 'avx2';
+    // which weights take the int8 path (quant_gemv_int8.cc): q4 whose blocks of 32 tile the rows; all int8
+    const intPath = type === 'q4' ? K % 32 === 0 : true;
     // every M on the narrow layers, three on the widest (a float64 reference in TS takes time)
     for (const M of N === 257 ? [1, 3, 8] : [1, 2, 3, 4, 5, 6, 7, 8]) {
       const xs = Float32Array.from(seeded(M * K, M * 7 + K, -2, 2));
@@ -99,6 +99,18 @@ function gemvInt8VsRef(threads: number): void {
       for (let i = 0; i < got.length; i++) if (bound[i] > 0) worstRatio = Math.max(worstRatio, Math.abs(got[i] - float.y[i]) / bound[i]);
     }
     w.dispose();
+    q.dispose();
+  }
+  // int8's extremes: w = 127 or -128 meeting xq = 127 or -127 of the same sign, the largest pair
+  // sums (2 x 128 x 127 = 32512; AVX2's int16 pairs saturate at 32767, so w + 128 there would not fit)
+  for (const M of [1, 8]) {
+    const N = 7, K = 257;
+    const data = Int8Array.from({ length: N * K }, (_, i) => (i % K) % 3 === 0 ? 127 : -128);
+    const q = new k.quant.QuantLinear({ type: 'int8', inFeatures: K, outFeatures: N, data, scales: new Float32Array(N).fill(2) });
+    const wq = k.tidy(() => q.dequantize().toFloat32Array());
+    const xs = Float32Array.from({ length: M * K }, (_, i) => ((i % K) % 3 === 0 ? 1.5 : -1.5));
+    const got = k.tidy(() => q.applyWeight(k.tensor(xs, { shape: [M, K], backend: 'cpu' })).toFloat32Array());
+    check(got, product(q8Values(xs, M, K), wq, M, N, K), K, `${path} int8 extremes M=${M} threads=${threads} (q8_0 x, exact)`);
     q.dispose();
   }
   console.log(`added error at most ${worstRatio.toFixed(3)} of the bound`);
