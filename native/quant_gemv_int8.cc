@@ -176,6 +176,11 @@ struct Ymm : simd::Avx2 {
 };
 struct V : Ymm {
   static I dot(I acc, I u, I s) { return _mm256_add_epi32(acc, _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))); }
+  // q4: both nibbles' byte-pair sums added in int16 before one vpmaddwd (each is at most 2 x 15 x 127,
+  // the two 7620 < 2^15)
+  static I q4_dot(I hi, I qe, I lo, I qo) {
+    return _mm256_madd_epi16(_mm256_add_epi16(_mm256_maddubs_epi16(hi, qe), _mm256_maddubs_epi16(lo, qo)), _mm256_set1_epi16(1));
+  }
   // int8 weights: |w| (vpsignb: -128 stays 0x80, which is 128 as u8) times xq with w's sign
   static constexpr int kI8Shift = 0;
   static I i8_operand(I w) { return _mm256_sign_epi8(w, w); }
@@ -222,6 +227,7 @@ bool quantize_block32(const float* x, int8_t* q, float& d, int32_t& sum) {
 namespace qavxvnni {
 struct V : qavx2::Ymm {
   static I dot(I acc, I u, I s) { return _mm256_dpbusd_avx_epi32(acc, u, s); }
+  static I q4_dot(I hi, I qe, I lo, I qo) { return dot(dot(zero(), hi, qe), lo, qo); }
   // int8 weights: w + 128 as u8 (no saturation in vpdpbusd), the shift taken back per row
   static constexpr int kI8Shift = 128;
   static I i8_operand(I w) { return flip(w); }
@@ -245,6 +251,7 @@ struct V : simd::Avx512 {
   static I nib_lo(I w) { return _mm512_and_si512(w, _mm512_set1_epi8(15)); }
   static I flip(I w) { return _mm512_xor_si512(w, _mm512_set1_epi8(char(0x80))); }
   static I dot(I acc, I u, I s) { return _mm512_dpbusd_epi32(acc, u, s); }
+  static I q4_dot(I hi, I qe, I lo, I qo) { return dot(dot(zero(), hi, qe), lo, qo); }
   static constexpr int kI8Shift = 128;  // as qavxvnni's
   static I i8_operand(I w) { return flip(w); }
   static I i8_dot(I u, I, I x) { return dot(zero(), u, x); }

@@ -1,14 +1,10 @@
 // `kestrel doctor`: what this installation can do, measured rather than assumed.
-import { readFileSync } from 'node:fs';
 import { loadNative, nativeLoadError } from '../backend/addon.js';
 import { type CudaStatus, cudaStatus } from '../backend/cuda/context.js';
 import * as k from '../index.js';
 import { parseFlags } from './flags.js';
+import { version } from './version.js';
 
-export function version(): string {
-  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string };
-  return pkg.version;
-}
 
 /** Median GFLOP/s of an n×n×n matmul on the default backend. */
 function matmulGflops(n: number, runs: number): number {

@@ -9,9 +9,8 @@ import { ollamaModelfile } from '../gguf/modelfile.js';
 import { mergeLora } from '../lora/peft.js';
 import { loadCausalLM } from '../models/load.js';
 import { progressTo } from './embed.js';
+import { EXPORT_DEFAULTS } from './defaults.js';
 import { parseFlags } from './flags.js';
-
-export const EXPORT_DEFAULTS = { format: 'gguf', type: 'f16' } as const;
 
 export async function exportCommand(argv: string[]): Promise<number> {
   const { values } = parseFlags(argv, {

@@ -1,7 +1,7 @@
 // `kestrel <command> --help`: each command's flags with their defaults, and an example. One table
 // per command, next to the flag list each command parses (train.ts, finetune.ts, ...).
 import { DEFAULT_SETTINGS as D } from '../train/run_config.js';
-import { SERVE_DEFAULTS as S } from './serve.js';
+import { EXPORT_DEFAULTS as XD, SERVE_DEFAULTS as S, STUDIO_DEFAULTS as SD } from './defaults.js';
 
 /** The engine flags of serve and studio. */
 const ENGINE_HELP: [string, string][] = [
@@ -11,8 +11,6 @@ const ENGINE_HELP: [string, string][] = [
   ['--prefill-chunk N', `prompt tokens per step over all new requests, so long prompts never stall the streams (default ${S.prefillChunk})`],
   ['--max-batch N', `sequences (choices) generating at once (default ${S.maxBatch})`],
 ];
-import { STUDIO_DEFAULTS as SD } from './studio.js';
-import { EXPORT_DEFAULTS as XD } from './export.js';
 
 type Flag = [name: string, about: string];
 

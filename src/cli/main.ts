@@ -1,56 +1,43 @@
-// `kestrel <command>`: one file per subcommand, each a thin call into the library.
-import { chatCommand } from './chat.js';
-import { doctor } from './doctor.js';
-import { generateCommand } from './generate.js';
-import { trainCommand } from './train.js';
-import { finetuneCommand } from './finetune.js';
-import { demoCommand } from './demo.js';
-import { mergeCommand } from './merge.js';
-import { exportCommand } from './export.js';
-import { quantizeCommand } from './quantize.js';
-import { embedCommand } from './embed.js';
-import { embedTrainCommand } from './embed_train.js';
-import { embedMineCommand } from './embed_mine.js';
-import { serveCommand } from './serve.js';
-import { transcribeCommand } from './transcribe.js';
-import { preferenceCommand } from './preference.js';
-import { grpoCommand } from './grpo.js';
-import { launchCommand } from './launch.js';
-import { consolidateCommand } from './consolidate.js';
-import { speakCommand } from './speak.js';
-import { studioCommand } from './studio.js';
-import { ppoCommand } from './ppo.js';
-import { selectDevice, takeDeviceFlag } from './device.js';
+// `kestrel <command>`: one file per subcommand, each a thin call into the library. The library and
+// a command's module are imported when it runs, so `--help`, `--version` and a mistyped command load neither.
 import { commandHelp } from './help.js';
-import { version } from './doctor.js';
-import { Interrupted } from '../train/interrupt.js';
+import type { PreferenceMethod } from './preference.js';
+import { version } from './version.js';
 
-const COMMANDS: Record<string, { about: string; run: (args: string[]) => Promise<number> }> = {
-  demo: { about: 'the embedded end-to-end run: synthetic data, pretrain, fine-tune, accuracy before/after [--json]', run: demoCommand },
-  doctor: { about: 'version, backend, CPU features, threads and a measured matmul GFLOP/s', run: doctor },
-  generate: { about: 'continue a prompt: --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--json]', run: generateCommand },
-  train: { about: 'train or fine-tune: --model DIR|config.json --data FILE --output DIR [--deepspeed ds.json]', run: trainCommand },
-  finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', run: finetuneCommand },
-  quantize: { about: 'int8/q4 weights with AWQ calibration: --model DIR --calib data.jsonl --format int8|q4 --out DIR [--heldout FILE]', run: quantizeCommand },
-  merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', run: mergeCommand },
-  export: { about: 'a GGUF file for llama.cpp / Ollama: --model DIR [--adapter DIR] --type f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--ollama]', run: exportCommand },
-  launch: { about: 'run a command as N ranks: -n N -- kestrel train ... on this machine, --hostfile FILE through mpirun across machines', run: launchCommand },
-  consolidate: { about: 'a sharded (ZeRO) checkpoint as a plain HF folder: CKPT --out DIR', run: consolidateCommand },
-  chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', run: chatCommand },
-  embed: { about: 'sentence embeddings: --model DIR --input texts.jsonl --output vectors.jsonl', run: embedCommand },
-  'embed-train': { about: 'contrastive training of an embedding model: --model DIR --data FILE --output DIR [--loss mnrl] [--lora]', run: embedTrainCommand },
-  'embed-mine': { about: 'hard negatives for {anchor, positive} rows: --model DIR --data FILE --output FILE [--num-negatives 3]', run: embedMineCommand },
-  studio: { about: 'the Studio web app (chat, templates, arena) over the serve API: [--models DIR] [--port 7860] [--host H --token T]', run: studioCommand },
-  serve: { about: 'OpenAI-compatible HTTP server: --model DIR [--model NAME=DIR ...] [--adapter NAME=DIR] [--port 8000] [--api-key KEY]', run: serveCommand },
-  transcribe: { about: 'speech to text with a Whisper folder: --model DIR FILE... [--language en] [--task transcribe|translate] [--json]', run: transcribeCommand },
-  dpo: { about: 'Direct Preference Optimization on {prompt, chosen, rejected}: --model DIR --data FILE --output DIR [--lora] [--beta 0.1]', run: (a) => preferenceCommand('dpo', a) },
-  orpo: { about: 'ORPO (SFT + odds-ratio preference, no reference): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('orpo', a) },
-  simpo: { about: 'SimPO (length-normalised, margin, no reference): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('simpo', a) },
-  kto: { about: 'KTO on unpaired {prompt, completion, label} data: --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('kto', a) },
-  grpo: { about: 'GRPO with TypeScript reward functions: --model DIR --data prompts.jsonl --rewards rewards.ts --output DIR [--lora]', run: grpoCommand },
-  ppo: { about: 'PPO RLHF (DeepSpeed-Chat step 3): --actor-model DIR --critic-model DIR --reward-model DIR --data prompts.jsonl --output DIR [--lora]', run: ppoCommand },
-  rm: { about: 'train a reward model (Bradley-Terry on pairs): --model DIR --data FILE --output DIR [--lora]', run: (a) => preferenceCommand('rm', a) },
-  speak: { about: 'text to speech with a finetune --task tts folder: --model DIR --codec DIR "text" --output out.wav [--temperature T]', run: speakCommand },
+type Command = (args: string[]) => Promise<number>;
+
+/** dpo, orpo, simpo, kto and rm: one command module, the method its first argument. */
+const preference = (method: PreferenceMethod) => async (): Promise<Command> => {
+  const { preferenceCommand } = await import('./preference.js');
+  return (args) => preferenceCommand(method, args);
+};
+
+const COMMANDS: Record<string, { about: string; load: () => Promise<Command> }> = {
+  demo: { about: 'the embedded end-to-end run: synthetic data, pretrain, fine-tune, accuracy before/after [--json]', load: async () => (await import('./demo.js')).demoCommand },
+  doctor: { about: 'version, backend, CPU features, threads and a measured matmul GFLOP/s', load: async () => (await import('./doctor.js')).doctor },
+  generate: { about: 'continue a prompt: --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--json]', load: async () => (await import('./generate.js')).generateCommand },
+  train: { about: 'train or fine-tune: --model DIR|config.json --data FILE --output DIR [--deepspeed ds.json]', load: async () => (await import('./train.js')).trainCommand },
+  finetune: { about: 'LoRA/QLoRA/full fine-tuning with Unsloth-like defaults: --model DIR --data FILE --output DIR [--lora-r 16] [--qlora] [--full]', load: async () => (await import('./finetune.js')).finetuneCommand },
+  quantize: { about: 'int8/q4 weights with AWQ calibration: --model DIR --calib data.jsonl --format int8|q4 --out DIR [--heldout FILE]', load: async () => (await import('./quantize.js')).quantizeCommand },
+  merge: { about: 'fold a LoRA adapter into its base: --model DIR --adapter DIR --out DIR [--dtype fp32|bf16|fp16]', load: async () => (await import('./merge.js')).mergeCommand },
+  export: { about: 'a GGUF file for llama.cpp / Ollama: --model DIR [--adapter DIR] --type f32|f16|bf16|q8_0|q4_0|q4_k_m --out FILE.gguf [--ollama]', load: async () => (await import('./export.js')).exportCommand },
+  launch: { about: 'run a command as N ranks: -n N -- kestrel train ... on this machine, --hostfile FILE through mpirun across machines', load: async () => (await import('./launch.js')).launchCommand },
+  consolidate: { about: 'a sharded (ZeRO) checkpoint as a plain HF folder: CKPT --out DIR', load: async () => (await import('./consolidate.js')).consolidateCommand },
+  chat: { about: 'interactive chat with a model folder: --model DIR [--system TEXT]', load: async () => (await import('./chat.js')).chatCommand },
+  embed: { about: 'sentence embeddings: --model DIR --input texts.jsonl --output vectors.jsonl', load: async () => (await import('./embed.js')).embedCommand },
+  'embed-train': { about: 'contrastive training of an embedding model: --model DIR --data FILE --output DIR [--loss mnrl] [--lora]', load: async () => (await import('./embed_train.js')).embedTrainCommand },
+  'embed-mine': { about: 'hard negatives for {anchor, positive} rows: --model DIR --data FILE --output FILE [--num-negatives 3]', load: async () => (await import('./embed_mine.js')).embedMineCommand },
+  studio: { about: 'the Studio web app (chat, templates, arena) over the serve API: [--models DIR] [--port 7860] [--host H --token T]', load: async () => (await import('./studio.js')).studioCommand },
+  serve: { about: 'OpenAI-compatible HTTP server: --model DIR [--model NAME=DIR ...] [--adapter NAME=DIR] [--port 8000] [--api-key KEY]', load: async () => (await import('./serve.js')).serveCommand },
+  transcribe: { about: 'speech to text with a Whisper folder: --model DIR FILE... [--language en] [--task transcribe|translate] [--json]', load: async () => (await import('./transcribe.js')).transcribeCommand },
+  dpo: { about: 'Direct Preference Optimization on {prompt, chosen, rejected}: --model DIR --data FILE --output DIR [--lora] [--beta 0.1]', load: preference('dpo') },
+  orpo: { about: 'ORPO (SFT + odds-ratio preference, no reference): --model DIR --data FILE --output DIR [--lora]', load: preference('orpo') },
+  simpo: { about: 'SimPO (length-normalised, margin, no reference): --model DIR --data FILE --output DIR [--lora]', load: preference('simpo') },
+  kto: { about: 'KTO on unpaired {prompt, completion, label} data: --model DIR --data FILE --output DIR [--lora]', load: preference('kto') },
+  grpo: { about: 'GRPO with TypeScript reward functions: --model DIR --data prompts.jsonl --rewards rewards.ts --output DIR [--lora]', load: async () => (await import('./grpo.js')).grpoCommand },
+  ppo: { about: 'PPO RLHF (DeepSpeed-Chat step 3): --actor-model DIR --critic-model DIR --reward-model DIR --data prompts.jsonl --output DIR [--lora]', load: async () => (await import('./ppo.js')).ppoCommand },
+  rm: { about: 'train a reward model (Bradley-Terry on pairs): --model DIR --data FILE --output DIR [--lora]', load: preference('rm') },
+  speak: { about: 'text to speech with a finetune --task tts folder: --model DIR --codec DIR "text" --output out.wav [--temperature T]', load: async () => (await import('./speak.js')).speakCommand },
 };
 
 function usage(): string {
@@ -79,11 +66,16 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(commandHelp(name));
     return 0;
   }
+  // the whole library first: its index installs what modules add to others' classes (autograd's
+  // Tensor.backward, infer's model.generate/stream), which a command's own imports may not reach
+  await import('../index.js');
+  const [{ selectDevice, takeDeviceFlag }, { Interrupted }] = await Promise.all([import('./device.js'), import('../train/interrupt.js')]);
   try {
-    if (name === 'launch') return await cmd.run(rest);
+    const command = await cmd.load();
+    if (name === 'launch') return await command(rest);
     const { rest: args, device } = takeDeviceFlag(rest);
     if (name !== 'doctor') selectDevice(device, (line) => process.stderr.write(line + '\n'));
-    return await cmd.run(args);
+    return await command(args);
   } catch (e) {
     process.stderr.write(`kestrel ${name}: ${(e as Error).message}\n`);
     return e instanceof Interrupted ? 130 : 1;

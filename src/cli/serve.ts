@@ -10,11 +10,9 @@ import { type Engine, SerialEngine } from '../serve/engine.js';
 import { checkInferenceQuant } from '../quant/quantize_model.js';
 import { ModelRegistry } from '../serve/model_registry.js';
 import { createApiServer, listen } from '../serve/server.js';
+import { SERVE_DEFAULTS } from './defaults.js';
 import { numberFlag, parseFlags } from './flags.js';
 
-export const SERVE_DEFAULTS = {
-  port: 8000, host: '127.0.0.1', maxQueue: 64, maxBodyBytes: 4 * 2 ** 20, engine: 'batch', kvCacheMb: 256, blockSize: 16, prefillChunk: 256, maxBatch: 64,
-} as const;
 
 /** The engine the flags ask for: continuous batching (default) or one request at a time. */
 export function engineFromFlags(values: Record<string, string | boolean | string[] | undefined>, maxQueue: number): Engine {

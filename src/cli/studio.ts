@@ -3,16 +3,15 @@
 // interface needs --token, which every API request must then carry (the printed URL hands it to
 // the page in its #fragment, which browsers never send to a server or a Referer).
 import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { resolve } from 'node:path';
 import { ModelRegistry } from '../serve/model_registry.js';
 import { createApiServer } from '../serve/server.js';
 import { checkAppBuilt, defaultAppDir } from '../serve/static_files.js';
 import { TrainingJobs } from '../serve/training_jobs.js';
 import { numberFlag, parseFlags } from './flags.js';
-import { ENGINE_FLAGS, SERVE_DEFAULTS, engineFromFlags, isLoopback, serveUntilSignal } from './serve.js';
+import { SERVE_DEFAULTS, STUDIO_DEFAULTS } from './defaults.js';
+import { ENGINE_FLAGS, engineFromFlags, isLoopback, serveUntilSignal } from './serve.js';
 
-export const STUDIO_DEFAULTS = { port: 7860, host: '127.0.0.1', models: '.', data: join(homedir(), '.kestrel-studio'), maxUploadBytes: 64 * 2 ** 20 } as const;
 
 /** 0.0.0.0 / :: accept any Host (the token guards them); a named host allows that name. */
 const allowedHosts = (host: string): Set<string> => new Set(host === '0.0.0.0' || host === '::' ? ['*'] : [host.toLowerCase()]);

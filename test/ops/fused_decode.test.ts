@@ -180,8 +180,8 @@ describe('rmsNormQkvRope: fused RMSNorm + Q|K|V + bias + RoPE (decode)', { skip:
           for (const D of format === 'q4' ? [32, 33, 64, 257] : [1, 7, 33, 257])
             for (const M of [1, 4, 8]) {
               const h = HEADS[(D + M) % HEADS.length];
-              // which weights take int8 activations: q4 with groups tiling the rows; int8 except on the AVX2 path
-              const int8 = path !== 'float' && (format === 'q4' ? D % 32 === 0 : path !== 'avx2');
+              // which weights take int8 activations: q4 with groups tiling the rows; every int8
+              const int8 = path !== 'float' && (format === 'q4' ? D % 32 === 0 : true);
               runCase(rmsNormQkvRope, format, D, M, h, true, 'cpu', int8, `${path} ${format} D=${D} M=${M}`);
             }
       });
@@ -264,7 +264,7 @@ describe('rmsNormGateUpGlu: fused RMSNorm + gate|up + act(gate) * up (decode)', 
         for (const format of ['int8', 'q4'] as const)
           for (const D of format === 'q4' ? [32, 33, 64] : [1, 7, 33, 257])
             for (const M of [1, 5, 8]) {
-              const int8 = path !== 'float' && (format === 'q4' ? D % 32 === 0 : path !== 'avx2');
+              const int8 = path !== 'float' && (format === 'q4' ? D % 32 === 0 : true);
               runGluCase(rmsNormGateUpGlu, format, D, M, 48, 'silu', 'cpu', int8, `${path} ${format} D=${D} M=${M}`);
             }
       });
@@ -312,7 +312,7 @@ describe('linearResidual: fused output projection + residual (decode)', { skip: 
         for (const format of ['int8', 'q4'] as const)
           for (const D of format === 'q4' ? [32, 33, 64] : [1, 7, 33, 257])
             for (const M of [1, 8]) {
-              const int8 = path !== 'float' && (format === 'q4' ? D % 32 === 0 : path !== 'avx2');
+              const int8 = path !== 'float' && (format === 'q4' ? D % 32 === 0 : true);
               runResidualCase(linearResidual, format, D, M, 7, 'cpu', int8, `${path} ${format} D=${D} M=${M}`);
             }
       });
