@@ -415,6 +415,7 @@ if (CHILD) {
       });
   const skip = HAS_CPU ? false : 'cpu backend unavailable (native addon not built: run npm run build)';
   test('cpu elementwise: 1 thread', { skip }, async () => {
+    DEV = 'cpu'; // the tests before may have left 'cuda'
     const addon = (await import('../../src/backend/addon.js')).loadNative()!;
     addon.setThreads(1);
     try {

@@ -185,6 +185,7 @@ if (CHILD) {
         k.tidy(() => f());
       });
   test('cpu reduce: large on 1 thread', { skip }, async () => {
+    DEV = 'cpu'; // the tests before may have left 'cuda'
     const addon = (await import('../../src/backend/addon.js')).loadNative()!;
     addon.setThreads(1);
     try {
