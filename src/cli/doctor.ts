@@ -5,7 +5,6 @@ import * as k from '../index.js';
 import { parseFlags } from './flags.js';
 import { version } from './version.js';
 
-
 /** Median GFLOP/s of an n×n×n matmul on the default backend. */
 function matmulGflops(n: number, runs: number): number {
   const times: number[] = [];

@@ -13,7 +13,6 @@ import { createApiServer, listen } from '../serve/server.js';
 import { SERVE_DEFAULTS } from './defaults.js';
 import { numberFlag, parseFlags } from './flags.js';
 
-
 /** The engine the flags ask for: continuous batching (default) or one request at a time. */
 export function engineFromFlags(values: Record<string, string | boolean | string[] | undefined>, maxQueue: number): Engine {
   const kind = (values.engine as string | undefined) ?? SERVE_DEFAULTS.engine;

@@ -12,7 +12,6 @@ import { numberFlag, parseFlags } from './flags.js';
 import { SERVE_DEFAULTS, STUDIO_DEFAULTS } from './defaults.js';
 import { ENGINE_FLAGS, engineFromFlags, isLoopback, serveUntilSignal } from './serve.js';
 
-
 /** 0.0.0.0 / :: accept any Host (the token guards them); a named host allows that name. */
 const allowedHosts = (host: string): Set<string> => new Set(host === '0.0.0.0' || host === '::' ? ['*'] : [host.toLowerCase()]);
 

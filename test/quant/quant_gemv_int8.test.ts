@@ -101,11 +101,12 @@ function gemvInt8VsRef(threads: number): void {
     w.dispose();
     q.dispose();
   }
-  // int8's extremes: w = 127 or -128 meeting xq = 127 or -127 of the same sign, the largest pair
-  // sums (2 x 128 x 127 = 32512; AVX2's int16 pairs saturate at 32767, so w + 128 there would not fit)
+  // int8's extremes: w = 127 or -128 meeting xq = 127 or -127, of the same sign in even rows (pair
+  // sums up to 2 x 128 x 127 = 32512) and the opposite in odd ones (down to -32512); AVX2's int16
+  // pairs saturate at +-32767, so w + 128 there would not fit
   for (const M of [1, 8]) {
     const N = 7, K = 257;
-    const data = Int8Array.from({ length: N * K }, (_, i) => (i % K) % 3 === 0 ? 127 : -128);
+    const data = Int8Array.from({ length: N * K }, (_, i) => ((i % K) % 3 === 0) === (Math.floor(i / K) % 2 === 0) ? 127 : -128);
     const q = new k.quant.QuantLinear({ type: 'int8', inFeatures: K, outFeatures: N, data, scales: new Float32Array(N).fill(2) });
     const wq = k.tidy(() => q.dequantize().toFloat32Array());
     const xs = Float32Array.from({ length: M * K }, (_, i) => ((i % K) % 3 === 0 ? 1.5 : -1.5));

@@ -5,7 +5,8 @@
 //   rows: a block per output (and `splits` blocks per output when outputs are few), the threads
 //         striding over r; partial results of split rows go to a float64/int64 buffer that
 //         reduce_finish combines in a fixed order (deterministic);
-//   cols: a thread per output looping over r (outputs adjacent in memory: coalesced).
+//   cols: a thread per output looping over r (outputs adjacent in memory: coalesced), also for
+//         rows of under 64 values, too short to keep a block's threads busy.
 // Floats accumulate in double, integers in int64 (sums wrap), NaN propagates through max/min.
 #include "common.cuh"
 

@@ -49,7 +49,9 @@ export const reduceKernels: Pick<Kernels, 'reduce' | 'argReduce'> = {
     const sfx = suffix(x.dtype);
     const innerReduced = red.strides.length > 0 && red.strides[red.strides.length - 1] === 1;
     const fewOutputs = nout < ctx.device.smCount * 2;
-    if (!innerReduced && !fewOutputs) {
+    // a block of 256 threads for under 64 values leaves most of them idle (and pays its barriers per
+    // output): short rows take a thread per output too, even where their values are adjacent
+    if ((!innerReduced || R < 64) && !fewOutputs) {
       const p = newParams().i32(OPS[op]).view_(x, 'x').strided(kept.shape, kept.strides).strided(red.shape, red.strides)
         .i64(R).i64(nout).view_(out, 'out');
       launch(cudaKernel('reduce', `reduce_cols_${sfx}`), p, { grid: Math.min(Math.ceil(nout / 256), ctx.device.smCount * 16), block: 256 });
