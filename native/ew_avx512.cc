@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "ew_isa.h"
+#include "transpose8.h"
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx2,fma")

@@ -89,22 +89,10 @@ static void transpose32(const void* sp, int64_t ss, void* dp, int64_t ds, int64_
       const float* s = src + j0 * ss + i0;
       float* d = dst + i0 * ds + j0;
 #if KESTREL_VBYTES >= 32
-      __m256 r[8], t[8];
+      __m256 r[8];
       for (int q = 0; q < 8; q++) r[q] = _mm256_loadu_ps(s + q * ss);
-      for (int q = 0; q < 8; q += 2) {
-        t[q] = _mm256_unpacklo_ps(r[q], r[q + 1]);
-        t[q + 1] = _mm256_unpackhi_ps(r[q], r[q + 1]);
-      }
-      for (int q = 0; q < 8; q += 4) {
-        r[q] = _mm256_shuffle_ps(t[q], t[q + 2], 0x44);
-        r[q + 1] = _mm256_shuffle_ps(t[q], t[q + 2], 0xee);
-        r[q + 2] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0x44);
-        r[q + 3] = _mm256_shuffle_ps(t[q + 1], t[q + 3], 0xee);
-      }
-      for (int q = 0; q < 4; q++) {
-        _mm256_storeu_ps(d + q * ds, _mm256_permute2f128_ps(r[q], r[q + 4], 0x20));
-        _mm256_storeu_ps(d + (q + 4) * ds, _mm256_permute2f128_ps(r[q], r[q + 4], 0x31));
-      }
+      transpose8(r);
+      for (int q = 0; q < 8; q++) _mm256_storeu_ps(d + q * ds, r[q]);
 #else
       __m128 r0 = _mm_loadu_ps(s), r1 = _mm_loadu_ps(s + ss), r2 = _mm_loadu_ps(s + 2 * ss), r3 = _mm_loadu_ps(s + 3 * ss);
       _MM_TRANSPOSE4_PS(r0, r1, r2, r3);

@@ -9,6 +9,7 @@
 #include <type_traits>
 
 #include "ew_isa.h"
+#include "transpose8.h"
 
 #pragma GCC push_options
 

@@ -1,10 +1,11 @@
 // AVX2/FMA micro-kernel of sgemm (gemm.h) for CPUs without AVX-512: a 6x16 tile of C in 12 ymm
 // accumulators, two B vectors and one broadcast per k (the classic Haswell shape of BLIS and
-// OpenBLAS, 15 of the 16 registers). Packing uses the generic code in gemm.cc. Products with few
+// OpenBLAS, 15 of the 16 registers). Packing transposes 8x8 blocks in registers. Products with few
 // rows against a Linear weight (B stored [n, K]: decode steps) take unpacked dot products.
 #include <immintrin.h>
 
 #include "gemm.h"
+#include "transpose8.h"
 
 #define KESTREL_AVX2 __attribute__((target("avx2,fma")))
 
@@ -56,12 +57,85 @@ KESTREL_AVX2 void kernel(int64_t kc, const float* a, const float* b, float* c, i
     if (i < mr) store_row(c + i * ldc, acc0[i], acc1[i], nr, alpha, beta);
 }
 
-// ---------------------------------------------------------------- small M, B stored [n, K]
+
+// ---------------------------------------------------------------- packing
 
 // Lanes below n (n < 8) set: the mask of a K tail.
 KESTREL_AVX2 inline __m256i tail_mask(int64_t n) {
   return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
+
+// Row k of a micro-panel: mr (6 or 16) values from 8-lane vectors v[0..mr/8]. A 6-wide row is
+// stored 8 wide: its two extra lanes land on the next row's first two, which are written after
+// it; only the panel's last row (`last`), whose next row is another panel or past the buffer,
+// is stored under a mask.
+KESTREL_AVX2 inline void store_panel_row(float* d, const __m256* v, int mr, bool last) {
+  if (mr == 16) {
+    _mm256_storeu_ps(d, v[0]);
+    _mm256_storeu_ps(d + 8, v[1]);
+  } else if (last) {
+    _mm256_maskstore_ps(d, tail_mask(mr), v[0]);
+  } else {
+    _mm256_storeu_ps(d, v[0]);
+  }
+}
+
+// Sources contiguous along k (A row-major, B stored [n, K]): each panel's rows are read 8 k at a
+// time and transposed in registers; rows past the source are zeros, which is the panel's padding.
+KESTREL_AVX2 void pack_transposed(const float* src, int64_t rs, int64_t rows, int64_t kc, int mr, float* dst) {
+  for (int64_t p = 0; p < rows; p += mr, dst += mr * kc, src += mr * rs) {
+    int n = rows - p < mr ? int(rows - p) : mr;
+    for (int64_t k = 0; k < kc; k += 8) {
+      __m256i km = tail_mask(kc - k);
+      __m256 r[2][8];
+#pragma GCC unroll 2
+      for (int h = 0; h < 2; h++) {
+#pragma GCC unroll 8
+        for (int i = 0; i < 8; i++) {
+          int row = h * 8 + i;
+          r[h][i] = row < n && row < mr ? _mm256_maskload_ps(src + row * rs + k, km) : _mm256_setzero_ps();
+        }
+        if (h * 8 < mr) transpose8(r[h]);
+      }
+      int steps = kc - k < 8 ? int(kc - k) : 8;
+      for (int i = 0; i < steps; i++) {
+        __m256 v[2] = {r[0][i], r[1][i]};
+        store_panel_row(dst + (k + i) * mr, v, mr, k + i == kc - 1);
+      }
+    }
+  }
+}
+
+// Sources contiguous along the rows (B row-major, A transposed): each k's source row is copied
+// into every panel, mr values at a time, masked past the last row.
+KESTREL_AVX2 void pack_contiguous(const float* src, int64_t ks, int64_t rows, int64_t kc, int mr, float* dst) {
+  int64_t panels = (rows + mr - 1) / mr;
+  for (int64_t k = 0; k < kc; k++) {
+    const float* s = src + k * ks;
+    for (int64_t p = 0; p < panels; p++) {
+      int64_t n = rows - p * mr;
+      __m256 v[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+      for (int h = 0; h * 8 < mr; h++) {
+        int64_t left = n - h * 8, width = mr - h * 8 < 8 ? mr - h * 8 : 8;
+        if (left > width) left = width;
+        v[h] = left >= 8 ? _mm256_loadu_ps(s + p * mr + h * 8)
+                         : _mm256_maskload_ps(s + p * mr + h * 8, tail_mask(left < 0 ? 0 : left));
+      }
+      store_panel_row(dst + p * mr * kc + k * mr, v, mr, k == kc - 1);
+    }
+  }
+}
+
+// See PackFn in gemm.h: the two memory orders of A and B take the vector routines above (for this
+// set's 6-row A and 16-column B panels); any other stride pattern packs with the generic code.
+KESTREL_AVX2 void pack(const float* src, int64_t rs, int64_t ks, int64_t rows, int64_t kc, int mr, float* dst) {
+  if (mr != 6 && mr != 16) return generic_pack(src, rs, ks, rows, kc, mr, dst);
+  if (ks == 1) return pack_transposed(src, rs, rows, kc, mr, dst);
+  if (rs == 1) return pack_contiguous(src, ks, rows, kc, mr, dst);
+  generic_pack(src, rs, ks, rows, kc, mr, dst);
+}
+
+// ---------------------------------------------------------------- small M, B stored [n, K]
 
 KESTREL_AVX2 inline float hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -128,7 +202,7 @@ const KernelSet* avx2_kernels() {
   // kc = 256: the 6 x kc A micro-panel (6 KB) stays in L1 beside the streaming 16 x kc B
   // micro-panel (16 KB); nc = 1024: the kc x nc B block (1 MB) stays in L2; mc as for AVX-512.
   // Up to 32 rows against a Linear weight go unpacked (small_m), as on AVX-512.
-  static const KernelSet set = {"avx2", kMR, kNR, 2048, 256, 1024, kernel, nullptr, small_m, 0, 32};
+  static const KernelSet set = {"avx2", kMR, kNR, 2048, 256, 1024, kernel, pack, small_m, 0, 32};
   return &set;
 }
 

@@ -450,6 +450,7 @@ KESTREL_KERNEL(quant_linear) {
   const char* k = "quant_linear";
   QuantWeight w = read_weight(args, k);
   View xv = args.view(), yv = args.view();
+  const bool int8_activations = args.i64() != 0;  // an inference prefill that may quantize x (quant_gemm_q4)
   args.done();
   Mat x = read_matrix(k, "x", xv, false), y = read_matrix(k, "out", yv, true);
   if (x.cols != w.K) fail(k, "x " + shape_str(xv) + " has " + std::to_string(x.cols) + " features, the weight takes K=" + std::to_string(w.K));
@@ -460,8 +461,8 @@ KESTREL_KERNEL(quant_linear) {
                 "; out must be x's dtype (or float32 for a bfloat16/float16 x)");
   if (x.rows == 0 || w.N == 0) return;
   if (x.dtype == F32 && x.rows <= kGemvMaxRows) quant_gemv(w, x.f(), x.ld, x.rows, y.f(), y.ld);
-  else if (x.dtype == F32) forward(w, x, y);
-  else forward_half(w, x, y);
+  else if (x.dtype != F32) forward_half(w, x, y);
+  else if (!(int8_activations && quant_gemm_q4(w, x.f(), x.ld, x.rows, y.f(), y.ld))) forward(w, x, y);
 }
 
 KESTREL_KERNEL(quant_linear_backward) {

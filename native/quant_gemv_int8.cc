@@ -309,13 +309,27 @@ Path chosen_path() {
   throw KernelError("KESTREL_QUANT_GEMV=" + s + ": expected avx512vnni, avxvnni, avx2, scalar, float or auto");
 }
 
-bool is_q4_code(const float* code) {
+}  // namespace
+
+bool is_q4_0(const QuantWeight& w) {
+  if (w.kind != QuantKind::FourBit || w.block != kBlock || w.K % kBlock != 0 || w.scale_codes) return false;
   for (int c = 0; c < 16; c++)
-    if (code[c] != float(c - 8)) return false;
+    if (w.code[c] != float(c - 8)) return false;
   return true;
 }
 
-}  // namespace
+bool quantize_q8_0(const float* x, int64_t ldx, int64_t M, int64_t K, int8_t* q, float* d, int32_t* sums) {
+  const CpuFeatures& f = cpu_features();
+  const BlockQuantizer full = f.avx2 && f.fma ? qavx2::quantize_block32 : quantize_block32_scalar;
+  const int64_t blocks = (K + kBlock - 1) / kBlock;
+  for (int64_t m = 0; m < M; m++)
+    for (int64_t b = 0; b < blocks; b++) {
+      const float* xb = x + m * ldx + b * kBlock;
+      const int64_t n = std::min(kBlock, K - b * kBlock), i = m * blocks + b;
+      if (!(n == kBlock ? full(xb, q + i * kBlock, d[i], sums[i]) : quantize_block(xb, n, q + i * kBlock, d[i], sums[i]))) return false;
+    }
+  return true;
+}
 
 std::string quant_gemv_path_name() {
   try {
@@ -328,7 +342,7 @@ std::string quant_gemv_path_name() {
 bool quant_gemv_int8(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy) {
   const Path path = chosen_path();
   if (path == kFloat) return false;
-  const bool q4 = w.kind == QuantKind::FourBit && w.block == kBlock && w.K % kBlock == 0 && !w.scale_codes && is_q4_code(w.code);
+  const bool q4 = is_q4_0(w);
   const bool i8 = w.kind == QuantKind::Int8;
   if (!q4 && !i8) return false;
   IntTask t{&w, {}, M, y, ldy};

@@ -61,6 +61,20 @@ bool quant_gemv_int8(const QuantWeight& w, const float* x, int64_t ldx, int64_t 
 // taken); a KESTREL_QUANT_GEMV the CPU cannot run gives its error message instead.
 std::string quant_gemv_path_name();
 
+// q4 weights that the integer paths take: llama.cpp q4_0's arithmetic (the code table q - 8, one plain
+// float scale per block of 32, blocks tiling the rows).
+bool is_q4_0(const QuantWeight& w);
+// x [M, K] (rows at stride ldx) quantized as llama.cpp's q8_0, the int8 activations of the integer
+// paths: per block of 32 values d = max|x| / 127, q = round-half-even(x / d) in [-127, 127], and
+// sum = Σ q. q is [M, blocks * 32] (a row's last partial block zero-padded), d and sums [M, blocks].
+// Returns false, leaving the buffers partly written, on a non-finite x.
+bool quantize_q8_0(const float* x, int64_t ldx, int64_t M, int64_t K, int8_t* q, float* d, int32_t* sums);
+
+// y [M, N] = x [M, K] Wᵀ for q4_0 weights (is_q4_0) and the longer inputs of a prefill (M > kGemvMaxRows)
+// with int8 activations, on the AVX2 integer path (quant_gemm_q4.cc). Returns false, computing
+// nothing, where the weight, the CPU or KESTREL_QUANT_GEMV (any path but avx2) does not take it.
+bool quant_gemm_q4(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy);
+
 // Reads a weight in the order src/backend/cpu/backend.ts packs a QuantWeight (kind, N, K, data,
 // code, blockSize, scales, nested...), checking every buffer's dtype and size (quant.cc).
 class Args;

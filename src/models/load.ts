@@ -191,7 +191,7 @@ export async function loadPretrained(dir: string, opts: LoadOptions = {}): Promi
   }
 }
 
-/** Quantizes a loaded causal LM's Linears (and head) in place for generation (LoadOptions.quant); a prompt's prefill then multiplies in bf16 where the CPU does so natively (usePrefillDtype). */
+/** Quantizes a loaded causal LM's Linears (and head) in place for generation (LoadOptions.quant); a prompt's prefill then multiplies in bf16 where the CPU does so natively, elsewhere with int8 activations where the kernel has an integer product (usePrefillDtype). */
 export function quantizeForInference(model: AnyModel, type: InferenceQuant): string[] {
   if (!(model instanceof CausalLM)) throw new Error(`quant ${type}: quantized inference takes a decoder-family causal LM, got ${model.constructor.name}`);
   const tiedHead = model.lm_head ? undefined : model.model.embed_tokens.weight;

@@ -76,10 +76,12 @@ export class QuantLinear extends Module {
   /**
    * Inference only: float32 inputs of 32 rows or more that need no gradient (a prompt's prefill) are
    * rounded to this dtype and multiplied by the weight decoded to it, at the bf16 GEMM's rate, with a
-   * float32 result; decode steps keep the float32 GEMV. null (the default, and training): float32.
+   * float32 result; decode steps keep the float32 GEMV. 'int8': those rows may be quantized to int8
+   * per block of 32 (q8_0) where the backend has an integer product for the weight (the CPU: q4 on
+   * AVX2), as the decode GEMV's are. null (the default, and training): float32.
    * Set by usePrefillDtype (quantizeForInference, kestrel-quantized folders).
    */
-  prefillDtype: 'bfloat16' | null = null;
+  prefillDtype: 'bfloat16' | 'int8' | null = null;
 
   /**
    * From raw quantized arrays (copied to the backend); `bias` (float [out]) becomes a frozen parameter.

@@ -59,18 +59,22 @@ export function quantizeModel(model: Module, opts: QuantizeModelOptions): string
 }
 
 /**
- * Lets every QuantLinear of an inference model multiply a prompt's prefill rows in bf16
- * (QuantLinear.prefillDtype) where its backend multiplies bf16 natively: the CPU backend on AMX or
- * AVX512_BF16 (elsewhere bf16 operands are only widened, so float32 is as fast and exact).
- * KESTREL_PREFILL_DTYPE=float32 keeps float32. Returns the layers marked.
+ * Lets every QuantLinear of an inference model on the CPU backend multiply a prompt's prefill rows
+ * faster than float32 (QuantLinear.prefillDtype): in bf16 where the CPU multiplies bf16 natively (AMX
+ * or AVX512_BF16), elsewhere int8 and q4 layers with int8 activations (the kernel takes them where it
+ * has an integer product: q4 on AVX2; elsewhere bf16 operands would only be widened, so float32 is as
+ * fast and exact). KESTREL_PREFILL_DTYPE=float32 keeps float32. Returns the layers marked.
  * @example usePrefillDtype(model)  // after quantizeModel(model, { type: 'int8', head: true })
  */
 export function usePrefillDtype(model: Module): number {
-  if (process.env.KESTREL_PREFILL_DTYPE === 'float32' || !isNativeBf16Path(loadNative()?.info().bf16Gemm)) return 0;
+  if (process.env.KESTREL_PREFILL_DTYPE === 'float32') return 0;
+  const bf16 = isNativeBf16Path(loadNative()?.info().bf16Gemm);
   let marked = 0;
   for (const [, m] of model.namedModules())
     if (m instanceof QuantLinear && m.qweight.backendName === 'cpu') {
-      m.prefillDtype = 'bfloat16';
+      const dtype = bf16 ? 'bfloat16' : m.type === 'int8' || m.type === 'q4' ? 'int8' : null;
+      if (!dtype) continue;
+      m.prefillDtype = dtype;
       marked++;
     }
   return marked;

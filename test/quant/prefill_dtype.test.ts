@@ -84,7 +84,7 @@ describe('quantized prefill in bf16', { skip: skipUnless('cpu') }, () => {
     q.dispose();
   });
 
-  test('inference quantization marks its layers where the CPU multiplies bf16 natively; KESTREL_PREFILL_DTYPE=float32 opts out', () => {
+  test('inference quantization marks its layers bf16 where the CPU multiplies bf16 natively, else int8 (int8/q4); KESTREL_PREFILL_DTYPE=float32 opts out', () => {
     const native = isNativeBf16Path(loadNative()?.info().bf16Gemm);
     class Two extends k.nn.Module {
       up = new k.nn.Linear(64, 32);
@@ -101,8 +101,8 @@ describe('quantized prefill in bf16', { skip: skipUnless('cpu') }, () => {
     } finally {
       delete process.env.KESTREL_PREFILL_DTYPE;
     }
-    assert.equal(usePrefillDtype(model), native ? 2 : 0);
-    assert.deepEqual(layers.map((l) => l.prefillDtype), native ? ['bfloat16', 'bfloat16'] : [null, null]);
+    assert.equal(usePrefillDtype(model), 2);
+    assert.deepEqual(layers.map((l) => l.prefillDtype), native ? ['bfloat16', 'bfloat16'] : ['int8', 'int8']);
     model.dispose();
   });
 

@@ -17,6 +17,7 @@ import * as k from '../../src/index.js';
 import { loadNative } from '../../src/backend/addon.js';
 import { skipUnless } from '../devices.js';
 import { onCpuThreads, runChild, seeded } from '../helpers.js';
+import { check, checkInt8Path, product, q8Values } from './int8_reference.js';
 
 const CHILD = process.env.KESTREL_GEMV_INT8_CHILD === '1';
 const ODD = [1, 7, 33, 257];
@@ -24,54 +25,6 @@ const CASES: { type: 'int8' | 'q4'; N: number; K: number }[] = [
   ...ODD.flatMap((N) => [...ODD, 576].map((K) => ({ type: 'int8' as const, N, K }))),
   ...ODD.flatMap((N) => [32, 96, 160, 576, 33].map((K) => ({ type: 'q4' as const, N, K }))),
 ];
-
-/** Round half to even, like nearbyint in the default rounding mode. */
-const roundEven = (v: number): number => {
-  const r = Math.round(v);
-  return Math.abs(v % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
-};
-
-/** q8_0's quantization of x's rows in float32 arithmetic: the values d * q the kernel multiplies. */
-function q8Values(x: Float32Array, M: number, K: number): Float64Array {
-  const out = new Float64Array(M * K);
-  for (let m = 0; m < M; m++)
-    for (let b0 = 0; b0 < K; b0 += 32) {
-      const end = Math.min(K, b0 + 32);
-      let amax = 0;
-      for (let i = b0; i < end; i++) amax = Math.max(amax, Math.abs(x[m * K + i]));
-      const d = Math.fround(amax / 127);
-      const inv = amax > 0 ? Math.fround(127 / amax) : 0;
-      for (let i = b0; i < end; i++) out[m * K + i] = d * Math.max(-127, Math.min(127, roundEven(Math.fround(x[m * K + i] * inv))));
-    }
-  return out;
-}
-
-/** y [M, N] = x Wᵀ in float64, and Σ|x w| per output (for the float32 rounding bound). */
-function product(x: ArrayLike<number>, w: Float32Array, M: number, N: number, K: number): { y: Float64Array; abs: Float64Array } {
-  const y = new Float64Array(M * N), abs = new Float64Array(M * N);
-  for (let m = 0; m < M; m++)
-    for (let n = 0; n < N; n++) {
-      let s = 0, a = 0;
-      for (let kk = 0; kk < K; kk++) {
-        s += x[m * K + kk] * w[n * K + kk];
-        a += Math.abs(x[m * K + kk] * w[n * K + kk]);
-      }
-      [y[m * N + n], abs[m * N + n]] = [s, a];
-    }
-  return { y, abs };
-}
-
-/** Checks every output: |got - want| <= slack + K 2^-23 Σ|x w| + 1e-6; returns the largest |got - ref|. */
-function check(got: Float32Array, want: { y: Float64Array; abs: Float64Array }, K: number, what: string, slack?: Float64Array): number {
-  let worst = 0;
-  for (let i = 0; i < got.length; i++) {
-    const err = Math.abs(got[i] - want.y[i]);
-    const tol = (slack?.[i] ?? 0) + K * 2 ** -23 * want.abs[i] + 1e-6;
-    assert.ok(err <= tol, `${what} [${i}]: got ${got[i]}, want ${want.y[i]} (error ${err} > ${tol})`);
-    worst = Math.max(worst, err);
-  }
-  return worst;
-}
 
 function gemvInt8VsRef(threads: number): void {
   const path = process.env.KESTREL_QUANT_GEMV!;
@@ -88,15 +41,7 @@ function gemvInt8VsRef(threads: number): void {
       const xs = Float32Array.from(seeded(M * K, M * 7 + K, -2, 2));
       const got = k.tidy(() => q.applyWeight(k.tensor(xs, { shape: [M, K], backend: 'cpu' })).toFloat32Array());
       const what = `${path} ${type} M=${M} N=${N} K=${K} threads=${threads}`;
-      const float = product(xs, wq, M, N, K);
-      if (!intPath) {
-        check(got, float, K, `${what} (float x)`);
-        continue;
-      }
-      check(got, product(q8Values(xs, M, K), wq, M, N, K), K, `${what} (q8_0 x, exact)`);
-      const bound = k.quant.int8ActivationErrorBound(xs, wq, [M, N, K]);
-      check(got, float, K, `${what} (float x, within the int8 activation bound)`, bound);
-      for (let i = 0; i < got.length; i++) if (bound[i] > 0) worstRatio = Math.max(worstRatio, Math.abs(got[i] - float.y[i]) / bound[i]);
+      worstRatio = Math.max(worstRatio, checkInt8Path(got, xs, wq, [M, N, K], intPath, what));
     }
     w.dispose();
     q.dispose();

@@ -115,7 +115,7 @@ function makeKernels(p: Packer): Kernels {
       p.view(v(q)).view(v(k)).view(v(vv)).view(v(mask)).view(v(out)).view(v(lse)).view(v(dout));
       attnOpts(o).view(v(dq)).view(v(dk)).view(v(dv)).call('attention_backward');
     },
-    quantLinear: (x, w, y) => quantWeight(w).view(v(x)).view(v(y)).call('quant_linear'),
+    quantLinear: (x, w, y, int8Activations) => quantWeight(w).view(v(x)).view(v(y)).num(int8Activations ? 1 : 0).call('quant_linear'),
     quantLinearBackward: (dy, w, dx) => quantWeight(w).view(v(dy)).view(v(dx)).call('quant_linear_backward'),
     adamw: (tensors, s) => packAdamW(p, nativeView, tensors, s),
     sumSquares: (x, out) => packSumSquares(p, nativeView, x, out),

@@ -7,6 +7,8 @@
 // A weight with a prefillDtype (inference: QuantLinear.prefillDtype) multiplies float32 inputs of
 // at least PREFILL_MIN_ROWS rows that need no gradient in that dtype, with a float32 result: a
 // prompt's prefill at the bf16 GEMM's rate, while decode steps (and small batches) keep float32.
+// 'int8' lets the backend quantize those rows to int8 (q8_0) where it has an integer product for
+// the weight's format (the CPU: q4 on AVX2), as the decode GEMV does for every step.
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { QuantWeight } from '../../backend/kernels.js';
 import { autocastDtype } from '../../tensor/autocast.js';
@@ -25,7 +27,7 @@ export interface QuantTensors extends QuantWeight {
   scales: Tensor;
   nested: { code: Tensor; absmax: Tensor; offset: number; blockSize: number } | null;
   /** float32 rows (PREFILL_MIN_ROWS or more, no gradient) are rounded to this dtype for the product; absent: float32 */
-  prefillDtype?: 'bfloat16' | null;
+  prefillDtype?: 'bfloat16' | 'int8' | null;
 }
 
 /**
@@ -61,20 +63,19 @@ export function quantLinear(x: Tensor, w: QuantTensors): Tensor {
   // under autocast the product runs (and returns) in the autocast dtype, as linear() does
   const ac = autocastDtype();
   if (ac && isFloat(x.dtype) && x.dtype !== ac) return tidy(() => quantLinear(to(x, ac), w));
-  const half = w.prefillDtype;
-  if (half && x.dtype === 'float32' && x.numel / w.K >= PREFILL_MIN_ROWS && !needsGrad(x) && backendOf(x).halfMatmul)
-    return tidy(() => product(to(x, half), w, 'float32'));
-  return inGemmCompute(x, (xf) => product(xf, w, xf.dtype));
+  const prefill = x.dtype === 'float32' && x.numel / w.K >= PREFILL_MIN_ROWS && !needsGrad(x);
+  if (prefill && w.prefillDtype === 'bfloat16' && backendOf(x).halfMatmul) return tidy(() => product(to(x, 'bfloat16'), w, 'float32'));
+  return inGemmCompute(x, (xf) => product(xf, w, xf.dtype, prefill && w.prefillDtype === 'int8'));
 }
 
 /** y = x Wᵀ by the kernel, y of `outDtype` (x's, or float32 for a half x); records backward when x needs it. */
-function product(xf: Tensor, w: QuantTensors, outDtype: DType): Tensor {
+function product(xf: Tensor, w: QuantTensors, outDtype: DType, int8Activations = false): Tensor {
   const k = backendOf(xf).kernels;
   const out = emptyLike(xf, [...xf.shape.slice(0, -1), w.N], outDtype);
   // a 2-d input with strided rows goes in as is; anything else is made contiguous first
   const direct = xf.ndim === 2 && (xf.strides[1] === 1 || w.K === 1);
   const xc = direct ? xf : contiguous(xf);
-  k.quantLinear(direct ? xf : matrix(xc, w.K), w, matrix(out, w.N));
+  k.quantLinear(direct ? xf : matrix(xc, w.K), w, matrix(out, w.N), int8Activations);
   if (xc !== xf) xc.dispose();
   if (!needsGrad(xf)) return out;
   const saved = saveWeight(w);

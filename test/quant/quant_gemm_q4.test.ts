@@ -1,0 +1,102 @@
+// The q4 prefill GEMM with int8 activations (native/quant_gemm_q4.cc): a QuantLinear marked
+// prefillDtype 'int8' multiplies float32 inputs of 32 rows or more (no gradient) with x quantized as
+// q8_0 where the CPU takes the AVX2 integer path. Checked in a child process per KESTREL_QUANT_GEMV:
+//  - avx2: q4 weights whose blocks tile the rows equal q8_0 x times the dequantized weight (float64)
+//    within float32 rounding of the sums, and the float x product within the int8 activation bound;
+//    M around the 6-row tile (32, 33, 36, 71, 257), N around the 16-column panel (1, 7, 16, 33, 257),
+//    K from one block to 576; strided rows of x; 1 and 2 threads;
+//  - float x where the path does not apply, matching the float reference within float32 rounding
+//    (which the q8_0 products miss): 31 rows (below the prefill's 32), a row with NaN or inf (IEEE
+//    results), q4 blocks straddling rows (K = 33), int8 weights, and KESTREL_QUANT_GEMV=float.
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import * as k from '../../src/index.js';
+import { loadNative } from '../../src/backend/addon.js';
+import { skipUnless } from '../devices.js';
+import { onCpuThreads, runChild, seeded } from '../helpers.js';
+import { check, checkInt8Path, product } from './int8_reference.js';
+
+const CHILD = process.env.KESTREL_GEMM_Q4_CHILD === '1';
+
+/** A prefill-marked QuantLinear [N, K] of `type` and its dequantized float32 weight. */
+function layer(type: 'q4' | 'int8', N: number, K: number): { q: k.quant.QuantLinear; wq: Float32Array } {
+  const w = k.tensor(Float32Array.from(seeded(N * K, N * 31 + K, -0.5, 0.5)), { shape: [N, K], backend: 'cpu' });
+  const q = k.quant.QuantLinear.fromWeight(w, null, { type });
+  w.dispose();
+  q.prefillDtype = 'int8';
+  return { q, wq: k.tidy(() => q.dequantize().toFloat32Array()) };
+}
+
+/** y = x Wᵀ through the layer for x [M, K], its rows `pad` floats apart beyond K (a strided view). */
+function apply(q: k.quant.QuantLinear, xs: Float32Array, M: number, K: number, pad = 0): Float32Array {
+  return k.tidy(() => k.noGrad(() => {
+    const wide = new Float32Array(M * (K + pad));
+    for (let m = 0; m < M; m++) wide.set(xs.subarray(m * K, (m + 1) * K), m * (K + pad));
+    const x = k.tensor(wide, { shape: [M, K + pad], backend: 'cpu' }).slice(1, 0, K);
+    return q.forward(x).toFloat32Array();
+  }));
+}
+
+function gemmVsRef(threads: number): void {
+  const path = process.env.KESTREL_QUANT_GEMV!;
+  assert.equal(loadNative()!.info().quantGemv, path);
+  const integer = path === 'avx2';
+  const cases: { N: number; K: number; Ms: number[] }[] = [
+    { N: 1, K: 32, Ms: [32, 33, 36] },
+    { N: 7, K: 96, Ms: [32, 71] },
+    { N: 16, K: 160, Ms: [33] },
+    { N: 33, K: 576, Ms: [32, 71] },
+    { N: 257, K: 64, Ms: [257] },
+  ];
+  let worstRatio = 0;
+  for (const { N, K, Ms } of cases) {
+    const { q, wq } = layer('q4', N, K);
+    for (const M of Ms) {
+      const xs = Float32Array.from(seeded(M * K, M * 7 + K, -2, 2));
+      const got = apply(q, xs, M, K, M % 2 ? 5 : 0);
+      worstRatio = Math.max(worstRatio, checkInt8Path(got, xs, wq, [M, N, K], integer, `${path} q4 M=${M} N=${N} K=${K} threads=${threads}`));
+    }
+    q.dispose();
+  }
+  // float x wherever the integer path does not apply
+  const floatOnly: { type: 'q4' | 'int8'; N: number; K: number; M: number }[] = [
+    { type: 'q4', N: 33, K: 64, M: 31 },  // below the prefill's rows: the tiles' float GEMM
+    { type: 'q4', N: 7, K: 33, M: 40 },   // blocks of 32 straddling rows
+    { type: 'int8', N: 33, K: 96, M: 40 }, // no integer prefill for int8 weights
+  ];
+  for (const { type, N, K, M } of floatOnly) {
+    const { q, wq } = layer(type, N, K);
+    const xs = Float32Array.from(seeded(M * K, M + K, -2, 2));
+    check(apply(q, xs, M, K), product(xs, wq, M, N, K), K, `${path} ${type} M=${M} N=${N} K=${K} threads=${threads} (float x)`);
+    q.dispose();
+  }
+  // a non-finite x keeps the float path: NaN and inf propagate to their rows only
+  const { q } = layer('q4', 5, 64);
+  const xs = Float32Array.from(seeded(40 * 64, 3));
+  xs[5] = NaN;
+  xs[64 + 9] = Infinity;
+  const y = apply(q, xs, 40, 64);
+  for (let n = 0; n < 5; n++) {
+    assert.ok(Number.isNaN(y[n]), `row 0 output ${n}: ${y[n]} (NaN in x)`);
+    assert.ok(!Number.isFinite(y[5 + n]), `row 1 output ${n}: ${y[5 + n]} (inf in x)`);
+    assert.ok(Number.isFinite(y[10 + n]), `row 2 output ${n}: ${y[10 + n]} (finite x)`);
+  }
+  q.dispose();
+  if (integer) console.log(`added error at most ${worstRatio.toFixed(3)} of the bound`);
+}
+
+const hasAvx2 = (): boolean => /^flags\s*:.*\bavx2\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+
+if (CHILD) onCpuThreads(gemmVsRef);
+else
+  describe('q4 prefill GEMM with int8 activations (quant_gemm_q4.cc)', { skip: skipUnless('cpu') }, () => {
+    test('avx2: equals q8_0 x times the weight (float64), added error within the stated bound; float x where it does not apply', { skip: !hasAvx2() && 'this CPU lacks AVX2' }, () => {
+      const out = runChild(fileURLToPath(import.meta.url), { KESTREL_QUANT_GEMV: 'avx2', KESTREL_GEMM_Q4_CHILD: '1' });
+      console.log(`# ${/added error at most [\d.]+ of the bound/.exec(out)?.[0]}`);
+    });
+    test('KESTREL_QUANT_GEMV=float: every prefill keeps float x', () => {
+      runChild(fileURLToPath(import.meta.url), { KESTREL_QUANT_GEMV: 'float', KESTREL_GEMM_Q4_CHILD: '1' });
+    });
+  });
