@@ -63,6 +63,7 @@ const ThreadWarmup packing_warmup(warm_packing_buffers);
 
 struct Gemm {
   const KernelSet* ks;
+  const PackB* pack_b;  // B's panels from this callback instead of B (sgemm_pack_b), or null
   int64_t K;
   float alpha, beta;
   // Element (i, k) of op(A) is A[i*a_rs + k*a_ks]; element (j, k) of op(B)^T is B[j*b_rs + k*b_ks].
@@ -90,7 +91,8 @@ void gemm_block(const Gemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
       pack(g.A + ic * g.a_rs + pc * g.a_ks, g.a_rs, g.a_ks, mc, kc, ks.mr, ap);
       for (int64_t jc = j0; jc < j1; jc += nc_block) {
         int64_t nc = std::min(nc_block, j1 - jc);
-        pack(g.B + jc * g.b_rs + pc * g.b_ks, g.b_rs, g.b_ks, nc, kc, ks.nr, bp);
+        if (g.pack_b) (*g.pack_b)(jc, nc, pc, kc, ks.nr, bp);
+        else pack(g.B + jc * g.b_rs + pc * g.b_ks, g.b_rs, g.b_ks, nc, kc, ks.nr, bp);
         for (int64_t ir = 0; ir < mc; ir += ks.mr) {
           int mr = int(std::min<int64_t>(ks.mr, mc - ir));
           for (int64_t jr = 0; jr < nc; jr += ks.nr) {
@@ -211,7 +213,7 @@ void sgemm_on(int threads, bool transA, bool transB, int64_t M, int64_t N, int64
     throw KernelError("sgemm: negative size M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
   if (M == 0 || N == 0) return;
   if (K == 0 || alpha == 0.0f) return scale_c(M, N, beta, C, ldc);
-  Gemm g{&select_kernels(), K, alpha, beta, A, 0, 0, B, 0, 0, C, ldc};
+  Gemm g{&select_kernels(), nullptr, K, alpha, beta, A, 0, 0, B, 0, 0, C, ldc};
   g.a_rs = transA ? 1 : lda;
   g.a_ks = transA ? lda : 1;
   g.b_rs = transB ? ldb : 1;
@@ -220,6 +222,21 @@ void sgemm_on(int threads, bool transA, bool transB, int64_t M, int64_t N, int64
   if (double(M) * double(N) * double(K) < 262144.0) threads = 1;
   if (g.ks->small_m && M <= (transB ? g.ks->small_m_max_nt : g.ks->small_m_max)) return gemm_small_m(g, transB, M, N, threads);
   gemm_threaded(g, M, N, threads);
+}
+
+// See gemm.h.
+void sgemm_pack_b(int threads, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackB& pack_b, float* C,
+                  int64_t ldc) {
+  if (M <= 0 || N <= 0) return;
+  if (K == 0) return scale_c(M, N, 0.0f, C, ldc);
+  Gemm g{&select_kernels(), &pack_b, K, 1.0f, 0.0f, A, lda, 1, nullptr, 0, 0, C, ldc};
+  if (double(M) * double(N) * double(K) < 262144.0) threads = 1;
+  gemm_threaded(g, M, N, threads);
+}
+
+PackFn pack_fn() {
+  const KernelSet& ks = select_kernels();
+  return ks.pack ? ks.pack : generic_pack;
 }
 
 }  // namespace gemm_detail

@@ -5,6 +5,7 @@
 // see gemm.cc for the loop nest and the choice of block sizes.
 #pragma once
 #include <cstdint>
+#include <functional>
 
 namespace kestrel {
 
@@ -50,6 +51,16 @@ struct KernelSet {
 // one product per pool thread).
 void sgemm_on(int threads, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
               int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+
+// C[M, N] = A[M, K] op(B) (row-major A, rows lda apart; C overwritten) where B exists only as its packed
+// panels: pack_b(j0, cols, k0, kc, nr, dst) writes columns j0 .. j0 + cols, k in k0 .. k0 + kc, as the
+// PackFn layout with MR = nr (what pack_fn() would make of op(B)ᵀ). Called from the pool's threads at
+// once, each with its own dst. For weights decoded on the fly (quant.cc), so no float copy of B is made.
+using PackB = std::function<void(int64_t j0, int64_t cols, int64_t k0, int64_t kc, int nr, float* dst)>;
+void sgemm_pack_b(int threads, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackB& pack_b, float* C,
+                  int64_t ldc);
+// The packing routine of the kernel set in use.
+PackFn pack_fn();
 
 // Shared with the half-precision driver (gemm_half.cc), which runs the same loop nest.
 // The block size for n items: at most `max`, split into equal blocks of whole `unit`s.

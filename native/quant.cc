@@ -343,17 +343,22 @@ void for_each_column_part(int64_t K, int64_t parts, int threads, F columns) {
   });
 }
 
+thread_local ScratchBuffer strip{"quant_linear decoded rows"};
+
+// y = x Wᵀ by the GEMM with W's panels decoded on the fly (sgemm_pack_b): each panel's rows are decoded
+// into an L1-sized strip and packed from there, so W in float32 exists only as the GEMM's packed block
+// (a decoded tile beside it cost a pass through L2/L3 and packing x again for every tile).
 void forward(const QuantWeight& w, const Mat& x, const Mat& y) {
-  int64_t M = x.rows, N = w.N, K = w.K;
-  int threads = num_threads();
-  int64_t T = tile_rows(N, K, threads), tiles = (N + T - 1) / T;
-  auto tile = [&](int64_t t, int gemm_threads) {
-    int64_t n0 = t * T, n1 = std::min(N, n0 + T);
-    float* buf = scratch.get(size_t(T * K));
-    decode_tile(w, n0, n1, 0, K, buf, K);
-    gemm_detail::sgemm_on(gemm_threads, false, true, M, n1 - n0, K, 1.0f, x.f(), x.ld, buf, K, 0.0f, y.f() + n0, y.ld);
+  const gemm_detail::PackFn pack = gemm_detail::pack_fn();
+  const gemm_detail::PackB pack_b = [&](int64_t j0, int64_t cols, int64_t k0, int64_t kc, int nr, float* dst) {
+    float* buf = strip.get(size_t(nr * kc));
+    for (int64_t c = 0; c < cols; c += nr) {
+      const int64_t n = std::min<int64_t>(nr, cols - c);
+      decode_tile(w, j0 + c, j0 + c + n, k0, k0 + kc, buf, kc);
+      pack(buf, kc, 1, n, kc, nr, dst + c * kc);
+    }
   };
-  for_each_tile(tiles, threads, tile);
+  gemm_detail::sgemm_pack_b(num_threads(), x.rows, w.N, w.K, x.f(), x.ld, pack_b, y.f(), y.ld);
 }
 
 void backward(const QuantWeight& w, const Mat& dy, const Mat& dx) {
