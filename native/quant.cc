@@ -1,12 +1,14 @@
 // Matmul with a quantized weight W [N, K] (PyTorch's [out, in]), dequantized tile by tile inside
 // the product so the float weight never exists whole (QLoRA, Dettmers et al. 2023; bitsandbytes'
 // layouts, src/quant/ documents them):
-//   quant_linear:          y [M, N] = x [M, K] Wᵀ     (threads split W's rows; tiles go to sgemm)
+//   quant_linear:          y [M, N] = x [M, K] Wᵀ     (sgemm with W's panels decoded as it packs them)
 //   quant_linear_backward: dx [M, K] = dy [M, N] W   (threads split K; tiles accumulate, beta 1)
-// A tile of rows of W is decoded into a per-thread scratch buffer (a 16-entry code table scaled
-// by the block's absmax, looked up with one permute per 16 values) and handed to kestrel::sgemm.
+// Rows of W are decoded into a per-thread scratch buffer (a 16-entry code table scaled by the
+// block's absmax, looked up with one permute per 16 values): in the forward a 16-row strip that the
+// GEMM packs at once (sgemm_pack_b), in the backward a tile handed to kestrel::sgemm.
 // A bfloat16/float16 x (or dy) takes the tile rounded to its dtype through hgemm instead (gemm_half.h).
-// A float32 x of at most 8 rows (decoding) skips the tiles: quant_gemv.cc streams W once instead.
+// A float32 x of at most 8 rows (decoding) skips the tiles: quant_gemv.cc streams W once instead;
+// an inference prefill of q4 weights on AVX2 may take int8 activations (quant_gemm_q4.cc).
 // Weights: 4-bit codes + table (NF4/FP4/q4), int8 with a scale per row, or plain bfloat16.
 #include <immintrin.h>
 
