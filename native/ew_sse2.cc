@@ -9,7 +9,6 @@
 #include <type_traits>
 
 #include "ew_isa.h"
-#include "transpose8.h"
 
 #pragma GCC push_options
 

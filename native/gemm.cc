@@ -227,11 +227,24 @@ void sgemm_on(int threads, bool transA, bool transB, int64_t M, int64_t N, int64
 // See gemm.h.
 void sgemm_pack_b(int threads, int64_t M, int64_t N, int64_t K, const float* A, int64_t lda, const PackB& pack_b, float* C,
                   int64_t ldc) {
-  if (M <= 0 || N <= 0) return;
+  if (M < 0 || N < 0 || K < 0)
+    throw KernelError("sgemm_pack_b: negative size M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
+  if (M == 0 || N == 0) return;
   if (K == 0) return scale_c(M, N, 0.0f, C, ldc);
   Gemm g{&select_kernels(), &pack_b, K, 1.0f, 0.0f, A, lda, 1, nullptr, 0, 0, C, ldc};
   if (double(M) * double(N) * double(K) < 262144.0) threads = 1;
-  gemm_threaded(g, M, N, threads);
+  // Threads split the columns only: a row split would have each thread decode all of B again
+  // (choose_grid prices packing B as a copy, not a decode).
+  const int64_t pn = (N + g.ks->nr - 1) / g.ks->nr;
+  const int parts = int(std::min<int64_t>(threads, pn));
+  if (parts <= 1) return gemm_block(g, 0, M, 0, N);
+  parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
+    if (end - begin == parts) return gemm_block(g, 0, M, 0, N);  // inside another parallel region
+    for (int64_t p = begin; p < end; p++) {
+      int64_t j0 = pn * p / parts * g.ks->nr, j1 = std::min(N, pn * (p + 1) / parts * g.ks->nr);
+      if (j0 < j1) gemm_block(g, 0, M, j0, j1);
+    }
+  });
 }
 
 PackFn pack_fn() {

@@ -60,9 +60,9 @@ KESTREL_AVX2 void kernel(int64_t kc, const float* a, const float* b, float* c, i
 
 // ---------------------------------------------------------------- packing
 
-// Lanes below n (n < 8) set: the mask of a K tail.
+// Lanes below n set (all of them for n >= 8): the mask of a tail.
 KESTREL_AVX2 inline __m256i tail_mask(int64_t n) {
-  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  return _mm256_cmpgt_epi32(_mm256_set1_epi32(int(n < 8 ? n : 8)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
 }
 
 // Row k of a micro-panel: mr (6 or 16) values from 8-lane vectors v[0..mr/8]. A 6-wide row is

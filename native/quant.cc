@@ -1,4 +1,4 @@
-// Matmul with a quantized weight W [N, K] (PyTorch's [out, in]), dequantized tile by tile inside
+// Matmul with a quantized weight W [N, K] (PyTorch's [out, in]), dequantized piece by piece inside
 // the product so the float weight never exists whole (QLoRA, Dettmers et al. 2023; bitsandbytes'
 // layouts, src/quant/ documents them):
 //   quant_linear:          y [M, N] = x [M, K] Wᵀ     (sgemm with W's panels decoded as it packs them)
@@ -7,7 +7,7 @@
 // block's absmax, looked up with one permute per 16 values): in the forward a 16-row strip that the
 // GEMM packs at once (sgemm_pack_b), in the backward a tile handed to kestrel::sgemm.
 // A bfloat16/float16 x (or dy) takes the tile rounded to its dtype through hgemm instead (gemm_half.h).
-// A float32 x of at most 8 rows (decoding) skips the tiles: quant_gemv.cc streams W once instead;
+// A float32 x of at most 8 rows (decoding) skips the GEMM: quant_gemv.cc streams W once instead;
 // an inference prefill of q4 weights on AVX2 may take int8 activations (quant_gemm_q4.cc).
 // Weights: 4-bit codes + table (NF4/FP4/q4), int8 with a scale per row, or plain bfloat16.
 #include <immintrin.h>

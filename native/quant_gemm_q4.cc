@@ -1,6 +1,6 @@
 // The prefill GEMM of q4 weights with int8 activations on AVX2 (quant_weight.h: quant_gemm_q4).
-// Without AVX-512 the float path (quant.cc: decode a tile, pack it, SGEMM) does 8 multiply-adds per
-// FMA; vpmaddubsw does 32 u8 x s8 products per instruction. The q4 codes (0..15) are its unsigned
+// Without AVX-512 the float path (quant.cc: the SGEMM, decoding W as it packs it) does 8 multiply-adds
+// per FMA; vpmaddubsw does 32 u8 x s8 products per instruction. The q4 codes (0..15) are its unsigned
 // operand and x, quantized as q8_0 (quantize_q8_0), the signed one, so a byte pair sums to at most
 // 2 x 15 x 127 = 3810 and a block's eight of them add in int16 (30480 < 2^15) before one vpmaddwd:
 //   y[m, n] = Σ_b d_w[n, b] d_x[m, b] (Σ_{k in b} q[n, k] xq[m, k] - 8 Σ_{k in b} xq[m, k])
@@ -123,10 +123,11 @@ KESTREL_AVX2 void kernel(int64_t K, const uint8_t* codes, const float* scales, c
 
 }  // namespace
 
-// The AVX2 integer path where the decode GEMV takes it (KESTREL_QUANT_GEMV auto or avx2; CPUs with
-// VNNI keep their AVX-512 float GEMM, which this kernel was not measured against).
+// Where the decode GEMV takes the AVX2 integer path (KESTREL_QUANT_GEMV auto or avx2) on a CPU without
+// AVX-512: an AVX-512 SGEMM does 16 multiply-adds per FMA, which this kernel was not measured against.
+// Known limit: every 16-column panel reads all of x, so very long inputs (M K past L2) read x from L3.
 bool quant_gemm_q4(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy) {
-  if (M <= kGemvMaxRows || !is_q4_0(w) || quant_gemv_path_name() != "avx2") return false;
+  if (M <= kGemvMaxRows || w.K == 0 || !is_q4_0(w) || cpu_features().avx512f || quant_gemv_path_name() != "avx2") return false;
   const int64_t K = w.K, N = w.N, blocks = K / kBlock, Mp = (M + kMR - 1) / kMR * kMR;
   const size_t q_floats = size_t(Mp * K + 3) / 4, s_floats = size_t(Mp * blocks);
   float* buf = act_buf.get(q_floats + 2 * s_floats);

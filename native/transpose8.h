@@ -1,6 +1,7 @@
 // The in-register 8x8 transpose of 32-bit elements that AVX2 code shares (sgemm's panel packing in
 // gemm_avx2.cc, the float transposing copy in ew_convert_impl.h): the AVX2 sibling of
-// transpose16.h. It carries its own target attribute, so it may be included anywhere.
+// transpose16.h. It carries its own target attribute, so it may be included before a file's target
+// pragma; call it only from AVX2 (or wider) code.
 #pragma once
 #include <immintrin.h>
 

@@ -78,7 +78,8 @@ export class QuantLinear extends Module {
    * rounded to this dtype and multiplied by the weight decoded to it, at the bf16 GEMM's rate, with a
    * float32 result; decode steps keep the float32 GEMV. 'int8': those rows may be quantized to int8
    * per block of 32 (q8_0) where the backend has an integer product for the weight (the CPU: q4 on
-   * AVX2), as the decode GEMV's are. null (the default, and training): float32.
+   * AVX2), as the decode GEMV's are. null (the default, and training): float32. A marked layer keeps its
+   * mark if it is then trained: inputs that need no gradient (the first layer's) still take that dtype.
    * Set by usePrefillDtype (quantizeForInference, kestrel-quantized folders).
    */
   prefillDtype: 'bfloat16' | 'int8' | null = null;

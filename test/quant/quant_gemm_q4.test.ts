@@ -7,7 +7,8 @@
 //    K from one block to 576; strided rows of x; 1 and 2 threads;
 //  - float x where the path does not apply, matching the float reference within float32 rounding
 //    (which the q8_0 products miss): 31 rows (below the prefill's 32), a row with NaN or inf (IEEE
-//    results), q4 blocks straddling rows (K = 33), int8 weights, and KESTREL_QUANT_GEMV=float.
+//    results), q4 blocks straddling rows (K = 33) or of 64, x that needs a gradient, int8 weights
+//    (K = 600: several of the GEMM's packed k blocks), AVX-512 CPUs, and KESTREL_QUANT_GEMV=float.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
@@ -21,28 +22,28 @@ import { check, checkInt8Path, product } from './int8_reference.js';
 const CHILD = process.env.KESTREL_GEMM_Q4_CHILD === '1';
 
 /** A prefill-marked QuantLinear [N, K] of `type` and its dequantized float32 weight. */
-function layer(type: 'q4' | 'int8', N: number, K: number): { q: k.quant.QuantLinear; wq: Float32Array } {
+function layer(type: 'q4' | 'int8', N: number, K: number, blockSize?: number): { q: k.quant.QuantLinear; wq: Float32Array } {
   const w = k.tensor(Float32Array.from(seeded(N * K, N * 31 + K, -0.5, 0.5)), { shape: [N, K], backend: 'cpu' });
-  const q = k.quant.QuantLinear.fromWeight(w, null, { type });
+  const q = k.quant.QuantLinear.fromWeight(w, null, { type, blockSize });
   w.dispose();
   q.prefillDtype = 'int8';
   return { q, wq: k.tidy(() => q.dequantize().toFloat32Array()) };
 }
 
-/** y = x Wᵀ through the layer for x [M, K], its rows `pad` floats apart beyond K (a strided view). */
-function apply(q: k.quant.QuantLinear, xs: Float32Array, M: number, K: number, pad = 0): Float32Array {
-  return k.tidy(() => k.noGrad(() => {
+/** y = x Wᵀ through the layer for x [M, K], its rows `pad` floats apart beyond K (a strided view); x needing a gradient or not. */
+function apply(q: k.quant.QuantLinear, xs: Float32Array, M: number, K: number, pad = 0, requiresGrad = false): Float32Array {
+  return k.tidy(() => {
     const wide = new Float32Array(M * (K + pad));
     for (let m = 0; m < M; m++) wide.set(xs.subarray(m * K, (m + 1) * K), m * (K + pad));
-    const x = k.tensor(wide, { shape: [M, K + pad], backend: 'cpu' }).slice(1, 0, K);
+    const x = k.tensor(wide, { shape: [M, K + pad], backend: 'cpu', requiresGrad }).slice(1, 0, K);
     return q.forward(x).toFloat32Array();
-  }));
+  });
 }
 
 function gemmVsRef(threads: number): void {
   const path = process.env.KESTREL_QUANT_GEMV!;
   assert.equal(loadNative()!.info().quantGemv, path);
-  const integer = path === 'avx2';
+  const integer = path === 'avx2' && !/\bavx512f\b/.test(cpuFlags()); // AVX-512 CPUs keep their float SGEMM
   const cases: { N: number; K: number; Ms: number[] }[] = [
     { N: 1, K: 32, Ms: [32, 33, 36] },
     { N: 7, K: 96, Ms: [32, 71] },
@@ -61,15 +62,18 @@ function gemmVsRef(threads: number): void {
     q.dispose();
   }
   // float x wherever the integer path does not apply
-  const floatOnly: { type: 'q4' | 'int8'; N: number; K: number; M: number }[] = [
-    { type: 'q4', N: 33, K: 64, M: 31 },  // below the prefill's rows: the tiles' float GEMM
-    { type: 'q4', N: 7, K: 33, M: 40 },   // blocks of 32 straddling rows
-    { type: 'int8', N: 33, K: 96, M: 40 }, // no integer prefill for int8 weights
+  const floatOnly: { type: 'q4' | 'int8'; N: number; K: number; M: number; blockSize?: number; grad?: boolean }[] = [
+    { type: 'q4', N: 33, K: 64, M: 31 },                 // below the prefill's rows: the float GEMM
+    { type: 'q4', N: 7, K: 33, M: 40 },                  // blocks of 32 straddling rows
+    { type: 'q4', N: 7, K: 128, M: 40, blockSize: 64 },  // blocks of 64: not q4_0
+    { type: 'q4', N: 33, K: 96, M: 40, grad: true },     // x needs a gradient (training)
+    { type: 'int8', N: 33, K: 600, M: 40 },              // no integer prefill for int8 weights; K over several packed blocks
   ];
-  for (const { type, N, K, M } of floatOnly) {
-    const { q, wq } = layer(type, N, K);
+  for (const { type, N, K, M, blockSize, grad } of floatOnly) {
+    const { q, wq } = layer(type, N, K, blockSize);
     const xs = Float32Array.from(seeded(M * K, M + K, -2, 2));
-    check(apply(q, xs, M, K), product(xs, wq, M, N, K), K, `${path} ${type} M=${M} N=${N} K=${K} threads=${threads} (float x)`);
+    const what = `${path} ${type} M=${M} N=${N} K=${K}${blockSize ? ` blocks of ${blockSize}` : ''}${grad ? ' x needs grad' : ''} threads=${threads} (float x)`;
+    check(apply(q, xs, M, K, 0, grad), product(xs, wq, M, N, K), K, what);
     q.dispose();
   }
   // a non-finite x keeps the float path: NaN and inf propagate to their rows only
@@ -87,14 +91,18 @@ function gemmVsRef(threads: number): void {
   if (integer) console.log(`added error at most ${worstRatio.toFixed(3)} of the bound`);
 }
 
-const hasAvx2 = (): boolean => /^flags\s*:.*\bavx2\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
+/** The forced avx2 path needs AVX2 and FMA; on AVX-512 CPUs the path stays float (checked as such). */
+const cpuFlags = (): string => /^flags\s*:(.*)$/m.exec(readFileSync('/proc/cpuinfo', 'utf8'))?.[1] ?? '';
+const hasAvx2 = (): boolean => /\bavx2\b/.test(cpuFlags()) && /\bfma\b/.test(cpuFlags());
 
 if (CHILD) onCpuThreads(gemmVsRef);
 else
   describe('q4 prefill GEMM with int8 activations (quant_gemm_q4.cc)', { skip: skipUnless('cpu') }, () => {
     test('avx2: equals q8_0 x times the weight (float64), added error within the stated bound; float x where it does not apply', { skip: !hasAvx2() && 'this CPU lacks AVX2' }, () => {
       const out = runChild(fileURLToPath(import.meta.url), { KESTREL_QUANT_GEMV: 'avx2', KESTREL_GEMM_Q4_CHILD: '1' });
-      console.log(`# ${/added error at most [\d.]+ of the bound/.exec(out)?.[0]}`);
+      const ratio = /added error at most [\d.]+ of the bound/.exec(out);
+      if (!/\bavx512f\b/.test(cpuFlags())) assert.ok(ratio, `the child ran the integer path and reported its error:\n${out}`);
+      console.log(`# ${ratio?.[0] ?? 'AVX-512 CPU: the float path throughout'}`);
     });
     test('KESTREL_QUANT_GEMV=float: every prefill keeps float x', () => {
       runChild(fileURLToPath(import.meta.url), { KESTREL_QUANT_GEMV: 'float', KESTREL_GEMM_Q4_CHILD: '1' });
