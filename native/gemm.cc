@@ -107,7 +107,10 @@ void gemm_block(const Gemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
 
 void gemm_threaded(const Gemm& g, int64_t M, int64_t N, int threads) {
   int tm = 1, tn = 1;
-  if (threads > 1) choose_grid(g.ks->mr, g.ks->nr, g.ks->mc, M, N, g.K, threads, &tm, &tn);
+  // B from a callback (a decode, sgemm_pack_b) splits columns only: a row split would decode all of B
+  // again per thread, where choose_grid prices packing B as a copy
+  if (threads > 1 && g.pack_b) tn = int(std::min<int64_t>(threads, (N + g.ks->nr - 1) / g.ks->nr));
+  else if (threads > 1) choose_grid(g.ks->mr, g.ks->nr, g.ks->mc, M, N, g.K, threads, &tm, &tn);
   int parts = tm * tn;
   if (parts == 1) return gemm_block(g, 0, M, 0, N);
   int64_t pm = (M + g.ks->mr - 1) / g.ks->mr, pn = (N + g.ks->nr - 1) / g.ks->nr;
@@ -233,18 +236,7 @@ void sgemm_pack_b(int threads, int64_t M, int64_t N, int64_t K, const float* A, 
   if (K == 0) return scale_c(M, N, 0.0f, C, ldc);
   Gemm g{&select_kernels(), &pack_b, K, 1.0f, 0.0f, A, lda, 1, nullptr, 0, 0, C, ldc};
   if (double(M) * double(N) * double(K) < 262144.0) threads = 1;
-  // Threads split the columns only: a row split would have each thread decode all of B again
-  // (choose_grid prices packing B as a copy, not a decode).
-  const int64_t pn = (N + g.ks->nr - 1) / g.ks->nr;
-  const int parts = int(std::min<int64_t>(threads, pn));
-  if (parts <= 1) return gemm_block(g, 0, M, 0, N);
-  parallel_for(parts, 1, [&](int64_t begin, int64_t end) {
-    if (end - begin == parts) return gemm_block(g, 0, M, 0, N);  // inside another parallel region
-    for (int64_t p = begin; p < end; p++) {
-      int64_t j0 = pn * p / parts * g.ks->nr, j1 = std::min(N, pn * (p + 1) / parts * g.ks->nr);
-      if (j0 < j1) gemm_block(g, 0, M, j0, j1);
-    }
-  });
+  gemm_threaded(g, M, N, threads);
 }
 
 PackFn pack_fn() {
