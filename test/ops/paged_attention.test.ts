@@ -1,13 +1,16 @@
 // The paged KV-cache ops (src/ops/paged.ts): the ref kernel against the composite definition
-// (indexSelect + scaledDotProductAttention) in float64 arithmetic, the native CPU kernel against
-// the ref kernel on odd lengths (1, 7, 33, 257 tokens) with GQA, windows and soft-capping, and
-// the whole write + attend path against plain causal attention over a contiguous cache: a ragged
-// batch of sequences whose blocks are scattered through the pool must give each sequence the
-// output it gets alone. Bad indices are errors that name the sequence, slot or block.
+// (indexSelect + scaledDotProductAttention) in float64 arithmetic, each native device's kernel (cpu,
+// and cuda on a GPU or the emulator) against the ref kernel on odd lengths (1, 7, 33, 257 tokens)
+// with GQA, windows, soft-capping and head dims 64, 7 (no 16-byte rows) and 33, and the whole write +
+// attend path against plain causal attention over a contiguous cache: a ragged batch of sequences
+// whose blocks are scattered through the pool must give each sequence the output it gets alone.
+// Bad indices are errors that name the sequence, slot or block (cuda finds them on the device and
+// throws at the next host read, so those tests read the result inside the assertion).
+import { ALL_DEVICES, skipUnless } from '../devices.js';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as k from '../../src/index.js';
-import { assertClose, hasCpu, seeded } from '../helpers.js';
+import { assertClose, seeded } from '../helpers.js';
 
 const BS = 16;
 
@@ -59,23 +62,26 @@ test('paged attention: ref kernel equals the composite definition (GQA, window, 
   }
 });
 
-test('paged attention: native cpu kernel equals the ref kernel on 1, 7, 33, 257 tokens', { skip: !hasCpu() && 'native addon not built' }, () => {
-  for (const [H, Hkv, hd] of [[9, 3, 64], [4, 4, 7], [2, 1, 33]]) {
-    for (const opts of [{}, { window: 9, softcap: 30 }]) {
-      const ref = build(ODD, H, Hkv, hd, 'ref');
-      const cpu = build(ODD, H, Hkv, hd, 'cpu');
-      const want = k.pagedAttention(ref.q, ref.kPool, ref.vPool, ref.layout, opts);
-      const got = k.pagedAttention(cpu.q, cpu.kPool, cpu.vPool, cpu.layout, opts);
-      assertClose(got, want, { atol: 2e-6, rtol: 1e-4, what: `cpu vs ref H=${H} Hkv=${Hkv} hd=${hd} ${JSON.stringify(opts)}` });
-      for (const t of [got, want]) t.dispose();
-      dispose(ref);
-      dispose(cpu);
+for (const device of ALL_DEVICES) {
+  test(`paged attention: native ${device} kernel equals the ref kernel on 1, 7, 33, 257 tokens`, { skip: skipUnless(device) }, () => {
+    for (const [H, Hkv, hd] of [[9, 3, 64], [4, 4, 7], [2, 1, 33]]) {
+      for (const opts of [{}, { window: 9, softcap: 30 }]) {
+        const ref = build(ODD, H, Hkv, hd, 'ref');
+        const dev = build(ODD, H, Hkv, hd, device);
+        const want = k.pagedAttention(ref.q, ref.kPool, ref.vPool, ref.layout, opts);
+        const got = k.pagedAttention(dev.q, dev.kPool, dev.vPool, dev.layout, opts);
+        // float32 sums in a different order than the ref's float64 (cuda: online softmax over 4 warps)
+        assertClose(got, want, { atol: 2e-6, rtol: 1e-4, what: `${device} vs ref H=${H} Hkv=${Hkv} hd=${hd} ${JSON.stringify(opts)}` });
+        for (const t of [got, want]) t.dispose();
+        dispose(ref);
+        dispose(dev);
+      }
     }
-  }
-});
+  });
+}
 
-for (const backend of ['ref', 'cpu'] as const) {
-  test(`paged write + attention (${backend}) equals causal attention over each sequence's contiguous cache`, { skip: backend === 'cpu' && !hasCpu() && 'native addon not built' }, () => {
+for (const backend of ['ref', ...ALL_DEVICES] as const) {
+  test(`paged write + attention (${backend}) equals causal attention over each sequence's contiguous cache`, { skip: backend !== 'ref' && skipUnless(backend) }, () => {
     const [H, Hkv, hd] = [4, 2, 8];
     const lengths = [1, 7, 33];
     const b = build({ lengths, queries: [{ seq: 0, pos: 0 }] }, H, Hkv, hd, backend);
@@ -113,5 +119,33 @@ test('paged ops: bad indices name the query, slot or block', () => {
   const slots = k.tensor([1000], { dtype: 'int64', backend: 'ref' });
   assert.throws(() => k.pagedWrite_(b.kPool, k.zeros([1, 1, 4], { backend: 'ref' }), slots), /slot 1000 of row 0 outside the pool's 32 slots/);
   assert.throws(() => k.pagedWrite_(b.kPool, k.zeros([1, 2, 4], { backend: 'ref' }), slots), /do not fit the pool/);
+  dispose(b);
+});
+
+// cuda checks the indices on the device: the error comes at the next read, the bad query's output
+// is zero and the bad slot's row is not written (the CPU refuses the whole call up front)
+test('paged ops on cuda: bad indices name the query, slot or block at the next read', { skip: skipUnless('cuda') }, () => {
+  const b = build({ lengths: [7], queries: [{ seq: 0, pos: 6 }] }, 2, 1, 4, 'cuda');
+  const layout = (pos: number[], seq: number[], table = b.layout.blockTable): k.PagedLayout =>
+    ({ ...b.layout, blockTable: table, pos: k.tensor(pos, { dtype: 'int32', backend: 'cuda' }), seq: k.tensor(seq, { dtype: 'int32', backend: 'cuda' }) });
+  const throwsWith = (f: () => unknown, re: RegExp): void => assert.throws(f, (e: Error) => re.test(e.message), `expected ${re}`);
+  throwsWith(() => k.pagedAttention(b.q, b.kPool, b.vPool, layout([6], [3])).toArray(), /paged_attention: query 0: sequence 3 outside the table's 1 rows/);
+  throwsWith(() => k.pagedAttention(b.q, b.kPool, b.vPool, layout([99], [0])).toArray(), /query 0: position 99 outside the table's 16 tokens/);
+  const badTable = k.tensor([[5]], { dtype: 'int32', backend: 'cuda' });
+  throwsWith(() => k.pagedAttention(b.q, b.kPool, b.vPool, layout([6], [0], badTable)).toArray(), /sequence 0: block 5 outside the pool's 2 blocks/);
+  // the failed query's output is zero, the good one beside it is computed
+  const mixed = k.pagedAttention(k.cat([b.q, b.q], 0), b.kPool, b.vPool, layout([6, 6], [0, 2]));
+  assert.throws(() => mixed.toArray(), /sequence 2 outside/);
+  const rows = mixed.toArray() as number[][][];
+  assert.ok(rows[1].flat().every((x) => x === 0), 'the bad query reads zeros');
+  assert.ok(rows[0].flat().some((x) => x !== 0), 'the good query is attended');
+  const before = b.kPool.toArray() as number[][][];
+  const slots = k.tensor([1000, 3], { dtype: 'int64', backend: 'cuda' });
+  const src = k.ones([2, 1, 4], { backend: 'cuda' });
+  throwsWith(() => { k.pagedWrite_(b.kPool, src, slots); b.kPool.toArray(); }, /paged_write: slot 1000 of row 0 outside the pool's 32 slots/);
+  const after = b.kPool.toArray() as number[][][];
+  assert.deepEqual(after[3], [[1, 1, 1, 1]], 'the good row is written');
+  assert.deepEqual(after.filter((_, i) => i !== 3), before.filter((_, i) => i !== 3), 'nothing else changed');
+  assert.throws(() => k.pagedWrite_(b.kPool, k.zeros([1, 2, 4], { backend: 'cuda' }), slots), /do not fit the pool/);
   dispose(b);
 });

@@ -5,7 +5,9 @@
 // only); an aborted job frees its KV blocks at once; a full queue answers 429; identical prompts
 // share their full prefix blocks (block count), but not across adapters, and rows admitted together
 // compute a shared block once (prompt tokens per step); a pool too small for all jobs makes them
-// wait, not fail.
+// wait, not fail. On cuda (a GPU or the emulator: native/cuda/kernels/paged.cu) the engine batches
+// continuously too, and concurrent jobs equal their own runs there and the cpu engine's greedy ids.
+import { skipUnless } from '../devices.js';
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import * as k from '../../src/index.js';
@@ -32,8 +34,8 @@ function prompt(len: number, seed: number): number[] {
   return Array.from({ length: len }, (_, i) => 3 + ((i * 7 + seed * 13) % 40));
 }
 
-function job(rows: number[][], options: k.GenerateOptions, signal = new AbortController().signal): GenerationJob {
-  return { model, adapter: null, rows, options: { eosTokenId: [], ...options }, topLogprobs: null, signal };
+function job(rows: number[][], options: k.GenerateOptions, signal = new AbortController().signal, lm: k.CausalLM = model): GenerationJob {
+  return { model: lm, adapter: null, rows, options: { eosTokenId: [], ...options }, topLogprobs: null, signal };
 }
 
 async function collect(steps: AsyncGenerator<{ tokens: number[] }>): Promise<number[][]> {
@@ -43,28 +45,37 @@ async function collect(steps: AsyncGenerator<{ tokens: number[] }>): Promise<num
 }
 
 /** The one-request answer: generateStream on the prompt alone (contiguous KVCache, no batching). */
-async function alone(p: number[], options: k.GenerateOptions): Promise<number[]> {
+async function alone(p: number[], options: k.GenerateOptions, lm: k.CausalLM = model): Promise<number[]> {
   const out: number[] = [];
-  const ids = k.tensor([p], { dtype: 'int64', backend: BACKEND });
-  for await (const { tokens } of k.generateStream(model, ids, { eosTokenId: [], ...options })) out.push(tokens[0]);
+  const ids = k.tensor([p], { dtype: 'int64', backend: lm.parameters()[0].backendName });
+  for await (const { tokens } of k.generateStream(lm, ids, { eosTokenId: [], ...options })) out.push(tokens[0]);
   ids.dispose();
   return out;
+}
+
+/**
+ * `count` one-row jobs of different prompt and output lengths (every third sampled with its own seed)
+ * submitted in waves of 4 a tick apart, so jobs join a batch that is already decoding; their tokens.
+ */
+async function concurrentJobs(engine: BatchingEngine, count: number, lm: k.CausalLM) {
+  const specs = Array.from({ length: count }, (_, i) => {
+    const [p, n, sample] = [prompt(1 + ((i * 5) % 23), i), 2 + (i % 7), i % 3 === 0];
+    const opts: k.GenerateOptions = sample ? { maxNewTokens: n, temperature: 0.9, topK: 20, seed: 100 + i } : { maxNewTokens: n, temperature: 0 };
+    return { p, sample, opts };
+  });
+  const runs: Promise<number[][]>[] = [];
+  for (const [i, s] of specs.entries()) {
+    runs.push(collect(engine.submit(job([s.p], s.opts, undefined, lm))));
+    if (i % 4 === 3) await new Promise((r) => setImmediate(r));
+  }
+  return { specs, got: (await Promise.all(runs)).map((rows) => rows[0]) };
 }
 
 describe('BatchingEngine', () => {
   test('16 concurrent jobs of different lengths: each equals its own single-request run (greedy and seeded sampling)', async () => {
     const engine = new BatchingEngine(BASE);
-    const specs = Array.from({ length: 16 }, (_, i) => ({ p: prompt(1 + ((i * 5) % 23), i), n: 2 + (i % 7), sample: i % 3 === 0 }));
-    const opts = (s: (typeof specs)[number], i: number): k.GenerateOptions =>
-      s.sample ? { maxNewTokens: s.n, temperature: 0.9, topK: 20, seed: 100 + i } : { maxNewTokens: s.n, temperature: 0 };
-    // start them a step apart in small waves, so jobs join a batch that is already decoding
-    const runs: Promise<number[][]>[] = [];
-    for (const [i, s] of specs.entries()) {
-      runs.push(collect(engine.submit(job([s.p], opts(s, i)))));
-      if (i % 4 === 3) await new Promise((r) => setImmediate(r));
-    }
-    const got = await Promise.all(runs);
-    for (const [i, s] of specs.entries()) assert.deepEqual(got[i][0], await alone(s.p, opts(s, i)), `job ${i} (prompt ${s.p.length}, ${s.n} tokens, ${s.sample ? 'sampled' : 'greedy'})`);
+    const { specs, got } = await concurrentJobs(engine, 16, model);
+    for (const [i, s] of specs.entries()) assert.deepEqual(got[i], await alone(s.p, s.opts), `job ${i} (prompt ${s.p.length}, ${s.opts.maxNewTokens} tokens, ${s.sample ? 'sampled' : 'greedy'})`);
     assert.equal(engine.stats().kvBlocksUsed, 0, 'every block is free once all jobs ended');
   });
 
@@ -178,5 +189,21 @@ describe('BatchingEngine', () => {
     assert.notDeepEqual(want.base, want.tuned, 'the adapter changes the greedy output');
     assert.deepEqual(got, want);
     lm.dispose();
+  });
+});
+
+describe('BatchingEngine on cuda', { skip: skipUnless('cuda') }, () => {
+  test('8 concurrent jobs run through the paged cache: each equals its own run on cuda, greedy ones the cpu engine too', async () => {
+    const gpu = new k.CausalLM(CONFIG).to('cuda');
+    gpu.loadStateDict(model.stateDict());
+    const engine = new BatchingEngine(BASE);
+    const { specs, got } = await concurrentJobs(engine, 8, gpu);
+    assert.ok((engine.stats().kvBlocksTotal ?? 0) > 0, 'the jobs ran through the paged cache (the engine serves one request at a time where a backend has no paged kernels)');
+    for (const [i, s] of specs.entries()) {
+      assert.deepEqual(got[i], await alone(s.p, s.opts, gpu), `job ${i} (prompt ${s.p.length}, ${s.opts.maxNewTokens} tokens, ${s.sample ? 'sampled' : 'greedy'}) against cuda alone`);
+      if (!s.sample) assert.deepEqual(got[i], await alone(s.p, s.opts), `job ${i} against the ${BACKEND} model`);
+    }
+    assert.equal(engine.stats().kvBlocksUsed, 0, 'every block is free once all jobs ended');
+    gpu.dispose();
   });
 });

@@ -323,6 +323,21 @@ KFN i64 offset_of(const Strided& s, i64 i) {
 // Grid-stride loop over [0, n).
 #define KST_FOR(i, n) for (i64 i = i64(blockIdx.x) * blockDim.x + threadIdx.x; i < (n); i += i64(gridDim.x) * blockDim.x)
 
+// ---------------------------------------------------------------- device error record
+
+// Records an error that a kernel met (an index out of range) in the record `err`, the first one to
+// win its flag: flag, op, position, value, size, launch id. src/backend/cuda/index_errors.ts reads
+// it at the next host read and words the message by the op.
+KFN void record_error(i64* err, i64 op, i64 id, i64 pos, i64 v, i64 size) {
+  if (atomic_cas((u64*)err, 0ull, 1ull) == 0ull) {
+    err[1] = op;
+    err[2] = pos;
+    err[3] = v;
+    err[4] = size;
+    err[5] = id;
+  }
+}
+
 // ---------------------------------------------------------------- reductions
 
 template <class T> KFN T warp_sum(T v) {

@@ -13,13 +13,7 @@ using namespace kst;
 // Records an out-of-range index (the first one to win the flag); returns true when v is bad.
 KFN bool bad_index(i64* err, i32 op, i64 id, i64 pos, i64 v, i64 size) {
   if (v >= 0 && v < size) return false;
-  if (atomic_cas((u64*)err, 0ull, 1ull) == 0ull) {
-    err[1] = op;
-    err[2] = pos;
-    err[3] = v;
-    err[4] = size;
-    err[5] = id;
-  }
+  record_error(err, op, id, pos, v, size);
   return true;
 }
 

@@ -27,13 +27,7 @@ KERNEL(check_targets_i64, (const i64* target, i64 N, i64 V, i64 ignore, i64* err
   sync();
   if (threadIdx.x == 0) {
     for (int k = 1; k < nw; k++) row = first[k] < row ? first[k] : row;
-    if (row != none && atomic_cas((u64*)err, 0ull, 1ull) == 0ull) {
-      err[1] = op;
-      err[2] = row;
-      err[3] = target[row];
-      err[4] = V;
-      err[5] = id;
-    }
+    if (row != none) record_error(err, op, id, row, target[row], V);
   }
 }
 

@@ -15,6 +15,7 @@ import { indexingKernels } from './kernels/indexing.js';
 import { matmulKernels } from './kernels/matmul.js';
 import { nnKernels } from './kernels/nn.js';
 import { optimKernels } from './kernels/optim.js';
+import { pagedKernels } from './kernels/paged.js';
 import { quantKernels } from './kernels/quant.js';
 import { reduceKernels } from './kernels/reduce.js';
 import { CudaStorage } from './storage.js';
@@ -76,6 +77,7 @@ export function createCudaBackend(): Backend {
       return out;
     },
     kernels,
+    paged: pagedKernels,
     halfMatmul: true,
     halfElementwise: true,
     halfAttention: true,

@@ -6,7 +6,9 @@
 // after each launch instead.
 import { cudaContext } from './context.js';
 
-const OPS = ['gather', 'scatter_add', 'index_select', 'index_add', 'cross_entropy', 'cross_entropy_backward'] as const;
+// the paged cache's codes (native/cuda/kernels/paged.cu) follow the indexing and loss kernels'
+const OPS = ['gather', 'scatter_add', 'index_select', 'index_add', 'cross_entropy', 'cross_entropy_backward',
+  'paged_write', 'paged_attention_sequence', 'paged_attention_position', 'paged_attention_block'] as const;
 export type IndexOp = (typeof OPS)[number];
 export const indexOpCode = (op: IndexOp): number => OPS.indexOf(op);
 
@@ -44,6 +46,11 @@ export function raiseIndexErrors(): void {
   const shape = ringIds[id % RING] === id ? ` of index ${ringShapes[id % RING]}` : '';
   const where = '(found on the cuda device by a kernel queued before this point; KESTREL_CUDA_SYNC=1 reports it at the launch)';
   if (OPS[op]?.startsWith('cross_entropy')) throw new Error(`${OPS[op]}: target ${value} at row ${pos} is out of range for ${size} classes ${where}`);
+  // the paged kernels' messages as native/paged_attention.cc words them
+  if (OPS[op] === 'paged_write') throw new Error(`paged_write: slot ${value} of row ${pos} outside the pool's ${size} slots ${where}`);
+  if (OPS[op] === 'paged_attention_sequence') throw new Error(`paged_attention: query ${pos}: sequence ${value} outside the table's ${size} rows ${where}`);
+  if (OPS[op] === 'paged_attention_position') throw new Error(`paged_attention: query ${pos}: position ${value} outside the table's ${size} tokens ${where}`);
+  if (OPS[op] === 'paged_attention_block') throw new Error(`paged_attention: sequence ${pos}: block ${value} outside the pool's ${size} blocks ${where}`);
   throw new Error(`${OPS[op] ?? 'indexing'}: index ${value} at position ${pos}${shape} is out of range for a dimension of size ${size} ${where}`);
 }
 
