@@ -1,7 +1,9 @@
 // GPU benchmarks of the CUDA backend (issue 18), each next to this machine's PyTorch running the
 // same workload in the same run (bench/gpu/torch_peer.py): bf16 GEMM 8192^3, SmolLM-135M-shaped
 // full fine-tuning and LoRA r16 (batch 16 x 1024, bf16 autocast), Llama-1B-shaped full
-// fine-tuning (batch 8 x 2048) and batch-1 greedy decode. Each Kestrel workload runs in a fresh
+// fine-tuning (batch 8 x 2048), batch-1 greedy decode, and 8 concurrent greedy streams through the
+// serving engine (continuous batching over the paged KV cache; PyTorch: HF generate on a batch of 8,
+// whose prompts all have one length, its best case). Each Kestrel workload runs in a fresh
 // process so its peak memory is its own. Prints one table; writes bench/results/gpu-bench.json.
 // Run: node --import tsx bench/gpu/bench.ts [--only gemm,smol-train,...] [--no-peer] [--steps 4]
 //      --profile: one step (or 16 tokens) per workload with KESTREL_CUDA_PROFILE=1, device time per
@@ -17,6 +19,7 @@ import { decoderConfig } from '../../src/models/registry.js';
 import { accumulateGradients } from '../../src/train/step.js';
 import { decayParamGroups } from '../../src/train/param_groups.js';
 import { median, writeResult } from '../lib/report.js';
+import { BatchingEngine } from '../../src/serve/batching_engine.js';
 
 const SHAPES = {
   smol135m: { hidden_size: 576, num_hidden_layers: 30, num_attention_heads: 9, num_key_value_heads: 3, intermediate_size: 1536, vocab_size: 49152, rope_theta: 10000 },
@@ -28,7 +31,7 @@ interface Workload {
   name: string;
   what: string;
   shape?: Shape;
-  mode: 'gemm' | 'train' | 'lora' | 'decode';
+  mode: 'gemm' | 'train' | 'lora' | 'decode' | 'serve';
   batch?: number;
   seq?: number;
   /** PyTorch 2.11 eager on an H200, from issue 18 (the goal is relative to the peer run here) */
@@ -42,6 +45,7 @@ const WORKLOADS: Workload[] = [
   { name: 'smol-lora', what: 'SmolLM-135M LoRA r16 16x1024', shape: 'smol135m', mode: 'lora', batch: 16, seq: 1024, issue: '72,172 tok/s (PEFT)', goal: '>= 2x' },
   { name: 'llama1b-train', what: 'Llama-1B full FT 8x2048', shape: 'llama1b', mode: 'train', batch: 8, seq: 2048, issue: '46,119 tok/s, 71.5 GiB', goal: '>= 1.0x, <= 1.0x memory' },
   { name: 'llama1b-decode', what: 'Llama-1B batch-1 greedy decode', shape: 'llama1b', mode: 'decode', issue: '19.6 tok/s (HF generate)', goal: '>= 700 tok/s (40% of bound)' },
+  { name: 'llama1b-serve8', what: 'Llama-1B 8 streams, serving engine (aggregate)', shape: 'llama1b', mode: 'serve', batch: 8, issue: '-', goal: 'issue 10: >= 4x batch-1' },
 ];
 
 interface Result {
@@ -151,11 +155,34 @@ async function runDecode(w: Workload): Promise<Result> {
   return { value: (out.shape[1] - 32) / s, unit: 'tok/s' };
 }
 
+/** 8 greedy jobs (32-token prompts) submitted at once to the serving engine: generated tokens per second in all. */
+async function runServe(w: Workload): Promise<Result> {
+  const m = model(w.shape!).to('bfloat16');
+  m.eval();
+  const engine = new BatchingEngine({ maxQueue: 64, kvCacheMb: SMOKE ? 4 : 1024, blockSize: 16, prefillChunk: 256, maxBatch: 64 });
+  const vocab = dims(w.shape!).vocab_size;
+  const run = async (streams: number, tokens: number): Promise<number> => {
+    const jobs = Array.from({ length: streams }, (_, i) => {
+      const rows = k.randint(0, vocab, [1, 32], { generator: new k.Generator(i + 1), backend: 'cpu' }).toArray() as number[][];
+      return engine.submit({ model: m, adapter: null, rows, options: { maxNewTokens: tokens, temperature: 0, eosTokenId: [] }, topLogprobs: null, signal: new AbortController().signal });
+    });
+    let n = 0;
+    await Promise.all(jobs.map(async (steps) => { for await (const s of steps) n += s.tokens.length; }));
+    return n;
+  };
+  await run(w.batch!, 8); // the pool, kernels and scratch of both step kinds
+  if (PROFILE) return { value: 0, unit: 'tok/s', profile: await profiled(() => run(w.batch!, 16)) };
+  const t0 = performance.now();
+  const n = await run(w.batch!, SMOKE ? 8 : 128);
+  return { value: n / ((performance.now() - t0) / 1e3), unit: 'tok/s' };
+}
+
 async function worker(name: string, steps: number): Promise<Result> {
   k.setDefaultBackend('cuda');
   const w = WORKLOADS.find((x) => x.name === name)!;
   if (w.mode === 'gemm') return runGemm();
   if (w.mode === 'decode') return runDecode(w);
+  if (w.mode === 'serve') return runServe(w);
   return runTrain(w, steps);
 }
 
@@ -198,7 +225,9 @@ async function main(): Promise<void> {
       rows.push({ workload: w.name, what: w.what, profile: (ours.out as Result | null)?.profile ?? { error: ours.err } });
       continue;
     }
-    const args = w.mode === 'gemm' ? ['--mode', 'gemm'] : ['--shape', w.shape!, '--mode', w.mode, '--batch', String(w.batch ?? 1), '--seq', String(w.seq ?? 1), '--steps', String(steps)];
+    // the serving workload's peer is HF generate on the whole batch at once
+    const mode = w.mode === 'serve' ? 'decode' : w.mode;
+    const args = w.mode === 'gemm' ? ['--mode', 'gemm'] : ['--shape', w.shape!, '--mode', mode, '--batch', String(w.batch ?? 1), '--seq', String(w.seq ?? 1), '--steps', String(steps)];
     const torch = values['no-peer'] ? { out: null, err: 'not run (--no-peer)' } : left() < 10_000 ? { out: null, err: 'skipped: out of time' } : spawnJson('python3', [peer, ...args], left());
     const kv = ours.out as Result | null;
     const tv = torch.out;

@@ -33,7 +33,8 @@ echo "== tests on the GPU"
 TESTS=(test/backend/kernels_*.test.ts test/backend/ops.test.ts test/backend/cuda_*.test.ts test/quant/quant_kernel.test.ts
        test/quant/quant_linear.test.ts test/optim/optim.test.ts test/models/decoder_fixtures.test.ts test/infer/generate_fixtures.test.ts
        test/infer/graph_decode.test.ts test/train/devices.test.ts test/cli/device.test.ts test/ops/half_compute.test.ts
-       test/ops/linear_cross_entropy.test.ts test/lora/fused_lora.test.ts)
+       test/ops/linear_cross_entropy.test.ts test/lora/fused_lora.test.ts test/ops/paged_attention.test.ts
+       test/infer/paged_generation.test.ts test/serve/batching_engine.test.ts)
 start=$(date +%s)
 timeout "${GPU_TEST_SECONDS:-180}" node --import tsx --test --test-concurrency="${GPU_TEST_CONCURRENCY:-8}" --test-reporter=tap "${TESTS[@]}" > "$RESULTS/gpu-tests.log" 2>&1
 status=$?

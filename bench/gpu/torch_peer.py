@@ -4,7 +4,8 @@ machine's GPU with its own PyTorch, eager mode, bf16 autocast, random-init weigh
 
   train  : LlamaForCausalLM (transformers, SDPA attention) forward + loss + backward + AdamW step
   lora   : the same with PEFT LoRA r16 on every linear layer but the head (frozen base)
-  decode : batch-1 greedy decoding with HF generate (KV cache), bf16 weights
+  decode : greedy decoding with HF generate (KV cache), bf16 weights, --batch prompts of one length
+           (1: batch-1 decoding; tokens_per_s counts the new tokens of every row)
   gemm   : torch.matmul of two bf16 n x n matrices
 
 Prints one JSON object per measurement on stdout (the last line is the list of all of them).
@@ -66,9 +67,9 @@ def train(shape, mode, batch, seq, steps, warmup):
                 peak_gib=torch.cuda.max_memory_allocated() / 2**30, trainable=sum(p.numel() for p in params))
 
 
-def decode(shape, prompt, new_tokens):
+def decode(shape, prompt, new_tokens, batch):
     model = build(shape).to(torch.bfloat16).eval()
-    ids = torch.randint(0, SHAPES[shape]["vocab_size"], (1, prompt), device="cuda")
+    ids = torch.randint(0, SHAPES[shape]["vocab_size"], (batch, prompt), device="cuda")
     kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False, pad_token_id=0)
     with torch.no_grad():
         model.generate(ids, **dict(kw, max_new_tokens=8, min_new_tokens=8))
@@ -78,7 +79,7 @@ def decode(shape, prompt, new_tokens):
         torch.cuda.synchronize()
         t = time.perf_counter() - t0
     n = out.shape[1] - prompt
-    return dict(shape=shape, mode="decode", prompt=prompt, new_tokens=n, tokens_per_s=n / t,
+    return dict(shape=shape, mode="decode", batch=batch, prompt=prompt, new_tokens=n, tokens_per_s=batch * n / t,
                 weight_bytes=sum(p.numel() * p.element_size() for p in model.parameters()))
 
 
@@ -111,7 +112,7 @@ def main():
     if a.mode in ("train", "lora"):
         r = train(a.shape, a.mode, a.batch, a.seq, a.steps, a.warmup)
     elif a.mode == "decode":
-        r = decode(a.shape, a.prompt, a.new_tokens)
+        r = decode(a.shape, a.prompt, a.new_tokens, a.batch)
     else:
         r = gemm(a.n, 10)
     r.update(torch=torch.__version__, gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)
