@@ -77,6 +77,16 @@ using BlockQuantizer = bool (*)(const float* x, int8_t* q, float& d, int32_t& su
 
 bool quantize_block32_scalar(const float* x, int8_t* q, float& d, int32_t& sum) { return quantize_block(x, kBlock, q, d, sum); }
 
+// A q4 block's 32 activation bytes apart: even elements to qe, odd ones to qo (they meet the weight
+// bytes' high and low nibbles). SSE2, so every x86-64 path has it: a 16-bit lane's low byte
+// sign-extended and its high byte shifted down, each pair of registers packed back to bytes.
+void split_even_odd(const int8_t* block, int8_t* qe, int8_t* qo) {
+  const __m128i a = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block)), b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(block + 16));
+  const __m128i even = _mm_packs_epi16(_mm_srai_epi16(_mm_slli_epi16(a, 8), 8), _mm_srai_epi16(_mm_slli_epi16(b, 8), 8));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qe), even);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qo), _mm_packs_epi16(_mm_srai_epi16(a, 8), _mm_srai_epi16(b, 8)));
+}
+
 // Quantizes x [M, K] into `a` in the layout the weight kind reads; false on a non-finite x. Full
 // blocks go through `full` (the path's vector quantizer), a row's last partial block through quantize_block.
 bool quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, bool q4, ActInt8& a, BlockQuantizer full) {
@@ -91,7 +101,8 @@ bool quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, bool q4, A
   for (int64_t m = 0; m < M; m++) {
     double row_corr = 0;
     for (int64_t b = 0; b * kBlock < K; b++) {
-      int8_t block[kBlock];
+      int8_t split[kBlock];
+      int8_t* block = q4 ? split : q + m * Kp + b * kBlock;  // int8 weights read the blocks in order
       float d;
       int32_t sum;
       const float* xb = x + m * ldx + b * kBlock;
@@ -99,13 +110,9 @@ bool quantize_rows(const float* x, int64_t ldx, int64_t M, int64_t K, bool q4, A
       if (!(n == kBlock ? full(xb, block, d, sum) : quantize_block(xb, n, block, d, sum))) return false;
       for (int64_t l = 0; l < lanes_per_block; l++) f[m * lanes + b * lanes_per_block + l] = d;
       if (q4) {
-        for (int64_t j = 0; j < kBlock / 2; j++) {
-          q[m * Kp / 2 + b * kBlock / 2 + j] = block[2 * j];
-          q[(M + m) * Kp / 2 + b * kBlock / 2 + j] = block[2 * j + 1];
-        }
+        split_even_odd(block, q + m * Kp / 2 + b * kBlock / 2, q + (M + m) * Kp / 2 + b * kBlock / 2);
         for (int64_t l = 0; l < 4; l++) corr[m * lanes + b * 4 + l] = 2.0f * d * float(sum);
       } else {
-        std::memcpy(q + m * Kp + b * kBlock, block, kBlock);
         row_corr += double(d) * sum;
       }
     }
