@@ -16,6 +16,8 @@
 // Run: node --import tsx bench/decode_quant.ts [--configs smol135m,qwen05b] [--decode 128] [--reps 5] [--profile int8,q4] [--profile-steps 16]
 //   [--no-kernels] [--no-models] (the profile alone; KESTREL_DECODE_FUSION=off profiles the decode step without the fused ops)
 //   [--fusion-ab] (each model's decode also with the separate ops, alternating run by run: the fused ops' speed-up)
+//   [--kv-ab N] (each model's decode after an N-token prompt with a float32 and a bf16 KV cache, alternating run
+//   by run: what the bf16 cache saves at long contexts, where the attention reads more than the weights)
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
@@ -140,11 +142,11 @@ async function profileRun(name: string, format: (typeof FORMATS)[number], steps:
   return rows;
 }
 
-/** One greedy batch-1 decode of `decode` tokens after a PROMPT-token prefill (prompt seed r): tok/s. */
-async function decodeOnce(model: k.CausalLM, decode: number, r: number): Promise<number> {
-  const ids = k.randint(0, model.config.vocabSize, [1, PROMPT], { generator: new k.Generator(r) });
+/** One greedy batch-1 decode of `decode` tokens after a `prompt`-token prefill (prompt seed r): tok/s. */
+async function decodeOnce(model: k.CausalLM, decode: number, r: number, prompt = PROMPT, kvCacheDtype?: k.KvCacheDtype): Promise<number> {
+  const ids = k.randint(0, model.config.vocabSize, [1, prompt], { generator: new k.Generator(r) });
   let tFirst = 0;
-  for await (const { step } of model.stream(ids, { maxNewTokens: decode + 1, temperature: 0, eosTokenId: [] })) if (step === 0) tFirst = performance.now();
+  for await (const { step } of model.stream(ids, { maxNewTokens: decode + 1, temperature: 0, eosTokenId: [], kvCacheDtype })) if (step === 0) tFirst = performance.now();
   const t1 = performance.now();
   ids.dispose();
   return decode / ((t1 - tFirst) / 1e3);
@@ -184,7 +186,18 @@ async function fusionRates(model: k.CausalLM, decode: number, reps: number, prob
   return { fused: median(runs.fused), separate: median(runs.separate), bw: median(bws) };
 }
 
-async function modelRun(name: string, decode: number, reps: number, fusionAb: boolean) {
+/** Median decode tok/s after a `prompt`-token prefill with a float32 and a bf16 KV cache, alternating run by run. */
+async function kvRates(model: k.CausalLM, decode: number, reps: number, prompt: number): Promise<{ float32: number; bfloat16: number }> {
+  const runs = { float32: [] as number[], bfloat16: [] as number[] };
+  for (let r = 0; r < reps + 1; r++)
+    for (const dtype of ['float32', 'bfloat16'] as const) {
+      const rate = await decodeOnce(model, decode, r, prompt, dtype);
+      if (r) runs[dtype].push(rate);
+    }
+  return { float32: median(runs.float32), bfloat16: median(runs.bfloat16) };
+}
+
+async function modelRun(name: string, decode: number, reps: number, fusionAb: boolean, kvAb: number) {
   const rows: Record<string, unknown>[] = [];
   for (const format of ['float32', ...FORMATS] as const) {
     const model = build(name);
@@ -192,12 +205,18 @@ async function modelRun(name: string, decode: number, reps: number, fusionAb: bo
     const bytes = bytesPerToken(model);
     const probe = new BandwidthProbe(Math.min(bytes, 512e6));
     const ab = fusionAb ? await fusionRates(model, decode, reps, probe) : null;
+    const kv = kvAb ? await kvRates(model, decode, reps, kvAb) : null;
+    if (kv) console.log(`${name} ${format.padEnd(7)} after ${kvAb} tokens: bf16 KV cache ${kv.bfloat16.toFixed(1)} tok/s vs float32 ${kv.float32.toFixed(1)} = ${(kv.bfloat16 / kv.float32).toFixed(2)}x`);
     const { rate, bw } = ab ? { rate: ab.fused, bw: ab.bw } : await decodeRate(model, decode, reps, probe);
     if (ab) console.log(`${name} ${format.padEnd(7)} fused decode ops ${ab.fused.toFixed(1)} tok/s vs separate ops ${ab.separate.toFixed(1)} tok/s = ${(ab.fused / ab.separate).toFixed(2)}x`);
     probe.dispose();
     model.dispose();
     const bound = (bw * 1e9) / bytes;
-    rows.push({ config: name, format, weightMBPerToken: bytes / 1e6, decodeTokPerSec: rate, ...(ab ? { separateOpsTokPerSec: ab.separate, fusionSpeedup: ab.fused / ab.separate } : {}), streamGBs: bw, boundTokPerSec: bound, fractionOfBound: rate / bound });
+    rows.push({
+      config: name, format, weightMBPerToken: bytes / 1e6, decodeTokPerSec: rate, ...(ab ? { separateOpsTokPerSec: ab.separate, fusionSpeedup: ab.fused / ab.separate } : {}),
+      ...(kv ? { kvPromptTokens: kvAb, kvFloat32TokPerSec: kv.float32, kvBf16TokPerSec: kv.bfloat16, kvBf16Speedup: kv.bfloat16 / kv.float32 } : {}),
+      streamGBs: bw, boundTokPerSec: bound, fractionOfBound: rate / bound,
+    });
     console.log(`${name} ${format.padEnd(7)} decode ${rate.toFixed(1).padStart(6)} tok/s, ${(bytes / 1e6).toFixed(0)} MB/token, ${((100 * rate) / bound).toFixed(0)}% of the ${bound.toFixed(1)} tok/s bound (${bw.toFixed(1)} GB/s)`);
   }
   const f32 = rows[0].decodeTokPerSec as number;
@@ -208,7 +227,7 @@ async function modelRun(name: string, decode: number, reps: number, fusionAb: bo
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: {
     configs: { type: 'string', default: 'smol135m,qwen05b' }, decode: { type: 'string', default: '128' }, reps: { type: 'string', default: '5' },
-    'no-models': { type: 'boolean', default: false }, 'no-kernels': { type: 'boolean', default: false }, 'fusion-ab': { type: 'boolean', default: false }, profile: { type: 'string', default: 'int8,q4' }, 'profile-steps': { type: 'string', default: '16' },
+    'no-models': { type: 'boolean', default: false }, 'no-kernels': { type: 'boolean', default: false }, 'fusion-ab': { type: 'boolean', default: false }, 'kv-ab': { type: 'string', default: '0' }, profile: { type: 'string', default: 'int8,q4' }, 'profile-steps': { type: 'string', default: '16' },
   } });
   const names = values.configs!.split(',');
   for (const n of names) if (!SHAPES[n]) throw new Error(`--configs: unknown shape '${n}' (${Object.keys(SHAPES).join(', ')})`);
@@ -223,7 +242,7 @@ async function main(): Promise<void> {
       console.log(`GEMV ${name} ${format.padEnd(5)} ${r.weightMB.toFixed(0)} MB, ${r.path}: ${r.gemvGBs.toFixed(1)} GB/s vs stream ${r.streamGBs.toFixed(1)} GB/s = ${(100 * r.fractionOfBound).toFixed(0)}%${vsFloat}`);
     }
   const models: Record<string, unknown>[] = [];
-  if (!values['no-models']) for (const name of names) models.push(...(await modelRun(name, Number(values.decode), reps, values['fusion-ab']!)));
+  if (!values['no-models']) for (const name of names) models.push(...(await modelRun(name, Number(values.decode), reps, values['fusion-ab']!, Number(values['kv-ab']))));
   const profiles: Record<string, unknown>[] = [];
   const profileFormats = values.profile ? values.profile.split(',').map((f) => k.quant.checkInferenceQuant(f, '--profile')) : [];
   for (const name of names) for (const f of profileFormats) profiles.push(await profileRun(name, f, Number(values['profile-steps'])));

@@ -38,6 +38,21 @@ template <_mm_hint Hint>
 inline void prefetch_floats(const float* row, int64_t n) {
   for (int64_t c = 0; c < n; c += 16) _mm_prefetch(reinterpret_cast<const char*>(row + c), Hint);
 }
+// The same for a row of n bfloat16 values.
+template <_mm_hint Hint>
+inline void prefetch_floats(const uint16_t* row, int64_t n) {
+  for (int64_t c = 0; c < n; c += 32) _mm_prefetch(reinterpret_cast<const char*>(row + c), Hint);
+}
+
+// The first n (< 2 W) bfloat16 values at p, zeros after, in a zeroed array: the tail of a row that
+// a masked load would take (AVX2 has no 16-bit masked load).
+template <int W>
+struct Bf16Tail {
+  alignas(64) uint16_t v[W] = {};
+  Bf16Tail(const uint16_t* p, int n) {
+    for (int i = 0; i < n && i < W; i++) v[i] = p[i];
+  }
+};
 
 // Which body to run: 2 = AVX-512, 1 = AVX2+FMA, 0 = scalar.
 inline int level() {
@@ -57,6 +72,9 @@ struct Scalar {
   static R zero() { return 0.0f; }
   static R set1(float x) { return x; }
   static R load(const float* p) { return *p; }
+  // bfloat16 widened (exact): the value's bits in the top half of a float
+  static R load_bf16(const uint16_t* p) { return bf16_to_f32(*p); }
+  static R loadm_bf16(const uint16_t* p, M m) { return m ? bf16_to_f32(*p) : 0.0f; }
   static void store(float* p, R r) { *p = r; }
   static M mask(int64_t n) { return n > 0 ? 1 : 0; }
   static R loadm(const float* p, M m) { return m ? *p : 0.0f; }
@@ -97,6 +115,14 @@ struct Avx2 {
   static R loadm(const float* p, M m) { return _mm256_maskload_ps(p, m); }
   static R loadm_or(const float* p, M m, float fill) {
     return _mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, m), _mm256_castsi256_ps(m));
+  }
+  static R load_bf16(const uint16_t* p) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))), 16));
+  }
+  // mask(n)'s lanes are a prefix: its count says how many values to read
+  static R loadm_bf16(const uint16_t* p, M m) {
+    const int n = __builtin_popcount(unsigned(_mm256_movemask_ps(_mm256_castsi256_ps(m))));
+    return n == W ? load_bf16(p) : load_bf16(Bf16Tail<W>(p, n).v);
   }
   static void storem(float* p, R r, M m) { _mm256_maskstore_ps(p, m, r); }
   static R add(R a, R b) { return _mm256_add_ps(a, b); }
@@ -177,6 +203,10 @@ struct Avx512 {
   static M mask(int64_t n) { return n >= W ? M(0xffff) : n <= 0 ? M(0) : M((1u << n) - 1); }
   static R loadm(const float* p, M m) { return _mm512_maskz_loadu_ps(m, p); }
   static R loadm_or(const float* p, M m, float fill) { return _mm512_mask_loadu_ps(_mm512_set1_ps(fill), m, p); }
+  static R load_bf16(const uint16_t* p) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+  }
+  static R loadm_bf16(const uint16_t* p, M m) { return m == M(0xffff) ? load_bf16(p) : load_bf16(Bf16Tail<W>(p, __builtin_popcount(unsigned(m))).v); }
   static void storem(float* p, R r, M m) { _mm512_mask_storeu_ps(p, m, r); }
   static R add(R a, R b) { return _mm512_add_ps(a, b); }
   static R sub(R a, R b) { return _mm512_sub_ps(a, b); }

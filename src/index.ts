@@ -67,7 +67,7 @@ export { DecoderForSequenceClassification, type SequenceClassificationInput, typ
 export { DecoderBaseModel } from './models/base_model.js';
 export { BertModel, type BertConfig, type BertOutput } from './models/bert.js';
 export { type AnyModel, type SpeechModel, SUPPORTED_MODEL_TYPES, isSpeechModel } from './models/registry.js';
-export { generate, generateStream, speculativeDecode, type GenerateOptions, type SpeculativeOptions, type SpeculativeStats } from './infer/index.js';
+export { KV_CACHE_DTYPES, generate, generateStream, speculativeDecode, type GenerateOptions, type KvCacheDtype, type SpeculativeOptions, type SpeculativeStats } from './infer/index.js';
 export {
   Tokenizer, loadTokenizer, applyChatTemplate, renderChatTemplate, TemplateError, detectChatTemplate, BUILTIN_TEMPLATES,
   type LoadTokenizerOptions, type ChatMessage, type ChatTemplateOptions, type BuiltinTemplateName,

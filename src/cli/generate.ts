@@ -1,5 +1,5 @@
 // `kestrel generate --model DIR (--prompt TEXT | --prompt-ids 1,2,3) [--max-new-tokens N]
-// [--temperature T --top-p P --top-k K --seed S] [--quant bf16|int8|q4] [--draft-model DIR [--num-draft-tokens K]] [--json]`:
+// [--temperature T --top-p P --top-k K --seed S] [--quant bf16|int8|q4] [--kv-dtype fp32|bf16] [--draft-model DIR [--num-draft-tokens K]] [--json]`:
 // streams the continuation (with a draft model: speculative greedy decoding, speculative.ts).
 import { tensor } from '../ops/creation.js';
 import { MODEL_OPTIONS, generationFlags, loadFromFlags } from './model_args.js';
@@ -48,7 +48,7 @@ export async function generateCommand(argv: string[]): Promise<number> {
     // greedy with a draft model: the same tokens as plain greedy, fewer target forwards
     const r = resolveGenerateOptions(model, opts);
     if (r.doSample) throw new Error('--draft-model decodes greedily: leave --temperature at 0');
-    speculative = speculativeDecode(model, promptIds, { draftModel: draft.model, numDraftTokens, maxNewTokens: r.maxNewTokens, eos: r.eos, onTokens: show }).stats;
+    speculative = speculativeDecode(model, promptIds, { draftModel: draft.model, numDraftTokens, maxNewTokens: r.maxNewTokens, eos: r.eos, onTokens: show, kvCacheDtype: opts.kvCacheDtype }).stats;
     draft.model.dispose();
   } else for await (const { tokens } of model.stream(ids, opts)) show(tokens);
   const tEnd = performance.now();

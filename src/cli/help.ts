@@ -31,6 +31,7 @@ const GENERATION: Flag[] = [
   ['--top-p P / --top-k K / --min-p P', 'sampling filters (defaults 1 / 50 / off)'],
   ['--repetition-penalty R', 'default 1 (off)'],
   ['--seed N', 'sampling seed (default 0)'],
+  ['--kv-dtype fp32|bf16', "the KV cache's dtype (default: the activations', fp32 for float and quantized models); bf16 halves its memory and what decoding reads per token at long contexts, moving logits within its rounding"],
   DEVICE,
 ];
 

@@ -1,5 +1,5 @@
 // Flags shared by the commands that load a model and generate (generate, chat).
-import { type GenerateOptions, GENERATION_RULES as R } from '../infer/generate.js';
+import { type GenerateOptions, type KvCacheDtype, GENERATION_RULES as R } from '../infer/generate.js';
 import { loadCausalLM } from '../models/load.js';
 import type { Pretrained } from '../models/load.js';
 import type { CausalLM } from '../models/causal_lm.js';
@@ -19,6 +19,7 @@ export const MODEL_OPTIONS = {
   'min-p': { type: 'string' },
   'repetition-penalty': { type: 'string' },
   seed: { type: 'string' },
+  'kv-dtype': { type: 'string' },
 } as const;
 
 type Values = { [K in keyof typeof MODEL_OPTIONS]?: string };
@@ -40,7 +41,18 @@ export function samplingFlags(values: Values): GenerateOptions {
     minP: numberFlag(values, 'min-p', R.minP),
     repetitionPenalty: numberFlag(values, 'repetition-penalty', R.repetitionPenalty),
     seed: numberFlag(values, 'seed', { int: true, min: 0 }),
+    kvCacheDtype: kvDtypeFlag(values['kv-dtype']),
   };
+}
+
+const KV_DTYPE_NAMES: Record<string, KvCacheDtype> = { fp32: 'float32', float32: 'float32', bf16: 'bfloat16', bfloat16: 'bfloat16' };
+
+/** --kv-dtype: the KV cache's dtype (undefined: the model's activations'). */
+function kvDtypeFlag(value: string | undefined): KvCacheDtype | undefined {
+  if (value === undefined) return undefined;
+  const dtype = KV_DTYPE_NAMES[value];
+  if (!dtype) throw new Error(`--kv-dtype: expected fp32 or bf16, got '${value}'`);
+  return dtype;
 }
 
 /** Sampling flags over the model's generation_config.json (temperature 0 = greedy). */

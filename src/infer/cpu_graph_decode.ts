@@ -12,6 +12,7 @@ import { CpuGraph, type PoolEntry, Recording, record, releasePool } from '../bac
 import { tensor } from '../ops/creation.js';
 import { copy_ } from '../ops/inplace.js';
 import { keep, tidy } from '../tensor/scope.js';
+import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { CausalLM, LanguageModel } from '../models/causal_lm.js';
 import { fixedStepBlocker, nextTokenLogits } from './graph_decode.js';
@@ -59,9 +60,9 @@ export class CpuGraphDecoder {
   private plainOut: { logits: Tensor; argmax: Tensor } | null = null; // a step's own outputs, freed at the next
   private graphOut: { logits: Tensor; argmax: Tensor } | null = null; // the graph's, rewritten by each replay
 
-  private constructor(private readonly model: CausalLM, length: number, backend: string) {
+  private constructor(private readonly model: CausalLM, length: number, backend: string, readonly dtype: DType | undefined) {
     const c = model.config;
-    this.cache = new KVCache(c.numLayers, 1, c.numKvHeads, length, c.headDim, { backend });
+    this.cache = new KVCache(c.numLayers, 1, c.numKvHeads, length, c.headDim, { backend, dtype });
     this.ids = keep(tensor([[0]], { dtype: 'int64', backend: 'cpu' }));
     this.positions = keep(tensor([[0]], { dtype: 'int64', backend: 'cpu' }));
   }
@@ -70,14 +71,14 @@ export class CpuGraphDecoder {
    * A decoder for one generation of at most `length` positions: the one `model` kept, when it is free
    * and its cache long enough, else a new one that the model keeps instead (a cache rounded up to
    * CACHE_ROUNDING positions). While another generation holds the kept one, a private decoder that
-   * release() disposes. Its cache starts empty.
+   * release() disposes. Its cache starts empty; `dtype` is its cache's (undefined: the keys').
    */
-  static acquire(model: CausalLM, length: number, backend: string): CpuGraphDecoder {
+  static acquire(model: CausalLM, length: number, backend: string, dtype?: DType): CpuGraphDecoder {
     const kept = model.attached<CpuGraphDecoder>(KEPT);
     let d: CpuGraphDecoder;
-    if (kept && !kept.busy && kept.cache.maxLength >= length) d = kept;
+    if (kept && !kept.busy && kept.cache.maxLength >= length && kept.dtype === dtype) d = kept;
     else {
-      d = new CpuGraphDecoder(model, Math.ceil(length / CACHE_ROUNDING) * CACHE_ROUNDING, backend);
+      d = new CpuGraphDecoder(model, Math.ceil(length / CACHE_ROUNDING) * CACHE_ROUNDING, backend, dtype);
       if (!kept?.busy) (d.kept = true), model.attach(KEPT, d);
     }
     d.busy = true;

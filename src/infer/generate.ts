@@ -44,7 +44,16 @@ export interface GenerateOptions extends SamplingOptions {
   draftModel?: LanguageModel;
   /** drafts per target forward (default 4) */
   numDraftTokens?: number;
+  /**
+   * the KV cache's dtype (default: the keys', float32 for a float32 or quantized model): bfloat16
+   * halves its memory and what each decode step's attention reads (llama.cpp keeps an f16 cache);
+   * queries then meet the keys in bf16, so logits move within its rounding
+   */
+  kvCacheDtype?: KvCacheDtype;
 }
+
+export const KV_CACHE_DTYPES = ['float32', 'bfloat16'] as const;
+export type KvCacheDtype = (typeof KV_CACHE_DTYPES)[number];
 
 export interface GenerationStep {
   /** the token chosen for each row (pad for finished rows) */
@@ -132,10 +141,12 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
   const graphs = graphDecodeBlocker(model, backend, B, padded) === null && model instanceof CausalLM;
   // on the CPU, batch-1 steps after the prompt replay one recorded CPU graph (cpu_graph_decode.ts),
   // over a cache and graph the model keeps for its next generation
-  const cpuDecoder = !graphs && cpuGraphBlocker(model, backend, B, padded) === null ? CpuGraphDecoder.acquire(model as CausalLM, T0 + r.maxNewTokens, backend) : null;
+  const dtype = opts.kvCacheDtype;
+  if (dtype !== undefined && !KV_CACHE_DTYPES.includes(dtype)) throw new Error(`generate: kvCacheDtype must be one of ${KV_CACHE_DTYPES.join(', ')}, got ${String(dtype)}`);
+  const cpuDecoder = !graphs && cpuGraphBlocker(model, backend, B, padded) === null ? CpuGraphDecoder.acquire(model as CausalLM, T0 + r.maxNewTokens, backend, dtype) : null;
   const cache = cpuDecoder?.cache ?? (graphs
-    ? new StaticKVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend })
-    : new KVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend }));
+    ? new StaticKVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend, dtype })
+    : new KVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend, dtype }));
   const decoder = graphs && cache instanceof StaticKVCache ? new GraphDecoder(model, cache) : null;
   // a greedy pick with nothing else to see the scores needs only the argmax back from the device
   const penalized = r.sampling.repetitionPenalty !== 1 || r.sampling.presencePenalty !== 0 || r.sampling.frequencyPenalty !== 0;
@@ -219,7 +230,7 @@ export async function generate(model: LanguageModel, inputIds: Tensor, opts: Gen
     checkSpeculative(inputIds, { sampling: r.doSample, penalized, processor: !!(opts.logitsProcessor || opts.onScores) });
     if (opts.attentionMask && (toArray(opts.attentionMask) as number[][]).some((m) => m.some((x) => !x)))
       throw new Error('generate: speculative decoding (draftModel) takes an unpadded prompt');
-    const { tokens } = speculativeDecode(model, rows[0], { draftModel: opts.draftModel, numDraftTokens: opts.numDraftTokens, maxNewTokens: r.maxNewTokens, eos: r.eos });
+    const { tokens } = speculativeDecode(model, rows[0], { draftModel: opts.draftModel, numDraftTokens: opts.numDraftTokens, maxNewTokens: r.maxNewTokens, eos: r.eos, kvCacheDtype: opts.kvCacheDtype });
     return tensor([[...rows[0], ...tokens]], { dtype: 'int64', backend: inputIds.backendName });
   }
   for await (const { tokens } of generateStream(model, inputIds, opts)) tokens.forEach((t, b) => rows[b].push(t));

@@ -5,7 +5,7 @@ import { Gpt2LMHeadModel } from '../models/gpt2.js';
 import type { Tensor } from '../tensor/tensor.js';
 import { type GenerateOptions, type GenerationStep, generate, generateStream } from './generate.js';
 
-export { generate, generateStream, type GenerateOptions, type GenerationStep } from './generate.js';
+export { KV_CACHE_DTYPES, generate, generateStream, type GenerateOptions, type GenerationStep, type KvCacheDtype } from './generate.js';
 export { speculativeDecode, type SpeculativeOptions, type SpeculativeStats } from './speculative.js';
 export { samplingProbs, applyRepetitionPenalty, type SamplingOptions } from './sampling.js';
 

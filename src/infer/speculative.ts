@@ -5,6 +5,7 @@
 // round yields 1..k+1 tokens for one target forward. Both caches are rolled back to the kept
 // prefix. The output is the target's plain greedy output: each kept token is the target's argmax
 // given the same prefix (up to float rounding between a k+1-row and a 1-row forward on near-ties).
+import type { DType } from '../tensor/dtype.js';
 import { tensor } from '../ops/creation.js';
 import { toFloat32Array } from '../ops/transfer.js';
 import { noGrad } from '../tensor/grad_mode.js';
@@ -24,6 +25,8 @@ export interface SpeculativeOptions {
   eos: number[];
   /** called with each round's kept tokens, in order */
   onTokens?: (tokens: number[]) => void;
+  /** both caches' dtype (GenerateOptions.kvCacheDtype; default the keys') */
+  kvCacheDtype?: DType;
 }
 
 export interface SpeculativeStats {
@@ -56,9 +59,9 @@ function rollback(cache: KVCache, length: number): void {
   cache.length = length;
 }
 
-function newCache(m: LanguageModel, length: number, backend: string): KVCache {
+function newCache(m: LanguageModel, length: number, backend: string, dtype: DType | undefined): KVCache {
   const c = m.config;
-  return new KVCache(c.numLayers, 1, c.numKvHeads, length, c.headDim, { backend });
+  return new KVCache(c.numLayers, 1, c.numKvHeads, length, c.headDim, { backend, dtype });
 }
 
 /**
@@ -72,7 +75,7 @@ export function speculativeDecode(target: LanguageModel, prompt: number[], o: Sp
   const draft = o.draftModel;
   const backend = backendOf(target);
   const room = prompt.length + o.maxNewTokens + k + 1;
-  const [tc, dc] = [newCache(target, room, backend), newCache(draft, room, backendOf(draft))];
+  const [tc, dc] = [newCache(target, room, backend, o.kvCacheDtype), newCache(draft, room, backendOf(draft), o.kvCacheDtype)];
   const seq = [...prompt];
   const out: number[] = [];
   const stats: SpeculativeStats = { drafted: 0, accepted: 0, acceptanceRate: 0, targetForwards: 0, newTokens: 0 };

@@ -21,7 +21,7 @@ import { Embedding, Linear, RMSNorm } from '../nn/layers.js';
 import { Module } from '../nn/module.js';
 import type { InitOpts } from '../nn/init.js';
 import type { DecoderConfig } from './config.js';
-import { KVCache } from './kv_cache.js';
+import { KVCache, attendInCacheDtype } from './kv_cache.js';
 import { PagedKVCache } from './paged_kv_cache.js';
 import { SparseMoe } from './moe.js';
 import { Mlp } from './mlp.js';
@@ -170,7 +170,7 @@ export class Attention extends Module {
     let cacheMask: Tensor | undefined;
     if (ctx.cache) ({ k, v, mask: cacheMask } = ctx.cache.update(this.layerIdx, k, v, window));
     if (cacheMask && ctx.mask) throw new Error('attention: a static KV cache decodes without a padding mask (batch 1, no pads)');
-    const o = this.sparse
+    const o = attendInCacheDtype(q, k, (q) => this.sparse
       ? this.sparse.attend(q, k, v, { mask: ctx.mask, scale: c.attentionScale, window, softcap: c.attnSoftcap, staticCache: !!cacheMask })
       : scaledDotProductAttention(q, k, v, {
         causal: !cacheMask,
@@ -178,7 +178,7 @@ export class Attention extends Module {
         window: cacheMask ? 0 : window,
         softcap: c.attnSoftcap,
         scale: c.attentionScale,
-      }); // [B, H, T, hd]
+      })); // [B, H, T, hd]
     return merge(o);
   }
 }

@@ -14,7 +14,7 @@ import { Embedding, LayerNorm } from '../nn/layers.js';
 import { Module, Parameter } from '../nn/module.js';
 import { CONFIG_LIMITS, ConfigReader, type Json, checkParameterCount } from './families/hf_config.js';
 import { type CausalLMInput, type CausalLMOutput, headRows, paddingMask } from './causal_lm.js';
-import { KVCache } from './kv_cache.js';
+import { KVCache, attendInCacheDtype } from './kv_cache.js';
 
 export interface Gpt2Config {
   modelType: 'gpt2';
@@ -80,7 +80,7 @@ class Gpt2Attention extends Module {
     const heads = (i: number): Tensor => transpose(reshape(narrow(qkv, 2, i * D, D), [B, T, H, hd]), 1, 2);
     let [q, k, v] = [heads(0), heads(1), heads(2)];
     if (cache) ({ k, v } = cache.update(this.layerIdx, k, v));
-    const o = scaledDotProductAttention(q, k, v, { causal: true, mask });
+    const o = attendInCacheDtype(q, k, (q) => scaledDotProductAttention(q, k, v, { causal: true, mask }));
     return this.c_proj.forward(reshape(transpose(o, 1, 2), [B, T, D]));
   }
 }

@@ -4,12 +4,22 @@
 // first update in the dtype of its keys (a bf16 model, or autocast, caches bf16), and made again
 // when a reset cache is refilled with keys of another dtype.
 import { empty } from '../ops/dispatch.js';
+import { to } from '../ops/elementwise.js';
 import { copy_ } from '../ops/inplace.js';
 import { narrow } from '../ops/view.js';
 import type { DType } from '../tensor/dtype.js';
 import { shapeStr } from '../tensor/layout.js';
 import { keep } from '../tensor/scope.js';
 import type { Tensor } from '../tensor/tensor.js';
+
+/**
+ * Attention over cached keys kept in another dtype than the activations (a KVCache made with
+ * `dtype`: bf16 keys for float32 decoding): q meets them in their dtype, the output comes back in q's.
+ */
+export function attendInCacheDtype(q: Tensor, k: Tensor, attend: (q: Tensor) => Tensor): Tensor {
+  if (q.dtype === k.dtype) return attend(q);
+  return to(attend(to(q, k.dtype)), q.dtype);
+}
 
 export class KVCache {
   readonly keys: (Tensor | null)[];

@@ -6,8 +6,9 @@
 // but the float32 copies live only for the call: autograd saves the half tensors, so a bf16
 // model's activations take half the bytes, and no cast ops or graph nodes are recorded.
 // Broadcast dims (stride 0) stay broadcast in the scratch, so `x * bias` widens the bias only once.
-// bfloat16 attention is the exception where the CPU multiplies bf16 (bf16Attention): q, k, v, out and
-// dout go to native/attention.cc as they are, and only its float32 results are rounded here. glu and
+// bfloat16 attention is the exception where the CPU multiplies bf16 (bf16Attention), or where a
+// decode step reads a bf16 KV cache: q, k, v, out and dout go to native/attention.cc as they are,
+// and only its float32 results are rounded here. glu and
 // gluBackward are not wrapped: native/glu.cc widens and rounds half operands chunk by chunk itself
 // (the same values, no full-size scratch).
 import { isHalf } from '../../tensor/dtype.js';
@@ -71,7 +72,10 @@ export function withHalfOperands(k: Kernels, scratch: ScratchAlloc, bf16Attentio
     // bfloat16 q, k, v (and out, dout) go to native/attention.cc as they are: its tile products run
     // on the bf16 GEMM; it writes float32 out / dq / dk / dv, rounded here once. float16 is widened.
     attention: (q, kk, v, mask, opts, out, lse) => call((i, o) => {
-      const h = bf16Operands(i, q, kk, v);
+      // one query position without dropout (a decode step, over a KV cache kept in bf16): the
+      // kernel reads the bf16 rows itself, where widening would copy the whole cache every step
+      const decode = q.layout.shape[2] === 1 && opts.dropout === 0 && [q, kk, v].every((x) => x.dtype === 'bfloat16');
+      const h = decode ? (x: View): View => x : bf16Operands(i, q, kk, v);
       k.attention(h(q), h(kk), h(v), mask, opts, o(out), lse);
     }),
     attentionBackward: (q, kk, v, mask, out, lse, dout, opts, dq, dk, dv) => call((i, o) => {
