@@ -101,7 +101,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="smol135m", choices=sorted(SHAPES))
     ap.add_argument("--mode", default="train", choices=["train", "lora", "decode", "gemm"])
-    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--batch", type=int, default=None, help="rows (default: 16 for train/lora, 1 for decode)")
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--warmup", type=int, default=3)
@@ -110,9 +110,9 @@ def main():
     ap.add_argument("--n", type=int, default=8192)
     a = ap.parse_args()
     if a.mode in ("train", "lora"):
-        r = train(a.shape, a.mode, a.batch, a.seq, a.steps, a.warmup)
+        r = train(a.shape, a.mode, a.batch or 16, a.seq, a.steps, a.warmup)
     elif a.mode == "decode":
-        r = decode(a.shape, a.prompt, a.new_tokens, a.batch)
+        r = decode(a.shape, a.prompt, a.new_tokens, a.batch or 1)
     else:
         r = gemm(a.n, 10)
     r.update(torch=torch.__version__, gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)

@@ -50,7 +50,7 @@ const KV_DTYPE_NAMES: Record<string, KvCacheDtype> = { fp32: 'float32', float32:
 /** --kv-dtype: the KV cache's dtype (undefined: the model's activations'). */
 function kvDtypeFlag(value: string | undefined): KvCacheDtype | undefined {
   if (value === undefined) return undefined;
-  const dtype = KV_DTYPE_NAMES[value];
+  const dtype = Object.hasOwn(KV_DTYPE_NAMES, value) ? KV_DTYPE_NAMES[value] : undefined;
   if (!dtype) throw new Error(`--kv-dtype: expected fp32 or bf16, got '${value}'`);
   return dtype;
 }

@@ -55,6 +55,11 @@ export interface GenerateOptions extends SamplingOptions {
 export const KV_CACHE_DTYPES = ['float32', 'bfloat16'] as const;
 export type KvCacheDtype = (typeof KV_CACHE_DTYPES)[number];
 
+function checkKvCacheDtype(dtype: unknown): void {
+  if (dtype !== undefined && !(KV_CACHE_DTYPES as readonly unknown[]).includes(dtype))
+    throw new Error(`generate: kvCacheDtype must be one of ${KV_CACHE_DTYPES.join(', ')}, got ${String(dtype)}`);
+}
+
 export interface GenerationStep {
   /** the token chosen for each row (pad for finished rows) */
   tokens: number[];
@@ -142,7 +147,7 @@ export async function* generateStream(model: LanguageModel, inputIds: Tensor, op
   // on the CPU, batch-1 steps after the prompt replay one recorded CPU graph (cpu_graph_decode.ts),
   // over a cache and graph the model keeps for its next generation
   const dtype = opts.kvCacheDtype;
-  if (dtype !== undefined && !KV_CACHE_DTYPES.includes(dtype)) throw new Error(`generate: kvCacheDtype must be one of ${KV_CACHE_DTYPES.join(', ')}, got ${String(dtype)}`);
+  checkKvCacheDtype(dtype);
   const cpuDecoder = !graphs && cpuGraphBlocker(model, backend, B, padded) === null ? CpuGraphDecoder.acquire(model as CausalLM, T0 + r.maxNewTokens, backend, dtype) : null;
   const cache = cpuDecoder?.cache ?? (graphs
     ? new StaticKVCache(c.numLayers, B, c.numKvHeads, T0 + r.maxNewTokens, c.headDim, { backend, dtype })
@@ -230,6 +235,7 @@ export async function generate(model: LanguageModel, inputIds: Tensor, opts: Gen
     checkSpeculative(inputIds, { sampling: r.doSample, penalized, processor: !!(opts.logitsProcessor || opts.onScores) });
     if (opts.attentionMask && (toArray(opts.attentionMask) as number[][]).some((m) => m.some((x) => !x)))
       throw new Error('generate: speculative decoding (draftModel) takes an unpadded prompt');
+    checkKvCacheDtype(opts.kvCacheDtype);
     const { tokens } = speculativeDecode(model, rows[0], { draftModel: opts.draftModel, numDraftTokens: opts.numDraftTokens, maxNewTokens: r.maxNewTokens, eos: r.eos, kvCacheDtype: opts.kvCacheDtype });
     return tensor([[...rows[0], ...tokens]], { dtype: 'int64', backend: inputIds.backendName });
   }

@@ -5,7 +5,7 @@
 // round yields 1..k+1 tokens for one target forward. Both caches are rolled back to the kept
 // prefix. The output is the target's plain greedy output: each kept token is the target's argmax
 // given the same prefix (up to float rounding between a k+1-row and a 1-row forward on near-ties).
-import type { DType } from '../tensor/dtype.js';
+import type { KvCacheDtype } from './generate.js';
 import { tensor } from '../ops/creation.js';
 import { toFloat32Array } from '../ops/transfer.js';
 import { noGrad } from '../tensor/grad_mode.js';
@@ -26,7 +26,7 @@ export interface SpeculativeOptions {
   /** called with each round's kept tokens, in order */
   onTokens?: (tokens: number[]) => void;
   /** both caches' dtype (GenerateOptions.kvCacheDtype; default the keys') */
-  kvCacheDtype?: DType;
+  kvCacheDtype?: KvCacheDtype;
 }
 
 export interface SpeculativeStats {
@@ -59,7 +59,7 @@ function rollback(cache: KVCache, length: number): void {
   cache.length = length;
 }
 
-function newCache(m: LanguageModel, length: number, backend: string, dtype: DType | undefined): KVCache {
+function newCache(m: LanguageModel, length: number, backend: string, dtype: KvCacheDtype | undefined): KVCache {
   const c = m.config;
   return new KVCache(c.numLayers, 1, c.numKvHeads, length, c.headDim, { backend, dtype });
 }

@@ -6,7 +6,7 @@
 // (0 for slots <= position and inside the sliding window, MASK_MIN elsewhere). Prompts (T > 1)
 // are written and read as by KVCache.
 import { arange, full, tensor } from '../ops/creation.js';
-import { compare, logicalAnd, sub, where } from '../ops/elementwise.js';
+import { compare, logicalAnd, sub, to, where } from '../ops/elementwise.js';
 import { copy_, copyWhere_ } from '../ops/inplace.js';
 import { reshape } from '../ops/view.js';
 import type { DType } from '../tensor/dtype.js';
@@ -47,9 +47,10 @@ export class StaticKVCache extends KVCache {
     const keys = (this.keys[layer] ??= this.make(k.dtype, k.backendName));
     const values = (this.values[layer] ??= this.make(v.dtype, v.backendName));
     const slot = reshape(compare('eq', this.slots, this.position), [1, 1, L, 1]);
-    // in place, the new token broadcast over the slots: each element of the buffer is read before it is written
-    copyWhere_(keys, slot, k);
-    copyWhere_(values, slot, v);
+    // in place, the new token broadcast over the slots: each element of the buffer is read before it is
+    // written; in the cache's dtype (a cache made with one: bf16 keys for float32 decoding)
+    copyWhere_(keys, slot, k.dtype === keys.dtype ? k : to(k, keys.dtype));
+    copyWhere_(values, slot, v.dtype === values.dtype ? v : to(v, values.dtype));
     let visible = compare('le', this.slots, this.position);
     if (window > 0) visible = logicalAnd(visible, compare('gt', this.slots, sub(this.position, window)));
     const mask = reshape(where(visible, 0, MASK_MIN), [1, 1, 1, L]);

@@ -4,7 +4,9 @@
 // composite (materialised softmax) of the same bf16 values on the reference backend, on odd shapes
 // (T 1, 7, 33, 257; head dims 4, 7, 16, 33, 64), GQA, causal, sliding window, a key padding mask and
 // Tq < Tk, under every half GEMM path the CPU has (KESTREL_BF16_GEMM, read per call) and both backward
-// task shapes; KESTREL_SIMD=avx2 (a child process) checks the widened path CPUs without bf16 take.
+// task shapes (a one-position forward without dropout, the Tq 1 case, takes the decode loop instead,
+// which widens the bf16 rows it reads: test/infer/kv_cache_dtype.test.ts); KESTREL_SIMD=avx2 (a child
+// process) checks the widened path CPUs without bf16 take.
 // Tolerance "within bf16 rounding": the results are rounded to bf16 once (2^-8 relative), and the
 // probabilities / dS are rounded to bf16 before their products (2^-9 relative each, summed in float32),
 // so |got - want| <= 2^-7 (|want| + max |want|) is a few bf16 ulps of the tensor's scale.

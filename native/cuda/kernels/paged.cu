@@ -9,6 +9,8 @@
 // warp reads each value row whole, coalesced), with an online softmax (running max m, sum l);
 // the warps' partial results are merged through shared memory at the end. Heads of one kv group
 // read the same rows at about the same time, so GQA's sharing comes from the caches.
+// Key rows are read in 16-byte loads where `vec` (the host's check: hd a multiple of 4 and the key
+// pool 16-byte aligned), else a float at a time.
 // Indices are checked on the device (no host round trip per step): a bad one is recorded in the
 // error record (common.cuh's record_error; paged_attention's three codes are op, op + 1, op + 2:
 // sequence, position, block), reported at the next host read with the CPU's wording; its query's
@@ -37,7 +39,7 @@ KERNEL(paged_write_f32, (const float* src, const i64* slots, float* pool, i64 N,
 
 KERNEL(paged_attention_f32, (const float* q, const float* kp, const float* vp, const i32* table, const i32* seq, const i32* pos,
                              i64 H, i64 Hkv, i64 hd, i64 S, i64 num_seqs, i64 max_blocks, i64 bs, float scale, i64 window,
-                             float softcap, float* out, i64* err, i64 op, i64 id)) {
+                             float softcap, i32 vec, float* out, i64* err, i64 op, i64 id)) {
   __shared__ float qs[PA_DMAX];
   __shared__ float part_o[PA_WARPS][PA_DMAX];
   __shared__ float part_m[PA_WARPS], part_l[PA_WARPS];
@@ -73,7 +75,6 @@ KERNEL(paged_attention_f32, (const float* q, const float* kp, const float* vp, c
 
   const i64 lo = window > 0 && last - window + 1 > 0 ? last - window + 1 : 0;
   const i32* row = table + s * max_blocks;
-  const bool vec = (hd & 3) == 0;  // rows are then 16-byte aligned (pools start 512-byte aligned)
   float m = paged_neg_inf(), l = 0.0f, acc[PA_DL];
   KST_UNROLL for (int i = 0; i < PA_DL; i++) acc[i] = 0.0f;
   for (i64 j0 = lo + i64(w) * 32; j0 <= last; j0 += 32 * PA_WARPS) {

@@ -74,7 +74,9 @@ export function withHalfOperands(k: Kernels, scratch: ScratchAlloc, bf16Attentio
     attention: (q, kk, v, mask, opts, out, lse) => call((i, o) => {
       // one query position without dropout (a decode step, over a KV cache kept in bf16): the
       // kernel reads the bf16 rows itself, where widening would copy the whole cache every step
-      const decode = q.layout.shape[2] === 1 && opts.dropout === 0 && [q, kk, v].every((x) => x.dtype === 'bfloat16');
+      // (the kernel's forward_one: rep <= 64 query heads per kv head, native/attention.cc's kRowsPerBlock)
+      const decode = q.layout.shape[2] === 1 && opts.dropout === 0 && q.layout.shape[1] <= 64 * kk.layout.shape[1] &&
+        [q, kk, v].every((x) => x.dtype === 'bfloat16');
       const h = decode ? (x: View): View => x : bf16Operands(i, q, kk, v);
       k.attention(h(q), h(kk), h(v), mask, opts, o(out), lse);
     }),

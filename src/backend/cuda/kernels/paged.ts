@@ -6,7 +6,7 @@ import type { DType } from '../../../tensor/dtype.js';
 import type { PagedKernels, View } from '../../kernels.js';
 import { dims } from '../checks.js';
 import { afterIndexLaunch, indexErrorSlot, indexOpCode } from '../index_errors.js';
-import { gridFor, launch, newParams } from '../launch.js';
+import { devicePointer, gridFor, launch, newParams } from '../launch.js';
 import { cudaKernel } from '../modules.js';
 
 /** The largest head dim the attention kernel's shared buffers hold (paged.cu's PA_DMAX). */
@@ -65,6 +65,7 @@ export const pagedKernels: PagedKernels = {
     const err = indexErrorSlot(pos.layout.shape);
     const p = newParams().view_(q, 'q').view_(k, 'k_pool').view_(v, 'v_pool').view_(table, 'block table').view_(seq, 'seq').view_(pos, 'pos')
       .i64(H).i64(Hkv).i64(hd).i64(S).i64(numSeqs).i64(maxBlocks).i64(o.blockSize).f32(o.scale).i64(o.window).f32(o.softcap)
+      .i32(hd % 4 === 0 && devicePointer(k, 'k_pool') % 16 === 0 ? 1 : 0) // every key row 16-byte aligned: vector loads
       .view_(out, 'out').ptr(err.ptr).i64(indexOpCode('paged_attention_sequence')).i64(err.id);
     launch(cudaKernel('paged', 'paged_attention_f32'), p, { grid: N * H, block: THREADS });
     afterIndexLaunch();
