@@ -1,7 +1,8 @@
 // Batch-1 decoding through a recorded CUDA graph (src/infer/graph_decode.ts) gives exactly the
 // tokens and scores of step-by-step decoding (greedy, sampled and with a repetition penalty), on
 // models with sliding windows and soft-capping too; models or batches the graph cannot take fall
-// back; nothing stays allocated afterwards. On the emulator in CI, on the GPU in bench/gpu/run.sh.
+// back; nothing stays allocated afterwards; a bf16 KV cache for a float32 model too. On the emulator
+// in CI, on the GPU in bench/gpu/run.sh.
 import { skipUnless } from '../devices.js';
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
@@ -38,6 +39,17 @@ for (const name of ['llama', 'gemma2', 'mistral-sliding-window'])
     }
     assert.equal(k.memory.stats('cuda').current.total, before, 'no device memory left behind');
   });
+
+test('llama with a bf16 KV cache (kvCacheDtype): graph decoding equals step-by-step decoding', { skip: skip || fixture('models', 'llama').skip }, async () => {
+  // the captured step writes each new key into the static cache in the cache's dtype
+  const opts: k.GenerateOptions = { temperature: 0.8, seed: 3, kvCacheDtype: 'bfloat16' };
+  const eager = await decode('llama', opts, false);
+  const captures = GraphDecoder.captures;
+  const graph = await decode('llama', opts, true);
+  assert.equal(GraphDecoder.captures, captures + 1, 'the graph path recorded one step');
+  assert.deepEqual(graph.ids, eager.ids);
+  graph.scores.forEach((s, i) => assertClose(s, eager.scores[i], { atol: 1e-5, rtol: 1e-5, what: `step ${i} scores` }));
+});
 
 test('models and batches a graph cannot decode fall back, with the reason', { skip: skip || fixture('models', 'mixtral').skip }, async () => {
   const { model: moe } = await k.loadCausalLM(fixture('models', 'mixtral').path, { backend: 'cuda' });
