@@ -49,8 +49,8 @@ export class StaticKVCache extends KVCache {
     const slot = reshape(compare('eq', this.slots, this.position), [1, 1, L, 1]);
     // in place, the new token broadcast over the slots: each element of the buffer is read before it is
     // written; in the cache's dtype (a cache made with one: bf16 keys for float32 decoding)
-    copyWhere_(keys, slot, k.dtype === keys.dtype ? k : to(k, keys.dtype));
-    copyWhere_(values, slot, v.dtype === values.dtype ? v : to(v, values.dtype));
+    copyWhere_(keys, slot, to(k, keys.dtype));
+    copyWhere_(values, slot, to(v, values.dtype));
     let visible = compare('le', this.slots, this.position);
     if (window > 0) visible = logicalAnd(visible, compare('gt', this.slots, sub(this.position, window)));
     const mask = reshape(where(visible, 0, MASK_MIN), [1, 1, 1, L]);
