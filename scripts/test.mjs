@@ -1,19 +1,39 @@
 // Runs every test/**/*.test.ts with Node's test runner through tsx (Node 20's --test takes no globs).
+// The kestrel processes the tests start (ranks, CLI runs, Studio jobs) run the compiled dist/ once
+// it is up to date with src/ (rebuilt here when it is not): see src/cli/self.ts.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
-function find(dir) {
+function find(dir, suffix) {
   return readdirSync(dir).flatMap((f) => {
     const p = join(dir, f);
-    return statSync(p).isDirectory() ? find(p) : p.endsWith('.test.ts') ? [p] : [];
+    return statSync(p).isDirectory() ? find(p, suffix) : p.endsWith(suffix) ? [p] : [];
   });
+}
+
+/** Whether every src/**.ts has its dist/**.js, written after it. */
+function distUpToDate() {
+  return find('src', '.ts').every((ts) => {
+    const js = join('dist', ts.slice('src/'.length).replace(/\.ts$/, '.js'));
+    return ts.endsWith('.d.ts') || (existsSync(js) && statSync(js).mtimeMs >= statSync(ts).mtimeMs);
+  });
+}
+
+function childrenFromDist() {
+  if (distUpToDate()) return true;
+  process.stderr.write('scripts/test.mjs: dist/ is older than src/; rebuilding it (tsc -p tsconfig.json)\n');
+  const r = spawnSync(process.execPath, ['node_modules/typescript/bin/tsc', '-p', 'tsconfig.json'], { stdio: 'inherit' });
+  if (r.status === 0 && distUpToDate()) return true;
+  process.stderr.write('scripts/test.mjs: dist/ could not be rebuilt; kestrel children start from the sources through tsx\n');
+  return false;
 }
 
 // The longest files start first (each over a minute of sequential training on 2 cores), so that
 // neither is left running alone at the end while the other slot idles; the rest in order.
 const FIRST = ['test/cli/demo.test.ts', 'test/train/asr_learns.test.ts'];
-const all = find('test').sort();
+const all = find('test', '.test.ts').sort();
 const files = process.argv.length > 2 ? process.argv.slice(2) : [...FIRST.filter((f) => all.includes(f)), ...all.filter((f) => !FIRST.includes(f))];
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit' });
+const env = { ...process.env, KESTREL_CHILD_FROM_DIST: childrenFromDist() ? '1' : '0' };
+const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit', env });
 process.exit(r.status ?? 1);

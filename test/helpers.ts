@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as k from '../src/index.js';
 import { loadNative, nativeLoadError } from '../src/backend/addon.js';
+import { kestrelCommand } from '../src/cli/self.js';
 
 export type Arrayish = k.Tensor | ArrayLike<number>;
 
@@ -174,11 +175,10 @@ export function tinyTrainDir(prefix: string): string {
   return dir;
 }
 
-const cliCode = (args: string[]): string => `import('./src/cli/main.ts').then(async (m) => { process.exitCode = await m.run(${JSON.stringify(args)}); })`;
-
-/** Runs `kestrel <args>` from the sources (no build needed), with optional standard input. */
+/** Runs `kestrel <args>` as a child (src/cli/self.ts: the sources, or dist/ where the test runner built it from them), with optional standard input. */
 export function runCli(args: string[], input = ''): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', '-e', cliCode(args)], { input, encoding: 'utf8' });
+  const { command, args: argv } = kestrelCommand(args);
+  const r = spawnSync(command, argv, { input, encoding: 'utf8' });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -190,7 +190,8 @@ export interface CliProcess {
 
 /** Starts `kestrel <args>` as a separate process, as a user does, for tests that signal it while it runs. */
 export function startCli(args: string[], timeoutMs = 60_000): CliProcess {
-  const child = spawn(process.execPath, ['--import', 'tsx', '-e', cliCode(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const { command, args: argv } = kestrelCommand(args);
+  const child = spawn(command, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d));

@@ -5,8 +5,6 @@
 // it, or 130 after Ctrl-C stopped every rank. `--elastic` restarts a training job on the ranks
 // left when one dies (src/dist/elastic.ts), on this machine or through mpirun.
 import { readFileSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { extname } from 'node:path';
 import { parseHostfile, readHostfile } from '../dist/hostfile.js';
 import { launchElastic } from '../dist/elastic.js';
 import { DIST_BACKENDS } from '../dist/init.js';
@@ -14,6 +12,7 @@ import { type LaunchResult, failureMessage, launch } from '../dist/launch.js';
 import { MPI_IMPLEMENTATIONS, detectMpi } from '../dist/mpi_library.js';
 import { launchMpi } from '../dist/mpirun.js';
 import { numberFlag, parseFlags } from './flags.js';
+import { kestrelCommand } from './self.js';
 import { oneOf } from './train.js';
 
 const FLAGS = {
@@ -24,24 +23,9 @@ const FLAGS = {
 
 const DEFAULT_MAX_RESTARTS = 3;
 
-/** Node's own flags of this process that a child kestrel needs too (--import tsx under tests), not -e/--test ones. */
-function nodeFlags(): string[] {
-  const out: string[] = [];
-  const argv = process.execArgv;
-  for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '-e' || argv[i] === '--eval' || argv[i] === '-p' || argv[i] === '--print') i++;
-    else if (!argv[i].startsWith('--test')) out.push(argv[i]);
-  }
-  return out;
-}
-
 /** The program and arguments of a rank: `kestrel ...` becomes this node running this kestrel's CLI. */
 export function rankCommand(words: string[]): { command: string; args: string[] } {
-  if (words[0] === 'kestrel') {
-    const main = fileURLToPath(new URL(`./run_main${extname(fileURLToPath(import.meta.url))}`, import.meta.url));
-    return { command: process.execPath, args: [...nodeFlags(), main, ...words.slice(1)] };
-  }
-  return { command: words[0], args: words.slice(1) };
+  return words[0] === 'kestrel' ? kestrelCommand(words.slice(1)) : { command: words[0], args: words.slice(1) };
 }
 
 function report(r: LaunchResult): number {

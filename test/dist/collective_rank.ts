@@ -20,18 +20,24 @@ type Num = number;
 const DTYPES: k.DType[] = ['float32', 'bfloat16', 'float16', 'float64', 'int32', 'int64', 'uint8'];
 const FLOATS = new Set<k.DType>(['float32', 'bfloat16', 'float16', 'float64']);
 
-/** rank r's n input values for one case, already representable in dtype */
+/** rank r's n input values for one case, already representable in dtype (plain loops: every rank builds every rank's inputs, millions of values on 4 ranks) */
 function values(dtype: k.DType, n: number, rank: number, caseSeed: number): number[] {
   const raw = seeded(n, 1000 * caseSeed + 17 * rank + 1, -4, 4);
-  if (dtype === 'uint8') return Array.from(raw, (v) => Math.floor((v + 4) * 8));
-  if (!FLOATS.has(dtype)) return Array.from(raw, (v) => Math.round(v * 1000));
-  return Array.from(decode(dtype, encode(dtype, raw)));
+  const out: number[] = []; // pushed: a preallocated Array of this size would hold its elements in a dictionary
+  if (dtype === 'uint8') for (let i = 0; i < n; i++) out.push(Math.floor((raw[i] + 4) * 8));
+  else if (!FLOATS.has(dtype)) for (let i = 0; i < n; i++) out.push(Math.round(raw[i] * 1000));
+  else {
+    const held = dtype === 'float64' ? raw : decode(dtype, encode(dtype, raw));
+    for (let i = 0; i < n; i++) out.push(held[i]);
+  }
+  return out;
 }
 
 function decode(dtype: k.DType, a: ArrayLike<number | bigint>): Float64Array {
-  if (dtype === 'bfloat16') return Float64Array.from(a as Uint16Array, k.bf16ToF32);
-  if (dtype === 'float16') return Float64Array.from(a as Uint16Array, k.f16ToF32);
-  return Float64Array.from(Array.from(a, Number));
+  const out = new Float64Array(a.length);
+  const widen = dtype === 'bfloat16' ? k.bf16ToF32 : dtype === 'float16' ? k.f16ToF32 : Number;
+  for (let i = 0; i < a.length; i++) out[i] = widen(a[i] as number);
+  return out;
 }
 
 const make = (dtype: k.DType, v: ArrayLike<Num>): k.Tensor => k.tensor(encode(dtype, v), { dtype, backend: 'cpu' });

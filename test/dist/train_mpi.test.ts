@@ -10,13 +10,12 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { fileURLToPath } from 'node:url';
+import { kestrelCommand } from '../../src/cli/self.js';
 import { runCli, tinyTrainDir } from '../helpers.js';
 import { mpiMissing } from './collective_suite.js';
 import './train_runs.js'; // KESTREL_NUM_THREADS=1: the same kernels' partition on every process
 
 const TRAIN = ['--max-steps', '3', '--batch-size', '2', '--seq-len', '10', '--eval-fraction', '0', '--clip', '1.2', '--quiet', '--dtype', 'fp32'];
-const RUN_MAIN = fileURLToPath(new URL('../../src/cli/run_main.ts', import.meta.url));
 
 function trainArgs(dir: string, out: string, extra: string[] = []): string[] {
   return ['train', '--model', join(dir, 'config.json'), '--data', join(dir, 'train.jsonl'), '--output', join(dir, out), ...TRAIN, ...extra];
@@ -59,7 +58,8 @@ for (const [impl, skip] of [['openmpi', skipOmpi], ['mpich', skipMpich]] as cons
 test('mpirun -np 2 kestrel train works directly (Open MPI)', { skip: skipOmpi }, () => {
   oneRank();
   const root = process.getuid?.() === 0 ? ['--allow-run-as-root'] : [];
-  const r = spawnSync('mpirun.openmpi', [...root, '--oversubscribe', '-np', '2', process.execPath, '--import', 'tsx', RUN_MAIN, ...trainArgs(dir, 'mpirun')], { encoding: 'utf8' });
+  const rank = kestrelCommand(trainArgs(dir, 'mpirun'));
+  const r = spawnSync('mpirun.openmpi', [...root, '--oversubscribe', '-np', '2', rank.command, ...rank.args], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
   sameAsOneRank(dir, 'mpirun');
 });
