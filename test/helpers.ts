@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import * as k from '../src/index.js';
 import { loadNative, nativeLoadError } from '../src/backend/addon.js';
 import { kestrelCommand } from '../src/cli/self.js';
+import { childArgs } from './child_js.js';
 
 export type Arrayish = k.Tensor | ArrayLike<number>;
 
@@ -117,7 +118,7 @@ export function seededTensor(shape: number[], dtype: k.DType, backend: k.Backend
  * once per process, so KESTREL_SIMD needs a fresh one); asserts it passed and returns its stdout.
  */
 export function runChild(file: string, env: Record<string, string>, timeoutMs = 120_000): string {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', file], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: timeoutMs });
+  const r = spawnSync(process.execPath, childArgs(file), { env: { ...process.env, ...env }, encoding: 'utf8', timeout: timeoutMs });
   assert.equal(r.status, 0, `child failed (status ${r.status}, signal ${r.signal}):\n${r.stdout}\n${r.stderr}`);
   return r.stdout;
 }

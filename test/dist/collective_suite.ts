@@ -10,6 +10,7 @@ import { type LaunchResult, launch } from '../../src/dist/launch.js';
 import type { MpiImplementation } from '../../src/dist/mpi_library.js';
 import { launchMpi } from '../../src/dist/mpirun.js';
 import { kestrelSegments, segmentsLeft } from './ranks.js';
+import { childArgs } from '../child_js.js';
 
 const RANK_FILE = fileURLToPath(new URL('./collective_rank.ts', import.meta.url));
 const MPIRUN: Record<MpiImplementation, string> = { openmpi: 'mpirun.openmpi', mpich: 'mpirun.mpich' };
@@ -27,7 +28,7 @@ export function mpiMissing(impl: MpiImplementation): string | false {
 /** Runs the rank file as n ranks on a transport; every stderr line is kept for the failure message. */
 export async function runSuite(transport: SuiteTransport, n: number, env: Record<string, string>, errors: string[]): Promise<LaunchResult> {
   const onStderr = (rank: number, line: string): void => void (line && errors.push(`[rank ${rank}] ${line}`));
-  const args = ['--import', 'tsx', RANK_FILE];
+  const args = childArgs(RANK_FILE);
   if (transport === 'shm') return launch({ nproc: n, command: process.execPath, args, stdout: 'ignore', env, onStderr });
   // MPI reduces floats in an order of its own: the rank file then checks sums within their error bound
   return launchMpi({ implementation: transport, nproc: n, command: process.execPath, args, stdout: 'ignore', env: { ...env, COLLECTIVE_ORDER: 'any' }, onStderr });

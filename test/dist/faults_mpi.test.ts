@@ -10,6 +10,7 @@ import type { LaunchResult } from '../../src/dist/launch.js';
 import type { MpiImplementation } from '../../src/dist/mpi_library.js';
 import { launchMpi } from '../../src/dist/mpirun.js';
 import { mpiMissing } from './collective_suite.js';
+import { childArgs } from '../child_js.js';
 
 const RANK_FILE = fileURLToPath(new URL('./faulty_rank.ts', import.meta.url));
 const TIMEOUT_MS = 3000;
@@ -21,7 +22,7 @@ async function run(impl: MpiImplementation, fault: string): Promise<{ r: LaunchR
   const stderr: string[] = [];
   const t0 = Date.now();
   const r = await launchMpi({
-    implementation: impl, nproc: 3, command: process.execPath, args: ['--import', 'tsx', RANK_FILE],
+    implementation: impl, nproc: 3, command: process.execPath, args: childArgs(RANK_FILE),
     env: { FAULT: fault, FAULT_RANK: '2', TIMEOUT_MS: String(TIMEOUT_MS) },
     onStdout: (rank, line) => void (line.startsWith('{') && reports.set(rank, JSON.parse(line) as Report)),
     onStderr: (rank, line) => void stderr.push(`[rank ${rank}] ${line}`),

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { startCli, waitFor } from '../helpers.js';
 import { alive } from './ranks.js';
+import { childArgs } from '../child_js.js';
 
 const RANK_FILE = fileURLToPath(new URL('./launch_rank.ts', import.meta.url));
 const N = 3;
@@ -20,7 +21,7 @@ function start(mode: string): { dir: string; cli: ReturnType<typeof startCli> } 
   const dir = mkdtempSync(join(tmpdir(), 'kestrel-launch-'));
   process.env.PID_DIR = dir; // the launcher passes its environment on to the ranks
   process.env.MODE = mode;
-  const cli = startCli(['launch', '-n', String(N), '--', process.execPath, '--import', 'tsx', RANK_FILE], 30_000);
+  const cli = startCli(['launch', '-n', String(N), '--', process.execPath, ...childArgs(RANK_FILE)], 30_000);
   return { dir, cli };
 }
 

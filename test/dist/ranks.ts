@@ -3,6 +3,7 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import { freePort } from '../../src/dist/launch.js';
+import { childArgs } from '../child_js.js';
 
 export interface RankRun {
   rank: number;
@@ -19,7 +20,7 @@ export async function runRanks(file: string, n: number, env: (rank: number) => R
   const timer = setTimeout(() => children.forEach((c) => c.kill('SIGKILL')), timeoutMs);
   try {
     return await Promise.all(Array.from({ length: n }, (_, rank) => new Promise<RankRun>((resolve) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', file], {
+      const child = spawn(process.execPath, childArgs(file), {
         env: {
           ...process.env, RANK: String(rank), WORLD_SIZE: String(n), LOCAL_RANK: String(rank), LOCAL_WORLD_SIZE: String(n),
           MASTER_ADDR: '127.0.0.1', MASTER_PORT: String(port), KESTREL_DIST_SHM_PREFIX: `/kestrel-test-${process.pid}-${port}`, ...env(rank),

@@ -25,6 +25,7 @@ import { buildModel } from '../../src/models/registry.js';
 import type { Mlp } from '../../src/models/mlp.js';
 import { type LazyFolder, LAZY_CONFIG, lazySource, writeLazyFixtures } from './lazy_fixture.js';
 import { TINY, saveTiny } from './tiny_llama.js';
+import { childArgs } from '../child_js.js';
 
 const CHILD = join(fileURLToPath(new URL('.', import.meta.url)), 'lazy_load_child.ts');
 const MiB = 1 << 20;
@@ -107,7 +108,7 @@ describe('lazy loading', () => {
 
   for (const c of CASES) {
     test(`${c.folder} loaded as ${c.dtype} in a fresh process: peak RSS <= 1.1x resident (+ staging + 8 MiB)`, () => {
-      const r = spawnSync(process.execPath, ['--import', 'tsx', CHILD], { env: { ...process.env, LAZY_DIR: dirs[c.folder], LAZY_DTYPE: c.dtype }, encoding: 'utf8' });
+      const r = spawnSync(process.execPath, childArgs(CHILD), { env: { ...process.env, LAZY_DIR: dirs[c.folder], LAZY_DTYPE: c.dtype }, encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
       const m = JSON.parse(r.stdout.trim()) as { before: number; hwm: number; resident: number };
       const grew = m.hwm - m.before;

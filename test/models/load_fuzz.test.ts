@@ -20,6 +20,7 @@ import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { type FuzzResult, stateDigest } from './load_fuzz_child.js';
 import { joinSafetensors, saveTiny, splitSafetensors } from './tiny_llama.js';
+import { childArgs } from '../child_js.js';
 
 interface Case {
   what: string;
@@ -177,7 +178,7 @@ const CHILD = join(dirname(fileURLToPath(import.meta.url)), 'load_fuzz_child.ts'
 
 /** Loads each case's folder in one child; the results by case index, and the child's exit. */
 function runBatch(listFile: string): { results: Map<number, FuzzResult>; status: number | null; signal: string | null; stderr: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', CHILD, listFile], { encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 });
+  const r = spawnSync(process.execPath, childArgs(CHILD), { env: { ...process.env, LOAD_FUZZ_LIST: listFile }, encoding: 'utf8', timeout: 120_000, maxBuffer: 64 << 20 });
   const results = new Map<number, FuzzResult>();
   for (const line of r.stdout.split('\n')) if (line.startsWith('{')) {
     const res = JSON.parse(line) as FuzzResult;

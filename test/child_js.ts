@@ -1,0 +1,55 @@
+// How a test starts one of the test tree's own TypeScript files as a process (a rank script, a
+// test file re-run under KESTREL_SIMD). Under scripts/test.mjs, which sets KESTREL_CHILD_FROM_DIST=1
+// once it has checked that dist/ is built from src/ (as for the kestrel children: src/cli/self.ts),
+// the file and the test modules it imports are transpiled to plain JS modules that import Kestrel
+// from dist/, so the child starts without tsx's loader hooks; otherwise it runs through tsx.
+import { createRequire } from 'node:module';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const ROOT = fileURLToPath(new URL('../', import.meta.url));
+const OUT = join(ROOT, 'node_modules', '.cache', 'kestrel-test-js');
+const SRC = join(ROOT, 'src');
+const TEST = join(ROOT, 'test');
+
+/** node's arguments that run a test-tree .ts file (its own arguments follow). */
+export function childArgs(file: string): string[] {
+  return process.env.KESTREL_CHILD_FROM_DIST === '1' ? [transpiled(resolve(file))] : ['--import', 'tsx', file];
+}
+
+const done = new Map<string, string>();
+/** loaded at the first transpile: test/helpers.ts imports this file, and every child that imports it need not load TypeScript */
+let ts: typeof import('typescript') | undefined;
+
+/** The plain JS module for a test-tree .ts file, written under OUT where it differs from what is there; its test imports likewise. */
+function transpiled(file: string): string {
+  const known = done.get(file);
+  if (known) return known;
+  const out = join(OUT, relative(ROOT, file).replace(/\.ts$/, '.mjs'));
+  done.set(file, out); // before the imports: a cycle ends here
+  const source = readFileSync(file, 'utf8');
+  ts ??= createRequire(import.meta.url)('typescript') as typeof import('typescript');
+  const js = ts.transpileModule(source, { fileName: file, compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
+  // the module keeps its file's location: paths it builds from import.meta reach the same files
+  const located = js
+    .replaceAll('import.meta.url', JSON.stringify(pathToFileURL(file).href))
+    .replaceAll('import.meta.dirname', JSON.stringify(dirname(file)))
+    .replaceAll('import.meta.filename', JSON.stringify(file));
+  const linked = located.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])(\.\.?\/[^"']+)\2/g, (_, lead: string, q: string, spec: string) => `${lead}${q}${target(resolve(dirname(file), spec))}${q}`);
+  if (!existsSync(out) || readFileSync(out, 'utf8') !== linked) {
+    mkdirSync(dirname(out), { recursive: true });
+    const tmp = `${out}.${process.pid}.tmp`; // two test files may write it at once: each renames a whole file
+    writeFileSync(tmp, linked);
+    renameSync(tmp, out);
+  }
+  return out;
+}
+
+/** Where an import of `path` (resolved against the importing .ts file) goes: Kestrel's sources to dist/, test modules to their JS. */
+function target(path: string): string {
+  if (path.startsWith(SRC + '/') && path.endsWith('.js')) return pathToFileURL(join(ROOT, 'dist', relative(SRC, path))).href;
+  const source = path.replace(/\.js$/, '.ts');
+  if (path.startsWith(TEST + '/') && existsSync(source)) return pathToFileURL(transpiled(source)).href;
+  return pathToFileURL(path).href;
+}
