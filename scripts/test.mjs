@@ -2,7 +2,7 @@
 // The kestrel processes the tests start (ranks, CLI runs, Studio jobs) run the compiled dist/ once
 // it is up to date with src/ (rebuilt here when it is not): see src/cli/self.ts.
 import { spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 function find(dir, suffix) {
@@ -12,11 +12,20 @@ function find(dir, suffix) {
   });
 }
 
-/** Whether every src/**.ts has its dist/**.js, written after it. */
+/**
+ * Whether every src/**.ts has its dist/**.js, written after it and after tsconfig.json. Emitted
+ * files whose source is gone are deleted first (tsc leaves them), so that no child imports code
+ * the sources no longer have; dist/studio is Vite's.
+ */
 function distUpToDate() {
+  for (const js of existsSync('dist') ? find('dist', '.js') : []) {
+    const ts = join('src', js.slice('dist/'.length).replace(/\.js$/, '.ts'));
+    if (!js.startsWith('dist/studio/') && !existsSync(ts)) for (const f of [js, `${js}.map`, js.replace(/\.js$/, '.d.ts')]) rmSync(f, { force: true });
+  }
+  const config = statSync('tsconfig.json').mtimeMs;
   return find('src', '.ts').every((ts) => {
     const js = join('dist', ts.slice('src/'.length).replace(/\.ts$/, '.js'));
-    return ts.endsWith('.d.ts') || (existsSync(js) && statSync(js).mtimeMs >= statSync(ts).mtimeMs);
+    return ts.endsWith('.d.ts') || (existsSync(js) && statSync(js).mtimeMs >= Math.max(statSync(ts).mtimeMs, config));
   });
 }
 

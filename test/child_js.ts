@@ -32,10 +32,8 @@ function transpiled(file: string): string {
   ts ??= createRequire(import.meta.url)('typescript') as typeof import('typescript');
   const js = ts.transpileModule(source, { fileName: file, compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
   // the module keeps its file's location: paths it builds from import.meta reach the same files
-  const located = js
-    .replaceAll('import.meta.url', JSON.stringify(pathToFileURL(file).href))
-    .replaceAll('import.meta.dirname', JSON.stringify(dirname(file)))
-    .replaceAll('import.meta.filename', JSON.stringify(file));
+  const located = js.replace(/\bimport\.meta\.(url|dirname|filename)\b/g, (_, what: string) =>
+    JSON.stringify(what === 'url' ? pathToFileURL(file).href : what === 'dirname' ? dirname(file) : file));
   const linked = located.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])(\.\.?\/[^"']+)\2/g, (_, lead: string, q: string, spec: string) => `${lead}${q}${target(resolve(dirname(file), spec))}${q}`);
   if (!existsSync(out) || readFileSync(out, 'utf8') !== linked) {
     mkdirSync(dirname(out), { recursive: true });

@@ -1,23 +1,29 @@
 // How this process starts another `kestrel` (a rank, a Studio job, a test's CLI run): this node
 // running the same code. From the compiled package that is dist/cli/run_main.js. From the
-// TypeScript sources (tests, a dev checkout) it is src/cli/run_main.ts with this process's node
-// flags (--import tsx), unless KESTREL_CHILD_FROM_DIST=1 says that dist/ was built from these very
-// sources (scripts/test.mjs checks that before it sets it): a child loads Kestrel's ~400 modules
-// 2-3x faster as plain JS than through tsx's loader hooks, and the tests start hundreds of children.
+// TypeScript sources (tests, a dev checkout) it is src/cli/run_main.ts through tsx, unless
+// KESTREL_CHILD_FROM_DIST=1 says that dist/ was built from these very sources (scripts/test.mjs
+// checks that before it sets it): a child loads Kestrel's ~400 modules 2-3x faster as plain JS
+// than through tsx's loader hooks, and the tests start hundreds of children.
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 const FROM_SOURCES = import.meta.url.endsWith('.ts');
+const TSX = ['--import', 'tsx'];
 
-/** Node's own flags of this process that a child kestrel needs too, not -e/--test ones (nor tsx's, for a compiled child). */
-function nodeFlags(compiledChild: boolean): string[] {
+/**
+ * Node's own flags of this process that a child kestrel needs too (a loader for `--rewards r.ts`,
+ * memory limits), less those that belong to this process alone: -e/-p and their code, --test*,
+ * --input-type, and --inspect* (a debugger attaches here, and each child would take its port);
+ * less tsx where dist/ stands in for the sources it loads.
+ */
+function nodeFlags(dropTsx: boolean): string[] {
   const out: string[] = [];
   const argv = process.execArgv;
   for (let i = 0; i < argv.length; i++) {
-    if (argv[i] === '-e' || argv[i] === '--eval' || argv[i] === '-p' || argv[i] === '--print') i++;
-    else if (compiledChild && argv[i] === '--import' && argv[i + 1] === 'tsx') i++;
-    else if (compiledChild && argv[i] === '--import=tsx') continue;
-    else if (!argv[i].startsWith('--test')) out.push(argv[i]);
+    const a = argv[i];
+    if (a === '-e' || a === '--eval' || a === '-p' || a === '--print' || a === '--input-type') i++;
+    else if (dropTsx && a === TSX[0] && argv[i + 1] === TSX[1]) i++;
+    else if (!(a.startsWith('--test') || a.startsWith('--input-type=') || a.startsWith('--inspect') || (dropTsx && a === '--import=tsx'))) out.push(a);
   }
   return out;
 }
@@ -32,7 +38,11 @@ function childFromDist(): boolean {
 
 /** The program and arguments that run `kestrel <args>` as a child process. */
 export function kestrelCommand(args: string[]): { command: string; args: string[] } {
-  const compiled = !FROM_SOURCES || childFromDist();
-  const main = new URL(FROM_SOURCES ? `../../${compiled ? 'dist' : 'src'}/cli/run_main.${compiled ? 'js' : 'ts'}` : './run_main.js', import.meta.url);
-  return { command: process.execPath, args: [...nodeFlags(compiled), fileURLToPath(main), ...args] };
+  if (!FROM_SOURCES) return { command: process.execPath, args: [...nodeFlags(false), fileURLToPath(new URL('./run_main.js', import.meta.url)), ...args] };
+  const dist = childFromDist();
+  const flags = nodeFlags(dist);
+  // tsx may have been registered without a flag (module.register): the child names it itself
+  if (!dist && !flags.some((f, i) => f === '--import=tsx' || (f === TSX[0] && flags[i + 1] === TSX[1]))) flags.push(...TSX);
+  const main = new URL(dist ? '../../dist/cli/run_main.js' : './run_main.ts', import.meta.url);
+  return { command: process.execPath, args: [...flags, fileURLToPath(main), ...args] };
 }
