@@ -10,8 +10,8 @@ import { isProfiling } from '../profile/profiler.js';
 import { addKernel } from '../profile/recorder.js';
 import { CpuGraph, type PoolEntry, Recording, record, releasePool } from '../backend/cpu/graph.js';
 import { tensor } from '../ops/creation.js';
-import { copy_ } from '../ops/inplace.js';
-import { keep, tidy } from '../tensor/scope.js';
+import { fill_ } from '../ops/inplace.js';
+import { keep } from '../tensor/scope.js';
 import type { DType } from '../tensor/dtype.js';
 import type { Tensor } from '../tensor/tensor.js';
 import type { CausalLM, LanguageModel } from '../models/causal_lm.js';
@@ -105,10 +105,9 @@ export class CpuGraphDecoder {
   /** The step for `token` at `position` (= the cache's length): the next token's logits [V] and their argmax [1], valid until the next step. */
   step(token: number, position: number): { logits: Tensor; argmax: Tensor } {
     if (position !== this.cache.length) throw new Error(`CpuGraphDecoder: position ${position} is not the cache's length ${this.cache.length}`);
-    tidy(() => {
-      copy_(this.ids, tensor([[token]], { dtype: 'int64', backend: 'cpu' }));
-      copy_(this.positions, tensor([[position]], { dtype: 'int64', backend: 'cpu' }));
-    });
+    // filled in place: no tensor made per token for them
+    fill_(this.ids, token);
+    fill_(this.positions, position);
     this.releasePlain();
     // k.profile times a replay call by call ('... (replayed)' rows); until a graph is built and
     // verified, it times the steps op by op (and a graph stays valid)
