@@ -1,6 +1,7 @@
-// Runs every test/**/*.test.ts with Node's test runner through tsx (Node 20's --test takes no globs).
-// The kestrel processes the tests start (ranks, CLI runs, Studio jobs) run the compiled dist/ once
-// it is up to date with src/ (rebuilt here when it is not): see src/cli/self.ts.
+// Runs every test/**/*.test.ts with Node's test runner (Node 20's --test takes no globs). Once dist/
+// is up to date with src/ (rebuilt here when it is not), the tests and every process they start
+// (ranks, CLI runs, Studio jobs) run plain JS, Kestrel from dist/ (src/cli/self.ts, test/child_js.ts);
+// otherwise the tests run from the sources through tsx.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -43,6 +44,18 @@ function childrenFromDist() {
 const FIRST = ['test/cli/demo.test.ts', 'test/train/asr_learns.test.ts'];
 const all = find('test', '.test.ts').sort();
 const files = process.argv.length > 2 ? process.argv.slice(2) : [...FIRST.filter((f) => all.includes(f)), ...all.filter((f) => !FIRST.includes(f))];
-const env = { ...process.env, KESTREL_CHILD_FROM_DIST: childrenFromDist() ? '1' : '0' };
-const r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit', env });
+const fromDist = childrenFromDist();
+const env = { ...process.env, KESTREL_CHILD_FROM_DIST: fromDist ? '1' : '0' };
+let r;
+if (fromDist) {
+  // the test files themselves run as plain JS too (test/child_js.ts transpiles them and their test
+  // imports; Kestrel comes from dist/): no test process pays tsx's loader (~2 s of CPU for each of
+  // ~230 files); source maps point failures at the .ts lines
+  const code = `const { transpiledFile } = await import('./test/child_js.ts'); process.stdout.write(JSON.stringify(${JSON.stringify(files)}.map(transpiledFile)));`;
+  const t = spawnSync(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
+  if (t.status !== 0) process.exit(t.status ?? 1);
+  r = spawnSync(process.execPath, ['--enable-source-maps', '--test', '--test-concurrency=2', ...JSON.parse(t.stdout)], { stdio: 'inherit', env });
+} else {
+  r = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=2', ...files], { stdio: 'inherit', env });
+}
 process.exit(r.status ?? 1);

@@ -3,6 +3,7 @@
 // once it has checked that dist/ is built from src/ (as for the kestrel children: src/cli/self.ts),
 // the file and the test modules it imports are transpiled to plain JS modules that import Kestrel
 // from dist/, so the child starts without tsx's loader hooks; otherwise it runs through tsx.
+// scripts/test.mjs runs the test files themselves from such modules too (transpiledFile).
 import { createRequire } from 'node:module';
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -18,6 +19,9 @@ export function childArgs(file: string): string[] {
   return process.env.KESTREL_CHILD_FROM_DIST === '1' ? [transpiled(resolve(file))] : ['--import', 'tsx', file];
 }
 
+/** The plain JS module of a test-tree .ts file (scripts/test.mjs runs the test files themselves so). */
+export const transpiledFile = (file: string): string => transpiled(resolve(file));
+
 const done = new Map<string, string>();
 /** loaded at the first transpile: test/helpers.ts imports this file, and every child that imports it need not load TypeScript */
 let ts: typeof import('typescript') | undefined;
@@ -30,7 +34,9 @@ function transpiled(file: string): string {
   done.set(file, out); // before the imports: a cycle ends here
   const source = readFileSync(file, 'utf8');
   ts ??= createRequire(import.meta.url)('typescript') as typeof import('typescript');
-  const js = ts.transpileModule(source, { fileName: file, compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022 } }).outputText;
+  // an inline source map whose root is the file's folder: stack traces and test locations name the .ts lines
+  const options = { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, inlineSourceMap: true, inlineSources: true, sourceRoot: pathToFileURL(dirname(file)).href + '/' };
+  const js = ts.transpileModule(source, { fileName: file, compilerOptions: options }).outputText;
   // the module keeps its file's location: paths it builds from import.meta reach the same files
   const located = js.replace(/\bimport\.meta\.(url|dirname|filename)\b/g, (_, what: string) =>
     JSON.stringify(what === 'url' ? pathToFileURL(file).href : what === 'dirname' ? dirname(file) : file));
