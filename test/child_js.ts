@@ -36,18 +36,41 @@ function transpiled(file: string): string {
   ts ??= createRequire(import.meta.url)('typescript') as typeof import('typescript');
   // an inline source map whose root is the file's folder: stack traces and test locations name the .ts lines
   const options = { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, inlineSourceMap: true, inlineSources: true, sourceRoot: pathToFileURL(dirname(file)).href + '/' };
-  const js = ts.transpileModule(source, { fileName: file, compilerOptions: options }).outputText;
-  // the module keeps its file's location: paths it builds from import.meta reach the same files
-  const located = js.replace(/\bimport\.meta\.(url|dirname|filename)\b/g, (_, what: string) =>
-    JSON.stringify(what === 'url' ? pathToFileURL(file).href : what === 'dirname' ? dirname(file) : file));
-  const linked = located.replace(/(\bfrom\s*|\bimport\s*\(\s*|\bimport\s+)(["'])(\.\.?\/[^"']+)\2/g, (_, lead: string, q: string, spec: string) => `${lead}${q}${target(resolve(dirname(file), spec))}${q}`);
-  if (!existsSync(out) || readFileSync(out, 'utf8') !== linked) {
+  const js = ts.transpileModule(source, { fileName: file, compilerOptions: options, transformers: { after: [relocate(ts, file)] } }).outputText;
+  if (!existsSync(out) || readFileSync(out, 'utf8') !== js) {
     mkdirSync(dirname(out), { recursive: true });
     const tmp = `${out}.${process.pid}.tmp`; // two test files may write it at once: each renames a whole file
-    writeFileSync(tmp, linked);
+    writeFileSync(tmp, js);
     renameSync(tmp, out);
   }
   return out;
+}
+
+/**
+ * Edits to the emitted syntax tree (after TypeScript's own, which drop type-only imports), so that
+ * the module behaves as its .ts file did: every import.meta.url / dirname / filename becomes the .ts
+ * file's, and every relative module specifier (import and export declarations, import() of a
+ * literal) points where target() says. Text inside strings (code a test hands to a child) is left alone.
+ */
+function relocate(tsc: typeof import('typescript'), file: string): import('typescript').TransformerFactory<import('typescript').SourceFile> {
+  const f = tsc.factory;
+  const spec = (s: import('typescript').Expression | undefined): import('typescript').StringLiteral | undefined =>
+    s && tsc.isStringLiteral(s) && /^\.\.?\//.test(s.text) ? f.createStringLiteral(target(resolve(dirname(file), s.text))) : undefined;
+  const meta: Record<string, string> = { url: pathToFileURL(file).href, dirname: dirname(file), filename: file };
+  return (ctx) => (root) => {
+    const visit = (node: import('typescript').Node): import('typescript').Node => {
+      if (tsc.isPropertyAccessExpression(node) && tsc.isMetaProperty(node.expression) && node.expression.keywordToken === tsc.SyntaxKind.ImportKeyword && node.name.text in meta)
+        return f.createStringLiteral(meta[node.name.text]);
+      if (tsc.isImportDeclaration(node) && spec(node.moduleSpecifier))
+        return f.updateImportDeclaration(node, node.modifiers, node.importClause, spec(node.moduleSpecifier)!, node.attributes);
+      if (tsc.isExportDeclaration(node) && spec(node.moduleSpecifier))
+        return f.updateExportDeclaration(node, node.modifiers, node.isTypeOnly, node.exportClause, spec(node.moduleSpecifier)!, node.attributes);
+      if (tsc.isCallExpression(node) && node.expression.kind === tsc.SyntaxKind.ImportKeyword && spec(node.arguments[0]))
+        return f.updateCallExpression(node, node.expression, node.typeArguments, [spec(node.arguments[0])!, ...node.arguments.slice(1)]);
+      return tsc.visitEachChild(node, visit, ctx);
+    };
+    return tsc.visitNode(root, visit) as import('typescript').SourceFile;
+  };
 }
 
 /** Where an import of `path` (resolved against the importing .ts file) goes: Kestrel's sources to dist/, test modules to their JS. */
