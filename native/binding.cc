@@ -13,6 +13,7 @@
 
 #include "alloc.h"
 #include "cuda/runtime.h"
+#include "cuda/staging.h"
 #include "dist_mpi.h"
 #include "dist_shm.h"
 #include "exit_watch.h"

@@ -31,7 +31,7 @@ interface Workload {
   name: string;
   what: string;
   shape?: Shape;
-  mode: 'gemm' | 'train' | 'lora' | 'decode' | 'serve';
+  mode: 'gemm' | 'train' | 'lora' | 'decode' | 'serve' | 'copy';
   batch?: number;
   seq?: number;
   /** PyTorch 2.11 eager on an H200, from issue 18 (the goal is relative to the peer run here) */
@@ -45,6 +45,7 @@ const WORKLOADS: Workload[] = [
   { name: 'smol-lora', what: 'SmolLM-135M LoRA r16 16x1024', shape: 'smol135m', mode: 'lora', batch: 16, seq: 1024, issue: '72,172 tok/s (PEFT)', goal: '>= 2x' },
   { name: 'llama1b-train', what: 'Llama-1B full FT 8x2048', shape: 'llama1b', mode: 'train', batch: 8, seq: 2048, issue: '46,119 tok/s, 71.5 GiB', goal: '>= 1.0x, <= 1.0x memory' },
   { name: 'llama1b-decode', what: 'Llama-1B batch-1 greedy decode', shape: 'llama1b', mode: 'decode', issue: '19.6 tok/s (HF generate)', goal: '>= 700 tok/s (40% of bound)' },
+  { name: 'copy', what: 'host -> GPU copy of 1 GiB float32 (GB/s; the peer from pinned memory)', mode: 'copy', issue: '-', goal: 'pinned staging: near the peer' },
   { name: 'llama1b-serve8', what: 'Llama-1B 8 streams, serving engine (aggregate)', shape: 'llama1b', mode: 'serve', batch: 8, issue: '-', goal: 'issue 10: >= 4x batch-1' },
 ];
 
@@ -56,6 +57,9 @@ interface Result {
   peakGiB?: number;
   reservedGiB?: number;
   stepMs?: number;
+  /** copy: GPU -> host GB/s, and the copies that went through the pinned staging buffers */
+  downGBs?: number;
+  stagedCopies?: number;
   error?: string;
 }
 
@@ -177,10 +181,32 @@ async function runServe(w: Workload): Promise<Result> {
   return { value: n / ((performance.now() - t0) / 1e3), unit: 'tok/s' };
 }
 
+/** A 1 GiB float32 CPU tensor to the GPU and back (through the pinned staging buffers): GB/s of each way. */
+function runCopy(): Result {
+  const mib = SMOKE ? 16 : 1024;
+  const host = k.rand([mib << 18], { backend: 'cpu' });
+  const values = host.toTypedArray() as Float32Array;
+  const up: number[] = [], down: number[] = [];
+  for (let r = 0; r < 6; r++) {
+    let t0 = performance.now();
+    const dev = host.to('cuda');
+    k.cuda.synchronize();
+    up.push(performance.now() - t0);
+    t0 = performance.now();
+    const back = dev.toTypedArray() as Float32Array;
+    down.push(performance.now() - t0);
+    if (r === 0 && !back.every((v, i) => v === values[i])) throw new Error('copy: the round trip changed the values');
+    dev.dispose();
+  }
+  const gbs = (ms: number): number => (mib << 20) / (ms / 1e3) / 1e9;
+  return { value: gbs(median(up.slice(1))), unit: 'GB/s', downGBs: gbs(median(down.slice(1))), stagedCopies: k.cuda.memoryStats().stagedCopies };
+}
+
 async function worker(name: string, steps: number): Promise<Result> {
   k.setDefaultBackend('cuda');
   const w = WORKLOADS.find((x) => x.name === name)!;
   if (w.mode === 'gemm') return runGemm();
+  if (w.mode === 'copy') return runCopy();
   if (w.mode === 'decode') return runDecode(w);
   if (w.mode === 'serve') return runServe(w);
   return runTrain(w, steps);
@@ -227,11 +253,11 @@ async function main(): Promise<void> {
     }
     // the serving workload's peer is HF generate on the whole batch at once
     const mode = w.mode === 'serve' ? 'decode' : w.mode;
-    const args = w.mode === 'gemm' ? ['--mode', 'gemm'] : ['--shape', w.shape!, '--mode', mode, '--batch', String(w.batch ?? 1), '--seq', String(w.seq ?? 1), '--steps', String(steps)];
+    const args = w.mode === 'gemm' || w.mode === 'copy' ? ['--mode', w.mode, ...(SMOKE ? ['--mib', '16'] : [])] : ['--shape', w.shape!, '--mode', mode, '--batch', String(w.batch ?? 1), '--seq', String(w.seq ?? 1), '--steps', String(steps)];
     const torch = values['no-peer'] ? { out: null, err: 'not run (--no-peer)' } : left() < 10_000 ? { out: null, err: 'skipped: out of time' } : spawnJson('python3', [peer, ...args], left());
     const kv = ours.out as Result | null;
     const tv = torch.out;
-    const peerValue = tv ? Number(w.mode === 'gemm' ? tv.tflops : tv.tokens_per_s) : null;
+    const peerValue = tv ? Number(w.mode === 'gemm' ? tv.tflops : w.mode === 'copy' ? tv.gb_s : tv.tokens_per_s) : null;
     const row = {
       workload: w.name, what: w.what, kestrel: kv ?? { error: ours.err }, torch: tv ?? { error: torch.err },
       ratio: kv && peerValue ? kv.value / peerValue : null,
@@ -262,7 +288,7 @@ async function main(): Promise<void> {
       const tv = r.torch as Record<string, number> & { error?: string };
       const unit = kv.unit ?? (r.workload === 'gemm' ? 'TFLOP/s' : 'tok/s');
       const ours = kv.error ? `error: ${kv.error.slice(0, 80)}` : `${f(kv.value, 1)} ${unit}${kv.peakGiB ? `, ${f(kv.peakGiB, 1)} GiB` : ''}`;
-      const theirs = tv.error ? `error: ${String(tv.error).slice(0, 80)}` : `${f(r.workload === 'gemm' ? tv.tflops : tv.tokens_per_s, 1)} ${unit}${tv.peak_gib ? `, ${f(tv.peak_gib, 1)} GiB` : ''}`;
+      const theirs = tv.error ? `error: ${String(tv.error).slice(0, 80)}` : `${f(r.workload === 'gemm' ? tv.tflops : r.workload === 'copy' ? tv.gb_s : tv.tokens_per_s, 1)} ${unit}${tv.peak_gib ? `, ${f(tv.peak_gib, 1)} GiB` : ''}`;
       return `| ${r.what} | ${ours} | ${theirs} | ${f(r.ratio as number, 2)}x | ${f(r.memoryRatio as number, 2)} | ${r.goal} |`;
     }),
   ];

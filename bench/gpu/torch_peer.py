@@ -7,6 +7,7 @@ machine's GPU with its own PyTorch, eager mode, bf16 autocast, random-init weigh
   decode : greedy decoding with HF generate (KV cache), bf16 weights, --batch prompts of one length
            (1: batch-1 decoding; tokens_per_s counts the new tokens of every row)
   gemm   : torch.matmul of two bf16 n x n matrices
+  copy   : host-to-GPU and GPU-to-host copies of --mib MiB, from pageable and from pinned host memory
 
 Prints one JSON object per measurement on stdout (the last line is the list of all of them).
     python3 bench/gpu/torch_peer.py --shape smol135m --mode train --batch 16 --seq 1024
@@ -97,10 +98,36 @@ def gemm(n, runs):
     return dict(mode="gemm", n=n, dtype="bfloat16", tflops=2 * n**3 / t / 1e12)
 
 
+def copy(mib, runs):
+    n = mib << 18  # float32 elements
+    rates = {}
+    for kind in ("pageable", "pinned"):
+        host = torch.rand(n)
+        if kind == "pinned":
+            host = host.pin_memory()
+        dev = host.to("cuda")
+        back = torch.empty_like(host)
+        torch.cuda.synchronize()
+        up, down = [], []
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            dev.copy_(host)
+            torch.cuda.synchronize()
+            up.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            back.copy_(dev)
+            torch.cuda.synchronize()
+            down.append(time.perf_counter() - t0)
+        rates[kind] = (n * 4 / sorted(up)[runs // 2] / 1e9, n * 4 / sorted(down)[runs // 2] / 1e9)
+    # the peer at its best: pinned memory (what a PyTorch user's DataLoader(pin_memory=True) copies from)
+    return dict(mode="copy", mib=mib, gb_s=rates["pinned"][0], down_gb_s=rates["pinned"][1],
+                pageable_gb_s=rates["pageable"][0], pageable_down_gb_s=rates["pageable"][1])
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shape", default="smol135m", choices=sorted(SHAPES))
-    ap.add_argument("--mode", default="train", choices=["train", "lora", "decode", "gemm"])
+    ap.add_argument("--mode", default="train", choices=["train", "lora", "decode", "gemm", "copy"])
     ap.add_argument("--batch", type=int, default=None, help="rows (default: 16 for train/lora, 1 for decode)")
     ap.add_argument("--seq", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=6)
@@ -108,11 +135,14 @@ def main():
     ap.add_argument("--prompt", type=int, default=32)
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--n", type=int, default=8192)
+    ap.add_argument("--mib", type=int, default=1024)
     a = ap.parse_args()
     if a.mode in ("train", "lora"):
         r = train(a.shape, a.mode, a.batch or 16, a.seq, a.steps, a.warmup)
     elif a.mode == "decode":
         r = decode(a.shape, a.prompt, a.new_tokens, a.batch or 1)
+    elif a.mode == "copy":
+        r = copy(a.mib, 5)
     else:
         r = gemm(a.n, 10)
     r.update(torch=torch.__version__, gpu=torch.cuda.get_device_name(), cuda=torch.version.cuda)

@@ -8,6 +8,7 @@
 
 #include "api.h"
 #include "device.h"
+#include "staging.h"
 
 namespace kestrel::cuda {
 
@@ -92,11 +93,16 @@ class GpuDevice final : public Device {
   }
   void mem_info(size_t* free_bytes, size_t* total_bytes) override { check(a_.cuMemGetInfo(free_bytes, total_bytes), "cuMemGetInfo"); }
 
+  // Large copies go through the pinned staging buffers (staging.h), on the compute stream like
+  // every other copy: a block the caching allocator hands out may still be read or written by
+  // queued kernels, and stream order is what keeps the copy after them.
   void upload(uint64_t dst, const void* src, size_t n) override {
+    if (staged(n, chunk_) && staging_ready()) return staged_upload(staging_ops_, chunk_, dst, static_cast<const char*>(src), n);
     // From pageable memory the driver stages the bytes before returning, so src may go away at once.
     if (n) check(a_.cuMemcpyHtoDAsync(dst, src, n, stream_), "cuMemcpyHtoDAsync");
   }
   void download(void* dst, uint64_t src, size_t n) override {
+    if (staged(n, chunk_) && staging_ready()) return staged_download(staging_ops_, chunk_, static_cast<char*>(dst), src, n);
     if (n) check(a_.cuMemcpyDtoHAsync(dst, src, n, stream_), "cuMemcpyDtoHAsync");
     synchronize();
   }
@@ -181,7 +187,47 @@ class GpuDevice final : public Device {
   }
   const GemmPlan& plan(const GemmArgs& g);
 
+  // The two pinned buffers and the events that mark their last DMA, made at the first large copy;
+  // KESTREL_CUDA_PINNED=0, or a refused cuMemHostAlloc (a locked-memory limit), leaves copies direct.
+  bool staging_ready() {
+    if (staging_ == 0) {
+      staging_ = -1;
+      const char* env = std::getenv("KESTREL_CUDA_PINNED");
+      if (env && std::strcmp(env, "0") == 0) return false;
+      for (int b = 0; b < 2; b++) {
+        void* p = nullptr;
+        if (a_.cuMemHostAlloc(&p, chunk_, 0) != CUDA_SUCCESS) {
+          if (b == 1) a_.cuMemFreeHost(pinned_[0]);
+          return false;
+        }
+        pinned_[b] = static_cast<char*>(p);
+      }
+      for (int b = 0; b < 2; b++) check(a_.cuEventCreate(&staged_[b], CU_EVENT_DISABLE_TIMING), "cuEventCreate (staging)");
+      staging_ = 1;
+    }
+    return staging_ == 1;
+  }
+  struct StagingOps {
+    GpuDevice& d;
+    char* buffer(int b) { return d.pinned_[b]; }
+    // a never-recorded event is complete; a failed kernel's sticky error surfaces here as at synchronize()
+    void wait(int b) { check(d.a_.cuEventSynchronize(d.staged_[b]), "cuEventSynchronize (a staged copy, or an earlier kernel, failed)"); }
+    void to_device(uint64_t dst, int b, size_t n) {
+      check(d.a_.cuMemcpyHtoDAsync(dst, d.pinned_[b], n, d.stream_), "cuMemcpyHtoDAsync (staged)");
+      check(d.a_.cuEventRecord(d.staged_[b], d.stream_), "cuEventRecord (staging)");
+    }
+    void to_host(int b, uint64_t src, size_t n) {
+      check(d.a_.cuMemcpyDtoHAsync(d.pinned_[b], src, n, d.stream_), "cuMemcpyDtoHAsync (staged)");
+      check(d.a_.cuEventRecord(d.staged_[b], d.stream_), "cuEventRecord (staging)");
+    }
+  };
+
   const CudaApi& a_;
+  const size_t chunk_ = staging_chunk();
+  int staging_ = 0;  // 0: not tried yet, 1: ready, -1: copies stay direct
+  char* pinned_[2] = {nullptr, nullptr};
+  CUevent staged_[2] = {nullptr, nullptr};
+  StagingOps staging_ops_{*this};
   DeviceInfo info_;
   CUdevice dev_ = 0;
   CUcontext ctx_ = nullptr;

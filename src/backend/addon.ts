@@ -31,6 +31,8 @@ export interface CudaMemStats {
   peakReserved: number;
   blocks: number;
   driverAllocs: number;
+  /** host<->device copies that went through the pinned staging buffers (native/cuda/staging.h) */
+  stagedCopies: number;
   free: number;
   total: number;
 }
