@@ -59,7 +59,7 @@ function relocate(tsc: typeof import('typescript'), file: string): import('types
   const meta: Record<string, string> = { url: pathToFileURL(file).href, dirname: dirname(file), filename: file };
   return (ctx) => (root) => {
     const visit = (node: import('typescript').Node): import('typescript').Node => {
-      if (tsc.isPropertyAccessExpression(node) && tsc.isMetaProperty(node.expression) && node.expression.keywordToken === tsc.SyntaxKind.ImportKeyword && node.name.text in meta)
+      if (tsc.isPropertyAccessExpression(node) && tsc.isMetaProperty(node.expression) && node.expression.keywordToken === tsc.SyntaxKind.ImportKeyword && Object.hasOwn(meta, node.name.text))
         return f.createStringLiteral(meta[node.name.text]);
       if (tsc.isImportDeclaration(node) && spec(node.moduleSpecifier))
         return f.updateImportDeclaration(node, node.modifiers, node.importClause, spec(node.moduleSpecifier)!, node.attributes);

@@ -181,15 +181,17 @@ async function runServe(w: Workload): Promise<Result> {
   return { value: n / ((performance.now() - t0) / 1e3), unit: 'tok/s' };
 }
 
-/** A 1 GiB float32 CPU tensor to the GPU and back (through the pinned staging buffers): GB/s of each way. */
+/**
+ * 1 GiB of float32 from a JS array to the GPU (k.tensor: one upload, through the pinned staging
+ * buffers) and back (toTypedArray: one download into a new array): GB/s of each way.
+ */
 function runCopy(): Result {
   const mib = SMOKE ? 16 : 1024;
-  const host = k.rand([mib << 18], { backend: 'cpu' });
-  const values = host.toTypedArray() as Float32Array;
+  const values = k.rand([mib << 18], { backend: 'cpu' }).toTypedArray() as Float32Array;
   const up: number[] = [], down: number[] = [];
   for (let r = 0; r < 6; r++) {
     let t0 = performance.now();
-    const dev = host.to('cuda');
+    const dev = k.tensor(values, { backend: 'cuda' });
     k.cuda.synchronize();
     up.push(performance.now() - t0);
     t0 = performance.now();

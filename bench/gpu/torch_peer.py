@@ -106,7 +106,7 @@ def copy(mib, runs):
         if kind == "pinned":
             host = host.pin_memory()
         dev = host.to("cuda")
-        back = torch.empty_like(host)
+        back = torch.empty(n, pin_memory=(kind == "pinned"))
         torch.cuda.synchronize()
         up, down = [], []
         for _ in range(runs):

@@ -177,6 +177,7 @@ class EmuDevice final : public Device {
   std::vector<std::string> modules_;
   struct StagingOps {
     EmuDevice& d;
+    int next = 0;
     char* buffer(int b) {
       if (d.buffers_[b].size() < d.chunk_) d.buffers_[b].resize(d.chunk_);
       return d.buffers_[b].data();

@@ -194,21 +194,28 @@ class GpuDevice final : public Device {
       staging_ = -1;
       const char* env = std::getenv("KESTREL_CUDA_PINNED");
       if (env && std::strcmp(env, "0") == 0) return false;
-      for (int b = 0; b < 2; b++) {
+      bool ok = true;
+      for (int b = 0; b < 2 && ok; b++) {
         void* p = nullptr;
-        if (a_.cuMemHostAlloc(&p, chunk_, 0) != CUDA_SUCCESS) {
-          if (b == 1) a_.cuMemFreeHost(pinned_[0]);
-          return false;
-        }
+        ok = a_.cuMemHostAlloc(&p, chunk_, 0) == CUDA_SUCCESS && p;
         pinned_[b] = static_cast<char*>(p);
+        ok = ok && a_.cuEventCreate(&staged_[b], CU_EVENT_DISABLE_TIMING) == CUDA_SUCCESS;
       }
-      for (int b = 0; b < 2; b++) check(a_.cuEventCreate(&staged_[b], CU_EVENT_DISABLE_TIMING), "cuEventCreate (staging)");
+      if (!ok) {  // whatever was made is given back; copies stay direct
+        for (int b = 0; b < 2; b++) {
+          if (pinned_[b]) a_.cuMemFreeHost(pinned_[b]);
+          if (staged_[b]) a_.cuEventDestroy(staged_[b]);
+          pinned_[b] = nullptr, staged_[b] = nullptr;
+        }
+        return false;
+      }
       staging_ = 1;
     }
     return staging_ == 1;
   }
   struct StagingOps {
     GpuDevice& d;
+    int next = 0;
     char* buffer(int b) { return d.pinned_[b]; }
     // a never-recorded event is complete; a failed kernel's sticky error surfaces here as at synchronize()
     void wait(int b) { check(d.a_.cuEventSynchronize(d.staged_[b]), "cuEventSynchronize (a staged copy, or an earlier kernel, failed)"); }

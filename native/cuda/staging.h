@@ -7,7 +7,9 @@
 //
 // Ops: char* buffer(int b); void wait(int b): the DMA last queued on buffer b is done;
 // void to_device(uint64_t dst, int b, size_t n) / void to_host(int b, uint64_t src, size_t n):
-// queue a DMA out of / into buffer b (in order with the device's other work) and mark b.
+// queue a DMA out of / into buffer b (in order with the device's other work) and mark b;
+// int next: the buffer the next copy starts on (copies alternate, so that of two one-chunk uploads
+// in a row the second fills the other buffer while the first one's DMA runs).
 #pragma once
 #include <algorithm>
 #include <atomic>
@@ -34,17 +36,18 @@ inline std::atomic<uint64_t> staged_copies{0};
 // Whether a copy of n bytes goes through the staging buffers of `chunk` bytes.
 inline bool staged(size_t n, size_t chunk) { return n >= std::min(chunk, kStagingMinimum); }
 
-// src[0, n) to device dst: each chunk waits until its buffer's previous DMA (two chunks back, or an
-// earlier copy's) has read it, is copied in, and its DMA is queued. Returns once src is consumed.
+// src[0, n) to device dst: each chunk waits until its buffer's previous DMA (the chunk before last,
+// or an earlier copy's) has read it, is copied in, and its DMA is queued. Returns once src is consumed.
 template <class Ops>
 void staged_upload(Ops& ops, size_t chunk, uint64_t dst, const char* src, size_t n) {
   staged_copies++;
-  for (size_t off = 0, i = 0; off < n; off += chunk, i++) {
-    const int b = int(i & 1);
+  for (size_t off = 0; off < n; off += chunk) {
+    const int b = ops.next;
     const size_t len = std::min(chunk, n - off);
     ops.wait(b);
     std::memcpy(ops.buffer(b), src + off, len);
     ops.to_device(dst + off, b, len);
+    ops.next = 1 - b;
   }
 }
 
@@ -54,20 +57,21 @@ template <class Ops>
 void staged_download(Ops& ops, size_t chunk, char* dst, uint64_t src, size_t n) {
   staged_copies++;
   size_t prev_off = 0, prev_len = 0;
-  for (size_t off = 0, i = 0; off < n; off += chunk, i++) {
-    const int b = int(i & 1);
+  int prev = -1;
+  for (size_t off = 0; off < n; off += chunk) {
+    const int b = ops.next;
     const size_t len = std::min(chunk, n - off);
     ops.to_host(b, src + off, len);
-    if (i > 0) {
-      ops.wait(1 - b);
-      std::memcpy(dst + prev_off, ops.buffer(1 - b), prev_len);
+    if (prev >= 0) {
+      ops.wait(prev);
+      std::memcpy(dst + prev_off, ops.buffer(prev), prev_len);
     }
-    prev_off = off, prev_len = len;
+    prev = b, prev_off = off, prev_len = len;
+    ops.next = 1 - b;
   }
-  if (n > 0) {
-    const int last = int(((n + chunk - 1) / chunk - 1) & 1);
-    ops.wait(last);
-    std::memcpy(dst + prev_off, ops.buffer(last), prev_len);
+  if (prev >= 0) {
+    ops.wait(prev);
+    std::memcpy(dst + prev_off, ops.buffer(prev), prev_len);
   }
 }
 

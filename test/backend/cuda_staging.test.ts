@@ -26,8 +26,19 @@ function roundTrip(host: Uint8Array): { back: Uint8Array; staged: number } {
   return { back, staged: stagedCopies() - before };
 }
 
+/** Two uploads of different bytes in a row, then both read back: on a GPU the second fills the other buffer while the first one's DMA may still run. */
+function twoUploads(n: number): void {
+  const [a, b] = [bytes(n, 11), bytes(n, 12)];
+  const da = k.tensor(a, { dtype: 'uint8', backend: 'cuda' });
+  const db = k.tensor(b, { dtype: 'uint8', backend: 'cuda' });
+  assert.deepEqual(da.toTypedArray(), a, `the first of two ${n}-byte uploads`);
+  assert.deepEqual(db.toTypedArray(), b, `the second of two ${n}-byte uploads`);
+  da.dispose();
+  db.dispose();
+}
+
 if (CHILD)
-  test('4 KiB chunks: every size around the chunk round-trips through the staging buffers', { skip }, () => {
+  test('4 KiB chunks: sizes around the chunk round-trip, staged from one chunk up', { skip }, () => {
     for (const n of [1, 4095, CHUNK, CHUNK + 1, 2 * CHUNK, 3 * CHUNK + 7, 5 * CHUNK, 33 * 257]) {
       const host = bytes(n, n);
       const { back, staged } = roundTrip(host);
@@ -35,6 +46,7 @@ if (CHILD)
       // a copy of at least one chunk is staged (the upload and the download), a smaller one goes direct
       assert.equal(staged, n >= CHUNK ? 2 : 0, `${n} bytes: staged copies`);
     }
+    for (const n of [CHUNK, 3 * CHUNK + 5]) twoUploads(n);
     // a download from an offset into a block: a float32 view in the middle of a device tensor
     const values = Float32Array.from(seeded(5000, 3, -2, 2));
     const d = k.tensor(values, { backend: 'cpu' }).to('cuda');
@@ -48,6 +60,12 @@ else
   test('staged copies on the default chunk (4 MiB, from 256 KiB up), and with 4 KiB chunks in a child process', { skip }, () => {
     const small = roundTrip(bytes(100_000, 1));
     assert.equal(small.staged, 0, 'under 256 KiB: direct');
+    // one short chunk (256 KiB <= n < 4 MiB: most weight uploads)
+    const one = bytes(300_007, 3);
+    const short = roundTrip(one);
+    assert.equal(short.staged, 2, '300 KB: staged');
+    assert.ok(short.back.every((b, i) => b === one[i]), 'the 300 KB round trip differs');
+    twoUploads(1 << 20);
     const host = bytes((1 << 20) * 9 + 13, 2); // two full 4 MiB chunks and a ragged third
     const big = roundTrip(host);
     assert.equal(big.staged, 2);
