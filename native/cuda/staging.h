@@ -56,23 +56,21 @@ void staged_upload(Ops& ops, size_t chunk, uint64_t dst, const char* src, size_t
 template <class Ops>
 void staged_download(Ops& ops, size_t chunk, char* dst, uint64_t src, size_t n) {
   staged_copies++;
+  int prev = -1;  // the buffer of the chunk not yet copied out, at prev_off
   size_t prev_off = 0, prev_len = 0;
-  int prev = -1;
+  auto copy_out = [&] {
+    ops.wait(prev);
+    std::memcpy(dst + prev_off, ops.buffer(prev), prev_len);
+  };
   for (size_t off = 0; off < n; off += chunk) {
     const int b = ops.next;
     const size_t len = std::min(chunk, n - off);
     ops.to_host(b, src + off, len);
-    if (prev >= 0) {
-      ops.wait(prev);
-      std::memcpy(dst + prev_off, ops.buffer(prev), prev_len);
-    }
+    if (prev >= 0) copy_out();
     prev = b, prev_off = off, prev_len = len;
     ops.next = 1 - b;
   }
-  if (prev >= 0) {
-    ops.wait(prev);
-    std::memcpy(dst + prev_off, ops.buffer(prev), prev_len);
-  }
+  if (prev >= 0) copy_out();
 }
 
 }  // namespace kestrel::cuda

@@ -14,16 +14,16 @@ const TSX = ['--import', 'tsx'];
  * Node's own flags of this process that a child kestrel needs too (a loader for `--rewards r.ts`,
  * memory limits), less those that belong to this process alone: -e/-p and their code, --test*,
  * --input-type, and --inspect* (a debugger attaches here, and each child would take its port);
- * less tsx where dist/ stands in for the sources it loads.
+ * and, from the sources, tsx (a sources child names its own; where dist/ stands in, none is needed).
  */
-function nodeFlags(dropTsx: boolean): string[] {
+function nodeFlags(): string[] {
   const out: string[] = [];
   const argv = process.execArgv;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '-e' || a === '--eval' || a === '-p' || a === '--print' || a === '--input-type') i++;
-    else if (dropTsx && a === TSX[0] && argv[i + 1] === TSX[1]) i++;
-    else if (!(a.startsWith('--test') || a.startsWith('--input-type=') || a.startsWith('--inspect') || (dropTsx && a === '--import=tsx'))) out.push(a);
+    else if (FROM_SOURCES && a === TSX[0] && argv[i + 1] === TSX[1]) i++;
+    else if (!(a.startsWith('--test') || a.startsWith('--input-type=') || a.startsWith('--inspect') || (FROM_SOURCES && a === '--import=tsx'))) out.push(a);
   }
   return out;
 }
@@ -38,11 +38,9 @@ function childFromDist(): boolean {
 
 /** The program and arguments that run `kestrel <args>` as a child process. */
 export function kestrelCommand(args: string[]): { command: string; args: string[] } {
-  if (!FROM_SOURCES) return { command: process.execPath, args: [...nodeFlags(false), fileURLToPath(new URL('./run_main.js', import.meta.url)), ...args] };
+  if (!FROM_SOURCES) return { command: process.execPath, args: [...nodeFlags(), fileURLToPath(new URL('./run_main.js', import.meta.url)), ...args] };
+  // from the sources the child names tsx itself (this process may have registered it without a flag)
   const dist = childFromDist();
-  const flags = nodeFlags(dist);
-  // tsx may have been registered without a flag (module.register): the child names it itself
-  if (!dist && !flags.some((f, i) => f === '--import=tsx' || (f === TSX[0] && flags[i + 1] === TSX[1]))) flags.push(...TSX);
   const main = new URL(dist ? '../../dist/cli/run_main.js' : './run_main.ts', import.meta.url);
-  return { command: process.execPath, args: [...flags, fileURLToPath(main), ...args] };
+  return { command: process.execPath, args: [...nodeFlags(), ...(dist ? [] : TSX), fileURLToPath(main), ...args] };
 }
