@@ -242,11 +242,18 @@ class ThreadPool {
   void run(int nchunks, const std::function<void(int)>& chunk) {
     {
       std::lock_guard<std::mutex> lock(m_);
+      // A worker still inside work() from the last job claims chunks without this lock, so a
+      // claim carries its job's number (next_ and limit_ pack job << 32 | index): a claim made
+      // before this job opened is refused however many chunks this one has, and pending_ and the
+      // job are set before next_ opens its chunks. With a bare index (and pending_ stored after
+      // it), a late worker could run a chunk pending_ never counted, and the caller waited forever
+      // (test/backend/thread_pool.test.ts hung in 3 of 8 runs on a 2-vCPU VM).
       job_ = &chunk;
-      nchunks_ = nchunks;
-      next_.store(0);
-      pending_.store(nchunks);
       error_ = nullptr;
+      pending_.store(nchunks);
+      const uint64_t id = uint64_t(++jobs_) << 32;
+      limit_.store(id | uint32_t(nchunks));
+      next_.store(id);
       generation_++;
     }
     cv_.notify_all();
@@ -265,8 +272,9 @@ class ThreadPool {
  private:
   void work() {
     for (;;) {
-      int c = next_.fetch_add(1);
-      if (c >= nchunks_) return;
+      const uint64_t claim = next_.fetch_add(1), limit = limit_.load();
+      if (claim >> 32 != limit >> 32 || uint32_t(claim) >= uint32_t(limit)) return;
+      const int c = int(uint32_t(claim));
       try {
         (*job_)(c);
       } catch (...) {
@@ -309,8 +317,9 @@ class ThreadPool {
   std::mutex m_, err_m_;
   std::condition_variable cv_;
   const std::function<void(int)>* job_ = nullptr;
-  int nchunks_ = 0;
-  std::atomic<int> next_{0}, pending_{0};
+  uint32_t jobs_ = 0;                        // jobs run (the caller's count, under m_)
+  std::atomic<uint64_t> next_{0}, limit_{0};  // job << 32 | the next chunk to claim; job << 32 | its chunk count
+  std::atomic<int> pending_{0};
   std::atomic<uint64_t> generation_{0};
   std::exception_ptr error_;
   bool quit_ = false;
@@ -356,6 +365,21 @@ void parallel_for(int64_t n, int64_t grain, const std::function<void(int64_t, in
     if (begin < end) f(begin, end);
   };
   pool().run(int(chunks), chunk);
+}
+
+// The thread pool's own check (test/backend/thread_pool.test.ts): out[i] += 1 for every i of a
+// contiguous float32 out, split by parallel_for with `grain`, so that a chunk run twice or never
+// shows in out. Many back-to-back calls (a CPU graph program) race the workers' hand-offs the way a
+// decode step's hundreds of small kernels do; a lost hand-off hangs, which the test bounds in time.
+KESTREL_KERNEL(parallel_count) {
+  View out = args.view();
+  const int64_t grain = args.i64();
+  args.done();
+  if (out.dtype != F32 || !out.contiguous()) fail("parallel_count", "out must be a contiguous float32 tensor");
+  float* o = out.ptr<float>();
+  parallel_for(out.numel(), grain, [o](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; i++) o[i] += 1.0f;
+  });
 }
 
 // ---------------------------------------------------------------- cpu features
