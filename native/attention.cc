@@ -22,6 +22,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -37,6 +38,24 @@ constexpr int64_t kRowsPerBlock = 64;  // query rows (heads x positions) per for
 constexpr int64_t kKeyTile = 64;       // keys per score tile
 constexpr int64_t kQueryTile = 64;     // query positions per tile in the dk/dv pass
 constexpr int64_t kSplitKeys = 128;    // a decode step splits its keys into parts of at least this many
+constexpr int64_t kMinPartKeys = 16;   // for balance, into parts of at least this many
+
+// The parts a decode step's keys split into (flash-decoding), so that its groups x parts tasks fill
+// every thread evenly where a few groups would not: 3 kv heads on 2 threads take 6 half-heads, not
+// 3 heads of which one thread runs two (smol135m q4 decode on Zen 3: attention 0.56 -> 0.52 ms a
+// token); long contexts with few kv heads take at least 2 tasks per thread, each part kSplitKeys
+// keys at least. Parts of fewer than kMinPartKeys keys would cost more in the merge than the balance gains.
+int64_t decode_parts(int64_t groups, int64_t threads, int64_t n) {
+  if (threads <= 1 || groups <= 0) return 1;
+  // the fewest parts that make groups x parts a multiple of threads, where the remainder matters
+  const int64_t even = groups < 4 * threads ? threads / std::gcd(groups, threads) : 1;
+  int64_t parts = even;
+  if (groups < 2 * threads && n >= 2 * kSplitKeys) {
+    const int64_t longer = std::min(n / kSplitKeys, (2 * threads + groups - 1) / groups);
+    parts = std::max(parts, (longer + even - 1) / even * even);
+  }
+  return std::max<int64_t>(1, std::min(parts, n / kMinPartKeys));
+}
 
 // Sizes, pointers and options of one attention call, validated.
 struct Problem {
