@@ -97,8 +97,10 @@ struct Group {
   std::string broken;
 };
 
-std::mutex registry_mu;
-std::vector<std::unique_ptr<Group>> groups;
+// Never destroyed (as dist_shm.cc's registry): a call still running on a libuv thread at exit
+// must not read groups that exit's static destructors freed.
+std::mutex& registry_mu = *new std::mutex;
+std::vector<std::unique_ptr<Group>>& groups = *new std::vector<std::unique_ptr<Group>>;
 std::atomic<bool> any_broken{false};
 
 Group& group(int id) {

@@ -121,7 +121,8 @@ struct Segment {
   std::vector<SharedRegion*> shares;               // dist_share's regions, in the order made (same on every member)
   std::atomic<uint64_t> shared_calls{0};           // collectives that took the in-place path
   std::atomic<uint64_t> cma_calls{0};              // ... the direct path, reading some private buffer with CMA
-  enum class Cma { Unknown, Yes, No } cma = Cma::Unknown;  // whether every member may read its peers' memory (probe_cma)
+  enum class Cma { Unknown, Yes, No };
+  std::atomic<Cma> cma{Cma::Unknown};  // whether every member may read its peers' memory (probe_cma, on a worker; dist_cma_state reads it on the JS thread)
   std::atomic<int> waiters{0};                     // JS waits for a call of this group now (dist_waiting)
 
   Meta* meta() const { return reinterpret_cast<Meta*>(base); }
@@ -159,10 +160,12 @@ size_t header_bytes(int world) {
   return round_up(round_up(kLine * (1 + world) + 4 * world, kLine) + 8 * size_t(world) * world, kPage);
 }
 
-std::mutex registry_mu;
+// Never destroyed: a collective still waiting on a libuv thread when the process exits (a rank's
+// process.exit) must not read segments that exit's static destructors freed.
+std::mutex& registry_mu = *new std::mutex;
 std::vector<std::unique_ptr<Segment>>& registry() {
-  static std::vector<std::unique_ptr<Segment>> r;
-  return r;
+  static auto* r = new std::vector<std::unique_ptr<Segment>>;
+  return *r;
 }
 
 Segment& segment(int id) {
