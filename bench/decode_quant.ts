@@ -1,7 +1,8 @@
 // Decode-time quantized matmul and batch-1 decode (issue 10, part 3): the decode GEMV
 // (native/quant_gemv.cc) on bf16 / int8 / q4 weights against the memory-bandwidth bound measured
-// in the same run (a streaming read of a float32 buffer of the same bytes, sampled after every
-// timed run so that both see the same machine load), and greedy batch-1
+// in the same run (a streaming read of a float32 buffer of the same bytes, or of 4x the last-level
+// caches where that is more, STREAM's rule, so that it reads memory and not cache; sampled after
+// every timed run so that both see the same machine load), and greedy batch-1
 // decode tok/s of random models with the smol135m and qwen05b shapes at float32 (Kestrel's plain
 // decode) and at each quantized format (every Linear and the head quantized), each against its
 // own bound: bandwidth / bytes of weight read per token.
@@ -21,7 +22,7 @@
 import { loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import * as k from '../src/index.js';
-import { BandwidthProbe, buildDecoder, bytesPerToken, linearBytes } from './lib/decoder_bench.js';
+import { BandwidthProbe, buildDecoder, bytesPerToken, lastLevelCacheBytes, linearBytes, memoryProbeBytes, readBandwidth } from './lib/decoder_bench.js';
 import { loadNative } from '../src/backend/addon.js';
 import { median, writeResult } from './lib/report.js';
 
@@ -59,7 +60,7 @@ function kernelRun(name: string, format: (typeof FORMATS)[number], reps: number)
   // switch is read per call), so both see the same machine load
   const paths = format !== 'bf16' && GEMV_PATH !== 'float' ? [GEMV_PATH, 'float'] : [GEMV_PATH];
   const times: Record<string, number[]> = Object.fromEntries(paths.map((p) => [p, []]));
-  const probe = new BandwidthProbe(bytes);
+  const probe = new BandwidthProbe(memoryProbeBytes(bytes));
   const streams: number[] = [];
   const chosen = process.env.KESTREL_QUANT_GEMV;
   for (let r = 0; r < reps + 1; r++) {
@@ -203,7 +204,7 @@ async function modelRun(name: string, decode: number, reps: number, fusionAb: bo
     const model = build(name);
     if (format !== 'float32') k.quantizeForInference(model, format);
     const bytes = bytesPerToken(model);
-    const probe = new BandwidthProbe(Math.min(bytes, 512e6));
+    const probe = new BandwidthProbe(memoryProbeBytes(Math.min(bytes, 512e6)));
     const ab = fusionAb ? await fusionRates(model, decode, reps, probe) : null;
     const kv = kvAb ? await kvRates(model, decode, reps, kvAb) : null;
     if (kv) console.log(`${name} ${format.padEnd(7)} after ${kvAb} tokens: bf16 KV cache ${kv.bfloat16.toFixed(1)} tok/s vs float32 ${kv.float32.toFixed(1)} = ${(kv.bfloat16 / kv.float32).toFixed(2)}x`);
@@ -211,13 +212,17 @@ async function modelRun(name: string, decode: number, reps: number, fusionAb: bo
     if (ab) console.log(`${name} ${format.padEnd(7)} fused decode ops ${ab.fused.toFixed(1)} tok/s vs separate ops ${ab.separate.toFixed(1)} tok/s = ${(ab.fused / ab.separate).toFixed(2)}x`);
     probe.dispose();
     model.dispose();
+    // a probe of the weight's own bytes too, for the record: where they are near the last-level
+    // cache's size, part of it is read from cache and this "bound" is above memory's
+    const sameBytesGBs = readBandwidth(Math.min(bytes, 512e6));
     const bound = (bw * 1e9) / bytes;
     rows.push({
       config: name, format, weightMBPerToken: bytes / 1e6, decodeTokPerSec: rate, ...(ab ? { separateOpsTokPerSec: ab.separate, fusionSpeedup: ab.fused / ab.separate } : {}),
       ...(kv ? { kvPromptTokens: kvAb, kvFloat32TokPerSec: kv.float32, kvBf16TokPerSec: kv.bfloat16, kvBf16Speedup: kv.bfloat16 / kv.float32 } : {}),
       streamGBs: bw, boundTokPerSec: bound, fractionOfBound: rate / bound,
+      sameBytesStreamGBs: sameBytesGBs, fractionOfSameBytesBound: (rate * bytes) / (sameBytesGBs * 1e9),
     });
-    console.log(`${name} ${format.padEnd(7)} decode ${rate.toFixed(1).padStart(6)} tok/s, ${(bytes / 1e6).toFixed(0)} MB/token, ${((100 * rate) / bound).toFixed(0)}% of the ${bound.toFixed(1)} tok/s bound (${bw.toFixed(1)} GB/s)`);
+    console.log(`${name} ${format.padEnd(7)} decode ${rate.toFixed(1).padStart(6)} tok/s, ${(bytes / 1e6).toFixed(0)} MB/token, ${((100 * rate) / bound).toFixed(0)}% of the ${bound.toFixed(1)} tok/s bound (${bw.toFixed(1)} GB/s; a probe of the same ${(bytes / 1e6).toFixed(0)} MB: ${sameBytesGBs.toFixed(1)} GB/s, ${((100 * rate * bytes) / (sameBytesGBs * 1e9)).toFixed(0)}%)`);
   }
   const f32 = rows[0].decodeTokPerSec as number;
   for (const r of rows) r.vsFloat32 = (r.decodeTokPerSec as number) / f32;
@@ -250,7 +255,7 @@ async function main(): Promise<void> {
   if (LLAMA_CPP_PEER) for (const name of names) for (const t of ['f16', 'q8_0', 'q4_0'] as const) peers[`${name}/${t}`] = await LLAMA_CPP_PEER(name, t);
   const path = writeResult('decode_quant', {
     threads: info?.threads, simd: info ? { avx512f: info.avx512f, avx2: info.avx2, avx512vnni: info.avx512vnni, avxVnni: info.avxVnni } : null,
-    quantGemv: GEMV_PATH, loadAverage1m: loadavg()[0], decodeTokens: Number(values.decode), promptTokens: PROMPT,
+    quantGemv: GEMV_PATH, loadAverage1m: loadavg()[0], decodeTokens: Number(values.decode), promptTokens: PROMPT, lastLevelCacheBytes: lastLevelCacheBytes(),
     kernels, models, profiles, peers: LLAMA_CPP_PEER ? peers : 'llama.cpp peer not set up (LLAMA_CPP_PEER in bench/decode_quant.ts)',
   });
   console.log(`wrote ${path}`);

@@ -18,7 +18,7 @@ import { GgufFile } from '../src/gguf/reader.js';
 import { decoderConfig } from '../src/models/registry.js';
 import { writeTinyTokenizer } from '../test/gguf/fixture_folder.js';
 import { BENCH_DIR, median, writeResult } from './lib/report.js';
-import { bytesPerToken, readBandwidth } from './lib/decoder_bench.js';
+import { bytesPerToken, memoryProbeBytes, readBandwidth } from './lib/decoder_bench.js';
 import { loadNative } from '../src/backend/addon.js';
 
 const SHAPES: Record<string, { dim: number; layers: number; heads: number; kv: number; ffn: number; vocab: number }> = {
@@ -155,7 +155,7 @@ async function main(): Promise<void> {
       }
       model.dispose();
       // the batch-1 decode bound of this run: streaming read GB/s / weight bytes per token
-      const streamGBs = readBandwidth(256e6);
+      const streamGBs = readBandwidth(memoryProbeBytes(256e6));
       for (const [variant, v] of Object.entries(KESTREL_VARIANTS)) {
         const model = build(name);
         if (v.quant) k.quantizeForInference(model, v.quant);

@@ -1,5 +1,6 @@
 // What the decoder benchmarks share: a random Llama-shaped model of a DESIGN.md shape, and the
 // machine's streaming read bandwidth now (the bound of batch-1 decode, which reads every weight once).
+import { readFileSync, readdirSync } from 'node:fs';
 import * as k from '../../src/index.js';
 import { decoderConfig } from '../../src/models/registry.js';
 import { median } from './report.js';
@@ -57,6 +58,38 @@ export class BandwidthProbe {
     this.x.dispose();
   }
 }
+
+/**
+ * Bytes of the last-level caches, all of them (one per CCD on AMD, per socket on Intel), from
+ * sysfs; 0 where it cannot be read.
+ */
+export function lastLevelCacheBytes(): number {
+  const root = '/sys/devices/system/cpu';
+  const caches = new Map<string, { level: number; bytes: number }>(); // by the CPUs that share one
+  try {
+    for (const cpu of readdirSync(root).filter((d) => /^cpu\d+$/.test(d)))
+      for (const index of readdirSync(`${root}/${cpu}/cache`).filter((d) => d.startsWith('index'))) {
+        const at = (f: string): string => readFileSync(`${root}/${cpu}/cache/${index}/${f}`, 'utf8').trim();
+        if (at('type') === 'Instruction') continue;
+        const size = /^(\d+)([KMG]?)$/.exec(at('size'));
+        if (!size) continue;
+        const bytes = Number(size[1]) * { '': 1, K: 1024, M: 1024 ** 2, G: 1024 ** 3 }[size[2] as '' | 'K' | 'M' | 'G'];
+        caches.set(`${at('level')}:${at('shared_cpu_list')}`, { level: Number(at('level')), bytes });
+      }
+  } catch {
+    return 0;
+  }
+  const last = Math.max(0, ...[...caches.values()].map((c) => c.level));
+  return [...caches.values()].filter((c) => c.level === last).reduce((n, c) => n + c.bytes, 0);
+}
+
+/**
+ * The buffer a memory-bandwidth probe reads for a `bytes`-byte weight: STREAM's rule, at least 4x
+ * the last-level caches, so that the probe reads memory and not cache (a probe of a model's own 84
+ * MB read 24 GB/s on a Zen 3 with 32 MB of L3, where memory gave 19-20, and 38 GB/s on a Xeon
+ * whose 260 MB L3 held it all); never more than 1 GiB.
+ */
+export const memoryProbeBytes = (bytes: number): number => Math.min(Math.max(bytes, 4 * lastLevelCacheBytes()), 2 ** 30);
 
 /** GB/s of a streaming read of `bytes` bytes, median of 5 samples. */
 export function readBandwidth(bytes: number): number {
