@@ -2,6 +2,7 @@
 // returns the world ProcessGroup on a transport: shared memory (the ranks meet through the TCP
 // rendezvous) for `kestrel launch` and torchrun-style jobs, MPI for jobs started by mpirun or srun
 // or with KESTREL_DIST_BACKEND=mpi. KESTREL_DIST_TIMEOUT_MS and KESTREL_DIST_SLOT_BYTES tune both.
+import { randomBytes } from 'node:crypto';
 import { loadNative, nativeLoadError } from '../backend/addon.js';
 import { type RankEnv, rankFromEnv } from './env.js';
 import { ProcessGroup } from './process_group.js';
@@ -48,10 +49,15 @@ function positive(env: Record<string, string | undefined>, name: string): number
   return v;
 }
 
-/** The segment name rank 0 hands out: the launcher's prefix (which it cleans up after a crash) or one of rank 0's own. */
+/**
+ * The segment name rank 0 hands out: the launcher's prefix (which it cleans up after a crash) or one
+ * of rank 0's own, then a random part. Every member opens the segment with O_CREAT and keeps what it
+ * holds, so a segment left by an earlier job that died under the same pid and port would be opened
+ * with that job's counters, and phases would pass without their peers.
+ */
 export function segmentName(rank: RankEnv, env: Record<string, string | undefined>): string {
   const prefix = env.KESTREL_DIST_SHM_PREFIX || `/kestrel-${process.pid}`;
-  return `${prefix}-${rank.masterPort}`;
+  return `${prefix}-${rank.masterPort}-${randomBytes(6).toString('hex')}`;
 }
 
 /**

@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { rankFromEnv } from '../../src/dist/env.js';
+import { segmentName } from '../../src/dist/init.js';
 
 test('torchrun / DeepSpeed variables', () => {
   const e = rankFromEnv({ RANK: '3', WORLD_SIZE: '4', LOCAL_RANK: '1', LOCAL_WORLD_SIZE: '2', MASTER_ADDR: '10.0.0.1', MASTER_PORT: '29600' });
@@ -31,4 +32,15 @@ test('bad values name the variable', () => {
   assert.throws(() => rankFromEnv({ WORLD_SIZE: '2' }), /WORLD_SIZE is set but RANK is not/);
   assert.throws(() => rankFromEnv({ MASTER_PORT: '70000' }), /MASTER_PORT=70000 is not a TCP port/);
   assert.throws(() => rankFromEnv({ PMI_RANK: '0', PMI_SIZE: '0' }), /PMI_SIZE='0' is not an integer >= 1/);
+});
+
+test("a segment name is the launcher's prefix and the port, then a random part: never a segment an earlier job left", () => {
+  // every member opens the segment with O_CREAT and keeps what it holds: a dead job's segment of the
+  // same name (same launcher pid and port) would hand its stale counters to the new job
+  const me = rankFromEnv({ RANK: '0', WORLD_SIZE: '2', MASTER_PORT: '29600' });
+  const env = { KESTREL_DIST_SHM_PREFIX: '/kestrel-123-29600' };
+  const [a, b] = [segmentName(me, env), segmentName(me, env)];
+  assert.match(a, /^\/kestrel-123-29600-29600-[0-9a-f]{12}$/);
+  assert.notEqual(a, b);
+  assert.match(segmentName(me, {}), new RegExp(`^/kestrel-${process.pid}-29600-[0-9a-f]{12}$`));
 });
