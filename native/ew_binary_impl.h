@@ -54,6 +54,8 @@ struct OpGe { template <class T> static uint8_t f(T a, T b) { return a >= b; } }
 template <class T> struct VecOf;
 template <> struct VecOf<float> { using V = vf; };
 template <> struct VecOf<double> { using V = vd; };
+template <> struct VecOf<int32_t> { using V = vi; };
+template <> struct VecOf<int64_t> { using V = vl; };
 template <class V> inline V vop(OpAdd, V a, V b) { return a + b; }
 template <class V> inline V vop(OpSub, V a, V b) { return a - b; }
 template <class V> inline V vop(OpMul, V a, V b) { return a * b; }

@@ -258,6 +258,8 @@ KESTREL_KERNEL(reduce) {
 
 namespace {
 
+constexpr int64_t kScanBlock = 64;  // values per block of the argmax's index scan
+
 // argmax/argmin of T along one dim: index of the first extreme, or of the first NaN.
 template <class T, bool Max>
 void arg_typed(const View& x, int dim, const View& out) {
@@ -293,8 +295,16 @@ void arg_typed(const View& x, int dim, const View& out) {
             T m = p[0];
             row(p, size, &m);
             int64_t k = 0;
-            if (m != m) while (p[k] == p[k]) k++;
-            else while (p[k] != m) k++;
+            if (m != m) {
+              while (p[k] == p[k]) k++;
+            } else {  // blocks tested without a branch per element (they vectorize), then the block's own scan
+              for (; k + kScanBlock <= size; k += kScanBlock) {
+                int hit = 0;  // an int, not a bool: GCC vectorizes this OR only so
+                for (int64_t j = 0; j < kScanBlock; j++) hit |= int(p[k + j] == m);
+                if (hit) break;
+              }
+              while (p[k] != m) k++;
+            }
             op[off[1] + t * so] = k;
           }
           return;

@@ -148,6 +148,16 @@ function argGroup(): void {
         }
   }
   compareBoth('argmax flat', (b) => k.argmax(base([33, 7], 'float32', b, 11)), {});
+  // long contiguous rows take the vectorized extreme, then an index scan in blocks of 64: the
+  // first of two equal maxima (or the first NaN) at a block's edges, with the second after it
+  for (const at of [0, 63, 64, 127, 998])
+    for (const v of [NaN, 100, -100])
+      for (const op of ['argmax', 'argmin'] as const)
+        compareBoth(`${op} of 2 x 1000 rows, ${v} at ${at} and ${at + 1} / 999`, (b) => {
+          const d = seeded(2000, 14, -5, 5);
+          for (const i of [at, at + 1, 1000 + at, 1999]) d[i] = v;
+          return (op === 'argmax' ? k.argmax : k.argmin)(k.tensor(d, { shape: [2, 1000], dtype: 'float32', backend: b }), 1, true);
+        }, {});
   compareBoth('argmax big dim 0', (b) => k.argmax(base([3000, 300], 'float32', b, 12), 0), {});
   compareBoth('argmin big dim 1', (b) => k.argmin(base([300, 3000], 'float32', b, 13), 1), {});
 }
