@@ -126,6 +126,35 @@ if (CHILD) {
               for (const c of [...GROUPS.heads, ...GROUPS.dropout, GROUPS.masks[4]]) compare(device, c);
             }));
 
+      if (device === 'cuda')
+        // attention_decode.cu: one key share per (batch, head) and several, merged after; more
+        // shares asked than chunks of 32 keys get one per chunk
+        test('decode steps split over their keys (KESTREL_CUDA_DECODE_SPLITS 1, 3, 64)', () => {
+          for (const splits of ['1', '3', '64']) withEnv('KESTREL_CUDA_DECODE_SPLITS', splits, () => GROUPS.decode.forEach((c) => compare(device, c)));
+        });
+
+      test('a NaN score gives NaN in a decode step too, in its row only', () => {
+        const [B, H, Tk, hd] = [1, 3, 100, 8];
+        const qa = new Float32Array(B * H * hd).map((_, i) => Math.sin(i));
+        qa.fill(NaN, hd, 2 * hd); // head 1
+        const q = k.tensor(qa, { shape: [B, H, 1, hd], backend: device });
+        const kv = k.tensor(new Float32Array(B * H * Tk * hd).map((_, i) => Math.cos(i)), { shape: [B, H, Tk, hd], backend: device });
+        const opts = { scale: 0.25, causal: true, window: 0, softcap: 0, dropout: 0, seed: 0, counter: 0 };
+        for (const splits of ['1', '3'])
+          withEnv('KESTREL_CUDA_DECODE_SPLITS', splits, () => {
+            const out = k.empty([B, H, 1, hd], 'float32', { backend: device });
+            const lse = k.empty([B, H, 1], 'float32', { backend: device });
+            k.getBackend(device).kernels.attention(q, kv, kv, null, opts, out, lse);
+            const [o, l] = [out.toFloat32Array(), lse.toFloat32Array()];
+            for (let h = 0; h < H; h++) {
+              assert.equal(Number.isNaN(l[h]), h === 1, `lse of head ${h} (${splits} splits)`);
+              for (let c = 0; c < hd; c++) assert.equal(Number.isNaN(o[h * hd + c]), h === 1, `out of head ${h} col ${c} (${splits} splits)`);
+            }
+            k.tidy(() => [out, lse].forEach((t) => t.dispose()));
+          });
+        k.tidy(() => [q, kv].forEach((t) => t.dispose()));
+      });
+
       test('a bool padding mask', () => {
         compare(device, { Tq: 33, hd: 16, mask: 'bool', causal: true });
       });

@@ -107,6 +107,19 @@ for (const dtype of ['bfloat16', 'float16'] as const)
         });
     });
 
+    // attention_decode.cu: one key share per (batch, head) and several, merged after; more shares
+    // asked than chunks of 32 keys get one per chunk; rows in 16-byte pieces and not (hd 7, 36)
+    test('a decode step split over its keys (KESTREL_CUDA_DECODE_SPLITS 1, 3, 64)', () => {
+      const cases: Case[] = [
+        { Tq: 1, Tk: 257, hd: 64, causal: true, H: 8, Hkv: 2 },
+        { Tq: 1, Tk: 300, hd: 128, B: 1, mask: 'pad' },
+        { Tq: 1, Tk: 70, hd: 256, B: 1, softcap: 2, scale: 0.1, causal: true, window: 40 },
+        { Tq: 1, Tk: 33, hd: 7, H: 4, Hkv: 2, mask: 'head' },
+        { Tq: 1, Tk: 40, hd: 36, hdv: 20, B: 1 },
+      ];
+      for (const splits of ['1', '3', '64']) withEnv('KESTREL_CUDA_DECODE_SPLITS', splits, () => cases.forEach((c) => compare('cuda', c, tol, dtype)));
+    });
+
     if (every) test('dq by the deterministic pass (KESTREL_DETERMINISTIC=1), with and without the GQA split', () => {
       withEnv('KESTREL_DETERMINISTIC', '1', () => {
         const cases = [...GROUPS.tiles, GROUPS.sizes[13], GROUPS.sizes[15], GROUPS.heads[2], GROUPS.masks[2], GROUPS.windows[1], GROUPS.softcap[1], GROUPS.dropout[1], GROUPS.headDims[4]];

@@ -26,29 +26,37 @@ async function decode(name: string, opts: k.GenerateOptions, graphs: boolean): P
   });
 }
 
+/** Decodes with and without the graph: the graph path records one step and gives the same ids and scores. */
+async function graphEqualsEager(name: string, opts: k.GenerateOptions): Promise<void> {
+  const eager = await decode(name, opts, false);
+  const captures = GraphDecoder.captures;
+  const graph = await decode(name, opts, true);
+  assert.equal(GraphDecoder.captures, captures + 1, 'the graph path recorded one step');
+  assert.deepEqual(graph.ids, eager.ids, `${name} ${JSON.stringify(opts)}: ids`);
+  graph.scores.forEach((s, i) => assertClose(s, eager.scores[i], { atol: 1e-5, rtol: 1e-5, what: `${name} step ${i} scores` }));
+}
+
 for (const name of ['llama', 'gemma2', 'mistral-sliding-window'])
   test(`${name}: graph decoding equals step-by-step decoding`, { skip: skip || fixture('models', name).skip }, async () => {
     const before = k.memory.stats('cuda').current.total;
-    for (const opts of [{ temperature: 0 }, { temperature: 0.8, seed: 3 }, { temperature: 0, repetitionPenalty: 1.3 }] as k.GenerateOptions[]) {
-      const eager = await decode(name, opts, false);
-      const captures = GraphDecoder.captures;
-      const graph = await decode(name, opts, true);
-      assert.equal(GraphDecoder.captures, captures + 1, 'the graph path recorded one step');
-      assert.deepEqual(graph.ids, eager.ids, `${name} ${JSON.stringify(opts)}: ids`);
-      graph.scores.forEach((s, i) => assertClose(s, eager.scores[i], { atol: 1e-5, rtol: 1e-5, what: `${name} step ${i} scores` }));
-    }
+    for (const opts of [{ temperature: 0 }, { temperature: 0.8, seed: 3 }, { temperature: 0, repetitionPenalty: 1.3 }] as k.GenerateOptions[])
+      await graphEqualsEager(name, opts);
     assert.equal(k.memory.stats('cuda').current.total, before, 'no device memory left behind');
   });
 
 test('llama with a bf16 KV cache (kvCacheDtype): graph decoding equals step-by-step decoding', { skip: skip || fixture('models', 'llama').skip }, async () => {
   // the captured step writes each new key into the static cache in the cache's dtype
-  const opts: k.GenerateOptions = { temperature: 0.8, seed: 3, kvCacheDtype: 'bfloat16' };
-  const eager = await decode('llama', opts, false);
-  const captures = GraphDecoder.captures;
-  const graph = await decode('llama', opts, true);
-  assert.equal(GraphDecoder.captures, captures + 1, 'the graph path recorded one step');
-  assert.deepEqual(graph.ids, eager.ids);
-  graph.scores.forEach((s, i) => assertClose(s, eager.scores[i], { atol: 1e-5, rtol: 1e-5, what: `step ${i} scores` }));
+  await graphEqualsEager('llama', { temperature: 0.8, seed: 3, kvCacheDtype: 'bfloat16' });
+});
+
+test('llama: graph decoding with decode attention split over the keys (scratch kept for the graph)', { skip: skip || fixture('models', 'llama').skip }, async () => {
+  // 45 cached positions: two shares of keys per head, their partial results in scratch memory the
+  // capture allocates and every replay reuses (attention_decode.cu)
+  await withEnv('KESTREL_CUDA_DECODE_SPLITS', '2', async () => {
+    const before = k.memory.stats('cuda').current.total;
+    await graphEqualsEager('llama', { temperature: 0.8, seed: 5, maxNewTokens: 40 });
+    assert.equal(k.memory.stats('cuda').current.total, before, 'no device memory left behind');
+  });
 });
 
 test('models and batches a graph cannot decode fall back, with the reason', { skip: skip || fixture('models', 'mixtral').skip }, async () => {

@@ -1,12 +1,13 @@
 // Flash attention forward and backward on the GPU. float32 q [B,H,Tq,hd], k/v [B,Hkv,Tk,hd(v)]
 // run the SIMT kernels (native/cuda/kernels/attention.cu and attention_backward.cu); bfloat16 /
 // float16 ones run on tensor cores (attention_tc.ts) where the head dims are multiples of 8, else
-// through float32 copies. The additive float32 mask is read through its strides, Philox dropout is
+// through float32 copies. A forward of one query position without dropout (a decode step) runs
+// the split-key kernels of attention_decode.cu in any of the three dtypes. The additive float32 mask is read through its strides, Philox dropout is
 // identical to src/backend/ref/attention.ts. Head dims up to 256.
 import { Layout } from '../../../tensor/layout.js';
 import type { AttentionOpts, Kernels, View } from '../../kernels.js';
 import { cudaContext } from '../context.js';
-import { gridFor, launch, newParams } from '../launch.js';
+import { devicePointer, gridFor, launch, newParams } from '../launch.js';
 import { cudaKernel } from '../modules.js';
 import { type CudaStorage, scratchStorage } from '../storage.js';
 import { type AttnProblem, MAX_GRID_YZ, attnProblem, checkBackwardArgs, checkForwardOutputs, dims, fail, headSplit, problemParams } from './attention_args.js';
@@ -23,6 +24,46 @@ const BACKWARD: Record<Dmax, { qt: number; nk: number; threads: number }> = {
   32: { qt: 32, nk: 32, threads: 128 }, 64: { qt: 32, nk: 32, threads: 128 },
   128: { qt: 16, nk: 16, threads: 128 }, 256: { qt: 8, nk: 8, threads: 64 },
 };
+
+/** Threads of a decode block (DEC_THREADS: 4 warps, each scoring 32 keys at a time). */
+const DECODE_THREADS = 128;
+const DECODE_NAMES = { float32: 'f32', bfloat16: 'bf16', float16: 'f16' } as const;
+
+/**
+ * How many shares of the keys a decode step splits into: enough (b, head, share) blocks for two
+ * per SM, each share at least a chunk of 32 keys for every warp. KESTREL_CUDA_DECODE_SPLITS forces
+ * a count (tests cover one share and several on any machine).
+ */
+export function decodeSplits(p: AttnProblem): number {
+  const most = Math.max(1, Math.ceil(p.Tk / 32));
+  const forced = Number(process.env.KESTREL_CUDA_DECODE_SPLITS);
+  if (Number.isInteger(forced) && forced >= 1) return Math.min(forced, most);
+  const want = Math.ceil((2 * cudaContext().device.smCount) / (p.B * p.H));
+  return Math.max(1, Math.min(want, Math.ceil(p.Tk / (32 * (DECODE_THREADS / 32)))));
+}
+
+/** One query position, no dropout: a block per (head, batch, share of the keys), then a merge of the shares. */
+function decodeForward(p: AttnProblem, q: View, k: View, v: View, mask: View | null, opts: AttentionOpts, out: View, lse: View): void {
+  const name = DECODE_NAMES[p.dtype];
+  const want = decodeSplits(p);
+  const per = Math.max(32, Math.ceil(Math.ceil(p.Tk / want) / 32) * 32);
+  const splits = Math.max(1, Math.ceil(p.Tk / per));
+  // key rows read in 16-byte pieces where they are whole pieces from a 16-byte aligned start
+  const bytes = p.dtype === 'float32' ? 4 : 2;
+  const vec = (p.hd * bytes) % 16 === 0 && (k.layout.numel === 0 || devicePointer(k) % 16 === 0) ? 1 : 0;
+  const part = splits > 1 ? [scratch(p.B * p.H * splits * p.hdv), scratch(p.B * p.H * splits * 2)] : null;
+  try {
+    const params = problemParams(p, q, k, v, mask, opts).view_(out, 'out').view_(lse, 'lse')
+      .ptr(part ? part[0].ptr : 0).ptr(part ? part[1].ptr : 0).i64(per).i32(splits).i32(vec);
+    launch(cudaKernel('attention_decode', `attention_decode_${name}`), params, { grid: [p.H, p.B, splits], block: DECODE_THREADS });
+    if (part) {
+      const merge = newParams().ptr(part[0].ptr).ptr(part[1].ptr).i32(splits).i64(p.hdv).view_(out, 'out').view_(lse, 'lse');
+      launch(cudaKernel('attention_decode', `attention_decode_merge_${name}`), merge, { grid: [p.H, p.B, 1], block: DECODE_THREADS });
+    }
+  } finally {
+    for (const s of part ?? []) s.release();
+  }
+}
 
 const dmaxOf = (p: AttnProblem): Dmax => DMAX.find((d) => d >= Math.max(p.hd, p.hdv)) ?? 256;
 const scratch = (numel: number): CudaStorage => scratchStorage(cudaContext().addon, 'float32', Math.max(1, numel));
@@ -102,7 +143,8 @@ export const attentionKernels: Pick<Kernels, 'attention' | 'attentionBackward'> 
     const kernel = 'attention';
     const p = attnProblem(kernel, q, k, v, mask, opts);
     checkForwardOutputs(kernel, p, out, lse, p.dtype);
-    if (p.dtype === 'float32') simtForward(p, q, k, v, mask, opts, out, lse);
+    if (p.Tq === 1 && opts.dropout === 0) decodeForward(p, q, k, v, mask, opts, out, lse);
+    else if (p.dtype === 'float32') simtForward(p, q, k, v, mask, opts, out, lse);
     else if (tcSupports(p, [q, k, v, out], mask, opts, false)) tcForward(p, q, k, v, mask, opts, out, lse);
     else viaFloat32([q, k, v], [out], ([q32, k32, v32], [o32]) => simtForward({ ...p, dtype: 'float32' }, q32, k32, v32, mask, opts, o32, lse));
   },
