@@ -29,6 +29,9 @@ struct GemmArgs {
   int64_t strideA = 0, strideB = 0, strideC = 0;
   float alpha = 1, beta = 0;
   bool tf32 = false;
+  // a bias vector of N values of the output's dtype added to every row of C before it is rounded
+  // (cuBLASLt's BIAS epilogue); 0: none
+  uint64_t bias = 0;
 };
 
 struct DeviceInfo {

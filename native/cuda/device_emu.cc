@@ -130,6 +130,7 @@ class EmuDevice final : public Device {
     const T* A = reinterpret_cast<const T*>(g.A);
     const T* B = reinterpret_cast<const T*>(g.B);
     U* C = reinterpret_cast<U*>(g.C);
+    const U* bias = reinterpret_cast<const U*>(g.bias);
     std::vector<double> row(size_t(g.N));
     for (int64_t b = 0; b < g.batch; b++)
       for (int64_t i = 0; i < g.M; i++) {
@@ -140,7 +141,7 @@ class EmuDevice final : public Device {
         }
         for (int64_t j = 0; j < g.N; j++) {
           U& c = C[b * g.strideC + i * g.ldc + j];
-          double v = g.alpha * row[size_t(j)] + (g.beta != 0 ? g.beta * load_out(c) : 0.0);
+          double v = g.alpha * row[size_t(j)] + (g.beta != 0 ? g.beta * load_out(c) : 0.0) + (bias ? load_out(bias[j]) : 0.0);
           c = store(v);
         }
       }

@@ -44,8 +44,9 @@ struct GemmPlan {
   size_t workspace = 0;
 };
 
+// ... and the bias's alignment (0: no bias epilogue)
 using PlanKey = std::tuple<int, int, bool, bool, bool, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
-                           int64_t, int64_t, uint32_t, uint32_t, uint32_t>;
+                           int64_t, int64_t, uint32_t, uint32_t, uint32_t, uint32_t>;
 
 class GpuDevice final : public Device {
  public:
@@ -258,8 +259,8 @@ cublasLtMatrixLayout_t make_layout(const CudaApi& a, int type, int64_t rows, int
 // Row-major C = op(A) op(B) is column-major Cᵀ = op(B)ᵀ op(A)ᵀ: cuBLASLt's "A" is our B (N x K,
 // transposed when B was stored [K, N]... see below) and its "B" is our A; m = N, n = M.
 const GemmPlan& GpuDevice::plan(const GemmArgs& g) {
-  uint32_t alA = alignment_of(g.A), alB = alignment_of(g.B), alC = alignment_of(g.C);
-  PlanKey key{g.dtype, g.out_dtype, g.transA, g.transB, g.tf32, g.M, g.N, g.K, g.batch, g.lda, g.ldb, g.ldc, g.strideA, g.strideB, g.strideC, alA, alB, alC};
+  uint32_t alA = alignment_of(g.A), alB = alignment_of(g.B), alC = alignment_of(g.C), alBias = g.bias ? alignment_of(g.bias) : 0;
+  PlanKey key{g.dtype, g.out_dtype, g.transA, g.transB, g.tf32, g.M, g.N, g.K, g.batch, g.lda, g.ldb, g.ldc, g.strideA, g.strideB, g.strideC, alA, alB, alC, alBias};
   auto it = plans_.find(key);
   if (it != plans_.end()) return it->second;
   const int type = cuda_dtype(g.dtype);
@@ -275,6 +276,15 @@ const GemmPlan& GpuDevice::plan(const GemmArgs& g) {
   p.a = g.transB ? make_layout(a_, type, g.K, g.N, g.ldb, g.batch, g.strideB) : make_layout(a_, type, g.N, g.K, g.ldb, g.batch, g.strideB);
   p.b = g.transA ? make_layout(a_, type, g.M, g.K, g.lda, g.batch, g.strideA) : make_layout(a_, type, g.K, g.M, g.lda, g.batch, g.strideA);
   p.c = make_layout(a_, cuda_dtype(g.out_dtype), g.N, g.M, g.ldc, g.batch, g.strideC);
+  if (g.bias) {
+    // cuBLASLt's D is our Cᵀ (N rows): its BIAS epilogue adds a vector over D's rows, our columns,
+    // in the output's type; the heuristic reads the pointer for its alignment
+    const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
+    const int32_t bias_type = cuda_dtype(g.out_dtype);
+    check_blas(a_.cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)), "bias epilogue");
+    check_blas(a_.cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_type, sizeof(bias_type)), "bias type");
+    check_blas(a_.cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)), "bias pointer");
+  }
   cublasLtMatmulPreference_t pref = nullptr;
   check_blas(a_.cublasLtMatmulPreferenceCreate(&pref), "preference");
   uint64_t ws = kWorkspaceBytes;
@@ -298,6 +308,8 @@ const GemmPlan& GpuDevice::plan(const GemmArgs& g) {
 void GpuDevice::gemm(const GemmArgs& g) {
   if (!a_.cublasLtMatmul) throw CudaError("matmul on the GPU needs cuBLASLt: " + load_report().cublaslt.error);
   const GemmPlan& p = plan(g);
+  // a plan serves every bias of its alignment: this call's goes into the descriptor
+  if (g.bias) check_blas(a_.cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)), "bias pointer");
   double alpha64 = g.alpha, beta64 = g.beta;
   const void* alpha = g.dtype == 1 ? static_cast<const void*>(&alpha64) : static_cast<const void*>(&g.alpha);
   const void* beta = g.dtype == 1 ? static_cast<const void*>(&beta64) : static_cast<const void*>(&g.beta);

@@ -126,6 +126,14 @@ export interface Kernels {
   matmul(a: View, b: View, out: View, accumulate: boolean): void;
 
   /**
+   * Optional: out [M, N] = a [M, K] @ b [K, N] + bias [N] broadcast over the rows, the bias added
+   * before out is rounded (a GEMM epilogue: no pass writing the bias into out first). bias has out's
+   * dtype. Returns false, writing nothing, where this backend does not take these operands; the
+   * caller then copies the bias into out and accumulates the product onto it (ops/fused/linear.ts).
+   */
+  matmulBias?(a: View, b: View, bias: View, out: View): boolean;
+
+  /**
    * Optional: out_i = a_i @ b_i (+ out_i when accumulate) for a list of independent 2-d float32
    * products of different shapes, run as one parallel pass (the grouped GEMM of a mixture-of-experts
    * layer, one product per expert). Operands and dtypes as matmul's (a float32 b with a half a where

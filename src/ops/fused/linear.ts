@@ -1,7 +1,8 @@
 // Fused linear with bias: y = x Wᵀ + b, equal to linearComposite (matmul, then a broadcast add).
-// The bias is copied into the output rows first and the GEMM accumulates onto it (beta = 1), as
-// BLAS callers and PyTorch's addmm do: no second [rows, out] tensor is allocated, written and read
-// back for the add. Backward, with x and g flattened to rows ([M, in], [M, out]):
+// Where the backend's GEMM has a bias epilogue (Kernels.matmulBias: cuBLASLt's on the GPU) the
+// GEMM adds the bias itself as it writes the output; elsewhere the bias is copied into the output
+// rows first and the GEMM accumulates onto it (beta = 1), as BLAS callers and PyTorch's addmm do.
+// Either way no second [rows, out] tensor is allocated, written and read back for the add. Backward, with x and g flattened to rows ([M, in], [M, out]):
 //   dx = g W,   dW = gᵀ x,   db = sum_rows g
 // Taken for float32/float64 operands of one dtype, and under k.autocast on a backend whose GEMM takes
 // half operands (halfMatmul): x and W are rounded to the autocast dtype and the product accumulates in
@@ -89,7 +90,9 @@ export function biasedProduct(x: Tensor, weight: Tensor, bias: Tensor): { x2: Te
   const x2 = gemmReadable(flat) ? flat : contiguous(flat);
   const M = x2.shape[0];
   const y2 = emptyLike(x2, [M, N], bias.dtype);
-  backendOf(x).kernels.copy(expand(bias, [M, N]), y2);
+  const kernels = backendOf(x).kernels;
+  if (kernels.matmulBias?.(x2, transpose(weight), bias, y2)) return { x2, y2 };
+  kernels.copy(expand(bias, [M, N]), y2);
   matmulInto(x2, transpose(weight), y2);
   return { x2, y2 };
 }

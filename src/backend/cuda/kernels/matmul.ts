@@ -38,6 +38,8 @@ export interface GemmCall {
   strideB?: number;
   strideC?: number;
   beta: 0 | 1;
+  /** a bias vector [N] of the output's dtype added to every row (cuBLASLt's BIAS epilogue) */
+  bias?: number;
 }
 
 /** Rows of x up to which y = x Wᵀ takes the GEMV kernel (native/cuda/kernels/gemv.cu) instead of cuBLASLt. */
@@ -65,9 +67,10 @@ export function gemmCall(g: GemmCall): void {
   const tf32 = process.env.KESTREL_CUDA_TF32 === '1' ? 1 : 0;
   addon.args.set([
     DTYPE_CODE[g.dtype], g.transA ? 1 : 0, g.transB ? 1 : 0, g.M, g.N, g.K, g.batch ?? 1, g.A, g.B, g.C, g.lda, g.ldb, g.ldc,
-    g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? g.M * g.N, 1, g.beta, tf32, DTYPE_CODE[g.outDtype ?? g.dtype],
+    g.strideA ?? 0, g.strideB ?? 0, g.strideC ?? g.M * g.N, 1, g.beta, tf32, DTYPE_CODE[g.outDtype ?? g.dtype], g.bias ?? 0,
   ]);
-  timed(`gemm ${g.dtype}${g.outDtype && g.outDtype !== g.dtype ? `->${g.outDtype}` : ''} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'}`, () => addon.cudaGemm());
+  const what = `gemm ${g.dtype}${g.outDtype && g.outDtype !== g.dtype ? `->${g.outDtype}` : ''} ${g.transA ? 'T' : 'N'}${g.transB ? 'T' : 'N'}${g.bias ? '+bias' : ''}`;
+  timed(what, () => addon.cudaGemm());
 }
 
 interface Operand {
@@ -95,7 +98,33 @@ function prepare(v: View, rows: number, cols: number, temps: { release(): void }
   return { view, op: { trans: false, ld: cols } };
 }
 
-export const matmulKernels: Pick<Kernels, 'matmul'> = {
+/** Whether cuBLASLt's bias epilogue takes out = a b + bias: 2-d operands it reads in place, a contiguous bias of out's dtype, more rows than the GEMV takes. */
+function biasFits(a: View, b: View, bias: View, out: View): boolean {
+  const [as, bs, os] = [a.layout.shape, b.layout.shape, out.layout.shape];
+  if (as.length !== 2 || bs.length !== 2 || os.length !== 2 || bias.layout.shape.length !== 1) return false;
+  const [M, N] = os;
+  const K = as[1];
+  const halfIn = a.dtype === 'bfloat16' || a.dtype === 'float16';
+  const dtypes = a.dtype === b.dtype && bias.dtype === out.dtype && (out.dtype === a.dtype ? a.dtype !== 'float64' && GEMM_DTYPES.has(a.dtype) : halfIn && out.dtype === 'float32');
+  return dtypes && as[0] === M && bs[0] === K && bs[1] === N && bias.layout.shape[0] === N && M > GEMV_MAX_ROWS && K > 0 &&
+    out.layout.isContiguous() && bias.layout.isContiguous() && readable(a, M, K) !== null && readable(b, K, N) !== null &&
+    devicePointer(bias, 'bias') % 16 === 0;
+}
+
+export const matmulKernels: Pick<Kernels, 'matmul' | 'matmulBias'> = {
+  matmulBias(a, b, bias, out) {
+    if (process.env.KESTREL_CUDA_BIAS_EPILOGUE === '0' || !biasFits(a, b, bias, out)) return false;
+    const [M, N] = out.layout.shape;
+    const K = a.layout.shape[1];
+    const [A, B] = [readable(a, M, K)!, readable(b, K, N)!];
+    gemmCall({
+      dtype: a.dtype, outDtype: out.dtype, transA: A.trans, transB: B.trans, M, N, K,
+      A: devicePointer(a, 'a'), B: devicePointer(b, 'b'), C: devicePointer(out, 'out'), lda: A.ld, ldb: B.ld, ldc: N, beta: 0,
+      bias: devicePointer(bias, 'bias'),
+    });
+    return true;
+  },
+
   matmul(a, b, out, accumulate) {
     const halfIn = a.dtype === 'bfloat16' || a.dtype === 'float16';
     if (a.dtype !== b.dtype || !GEMM_DTYPES.has(a.dtype) || (out.dtype !== a.dtype && !(halfIn && out.dtype === 'float32')))
