@@ -37,11 +37,14 @@ void check_blas(cublasStatus_t s, const char* what) {
 }
 
 // A plan for one GEMM shape: descriptors plus the heuristic's algorithm, reused on every call.
+// A shape the heuristic has no algorithm for keeps its error instead (so that asking again neither
+// searches nor makes descriptors again).
 struct GemmPlan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
   size_t workspace = 0;
+  std::string error;
 };
 
 // ... and the bias's alignment (0: no bias epilogue)
@@ -278,7 +281,7 @@ const GemmPlan& GpuDevice::plan(const GemmArgs& g) {
   p.c = make_layout(a_, cuda_dtype(g.out_dtype), g.N, g.M, g.ldc, g.batch, g.strideC);
   if (g.bias) {
     // cuBLASLt's D is our Cᵀ (N rows): its BIAS epilogue adds a vector over D's rows, our columns,
-    // in the output's type; the heuristic reads the pointer for its alignment
+    // in the output's type (its default, set to say so)
     const uint32_t epilogue = CUBLASLT_EPILOGUE_BIAS;
     const int32_t bias_type = cuda_dtype(g.out_dtype);
     check_blas(a_.cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)), "bias epilogue");
@@ -297,9 +300,9 @@ const GemmPlan& GpuDevice::plan(const GemmArgs& g) {
   cublasStatus_t s = a_.cublasLtMatmulAlgoGetHeuristic(blas_, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
   a_.cublasLtMatmulPreferenceDestroy(pref);
   if (s != 0 || found == 0)
-    throw CudaError("cuBLASLt has no algorithm for this GEMM (status " + std::to_string(s) + ", M=" + std::to_string(g.M) +
-                    " N=" + std::to_string(g.N) + " K=" + std::to_string(g.K) + ", lda=" + std::to_string(g.lda) + " ldb=" +
-                    std::to_string(g.ldb) + " ldc=" + std::to_string(g.ldc) + ")");
+    p.error = std::string("cuBLASLt has no algorithm for this GEMM") + (g.bias ? " with a bias epilogue" : "") + " (status " +
+              std::to_string(s) + ", M=" + std::to_string(g.M) + " N=" + std::to_string(g.N) + " K=" + std::to_string(g.K) +
+              ", lda=" + std::to_string(g.lda) + " ldb=" + std::to_string(g.ldb) + " ldc=" + std::to_string(g.ldc) + ")";
   p.algo = result.algo;
   p.workspace = result.workspaceSize;
   return plans_.emplace(key, p).first->second;
@@ -308,6 +311,7 @@ const GemmPlan& GpuDevice::plan(const GemmArgs& g) {
 void GpuDevice::gemm(const GemmArgs& g) {
   if (!a_.cublasLtMatmul) throw CudaError("matmul on the GPU needs cuBLASLt: " + load_report().cublaslt.error);
   const GemmPlan& p = plan(g);
+  if (!p.error.empty()) throw CudaError(p.error);
   // a plan serves every bias of its alignment: this call's goes into the descriptor
   if (g.bias) check_blas(a_.cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &g.bias, sizeof(g.bias)), "bias pointer");
   double alpha64 = g.alpha, beta64 = g.beta;

@@ -29,7 +29,7 @@ struct DecodeArgs {
   void* out;
   float* lse;
   float *part_o, *part_ml;  // with several splits: o [B H S, hdv] and (m, l) [B H S, 2]
-  i64 per;                  // keys per split (a multiple of 32)
+  i64 per;                  // keys per split (a multiple of 32), from the first visible key
   i32 splits, vec;          // vec: rows are 16-byte aligned, in whole 16-byte pieces
 };
 
@@ -86,9 +86,9 @@ template <class T> KFN void decode_split(const Problem& P, const DecodeArgs& A) 
   for (i64 d = t; d < P.hd; d += DEC_THREADS) qs[d] = at(q, d);
   sync();
 
-  // this split's keys, within the visible ones of query 0
+  // this split's share of the keys query 0 sees, [lo, hi) (attention.ts divides hi - lo into shares of per)
   const i64 lo = P.jlo(0), hi = P.jhi(0);
-  const i64 ja = s * A.per > lo ? s * A.per : lo, jb = (s + 1) * A.per < hi ? (s + 1) * A.per : hi;
+  const i64 ja = lo + s * A.per, jb = ja + A.per < hi ? ja + A.per : hi;
   float m = neg_inf(), l = 0.0f, acc[DEC_DL];
   KST_UNROLL for (int i = 0; i < DEC_DL; i++) acc[i] = 0.0f;
   for (i64 j0 = ja + i64(w) * 32; j0 < jb; j0 += 32 * DEC_WARPS) {

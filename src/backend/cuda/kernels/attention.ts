@@ -34,20 +34,22 @@ const DECODE_NAMES = { float32: 'f32', bfloat16: 'bf16', float16: 'f16' } as con
  * per SM, each share at least a chunk of 32 keys for every warp. KESTREL_CUDA_DECODE_SPLITS forces
  * a count (tests cover one share and several on any machine).
  */
-export function decodeSplits(p: AttnProblem): number {
-  const most = Math.max(1, Math.ceil(p.Tk / 32));
+export function decodeSplits(p: AttnProblem, keys: number): number {
+  const most = Math.max(1, Math.min(Math.ceil(keys / 32), MAX_GRID_YZ));
   const forced = Number(process.env.KESTREL_CUDA_DECODE_SPLITS);
   if (Number.isInteger(forced) && forced >= 1) return Math.min(forced, most);
   const want = Math.ceil((2 * cudaContext().device.smCount) / (p.B * p.H));
-  return Math.max(1, Math.min(want, Math.ceil(p.Tk / (32 * (DECODE_THREADS / 32)))));
+  return Math.max(1, Math.min(want, most, Math.ceil(keys / DECODE_THREADS)));
 }
 
 /** One query position, no dropout: a block per (head, batch, share of the keys), then a merge of the shares. */
 function decodeForward(p: AttnProblem, q: View, k: View, v: View, mask: View | null, opts: AttentionOpts, out: View, lse: View): void {
   const name = DECODE_NAMES[p.dtype];
-  const want = decodeSplits(p);
-  const per = Math.max(32, Math.ceil(Math.ceil(p.Tk / want) / 32) * 32);
-  const splits = Math.max(1, Math.ceil(p.Tk / per));
+  // the query sees keys [lo, Tk) (a sliding window starts lo past 0): the shares divide those
+  const keys = p.Tk - (opts.window > 0 ? Math.max(0, p.Tk - opts.window) : 0);
+  const want = decodeSplits(p, keys);
+  const per = Math.max(32, Math.ceil(Math.ceil(keys / want) / 32) * 32);
+  const splits = Math.max(1, Math.ceil(keys / per));
   // key rows read in 16-byte pieces where they are whole pieces from a 16-byte aligned start
   const bytes = p.dtype === 'float32' ? 4 : 2;
   const vec = (p.hd * bytes) % 16 === 0 && (k.layout.numel === 0 || devicePointer(k) % 16 === 0) ? 1 : 0;

@@ -108,8 +108,11 @@ function biasFits(a: View, b: View, bias: View, out: View): boolean {
   const dtypes = a.dtype === b.dtype && bias.dtype === out.dtype && (out.dtype === a.dtype ? a.dtype !== 'float64' && GEMM_DTYPES.has(a.dtype) : halfIn && out.dtype === 'float32');
   return dtypes && as[0] === M && bs[0] === K && bs[1] === N && bias.layout.shape[0] === N && M > GEMV_MAX_ROWS && K > 0 &&
     out.layout.isContiguous() && bias.layout.isContiguous() && readable(a, M, K) !== null && readable(b, K, N) !== null &&
-    devicePointer(bias, 'bias') % 16 === 0;
+    out.layout.numel > 0 && devicePointer(bias, 'bias') % 16 === 0;
 }
+
+/** Shapes cuBLASLt has no bias-epilogue algorithm for (device_gpu.cc's plan error): they add the bias the other way. */
+const noBiasAlgorithm = new Set<string>();
 
 export const matmulKernels: Pick<Kernels, 'matmul' | 'matmulBias'> = {
   matmulBias(a, b, bias, out) {
@@ -117,11 +120,20 @@ export const matmulKernels: Pick<Kernels, 'matmul' | 'matmulBias'> = {
     const [M, N] = out.layout.shape;
     const K = a.layout.shape[1];
     const [A, B] = [readable(a, M, K)!, readable(b, K, N)!];
-    gemmCall({
-      dtype: a.dtype, outDtype: out.dtype, transA: A.trans, transB: B.trans, M, N, K,
-      A: devicePointer(a, 'a'), B: devicePointer(b, 'b'), C: devicePointer(out, 'out'), lda: A.ld, ldb: B.ld, ldc: N, beta: 0,
-      bias: devicePointer(bias, 'bias'),
-    });
+    const shape = `${a.dtype} ${out.dtype} ${M} ${N} ${K} ${A.trans} ${A.ld} ${B.trans} ${B.ld}`;
+    if (noBiasAlgorithm.has(shape)) return false;
+    try {
+      gemmCall({
+        dtype: a.dtype, outDtype: out.dtype, transA: A.trans, transB: B.trans, M, N, K,
+        A: devicePointer(a, 'a'), B: devicePointer(b, 'b'), C: devicePointer(out, 'out'), lda: A.ld, ldb: B.ld, ldc: N, beta: 0,
+        bias: devicePointer(bias, 'bias'),
+      });
+    } catch (e) {
+      // the heuristic's refusal comes before anything is queued: nothing was written
+      if (!/no algorithm for this GEMM with a bias epilogue/.test((e as Error).message)) throw e;
+      noBiasAlgorithm.add(shape);
+      return false;
+    }
     return true;
   },
 
