@@ -5,6 +5,9 @@
 // forward, 2.5x that for the backward, halved by causality), as FlashAttention's benchmarks do.
 // bf16 runs twice: dq by float32 atomics (the default) and by the deterministic pass
 // (KESTREL_DETERMINISTIC=1). Prints a table; writes bench/results/gpu-attention.json (not with --smoke).
+// Decode steps (one query position over a long KV cache, bf16): the split-key decode kernels
+// (attention_decode.cu), the tile kernels they replaced (KESTREL_CUDA_DECODE_ATTENTION=0) and
+// PyTorch's SDPA, in ms and in GB/s of K and V read.
 // Run: node --import tsx bench/gpu/attention.ts [--runs 10] [--no-peer]
 //      --smoke: toy sizes, to check the script (KESTREL_CUDA_EMULATE=1 ... --smoke --no-peer)
 import { spawnSync } from 'node:child_process';
@@ -23,6 +26,15 @@ const SHAPES: Shape[] = SMOKE
     { name: 'smol135m 16x1024', B: 16, H: 9, Hkv: 3, T: 1024, hd: 64 },
     { name: 'llama1b 8x2048', B: 8, H: 32, Hkv: 8, T: 2048, hd: 64 },
     { name: 'hd128 4x2048', B: 4, H: 16, Hkv: 16, T: 2048, hd: 128 },
+  ];
+
+interface DecodeShape { name: string; B: number; H: number; Hkv: number; Tk: number; hd: number }
+const DECODE_SHAPES: DecodeShape[] = SMOKE
+  ? [{ name: 'toy decode', B: 1, H: 4, Hkv: 2, Tk: 300, hd: 64 }]
+  : [
+    { name: 'llama1b decode 1x4096', B: 1, H: 32, Hkv: 8, Tk: 4096, hd: 64 },
+    { name: 'llama1b decode 8x2048', B: 8, H: 32, Hkv: 8, Tk: 2048, hd: 64 },
+    { name: 'smol135m decode 1x1024', B: 1, H: 9, Hkv: 3, Tk: 1024, hd: 64 },
   ];
 
 const leaf = (shape: number[], dtype: k.DType, seed: number): k.Tensor =>
@@ -111,6 +123,47 @@ function peer(s: Shape): { fwdMs: number; fwdBwdMs: number } | string {
   }
 }
 
+/** bf16 decode-step forward ms with the decode kernels, or with the tile kernels where `tiles`. */
+function measureDecode(s: DecodeShape, tiles: boolean): number {
+  const [q, kk, v] = [leaf([s.B, s.H, 1, s.hd], 'bfloat16', 5), leaf([s.B, s.Hkv, s.Tk, s.hd], 'bfloat16', 6), leaf([s.B, s.Hkv, s.Tk, s.hd], 'bfloat16', 7)];
+  const old = process.env.KESTREL_CUDA_DECODE_ATTENTION;
+  process.env.KESTREL_CUDA_DECODE_ATTENTION = tiles ? '0' : '1';
+  try {
+    return time(() => k.tidy(() => void k.noGrad(() => k.scaledDotProductAttention(q, kk, v, { causal: true }))));
+  } finally {
+    if (old === undefined) delete process.env.KESTREL_CUDA_DECODE_ATTENTION;
+    else process.env.KESTREL_CUDA_DECODE_ATTENTION = old;
+    for (const t of [q, kk, v]) t.dispose();
+  }
+}
+
+const PEER_DECODE = `
+import json, sys, time, torch
+import torch.nn.functional as F
+B, H, Hkv, Tk, hd, runs = map(int, sys.argv[1:7])
+q = torch.randn(B, H, 1, hd, device='cuda', dtype=torch.bfloat16)
+k = torch.randn(B, Hkv, Tk, hd, device='cuda', dtype=torch.bfloat16)
+v = torch.randn(B, Hkv, Tk, hd, device='cuda', dtype=torch.bfloat16)
+def t(f):
+    f(); torch.cuda.synchronize(); ms = []
+    for _ in range(runs):
+        t0 = time.perf_counter(); f(); torch.cuda.synchronize(); ms.append((time.perf_counter() - t0) * 1e3)
+    return sorted(ms)[len(ms) // 2]
+with torch.no_grad():
+    ms = t(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
+print(json.dumps({"ms": ms}))
+`;
+
+function peerDecode(s: DecodeShape): number | string {
+  if (values['no-peer']) return 'not run (--no-peer)';
+  const r = spawnSync('python3', ['-c', PEER_DECODE, ...[s.B, s.H, s.Hkv, s.Tk, s.hd, RUNS].map(String)], { encoding: 'utf8', timeout: 300_000 });
+  try {
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '').ms;
+  } catch {
+    return `error: ${(r.stderr || r.error?.message || 'no output').trim().split('\n').pop()}`;
+  }
+}
+
 const err = validate();
 if (!(err < 0.05)) throw new Error(`bf16 attention differs from float32 by ${err} (relative): not timing it`);
 console.log('| shape | Kestrel bf16 | Kestrel bf16 deterministic | Kestrel float32 | PyTorch bf16 SDPA |  (forward ms (TFLOP/s) / forward + backward ms (TFLOP/s))');
@@ -123,5 +176,13 @@ const rows = SHAPES.map((s) => {
   console.log(`| ${s.name} | ${cell(res.bf16)} | ${cell(res.bf16Deterministic)} | ${cell(res.float32)} | ${cell(res.torch)} |`);
   return { shape: s, ...res };
 });
+console.log('| decode shape (bf16) | Kestrel decode kernels | Kestrel tile kernels | PyTorch SDPA |  (ms (GB/s of K and V))');
+const decode = DECODE_SHAPES.map((s) => {
+  const gb = (2 * s.B * s.Hkv * s.Tk * s.hd * 2) / 1e9;
+  const res = { decodeKernelsMs: measureDecode(s, false), tileKernelsMs: measureDecode(s, true), torchMs: peerDecode(s) };
+  const cell = (ms: number | string): string => (typeof ms === 'string' ? ms : `${ms.toFixed(3)} ms (${(gb / (ms * 1e-3)).toFixed(0)})`);
+  console.log(`| ${s.name} | ${cell(res.decodeKernelsMs)} | ${cell(res.tileKernelsMs)} | ${cell(res.torchMs)} |`);
+  return { shape: s, ...res };
+});
 console.log(`validated: bf16 vs float32 max relative difference ${err.toExponential(2)}`);
-if (!SMOKE) console.log(`wrote ${writeResult('gpu-attention', { validation: err, runs: RUNS, rows })}`);
+if (!SMOKE) console.log(`wrote ${writeResult('gpu-attention', { validation: err, runs: RUNS, rows, decode })}`);

@@ -2,7 +2,8 @@
 // run the SIMT kernels (native/cuda/kernels/attention.cu and attention_backward.cu); bfloat16 /
 // float16 ones run on tensor cores (attention_tc.ts) where the head dims are multiples of 8, else
 // through float32 copies. A forward of one query position without dropout (a decode step) runs
-// the split-key kernels of attention_decode.cu in any of the three dtypes. The additive float32 mask is read through its strides, Philox dropout is
+// the split-key kernels of attention_decode.cu in any of the three dtypes
+// (KESTREL_CUDA_DECODE_ATTENTION=0: the tile kernels, as before them). The additive float32 mask is read through its strides, Philox dropout is
 // identical to src/backend/ref/attention.ts. Head dims up to 256.
 import { Layout } from '../../../tensor/layout.js';
 import type { AttentionOpts, Kernels, View } from '../../kernels.js';
@@ -145,7 +146,7 @@ export const attentionKernels: Pick<Kernels, 'attention' | 'attentionBackward'> 
     const kernel = 'attention';
     const p = attnProblem(kernel, q, k, v, mask, opts);
     checkForwardOutputs(kernel, p, out, lse, p.dtype);
-    if (p.Tq === 1 && opts.dropout === 0) decodeForward(p, q, k, v, mask, opts, out, lse);
+    if (p.Tq === 1 && opts.dropout === 0 && process.env.KESTREL_CUDA_DECODE_ATTENTION !== '0') decodeForward(p, q, k, v, mask, opts, out, lse);
     else if (p.dtype === 'float32') simtForward(p, q, k, v, mask, opts, out, lse);
     else if (tcSupports(p, [q, k, v, out], mask, opts, false)) tcForward(p, q, k, v, mask, opts, out, lse);
     else viaFloat32([q, k, v], [out], ([q32, k32, v32], [o32]) => simtForward({ ...p, dtype: 'float32' }, q32, k32, v32, mask, opts, o32, lse));
