@@ -73,7 +73,14 @@ struct Gemm {
   int64_t b_rs, b_ks;
   float* C;
   int64_t ldc;
+  const float* bias = nullptr;  // N values the first k block's products start from (beta 0)
 };
+
+// C rows [i0, i1) x columns [j0, j1) = bias[j0 .. j1) (a bias epilogue's start, in cache just
+// before the products accumulate onto it).
+void fill_bias(float* C, int64_t ldc, const float* bias, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
+  for (int64_t i = i0; i < i1; i++) std::copy(bias + j0, bias + j1, C + i * ldc + j0);
+}
 
 // C[i0:i1, j0:j1] on the calling thread.
 void gemm_block(const Gemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
@@ -87,7 +94,9 @@ void gemm_block(const Gemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
     int64_t mc = std::min(mc_block, i1 - ic);
     for (int64_t pc = 0; pc < g.K; pc += kc_block) {
       int64_t kc = std::min(kc_block, g.K - pc);
-      float beta = pc == 0 ? g.beta : 1.0f;  // later k blocks add to what the first one stored
+      // later k blocks add to what the first one stored; the first adds to the bias where there is one
+      const bool start_bias = pc == 0 && g.bias;
+      float beta = pc == 0 && !g.bias ? g.beta : 1.0f;
       pack(g.A + ic * g.a_rs + pc * g.a_ks, g.a_rs, g.a_ks, mc, kc, ks.mr, ap);
       for (int64_t jc = j0; jc < j1; jc += nc_block) {
         int64_t nc = std::min(nc_block, j1 - jc);
@@ -95,6 +104,7 @@ void gemm_block(const Gemm& g, int64_t i0, int64_t i1, int64_t j0, int64_t j1) {
         else pack(g.B + jc * g.b_rs + pc * g.b_ks, g.b_rs, g.b_ks, nc, kc, ks.nr, bp);
         for (int64_t ir = 0; ir < mc; ir += ks.mr) {
           int mr = int(std::min<int64_t>(ks.mr, mc - ir));
+          if (start_bias) fill_bias(g.C, g.ldc, g.bias, ic + ir, ic + ir + mr, jc, jc + nc);
           for (int64_t jr = 0; jr < nc; jr += ks.nr) {
             int nr = int(std::min<int64_t>(ks.nr, nc - jr));
             ks.kernel(kc, ap + ir * kc, bp + jr * kc, g.C + (ic + ir) * g.ldc + jc + jr, g.ldc, g.alpha, beta, mr, nr);
@@ -211,19 +221,27 @@ const KernelSet& select_kernels() {
 
 // See gemm.h.
 void sgemm_on(int threads, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc) {
+              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias) {
   if (M < 0 || N < 0 || K < 0)
     throw KernelError("sgemm: negative size M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K));
+  if (bias && beta != 0.0f) throw KernelError("sgemm: a bias with beta " + std::to_string(beta) + " (it replaces C's old values)");
   if (M == 0 || N == 0) return;
-  if (K == 0 || alpha == 0.0f) return scale_c(M, N, beta, C, ldc);
-  Gemm g{&select_kernels(), nullptr, K, alpha, beta, A, 0, 0, B, 0, 0, C, ldc};
+  if (K == 0 || alpha == 0.0f) return bias ? fill_bias(C, ldc, bias, 0, M, 0, N) : scale_c(M, N, beta, C, ldc);
+  Gemm g{&select_kernels(), nullptr, K, alpha, beta, A, 0, 0, B, 0, 0, C, ldc, bias};
   g.a_rs = transA ? 1 : lda;
   g.a_ks = transA ? lda : 1;
   g.b_rs = transB ? ldb : 1;
   g.b_ks = transB ? 1 : ldb;
   // Tiny products are not worth waking the pool for.
   if (double(M) * double(N) * double(K) < 262144.0) threads = 1;
-  if (g.ks->small_m && M <= (transB ? g.ks->small_m_max_nt : g.ks->small_m_max)) return gemm_small_m(g, transB, M, N, threads);
+  if (g.ks->small_m && M <= (transB ? g.ks->small_m_max_nt : g.ks->small_m_max)) {
+    if (bias) {  // a few rows: the bias first, then the unpacked kernel adds onto it
+      fill_bias(C, ldc, bias, 0, M, 0, N);
+      g.beta = 1.0f;
+      g.bias = nullptr;
+    }
+    return gemm_small_m(g, transB, M, N, threads);
+  }
   gemm_threaded(g, M, N, threads);
 }
 
@@ -334,6 +352,24 @@ bool fold_rows(const View& a, const View& b, int64_t* lda) {
 }
 
 }  // namespace
+
+// out [M, N] = a [M, K] @ b [K, N] + bias [N], float32 (Kernels.matmulBias): the bias is written into
+// each block of out just before the block's first products add onto it, while it is in cache,
+// instead of a pass over all of out first (src/ops/fused/linear.ts's other way).
+KESTREL_KERNEL(matmul_bias) {
+  View a = args.view(), b = args.view(), bias = args.view(), out = args.view();
+  args.done();
+  gemm_detail::check_shapes(a, b, out);
+  if (a.dtype != F32 || b.dtype != F32 || out.dtype != F32 || bias.dtype != F32 || a.ndim != 2)
+    throw KernelError(std::string("matmul_bias: need 2-d float32 a, b, out and a float32 bias; got ") + dtype_name(a.dtype) + " " + shape_str(a) + ", " +
+                      dtype_name(b.dtype) + " " + shape_str(b) + ", " + dtype_name(bias.dtype) + " bias " + shape_str(bias));
+  if (bias.ndim != 1 || bias.shape[0] != out.size(-1) || !bias.contiguous())
+    throw KernelError("matmul_bias: bias " + shape_str(bias) + " must be contiguous [" + std::to_string(out.size(-1)) + "] for out " + shape_str(out));
+  if (overlaps(out, bias)) throw KernelError("matmul_bias: out " + shape_str(out) + " overlaps the bias; write to a fresh tensor");
+  gemm_detail::Inner ia = gemm_detail::inner_layout(a, "a"), ib = gemm_detail::inner_layout(b, "b");
+  gemm_detail::sgemm_on(num_threads(), ia.trans, ib.trans, a.size(0), b.size(1), a.size(1), 1.0f, a.ptr<float>(), ia.ld, b.ptr<float>(),
+                        ib.ld, 0.0f, out.ptr<float>(), out.size(1), bias.ptr<float>());
+}
 
 KESTREL_KERNEL(matmul) {
   View a = args.view(), b = args.view(), out = args.view();

@@ -49,8 +49,10 @@ struct KernelSet {
 
 // sgemm on at most `threads` threads (1: the calling thread only, for callers that already run
 // one product per pool thread).
+// bias (N values, or null): C = alpha A op(B) + bias, each block of C filled with the bias just before
+// its first products accumulate onto it, in cache (beta must then be 0).
 void sgemm_on(int threads, bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
-              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
+              int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc, const float* bias = nullptr);
 
 // C[M, N] = A[M, K] op(B) (row-major A, rows lda apart; C overwritten) where B exists only as its packed
 // panels: pack_b(j0, cols, k0, kc, nr, dst) writes columns j0 .. j0 + cols, k in k0 .. k0 + kc, as the

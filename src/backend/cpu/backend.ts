@@ -81,6 +81,13 @@ function makeKernels(p: Packer): Kernels {
     argReduce: (op, x, dim, out) => p.num(op === 'argmax' ? 0 : 1).view(v(x)).num(dim).view(v(out)).call('arg_reduce'),
     matmul: (a, b, out, acc) => p.view(v(a)).view(v(b)).view(v(out)).num(acc ? 1 : 0).call('matmul'),
     matmulList: (items, acc) => packMatmulList(p, nativeView, items, acc),
+    // float32 2-d products only (the half GEMMs have no bias epilogue): else the op adds the bias itself
+    matmulBias: (a, b, bias, out) => {
+      const f32 = [a, b, bias, out].every((t) => t.dtype === 'float32');
+      if (!f32 || a.layout.shape.length !== 2 || b.layout.shape.length !== 2 || !bias.layout.isContiguous()) return false;
+      p.view(v(a)).view(v(b)).view(v(bias)).view(v(out)).call('matmul_bias');
+      return true;
+    },
     gather: (x, dim, index, out) => p.view(v(x)).num(dim).view(v(index)).view(v(out)).call('gather'),
     scatterAdd: (out, dim, index, src) => p.view(v(out)).num(dim).view(v(index)).view(v(src)).call('scatter_add'),
     indexSelect: (x, dim, index, out) => p.view(v(x)).num(dim).view(v(index)).view(v(out)).call('index_select'),

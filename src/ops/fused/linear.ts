@@ -1,7 +1,9 @@
 // Fused linear with bias: y = x Wᵀ + b, equal to linearComposite (matmul, then a broadcast add).
-// Where the backend's GEMM has a bias epilogue (Kernels.matmulBias: cuBLASLt's on the GPU) the
-// GEMM adds the bias itself as it writes the output; elsewhere the bias is copied into the output
-// rows first and the GEMM accumulates onto it (beta = 1), as BLAS callers and PyTorch's addmm do.
+// Where the backend's GEMM has a bias epilogue (Kernels.matmulBias: on the CPU for float32, the
+// bias written into each block of the output in cache just before its products; cuBLASLt's on the
+// GPU) the GEMM starts from the bias itself; elsewhere (or KESTREL_BIAS_EPILOGUE=0) the bias is
+// copied into the output rows first and the GEMM accumulates onto it (beta = 1), as BLAS callers
+// and PyTorch's addmm do.
 // Either way no second [rows, out] tensor is allocated, written and read back for the add. Backward, with x and g flattened to rows ([M, in], [M, out]):
 //   dx = g W,   dW = gᵀ x,   db = sum_rows g
 // Taken for float32/float64 operands of one dtype, and under k.autocast on a backend whose GEMM takes
@@ -91,7 +93,7 @@ export function biasedProduct(x: Tensor, weight: Tensor, bias: Tensor): { x2: Te
   const M = x2.shape[0];
   const y2 = emptyLike(x2, [M, N], bias.dtype);
   const kernels = backendOf(x).kernels;
-  if (kernels.matmulBias?.(x2, transpose(weight), bias, y2)) return { x2, y2 };
+  if (process.env.KESTREL_BIAS_EPILOGUE !== '0' && kernels.matmulBias?.(x2, transpose(weight), bias, y2)) return { x2, y2 };
   kernels.copy(expand(bias, [M, N]), y2);
   matmulInto(x2, transpose(weight), y2);
   return { x2, y2 };

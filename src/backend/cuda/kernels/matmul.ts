@@ -116,7 +116,7 @@ const noBiasAlgorithm = new Set<string>();
 
 export const matmulKernels: Pick<Kernels, 'matmul' | 'matmulBias'> = {
   matmulBias(a, b, bias, out) {
-    if (process.env.KESTREL_CUDA_BIAS_EPILOGUE === '0' || !biasFits(a, b, bias, out)) return false;
+    if (!biasFits(a, b, bias, out)) return false;
     const [M, N] = out.layout.shape;
     const K = a.layout.shape[1];
     const [A, B] = [readable(a, M, K)!, readable(b, K, N)!];
