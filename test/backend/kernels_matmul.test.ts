@@ -131,8 +131,11 @@ for (const device of ALL_DEVICES)
         const dtypes: [k.DType, k.DType][] = cuda
           ? [['float32', 'float32'], ['bfloat16', 'bfloat16'], ['float16', 'float16'], ['bfloat16', 'float32']]
           : [['float32', 'float32']];
-        // cpu: 1 and 5 rows take the unpacked small-M kernels, 33 and 257 the packed blocks (several k blocks at K 257)
-        const shapes = cuda ? [[5, 7, 33], [33, 257, 7], [257, 1, 257], [7, 33, 1]] : [[1, 7, 33], [5, 257, 7], [33, 33, 257], [257, 7, 257], [257, 1, 1]];
+        // cpu: 1 and 5 rows take the unpacked small-M kernels, the rest packed blocks: several k blocks
+        // (K 257, 300), several column blocks (N 1100) and several row blocks (M 2100)
+        const shapes = cuda
+          ? [[5, 7, 33], [33, 257, 7], [257, 1, 257], [7, 33, 1]]
+          : [[1, 7, 33], [5, 257, 7], [33, 33, 257], [257, 7, 257], [257, 1, 1], [40, 1100, 300], [2100, 33, 20]];
         for (const [dtype, outDtype] of dtypes)
           for (const [M, N, K] of shapes)
             for (const tb of [false, true])

@@ -83,8 +83,7 @@ function makeKernels(p: Packer): Kernels {
     matmulList: (items, acc) => packMatmulList(p, nativeView, items, acc),
     // float32 2-d products only (the half GEMMs have no bias epilogue): else the op adds the bias itself
     matmulBias: (a, b, bias, out) => {
-      const f32 = [a, b, bias, out].every((t) => t.dtype === 'float32');
-      if (!f32 || a.layout.shape.length !== 2 || b.layout.shape.length !== 2 || !bias.layout.isContiguous()) return false;
+      if (!biasProductFits(a, b, bias, out)) return false;
       p.view(v(a)).view(v(b)).view(v(bias)).view(v(out)).call('matmul_bias');
       return true;
     },
@@ -237,4 +236,16 @@ export function createCpuBackend(): Backend | null {
     halfAttention: true,
     attentionStridedKv: true,
   };
+}
+
+/** Operands native matmul_bias takes: float32, a [M, K] and b [K, N] row-major or transposed, bias [N] and out [M, N] contiguous. */
+function biasProductFits(a: View, b: View, bias: View, out: View): boolean {
+  const [as, bs, os] = [a.layout.shape, b.layout.shape, out.layout.shape];
+  if (![a, b, bias, out].every((t) => t.dtype === 'float32') || as.length !== 2 || bs.length !== 2 || os.length !== 2) return false;
+  const inner = (t: View): boolean => {
+    const [r, c] = t.layout.shape, [rs, cs] = t.layout.strides;
+    return cs === 1 || rs === 1 || r === 1 || c === 1;
+  };
+  return as[0] === os[0] && as[1] === bs[0] && bs[1] === os[1] && bias.layout.shape.length === 1 && bias.layout.shape[0] === os[1] &&
+    bias.layout.isContiguous() && out.layout.isContiguous() && inner(a) && inner(b);
 }
