@@ -36,19 +36,25 @@ function hidden(m: BertModel, backend: k.BackendName): k.Tensor {
   }));
 }
 
-/** Counts the backend's GEMMs and float32 -> bf16 casts while fn runs. */
+/** Counts the backend's GEMMs (with or without a bias epilogue) and float32 -> bf16 casts while fn runs. */
 function counting<T>(backend: k.BackendName, fn: () => T): { value: T; matmuls: number; halfCasts: number } {
   const kern = k.getBackend(backend).kernels;
-  const { matmul, copy } = kern;
+  const { matmul, matmulBias, copy } = kern;
   let [matmuls, halfCasts] = [0, 0];
   Object.assign(kern, {
     matmul: (...a: Parameters<typeof matmul>) => (matmuls++, matmul.apply(kern, a)),
     copy: (...a: Parameters<typeof copy>) => ((a[0].dtype === 'float32' && a[1].dtype === 'bfloat16' && halfCasts++), copy.apply(kern, a)),
   });
+  if (matmulBias)
+    kern.matmulBias = (...a: Parameters<typeof matmulBias>) => {
+      const taken = matmulBias.apply(kern, a);
+      if (taken) matmuls++;
+      return taken;
+    };
   try {
     return { value: fn(), matmuls, halfCasts };
   } finally {
-    Object.assign(kern, { matmul, copy });
+    Object.assign(kern, { matmul, matmulBias, copy });
   }
 }
 
