@@ -54,15 +54,15 @@ function time(f: () => void): number {
   return median(ms);
 }
 
-/** f with KESTREL_DETERMINISTIC=1 (the kernels read it per call). */
-function deterministic<T>(f: () => T): T {
-  const old = process.env.KESTREL_DETERMINISTIC;
-  process.env.KESTREL_DETERMINISTIC = '1';
+/** f with the environment variable `name` set to `value` (the kernels read these per call). */
+function withEnv<T>(name: string, value: string, f: () => T): T {
+  const old = process.env[name];
+  process.env[name] = value;
   try {
     return f();
   } finally {
-    if (old === undefined) delete process.env.KESTREL_DETERMINISTIC;
-    else process.env.KESTREL_DETERMINISTIC = old;
+    if (old === undefined) delete process.env[name];
+    else process.env[name] = old;
   }
 }
 
@@ -94,30 +94,34 @@ function validate(): number {
   return err;
 }
 
-const PEER = `
+/** The peers' imports and timer: t(f) is the median ms of `runs` calls (set by each script) after a warm-up, the queue drained around each. */
+const PY_PRELUDE = `
 import json, sys, time, torch
 import torch.nn.functional as F
-B, H, Hkv, T, hd, runs = map(int, sys.argv[1:7])
-q = torch.randn(B, H, T, hd, device='cuda', dtype=torch.bfloat16, requires_grad=True)
-k = torch.randn(B, Hkv, T, hd, device='cuda', dtype=torch.bfloat16).repeat_interleave(H // Hkv, 1).detach().requires_grad_()
-v = torch.randn(B, Hkv, T, hd, device='cuda', dtype=torch.bfloat16).repeat_interleave(H // Hkv, 1).detach().requires_grad_()
-g = torch.randn(B, H, T, hd, device='cuda', dtype=torch.bfloat16)
 def t(f):
     f(); torch.cuda.synchronize(); ms = []
     for _ in range(runs):
         t0 = time.perf_counter(); f(); torch.cuda.synchronize(); ms.append((time.perf_counter() - t0) * 1e3)
     return sorted(ms)[len(ms) // 2]
+`;
+
+const PEER = `${PY_PRELUDE}B, H, Hkv, T, hd, runs = map(int, sys.argv[1:7])
+q = torch.randn(B, H, T, hd, device='cuda', dtype=torch.bfloat16, requires_grad=True)
+k = torch.randn(B, Hkv, T, hd, device='cuda', dtype=torch.bfloat16).repeat_interleave(H // Hkv, 1).detach().requires_grad_()
+v = torch.randn(B, Hkv, T, hd, device='cuda', dtype=torch.bfloat16).repeat_interleave(H // Hkv, 1).detach().requires_grad_()
+g = torch.randn(B, H, T, hd, device='cuda', dtype=torch.bfloat16)
 with torch.no_grad():
     fwd = t(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True))
 both = t(lambda: F.scaled_dot_product_attention(q, k, v, is_causal=True).backward(g))
 print(json.dumps({"fwdMs": fwd, "fwdBwdMs": both}))
 `;
 
-function peer(s: Shape): { fwdMs: number; fwdBwdMs: number } | string {
+/** A PyTorch peer script's last printed JSON line, or why there is none. */
+function torchPeer<T>(script: string, args: number[], timeoutMs: number): T | string {
   if (values['no-peer']) return 'not run (--no-peer)';
-  const r = spawnSync('python3', ['-c', PEER, ...[s.B, s.H, s.Hkv, s.T, s.hd, RUNS].map(String)], { encoding: 'utf8', timeout: 600_000 });
+  const r = spawnSync('python3', ['-c', script, ...args.map(String)], { encoding: 'utf8', timeout: timeoutMs });
   try {
-    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '');
+    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '') as T;
   } catch {
     return `error: ${(r.stderr || r.error?.message || 'no output').trim().split('\n').pop()}`;
   }
@@ -126,43 +130,22 @@ function peer(s: Shape): { fwdMs: number; fwdBwdMs: number } | string {
 /** bf16 decode-step forward ms with the decode kernels, or with the tile kernels where `tiles`. */
 function measureDecode(s: DecodeShape, tiles: boolean): number {
   const [q, kk, v] = [leaf([s.B, s.H, 1, s.hd], 'bfloat16', 5), leaf([s.B, s.Hkv, s.Tk, s.hd], 'bfloat16', 6), leaf([s.B, s.Hkv, s.Tk, s.hd], 'bfloat16', 7)];
-  const old = process.env.KESTREL_CUDA_DECODE_ATTENTION;
-  process.env.KESTREL_CUDA_DECODE_ATTENTION = tiles ? '0' : '1';
   try {
-    return time(() => k.tidy(() => void k.noGrad(() => k.scaledDotProductAttention(q, kk, v, { causal: true }))));
+    return withEnv('KESTREL_CUDA_DECODE_ATTENTION', tiles ? '0' : '1', () =>
+      time(() => k.tidy(() => void k.noGrad(() => k.scaledDotProductAttention(q, kk, v, { causal: true })))));
   } finally {
-    if (old === undefined) delete process.env.KESTREL_CUDA_DECODE_ATTENTION;
-    else process.env.KESTREL_CUDA_DECODE_ATTENTION = old;
     for (const t of [q, kk, v]) t.dispose();
   }
 }
 
-const PEER_DECODE = `
-import json, sys, time, torch
-import torch.nn.functional as F
-B, H, Hkv, Tk, hd, runs = map(int, sys.argv[1:7])
+const PEER_DECODE = `${PY_PRELUDE}B, H, Hkv, Tk, hd, runs = map(int, sys.argv[1:7])
 q = torch.randn(B, H, 1, hd, device='cuda', dtype=torch.bfloat16)
 k = torch.randn(B, Hkv, Tk, hd, device='cuda', dtype=torch.bfloat16)
 v = torch.randn(B, Hkv, Tk, hd, device='cuda', dtype=torch.bfloat16)
-def t(f):
-    f(); torch.cuda.synchronize(); ms = []
-    for _ in range(runs):
-        t0 = time.perf_counter(); f(); torch.cuda.synchronize(); ms.append((time.perf_counter() - t0) * 1e3)
-    return sorted(ms)[len(ms) // 2]
 with torch.no_grad():
     ms = t(lambda: F.scaled_dot_product_attention(q, k, v, enable_gqa=True))
 print(json.dumps({"ms": ms}))
 `;
-
-function peerDecode(s: DecodeShape): number | string {
-  if (values['no-peer']) return 'not run (--no-peer)';
-  const r = spawnSync('python3', ['-c', PEER_DECODE, ...[s.B, s.H, s.Hkv, s.Tk, s.hd, RUNS].map(String)], { encoding: 'utf8', timeout: 300_000 });
-  try {
-    return JSON.parse(r.stdout.trim().split('\n').pop() ?? '').ms;
-  } catch {
-    return `error: ${(r.stderr || r.error?.message || 'no output').trim().split('\n').pop()}`;
-  }
-}
 
 const err = validate();
 if (!(err < 0.05)) throw new Error(`bf16 attention differs from float32 by ${err} (relative): not timing it`);
@@ -170,7 +153,7 @@ console.log('| shape | Kestrel bf16 | Kestrel bf16 deterministic | Kestrel float
 const rows = SHAPES.map((s) => {
   const flop = 4 * s.T * s.T * s.hd * s.B * s.H * 0.5; // forward, causal
   const tf = (ms: number, f: number): number => (f * flop) / (ms * 1e-3) / 1e12;
-  const res = { bf16: measure(s, 'bfloat16'), bf16Deterministic: deterministic(() => measure(s, 'bfloat16')), float32: measure(s, 'float32'), torch: peer(s) };
+  const res = { bf16: measure(s, 'bfloat16'), bf16Deterministic: withEnv('KESTREL_DETERMINISTIC', '1', () => measure(s, 'bfloat16')), float32: measure(s, 'float32'), torch: torchPeer<{ fwdMs: number; fwdBwdMs: number }>(PEER, [s.B, s.H, s.Hkv, s.T, s.hd, RUNS], 600_000) };
   const cell = (x: { fwdMs: number; fwdBwdMs: number } | string): string =>
     typeof x === 'string' ? x : `${x.fwdMs.toFixed(2)} ms (${tf(x.fwdMs, 1).toFixed(1)}) / ${x.fwdBwdMs.toFixed(2)} ms (${tf(x.fwdBwdMs, 3.5).toFixed(1)})`;
   console.log(`| ${s.name} | ${cell(res.bf16)} | ${cell(res.bf16Deterministic)} | ${cell(res.float32)} | ${cell(res.torch)} |`);
@@ -179,7 +162,7 @@ const rows = SHAPES.map((s) => {
 console.log('| decode shape (bf16) | Kestrel decode kernels | Kestrel tile kernels | PyTorch SDPA |  (ms (GB/s of K and V))');
 const decode = DECODE_SHAPES.map((s) => {
   const gb = (2 * s.B * s.Hkv * s.Tk * s.hd * 2) / 1e9;
-  const res = { decodeKernelsMs: measureDecode(s, false), tileKernelsMs: measureDecode(s, true), torchMs: peerDecode(s) };
+  const res = { decodeKernelsMs: measureDecode(s, false), tileKernelsMs: measureDecode(s, true), torchMs: ((r) => (typeof r === 'string' ? r : r.ms))(torchPeer<{ ms: number }>(PEER_DECODE, [s.B, s.H, s.Hkv, s.Tk, s.hd, RUNS], 300_000)) };
   const cell = (ms: number | string): string => (typeof ms === 'string' ? ms : `${ms.toFixed(3)} ms (${(gb / (ms * 1e-3)).toFixed(0)})`);
   console.log(`| ${s.name} | ${cell(res.decodeKernelsMs)} | ${cell(res.tileKernelsMs)} | ${cell(res.torchMs)} |`);
   return { shape: s, ...res };
