@@ -17,6 +17,13 @@ export interface View {
 /** The same storage seen through another layout (a kernel argument; no autograd, no refcount). */
 export const withLayout = (t: View, layout: Layout): View => ({ storage: t.storage, layout, dtype: t.dtype });
 
+/** matmulBias's shapes: a [M, K], b [K, N], out [M, N] contiguous, bias [N] contiguous (each backend adds its dtypes and operand layouts). */
+export function biasProductShapes(a: View, b: View, bias: View, out: View): boolean {
+  const [as, bs, os, vs] = [a.layout.shape, b.layout.shape, out.layout.shape, bias.layout.shape];
+  return as.length === 2 && bs.length === 2 && os.length === 2 && vs.length === 1 && as[0] === os[0] && as[1] === bs[0] &&
+    bs[1] === os[1] && vs[0] === os[1] && out.layout.isContiguous() && bias.layout.isContiguous();
+}
+
 /** Elementwise functions of one input; p0/p1 are the scalar parameters of pow/clamp. */
 export const UNARY_OPS = [
   'neg', 'exp', 'log', 'sqrt', 'rsqrt', 'abs', 'tanh', 'sigmoid', 'relu', 'silu',

@@ -33,9 +33,6 @@ struct DecodeArgs {
   i32 splits, vec;          // vec: rows are 16-byte aligned, in whole 16-byte pieces
 };
 
-template <class T> KFN float at(const T* p, i64 i) { return to_float(p[i]); }
-template <> KFN float at<float>(const float* p, i64 i) { return p[i]; }
-
 // q . k_row over hd values (q in shared memory as float32).
 template <class T> KFN float row_dot(const float* q, const T* k, i64 hd, bool vec) {
   float dot = 0.0f;
@@ -53,7 +50,7 @@ template <class T> KFN float row_dot(const float* q, const T* k, i64 hd, bool ve
       }
     }
   } else {
-    for (i64 d = 0; d < hd; d++) dot += q[d] * at(k, d);
+    for (i64 d = 0; d < hd; d++) dot += q[d] * to_float(k[d]);
   }
   return dot;
 }
@@ -83,7 +80,7 @@ template <class T> KFN void decode_split(const Problem& P, const DecodeArgs& A) 
   const T* q = static_cast<const T*>(A.q) + row * P.hd;
   const T* kb = static_cast<const T*>(A.k) + (b * P.Hkv + g) * P.Tk * P.hd;
   const T* vb = static_cast<const T*>(A.v) + (b * P.Hkv + g) * P.Tk * P.hdv;
-  for (i64 d = t; d < P.hd; d += DEC_THREADS) qs[d] = at(q, d);
+  for (i64 d = t; d < P.hd; d += DEC_THREADS) qs[d] = to_float(q[d]);
   sync();
 
   // this split's share of the keys query 0 sees, [lo, hi) (attention.ts divides hi - lo into shares of per)
@@ -106,7 +103,7 @@ template <class T> KFN void decode_split(const Problem& P, const DecodeArgs& A) 
       const T* vr = vb + (j0 + r) * P.hdv;
       KST_UNROLL for (int i = 0; i < DEC_DL; i++) {
         const i64 d = lane + 32 * i;
-        if (d < P.hdv) acc[i] += pr * at(vr, d);
+        if (d < P.hdv) acc[i] += pr * to_float(vr[d]);
       }
     }
   }

@@ -6,7 +6,7 @@ import { type MemoryTag, registerAllocator } from '../../tensor/memory.js';
 import { TWO_POW_32 } from '../../tensor/rng.js';
 import { Storage } from '../../tensor/storage.js';
 import {
-  ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, GLU_ACTIVATIONS, type Kernels, type QuantWeight, REDUCE_OPS,
+  ARITH_OPS, type AttentionOpts, type Backend, COMPARE_OPS, GLU_ACTIVATIONS, type Kernels, type QuantWeight, REDUCE_OPS, biasProductShapes,
   type PagedKernels, type SpectralKernels, STFT_MODES, UNARY_OPS, type View,
 } from '../kernels.js';
 import { type NativeAddon, loadNative } from '../addon.js';
@@ -238,14 +238,11 @@ export function createCpuBackend(): Backend | null {
   };
 }
 
-/** Operands native matmul_bias takes: float32, a [M, K] and b [K, N] row-major or transposed, bias [N] and out [M, N] contiguous. */
+/** Operands native matmul_bias takes: float32, a and b row-major or transposed (biasProductShapes for the rest). */
 function biasProductFits(a: View, b: View, bias: View, out: View): boolean {
-  const [as, bs, os] = [a.layout.shape, b.layout.shape, out.layout.shape];
-  if (![a, b, bias, out].every((t) => t.dtype === 'float32') || as.length !== 2 || bs.length !== 2 || os.length !== 2) return false;
   const inner = (t: View): boolean => {
     const [r, c] = t.layout.shape, [rs, cs] = t.layout.strides;
     return cs === 1 || rs === 1 || r === 1 || c === 1;
   };
-  return as[0] === os[0] && as[1] === bs[0] && bs[1] === os[1] && bias.layout.shape.length === 1 && bias.layout.shape[0] === os[1] &&
-    bias.layout.isContiguous() && out.layout.isContiguous() && inner(a) && inner(b);
+  return [a, b, bias, out].every((t) => t.dtype === 'float32') && biasProductShapes(a, b, bias, out) && inner(a) && inner(b);
 }

@@ -6,7 +6,7 @@
 // rows with a Linear's weight (decoding) takes a GEMV kernel that streams W once (gemv.cu).
 import { type DType, dtypeBytes } from '../../../tensor/dtype.js';
 import { Layout, shapeStr } from '../../../tensor/layout.js';
-import type { Kernels, View } from '../../kernels.js';
+import { type Kernels, type View, biasProductShapes } from '../../kernels.js';
 import { DTYPE_CODE } from '../../cpu/native.js';
 import { cudaContext } from '../context.js';
 import { collapse, devicePointer, launch, newParams } from '../launch.js';
@@ -100,15 +100,13 @@ function prepare(v: View, rows: number, cols: number, temps: { release(): void }
 
 /** Whether cuBLASLt's bias epilogue takes out = a b + bias: 2-d operands it reads in place, a contiguous bias of out's dtype, more rows than the GEMV takes. */
 function biasFits(a: View, b: View, bias: View, out: View): boolean {
-  const [as, bs, os] = [a.layout.shape, b.layout.shape, out.layout.shape];
-  if (as.length !== 2 || bs.length !== 2 || os.length !== 2 || bias.layout.shape.length !== 1) return false;
-  const [M, N] = os;
-  const K = as[1];
+  if (!biasProductShapes(a, b, bias, out)) return false;
+  const [M, N] = out.layout.shape;
+  const K = a.layout.shape[1];
   const halfIn = a.dtype === 'bfloat16' || a.dtype === 'float16';
   const dtypes = a.dtype === b.dtype && bias.dtype === out.dtype && (out.dtype === a.dtype ? a.dtype !== 'float64' && GEMM_DTYPES.has(a.dtype) : halfIn && out.dtype === 'float32');
-  return dtypes && as[0] === M && bs[0] === K && bs[1] === N && bias.layout.shape[0] === N && M > GEMV_MAX_ROWS && K > 0 &&
-    out.layout.isContiguous() && bias.layout.isContiguous() && readable(a, M, K) !== null && readable(b, K, N) !== null &&
-    out.layout.numel > 0 && devicePointer(bias, 'bias') % 16 === 0;
+  return dtypes && M > GEMV_MAX_ROWS && K > 0 && out.layout.numel > 0 && readable(a, M, K) !== null && readable(b, K, N) !== null &&
+    devicePointer(bias, 'bias') % 16 === 0;
 }
 
 /** Shapes cuBLASLt has no bias-epilogue algorithm for (device_gpu.cc's plan error): they add the bias the other way. */
