@@ -16,12 +16,17 @@ function attentionFlops(q: View, k: View, o: AttentionOpts): number {
   return o.causal ? f / 2 : f;
 }
 
-/** Estimated FLOPs of one call, by kernel (0: not a product). */
-function flopsOf(name: string, args: unknown[]): number {
+/** Estimated FLOPs of one call, by kernel (0: not a product); `result` is what the call returned. */
+function flopsOf(name: string, args: unknown[], result: unknown): number {
   switch (name) {
     case 'matmul': {
       const [a, , out] = args as [View, View, View];
       return 2 * numel(out) * a.layout.shape[a.layout.shape.length - 1];
+    }
+    case 'matmulBias': {
+      // a declined call (false) computed nothing: the op's fallback matmul is counted instead
+      const [a, , , out] = args as [View, View, View, View];
+      return result === false ? 0 : 2 * numel(out) * a.layout.shape[a.layout.shape.length - 1];
     }
     case 'quantLinear': {
       const [, w, y] = args as [View, QuantWeight, View];
@@ -74,7 +79,7 @@ function timeTable(table: object): Map<string, unknown> {
     Reflect.set(table, name, (...args: unknown[]): unknown => {
       const t0 = performance.now();
       const r: unknown = Reflect.apply(fn, table, args);
-      addKernel(name, rowName(name, args), performance.now() - t0, flopsOf(name, args));
+      addKernel(name, rowName(name, args), performance.now() - t0, flopsOf(name, args, r));
       return r;
     });
   }

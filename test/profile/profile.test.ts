@@ -1,5 +1,6 @@
 // k.profile on the CPU backend: the kernels and op backwards it counts are the ones the code runs
-// (a stack of Linear layers: one GEMM each forward, two each backward; a tiny decoder step: one
+// (a stack of Linear layers: one GEMM each forward, two each backward; a biased Linear's product counted once
+// whether the bias epilogue takes it or not; a tiny decoder step: one
 // attention kernel per layer each way, 2L+1 norms, 7L+1 projections), times fit inside the measured span, the
 // backend's own kernels are back after stop(), a paged decode step's KV-cache kernels are counted,
 // and off costs one boolean branch in autograd.
@@ -9,9 +10,27 @@ import { test } from 'node:test';
 import * as k from '../../src/index.js';
 import { decoderConfig } from '../../src/models/registry.js';
 import { pagedStep } from '../../src/infer/paged_step.js';
+import { withEnv } from '../helpers.js';
 
 const cpu = k.hasBackend('cpu') ? false : 'the native CPU backend is not built';
 const row = (r: k.profile.ProfileResult, name: string, phase: k.profile.Phase) => r.kernels.find((x) => x.name === name && x.phase === phase);
+
+test('a biased Linear taken with the bias epilogue counts its 2 M N K FLOPs; a declined call counts none', { skip: cpu }, () => {
+  const [N, D] = [16, 24];
+  const layer = new k.nn.Linear(D, D, { backend: 'cpu' });
+  const x = k.randn([N, D], { backend: 'cpu' });
+  const flops = (epilogue: boolean) => withEnv('KESTREL_BIAS_EPILOGUE', epilogue ? undefined : '0', () => {
+    k.profile.start({ backend: 'cpu' });
+    k.tidy(() => void layer.forward(x));
+    const r = k.profile.stop();
+    return r.kernels.filter((x) => x.phase === 'forward').reduce((a, x) => a + x.flops, 0);
+  });
+  // the same product either way: through matmulBias, or through a declined matmulBias and matmul
+  assert.equal(flops(true), 2 * N * D * D);
+  assert.equal(flops(false), 2 * N * D * D);
+  layer.dispose();
+  x.dispose();
+});
 
 test('a stack of Linear layers: L matmuls forward, 2L backward, with their FLOPs; times within the span', { skip: cpu }, () => {
   const L = 3;
