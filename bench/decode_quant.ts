@@ -9,8 +9,8 @@
 // Decode tok/s counts every token after the first (the prefill's): 128 of them by default, as
 // llama-bench's tg128, so the first steps (op by op while the CPU graph is recorded) weigh as they do
 // in a real generation, not as a third of a short one.
-// A llama.cpp peer (node-llama-cpp on the same shapes exported to GGUF f16 / q8_0 / q4_0) joins
-// through `peers` in the results: see LLAMA_CPP_PEER below.
+// The llama.cpp peer (node-llama-cpp on the same shapes exported to GGUF f16 / q8_0 / q4_0, side by
+// side in one run) is bench/llama_cpp.ts.
 // `--profile int8,q4` adds where a decode step's time goes (k.profile per kernel, the head alone, the
 // rest outside kernels). int8/q4 GEMVs take int8 activations where the CPU has the integer path
 // (quant_gemv_int8.cc): KESTREL_QUANT_GEMV=float before the command times float activations instead.
@@ -34,12 +34,6 @@ const FORMATS = k.quant.INFERENCE_QUANTS;
 /** The activations of the int8/q4 GEMV (quant_gemv_int8.cc; KESTREL_QUANT_GEMV=float keeps them float). */
 const GEMV_PATH = loadNative()?.info().quantGemv ?? 'float';
 const PROMPT = 16;
-
-/**
- * The llama.cpp peer's slot: a function returning decode tok/s per (config, GGUF type), or null
- * while node-llama-cpp is not set up here (the GGUF engineer's folder provides it).
- */
-const LLAMA_CPP_PEER: ((config: string, type: 'f16' | 'q8_0' | 'q4_0') => Promise<number | null>) | null = null;
 
 
 /**
@@ -254,12 +248,10 @@ async function main(): Promise<void> {
   const profiles: Record<string, unknown>[] = [];
   const profileFormats = values.profile ? values.profile.split(',').map((f) => k.quant.checkInferenceQuant(f, '--profile')) : [];
   for (const name of names) for (const f of profileFormats) profiles.push(await profileRun(name, f, Number(values['profile-steps'])));
-  const peers: Record<string, unknown> = {};
-  if (LLAMA_CPP_PEER) for (const name of names) for (const t of ['f16', 'q8_0', 'q4_0'] as const) peers[`${name}/${t}`] = await LLAMA_CPP_PEER(name, t);
   const path = writeResult('decode_quant', {
     threads: info?.threads, simd: info ? { avx512f: info.avx512f, avx2: info.avx2, avx512vnni: info.avx512vnni, avxVnni: info.avxVnni } : null,
     quantGemv: GEMV_PATH, loadAverage1m: loadavg()[0], decodeTokens: Number(values.decode), promptTokens: PROMPT, lastLevelCacheBytes: lastLevelCacheBytes(),
-    kernels, models, profiles, peers: LLAMA_CPP_PEER ? peers : 'llama.cpp peer not set up (LLAMA_CPP_PEER in bench/decode_quant.ts)',
+    kernels, models, profiles, peers: 'llama.cpp: bench/llama_cpp.ts (results/llama_cpp.json)',
   });
   console.log(`wrote ${path}`);
 }
