@@ -1,12 +1,12 @@
 // The q4 prefill GEMM with int8 activations (native/quant_gemm_q4.cc): a QuantLinear marked
-// prefillDtype 'int8' multiplies float32 inputs of 32 rows or more (no gradient) with x quantized as
-// q8_0 where the CPU takes the AVX2 integer path. Checked in a child process per KESTREL_QUANT_GEMV:
+// prefillDtype 'int8' multiplies float32 inputs of more rows than the decode GEMV's 8 (no gradient) with x
+// quantized as q8_0 where the CPU takes the AVX2 integer path. Checked in a child process per KESTREL_QUANT_GEMV:
 //  - avx2: q4 weights whose blocks tile the rows equal q8_0 x times the dequantized weight (float64)
 //    within float32 rounding of the sums, and the float x product within the int8 activation bound;
-//    M around the 6-row tile (32, 33, 36, 71, 257), N around the 16-column panel (1, 7, 16, 33, 257),
+//    M from the first row count past the GEMV's (9) and around the 6-row tile (9, 16, 32, 33, 36, 71, 257), N around the 16-column panel (1, 7, 16, 33, 257),
 //    K from one block to 576; strided rows of x; 1 and 2 threads;
 //  - float x where the path does not apply, matching the float reference within float32 rounding
-//    (which the q8_0 products miss): 31 rows (below the prefill's 32), a row with NaN or inf (IEEE
+//    (which the q8_0 products miss): a row with NaN or inf (IEEE
 //    results), q4 blocks straddling rows (K = 33) or of 64, x that needs a gradient, int8 weights
 //    (K = 600: several of the GEMM's packed k blocks), AVX-512 CPUs, and KESTREL_QUANT_GEMV=float.
 import assert from 'node:assert/strict';
@@ -45,10 +45,10 @@ function gemmVsRef(threads: number): void {
   assert.equal(loadNative()!.info().quantGemv, path);
   const integer = path === 'avx2' && !/\bavx512f\b/.test(cpuFlags()); // AVX-512 CPUs keep their float SGEMM
   const cases: { N: number; K: number; Ms: number[] }[] = [
-    { N: 1, K: 32, Ms: [32, 33, 36] },
-    { N: 7, K: 96, Ms: [32, 71] },
+    { N: 1, K: 32, Ms: [9, 32, 33, 36] },
+    { N: 7, K: 96, Ms: [9, 16, 71] },
     { N: 16, K: 160, Ms: [33] },
-    { N: 33, K: 576, Ms: [32, 71] },
+    { N: 33, K: 576, Ms: [16, 32, 71] },
     { N: 257, K: 64, Ms: [257] },
   ];
   let worstRatio = 0;
@@ -63,7 +63,6 @@ function gemmVsRef(threads: number): void {
   }
   // float x wherever the integer path does not apply
   const floatOnly: { type: 'q4' | 'int8'; N: number; K: number; M: number; blockSize?: number; grad?: boolean }[] = [
-    { type: 'q4', N: 33, K: 64, M: 31 },                 // below the prefill's rows: the float GEMM
     { type: 'q4', N: 7, K: 33, M: 40 },                  // blocks of 32 straddling rows
     { type: 'q4', N: 7, K: 128, M: 40, blockSize: 64 },  // blocks of 64: not q4_0
     { type: 'q4', N: 33, K: 96, M: 40, grad: true },     // x needs a gradient (training)

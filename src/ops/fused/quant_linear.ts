@@ -5,7 +5,7 @@
 // On a backend whose GEMM takes half operands (Backend.halfMatmul) a bf16/fp16 input multiplies
 // W decoded to its dtype, as bitsandbytes does on GPUs; elsewhere half inputs compute in float32.
 // A weight with a prefillDtype (inference: QuantLinear.prefillDtype) multiplies float32 inputs of
-// at least PREFILL_MIN_ROWS rows that need no gradient in that dtype, with a float32 result: a
+// at least PREFILL_MIN_ROWS[dtype] rows that need no gradient in that dtype, with a float32 result: a
 // prompt's prefill at the bf16 GEMM's rate, while decode steps (and small batches) keep float32.
 // 'int8' lets the backend quantize those rows to int8 (q8_0) where it has an integer product for
 // the weight's format (the CPU: q4 on AVX2), as the decode GEMV does for every step.
@@ -26,16 +26,19 @@ export interface QuantTensors extends QuantWeight {
   code: Tensor | null;
   scales: Tensor;
   nested: { code: Tensor; absmax: Tensor; offset: number; blockSize: number } | null;
-  /** float32 rows (PREFILL_MIN_ROWS or more, no gradient) are rounded to this dtype for the product; absent: float32 */
+  /** float32 rows (PREFILL_MIN_ROWS[dtype] or more, no gradient) are rounded to this dtype for the product; absent: float32 */
   prefillDtype?: 'bfloat16' | 'int8' | null;
 }
 
 /**
- * Rows from which a prefillDtype weight multiplies float32 inputs in that dtype: an AMX tile's 32 rows. Up to 8 rows
- * take the decode GEMV; between, the half GEMM would take its converting path on Intel CPUs (bf16 operands widened
- * back to float32: slower than the float32 tiles and less exact), so those rows stay float32.
+ * Rows from which a prefillDtype weight multiplies float32 inputs in that dtype. bf16: an AMX tile's 32 rows; up to
+ * 8 rows take the decode GEMV, and between, the half GEMM would take its converting path on Intel CPUs (bf16
+ * operands widened back to float32: slower than the float32 tiles and less exact), so those rows stay float32.
+ * int8: every row count past the decode GEMV's 8, whose rows are int8 already (quant_gemv_int8.cc). The float path
+ * decodes the whole weight for the tiles of any M, so at 16 rows its decoding dominated: a 16-token prompt of
+ * smol135m q4 took 120-160 ms on Zen 3 at 28 GFLOP/s, where the integer kernel runs 16 rows at ~125.
  */
-export const PREFILL_MIN_ROWS = 32;
+export const PREFILL_MIN_ROWS = { bfloat16: 32, int8: 9 } as const;
 
 /** Aliases of every tensor of w, kept for backward (freed with the tape node). */
 function saveWeight(w: QuantTensors): { w: QuantTensors; handles: Tensor[] } {
@@ -63,7 +66,7 @@ export function quantLinear(x: Tensor, w: QuantTensors): Tensor {
   // under autocast the product runs (and returns) in the autocast dtype, as linear() does
   const ac = autocastDtype();
   if (ac && isFloat(x.dtype) && x.dtype !== ac) return tidy(() => quantLinear(to(x, ac), w));
-  const prefill = x.dtype === 'float32' && x.numel / w.K >= PREFILL_MIN_ROWS && !needsGrad(x);
+  const prefill = !!w.prefillDtype && x.dtype === 'float32' && x.numel / w.K >= PREFILL_MIN_ROWS[w.prefillDtype] && !needsGrad(x);
   if (prefill && w.prefillDtype === 'bfloat16' && backendOf(x).halfMatmul) return tidy(() => product(to(x, 'bfloat16'), w, 'float32'));
   return inGemmCompute(x, (xf) => product(xf, w, xf.dtype, prefill && w.prefillDtype === 'int8'));
 }
