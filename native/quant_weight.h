@@ -77,6 +77,15 @@ bool quantize_q8_0(const float* x, int64_t ldx, int64_t M, int64_t K, int8_t* q,
 // nothing, where the weight, the CPU or KESTREL_QUANT_GEMV (any path but avx2) does not take it.
 bool quant_gemm_q4(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy);
 
+// y [M, N] = x [M, K] Wᵀ for int8 weights and a prefill's 9 to kInt8RowsMax - 1 rows: the decode GEMV with
+// int8 activations (quant_gemv_int8) on blocks of kGemvMaxRows rows, each block streaming W once. There is
+// no int8 x int8 GEMM, and the float path decodes the whole of W whatever M is: on Zen 3 (AVX2, 2 cores,
+// [3072, 576] weights) the blocks ran at 74-99 GFLOP/s for 9-32 rows where it ran at 32-69, and the two
+// met at 128 rows (~100 each). Same conditions as quant_gemm_q4 (the avx2 path, no AVX-512); returns
+// false, computing nothing, elsewhere. A block with a non-finite x takes the float GEMV.
+constexpr int64_t kInt8RowsMax = 128;
+bool quant_gemm_int8_rows(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy);
+
 // Reads a weight in the order src/backend/cpu/backend.ts packs a QuantWeight (kind, N, K, data,
 // code, blockSize, scales, nested...), checking every buffer's dtype and size (quant.cc).
 class Args;

@@ -8,7 +8,8 @@
 // at least PREFILL_MIN_ROWS[dtype] rows that need no gradient in that dtype, with a float32 result: a
 // prompt's prefill at the bf16 GEMM's rate, while decode steps (and small batches) keep float32.
 // 'int8' lets the backend quantize those rows to int8 (q8_0) where it has an integer product for
-// the weight's format (the CPU: q4 on AVX2), as the decode GEMV does for every step.
+// the weight's format (the CPU on AVX2: q4's GEMM, and int8's decode GEMV 8 rows at a time up to 127
+// rows), as the decode GEMV does for every step.
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { QuantWeight } from '../../backend/kernels.js';
 import { autocastDtype } from '../../tensor/autocast.js';
