@@ -469,7 +469,7 @@ KESTREL_KERNEL(quant_linear) {
   if (x.rows == 0 || w.N == 0) return;
   if (x.dtype == F32 && x.rows <= kGemvMaxRows) quant_gemv(w, x.f(), x.ld, x.rows, y.f(), y.ld);
   else if (x.dtype != F32) forward_half(w, x, y);
-  else if (!(int8_activations && (quant_gemm_q4(w, x.f(), x.ld, x.rows, y.f(), y.ld) || quant_gemm_int8_rows(w, x.f(), x.ld, x.rows, y.f(), y.ld)))) forward(w, x, y);
+  else if (!((int8_activations && quant_gemm_q4(w, x.f(), x.ld, x.rows, y.f(), y.ld)) || quant_gemv_rows(w, x.f(), x.ld, x.rows, y.f(), y.ld, int8_activations))) forward(w, x, y);
 }
 
 KESTREL_KERNEL(quant_linear_backward) {

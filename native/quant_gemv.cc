@@ -167,11 +167,8 @@ void rows_q4_any(const GemvTask& t, int64_t n0, int64_t n1) {
 
 thread_local ScratchBuffer split_x{"quant_gemv even/odd x"};
 
-}  // namespace
-
-void quant_gemv(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy) {
-  if (M < 1 || M > kGemvMaxRows) throw KernelError("quant_gemv: " + std::to_string(M) + " rows of x (1 to 8 allowed)");
-  if (quant_gemv_int8(w, x, ldx, M, y, ldy)) return;  // int8 and q4 weights on CPUs with an integer dot product
+// The GEMV with float32 x (1..8 rows).
+void gemv_float(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy) {
   GemvTask t{&w, x, ldx, nullptr, nullptr, M, y, ldy};
   bool q4_fast = w.kind == QuantKind::FourBit && w.block % 32 == 0 && w.K % w.block == 0;
   if (q4_fast) {
@@ -195,6 +192,25 @@ void quant_gemv(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, fl
   // rows of about 16 KB of weight per chunk at least, so tiny layers stay on one thread
   int64_t bytes_per_row = w.kind == QuantKind::BF16 ? 2 * w.K : w.kind == QuantKind::Int8 ? w.K : w.K / 2 + 1;
   parallel_for(w.N, std::max<int64_t>(1, 16384 / std::max<int64_t>(bytes_per_row, 1)), body);
+}
+}  // namespace
+
+void quant_gemv(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy) {
+  if (M < 1 || M > kGemvMaxRows) throw KernelError("quant_gemv: " + std::to_string(M) + " rows of x (1 to 8 allowed)");
+  if (quant_gemv_int8(w, x, ldx, M, y, ldy)) return;  // int8 and q4 weights on CPUs with an integer dot product
+  gemv_float(w, x, ldx, M, y, ldy);
+}
+
+bool quant_gemv_rows(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy, bool int8_activations) {
+  const bool int8 = w.kind == QuantKind::Int8 && int8_activations && M < kInt8RowsMax && quant_gemv_path_name() == "avx2";
+  const bool bf16 = w.kind == QuantKind::BF16 && M < kBf16RowsMax && simd::level() == 1;
+  if (M <= kGemvMaxRows || cpu_features().avx512f || !(int8 || bf16)) return false;
+  for (int64_t m = 0; m < M; m += kGemvMaxRows) {
+    const int64_t rows = std::min(kGemvMaxRows, M - m);
+    // int8: a block with a non-finite x is refused by the integer path and taken in float
+    if (!(int8 && quant_gemv_int8(w, x + m * ldx, ldx, rows, y + m * ldy, ldy))) gemv_float(w, x + m * ldx, ldx, rows, y + m * ldy, ldy);
+  }
+  return true;
 }
 
 }  // namespace kestrel

@@ -367,14 +367,4 @@ bool quant_gemv_int8(const QuantWeight& w, const float* x, int64_t ldx, int64_t 
   return true;
 }
 
-bool quant_gemm_int8_rows(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy) {
-  if (w.kind != QuantKind::Int8 || M <= kGemvMaxRows || M >= kInt8RowsMax || cpu_features().avx512f || chosen_path() != kAvx2) return false;
-  for (int64_t m = 0; m < M; m += kGemvMaxRows) {
-    const int64_t rows = std::min(kGemvMaxRows, M - m);
-    // a block with a non-finite x takes the float GEMV (IEEE results in its rows only)
-    if (!quant_gemv_int8(w, x + m * ldx, ldx, rows, y + m * ldy, ldy)) quant_gemv(w, x + m * ldx, ldx, rows, y + m * ldy, ldy);
-  }
-  return true;
-}
-
 }  // namespace kestrel

@@ -77,14 +77,17 @@ bool quantize_q8_0(const float* x, int64_t ldx, int64_t M, int64_t K, int8_t* q,
 // nothing, where the weight, the CPU or KESTREL_QUANT_GEMV (any path but avx2) does not take it.
 bool quant_gemm_q4(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy);
 
-// y [M, N] = x [M, K] Wᵀ for int8 weights and a prefill's 9 to kInt8RowsMax - 1 rows: the decode GEMV with
-// int8 activations (quant_gemv_int8) on blocks of kGemvMaxRows rows, each block streaming W once. There is
-// no int8 x int8 GEMM, and the float path decodes the whole of W whatever M is: on Zen 3 (AVX2, 2 cores,
-// [3072, 576] weights) the blocks ran at 74-99 GFLOP/s for 9-32 rows where it ran at 32-69, and the two
-// met at 128 rows (~100 each). Same conditions as quant_gemm_q4 (the avx2 path, no AVX-512); returns
-// false, computing nothing, elsewhere. A block with a non-finite x takes the float GEMV.
-constexpr int64_t kInt8RowsMax = 128;
-bool quant_gemm_int8_rows(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy);
+// y [M, N] = x [M, K] Wᵀ for 9 or more rows of float32 x by the decode GEMV on blocks of kGemvMaxRows
+// rows, each block streaming W once, where that beats the float path (quant.cc: the SGEMM, decoding
+// all of W into its panels whatever M is): int8 weights up to kInt8RowsMax - 1 rows when x may be
+// quantized to int8 (`int8_activations`, the GEMV's integer path on AVX2: there is no int8 x int8 GEMM),
+// bf16 weights up to kBf16RowsMax - 1 rows (float x). Measured on Zen 3 (AVX2, 2 cores, [3072, 576]
+// weights): int8 74-99 GFLOP/s at 9-32 rows where the float path ran 32-69, the two meeting at 128
+// rows (~100); bf16 53-75 at 9-16 rows where it ran 24-42, meeting at 64. CPUs with AVX-512 keep the
+// float path (its 16-lane SGEMM was not measured against this). Returns false, computing nothing,
+// where it does not apply. A block with a non-finite x computes it in float (IEEE results in its rows).
+constexpr int64_t kInt8RowsMax = 128, kBf16RowsMax = 64;
+bool quant_gemv_rows(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy, bool int8_activations);
 
 // Reads a weight in the order src/backend/cpu/backend.ts packs a QuantWeight (kind, N, K, data,
 // code, blockSize, scales, nested...), checking every buffer's dtype and size (quant.cc).

@@ -1,7 +1,7 @@
 // The prefill with int8 activations: a QuantLinear marked prefillDtype 'int8' multiplies float32 inputs
 // of more rows than the decode GEMV's 8 (no gradient) with x quantized as q8_0 where the CPU takes the
 // AVX2 integer path: q4 weights through the q4 GEMM (native/quant_gemm_q4.cc), int8 weights through the
-// decode GEMV 8 rows at a time up to 127 rows (quant_gemm_int8_rows). Checked in a child process per
+// decode GEMV 8 rows at a time up to 127 rows (quant_gemv_rows). Checked in a child process per
 // KESTREL_QUANT_GEMV:
 //  - avx2: q4 weights whose blocks tile the rows, and int8 weights, equal q8_0 x times the dequantized
 //    weight (float64) within float32 rounding of the sums, and the float x product within the int8
@@ -111,7 +111,7 @@ const hasAvx2 = (): boolean => /\bavx2\b/.test(cpuFlags()) && /\bfma\b/.test(cpu
 
 if (CHILD) onCpuThreads(gemmVsRef);
 else
-  describe('prefill with int8 activations (quant_gemm_q4.cc, quant_gemm_int8_rows)', { skip: skipUnless('cpu') }, () => {
+  describe('prefill with int8 activations (quant_gemm_q4.cc, quant_gemv_rows)', { skip: skipUnless('cpu') }, () => {
     test('avx2: equals q8_0 x times the weight (float64), added error within the stated bound; float x where it does not apply', { skip: !hasAvx2() && 'this CPU lacks AVX2' }, () => {
       const out = runChild(fileURLToPath(import.meta.url), { KESTREL_QUANT_GEMV: 'avx2', KESTREL_GEMM_Q4_CHILD: '1' });
       const ratio = /added error at most [\d.]+ of the bound/.exec(out);

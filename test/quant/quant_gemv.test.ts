@@ -6,7 +6,8 @@
 // 2 threads. Every check runs in child processes with KESTREL_QUANT_GEMV=float (x stays float32;
 // the int8-activation path for int8/q4 weights has its own test, quant_gemv_int8.test.ts), the AVX2
 // and scalar bodies with KESTREL_SIMD forced; the parent checks that it ran AVX-512 where the CPU
-// has it. Also: the q4 quantizer's rounding.
+// has it. bf16 weights take the GEMV for 9-63 rows too, 8 rows at a time, where the CPU has AVX2 and
+// no AVX-512 (bit for bit its blocks). Also: the q4 quantizer's rounding.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
@@ -61,6 +62,28 @@ function gemvVsRef(threads: number): void {
     }
 }
 
+/**
+ * bf16 weights on AVX2 without AVX-512 (quant_gemv_rows): 9 to 63 rows are the GEMV's own 8-row blocks
+ * bit for bit (and match the reference); from 64 rows the tiled path, whose sums run in another order.
+ */
+function bf16RowBlocks(): void {
+  const s = state(33, 257, { type: 'bf16' });
+  const qc = new k.quant.QuantLinear(s, { backend: 'cpu' });
+  const qr = new k.quant.QuantLinear(s, { backend: 'ref' });
+  k.tidy(() => {
+    for (const M of [9, 17, 63, 64]) {
+      const x = seededTensor([M, 257], 'float32', 'cpu', M);
+      const whole = qc.applyWeight(x).toFloat32Array();
+      const blocks = Float32Array.from(k.cat(Array.from({ length: Math.ceil(M / 8) }, (_, i) => qc.applyWeight(x.narrow(0, 8 * i, Math.min(8, M - 8 * i)))), 0).toFloat32Array());
+      const same = whole.every((v, i) => v === blocks[i]);
+      assert.equal(same, M < 64, `bf16 M=${M}: ${M < 64 ? 'the GEMV blocks exactly' : 'the tiled path, not the GEMV blocks'}`);
+      assertClose(qc.applyWeight(x), qr.applyWeight(x.to('ref')), { ...VS_REF, what: `bf16 M=${M} vs reference` });
+    }
+  });
+  qc.dispose();
+  qr.dispose();
+}
+
 /** With float x the GEMV (M <= 8) equals the tiled SGEMM path (M = 9) row for row. */
 function gemvVsTiles(): void {
   const s = state(257, 320, { type: 'q4' });
@@ -78,6 +101,7 @@ if (CHILD)
   onCpuThreads((threads) => {
     gemvVsRef(threads);
     gemvVsTiles();
+    if (process.env.KESTREL_BF16_ROWS_CHILD === '1') bf16RowBlocks();
   });
 else
   describe('decode GEMV (quant_gemv.cc)', { skip: skipUnless('cpu') }, () => {
@@ -92,6 +116,11 @@ else
         const out = runChild(fileURLToPath(import.meta.url), { ...FLOAT_CHILD, KESTREL_SIMD: simd });
         assert.match(out, simd === 'avx2' ? /"avx2":true,"fma":true,"avx512f":false/ : /"avx2":false/);
       });
+
+    const avx512 = /\bavx512f\b/.test(readFileSync('/proc/cpuinfo', 'utf8'));
+    test('bf16 weights, 9-63 rows of x: the GEMV 8 rows at a time, bit for bit; 64 rows: the tiles (child process, KESTREL_SIMD=avx2)', { skip: avx512 && 'AVX-512 CPUs keep the tiled path for every row count past 8' }, () => {
+      runChild(fileURLToPath(import.meta.url), { ...FLOAT_CHILD, KESTREL_SIMD: 'avx2', KESTREL_BF16_ROWS_CHILD: '1' });
+    });
 
     test('bad input: a bf16 weight of the wrong dtype or size is named', () => {
       const q = new k.quant.QuantLinear(state(4, 32, { type: 'bf16' }), { backend: 'cpu' });

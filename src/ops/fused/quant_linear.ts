@@ -9,7 +9,9 @@
 // prompt's prefill at the bf16 GEMM's rate, while decode steps (and small batches) keep float32.
 // 'int8' lets the backend quantize those rows to int8 (q8_0) where it has an integer product for
 // the weight's format (the CPU on AVX2: q4's GEMM, and int8's decode GEMV 8 rows at a time up to 127
-// rows), as the decode GEMV does for every step.
+// rows), as the decode GEMV does for every step. Whatever the marking, bf16 weights multiply 9-63
+// float32 rows by the decode GEMV 8 rows at a time on AVX2 CPUs (native quant_gemv_rows: float x, so
+// the same products; the tiled path decodes all of W whatever M is).
 import { backendOf, withLayout } from '../../backend/index.js';
 import type { QuantWeight } from '../../backend/kernels.js';
 import { autocastDtype } from '../../tensor/autocast.js';
