@@ -457,7 +457,7 @@ KESTREL_KERNEL(quant_linear) {
   const char* k = "quant_linear";
   QuantWeight w = read_weight(args, k);
   View xv = args.view(), yv = args.view();
-  const bool int8_activations = args.i64() != 0;  // an inference prefill that may quantize x (quant_gemm_q4)
+  const bool int8_activations = args.i64() != 0;  // an inference prefill that may quantize x (quant_gemm_q4, quant_gemv_rows)
   args.done();
   Mat x = read_matrix(k, "x", xv, false), y = read_matrix(k, "out", yv, true);
   if (x.cols != w.K) fail(k, "x " + shape_str(xv) + " has " + std::to_string(x.cols) + " features, the weight takes K=" + std::to_string(w.K));

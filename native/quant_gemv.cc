@@ -8,6 +8,7 @@
 // dequantized product; int8 and q4 weights first try quant_gemv_int8.cc, which quantizes x to
 // int8 and uses integer dot products (the table lookups made q4 arithmetic-bound), unless
 // KESTREL_QUANT_GEMV=float. Bodies: quant_gemv_body.inc, compiled for AVX-512, AVX2 and scalar.
+// quant_gemv_rows runs this GEMV 8 rows at a time for some longer inputs (quant_weight.h says which).
 #include <immintrin.h>
 
 #include <algorithm>

@@ -223,7 +223,8 @@ export interface Kernels {
    * y [M, N] = x [M, K] Wᵀ; x has unit stride in its last dim (rows may be strided), y contiguous.
    * float32, or (halfMatmul backends) bf16/fp16 x and y with W decoded to their dtype.
    * int8Activations (inference prefill only): float32 x may be quantized to int8 per block of 32 (llama.cpp's
-   * q8_0) for an integer product where the backend has one for W's format (CPU: q4 on AVX2); others ignore it.
+   * q8_0) for an integer product where the backend has one for W's format (CPU on AVX2: q4, and int8 up to
+   * 127 rows); others ignore it.
    */
   quantLinear(x: View, w: QuantWeight, y: View, int8Activations?: boolean): void;
   /** dx [M, K] = dy [M, N] W (the input gradient of quantLinear; W gets none); dx contiguous */

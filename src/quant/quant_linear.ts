@@ -76,9 +76,10 @@ export class QuantLinear extends Module {
   /**
    * Inference only: float32 inputs of 32 rows or more that need no gradient (a prompt's prefill) are
    * rounded to this dtype and multiplied by the weight decoded to it, at the bf16 GEMM's rate, with a
-   * float32 result; decode steps keep the float32 GEMV. 'int8': those rows may be quantized to int8
-   * per block of 32 (q8_0) where the backend has an integer product for the weight (the CPU: q4 on
-   * AVX2), as the decode GEMV's are. null (the default, and training): float32. A marked layer keeps its
+   * float32 result; decode steps keep the float32 GEMV. 'int8': inputs of 9 rows or more (past the
+   * decode GEMV's 8) may be quantized to int8 per block of 32 (q8_0) where the backend has an integer
+   * product for the weight (the CPU on AVX2: q4's GEMM, int8's GEMV 8 rows at a time up to 127 rows),
+   * as the decode GEMV's are. null (the default, and training): float32. A marked layer keeps its
    * mark if it is then trained: inputs that need no gradient (the first layer's) still take that dtype.
    * Set by usePrefillDtype (quantizeForInference, kestrel-quantized folders).
    */

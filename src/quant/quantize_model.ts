@@ -62,7 +62,7 @@ export function quantizeModel(model: Module, opts: QuantizeModelOptions): string
  * Lets every QuantLinear of an inference model on the CPU backend multiply a prompt's prefill rows
  * faster than float32 (QuantLinear.prefillDtype): in bf16 where the CPU multiplies bf16 natively (AMX
  * or AVX512_BF16), elsewhere int8 and q4 layers with int8 activations (the kernel takes them where it
- * has an integer product: q4 on AVX2; elsewhere bf16 operands would only be widened, so float32 is as
+ * has an integer product: q4, and int8 up to 127 rows, on AVX2; elsewhere bf16 operands would only be widened, so float32 is as
  * fast and exact). KESTREL_PREFILL_DTYPE=float32 keeps float32. Returns the layers marked.
  * @example usePrefillDtype(model)  // after quantizeModel(model, { type: 'int8', head: true })
  */

@@ -19,15 +19,25 @@ test('a biased Linear taken with the bias epilogue counts its 2 M N K FLOPs; a d
   const [N, D] = [16, 24];
   const layer = new k.nn.Linear(D, D, { backend: 'cpu' });
   const x = k.randn([N, D], { backend: 'cpu' });
-  const flops = (epilogue: boolean) => withEnv('KESTREL_BIAS_EPILOGUE', epilogue ? undefined : '0', () => {
+  const forward = (f: () => void) => {
     k.profile.start({ backend: 'cpu' });
-    k.tidy(() => void layer.forward(x));
-    const r = k.profile.stop();
-    return r.kernels.filter((x) => x.phase === 'forward').reduce((a, x) => a + x.flops, 0);
-  });
-  // the same product either way: through matmulBias, or through a declined matmulBias and matmul
-  assert.equal(flops(true), 2 * N * D * D);
-  assert.equal(flops(false), 2 * N * D * D);
+    k.tidy(f);
+    return k.profile.stop().kernels.filter((r) => r.phase === 'forward');
+  };
+  const total = (rows: k.profile.ProfileResult['kernels']) => rows.reduce((a, r) => a + r.flops, 0);
+  // taken: the product is matmulBias's
+  const taken = forward(() => void layer.forward(x));
+  assert.equal(taken.find((r) => r.name === 'matmulBias float32')?.flops, 2 * N * D * D);
+  assert.equal(total(taken), 2 * N * D * D);
+  // declined (bf16 operands under autocast with a float32 bias: the CPU epilogue takes float32 only):
+  // the call counts nothing and the fallback matmul counts the product, once
+  const declined = forward(() => k.autocast('bfloat16', () => void layer.forward(x)));
+  const call = declined.find((r) => r.name.startsWith('matmulBias'));
+  assert.equal(call?.calls, 1, 'matmulBias was asked');
+  assert.equal(call?.flops, 0, 'and declined');
+  assert.equal(total(declined), 2 * N * D * D);
+  // not asked (KESTREL_BIAS_EPILOGUE=0): the matmul alone
+  assert.equal(total(withEnv('KESTREL_BIAS_EPILOGUE', '0', () => forward(() => void layer.forward(x)))), 2 * N * D * D);
   layer.dispose();
   x.dispose();
 });
