@@ -124,7 +124,8 @@ async function main(): Promise<void> {
       '  --prompt N       prompt tokens for prefill (default 128)',
       '  --decode N       decoded tokens timed (default 64)',
       '  --reps N         timed repetitions after a warm-up, median kept (default 2)',
-      'Writes bench/results/llama_cpp.json. Example: node --import tsx bench/llama_cpp.ts --configs smol135m --prompt 16 --decode 16 --reps 1',
+      'Writes bench/results/llama_cpp.json (another --prompt: llama_cpp_promptN.json, so a short-prompt run keeps its own record).',
+      'Example: node --import tsx bench/llama_cpp.ts --configs smol135m --prompt 16 --decode 16 --reps 1',
     ].join('\n'));
     return;
   }
@@ -179,7 +180,7 @@ async function main(): Promise<void> {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  const path = writeResult('llama_cpp', { loadAverage1m: loadavg()[0], quantGemv: loadNative()?.info().quantGemv, threads: { kestrel: process.env.KESTREL_NUM_THREADS ?? 'all cores', llamaCpp: threadCounts }, promptTokens: p, decodeTokens: decode, reps, peer: 'node-llama-cpp 3.21.1 (prebuilt CPU build), best of its thread counts', rows });
+  const path = writeResult(p === 128 ? 'llama_cpp' : `llama_cpp_prompt${p}`, { loadAverage1m: loadavg()[0], quantGemv: loadNative()?.info().quantGemv, threads: { kestrel: process.env.KESTREL_NUM_THREADS ?? 'all cores', llamaCpp: threadCounts }, promptTokens: p, decodeTokens: decode, reps, peer: 'node-llama-cpp 3.21.1 (prebuilt CPU build), best of its thread counts', rows });
   console.log(`wrote ${path}`);
 }
 
