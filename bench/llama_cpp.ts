@@ -115,8 +115,11 @@ function weightBytes(file: string): number {
   }
 }
 
+/** Prompt tokens of the default run, whose result is llama_cpp.json (others: llama_cpp_promptN.json). */
+const DEFAULT_PROMPT = 128;
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { configs: { type: 'string', default: 'smol135m,qwen05b' }, prompt: { type: 'string', default: '128' }, decode: { type: 'string', default: '64' }, reps: { type: 'string', default: '2' }, help: { type: 'boolean', default: false } } });
+  const { values } = parseArgs({ options: { configs: { type: 'string', default: 'smol135m,qwen05b' }, prompt: { type: 'string', default: String(DEFAULT_PROMPT) }, decode: { type: 'string', default: '64' }, reps: { type: 'string', default: '2' }, help: { type: 'boolean', default: false } } });
   if (values.help) {
     console.log([
       'bench/llama_cpp.ts: batch-1 decode and prefill, Kestrel float32/bf16/int8/q4 beside llama.cpp f16/q8_0/q4_0 (node-llama-cpp), one run',
@@ -180,7 +183,7 @@ async function main(): Promise<void> {
   } finally {
     rmSync(work, { recursive: true, force: true });
   }
-  const path = writeResult(p === 128 ? 'llama_cpp' : `llama_cpp_prompt${p}`, { loadAverage1m: loadavg()[0], quantGemv: loadNative()?.info().quantGemv, threads: { kestrel: process.env.KESTREL_NUM_THREADS ?? 'all cores', llamaCpp: threadCounts }, promptTokens: p, decodeTokens: decode, reps, peer: 'node-llama-cpp 3.21.1 (prebuilt CPU build), best of its thread counts', rows });
+  const path = writeResult(p === DEFAULT_PROMPT ? 'llama_cpp' : `llama_cpp_prompt${p}`, { loadAverage1m: loadavg()[0], quantGemv: loadNative()?.info().quantGemv, threads: { kestrel: process.env.KESTREL_NUM_THREADS ?? 'all cores', llamaCpp: threadCounts }, promptTokens: p, decodeTokens: decode, reps, peer: 'node-llama-cpp 3.21.1 (prebuilt CPU build), best of its thread counts', rows });
   console.log(`wrote ${path}`);
 }
 

@@ -123,11 +123,9 @@ KESTREL_AVX2 void kernel(int64_t K, const uint8_t* codes, const float* scales, c
 
 }  // namespace
 
-// Where the decode GEMV takes the AVX2 integer path (KESTREL_QUANT_GEMV auto or avx2) on a CPU without
-// AVX-512: an AVX-512 SGEMM does 16 multiply-adds per FMA, which this kernel was not measured against.
-// Known limit: every 16-column panel reads all of x, so very long inputs (M K past L2) read x from L3.
+// Where avx2_integer_prefill (quant_weight.h). Known limit: every 16-column panel reads all of x, so very long inputs (M K past L2) read x from L3.
 bool quant_gemm_q4(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy) {
-  if (M <= kGemvMaxRows || w.K == 0 || !is_q4_0(w) || cpu_features().avx512f || quant_gemv_path_name() != "avx2") return false;
+  if (M <= kGemvMaxRows || w.K == 0 || !is_q4_0(w) || !avx2_integer_prefill()) return false;
   const int64_t K = w.K, N = w.N, blocks = K / kBlock, Mp = (M + kMR - 1) / kMR * kMR;
   const size_t q_floats = size_t(Mp * K + 3) / 4, s_floats = size_t(Mp * blocks);
   float* buf = act_buf.get(q_floats + 2 * s_floats);

@@ -203,9 +203,10 @@ void quant_gemv(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, fl
 }
 
 bool quant_gemv_rows(const QuantWeight& w, const float* x, int64_t ldx, int64_t M, float* y, int64_t ldy, bool int8_activations) {
-  const bool int8 = w.kind == QuantKind::Int8 && int8_activations && M < kInt8RowsMax && quant_gemv_path_name() == "avx2";
-  const bool bf16 = w.kind == QuantKind::BF16 && M < kBf16RowsMax && simd::level() == 1;
-  if (M <= kGemvMaxRows || cpu_features().avx512f || !(int8 || bf16)) return false;
+  if (M <= kGemvMaxRows) return false;
+  const bool int8 = w.kind == QuantKind::Int8 && int8_activations && M < kInt8RowsMax && avx2_integer_prefill();
+  const bool bf16 = w.kind == QuantKind::BF16 && M < kBf16RowsMax && simd::level() == 1 && !cpu_features().avx512f;
+  if (!(int8 || bf16)) return false;
   for (int64_t m = 0; m < M; m += kGemvMaxRows) {
     const int64_t rows = std::min(kGemvMaxRows, M - m);
     // int8: a block with a non-finite x is refused by the integer path and taken in float

@@ -338,6 +338,14 @@ bool quantize_q8_0(const float* x, int64_t ldx, int64_t M, int64_t K, int8_t* q,
   return true;
 }
 
+bool avx2_integer_prefill() {
+  try {
+    return !cpu_features().avx512f && chosen_path() == kAvx2;
+  } catch (const KernelError&) {
+    return false;  // a KESTREL_QUANT_GEMV this CPU cannot run: the decode GEMV reports it
+  }
+}
+
 std::string quant_gemv_path_name() {
   try {
     return kPathNames[chosen_path()];

@@ -72,6 +72,10 @@ bool is_q4_0(const QuantWeight& w);
 // Returns false, leaving the buffers partly written, on a non-finite x.
 bool quantize_q8_0(const float* x, int64_t ldx, int64_t M, int64_t K, int8_t* q, float* d, int32_t* sums);
 
+// Where the prefill's integer paths (quant_gemm_q4, quant_gemv_rows' int8 rows) run: the decode GEMV's
+// AVX2 integer path, on a CPU without AVX-512 (whose 16-lane SGEMM they were not measured against).
+bool avx2_integer_prefill();
+
 // y [M, N] = x [M, K] Wᵀ for q4_0 weights (is_q4_0) and the longer inputs of a prefill (M > kGemvMaxRows)
 // with int8 activations, on the AVX2 integer path (quant_gemm_q4.cc). Returns false, computing
 // nothing, where the weight, the CPU or KESTREL_QUANT_GEMV (any path but avx2) does not take it.
